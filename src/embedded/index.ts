@@ -1,0 +1,2 @@
+export type { EmbeddedPostgres, StartEmbeddedPostgresOptions } from './start-embedded-postgres.js';
+export { startEmbeddedPostgres } from './start-embedded-postgres.js';

@@ -1,0 +1,58 @@
+import { randomUUID } from 'node:crypto';
+
+import { InvalidOptionError } from '../errors.js';
+import { CONTENT_TYPE_HEADER, CONTENT_TYPES, CORRELATION_ID_HEADER, type Headers } from './headers.js';
+
+/** Checks that user headers are a flat map of strings. `option` names the argument in errors. */
+export function validateHeaders(option: string, headers: unknown): Headers {
+  if (headers === undefined) return {};
+  if (headers === null || typeof headers !== 'object' || Array.isArray(headers)) {
+    throw new InvalidOptionError({ option, value: headers, expected: 'an object mapping header names to strings' });
+  }
+  for (const [name, value] of Object.entries(headers)) {
+    if (typeof value !== 'string') {
+      throw new InvalidOptionError({
+        option: `${option}[${JSON.stringify(name)}]`,
+        value,
+        expected: 'a string',
+        fix: 'Header values are strings; encode other values yourself (String(x) or JSON.stringify(x)).',
+      });
+    }
+  }
+  return headers as Headers;
+}
+
+/**
+ * The row's headers: the user's, plus the envelope's content type and correlation id.
+ * A user content type may only relabel bytes (say, application/protobuf); on text or JSON it
+ * would make the subscriber decode the body wrongly, so a different one is an error.
+ */
+export function buildHeaders(args: {
+  readonly headers: Headers;
+  readonly contentType: string;
+  readonly correlationId: string | undefined;
+}): Record<string, string> {
+  const result: Record<string, string> = { ...args.headers };
+  const userContentType = args.headers[CONTENT_TYPE_HEADER];
+  if (userContentType === undefined) {
+    result[CONTENT_TYPE_HEADER] = args.contentType;
+  } else if (userContentType !== args.contentType && args.contentType !== CONTENT_TYPES.octetStream) {
+    throw new InvalidOptionError({
+      option: `headers["${CONTENT_TYPE_HEADER}"]`,
+      value: userContentType,
+      expected: `"${args.contentType}" for this body, or no content-type header`,
+      fix: 'The content type is derived from the body; to label a body yourself, pass it as a Buffer.',
+    });
+  }
+  const headerCorrelationId = args.headers[CORRELATION_ID_HEADER];
+  if (args.correlationId !== undefined && headerCorrelationId !== undefined && args.correlationId !== headerCorrelationId) {
+    throw new InvalidOptionError({
+      option: 'correlationId',
+      value: args.correlationId,
+      expected: `the same value as headers["${CORRELATION_ID_HEADER}"] (${JSON.stringify(headerCorrelationId)})`,
+      fix: 'Pass the correlation id one way, not both.',
+    });
+  }
+  result[CORRELATION_ID_HEADER] = args.correlationId ?? headerCorrelationId ?? randomUUID();
+  return result;
+}

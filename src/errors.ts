@@ -1,0 +1,172 @@
+/**
+ * Every error txoutbox throws on purpose is a `TxOutboxError` with a stable `code`, so callers branch
+ * on `instanceof` or `code`, never on message text. Subclasses carry the structured fields their
+ * message is composed from (option, value, expected, fix) and keep the underlying `cause`.
+ */
+
+export type TxOutboxErrorCode =
+  | 'INVALID_OPTION'
+  | 'INVALID_IDENTIFIER'
+  | 'UNSUPPORTED_POSTGRES'
+  | 'SCHEMA_DRIFT'
+  | 'MIGRATION_FAILED'
+  | 'NOT_IN_TRANSACTION'
+  | 'UNENCODABLE_BODY'
+  | 'EMBEDDED_POSTGRES_FAILED'
+  | 'OUTBOX_STOPPED';
+
+export class TxOutboxError extends Error {
+  readonly code: TxOutboxErrorCode;
+
+  constructor(code: TxOutboxErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+    this.name = new.target.name;
+  }
+}
+
+/** Renders a user-supplied value for an error message: short, single-line, never huge. */
+export function renderValue(value: unknown): string {
+  if (typeof value === 'string') {
+    return JSON.stringify(value.length > 80 ? `${value.slice(0, 77)}...` : value);
+  }
+  if (typeof value === 'bigint') return `${value}n`;
+  if (typeof value === 'function') return 'a function';
+  if (value instanceof Date) return Number.isNaN(value.getTime()) ? 'Invalid Date' : value.toISOString();
+  if (value === undefined) return 'undefined';
+  try {
+    const json = JSON.stringify(value) as string | undefined;
+    if (json === undefined) return typeof value === 'symbol' ? value.toString() : 'a value with no JSON form';
+    return json.length > 80 ? `${json.slice(0, 77)}...` : json;
+  } catch {
+    return Object.prototype.toString.call(value);
+  }
+}
+
+/** An option (constructor, subscribe, publish, config file) has a value that cannot work. */
+export class InvalidOptionError extends TxOutboxError {
+  readonly option: string;
+  readonly value: unknown;
+  readonly expected: string;
+  readonly fix: string | undefined;
+
+  constructor(args: { option: string; value: unknown; expected: string; fix?: string; cause?: unknown; redact?: boolean }) {
+    const shown = args.redact === true ? '[redacted]' : renderValue(args.value);
+    const fix = args.fix === undefined ? '' : ` ${args.fix}`;
+    super('INVALID_OPTION', `${args.option}: expected ${args.expected}, got ${shown}.${fix}`, { cause: args.cause });
+    this.option = args.option;
+    this.value = args.redact === true ? '[redacted]' : args.value;
+    this.expected = args.expected;
+    this.fix = args.fix;
+  }
+}
+
+/** A table, schema or derived name is not a safe Postgres identifier (or exceeds 63 bytes). */
+export class InvalidIdentifierError extends TxOutboxError {
+  readonly option: string;
+  readonly identifier: string;
+  readonly reason: string;
+
+  constructor(args: { option: string; identifier: string; reason: string }) {
+    super('INVALID_IDENTIFIER', `${args.option}: ${renderValue(args.identifier)} is not a valid identifier: ${args.reason}`);
+    this.option = args.option;
+    this.identifier = args.identifier;
+    this.reason = args.reason;
+  }
+}
+
+/** The server is older than the version floor (see architecture/schema.md for why). */
+export class UnsupportedPostgresError extends TxOutboxError {
+  readonly serverVersionNum: number;
+  readonly minimumVersionNum: number;
+
+  constructor(serverVersionNum: number, minimumVersionNum: number, reason: string) {
+    super(
+      'UNSUPPORTED_POSTGRES',
+      `PostgreSQL ${formatVersion(serverVersionNum)} is not supported: txoutbox needs ${formatVersion(minimumVersionNum)} or newer (${reason}).`,
+    );
+    this.serverVersionNum = serverVersionNum;
+    this.minimumVersionNum = minimumVersionNum;
+  }
+}
+
+function formatVersion(num: number): string {
+  return `${Math.floor(num / 10000)}.${num % 10000}`;
+}
+
+/** One difference between the live catalog and the schema txoutbox expects. */
+export interface DriftFinding {
+  /** The table the finding is about, as written in SQL (`app.outbox`). */
+  readonly table: string;
+  readonly kind:
+    | 'missing_table'
+    | 'missing_column'
+    | 'wrong_type'
+    | 'wrong_nullability'
+    | 'missing_index'
+    | 'index_not_partial'
+    | 'index_wrong_predicate'
+    | 'index_not_unique'
+    | 'missing_check'
+    | 'autovacuum_not_tuned';
+  /** What is wrong, phrased for a DBA. */
+  readonly message: string;
+  /** How to repair it. */
+  readonly fix: string;
+}
+
+/** `validateSchema()` found drift; every finding is reported at once. */
+export class SchemaDriftError extends TxOutboxError {
+  readonly findings: readonly DriftFinding[];
+
+  constructor(findings: readonly DriftFinding[]) {
+    const lines = findings.map((f) => `- ${f.table}: ${f.message} Fix: ${f.fix}`);
+    super(
+      'SCHEMA_DRIFT',
+      `The outbox schema does not match what txoutbox expects (${findings.length} finding(s)):\n${lines.join('\n')}`,
+    );
+    this.findings = findings;
+  }
+}
+
+/** A migration statement failed; the whole migration transaction was rolled back. */
+export class MigrationFailedError extends TxOutboxError {
+  readonly migration: string;
+
+  constructor(migration: string, cause: unknown) {
+    super('MIGRATION_FAILED', `Migration ${migration} failed and was rolled back: ${errorMessage(cause)}`, { cause });
+    this.migration = migration;
+  }
+}
+
+/** `publish()` was handed something that cannot make the insert atomic with the caller's data. */
+export class NotInTransactionError extends TxOutboxError {
+  constructor(message: string) {
+    super('NOT_IN_TRANSACTION', message);
+  }
+}
+
+/** The message body cannot be encoded (BigInt, cycle, function, …). */
+export class UnencodableBodyError extends TxOutboxError {
+  constructor(message: string, cause?: unknown) {
+    super('UNENCODABLE_BODY', message, { cause });
+  }
+}
+
+/** The embedded PostgreSQL server could not be started. */
+export class EmbeddedPostgresError extends TxOutboxError {
+  constructor(message: string, cause?: unknown) {
+    super('EMBEDDED_POSTGRES_FAILED', message, { cause });
+  }
+}
+
+/** The Outbox was used after `stop()`. */
+export class OutboxStoppedError extends TxOutboxError {
+  constructor(operation: string) {
+    super('OUTBOX_STOPPED', `outbox.${operation}() was called after outbox.stop(); create a new Outbox.`);
+  }
+}
+
+export function errorMessage(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

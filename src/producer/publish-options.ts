@@ -1,0 +1,117 @@
+import { validateHeaders } from '../envelope/build-headers.js';
+import type { Headers } from '../envelope/headers.js';
+import { InvalidOptionError } from '../errors.js';
+
+export interface PublishOptions {
+  /** Extra headers, a flat map of strings. */
+  readonly headers?: Readonly<Record<string, string>>;
+  /** Correlation id for the message; a UUID is generated when absent. */
+  readonly correlationId?: string;
+  /** Deliver no earlier than this many milliseconds after the insert, by the database clock. */
+  readonly activateInMs?: number;
+  /** Deliver no earlier than this instant. Mutually exclusive with `activateInMs`. */
+  readonly activateAt?: Date;
+  /**
+   * At most one live row per (queue, timerId): a publish whose timerId is taken returns null.
+   * Single publish only.
+   */
+  readonly timerId?: string;
+  /**
+   * Publish through a pool, or a client outside BEGIN, on purpose: the row then commits on its own.
+   * @default false
+   */
+  readonly autocommit?: boolean;
+}
+
+export type PublishBatchOptions = Omit<PublishOptions, 'timerId'>;
+
+export interface ResolvedPublishOptions {
+  readonly headers: Headers;
+  readonly correlationId: string | undefined;
+  /** Exactly one of these two is set, or neither. */
+  readonly activateInMs: number | undefined;
+  readonly activateAt: Date | undefined;
+  readonly timerId: string | undefined;
+  readonly autocommit: boolean;
+}
+
+export const MAX_QUEUE_LENGTH = 255;
+const KNOWN = new Set(['headers', 'correlationId', 'activateInMs', 'activateAt', 'timerId', 'autocommit']);
+
+export function validateQueue(queue: unknown): string {
+  if (typeof queue !== 'string' || queue.length === 0 || queue.length > MAX_QUEUE_LENGTH) {
+    throw new InvalidOptionError({
+      option: 'queue',
+      value: queue,
+      expected: `a non-empty string of at most ${MAX_QUEUE_LENGTH} characters`,
+    });
+  }
+  return queue;
+}
+
+/** Validates publish options once per call; `batch` refuses what only a single publish supports. */
+export function resolvePublishOptions(options: unknown, batch: boolean): ResolvedPublishOptions {
+  if (options !== undefined && (typeof options !== 'object' || options === null || Array.isArray(options))) {
+    throw new InvalidOptionError({ option: 'options', value: options, expected: 'an object of publish options' });
+  }
+  const raw = (options ?? {}) as PublishOptions;
+  for (const key of Object.keys(raw)) {
+    if (!KNOWN.has(key)) {
+      throw new InvalidOptionError({
+        option: key,
+        value: (raw as Record<string, unknown>)[key],
+        expected: `one of the publish options (${[...KNOWN].join(', ')})`,
+      });
+    }
+  }
+  const { activateInMs, activateAt, timerId, correlationId } = raw;
+  if (activateInMs !== undefined && activateAt !== undefined) {
+    throw new InvalidOptionError({
+      option: 'activateInMs',
+      value: activateInMs,
+      expected: 'activateInMs or activateAt, not both',
+      fix: 'Pass one of them.',
+    });
+  }
+  if (activateInMs !== undefined && (typeof activateInMs !== 'number' || !Number.isFinite(activateInMs) || activateInMs < 0)) {
+    throw new InvalidOptionError({
+      option: 'activateInMs',
+      value: activateInMs,
+      expected: 'a finite number of milliseconds >= 0',
+    });
+  }
+  if (activateAt !== undefined && (!(activateAt instanceof Date) || Number.isNaN(activateAt.getTime()))) {
+    throw new InvalidOptionError({ option: 'activateAt', value: activateAt, expected: 'a valid Date' });
+  }
+  if (timerId !== undefined) {
+    if (batch) {
+      throw new InvalidOptionError({
+        option: 'timerId',
+        value: timerId,
+        expected: 'no timerId in publishBatch()',
+        fix: 'A timer id names one row; publish timers one at a time with outbox.publish().',
+      });
+    }
+    if (typeof timerId !== 'string' || timerId.length === 0 || timerId.length > MAX_QUEUE_LENGTH) {
+      throw new InvalidOptionError({
+        option: 'timerId',
+        value: timerId,
+        expected: `a non-empty string of at most ${MAX_QUEUE_LENGTH} characters`,
+      });
+    }
+  }
+  if (correlationId !== undefined && (typeof correlationId !== 'string' || correlationId.length === 0)) {
+    throw new InvalidOptionError({ option: 'correlationId', value: correlationId, expected: 'a non-empty string' });
+  }
+  if (raw.autocommit !== undefined && typeof raw.autocommit !== 'boolean') {
+    throw new InvalidOptionError({ option: 'autocommit', value: raw.autocommit, expected: 'a boolean' });
+  }
+  return {
+    headers: validateHeaders('headers', raw.headers),
+    correlationId,
+    activateInMs,
+    activateAt,
+    timerId,
+    autocommit: raw.autocommit ?? false,
+  };
+}

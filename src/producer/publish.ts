@@ -1,0 +1,117 @@
+import { buildHeaders } from '../envelope/build-headers.js';
+import { encodeBody } from '../envelope/encode-body.js';
+import { InvalidOptionError } from '../errors.js';
+import type { Statement } from '../util/statement.js';
+import { assertTransactional, type Executor } from './executor.js';
+import {
+  type PublishBatchOptions,
+  type PublishOptions,
+  type ResolvedPublishOptions,
+  resolvePublishOptions,
+  validateQueue,
+} from './publish-options.js';
+import type { ProducerSql } from './sql.js';
+
+/** What the producer needs from its Outbox, resolved once at construction. */
+export interface ProducerContext {
+  readonly sql: ProducerSql;
+  readonly channel: string;
+  /** false when the caller's connections cannot hold prepared statements (PgBouncer transaction mode). */
+  readonly preparedStatements: boolean;
+}
+
+/** The most rows one publishBatch() may insert: bounds the statement's memory on both ends. */
+export const MAX_BATCH_SIZE = 100_000;
+
+function query(ctx: ProducerContext, executor: Executor, stmt: Statement, values: unknown[]) {
+  return executor.query(ctx.preparedStatements ? { name: stmt.name, text: stmt.text, values } : { text: stmt.text, values });
+}
+
+function activation(options: ResolvedPublishOptions): [Date | null, number] {
+  return [options.activateAt ?? null, options.activateInMs ?? 0];
+}
+
+/**
+ * Inserts one message through the caller's executor (their open transaction) and wakes the
+ * queue's subscribers when it is due. Returns the row id, or null when `timerId` is already live.
+ * Never begins, commits or rolls back.
+ */
+export async function publish(
+  ctx: ProducerContext,
+  executor: unknown,
+  queue: unknown,
+  body: unknown,
+  options?: PublishOptions,
+): Promise<string | null> {
+  const resolved = resolvePublishOptions(options, false);
+  assertTransactional('publish', executor, resolved.autocommit);
+  const validQueue = validateQueue(queue);
+  const { payload, contentType } = encodeBody(body);
+  const headers = buildHeaders({ headers: resolved.headers, contentType, correlationId: resolved.correlationId });
+  const values: unknown[] = [validQueue, payload, JSON.stringify(headers), ...activation(resolved), ctx.channel];
+  if (resolved.timerId !== undefined) values.push(resolved.timerId);
+  const stmt = resolved.timerId === undefined ? ctx.sql.publish : ctx.sql.publishTimer;
+  const result = await query(ctx, executor, stmt, values);
+  const row = result.rows[0] as { id: string } | undefined;
+  return row?.id ?? null;
+}
+
+/**
+ * Inserts many messages to one queue with ONE multi-row statement (and at most one wake-up).
+ * Returns their ids in the order of `bodies`. Each message gets its own correlation id unless
+ * one is given for all.
+ */
+export async function publishBatch(
+  ctx: ProducerContext,
+  executor: unknown,
+  queue: unknown,
+  bodies: unknown,
+  options?: PublishBatchOptions,
+): Promise<string[]> {
+  const resolved = resolvePublishOptions(options, true);
+  assertTransactional('publishBatch', executor, resolved.autocommit);
+  const validQueue = validateQueue(queue);
+  if (!Array.isArray(bodies)) {
+    throw new InvalidOptionError({ option: 'bodies', value: bodies, expected: 'an array of message bodies' });
+  }
+  if (bodies.length > MAX_BATCH_SIZE) {
+    throw new InvalidOptionError({
+      option: 'bodies',
+      value: `${bodies.length} bodies`,
+      expected: `at most ${MAX_BATCH_SIZE} bodies per publishBatch()`,
+      fix: 'Split the batch; several publishBatch() calls in one transaction are still atomic.',
+    });
+  }
+  if (bodies.length === 0) return [];
+  const payloads: Buffer[] = [];
+  const headerList: string[] = [];
+  for (const body of bodies) {
+    const { payload, contentType } = encodeBody(body);
+    payloads.push(payload);
+    headerList.push(
+      JSON.stringify(buildHeaders({ headers: resolved.headers, contentType, correlationId: resolved.correlationId })),
+    );
+  }
+  const result = await query(ctx, executor, ctx.sql.publishBatch, [
+    validQueue,
+    payloads,
+    headerList,
+    ...activation(resolved),
+    ctx.channel,
+  ]);
+  return (result.rows as { id: string }[]).map((row) => row.id);
+}
+
+/**
+ * Deletes the live row of (queue, timerId) through the caller's executor. Returns false when there
+ * is none, or when it is leased: its handler is already running and cannot be recalled.
+ */
+export async function cancelTimer(ctx: ProducerContext, executor: unknown, queue: unknown, timerId: unknown): Promise<boolean> {
+  assertTransactional('cancelTimer', executor, true);
+  const validQueue = validateQueue(queue);
+  if (typeof timerId !== 'string' || timerId.length === 0) {
+    throw new InvalidOptionError({ option: 'timerId', value: timerId, expected: 'a non-empty string' });
+  }
+  const result = await query(ctx, executor, ctx.sql.cancelTimer, [validQueue, timerId]);
+  return (result.rowCount ?? 0) > 0;
+}

@@ -1,0 +1,45 @@
+import { quoteIdent } from './identifiers.js';
+import type { SchemaNames } from './schema-names.js';
+
+/**
+ * SQL of the schema capability, built once per Outbox from validated identifiers.
+ * Values are always bound parameters.
+ */
+
+/** Lock namespace for pg_advisory_xact_lock(int4, int4): "txob" as a 32-bit integer. */
+export const MIGRATION_LOCK_NAMESPACE = 0x74786f62;
+
+/** Oldest supported server: 13 (autovacuum insert thresholds, gen_random_uuid() built in). */
+export const MIN_SERVER_VERSION_NUM = 130000;
+export const MIN_SERVER_VERSION_REASON = 'autovacuum_vacuum_insert_* settings and built-in gen_random_uuid() arrived in 13';
+
+export const SERVER_VERSION_SQL = `SELECT current_setting('server_version_num')::int AS version_num`;
+
+export interface SchemaSql {
+  /** $1 = lock namespace, $2 = schema or NULL (search_path), $3 = table. Serialises migrations per table. */
+  readonly lock: string;
+  /** Creates the schema when the table is schema-qualified; undefined otherwise. */
+  readonly createSchema: string | undefined;
+  readonly createMigrationsTable: string;
+  /** $1 = table display name. */
+  readonly appliedVersions: string;
+  /** $1 = table display name, $2 = version, $3 = migration name. */
+  readonly recordMigration: string;
+}
+
+export function buildSchemaSql(names: SchemaNames): SchemaSql {
+  const schema = names.outbox.schema;
+  return {
+    lock: `SELECT pg_advisory_xact_lock($1::int, hashtext(coalesce($2::text, current_schema()) || '.' || $3::text))`,
+    createSchema: schema === undefined ? undefined : `CREATE SCHEMA IF NOT EXISTS ${quoteIdent(schema)}`,
+    createMigrationsTable: `CREATE TABLE IF NOT EXISTS ${names.migrationsTable} (
+  table_name text NOT NULL,
+  version integer NOT NULL,
+  name text NOT NULL,
+  applied_at timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (table_name, version)
+)`,
+    appliedVersions: `SELECT version FROM ${names.migrationsTable} WHERE table_name = $1 ORDER BY version`,
+    recordMigration: `INSERT INTO ${names.migrationsTable} (table_name, version, name) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`,
+  };
+}

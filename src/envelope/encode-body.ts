@@ -54,7 +54,7 @@ export function encodeBody(body: unknown): EncodedBody {
 
 function stringifyStrict(body: unknown): string | undefined {
   try {
-    return JSON.stringify(body, strictReplacer) as string | undefined;
+    return JSON.stringify(body, strictReplacer);
   } catch (error) {
     if (error instanceof UnencodableBodyError) throw error;
     // The one remaining TypeError JSON.stringify throws is a cycle.

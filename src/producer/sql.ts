@@ -21,7 +21,10 @@ export interface ProducerSql {
   readonly publishBatch: Statement;
   /** $1 queue, $2 timer_id. Only unleased rows: a leased row's handler is already running. Index: timer_uq. */
   readonly cancelTimer: Statement;
-  /** $1 limit. Lease-free read in id order (primary key). */
+  /**
+   * $1 limit. Lease-free read in id order (primary key). ORDER BY names the table's column: a bare
+   * `id` would sort by the text alias ("10" before "9").
+   */
   readonly fetchUnprocessed: Statement;
   /** $1 queue, $2 limit. */
   readonly fetchUnprocessedQueue: Statement;
@@ -64,10 +67,10 @@ SELECT id::text AS id, ${WAKE} AS woke FROM inserted ORDER BY inserted.id`,
       'cancel_timer',
       `DELETE FROM ${t} WHERE queue = $1::text AND timer_id = $2::text AND acquired_token IS NULL RETURNING id`,
     ),
-    fetchUnprocessed: statement('fetch_unprocessed', `SELECT ${ROW_COLUMNS} FROM ${t} ORDER BY id LIMIT $1::int`),
+    fetchUnprocessed: statement('fetch_unprocessed', `SELECT ${ROW_COLUMNS} FROM ${t} ORDER BY ${t}.id LIMIT $1::int`),
     fetchUnprocessedQueue: statement(
       'fetch_unprocessed_queue',
-      `SELECT ${ROW_COLUMNS} FROM ${t} WHERE queue = $1::text ORDER BY id LIMIT $2::int`,
+      `SELECT ${ROW_COLUMNS} FROM ${t} WHERE queue = $1::text ORDER BY ${t}.id LIMIT $2::int`,
     ),
   };
 }

@@ -1,0 +1,160 @@
+import pg from 'pg';
+
+import { InvalidOptionError } from './errors.js';
+import { resolveSchemaNames, type SchemaNames } from './schema/schema-names.js';
+import { consoleLogger, type Logger } from './util/logger.js';
+
+interface CommonOptions {
+  /**
+   * The outbox table, optionally schema-qualified (`app.outbox`).
+   * @default 'outbox'
+   */
+  readonly table?: string;
+  /**
+   * The dead-letter table, or false for none (terminal rows are then deleted with a warning).
+   * An unqualified name lives in the outbox table's schema.
+   * @default `${table}_dlq`
+   */
+  readonly dlqTable?: string | false;
+  /**
+   * Use named prepared statements on the hot path (one parse and plan per connection). Turn off
+   * behind PgBouncer in transaction mode older than 1.21, which cannot keep them.
+   * @default true
+   */
+  readonly preparedStatements?: boolean;
+  /** Where txoutbox logs. A pino logger fits. @default JSON lines on stderr, warnings and errors */
+  readonly logger?: Logger;
+}
+
+export interface ConnectionStringOptions extends CommonOptions {
+  /** txoutbox creates its own pool from this and closes it in `stop()`. */
+  readonly connectionString: string;
+  /**
+   * Size of the pool txoutbox creates from `connectionString`.
+   * @default 10
+   */
+  readonly poolSize?: number;
+  readonly pool?: never;
+}
+
+export interface PoolOptions extends CommonOptions {
+  /** Your pool. txoutbox never closes it. */
+  readonly pool: pg.Pool;
+  readonly connectionString?: never;
+  readonly poolSize?: never;
+}
+
+export type OutboxOptions = ConnectionStringOptions | PoolOptions;
+
+/** The options after validation: the only thing passed downstream. */
+export interface ResolvedOutboxOptions {
+  readonly names: SchemaNames;
+  readonly pool: pg.Pool;
+  /** true when txoutbox created the pool and must close it. */
+  readonly ownsPool: boolean;
+  readonly preparedStatements: boolean;
+  readonly logger: Logger;
+}
+
+const KNOWN_OPTIONS = ['connectionString', 'pool', 'poolSize', 'table', 'dlqTable', 'preparedStatements', 'logger'];
+
+function isPoolLike(value: unknown): value is pg.Pool {
+  const pool = value as Partial<pg.Pool> | null;
+  return (
+    typeof pool === 'object' &&
+    pool !== null &&
+    typeof pool.connect === 'function' &&
+    typeof pool.query === 'function' &&
+    typeof pool.end === 'function'
+  );
+}
+
+function isLogger(value: unknown): value is Logger {
+  const logger = value as Partial<Logger> | null;
+  return (
+    typeof logger === 'object' &&
+    logger !== null &&
+    (['debug', 'info', 'warn', 'error'] as const).every((level) => typeof logger[level] === 'function')
+  );
+}
+
+/** Validates every constructor option once; impossible values throw InvalidOptionError. */
+export function resolveOutboxOptions(options: unknown): ResolvedOutboxOptions {
+  if (typeof options !== 'object' || options === null) {
+    throw new InvalidOptionError({ option: 'options', value: options, expected: 'an object with connectionString or pool' });
+  }
+  const raw = options as Record<string, unknown>;
+  for (const key of Object.keys(raw)) {
+    if (!KNOWN_OPTIONS.includes(key)) {
+      throw new InvalidOptionError({
+        option: key,
+        value: raw[key],
+        expected: `one of the Outbox options (${KNOWN_OPTIONS.join(', ')})`,
+      });
+    }
+  }
+  const { connectionString, pool, poolSize } = raw;
+  if ((connectionString === undefined) === (pool === undefined)) {
+    throw new InvalidOptionError({
+      option: 'connectionString',
+      value: connectionString === undefined ? undefined : '[redacted]',
+      expected: 'exactly one of connectionString or pool',
+      fix: 'Pass { connectionString } to let txoutbox own a pool, or { pool } to share yours.',
+      redact: connectionString !== undefined,
+    });
+  }
+  if (connectionString !== undefined && (typeof connectionString !== 'string' || connectionString.trim() === '')) {
+    throw new InvalidOptionError({
+      option: 'connectionString',
+      value: connectionString,
+      expected: 'a non-empty string',
+      redact: typeof connectionString === 'string',
+    });
+  }
+  if (pool !== undefined && !isPoolLike(pool)) {
+    throw new InvalidOptionError({ option: 'pool', value: pool, expected: 'a pg.Pool' });
+  }
+  if (poolSize !== undefined) {
+    if (pool !== undefined) {
+      throw new InvalidOptionError({
+        option: 'poolSize',
+        value: poolSize,
+        expected: 'no poolSize together with pool',
+        fix: 'Size your own pool with its max option.',
+      });
+    }
+    if (typeof poolSize !== 'number' || !Number.isInteger(poolSize) || poolSize < 1) {
+      throw new InvalidOptionError({ option: 'poolSize', value: poolSize, expected: 'an integer >= 1' });
+    }
+  }
+  const { preparedStatements, logger } = raw;
+  if (preparedStatements !== undefined && typeof preparedStatements !== 'boolean') {
+    throw new InvalidOptionError({ option: 'preparedStatements', value: preparedStatements, expected: 'a boolean' });
+  }
+  if (logger !== undefined && !isLogger(logger)) {
+    throw new InvalidOptionError({
+      option: 'logger',
+      value: logger,
+      expected: 'an object with debug, info, warn and error methods (a pino logger fits)',
+    });
+  }
+  const names = resolveSchemaNames(raw.table ?? 'outbox', raw.dlqTable);
+  const resolvedLogger = logger ?? consoleLogger();
+  return {
+    names,
+    pool: pool ?? createPool(connectionString as string, poolSize ?? 10, resolvedLogger),
+    ownsPool: pool === undefined,
+    preparedStatements: preparedStatements ?? true,
+    logger: resolvedLogger,
+  };
+}
+
+function createPool(connectionString: string, max: number, logger: Logger): pg.Pool {
+  const pool = new pg.Pool({ connectionString, max });
+  // An idle client whose server connection dies emits 'error' on the pool; unhandled, that event
+  // would crash the process. The client is discarded by the pool; the next checkout reconnects.
+  pool.on('error', (error) => {
+    logger.warn({ err: error.message }, 'idle database connection failed and was discarded');
+  });
+  return pool;
+}

@@ -1,0 +1,33 @@
+/**
+ * The logger txoutbox writes to: pino's call shape (`logger.warn({ ...fields }, 'message')`), so a
+ * pino logger can be passed as is. The default writes warnings and errors to stderr as JSON lines.
+ */
+export interface Logger {
+  debug(fields: Record<string, unknown>, message: string): void;
+  info(fields: Record<string, unknown>, message: string): void;
+  warn(fields: Record<string, unknown>, message: string): void;
+  error(fields: Record<string, unknown>, message: string): void;
+}
+
+const LEVELS = { debug: 20, info: 30, warn: 40, error: 50 } as const;
+export type LogLevel = keyof typeof LEVELS;
+
+export function consoleLogger(level: LogLevel = 'warn'): Logger {
+  const threshold = LEVELS[level];
+  const write =
+    (name: LogLevel) =>
+    (fields: Record<string, unknown>, message: string): void => {
+      if (LEVELS[name] < threshold) return;
+      process.stderr.write(
+        `${JSON.stringify({ level: name, time: new Date().toISOString(), name: 'txoutbox', msg: message, ...fields })}\n`,
+      );
+    };
+  return { debug: write('debug'), info: write('info'), warn: write('warn'), error: write('error') };
+}
+
+export const silentLogger: Logger = {
+  debug: () => undefined,
+  info: () => undefined,
+  warn: () => undefined,
+  error: () => undefined,
+};

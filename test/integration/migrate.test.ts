@@ -1,0 +1,112 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+
+import pg from 'pg';
+
+import { InvalidIdentifierError } from '../../src/index.js';
+import { useTestDatabase } from '../support/database.js';
+import { outboxFactory } from '../support/outboxes.js';
+
+const db = useTestDatabase(import.meta.url);
+const newOutbox = outboxFactory();
+
+async function tableExists(name: string): Promise<boolean> {
+  const { rows } = await db.pool.query<{ exists: boolean }>('SELECT to_regclass($1) IS NOT NULL AS exists', [name]);
+  return rows[0]?.exists === true;
+}
+
+async function history(): Promise<{ table_name: string; version: number; name: string }[]> {
+  const { rows } = await db.pool.query<{ table_name: string; version: number; name: string }>(
+    'SELECT table_name, version, name FROM txoutbox_migrations ORDER BY table_name, version',
+  );
+  return rows;
+}
+
+describe('migrate', () => {
+  test('creates the outbox and DLQ tables once; a second call applies nothing', async () => {
+    const outbox = newOutbox({ pool: db.pool, table: 'm_basic' });
+    const first = await outbox.migrate();
+    assert.deepEqual(first.applied, ['outbox/0001_create_outbox', 'dlq/0001_create_dlq']);
+    assert.ok(await tableExists('m_basic'));
+    assert.ok(await tableExists('m_basic_dlq'));
+    assert.deepEqual((await outbox.migrate()).applied, []);
+  });
+
+  test('two processes migrating at once end with one schema', async () => {
+    // Separate pools = separate sessions, as two processes would have.
+    const pools = [new pg.Pool({ connectionString: db.url, max: 1 }), new pg.Pool({ connectionString: db.url, max: 1 })];
+    try {
+      const outboxes = pools.map((pool) => newOutbox({ pool, table: 'm_race' }));
+      const results = await Promise.all(outboxes.map((o) => o.migrate()));
+      const applied = results.map((r) => r.applied.length).sort();
+      assert.deepEqual(applied, [0, 2], 'one caller applied both migrations, the other found nothing to do');
+      const rows = (await history()).filter((r) => r.table_name.startsWith('m_race'));
+      assert.deepEqual(
+        rows.map((r) => `${r.table_name}@${r.version}`),
+        ['m_race@1', 'm_race_dlq@1'],
+      );
+    } finally {
+      await Promise.all(pools.map((pool) => pool.end()));
+    }
+  });
+
+  test('a schema-qualified table gets its schema, and the DLQ lives beside it', async () => {
+    const outbox = newOutbox({ pool: db.pool, table: 'app.orders_outbox' });
+    await outbox.migrate();
+    assert.equal(outbox.dlqTable, 'app.orders_outbox_dlq');
+    assert.ok(await tableExists('app.orders_outbox'));
+    assert.ok(await tableExists('app.orders_outbox_dlq'));
+    assert.ok(await tableExists('app.txoutbox_migrations'));
+    assert.equal(outbox.channel, 'txoutbox.app.orders_outbox');
+  });
+
+  test('dlqTable: false creates no DLQ table; a DLQ added later is migrated then', async () => {
+    await newOutbox({ pool: db.pool, table: 'm_nodlq', dlqTable: false }).migrate();
+    assert.ok(await tableExists('m_nodlq'));
+    assert.ok(!(await tableExists('m_nodlq_dlq')));
+    const later = await newOutbox({ pool: db.pool, table: 'm_nodlq', dlqTable: 'm_nodlq_dead' }).migrate();
+    assert.deepEqual(later.applied, ['dlq/0001_create_dlq']);
+    assert.ok(await tableExists('m_nodlq_dead'));
+  });
+
+  test('the printed script builds the same schema, and migrate() then has nothing to do', async () => {
+    const outbox = newOutbox({ pool: db.pool, table: 'scripted.outbox' });
+    const script = outbox.migrationScript();
+    assert.ok(!/\bBEGIN\b|\bCOMMIT\b/.test(script), 'the caller owns the transaction');
+    const client = await db.pool.connect();
+    try {
+      await client.query('BEGIN');
+      await client.query(script);
+      await client.query('COMMIT');
+    } finally {
+      client.release();
+    }
+    assert.deepEqual((await outbox.migrate()).applied, []);
+    assert.ok(await tableExists('scripted.outbox_dlq'));
+  });
+
+  test('reserved words are quoted, not rejected', async () => {
+    const outbox = newOutbox({ pool: db.pool, table: 'user' });
+    await outbox.migrate();
+    assert.ok(await tableExists('"user"'));
+  });
+
+  test('bad identifiers fail at construction, naming the limit', () => {
+    const cases: [Record<string, unknown>, RegExp][] = [
+      [{ table: 'drop table x;' }, /letters, digits and underscores/],
+      [{ table: 'a.b.c' }, /"table" or "schema.table"/],
+      [{ table: '' }, /non-empty string/],
+      [{ table: 'x'.repeat(64) }, /64 bytes long and Postgres' limit is 63 bytes/],
+      [{ table: 'x'.repeat(54) }, /derived name "x{54}_ready_idx" is 64 bytes.*at most 53 bytes/],
+      [{ table: `${'s'.repeat(30)}.${'t'.repeat(30)}` }, /NOTIFY channel/],
+      [{ dlqTable: 'bad-name' }, /dlqTable/],
+    ];
+    for (const [options, message] of cases) {
+      assert.throws(
+        () => newOutbox({ pool: db.pool, ...options }),
+        (error: unknown) => error instanceof InvalidIdentifierError && message.test(error.message),
+        String(message),
+      );
+    }
+  });
+});

@@ -1,0 +1,172 @@
+import assert from 'node:assert/strict';
+import { before, describe, test } from 'node:test';
+
+import { InvalidOptionError, UnencodableBodyError } from '../../src/index.js';
+import { useTestDatabase } from '../support/database.js';
+import { outboxFactory } from '../support/outboxes.js';
+
+const db = useTestDatabase(import.meta.url);
+const outbox = outboxFactory()({ pool: db.pool });
+
+/** Runs fn inside BEGIN … COMMIT on one client. */
+async function inTransaction<T>(fn: (client: import('pg').PoolClient) => Promise<T>): Promise<T> {
+  const client = await db.pool.connect();
+  try {
+    await client.query('BEGIN');
+    const result = await fn(client);
+    await client.query('COMMIT');
+    return result;
+  } catch (error) {
+    await client.query('ROLLBACK');
+    throw error;
+  } finally {
+    client.release();
+  }
+}
+
+async function stored(id: string | null) {
+  assert.ok(id !== null);
+  const rows = await outbox.fetchUnprocessed({ limit: 10_000 });
+  const row = rows.find((r) => r.id === id);
+  assert.ok(row, `row ${id} stored`);
+  return row;
+}
+
+describe('envelope: body encoding and headers', () => {
+  before(async () => {
+    await outbox.migrate();
+  });
+
+  test('bytes, text and JSON bodies round-trip with their content type', async () => {
+    const cases: [unknown, string, unknown][] = [
+      [Buffer.from([0, 1, 255]), 'application/octet-stream', Buffer.from([0, 1, 255])],
+      [new Uint8Array([9, 8, 7]).subarray(1), 'application/octet-stream', Buffer.from([8, 7])],
+      ['héllo', 'text/plain; charset=utf-8', 'héllo'],
+      [
+        { orderId: 42, tags: ['a'], at: new Date(0) },
+        'application/json',
+        { orderId: 42, tags: ['a'], at: '1970-01-01T00:00:00.000Z' },
+      ],
+      [[1, 'two', null], 'application/json', [1, 'two', null]],
+      [null, 'application/json', null],
+      [0, 'application/json', 0],
+    ];
+    for (const [body, contentType, decoded] of cases) {
+      const row = await stored(await inTransaction((c) => outbox.publish(c, 'env.q', body)));
+      assert.equal(row.headers['content-type'], contentType);
+      assert.deepEqual(row.body, decoded);
+    }
+  });
+
+  test('headers are stored; a correlation id is generated when absent and kept when given', async () => {
+    const generated = await stored(await inTransaction((c) => outbox.publish(c, 'env.q', 'x', { headers: { tenant: 'acme' } })));
+    assert.equal(generated.headers.tenant, 'acme');
+    assert.match(generated.headers['correlation-id'] ?? '', /^[0-9a-f-]{36}$/);
+
+    const given = await stored(await inTransaction((c) => outbox.publish(c, 'env.q', 'x', { correlationId: 'req-7' })));
+    assert.equal(given.headers['correlation-id'], 'req-7');
+
+    const viaHeader = await stored(
+      await inTransaction((c) => outbox.publish(c, 'env.q', 'x', { headers: { 'correlation-id': 'h-1' } })),
+    );
+    assert.equal(viaHeader.headers['correlation-id'], 'h-1');
+  });
+
+  test('a content-type header may relabel bytes but not contradict text or JSON', async () => {
+    const row = await stored(
+      await inTransaction((c) =>
+        outbox.publish(c, 'env.q', Buffer.from('x'), { headers: { 'content-type': 'application/protobuf' } }),
+      ),
+    );
+    assert.equal(row.headers['content-type'], 'application/protobuf');
+    assert.ok(Buffer.isBuffer(row.body));
+    await assert.rejects(
+      inTransaction((c) => outbox.publish(c, 'env.q', { a: 1 }, { headers: { 'content-type': 'text/plain' } })),
+      (error: unknown) => error instanceof InvalidOptionError && error.option === 'headers["content-type"]',
+    );
+    await assert.rejects(
+      inTransaction((c) => outbox.publish(c, 'env.q', 'x', { correlationId: 'a', headers: { 'correlation-id': 'b' } })),
+      (error: unknown) => error instanceof InvalidOptionError && error.option === 'correlationId',
+    );
+  });
+
+  test('unencodable bodies are typed errors naming the problem', async () => {
+    const cyclic: Record<string, unknown> = {};
+    cyclic.self = cyclic;
+    const cases: [unknown, RegExp][] = [
+      [10n, /BigInt/],
+      [{ total: 10n }, /key "total": BigInt/],
+      [cyclic, /circular/],
+      [() => 1, /function/],
+      [{ callback: () => 1 }, /key "callback": a function/],
+      [{ s: Symbol('x') }, /symbol/],
+      [new Map([[1, 2]]), /Map/],
+      [{ ids: new Set([1]) }, /Set/],
+      [undefined, /undefined/],
+      [{ toJSON: () => undefined }, /no JSON form/],
+    ];
+    for (const [body, message] of cases) {
+      await assert.rejects(
+        inTransaction((c) => outbox.publish(c, 'env.q', body)),
+        (error: unknown) => error instanceof UnencodableBodyError && message.test(error.message),
+        String(message),
+      );
+      await assert.rejects(
+        inTransaction((c) => outbox.publishBatch(c, 'env.q', ['fine', body])),
+        UnencodableBodyError,
+      );
+    }
+  });
+});
+
+describe('publish options are validated with errors that name the option', () => {
+  const invalid: [string, unknown[], string][] = [
+    ['empty queue', ['', 'x'], 'queue'],
+    ['queue over 255 characters', ['q'.repeat(256), 'x'], 'queue'],
+    ['queue not a string', [42, 'x'], 'queue'],
+    ['both activate options', ['q', 'x', { activateInMs: 1, activateAt: new Date() }], 'activateInMs'],
+    ['negative activateInMs', ['q', 'x', { activateInMs: -1 }], 'activateInMs'],
+    ['NaN activateInMs', ['q', 'x', { activateInMs: Number.NaN }], 'activateInMs'],
+    ['invalid Date', ['q', 'x', { activateAt: new Date('nope') }], 'activateAt'],
+    ['activateAt not a Date', ['q', 'x', { activateAt: '2026-01-01' }], 'activateAt'],
+    ['header value not a string', ['q', 'x', { headers: { n: 1 } }], 'headers["n"]'],
+    ['headers not an object', ['q', 'x', { headers: 'a=b' }], 'headers'],
+    ['empty timerId', ['q', 'x', { timerId: '' }], 'timerId'],
+    ['unknown option', ['q', 'x', { activateInMS: 5 }], 'activateInMS'],
+    ['options not an object', ['q', 'x', 5], 'options'],
+  ];
+  for (const [name, args, option] of invalid) {
+    test(name, async () => {
+      const client = await db.pool.connect();
+      try {
+        await client.query('BEGIN');
+        await assert.rejects(
+          (outbox.publish as (...a: unknown[]) => Promise<unknown>).call(outbox, client, ...args),
+          (error: unknown) =>
+            error instanceof InvalidOptionError && error.option === option && error.message.startsWith(`${option}: expected`),
+        );
+      } finally {
+        await client.query('ROLLBACK');
+        client.release();
+      }
+    });
+  }
+
+  test('timerId in a batch, bodies not an array', async () => {
+    const client = await db.pool.connect();
+    try {
+      await client.query('BEGIN');
+      await assert.rejects(
+        outbox.publishBatch(client, 'q', ['x'], { timerId: 't' } as never),
+        (error: unknown) => error instanceof InvalidOptionError && error.option === 'timerId',
+      );
+      await assert.rejects(
+        outbox.publishBatch(client, 'q', 'x' as never),
+        (error: unknown) => error instanceof InvalidOptionError && error.option === 'bodies',
+      );
+    } finally {
+      await client.query('ROLLBACK');
+      client.release();
+    }
+  });
+});

@@ -5,23 +5,13 @@ import type pg from 'pg';
 
 import { useTestDatabase } from '../support/database.js';
 import { outboxFactory } from '../support/outboxes.js';
+import { inTransaction as inTx } from '../support/transaction.js';
 
 const db = useTestDatabase(import.meta.url);
 const outbox = outboxFactory()({ pool: db.pool });
 
-async function inTransaction<T>(fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
-  const client = await db.pool.connect();
-  try {
-    await client.query('BEGIN');
-    const result = await fn(client);
-    await client.query('COMMIT');
-    return result;
-  } catch (error) {
-    await client.query('ROLLBACK');
-    throw error;
-  } finally {
-    client.release();
-  }
+function inTransaction<T>(fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+  return inTx(db.pool, fn);
 }
 
 /** Wraps a client so the test can count the statements publish sends through it. */

@@ -1,27 +1,19 @@
 import assert from 'node:assert/strict';
 import { before, describe, test } from 'node:test';
 
+import type pg from 'pg';
+
 import { InvalidOptionError, UnencodableBodyError } from '../../src/index.js';
 import { useTestDatabase } from '../support/database.js';
 import { outboxFactory } from '../support/outboxes.js';
+import { inTransaction as inTx } from '../support/transaction.js';
 
 const db = useTestDatabase(import.meta.url);
 const outbox = outboxFactory()({ pool: db.pool });
 
 /** Runs fn inside BEGIN … COMMIT on one client. */
-async function inTransaction<T>(fn: (client: import('pg').PoolClient) => Promise<T>): Promise<T> {
-  const client = await db.pool.connect();
-  try {
-    await client.query('BEGIN');
-    const result = await fn(client);
-    await client.query('COMMIT');
-    return result;
-  } catch (error) {
-    await client.query('ROLLBACK');
-    throw error;
-  } finally {
-    client.release();
-  }
+function inTransaction<T>(fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+  return inTx(db.pool, fn);
 }
 
 async function stored(id: string | null) {

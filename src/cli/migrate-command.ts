@@ -1,0 +1,48 @@
+import { parseArgs } from 'node:util';
+
+import { Outbox } from '../outbox.js';
+import { migrationScript } from '../schema/migrate.js';
+import { resolveSchemaNames } from '../schema/schema-names.js';
+import { redactConnectionString } from '../util/redact.js';
+import { UsageError } from './usage.js';
+
+export interface CommandIo {
+  readonly env: NodeJS.ProcessEnv;
+  out(text: string): void;
+}
+
+/** `txoutbox migrate`: applies pending migrations, or prints them with --print. */
+export async function migrateCommand(args: string[], io: CommandIo): Promise<void> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      'database-url': { type: 'string' },
+      table: { type: 'string', default: 'outbox' },
+      'dlq-table': { type: 'string' },
+      'no-dlq': { type: 'boolean', default: false },
+      print: { type: 'boolean', default: false },
+    },
+    strict: true,
+    allowPositionals: false,
+  });
+  if (values['no-dlq'] && values['dlq-table'] !== undefined) {
+    throw new UsageError('--no-dlq and --dlq-table exclude each other');
+  }
+  const dlqTable = values['no-dlq'] ? false : values['dlq-table'];
+  if (values.print) {
+    io.out(migrationScript(resolveSchemaNames(values.table, dlqTable)));
+    return;
+  }
+  const connectionString = values['database-url'] ?? io.env.DATABASE_URL;
+  if (connectionString === undefined || connectionString === '') {
+    throw new UsageError('no database: pass --database-url or set DATABASE_URL (or use --print to get the SQL)');
+  }
+  const outbox = new Outbox({ connectionString, table: values.table, dlqTable, poolSize: 1 });
+  try {
+    const { applied } = await outbox.migrate();
+    const where = `${redactConnectionString(connectionString)} (${outbox.table})`;
+    io.out(applied.length === 0 ? `schema is up to date on ${where}\n` : `applied ${applied.join(', ')} on ${where}\n`);
+  } finally {
+    await outbox.stop();
+  }
+}

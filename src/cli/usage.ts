@@ -1,0 +1,18 @@
+export const USAGE = `txoutbox: the transactional outbox for PostgreSQL
+
+Usage:
+  txoutbox migrate [options]          apply pending schema migrations
+  txoutbox migrate --print [options]  print the migration SQL instead (no database needed)
+  txoutbox --version | --help
+
+Options:
+  --database-url <url>   PostgreSQL connection string (default: $DATABASE_URL)
+  --table <name>         outbox table, optionally schema-qualified (default: outbox)
+  --dlq-table <name>     dead-letter table (default: <table>_dlq)
+  --no-dlq               no dead-letter table
+`;
+
+/** A mistake in how the command was called: printed with the usage, exit code 2. */
+export class UsageError extends Error {
+  override readonly name = 'UsageError';
+}

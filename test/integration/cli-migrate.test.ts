@@ -1,0 +1,62 @@
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { describe, test } from 'node:test';
+import { promisify } from 'node:util';
+
+import { main } from '../../src/cli/main.js';
+import { useTestDatabase } from '../support/database.js';
+
+const db = useTestDatabase(import.meta.url);
+
+async function run(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number; out: string; err: string }> {
+  let out = '';
+  let err = '';
+  const code = await main(args, { env, out: (t) => (out += t), err: (t) => (err += t) });
+  return { code, out, err };
+}
+
+describe('txoutbox migrate', () => {
+  test('applies the migrations, then reports the schema up to date', async () => {
+    const first = await run(['migrate', '--database-url', db.url, '--table', 'cli_outbox']);
+    assert.equal(first.code, 0, first.err);
+    assert.match(first.out, /applied outbox\/0001_create_outbox, dlq\/0001_create_dlq/);
+    const second = await run(['migrate', '--table', 'cli_outbox'], { DATABASE_URL: db.url });
+    assert.equal(second.code, 0, second.err);
+    assert.match(second.out, /schema is up to date/);
+  });
+
+  test('never prints the password of the connection string', async () => {
+    const secretUrl = new URL(db.url);
+    const password = decodeURIComponent(secretUrl.password);
+    const ok = await run(['migrate', '--database-url', db.url, '--table', 'cli_secret']);
+    assert.equal(ok.code, 0, ok.err);
+    assert.ok(!ok.out.includes(password), ok.out);
+    secretUrl.password = 'hunter2-wrong';
+    const failed = await run(['migrate', '--database-url', secretUrl.toString()]);
+    assert.equal(failed.code, 1);
+    assert.ok(!failed.err.includes('hunter2-wrong'), failed.err);
+  });
+
+  test('--print needs no database and emits the DDL for the given names', async () => {
+    const { code, out } = await run(['migrate', '--print', '--table', 'app.events', '--no-dlq']);
+    assert.equal(code, 0);
+    assert.match(out, /CREATE TABLE "app"."events"/);
+    assert.doesNotMatch(out, /_dlq/);
+  });
+
+  test('usage mistakes exit 2 with the usage; bad names exit 1 with the reason', async () => {
+    for (const args of [['migrate', '--bogus'], ['frobnicate'], ['migrate', '--no-dlq', '--dlq-table', 'x'], ['migrate']]) {
+      const { code, err } = await run(args);
+      assert.equal(code, 2, args.join(' '));
+      assert.match(err, /Usage:/);
+    }
+    const bad = await run(['migrate', '--print', '--table', 'bad-name']);
+    assert.equal(bad.code, 1);
+    assert.match(bad.err, /table: "bad-name" is not a valid identifier/);
+  });
+
+  test('the bin runs as a process', async () => {
+    const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', '--version']);
+    assert.match(stdout, /^\d+\.\d+\.\d+\n$/);
+  });
+});

@@ -33,6 +33,8 @@ let stopServer: (() => Promise<void>) | undefined;
 if (databaseUrl === undefined || databaseUrl === '') {
   const started = Date.now();
   const server = await startEmbeddedPostgres({
+    // Lets a test check that a failing run leaves no server behind (test/integration/embedded-postgres.test.ts).
+    ...(process.env.TXOUTBOX_EMBEDDED_PARENT_DIR === undefined ? {} : { parentDir: process.env.TXOUTBOX_EMBEDDED_PARENT_DIR }),
     // A throwaway server: durability buys nothing here and fsync makes every commit slow.
     settings: { fsync: 'off', synchronous_commit: 'off', full_page_writes: 'off' },
   });
@@ -41,10 +43,18 @@ if (databaseUrl === undefined || databaseUrl === '') {
   console.log(`# embedded PostgreSQL on 127.0.0.1:${server.port} (started in ${Date.now() - started} ms)`);
 }
 
+function testEnv(url: string): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env, DATABASE_URL: url };
+  // Set when this script itself runs under node:test (a test of the runner): the nested runner would
+  // then report to that parent instead of setting its own exit code.
+  delete env.NODE_TEST_CONTEXT;
+  return env;
+}
+
 const child = spawn(
   process.execPath,
   ['--import', 'tsx', '--test', `--test-concurrency=${Math.max(2, availableParallelism())}`, ...files],
-  { stdio: 'inherit', env: { ...process.env, DATABASE_URL: databaseUrl, TXOUTBOX_TEST_RUN: '1' } },
+  { stdio: 'inherit', env: testEnv(databaseUrl) },
 );
 
 let signalled: NodeJS.Signals | undefined;

@@ -11,10 +11,23 @@ function version(): string {
 }
 
 /** Runs one CLI invocation; returns the process exit code (0 ok, 1 failed, 2 bad usage). */
-export async function main(
-  argv: string[],
-  io = { env: process.env, out: (t: string) => process.stdout.write(t), err: (t: string) => process.stderr.write(t) },
-): Promise<number> {
+export interface CliIo {
+  readonly env: NodeJS.ProcessEnv;
+  out(text: string): void;
+  err(text: string): void;
+}
+
+const processIo: CliIo = {
+  env: process.env,
+  out: (text) => {
+    process.stdout.write(text);
+  },
+  err: (text) => {
+    process.stderr.write(text);
+  },
+};
+
+export async function main(argv: string[], io: CliIo = processIo): Promise<number> {
   const [command, ...rest] = argv;
   try {
     switch (command) {

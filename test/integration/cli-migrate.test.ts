@@ -11,7 +11,15 @@ const db = useTestDatabase(import.meta.url);
 async function run(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number; out: string; err: string }> {
   let out = '';
   let err = '';
-  const code = await main(args, { env, out: (t) => (out += t), err: (t) => (err += t) });
+  const code = await main(args, {
+    env,
+    out: (t) => {
+      out += t;
+    },
+    err: (t) => {
+      err += t;
+    },
+  });
   return { code, out, err };
 }
 

@@ -1,0 +1,147 @@
+import assert from 'node:assert/strict';
+import { type ChildProcessByStdio, spawn } from 'node:child_process';
+import { chmod, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { tmpdir, userInfo } from 'node:os';
+import { join } from 'node:path';
+import type { Readable } from 'node:stream';
+import { after, describe, test } from 'node:test';
+
+import pg from 'pg';
+
+import { startEmbeddedPostgres } from '../../src/embedded/index.js';
+import { EmbeddedPostgresError } from '../../src/errors.js';
+import { waitFor } from '../support/wait-for.js';
+
+const parents: string[] = [];
+after(async () => {
+  await Promise.all(parents.map((dir) => rm(dir, { recursive: true, force: true })));
+});
+
+async function newParentDir(): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'txoutbox-embedded-test-'));
+  await chmod(dir, 0o755); // as root, the server runs as `postgres` and must reach its directory
+  parents.push(dir);
+  return dir;
+}
+
+/** Pids of postmasters whose data directory is under `dir` (Linux /proc). */
+async function postmastersUnder(dir: string): Promise<number[]> {
+  const pids: number[] = [];
+  for (const entry of await readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const cmdline = (await readFile(`/proc/${entry}/cmdline`, 'utf8')).split('\0');
+      if (cmdline.some((arg) => arg.startsWith(dir)) && cmdline.includes('-D')) pids.push(Number(entry));
+    } catch {
+      // the process ended while we looked
+    }
+  }
+  return pids;
+}
+
+async function assertNoServerLeft(dir: string): Promise<void> {
+  await waitFor(async () => (await postmastersUnder(dir)).length === 0, { what: `no postgres under ${dir}` });
+  await waitFor(async () => (await readdir(dir)).length === 0, { what: `${dir} emptied` });
+}
+
+function spawnChild(
+  parentDir: string,
+  mode: string,
+): { child: ChildProcessByStdio<null, Readable, Readable>; ready: Promise<void>; exited: Promise<void> } {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'test/fixtures/embedded-child.fixture.ts', parentDir, mode], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const ready = new Promise<void>((resolve, reject) => {
+    child.stdout.on('data', (chunk: Buffer) => {
+      if (chunk.toString().includes('ready')) resolve();
+    });
+    child.on('exit', () => {
+      reject(new Error('child exited before its server was ready'));
+    });
+  });
+  const exited = new Promise<void>((resolve) =>
+    child.on('exit', () => {
+      resolve();
+    }),
+  );
+  return { child, ready, exited };
+}
+
+describe('startEmbeddedPostgres', () => {
+  test('starts a real server on 127.0.0.1, creates databases, and stop() removes everything', async () => {
+    const parentDir = await newParentDir();
+    const server = await startEmbeddedPostgres({ parentDir });
+    assert.match(server.connectionString, /^postgres:\/\/postgres:[0-9a-f]+@127\.0\.0\.1:\d+\/postgres$/);
+    const url = await server.createDatabase('app_db');
+    const client = new pg.Client({ connectionString: url });
+    await client.connect();
+    const { rows } = await client.query<{ db: string; v: number }>(
+      `SELECT current_database() AS db, current_setting('server_version_num')::int AS v`,
+    );
+    await client.end();
+    assert.deepEqual(rows[0]?.db, 'app_db');
+    assert.ok(rows[0].v >= 130000);
+    await server.stop();
+    await server.stop();
+    await assertNoServerLeft(parentDir);
+  });
+
+  for (const [name, mode, signal] of [
+    ['a process that exits without stop()', 'exit', undefined],
+    ['a process that dies of an uncaught exception', 'throw', undefined],
+    ['Ctrl-C (SIGINT)', 'wait', 'SIGINT'],
+    ['SIGTERM', 'wait', 'SIGTERM'],
+  ] as const) {
+    test(`no orphan postgres after ${name}`, async () => {
+      const parentDir = await newParentDir();
+      const { child, ready, exited } = spawnChild(parentDir, mode);
+      if (signal !== undefined) {
+        await ready;
+        assert.equal((await postmastersUnder(parentDir)).length, 1);
+        child.kill(signal);
+      }
+      await exited;
+      await assertNoServerLeft(parentDir);
+    });
+  }
+
+  test('a server whose owner was SIGKILLed is reaped by the next start', async () => {
+    const parentDir = await newParentDir();
+    const { child, ready, exited } = spawnChild(parentDir, 'wait');
+    await ready;
+    child.kill('SIGKILL');
+    await exited;
+    const [orphan] = await postmastersUnder(parentDir);
+    assert.ok(orphan !== undefined, 'SIGKILL leaves the server running: nothing can run in a killed process');
+    const next = await startEmbeddedPostgres({ parentDir });
+    await waitFor(async () => !(await postmastersUnder(parentDir)).includes(orphan), { what: 'orphan reaped' });
+    await next.stop();
+    await assertNoServerLeft(parentDir);
+  });
+
+  test('a failing test run stops its server', async () => {
+    const parentDir = await newParentDir();
+    const env: NodeJS.ProcessEnv = { ...process.env, TXOUTBOX_EMBEDDED_PARENT_DIR: parentDir };
+    delete env.DATABASE_URL;
+    const run = spawn(process.execPath, ['--import', 'tsx', 'scripts/run-tests.ts', 'test/fixtures/failing-run.fixture.ts'], {
+      env,
+      stdio: 'ignore',
+    });
+    const code = await new Promise<number | null>((resolve) => run.on('exit', resolve));
+    assert.notEqual(code, 0);
+    await assertNoServerLeft(parentDir);
+  });
+
+  test('as root, a parent directory the postgres user cannot enter is a typed error with the fix', async (t) => {
+    if (userInfo().uid !== 0) {
+      t.skip('only root runs the server as another user');
+      return;
+    }
+    const parentDir = await newParentDir();
+    await chmod(parentDir, 0o700);
+    await assert.rejects(
+      startEmbeddedPostgres({ parentDir }),
+      (error: unknown) => error instanceof EmbeddedPostgresError && /chmod o\+x/.test(error.message),
+    );
+  });
+});

@@ -9,7 +9,7 @@ import { Outbox } from '../src/index.js';
 
 const external = process.env.DATABASE_URL;
 const server = external === undefined || external === '' ? await startEmbeddedPostgres() : undefined;
-const connectionString = server?.connectionString ?? (external);
+const connectionString = server?.connectionString ?? external;
 console.log(server === undefined ? 'using DATABASE_URL' : `embedded PostgreSQL on 127.0.0.1:${server.port}`);
 
 const pool = new pg.Pool({ connectionString });

@@ -11,12 +11,35 @@ export {
   UnencodableBodyError,
   UnsupportedPostgresError,
 } from './errors.js';
+export type {
+  AckedEvent,
+  DispatchedEvent,
+  DlqWrittenEvent,
+  DrainTimeoutEvent,
+  FetchedEvent,
+  LeaseLostEvent,
+  LeasePhase,
+  NackedRetriedEvent,
+  NackedTerminalEvent,
+  OutboxEvent,
+  PublishedEvent,
+  Recorder,
+  TerminalReason,
+} from './instrumentation/events.js';
 export type { FetchUnprocessedOptions } from './outbox.js';
+export type { SubscriptionInfo } from './outbox.js';
 export { Outbox } from './outbox.js';
 export type { ConnectionStringOptions, OutboxOptions, PoolOptions } from './outbox-options.js';
 export type { Executor } from './producer/executor.js';
 export type { OutboxRow } from './producer/outbox-row.js';
 export type { PublishBatchOptions, PublishOptions } from './producer/publish-options.js';
+export type { BoundedRetryOptions } from './retry/bounded-retry.js';
+export type { RetryContext, RetryStrategy } from './retry/retry-strategy.js';
+export type { ConstantRetryOptions, ExponentialRetryOptions, LinearRetryOptions } from './retry/strategies.js';
+export { ConstantRetry, ExponentialRetry, LinearRetry, NoRetry } from './retry/strategies.js';
 export type { MigrateResult } from './schema/migrate.js';
+export type { Handler, HandlerContext, Message } from './subscriber/message.js';
+export type { RenderError } from './subscriber/render-error.js';
+export type { AckPolicy, SubscribeOptions } from './subscriber/subscription-options.js';
 export type { Logger } from './util/logger.js';
 export { consoleLogger } from './util/logger.js';

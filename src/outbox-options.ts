@@ -1,7 +1,10 @@
 import pg from 'pg';
 
 import { InvalidOptionError } from './errors.js';
+import type { OutboxEvent, Recorder } from './instrumentation/events.js';
+import { resolveRecorders } from './instrumentation/recorders.js';
 import { resolveSchemaNames, type SchemaNames } from './schema/schema-names.js';
+import { defaultRenderError, type RenderError } from './subscriber/render-error.js';
 import { consoleLogger, type Logger } from './util/logger.js';
 
 interface CommonOptions {
@@ -24,6 +27,14 @@ interface CommonOptions {
   readonly preparedStatements?: boolean;
   /** Where txoutbox logs. A pino logger fits. @default JSON lines on stderr, warnings and errors */
   readonly logger?: Logger;
+  /** Receives the outbox's internal events (see architecture/observability.md). Must not block. */
+  readonly recorder?: Recorder | readonly Recorder[];
+  /** How long stop() waits for running handlers before aborting them. @default 15000 */
+  readonly gracefulTimeoutMs?: number;
+  /** Turns a failure into the DLQ's last_exception (redact here); null stores nothing. @default the stack, ≤ 8 KB */
+  readonly renderError?: RenderError;
+  /** Wake subscribers with LISTEN/NOTIFY (one extra connection per Outbox); false = polling only. @default true */
+  readonly listen?: boolean;
 }
 
 export interface ConnectionStringOptions extends CommonOptions {
@@ -54,9 +65,27 @@ export interface ResolvedOutboxOptions {
   readonly ownsPool: boolean;
   readonly preparedStatements: boolean;
   readonly logger: Logger;
+  readonly emit: (event: OutboxEvent) => void;
+  readonly gracefulTimeoutMs: number;
+  readonly renderError: RenderError;
+  readonly listen: boolean;
+  /** How the LISTEN connection is opened: the same server and credentials as the pool. */
+  readonly clientConfig: pg.ClientConfig;
 }
 
-const KNOWN_OPTIONS = ['connectionString', 'pool', 'poolSize', 'table', 'dlqTable', 'preparedStatements', 'logger'];
+const KNOWN_OPTIONS = [
+  'connectionString',
+  'pool',
+  'poolSize',
+  'table',
+  'dlqTable',
+  'preparedStatements',
+  'logger',
+  'recorder',
+  'gracefulTimeoutMs',
+  'renderError',
+  'listen',
+];
 
 function isPoolLike(value: unknown): value is pg.Pool {
   const pool = value as Partial<pg.Pool> | null;
@@ -138,19 +167,45 @@ export function resolveOutboxOptions(options: unknown): ResolvedOutboxOptions {
       expected: 'an object with debug, info, warn and error methods (a pino logger fits)',
     });
   }
+  const { gracefulTimeoutMs, renderError, listen } = raw;
+  if (
+    gracefulTimeoutMs !== undefined &&
+    (typeof gracefulTimeoutMs !== 'number' || !Number.isInteger(gracefulTimeoutMs) || gracefulTimeoutMs < 0)
+  ) {
+    throw new InvalidOptionError({
+      option: 'gracefulTimeoutMs',
+      value: gracefulTimeoutMs,
+      expected: 'an integer >= 0 (milliseconds)',
+    });
+  }
+  if (renderError !== undefined && typeof renderError !== 'function') {
+    throw new InvalidOptionError({ option: 'renderError', value: renderError, expected: 'a function (error) => string | null' });
+  }
+  if (listen !== undefined && typeof listen !== 'boolean') {
+    throw new InvalidOptionError({ option: 'listen', value: listen, expected: 'a boolean' });
+  }
   const names = resolveSchemaNames(raw.table ?? 'outbox', raw.dlqTable);
   const resolvedLogger = logger ?? consoleLogger();
+  const emit = resolveRecorders(raw.recorder, resolvedLogger);
+  const resolvedPool = pool ?? createPool(connectionString as string, poolSize ?? 10, resolvedLogger);
   return {
     names,
-    pool: pool ?? createPool(connectionString as string, poolSize ?? 10, resolvedLogger),
+    pool: resolvedPool,
     ownsPool: pool === undefined,
     preparedStatements: preparedStatements ?? true,
     logger: resolvedLogger,
+    emit,
+    gracefulTimeoutMs: gracefulTimeoutMs ?? 15_000,
+    renderError: (renderError as RenderError | undefined) ?? defaultRenderError,
+    listen: listen ?? true,
+    clientConfig: connectionString === undefined ? resolvedPool.options : { connectionString: connectionString },
   };
 }
 
 function createPool(connectionString: string, max: number, logger: Logger): pg.Pool {
-  const pool = new pg.Pool({ connectionString, max });
+  // connectionTimeoutMillis: a checkout against an unreachable server fails (and is retried by the
+  // loops with backoff) instead of hanging forever.
+  const pool = new pg.Pool({ connectionString, max, connectionTimeoutMillis: 10_000 });
   // An idle client whose server connection dies emits 'error' on the pool; unhandled, that event
   // would crash the process. The client is discarded by the pool; the next checkout reconnects.
   pool.on('error', (error) => {

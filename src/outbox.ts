@@ -6,6 +6,20 @@ import type { PublishBatchOptions, PublishOptions } from './producer/publish-opt
 import { validateQueue } from './producer/publish-options.js';
 import { buildProducerSql } from './producer/sql.js';
 import { migrate, type MigrateResult, migrationScript } from './schema/migrate.js';
+import { NotifyListener } from './subscriber/listener.js';
+import type { Handler } from './subscriber/message.js';
+import { buildSubscriberSql, type SubscriberSql } from './subscriber/sql.js';
+import { Subscription } from './subscriber/subscription.js';
+import { resolveSubscribeOptions, type SubscribeOptions } from './subscriber/subscription-options.js';
+
+/** What subscribe() returns: the subscription's resolved identity. */
+export interface SubscriptionInfo {
+  readonly name: string;
+  readonly queues: readonly string[];
+}
+
+/** How long ping() waits for the database. */
+export const PING_TIMEOUT_MS = 5_000;
 
 export interface FetchUnprocessedOptions {
   /** Only this queue. @default every queue */
@@ -31,6 +45,10 @@ export const MAX_FETCH_UNPROCESSED = 10_000;
 export class Outbox {
   readonly #options: ResolvedOutboxOptions;
   readonly #producer: ProducerContext;
+  readonly #subscriberSql: SubscriberSql;
+  readonly #subscriptions: Subscription[] = [];
+  #listener: NotifyListener | undefined;
+  #started = false;
   #stopped = false;
 
   constructor(options: OutboxOptions) {
@@ -40,6 +58,7 @@ export class Outbox {
       channel: this.#options.names.channel,
       preparedStatements: this.#options.preparedStatements,
     };
+    this.#subscriberSql = buildSubscriberSql(this.#options.names);
   }
 
   /** The outbox table as configured (`outbox`, `app.outbox`). */
@@ -124,10 +143,90 @@ export class Outbox {
     return result.rows.map(toOutboxRow);
   }
 
-  /** Stops the outbox and closes the pool it created (never a pool you passed in). Idempotent. */
+  /**
+   * Consumes `queues` with `handler`: returning acks (the row is deleted), throwing retries by the
+   * strategy, ctx.reject() ends the row. Runs once start() was called (at once if it was).
+   */
+  subscribe<T = unknown>(queues: string | readonly string[], handler: Handler<T>, options?: SubscribeOptions): SubscriptionInfo {
+    this.#assertRunning('subscribe');
+    const resolved = resolveSubscribeOptions(queues, handler, options, this.#options.names.dlq !== undefined);
+    const { logger } = this.#options;
+    for (const warning of resolved.warnings) logger.warn({ subscriber: resolved.name }, warning);
+    const taken = resolved.queues.filter((queue) => this.#subscriptions.some((s) => s.options.queues.includes(queue)));
+    if (taken.length > 0) {
+      logger.warn(
+        { subscriber: resolved.name, queues: taken },
+        'another subscription of this Outbox already serves these queues: they will compete for the same rows',
+      );
+    }
+    const subscription = new Subscription(resolved, handler as Handler, {
+      pool: this.#options.pool,
+      sql: this.#subscriberSql,
+      prepared: this.#options.preparedStatements,
+      logger,
+      emit: this.#options.emit,
+      renderError: this.#options.renderError,
+    });
+    this.#subscriptions.push(subscription);
+    if (this.#started) this.#startSubscription(subscription);
+    return { name: resolved.name, queues: resolved.queues };
+  }
+
+  /** Starts every subscription (and the shared LISTEN connection). Idempotent. */
+  start(): void {
+    this.#assertRunning('start');
+    if (this.#started) return;
+    this.#started = true;
+    for (const subscription of this.#subscriptions) this.#startSubscription(subscription);
+  }
+
+  #startSubscription(subscription: Subscription): void {
+    if (this.#options.listen && this.#listener === undefined) {
+      this.#listener = new NotifyListener({
+        clientConfig: this.#options.clientConfig,
+        channel: this.#options.names.channel,
+        logger: this.#options.logger,
+        onWake: (queue) => {
+          for (const s of this.#subscriptions) if (queue === undefined || s.options.queues.includes(queue)) s.wake();
+        },
+      });
+      this.#listener.start();
+    }
+    subscription.start();
+  }
+
+  /** True when the database answers within 5 s and every subscription's loop is alive. */
+  async ping(): Promise<boolean> {
+    if (this.#stopped) return false;
+    if (this.#subscriptions.some((s) => this.#started && !s.alive)) return false;
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      return await Promise.race([
+        this.#options.pool.query('SELECT 1').then(() => true),
+        new Promise<boolean>(
+          (resolve) =>
+            (timer = setTimeout(() => {
+              resolve(false);
+            }, PING_TIMEOUT_MS)),
+        ),
+      ]);
+    } catch {
+      return false;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /**
+   * Stops claiming, waits up to `gracefulTimeoutMs` for running handlers (all subscriptions in
+   * parallel), stops the LISTEN connection, then closes the pool txoutbox created (never one you
+   * passed in). Idempotent; the Outbox cannot be restarted.
+   */
   async stop(): Promise<void> {
     if (this.#stopped) return;
     this.#stopped = true;
+    await Promise.all(this.#subscriptions.map((s) => s.stop(this.#options.gracefulTimeoutMs)));
+    await this.#listener?.stop();
     if (this.#options.ownsPool) await this.#options.pool.end();
   }
 

@@ -32,6 +32,8 @@ export interface EmbeddedPostgres {
   readonly port: number;
   /** Creates a database and returns its connection string. */
   createDatabase(name: string): Promise<string>;
+  /** Stops and starts the server on the same port and data: what a database restart looks like to clients. */
+  restart(): Promise<void>;
   /** Stops the server and deletes its data directory. Safe to call twice. */
   stop(): Promise<void>;
 }
@@ -163,7 +165,8 @@ export async function startEmbeddedPostgres(options: StartEmbeddedPostgresOption
     user: 'postgres',
     password,
     authMethod: 'scram-sha-256',
-    persistent: false,
+    // We delete the directory ourselves in stop(); persistent data lets restart() keep it.
+    persistent: true,
     createPostgresUser: userInfo().uid === 0,
     postgresFlags: Object.entries(settings).flatMap(([key, value]) => ['-c', `${key}=${value}`]),
     onLog,
@@ -201,6 +204,11 @@ export async function startEmbeddedPostgres(options: StartEmbeddedPostgresOption
   return {
     connectionString: urlFor('postgres'),
     port,
+    async restart(): Promise<void> {
+      if (stopped) throw new EmbeddedPostgresError('restart() after stop(): start a new server');
+      await server.stop();
+      await server.start();
+    },
     async createDatabase(name: string): Promise<string> {
       const client = new pg.Client({ connectionString: urlFor('postgres') });
       await client.connect();

@@ -1,0 +1,26 @@
+import { InvalidOptionError } from '../errors.js';
+import type { Logger } from '../util/logger.js';
+import type { OutboxEvent, Recorder } from './events.js';
+import { safeInvoke } from './safe-invoke.js';
+
+/** Validates the `recorder` option (one function or an array) and returns a guarded emitter. */
+export function resolveRecorders(value: unknown, logger: Logger): (event: OutboxEvent) => void {
+  const list: unknown[] = value === undefined ? [] : Array.isArray(value) ? value : [value];
+  list.forEach((recorder, index) => {
+    if (typeof recorder !== 'function') {
+      throw new InvalidOptionError({
+        option: Array.isArray(value) ? `recorder[${index}]` : 'recorder',
+        value: recorder,
+        expected: 'a function (event) => void, or an array of them',
+      });
+    }
+  });
+  const recorders = list as Recorder[];
+  if (recorders.length === 0) return () => undefined;
+  return (event) => {
+    for (const recorder of recorders)
+      safeInvoke(logger, 'recorder', () => {
+        recorder(event);
+      });
+  };
+}

@@ -1,0 +1,14 @@
+import type { Logger } from '../util/logger.js';
+
+/**
+ * Every user callback on the delivery path (recorder, later middleware hooks and custom stats)
+ * runs through here: a throwing callback is logged at debug level and delivery goes on
+ * (DESIGN invariant 5). `what` names the callback in the log.
+ */
+export function safeInvoke(logger: Logger, what: string, fn: () => void): void {
+  try {
+    fn();
+  } catch (error) {
+    logger.debug({ err: error instanceof Error ? error.message : String(error), callback: what }, `${what} threw; ignored`);
+  }
+}

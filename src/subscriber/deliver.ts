@@ -1,0 +1,129 @@
+import { performance } from 'node:perf_hooks';
+
+import { errorMessage } from '../errors.js';
+import type { OutboxEvent } from '../instrumentation/events.js';
+import type { RetryStrategy } from '../retry/retry-strategy.js';
+import { MAX_DELAY_MS } from '../retry/retry-strategy.js';
+import type { Logger } from '../util/logger.js';
+import { DecisionRecorder } from './decision.js';
+import { type Handler, toMessage } from './message.js';
+import type { Lease, OutcomeWriter, Run } from './outcome-writer.js';
+import type { ResolvedSubscribeOptions } from './subscription-options.js';
+
+export interface DeliverDeps {
+  readonly options: ResolvedSubscribeOptions;
+  readonly handler: Handler;
+  readonly writer: OutcomeWriter;
+  readonly logger: Logger;
+  readonly emit: (event: OutboxEvent) => void;
+}
+
+/** Asks the strategy for a delay; a throwing or nonsensical strategy ends the row instead of the loop. */
+function retryDelay(strategy: RetryStrategy, lease: Lease, run: Run, error: unknown, logger: Logger): number | null {
+  try {
+    const delay = strategy.nextDelayMs({
+      attempt: lease.record.attempts_count + 1,
+      firstAttemptAt: lease.record.first_attempt_at ?? run.startedAt,
+      lastAttemptAt: run.startedAt,
+      error,
+    });
+    if (delay === null) return null;
+    if (typeof delay !== 'number' || !Number.isFinite(delay) || delay < 0) {
+      logger.error(
+        { messageId: lease.record.id, delay: String(delay) },
+        'retry strategy returned an invalid delay; ending the row as retry_terminal',
+      );
+      return null;
+    }
+    return Math.min(delay, MAX_DELAY_MS);
+  } catch (strategyError) {
+    logger.error(
+      { messageId: lease.record.id, err: errorMessage(strategyError) },
+      'retry strategy threw; ending the row as retry_terminal',
+    );
+    return null;
+  }
+}
+
+/**
+ * One delivery: the max-deliveries gate, the handler under its ack policy, then the outcome write.
+ * Never throws: every failure path either records a terminal decision or leaves the row leased.
+ * `abandoned()` turns true when shutdown stopped waiting: the outcome is then not written (the pool
+ * may be gone), and the row is redelivered after its lease expires.
+ */
+export async function deliver(lease: Lease, signal: AbortSignal, abandoned: () => boolean, deps: DeliverDeps): Promise<void> {
+  const { options, writer, logger, emit } = deps;
+  const { record } = lease;
+  const scope = { queue: record.queue, subscriber: options.name, messageId: record.id, deliveriesCount: record.deliveries_count };
+
+  if (options.maxDeliveries !== undefined && record.deliveries_count > options.maxDeliveries) {
+    logger.error(
+      { ...scope, maxDeliveries: options.maxDeliveries },
+      'row exceeded maxDeliveries; ending it without running the handler',
+    );
+    await writer.terminal(
+      lease,
+      'max_deliveries',
+      new Error(`delivered ${record.deliveries_count} times (maxDeliveries ${options.maxDeliveries})`),
+      undefined,
+    );
+    return;
+  }
+
+  emit({
+    type: 'dispatched',
+    ...scope,
+    sizeBytes: record.payload.length,
+    ageSeconds: Math.max(0, (Date.now() - record.created_at.getTime()) / 1000),
+  });
+  const startedAt = new Date();
+  const t0 = performance.now();
+  const decisions = new DecisionRecorder(options.ackPolicy, (call) => {
+    logger.warn(scope, `ctx.${call} called after the handler settled; ignored`);
+  });
+  let outcome: { threw: false } | { threw: true; error: unknown };
+  try {
+    await deps.handler(toMessage(record), decisions.controls(signal, options.name));
+    outcome = { threw: false };
+  } catch (error) {
+    outcome = { threw: true, error };
+  }
+  const { decision, forgotten } = decisions.settle(outcome);
+  const run: Run = { startedAt, durationSeconds: (performance.now() - t0) / 1000 };
+  if (forgotten)
+    logger.error(
+      scope,
+      'manual handler returned without ctx.ack(), nack() or reject(); treating it as nack (retry), never as a silent delete',
+    );
+  if (abandoned()) {
+    logger.warn(scope, 'handler finished after shutdown stopped waiting; its row keeps its lease and will be redelivered');
+    return;
+  }
+
+  switch (decision.kind) {
+    case 'ack':
+      await writer.ack(lease, run);
+      return;
+    case 'reject':
+      await writer.terminal(
+        lease,
+        'rejected',
+        decision.error ?? (decision.reason === undefined ? undefined : new Error(`rejected: ${decision.reason}`)),
+        run,
+      );
+      return;
+    case 'nack': {
+      const delayMs = decision.delayMs ?? retryDelay(options.retry, lease, run, decision.error, logger);
+      if (delayMs === null) {
+        await writer.terminal(lease, 'retry_terminal', decision.error, run);
+        return;
+      }
+      await writer.retry(lease, run, Math.min(Math.max(0, delayMs), MAX_DELAY_MS), decision.error);
+      return;
+    }
+    default: {
+      const unreachable: never = decision;
+      throw new Error(`unknown decision ${JSON.stringify(unreachable)}`);
+    }
+  }
+}

@@ -1,0 +1,146 @@
+import pg from 'pg';
+
+import { errorMessage } from '../errors.js';
+import { quoteIdent } from '../schema/identifiers.js';
+import { backoffMs } from '../util/backoff.js';
+import type { Logger } from '../util/logger.js';
+import { Wakeup } from '../util/wakeup.js';
+
+export interface ListenerOptions {
+  /** How to open the dedicated connection (outside the pool). */
+  readonly clientConfig: pg.ClientConfig;
+  readonly channel: string;
+  readonly logger: Logger;
+  /** Called with the notified queue, or undefined after a (re)connect: wake everyone, notifications may have been missed. */
+  readonly onWake: (queue: string | undefined) => void;
+  /** @default 30000 */
+  readonly healthCheckIntervalMs?: number;
+}
+
+/** Longest pause between reconnect attempts. */
+export const MAX_RECONNECT_BACKOFF_MS = 30_000;
+const HEALTH_CHECK_TIMEOUT_MS = 5_000;
+
+/**
+ * The one LISTEN connection of an Outbox, shared by all its subscriptions (payload = queue name).
+ *
+ * States:
+ *   connecting  opening the connection and sending LISTEN
+ *   listening   notifications flow; a `SELECT 1` every healthCheckIntervalMs (5 s timeout) proves
+ *               the connection is alive (a half-open TCP connection would otherwise look fine)
+ *   backoff     the connection failed; polling carries delivery meanwhile; reconnect after an
+ *               exponential pause (capped at 30 s)
+ *   stopped
+ * NOTIFY is a latency hint, never a correctness mechanism: notifications sent while reconnecting
+ * are lost, so every (re)connect wakes every subscription once.
+ */
+export class NotifyListener {
+  readonly #options: ListenerOptions;
+  readonly #wakeup = new Wakeup();
+  #state: 'connecting' | 'listening' | 'backoff' | 'stopped' = 'stopped';
+  #client: pg.Client | undefined;
+  #loop: Promise<void> | undefined;
+
+  constructor(options: ListenerOptions) {
+    this.#options = options;
+  }
+
+  get listening(): boolean {
+    return this.#state === 'listening';
+  }
+
+  start(): void {
+    if (this.#loop !== undefined) return;
+    this.#state = 'connecting';
+    this.#loop = this.#run();
+  }
+
+  async stop(): Promise<void> {
+    this.#state = 'stopped';
+    this.#wakeup.notify();
+    await this.#closeClient();
+    await this.#loop;
+  }
+
+  /** A method, not a field read, so TypeScript does not narrow the state across awaits. */
+  #stopped(): boolean {
+    return this.#state === 'stopped';
+  }
+
+  async #run(): Promise<void> {
+    let failures = 0;
+    while (!this.#stopped()) {
+      this.#state = 'connecting';
+      try {
+        await this.#listenUntilFailure();
+        failures = 0;
+      } catch (error) {
+        if (this.#stopped()) break;
+        failures += 1;
+        this.#options.logger.warn(
+          { channel: this.#options.channel, err: errorMessage(error), attempt: failures },
+          'LISTEN connection failed; polling continues and the listener reconnects',
+        );
+      }
+      await this.#closeClient();
+      if (this.#stopped()) break;
+      this.#state = 'backoff';
+      await this.#wakeup.sleep(backoffMs(Math.max(1, failures), 500, MAX_RECONNECT_BACKOFF_MS));
+    }
+  }
+
+  /** Resolves or rejects when the connection ends; only returns normally on stop(). */
+  async #listenUntilFailure(): Promise<void> {
+    const client = new pg.Client(this.#options.clientConfig);
+    this.#client = client;
+    const ended = new Promise<never>((_, reject) => {
+      client.on('error', reject);
+      client.on('end', () => {
+        reject(new Error('LISTEN connection ended'));
+      });
+    });
+    // Keep the rejection from being unhandled while we are still connecting.
+    ended.catch(() => undefined);
+    client.on('notification', (message) => {
+      if (message.channel === this.#options.channel) this.#options.onWake(message.payload);
+    });
+    await client.connect();
+    await client.query(`LISTEN ${quoteIdent(this.#options.channel)}`);
+    if (this.#stopped()) return;
+    this.#state = 'listening';
+    this.#options.onWake(undefined);
+    const interval = this.#options.healthCheckIntervalMs ?? 30_000;
+    for (;;) {
+      await Promise.race([ended, this.#wakeup.sleep(interval)]);
+      if (this.#stopped()) return;
+      await this.#healthCheck(client);
+    }
+  }
+
+  async #healthCheck(client: pg.Client): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      await Promise.race([
+        client.query('SELECT 1'),
+        new Promise(
+          (_, reject) =>
+            (timer = setTimeout(() => {
+              reject(new Error(`health check timed out after ${HEALTH_CHECK_TIMEOUT_MS} ms`));
+            }, HEALTH_CHECK_TIMEOUT_MS)),
+        ),
+      ]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  async #closeClient(): Promise<void> {
+    const client = this.#client;
+    this.#client = undefined;
+    if (client === undefined) return;
+    client.removeAllListeners('notification');
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([client.end().catch(() => undefined), new Promise((resolve) => (timer = setTimeout(resolve, 1000)))]);
+    clearTimeout(timer);
+  }
+}

@@ -1,0 +1,70 @@
+import { decodeBody } from '../envelope/decode-body.js';
+import { CORRELATION_ID_HEADER } from '../envelope/headers.js';
+
+/** A message as a handler sees it. */
+export interface Message<T = unknown> {
+  /** The row id (a bigint, as a string). */
+  readonly id: string;
+  readonly queue: string;
+  /** Decoded by content type: JSON value, string, or Buffer. */
+  readonly body: T;
+  /** The stored bytes. */
+  readonly payload: Buffer;
+  readonly headers: Readonly<Record<string, string>>;
+  readonly correlationId: string;
+  readonly createdAt: Date;
+  /** Claims of this row so far, this one included (1 on first delivery; more after lease expiry or retry). */
+  readonly deliveriesCount: number;
+  /** Failed handler runs before this one. */
+  readonly attemptsCount: number;
+  readonly timerId: string | null;
+}
+
+/** Per-delivery controls given to a handler. */
+export interface HandlerContext {
+  /** The subscriber's name. */
+  readonly subscriber: string;
+  /**
+   * Aborted when shutdown stops waiting for this handler or when its lease is known to be lost:
+   * its outcome will not be recorded, so stop work that can be stopped.
+   */
+  readonly signal: AbortSignal;
+  /** Success: the row is deleted. */
+  ack(): void;
+  /** Failure: retry after `delayMs`, or when the retry strategy says (which may end the row). */
+  nack(options?: { delayMs?: number; error?: unknown }): void;
+  /** Terminal now: the row ends as `rejected` (into the DLQ when on). */
+  reject(reason?: string): void;
+}
+
+export type Handler<T = unknown> = (message: Message<T>, ctx: HandlerContext) => Promise<void> | void;
+
+/** A claimed row as the claim statement returns it. */
+export interface ClaimedRecord {
+  id: string;
+  queue: string;
+  payload: Buffer;
+  headers: Record<string, string>;
+  created_at: Date;
+  deliveries_count: number;
+  attempts_count: number;
+  first_attempt_at: Date | null;
+  last_attempt_at: Date | null;
+  timer_id: string | null;
+}
+
+/** Decodes a claimed row for the handler. Throws on a malformed body (treated as a handler failure). */
+export function toMessage(record: ClaimedRecord): Message {
+  return {
+    id: record.id,
+    queue: record.queue,
+    body: decodeBody(record.payload, record.headers),
+    payload: record.payload,
+    headers: record.headers,
+    correlationId: record.headers[CORRELATION_ID_HEADER] ?? record.id,
+    createdAt: record.created_at,
+    deliveriesCount: record.deliveries_count,
+    attemptsCount: record.attempts_count,
+    timerId: record.timer_id,
+  };
+}

@@ -1,0 +1,162 @@
+import type pg from 'pg';
+
+import { errorMessage } from '../errors.js';
+import { exceptionTypeOf, type OutboxEvent, type TerminalReason } from '../instrumentation/events.js';
+import type { Logger } from '../util/logger.js';
+import type { Statement } from '../util/statement.js';
+import type { Acker } from './acker.js';
+import type { ClaimedRecord } from './message.js';
+import { boundedLastException, type RenderError } from './render-error.js';
+import type { SubscriberSql } from './sql.js';
+
+/** A claimed row and the lease it was claimed under. */
+export interface Lease {
+  readonly record: ClaimedRecord;
+  readonly token: string;
+}
+
+/** A finished handler run, for timings and attempt bookkeeping. */
+export interface Run {
+  readonly startedAt: Date;
+  readonly durationSeconds: number;
+}
+
+export interface OutcomeWriterDeps {
+  readonly pool: pg.Pool;
+  readonly sql: SubscriberSql;
+  readonly prepared: boolean;
+  readonly acker: Acker;
+  readonly dlq: boolean;
+  readonly subscriber: string;
+  readonly logger: Logger;
+  readonly emit: (event: OutboxEvent) => void;
+  readonly renderError: RenderError;
+}
+
+/**
+ * Writes a delivery's outcome, fenced by (id, token), and reports what the database did. A write
+ * that matches no row means the lease was lost (expired and re-claimed): `lease_lost`, never the
+ * outcome. A write that fails leaves the row leased: it is redelivered after the lease expires.
+ */
+export class OutcomeWriter {
+  readonly #deps: OutcomeWriterDeps;
+
+  constructor(deps: OutcomeWriterDeps) {
+    this.#deps = deps;
+  }
+
+  #scope(lease: Lease) {
+    return {
+      queue: lease.record.queue,
+      subscriber: this.#deps.subscriber,
+      messageId: lease.record.id,
+      deliveriesCount: lease.record.deliveries_count,
+    };
+  }
+
+  async #query(statement: Statement, values: unknown[]): Promise<pg.QueryResult> {
+    const { name, text } = statement;
+    return await this.#deps.pool.query(this.#deps.prepared ? { name, text, values } : { text, values });
+  }
+
+  #leaseLost(lease: Lease, phase: 'terminal' | 'retry'): void {
+    this.#deps.logger.warn(
+      { subscriber: this.#deps.subscriber, queue: lease.record.queue, messageId: lease.record.id, phase },
+      'lease expired before the outcome was written; another delivery owns the row now',
+    );
+    this.#deps.emit({ type: 'lease_lost', ...this.#scope(lease), phase });
+  }
+
+  #writeFailed(lease: Lease, what: string, error: unknown): void {
+    this.#deps.logger.error(
+      { subscriber: this.#deps.subscriber, queue: lease.record.queue, messageId: lease.record.id, err: errorMessage(error) },
+      `${what} failed; the row keeps its lease and will be redelivered after it expires`,
+    );
+  }
+
+  async ack(lease: Lease, run: Run): Promise<void> {
+    const result = await this.#deps.acker.ack(lease.record.id, lease.token);
+    if (result === 'deleted') this.#deps.emit({ type: 'acked', ...this.#scope(lease), durationSeconds: run.durationSeconds });
+    else if (result === 'lease_lost') this.#leaseLost(lease, 'terminal');
+  }
+
+  async retry(lease: Lease, run: Run, delayMs: number, error: unknown): Promise<void> {
+    try {
+      const firstAttemptAt = lease.record.first_attempt_at ?? run.startedAt;
+      const result = await this.#query(this.#deps.sql.retry, [
+        lease.record.id,
+        lease.token,
+        delayMs,
+        firstAttemptAt,
+        run.startedAt,
+      ]);
+      if (result.rowCount === 0) {
+        this.#leaseLost(lease, 'retry');
+        return;
+      }
+      this.#deps.emit({
+        type: 'nacked_retried',
+        ...this.#scope(lease),
+        durationSeconds: run.durationSeconds,
+        nextDelaySeconds: delayMs / 1000,
+        ...(error === undefined ? {} : { exceptionType: exceptionTypeOf(error) }),
+      });
+    } catch (writeError) {
+      this.#writeFailed(lease, 'retry UPDATE', writeError);
+    }
+  }
+
+  /**
+   * Ends a row: into the DLQ (one statement: if the insert fails the delete rolls back) or, without
+   * a DLQ, deleted with a warning. `run` is undefined when no handler ran (max_deliveries).
+   */
+  async terminal(lease: Lease, reason: TerminalReason, error: unknown, run: Run | undefined): Promise<void> {
+    const exceptionType = error === undefined ? undefined : exceptionTypeOf(error);
+    const terminalEvent: OutboxEvent = {
+      type: 'nacked_terminal',
+      ...this.#scope(lease),
+      reason,
+      ...(run === undefined ? {} : { durationSeconds: run.durationSeconds }),
+      ...(exceptionType === undefined ? {} : { exceptionType }),
+    };
+    try {
+      const dlqMove = this.#deps.sql.dlqMove;
+      if (this.#deps.dlq && dlqMove !== undefined) {
+        const lastException = error === undefined ? null : boundedLastException(this.#deps.renderError, error);
+        const result = await this.#query(dlqMove, [
+          lease.record.id,
+          lease.token,
+          reason,
+          lastException,
+          run?.startedAt ?? null,
+          run?.startedAt ?? null,
+          run === undefined ? 0 : 1,
+        ]);
+        if (result.rowCount === 0) {
+          this.#leaseLost(lease, 'terminal');
+          return;
+        }
+        this.#deps.emit(terminalEvent);
+        this.#deps.emit({
+          type: 'dlq_written',
+          ...this.#scope(lease),
+          failureReason: reason,
+          ...(exceptionType === undefined ? {} : { exceptionType }),
+        });
+        return;
+      }
+      const result = await this.#query(this.#deps.sql.terminalDelete, [lease.record.id, lease.token]);
+      if (result.rowCount === 0) {
+        this.#leaseLost(lease, 'terminal');
+        return;
+      }
+      this.#deps.logger.warn(
+        { subscriber: this.#deps.subscriber, queue: lease.record.queue, messageId: lease.record.id, reason, exceptionType },
+        'terminal row deleted without a DLQ',
+      );
+      this.#deps.emit(terminalEvent);
+    } catch (writeError) {
+      this.#writeFailed(lease, this.#deps.dlq ? 'DLQ move' : 'terminal DELETE', writeError);
+    }
+  }
+}

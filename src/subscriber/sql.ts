@@ -1,0 +1,116 @@
+import type { SchemaNames } from '../schema/schema-names.js';
+import { type Statement, statement } from '../util/statement.js';
+
+/**
+ * Subscriber statements, built once per Outbox. Every write that ends or reschedules a row filters
+ * on (id, acquired_token): a holder whose lease expired and was re-claimed matches nothing, and
+ * reports `lease_lost` instead of an outcome (DESIGN invariant 2).
+ */
+export interface SubscriberSql {
+  /** $1 queue, $2 leaseTtlMs, $3 limit, $4 token. See claimText. */
+  readonly claimOne: Statement;
+  /** As claimOne with $1 = queues (text[]). Multi-queue FIFO is per queue, so the index order is lost: a LIMIT-bounded sort. */
+  readonly claimMany: Statement;
+  /** $1 ids (bigint[]), $2 tokens (uuid[]). Returns the ids deleted; the others lost their lease. PK lookups. */
+  readonly ackBatch: Statement;
+  /** $1 id, $2 token, $3 delayMs, $4 firstAttemptAt, $5 lastAttemptAt. Clears the lease; next_attempt_at by the DB clock. */
+  readonly retry: Statement;
+  /** $1 id, $2 token. A terminal row without a DLQ. */
+  readonly terminalDelete: Statement;
+  /**
+   * $1 id, $2 token, $3 failure_reason, $4 last_exception, $5 firstAttemptAt (used if unset),
+   * $6 lastAttemptAt (NULL = keep), $7 attempts to add (1 after a handler run, 0 for max_deliveries).
+   * One statement: if the DLQ insert fails, the delete rolls back and the row stays.
+   */
+  readonly dlqMove: Statement | undefined;
+  /** $1 ids, $2 tokens. Extends leases still held; returns their ids. */
+  readonly renewLeases: Statement;
+  /** $1 ids, $2 tokens. Gives back rows claimed but never started (stop): redelivered at once, not after the TTL. */
+  readonly releaseLeases: Statement;
+}
+
+const CLAIMED_COLUMNS = `t.id::text AS id, t.queue, t.payload, t.headers, t.created_at, t.deliveries_count, t.attempts_count,
+  t.first_attempt_at, t.last_attempt_at, t.timer_id`;
+
+/**
+ * One claim statement per fetch. Each partial index gets its own branch, each branch walks its
+ * index in order with FOR UPDATE SKIP LOCKED under its own LIMIT, and the expired-lease branch
+ * only runs when the ready branch came up short (Append is lazy under the outer LIMIT). A single
+ * `WHERE ready OR expired` would make the planner BitmapOr both indexes and sort every ready row:
+ * O(backlog) per fetch. The UPDATE finds the picked rows through `id = ANY(ARRAY(…))`, a primary-key
+ * lookup whatever the table statistics say (a join could be planned as a scan of the whole table).
+ *   ready:   <t>_ready_idx (queue, next_attempt_at, id) WHERE acquired_token IS NULL
+ *   expired: <t>_lease_idx (queue, acquired_at) WHERE acquired_token IS NOT NULL
+ */
+function claimText(table: string, queueMatch: string): string {
+  return `WITH ready AS (
+  SELECT id FROM ${table}
+  WHERE acquired_token IS NULL AND ${queueMatch} AND next_attempt_at <= now()
+  ORDER BY next_attempt_at, id
+  LIMIT $3
+  FOR UPDATE SKIP LOCKED
+), expired AS (
+  SELECT id FROM ${table}
+  WHERE acquired_token IS NOT NULL AND ${queueMatch} AND acquired_at < now() - $2::double precision * interval '1 millisecond'
+  ORDER BY acquired_at
+  LIMIT $3
+  FOR UPDATE SKIP LOCKED
+), picked AS (
+  SELECT id FROM ready UNION ALL SELECT id FROM expired LIMIT $3
+)
+UPDATE ${table} AS t SET acquired_token = $4::uuid, acquired_at = now(), deliveries_count = t.deliveries_count + 1
+WHERE t.id = ANY(ARRAY(SELECT id FROM picked))
+RETURNING ${CLAIMED_COLUMNS}`;
+}
+
+/**
+ * (id, token) pairs for batched writes. The redundant `t.id = ANY($1)` keeps the plan a
+ * primary-key lookup even on a never-analyzed table; the join on both columns keeps fencing
+ * per pair.
+ */
+const PAIRS = `unnest($1::bigint[], $2::uuid[]) AS l(id, token)`;
+const PAIRS_MATCH = `t.id = ANY($1::bigint[]) AND t.id = l.id AND t.acquired_token = l.token`;
+
+export function buildSubscriberSql(names: SchemaNames): SubscriberSql {
+  const t = names.outbox.sql;
+  return {
+    claimOne: statement('claim', claimText(t, 'queue = $1::text')),
+    claimMany: statement('claim_many', claimText(t, 'queue = ANY($1::text[])')),
+    ackBatch: statement('ack', `DELETE FROM ${t} AS t USING ${PAIRS} WHERE ${PAIRS_MATCH} RETURNING t.id::text AS id`),
+    retry: statement(
+      'retry',
+      `UPDATE ${t} SET next_attempt_at = now() + $3::double precision * interval '1 millisecond',
+  attempts_count = attempts_count + 1,
+  first_attempt_at = COALESCE(first_attempt_at, $4::timestamptz),
+  last_attempt_at = $5::timestamptz,
+  acquired_token = NULL, acquired_at = NULL
+WHERE id = $1::bigint AND acquired_token = $2::uuid`,
+    ),
+    terminalDelete: statement('terminal', `DELETE FROM ${t} WHERE id = $1::bigint AND acquired_token = $2::uuid`),
+    dlqMove:
+      names.dlq === undefined
+        ? undefined
+        : statement(
+            'dlq',
+            `WITH moved AS (
+  DELETE FROM ${t} WHERE id = $1::bigint AND acquired_token = $2::uuid
+  RETURNING id, queue, payload, headers, created_at, first_attempt_at, last_attempt_at, attempts_count, deliveries_count, timer_id
+)
+INSERT INTO ${names.dlq.sql} (original_id, queue, payload, headers, created_at, first_attempt_at, last_attempt_at,
+  attempts_count, deliveries_count, timer_id, failure_reason, last_exception)
+SELECT id, queue, payload, headers, created_at, COALESCE(first_attempt_at, $5::timestamptz), COALESCE($6::timestamptz, last_attempt_at),
+  attempts_count + $7::int, deliveries_count, timer_id, $3::text, $4::text
+FROM moved
+RETURNING original_id`,
+          ),
+    renewLeases: statement(
+      'renew',
+      `UPDATE ${t} AS t SET acquired_at = now() FROM ${PAIRS} WHERE ${PAIRS_MATCH} RETURNING t.id::text AS id`,
+    ),
+    releaseLeases: statement(
+      'release',
+      `UPDATE ${t} AS t SET acquired_token = NULL, acquired_at = NULL, deliveries_count = greatest(t.deliveries_count - 1, 0)
+FROM ${PAIRS} WHERE ${PAIRS_MATCH}`,
+    ),
+  };
+}

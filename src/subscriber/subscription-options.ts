@@ -1,0 +1,203 @@
+import { InvalidOptionError } from '../errors.js';
+import type { RetryStrategy } from '../retry/retry-strategy.js';
+import { defaultRetry, NoRetry } from '../retry/strategies.js';
+
+export type AckPolicy = 'nack_on_error' | 'reject_on_error' | 'manual';
+
+export interface SubscribeOptions {
+  /** Names the subscriber in events, metrics and logs. Keep it bounded (no ids). @default the handler's name, else the queues */
+  readonly name?: string;
+  /** Handlers running at once. @default 1 */
+  readonly concurrency?: number;
+  /** Most rows one fetch claims; the local buffer holds at most this many beyond the running ones. @default 10 */
+  readonly fetchBatchSize?: number;
+  /**
+   * How long a claimed row stays leased before another fetch may reclaim it. Must exceed the
+   * handler's p99 plus the time a row waits in the local buffer. @default 60000
+   */
+  readonly leaseTtlMs?: number;
+  /** First idle wait after an empty fetch; NOTIFY wakes the loop earlier. @default 1000 */
+  readonly minPollIntervalMs?: number;
+  /** Longest idle wait (the idle backoff's ceiling). @default 10000 */
+  readonly maxPollIntervalMs?: number;
+  /** A row claimed more often than this ends as `max_deliveries` without running. @default unbounded */
+  readonly maxDeliveries?: number;
+  /** When a failed handler runs again. @default ExponentialRetry 1 s ×2 up to 5 min, 10 attempts, ±20 % */
+  readonly retry?: RetryStrategy;
+  /**
+   * 'nack_on_error': a throw retries by `retry`; 'reject_on_error': a throw ends the row as
+   * `rejected`; 'manual': the handler decides with ctx.ack()/nack()/reject() (returning without
+   * deciding counts as nack, never as a silent delete). @default 'nack_on_error'
+   */
+  readonly ackPolicy?: AckPolicy;
+  /** Extend the leases of rows in flight this often, so a slow healthy handler keeps its row. @default off */
+  readonly leaseRenewIntervalMs?: number;
+  /** Archive terminal rows in the DLQ table. @default true when the Outbox has a DLQ table */
+  readonly dlq?: boolean;
+}
+
+export interface ResolvedSubscribeOptions {
+  readonly name: string;
+  readonly queues: readonly string[];
+  readonly concurrency: number;
+  readonly fetchBatchSize: number;
+  readonly leaseTtlMs: number;
+  readonly minPollIntervalMs: number;
+  readonly maxPollIntervalMs: number;
+  readonly maxDeliveries: number | undefined;
+  readonly retry: RetryStrategy;
+  readonly ackPolicy: AckPolicy;
+  readonly leaseRenewIntervalMs: number | undefined;
+  readonly dlq: boolean;
+  /** Legal but dangerous combinations, for a one-time warning each. */
+  readonly warnings: readonly string[];
+}
+
+const KNOWN = [
+  'name',
+  'concurrency',
+  'fetchBatchSize',
+  'leaseTtlMs',
+  'minPollIntervalMs',
+  'maxPollIntervalMs',
+  'maxDeliveries',
+  'retry',
+  'ackPolicy',
+  'leaseRenewIntervalMs',
+  'dlq',
+];
+const ACK_POLICIES: readonly AckPolicy[] = ['nack_on_error', 'reject_on_error', 'manual'];
+const MAX_QUEUE_LENGTH = 255;
+
+function integer(option: string, value: unknown, fallback: number, min: number, max: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+    throw new InvalidOptionError({ option, value, expected: `an integer from ${min} to ${max}` });
+  }
+  return value;
+}
+
+function queuesOf(value: unknown): string[] {
+  const queues = Array.isArray(value) ? (value as unknown[]) : [value];
+  if (queues.length === 0) {
+    throw new InvalidOptionError({ option: 'queues', value, expected: 'a queue name or a non-empty array of them' });
+  }
+  for (const queue of queues) {
+    if (typeof queue !== 'string' || queue.length === 0 || queue.length > MAX_QUEUE_LENGTH) {
+      throw new InvalidOptionError({
+        option: 'queues',
+        value: queue,
+        expected: `non-empty strings of at most ${MAX_QUEUE_LENGTH} characters`,
+      });
+    }
+  }
+  return [...new Set(queues as string[])];
+}
+
+/** Validates subscribe() arguments once; impossible values throw, dangerous ones become warnings. */
+export function resolveSubscribeOptions(
+  queues: unknown,
+  handler: unknown,
+  options: unknown,
+  outboxHasDlq: boolean,
+): ResolvedSubscribeOptions {
+  const list = queuesOf(queues);
+  if (typeof handler !== 'function') {
+    throw new InvalidOptionError({ option: 'handler', value: handler, expected: 'a function (message, ctx) => Promise<void>' });
+  }
+  if (options !== undefined && (typeof options !== 'object' || options === null || Array.isArray(options))) {
+    throw new InvalidOptionError({ option: 'options', value: options, expected: 'an object of subscribe options' });
+  }
+  const raw = (options ?? {}) as Record<string, unknown>;
+  for (const key of Object.keys(raw)) {
+    if (!KNOWN.includes(key))
+      throw new InvalidOptionError({
+        option: key,
+        value: raw[key],
+        expected: `one of the subscribe options (${KNOWN.join(', ')})`,
+      });
+  }
+  const name = raw.name ?? ((handler as { name?: string }).name || list.join(','));
+  if (typeof name !== 'string' || name.length === 0 || name.length > 255) {
+    throw new InvalidOptionError({ option: 'name', value: name, expected: 'a non-empty string of at most 255 characters' });
+  }
+  const concurrency = integer('concurrency', raw.concurrency, 1, 1, 10_000);
+  const fetchBatchSize = integer('fetchBatchSize', raw.fetchBatchSize, 10, 1, 10_000);
+  const leaseTtlMs = integer('leaseTtlMs', raw.leaseTtlMs, 60_000, 1, 24 * 3600 * 1000);
+  const minPollIntervalMs = integer('minPollIntervalMs', raw.minPollIntervalMs, 1000, 1, 3600 * 1000);
+  const maxPollIntervalMs = integer(
+    'maxPollIntervalMs',
+    raw.maxPollIntervalMs,
+    Math.max(10_000, minPollIntervalMs),
+    1,
+    3600 * 1000,
+  );
+  if (maxPollIntervalMs < minPollIntervalMs) {
+    throw new InvalidOptionError({
+      option: 'maxPollIntervalMs',
+      value: maxPollIntervalMs,
+      expected: `a value >= minPollIntervalMs (${minPollIntervalMs})`,
+      fix: 'The idle wait grows from minPollIntervalMs up to maxPollIntervalMs.',
+    });
+  }
+  const maxDeliveries =
+    raw.maxDeliveries === undefined ? undefined : integer('maxDeliveries', raw.maxDeliveries, 0, 1, 1_000_000);
+  const retry: unknown = raw.retry ?? defaultRetry();
+  if (typeof retry !== 'object' || retry === null || typeof (retry as Partial<RetryStrategy>).nextDelayMs !== 'function') {
+    throw new InvalidOptionError({
+      option: 'retry',
+      value: retry,
+      expected: 'a retry strategy (an object with nextDelayMs(context))',
+      fix: 'Use new ExponentialRetry({...}), ConstantRetry, LinearRetry, NoRetry, or your own.',
+    });
+  }
+  const ackPolicy = raw.ackPolicy ?? 'nack_on_error';
+  if (!ACK_POLICIES.includes(ackPolicy as AckPolicy)) {
+    throw new InvalidOptionError({
+      option: 'ackPolicy',
+      value: ackPolicy,
+      expected: ACK_POLICIES.map((p) => `'${p}'`).join(' | '),
+    });
+  }
+  const leaseRenewIntervalMs =
+    raw.leaseRenewIntervalMs === undefined
+      ? undefined
+      : integer('leaseRenewIntervalMs', raw.leaseRenewIntervalMs, 0, 1, leaseTtlMs - 1);
+  const dlq = raw.dlq ?? outboxHasDlq;
+  if (typeof dlq !== 'boolean') throw new InvalidOptionError({ option: 'dlq', value: dlq, expected: 'a boolean' });
+  if (dlq && !outboxHasDlq) {
+    throw new InvalidOptionError({
+      option: 'dlq',
+      value: true,
+      expected: 'false when the Outbox has dlqTable: false',
+      fix: 'Give the Outbox a dlqTable, or drop dlq: true.',
+    });
+  }
+
+  const warnings: string[] = [];
+  if (leaseTtlMs <= maxPollIntervalMs) {
+    warnings.push(
+      `leaseTtlMs (${leaseTtlMs}) <= maxPollIntervalMs (${maxPollIntervalMs}): a lease can expire within one idle wait; recommended leaseTtlMs >= 2 × maxPollIntervalMs + the handler's p99.`,
+    );
+  }
+  if (maxDeliveries !== undefined && retry instanceof NoRetry) {
+    warnings.push(
+      'maxDeliveries is set with NoRetry: the first failure already ends the row, so the delivery cap only counts lease expiries.',
+    );
+  }
+  return {
+    name,
+    queues: list,
+    concurrency,
+    fetchBatchSize,
+    leaseTtlMs,
+    minPollIntervalMs,
+    maxPollIntervalMs,
+    maxDeliveries,
+    retry: retry as RetryStrategy,
+    ackPolicy: ackPolicy as AckPolicy,
+    leaseRenewIntervalMs,
+    dlq,
+    warnings,
+  };
+}

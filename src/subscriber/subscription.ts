@@ -1,0 +1,304 @@
+import { randomUUID } from 'node:crypto';
+
+import type pg from 'pg';
+
+import { errorMessage } from '../errors.js';
+import type { OutboxEvent } from '../instrumentation/events.js';
+import { backoffMs } from '../util/backoff.js';
+import type { Logger } from '../util/logger.js';
+import { Wakeup } from '../util/wakeup.js';
+import { Acker } from './acker.js';
+import { deliver } from './deliver.js';
+import type { ClaimedRecord, Handler } from './message.js';
+import { type Lease, OutcomeWriter } from './outcome-writer.js';
+import type { RenderError } from './render-error.js';
+import type { SubscriberSql } from './sql.js';
+import type { ResolvedSubscribeOptions } from './subscription-options.js';
+
+export interface SubscriptionDeps {
+  readonly pool: pg.Pool;
+  readonly sql: SubscriberSql;
+  readonly prepared: boolean;
+  readonly logger: Logger;
+  readonly emit: (event: OutboxEvent) => void;
+  readonly renderError: RenderError;
+}
+
+/** Longest pause after consecutive database errors in the claim loop. */
+export const MAX_ERROR_BACKOFF_MS = 30_000;
+
+interface InFlight {
+  readonly lease: Lease;
+  readonly controller: AbortController;
+}
+
+/**
+ * One subscription: a claim loop that keeps a local buffer topped up, `concurrency` handler slots,
+ * an acker that coalesces deletes, optional lease renewal, and a graceful stop.
+ *
+ * Claim loop states:
+ *   running   claims min(fetchBatchSize, free capacity) when at least half a batch fits (or the
+ *             buffer is empty); a non-empty fetch claims again at once; an empty one sleeps with
+ *             jittered backoff from minPollIntervalMs to maxPollIntervalMs, woken early by NOTIFY,
+ *             a freed slot, or stop(). A database error backs off exponentially (capped at 30 s).
+ *   stopping  claims nothing more; rows returned by a fetch already in flight are released.
+ *   stopped   the loop has exited.
+ * Capacity is concurrency + fetchBatchSize rows leased at once (buffered + running), which bounds
+ * how long a buffered row waits: size leaseTtlMs above (fetchBatchSize / concurrency + 1) × p99.
+ */
+export class Subscription {
+  readonly options: ResolvedSubscribeOptions;
+  readonly #handler: Handler;
+  readonly #deps: SubscriptionDeps;
+  readonly #acker: Acker;
+  readonly #writer: OutcomeWriter;
+  readonly #wakeup = new Wakeup();
+  readonly #buffer: Lease[] = [];
+  readonly #inFlight = new Map<string, InFlight>();
+  #state: 'new' | 'running' | 'stopping' | 'stopped' = 'new';
+  #loop: Promise<void> | undefined;
+  #loopFailed = false;
+  #abandoned = false;
+  #renewTimer: NodeJS.Timeout | undefined;
+  #idleWaiters: (() => void)[] = [];
+  /** True while the claim loop sleeps because capacity is full: only then does a freed slot wake it. */
+  #waitingForCapacity = false;
+
+  constructor(options: ResolvedSubscribeOptions, handler: Handler, deps: SubscriptionDeps) {
+    this.options = options;
+    this.#handler = handler;
+    this.#deps = deps;
+    this.#acker = new Acker(deps.pool, deps.sql.ackBatch, deps.prepared, deps.logger);
+    this.#writer = new OutcomeWriter({
+      pool: deps.pool,
+      sql: deps.sql,
+      prepared: deps.prepared,
+      acker: this.#acker,
+      dlq: options.dlq,
+      subscriber: options.name,
+      logger: deps.logger,
+      emit: deps.emit,
+      renderError: deps.renderError,
+    });
+  }
+
+  /** False when the claim loop died unexpectedly (it should not: every error is caught). */
+  get alive(): boolean {
+    return this.#state === 'running' && !this.#loopFailed;
+  }
+
+  /** Called by the NOTIFY listener for this subscription's queues. */
+  wake(): void {
+    this.#wakeup.notify();
+  }
+
+  start(): void {
+    if (this.#state !== 'new') return;
+    this.#state = 'running';
+    this.#loop = this.#claimLoop().catch((error: unknown) => {
+      this.#loopFailed = true;
+      this.#deps.logger.error({ subscriber: this.options.name, err: errorMessage(error) }, 'claim loop crashed');
+    });
+    if (this.options.leaseRenewIntervalMs !== undefined) {
+      this.#renewTimer = setInterval(() => {
+        void this.#renewLeases();
+      }, this.options.leaseRenewIntervalMs);
+    }
+  }
+
+  /** A method, not a field read, so TypeScript does not narrow the state across awaits. */
+  #running(): boolean {
+    return this.#state === 'running';
+  }
+
+  async #claimLoop(): Promise<void> {
+    const { fetchBatchSize, concurrency } = this.options;
+    const capacity = concurrency + fetchBatchSize;
+    const minimumFetch = Math.max(1, Math.ceil(fetchBatchSize / 2));
+    let idleFetches = 0;
+    let errors = 0;
+    while (this.#running()) {
+      const leased = this.#buffer.length + this.#inFlight.size;
+      const free = capacity - leased;
+      if (free <= 0 || (free < minimumFetch && this.#buffer.length > 0)) {
+        // A freed slot or stop() wakes us. An idle poll sleep is not cut short by freed slots:
+        // that would turn every completion into an extra (empty) fetch.
+        this.#waitingForCapacity = true;
+        await this.#wakeup.sleep();
+        this.#waitingForCapacity = false;
+        continue;
+      }
+      let claimed: Lease[];
+      try {
+        claimed = await this.#claim(Math.min(fetchBatchSize, free));
+        errors = 0;
+      } catch (error) {
+        errors += 1;
+        const pauseMs = backoffMs(errors, 250, MAX_ERROR_BACKOFF_MS);
+        this.#deps.logger.error(
+          { subscriber: this.options.name, err: errorMessage(error), attempt: errors, pauseMs: Math.round(pauseMs) },
+          'claim failed; retrying after a pause',
+        );
+        await this.#wakeup.sleep(pauseMs);
+        continue;
+      }
+      this.#emitFetched(claimed);
+      if (!this.#running()) {
+        await this.#release(claimed);
+        break;
+      }
+      this.#buffer.push(...claimed);
+      this.#pump();
+      if (claimed.length > 0) {
+        idleFetches = 0;
+        continue;
+      }
+      idleFetches += 1;
+      await this.#wakeup.sleep(this.#pollDelayMs(idleFetches));
+    }
+  }
+
+  #pollDelayMs(idleFetches: number): number {
+    const { minPollIntervalMs, maxPollIntervalMs } = this.options;
+    const delay = backoffMs(idleFetches, minPollIntervalMs, maxPollIntervalMs);
+    return Math.min(maxPollIntervalMs, Math.max(minPollIntervalMs, delay));
+  }
+
+  async #claim(limit: number): Promise<Lease[]> {
+    const token = randomUUID();
+    const { queues, leaseTtlMs } = this.options;
+    const single = queues.length === 1;
+    const statement = single ? this.#deps.sql.claimOne : this.#deps.sql.claimMany;
+    const values = [single ? queues[0] : queues, leaseTtlMs, limit, token];
+    const { name, text } = statement;
+    const result = await this.#deps.pool.query<ClaimedRecord>(this.#deps.prepared ? { name, text, values } : { text, values });
+    return result.rows.map((record) => ({ record, token }));
+  }
+
+  #emitFetched(claimed: readonly Lease[]): void {
+    for (const queue of this.options.queues) {
+      const count = claimed.filter((lease) => lease.record.queue === queue).length;
+      this.#deps.emit({ type: 'fetched', queue, subscriber: this.options.name, count });
+    }
+  }
+
+  /** Starts buffered rows while slots are free; wakes the claim loop when capacity opened. */
+  #pump(): void {
+    while (this.#inFlight.size < this.options.concurrency && this.#running()) {
+      const lease = this.#buffer.shift();
+      if (lease === undefined) break;
+      const controller = new AbortController();
+      this.#inFlight.set(lease.record.id, { lease, controller });
+      void deliver(lease, controller.signal, () => this.#abandoned, {
+        options: this.options,
+        handler: this.#handler,
+        writer: this.#writer,
+        logger: this.#deps.logger,
+        emit: this.#deps.emit,
+      })
+        .catch((error: unknown) => {
+          this.#deps.logger.error({ subscriber: this.options.name, err: errorMessage(error) }, 'delivery failed unexpectedly');
+        })
+        .finally(() => {
+          this.#inFlight.delete(lease.record.id);
+          if (this.#inFlight.size === 0) for (const resolve of this.#idleWaiters.splice(0)) resolve();
+          this.#pump();
+          if (this.#waitingForCapacity) this.#wakeup.notify();
+        });
+    }
+  }
+
+  /**
+   * Extends the leases of every row this subscription holds (buffered and running), fenced by
+   * token. A row the database did not return has lost its lease: a running handler's signal is
+   * aborted, a buffered row is dropped (another delivery owns it).
+   */
+  async #renewLeases(): Promise<void> {
+    const held = [...this.#buffer, ...[...this.#inFlight.values()].map((f) => f.lease)];
+    if (held.length === 0) return;
+    try {
+      const values = [held.map((l) => l.record.id), held.map((l) => l.token)];
+      const { name, text } = this.#deps.sql.renewLeases;
+      const result = await this.#deps.pool.query<{ id: string }>(this.#deps.prepared ? { name, text, values } : { text, values });
+      const renewed = new Set(result.rows.map((row) => row.id));
+      for (const lease of held) {
+        if (renewed.has(lease.record.id)) continue;
+        this.#deps.logger.warn(
+          { subscriber: this.options.name, messageId: lease.record.id },
+          'lease renewal found the lease lost; aborting the handler',
+        );
+        this.#inFlight.get(lease.record.id)?.controller.abort(new Error('lease lost'));
+        const index = this.#buffer.indexOf(lease);
+        if (index >= 0) this.#buffer.splice(index, 1);
+      }
+    } catch (error) {
+      this.#deps.logger.error(
+        { subscriber: this.options.name, err: errorMessage(error) },
+        'lease renewal failed; will retry at the next interval',
+      );
+    }
+  }
+
+  /** Gives back leases of rows that never started, so they are redelivered at once. */
+  async #release(leases: readonly Lease[]): Promise<void> {
+    if (leases.length === 0) return;
+    try {
+      const values = [leases.map((l) => l.record.id), leases.map((l) => l.token)];
+      const { name, text } = this.#deps.sql.releaseLeases;
+      await this.#deps.pool.query(this.#deps.prepared ? { name, text, values } : { text, values });
+    } catch (error) {
+      this.#deps.logger.warn(
+        { subscriber: this.options.name, rows: leases.length, err: errorMessage(error) },
+        'could not release unstarted rows; they will be redelivered after their leases expire',
+      );
+    }
+  }
+
+  /**
+   * Graceful stop: claim nothing more, release rows never started, wait up to `gracefulTimeoutMs`
+   * for running handlers and their outcome writes (including the coalesced deletes), then abort
+   * the rest: their rows keep their leases and are redelivered after expiry.
+   */
+  async stop(gracefulTimeoutMs: number): Promise<void> {
+    if (this.#state === 'stopped' || this.#state === 'stopping') return;
+    this.#state = 'stopping';
+    clearInterval(this.#renewTimer);
+    this.#wakeup.notify();
+    // One budget for everything: the claim in flight (its rows are released), the rows buffered but
+    // never started (released), the running handlers and their outcome writes.
+    const drained = (async () => {
+      await this.#loop;
+      await this.#release(this.#buffer.splice(0));
+      if (this.#inFlight.size > 0) await new Promise<void>((resolve) => this.#idleWaiters.push(resolve));
+      await this.#acker.drain();
+    })();
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = await Promise.race([
+      drained.then(() => false),
+      new Promise<boolean>(
+        (resolve) =>
+          (timer = setTimeout(() => {
+            resolve(true);
+          }, gracefulTimeoutMs)),
+      ),
+    ]);
+    clearTimeout(timer);
+    if (timedOut) {
+      this.#abandoned = true;
+      const inFlight = this.#inFlight.size;
+      for (const { controller } of this.#inFlight.values()) controller.abort(new Error('shutdown: graceful timeout reached'));
+      this.#deps.logger.warn(
+        { subscriber: this.options.name, inFlight, gracefulTimeoutMs },
+        'drain timed out; rows still in flight keep their leases and will be redelivered after they expire',
+      );
+      this.#deps.emit({
+        type: 'drain_timeout',
+        subscriber: this.options.name,
+        queues: this.options.queues,
+        inFlight,
+        timeoutSeconds: gracefulTimeoutMs / 1000,
+      });
+    }
+    this.#state = 'stopped';
+  }
+}

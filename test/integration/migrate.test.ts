@@ -8,7 +8,7 @@ import { useTestDatabase } from '../support/database.js';
 import { outboxFactory } from '../support/outboxes.js';
 
 const db = useTestDatabase(import.meta.url);
-const newOutbox = outboxFactory();
+const newOutbox = outboxFactory(db);
 
 async function tableExists(name: string): Promise<boolean> {
   const { rows } = await db.pool.query<{ exists: boolean }>('SELECT to_regclass($1) IS NOT NULL AS exists', [name]);

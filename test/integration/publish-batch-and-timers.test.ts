@@ -8,7 +8,7 @@ import { outboxFactory } from '../support/outboxes.js';
 import { inTransaction as inTx } from '../support/transaction.js';
 
 const db = useTestDatabase(import.meta.url);
-const outbox = outboxFactory()({ pool: db.pool });
+const outbox = outboxFactory(db)({ pool: db.pool });
 
 function inTransaction<T>(fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
   return inTx(db.pool, fn);

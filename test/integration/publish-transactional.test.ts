@@ -7,7 +7,7 @@ import { listen } from '../support/listen.js';
 import { outboxFactory } from '../support/outboxes.js';
 
 const db = useTestDatabase(import.meta.url);
-const newOutbox = outboxFactory();
+const newOutbox = outboxFactory(db);
 
 async function rowCount(queue: string): Promise<number> {
   const { rows } = await db.pool.query<{ n: string }>('SELECT count(*) AS n FROM outbox WHERE queue = $1', [queue]);

@@ -31,6 +31,8 @@ export interface TestDatabase {
   readonly url: string;
   /** A pool on this file's database, closed after the file's tests. */
   readonly pool: pg.Pool;
+  /** Runs `fn` after the file's tests, before the pool closes; last registered runs first. */
+  onCleanup(fn: () => Promise<void>): void;
 }
 
 /**
@@ -47,6 +49,7 @@ export function useTestDatabase(importMetaUrl: string): TestDatabase {
   const admin = serverUrl();
   const url = withDatabase(admin, name);
   let pool: pg.Pool | undefined;
+  const cleanups: (() => Promise<void>)[] = [];
 
   before(async () => {
     const client = new pg.Client({ connectionString: admin });
@@ -59,6 +62,7 @@ export function useTestDatabase(importMetaUrl: string): TestDatabase {
   });
 
   after(async () => {
+    for (const cleanup of cleanups.reverse()) await cleanup();
     await pool?.end();
     if (process.exitCode !== undefined && process.exitCode !== 0) return;
     const client = new pg.Client({ connectionString: admin });
@@ -73,8 +77,11 @@ export function useTestDatabase(importMetaUrl: string): TestDatabase {
   return {
     url,
     get pool(): pg.Pool {
-      pool ??= new pg.Pool({ connectionString: url, max: 10 });
+      pool ??= new pg.Pool({ connectionString: url, max: 20 });
       return pool;
+    },
+    onCleanup(fn) {
+      cleanups.push(fn);
     },
   };
 }

@@ -1,0 +1,25 @@
+import type pg from 'pg';
+
+import type { Outbox, OutboxOptions } from '../../src/index.js';
+import { EventLog } from './events.js';
+
+/** Fast polling for tests: NOTIFY wakes subscribers at once, polls only back up timers and retries. */
+export const FAST_POLL = { minPollIntervalMs: 20, maxPollIntervalMs: 100 } as const;
+
+export interface SubscriberFixture {
+  readonly outbox: Outbox;
+  readonly log: EventLog;
+}
+
+/** A migrated Outbox on its own table (tests in one file do not share rows) with an event log. */
+export async function migratedOutbox(
+  newOutbox: (options: OutboxOptions) => Outbox,
+  pool: pg.Pool,
+  table: string,
+  options: Partial<Omit<OutboxOptions, 'pool' | 'connectionString' | 'poolSize'>> = {},
+): Promise<SubscriberFixture> {
+  const log = new EventLog();
+  const outbox = newOutbox({ pool, table, recorder: log.recorder, ...options } as OutboxOptions);
+  await outbox.migrate();
+  return { outbox, log };
+}

@@ -50,6 +50,7 @@ export class Outbox {
   #listener: NotifyListener | undefined;
   #started = false;
   #stopped = false;
+  #stopping: Promise<void> | undefined;
 
   constructor(options: OutboxOptions) {
     this.#options = resolveOutboxOptions(options);
@@ -222,12 +223,14 @@ export class Outbox {
    * parallel), stops the LISTEN connection, then closes the pool txoutbox created (never one you
    * passed in). Idempotent; the Outbox cannot be restarted.
    */
-  async stop(): Promise<void> {
-    if (this.#stopped) return;
+  stop(): Promise<void> {
     this.#stopped = true;
-    await Promise.all(this.#subscriptions.map((s) => s.stop(this.#options.gracefulTimeoutMs)));
-    await this.#listener?.stop();
-    if (this.#options.ownsPool) await this.#options.pool.end();
+    this.#stopping ??= (async () => {
+      await Promise.all(this.#subscriptions.map((s) => s.stop(this.#options.gracefulTimeoutMs)));
+      await this.#listener?.stop();
+      if (this.#options.ownsPool) await this.#options.pool.end();
+    })();
+    return this.#stopping;
   }
 
   #assertRunning(operation: string): void {

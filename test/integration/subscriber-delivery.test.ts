@@ -18,7 +18,7 @@ describe('delivery', () => {
     const seen: Message[] = [];
     outbox.subscribe(
       'orders',
-      async (message) => {
+      (message) => {
         seen.push(message);
       },
       { name: 'orders-handler', ...FAST_POLL },
@@ -179,7 +179,7 @@ describe('failures, retries and the DLQ', () => {
     assert.match(rows[0]?.last_exception ?? '', /^RangeError: cannot parse order 42\n\s+at /);
     assert.equal(rows[0]?.attempts_count, 3);
     assert.equal(rows[0]?.deliveries_count, 3);
-    assert.deepEqual(JSON.parse(rows[0]!.payload.toString()), { order: 42 });
+    assert.deepEqual(JSON.parse(rows[0].payload.toString()), { order: 42 });
     assert.equal(await remaining(db.pool, 'poison', 'd_poison'), 0);
   });
 

@@ -19,7 +19,7 @@ export async function migratedOutbox(
   options: Partial<Omit<OutboxOptions, 'pool' | 'connectionString' | 'poolSize'>> = {},
 ): Promise<SubscriberFixture> {
   const log = new EventLog();
-  const outbox = newOutbox({ pool, table, recorder: log.recorder, ...options } as OutboxOptions);
+  const outbox = newOutbox({ pool, table, recorder: log.recorder, ...options });
   await outbox.migrate();
   return { outbox, log };
 }

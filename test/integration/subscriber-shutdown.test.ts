@@ -1,0 +1,116 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+
+import { useTestDatabase } from '../support/database.js';
+import { outboxFactory } from '../support/outboxes.js';
+import { publishCommitted, remaining } from '../support/publish.js';
+import { FAST_POLL, migratedOutbox } from '../support/subscriber-setup.js';
+
+const db = useTestDatabase(import.meta.url);
+const newOutbox = outboxFactory(db);
+
+describe('stop(): graceful drain', () => {
+  test('in-flight handlers finish and their acks land before stop() resolves; unstarted rows are released', async () => {
+    const { outbox, log } = await migratedOutbox(newOutbox, db.pool, 's_drain', { gracefulTimeoutMs: 10_000 });
+    let finished = 0;
+    outbox.subscribe(
+      'drain',
+      async () => {
+        await new Promise((resolve) => setTimeout(resolve, 300));
+        finished += 1;
+      },
+      { concurrency: 2, fetchBatchSize: 10, ...FAST_POLL },
+    );
+    outbox.start();
+    await publishCommitted(
+      outbox,
+      db.pool,
+      'drain',
+      Array.from({ length: 10 }, (_, i) => i),
+    );
+    await log.waitFor('dispatched', 2);
+    await outbox.stop();
+    assert.equal(finished, 2, 'the two running handlers completed');
+    assert.equal(log.of('acked').length, 2, 'and their deletes were flushed before stop() returned');
+    assert.equal(log.of('drain_timeout').length, 0);
+    const { rows } = await db.pool.query<{ leased: string; total: string; max_deliveries: number }>(
+      'SELECT count(*) FILTER (WHERE acquired_token IS NOT NULL) AS leased, count(*) AS total, max(deliveries_count) AS max_deliveries FROM s_drain',
+    );
+    assert.deepEqual(
+      rows[0],
+      { leased: '0', total: '8', max_deliveries: 0 },
+      'buffered rows were given back, unleased and uncounted',
+    );
+  });
+
+  test('a wedged handler is aborted after gracefulTimeoutMs; its row keeps the lease and is redelivered later', async () => {
+    const { outbox, log } = await migratedOutbox(newOutbox, db.pool, 's_wedged', { gracefulTimeoutMs: 200 });
+    let signalReason: unknown;
+    outbox.subscribe(
+      'wedged',
+      async (_message, ctx) => {
+        await new Promise<void>((resolve) => {
+          ctx.signal.addEventListener('abort', () => {
+            signalReason = ctx.signal.reason;
+            resolve();
+          });
+        });
+        // Even if it returns after the abort, its outcome must not be written.
+      },
+      { leaseTtlMs: 500, ...FAST_POLL },
+    );
+    outbox.start();
+    await publishCommitted(outbox, db.pool, 'wedged', ['stuck']);
+    await log.waitFor('dispatched');
+    const started = Date.now();
+    await outbox.stop();
+    const tookMs = Date.now() - started;
+    assert.ok(tookMs >= 190 && tookMs < 2_000, `stop() waited the graceful timeout, took ${tookMs} ms`);
+    assert.match(String(signalReason), /graceful timeout/);
+    const [timeout] = log.of('drain_timeout');
+    assert.deepEqual(timeout, {
+      type: 'drain_timeout',
+      subscriber: 'wedged',
+      queues: ['wedged'],
+      inFlight: 1,
+      timeoutSeconds: 0.2,
+    });
+    assert.equal(log.of('acked').length, 0);
+    assert.equal(await remaining(db.pool, 'wedged', 's_wedged'), 1, 'the row is not lost');
+
+    const next = await migratedOutbox(newOutbox, db.pool, 's_wedged');
+    next.outbox.subscribe('wedged', () => undefined, { leaseTtlMs: 500, ...FAST_POLL });
+    next.outbox.start();
+    const [acked] = await next.log.waitFor('acked');
+    assert.equal(acked?.deliveriesCount, 2, 'redelivered after the lease expired');
+  });
+
+  test('stop() stops every subscription in parallel and is idempotent', async () => {
+    const { outbox, log } = await migratedOutbox(newOutbox, db.pool, 's_parallel', { gracefulTimeoutMs: 300 });
+    for (const queue of ['p1', 'p2', 'p3']) {
+      outbox.subscribe(
+        queue,
+        async () => {
+          await new Promise(() => undefined); // never settles
+        },
+        FAST_POLL,
+      );
+    }
+    outbox.start();
+    for (const queue of ['p1', 'p2', 'p3']) await publishCommitted(outbox, db.pool, queue, ['x']);
+    await log.waitFor('dispatched', 3);
+    const started = Date.now();
+    await Promise.all([outbox.stop(), outbox.stop()]);
+    const tookMs = Date.now() - started;
+    assert.ok(tookMs < 900, `three 300 ms drains in parallel, not in sequence: ${tookMs} ms`);
+    assert.equal(log.of('drain_timeout').length, 3);
+    assert.equal(await outbox.ping(), false, 'a stopped outbox is not healthy');
+  });
+
+  test('an Outbox that was never started stops at once', async () => {
+    const { outbox } = await migratedOutbox(newOutbox, db.pool, 's_unstarted');
+    outbox.subscribe('never', () => undefined);
+    await outbox.stop();
+    assert.throws(() => outbox.subscribe('x', () => undefined), /after outbox.stop\(\)/);
+  });
+});

@@ -32,7 +32,11 @@ describe('crashes and database failures lose nothing (DESIGN invariant 3)', () =
       stdio: ['ignore', 'pipe', 'inherit'],
     });
     const exited = new Promise((resolve) => child.on('exit', resolve));
-    await new Promise<void>((resolve) => child.stdout.on('data', () => { resolve(); }));
+    await new Promise<void>((resolve) =>
+      child.stdout.on('data', () => {
+        resolve();
+      }),
+    );
     child.kill('SIGKILL');
     await exited;
     const leasedAtCrash = await db.pool.query<{ n: string }>(

@@ -1,0 +1,107 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+
+import { useTestDatabase } from '../support/database.js';
+import { outboxFactory } from '../support/outboxes.js';
+import { publishCommitted } from '../support/publish.js';
+import { FAST_POLL, migratedOutbox } from '../support/subscriber-setup.js';
+import { inTransaction } from '../support/transaction.js';
+import { waitFor } from '../support/wait-for.js';
+
+const db = useTestDatabase(import.meta.url);
+const newOutbox = outboxFactory(db);
+
+/** Open LISTEN connections for the outbox table `table`. */
+async function listeners(table: string): Promise<number> {
+  const { rows } = await db.pool.query<{ n: number }>(
+    'SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND query = $1',
+    [`LISTEN "txoutbox.${table}"`],
+  );
+  return rows[0]?.n ?? 0;
+}
+
+describe('timers', () => {
+  test('a delayed message is delivered at its time, not before', async () => {
+    const { outbox, log } = await migratedOutbox(newOutbox, db.pool, 'w_timer');
+    const handledAt: number[] = [];
+    outbox.subscribe(
+      'timer',
+      () => {
+        handledAt.push(Date.now());
+      },
+      FAST_POLL,
+    );
+    outbox.start();
+    const publishedAt = Date.now();
+    await inTransaction(db.pool, (c) => outbox.publish(c, 'timer', 'later', { activateInMs: 400 }));
+    await log.waitFor('acked');
+    const waited = handledAt[0]! - publishedAt;
+    assert.ok(waited >= 380, `delivered after ${waited} ms, not before its time`);
+    assert.ok(waited < 2_000, `and soon after it (${waited} ms): the poll interval bounds the lateness`);
+  });
+
+  test('a cancelled timer never delivers', async () => {
+    const { outbox, log } = await migratedOutbox(newOutbox, db.pool, 'w_cancel');
+    const bodies: unknown[] = [];
+    outbox.subscribe(
+      'cancel',
+      (message) => {
+        bodies.push(message.body);
+      },
+      FAST_POLL,
+    );
+    outbox.start();
+    await inTransaction(db.pool, (c) => outbox.publish(c, 'cancel', 'cancelled', { timerId: 'reminder-1', activateInMs: 200 }));
+    assert.equal(await inTransaction(db.pool, (c) => outbox.cancelTimer(c, 'cancel', 'reminder-1')), true);
+    // A sentinel due after the cancelled one: once it is handled, the cancelled one would have been too.
+    await inTransaction(db.pool, (c) => outbox.publish(c, 'cancel', 'sentinel', { activateInMs: 400 }));
+    await log.waitFor('acked');
+    assert.deepEqual(bodies, ['sentinel']);
+  });
+});
+
+describe('the shared LISTEN connection', () => {
+  test('one listener per Outbox serves every subscription, waking only the notified queue', async () => {
+    const { outbox, log } = await migratedOutbox(newOutbox, db.pool, 'w_shared');
+    const slow = { minPollIntervalMs: 60_000, maxPollIntervalMs: 60_000 };
+    outbox.subscribe('one', () => undefined, { name: 'one', ...slow });
+    outbox.subscribe('two', () => undefined, { name: 'two', ...slow });
+    outbox.start();
+    await waitFor(() => log.of('fetched').length >= 2, { what: 'first empty fetches' });
+    assert.equal(await listeners('w_shared'), 1, 'one LISTEN connection for two subscriptions');
+    const fetchesOfTwo = log.of('fetched').filter((e) => e.subscriber === 'two').length;
+    await publishCommitted(outbox, db.pool, 'one', ['x']);
+    await log.waitFor('acked');
+    assert.equal(log.of('fetched').filter((e) => e.subscriber === 'two').length, fetchesOfTwo, 'queue two was not woken');
+  });
+
+  test('a killed LISTEN connection reconnects; wake-ups work again', async () => {
+    const { outbox, log } = await migratedOutbox(newOutbox, db.pool, 'w_reconnect');
+    outbox.subscribe('re', () => undefined, { minPollIntervalMs: 60_000, maxPollIntervalMs: 60_000 });
+    outbox.start();
+    await waitFor(
+      async () => {
+        const { rows } = await db.pool.query<{ n: number }>(
+          `SELECT count(pg_terminate_backend(pid))::int AS n FROM pg_stat_activity WHERE datname = current_database() AND query = 'LISTEN "txoutbox.w_reconnect"'`,
+        );
+        return rows[0]?.n === 1;
+      },
+      { what: 'listener killed' },
+    );
+    await waitFor(async () => (await listeners('w_reconnect')) === 1, { what: 'listener back', timeoutMs: 10_000 });
+    const fetchesBefore = log.of('fetched').length;
+    await publishCommitted(outbox, db.pool, 're', ['x']);
+    await log.waitFor('acked', 1, 5_000);
+    assert.ok(log.of('fetched').length > fetchesBefore);
+    assert.ok(newOutbox.logger.messages('warn').some((m) => m.includes('LISTEN connection failed')));
+  });
+
+  test('listen: false polls only', async () => {
+    const { outbox, log } = await migratedOutbox(newOutbox, db.pool, 'w_poll', { listen: false });
+    outbox.subscribe('poll', () => undefined, FAST_POLL);
+    outbox.start();
+    await publishCommitted(outbox, db.pool, 'poll', ['x']);
+    await log.waitFor('acked');
+    assert.equal(await listeners('w_poll'), 0);
+  });
+});

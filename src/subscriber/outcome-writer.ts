@@ -13,6 +13,8 @@ import type { SubscriberSql } from './sql.js';
 export interface Lease {
   readonly record: ClaimedRecord;
   readonly token: string;
+  /** performance.now() when the lease was taken or last renewed: a local estimate of its age. */
+  leasedAt: number;
 }
 
 /** A finished handler run, for timings and attempt bookkeeping. */

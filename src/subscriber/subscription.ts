@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
 
 import type pg from 'pg';
 
@@ -172,7 +173,8 @@ export class Subscription {
     const values = [single ? queues[0] : queues, leaseTtlMs, limit, token];
     const { name, text } = statement;
     const result = await this.#deps.pool.query<ClaimedRecord>(this.#deps.prepared ? { name, text, values } : { text, values });
-    return result.rows.map((record) => ({ record, token }));
+    const leasedAt = performance.now();
+    return result.rows.map((record) => ({ record, token, leasedAt }));
   }
 
   #emitFetched(claimed: readonly Lease[]): void {
@@ -187,6 +189,15 @@ export class Subscription {
     while (this.#inFlight.size < this.options.concurrency && this.#running()) {
       const lease = this.#buffer.shift();
       if (lease === undefined) break;
+      if (performance.now() - lease.leasedAt >= this.options.leaseTtlMs) {
+        // It waited in the buffer past its lease: another fetch may own it already, and running it
+        // would be a duplicate whose outcome is fenced off anyway. Leave it to whoever claims it.
+        this.#deps.logger.warn(
+          { subscriber: this.options.name, messageId: lease.record.id, leaseTtlMs: this.options.leaseTtlMs },
+          'a buffered row outlived its lease before a slot was free; skipping it (raise leaseTtlMs or concurrency)',
+        );
+        continue;
+      }
       const controller = new AbortController();
       this.#inFlight.set(lease.record.id, { lease, controller });
       void deliver(lease, controller.signal, () => this.#abandoned, {
@@ -221,8 +232,12 @@ export class Subscription {
       const { name, text } = this.#deps.sql.renewLeases;
       const result = await this.#deps.pool.query<{ id: string }>(this.#deps.prepared ? { name, text, values } : { text, values });
       const renewed = new Set(result.rows.map((row) => row.id));
+      const now = performance.now();
       for (const lease of held) {
-        if (renewed.has(lease.record.id)) continue;
+        if (renewed.has(lease.record.id)) {
+          lease.leasedAt = now;
+          continue;
+        }
         this.#deps.logger.warn(
           { subscriber: this.options.name, messageId: lease.record.id },
           'lease renewal found the lease lost; aborting the handler',

@@ -46,7 +46,8 @@ function retryDelay(strategy: RetryStrategy, lease: Lease, run: Run, error: unkn
 }
 
 /**
- * One delivery: the max-deliveries gate, the handler under its ack policy, then the outcome write.
+ * One delivery: the max-deliveries gate, the handler under its ack policy, then the outcome write
+ * (awaited for retries and terminal moves; an ack is handed to the coalescing acker).
  * Never throws: every failure path either records a terminal decision or leaves the row leased.
  * `abandoned()` turns true when shutdown stopped waiting: the outcome is then not written (the pool
  * may be gone), and the row is redelivered after its lease expires.
@@ -102,7 +103,10 @@ export async function deliver(lease: Lease, signal: AbortSignal, abandoned: () =
 
   switch (decision.kind) {
     case 'ack':
-      await writer.ack(lease, run);
+      // Not awaited: the slot takes the next row while the acker batches this delete with the
+      // others of this turn (one DELETE per turn instead of one per message; stop() drains the
+      // acker). The lease stays held until the DELETE lands, so a crash meanwhile redelivers.
+      void writer.ack(lease, run);
       return;
     case 'reject':
       await writer.terminal(

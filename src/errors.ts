@@ -13,7 +13,10 @@ export type TxOutboxErrorCode =
   | 'NOT_IN_TRANSACTION'
   | 'UNENCODABLE_BODY'
   | 'EMBEDDED_POSTGRES_FAILED'
-  | 'OUTBOX_STOPPED';
+  | 'OUTBOX_STOPPED'
+  | 'MIDDLEWARE_FAILED'
+  | 'CUSTOM_STAT_CONFLICT'
+  | 'PORT_IN_USE';
 
 export class TxOutboxError extends Error {
   readonly code: TxOutboxErrorCode;
@@ -164,6 +167,55 @@ export class EmbeddedPostgresError extends TxOutboxError {
 export class OutboxStoppedError extends TxOutboxError {
   constructor(operation: string) {
     super('OUTBOX_STOPPED', `outbox.${operation}() was called after outbox.stop(); create a new Outbox.`);
+  }
+}
+
+/** A middleware broke the seam's contract (returned from consume/publish without calling next()). */
+export class MiddlewareError extends TxOutboxError {
+  readonly middleware: string;
+
+  constructor(middleware: string, problem: string) {
+    super('MIDDLEWARE_FAILED', `${middleware} ${problem}; the delivery or publish counts as failed.`);
+    this.middleware = middleware;
+  }
+}
+
+/**
+ * A handler used one custom-stat key as two kinds (ctx.stats.incr('x') then ctx.stats.set('x')), or
+ * a key whose series would collide with another's (`x` as a counter is `x_total`). Thrown at the
+ * call, so the mistake surfaces in the handler instead of as a missing series.
+ */
+export class CustomStatConflictError extends TxOutboxError {
+  readonly key: string;
+  readonly kind: string;
+  readonly existingKey: string;
+  readonly existingKind: string;
+
+  constructor(args: { key: string; kind: string; existingKey: string; existingKind: string; series: string }) {
+    super(
+      'CUSTOM_STAT_CONFLICT',
+      `ctx.stats: key ${JSON.stringify(args.key)} as a ${args.kind} would export ${args.series}, which ${JSON.stringify(args.existingKey)} already exports as a ${args.existingKind}. Use a different key for each kind.`,
+    );
+    this.key = args.key;
+    this.kind = args.kind;
+    this.existingKey = args.existingKey;
+    this.existingKind = args.existingKind;
+  }
+}
+
+/** An HTTP endpoint could not bind its port; nothing was left listening. */
+export class PortInUseError extends TxOutboxError {
+  readonly host: string;
+  readonly port: number;
+
+  constructor(args: { host: string; port: number; option: string; cause: unknown }) {
+    super(
+      'PORT_IN_USE',
+      `${args.option}: ${args.host}:${args.port} is already in use. Pick another port (or 0 for any free one), or stop the process holding it.`,
+      { cause: args.cause },
+    );
+    this.host = args.host;
+    this.port = args.port;
   }
 }
 

@@ -1,16 +1,20 @@
 export type { DriftFinding, TxOutboxErrorCode } from './errors.js';
 export {
+  CustomStatConflictError,
   EmbeddedPostgresError,
   InvalidIdentifierError,
   InvalidOptionError,
+  MiddlewareError,
   MigrationFailedError,
   NotInTransactionError,
   OutboxStoppedError,
+  PortInUseError,
   SchemaDriftError,
   TxOutboxError,
   UnencodableBodyError,
   UnsupportedPostgresError,
 } from './errors.js';
+export type { Stats } from './instrumentation/custom-stats.js';
 export type {
   AckedEvent,
   DispatchedEvent,
@@ -26,6 +30,16 @@ export type {
   Recorder,
   TerminalReason,
 } from './instrumentation/events.js';
+export type {
+  ConsumeContext,
+  ConsumeOutcome,
+  ConsumeResult,
+  ConsumeStatus,
+  CustomStat,
+  Middleware,
+  PublishContext,
+  PublishResult,
+} from './instrumentation/middleware.js';
 export type { FetchUnprocessedOptions } from './outbox.js';
 export type { SubscriptionInfo } from './outbox.js';
 export { Outbox } from './outbox.js';

@@ -1,7 +1,10 @@
 import pg from 'pg';
 
 import { InvalidOptionError } from './errors.js';
+import { CustomStatKeys, DEFAULT_CUSTOM_STATS_LIMIT } from './instrumentation/custom-stats.js';
 import type { OutboxEvent, Recorder } from './instrumentation/events.js';
+import type { Middleware } from './instrumentation/middleware.js';
+import { MiddlewareChain, resolveMiddlewares } from './instrumentation/middleware-chain.js';
 import { resolveRecorders } from './instrumentation/recorders.js';
 import { resolveSchemaNames, type SchemaNames } from './schema/schema-names.js';
 import { defaultRenderError, type RenderError } from './subscriber/render-error.js';
@@ -29,6 +32,13 @@ interface CommonOptions {
   readonly logger?: Logger;
   /** Receives the outbox's internal events (see architecture/observability.md). Must not block. */
   readonly recorder?: Recorder | readonly Recorder[];
+  /**
+   * Run around each consume and publish (spans, bus-scope metrics) and receive handler custom stats;
+   * `[a, b]` runs a around b around the handler. See architecture/observability.md.
+   */
+  readonly middlewares?: readonly Middleware[];
+  /** Distinct ctx.stats keys this Outbox exports; new keys beyond it are dropped with a warning. @default 100 */
+  readonly customStatsLimit?: number;
   /** How long stop() waits for running handlers before aborting them. @default 15000 */
   readonly gracefulTimeoutMs?: number;
   /** Turns a failure into the DLQ's last_exception (redact here); null stores nothing. @default the stack, ≤ 8 KB */
@@ -66,6 +76,8 @@ export interface ResolvedOutboxOptions {
   readonly preparedStatements: boolean;
   readonly logger: Logger;
   readonly emit: (event: OutboxEvent) => void;
+  readonly middlewares: MiddlewareChain;
+  readonly customStats: CustomStatKeys;
   readonly gracefulTimeoutMs: number;
   readonly renderError: RenderError;
   readonly listen: boolean;
@@ -82,6 +94,8 @@ const KNOWN_OPTIONS = [
   'preparedStatements',
   'logger',
   'recorder',
+  'middlewares',
+  'customStatsLimit',
   'gracefulTimeoutMs',
   'renderError',
   'listen',
@@ -184,9 +198,20 @@ export function resolveOutboxOptions(options: unknown): ResolvedOutboxOptions {
   if (listen !== undefined && typeof listen !== 'boolean') {
     throw new InvalidOptionError({ option: 'listen', value: listen, expected: 'a boolean' });
   }
+  const { customStatsLimit } = raw;
+  if (
+    customStatsLimit !== undefined &&
+    (typeof customStatsLimit !== 'number' || !Number.isInteger(customStatsLimit) || customStatsLimit < 0)
+  ) {
+    throw new InvalidOptionError({ option: 'customStatsLimit', value: customStatsLimit, expected: 'an integer >= 0' });
+  }
   const names = resolveSchemaNames(raw.table ?? 'outbox', raw.dlqTable);
   const resolvedLogger = logger ?? consoleLogger();
   const emit = resolveRecorders(raw.recorder, resolvedLogger);
+  const middlewares = new MiddlewareChain(resolveMiddlewares(raw.middlewares), resolvedLogger);
+  const customStats = new CustomStatKeys(customStatsLimit ?? DEFAULT_CUSTOM_STATS_LIMIT, resolvedLogger, (stat) => {
+    middlewares.stat(stat);
+  });
   const resolvedPool = pool ?? createPool(connectionString as string, poolSize ?? 10, resolvedLogger);
   return {
     names,
@@ -195,6 +220,8 @@ export function resolveOutboxOptions(options: unknown): ResolvedOutboxOptions {
     preparedStatements: preparedStatements ?? true,
     logger: resolvedLogger,
     emit,
+    middlewares,
+    customStats,
     gracefulTimeoutMs: gracefulTimeoutMs ?? 15_000,
     renderError: (renderError as RenderError | undefined) ?? defaultRenderError,
     listen: listen ?? true,

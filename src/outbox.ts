@@ -58,6 +58,8 @@ export class Outbox {
       sql: buildProducerSql(this.#options.names),
       channel: this.#options.names.channel,
       preparedStatements: this.#options.preparedStatements,
+      middlewares: this.#options.middlewares,
+      emit: this.#options.emit,
     };
     this.#subscriberSql = buildSubscriberSql(this.#options.names);
   }
@@ -167,6 +169,8 @@ export class Outbox {
       logger,
       emit: this.#options.emit,
       renderError: this.#options.renderError,
+      middlewares: this.#options.middlewares,
+      customStats: this.#options.customStats,
     });
     this.#subscriptions.push(subscription);
     if (this.#started) this.#startSubscription(subscription);

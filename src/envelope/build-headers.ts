@@ -56,3 +56,19 @@ export function buildHeaders(args: {
   result[CORRELATION_ID_HEADER] = args.correlationId ?? headerCorrelationId ?? randomUUID();
   return result;
 }
+
+/**
+ * A row's headers plus those a publish middleware added (a tracing middleware's `traceparent`).
+ * They win over the caller's own headers of the same name but never over the envelope's
+ * content type and correlation id, which the subscriber relies on to decode and correlate.
+ */
+export function withInjectedHeaders(row: Readonly<Record<string, string>>, injected: Readonly<Record<string, string>>): string {
+  const extra = validateHeaders('headers injected by a publish middleware', injected);
+  if (Object.keys(extra).length === 0) return JSON.stringify(row);
+  return JSON.stringify({
+    ...row,
+    ...extra,
+    [CONTENT_TYPE_HEADER]: row[CONTENT_TYPE_HEADER],
+    [CORRELATION_ID_HEADER]: row[CORRELATION_ID_HEADER],
+  });
+}

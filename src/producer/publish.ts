@@ -1,8 +1,12 @@
-import { buildHeaders } from '../envelope/build-headers.js';
+import { buildHeaders, withInjectedHeaders } from '../envelope/build-headers.js';
 import { encodeBody } from '../envelope/encode-body.js';
+import { CORRELATION_ID_HEADER } from '../envelope/headers.js';
 import { InvalidOptionError } from '../errors.js';
+import type { OutboxEvent } from '../instrumentation/events.js';
+import type { MiddlewareChain } from '../instrumentation/middleware-chain.js';
 import type { Statement } from '../util/statement.js';
 import { assertTransactional, type Executor } from './executor.js';
+import { emitPublishError, observePublish } from './observe-publish.js';
 import {
   type PublishBatchOptions,
   type PublishOptions,
@@ -18,6 +22,8 @@ export interface ProducerContext {
   readonly channel: string;
   /** false when the caller's connections cannot hold prepared statements (PgBouncer transaction mode). */
   readonly preparedStatements: boolean;
+  readonly middlewares: MiddlewareChain;
+  readonly emit: (event: OutboxEvent) => void;
 }
 
 /** The most rows one publishBatch() may insert: bounds the statement's memory on both ends. */
@@ -46,14 +52,39 @@ export async function publish(
   const resolved = resolvePublishOptions(options, false);
   assertTransactional('publish', executor, resolved.autocommit);
   const validQueue = validateQueue(queue);
-  const { payload, contentType } = encodeBody(body);
-  const headers = buildHeaders({ headers: resolved.headers, contentType, correlationId: resolved.correlationId });
-  const values: unknown[] = [validQueue, payload, JSON.stringify(headers), ...activation(resolved), ctx.channel];
-  if (resolved.timerId !== undefined) values.push(resolved.timerId);
-  const stmt = resolved.timerId === undefined ? ctx.sql.publish : ctx.sql.publishTimer;
-  const result = await query(ctx, executor, stmt, values);
-  const row = result.rows[0] as { id: string } | undefined;
-  return row?.id ?? null;
+  let encoded: { payload: Buffer; headers: Record<string, string> };
+  try {
+    const { payload, contentType } = encodeBody(body);
+    encoded = {
+      payload,
+      headers: buildHeaders({ headers: resolved.headers, contentType, correlationId: resolved.correlationId }),
+    };
+  } catch (error) {
+    emitPublishError(ctx.emit, validQueue, error);
+    throw error;
+  }
+  const scope = {
+    queue: validQueue,
+    messageCount: 1,
+    batch: false,
+    sizeBytes: encoded.payload.length,
+    correlationId: encoded.headers[CORRELATION_ID_HEADER],
+  };
+  const { ids } = await observePublish(ctx.middlewares, ctx.emit, scope, async (injected) => {
+    const values: unknown[] = [
+      validQueue,
+      encoded.payload,
+      withInjectedHeaders(encoded.headers, injected),
+      ...activation(resolved),
+      ctx.channel,
+    ];
+    if (resolved.timerId !== undefined) values.push(resolved.timerId);
+    const stmt = resolved.timerId === undefined ? ctx.sql.publish : ctx.sql.publishTimer;
+    const result = await query(ctx, executor, stmt, values);
+    const id = (result.rows[0] as { id: string } | undefined)?.id ?? null;
+    return { ids: [id], inserted: id === null ? 0 : 1 };
+  });
+  return ids[0] ?? null;
 }
 
 /**
@@ -84,22 +115,38 @@ export async function publishBatch(
   }
   if (bodies.length === 0) return [];
   const payloads: Buffer[] = [];
-  const headerList: string[] = [];
-  for (const body of bodies) {
-    const { payload, contentType } = encodeBody(body);
-    payloads.push(payload);
-    headerList.push(
-      JSON.stringify(buildHeaders({ headers: resolved.headers, contentType, correlationId: resolved.correlationId })),
-    );
+  const headerList: Record<string, string>[] = [];
+  let sizeBytes = 0;
+  try {
+    for (const body of bodies) {
+      const { payload, contentType } = encodeBody(body);
+      payloads.push(payload);
+      sizeBytes += payload.length;
+      headerList.push(buildHeaders({ headers: resolved.headers, contentType, correlationId: resolved.correlationId }));
+    }
+  } catch (error) {
+    emitPublishError(ctx.emit, validQueue, error);
+    throw error;
   }
-  const result = await query(ctx, executor, ctx.sql.publishBatch, [
-    validQueue,
-    payloads,
-    headerList,
-    ...activation(resolved),
-    ctx.channel,
-  ]);
-  return (result.rows as { id: string }[]).map((row) => row.id);
+  const scope = {
+    queue: validQueue,
+    messageCount: bodies.length,
+    batch: true,
+    sizeBytes,
+    correlationId: resolved.correlationId ?? resolved.headers[CORRELATION_ID_HEADER],
+  };
+  const { ids } = await observePublish(ctx.middlewares, ctx.emit, scope, async (injected) => {
+    const result = await query(ctx, executor, ctx.sql.publishBatch, [
+      validQueue,
+      payloads,
+      headerList.map((headers) => withInjectedHeaders(headers, injected)),
+      ...activation(resolved),
+      ctx.channel,
+    ]);
+    const inserted = (result.rows as { id: string }[]).map((row) => row.id);
+    return { ids: inserted, inserted: inserted.length };
+  });
+  return ids as string[];
 }
 
 /**

@@ -1,3 +1,4 @@
+import type { Stats } from '../instrumentation/custom-stats.js';
 import type { HandlerContext } from './message.js';
 import type { AckPolicy } from './subscription-options.js';
 
@@ -22,10 +23,11 @@ export class DecisionRecorder {
     this.#onLateCall = onLateCall;
   }
 
-  controls(signal: AbortSignal, subscriber: string): HandlerContext {
+  controls(signal: AbortSignal, subscriber: string, stats: Stats): HandlerContext {
     return {
       subscriber,
       signal,
+      stats,
       ack: () => {
         this.#decide('ack()', { kind: 'ack' });
       },

@@ -1,12 +1,15 @@
 import { performance } from 'node:perf_hooks';
 
 import { errorMessage } from '../errors.js';
+import type { CustomStatKeys } from '../instrumentation/custom-stats.js';
 import type { OutboxEvent } from '../instrumentation/events.js';
+import type { ConsumeContext, ConsumeOutcome, ConsumeResult } from '../instrumentation/middleware.js';
+import type { MiddlewareChain } from '../instrumentation/middleware-chain.js';
 import type { RetryStrategy } from '../retry/retry-strategy.js';
 import { MAX_DELAY_MS } from '../retry/retry-strategy.js';
 import type { Logger } from '../util/logger.js';
-import { DecisionRecorder } from './decision.js';
-import { type Handler, toMessage } from './message.js';
+import { type Decision, DecisionRecorder } from './decision.js';
+import { correlationIdOf, type Handler, toMessage } from './message.js';
 import type { Lease, OutcomeWriter, Run } from './outcome-writer.js';
 import type { ResolvedSubscribeOptions } from './subscription-options.js';
 
@@ -16,6 +19,8 @@ export interface DeliverDeps {
   readonly writer: OutcomeWriter;
   readonly logger: Logger;
   readonly emit: (event: OutboxEvent) => void;
+  readonly middlewares: MiddlewareChain;
+  readonly customStats: CustomStatKeys;
 }
 
 /** Asks the strategy for a delay; a throwing or nonsensical strategy ends the row instead of the loop. */
@@ -45,9 +50,31 @@ function retryDelay(strategy: RetryStrategy, lease: Lease, run: Run, error: unkn
   }
 }
 
+/** What a decision means for the row: ack, retry after a delay, or end it. */
+function plan(decision: Decision, lease: Lease, run: Run, deps: DeliverDeps): ConsumeOutcome {
+  switch (decision.kind) {
+    case 'ack':
+      return { kind: 'ack' };
+    case 'reject':
+      return { kind: 'terminal', reason: 'rejected' };
+    case 'nack': {
+      const delayMs = decision.delayMs ?? retryDelay(deps.options.retry, lease, run, decision.error, deps.logger);
+      if (delayMs === null) return { kind: 'terminal', reason: 'retry_terminal' };
+      return { kind: 'retry', delayMs: Math.min(Math.max(0, delayMs), MAX_DELAY_MS) };
+    }
+    default: {
+      const unreachable: never = decision;
+      throw new Error(`unknown decision ${JSON.stringify(unreachable)}`);
+    }
+  }
+}
+
+const STATUS_OF: Record<Decision['kind'], ConsumeResult['status']> = { ack: 'acked', nack: 'nacked', reject: 'rejected' };
+
 /**
- * One delivery: the max-deliveries gate, the handler under its ack policy, then the outcome write
- * (awaited for retries and terminal moves; an ack is handed to the coalescing acker).
+ * One delivery: the max-deliveries gate, then the middleware chain around the handler (decode,
+ * run under the ack policy, decide), then the outcome write (awaited for retries and terminal
+ * moves; an ack is handed to the coalescing acker).
  * Never throws: every failure path either records a terminal decision or leaves the row leased.
  * `abandoned()` turns true when shutdown stopped waiting: the outcome is then not written (the pool
  * may be gone), and the row is redelivered after its lease expires.
@@ -77,57 +104,93 @@ export async function deliver(lease: Lease, signal: AbortSignal, abandoned: () =
     sizeBytes: record.payload.length,
     ageSeconds: Math.max(0, (Date.now() - record.created_at.getTime()) / 1000),
   });
-  const startedAt = new Date();
-  const t0 = performance.now();
-  const decisions = new DecisionRecorder(options.ackPolicy, (call) => {
-    logger.warn(scope, `ctx.${call} called after the handler settled; ignored`);
-  });
-  let outcome: { threw: false } | { threw: true; error: unknown };
-  try {
-    await deps.handler(toMessage(record), decisions.controls(signal, options.name));
-    outcome = { threw: false };
-  } catch (error) {
-    outcome = { threw: true, error };
-  }
-  const { decision, forgotten } = decisions.settle(outcome);
-  const run: Run = { startedAt, durationSeconds: (performance.now() - t0) / 1000 };
-  if (forgotten)
-    logger.error(
-      scope,
-      'manual handler returned without ctx.ack(), nack() or reject(); treating it as nack (retry), never as a silent delete',
-    );
+  const ctx: ConsumeContext = {
+    subscriber: options.name,
+    queue: record.queue,
+    messageId: record.id,
+    correlationId: correlationIdOf(record),
+    headers: record.headers,
+    sizeBytes: record.payload.length,
+    deliveriesCount: record.deliveries_count,
+    createdAt: record.created_at,
+    traceId: undefined,
+  };
+  let run: Run | undefined;
+
+  const runHandler = async (): Promise<ConsumeResult> => {
+    const startedAt = new Date();
+    const t0 = performance.now();
+    const decisions = new DecisionRecorder(options.ackPolicy, (call) => {
+      logger.warn(scope, `ctx.${call} called after the handler settled; ignored`);
+    });
+    const controls = decisions.controls(signal, options.name, deps.customStats.forDelivery(options.name, record.queue));
+    let outcome: { threw: false } | { threw: true; error: unknown };
+    try {
+      // Decoding inside the chain: a malformed body fails like a throwing handler, inside the span.
+      await deps.handler(toMessage(record), controls);
+      outcome = { threw: false };
+    } catch (error) {
+      outcome = { threw: true, error };
+    }
+    const { decision, forgotten } = decisions.settle(outcome);
+    run = { startedAt, durationSeconds: (performance.now() - t0) / 1000 };
+    if (forgotten)
+      logger.error(
+        scope,
+        'manual handler returned without ctx.ack(), nack() or reject(); treating it as nack (retry), never as a silent delete',
+      );
+    const error =
+      decision.kind === 'ack'
+        ? undefined
+        : (decision.error ??
+          (decision.kind === 'reject' && decision.reason !== undefined ? new Error(`rejected: ${decision.reason}`) : undefined));
+    return {
+      status: outcome.threw ? 'error' : STATUS_OF[decision.kind],
+      error,
+      durationSeconds: run.durationSeconds,
+      outcome: plan(decision, lease, run, deps),
+    };
+  };
+
+  // A middleware failed around a handler that did not: fail the delivery as if the handler threw.
+  const fail = (error: unknown, handlerResult: ConsumeResult | undefined): ConsumeResult => {
+    run ??= { startedAt: new Date(), durationSeconds: 0 };
+    const decision: Decision =
+      options.ackPolicy === 'reject_on_error'
+        ? { kind: 'reject', reason: undefined, error }
+        : { kind: 'nack', delayMs: undefined, error };
+    return {
+      status: 'error',
+      error,
+      durationSeconds: handlerResult?.durationSeconds ?? 0,
+      outcome: plan(decision, lease, run, deps),
+    };
+  };
+
+  const result = await deps.middlewares.consume(ctx, runHandler, fail);
+  run ??= { startedAt: new Date(), durationSeconds: result.durationSeconds };
   if (abandoned()) {
     logger.warn(scope, 'handler finished after shutdown stopped waiting; its row keeps its lease and will be redelivered');
     return;
   }
 
-  switch (decision.kind) {
+  const { outcome } = result;
+  switch (outcome.kind) {
     case 'ack':
       // Not awaited: the slot takes the next row while the acker batches this delete with the
       // others of this turn (one DELETE per turn instead of one per message; stop() drains the
       // acker). The lease stays held until the DELETE lands, so a crash meanwhile redelivers.
       void writer.ack(lease, run);
       return;
-    case 'reject':
-      await writer.terminal(
-        lease,
-        'rejected',
-        decision.error ?? (decision.reason === undefined ? undefined : new Error(`rejected: ${decision.reason}`)),
-        run,
-      );
+    case 'terminal':
+      await writer.terminal(lease, outcome.reason, result.error, run);
       return;
-    case 'nack': {
-      const delayMs = decision.delayMs ?? retryDelay(options.retry, lease, run, decision.error, logger);
-      if (delayMs === null) {
-        await writer.terminal(lease, 'retry_terminal', decision.error, run);
-        return;
-      }
-      await writer.retry(lease, run, Math.min(Math.max(0, delayMs), MAX_DELAY_MS), decision.error);
+    case 'retry':
+      await writer.retry(lease, run, outcome.delayMs, result.error);
       return;
-    }
     default: {
-      const unreachable: never = decision;
-      throw new Error(`unknown decision ${JSON.stringify(unreachable)}`);
+      const unreachable: never = outcome;
+      throw new Error(`unknown outcome ${JSON.stringify(unreachable)}`);
     }
   }
 }

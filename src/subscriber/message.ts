@@ -1,5 +1,6 @@
 import { decodeBody } from '../envelope/decode-body.js';
 import { CORRELATION_ID_HEADER } from '../envelope/headers.js';
+import type { Stats } from '../instrumentation/custom-stats.js';
 
 /** A message as a handler sees it. */
 export interface Message<T = unknown> {
@@ -29,6 +30,8 @@ export interface HandlerContext {
    * its outcome will not be recorded, so stop work that can be stopped.
    */
   readonly signal: AbortSignal;
+  /** Custom metrics (counters, gauges, durations), exported by the middlewares that take stats. */
+  readonly stats: Stats;
   /** Success: the row is deleted. */
   ack(): void;
   /** Failure: retry after `delayMs`, or when the retry strategy says (which may end the row). */
@@ -53,6 +56,11 @@ export interface ClaimedRecord {
   timer_id: string | null;
 }
 
+/** The row's correlation id (stored in its headers at publish; the row id for rows written by hand). */
+export function correlationIdOf(record: ClaimedRecord): string {
+  return record.headers[CORRELATION_ID_HEADER] ?? record.id;
+}
+
 /** Decodes a claimed row for the handler. Throws on a malformed body (treated as a handler failure). */
 export function toMessage(record: ClaimedRecord): Message {
   return {
@@ -61,7 +69,7 @@ export function toMessage(record: ClaimedRecord): Message {
     body: decodeBody(record.payload, record.headers),
     payload: record.payload,
     headers: record.headers,
-    correlationId: record.headers[CORRELATION_ID_HEADER] ?? record.id,
+    correlationId: correlationIdOf(record),
     createdAt: record.created_at,
     deliveriesCount: record.deliveries_count,
     attemptsCount: record.attempts_count,

@@ -4,12 +4,14 @@ import { performance } from 'node:perf_hooks';
 import type pg from 'pg';
 
 import { errorMessage } from '../errors.js';
+import type { CustomStatKeys } from '../instrumentation/custom-stats.js';
 import type { OutboxEvent } from '../instrumentation/events.js';
+import type { MiddlewareChain } from '../instrumentation/middleware-chain.js';
 import { backoffMs } from '../util/backoff.js';
 import type { Logger } from '../util/logger.js';
 import { Wakeup } from '../util/wakeup.js';
 import { Acker } from './acker.js';
-import { deliver } from './deliver.js';
+import { deliver, type DeliverDeps } from './deliver.js';
 import type { ClaimedRecord, Handler } from './message.js';
 import { type Lease, OutcomeWriter } from './outcome-writer.js';
 import type { RenderError } from './render-error.js';
@@ -23,6 +25,8 @@ export interface SubscriptionDeps {
   readonly logger: Logger;
   readonly emit: (event: OutboxEvent) => void;
   readonly renderError: RenderError;
+  readonly middlewares: MiddlewareChain;
+  readonly customStats: CustomStatKeys;
 }
 
 /** Longest pause after consecutive database errors in the claim loop. */
@@ -49,10 +53,9 @@ interface InFlight {
  */
 export class Subscription {
   readonly options: ResolvedSubscribeOptions;
-  readonly #handler: Handler;
   readonly #deps: SubscriptionDeps;
   readonly #acker: Acker;
-  readonly #writer: OutcomeWriter;
+  readonly #deliverDeps: DeliverDeps;
   readonly #wakeup = new Wakeup();
   readonly #buffer: Lease[] = [];
   readonly #inFlight = new Map<string, InFlight>();
@@ -67,10 +70,9 @@ export class Subscription {
 
   constructor(options: ResolvedSubscribeOptions, handler: Handler, deps: SubscriptionDeps) {
     this.options = options;
-    this.#handler = handler;
     this.#deps = deps;
     this.#acker = new Acker(deps.pool, deps.sql.ackBatch, deps.prepared, deps.logger);
-    this.#writer = new OutcomeWriter({
+    const writer = new OutcomeWriter({
       pool: deps.pool,
       sql: deps.sql,
       prepared: deps.prepared,
@@ -81,6 +83,15 @@ export class Subscription {
       emit: deps.emit,
       renderError: deps.renderError,
     });
+    this.#deliverDeps = {
+      options,
+      handler,
+      writer,
+      logger: deps.logger,
+      emit: deps.emit,
+      middlewares: deps.middlewares,
+      customStats: deps.customStats,
+    };
   }
 
   /** False when the claim loop died unexpectedly (it should not: every error is caught). */
@@ -200,13 +211,7 @@ export class Subscription {
       }
       const controller = new AbortController();
       this.#inFlight.set(lease.record.id, { lease, controller });
-      void deliver(lease, controller.signal, () => this.#abandoned, {
-        options: this.options,
-        handler: this.#handler,
-        writer: this.#writer,
-        logger: this.#deps.logger,
-        emit: this.#deps.emit,
-      })
+      void deliver(lease, controller.signal, () => this.#abandoned, this.#deliverDeps)
         .catch((error: unknown) => {
           this.#deps.logger.error({ subscriber: this.options.name, err: errorMessage(error) }, 'delivery failed unexpectedly');
         })

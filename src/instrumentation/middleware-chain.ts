@@ -1,0 +1,152 @@
+import { InvalidOptionError, MiddlewareError } from '../errors.js';
+import type { Logger } from '../util/logger.js';
+import type { ConsumeContext, ConsumeResult, CustomStat, Middleware, PublishContext, PublishResult } from './middleware.js';
+import { safeInvoke } from './safe-invoke.js';
+
+type Hook<C, R> = (ctx: C, next: () => Promise<R>) => Promise<void>;
+
+interface Named<T> {
+  readonly name: string;
+  readonly hook: T;
+}
+
+/**
+ * Runs `hooks` around `inner`, outermost first. Returns the inner run (undefined when some hook
+ * never called next()) and the first error a hook threw, if any. Each hook's next() starts the
+ * rest of the chain at most once, however often it is called.
+ */
+async function run<C, R>(
+  hooks: readonly Named<Hook<C, R>>[],
+  ctx: C,
+  inner: () => Promise<R>,
+): Promise<{ innerRun: Promise<R> | undefined; chainError: unknown }> {
+  let innerRun: Promise<R> | undefined;
+  const dispatch = async (index: number): Promise<R> => {
+    const entry = hooks[index];
+    if (entry === undefined) {
+      innerRun = inner();
+      return await innerRun;
+    }
+    let rest: Promise<R> | undefined;
+    await entry.hook(ctx, () => (rest ??= dispatch(index + 1)));
+    if (rest === undefined) throw new MiddlewareError(entry.name, 'returned without calling next()');
+    return await rest;
+  };
+  try {
+    await dispatch(0);
+    return { innerRun, chainError: undefined };
+  } catch (error) {
+    return { innerRun, chainError: error };
+  }
+}
+
+/**
+ * The middlewares of one Outbox, split by hook. With none registered for a kind, `consume` and
+ * `publish` call straight through (no promise chain, no allocation beyond the call).
+ */
+export class MiddlewareChain {
+  readonly #consume: Named<Hook<ConsumeContext, ConsumeResult>>[] = [];
+  readonly #publish: Named<Hook<PublishContext, PublishResult>>[] = [];
+  readonly #stat: Named<(stat: CustomStat) => void>[] = [];
+  readonly #logger: Logger;
+
+  constructor(middlewares: readonly Middleware[], logger: Logger) {
+    this.#logger = logger;
+    middlewares.forEach((middleware, index) => {
+      const name = middleware.name ?? `middlewares[${index}]`;
+      if (middleware.consume !== undefined) this.#consume.push({ name, hook: middleware.consume.bind(middleware) });
+      if (middleware.publish !== undefined) this.#publish.push({ name, hook: middleware.publish.bind(middleware) });
+      if (middleware.stat !== undefined) this.#stat.push({ name, hook: middleware.stat.bind(middleware) });
+    });
+  }
+
+  /** True when some middleware receives custom stats. */
+  get hasStatSinks(): boolean {
+    return this.#stat.length > 0;
+  }
+
+  /**
+   * Runs the consume hooks around `inner` (decode, handler, decision). Never rejects. The handler's
+   * own result stands even if a middleware swallowed its failure; a middleware that throws, or
+   * never calls next(), fails the delivery through `fail` (retry by the ack policy), never an ack.
+   */
+  async consume(
+    ctx: ConsumeContext,
+    inner: () => Promise<ConsumeResult>,
+    fail: (error: unknown, handlerResult: ConsumeResult | undefined) => ConsumeResult,
+  ): Promise<ConsumeResult> {
+    if (this.#consume.length === 0) return await inner();
+    const { innerRun, chainError } = await run(this.#consume, ctx, inner);
+    const result = innerRun === undefined ? undefined : await innerRun;
+    if (chainError === undefined && result !== undefined) return result;
+    this.#logger.warn(
+      { subscriber: ctx.subscriber, queue: ctx.queue, messageId: ctx.messageId, err: describe(chainError) },
+      'a consume middleware failed; the delivery counts as failed',
+    );
+    if (result !== undefined && result.status === 'error') return result;
+    return fail(chainError, result);
+  }
+
+  /**
+   * Runs the publish hooks around `inner` (the INSERT). Rejects with the insert's error whatever a
+   * middleware did with it, or with a middleware's own error: the caller's transaction should then
+   * roll back, as for any failed statement.
+   */
+  async publish(ctx: PublishContext, inner: () => Promise<PublishResult>): Promise<PublishResult> {
+    if (this.#publish.length === 0) return await inner();
+    const { innerRun, chainError } = await run(this.#publish, ctx, inner);
+    if (innerRun === undefined) throw asError(chainError);
+    const result = await innerRun;
+    if (chainError !== undefined) throw asError(chainError);
+    return result;
+  }
+
+  /** Hands a custom stat to every middleware that takes them; a throwing sink is logged and skipped. */
+  stat(stat: CustomStat): void {
+    for (const { name, hook } of this.#stat)
+      safeInvoke(this.#logger, `${name}.stat`, () => {
+        hook(stat);
+      });
+  }
+}
+
+/** Middlewares may throw anything; callers of publish() get an Error. */
+function asError(error: unknown): Error {
+  return error instanceof Error ? error : new MiddlewareError('a publish middleware', `threw ${String(error)}`);
+}
+
+function describe(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+/** Validates the `middlewares` option. */
+export function resolveMiddlewares(value: unknown): Middleware[] {
+  if (value === undefined) return [];
+  if (!Array.isArray(value)) {
+    throw new InvalidOptionError({
+      option: 'middlewares',
+      value,
+      expected: 'an array of middlewares ({ consume?, publish?, stat? })',
+    });
+  }
+  return value.map((middleware: unknown, index) => {
+    const option = `middlewares[${index}]`;
+    if (typeof middleware !== 'object' || middleware === null) {
+      throw new InvalidOptionError({ option, value: middleware, expected: 'an object with consume, publish or stat methods' });
+    }
+    const candidate = middleware as Record<string, unknown>;
+    const hooks = ['consume', 'publish', 'stat'].filter((hook) => candidate[hook] !== undefined);
+    if (hooks.length === 0) {
+      throw new InvalidOptionError({ option, value: middleware, expected: 'an object with consume, publish or stat methods' });
+    }
+    for (const hook of hooks) {
+      if (typeof candidate[hook] !== 'function') {
+        throw new InvalidOptionError({ option: `${option}.${hook}`, value: candidate[hook], expected: 'a function' });
+      }
+    }
+    if (candidate.name !== undefined && typeof candidate.name !== 'string') {
+      throw new InvalidOptionError({ option: `${option}.name`, value: candidate.name, expected: 'a string' });
+    }
+    return middleware;
+  });
+}

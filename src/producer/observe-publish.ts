@@ -1,0 +1,57 @@
+import { performance } from 'node:perf_hooks';
+
+import { exceptionTypeOf, type OutboxEvent } from '../instrumentation/events.js';
+import type { PublishContext, PublishResult } from '../instrumentation/middleware.js';
+import type { MiddlewareChain } from '../instrumentation/middleware-chain.js';
+
+/** What one publish call hands to the instrumentation around it. */
+export interface PublishScope {
+  readonly queue: string;
+  readonly messageCount: number;
+  readonly batch: boolean;
+  readonly sizeBytes: number;
+  readonly correlationId: string | undefined;
+}
+
+/**
+ * Runs one publish call's INSERT inside the publish middlewares and reports a `published` event
+ * with what the database did (rows inserted; status error and the exception type when it threw).
+ * `insert` receives the headers the middlewares added, to write into every row.
+ */
+export async function observePublish(
+  chain: MiddlewareChain,
+  emit: (event: OutboxEvent) => void,
+  scope: PublishScope,
+  insert: (injectedHeaders: Readonly<Record<string, string>>) => Promise<PublishResult>,
+): Promise<PublishResult> {
+  const t0 = performance.now();
+  const ctx: PublishContext = { ...scope, headers: {}, traceId: undefined };
+  try {
+    const result = await chain.publish(ctx, () => insert(ctx.headers));
+    emit({
+      type: 'published',
+      queue: scope.queue,
+      status: 'ok',
+      count: result.inserted,
+      sizeBytes: scope.sizeBytes,
+      durationSeconds: (performance.now() - t0) / 1000,
+    });
+    return result;
+  } catch (error) {
+    emitPublishError(emit, scope.queue, error, (performance.now() - t0) / 1000);
+    throw error;
+  }
+}
+
+/** A publish that failed, before (bad body) or during the INSERT. */
+export function emitPublishError(emit: (event: OutboxEvent) => void, queue: string, error: unknown, durationSeconds = 0): void {
+  emit({
+    type: 'published',
+    queue,
+    status: 'error',
+    count: 0,
+    sizeBytes: 0,
+    durationSeconds,
+    exceptionType: exceptionTypeOf(error),
+  });
+}

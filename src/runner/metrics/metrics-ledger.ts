@@ -1,0 +1,69 @@
+import { AggregatorRegistry, type Registry } from 'prom-client';
+
+/** One metric of a child's registry, as `registry.getMetricsAsJSON()` returns it (JSON over IPC). */
+export interface MetricSnapshot {
+  readonly name: string;
+  readonly help: string;
+  readonly type: string;
+  readonly aggregator: string;
+  readonly values: readonly {
+    readonly value: number;
+    readonly labels: Readonly<Record<string, string | number>>;
+    readonly metricName?: string;
+  }[];
+}
+
+/** Types whose samples only grow while a process lives: they survive the process in the baseline. */
+const CUMULATIVE_TYPES = new Set(['counter', 'histogram', 'summary']);
+
+/**
+ * The runner's view of every child's metrics, merged into one registry at scrape time, with
+ * counters that never go backwards (the anchor's weakness, rejected §4.3 / §6).
+ *
+ * Each child reports its whole registry (cumulative since it started) every flush interval. A live
+ * child contributes its latest report. When a child exits — crash, SIGKILL, reload — its latest
+ * report's counters and histograms move into `retired`, a running sum over every dead child, and
+ * the replacement starts from zero on top of it: the sum never drops. What a child counted after
+ * its last report is lost, at most one flush interval (≤ 1 s). Gauges are not carried over: a
+ * dead process holds nothing in flight.
+ *
+ * States per child: live (reports replace its snapshot) → retired (folded into the baseline, gone).
+ */
+export class MetricsLedger {
+  readonly #live = new Map<string, readonly MetricSnapshot[]>();
+  #retired: MetricSnapshot[] = [];
+
+  /** Replaces the latest report of `child`. */
+  report(child: string, snapshot: readonly MetricSnapshot[]): void {
+    this.#live.set(child, snapshot);
+  }
+
+  /** Folds a child that exited into the baseline. Idempotent. */
+  retire(child: string): void {
+    const last = this.#live.get(child);
+    if (last === undefined) return;
+    this.#live.delete(child);
+    const cumulative = last.filter((metric) => CUMULATIVE_TYPES.has(metric.type));
+    // sum is right for the baseline whatever a metric's own aggregator: it accumulates over time.
+    const asSum = (metrics: readonly MetricSnapshot[]) => metrics.map((metric) => ({ ...metric, aggregator: 'sum' }));
+    this.#retired = toSnapshots(AggregatorRegistry.aggregate([asSum(this.#retired), asSum(cumulative)]));
+  }
+
+  /** Live children, for the readiness check and the process gauge. */
+  get liveChildren(): readonly string[] {
+    return [...this.#live.keys()];
+  }
+
+  /** Every child's metrics merged by each metric's aggregator, plus the retired baseline. */
+  merged(): Registry {
+    return AggregatorRegistry.aggregate([this.#retired, ...this.#live.values()]);
+  }
+}
+
+/** The JSON form of an aggregated registry, synchronously (its metrics are plain value holders). */
+function toSnapshots(registry: Registry): MetricSnapshot[] {
+  return registry.getMetricsAsArray().map((metric) => {
+    const value = (metric as unknown as { get(): MetricSnapshot }).get();
+    return { ...value, values: value.values };
+  });
+}

@@ -288,11 +288,21 @@ describe('ctx.stats', () => {
         ctx.stats.observe('lookup', 0.25);
         assert.equal(await ctx.stats.time('work', () => 42), 42);
         for (const misuse of [
-          () => { ctx.stats.set('db.query', 1); }, // counter db_query exports custom_db_query
-          () => { ctx.stats.set('lookup_seconds', 1); }, // the histogram's series
-          () => { ctx.stats.incr('queue_depth'); }, // the gauge's name
-          () => { ctx.stats.incr('x', -1); },
-          () => { ctx.stats.set('', 1); },
+          () => {
+            ctx.stats.set('db.query', 1);
+          }, // counter db_query exports custom_db_query
+          () => {
+            ctx.stats.set('lookup_seconds', 1);
+          }, // the histogram's series
+          () => {
+            ctx.stats.incr('queue_depth');
+          }, // the gauge's name
+          () => {
+            ctx.stats.incr('x', -1);
+          },
+          () => {
+            ctx.stats.set('', 1);
+          },
         ]) {
           try {
             misuse();

@@ -3,7 +3,7 @@ import { describe, test } from 'node:test';
 
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 
-import { MetricsLedger,type MetricSnapshot } from '../../src/runner/metrics/metrics-ledger.js';
+import { MetricsLedger, type MetricSnapshot } from '../../src/runner/metrics/metrics-ledger.js';
 
 /** A child's registry: what one consumer process would report. */
 function childRegistry() {

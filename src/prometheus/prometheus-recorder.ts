@@ -1,0 +1,107 @@
+import type { OutboxEvent, Recorder } from '../instrumentation/events.js';
+import { AGE_BUCKETS } from './buckets.js';
+import { BROKER } from './labels.js';
+import { type PrometheusBaseOptions, resolveBaseOptions } from './options.js';
+import { allOrNothing, counter, histogram } from './registered-metrics.js';
+
+export type PrometheusRecorderOptions = PrometheusBaseOptions;
+
+const KNOWN = ['registry', 'prefix', 'appName'];
+const MESSAGE = ['app_name', 'broker', 'handler', 'queue'] as const;
+
+/**
+ * The recorder seam's Prometheus series: what happened inside the outbox, as the database saw it —
+ * fetches (empty ones too), lost leases, terminal reasons, retries, DLQ moves, drain timeouts and
+ * message age.
+ *
+ * Every name is `<prefix>_outbox_*` or `<prefix>_message_age_seconds`, never one of
+ * prometheusMiddleware's, so both seams share one registry without a duplicate-registration error
+ * (FastStream's recorder and middleware collide there, faststream-outbox §4) and nothing is counted
+ * twice. For the same reason `acked`, `published` and the per-delivery side of `dispatched` and
+ * the nacks (received/processed counts, durations, exception types) are left to the middleware,
+ * which sees every delivery and publish call with its status; this recorder adds what no
+ * message-scoped hook can see, or sees differently: `nacked_retried` / `nacked_terminal` here
+ * count retry and terminal writes that landed, not handler statuses.
+ *
+ * Events this version does not know are ignored, so an Outbox that reports more does not break it.
+ */
+export function prometheusRecorder(options: PrometheusRecorderOptions): Recorder {
+  const { base } = resolveBaseOptions(options, 'prometheusRecorder', KNOWN);
+  const { registry, prefix: p, appName } = base;
+
+  const m = allOrNothing(registry, () => ({
+    fetches: counter(registry, {
+      name: `${p}_outbox_fetches_total`,
+      help: 'Claim queries run, by whether they returned rows (non_empty)',
+      labelNames: [...MESSAGE, 'non_empty'],
+    }),
+    fetched: counter(registry, { name: `${p}_outbox_fetched_messages_total`, help: 'Rows claimed', labelNames: MESSAGE }),
+    leaseLost: counter(registry, {
+      name: `${p}_outbox_lease_lost_total`,
+      help: 'Outcome writes that found the lease taken over (terminal or retry phase): raise leaseTtlMs above handler P99',
+      labelNames: [...MESSAGE, 'phase'],
+    }),
+    terminal: counter(registry, {
+      name: `${p}_outbox_terminal_total`,
+      help: 'Rows ended without an ack, by reason (rejected, retry_terminal, max_deliveries)',
+      labelNames: [...MESSAGE, 'reason'],
+    }),
+    retries: counter(registry, { name: `${p}_outbox_retries_total`, help: 'Retries scheduled', labelNames: MESSAGE }),
+    dlqWritten: counter(registry, {
+      name: `${p}_outbox_dlq_written_total`,
+      help: 'Rows moved to the dead-letter table, by failure reason',
+      labelNames: [...MESSAGE, 'reason'],
+    }),
+    drainTimeouts: counter(registry, {
+      name: `${p}_outbox_drain_timeouts_total`,
+      help: 'Shutdowns that abandoned running handlers after gracefulTimeoutMs (their rows are redelivered)',
+      labelNames: ['app_name', 'broker', 'handler'],
+    }),
+    age: histogram(registry, {
+      name: `${p}_message_age_seconds`,
+      help: 'Time from publish (created_at) to dispatch to a handler, in seconds',
+      labelNames: MESSAGE,
+      buckets: AGE_BUCKETS,
+    }),
+  }));
+
+  const labelsOf = (event: { subscriber: string; queue: string }) => ({
+    app_name: appName,
+    broker: BROKER,
+    handler: event.subscriber,
+    queue: event.queue,
+  });
+
+  return (event: OutboxEvent): void => {
+    switch (event.type) {
+      case 'fetched':
+        m.fetches.inc({ ...labelsOf(event), non_empty: String(event.count > 0) });
+        m.fetched.inc(labelsOf(event), event.count);
+        return;
+      case 'dispatched':
+        // NaN only from an unreadable created_at; prom-client would throw on it (deliver clamps at 0).
+        if (Number.isFinite(event.ageSeconds)) m.age.observe(labelsOf(event), event.ageSeconds);
+        return;
+      case 'nacked_retried':
+        m.retries.inc(labelsOf(event));
+        return;
+      case 'nacked_terminal':
+        m.terminal.inc({ ...labelsOf(event), reason: event.reason });
+        return;
+      case 'lease_lost':
+        m.leaseLost.inc({ ...labelsOf(event), phase: event.phase });
+        return;
+      case 'dlq_written':
+        m.dlqWritten.inc({ ...labelsOf(event), reason: event.failureReason });
+        return;
+      case 'drain_timeout':
+        m.drainTimeouts.inc({ app_name: appName, broker: BROKER, handler: event.subscriber });
+        return;
+      case 'acked':
+      case 'published':
+        return; // the middleware's (see above)
+      default:
+        return; // an event type added after this version
+    }
+  };
+}

@@ -25,7 +25,12 @@ export type ConsumeOutcome =
   | { readonly kind: 'retry'; readonly delayMs: number }
   | { readonly kind: 'terminal'; readonly reason: 'retry_terminal' | 'rejected' };
 
-/** The result `next()` resolves with in a consume middleware. It never rejects. */
+/**
+ * The result `next()` resolves with in a consume middleware: how the handler ended, even when it
+ * threw (the handler's error is in `error`, not a rejection). `next()` rejects only when a
+ * middleware nested inside this one threw or returned without calling its own `next()`; the
+ * delivery then fails (retry by the ack policy) whatever the outer middleware does with it.
+ */
 export interface ConsumeResult {
   readonly status: ConsumeStatus;
   /** What the handler threw (status 'error'), or the error passed to ctx.nack(). */

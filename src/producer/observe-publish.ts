@@ -38,20 +38,15 @@ export async function observePublish(
     });
     return result;
   } catch (error) {
-    emitPublishError(emit, scope.queue, error, (performance.now() - t0) / 1000);
+    emit({
+      type: 'published',
+      queue: scope.queue,
+      status: 'error',
+      count: 0,
+      sizeBytes: 0,
+      durationSeconds: (performance.now() - t0) / 1000,
+      exceptionType: exceptionTypeOf(error),
+    });
     throw error;
   }
-}
-
-/** A publish that failed, before (bad body) or during the INSERT. */
-export function emitPublishError(emit: (event: OutboxEvent) => void, queue: string, error: unknown, durationSeconds = 0): void {
-  emit({
-    type: 'published',
-    queue,
-    status: 'error',
-    count: 0,
-    sizeBytes: 0,
-    durationSeconds,
-    exceptionType: exceptionTypeOf(error),
-  });
 }

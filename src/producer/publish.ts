@@ -6,7 +6,7 @@ import type { OutboxEvent } from '../instrumentation/events.js';
 import type { MiddlewareChain } from '../instrumentation/middleware-chain.js';
 import type { Statement } from '../util/statement.js';
 import { assertTransactional, type Executor } from './executor.js';
-import { emitPublishError, observePublish } from './observe-publish.js';
+import { observePublish, type PublishScope } from './observe-publish.js';
 import {
   type PublishBatchOptions,
   type PublishOptions,
@@ -38,6 +38,16 @@ function activation(options: ResolvedPublishOptions): [Date | null, number] {
 }
 
 /**
+ * A publish that failed before its INSERT (an unencodable body) still runs through the publish
+ * middlewares, with an insert that rejects: their error counts and spans include it, and the
+ * `published` error event is emitted once, by observePublish. Always rejects with `error`.
+ */
+async function failBeforeInsert(ctx: ProducerContext, scope: Omit<PublishScope, 'sizeBytes'>, error: unknown): Promise<never> {
+  await observePublish(ctx.middlewares, ctx.emit, { ...scope, sizeBytes: 0 }, () => Promise.reject(error));
+  throw error; // not reached: observePublish rethrows what the insert rejected with
+}
+
+/**
  * Inserts one message through the caller's executor (their open transaction) and wakes the
  * queue's subscribers when it is due. Returns the row id, or null when `timerId` is already live.
  * Never begins, commits or rolls back.
@@ -60,8 +70,11 @@ export async function publish(
       headers: buildHeaders({ headers: resolved.headers, contentType, correlationId: resolved.correlationId }),
     };
   } catch (error) {
-    emitPublishError(ctx.emit, validQueue, error);
-    throw error;
+    return await failBeforeInsert(
+      ctx,
+      { queue: validQueue, messageCount: 1, batch: false, correlationId: resolved.correlationId },
+      error,
+    );
   }
   const scope = {
     queue: validQueue,
@@ -125,8 +138,8 @@ export async function publishBatch(
       headerList.push(buildHeaders({ headers: resolved.headers, contentType, correlationId: resolved.correlationId }));
     }
   } catch (error) {
-    emitPublishError(ctx.emit, validQueue, error);
-    throw error;
+    const scope = { queue: validQueue, messageCount: bodies.length, batch: true, correlationId: resolved.correlationId };
+    return await failBeforeInsert(ctx, scope, error);
   }
   const scope = {
     queue: validQueue,

@@ -270,6 +270,46 @@ describe('publish through the seam', () => {
     assert.ok(swallowed instanceof Error);
     assert.equal(await remaining(db.pool, 'boom', 'm_pubfail'), 0);
   });
+
+  test('an unencodable body reaches the publish middlewares as a failed publish, before any INSERT', async () => {
+    const seen: { queue: string; messageCount: number; error: string }[] = [];
+    const { outbox, log } = await migratedOutbox(newOutbox, db.pool, 'm_badbody', {
+      middlewares: [
+        {
+          publish: async (ctx, next) => {
+            try {
+              await next();
+            } catch (error) {
+              seen.push({ queue: ctx.queue, messageCount: ctx.messageCount, error: (error as Error).name });
+              throw error;
+            }
+          },
+        },
+      ],
+    });
+    const cycle: Record<string, unknown> = {};
+    cycle.self = cycle;
+    await assert.rejects(
+      inTransaction(db.pool, (c) => outbox.publish(c, 'q', { n: 1n })),
+      (error: Error) => error.name === 'UnencodableBodyError',
+    );
+    await assert.rejects(
+      inTransaction(db.pool, (c) => outbox.publishBatch(c, 'q', ['ok', cycle])),
+      (error: Error) => error.name === 'UnencodableBodyError',
+    );
+    assert.deepEqual(seen, [
+      { queue: 'q', messageCount: 1, error: 'UnencodableBodyError' },
+      { queue: 'q', messageCount: 2, error: 'UnencodableBodyError' },
+    ]);
+    assert.deepEqual(
+      log.of('published').map((e) => [e.status, e.count]),
+      [
+        ['error', 0],
+        ['error', 0],
+      ],
+    );
+    assert.equal(await remaining(db.pool, 'q', 'm_badbody'), 0);
+  });
 });
 
 describe('ctx.stats', () => {

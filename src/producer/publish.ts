@@ -37,12 +37,16 @@ function activation(options: ResolvedPublishOptions): [Date | null, number] {
   return [options.activateAt ?? null, options.activateInMs ?? 0];
 }
 
+function asError(error: unknown): Error {
+  return error instanceof Error ? error : new Error(String(error));
+}
+
 /**
  * A publish that failed before its INSERT (an unencodable body) still runs through the publish
  * middlewares, with an insert that rejects: their error counts and spans include it, and the
  * `published` error event is emitted once, by observePublish. Always rejects with `error`.
  */
-async function failBeforeInsert(ctx: ProducerContext, scope: Omit<PublishScope, 'sizeBytes'>, error: unknown): Promise<never> {
+async function failBeforeInsert(ctx: ProducerContext, scope: Omit<PublishScope, 'sizeBytes'>, error: Error): Promise<never> {
   await observePublish(ctx.middlewares, ctx.emit, { ...scope, sizeBytes: 0 }, () => Promise.reject(error));
   throw error; // not reached: observePublish rethrows what the insert rejected with
 }
@@ -73,7 +77,7 @@ export async function publish(
     return await failBeforeInsert(
       ctx,
       { queue: validQueue, messageCount: 1, batch: false, correlationId: resolved.correlationId },
-      error,
+      asError(error),
     );
   }
   const scope = {
@@ -139,7 +143,7 @@ export async function publishBatch(
     }
   } catch (error) {
     const scope = { queue: validQueue, messageCount: bodies.length, batch: true, correlationId: resolved.correlationId };
-    return await failBeforeInsert(ctx, scope, error);
+    return await failBeforeInsert(ctx, scope, asError(error));
   }
   const scope = {
     queue: validQueue,

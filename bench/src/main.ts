@@ -1,0 +1,220 @@
+/**
+ * `npm run bench` (full: 3 repetitions) or `npm run bench -- --quick` (smoke run, under a minute).
+ * Options: --out <dir> (default bench/results), --only W1,W3 (workloads), --systems txoutbox,raw.
+ * DATABASE_URL: use that server instead of an embedded one (needs CREATE DATABASE).
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { cpus, release, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+
+import pg from 'pg';
+
+import { PhaseMeter } from './measure.js';
+import { Progress } from './progress.js';
+import { type BenchResults, renderReport, type RunRecord } from './report.js';
+import { runnerUnavailable } from './runner-workload.js';
+import { startServer } from './server.js';
+import { graphileSystem } from './systems/graphile.js';
+import { pgBossSystem } from './systems/pgboss.js';
+import { rawSystem } from './systems/raw.js';
+import { seamsOn } from './systems/seams.js';
+import type { RunOptions, System, WorkloadId } from './systems/system.js';
+import { txoutboxSystem } from './systems/txoutbox.js';
+import {
+  drainWorkload,
+  FULL,
+  type Measured,
+  preload,
+  publishWorkload,
+  QUICK,
+  type Sizes,
+  wakeWorkload,
+  type WorkloadContext,
+} from './workloads.js';
+
+const { values: args } = parseArgs({
+  options: {
+    quick: { type: 'boolean', default: false },
+    out: { type: 'string' },
+    only: { type: 'string' },
+    systems: { type: 'string' },
+  },
+});
+
+const sizes: Sizes = args.quick ? QUICK : FULL;
+const mode = args.quick ? 'quick' : 'full';
+const outDir = args.out ?? join(import.meta.dirname, '..', 'results');
+const onlyWorkloads = args.only?.split(',') ?? ['W1', 'W2', 'W3', 'W4', 'W5', 'W6'];
+const allSystems: System[] = [txoutboxSystem, rawSystem(false), rawSystem(true), pgBossSystem, graphileSystem];
+const systems = args.systems === undefined ? allSystems : allSystems.filter((s) => args.systems?.split(',').includes(s.id));
+
+interface PlannedRun {
+  readonly workload: WorkloadId;
+  readonly variant: string;
+  readonly system: System;
+  readonly rep: number;
+  readonly options: RunOptions;
+  readonly preload: number;
+  readonly run: (ctx: WorkloadContext) => Promise<Measured>;
+}
+
+const plan: PlannedRun[] = [];
+const skipped: { workload: WorkloadId; system: string; reason: string }[] = [];
+
+function add(workload: WorkloadId, variant: string, make: (system: System, rep: number) => Omit<PlannedRun, 'workload' | 'variant' | 'system' | 'rep'>): void {
+  if (!onlyWorkloads.includes(workload)) return;
+  for (const system of systems) {
+    const reason = system.skips[workload];
+    if (reason !== undefined && !skipped.some((s) => s.workload === workload && s.system === system.id)) {
+      skipped.push({ workload, system: system.id, reason });
+    }
+  }
+  for (let rep = 1; rep <= sizes.reps; rep += 1) {
+    for (const system of systems) {
+      if (system.skips[workload] !== undefined) continue;
+      plan.push({ workload, variant, system, rep, ...make(system, rep) });
+    }
+  }
+}
+
+add('W1', 'publish-single', () => ({
+  options: {},
+  preload: 0,
+  run: (ctx) => publishWorkload(ctx, sizes.publishSingle, 1),
+}));
+add('W2', 'publish-batch', () => ({
+  options: {},
+  preload: 0,
+  run: (ctx) => publishWorkload(ctx, sizes.publishBatch, sizes.batchSize),
+}));
+for (const concurrency of sizes.drainConcurrency) {
+  add('W3', `drain c${concurrency}`, () => ({
+    options: {},
+    preload: sizes.drain,
+    run: (ctx) => drainWorkload(ctx, concurrency),
+  }));
+}
+add('W4', 'wake latency', () => ({ options: {}, preload: 0, run: (ctx) => wakeWorkload(ctx) }));
+if (onlyWorkloads.includes('W5') && systems.includes(txoutboxSystem)) {
+  for (let rep = 1; rep <= sizes.reps; rep += 1) {
+    for (const seams of ['off', 'on'] as const) {
+      plan.push({
+        workload: 'W5',
+        variant: `seams ${seams}`,
+        system: txoutboxSystem,
+        rep,
+        options: { seams },
+        preload: sizes.drain,
+        run: (ctx) => drainWorkload(ctx, 16),
+      });
+    }
+  }
+}
+const w6Status = runnerUnavailable();
+if (onlyWorkloads.includes('W6') && w6Status !== undefined) skipped.push({ workload: 'W6', system: 'txoutbox', reason: w6Status });
+
+function gitCommit(): string {
+  try {
+    const cwd = join(import.meta.dirname, '..', '..');
+    const commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd, encoding: 'utf8' }).trim();
+    const dirty = execFileSync('git', ['status', '--porcelain', '--', 'src'], { cwd, encoding: 'utf8' }).trim() !== '';
+    return dirty ? `${commit} + uncommitted src/ changes` : commit;
+  } catch {
+    return 'unknown';
+  }
+}
+
+const format = (value: number): string => (value >= 10_000 ? `${(value / 1000).toFixed(1)}k` : value.toFixed(0));
+
+const started = new Date();
+console.log(
+  `txoutbox bench (${mode}): ${plan.length} runs, ${sizes.reps} repetition(s), systems ${systems.map((s) => s.id).join(', ')}`,
+);
+const server = await startServer(process.env.DATABASE_URL);
+console.log(
+  `PostgreSQL ${server.version} (${server.embedded ? 'embedded' : 'DATABASE_URL'}), fsync=${server.settings.fsync ?? '?'}, ` +
+    `synchronous_commit=${server.settings.synchronous_commit ?? '?'}, pg_stat_statements ${server.statStatements ? 'on' : 'unavailable'}`,
+);
+for (const skip of skipped) console.log(`skip ${skip.workload} ${skip.system}: ${skip.reason}`);
+
+const progress = new Progress(plan.length);
+const runs: RunRecord[] = [];
+let otelStatus = 'not run';
+let index = 0;
+for (const entry of plan) {
+  index += 1;
+  const label = `${entry.workload} ${entry.variant} · ${entry.system.label} · rep ${entry.rep}/${sizes.reps}`;
+  progress.begin(label);
+  const database = `bench_${index}`;
+  const base = { workload: entry.workload, variant: entry.variant, system: entry.system.id, rep: entry.rep };
+  let producers: pg.Pool | undefined;
+  const url = await server.createDatabase(database);
+  const instance = entry.system.create(url, entry.options);
+  try {
+    producers = new pg.Pool({ connectionString: url, max: sizes.producers });
+    producers.on('error', () => undefined);
+    const meter = new PhaseMeter(server.admin, database, server.statStatements);
+    const ctx: WorkloadContext = { instance, producers, sizes, meter };
+    await instance.setup();
+    await server.admin.query('CHECKPOINT');
+    if (entry.preload > 0) await preload(ctx, entry.preload);
+    const measured = await entry.run(ctx);
+    const cost = await meter.stop();
+    if (entry.options.seams === 'on') otelStatus = (await seamsOn()).openTelemetry;
+    const msgsPerSec = measured.messages / measured.seconds;
+    const statementsPerMsg = cost.statements === null ? null : cost.statements / measured.messages;
+    const walBytesPerMsg = cost.walBytes / measured.messages;
+    const record: RunRecord = { ...base, ...measured, msgsPerSec, statementsPerMsg, walBytesPerMsg, cost };
+    runs.push(record);
+    const check =
+      (record.duplicates ?? 0) + (record.losses ?? 0) > 0 ? ` DUPLICATES ${record.duplicates ?? 0} LOSSES ${record.losses ?? 0}` : '';
+    const latency = record.latencyMs === undefined ? '' : `, p99 ${record.latencyMs.p99} ms`;
+    progress.end(
+      label,
+      `${format(msgsPerSec)} msgs/s${latency}, ${statementsPerMsg?.toFixed(3) ?? '?'} stmts/msg, ` +
+        `${walBytesPerMsg.toFixed(0)} WAL B/msg${check}${record.note === undefined ? '' : ` (${record.note})`}`,
+    );
+  } catch (error) {
+    const message = error instanceof Error ? (error.stack ?? error.message) : String(error);
+    runs.push({ ...base, error: message.split('\n').slice(0, 3).join(' | ') });
+    progress.end(label, `FAILED: ${message.split('\n')[0] ?? ''}`);
+  } finally {
+    await instance.close().catch(() => undefined);
+    await producers?.end().catch(() => undefined);
+    await server.dropDatabase(database).catch(() => undefined);
+  }
+}
+progress.finish();
+await server.stop();
+
+const results: BenchResults = {
+  mode,
+  startedAt: started.toISOString(),
+  finishedAt: new Date().toISOString(),
+  machine: {
+    cpus: cpus().length,
+    cpuModel: cpus()[0]?.model ?? '?',
+    memoryGiB: Number((totalmem() / 2 ** 30).toFixed(1)),
+    kernel: release(),
+    node: process.version,
+  },
+  postgres: { version: server.version, embedded: server.embedded, statStatements: server.statStatements, settings: server.settings },
+  commit: gitCommit(),
+  sizes,
+  systems: systems.map((s) => ({ id: s.id, label: s.label, version: s.version, tuning: s.tuning, skips: s.skips })),
+  skipped,
+  openTelemetry: otelStatus,
+  runner: w6Status ?? 'available',
+  runs,
+};
+mkdirSync(outDir, { recursive: true });
+const stamp = started.toISOString().replace(/[:.]/g, '-').slice(0, 19);
+const jsonPath = join(outDir, `${mode}-${stamp}.json`);
+const report = renderReport(results);
+writeFileSync(jsonPath, `${JSON.stringify(results, null, 2)}\n`);
+writeFileSync(jsonPath.replace(/\.json$/, '.md'), report);
+console.log(`\n${report}`);
+console.log(`results: ${jsonPath}`);
+if (runs.some((r) => r.error !== undefined)) process.exitCode = 1;

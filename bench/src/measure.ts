@@ -1,0 +1,149 @@
+/**
+ * What every measured phase records besides its own numbers: statements (pg_stat_statements call
+ * deltas of the run's database), WAL bytes (pg_current_wal_lsn difference), CPU split (machine
+ * from /proc/stat, this Node process from process.cpuUsage) and sampled wait events of the run's
+ * backends (the poor man's ASH: what Postgres sessions were doing, every 10 ms).
+ */
+import { readFileSync } from 'node:fs';
+
+import type pg from 'pg';
+
+export interface StatementLine {
+  readonly query: string;
+  readonly calls: number;
+  readonly totalMs: number;
+}
+
+export interface PhaseCost {
+  readonly statements: number | null;
+  readonly walBytes: number;
+  /** Busy share of all cores over the phase, 0..1 (1 = both cores busy). */
+  readonly machineCpu: number | null;
+  /** This Node process's CPU, in cores (1 = one core busy). */
+  readonly nodeCpu: number;
+  /** The most expensive statements by execution time. */
+  readonly topStatements: readonly StatementLine[];
+  /** Share of samples per wait event of active backends (`CPU` = running, no wait). */
+  readonly waits: Readonly<Record<string, number>>;
+}
+
+interface StatementRow {
+  queryid: string;
+  query: string;
+  calls: string;
+  total_exec_time: number;
+}
+
+function readMachineTicks(): { busy: number; total: number } | null {
+  try {
+    const line = readFileSync('/proc/stat', 'utf8').split('\n')[0] ?? '';
+    const fields = line.trim().split(/\s+/).slice(1).map(Number);
+    const total = fields.reduce((sum, value) => sum + value, 0);
+    const idle = (fields[3] ?? 0) + (fields[4] ?? 0);
+    return { busy: total - idle, total };
+  } catch {
+    return null;
+  }
+}
+
+export class PhaseMeter {
+  readonly #admin: pg.Pool;
+  readonly #database: string;
+  readonly #statStatements: boolean;
+  #dbid = 0;
+  #lsn = '0/0';
+  #statements = new Map<string, StatementRow>();
+  #ticks: { busy: number; total: number } | null = null;
+  #cpu: NodeJS.CpuUsage = process.cpuUsage();
+  #started = 0;
+  #sampler: NodeJS.Timeout | undefined;
+  #sampling: Promise<void> = Promise.resolve();
+  readonly #waits = new Map<string, number>();
+  #samples = 0;
+
+  constructor(admin: pg.Pool, database: string, statStatements: boolean) {
+    this.#admin = admin;
+    this.#database = database;
+    this.#statStatements = statStatements;
+  }
+
+  async #snapshot(): Promise<Map<string, StatementRow>> {
+    if (!this.#statStatements) return new Map();
+    const { rows } = await this.#admin.query<StatementRow>(
+      `SELECT queryid::text || ':' || toplevel::text || ':' || userid::text AS queryid, query, calls::text, total_exec_time
+       FROM pg_stat_statements WHERE dbid = $1`,
+      [this.#dbid],
+    );
+    return new Map(rows.map((row) => [row.queryid, row]));
+  }
+
+  async start(): Promise<void> {
+    const { rows } = await this.#admin.query<{ oid: number }>('SELECT oid FROM pg_database WHERE datname = $1', [this.#database]);
+    this.#dbid = rows[0]?.oid ?? 0;
+    this.#statements = await this.#snapshot();
+    this.#lsn = (await this.#admin.query<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn')).rows[0]?.lsn ?? '0/0';
+    this.#ticks = readMachineTicks();
+    this.#cpu = process.cpuUsage();
+    this.#started = performance.now();
+    this.#sampler = setInterval(() => {
+      this.#sampling = this.#sample();
+    }, 10);
+  }
+
+  async #sample(): Promise<void> {
+    try {
+      const { rows } = await this.#admin.query<{ w: string; n: number }>(
+        `SELECT coalesce(wait_event_type || ':' || wait_event, 'CPU') AS w, count(*)::int AS n FROM pg_stat_activity
+         WHERE datname = $1 AND state = 'active' AND pid <> pg_backend_pid() AND backend_type = 'client backend'
+           AND query NOT ILIKE 'LISTEN%' GROUP BY 1`,
+        [this.#database],
+      );
+      this.#samples += 1;
+      for (const row of rows) this.#waits.set(row.w, (this.#waits.get(row.w) ?? 0) + row.n);
+    } catch {
+      // a missed sample
+    }
+  }
+
+  async stop(): Promise<PhaseCost> {
+    const seconds = (performance.now() - this.#started) / 1000;
+    const cpu = process.cpuUsage(this.#cpu);
+    const ticks = readMachineTicks();
+    clearInterval(this.#sampler);
+    await this.#sampling;
+    const lsn = (
+      await this.#admin.query<{ bytes: string }>('SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), $1::pg_lsn)::text AS bytes', [this.#lsn])
+    ).rows[0]?.bytes;
+    const after = await this.#snapshot();
+    let statements = 0;
+    const lines: StatementLine[] = [];
+    for (const [key, row] of after) {
+      const before = this.#statements.get(key);
+      const calls = Number(row.calls) - Number(before?.calls ?? 0);
+      if (calls <= 0) continue;
+      statements += calls;
+      lines.push({
+        query: row.query.replace(/\s+/g, ' ').slice(0, 160),
+        calls,
+        totalMs: row.total_exec_time - (before?.total_exec_time ?? 0),
+      });
+    }
+    lines.sort((a, b) => b.totalMs - a.totalMs);
+    const waits: Record<string, number> = {};
+    const sampled = [...this.#waits.values()].reduce((sum, n) => sum + n, 0);
+    for (const [wait, n] of [...this.#waits].sort((a, b) => b[1] - a[1])) {
+      if (sampled > 0) waits[wait] = Number((n / sampled).toFixed(3));
+    }
+    return {
+      statements: this.#statStatements ? statements : null,
+      walBytes: Number(lsn ?? 0),
+      machineCpu:
+        this.#ticks === null || ticks === null || ticks.total === this.#ticks.total
+          ? null
+          : Number(((ticks.busy - this.#ticks.busy) / (ticks.total - this.#ticks.total)).toFixed(3)),
+      nodeCpu: Number(((cpu.user + cpu.system) / 1e6 / Math.max(seconds, 1e-9)).toFixed(3)),
+      topStatements: lines.slice(0, 6),
+      waits,
+    };
+  }
+}

@@ -1,0 +1,303 @@
+/** Turns the runs into the tables people read: throughput, latency, cost per message, ratios, targets. */
+import type { PhaseCost } from './measure.js';
+import { type Spread, spread } from './stats.js';
+import type { WorkloadId } from './systems/system.js';
+import type { Measured, Sizes } from './workloads.js';
+
+export interface RunRecord extends Partial<Measured> {
+  readonly workload: WorkloadId;
+  readonly variant: string;
+  readonly system: string;
+  readonly rep: number;
+  readonly msgsPerSec?: number;
+  readonly statementsPerMsg?: number | null;
+  readonly walBytesPerMsg?: number;
+  readonly cost?: PhaseCost;
+  readonly error?: string;
+}
+
+export interface BenchResults {
+  readonly mode: string;
+  readonly startedAt: string;
+  readonly finishedAt: string;
+  readonly machine: Readonly<Record<string, string | number>>;
+  readonly postgres: { version: string; embedded: boolean; statStatements: boolean; settings: Readonly<Record<string, string>> };
+  readonly commit: string;
+  readonly sizes: Sizes;
+  readonly systems: readonly { id: string; label: string; version: string; tuning: string; skips: object }[];
+  readonly skipped: readonly { workload: WorkloadId; system: string; reason: string }[];
+  readonly openTelemetry: string;
+  readonly runner: string;
+  readonly runs: readonly RunRecord[];
+}
+
+interface Group {
+  readonly runs: RunRecord[];
+  readonly rate: Spread | null;
+  readonly statements: number | null;
+  readonly wal: number | null;
+  readonly duplicates: number;
+  readonly losses: number;
+  readonly latency: { p50: number; p95: number; p99: number; max: number } | null;
+  readonly errors: number;
+}
+
+function group(runs: readonly RunRecord[]): Group {
+  const ok = runs.filter((r) => r.error === undefined && r.note === undefined);
+  const med = (values: number[]): number | null => spread(values)?.median ?? null;
+  const latencies = ok.flatMap((r) => (r.latencyMs === undefined ? [] : [r.latencyMs]));
+  return {
+    runs: [...runs],
+    rate: spread(ok.flatMap((r) => (r.msgsPerSec === undefined ? [] : [r.msgsPerSec]))),
+    statements: med(ok.flatMap((r) => (r.statementsPerMsg === undefined || r.statementsPerMsg === null ? [] : [r.statementsPerMsg]))),
+    wal: med(ok.flatMap((r) => (r.walBytesPerMsg === undefined ? [] : [r.walBytesPerMsg]))),
+    duplicates: runs.reduce((sum, r) => sum + (r.duplicates ?? 0), 0),
+    losses: runs.reduce((sum, r) => sum + (r.losses ?? 0), 0),
+    latency:
+      latencies.length === 0
+        ? null
+        : {
+            p50: med(latencies.map((l) => l.p50)) ?? Number.NaN,
+            p95: med(latencies.map((l) => l.p95)) ?? Number.NaN,
+            p99: med(latencies.map((l) => l.p99)) ?? Number.NaN,
+            max: Math.max(...latencies.map((l) => l.max)),
+          },
+    errors: runs.length - ok.length,
+  };
+}
+
+const rate = (value: number): string => (value >= 10_000 ? `${(value / 1000).toFixed(1)}k` : `${(value / 1000).toFixed(2)}k`);
+const ms = (value: number): string => value.toFixed(2);
+
+function rateCell(g: Group | undefined): string {
+  if (g === undefined) return '—';
+  if (g.rate === null) return g.errors > 0 ? `failed (${g.errors})` : '—';
+  const range = g.runs.length > 1 ? ` (${rate(g.rate.min)}–${rate(g.rate.max)})` : '';
+  return `**${rate(g.rate.median)}**${range}${g.errors > 0 ? ` ⚠${g.errors} failed` : ''}`;
+}
+
+function table(header: readonly string[], rows: readonly (readonly string[])[]): string {
+  const lines = [`| ${header.join(' | ')} |`, `| ${header.map((_, i) => (i === 0 ? '---' : '---:')).join(' | ')} |`];
+  for (const row of rows) lines.push(`| ${row.join(' | ')} |`);
+  return lines.join('\n');
+}
+
+export interface Ratios {
+  readonly key: string;
+  readonly vsRaw: number | null;
+  readonly vsBestPeer: number | null;
+  readonly bestPeer: string | null;
+}
+
+export function summarize(results: BenchResults): {
+  groups: Map<string, Group>;
+  variants: { workload: WorkloadId; variant: string }[];
+} {
+  const keyed = new Map<string, RunRecord[]>();
+  const variants: { workload: WorkloadId; variant: string }[] = [];
+  for (const run of results.runs) {
+    const key = `${run.workload} ${run.variant}|${run.system}`;
+    if (!keyed.has(key)) keyed.set(key, []);
+    keyed.get(key)?.push(run);
+    if (!variants.some((v) => v.workload === run.workload && v.variant === run.variant)) {
+      variants.push({ workload: run.workload, variant: run.variant });
+    }
+  }
+  return { groups: new Map([...keyed].map(([key, runs]) => [key, group(runs)])), variants };
+}
+
+const PEERS = ['pg-boss', 'graphile'];
+
+export function renderReport(results: BenchResults): string {
+  const { groups, variants } = summarize(results);
+  const systems = results.systems;
+  const get = (variant: string, system: string): Group | undefined => groups.get(`${variant}|${system}`);
+  const out: string[] = [];
+  const pgs = results.postgres;
+  out.push(
+    `## Results (${results.mode}, ${results.sizes.reps} repetition(s), median (min–max))`,
+    '',
+    `Machine: ${results.machine.cpus} × ${results.machine.cpuModel}, ${results.machine.memoryGiB} GiB, Linux ${results.machine.kernel}, Node ${results.machine.node}. ` +
+      `PostgreSQL ${pgs.version} (${pgs.embedded ? 'embedded' : 'external'}; fsync=${pgs.settings.fsync ?? '?'}, synchronous_commit=${pgs.settings.synchronous_commit ?? '?'}, ` +
+      `shared_buffers=${pgs.settings.shared_buffers ?? '?'}×8kB). txoutbox at ${results.commit}. ` +
+      `Versions: ${systems.map((s) => `${s.label} ${s.version}`).join(', ')}.`,
+    '',
+    '### Throughput, msgs/s',
+    '',
+  );
+  const throughputVariants = variants.filter((v) => v.workload !== 'W4');
+  out.push(
+    table(
+      ['workload', ...systems.map((s) => s.label)],
+      throughputVariants.map((v) => {
+        const name = `${v.workload} ${v.variant}`;
+        return [name, ...systems.map((s) => rateCell(get(name, s.id)))];
+      }),
+    ),
+  );
+  const wake = variants.find((v) => v.workload === 'W4');
+  if (wake !== undefined) {
+    const name = `${wake.workload} ${wake.variant}`;
+    out.push(
+      '',
+      `### W4 wake latency, commit → handler start, ms (${results.sizes.wakeMessages} msgs at ${results.sizes.wakeRatePerSecond}/s, concurrency ${results.sizes.wakeConcurrency}; medians of the per-run percentiles, max over runs)`,
+      '',
+      table(
+        ['system', 'p50', 'p95', 'p99', 'max'],
+        systems.flatMap((s) => {
+          const g = get(name, s.id);
+          if (g?.latency == null) return [];
+          return [[s.label, ms(g.latency.p50), ms(g.latency.p95), ms(g.latency.p99), ms(g.latency.max)]];
+        }),
+      ),
+    );
+  }
+  out.push(
+    '',
+    '### Cost per message: statements (pg_stat_statements calls, BEGIN/COMMIT included) · WAL bytes',
+    '',
+    table(
+      ['workload', ...systems.map((s) => s.label)],
+      variants.map((v) => {
+        const name = `${v.workload} ${v.variant}`;
+        return [
+          name,
+          ...systems.map((s) => {
+            const g = get(name, s.id);
+            if (g === undefined || g.wal === null) return '—';
+            return `${g.statements === null ? '?' : g.statements.toFixed(3)} · ${g.wal.toFixed(0)} B`;
+          }),
+        ];
+      }),
+    ),
+  );
+  const integrity = systems.map((s) => {
+    const mine = [...groups].filter(([key]) => key.endsWith(`|${s.id}`)).map(([, g]) => g);
+    const dup = mine.reduce((sum, g) => sum + g.duplicates, 0);
+    const lost = mine.reduce((sum, g) => sum + g.losses, 0);
+    return `${s.label} ${dup} duplicates / ${lost} losses`;
+  });
+  out.push('', `Exactly-once check (every run, every message counted at its handler): ${integrity.join('; ')}.`);
+
+  // Ratios.
+  const ratioRows: string[][] = [];
+  for (const v of throughputVariants) {
+    const name = `${v.workload} ${v.variant}`;
+    const mine = get(name, 'txoutbox')?.rate?.median;
+    if (mine === undefined) continue;
+    const raw = get(name, 'raw')?.rate?.median;
+    const rawNotify = get(name, 'raw+notify')?.rate?.median;
+    const peers = PEERS.flatMap((p) => {
+      const value = get(name, p)?.rate?.median;
+      return value === undefined ? [] : [{ p, value }];
+    }).sort((a, b) => b.value - a.value);
+    const best = peers[0];
+    ratioRows.push([
+      name,
+      raw === undefined ? '—' : `${(mine / raw).toFixed(2)}×`,
+      rawNotify === undefined ? '—' : `${(mine / rawNotify).toFixed(2)}×`,
+      best === undefined ? '—' : `${(mine / best.value).toFixed(2)}× (${best.p})`,
+    ]);
+  }
+  if (wake !== undefined) {
+    const name = `${wake.workload} ${wake.variant}`;
+    const mine = get(name, 'txoutbox')?.latency?.p99;
+    const raw = get(name, 'raw+notify')?.latency?.p99;
+    const peers = PEERS.flatMap((p) => {
+      const value = get(name, p)?.latency?.p99;
+      return value === undefined ? [] : [{ p, value }];
+    }).sort((a, b) => a.value - b.value);
+    const best = peers[0];
+    if (mine !== undefined) {
+      ratioRows.push([
+        `${name} (p99, lower is better)`,
+        '—',
+        raw === undefined ? '—' : `${(mine / raw).toFixed(2)}×`,
+        best === undefined ? '—' : `${(mine / best.value).toFixed(2)}× (${best.p})`,
+      ]);
+    }
+  }
+  out.push(
+    '',
+    '### Headline ratios (txoutbox ÷ …, medians)',
+    '',
+    table(['workload', '÷ raw SQL (the limit)', '÷ raw SQL + NOTIFY', '÷ best peer'], ratioRows),
+  );
+
+  // Targets.
+  out.push('', '### Targets', '', renderTargets(results, get));
+
+  // Profile of the txoutbox runs.
+  out.push('', '### Where the time goes (txoutbox and raw SQL + NOTIFY, median run)', '');
+  for (const v of variants) {
+    const name = `${v.workload} ${v.variant}`;
+    for (const system of ['txoutbox', 'raw+notify', 'raw']) {
+      if (system !== 'txoutbox' && !(v.workload === 'W1' || name === 'W3 drain c16')) continue;
+      const g = get(name, system);
+      const runs = g?.runs.filter((r) => r.cost !== undefined && r.msgsPerSec !== undefined) ?? [];
+      if (runs.length === 0) continue;
+      const sorted = [...runs].sort((a, b) => (a.msgsPerSec ?? 0) - (b.msgsPerSec ?? 0));
+      const median = sorted[Math.floor(sorted.length / 2)];
+      const cost = median?.cost;
+      if (cost === undefined || median === undefined) continue;
+      const waits = Object.entries(cost.waits)
+        .slice(0, 5)
+        .map(([w, share]) => `${w} ${(share * 100).toFixed(0)}%`)
+        .join(', ');
+      const top = cost.topStatements
+        .slice(0, 4)
+        .map((s) => `${s.calls}× ${s.totalMs.toFixed(0)} ms \`${s.query.slice(0, 70)}\``)
+        .join('; ');
+      out.push(
+        `- **${name} · ${system}**: CPU machine ${cost.machineCpu === null ? '?' : `${(cost.machineCpu * 100).toFixed(0)}%`} of ${results.machine.cpus} cores, ` +
+          `Node ${(cost.nodeCpu * 100).toFixed(0)}% of a core; backend waits: ${waits || 'none sampled'}; top statements: ${top}`,
+      );
+    }
+  }
+  const notes = [
+    ...results.skipped.map((s) => `- ${s.workload} ${s.system}: ${s.reason}`),
+    `- W5 OpenTelemetry: ${results.openTelemetry}`,
+    `- W6: ${results.runner}`,
+  ];
+  out.push('', '### Skipped and pending', '', ...notes, '');
+  return out.join('\n');
+}
+
+function renderTargets(results: BenchResults, get: (variant: string, system: string) => Group | undefined): string {
+  const rows: string[][] = [];
+  const verdict = (ok: boolean | null): string => (ok === null ? 'n/a' : ok ? 'met' : '**missed**');
+  const r = (variant: string, system: string): number | undefined => get(variant, system)?.rate?.median;
+  const c16 = r('W3 drain c16', 'txoutbox');
+  const rawC16 = r('W3 drain c16', 'raw');
+  const peerC16 = Math.max(...PEERS.map((p) => r('W3 drain c16', p) ?? 0));
+  if (c16 !== undefined && rawC16 !== undefined) {
+    rows.push(['W3 c16 ≥ 0.8× raw SQL', `${(c16 / rawC16).toFixed(2)}× (${rate(c16)} vs ${rate(rawC16)})`, verdict(c16 / rawC16 >= 0.8)]);
+  }
+  if (c16 !== undefined && peerC16 > 0) {
+    rows.push(['W3 c16 ≥ 2× best peer', `${(c16 / peerC16).toFixed(2)}× (${rate(c16)} vs ${rate(peerC16)})`, verdict(c16 / peerC16 >= 2)]);
+  }
+  const w1 = r('W1 publish-single', 'txoutbox');
+  const w1n = r('W1 publish-single', 'raw+notify');
+  if (w1 !== undefined && w1n !== undefined) {
+    rows.push(['W1 ≥ 1.5× raw SQL + NOTIFY', `${(w1 / w1n).toFixed(2)}× (${rate(w1)} vs ${rate(w1n)})`, verdict(w1 / w1n >= 1.5)]);
+  }
+  const p99 = get('W4 wake latency', 'txoutbox')?.latency?.p99;
+  if (p99 !== undefined) rows.push(['W4 p99 ≤ 3 ms', `${ms(p99)} ms`, verdict(p99 <= 3)]);
+  const off = r('W5 seams off', 'txoutbox');
+  const on = r('W5 seams on', 'txoutbox');
+  if (off !== undefined && on !== undefined) {
+    const overhead = 1 - on / off;
+    rows.push([
+      `W5 seams overhead ≤ 10 % (${results.openTelemetry.startsWith('on') ? 'Prometheus + OTel' : 'Prometheus only, OTel pending'})`,
+      `${(overhead * 100).toFixed(1)} % (${rate(on)} vs ${rate(off)})`,
+      verdict(overhead <= 0.1),
+    ]);
+  }
+  for (const concurrency of results.sizes.drainConcurrency) {
+    const statements = get(`W3 drain c${concurrency}`, 'txoutbox')?.statements;
+    if (statements !== undefined && statements !== null) {
+      rows.push([`W3 c${concurrency} ≤ 0.05 statements/msg`, statements.toFixed(4), verdict(statements <= 0.05)]);
+    }
+  }
+  return table(['target', 'measured', 'verdict'], rows);
+}

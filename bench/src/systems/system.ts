@@ -1,0 +1,67 @@
+import type pg from 'pg';
+
+/** The message every system carries: a sequence number (to check exactly-once) and ~200 bytes of padding. */
+export interface Body {
+  readonly n: number;
+  readonly pad: string;
+}
+
+const PAD = 'x'.repeat(200);
+
+export function body(n: number): Body {
+  return { n, pad: PAD };
+}
+
+export type WorkloadId = 'W1' | 'W2' | 'W3' | 'W4' | 'W5' | 'W6';
+
+export interface ConsumeOptions {
+  readonly concurrency: number;
+  /** Called at the start of each handler run with the message's sequence number. */
+  readonly onMessage: (n: number) => void;
+}
+
+export interface Consumer {
+  stop(): Promise<void>;
+}
+
+export interface RunOptions {
+  /** txoutbox only: Prometheus recorder + middleware (and OpenTelemetry when available). */
+  readonly seams?: 'off' | 'on';
+}
+
+/** One system in one fresh database. */
+export interface SystemInstance {
+  /** Creates the schema (not measured). */
+  setup(): Promise<void>;
+  /** Publishes one message through `client`, inside the transaction the caller opened. */
+  publishOne(client: pg.PoolClient, n: number): Promise<void>;
+  /** Publishes messages through `client` in one call, inside the caller's transaction. */
+  publishBatch(client: pg.PoolClient, ns: readonly number[]): Promise<void>;
+  consume(options: ConsumeOptions): Promise<Consumer>;
+  /** Messages still waiting or in flight in the queue table. */
+  remaining(): Promise<number>;
+  close(): Promise<void>;
+}
+
+export interface System {
+  readonly id: string;
+  readonly label: string;
+  readonly version: string;
+  /** Which workloads it runs, and for those it does not, why. */
+  readonly skips: Partial<Record<WorkloadId, string>>;
+  /** The options that make the comparison fair, for the report. */
+  readonly tuning: string;
+  create(databaseUrl: string, options: RunOptions): SystemInstance;
+}
+
+/** A logger that keeps quiet unless something is wrong. */
+export const quietLogger = {
+  debug: () => undefined,
+  info: () => undefined,
+  warn: (fields: object, message: string) => {
+    process.stderr.write(`\n[warn] ${message} ${JSON.stringify(fields)}\n`);
+  },
+  error: (fields: object, message: string) => {
+    process.stderr.write(`\n[error] ${message} ${JSON.stringify(fields)}\n`);
+  },
+};

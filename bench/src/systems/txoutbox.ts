@@ -1,0 +1,92 @@
+/** txoutbox itself, from the repository's sources (tsx), as a user would configure it. */
+import { readFileSync } from 'node:fs';
+
+import pg from 'pg';
+
+import { Outbox } from '../../../src/index.js';
+import { type Seams, seamsOn } from './seams.js';
+import {
+  body,
+  type Body,
+  type ConsumeOptions,
+  type Consumer,
+  quietLogger,
+  type RunOptions,
+  type System,
+  type SystemInstance,
+} from './system.js';
+
+export const FETCH_BATCH_SIZE = 100;
+
+class TxOutboxInstance implements SystemInstance {
+  readonly #url: string;
+  readonly #options: RunOptions;
+  #outbox: Outbox | undefined;
+  seams: Seams | undefined;
+
+  constructor(url: string, options: RunOptions) {
+    this.#url = url;
+    this.#options = options;
+  }
+
+  get #o(): Outbox {
+    if (this.#outbox === undefined) throw new Error('setup() first');
+    return this.#outbox;
+  }
+
+  async setup(): Promise<void> {
+    this.seams = this.#options.seams === 'on' ? await seamsOn() : undefined;
+    this.#outbox = new Outbox({
+      connectionString: this.#url,
+      logger: quietLogger,
+      ...(this.seams === undefined ? {} : { recorder: this.seams.recorder, middlewares: this.seams.middlewares }),
+    });
+    await this.#outbox.migrate();
+  }
+
+  async publishOne(client: pg.PoolClient, n: number): Promise<void> {
+    await this.#o.publish(client, 'bench', body(n));
+  }
+
+  async publishBatch(client: pg.PoolClient, ns: readonly number[]): Promise<void> {
+    await this.#o.publishBatch(
+      client,
+      'bench',
+      ns.map((n) => body(n)),
+    );
+  }
+
+  consume(options: ConsumeOptions): Promise<Consumer> {
+    const outbox = this.#o;
+    outbox.subscribe<Body>(
+      'bench',
+      (message) => {
+        options.onMessage(message.body.n);
+      },
+      { name: 'bench', concurrency: options.concurrency, fetchBatchSize: FETCH_BATCH_SIZE },
+    );
+    outbox.start();
+    return Promise.resolve({ stop: () => outbox.stop() });
+  }
+
+  async remaining(): Promise<number> {
+    const client = new pg.Client({ connectionString: this.#url });
+    await client.connect();
+    const { rows } = await client.query<{ n: number }>(`SELECT count(*)::int AS n FROM outbox WHERE queue = 'bench'`);
+    await client.end();
+    return rows[0]?.n ?? -1;
+  }
+
+  async close(): Promise<void> {
+    await this.#outbox?.stop();
+  }
+}
+
+export const txoutboxSystem: System = {
+  id: 'txoutbox',
+  label: 'txoutbox',
+  version: (JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string }).version,
+  skips: {},
+  tuning: `defaults (pool 10, LISTEN on, prepared statements) except subscribe({ concurrency: C, fetchBatchSize: ${FETCH_BATCH_SIZE} })`,
+  create: (url, options) => new TxOutboxInstance(url, options),
+};

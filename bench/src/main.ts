@@ -1,6 +1,7 @@
 /**
  * `npm run bench` (full: 3 repetitions) or `npm run bench -- --quick` (smoke run, under a minute).
- * Options: --out <dir> (default bench/results), --only W1,W3 (workloads), --systems txoutbox,raw.
+ * Options: --out <dir> (default bench/results), --only W1,W3 (workloads), --systems txoutbox,raw,
+ * --cpu-profile <dir> (a V8 CPU profile of every measured txoutbox phase).
  * DATABASE_URL: use that server instead of an embedded one (needs CREATE DATABASE).
  */
 import { execFileSync } from 'node:child_process';
@@ -11,10 +12,11 @@ import { parseArgs } from 'node:util';
 
 import pg from 'pg';
 
+import { profiled } from './cpu-profile.js';
 import { PhaseMeter } from './measure.js';
 import { Progress } from './progress.js';
 import { type BenchResults, renderReport, type RunRecord } from './report.js';
-import { runnerUnavailable } from './runner-workload.js';
+import { runnerUnavailable, runnerWorkload, W6_CONCURRENCY, W6_PROCESSES } from './runner-workload.js';
 import { startServer } from './server.js';
 import { graphileSystem } from './systems/graphile.js';
 import { pgBossSystem } from './systems/pgboss.js';
@@ -40,6 +42,7 @@ const { values: args } = parseArgs({
     out: { type: 'string' },
     only: { type: 'string' },
     systems: { type: 'string' },
+    'cpu-profile': { type: 'string' },
   },
 });
 
@@ -114,6 +117,19 @@ if (onlyWorkloads.includes('W5') && systems.includes(txoutboxSystem)) {
 }
 const w6Status = runnerUnavailable();
 if (onlyWorkloads.includes('W6') && w6Status !== undefined) skipped.push({ workload: 'W6', system: 'txoutbox', reason: w6Status });
+if (onlyWorkloads.includes('W6') && w6Status === undefined && systems.includes(txoutboxSystem)) {
+  for (let rep = 1; rep <= sizes.reps; rep += 1) {
+    plan.push({
+      workload: 'W6',
+      variant: `runner ${W6_PROCESSES}×c${W6_CONCURRENCY}`,
+      system: txoutboxSystem,
+      rep,
+      options: {},
+      preload: 0,
+      run: (ctx) => runnerWorkload(ctx, ctx.databaseUrl, ctx.database),
+    });
+  }
+}
 
 function gitCommit(): string {
   try {
@@ -156,11 +172,13 @@ for (const entry of plan) {
     producers = new pg.Pool({ connectionString: url, max: sizes.producers });
     producers.on('error', () => undefined);
     const meter = new PhaseMeter(server.admin, database, server.statStatements);
-    const ctx: WorkloadContext = { instance, producers, sizes, meter };
+    const ctx: WorkloadContext = { instance, producers, sizes, meter, databaseUrl: url, database };
     await instance.setup();
     await server.admin.query('CHECKPOINT');
     if (entry.preload > 0) await preload(ctx, entry.preload);
-    const measured = await entry.run(ctx);
+    const profileName = `${entry.workload}-${entry.variant.replace(/\W+/g, '-')}-${entry.system.id}-${entry.rep}`;
+    const profileDir = entry.system === txoutboxSystem ? args['cpu-profile'] : undefined;
+    const measured = await profiled(profileDir, profileName, () => entry.run(ctx));
     const cost = await meter.stop();
     if (entry.options.seams === 'on') otelStatus = (await seamsOn()).openTelemetry;
     const msgsPerSec = measured.messages / measured.seconds;

@@ -57,7 +57,7 @@ export interface Measured {
   readonly losses?: number;
   readonly remaining?: number;
   readonly latencyMs?: { p50: number; p95: number; p99: number; max: number; negative: number };
-  readonly note?: string;
+  readonly note?: string | undefined;
 }
 
 export interface WorkloadContext {
@@ -65,6 +65,8 @@ export interface WorkloadContext {
   readonly producers: pg.Pool;
   readonly sizes: Sizes;
   readonly meter: PhaseMeter;
+  readonly databaseUrl: string;
+  readonly database: string;
 }
 
 function range(from: number, to: number): number[] {

@@ -1,0 +1,2 @@
+export { shortHostname, StatsdClient, type StatsdTarget } from './statsd-client.js';
+export { statsdMiddleware } from './statsd-middleware.js';

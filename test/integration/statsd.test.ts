@@ -23,7 +23,7 @@ server.on('message', (datagram) => {
   received.push(...datagram.toString('utf8').split('\n').filter(Boolean));
 });
 await new Promise<void>((resolve) => server.bind(0, '127.0.0.1', resolve));
-const port = (server.address()).port;
+const port = server.address().port;
 after(() => {
   server.close();
 });

@@ -13,7 +13,7 @@ import { parseArgs } from 'node:util';
 import pg from 'pg';
 
 import { profiled } from './cpu-profile.js';
-import { PhaseMeter } from './measure.js';
+import { PhaseMeter, waitForQuiet } from './measure.js';
 import { Progress } from './progress.js';
 import { type BenchResults, renderReport, type RunRecord } from './report.js';
 import { runnerUnavailable, runnerWorkload, W6_CONCURRENCY, W6_PROCESSES } from './runner-workload.js';
@@ -101,7 +101,9 @@ for (const concurrency of sizes.drainConcurrency) {
 }
 add('W4', 'wake latency', () => ({ options: {}, preload: 0, run: (ctx) => wakeWorkload(ctx) }));
 if (onlyWorkloads.includes('W5') && systems.includes(txoutboxSystem)) {
-  for (let rep = 1; rep <= sizes.reps; rep += 1) {
+  // An overhead of a few percent needs more pairs than a throughput ratio: 5 interleaved off/on pairs.
+  const pairs = args.quick ? sizes.reps : Math.max(sizes.reps, 5);
+  for (let rep = 1; rep <= pairs; rep += 1) {
     for (const seams of ['off', 'on'] as const) {
       plan.push({
         workload: 'W5',
@@ -176,6 +178,7 @@ for (const entry of plan) {
     await instance.setup();
     await server.admin.query('CHECKPOINT');
     if (entry.preload > 0) await preload(ctx, entry.preload);
+    const busyBefore = await waitForQuiet(args.quick ? 2_000 : 20_000);
     const profileName = `${entry.workload}-${entry.variant.replace(/\W+/g, '-')}-${entry.system.id}-${entry.rep}`;
     const profileDir = entry.system === txoutboxSystem ? args['cpu-profile'] : undefined;
     const measured = await profiled(profileDir, profileName, () => entry.run(ctx));
@@ -184,15 +187,16 @@ for (const entry of plan) {
     const msgsPerSec = measured.messages / measured.seconds;
     const statementsPerMsg = cost.statements === null ? null : cost.statements / measured.messages;
     const walBytesPerMsg = cost.walBytes / measured.messages;
-    const record: RunRecord = { ...base, ...measured, msgsPerSec, statementsPerMsg, walBytesPerMsg, cost };
+    const record: RunRecord = { ...base, ...measured, msgsPerSec, statementsPerMsg, walBytesPerMsg, busyBefore, cost };
     runs.push(record);
+    const shared = (cost.otherCpu ?? 0) > 0.5 ? ` [unattributed CPU: ${(cost.otherCpu ?? 0).toFixed(2)} cores]` : '';
     const check =
       (record.duplicates ?? 0) + (record.losses ?? 0) > 0 ? ` DUPLICATES ${record.duplicates ?? 0} LOSSES ${record.losses ?? 0}` : '';
     const latency = record.latencyMs === undefined ? '' : `, p99 ${record.latencyMs.p99} ms`;
     progress.end(
       label,
       `${format(msgsPerSec)} msgs/s${latency}, ${statementsPerMsg?.toFixed(3) ?? '?'} stmts/msg, ` +
-        `${walBytesPerMsg.toFixed(0)} WAL B/msg${check}${record.note === undefined ? '' : ` (${record.note})`}`,
+        `${walBytesPerMsg.toFixed(0)} WAL B/msg${check}${record.note === undefined ? '' : ` (${record.note})`}${shared}`,
     );
   } catch (error) {
     const message = error instanceof Error ? (error.stack ?? error.message) : String(error);

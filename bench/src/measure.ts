@@ -4,7 +4,7 @@
  * from /proc/stat, this Node process from process.cpuUsage) and sampled wait events of the run's
  * backends (the poor man's ASH: what Postgres sessions were doing, every 10 ms).
  */
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 
 import type pg from 'pg';
 
@@ -21,6 +21,14 @@ export interface PhaseCost {
   readonly machineCpu: number | null;
   /** This Node process's CPU, in cores (1 = one core busy). */
   readonly nodeCpu: number;
+  /** PostgreSQL processes' CPU, in cores (backends alive at both ends of the phase). */
+  readonly postgresCpu: number | null;
+  /**
+   * CPU used by neither this process nor PostgreSQL, in cores: the kernel (loopback softirq, fsync
+   * journal threads), backends that exited during the phase, the peers' child processes, or another
+   * tenant of the host. A large value next to a slow run points at the machine, not the system.
+   */
+  readonly otherCpu: number | null;
   /** The most expensive statements by execution time. */
   readonly topStatements: readonly StatementLine[];
   /** Share of samples per wait event of active backends (`CPU` = running, no wait). */
@@ -32,6 +40,14 @@ interface StatementRow {
   query: string;
   calls: string;
   total_exec_time: number;
+}
+
+function availableCores(): number {
+  try {
+    return Math.max(1, readFileSync('/proc/stat', 'utf8').split('\n').filter((line) => /^cpu\d+ /.test(line)).length);
+  } catch {
+    return 1;
+  }
 }
 
 function readMachineTicks(): { busy: number; total: number } | null {
@@ -46,6 +62,50 @@ function readMachineTicks(): { busy: number; total: number } | null {
   }
 }
 
+/** utime+stime ticks of every process named `postgres`, by pid. */
+function readPostgresTicks(): Map<number, number> {
+  const ticks = new Map<number, number>();
+  let entries: string[];
+  try {
+    entries = readdirSync('/proc');
+  } catch {
+    return ticks;
+  }
+  for (const entry of entries) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const close = stat.lastIndexOf(')');
+      if (!stat.slice(stat.indexOf('(') + 1, close).startsWith('postgres')) continue;
+      const fields = stat.slice(close + 2).split(' ');
+      ticks.set(Number(entry), Number(fields[11]) + Number(fields[12]));
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return ticks;
+}
+
+/** Machine CPU busy share (0..1 of all cores) over `ms`. */
+export async function machineBusy(ms: number): Promise<number | null> {
+  const before = readMachineTicks();
+  await new Promise((resolve) => setTimeout(resolve, ms));
+  const after = readMachineTicks();
+  if (before === null || after === null || after.total === before.total) return null;
+  return (after.busy - before.busy) / (after.total - before.total);
+}
+
+/**
+ * Waits (up to `maxMs`) until the machine is quiet before a run: on a shared 2-core box another
+ * process's burst halves a run's throughput. Returns the busy share last seen.
+ */
+export async function waitForQuiet(maxMs: number, threshold = 0.15): Promise<number | null> {
+  const deadline = performance.now() + maxMs;
+  let busy = await machineBusy(250);
+  while (busy !== null && busy > threshold && performance.now() < deadline) busy = await machineBusy(250);
+  return busy;
+}
+
 export class PhaseMeter {
   readonly #admin: pg.Pool;
   readonly #database: string;
@@ -54,6 +114,8 @@ export class PhaseMeter {
   #lsn = '0/0';
   #statements = new Map<string, StatementRow>();
   #ticks: { busy: number; total: number } | null = null;
+  #pgTicks = new Map<number, number>();
+  #end: { seconds: number; cpu: NodeJS.CpuUsage; ticks: { busy: number; total: number } | null; pgTicks: Map<number, number> } | undefined;
   #cpu: NodeJS.CpuUsage = process.cpuUsage();
   #started = 0;
   #sampler: NodeJS.Timeout | undefined;
@@ -83,6 +145,8 @@ export class PhaseMeter {
     this.#statements = await this.#snapshot();
     this.#lsn = (await this.#admin.query<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn')).rows[0]?.lsn ?? '0/0';
     this.#ticks = readMachineTicks();
+    this.#pgTicks = readPostgresTicks();
+    this.#end = undefined;
     this.#cpu = process.cpuUsage();
     this.#started = performance.now();
     this.#sampler = setInterval(() => {
@@ -105,10 +169,20 @@ export class PhaseMeter {
     }
   }
 
+  /** Ends the CPU accounting (call when the measured work ends, before connections close). */
+  markEnd(): void {
+    this.#end ??= {
+      seconds: (performance.now() - this.#started) / 1000,
+      cpu: process.cpuUsage(this.#cpu),
+      ticks: readMachineTicks(),
+      pgTicks: readPostgresTicks(),
+    };
+  }
+
   async stop(): Promise<PhaseCost> {
-    const seconds = (performance.now() - this.#started) / 1000;
-    const cpu = process.cpuUsage(this.#cpu);
-    const ticks = readMachineTicks();
+    this.markEnd();
+    const end = this.#end ?? { seconds: 0, cpu: { user: 0, system: 0 }, ticks: null, pgTicks: new Map<number, number>() };
+    const { seconds, cpu, ticks } = end;
     clearInterval(this.#sampler);
     await this.#sampling;
     const lsn = (
@@ -134,6 +208,13 @@ export class PhaseMeter {
     for (const [wait, n] of [...this.#waits].sort((a, b) => b[1] - a[1])) {
       if (sampled > 0) waits[wait] = Number((n / sampled).toFixed(3));
     }
+    const cores = availableCores();
+    let pgTicks = 0;
+    for (const [pid, after] of end.pgTicks) pgTicks += after - (this.#pgTicks.get(pid) ?? 0);
+    const totalTicks = ticks === null || this.#ticks === null ? 0 : ticks.total - this.#ticks.total;
+    const machineCores = totalTicks === 0 || ticks === null || this.#ticks === null ? null : ((ticks.busy - this.#ticks.busy) / totalTicks) * cores;
+    const postgresCpu = totalTicks === 0 ? null : (pgTicks / totalTicks) * cores;
+    const nodeCpu = (cpu.user + cpu.system) / 1e6 / Math.max(seconds, 1e-9);
     return {
       statements: this.#statStatements ? statements : null,
       walBytes: Number(lsn ?? 0),
@@ -141,7 +222,9 @@ export class PhaseMeter {
         this.#ticks === null || ticks === null || ticks.total === this.#ticks.total
           ? null
           : Number(((ticks.busy - this.#ticks.busy) / (ticks.total - this.#ticks.total)).toFixed(3)),
-      nodeCpu: Number(((cpu.user + cpu.system) / 1e6 / Math.max(seconds, 1e-9)).toFixed(3)),
+      nodeCpu: Number(nodeCpu.toFixed(3)),
+      postgresCpu: postgresCpu === null ? null : Number(postgresCpu.toFixed(3)),
+      otherCpu: machineCores === null || postgresCpu === null ? null : Number(Math.max(0, machineCores - nodeCpu - postgresCpu).toFixed(3)),
       topStatements: lines.slice(0, 6),
       waits,
     };

@@ -13,6 +13,8 @@ export interface RunRecord extends Partial<Measured> {
   readonly statementsPerMsg?: number | null;
   readonly walBytesPerMsg?: number;
   readonly cost?: PhaseCost;
+  /** Machine busy share just before the run (after waiting up to 20 s for quiet). */
+  readonly busyBefore?: number | null;
   readonly error?: string;
 }
 
@@ -40,6 +42,8 @@ interface Group {
   readonly losses: number;
   readonly latency: { p50: number; p95: number; p99: number; max: number } | null;
   readonly errors: number;
+  /** Runs with over 0.5 cores of CPU used by neither the bench process nor PostgreSQL. */
+  readonly shared: number;
 }
 
 function group(runs: readonly RunRecord[]): Group {
@@ -63,6 +67,7 @@ function group(runs: readonly RunRecord[]): Group {
             max: Math.max(...latencies.map((l) => l.max)),
           },
     errors: runs.length - ok.length,
+    shared: runs.filter((r) => (r.cost?.otherCpu ?? 0) > 0.5).length,
   };
 }
 
@@ -73,7 +78,7 @@ function rateCell(g: Group | undefined): string {
   if (g === undefined) return '—';
   if (g.rate === null) return g.errors > 0 ? `failed (${g.errors})` : '—';
   const range = g.runs.length > 1 ? ` (${rate(g.rate.min)}–${rate(g.rate.max)})` : '';
-  return `**${rate(g.rate.median)}**${range}${g.errors > 0 ? ` ⚠${g.errors} failed` : ''}`;
+  return `**${rate(g.rate.median)}**${range}${g.errors > 0 ? ` ⚠${g.errors} failed` : ''}${g.shared > 0 ? ` ⚑${g.shared}` : ''}`;
 }
 
 function table(header: readonly string[], rows: readonly (readonly string[])[]): string {
@@ -171,6 +176,10 @@ export function renderReport(results: BenchResults): string {
       }),
     ),
   );
+  out.push(
+    '',
+    '⚑n: in n of the runs over 0.5 cores went to neither the bench process nor PostgreSQL (kernel softirq and journal threads, exited backends, or another tenant of the host); they are kept in the medians.',
+  );
   const integrity = systems.map((s) => {
     const mine = [...groups].filter(([key]) => key.endsWith(`|${s.id}`)).map(([, g]) => g);
     const dup = mine.reduce((sum, g) => sum + g.duplicates, 0);
@@ -250,7 +259,7 @@ export function renderReport(results: BenchResults): string {
         .join('; ');
       out.push(
         `- **${name} · ${system}**: CPU machine ${cost.machineCpu === null ? '?' : `${(cost.machineCpu * 100).toFixed(0)}%`} of ${results.machine.cpus} cores, ` +
-          `Node ${(cost.nodeCpu * 100).toFixed(0)}% of a core; backend waits: ${waits || 'none sampled'}; top statements: ${top}`,
+          `Node ${(cost.nodeCpu * 100).toFixed(0)}% of a core, PostgreSQL ${cost.postgresCpu === null ? '?' : `${(cost.postgresCpu * 100).toFixed(0)}%`}; backend waits: ${waits || 'none sampled'}; top statements: ${top}`,
       );
     }
   }

@@ -124,6 +124,7 @@ export async function runnerWorkload(ctx: WorkloadContext, databaseUrl: string, 
       () => output,
     );
     const seconds = (performance.now() - started) / 1000;
+    ctx.meter.markEnd();
     child.kill('SIGTERM');
     await Promise.race([exited, sleep(20_000)]);
     const counts = new Uint32Array(total);

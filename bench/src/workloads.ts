@@ -108,6 +108,7 @@ export async function publishWorkload(ctx: WorkloadContext, total: number, batch
   const started = performance.now();
   await publishAll(ctx.instance, ctx.producers, total, batch, ctx.sizes.producers);
   const seconds = (performance.now() - started) / 1000;
+  ctx.meter.markEnd();
   const remaining = await ctx.instance.remaining();
   return {
     messages: total,
@@ -203,6 +204,7 @@ export async function drainWorkload(ctx: WorkloadContext, concurrency: number): 
   });
   const finished = await withTimeout(ledger.done, ctx.sizes.timeoutMs);
   const seconds = ((finished ? ledger.lastAt : performance.now()) - started) / 1000;
+  ctx.meter.markEnd();
   await consumer.stop();
   const remaining = await ctx.instance.remaining();
   return {
@@ -258,6 +260,7 @@ export async function wakeWorkload(ctx: WorkloadContext): Promise<Measured> {
   }
   const finished = await withTimeout(ledger.done, ctx.sizes.timeoutMs);
   const seconds = (performance.now() - started) / 1000;
+  ctx.meter.markEnd();
   await consumer.stop();
   const latencies: number[] = [];
   let negative = 0;

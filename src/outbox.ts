@@ -18,6 +18,16 @@ export interface SubscriptionInfo {
   readonly queues: readonly string[];
 }
 
+/** See Outbox.internals. @internal */
+export interface OutboxInternals {
+  readonly pool: ResolvedOutboxOptions['pool'];
+  readonly names: ResolvedOutboxOptions['names'];
+  readonly logger: ResolvedOutboxOptions['logger'];
+  readonly stopped: boolean;
+  /** The queues of every subscription (reported at 0 while empty). */
+  readonly subscribedQueues: readonly string[];
+}
+
 /** How long ping() waits for the database. */
 export const PING_TIMEOUT_MS = 5_000;
 
@@ -77,6 +87,22 @@ export class Outbox {
   /** The NOTIFY channel publishes signal on (payload: the queue name). */
   get channel(): string {
     return this.#options.names.channel;
+  }
+
+  /**
+   * What txoutbox's own read-only collectors need (the queue-state metrics of
+   * `txoutbox/prometheus`): the pool, the resolved table names and the logger. Not for
+   * applications: its shape may change in any release.
+   * @internal
+   */
+  get internals(): OutboxInternals {
+    return {
+      pool: this.#options.pool,
+      names: this.#options.names,
+      logger: this.#options.logger,
+      stopped: this.#stopped,
+      subscribedQueues: this.#subscriptions.flatMap((s) => s.options.queues),
+    };
   }
 
   /**

@@ -1,0 +1,153 @@
+import { performance } from 'node:perf_hooks';
+
+import type pg from 'pg';
+
+import { errorMessage } from '../errors.js';
+import type { OutboxInternals } from '../outbox.js';
+import { buildQueueStateSql, type DepthState, type QueueStateSql } from './queue-state-sql.js';
+
+/** One queue's state. Counts above the cap are planner estimates, flagged in `estimated`. */
+export interface QueueState {
+  readonly queue: string;
+  readonly ready: number;
+  readonly scheduled: number;
+  readonly leased: number;
+  /** Seconds since the oldest ready row became due (next_attempt_at); 0 when none is ready. */
+  readonly oldestReadyAgeSeconds: number;
+  /** undefined when the Outbox has no DLQ. */
+  readonly dlq: number | undefined;
+  readonly estimated: Readonly<Record<DepthState | 'dlq', boolean>>;
+}
+
+export type QueueStateSnapshot =
+  | { readonly ok: true; readonly queues: readonly QueueState[]; readonly durationSeconds: number }
+  | { readonly ok: false; readonly error: unknown; readonly durationSeconds: number };
+
+export interface QueueStateReaderOptions {
+  readonly cacheMs: number;
+  readonly exactCountLimit: number;
+  readonly maxQueues: number;
+  readonly statementTimeoutMs: number;
+}
+
+interface SnapshotRow {
+  queue: string;
+  ready: number;
+  scheduled: number;
+  leased: number;
+  oldest_ready_age_seconds: number | null;
+  dlq: number | null;
+}
+
+const STATES = ['ready', 'scheduled', 'leased', 'dlq'] as const;
+
+/**
+ * Reads the queue state of one Outbox, at most once per `cacheMs`: scrapes inside that window,
+ * and concurrent ones (Prometheus HA pairs, a dashboard refresh), share one query and its result.
+ * read() never rejects — a database error is a `{ ok: false }` snapshot, cached like any other,
+ * so a failing database is asked once per window, not once per metric or per scrape.
+ */
+export class QueueStateReader {
+  readonly #outbox: () => OutboxInternals;
+  readonly #options: QueueStateReaderOptions;
+  readonly #sql: QueueStateSql;
+  /**
+   * Queues reported before: they keep reporting 0 after they drain (bounded by maxQueues), as do
+   * the queues the Outbox subscribes to — an alert on depth should see 0, never an absent series.
+   */
+  #known: string[] = [];
+  #cached: { at: number; snapshot: QueueStateSnapshot } | undefined;
+  #inFlight: Promise<QueueStateSnapshot> | undefined;
+
+  constructor(outbox: () => OutboxInternals, options: QueueStateReaderOptions) {
+    this.#outbox = outbox;
+    this.#options = options;
+    this.#sql = buildQueueStateSql(outbox().names);
+  }
+
+  read(): Promise<QueueStateSnapshot> {
+    if (this.#inFlight !== undefined) return this.#inFlight;
+    const cached = this.#cached;
+    if (cached !== undefined && performance.now() - cached.at < this.#options.cacheMs) return Promise.resolve(cached.snapshot);
+    // The window starts when the result arrives, so a slow query is never re-issued back to back.
+    const inFlight = this.#timed().then((snapshot) => {
+      this.#cached = { at: performance.now(), snapshot };
+      this.#inFlight = undefined;
+      return snapshot;
+    });
+    this.#inFlight = inFlight;
+    return inFlight;
+  }
+
+  async #timed(): Promise<QueueStateSnapshot> {
+    const started = performance.now();
+    try {
+      const queues = await this.query();
+      return { ok: true, queues, durationSeconds: (performance.now() - started) / 1000 };
+    } catch (error) {
+      return { ok: false, error, durationSeconds: (performance.now() - started) / 1000 };
+    }
+  }
+
+  /** One uncached read (measure-queue-state.ts times this). Rejects on a database error. */
+  async query(): Promise<QueueState[]> {
+    const { pool, stopped, subscribedQueues } = this.#outbox();
+    if (stopped) throw new Error('the Outbox was stopped');
+    const client = await pool.connect();
+    let broken: unknown;
+    try {
+      await client.query(this.#sql.begin(this.#options.statementTimeoutMs));
+      const { rows } = await client.query<SnapshotRow>(this.#sql.snapshot, [
+        this.#options.exactCountLimit + 1,
+        this.#options.maxQueues,
+        [...new Set([...subscribedQueues, ...this.#known])],
+      ]);
+      const queues: QueueState[] = [];
+      for (const row of rows) queues.push(await this.#resolve(client, row));
+      await client.query('COMMIT');
+      this.#known = queues.map((q) => q.queue);
+      return queues;
+    } catch (error) {
+      broken = error;
+      throw error;
+    } finally {
+      // A failed statement leaves the transaction aborted: the connection is dropped rather than
+      // returned to the Outbox's pool in a state its next user would trip over.
+      client.release(broken === undefined ? undefined : toError(broken));
+    }
+  }
+
+  /** Replaces counts that reached the cap by the planner's estimate (never below the cap). */
+  async #resolve(client: pg.PoolClient, row: SnapshotRow): Promise<QueueState> {
+    const cap = this.#options.exactCountLimit + 1;
+    const estimated = { ready: false, scheduled: false, leased: false, dlq: false };
+    const values: Record<(typeof STATES)[number], number | null> = {
+      ready: row.ready,
+      scheduled: row.scheduled,
+      leased: row.leased,
+      dlq: row.dlq,
+    };
+    for (const state of STATES) {
+      const sql = this.#sql.estimate[state];
+      const exact = values[state];
+      if (exact === null || exact < cap || sql === undefined) continue;
+      const { rows } = await client.query<{ 'QUERY PLAN': [{ Plan: { 'Plan Rows': number } }] }>(sql, [row.queue]);
+      const planned = rows[0]?.['QUERY PLAN'][0].Plan['Plan Rows'] ?? 0;
+      values[state] = Math.max(Math.round(planned), cap);
+      estimated[state] = true;
+    }
+    return {
+      queue: row.queue,
+      ready: values.ready ?? 0,
+      scheduled: values.scheduled ?? 0,
+      leased: values.leased ?? 0,
+      oldestReadyAgeSeconds: Math.max(0, row.oldest_ready_age_seconds ?? 0),
+      dlq: values.dlq ?? undefined,
+      estimated,
+    };
+  }
+}
+
+function toError(error: unknown): Error {
+  return error instanceof Error ? error : new Error(errorMessage(error));
+}

@@ -1,0 +1,234 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { isIP } from 'node:net';
+
+import { errorMessage, InvalidOptionError, PortInUseError } from '../errors.js';
+import type { Outbox } from '../outbox.js';
+import type { AnyRegistry } from './options.js';
+import { metricsContentType, prefersOpenMetrics, renderMetrics } from './render.js';
+
+export interface ServeMetricsOptions {
+  /**
+   * The registry `/metrics` renders, or a function returning it per scrape (the runner builds a
+   * merged registry of its children at each scrape).
+   */
+  readonly registry: AnyRegistry | (() => AnyRegistry | Promise<AnyRegistry>);
+  /** `/readyz` is 200 while `outbox.ping()` is true (when no `ready` is given). */
+  readonly outbox?: Pick<Outbox, 'ping'>;
+  /** The interface to bind. Never all interfaces unless you say so (`'0.0.0.0'`, `'::'`). @default '127.0.0.1' */
+  readonly host?: string;
+  /** 0 picks a free port (read it back from the result). @default 9464 (OpenTelemetry's Prometheus exporter port) */
+  readonly port?: number;
+  /** `/readyz` is 200 when this resolves true, 503 otherwise (false, a throw, a rejection). Takes precedence over `outbox`. */
+  readonly ready?: () => boolean | Promise<boolean>;
+}
+
+/** A running metrics endpoint. */
+export interface ServedMetrics {
+  readonly host: string;
+  /** The bound port (the real one when 0 was asked for). */
+  readonly port: number;
+  /** `http://host:port`, no trailing slash. */
+  readonly url: string;
+  /** Stops listening and ends open (keep-alive) connections. Idempotent. */
+  close(): Promise<void>;
+}
+
+export const DEFAULT_METRICS_HOST = '127.0.0.1';
+export const DEFAULT_METRICS_PORT = 9464;
+const KNOWN = ['registry', 'outbox', 'host', 'port', 'ready'];
+
+interface Resolved {
+  readonly registry: () => AnyRegistry | Promise<AnyRegistry>;
+  readonly ready: () => boolean | Promise<boolean>;
+  readonly host: string;
+  readonly port: number;
+}
+
+function invalid(option: string, value: unknown, expected: string, fix?: string): InvalidOptionError {
+  return new InvalidOptionError({ option: `serveMetrics.${option}`, value, expected, ...(fix === undefined ? {} : { fix }) });
+}
+
+function resolve(options: unknown): Resolved {
+  if (typeof options !== 'object' || options === null || Array.isArray(options)) {
+    throw invalid('options', options, 'an object ({ registry, host?, port?, outbox?, ready? })');
+  }
+  const raw = options as Record<string, unknown>;
+  for (const key of Object.keys(raw)) {
+    if (!KNOWN.includes(key)) throw invalid(key, raw[key], `one of the serveMetrics options (${KNOWN.join(', ')})`);
+  }
+  const { registry, outbox, ready } = raw;
+  const isRegistry =
+    typeof registry === 'object' &&
+    registry !== null &&
+    typeof (registry as Partial<AnyRegistry>).getMetricsAsJSON === 'function';
+  if (!isRegistry && typeof registry !== 'function') {
+    throw invalid(
+      'registry',
+      registry === undefined ? undefined : typeof registry,
+      'a prom-client Registry, or a function returning one (or a promise of one)',
+      'Pass the registry your prometheusMiddleware / prometheusRecorder / queueStateCollector register into.',
+    );
+  }
+  const ping: unknown = typeof outbox === 'object' && outbox !== null ? (outbox as { ping?: unknown }).ping : undefined;
+  if (outbox !== undefined && typeof ping !== 'function') {
+    throw invalid('outbox', typeof outbox, 'an Outbox (its ping() answers /readyz)');
+  }
+  if (ready !== undefined && typeof ready !== 'function') {
+    throw invalid('ready', ready, 'a function returning a boolean or a promise of one');
+  }
+  const host = raw.host ?? DEFAULT_METRICS_HOST;
+  if (typeof host !== 'string' || host.trim() === '' || host !== host.trim()) {
+    throw invalid('host', host, "an interface address or host name such as '127.0.0.1' (the default) or '0.0.0.0'");
+  }
+  const port = raw.port ?? DEFAULT_METRICS_PORT;
+  if (typeof port !== 'number' || !Number.isInteger(port) || port < 0 || port > 65535) {
+    throw invalid('port', port, 'an integer from 0 to 65535 (0 picks a free port)');
+  }
+  const probe =
+    ready !== undefined
+      ? (ready as () => boolean | Promise<boolean>)
+      : outbox !== undefined
+        ? () => (outbox as Pick<Outbox, 'ping'>).ping()
+        : () => true;
+  return {
+    registry: isRegistry ? () => registry as AnyRegistry : (registry as () => AnyRegistry | Promise<AnyRegistry>),
+    ready: probe,
+    host,
+    port,
+  };
+}
+
+function send(response: ServerResponse, status: number, body: string, headers: Record<string, string> = {}): void {
+  response.writeHead(status, {
+    'Content-Type': 'text/plain; charset=utf-8',
+    'Cache-Control': 'no-store',
+    'Content-Length': String(Buffer.byteLength(body)),
+    ...headers,
+  });
+  response.end(response.req.method === 'HEAD' ? undefined : body);
+}
+
+async function readyNow(ready: Resolved['ready']): Promise<boolean> {
+  try {
+    // Only a real true: a user's JS returning 'yes' or 1 by mistake reads as not ready.
+    const answer: unknown = await ready();
+    return answer === true;
+  } catch {
+    return false;
+  }
+}
+
+async function handle(options: Resolved, request: IncomingMessage, response: ServerResponse): Promise<void> {
+  const path = new URL(request.url ?? '/', 'http://metrics.invalid').pathname;
+  if (path !== '/metrics' && path !== '/healthz' && path !== '/readyz') {
+    send(response, 404, 'Not found. Try /metrics, /healthz or /readyz.\n');
+    return;
+  }
+  if (request.method !== 'GET' && request.method !== 'HEAD') {
+    send(response, 405, 'Method not allowed: use GET.\n', { Allow: 'GET, HEAD' });
+    return;
+  }
+  if (path === '/healthz') {
+    send(response, 200, 'ok\n');
+    return;
+  }
+  if (path === '/readyz') {
+    const ok = await readyNow(options.ready);
+    send(response, ok ? 200 : 503, ok ? 'ready\n' : 'not ready\n');
+    return;
+  }
+  const openMetrics = prefersOpenMetrics(request.headers.accept);
+  let body: string;
+  try {
+    body = await renderMetrics(await options.registry(), openMetrics);
+  } catch (error) {
+    send(response, 500, `Rendering the metrics failed: ${errorMessage(error)}\n`);
+    return;
+  }
+  send(response, 200, body, { 'Content-Type': metricsContentType(openMetrics) });
+}
+
+function listen(server: Server, host: string, port: number): Promise<void> {
+  return new Promise((resolvePromise, reject) => {
+    const onError = (error: Error): void => {
+      server.off('listening', onListening);
+      reject(error);
+    };
+    const onListening = (): void => {
+      server.off('error', onError);
+      resolvePromise();
+    };
+    server.once('error', onError);
+    server.once('listening', onListening);
+    // exclusive: a cluster worker must not share a port another process already holds.
+    server.listen({ host, port, exclusive: true });
+  });
+}
+
+function bindError(error: unknown, host: string, port: number): Error {
+  const code = (error as { code?: unknown } | null)?.code;
+  if (code === 'EADDRINUSE') return new PortInUseError({ host, port, option: 'serveMetrics.port', cause: error });
+  if (code === 'EACCES') {
+    return new InvalidOptionError({
+      option: 'serveMetrics.port',
+      value: port,
+      expected: 'a port this process may bind',
+      fix: 'Ports below 1024 need privileges: use the default 9464 or another port above 1023.',
+      cause: error,
+    });
+  }
+  if (code === 'EADDRNOTAVAIL' || code === 'ENOTFOUND' || code === 'EAI_AGAIN') {
+    return new InvalidOptionError({
+      option: 'serveMetrics.host',
+      value: host,
+      expected: 'an address of one of this machine’s interfaces',
+      fix: "Use '127.0.0.1' (the default), or '0.0.0.0' to listen on every interface.",
+      cause: error,
+    });
+  }
+  return error instanceof Error ? error : new Error(errorMessage(error));
+}
+
+/**
+ * The Prometheus endpoint: `GET /metrics` (Prometheus text, or OpenMetrics with exemplars when the
+ * scraper's Accept header prefers it), `/healthz` (the process answers), `/readyz` (200 or 503).
+ * Bound to 127.0.0.1 unless told otherwise: metrics name queues and handlers, which is nobody
+ * else's business. Resolves once listening; a port in use rejects with PortInUseError and leaves
+ * nothing listening.
+ */
+export async function serveMetrics(options: ServeMetricsOptions): Promise<ServedMetrics> {
+  const resolved = resolve(options);
+  const server = createServer((request, response) => {
+    handle(resolved, request, response).catch((error: unknown) => {
+      if (!response.headersSent) send(response, 500, `Internal error: ${errorMessage(error)}\n`);
+      else response.destroy();
+    });
+  });
+  try {
+    await listen(server, resolved.host, resolved.port);
+  } catch (error) {
+    server.close();
+    throw bindError(error, resolved.host, resolved.port);
+  }
+  const address = server.address();
+  const port = typeof address === 'object' && address !== null ? address.port : resolved.port;
+  const host = resolved.host;
+  const url = `http://${isIP(host) === 6 ? `[${host}]` : host}:${port}`;
+  let closing: Promise<void> | undefined;
+  return {
+    host,
+    port,
+    url,
+    close() {
+      closing ??= new Promise<void>((resolveClose) => {
+        server.close(() => {
+          resolveClose();
+        });
+        // Prometheus keeps its connection alive between scrapes: without this close() would wait
+        // for it to time out. A scrape in progress is cut; the next one fails and is retried.
+        server.closeAllConnections();
+      });
+      return closing;
+    },
+  };
+}

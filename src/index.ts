@@ -52,6 +52,7 @@ export type { RetryContext, RetryStrategy } from './retry/retry-strategy.js';
 export type { ConstantRetryOptions, ExponentialRetryOptions, LinearRetryOptions } from './retry/strategies.js';
 export { ConstantRetry, ExponentialRetry, LinearRetry, NoRetry } from './retry/strategies.js';
 export type { MigrateResult } from './schema/migrate.js';
+export type { ValidateSchemaOptions } from './schema/validate-schema.js';
 export type { Handler, HandlerContext, Message } from './subscriber/message.js';
 export type { RenderError } from './subscriber/render-error.js';
 export type { AckPolicy, SubscribeOptions } from './subscriber/subscription-options.js';

@@ -5,7 +5,9 @@ import { cancelTimer, type ProducerContext, publish, publishBatch } from './prod
 import type { PublishBatchOptions, PublishOptions } from './producer/publish-options.js';
 import { validateQueue } from './producer/publish-options.js';
 import { buildProducerSql } from './producer/sql.js';
+import { autovacuumDdl } from './schema/autovacuum.js';
 import { migrate, type MigrateResult, migrationScript } from './schema/migrate.js';
+import { validateSchema, type ValidateSchemaOptions } from './schema/validate-schema.js';
 import { NotifyListener } from './subscriber/listener.js';
 import type { Handler } from './subscriber/message.js';
 import { buildSubscriberSql, type SubscriberSql } from './subscriber/sql.js';
@@ -126,6 +128,26 @@ export class Outbox {
   /** The SQL `migrate()` would run on an empty database, for teams that own their migrations. */
   migrationScript(): string {
     return migrationScript(this.#options.names);
+  }
+
+  /**
+   * Compares the live outbox (and DLQ) table with what the migrations create and throws one
+   * `SchemaDriftError` listing every difference, each with a DBA-phrased message and its fix;
+   * returns when there is none. Read-only (catalog queries). Call it at start-up or from a health
+   * check when your own migration tool owns the schema. See architecture/schema.md.
+   */
+  async validateSchema(options?: ValidateSchemaOptions): Promise<void> {
+    this.#assertRunning('validateSchema');
+    await validateSchema(this.#options.pool, this.#options.names, options);
+  }
+
+  /**
+   * The `ALTER TABLE … SET (autovacuum_…)` statement that tunes the outbox table for queue churn.
+   * txoutbox never runs it: put it in your migrations. `validateSchema({ checkAutovacuum: true })`
+   * reports its absence.
+   */
+  autovacuumDdl(): string {
+    return autovacuumDdl(this.#options.names.outbox);
   }
 
   /**

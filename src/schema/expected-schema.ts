@@ -1,0 +1,155 @@
+import type { TableName } from './identifiers.js';
+import { MIGRATIONS, type MigrationTemplate } from './migrations.generated.js';
+import { renderMigration } from './render-migration.js';
+import type { SchemaNames } from './schema-names.js';
+
+/**
+ * The catalog shape txoutbox expects, read from the migration templates themselves (the same SQL
+ * `migrate()` runs and `migrate --print` prints), so the validator cannot drift from the DDL: a
+ * column, index or CHECK added by a migration is expected as soon as the migration exists. Names
+ * come from the same placeholders, resolved through `renderMigration` and `SchemaNames`.
+ *
+ * The reader is strict: a migration statement it does not understand throws, so whoever appends a
+ * migration of a new shape (ALTER TABLE …) teaches it here, and the "fresh schema validates clean"
+ * test (test/integration/validate-schema.test.ts) proves the two agree.
+ */
+
+export interface ExpectedColumn {
+  readonly name: string;
+  /** As written in the migration (`timestamptz`); validateSchema asks Postgres for the canonical form. */
+  readonly type: string;
+  readonly notNull: boolean;
+  /** The column's definition as in the migration, for `ADD COLUMN` fixes. */
+  readonly definition: string;
+  /** The migration's comment above the column, if any: why it is shaped so. */
+  readonly why: string | undefined;
+}
+
+export interface ExpectedIndex {
+  /** Unquoted name the migration gives it (indexes are matched by columns, not by name). */
+  readonly name: string;
+  readonly columns: readonly string[];
+  readonly unique: boolean;
+  /** The partial-index predicate as written in the migration, or undefined for a full index. */
+  readonly predicate: string | undefined;
+  readonly primaryKey: boolean;
+  /** A statement that creates it on a live table. */
+  readonly createSql: string;
+  readonly why: string | undefined;
+}
+
+export interface ExpectedCheck {
+  /** Unquoted name the migration gives it (CHECKs are matched by expression, not by name). */
+  readonly name: string;
+  /** The expression inside `CHECK (…)`, as written in the migration. */
+  readonly expression: string;
+  readonly why: string | undefined;
+}
+
+export interface ExpectedTable {
+  readonly target: MigrationTemplate['target'];
+  readonly table: TableName;
+  readonly columns: readonly ExpectedColumn[];
+  readonly indexes: readonly ExpectedIndex[];
+  readonly checks: readonly ExpectedCheck[];
+}
+
+const CREATE_TABLE = /^CREATE TABLE \{\{(\w+)\}\} \($/;
+const CREATE_INDEX = /^CREATE (UNIQUE )?INDEX (\{\{\w+\}\}) ON \{\{(\w+)\}\} \(([^)]*)\)(?: WHERE (.+))?;$/;
+const TABLE_CHECK = /^CONSTRAINT (\{\{\w+\}\}) CHECK \((.*)\),?$/;
+const COLUMN =
+  /^([a-z_][a-z0-9_]*) (.+?)(?= NOT NULL| NULL| DEFAULT| PRIMARY KEY| GENERATED| REFERENCES| UNIQUE| CHECK| COLLATE|,?$)(.*?),?$/;
+
+/** Every table this outbox owns (the DLQ only when it is on), as the migrations define it. */
+export function expectedSchema(names: SchemaNames): ExpectedTable[] {
+  const tables: ExpectedTable[] = [expectedTable('outbox', names.outbox, names)];
+  if (names.dlq !== undefined) tables.push(expectedTable('dlq', names.dlq, names));
+  return tables;
+}
+
+function expectedTable(target: MigrationTemplate['target'], table: TableName, names: SchemaNames): ExpectedTable {
+  const columns: ExpectedColumn[] = [];
+  const indexes: ExpectedIndex[] = [];
+  const checks: ExpectedCheck[] = [];
+  for (const migration of MIGRATIONS) {
+    if (migration.target !== target) continue;
+    // Renders a fragment of this migration with the outbox's quoted identifiers.
+    const render = (fragment: string): string => renderMigration({ ...migration, sql: fragment }, names);
+    const unquoted = (placeholder: string): string => render(placeholder).replace(/^"|"$/g, '');
+    let comment: string[] = [];
+    let inTable = false;
+    for (const raw of migration.sql.split('\n')) {
+      const line = raw.trim();
+      if (line.startsWith('--')) {
+        comment.push(line.replace(/^--\s*/, ''));
+        continue;
+      }
+      const why = comment.length > 0 ? comment.join(' ') : undefined;
+      comment = [];
+      if (line === '') continue;
+      if (inTable) {
+        if (line === ');') {
+          inTable = false;
+          continue;
+        }
+        const check = TABLE_CHECK.exec(line);
+        if (check !== null) {
+          checks.push({ name: unquoted(check[1] ?? ''), expression: check[2] ?? '', why });
+          continue;
+        }
+        const column = COLUMN.exec(line);
+        if (column === null) throw unreadable(migration, line);
+        const [, name = '', type = '', rest = ''] = column;
+        const primaryKey = /\bPRIMARY KEY\b/.test(rest);
+        columns.push({
+          name,
+          type: type.trim(),
+          notNull: primaryKey || /\bNOT NULL\b/.test(rest),
+          definition: line.replace(/,$/, ''),
+          why,
+        });
+        if (primaryKey) {
+          indexes.push({
+            name: `${table.name}_pkey`,
+            columns: [name],
+            unique: true,
+            predicate: undefined,
+            primaryKey: true,
+            createSql: `ALTER TABLE ${table.sql} ADD PRIMARY KEY (${name});`,
+            why: 'The primary key: every fenced write finds its row by id.',
+          });
+        }
+        continue;
+      }
+      const create = CREATE_TABLE.exec(line);
+      if (create !== null && create[1] === target) {
+        inTable = true;
+        continue;
+      }
+      const index = CREATE_INDEX.exec(line);
+      if (index !== null && index[3] === target) {
+        const [, unique, placeholder = '', , columnList = '', predicate] = index;
+        indexes.push({
+          name: unquoted(placeholder),
+          columns: columnList.split(',').map((c) => c.trim()),
+          unique: unique !== undefined,
+          predicate,
+          primaryKey: false,
+          // CONCURRENTLY: a live queue table must keep taking writes while the index builds.
+          createSql: render(line).replace(/^CREATE (UNIQUE )?INDEX /, 'CREATE $1INDEX CONCURRENTLY '),
+          why,
+        });
+        continue;
+      }
+      throw unreadable(migration, line);
+    }
+  }
+  return { target, table, columns, indexes, checks };
+}
+
+function unreadable(migration: MigrationTemplate, line: string): Error {
+  return new Error(
+    `src/schema/expected-schema.ts cannot read this line of migration ${migration.name}: ${JSON.stringify(line)}. ` +
+      'Teach it the new statement shape so validateSchema() keeps matching the DDL.',
+  );
+}

@@ -18,8 +18,8 @@ export const SERVER_VERSION_SQL = `SELECT current_setting('server_version_num'):
 export interface SchemaSql {
   /** $1 = lock namespace, $2 = schema or NULL (search_path), $3 = table. Serialises migrations per table. */
   readonly lock: string;
-  /** Creates the schema when the table is schema-qualified; undefined otherwise. */
-  readonly createSchema: string | undefined;
+  /** Creates the schemas of the schema-qualified tables (outbox and DLQ may live in different ones). */
+  readonly createSchemas: readonly string[];
   readonly createMigrationsTable: string;
   /** $1 = table display name. */
   readonly appliedVersions: string;
@@ -28,10 +28,10 @@ export interface SchemaSql {
 }
 
 export function buildSchemaSql(names: SchemaNames): SchemaSql {
-  const schema = names.outbox.schema;
+  const schemas = new Set([names.outbox.schema, names.dlq?.schema].filter((schema) => schema !== undefined));
   return {
     lock: `SELECT pg_advisory_xact_lock($1::int, hashtext(coalesce($2::text, current_schema()) || '.' || $3::text))`,
-    createSchema: schema === undefined ? undefined : `CREATE SCHEMA IF NOT EXISTS ${quoteIdent(schema)}`,
+    createSchemas: [...schemas].map((schema) => `CREATE SCHEMA IF NOT EXISTS ${quoteIdent(schema)}`),
     createMigrationsTable: `CREATE TABLE IF NOT EXISTS ${names.migrationsTable} (
   table_name text NOT NULL,
   version integer NOT NULL,

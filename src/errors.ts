@@ -16,7 +16,8 @@ export type TxOutboxErrorCode =
   | 'OUTBOX_STOPPED'
   | 'MIDDLEWARE_FAILED'
   | 'CUSTOM_STAT_CONFLICT'
-  | 'PORT_IN_USE';
+  | 'PORT_IN_USE'
+  | 'INVALID_CONFIG';
 
 export class TxOutboxError extends Error {
   readonly code: TxOutboxErrorCode;
@@ -216,6 +217,36 @@ export class PortInUseError extends TxOutboxError {
     );
     this.host = args.host;
     this.port = args.port;
+  }
+}
+
+/** One problem in a config file: its path in the config (`consumers.orders.processes`), or its position when the file does not parse. */
+export interface ConfigIssue {
+  /** Dotted path, `[i]` for list items; '' for the file as a whole. */
+  readonly path: string;
+  readonly message: string;
+  /** 1-based position, for syntax errors. */
+  readonly line?: number;
+  readonly column?: number;
+}
+
+/**
+ * A `txoutbox run` config file is unreadable, does not parse, or has invalid values. Every problem
+ * is collected before this is thrown, so one run shows them all; nothing was started from it.
+ */
+export class ConfigError extends TxOutboxError {
+  readonly file: string;
+  readonly issues: readonly ConfigIssue[];
+
+  constructor(file: string, issues: readonly ConfigIssue[]) {
+    const lines = issues.map((issue) => {
+      if (issue.line !== undefined) return `  ${file}:${issue.line}:${issue.column ?? 1}: ${issue.message}`;
+      return issue.path === '' ? `  ${issue.message}` : `  ${issue.path}: ${issue.message}`;
+    });
+    const count = issues.length === 1 ? '1 problem' : `${issues.length} problems`;
+    super('INVALID_CONFIG', `${file} is not a valid txoutbox config (${count}):\n${lines.join('\n')}`);
+    this.file = file;
+    this.issues = issues;
   }
 }
 

@@ -1,0 +1,86 @@
+import { type ConfigIssue, renderValue } from '../../errors.js';
+import { unknownKeyMessage } from './did-you-mean.js';
+
+export type Section = Readonly<Record<string, unknown>>;
+
+export function isSection(value: unknown): value is Section {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+const PLAIN_KEY = /^[A-Za-z0-9_-]+$/;
+
+/** `consumers` + `orders` → `consumers.orders`; list items are `queues[1]`, odd keys `consumers["a.b"]`. */
+export function childPath(parent: string, key: string | number): string {
+  if (typeof key === 'number') return `${parent}[${key}]`;
+  if (!PLAIN_KEY.test(key)) return `${parent}[${JSON.stringify(key)}]`;
+  return parent === '' ? key : `${parent}.${key}`;
+}
+
+/**
+ * Every problem found in one config, each with its path. The first problem at a path wins: a
+ * `${VAR}` that is not set is reported once, not again as a wrong type by the validation after it.
+ */
+export class ConfigIssues {
+  readonly #issues: ConfigIssue[] = [];
+  readonly #paths = new Set<string>();
+
+  get count(): number {
+    return this.#issues.length;
+  }
+
+  list(): readonly ConfigIssue[] {
+    return [...this.#issues];
+  }
+
+  add(path: string, message: string): void {
+    if (this.#paths.has(path)) return;
+    this.#paths.add(path);
+    this.#issues.push({ path, message });
+  }
+
+  /** `expected <what>, got <value>` (`missing, expected <what>` when absent), plus how to fix it. */
+  expected(path: string, expected: string, value: unknown, fix?: string): void {
+    const got = value === undefined ? `missing, expected ${expected}` : `expected ${expected}, got ${renderValue(value)}`;
+    this.add(path, fix === undefined ? got : `${got}. ${fix}`);
+  }
+
+  /** The value as a section with only `allowed` keys (each unknown one is reported), or undefined. */
+  section(path: string, value: unknown, allowed: readonly string[], what: string): Section | undefined {
+    if (!isSection(value)) {
+      this.expected(path, what, value);
+      return undefined;
+    }
+    for (const key of Object.keys(value)) {
+      if (!allowed.includes(key)) this.add(childPath(path, key), unknownKeyMessage(key, allowed));
+    }
+    return value;
+  }
+
+  /** An integer in [min, max]; `fallback` when absent (undefined fallback: required). */
+  integer(path: string, value: unknown, range: { min: number; max?: number; fallback?: number }): number | undefined {
+    if (value === undefined && range.fallback !== undefined) return range.fallback;
+    const { min, max } = range;
+    if (typeof value === 'number' && Number.isInteger(value) && value >= min && (max === undefined || value <= max)) {
+      return value;
+    }
+    this.expected(path, max === undefined ? `an integer >= ${min}` : `an integer from ${min} to ${max}`, value);
+    return undefined;
+  }
+
+  /** A non-empty string, matching `pattern` when given (described by `what`). */
+  string(path: string, value: unknown, options: { fallback?: string; pattern?: RegExp; what?: string } = {}): string | undefined {
+    if (value === undefined && options.fallback !== undefined) return options.fallback;
+    if (typeof value === 'string' && value !== '' && (options.pattern === undefined || options.pattern.test(value))) {
+      return value;
+    }
+    this.expected(path, options.what ?? 'a non-empty string', value);
+    return undefined;
+  }
+
+  boolean(path: string, value: unknown, fallback: boolean): boolean | undefined {
+    if (value === undefined) return fallback;
+    if (typeof value === 'boolean') return value;
+    this.expected(path, 'true or false', value);
+    return undefined;
+  }
+}

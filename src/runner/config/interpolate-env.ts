@@ -1,0 +1,61 @@
+import { childPath, type ConfigIssues, isSection } from './config-issues.js';
+
+/**
+ * `${VAR}` and `${VAR:-default}` in string values (not keys), after parsing: a value can never
+ * change the file's structure. `$${` is a literal `${`. `:-` applies when VAR is unset or empty, as
+ * in the shell; an unset VAR without a default is an error at the value's path (naming only the
+ * variable, never its neighbours' values).
+ *
+ * A value that is exactly one reference (`port: ${METRICS_PORT}`) takes the type its text has: an
+ * integer or decimal becomes a number, `true`/`false` a boolean. Inside a longer string it stays
+ * text.
+ */
+
+const REFERENCE = /\$\$\{|\$\{([^}]*)\}|\$\{/g;
+const BODY = /^([A-Za-z_][A-Za-z0-9_]*)(?::-(.*))?$/s;
+const WHOLE = /^\$\{[^}]*\}$/;
+const NUMBER = /^[-+]?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?$/;
+
+function typed(text: string): unknown {
+  if (NUMBER.test(text)) return Number(text);
+  if (text === 'true') return true;
+  if (text === 'false') return false;
+  return text;
+}
+
+function interpolateString(text: string, env: NodeJS.ProcessEnv, path: string, issues: ConfigIssues): unknown {
+  if (!text.includes('${')) return text;
+  const problems: string[] = [];
+  const fail = (message: string) => {
+    problems.push(message);
+    return '';
+  };
+  const result = text.replace(REFERENCE, (match, body: string | undefined) => {
+    if (match === '$${') return '${';
+    if (body === undefined) return fail('an unterminated ${: write ${NAME} or ${NAME:-default} ($${ for a literal ${)');
+    const parts = BODY.exec(body);
+    if (parts === null) return fail(`expected \${NAME} or \${NAME:-default}, got \${${body}}`);
+    const [, name = '', fallback] = parts;
+    const set = env[name];
+    if (fallback !== undefined) return set === undefined || set === '' ? fallback : set;
+    if (set === undefined) return fail(`environment variable ${name} is not set (use \${${name}:-default} for a default)`);
+    return set;
+  });
+  if (problems.length > 0) {
+    issues.add(path, problems.join('; '));
+    return text;
+  }
+  return WHOLE.test(text) ? typed(result) : result;
+}
+
+/** A copy of `value` with every string interpolated; problems go to `issues` (the raw string stays). */
+export function interpolateEnv(value: unknown, env: NodeJS.ProcessEnv, issues: ConfigIssues, path = ''): unknown {
+  if (typeof value === 'string') return interpolateString(value, env, path, issues);
+  if (Array.isArray(value)) return value.map((item: unknown, index) => interpolateEnv(item, env, issues, childPath(path, index)));
+  if (isSection(value)) {
+    return Object.fromEntries(
+      Object.entries(value).map(([key, item]) => [key, interpolateEnv(item, env, issues, childPath(path, key))]),
+    );
+  }
+  return value;
+}

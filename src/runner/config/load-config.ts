@@ -1,0 +1,36 @@
+import { readFile } from 'node:fs/promises';
+import { resolve } from 'node:path';
+
+import { ConfigError, type ConfigIssue, errorMessage } from '../../errors.js';
+import { ConfigIssues } from './config-issues.js';
+import { interpolateEnv } from './interpolate-env.js';
+import { parseConfigText } from './parse-config-text.js';
+import type { RunnerConfig } from './runner-config.js';
+import { scrubSecrets, secretsIn } from './scrub-secrets.js';
+import { validateRunnerConfig } from './validate-config.js';
+
+/**
+ * Reads a `txoutbox run` config (`.yaml`, `.yml` or `.json`), interpolates `${VAR}` from `env`,
+ * validates every value and applies the defaults. Everything wrong is collected into one
+ * ConfigError (each issue with its path, the bad value and what was expected), so nothing starts
+ * from a config that is partly wrong. No message shows the database password.
+ */
+export async function loadRunnerConfig(path: string, env: NodeJS.ProcessEnv = process.env): Promise<RunnerConfig> {
+  const file = resolve(path);
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (error) {
+    throw new ConfigError(file, [{ path: '', message: `cannot read the config file: ${errorMessage(error)}` }]);
+  }
+  const fail = (found: readonly ConfigIssue[], interpolated?: unknown): ConfigError =>
+    new ConfigError(file, scrubSecrets(found, secretsIn([text, JSON.stringify(interpolated ?? null)])));
+
+  const parsed = parseConfigText(file, text);
+  if (!parsed.ok) throw fail([parsed.issue]);
+  const issues = new ConfigIssues();
+  const interpolated = interpolateEnv(parsed.value, env, issues);
+  const config = await validateRunnerConfig(interpolated, file, issues);
+  if (config === undefined || issues.count > 0) throw fail(issues.list(), interpolated);
+  return config;
+}

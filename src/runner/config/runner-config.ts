@@ -1,0 +1,69 @@
+/**
+ * What `loadRunnerConfig()` returns: a `txoutbox.yaml` after interpolation, validation and defaults.
+ * The format is documented in architecture/runner.md.
+ */
+
+export interface RunnerConfig {
+  /** Absolute path of the file it was read from. */
+  readonly file: string;
+  readonly database: {
+    /** The connection URL. Holds the password: show it only through redactConnectionString. */
+    readonly url: string;
+    /** Pool size of each consumer process. */
+    readonly poolSize: number;
+  };
+  readonly table: string;
+  /** false when the config turns the DLQ off (`dlqTable: false`). */
+  readonly dlqTable: string | false;
+  /** How long each consumer process waits for running handlers when it drains. */
+  readonly gracefulTimeoutMs: number;
+  readonly metrics: {
+    readonly prometheus: PrometheusConfig;
+    /** Present only when the config has a `metrics.statsd` section. */
+    readonly statsd: StatsdConfig | undefined;
+  };
+  /** By consumer name, in file order. */
+  readonly consumers: ReadonlyMap<string, ConsumerConfig>;
+}
+
+export interface PrometheusConfig {
+  readonly enabled: boolean;
+  readonly host: string;
+  readonly port: number;
+  readonly prefix: string;
+}
+
+export interface StatsdConfig {
+  readonly host: string;
+  readonly port: number;
+  readonly prefix: string;
+}
+
+export interface ConsumerConfig {
+  readonly name: string;
+  /** Absolute path of the handler module (checked to exist; the export is checked when a child loads it). */
+  readonly handlerPath: string;
+  readonly handlerExport: string;
+  /** Deduplicated, in file order. */
+  readonly queues: readonly string[];
+  readonly processes: number;
+  /**
+   * The subscribe() options the file sets, as JSON (validated by subscribe()'s own resolver);
+   * `retry` is the `{ strategy, … }` section, rebuilt into a strategy by subscribeOptionsFromSpec().
+   */
+  readonly subscribe: Readonly<Record<string, unknown>>;
+}
+
+export const RUNNER_DEFAULTS = {
+  /** The Outbox's own default pool size. */
+  poolSize: 10,
+  table: 'outbox',
+  /** The Outbox's own default graceful timeout. */
+  gracefulTimeoutMs: 15_000,
+  // 9464 is the port OpenTelemetry's Prometheus exporter uses by convention; never 9090, which is
+  // Prometheus's own (rejected's default, reference/rejected.md §6.2 item 6).
+  prometheus: { enabled: true, host: '127.0.0.1', port: 9464, prefix: 'txoutbox' },
+  statsd: { host: '127.0.0.1', port: 8125, prefix: 'txoutbox' },
+  processes: 1,
+  handlerExport: 'default',
+} as const;

@@ -316,7 +316,7 @@ describe('serveMetrics', () => {
       throw error;
     });
     if (server !== undefined) {
-      servers.push(server);
+      await server.close(); // at once: other test files may want 9464
       assert.deepEqual([server.host, server.port, server.url], ['127.0.0.1', 9464, 'http://127.0.0.1:9464']);
     }
   });

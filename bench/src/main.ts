@@ -66,7 +66,11 @@ interface PlannedRun {
 const plan: PlannedRun[] = [];
 const skipped: { workload: WorkloadId; system: string; reason: string }[] = [];
 
-function add(workload: WorkloadId, variant: string, make: (system: System, rep: number) => Omit<PlannedRun, 'workload' | 'variant' | 'system' | 'rep'>): void {
+function add(
+  workload: WorkloadId,
+  variant: string,
+  make: (system: System, rep: number) => Omit<PlannedRun, 'workload' | 'variant' | 'system' | 'rep'>,
+): void {
   if (!onlyWorkloads.includes(workload)) return;
   for (const system of systems) {
     const reason = system.skips[workload];
@@ -118,7 +122,8 @@ if (onlyWorkloads.includes('W5') && systems.includes(txoutboxSystem)) {
   }
 }
 const w6Status = runnerUnavailable();
-if (onlyWorkloads.includes('W6') && w6Status !== undefined) skipped.push({ workload: 'W6', system: 'txoutbox', reason: w6Status });
+if (onlyWorkloads.includes('W6') && w6Status !== undefined)
+  skipped.push({ workload: 'W6', system: 'txoutbox', reason: w6Status });
 if (onlyWorkloads.includes('W6') && w6Status === undefined && systems.includes(txoutboxSystem)) {
   for (let rep = 1; rep <= sizes.reps; rep += 1) {
     plan.push({
@@ -163,7 +168,7 @@ let otelStatus = 'not run';
 let index = 0;
 for (const entry of plan) {
   index += 1;
-  const label = `${entry.workload} ${entry.variant} · ${entry.system.label} · rep ${entry.rep}/${sizes.reps}`;
+  const label = `${entry.workload} ${entry.variant} · ${entry.system.label} · rep ${entry.rep}`;
   progress.begin(label);
   const database = `bench_${index}`;
   const base = { workload: entry.workload, variant: entry.variant, system: entry.system.id, rep: entry.rep };
@@ -191,7 +196,9 @@ for (const entry of plan) {
     runs.push(record);
     const shared = (cost.otherCpu ?? 0) > 0.5 ? ` [unattributed CPU: ${(cost.otherCpu ?? 0).toFixed(2)} cores]` : '';
     const check =
-      (record.duplicates ?? 0) + (record.losses ?? 0) > 0 ? ` DUPLICATES ${record.duplicates ?? 0} LOSSES ${record.losses ?? 0}` : '';
+      (record.duplicates ?? 0) + (record.losses ?? 0) > 0
+        ? ` DUPLICATES ${record.duplicates ?? 0} LOSSES ${record.losses ?? 0}`
+        : '';
     const latency = record.latencyMs === undefined ? '' : `, p99 ${record.latencyMs.p99} ms`;
     progress.end(
       label,
@@ -222,7 +229,12 @@ const results: BenchResults = {
     kernel: release(),
     node: process.version,
   },
-  postgres: { version: server.version, embedded: server.embedded, statStatements: server.statStatements, settings: server.settings },
+  postgres: {
+    version: server.version,
+    embedded: server.embedded,
+    statStatements: server.statStatements,
+    settings: server.settings,
+  },
   commit: gitCommit(),
   sizes,
   systems: systems.map((s) => ({ id: s.id, label: s.label, version: s.version, tuning: s.tuning, skips: s.skips })),

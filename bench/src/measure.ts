@@ -44,7 +44,12 @@ interface StatementRow {
 
 function availableCores(): number {
   try {
-    return Math.max(1, readFileSync('/proc/stat', 'utf8').split('\n').filter((line) => /^cpu\d+ /.test(line)).length);
+    return Math.max(
+      1,
+      readFileSync('/proc/stat', 'utf8')
+        .split('\n')
+        .filter((line) => /^cpu\d+ /.test(line)).length,
+    );
   } catch {
     return 1;
   }
@@ -115,13 +120,14 @@ export class PhaseMeter {
   #statements = new Map<string, StatementRow>();
   #ticks: { busy: number; total: number } | null = null;
   #pgTicks = new Map<number, number>();
-  #end: { seconds: number; cpu: NodeJS.CpuUsage; ticks: { busy: number; total: number } | null; pgTicks: Map<number, number> } | undefined;
+  #end:
+    | { seconds: number; cpu: NodeJS.CpuUsage; ticks: { busy: number; total: number } | null; pgTicks: Map<number, number> }
+    | undefined;
   #cpu: NodeJS.CpuUsage = process.cpuUsage();
   #started = 0;
   #sampler: NodeJS.Timeout | undefined;
   #sampling: Promise<void> = Promise.resolve();
   readonly #waits = new Map<string, number>();
-  #samples = 0;
 
   constructor(admin: pg.Pool, database: string, statStatements: boolean) {
     this.#admin = admin;
@@ -162,7 +168,6 @@ export class PhaseMeter {
            AND query NOT ILIKE 'LISTEN%' GROUP BY 1`,
         [this.#database],
       );
-      this.#samples += 1;
       for (const row of rows) this.#waits.set(row.w, (this.#waits.get(row.w) ?? 0) + row.n);
     } catch {
       // a missed sample
@@ -186,7 +191,9 @@ export class PhaseMeter {
     clearInterval(this.#sampler);
     await this.#sampling;
     const lsn = (
-      await this.#admin.query<{ bytes: string }>('SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), $1::pg_lsn)::text AS bytes', [this.#lsn])
+      await this.#admin.query<{ bytes: string }>('SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), $1::pg_lsn)::text AS bytes', [
+        this.#lsn,
+      ])
     ).rows[0]?.bytes;
     const after = await this.#snapshot();
     let statements = 0;
@@ -212,7 +219,8 @@ export class PhaseMeter {
     let pgTicks = 0;
     for (const [pid, after] of end.pgTicks) pgTicks += after - (this.#pgTicks.get(pid) ?? 0);
     const totalTicks = ticks === null || this.#ticks === null ? 0 : ticks.total - this.#ticks.total;
-    const machineCores = totalTicks === 0 || ticks === null || this.#ticks === null ? null : ((ticks.busy - this.#ticks.busy) / totalTicks) * cores;
+    const machineCores =
+      totalTicks === 0 || ticks === null || this.#ticks === null ? null : ((ticks.busy - this.#ticks.busy) / totalTicks) * cores;
     const postgresCpu = totalTicks === 0 ? null : (pgTicks / totalTicks) * cores;
     const nodeCpu = (cpu.user + cpu.system) / 1e6 / Math.max(seconds, 1e-9);
     return {
@@ -224,7 +232,10 @@ export class PhaseMeter {
           : Number(((ticks.busy - this.#ticks.busy) / (ticks.total - this.#ticks.total)).toFixed(3)),
       nodeCpu: Number(nodeCpu.toFixed(3)),
       postgresCpu: postgresCpu === null ? null : Number(postgresCpu.toFixed(3)),
-      otherCpu: machineCores === null || postgresCpu === null ? null : Number(Math.max(0, machineCores - nodeCpu - postgresCpu).toFixed(3)),
+      otherCpu:
+        machineCores === null || postgresCpu === null
+          ? null
+          : Number(Math.max(0, machineCores - nodeCpu - postgresCpu).toFixed(3)),
       topStatements: lines.slice(0, 6),
       waits,
     };

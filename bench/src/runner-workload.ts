@@ -27,7 +27,8 @@ export const W6_CONCURRENCY = 16;
 export function runnerUnavailable(): string | undefined {
   if (!existsSync(CLI_MAIN)) return 'runner not available: src/cli/main.ts is missing';
   if (!/case\s+'run'\s*:/.test(readFileSync(CLI_MAIN, 'utf8'))) return 'runner not available: src/cli has no `run` command yet';
-  if (!existsSync(CONFIG_LOADER)) return 'runner not available: `txoutbox run` is half-written (src/runner/config/load-config.ts missing)';
+  if (!existsSync(CONFIG_LOADER))
+    return 'runner not available: `txoutbox run` is half-written (src/runner/config/load-config.ts missing)';
   return undefined;
 }
 
@@ -35,7 +36,13 @@ function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-async function until(what: string, timeoutMs: number, check: () => Promise<boolean>, child: ChildProcess, log: () => string): Promise<void> {
+async function until(
+  what: string,
+  timeoutMs: number,
+  check: () => Promise<boolean>,
+  child: ChildProcess,
+  log: () => string,
+): Promise<void> {
   const deadline = performance.now() + timeoutMs;
   while (!(await check())) {
     if (child.exitCode !== null) throw new Error(`txoutbox run exited (${child.exitCode}) before ${what}: ${log()}`);
@@ -79,7 +86,11 @@ export async function runnerWorkload(ctx: WorkloadContext, databaseUrl: string, 
   };
   child.stdout.on('data', collect);
   child.stderr.on('data', collect);
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const exited = new Promise<void>((resolve) => {
+    child.once('exit', () => {
+      resolve();
+    });
+  });
   const admin = new pg.Client({ connectionString: databaseUrl });
   await admin.connect();
   try {

@@ -79,7 +79,13 @@ async function warm(pool: pg.Pool, count: number): Promise<void> {
   for (const client of clients) client.release();
 }
 
-async function publishAll(instance: SystemInstance, pool: pg.Pool, total: number, batch: number, producers: number): Promise<void> {
+async function publishAll(
+  instance: SystemInstance,
+  pool: pg.Pool,
+  total: number,
+  batch: number,
+  producers: number,
+): Promise<void> {
   let next = 0;
   const producer = async (): Promise<void> => {
     const client = await pool.connect();

@@ -33,7 +33,9 @@ interface Results {
 }
 
 function benchDepsReady(): string | undefined {
-  const installed = ['pg-boss', 'graphile-worker'].every((name) => existsSync(join('bench', 'node_modules', name, 'package.json')));
+  const installed = ['pg-boss', 'graphile-worker'].every((name) =>
+    existsSync(join('bench', 'node_modules', name, 'package.json')),
+  );
   if (installed) return undefined;
   const result = spawnSync('npm', ['ci', '--prefix', 'bench', '--no-audit', '--no-fund', '--loglevel=error'], {
     encoding: 'utf8',

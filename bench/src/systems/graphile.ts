@@ -9,11 +9,11 @@
  * - `maxPoolSize: max(10, C + 2)`, its own recommendation.
  * It wakes on its built-in `jobs:insert` NOTIFY.
  */
-import { Logger, run, type Runner, runMigrations } from 'graphile-worker';
+import { Logger, run, runMigrations, type Runner } from 'graphile-worker';
 import pg from 'pg';
 
 import { packageVersion } from '../versions.js';
-import { body, type Body, type ConsumeOptions, type Consumer, quietLogger, type System, type SystemInstance } from './system.js';
+import { type Body, body, type ConsumeOptions, type Consumer, quietLogger, type System, type SystemInstance } from './system.js';
 
 const ADD_JOB = { name: 'gw_add_job', text: `SELECT graphile_worker.add_job('bench', $1::json)` };
 const ADD_JOBS = {

@@ -13,7 +13,7 @@ import type pg from 'pg';
 import { PgBoss } from 'pg-boss';
 
 import { packageVersion } from '../versions.js';
-import { body, type Body, type ConsumeOptions, type Consumer, quietLogger, type System, type SystemInstance } from './system.js';
+import { type Body, body, type ConsumeOptions, type Consumer, quietLogger, type System, type SystemInstance } from './system.js';
 
 const QUEUE = 'bench';
 
@@ -69,14 +69,10 @@ class PgBossInstance implements SystemInstance {
       await this.#startBoss(max);
     }
     const boss = this.#b;
-    await boss.work<Body>(
-      QUEUE,
-      { batchSize: 100, localConcurrency: options.concurrency, burstWhenBatchFull: true },
-      (jobs) => {
-        for (const job of jobs) options.onMessage(job.data.n);
-        return Promise.resolve();
-      },
-    );
+    await boss.work<Body>(QUEUE, { batchSize: 100, localConcurrency: options.concurrency, burstWhenBatchFull: true }, (jobs) => {
+      for (const job of jobs) options.onMessage(job.data.n);
+      return Promise.resolve();
+    });
     return {
       stop: async () => {
         await boss.offWork(QUEUE, { wait: true });
@@ -87,7 +83,9 @@ class PgBossInstance implements SystemInstance {
   async remaining(): Promise<number> {
     const { rows } = await this.#b
       .getDb()
-      .executeSql(`SELECT count(*)::int AS n FROM pgboss.job WHERE name = $1 AND state IN ('created', 'retry', 'active')`, [QUEUE]);
+      .executeSql(`SELECT count(*)::int AS n FROM pgboss.job WHERE name = $1 AND state IN ('created', 'retry', 'active')`, [
+        QUEUE,
+      ]);
     return (rows[0] as { n?: number } | undefined)?.n ?? -1;
   }
 

@@ -8,7 +8,6 @@
 import pg from 'pg';
 
 import { packageVersion } from '../versions.js';
-
 import { body, type ConsumeOptions, type Consumer, quietLogger, type System, type SystemInstance } from './system.js';
 
 const CLAIM = { name: 'raw_claim', text: 'SELECT id, payload FROM raw_q ORDER BY id LIMIT 100 FOR UPDATE SKIP LOCKED' };

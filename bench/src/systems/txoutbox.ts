@@ -6,8 +6,8 @@ import pg from 'pg';
 import { Outbox } from '../../../src/index.js';
 import { type Seams, seamsOn } from './seams.js';
 import {
-  body,
   type Body,
+  body,
   type ConsumeOptions,
   type Consumer,
   quietLogger,

@@ -140,7 +140,8 @@ export async function runnerWorkload(ctx: WorkloadContext, databaseUrl: string, 
     await Promise.race([exited, sleep(20_000)]);
     const counts = new Uint32Array(total);
     for (const file of readdirSync(dir).filter((f) => f.endsWith('.bin'))) {
-      const part = new Uint16Array(readFileSync(join(dir, file)).buffer.slice(0));
+      // Copy out of the Buffer: a small file's Buffer is a view into Node's shared pool.
+      const part = new Uint16Array(Uint8Array.from(readFileSync(join(dir, file))).buffer);
       for (let n = 0; n < total; n += 1) counts[n] = (counts[n] ?? 0) + (part[n] ?? 0);
     }
     let duplicates = 0;

@@ -1,0 +1,85 @@
+import type { Counter, Histogram, Meter } from '@opentelemetry/api';
+
+import { AGE_BUCKETS, DURATION_BUCKETS } from '../prometheus/buckets.js';
+
+/**
+ * Histogram boundaries, passed as advice so the SDK uses them without a View. Without advice the
+ * SDK's default boundaries (0, 5, 10, 25, … 10000) apply, made for milliseconds: every sub-5 s
+ * duration lands in one bucket (ecosystem.md §3: FastStream's telemetry middleware has this bug).
+ * A View the application registers still wins over advice.
+ *
+ * Durations: semconv's advice for the messaging duration metrics, which is also prometheus_client's
+ * default list that FastStream and prometheusMiddleware use, so both exports bucket alike.
+ */
+export const OTEL_DURATION_BUCKETS: readonly number[] = DURATION_BUCKETS;
+/** Message age (created → dispatched): the same list as `<prefix>_message_age_seconds`. */
+export const OTEL_AGE_BUCKETS: readonly number[] = AGE_BUCKETS;
+
+export interface Instruments {
+  readonly clientOperationDuration: Histogram;
+  readonly processDuration: Histogram;
+  readonly sentMessages: Counter;
+  readonly consumedMessages: Counter;
+  readonly fetches: Counter;
+  readonly retries: Counter;
+  readonly terminal: Counter;
+  readonly leaseLost: Counter;
+  readonly dlqWritten: Counter;
+  readonly drainTimeouts: Counter;
+  readonly messageAge: Histogram;
+}
+
+function seconds(meter: Meter, name: string, description: string, boundaries: readonly number[]): Histogram {
+  return meter.createHistogram(name, { description, unit: 's', advice: { explicitBucketBoundaries: [...boundaries] } });
+}
+
+/**
+ * The semconv instruments first, then the outbox's own under `messaging.outbox.*` (named like the
+ * Prometheus recorder's `<prefix>_outbox_*` series, so a Prometheus exporter of these reads alike).
+ */
+export function createInstruments(meter: Meter): Instruments {
+  return {
+    clientOperationDuration: seconds(
+      meter,
+      'messaging.client.operation.duration',
+      'Duration of a publish call (INSERT into the outbox table, inside the caller transaction)',
+      OTEL_DURATION_BUCKETS,
+    ),
+    processDuration: seconds(meter, 'messaging.process.duration', 'Duration of a handler run', OTEL_DURATION_BUCKETS),
+    sentMessages: meter.createCounter('messaging.client.sent.messages', {
+      description: 'Messages inserted into the outbox table by publish calls',
+      unit: '{message}',
+    }),
+    consumedMessages: meter.createCounter('messaging.client.consumed.messages', {
+      description: 'Rows claimed by subscribers (delivered to the application, or ended by maxDeliveries)',
+      unit: '{message}',
+    }),
+    fetches: meter.createCounter('messaging.outbox.fetches', {
+      description: 'Claim queries run, by whether they returned rows',
+      unit: '{fetch}',
+    }),
+    retries: meter.createCounter('messaging.outbox.retries', { description: 'Retries scheduled', unit: '{message}' }),
+    terminal: meter.createCounter('messaging.outbox.terminal', {
+      description: 'Rows ended without an ack, by reason (rejected, retry_terminal, max_deliveries)',
+      unit: '{message}',
+    }),
+    leaseLost: meter.createCounter('messaging.outbox.lease_lost', {
+      description: 'Outcome writes that found the lease taken over: raise leaseTtlMs above handler P99',
+      unit: '{write}',
+    }),
+    dlqWritten: meter.createCounter('messaging.outbox.dlq_written', {
+      description: 'Rows moved to the dead-letter table, by failure reason',
+      unit: '{message}',
+    }),
+    drainTimeouts: meter.createCounter('messaging.outbox.drain_timeouts', {
+      description: 'Shutdowns that abandoned running handlers after gracefulTimeoutMs (their rows are redelivered)',
+      unit: '{shutdown}',
+    }),
+    messageAge: seconds(
+      meter,
+      'messaging.outbox.message.age',
+      'Time from publish (created_at) to dispatch to a handler',
+      OTEL_AGE_BUCKETS,
+    ),
+  };
+}

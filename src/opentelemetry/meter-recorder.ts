@@ -1,0 +1,130 @@
+import { type Attributes, type MeterProvider, metrics } from '@opentelemetry/api';
+
+import type { OutboxEvent, Recorder } from '../instrumentation/events.js';
+import { ATTR, INSTRUMENTATION_SCOPE, MESSAGING_SYSTEM, OPERATION } from './attributes.js';
+import { createInstruments } from './instruments.js';
+import { resolveProvider, resolveRaw } from './options.js';
+
+export interface OpenTelemetryRecorderOptions {
+  /** Where instruments are created. @default the global provider (`metrics.setGlobalMeterProvider`, the Node SDK's) */
+  readonly meterProvider?: MeterProvider;
+}
+
+const KNOWN = ['meterProvider'];
+
+type Operation = (typeof OPERATION)[keyof typeof OPERATION];
+
+/**
+ * The attributes every outbox measurement carries. All bounded: queue and subscriber names come
+ * from the code base; row ids, correlation ids and error messages never appear (exception class
+ * names do, as `error.type`).
+ */
+function base(queue: string, subscriber: string | undefined, operation?: Operation): Attributes {
+  const attributes: Attributes = { [ATTR.system]: MESSAGING_SYSTEM, [ATTR.destination]: queue };
+  if (subscriber !== undefined) attributes[ATTR.subscriber] = subscriber;
+  if (operation !== undefined) {
+    attributes[ATTR.operationType] = operation.type;
+    attributes[ATTR.operationName] = operation.name;
+  }
+  return attributes;
+}
+
+function withError(attributes: Attributes, exceptionType: string | undefined): Attributes {
+  if (exceptionType !== undefined) attributes[ATTR.errorType] = exceptionType;
+  return attributes;
+}
+
+/**
+ * OpenTelemetry metrics from the recorder seam: every measurement, since tracingMiddleware makes
+ * spans only (so nothing is recorded twice when both are registered). Event → instrument:
+ *
+ * | event | instrument | extra attributes |
+ * | --- | --- | --- |
+ * | `published` | `messaging.client.operation.duration` (s) | `error.type` on error |
+ * | `published` ok | `messaging.client.sent.messages` += rows inserted | |
+ * | `fetched` | `messaging.client.consumed.messages` += rows claimed (semconv: "pulled from the broker") | |
+ * | `fetched` | `messaging.outbox.fetches` += 1 | `messaging.outbox.fetch.non_empty` |
+ * | `dispatched` | `messaging.outbox.message.age` (s) | |
+ * | `acked`, `nacked_retried`, `nacked_terminal` with a duration | `messaging.process.duration` (s) | `messaging.outbox.outcome` (ack, retry, terminal), `error.type` |
+ * | `nacked_retried` | `messaging.outbox.retries` += 1 | `error.type` |
+ * | `nacked_terminal` | `messaging.outbox.terminal` += 1 | `messaging.outbox.terminal.reason`, `error.type` |
+ * | `lease_lost` | `messaging.outbox.lease_lost` += 1 | `messaging.outbox.lease.phase` |
+ * | `dlq_written` | `messaging.outbox.dlq_written` += 1 | `messaging.outbox.terminal.reason` (the failure reason), `error.type` |
+ * | `drain_timeout` | `messaging.outbox.drain_timeouts` += 1 | subscriber only (a drain spans all its queues) |
+ *
+ * Outcome events fire once the database write landed, so `messaging.process.duration` counts
+ * handler runs whose outcome stuck; a run whose lease was lost is in `lease_lost` instead. A failed
+ * publish adds nothing to `sent.messages` (the event does not say how many bodies the call had);
+ * it shows as a `client.operation.duration` sample with `error.type`. `error.type` is set only when
+ * something was thrown (or passed to ctx.nack / ctx.reject): a deliberate nack is an outcome.
+ *
+ * Events this version does not know are ignored, so an Outbox that reports more does not break it.
+ */
+export function openTelemetryRecorder(options?: OpenTelemetryRecorderOptions): Recorder {
+  const raw = resolveRaw(options, 'openTelemetryRecorder', KNOWN);
+  const provider = resolveProvider(raw, 'meterProvider', 'getMeter', 'new MeterProvider({ readers })') as
+    MeterProvider | undefined;
+  const m = createInstruments((provider ?? metrics.getMeterProvider()).getMeter(INSTRUMENTATION_SCOPE));
+
+  return (event: OutboxEvent): void => {
+    switch (event.type) {
+      case 'published': {
+        const attributes = base(event.queue, undefined, OPERATION.send);
+        m.clientOperationDuration.record(event.durationSeconds, withError({ ...attributes }, event.exceptionType));
+        if (event.status === 'ok') m.sentMessages.add(event.count, attributes);
+        return;
+      }
+      case 'fetched':
+        m.consumedMessages.add(event.count, base(event.queue, event.subscriber, OPERATION.receive));
+        m.fetches.add(1, { ...base(event.queue, event.subscriber), [ATTR.nonEmpty]: String(event.count > 0) });
+        return;
+      case 'dispatched':
+        // NaN only from an unreadable created_at; a histogram sample of NaN would poison its sum.
+        if (Number.isFinite(event.ageSeconds)) m.messageAge.record(event.ageSeconds, base(event.queue, event.subscriber));
+        return;
+      case 'acked':
+        m.processDuration.record(event.durationSeconds, {
+          ...base(event.queue, event.subscriber, OPERATION.process),
+          [ATTR.outcome]: 'ack',
+        });
+        return;
+      case 'nacked_retried':
+        m.processDuration.record(
+          event.durationSeconds,
+          withError({ ...base(event.queue, event.subscriber, OPERATION.process), [ATTR.outcome]: 'retry' }, event.exceptionType),
+        );
+        m.retries.add(1, withError(base(event.queue, event.subscriber), event.exceptionType));
+        return;
+      case 'nacked_terminal':
+        // No duration for max_deliveries: no handler ran.
+        if (event.durationSeconds !== undefined) {
+          m.processDuration.record(
+            event.durationSeconds,
+            withError(
+              { ...base(event.queue, event.subscriber, OPERATION.process), [ATTR.outcome]: 'terminal' },
+              event.exceptionType,
+            ),
+          );
+        }
+        m.terminal.add(
+          1,
+          withError({ ...base(event.queue, event.subscriber), [ATTR.terminalReason]: event.reason }, event.exceptionType),
+        );
+        return;
+      case 'lease_lost':
+        m.leaseLost.add(1, { ...base(event.queue, event.subscriber), [ATTR.leasePhase]: event.phase });
+        return;
+      case 'dlq_written':
+        m.dlqWritten.add(
+          1,
+          withError({ ...base(event.queue, event.subscriber), [ATTR.terminalReason]: event.failureReason }, event.exceptionType),
+        );
+        return;
+      case 'drain_timeout':
+        m.drainTimeouts.add(1, { [ATTR.system]: MESSAGING_SYSTEM, [ATTR.subscriber]: event.subscriber });
+        return;
+      default:
+        return; // an event type added after this version
+    }
+  };
+}

@@ -1,0 +1,174 @@
+import { type Attributes, context, type Span, SpanKind, SpanStatusCode, trace, type TracerProvider } from '@opentelemetry/api';
+
+import { InvalidOptionError, renderValue } from '../errors.js';
+import { exceptionTypeOf } from '../instrumentation/events.js';
+import type { ConsumeContext, ConsumeResult, Middleware, PublishContext } from '../instrumentation/middleware.js';
+import { ATTR, INSTRUMENTATION_SCOPE, MESSAGING_SYSTEM, OPERATION } from './attributes.js';
+import { resolveProvider, resolveRaw } from './options.js';
+import { extractFrom, injectInto, remoteSpanContext, sampledTraceId } from './propagation.js';
+
+/** How a `process` span relates to the `publish` span whose context the row carries. */
+export type ConsumerSpanRelation = 'parent' | 'link';
+
+export interface TracingMiddlewareOptions {
+  /** Where spans go. @default the global provider (`trace.setGlobalTracerProvider`, the Node SDK's) */
+  readonly tracerProvider?: TracerProvider;
+  /**
+   * `'parent'`: the process span is a child of the publish span, so one trace runs request →
+   * outbox → handler. `'link'`: it starts a trace of its own with a link to the publish span, for
+   * when consumption happens long after the request (scheduled rows, retries hours later) and one
+   * trace spanning both would be misleading, or too long for the tracing backend.
+   * @default 'parent'
+   */
+  readonly consumerSpanRelation?: ConsumerSpanRelation;
+}
+
+const KNOWN = ['tracerProvider', 'consumerSpanRelation'];
+
+function resolveRelation(value: unknown): ConsumerSpanRelation {
+  if (value === undefined) return 'parent';
+  if (value === 'parent' || value === 'link') return value;
+  throw new InvalidOptionError({ option: 'consumerSpanRelation', value, expected: "'parent' or 'link'" });
+}
+
+function publishAttributes(ctx: PublishContext): Attributes {
+  const attributes: Attributes = {
+    [ATTR.system]: MESSAGING_SYSTEM,
+    [ATTR.operationType]: OPERATION.send.type,
+    [ATTR.operationName]: OPERATION.send.name,
+    [ATTR.destination]: ctx.queue,
+  };
+  // semconv: batch APIs carry the count, single-message ones the body size (a batch has many).
+  if (ctx.batch) attributes[ATTR.batchCount] = ctx.messageCount;
+  else attributes[ATTR.bodySize] = ctx.sizeBytes;
+  if (ctx.correlationId !== undefined) attributes[ATTR.conversationId] = ctx.correlationId;
+  return attributes;
+}
+
+function consumeAttributes(ctx: ConsumeContext): Attributes {
+  return {
+    [ATTR.system]: MESSAGING_SYSTEM,
+    [ATTR.operationType]: OPERATION.process.type,
+    [ATTR.operationName]: OPERATION.process.name,
+    [ATTR.destination]: ctx.queue,
+    [ATTR.messageId]: ctx.messageId,
+    [ATTR.conversationId]: ctx.correlationId,
+    [ATTR.bodySize]: ctx.sizeBytes,
+    [ATTR.subscriber]: ctx.subscriber,
+    [ATTR.deliveryCount]: ctx.deliveriesCount,
+  };
+}
+
+/**
+ * A thrown failure: ERROR status, `error.type` and the exception event. The event's
+ * `exception.type` is the class name too (the SDK would take `error.name`, which is "Error" for
+ * any subclass that does not set it), so the two attributes agree.
+ */
+function markError(span: Span, error: unknown): void {
+  const type = exceptionTypeOf(error);
+  span.setAttribute(ATTR.errorType, type);
+  if (error instanceof Error) {
+    span.recordException({ name: type, message: error.message, ...(error.stack === undefined ? {} : { stack: error.stack }) });
+    span.setStatus({ code: SpanStatusCode.ERROR, message: error.message });
+    return;
+  }
+  if (error !== undefined && error !== null) span.recordException({ name: type, message: renderValue(error) });
+  span.setStatus({ code: SpanStatusCode.ERROR });
+}
+
+/**
+ * How the handler ended and what txoutbox will write next. Only a thrown failure is an ERROR span:
+ * a deliberate ctx.nack() or ctx.reject() is the handler's decision (FastStream's telemetry
+ * middleware draws the same line), visible in `messaging.outbox.status` and the outcome.
+ */
+function recordResult(span: Span, result: ConsumeResult): void {
+  span.setAttribute(ATTR.status, result.status);
+  const { outcome } = result;
+  span.setAttribute(ATTR.outcome, outcome.kind);
+  if (outcome.kind === 'retry') {
+    span.setAttribute(ATTR.retryDelayMs, outcome.delayMs);
+    span.addEvent('messaging.outbox.retry', { [ATTR.retryDelayMs]: outcome.delayMs });
+  } else if (outcome.kind === 'terminal') {
+    span.setAttribute(ATTR.terminalReason, outcome.reason);
+    span.addEvent('messaging.outbox.terminal', { [ATTR.terminalReason]: outcome.reason });
+  }
+  if (result.status === 'error') markError(span, result.error);
+}
+
+/**
+ * Spans per the OpenTelemetry messaging conventions, from the middleware seam:
+ *
+ * - `publish <queue>` (PRODUCER) around each publish / publishBatch INSERT, a child of the
+ *   caller's active span. The global propagator writes its context into the row headers
+ *   (`traceparent`, `tracestate`, `baggage`), so it crosses the table with the row and reaches
+ *   whichever process consumes it. A batch is one span with `messaging.batch.message_count`.
+ * - `process <queue>` (CONSUMER) around decoding and the handler, a child of (or linked to) the
+ *   context read back from the row, and **active while the handler runs**: its spans, logs and
+ *   outgoing calls join the trace. It ends when the handler has returned, before the outcome's
+ *   write lands (a lease lost after that is the recorder seam's `lease_lost`).
+ *
+ * Both set `ctx.traceId` (sampled spans only), which prometheusMiddleware attaches to its duration
+ * samples as an exemplar, in either order in `middlewares`. No metrics here: they are
+ * openTelemetryRecorder's, so nothing is counted twice.
+ */
+export function tracingMiddleware(options?: TracingMiddlewareOptions): Middleware {
+  const raw = resolveRaw(options, 'tracingMiddleware', KNOWN);
+  const provider = resolveProvider(raw, 'tracerProvider', 'getTracer', 'new BasicTracerProvider()') as TracerProvider | undefined;
+  const relation = resolveRelation(raw.consumerSpanRelation);
+  // The global API's tracer is a proxy until an SDK registers, so creating the middleware before
+  // the SDK starts still exports to it.
+  const tracer = (provider ?? trace.getTracerProvider()).getTracer(INSTRUMENTATION_SCOPE);
+
+  return {
+    name: 'opentelemetry',
+
+    async publish(ctx, next) {
+      const parent = context.active();
+      const span = tracer.startSpan(
+        `${OPERATION.send.name} ${ctx.queue}`,
+        { kind: SpanKind.PRODUCER, attributes: publishAttributes(ctx) },
+        parent,
+      );
+      const withSpan = trace.setSpan(parent, span);
+      injectInto(ctx.headers, withSpan);
+      ctx.traceId = sampledTraceId(span) ?? ctx.traceId;
+      try {
+        const result = await context.with(withSpan, next);
+        const [id] = result.ids;
+        if (!ctx.batch && typeof id === 'string') span.setAttribute(ATTR.messageId, id);
+        span.setAttribute(ATTR.inserted, result.inserted);
+      } catch (error) {
+        markError(span, error);
+        throw error;
+      } finally {
+        span.end();
+      }
+    },
+
+    async consume(ctx, next) {
+      const carried = extractFrom(ctx.headers);
+      const remote = remoteSpanContext(carried);
+      const linked = relation === 'link' && remote !== undefined;
+      const span = tracer.startSpan(
+        `${OPERATION.process.name} ${ctx.queue}`,
+        {
+          kind: SpanKind.CONSUMER,
+          attributes: consumeAttributes(ctx),
+          ...(linked ? { root: true, links: [{ context: remote }] } : {}),
+        },
+        carried,
+      );
+      ctx.traceId = sampledTraceId(span) ?? ctx.traceId;
+      try {
+        // `carried` keeps the row's baggage in link mode too; only the parent span differs.
+        recordResult(span, await context.with(trace.setSpan(carried, span), next));
+      } catch (error) {
+        // A middleware inside this one failed: the delivery fails (middleware-chain.ts).
+        markError(span, error);
+        throw error;
+      } finally {
+        span.end();
+      }
+    },
+  };
+}

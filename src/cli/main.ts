@@ -2,7 +2,9 @@
 import { readFileSync } from 'node:fs';
 
 import { TxOutboxError } from '../errors.js';
+import { devCommand } from './dev-command.js';
 import { migrateCommand } from './migrate-command.js';
+import { runCommand } from './run-command.js';
 import { USAGE, UsageError } from './usage.js';
 
 function version(): string {
@@ -15,10 +17,13 @@ export interface CliIo {
   readonly env: NodeJS.ProcessEnv;
   out(text: string): void;
   err(text: string): void;
+  /** stdout is a terminal (status lines redraw in place). */
+  readonly interactive?: boolean;
 }
 
 const processIo: CliIo = {
   env: process.env,
+  interactive: process.stdout.isTTY,
   out: (text) => {
     process.stdout.write(text);
   },
@@ -34,6 +39,10 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
       case 'migrate':
         await migrateCommand(rest, io);
         return 0;
+      case 'dev':
+        return await devCommand(rest, { ...io, interactive: io.interactive ?? false });
+      case 'run':
+        return await runCommand(rest, io);
       case '--version':
         io.out(`${version()}\n`);
         return 0;

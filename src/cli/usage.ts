@@ -3,9 +3,12 @@ export const USAGE = `txoutbox: the transactional outbox for PostgreSQL
 Usage:
   txoutbox migrate [options]          apply pending schema migrations
   txoutbox migrate --print [options]  print the migration SQL instead (no database needed)
+  txoutbox run <config.yaml>          run the consumers of a config file, with one /metrics endpoint
+                                      (SIGTERM/SIGINT drain and stop, SIGHUP reloads the config)
+  txoutbox dev                        the demo: embedded PostgreSQL, a shop publishing orders, the runner
   txoutbox --version | --help
 
-Options:
+Options (migrate):
   --database-url <url>   PostgreSQL connection string (default: $DATABASE_URL)
   --table <name>         outbox table, optionally schema-qualified (default: outbox)
   --dlq-table <name>     dead-letter table (default: <table>_dlq)

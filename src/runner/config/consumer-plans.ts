@@ -25,6 +25,7 @@ export function consumerPlans(config: RunnerConfig): Map<string, ConsumerPlan> {
       subscribe: consumer.subscribe,
       metricsPrefix: config.metrics.prometheus.prefix,
       flushIntervalMs: FLUSH_INTERVAL_MS,
+      statsd: config.metrics.statsd ?? null,
     };
     plans.set(consumer.name, { spec, processes: consumer.processes });
   }

@@ -1,0 +1,62 @@
+import { resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+
+import { runnerFromConfig } from '../runner/runner-from-config.js';
+import { consoleLogger, type Logger, type LogLevel } from '../util/logger.js';
+import { untilStopSignal } from './stop-signal.js';
+import { UsageError } from './usage.js';
+
+export interface RunIo {
+  readonly env: NodeJS.ProcessEnv;
+}
+
+function logLevel(env: NodeJS.ProcessEnv): LogLevel {
+  const level = env.TXOUTBOX_LOG_LEVEL;
+  return level === 'debug' || level === 'warn' || level === 'error' ? level : 'info';
+}
+
+/** The supervisor's logger: every line carries its pid, as the children's carry theirs. */
+function runnerLogger(env: NodeJS.ProcessEnv): Logger {
+  const base = consoleLogger(logLevel(env));
+  const tag = (fields: Record<string, unknown>) => ({ pid: process.pid, role: 'supervisor', ...fields });
+  return {
+    debug: (fields, message) => {
+      base.debug(tag(fields), message);
+    },
+    info: (fields, message) => {
+      base.info(tag(fields), message);
+    },
+    warn: (fields, message) => {
+      base.warn(tag(fields), message);
+    },
+    error: (fields, message) => {
+      base.error(tag(fields), message);
+    },
+  };
+}
+
+/**
+ * `txoutbox run <config>`: validates the config (nothing starts when it is wrong), runs the
+ * consumers until SIGTERM/SIGINT, and reloads on SIGHUP. Resolves with the exit code: 0 when every
+ * consumer drained in time, 1 when some had to be killed at the hard deadline.
+ */
+export async function runCommand(args: string[], io: RunIo): Promise<number> {
+  const { positionals } = parseArgs({ args, options: {}, strict: true, allowPositionals: true });
+  if (positionals.length !== 1) {
+    throw new UsageError('run takes one config file: txoutbox run txoutbox.yaml');
+  }
+  const path = resolve(positionals[0] ?? '');
+  const logger = runnerLogger(io.env);
+  const { runner, reload } = await runnerFromConfig(path, io.env, logger);
+  const onHangup = () => {
+    logger.info({ config: path }, 'SIGHUP: reloading the config');
+    void reload();
+  };
+  process.on('SIGHUP', onHangup);
+
+  const signal = await untilStopSignal(logger, 'already stopping; consumers are draining (killed at the hard deadline)');
+  process.off('SIGHUP', onHangup);
+  logger.info({ signal }, 'stopping: consumers drain within their graceful timeout');
+  const drained = await runner.stop();
+  return drained ? 0 : 1;
+}

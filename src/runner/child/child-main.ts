@@ -1,0 +1,121 @@
+/**
+ * Entry point of one consumer process forked by `txoutbox run`. It waits for its spec, runs one
+ * Outbox with one subscription and its own Prometheus registry (both seams), reports the registry
+ * to the supervisor every flush interval, and drains on SIGTERM/SIGINT, on a `stop` message or
+ * when the supervisor's channel closes (a supervisor that died must not leave consumers behind).
+ *
+ * States: waiting (for `start`) → running → draining → exited. Exit code 0 after a drain, 1 when
+ * the consumer could not start (bad handler module, unreachable database): the supervisor restarts
+ * it with backoff either way.
+ */
+import { pathToFileURL } from 'node:url';
+
+import { Registry } from 'prom-client';
+
+import { errorMessage } from '../../errors.js';
+import { Outbox } from '../../outbox.js';
+import { prometheusMiddleware, prometheusRecorder } from '../../prometheus/index.js';
+import { StatsdClient, statsdMiddleware } from '../../statsd/index.js';
+import type { Handler } from '../../subscriber/message.js';
+import { consoleLogger, type Logger } from '../../util/logger.js';
+import type { MetricSnapshot } from '../metrics/metrics-ledger.js';
+import { type ChildMessage, type ChildSpec, isParentMessage } from '../protocol.js';
+import { subscribeOptionsFromSpec } from './subscribe-options-from-spec.js';
+
+/** Sends a message; resolves once it was handed to the channel (or at once without one). */
+function send(message: ChildMessage): Promise<void> {
+  return new Promise((resolve) => {
+    if (!process.connected || process.send === undefined) {
+      resolve();
+      return;
+    }
+    process.send(message, undefined, {}, () => {
+      resolve();
+    });
+  });
+}
+
+/** Adds the consumer and pid to every line, as the supervisor's logs do. */
+function childLogger(consumer: string): Logger {
+  const base = consoleLogger(process.env.TXOUTBOX_LOG_LEVEL === 'info' ? 'info' : 'warn');
+  const tag = (fields: Record<string, unknown>) => ({ consumer, pid: process.pid, ...fields });
+  return {
+    debug: (fields, message) => {
+      base.debug(tag(fields), message);
+    },
+    info: (fields, message) => {
+      base.info(tag(fields), message);
+    },
+    warn: (fields, message) => {
+      base.warn(tag(fields), message);
+    },
+    error: (fields, message) => {
+      base.error(tag(fields), message);
+    },
+  };
+}
+
+async function loadHandler(spec: ChildSpec): Promise<Handler> {
+  const module = (await import(pathToFileURL(spec.handlerPath).href)) as Record<string, unknown>;
+  const handler = module[spec.handlerExport];
+  if (typeof handler !== 'function') {
+    throw new Error(
+      `${spec.handlerPath} has no function export ${JSON.stringify(spec.handlerExport)} (exports: ${Object.keys(module).join(', ') || 'none'})`,
+    );
+  }
+  return handler as Handler;
+}
+
+async function run(spec: ChildSpec): Promise<void> {
+  const logger = childLogger(spec.consumer);
+  const registry = new Registry();
+  const metrics = { registry, prefix: spec.metricsPrefix, appName: spec.metricsPrefix };
+  const statsd = spec.statsd === null ? undefined : new StatsdClient(spec.statsd, spec.consumer, logger);
+  const outbox = new Outbox({
+    connectionString: spec.databaseUrl,
+    poolSize: spec.poolSize,
+    table: spec.table,
+    dlqTable: spec.dlqTable,
+    gracefulTimeoutMs: spec.gracefulTimeoutMs,
+    logger,
+    recorder: prometheusRecorder(metrics),
+    middlewares: [prometheusMiddleware(metrics), ...(statsd === undefined ? [] : [statsdMiddleware(statsd)])],
+  });
+  const report = async (): Promise<void> => {
+    await send({ type: 'metrics', snapshot: (await registry.getMetricsAsJSON()) as unknown as MetricSnapshot[] });
+  };
+  let flusher: NodeJS.Timeout | undefined = undefined; // set once running; drain may come first
+  let draining = false;
+  const drain = async (why: string): Promise<void> => {
+    if (draining) return;
+    draining = true;
+    logger.info({ why }, 'draining');
+    clearInterval(flusher);
+    await outbox.stop();
+    await report().catch(() => undefined); // the final counts: nothing handled goes uncounted
+    await statsd?.flush();
+    process.exit(0);
+  };
+  for (const signal of ['SIGTERM', 'SIGINT'] as const) process.on(signal, () => void drain(signal));
+  process.on('disconnect', () => void drain('supervisor channel closed'));
+  process.on('message', (message) => {
+    if (isParentMessage(message) && message.type === 'stop') void drain('stop requested');
+  });
+
+  const handler = await loadHandler(spec);
+  outbox.subscribe(spec.queues, handler, { name: spec.consumer, ...subscribeOptionsFromSpec(spec.subscribe) });
+  if (!(await outbox.ping())) throw new Error('the database did not answer');
+  outbox.start();
+  flusher = setInterval(() => void report().catch(() => undefined), spec.flushIntervalMs);
+  await send({ type: 'ready' });
+  logger.info({ queues: spec.queues }, 'consumer running');
+}
+
+process.once('message', (message) => {
+  if (!isParentMessage(message) || message.type !== 'start') return;
+  run(message.spec).catch(async (error: unknown) => {
+    childLogger(message.spec.consumer).error({ err: errorMessage(error) }, 'consumer failed to start');
+    await send({ type: 'fatal', message: errorMessage(error) });
+    process.exit(1);
+  });
+});

@@ -1,0 +1,44 @@
+import { Counter, Gauge, Registry } from 'prom-client';
+
+import type { MetricsLedger } from './metrics/metrics-ledger.js';
+import type { Supervisor } from './supervisor.js';
+
+/**
+ * The supervisor's own series, and the one registry a scrape of `txoutbox run` sees: these merged
+ * with every child's (MetricsLedger). Process counts are read at scrape time, so they are right at
+ * each moment rather than as of the last child report.
+ */
+export class ParentMetrics {
+  readonly #own = new Registry();
+  readonly #ledger: MetricsLedger;
+  readonly #restarts: Counter;
+
+  constructor(prefix: string, supervisor: () => Supervisor | undefined, ledger: MetricsLedger) {
+    this.#ledger = ledger;
+    new Gauge({
+      name: `${prefix}_consumer_processes`,
+      help: 'Consumer processes alive (starting, running or draining), by consumer.',
+      labelNames: ['consumer'],
+      registers: [this.#own],
+      collect() {
+        this.reset();
+        for (const [consumer, counts] of supervisor()?.processCounts() ?? []) this.set({ consumer }, counts.alive);
+      },
+    });
+    this.#restarts = new Counter({
+      name: `${prefix}_consumer_restarts_total`,
+      help: 'Consumer processes restarted after an unexpected exit, by consumer.',
+      labelNames: ['consumer'],
+      registers: [this.#own],
+    });
+  }
+
+  restarted(consumer: string): void {
+    this.#restarts.inc({ consumer });
+  }
+
+  /** A fresh registry with the supervisor's series and every child's, merged. */
+  registry(): Registry {
+    return Registry.merge([this.#own, this.#ledger.merged()]);
+  }
+}

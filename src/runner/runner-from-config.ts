@@ -1,0 +1,41 @@
+import { ConfigError, errorMessage } from '../errors.js';
+import type { Logger } from '../util/logger.js';
+import { consumerPlans } from './config/consumer-plans.js';
+import { loadRunnerConfig } from './config/load-config.js';
+import { Runner } from './runner.js';
+
+/** A Runner started from a config file, and the SIGHUP path that re-reads it. */
+export interface ConfiguredRunner {
+  readonly runner: Runner;
+  /** Re-reads the file and applies it; an invalid file is logged and the running config stays. */
+  readonly reload: () => Promise<void>;
+}
+
+/**
+ * Validates the config (nothing starts when it is wrong) and starts the runner. Reloads are
+ * serialised: one never races the previous one.
+ */
+export async function runnerFromConfig(path: string, env: NodeJS.ProcessEnv, logger: Logger): Promise<ConfiguredRunner> {
+  const config = await loadRunnerConfig(path, env);
+  const runner = await Runner.start({
+    plans: consumerPlans(config),
+    databaseUrl: config.database.url,
+    metrics: config.metrics.prometheus,
+    logger,
+  });
+  let reloads = Promise.resolve();
+  const apply = async (): Promise<void> => {
+    try {
+      const next = await loadRunnerConfig(path, env);
+      await runner.reload(consumerPlans(next));
+      logger.info({ config: path }, 'config reloaded');
+    } catch (error) {
+      const detail = error instanceof ConfigError ? error.message : errorMessage(error);
+      logger.error({ config: path, err: detail }, 'config reload failed; the running config stays in effect');
+    }
+  };
+  return {
+    runner,
+    reload: () => (reloads = reloads.then(apply)),
+  };
+}

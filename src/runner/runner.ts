@@ -1,0 +1,150 @@
+import pg from 'pg';
+import type { Registry } from 'prom-client';
+
+import { errorMessage } from '../errors.js';
+import { type ServedMetrics, serveMetrics } from '../prometheus/serve-metrics.js';
+import type { Logger } from '../util/logger.js';
+import type { RestartPolicy } from './consumer-slot.js';
+import { MetricsLedger } from './metrics/metrics-ledger.js';
+import { ParentMetrics } from './parent-metrics.js';
+import { type ConsumerPlan, Supervisor } from './supervisor.js';
+
+/** Restart backoff: 0.5 s doubling to 60 s; 5 exits in 30 s is a crash loop (backed off to 60 s). */
+export const DEFAULT_RESTART_POLICY: RestartPolicy = {
+  restartInitialDelayMs: 500,
+  restartMaxDelayMs: 60_000,
+  crashLoopExits: 5,
+  crashLoopWindowMs: 30_000,
+};
+
+/** How long the parent waits past the longest graceful timeout before it SIGKILLs children. */
+const HARD_DEADLINE_MARGIN_MS = 5_000;
+
+export interface RunnerMetricsOptions {
+  readonly enabled: boolean;
+  readonly host: string;
+  readonly port: number;
+  readonly prefix: string;
+}
+
+export interface RunnerOptions {
+  readonly plans: ReadonlyMap<string, ConsumerPlan>;
+  /** The parent's own connection, for /readyz only (children open their own pools). */
+  readonly databaseUrl: string;
+  readonly metrics: RunnerMetricsOptions;
+  readonly logger: Logger;
+  readonly policy?: RestartPolicy;
+}
+
+function hardDeadlineMs(plans: ReadonlyMap<string, ConsumerPlan>): number {
+  const graceful = Math.max(0, ...[...plans.values()].map((plan) => plan.spec.gracefulTimeoutMs));
+  return graceful + HARD_DEADLINE_MARGIN_MS;
+}
+
+/**
+ * `txoutbox run` without the process plumbing (signals, config files): the supervisor, the metrics
+ * ledger and the one /metrics endpoint that aggregates every child. The endpoint binds before any
+ * child is forked, so a port in use fails the start with nothing left running.
+ */
+export class Runner {
+  readonly supervisor: Supervisor;
+  readonly #metrics: ParentMetrics;
+  readonly #pool: pg.Pool;
+  readonly #logger: Logger;
+  #plans: ReadonlyMap<string, ConsumerPlan>;
+  #server: ServedMetrics | undefined;
+  #stopping: Promise<boolean> | undefined;
+
+  private constructor(options: RunnerOptions) {
+    this.#logger = options.logger;
+    this.#plans = options.plans;
+    const ledger = new MetricsLedger();
+    let restarted: (consumer: string) => void = () => undefined;
+    this.supervisor = new Supervisor({
+      policy: options.policy ?? DEFAULT_RESTART_POLICY,
+      ledger,
+      logger: options.logger,
+      onRestart: (consumer) => {
+        restarted(consumer);
+      },
+    });
+    this.#metrics = new ParentMetrics(options.metrics.prefix, () => this.supervisor, ledger);
+    restarted = (consumer) => {
+      this.#metrics.restarted(consumer);
+    };
+    // One connection is plenty for readiness probes; errors surface as "not ready", never a crash.
+    this.#pool = new pg.Pool({ connectionString: options.databaseUrl, max: 1, connectionTimeoutMillis: 2_000 });
+    this.#pool.on('error', () => undefined);
+  }
+
+  static async start(options: RunnerOptions): Promise<Runner> {
+    const runner = new Runner(options);
+    if (options.metrics.enabled) {
+      try {
+        runner.#server = await serveMetrics({
+          registry: () => runner.#metrics.registry(),
+          host: options.metrics.host,
+          port: options.metrics.port,
+          ready: () => runner.ready(),
+        });
+      } catch (error) {
+        await runner.#pool.end();
+        throw error;
+      }
+    }
+    runner.supervisor.start(options.plans);
+    options.logger.info(
+      {
+        consumers: Object.fromEntries([...options.plans].map(([name, plan]) => [name, plan.processes])),
+        metrics: runner.metricsUrl ?? 'disabled',
+      },
+      'runner started',
+    );
+    return runner;
+  }
+
+  /** `http://host:port/metrics`, or undefined when metrics are disabled. */
+  get metricsUrl(): string | undefined {
+    return this.#server === undefined ? undefined : `${this.#server.url}/metrics`;
+  }
+
+  /** What /metrics serves: the supervisor's series and every child's, merged (a fresh registry). */
+  registry(): Registry {
+    return this.#metrics.registry();
+  }
+
+  /** Every consumer has a process that reported ready, and the database answers. */
+  async ready(): Promise<boolean> {
+    if (this.#stopping !== undefined) return false;
+    for (const counts of this.supervisor.processCounts().values()) if (counts.ready === 0) return false;
+    try {
+      await this.#pool.query('SELECT 1');
+      return true;
+    } catch (error) {
+      this.#logger.warn({ err: errorMessage(error) }, 'readiness: the database did not answer');
+      return false;
+    }
+  }
+
+  /** Applies a new set of consumers (SIGHUP). Metrics and database settings apply on restart only. */
+  async reload(plans: ReadonlyMap<string, ConsumerPlan>): Promise<void> {
+    if (this.#stopping !== undefined) return;
+    this.#plans = plans;
+    await this.supervisor.reload(plans);
+  }
+
+  /**
+   * Drains every child within its graceful timeout, SIGKILLs what is left after the hard deadline,
+   * then closes the endpoint. Resolves true when every child drained in time. Idempotent.
+   */
+  stop(): Promise<boolean> {
+    this.#stopping ??= (async () => {
+      const drained = await this.supervisor.stop(hardDeadlineMs(this.#plans));
+      await this.#server?.close();
+      await this.#pool.end();
+      this.#logger.info({ drained }, 'runner stopped');
+      return drained;
+    })();
+    return this.#stopping;
+  }
+}

@@ -1,0 +1,284 @@
+/**
+ * `txoutbox run` as users run it: a real process with real children, driven by signals, scraped
+ * over HTTP. Each test writes its own config file and its own outbox table.
+ */
+import assert from 'node:assert/strict';
+import { createSocket } from 'node:dgram';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+
+import { Outbox } from '../../src/index.js';
+import { useTestDatabase } from '../support/database.js';
+import { type RunnerProcess, type Sample, scrape, spawnRunner, total } from '../support/runner-process.js';
+import { inTransaction } from '../support/transaction.js';
+import { waitFor } from '../support/wait-for.js';
+
+const db = useTestDatabase(import.meta.url);
+const HANDLERS = fileURLToPath(new URL('../fixtures/runner/handlers.ts', import.meta.url));
+const dir = mkdtempSync(join(tmpdir(), 'txoutbox-runner-'));
+const running: RunnerProcess[] = [];
+
+after(() => {
+  // A failed assertion must not leave a runner (and its children) behind.
+  for (const runner of running) if (runner.child.exitCode === null) runner.child.kill('SIGKILL');
+});
+
+interface ConsumerShape {
+  readonly queue: string;
+  readonly export: string;
+  readonly processes: number;
+}
+
+function writeConfig(name: string, table: string, consumers: Record<string, ConsumerShape>, statsdPort?: number): string {
+  const lines = [
+    'database:',
+    '  url: ${RUNNER_TEST_DATABASE_URL}',
+    `table: ${table}`,
+    'gracefulTimeoutMs: 5000',
+    'metrics:',
+    '  prometheus:',
+    '    port: 0',
+    ...(statsdPort === undefined ? [] : ['  statsd:', '    host: 127.0.0.1', `    port: ${statsdPort}`, '    prefix: shop']),
+    'consumers:',
+  ];
+  for (const [consumer, shape] of Object.entries(consumers)) {
+    lines.push(
+      `  ${consumer}:`,
+      `    handler: ${HANDLERS}`,
+      `    export: ${shape.export}`,
+      `    queues: [${shape.queue}]`,
+      `    processes: ${shape.processes}`,
+      '    concurrency: 4',
+      '    fetchBatchSize: 20',
+      '    leaseTtlMs: 3000',
+      '    minPollIntervalMs: 50',
+      '    maxPollIntervalMs: 200',
+    );
+  }
+  const path = join(dir, `${name}.yaml`);
+  writeFileSync(path, `${lines.join('\n')}\n`);
+  return path;
+}
+
+async function prepare(table: string): Promise<Outbox> {
+  const outbox = new Outbox({ pool: db.pool, table, dlqTable: false });
+  await outbox.migrate();
+  await db.pool.query(
+    'CREATE TABLE IF NOT EXISTS handled (id bigint NOT NULL, consumer text NOT NULL, pid integer NOT NULL, at timestamptz NOT NULL DEFAULT clock_timestamp(), PRIMARY KEY (id, consumer))',
+  );
+  await db.pool.query('TRUNCATE handled');
+  return outbox;
+}
+
+async function publishMany(outbox: Outbox, queue: string, count: number): Promise<void> {
+  for (let start = 0; start < count; start += 500) {
+    const bodies = Array.from({ length: Math.min(500, count - start) }, (_, i) => ({ n: start + i }));
+    await inTransaction(db.pool, (c) => outbox.publishBatch(c, queue, bodies));
+  }
+}
+
+async function handledCount(consumer: string): Promise<number> {
+  const { rows } = await db.pool.query<{ n: string }>('SELECT count(*) AS n FROM handled WHERE consumer = $1', [consumer]);
+  return Number(rows[0]?.n);
+}
+
+async function remainingRows(table: string): Promise<number> {
+  const { rows } = await db.pool.query<{ n: string }>(`SELECT count(*) AS n FROM ${table}`);
+  return Number(rows[0]?.n);
+}
+
+function start(config: string, env: Record<string, string> = {}): RunnerProcess {
+  const runner = spawnRunner(config, { RUNNER_TEST_DATABASE_URL: db.url, ...env });
+  running.push(runner);
+  return runner;
+}
+
+async function whenStarted(runner: RunnerProcess, consumers: Record<string, number>): Promise<void> {
+  await runner.waitForLog((line) => line.msg === 'runner started', 'the runner to start');
+  await waitFor(
+    async () => {
+      const samples = await scrape(runner.metricsUrl());
+      return Object.entries(consumers).every(
+        ([consumer, n]) => total(samples, 'txoutbox_consumer_processes', { consumer }) === n,
+      );
+    },
+    { timeoutMs: 20_000, intervalMs: 100, what: 'every consumer process to be up' },
+  );
+  await waitFor(async () => (await fetch(runner.metricsUrl().replace('/metrics', '/readyz'))).status === 200, {
+    timeoutMs: 20_000,
+    intervalMs: 100,
+    what: '/readyz to report ready',
+  });
+}
+
+/** Every counter series (by name and labels) never decreases from one scrape to the next. */
+function assertCountersMonotonic(scrapes: readonly Sample[][]): number {
+  const last = new Map<string, number>();
+  let checked = 0;
+  for (const [index, samples] of scrapes.entries()) {
+    for (const sample of samples) {
+      const counterLike = sample.name.endsWith('_total') || sample.name.endsWith('_bucket') || sample.name.endsWith('_count');
+      if (!counterLike) continue;
+      const key = `${sample.name}${JSON.stringify(sample.labels)}`;
+      const previous = last.get(key);
+      if (previous !== undefined) {
+        assert.ok(sample.value >= previous, `${key} went from ${previous} to ${sample.value} at scrape ${index}`);
+        checked += 1;
+      }
+      last.set(key, sample.value);
+    }
+  }
+  return checked;
+}
+
+describe('txoutbox run', () => {
+  test('2 consumers × 2 processes, 2,000 messages, one child SIGKILLed: restarted, all handled, counters never decrease', async () => {
+    const outbox = await prepare('run_kill');
+    const config = writeConfig('kill', 'run_kill', {
+      orders: { queue: 'orders', export: 'orders', processes: 2 },
+      emails: { queue: 'emails', export: 'emails', processes: 2 },
+    });
+    const runner = start(config, { HANDLER_DELAY_MS: '8' });
+    await whenStarted(runner, { orders: 2, emails: 2 });
+
+    await publishMany(outbox, 'orders', 1000);
+    await publishMany(outbox, 'emails', 1000);
+    const scrapes: Sample[][] = [];
+    const takeScrape = async () => {
+      const samples = await scrape(runner.metricsUrl());
+      scrapes.push(samples);
+      const processes = total(samples, 'txoutbox_consumer_processes', { consumer: 'orders' });
+      assert.ok(processes >= 1 && processes <= 2, `orders processes = ${processes}`);
+      assert.equal(total(samples, 'txoutbox_consumer_processes', { consumer: 'emails' }), 2);
+    };
+
+    await waitFor(async () => (await handledCount('orders')) >= 150, { timeoutMs: 20_000, what: 'orders under way' });
+    for (let i = 0; i < 5; i += 1) await takeScrape();
+    const [victim] = runner.livePids('orders');
+    assert.ok(victim !== undefined);
+    const { rows: killedAt } = await db.pool.query<{ now: Date }>('SELECT clock_timestamp() AS now');
+    process.kill(victim, 'SIGKILL');
+    await runner.waitForLog((line) => line.msg === 'consumer process exited' && line.pid === victim, 'the kill to be seen');
+    while (scrapes.length < 20 || (await remainingRows('run_kill')) > 0) {
+      await takeScrape();
+      await new Promise((resolve) => setTimeout(resolve, 150));
+      assert.ok(scrapes.length < 400, 'the run did not finish');
+    }
+    await waitFor(
+      async () => total(await scrape(runner.metricsUrl()), 'txoutbox_consumer_processes', { consumer: 'orders' }) === 2,
+      {
+        what: 'the killed process to be replaced',
+      },
+    );
+    // A scrape reflects events at most one flush interval old: wait that long for the last acks.
+    await new Promise((resolve) => setTimeout(resolve, 1100));
+    await takeScrape();
+
+    assert.equal(await handledCount('orders'), 1000);
+    assert.equal(await handledCount('emails'), 1000);
+    assert.ok(scrapes.length >= 20);
+    assert.ok(assertCountersMonotonic(scrapes) > 100);
+    const final = scrapes.at(-1) ?? [];
+    assert.equal(total(final, 'txoutbox_consumer_restarts_total', { consumer: 'orders' }), 1);
+    assert.equal(total(final, 'txoutbox_consumer_restarts_total', { consumer: 'emails' }), 0);
+    // Both children of emails reported everything (no kill). Orders may miss only what the killed
+    // child handled within one flush interval (≤ 1 s) before it died.
+    const acked = (consumer: string) =>
+      total(final, 'txoutbox_received_processed_messages_total', { handler: consumer, status: 'acked' });
+    assert.equal(acked('emails'), 1000);
+    const { rows: unreported } = await db.pool.query<{ n: string }>(
+      "SELECT count(*) AS n FROM handled WHERE pid = $1 AND at > $2::timestamptz - interval '1 second'",
+      [victim, killedAt[0]?.now],
+    );
+    const lossBound = Number(unreported[0]?.n);
+    assert.ok(
+      acked('orders') >= 1000 - lossBound && acked('orders') <= 1000,
+      `orders acked ${acked('orders')}, bound ${lossBound}`,
+    );
+
+    runner.child.kill('SIGTERM');
+    assert.deepEqual(await runner.exited, { code: 0, signal: null });
+  });
+
+  test('SIGTERM under load: exit 0 within the graceful timeout, no row lost, the rest handled on the next start', async () => {
+    const outbox = await prepare('run_term');
+    const config = writeConfig('term', 'run_term', { orders: { queue: 'term', export: 'orders', processes: 2 } });
+    const runner = start(config, { HANDLER_DELAY_MS: '20' });
+    await whenStarted(runner, { orders: 2 });
+    await publishMany(outbox, 'term', 1500);
+    await waitFor(async () => (await handledCount('orders')) >= 100, { timeoutMs: 20_000, what: 'handling under way' });
+
+    const signalledAt = Date.now();
+    runner.child.kill('SIGTERM');
+    assert.deepEqual(await runner.exited, { code: 0, signal: null });
+    assert.ok(Date.now() - signalledAt < 5000 + 3000, 'stopped within the graceful timeout');
+    const handled = await handledCount('orders');
+    const left = await remainingRows('run_term');
+    assert.ok(left > 0, 'the run was stopped mid-way');
+    assert.equal(handled + left, 1500, `${handled} handled + ${left} left`);
+
+    const again = start(config, { HANDLER_DELAY_MS: '1' });
+    await whenStarted(again, { orders: 2 });
+    await waitFor(async () => (await remainingRows('run_term')) === 0, { timeoutMs: 30_000, what: 'the rest to drain' });
+    assert.equal(await handledCount('orders'), 1500);
+    again.child.kill('SIGINT');
+    assert.deepEqual(await again.exited, { code: 0, signal: null });
+  });
+
+  test('SIGHUP applies a new process count; a broken config keeps the old one running; statsd lines flow', async () => {
+    const outbox = await prepare('run_hup');
+    const statsd = createSocket('udp4');
+    const datagrams: string[] = [];
+    statsd.on('message', (datagram) => datagrams.push(...datagram.toString().split('\n').filter(Boolean)));
+    await new Promise<void>((resolve) => statsd.bind(0, '127.0.0.1', resolve));
+    after(() => statsd.close());
+    const statsdPort = statsd.address().port;
+    const config = writeConfig('hup', 'run_hup', { orders: { queue: 'hup', export: 'orders', processes: 1 } }, statsdPort);
+    const runner = start(config);
+    await whenStarted(runner, { orders: 1 });
+
+    writeConfig('hup', 'run_hup', { orders: { queue: 'hup', export: 'orders', processes: 3 } }, statsdPort);
+    runner.child.kill('SIGHUP');
+    await runner.waitForLog((line) => line.msg === 'config reloaded', 'the reload');
+    await waitFor(
+      async () => total(await scrape(runner.metricsUrl()), 'txoutbox_consumer_processes', { consumer: 'orders' }) === 3,
+      {
+        what: 'three processes',
+      },
+    );
+
+    writeFileSync(config, 'consumers:\n  orders:\n    processes: two\n');
+    runner.child.kill('SIGHUP');
+    const failed = await runner.waitForLog((line) => line.msg.startsWith('config reload failed'), 'the failed reload');
+    assert.match(String(failed.err), /processes/);
+    await publishMany(outbox, 'hup', 50);
+    await waitFor(async () => (await handledCount('orders')) === 50, { what: 'the old config to keep consuming' });
+    assert.equal(total(await scrape(runner.metricsUrl()), 'txoutbox_consumer_processes', { consumer: 'orders' }), 3);
+    await waitFor(() => datagrams.filter((line) => /^shop\.[\w-]+\.orders\.acked:1\|c$/.test(line)).length === 50, {
+      what: 'a statsd acked line per message',
+    });
+    assert.ok(datagrams.some((line) => /^shop\.[\w-]+\.orders\.recorded:1\|c$/.test(line)));
+
+    runner.child.kill('SIGTERM');
+    assert.deepEqual(await runner.exited, { code: 0, signal: null });
+  });
+
+  test('a bad config starts nothing: exit 1 with the path of every error', async () => {
+    const path = join(dir, 'bad.yaml');
+    writeFileSync(
+      path,
+      `database:\n  url: \${RUNNER_TEST_DATABASE_URL}\nconsumers:\n  orders:\n    handler: ${HANDLERS}\n    queues: [q]\n    processes: two\n    concurency: 4\n`,
+    );
+    const runner = start(path);
+    const { code } = await runner.exited;
+    assert.equal(code, 1);
+    const output = runner.otherOutput.join('\n');
+    assert.match(output, /consumers\.orders\.processes: expected an integer >= 1, got "two"/);
+    assert.match(output, /consumers\.orders\.concurency/);
+    assert.match(output, /concurrency/);
+    assert.equal(runner.logs.filter((line) => line.msg === 'consumer process started').length, 0);
+  });
+});

@@ -3,15 +3,19 @@
  * over HTTP. Each test writes its own config file and its own outbox table.
  */
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { createSocket } from 'node:dgram';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
+import { freePort } from '../../src/embedded/free-port.js';
 import { Outbox } from '../../src/index.js';
 import { useTestDatabase } from '../support/database.js';
+import { promtool } from '../support/promtool.js';
 import { type RunnerProcess, type Sample, scrape, spawnRunner, total } from '../support/runner-process.js';
 import { inTransaction } from '../support/transaction.js';
 import { waitFor } from '../support/wait-for.js';
@@ -280,5 +284,79 @@ describe('txoutbox run', () => {
     assert.match(output, /consumers\.orders\.concurency/);
     assert.match(output, /concurrency/);
     assert.equal(runner.logs.filter((line) => line.msg === 'consumer process started').length, 0);
+  });
+  test('a real Prometheus server scraping the runner counts exactly the messages handled', async (t) => {
+    const tools = await promtool();
+    if (tools.skip !== undefined) {
+      t.skip(tools.skip);
+      return;
+    }
+    const outbox = await prepare('run_prom');
+    const runner = start(writeConfig('prom', 'run_prom', { orders: { queue: 'prom', export: 'orders', processes: 2 } }));
+    await whenStarted(runner, { orders: 2 });
+    const target = new URL(runner.metricsUrl()).host;
+    const promDir = mkdtempSync(join(dir, 'prometheus-'));
+    writeFileSync(
+      join(promDir, 'prometheus.yml'),
+      `global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: txoutbox\n    static_configs:\n      - targets: ['${target}']\n`,
+    );
+    const promPort = await freePort();
+    const server = spawn(
+      tools.prometheus,
+      [
+        `--config.file=${join(promDir, 'prometheus.yml')}`,
+        `--storage.tsdb.path=${join(promDir, 'data')}`,
+        `--web.listen-address=127.0.0.1:${promPort}`,
+      ],
+      { stdio: 'ignore' },
+    );
+    after(() => server.kill('SIGKILL'));
+    const api = `http://127.0.0.1:${promPort}`;
+    await waitFor(async () => (await fetch(`${api}/-/ready`).catch(() => undefined))?.ok === true, {
+      timeoutMs: 30_000,
+      intervalMs: 200,
+      what: 'Prometheus to be ready',
+    });
+
+    await publishMany(outbox, 'prom', 500);
+    await waitFor(async () => (await remainingRows('run_prom')) === 0, { timeoutMs: 30_000, what: 'all handled' });
+    const query = encodeURIComponent('sum(txoutbox_received_processed_messages_total{status="acked",handler="orders"})');
+    let seen = -1;
+    await waitFor(
+      async () => {
+        const body = (await (await fetch(`${api}/api/v1/query?query=${query}`)).json()) as {
+          data: { result: { value: [number, string] }[] };
+        };
+        seen = Number(body.data.result[0]?.value[1] ?? -1);
+        return seen === 500;
+      },
+      { timeoutMs: 20_000, intervalMs: 250, what: `Prometheus to see 500 handled (last: ${seen})` },
+    );
+    assert.equal(await handledCount('orders'), 500);
+    server.kill('SIGTERM');
+    runner.child.kill('SIGTERM');
+    assert.deepEqual(await runner.exited, { code: 0, signal: null });
+  });
+
+  test('a port in use fails the start with a typed error and starts no consumer', async () => {
+    const holder = createServer();
+    await new Promise<void>((resolve) => holder.listen(0, '127.0.0.1', resolve));
+    after(() => holder.close());
+    const port = (holder.address() as { port: number }).port;
+    const path = writeConfig('busy', 'run_busy', { orders: { queue: 'busy', export: 'orders', processes: 1 } });
+    writeFileSync(path, readFileSync(path, 'utf8').replace('    port: 0', `    port: ${port}`));
+    const runner = start(path);
+    assert.equal((await runner.exited).code, 1);
+    const output = runner.otherOutput.join('\n');
+    assert.match(output, new RegExp(`127\\.0\\.0\\.1:${port} is already in use`));
+    assert.equal(runner.logs.filter((line) => line.msg === 'consumer process started').length, 0);
+  });
+
+  test('the database password never reaches the logs', () => {
+    const password = new URL(db.url).password;
+    assert.ok(password.length >= 4, 'the test server has a password');
+    const everything = running.flatMap((runner) => [...runner.logs.map((line) => JSON.stringify(line)), ...runner.otherOutput]);
+    assert.ok(everything.length > 50);
+    for (const line of everything) assert.ok(!line.includes(password), `password leaked: ${line}`);
   });
 });

@@ -4,7 +4,8 @@ import { fileURLToPath } from 'node:url';
 const SCRIPT = fileURLToPath(new URL('../../scripts/ensure-prometheus.sh', import.meta.url));
 
 export type Promtool =
-  { readonly path: string; readonly skip?: undefined } | { readonly path?: undefined; readonly skip: string };
+  | { readonly path: string; readonly prometheus: string; readonly skip?: undefined }
+  | { readonly path?: undefined; readonly prometheus?: undefined; readonly skip: string };
 
 let ensured: Promise<Promtool> | undefined;
 
@@ -17,8 +18,9 @@ export function promtool(): Promise<Promtool> {
   ensured ??= new Promise((resolve) => {
     execFile('bash', [SCRIPT], { timeout: 600_000, maxBuffer: 16 * 1024 * 1024 }, (error, stdout, stderr) => {
       const path = /^promtool=(.+)$/m.exec(stdout)?.[1]?.trim();
-      if (error === null && path !== undefined && path !== '') {
-        resolve({ path });
+      const prometheus = /^prometheus=(.+)$/m.exec(stdout)?.[1]?.trim();
+      if (error === null && path !== undefined && path !== '' && prometheus !== undefined && prometheus !== '') {
+        resolve({ path, prometheus });
         return;
       }
       const reason = `promtool unavailable (scripts/ensure-prometheus.sh failed: ${stderr.trim().split('\n').at(-1) ?? error?.message ?? 'no output'})`;

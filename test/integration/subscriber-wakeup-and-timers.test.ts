@@ -68,11 +68,24 @@ describe('the shared LISTEN connection', () => {
     outbox.subscribe('two', () => undefined, { name: 'two', ...slow });
     outbox.start();
     await waitFor(() => log.of('fetched').length >= 2, { what: 'first empty fetches' });
-    assert.equal(await listeners('w_shared'), 1, 'one LISTEN connection for two subscriptions');
-    const fetchesOfTwo = log.of('fetched').filter((e) => e.subscriber === 'two').length;
+    await waitFor(async () => (await listeners('w_shared')) === 1, { what: 'one LISTEN connection for two subscriptions' });
+    // A (re)connect wakes every subscription once: wait until that fetch, too, is behind us.
+    const fetchesOf = (subscriber: string) => log.of('fetched').filter((e) => e.subscriber === subscriber).length;
+    let settled = -1;
+    await waitFor(
+      async () => {
+        await new Promise((resolve) => setTimeout(resolve, 150));
+        const now = fetchesOf('two');
+        const quiet = now === settled;
+        settled = now;
+        return quiet;
+      },
+      { what: 'subscription two to go quiet' },
+    );
+    const fetchesOfTwo = fetchesOf('two');
     await publishCommitted(outbox, db.pool, 'one', ['x']);
     await log.waitFor('acked');
-    assert.equal(log.of('fetched').filter((e) => e.subscriber === 'two').length, fetchesOfTwo, 'queue two was not woken');
+    assert.equal(fetchesOf('two'), fetchesOfTwo, 'queue two was not woken');
   });
 
   test('a killed LISTEN connection reconnects; wake-ups work again', async () => {

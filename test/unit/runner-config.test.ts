@@ -136,6 +136,7 @@ describe('loadRunnerConfig: valid configs', () => {
         subscribe,
         metricsPrefix: 'shop',
         flushIntervalMs: FLUSH_INTERVAL_MS,
+        statsd: { host: 'statsd.local', port: 8126, prefix: 'shop.outbox' },
       },
     });
     assert.equal(plans.get('emails')?.spec.handlerPath, HANDLER, 'a relative handler path starts at the config file');

@@ -33,6 +33,11 @@ export class ParentMetrics {
     });
   }
 
+  /** The supervisor's own registry, where parent-side collectors (queue state) register. */
+  get own(): Registry {
+    return this.#own;
+  }
+
   restarted(consumer: string): void {
     this.#restarts.inc({ consumer });
   }

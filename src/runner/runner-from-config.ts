@@ -20,6 +20,8 @@ export async function runnerFromConfig(path: string, env: NodeJS.ProcessEnv, log
   const runner = await Runner.start({
     plans: consumerPlans(config),
     databaseUrl: config.database.url,
+    table: config.table,
+    dlqTable: config.dlqTable,
     metrics: config.metrics.prometheus,
     logger,
   });

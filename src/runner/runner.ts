@@ -1,7 +1,7 @@
-import pg from 'pg';
 import type { Registry } from 'prom-client';
 
-import { errorMessage } from '../errors.js';
+import { Outbox } from '../outbox.js';
+import { queueStateCollector } from '../prometheus/queue-state-collector.js';
 import { type ServedMetrics, serveMetrics } from '../prometheus/serve-metrics.js';
 import type { Logger } from '../util/logger.js';
 import type { RestartPolicy } from './consumer-slot.js';
@@ -29,8 +29,10 @@ export interface RunnerMetricsOptions {
 
 export interface RunnerOptions {
   readonly plans: ReadonlyMap<string, ConsumerPlan>;
-  /** The parent's own connection, for /readyz only (children open their own pools). */
+  /** The parent's own connections, for /readyz and the queue-state gauges (children open their own). */
   readonly databaseUrl: string;
+  readonly table: string;
+  readonly dlqTable: string | false;
   readonly metrics: RunnerMetricsOptions;
   readonly logger: Logger;
   readonly policy?: RestartPolicy;
@@ -49,7 +51,7 @@ function hardDeadlineMs(plans: ReadonlyMap<string, ConsumerPlan>): number {
 export class Runner {
   readonly supervisor: Supervisor;
   readonly #metrics: ParentMetrics;
-  readonly #pool: pg.Pool;
+  readonly #outbox: Outbox;
   readonly #logger: Logger;
   #plans: ReadonlyMap<string, ConsumerPlan>;
   #server: ServedMetrics | undefined;
@@ -72,9 +74,16 @@ export class Runner {
     restarted = (consumer) => {
       this.#metrics.restarted(consumer);
     };
-    // One connection is plenty for readiness probes; errors surface as "not ready", never a crash.
-    this.#pool = new pg.Pool({ connectionString: options.databaseUrl, max: 1, connectionTimeoutMillis: 2_000 });
-    this.#pool.on('error', () => undefined);
+    // No subscriptions: this Outbox only answers readiness probes and reads the queue state at
+    // scrape time (cached 1 s), so /metrics shows depth and oldest age next to the children's series.
+    this.#outbox = new Outbox({
+      connectionString: options.databaseUrl,
+      poolSize: 2,
+      table: options.table,
+      dlqTable: options.dlqTable,
+      logger: options.logger,
+    });
+    queueStateCollector(this.#outbox, { registry: this.#metrics.own, prefix: options.metrics.prefix });
   }
 
   static async start(options: RunnerOptions): Promise<Runner> {
@@ -88,7 +97,7 @@ export class Runner {
           ready: () => runner.ready(),
         });
       } catch (error) {
-        await runner.#pool.end();
+        await runner.#outbox.stop();
         throw error;
       }
     }
@@ -117,13 +126,7 @@ export class Runner {
   async ready(): Promise<boolean> {
     if (this.#stopping !== undefined) return false;
     for (const counts of this.supervisor.processCounts().values()) if (counts.ready === 0) return false;
-    try {
-      await this.#pool.query('SELECT 1');
-      return true;
-    } catch (error) {
-      this.#logger.warn({ err: errorMessage(error) }, 'readiness: the database did not answer');
-      return false;
-    }
+    return await this.#outbox.ping();
   }
 
   /** Applies a new set of consumers (SIGHUP). Metrics and database settings apply on restart only. */
@@ -141,7 +144,7 @@ export class Runner {
     this.#stopping ??= (async () => {
       const drained = await this.supervisor.stop(hardDeadlineMs(this.#plans));
       await this.#server?.close();
-      await this.#pool.end();
+      await this.#outbox.stop();
       this.#logger.info({ drained }, 'runner stopped');
       return drained;
     })();

@@ -68,7 +68,7 @@ function writeConfig(name: string, table: string, consumers: Record<string, Cons
 }
 
 async function prepare(table: string): Promise<Outbox> {
-  const outbox = new Outbox({ pool: db.pool, table, dlqTable: false });
+  const outbox = new Outbox({ pool: db.pool, table });
   await outbox.migrate();
   await db.pool.query(
     'CREATE TABLE IF NOT EXISTS handled (id bigint NOT NULL, consumer text NOT NULL, pid integer NOT NULL, at timestamptz NOT NULL DEFAULT clock_timestamp(), PRIMARY KEY (id, consumer))',
@@ -161,6 +161,12 @@ describe('txoutbox run', () => {
 
     await waitFor(async () => (await handledCount('orders')) >= 150, { timeoutMs: 20_000, what: 'orders under way' });
     for (let i = 0; i < 5; i += 1) await takeScrape();
+    // The supervisor reads the queue state itself: depth next to the children's series.
+    const backlog = ['ready', 'leased'].reduce(
+      (sum, state) => sum + total(scrapes.at(-1) ?? [], 'txoutbox_queue_messages', { queue: 'orders', state }),
+      0,
+    );
+    assert.ok(backlog > 0, `orders backlog ${backlog}`);
     const [victim] = runner.livePids('orders');
     assert.ok(victim !== undefined);
     const { rows: killedAt } = await db.pool.query<{ now: Date }>('SELECT clock_timestamp() AS now');

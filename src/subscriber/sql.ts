@@ -9,7 +9,7 @@ import { type Statement, statement } from '../util/statement.js';
 export interface SubscriberSql {
   /** $1 queue, $2 leaseTtlMs, $3 limit, $4 token. See claimText. */
   readonly claimOne: Statement;
-  /** As claimOne with $1 = queues (text[]). Multi-queue FIFO is per queue, so the index order is lost: a LIMIT-bounded sort. */
+  /** As claimOne with $1 = queues (text[]): each queue's index walk is bounded by the limit before the merge. See claimManyText. */
   readonly claimMany: Statement;
   /** $1 ids (bigint[]), $2 tokens (uuid[]). Returns the ids deleted; the others lost their lease. PK lookups. */
   readonly ackBatch: Statement;
@@ -41,26 +41,73 @@ const CLAIMED_COLUMNS = `t.id::text AS id, t.queue, t.payload, t.headers, t.crea
  * lookup whatever the table statistics say (a join could be planned as a scan of the whole table).
  *   ready:   <t>_ready_idx (queue, next_attempt_at, id) WHERE acquired_token IS NULL
  *   expired: <t>_lease_idx (queue, acquired_at) WHERE acquired_token IS NOT NULL
+ * `ready` and `expired` are the branch bodies; `claimText` assembles them with the UPDATE.
  */
-function claimText(table: string, queueMatch: string): string {
+function claimText(table: string, ready: string, expired: string): string {
   return `WITH ready AS (
-  SELECT id FROM ${table}
-  WHERE acquired_token IS NULL AND ${queueMatch} AND next_attempt_at <= now()
-  ORDER BY next_attempt_at, id
-  LIMIT $3
-  FOR UPDATE SKIP LOCKED
+${ready}
 ), expired AS (
-  SELECT id FROM ${table}
-  WHERE acquired_token IS NOT NULL AND ${queueMatch} AND acquired_at < now() - $2::double precision * interval '1 millisecond'
-  ORDER BY acquired_at
-  LIMIT $3
-  FOR UPDATE SKIP LOCKED
+${expired}
 ), picked AS (
   SELECT id FROM ready UNION ALL SELECT id FROM expired LIMIT $3
 )
 UPDATE ${table} AS t SET acquired_token = $4::uuid, acquired_at = now(), deliveries_count = t.deliveries_count + 1
 WHERE t.id = ANY(ARRAY(SELECT id FROM picked))
 RETURNING ${CLAIMED_COLUMNS}`;
+}
+
+/** One queue ($1 text): each branch is an ordered, LIMIT-bounded, locking walk of its index. */
+function claimOneText(table: string): string {
+  return claimText(
+    table,
+    `  SELECT id FROM ${table}
+  WHERE acquired_token IS NULL AND queue = $1::text AND next_attempt_at <= now()
+  ORDER BY next_attempt_at, id
+  LIMIT $3
+  FOR UPDATE SKIP LOCKED`,
+    `  SELECT id FROM ${table}
+  WHERE acquired_token IS NOT NULL AND queue = $1::text AND acquired_at < now() - $2::double precision * interval '1 millisecond'
+  ORDER BY acquired_at
+  LIMIT $3
+  FOR UPDATE SKIP LOCKED`,
+  );
+}
+
+/**
+ * Several queues ($1 text[]). `queue = ANY($1)` cannot use the index order (it is per queue), and
+ * FOR UPDATE puts LockRows between the LIMIT and the Sort, so that spelling reads and sorts every
+ * ready row of the listed queues on each fetch. Instead, per queue (LATERAL over unnest($1)), the
+ * single-queue branch: an ordered index walk that locks with SKIP LOCKED and stops at $3 rows. The
+ * merge then sorts at most (queues × $3) rows and keeps the oldest $3. Locking stays in the
+ * per-queue scan, so concurrent claims skip each other's rows and the lock re-checks the index
+ * predicate (a row re-claimed meanwhile is not taken twice). The candidates cut by the outer LIMIT
+ * stay locked until the statement ends, a few milliseconds: a concurrent claim skips them.
+ */
+function claimManyText(table: string): string {
+  return claimText(
+    table,
+    `  SELECT c.id FROM unnest($1::text[]) AS q(queue)
+  CROSS JOIN LATERAL (
+    SELECT o.id, o.next_attempt_at FROM ${table} AS o
+    WHERE o.acquired_token IS NULL AND o.queue = q.queue AND o.next_attempt_at <= now()
+    ORDER BY o.next_attempt_at, o.id
+    LIMIT $3
+    FOR UPDATE SKIP LOCKED
+  ) AS c
+  ORDER BY c.next_attempt_at, c.id
+  LIMIT $3`,
+    `  SELECT c.id FROM unnest($1::text[]) AS q(queue)
+  CROSS JOIN LATERAL (
+    SELECT o.id, o.acquired_at FROM ${table} AS o
+    WHERE o.acquired_token IS NOT NULL AND o.queue = q.queue
+      AND o.acquired_at < now() - $2::double precision * interval '1 millisecond'
+    ORDER BY o.acquired_at
+    LIMIT $3
+    FOR UPDATE SKIP LOCKED
+  ) AS c
+  ORDER BY c.acquired_at
+  LIMIT $3`,
+  );
 }
 
 /**
@@ -74,8 +121,8 @@ const PAIRS_MATCH = `t.id = ANY($1::bigint[]) AND t.id = l.id AND t.acquired_tok
 export function buildSubscriberSql(names: SchemaNames): SubscriberSql {
   const t = names.outbox.sql;
   return {
-    claimOne: statement('claim', claimText(t, 'queue = $1::text')),
-    claimMany: statement('claim_many', claimText(t, 'queue = ANY($1::text[])')),
+    claimOne: statement('claim', claimOneText(t)),
+    claimMany: statement('claim_many', claimManyText(t)),
     ackBatch: statement('ack', `DELETE FROM ${t} AS t USING ${PAIRS} WHERE ${PAIRS_MATCH} RETURNING t.id::text AS id`),
     retry: statement(
       'retry',

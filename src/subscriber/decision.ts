@@ -1,4 +1,6 @@
+import { InvalidOptionError } from '../errors.js';
 import type { Stats } from '../instrumentation/custom-stats.js';
+import { MAX_DELAY_MS } from '../retry/retry-strategy.js';
 import type { HandlerContext } from './message.js';
 import type { AckPolicy } from './subscription-options.js';
 
@@ -7,6 +9,27 @@ export type Decision =
   | { readonly kind: 'ack' }
   | { readonly kind: 'nack'; readonly delayMs: number | undefined; readonly error: unknown }
   | { readonly kind: 'reject'; readonly reason: string | undefined; readonly error: unknown };
+
+/**
+ * `ctx.nack({ delayMs })` is checked at the call: NaN would pass a clamp and PostgreSQL would then
+ * reject the interval, leaving the row leased until its TTL. The throw surfaces in the handler, so
+ * an uncaught one fails the delivery under the ack policy like any other handler error.
+ */
+function validNackDelay(delayMs: unknown): number | undefined {
+  if (delayMs === undefined) return undefined;
+  if (typeof delayMs !== 'number' || !Number.isFinite(delayMs) || delayMs < 0) {
+    const error = new InvalidOptionError({
+      option: 'ctx.nack({ delayMs })',
+      value: delayMs,
+      expected: `a finite number of milliseconds >= 0 (above ${MAX_DELAY_MS} ms, one year, it is capped)`,
+      fix: 'Omit delayMs to let the retry strategy decide.',
+    });
+    // renderValue shows NaN and ±Infinity as JSON does (null): name the number itself.
+    if (typeof delayMs === 'number') error.message = error.message.replace(', got null.', `, got ${String(delayMs)}.`);
+    throw error;
+  }
+  return delayMs;
+}
 
 /**
  * Collects the handler's explicit decision (ctx.ack/nack/reject) and turns its return or throw
@@ -32,7 +55,8 @@ export class DecisionRecorder {
         this.#decide('ack()', { kind: 'ack' });
       },
       nack: (options) => {
-        this.#decide('nack()', { kind: 'nack', delayMs: options?.delayMs, error: options?.error });
+        const delayMs = validNackDelay(options?.delayMs);
+        this.#decide('nack()', { kind: 'nack', delayMs, error: options?.error });
       },
       reject: (reason) => {
         this.#decide('reject()', { kind: 'reject', reason, error: undefined });

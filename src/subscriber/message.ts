@@ -34,7 +34,10 @@ export interface HandlerContext {
   readonly stats: Stats;
   /** Success: the row is deleted. */
   ack(): void;
-  /** Failure: retry after `delayMs`, or when the retry strategy says (which may end the row). */
+  /**
+   * Failure: retry after `delayMs` (capped at one year), or when the retry strategy says (which may
+   * end the row). A `delayMs` that is not a finite number >= 0 throws `InvalidOptionError`.
+   */
   nack(options?: { delayMs?: number; error?: unknown }): void;
   /** Terminal now: the row ends as `rejected` (into the DLQ when on). */
   reject(reason?: string): void;

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 
-import { ConstantRetry, ExponentialRetry, type Message, NoRetry } from '../../src/index.js';
+import { ConstantRetry, ExponentialRetry, InvalidOptionError, type Message, NoRetry } from '../../src/index.js';
 import { useTestDatabase } from '../support/database.js';
 import { outboxFactory } from '../support/outboxes.js';
 import { publishCommitted, remaining } from '../support/publish.js';
@@ -144,6 +144,47 @@ describe('failures, retries and the DLQ', () => {
     assert.equal(row.attempts_count, 1);
     assert.equal(row.acquired_token, null, 'the lease is released');
     assert.equal(row.first_attempt_at.getTime(), row.last_attempt_at.getTime());
+  });
+
+  test('ctx.nack({ delayMs }) with NaN, ±Infinity, a negative or a non-number throws InvalidOptionError at the call; uncaught, it fails the delivery by the policy', async () => {
+    const { outbox, log } = await migratedOutbox(newOutbox, db.pool, 'd_nack_delay');
+    const thrown: unknown[] = [];
+    outbox.subscribe(
+      'bad-delay',
+      (message, ctx) => {
+        if (message.deliveriesCount > 1) return;
+        for (const delayMs of [Infinity, -Infinity, -1, '5' as unknown as number]) {
+          try {
+            ctx.nack({ delayMs });
+          } catch (error) {
+            thrown.push(error);
+          }
+        }
+        try {
+          ctx.nack({ delayMs: NaN });
+        } catch (error) {
+          thrown.push(error);
+          throw error; // the handler throws it: the normal failure path
+        }
+      },
+      // A lease far longer than the test: the retry must come from the failure path, not from an expiry.
+      { retry: new ConstantRetry({ delayMs: 50 }), leaseTtlMs: 600_000, ...FAST_POLL },
+    );
+    outbox.start();
+    await publishCommitted(outbox, db.pool, 'bad-delay', ['x']);
+    const [retried] = await log.waitFor('nacked_retried', 1, 5_000);
+    assert.equal(retried?.exceptionType, 'InvalidOptionError');
+    assert.equal(retried?.nextDelaySeconds, 0.05, 'the strategy decided the delay');
+    await log.waitFor('acked', 1, 5_000);
+    assert.equal(thrown.length, 5, 'every invalid delay threw');
+    for (const [i, shown] of ['Infinity', '-Infinity', '-1', '"5"', 'NaN'].entries()) {
+      const error = thrown[i];
+      assert.ok(error instanceof InvalidOptionError);
+      assert.equal(error.option, 'ctx.nack({ delayMs })');
+      assert.match(error.message, /^ctx\.nack\(\{ delayMs \}\): expected a finite number of milliseconds >= 0/);
+      assert.ok(error.message.includes(`got ${shown}.`), error.message);
+    }
+    assert.equal(await remaining(db.pool, 'bad-delay', 'd_nack_delay'), 0);
   });
 
   test('exponential schedule, then retry_terminal into the DLQ with the exception text', async () => {

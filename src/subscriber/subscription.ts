@@ -64,6 +64,8 @@ export class Subscription {
   #loopFailed = false;
   #abandoned = false;
   #renewTimer: NodeJS.Timeout | undefined;
+  /** The renewal statement in flight, if any: renewals never overlap, and stop() waits for the last one. */
+  #renewing: Promise<void> | undefined;
   #idleWaiters: (() => void)[] = [];
   /** True while the claim loop sleeps because capacity is full: only then does a freed slot wake it. */
   #waitingForCapacity = false;
@@ -113,7 +115,9 @@ export class Subscription {
     });
     if (this.options.leaseRenewIntervalMs !== undefined) {
       this.#renewTimer = setInterval(() => {
-        void this.#renewLeases();
+        this.#renewing ??= this.#renewLeases().finally(() => {
+          this.#renewing = undefined;
+        });
       }, this.options.leaseRenewIntervalMs);
     }
   }
@@ -227,10 +231,12 @@ export class Subscription {
   /**
    * Extends the leases of every row this subscription holds (buffered and running), fenced by
    * token. A row the database did not return has lost its lease: a running handler's signal is
-   * aborted, a buffered row is dropped (another delivery owns it).
+   * aborted, a buffered row is dropped (another delivery owns it). While stopping, only running
+   * rows: the buffered ones are being released.
    */
   async #renewLeases(): Promise<void> {
-    const held = [...this.#buffer, ...[...this.#inFlight.values()].map((f) => f.lease)];
+    const buffered = this.#running() ? this.#buffer : [];
+    const held = [...buffered, ...[...this.#inFlight.values()].map((f) => f.lease)];
     if (held.length === 0) return;
     try {
       const values = [held.map((l) => l.record.id), held.map((l) => l.token)];
@@ -277,12 +283,13 @@ export class Subscription {
   /**
    * Graceful stop: claim nothing more, release rows never started, wait up to `gracefulTimeoutMs`
    * for running handlers and their outcome writes (including the coalesced deletes), then abort
-   * the rest: their rows keep their leases and are redelivered after expiry.
+   * the rest: their rows keep their leases and are redelivered after expiry. Lease renewal keeps
+   * running during the drain (a handler slower than leaseTtlMs would otherwise lose its row to
+   * another instance mid-drain) and stops with it.
    */
   async stop(gracefulTimeoutMs: number): Promise<void> {
     if (this.#state === 'stopped' || this.#state === 'stopping') return;
     this.#state = 'stopping';
-    clearInterval(this.#renewTimer);
     this.#wakeup.notify();
     // One budget for everything: the claim in flight (its rows are released), the rows buffered but
     // never started (released), the running handlers and their outcome writes.
@@ -303,6 +310,10 @@ export class Subscription {
       ),
     ]);
     clearTimeout(timer);
+    clearInterval(this.#renewTimer);
+    // A renewal already sent is left to finish (it is one short statement), so it does not
+    // race the pool's end. After a timeout nothing more is awaited.
+    if (!timedOut) await this.#renewing;
     if (timedOut) {
       this.#abandoned = true;
       const inFlight = this.#inFlight.size;

@@ -1,5 +1,8 @@
 import assert from 'node:assert/strict';
+import { performance } from 'node:perf_hooks';
 import { describe, test } from 'node:test';
+
+import pg from 'pg';
 
 import { useTestDatabase } from '../support/database.js';
 import { outboxFactory } from '../support/outboxes.js';
@@ -41,6 +44,45 @@ describe('stop(): graceful drain', () => {
       { leased: '0', total: '8', max_deliveries: 0 },
       'buffered rows were given back, unleased and uncounted',
     );
+  });
+
+  test('lease renewal keeps running while stop() drains: a handler slower than leaseTtlMs is not re-claimed elsewhere', async () => {
+    // Another process polling the same queue, with its own pool.
+    const otherPool = new pg.Pool({ connectionString: db.url, max: 4 });
+    db.onCleanup(() => otherPool.end());
+    const slow = await migratedOutbox(newOutbox, db.pool, 's_renew_drain', { gracefulTimeoutMs: 10_000 });
+    const competitor = await migratedOutbox(newOutbox, otherPool, 's_renew_drain');
+    const runs: string[] = [];
+    let aborted = false;
+    slow.outbox.subscribe(
+      'renew-drain',
+      async (_message, ctx) => {
+        runs.push('slow');
+        await new Promise((resolve) => setTimeout(resolve, 1_200)); // 4 × leaseTtlMs
+        aborted = ctx.signal.aborted;
+      },
+      { leaseTtlMs: 300, leaseRenewIntervalMs: 100, ...FAST_POLL },
+    );
+    competitor.outbox.subscribe(
+      'renew-drain',
+      () => {
+        runs.push('competitor');
+      },
+      { leaseTtlMs: 300, ...FAST_POLL },
+    );
+    slow.outbox.start();
+    await publishCommitted(slow.outbox, db.pool, 'renew-drain', ['x']);
+    await slow.log.waitFor('dispatched');
+    competitor.outbox.start();
+    const stopping = performance.now();
+    await slow.outbox.stop();
+    assert.ok(performance.now() - stopping >= 900, 'stop() waited for the handler');
+    assert.deepEqual(runs, ['slow'], 'handled once, never re-claimed by the competitor');
+    assert.equal(aborted, false);
+    assert.equal(slow.log.of('acked').length, 1);
+    assert.equal(slow.log.of('lease_lost').length + competitor.log.of('lease_lost').length, 0);
+    assert.equal(competitor.log.of('dispatched').length, 0);
+    assert.equal(await remaining(db.pool, 'renew-drain', 's_renew_drain'), 0);
   });
 
   test('a wedged handler is aborted after gracefulTimeoutMs; its row keeps the lease and is redelivered later', async () => {

@@ -29,7 +29,8 @@ const HEALTH_CHECK_TIMEOUT_MS = 5_000;
  *   listening   notifications flow; a `SELECT 1` every healthCheckIntervalMs (5 s timeout) proves
  *               the connection is alive (a half-open TCP connection would otherwise look fine)
  *   backoff     the connection failed; polling carries delivery meanwhile; reconnect after an
- *               exponential pause (capped at 30 s)
+ *               exponential pause (capped at 30 s) that restarts from 500 ms once a connection
+ *               got as far as LISTEN
  *   stopped
  * NOTIFY is a latency hint, never a correctness mechanism: notifications sent while reconnecting
  * are lost, so every (re)connect wakes every subscription once.
@@ -72,8 +73,12 @@ export class NotifyListener {
     while (!this.#stopped()) {
       this.#state = 'connecting';
       try {
-        await this.#listenUntilFailure();
-        failures = 0;
+        // The backoff restarts once a connection got as far as LISTEN: a connection that served
+        // for hours and then dropped reconnects after ~500 ms, not after the pause its
+        // predecessors' failures had built up.
+        await this.#listenUntilFailure(() => {
+          failures = 0;
+        });
       } catch (error) {
         if (this.#stopped()) break;
         failures += 1;
@@ -89,8 +94,11 @@ export class NotifyListener {
     }
   }
 
-  /** Resolves or rejects when the connection ends; only returns normally on stop(). */
-  async #listenUntilFailure(): Promise<void> {
+  /**
+   * Resolves or rejects when the connection ends; only returns normally on stop(). Calls
+   * `onListening` once LISTEN succeeded.
+   */
+  async #listenUntilFailure(onListening: () => void): Promise<void> {
     const client = new pg.Client(this.#options.clientConfig);
     this.#client = client;
     const ended = new Promise<never>((_, reject) => {
@@ -108,10 +116,17 @@ export class NotifyListener {
     await client.query(`LISTEN ${quoteIdent(this.#options.channel)}`);
     if (this.#stopped()) return;
     this.#state = 'listening';
+    onListening();
     this.#options.onWake(undefined);
     const interval = this.#options.healthCheckIntervalMs ?? 30_000;
     for (;;) {
-      await Promise.race([ended, this.#wakeup.sleep(interval)]);
+      try {
+        await Promise.race([ended, this.#wakeup.sleep(interval)]);
+      } finally {
+        // When the connection ended first, the sleep is still pending: end it, or its timer (up
+        // to healthCheckIntervalMs) would keep the process alive after stop().
+        this.#wakeup.cancel();
+      }
       if (this.#stopped()) return;
       await this.#healthCheck(client);
     }

@@ -17,7 +17,18 @@ export class Wakeup {
     wake();
   }
 
-  /** Sleeps up to `ms` (forever when undefined) or until notify(). */
+  /**
+   * Ends the current sleep, if any, without leaving a wake-up for the next one (unlike notify()).
+   * For a caller that stopped waiting on the sleep (it lost a race): its timer is cleared instead
+   * of keeping the process alive until it fires.
+   */
+  cancel(): void {
+    const wake = this.#wake;
+    this.#wake = undefined;
+    wake?.();
+  }
+
+  /** Sleeps up to `ms` (forever when undefined) or until notify() or cancel(). */
   async sleep(ms?: number): Promise<void> {
     if (this.#pending) {
       this.#pending = false;

@@ -1,0 +1,102 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { performance } from 'node:perf_hooks';
+import { describe, test } from 'node:test';
+import { pathToFileURL } from 'node:url';
+
+import { useTestDatabase } from '../support/database.js';
+import { outboxFactory } from '../support/outboxes.js';
+import { migratedOutbox } from '../support/subscriber-setup.js';
+import { waitFor } from '../support/wait-for.js';
+
+const db = useTestDatabase(import.meta.url);
+const newOutbox = outboxFactory(db);
+
+/** The backend pid of the LISTEN connection for the outbox table `table`, if it is connected. */
+async function listenerPid(table: string): Promise<number | undefined> {
+  const { rows } = await db.pool.query<{ pid: number }>(
+    'SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND query = $1',
+    [`LISTEN "txoutbox.${table}"`],
+  );
+  return rows.length === 1 ? rows[0]!.pid : undefined;
+}
+
+describe('the LISTEN connection reconnects', () => {
+  test('its backend terminated five times: every reconnect comes after ~500 ms, the backoff does not grow', async () => {
+    const table = 'l_flap';
+    const { outbox } = await migratedOutbox(newOutbox, db.pool, table);
+    outbox.subscribe('flap', () => undefined, { minPollIntervalMs: 60_000, maxPollIntervalMs: 60_000 });
+    outbox.start();
+    let pid: number | undefined;
+    await waitFor(async () => (pid = await listenerPid(table)) !== undefined, { what: 'listener connected' });
+    const reconnectMs: number[] = [];
+    for (let kill = 0; kill < 5; kill += 1) {
+      const killed = pid!;
+      await db.pool.query('SELECT pg_terminate_backend($1)', [killed]);
+      const t0 = performance.now();
+      await waitFor(
+        async () => {
+          pid = await listenerPid(table);
+          return pid !== undefined && pid !== killed;
+        },
+        { what: `listener back after kill ${kill + 1}`, timeoutMs: 20_000, intervalMs: 20 },
+      );
+      reconnectMs.push(performance.now() - t0);
+    }
+    // Without the reset the pauses would be 0.5, 1, 2, 4 and 8 s (±25 %).
+    for (const [i, ms] of reconnectMs.entries()) {
+      assert.ok(ms < 2_000, `reconnect ${i + 1} took ${Math.round(ms)} ms: ${reconnectMs.map(Math.round).join(', ')}`);
+    }
+    const attempts = newOutbox.logger.entries
+      .filter((e) => e.message.startsWith('LISTEN connection failed') && e.fields.channel === `txoutbox.${table}`)
+      .map((e) => e.fields.attempt);
+    assert.deepEqual(attempts, [1, 1, 1, 1, 1], 'each failure is the first since a healthy connection');
+  });
+
+  test('a LISTEN connection that dies during its health-check wait leaves no timer behind: the process exits at once after stop()', async () => {
+    // A child process: an Outbox with the default 30 s health-check interval kills its own LISTEN
+    // backend, stops during the reconnect pause, and then should exit with nothing left to wait for.
+    const index = pathToFileURL(`${process.cwd()}/src/index.ts`).href;
+    const script = `
+      import pg from 'pg';
+      const { Outbox } = await import(${JSON.stringify(index)});
+      let failed;
+      const seen = new Promise((resolve) => (failed = resolve));
+      const quiet = () => undefined;
+      const logger = { debug: quiet, info: quiet, error: quiet, warn: (_f, message) => { if (message.startsWith('LISTEN connection failed')) failed(); } };
+      const url = process.argv[1];
+      const outbox = new Outbox({ connectionString: url, table: 'l_exit', logger });
+      await outbox.migrate();
+      outbox.subscribe('exit', () => undefined, { minPollIntervalMs: 60000, maxPollIntervalMs: 60000 });
+      outbox.start();
+      const admin = new pg.Client({ connectionString: url });
+      await admin.connect();
+      for (;;) {
+        const { rows } = await admin.query(
+          "SELECT count(pg_terminate_backend(pid))::int AS n FROM pg_stat_activity WHERE datname = current_database() AND query = 'LISTEN \\"txoutbox.l_exit\\"'",
+        );
+        if (rows[0].n === 1) break;
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      await seen;
+      // Into the reconnect pause (>= 375 ms), which has replaced the health-check wait as the sleeper.
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      await outbox.stop();
+      await admin.end();
+      console.log('stopped');
+    `;
+    const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script, db.url], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    let stoppedAt: number | undefined;
+    child.stdout.on('data', (chunk: Buffer) => {
+      if (chunk.toString().includes('stopped')) stoppedAt = performance.now();
+    });
+    const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
+    const exitedAt = performance.now();
+    assert.equal(code, 0);
+    assert.ok(stoppedAt !== undefined, 'the child stopped its Outbox');
+    const lingerMs = exitedAt - stoppedAt;
+    assert.ok(lingerMs < 3_000, `the process lingered ${Math.round(lingerMs)} ms after stop()`);
+  });
+});

@@ -1,5 +1,6 @@
-// `npm run bench` starts here: installs the bench's own dependencies (pg-boss, graphile-worker) on
-// first use, from the committed lock file, so the library's dependencies stay clean. The harness
+// `npm run bench` and `npm run lint` start here: installs the bench's own dependencies (pg-boss,
+// graphile-worker) on first use, from the committed lock file, so the library's dependencies stay
+// clean (lint type-checks bench/, which needs the peers' types). The harness
 // itself runs on the root's devDependencies (tsx, pg, prom-client, @opentelemetry/*): run `npm ci`
 // at the root first.
 import { spawnSync } from 'node:child_process';

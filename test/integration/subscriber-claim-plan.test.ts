@@ -150,3 +150,34 @@ describe('the multi-queue claim (claimMany)', () => {
     }
   });
 });
+
+describe('the claim commits asynchronously, for its own transaction only', () => {
+  test('claimed rows are leased, and the connection keeps synchronous_commit = on afterwards', async () => {
+    const table = 'c_async';
+    const asyncSql = buildSubscriberSql(resolveSchemaNames(table, false));
+    await migratedOutbox(newOutbox, db.pool, table, { dlqTable: false });
+    await db.pool.query(`INSERT INTO ${table} (queue, payload) SELECT 'q', '\\x00'::bytea FROM generate_series(1, 3)`);
+    const client = await db.pool.connect();
+    try {
+      // The test server runs with synchronous_commit = off; this session has it on, as production does.
+      await client.query('SET synchronous_commit = on');
+      const token = randomUUID();
+      const claimed = await client.query<{ id: string }>(asyncSql.claimOne.text, ['q', LEASE_TTL_MS, 10, token]);
+      assert.equal(claimed.rowCount, 3);
+      const { rows } = await client.query<{ setting: string; leased: string }>(
+        `SELECT current_setting('synchronous_commit') AS setting,
+                (SELECT count(*) FROM ${table} WHERE acquired_token = $1::uuid)::text AS leased`,
+        [token],
+      );
+      // set_config(…, is_local = true) ends with the claim's implicit transaction: a pooled
+      // connection handed to the caller's code next must not commit asynchronously.
+      assert.deepEqual(rows[0], { setting: 'on', leased: '3' });
+      // An empty claim (nothing ready) leaves the setting alone as well.
+      await client.query(asyncSql.claimOne.text, ['q', LEASE_TTL_MS, 10, randomUUID()]);
+      assert.equal((await client.query<{ s: string }>(`SELECT current_setting('synchronous_commit') AS s`)).rows[0]!.s, 'on');
+    } finally {
+      await client.query('RESET synchronous_commit');
+      client.release();
+    }
+  });
+});

@@ -9,7 +9,7 @@ import { promisify } from 'node:util';
 import { stringify } from 'yaml';
 
 import { useTestDatabase } from '../support/database.js';
-import { metricFamily, registeredMetricNames } from '../support/metric-names.js';
+import { metricFamily, registeredMetricNames, registeredMetrics } from '../support/metric-names.js';
 import { outboxFactory } from '../support/outboxes.js';
 import { promtool } from '../support/promtool.js';
 
@@ -114,4 +114,20 @@ test("the playbook's recording-rule series are the rules file's", async () => {
   const used = [...section(page, 'PromQL playbook').matchAll(/\b[a-z_]+:[a-z_]+:[a-z0-9_]+\b/g)].map((m) => m[0]);
   assert.ok(used.length >= 2);
   for (const name of used) assert.match(rules, new RegExp(`^ *- record: ${name}$`, 'm'), `${RULES} records ${name}`);
+});
+
+test("the README's metric table is what the code registers: names, types and labels, in order", async () => {
+  const readme = await readFile('README.md', 'utf8');
+  const rows = [...section(readme, 'Observability').matchAll(/^\| `(txoutbox_[a-z_]+)` \| ([a-z]+) \| ([^|]+) \|/gm)].map(
+    (m) => ({
+      name: m[1],
+      type: m[2],
+      labelNames: m[3]?.trim() === '—' ? [] : [...(m[3] ?? '').matchAll(/`([a-z_]+)`/g)].map((l) => l[1]),
+    }),
+  );
+  const metrics = registeredMetrics(newOutbox({ pool: db.pool, table: 'readme_names' }));
+  // The table leaves out the two labels every series carries (first, in FastStream's order).
+  for (const metric of metrics) assert.deepEqual(metric.labelNames.slice(0, 2), ['app_name', 'broker'], metric.name);
+  const registered = metrics.map((metric) => ({ ...metric, labelNames: metric.labelNames.slice(2) }));
+  assert.deepEqual(rows, registered);
 });

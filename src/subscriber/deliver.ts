@@ -139,11 +139,14 @@ export async function deliver(lease: Lease, signal: AbortSignal, abandoned: () =
         scope,
         'manual handler returned without ctx.ack(), nack() or reject(); treating it as nack (retry), never as a silent delete',
       );
-    const error =
+    // A handler that threw after deciding (`ctx.ack()` then a throw) keeps its decision, but the
+    // result still reports the error it threw: metrics and spans must not say `error` without one.
+    const decided =
       decision.kind === 'ack'
         ? undefined
         : (decision.error ??
           (decision.kind === 'reject' && decision.reason !== undefined ? new Error(`rejected: ${decision.reason}`) : undefined));
+    const error = decided ?? (outcome.threw ? outcome.error : undefined);
     return {
       status: outcome.threw ? 'error' : STATUS_OF[decision.kind],
       error,

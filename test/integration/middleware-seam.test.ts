@@ -100,6 +100,30 @@ describe('the middleware seam', () => {
     assert.ok(byStatus('acked').length >= 2, 'the nacked and the thrown message were acked on their next run');
   });
 
+  test('a handler that calls ctx.ack() and then throws is acked, and next() reports the error it threw', async () => {
+    const results: ConsumeResult[] = [];
+    const { outbox, log } = await migratedOutbox(newOutbox, db.pool, 'm_ack_throw', {
+      middlewares: [tracer('t', [], results)],
+    });
+    class AfterAck extends Error {}
+    outbox.subscribe(
+      'q',
+      (_message, ctx) => {
+        ctx.ack();
+        throw new AfterAck('cleanup failed after the ack');
+      },
+      { ...FAST_POLL, ackPolicy: 'manual' },
+    );
+    outbox.start();
+    await publishCommitted(outbox, db.pool, 'q', ['x']);
+    await log.waitFor('acked');
+    const [result] = results;
+    assert.equal(result?.status, 'error');
+    assert.ok(result.error instanceof AfterAck, 'the thrown error, not undefined: metrics and spans label it');
+    assert.deepEqual(result.outcome, { kind: 'ack' });
+    assert.equal(await remaining(db.pool, 'q', 'm_ack_throw'), 0);
+  });
+
   test('a middleware that throws, swallows a failure or skips next() never acks', async () => {
     const { outbox, log } = await migratedOutbox(newOutbox, db.pool, 'm_fail', {
       middlewares: [

@@ -6,6 +6,7 @@ import type { OutboxEvent, Recorder } from './instrumentation/events.js';
 import type { Middleware } from './instrumentation/middleware.js';
 import { MiddlewareChain, resolveMiddlewares } from './instrumentation/middleware-chain.js';
 import { resolveRecorders } from './instrumentation/recorders.js';
+import type { NotifyMode } from './producer/wake-after-commit.js';
 import { resolveSchemaNames, type SchemaNames } from './schema/schema-names.js';
 import { defaultRenderError, type RenderError } from './subscriber/render-error.js';
 import { consoleLogger, type Logger } from './util/logger.js';
@@ -45,6 +46,17 @@ interface CommonOptions {
   readonly renderError?: RenderError;
   /** Wake subscribers with LISTEN/NOTIFY (one extra connection per Outbox); false = polling only. @default true */
   readonly listen?: boolean;
+  /**
+   * How publish wakes subscribers. `'after-commit'`: the caller's transaction sends no NOTIFY, so
+   * its COMMIT does not take PostgreSQL's cluster-wide notify lock; once node-postgres has answered
+   * the COMMIT, the Outbox sends the NOTIFY from a connection of its own (opened on the first such
+   * wake-up), coalesced. `'in-transaction'`: pg_notify inside the insert — every publishing
+   * transaction serialises on that lock at COMMIT. Executors whose COMMIT cannot be observed
+   * (not a node-postgres client, `pipeline: true`) use in-transaction in either mode.
+   * See architecture/decisions/0004-wake-up-after-commit.md.
+   * @default 'after-commit'
+   */
+  readonly notify?: NotifyMode;
 }
 
 export interface ConnectionStringOptions extends CommonOptions {
@@ -81,6 +93,7 @@ export interface ResolvedOutboxOptions {
   readonly gracefulTimeoutMs: number;
   readonly renderError: RenderError;
   readonly listen: boolean;
+  readonly notify: NotifyMode;
   /** How the LISTEN connection is opened: the same server and credentials as the pool. */
   readonly clientConfig: pg.ClientConfig;
 }
@@ -99,6 +112,7 @@ const KNOWN_OPTIONS = [
   'gracefulTimeoutMs',
   'renderError',
   'listen',
+  'notify',
 ];
 
 function isPoolLike(value: unknown): value is pg.Pool {
@@ -198,6 +212,10 @@ export function resolveOutboxOptions(options: unknown): ResolvedOutboxOptions {
   if (listen !== undefined && typeof listen !== 'boolean') {
     throw new InvalidOptionError({ option: 'listen', value: listen, expected: 'a boolean' });
   }
+  const { notify } = raw;
+  if (notify !== undefined && notify !== 'after-commit' && notify !== 'in-transaction') {
+    throw new InvalidOptionError({ option: 'notify', value: notify, expected: "'after-commit' or 'in-transaction'" });
+  }
   const { customStatsLimit } = raw;
   if (
     customStatsLimit !== undefined &&
@@ -225,6 +243,7 @@ export function resolveOutboxOptions(options: unknown): ResolvedOutboxOptions {
     gracefulTimeoutMs: gracefulTimeoutMs ?? 15_000,
     renderError: (renderError as RenderError | undefined) ?? defaultRenderError,
     listen: listen ?? true,
+    notify: notify ?? 'after-commit',
     clientConfig: connectionString === undefined ? resolvedPool.options : { connectionString: connectionString },
   };
 }

@@ -5,6 +5,7 @@ import { cancelTimer, type ProducerContext, publish, publishBatch } from './prod
 import type { PublishBatchOptions, PublishOptions } from './producer/publish-options.js';
 import { validateQueue } from './producer/publish-options.js';
 import { buildProducerSql } from './producer/sql.js';
+import { WakeNotifier } from './producer/wake-notifier.js';
 import { autovacuumDdl } from './schema/autovacuum.js';
 import { migrate, type MigrateResult, migrationScript } from './schema/migrate.js';
 import { validateSchema, type ValidateSchemaOptions } from './schema/validate-schema.js';
@@ -57,6 +58,7 @@ export const MAX_FETCH_UNPROCESSED = 10_000;
 export class Outbox {
   readonly #options: ResolvedOutboxOptions;
   readonly #producer: ProducerContext;
+  readonly #notifier: WakeNotifier;
   readonly #subscriberSql: SubscriberSql;
   readonly #subscriptions: Subscription[] = [];
   #listener: NotifyListener | undefined;
@@ -66,12 +68,20 @@ export class Outbox {
 
   constructor(options: OutboxOptions) {
     this.#options = resolveOutboxOptions(options);
+    // Opens its connection on the first after-commit wake-up, so an Outbox that never publishes has none.
+    this.#notifier = new WakeNotifier({
+      clientConfig: this.#options.clientConfig,
+      channel: this.#options.names.channel,
+      logger: this.#options.logger,
+    });
     this.#producer = {
       sql: buildProducerSql(this.#options.names),
       channel: this.#options.names.channel,
       preparedStatements: this.#options.preparedStatements,
       middlewares: this.#options.middlewares,
       emit: this.#options.emit,
+      notify: this.#options.notify,
+      notifier: this.#notifier,
     };
     this.#subscriberSql = buildSubscriberSql(this.#options.names);
   }
@@ -280,6 +290,7 @@ export class Outbox {
     this.#stopping ??= (async () => {
       await Promise.all(this.#subscriptions.map((s) => s.stop(this.#options.gracefulTimeoutMs)));
       await this.#listener?.stop();
+      await this.#notifier.stop();
       if (this.#options.ownsPool) await this.#options.pool.end();
     })();
     return this.#stopping;

@@ -14,7 +14,7 @@ interface PoolLike {
   connect: unknown;
 }
 
-function isPool(value: object): value is PoolLike {
+export function isPool(value: object): value is PoolLike {
   const candidate = value as Partial<PoolLike>;
   return (
     typeof candidate.totalCount === 'number' && typeof candidate.idleCount === 'number' && typeof candidate.connect === 'function'
@@ -22,7 +22,7 @@ function isPool(value: object): value is PoolLike {
 }
 
 /** node-postgres >= 8.13 exposes the server's transaction status: 'I' idle, 'T' in a transaction, 'E' failed. */
-function transactionStatus(value: object): string | null | undefined {
+export function transactionStatus(value: object): string | null | undefined {
   const fn = (value as { getTransactionStatus?: unknown }).getTransactionStatus;
   return typeof fn === 'function' ? (fn.call(value) as string | null) : undefined;
 }

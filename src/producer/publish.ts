@@ -15,6 +15,8 @@ import {
   validateQueue,
 } from './publish-options.js';
 import type { ProducerSql } from './sql.js';
+import { type NotifyMode, planWake, wakeAfterStatement } from './wake-after-commit.js';
+import type { WakeNotifier } from './wake-notifier.js';
 
 /** What the producer needs from its Outbox, resolved once at construction. */
 export interface ProducerContext {
@@ -24,6 +26,9 @@ export interface ProducerContext {
   readonly preparedStatements: boolean;
   readonly middlewares: MiddlewareChain;
   readonly emit: (event: OutboxEvent) => void;
+  /** How publishes wake listeners (architecture/decisions/0004-wake-up-after-commit.md). */
+  readonly notify: NotifyMode;
+  readonly notifier: WakeNotifier;
 }
 
 /** The most rows one publishBatch() may insert: bounds the statement's memory on both ends. */
@@ -53,7 +58,8 @@ async function failBeforeInsert(ctx: ProducerContext, scope: Omit<PublishScope, 
 
 /**
  * Inserts one message through the caller's executor (their open transaction) and wakes the
- * queue's subscribers when it is due. Returns the row id, or null when `timerId` is already live.
+ * queue's subscribers when it is due: after the caller's COMMIT by default, or inside the
+ * transaction (see planWake). Returns the row id, or null when `timerId` is already live.
  * Never begins, commits or rolls back.
  */
 export async function publish(
@@ -93,12 +99,16 @@ export async function publish(
       encoded.payload,
       withInjectedHeaders(encoded.headers, injected),
       ...activation(resolved),
-      ctx.channel,
     ];
+    const inTransaction = planWake(ctx.notify, executor, ctx.notifier) === 'in-transaction';
+    if (inTransaction) values.push(ctx.channel);
     if (resolved.timerId !== undefined) values.push(resolved.timerId);
-    const stmt = resolved.timerId === undefined ? ctx.sql.publish : ctx.sql.publishTimer;
+    const sql = inTransaction ? ctx.sql : ctx.sql.afterCommit;
+    const stmt = resolved.timerId === undefined ? sql.publish : sql.publishTimer;
     const result = await query(ctx, executor, stmt, values);
-    const id = (result.rows[0] as { id: string } | undefined)?.id ?? null;
+    const row = result.rows[0] as { id: string; due?: boolean } | undefined;
+    if (!inTransaction && row?.due === true) wakeAfterStatement(executor, ctx.notifier, validQueue);
+    const id = row?.id ?? null;
     return { ids: [id], inserted: id === null ? 0 : 1 };
   });
   return ids[0] ?? null;
@@ -153,14 +163,18 @@ export async function publishBatch(
     correlationId: resolved.correlationId ?? resolved.headers[CORRELATION_ID_HEADER],
   };
   const { ids } = await observePublish(ctx.middlewares, ctx.emit, scope, async (injected) => {
-    const result = await query(ctx, executor, ctx.sql.publishBatch, [
+    const inTransaction = planWake(ctx.notify, executor, ctx.notifier) === 'in-transaction';
+    const values: unknown[] = [
       validQueue,
       payloads,
       headerList.map((headers) => withInjectedHeaders(headers, injected)),
       ...activation(resolved),
-      ctx.channel,
-    ]);
-    const inserted = (result.rows as { id: string }[]).map((row) => row.id);
+    ];
+    if (inTransaction) values.push(ctx.channel);
+    const stmt = inTransaction ? ctx.sql.publishBatch : ctx.sql.afterCommit.publishBatch;
+    const rows = (await query(ctx, executor, stmt, values)).rows as { id: string; due?: boolean }[];
+    if (!inTransaction && rows.some((row) => row.due === true)) wakeAfterStatement(executor, ctx.notifier, validQueue);
+    const inserted = rows.map((row) => row.id);
     return { ids: inserted, inserted: inserted.length };
   });
   return ids as string[];

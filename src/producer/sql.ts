@@ -2,14 +2,19 @@ import type { SchemaNames } from '../schema/schema-names.js';
 import { type Statement, statement } from '../util/statement.js';
 
 /**
- * Producer statements, built once per Outbox. Each publish is ONE statement: the insert and its
- * wake-up NOTIFY travel together, so publish costs one round trip.
+ * Producer statements, built once per Outbox. Each publish is ONE statement, in two variants that
+ * differ only in how the wake-up travels (architecture/decisions/0004-wake-up-after-commit.md):
  *
- * Wake-up: pg_notify runs in the caller's transaction, so a rollback (or a rolled-back savepoint)
- * discards it with the row. Postgres itself delivers identical (channel, payload) notifications of
- * one transaction once, so 1,000 publishes to one queue in one transaction wake listeners once,
- * with no client-side bookkeeping that could go stale across pooled transactions. Future-dated rows
- * (next_attempt_at > now(), by the database clock) and timer conflicts (no row) send nothing.
+ * - `afterCommit` (the default): the insert returns `due` (next_attempt_at <= now(), by the
+ *   database clock) per row and sends nothing. The caller's transaction never calls pg_notify, so
+ *   its COMMIT does not take PostgreSQL's cluster-wide notify lock; the publishing process sends
+ *   the NOTIFY on its own connection once it has seen the COMMIT (src/producer/wake-after-commit.ts).
+ * - `publish` / `publishTimer` / `publishBatch` (`notify: 'in-transaction'`, and executors whose
+ *   COMMIT cannot be observed): pg_notify runs in the caller's transaction, so a rollback (or a
+ *   rolled-back savepoint) discards it with the row, and Postgres delivers identical (channel,
+ *   payload) notifications of one transaction once. The price is the notify lock at every commit.
+ *
+ * Future-dated rows and timer conflicts (no row) wake nobody in either variant.
  * See architecture/producer.md.
  */
 export interface ProducerSql {
@@ -19,6 +24,12 @@ export interface ProducerSql {
   readonly publishTimer: Statement;
   /** $1 queue, $2 payloads (bytea[]), $3 headers (jsonb[]), $4 activateAt or NULL, $5 activateInMs, $6 channel. */
   readonly publishBatch: Statement;
+  /** The same inserts without pg_notify and without the channel parameter (publishTimer: $6 is the timer_id); each row returns `due`. */
+  readonly afterCommit: {
+    readonly publish: Statement;
+    readonly publishTimer: Statement;
+    readonly publishBatch: Statement;
+  };
   /** $1 queue, $2 timer_id. Only unleased rows: a leased row's handler is already running. Index: timer_uq. */
   readonly cancelTimer: Statement;
   /**
@@ -31,38 +42,38 @@ export interface ProducerSql {
 }
 
 const NEXT_ATTEMPT = `COALESCE($4::timestamptz, now() + $5::double precision * interval '1 millisecond')`;
-const WAKE = `CASE WHEN next_attempt_at <= now() THEN pg_notify($6::text, $1::text) END`;
+const WAKE = `CASE WHEN next_attempt_at <= now() THEN pg_notify($6::text, $1::text) END AS woke`;
+const DUE = `next_attempt_at <= now() AS due`;
 const ROW_COLUMNS = `id::text AS id, queue, payload, headers, created_at, next_attempt_at, first_attempt_at, last_attempt_at,
   attempts_count, deliveries_count, acquired_at, timer_id`;
 
 export function buildProducerSql(names: SchemaNames): ProducerSql {
   const t = names.outbox.sql;
   const insertValues = `INSERT INTO ${t} (queue, payload, headers, next_attempt_at) VALUES ($1::text, $2::bytea, $3::jsonb, ${NEXT_ATTEMPT})`;
-  return {
-    publish: statement(
-      'publish',
-      `WITH inserted AS (${insertValues} RETURNING id, next_attempt_at)
-SELECT id::text AS id, ${WAKE} AS woke FROM inserted`,
-    ),
-    publishTimer: statement(
-      'publish_timer',
-      `WITH inserted AS (
+  const single = (wake: string) => `WITH inserted AS (${insertValues} RETURNING id, next_attempt_at)
+SELECT id::text AS id, ${wake} FROM inserted`;
+  const timer = (wake: string, timerParam: string) => `WITH inserted AS (
   INSERT INTO ${t} (queue, payload, headers, next_attempt_at, timer_id)
-  VALUES ($1::text, $2::bytea, $3::jsonb, ${NEXT_ATTEMPT}, $7::text)
+  VALUES ($1::text, $2::bytea, $3::jsonb, ${NEXT_ATTEMPT}, ${timerParam}::text)
   ON CONFLICT (queue, timer_id) WHERE timer_id IS NOT NULL DO NOTHING
   RETURNING id, next_attempt_at)
-SELECT id::text AS id, ${WAKE} AS woke FROM inserted`,
-    ),
-    publishBatch: statement(
-      'publish_batch',
-      `WITH inserted AS (
+SELECT id::text AS id, ${wake} FROM inserted`;
+  const batch = (wake: string) => `WITH inserted AS (
   INSERT INTO ${t} (queue, payload, headers, next_attempt_at)
   SELECT $1::text, b.payload, b.headers, ${NEXT_ATTEMPT}
   FROM unnest($2::bytea[], $3::jsonb[]) WITH ORDINALITY AS b(payload, headers, ord)
   ORDER BY b.ord
   RETURNING id, next_attempt_at)
-SELECT id::text AS id, ${WAKE} AS woke FROM inserted ORDER BY inserted.id`,
-    ),
+SELECT id::text AS id, ${wake} FROM inserted ORDER BY inserted.id`;
+  return {
+    publish: statement('publish', single(WAKE)),
+    publishTimer: statement('publish_timer', timer(WAKE, '$7')),
+    publishBatch: statement('publish_batch', batch(WAKE)),
+    afterCommit: {
+      publish: statement('publish_quiet', single(DUE)),
+      publishTimer: statement('publish_timer_quiet', timer(DUE, '$6')),
+      publishBatch: statement('publish_batch_quiet', batch(DUE)),
+    },
     cancelTimer: statement(
       'cancel_timer',
       `DELETE FROM ${t} WHERE queue = $1::text AND timer_id = $2::text AND acquired_token IS NULL RETURNING id`,

@@ -5,188 +5,221 @@ import { NotInTransactionError } from '../../src/index.js';
 import { useTestDatabase } from '../support/database.js';
 import { listen } from '../support/listen.js';
 import { outboxFactory } from '../support/outboxes.js';
+import { waitFor } from '../support/wait-for.js';
 
 const db = useTestDatabase(import.meta.url);
 const newOutbox = outboxFactory(db);
 
-async function rowCount(queue: string): Promise<number> {
-  const { rows } = await db.pool.query<{ n: string }>('SELECT count(*) AS n FROM outbox WHERE queue = $1', [queue]);
-  return Number(rows[0]?.n);
-}
+/**
+ * Every scenario runs in both wake-up modes (decision 0004), each on its own table and channel:
+ * the default 'after-commit' (NOTIFY from the Outbox's notifier once the COMMIT was seen) and
+ * 'in-transaction' (pg_notify inside the insert). Where they differ, the test says so.
+ */
+for (const notify of ['after-commit', 'in-transaction'] as const) {
+  describe(`publish inside the caller transaction (DESIGN invariant 1), notify: '${notify}'`, () => {
+    const table = notify === 'after-commit' ? 'outbox' : 'outbox_in_tx';
+    const channel = `txoutbox.${table}`;
+    const instance = newOutbox({ pool: db.pool, table, notify });
+    const outbox = () => instance;
 
-describe('publish inside the caller transaction (DESIGN invariant 1)', () => {
-  const instance = newOutbox({ pool: db.pool });
-  const outbox = () => instance;
-
-  before(async () => {
-    await outbox().migrate();
-  });
-
-  test('a committed publish leaves one row and wakes listeners once', async () => {
-    const listener = await listen(db.url, 'txoutbox.outbox');
-    const client = await db.pool.connect();
-    try {
-      await client.query('BEGIN');
-      const id = await outbox().publish(client, 'commit.q', { n: 1 });
-      await client.query('COMMIT');
-      assert.match(id ?? '', /^\d+$/);
-      await listener.waitFor('commit.q');
-      assert.deepEqual(listener.payloads, ['commit.q']);
-      assert.equal(await rowCount('commit.q'), 1);
-    } finally {
-      client.release();
-      await listener.close();
+    async function rowCount(queue: string): Promise<number> {
+      const { rows } = await db.pool.query<{ n: string }>(`SELECT count(*) AS n FROM ${table} WHERE queue = $1`, [queue]);
+      return Number(rows[0]?.n);
     }
-  });
 
-  test('a rolled-back transaction leaves no row and delivers no NOTIFY', async () => {
-    const listener = await listen(db.url, 'txoutbox.outbox');
-    const client = await db.pool.connect();
-    try {
-      await client.query('BEGIN');
-      await outbox().publish(client, 'rollback.q', { n: 1 });
-      await outbox().publishBatch(client, 'rollback.q', [1, 2, 3]);
-      await client.query('ROLLBACK');
-      // A later committed sentinel: notifications arrive in commit order.
-      await client.query('BEGIN');
-      await outbox().publish(client, 'sentinel.q', 'x');
-      await client.query('COMMIT');
-      await listener.waitFor('sentinel.q');
-      assert.deepEqual(listener.payloads, ['sentinel.q']);
-      assert.equal(await rowCount('rollback.q'), 0);
-    } finally {
-      client.release();
-      await listener.close();
-    }
-  });
+    before(async () => {
+      await outbox().migrate();
+    });
 
-  test('1,000 publishes to one queue in one transaction deliver one NOTIFY', async () => {
-    const listener = await listen(db.url, 'txoutbox.outbox');
-    const client = await db.pool.connect();
-    try {
-      await client.query('BEGIN');
-      for (let i = 0; i < 1000; i += 1) await outbox().publish(client, 'many.q', { i });
-      await outbox().publish(client, 'other.q', 'one');
-      await client.query('COMMIT');
-      await client.query('BEGIN');
-      await outbox().publish(client, 'sentinel.q', 'x');
-      await client.query('COMMIT');
-      await listener.waitFor('sentinel.q');
-      assert.deepEqual(listener.payloads, ['many.q', 'other.q', 'sentinel.q']);
-      assert.equal(await rowCount('many.q'), 1000);
-    } finally {
-      client.release();
-      await listener.close();
-    }
-  });
-
-  test('successive transactions on one pooled client each wake listeners', async () => {
-    const listener = await listen(db.url, 'txoutbox.outbox');
-    const client = await db.pool.connect();
-    try {
-      for (let i = 0; i < 3; i += 1) {
+    test('a committed publish leaves one row and wakes listeners once', async () => {
+      const listener = await listen(db.url, channel);
+      const client = await db.pool.connect();
+      try {
         await client.query('BEGIN');
-        await outbox().publish(client, 'again.q', { i });
+        const id = await outbox().publish(client, 'commit.q', { n: 1 });
         await client.query('COMMIT');
+        assert.match(id ?? '', /^\d+$/);
+        await listener.waitFor('commit.q');
+        assert.deepEqual(listener.payloads, ['commit.q']);
+        assert.equal(await rowCount('commit.q'), 1);
+      } finally {
+        client.release();
+        await listener.close();
       }
-      await client.query('BEGIN');
-      await outbox().publish(client, 'sentinel.q', 'x');
-      await client.query('COMMIT');
-      await listener.waitFor('sentinel.q');
-      assert.deepEqual(listener.payloads, ['again.q', 'again.q', 'again.q', 'sentinel.q']);
-    } finally {
-      client.release();
-      await listener.close();
-    }
-  });
+    });
 
-  test('a savepoint rolled back after sending the NOTIFY does not suppress a later one', async () => {
-    const listener = await listen(db.url, 'txoutbox.outbox');
-    const client = await db.pool.connect();
-    try {
-      await client.query('BEGIN');
-      await client.query('SAVEPOINT s1');
-      await outbox().publish(client, 'savepoint.q', 'discarded');
-      await client.query('ROLLBACK TO SAVEPOINT s1');
-      await outbox().publish(client, 'savepoint.q', 'kept');
-      await client.query('COMMIT');
-      await client.query('BEGIN');
-      await outbox().publish(client, 'sentinel.q', 'x');
-      await client.query('COMMIT');
-      await listener.waitFor('sentinel.q');
-      assert.deepEqual(listener.payloads, ['savepoint.q', 'sentinel.q']);
-      const rows = await outbox().fetchUnprocessed({ queue: 'savepoint.q' });
-      assert.deepEqual(
-        rows.map((r) => r.body),
-        ['kept'],
-      );
-    } finally {
-      client.release();
-      await listener.close();
-    }
-  });
+    test('a rolled-back transaction leaves no row and delivers no NOTIFY', async () => {
+      const listener = await listen(db.url, channel);
+      const client = await db.pool.connect();
+      try {
+        await client.query('BEGIN');
+        await outbox().publish(client, 'rollback.q', { n: 1 });
+        await outbox().publishBatch(client, 'rollback.q', [1, 2, 3]);
+        await client.query('ROLLBACK');
+        // A later committed sentinel: notifications arrive in commit order.
+        await client.query('BEGIN');
+        await outbox().publish(client, 'sentinel.q', 'x');
+        await client.query('COMMIT');
+        await listener.waitFor('sentinel.q');
+        assert.deepEqual(listener.payloads, ['sentinel.q']);
+        assert.equal(await rowCount('rollback.q'), 0);
+      } finally {
+        client.release();
+        await listener.close();
+      }
+    });
 
-  test('a savepoint rolled back alone keeps the outer NOTIFY', async () => {
-    const listener = await listen(db.url, 'txoutbox.outbox');
-    const client = await db.pool.connect();
-    try {
-      await client.query('BEGIN');
-      await outbox().publish(client, 'outer.q', 'outer');
-      await client.query('SAVEPOINT s1');
-      await outbox().publish(client, 'outer.q', 'inner');
-      await client.query('ROLLBACK TO SAVEPOINT s1');
-      await client.query('COMMIT');
-      await client.query('BEGIN');
-      await outbox().publish(client, 'sentinel.q', 'x');
-      await client.query('COMMIT');
-      await listener.waitFor('sentinel.q');
-      assert.deepEqual(listener.payloads, ['outer.q', 'sentinel.q']);
-      assert.equal(await rowCount('outer.q'), 1);
-    } finally {
-      client.release();
-      await listener.close();
-    }
-  });
+    test('1,000 publishes to one queue in one transaction deliver one NOTIFY', async () => {
+      const listener = await listen(db.url, channel);
+      const client = await db.pool.connect();
+      try {
+        await client.query('BEGIN');
+        for (let i = 0; i < 1000; i += 1) await outbox().publish(client, 'many.q', { i });
+        await outbox().publish(client, 'other.q', 'one');
+        await client.query('COMMIT');
+        await client.query('BEGIN');
+        await outbox().publish(client, 'sentinel.q', 'x');
+        await client.query('COMMIT');
+        await listener.waitFor('sentinel.q');
+        assert.deepEqual(listener.payloads, ['many.q', 'other.q', 'sentinel.q']);
+        assert.equal(await rowCount('many.q'), 1000);
+      } finally {
+        client.release();
+        await listener.close();
+      }
+    });
 
-  test('future-dated rows and timer conflicts send no NOTIFY; due ones do', async () => {
-    const listener = await listen(db.url, 'txoutbox.outbox');
-    const client = await db.pool.connect();
-    try {
-      await client.query('BEGIN');
-      await outbox().publish(client, 'later.q', 'a', { activateInMs: 60_000 });
-      await outbox().publish(client, 'later.q', 'b', { activateAt: new Date(Date.now() + 60_000) });
-      await outbox().publishBatch(client, 'later.q', ['c', 'd'], { activateInMs: 60_000 });
-      await outbox().publish(client, 'timer.q', 'first', { timerId: 't1', activateInMs: 60_000 });
-      await client.query('COMMIT');
-      await client.query('BEGIN');
-      assert.equal(await outbox().publish(client, 'timer.q', 'dup', { timerId: 't1' }), null);
-      await outbox().publish(client, 'past.q', 'e', { activateAt: new Date(Date.now() - 60_000) });
-      await client.query('COMMIT');
-      await client.query('BEGIN');
-      await outbox().publish(client, 'sentinel.q', 'x');
-      await client.query('COMMIT');
-      await listener.waitFor('sentinel.q');
-      assert.deepEqual(listener.payloads, ['past.q', 'sentinel.q']);
-    } finally {
-      client.release();
-      await listener.close();
-    }
-  });
+    test('successive transactions on one pooled client each wake listeners', async () => {
+      // After-commit wake-ups are coalesced across transactions (decision 0004): commits close
+      // together may share one NOTIFY. What must hold is that no state survives a transaction: each
+      // commit is followed by a wake-up that arrives after it.
+      const listener = await listen(db.url, channel);
+      const client = await db.pool.connect();
+      try {
+        for (let i = 0; i < 3; i += 1) {
+          await client.query('BEGIN');
+          await outbox().publish(client, 'again.q', { i });
+          await client.query('COMMIT');
+          await waitFor(() => listener.payloads.filter((p) => p === 'again.q').length === i + 1, { what: `wake-up ${i + 1}` });
+        }
+        assert.deepEqual(listener.payloads, ['again.q', 'again.q', 'again.q']);
+      } finally {
+        client.release();
+        await listener.close();
+      }
+    });
 
-  test('a pool or a client outside BEGIN is refused unless autocommit is explicit', async () => {
-    await assert.rejects(outbox().publish(db.pool, 'pool.q', 'x'), NotInTransactionError);
-    await assert.rejects(outbox().publishBatch(db.pool, 'pool.q', ['x']), NotInTransactionError);
-    const client = await db.pool.connect();
-    try {
-      await assert.rejects(outbox().publish(client, 'idle.q', 'x'), /not inside a transaction/);
-      assert.equal((await rowCount('pool.q')) + (await rowCount('idle.q')), 0);
-      await outbox().publish(client, 'idle.q', 'x', { autocommit: true });
-      await outbox().publish(db.pool, 'pool.q', 'x', { autocommit: true });
-      assert.equal(await rowCount('idle.q'), 1);
-      assert.equal(await rowCount('pool.q'), 1);
-    } finally {
-      client.release();
-    }
-    await assert.rejects(outbox().publish({}, 'x.q', 'x'), NotInTransactionError);
+    test('a savepoint rolled back after sending the NOTIFY does not suppress a later one', async () => {
+      const listener = await listen(db.url, channel);
+      const client = await db.pool.connect();
+      try {
+        await client.query('BEGIN');
+        await client.query('SAVEPOINT s1');
+        await outbox().publish(client, 'savepoint.q', 'discarded');
+        await client.query('ROLLBACK TO SAVEPOINT s1');
+        await outbox().publish(client, 'savepoint.q', 'kept');
+        await client.query('COMMIT');
+        await client.query('BEGIN');
+        await outbox().publish(client, 'sentinel.q', 'x');
+        await client.query('COMMIT');
+        await listener.waitFor('sentinel.q');
+        assert.deepEqual(listener.payloads, ['savepoint.q', 'sentinel.q']);
+        const rows = await outbox().fetchUnprocessed({ queue: 'savepoint.q' });
+        assert.deepEqual(
+          rows.map((r) => r.body),
+          ['kept'],
+        );
+      } finally {
+        client.release();
+        await listener.close();
+      }
+    });
+
+    test('a savepoint rolled back alone keeps the outer NOTIFY', async () => {
+      const listener = await listen(db.url, channel);
+      const client = await db.pool.connect();
+      try {
+        await client.query('BEGIN');
+        await outbox().publish(client, 'outer.q', 'outer');
+        await client.query('SAVEPOINT s1');
+        await outbox().publish(client, 'outer.q', 'inner');
+        await client.query('ROLLBACK TO SAVEPOINT s1');
+        await client.query('COMMIT');
+        await client.query('BEGIN');
+        await outbox().publish(client, 'sentinel.q', 'x');
+        await client.query('COMMIT');
+        await listener.waitFor('sentinel.q');
+        assert.deepEqual(listener.payloads, ['outer.q', 'sentinel.q']);
+        assert.equal(await rowCount('outer.q'), 1);
+      } finally {
+        client.release();
+        await listener.close();
+      }
+    });
+
+    test('a publish discarded by ROLLBACK TO SAVEPOINT: no row; no NOTIFY in-transaction, one spurious wake-up after-commit', async () => {
+      const listener = await listen(db.url, channel);
+      const client = await db.pool.connect();
+      try {
+        await client.query('BEGIN');
+        await client.query('SAVEPOINT s1');
+        await outbox().publish(client, 'discarded.q', 'x');
+        await client.query('ROLLBACK TO SAVEPOINT s1');
+        await client.query('COMMIT');
+        await client.query('BEGIN');
+        await outbox().publish(client, 'sentinel.q', 'x');
+        await client.query('COMMIT');
+        await listener.waitFor('sentinel.q');
+        // The protocol does not say which savepoint a ROLLBACK undid, so after-commit keeps the
+        // wake-up: at worst one empty fetch, never a missed row (decision 0004).
+        assert.deepEqual(listener.payloads, notify === 'after-commit' ? ['discarded.q', 'sentinel.q'] : ['sentinel.q']);
+        assert.equal(await rowCount('discarded.q'), 0);
+      } finally {
+        client.release();
+        await listener.close();
+      }
+    });
+
+    test('future-dated rows and timer conflicts send no NOTIFY; due ones do', async () => {
+      const listener = await listen(db.url, channel);
+      const client = await db.pool.connect();
+      try {
+        await client.query('BEGIN');
+        await outbox().publish(client, 'later.q', 'a', { activateInMs: 60_000 });
+        await outbox().publish(client, 'later.q', 'b', { activateAt: new Date(Date.now() + 60_000) });
+        await outbox().publishBatch(client, 'later.q', ['c', 'd'], { activateInMs: 60_000 });
+        await outbox().publish(client, 'timer.q', 'first', { timerId: 't1', activateInMs: 60_000 });
+        await client.query('COMMIT');
+        await client.query('BEGIN');
+        assert.equal(await outbox().publish(client, 'timer.q', 'dup', { timerId: 't1' }), null);
+        await outbox().publish(client, 'past.q', 'e', { activateAt: new Date(Date.now() - 60_000) });
+        await client.query('COMMIT');
+        await client.query('BEGIN');
+        await outbox().publish(client, 'sentinel.q', 'x');
+        await client.query('COMMIT');
+        await listener.waitFor('sentinel.q');
+        assert.deepEqual(listener.payloads, ['past.q', 'sentinel.q']);
+      } finally {
+        client.release();
+        await listener.close();
+      }
+    });
+
+    test('a pool or a client outside BEGIN is refused unless autocommit is explicit', async () => {
+      await assert.rejects(outbox().publish(db.pool, 'pool.q', 'x'), NotInTransactionError);
+      await assert.rejects(outbox().publishBatch(db.pool, 'pool.q', ['x']), NotInTransactionError);
+      const client = await db.pool.connect();
+      try {
+        await assert.rejects(outbox().publish(client, 'idle.q', 'x'), /not inside a transaction/);
+        assert.equal((await rowCount('pool.q')) + (await rowCount('idle.q')), 0);
+        await outbox().publish(client, 'idle.q', 'x', { autocommit: true });
+        await outbox().publish(db.pool, 'pool.q', 'x', { autocommit: true });
+        assert.equal(await rowCount('idle.q'), 1);
+        assert.equal(await rowCount('pool.q'), 1);
+      } finally {
+        client.release();
+      }
+      await assert.rejects(outbox().publish({}, 'x.q', 'x'), NotInTransactionError);
+    });
   });
-});
+}

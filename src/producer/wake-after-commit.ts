@@ -1,0 +1,167 @@
+import { isPool, transactionStatus } from './executor.js';
+import type { WakeNotifier } from './wake-notifier.js';
+
+/**
+ * Wake-up after commit (architecture/decisions/0004-wake-up-after-commit.md).
+ *
+ * A transaction that calls pg_notify takes PostgreSQL's cluster-wide notify lock at COMMIT and
+ * holds it through its WAL flush, so notifying publishers commit one at a time (W1: ~80 % of
+ * backend time in Lock:object). In 'after-commit' mode the caller's transaction sends no NOTIFY:
+ * publish watches the caller's node-postgres connection for the COMMIT, and the Outbox's
+ * WakeNotifier then sends it from a connection of its own, coalesced.
+ *
+ * The promise kept: a wake-up is sent only after a COMMIT that followed the publish on the same
+ * connection — never before the row is visible. It may be spurious (a publish discarded by
+ * ROLLBACK TO SAVEPOINT or ROLLBACK AND CHAIN still wakes the queue at the next COMMIT: one empty
+ * fetch), and it may be missing (the process dies between COMMIT and NOTIFY, the notifier's
+ * connection is down, PREPARE TRANSACTION): polling delivers those rows, as it always did when a
+ * NOTIFY was lost.
+ */
+
+/** How `publish` wakes listeners. */
+export type NotifyMode = 'after-commit' | 'in-transaction';
+
+/** The slice of node-postgres' `client.connection` (an EventEmitter of parsed protocol messages) used here. */
+interface ProtocolEvents {
+  on(event: string, listener: (message: never) => void): unknown;
+  removeListener(event: string, listener: (message: never) => void): unknown;
+}
+
+function protocolEvents(executor: object): ProtocolEvents | undefined {
+  const connection = (executor as { connection?: Partial<ProtocolEvents> | null }).connection;
+  return connection !== null &&
+    typeof connection === 'object' &&
+    typeof connection.on === 'function' &&
+    typeof connection.removeListener === 'function'
+    ? (connection as ProtocolEvents)
+    : undefined;
+}
+
+/**
+ * The wake-ups owed by the open transaction of one connection, released when it commits. One per
+ * connection, kept for the connection's life (a WeakMap entry) and armed only while a transaction
+ * owes a wake-up: its three listeners are attached on the first publish of a transaction and
+ * detached when the transaction ends, so a connection never carries more than one extra listener
+ * per event, and none between transactions. 1,000 publishes in one transaction, from any number
+ * of Outboxes, share it.
+ *
+ * Reads the messages node-postgres already parses. A CommandComplete tagged `COMMIT` (`COMMIT`,
+ * `END`, `COMMIT AND CHAIN`) and then ReadyForQuery: the transaction committed → wake. PostgreSQL
+ * tags a COMMIT of a failed transaction `ROLLBACK`, and a COMMIT that fails (deferred constraint,
+ * serialization failure) answers with an error: both, like ROLLBACK and PREPARE TRANSACTION, end
+ * at ReadyForQuery `I` without a `COMMIT` tag → drop. The connection closing → drop. A `ROLLBACK`
+ * tag followed by ReadyForQuery `T` is either ROLLBACK TO SAVEPOINT or ROLLBACK AND CHAIN, which
+ * the protocol does not tell apart → keep (a possible spurious wake-up, never a missing one).
+ */
+class CommitWatch {
+  readonly #events: ProtocolEvents;
+  readonly #owed = new Map<WakeNotifier, Set<string>>();
+  #armed = false;
+  #committed = false;
+  readonly #onCommandComplete: (message: { text?: string }) => void;
+  readonly #onReadyForQuery: (message: { status?: string }) => void;
+  readonly #onEnd: () => void;
+
+  constructor(events: ProtocolEvents) {
+    this.#events = events;
+    // Bound once per connection, not per transaction.
+    this.#onCommandComplete = (message) => {
+      if (message.text === 'COMMIT') this.#committed = true;
+    };
+    this.#onReadyForQuery = (message) => {
+      if (this.#committed) this.#release();
+      else if (message.status === 'I') this.#disarm();
+    };
+    this.#onEnd = () => {
+      this.#disarm();
+    };
+  }
+
+  add(notifier: WakeNotifier, queue: string): void {
+    if (!this.#armed) {
+      this.#armed = true;
+      this.#committed = false;
+      this.#events.on('commandComplete', this.#onCommandComplete);
+      this.#events.on('readyForQuery', this.#onReadyForQuery);
+      this.#events.on('end', this.#onEnd);
+    }
+    let queues = this.#owed.get(notifier);
+    if (queues === undefined) {
+      queues = new Set();
+      this.#owed.set(notifier, queues);
+    }
+    queues.add(queue);
+  }
+
+  #release(): void {
+    const owed = [...this.#owed];
+    this.#disarm();
+    for (const [notifier, queues] of owed) for (const queue of queues) notifier.request(queue);
+  }
+
+  #disarm(): void {
+    this.#armed = false;
+    this.#owed.clear();
+    this.#events.removeListener('commandComplete', this.#onCommandComplete);
+    this.#events.removeListener('readyForQuery', this.#onReadyForQuery);
+    this.#events.removeListener('end', this.#onEnd);
+  }
+}
+
+const watches = new WeakMap<ProtocolEvents, CommitWatch>();
+
+/**
+ * How one publish wakes listeners: `'in-transaction'` → the statement calls pg_notify itself;
+ * `'after-statement'` → call wakeAfterStatement() right after the statement returned a due row
+ * (in the same run of microtasks).
+ */
+export type WakePlan = 'in-transaction' | 'after-statement';
+
+/** A node-postgres client whose COMMIT this process can see: status, protocol events, no pipelining. */
+function observable(executor: object): boolean {
+  return (
+    transactionStatus(executor) !== undefined &&
+    (executor as { pipeline?: unknown }).pipeline !== true &&
+    protocolEvents(executor) !== undefined
+  );
+}
+
+/**
+ * Chosen before the statement is sent, because it picks the statement:
+ * - `in-transaction` mode, or the Outbox stopped (its notifier is closed) → pg_notify in the statement;
+ * - a pool (`autocommit: true`), or a node-postgres client → after the statement (wakeAfterStatement);
+ * - anything else (another driver, a wrapper without `connection`, pg < 8.13 without
+ *   getTransactionStatus, a `pipeline: true` client) → pg_notify in the statement, always correct.
+ */
+export function planWake(mode: NotifyMode, executor: object, notifier: WakeNotifier): WakePlan {
+  if (mode === 'in-transaction' || notifier.stopped) return 'in-transaction';
+  return isPool(executor) || observable(executor) ? 'after-statement' : 'in-transaction';
+}
+
+/**
+ * After a statement planned 'after-statement' returned a due row:
+ * - a pool: the statement was its own transaction, committed when it returned → wake now;
+ * - a client whose ReadyForQuery for this statement reported idle (`autocommit: true`, or a COMMIT
+ *   that overtook an un-awaited publish) → wake now;
+ * - a client inside a transaction → when its COMMIT is seen (CommitWatch).
+ *
+ * Why the watch starts after the statement, not before: without pipelining node-postgres sends a
+ * client's next query only once this one's ReadyForQuery arrived, so nothing that follows can
+ * have been answered before this runs (in the microtasks right after the result); and queries
+ * queued ahead of the publish — an un-awaited COMMIT — are behind us, so they cannot be mistaken
+ * for our transaction's COMMIT. With `pipeline: true`, answers to later queries can arrive in the
+ * same read as ours, which is why planWake keeps pg_notify in the statement for pipelined clients.
+ */
+export function wakeAfterStatement(executor: object, notifier: WakeNotifier, queue: string): void {
+  const events = isPool(executor) || transactionStatus(executor) === 'I' ? undefined : protocolEvents(executor);
+  if (events === undefined) {
+    notifier.request(queue);
+    return;
+  }
+  let watch = watches.get(events);
+  if (watch === undefined) {
+    watch = new CommitWatch(events);
+    watches.set(events, watch);
+  }
+  watch.add(notifier, queue);
+}

@@ -1,0 +1,174 @@
+import pg from 'pg';
+
+import { errorMessage } from '../errors.js';
+import type { Logger } from '../util/logger.js';
+import { statement } from '../util/statement.js';
+
+/** At most one NOTIFY statement per this many ms per Outbox; the first of a quiet spell goes at once. */
+export const NOTIFY_MIN_INTERVAL_MS = 1;
+/** After a failed statement, wake-ups are dropped (polling delivers) for this long, then it reconnects. */
+export const RECONNECT_PAUSE_MS = 1_000;
+const CLOSE_TIMEOUT_MS = 1_000;
+
+/** $1 channel, $2 queues (text[]). One notification per queue; Postgres drops duplicates within the statement's transaction. */
+const WAKE = statement('wake', 'SELECT pg_notify($1::text, q) FROM unnest($2::text[]) AS q');
+
+export interface WakeNotifierOptions {
+  /** How to open the notifier's own connection (outside the pool): the same server and credentials as the pool. */
+  readonly clientConfig: pg.ClientConfig;
+  readonly channel: string;
+  readonly logger: Logger;
+  /** @default NOTIFY_MIN_INTERVAL_MS */
+  readonly minIntervalMs?: number;
+}
+
+/** The socket under a node-postgres client, to stop an idle connection from keeping the process alive. */
+function socketOf(client: pg.Client | undefined): { ref?: () => unknown; unref?: () => unknown } | undefined {
+  return (client as { connection?: { stream?: { ref?: () => unknown; unref?: () => unknown } } } | undefined)?.connection?.stream;
+}
+
+/**
+ * Sends `pg_notify(channel, queue)` for queues whose rows committed (decision 0004), from one
+ * connection of its own opened on first use, with `synchronous_commit = off`: a notification is
+ * delivered when its transaction commits, and losing one in a server crash only costs a poll
+ * interval, so the notifier never waits for a WAL flush and holds PostgreSQL's notify lock only
+ * for the instant of its own commit — instead of every publisher holding it through theirs.
+ *
+ * States (`#state`):
+ *   idle     nothing pending; the connection (if open) does not keep the process alive
+ *   sending  one statement in flight; requests arriving meanwhile wait in a set (deduplicated by
+ *            queue) and leave together in the next statement, no sooner than minIntervalMs after
+ *            the previous one → idle when the set is empty
+ *   stopped  requests are ignored; the connection is closed
+ * A failed connection or statement is logged (the error's message: node-postgres never puts the
+ * password there), its wake-ups are dropped, and requests are ignored for RECONNECT_PAUSE_MS; the
+ * next request after that reconnects. A connection that dies while idle is logged and replaced on
+ * the next request. NOTIFY stays a latency hint: polling finds every row the notifier missed.
+ */
+export class WakeNotifier {
+  readonly #options: WakeNotifierOptions;
+  readonly #minIntervalMs: number;
+  readonly #pending = new Set<string>();
+  #state: 'idle' | 'sending' | 'stopped' = 'idle';
+  #drained: Promise<void> = Promise.resolve();
+  #client: pg.Client | undefined;
+  #lastSentAt = Number.NEGATIVE_INFINITY;
+  #pausedUntil = 0;
+
+  constructor(options: WakeNotifierOptions) {
+    this.#options = options;
+    this.#minIntervalMs = options.minIntervalMs ?? NOTIFY_MIN_INTERVAL_MS;
+  }
+
+  /** After stop(): publishes fall back to pg_notify inside their own transaction. */
+  get stopped(): boolean {
+    return this.#isStopped();
+  }
+
+  /** A method, not a field read, so TypeScript does not narrow the state across awaits. */
+  #isStopped(): boolean {
+    return this.#state === 'stopped';
+  }
+
+  /** Asks for one NOTIFY of `queue` soon. Never throws, never waits. */
+  request(queue: string): void {
+    if (this.#isStopped() || performance.now() < this.#pausedUntil) return;
+    this.#pending.add(queue);
+    if (this.#state === 'sending') return;
+    this.#state = 'sending';
+    this.#drained = this.#drain();
+  }
+
+  async #drain(): Promise<void> {
+    try {
+      while (this.#pending.size > 0 && !this.#isStopped()) {
+        const wait = this.#lastSentAt + this.#minIntervalMs - performance.now();
+        if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+        if (this.#isStopped()) break;
+        const queues = [...this.#pending];
+        this.#pending.clear();
+        this.#lastSentAt = performance.now();
+        await this.#send(queues);
+      }
+    } finally {
+      // No await between the loop's last check and here: a request() arriving later starts a new drain.
+      if (!this.#isStopped()) this.#state = 'idle';
+      socketOf(this.#client)?.unref?.();
+    }
+  }
+
+  async #send(queues: string[]): Promise<void> {
+    try {
+      const client = this.#client ?? (await this.#connect());
+      socketOf(client)?.ref?.();
+      await client.query({ name: WAKE.name, text: WAKE.text, values: [this.#options.channel, queues] });
+    } catch (error) {
+      if (this.#isStopped()) return;
+      this.#options.logger.warn(
+        { channel: this.#options.channel, err: errorMessage(error), queues, retryInMs: RECONNECT_PAUSE_MS },
+        'wake-up NOTIFY failed; subscribers find these rows by polling, and the notifier reconnects',
+      );
+      this.#pending.clear();
+      this.#pausedUntil = performance.now() + RECONNECT_PAUSE_MS;
+      await this.#closeClient();
+    }
+  }
+
+  async #connect(): Promise<pg.Client> {
+    const client = new pg.Client(this.#options.clientConfig);
+    // An 'error' event without a listener would crash the process (a connection killed while idle).
+    client.on('error', (error) => {
+      this.#onConnectionError(client, error);
+    });
+    client.on('end', () => {
+      if (this.#client === client) this.#client = undefined;
+    });
+    try {
+      await client.connect();
+      await client.query('SET synchronous_commit = off');
+    } catch (error) {
+      await client.end().catch(() => undefined);
+      throw error;
+    }
+    if (this.#isStopped()) {
+      await client.end().catch(() => undefined);
+      throw new Error('the notifier stopped while connecting');
+    }
+    this.#client = client;
+    return client;
+  }
+
+  #onConnectionError(client: pg.Client, error: unknown): void {
+    if (this.#client !== client) return;
+    this.#client = undefined;
+    client.end().catch(() => undefined);
+    // While a statement is in flight it fails too, and #send logs it once.
+    if (this.#isStopped() || this.#state === 'sending') return;
+    this.#options.logger.warn(
+      { channel: this.#options.channel, err: errorMessage(error) },
+      'wake-up NOTIFY connection lost while idle; the next wake-up reconnects',
+    );
+  }
+
+  async #closeClient(): Promise<void> {
+    const client = this.#client;
+    this.#client = undefined;
+    if (client === undefined) return;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      client.end().catch(() => undefined),
+      new Promise((resolve) => (timer = setTimeout(resolve, CLOSE_TIMEOUT_MS))),
+    ]);
+    clearTimeout(timer);
+  }
+
+  /** Drops what is pending, waits (≤ 1 s) for the statement in flight, closes the connection. Idempotent. */
+  async stop(): Promise<void> {
+    this.#state = 'stopped';
+    this.#pending.clear();
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([this.#drained, new Promise((resolve) => (timer = setTimeout(resolve, CLOSE_TIMEOUT_MS)))]);
+    clearTimeout(timer);
+    await this.#closeClient();
+  }
+}

@@ -1,8 +1,6 @@
 /**
  * `npm run bench` (full: 3 repetitions) or `npm run bench -- --quick` (smoke run, under a minute).
- * Options: --out <dir> (default bench/results), --only W1,W3 (workloads), --systems txoutbox,raw,
- * --cpu-profile <dir> (a V8 CPU profile of every measured txoutbox phase).
- * DATABASE_URL: use that server instead of an embedded one (needs CREATE DATABASE).
+ * Options: see USAGE (`npm run bench -- --help`).
  */
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -23,7 +21,7 @@ import { pgBossSystem } from './systems/pgboss.js';
 import { rawSystem } from './systems/raw.js';
 import { seamsOn } from './systems/seams.js';
 import type { RunOptions, System, WorkloadId } from './systems/system.js';
-import { txoutboxSystem } from './systems/txoutbox.js';
+import { txoutboxInTransactionSystem, txoutboxSystem } from './systems/txoutbox.js';
 import {
   drainWorkload,
   FULL,
@@ -43,14 +41,50 @@ const { values: args } = parseArgs({
     only: { type: 'string' },
     systems: { type: 'string' },
     'cpu-profile': { type: 'string' },
+    reps: { type: 'string' },
+    help: { type: 'boolean', default: false },
   },
 });
 
-const sizes: Sizes = args.quick ? QUICK : FULL;
+const allSystems: System[] = [
+  txoutboxSystem,
+  txoutboxInTransactionSystem,
+  rawSystem(false),
+  rawSystem(true),
+  pgBossSystem,
+  graphileSystem,
+];
+
+const USAGE = `npm run bench -- [options]
+  --quick              smoke run: every workload and system once, small sizes (~30 s)
+  --only W1,W3         workloads to run (default: W1,W2,W3,W4,W5,W6)
+  --systems a,b        systems to run, by id: ${allSystems.map((s) => s.id).join(', ')} (default: all)
+  --reps N             repetitions (default: 3 full, 1 quick)
+  --out <dir>          where the results go (default: bench/results)
+  --cpu-profile <dir>  a V8 CPU profile of every measured txoutbox phase
+  --help               this text
+Environment: DATABASE_URL runs against that server instead of an embedded one (needs CREATE DATABASE).`;
+
+if (args.help) {
+  console.log(USAGE);
+  process.exit(0);
+}
+
+const baseSizes: Sizes = args.quick ? QUICK : FULL;
+const reps = args.reps === undefined ? baseSizes.reps : Number(args.reps);
+if (!Number.isInteger(reps) || reps < 1) {
+  console.error(`--reps: expected a positive integer, got ${args.reps}\n\n${USAGE}`);
+  process.exit(2);
+}
+const sizes: Sizes = { ...baseSizes, reps };
 const mode = args.quick ? 'quick' : 'full';
 const outDir = args.out ?? join(import.meta.dirname, '..', 'results');
 const onlyWorkloads = args.only?.split(',') ?? ['W1', 'W2', 'W3', 'W4', 'W5', 'W6'];
-const allSystems: System[] = [txoutboxSystem, rawSystem(false), rawSystem(true), pgBossSystem, graphileSystem];
+const unknownSystems = args.systems?.split(',').filter((id) => !allSystems.some((s) => s.id === id)) ?? [];
+if (unknownSystems.length > 0) {
+  console.error(`--systems: unknown ${unknownSystems.join(', ')}\n\n${USAGE}`);
+  process.exit(2);
+}
 const systems = args.systems === undefined ? allSystems : allSystems.filter((s) => args.systems?.split(',').includes(s.id));
 
 interface PlannedRun {
@@ -185,7 +219,7 @@ for (const entry of plan) {
     if (entry.preload > 0) await preload(ctx, entry.preload);
     const busyBefore = await waitForQuiet(args.quick ? 2_000 : 20_000);
     const profileName = `${entry.workload}-${entry.variant.replace(/\W+/g, '-')}-${entry.system.id}-${entry.rep}`;
-    const profileDir = entry.system === txoutboxSystem ? args['cpu-profile'] : undefined;
+    const profileDir = entry.system.id.startsWith('txoutbox') ? args['cpu-profile'] : undefined;
     const measured = await profiled(profileDir, profileName, () => entry.run(ctx));
     const cost = await meter.stop();
     if (entry.options.seams === 'on') otelStatus = (await seamsOn()).openTelemetry;

@@ -243,6 +243,21 @@ export function renderReport(results: BenchResults): string {
     table(['workload', '÷ raw SQL (the limit)', '÷ raw SQL + NOTIFY', '÷ best peer'], ratioRows),
   );
 
+  // The two wake-up modes of txoutbox (decision 0004), when both ran.
+  const modeRows = throughputVariants.flatMap((v) => {
+    const name = `${v.workload} ${v.variant}`;
+    const ratio = pairedRatio(get(name, 'txoutbox'), get(name, 'txoutbox-in-tx'));
+    return ratio === null ? [] : [[name, x(ratio)]];
+  });
+  if (modeRows.length > 0) {
+    out.push(
+      '',
+      "### Wake-up modes (txoutbox notify: 'after-commit' ÷ notify: 'in-transaction', median of per-repetition ratios)",
+      '',
+      table(['workload', 'after-commit ÷ in-transaction'], modeRows),
+    );
+  }
+
   // Targets.
   out.push('', '### Targets', '', renderTargets(results, get));
 
@@ -250,7 +265,7 @@ export function renderReport(results: BenchResults): string {
   out.push('', '### Where the time goes (txoutbox and raw SQL + NOTIFY, median run)', '');
   for (const v of variants) {
     const name = `${v.workload} ${v.variant}`;
-    for (const system of ['txoutbox', 'raw+notify', 'raw']) {
+    for (const system of ['txoutbox', 'txoutbox-in-tx', 'raw+notify', 'raw']) {
       if (system !== 'txoutbox' && !(v.workload === 'W1' || name === 'W3 drain c16')) continue;
       const g = get(name, system);
       const runs = g?.runs.filter((r) => r.cost !== undefined && r.msgsPerSec !== undefined) ?? [];

@@ -18,15 +18,20 @@ import {
 
 export const FETCH_BATCH_SIZE = 100;
 
+/** How publish wakes subscribers (the Outbox's `notify` option): the bench runs both side by side. */
+type NotifyMode = 'after-commit' | 'in-transaction';
+
 class TxOutboxInstance implements SystemInstance {
   readonly #url: string;
   readonly #options: RunOptions;
+  readonly #notify: NotifyMode;
   #outbox: Outbox | undefined;
   seams: Seams | undefined;
 
-  constructor(url: string, options: RunOptions) {
+  constructor(url: string, options: RunOptions, notify: NotifyMode) {
     this.#url = url;
     this.#options = options;
+    this.#notify = notify;
   }
 
   get #o(): Outbox {
@@ -39,6 +44,7 @@ class TxOutboxInstance implements SystemInstance {
     this.#outbox = new Outbox({
       connectionString: this.#url,
       logger: quietLogger,
+      notify: this.#notify,
       ...(this.seams === undefined ? {} : { recorder: this.seams.recorder, middlewares: this.seams.middlewares }),
     });
     await this.#outbox.migrate();
@@ -82,11 +88,32 @@ class TxOutboxInstance implements SystemInstance {
   }
 }
 
+const version = (JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string })
+  .version;
+
 export const txoutboxSystem: System = {
   id: 'txoutbox',
   label: 'txoutbox',
-  version: (JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string }).version,
+  version,
   skips: {},
-  tuning: `defaults (pool 10, LISTEN on, prepared statements) except subscribe({ concurrency: C, fetchBatchSize: ${FETCH_BATCH_SIZE} })`,
-  create: (url, options) => new TxOutboxInstance(url, options),
+  tuning: `defaults (pool 10, LISTEN on, prepared statements, notify: 'after-commit') except subscribe({ concurrency: C, fetchBatchSize: ${FETCH_BATCH_SIZE} })`,
+  create: (url, options) => new TxOutboxInstance(url, options, 'after-commit'),
+};
+
+/**
+ * txoutbox with `notify: 'in-transaction'`: pg_notify inside the publish statement, so every
+ * publishing transaction takes PostgreSQL's notify lock at COMMIT (decision 0004 measures both).
+ * Only publishing differs, so the drain workloads run once, under `txoutbox`.
+ */
+export const txoutboxInTransactionSystem: System = {
+  id: 'txoutbox-in-tx',
+  label: 'txoutbox (notify in-tx)',
+  version,
+  skips: {
+    W3: 'same consumer as txoutbox (the notify mode only changes publishing)',
+    W5: 'txoutbox only',
+    W6: 'txoutbox only',
+  },
+  tuning: "as txoutbox, with notify: 'in-transaction' (pg_notify inside the publish statement)",
+  create: (url, options) => new TxOutboxInstance(url, options, 'in-transaction'),
 };

@@ -73,6 +73,7 @@ export class Outbox {
       clientConfig: this.#options.clientConfig,
       channel: this.#options.names.channel,
       logger: this.#options.logger,
+      preparedStatements: this.#options.preparedStatements,
     });
     this.#producer = {
       sql: buildProducerSql(this.#options.names),

@@ -10,14 +10,24 @@ export const NOTIFY_MIN_INTERVAL_MS = 1;
 export const RECONNECT_PAUSE_MS = 1_000;
 const CLOSE_TIMEOUT_MS = 1_000;
 
-/** $1 channel, $2 queues (text[]). One notification per queue; Postgres drops duplicates within the statement's transaction. */
-const WAKE = statement('wake', 'SELECT pg_notify($1::text, q) FROM unnest($2::text[]) AS q');
+/**
+ * $1 channel, $2 queues (text[]): one notification per queue, in one implicit transaction that
+ * commits without waiting for its WAL flush. `set_config(…, true)` is local to that transaction
+ * (an InitPlan, evaluated once), never a session `SET`: behind PgBouncer in transaction mode a
+ * session setting would stay on a server connection that other clients' transactions then use.
+ */
+const WAKE = statement(
+  'wake',
+  `SELECT pg_notify($1::text, q) FROM unnest($2::text[]) AS q WHERE (SELECT set_config('synchronous_commit', 'off', true)) = 'off'`,
+);
 
 export interface WakeNotifierOptions {
   /** How to open the notifier's own connection (outside the pool): the same server and credentials as the pool. */
   readonly clientConfig: pg.ClientConfig;
   readonly channel: string;
   readonly logger: Logger;
+  /** false behind PgBouncer in transaction mode (< 1.21): the statement is sent unnamed. */
+  readonly preparedStatements: boolean;
   /** @default NOTIFY_MIN_INTERVAL_MS */
   readonly minIntervalMs?: number;
 }
@@ -29,10 +39,11 @@ function socketOf(client: pg.Client | undefined): { ref?: () => unknown; unref?:
 
 /**
  * Sends `pg_notify(channel, queue)` for queues whose rows committed (decision 0004), from one
- * connection of its own opened on first use, with `synchronous_commit = off`: a notification is
- * delivered when its transaction commits, and losing one in a server crash only costs a poll
- * interval, so the notifier never waits for a WAL flush and holds PostgreSQL's notify lock only
- * for the instant of its own commit — instead of every publisher holding it through theirs.
+ * connection of its own opened on first use, each statement committing with `synchronous_commit =
+ * off`: a notification is delivered when its transaction commits, and losing one in a server
+ * crash only costs a poll interval, so the notifier never waits for a WAL flush and holds
+ * PostgreSQL's notify lock only for the instant of its own commit — instead of every publisher
+ * holding it through theirs.
  *
  * States (`#state`):
  *   idle     nothing pending; the connection (if open) does not keep the process alive
@@ -101,7 +112,10 @@ export class WakeNotifier {
     try {
       const client = this.#client ?? (await this.#connect());
       socketOf(client)?.ref?.();
-      await client.query({ name: WAKE.name, text: WAKE.text, values: [this.#options.channel, queues] });
+      const values = [this.#options.channel, queues];
+      await client.query(
+        this.#options.preparedStatements ? { name: WAKE.name, text: WAKE.text, values } : { text: WAKE.text, values },
+      );
     } catch (error) {
       if (this.#isStopped()) return;
       this.#options.logger.warn(
@@ -125,7 +139,6 @@ export class WakeNotifier {
     });
     try {
       await client.connect();
-      await client.query('SET synchronous_commit = off');
     } catch (error) {
       await client.end().catch(() => undefined);
       throw error;

@@ -321,6 +321,16 @@ describe("notify: 'after-commit' (the default)", () => {
     }
   });
 
+  test('preparedStatements: false (PgBouncer transaction mode): the notifier sends its statement unnamed, with no session SET', async (t) => {
+    const { listener } = await setup(t, 'a_unnamed');
+    const outbox = newOutbox({ pool: db.pool, table: 'a_unnamed', preparedStatements: false });
+    await committed(outbox, 'unnamed.q');
+    const { pid } = await listener.waitFor('unnamed.q');
+    const { rows: activity } = await db.pool.query<{ query: string }>('SELECT query FROM pg_stat_activity WHERE pid = $1', [pid]);
+    // Its only statement: synchronous_commit off local to its own transaction, nothing left on the session.
+    assert.match(activity[0]?.query ?? '', /^SELECT pg_notify\(.*set_config\('synchronous_commit', 'off', true\)/s);
+  });
+
   test('executors whose COMMIT cannot be observed keep pg_notify in the transaction', async (t) => {
     const { outbox, listener } = await setup(t, 'a_fallback');
     const client = await db.pool.connect();

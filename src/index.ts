@@ -47,6 +47,7 @@ export type { ConnectionStringOptions, OutboxOptions, PoolOptions } from './outb
 export type { Executor } from './producer/executor.js';
 export type { OutboxRow } from './producer/outbox-row.js';
 export type { PublishBatchOptions, PublishOptions } from './producer/publish-options.js';
+export type { NotifyMode } from './producer/wake-after-commit.js';
 export type { BoundedRetryOptions } from './retry/bounded-retry.js';
 export type { RetryContext, RetryStrategy } from './retry/retry-strategy.js';
 export type { ConstantRetryOptions, ExponentialRetryOptions, LinearRetryOptions } from './retry/strategies.js';

@@ -1,9 +1,11 @@
 import assert from 'node:assert/strict';
 import { before, describe, test } from 'node:test';
 
+import type pg from 'pg';
+
 import { NotInTransactionError } from '../../src/index.js';
 import { useTestDatabase } from '../support/database.js';
-import { listen } from '../support/listen.js';
+import { listen, type Listener } from '../support/listen.js';
 import { outboxFactory } from '../support/outboxes.js';
 import { waitFor } from '../support/wait-for.js';
 
@@ -31,10 +33,28 @@ for (const notify of ['after-commit', 'in-transaction'] as const) {
       await outbox().migrate();
     });
 
-    test('a committed publish leaves one row and wakes listeners once', async () => {
+    /** A LISTEN connection on this table's channel and a pooled client, both closed however the test ends. */
+    async function withListener(fn: (client: pg.PoolClient, listener: Listener) => Promise<void>): Promise<void> {
       const listener = await listen(db.url, channel);
       const client = await db.pool.connect();
       try {
+        await fn(client, listener);
+      } finally {
+        client.release();
+        await listener.close();
+      }
+    }
+
+    /** Commits a sentinel and waits for it: notifications arrive in commit order, so nothing earlier is still on its way. */
+    async function commitSentinel(client: pg.PoolClient, listener: Listener): Promise<void> {
+      await client.query('BEGIN');
+      await outbox().publish(client, 'sentinel.q', 'x');
+      await client.query('COMMIT');
+      await listener.waitFor('sentinel.q');
+    }
+
+    test('a committed publish leaves one row and wakes listeners once', async () => {
+      await withListener(async (client, listener) => {
         await client.query('BEGIN');
         const id = await outbox().publish(client, 'commit.q', { n: 1 });
         await client.query('COMMIT');
@@ -42,60 +62,39 @@ for (const notify of ['after-commit', 'in-transaction'] as const) {
         await listener.waitFor('commit.q');
         assert.deepEqual(listener.payloads, ['commit.q']);
         assert.equal(await rowCount('commit.q'), 1);
-      } finally {
-        client.release();
-        await listener.close();
-      }
+      });
     });
 
     test('a rolled-back transaction leaves no row and delivers no NOTIFY', async () => {
-      const listener = await listen(db.url, channel);
-      const client = await db.pool.connect();
-      try {
+      await withListener(async (client, listener) => {
         await client.query('BEGIN');
         await outbox().publish(client, 'rollback.q', { n: 1 });
         await outbox().publishBatch(client, 'rollback.q', [1, 2, 3]);
         await client.query('ROLLBACK');
         // A later committed sentinel: notifications arrive in commit order.
-        await client.query('BEGIN');
-        await outbox().publish(client, 'sentinel.q', 'x');
-        await client.query('COMMIT');
-        await listener.waitFor('sentinel.q');
+        await commitSentinel(client, listener);
         assert.deepEqual(listener.payloads, ['sentinel.q']);
         assert.equal(await rowCount('rollback.q'), 0);
-      } finally {
-        client.release();
-        await listener.close();
-      }
+      });
     });
 
     test('1,000 publishes to one queue in one transaction deliver one NOTIFY', async () => {
-      const listener = await listen(db.url, channel);
-      const client = await db.pool.connect();
-      try {
+      await withListener(async (client, listener) => {
         await client.query('BEGIN');
         for (let i = 0; i < 1000; i += 1) await outbox().publish(client, 'many.q', { i });
         await outbox().publish(client, 'other.q', 'one');
         await client.query('COMMIT');
-        await client.query('BEGIN');
-        await outbox().publish(client, 'sentinel.q', 'x');
-        await client.query('COMMIT');
-        await listener.waitFor('sentinel.q');
+        await commitSentinel(client, listener);
         assert.deepEqual(listener.payloads, ['many.q', 'other.q', 'sentinel.q']);
         assert.equal(await rowCount('many.q'), 1000);
-      } finally {
-        client.release();
-        await listener.close();
-      }
+      });
     });
 
     test('successive transactions on one pooled client each wake listeners', async () => {
       // After-commit wake-ups are coalesced across transactions (decision 0004): commits close
       // together may share one NOTIFY. What must hold is that no state survives a transaction: each
       // commit is followed by a wake-up that arrives after it.
-      const listener = await listen(db.url, channel);
-      const client = await db.pool.connect();
-      try {
+      await withListener(async (client, listener) => {
         for (let i = 0; i < 3; i += 1) {
           await client.query('BEGIN');
           await outbox().publish(client, 'again.q', { i });
@@ -103,87 +102,58 @@ for (const notify of ['after-commit', 'in-transaction'] as const) {
           await waitFor(() => listener.payloads.filter((p) => p === 'again.q').length === i + 1, { what: `wake-up ${i + 1}` });
         }
         assert.deepEqual(listener.payloads, ['again.q', 'again.q', 'again.q']);
-      } finally {
-        client.release();
-        await listener.close();
-      }
+      });
     });
 
     test('a savepoint rolled back after sending the NOTIFY does not suppress a later one', async () => {
-      const listener = await listen(db.url, channel);
-      const client = await db.pool.connect();
-      try {
+      await withListener(async (client, listener) => {
         await client.query('BEGIN');
         await client.query('SAVEPOINT s1');
         await outbox().publish(client, 'savepoint.q', 'discarded');
         await client.query('ROLLBACK TO SAVEPOINT s1');
         await outbox().publish(client, 'savepoint.q', 'kept');
         await client.query('COMMIT');
-        await client.query('BEGIN');
-        await outbox().publish(client, 'sentinel.q', 'x');
-        await client.query('COMMIT');
-        await listener.waitFor('sentinel.q');
+        await commitSentinel(client, listener);
         assert.deepEqual(listener.payloads, ['savepoint.q', 'sentinel.q']);
         const rows = await outbox().fetchUnprocessed({ queue: 'savepoint.q' });
         assert.deepEqual(
           rows.map((r) => r.body),
           ['kept'],
         );
-      } finally {
-        client.release();
-        await listener.close();
-      }
+      });
     });
 
     test('a savepoint rolled back alone keeps the outer NOTIFY', async () => {
-      const listener = await listen(db.url, channel);
-      const client = await db.pool.connect();
-      try {
+      await withListener(async (client, listener) => {
         await client.query('BEGIN');
         await outbox().publish(client, 'outer.q', 'outer');
         await client.query('SAVEPOINT s1');
         await outbox().publish(client, 'outer.q', 'inner');
         await client.query('ROLLBACK TO SAVEPOINT s1');
         await client.query('COMMIT');
-        await client.query('BEGIN');
-        await outbox().publish(client, 'sentinel.q', 'x');
-        await client.query('COMMIT');
-        await listener.waitFor('sentinel.q');
+        await commitSentinel(client, listener);
         assert.deepEqual(listener.payloads, ['outer.q', 'sentinel.q']);
         assert.equal(await rowCount('outer.q'), 1);
-      } finally {
-        client.release();
-        await listener.close();
-      }
+      });
     });
 
     test('a publish discarded by ROLLBACK TO SAVEPOINT: no row; no NOTIFY in-transaction, one spurious wake-up after-commit', async () => {
-      const listener = await listen(db.url, channel);
-      const client = await db.pool.connect();
-      try {
+      await withListener(async (client, listener) => {
         await client.query('BEGIN');
         await client.query('SAVEPOINT s1');
         await outbox().publish(client, 'discarded.q', 'x');
         await client.query('ROLLBACK TO SAVEPOINT s1');
         await client.query('COMMIT');
-        await client.query('BEGIN');
-        await outbox().publish(client, 'sentinel.q', 'x');
-        await client.query('COMMIT');
-        await listener.waitFor('sentinel.q');
+        await commitSentinel(client, listener);
         // The protocol does not say which savepoint a ROLLBACK undid, so after-commit keeps the
         // wake-up: at worst one empty fetch, never a missed row (decision 0004).
         assert.deepEqual(listener.payloads, notify === 'after-commit' ? ['discarded.q', 'sentinel.q'] : ['sentinel.q']);
         assert.equal(await rowCount('discarded.q'), 0);
-      } finally {
-        client.release();
-        await listener.close();
-      }
+      });
     });
 
     test('future-dated rows and timer conflicts send no NOTIFY; due ones do', async () => {
-      const listener = await listen(db.url, channel);
-      const client = await db.pool.connect();
-      try {
+      await withListener(async (client, listener) => {
         await client.query('BEGIN');
         await outbox().publish(client, 'later.q', 'a', { activateInMs: 60_000 });
         await outbox().publish(client, 'later.q', 'b', { activateAt: new Date(Date.now() + 60_000) });
@@ -194,15 +164,9 @@ for (const notify of ['after-commit', 'in-transaction'] as const) {
         assert.equal(await outbox().publish(client, 'timer.q', 'dup', { timerId: 't1' }), null);
         await outbox().publish(client, 'past.q', 'e', { activateAt: new Date(Date.now() - 60_000) });
         await client.query('COMMIT');
-        await client.query('BEGIN');
-        await outbox().publish(client, 'sentinel.q', 'x');
-        await client.query('COMMIT');
-        await listener.waitFor('sentinel.q');
+        await commitSentinel(client, listener);
         assert.deepEqual(listener.payloads, ['past.q', 'sentinel.q']);
-      } finally {
-        client.release();
-        await listener.close();
-      }
+      });
     });
 
     test('a pool or a client outside BEGIN is refused unless autocommit is explicit', async () => {

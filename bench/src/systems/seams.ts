@@ -1,6 +1,6 @@
 /**
  * W5's "seams on": the Prometheus recorder and middleware on one registry, plus OpenTelemetry
- * tracing into an in-memory exporter when src/opentelemetry exists (it is being written alongside
+ * tracing through a BatchSpanProcessor into a counting exporter when src/opentelemetry exists (it is being written alongside
  * this harness; until it lands W5 runs with Prometheus only and says so).
  */
 import { existsSync } from 'node:fs';
@@ -34,9 +34,24 @@ async function openTelemetryTracing(): Promise<OtelTracing | string> {
     if (typeof tracingMiddleware !== 'function') return 'pending: src/opentelemetry has no tracingMiddleware export yet';
     const { trace, context } = await import('@opentelemetry/api');
     const { AsyncLocalStorageContextManager } = await import('@opentelemetry/context-async-hooks');
-    const { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } = await import('@opentelemetry/sdk-trace-base');
-    const exporter = new InMemorySpanExporter();
-    const tracerProvider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] });
+    const { BasicTracerProvider, BatchSpanProcessor } = await import('@opentelemetry/sdk-trace-base');
+    // As in production: a BatchSpanProcessor (SimpleSpanProcessor exports span by span, on the hot
+    // path) into an exporter that counts and drops, so 100,000 spans over W5's pairs are not kept
+    // alive (an InMemorySpanExporter would retain every span and charge its GC to the seams).
+    let exported = 0;
+    const exporter = {
+      export(spans: readonly unknown[], done: (result: { code: number }) => void): void {
+        exported += spans.length;
+        done({ code: 0 });
+      },
+      shutdown: () => Promise.resolve(),
+    };
+    const processor = new BatchSpanProcessor(exporter, {
+      maxQueueSize: 65_536,
+      maxExportBatchSize: 4096,
+      scheduledDelayMillis: 200,
+    });
+    const tracerProvider = new BasicTracerProvider({ spanProcessors: [processor] });
     context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
     trace.setGlobalTracerProvider(tracerProvider);
     const make = tracingMiddleware as (options?: object) => Middleware;
@@ -46,7 +61,13 @@ async function openTelemetryTracing(): Promise<OtelTracing | string> {
     } catch {
       middleware = make();
     }
-    return { middleware, spans: () => exporter.getFinishedSpans().length };
+    return {
+      middleware,
+      spans: () => {
+        void processor.forceFlush();
+        return exported;
+      },
+    };
   } catch (error) {
     return `failed: ${error instanceof Error ? error.message : String(error)}`;
   }
@@ -66,7 +87,7 @@ export async function seamsOn(): Promise<Seams> {
   return {
     recorder: [prometheusRecorder(metrics)],
     middlewares,
-    openTelemetry: typeof otel === 'string' ? otel : 'on (tracingMiddleware → InMemorySpanExporter)',
+    openTelemetry: typeof otel === 'string' ? otel : 'on (tracingMiddleware → BatchSpanProcessor → counting exporter)',
     spans: () => (typeof otel === 'string' ? 0 : otel.spans() - spansAtStart),
   };
 }

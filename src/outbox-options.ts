@@ -115,6 +115,11 @@ const KNOWN_OPTIONS = [
   'notify',
 ];
 
+/**
+ * A pool, not a single `pg.Client` (which has connect/query/end too): claims and acks on a client
+ * would share the caller's transactions, and a claim's `synchronous_commit = off` (local to its
+ * transaction) would then make the caller's own COMMIT asynchronous. The pool counters tell them apart.
+ */
 function isPoolLike(value: unknown): value is pg.Pool {
   const pool = value as Partial<pg.Pool> | null;
   return (
@@ -122,7 +127,9 @@ function isPoolLike(value: unknown): value is pg.Pool {
     pool !== null &&
     typeof pool.connect === 'function' &&
     typeof pool.query === 'function' &&
-    typeof pool.end === 'function'
+    typeof pool.end === 'function' &&
+    typeof pool.totalCount === 'number' &&
+    typeof pool.idleCount === 'number'
   );
 }
 
@@ -169,7 +176,11 @@ export function resolveOutboxOptions(options: unknown): ResolvedOutboxOptions {
     });
   }
   if (pool !== undefined && !isPoolLike(pool)) {
-    throw new InvalidOptionError({ option: 'pool', value: pool, expected: 'a pg.Pool' });
+    throw new InvalidOptionError({
+      option: 'pool',
+      value: pool,
+      expected: "a pg.Pool (not a pg.Client: give the Outbox a pool, and your transaction's client to publish())",
+    });
   }
   if (poolSize !== undefined) {
     if (pool !== undefined) {

@@ -9,6 +9,12 @@ export const NOTIFY_MIN_INTERVAL_MS = 1;
 /** After a failed statement, wake-ups are dropped (polling delivers) for this long, then it reconnects. */
 export const RECONNECT_PAUSE_MS = 1_000;
 const CLOSE_TIMEOUT_MS = 1_000;
+/**
+ * A NOTIFY statement that has not answered by then is abandoned and its connection destroyed: a
+ * half-open connection would otherwise hold the notifier in `sending` forever, silently dropping
+ * every later wake-up. Also the connect timeout when the pool's config sets none.
+ */
+export const STATEMENT_TIMEOUT_MS = 5_000;
 
 /**
  * $1 channel, $2 queues (text[]): one notification per queue, in one implicit transaction that
@@ -30,11 +36,25 @@ export interface WakeNotifierOptions {
   readonly preparedStatements: boolean;
   /** @default NOTIFY_MIN_INTERVAL_MS */
   readonly minIntervalMs?: number;
+  /** @default STATEMENT_TIMEOUT_MS (tests shorten it) */
+  readonly statementTimeoutMs?: number;
 }
 
-/** The socket under a node-postgres client, to stop an idle connection from keeping the process alive. */
-function socketOf(client: pg.Client | undefined): { ref?: () => unknown; unref?: () => unknown } | undefined {
-  return (client as { connection?: { stream?: { ref?: () => unknown; unref?: () => unknown } } } | undefined)?.connection?.stream;
+interface Socket {
+  ref?: () => unknown;
+  unref?: () => unknown;
+  destroy?: () => unknown;
+}
+
+/** The socket under a node-postgres client: unref'd while idle (never keeps the process alive), destroyed when hung. */
+function socketOf(client: pg.Client | undefined): Socket | undefined {
+  return (client as { connection?: { stream?: Socket } } | undefined)?.connection?.stream;
+}
+
+/** Ends a client without waiting on a peer that may never answer (half-open, or still connecting). */
+function destroy(client: pg.Client): void {
+  socketOf(client)?.destroy?.();
+  client.end().catch(() => undefined);
 }
 
 /**
@@ -63,11 +83,22 @@ export class WakeNotifier {
   #state: 'idle' | 'sending' | 'stopped' = 'idle';
   #drained: Promise<void> = Promise.resolve();
   #client: pg.Client | undefined;
+  /** A connection being opened: stop() must be able to abandon it too. */
+  #connecting: pg.Client | undefined;
   #lastSentAt = Number.NEGATIVE_INFINITY;
   #pausedUntil = 0;
 
+  readonly #clientConfig: pg.ClientConfig;
+
   constructor(options: WakeNotifierOptions) {
     this.#options = options;
+    const timeoutMs = options.statementTimeoutMs ?? STATEMENT_TIMEOUT_MS;
+    this.#clientConfig = {
+      ...options.clientConfig,
+      connectionTimeoutMillis: options.clientConfig.connectionTimeoutMillis ?? timeoutMs,
+      query_timeout: timeoutMs,
+      keepAlive: true,
+    };
     this.#minIntervalMs = options.minIntervalMs ?? NOTIFY_MIN_INTERVAL_MS;
   }
 
@@ -87,7 +118,8 @@ export class WakeNotifier {
     this.#pending.add(queue);
     if (this.#state === 'sending') return;
     this.#state = 'sending';
-    this.#drained = this.#drain();
+    // #drain handles its own failures; the catch only guards against a logger that throws.
+    this.#drained = this.#drain().catch(() => undefined);
   }
 
   async #drain(): Promise<void> {
@@ -118,18 +150,21 @@ export class WakeNotifier {
       );
     } catch (error) {
       if (this.#isStopped()) return;
-      this.#options.logger.warn(
+      this.#pending.clear();
+      this.#pausedUntil = performance.now() + RECONNECT_PAUSE_MS;
+      // A timed-out statement's connection may be half-open: destroy it rather than wait on end().
+      const client = this.#client;
+      this.#client = undefined;
+      if (client !== undefined) destroy(client);
+      this.#warn(
         { channel: this.#options.channel, err: errorMessage(error), queues, retryInMs: RECONNECT_PAUSE_MS },
         'wake-up NOTIFY failed; subscribers find these rows by polling, and the notifier reconnects',
       );
-      this.#pending.clear();
-      this.#pausedUntil = performance.now() + RECONNECT_PAUSE_MS;
-      await this.#closeClient();
     }
   }
 
   async #connect(): Promise<pg.Client> {
-    const client = new pg.Client(this.#options.clientConfig);
+    const client = new pg.Client(this.#clientConfig);
     // An 'error' event without a listener would crash the process (a connection killed while idle).
     client.on('error', (error) => {
       this.#onConnectionError(client, error);
@@ -137,11 +172,14 @@ export class WakeNotifier {
     client.on('end', () => {
       if (this.#client === client) this.#client = undefined;
     });
+    this.#connecting = client;
     try {
       await client.connect();
     } catch (error) {
-      await client.end().catch(() => undefined);
+      destroy(client);
       throw error;
+    } finally {
+      this.#connecting = undefined;
     }
     if (this.#isStopped()) {
       await client.end().catch(() => undefined);
@@ -157,10 +195,19 @@ export class WakeNotifier {
     client.end().catch(() => undefined);
     // While a statement is in flight it fails too, and #send logs it once.
     if (this.#isStopped() || this.#state === 'sending') return;
-    this.#options.logger.warn(
+    this.#warn(
       { channel: this.#options.channel, err: errorMessage(error) },
       'wake-up NOTIFY connection lost while idle; the next wake-up reconnects',
     );
+  }
+
+  /** A logger that throws must not turn a dropped wake-up into a crashed process. */
+  #warn(fields: Record<string, unknown>, message: string): void {
+    try {
+      this.#options.logger.warn(fields, message);
+    } catch {
+      // nothing left to tell
+    }
   }
 
   async #closeClient(): Promise<void> {
@@ -175,10 +222,11 @@ export class WakeNotifier {
     clearTimeout(timer);
   }
 
-  /** Drops what is pending, waits (≤ 1 s) for the statement in flight, closes the connection. Idempotent. */
+  /** Drops what is pending, abandons a connection still opening, waits (≤ 1 s) for the statement in flight, closes the connection. Idempotent. */
   async stop(): Promise<void> {
     this.#state = 'stopped';
     this.#pending.clear();
+    if (this.#connecting !== undefined) destroy(this.#connecting);
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([this.#drained, new Promise((resolve) => (timer = setTimeout(resolve, CLOSE_TIMEOUT_MS)))]);
     clearTimeout(timer);

@@ -19,6 +19,8 @@ describe('new Outbox(options) validates every option once', () => {
     ],
     ['empty connection string', { connectionString: ' ' }, 'connectionString', /non-empty string/],
     ['pool that is not a pool', { pool: {} }, 'pool', /a pg.Pool/],
+    // A Client has connect/query/end too; claims on it would share (and weaken) the caller's transactions.
+    ['a pg.Client as the pool', { pool: new pg.Client() }, 'pool', /not a pg.Client/],
     ['poolSize zero', { connectionString: URL_WITH_SECRET, poolSize: 0 }, 'poolSize', /integer >= 1, got 0/],
     ['poolSize with a pool', { pool: new pg.Pool(), poolSize: 5 }, 'poolSize', /Size your own pool/],
     ['unknown option', { connectionString: URL_WITH_SECRET, tabel: 'x' }, 'tabel', /one of the Outbox options/],

@@ -1,0 +1,138 @@
+/**
+ * The wake-up notifier's connection failures (decision 0004): a connection that stops answering
+ * and one that never finishes connecting. A TCP proxy between the notifier and the real server
+ * stands in for the network (it freezes the sockets it already carries, as a half-open connection
+ * does); there is no other way to make a real PostgreSQL connection hang on purpose.
+ */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import net from 'node:net';
+import { describe, test } from 'node:test';
+
+import { WakeNotifier } from '../../src/producer/wake-notifier.js';
+import { useTestDatabase } from '../support/database.js';
+import { listen } from '../support/listen.js';
+import { waitFor } from '../support/wait-for.js';
+
+const db = useTestDatabase(import.meta.url);
+const CHANNEL = 'txoutbox.notifier_test';
+
+interface Proxy {
+  readonly url: string;
+  /** Stops forwarding on every connection open now; later connections pass. */
+  freezeOpenConnections(): void;
+  close(): void;
+}
+
+async function proxyTo(target: string): Promise<Proxy> {
+  const upstream = new URL(target);
+  const connections: { frozen: boolean; sockets: net.Socket[] }[] = [];
+  const server = net.createServer((downstream) => {
+    const link = { frozen: false, sockets: [downstream] };
+    const socket = net.connect(Number(upstream.port), upstream.hostname);
+    link.sockets.push(socket);
+    connections.push(link);
+    downstream.on('data', (data) => {
+      if (!link.frozen) socket.write(data);
+    });
+    socket.on('data', (data) => {
+      if (!link.frozen) downstream.write(data);
+    });
+    downstream.on('error', () => undefined);
+    socket.on('error', () => undefined);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const via = new URL(target);
+  via.hostname = '127.0.0.1';
+  via.port = String((server.address() as net.AddressInfo).port);
+  return {
+    url: via.toString(),
+    freezeOpenConnections: () => {
+      for (const link of connections) link.frozen = true;
+    },
+    close: () => {
+      server.close();
+      for (const link of connections) for (const socket of link.sockets) socket.destroy();
+    },
+  };
+}
+
+describe('the wake-up notifier when its connection fails', () => {
+  test('a statement that never answers is abandoned after the timeout, logged, and the notifier reconnects', async () => {
+    const proxy = await proxyTo(db.url);
+    const listener = await listen(db.url, CHANNEL);
+    const warnings: string[] = [];
+    const logger = {
+      debug: () => undefined,
+      info: () => undefined,
+      warn: (_fields: object, message: string) => warnings.push(message),
+      error: () => undefined,
+    };
+    const notifier = new WakeNotifier({
+      clientConfig: { connectionString: proxy.url },
+      channel: CHANNEL,
+      logger,
+      preparedStatements: true,
+      statementTimeoutMs: 300,
+    });
+    try {
+      notifier.request('before');
+      await listener.waitFor('before');
+      proxy.freezeOpenConnections();
+      notifier.request('lost');
+      await waitFor(() => warnings.some((m) => m.startsWith('wake-up NOTIFY failed')), { what: 'the timeout warning' });
+      // After the reconnect pause, a new connection (not frozen) carries the next wake-up.
+      await waitFor(
+        () => {
+          notifier.request('after');
+          return listener.payloads.includes('after');
+        },
+        { what: 'a wake-up through a fresh connection', timeoutMs: 5_000 },
+      );
+      assert.ok(!listener.payloads.includes('lost'), 'the frozen statement never reached the server');
+    } finally {
+      await notifier.stop();
+      proxy.close();
+      await listener.close();
+    }
+  });
+
+  test('a connection that never completes does not keep the process alive after stop()', async () => {
+    // A server that accepts TCP and never answers the startup packet; the child requests a wake-up
+    // (so the notifier is connecting), stops, and must then exit on its own.
+    const script = `
+      import net from 'node:net';
+      import { WakeNotifier } from './src/producer/wake-notifier.ts';
+      const silent = net.createServer(() => undefined);
+      silent.listen(0, '127.0.0.1', async () => {
+        silent.unref();
+        const url = 'postgres://app:s3cret@127.0.0.1:' + silent.address().port + '/db';
+        const quiet = () => undefined;
+        const notifier = new WakeNotifier({ clientConfig: { connectionString: url, connectionTimeoutMillis: 60_000 }, channel: 'c',
+          logger: { debug: quiet, info: quiet, warn: quiet, error: quiet }, preparedStatements: true });
+        notifier.request('q');
+        await new Promise((resolve) => setTimeout(resolve, 200));
+        await notifier.stop();
+        console.log('stopped');
+      });`;
+    const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
+      cwd: process.cwd(),
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let output = '';
+    child.stdout.on('data', (data: Buffer) => (output += data.toString()));
+    child.stderr.on('data', (data: Buffer) => (output += data.toString()));
+    const exitedWithin = await new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => {
+        resolve(false);
+      }, 8_000);
+      child.on('exit', () => {
+        clearTimeout(timer);
+        resolve(true);
+      });
+    });
+    child.kill('SIGKILL');
+    assert.ok(exitedWithin, `the process exited after stop() (output: ${output.trim()})`);
+    assert.match(output, /stopped/);
+  });
+});

@@ -225,7 +225,7 @@ export interface ConfigIssue {
   /** Dotted path, `[i]` for list items; '' for the file as a whole. */
   readonly path: string;
   readonly message: string;
-  /** 1-based position, for syntax errors. */
+  /** 1-based position: of a syntax error, or of the entry (else its nearest section) a path names. */
   readonly line?: number;
   readonly column?: number;
 }
@@ -240,7 +240,10 @@ export class ConfigError extends TxOutboxError {
 
   constructor(file: string, issues: readonly ConfigIssue[]) {
     const lines = issues.map((issue) => {
-      if (issue.line !== undefined) return `  ${file}:${issue.line}:${issue.column ?? 1}: ${issue.message}`;
+      if (issue.line !== undefined) {
+        const where = `${file}:${issue.line}:${issue.column ?? 1}`;
+        return issue.path === '' ? `  ${where}: ${issue.message}` : `  ${where}: ${issue.path}: ${issue.message}`;
+      }
       return issue.path === '' ? `  ${issue.message}` : `  ${issue.path}: ${issue.message}`;
     });
     const count = issues.length === 1 ? '1 problem' : `${issues.length} problems`;

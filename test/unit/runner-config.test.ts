@@ -239,7 +239,34 @@ describe('loadRunnerConfig: every problem has a path, the bad value and what is 
   test('out of range: the exact message', async () => {
     const error = await configError(configFile(yaml(['processes: two'])));
     assert.equal(issueAt(error, 'consumers.orders.processes'), 'expected an integer >= 1, got "two"');
-    assert.match(error.message, /^ {2}consumers\.orders\.processes: expected an integer >= 1, got "two"$/m);
+    assert.match(error.message, /^ {2}\S+\.yaml:7:5: consumers\.orders\.processes: expected an integer >= 1, got "two"$/m);
+  });
+
+  test('each issue points at its line: the entry, or the section a missing key belongs in (YAML and JSON)', async () => {
+    const error = await configError(configFile(yaml(['procesess: 2', 'concurrency: 0'])));
+    const at = (path: string) => {
+      const issue = error.issues.find((i) => i.path === path);
+      return [issue?.line, issue?.column];
+    };
+    assert.deepEqual(at('consumers.orders.procesess'), [7, 5], 'an unknown key points at itself');
+    assert.deepEqual(at('consumers.orders.concurrency'), [8, 5]);
+    const missing = await configError(
+      configFile(['database:', `  url: ${URL_WITH_SECRET}`, 'consumers:', '  orders:', '    queues: [orders]', ''].join('\n')),
+    );
+    assert.deepEqual(
+      [missing.issues[0]?.path, missing.issues[0]?.line, missing.issues[0]?.column],
+      ['consumers.orders.handler', 4, 3],
+      'a missing key points at the section it belongs in',
+    );
+    const jsonText = JSON.stringify(
+      { database: { url: URL_WITH_SECRET }, consumers: { orders: { handler: './h.js', queues: ['orders'], processes: 0 } } },
+      null,
+      2,
+    );
+    const json = await configError(configFile(jsonText, 'json'));
+    const processes = json.issues.find((issue) => issue.path === 'consumers.orders.processes');
+    assert.equal(processes?.line, jsonText.split('\n').findIndex((line) => line.includes('"processes"')) + 1);
+    assert.ok(!json.message.includes('s3cr3t-pw') && !error.message.includes('s3cr3t-pw'), 'no password in any message');
   });
 
   test('wrong types and ranges in every section', async () => {

@@ -4,6 +4,7 @@ import { resolve } from 'node:path';
 import { ConfigError, type ConfigIssue, errorMessage } from '../../errors.js';
 import { ConfigIssues } from './config-issues.js';
 import { interpolateEnv } from './interpolate-env.js';
+import { locateIssues } from './locate-issues.js';
 import { parseConfigText } from './parse-config-text.js';
 import type { RunnerConfig } from './runner-config.js';
 import { scrubSecrets, secretsIn } from './scrub-secrets.js';
@@ -24,7 +25,7 @@ export async function loadRunnerConfig(path: string, env: NodeJS.ProcessEnv = pr
     throw new ConfigError(file, [{ path: '', message: `cannot read the config file: ${errorMessage(error)}` }]);
   }
   const fail = (found: readonly ConfigIssue[], interpolated?: unknown): ConfigError =>
-    new ConfigError(file, scrubSecrets(found, secretsIn([text, JSON.stringify(interpolated ?? null)])));
+    new ConfigError(file, scrubSecrets(locateIssues(text, found), secretsIn([text, JSON.stringify(interpolated ?? null)])));
 
   const parsed = parseConfigText(file, text);
   if (!parsed.ok) throw fail([parsed.issue]);

@@ -3,15 +3,9 @@ import { extname } from 'node:path';
 import { parseDocument } from 'yaml';
 
 import { type ConfigIssue, errorMessage } from '../../errors.js';
+import { position } from './locate-issues.js';
 
 export type Parsed = { readonly ok: true; readonly value: unknown } | { readonly ok: false; readonly issue: ConfigIssue };
-
-/** 1-based line and column of a character offset. */
-function position(text: string, offset: number): { line: number; column: number } {
-  const before = text.slice(0, Math.max(0, Math.min(offset, text.length)));
-  const lines = before.split('\n');
-  return { line: lines.length, column: (lines.at(-1)?.length ?? 0) + 1 };
-}
 
 function failure(text: string, offset: number, message: string): Parsed {
   return { ok: false, issue: { path: '', message, ...position(text, offset) } };

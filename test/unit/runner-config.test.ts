@@ -10,6 +10,7 @@ import { subscribeOptionsFromSpec } from '../../src/runner/child/subscribe-optio
 import { consumerPlans, FLUSH_INTERVAL_MS } from '../../src/runner/config/consumer-plans.js';
 import { closest, levenshtein } from '../../src/runner/config/did-you-mean.js';
 import { loadRunnerConfig } from '../../src/runner/config/load-config.js';
+import { pathSegments } from '../../src/runner/config/locate-issues.js';
 import { resolveSubscribeOptions } from '../../src/subscriber/subscription-options.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'txoutbox-config-'));
@@ -519,4 +520,10 @@ describe('did-you-mean', () => {
     assert.equal(closest('proceses', ['processes', 'queues']), 'processes');
     assert.equal(closest('colour', ['processes', 'queues']), undefined);
   });
+});
+
+test('issue paths split back into keys and indexes, as childPath spells them', () => {
+  assert.deepEqual(pathSegments('consumers.orders.queues[1]'), ['consumers', 'orders', 'queues', 1]);
+  assert.deepEqual(pathSegments('consumers["a.b"].handler'), ['consumers', 'a.b', 'handler']);
+  assert.deepEqual(pathSegments('metrics'), ['metrics']);
 });

@@ -9,6 +9,7 @@ import { resolveRecorders } from './instrumentation/recorders.js';
 import type { NotifyMode } from './producer/wake-after-commit.js';
 import { resolveSchemaNames, type SchemaNames } from './schema/schema-names.js';
 import { defaultRenderError, type RenderError } from './subscriber/render-error.js';
+import { rejectUnknownOptions } from './util/known-options.js';
 import { consoleLogger, type Logger } from './util/logger.js';
 
 interface CommonOptions {
@@ -148,15 +149,7 @@ export function resolveOutboxOptions(options: unknown): ResolvedOutboxOptions {
     throw new InvalidOptionError({ option: 'options', value: options, expected: 'an object with connectionString or pool' });
   }
   const raw = options as Record<string, unknown>;
-  for (const key of Object.keys(raw)) {
-    if (!KNOWN_OPTIONS.includes(key)) {
-      throw new InvalidOptionError({
-        option: key,
-        value: raw[key],
-        expected: `one of the Outbox options (${KNOWN_OPTIONS.join(', ')})`,
-      });
-    }
-  }
+  rejectUnknownOptions(raw, 'Outbox', KNOWN_OPTIONS);
   const { connectionString, pool, poolSize } = raw;
   if ((connectionString === undefined) === (pool === undefined)) {
     throw new InvalidOptionError({

@@ -2,7 +2,7 @@ import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 
 import { runnerFromConfig } from '../runner/runner-from-config.js';
-import { consoleLogger, type Logger, type LogLevel } from '../util/logger.js';
+import { consoleLogger, type Logger, type LogLevel, withFields } from '../util/logger.js';
 import { untilStopSignal } from './stop-signal.js';
 import { UsageError } from './usage.js';
 
@@ -17,22 +17,7 @@ function logLevel(env: NodeJS.ProcessEnv): LogLevel {
 
 /** The supervisor's logger: every line carries its pid, as the children's carry theirs. */
 function runnerLogger(env: NodeJS.ProcessEnv): Logger {
-  const base = consoleLogger(logLevel(env));
-  const tag = (fields: Record<string, unknown>) => ({ pid: process.pid, role: 'supervisor', ...fields });
-  return {
-    debug: (fields, message) => {
-      base.debug(tag(fields), message);
-    },
-    info: (fields, message) => {
-      base.info(tag(fields), message);
-    },
-    warn: (fields, message) => {
-      base.warn(tag(fields), message);
-    },
-    error: (fields, message) => {
-      base.error(tag(fields), message);
-    },
-  };
+  return withFields(consoleLogger(logLevel(env)), { pid: process.pid, role: 'supervisor' });
 }
 
 /**

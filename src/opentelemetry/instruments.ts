@@ -29,6 +29,10 @@ export interface Instruments {
   readonly messageAge: Histogram;
 }
 
+function counter(meter: Meter, name: string, description: string, unit: string): Counter {
+  return meter.createCounter(name, { description, unit });
+}
+
 function seconds(meter: Meter, name: string, description: string, boundaries: readonly number[]): Histogram {
   return meter.createHistogram(name, { description, unit: 's', advice: { explicitBucketBoundaries: [...boundaries] } });
 }
@@ -46,35 +50,44 @@ export function createInstruments(meter: Meter): Instruments {
       OTEL_DURATION_BUCKETS,
     ),
     processDuration: seconds(meter, 'messaging.process.duration', 'Duration of a handler run', OTEL_DURATION_BUCKETS),
-    sentMessages: meter.createCounter('messaging.client.sent.messages', {
-      description: 'Messages inserted into the outbox table by publish calls',
-      unit: '{message}',
-    }),
-    consumedMessages: meter.createCounter('messaging.client.consumed.messages', {
-      description: 'Rows claimed by subscribers (delivered to the application, or ended by maxDeliveries)',
-      unit: '{message}',
-    }),
-    fetches: meter.createCounter('messaging.outbox.fetches', {
-      description: 'Claim queries run, by whether they returned rows',
-      unit: '{fetch}',
-    }),
-    retries: meter.createCounter('messaging.outbox.retries', { description: 'Retries scheduled', unit: '{message}' }),
-    terminal: meter.createCounter('messaging.outbox.terminal', {
-      description: 'Rows ended without an ack, by reason (rejected, retry_terminal, max_deliveries)',
-      unit: '{message}',
-    }),
-    leaseLost: meter.createCounter('messaging.outbox.lease_lost', {
-      description: 'Outcome writes that found the lease taken over: raise leaseTtlMs above handler P99',
-      unit: '{write}',
-    }),
-    dlqWritten: meter.createCounter('messaging.outbox.dlq_written', {
-      description: 'Rows moved to the dead-letter table, by failure reason',
-      unit: '{message}',
-    }),
-    drainTimeouts: meter.createCounter('messaging.outbox.drain_timeouts', {
-      description: 'Shutdowns that abandoned running handlers after gracefulTimeoutMs (their rows are redelivered)',
-      unit: '{shutdown}',
-    }),
+    sentMessages: counter(
+      meter,
+      'messaging.client.sent.messages',
+      'Messages inserted into the outbox table by publish calls',
+      '{message}',
+    ),
+    consumedMessages: counter(
+      meter,
+      'messaging.client.consumed.messages',
+      'Rows claimed by subscribers (delivered to the application, or ended by maxDeliveries)',
+      '{message}',
+    ),
+    fetches: counter(meter, 'messaging.outbox.fetches', 'Claim queries run, by whether they returned rows', '{fetch}'),
+    retries: counter(meter, 'messaging.outbox.retries', 'Retries scheduled', '{message}'),
+    terminal: counter(
+      meter,
+      'messaging.outbox.terminal',
+      'Rows ended without an ack, by reason (rejected, retry_terminal, max_deliveries)',
+      '{message}',
+    ),
+    leaseLost: counter(
+      meter,
+      'messaging.outbox.lease_lost',
+      'Outcome writes that found the lease taken over: raise leaseTtlMs above handler P99',
+      '{write}',
+    ),
+    dlqWritten: counter(
+      meter,
+      'messaging.outbox.dlq_written',
+      'Rows moved to the dead-letter table, by failure reason',
+      '{message}',
+    ),
+    drainTimeouts: counter(
+      meter,
+      'messaging.outbox.drain_timeouts',
+      'Shutdowns that abandoned running handlers after gracefulTimeoutMs (their rows are redelivered)',
+      '{shutdown}',
+    ),
     messageAge: seconds(
       meter,
       'messaging.outbox.message.age',

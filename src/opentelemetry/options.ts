@@ -1,4 +1,5 @@
 import { InvalidOptionError } from '../errors.js';
+import { rejectUnknownOptions } from '../util/known-options.js';
 
 /**
  * Validates the options object of `what` — absent is fine (every option has a default), unknown
@@ -11,15 +12,7 @@ export function resolveRaw(options: unknown, what: string, known: readonly strin
     throw new InvalidOptionError({ option: 'options', value: options, expected: `an object of ${what} options, or nothing` });
   }
   const raw = options as Record<string, unknown>;
-  for (const key of Object.keys(raw)) {
-    if (!known.includes(key)) {
-      throw new InvalidOptionError({
-        option: key,
-        value: raw[key],
-        expected: `one of the ${what} options (${known.join(', ')})`,
-      });
-    }
-  }
+  rejectUnknownOptions(raw, what, known);
   return raw;
 }
 

@@ -1,6 +1,7 @@
 import { validateHeaders } from '../envelope/build-headers.js';
 import type { Headers } from '../envelope/headers.js';
 import { InvalidOptionError } from '../errors.js';
+import { rejectUnknownOptions } from '../util/known-options.js';
 
 export interface PublishOptions {
   /** Extra headers, a flat map of strings. */
@@ -36,7 +37,7 @@ export interface ResolvedPublishOptions {
 }
 
 export const MAX_QUEUE_LENGTH = 255;
-const KNOWN = new Set(['headers', 'correlationId', 'activateInMs', 'activateAt', 'timerId', 'autocommit']);
+const KNOWN = ['headers', 'correlationId', 'activateInMs', 'activateAt', 'timerId', 'autocommit'];
 
 export function validateQueue(queue: unknown): string {
   if (typeof queue !== 'string' || queue.length === 0 || queue.length > MAX_QUEUE_LENGTH) {
@@ -55,15 +56,7 @@ export function resolvePublishOptions(options: unknown, batch: boolean): Resolve
     throw new InvalidOptionError({ option: 'options', value: options, expected: 'an object of publish options' });
   }
   const raw = (options ?? {}) as PublishOptions;
-  for (const key of Object.keys(raw)) {
-    if (!KNOWN.has(key)) {
-      throw new InvalidOptionError({
-        option: key,
-        value: (raw as Record<string, unknown>)[key],
-        expected: `one of the publish options (${[...KNOWN].join(', ')})`,
-      });
-    }
-  }
+  rejectUnknownOptions(raw, 'publish', KNOWN);
   const { activateInMs, activateAt, timerId, correlationId } = raw;
   if (activateInMs !== undefined && activateAt !== undefined) {
     throw new InvalidOptionError({

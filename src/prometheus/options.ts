@@ -1,6 +1,7 @@
 import type { Registry, RegistryContentType } from 'prom-client';
 
 import { InvalidOptionError } from '../errors.js';
+import { rejectUnknownOptions } from '../util/known-options.js';
 
 /** A prom-client registry of either content type (render.ts serves both formats from either). */
 export type AnyRegistry = Registry<RegistryContentType>;
@@ -57,15 +58,7 @@ export function resolveBaseOptions(
     });
   }
   const raw = options as Record<string, unknown>;
-  for (const key of Object.keys(raw)) {
-    if (!known.includes(key)) {
-      throw new InvalidOptionError({
-        option: key,
-        value: raw[key],
-        expected: `one of the ${what} options (${known.join(', ')})`,
-      });
-    }
-  }
+  rejectUnknownOptions(raw, what, known);
   if (!isRegistry(raw.registry)) {
     throw new InvalidOptionError({
       option: 'registry',

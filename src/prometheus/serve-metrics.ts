@@ -3,6 +3,7 @@ import { isIP } from 'node:net';
 
 import { errorMessage, InvalidOptionError, PortInUseError } from '../errors.js';
 import type { Outbox } from '../outbox.js';
+import { rejectUnknownOptions } from '../util/known-options.js';
 import type { AnyRegistry } from './options.js';
 import { metricsContentType, prefersOpenMetrics, renderMetrics } from './render.js';
 
@@ -53,9 +54,7 @@ function resolve(options: unknown): Resolved {
     throw invalid('options', options, 'an object ({ registry, host?, port?, outbox?, ready? })');
   }
   const raw = options as Record<string, unknown>;
-  for (const key of Object.keys(raw)) {
-    if (!KNOWN.includes(key)) throw invalid(key, raw[key], `one of the serveMetrics options (${KNOWN.join(', ')})`);
-  }
+  rejectUnknownOptions(raw, 'serveMetrics', KNOWN, 'serveMetrics.');
   const { registry, outbox, ready } = raw;
   const isRegistry =
     typeof registry === 'object' &&

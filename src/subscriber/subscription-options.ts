@@ -1,6 +1,7 @@
 import { InvalidOptionError } from '../errors.js';
 import type { RetryStrategy } from '../retry/retry-strategy.js';
 import { defaultRetry, NoRetry } from '../retry/strategies.js';
+import { rejectUnknownOptions } from '../util/known-options.js';
 
 export type AckPolicy = 'nack_on_error' | 'reject_on_error' | 'manual';
 
@@ -109,14 +110,7 @@ export function resolveSubscribeOptions(
     throw new InvalidOptionError({ option: 'options', value: options, expected: 'an object of subscribe options' });
   }
   const raw = (options ?? {}) as Record<string, unknown>;
-  for (const key of Object.keys(raw)) {
-    if (!KNOWN.includes(key))
-      throw new InvalidOptionError({
-        option: key,
-        value: raw[key],
-        expected: `one of the subscribe options (${KNOWN.join(', ')})`,
-      });
-  }
+  rejectUnknownOptions(raw, 'subscribe', KNOWN);
   const name = raw.name ?? ((handler as { name?: string }).name || list.join(','));
   if (typeof name !== 'string' || name.length === 0 || name.length > 255) {
     throw new InvalidOptionError({ option: 'name', value: name, expected: 'a non-empty string of at most 255 characters' });

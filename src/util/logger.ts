@@ -25,6 +25,25 @@ export function consoleLogger(level: LogLevel = 'warn'): Logger {
   return { debug: write('debug'), info: write('info'), warn: write('warn'), error: write('error') };
 }
 
+/** `base` with `fields` added to every line (a line's own fields win): the pid and role of a process, say. */
+export function withFields(base: Logger, fields: Record<string, unknown>): Logger {
+  const tag = (own: Record<string, unknown>) => ({ ...fields, ...own });
+  return {
+    debug: (own, message) => {
+      base.debug(tag(own), message);
+    },
+    info: (own, message) => {
+      base.info(tag(own), message);
+    },
+    warn: (own, message) => {
+      base.warn(tag(own), message);
+    },
+    error: (own, message) => {
+      base.error(tag(own), message);
+    },
+  };
+}
+
 export const silentLogger: Logger = {
   debug: () => undefined,
   info: () => undefined,

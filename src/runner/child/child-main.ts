@@ -17,7 +17,7 @@ import { Outbox } from '../../outbox.js';
 import { prometheusMiddleware, prometheusRecorder } from '../../prometheus/index.js';
 import { StatsdClient, statsdMiddleware } from '../../statsd/index.js';
 import type { Handler } from '../../subscriber/message.js';
-import { consoleLogger, type Logger } from '../../util/logger.js';
+import { consoleLogger, type Logger, withFields } from '../../util/logger.js';
 import type { MetricSnapshot } from '../metrics/metrics-ledger.js';
 import { type ChildMessage, type ChildSpec, isParentMessage } from '../protocol.js';
 import { subscribeOptionsFromSpec } from './subscribe-options-from-spec.js';
@@ -37,22 +37,7 @@ function send(message: ChildMessage): Promise<void> {
 
 /** Adds the consumer and pid to every line, as the supervisor's logs do. */
 function childLogger(consumer: string): Logger {
-  const base = consoleLogger(process.env.TXOUTBOX_LOG_LEVEL === 'info' ? 'info' : 'warn');
-  const tag = (fields: Record<string, unknown>) => ({ consumer, pid: process.pid, ...fields });
-  return {
-    debug: (fields, message) => {
-      base.debug(tag(fields), message);
-    },
-    info: (fields, message) => {
-      base.info(tag(fields), message);
-    },
-    warn: (fields, message) => {
-      base.warn(tag(fields), message);
-    },
-    error: (fields, message) => {
-      base.error(tag(fields), message);
-    },
-  };
+  return withFields(consoleLogger(process.env.TXOUTBOX_LOG_LEVEL === 'info' ? 'info' : 'warn'), { consumer, pid: process.pid });
 }
 
 async function loadHandler(spec: ChildSpec): Promise<Handler> {

@@ -2,10 +2,10 @@ import pg from 'pg';
 
 import { InvalidOptionError } from './errors.js';
 import { CustomStatKeys, DEFAULT_CUSTOM_STATS_LIMIT } from './instrumentation/custom-stats.js';
-import type { OutboxEvent, Recorder } from './instrumentation/events.js';
+import type { Recorder } from './instrumentation/events.js';
 import type { Middleware } from './instrumentation/middleware.js';
 import { MiddlewareChain, resolveMiddlewares } from './instrumentation/middleware-chain.js';
-import { resolveRecorders } from './instrumentation/recorders.js';
+import { type Emit, resolveRecorders } from './instrumentation/recorders.js';
 import type { NotifyMode } from './producer/wake-after-commit.js';
 import { resolveSchemaNames, type SchemaNames } from './schema/schema-names.js';
 import { defaultRenderError, type RenderError } from './subscriber/render-error.js';
@@ -88,7 +88,7 @@ export interface ResolvedOutboxOptions {
   readonly ownsPool: boolean;
   readonly preparedStatements: boolean;
   readonly logger: Logger;
-  readonly emit: (event: OutboxEvent) => void;
+  readonly emit: Emit;
   readonly middlewares: MiddlewareChain;
   readonly customStats: CustomStatKeys;
   readonly gracefulTimeoutMs: number;

@@ -54,6 +54,8 @@ export class CustomStatKeys {
   /** Series name → the stat that exports it. */
   readonly #series = new Map<string, { key: string; kind: Kind }>();
   #warnedLimit = false;
+  /** subscriber → queue → its Stats. */
+  readonly #perPair = new Map<string, Map<string, Stats>>();
 
   constructor(limit: number, logger: Logger, sink: (stat: CustomStat) => void) {
     this.#limit = limit;
@@ -61,8 +63,19 @@ export class CustomStatKeys {
     this.#sink = sink;
   }
 
-  /** The `ctx.stats` of one delivery. */
+  /**
+   * The `ctx.stats` of deliveries of `queue` to `subscriber`: one object per pair, made once and
+   * shared (it holds no per-delivery state), so a delivery that never records a stat costs nothing.
+   */
   forDelivery(subscriber: string, queue: string): Stats {
+    let perQueue = this.#perPair.get(subscriber);
+    if (perQueue === undefined) this.#perPair.set(subscriber, (perQueue = new Map<string, Stats>()));
+    let stats = perQueue.get(queue);
+    if (stats === undefined) perQueue.set(queue, (stats = this.#statsFor(subscriber, queue)));
+    return stats;
+  }
+
+  #statsFor(subscriber: string, queue: string): Stats {
     const emit = (kind: Kind, call: string, rawKey: unknown, value: number): void => {
       const key = this.#admit(kind, call, rawKey);
       if (key !== undefined) this.#sink({ kind, key, value, subscriber, queue });

@@ -60,6 +60,11 @@ export class MiddlewareChain {
     });
   }
 
+  /** True when some middleware has a consume hook: without one, deliveries skip the chain (and its context). */
+  get hasConsume(): boolean {
+    return this.#consume.length > 0;
+  }
+
   /** True when some middleware receives custom stats. */
   get hasStatSinks(): boolean {
     return this.#stat.length > 0;

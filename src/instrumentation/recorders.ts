@@ -3,8 +3,15 @@ import type { Logger } from '../util/logger.js';
 import type { OutboxEvent, Recorder } from './events.js';
 import { safeInvoke } from './safe-invoke.js';
 
+/**
+ * Hands an event to every recorder. `undefined` when there are none: call sites write
+ * `emit?.({ … })`, which then builds no event object at all (events are per message on the drain
+ * path).
+ */
+export type Emit = ((event: OutboxEvent) => void) | undefined;
+
 /** Validates the `recorder` option (one function or an array) and returns a guarded emitter. */
-export function resolveRecorders(value: unknown, logger: Logger): (event: OutboxEvent) => void {
+export function resolveRecorders(value: unknown, logger: Logger): Emit {
   const list: unknown[] = value === undefined ? [] : Array.isArray(value) ? value : [value];
   list.forEach((recorder, index) => {
     if (typeof recorder !== 'function') {
@@ -16,7 +23,7 @@ export function resolveRecorders(value: unknown, logger: Logger): (event: Outbox
     }
   });
   const recorders = list as Recorder[];
-  if (recorders.length === 0) return () => undefined;
+  if (recorders.length === 0) return undefined;
   return (event) => {
     for (const recorder of recorders)
       safeInvoke(logger, 'recorder', () => {

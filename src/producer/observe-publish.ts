@@ -1,8 +1,9 @@
 import { performance } from 'node:perf_hooks';
 
-import { exceptionTypeOf, type OutboxEvent } from '../instrumentation/events.js';
+import { exceptionTypeOf } from '../instrumentation/events.js';
 import type { PublishContext, PublishResult } from '../instrumentation/middleware.js';
 import type { MiddlewareChain } from '../instrumentation/middleware-chain.js';
+import type { Emit } from '../instrumentation/recorders.js';
 
 /** What one publish call hands to the instrumentation around it. */
 export interface PublishScope {
@@ -20,7 +21,7 @@ export interface PublishScope {
  */
 export async function observePublish(
   chain: MiddlewareChain,
-  emit: (event: OutboxEvent) => void,
+  emit: Emit,
   scope: PublishScope,
   insert: (injectedHeaders: Readonly<Record<string, string>>) => Promise<PublishResult>,
 ): Promise<PublishResult> {
@@ -28,7 +29,7 @@ export async function observePublish(
   const ctx: PublishContext = { ...scope, headers: {}, traceId: undefined };
   try {
     const result = await chain.publish(ctx, () => insert(ctx.headers));
-    emit({
+    emit?.({
       type: 'published',
       queue: scope.queue,
       status: 'ok',
@@ -38,7 +39,7 @@ export async function observePublish(
     });
     return result;
   } catch (error) {
-    emit({
+    emit?.({
       type: 'published',
       queue: scope.queue,
       status: 'error',

@@ -2,8 +2,8 @@ import { buildHeaders, withInjectedHeaders } from '../envelope/build-headers.js'
 import { encodeBody } from '../envelope/encode-body.js';
 import { CORRELATION_ID_HEADER } from '../envelope/headers.js';
 import { InvalidOptionError } from '../errors.js';
-import type { OutboxEvent } from '../instrumentation/events.js';
 import type { MiddlewareChain } from '../instrumentation/middleware-chain.js';
+import type { Emit } from '../instrumentation/recorders.js';
 import type { Statement } from '../util/statement.js';
 import { assertTransactional, type Executor } from './executor.js';
 import { observePublish, type PublishScope } from './observe-publish.js';
@@ -25,7 +25,7 @@ export interface ProducerContext {
   /** false when the caller's connections cannot hold prepared statements (PgBouncer transaction mode). */
   readonly preparedStatements: boolean;
   readonly middlewares: MiddlewareChain;
-  readonly emit: (event: OutboxEvent) => void;
+  readonly emit: Emit;
   /** How publishes wake listeners (architecture/decisions/0004-wake-up-after-commit.md). */
   readonly notify: NotifyMode;
   readonly notifier: WakeNotifier;

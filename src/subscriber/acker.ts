@@ -3,14 +3,16 @@ import type pg from 'pg';
 import { errorMessage } from '../errors.js';
 import type { Logger } from '../util/logger.js';
 import type { Statement } from '../util/statement.js';
+import type { Lease } from './outcome-writer.js';
+import { type MatchedPair, pairKey, pairValues } from './sql.js';
 
 /** Result of one ack: the row was deleted, the lease was lost (another holder owns it), or the write failed. */
 export type AckResult = 'deleted' | 'lease_lost' | 'failed';
 
-interface PendingAck {
-  readonly id: string;
-  readonly token: string;
-  readonly resolve: (result: AckResult) => void;
+/** One successful delivery waiting for its DELETE. */
+export interface AckEntry {
+  readonly lease: Lease;
+  readonly durationSeconds: number;
 }
 
 /** Rows per DELETE: bounds one statement's arrays and lock footprint. */
@@ -18,7 +20,7 @@ export const MAX_ACK_BATCH = 1000;
 
 /**
  * Coalesces the successful deletes of every handler slot of a subscription into one
- * `DELETE … USING unnest(ids, tokens) … RETURNING id` per event-loop turn.
+ * `DELETE … USING unnest(ids, tokens) … RETURNING id, token` per event-loop turn.
  *
  * States:
  *   idle      nothing pending, no DELETE in flight.         enqueue → scheduled
@@ -36,23 +38,30 @@ export class Acker {
   readonly #statement: Statement;
   readonly #prepared: boolean;
   readonly #logger: Logger;
-  #pending: PendingAck[] = [];
+  readonly #settle: (entry: AckEntry, result: AckResult) => void;
+  #pending: AckEntry[] = [];
   #state: 'idle' | 'scheduled' | 'flushing' = 'idle';
   #idleWaiters: (() => void)[] = [];
 
-  constructor(pool: pg.Pool, statement: Statement, prepared: boolean, logger: Logger) {
+  /** `settle` hears, for every entry, what its DELETE did; it must not throw. */
+  constructor(
+    pool: pg.Pool,
+    statement: Statement,
+    prepared: boolean,
+    logger: Logger,
+    settle: (entry: AckEntry, result: AckResult) => void,
+  ) {
     this.#pool = pool;
     this.#statement = statement;
     this.#prepared = prepared;
     this.#logger = logger;
+    this.#settle = settle;
   }
 
-  /** Queues the delete of (id, token); resolves with what the database did. */
-  ack(id: string, token: string): Promise<AckResult> {
-    return new Promise((resolve) => {
-      this.#pending.push({ id, token, resolve });
-      if (this.#state === 'idle') this.#schedule();
-    });
+  /** Queues the delete of the entry's (id, token); `settle` hears what the database did. */
+  ack(entry: AckEntry): void {
+    this.#pending.push(entry);
+    if (this.#state === 'idle') this.#schedule();
   }
 
   /** Resolves once every queued ack has been written (or failed). */
@@ -72,17 +81,23 @@ export class Acker {
     this.#state = 'flushing';
     const batch = this.#pending.splice(0, MAX_ACK_BATCH);
     try {
-      const values = [batch.map((a) => a.id), batch.map((a) => a.token)];
+      const values = pairValues(batch.map((a) => a.lease));
       const { text, name } = this.#statement;
-      const result = await this.#pool.query<{ id: string }>(this.#prepared ? { name, text, values } : { text, values });
-      const deleted = new Set(result.rows.map((row) => row.id));
-      for (const ack of batch) ack.resolve(deleted.has(ack.id) ? 'deleted' : 'lease_lost');
+      const result = await this.#pool.query<MatchedPair>(this.#prepared ? { name, text, values } : { text, values });
+      // All deleted (the common case): no set to build. Otherwise match (id, token): the same row
+      // can be in one batch twice, under an expired lease and under the one that re-claimed it.
+      const deleted =
+        result.rows.length === batch.length ? undefined : new Set(result.rows.map((row) => pairKey(row.id, row.token)));
+      for (const ack of batch) {
+        const hit = deleted === undefined || deleted.has(pairKey(ack.lease.record.id, ack.lease.token));
+        this.#settle(ack, hit ? 'deleted' : 'lease_lost');
+      }
     } catch (error) {
       this.#logger.error(
         { err: errorMessage(error), rows: batch.length },
         'ack DELETE failed; those rows keep their leases and will be redelivered after the lease expires',
       );
-      for (const ack of batch) ack.resolve('failed');
+      for (const ack of batch) this.#settle(ack, 'failed');
     }
     if (this.#pending.length > 0) {
       this.#schedule();

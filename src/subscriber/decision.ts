@@ -1,7 +1,10 @@
 import { InvalidOptionError } from '../errors.js';
 import type { Stats } from '../instrumentation/custom-stats.js';
 import { MAX_DELAY_MS } from '../retry/retry-strategy.js';
+import type { Logger } from '../util/logger.js';
+import type { DeliverySignal } from './delivery-signal.js';
 import type { HandlerContext } from './message.js';
+import { deliveryScope, type Lease } from './outcome-writer.js';
 import type { AckPolicy } from './subscription-options.js';
 
 /** What a handler run decided; the first explicit call wins, later ones are ignored. */
@@ -31,42 +34,65 @@ function validNackDelay(delayMs: unknown): number | undefined {
   return delayMs;
 }
 
+const ACK: Decision = { kind: 'ack' };
+
 /**
- * Collects the handler's explicit decision (ctx.ack/nack/reject) and turns its return or throw
- * into one under the ack policy.
+ * One delivery's `ctx` (the HandlerContext a handler gets) and the decision it collects: the
+ * handler's explicit call (ctx.ack/nack/reject), or its return or throw under the ack policy.
+ *
+ * One object per delivery, and nothing more until a handler asks: `ack`, `nack` and `reject` are
+ * getters that make their (bound, destructurable: `async (m, { ack }) => …`) function on first
+ * read, and the signal is made when `signal` is first read. On the drain path most handlers touch
+ * none of them.
  */
-export class DecisionRecorder {
+export class DeliveryControls implements HandlerContext {
+  readonly subscriber: string;
+  readonly stats: Stats;
   readonly #policy: AckPolicy;
-  readonly #onLateCall: (call: string) => void;
+  readonly #signal: DeliverySignal;
+  readonly #logger: Logger;
+  readonly #lease: Lease;
   #decision: Decision | undefined;
   #settled = false;
+  #ack: (() => void) | undefined;
+  #nack: HandlerContext['nack'] | undefined;
+  #reject: HandlerContext['reject'] | undefined;
 
-  constructor(policy: AckPolicy, onLateCall: (call: string) => void) {
+  constructor(policy: AckPolicy, signal: DeliverySignal, subscriber: string, stats: Stats, logger: Logger, lease: Lease) {
     this.#policy = policy;
-    this.#onLateCall = onLateCall;
+    this.#signal = signal;
+    this.subscriber = subscriber;
+    this.stats = stats;
+    this.#logger = logger;
+    this.#lease = lease;
   }
 
-  controls(signal: AbortSignal, subscriber: string, stats: Stats): HandlerContext {
-    return {
-      subscriber,
-      signal,
-      stats,
-      ack: () => {
-        this.#decide('ack()', { kind: 'ack' });
-      },
-      nack: (options) => {
-        const delayMs = validNackDelay(options?.delayMs);
-        this.#decide('nack()', { kind: 'nack', delayMs, error: options?.error });
-      },
-      reject: (reason) => {
-        this.#decide('reject()', { kind: 'reject', reason, error: undefined });
-      },
-    };
+  get signal(): AbortSignal {
+    return this.#signal.signal;
+  }
+
+  get ack(): () => void {
+    return (this.#ack ??= () => {
+      this.#decide('ack()', ACK);
+    });
+  }
+
+  get nack(): HandlerContext['nack'] {
+    return (this.#nack ??= (options) => {
+      const delayMs = validNackDelay(options?.delayMs);
+      this.#decide('nack()', { kind: 'nack', delayMs, error: options?.error });
+    });
+  }
+
+  get reject(): HandlerContext['reject'] {
+    return (this.#reject ??= (reason) => {
+      this.#decide('reject()', { kind: 'reject', reason, error: undefined });
+    });
   }
 
   #decide(call: string, decision: Decision): void {
     if (this.#settled) {
-      this.#onLateCall(call);
+      this.#logger.warn(deliveryScope(this.#lease, this.subscriber), `ctx.${call} called after the handler settled; ignored`);
       return;
     }
     this.#decision ??= decision;
@@ -77,19 +103,20 @@ export class DecisionRecorder {
    * 'manual' handlers that return without deciding are nacked (retried by the strategy): losing a
    * row because a code path forgot ctx.ack() would be silent data loss.
    */
-  settle(outcome: { threw: false } | { threw: true; error: unknown }): { decision: Decision; forgotten: boolean } {
+  settle(threw: boolean, error: unknown): { decision: Decision; forgotten: boolean } {
     this.#settled = true;
     if (this.#decision !== undefined) {
-      if (outcome.threw && this.#decision.kind !== 'ack')
-        return { decision: { ...this.#decision, error: outcome.error }, forgotten: false };
+      if (threw && this.#decision.kind !== 'ack') return { decision: { ...this.#decision, error }, forgotten: false };
       return { decision: this.#decision, forgotten: false };
     }
-    if (outcome.threw) {
+    if (threw) {
       return this.#policy === 'reject_on_error'
-        ? { decision: { kind: 'reject', reason: undefined, error: outcome.error }, forgotten: false }
-        : { decision: { kind: 'nack', delayMs: undefined, error: outcome.error }, forgotten: false };
+        ? { decision: { kind: 'reject', reason: undefined, error }, forgotten: false }
+        : { decision: { kind: 'nack', delayMs: undefined, error }, forgotten: false };
     }
     if (this.#policy === 'manual') return { decision: { kind: 'nack', delayMs: undefined, error: undefined }, forgotten: true };
-    return { decision: { kind: 'ack' }, forgotten: false };
+    return SETTLED_ACK;
   }
 }
+
+const SETTLED_ACK = { decision: ACK, forgotten: false } as const;

@@ -2,15 +2,16 @@ import { performance } from 'node:perf_hooks';
 
 import { errorMessage } from '../errors.js';
 import type { CustomStatKeys } from '../instrumentation/custom-stats.js';
-import type { OutboxEvent } from '../instrumentation/events.js';
 import type { ConsumeContext, ConsumeOutcome, ConsumeResult } from '../instrumentation/middleware.js';
 import type { MiddlewareChain } from '../instrumentation/middleware-chain.js';
+import type { Emit } from '../instrumentation/recorders.js';
 import type { RetryStrategy } from '../retry/retry-strategy.js';
 import { MAX_DELAY_MS } from '../retry/retry-strategy.js';
 import type { Logger } from '../util/logger.js';
-import { type Decision, DecisionRecorder } from './decision.js';
+import { type Decision, DeliveryControls } from './decision.js';
+import type { DeliverySignal } from './delivery-signal.js';
 import { correlationIdOf, type Handler, toMessage } from './message.js';
-import type { Lease, OutcomeWriter, Run } from './outcome-writer.js';
+import { deliveryScope, type Lease, type OutcomeWriter, type Run } from './outcome-writer.js';
 import type { ResolvedSubscribeOptions } from './subscription-options.js';
 
 export interface DeliverDeps {
@@ -18,7 +19,7 @@ export interface DeliverDeps {
   readonly handler: Handler;
   readonly writer: OutcomeWriter;
   readonly logger: Logger;
-  readonly emit: (event: OutboxEvent) => void;
+  readonly emit: Emit;
   readonly middlewares: MiddlewareChain;
   readonly customStats: CustomStatKeys;
 }
@@ -71,6 +72,55 @@ function plan(decision: Decision, lease: Lease, run: Run, deps: DeliverDeps): Co
 
 const STATUS_OF: Record<Decision['kind'], ConsumeResult['status']> = { ack: 'acked', nack: 'nacked', reject: 'rejected' };
 
+/** A run's start and length: kept as numbers on the hot path, a Date only for retry bookkeeping. */
+interface Timing {
+  startedAtMs: number;
+  durationSeconds: number;
+}
+
+function runOf(timing: Timing): Run {
+  return { startedAt: new Date(timing.startedAtMs), durationSeconds: timing.durationSeconds };
+}
+
+const RAN: { threw: false; error: undefined } = { threw: false, error: undefined };
+
+/** Decode, run the handler under the ack policy, decide. The innermost step of the consume chain. */
+async function runHandler(lease: Lease, controls: DeliveryControls, timing: Timing, deps: DeliverDeps): Promise<ConsumeResult> {
+  timing.startedAtMs = Date.now();
+  const t0 = performance.now();
+  let outcome: { threw: boolean; error: unknown } = RAN;
+  try {
+    // Decoding inside the chain: a malformed body fails like a throwing handler, inside the span.
+    await deps.handler(toMessage(lease.record), controls);
+  } catch (error) {
+    outcome = { threw: true, error };
+  }
+  const { decision, forgotten } = controls.settle(outcome.threw, outcome.error);
+  timing.durationSeconds = (performance.now() - t0) / 1000;
+  if (forgotten)
+    deps.logger.error(
+      deliveryScope(lease, deps.options.name),
+      'manual handler returned without ctx.ack(), nack() or reject(); treating it as nack (retry), never as a silent delete',
+    );
+  if (decision.kind === 'ack' && !outcome.threw)
+    return { status: 'acked', error: undefined, durationSeconds: timing.durationSeconds, outcome: ACK };
+  // A handler that threw after deciding (`ctx.ack()` then a throw) keeps its decision, but the
+  // result still reports the error it threw: metrics and spans must not say `error` without one.
+  const decided =
+    decision.kind === 'ack'
+      ? undefined
+      : (decision.error ??
+        (decision.kind === 'reject' && decision.reason !== undefined ? new Error(`rejected: ${decision.reason}`) : undefined));
+  return {
+    status: outcome.threw ? 'error' : STATUS_OF[decision.kind],
+    error: decided ?? outcome.error,
+    durationSeconds: timing.durationSeconds,
+    outcome: plan(decision, lease, runOf(timing), deps),
+  };
+}
+
+const ACK: ConsumeOutcome = { kind: 'ack' };
+
 /**
  * One delivery: the max-deliveries gate, then the middleware chain around the handler (decode,
  * run under the ack policy, decide), then the outcome write (awaited for retries and terminal
@@ -78,15 +128,16 @@ const STATUS_OF: Record<Decision['kind'], ConsumeResult['status']> = { ack: 'ack
  * Never throws: every failure path either records a terminal decision or leaves the row leased.
  * `abandoned()` turns true when shutdown stopped waiting: the outcome is then not written (the pool
  * may be gone), and the row is redelivered after its lease expires.
+ * Per message this allocates little beyond the handler's message and ctx: events only when a
+ * recorder listens, the middleware context only when a consume middleware runs.
  */
-export async function deliver(lease: Lease, signal: AbortSignal, abandoned: () => boolean, deps: DeliverDeps): Promise<void> {
-  const { options, writer, logger, emit } = deps;
+export async function deliver(lease: Lease, signal: DeliverySignal, abandoned: () => boolean, deps: DeliverDeps): Promise<void> {
+  const { options, writer, logger } = deps;
   const { record } = lease;
-  const scope = { queue: record.queue, subscriber: options.name, messageId: record.id, deliveriesCount: record.deliveries_count };
 
   if (options.maxDeliveries !== undefined && record.deliveries_count > options.maxDeliveries) {
     logger.error(
-      { ...scope, maxDeliveries: options.maxDeliveries },
+      { ...deliveryScope(lease, options.name), maxDeliveries: options.maxDeliveries },
       'row exceeded maxDeliveries; ending it without running the handler',
     );
     await writer.terminal(
@@ -98,82 +149,27 @@ export async function deliver(lease: Lease, signal: AbortSignal, abandoned: () =
     return;
   }
 
-  emit({
+  deps.emit?.({
     type: 'dispatched',
-    ...scope,
+    ...deliveryScope(lease, options.name),
     sizeBytes: record.payload.length,
     ageSeconds: Math.max(0, (Date.now() - record.created_at.getTime()) / 1000),
   });
-  const ctx: ConsumeContext = {
-    subscriber: options.name,
-    queue: record.queue,
-    messageId: record.id,
-    correlationId: correlationIdOf(record),
-    headers: record.headers,
-    sizeBytes: record.payload.length,
-    deliveriesCount: record.deliveries_count,
-    createdAt: record.created_at,
-    traceId: undefined,
-  };
-  let run: Run | undefined;
-
-  const runHandler = async (): Promise<ConsumeResult> => {
-    const startedAt = new Date();
-    const t0 = performance.now();
-    const decisions = new DecisionRecorder(options.ackPolicy, (call) => {
-      logger.warn(scope, `ctx.${call} called after the handler settled; ignored`);
-    });
-    const controls = decisions.controls(signal, options.name, deps.customStats.forDelivery(options.name, record.queue));
-    let outcome: { threw: false } | { threw: true; error: unknown };
-    try {
-      // Decoding inside the chain: a malformed body fails like a throwing handler, inside the span.
-      await deps.handler(toMessage(record), controls);
-      outcome = { threw: false };
-    } catch (error) {
-      outcome = { threw: true, error };
-    }
-    const { decision, forgotten } = decisions.settle(outcome);
-    run = { startedAt, durationSeconds: (performance.now() - t0) / 1000 };
-    if (forgotten)
-      logger.error(
-        scope,
-        'manual handler returned without ctx.ack(), nack() or reject(); treating it as nack (retry), never as a silent delete',
-      );
-    // A handler that threw after deciding (`ctx.ack()` then a throw) keeps its decision, but the
-    // result still reports the error it threw: metrics and spans must not say `error` without one.
-    const decided =
-      decision.kind === 'ack'
-        ? undefined
-        : (decision.error ??
-          (decision.kind === 'reject' && decision.reason !== undefined ? new Error(`rejected: ${decision.reason}`) : undefined));
-    const error = decided ?? (outcome.threw ? outcome.error : undefined);
-    return {
-      status: outcome.threw ? 'error' : STATUS_OF[decision.kind],
-      error,
-      durationSeconds: run.durationSeconds,
-      outcome: plan(decision, lease, run, deps),
-    };
-  };
-
-  // A middleware failed around a handler that did not: fail the delivery as if the handler threw.
-  const fail = (error: unknown, handlerResult: ConsumeResult | undefined): ConsumeResult => {
-    run ??= { startedAt: new Date(), durationSeconds: 0 };
-    const decision: Decision =
-      options.ackPolicy === 'reject_on_error'
-        ? { kind: 'reject', reason: undefined, error }
-        : { kind: 'nack', delayMs: undefined, error };
-    return {
-      status: 'error',
-      error,
-      durationSeconds: handlerResult?.durationSeconds ?? 0,
-      outcome: plan(decision, lease, run, deps),
-    };
-  };
-
-  const result = await deps.middlewares.consume(ctx, runHandler, fail);
-  run ??= { startedAt: new Date(), durationSeconds: result.durationSeconds };
+  const stats = deps.customStats.forDelivery(options.name, record.queue);
+  const controls = new DeliveryControls(options.ackPolicy, signal, options.name, stats, logger, lease);
+  const timing: Timing = { startedAtMs: 0, durationSeconds: 0 };
+  const result = deps.middlewares.hasConsume
+    ? await deps.middlewares.consume(
+        consumeContext(lease, options.name),
+        () => runHandler(lease, controls, timing, deps),
+        (error, handlerResult) => failed(error, handlerResult, lease, timing, deps),
+      )
+    : await runHandler(lease, controls, timing, deps);
   if (abandoned()) {
-    logger.warn(scope, 'handler finished after shutdown stopped waiting; its row keeps its lease and will be redelivered');
+    logger.warn(
+      deliveryScope(lease, options.name),
+      'handler finished after shutdown stopped waiting; its row keeps its lease and will be redelivered',
+    );
     return;
   }
 
@@ -183,17 +179,53 @@ export async function deliver(lease: Lease, signal: AbortSignal, abandoned: () =
       // Not awaited: the slot takes the next row while the acker batches this delete with the
       // others of this turn (one DELETE per turn instead of one per message; stop() drains the
       // acker). The lease stays held until the DELETE lands, so a crash meanwhile redelivers.
-      void writer.ack(lease, run);
+      writer.ack(lease, result.durationSeconds);
       return;
     case 'terminal':
-      await writer.terminal(lease, outcome.reason, result.error, run);
+      await writer.terminal(lease, outcome.reason, result.error, runOf(timing));
       return;
     case 'retry':
-      await writer.retry(lease, run, outcome.delayMs, result.error);
+      await writer.retry(lease, runOf(timing), outcome.delayMs, result.error);
       return;
     default: {
       const unreachable: never = outcome;
       throw new Error(`unknown outcome ${JSON.stringify(unreachable)}`);
     }
   }
+}
+
+function consumeContext(lease: Lease, subscriber: string): ConsumeContext {
+  const { record } = lease;
+  return {
+    subscriber,
+    queue: record.queue,
+    messageId: record.id,
+    correlationId: correlationIdOf(record),
+    headers: record.headers,
+    sizeBytes: record.payload.length,
+    deliveriesCount: record.deliveries_count,
+    createdAt: record.created_at,
+    traceId: undefined,
+  };
+}
+
+/** A middleware failed around a handler that did not: fail the delivery as if the handler threw. */
+function failed(
+  error: unknown,
+  handlerResult: ConsumeResult | undefined,
+  lease: Lease,
+  timing: Timing,
+  deps: DeliverDeps,
+): ConsumeResult {
+  if (timing.startedAtMs === 0) timing.startedAtMs = Date.now();
+  const decision: Decision =
+    deps.options.ackPolicy === 'reject_on_error'
+      ? { kind: 'reject', reason: undefined, error }
+      : { kind: 'nack', delayMs: undefined, error };
+  return {
+    status: 'error',
+    error,
+    durationSeconds: handlerResult?.durationSeconds ?? 0,
+    outcome: plan(decision, lease, runOf(timing), deps),
+  };
 }

@@ -21,7 +21,7 @@ export interface Message<T = unknown> {
   readonly timerId: string | null;
 }
 
-/** Per-delivery controls given to a handler. */
+/** Per-delivery controls given to a handler. `ack`, `nack` and `reject` may be destructured: `(m, { ack }) => …`. */
 export interface HandlerContext {
   /** The subscriber's name. */
   readonly subscriber: string;
@@ -33,14 +33,14 @@ export interface HandlerContext {
   /** Custom metrics (counters, gauges, durations), exported by the middlewares that take stats. */
   readonly stats: Stats;
   /** Success: the row is deleted. */
-  ack(): void;
+  readonly ack: () => void;
   /**
    * Failure: retry after `delayMs` (capped at one year), or when the retry strategy says (which may
    * end the row). A `delayMs` that is not a finite number >= 0 throws `InvalidOptionError`.
    */
-  nack(options?: { delayMs?: number; error?: unknown }): void;
+  readonly nack: (options?: { delayMs?: number; error?: unknown }) => void;
   /** Terminal now: the row ends as `rejected` (into the DLQ when on). */
-  reject(reason?: string): void;
+  readonly reject: (reason?: string) => void;
 }
 
 export type Handler<T = unknown> = (message: Message<T>, ctx: HandlerContext) => Promise<void> | void;

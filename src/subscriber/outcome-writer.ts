@@ -2,9 +2,10 @@ import type pg from 'pg';
 
 import { errorMessage } from '../errors.js';
 import { exceptionTypeOf, type OutboxEvent, type TerminalReason } from '../instrumentation/events.js';
+import type { Emit } from '../instrumentation/recorders.js';
 import type { Logger } from '../util/logger.js';
 import type { Statement } from '../util/statement.js';
-import type { Acker } from './acker.js';
+import { type AckEntry, Acker, type AckResult } from './acker.js';
 import type { ClaimedRecord } from './message.js';
 import { boundedLastException, type RenderError } from './render-error.js';
 import type { SubscriberSql } from './sql.js';
@@ -17,6 +18,12 @@ export interface Lease {
   leasedAt: number;
 }
 
+/** The fields that place one delivery, in its events and log lines. */
+export function deliveryScope(lease: Lease, subscriber: string) {
+  const { record } = lease;
+  return { queue: record.queue, subscriber, messageId: record.id, deliveriesCount: record.deliveries_count };
+}
+
 /** A finished handler run, for timings and attempt bookkeeping. */
 export interface Run {
   readonly startedAt: Date;
@@ -27,11 +34,10 @@ export interface OutcomeWriterDeps {
   readonly pool: pg.Pool;
   readonly sql: SubscriberSql;
   readonly prepared: boolean;
-  readonly acker: Acker;
   readonly dlq: boolean;
   readonly subscriber: string;
   readonly logger: Logger;
-  readonly emit: (event: OutboxEvent) => void;
+  readonly emit: Emit;
   readonly renderError: RenderError;
 }
 
@@ -42,18 +48,22 @@ export interface OutcomeWriterDeps {
  */
 export class OutcomeWriter {
   readonly #deps: OutcomeWriterDeps;
+  readonly #acker: Acker;
 
   constructor(deps: OutcomeWriterDeps) {
     this.#deps = deps;
+    this.#acker = new Acker(deps.pool, deps.sql.ackBatch, deps.prepared, deps.logger, (entry, result) => {
+      this.#acked(entry, result);
+    });
+  }
+
+  /** Resolves once every ack handed over so far has been written (or failed). */
+  drainAcks(): Promise<void> {
+    return this.#acker.drain();
   }
 
   #scope(lease: Lease) {
-    return {
-      queue: lease.record.queue,
-      subscriber: this.#deps.subscriber,
-      messageId: lease.record.id,
-      deliveriesCount: lease.record.deliveries_count,
-    };
+    return deliveryScope(lease, this.#deps.subscriber);
   }
 
   async #query(statement: Statement, values: unknown[]): Promise<pg.QueryResult> {
@@ -66,7 +76,7 @@ export class OutcomeWriter {
       { subscriber: this.#deps.subscriber, queue: lease.record.queue, messageId: lease.record.id, phase },
       'lease expired before the outcome was written; another delivery owns the row now',
     );
-    this.#deps.emit({ type: 'lease_lost', ...this.#scope(lease), phase });
+    this.#deps.emit?.({ type: 'lease_lost', ...this.#scope(lease), phase });
   }
 
   #writeFailed(lease: Lease, what: string, error: unknown): void {
@@ -76,9 +86,13 @@ export class OutcomeWriter {
     );
   }
 
-  async ack(lease: Lease, run: Run): Promise<void> {
-    const result = await this.#deps.acker.ack(lease.record.id, lease.token);
-    if (result === 'deleted') this.#deps.emit({ type: 'acked', ...this.#scope(lease), durationSeconds: run.durationSeconds });
+  /** Hands the delete to the acker (coalesced with the other slots'); reports what it did when it lands. */
+  ack(lease: Lease, durationSeconds: number): void {
+    this.#acker.ack({ lease, durationSeconds });
+  }
+
+  #acked({ lease, durationSeconds }: AckEntry, result: AckResult): void {
+    if (result === 'deleted') this.#deps.emit?.({ type: 'acked', ...this.#scope(lease), durationSeconds });
     else if (result === 'lease_lost') this.#leaseLost(lease, 'terminal');
   }
 
@@ -96,7 +110,7 @@ export class OutcomeWriter {
         this.#leaseLost(lease, 'retry');
         return;
       }
-      this.#deps.emit({
+      this.#deps.emit?.({
         type: 'nacked_retried',
         ...this.#scope(lease),
         durationSeconds: run.durationSeconds,
@@ -138,8 +152,8 @@ export class OutcomeWriter {
           this.#leaseLost(lease, 'terminal');
           return;
         }
-        this.#deps.emit(terminalEvent);
-        this.#deps.emit({
+        this.#deps.emit?.(terminalEvent);
+        this.#deps.emit?.({
           type: 'dlq_written',
           ...this.#scope(lease),
           failureReason: reason,
@@ -156,7 +170,7 @@ export class OutcomeWriter {
         { subscriber: this.#deps.subscriber, queue: lease.record.queue, messageId: lease.record.id, reason, exceptionType },
         'terminal row deleted without a DLQ',
       );
-      this.#deps.emit(terminalEvent);
+      this.#deps.emit?.(terminalEvent);
     } catch (writeError) {
       this.#writeFailed(lease, this.#deps.dlq ? 'DLQ move' : 'terminal DELETE', writeError);
     }

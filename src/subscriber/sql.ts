@@ -11,7 +11,7 @@ export interface SubscriberSql {
   readonly claimOne: Statement;
   /** As claimOne with $1 = queues (text[]): each queue's index walk is bounded by the limit before the merge. See claimManyText. */
   readonly claimMany: Statement;
-  /** $1 ids (bigint[]), $2 tokens (uuid[]). Returns the ids deleted; the others lost their lease. PK lookups. */
+  /** $1 ids (bigint[]), $2 tokens (uuid[]). Returns the (id, token) pairs deleted; the others lost their lease. PK lookups. */
   readonly ackBatch: Statement;
   /** $1 id, $2 token, $3 delayMs, $4 firstAttemptAt, $5 lastAttemptAt. Clears the lease; next_attempt_at by the DB clock. */
   readonly retry: Statement;
@@ -23,7 +23,7 @@ export interface SubscriberSql {
    * One statement: if the DLQ insert fails, the delete rolls back and the row stays.
    */
   readonly dlqMove: Statement | undefined;
-  /** $1 ids, $2 tokens. Extends leases still held; returns their ids. */
+  /** $1 ids, $2 tokens. Extends leases still held; returns their (id, token) pairs. */
   readonly renewLeases: Statement;
   /** $1 ids, $2 tokens. Gives back rows claimed but never started (stop): redelivered at once, not after the TTL. */
   readonly releaseLeases: Statement;
@@ -128,13 +128,38 @@ function claimManyText(table: string): string {
  */
 const PAIRS = `unnest($1::bigint[], $2::uuid[]) AS l(id, token)`;
 const PAIRS_MATCH = `t.id = ANY($1::bigint[]) AND t.id = l.id AND t.acquired_token = l.token`;
+/** What a batched write returns: the pairs it matched (one row can be held twice, under two tokens). */
+const PAIRS_RETURNING = `t.id::text AS id, l.token::text AS token`;
+
+/** A pair a batched write returned, as `pairKey` names it. */
+export interface MatchedPair {
+  readonly id: string;
+  readonly token: string;
+}
+
+/** One (id, token) pair as a Set key. */
+export function pairKey(id: string, token: string): string {
+  return `${id} ${token}`;
+}
+
+/**
+ * The $1, $2 of a batched write, in PostgreSQL's array text form. Built here because the values
+ * need no quoting — row ids are digits (`id::text`), tokens are UUIDs from randomUUID — while pg's
+ * own array encoder quotes and escapes every element: a measurable cost at one ack DELETE per
+ * event-loop turn.
+ */
+export function pairValues(
+  leases: readonly { readonly record: { readonly id: string }; readonly token: string }[],
+): [string, string] {
+  return [`{${leases.map((l) => l.record.id).join(',')}}`, `{${leases.map((l) => l.token).join(',')}}`];
+}
 
 export function buildSubscriberSql(names: SchemaNames): SubscriberSql {
   const t = names.outbox.sql;
   return {
     claimOne: statement('claim', claimOneText(t)),
     claimMany: statement('claim_many', claimManyText(t)),
-    ackBatch: statement('ack', `DELETE FROM ${t} AS t USING ${PAIRS} WHERE ${PAIRS_MATCH} RETURNING t.id::text AS id`),
+    ackBatch: statement('ack', `DELETE FROM ${t} AS t USING ${PAIRS} WHERE ${PAIRS_MATCH} RETURNING ${PAIRS_RETURNING}`),
     retry: statement(
       'retry',
       `UPDATE ${t} SET next_attempt_at = now() + $3::double precision * interval '1 millisecond',
@@ -163,7 +188,7 @@ RETURNING original_id`,
           ),
     renewLeases: statement(
       'renew',
-      `UPDATE ${t} AS t SET acquired_at = now() FROM ${PAIRS} WHERE ${PAIRS_MATCH} RETURNING t.id::text AS id`,
+      `UPDATE ${t} AS t SET acquired_at = now() FROM ${PAIRS} WHERE ${PAIRS_MATCH} RETURNING ${PAIRS_RETURNING}`,
     ),
     releaseLeases: statement(
       'release',

@@ -5,17 +5,17 @@ import type pg from 'pg';
 
 import { errorMessage } from '../errors.js';
 import type { CustomStatKeys } from '../instrumentation/custom-stats.js';
-import type { OutboxEvent } from '../instrumentation/events.js';
 import type { MiddlewareChain } from '../instrumentation/middleware-chain.js';
+import type { Emit } from '../instrumentation/recorders.js';
 import { backoffMs } from '../util/backoff.js';
 import type { Logger } from '../util/logger.js';
 import { Wakeup } from '../util/wakeup.js';
-import { Acker } from './acker.js';
 import { deliver, type DeliverDeps } from './deliver.js';
+import { DeliverySignal } from './delivery-signal.js';
 import type { ClaimedRecord, Handler } from './message.js';
 import { type Lease, OutcomeWriter } from './outcome-writer.js';
 import type { RenderError } from './render-error.js';
-import type { SubscriberSql } from './sql.js';
+import { type MatchedPair, pairKey, pairValues, type SubscriberSql } from './sql.js';
 import type { ResolvedSubscribeOptions } from './subscription-options.js';
 
 export interface SubscriptionDeps {
@@ -23,7 +23,7 @@ export interface SubscriptionDeps {
   readonly sql: SubscriberSql;
   readonly prepared: boolean;
   readonly logger: Logger;
-  readonly emit: (event: OutboxEvent) => void;
+  readonly emit: Emit;
   readonly renderError: RenderError;
   readonly middlewares: MiddlewareChain;
   readonly customStats: CustomStatKeys;
@@ -31,11 +31,6 @@ export interface SubscriptionDeps {
 
 /** Longest pause after consecutive database errors in the claim loop. */
 export const MAX_ERROR_BACKOFF_MS = 30_000;
-
-interface InFlight {
-  readonly lease: Lease;
-  readonly controller: AbortController;
-}
 
 /**
  * One subscription: a claim loop that keeps a local buffer topped up, `concurrency` handler slots,
@@ -54,11 +49,12 @@ interface InFlight {
 export class Subscription {
   readonly options: ResolvedSubscribeOptions;
   readonly #deps: SubscriptionDeps;
-  readonly #acker: Acker;
+  readonly #writer: OutcomeWriter;
   readonly #deliverDeps: DeliverDeps;
   readonly #wakeup = new Wakeup();
   readonly #buffer: Lease[] = [];
-  readonly #inFlight = new Map<string, InFlight>();
+  /** Running deliveries by lease: one row can run twice here (its first lease expired and this subscription re-claimed it). */
+  readonly #inFlight = new Map<Lease, DeliverySignal>();
   #state: 'new' | 'running' | 'stopping' | 'stopped' = 'new';
   #loop: Promise<void> | undefined;
   #loopFailed = false;
@@ -73,18 +69,17 @@ export class Subscription {
   constructor(options: ResolvedSubscribeOptions, handler: Handler, deps: SubscriptionDeps) {
     this.options = options;
     this.#deps = deps;
-    this.#acker = new Acker(deps.pool, deps.sql.ackBatch, deps.prepared, deps.logger);
     const writer = new OutcomeWriter({
       pool: deps.pool,
       sql: deps.sql,
       prepared: deps.prepared,
-      acker: this.#acker,
       dlq: options.dlq,
       subscriber: options.name,
       logger: deps.logger,
       emit: deps.emit,
       renderError: deps.renderError,
     });
+    this.#writer = writer;
     this.#deliverDeps = {
       options,
       handler,
@@ -195,7 +190,7 @@ export class Subscription {
   #emitFetched(claimed: readonly Lease[]): void {
     for (const queue of this.options.queues) {
       const count = claimed.filter((lease) => lease.record.queue === queue).length;
-      this.#deps.emit({ type: 'fetched', queue, subscriber: this.options.name, count });
+      this.#deps.emit?.({ type: 'fetched', queue, subscriber: this.options.name, count });
     }
   }
 
@@ -213,20 +208,27 @@ export class Subscription {
         );
         continue;
       }
-      const controller = new AbortController();
-      this.#inFlight.set(lease.record.id, { lease, controller });
-      void deliver(lease, controller.signal, () => this.#abandoned, this.#deliverDeps)
-        .catch((error: unknown) => {
-          this.#deps.logger.error({ subscriber: this.options.name, err: errorMessage(error) }, 'delivery failed unexpectedly');
-        })
-        .finally(() => {
-          this.#inFlight.delete(lease.record.id);
-          if (this.#inFlight.size === 0) for (const resolve of this.#idleWaiters.splice(0)) resolve();
-          this.#pump();
-          if (this.#waitingForCapacity) this.#wakeup.notify();
-        });
+      void this.#run(lease);
     }
   }
+
+  /** One slot's delivery, then the slot is free again. */
+  async #run(lease: Lease): Promise<void> {
+    const signal = new DeliverySignal();
+    this.#inFlight.set(lease, signal);
+    try {
+      await deliver(lease, signal, this.#isAbandoned, this.#deliverDeps);
+    } catch (error) {
+      this.#deps.logger.error({ subscriber: this.options.name, err: errorMessage(error) }, 'delivery failed unexpectedly');
+    } finally {
+      this.#inFlight.delete(lease);
+      if (this.#inFlight.size === 0) for (const resolve of this.#idleWaiters.splice(0)) resolve();
+      this.#pump();
+      if (this.#waitingForCapacity) this.#wakeup.notify();
+    }
+  }
+
+  readonly #isAbandoned = (): boolean => this.#abandoned;
 
   /**
    * Extends the leases of every row this subscription holds (buffered and running), fenced by
@@ -236,16 +238,16 @@ export class Subscription {
    */
   async #renewLeases(): Promise<void> {
     const buffered = this.#running() ? this.#buffer : [];
-    const held = [...buffered, ...[...this.#inFlight.values()].map((f) => f.lease)];
+    const held = [...buffered, ...this.#inFlight.keys()];
     if (held.length === 0) return;
     try {
-      const values = [held.map((l) => l.record.id), held.map((l) => l.token)];
+      const values = pairValues(held);
       const { name, text } = this.#deps.sql.renewLeases;
-      const result = await this.#deps.pool.query<{ id: string }>(this.#deps.prepared ? { name, text, values } : { text, values });
-      const renewed = new Set(result.rows.map((row) => row.id));
+      const result = await this.#deps.pool.query<MatchedPair>(this.#deps.prepared ? { name, text, values } : { text, values });
+      const renewed = new Set(result.rows.map((row) => pairKey(row.id, row.token)));
       const now = performance.now();
       for (const lease of held) {
-        if (renewed.has(lease.record.id)) {
+        if (renewed.has(pairKey(lease.record.id, lease.token))) {
           lease.leasedAt = now;
           continue;
         }
@@ -253,7 +255,7 @@ export class Subscription {
           { subscriber: this.options.name, messageId: lease.record.id },
           'lease renewal found the lease lost; aborting the handler',
         );
-        this.#inFlight.get(lease.record.id)?.controller.abort(new Error('lease lost'));
+        this.#inFlight.get(lease)?.abort(new Error('lease lost'));
         const index = this.#buffer.indexOf(lease);
         if (index >= 0) this.#buffer.splice(index, 1);
       }
@@ -269,7 +271,7 @@ export class Subscription {
   async #release(leases: readonly Lease[]): Promise<void> {
     if (leases.length === 0) return;
     try {
-      const values = [leases.map((l) => l.record.id), leases.map((l) => l.token)];
+      const values = pairValues(leases);
       const { name, text } = this.#deps.sql.releaseLeases;
       await this.#deps.pool.query(this.#deps.prepared ? { name, text, values } : { text, values });
     } catch (error) {
@@ -297,7 +299,7 @@ export class Subscription {
       await this.#loop;
       await this.#release(this.#buffer.splice(0));
       if (this.#inFlight.size > 0) await new Promise<void>((resolve) => this.#idleWaiters.push(resolve));
-      await this.#acker.drain();
+      await this.#writer.drainAcks();
     })();
     let timer: NodeJS.Timeout | undefined;
     const timedOut = await Promise.race([
@@ -317,12 +319,12 @@ export class Subscription {
     if (timedOut) {
       this.#abandoned = true;
       const inFlight = this.#inFlight.size;
-      for (const { controller } of this.#inFlight.values()) controller.abort(new Error('shutdown: graceful timeout reached'));
+      for (const signal of this.#inFlight.values()) signal.abort(new Error('shutdown: graceful timeout reached'));
       this.#deps.logger.warn(
         { subscriber: this.options.name, inFlight, gracefulTimeoutMs },
         'drain timed out; rows still in flight keep their leases and will be redelivered after they expire',
       );
-      this.#deps.emit({
+      this.#deps.emit?.({
         type: 'drain_timeout',
         subscriber: this.options.name,
         queues: this.options.queues,

@@ -289,7 +289,8 @@ describe('failures, retries and the DLQ', () => {
     outbox.subscribe(
       'manual',
       (message, ctx) => {
-        if (message.body === 'ack') ctx.ack();
+        const { ack } = ctx; // destructured: the controls are bound functions, not methods needing `this`
+        if (message.body === 'ack') ack();
         if (message.body === 'nack') ctx.nack({ delayMs: 30_000 });
         // 'forget': returns without deciding
       },

@@ -8,6 +8,7 @@ import { useTestDatabase } from '../support/database.js';
 import { outboxFactory } from '../support/outboxes.js';
 import { publishCommitted, remaining } from '../support/publish.js';
 import { FAST_POLL, migratedOutbox } from '../support/subscriber-setup.js';
+import { waitFor } from '../support/wait-for.js';
 
 const db = useTestDatabase(import.meta.url);
 const newOutbox = outboxFactory(db);
@@ -125,6 +126,30 @@ describe('stop(): graceful drain', () => {
     next.outbox.start();
     const [acked] = await next.log.waitFor('acked');
     assert.equal(acked?.deliveriesCount, 2, 'redelivered after the lease expired');
+  });
+
+  test('a handler that first reads ctx.signal after the graceful timeout still finds it aborted, with the reason', async () => {
+    // The signal is made on first read (most handlers never read it): an abort before that read
+    // must not be lost.
+    const { outbox, log } = await migratedOutbox(newOutbox, db.pool, 's_late_signal', { gracefulTimeoutMs: 150 });
+    let seen: { aborted: boolean; reason: unknown } | undefined;
+    outbox.subscribe(
+      'late-signal',
+      async (_message, ctx) => {
+        await new Promise((resolve) => setTimeout(resolve, 400));
+        seen = { aborted: ctx.signal.aborted, reason: ctx.signal.reason };
+      },
+      { leaseTtlMs: 5_000, ...FAST_POLL },
+    );
+    outbox.start();
+    await publishCommitted(outbox, db.pool, 'late-signal', ['x']);
+    await log.waitFor('dispatched');
+    await outbox.stop();
+    assert.equal(log.of('drain_timeout').length, 1);
+    await waitFor(() => seen !== undefined, { what: 'the handler to read its signal' });
+    assert.equal(seen?.aborted, true);
+    assert.match(String(seen?.reason), /graceful timeout/);
+    assert.equal(await remaining(db.pool, 'late-signal', 's_late_signal'), 1, 'the row keeps its lease');
   });
 
   test('stop() stops every subscription in parallel and is idempotent', async () => {

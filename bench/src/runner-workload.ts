@@ -13,23 +13,20 @@ import { fileURLToPath } from 'node:url';
 
 import pg from 'pg';
 
+import { CLI_MAIN_JS } from './library.js';
 import { FETCH_BATCH_SIZE } from './systems/txoutbox.js';
 import type { Measured, WorkloadContext } from './workloads.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
-const CLI_MAIN = join(ROOT, 'src/cli/main.ts');
-const CONFIG_LOADER = join(ROOT, 'src/runner/config/load-config.ts');
+/** The compiled bin, as users run it (see library.ts); tsx stays loaded for the handler module (w6-handler.ts). */
+const CLI_MAIN = fileURLToPath(CLI_MAIN_JS);
 const HANDLER = fileURLToPath(new URL('./w6-handler.ts', import.meta.url));
 export const W6_PROCESSES = 2;
 export const W6_CONCURRENCY = 16;
 
 /** undefined when `txoutbox run` exists, else why W6 cannot run. */
 export function runnerUnavailable(): string | undefined {
-  if (!existsSync(CLI_MAIN)) return 'runner not available: src/cli/main.ts is missing';
-  if (!/case\s+'run'\s*:/.test(readFileSync(CLI_MAIN, 'utf8'))) return 'runner not available: src/cli has no `run` command yet';
-  if (!existsSync(CONFIG_LOADER))
-    return 'runner not available: `txoutbox run` is half-written (src/runner/config/load-config.ts missing)';
-  return undefined;
+  return existsSync(CLI_MAIN) ? undefined : 'runner not available: dist/cli/main.js is missing (npm run build)';
 }
 
 function sleep(ms: number): Promise<void> {

@@ -1,25 +1,20 @@
 /**
  * W5's "seams on": the Prometheus recorder and middleware on one registry, plus OpenTelemetry
- * tracing through a BatchSpanProcessor into a counting exporter when src/opentelemetry exists (it is being written alongside
- * this harness; until it lands W5 runs with Prometheus only and says so).
+ * tracing through a BatchSpanProcessor into a counting exporter (both from the compiled library).
  */
-import { existsSync } from 'node:fs';
-
 import { Registry } from 'prom-client';
 
 import type { Middleware, Recorder } from '../../../src/index.js';
-import { prometheusMiddleware, prometheusRecorder } from '../../../src/prometheus/index.js';
+import { loadOpentelemetry, txoutboxPrometheus } from '../library.js';
 
 export interface Seams {
   readonly recorder: Recorder[];
   readonly middlewares: Middleware[];
-  /** 'on', 'pending: …' (module absent) or 'failed: …' (present but could not be wired). */
+  /** 'on …', or 'failed: …' when the OpenTelemetry SDK could not be wired (W5 then runs with Prometheus only and says so). */
   readonly openTelemetry: string;
-  /** Spans the in-memory exporter holds (OTel on only). */
+  /** Spans exported so far (OTel on only). */
   spans(): number;
 }
-
-const OTEL_MODULE = new URL('../../../src/opentelemetry/index.ts', import.meta.url);
 
 interface OtelTracing {
   readonly middleware: Middleware;
@@ -27,11 +22,8 @@ interface OtelTracing {
 }
 
 async function openTelemetryTracing(): Promise<OtelTracing | string> {
-  if (!existsSync(OTEL_MODULE)) return 'pending: src/opentelemetry does not exist yet';
   try {
-    const module = (await import(OTEL_MODULE.href)) as Record<string, unknown>;
-    const tracingMiddleware = module.tracingMiddleware;
-    if (typeof tracingMiddleware !== 'function') return 'pending: src/opentelemetry has no tracingMiddleware export yet';
+    const { tracingMiddleware } = await loadOpentelemetry();
     const { trace, context } = await import('@opentelemetry/api');
     const { AsyncLocalStorageContextManager } = await import('@opentelemetry/context-async-hooks');
     const { BasicTracerProvider, BatchSpanProcessor } = await import('@opentelemetry/sdk-trace-base');
@@ -54,13 +46,7 @@ async function openTelemetryTracing(): Promise<OtelTracing | string> {
     const tracerProvider = new BasicTracerProvider({ spanProcessors: [processor] });
     context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
     trace.setGlobalTracerProvider(tracerProvider);
-    const make = tracingMiddleware as (options?: object) => Middleware;
-    let middleware: Middleware;
-    try {
-      middleware = make({ tracerProvider });
-    } catch {
-      middleware = make();
-    }
+    const middleware = tracingMiddleware({ tracerProvider });
     return {
       middleware,
       spans: () => {
@@ -82,10 +68,10 @@ export async function seamsOn(): Promise<Seams> {
   const metrics = { registry, prefix: 'txoutbox' };
   const middlewares: Middleware[] = [];
   if (typeof otel !== 'string') middlewares.push(otel.middleware);
-  middlewares.push(prometheusMiddleware(metrics));
+  middlewares.push(txoutboxPrometheus.prometheusMiddleware(metrics));
   const spansAtStart = typeof otel === 'string' ? 0 : otel.spans();
   return {
-    recorder: [prometheusRecorder(metrics)],
+    recorder: [txoutboxPrometheus.prometheusRecorder(metrics)],
     middlewares,
     openTelemetry: typeof otel === 'string' ? otel : 'on (tracingMiddleware → BatchSpanProcessor → counting exporter)',
     spans: () => (typeof otel === 'string' ? 0 : otel.spans() - spansAtStart),

@@ -3,7 +3,8 @@ import { readFileSync } from 'node:fs';
 
 import pg from 'pg';
 
-import { Outbox } from '../../../src/index.js';
+import type { Outbox } from '../../../src/index.js';
+import { txoutbox } from '../library.js';
 import { type Seams, seamsOn } from './seams.js';
 import {
   type Body,
@@ -41,7 +42,7 @@ class TxOutboxInstance implements SystemInstance {
 
   async setup(): Promise<void> {
     this.seams = this.#options.seams === 'on' ? await seamsOn() : undefined;
-    this.#outbox = new Outbox({
+    this.#outbox = new txoutbox.Outbox({
       connectionString: this.#url,
       logger: quietLogger,
       notify: this.#notify,

@@ -29,6 +29,12 @@ export interface SubscriptionDeps {
   readonly customStats: CustomStatKeys;
 }
 
+/** A claim loop's wake-up, and whether it sleeps for capacity (only then does a freed slot wake it). */
+interface Claimer {
+  readonly wakeup: Wakeup;
+  waiting: boolean;
+}
+
 /** Longest pause after consecutive database errors in the claim loop. */
 export const MAX_ERROR_BACKOFF_MS = 30_000;
 
@@ -45,13 +51,30 @@ export const MAX_ERROR_BACKOFF_MS = 30_000;
  *   stopped   the loop has exited.
  * Capacity is concurrency + fetchBatchSize rows leased at once (buffered + running), which bounds
  * how long a buffered row waits: size leaseTtlMs above (fetchBatchSize / concurrency + 1) × p99.
+ *
+ * Pipelined claims: while a backlog lasts, a second claim loop overlaps the first. It engages when
+ * a claim came back full and the handlers ran out of buffered rows while it was in flight (they
+ * outrun one claim at a time: a fast drain), and stands down at the first claim that is not full.
+ * Capacity is then concurrency + 2 × fetchBatchSize. Slow handlers never starve, so they never
+ * engage it, and the lease arithmetic above holds for them; a fast drain's buffered rows wait
+ * milliseconds.
  */
 export class Subscription {
   readonly options: ResolvedSubscribeOptions;
   readonly #deps: SubscriptionDeps;
   readonly #writer: OutcomeWriter;
   readonly #deliverDeps: DeliverDeps;
-  readonly #wakeup = new Wakeup();
+  /** The claim loops: [0] always runs (NOTIFY wakes it); [1] only while pipelined (see above). */
+  readonly #claimers: readonly Claimer[] = [
+    { wakeup: new Wakeup(), waiting: false },
+    { wakeup: new Wakeup(), waiting: false },
+  ];
+  /** Rows asked for by claims in flight: counted against capacity before they arrive. */
+  #reserved = 0;
+  /** Times a finished delivery found the buffer empty while a claim was in flight. */
+  #starvations = 0;
+  /** Two claims in flight (see the class comment). */
+  #pipelined = false;
   readonly #buffer: Lease[] = [];
   /** Running deliveries by lease: one row can run twice here (its first lease expired and this subscription re-claimed it). */
   readonly #inFlight = new Map<Lease, DeliverySignal>();
@@ -63,8 +86,6 @@ export class Subscription {
   /** The renewal statement in flight, if any: renewals never overlap, and stop() waits for the last one. */
   #renewing: Promise<void> | undefined;
   #idleWaiters: (() => void)[] = [];
-  /** True while the claim loop sleeps because capacity is full: only then does a freed slot wake it. */
-  #waitingForCapacity = false;
 
   constructor(options: ResolvedSubscribeOptions, handler: Handler, deps: SubscriptionDeps) {
     this.options = options;
@@ -98,16 +119,20 @@ export class Subscription {
 
   /** Called by the NOTIFY listener for this subscription's queues. */
   wake(): void {
-    this.#wakeup.notify();
+    this.#claimers[0]?.wakeup.notify();
   }
 
   start(): void {
     if (this.#state !== 'new') return;
     this.#state = 'running';
-    this.#loop = this.#claimLoop().catch((error: unknown) => {
-      this.#loopFailed = true;
-      this.#deps.logger.error({ subscriber: this.options.name, err: errorMessage(error) }, 'claim loop crashed');
-    });
+    this.#loop = Promise.all(
+      this.#claimers.map((claimer, index) =>
+        this.#claimLoop(claimer, index === 0).catch((error: unknown) => {
+          this.#loopFailed = true;
+          this.#deps.logger.error({ subscriber: this.options.name, err: errorMessage(error) }, 'claim loop crashed');
+        }),
+      ),
+    ).then(() => undefined);
     if (this.options.leaseRenewIntervalMs !== undefined) {
       this.#renewTimer = setInterval(() => {
         this.#renewing ??= this.#renewLeases().finally(() => {
@@ -122,26 +147,46 @@ export class Subscription {
     return this.#state === 'running';
   }
 
-  async #claimLoop(): Promise<void> {
-    const { fetchBatchSize, concurrency } = this.options;
-    const capacity = concurrency + fetchBatchSize;
+  #capacity(): number {
+    const { concurrency, fetchBatchSize } = this.options;
+    return concurrency + fetchBatchSize * (this.#pipelined ? 2 : 1);
+  }
+
+  /** Wakes the claim loops that sleep for capacity (a slot freed, a batch arrived, pipelining changed). */
+  #nudgeClaimers(): void {
+    const [primary, second] = this.#claimers;
+    if (primary?.waiting === true) primary.wakeup.notify();
+    // The second loop sleeps through completions unless pipelined: no wake-up per message for it.
+    if (second?.waiting === true && this.#pipelined) second.wakeup.notify();
+  }
+
+  /**
+   * One claim loop. The primary loop polls and is woken by NOTIFY; the other runs only while
+   * pipelined. Both count the rows the other has asked for against capacity.
+   */
+  async #claimLoop(claimer: Claimer, primary: boolean): Promise<void> {
+    const { fetchBatchSize } = this.options;
     const minimumFetch = Math.max(1, Math.ceil(fetchBatchSize / 2));
     let idleFetches = 0;
     let errors = 0;
     while (this.#running()) {
-      const leased = this.#buffer.length + this.#inFlight.size;
-      const free = capacity - leased;
-      if (free <= 0 || (free < minimumFetch && this.#buffer.length > 0)) {
-        // A freed slot or stop() wakes us. An idle poll sleep is not cut short by freed slots:
-        // that would turn every completion into an extra (empty) fetch.
-        this.#waitingForCapacity = true;
-        await this.#wakeup.sleep();
-        this.#waitingForCapacity = false;
+      const held = this.#buffer.length + this.#inFlight.size + this.#reserved;
+      const free = this.#capacity() - held;
+      const empty = this.#buffer.length === 0 && this.#reserved === 0;
+      if (!(primary || this.#pipelined) || free <= 0 || (free < minimumFetch && !empty)) {
+        // A freed slot, an arriving batch or stop() wakes us. An idle poll sleep is not cut short
+        // by freed slots: that would turn every completion into an extra (empty) fetch.
+        claimer.waiting = true;
+        await claimer.wakeup.sleep();
+        claimer.waiting = false;
         continue;
       }
+      const limit = Math.min(fetchBatchSize, free);
+      const starvationsBefore = this.#starvations;
       let claimed: Lease[];
+      this.#reserved += limit;
       try {
-        claimed = await this.#claim(Math.min(fetchBatchSize, free));
+        claimed = await this.#claim(limit);
         errors = 0;
       } catch (error) {
         errors += 1;
@@ -150,22 +195,27 @@ export class Subscription {
           { subscriber: this.options.name, err: errorMessage(error), attempt: errors, pauseMs: Math.round(pauseMs) },
           'claim failed; retrying after a pause',
         );
-        await this.#wakeup.sleep(pauseMs);
+        await claimer.wakeup.sleep(pauseMs);
         continue;
+      } finally {
+        this.#reserved -= limit;
       }
       this.#emitFetched(claimed);
       if (!this.#running()) {
         await this.#release(claimed);
         break;
       }
+      const full = claimed.length === limit;
+      this.#pipelined = full && (this.#pipelined || this.#starvations > starvationsBefore);
       this.#buffer.push(...claimed);
       this.#pump();
-      if (claimed.length > 0) {
+      this.#nudgeClaimers();
+      if (claimed.length > 0 || !primary) {
         idleFetches = 0;
         continue;
       }
       idleFetches += 1;
-      await this.#wakeup.sleep(this.#pollDelayMs(idleFetches));
+      await claimer.wakeup.sleep(this.#pollDelayMs(idleFetches));
     }
   }
 
@@ -224,7 +274,9 @@ export class Subscription {
       this.#inFlight.delete(lease);
       if (this.#inFlight.size === 0) for (const resolve of this.#idleWaiters.splice(0)) resolve();
       this.#pump();
-      if (this.#waitingForCapacity) this.#wakeup.notify();
+      // This slot found nothing to take while a claim is on its way: the handlers outran it.
+      if (this.#buffer.length === 0 && this.#reserved > 0) this.#starvations += 1;
+      this.#nudgeClaimers();
     }
   }
 
@@ -292,7 +344,7 @@ export class Subscription {
   async stop(gracefulTimeoutMs: number): Promise<void> {
     if (this.#state === 'stopped' || this.#state === 'stopping') return;
     this.#state = 'stopping';
-    this.#wakeup.notify();
+    for (const claimer of this.#claimers) claimer.wakeup.notify();
     // One budget for everything: the claim in flight (its rows are released), the rows buffered but
     // never started (released), the running handlers and their outcome writes.
     const drained = (async () => {

@@ -1,0 +1,132 @@
+/**
+ * The claim loop's capacity and its pipelining (architecture/subscriber.md, "Pipelined claims"):
+ * slow handlers hold at most concurrency + fetchBatchSize leases and never see two claims in
+ * flight; handlers that outrun one claim at a time get a second claim overlapping the first, and
+ * the subscription then holds at most concurrency + 2 × fetchBatchSize leases.
+ *
+ * Claims are slowed down by a pg.Pool subclass that delays the claim statement's query call (the
+ * database is real; only the round trip is made longer, as on a busy server far away) and counts
+ * how many claims are in flight at once.
+ */
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+
+import pg from 'pg';
+
+import { useTestDatabase } from '../support/database.js';
+import { outboxFactory } from '../support/outboxes.js';
+import { publishCommitted, remaining } from '../support/publish.js';
+import { FAST_POLL, migratedOutbox } from '../support/subscriber-setup.js';
+
+const db = useTestDatabase(import.meta.url);
+const newOutbox = outboxFactory(db);
+
+/** A real pool whose claim statements take `delayMs` longer, counting the claims in flight. */
+class SlowClaimPool extends pg.Pool {
+  inFlight = 0;
+  maxInFlight = 0;
+  readonly #delayMs: number;
+
+  constructor(url: string, delayMs: number) {
+    super({ connectionString: url, max: 6 });
+    this.#delayMs = delayMs;
+  }
+
+  // pg's overloads; the subscriber only uses the promise form with a config object.
+  override query(...args: unknown[]): never {
+    const config = args[0] as { name?: string } | undefined;
+    const run = (): Promise<unknown> => (super.query as (...a: unknown[]) => Promise<unknown>).apply(this, args);
+    if (typeof config !== 'object' || !/claim/.test(config.name ?? '')) return run() as never;
+    this.inFlight += 1;
+    this.maxInFlight = Math.max(this.maxInFlight, this.inFlight);
+    return new Promise((resolve) => setTimeout(resolve, this.#delayMs)).then(run).finally(() => {
+      this.inFlight -= 1;
+    }) as never;
+  }
+}
+
+/** Samples the number of leased rows every few ms until stopped; returns the maximum seen. */
+function sampleLeases(table: string): { stop: () => Promise<number> } {
+  let max = 0;
+  let running = true;
+  const loop = (async () => {
+    while (running) {
+      const { rows } = await db.pool.query<{ n: number }>(
+        `SELECT count(*)::int AS n FROM ${table} WHERE acquired_token IS NOT NULL`,
+      );
+      max = Math.max(max, rows[0]?.n ?? 0);
+      await new Promise((resolve) => setTimeout(resolve, 3));
+    }
+  })();
+  return {
+    stop: async () => {
+      running = false;
+      await loop;
+      return max;
+    },
+  };
+}
+
+describe('claim pipelining', () => {
+  test('slow handlers: one claim in flight, at most concurrency + fetchBatchSize leases', async () => {
+    const pool = new SlowClaimPool(db.url, 10);
+    db.onCleanup(() => pool.end());
+    const { outbox, log } = await migratedOutbox(newOutbox, pool, 'p_slow');
+    const seen = new Set<number>();
+    outbox.subscribe(
+      'slow',
+      async (message) => {
+        seen.add(message.body as number);
+        await new Promise((resolve) => setTimeout(resolve, 60)); // a batch lasts 120 ms, a claim 10 ms
+      },
+      { concurrency: 2, fetchBatchSize: 4, ...FAST_POLL },
+    );
+    await publishCommitted(
+      outbox,
+      db.pool,
+      'slow',
+      Array.from({ length: 24 }, (_, i) => i),
+    );
+    const sampler = sampleLeases('p_slow');
+    outbox.start();
+    await log.waitFor('acked', 24, 20_000);
+    const maxLeased = await sampler.stop();
+    assert.equal(seen.size, 24);
+    assert.equal(pool.maxInFlight, 1, 'handlers slower than a claim never engage the second claim loop');
+    assert.ok(maxLeased <= 2 + 4, `leased at once: ${maxLeased}`);
+    assert.equal(await remaining(db.pool, 'slow', 'p_slow'), 0);
+  });
+
+  test('handlers that outrun a claim: a second claim overlaps the first, at most concurrency + 2 × fetchBatchSize leases', async () => {
+    const pool = new SlowClaimPool(db.url, 25);
+    db.onCleanup(() => pool.end());
+    const { outbox, log } = await migratedOutbox(newOutbox, pool, 'p_fast');
+    const counts = new Map<number, number>();
+    outbox.subscribe(
+      'fast',
+      (message) => {
+        const n = message.body as number;
+        counts.set(n, (counts.get(n) ?? 0) + 1);
+      },
+      { concurrency: 4, fetchBatchSize: 10, ...FAST_POLL },
+    );
+    await publishCommitted(
+      outbox,
+      db.pool,
+      'fast',
+      Array.from({ length: 600 }, (_, i) => i),
+    );
+    const sampler = sampleLeases('p_fast');
+    outbox.start();
+    await log.waitFor('acked', 600, 30_000);
+    const maxLeased = await sampler.stop();
+    assert.equal(counts.size, 600);
+    assert.ok(
+      [...counts.values()].every((c) => c === 1),
+      'every row handled exactly once',
+    );
+    assert.equal(pool.maxInFlight, 2, 'two claims in flight at once, never more');
+    assert.ok(maxLeased <= 4 + 2 * 10, `leased at once: ${maxLeased}`);
+    assert.equal(await remaining(db.pool, 'fast', 'p_fast'), 0);
+  });
+});

@@ -12,6 +12,10 @@ export interface EncodedBody {
  * (which JSON.stringify rejects with a less helpful TypeError).
  */
 function strictReplacer(this: unknown, key: string, value: unknown): unknown {
+  // Called for every key: the happy path allocates nothing.
+  if (typeof value !== 'object' && typeof value !== 'bigint' && typeof value !== 'function' && typeof value !== 'symbol')
+    return value;
+  if (value === null || (typeof value === 'object' && !(value instanceof Map) && !(value instanceof Set))) return value;
   const where = key === '' ? 'the body' : `key ${JSON.stringify(key)}`;
   if (typeof value === 'bigint') {
     throw new UnencodableBodyError(

@@ -65,6 +65,11 @@ export class MiddlewareChain {
     return this.#consume.length > 0;
   }
 
+  /** True when some middleware has a publish hook. */
+  get hasPublish(): boolean {
+    return this.#publish.length > 0;
+  }
+
   /** True when some middleware receives custom stats. */
   get hasStatSinks(): boolean {
     return this.#stat.length > 0;

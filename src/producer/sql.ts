@@ -50,14 +50,11 @@ const ROW_COLUMNS = `id::text AS id, queue, payload, headers, created_at, next_a
 export function buildProducerSql(names: SchemaNames): ProducerSql {
   const t = names.outbox.sql;
   const insertValues = `INSERT INTO ${t} (queue, payload, headers, next_attempt_at) VALUES ($1::text, $2::bytea, $3::jsonb, ${NEXT_ATTEMPT})`;
-  const single = (wake: string) => `WITH inserted AS (${insertValues} RETURNING id, next_attempt_at)
-SELECT id::text AS id, ${wake} FROM inserted`;
-  const timer = (wake: string, timerParam: string) => `WITH inserted AS (
-  INSERT INTO ${t} (queue, payload, headers, next_attempt_at, timer_id)
+  const single = (wake: string) => `${insertValues} RETURNING id::text AS id, ${wake}`;
+  const timer = (wake: string, timerParam: string) => `INSERT INTO ${t} (queue, payload, headers, next_attempt_at, timer_id)
   VALUES ($1::text, $2::bytea, $3::jsonb, ${NEXT_ATTEMPT}, ${timerParam}::text)
   ON CONFLICT (queue, timer_id) WHERE timer_id IS NOT NULL DO NOTHING
-  RETURNING id, next_attempt_at)
-SELECT id::text AS id, ${wake} FROM inserted`;
+  RETURNING id::text AS id, ${wake}`;
   const batch = (wake: string) => `WITH inserted AS (
   INSERT INTO ${t} (queue, payload, headers, next_attempt_at)
   SELECT $1::text, b.payload, b.headers, ${NEXT_ATTEMPT}

@@ -3,7 +3,7 @@ import type pg from 'pg';
 import { errorMessage } from '../errors.js';
 import type { Logger } from '../util/logger.js';
 import type { Statement } from '../util/statement.js';
-import type { Lease } from './outcome-writer.js';
+import type { Lease } from './lease.js';
 import { type MatchedPair, pairKey, pairValues } from './sql.js';
 
 /** Result of one ack: the row was deleted, the lease was lost (another holder owns it), or the write failed. */

@@ -3,8 +3,8 @@ import type { Stats } from '../instrumentation/custom-stats.js';
 import { MAX_DELAY_MS } from '../retry/retry-strategy.js';
 import type { Logger } from '../util/logger.js';
 import type { DeliverySignal } from './delivery-signal.js';
+import { deliveryScope, type Lease } from './lease.js';
 import type { HandlerContext } from './message.js';
-import { deliveryScope, type Lease } from './outcome-writer.js';
 import type { AckPolicy } from './subscription-options.js';
 
 /** What a handler run decided; the first explicit call wins, later ones are ignored. */

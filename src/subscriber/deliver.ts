@@ -10,8 +10,9 @@ import { MAX_DELAY_MS } from '../retry/retry-strategy.js';
 import type { Logger } from '../util/logger.js';
 import { type Decision, DeliveryControls } from './decision.js';
 import type { DeliverySignal } from './delivery-signal.js';
+import { deliveryScope, type Lease } from './lease.js';
 import { correlationIdOf, type Handler, toMessage } from './message.js';
-import { deliveryScope, type Lease, type OutcomeWriter, type Run } from './outcome-writer.js';
+import type { OutcomeWriter, Run } from './outcome-writer.js';
 import type { ResolvedSubscribeOptions } from './subscription-options.js';
 
 export interface DeliverDeps {

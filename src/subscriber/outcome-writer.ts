@@ -6,23 +6,9 @@ import type { Emit } from '../instrumentation/recorders.js';
 import type { Logger } from '../util/logger.js';
 import type { Statement } from '../util/statement.js';
 import { type AckEntry, Acker, type AckResult } from './acker.js';
-import type { ClaimedRecord } from './message.js';
+import { deliveryScope, type Lease } from './lease.js';
 import { boundedLastException, type RenderError } from './render-error.js';
 import type { SubscriberSql } from './sql.js';
-
-/** A claimed row and the lease it was claimed under. */
-export interface Lease {
-  readonly record: ClaimedRecord;
-  readonly token: string;
-  /** performance.now() when the lease was taken or last renewed: a local estimate of its age. */
-  leasedAt: number;
-}
-
-/** The fields that place one delivery, in its events and log lines. */
-export function deliveryScope(lease: Lease, subscriber: string) {
-  const { record } = lease;
-  return { queue: record.queue, subscriber, messageId: record.id, deliveriesCount: record.deliveries_count };
-}
 
 /** A finished handler run, for timings and attempt bookkeeping. */
 export interface Run {

@@ -1,15 +1,14 @@
 import { performance } from 'node:perf_hooks';
 
-import type { Histogram } from 'prom-client';
-
 import { exceptionTypeOf } from '../instrumentation/events.js';
 import type { ConsumeResult, Middleware } from '../instrumentation/middleware.js';
 import { DURATION_BUCKETS, SIZE_BUCKETS } from './buckets.js';
 import { CustomStatMetrics } from './custom-stat-metrics.js';
-import { BROKER, traceExemplar } from './labels.js';
+import { BROKER } from './labels.js';
 import { middlewareMetrics } from './middleware-metrics.js';
 import { type PrometheusBaseOptions, resolveBaseOptions, resolveBuckets } from './options.js';
 import { allOrNothing } from './registered-metrics.js';
+import { CounterSeries, GaugeSeries, HistogramSeries } from './series.js';
 
 export interface PrometheusMiddlewareOptions extends PrometheusBaseOptions {
   /** Buckets of both duration histograms and of custom durations. @default FastStream's (prometheus_client's defaults) */
@@ -24,19 +23,80 @@ const KNOWN = ['registry', 'prefix', 'appName', 'durationBuckets', 'sizeBuckets'
  * A metrics failure must never change what happens to a message: a consume hook that throws after
  * next() turns an ack into a retry, a publish hook that throws fails the caller's transaction
  * (middleware-chain.ts). Inputs are validated so prom-client has nothing to throw about; if it
- * still does, one sample is lost, never a delivery or a publish.
+ * still does, one sample is lost, never a delivery or a publish. (Each hook below wraps its
+ * recording in try/catch for that reason.)
  */
-function guard(record: () => void): void {
-  try {
-    record();
-  } catch {
-    // see above
+type Metrics = ReturnType<typeof middlewareMetrics>;
+type Status = ConsumeResult['status'];
+
+/**
+ * One subscriber's consume series, made on its first delivery and reused (series.ts: no label
+ * hashing per message). Keyed by subscriber name, by status and by exception class: all bounded by
+ * the code base, like the series themselves.
+ */
+class ConsumeSeries {
+  readonly received: CounterSeries;
+  readonly size: HistogramSeries;
+  readonly inProcess: GaugeSeries;
+  readonly duration: HistogramSeries;
+  readonly #processed = new Map<Status, CounterSeries>();
+  readonly #exceptions = new Map<string, CounterSeries>();
+  readonly #m: Metrics;
+  readonly #labels: { app_name: string; broker: string; handler: string };
+
+  constructor(m: Metrics, appName: string, handler: string) {
+    this.#m = m;
+    this.#labels = { app_name: appName, broker: BROKER, handler };
+    this.received = new CounterSeries(m.received, this.#labels);
+    this.size = new HistogramSeries(m.size, this.#labels);
+    this.inProcess = new GaugeSeries(m.inProcess, this.#labels);
+    this.duration = new HistogramSeries(m.processDuration, this.#labels);
+  }
+
+  processed(status: Status): CounterSeries {
+    let series = this.#processed.get(status);
+    if (series === undefined) {
+      series = new CounterSeries(this.#m.processed, { ...this.#labels, status });
+      this.#processed.set(status, series);
+    }
+    return series;
+  }
+
+  exceptions(type: string): CounterSeries {
+    let series = this.#exceptions.get(type);
+    if (series === undefined) {
+      series = new CounterSeries(this.#m.processExceptions, { ...this.#labels, exception_type: type });
+      this.#exceptions.set(type, series);
+    }
+    return series;
   }
 }
 
-function observe(metric: Histogram, labels: Record<string, string>, value: number, traceId: string | undefined): void {
-  const exemplarLabels = traceExemplar(traceId);
-  metric.observe(exemplarLabels === undefined ? { labels, value } : { labels, value, exemplarLabels });
+/** One queue's publish series (see ConsumeSeries). */
+class PublishSeries {
+  readonly duration: HistogramSeries;
+  readonly success: CounterSeries;
+  readonly error: CounterSeries;
+  readonly #exceptions = new Map<string, CounterSeries>();
+  readonly #m: Metrics;
+  readonly #labels: { app_name: string; broker: string; destination: string };
+
+  constructor(m: Metrics, appName: string, destination: string) {
+    this.#m = m;
+    this.#labels = { app_name: appName, broker: BROKER, destination };
+    this.duration = new HistogramSeries(m.publishDuration, this.#labels);
+    this.success = new CounterSeries(m.published, { ...this.#labels, status: 'success' });
+    this.error = new CounterSeries(m.published, { ...this.#labels, status: 'error' });
+  }
+
+  exceptions(type: string): CounterSeries {
+    let series = this.#exceptions.get(type);
+    if (series === undefined) {
+      series = new CounterSeries(this.#m.publishExceptions, { ...this.#labels, exception_type: type });
+      this.#exceptions.set(type, series);
+    }
+    return series;
+  }
 }
 
 /**
@@ -57,55 +117,85 @@ export function prometheusMiddleware(options: PrometheusMiddlewareOptions): Midd
   const m = allOrNothing(registry, () => middlewareMetrics(registry, p, sizeBuckets, durationBuckets));
   const customStats = new CustomStatMetrics(registry, p, appName, durationBuckets);
 
+  const consumers = new Map<string, ConsumeSeries>();
+  const consumeSeries = (handler: string): ConsumeSeries => {
+    let series = consumers.get(handler);
+    if (series === undefined) {
+      series = new ConsumeSeries(m, appName, handler);
+      consumers.set(handler, series);
+    }
+    return series;
+  };
+  const publishers = new Map<string, PublishSeries>();
+  const publishSeries = (queue: string): PublishSeries => {
+    let series = publishers.get(queue);
+    if (series === undefined) {
+      series = new PublishSeries(m, appName, queue);
+      publishers.set(queue, series);
+    }
+    return series;
+  };
+
   return {
     name: 'prometheus',
 
     async consume(ctx, next) {
-      const labels = { app_name: appName, broker: BROKER, handler: ctx.subscriber };
-      guard(() => {
-        m.received.inc(labels);
-        m.size.observe(labels, ctx.sizeBytes);
-        m.inProcess.inc(labels);
-      });
+      const series = consumeSeries(ctx.subscriber);
+      try {
+        series.received.inc(1);
+        series.size.observe(ctx.sizeBytes);
+        series.inProcess.add(1);
+      } catch {
+        // guarded (see above)
+      }
       const t0 = performance.now();
       // next() resolves with the handler's result; it rejects when a middleware inside this one
       // threw or skipped next(), which fails the delivery: an error, typed by what it threw.
-      let outcome: { status: ConsumeResult['status']; error: unknown } = { status: 'error', error: undefined };
+      let status: Status = 'error';
+      let error: unknown;
       try {
         const result = await next();
-        outcome = { status: result.status, error: result.error };
-      } catch (error) {
-        outcome = { status: 'error', error };
-        throw error;
+        status = result.status;
+        error = result.error;
+      } catch (thrown) {
+        error = thrown;
+        throw thrown;
       } finally {
         const seconds = (performance.now() - t0) / 1000;
-        guard(() => {
-          m.inProcess.dec(labels);
-          observe(m.processDuration, labels, seconds, ctx.traceId);
-          m.processed.inc({ ...labels, status: outcome.status });
+        try {
+          series.inProcess.add(-1);
+          series.duration.observe(seconds, ctx.traceId);
+          series.processed(status).inc(1);
           // Only thrown failures: a deliberate nack or reject is an outcome, not an exception.
-          if (outcome.status === 'error') m.processExceptions.inc({ ...labels, exception_type: exceptionTypeOf(outcome.error) });
-        });
+          if (status === 'error') series.exceptions(exceptionTypeOf(error)).inc(1);
+        } catch {
+          // guarded (see above)
+        }
       }
     },
 
     async publish(ctx, next) {
-      const labels = { app_name: appName, broker: BROKER, destination: ctx.queue };
+      const series = publishSeries(ctx.queue);
       const t0 = performance.now();
+      let inserted: number;
       try {
-        const { inserted } = await next();
-        guard(() => {
-          observe(m.publishDuration, labels, (performance.now() - t0) / 1000, ctx.traceId);
-          // Rows that landed: a timerId that was already live inserts 0, and counts 0.
-          m.published.inc({ ...labels, status: 'success' }, inserted);
-        });
+        ({ inserted } = await next());
       } catch (error) {
-        guard(() => {
-          observe(m.publishDuration, labels, (performance.now() - t0) / 1000, ctx.traceId);
-          m.published.inc({ ...labels, status: 'error' }, ctx.messageCount);
-          m.publishExceptions.inc({ ...labels, exception_type: exceptionTypeOf(error) });
-        });
+        try {
+          series.duration.observe((performance.now() - t0) / 1000, ctx.traceId);
+          series.error.inc(ctx.messageCount);
+          series.exceptions(exceptionTypeOf(error)).inc(1);
+        } catch {
+          // guarded (see above)
+        }
         throw error;
+      }
+      try {
+        series.duration.observe((performance.now() - t0) / 1000, ctx.traceId);
+        // Rows that landed: a timerId that was already live inserts 0, and counts 0.
+        series.success.inc(inserted);
+      } catch {
+        // guarded (see above)
       }
     },
 

@@ -3,11 +3,21 @@ import { AGE_BUCKETS } from './buckets.js';
 import { BROKER } from './labels.js';
 import { type PrometheusBaseOptions, resolveBaseOptions } from './options.js';
 import { allOrNothing, counter, histogram } from './registered-metrics.js';
+import { CounterSeries, HistogramSeries } from './series.js';
 
 export type PrometheusRecorderOptions = PrometheusBaseOptions;
 
 const KNOWN = ['registry', 'prefix', 'appName'];
 const MESSAGE = ['app_name', 'broker', 'handler', 'queue'] as const;
+
+interface QueueSeries {
+  readonly labels: { app_name: string; broker: string; handler: string; queue: string };
+  readonly age: HistogramSeries;
+  readonly retries: CounterSeries;
+  readonly fetched: CounterSeries;
+  readonly fetchesEmpty: CounterSeries;
+  readonly fetchesNonEmpty: CounterSeries;
+}
 
 /**
  * The recorder seam's Prometheus series: what happened inside the outbox, as the database saw it —
@@ -65,25 +75,47 @@ export function prometheusRecorder(options: PrometheusRecorderOptions): Recorder
     }),
   }));
 
-  const labelsOf = (event: { subscriber: string; queue: string }) => ({
-    app_name: appName,
-    broker: BROKER,
-    handler: event.subscriber,
-    queue: event.queue,
-  });
+  // Series per (subscriber, queue), made on first use (series.ts: no label hashing per event). The
+  // per-message ones (age, retries) and the fetch counters are kept; the rare ones with an extra
+  // label (terminal reason, phase) go through prom-client as they come.
+  const bySubscriber = new Map<string, Map<string, QueueSeries>>();
+  const seriesOf = (event: { subscriber: string; queue: string }): QueueSeries => {
+    let byQueue = bySubscriber.get(event.subscriber);
+    if (byQueue === undefined) {
+      byQueue = new Map();
+      bySubscriber.set(event.subscriber, byQueue);
+    }
+    let series = byQueue.get(event.queue);
+    if (series === undefined) {
+      const labels = { app_name: appName, broker: BROKER, handler: event.subscriber, queue: event.queue };
+      series = {
+        labels,
+        age: new HistogramSeries(m.age, labels),
+        retries: new CounterSeries(m.retries, labels),
+        fetched: new CounterSeries(m.fetched, labels),
+        fetchesEmpty: new CounterSeries(m.fetches, { ...labels, non_empty: 'false' }),
+        fetchesNonEmpty: new CounterSeries(m.fetches, { ...labels, non_empty: 'true' }),
+      };
+      byQueue.set(event.queue, series);
+    }
+    return series;
+  };
+  const labelsOf = (event: { subscriber: string; queue: string }) => seriesOf(event).labels;
 
   return (event: OutboxEvent): void => {
     switch (event.type) {
-      case 'fetched':
-        m.fetches.inc({ ...labelsOf(event), non_empty: String(event.count > 0) });
-        m.fetched.inc(labelsOf(event), event.count);
+      case 'fetched': {
+        const series = seriesOf(event);
+        (event.count > 0 ? series.fetchesNonEmpty : series.fetchesEmpty).inc(1);
+        series.fetched.inc(event.count);
         return;
+      }
       case 'dispatched':
         // NaN only from an unreadable created_at; prom-client would throw on it (deliver clamps at 0).
-        if (Number.isFinite(event.ageSeconds)) m.age.observe(labelsOf(event), event.ageSeconds);
+        if (Number.isFinite(event.ageSeconds)) seriesOf(event).age.observe(event.ageSeconds);
         return;
       case 'nacked_retried':
-        m.retries.inc(labelsOf(event));
+        seriesOf(event).retries.inc(1);
         return;
       case 'nacked_terminal':
         m.terminal.inc({ ...labelsOf(event), reason: event.reason });

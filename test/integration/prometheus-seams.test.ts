@@ -170,6 +170,62 @@ describe('both Prometheus seams on one registry', () => {
     assert.equal(await remaining(db.pool, 'orders', 'p_ack'), 0);
   });
 
+  test('two subscribers, two queues, several statuses: each label set is its own series with its own counts', async () => {
+    // The seams keep one series object per label set (series.ts); a mix-up between two handlers,
+    // queues or statuses would show here as a merged or misplaced count.
+    const { outbox, log, registry } = await instrumented('p_many');
+    outbox.subscribe('q-one', () => undefined, { name: 'one', ...FAST_POLL });
+    outbox.subscribe(
+      'q-two',
+      (message, ctx) => {
+        const { n } = message.body as { n: number };
+        if (n % 3 === 0) ctx.reject('no');
+        else if (n % 3 === 1 && message.attemptsCount === 0) throw new PaymentDeclined('declined');
+      },
+      { name: 'two', retry: new ConstantRetry({ delayMs: 10 }), dlq: false, ...FAST_POLL },
+    );
+    outbox.start();
+    await publishCommitted(outbox, db.pool, 'q-one', [{ n: 1 }, { n: 2 }, { n: 3 }, { n: 4 }, { n: 5 }]);
+    await publishCommitted(outbox, db.pool, 'q-two', [{ n: 0 }, { n: 1 }, { n: 2 }, { n: 3 }, { n: 4 }, { n: 5 }]);
+    // q-one: 5 acked; q-two: 0 and 3 rejected, 1 and 4 thrown once then acked, 2 and 5 acked.
+    await log.waitFor('acked', 9);
+    await log.waitFor('nacked_terminal', 2);
+    await outbox.stop();
+    const one = consumer('one');
+    const two = consumer('two');
+    assert.equal(await value(registry, 'txoutbox_received_messages_total', one), 5);
+    assert.equal(await value(registry, 'txoutbox_received_messages_total', two), 8);
+    assert.equal(await value(registry, 'txoutbox_received_messages_in_process', one), 0);
+    assert.equal(await value(registry, 'txoutbox_received_messages_in_process', two), 0);
+    assert.equal(await value(registry, 'txoutbox_received_processed_messages_duration_seconds_count', one), 5);
+    assert.equal(await value(registry, 'txoutbox_received_processed_messages_duration_seconds_count', two), 8);
+    const processed = await samples(registry, 'txoutbox_received_processed_messages_total');
+    assert.deepEqual(
+      processed.sort((a, b) => JSON.stringify(a.labels).localeCompare(JSON.stringify(b.labels))),
+      [
+        { labels: { ...one, status: 'acked' }, value: 5 },
+        { labels: { ...two, status: 'acked' }, value: 4 },
+        { labels: { ...two, status: 'error' }, value: 2 },
+        { labels: { ...two, status: 'rejected' }, value: 2 },
+      ],
+    );
+    assert.deepEqual(await samples(registry, 'txoutbox_received_processed_messages_exceptions_total'), [
+      { labels: { ...two, exception_type: 'PaymentDeclined' }, value: 2 },
+    ]);
+    assert.deepEqual(await samples(registry, 'txoutbox_published_messages_total'), [
+      { labels: { ...publisher('q-one'), status: 'success' }, value: 5 },
+      { labels: { ...publisher('q-two'), status: 'success' }, value: 6 },
+    ]);
+    assert.equal(await value(registry, 'txoutbox_message_age_seconds_count', queued('one', 'q-one')), 5);
+    assert.equal(await value(registry, 'txoutbox_message_age_seconds_count', queued('two', 'q-two')), 8);
+    assert.equal(await value(registry, 'txoutbox_outbox_fetched_messages_total', queued('one', 'q-one')), 5);
+    assert.equal(await value(registry, 'txoutbox_outbox_fetched_messages_total', queued('two', 'q-two')), 8);
+    assert.deepEqual(await samples(registry, 'txoutbox_outbox_retries_total'), [{ labels: queued('two', 'q-two'), value: 2 }]);
+    assert.deepEqual(await samples(registry, 'txoutbox_outbox_terminal_total'), [
+      { labels: { ...queued('two', 'q-two'), reason: 'rejected' }, value: 2 },
+    ]);
+  });
+
   test('retry: processed{error} then {acked}, exceptions by class name, retries_total; never the message text', async () => {
     const { outbox, log, registry } = await instrumented('p_retry');
     outbox.subscribe(

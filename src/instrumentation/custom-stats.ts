@@ -2,6 +2,7 @@ import { performance } from 'node:perf_hooks';
 
 import { CustomStatConflictError, InvalidOptionError } from '../errors.js';
 import type { Logger } from '../util/logger.js';
+import { Memo } from '../util/memo.js';
 import type { CustomStat } from './middleware.js';
 
 /** A handler's own metrics (rejected's API), exported by the middlewares that take stats. */
@@ -55,7 +56,7 @@ export class CustomStatKeys {
   readonly #series = new Map<string, { key: string; kind: Kind }>();
   #warnedLimit = false;
   /** subscriber → queue → its Stats. */
-  readonly #perPair = new Map<string, Map<string, Stats>>();
+  readonly #perPair = new Memo((subscriber: string) => new Memo((queue: string) => this.#statsFor(subscriber, queue)));
 
   constructor(limit: number, logger: Logger, sink: (stat: CustomStat) => void) {
     this.#limit = limit;
@@ -68,11 +69,7 @@ export class CustomStatKeys {
    * shared (it holds no per-delivery state), so a delivery that never records a stat costs nothing.
    */
   forDelivery(subscriber: string, queue: string): Stats {
-    let perQueue = this.#perPair.get(subscriber);
-    if (perQueue === undefined) this.#perPair.set(subscriber, (perQueue = new Map<string, Stats>()));
-    let stats = perQueue.get(queue);
-    if (stats === undefined) perQueue.set(queue, (stats = this.#statsFor(subscriber, queue)));
-    return stats;
+    return this.#perPair.get(subscriber).get(queue);
   }
 
   #statsFor(subscriber: string, queue: string): Stats {

@@ -2,6 +2,7 @@ import { performance } from 'node:perf_hooks';
 
 import { exceptionTypeOf } from '../instrumentation/events.js';
 import type { ConsumeResult, Middleware } from '../instrumentation/middleware.js';
+import { Memo } from '../util/memo.js';
 import { DURATION_BUCKETS, SIZE_BUCKETS } from './buckets.js';
 import { CustomStatMetrics } from './custom-stat-metrics.js';
 import { BROKER } from './labels.js';
@@ -39,36 +40,17 @@ class ConsumeSeries {
   readonly size: HistogramSeries;
   readonly inProcess: GaugeSeries;
   readonly duration: HistogramSeries;
-  readonly #processed = new Map<Status, CounterSeries>();
-  readonly #exceptions = new Map<string, CounterSeries>();
-  readonly #m: Metrics;
-  readonly #labels: { app_name: string; broker: string; handler: string };
+  readonly processed: Memo<Status, CounterSeries>;
+  readonly exceptions: Memo<string, CounterSeries>;
 
   constructor(m: Metrics, appName: string, handler: string) {
-    this.#m = m;
-    this.#labels = { app_name: appName, broker: BROKER, handler };
-    this.received = new CounterSeries(m.received, this.#labels);
-    this.size = new HistogramSeries(m.size, this.#labels);
-    this.inProcess = new GaugeSeries(m.inProcess, this.#labels);
-    this.duration = new HistogramSeries(m.processDuration, this.#labels);
-  }
-
-  processed(status: Status): CounterSeries {
-    let series = this.#processed.get(status);
-    if (series === undefined) {
-      series = new CounterSeries(this.#m.processed, { ...this.#labels, status });
-      this.#processed.set(status, series);
-    }
-    return series;
-  }
-
-  exceptions(type: string): CounterSeries {
-    let series = this.#exceptions.get(type);
-    if (series === undefined) {
-      series = new CounterSeries(this.#m.processExceptions, { ...this.#labels, exception_type: type });
-      this.#exceptions.set(type, series);
-    }
-    return series;
+    const labels = { app_name: appName, broker: BROKER, handler };
+    this.received = new CounterSeries(m.received, labels);
+    this.size = new HistogramSeries(m.size, labels);
+    this.inProcess = new GaugeSeries(m.inProcess, labels);
+    this.duration = new HistogramSeries(m.processDuration, labels);
+    this.processed = new Memo((status) => new CounterSeries(m.processed, { ...labels, status }));
+    this.exceptions = new Memo((type) => new CounterSeries(m.processExceptions, { ...labels, exception_type: type }));
   }
 }
 
@@ -77,25 +59,14 @@ class PublishSeries {
   readonly duration: HistogramSeries;
   readonly success: CounterSeries;
   readonly error: CounterSeries;
-  readonly #exceptions = new Map<string, CounterSeries>();
-  readonly #m: Metrics;
-  readonly #labels: { app_name: string; broker: string; destination: string };
+  readonly exceptions: Memo<string, CounterSeries>;
 
   constructor(m: Metrics, appName: string, destination: string) {
-    this.#m = m;
-    this.#labels = { app_name: appName, broker: BROKER, destination };
-    this.duration = new HistogramSeries(m.publishDuration, this.#labels);
-    this.success = new CounterSeries(m.published, { ...this.#labels, status: 'success' });
-    this.error = new CounterSeries(m.published, { ...this.#labels, status: 'error' });
-  }
-
-  exceptions(type: string): CounterSeries {
-    let series = this.#exceptions.get(type);
-    if (series === undefined) {
-      series = new CounterSeries(this.#m.publishExceptions, { ...this.#labels, exception_type: type });
-      this.#exceptions.set(type, series);
-    }
-    return series;
+    const labels = { app_name: appName, broker: BROKER, destination };
+    this.duration = new HistogramSeries(m.publishDuration, labels);
+    this.success = new CounterSeries(m.published, { ...labels, status: 'success' });
+    this.error = new CounterSeries(m.published, { ...labels, status: 'error' });
+    this.exceptions = new Memo((type) => new CounterSeries(m.publishExceptions, { ...labels, exception_type: type }));
   }
 }
 
@@ -117,30 +88,14 @@ export function prometheusMiddleware(options: PrometheusMiddlewareOptions): Midd
   const m = allOrNothing(registry, () => middlewareMetrics(registry, p, sizeBuckets, durationBuckets));
   const customStats = new CustomStatMetrics(registry, p, appName, durationBuckets);
 
-  const consumers = new Map<string, ConsumeSeries>();
-  const consumeSeries = (handler: string): ConsumeSeries => {
-    let series = consumers.get(handler);
-    if (series === undefined) {
-      series = new ConsumeSeries(m, appName, handler);
-      consumers.set(handler, series);
-    }
-    return series;
-  };
-  const publishers = new Map<string, PublishSeries>();
-  const publishSeries = (queue: string): PublishSeries => {
-    let series = publishers.get(queue);
-    if (series === undefined) {
-      series = new PublishSeries(m, appName, queue);
-      publishers.set(queue, series);
-    }
-    return series;
-  };
+  const consumers = new Memo((handler: string) => new ConsumeSeries(m, appName, handler));
+  const publishers = new Memo((queue: string) => new PublishSeries(m, appName, queue));
 
   return {
     name: 'prometheus',
 
     async consume(ctx, next) {
-      const series = consumeSeries(ctx.subscriber);
+      const series = consumers.get(ctx.subscriber);
       try {
         series.received.inc(1);
         series.size.observe(ctx.sizeBytes);
@@ -165,9 +120,9 @@ export function prometheusMiddleware(options: PrometheusMiddlewareOptions): Midd
         try {
           series.inProcess.add(-1);
           series.duration.observe(seconds, ctx.traceId);
-          series.processed(status).inc(1);
+          series.processed.get(status).inc(1);
           // Only thrown failures: a deliberate nack or reject is an outcome, not an exception.
-          if (status === 'error') series.exceptions(exceptionTypeOf(error)).inc(1);
+          if (status === 'error') series.exceptions.get(exceptionTypeOf(error)).inc(1);
         } catch {
           // guarded (see above)
         }
@@ -175,7 +130,7 @@ export function prometheusMiddleware(options: PrometheusMiddlewareOptions): Midd
     },
 
     async publish(ctx, next) {
-      const series = publishSeries(ctx.queue);
+      const series = publishers.get(ctx.queue);
       const t0 = performance.now();
       let inserted: number;
       try {
@@ -184,7 +139,7 @@ export function prometheusMiddleware(options: PrometheusMiddlewareOptions): Midd
         try {
           series.duration.observe((performance.now() - t0) / 1000, ctx.traceId);
           series.error.inc(ctx.messageCount);
-          series.exceptions(exceptionTypeOf(error)).inc(1);
+          series.exceptions.get(exceptionTypeOf(error)).inc(1);
         } catch {
           // guarded (see above)
         }

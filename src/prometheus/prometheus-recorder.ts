@@ -1,4 +1,5 @@
 import type { OutboxEvent, Recorder } from '../instrumentation/events.js';
+import { Memo } from '../util/memo.js';
 import { AGE_BUCKETS } from './buckets.js';
 import { BROKER } from './labels.js';
 import { type PrometheusBaseOptions, resolveBaseOptions } from './options.js';
@@ -78,28 +79,22 @@ export function prometheusRecorder(options: PrometheusRecorderOptions): Recorder
   // Series per (subscriber, queue), made on first use (series.ts: no label hashing per event). The
   // per-message ones (age, retries) and the fetch counters are kept; the rare ones with an extra
   // label (terminal reason, phase) go through prom-client as they come.
-  const bySubscriber = new Map<string, Map<string, QueueSeries>>();
-  const seriesOf = (event: { subscriber: string; queue: string }): QueueSeries => {
-    let byQueue = bySubscriber.get(event.subscriber);
-    if (byQueue === undefined) {
-      byQueue = new Map();
-      bySubscriber.set(event.subscriber, byQueue);
-    }
-    let series = byQueue.get(event.queue);
-    if (series === undefined) {
-      const labels = { app_name: appName, broker: BROKER, handler: event.subscriber, queue: event.queue };
-      series = {
-        labels,
-        age: new HistogramSeries(m.age, labels),
-        retries: new CounterSeries(m.retries, labels),
-        fetched: new CounterSeries(m.fetched, labels),
-        fetchesEmpty: new CounterSeries(m.fetches, { ...labels, non_empty: 'false' }),
-        fetchesNonEmpty: new CounterSeries(m.fetches, { ...labels, non_empty: 'true' }),
-      };
-      byQueue.set(event.queue, series);
-    }
-    return series;
-  };
+  const bySubscriber = new Memo(
+    (subscriber: string) =>
+      new Memo((queue: string): QueueSeries => {
+        const labels = { app_name: appName, broker: BROKER, handler: subscriber, queue };
+        return {
+          labels,
+          age: new HistogramSeries(m.age, labels),
+          retries: new CounterSeries(m.retries, labels),
+          fetched: new CounterSeries(m.fetched, labels),
+          fetchesEmpty: new CounterSeries(m.fetches, { ...labels, non_empty: 'false' }),
+          fetchesNonEmpty: new CounterSeries(m.fetches, { ...labels, non_empty: 'true' }),
+        };
+      }),
+  );
+  const seriesOf = (event: { subscriber: string; queue: string }): QueueSeries =>
+    bySubscriber.get(event.subscriber).get(event.queue);
   const labelsOf = (event: { subscriber: string; queue: string }) => seriesOf(event).labels;
 
   return (event: OutboxEvent): void => {

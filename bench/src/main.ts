@@ -42,6 +42,7 @@ const { values: args } = parseArgs({
     systems: { type: 'string' },
     'cpu-profile': { type: 'string' },
     reps: { type: 'string' },
+    'commit-delay': { type: 'string' },
     help: { type: 'boolean', default: false },
   },
 });
@@ -62,6 +63,8 @@ const USAGE = `npm run bench -- [options]
   --reps N             repetitions (default: 3 full, 1 quick)
   --out <dir>          where the results go (default: bench/results)
   --cpu-profile <dir>  a V8 CPU profile of every measured txoutbox phase
+  --commit-delay <us>  embedded server only: every commit waits <us> before its WAL flush
+                       (commit_delay, commit_siblings 0), as on storage whose flush costs that
   --help               this text
 Environment: DATABASE_URL runs against that server instead of an embedded one (needs CREATE DATABASE).`;
 
@@ -77,6 +80,17 @@ if (!Number.isInteger(reps) || reps < 1) {
   process.exit(2);
 }
 const sizes: Sizes = { ...baseSizes, reps };
+const commitDelay = args['commit-delay'] === undefined ? undefined : Number(args['commit-delay']);
+if (commitDelay !== undefined && !(Number.isInteger(commitDelay) && commitDelay >= 0 && commitDelay <= 100_000)) {
+  console.error(`--commit-delay: expected microseconds, an integer from 0 to 100000, got ${args['commit-delay']}\n\n${USAGE}`);
+  process.exit(2);
+}
+if (commitDelay !== undefined && process.env.DATABASE_URL) {
+  console.error(
+    `--commit-delay applies to the embedded server only; set commit_delay on the DATABASE_URL server instead\n\n${USAGE}`,
+  );
+  process.exit(2);
+}
 const mode = args.quick ? 'quick' : 'full';
 const outDir = args.out ?? join(import.meta.dirname, '..', 'results');
 const onlyWorkloads = args.only?.split(',') ?? ['W1', 'W2', 'W3', 'W4', 'W5', 'W6'];
@@ -189,10 +203,10 @@ const started = new Date();
 console.log(
   `txoutbox bench (${mode}): ${plan.length} runs, ${sizes.reps} repetition(s), systems ${systems.map((s) => s.id).join(', ')}`,
 );
-const server = await startServer(process.env.DATABASE_URL);
+const server = await startServer(process.env.DATABASE_URL, commitDelay);
 console.log(
   `PostgreSQL ${server.version} (${server.embedded ? 'embedded' : 'DATABASE_URL'}), fsync=${server.settings.fsync ?? '?'}, ` +
-    `synchronous_commit=${server.settings.synchronous_commit ?? '?'}, pg_stat_statements ${server.statStatements ? 'on' : 'unavailable'}`,
+    `synchronous_commit=${server.settings.synchronous_commit ?? '?'}, commit_delay=${server.settings.commit_delay ?? '?'}µs, pg_stat_statements ${server.statStatements ? 'on' : 'unavailable'}`,
 );
 for (const skip of skipped) console.log(`skip ${skip.workload} ${skip.system}: ${skip.reason}`);
 

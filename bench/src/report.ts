@@ -135,7 +135,7 @@ export function renderReport(results: BenchResults): string {
     '',
     `Machine: ${results.machine.cpus} × ${results.machine.cpuModel}, ${results.machine.memoryGiB} GiB, Linux ${results.machine.kernel}, Node ${results.machine.node}. ` +
       `PostgreSQL ${pgs.version} (${pgs.embedded ? 'embedded' : 'external'}; fsync=${pgs.settings.fsync ?? '?'}, synchronous_commit=${pgs.settings.synchronous_commit ?? '?'}, ` +
-      `shared_buffers=${pgs.settings.shared_buffers ?? '?'}×8kB). txoutbox at ${results.commit}. ` +
+      `shared_buffers=${pgs.settings.shared_buffers ?? '?'}×8kB${commitDelayNote(pgs.settings)}). txoutbox at ${results.commit}. ` +
       `Versions: ${systems.map((s) => `${s.label} ${s.version}`).join(', ')}.`,
     '',
     '### Throughput, msgs/s',
@@ -346,4 +346,10 @@ function renderTargets(results: BenchResults, get: (variant: string, system: str
     }
   }
   return table(['target', 'measured', 'verdict'], rows);
+}
+
+/** Only when set (`--commit-delay`): it changes what W1 and W4 measure. */
+function commitDelayNote(settings: Readonly<Record<string, string>>): string {
+  const delay = Number(settings.commit_delay ?? '0');
+  return delay > 0 ? `, **commit_delay=${delay} µs** (commit_siblings=${settings.commit_siblings ?? '?'})` : '';
 }

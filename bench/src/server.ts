@@ -26,11 +26,19 @@ function withDatabase(url: string, database: string): string {
   return parsed.toString();
 }
 
-export async function startServer(databaseUrl: string | undefined): Promise<BenchServer> {
+/**
+ * `commitDelayUs` (embedded only) sets `commit_delay` with `commit_siblings = 0`: every commit
+ * waits that long before its WAL flush, as a commit does on storage whose flush costs that much
+ * (network disks: about a millisecond). Commits that share a flush (group commit) share the wait;
+ * commits serialised by NOTIFY's lock each pay it.
+ */
+export async function startServer(databaseUrl: string | undefined, commitDelayUs?: number): Promise<BenchServer> {
   let url = databaseUrl;
   let stopEmbedded: (() => Promise<void>) | undefined;
   if (url === undefined || url === '') {
-    const server = await startEmbeddedPostgres();
+    const server = await startEmbeddedPostgres(
+      commitDelayUs === undefined ? {} : { settings: { commit_delay: String(commitDelayUs), commit_siblings: '0' } },
+    );
     url = server.connectionString;
     stopEmbedded = () => server.stop();
   }
@@ -44,10 +52,11 @@ export async function startServer(databaseUrl: string | undefined): Promise<Benc
   } catch {
     statStatements = false;
   }
-  const version = (await admin.query<{ v: string }>('SHOW server_version')).rows[0]?.v ?? '?';
+  const version = (await admin.query<{ v: string }>(`SELECT current_setting('server_version') AS v`)).rows[0]?.v ?? '?';
   const { rows } = await admin.query<{ name: string; setting: string }>(
     `SELECT name, setting FROM pg_settings WHERE name IN ('fsync', 'synchronous_commit', 'full_page_writes', 'wal_level',
-       'shared_buffers', 'max_wal_size', 'checkpoint_timeout', 'wal_sync_method', 'shared_preload_libraries', 'max_connections')`,
+       'shared_buffers', 'max_wal_size', 'checkpoint_timeout', 'wal_sync_method', 'shared_preload_libraries', 'max_connections',
+       'commit_delay', 'commit_siblings')`,
   );
   return {
     admin,

@@ -5,7 +5,7 @@
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, release, totalmem } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 
 import pg from 'pg';
@@ -92,7 +92,11 @@ if (commitDelay !== undefined && process.env.DATABASE_URL) {
   process.exit(2);
 }
 const mode = args.quick ? 'quick' : 'full';
-const outDir = args.out ?? join(import.meta.dirname, '..', 'results');
+// `npm run bench` runs in bench/ (npm --prefix); relative paths mean the directory the user typed
+// the command in, which npm passes as INIT_CWD.
+const userPath = (path: string): string => resolve(process.env.INIT_CWD ?? process.cwd(), path);
+const outDir = args.out === undefined ? join(import.meta.dirname, '..', 'results') : userPath(args.out);
+const cpuProfileDir = args['cpu-profile'] === undefined ? undefined : userPath(args['cpu-profile']);
 const onlyWorkloads = args.only?.split(',') ?? ['W1', 'W2', 'W3', 'W4', 'W5', 'W6'];
 const unknownSystems = args.systems?.split(',').filter((id) => !allSystems.some((s) => s.id === id)) ?? [];
 if (unknownSystems.length > 0) {
@@ -233,7 +237,7 @@ for (const entry of plan) {
     if (entry.preload > 0) await preload(ctx, entry.preload);
     const busyBefore = await waitForQuiet(args.quick ? 2_000 : 20_000);
     const profileName = `${entry.workload}-${entry.variant.replace(/\W+/g, '-')}-${entry.system.id}-${entry.rep}`;
-    const profileDir = entry.system.id.startsWith('txoutbox') ? args['cpu-profile'] : undefined;
+    const profileDir = entry.system.id.startsWith('txoutbox') ? cpuProfileDir : undefined;
     const measured = await profiled(profileDir, profileName, () => entry.run(ctx));
     const cost = await meter.stop();
     if (entry.options.seams === 'on') otelStatus = (await seamsOn()).openTelemetry;

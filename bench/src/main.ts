@@ -34,19 +34,6 @@ import {
   type WorkloadContext,
 } from './workloads.js';
 
-const { values: args } = parseArgs({
-  options: {
-    quick: { type: 'boolean', default: false },
-    out: { type: 'string' },
-    only: { type: 'string' },
-    systems: { type: 'string' },
-    'cpu-profile': { type: 'string' },
-    reps: { type: 'string' },
-    'commit-delay': { type: 'string' },
-    help: { type: 'boolean', default: false },
-  },
-});
-
 const allSystems: System[] = [
   txoutboxSystem,
   txoutboxInTransactionSystem,
@@ -63,10 +50,34 @@ const USAGE = `npm run bench -- [options]
   --reps N             repetitions (default: 3 full, 1 quick)
   --out <dir>          where the results go (default: bench/results)
   --cpu-profile <dir>  a V8 CPU profile of every measured txoutbox phase
-  --commit-delay <us>  embedded server only: every commit waits <us> before its WAL flush
-                       (commit_delay, commit_siblings 0), as on storage whose flush costs that
+  --commit-delay <us>  embedded server only: every commit waits <us> microseconds before its
+                       WAL flush (commit_delay, commit_siblings 0), as on slower storage
   --help               this text
 Environment: DATABASE_URL runs against that server instead of an embedded one (needs CREATE DATABASE).`;
+
+function parseOptions() {
+  return parseArgs({
+    options: {
+      quick: { type: 'boolean', default: false },
+      out: { type: 'string' },
+      only: { type: 'string' },
+      systems: { type: 'string' },
+      'cpu-profile': { type: 'string' },
+      reps: { type: 'string' },
+      'commit-delay': { type: 'string' },
+      help: { type: 'boolean', default: false },
+    },
+  }).values;
+}
+
+let args: ReturnType<typeof parseOptions>;
+try {
+  args = parseOptions();
+} catch (error) {
+  // An unknown option, a missing value, a value that starts with a dash (`--commit-delay=-5`).
+  console.error(`${error instanceof Error ? error.message : String(error)}\n\n${USAGE}`);
+  process.exit(2);
+}
 
 if (args.help) {
   console.log(USAGE);

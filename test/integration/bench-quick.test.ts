@@ -96,3 +96,39 @@ test('npm run bench -- --quick runs every workload end to end and writes a resul
     rmSync(out, { recursive: true, force: true });
   }
 });
+
+test('the bench refuses bad options before starting anything, naming the option and the value', (t) => {
+  const unavailable = benchDepsReady();
+  if (unavailable !== undefined) {
+    console.warn(`\n!!! SKIPPED bench options: the bench's dependencies cannot be installed: ${unavailable}\n`);
+    t.skip(`bench dependencies unavailable: ${unavailable}`);
+    return;
+  }
+  const env: NodeJS.ProcessEnv = { ...process.env };
+  delete env.DATABASE_URL;
+  delete env.NODE_TEST_CONTEXT;
+  const cases: [string[], RegExp, NodeJS.ProcessEnv?][] = [
+    [['--commit-delay=-5'], /--commit-delay: expected microseconds, an integer from 0 to 100000, got -5/],
+    [['--commit-delay', '-5'], /Option '--commit-delay' argument is ambiguous/],
+    [['--fsync', 'off'], /Unknown option '--fsync'/],
+    [['--commit-delay', '1ms'], /--commit-delay: .* got 1ms/],
+    [['--reps', '0'], /--reps: expected a positive integer, got 0/],
+    [['--systems', 'txoutbox,kafka'], /--systems: unknown kafka/],
+    [
+      ['--commit-delay', '1000'],
+      /--commit-delay applies to the embedded server only/,
+      { DATABASE_URL: 'postgres://bench:hunter2@127.0.0.1:1/bench' },
+    ],
+  ];
+  for (const [args, message, extraEnv] of cases) {
+    const result = spawnSync(process.execPath, ['--import', 'tsx', join('bench', 'src', 'main.ts'), ...args], {
+      env: { ...env, ...extraEnv },
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
+    assert.equal(result.status, 2, `${args.join(' ')} exits 2\n${result.stderr}`);
+    assert.match(result.stderr, message);
+    assert.match(result.stderr, /npm run bench -- \[options\]/, 'and prints the usage');
+    assert.doesNotMatch(result.stderr, /hunter2/, 'a connection string password never reaches the output');
+  }
+});

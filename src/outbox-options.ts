@@ -45,7 +45,11 @@ interface CommonOptions {
   readonly gracefulTimeoutMs?: number;
   /** Turns a failure into the DLQ's last_exception (redact here); null stores nothing. @default the stack, ≤ 8 KB */
   readonly renderError?: RenderError;
-  /** Wake subscribers with LISTEN/NOTIFY (one extra connection per Outbox); false = polling only. @default true */
+  /**
+   * Wake subscribers with LISTEN/NOTIFY (one extra connection per Outbox). false: no LISTEN, so rows
+   * published by other processes are found by polling; this Outbox's own publishes still wake its
+   * subscriptions at once (notify 'after-commit'). @default true
+   */
   readonly listen?: boolean;
   /**
    * How publish wakes subscribers. `'after-commit'`: the caller's transaction sends no NOTIFY, so

@@ -74,6 +74,9 @@ export class Outbox {
       channel: this.#options.names.channel,
       logger: this.#options.logger,
       preparedStatements: this.#options.preparedStatements,
+      wakeLocal: (queue) => {
+        this.#wakeSubscriptions(queue);
+      },
     });
     this.#producer = {
       sql: buildProducerSql(this.#options.names),
@@ -251,12 +254,18 @@ export class Outbox {
         channel: this.#options.names.channel,
         logger: this.#options.logger,
         onWake: (queue) => {
-          for (const s of this.#subscriptions) if (queue === undefined || s.options.queues.includes(queue)) s.wake();
+          this.#wakeSubscriptions(queue);
         },
+        ownNotifierPid: () => this.#notifier.backendPid,
       });
       this.#listener.start();
     }
     subscription.start();
+  }
+
+  /** Wakes the subscriptions of `queue`, or all of them (undefined: notifications may have been missed). */
+  #wakeSubscriptions(queue: string | undefined): void {
+    for (const s of this.#subscriptions) if (queue === undefined || s.options.queues.includes(queue)) s.wake();
   }
 
   /** True when the database answers within 5 s and every subscription's loop is alive. */

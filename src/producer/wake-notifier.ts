@@ -32,6 +32,12 @@ export interface WakeNotifierOptions {
   readonly clientConfig: pg.ClientConfig;
   readonly channel: string;
   readonly logger: Logger;
+  /**
+   * Wakes this Outbox's own subscriptions of a queue at once, before any NOTIFY: they are in this
+   * process, so they need no round trip through the server. Their LISTEN then skips what this
+   * notifier sends (`backendPid`).
+   */
+  readonly wakeLocal?: (queue: string) => void;
   /** false behind PgBouncer in transaction mode (< 1.21): the statement is sent unnamed. */
   readonly preparedStatements: boolean;
   /** @default NOTIFY_MIN_INTERVAL_MS */
@@ -107,13 +113,26 @@ export class WakeNotifier {
     return this.#isStopped();
   }
 
+  /**
+   * The server process of the notifier's connection, while it has one: its notifications carry
+   * this pid, so this Outbox's LISTEN can tell them from other processes' and skip them (the
+   * subscriptions they would wake were woken by `wakeLocal` already).
+   */
+  get backendPid(): number | undefined {
+    return (this.#client as { processID?: number | null } | undefined)?.processID ?? undefined;
+  }
+
   /** A method, not a field read, so TypeScript does not narrow the state across awaits. */
   #isStopped(): boolean {
     return this.#state === 'stopped';
   }
 
-  /** Asks for one NOTIFY of `queue` soon. Never throws, never waits. */
+  /**
+   * Wakes this process's subscriptions of `queue` now and asks for one NOTIFY of it soon, for the
+   * other processes'. Never throws, never waits. Called only once the row is committed.
+   */
   request(queue: string): void {
+    this.#wakeLocal(queue);
     if (this.#isStopped() || performance.now() < this.#pausedUntil) return;
     this.#pending.add(queue);
     if (this.#state === 'sending') return;
@@ -199,6 +218,18 @@ export class WakeNotifier {
       { channel: this.#options.channel, err: errorMessage(error) },
       'wake-up NOTIFY connection lost while idle; the next wake-up reconnects',
     );
+  }
+
+  #wakeLocal(queue: string): void {
+    try {
+      this.#options.wakeLocal?.(queue);
+    } catch (error) {
+      // request() runs inside the caller's COMMIT handling: nothing may escape into it.
+      this.#warn(
+        { queue, err: errorMessage(error) },
+        'waking local subscriptions failed; they find the row by NOTIFY or polling',
+      );
+    }
   }
 
   /** A logger that throws must not turn a dropped wake-up into a crashed process. */

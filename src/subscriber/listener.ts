@@ -15,6 +15,11 @@ export interface ListenerOptions {
   readonly onWake: (queue: string | undefined) => void;
   /** @default 30000 */
   readonly healthCheckIntervalMs?: number;
+  /**
+   * The server process whose notifications to skip: this Outbox's own notifier, whose wake-ups
+   * reached this process's subscriptions before they were sent (WakeNotifier's `wakeLocal`).
+   */
+  readonly ownNotifierPid?: () => number | undefined;
 }
 
 /** Longest pause between reconnect attempts. */
@@ -110,7 +115,9 @@ export class NotifyListener {
     // Keep the rejection from being unhandled while we are still connecting.
     ended.catch(() => undefined);
     client.on('notification', (message) => {
-      if (message.channel === this.#options.channel) this.#options.onWake(message.payload);
+      if (message.channel !== this.#options.channel) return;
+      if (message.processId === this.#options.ownNotifierPid?.()) return;
+      this.#options.onWake(message.payload);
     });
     await client.connect();
     await client.query(`LISTEN ${quoteIdent(this.#options.channel)}`);

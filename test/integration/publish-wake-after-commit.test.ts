@@ -9,6 +9,7 @@ import pg from 'pg';
 import { InvalidOptionError, Outbox } from '../../src/index.js';
 import { quoteIdent } from '../../src/schema/identifiers.js';
 import { useTestDatabase } from '../support/database.js';
+import { EventLog } from '../support/events.js';
 import { outboxFactory } from '../support/outboxes.js';
 import { waitFor } from '../support/wait-for.js';
 
@@ -472,5 +473,81 @@ describe("notify: 'after-commit' (the default)", () => {
           /^notify: expected 'after-commit' or 'in-transaction'/.test(error.message),
       );
     }
+  });
+});
+
+describe('subscriptions in the publishing process', () => {
+  const SLOW_POLL = { minPollIntervalMs: 60_000, maxPollIntervalMs: 60_000 } as const;
+
+  test('are woken at once, without LISTEN: with listen: false only a local wake-up (or a 60 s poll) could start the handler', async (t) => {
+    const log = new EventLog();
+    const outbox = newOutbox({ pool: db.pool, table: 'a_local', listen: false, recorder: log.recorder });
+    await outbox.migrate();
+    const handled: string[] = [];
+    outbox.subscribe('local.q', (message) => void handled.push(String(message.body)), SLOW_POLL);
+    outbox.start();
+    t.after(() => outbox.stop());
+    await log.waitFor('fetched'); // the start-up fetch found nothing; the next poll is a minute away
+    const client = await db.pool.connect();
+    try {
+      await client.query('BEGIN');
+      await outbox.publish(client, 'local.q', 'in a transaction');
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      assert.deepEqual(handled, [], 'nothing before COMMIT');
+      await client.query('COMMIT');
+    } finally {
+      client.release();
+    }
+    await waitFor(() => handled.length === 1, { what: 'the committed row handled' });
+    await outbox.publish(db.pool, 'local.q', 'autocommit', { autocommit: true });
+    await waitFor(() => handled.length === 2, { what: 'the autocommit row handled' });
+    assert.deepEqual(handled, ['in a transaction', 'autocommit']);
+  });
+
+  test('a rolled-back publish wakes nobody locally either', async (t) => {
+    const log = new EventLog();
+    const outbox = newOutbox({ pool: db.pool, table: 'a_local_rb', listen: false, recorder: log.recorder });
+    await outbox.migrate();
+    outbox.subscribe('rb.q', () => undefined, SLOW_POLL);
+    outbox.subscribe('sentinel.q', () => undefined, { ...SLOW_POLL, name: 'sentinel' });
+    outbox.start();
+    t.after(() => outbox.stop());
+    await log.waitFor('fetched', 2);
+    const client = await db.pool.connect();
+    try {
+      await client.query('BEGIN');
+      await outbox.publish(client, 'rb.q', 'x');
+      await client.query('ROLLBACK');
+    } finally {
+      client.release();
+    }
+    // A sentinel through another queue of the same Outbox proves wake-ups were flowing meanwhile.
+    await outbox.publish(db.pool, 'sentinel.q', 'x', { autocommit: true });
+    await waitFor(() => log.of('acked').length === 1, { what: 'the sentinel handled' });
+    assert.equal(log.of('fetched').filter((e) => e.queue === 'rb.q').length, 1, 'rb.q: only the start-up fetch');
+  });
+
+  test("other processes still get the NOTIFY: a second Outbox on the table, woken by the first one's notifier", async (t) => {
+    const publisher = newOutbox({ pool: db.pool, table: 'a_remote' });
+    await publisher.migrate();
+    const log = new EventLog();
+    const consumer = newOutbox({ pool: db.pool, table: 'a_remote', recorder: log.recorder });
+    const handled: string[] = [];
+    consumer.subscribe('remote.q', (message) => void handled.push(String(message.body)), SLOW_POLL);
+    consumer.start();
+    t.after(() => consumer.stop());
+    t.after(() => publisher.stop());
+    await log.waitFor('fetched');
+    await waitFor(
+      async () =>
+        (
+          await db.pool.query('SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND query = $1', [
+            'LISTEN "txoutbox.a_remote"',
+          ])
+        ).rowCount === 1,
+      { what: 'the consumer listening' },
+    );
+    await committed(publisher, 'remote.q');
+    await waitFor(() => handled.length === 1, { what: "the row handled through the publisher's NOTIFY" });
   });
 });

@@ -4,6 +4,10 @@ import { performance } from 'node:perf_hooks';
 import { describe, test } from 'node:test';
 import { pathToFileURL } from 'node:url';
 
+import pg from 'pg';
+
+import { NotifyListener } from '../../src/subscriber/listener.js';
+import { silentLogger } from '../../src/util/logger.js';
 import { useTestDatabase } from '../support/database.js';
 import { outboxFactory } from '../support/outboxes.js';
 import { migratedOutbox } from '../support/subscriber-setup.js';
@@ -98,5 +102,45 @@ describe('the LISTEN connection reconnects', () => {
     assert.ok(stoppedAt !== undefined, 'the child stopped its Outbox');
     const lingerMs = exitedAt - stoppedAt;
     assert.ok(lingerMs < 3_000, `the process lingered ${Math.round(lingerMs)} ms after stop()`);
+  });
+});
+
+describe("the LISTEN connection skips its own Outbox's notifier", () => {
+  test("notifications from the ownNotifierPid backend wake nobody (their subscriptions were woken locally); every other sender's do", async (t) => {
+    const channel = 'txoutbox.l_own';
+    const woken: (string | undefined)[] = [];
+    const own = new pg.Client({ connectionString: db.url });
+    const other = new pg.Client({ connectionString: db.url });
+    await own.connect();
+    await other.connect();
+    const ownPid = (await own.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
+    const listener = new NotifyListener({
+      clientConfig: { connectionString: db.url },
+      channel,
+      logger: silentLogger,
+      onWake: (queue) => void woken.push(queue),
+      ownNotifierPid: () => ownPid,
+    });
+    listener.start();
+    t.after(async () => {
+      await listener.stop();
+      await own.end();
+      await other.end();
+    });
+    await waitFor(() => woken.includes(undefined), { what: 'listening (the wake-everyone after connecting)' });
+    for (const [client, queue] of [
+      [own, 'q1'],
+      [other, 'q2'],
+      [own, 'q3'],
+      [other, 'q4'],
+    ] as const) {
+      await client.query('SELECT pg_notify($1, $2)', [channel, queue]);
+    }
+    // Notifications arrive in commit order: once q4 is here, q3 would have been too.
+    await waitFor(() => woken.includes('q4'), { what: 'q4' });
+    assert.deepEqual(
+      woken.filter((queue) => queue !== undefined),
+      ['q2', 'q4'],
+    );
   });
 });

@@ -47,8 +47,9 @@ interface CommonOptions {
   readonly renderError?: RenderError;
   /**
    * Wake subscribers with LISTEN/NOTIFY (one extra connection per Outbox). false: no LISTEN, so rows
-   * published by other processes are found by polling; this Outbox's own publishes still wake its
-   * subscriptions at once (notify 'after-commit'). @default true
+   * published by other processes are found by polling; this Outbox's own after-commit publishes
+   * through node-postgres still wake its subscriptions at once (architecture/subscriber.md,
+   * "Local wake-ups"). @default true
    */
   readonly listen?: boolean;
   /**

@@ -224,11 +224,9 @@ export class WakeNotifier {
     try {
       this.#options.wakeLocal?.(queue);
     } catch (error) {
-      // request() runs inside the caller's COMMIT handling: nothing may escape into it.
-      this.#warn(
-        { queue, err: errorMessage(error) },
-        'waking local subscriptions failed; they find the row by NOTIFY or polling',
-      );
+      // request() runs inside the caller's COMMIT handling: nothing may escape into it. (The
+      // Outbox's own LISTEN skips this notifier's NOTIFY, so polling is what is left.)
+      this.#warn({ queue, err: errorMessage(error) }, 'waking local subscriptions failed; polling finds the row');
     }
   }
 

@@ -527,7 +527,7 @@ describe('subscriptions in the publishing process', () => {
     assert.equal(log.of('fetched').filter((e) => e.queue === 'rb.q').length, 1, 'rb.q: only the start-up fetch');
   });
 
-  test("other processes still get the NOTIFY: a second Outbox on the table, woken by the first one's notifier", async (t) => {
+  test("other processes still get the NOTIFY: a second Outbox on the table, woken by the first one's notifier, while its own is skipped", async (t) => {
     const publisher = newOutbox({ pool: db.pool, table: 'a_remote' });
     await publisher.migrate();
     const log = new EventLog();
@@ -537,7 +537,6 @@ describe('subscriptions in the publishing process', () => {
     consumer.start();
     t.after(() => consumer.stop());
     t.after(() => publisher.stop());
-    await log.waitFor('fetched');
     await waitFor(
       async () =>
         (
@@ -547,7 +546,15 @@ describe('subscriptions in the publishing process', () => {
         ).rowCount === 1,
       { what: 'the consumer listening' },
     );
+    // The consumer publishes too: its own notifier connects (its pid is now skipped by its LISTEN)
+    // and its subscription is woken locally.
+    await consumer.publish(db.pool, 'remote.q', 'own', { autocommit: true });
+    await waitFor(() => handled.includes('own'), { what: "the consumer's own row" });
+    // Settled: the fetch after the row came back empty, so the loop sleeps for the 60 s poll and
+    // only a NOTIFY from the publisher's notifier can start the next handler.
+    await waitFor(() => log.of('fetched').at(-1)?.count === 0, { what: 'the consumer idle' });
     await committed(publisher, 'remote.q');
-    await waitFor(() => handled.length === 1, { what: "the row handled through the publisher's NOTIFY" });
+    await waitFor(() => handled.includes('x'), { what: "the publisher's row, through its NOTIFY" });
+    assert.deepEqual(handled, ['own', 'x']);
   });
 });

@@ -90,8 +90,13 @@ describe('the shared LISTEN connection', () => {
 
   test('a killed LISTEN connection reconnects; wake-ups work again', async () => {
     const { outbox, log } = await migratedOutbox(newOutbox, db.pool, 'w_reconnect');
+    // Rows come from another Outbox (another process, as far as wake-ups go): this Outbox's own
+    // publishes would wake its subscription directly, without the LISTEN connection under test.
+    const other = newOutbox({ pool: db.pool, table: 'w_reconnect' });
     outbox.subscribe('re', () => undefined, { minPollIntervalMs: 60_000, maxPollIntervalMs: 60_000 });
     outbox.start();
+    await log.waitFor('fetched');
+    const fetchesBefore = log.of('fetched').length;
     await waitFor(
       async () => {
         const { rows } = await db.pool.query<{ n: number }>(
@@ -102,18 +107,20 @@ describe('the shared LISTEN connection', () => {
       { what: 'listener killed' },
     );
     await waitFor(async () => (await listeners('w_reconnect')) === 1, { what: 'listener back', timeoutMs: 10_000 });
-    const fetchesBefore = log.of('fetched').length;
-    await publishCommitted(outbox, db.pool, 're', ['x']);
+    // The reconnect wakes every subscription once (notifications may have been missed): one
+    // fetch. After it, only a NOTIFY can start the handler before the 60 s poll.
+    await waitFor(() => log.of('fetched').length > fetchesBefore, { what: 'the fetch after reconnecting' });
+    await publishCommitted(other, db.pool, 're', ['x']);
     await log.waitFor('acked', 1, 5_000);
-    assert.ok(log.of('fetched').length > fetchesBefore);
     assert.ok(newOutbox.logger.messages('warn').some((m) => m.includes('LISTEN connection failed')));
   });
 
-  test('listen: false polls only', async () => {
+  test("listen: false opens no LISTEN connection; other processes' rows are found by polling", async () => {
     const { outbox, log } = await migratedOutbox(newOutbox, db.pool, 'w_poll', { listen: false });
+    const other = newOutbox({ pool: db.pool, table: 'w_poll' });
     outbox.subscribe('poll', () => undefined, FAST_POLL);
     outbox.start();
-    await publishCommitted(outbox, db.pool, 'poll', ['x']);
+    await publishCommitted(other, db.pool, 'poll', ['x']);
     await log.waitFor('acked');
     assert.equal(await listeners('w_poll'), 0);
   });

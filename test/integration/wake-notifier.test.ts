@@ -10,6 +10,7 @@ import net from 'node:net';
 import { describe, test } from 'node:test';
 
 import { WakeNotifier } from '../../src/producer/wake-notifier.js';
+import { silentLogger } from '../../src/util/logger.js';
 import { useTestDatabase } from '../support/database.js';
 import { listen } from '../support/listen.js';
 import { waitFor } from '../support/wait-for.js';
@@ -56,6 +57,56 @@ async function proxyTo(target: string): Promise<Proxy> {
     },
   };
 }
+
+describe('the wake-up notifier and this process', () => {
+  test('wakes local subscriptions before sending, and backendPid is the pid its notifications carry', async () => {
+    const listener = await listen(db.url, CHANNEL);
+    const local: string[] = [];
+    const notifier = new WakeNotifier({
+      clientConfig: { connectionString: db.url },
+      channel: CHANNEL,
+      logger: silentLogger,
+      preparedStatements: true,
+      wakeLocal: (queue) => void local.push(queue),
+    });
+    try {
+      assert.equal(notifier.backendPid, undefined, 'no connection before the first wake-up');
+      notifier.request('pid.q');
+      assert.deepEqual(local, ['pid.q'], 'woken locally at once, before any statement');
+      await listener.waitFor('pid.q');
+      const pid = listener.senders[listener.payloads.indexOf('pid.q')];
+      assert.equal(typeof pid, 'number');
+      assert.equal(notifier.backendPid, pid, "the Outbox's LISTEN skips exactly this pid");
+    } finally {
+      await notifier.stop();
+      await listener.close();
+    }
+  });
+
+  test('a wakeLocal that throws is logged; the NOTIFY for other processes still goes out', async () => {
+    const listener = await listen(db.url, CHANNEL);
+    const warnings: string[] = [];
+    const notifier = new WakeNotifier({
+      clientConfig: { connectionString: db.url },
+      channel: CHANNEL,
+      logger: { ...silentLogger, warn: (_fields: object, message: string) => void warnings.push(message) },
+      preparedStatements: true,
+      wakeLocal: () => {
+        throw new Error('a subscription blew up');
+      },
+    });
+    try {
+      assert.doesNotThrow(() => {
+        notifier.request('throw.q');
+      });
+      await listener.waitFor('throw.q');
+      assert.deepEqual(warnings, ['waking local subscriptions failed; polling finds the row']);
+    } finally {
+      await notifier.stop();
+      await listener.close();
+    }
+  });
+});
 
 describe('the wake-up notifier when its connection fails', () => {
   test('a statement that never answers is abandoned after the timeout, logged, and the notifier reconnects', async () => {

@@ -44,7 +44,7 @@ const allSystems: System[] = [
 ];
 
 const USAGE = `npm run bench -- [options]
-  --quick              smoke run: every workload and system once, small sizes (~30 s)
+  --quick              smoke run: every workload and system once, small sizes (~45 s)
   --only W1,W3         workloads to run (default: W1,W2,W3,W4,W5,W6)
   --systems a,b        systems to run, by id: ${allSystems.map((s) => s.id).join(', ')} (default: all)
   --reps N             repetitions (default: 3 full, 1 quick)

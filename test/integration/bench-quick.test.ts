@@ -45,7 +45,7 @@ function benchDepsReady(): string | undefined {
   return `npm ci --prefix bench failed (${result.status ?? result.signal ?? 'unknown'}): ${(result.stderr || result.stdout).slice(-400)}`;
 }
 
-test('npm run bench -- --quick runs every workload end to end and writes a results JSON', { timeout: 150_000 }, async (t) => {
+test('npm run bench -- --quick runs every workload end to end and writes a results JSON', { timeout: 270_000 }, async (t) => {
   const unavailable = benchDepsReady();
   if (unavailable !== undefined) {
     console.warn(`\n!!! SKIPPED bench-quick: the bench's dependencies cannot be installed: ${unavailable}\n`);
@@ -61,7 +61,7 @@ test('npm run bench -- --quick runs every workload end to end and writes a resul
     const { stdout } = await promisify(execFile)('npm', ['run', 'bench', '--', '--quick', '--out', out], {
       env,
       maxBuffer: 16 * 1024 * 1024,
-      timeout: 140_000,
+      timeout: 260_000,
     });
     const files = readdirSync(out).filter((f) => f.startsWith('quick-') && f.endsWith('.json'));
     assert.equal(files.length, 1, `one results JSON in ${out}; got ${files.join(', ')}\n${stdout}`);

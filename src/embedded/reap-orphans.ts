@@ -29,6 +29,15 @@ async function readPid(file: string): Promise<number | undefined> {
   }
 }
 
+/** How long to wait for a SIGQUIT postmaster to exit before deleting its directory anyway. */
+const EXIT_WAIT_MS = 5_000;
+
+/** Waits (bounded) for `pid` to exit: its processes still write under the data directory while they stop. */
+async function waitForExit(pid: number): Promise<void> {
+  const deadline = Date.now() + EXIT_WAIT_MS;
+  while (isAlive(pid) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+}
+
 export async function reapOrphanServers(parentDir: string): Promise<number> {
   let reaped = 0;
   let entries: string[];
@@ -50,8 +59,10 @@ export async function reapOrphanServers(parentDir: string): Promise<number> {
       } catch {
         continue;
       }
+      await waitForExit(postmaster);
     }
-    await rm(dir, { recursive: true, force: true });
+    // Retries: a backend that outlives the postmaster by a moment can still add a file (ENOTEMPTY).
+    await rm(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 50 });
     reaped += 1;
   }
   return reaped;

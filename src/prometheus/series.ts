@@ -119,30 +119,17 @@ abstract class Series<M, E extends { labels: unknown }> {
   protected abstract valid(entry: E): boolean;
 }
 
-const isValueEntry = (entry: ValueEntry): boolean => typeof entry.value === 'number';
-
-export class CounterSeries extends Series<Counter, ValueEntry> {
-  inc(value: number): void {
-    const entry = this.current();
-    // NaN and ±Infinity fail the test: prom-client decides what they do.
-    if (entry !== undefined && value >= 0 && value < Infinity) {
-      entry.value += value;
-      return;
-    }
-    this.metric.inc(this.labels, value);
-    this.retake();
-  }
-
-  protected valid(entry: ValueEntry): boolean {
-    return isValueEntry(entry);
-  }
+/** What Counter and Gauge share: `inc(labels, value)`, which creates the series or adds to it. */
+interface Incrementable {
+  inc(labels: Labels, value: number): void;
 }
 
-export class GaugeSeries extends Series<Gauge, ValueEntry> {
-  /** Adds `delta` (negative to decrement). */
-  add(delta: number): void {
+/** A counter's or a gauge's series: one number, added to in place. */
+abstract class ValueSeries<M extends Incrementable> extends Series<M, ValueEntry> {
+  /** Adds `delta` in place when `inPlace` (the value is one the fast path handles), else through prom-client. */
+  protected bump(delta: number, inPlace: boolean): void {
     const entry = this.current();
-    if (entry !== undefined && Number.isFinite(delta)) {
+    if (entry !== undefined && inPlace) {
       entry.value += delta;
       return;
     }
@@ -151,7 +138,21 @@ export class GaugeSeries extends Series<Gauge, ValueEntry> {
   }
 
   protected valid(entry: ValueEntry): boolean {
-    return isValueEntry(entry);
+    return typeof entry.value === 'number';
+  }
+}
+
+export class CounterSeries extends ValueSeries<Counter> {
+  inc(value: number): void {
+    // NaN and ±Infinity fail the test (and negatives): prom-client decides what they do.
+    this.bump(value, value >= 0 && value < Infinity);
+  }
+}
+
+export class GaugeSeries extends ValueSeries<Gauge> {
+  /** Adds `delta` (negative to decrement). */
+  add(delta: number): void {
+    this.bump(delta, Number.isFinite(delta));
   }
 }
 

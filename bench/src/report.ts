@@ -298,11 +298,22 @@ export function renderReport(results: BenchResults): string {
   }
   const notes = [
     ...results.skipped.map((s) => `- ${s.workload} ${s.system}: ${s.reason}`),
-    `- W5 OpenTelemetry: ${results.openTelemetry}`,
+    `- W5 OpenTelemetry: ${results.openTelemetry}${spanCheck(results.runs)}`,
     `- W6: ${results.runner}`,
   ];
   out.push('', '### Skipped and pending', '', ...notes, '');
   return out.join('\n');
+}
+
+/** Whether every traced run exported one span per handler run (a dropping span processor would flatter W5). */
+function spanCheck(runs: readonly RunRecord[]): string {
+  const traced = runs.filter((r) => r.spans !== undefined && r.messages !== undefined);
+  if (traced.length === 0) return '';
+  const exact = traced.filter((r) => r.spans === (r.messages ?? 0) - (r.losses ?? 0) + (r.duplicates ?? 0));
+  const spans = traced.reduce((sum, r) => sum + (r.spans ?? 0), 0);
+  return exact.length === traced.length
+    ? `; every traced run exported one span per handler run (${spans} spans in ${traced.length} runs)`
+    : `; **${traced.length - exact.length} of ${traced.length} traced runs did not export one span per handler run** (see their notes)`;
 }
 
 function renderTargets(results: BenchResults, get: (variant: string, system: string) => Group | undefined): string {

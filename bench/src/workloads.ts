@@ -57,6 +57,8 @@ export interface Measured {
   readonly losses?: number;
   readonly remaining?: number;
   readonly latencyMs?: { p50: number; p95: number; p99: number; max: number; negative: number };
+  /** W5 seams on: spans exported while it ran (one `process` span per handler run). */
+  readonly spans?: number;
   readonly note?: string | undefined;
 }
 
@@ -200,6 +202,7 @@ export async function preload(ctx: WorkloadContext, total: number): Promise<void
 export async function drainWorkload(ctx: WorkloadContext, concurrency: number): Promise<Measured> {
   const total = ctx.sizes.drain;
   const ledger = new DeliveryLedger(total);
+  const spansBefore = await ctx.instance.spansExported?.();
   await ctx.meter.start();
   const started = performance.now();
   const consumer = await ctx.instance.consume({
@@ -213,13 +216,23 @@ export async function drainWorkload(ctx: WorkloadContext, concurrency: number): 
   ctx.meter.markEnd();
   await consumer.stop();
   const remaining = await ctx.instance.remaining();
+  const spansAfter = await ctx.instance.spansExported?.();
+  const spans = spansBefore === undefined || spansAfter === undefined ? undefined : spansAfter - spansBefore;
+  // A tracing setup that drops spans (a full BatchSpanProcessor queue) would make W5 look cheaper
+  // than it is: every handler run must have exported its span.
+  const handlerRuns = total - ledger.losses + ledger.duplicates;
+  const notes = [
+    ...(finished ? [] : [`timed out after ${ctx.sizes.timeoutMs} ms`]),
+    ...(spans === undefined || spans === handlerRuns ? [] : [`${spans} spans exported for ${handlerRuns} handler runs`]),
+  ];
   return {
     messages: total,
     seconds,
     duplicates: ledger.duplicates,
     losses: ledger.losses,
     remaining,
-    ...(finished ? {} : { note: `timed out after ${ctx.sizes.timeoutMs} ms` }),
+    ...(spans === undefined ? {} : { spans }),
+    ...(notes.length === 0 ? {} : { note: notes.join('; ') }),
   };
 }
 

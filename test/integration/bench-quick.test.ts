@@ -20,6 +20,8 @@ interface Run {
   variant: string;
   system: string;
   msgsPerSec?: number;
+  messages?: number;
+  spans?: number;
   duplicates?: number;
   losses?: number;
   error?: string;
@@ -30,6 +32,7 @@ interface Results {
   mode: string;
   runs: Run[];
   skipped: { workload: string; system: string; reason: string }[];
+  openTelemetry: string;
 }
 
 function benchDepsReady(): string | undefined {
@@ -87,6 +90,13 @@ test('npm run bench -- --quick runs every workload end to end and writes a resul
     for (const run of results.runs) {
       assert.equal(run.duplicates ?? 0, 0, `${run.workload} ${run.variant} ${run.system}: duplicates`);
       assert.equal(run.losses ?? 0, 0, `${run.workload} ${run.variant} ${run.system}: losses`);
+    }
+    // W5 is only honest if tracing kept every span: one exported per handler run, none dropped.
+    const traced = results.runs.filter((r) => r.workload === 'W5' && r.variant === 'seams on');
+    if (results.openTelemetry.startsWith('on')) {
+      for (const run of traced) assert.equal(run.spans, run.messages, 'W5 seams on: one span exported per message');
+    } else {
+      t.diagnostic(`W5 ran without OpenTelemetry: ${results.openTelemetry}`);
     }
     const report = readFileSync(join(out, files[0]!.replace(/\.json$/, '.md')), 'utf8');
     assert.match(report, /### Targets/);

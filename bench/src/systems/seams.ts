@@ -12,13 +12,13 @@ export interface Seams {
   readonly middlewares: Middleware[];
   /** 'on …', or 'failed: …' when the OpenTelemetry SDK could not be wired (W5 then runs with Prometheus only and says so). */
   readonly openTelemetry: string;
-  /** Spans exported so far (OTel on only). */
-  spans(): number;
+  /** Spans ended since these seams were made, flushed through the processor (0 with OTel off). */
+  spans(): Promise<number>;
 }
 
 interface OtelTracing {
   readonly middleware: Middleware;
-  spans(): number;
+  spans(): Promise<number>;
 }
 
 async function openTelemetryTracing(): Promise<OtelTracing | string> {
@@ -49,8 +49,8 @@ async function openTelemetryTracing(): Promise<OtelTracing | string> {
     const middleware = tracingMiddleware({ tracerProvider });
     return {
       middleware,
-      spans: () => {
-        void processor.forceFlush();
+      spans: async () => {
+        await processor.forceFlush();
         return exported;
       },
     };
@@ -69,11 +69,11 @@ export async function seamsOn(): Promise<Seams> {
   const middlewares: Middleware[] = [];
   if (typeof otel !== 'string') middlewares.push(otel.middleware);
   middlewares.push(txoutboxPrometheus.prometheusMiddleware(metrics));
-  const spansAtStart = typeof otel === 'string' ? 0 : otel.spans();
+  const spansAtStart = typeof otel === 'string' ? 0 : await otel.spans();
   return {
     recorder: [txoutboxPrometheus.prometheusRecorder(metrics)],
     middlewares,
     openTelemetry: typeof otel === 'string' ? otel : 'on (tracingMiddleware → BatchSpanProcessor → counting exporter)',
-    spans: () => (typeof otel === 'string' ? 0 : otel.spans() - spansAtStart),
+    spans: async () => (typeof otel === 'string' ? 0 : (await otel.spans()) - spansAtStart),
   };
 }

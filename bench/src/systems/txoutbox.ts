@@ -84,6 +84,10 @@ class TxOutboxInstance implements SystemInstance {
     return rows[0]?.n ?? -1;
   }
 
+  async spansExported(): Promise<number | undefined> {
+    return this.seams?.openTelemetry.startsWith('on') === true ? await this.seams.spans() : undefined;
+  }
+
   async close(): Promise<void> {
     await this.#outbox?.stop();
   }

@@ -1,0 +1,111 @@
+/**
+ * Where W1's gap to raw SQL comes from: the library's publish path, or the table it writes to.
+ * Eight producers commit single-message transactions (W1's shape, fsync on), three ways, in
+ * interleaved rounds:
+ *
+ * - `txoutbox publish`: `outbox.publish(client, …)` as shipped (after-commit wake-up included);
+ * - `publish, no wake-up`: the same with `activateInMs: 1`: the row is not due at COMMIT, so no
+ *   NOTIFY follows (the wake-up's own cost, by difference);
+ * - `same INSERT by hand`: the INSERT publish sends, with the same values, through plain `pg`;
+ * - `raw SQL`: raw SQL's one-column table, as in the bench.
+ *
+ * The second and third differ by the library's own publish path; the first and second by the
+ * after-commit NOTIFY; the third and fourth by the row and its indexes (bench/src/probes/insert-cost.ts
+ * splits that up). Node's CPU per
+ * message is printed too: on loopback it moves with the server's work, not only the library's.
+ * BENCHMARKS.md ("W1 — the INSERT's server CPU") quotes its output.
+ *
+ *   node --import tsx bench/src/probes/publish-vs-insert.ts [messages per round, default 8000] [rounds, default 3]
+ */
+import { randomUUID } from 'node:crypto';
+
+import pg from 'pg';
+
+import { startEmbeddedPostgres } from '../../../src/embedded/index.js';
+import { Outbox } from '../../../src/index.js';
+
+const messages = Number(process.argv[2] ?? 8000);
+const rounds = Number(process.argv[3] ?? 3);
+const PRODUCERS = 8;
+
+const server = await startEmbeddedPostgres();
+const pool = new pg.Pool({ connectionString: server.connectionString, max: PRODUCERS });
+pool.on('error', () => undefined);
+const outbox = new Outbox({ connectionString: server.connectionString, dlqTable: false });
+try {
+  await outbox.migrate();
+  await pool.query(
+    'CREATE TABLE raw_q (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, payload jsonb NOT NULL, created_at timestamptz NOT NULL DEFAULT now())',
+  );
+  const body = (n: number) => ({ n, pad: 'x'.repeat(200) });
+  const ways: readonly { readonly label: string; readonly one: (client: pg.PoolClient, n: number) => Promise<unknown> }[] = [
+    { label: 'txoutbox publish', one: (client, n) => outbox.publish(client, 'bench', body(n)) },
+    {
+      label: 'publish, no wake-up',
+      one: (client, n) => outbox.publish(client, 'bench', body(n), { activateInMs: 1 }),
+    },
+    {
+      label: 'same INSERT by hand',
+      one: (client, n) =>
+        client.query({
+          name: 'probe_outbox_insert',
+          // src/producer/sql.ts, after-commit variant.
+          text: `INSERT INTO outbox (queue, payload, headers, next_attempt_at)
+            VALUES ($1::text, $2::bytea, $3::jsonb, COALESCE($4::timestamptz, now() + $5::double precision * interval '1 millisecond'))
+            RETURNING id::text AS id, next_attempt_at <= now() AS due`,
+          values: [
+            'bench',
+            Buffer.from(JSON.stringify(body(n))),
+            JSON.stringify({ 'content-type': 'application/json', 'correlation-id': randomUUID() }),
+            null,
+            0,
+          ],
+        }),
+    },
+    {
+      label: 'raw SQL',
+      one: (client, n) =>
+        client.query({
+          name: 'probe_raw_insert',
+          text: 'INSERT INTO raw_q (payload) VALUES ($1::jsonb)',
+          values: [JSON.stringify(body(n))],
+        }),
+    },
+  ];
+
+  const rows = new Map<string, string[]>();
+  for (let round = 1; round <= rounds; round += 1) {
+    for (const { label, one } of ways) {
+      let next = 0;
+      const cpuBefore = process.cpuUsage();
+      const started = performance.now();
+      await Promise.all(
+        Array.from({ length: PRODUCERS }, async () => {
+          const client = await pool.connect();
+          try {
+            while (next < messages) {
+              const n = next++;
+              await client.query('BEGIN');
+              await one(client, n);
+              await client.query('COMMIT');
+            }
+          } finally {
+            client.release();
+          }
+        }),
+      );
+      const seconds = (performance.now() - started) / 1000;
+      const cpu = process.cpuUsage(cpuBefore);
+      const cell = `${(messages / seconds / 1000).toFixed(2)}k/s, Node ${(cpu.user / messages).toFixed(0)}+${(cpu.system / messages).toFixed(0)} µs`;
+      rows.set(label, [...(rows.get(label) ?? []), cell]);
+    }
+  }
+  console.log(
+    `${PRODUCERS} producers, ${messages} single-message transactions per round; msgs/s and Node CPU per message (user+system):`,
+  );
+  for (const [label, cells] of rows) console.log(`  ${label.padEnd(22)} ${cells.join('   ')}`);
+} finally {
+  await outbox.stop();
+  await pool.end();
+  await server.stop();
+}

@@ -1,6 +1,6 @@
 /**
  * Where W1's gap to raw SQL comes from: the library's publish path, or the table it writes to.
- * Eight producers commit single-message transactions (W1's shape, fsync on), three ways, in
+ * Eight producers commit single-message transactions (W1's shape, fsync on), four ways, in
  * interleaved rounds:
  *
  * - `txoutbox publish`: `outbox.publish(client, …)` as shipped (after-commit wake-up included);
@@ -9,13 +9,15 @@
  * - `same INSERT by hand`: the INSERT publish sends, with the same values, through plain `pg`;
  * - `raw SQL`: raw SQL's one-column table, as in the bench.
  *
- * The second and third differ by the library's own publish path; the first and second by the
- * after-commit NOTIFY; the third and fourth by the row and its indexes (bench/src/probes/insert-cost.ts
- * splits that up). Node's CPU per
- * message is printed too: on loopback it moves with the server's work, not only the library's.
+ * The first and second differ by the after-commit NOTIFY; the second and third by the library's
+ * own publish path; the third and fourth by the row and its indexes (bench/src/probes/insert-cost.ts
+ * splits that up). Node's CPU per message is printed too: on loopback it moves with the server's
+ * work, not only the library's.
  * BENCHMARKS.md ("W1 — the INSERT's server CPU") quotes its output.
  *
  *   node --import tsx bench/src/probes/publish-vs-insert.ts [messages per round, default 8000] [rounds, default 3]
+ *
+ * Round 1 includes warm-up (JIT, the notifier's connection): read rounds 2 and later.
  */
 import { randomUUID } from 'node:crypto';
 

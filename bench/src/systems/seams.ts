@@ -12,7 +12,7 @@ export interface Seams {
   readonly middlewares: Middleware[];
   /** 'on …', or 'failed: …' when the OpenTelemetry SDK could not be wired (W5 then runs with Prometheus only and says so). */
   readonly openTelemetry: string;
-  /** Spans ended since these seams were made, flushed through the processor (0 with OTel off). */
+  /** Spans exported since these seams were made, after flushing the processor (0 with OTel off). */
   spans(): Promise<number>;
 }
 

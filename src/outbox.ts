@@ -14,6 +14,7 @@ import type { Handler } from './subscriber/message.js';
 import { buildSubscriberSql, type SubscriberSql } from './subscriber/sql.js';
 import { Subscription } from './subscriber/subscription.js';
 import { resolveSubscribeOptions, type SubscribeOptions } from './subscriber/subscription-options.js';
+import { beforeDeadline } from './util/deadline.js';
 
 /** What subscribe() returns: the subscription's resolved identity. */
 export interface SubscriptionInfo {
@@ -272,21 +273,14 @@ export class Outbox {
   async ping(): Promise<boolean> {
     if (this.#stopped) return false;
     if (this.#subscriptions.some((s) => this.#started && !s.alive)) return false;
-    let timer: NodeJS.Timeout | undefined;
     try {
-      return await Promise.race([
+      return await beforeDeadline(
         this.#options.pool.query('SELECT 1').then(() => true),
-        new Promise<boolean>(
-          (resolve) =>
-            (timer = setTimeout(() => {
-              resolve(false);
-            }, PING_TIMEOUT_MS)),
-        ),
-      ]);
+        PING_TIMEOUT_MS,
+        () => false,
+      );
     } catch {
       return false;
-    } finally {
-      clearTimeout(timer);
     }
   }
 

@@ -15,12 +15,14 @@ import pg from 'pg';
 
 import { CLI_MAIN_JS } from './library.js';
 import { FETCH_BATCH_SIZE } from './systems/txoutbox.js';
-import type { Measured, WorkloadContext } from './workloads.js';
+import { type Measured, withTimeout, type WorkloadContext } from './workloads.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 /** The compiled bin, as users run it (see library.ts); tsx stays loaded for the handler module (w6-handler.ts). */
 const CLI_MAIN = fileURLToPath(CLI_MAIN_JS);
 const HANDLER = fileURLToPath(new URL('./w6-handler.ts', import.meta.url));
+/** How long `txoutbox run` may take to drain and exit after SIGTERM before it is killed. */
+const STOP_TIMEOUT_MS = 20_000;
 export const W6_PROCESSES = 2;
 export const W6_CONCURRENCY = 16;
 
@@ -134,7 +136,7 @@ export async function runnerWorkload(ctx: WorkloadContext, databaseUrl: string, 
     const seconds = (performance.now() - started) / 1000;
     ctx.meter.markEnd();
     child.kill('SIGTERM');
-    await Promise.race([exited, sleep(20_000)]);
+    const stopped = await withTimeout(exited, STOP_TIMEOUT_MS);
     const counts = new Uint32Array(total);
     for (const file of readdirSync(dir).filter((f) => f.endsWith('.bin'))) {
       // Copy out of the Buffer: a small file's Buffer is a view into Node's shared pool.
@@ -147,7 +149,14 @@ export async function runnerWorkload(ctx: WorkloadContext, databaseUrl: string, 
       if (count === 0) losses += 1;
       else duplicates += count - 1;
     }
-    return { messages: total, seconds, duplicates, losses, remaining: 0 };
+    return {
+      messages: total,
+      seconds,
+      duplicates,
+      losses,
+      remaining: 0,
+      ...(stopped ? {} : { note: `txoutbox run did not exit within ${STOP_TIMEOUT_MS} ms of SIGTERM; killed` }),
+    };
   } finally {
     if (child.exitCode === null) child.kill('SIGKILL');
     await admin.end();

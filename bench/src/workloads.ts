@@ -4,6 +4,7 @@
  */
 import type pg from 'pg';
 
+import { beforeDeadline } from '../../src/util/deadline.js';
 import type { PhaseMeter } from './measure.js';
 import { percentile } from './stats.js';
 import type { SystemInstance } from './systems/system.js';
@@ -169,18 +170,13 @@ class DeliveryLedger {
   }
 }
 
-function withTimeout(promise: Promise<void>, ms: number): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  return Promise.race([
+/** True when `promise` settled within `ms`. */
+export function withTimeout(promise: Promise<void>, ms: number): Promise<boolean> {
+  return beforeDeadline(
     promise.then(() => true),
-    new Promise<boolean>((resolve) => {
-      timer = setTimeout(() => {
-        resolve(false);
-      }, ms);
-    }),
-  ]).finally(() => {
-    clearTimeout(timer);
-  });
+    ms,
+    () => false,
+  );
 }
 
 /** Inserts the backlog a drain starts from (not measured), then lets the planner see it. */

@@ -1,6 +1,7 @@
 import pg from 'pg';
 
 import { errorMessage } from '../errors.js';
+import { beforeDeadline } from '../util/deadline.js';
 import type { Logger } from '../util/logger.js';
 import { statement } from '../util/statement.js';
 
@@ -243,12 +244,11 @@ export class WakeNotifier {
     const client = this.#client;
     this.#client = undefined;
     if (client === undefined) return;
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([
+    await beforeDeadline(
       client.end().catch(() => undefined),
-      new Promise((resolve) => (timer = setTimeout(resolve, CLOSE_TIMEOUT_MS))),
-    ]);
-    clearTimeout(timer);
+      CLOSE_TIMEOUT_MS,
+      () => undefined,
+    );
   }
 
   /** Drops what is pending, abandons a connection still opening, waits (≤ 1 s) for the statement in flight, closes the connection. Idempotent. */
@@ -256,9 +256,7 @@ export class WakeNotifier {
     this.#state = 'stopped';
     this.#pending.clear();
     if (this.#connecting !== undefined) destroy(this.#connecting);
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([this.#drained, new Promise((resolve) => (timer = setTimeout(resolve, CLOSE_TIMEOUT_MS)))]);
-    clearTimeout(timer);
+    await beforeDeadline(this.#drained, CLOSE_TIMEOUT_MS, () => undefined);
     await this.#closeClient();
   }
 }

@@ -1,3 +1,4 @@
+import { beforeDeadline } from '../util/deadline.js';
 import type { Logger } from '../util/logger.js';
 import { ConsumerSlot, type RestartPolicy } from './consumer-slot.js';
 import type { MetricsLedger } from './metrics/metrics-ledger.js';
@@ -126,17 +127,11 @@ export class Supervisor {
   async stop(deadlineMs: number): Promise<boolean> {
     const slots = [...this.#slots.values()].flat();
     this.#slots.clear();
-    let timer: NodeJS.Timeout | undefined;
-    const drained = await Promise.race([
+    const drained = await beforeDeadline(
       Promise.all(slots.map((slot) => slot.stop())).then(() => true),
-      new Promise<false>(
-        (resolve) =>
-          (timer = setTimeout(() => {
-            resolve(false);
-          }, deadlineMs)),
-      ),
-    ]);
-    clearTimeout(timer);
+      deadlineMs,
+      () => false,
+    );
     if (!drained) {
       this.#deps.logger.error(
         { deadlineMs },

@@ -3,6 +3,7 @@ import pg from 'pg';
 import { errorMessage } from '../errors.js';
 import { quoteIdent } from '../schema/identifiers.js';
 import { backoffMs } from '../util/backoff.js';
+import { beforeDeadline } from '../util/deadline.js';
 import type { Logger } from '../util/logger.js';
 import { Wakeup } from '../util/wakeup.js';
 
@@ -140,20 +141,9 @@ export class NotifyListener {
   }
 
   async #healthCheck(client: pg.Client): Promise<void> {
-    let timer: NodeJS.Timeout | undefined;
-    try {
-      await Promise.race([
-        client.query('SELECT 1'),
-        new Promise(
-          (_, reject) =>
-            (timer = setTimeout(() => {
-              reject(new Error(`health check timed out after ${HEALTH_CHECK_TIMEOUT_MS} ms`));
-            }, HEALTH_CHECK_TIMEOUT_MS)),
-        ),
-      ]);
-    } finally {
-      clearTimeout(timer);
-    }
+    await beforeDeadline(client.query('SELECT 1'), HEALTH_CHECK_TIMEOUT_MS, () => {
+      throw new Error(`health check timed out after ${HEALTH_CHECK_TIMEOUT_MS} ms`);
+    });
   }
 
   async #closeClient(): Promise<void> {
@@ -161,8 +151,10 @@ export class NotifyListener {
     this.#client = undefined;
     if (client === undefined) return;
     client.removeAllListeners('notification');
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([client.end().catch(() => undefined), new Promise((resolve) => (timer = setTimeout(resolve, 1000)))]);
-    clearTimeout(timer);
+    await beforeDeadline(
+      client.end().catch(() => undefined),
+      1000,
+      () => undefined,
+    );
   }
 }

@@ -8,6 +8,7 @@ import type { CustomStatKeys } from '../instrumentation/custom-stats.js';
 import type { MiddlewareChain } from '../instrumentation/middleware-chain.js';
 import type { Emit } from '../instrumentation/recorders.js';
 import { backoffMs } from '../util/backoff.js';
+import { beforeDeadline } from '../util/deadline.js';
 import type { Logger } from '../util/logger.js';
 import { Wakeup } from '../util/wakeup.js';
 import { deliver, type DeliverDeps } from './deliver.js';
@@ -354,17 +355,11 @@ export class Subscription {
       if (this.#inFlight.size > 0) await new Promise<void>((resolve) => this.#idleWaiters.push(resolve));
       await this.#writer.drainAcks();
     })();
-    let timer: NodeJS.Timeout | undefined;
-    const timedOut = await Promise.race([
+    const timedOut = await beforeDeadline(
       drained.then(() => false),
-      new Promise<boolean>(
-        (resolve) =>
-          (timer = setTimeout(() => {
-            resolve(true);
-          }, gracefulTimeoutMs)),
-      ),
-    ]);
-    clearTimeout(timer);
+      gracefulTimeoutMs,
+      () => true,
+    );
     clearInterval(this.#renewTimer);
     // A renewal already sent is left to finish (it is one short statement), so it does not
     // race the pool's end. After a timeout nothing more is awaited.

@@ -358,6 +358,14 @@ function renderTargets(results: BenchResults, get: (variant: string, system: str
       verdict(overhead <= 0.1),
     ]);
   }
+  const prometheusOnly = pairedRatio(get('W5 Prometheus only', 'txoutbox'), get('W5 seams off', 'txoutbox'));
+  if (prometheusOnly !== null) {
+    rows.push([
+      'W5 Prometheus seams alone ≤ 10 % (reference: no tracing)',
+      `${((1 - prometheusOnly) * 100).toFixed(1)} % (paired)`,
+      verdict(1 - prometheusOnly <= 0.1),
+    ]);
+  }
   for (const concurrency of results.sizes.drainConcurrency) {
     const statements = get(`W3 drain c${concurrency}`, 'txoutbox')?.statements;
     if (statements !== undefined && statements !== null) {

@@ -14,17 +14,26 @@ export interface Seams {
   readonly openTelemetry: string;
   /** Spans exported since these seams were made, after flushing the processor (0 with OTel off). */
   spans(): Promise<number>;
+  /** After the run: unregisters the context manager these seams registered (see activate). */
+  close(): void;
 }
 
 interface OtelTracing {
   readonly middleware: Middleware;
   spans(): Promise<number>;
+  /**
+   * Registers an AsyncLocalStorage context manager for one run; the returned function unregisters
+   * it. Once an AsyncLocalStorage has run, Node 20 keeps a promise hook on until it is disabled,
+   * and every promise in the process pays for it (~2.5× the cost of an await, measured), so a
+   * manager left registered would slow every later "seams off" run and understate W5's overhead.
+   */
+  activate(): () => void;
 }
 
 async function openTelemetryTracing(): Promise<OtelTracing | string> {
   try {
     const { tracingMiddleware } = await loadOpentelemetry();
-    const { trace, context } = await import('@opentelemetry/api');
+    const { context } = await import('@opentelemetry/api');
     const { AsyncLocalStorageContextManager } = await import('@opentelemetry/context-async-hooks');
     const { BasicTracerProvider, BatchSpanProcessor } = await import('@opentelemetry/sdk-trace-base');
     // As in production: a BatchSpanProcessor (SimpleSpanProcessor exports span by span, on the hot
@@ -44,11 +53,15 @@ async function openTelemetryTracing(): Promise<OtelTracing | string> {
       scheduledDelayMillis: 200,
     });
     const tracerProvider = new BasicTracerProvider({ spanProcessors: [processor] });
-    context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
-    trace.setGlobalTracerProvider(tracerProvider);
     const middleware = tracingMiddleware({ tracerProvider });
     return {
       middleware,
+      activate: () => {
+        context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
+        return () => {
+          context.disable();
+        };
+      },
       spans: async () => {
         await processor.forceFlush();
         return exported;
@@ -61,19 +74,29 @@ async function openTelemetryTracing(): Promise<OtelTracing | string> {
 
 let tracing: Promise<OtelTracing | string> | undefined;
 
-export async function seamsOn(): Promise<Seams> {
-  tracing ??= openTelemetryTracing();
-  const otel = await tracing;
+const TRACING_ON = 'on (tracingMiddleware → BatchSpanProcessor → counting exporter)';
+
+/** What W5's tracing is: TRACING_ON, or why the SDK could not be wired. Registers nothing. */
+export async function openTelemetryStatus(): Promise<string> {
+  const otel = await (tracing ??= openTelemetryTracing());
+  return typeof otel === 'string' ? otel : TRACING_ON;
+}
+
+/** The seams W5 measures: Prometheus always, OpenTelemetry tracing unless `withTracing` is false. */
+export async function seamsOn(withTracing = true): Promise<Seams> {
+  const otel = withTracing ? await (tracing ??= openTelemetryTracing()) : 'off (Prometheus seams only)';
   const registry = new Registry();
   const metrics = { registry, prefix: 'txoutbox' };
   const middlewares: Middleware[] = [];
   if (typeof otel !== 'string') middlewares.push(otel.middleware);
   middlewares.push(txoutboxPrometheus.prometheusMiddleware(metrics));
   const spansAtStart = typeof otel === 'string' ? 0 : await otel.spans();
+  const deactivate = typeof otel === 'string' ? () => undefined : otel.activate();
   return {
+    close: deactivate,
     recorder: [txoutboxPrometheus.prometheusRecorder(metrics)],
     middlewares,
-    openTelemetry: typeof otel === 'string' ? otel : 'on (tracingMiddleware → BatchSpanProcessor → counting exporter)',
+    openTelemetry: typeof otel === 'string' ? otel : TRACING_ON,
     spans: async () => (typeof otel === 'string' ? 0 : (await otel.spans()) - spansAtStart),
   };
 }

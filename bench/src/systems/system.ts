@@ -25,8 +25,11 @@ export interface Consumer {
 }
 
 export interface RunOptions {
-  /** txoutbox only: Prometheus recorder + middleware (and OpenTelemetry when available). */
-  readonly seams?: 'off' | 'on';
+  /**
+   * txoutbox only: `'on'` = Prometheus recorder + middleware and OpenTelemetry tracing (when the
+   * SDK loads); `'prometheus'` = the Prometheus seams alone.
+   */
+  readonly seams?: 'off' | 'prometheus' | 'on';
 }
 
 /** One system in one fresh database. */

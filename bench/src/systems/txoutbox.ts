@@ -41,7 +41,8 @@ class TxOutboxInstance implements SystemInstance {
   }
 
   async setup(): Promise<void> {
-    this.seams = this.#options.seams === 'on' ? await seamsOn() : undefined;
+    const { seams } = this.#options;
+    this.seams = seams === undefined || seams === 'off' ? undefined : await seamsOn(seams === 'on');
     this.#outbox = new txoutbox.Outbox({
       connectionString: this.#url,
       logger: quietLogger,
@@ -90,6 +91,7 @@ class TxOutboxInstance implements SystemInstance {
 
   async close(): Promise<void> {
     await this.#outbox?.stop();
+    this.seams?.close();
   }
 }
 

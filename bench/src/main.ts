@@ -170,9 +170,9 @@ add('W4', 'wake latency', () => ({ options: {}, preload: 0, run: (ctx) => wakeWo
 if (onlyWorkloads.includes('W5') && systems.includes(txoutboxSystem)) {
   // An overhead of a few percent needs more pairs than a throughput ratio: 5 interleaved rounds of
   // off / Prometheus only / on (the target is off vs on; Prometheus only says what tracing adds).
-  const pairs = args.quick ? sizes.reps : Math.max(sizes.reps, 5);
+  const rounds = args.quick ? sizes.reps : Math.max(sizes.reps, 5);
   const variants = { off: 'seams off', prometheus: 'Prometheus only', on: 'seams on' } as const;
-  for (let rep = 1; rep <= pairs; rep += 1) {
+  for (let rep = 1; rep <= rounds; rep += 1) {
     for (const seams of ['off', 'prometheus', 'on'] as const) {
       plan.push({
         workload: 'W5',
@@ -207,8 +207,10 @@ function gitCommit(): string {
   try {
     const cwd = join(import.meta.dirname, '..', '..');
     const commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd, encoding: 'utf8' }).trim();
-    const dirty = execFileSync('git', ['status', '--porcelain', '--', 'src'], { cwd, encoding: 'utf8' }).trim() !== '';
-    return dirty ? `${commit} + uncommitted src/ changes` : commit;
+    // The harness is part of what a result says: a run with an edited bench/ is not the commit's.
+    const dirty =
+      execFileSync('git', ['status', '--porcelain', '--', 'src', 'bench/src'], { cwd, encoding: 'utf8' }).trim() !== '';
+    return dirty ? `${commit} + uncommitted src/ or bench/src/ changes` : commit;
   } catch {
     return 'unknown';
   }

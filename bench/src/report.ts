@@ -47,8 +47,13 @@ interface Group {
   readonly shared: number;
 }
 
+/** A run that counts in medians and ratios: it did not fail and carries no note (a timeout, a runner that ignored SIGTERM, dropped spans). */
+function counts(run: RunRecord): boolean {
+  return run.error === undefined && run.note === undefined;
+}
+
 function group(runs: readonly RunRecord[]): Group {
-  const ok = runs.filter((r) => r.error === undefined && r.note === undefined);
+  const ok = runs.filter(counts);
   const med = (values: number[]): number | null => spread(values)?.median ?? null;
   const latencies = ok.flatMap((r) => (r.latencyMs === undefined ? [] : [r.latencyMs]));
   return {
@@ -120,8 +125,7 @@ function pairedRatio(a: Group | undefined, b: Group | undefined): number | null 
   const ratios: number[] = [];
   for (const run of a.runs) {
     const other = b.runs.find((r) => r.rep === run.rep);
-    if (run.msgsPerSec === undefined || other?.msgsPerSec === undefined || run.error !== undefined || other.error !== undefined)
-      continue;
+    if (run.msgsPerSec === undefined || other?.msgsPerSec === undefined || !counts(run) || !counts(other)) continue;
     ratios.push(run.msgsPerSec / other.msgsPerSec);
   }
   return spread(ratios)?.median ?? null;

@@ -1,6 +1,6 @@
 /**
  * `work`'s value, or `onDeadline()`'s if `work` has not settled within `ms` (a throwing
- * `onDeadline` rejects). `work` rejecting first rejects. Either way the timer is cleared when the
+ * `onDeadline` rejects, with a thrown non-Error wrapped in an Error). `work` rejecting first rejects. Either way the timer is cleared when the
  * race is decided: a timer left pending keeps the process alive for the rest of `ms` after `work`
  * won (the bench's W6 once held its exit for 20 s that way). `work` itself is not cancelled.
  */

@@ -1,15 +1,16 @@
 /**
  * Where W1's gap to raw SQL comes from: the library's publish path, or the table it writes to.
  * Eight producers commit single-message transactions (W1's shape, fsync on), four ways, in
- * interleaved rounds:
+ * interleaved rounds (each round starts one way later, so no way always follows the same one):
  *
  * - `txoutbox publish`: `outbox.publish(client, …)` as shipped (after-commit wake-up included);
  * - `publish, no wake-up`: the same with `activateInMs: 1`: the row is not due at COMMIT, so no
  *   NOTIFY follows (the wake-up's own cost, by difference);
  * - `same INSERT by hand`: the INSERT publish sends, with the same values, through plain `pg`;
- * - `raw SQL`: raw SQL's one-column table, as in the bench.
+ * - `raw SQL`: raw SQL's table (`id`, `payload jsonb`, `created_at`), as in the bench.
  *
- * The first and second differ by the after-commit NOTIFY; the second and third by the library's
+ * The first and second differ by the after-commit wake-up (watching the connection for the COMMIT,
+ * then the notifier's NOTIFY statements); the second and third by the library's
  * own publish path; the third and fourth by the row and its indexes (bench/src/probes/insert-cost.ts
  * splits that up). Node's CPU per message is printed too: on loopback it moves with the server's
  * work, not only the library's.
@@ -77,7 +78,8 @@ try {
 
   const rows = new Map<string, string[]>();
   for (let round = 1; round <= rounds; round += 1) {
-    for (const { label, one } of ways) {
+    const shift = (round - 1) % ways.length;
+    for (const { label, one } of [...ways.slice(shift), ...ways.slice(0, shift)]) {
       let next = 0;
       const cpuBefore = process.cpuUsage();
       const started = performance.now();

@@ -10,10 +10,10 @@ import { loadOpentelemetry, txoutboxPrometheus } from '../library.js';
 export interface Seams {
   readonly recorder: Recorder[];
   readonly middlewares: Middleware[];
-  /** 'on …', or 'failed: …' when the OpenTelemetry SDK could not be wired (W5 then runs with Prometheus only and says so). */
+  /** 'on …', 'off …' (Prometheus only), or 'failed: …' when the OpenTelemetry SDK could not be wired (W5 then runs with Prometheus only and says so). */
   readonly openTelemetry: string;
-  /** Spans exported since these seams were made, after flushing the processor (0 with OTel off). */
-  spans(): Promise<number>;
+  /** Spans exported so far by the shared processor, after flushing it; undefined when these seams do not trace. */
+  spans(): Promise<number | undefined>;
   /** After the run: unregisters the context manager these seams registered (see activate). */
   close(): void;
 }
@@ -90,13 +90,12 @@ export async function seamsOn(withTracing = true): Promise<Seams> {
   const middlewares: Middleware[] = [];
   if (typeof otel !== 'string') middlewares.push(otel.middleware);
   middlewares.push(txoutboxPrometheus.prometheusMiddleware(metrics));
-  const spansAtStart = typeof otel === 'string' ? 0 : await otel.spans();
   const deactivate = typeof otel === 'string' ? () => undefined : otel.activate();
   return {
     close: deactivate,
     recorder: [txoutboxPrometheus.prometheusRecorder(metrics)],
     middlewares,
     openTelemetry: typeof otel === 'string' ? otel : TRACING_ON,
-    spans: async () => (typeof otel === 'string' ? 0 : (await otel.spans()) - spansAtStart),
+    spans: async () => (typeof otel === 'string' ? undefined : await otel.spans()),
   };
 }

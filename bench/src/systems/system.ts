@@ -43,7 +43,7 @@ export interface SystemInstance {
   consume(options: ConsumeOptions): Promise<Consumer>;
   /** Messages still waiting or in flight in the queue table. */
   remaining(): Promise<number>;
-  /** W5 seams on: spans exported so far (undefined when this instance traces nothing). */
+  /** W5 seams on: spans exported so far, a running total (undefined when this instance traces nothing). */
   spansExported?(): Promise<number | undefined>;
   close(): Promise<void>;
 }

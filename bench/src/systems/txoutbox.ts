@@ -86,12 +86,16 @@ class TxOutboxInstance implements SystemInstance {
   }
 
   async spansExported(): Promise<number | undefined> {
-    return this.seams?.openTelemetry.startsWith('on') === true ? await this.seams.spans() : undefined;
+    return await this.seams?.spans();
   }
 
   async close(): Promise<void> {
-    await this.#outbox?.stop();
-    this.seams?.close();
+    try {
+      await this.#outbox?.stop();
+    } finally {
+      // Even when stop() fails: a context manager left registered would tax every later run.
+      this.seams?.close();
+    }
   }
 }
 

@@ -2,7 +2,7 @@
 import type { PhaseCost } from './measure.js';
 import { type Spread, spread } from './stats.js';
 import type { WorkloadId } from './systems/system.js';
-import type { Measured, Sizes } from './workloads.js';
+import { handlerRuns, type Measured, type Sizes } from './workloads.js';
 
 export interface RunRecord extends Partial<Measured> {
   readonly workload: WorkloadId;
@@ -313,7 +313,7 @@ export function renderReport(results: BenchResults): string {
 function spanCheck(runs: readonly RunRecord[]): string {
   const traced = runs.filter((r) => r.spans !== undefined && r.messages !== undefined);
   if (traced.length === 0) return '';
-  const exact = traced.filter((r) => r.spans === (r.messages ?? 0) - (r.losses ?? 0) + (r.duplicates ?? 0));
+  const exact = traced.filter((r) => r.spans === handlerRuns({ ...r, messages: r.messages ?? 0 }));
   const spans = traced.reduce((sum, r) => sum + (r.spans ?? 0), 0);
   return exact.length === traced.length
     ? `; every traced run exported one span per handler run (${spans} spans in ${traced.length} runs)`

@@ -170,6 +170,11 @@ class DeliveryLedger {
   }
 }
 
+/** How many times handlers ran in a drain: every message once, less the lost, plus the duplicates. W5 expects one span each. */
+export function handlerRuns(run: Pick<Measured, 'messages' | 'losses' | 'duplicates'>): number {
+  return run.messages - (run.losses ?? 0) + (run.duplicates ?? 0);
+}
+
 /** True when `promise` settled within `ms`. */
 export function withTimeout(promise: Promise<void>, ms: number): Promise<boolean> {
   return beforeDeadline(
@@ -216,10 +221,10 @@ export async function drainWorkload(ctx: WorkloadContext, concurrency: number): 
   const spans = spansBefore === undefined || spansAfter === undefined ? undefined : spansAfter - spansBefore;
   // A tracing setup that drops spans (a full BatchSpanProcessor queue) would make W5 look cheaper
   // than it is: every handler run must have exported its span.
-  const handlerRuns = total - ledger.losses + ledger.duplicates;
+  const runs = handlerRuns({ messages: total, losses: ledger.losses, duplicates: ledger.duplicates });
   const notes = [
     ...(finished ? [] : [`timed out after ${ctx.sizes.timeoutMs} ms`]),
-    ...(spans === undefined || spans === handlerRuns ? [] : [`${spans} spans exported for ${handlerRuns} handler runs`]),
+    ...(spans === undefined || spans === runs ? [] : [`${spans} spans exported for ${runs} handler runs`]),
   ];
   return {
     messages: total,

@@ -1,6 +1,8 @@
 import { readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 
+import { delay } from '../util/backoff.js';
+
 /**
  * A process that was SIGKILLed cannot stop its embedded server, so every server directory records
  * its owner's pid. On the next start we stop servers whose owner is gone and delete their
@@ -35,7 +37,7 @@ const EXIT_WAIT_MS = 5_000;
 /** Waits (bounded) for `pid` to exit: its processes still write under the data directory while they stop. */
 async function waitForExit(pid: number): Promise<void> {
   const deadline = Date.now() + EXIT_WAIT_MS;
-  while (isAlive(pid) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+  while (isAlive(pid) && Date.now() < deadline) await delay(20);
 }
 
 export async function reapOrphanServers(parentDir: string): Promise<number> {

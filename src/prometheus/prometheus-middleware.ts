@@ -24,9 +24,16 @@ const KNOWN = ['registry', 'prefix', 'appName', 'durationBuckets', 'sizeBuckets'
  * A metrics failure must never change what happens to a message: a consume hook that throws after
  * next() turns an ack into a retry, a publish hook that throws fails the caller's transaction
  * (middleware-chain.ts). Inputs are validated so prom-client has nothing to throw about; if it
- * still does, one sample is lost, never a delivery or a publish. (Each hook below wraps its
- * recording in try/catch for that reason.)
+ * still does, one sample is lost, never a delivery or a publish.
  */
+function guard(record: () => void): void {
+  try {
+    record();
+  } catch {
+    // see above
+  }
+}
+
 type Metrics = ReturnType<typeof middlewareMetrics>;
 type Status = ConsumeResult['status'];
 
@@ -96,13 +103,11 @@ export function prometheusMiddleware(options: PrometheusMiddlewareOptions): Midd
 
     async consume(ctx, next) {
       const series = consumers.get(ctx.subscriber);
-      try {
+      guard(() => {
         series.received.inc(1);
         series.size.observe(ctx.sizeBytes);
         series.inProcess.add(1);
-      } catch {
-        // guarded (see above)
-      }
+      });
       const t0 = performance.now();
       // next() resolves with the handler's result; it rejects when a middleware inside this one
       // threw or skipped next(), which fails the delivery: an error, typed by what it threw.
@@ -117,40 +122,33 @@ export function prometheusMiddleware(options: PrometheusMiddlewareOptions): Midd
         throw thrown;
       } finally {
         const seconds = (performance.now() - t0) / 1000;
-        try {
+        guard(() => {
           series.inProcess.add(-1);
           series.duration.observe(seconds, ctx.traceId);
           series.processed.get(status).inc(1);
           // Only thrown failures: a deliberate nack or reject is an outcome, not an exception.
           if (status === 'error') series.exceptions.get(exceptionTypeOf(error)).inc(1);
-        } catch {
-          // guarded (see above)
-        }
+        });
       }
     },
 
     async publish(ctx, next) {
       const series = publishers.get(ctx.queue);
       const t0 = performance.now();
-      let inserted: number;
       try {
-        ({ inserted } = await next());
+        const { inserted } = await next();
+        guard(() => {
+          series.duration.observe((performance.now() - t0) / 1000, ctx.traceId);
+          // Rows that landed: a timerId that was already live inserts 0, and counts 0.
+          series.success.inc(inserted);
+        });
       } catch (error) {
-        try {
+        guard(() => {
           series.duration.observe((performance.now() - t0) / 1000, ctx.traceId);
           series.error.inc(ctx.messageCount);
           series.exceptions.get(exceptionTypeOf(error)).inc(1);
-        } catch {
-          // guarded (see above)
-        }
+        });
         throw error;
-      }
-      try {
-        series.duration.observe((performance.now() - t0) / 1000, ctx.traceId);
-        // Rows that landed: a timerId that was already live inserts 0, and counts 0.
-        series.success.inc(inserted);
-      } catch {
-        // guarded (see above)
       }
     },
 

@@ -26,6 +26,8 @@ export interface ListenerOptions {
 /** Longest pause between reconnect attempts. */
 export const MAX_RECONNECT_BACKOFF_MS = 30_000;
 const HEALTH_CHECK_TIMEOUT_MS = 5_000;
+/** How long closing waits for the server to acknowledge before letting the connection go. */
+const CLOSE_TIMEOUT_MS = 1_000;
 
 /**
  * The one LISTEN connection of an Outbox, shared by all its subscriptions (payload = queue name).
@@ -153,7 +155,7 @@ export class NotifyListener {
     client.removeAllListeners('notification');
     await beforeDeadline(
       client.end().catch(() => undefined),
-      1000,
+      CLOSE_TIMEOUT_MS,
       () => undefined,
     );
   }

@@ -11,6 +11,10 @@ import pg from 'pg';
 
 import { startEmbeddedPostgres } from '../../../src/embedded/index.js';
 import { Outbox } from '../../../src/index.js';
+import { buildProducerSql } from '../../../src/producer/sql.js';
+import { resolveSchemaNames } from '../../../src/schema/schema-names.js';
+import * as RAW from '../systems/raw.js';
+import { body } from '../systems/system.js';
 
 const inserts = Number(process.argv[2] ?? 20_000);
 const ROUNDS = 3;
@@ -34,6 +38,8 @@ const server = await startEmbeddedPostgres({
   settings: { shared_preload_libraries: 'pg_stat_statements', synchronous_commit: 'off' },
 });
 const admin = new pg.Pool({ connectionString: server.connectionString, max: 2 });
+// An idle connection the server closes at shutdown must not crash the probe after its results.
+admin.on('error', () => undefined);
 try {
   await admin.query('CREATE EXTENSION IF NOT EXISTS pg_stat_statements');
   const outbox = new Outbox({ connectionString: server.connectionString, dlqTable: false });
@@ -58,23 +64,19 @@ try {
       for (const { name } of rows) await admin.query(`DROP INDEX ${name}`);
     }
   }
-  await admin.query(
-    'CREATE TABLE raw_q (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, payload jsonb NOT NULL, created_at timestamptz NOT NULL DEFAULT now())',
-  );
+  await admin.query(RAW.CREATE_TABLE);
 
-  // The bench's message and txoutbox's INSERT as src/producer/sql.ts writes it (after-commit mode).
-  const body = JSON.stringify({ n: 1, pad: 'x'.repeat(200) });
+  // The bench's message and txoutbox's INSERT (src/producer/sql.ts, after-commit mode) on each copy.
+  const payload = JSON.stringify(body(1));
   const headers = JSON.stringify({ 'content-type': 'application/json', 'correlation-id': crypto.randomUUID() });
   const statements = [
     ...VARIANTS.map(({ table, label }) => ({
       label,
       name: `probe_${table}`,
-      text: `INSERT INTO ${table} (queue, payload, headers, next_attempt_at)
-        VALUES ($1::text, $2::bytea, $3::jsonb, COALESCE($4::timestamptz, now() + $5::double precision * interval '1 millisecond'))
-        RETURNING id::text AS id, next_attempt_at <= now() AS due`,
-      values: ['bench', Buffer.from(body), headers, null, 0] as unknown[],
+      text: buildProducerSql(resolveSchemaNames(table, false)).afterCommit.publish.text,
+      values: ['bench', Buffer.from(payload), headers, null, 0] as unknown[],
     })),
-    { label: "raw SQL's table", name: 'probe_raw', text: 'INSERT INTO raw_q (payload) VALUES ($1::jsonb)', values: [body] },
+    { label: "raw SQL's table", name: 'probe_raw', text: RAW.INSERT, values: [payload] },
   ];
 
   const client = new pg.Client({ connectionString: server.connectionString });

@@ -26,6 +26,10 @@ import pg from 'pg';
 
 import { startEmbeddedPostgres } from '../../../src/embedded/index.js';
 import { Outbox } from '../../../src/index.js';
+import { buildProducerSql } from '../../../src/producer/sql.js';
+import { resolveSchemaNames } from '../../../src/schema/schema-names.js';
+import * as RAW from '../systems/raw.js';
+import { body } from '../systems/system.js';
 
 const messages = Number(process.argv[2] ?? 8000);
 const rounds = Number(process.argv[3] ?? 3);
@@ -37,10 +41,8 @@ pool.on('error', () => undefined);
 const outbox = new Outbox({ connectionString: server.connectionString, dlqTable: false });
 try {
   await outbox.migrate();
-  await pool.query(
-    'CREATE TABLE raw_q (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, payload jsonb NOT NULL, created_at timestamptz NOT NULL DEFAULT now())',
-  );
-  const body = (n: number) => ({ n, pad: 'x'.repeat(200) });
+  await pool.query(RAW.CREATE_TABLE);
+  const outboxInsert = buildProducerSql(resolveSchemaNames('outbox', false)).afterCommit.publish.text;
   const ways: readonly { readonly label: string; readonly one: (client: pg.PoolClient, n: number) => Promise<unknown> }[] = [
     { label: 'txoutbox publish', one: (client, n) => outbox.publish(client, 'bench', body(n)) },
     {
@@ -52,10 +54,7 @@ try {
       one: (client, n) =>
         client.query({
           name: 'probe_outbox_insert',
-          // src/producer/sql.ts, after-commit variant.
-          text: `INSERT INTO outbox (queue, payload, headers, next_attempt_at)
-            VALUES ($1::text, $2::bytea, $3::jsonb, COALESCE($4::timestamptz, now() + $5::double precision * interval '1 millisecond'))
-            RETURNING id::text AS id, next_attempt_at <= now() AS due`,
+          text: outboxInsert,
           values: [
             'bench',
             Buffer.from(JSON.stringify(body(n))),
@@ -70,7 +69,7 @@ try {
       one: (client, n) =>
         client.query({
           name: 'probe_raw_insert',
-          text: 'INSERT INTO raw_q (payload) VALUES ($1::jsonb)',
+          text: RAW.INSERT,
           values: [JSON.stringify(body(n))],
         }),
     },

@@ -10,9 +10,13 @@ import pg from 'pg';
 import { packageVersion } from '../versions.js';
 import { body, type ConsumeOptions, type Consumer, quietLogger, type System, type SystemInstance } from './system.js';
 
+/** raw SQL's table: an identity key, the payload, a timestamp; nothing else (also the probes'). */
+export const CREATE_TABLE =
+  'CREATE TABLE raw_q (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, payload jsonb NOT NULL, created_at timestamptz NOT NULL DEFAULT now())';
 const CLAIM = { name: 'raw_claim', text: 'SELECT id, payload FROM raw_q ORDER BY id LIMIT 100 FOR UPDATE SKIP LOCKED' };
 const DELETE = 'DELETE FROM raw_q WHERE id = ANY($1::bigint[])';
-const INSERT = 'INSERT INTO raw_q (payload) VALUES ($1::jsonb)';
+/** raw SQL's one-message INSERT (also measured by the probes). */
+export const INSERT = 'INSERT INTO raw_q (payload) VALUES ($1::jsonb)';
 const INSERT_NOTIFY = `WITH i AS (INSERT INTO raw_q (payload) VALUES ($1::jsonb) RETURNING id) SELECT pg_notify('raw_q', 'bench') FROM i`;
 const INSERT_MANY = 'INSERT INTO raw_q (payload) SELECT unnest($1::jsonb[])';
 const INSERT_MANY_NOTIFY = `WITH i AS (INSERT INTO raw_q (payload) SELECT unnest($1::jsonb[]) RETURNING id)
@@ -30,9 +34,7 @@ class RawInstance implements SystemInstance {
   async setup(): Promise<void> {
     const client = new pg.Client({ connectionString: this.#url });
     await client.connect();
-    await client.query(
-      'CREATE TABLE raw_q (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, payload jsonb NOT NULL, created_at timestamptz NOT NULL DEFAULT now())',
-    );
+    await client.query(CREATE_TABLE);
     await client.end();
   }
 

@@ -7,7 +7,10 @@ import { type Statement, statement } from '../util/statement.js';
  * reports `lease_lost` instead of an outcome (DESIGN invariant 2).
  */
 export interface SubscriberSql {
-  /** $1 queue, $2 leaseTtlMs, $3 limit, $4 token. See claimText. */
+  /**
+   * $1 queue, $2 leaseTtlMs, $3 limit, $4 token, $5 ids this subscription is still running (bigint[],
+   * usually empty): never re-claimed by it through the expired branch. See claimText.
+   */
   readonly claimOne: Statement;
   /** As claimOne with $1 = queues (text[]): each queue's index walk is bounded by the limit before the merge. See claimManyText. */
   readonly claimMany: Statement;
@@ -29,8 +32,8 @@ export interface SubscriberSql {
   readonly releaseLeases: Statement;
 }
 
-const CLAIMED_COLUMNS = `t.id::text AS id, t.queue, t.payload, t.headers, t.created_at, t.deliveries_count, t.attempts_count,
-  t.first_attempt_at, t.last_attempt_at, t.timer_id`;
+/** What a claim returns of each row: the handler's message and the delivery bookkeeping. */
+const CLAIMED_FIELDS = `queue, payload, headers, created_at, deliveries_count, attempts_count, first_attempt_at, last_attempt_at, timer_id`;
 
 /**
  * The claim commits without waiting for its WAL flush (`synchronous_commit = off` for this
@@ -53,6 +56,13 @@ const ASYNC_COMMIT = `(SELECT set_config('synchronous_commit', 'off', true)) = '
  *   ready:   <t>_ready_idx (queue, next_attempt_at, id) WHERE acquired_token IS NULL
  *   expired: <t>_lease_idx (queue, acquired_at) WHERE acquired_token IS NOT NULL
  * `ready` and `expired` are the branch bodies; `claimText` assembles them with the UPDATE.
+ * The rows come back in (next_attempt_at, id) order, the order they run in: UPDATE … RETURNING
+ * alone returns them in physical order (issue 13, item 11). Sorting at most $3 rows costs nothing
+ * measurable.
+ * The expired branch skips $5, the rows this subscription is still running: a handler that outlives
+ * its lease is not re-claimed by its own subscription (to wait behind itself, and keep the row from
+ * a competitor that could run it now); a competitor may take it, and the slow run's outcome is then
+ * fenced off. With no competitor the slow run's outcome still lands under its first token.
  */
 function claimText(table: string, ready: string, expired: string): string {
   return `WITH ready AS (
@@ -61,10 +71,12 @@ ${ready}
 ${expired}
 ), picked AS (
   SELECT id FROM ready UNION ALL SELECT id FROM expired LIMIT $3
+), claimed AS (
+  UPDATE ${table} AS t SET acquired_token = $4::uuid, acquired_at = now(), deliveries_count = t.deliveries_count + 1
+  WHERE t.id = ANY(ARRAY(SELECT id FROM picked)) AND ${ASYNC_COMMIT}
+  RETURNING id, next_attempt_at, ${CLAIMED_FIELDS}
 )
-UPDATE ${table} AS t SET acquired_token = $4::uuid, acquired_at = now(), deliveries_count = t.deliveries_count + 1
-WHERE t.id = ANY(ARRAY(SELECT id FROM picked)) AND ${ASYNC_COMMIT}
-RETURNING ${CLAIMED_COLUMNS}`;
+SELECT id::text AS id, ${CLAIMED_FIELDS} FROM claimed ORDER BY claimed.next_attempt_at, claimed.id`;
 }
 
 /** One queue ($1 text): each branch is an ordered, LIMIT-bounded, locking walk of its index. */
@@ -78,6 +90,7 @@ function claimOneText(table: string): string {
   FOR UPDATE SKIP LOCKED`,
     `  SELECT id FROM ${table}
   WHERE acquired_token IS NOT NULL AND queue = $1::text AND acquired_at < now() - $2::double precision * interval '1 millisecond'
+    AND id <> ALL($5::bigint[])
   ORDER BY acquired_at
   LIMIT $3
   FOR UPDATE SKIP LOCKED`,
@@ -112,6 +125,7 @@ function claimManyText(table: string): string {
     SELECT o.id, o.acquired_at FROM ${table} AS o
     WHERE o.acquired_token IS NOT NULL AND o.queue = q.queue
       AND o.acquired_at < now() - $2::double precision * interval '1 millisecond'
+      AND o.id <> ALL($5::bigint[])
     ORDER BY o.acquired_at
     LIMIT $3
     FOR UPDATE SKIP LOCKED

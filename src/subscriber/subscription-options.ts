@@ -14,7 +14,8 @@ export interface SubscribeOptions {
   readonly fetchBatchSize?: number;
   /**
    * How long a claimed row stays leased before another fetch may reclaim it. Must exceed the
-   * handler's p99 plus the time a row waits in the local buffer. @default 60000
+   * handler's p99; a buffered row that waited half of it is released unstarted (see
+   * architecture/subscriber.md), so keep it above 2 × fetchBatchSize / concurrency × p99. @default 60000
    */
   readonly leaseTtlMs?: number;
   /** First idle wait after an empty fetch; NOTIFY wakes the loop earlier. @default 1000 */
@@ -69,6 +70,8 @@ const KNOWN = [
 ];
 const ACK_POLICIES: readonly AckPolicy[] = ['nack_on_error', 'reject_on_error', 'manual'];
 const MAX_QUEUE_LENGTH = 255;
+/** Below this time per handler run, subscribe() warns that buffered rows may be released unstarted. */
+const MIN_RUN_BUDGET_MS = 1000;
 
 function integer(option: string, value: unknown, fallback: number, min: number, max: number): number {
   if (value === undefined) return fallback;
@@ -172,6 +175,15 @@ export function resolveSubscribeOptions(
   if (leaseTtlMs <= maxPollIntervalMs) {
     warnings.push(
       `leaseTtlMs (${leaseTtlMs}) <= maxPollIntervalMs (${maxPollIntervalMs}): a lease can expire within one idle wait; recommended leaseTtlMs >= 2 × maxPollIntervalMs + the handler's p99.`,
+    );
+  }
+  // A buffered row waits up to ceil(fetchBatchSize / concurrency) runs for a slot and is released
+  // unstarted once it waited half its lease (subscription.ts): below a second a run, that is likely.
+  const runsAhead = Math.ceil(fetchBatchSize / concurrency);
+  const runBudgetMs = Math.floor(leaseTtlMs / 2 / runsAhead);
+  if (leaseRenewIntervalMs === undefined && runBudgetMs < MIN_RUN_BUDGET_MS) {
+    warnings.push(
+      `leaseTtlMs (${leaseTtlMs}) leaves each handler run ${runBudgetMs} ms: a buffered row waits for up to ${runsAhead} runs (fetchBatchSize ${fetchBatchSize} / concurrency ${concurrency}) and is released unstarted once it waited half its lease. Raise leaseTtlMs, raise concurrency, lower fetchBatchSize, or set leaseRenewIntervalMs.`,
     );
   }
   if (maxDeliveries !== undefined && retry instanceof NoRetry) {

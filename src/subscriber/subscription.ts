@@ -41,6 +41,16 @@ interface Claimer {
 export const MAX_ERROR_BACKOFF_MS = 30_000;
 
 /**
+ * How long the buffer stays off (claims only for free slots) after a buffered row had to be
+ * released, in leases: long enough that a slow phase does not over-claim again at once, short
+ * enough that prefetch comes back once handlers are fast again.
+ */
+const PREFETCH_PAUSE_LEASES = 10;
+
+/** The $5 of a claim when nothing running here is old enough to be re-claimed. */
+const NONE_RUNNING = '{}';
+
+/**
  * One subscription: a claim loop that keeps a local buffer topped up, `concurrency` handler slots,
  * an acker that coalesces deletes, optional lease renewal, and a graceful stop.
  *
@@ -52,7 +62,13 @@ export const MAX_ERROR_BACKOFF_MS = 30_000;
  *   stopping  claims nothing more; rows returned by a fetch already in flight are released.
  *   stopped   the loop has exited.
  * Capacity is concurrency + fetchBatchSize rows leased at once (buffered + running), which bounds
- * how long a buffered row waits: size leaseTtlMs above (fetchBatchSize / concurrency + 1) × p99.
+ * how long a buffered row waits: size leaseTtlMs above 2 × (fetchBatchSize / concurrency) × p99.
+ *
+ * The lease budget of buffered rows (issue 13, item 1): a buffered row that has waited half its
+ * lease is released unstarted (fenced by its token, its delivery uncounted), so it never expires
+ * here to be re-claimed and counted again, and never reaches maxDeliveries without running. The
+ * buffer is then off (claims only for free slots) for PREFETCH_PAUSE_LEASES leases. Rows this
+ * subscription is running past half their lease are excluded from its own claims (sql.ts).
  *
  * Pipelined claims: while a backlog lasts, a second claim loop overlaps the first. It engages when
  * a claim came back full and the handlers ran out of buffered rows while it was in flight (they
@@ -88,6 +104,11 @@ export class Subscription {
   /** The renewal statement in flight, if any: renewals never overlap, and stop() waits for the last one. */
   #renewing: Promise<void> | undefined;
   #idleWaiters: (() => void)[] = [];
+  /** Rows buffered per claim beyond the free slots: fetchBatchSize, or 0 while paused (see above). */
+  #prefetchPausedUntil = 0;
+  #staleTimer: NodeJS.Timeout | undefined;
+  /** Releases of stale buffered rows in flight: stop() waits for them. */
+  readonly #releasing = new Set<Promise<void>>();
 
   constructor(options: ResolvedSubscribeOptions, handler: Handler, deps: SubscriptionDeps) {
     this.options = options;
@@ -135,6 +156,13 @@ export class Subscription {
         }),
       ),
     ).then(() => undefined);
+    // Half a lease is the oldest a buffered row may get; checking every quarter lease releases it
+    // with at least a quarter of its lease to spare (the database's clock started it a claim's
+    // round trip before ours did).
+    this.#staleTimer = setInterval(() => {
+      this.#releaseStale();
+    }, this.options.leaseTtlMs / 4);
+    this.#staleTimer.unref();
     if (this.options.leaseRenewIntervalMs !== undefined) {
       this.#renewTimer = setInterval(() => {
         this.#renewing ??= this.#renewLeases().finally(() => {
@@ -151,7 +179,17 @@ export class Subscription {
 
   #capacity(): number {
     const { concurrency, fetchBatchSize } = this.options;
+    if (this.#prefetchPaused()) return concurrency;
     return concurrency + fetchBatchSize * (this.#pipelined ? 2 : 1);
+  }
+
+  #prefetchPaused(): boolean {
+    return this.#prefetchPausedUntil > performance.now();
+  }
+
+  /** A buffered row that waited this long is released instead of run (see the class comment). */
+  #isStale(lease: Lease, now: number): boolean {
+    return now - lease.leasedAt >= this.options.leaseTtlMs / 2;
   }
 
   /** Wakes the claim loops that sleep for capacity (a slot freed, a batch arrived, pipelining changed). */
@@ -208,7 +246,7 @@ export class Subscription {
         break;
       }
       const full = claimed.length === limit;
-      this.#pipelined = full && (this.#pipelined || this.#starvations > starvationsBefore);
+      this.#pipelined = full && !this.#prefetchPaused() && (this.#pipelined || this.#starvations > starvationsBefore);
       this.#buffer.push(...claimed);
       this.#pump();
       this.#nudgeClaimers();
@@ -232,11 +270,27 @@ export class Subscription {
     const { queues, leaseTtlMs } = this.options;
     const single = queues.length === 1;
     const statement = single ? this.#deps.sql.claimOne : this.#deps.sql.claimMany;
-    const values = [single ? queues[0] : queues, leaseTtlMs, limit, token];
+    const values = [single ? queues[0] : queues, leaseTtlMs, limit, token, this.#runningPastHalfLease()];
     const { name, text } = statement;
     const result = await this.#deps.pool.query<ClaimedRecord>(this.#deps.prepared ? { name, text, values } : { text, values });
     const leasedAt = performance.now();
     return result.rows.map((record) => ({ record, token, leasedAt }));
+  }
+
+  /**
+   * The ids ($5) the claim must not re-claim through its expired branch: rows running here whose
+   * lease may have expired in the database's eyes (half a lease by our clock leaves a claim's round
+   * trip of margin). Usually none: the constant avoids building a string per claim.
+   */
+  #runningPastHalfLease(): string {
+    if (this.#inFlight.size === 0) return NONE_RUNNING;
+    const now = performance.now();
+    let ids: string | undefined;
+    for (const lease of this.#inFlight.keys()) {
+      if (!this.#isStale(lease, now)) continue;
+      ids = ids === undefined ? lease.record.id : `${ids},${lease.record.id}`;
+    }
+    return ids === undefined ? NONE_RUNNING : `{${ids}}`;
   }
 
   #emitFetched(claimed: readonly Lease[]): void {
@@ -246,22 +300,48 @@ export class Subscription {
     }
   }
 
-  /** Starts buffered rows while slots are free; wakes the claim loop when capacity opened. */
+  /** Starts buffered rows while slots are free; releases the stale ones it meets (see the class comment). */
   #pump(): void {
+    let stale: Lease[] | undefined;
+    const now = performance.now();
     while (this.#inFlight.size < this.options.concurrency && this.#running()) {
       const lease = this.#buffer.shift();
       if (lease === undefined) break;
-      if (performance.now() - lease.leasedAt >= this.options.leaseTtlMs) {
-        // It waited in the buffer past its lease: another fetch may own it already, and running it
-        // would be a duplicate whose outcome is fenced off anyway. Leave it to whoever claims it.
-        this.#deps.logger.warn(
-          { subscriber: this.options.name, messageId: lease.record.id, leaseTtlMs: this.options.leaseTtlMs },
-          'a buffered row outlived its lease before a slot was free; skipping it (raise leaseTtlMs or concurrency)',
-        );
-        continue;
-      }
-      void this.#run(lease);
+      if (this.#isStale(lease, now)) (stale ??= []).push(lease);
+      else void this.#run(lease);
     }
+    if (stale !== undefined) this.#releaseUnstarted(stale);
+  }
+
+  /** The buffer's head is its oldest claim: releases every buffered row that waited half a lease. */
+  #releaseStale(): void {
+    const now = performance.now();
+    const fresh = this.#buffer.findIndex((lease) => !this.#isStale(lease, now));
+    const count = fresh === -1 ? this.#buffer.length : fresh;
+    if (count > 0 && this.#running()) this.#releaseUnstarted(this.#buffer.splice(0, count));
+  }
+
+  /** Gives stale buffered rows back (uncounted) and pauses the buffer, with a warning the first time. */
+  #releaseUnstarted(leases: Lease[]): void {
+    if (!this.#prefetchPaused()) {
+      this.#deps.logger.warn(
+        {
+          subscriber: this.options.name,
+          rows: leases.length,
+          leaseTtlMs: this.options.leaseTtlMs,
+          concurrency: this.options.concurrency,
+          fetchBatchSize: this.options.fetchBatchSize,
+        },
+        'rows waited in the local buffer for half their lease before a slot was free; releasing them unstarted and claiming only for free slots for a while (raise leaseTtlMs or concurrency, or lower fetchBatchSize)',
+      );
+    }
+    this.#prefetchPausedUntil = performance.now() + PREFETCH_PAUSE_LEASES * this.options.leaseTtlMs;
+    this.#pipelined = false;
+    const releasing = this.#release(leases).finally(() => {
+      this.#releasing.delete(releasing);
+    });
+    this.#releasing.add(releasing);
+    this.#nudgeClaimers();
   }
 
   /** One slot's delivery, then the slot is free again. */
@@ -351,7 +431,9 @@ export class Subscription {
     // never started (released), the running handlers and their outcome writes.
     const drained = (async () => {
       await this.#loop;
+      clearInterval(this.#staleTimer);
       await this.#release(this.#buffer.splice(0));
+      await Promise.all(this.#releasing);
       if (this.#inFlight.size > 0) await new Promise<void>((resolve) => this.#idleWaiters.push(resolve));
       await this.#writer.drainAcks();
     })();
@@ -361,6 +443,7 @@ export class Subscription {
       () => true,
     );
     clearInterval(this.#renewTimer);
+    clearInterval(this.#staleTimer);
     // A renewal already sent is left to finish (it is one short statement), so it does not
     // race the pool's end. After a timeout nothing more is awaited.
     if (!timedOut) await this.#renewing;

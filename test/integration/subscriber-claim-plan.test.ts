@@ -66,10 +66,10 @@ async function loadBacklog(): Promise<void> {
 
 async function explainClaimMany(client: pg.PoolClient, mode: 'custom' | 'generic'): Promise<PlanNode> {
   await client.query(`SET LOCAL plan_cache_mode = force_${mode}_plan`);
-  await client.query(`PREPARE claim_plan(text[], double precision, int, uuid) AS ${sql.claimMany.text}`);
+  await client.query(`PREPARE claim_plan(text[], double precision, int, uuid, bigint[]) AS ${sql.claimMany.text}`);
   try {
     const { rows } = await client.query<{ 'QUERY PLAN': [{ Plan: PlanNode }] }>(
-      `EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE claim_plan('{a,b}', ${LEASE_TTL_MS}, ${LIMIT}, '${randomUUID()}')`,
+      `EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE claim_plan('{a,b}', ${LEASE_TTL_MS}, ${LIMIT}, '${randomUUID()}', '{}')`,
     );
     return rows[0]!['QUERY PLAN'][0].Plan;
   } finally {
@@ -114,7 +114,7 @@ describe('the multi-queue claim (claimMany)', () => {
     type Row = { id: string; queue: string; payload: Buffer };
     const order = (rows: Row[]): number[] => rows.map((r) => r.payload.readInt32BE(0)).sort((x, y) => x - y);
     const claim = (client: pg.PoolClient, limit: number) =>
-      client.query<Row>(fifoSql.claimMany.text, [['a', 'b'], LEASE_TTL_MS, limit, randomUUID()]);
+      client.query<Row>(fifoSql.claimMany.text, [['a', 'b'], LEASE_TTL_MS, limit, randomUUID(), []]);
 
     const first = await db.pool.connect();
     const second = await db.pool.connect();
@@ -142,7 +142,7 @@ describe('the multi-queue claim (claimMany)', () => {
         Array.from({ length: 30 }, (_, i) => i + 1),
       );
       // Expired leases come back through the same statement (a TTL of 0 expires every lease).
-      const expired = (await second.query<Row>(fifoSql.claimMany.text, [['a', 'b'], 0, 100, randomUUID()])).rows;
+      const expired = (await second.query<Row>(fifoSql.claimMany.text, [['a', 'b'], 0, 100, randomUUID(), []])).rows;
       assert.equal(expired.length, 30, 'every leased row of a and b is re-claimed, the future one is not');
     } finally {
       first.release();
@@ -162,7 +162,7 @@ describe('the claim commits asynchronously, for its own transaction only', () =>
       // The test server runs with synchronous_commit = off; this session has it on, as production does.
       await client.query('SET synchronous_commit = on');
       const token = randomUUID();
-      const claimed = await client.query<{ id: string }>(asyncSql.claimOne.text, ['q', LEASE_TTL_MS, 10, token]);
+      const claimed = await client.query<{ id: string }>(asyncSql.claimOne.text, ['q', LEASE_TTL_MS, 10, token, []]);
       assert.equal(claimed.rowCount, 3);
       const { rows } = await client.query<{ setting: string; leased: string }>(
         `SELECT current_setting('synchronous_commit') AS setting,
@@ -173,7 +173,7 @@ describe('the claim commits asynchronously, for its own transaction only', () =>
       // connection handed to the caller's code next must not commit asynchronously.
       assert.deepEqual(rows[0], { setting: 'on', leased: '3' });
       // An empty claim (nothing ready) leaves the setting alone as well.
-      await client.query(asyncSql.claimOne.text, ['q', LEASE_TTL_MS, 10, randomUUID()]);
+      await client.query(asyncSql.claimOne.text, ['q', LEASE_TTL_MS, 10, randomUUID(), []]);
       assert.equal((await client.query<{ s: string }>(`SELECT current_setting('synchronous_commit') AS s`)).rows[0]!.s, 'on');
     } finally {
       await client.query('RESET synchronous_commit');

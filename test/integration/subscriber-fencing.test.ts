@@ -74,34 +74,6 @@ describe('lease-token fencing (DESIGN invariant 2)', () => {
     });
   }
 
-  test('the same row twice in one subscription, both acks in one DELETE: only the current holder is acked', async () => {
-    // The first delivery outlives its lease; the same subscription re-claims the row and runs it
-    // again while the first still runs. Both then finish in the same turn, so one ack DELETE carries
-    // the row's id twice, under the stale token and the current one.
-    const { outbox, log } = await migratedOutbox(newOutbox, db.pool, 'f_same_batch');
-    const release = gate();
-    const deliveries: number[] = [];
-    outbox.subscribe(
-      'same-batch',
-      async (message) => {
-        deliveries.push(message.deliveriesCount);
-        await release.promise;
-      },
-      { leaseTtlMs: 300, concurrency: 2, fetchBatchSize: 1, ...FAST_POLL },
-    );
-    outbox.start();
-    await publishCommitted(outbox, db.pool, 'same-batch', ['x']);
-    await log.waitFor('dispatched', 2, 5_000);
-    release.open();
-    const [lost] = await log.waitFor('lease_lost');
-    const [acked] = await log.waitFor('acked');
-    assert.deepEqual(deliveries, [1, 2]);
-    assert.equal(lost?.deliveriesCount, 1, 'the stale delivery lost its lease');
-    assert.equal(acked?.deliveriesCount, 2, 'the current one is acked');
-    assert.equal(log.of('acked').length, 1);
-    assert.equal(await remaining(db.pool, 'same-batch', 'f_same_batch'), 0);
-  });
-
   test('lease renewal keeps a handler running 3 × leaseTtlMs from being re-claimed', async () => {
     const otherPool = new pg.Pool({ connectionString: db.url, max: 4 });
     db.onCleanup(() => otherPool.end());

@@ -73,7 +73,7 @@ try {
       const claim = (): Promise<pg.QueryResult<{ id: string }>> =>
         variant === 'hot'
           ? admin.query(hotClaimText(table), [BATCH, randomUUID()])
-          : admin.query(shipped, ['bench', 60_000, BATCH, randomUUID()]);
+          : admin.query(shipped, ['bench', 60_000, BATCH, randomUUID(), []]);
       for (let held = 0; held < inFlight; held += BATCH) await claim(); // leased and kept: at the head
       await admin.query('CHECKPOINT');
       const lsn0 = (await admin.query<{ l: string }>('SELECT pg_current_wal_lsn() AS l')).rows[0]?.l;

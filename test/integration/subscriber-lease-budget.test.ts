@@ -1,0 +1,162 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+
+import pg from 'pg';
+
+import { useTestDatabase } from '../support/database.js';
+import { outboxFactory } from '../support/outboxes.js';
+import { publishCommitted, remaining } from '../support/publish.js';
+import { FAST_POLL, migratedOutbox } from '../support/subscriber-setup.js';
+import { waitFor } from '../support/wait-for.js';
+
+const db = useTestDatabase(import.meta.url);
+const newOutbox = outboxFactory(db);
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * A lease too short for the local buffer (issue 13, item 1): rows that wait in the buffer past
+ * their lease must not be counted as deliveries, and must never end as `max_deliveries` without
+ * their handler having run.
+ */
+describe('rows waiting in the buffer keep their delivery budget', () => {
+  for (const dlq of [true, false]) {
+    test(`concurrency 1, batch 10, lease 500 ms, 100 ms handler, maxDeliveries 2 (${dlq ? 'DLQ' : 'no DLQ'}): all 60 handled, none ended unrun`, async () => {
+      const table = dlq ? 'lb_buffer_dlq' : 'lb_buffer_nodlq';
+      const { outbox, log } = await migratedOutbox(newOutbox, db.pool, table, dlq ? {} : { dlqTable: false });
+      const handled = new Set<number>();
+      const ids = await publishCommitted(
+        outbox,
+        db.pool,
+        'budget',
+        Array.from({ length: 60 }, (_, i) => i),
+      );
+      outbox.subscribe(
+        'budget',
+        async (message) => {
+          await sleep(100);
+          handled.add(message.body as number);
+        },
+        { concurrency: 1, fetchBatchSize: 10, leaseTtlMs: 500, maxDeliveries: 2, ...FAST_POLL },
+      );
+      outbox.start();
+      await waitFor(async () => (await remaining(db.pool, 'budget', table)) === 0, {
+        timeoutMs: 30_000,
+        what: 'the queue drained',
+      });
+      assert.equal(log.of('nacked_terminal').length, 0, 'no row ended without its handler running');
+      if (dlq) {
+        const { rows } = await db.pool.query<{ n: string }>(`SELECT count(*) AS n FROM ${table}_dlq`);
+        assert.equal(rows[0]?.n, '0', 'no DLQ rows');
+      }
+      assert.equal(handled.size, ids.length, 'every message was handled');
+      const acked = log.of('acked');
+      assert.ok(
+        acked.every((e) => e.deliveriesCount === 1),
+        `rows released from the buffer were not counted as deliveries (max ${Math.max(...acked.map((e) => e.deliveriesCount))})`,
+      );
+      assert.ok(
+        newOutbox.logger.messages('warn').some((m) => m.includes('buffer')),
+        'the short lease was reported',
+      );
+    });
+  }
+
+  test('subscribe() warns when leaseTtlMs leaves each handler run less than a second', async () => {
+    const { outbox } = await migratedOutbox(newOutbox, db.pool, 'lb_warn');
+    const before = newOutbox.logger.entries.length;
+    outbox.subscribe('warn', () => undefined, { concurrency: 1, fetchBatchSize: 10, leaseTtlMs: 5000 });
+    const warnings = newOutbox.logger.entries.slice(before).filter((e) => e.level === 'warn');
+    assert.ok(
+      warnings.some((w) => w.message.includes('leaseTtlMs (5000)') && w.message.includes('250 ms')),
+      warnings.map((w) => w.message).join('\n'),
+    );
+    const quiet = newOutbox.logger.entries.length;
+    outbox.subscribe('quiet', () => undefined, { concurrency: 10, fetchBatchSize: 10, leaseTtlMs: 60_000 });
+    assert.equal(newOutbox.logger.entries.slice(quiet).filter((e) => e.level === 'warn').length, 0);
+  });
+
+  test('a handler that outlives its lease: a healthy competitor gets the row; the slow subscription does not re-claim it', async () => {
+    const otherPool = new pg.Pool({ connectionString: db.url, max: 4 });
+    db.onCleanup(() => otherPool.end());
+    const slow = await migratedOutbox(newOutbox, db.pool, 'lb_self');
+    const competitor = await migratedOutbox(newOutbox, otherPool, 'lb_self');
+    const runs: { by: string; deliveries: number; at: number }[] = [];
+    const started = Date.now();
+    slow.outbox.subscribe(
+      'self',
+      async (message) => {
+        runs.push({ by: 'slow', deliveries: message.deliveriesCount, at: Date.now() - started });
+        await sleep(2600);
+      },
+      { concurrency: 1, leaseTtlMs: 1000, ...FAST_POLL },
+    );
+    slow.outbox.start();
+    await publishCommitted(slow.outbox, db.pool, 'self', ['x']);
+    await slow.log.waitFor('dispatched');
+    competitor.outbox.subscribe(
+      'self',
+      (message) => {
+        runs.push({ by: 'competitor', deliveries: message.deliveriesCount, at: Date.now() - started });
+      },
+      { concurrency: 1, leaseTtlMs: 1000, ...FAST_POLL },
+    );
+    competitor.outbox.start();
+    await competitor.log.waitFor('acked', 1, 10_000);
+    const competitorRun = runs.find((r) => r.by === 'competitor');
+    assert.ok(competitorRun !== undefined);
+    assert.equal(runs.filter((r) => r.by === 'slow').length, 1, `the slow subscription ran it once: ${JSON.stringify(runs)}`);
+    assert.equal(competitorRun.deliveries, 2, 'the competitor got it as the second delivery');
+    // Before the slow run ended (2.6 s): the competitor did not wait for it.
+    assert.ok(slow.log.of('acked').length === 0 && slow.log.of('lease_lost').length === 0);
+    const [lost] = await slow.log.waitFor('lease_lost', 1, 10_000);
+    assert.equal(lost?.deliveriesCount, 1, "the slow run's ack was fenced off");
+  });
+
+  test('a handler that outlives its lease with no competitor: its ack still lands, and it ran once', async () => {
+    const { outbox, log } = await migratedOutbox(newOutbox, db.pool, 'lb_alone');
+    const runs: number[] = [];
+    outbox.subscribe(
+      'alone',
+      async (message) => {
+        runs.push(message.deliveriesCount);
+        await sleep(1500);
+      },
+      { concurrency: 2, leaseTtlMs: 500, ...FAST_POLL },
+    );
+    outbox.start();
+    await publishCommitted(outbox, db.pool, 'alone', ['x']);
+    await log.waitFor('acked', 1, 10_000);
+    assert.deepEqual(runs, [1], 'not re-claimed and run again by its own subscription');
+    assert.equal(log.of('lease_lost').length, 0);
+    assert.equal(await remaining(db.pool, 'alone', 'lb_alone'), 0);
+  });
+});
+
+describe('claimed rows run in (next_attempt_at, id) order', () => {
+  test('within one batch, at concurrency 1: rows due earlier run first, whatever their physical order', async () => {
+    const { outbox } = await migratedOutbox(newOutbox, db.pool, 'lb_order');
+    const ids = await publishCommitted(
+      outbox,
+      db.pool,
+      'order',
+      Array.from({ length: 10 }, (_, i) => i),
+    );
+    // Rows 5..9 are due an hour earlier: rewritten, they now sit physically after rows 0..4.
+    await db.pool.query(`UPDATE lb_order SET next_attempt_at = now() - interval '2 hours'`);
+    await db.pool.query(`UPDATE lb_order SET next_attempt_at = now() - interval '3 hours' WHERE id = ANY($1::bigint[])`, [
+      ids.slice(5),
+    ]);
+    const order: number[] = [];
+    outbox.subscribe(
+      'order',
+      (message) => {
+        order.push(message.body as number);
+      },
+      { concurrency: 1, fetchBatchSize: 10, ...FAST_POLL },
+    );
+    outbox.start();
+    await waitFor(() => order.length === 10, { what: 'all ten handled' });
+    assert.deepEqual(order, [5, 6, 7, 8, 9, 0, 1, 2, 3, 4]);
+  });
+});

@@ -64,7 +64,12 @@ export class Outbox {
   readonly #subscriptions: Subscription[] = [];
   #listener: NotifyListener | undefined;
   #started = false;
-  #stopped = false;
+  /**
+   * running → draining (stop() began: no new subscriptions, claims end, handlers finish; producer
+   * calls still work, so a handler can publish its follow-up) → closed (the drain ended: producer
+   * calls throw OutboxStoppedError too; the connections close).
+   */
+  #state: 'running' | 'draining' | 'closed' = 'running';
   #stopping: Promise<void> | undefined;
 
   constructor(options: OutboxOptions) {
@@ -117,7 +122,7 @@ export class Outbox {
       pool: this.#options.pool,
       names: this.#options.names,
       logger: this.#options.logger,
-      stopped: this.#stopped,
+      stopped: this.#state !== 'running',
       subscribedQueues: this.#subscriptions.flatMap((s) => s.options.queues),
     };
   }
@@ -170,7 +175,7 @@ export class Outbox {
    * commits or rolls back with your data. Returns the row id, or null when `timerId` is taken.
    */
   async publish(executor: unknown, queue: string, body: unknown, options?: PublishOptions): Promise<string | null> {
-    this.#assertRunning('publish');
+    this.#assertOpen('publish');
     return await publish(this.#producer, executor, queue, body, options);
   }
 
@@ -181,7 +186,7 @@ export class Outbox {
     bodies: readonly unknown[],
     options?: PublishBatchOptions,
   ): Promise<string[]> {
-    this.#assertRunning('publishBatch');
+    this.#assertOpen('publishBatch');
     return await publishBatch(this.#producer, executor, queue, bodies, options);
   }
 
@@ -190,13 +195,13 @@ export class Outbox {
    * leased (its handler is already running). Durable when your transaction commits.
    */
   async cancelTimer(executor: unknown, queue: string, timerId: string): Promise<boolean> {
-    this.#assertRunning('cancelTimer');
+    this.#assertOpen('cancelTimer');
     return await cancelTimer(this.#producer, executor, queue, timerId);
   }
 
   /** Reads rows without leasing them: pending, leased and future-dated alike, in id order. */
   async fetchUnprocessed(options: FetchUnprocessedOptions = {}): Promise<OutboxRow[]> {
-    this.#assertRunning('fetchUnprocessed');
+    this.#assertOpen('fetchUnprocessed');
     const limit = options.limit ?? 100;
     if (!Number.isInteger(limit) || limit < 1 || limit > MAX_FETCH_UNPROCESSED) {
       throw new InvalidOptionError({ option: 'limit', value: limit, expected: `an integer from 1 to ${MAX_FETCH_UNPROCESSED}` });
@@ -271,7 +276,7 @@ export class Outbox {
 
   /** True when the database answers within 5 s and every subscription's loop is alive. */
   async ping(): Promise<boolean> {
-    if (this.#stopped) return false;
+    if (this.#state !== 'running') return false;
     if (this.#subscriptions.some((s) => this.#started && !s.alive)) return false;
     try {
       return await beforeDeadline(
@@ -287,12 +292,15 @@ export class Outbox {
   /**
    * Stops claiming, waits up to `gracefulTimeoutMs` for running handlers (all subscriptions in
    * parallel), stops the LISTEN connection, then closes the pool txoutbox created (never one you
-   * passed in). Idempotent; the Outbox cannot be restarted.
+   * passed in). Idempotent; the Outbox cannot be restarted. `publish`, `publishBatch`,
+   * `cancelTimer` and `fetchUnprocessed` keep working until the drain has ended, so a running
+   * handler can publish its follow-up; afterwards they throw `OutboxStoppedError`.
    */
   stop(): Promise<void> {
-    this.#stopped = true;
+    if (this.#state === 'running') this.#state = 'draining';
     this.#stopping ??= (async () => {
       await Promise.all(this.#subscriptions.map((s) => s.stop(this.#options.gracefulTimeoutMs)));
+      this.#state = 'closed';
       await this.#listener?.stop();
       await this.#notifier.stop();
       if (this.#options.ownsPool) await this.#options.pool.end();
@@ -300,7 +308,13 @@ export class Outbox {
     return this.#stopping;
   }
 
+  /** Subscriptions, start and schema calls: refused once stop() began. */
   #assertRunning(operation: string): void {
-    if (this.#stopped) throw new OutboxStoppedError(operation);
+    if (this.#state !== 'running') throw new OutboxStoppedError(operation);
+  }
+
+  /** Producer calls: they work until the drain has ended (a draining handler publishes its follow-up). */
+  #assertOpen(operation: string): void {
+    if (this.#state === 'closed') throw new OutboxStoppedError(operation);
   }
 }

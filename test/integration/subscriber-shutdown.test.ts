@@ -4,10 +4,12 @@ import { describe, test } from 'node:test';
 
 import pg from 'pg';
 
+import { ConstantRetry, OutboxStoppedError } from '../../src/index.js';
 import { useTestDatabase } from '../support/database.js';
 import { outboxFactory } from '../support/outboxes.js';
 import { publishCommitted, remaining } from '../support/publish.js';
 import { FAST_POLL, migratedOutbox } from '../support/subscriber-setup.js';
+import { inTransaction } from '../support/transaction.js';
 import { waitFor } from '../support/wait-for.js';
 
 const db = useTestDatabase(import.meta.url);
@@ -172,6 +174,47 @@ describe('stop(): graceful drain', () => {
     assert.ok(tookMs < 900, `three 300 ms drains in parallel, not in sequence: ${tookMs} ms`);
     assert.equal(log.of('drain_timeout').length, 3);
     assert.equal(await outbox.ping(), false, 'a stopped outbox is not healthy');
+  });
+
+  test('producer calls work while stop() drains: a running handler publishes its follow-up; after the drain they are refused', async () => {
+    const { outbox, log } = await migratedOutbox(newOutbox, db.pool, 's_chain', { gracefulTimeoutMs: 10_000 });
+    let stopCalled!: () => void;
+    const stopping = new Promise<void>((resolve) => (stopCalled = resolve));
+    const errors: unknown[] = [];
+    outbox.subscribe(
+      'chain',
+      async (message) => {
+        if (message.body !== 'first') return;
+        await stopping; // the deploy's SIGTERM arrives while this handler runs
+        try {
+          await inTransaction(db.pool, async (client) => {
+            await outbox.publish(client, 'chain-next', 'follow-up');
+            await outbox.publishBatch(client, 'chain-next', ['batch-1', 'batch-2']);
+            await outbox.publish(client, 'chain-next', 'timer', { timerId: 't1', activateInMs: 60_000 });
+            assert.equal(await outbox.cancelTimer(client, 'chain-next', 't1'), true);
+          });
+          assert.equal((await outbox.fetchUnprocessed({ queue: 'chain-next' })).length, 3);
+        } catch (error) {
+          errors.push(error);
+          throw error;
+        }
+      },
+      { ...FAST_POLL, retry: new ConstantRetry({ delayMs: 60_000 }) },
+    );
+    outbox.start();
+    await publishCommitted(outbox, db.pool, 'chain', ['first']);
+    await log.waitFor('dispatched');
+    const stopped = outbox.stop();
+    stopCalled();
+    await stopped;
+    assert.deepEqual(errors, [], 'no producer call was refused during the drain');
+    assert.equal(log.of('acked').length, 1, 'the handler finished and was acked');
+    assert.equal(await remaining(db.pool, 'chain-next', 's_chain'), 3, 'its follow-ups were committed');
+    await assert.rejects(
+      inTransaction(db.pool, (client) => outbox.publish(client, 'chain-next', 'late')),
+      (error: unknown) => error instanceof OutboxStoppedError,
+    );
+    await assert.rejects(outbox.fetchUnprocessed(), (error: unknown) => error instanceof OutboxStoppedError);
   });
 
   test('an Outbox that was never started stops at once', async () => {

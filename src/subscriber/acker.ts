@@ -1,6 +1,7 @@
 import type pg from 'pg';
 
 import { errorMessage } from '../errors.js';
+import { backoffMs, delay } from '../util/backoff.js';
 import type { Logger } from '../util/logger.js';
 import type { Statement } from '../util/statement.js';
 import type { Lease } from './lease.js';
@@ -19,6 +20,14 @@ export interface AckEntry {
 export const MAX_ACK_BATCH = 1000;
 
 /**
+ * Tries of one ack DELETE before its rows are left to lease expiry: ~100 ms, ~200 ms, ~400 ms apart,
+ * so a dropped connection or a failover's first seconds cost a retry, not a batch of redeliveries.
+ * Fencing makes a retry safe: a row whose lease was lost meanwhile matches nothing.
+ */
+export const ACK_ATTEMPTS = 4;
+const ACK_RETRY_BASE_MS = 100;
+
+/**
  * Coalesces the successful deletes of every handler slot of a subscription into one
  * `DELETE … USING unnest(ids, tokens) … RETURNING id, token` per event-loop turn.
  *
@@ -30,8 +39,10 @@ export const MAX_ACK_BATCH = 1000;
  * Immediate when idle (the DELETE leaves on the next turn), batched under load: everything that
  * completes while a DELETE is in flight goes out in the next one. One DELETE in flight at a time
  * per subscription bounds its connection use to one.
- * A failed DELETE resolves its acks as 'failed': those rows keep their leases and are redelivered
- * after expiry (at-least-once), never lost.
+ * A failed DELETE is retried (ACK_ATTEMPTS); one that keeps failing resolves its acks as 'failed':
+ * those rows keep their leases and are redelivered after expiry (at-least-once), never lost. A
+ * DELETE that committed but whose answer was lost finds nothing on its retry: its rows settle as
+ * 'lease_lost', the one case where that event does not mean another holder.
  */
 export class Acker {
   readonly #pool: pg.Pool;
@@ -80,24 +91,17 @@ export class Acker {
   async #flush(): Promise<void> {
     this.#state = 'flushing';
     const batch = this.#pending.splice(0, MAX_ACK_BATCH);
-    try {
-      const values = pairValues(batch.map((a) => a.lease));
-      const { text, name } = this.#statement;
-      const result = await this.#pool.query<MatchedPair>(this.#prepared ? { name, text, values } : { text, values });
+    const rows = await this.#delete(batch);
+    if (rows === undefined) {
+      for (const ack of batch) this.#settle(ack, 'failed');
+    } else {
       // All deleted (the common case): no set to build. Otherwise match (id, token): the same row
       // can be in one batch twice, under an expired lease and under the one that re-claimed it.
-      const deleted =
-        result.rows.length === batch.length ? undefined : new Set(result.rows.map((row) => pairKey(row.id, row.token)));
+      const deleted = rows.length === batch.length ? undefined : new Set(rows.map((row) => pairKey(row.id, row.token)));
       for (const ack of batch) {
         const hit = deleted === undefined || deleted.has(pairKey(ack.lease.record.id, ack.lease.token));
         this.#settle(ack, hit ? 'deleted' : 'lease_lost');
       }
-    } catch (error) {
-      this.#logger.error(
-        { err: errorMessage(error), rows: batch.length },
-        'ack DELETE failed; those rows keep their leases and will be redelivered after the lease expires',
-      );
-      for (const ack of batch) this.#settle(ack, 'failed');
     }
     if (this.#pending.length > 0) {
       this.#schedule();
@@ -105,5 +109,28 @@ export class Acker {
     }
     this.#state = 'idle';
     for (const resolve of this.#idleWaiters.splice(0)) resolve();
+  }
+
+  /** The batch's DELETE, retried; the pairs it deleted, or undefined when every try failed. */
+  async #delete(batch: readonly AckEntry[]): Promise<MatchedPair[] | undefined> {
+    const values = pairValues(batch.map((a) => a.lease));
+    const { text, name } = this.#statement;
+    for (let attempt = 1; ; attempt += 1) {
+      try {
+        return (await this.#pool.query<MatchedPair>(this.#prepared ? { name, text, values } : { text, values })).rows;
+      } catch (error) {
+        const fields = { err: errorMessage(error), rows: batch.length, attempt };
+        if (attempt >= ACK_ATTEMPTS) {
+          this.#logger.error(
+            fields,
+            'ack DELETE failed; those rows keep their leases and will be redelivered after the lease expires',
+          );
+          return undefined;
+        }
+        const pauseMs = backoffMs(attempt, ACK_RETRY_BASE_MS, ACK_RETRY_BASE_MS * 2 ** ACK_ATTEMPTS);
+        this.#logger.warn({ ...fields, pauseMs: Math.round(pauseMs) }, 'ack DELETE failed; retrying');
+        await delay(pauseMs);
+      }
+    }
   }
 }

@@ -235,7 +235,7 @@ export class Subscription {
           { subscriber: this.options.name, err: errorMessage(error), attempt: errors, pauseMs: Math.round(pauseMs) },
           'claim failed; retrying after a pause',
         );
-        await claimer.wakeup.sleep(pauseMs);
+        await this.#pause(claimer, pauseMs);
         continue;
       } finally {
         this.#reserved -= limit;
@@ -257,6 +257,15 @@ export class Subscription {
       idleFetches += 1;
       await claimer.wakeup.sleep(this.#pollDelayMs(idleFetches));
     }
+  }
+
+  /**
+   * The pause after a failed claim: only stop() ends it early. A NOTIFY or a freed slot does not:
+   * under publish traffic that would retry a failing database at the commit rate (issue 13, item 8).
+   */
+  async #pause(claimer: Claimer, ms: number): Promise<void> {
+    const until = performance.now() + ms;
+    for (let left = ms; left > 0 && this.#running(); left = until - performance.now()) await claimer.wakeup.sleep(left);
   }
 
   #pollDelayMs(idleFetches: number): number {

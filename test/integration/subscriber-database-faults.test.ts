@@ -1,0 +1,84 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+
+import { useTestDatabase } from '../support/database.js';
+import { outboxFactory } from '../support/outboxes.js';
+import { publishCommitted, remaining } from '../support/publish.js';
+import { FAST_POLL, migratedOutbox } from '../support/subscriber-setup.js';
+import { waitFor } from '../support/wait-for.js';
+
+const db = useTestDatabase(import.meta.url);
+const newOutbox = outboxFactory(db);
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Statements the database refuses, by a trigger (the table stays writable for publishes). */
+async function failUpdates(table: string): Promise<void> {
+  await db.pool.query(`CREATE FUNCTION ${table}_refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN RAISE EXCEPTION 'injected: claims refused'; END $$`);
+  await db.pool.query(`CREATE TRIGGER ${table}_refuse BEFORE UPDATE ON ${table} FOR EACH ROW EXECUTE FUNCTION ${table}_refuse()`);
+}
+
+describe('database faults on the subscriber path', () => {
+  test('a failing claim backs off exponentially: wake-ups from publishes do not cut the pause short', async () => {
+    const table = 'df_claim';
+    const { outbox } = await migratedOutbox(newOutbox, db.pool, table);
+    await failUpdates(table);
+    const handled = new Set<string>();
+    outbox.subscribe(
+      'claims',
+      (message) => {
+        handled.add(message.id);
+      },
+      FAST_POLL,
+    );
+    outbox.start();
+    const before = newOutbox.logger.entries.length;
+    const claimFailures = (): number =>
+      newOutbox.logger.entries.slice(before).filter((e) => e.message.startsWith('claim failed')).length;
+    // Publish traffic for ~2 s: every commit wakes the subscription.
+    const started = Date.now();
+    let published = 0;
+    while (Date.now() - started < 2000) {
+      await publishCommitted(outbox, db.pool, 'claims', [published]);
+      published += 1;
+      await sleep(10);
+    }
+    const failures = claimFailures();
+    // 250 ms, 500 ms, 1 s (±jitter) fit in 2 s: a handful of attempts, not one per publish.
+    assert.ok(failures <= 6, `${failures} claim attempts in 2 s under ${published} publishes`);
+    assert.ok(failures >= 2, 'the failures were retried');
+    await db.pool.query(`DROP TRIGGER ${table}_refuse ON ${table}`);
+    await waitFor(async () => (await remaining(db.pool, 'claims', table)) === 0, {
+      timeoutMs: 20_000,
+      what: 'claiming resumed after the fault cleared',
+    });
+    assert.equal(handled.size, published);
+  });
+
+  test('a failed ack DELETE is retried: the handled row is deleted at once, not redelivered after its lease', async () => {
+    const table = 'df_ack';
+    const { outbox, log } = await migratedOutbox(newOutbox, db.pool, table);
+    // The first DELETE fails (a sequence is not rolled back with the statement), later ones pass.
+    await db.pool.query(`CREATE SEQUENCE ${table}_deletes`);
+    await db.pool.query(`CREATE FUNCTION ${table}_fail_once() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN IF nextval('${table}_deletes') = 1 THEN RAISE EXCEPTION 'injected: ack refused once'; END IF; RETURN OLD; END $$`);
+    await db.pool.query(
+      `CREATE TRIGGER ${table}_fail_once BEFORE DELETE ON ${table} FOR EACH ROW EXECUTE FUNCTION ${table}_fail_once()`,
+    );
+    const runs: number[] = [];
+    outbox.subscribe(
+      'acks',
+      (message) => {
+        runs.push(message.deliveriesCount);
+      },
+      { ...FAST_POLL, leaseTtlMs: 60_000 },
+    );
+    outbox.start();
+    await publishCommitted(outbox, db.pool, 'acks', ['x']);
+    await log.waitFor('acked', 1, 10_000);
+    assert.equal(await remaining(db.pool, 'acks', table), 0);
+    assert.deepEqual(runs, [1], 'handled once');
+    assert.ok(newOutbox.logger.messages('warn').some((m) => m.includes('ack DELETE failed; retrying')));
+  });
+});

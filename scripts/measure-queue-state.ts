@@ -41,6 +41,7 @@ async function measure(outbox: Outbox, phase: string, limits: number[]): Promise
       cacheMs: 1000,
       exactCountLimit,
       maxQueues: 500,
+      forgetEmptyAfterMs: 600_000,
       statementTimeoutMs: 30_000,
     });
     await reader.query(); // warm the cache of the buffers, as a running system has

@@ -14,8 +14,16 @@ export interface QueueStateCollectorOptions extends PrometheusBaseOptions {
    * estimate and `<prefix>_queue_messages_estimated` is 1. @default 10000
    */
   readonly exactCountLimit?: number;
-  /** The most queues reported (label cardinality and query cost are linear in it). @default 500 */
+  /**
+   * The most queues reported (label cardinality and the counting cost are linear in it). Above it
+   * the most active are kept: the oldest ready row first, then queues with any rows. @default 500
+   */
   readonly maxQueues?: number;
+  /**
+   * How long a drained queue keeps reporting 0 before its series go (0: at the next read). The
+   * queues the Outbox subscribes to are always reported. @default 600000 (10 minutes)
+   */
+  readonly forgetEmptyAfterMs?: number;
   /** Server-side limit of each scrape-time statement (statement_timeout). @default 5000 */
   readonly statementTimeoutMs?: number;
 }
@@ -28,7 +36,16 @@ export interface QueueStateCollector {
   remove(): void;
 }
 
-const KNOWN = ['registry', 'prefix', 'appName', 'cacheMs', 'exactCountLimit', 'maxQueues', 'statementTimeoutMs'];
+const KNOWN = [
+  'registry',
+  'prefix',
+  'appName',
+  'cacheMs',
+  'exactCountLimit',
+  'maxQueues',
+  'forgetEmptyAfterMs',
+  'statementTimeoutMs',
+];
 export const MIN_CACHE_MS = 1000;
 
 interface Source {
@@ -81,6 +98,8 @@ export function queueStateCollector(outbox: Outbox, options: QueueStateCollector
     cacheMs: integer(raw, 'cacheMs', MIN_CACHE_MS, MIN_CACHE_MS, 3_600_000),
     exactCountLimit: integer(raw, 'exactCountLimit', 10_000, 1, 10_000_000),
     maxQueues: integer(raw, 'maxQueues', 500, 1, 100_000),
+    // Long enough for a dashboard to show the drain to 0 and an alert's `for:` to resolve on it.
+    forgetEmptyAfterMs: integer(raw, 'forgetEmptyAfterMs', 600_000, 0, 7 * 86_400_000),
     statementTimeoutMs: integer(raw, 'statementTimeoutMs', 5_000, 1, 600_000),
   });
   const { registry, prefix, appName } = base;

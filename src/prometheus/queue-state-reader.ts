@@ -28,6 +28,10 @@ export interface QueueStateReaderOptions {
   readonly exactCountLimit: number;
   readonly maxQueues: number;
   readonly statementTimeoutMs: number;
+  /** How long a drained queue keeps reading 0 before it is dropped from the series. */
+  readonly forgetEmptyAfterMs: number;
+  /** Milliseconds on a monotonic clock (tests move time by hand). @default performance.now */
+  readonly clock?: () => number;
 }
 
 interface SnapshotRow {
@@ -52,10 +56,14 @@ export class QueueStateReader {
   readonly #options: QueueStateReaderOptions;
   readonly #sql: QueueStateSql;
   /**
-   * Queues reported before: they keep reporting 0 after they drain (bounded by maxQueues), as do
-   * the queues the Outbox subscribes to — an alert on depth should see 0, never an absent series.
+   * Queues of the last read that had rows, or had them less than forgetEmptyAfterMs ago, with when
+   * they were last seen with rows. A drained queue keeps reading 0 for that long (a dashboard shows
+   * the drain, not a series frozen at its last depth), then goes: remembering every queue ever seen
+   * made the list grow until new queues no longer fit (issue 13, item 10). At most maxQueues
+   * entries. The queues the Outbox subscribes to are always asked for.
    */
-  #known: string[] = [];
+  #lastSeenWithRows = new Map<string, number>();
+  readonly #clock: () => number;
   #cached: { at: number; snapshot: QueueStateSnapshot } | undefined;
   #inFlight: Promise<QueueStateSnapshot> | undefined;
 
@@ -63,6 +71,7 @@ export class QueueStateReader {
     this.#outbox = outbox;
     this.#options = options;
     this.#sql = buildQueueStateSql(outbox().names);
+    this.#clock = options.clock ?? (() => performance.now());
   }
 
   read(): Promise<QueueStateSnapshot> {
@@ -93,6 +102,10 @@ export class QueueStateReader {
   async query(): Promise<QueueState[]> {
     const { pool, stopped, subscribedQueues } = this.#outbox();
     if (stopped) throw new Error('the Outbox was stopped');
+    const now = this.#clock();
+    const remembered = [...this.#lastSeenWithRows]
+      .filter(([, seen]) => now - seen < this.#options.forgetEmptyAfterMs)
+      .map(([queue]) => queue);
     const client = await pool.connect();
     let broken: unknown;
     try {
@@ -100,12 +113,12 @@ export class QueueStateReader {
       const { rows } = await client.query<SnapshotRow>(this.#sql.snapshot, [
         this.#options.exactCountLimit + 1,
         this.#options.maxQueues,
-        [...new Set([...subscribedQueues, ...this.#known])],
+        [...new Set([...subscribedQueues, ...remembered])],
       ]);
       const queues: QueueState[] = [];
       for (const row of rows) queues.push(await this.#resolve(client, row));
       await client.query('COMMIT');
-      this.#known = queues.map((q) => q.queue);
+      this.#remember(queues, now);
       return queues;
     } catch (error) {
       broken = error;
@@ -115,6 +128,15 @@ export class QueueStateReader {
       // returned to the Outbox's pool in a state its next user would trip over.
       client.release(broken === undefined ? undefined : toError(broken));
     }
+  }
+
+  #remember(queues: readonly QueueState[], now: number): void {
+    const next = new Map<string, number>();
+    for (const q of queues) {
+      const seen = q.ready + q.scheduled + q.leased + (q.dlq ?? 0) > 0 ? now : this.#lastSeenWithRows.get(q.queue);
+      if (seen !== undefined) next.set(q.queue, seen);
+    }
+    this.#lastSeenWithRows = next;
   }
 
   /** Replaces counts that reached the cap by the planner's estimate (never below the cap). */

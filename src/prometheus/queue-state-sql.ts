@@ -29,6 +29,22 @@ function distinctQueues(cte: string, table: string, where: string): string {
   )`;
 }
 
+/**
+ * The skip scan of the ready index `(queue, next_attempt_at, id) WHERE acquired_token IS NULL`
+ * that also returns each queue's first entry's `next_attempt_at`: the same probe that finds the
+ * queue gives its oldest unleased row, which is its oldest ready row when it is due. A LATERAL
+ * step (not a scalar subquery) so one probe returns both columns; it ends when no queue is left.
+ */
+function readyQueues(table: string): string {
+  const head = `SELECT t.queue, t.next_attempt_at FROM ${table} t WHERE t.acquired_token IS NULL`;
+  const order = 'ORDER BY t.queue, t.next_attempt_at, t.id LIMIT 1';
+  return `ready_queues(queue, first_due) AS (
+    (${head} ${order})
+    UNION ALL
+    SELECT n.queue, n.next_attempt_at FROM ready_queues p CROSS JOIN LATERAL (${head} AND t.queue > p.queue ${order}) n
+  )`;
+}
+
 /** count(*) of at most $1 rows of `from … where`: an index range scan that stops at the cap. */
 function cappedCount(from: string, where: string): string {
   return `(SELECT count(*) FROM (SELECT 1 FROM ${from} WHERE ${where} LIMIT $1) capped)::int`;
@@ -40,46 +56,62 @@ const LEASED = 'o.acquired_token IS NOT NULL';
 
 /**
  * Built once per collector from validated, quoted identifiers (schema-names.ts); every value is a
- * bound parameter. Bounded cost on any table size: per queue, three range scans of the two partial
- * indexes and one of the DLQ's (queue, failed_at) index, each stopped after $1 rows, plus one
- * index probe for the oldest ready row. Nothing reads the heap beyond those rows.
+ * bound parameter. Bounded cost on any table size: one ready-index probe per distinct queue with
+ * unleased rows, at most $2 probes of the lease and DLQ indexes each, and per queue reported three
+ * range scans of the two partial indexes and one of the DLQ's (queue, failed_at) index, each
+ * stopped after $1 rows. Nothing reads the heap beyond those rows.
  */
 export function buildQueueStateSql(names: SchemaNames): QueueStateSql {
   const outbox = names.outbox.sql;
   const dlq = names.dlq?.sql;
   const ctes = [
     // <table>_ready_idx (queue, next_attempt_at, id) WHERE acquired_token IS NULL
-    distinctQueues('ready_queues', outbox, 't.acquired_token IS NULL'),
+    readyQueues(outbox),
     // <table>_lease_idx (queue, acquired_at) WHERE acquired_token IS NOT NULL
     distinctQueues('leased_queues', outbox, 't.acquired_token IS NOT NULL'),
     // <dlq>_failed_idx (queue, failed_at)
     ...(dlq === undefined ? [] : [distinctQueues('dlq_queues', dlq, '')]),
   ];
-  const sources = ['ready_queues', 'leased_queues', ...(dlq === undefined ? [] : ['dlq_queues'])].map(
-    (cte) => `SELECT queue FROM (SELECT queue FROM ${cte} WHERE queue IS NOT NULL LIMIT $2) ${cte}_capped`,
+  // Queues without unleased rows can rank only by name among the queues with rows, so the first
+  // $2 names of each of these indexes are all that can make the cut.
+  const byName = ['leased_queues', ...(dlq === undefined ? [] : ['dlq_queues'])].map(
+    (cte) =>
+      `SELECT queue, true, NULL::timestamptz FROM (SELECT queue FROM ${cte} WHERE queue IS NOT NULL LIMIT $2) ${cte}_capped`,
   );
   const sameQueue = 'o.queue = q.queue';
   /*
    * Parameters: $1 int  the count cap (exactCountLimit + 1: reaching it means "over the limit")
    *             $2 int  the most queues reported
-   *             $3 text[] queues subscribed to or reported before (0 once drained: alerts see 0, not absent)
+   *             $3 text[] queues subscribed to or recently drained (they read 0 rather than vanish)
    * Indexes: the ready and lease partial indexes of the outbox, the DLQ's (queue, failed_at) index.
+   *
+   * Queues are ranked by activity and cut at $2: the oldest ready row first (the consumer lag an
+   * alert watches), then the other queues with rows, then the remembered empty ones, by name
+   * within each. Cutting by name alone hid a backlogged queue that sorted after maxQueues others
+   * (issue 13, item 10). So every queue with unleased rows is found — one probe of the ready
+   * index each, which also gives its oldest row — while the counts, the expensive part, run only
+   * for the $2 queues kept.
    */
   const snapshot = `WITH RECURSIVE
   ${ctes.join(',\n  ')},
+  candidates AS (
+    SELECT queue, bool_or(has_rows) AS has_rows, min(first_due) AS first_due FROM (
+      SELECT queue, true AS has_rows, first_due FROM ready_queues
+      ${byName.map((sql) => `UNION ALL ${sql}`).join('\n      ')}
+      UNION ALL SELECT unnest($3::text[]), false, NULL
+    ) every_queue GROUP BY queue
+  ),
   queues AS (
-    SELECT queue FROM (
-      ${sources.join('\n      UNION ')}
-      UNION SELECT unnest($3::text[])
-    ) every_queue ORDER BY queue LIMIT $2
+    SELECT queue, CASE WHEN first_due <= now() THEN first_due END AS oldest_ready_at
+    FROM candidates
+    ORDER BY oldest_ready_at NULLS LAST, has_rows DESC, queue
+    LIMIT $2
   )
 SELECT q.queue,
   ${cappedCount(`${outbox} o`, `${sameQueue} AND ${READY}`)} AS ready,
   ${cappedCount(`${outbox} o`, `${sameQueue} AND ${SCHEDULED}`)} AS scheduled,
   ${cappedCount(`${outbox} o`, `${sameQueue} AND ${LEASED}`)} AS leased,
-  extract(epoch FROM now() - (
-    SELECT o.next_attempt_at FROM ${outbox} o WHERE ${sameQueue} AND ${READY} ORDER BY o.next_attempt_at, o.id LIMIT 1
-  ))::float8 AS oldest_ready_age_seconds,
+  extract(epoch FROM now() - q.oldest_ready_at)::float8 AS oldest_ready_age_seconds,
   ${dlq === undefined ? 'NULL::int' : cappedCount(`${dlq} o`, sameQueue)} AS dlq
 FROM queues q
 ORDER BY q.queue`;

@@ -7,6 +7,7 @@ import { Counter, Registry } from 'prom-client';
 
 import { InvalidOptionError, type Outbox } from '../../src/index.js';
 import { queueStateCollector } from '../../src/prometheus/index.js';
+import { QueueStateReader } from '../../src/prometheus/queue-state-reader.js';
 import { useTestDatabase } from '../support/database.js';
 import { outboxFactory } from '../support/outboxes.js';
 import { waitFor } from '../support/wait-for.js';
@@ -257,6 +258,82 @@ describe('queueStateCollector', () => {
     assert.equal(await value(registry2, 'txoutbox_queue_state_up', ids), 0);
   });
 
+  test('more queues than maxQueues: the most lagged are reported, whatever their names (issue 13, item 10)', async () => {
+    const table = 'qs_rank';
+    const outbox = await migrated(table);
+    // Early names with rows but nothing overdue; two backlogged queues that sort last by name.
+    for (const queue of ['a', 'b', 'c', 'd']) await insert(table, queue, 1, 'scheduled');
+    await insert(table, 'e', 1, 'leased');
+    await insert(table, 'y_lagging', 2, 'ready', "now() - interval '10 seconds'");
+    await insert(table, 'zz_backlog', 5, 'ready', "now() - interval '60 seconds'");
+    const registry = new Registry();
+    queueStateCollector(outbox, { registry, maxQueues: 3 });
+
+    const reported = [...(await series(registry, 'txoutbox_queue_oldest_ready_age_seconds')).keys()].map(
+      (k) => (JSON.parse(k) as Labels).queue,
+    );
+    // Oldest ready row first, then queues with rows by name: the lag alert sees the backlog.
+    assert.deepEqual(reported.sort(), ['a', 'y_lagging', 'zz_backlog']);
+    assert.equal(await value(registry, 'txoutbox_queue_messages', { ...ids, queue: 'zz_backlog', state: 'ready' }), 5);
+    const age = await value(registry, 'txoutbox_queue_oldest_ready_age_seconds', { ...ids, queue: 'zz_backlog' });
+    assert.ok(age !== undefined && age >= 60, `zz_backlog lags ${age} s`);
+  });
+
+  test('a drained queue reads 0, then is forgotten once it has been empty for forgetEmptyAfterMs', async () => {
+    const table = 'qs_forget';
+    const outbox = await migrated(table);
+    await insert(table, 'kept', 1, 'scheduled');
+    await insert(table, 'gone', 2, 'ready');
+    let now = 0;
+    const reader = new QueueStateReader(() => outbox.internals, {
+      cacheMs: 1000,
+      exactCountLimit: 100,
+      maxQueues: 10,
+      statementTimeoutMs: 5000,
+      forgetEmptyAfterMs: 60_000,
+      clock: () => now,
+    });
+    const read = async () => new Map((await reader.query()).map((q) => [q.queue, q.ready + q.scheduled + q.leased]));
+    assert.deepEqual(
+      await read(),
+      new Map([
+        ['gone', 2],
+        ['kept', 1],
+      ]),
+    );
+
+    await db.pool.query(`DELETE FROM ${table} WHERE queue = 'gone'`);
+    now = 59_999;
+    assert.deepEqual(
+      await read(),
+      new Map([
+        ['gone', 0],
+        ['kept', 1],
+      ]),
+      'empty for less than 60 s: reads 0',
+    );
+    now = 60_000;
+    assert.deepEqual(await read(), new Map([['kept', 1]]), 'empty for 60 s: forgotten');
+    await insert(table, 'gone', 1, 'ready');
+    assert.deepEqual(
+      await read(),
+      new Map([
+        ['gone', 1],
+        ['kept', 1],
+      ]),
+      'rows again: reported again',
+    );
+
+    // The option reaches the reader: forgetEmptyAfterMs 0 forgets a drained queue at the next read.
+    const registry = new Registry();
+    queueStateCollector(outbox, { registry, forgetEmptyAfterMs: 0 });
+    const gone = () => value(registry, 'txoutbox_queue_messages', { ...ids, queue: 'gone', state: 'ready' });
+    assert.equal(await gone(), 1);
+    await db.pool.query(`DELETE FROM ${table} WHERE queue = 'gone'`);
+    await waitFor(async () => (await gone()) === undefined, { timeoutMs: 5_000, intervalMs: 100, what: 'gone is forgotten' });
+    assert.equal(await value(registry, 'txoutbox_queue_messages', { ...ids, queue: 'kept', state: 'scheduled' }), 1);
+  });
+
   test('two Outboxes share one registry and prefix, told apart by appName; remove() takes one away', async () => {
     const one = await migrated('qs_share_one');
     const two = await migrated('qs_share_two');
@@ -283,6 +360,7 @@ describe('queueStateCollector', () => {
       [{ registry, cacheMs: 1.5e3 + 0.5 }, 'cacheMs'],
       [{ registry, exactCountLimit: 0 }, 'exactCountLimit'],
       [{ registry, maxQueues: -1 }, 'maxQueues'],
+      [{ registry, forgetEmptyAfterMs: -1 }, 'forgetEmptyAfterMs'],
       [{ registry, statementTimeoutMs: '5s' }, 'statementTimeoutMs'],
       [{ registry, cacheMS: 1000 }, 'cacheMS'],
       [{ registry, prefix: 'bad-prefix' }, 'prefix'],

@@ -37,6 +37,7 @@ export type {
   ConsumeStatus,
   CustomStat,
   Middleware,
+  OutcomeWrite,
   PublishContext,
   PublishResult,
 } from './instrumentation/middleware.js';

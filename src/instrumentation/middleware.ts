@@ -40,6 +40,14 @@ export interface ConsumeResult {
   readonly outcome: ConsumeOutcome;
 }
 
+/**
+ * What the database did with a delivery's outcome, once txoutbox wrote it after the chain returned:
+ * 'written' (the ack deleted the row, the retry or terminal move landed), 'lease_lost' (the fenced
+ * write matched nothing: another delivery owns the row), 'failed' (the write failed; the row is
+ * redelivered after its lease), 'abandoned' (stop() stopped waiting; not written, redelivered).
+ */
+export type OutcomeWrite = 'written' | 'lease_lost' | 'failed' | 'abandoned';
+
 /** One delivery as a consume middleware sees it (the decoded body is the handler's). */
 export interface ConsumeContext {
   readonly subscriber: string;
@@ -56,6 +64,12 @@ export interface ConsumeContext {
    * can attach it to duration samples as an exemplar (read it after `next()` resolves).
    */
   traceId: string | undefined;
+  /**
+   * Resolves once the outcome is written, with what the database did (never rejects). An ack's
+   * DELETE is coalesced with others after the chain returned, so a handler that returned can still
+   * have its ack fenced off: count outcomes from this, not from `next()`'s status alone.
+   */
+  readonly written: Promise<OutcomeWrite>;
 }
 
 /** One publish or publishBatch call as a publish middleware sees it. */

@@ -125,9 +125,16 @@ export function prometheusMiddleware(options: PrometheusMiddlewareOptions): Midd
         guard(() => {
           series.inProcess.add(-1);
           series.duration.observe(seconds, ctx.traceId);
-          series.processed.get(status).inc(1);
           // Only thrown failures: a deliberate nack or reject is an outcome, not an exception.
           if (status === 'error') series.exceptions.get(exceptionTypeOf(error)).inc(1);
+        });
+        // processed{status} says what the database did: a run whose outcome was fenced off (lease
+        // lost), failed to write, or was abandoned at shutdown is redelivered, so it counts as an
+        // error, never as throughput. Counted when the (coalesced) write lands.
+        void ctx.written.then((write) => {
+          guard(() => {
+            series.processed.get(write === 'written' ? status : 'error').inc(1);
+          });
         });
       }
     },

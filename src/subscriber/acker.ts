@@ -14,6 +14,8 @@ export type AckResult = 'deleted' | 'lease_lost' | 'failed';
 export interface AckEntry {
   readonly lease: Lease;
   readonly durationSeconds: number;
+  /** Hears what the DELETE did, for the consume middleware's `ctx.written`; only when one runs. */
+  readonly written: ((result: AckResult) => void) | undefined;
 }
 
 /** Rows per DELETE: bounds one statement's arrays and lock footprint. */

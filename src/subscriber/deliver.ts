@@ -2,7 +2,7 @@ import { performance } from 'node:perf_hooks';
 
 import { errorMessage } from '../errors.js';
 import type { CustomStatKeys } from '../instrumentation/custom-stats.js';
-import type { ConsumeContext, ConsumeOutcome, ConsumeResult } from '../instrumentation/middleware.js';
+import type { ConsumeContext, ConsumeOutcome, ConsumeResult, OutcomeWrite } from '../instrumentation/middleware.js';
 import type { MiddlewareChain } from '../instrumentation/middleware-chain.js';
 import type { Emit } from '../instrumentation/recorders.js';
 import type { RetryStrategy } from '../retry/retry-strategy.js';
@@ -159,9 +159,11 @@ export async function deliver(lease: Lease, signal: DeliverySignal, abandoned: (
   const stats = deps.customStats.forDelivery(options.name, record.queue);
   const controls = new DeliveryControls(options.ackPolicy, signal, options.name, stats, logger, lease);
   const timing: Timing = { startedAtMs: 0, durationSeconds: 0 };
+  // Tells the consume middlewares what the database did with the outcome (ctx.written).
+  let written: ((result: OutcomeWrite) => void) | undefined;
   const result = deps.middlewares.hasConsume
     ? await deps.middlewares.consume(
-        consumeContext(lease, options.name),
+        consumeContext(lease, options.name, (resolve) => (written = resolve)),
         () => runHandler(lease, controls, timing, deps),
         (error, handlerResult) => failed(error, handlerResult, lease, timing, deps),
       )
@@ -171,6 +173,7 @@ export async function deliver(lease: Lease, signal: DeliverySignal, abandoned: (
       deliveryScope(lease, options.name),
       'handler finished after shutdown stopped waiting; its row keeps its lease and will be redelivered',
     );
+    written?.('abandoned');
     return;
   }
 
@@ -180,14 +183,19 @@ export async function deliver(lease: Lease, signal: DeliverySignal, abandoned: (
       // Not awaited: the slot takes the next row while the acker batches this delete with the
       // others of this turn (one DELETE per turn instead of one per message; stop() drains the
       // acker). The lease stays held until the DELETE lands, so a crash meanwhile redelivers.
-      writer.ack(lease, result.durationSeconds);
+      writer.ack(lease, result.durationSeconds, written);
       return;
-    case 'terminal':
-      await writer.terminal(lease, outcome.reason, result.error, runOf(timing));
+    case 'terminal': {
+      const write = await writer.terminal(lease, outcome.reason, result.error, runOf(timing));
+      written?.(write);
       return;
-    case 'retry':
-      await writer.retry(lease, runOf(timing), outcome.delayMs, result.error);
+    }
+    case 'retry': {
+      // Not `written?.(await …)`: an optional call skips evaluating its arguments, the write too.
+      const write = await writer.retry(lease, runOf(timing), outcome.delayMs, result.error);
+      written?.(write);
       return;
+    }
     default: {
       const unreachable: never = outcome;
       throw new Error(`unknown outcome ${JSON.stringify(unreachable)}`);
@@ -195,9 +203,14 @@ export async function deliver(lease: Lease, signal: DeliverySignal, abandoned: (
   }
 }
 
-function consumeContext(lease: Lease, subscriber: string): ConsumeContext {
+function consumeContext(
+  lease: Lease,
+  subscriber: string,
+  onWritten: (resolve: (result: OutcomeWrite) => void) => void,
+): ConsumeContext {
   const { record } = lease;
   return {
+    written: new Promise<OutcomeWrite>(onWritten),
     subscriber,
     queue: record.queue,
     messageId: record.id,

@@ -2,6 +2,7 @@ import type pg from 'pg';
 
 import { errorMessage } from '../errors.js';
 import { exceptionTypeOf, type OutboxEvent, type TerminalReason } from '../instrumentation/events.js';
+import type { OutcomeWrite } from '../instrumentation/middleware.js';
 import type { Emit } from '../instrumentation/recorders.js';
 import type { Logger } from '../util/logger.js';
 import type { Statement } from '../util/statement.js';
@@ -9,6 +10,8 @@ import { type AckEntry, Acker, type AckResult } from './acker.js';
 import { deliveryScope, type Lease } from './lease.js';
 import { boundedLastException, type RenderError } from './render-error.js';
 import type { SubscriberSql } from './sql.js';
+
+const WRITE_OF_ACK: Record<AckResult, OutcomeWrite> = { deleted: 'written', lease_lost: 'lease_lost', failed: 'failed' };
 
 /** A finished handler run, for timings and attempt bookkeeping. */
 export interface Run {
@@ -72,17 +75,31 @@ export class OutcomeWriter {
     );
   }
 
-  /** Hands the delete to the acker (coalesced with the other slots'); reports what it did when it lands. */
-  ack(lease: Lease, durationSeconds: number): void {
-    this.#acker.ack({ lease, durationSeconds });
+  /**
+   * Hands the delete to the acker (coalesced with the other slots'); reports what it did when it
+   * lands, as an event and to `written` (the consume middleware's `ctx.written`) when given.
+   */
+  ack(lease: Lease, durationSeconds: number, written?: (result: OutcomeWrite) => void): void {
+    this.#acker.ack({
+      lease,
+      durationSeconds,
+      written:
+        written === undefined
+          ? undefined
+          : (r) => {
+              written(WRITE_OF_ACK[r]);
+            },
+    });
   }
 
-  #acked({ lease, durationSeconds }: AckEntry, result: AckResult): void {
+  #acked({ lease, durationSeconds, written }: AckEntry, result: AckResult): void {
     if (result === 'deleted') this.#deps.emit?.({ type: 'acked', ...this.#scope(lease), durationSeconds });
     else if (result === 'lease_lost') this.#leaseLost(lease, 'terminal');
+    written?.(result);
   }
 
-  async retry(lease: Lease, run: Run, delayMs: number, error: unknown): Promise<void> {
+  /** Reschedules the row; resolves with what the database did. */
+  async retry(lease: Lease, run: Run, delayMs: number, error: unknown): Promise<OutcomeWrite> {
     try {
       const firstAttemptAt = lease.record.first_attempt_at ?? run.startedAt;
       const result = await this.#query(this.#deps.sql.retry, [
@@ -94,7 +111,7 @@ export class OutcomeWriter {
       ]);
       if (result.rowCount === 0) {
         this.#leaseLost(lease, 'retry');
-        return;
+        return 'lease_lost';
       }
       this.#deps.emit?.({
         type: 'nacked_retried',
@@ -103,16 +120,19 @@ export class OutcomeWriter {
         nextDelaySeconds: delayMs / 1000,
         ...(error === undefined ? {} : { exceptionType: exceptionTypeOf(error) }),
       });
+      return 'written';
     } catch (writeError) {
       this.#writeFailed(lease, 'retry UPDATE', writeError);
+      return 'failed';
     }
   }
 
   /**
    * Ends a row: into the DLQ (one statement: if the insert fails the delete rolls back) or, without
    * a DLQ, deleted with a warning. `run` is undefined when no handler ran (max_deliveries).
+   * Resolves with what the database did.
    */
-  async terminal(lease: Lease, reason: TerminalReason, error: unknown, run: Run | undefined): Promise<void> {
+  async terminal(lease: Lease, reason: TerminalReason, error: unknown, run: Run | undefined): Promise<OutcomeWrite> {
     const exceptionType = error === undefined ? undefined : exceptionTypeOf(error);
     const terminalEvent: OutboxEvent = {
       type: 'nacked_terminal',
@@ -136,7 +156,7 @@ export class OutcomeWriter {
         ]);
         if (result.rowCount === 0) {
           this.#leaseLost(lease, 'terminal');
-          return;
+          return 'lease_lost';
         }
         this.#deps.emit?.(terminalEvent);
         this.#deps.emit?.({
@@ -145,20 +165,22 @@ export class OutcomeWriter {
           failureReason: reason,
           ...(exceptionType === undefined ? {} : { exceptionType }),
         });
-        return;
+        return 'written';
       }
       const result = await this.#query(this.#deps.sql.terminalDelete, [lease.record.id, lease.token]);
       if (result.rowCount === 0) {
         this.#leaseLost(lease, 'terminal');
-        return;
+        return 'lease_lost';
       }
       this.#deps.logger.warn(
         { subscriber: this.#deps.subscriber, queue: lease.record.queue, messageId: lease.record.id, reason, exceptionType },
         'terminal row deleted without a DLQ',
       );
       this.#deps.emit?.(terminalEvent);
+      return 'written';
     } catch (writeError) {
       this.#writeFailed(lease, this.#deps.dlq ? 'DLQ move' : 'terminal DELETE', writeError);
+      return 'failed';
     }
   }
 }

@@ -400,6 +400,12 @@ describe('terminal reasons, the DLQ and lost leases', () => {
       ]);
       assert.deepEqual(await samples(stale.registry, 'txoutbox_outbox_retries_total'), [], 'the stale retry did not land');
       assert.deepEqual(await samples(stale.registry, 'txoutbox_outbox_terminal_total'), []);
+      // What the database did, not what the handler returned: a fenced-off ack is not throughput.
+      assert.deepEqual(
+        await samples(stale.registry, 'txoutbox_received_processed_messages_total'),
+        [{ labels: { ...consumer('fenced'), status: 'error' }, value: 1 }],
+        'the run whose outcome was fenced off counts as an error',
+      );
       assert.equal(await remaining(db.pool, 'fenced', table), 0);
     });
   }
@@ -708,6 +714,7 @@ describe('exemplars and the two exposition formats', () => {
       deliveriesCount: 1,
       createdAt: new Date(),
       traceId: undefined,
+      written: Promise.resolve('written' as const),
     };
     await middleware.consume!(ctx, () =>
       Promise.resolve({ status: 'acked', error: undefined, durationSeconds: 0, outcome: { kind: 'ack' } }),

@@ -2,6 +2,7 @@ import { readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 
 import { delay } from '../util/backoff.js';
+import { isPostmasterOf } from './postmaster-identity.js';
 
 /**
  * A process that was SIGKILLed cannot stop its embedded server, so every server directory records
@@ -53,8 +54,11 @@ export async function reapOrphanServers(parentDir: string): Promise<number> {
     const dir = join(parentDir, entry);
     const owner = await readPid(join(dir, OWNER_FILE));
     if (owner === undefined || isAlive(owner)) continue;
-    const postmaster = await readPid(join(dir, 'data', 'postmaster.pid'));
-    if (postmaster !== undefined && isAlive(postmaster)) {
+    const dataDir = join(dir, 'data');
+    const postmaster = await readPid(join(dataDir, 'postmaster.pid'));
+    // The recorded pid may be stale and now someone else's: signal it only if it is this
+    // directory's server. A stale directory is deleted either way.
+    if (postmaster !== undefined && isAlive(postmaster) && isPostmasterOf(postmaster, dataDir)) {
       try {
         // SIGQUIT = immediate shutdown: nothing in a test server is worth a checkpoint.
         process.kill(postmaster, 'SIGQUIT');

@@ -11,6 +11,7 @@ import pg from 'pg';
 import { EmbeddedPostgresError, errorMessage } from '../errors.js';
 import { quoteIdent } from '../schema/identifiers.js';
 import { freePort } from './free-port.js';
+import { isPostmasterOf } from './postmaster-identity.js';
 import { OWNER_FILE, reapOrphanServers, SERVER_DIR_PREFIX } from './reap-orphans.js';
 
 const execFileAsync = promisify(execFile);
@@ -99,7 +100,8 @@ function installExitHook(): void {
   process.on('exit', () => {
     for (const dir of liveServers) {
       const postmaster = readPostmasterPidSync(dir);
-      if (postmaster !== undefined) {
+      // A server that died earlier left its pid behind, maybe someone else's by now.
+      if (postmaster !== undefined && isPostmasterOf(postmaster, join(dir, 'data'))) {
         try {
           process.kill(postmaster, 'SIGQUIT');
         } catch {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { type ChildProcessByStdio, spawn } from 'node:child_process';
-import { chmod, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -9,6 +9,7 @@ import { after, describe, test } from 'node:test';
 import pg from 'pg';
 
 import { startEmbeddedPostgres } from '../../src/embedded/index.js';
+import { OWNER_FILE, reapOrphanServers, SERVER_DIR_PREFIX } from '../../src/embedded/reap-orphans.js';
 import { EmbeddedPostgresError } from '../../src/errors.js';
 import { waitFor } from '../support/wait-for.js';
 
@@ -117,6 +118,34 @@ describe('startEmbeddedPostgres', () => {
     await waitFor(async () => !(await postmastersUnder(parentDir)).includes(orphan), { what: 'orphan reaped' });
     await next.stop();
     await assertNoServerLeft(parentDir);
+  });
+
+  test('a stale postmaster.pid naming an unrelated live process: not signalled, the directory still reaped', async () => {
+    const parentDir = await newParentDir();
+    // A pid that was alive and is now gone: the dead owner.
+    const owner = spawn('true', { stdio: 'ignore' });
+    await new Promise((resolve) => owner.on('exit', resolve));
+    // The pid the kernel handed to someone else since: a process that is not postgres at all.
+    const bystander = spawn('sleep', ['600'], { stdio: 'ignore' });
+    const bystanderExit = new Promise<NodeJS.Signals | null>((resolve) =>
+      bystander.on('exit', (_code, signal) => {
+        resolve(signal);
+      }),
+    );
+    try {
+      const dir = join(parentDir, `${SERVER_DIR_PREFIX}stale`);
+      const data = join(dir, 'data');
+      await mkdir(data, { recursive: true });
+      await writeFile(join(dir, OWNER_FILE), `${owner.pid}\n`);
+      // The layout PostgreSQL writes: pid, data directory, start time, port, socket dir, …
+      await writeFile(join(data, 'postmaster.pid'), `${bystander.pid}\n${data}\n1700000000\n5432\n${dir}\n127.0.0.1\n`);
+
+      assert.equal(await reapOrphanServers(parentDir), 1);
+      assert.deepEqual(await readdir(parentDir), [], 'the stale directory is deleted');
+    } finally {
+      bystander.kill('SIGTERM');
+    }
+    assert.equal(await bystanderExit, 'SIGTERM', 'the bystander lived until we ended it: the reaper sent it nothing');
   });
 
   test('a failing test run stops its server', async () => {

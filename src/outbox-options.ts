@@ -14,13 +14,15 @@ import { consoleLogger, type Logger } from './util/logger.js';
 
 interface CommonOptions {
   /**
-   * The outbox table, optionally schema-qualified (`app.outbox`).
+   * The outbox table, optionally schema-qualified (`app.outbox`). At most 48 bytes with the
+   * default dlqTable (its `<table>_dlq_failed_idx` must fit Postgres' 63), 53 with a dlqTable of
+   * its own or none; a schema also counts in the NOTIFY channel `txoutbox.<schema>.<table>`.
    * @default 'outbox'
    */
   readonly table?: string;
   /**
    * The dead-letter table, or false for none (terminal rows are then deleted with a warning).
-   * An unqualified name lives in the outbox table's schema.
+   * An unqualified name lives in the outbox table's schema. At most 52 bytes (`<dlq>_failed_idx`).
    * @default `${table}_dlq`
    */
   readonly dlqTable?: string | false;

@@ -72,34 +72,69 @@ export function parseTableName(option: string, value: unknown): TableName {
 }
 
 /**
- * Derives a sibling name (index, constraint) from a table name and validates the result, so a
- * table name that is fine on its own but too long for its derived names fails at construction.
+ * An identifier txoutbox builds from a table name: `<prefix><name><suffix>` (an index, a
+ * constraint, the default DLQ table, the NOTIFY channel).
  */
-export function derivedName(option: string, table: TableName, suffix: string): string {
-  const derived = `${table.name}${suffix}`;
-  if (Buffer.byteLength(derived, 'utf8') > MAX_IDENTIFIER_BYTES) {
-    throw new InvalidIdentifierError({
-      option,
-      identifier: table.display,
-      reason: `the derived name "${derived}" is ${Buffer.byteLength(derived, 'utf8')} bytes and Postgres' limit is ${MAX_IDENTIFIER_BYTES} bytes; shorten the table name to at most ${MAX_IDENTIFIER_BYTES - suffix.length} bytes`,
-    });
+export interface Derivation {
+  readonly prefix: string;
+  readonly suffix: string;
+  /** For the message: "name", "NOTIFY channel". */
+  readonly what: string;
+  /** Another way out when this derivation is the one too long, e.g. ", or shorten the schema name". */
+  readonly fix?: string;
+}
+
+function bytes(text: string): number {
+  return Buffer.byteLength(text, 'utf8');
+}
+
+/** The derivation that adds the most bytes: it alone sets the limit of the name it is built from. */
+function longest(derivations: readonly Derivation[]): { derivation: Derivation | undefined; added: number } {
+  let found: Derivation | undefined;
+  let added = 0;
+  for (const derivation of derivations) {
+    const size = bytes(derivation.prefix) + bytes(derivation.suffix);
+    if (size > added) {
+      found = derivation;
+      added = size;
+    }
   }
-  return derived;
+  return { derivation: found, added };
+}
+
+/** The most bytes a table name may have so that every name derived from it fits in 63 bytes. */
+export function maxTableNameBytes(derivations: readonly Derivation[]): number {
+  return MAX_IDENTIFIER_BYTES - longest(derivations).added;
 }
 
 /**
- * The NOTIFY channel for a table. It includes the schema when one is given, so two outbox tables
- * with the same name in different schemas do not wake each other's subscribers. Channel names are
- * identifiers too (63 bytes).
+ * Checks every identifier derived from `table` against Postgres' 63 bytes at once, so the error
+ * states the real limit — the one the longest derived name sets — and blames `option`, the option
+ * whose value the names are built from. Checking each derived name where it was built blamed
+ * `dlqTable` for the default DLQ's index, an option the user never set, and the documented limit
+ * (53, from `_ready_idx`) let through names whose `<table>_dlq_failed_idx` did not fit (issue 13,
+ * item 14). `fix` adds another way out, such as a shorter dlqTable.
  */
-export function channelName(option: string, table: TableName): string {
-  const channel = table.schema === undefined ? `txoutbox.${table.name}` : `txoutbox.${table.schema}.${table.name}`;
-  if (Buffer.byteLength(channel, 'utf8') > MAX_IDENTIFIER_BYTES) {
-    throw new InvalidIdentifierError({
-      option,
-      identifier: table.display,
-      reason: `the derived NOTIFY channel "${channel}" is ${Buffer.byteLength(channel, 'utf8')} bytes and Postgres' limit is ${MAX_IDENTIFIER_BYTES} bytes; shorten the schema or table name`,
-    });
-  }
-  return channel;
+export function checkDerivedNames(option: string, table: TableName, derivations: readonly Derivation[], fix = ''): void {
+  const { derivation, added } = longest(derivations);
+  const limit = MAX_IDENTIFIER_BYTES - added;
+  const size = bytes(table.name);
+  if (derivation === undefined || size <= limit) return;
+  const derived = `${derivation.prefix}${table.name}${derivation.suffix}`;
+  const why = `the derived ${derivation.what} "${derived}" would be ${size + added} bytes and Postgres' limit is ${MAX_IDENTIFIER_BYTES} bytes (longer names are silently truncated)`;
+  throw new InvalidIdentifierError({
+    option,
+    identifier: table.display,
+    reason:
+      limit < 1
+        ? `${why}; the schema name alone leaves no room for a table name. Fix: shorten the schema name`
+        : `${why}, so the table name may have at most ${limit} bytes here and "${table.name}" has ${size}. Fix: shorten it to at most ${limit} bytes${derivation.fix ?? ''}${fix}`,
+  });
+}
+
+/** The NOTIFY channel's spelling around the table name (see schema-names.ts). */
+export function channelDerivation(table: TableName): Derivation {
+  return table.schema === undefined
+    ? { prefix: 'txoutbox.', suffix: '', what: 'NOTIFY channel' }
+    : { prefix: `txoutbox.${table.schema}.`, suffix: '', what: 'NOTIFY channel', fix: ', or shorten the schema name' };
 }

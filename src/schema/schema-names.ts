@@ -1,4 +1,12 @@
-import { channelName, derivedName, parseTableName, quoteIdent, type TableName } from './identifiers.js';
+import {
+  channelDerivation,
+  checkDerivedNames,
+  type Derivation,
+  maxTableNameBytes,
+  parseTableName,
+  quoteIdent,
+  type TableName,
+} from './identifiers.js';
 
 /**
  * Every identifier txoutbox puts in SQL for one outbox, derived once from the `table` and
@@ -23,28 +31,75 @@ export interface SchemaNames {
 
 export const MIGRATIONS_TABLE = 'txoutbox_migrations';
 
+/** Names built from the outbox table's name (`_pkey` is Postgres' own, compared by validateSchema). */
+const OUTBOX_SUFFIXES = {
+  readyIdx: '_ready_idx',
+  leaseIdx: '_lease_idx',
+  timerUq: '_timer_uq',
+  leaseCk: '_lease_ck',
+  pkey: '_pkey',
+} as const;
+/** Names built from the DLQ table's name. */
+const DLQ_SUFFIXES = { dlqFailedIdx: '_failed_idx', dlqReasonCk: '_reason_ck', pkey: '_pkey' } as const;
+/** The default DLQ table is `<table>_dlq`: its own names then derive from `table` as well. */
+const DEFAULT_DLQ_SUFFIX = '_dlq';
+
+function suffixed(suffixes: Readonly<Record<string, string>>, before = ''): Derivation[] {
+  return Object.values(suffixes).map((suffix) => ({ prefix: '', suffix: `${before}${suffix}`, what: 'name' }));
+}
+
+/**
+ * Every identifier derived from the `table` option: the outbox's indexes and constraints, the
+ * NOTIFY channel and, with the default dlqTable, the DLQ table and its names. The longest of these
+ * — `<table>_dlq_failed_idx` with the default DLQ — sets the table name's limit (48 bytes; 53 with
+ * a dlqTable of its own or none). architecture/schema.md states these numbers.
+ */
+export function tableDerivations(outbox: TableName, defaultDlq: boolean): Derivation[] {
+  return [
+    ...suffixed(OUTBOX_SUFFIXES),
+    channelDerivation(outbox),
+    ...(defaultDlq ? [...suffixed({ dlq: '' }, DEFAULT_DLQ_SUFFIX), ...suffixed(DLQ_SUFFIXES, DEFAULT_DLQ_SUFFIX)] : []),
+  ];
+}
+
 export function resolveSchemaNames(table: unknown, dlqTable: unknown): SchemaNames {
   const outbox = parseTableName('table', table);
+  const defaultDlq = dlqTable === undefined;
+  const derivations = tableDerivations(outbox, defaultDlq);
+  // The way out through dlqTable, offered only when the default DLQ's names are what is too long.
+  const withoutDlq = maxTableNameBytes(tableDerivations(outbox, false));
+  checkDerivedNames(
+    'table',
+    outbox,
+    derivations,
+    defaultDlq && withoutDlq > maxTableNameBytes(derivations)
+      ? `, or set dlqTable to a name of at most ${maxTableNameBytes(suffixed(DLQ_SUFFIXES))} bytes (or to false), which lifts the table limit to ${withoutDlq} bytes`
+      : '',
+  );
   // An unqualified DLQ name lives in the outbox's schema; the default is "<table>_dlq".
   let dlq: TableName | undefined;
   if (dlqTable !== false) {
-    const raw = dlqTable === undefined ? `${outbox.name}_dlq` : dlqTable;
+    const raw = defaultDlq ? `${outbox.name}${DEFAULT_DLQ_SUFFIX}` : dlqTable;
     const qualified =
       typeof raw === 'string' && !raw.includes('.') && outbox.schema !== undefined ? `${outbox.schema}.${raw}` : raw;
-    dlq = parseTableName('dlqTable', qualified);
+    // The default name derives from `table`, already checked above: an error here names dlqTable
+    // only when the user set it.
+    dlq = parseTableName(defaultDlq ? 'table' : 'dlqTable', qualified);
+    if (!defaultDlq) checkDerivedNames('dlqTable', dlq, suffixed(DLQ_SUFFIXES), '');
   }
   const migrationsTable =
     outbox.schema === undefined ? quoteIdent(MIGRATIONS_TABLE) : `${quoteIdent(outbox.schema)}.${quoteIdent(MIGRATIONS_TABLE)}`;
+  const channel = channelDerivation(outbox);
   return {
     outbox,
     dlq,
-    readyIdx: derivedName('table', outbox, '_ready_idx'),
-    leaseIdx: derivedName('table', outbox, '_lease_idx'),
-    timerUq: derivedName('table', outbox, '_timer_uq'),
-    leaseCk: derivedName('table', outbox, '_lease_ck'),
-    dlqFailedIdx: dlq === undefined ? undefined : derivedName('dlqTable', dlq, '_failed_idx'),
-    dlqReasonCk: dlq === undefined ? undefined : derivedName('dlqTable', dlq, '_reason_ck'),
-    channel: channelName('table', outbox),
+    readyIdx: `${outbox.name}${OUTBOX_SUFFIXES.readyIdx}`,
+    leaseIdx: `${outbox.name}${OUTBOX_SUFFIXES.leaseIdx}`,
+    timerUq: `${outbox.name}${OUTBOX_SUFFIXES.timerUq}`,
+    leaseCk: `${outbox.name}${OUTBOX_SUFFIXES.leaseCk}`,
+    dlqFailedIdx: dlq === undefined ? undefined : `${dlq.name}${DLQ_SUFFIXES.dlqFailedIdx}`,
+    dlqReasonCk: dlq === undefined ? undefined : `${dlq.name}${DLQ_SUFFIXES.dlqReasonCk}`,
+    channel: `${channel.prefix}${outbox.name}`,
     migrationsTable,
   };
 }

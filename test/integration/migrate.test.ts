@@ -91,13 +91,27 @@ describe('migrate', () => {
     assert.ok(await tableExists('"user"'));
   });
 
+  test('a table name at the documented limit migrates with every derived name intact (not truncated)', async () => {
+    const table = 'l'.repeat(48); // the limit with the default DLQ (architecture/schema.md)
+    await newOutbox({ pool: db.pool, table }).migrate();
+    const { rows } = await db.pool.query<{ relname: string }>(
+      `SELECT relname FROM pg_class WHERE relname LIKE $1 || '%' AND relkind IN ('r', 'i') ORDER BY relname`,
+      [table],
+    );
+    assert.deepEqual(
+      rows.map((r) => r.relname.slice(table.length)),
+      ['', '_dlq', '_dlq_failed_idx', '_dlq_pkey', '_lease_idx', '_pkey', '_ready_idx', '_timer_uq'],
+    );
+  });
+
   test('bad identifiers fail at construction, naming the limit', () => {
     const cases: [Record<string, unknown>, RegExp][] = [
       [{ table: 'drop table x;' }, /letters, digits and underscores/],
       [{ table: 'a.b.c' }, /"table" or "schema.table"/],
       [{ table: '' }, /non-empty string/],
       [{ table: 'x'.repeat(64) }, /64 bytes long and Postgres' limit is 63 bytes/],
-      [{ table: 'x'.repeat(54) }, /derived name "x{54}_ready_idx" is 64 bytes.*at most 53 bytes/],
+      [{ table: 'x'.repeat(54), dlqTable: false }, /derived name "x{54}_ready_idx" would be 64 bytes.*at most 53 bytes/],
+      [{ table: 'x'.repeat(49) }, /derived name "x{49}_dlq_failed_idx" would be 64 bytes.*at most 48 bytes/],
       [{ table: `${'s'.repeat(30)}.${'t'.repeat(30)}` }, /NOTIFY channel/],
       [{ dlqTable: 'bad-name' }, /dlqTable/],
     ];

@@ -67,6 +67,40 @@ describe('new Outbox(options) validates every option once', () => {
     assert.throws(() => new Outbox({ connectionString: URL_WITH_SECRET, table: 'x;y' }), InvalidIdentifierError);
   });
 
+  test('the table-name limit is the longest derived identifier, and the error names the option the user set (issue 13, item 14)', async () => {
+    const construct = (options: Record<string, unknown>) => new Outbox({ connectionString: URL_WITH_SECRET, ...options });
+    const rejects = (options: Record<string, unknown>) => {
+      try {
+        construct(options);
+      } catch (error) {
+        assert.ok(error instanceof InvalidIdentifierError, String(error));
+        return error;
+      }
+      return assert.fail(`${JSON.stringify(options)} was accepted`);
+    };
+    // With the default DLQ the longest derived name is "<table>_dlq_failed_idx": 63 - 15 = 48 bytes.
+    const t49 = 'x'.repeat(49);
+    const error = rejects({ table: t49 });
+    assert.equal(error.option, 'table', 'the user set table, never dlqTable');
+    assert.equal(error.identifier, t49);
+    assert.match(error.message, /at most 48 bytes/);
+    assert.match(error.message, new RegExp(`"${t49}_dlq_failed_idx"`), 'names the derived identifier that is too long');
+    assert.match(error.message, /dlqTable/, 'says a shorter dlqTable (or false) lifts the limit');
+    await construct({ table: 'x'.repeat(48) }).stop();
+    await construct({ table: `app.${'x'.repeat(48)}` }).stop();
+    assert.equal(rejects({ table: `app.${t49}` }).option, 'table');
+
+    // Without a DLQ derived from the table, "<table>_ready_idx" is the longest: 53 bytes.
+    await construct({ table: 'x'.repeat(53), dlqTable: false }).stop();
+    await construct({ table: 'x'.repeat(53), dlqTable: 'dead_letters' }).stop();
+    const t54 = rejects({ table: 'x'.repeat(54), dlqTable: false });
+    assert.deepEqual([t54.option, /at most 53 bytes/.test(t54.message)], ['table', true]);
+    // A dlqTable the user set is its own option: "<dlq>_failed_idx" leaves it 52 bytes.
+    await construct({ table: 'outbox', dlqTable: 'd'.repeat(52) }).stop();
+    const dlq = rejects({ table: 'outbox', dlqTable: 'd'.repeat(53) });
+    assert.deepEqual([dlq.option, /at most 52 bytes/.test(dlq.message)], ['dlqTable', true]);
+  });
+
   test('defaults: table outbox, DLQ outbox_dlq, channel txoutbox.outbox', async () => {
     const outbox = new Outbox({ connectionString: URL_WITH_SECRET });
     assert.equal(outbox.table, 'outbox');

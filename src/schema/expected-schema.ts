@@ -56,6 +56,7 @@ export interface ExpectedTable {
 
 const CREATE_TABLE = /^CREATE TABLE \{\{(\w+)\}\} \($/;
 const CREATE_INDEX = /^CREATE (UNIQUE )?INDEX (\{\{\w+\}\}) ON \{\{(\w+)\}\} \(([^)]*)\)(?: WHERE (.+))?;$/;
+const ADD_COLUMN = /^ALTER TABLE \{\{(\w+)\}\} ADD COLUMN (.+);$/;
 const TABLE_CHECK = /^CONSTRAINT (\{\{\w+\}\}) CHECK \((.*)\),?$/;
 const COLUMN =
   /^([a-z_][a-z0-9_]*) (.+?)(?= NOT NULL| NULL| DEFAULT| PRIMARY KEY| GENERATED| REFERENCES| UNIQUE| CHECK| COLLATE|,?$)(.*?),?$/;
@@ -97,18 +98,8 @@ function expectedTable(target: MigrationTemplate['target'], table: TableName, na
           checks.push({ name: unquoted(check[1] ?? ''), expression: check[2] ?? '', why });
           continue;
         }
-        const column = COLUMN.exec(line);
-        if (column === null) throw unreadable(migration, line);
-        const [, name = '', type = '', rest = ''] = column;
-        const primaryKey = /\bPRIMARY KEY\b/.test(rest);
-        columns.push({
-          name,
-          type: type.trim(),
-          notNull: primaryKey || /\bNOT NULL\b/.test(rest),
-          definition: line.replace(/,$/, ''),
-          why,
-        });
-        if (primaryKey) {
+        const name = readColumn(line, why, migration, columns);
+        if (name !== undefined) {
           indexes.push({
             name: `${table.name}_pkey`,
             columns: [name],
@@ -119,6 +110,12 @@ function expectedTable(target: MigrationTemplate['target'], table: TableName, na
             why: 'The primary key: every fenced write finds its row by id.',
           });
         }
+        continue;
+      }
+      const added = ADD_COLUMN.exec(line);
+      if (added !== null && added[1] === target) {
+        // A primary key cannot be added this way: the table has one.
+        if (readColumn(added[2] ?? '', why, migration, columns) !== undefined) throw unreadable(migration, line);
         continue;
       }
       const create = CREATE_TABLE.exec(line);
@@ -145,6 +142,30 @@ function expectedTable(target: MigrationTemplate['target'], table: TableName, na
     }
   }
   return { target, table, columns, indexes, checks };
+}
+
+/**
+ * Reads one column definition (a CREATE TABLE line, or what follows ADD COLUMN) into `columns`;
+ * returns its name when it is the primary key.
+ */
+function readColumn(
+  definition: string,
+  why: string | undefined,
+  migration: MigrationTemplate,
+  columns: ExpectedColumn[],
+): string | undefined {
+  const column = COLUMN.exec(definition);
+  if (column === null) throw unreadable(migration, definition);
+  const [, name = '', type = '', rest = ''] = column;
+  const primaryKey = /\bPRIMARY KEY\b/.test(rest);
+  columns.push({
+    name,
+    type: type.trim(),
+    notNull: primaryKey || /\bNOT NULL\b/.test(rest),
+    definition: definition.replace(/,$/, ''),
+    why,
+  });
+  return primaryKey ? name : undefined;
 }
 
 function unreadable(migration: MigrationTemplate, line: string): Error {

@@ -16,9 +16,21 @@ export const MIGRATIONS: readonly MigrationTemplate[] = [
     sql: "-- The outbox table: the queue. See architecture/schema.md for what each column and index is for.\n-- Placeholders ({{...}}) are validated, quoted identifiers substituted by render-migration.ts.\nCREATE TABLE {{outbox}} (\n  id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,\n  queue text NOT NULL,\n  payload bytea NOT NULL,\n  headers jsonb NOT NULL DEFAULT '{}'::jsonb,\n  created_at timestamptz NOT NULL DEFAULT now(),\n  -- Load-bearing default: a row is claimable once next_attempt_at <= now().\n  next_attempt_at timestamptz NOT NULL DEFAULT now(),\n  first_attempt_at timestamptz,\n  last_attempt_at timestamptz,\n  attempts_count integer NOT NULL DEFAULT 0,\n  deliveries_count integer NOT NULL DEFAULT 0,\n  acquired_token uuid,\n  acquired_at timestamptz,\n  timer_id text,\n  -- A half-set lease (token without time or the reverse) would make a row unclaimable forever.\n  CONSTRAINT {{lease_ck}} CHECK ((acquired_token IS NULL) = (acquired_at IS NULL))\n);\n\n-- Claim branch 1: ready rows in FIFO order per queue.\nCREATE INDEX {{ready_idx}} ON {{outbox}} (queue, next_attempt_at, id) WHERE acquired_token IS NULL;\n\n-- Claim branch 2: leased rows, to reclaim those whose lease expired (no reaper process needed).\nCREATE INDEX {{lease_idx}} ON {{outbox}} (queue, acquired_at) WHERE acquired_token IS NOT NULL;\n\n-- At most one live row per (queue, timer_id): the ON CONFLICT arbiter of timer publishes.\nCREATE UNIQUE INDEX {{timer_uq}} ON {{outbox}} (queue, timer_id) WHERE timer_id IS NOT NULL;\n",
   },
   {
+    target: 'outbox',
+    version: 2,
+    name: 'outbox/0002_last_exception',
+    sql: "-- The last failure a handler reported for this row: its class (exception_type in metrics) and its\n-- rendered text (renderError, bounded). Kept across retries, so a row ended later without a run\n-- (max_deliveries) reports what really went wrong. Nullable without a default: adding it rewrites nothing.\nALTER TABLE {{outbox}} ADD COLUMN last_exception_type text;\n-- See last_exception_type.\nALTER TABLE {{outbox}} ADD COLUMN last_exception text;\n",
+  },
+  {
     target: 'dlq',
     version: 1,
     name: 'dlq/0001_create_dlq',
     sql: "-- The dead-letter table: rows that ended without success, with the reason. See architecture/schema.md.\nCREATE TABLE {{dlq}} (\n  id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,\n  original_id bigint NOT NULL,\n  queue text NOT NULL,\n  payload bytea NOT NULL,\n  headers jsonb NOT NULL DEFAULT '{}'::jsonb,\n  created_at timestamptz NOT NULL,\n  first_attempt_at timestamptz,\n  last_attempt_at timestamptz,\n  attempts_count integer NOT NULL,\n  deliveries_count integer NOT NULL,\n  timer_id text,\n  failure_reason text NOT NULL,\n  last_exception text,\n  failed_at timestamptz NOT NULL DEFAULT now(),\n  CONSTRAINT {{dlq_reason_ck}} CHECK (failure_reason IN ('max_deliveries', 'retry_terminal', 'rejected'))\n);\n\n-- Browsing and retention by queue and age.\nCREATE INDEX {{dlq_failed_idx}} ON {{dlq}} (queue, failed_at);\n",
+  },
+  {
+    target: 'dlq',
+    version: 2,
+    name: 'dlq/0002_last_exception_type',
+    sql: "-- The class of last_exception (exception_type in metrics), to list and redrive dead letters by cause.\nALTER TABLE {{dlq}} ADD COLUMN last_exception_type text;\n",
   },
 ];

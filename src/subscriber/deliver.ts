@@ -141,12 +141,8 @@ export async function deliver(lease: Lease, signal: DeliverySignal, abandoned: (
       { ...deliveryScope(lease, options.name), maxDeliveries: options.maxDeliveries },
       'row exceeded maxDeliveries; ending it without running the handler',
     );
-    await writer.terminal(
-      lease,
-      'max_deliveries',
-      new Error(`delivered ${record.deliveries_count} times (maxDeliveries ${options.maxDeliveries})`),
-      undefined,
-    );
+    // No error of this run: the writer reports the last one a handler run recorded on the row.
+    await writer.terminal(lease, 'max_deliveries', undefined, undefined);
     return;
   }
 

@@ -57,6 +57,8 @@ export interface ClaimedRecord {
   first_attempt_at: Date | null;
   last_attempt_at: Date | null;
   timer_id: string | null;
+  /** The class of the last error a handler run reported (its text stays in the table). */
+  last_exception_type: string | null;
 }
 
 /** The row's correlation id (stored in its headers at publish; the row id for rows written by hand). */

@@ -11,6 +11,10 @@ import { deliveryScope, type Lease } from './lease.js';
 import { boundedLastException, type RenderError } from './render-error.js';
 import type { SubscriberSql } from './sql.js';
 
+/** The DLQ's last_exception for a row that reached max_deliveries without any handler run failing. */
+const NO_FAILURE_RECORDED =
+  'max_deliveries: no handler run recorded a failure; every delivery ended by lease expiry (a handler that hung or outlived leaseTtlMs, or a process that died mid-run)';
+
 const WRITE_OF_ACK: Record<AckResult, OutcomeWrite> = { deleted: 'written', lease_lost: 'lease_lost', failed: 'failed' };
 
 /** A finished handler run, for timings and attempt bookkeeping. */
@@ -98,7 +102,7 @@ export class OutcomeWriter {
     written?.(result);
   }
 
-  /** Reschedules the row; resolves with what the database did. */
+  /** Reschedules the row, keeping the error it reported; resolves with what the database did. */
   async retry(lease: Lease, run: Run, delayMs: number, error: unknown): Promise<OutcomeWrite> {
     try {
       const firstAttemptAt = lease.record.first_attempt_at ?? run.startedAt;
@@ -108,6 +112,8 @@ export class OutcomeWriter {
         delayMs,
         firstAttemptAt,
         run.startedAt,
+        error === undefined ? null : exceptionTypeOf(error),
+        error === undefined ? null : boundedLastException(this.#deps.renderError, error),
       ]);
       if (result.rowCount === 0) {
         this.#leaseLost(lease, 'retry');
@@ -129,11 +135,13 @@ export class OutcomeWriter {
 
   /**
    * Ends a row: into the DLQ (one statement: if the insert fails the delete rolls back) or, without
-   * a DLQ, deleted with a warning. `run` is undefined when no handler ran (max_deliveries).
+   * a DLQ, deleted with a warning. `run` and `error` are undefined when no handler ran
+   * (max_deliveries): the row's last reported exception is kept and reported instead.
    * Resolves with what the database did.
    */
   async terminal(lease: Lease, reason: TerminalReason, error: unknown, run: Run | undefined): Promise<OutcomeWrite> {
-    const exceptionType = error === undefined ? undefined : exceptionTypeOf(error);
+    const { record } = lease;
+    const exceptionType = error === undefined ? (record.last_exception_type ?? undefined) : exceptionTypeOf(error);
     const terminalEvent: OutboxEvent = {
       type: 'nacked_terminal',
       ...this.#scope(lease),
@@ -144,15 +152,23 @@ export class OutcomeWriter {
     try {
       const dlqMove = this.#deps.sql.dlqMove;
       if (this.#deps.dlq && dlqMove !== undefined) {
-        const lastException = error === undefined ? null : boundedLastException(this.#deps.renderError, error);
+        // NULL keeps the row's own (the last a handler reported); a row that never reported one
+        // and ends by max_deliveries says why it has none.
+        const lastException =
+          error !== undefined
+            ? boundedLastException(this.#deps.renderError, error)
+            : reason === 'max_deliveries' && record.last_exception_type === null
+              ? NO_FAILURE_RECORDED
+              : null;
         const result = await this.#query(dlqMove, [
-          lease.record.id,
+          record.id,
           lease.token,
           reason,
           lastException,
           run?.startedAt ?? null,
           run?.startedAt ?? null,
           run === undefined ? 0 : 1,
+          error === undefined ? null : exceptionTypeOf(error),
         ]);
         if (result.rowCount === 0) {
           this.#leaseLost(lease, 'terminal');

@@ -16,13 +16,18 @@ export interface SubscriberSql {
   readonly claimMany: Statement;
   /** $1 ids (bigint[]), $2 tokens (uuid[]). Returns the (id, token) pairs deleted; the others lost their lease. PK lookups. */
   readonly ackBatch: Statement;
-  /** $1 id, $2 token, $3 delayMs, $4 firstAttemptAt, $5 lastAttemptAt. Clears the lease; next_attempt_at by the DB clock. */
+  /**
+   * $1 id, $2 token, $3 delayMs, $4 firstAttemptAt, $5 lastAttemptAt, $6 last_exception_type, $7
+   * last_exception (NULL keeps the row's: a nack without an error). Clears the lease; next_attempt_at
+   * by the DB clock.
+   */
   readonly retry: Statement;
   /** $1 id, $2 token. A terminal row without a DLQ. */
   readonly terminalDelete: Statement;
   /**
-   * $1 id, $2 token, $3 failure_reason, $4 last_exception, $5 firstAttemptAt (used if unset),
-   * $6 lastAttemptAt (NULL = keep), $7 attempts to add (1 after a handler run, 0 for max_deliveries).
+   * $1 id, $2 token, $3 failure_reason, $4 last_exception (NULL = the row's: the last one a handler
+   * reported), $5 firstAttemptAt (used if unset), $6 lastAttemptAt (NULL = keep), $7 attempts to add
+   * (1 after a handler run, 0 for max_deliveries), $8 last_exception_type (NULL = the row's).
    * One statement: if the DLQ insert fails, the delete rolls back and the row stays.
    */
   readonly dlqMove: Statement | undefined;
@@ -33,7 +38,8 @@ export interface SubscriberSql {
 }
 
 /** What a claim returns of each row: the handler's message and the delivery bookkeeping. */
-const CLAIMED_FIELDS = `queue, payload, headers, created_at, deliveries_count, attempts_count, first_attempt_at, last_attempt_at, timer_id`;
+const CLAIMED_FIELDS = `queue, payload, headers, created_at, deliveries_count, attempts_count, first_attempt_at, last_attempt_at, timer_id,
+  last_exception_type`;
 
 /**
  * The claim commits without waiting for its WAL flush (`synchronous_commit = off` for this
@@ -180,6 +186,8 @@ export function buildSubscriberSql(names: SchemaNames): SubscriberSql {
   attempts_count = attempts_count + 1,
   first_attempt_at = COALESCE(first_attempt_at, $4::timestamptz),
   last_attempt_at = $5::timestamptz,
+  last_exception_type = COALESCE($6::text, last_exception_type),
+  last_exception = COALESCE($7::text, last_exception),
   acquired_token = NULL, acquired_at = NULL
 WHERE id = $1::bigint AND acquired_token = $2::uuid`,
     ),
@@ -191,12 +199,14 @@ WHERE id = $1::bigint AND acquired_token = $2::uuid`,
             'dlq',
             `WITH moved AS (
   DELETE FROM ${t} WHERE id = $1::bigint AND acquired_token = $2::uuid
-  RETURNING id, queue, payload, headers, created_at, first_attempt_at, last_attempt_at, attempts_count, deliveries_count, timer_id
+  RETURNING id, queue, payload, headers, created_at, first_attempt_at, last_attempt_at, attempts_count, deliveries_count, timer_id,
+    last_exception, last_exception_type
 )
 INSERT INTO ${names.dlq.sql} (original_id, queue, payload, headers, created_at, first_attempt_at, last_attempt_at,
-  attempts_count, deliveries_count, timer_id, failure_reason, last_exception)
+  attempts_count, deliveries_count, timer_id, failure_reason, last_exception, last_exception_type)
 SELECT id, queue, payload, headers, created_at, COALESCE(first_attempt_at, $5::timestamptz), COALESCE($6::timestamptz, last_attempt_at),
-  attempts_count + $7::int, deliveries_count, timer_id, $3::text, $4::text
+  attempts_count + $7::int, deliveries_count, timer_id, $3::text, COALESCE($4::text, last_exception),
+  COALESCE($8::text, last_exception_type)
 FROM moved
 RETURNING original_id`,
           ),

@@ -27,7 +27,10 @@ describe('txoutbox migrate', () => {
   test('applies the migrations, then reports the schema up to date', async () => {
     const first = await run(['migrate', '--database-url', db.url, '--table', 'cli_outbox']);
     assert.equal(first.code, 0, first.err);
-    assert.match(first.out, /applied outbox\/0001_create_outbox, dlq\/0001_create_dlq/);
+    assert.match(
+      first.out,
+      /applied outbox\/0001_create_outbox, outbox\/0002_last_exception, dlq\/0001_create_dlq, dlq\/0002_last_exception_type/,
+    );
     const second = await run(['migrate', '--table', 'cli_outbox'], { DATABASE_URL: db.url });
     assert.equal(second.code, 0, second.err);
     assert.match(second.out, /schema is up to date/);

@@ -26,7 +26,12 @@ describe('migrate', () => {
   test('creates the outbox and DLQ tables once; a second call applies nothing', async () => {
     const outbox = newOutbox({ pool: db.pool, table: 'm_basic' });
     const first = await outbox.migrate();
-    assert.deepEqual(first.applied, ['outbox/0001_create_outbox', 'dlq/0001_create_dlq']);
+    assert.deepEqual(first.applied, [
+      'outbox/0001_create_outbox',
+      'outbox/0002_last_exception',
+      'dlq/0001_create_dlq',
+      'dlq/0002_last_exception_type',
+    ]);
     assert.ok(await tableExists('m_basic'));
     assert.ok(await tableExists('m_basic_dlq'));
     assert.deepEqual((await outbox.migrate()).applied, []);
@@ -39,11 +44,11 @@ describe('migrate', () => {
       const outboxes = pools.map((pool) => newOutbox({ pool, table: 'm_race' }));
       const results = await Promise.all(outboxes.map((o) => o.migrate()));
       const applied = results.map((r) => r.applied.length).sort();
-      assert.deepEqual(applied, [0, 2], 'one caller applied both migrations, the other found nothing to do');
+      assert.deepEqual(applied, [0, 4], 'one caller applied every migration, the other found nothing to do');
       const rows = (await history()).filter((r) => r.table_name.startsWith('m_race'));
       assert.deepEqual(
         rows.map((r) => `${r.table_name}@${r.version}`),
-        ['m_race@1', 'm_race_dlq@1'],
+        ['m_race@1', 'm_race@2', 'm_race_dlq@1', 'm_race_dlq@2'],
       );
     } finally {
       await Promise.all(pools.map((pool) => pool.end()));
@@ -65,7 +70,7 @@ describe('migrate', () => {
     assert.ok(await tableExists('m_nodlq'));
     assert.ok(!(await tableExists('m_nodlq_dlq')));
     const later = await newOutbox({ pool: db.pool, table: 'm_nodlq', dlqTable: 'm_nodlq_dead' }).migrate();
-    assert.deepEqual(later.applied, ['dlq/0001_create_dlq']);
+    assert.deepEqual(later.applied, ['dlq/0001_create_dlq', 'dlq/0002_last_exception_type']);
     assert.ok(await tableExists('m_nodlq_dead'));
   });
 

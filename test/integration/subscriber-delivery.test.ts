@@ -10,6 +10,9 @@ import { inTransaction } from '../support/transaction.js';
 import { waitFor } from '../support/wait-for.js';
 
 const db = useTestDatabase(import.meta.url);
+
+/** A failure with a class of its own, to check the class name is what gets recorded. */
+class StockUnavailable extends Error {}
 const newOutbox = outboxFactory(db);
 
 describe('delivery', () => {
@@ -308,14 +311,14 @@ describe('failures, retries and the DLQ', () => {
     assert.equal(await remaining(db.pool, 'manual', 'd_manual'), 2, 'nothing was deleted silently');
   });
 
-  test('maxDeliveries ends a row that keeps coming back without running the handler', async () => {
+  test('maxDeliveries ends a row that keeps coming back without running the handler; the DLQ keeps the last real exception', async () => {
     const { outbox, log } = await migratedOutbox(newOutbox, db.pool, 'd_maxdel');
     let runs = 0;
     outbox.subscribe(
       'md',
       () => {
         runs += 1;
-        throw new Error('again');
+        throw new StockUnavailable(`again ${runs}`);
       },
       { maxDeliveries: 2, retry: new ConstantRetry({ delayMs: 1 }), ...FAST_POLL },
     );
@@ -329,6 +332,35 @@ describe('failures, retries and the DLQ', () => {
       'SELECT failure_reason, deliveries_count, attempts_count FROM d_maxdel_dlq',
     );
     assert.deepEqual(rows, [{ failure_reason: 'max_deliveries', deliveries_count: 3, attempts_count: 2 }]);
+    assert.equal(terminal?.exceptionType, 'StockUnavailable', 'the class the handler last threw, not a made-up Error');
+    const [dlq] = log.of('dlq_written');
+    assert.equal(dlq?.exceptionType, 'StockUnavailable');
+    const stored = await db.pool.query<{ last_exception: string; last_exception_type: string }>(
+      'SELECT last_exception, last_exception_type FROM d_maxdel_dlq',
+    );
+    assert.equal(stored.rows[0]?.last_exception_type, 'StockUnavailable');
+    const text = stored.rows[0]?.last_exception ?? '';
+    assert.match(text, /: again 2\n {4}at /, "the last run's error, with its stack");
+    assert.doesNotMatch(text, /delivered \d+ times/, 'not the error txoutbox used to make up');
+  });
+
+  test('maxDeliveries of a row whose handler never failed (lease expiries): the DLQ says so, with no exception type', async () => {
+    const { outbox, log } = await migratedOutbox(newOutbox, db.pool, 'd_maxdel_hang');
+    // Two deliveries that never finished (a process that died mid-run, twice): counted, no failure recorded.
+    await publishCommitted(outbox, db.pool, 'mdh', ['x']);
+    await db.pool.query(
+      `UPDATE d_maxdel_hang SET deliveries_count = 2, acquired_token = gen_random_uuid(), acquired_at = now() - interval '1 hour'`,
+    );
+    outbox.subscribe('mdh', () => undefined, { maxDeliveries: 2, ...FAST_POLL });
+    outbox.start();
+    const [terminal] = await log.waitFor('nacked_terminal');
+    assert.equal(terminal?.reason, 'max_deliveries');
+    assert.equal(terminal?.exceptionType, undefined);
+    const stored = await db.pool.query<{ last_exception: string; last_exception_type: string | null }>(
+      'SELECT last_exception, last_exception_type FROM d_maxdel_hang_dlq',
+    );
+    assert.equal(stored.rows[0]?.last_exception_type, null);
+    assert.match(stored.rows[0]?.last_exception ?? '', /no handler run recorded a failure/);
   });
 
   test('a retry strategy that throws ends the row as retry_terminal; the loop keeps running', async () => {

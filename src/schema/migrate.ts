@@ -9,7 +9,9 @@ import {
   MIGRATION_LOCK_NAMESPACE,
   MIN_SERVER_VERSION_NUM,
   MIN_SERVER_VERSION_REASON,
+  type SchemaSql,
   SERVER_VERSION_SQL,
+  SHARED_OBJECTS_LOCK_KEY,
 } from './sql.js';
 
 export interface MigrateResult {
@@ -33,11 +35,40 @@ export async function assertSupportedServer(client: pg.ClientBase): Promise<void
 }
 
 /**
+ * Creates what the outboxes of a database share — the schemas and `txoutbox_migrations` — in a
+ * short transaction of its own, under one database-wide advisory lock, and commits it.
+ *
+ * The per-table lock does not cover these: two services migrating different tables of a fresh
+ * database at once both passed `IF NOT EXISTS` (neither saw the other's uncommitted catalog row)
+ * and the second failed with `duplicate key value violates unique constraint
+ * "pg_type_typname_nsp_index"` (`pg_namespace_nspname_index` for a schema) — issue 13, item 15.
+ * Under the shared lock the later transaction starts its statements after the first committed,
+ * so `IF NOT EXISTS` sees the objects. Committing at once (rather than holding the lock through
+ * every table's migrations) keeps unrelated tables from waiting on each other's DDL.
+ */
+async function createSharedObjects(client: pg.ClientBase, sql: SchemaSql): Promise<void> {
+  await client.query('BEGIN');
+  try {
+    await client.query(sql.sharedLock, [MIGRATION_LOCK_NAMESPACE, SHARED_OBJECTS_LOCK_KEY]);
+    for (const statement of sql.createSchemas) await client.query(statement);
+    await client.query(sql.createMigrationsTable);
+    await client.query('COMMIT');
+  } catch (error) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw error;
+  }
+}
+
+/**
  * Applies pending migrations for the outbox table (and the DLQ table when enabled).
  *
- * Atomicity: all pending migrations run in one transaction; a failure rolls every one back.
- * Isolation: the transaction first takes `pg_advisory_xact_lock(namespace, hash(schema.table))`,
- * so concurrent migrators of the same table queue up and the later ones find nothing to do.
+ * Atomicity: all pending migrations run in one transaction; a failure rolls every one back. The
+ * shared objects (the tables' schemas, an empty `txoutbox_migrations`) are created and committed
+ * just before, so they stay after a failed migration — harmless, and found by the next attempt.
+ * Isolation: creating the shared objects is serialised database-wide (see createSharedObjects);
+ * the migrations take `pg_advisory_xact_lock(namespace, hash(schema.table))`, so concurrent
+ * migrators of the same table queue up and the later ones find nothing to do, while migrators of
+ * different tables run side by side.
  * Namespace: history lives in `txoutbox_migrations` in the outbox table's schema, keyed by table.
  *
  * Takes a dedicated client, never a pool: BEGIN, the lock and COMMIT must share one connection.
@@ -46,12 +77,11 @@ export async function migrate(client: pg.ClientBase, names: SchemaNames): Promis
   // Fail fast, before BEGIN, with the reason for the version floor.
   await assertSupportedServer(client);
   const sql = buildSchemaSql(names);
+  await createSharedObjects(client, sql);
   const applied: string[] = [];
   await client.query('BEGIN');
   try {
     await client.query(sql.lock, [MIGRATION_LOCK_NAMESPACE, names.outbox.schema ?? null, names.outbox.name]);
-    for (const statement of sql.createSchemas) await client.query(statement);
-    await client.query(sql.createMigrationsTable);
     for (const { target, table } of targetsOf(names)) {
       const { rows } = await client.query<{ version: number }>(sql.appliedVersions, [table]);
       const done = new Set(rows.map((r) => r.version));

@@ -9,6 +9,13 @@ import type { SchemaNames } from './schema-names.js';
 /** Lock namespace for pg_advisory_xact_lock(int4, int4): "txob" as a 32-bit integer. */
 export const MIGRATION_LOCK_NAMESPACE = 0x74786f62;
 
+/**
+ * Key, in that namespace, of the lock every migrate() of the database takes while it creates the
+ * objects tables share (schemas, txoutbox_migrations). A table's key is a hashtext(); one equal to
+ * 0 only makes that table's migrations wait a moment longer, never wrong.
+ */
+export const SHARED_OBJECTS_LOCK_KEY = 0;
+
 /** Oldest supported server: 13 (autovacuum insert thresholds, gen_random_uuid() built in). */
 export const MIN_SERVER_VERSION_NUM = 130000;
 export const MIN_SERVER_VERSION_REASON = 'autovacuum_vacuum_insert_* settings and built-in gen_random_uuid() arrived in 13';
@@ -18,6 +25,8 @@ export const SERVER_VERSION_SQL = `SELECT current_setting('server_version_num'):
 export interface SchemaSql {
   /** $1 = lock namespace, $2 = schema or NULL (search_path), $3 = table. Serialises migrations per table. */
   readonly lock: string;
+  /** $1 = lock namespace, $2 = SHARED_OBJECTS_LOCK_KEY. Serialises creating what tables share. */
+  readonly sharedLock: string;
   /** Creates the schemas of the schema-qualified tables (outbox and DLQ may live in different ones). */
   readonly createSchemas: readonly string[];
   readonly createMigrationsTable: string;
@@ -31,6 +40,7 @@ export function buildSchemaSql(names: SchemaNames): SchemaSql {
   const schemas = new Set([names.outbox.schema, names.dlq?.schema].filter((schema) => schema !== undefined));
   return {
     lock: `SELECT pg_advisory_xact_lock($1::int, hashtext(coalesce($2::text, current_schema()) || '.' || $3::text))`,
+    sharedLock: `SELECT pg_advisory_xact_lock($1::int, $2::int)`,
     createSchemas: [...schemas].map((schema) => `CREATE SCHEMA IF NOT EXISTS ${quoteIdent(schema)}`),
     createMigrationsTable: `CREATE TABLE IF NOT EXISTS ${names.migrationsTable} (
   table_name text NOT NULL,

@@ -4,7 +4,8 @@ import { describe, test } from 'node:test';
 import pg from 'pg';
 
 import { InvalidIdentifierError } from '../../src/index.js';
-import { useTestDatabase } from '../support/database.js';
+import { quoteIdent } from '../../src/schema/identifiers.js';
+import { serverUrl, useTestDatabase } from '../support/database.js';
 import { outboxFactory } from '../support/outboxes.js';
 
 const db = useTestDatabase(import.meta.url);
@@ -52,6 +53,49 @@ describe('migrate', () => {
       );
     } finally {
       await Promise.all(pools.map((pool) => pool.end()));
+    }
+  });
+
+  test('services migrating different tables at once into a fresh database all succeed (issue 13, item 15)', async () => {
+    // Two of the tables share the bookkeeping table of the search_path's schema, two share a new
+    // schema and its bookkeeping table: both were created under a per-table lock only, and the
+    // losers failed with a duplicate key in pg_type / pg_namespace.
+    const tables = ['orders_outbox', 'billing_outbox', 'svc.mail_outbox', 'svc.sms_outbox'];
+    const admin = new pg.Client({ connectionString: serverUrl() });
+    await admin.connect();
+    try {
+      for (let round = 0; round < 5; round += 1) {
+        const database = `${(await db.pool.query<{ d: string }>('SELECT current_database() AS d')).rows[0]?.d}_fresh_${round}`;
+        await admin.query(`CREATE DATABASE ${quoteIdent(database)}`);
+        const url = new URL(db.url);
+        url.pathname = `/${database}`;
+        // One pool per service: separate sessions, as separate processes would have.
+        const pools = tables.map(() => {
+          const pool = new pg.Pool({ connectionString: url.toString(), max: 1 });
+          // pool.end() does not wait for the server side: DROP … FORCE may end a closing connection.
+          pool.on('error', () => undefined);
+          return pool;
+        });
+        const outboxes = tables.map((table, i) => newOutbox({ pool: pools[i], table }));
+        try {
+          const results = await Promise.allSettled(outboxes.map((outbox) => outbox.migrate()));
+          const failures = results.flatMap((r) =>
+            r.status === 'rejected' ? [String((r.reason as Error).cause ?? r.reason)] : [],
+          );
+          assert.deepEqual(failures, [], `round ${round}`);
+          const recorded = await pools[0]!.query<{ n: number }>(
+            `SELECT (SELECT count(DISTINCT table_name) FROM public.txoutbox_migrations)::int
+                  + (SELECT count(DISTINCT table_name) FROM svc.txoutbox_migrations)::int AS n`,
+          );
+          assert.equal(recorded.rows[0]?.n, tables.length * 2, 'every outbox and DLQ table recorded its history');
+        } finally {
+          await Promise.all(outboxes.map((outbox) => outbox.stop()));
+          await Promise.all(pools.map((pool) => pool.end()));
+        }
+        await admin.query(`DROP DATABASE ${quoteIdent(database)} WITH (FORCE)`);
+      }
+    } finally {
+      await admin.end();
     }
   });
 

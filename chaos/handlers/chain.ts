@@ -1,0 +1,83 @@
+/**
+ * The handler every scenario runs: a link of a chain. It records its run in `chaos_handled` and
+ * publishes the chain's next link, both in one transaction of its own (the consume-then-publish
+ * pattern an outbox exists for), so a link that is lost anywhere shows as a chain that stops.
+ * Every 40th root is poison: its handler rejects it, and the accounting expects exactly that row
+ * in the DLQ as `rejected`.
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+
+import type pg from 'pg';
+
+import type { HandlerContext, Message } from '../../src/index.js';
+import { INSERT_FAILURE, INSERT_HANDLED, INSERT_PUBLISHED } from '../lib/ledger-sql.js';
+
+export interface ChainBody {
+  /** `<chain>:<step>`: the same for every copy of one link. */
+  readonly key: string;
+  readonly chain: number;
+  readonly step: number;
+  readonly length: number;
+  readonly poison: boolean;
+  /** Keeps rows a realistic size. */
+  readonly pad: string;
+}
+
+export const PAD = 'x'.repeat(100);
+export const POISON_EVERY = 40;
+
+export function rootBody(chain: number, length: number): ChainBody {
+  return { key: `${chain}:1`, chain, step: 1, length, poison: chain % POISON_EVERY === 0, pad: PAD };
+}
+
+/** What the handler publishes with: an Outbox of the product under test (only its publish). */
+export interface Publisher {
+  publish(executor: unknown, queue: string, body: unknown): Promise<string | null>;
+}
+
+export interface ChainDeps {
+  /** The application's own pool: its transaction carries the record and the follow-up. */
+  readonly pool: pg.Pool;
+  readonly publisher: Publisher;
+  /** Work before the transaction: how long the handler takes. */
+  readonly delayMs: number;
+}
+
+function describe(error: unknown): { name: string; message: string } {
+  if (error instanceof Error) return { name: error.constructor.name, message: error.message };
+  return { name: typeof error, message: String(error) };
+}
+
+export function chainHandler(deps: ChainDeps) {
+  return async function chain(message: Message, ctx: HandlerContext): Promise<void> {
+    const startedAt = Date.now();
+    const body = message.body as ChainBody;
+    if (body.poison) {
+      ctx.reject('poison: meant to fail');
+      return;
+    }
+    if (deps.delayMs > 0) await sleep(deps.delayMs);
+    let client: pg.PoolClient | undefined;
+    try {
+      client = await deps.pool.connect();
+      await client.query('BEGIN');
+      await client.query(INSERT_HANDLED, [message.id, body.key, process.pid, message.deliveriesCount, startedAt]);
+      if (body.step < body.length) {
+        const next: ChainBody = { ...body, key: `${String(body.chain)}:${String(body.step + 1)}`, step: body.step + 1 };
+        const id = await deps.publisher.publish(client, message.queue, next);
+        await client.query(INSERT_PUBLISHED, [id, next.key, message.id, false]);
+      }
+      await client.query('COMMIT');
+      client.release();
+    } catch (error) {
+      if (client !== undefined) {
+        await client.query('ROLLBACK').catch(() => undefined);
+        // A connection that failed mid-transaction is not reused.
+        client.release(error instanceof Error ? error : new Error(String(error)));
+      }
+      const { name, message: text } = describe(error);
+      await deps.pool.query(INSERT_FAILURE, [message.id, body.key, process.pid, name, text]).catch(() => undefined);
+      throw error;
+    }
+  };
+}

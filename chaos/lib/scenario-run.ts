@@ -1,0 +1,394 @@
+/**
+ * Runs one scenario from a clean slate to a verdict:
+ *
+ *   start a fresh embedded server → schema (the product's migrate()) and ledger → the scenario,
+ *   raced against its bound → whatever happened, kill every process it started, lift every fault
+ *   (thaw the server, close proxies) → account for every message → stop the server.
+ *
+ * A scenario that overruns its bound is reported as hung at the step it was in; the accounting still
+ * runs, so what the hang cost (rows stuck, chains cut) is in the same result.
+ */
+import { chmodSync, mkdirSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+import pg from 'pg';
+
+import type { WorkerSpec } from '../worker/protocol.js';
+import { account, type Accounting, type FailureRow, type MessageRow } from './accounting.js';
+import { bounded, pause, until, within } from './bounded.js';
+import { ChaosServer, HARNESS_APP } from './chaos-server.js';
+import { FaultLog } from './faults.js';
+import {
+  ACCOUNT_FAILURES,
+  ACCOUNT_MESSAGES,
+  COUNT_OUTBOX,
+  COUNT_PUBLISHED,
+  CREATE_LEDGER,
+  DLQ_TABLE,
+  HANDLED_SO_FAR,
+  OUTBOX_TABLE,
+  RUN_STARTS_BETWEEN,
+  UNKNOWN_ROWS,
+} from './ledger-sql.js';
+import { Load } from './load.js';
+import type { Product } from './product.js';
+import { RunnerProcess, type RunnerShape, writeRunnerConfig } from './runner-process.js';
+import {
+  CHAIN_LENGTH,
+  type Recovery,
+  type Scenario,
+  type ScenarioContext,
+  type ScenarioResult,
+  type TimedStop,
+} from './scenario.js';
+import { TcpProxy } from './tcp-proxy.js';
+import { WorkerProcess } from './worker-process.js';
+
+/** stop() may take gracefulTimeoutMs plus this (closing connections, the last ack flush). */
+export const STOP_SLACK_MS = 2_000;
+/** The runner SIGKILLs what has not drained this long after gracefulTimeoutMs (architecture/runner.md). */
+export const RUNNER_KILL_AFTER_MS = 5_000;
+/** Past its budget, how much longer a stop is waited for before it is called hung and killed. */
+const HANG_GRACE_MS = 15_000;
+/** Starting a runner or a worker under tsx on a busy 2-core machine. */
+const START_BOUND_MS = 60_000;
+
+export interface RunSettings {
+  readonly product: Product;
+  readonly quick: boolean;
+  /** Where the scenario's logs and runner configs go (kept after the run). */
+  readonly logRoot: string;
+  onStatus(text: string): void;
+}
+
+function message(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+export async function runScenario(scenario: Scenario, settings: RunSettings): Promise<ScenarioResult> {
+  const { product, quick } = settings;
+  const started = Date.now();
+  const logDir = join(settings.logRoot, scenario.id);
+  mkdirSync(logDir, { recursive: true });
+  const findings: string[] = [];
+  const notes: string[] = [];
+  const stops: TimedStop[] = [];
+  const recoveries: Recovery[] = [];
+  const faults = new FaultLog();
+  const abort = new AbortController();
+  const runners: RunnerProcess[] = [];
+  const shapes = new Map<RunnerProcess, { shape: RunnerShape; path: string }>();
+  const workers: WorkerProcess[] = [];
+  const proxies: TcpProxy[] = [];
+  let current = 'starting the server';
+  let server: ChaosServer | undefined;
+  let ledger: pg.Pool | undefined;
+  let load: Load | undefined;
+  let accounting: Accounting | null = null;
+  let ticker: NodeJS.Timeout | undefined;
+  const status = async (): Promise<void> => {
+    let counts = '';
+    if (ledger !== undefined) {
+      const [published, handled] = await Promise.all([
+        ledger.query<{ n: number }>(COUNT_PUBLISHED),
+        ledger.query<{ n: number }>(HANDLED_SO_FAR),
+      ]).catch(() => [undefined, undefined]);
+      counts = ` · ${published?.rows[0]?.n ?? '?'} published, ${handled?.rows[0]?.n ?? '?'} handler runs`;
+    }
+    settings.onStatus(`${current}${counts}`);
+  };
+
+  try {
+    const serverDir = mkdtempSync(join(tmpdir(), `txoutbox-chaos-${scenario.id}-`));
+    // As root the server runs as `postgres`, which must be able to enter it (src/embedded).
+    chmodSync(serverDir, 0o711);
+    server = await ChaosServer.start(serverDir);
+    const url = await server.createDatabase('chaos');
+    current = 'creating the schema and the ledger';
+    const setup = new product.pg.Pool({ connectionString: url, max: 1, application_name: HARNESS_APP });
+    try {
+      const outbox = new product.txoutbox.Outbox({ pool: setup, table: OUTBOX_TABLE, dlqTable: DLQ_TABLE, listen: false });
+      await outbox.migrate();
+      await outbox.stop();
+      await setup.query(CREATE_LEDGER);
+    } finally {
+      await setup.end();
+    }
+    ledger = new pg.Pool({ connectionString: url, max: 2, application_name: HARNESS_APP, query_timeout: 5_000 });
+    ledger.on('error', () => undefined);
+    const ledgerPool = ledger;
+    const liveServer = server;
+    load = new Load(product, url, CHAIN_LENGTH);
+    let runnerCount = 0;
+    let workerCount = 0;
+
+    const ctx: ScenarioContext = {
+      quick,
+      product,
+      server,
+      databaseUrl: url,
+      load,
+      faults,
+      signal: abort.signal,
+      step(text) {
+        current = text;
+        void status();
+      },
+      finding(text) {
+        findings.push(text);
+      },
+      note(text) {
+        notes.push(text);
+      },
+      pause: (ms) => pause(ms, abort.signal),
+      async startRunner(shape) {
+        runnerCount += 1;
+        const path = join(logDir, `runner-${String(runnerCount)}.yaml`);
+        writeRunnerConfig(path, shape);
+        const runner = RunnerProcess.spawn(
+          product.root,
+          path,
+          {
+            CHAOS_DATABASE_URL: url,
+            CHAOS_PRODUCT_ROOT: product.root,
+            CHAOS_HANDLER_DELAY_MS: String(shape.handlerDelayMs),
+            CHAOS_HANDLER_POOL_SIZE: String(shape.concurrency + 2),
+          },
+          join(logDir, `runner-${String(runnerCount)}.log`),
+        );
+        runners.push(runner);
+        shapes.set(runner, { shape, path });
+        if (!(await runner.waitRunning(shape.processes, START_BOUND_MS))) {
+          throw new Error(
+            `runner ${String(runnerCount)} did not have ${String(shape.processes)} consumers running within ${String(START_BOUND_MS / 1000)} s` +
+              (runner.exitStatus === undefined ? '' : ` (it exited: ${JSON.stringify(runner.exitStatus)})`),
+          );
+        }
+        return runner;
+      },
+      rewriteRunnerConfig(runner, shape) {
+        const entry = shapes.get(runner);
+        if (entry === undefined) throw new Error('not a runner of this scenario');
+        writeRunnerConfig(entry.path, shape);
+        shapes.set(runner, { shape, path: entry.path });
+      },
+      async startWorker(options = {}) {
+        workerCount += 1;
+        const databaseUrl = options.databaseUrl ?? url;
+        const spec: WorkerSpec = {
+          productRoot: product.root,
+          databaseUrl,
+          appDatabaseUrl: options.appDatabaseUrl ?? databaseUrl,
+          poolSize: options.poolSize ?? 4,
+          gracefulTimeoutMs: options.gracefulTimeoutMs ?? 3_000,
+          handlerDelayMs: options.handlerDelayMs ?? 10,
+          subscribe: {
+            concurrency: 4,
+            fetchBatchSize: 10,
+            leaseTtlMs: scenario.leaseTtlMs,
+            minPollIntervalMs: 100,
+            maxPollIntervalMs: 1_000,
+            ...options.subscribe,
+          },
+        };
+        const worker = await WorkerProcess.start(spec, join(logDir, `worker-${String(workerCount)}.log`), START_BOUND_MS);
+        workers.push(worker);
+        return worker;
+      },
+      async startProxy() {
+        const proxy = await TcpProxy.start(liveServer.port);
+        proxies.push(proxy);
+        return proxy;
+      },
+      async stopRunner(runner, what) {
+        const shape = shapes.get(runner)?.shape;
+        const budgetMs = (shape?.gracefulTimeoutMs ?? 0) + RUNNER_KILL_AFTER_MS;
+        const t0 = performance.now();
+        faults.add('SIGTERM', what, false);
+        runner.signal('SIGTERM');
+        const exit = await runner.waitExit(budgetMs + HANG_GRACE_MS);
+        if (exit === undefined) {
+          stops.push({ what, ms: null, budgetMs });
+          findings.push(
+            `${what}: txoutbox run had not exited ${String((budgetMs + HANG_GRACE_MS) / 1000)} s after SIGTERM (budget ${String(budgetMs / 1000)} s); ` +
+              `consumer pids alive: ${
+                runner
+                  .consumersInGroup()
+                  .map((p) => p.pid)
+                  .join(', ') || 'none'
+              }`,
+          );
+          runner.signal('SIGTERM');
+          const second = await runner.waitExit(3_000);
+          notes.push(`${what}: a second SIGTERM ${second === undefined ? 'was ignored too' : 'made it exit'}`);
+          if (second === undefined) {
+            faults.add('SIGKILL', `${what}: the runner's process group`, true);
+            runner.kill();
+            await runner.waitExit(5_000);
+          }
+        } else {
+          const ms = performance.now() - t0;
+          stops.push({ what, ms, budgetMs });
+          if (ms > budgetMs)
+            findings.push(
+              `${what}: txoutbox run took ${(ms / 1000).toFixed(1)} s to exit after SIGTERM (budget ${String(budgetMs / 1000)} s)`,
+            );
+          if (exit.code !== 0) {
+            // The runner's own escalation: consumers that did not drain were SIGKILLed.
+            faults.add('forced exit', `${what}: exit ${JSON.stringify(exit)}`, true);
+            notes.push(`${what}: txoutbox run exited with ${JSON.stringify(exit)}`);
+          }
+        }
+        const strays = runner.consumersInGroup();
+        if (strays.length > 0) {
+          findings.push(
+            `${what}: ${String(strays.length)} consumer process(es) still running after txoutbox run exited (pids ${strays.map((p) => p.pid).join(', ')})`,
+          );
+          faults.add('SIGKILL', `${what}: stray consumers`, true);
+        }
+        runner.kill();
+      },
+      async stopWorker(worker, what) {
+        const budgetMs = worker.spec.gracefulTimeoutMs + STOP_SLACK_MS;
+        const result = await worker.stop(budgetMs + HANG_GRACE_MS);
+        if (result === undefined) {
+          stops.push({ what, ms: null, budgetMs });
+          findings.push(
+            `${what}: stop() had not returned ${String((budgetMs + HANG_GRACE_MS) / 1000)} s after it was called (budget ${String(budgetMs / 1000)} s); the worker was killed`,
+          );
+          faults.add('SIGKILL', `${what}: a worker whose stop() hung`, true);
+        } else {
+          stops.push({ what, ms: result.ms, budgetMs });
+          if (result.ms > budgetMs) {
+            findings.push(
+              `${what}: stop() took ${(result.ms / 1000).toFixed(1)} s (budget ${String(budgetMs / 1000)} s: gracefulTimeoutMs + ${String(STOP_SLACK_MS / 1000)} s)`,
+            );
+          }
+          const timeouts = result.events.drain_timeout ?? 0;
+          if (timeouts > 0) {
+            // Handlers still running were abandoned with their leases: a redelivery may follow.
+            faults.add('drain timeout', `${what}: ${String(timeouts)} drain_timeout event(s)`, true);
+            notes.push(`${what}: stop() gave up on running handlers (${String(timeouts)} drain_timeout)`);
+          }
+        }
+        if ((await within(worker.exited, 5_000)) === undefined) worker.kill();
+      },
+      recordRecovery(what, ms, boundMs) {
+        recoveries.push({ what, ms, boundMs });
+        if (ms === null)
+          findings.push(`${what}: claiming had not resumed ${String(boundMs / 1000)} s after the fault was lifted`);
+        else if (ms > boundMs)
+          findings.push(`${what}: claiming resumed after ${(ms / 1000).toFixed(1)} s (bound ${String(boundMs / 1000)} s)`);
+      },
+      async drain(ms) {
+        return await until(async () => (await ledgerPool.query<{ n: number }>(COUNT_OUTBOX)).rows[0]?.n === 0, ms, 250);
+      },
+      async claimResumed(list, since, ms) {
+        const resumed = await until(() => list.every((w) => (w.heartbeat?.lastFetchedAt ?? 0) >= since), ms, 100);
+        if (!resumed) return null;
+        return Math.max(0, ...list.map((w) => (w.heartbeat?.lastFetchedAt ?? since) - since));
+      },
+      async longestGap(from, to) {
+        const { rows } = await ledgerPool.query<{ t: number }>(RUN_STARTS_BETWEEN, [from, to]);
+        let longest = 0;
+        let previous = from;
+        for (const row of [...rows, { t: to }]) {
+          longest = Math.max(longest, row.t - previous);
+          previous = row.t;
+        }
+        return longest;
+      },
+    };
+
+    ticker = setInterval(() => void status(), 2_000);
+    current = 'running';
+    const outcome = await within(scenario.run(ctx), scenario.timeoutMs(quick)).catch((error: unknown) => {
+      findings.push(`the scenario failed during "${current}": ${message(error)}`);
+      return { value: undefined };
+    });
+    if (outcome === undefined) {
+      findings.push(
+        `hung: "${current}" had not finished when the scenario's bound (${String(scenario.timeoutMs(quick) / 1000)} s) ran out; every process was killed`,
+      );
+      abort.abort();
+    }
+  } catch (error) {
+    findings.push(`harness error during "${current}": ${message(error)}`);
+  } finally {
+    clearInterval(ticker);
+    current = 'cleaning up';
+    await within(load?.stop() ?? Promise.resolve(), 10_000);
+    for (const runner of runners) {
+      if (runner.exitStatus === undefined) faults.add('SIGKILL', 'cleanup: a runner still running', true);
+      runner.kill();
+    }
+    for (const worker of workers) {
+      if (worker.alive) faults.add('SIGKILL', 'cleanup: a worker still running', true);
+      worker.kill();
+    }
+    for (const proxy of proxies) await proxy.close();
+    server?.thaw();
+    faults.close();
+  }
+
+  if (ledger !== undefined && server !== undefined) {
+    current = 'accounting';
+    try {
+      const pool = ledger;
+      const [rows, failures, unknown] = await bounded(
+        Promise.all([
+          pool.query<MessageRow>(ACCOUNT_MESSAGES),
+          pool.query<FailureRow>(ACCOUNT_FAILURES),
+          pool.query<{ outbox: number; dlq: number }>(UNKNOWN_ROWS),
+        ]),
+        60_000,
+      );
+      accounting = account(
+        rows.rows,
+        failures.rows,
+        faults,
+        scenario.leaseTtlMs,
+        CHAIN_LENGTH,
+        unknown.rows[0] ?? { outbox: 0, dlq: 0 },
+      );
+      if ((unknown.rows[0]?.outbox ?? 0) + (unknown.rows[0]?.dlq ?? 0) > 0)
+        findings.push('rows in the outbox or DLQ that the ledger never saw published');
+    } catch (error) {
+      findings.push(`the accounting failed (is the server up?): ${message(error)}`);
+    }
+  }
+  await within(load?.close() ?? Promise.resolve(), 10_000);
+  await ledger?.end().catch(() => undefined);
+  await within(server?.stop() ?? Promise.resolve(), 90_000);
+
+  const a = accounting;
+  const pass =
+    findings.length === 0 &&
+    a !== null &&
+    a.lost === 0 &&
+    a.dlqUnexpected === 0 &&
+    a.stuck === 0 &&
+    a.duplicates === a.explained &&
+    a.handlerErrorsUnexpected === 0;
+  return {
+    id: scenario.id,
+    title: scenario.title,
+    pass,
+    seconds: (Date.now() - started) / 1000,
+    accounting,
+    stops,
+    recoveries,
+    findings,
+    notes,
+    publishFailures: load?.failed ?? 0,
+    faults: faults.faults.map((f) => ({
+      kind: f.kind,
+      detail: f.detail,
+      at: Number(((f.start - started) / 1000).toFixed(2)),
+      seconds: Number(((f.end - f.start) / 1000).toFixed(2)),
+      explains: f.explains,
+    })),
+    logDir,
+  };
+}

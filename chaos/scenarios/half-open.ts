@@ -1,0 +1,48 @@
+/**
+ * Every open connection of a worker dropped half-open (the proxy stops forwarding them for good,
+ * with no FIN or RST; new connections work): the worker must notice and claim again through new
+ * connections within RESUME_AFTER_HALF_OPEN_MS, and while it has not, ping() must not say it is
+ * healthy (issue 13 item 7). Then dropped again and stop() called: it must return within
+ * gracefulTimeoutMs + 2 s (item 6c).
+ */
+import type { Scenario } from '../lib/scenario.js';
+import { RESUME_AFTER_HALF_OPEN_MS } from './bounds.js';
+import { drainWithWorkers } from './final-drain.js';
+
+export const halfOpen: Scenario = {
+  id: 'half-open',
+  title: 'every worker connection dropped half-open (no FIN/RST), twice; the second time stop() is called',
+  quick: false,
+  leaseTtlMs: 5_000,
+  timeoutMs: () => 300_000,
+  async run(ctx) {
+    const proxy = await ctx.startProxy();
+    const worker = await ctx.startWorker({ databaseUrl: proxy.via(ctx.databaseUrl) });
+    ctx.load.start(30);
+    await ctx.pause(3_000);
+
+    ctx.step('every open connection dropped half-open');
+    const dropped = proxy.dropHalfOpen();
+    const drop = ctx.faults.begin('half-open', `${String(dropped)} worker connections`, true);
+    ctx.step('waiting for claims through new connections');
+    const resumed = await ctx.claimResumed([worker], drop.fault.start, RESUME_AFTER_HALF_OPEN_MS);
+    ctx.recordRecovery('claims after a half-open drop', resumed, RESUME_AFTER_HALF_OPEN_MS);
+    if (resumed === null) {
+      const ping = await worker.ping(10_000);
+      if (ping === undefined) ctx.finding('ping() did not answer within 10 s while claims were stalled');
+      else if (ping.ok) {
+        ctx.finding(`ping() answered true while no claim had completed for ${String(RESUME_AFTER_HALF_OPEN_MS / 1000)} s`);
+      } else ctx.note('ping() answered false while claims were stalled');
+    }
+    drop.end();
+    await ctx.pause(2_000);
+
+    ctx.step('dropped half-open again, then stop()');
+    const again = ctx.faults.begin('half-open', `${String(proxy.dropHalfOpen())} worker connections, then stop()`, true);
+    await ctx.pause(500);
+    await ctx.stopWorker(worker, 'stop() on half-open connections');
+    again.end();
+
+    await drainWithWorkers(ctx, []);
+  },
+};

@@ -1,0 +1,23 @@
+/** Every scenario, in the order a full run takes them. */
+import type { Scenario } from '../lib/scenario.js';
+import { connectionFreeze } from './connection-freeze.js';
+import { halfOpen } from './half-open.js';
+import { killChildren } from './kill-children.js';
+import { pgRestart } from './pg-restart.js';
+import { reloads } from './reloads.js';
+import { rollingDeploy } from './rolling-deploy.js';
+import { serverFreezeStop } from './server-freeze-stop.js';
+import { slowHandlers } from './slow-handlers.js';
+import { terminateBackends } from './terminate-backends.js';
+
+export const SCENARIOS: readonly Scenario[] = [
+  killChildren,
+  terminateBackends,
+  rollingDeploy,
+  reloads,
+  pgRestart,
+  connectionFreeze,
+  halfOpen,
+  serverFreezeStop,
+  slowHandlers,
+];

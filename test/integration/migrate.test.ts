@@ -76,7 +76,7 @@ describe('migrate', () => {
           pool.on('error', () => undefined);
           return pool;
         });
-        const outboxes = tables.map((table, i) => newOutbox({ pool: pools[i], table }));
+        const outboxes = pools.map((pool, i) => newOutbox({ pool, table: tables[i] }));
         try {
           const results = await Promise.allSettled(outboxes.map((outbox) => outbox.migrate()));
           const failures = results.flatMap((r) =>

@@ -43,6 +43,20 @@ export interface ChainDeps {
   readonly delayMs: number;
 }
 
+/**
+ * node-postgres emits 'error' on a checked-out client whose connection dies between queries (a
+ * terminated backend), and an unheard 'error' kills the process. The next query fails anyway; the
+ * listener only keeps the process alive. Attached once per client (clients are reused).
+ */
+const heard = new WeakSet<pg.PoolClient>();
+export function hearErrors(client: pg.PoolClient): pg.PoolClient {
+  if (!heard.has(client)) {
+    heard.add(client);
+    client.on('error', () => undefined);
+  }
+  return client;
+}
+
 function describe(error: unknown): { name: string; message: string } {
   if (error instanceof Error) return { name: error.constructor.name, message: error.message };
   return { name: typeof error, message: String(error) };
@@ -59,7 +73,7 @@ export function chainHandler(deps: ChainDeps) {
     if (deps.delayMs > 0) await sleep(deps.delayMs);
     let client: pg.PoolClient | undefined;
     try {
-      client = await deps.pool.connect();
+      client = hearErrors(await deps.pool.connect());
       await client.query('BEGIN');
       await client.query(INSERT_HANDLED, [message.id, body.key, process.pid, message.deliveriesCount, startedAt]);
       if (body.step < body.length) {

@@ -6,7 +6,7 @@
  */
 import type pg from 'pg';
 
-import { type ChainBody, rootBody } from '../handlers/chain.js';
+import { type ChainBody, hearErrors, rootBody } from '../handlers/chain.js';
 import { HARNESS_APP } from './chaos-server.js';
 import { INSERT_PUBLISHED, INSERT_PUBLISHED_MANY, OUTBOX_TABLE, QUEUE } from './ledger-sql.js';
 import type { Product } from './product.js';
@@ -36,7 +36,9 @@ export class Load {
       query_timeout: 5_000,
     });
     this.#pool.on('error', () => undefined);
-    this.#outbox = new product.txoutbox.Outbox({ pool: this.#pool, table: OUTBOX_TABLE, listen: false });
+    // The load's own troubles (publishes refused during a fault) are counted, not logged over the progress line.
+    const quiet = { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined };
+    this.#outbox = new product.txoutbox.Outbox({ pool: this.#pool, table: OUTBOX_TABLE, listen: false, logger: quiet });
     this.#chainLength = chainLength;
   }
 
@@ -44,7 +46,7 @@ export class Load {
   async preload(count: number): Promise<void> {
     const bodies: ChainBody[] = [];
     for (let i = 0; i < count; i += 1) bodies.push(rootBody(this.#nextChain++, this.#chainLength));
-    const client = await this.#pool.connect();
+    const client = hearErrors(await this.#pool.connect());
     try {
       await client.query('BEGIN');
       const ids = await this.#outbox.publishBatch(client, QUEUE, bodies);
@@ -75,7 +77,7 @@ export class Load {
     const body = rootBody(this.#nextChain++, this.#chainLength);
     let client: pg.PoolClient | undefined;
     try {
-      client = await this.#pool.connect();
+      client = hearErrors(await this.#pool.connect());
       await client.query('BEGIN');
       const id = await this.#outbox.publish(client, QUEUE, body);
       await client.query(INSERT_PUBLISHED, [id, body.key, null, body.poison]);

@@ -68,6 +68,8 @@ export class RunnerProcess {
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   readonly #child: ChildProcess;
   #exit: { code: number | null; signal: NodeJS.Signals | null } | undefined;
+  /** SIGTERM/SIGINT was sent or the harness killed it: an exit is expected. */
+  #ending = false;
 
   private constructor(child: ChildProcess, logPath: string) {
     this.#child = child;
@@ -146,7 +148,13 @@ export class RunnerProcess {
     return this.runningPids().length >= count;
   }
 
+  /** It exited without being asked to or killed: a crash. */
+  get crashed(): boolean {
+    return this.#exit !== undefined && !this.#ending;
+  }
+
   signal(signal: NodeJS.Signals): void {
+    if (signal === 'SIGTERM' || signal === 'SIGINT' || signal === 'SIGKILL') this.#ending = true;
     if (this.#exit === undefined) this.#child.kill(signal);
   }
 
@@ -162,6 +170,7 @@ export class RunnerProcess {
 
   /** SIGKILL to the runner's whole group. */
   kill(): void {
+    this.#ending = true;
     killTrackedGroup(this.pid);
   }
 }

@@ -159,6 +159,12 @@ export async function runScenario(scenario: Scenario, settings: RunSettings): Pr
         );
         runners.push(runner);
         shapes.set(runner, { shape, path });
+        const runnerNumber = runnerCount;
+        void runner.exited.then((exit) => {
+          if (!runner.crashed) return;
+          faults.add('crash', `runner ${String(runnerNumber)} exited on its own`, true);
+          findings.push(`runner ${String(runnerNumber)} exited on its own: ${JSON.stringify(exit)} (see ${logDir})`);
+        });
         if (!(await runner.waitRunning(shape.processes, START_BOUND_MS))) {
           throw new Error(
             `runner ${String(runnerCount)} did not have ${String(shape.processes)} consumers running within ${String(START_BOUND_MS / 1000)} s` +
@@ -194,6 +200,14 @@ export async function runScenario(scenario: Scenario, settings: RunSettings): Pr
         };
         const worker = await WorkerProcess.start(spec, join(logDir, `worker-${String(workerCount)}.log`), START_BOUND_MS);
         workers.push(worker);
+        const workerNumber = workerCount;
+        void worker.exited.then((exit) => {
+          if (!worker.crashed) return;
+          faults.add('crash', `worker ${String(workerNumber)} crashed`, true);
+          findings.push(
+            `worker ${String(workerNumber)} (pid ${String(worker.pid)}) crashed with ${JSON.stringify(exit)}: ${worker.crashReason()}`,
+          );
+        });
         return worker;
       },
       async startProxy() {
@@ -285,9 +299,15 @@ export async function runScenario(scenario: Scenario, settings: RunSettings): Pr
         return await until(async () => (await ledgerPool.query<{ n: number }>(COUNT_OUTBOX)).rows[0]?.n === 0, ms, 250);
       },
       async claimResumed(list, since, ms) {
-        const resumed = await until(() => list.every((w) => (w.heartbeat?.lastFetchedAt ?? 0) >= since), ms, 100);
+        // A worker that crashed is reported as a crash, not waited for.
+        const live = (): WorkerProcess[] => list.filter((w) => w.alive);
+        const resumed = await until(
+          () => live().length > 0 && live().every((w) => (w.heartbeat?.lastFetchedAt ?? 0) >= since),
+          ms,
+          100,
+        );
         if (!resumed) return null;
-        return Math.max(0, ...list.map((w) => (w.heartbeat?.lastFetchedAt ?? since) - since));
+        return Math.max(0, ...live().map((w) => (w.heartbeat?.lastFetchedAt ?? since) - since));
       },
       async longestGap(from, to) {
         const { rows } = await ledgerPool.query<{ t: number }>(RUN_STARTS_BETWEEN, [from, to]);

@@ -4,7 +4,7 @@
  * own (processes.ts) and writes its logs to the scenario's log file.
  */
 import { type ChildProcess, fork } from 'node:child_process';
-import { closeSync, openSync } from 'node:fs';
+import { closeSync, openSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { type FromWorker, isFromWorker, type WorkerHeartbeat, type WorkerSpec } from '../worker/protocol.js';
@@ -20,11 +20,15 @@ export class WorkerProcess {
   heartbeat: WorkerHeartbeat | undefined;
   readonly #child: ChildProcess;
   readonly #waiters = new Set<(message: FromWorker) => void>();
+  readonly #logPath: string;
+  /** stop() was asked for or the harness killed it: an exit is expected. */
+  #ending = false;
   #exit: { code: number | null; signal: NodeJS.Signals | null } | undefined;
 
-  private constructor(child: ChildProcess, spec: WorkerSpec) {
+  private constructor(child: ChildProcess, spec: WorkerSpec, logPath: string) {
     this.#child = child;
     this.spec = spec;
+    this.#logPath = logPath;
     child.on('message', (message) => {
       if (!isFromWorker(message)) return;
       if (message.type === 'heartbeat') this.heartbeat = message;
@@ -51,7 +55,7 @@ export class WorkerProcess {
     closeSync(log);
     if (child.pid === undefined) throw new Error('the worker did not start');
     trackGroup(child.pid);
-    const worker = new WorkerProcess(child, spec);
+    const worker = new WorkerProcess(child, spec, logPath);
     child.send({ type: 'start', spec });
     const reply = await worker.#next((m) => m.type === 'ready' || m.type === 'fatal', readyBoundMs);
     if (reply?.type !== 'ready') {
@@ -71,6 +75,16 @@ export class WorkerProcess {
 
   get alive(): boolean {
     return this.#exit === undefined;
+  }
+
+  /** It exited without being asked to stop or killed: a crash. */
+  get crashed(): boolean {
+    return this.#exit !== undefined && !this.#ending;
+  }
+
+  /** The first line of the uncaught error in its log, for a report. */
+  crashReason(): string {
+    return crashLine(readFileSync(this.#logPath, 'utf8'));
   }
 
   async #next(predicate: (message: FromWorker) => boolean, ms: number): Promise<FromWorker | undefined> {
@@ -103,12 +117,21 @@ export class WorkerProcess {
 
   /** Asks for stop(); resolves with how long it took, or undefined when it had not returned after `ms`. */
   async stop(ms: number): Promise<{ ms: number; events: Readonly<Record<string, number>> } | undefined> {
+    this.#ending = true;
     if (!this.#send({ type: 'stop' })) return undefined;
     const reply = await this.#next((m) => m.type === 'stopped', ms);
     return reply?.type === 'stopped' ? { ms: reply.ms, events: reply.events } : undefined;
   }
 
   kill(): void {
+    this.#ending = true;
     killTrackedGroup(this.pid);
   }
+}
+
+/** The first line of a log that reads like an error and is not one of the product's JSON log lines. */
+export function crashLine(log: string): string {
+  const lines = log.split('\n').filter((line) => !line.startsWith('{'));
+  const line = lines.find((l) => /^\w*(Error|error)\b|^error:/.test(l.trim())) ?? lines.findLast((l) => l.trim() !== '');
+  return (line ?? 'no output').trim().slice(0, 300);
 }

@@ -1,0 +1,186 @@
+/**
+ * The fault-injection harness (chaos/, RELIABILITY.md): `npm run chaos -- --quick` end to end on
+ * the product as it is (its own embedded servers; SIGKILL of runner consumers, pg_terminate_backend
+ * storms, rolling deploys), and the two pieces whose mistakes would make every verdict wrong: the
+ * accounting and the TCP proxy that fakes a frozen or half-open network.
+ */
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { connect, createServer, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { promisify } from 'node:util';
+
+import { account, type MessageRow } from '../../chaos/lib/accounting.js';
+import { FaultLog } from '../../chaos/lib/faults.js';
+import type { ChaosResults } from '../../chaos/lib/report.js';
+import { TcpProxy } from '../../chaos/lib/tcp-proxy.js';
+import { waitFor } from '../support/wait-for.js';
+
+test('npm run chaos -- --quick: every quick scenario passes, every message accounted for', { timeout: 330_000 }, async (t) => {
+  const out = mkdtempSync(join(tmpdir(), 'txoutbox-chaos-quick-'));
+  try {
+    const env: NodeJS.ProcessEnv = { ...process.env };
+    delete env.DATABASE_URL; // the harness starts a server per scenario: it stops and freezes them
+    delete env.NODE_TEST_CONTEXT;
+    const started = Date.now();
+    const run = await promisify(execFile)(
+      process.execPath,
+      ['--import', 'tsx', join('chaos', 'main.ts'), '--quick', '--out', out],
+      {
+        env,
+        maxBuffer: 16 * 1024 * 1024,
+        timeout: 320_000,
+      },
+    ).catch((error: unknown) => error as { stdout: string; stderr: string; code: number });
+    const files = readdirSync(out).filter((f) => f.endsWith('.json'));
+    assert.equal(files.length, 1, `one results JSON; output:\n${run.stdout}\n${run.stderr}`);
+    const results = JSON.parse(readFileSync(join(out, files[0]!), 'utf8')) as ChaosResults;
+    const report = readFileSync(join(out, files[0]!.replace(/\.json$/, '.md')), 'utf8');
+    assert.equal(results.mode, 'quick');
+    assert.deepEqual(
+      results.scenarios.map((s) => s.id),
+      ['kill-children', 'terminate-backends', 'rolling-deploy'],
+    );
+    for (const scenario of results.scenarios) {
+      const a = scenario.accounting;
+      assert.ok(a !== null && a.messages > 100, `${scenario.id}: messages published and accounted for\n${report}`);
+      assert.equal(a.chainsComplete, a.chains, `${scenario.id}: every chain complete\n${report}`);
+      assert.ok(scenario.pass, `${scenario.id} passes\n${report}`);
+    }
+    assert.match(run.stdout, /\| scenario \| messages \| lost \|/, 'the table is printed at the end');
+    t.diagnostic(`chaos --quick took ${((Date.now() - started) / 1000).toFixed(0)} s`);
+  } finally {
+    rmSync(out, { recursive: true, force: true });
+  }
+});
+
+function row(id: string, key: string, runs: number[], extra: Partial<MessageRow> = {}): MessageRow {
+  return {
+    id,
+    key,
+    poison: false,
+    published_at: 1_000,
+    runs: runs.map((at, i) => ({ pid: 1, delivery: i + 1, startedAt: at, at: at + 5 })),
+    dlq_reasons: [],
+    dlq_exception: null,
+    in_table: false,
+    ...extra,
+  };
+}
+
+test('the accounting: lost, stuck, unexpected DLQ rows, and duplicates explained only by a nearby fault', () => {
+  const faults = new FaultLog();
+  faults.faults.push({ kind: 'SIGKILL', detail: 'a consumer', start: 50_000, end: 50_000, explains: true });
+  faults.faults.push({ kind: 'SIGTERM', detail: 'a deploy', start: 90_000, end: 90_000, explains: false });
+  const rows: MessageRow[] = [
+    row('1', '1:1', [2_000]),
+    row('2', '1:2', [3_000]),
+    row('3', '2:1', []), // never ran, gone: lost
+    row('4', '3:1', [], { in_table: true }), // still there: stuck
+    row('5', '4:1', [48_000, 56_000]), // ran again after the kill, within a lease: explained
+    row('6', '5:1', [88_000, 95_000]), // ran again after a SIGTERM only: unexplained
+    row('7', '6:1', [], { dlq_reasons: ['max_deliveries'] }), // ended without running
+    row('8', '40:1', [], { poison: true, dlq_reasons: ['rejected'] }), // meant to fail
+    row('9', '80:1', [], { poison: true }), // meant to fail, but neither in the DLQ nor in the table: lost
+  ];
+  const a = account(rows, [], faults, 5_000, 2, { outbox: 0, dlq: 0 });
+  assert.equal(a.messages, 9);
+  assert.equal(a.lost, 2);
+  assert.equal(a.stuck, 1);
+  assert.equal(a.duplicates, 2);
+  assert.equal(a.explained, 1);
+  assert.equal(a.dlqExpected, 1);
+  assert.equal(a.dlqUnexpected, 1);
+  assert.equal(a.chains, 5, 'roots that are not poison');
+  assert.equal(a.chainsComplete, 1, 'only chain 1 reached its second link');
+  const failures = [
+    { id: '1', pid: 1, error_name: 'OutboxStoppedError', error: 'refused', at: 50_500 },
+    { id: '2', pid: 1, error_name: 'DatabaseError', error: 'terminated', at: 50_500 },
+    { id: '2', pid: 1, error_name: 'DatabaseError', error: 'terminated', at: 70_000 },
+  ];
+  assert.equal(account(rows, failures, faults, 5_000, 2, { outbox: 0, dlq: 0 }).handlerErrorsUnexpected, 2);
+});
+
+async function echoServer(): Promise<{ port: number; received: string[]; close(): Promise<void> }> {
+  const received: string[] = [];
+  const sockets = new Set<Socket>();
+  const server = createServer((socket) => {
+    sockets.add(socket);
+    socket.on('error', () => undefined);
+    socket.on('data', (chunk) => {
+      received.push(chunk.toString());
+      socket.write(chunk);
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const address = server.address();
+  assert.ok(address !== null && typeof address === 'object');
+  return {
+    port: address.port,
+    received,
+    close: () =>
+      new Promise((resolve) => {
+        for (const socket of sockets) socket.destroy();
+        server.close(() => {
+          resolve();
+        });
+      }),
+  };
+}
+
+async function open(port: number): Promise<{ socket: Socket; data: string[]; closed: () => boolean }> {
+  const socket = connect(port, '127.0.0.1');
+  const data: string[] = [];
+  let closed = false;
+  socket.on('data', (chunk) => data.push(chunk.toString()));
+  socket.on('close', () => (closed = true));
+  socket.on('error', () => undefined);
+  await new Promise((resolve) => socket.once('connect', resolve));
+  return { socket, data, closed: () => closed };
+}
+
+/** Round trips on a connection that works: the clock for "nothing arrived meanwhile". */
+async function roundTrips(port: number, count: number): Promise<void> {
+  const control = await open(port);
+  for (let i = 0; i < count; i += 1) {
+    control.socket.write(`ping${String(i)}`);
+    await waitFor(() => control.data.join('').includes(`ping${String(i)}`), { what: 'a control round trip' });
+  }
+  control.socket.destroy();
+}
+
+test('the chaos TCP proxy: a freeze holds bytes without closing anything; a half-open drop discards them, new connections work', async () => {
+  const echo = await echoServer();
+  const proxy = await TcpProxy.start(echo.port);
+  try {
+    const a = await open(proxy.port);
+    a.socket.write('hello');
+    await waitFor(() => a.data.join('') === 'hello', { what: 'forwarding' });
+
+    proxy.freeze();
+    a.socket.write('frozen');
+    await roundTrips(echo.port, 3); // directly to the server, not through the frozen proxy
+    assert.ok(!echo.received.includes('frozen'), 'nothing forwarded while frozen');
+    assert.equal(a.closed(), false, 'the connection stays open');
+    proxy.thaw();
+    await waitFor(() => a.data.join('') === 'hellofrozen', { what: 'the held bytes, in order, after the thaw' });
+
+    proxy.dropHalfOpen();
+    a.socket.write('lost');
+    const b = await open(proxy.port);
+    b.socket.write('new');
+    await waitFor(() => b.data.join('') === 'new', { what: 'a new connection forwards' });
+    await roundTrips(proxy.port, 3);
+    assert.equal(a.data.join(''), 'hellofrozen', 'the dropped connection hears nothing more');
+    assert.ok(!echo.received.includes('lost'), 'and what it sends goes nowhere');
+    assert.equal(a.closed(), false, 'without a FIN or RST');
+    a.socket.destroy();
+    b.socket.destroy();
+  } finally {
+    await proxy.close();
+    await echo.close();
+  }
+});

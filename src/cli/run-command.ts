@@ -22,8 +22,9 @@ function runnerLogger(env: NodeJS.ProcessEnv): Logger {
 
 /**
  * `txoutbox run <config>`: validates the config (nothing starts when it is wrong), runs the
- * consumers until SIGTERM/SIGINT, and reloads on SIGHUP. Resolves with the exit code: 0 when every
- * consumer drained in time, 1 when some had to be killed at the hard deadline.
+ * consumers until SIGTERM/SIGINT, and reloads on SIGHUP. A second SIGTERM/SIGINT while stopping
+ * kills the consumers and exits. Resolves with the exit code: 0 when every consumer drained in
+ * time, 1 when some had to be killed (at the deadline or by the second signal).
  */
 export async function runCommand(args: string[], io: RunIo): Promise<number> {
   const { positionals } = parseArgs({ args, options: {}, strict: true, allowPositionals: true });
@@ -33,15 +34,26 @@ export async function runCommand(args: string[], io: RunIo): Promise<number> {
   const path = resolve(positionals[0] ?? '');
   const logger = runnerLogger(io.env);
   const { runner, reload } = await runnerFromConfig(path, io.env, logger);
+  let stopping = false;
+  // Stays installed while stopping: SIGHUP's default action would end the runner mid-drain.
   const onHangup = () => {
+    if (stopping) {
+      logger.warn({ config: path }, 'SIGHUP while stopping: not reloading');
+      return;
+    }
     logger.info({ config: path }, 'SIGHUP: reloading the config');
     void reload();
   };
   process.on('SIGHUP', onHangup);
 
-  const signal = await untilStopSignal(logger, 'already stopping; consumers are draining (killed at the hard deadline)');
-  process.off('SIGHUP', onHangup);
+  const signal = await untilStopSignal(
+    logger,
+    'stop signal while stopping: killing the consumers now (their rows are redelivered after the lease)',
+    () => void runner.kill(),
+  );
+  stopping = true;
   logger.info({ signal }, 'stopping: consumers drain within their graceful timeout');
   const drained = await runner.stop();
+  process.off('SIGHUP', onHangup);
   return drained ? 0 : 1;
 }

@@ -3,6 +3,7 @@ import { extname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { backoffMs } from '../util/backoff.js';
+import { beforeDeadline } from '../util/deadline.js';
 import type { Logger } from '../util/logger.js';
 import type { MetricsLedger } from './metrics/metrics-ledger.js';
 import { type ChildSpec, isChildMessage } from './protocol.js';
@@ -10,12 +11,23 @@ import { type ChildSpec, isChildMessage } from './protocol.js';
 /** The child entry beside this file: child-main.ts under tsx (tests, npm start), child-main.js when built. */
 const CHILD_ENTRY = fileURLToPath(new URL(`./child/child-main${extname(fileURLToPath(import.meta.url))}`, import.meta.url));
 
+/** How long past its graceful timeout a draining child may take before it is SIGKILLed. */
+export const KILL_MARGIN_MS = 5_000;
+
+/**
+ * How long a SIGKILLed child may take to be reported gone. The kernel does not refuse SIGKILL, so
+ * this only bounds a stop against a lost exit event: the runner must exit either way.
+ */
+const KILL_WAIT_MS = 5_000;
+
 export interface RestartPolicy {
   readonly restartInitialDelayMs: number;
   readonly restartMaxDelayMs: number;
   /** This many exits within crashLoopWindowMs is a crash loop: logged, and backed off to the maximum. */
   readonly crashLoopExits: number;
   readonly crashLoopWindowMs: number;
+  /** How long a reload's replacement process may take to report ready before the rollout gives up. */
+  readonly replacementReadyTimeoutMs: number;
 }
 
 export interface SlotDeps {
@@ -24,31 +36,60 @@ export interface SlotDeps {
   readonly logger: Logger;
   /** Called when the slot restarts its process after an unexpected exit. */
   readonly onRestart: (consumer: string) => void;
+  /** Forks a child process; tests pass a fake one to drive its events. Default: fork child-main. */
+  readonly forkChild?: () => ChildProcess;
+}
+
+/** How a replacement's start ended: ready, or why not (the supervisor logs it). */
+export type StartOutcome =
+  | { readonly ready: true }
+  | {
+      readonly ready: false;
+      readonly reason: 'exited';
+      readonly pid: number | undefined;
+      readonly code: number | null;
+      readonly signal: NodeJS.Signals | null;
+      /** What the child reported before it exited (its `fatal` message), when it did. */
+      readonly error: string | undefined;
+    }
+  | { readonly ready: false; readonly reason: 'not_ready_in_time'; readonly pid: number | undefined; readonly timeoutMs: number }
+  | { readonly ready: false; readonly reason: 'stopped' };
+
+function forkChildMain(): ChildProcess {
+  return fork(CHILD_ENTRY, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv: process.execArgv });
 }
 
 /**
  * One process of a consumer, kept running: forks the child, restarts it with backoff when it exits
- * unexpectedly, and stops it on request.
+ * unexpectedly, and stops it on request within a deadline.
  *
  * States:
- *   starting  forked, waiting for `ready`          ready → running; exit → backoff
- *   running   consuming                            exit → backoff; stop() → stopping
- *   backoff   waiting to fork again                timer → starting; stop() → stopped
- *   stopping  SIGTERM sent, draining               exit → stopped
- *   stopped   no process, none wanted
- * Every exit retires the child's metrics into the ledger's baseline, so counters carry over.
+ *   idle      constructed, nothing forked               start() / startReplacement() → starting
+ *   starting  forked, waiting for `ready`               ready → running; exit → backoff, or, for a
+ *                                                       replacement, → stopped (the rollout learns why)
+ *   running   consuming                                 exit → backoff
+ *   backoff   waiting to fork again                     timer → starting
+ *   stopping  SIGTERM sent, draining; SIGKILL after     exit → stopped
+ *             gracefulTimeoutMs + KILL_MARGIN_MS
+ *   stopped   terminal: no process, and none is ever forked again
+ * stop() and kill() lead from any state to stopping (or straight to stopped when there is no
+ * process). A child's metrics are retired into the ledger's baseline on its `close` — after its
+ * IPC channel closed, so its last report, which may arrive after `exit`, is counted first (issue 13 item 13).
  */
 export class ConsumerSlot {
   readonly consumer: string;
-  #spec: ChildSpec;
+  readonly #spec: ChildSpec;
   readonly #deps: SlotDeps;
-  #state: 'starting' | 'running' | 'backoff' | 'stopping' | 'stopped' = 'stopped';
+  #state: 'idle' | 'starting' | 'running' | 'backoff' | 'stopping' | 'stopped' = 'idle';
   #child: ChildProcess | undefined;
-  #childId = '';
-  #timer: NodeJS.Timeout | undefined;
+  #childError: string | undefined;
+  #restartTimer: NodeJS.Timeout | undefined;
   #exits: number[] = [];
   #exited: Promise<void> = Promise.resolve();
-  #readyWaiters: (() => void)[] = [];
+  /** Settles a replacement's start; set from startReplacement() until the first outcome. */
+  #settleStart: ((outcome: StartOutcome) => void) | undefined;
+  #stopped: Promise<boolean> | undefined;
+  #killed = false;
 
   constructor(spec: ChildSpec, deps: SlotDeps) {
     this.consumer = spec.consumer;
@@ -74,36 +115,66 @@ export class ConsumerSlot {
     return this.#child?.pid;
   }
 
-  start(spec: ChildSpec = this.#spec): void {
-    this.#spec = spec;
-    if (this.#state !== 'stopped') return;
+  /** Forks the process and keeps it running: any exit before stop() is restarted with backoff. */
+  start(): void {
+    if (this.#state !== 'idle') return;
     this.#spawn();
   }
 
-  /** Resolves when the process reported ready, or exited (then a restart is pending). */
-  whenReadyOrExited(): Promise<void> {
-    if (this.#state !== 'starting') return Promise.resolve();
-    return new Promise((resolve) => this.#readyWaiters.push(resolve));
+  /**
+   * Forks the process on probation, for a reload: resolves ready once it reported ready (from then
+   * on it is kept running like any other), or with why not when it exited before that (it is not
+   * restarted: a module that fails to load would only fail again) or was not ready within
+   * `policy.replacementReadyTimeoutMs` (it is being stopped), or the slot was stopped meanwhile.
+   */
+  startReplacement(): Promise<StartOutcome> {
+    if (this.#state !== 'idle') return Promise.resolve({ ready: false, reason: 'stopped' });
+    const timeoutMs = this.#deps.policy.replacementReadyTimeoutMs;
+    const outcome = new Promise<StartOutcome>((resolve) => {
+      const timer = setTimeout(() => {
+        this.#settle({ ready: false, reason: 'not_ready_in_time', pid: this.pid, timeoutMs });
+        void this.stop();
+      }, timeoutMs);
+      this.#settleStart = (result) => {
+        clearTimeout(timer);
+        this.#settleStart = undefined;
+        resolve(result);
+      };
+    });
+    this.#spawn();
+    return outcome;
+  }
+
+  #settle(outcome: StartOutcome): void {
+    this.#settleStart?.(outcome);
   }
 
   #spawn(): void {
     this.#state = 'starting';
-    const child = fork(CHILD_ENTRY, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv: process.execArgv });
+    this.#childError = undefined;
+    const child = (this.#deps.forkChild ?? forkChildMain)();
     this.#child = child;
     const id = `${this.consumer}/${child.pid ?? 'unknown'}/${Date.now()}`;
-    this.#childId = id;
     this.#deps.logger.info({ consumer: this.consumer, pid: child.pid }, 'consumer process started');
     this.#exited = new Promise((resolve) => {
       child.once('exit', (code, signal) => {
-        this.#onExit(id, child.pid, code, signal);
+        this.#onExit(child, code, signal);
         resolve();
       });
+    });
+    // Not on 'exit': messages still in the channel are delivered after it, and a report that came
+    // after retire() would be lost (the ledger ignores it; before, it resurrected the child).
+    child.once('close', () => {
+      this.#deps.ledger.retire(id);
     });
     child.on('message', (message) => {
       if (!isChildMessage(message)) return;
       if (message.type === 'metrics') this.#deps.ledger.report(id, message.snapshot);
       else if (message.type === 'ready') this.#onReady();
-      else this.#deps.logger.error({ consumer: this.consumer, pid: child.pid, err: message.message }, 'consumer failed to start');
+      else {
+        this.#childError = message.message;
+        this.#deps.logger.error({ consumer: this.consumer, pid: child.pid, err: message.message }, 'consumer failed to start');
+      }
     });
     // A child killed before it read the message makes send() fail with EPIPE: the exit handler restarts it.
     child.on('error', (error) => {
@@ -113,17 +184,21 @@ export class ConsumerSlot {
   }
 
   #onReady(): void {
-    if (this.#state === 'starting') this.#state = 'running';
-    for (const resolve of this.#readyWaiters.splice(0)) resolve();
+    if (this.#state !== 'starting') return;
+    this.#state = 'running';
+    this.#settle({ ready: true });
   }
 
-  #onExit(id: string, pid: number | undefined, code: number | null, signal: NodeJS.Signals | null): void {
-    this.#deps.logger.info({ consumer: this.consumer, pid, code, signal }, 'consumer process exited');
-    this.#deps.ledger.retire(id);
-    if (this.#childId === id) this.#child = undefined;
-    for (const resolve of this.#readyWaiters.splice(0)) resolve();
+  #onExit(child: ChildProcess, code: number | null, signal: NodeJS.Signals | null): void {
+    this.#deps.logger.info({ consumer: this.consumer, pid: child.pid, code, signal }, 'consumer process exited');
+    if (this.#child === child) this.#child = undefined;
     if (this.#state === 'stopping' || this.#state === 'stopped') {
       this.#state = 'stopped';
+      return;
+    }
+    if (this.#state === 'starting' && this.#settleStart !== undefined) {
+      this.#state = 'stopped';
+      this.#settle({ ready: false, reason: 'exited', pid: child.pid, code, signal, error: this.#childError });
       return;
     }
     const now = Date.now();
@@ -137,29 +212,61 @@ export class ConsumerSlot {
     if (crashLoop) this.#deps.logger.error(fields, 'consumer is crash-looping; backing off to the maximum delay');
     else this.#deps.logger.warn(fields, 'consumer process exited unexpectedly; restarting');
     this.#state = 'backoff';
-    this.#timer = setTimeout(() => {
+    this.#restartTimer = setTimeout(() => {
       if (this.#state !== 'backoff') return;
       this.#deps.onRestart(this.consumer);
       this.#spawn();
     }, delayMs);
   }
 
-  /** SIGTERM: the child drains within its graceful timeout. Resolves when it exited. */
-  async stop(): Promise<void> {
-    clearTimeout(this.#timer);
-    if (this.#child === undefined) {
-      this.#state = 'stopped';
-      return;
-    }
-    this.#state = 'stopping';
-    this.#child.kill('SIGTERM');
-    await this.#exited;
+  /**
+   * SIGTERM: the child drains within its graceful timeout; SIGKILL when it is still there
+   * KILL_MARGIN_MS later. Resolves true when it drained in time (or there was no process), false
+   * when it had to be killed. Idempotent; the slot never forks again.
+   */
+  stop(): Promise<boolean> {
+    this.#stopped ??= this.#drain();
+    return this.#stopped;
   }
 
-  /** SIGKILL whatever is left: the supervisor's hard deadline passed. Rows keep their leases. */
-  kill(): void {
-    clearTimeout(this.#timer);
-    this.#state = 'stopping';
+  /** SIGKILL now (a second stop signal): its rows keep their leases and come back after them. */
+  kill(): Promise<boolean> {
+    this.#killed = true;
     this.#child?.kill('SIGKILL');
+    return this.stop();
+  }
+
+  async #drain(): Promise<boolean> {
+    clearTimeout(this.#restartTimer);
+    this.#settle({ ready: false, reason: 'stopped' });
+    const child = this.#child;
+    if (child === undefined) {
+      this.#state = 'stopped';
+      return true;
+    }
+    this.#state = 'stopping';
+    if (!this.#killed) child.kill('SIGTERM');
+    const deadlineMs = this.#spec.gracefulTimeoutMs + KILL_MARGIN_MS;
+    const inTime = await beforeDeadline(
+      this.#exited.then(() => true),
+      deadlineMs,
+      () => false,
+    );
+    if (!inTime) {
+      this.#deps.logger.error(
+        { consumer: this.consumer, pid: child.pid, deadlineMs },
+        'consumer process did not drain before its deadline; killing it (its rows are redelivered after the lease)',
+      );
+      child.kill('SIGKILL');
+      const gone = await beforeDeadline(
+        this.#exited.then(() => true),
+        KILL_WAIT_MS,
+        () => false,
+      );
+      if (!gone)
+        this.#deps.logger.error({ consumer: this.consumer, pid: child.pid }, 'consumer process still not gone after SIGKILL');
+    }
+    this.#state = 'stopped';
+    return inTime && !this.#killed;
   }
 }

@@ -29,8 +29,14 @@ export async function runnerFromConfig(path: string, env: NodeJS.ProcessEnv, log
   const apply = async (): Promise<void> => {
     try {
       const next = await loadRunnerConfig(path, env);
-      await runner.reload(consumerPlans(next));
-      logger.info({ config: path }, 'config reloaded');
+      const { interrupted, failed } = await runner.reload(consumerPlans(next));
+      if (interrupted) logger.info({ config: path }, 'config reload cut short: the runner is stopping');
+      else if (failed.length > 0) {
+        logger.error(
+          { config: path, failed },
+          'config reloaded, except for consumers whose new processes could not start: they keep running the previous config',
+        );
+      } else logger.info({ config: path }, 'config reloaded');
     } catch (error) {
       const detail = error instanceof ConfigError ? error.message : errorMessage(error);
       logger.error({ config: path, err: detail }, 'config reload failed; the running config stays in effect');

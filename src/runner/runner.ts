@@ -3,22 +3,28 @@ import type { Registry } from 'prom-client';
 import { Outbox } from '../outbox.js';
 import { queueStateCollector } from '../prometheus/queue-state-collector.js';
 import { type ServedMetrics, serveMetrics } from '../prometheus/serve-metrics.js';
+import { beforeDeadline } from '../util/deadline.js';
 import type { Logger } from '../util/logger.js';
 import type { RestartPolicy } from './consumer-slot.js';
 import { MetricsLedger } from './metrics/metrics-ledger.js';
 import { ParentMetrics } from './parent-metrics.js';
-import { type ConsumerPlan, Supervisor } from './supervisor.js';
+import { type ConsumerPlan, type ReloadOutcome, Supervisor } from './supervisor.js';
 
-/** Restart backoff: 0.5 s doubling to 60 s; 5 exits in 30 s is a crash loop (backed off to 60 s). */
+/**
+ * Restart backoff: 0.5 s doubling to 60 s; 5 exits in 30 s is a crash loop (backed off to 60 s).
+ * A reload's replacement has 60 s to report ready: it imports the handler module and pings the
+ * database, which a cold start of a large app under load can take tens of seconds to do.
+ */
 export const DEFAULT_RESTART_POLICY: RestartPolicy = {
   restartInitialDelayMs: 500,
   restartMaxDelayMs: 60_000,
   crashLoopExits: 5,
   crashLoopWindowMs: 30_000,
+  replacementReadyTimeoutMs: 60_000,
 };
 
-/** How long the parent waits past the longest graceful timeout before it SIGKILLs children. */
-const HARD_DEADLINE_MARGIN_MS = 5_000;
+/** How long the parent's own Outbox (readiness, queue state) may take to close its pool. */
+const OWN_OUTBOX_STOP_MS = 5_000;
 
 export interface RunnerMetricsOptions {
   readonly enabled: boolean;
@@ -38,11 +44,6 @@ export interface RunnerOptions {
   readonly policy?: RestartPolicy;
 }
 
-function hardDeadlineMs(plans: ReadonlyMap<string, ConsumerPlan>): number {
-  const graceful = Math.max(0, ...[...plans.values()].map((plan) => plan.spec.gracefulTimeoutMs));
-  return graceful + HARD_DEADLINE_MARGIN_MS;
-}
-
 /**
  * `txoutbox run` without the process plumbing (signals, config files): the supervisor, the metrics
  * ledger and the one /metrics endpoint that aggregates every child. The endpoint binds before any
@@ -53,13 +54,11 @@ export class Runner {
   readonly #metrics: ParentMetrics;
   readonly #outbox: Outbox;
   readonly #logger: Logger;
-  #plans: ReadonlyMap<string, ConsumerPlan>;
   #server: ServedMetrics | undefined;
   #stopping: Promise<boolean> | undefined;
 
   private constructor(options: RunnerOptions) {
     this.#logger = options.logger;
-    this.#plans = options.plans;
     const ledger = new MetricsLedger();
     let restarted: (consumer: string) => void = () => undefined;
     this.supervisor = new Supervisor({
@@ -125,29 +124,41 @@ export class Runner {
   /** Every consumer has a process that reported ready, and the database answers. */
   async ready(): Promise<boolean> {
     if (this.#stopping !== undefined) return false;
-    for (const counts of this.supervisor.processCounts().values()) if (counts.ready === 0) return false;
+    for (const counts of this.supervisor.processCounts().values()) if (counts.wanted > 0 && counts.ready === 0) return false;
     return await this.#outbox.ping();
   }
 
-  /** Applies a new set of consumers (SIGHUP). Metrics and database settings apply on restart only. */
-  async reload(plans: ReadonlyMap<string, ConsumerPlan>): Promise<void> {
-    if (this.#stopping !== undefined) return;
-    this.#plans = plans;
-    await this.supervisor.reload(plans);
+  /**
+   * Applies a new set of consumers (SIGHUP). Metrics and database settings apply on restart only.
+   * A consumer whose new processes cannot start keeps its old ones (named in `failed`).
+   */
+  async reload(plans: ReadonlyMap<string, ConsumerPlan>): Promise<ReloadOutcome> {
+    if (this.#stopping !== undefined) return { interrupted: true, failed: [] };
+    return await this.supervisor.reload(plans);
   }
 
   /**
-   * Drains every child within its graceful timeout, SIGKILLs what is left after the hard deadline,
-   * then closes the endpoint. Resolves true when every child drained in time. Idempotent.
+   * Drains every child within its graceful timeout (each is SIGKILLed KILL_MARGIN_MS after it),
+   * whatever a reload was doing, then closes the endpoint. Resolves true when every child drained
+   * in time. Idempotent.
    */
   stop(): Promise<boolean> {
     this.#stopping ??= (async () => {
-      const drained = await this.supervisor.stop(hardDeadlineMs(this.#plans));
+      const drained = await this.supervisor.stop();
       await this.#server?.close();
-      await this.#outbox.stop();
+      await beforeDeadline(this.#outbox.stop(), OWN_OUTBOX_STOP_MS, () => {
+        this.#logger.warn({ deadlineMs: OWN_OUTBOX_STOP_MS }, "the runner's own database pool did not close in time");
+      });
       this.#logger.info({ drained }, 'runner stopped');
       return drained;
     })();
     return this.#stopping;
+  }
+
+  /** Stops at once (a second stop signal): every child is SIGKILLed; resolves false. */
+  async kill(): Promise<boolean> {
+    const stopped = this.stop();
+    await this.supervisor.kill();
+    return await stopped;
   }
 }

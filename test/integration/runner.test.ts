@@ -7,116 +7,19 @@ import { spawn } from 'node:child_process';
 import { createSocket } from 'node:dgram';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
 import { freePort } from '../../src/embedded/free-port.js';
-import { Outbox } from '../../src/index.js';
 import { useTestDatabase } from '../support/database.js';
 import { promtool } from '../support/promtool.js';
-import { type RunnerProcess, type Sample, scrape, spawnRunner, total } from '../support/runner-process.js';
-import { inTransaction } from '../support/transaction.js';
+import { runnerTestKit, type Sample, scrape, total } from '../support/runner-process.js';
 import { waitFor } from '../support/wait-for.js';
 
 const db = useTestDatabase(import.meta.url);
 const HANDLERS = fileURLToPath(new URL('../fixtures/runner/handlers.ts', import.meta.url));
-const dir = mkdtempSync(join(tmpdir(), 'txoutbox-runner-'));
-const running: RunnerProcess[] = [];
-
-after(() => {
-  // A failed assertion must not leave a runner (and its children) behind.
-  for (const runner of running) if (runner.child.exitCode === null) runner.child.kill('SIGKILL');
-});
-
-interface ConsumerShape {
-  readonly queue: string;
-  readonly export: string;
-  readonly processes: number;
-}
-
-function writeConfig(name: string, table: string, consumers: Record<string, ConsumerShape>, statsdPort?: number): string {
-  const lines = [
-    'database:',
-    '  url: ${RUNNER_TEST_DATABASE_URL}',
-    `table: ${table}`,
-    'gracefulTimeoutMs: 5000',
-    'metrics:',
-    '  prometheus:',
-    '    port: 0',
-    ...(statsdPort === undefined ? [] : ['  statsd:', '    host: 127.0.0.1', `    port: ${statsdPort}`, '    prefix: shop']),
-    'consumers:',
-  ];
-  for (const [consumer, shape] of Object.entries(consumers)) {
-    lines.push(
-      `  ${consumer}:`,
-      `    handler: ${HANDLERS}`,
-      `    export: ${shape.export}`,
-      `    queues: [${shape.queue}]`,
-      `    processes: ${shape.processes}`,
-      '    concurrency: 4',
-      '    fetchBatchSize: 20',
-      '    leaseTtlMs: 3000',
-      '    minPollIntervalMs: 50',
-      '    maxPollIntervalMs: 200',
-    );
-  }
-  const path = join(dir, `${name}.yaml`);
-  writeFileSync(path, `${lines.join('\n')}\n`);
-  return path;
-}
-
-async function prepare(table: string): Promise<Outbox> {
-  const outbox = new Outbox({ pool: db.pool, table });
-  await outbox.migrate();
-  await db.pool.query(
-    'CREATE TABLE IF NOT EXISTS handled (id bigint NOT NULL, consumer text NOT NULL, pid integer NOT NULL, at timestamptz NOT NULL DEFAULT clock_timestamp(), PRIMARY KEY (id, consumer))',
-  );
-  await db.pool.query('TRUNCATE handled');
-  return outbox;
-}
-
-async function publishMany(outbox: Outbox, queue: string, count: number): Promise<void> {
-  for (let start = 0; start < count; start += 500) {
-    const bodies = Array.from({ length: Math.min(500, count - start) }, (_, i) => ({ n: start + i }));
-    await inTransaction(db.pool, (c) => outbox.publishBatch(c, queue, bodies));
-  }
-}
-
-async function handledCount(consumer: string): Promise<number> {
-  const { rows } = await db.pool.query<{ n: string }>('SELECT count(*) AS n FROM handled WHERE consumer = $1', [consumer]);
-  return Number(rows[0]?.n);
-}
-
-async function remainingRows(table: string): Promise<number> {
-  const { rows } = await db.pool.query<{ n: string }>(`SELECT count(*) AS n FROM ${table}`);
-  return Number(rows[0]?.n);
-}
-
-function start(config: string, env: Record<string, string> = {}): RunnerProcess {
-  const runner = spawnRunner(config, { RUNNER_TEST_DATABASE_URL: db.url, ...env });
-  running.push(runner);
-  return runner;
-}
-
-async function whenStarted(runner: RunnerProcess, consumers: Record<string, number>): Promise<void> {
-  await runner.waitForLog((line) => line.msg === 'runner started', 'the runner to start');
-  await waitFor(
-    async () => {
-      const samples = await scrape(runner.metricsUrl());
-      return Object.entries(consumers).every(
-        ([consumer, n]) => total(samples, 'txoutbox_consumer_processes', { consumer }) === n,
-      );
-    },
-    { timeoutMs: 20_000, intervalMs: 100, what: 'every consumer process to be up' },
-  );
-  await waitFor(async () => (await fetch(runner.metricsUrl().replace('/metrics', '/readyz'))).status === 200, {
-    timeoutMs: 20_000,
-    intervalMs: 100,
-    what: '/readyz to report ready',
-  });
-}
+const { dir, running, writeConfig, prepare, publishMany, handledCount, remainingRows, start, whenStarted } = runnerTestKit(db);
 
 /** Every counter series (by name and labels) never decreases from one scrape to the next. */
 function assertCountersMonotonic(scrapes: readonly Sample[][]): number {
@@ -246,11 +149,11 @@ describe('txoutbox run', () => {
     await new Promise<void>((resolve) => statsd.bind(0, '127.0.0.1', resolve));
     after(() => statsd.close());
     const statsdPort = statsd.address().port;
-    const config = writeConfig('hup', 'run_hup', { orders: { queue: 'hup', export: 'orders', processes: 1 } }, statsdPort);
+    const config = writeConfig('hup', 'run_hup', { orders: { queue: 'hup', export: 'orders', processes: 1 } }, { statsdPort });
     const runner = start(config);
     await whenStarted(runner, { orders: 1 });
 
-    writeConfig('hup', 'run_hup', { orders: { queue: 'hup', export: 'orders', processes: 3 } }, statsdPort);
+    writeConfig('hup', 'run_hup', { orders: { queue: 'hup', export: 'orders', processes: 3 } }, { statsdPort });
     runner.child.kill('SIGHUP');
     await runner.waitForLog((line) => line.msg === 'config reloaded', 'the reload');
     await waitFor(

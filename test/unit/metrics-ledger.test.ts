@@ -1,9 +1,15 @@
 import assert from 'node:assert/strict';
+import type { ChildProcess } from 'node:child_process';
+import { EventEmitter } from 'node:events';
 import { describe, test } from 'node:test';
 
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 
+import { ConsumerSlot } from '../../src/runner/consumer-slot.js';
 import { MetricsLedger, type MetricSnapshot } from '../../src/runner/metrics/metrics-ledger.js';
+import type { ChildSpec } from '../../src/runner/protocol.js';
+import { DEFAULT_RESTART_POLICY } from '../../src/runner/runner.js';
+import { silentLogger } from '../../src/util/logger.js';
 
 /** A child's registry: what one consumer process would report. */
 function childRegistry() {
@@ -106,9 +112,86 @@ describe('MetricsLedger', () => {
     assert.ok(generation > 3, 'the sequence restarted children');
   });
 
+  test('a report that arrives after its child was retired is ignored: no doubled counters, no stuck gauge', async () => {
+    const ledger = new MetricsLedger();
+    const a = childRegistry();
+    a.handled.inc({ handler: 'orders' }, 5);
+    a.inFlight.set({ handler: 'orders' }, 2);
+    ledger.report('a', await a.report());
+    ledger.retire('a');
+    // The child's last flush, still in the IPC pipe when its exit was seen.
+    ledger.report('a', await a.report());
+    assert.equal(await sample(ledger, 'handled_total', { handler: 'orders' }), 5);
+    assert.equal(await sample(ledger, 'in_process', { handler: 'orders' }), undefined);
+    assert.deepEqual(ledger.liveChildren, []);
+    ledger.retire('a'); // retiring it again adds nothing
+    assert.equal(await sample(ledger, 'handled_total', { handler: 'orders' }), 5);
+  });
+
   test('retiring an unknown child is a no-op', async () => {
     const ledger = new MetricsLedger();
     ledger.retire('nobody');
     assert.deepEqual(await ledger.merged().getMetricsAsJSON(), []);
+  });
+});
+
+/** A child process whose events the test emits, in the order the test wants. */
+class FakeChild extends EventEmitter {
+  readonly pid = 4242;
+  readonly signals: string[] = [];
+  kill(signal: string): boolean {
+    this.signals.push(signal);
+    return true;
+  }
+  send(): boolean {
+    return true;
+  }
+}
+
+const SPEC: ChildSpec = {
+  consumer: 'orders',
+  databaseUrl: 'postgres://unused',
+  poolSize: 1,
+  table: 'outbox',
+  dlqTable: false,
+  gracefulTimeoutMs: 1000,
+  handlerPath: '/unused.js',
+  handlerExport: 'default',
+  queues: ['orders'],
+  subscribe: {},
+  metricsPrefix: 'txoutbox',
+  flushIntervalMs: 500,
+  statsd: null,
+};
+
+describe('ConsumerSlot → MetricsLedger', () => {
+  test("a child's last report that arrives after its exit event is counted once, and the child retires", async () => {
+    const ledger = new MetricsLedger();
+    const child = new FakeChild();
+    const slot = new ConsumerSlot(SPEC, {
+      // Long enough that the slot does not fork again during the test.
+      policy: { ...DEFAULT_RESTART_POLICY, restartInitialDelayMs: 60_000 },
+      ledger,
+      logger: silentLogger,
+      onRestart: () => undefined,
+      forkChild: () => child as unknown as ChildProcess,
+    });
+    slot.start();
+    const metrics = childRegistry();
+    metrics.handled.inc({ handler: 'orders' }, 3);
+    metrics.inFlight.set({ handler: 'orders' }, 1);
+    child.emit('message', { type: 'metrics', snapshot: await metrics.report() });
+    child.emit('exit', 1, null);
+    // The final flush was still in the channel: Node delivers it after 'exit', before 'close'.
+    metrics.handled.inc({ handler: 'orders' }, 2);
+    metrics.inFlight.set({ handler: 'orders' }, 0);
+    child.emit('message', { type: 'metrics', snapshot: await metrics.report() });
+    child.emit('close', 1, null);
+    child.emit('message', { type: 'metrics', snapshot: await metrics.report() }); // cannot happen; ignored if it did
+
+    assert.equal(await sample(ledger, 'handled_total', { handler: 'orders' }), 5);
+    assert.equal(await sample(ledger, 'in_process', { handler: 'orders' }), undefined);
+    assert.deepEqual(ledger.liveChildren, []);
+    await slot.stop();
   });
 });

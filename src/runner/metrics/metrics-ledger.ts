@@ -13,6 +13,13 @@ export interface MetricSnapshot {
   }[];
 }
 
+/**
+ * How many retired ids are remembered. A late report trails its child's exit by one IPC read, while
+ * a thousand other children exiting in between takes minutes even in a crash loop (restarts back
+ * off to 60 s); the bound keeps a runner that lives for months from growing the set forever.
+ */
+const REMEMBERED_RETIREMENTS = 1_000;
+
 /** Types whose samples only grow while a process lives: they survive the process in the baseline. */
 const CUMULATIVE_TYPES = new Set(['counter', 'histogram', 'summary']);
 
@@ -27,19 +34,33 @@ const CUMULATIVE_TYPES = new Set(['counter', 'histogram', 'summary']);
  * its last report is lost, at most one flush interval (≤ 1 s). Gauges are not carried over: a
  * dead process holds nothing in flight.
  *
- * States per child: live (reports replace its snapshot) → retired (folded into the baseline, gone).
+ * States per child: live (reports replace its snapshot) → retired (folded into the baseline; later
+ * reports are ignored). A retired child never comes back: a report that was still in the IPC pipe
+ * when the exit was seen would otherwise make it live again, its counters counted twice (baseline
+ * plus snapshot) and its gauges stuck forever (issue 13 item 13). The supervisor retires a child
+ * on its process's `close`, after the channel closed, so such a report is counted before it
+ * retires; the ignore rule is the second line.
  */
 export class MetricsLedger {
   readonly #live = new Map<string, readonly MetricSnapshot[]>();
+  /** Ids retired most recently, oldest first; bounded, as a late report follows its exit closely. */
+  readonly #retiredIds = new Set<string>();
   #retired: MetricSnapshot[] = [];
 
-  /** Replaces the latest report of `child`. */
+  /** Replaces the latest report of `child`; ignored once the child was retired. */
   report(child: string, snapshot: readonly MetricSnapshot[]): void {
+    if (this.#retiredIds.has(child)) return;
     this.#live.set(child, snapshot);
   }
 
   /** Folds a child that exited into the baseline. Idempotent. */
   retire(child: string): void {
+    if (this.#retiredIds.has(child)) return;
+    this.#retiredIds.add(child);
+    if (this.#retiredIds.size > REMEMBERED_RETIREMENTS) {
+      const oldest = this.#retiredIds.values().next().value;
+      if (oldest !== undefined) this.#retiredIds.delete(oldest);
+    }
     const last = this.#live.get(child);
     if (last === undefined) return;
     this.#live.delete(child);

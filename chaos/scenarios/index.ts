@@ -14,10 +14,10 @@ export const SCENARIOS: readonly Scenario[] = [
   killChildren,
   terminateBackends,
   rollingDeploy,
+  slowHandlers,
   reloads,
   pgRestart,
   connectionFreeze,
   halfOpen,
   serverFreezeStop,
-  slowHandlers,
 ];

@@ -10,13 +10,13 @@ import { drainWithWorkers } from './final-drain.js';
 export const slowHandlers: Scenario = {
   id: 'slow-handlers',
   title:
-    'no fault: 250 ms handlers, concurrency 1, fetchBatchSize 10, lease 1.5 s, maxDeliveries 3; 2 workers, 240-message backlog',
-  quick: false,
+    'no fault: 250 ms handlers, concurrency 1, fetchBatchSize 10, lease 1.5 s, maxDeliveries 3; 2 workers, 240-message backlog (120 in --quick)',
+  quick: true,
   leaseTtlMs: 1_500,
   timeoutMs: () => 240_000,
   async run(ctx) {
     ctx.step('a backlog');
-    await ctx.load.preload(80);
+    await ctx.load.preload(ctx.quick ? 40 : 80);
     const slow = {
       handlerDelayMs: 250,
       subscribe: { concurrency: 1, fetchBatchSize: 10, leaseTtlMs: 1_500, maxDeliveries: 3 },

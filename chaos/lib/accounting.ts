@@ -140,11 +140,11 @@ export function account(
   let handlerErrorsUnexpected = 0;
   for (const failure of failures) {
     const nearFault = faults.explaining(failure.at - ERROR_AFTER_FAULT_MS, failure.at) !== undefined;
-    if (failure.error_name === 'OutboxStoppedError' || !nearFault) {
+    const refused = failure.error_name === 'OutboxStoppedError';
+    if (refused || !nearFault) {
       handlerErrorsUnexpected += 1;
-      example(
-        `handler error${nearFault ? '' : ' with no fault nearby'}: ${failure.id} in pid ${failure.pid}: ${failure.error_name}: ${failure.error}`,
-      );
+      const why = refused ? 'a publish refused by a draining Outbox' : 'a handler error with no fault nearby';
+      example(`${why}: ${failure.id} in pid ${String(failure.pid)}: ${failure.error_name}: ${failure.error}`);
     }
   }
   if (unknown.outbox + unknown.dlq > 0) {

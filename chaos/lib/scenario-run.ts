@@ -8,7 +8,7 @@
  * A scenario that overruns its bound is reported as hung at the step it was in; the accounting still
  * runs, so what the hang cost (rows stuck, chains cut) is in the same result.
  */
-import { chmodSync, mkdirSync, mkdtempSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -60,6 +60,15 @@ export interface RunSettings {
   /** Where the scenario's logs and runner configs go (kept after the run). */
   readonly logRoot: string;
   onStatus(text: string): void;
+}
+
+/** Lines matching `pattern` in the scenario's log files (the consumers' JSON logs). */
+function countLogLines(logDir: string, pattern: RegExp): number {
+  let count = 0;
+  for (const file of readdirSync(logDir).filter((f) => f.endsWith('.log'))) {
+    for (const line of readFileSync(join(logDir, file), 'utf8').split('\n')) if (pattern.test(line)) count += 1;
+  }
+  return count;
 }
 
 function message(error: unknown): string {
@@ -378,6 +387,9 @@ export async function runScenario(scenario: Scenario, settings: RunSettings): Pr
       findings.push(`the accounting failed (is the server up?): ${message(error)}`);
     }
   }
+  const claimFailures = countLogLines(logDir, /"msg":"claim failed/);
+  if (claimFailures > 0)
+    notes.push(`${String(claimFailures)} failed claims logged by the consumers (each is retried after a pause)`);
   await within(load?.close() ?? Promise.resolve(), 10_000);
   await ledger?.end().catch(() => undefined);
   await within(server?.stop() ?? Promise.resolve(), 90_000);

@@ -1,5 +1,6 @@
 /** Every scenario, in the order a full run takes them. */
 import type { Scenario } from '../lib/scenario.js';
+import { appDeploy } from './app-deploy.js';
 import { connectionFreeze } from './connection-freeze.js';
 import { halfOpen } from './half-open.js';
 import { killChildren } from './kill-children.js';
@@ -14,6 +15,7 @@ export const SCENARIOS: readonly Scenario[] = [
   killChildren,
   terminateBackends,
   rollingDeploy,
+  appDeploy,
   slowHandlers,
   reloads,
   pgRestart,

@@ -1,9 +1,10 @@
 /**
  * The fault-injection harness (chaos/, RELIABILITY.md): `npm run chaos -- --quick` end to end on
  * the product as it is (its own embedded servers; SIGKILL of runner consumers, pg_terminate_backend
- * storms, rolling deploys, slow handlers under a short lease: the last one fails without issue 13
- * item 1's fix), and the two pieces whose mistakes would make every verdict wrong: the accounting and
- * the TCP proxy that fakes a frozen or half-open network.
+ * storms, rolling deploys of the runner and of an application process, slow handlers under a short
+ * lease: the last two fail without issue 13 items 2 and 1 fixed), and the two pieces whose
+ * mistakes would make every verdict wrong: the accounting and the TCP proxy that fakes a frozen or
+ * half-open network.
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -43,7 +44,7 @@ test('npm run chaos -- --quick: every quick scenario passes, every message accou
     assert.equal(results.mode, 'quick');
     assert.deepEqual(
       results.scenarios.map((s) => s.id),
-      ['kill-children', 'terminate-backends', 'rolling-deploy', 'slow-handlers'],
+      ['kill-children', 'terminate-backends', 'rolling-deploy', 'app-deploy', 'slow-handlers'],
     );
     for (const scenario of results.scenarios) {
       const a = scenario.accounting;

@@ -18,7 +18,6 @@ import type { WorkerSpec } from '../worker/protocol.js';
 import { account, type Accounting, type FailureRow, type MessageRow } from './accounting.js';
 import { bounded, pause, until, within } from './bounded.js';
 import { ChaosServer, HARNESS_APP } from './chaos-server.js';
-import { FaultLog } from './faults.js';
 import {
   ACCOUNT_FAILURES,
   ACCOUNT_MESSAGES,
@@ -34,23 +33,12 @@ import {
 import { Load } from './load.js';
 import type { Product } from './product.js';
 import { RunnerProcess, type RunnerShape, writeRunnerConfig } from './runner-process.js';
-import {
-  CHAIN_LENGTH,
-  type Recovery,
-  type Scenario,
-  type ScenarioContext,
-  type ScenarioResult,
-  type TimedStop,
-} from './scenario.js';
+import { CHAIN_LENGTH, type Scenario, type ScenarioContext, type ScenarioResult } from './scenario.js';
+import { ScenarioRecord } from './scenario-record.js';
 import { TcpProxy } from './tcp-proxy.js';
+import { stopRunner, stopWorker } from './timed-stops.js';
 import { WorkerProcess } from './worker-process.js';
 
-/** stop() may take gracefulTimeoutMs plus this (closing connections, the last ack flush). */
-export const STOP_SLACK_MS = 2_000;
-/** The runner SIGKILLs what has not drained this long after gracefulTimeoutMs (architecture/runner.md). */
-export const RUNNER_KILL_AFTER_MS = 5_000;
-/** Past its budget, how much longer a stop is waited for before it is called hung and killed. */
-const HANG_GRACE_MS = 15_000;
 /** Starting a runner or a worker under tsx on a busy 2-core machine. */
 const START_BOUND_MS = 60_000;
 
@@ -80,11 +68,8 @@ export async function runScenario(scenario: Scenario, settings: RunSettings): Pr
   const started = Date.now();
   const logDir = join(settings.logRoot, scenario.id);
   mkdirSync(logDir, { recursive: true });
-  const findings: string[] = [];
-  const notes: string[] = [];
-  const stops: TimedStop[] = [];
-  const recoveries: Recovery[] = [];
-  const faults = new FaultLog();
+  const record = new ScenarioRecord();
+  const { faults } = record;
   const abort = new AbortController();
   const runners: RunnerProcess[] = [];
   const shapes = new Map<RunnerProcess, { shape: RunnerShape; path: string }>();
@@ -145,10 +130,10 @@ export async function runScenario(scenario: Scenario, settings: RunSettings): Pr
         void status();
       },
       finding(text) {
-        findings.push(text);
+        record.finding(text);
       },
       note(text) {
-        notes.push(text);
+        record.note(text);
       },
       pause: (ms) => pause(ms, abort.signal),
       async startRunner(shape) {
@@ -172,7 +157,7 @@ export async function runScenario(scenario: Scenario, settings: RunSettings): Pr
         void runner.exited.then((exit) => {
           if (!runner.crashed) return;
           faults.add('crash', `runner ${String(runnerNumber)} exited on its own`, true);
-          findings.push(`runner ${String(runnerNumber)} exited on its own: ${JSON.stringify(exit)} (see ${logDir})`);
+          record.finding(`runner ${String(runnerNumber)} exited on its own: ${JSON.stringify(exit)} (see ${logDir})`);
         });
         if (!(await runner.waitRunning(shape.processes, START_BOUND_MS))) {
           throw new Error(
@@ -213,7 +198,7 @@ export async function runScenario(scenario: Scenario, settings: RunSettings): Pr
         void worker.exited.then((exit) => {
           if (!worker.crashed) return;
           faults.add('crash', `worker ${String(workerNumber)} crashed`, true);
-          findings.push(
+          record.finding(
             `worker ${String(workerNumber)} (pid ${String(worker.pid)}) crashed with ${JSON.stringify(exit)}: ${worker.crashReason()}`,
           );
         });
@@ -225,84 +210,13 @@ export async function runScenario(scenario: Scenario, settings: RunSettings): Pr
         return proxy;
       },
       async stopRunner(runner, what) {
-        const shape = shapes.get(runner)?.shape;
-        const budgetMs = (shape?.gracefulTimeoutMs ?? 0) + RUNNER_KILL_AFTER_MS;
-        const t0 = performance.now();
-        faults.add('SIGTERM', what, false);
-        runner.signal('SIGTERM');
-        const exit = await runner.waitExit(budgetMs + HANG_GRACE_MS);
-        if (exit === undefined) {
-          stops.push({ what, ms: null, budgetMs });
-          findings.push(
-            `${what}: txoutbox run had not exited ${String((budgetMs + HANG_GRACE_MS) / 1000)} s after SIGTERM (budget ${String(budgetMs / 1000)} s); ` +
-              `consumer pids alive: ${
-                runner
-                  .consumersInGroup()
-                  .map((p) => p.pid)
-                  .join(', ') || 'none'
-              }`,
-          );
-          runner.signal('SIGTERM');
-          const second = await runner.waitExit(3_000);
-          notes.push(`${what}: a second SIGTERM ${second === undefined ? 'was ignored too' : 'made it exit'}`);
-          if (second === undefined) {
-            faults.add('SIGKILL', `${what}: the runner's process group`, true);
-            runner.kill();
-            await runner.waitExit(5_000);
-          }
-        } else {
-          const ms = performance.now() - t0;
-          stops.push({ what, ms, budgetMs });
-          if (ms > budgetMs)
-            findings.push(
-              `${what}: txoutbox run took ${(ms / 1000).toFixed(1)} s to exit after SIGTERM (budget ${String(budgetMs / 1000)} s)`,
-            );
-          if (exit.code !== 0) {
-            // The runner's own escalation: consumers that did not drain were SIGKILLed.
-            faults.add('forced exit', `${what}: exit ${JSON.stringify(exit)}`, true);
-            notes.push(`${what}: txoutbox run exited with ${JSON.stringify(exit)}`);
-          }
-        }
-        const strays = runner.consumersInGroup();
-        if (strays.length > 0) {
-          findings.push(
-            `${what}: ${String(strays.length)} consumer process(es) still running after txoutbox run exited (pids ${strays.map((p) => p.pid).join(', ')})`,
-          );
-          faults.add('SIGKILL', `${what}: stray consumers`, true);
-        }
-        runner.kill();
+        await stopRunner(record, runner, shapes.get(runner)?.shape.gracefulTimeoutMs ?? 0, what);
       },
       async stopWorker(worker, what) {
-        const budgetMs = worker.spec.gracefulTimeoutMs + STOP_SLACK_MS;
-        const result = await worker.stop(budgetMs + HANG_GRACE_MS);
-        if (result === undefined) {
-          stops.push({ what, ms: null, budgetMs });
-          findings.push(
-            `${what}: stop() had not returned ${String((budgetMs + HANG_GRACE_MS) / 1000)} s after it was called (budget ${String(budgetMs / 1000)} s); the worker was killed`,
-          );
-          faults.add('SIGKILL', `${what}: a worker whose stop() hung`, true);
-        } else {
-          stops.push({ what, ms: result.ms, budgetMs });
-          if (result.ms > budgetMs) {
-            findings.push(
-              `${what}: stop() took ${(result.ms / 1000).toFixed(1)} s (budget ${String(budgetMs / 1000)} s: gracefulTimeoutMs + ${String(STOP_SLACK_MS / 1000)} s)`,
-            );
-          }
-          const timeouts = result.events.drain_timeout ?? 0;
-          if (timeouts > 0) {
-            // Handlers still running were abandoned with their leases: a redelivery may follow.
-            faults.add('drain timeout', `${what}: ${String(timeouts)} drain_timeout event(s)`, true);
-            notes.push(`${what}: stop() gave up on running handlers (${String(timeouts)} drain_timeout)`);
-          }
-        }
-        if ((await within(worker.exited, 5_000)) === undefined) worker.kill();
+        await stopWorker(record, worker, what);
       },
       recordRecovery(what, ms, boundMs) {
-        recoveries.push({ what, ms, boundMs });
-        if (ms === null)
-          findings.push(`${what}: claiming had not resumed ${String(boundMs / 1000)} s after the fault was lifted`);
-        else if (ms > boundMs)
-          findings.push(`${what}: claiming resumed after ${(ms / 1000).toFixed(1)} s (bound ${String(boundMs / 1000)} s)`);
+        record.recovery(what, ms, boundMs);
       },
       async drain(ms) {
         return await until(async () => (await ledgerPool.query<{ n: number }>(COUNT_OUTBOX)).rows[0]?.n === 0, ms, 250);
@@ -333,17 +247,17 @@ export async function runScenario(scenario: Scenario, settings: RunSettings): Pr
     ticker = setInterval(() => void status(), 2_000);
     current = 'running';
     const outcome = await within(scenario.run(ctx), scenario.timeoutMs(quick)).catch((error: unknown) => {
-      findings.push(`the scenario failed during "${current}": ${message(error)}`);
+      record.finding(`the scenario failed during "${current}": ${message(error)}`);
       return { value: undefined };
     });
     if (outcome === undefined) {
-      findings.push(
+      record.finding(
         `hung: "${current}" had not finished when the scenario's bound (${String(scenario.timeoutMs(quick) / 1000)} s) ran out; every process was killed`,
       );
       abort.abort();
     }
   } catch (error) {
-    findings.push(`harness error during "${current}": ${message(error)}`);
+    record.finding(`harness error during "${current}": ${message(error)}`);
   } finally {
     clearInterval(ticker);
     current = 'cleaning up';
@@ -382,21 +296,21 @@ export async function runScenario(scenario: Scenario, settings: RunSettings): Pr
         unknown.rows[0] ?? { outbox: 0, dlq: 0 },
       );
       if ((unknown.rows[0]?.outbox ?? 0) + (unknown.rows[0]?.dlq ?? 0) > 0)
-        findings.push('rows in the outbox or DLQ that the ledger never saw published');
+        record.finding('rows in the outbox or DLQ that the ledger never saw published');
     } catch (error) {
-      findings.push(`the accounting failed (is the server up?): ${message(error)}`);
+      record.finding(`the accounting failed (is the server up?): ${message(error)}`);
     }
   }
   const claimFailures = countLogLines(logDir, /"msg":"claim failed/);
   if (claimFailures > 0)
-    notes.push(`${String(claimFailures)} failed claims logged by the consumers (each is retried after a pause)`);
+    record.note(`${String(claimFailures)} failed claims logged by the consumers (each is retried after a pause)`);
   await within(load?.close() ?? Promise.resolve(), 10_000);
   await ledger?.end().catch(() => undefined);
   await within(server?.stop() ?? Promise.resolve(), 90_000);
 
   const a = accounting;
   const pass =
-    findings.length === 0 &&
+    record.findings.length === 0 &&
     a !== null &&
     a.lost === 0 &&
     a.dlqUnexpected === 0 &&
@@ -409,10 +323,10 @@ export async function runScenario(scenario: Scenario, settings: RunSettings): Pr
     pass,
     seconds: (Date.now() - started) / 1000,
     accounting,
-    stops,
-    recoveries,
-    findings,
-    notes,
+    stops: record.stops,
+    recoveries: record.recoveries,
+    findings: record.findings,
+    notes: record.notes,
     publishFailures: load?.failed ?? 0,
     faults: faults.faults.map((f) => ({
       kind: f.kind,

@@ -1,4 +1,4 @@
-import pg from 'pg';
+import type pg from 'pg';
 
 import { InvalidOptionError } from './errors.js';
 import { CustomStatKeys, DEFAULT_CUSTOM_STATS_LIMIT } from './instrumentation/custom-stats.js';
@@ -11,6 +11,7 @@ import { resolveSchemaNames, type SchemaNames } from './schema/schema-names.js';
 import { defaultRenderError, type RenderError } from './subscriber/render-error.js';
 import { rejectUnknownOptions } from './util/known-options.js';
 import { consoleLogger, type Logger } from './util/logger.js';
+import { createOwnedPool, ownConnectionConfig, type OwnedPool } from './util/owned-pool.js';
 
 interface CommonOptions {
   /**
@@ -45,6 +46,13 @@ interface CommonOptions {
   readonly customStatsLimit?: number;
   /** How long stop() waits for running handlers before aborting them. @default 15000 */
   readonly gracefulTimeoutMs?: number;
+  /**
+   * Longest wait for an answer to one of txoutbox's own statements (claims, acks, retries, DLQ moves,
+   * renewals, LISTEN, ping): past it the statement fails and its connection is discarded, so a
+   * half-open connection cannot stall the subscriber silently. Keep it above your slowest DLQ move.
+   * @default 10000
+   */
+  readonly queryTimeoutMs?: number;
   /** Turns a failure into the DLQ's last_exception (redact here); null stores nothing. @default the stack, ≤ 8 KB */
   readonly renderError?: RenderError;
   /**
@@ -91,20 +99,24 @@ export type OutboxOptions = ConnectionStringOptions | PoolOptions;
 export interface ResolvedOutboxOptions {
   readonly names: SchemaNames;
   readonly pool: pg.Pool;
-  /** true when txoutbox created the pool and must close it. */
-  readonly ownsPool: boolean;
+  /** Set when txoutbox created the pool and must close it (never a pool the caller passed in). */
+  readonly ownedPool: OwnedPool | undefined;
   readonly preparedStatements: boolean;
   readonly logger: Logger;
   readonly emit: Emit;
   readonly middlewares: MiddlewareChain;
   readonly customStats: CustomStatKeys;
   readonly gracefulTimeoutMs: number;
+  readonly queryTimeoutMs: number;
   readonly renderError: RenderError;
   readonly listen: boolean;
   readonly notify: NotifyMode;
-  /** How the LISTEN connection is opened: the same server and credentials as the pool. */
+  /** How the LISTEN and NOTIFY connections are opened: the pool's server and credentials, with a connect timeout and keepalive. */
   readonly clientConfig: pg.ClientConfig;
 }
+
+/** See OutboxOptions.queryTimeoutMs. */
+export const DEFAULT_QUERY_TIMEOUT_MS = 10_000;
 
 const KNOWN_OPTIONS = [
   'connectionString',
@@ -118,6 +130,7 @@ const KNOWN_OPTIONS = [
   'middlewares',
   'customStatsLimit',
   'gracefulTimeoutMs',
+  'queryTimeoutMs',
   'renderError',
   'listen',
   'notify',
@@ -217,6 +230,21 @@ export function resolveOutboxOptions(options: unknown): ResolvedOutboxOptions {
       expected: 'an integer >= 0 (milliseconds)',
     });
   }
+  const { queryTimeoutMs } = raw;
+  if (
+    queryTimeoutMs !== undefined &&
+    (typeof queryTimeoutMs !== 'number' ||
+      !Number.isInteger(queryTimeoutMs) ||
+      queryTimeoutMs < 100 ||
+      queryTimeoutMs > 3_600_000)
+  ) {
+    throw new InvalidOptionError({
+      option: 'queryTimeoutMs',
+      value: queryTimeoutMs,
+      expected: 'an integer from 100 to 3600000 (milliseconds)',
+      fix: 'It bounds one statement of txoutbox, not a handler: a few seconds above your slowest DLQ move.',
+    });
+  }
   if (renderError !== undefined && typeof renderError !== 'function') {
     throw new InvalidOptionError({ option: 'renderError', value: renderError, expected: 'a function (error) => string | null' });
   }
@@ -241,32 +269,22 @@ export function resolveOutboxOptions(options: unknown): ResolvedOutboxOptions {
   const customStats = new CustomStatKeys(customStatsLimit ?? DEFAULT_CUSTOM_STATS_LIMIT, resolvedLogger, (stat) => {
     middlewares.stat(stat);
   });
-  const resolvedPool = pool ?? createPool(connectionString as string, poolSize ?? 10, resolvedLogger);
+  const ownedPool = pool === undefined ? createOwnedPool(connectionString as string, poolSize ?? 10, resolvedLogger) : undefined;
+  const resolvedPool = ownedPool === undefined ? (pool as pg.Pool) : ownedPool.pool;
   return {
     names,
     pool: resolvedPool,
-    ownsPool: pool === undefined,
+    ownedPool,
     preparedStatements: preparedStatements ?? true,
     logger: resolvedLogger,
     emit,
     middlewares,
     customStats,
     gracefulTimeoutMs: gracefulTimeoutMs ?? 15_000,
+    queryTimeoutMs: queryTimeoutMs ?? DEFAULT_QUERY_TIMEOUT_MS,
     renderError: (renderError as RenderError | undefined) ?? defaultRenderError,
     listen: listen ?? true,
     notify: notify ?? 'after-commit',
-    clientConfig: connectionString === undefined ? resolvedPool.options : { connectionString: connectionString },
+    clientConfig: ownConnectionConfig(connectionString === undefined ? resolvedPool.options : { connectionString }),
   };
-}
-
-function createPool(connectionString: string, max: number, logger: Logger): pg.Pool {
-  // connectionTimeoutMillis: a checkout against an unreachable server fails (and is retried by the
-  // loops with backoff) instead of hanging forever.
-  const pool = new pg.Pool({ connectionString, max, connectionTimeoutMillis: 10_000 });
-  // An idle client whose server connection dies emits 'error' on the pool; unhandled, that event
-  // would crash the process. The client is discarded by the pool; the next checkout reconnects.
-  pool.on('error', (error) => {
-    logger.warn({ err: error.message }, 'idle database connection failed and was discarded');
-  });
-  return pool;
 }

@@ -12,6 +12,7 @@ import { validateSchema, type ValidateSchemaOptions } from './schema/validate-sc
 import { NotifyListener } from './subscriber/listener.js';
 import type { Handler } from './subscriber/message.js';
 import { buildSubscriberSql, type SubscriberSql } from './subscriber/sql.js';
+import { StatementRunner } from './subscriber/statement-runner.js';
 import { Subscription } from './subscriber/subscription.js';
 import { resolveSubscribeOptions, type SubscribeOptions } from './subscriber/subscription-options.js';
 import { beforeDeadline } from './util/deadline.js';
@@ -34,6 +35,12 @@ export interface OutboxInternals {
 
 /** How long ping() waits for the database. */
 export const PING_TIMEOUT_MS = 5_000;
+
+/** A claim in flight for this many queryTimeoutMs makes ping() false (its checkout and its statement are each bounded by one). */
+export const STALL_QUERY_TIMEOUTS = 3;
+
+/** How long stop() gives its connections to close once the drain ended. */
+export const CLOSE_TIMEOUT_MS = 1_000;
 
 export interface FetchUnprocessedOptions {
   /** Only this queue. @default every queue */
@@ -61,6 +68,7 @@ export class Outbox {
   readonly #producer: ProducerContext;
   readonly #notifier: WakeNotifier;
   readonly #subscriberSql: SubscriberSql;
+  readonly #statements: StatementRunner;
   readonly #subscriptions: Subscription[] = [];
   #listener: NotifyListener | undefined;
   #started = false;
@@ -94,6 +102,14 @@ export class Outbox {
       notifier: this.#notifier,
     };
     this.#subscriberSql = buildSubscriberSql(this.#options.names);
+    const { pool, preparedStatements, queryTimeoutMs, ownedPool, logger } = this.#options;
+    this.#statements = new StatementRunner(pool, preparedStatements, queryTimeoutMs);
+    if (ownedPool === undefined && !((pool.options.connectionTimeoutMillis ?? 0) > 0)) {
+      logger.warn(
+        { queryTimeoutMs },
+        'the pool has no connectionTimeoutMillis: a connect to a server that does not answer waits forever. txoutbox gives up on it after queryTimeoutMs, but the connection keeps its pool slot; set connectionTimeoutMillis (and keepAlive: true) on the pool',
+      );
+    }
   }
 
   /** The outbox table as configured (`outbox`, `app.outbox`). */
@@ -231,14 +247,14 @@ export class Outbox {
       );
     }
     const subscription = new Subscription(resolved, handler as Handler, {
-      pool: this.#options.pool,
+      db: this.#statements,
       sql: this.#subscriberSql,
-      prepared: this.#options.preparedStatements,
       logger,
       emit: this.#options.emit,
       renderError: this.#options.renderError,
       middlewares: this.#options.middlewares,
       customStats: this.#options.customStats,
+      stallAfterMs: STALL_QUERY_TIMEOUTS * this.#options.queryTimeoutMs,
     });
     this.#subscriptions.push(subscription);
     if (this.#started) this.#startSubscription(subscription);
@@ -274,7 +290,10 @@ export class Outbox {
     for (const s of this.#subscriptions) if (queue === undefined || s.options.queues.includes(queue)) s.wake();
   }
 
-  /** True when the database answers within 5 s and every subscription's loop is alive. */
+  /**
+   * True when the database answers within 5 s and every subscription's loop is alive: not crashed,
+   * and no claim in flight for 3 × queryTimeoutMs.
+   */
   async ping(): Promise<boolean> {
     if (this.#state !== 'running') return false;
     if (this.#subscriptions.some((s) => this.#started && !s.alive)) return false;
@@ -291,8 +310,8 @@ export class Outbox {
 
   /**
    * Stops claiming, waits up to `gracefulTimeoutMs` for running handlers (all subscriptions in
-   * parallel), stops the LISTEN connection, then closes the pool txoutbox created (never one you
-   * passed in). Idempotent; the Outbox cannot be restarted. `publish`, `publishBatch`,
+   * parallel), then closes the LISTEN and NOTIFY connections and the pool txoutbox created (never
+   * one you passed in) within CLOSE_TIMEOUT_MS: resolves within `gracefulTimeoutMs` + 1 s. Idempotent; the Outbox cannot be restarted. `publish`, `publishBatch`,
    * `cancelTimer` and `fetchUnprocessed` keep working until the drain has ended, so a running
    * handler can publish its follow-up; afterwards they throw `OutboxStoppedError`.
    */
@@ -301,9 +320,9 @@ export class Outbox {
     this.#stopping ??= (async () => {
       await Promise.all(this.#subscriptions.map((s) => s.stop(this.#options.gracefulTimeoutMs)));
       this.#state = 'closed';
-      await this.#listener?.stop();
-      await this.#notifier.stop();
-      if (this.#options.ownsPool) await this.#options.pool.end();
+      // Each bounded by CLOSE_TIMEOUT_MS, in parallel: stop() ends within gracefulTimeoutMs plus
+      // that, even when the server is frozen or a connection half-open (issue 13, item 6).
+      await Promise.all([this.#listener?.stop(), this.#notifier.stop(), this.#options.ownedPool?.close(CLOSE_TIMEOUT_MS)]);
     })();
     return this.#stopping;
   }

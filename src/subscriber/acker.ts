@@ -1,11 +1,10 @@
-import type pg from 'pg';
-
 import { errorMessage } from '../errors.js';
 import { backoffMs, delay } from '../util/backoff.js';
 import type { Logger } from '../util/logger.js';
 import type { Statement } from '../util/statement.js';
 import type { Lease } from './lease.js';
 import { type MatchedPair, pairKey, pairValues } from './sql.js';
+import type { StatementRunner } from './statement-runner.js';
 
 /** Result of one ack: the row was deleted, the lease was lost (another holder owns it), or the write failed. */
 export type AckResult = 'deleted' | 'lease_lost' | 'failed';
@@ -47,9 +46,8 @@ const ACK_RETRY_BASE_MS = 100;
  * 'lease_lost', the one case where that event does not mean another holder.
  */
 export class Acker {
-  readonly #pool: pg.Pool;
+  readonly #db: StatementRunner;
   readonly #statement: Statement;
-  readonly #prepared: boolean;
   readonly #logger: Logger;
   readonly #settle: (entry: AckEntry, result: AckResult) => void;
   #pending: AckEntry[] = [];
@@ -57,16 +55,9 @@ export class Acker {
   #idleWaiters: (() => void)[] = [];
 
   /** `settle` hears, for every entry, what its DELETE did; it must not throw. */
-  constructor(
-    pool: pg.Pool,
-    statement: Statement,
-    prepared: boolean,
-    logger: Logger,
-    settle: (entry: AckEntry, result: AckResult) => void,
-  ) {
-    this.#pool = pool;
+  constructor(db: StatementRunner, statement: Statement, logger: Logger, settle: (entry: AckEntry, result: AckResult) => void) {
+    this.#db = db;
     this.#statement = statement;
-    this.#prepared = prepared;
     this.#logger = logger;
     this.#settle = settle;
   }
@@ -116,10 +107,9 @@ export class Acker {
   /** The batch's DELETE, retried; the pairs it deleted, or undefined when every try failed. */
   async #delete(batch: readonly AckEntry[]): Promise<MatchedPair[] | undefined> {
     const values = pairValues(batch.map((a) => a.lease));
-    const { text, name } = this.#statement;
     for (let attempt = 1; ; attempt += 1) {
       try {
-        return (await this.#pool.query<MatchedPair>(this.#prepared ? { name, text, values } : { text, values })).rows;
+        return (await this.#db.run<MatchedPair>(this.#statement, values)).rows;
       } catch (error) {
         const fields = { err: errorMessage(error), rows: batch.length, attempt };
         if (attempt >= ACK_ATTEMPTS) {

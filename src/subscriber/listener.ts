@@ -64,11 +64,12 @@ export class NotifyListener {
     this.#loop = this.#run();
   }
 
+  /** Bounded: ≤ CLOSE_TIMEOUT_MS for the connection, then as long again for the loop (a connect in flight is left to fail). */
   async stop(): Promise<void> {
     this.#state = 'stopped';
     this.#wakeup.notify();
     await this.#closeClient();
-    await this.#loop;
+    await beforeDeadline(this.#loop ?? Promise.resolve(), CLOSE_TIMEOUT_MS, () => undefined);
   }
 
   /** A method, not a field read, so TypeScript does not narrow the state across awaits. */
@@ -107,7 +108,9 @@ export class NotifyListener {
    * `onListening` once LISTEN succeeded.
    */
   async #listenUntilFailure(onListening: () => void): Promise<void> {
-    const client = new pg.Client(this.#options.clientConfig);
+    // Every statement on this connection (LISTEN, the health check) fails instead of waiting on a
+    // half-open socket; the connect is bounded by clientConfig's connectionTimeoutMillis.
+    const client = new pg.Client({ ...this.#options.clientConfig, query_timeout: HEALTH_CHECK_TIMEOUT_MS });
     this.#client = client;
     const ended = new Promise<never>((_, reject) => {
       client.on('error', reject);

@@ -1,15 +1,13 @@
-import type pg from 'pg';
-
 import { errorMessage } from '../errors.js';
 import { exceptionTypeOf, type OutboxEvent, type TerminalReason } from '../instrumentation/events.js';
 import type { OutcomeWrite } from '../instrumentation/middleware.js';
 import type { Emit } from '../instrumentation/recorders.js';
 import type { Logger } from '../util/logger.js';
-import type { Statement } from '../util/statement.js';
 import { type AckEntry, Acker, type AckResult } from './acker.js';
 import { deliveryScope, type Lease } from './lease.js';
 import { boundedLastException, type RenderError } from './render-error.js';
 import type { SubscriberSql } from './sql.js';
+import type { StatementRunner } from './statement-runner.js';
 
 /** The DLQ's last_exception for a row that reached max_deliveries without any handler run failing. */
 const NO_FAILURE_RECORDED =
@@ -24,9 +22,8 @@ export interface Run {
 }
 
 export interface OutcomeWriterDeps {
-  readonly pool: pg.Pool;
+  readonly db: StatementRunner;
   readonly sql: SubscriberSql;
-  readonly prepared: boolean;
   readonly dlq: boolean;
   readonly subscriber: string;
   readonly logger: Logger;
@@ -45,7 +42,7 @@ export class OutcomeWriter {
 
   constructor(deps: OutcomeWriterDeps) {
     this.#deps = deps;
-    this.#acker = new Acker(deps.pool, deps.sql.ackBatch, deps.prepared, deps.logger, (entry, result) => {
+    this.#acker = new Acker(deps.db, deps.sql.ackBatch, deps.logger, (entry, result) => {
       this.#acked(entry, result);
     });
   }
@@ -57,11 +54,6 @@ export class OutcomeWriter {
 
   #scope(lease: Lease) {
     return deliveryScope(lease, this.#deps.subscriber);
-  }
-
-  async #query(statement: Statement, values: unknown[]): Promise<pg.QueryResult> {
-    const { name, text } = statement;
-    return await this.#deps.pool.query(this.#deps.prepared ? { name, text, values } : { text, values });
   }
 
   #leaseLost(lease: Lease, phase: 'terminal' | 'retry'): void {
@@ -106,7 +98,7 @@ export class OutcomeWriter {
   async retry(lease: Lease, run: Run, delayMs: number, error: unknown): Promise<OutcomeWrite> {
     try {
       const firstAttemptAt = lease.record.first_attempt_at ?? run.startedAt;
-      const result = await this.#query(this.#deps.sql.retry, [
+      const result = await this.#deps.db.run(this.#deps.sql.retry, [
         lease.record.id,
         lease.token,
         delayMs,
@@ -160,7 +152,7 @@ export class OutcomeWriter {
             : reason === 'max_deliveries' && record.last_exception_type === null
               ? NO_FAILURE_RECORDED
               : null;
-        const result = await this.#query(dlqMove, [
+        const result = await this.#deps.db.run(dlqMove, [
           record.id,
           lease.token,
           reason,
@@ -183,7 +175,7 @@ export class OutcomeWriter {
         });
         return 'written';
       }
-      const result = await this.#query(this.#deps.sql.terminalDelete, [lease.record.id, lease.token]);
+      const result = await this.#deps.db.run(this.#deps.sql.terminalDelete, [lease.record.id, lease.token]);
       if (result.rowCount === 0) {
         this.#leaseLost(lease, 'terminal');
         return 'lease_lost';

@@ -1,8 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 
-import type pg from 'pg';
-
 import { errorMessage } from '../errors.js';
 import type { CustomStatKeys } from '../instrumentation/custom-stats.js';
 import type { MiddlewareChain } from '../instrumentation/middleware-chain.js';
@@ -18,23 +16,27 @@ import type { ClaimedRecord, Handler } from './message.js';
 import { OutcomeWriter } from './outcome-writer.js';
 import type { RenderError } from './render-error.js';
 import { type MatchedPair, pairKey, pairValues, type SubscriberSql } from './sql.js';
+import type { StatementRunner } from './statement-runner.js';
 import type { ResolvedSubscribeOptions } from './subscription-options.js';
 
 export interface SubscriptionDeps {
-  readonly pool: pg.Pool;
+  readonly db: StatementRunner;
   readonly sql: SubscriberSql;
-  readonly prepared: boolean;
   readonly logger: Logger;
   readonly emit: Emit;
   readonly renderError: RenderError;
   readonly middlewares: MiddlewareChain;
   readonly customStats: CustomStatKeys;
+  /** A claim in flight longer than this makes the subscription report not alive (ping()). */
+  readonly stallAfterMs: number;
 }
 
 /** A claim loop's wake-up, and whether it sleeps for capacity (only then does a freed slot wake it). */
 interface Claimer {
   readonly wakeup: Wakeup;
   waiting: boolean;
+  /** performance.now() when its claim in flight started; undefined when none is. */
+  claimingSince: number | undefined;
 }
 
 /** Longest pause after consecutive database errors in the claim loop. */
@@ -84,8 +86,8 @@ export class Subscription {
   readonly #deliverDeps: DeliverDeps;
   /** The claim loops: [0] always runs (NOTIFY wakes it); [1] only while pipelined (see above). */
   readonly #claimers: readonly Claimer[] = [
-    { wakeup: new Wakeup(), waiting: false },
-    { wakeup: new Wakeup(), waiting: false },
+    { wakeup: new Wakeup(), waiting: false, claimingSince: undefined },
+    { wakeup: new Wakeup(), waiting: false, claimingSince: undefined },
   ];
   /** Rows asked for by claims in flight: counted against capacity before they arrive. */
   #reserved = 0;
@@ -114,9 +116,8 @@ export class Subscription {
     this.options = options;
     this.#deps = deps;
     const writer = new OutcomeWriter({
-      pool: deps.pool,
+      db: deps.db,
       sql: deps.sql,
-      prepared: deps.prepared,
       dlq: options.dlq,
       subscriber: options.name,
       logger: deps.logger,
@@ -135,9 +136,15 @@ export class Subscription {
     };
   }
 
-  /** False when the claim loop died unexpectedly (it should not: every error is caught). */
+  /**
+   * False when the claim loop died unexpectedly (it should not: every error is caught), or when a
+   * claim has been in flight for longer than stallAfterMs (statements are bounded by queryTimeoutMs,
+   * so a claim that outlives that bound twice over means a loop stuck somewhere no timeout covers).
+   */
   get alive(): boolean {
-    return this.#state === 'running' && !this.#loopFailed;
+    if (this.#state !== 'running' || this.#loopFailed) return false;
+    const now = performance.now();
+    return this.#claimers.every((c) => c.claimingSince === undefined || now - c.claimingSince < this.#deps.stallAfterMs);
   }
 
   /** Called by the NOTIFY listener for this subscription's queues. */
@@ -225,6 +232,7 @@ export class Subscription {
       const starvationsBefore = this.#starvations;
       let claimed: Lease[];
       this.#reserved += limit;
+      claimer.claimingSince = performance.now();
       try {
         claimed = await this.#claim(limit);
         errors = 0;
@@ -239,6 +247,7 @@ export class Subscription {
         continue;
       } finally {
         this.#reserved -= limit;
+        claimer.claimingSince = undefined;
       }
       this.#emitFetched(claimed);
       if (!this.#running()) {
@@ -280,8 +289,7 @@ export class Subscription {
     const single = queues.length === 1;
     const statement = single ? this.#deps.sql.claimOne : this.#deps.sql.claimMany;
     const values = [single ? queues[0] : queues, leaseTtlMs, limit, token, this.#runningPastHalfLease()];
-    const { name, text } = statement;
-    const result = await this.#deps.pool.query<ClaimedRecord>(this.#deps.prepared ? { name, text, values } : { text, values });
+    const result = await this.#deps.db.run<ClaimedRecord>(statement, values);
     const leasedAt = performance.now();
     return result.rows.map((record) => ({ record, token, leasedAt }));
   }
@@ -385,8 +393,7 @@ export class Subscription {
     if (held.length === 0) return;
     try {
       const values = pairValues(held);
-      const { name, text } = this.#deps.sql.renewLeases;
-      const result = await this.#deps.pool.query<MatchedPair>(this.#deps.prepared ? { name, text, values } : { text, values });
+      const result = await this.#deps.db.run<MatchedPair>(this.#deps.sql.renewLeases, values);
       const renewed = new Set(result.rows.map((row) => pairKey(row.id, row.token)));
       const now = performance.now();
       for (const lease of held) {
@@ -415,8 +422,7 @@ export class Subscription {
     if (leases.length === 0) return;
     try {
       const values = pairValues(leases);
-      const { name, text } = this.#deps.sql.releaseLeases;
-      await this.#deps.pool.query(this.#deps.prepared ? { name, text, values } : { text, values });
+      await this.#deps.db.run(this.#deps.sql.releaseLeases, values);
     } catch (error) {
       this.#deps.logger.warn(
         { subscriber: this.options.name, rows: leases.length, err: errorMessage(error) },

@@ -37,6 +37,13 @@ describe('new Outbox(options) validates every option once', () => {
       /debug, info, warn and error/,
     ],
     ['options not an object', 'postgres://x', 'options', /an object/],
+    [
+      'queryTimeoutMs below 100 ms',
+      { connectionString: URL_WITH_SECRET, queryTimeoutMs: 50 },
+      'queryTimeoutMs',
+      /100 to 3600000/,
+    ],
+    ['queryTimeoutMs not an integer', { connectionString: URL_WITH_SECRET, queryTimeoutMs: '5s' }, 'queryTimeoutMs', /integer/],
   ];
   for (const [name, options, option, message] of invalid) {
     test(name, () => {

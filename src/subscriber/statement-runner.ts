@@ -1,0 +1,67 @@
+import type pg from 'pg';
+
+import { beforeDeadline } from '../util/deadline.js';
+import type { Statement } from '../util/statement.js';
+
+/**
+ * Runs the subscriber's statements on the pool: named (prepared once per connection) when
+ * preparedStatements is on, and bounded by queryTimeoutMs twice over:
+ * - the checkout: a pool given without connectionTimeoutMillis waits forever for a connect to a
+ *   silent server; past the deadline the statement fails, and a connection that arrives later goes
+ *   back unused (the statement is never sent late);
+ * - the statement: one on a half-open connection (a peer gone without FIN or RST; TCP keepalive
+ *   needs minutes to notice) fails by node-postgres' query_timeout.
+ * A failed statement's connection is discarded, as pg.Pool#query does: the next checkout reconnects.
+ * So the claim loop, the acker and stop() never wait on a dead connection silently (issue 13, item 7).
+ */
+const ignore = (): void => undefined;
+
+export class StatementRunner {
+  readonly #pool: pg.Pool;
+  readonly #prepared: boolean;
+  readonly #queryTimeoutMs: number;
+
+  constructor(pool: pg.Pool, prepared: boolean, queryTimeoutMs: number) {
+    this.#pool = pool;
+    this.#prepared = prepared;
+    this.#queryTimeoutMs = queryTimeoutMs;
+  }
+
+  async run<R extends pg.QueryResultRow = pg.QueryResultRow>(
+    statement: Statement,
+    values: unknown[],
+  ): Promise<pg.QueryResult<R>> {
+    const { name, text } = statement;
+    // query_timeout is read per query by node-postgres but missing from @types/pg's QueryConfig.
+    const config: pg.QueryConfig & { query_timeout: number } = this.#prepared
+      ? { name, text, values, query_timeout: this.#queryTimeoutMs }
+      : { text, values, query_timeout: this.#queryTimeoutMs };
+    const client = await this.#checkout();
+    // A connection that dies mid-statement also emits 'error' on its client: unheard, that event
+    // would crash the process. The statement fails too, and that failure is what is reported.
+    client.on('error', ignore);
+    try {
+      const result = await client.query<R>(config);
+      client.removeListener('error', ignore);
+      client.release();
+      return result;
+    } catch (error) {
+      client.removeListener('error', ignore);
+      client.release(true);
+      throw error;
+    }
+  }
+
+  async #checkout(): Promise<pg.PoolClient> {
+    const pending = this.#pool.connect();
+    return await beforeDeadline(pending, this.#queryTimeoutMs, () => {
+      pending.then(
+        (late) => {
+          late.release();
+        },
+        () => undefined,
+      );
+      throw new Error(`no database connection within queryTimeoutMs (${this.#queryTimeoutMs} ms)`);
+    });
+  }
+}

@@ -1,0 +1,159 @@
+import assert from 'node:assert/strict';
+import { performance } from 'node:perf_hooks';
+import { describe, test } from 'node:test';
+
+import pg from 'pg';
+
+import { Outbox } from '../../src/index.js';
+import { useTestDatabase } from '../support/database.js';
+import { EventLog } from '../support/events.js';
+import { outboxFactory } from '../support/outboxes.js';
+import { publishCommitted, remaining } from '../support/publish.js';
+import { FAST_POLL } from '../support/subscriber-setup.js';
+import { TcpProxy } from '../support/tcp-proxy.js';
+import { waitFor } from '../support/wait-for.js';
+
+const db = useTestDatabase(import.meta.url);
+const newOutbox = outboxFactory(db);
+
+/** A migrated table, through the test's own pool (not through the proxy). */
+async function migrated(table: string): Promise<void> {
+  await new Outbox({ pool: db.pool, table, logger: newOutbox.logger }).migrate();
+}
+
+async function proxy(): Promise<TcpProxy> {
+  const started = await TcpProxy.start(Number(new URL(db.url).port));
+  db.onCleanup(() => started.close());
+  return started;
+}
+
+/** How long `stop()` took, in ms. */
+async function timedStop(outbox: Outbox): Promise<number> {
+  const t0 = performance.now();
+  await outbox.stop();
+  return performance.now() - t0;
+}
+
+/**
+ * Issue 13, items 6 and 7: stop() bounded by gracefulTimeoutMs (+ the 1 s close budget) whatever the
+ * connections do, and a half-open connection never stalls the subscriber silently. The bounds
+ * asserted are generous (this is about hangs, not speed).
+ */
+describe('connection faults: bounded stop, no silent stall', () => {
+  test('stop() with a claim stuck behind a lock on an Outbox-owned pool ends within its budget', async () => {
+    const table = 'cf_lock';
+    await migrated(table);
+    const outbox = newOutbox({ connectionString: db.url, table, gracefulTimeoutMs: 500 });
+    outbox.subscribe('locked', () => undefined, FAST_POLL);
+    const locker = await db.pool.connect();
+    try {
+      await locker.query('BEGIN');
+      await locker.query(`LOCK TABLE ${table} IN ACCESS EXCLUSIVE MODE`);
+      outbox.start();
+      await waitFor(
+        async () => {
+          const { rows } = await db.pool.query<{ n: number }>(
+            `SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%${table}%'`,
+          );
+          return (rows[0]?.n ?? 0) > 0;
+        },
+        { what: 'the claim waits for the lock' },
+      );
+      const tookMs = await timedStop(outbox);
+      assert.ok(tookMs < 3000, `stop() took ${Math.round(tookMs)} ms for a 500 ms budget`);
+    } finally {
+      await locker.query('ROLLBACK');
+      locker.release();
+    }
+  });
+
+  test('stop() while every connection goes to a server that never answers ends within its budget', async () => {
+    const table = 'cf_silent';
+    await migrated(table);
+    const silent = await proxy();
+    silent.freeze(); // accepts connections and never answers: a frozen server, a partition
+    const outbox = newOutbox({ connectionString: silent.via(db.url), table, gracefulTimeoutMs: 500 });
+    outbox.subscribe('silent', () => undefined, FAST_POLL);
+    outbox.start();
+    await waitFor(() => silent.connections >= 2, { what: 'the pool and the LISTEN connection are connecting' });
+    const tookMs = await timedStop(outbox);
+    assert.ok(tookMs < 3000, `stop() took ${Math.round(tookMs)} ms for a 500 ms budget`);
+  });
+
+  test('stop() while statements hang on half-open connections ends within its budget', async () => {
+    const table = 'cf_halfopen_stop';
+    await migrated(table);
+    const link = await proxy();
+    const outbox = newOutbox({ connectionString: link.via(db.url), table, gracefulTimeoutMs: 500 });
+    outbox.subscribe('halfopen-stop', () => undefined, FAST_POLL);
+    outbox.start();
+    await waitFor(() => link.connections >= 2, { what: 'connected' });
+    link.freeze();
+    await new Promise((resolve) => setTimeout(resolve, 300)); // a poll is now waiting on a silent peer
+    const tookMs = await timedStop(outbox);
+    assert.ok(tookMs < 3000, `stop() took ${Math.round(tookMs)} ms for a 500 ms budget`);
+  });
+
+  test('connections dropped half-open: the claim fails after queryTimeoutMs, is logged, and claiming resumes on new connections', async () => {
+    const table = 'cf_halfopen';
+    await migrated(table);
+    const link = await proxy();
+    const pool = new pg.Pool({ connectionString: link.via(db.url), max: 4 });
+    pool.on('error', () => undefined);
+    db.onCleanup(() => pool.end().catch(() => undefined));
+    const log = new EventLog();
+    const outbox = newOutbox({ pool, table, queryTimeoutMs: 1000, recorder: log.recorder });
+    const handled = new Set<string>();
+    outbox.subscribe(
+      'halfopen',
+      (message) => {
+        handled.add(message.id);
+      },
+      { ...FAST_POLL, maxPollIntervalMs: 50 },
+    );
+    outbox.start();
+    await log.waitFor('fetched', 2); // connected and claiming
+    const dropped = link.dropHalfOpen();
+    assert.ok(dropped >= 2);
+    // Published through the test's own pool: the subscriber's connections are the ones that died.
+    const ids = await publishCommitted(outbox, db.pool, 'halfopen', [1, 2, 3, 4, 5]);
+    await waitFor(() => handled.size === ids.length, { timeoutMs: 15_000, what: `all 5 handled (have ${handled.size})` });
+    await waitFor(async () => (await remaining(db.pool, 'halfopen', table)) === 0, { what: 'their acks landed' });
+    assert.ok(
+      newOutbox.logger.entries.some((e) => e.level === 'error' && /timeout/i.test(String(e.fields.err))),
+      'the stalled statement was reported, not silent',
+    );
+    assert.equal(await outbox.ping(), true, 'healthy again');
+  });
+
+  test('ping() is false while a claim hangs where no timeout reaches (3 × queryTimeoutMs), true once it returns', async () => {
+    const table = 'cf_stall';
+    await migrated(table);
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    // A real pool whose clients hold the claim statement before sending it: the loop waits in a
+    // place no statement timeout covers (as a driver or proxy bug would make it).
+    class HoldingPool extends pg.Pool {
+      // The promise form is the subscriber's (statement-runner.ts); pool.query uses the callback form.
+      override connect(...args: unknown[]): never {
+        if (args.length > 0) return (super.connect as (...a: unknown[]) => never).apply(this, args);
+        return super.connect().then((client) => {
+          const query = client.query.bind(client) as (...a: unknown[]) => Promise<unknown>;
+          client.query = ((...args: unknown[]) => {
+            const name = (args[0] as { name?: string }).name ?? '';
+            return /claim/.test(name) ? held.then(() => query(...args)) : query(...args);
+          }) as never;
+          return client;
+        }) as never;
+      }
+    }
+    const pool = new HoldingPool({ connectionString: db.url, max: 4 });
+    db.onCleanup(() => pool.end());
+    const outbox = newOutbox({ pool, table, queryTimeoutMs: 200 });
+    outbox.subscribe('stall', () => undefined, FAST_POLL);
+    outbox.start();
+    await waitFor(async () => !(await outbox.ping()), { what: 'ping() reports the stalled claim' });
+    release();
+    await waitFor(() => outbox.ping(), { what: 'ping() recovers once the claim returned' });
+  });
+});

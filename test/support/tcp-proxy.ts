@@ -1,0 +1,163 @@
+/**
+ * A TCP proxy in front of PostgreSQL that fails the way networks do, without closing anything:
+ *
+ * - freeze(): every connection, and every new one, stops forwarding in both directions; the sockets
+ *   stay open, so the client sees a server that went silent (a partition, a frozen VM). thaw()
+ *   resumes them where they stopped: no byte is lost or reordered.
+ * - dropHalfOpen(): the connections open now stop forwarding for good, without FIN or RST (a NAT or
+ *   firewall that forgot them, a peer that vanished); new connections work. Bytes the client sends
+ *   on a dropped connection are discarded.
+ *
+ * TCP keepalive cannot see either: the proxy's own kernel answers the probes. So what the scenarios
+ * check is what a client must do against a silent peer at the application level (timeouts).
+ */
+import { connect, createServer, type Server, type Socket } from 'node:net';
+
+type LinkState = 'open' | 'frozen' | 'dead';
+
+interface Link {
+  readonly client: Socket;
+  upstream: Socket | undefined;
+  state: LinkState;
+  /** A side closed while the link was frozen: closed for real when it thaws. */
+  closedWhileFrozen: boolean;
+}
+
+export class TcpProxy {
+  readonly #server: Server;
+  readonly #targetPort: number;
+  readonly #links = new Set<Link>();
+  #frozen = false;
+
+  private constructor(server: Server, targetPort: number) {
+    this.#server = server;
+    this.#targetPort = targetPort;
+  }
+
+  static async start(targetPort: number): Promise<TcpProxy> {
+    const server = createServer();
+    const proxy = new TcpProxy(server, targetPort);
+    server.on('connection', (socket) => {
+      proxy.#accept(socket);
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(0, '127.0.0.1', () => {
+        resolve();
+      });
+    });
+    return proxy;
+  }
+
+  get port(): number {
+    const address = this.#server.address();
+    if (address === null || typeof address === 'string') throw new Error('the proxy is not listening');
+    return address.port;
+  }
+
+  /** The connection string `url` rewritten to go through this proxy. */
+  via(url: string): string {
+    const parsed = new URL(url);
+    parsed.port = String(this.port);
+    return parsed.toString();
+  }
+
+  get connections(): number {
+    return this.#links.size;
+  }
+
+  #accept(client: Socket): void {
+    const link: Link = { client, upstream: undefined, state: this.#frozen ? 'frozen' : 'open', closedWhileFrozen: false };
+    this.#links.add(link);
+    client.on('error', () => undefined);
+    client.on('close', () => {
+      this.#closed(link);
+    });
+    if (link.state === 'frozen') client.pause();
+    else this.#connectUpstream(link);
+  }
+
+  #connectUpstream(link: Link): void {
+    const upstream = connect(this.#targetPort, '127.0.0.1');
+    link.upstream = upstream;
+    upstream.on('error', () => undefined);
+    upstream.on('close', () => {
+      this.#closed(link);
+    });
+    this.#pipe(link, link.client, upstream);
+    this.#pipe(link, upstream, link.client);
+  }
+
+  #pipe(link: Link, from: Socket, to: Socket): void {
+    from.on('data', (chunk: Buffer) => {
+      if (link.state === 'dead') return;
+      if (!to.write(chunk)) from.pause();
+    });
+    to.on('drain', () => {
+      if (link.state === 'open') from.resume();
+    });
+  }
+
+  #closed(link: Link): void {
+    if (link.state === 'open') {
+      link.client.destroy();
+      link.upstream?.destroy();
+      this.#links.delete(link);
+    } else if (link.state === 'frozen') {
+      link.closedWhileFrozen = true;
+    }
+    // dead: nothing reaches the other side, not even the close.
+  }
+
+  freeze(): void {
+    this.#frozen = true;
+    for (const link of this.#links) {
+      if (link.state !== 'open') continue;
+      link.state = 'frozen';
+      link.client.pause();
+      link.upstream?.pause();
+    }
+  }
+
+  thaw(): void {
+    this.#frozen = false;
+    for (const link of [...this.#links]) {
+      if (link.state !== 'frozen') continue;
+      link.state = 'open';
+      if (link.closedWhileFrozen) {
+        this.#closed(link);
+        continue;
+      }
+      if (link.upstream === undefined) this.#connectUpstream(link);
+      link.client.resume();
+      link.upstream?.resume();
+    }
+  }
+
+  /** Makes every open connection half-open for good; returns how many. New connections still work. */
+  dropHalfOpen(): number {
+    let dropped = 0;
+    for (const link of this.#links) {
+      if (link.state === 'dead') continue;
+      link.state = 'dead';
+      // Keep reading (and discarding) so the client's writes never block: to it the peer just went quiet.
+      link.client.resume();
+      link.upstream?.pause();
+      dropped += 1;
+    }
+    return dropped;
+  }
+
+  async close(): Promise<void> {
+    for (const link of this.#links) {
+      link.client.destroy();
+      link.upstream?.destroy();
+    }
+    this.#links.clear();
+    await new Promise<void>((resolve) => {
+      this.#server.close(() => {
+        resolve();
+      });
+    });
+  }
+}

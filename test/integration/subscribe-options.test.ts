@@ -53,9 +53,11 @@ describe('subscribe() validates its options, naming each', () => {
     outbox.subscribe('fine', () => undefined);
     outbox.subscribe('capped', () => undefined, { retry: new NoRetry(), maxDeliveries: 3 });
     const warnings = newOutbox.logger.messages('warn').slice(before);
-    assert.equal(warnings.length, 3);
+    assert.equal(warnings.length, 4);
     assert.match(warnings[0]!, /leaseTtlMs \(5000\) <= maxPollIntervalMs \(10000\).*recommended/);
-    assert.match(warnings[1]!, /already serves these queues/);
-    assert.match(warnings[2]!, /NoRetry/);
+    // 10 buffered rows at concurrency 1 and half of 5 s: each run must finish in 250 ms.
+    assert.match(warnings[1]!, /leaseTtlMs \(5000\) leaves each handler run 250 ms/);
+    assert.match(warnings[2]!, /already serves these queues/);
+    assert.match(warnings[3]!, /NoRetry/);
   });
 });

@@ -47,9 +47,12 @@ interface CommonOptions {
   /** How long stop() waits for running handlers before aborting them. @default 15000 */
   readonly gracefulTimeoutMs?: number;
   /**
-   * Longest wait for an answer to one of txoutbox's own statements (claims, acks, retries, DLQ moves,
-   * renewals, LISTEN, ping): past it the statement fails and its connection is discarded, so a
-   * half-open connection cannot stall the subscriber silently. Keep it above your slowest DLQ move.
+   * Longest run of one of txoutbox's own statements (claims, acks, retries, DLQ moves, renewals,
+   * ping) and longest wait for a connection to run it: past it the statement fails and its
+   * connection is discarded, so a half-open connection cannot stall the subscriber silently. On a
+   * pool txoutbox creates it is also the sessions' statement_timeout (the server cancels first, so
+   * a statement given up on never commits later); set statement_timeout on a pool you pass in.
+   * Keep it above your slowest DLQ move.
    * @default 10000
    */
   readonly queryTimeoutMs?: number;
@@ -269,7 +272,11 @@ export function resolveOutboxOptions(options: unknown): ResolvedOutboxOptions {
   const customStats = new CustomStatKeys(customStatsLimit ?? DEFAULT_CUSTOM_STATS_LIMIT, resolvedLogger, (stat) => {
     middlewares.stat(stat);
   });
-  const ownedPool = pool === undefined ? createOwnedPool(connectionString as string, poolSize ?? 10, resolvedLogger) : undefined;
+  const resolvedQueryTimeoutMs = queryTimeoutMs ?? DEFAULT_QUERY_TIMEOUT_MS;
+  const ownedPool =
+    pool === undefined
+      ? createOwnedPool(connectionString as string, poolSize ?? 10, resolvedQueryTimeoutMs, resolvedLogger)
+      : undefined;
   const resolvedPool = ownedPool === undefined ? (pool as pg.Pool) : ownedPool.pool;
   return {
     names,
@@ -281,7 +288,7 @@ export function resolveOutboxOptions(options: unknown): ResolvedOutboxOptions {
     middlewares,
     customStats,
     gracefulTimeoutMs: gracefulTimeoutMs ?? 15_000,
-    queryTimeoutMs: queryTimeoutMs ?? DEFAULT_QUERY_TIMEOUT_MS,
+    queryTimeoutMs: resolvedQueryTimeoutMs,
     renderError: (renderError as RenderError | undefined) ?? defaultRenderError,
     listen: listen ?? true,
     notify: notify ?? 'after-commit',

@@ -15,7 +15,9 @@ import { buildSubscriberSql, type SubscriberSql } from './subscriber/sql.js';
 import { StatementRunner } from './subscriber/statement-runner.js';
 import { Subscription } from './subscriber/subscription.js';
 import { resolveSubscribeOptions, type SubscribeOptions } from './subscriber/subscription-options.js';
-import { beforeDeadline } from './util/deadline.js';
+import { beforeDeadline, CLOSE_TIMEOUT_MS } from './util/deadline.js';
+import { warnAboutPoolSafeguards } from './util/owned-pool.js';
+import { statement } from './util/statement.js';
 
 /** What subscribe() returns: the subscription's resolved identity. */
 export interface SubscriptionInfo {
@@ -35,12 +37,10 @@ export interface OutboxInternals {
 
 /** How long ping() waits for the database. */
 export const PING_TIMEOUT_MS = 5_000;
+const PING = statement('ping', 'SELECT 1');
 
 /** A claim in flight for this many queryTimeoutMs makes ping() false (its checkout and its statement are each bounded by one). */
 export const STALL_QUERY_TIMEOUTS = 3;
-
-/** How long stop() gives its connections to close once the drain ended. */
-export const CLOSE_TIMEOUT_MS = 1_000;
 
 export interface FetchUnprocessedOptions {
   /** Only this queue. @default every queue */
@@ -104,12 +104,7 @@ export class Outbox {
     this.#subscriberSql = buildSubscriberSql(this.#options.names);
     const { pool, preparedStatements, queryTimeoutMs, ownedPool, logger } = this.#options;
     this.#statements = new StatementRunner(pool, preparedStatements, queryTimeoutMs);
-    if (ownedPool === undefined && !((pool.options.connectionTimeoutMillis ?? 0) > 0)) {
-      logger.warn(
-        { queryTimeoutMs },
-        'the pool has no connectionTimeoutMillis: a connect to a server that does not answer waits forever. txoutbox gives up on it after queryTimeoutMs, but the connection keeps its pool slot; set connectionTimeoutMillis (and keepAlive: true) on the pool',
-      );
-    }
+    if (ownedPool === undefined) warnAboutPoolSafeguards(pool, queryTimeoutMs, logger);
   }
 
   /** The outbox table as configured (`outbox`, `app.outbox`). */
@@ -292,14 +287,16 @@ export class Outbox {
 
   /**
    * True when the database answers within 5 s and every subscription's loop is alive: not crashed,
-   * and no claim in flight for 3 × queryTimeoutMs.
+   * no claim in flight for 3 × queryTimeoutMs, and not every claim failing for that long.
    */
   async ping(): Promise<boolean> {
     if (this.#state !== 'running') return false;
     if (this.#subscriptions.some((s) => this.#started && !s.alive)) return false;
     try {
+      // Through the StatementRunner: a ping that times out discards its connection (a half-open
+      // one would otherwise be kept, and each probe would strand another).
       return await beforeDeadline(
-        this.#options.pool.query('SELECT 1').then(() => true),
+        this.#statements.run(PING, []).then(() => true),
         PING_TIMEOUT_MS,
         () => false,
       );

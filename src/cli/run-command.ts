@@ -1,6 +1,7 @@
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 
+import { errorMessage } from '../errors.js';
 import { runnerFromConfig } from '../runner/runner-from-config.js';
 import { consoleLogger, type Logger, type LogLevel, withFields } from '../util/logger.js';
 import { untilStopSignal } from './stop-signal.js';
@@ -49,7 +50,11 @@ export async function runCommand(args: string[], io: RunIo): Promise<number> {
   const signal = await untilStopSignal(
     logger,
     'stop signal while stopping: killing the consumers now (their rows are redelivered after the lease)',
-    () => void runner.kill(),
+    () => {
+      runner.kill().catch((error: unknown) => {
+        logger.error({ err: errorMessage(error) }, 'killing the consumers failed');
+      });
+    },
   );
   stopping = true;
   logger.info({ signal }, 'stopping: consumers drain within their graceful timeout');

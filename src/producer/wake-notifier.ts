@@ -1,15 +1,15 @@
 import pg from 'pg';
 
 import { errorMessage } from '../errors.js';
-import { beforeDeadline } from '../util/deadline.js';
+import { beforeDeadline, CLOSE_TIMEOUT_MS } from '../util/deadline.js';
 import type { Logger } from '../util/logger.js';
+import { endWithin } from '../util/owned-pool.js';
 import { statement } from '../util/statement.js';
 
 /** At most one NOTIFY statement per this many ms per Outbox; the first of a quiet spell goes at once. */
 export const NOTIFY_MIN_INTERVAL_MS = 1;
 /** After a failed statement, wake-ups are dropped (polling delivers) for this long, then it reconnects. */
 export const RECONNECT_PAUSE_MS = 1_000;
-const CLOSE_TIMEOUT_MS = 1_000;
 /**
  * A NOTIFY statement that has not answered by then is abandoned and its connection destroyed: a
  * half-open connection would otherwise hold the notifier in `sending` forever, silently dropping
@@ -240,23 +240,21 @@ export class WakeNotifier {
     }
   }
 
-  async #closeClient(): Promise<void> {
+  async #closeClient(ms: number): Promise<void> {
     const client = this.#client;
     this.#client = undefined;
-    if (client === undefined) return;
-    await beforeDeadline(
-      client.end().catch(() => undefined),
-      CLOSE_TIMEOUT_MS,
-      () => undefined,
-    );
+    if (client !== undefined) await endWithin(client, ms);
   }
 
-  /** Drops what is pending, abandons a connection still opening, waits (≤ 1 s) for the statement in flight, closes the connection. Idempotent. */
+  /**
+   * Drops what is pending, abandons a connection still opening, waits for the statement in flight,
+   * closes the connection: within CLOSE_TIMEOUT_MS in all. Idempotent.
+   */
   async stop(): Promise<void> {
     this.#state = 'stopped';
     this.#pending.clear();
     if (this.#connecting !== undefined) destroy(this.#connecting);
-    await beforeDeadline(this.#drained, CLOSE_TIMEOUT_MS, () => undefined);
-    await this.#closeClient();
+    await beforeDeadline(this.#drained, CLOSE_TIMEOUT_MS / 2, () => undefined);
+    await this.#closeClient(CLOSE_TIMEOUT_MS / 2);
   }
 }

@@ -87,8 +87,8 @@ export async function rollOut(
     if (context.stopping()) return RolloutResult.interrupted;
     if (!outcome.ready) {
       context.logger.error(
-        { consumer, ...whyNotReady(outcome), replaced: index, keptRunning: slots.length },
-        'reload stopped for this consumer: its new process did not start; the old processes keep running',
+        { consumer, ...whyNotReady(outcome), replacedWithNewConfig: index, keptOnOldConfig: slots.length - index },
+        'reload stopped for this consumer: its new process did not start; the processes not yet replaced keep running on the old config',
       );
       await context.retire(replacement);
       return RolloutResult.aborted;

@@ -4,21 +4,30 @@ import type { StatsdClient } from './statsd-client.js';
 
 /**
  * The statsd metrics of rejected's consumers, per message: `processed`, one counter per status
- * (`acked`, `nacked`, `rejected`, `error`), `retried`, `dropped.<reason>`, `exception.<type>`,
+ * (`acked`, `nacked`, `rejected`, `error`; counted once the outcome is written, `error` when the
+ * database did not take it), `retried`, `dropped.<reason>`, `exception.<type>`,
  * `processing_time` in ms, and the handler's custom stats (incr → c, set → g, observe/time → ms).
  * Publishes add `published` and `publish_time`. Keys are bounded: no ids, no messages.
  */
 export function statsdMiddleware(client: StatsdClient): Middleware {
   return {
     name: 'statsd',
-    consume: async (_ctx, next) => {
+    consume: async (ctx, next) => {
       const result = await next();
       client.increment('processed');
-      client.increment(result.status);
       client.timing('processing_time', result.durationSeconds);
       if (result.status === 'error') client.increment(`exception.${exceptionTypeOf(result.error)}`);
-      if (result.outcome.kind === 'retry') client.increment('retried');
-      if (result.outcome.kind === 'terminal') client.increment(`dropped.${result.outcome.reason}`);
+      // The status, the retry and the drop as the database took them (as prometheusMiddleware): an
+      // outcome fenced off by a lost lease, failed or abandoned is an error, and did not happen.
+      void ctx.written.then((write) => {
+        if (write !== 'written') {
+          client.increment('error');
+          return;
+        }
+        client.increment(result.status);
+        if (result.outcome.kind === 'retry') client.increment('retried');
+        if (result.outcome.kind === 'terminal') client.increment(`dropped.${result.outcome.reason}`);
+      });
     },
     publish: async (_ctx, next) => {
       const started = performance.now();

@@ -3,8 +3,9 @@ import pg from 'pg';
 import { errorMessage } from '../errors.js';
 import { quoteIdent } from '../schema/identifiers.js';
 import { backoffMs } from '../util/backoff.js';
-import { beforeDeadline } from '../util/deadline.js';
+import { beforeDeadline, CLOSE_TIMEOUT_MS } from '../util/deadline.js';
 import type { Logger } from '../util/logger.js';
+import { endWithin } from '../util/owned-pool.js';
 import { Wakeup } from '../util/wakeup.js';
 
 export interface ListenerOptions {
@@ -26,8 +27,6 @@ export interface ListenerOptions {
 /** Longest pause between reconnect attempts. */
 export const MAX_RECONNECT_BACKOFF_MS = 30_000;
 const HEALTH_CHECK_TIMEOUT_MS = 5_000;
-/** How long closing waits for the server to acknowledge before letting the connection go. */
-const CLOSE_TIMEOUT_MS = 1_000;
 
 /**
  * The one LISTEN connection of an Outbox, shared by all its subscriptions (payload = queue name).
@@ -64,12 +63,12 @@ export class NotifyListener {
     this.#loop = this.#run();
   }
 
-  /** Bounded: ≤ CLOSE_TIMEOUT_MS for the connection, then as long again for the loop (a connect in flight is left to fail). */
+  /** Within CLOSE_TIMEOUT_MS: half to close the connection, half for the loop to see it (a connect in flight is left to fail). */
   async stop(): Promise<void> {
     this.#state = 'stopped';
     this.#wakeup.notify();
-    await this.#closeClient();
-    await beforeDeadline(this.#loop ?? Promise.resolve(), CLOSE_TIMEOUT_MS, () => undefined);
+    await this.#closeClient(CLOSE_TIMEOUT_MS / 2);
+    await beforeDeadline(this.#loop ?? Promise.resolve(), CLOSE_TIMEOUT_MS / 2, () => undefined);
   }
 
   /** A method, not a field read, so TypeScript does not narrow the state across awaits. */
@@ -145,21 +144,16 @@ export class NotifyListener {
     }
   }
 
+  /** Bounded by the client's query_timeout (HEALTH_CHECK_TIMEOUT_MS): a half-open connection fails it. */
   async #healthCheck(client: pg.Client): Promise<void> {
-    await beforeDeadline(client.query('SELECT 1'), HEALTH_CHECK_TIMEOUT_MS, () => {
-      throw new Error(`health check timed out after ${HEALTH_CHECK_TIMEOUT_MS} ms`);
-    });
+    await client.query('SELECT 1');
   }
 
-  async #closeClient(): Promise<void> {
+  async #closeClient(ms = CLOSE_TIMEOUT_MS): Promise<void> {
     const client = this.#client;
     this.#client = undefined;
     if (client === undefined) return;
     client.removeAllListeners('notification');
-    await beforeDeadline(
-      client.end().catch(() => undefined),
-      CLOSE_TIMEOUT_MS,
-      () => undefined,
-    );
+    await endWithin(client, ms);
   }
 }

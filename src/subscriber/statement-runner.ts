@@ -10,11 +10,17 @@ import type { Statement } from '../util/statement.js';
  *   silent server; past the deadline the statement fails, and a connection that arrives later goes
  *   back unused (the statement is never sent late);
  * - the statement: one on a half-open connection (a peer gone without FIN or RST; TCP keepalive
- *   needs minutes to notice) fails by node-postgres' query_timeout.
+ *   needs minutes to notice) fails by node-postgres' query_timeout. On a pool txoutbox owns the
+ *   server cancels first (statement_timeout, owned-pool.ts); on a pool you pass in, a statement
+ *   given up on here may still run and commit on the server later (a claim then costs its rows one
+ *   lease and one counted delivery), unless that pool sets statement_timeout too.
  * A failed statement's connection is discarded, as pg.Pool#query does: the next checkout reconnects.
  * So the claim loop, the acker and stop() never wait on a dead connection silently (issue 13, item 7).
  */
 const ignore = (): void => undefined;
+
+/** How much longer the client waits than the server's statement_timeout. */
+const SERVER_FIRST_MS = 1_000;
 
 export class StatementRunner {
   readonly #pool: pg.Pool;
@@ -33,9 +39,12 @@ export class StatementRunner {
   ): Promise<pg.QueryResult<R>> {
     const { name, text } = statement;
     // query_timeout is read per query by node-postgres but missing from @types/pg's QueryConfig.
+    // A second past the server's statement_timeout (owned pools): the server cancels first and
+    // the connection stays usable; this one only fires when the server cannot (a dead connection).
+    const query_timeout = this.#queryTimeoutMs + SERVER_FIRST_MS;
     const config: pg.QueryConfig & { query_timeout: number } = this.#prepared
-      ? { name, text, values, query_timeout: this.#queryTimeoutMs }
-      : { text, values, query_timeout: this.#queryTimeoutMs };
+      ? { name, text, values, query_timeout }
+      : { text, values, query_timeout };
     const client = await this.#checkout();
     // A connection that dies mid-statement also emits 'error' on its client: unheard, that event
     // would crash the process. The statement fails too, and that failure is what is reported.

@@ -96,7 +96,11 @@ export class Subscription {
   /** Two claims in flight (see the class comment). */
   #pipelined = false;
   readonly #buffer: Lease[] = [];
-  /** Running deliveries by lease: one row can run twice here (its first lease expired and this subscription re-claimed it). */
+  /**
+   * Running deliveries by lease. A row is not re-claimed by the subscription running it (the
+   * claim's $5), but keyed by lease all the same: should the exclusion miss (a claim's round trip
+   * longer than half the lease), the two runs stay apart and fencing decides.
+   */
   readonly #inFlight = new Map<Lease, DeliverySignal>();
   #state: 'new' | 'running' | 'stopping' | 'stopped' = 'new';
   #loop: Promise<void> | undefined;
@@ -106,6 +110,8 @@ export class Subscription {
   /** The renewal statement in flight, if any: renewals never overlap, and stop() waits for the last one. */
   #renewing: Promise<void> | undefined;
   #idleWaiters: (() => void)[] = [];
+  /** performance.now() of the first claim failure since the last success: alive (ping) turns false when it lasts. */
+  #failingSince: number | undefined;
   /** Rows buffered per claim beyond the free slots: fetchBatchSize, or 0 while paused (see above). */
   #prefetchPausedUntil = 0;
   #staleTimer: NodeJS.Timeout | undefined;
@@ -137,14 +143,16 @@ export class Subscription {
   }
 
   /**
-   * False when the claim loop died unexpectedly (it should not: every error is caught), or when a
-   * claim has been in flight for longer than stallAfterMs (statements are bounded by queryTimeoutMs,
-   * so a claim that outlives that bound twice over means a loop stuck somewhere no timeout covers).
+   * False when the claim loop died unexpectedly (it should not: every error is caught), when every
+   * claim has failed for stallAfterMs (the database answers SELECT 1 but refuses claims: a missing
+   * migration, permissions), or when a claim has been in flight for longer than stallAfterMs
+   * (statements are bounded by queryTimeoutMs, so such a claim is stuck where no timeout reaches).
    */
   get alive(): boolean {
     if (this.#state !== 'running' || this.#loopFailed) return false;
     const now = performance.now();
-    return this.#claimers.every((c) => c.claimingSince === undefined || now - c.claimingSince < this.#deps.stallAfterMs);
+    const stalled = (since: number | undefined): boolean => since !== undefined && now - since >= this.#deps.stallAfterMs;
+    return !stalled(this.#failingSince) && !this.#claimers.some((c) => stalled(c.claimingSince));
   }
 
   /** Called by the NOTIFY listener for this subscription's queues. */
@@ -236,8 +244,10 @@ export class Subscription {
       try {
         claimed = await this.#claim(limit);
         errors = 0;
+        this.#failingSince = undefined;
       } catch (error) {
         errors += 1;
+        this.#failingSince ??= performance.now();
         const pauseMs = backoffMs(errors, 250, MAX_ERROR_BACKOFF_MS);
         this.#deps.logger.error(
           { subscriber: this.options.name, err: errorMessage(error), attempt: errors, pauseMs: Math.round(pauseMs) },
@@ -452,6 +462,7 @@ export class Subscription {
       if (this.#inFlight.size > 0) await new Promise<void>((resolve) => this.#idleWaiters.push(resolve));
       await this.#writer.drainAcks();
     })();
+    const deadline = performance.now() + gracefulTimeoutMs;
     const timedOut = await beforeDeadline(
       drained.then(() => false),
       gracefulTimeoutMs,
@@ -459,9 +470,11 @@ export class Subscription {
     );
     clearInterval(this.#renewTimer);
     clearInterval(this.#staleTimer);
-    // A renewal already sent is left to finish (it is one short statement), so it does not
+    // A renewal already sent is left to finish within what is left of the budget, so it does not
     // race the pool's end. After a timeout nothing more is awaited.
-    if (!timedOut) await this.#renewing;
+    if (!timedOut && this.#renewing !== undefined) {
+      await beforeDeadline(this.#renewing, Math.max(0, deadline - performance.now()), () => undefined);
+    }
     if (timedOut) {
       this.#abandoned = true;
       const inFlight = this.#inFlight.size;

@@ -34,8 +34,15 @@ export interface OwnedPool {
   close(ms: number): Promise<void>;
 }
 
-export function createOwnedPool(connectionString: string, max: number, logger: Logger): OwnedPool {
-  const pool = new pg.Pool(ownConnectionConfig({ connectionString, max }));
+/**
+ * The pool txoutbox creates from a connection string. Its sessions get `statement_timeout =
+ * queryTimeoutMs`: the server cancels a statement that waits too long (behind a lock, on a server
+ * that was frozen), so one the client stopped waiting for (StatementRunner, a second later) never
+ * commits behind its back; a claim that did would lease rows nobody runs and count a delivery no
+ * handler saw. A pool you pass in keeps its own settings (set statement_timeout on it too).
+ */
+export function createOwnedPool(connectionString: string, max: number, queryTimeoutMs: number, logger: Logger): OwnedPool {
+  const pool = new pg.Pool(ownConnectionConfig({ connectionString, max, statement_timeout: queryTimeoutMs }));
   // An idle client whose server connection dies emits 'error' on the pool; unhandled, that event
   // would crash the process. The client is discarded by the pool; the next checkout reconnects.
   pool.on('error', (error) => {
@@ -58,4 +65,45 @@ export function createOwnedPool(connectionString: string, max: number, logger: L
       for (const client of clients) client.connection.stream.destroy();
     },
   };
+}
+
+/**
+ * Closes one connection within `ms`: a polite `end()` first; past the deadline its socket is
+ * destroyed, so a connection to a frozen or vanished server neither hangs its owner's stop() nor
+ * keeps the process alive.
+ */
+export async function endWithin(client: pg.Client, ms: number): Promise<void> {
+  const ended = await beforeDeadline(
+    client.end().then(
+      () => true,
+      () => true,
+    ),
+    ms,
+    () => false,
+  );
+  if (!ended) client.connection.stream.destroy();
+}
+
+/**
+ * A pool passed in keeps its own settings; say which safeguard against a silent server it lacks,
+ * once, at construction (a pool txoutbox creates has all three: util/owned-pool.ts).
+ */
+export function warnAboutPoolSafeguards(pool: pg.Pool, queryTimeoutMs: number, logger: Logger): void {
+  const { connectionTimeoutMillis, statement_timeout: statementTimeout, keepAlive } = pool.options;
+  const missing = [
+    ...((connectionTimeoutMillis ?? 0) > 0
+      ? []
+      : ['connectionTimeoutMillis (a connect to a silent server waits forever and keeps its pool slot)']),
+    ...(typeof statementTimeout === 'number' && statementTimeout > 0
+      ? []
+      : [
+          'statement_timeout (a statement txoutbox gave up on can still commit on the server: a claim then costs its rows a lease)',
+        ]),
+    ...(keepAlive === true ? [] : ['keepAlive: true (an idle connection whose peer died is found only when used)']),
+  ];
+  if (missing.length === 0) return;
+  logger.warn(
+    { queryTimeoutMs, missing },
+    `the pool passed to the Outbox lacks ${missing.join('; ')}. txoutbox bounds its own statements by queryTimeoutMs either way; set these on the pool (statement_timeout = queryTimeoutMs)`,
+  );
 }

@@ -67,6 +67,40 @@ describe('connection faults: bounded stop, no silent stall', () => {
     }
   });
 
+  test('a claim given up on behind a lock is cancelled by the server (owned pool): it never leases rows later', async () => {
+    const table = 'cf_cancel';
+    await migrated(table);
+    const setup = new Outbox({ pool: db.pool, table, logger: newOutbox.logger });
+    await publishCommitted(setup, db.pool, 'cancel', [1, 2, 3, 4, 5]);
+    const outbox = newOutbox({ connectionString: db.url, table, queryTimeoutMs: 300, gracefulTimeoutMs: 200 });
+    outbox.subscribe('cancel', () => undefined, FAST_POLL);
+    const locker = await db.pool.connect();
+    try {
+      await locker.query('BEGIN');
+      await locker.query(`LOCK TABLE ${table} IN ACCESS EXCLUSIVE MODE`);
+      outbox.start();
+      await waitFor(
+        () =>
+          newOutbox.logger.entries.some(
+            (e) => e.message.startsWith('claim failed') && /statement timeout/.test(String(e.fields.err)),
+          ),
+        {
+          what: 'the claim cancelled by statement_timeout',
+        },
+      );
+      await outbox.stop();
+    } finally {
+      await locker.query('ROLLBACK');
+      locker.release();
+    }
+    // Had the server kept the claim, it would have leased the rows as soon as the lock was gone.
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const { rows } = await db.pool.query<{ leased: number; counted: number }>(
+      `SELECT count(*) FILTER (WHERE acquired_token IS NOT NULL)::int AS leased, sum(deliveries_count)::int AS counted FROM ${table}`,
+    );
+    assert.deepEqual(rows[0], { leased: 0, counted: 0 });
+  });
+
   test('stop() while every connection goes to a server that never answers ends within its budget', async () => {
     const table = 'cf_silent';
     await migrated(table);

@@ -1,6 +1,12 @@
 import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
 import { describe, test } from 'node:test';
 
+import { resolveSchemaNames } from '../../src/schema/schema-names.js';
+import { Acker, type AckResult } from '../../src/subscriber/acker.js';
+import type { ClaimedRecord } from '../../src/subscriber/message.js';
+import { buildSubscriberSql } from '../../src/subscriber/sql.js';
+import { StatementRunner } from '../../src/subscriber/statement-runner.js';
 import { useTestDatabase } from '../support/database.js';
 import { outboxFactory } from '../support/outboxes.js';
 import { publishCommitted, remaining } from '../support/publish.js';
@@ -54,6 +60,44 @@ describe('database faults on the subscriber path', () => {
       what: 'claiming resumed after the fault cleared',
     });
     assert.equal(handled.size, published);
+  });
+
+  test('ping() is false while every claim fails (the database answers SELECT 1 but refuses claims), true again once they work', async () => {
+    const table = 'df_ping';
+    const { outbox } = await migratedOutbox(newOutbox, db.pool, table, { queryTimeoutMs: 100 });
+    await failUpdates(table);
+    await publishCommitted(outbox, db.pool, 'ping', ['x']); // a row to claim: the trigger fires on it
+    outbox.subscribe('ping', () => undefined, FAST_POLL);
+    outbox.start();
+    // 3 × queryTimeoutMs of nothing but failures.
+    await waitFor(async () => !(await outbox.ping()), { what: 'ping() reports the failing claims' });
+    await db.pool.query(`DROP TRIGGER ${table}_refuse ON ${table}`);
+    await waitFor(() => outbox.ping(), { timeoutMs: 20_000, what: 'ping() recovers after a claim succeeds' });
+  });
+
+  test('one ack DELETE carrying a row under an expired token and its current one: only the current holder is acked', async () => {
+    const table = 'df_ack_pairs';
+    await migratedOutbox(newOutbox, db.pool, table);
+    const [id] = await db.pool
+      .query<{ id: string }>(`INSERT INTO ${table} (queue, payload) VALUES ('pairs', '\\x00') RETURNING id::text AS id`)
+      .then((r) => r.rows.map((row) => row.id));
+    const current = randomUUID();
+    await db.pool.query(`UPDATE ${table} SET acquired_token = $1, acquired_at = now() WHERE id = $2`, [current, id]);
+    const sql = buildSubscriberSql(resolveSchemaNames(table, false));
+    const settled: { token: string; result: AckResult }[] = [];
+    const acker = new Acker(new StatementRunner(db.pool, true, 5_000), sql.ackBatch, newOutbox.logger, (entry, result) => {
+      settled.push({ token: entry.lease.token, result });
+    });
+    const record = { id } as ClaimedRecord;
+    const stale = randomUUID();
+    for (const token of [stale, current])
+      acker.ack({ lease: { record, token, leasedAt: 0 }, durationSeconds: 0, written: undefined });
+    await acker.drain();
+    assert.deepEqual(settled, [
+      { token: stale, result: 'lease_lost' },
+      { token: current, result: 'deleted' },
+    ]);
+    assert.equal(await remaining(db.pool, 'pairs', table), 0);
   });
 
   test('a failed ack DELETE is retried: the handled row is deleted at once, not redelivered after its lease', async () => {

@@ -14,6 +14,7 @@ import { join } from 'node:path';
 
 import pg from 'pg';
 
+import { TcpProxy } from '../../test/support/tcp-proxy.js';
 import type { WorkerSpec } from '../worker/protocol.js';
 import { account, type Accounting, type FailureRow, type MessageRow } from './accounting.js';
 import { bounded, pause, until, within } from './bounded.js';
@@ -35,7 +36,6 @@ import type { Product } from './product.js';
 import { RunnerProcess, type RunnerShape, writeRunnerConfig } from './runner-process.js';
 import { CHAIN_LENGTH, type Scenario, type ScenarioContext, type ScenarioResult } from './scenario.js';
 import { ScenarioRecord } from './scenario-record.js';
-import { TcpProxy } from './tcp-proxy.js';
 import { stopRunner, stopWorker } from './timed-stops.js';
 import { WorkerProcess } from './worker-process.js';
 

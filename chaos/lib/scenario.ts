@@ -3,6 +3,7 @@
  * drives load and faults; the harness (scenario-run.ts) owns the server, the processes, the time
  * bounds, the cleanup and the accounting.
  */
+import type { TcpProxy } from '../../test/support/tcp-proxy.js';
 import type { WorkerSpec } from '../worker/protocol.js';
 import type { Accounting } from './accounting.js';
 import type { ChaosServer } from './chaos-server.js';
@@ -10,7 +11,6 @@ import type { FaultLog } from './faults.js';
 import type { Load } from './load.js';
 import type { Product } from './product.js';
 import type { RunnerProcess, RunnerShape } from './runner-process.js';
-import type { TcpProxy } from './tcp-proxy.js';
 import type { WorkerProcess } from './worker-process.js';
 
 /** Links per chain: the root and two follow-ups, each published by the previous link's handler. */

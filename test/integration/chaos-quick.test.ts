@@ -18,7 +18,7 @@ import { promisify } from 'node:util';
 import { account, type MessageRow } from '../../chaos/lib/accounting.js';
 import { FaultLog } from '../../chaos/lib/faults.js';
 import type { ChaosResults } from '../../chaos/lib/report.js';
-import { TcpProxy } from '../../chaos/lib/tcp-proxy.js';
+import { TcpProxy } from '../support/tcp-proxy.js';
 import { waitFor } from '../support/wait-for.js';
 
 test('npm run chaos -- --quick: every quick scenario passes, every message accounted for', { timeout: 330_000 }, async (t) => {

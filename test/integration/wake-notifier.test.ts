@@ -6,57 +6,17 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import net from 'node:net';
 import { describe, test } from 'node:test';
 
 import { WakeNotifier } from '../../src/producer/wake-notifier.js';
 import { silentLogger } from '../../src/util/logger.js';
 import { useTestDatabase } from '../support/database.js';
 import { listen } from '../support/listen.js';
+import { TcpProxy } from '../support/tcp-proxy.js';
 import { waitFor } from '../support/wait-for.js';
 
 const db = useTestDatabase(import.meta.url);
 const CHANNEL = 'txoutbox.notifier_test';
-
-interface Proxy {
-  readonly url: string;
-  /** Stops forwarding on every connection open now; later connections pass. */
-  freezeOpenConnections(): void;
-  close(): void;
-}
-
-async function proxyTo(target: string): Promise<Proxy> {
-  const upstream = new URL(target);
-  const connections: { frozen: boolean; sockets: net.Socket[] }[] = [];
-  const server = net.createServer((downstream) => {
-    const link = { frozen: false, sockets: [downstream] };
-    const socket = net.connect(Number(upstream.port), upstream.hostname);
-    link.sockets.push(socket);
-    connections.push(link);
-    downstream.on('data', (data) => {
-      if (!link.frozen) socket.write(data);
-    });
-    socket.on('data', (data) => {
-      if (!link.frozen) downstream.write(data);
-    });
-    downstream.on('error', () => undefined);
-    socket.on('error', () => undefined);
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const via = new URL(target);
-  via.hostname = '127.0.0.1';
-  via.port = String((server.address() as net.AddressInfo).port);
-  return {
-    url: via.toString(),
-    freezeOpenConnections: () => {
-      for (const link of connections) link.frozen = true;
-    },
-    close: () => {
-      server.close();
-      for (const link of connections) for (const socket of link.sockets) socket.destroy();
-    },
-  };
-}
 
 describe('the wake-up notifier and this process', () => {
   test('wakes local subscriptions before sending, and backendPid is the pid its notifications carry', async () => {
@@ -110,7 +70,7 @@ describe('the wake-up notifier and this process', () => {
 
 describe('the wake-up notifier when its connection fails', () => {
   test('a statement that never answers is abandoned after the timeout, logged, and the notifier reconnects', async () => {
-    const proxy = await proxyTo(db.url);
+    const proxy = await TcpProxy.start(Number(new URL(db.url).port));
     const listener = await listen(db.url, CHANNEL);
     const warnings: string[] = [];
     const logger = {
@@ -120,7 +80,7 @@ describe('the wake-up notifier when its connection fails', () => {
       error: () => undefined,
     };
     const notifier = new WakeNotifier({
-      clientConfig: { connectionString: proxy.url },
+      clientConfig: { connectionString: proxy.via(db.url) },
       channel: CHANNEL,
       logger,
       preparedStatements: true,
@@ -129,7 +89,7 @@ describe('the wake-up notifier when its connection fails', () => {
     try {
       notifier.request('before');
       await listener.waitFor('before');
-      proxy.freezeOpenConnections();
+      proxy.dropHalfOpen();
       notifier.request('lost');
       await waitFor(() => warnings.some((m) => m.startsWith('wake-up NOTIFY failed')), { what: 'the timeout warning' });
       // After the reconnect pause, a new connection (not frozen) carries the next wake-up.
@@ -143,7 +103,7 @@ describe('the wake-up notifier when its connection fails', () => {
       assert.ok(!listener.payloads.includes('lost'), 'the frozen statement never reached the server');
     } finally {
       await notifier.stop();
-      proxy.close();
+      await proxy.close();
       await listener.close();
     }
   });

@@ -12,12 +12,12 @@ import { validateSchema, type ValidateSchemaOptions } from './schema/validate-sc
 import { NotifyListener } from './subscriber/listener.js';
 import type { Handler } from './subscriber/message.js';
 import { buildSubscriberSql, type SubscriberSql } from './subscriber/sql.js';
-import { StatementRunner } from './subscriber/statement-runner.js';
 import { Subscription } from './subscriber/subscription.js';
 import { resolveSubscribeOptions, type SubscribeOptions } from './subscriber/subscription-options.js';
 import { beforeDeadline, CLOSE_TIMEOUT_MS } from './util/deadline.js';
 import { warnAboutPoolSafeguards } from './util/owned-pool.js';
 import { statement } from './util/statement.js';
+import { StatementRunner } from './util/statement-runner.js';
 
 /** What subscribe() returns: the subscription's resolved identity. */
 export interface SubscriptionInfo {

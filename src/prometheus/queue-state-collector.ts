@@ -21,7 +21,8 @@ export interface QueueStateCollectorOptions extends PrometheusBaseOptions {
   readonly maxQueues?: number;
   /**
    * How long a drained queue keeps reporting 0 before its series go (0: at the next read). The
-   * queues the Outbox subscribes to are always reported. @default 600000 (10 minutes)
+   * queues the Outbox subscribes to are never forgotten (empty, they rank last within maxQueues).
+   * @default 600000 (10 minutes)
    */
   readonly forgetEmptyAfterMs?: number;
   /** Server-side limit of each scrape-time statement (statement_timeout). @default 5000 */

@@ -4,6 +4,7 @@ import type pg from 'pg';
 
 import { errorMessage } from '../errors.js';
 import type { OutboxInternals } from '../outbox.js';
+import { StatementRunner } from '../util/statement-runner.js';
 import { buildQueueStateSql, type DepthState, type QueueStateSql } from './queue-state-sql.js';
 
 /** One queue's state. Counts above the cap are planner estimates, flagged in `estimated`. */
@@ -106,18 +107,27 @@ export class QueueStateReader {
     const remembered = [...this.#lastSeenWithRows]
       .filter(([, seen]) => now - seen < this.#options.forgetEmptyAfterMs)
       .map(([queue]) => queue);
-    const client = await pool.connect();
+    // Checkout and every statement bounded on the client too (statementTimeoutMs is the server's
+    // bound, which a half-open connection never reports): a read stuck there would hold the
+    // shared in-flight read, and with it every later scrape, forever.
+    const statements = new StatementRunner(pool, false, this.#options.statementTimeoutMs);
+    const client = await statements.checkout();
     let broken: unknown;
     try {
-      await client.query(this.#sql.begin(this.#options.statementTimeoutMs));
-      const { rows } = await client.query<SnapshotRow>(this.#sql.snapshot, [
-        this.#options.exactCountLimit + 1,
-        this.#options.maxQueues,
-        [...new Set([...subscribedQueues, ...remembered])],
-      ]);
+      await client.query(statements.bounded({ text: this.#sql.begin(this.#options.statementTimeoutMs) }));
+      const { rows } = await client.query<SnapshotRow>(
+        statements.bounded({
+          text: this.#sql.snapshot,
+          values: [
+            this.#options.exactCountLimit + 1,
+            this.#options.maxQueues,
+            [...new Set([...subscribedQueues, ...remembered])],
+          ],
+        }),
+      );
       const queues: QueueState[] = [];
-      for (const row of rows) queues.push(await this.#resolve(client, row));
-      await client.query('COMMIT');
+      for (const row of rows) queues.push(await this.#resolve(client, row, statements));
+      await client.query(statements.bounded({ text: 'COMMIT' }));
       this.#remember(queues, now);
       return queues;
     } catch (error) {
@@ -140,7 +150,7 @@ export class QueueStateReader {
   }
 
   /** Replaces counts that reached the cap by the planner's estimate (never below the cap). */
-  async #resolve(client: pg.PoolClient, row: SnapshotRow): Promise<QueueState> {
+  async #resolve(client: pg.PoolClient, row: SnapshotRow, statements: StatementRunner): Promise<QueueState> {
     const cap = this.#options.exactCountLimit + 1;
     const estimated = { ready: false, scheduled: false, leased: false, dlq: false };
     const values: Record<(typeof STATES)[number], number | null> = {
@@ -153,7 +163,9 @@ export class QueueStateReader {
       const sql = this.#sql.estimate[state];
       const exact = values[state];
       if (exact === null || exact < cap || sql === undefined) continue;
-      const { rows } = await client.query<{ 'QUERY PLAN': [{ Plan: { 'Plan Rows': number } }] }>(sql, [row.queue]);
+      const { rows } = await client.query<{ 'QUERY PLAN': [{ Plan: { 'Plan Rows': number } }] }>(
+        statements.bounded({ text: sql, values: [row.queue] }),
+      );
       const planned = rows[0]?.['QUERY PLAN'][0].Plan['Plan Rows'] ?? 0;
       values[state] = Math.max(Math.round(planned), cap);
       estimated[state] = true;

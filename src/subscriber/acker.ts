@@ -2,9 +2,9 @@ import { errorMessage } from '../errors.js';
 import { backoffMs, delay } from '../util/backoff.js';
 import type { Logger } from '../util/logger.js';
 import type { Statement } from '../util/statement.js';
+import type { StatementRunner } from '../util/statement-runner.js';
 import type { Lease } from './lease.js';
 import { type MatchedPair, pairKey, pairValues } from './sql.js';
-import type { StatementRunner } from './statement-runner.js';
 
 /** Result of one ack: the row was deleted, the lease was lost (another holder owns it), or the write failed. */
 export type AckResult = 'deleted' | 'lease_lost' | 'failed';

@@ -3,11 +3,11 @@ import { exceptionTypeOf, type OutboxEvent, type TerminalReason } from '../instr
 import type { OutcomeWrite } from '../instrumentation/middleware.js';
 import type { Emit } from '../instrumentation/recorders.js';
 import type { Logger } from '../util/logger.js';
+import type { StatementRunner } from '../util/statement-runner.js';
 import { type AckEntry, Acker, type AckResult } from './acker.js';
 import { deliveryScope, type Lease } from './lease.js';
 import { boundedLastException, type RenderError } from './render-error.js';
 import type { SubscriberSql } from './sql.js';
-import type { StatementRunner } from './statement-runner.js';
 
 /** The DLQ's last_exception for a row that reached max_deliveries without any handler run failing. */
 const NO_FAILURE_RECORDED =

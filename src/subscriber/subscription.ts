@@ -8,6 +8,7 @@ import type { Emit } from '../instrumentation/recorders.js';
 import { backoffMs } from '../util/backoff.js';
 import { beforeDeadline } from '../util/deadline.js';
 import type { Logger } from '../util/logger.js';
+import type { StatementRunner } from '../util/statement-runner.js';
 import { Wakeup } from '../util/wakeup.js';
 import { deliver, type DeliverDeps } from './deliver.js';
 import { DeliverySignal } from './delivery-signal.js';
@@ -16,7 +17,6 @@ import type { ClaimedRecord, Handler } from './message.js';
 import { OutcomeWriter } from './outcome-writer.js';
 import type { RenderError } from './render-error.js';
 import { type MatchedPair, pairKey, pairValues, type SubscriberSql } from './sql.js';
-import type { StatementRunner } from './statement-runner.js';
 import type { ResolvedSubscribeOptions } from './subscription-options.js';
 
 export interface SubscriptionDeps {

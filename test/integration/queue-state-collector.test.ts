@@ -10,6 +10,7 @@ import { queueStateCollector } from '../../src/prometheus/index.js';
 import { QueueStateReader } from '../../src/prometheus/queue-state-reader.js';
 import { useTestDatabase } from '../support/database.js';
 import { outboxFactory } from '../support/outboxes.js';
+import { TcpProxy } from '../support/tcp-proxy.js';
 import { waitFor } from '../support/wait-for.js';
 
 const db = useTestDatabase(import.meta.url);
@@ -378,5 +379,26 @@ describe('queueStateCollector', () => {
     new Counter({ name: 'txoutbox_queue_state_errors_total', help: 'someone else', registers: [taken] });
     assert.throws(() => queueStateCollector(outbox, { registry: taken }), /prefix/);
     assert.equal(taken.getSingleMetric('txoutbox_queue_messages'), undefined, 'nothing half-registered');
+  });
+
+  test('a read on a half-open connection fails within its bound (up = 0); the next scrape reads on a new connection', async () => {
+    const table = 'qs_halfopen';
+    const link = await TcpProxy.start(Number(new URL(db.url).port));
+    db.onCleanup(() => link.close());
+    const pool = new pg.Pool({ connectionString: link.via(db.url), max: 2 });
+    pool.on('error', () => undefined);
+    db.onCleanup(() => pool.end().catch(() => undefined));
+    const outbox = newOutbox({ pool, table });
+    await outbox.migrate();
+    const registry = new Registry();
+    queueStateCollector(outbox, { registry, statementTimeoutMs: 300, cacheMs: 1000 });
+    assert.equal(await value(registry, 'txoutbox_queue_state_up', ids), 1);
+    link.dropHalfOpen();
+    await new Promise((resolve) => setTimeout(resolve, 1100)); // past the cache
+    const started = Date.now();
+    assert.equal(await value(registry, 'txoutbox_queue_state_up', ids), 0, 'the stuck read is reported');
+    assert.ok(Date.now() - started < 5000, `the scrape answered after ${Date.now() - started} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 1100));
+    assert.equal(await value(registry, 'txoutbox_queue_state_up', ids), 1, 'the next read used a fresh connection');
   });
 });

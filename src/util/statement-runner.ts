@@ -1,7 +1,7 @@
 import type pg from 'pg';
 
-import { beforeDeadline } from '../util/deadline.js';
-import type { Statement } from '../util/statement.js';
+import { beforeDeadline } from './deadline.js';
+import type { Statement } from './statement.js';
 
 /**
  * Runs the subscriber's statements on the pool: named (prepared once per connection) when
@@ -38,14 +38,8 @@ export class StatementRunner {
     values: unknown[],
   ): Promise<pg.QueryResult<R>> {
     const { name, text } = statement;
-    // query_timeout is read per query by node-postgres but missing from @types/pg's QueryConfig.
-    // A second past the server's statement_timeout (owned pools): the server cancels first and
-    // the connection stays usable; this one only fires when the server cannot (a dead connection).
-    const query_timeout = this.#queryTimeoutMs + SERVER_FIRST_MS;
-    const config: pg.QueryConfig & { query_timeout: number } = this.#prepared
-      ? { name, text, values, query_timeout }
-      : { text, values, query_timeout };
-    const client = await this.#checkout();
+    const config = this.bounded(this.#prepared ? { name, text, values } : { text, values });
+    const client = await this.checkout();
     // A connection that dies mid-statement also emits 'error' on its client: unheard, that event
     // would crash the process. The statement fails too, and that failure is what is reported.
     client.on('error', ignore);
@@ -61,7 +55,22 @@ export class StatementRunner {
     }
   }
 
-  async #checkout(): Promise<pg.PoolClient> {
+  /**
+   * A statement's config with its client-side bound: a second past the server's statement_timeout
+   * (owned pools), so the server cancels first and the connection stays usable; it fires alone
+   * only when the server cannot answer (a dead connection). For callers that run several
+   * statements on one checked-out client.
+   */
+  bounded<C extends pg.QueryConfig>(config: C): C & { query_timeout: number } {
+    // query_timeout is read per query by node-postgres but missing from @types/pg's QueryConfig.
+    return { ...config, query_timeout: this.#queryTimeoutMs + SERVER_FIRST_MS };
+  }
+
+  /**
+   * A client from the pool within queryTimeoutMs, or an error; one that arrives later goes back
+   * unused. Release it with an error after a failed statement (the connection is then discarded).
+   */
+  async checkout(): Promise<pg.PoolClient> {
     const pending = this.#pool.connect();
     return await beforeDeadline(pending, this.#queryTimeoutMs, () => {
       pending.then(

@@ -6,7 +6,7 @@ import { resolveSchemaNames } from '../../src/schema/schema-names.js';
 import { Acker, type AckResult } from '../../src/subscriber/acker.js';
 import type { ClaimedRecord } from '../../src/subscriber/message.js';
 import { buildSubscriberSql } from '../../src/subscriber/sql.js';
-import { StatementRunner } from '../../src/subscriber/statement-runner.js';
+import { StatementRunner } from '../../src/util/statement-runner.js';
 import { useTestDatabase } from '../support/database.js';
 import { outboxFactory } from '../support/outboxes.js';
 import { publishCommitted, remaining } from '../support/publish.js';

@@ -21,6 +21,7 @@ export async function migrateCommand(args: string[], io: CommandIo): Promise<voi
       'dlq-table': { type: 'string' },
       'no-dlq': { type: 'boolean', default: false },
       print: { type: 'boolean', default: false },
+      since: { type: 'string' },
     },
     strict: true,
     allowPositionals: false,
@@ -29,8 +30,9 @@ export async function migrateCommand(args: string[], io: CommandIo): Promise<voi
     throw new UsageError('--no-dlq and --dlq-table exclude each other');
   }
   const dlqTable = values['no-dlq'] ? false : values['dlq-table'];
+  const since = sinceVersion(values.since, values.print);
   if (values.print) {
-    io.out(migrationScript(resolveSchemaNames(values.table, dlqTable)));
+    io.out(migrationScript(resolveSchemaNames(values.table, dlqTable), { since }));
     return;
   }
   const connectionString = values['database-url'] ?? io.env.DATABASE_URL;
@@ -45,4 +47,12 @@ export async function migrateCommand(args: string[], io: CommandIo): Promise<voi
   } finally {
     await outbox.stop();
   }
+}
+
+/** `--since <version>`: a whole number, with --print only (migrate() itself knows what is applied). */
+function sinceVersion(value: string | undefined, print: boolean): number {
+  if (value === undefined) return 0;
+  if (!print) throw new UsageError('--since goes with --print (migrate applies exactly what the database lacks)');
+  if (!/^\d+$/.test(value)) throw new UsageError(`--since takes a migration version (a whole number), got '${value}'`);
+  return Number(value);
 }

@@ -13,6 +13,8 @@ Options (migrate):
   --table <name>         outbox table, optionally schema-qualified (default: outbox)
   --dlq-table <name>     dead-letter table (default: <table>_dlq)
   --no-dlq               no dead-letter table
+  --since <version>      with --print: only the migrations after <version> of each table, to
+                         upgrade a schema your own migration tool owns (--since 1: what 0.1.0 lacks)
 `;
 
 /** A mistake in how the command was called: printed with the usage, exit code 2. */

@@ -4,6 +4,8 @@ import { describe, test } from 'node:test';
 import { promisify } from 'node:util';
 
 import { main } from '../../src/cli/main.js';
+import { Outbox } from '../../src/index.js';
+import { silentLogger } from '../../src/util/logger.js';
 import { useTestDatabase } from '../support/database.js';
 
 const db = useTestDatabase(import.meta.url);
@@ -56,7 +58,14 @@ describe('txoutbox migrate', () => {
   });
 
   test('usage mistakes exit 2 with the usage; bad names exit 1 with the reason', async () => {
-    for (const args of [['migrate', '--bogus'], ['frobnicate'], ['migrate', '--no-dlq', '--dlq-table', 'x'], ['migrate']]) {
+    for (const args of [
+      ['migrate', '--bogus'],
+      ['frobnicate'],
+      ['migrate', '--no-dlq', '--dlq-table', 'x'],
+      ['migrate'],
+      ['migrate', '--print', '--since', 'one'],
+      ['migrate', '--since', '1'],
+    ]) {
       const { code, err } = await run(args);
       assert.equal(code, 2, args.join(' '));
       assert.match(err, /Usage:/);
@@ -64,6 +73,27 @@ describe('txoutbox migrate', () => {
     const bad = await run(['migrate', '--print', '--table', 'bad-name']);
     assert.equal(bad.code, 1);
     assert.match(bad.err, /table: "bad-name" is not a valid identifier/);
+  });
+
+  test('--print --since 1 upgrades a schema made by version 1 migrations to the current one', async () => {
+    // A 0.1.0 schema: the current one without what the version-2 migrations add.
+    const table = 'cli_upgrade';
+    assert.equal((await run(['migrate', '--database-url', db.url, '--table', table])).code, 0);
+    await db.pool.query(`ALTER TABLE ${table} DROP COLUMN last_exception_type, DROP COLUMN last_exception`);
+    await db.pool.query(`ALTER TABLE ${table}_dlq DROP COLUMN last_exception_type`);
+    await db.pool.query(`DELETE FROM txoutbox_migrations WHERE table_name LIKE $1 AND version > 1`, [`${table}%`]);
+    const upgrade = await run(['migrate', '--print', '--since', '1', '--table', table]);
+    assert.equal(upgrade.code, 0, upgrade.err);
+    assert.doesNotMatch(upgrade.out, /CREATE TABLE "cli_upgrade"/, 'nothing of version 1');
+    const client = await db.pool.connect();
+    try {
+      await client.query(`BEGIN; ${upgrade.out} COMMIT;`);
+    } finally {
+      client.release();
+    }
+    const after = await run(['migrate', '--database-url', db.url, '--table', table]);
+    assert.match(after.out, /schema is up to date/, 'the script recorded what it applied');
+    await new Outbox({ pool: db.pool, table, logger: silentLogger }).validateSchema();
   });
 
   test('the bin runs as a process', async () => {

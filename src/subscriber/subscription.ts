@@ -27,7 +27,7 @@ export interface SubscriptionDeps {
   readonly renderError: RenderError;
   readonly middlewares: MiddlewareChain;
   readonly customStats: CustomStatKeys;
-  /** A claim in flight longer than this makes the subscription report not alive (ping()). */
+  /** A claim in flight, or claims failing, for this long make the subscription report not alive (ping()). */
   readonly stallAfterMs: number;
 }
 
@@ -112,7 +112,7 @@ export class Subscription {
   #idleWaiters: (() => void)[] = [];
   /** performance.now() of the first claim failure since the last success: alive (ping) turns false when it lasts. */
   #failingSince: number | undefined;
-  /** Rows buffered per claim beyond the free slots: fetchBatchSize, or 0 while paused (see above). */
+  /** performance.now() until which the buffer is off: claims only for free slots (see the class comment). */
   #prefetchPausedUntil = 0;
   #staleTimer: NodeJS.Timeout | undefined;
   /** Releases of stale buffered rows in flight: stop() waits for them. */

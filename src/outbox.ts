@@ -72,6 +72,7 @@ export class Outbox {
   readonly #subscriptions: Subscription[] = [];
   #listener: NotifyListener | undefined;
   #started = false;
+  #poolChecked = false;
   /**
    * running → draining (stop() began: no new subscriptions, claims end, handlers finish; producer
    * calls still work, so a handler can publish its follow-up) → closed (the drain ended: producer
@@ -102,9 +103,8 @@ export class Outbox {
       notifier: this.#notifier,
     };
     this.#subscriberSql = buildSubscriberSql(this.#options.names);
-    const { pool, preparedStatements, queryTimeoutMs, ownedPool, logger } = this.#options;
+    const { pool, preparedStatements, queryTimeoutMs } = this.#options;
     this.#statements = new StatementRunner(pool, preparedStatements, queryTimeoutMs);
-    if (ownedPool === undefined) warnAboutPoolSafeguards(pool, queryTimeoutMs, logger);
   }
 
   /** The outbox table as configured (`outbox`, `app.outbox`). */
@@ -265,6 +265,11 @@ export class Outbox {
   }
 
   #startSubscription(subscription: Subscription): void {
+    if (!this.#poolChecked && this.#options.ownedPool === undefined) {
+      // Once, as txoutbox's own statements start to run on a pool passed in (a publish-only Outbox runs none).
+      this.#poolChecked = true;
+      warnAboutPoolSafeguards(this.#options.pool, this.#options.queryTimeoutMs, this.#options.logger);
+    }
     if (this.#options.listen && this.#listener === undefined) {
       this.#listener = new NotifyListener({
         clientConfig: this.#options.clientConfig,

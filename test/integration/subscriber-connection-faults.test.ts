@@ -190,4 +190,38 @@ describe('connection faults: bounded stop, no silent stall', () => {
     release();
     await waitFor(() => outbox.ping(), { what: 'ping() recovers once the claim returned' });
   });
+
+  test('a pool passed in is warned about, once at start(), for each safeguard against a silent server it lacks', async () => {
+    const table = 'cf_warn';
+    await migrated(table);
+    const lacking = new pg.Pool({ connectionString: db.url, max: 2 });
+    const guarded = new pg.Pool({
+      connectionString: db.url,
+      max: 2,
+      connectionTimeoutMillis: 5_000,
+      statement_timeout: 10_000,
+      keepAlive: true,
+    });
+    db.onCleanup(() => Promise.all([lacking.end(), guarded.end()]).then(() => undefined));
+    const before = newOutbox.logger.entries.length; // the file's other tests pass pools of their own
+    const warnings = (): string[] =>
+      newOutbox.logger.entries
+        .slice(before)
+        .filter((e) => e.level === 'warn' && e.message.includes('the pool passed to the Outbox'))
+        .map((e) => e.message);
+    const publishOnly = newOutbox({ pool: lacking, table });
+    await publishCommitted(publishOnly, db.pool, 'warn', ['x']);
+    assert.equal(warnings().length, 0, 'a publish-only Outbox runs no statements of its own on the pool');
+    const consumer = newOutbox({ pool: lacking, table });
+    consumer.subscribe('warn', () => undefined, FAST_POLL);
+    consumer.subscribe('warn-2', () => undefined, FAST_POLL);
+    consumer.start();
+    assert.equal(warnings().length, 1);
+    for (const missing of ['connectionTimeoutMillis', 'statement_timeout', 'keepAlive'])
+      assert.match(warnings()[0]!, new RegExp(missing));
+    const fine = newOutbox({ pool: guarded, table });
+    fine.subscribe('warn-3', () => undefined, FAST_POLL);
+    fine.start();
+    assert.equal(warnings().length, 1, 'a pool with all three is not warned about');
+  });
 });

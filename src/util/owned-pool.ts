@@ -85,8 +85,8 @@ export async function endWithin(client: pg.Client, ms: number): Promise<void> {
 }
 
 /**
- * A pool passed in keeps its own settings; say which safeguard against a silent server it lacks,
- * once, at construction (a pool txoutbox creates has all three: util/owned-pool.ts).
+ * A pool passed in keeps its own settings; says which safeguard against a silent server it lacks
+ * (a pool txoutbox creates has all three). The Outbox calls it once, when its subscriptions start.
  */
 export function warnAboutPoolSafeguards(pool: pg.Pool, queryTimeoutMs: number, logger: Logger): void {
   const { connectionTimeoutMillis, statement_timeout: statementTimeout, keepAlive } = pool.options;

@@ -2,7 +2,6 @@ import { performance } from 'node:perf_hooks';
 
 import type pg from 'pg';
 
-import { errorMessage } from '../errors.js';
 import type { OutboxInternals } from '../outbox.js';
 import { StatementRunner } from '../util/statement-runner.js';
 import { buildQueueStateSql, type DepthState, type QueueStateSql } from './queue-state-sql.js';
@@ -111,9 +110,9 @@ export class QueueStateReader {
     // bound, which a half-open connection never reports): a read stuck there would hold the
     // shared in-flight read, and with it every later scrape, forever.
     const statements = new StatementRunner(pool, false, this.#options.statementTimeoutMs);
-    const client = await statements.checkout();
-    let broken: unknown;
-    try {
+    // A failed read drops its connection (the transaction is aborted): the Outbox's pool never
+    // gets back a client its next user would trip over.
+    return await statements.withClient(async (client) => {
       await client.query(statements.bounded({ text: this.#sql.begin(this.#options.statementTimeoutMs) }));
       const { rows } = await client.query<SnapshotRow>(
         statements.bounded({
@@ -130,14 +129,7 @@ export class QueueStateReader {
       await client.query(statements.bounded({ text: 'COMMIT' }));
       this.#remember(queues, now);
       return queues;
-    } catch (error) {
-      broken = error;
-      throw error;
-    } finally {
-      // A failed statement leaves the transaction aborted: the connection is dropped rather than
-      // returned to the Outbox's pool in a state its next user would trip over.
-      client.release(broken === undefined ? undefined : toError(broken));
-    }
+    });
   }
 
   #remember(queues: readonly QueueState[], now: number): void {
@@ -180,8 +172,4 @@ export class QueueStateReader {
       estimated,
     };
   }
-}
-
-function toError(error: unknown): Error {
-  return error instanceof Error ? error : new Error(errorMessage(error));
 }

@@ -39,12 +39,21 @@ export class StatementRunner {
   ): Promise<pg.QueryResult<R>> {
     const { name, text } = statement;
     const config = this.bounded(this.#prepared ? { name, text, values } : { text, values });
+    return await this.withClient((client) => client.query<R>(config));
+  }
+
+  /**
+   * Runs `work` on a client checked out within queryTimeoutMs, then releases it: back to the pool,
+   * or discarded when `work` failed (a failed statement may have left it mid-transaction or dead).
+   * Give each statement of `work` its bound with bounded().
+   */
+  async withClient<T>(work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
     const client = await this.checkout();
     // A connection that dies mid-statement also emits 'error' on its client: unheard, that event
     // would crash the process. The statement fails too, and that failure is what is reported.
     client.on('error', ignore);
     try {
-      const result = await client.query<R>(config);
+      const result = await work(client);
       client.removeListener('error', ignore);
       client.release();
       return result;

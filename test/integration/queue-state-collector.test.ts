@@ -142,6 +142,7 @@ describe('queueStateCollector', () => {
   test('one query per cache window, shared by concurrent scrapes; a drained queue reports 0, not nothing', async () => {
     const table = 'qs_cache';
     const pool = new pg.Pool({ connectionString: db.url, max: 4 });
+    pool.on('error', () => undefined); // see test/support/database.ts
     db.onCleanup(() => pool.end());
     const outbox = await migrated(table, pool);
     let connects = 0;

@@ -10,6 +10,7 @@ export interface ChildSpec {
   readonly consumer: string;
   readonly databaseUrl: string;
   readonly poolSize: number;
+  readonly queryTimeoutMs: number;
   readonly table: string;
   readonly dlqTable: string | false;
   readonly gracefulTimeoutMs: number;

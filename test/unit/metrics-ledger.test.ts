@@ -152,6 +152,7 @@ const SPEC: ChildSpec = {
   consumer: 'orders',
   databaseUrl: 'postgres://unused',
   poolSize: 1,
+  queryTimeoutMs: 10_000,
   table: 'outbox',
   dlqTable: false,
   gracefulTimeoutMs: 1000,

@@ -84,7 +84,7 @@ describe('loadRunnerConfig: valid configs', () => {
 
   test('a JSON config with every key set, and the plans built from it', async () => {
     const json = {
-      database: { url: URL_WITH_SECRET, poolSize: 4 },
+      database: { url: URL_WITH_SECRET, poolSize: 4, queryTimeoutMs: 3000 },
       table: 'app.jobs',
       gracefulTimeoutMs: 2000,
       metrics: {
@@ -128,6 +128,7 @@ describe('loadRunnerConfig: valid configs', () => {
         consumer: 'orders',
         databaseUrl: URL_WITH_SECRET,
         poolSize: 4,
+        queryTimeoutMs: 3000,
         table: 'app.jobs',
         dlqTable: 'app.jobs_dlq',
         gracefulTimeoutMs: 2000,
@@ -277,6 +278,7 @@ describe('loadRunnerConfig: every problem has a path, the bad value and what is 
           ['export: 42'],
           [
             '  poolSize: 0',
+            '  queryTimeoutMs: 5',
             'gracefulTimeoutMs: soon',
             'metrics:',
             '  prometheus: { enabled: yes, port: 70000, prefix: "my-app" }',
@@ -286,6 +288,10 @@ describe('loadRunnerConfig: every problem has a path, the bad value and what is 
       ),
     );
     assert.equal(issueAt(error, 'database.poolSize'), 'expected an integer >= 1, got 0');
+    assert.match(
+      issueAt(error, 'database.queryTimeoutMs'),
+      /^expected an integer from 100 to 3600000 \(milliseconds\), got 5\. It bounds one statement/,
+    );
     assert.equal(issueAt(error, 'gracefulTimeoutMs'), 'expected an integer >= 0 (milliseconds), got "soon"');
     assert.equal(issueAt(error, 'metrics.prometheus.enabled'), 'expected true or false, got "yes"');
     assert.equal(issueAt(error, 'metrics.prometheus.port'), 'expected an integer from 0 to 65535, got 70000');
@@ -293,7 +299,7 @@ describe('loadRunnerConfig: every problem has a path, the bad value and what is 
     assert.equal(issueAt(error, 'metrics.statsd.port'), 'expected an integer from 1 to 65535, got 0');
     assert.match(issueAt(error, 'metrics.statsd.prefix'), /got "a\.\.b"/);
     assert.equal(issueAt(error, 'consumers.orders.export'), 'expected a non-empty string, got 42');
-    assert.equal(error.issues.length, 8);
+    assert.equal(error.issues.length, 9);
   });
 
   test('unknown keys, with a did-you-mean when one is close', async () => {
@@ -319,7 +325,7 @@ describe('loadRunnerConfig: every problem has a path, the bad value and what is 
     assert.equal(issueAt(noUrl, 'consumers.orders.queues'), 'missing, expected a queue name or a list of them');
 
     const nothing = await configError(configFile('table: jobs\n'));
-    assert.match(issueAt(nothing, 'database'), /^missing, expected a section \{ url, poolSize \}/);
+    assert.match(issueAt(nothing, 'database'), /^missing, expected a section \{ url, poolSize, queryTimeoutMs \}/);
     assert.match(issueAt(nothing, 'consumers'), /^missing, expected a section with at least one consumer/);
   });
 

@@ -59,6 +59,7 @@ async function run(spec: ChildSpec): Promise<void> {
   const outbox = new Outbox({
     connectionString: spec.databaseUrl,
     poolSize: spec.poolSize,
+    queryTimeoutMs: spec.queryTimeoutMs,
     table: spec.table,
     dlqTable: spec.dlqTable,
     gracefulTimeoutMs: spec.gracefulTimeoutMs,

@@ -16,6 +16,7 @@ export function consumerPlans(config: RunnerConfig): Map<string, ConsumerPlan> {
       consumer: consumer.name,
       databaseUrl: config.database.url,
       poolSize: config.database.poolSize,
+      queryTimeoutMs: config.database.queryTimeoutMs,
       table: config.table,
       dlqTable: config.dlqTable,
       gracefulTimeoutMs: config.gracefulTimeoutMs,

@@ -1,3 +1,4 @@
+import { DEFAULT_QUERY_TIMEOUT_MS } from '../../outbox-options.js';
 /**
  * What `loadRunnerConfig()` returns: a `txoutbox.yaml` after interpolation, validation and defaults.
  * The format is documented in architecture/runner.md.
@@ -11,6 +12,8 @@ export interface RunnerConfig {
     readonly url: string;
     /** Pool size of each consumer process. */
     readonly poolSize: number;
+    /** The Outbox's queryTimeoutMs in each consumer process. */
+    readonly queryTimeoutMs: number;
   };
   readonly table: string;
   /** false when the config turns the DLQ off (`dlqTable: false`). */
@@ -57,6 +60,8 @@ export interface ConsumerConfig {
 export const RUNNER_DEFAULTS = {
   /** The Outbox's own default pool size. */
   poolSize: 10,
+  /** The Outbox's own default (DEFAULT_QUERY_TIMEOUT_MS). */
+  queryTimeoutMs: DEFAULT_QUERY_TIMEOUT_MS,
   table: 'outbox',
   /** The Outbox's own default graceful timeout. */
   gracefulTimeoutMs: 15_000,

@@ -10,7 +10,7 @@ import { RUNNER_DEFAULTS } from './runner-config.js';
 import { validateConsumer } from './validate-consumer.js';
 
 const TOP_KEYS = ['database', 'table', 'dlqTable', 'gracefulTimeoutMs', 'metrics', 'consumers'];
-const DATABASE_KEYS = ['url', 'poolSize'];
+const DATABASE_KEYS = ['url', 'poolSize', 'queryTimeoutMs'];
 const METRICS_KEYS = ['prometheus', 'statsd'];
 const PROMETHEUS_KEYS = ['enabled', 'host', 'port', 'prefix'];
 const STATSD_KEYS = ['host', 'port', 'prefix'];
@@ -46,13 +46,14 @@ function databaseUrl(issues: ConfigIssues, value: unknown): string | undefined {
 }
 
 /**
- * poolSize, table, dlqTable and gracefulTimeoutMs are Outbox options: `new Outbox()`'s resolver
+ * poolSize, queryTimeoutMs, table, dlqTable and gracefulTimeoutMs are Outbox options: `new Outbox()`'s resolver
  * judges them (identifiers included), on a placeholder URL. Its pool never connects.
  */
 async function outboxOptions(issues: ConfigIssues, top: Section, database: Section): Promise<boolean> {
   const given = Object.fromEntries(
     Object.entries({
       poolSize: database.poolSize,
+      queryTimeoutMs: database.queryTimeoutMs,
       table: top.table,
       dlqTable: top.dlqTable,
       gracefulTimeoutMs: top.gracefulTimeoutMs,
@@ -61,7 +62,7 @@ async function outboxOptions(issues: ConfigIssues, top: Section, database: Secti
   const resolved = resolveReporting(
     (options) => resolveOutboxOptions({ ...options, connectionString: 'postgres://localhost/txoutbox', logger: silentLogger }),
     given,
-    { pathOf: (key) => (key === 'poolSize' ? 'database.poolSize' : key) },
+    { pathOf: (key) => (key === 'poolSize' || key === 'queryTimeoutMs' ? `database.${key}` : key) },
     issues,
   );
   await resolved?.pool.end();
@@ -125,7 +126,7 @@ export async function validateRunnerConfig(
   const before = issues.count;
   const top = issues.section('', value, TOP_KEYS, 'a config with database and consumers sections');
   if (top === undefined) return undefined;
-  const database = issues.section('database', top.database, DATABASE_KEYS, 'a section { url, poolSize }');
+  const database = issues.section('database', top.database, DATABASE_KEYS, 'a section { url, poolSize, queryTimeoutMs }');
   const url = database === undefined ? undefined : databaseUrl(issues, database.url);
   const outboxValid = await outboxOptions(issues, top, database ?? {});
 
@@ -138,7 +139,11 @@ export async function validateRunnerConfig(
   const table = typeof top.table === 'string' ? top.table : RUNNER_DEFAULTS.table;
   return {
     file,
-    database: { url, poolSize: typeof database?.poolSize === 'number' ? database.poolSize : RUNNER_DEFAULTS.poolSize },
+    database: {
+      url,
+      poolSize: typeof database?.poolSize === 'number' ? database.poolSize : RUNNER_DEFAULTS.poolSize,
+      queryTimeoutMs: typeof database?.queryTimeoutMs === 'number' ? database.queryTimeoutMs : RUNNER_DEFAULTS.queryTimeoutMs,
+    },
     table,
     // The Outbox's default: "<table>_dlq" next to the outbox table.
     dlqTable: top.dlqTable === false ? false : typeof top.dlqTable === 'string' ? top.dlqTable : `${table}_dlq`,

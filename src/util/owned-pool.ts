@@ -42,16 +42,25 @@ export interface OwnedPool {
  * handler saw. A pool you pass in keeps its own settings (set statement_timeout on it too).
  */
 export function createOwnedPool(connectionString: string, max: number, queryTimeoutMs: number, logger: Logger): OwnedPool {
-  const pool = new pg.Pool(ownConnectionConfig({ connectionString, max, statement_timeout: queryTimeoutMs }));
+  // Every connection the pool opens, connecting ones included, so close() can destroy those
+  // pool.end() would wait for (or, still connecting to a silent server, leave to keep the process alive).
+  const clients = new Set<pg.Client>();
+  class TrackedClient extends pg.Client {
+    constructor(config?: string | pg.ClientConfig) {
+      super(config);
+      clients.add(this);
+      this.once('end', () => clients.delete(this));
+    }
+  }
+  const pool = new pg.Pool({
+    ...ownConnectionConfig({ connectionString, max, statement_timeout: queryTimeoutMs }),
+    Client: TrackedClient,
+  });
   // An idle client whose server connection dies emits 'error' on the pool; unhandled, that event
   // would crash the process. The client is discarded by the pool; the next checkout reconnects.
   pool.on('error', (error) => {
     logger.warn({ err: error.message }, 'idle database connection failed and was discarded');
   });
-  // Every connection the pool holds, so close() can destroy those it would wait for.
-  const clients = new Set<pg.Client>();
-  pool.on('connect', (client) => clients.add(client));
-  pool.on('remove', (client) => clients.delete(client));
   return {
     pool,
     async close(ms) {

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { performance } from 'node:perf_hooks';
 import { describe, test } from 'node:test';
 
@@ -223,5 +224,41 @@ describe('connection faults: bounded stop, no silent stall', () => {
     fine.subscribe('warn-3', () => undefined, FAST_POLL);
     fine.start();
     assert.equal(warnings().length, 1, 'a pool with all three is not warned about');
+  });
+
+  test('after stop(), an owned pool still connecting to a server that never answers does not keep the process alive', async () => {
+    // Before: the pool's connect waited out its 10 s connect timeout (measured: exit 8.5 s after stop()).
+    const script = `
+      import net from 'node:net';
+      import { Outbox } from './src/index.ts';
+      import { silentLogger } from './src/util/logger.ts';
+      const silent = net.createServer(() => undefined);
+      silent.listen(0, '127.0.0.1', async () => {
+        silent.unref();
+        const outbox = new Outbox({ connectionString: 'postgres://app:pw@127.0.0.1:' + silent.address().port + '/db',
+          logger: silentLogger, gracefulTimeoutMs: 200 });
+        outbox.subscribe('q', () => undefined);
+        outbox.start();
+        await new Promise((resolve) => setTimeout(resolve, 300));
+        await outbox.stop();
+        console.log('stopped');
+      });`;
+    const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let output = '';
+    let stoppedAt = 0;
+    child.stdout.on('data', (data: Buffer) => {
+      output += data.toString();
+      if (stoppedAt === 0 && output.includes('stopped')) stoppedAt = performance.now();
+    });
+    child.stderr.on('data', (data: Buffer) => (output += data.toString()));
+    const exitedAt = await new Promise<number>((resolve) =>
+      child.on('exit', () => {
+        resolve(performance.now());
+      }),
+    );
+    assert.ok(stoppedAt > 0, `the child stopped its Outbox (output: ${output.trim()})`);
+    assert.ok(exitedAt - stoppedAt < 3000, `exited ${Math.round(exitedAt - stoppedAt)} ms after stop() resolved`);
   });
 });

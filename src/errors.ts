@@ -17,7 +17,8 @@ export type TxOutboxErrorCode =
   | 'MIDDLEWARE_FAILED'
   | 'CUSTOM_STAT_CONFLICT'
   | 'PORT_IN_USE'
-  | 'INVALID_CONFIG';
+  | 'INVALID_CONFIG'
+  | 'MISSING_PEER_DEPENDENCY';
 
 export class TxOutboxError extends Error {
   readonly code: TxOutboxErrorCode;
@@ -161,6 +162,20 @@ export class UnencodableBodyError extends TxOutboxError {
 export class EmbeddedPostgresError extends TxOutboxError {
   constructor(message: string, cause?: unknown) {
     super('EMBEDDED_POSTGRES_FAILED', message, { cause });
+  }
+}
+
+/** A command or entry point needs an optional peer dependency that is not installed. */
+export class MissingPeerDependencyError extends TxOutboxError {
+  readonly dependency: string;
+
+  constructor(dependency: string, neededBy: string, cause?: unknown) {
+    super(
+      'MISSING_PEER_DEPENDENCY',
+      `${neededBy} needs the optional peer dependency "${dependency}", which is not installed. Fix: npm install ${dependency}`,
+      { cause },
+    );
+    this.dependency = dependency;
   }
 }
 

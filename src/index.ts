@@ -6,6 +6,7 @@ export {
   InvalidOptionError,
   MiddlewareError,
   MigrationFailedError,
+  MissingPeerDependencyError,
   NotInTransactionError,
   OutboxStoppedError,
   PortInUseError,

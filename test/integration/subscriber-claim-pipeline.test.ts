@@ -4,15 +4,14 @@
  * flight; handlers that outrun one claim at a time get a second claim overlapping the first, and
  * the subscription then holds at most concurrency + 2 × fetchBatchSize leases.
  *
- * Claims are slowed down by a pg.Pool subclass whose clients delay the claim statement's query call (the
+ * Claims are slowed down by a pg.Pool subclass (test/support/claim-delay-pool.ts) whose clients delay the claim (the
  * database is real; only the round trip is made longer, as on a busy server far away) and counts
  * how many claims are in flight at once.
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 
-import pg from 'pg';
-
+import { ClaimDelayPool } from '../support/claim-delay-pool.js';
 import { useTestDatabase } from '../support/database.js';
 import { outboxFactory } from '../support/outboxes.js';
 import { publishCommitted, remaining } from '../support/publish.js';
@@ -21,41 +20,9 @@ import { FAST_POLL, migratedOutbox } from '../support/subscriber-setup.js';
 const db = useTestDatabase(import.meta.url);
 const newOutbox = outboxFactory(db);
 
-/** A real pool whose claim statements take `delayMs` longer, counting the claims in flight. */
-class SlowClaimPool extends pg.Pool {
-  inFlight = 0;
-  maxInFlight = 0;
-  readonly #delayMs: number;
-  readonly #slowed = new WeakSet<pg.PoolClient>();
-
-  constructor(url: string, delayMs: number) {
-    super({ connectionString: url, max: 6 });
-    this.#delayMs = delayMs;
-  }
-
-  // The subscriber checks a client out and runs its statement with a config object
-  // (statement-runner.ts); pool.query (ping, the test's own reads) checks out with a callback.
-  override connect(...args: unknown[]): never {
-    if (args.length > 0) return (super.connect as (...a: unknown[]) => never).apply(this, args);
-    return super.connect().then((client) => {
-      if (!this.#slowed.has(client)) {
-        this.#slowed.add(client);
-        const query = client.query.bind(client) as (...a: unknown[]) => Promise<unknown>;
-        client.query = ((...args: unknown[]) => {
-          const config = args[0] as { name?: string } | undefined;
-          if (typeof config !== 'object' || !/claim/.test(config.name ?? '')) return query(...args);
-          this.inFlight += 1;
-          this.maxInFlight = Math.max(this.maxInFlight, this.inFlight);
-          return new Promise((resolve) => setTimeout(resolve, this.#delayMs))
-            .then(() => query(...args))
-            .finally(() => {
-              this.inFlight -= 1;
-            });
-        }) as never;
-      }
-      return client;
-    }) as never;
-  }
+/** A pool whose claim statements take `delayMs` longer. */
+function slowClaimPool(delayMs: number): ClaimDelayPool {
+  return new ClaimDelayPool({ connectionString: db.url, max: 6 }, () => new Promise((resolve) => setTimeout(resolve, delayMs)));
 }
 
 /** Samples the number of leased rows every few ms until stopped; returns the maximum seen. */
@@ -82,7 +49,7 @@ function sampleLeases(table: string): { stop: () => Promise<number> } {
 
 describe('claim pipelining', () => {
   test('slow handlers: one claim in flight, at most concurrency + fetchBatchSize leases', async () => {
-    const pool = new SlowClaimPool(db.url, 10);
+    const pool = slowClaimPool(10);
     db.onCleanup(() => pool.end());
     const { outbox, log } = await migratedOutbox(newOutbox, pool, 'p_slow');
     const seen = new Set<number>();
@@ -113,7 +80,7 @@ describe('claim pipelining', () => {
   });
 
   test('handlers that outrun a claim: a second claim overlaps the first, at most concurrency + 2 × fetchBatchSize leases', async () => {
-    const pool = new SlowClaimPool(db.url, 25);
+    const pool = slowClaimPool(25);
     db.onCleanup(() => pool.end());
     const { outbox, log } = await migratedOutbox(newOutbox, pool, 'p_fast');
     const counts = new Map<number, number>();

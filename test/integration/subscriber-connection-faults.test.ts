@@ -6,6 +6,7 @@ import { describe, test } from 'node:test';
 import pg from 'pg';
 
 import { Outbox } from '../../src/index.js';
+import { ClaimDelayPool } from '../support/claim-delay-pool.js';
 import { useTestDatabase } from '../support/database.js';
 import { EventLog } from '../support/events.js';
 import { outboxFactory } from '../support/outboxes.js';
@@ -166,23 +167,9 @@ describe('connection faults: bounded stop, no silent stall', () => {
     await migrated(table);
     let release!: () => void;
     const held = new Promise<void>((resolve) => (release = resolve));
-    // A real pool whose clients hold the claim statement before sending it: the loop waits in a
-    // place no statement timeout covers (as a driver or proxy bug would make it).
-    class HoldingPool extends pg.Pool {
-      // The promise form is the subscriber's (statement-runner.ts); pool.query uses the callback form.
-      override connect(...args: unknown[]): never {
-        if (args.length > 0) return (super.connect as (...a: unknown[]) => never).apply(this, args);
-        return super.connect().then((client) => {
-          const query = client.query.bind(client) as (...a: unknown[]) => Promise<unknown>;
-          client.query = ((...args: unknown[]) => {
-            const name = (args[0] as { name?: string }).name ?? '';
-            return /claim/.test(name) ? held.then(() => query(...args)) : query(...args);
-          }) as never;
-          return client;
-        }) as never;
-      }
-    }
-    const pool = new HoldingPool({ connectionString: db.url, max: 4 });
+    // Clients hold the claim statement before sending it: the loop waits in a place no statement
+    // timeout covers (as a driver or proxy bug would make it).
+    const pool = new ClaimDelayPool({ connectionString: db.url, max: 4 }, () => held);
     db.onCleanup(() => pool.end());
     const outbox = newOutbox({ pool, table, queryTimeoutMs: 200 });
     outbox.subscribe('stall', () => undefined, FAST_POLL);

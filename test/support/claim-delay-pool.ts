@@ -1,0 +1,42 @@
+import pg from 'pg';
+
+/**
+ * A real pool whose clients await `beforeClaim()` before sending each claim statement: the
+ * database is real, only the claim's round trip is lengthened (as on a busy server far away) or
+ * held (a claim stuck where no statement timeout reaches). Counts the claims in flight.
+ */
+export class ClaimDelayPool extends pg.Pool {
+  inFlight = 0;
+  maxInFlight = 0;
+  readonly #beforeClaim: () => Promise<void>;
+  readonly #wrapped = new WeakSet<pg.PoolClient>();
+
+  constructor(config: pg.PoolConfig, beforeClaim: () => Promise<void>) {
+    super(config);
+    this.#beforeClaim = beforeClaim;
+  }
+
+  // The subscriber checks a client out with the promise form and runs its statement with a config
+  // object (util/statement-runner.ts); pool.query (ping, a test's own reads) uses the callback form.
+  override connect(...args: unknown[]): never {
+    if (args.length > 0) return (super.connect as (...a: unknown[]) => never).apply(this, args);
+    return super.connect().then((client) => {
+      if (!this.#wrapped.has(client)) {
+        this.#wrapped.add(client);
+        const query = client.query.bind(client) as (...a: unknown[]) => Promise<unknown>;
+        client.query = ((...queryArgs: unknown[]) => {
+          const config = queryArgs[0] as { name?: string } | undefined;
+          if (typeof config !== 'object' || !/claim/.test(config.name ?? '')) return query(...queryArgs);
+          this.inFlight += 1;
+          this.maxInFlight = Math.max(this.maxInFlight, this.inFlight);
+          return this.#beforeClaim()
+            .then(() => query(...queryArgs))
+            .finally(() => {
+              this.inFlight -= 1;
+            });
+        }) as never;
+      }
+      return client;
+    }) as never;
+  }
+}

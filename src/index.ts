@@ -11,6 +11,7 @@ export {
   OutboxStoppedError,
   PortInUseError,
   SchemaDriftError,
+  TableInOtherSchemaError,
   TxOutboxError,
   UnencodableBodyError,
   UnsupportedPostgresError,
@@ -42,11 +43,11 @@ export type {
   PublishContext,
   PublishResult,
 } from './instrumentation/middleware.js';
-export type { FetchUnprocessedOptions } from './outbox.js';
 export type { SubscriptionInfo } from './outbox.js';
 export { Outbox } from './outbox.js';
 export type { ConnectionStringOptions, OutboxOptions, PoolOptions } from './outbox-options.js';
-export type { Executor } from './producer/executor.js';
+export type { Executor, TransactionAdapter, TransactionTarget } from './producer/executor.js';
+export type { FetchUnprocessedOptions } from './producer/fetch-unprocessed.js';
 export type { OutboxRow } from './producer/outbox-row.js';
 export type { PublishBatchOptions, PublishOptions } from './producer/publish-options.js';
 export type { NotifyMode } from './producer/wake-after-commit.js';

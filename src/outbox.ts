@@ -1,9 +1,10 @@
-import { InvalidOptionError, OutboxStoppedError } from './errors.js';
+import { OutboxStoppedError } from './errors.js';
 import { type OutboxOptions, type ResolvedOutboxOptions, resolveOutboxOptions } from './outbox-options.js';
-import { type OutboxRow, type OutboxRowRecord, toOutboxRow } from './producer/outbox-row.js';
+import type { TransactionTarget } from './producer/executor.js';
+import { fetchUnprocessed, type FetchUnprocessedOptions, isFetchTarget } from './producer/fetch-unprocessed.js';
+import type { OutboxRow } from './producer/outbox-row.js';
 import { cancelTimer, type ProducerContext, publish, publishBatch } from './producer/publish.js';
 import type { PublishBatchOptions, PublishOptions } from './producer/publish-options.js';
-import { validateQueue } from './producer/publish-options.js';
 import { buildProducerSql } from './producer/sql.js';
 import { WakeNotifier } from './producer/wake-notifier.js';
 import { autovacuumDdl } from './schema/autovacuum.js';
@@ -44,15 +45,6 @@ const PING = statement('ping', 'SELECT 1');
  * checkout and its statement are each bounded by about one).
  */
 export const STALL_QUERY_TIMEOUTS = 3;
-
-export interface FetchUnprocessedOptions {
-  /** Only this queue. @default every queue */
-  readonly queue?: string;
-  /** At most this many rows, in id order. @default 100 */
-  readonly limit?: number;
-}
-
-export const MAX_FETCH_UNPROCESSED = 10_000;
 
 /**
  * One outbox table: publish into it inside your own transactions, migrate and inspect it.
@@ -185,17 +177,18 @@ export class Outbox {
   }
 
   /**
-   * Inserts a message through `executor`, the node-postgres client of your open transaction: it
+   * Inserts a message through `executor`, your open transaction: a node-postgres client after
+   * BEGIN, or another data layer's transaction wrapped by its adapter (`fromKysely(trx)`, …). It
    * commits or rolls back with your data. Returns the row id, or null when `timerId` is taken.
    */
-  async publish(executor: unknown, queue: string, body: unknown, options?: PublishOptions): Promise<string | null> {
+  async publish(executor: TransactionTarget, queue: string, body: unknown, options?: PublishOptions): Promise<string | null> {
     this.#assertOpen('publish');
     return await publish(this.#producer, executor, queue, body, options);
   }
 
   /** Inserts many messages to one queue in one statement, through your transaction's client. */
   async publishBatch(
-    executor: unknown,
+    executor: TransactionTarget,
     queue: string,
     bodies: readonly unknown[],
     options?: PublishBatchOptions,
@@ -208,24 +201,24 @@ export class Outbox {
    * Deletes the pending row of (queue, timerId). Returns false when there is none or when it is
    * leased (its handler is already running). Durable when your transaction commits.
    */
-  async cancelTimer(executor: unknown, queue: string, timerId: string): Promise<boolean> {
+  async cancelTimer(executor: TransactionTarget, queue: string, timerId: string): Promise<boolean> {
     this.#assertOpen('cancelTimer');
     return await cancelTimer(this.#producer, executor, queue, timerId);
   }
 
-  /** Reads rows without leasing them: pending, leased and future-dated alike, in id order. */
-  async fetchUnprocessed(options: FetchUnprocessedOptions = {}): Promise<OutboxRow[]> {
+  /**
+   * Reads rows without leasing them: pending, leased and future-dated alike, in id order. Through
+   * the Outbox's pool, or through `transaction` (then it sees that transaction's uncommitted rows).
+   */
+  fetchUnprocessed(options?: FetchUnprocessedOptions): Promise<OutboxRow[]>;
+  fetchUnprocessed(transaction: TransactionTarget, options?: FetchUnprocessedOptions): Promise<OutboxRow[]>;
+  async fetchUnprocessed(
+    first: TransactionTarget | FetchUnprocessedOptions = {},
+    second: FetchUnprocessedOptions = {},
+  ): Promise<OutboxRow[]> {
     this.#assertOpen('fetchUnprocessed');
-    const limit = options.limit ?? 100;
-    if (!Number.isInteger(limit) || limit < 1 || limit > MAX_FETCH_UNPROCESSED) {
-      throw new InvalidOptionError({ option: 'limit', value: limit, expected: `an integer from 1 to ${MAX_FETCH_UNPROCESSED}` });
-    }
-    const { sql } = this.#producer;
-    const result =
-      options.queue === undefined
-        ? await this.#options.pool.query<OutboxRowRecord>(sql.fetchUnprocessed.text, [limit])
-        : await this.#options.pool.query<OutboxRowRecord>(sql.fetchUnprocessedQueue.text, [validateQueue(options.queue), limit]);
-    return result.rows.map(toOutboxRow);
+    const [target, options] = isFetchTarget(first) ? [first, second] : [this.#options.pool, first];
+    return await fetchUnprocessed(this.#producer.sql, target, this.#producer.preparedStatements, options);
   }
 
   /**

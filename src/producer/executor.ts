@@ -1,12 +1,44 @@
 import { NotInTransactionError } from '../errors.js';
 
 /**
- * What publish needs from the caller: something that runs a parameterised statement on the
- * connection of their open transaction. node-postgres' Client and PoolClient fit as they are.
+ * What publish needs from a node-postgres caller: something that runs a parameterised statement
+ * on the connection of their open transaction. node-postgres' Client and PoolClient fit as they
+ * are (and a Pool, with `autocommit: true`).
  */
 export interface Executor {
   query(config: { text: string; values?: unknown[]; name?: string }): Promise<{ rows: unknown[]; rowCount: number | null }>;
 }
+
+/**
+ * Another data layer's open transaction, wrapped by its adapter (`txoutbox/kysely`,
+ * `txoutbox/prisma`, …; architecture/data-layers.md). The adapter refuses a handle that is not a
+ * transaction when it is built, so an adapter always stands for one open transaction.
+ *
+ * Every statement txoutbox sends through it is driver-neutral (architecture/producer.md): its
+ * parameters are strings, numbers, null and one Buffer (bytea), JSON and arrays travel as text
+ * and are cast in SQL, and no result column has a type a driver may fail to decode.
+ */
+export interface TransactionAdapter {
+  /** The data layer's name, shown in errors (`'kysely'`); its presence marks the object as an adapter. */
+  readonly txoutboxAdapter: string;
+  /** Runs `text` (with `$1`…`$n` placeholders) in the transaction and resolves to its result rows. */
+  query(text: string, values: readonly unknown[]): Promise<readonly Record<string, unknown>[]>;
+  /**
+   * The node-postgres client carrying the transaction, when the data layer exposes it: its COMMIT
+   * is watched and the wake-up follows it (the default after-commit mode). Resolves to undefined
+   * when the transaction runs on another driver.
+   */
+  pgClient?(): Promise<object | undefined>;
+  /**
+   * A per-transaction after-commit hook, when the data layer has one and no pg client is
+   * reachable. `transaction` identifies the outermost transaction: one hook per transaction, however
+   * many publishes it holds. `onCommit` runs its callback after COMMIT, never after a rollback.
+   */
+  readonly commitHook?: { readonly transaction: object; onCommit(callback: () => void): void };
+}
+
+/** What every producer call accepts as its first argument. */
+export type TransactionTarget = Executor | TransactionAdapter;
 
 interface PoolLike {
   totalCount: number;
@@ -21,33 +53,51 @@ export function isPool(value: object): value is PoolLike {
   );
 }
 
+export function isTransactionAdapter(value: unknown): value is TransactionAdapter {
+  return (
+    value !== null &&
+    typeof value === 'object' &&
+    typeof (value as { txoutboxAdapter?: unknown }).txoutboxAdapter === 'string' &&
+    typeof (value as { query?: unknown }).query === 'function'
+  );
+}
+
 /** node-postgres >= 8.13 exposes the server's transaction status: 'I' idle, 'T' in a transaction, 'E' failed. */
 export function transactionStatus(value: object): string | null | undefined {
   const fn = (value as { getTransactionStatus?: unknown }).getTransactionStatus;
   return typeof fn === 'function' ? (fn.call(value) as string | null) : undefined;
 }
 
+const ADAPTERS_HINT =
+  'Using another data layer? Wrap its transaction with its adapter: fromKysely(trx) from txoutbox/kysely, fromPrisma(tx) from txoutbox/prisma, … (README, "Data layers").';
+
 /**
  * The transactional contract (DESIGN invariant 1) is only as good as the executor: a pool or a
  * client outside BEGIN commits the row on its own, with or without the caller's data. Both are
  * refused unless the caller says `autocommit: true`, which makes "publish on its own" explicit.
- * Known limit: a BEGIN sent without awaiting it is not yet visible in the client's status.
+ * Adapters check their own handle when they are built. Known limit: a BEGIN sent without
+ * awaiting it is not yet visible in the client's status.
  */
-export function assertTransactional(operation: string, executor: unknown, autocommit: boolean): asserts executor is Executor {
-  if (executor === null || typeof executor !== 'object' || typeof (executor as { query?: unknown }).query !== 'function') {
+export function assertTransactional(
+  operation: string,
+  target: unknown,
+  autocommit: boolean,
+): asserts target is TransactionTarget {
+  if (isTransactionAdapter(target)) return;
+  if (target === null || typeof target !== 'object' || typeof (target as { query?: unknown }).query !== 'function') {
     throw new NotInTransactionError(
-      `outbox.${operation}() needs the node-postgres client of your open transaction as its first argument, got ${executor === null ? 'null' : typeof executor}.`,
+      `outbox.${operation}() needs your open transaction as its first argument (a node-postgres client after BEGIN, or an adapter's wrapper), got ${target === null ? 'null' : typeof target}. ${ADAPTERS_HINT}`,
     );
   }
   if (autocommit) return;
-  if (isPool(executor)) {
+  if (isPool(target)) {
     throw new NotInTransactionError(
       `outbox.${operation}() was given a pg.Pool: each pool query is its own transaction, so the outbox row would commit without your data. ` +
         `Fix: pass the client of your transaction (const client = await pool.connect(); await client.query('BEGIN'); …), ` +
         `or pass { autocommit: true } to publish outside any transaction on purpose.`,
     );
   }
-  const status = transactionStatus(executor);
+  const status = transactionStatus(target);
   if (status === 'I') {
     throw new NotInTransactionError(
       `outbox.${operation}() was given a client that is not inside a transaction, so the outbox row would commit on its own. ` +

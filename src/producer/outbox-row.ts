@@ -21,42 +21,53 @@ export interface OutboxRow {
   readonly timerId: string | null;
 }
 
+/**
+ * A row as fetchUnprocessed's statement returns it, in the same shape from every driver
+ * (src/producer/sql.ts): the payload as base64, headers as JSON text, timestamps as epoch
+ * milliseconds.
+ */
 export interface OutboxRowRecord {
   id: string;
   queue: string;
-  payload: Buffer;
-  headers: Record<string, string>;
-  created_at: Date;
-  next_attempt_at: Date;
-  first_attempt_at: Date | null;
-  last_attempt_at: Date | null;
-  attempts_count: number;
-  deliveries_count: number;
-  acquired_at: Date | null;
+  payload: string;
+  headers: string;
+  // number | string: a driver set up to return floats or ints as strings is read the same.
+  created_at: number | string;
+  next_attempt_at: number | string;
+  first_attempt_at: number | string | null;
+  last_attempt_at: number | string | null;
+  attempts_count: number | string;
+  deliveries_count: number | string;
+  acquired_at: number | string | null;
   timer_id: string | null;
 }
 
+const dateOf = (epochMs: number | string): Date => new Date(Number(epochMs));
+const optionalDateOf = (epochMs: number | string | null): Date | null => (epochMs === null ? null : dateOf(epochMs));
+
 export function toOutboxRow(record: OutboxRowRecord): OutboxRow {
+  const payload = Buffer.from(record.payload, 'base64');
+  const headers = JSON.parse(record.headers) as Record<string, string>;
   let body: unknown;
   try {
-    body = decodeBody(record.payload, record.headers);
+    body = decodeBody(payload, headers);
   } catch {
     // An inspection read must not fail on one malformed row: show its bytes instead.
-    body = record.payload;
+    body = payload;
   }
   return {
     id: record.id,
     queue: record.queue,
     body,
-    payload: record.payload,
-    headers: record.headers,
-    createdAt: record.created_at,
-    nextAttemptAt: record.next_attempt_at,
-    firstAttemptAt: record.first_attempt_at,
-    lastAttemptAt: record.last_attempt_at,
-    attemptsCount: record.attempts_count,
-    deliveriesCount: record.deliveries_count,
-    acquiredAt: record.acquired_at,
+    payload,
+    headers,
+    createdAt: dateOf(record.created_at),
+    nextAttemptAt: dateOf(record.next_attempt_at),
+    firstAttemptAt: optionalDateOf(record.first_attempt_at),
+    lastAttemptAt: optionalDateOf(record.last_attempt_at),
+    attemptsCount: Number(record.attempts_count),
+    deliveriesCount: Number(record.deliveries_count),
+    acquiredAt: optionalDateOf(record.acquired_at),
     timerId: record.timer_id,
   };
 }

@@ -4,8 +4,7 @@ import { CORRELATION_ID_HEADER } from '../envelope/headers.js';
 import { InvalidOptionError } from '../errors.js';
 import type { MiddlewareChain } from '../instrumentation/middleware-chain.js';
 import type { Emit } from '../instrumentation/recorders.js';
-import type { Statement } from '../util/statement.js';
-import { assertTransactional, type Executor } from './executor.js';
+import { assertTransactional } from './executor.js';
 import { observePublish, type PublishScope } from './observe-publish.js';
 import {
   type PublishBatchOptions,
@@ -15,6 +14,7 @@ import {
   validateQueue,
 } from './publish-options.js';
 import type { ProducerSql } from './sql.js';
+import { openPort, type TransactionPort } from './transaction-port.js';
 import { type NotifyMode, planWake, wakeAfterStatement } from './wake-after-commit.js';
 import type { WakeNotifier } from './wake-notifier.js';
 
@@ -34,12 +34,14 @@ export interface ProducerContext {
 /** The most rows one publishBatch() may insert: bounds the statement's memory on both ends. */
 export const MAX_BATCH_SIZE = 100_000;
 
-function query(ctx: ProducerContext, executor: Executor, stmt: Statement, values: unknown[]) {
-  return executor.query(ctx.preparedStatements ? { name: stmt.name, text: stmt.text, values } : { text: stmt.text, values });
+/** Opens the caller's transaction for one call; decides there whether an after-commit route is wanted. */
+function port(ctx: ProducerContext, target: Parameters<typeof openPort>[0]): Promise<TransactionPort> {
+  return openPort(target, ctx.preparedStatements, ctx.notify === 'after-commit' && !ctx.notifier.stopped);
 }
 
-function activation(options: ResolvedPublishOptions): [Date | null, number] {
-  return [options.activateAt ?? null, options.activateInMs ?? 0];
+/** activateAt travels as ISO text: every driver passes a string the same way (src/producer/sql.ts). */
+function activation(options: ResolvedPublishOptions): [string | null, number] {
+  return [options.activateAt?.toISOString() ?? null, options.activateInMs ?? 0];
 }
 
 function asError(error: unknown): Error {
@@ -94,20 +96,20 @@ export async function publish(
     correlationId: encoded.headers[CORRELATION_ID_HEADER],
   };
   const { ids } = await observePublish(ctx.middlewares, ctx.emit, scope, async (injected) => {
+    const transaction = await port(ctx, executor);
     const values: unknown[] = [
       validQueue,
       encoded.payload,
       withInjectedHeaders(encoded.headers, injected),
       ...activation(resolved),
     ];
-    const inTransaction = planWake(ctx.notify, executor, ctx.notifier) === 'in-transaction';
+    const inTransaction = planWake(ctx.notify, transaction.wake, ctx.notifier) === 'in-transaction';
     if (inTransaction) values.push(ctx.channel);
     if (resolved.timerId !== undefined) values.push(resolved.timerId);
     const sql = inTransaction ? ctx.sql : ctx.sql.afterCommit;
     const stmt = resolved.timerId === undefined ? sql.publish : sql.publishTimer;
-    const result = await query(ctx, executor, stmt, values);
-    const row = result.rows[0] as { id: string; due?: boolean } | undefined;
-    if (!inTransaction && row?.due === true) wakeAfterStatement(executor, ctx.notifier, validQueue);
+    const row = (await transaction.run(stmt, values))[0] as { id: string; due?: boolean } | undefined;
+    if (!inTransaction && row?.due === true) wakeAfterStatement(transaction.wake, ctx.notifier, validQueue);
     const id = row?.id ?? null;
     return { ids: [id], inserted: id === null ? 0 : 1 };
   });
@@ -141,15 +143,16 @@ export async function publishBatch(
     });
   }
   if (bodies.length === 0) return [];
-  const payloads: Buffer[] = [];
-  const headerList: Record<string, string>[] = [];
+  const messages: { payload: Buffer; headers: Record<string, string> }[] = [];
   let sizeBytes = 0;
   try {
     for (const body of bodies) {
       const { payload, contentType } = encodeBody(body);
-      payloads.push(payload);
+      messages.push({
+        payload,
+        headers: buildHeaders({ headers: resolved.headers, contentType, correlationId: resolved.correlationId }),
+      });
       sizeBytes += payload.length;
-      headerList.push(buildHeaders({ headers: resolved.headers, contentType, correlationId: resolved.correlationId }));
     }
   } catch (error) {
     const scope = { queue: validQueue, messageCount: bodies.length, batch: true, correlationId: resolved.correlationId };
@@ -163,17 +166,17 @@ export async function publishBatch(
     correlationId: resolved.correlationId ?? resolved.headers[CORRELATION_ID_HEADER],
   };
   const { ids } = await observePublish(ctx.middlewares, ctx.emit, scope, async (injected) => {
-    const inTransaction = planWake(ctx.notify, executor, ctx.notifier) === 'in-transaction';
-    const values: unknown[] = [
-      validQueue,
-      payloads,
-      headerList.map((headers) => withInjectedHeaders(headers, injected)),
-      ...activation(resolved),
-    ];
+    const transaction = await port(ctx, executor);
+    const inTransaction = planWake(ctx.notify, transaction.wake, ctx.notifier) === 'in-transaction';
+    // Built by hand: the headers are JSON already, and base64 needs no escaping.
+    const json = messages.map(
+      ({ payload, headers }) => `{"p":"${payload.toString('base64')}","h":${withInjectedHeaders(headers, injected)}}`,
+    );
+    const values: unknown[] = [validQueue, `[${json.join(',')}]`, ...activation(resolved)];
     if (inTransaction) values.push(ctx.channel);
     const stmt = inTransaction ? ctx.sql.publishBatch : ctx.sql.afterCommit.publishBatch;
-    const rows = (await query(ctx, executor, stmt, values)).rows as { id: string; due?: boolean }[];
-    if (!inTransaction && rows.some((row) => row.due === true)) wakeAfterStatement(executor, ctx.notifier, validQueue);
+    const rows = (await transaction.run(stmt, values)) as readonly { id: string; due?: boolean }[];
+    if (!inTransaction && rows.some((row) => row.due === true)) wakeAfterStatement(transaction.wake, ctx.notifier, validQueue);
     const inserted = rows.map((row) => row.id);
     return { ids: inserted, inserted: inserted.length };
   });
@@ -190,6 +193,6 @@ export async function cancelTimer(ctx: ProducerContext, executor: unknown, queue
   if (typeof timerId !== 'string' || timerId.length === 0) {
     throw new InvalidOptionError({ option: 'timerId', value: timerId, expected: 'a non-empty string' });
   }
-  const result = await query(ctx, executor, ctx.sql.cancelTimer, [validQueue, timerId]);
-  return (result.rowCount ?? 0) > 0;
+  const transaction = await openPort(executor, ctx.preparedStatements, false);
+  return (await transaction.run(ctx.sql.cancelTimer, [validQueue, timerId])).length > 0;
 }

@@ -18,11 +18,11 @@ import { type Statement, statement } from '../util/statement.js';
  * See architecture/producer.md.
  */
 export interface ProducerSql {
-  /** $1 queue, $2 payload, $3 headers (jsonb), $4 activateAt or NULL, $5 activateInMs (0 = now), $6 channel. */
+  /** $1 queue, $2 payload (bytea), $3 headers (JSON text), $4 activateAt (ISO text) or NULL, $5 activateInMs (0 = now), $6 channel. */
   readonly publish: Statement;
   /** As publish, plus $7 timer_id; returns no row when (queue, timer_id) is taken. Arbiter: timer_uq. */
   readonly publishTimer: Statement;
-  /** $1 queue, $2 payloads (bytea[]), $3 headers (jsonb[]), $4 activateAt or NULL, $5 activateInMs, $6 channel. */
+  /** $1 queue, $2 the messages as JSON text (`[{"p": base64 payload, "h": headers}, …]`), $3 activateAt, $4 activateInMs, $5 channel. */
   readonly publishBatch: Statement;
   /** The same inserts without pg_notify and without the channel parameter (publishTimer: $6 is the timer_id); each row returns `due`. */
   readonly afterCommit: {
@@ -34,38 +34,52 @@ export interface ProducerSql {
   readonly cancelTimer: Statement;
   /**
    * $1 limit. Lease-free read in id order (primary key). ORDER BY names the table's column: a bare
-   * `id` would sort by the text alias ("10" before "9").
+   * `id` would sort by the text alias ("10" before "9"). Columns as PORTABLE_ROW_COLUMNS says.
    */
   readonly fetchUnprocessed: Statement;
   /** $1 queue, $2 limit. */
   readonly fetchUnprocessedQueue: Statement;
 }
 
-const NEXT_ATTEMPT = `COALESCE($4::timestamptz, now() + $5::double precision * interval '1 millisecond')`;
-const WAKE = `CASE WHEN next_attempt_at <= now() THEN pg_notify($6::text, $1::text) END AS woke`;
+/*
+ * Driver-neutral by construction: these statements also run through other data layers' raw-SQL
+ * calls (postgres.js, Prisma, Knex, …), which encode parameters their own way and often by the type
+ * the server reports for each placeholder. So every parameter is a string, a number, null or the
+ * one bytea payload; JSON and timestamps are cast from text (`$n::text::jsonb`: a driver that
+ * JSON-encodes values bound to jsonb would otherwise store a JSON string), a batch is one JSON
+ * text instead of arrays (drivers disagree on bytea[] and jsonb[], and Knex expands arrays), and no
+ * result column is `void` (Prisma cannot decode one): pg_notify's result is tested, not returned.
+ */
+const nextAttempt = (at: number) =>
+  `COALESCE($${at}::text::timestamptz, now() + $${at + 1}::double precision * interval '1 millisecond')`;
+const wake = (channel: number) =>
+  `CASE WHEN next_attempt_at <= now() THEN pg_notify($${channel}::text, $1::text) IS NOT NULL END AS woke`;
 const DUE = `next_attempt_at <= now() AS due`;
-const ROW_COLUMNS = `id::text AS id, queue, payload, headers, created_at, next_attempt_at, first_attempt_at, last_attempt_at,
-  attempts_count, deliveries_count, acquired_at, timer_id`;
+const epochMs = (column: string) => `(extract(epoch FROM ${column}) * 1000)::double precision AS ${column}`;
+/** bytea as base64 and jsonb as text: every driver returns text and numbers the same way. */
+const PORTABLE_ROW_COLUMNS = `id::text AS id, queue, encode(payload, 'base64') AS payload, headers::text AS headers,
+  ${['created_at', 'next_attempt_at', 'first_attempt_at', 'last_attempt_at'].map(epochMs).join(', ')},
+  attempts_count, deliveries_count, ${epochMs('acquired_at')}, timer_id`;
 
 export function buildProducerSql(names: SchemaNames): ProducerSql {
   const t = names.outbox.sql;
-  const insertValues = `INSERT INTO ${t} (queue, payload, headers, next_attempt_at) VALUES ($1::text, $2::bytea, $3::jsonb, ${NEXT_ATTEMPT})`;
-  const single = (wake: string) => `${insertValues} RETURNING id::text AS id, ${wake}`;
-  const timer = (wake: string, timerParam: string) => `INSERT INTO ${t} (queue, payload, headers, next_attempt_at, timer_id)
-  VALUES ($1::text, $2::bytea, $3::jsonb, ${NEXT_ATTEMPT}, ${timerParam}::text)
+  const insertValues = `INSERT INTO ${t} (queue, payload, headers, next_attempt_at) VALUES ($1::text, $2::bytea, $3::text::jsonb, ${nextAttempt(4)})`;
+  const single = (returned: string) => `${insertValues} RETURNING id::text AS id, ${returned}`;
+  const timer = (returned: string, timerParam: string) => `INSERT INTO ${t} (queue, payload, headers, next_attempt_at, timer_id)
+  VALUES ($1::text, $2::bytea, $3::text::jsonb, ${nextAttempt(4)}, ${timerParam}::text)
   ON CONFLICT (queue, timer_id) WHERE timer_id IS NOT NULL DO NOTHING
-  RETURNING id::text AS id, ${wake}`;
-  const batch = (wake: string) => `WITH inserted AS (
+  RETURNING id::text AS id, ${returned}`;
+  const batch = (returned: string) => `WITH inserted AS (
   INSERT INTO ${t} (queue, payload, headers, next_attempt_at)
-  SELECT $1::text, b.payload, b.headers, ${NEXT_ATTEMPT}
-  FROM unnest($2::bytea[], $3::jsonb[]) WITH ORDINALITY AS b(payload, headers, ord)
-  ORDER BY b.ord
+  SELECT $1::text, decode(m.message ->> 'p', 'base64'), (m.message -> 'h')::jsonb, ${nextAttempt(3)}
+  FROM json_array_elements($2::text::json) WITH ORDINALITY AS m(message, ord)
+  ORDER BY m.ord
   RETURNING id, next_attempt_at)
-SELECT id::text AS id, ${wake} FROM inserted ORDER BY inserted.id`;
+SELECT id::text AS id, ${returned} FROM inserted ORDER BY inserted.id`;
   return {
-    publish: statement('publish', single(WAKE)),
-    publishTimer: statement('publish_timer', timer(WAKE, '$7')),
-    publishBatch: statement('publish_batch', batch(WAKE)),
+    publish: statement('publish', single(wake(6))),
+    publishTimer: statement('publish_timer', timer(wake(6), '$7')),
+    publishBatch: statement('publish_batch', batch(wake(5))),
     afterCommit: {
       publish: statement('publish_quiet', single(DUE)),
       publishTimer: statement('publish_timer_quiet', timer(DUE, '$6')),
@@ -73,12 +87,12 @@ SELECT id::text AS id, ${wake} FROM inserted ORDER BY inserted.id`;
     },
     cancelTimer: statement(
       'cancel_timer',
-      `DELETE FROM ${t} WHERE queue = $1::text AND timer_id = $2::text AND acquired_token IS NULL RETURNING id`,
+      `DELETE FROM ${t} WHERE queue = $1::text AND timer_id = $2::text AND acquired_token IS NULL RETURNING id::text AS id`,
     ),
-    fetchUnprocessed: statement('fetch_unprocessed', `SELECT ${ROW_COLUMNS} FROM ${t} ORDER BY ${t}.id LIMIT $1::int`),
+    fetchUnprocessed: statement('fetch_unprocessed', `SELECT ${PORTABLE_ROW_COLUMNS} FROM ${t} ORDER BY ${t}.id LIMIT $1::int`),
     fetchUnprocessedQueue: statement(
       'fetch_unprocessed_queue',
-      `SELECT ${ROW_COLUMNS} FROM ${t} WHERE queue = $1::text ORDER BY ${t}.id LIMIT $2::int`,
+      `SELECT ${PORTABLE_ROW_COLUMNS} FROM ${t} WHERE queue = $1::text ORDER BY ${t}.id LIMIT $2::int`,
     ),
   };
 }

@@ -1,4 +1,5 @@
 import { isPool, transactionStatus } from './executor.js';
+import type { WakeRoute } from './transaction-port.js';
 import type { WakeNotifier } from './wake-notifier.js';
 
 /**
@@ -37,6 +38,30 @@ function protocolEvents(executor: object): ProtocolEvents | undefined {
     : undefined;
 }
 
+/** Wake-ups owed by one transaction, per notifier (one per Outbox), each queue once. */
+class OwedWakeUps {
+  readonly #owed = new Map<WakeNotifier, Set<string>>();
+
+  add(notifier: WakeNotifier, queue: string): void {
+    let queues = this.#owed.get(notifier);
+    if (queues === undefined) {
+      queues = new Set();
+      this.#owed.set(notifier, queues);
+    }
+    queues.add(queue);
+  }
+
+  clear(): void {
+    this.#owed.clear();
+  }
+
+  release(): void {
+    const owed = [...this.#owed];
+    this.#owed.clear();
+    for (const [notifier, queues] of owed) for (const queue of queues) notifier.request(queue);
+  }
+}
+
 /**
  * The wake-ups owed by the open transaction of one connection, released when it commits. One per
  * connection, kept for the connection's life (a WeakMap entry) and armed only while a transaction
@@ -55,7 +80,7 @@ function protocolEvents(executor: object): ProtocolEvents | undefined {
  */
 class CommitWatch {
   readonly #events: ProtocolEvents;
-  readonly #owed = new Map<WakeNotifier, Set<string>>();
+  readonly #owed = new OwedWakeUps();
   #armed = false;
   #committed = false;
   readonly #onCommandComplete: (message: { text?: string }) => void;
@@ -85,23 +110,21 @@ class CommitWatch {
       this.#events.on('readyForQuery', this.#onReadyForQuery);
       this.#events.on('end', this.#onEnd);
     }
-    let queues = this.#owed.get(notifier);
-    if (queues === undefined) {
-      queues = new Set();
-      this.#owed.set(notifier, queues);
-    }
-    queues.add(queue);
+    this.#owed.add(notifier, queue);
   }
 
   #release(): void {
-    const owed = [...this.#owed];
-    this.#disarm();
-    for (const [notifier, queues] of owed) for (const queue of queues) notifier.request(queue);
+    this.#detach();
+    this.#owed.release();
   }
 
   #disarm(): void {
-    this.#armed = false;
+    this.#detach();
     this.#owed.clear();
+  }
+
+  #detach(): void {
+    this.#armed = false;
     this.#events.removeListener('commandComplete', this.#onCommandComplete);
     this.#events.removeListener('readyForQuery', this.#onReadyForQuery);
     this.#events.removeListener('end', this.#onEnd);
@@ -129,13 +152,22 @@ function observable(executor: object): boolean {
 /**
  * Chosen before the statement is sent, because it picks the statement:
  * - `in-transaction` mode, or the Outbox stopped (its notifier is closed) → pg_notify in the statement;
- * - a pool (`autocommit: true`), or a node-postgres client → after the statement (wakeAfterStatement);
- * - anything else (another driver, a wrapper without `connection`, pg < 8.13 without
- *   getTransactionStatus, a `pipeline: true` client) → pg_notify in the statement, always correct.
+ * - a pool (`autocommit: true`), a node-postgres client, or a data layer's after-commit hook →
+ *   after the statement (wakeAfterStatement);
+ * - anything else (a data layer on another driver without a hook, a wrapper without `connection`,
+ *   pg < 8.13 without getTransactionStatus, a `pipeline: true` client) → pg_notify in the
+ *   statement, always correct.
  */
-export function planWake(mode: NotifyMode, executor: object, notifier: WakeNotifier): WakePlan {
+export function planWake(mode: NotifyMode, route: WakeRoute, notifier: WakeNotifier): WakePlan {
   if (mode === 'in-transaction' || notifier.stopped) return 'in-transaction';
-  return isPool(executor) || observable(executor) ? 'after-statement' : 'in-transaction';
+  switch (route.kind) {
+    case 'pg':
+      return isPool(route.client) || observable(route.client) ? 'after-statement' : 'in-transaction';
+    case 'hook':
+      return 'after-statement';
+    case 'none':
+      return 'in-transaction';
+  }
 }
 
 /**
@@ -143,17 +175,24 @@ export function planWake(mode: NotifyMode, executor: object, notifier: WakeNotif
  * - a pool: the statement was its own transaction, committed when it returned → wake now;
  * - a client whose ReadyForQuery for this statement reported idle (`autocommit: true`, or a COMMIT
  *   that overtook an un-awaited publish) → wake now;
- * - a client inside a transaction → when its COMMIT is seen (CommitWatch).
+ * - a client inside a transaction → when its COMMIT is seen (CommitWatch);
+ * - a data layer's hook → when it reports the commit (HookWatch).
  *
  * Why the watch starts after the statement, not before: without pipelining node-postgres sends a
  * client's next query only once this one's ReadyForQuery arrived, so nothing that follows can
- * have been answered before this runs (in the microtasks right after the result); and queries
+ * have been answered before this runs (in the microtasks right after the result, or, through a
+ * data layer, before the caller's code that awaits the publish can send its COMMIT); and queries
  * queued ahead of the publish — an un-awaited COMMIT — are behind us, so they cannot be mistaken
  * for our transaction's COMMIT. With `pipeline: true`, answers to later queries can arrive in the
  * same read as ours, which is why planWake keeps pg_notify in the statement for pipelined clients.
  */
-export function wakeAfterStatement(executor: object, notifier: WakeNotifier, queue: string): void {
-  const events = isPool(executor) || transactionStatus(executor) === 'I' ? undefined : protocolEvents(executor);
+export function wakeAfterStatement(route: WakeRoute, notifier: WakeNotifier, queue: string): void {
+  if (route.kind === 'hook') {
+    owedByHook(route).add(notifier, queue);
+    return;
+  }
+  const client = route.kind === 'pg' ? route.client : undefined;
+  const events = client === undefined || isPool(client) || transactionStatus(client) === 'I' ? undefined : protocolEvents(client);
   if (events === undefined) {
     notifier.request(queue);
     return;
@@ -164,4 +203,21 @@ export function wakeAfterStatement(executor: object, notifier: WakeNotifier, que
     watches.set(events, watch);
   }
   watch.add(notifier, queue);
+}
+
+const hooked = new WeakMap<object, OwedWakeUps>();
+
+/** One hook per transaction, registered by its first due publish: 1,000 publishes add one callback. */
+function owedByHook(route: Extract<WakeRoute, { kind: 'hook' }>): OwedWakeUps {
+  let owed = hooked.get(route.transaction);
+  if (owed === undefined) {
+    const created = new OwedWakeUps();
+    owed = created;
+    hooked.set(route.transaction, created);
+    route.onCommit(() => {
+      hooked.delete(route.transaction);
+      created.release();
+    });
+  }
+  return owed;
 }

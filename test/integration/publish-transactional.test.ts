@@ -183,7 +183,7 @@ for (const notify of ['after-commit', 'in-transaction'] as const) {
       } finally {
         client.release();
       }
-      await assert.rejects(outbox().publish({}, 'x.q', 'x'), NotInTransactionError);
+      await assert.rejects(outbox().publish({} as never, 'x.q', 'x'), NotInTransactionError);
     });
   });
 }

@@ -108,10 +108,10 @@ describe('new Outbox(options) validates every option once', () => {
     assert.deepEqual([dlq.option, /at most 52 bytes/.test(dlq.message)], ['dlqTable', true]);
   });
 
-  test('defaults: table outbox, DLQ outbox_dlq, channel txoutbox.outbox', async () => {
+  test('defaults: table txoutbox.outbox, DLQ txoutbox.outbox_dlq, channel txoutbox.outbox', async () => {
     const outbox = new Outbox({ connectionString: URL_WITH_SECRET });
-    assert.equal(outbox.table, 'outbox');
-    assert.equal(outbox.dlqTable, 'outbox_dlq');
+    assert.equal(outbox.table, 'txoutbox.outbox');
+    assert.equal(outbox.dlqTable, 'txoutbox.outbox_dlq');
     assert.equal(outbox.channel, 'txoutbox.outbox');
     await outbox.stop();
   });
@@ -126,7 +126,7 @@ describe('new Outbox(options) validates every option once', () => {
     const owned = new Outbox({ connectionString: URL_WITH_SECRET });
     await owned.stop();
     await assert.rejects(owned.fetchUnprocessed(), OutboxStoppedError);
-    await assert.rejects(owned.publish({}, 'q', 'x'), OutboxStoppedError);
+    await assert.rejects(owned.publish({} as never, 'q', 'x'), OutboxStoppedError);
   });
 });
 

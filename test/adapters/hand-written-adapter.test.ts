@@ -1,0 +1,63 @@
+/**
+ * The TransactionAdapter seam itself, through adapters written by hand over a node-postgres
+ * client: one per wake-up route (the pg client, an after-commit hook, neither). The library
+ * adapters (test/adapters/<library>.test.ts) run the same conformance suite.
+ */
+import pg from 'pg';
+
+import { NotInTransactionError, type TransactionAdapter } from '../../src/index.js';
+import { adapterConformance, type DataLayerUnderTest } from '../support/adapter-conformance.js';
+import type { TestDatabase } from '../support/database.js';
+
+type Route = 'pg-client' | 'hook' | 'none';
+
+/** A tiny "data layer": BEGIN/COMMIT on a pooled client, after-commit callbacks of its own. */
+function handWritten(route: Route) {
+  return async (db: TestDatabase): Promise<DataLayerUnderTest> => {
+    const pool = new pg.Pool({ connectionString: db.url, max: 2 });
+    const wrap = (client: pg.PoolClient, callbacks: (() => void)[]): TransactionAdapter => ({
+      txoutboxAdapter: `hand-written (${route})`,
+      query: async (text, values) => (await client.query(text, [...values])).rows as Record<string, unknown>[],
+      ...(route === 'pg-client' ? { pgClient: () => Promise.resolve(client) } : {}),
+      ...(route === 'hook'
+        ? { commitHook: { transaction: callbacks, onCommit: (callback: () => void) => callbacks.push(callback) } }
+        : {}),
+    });
+    const run = async <T>(work: (target: TransactionAdapter) => Promise<T>, commit: boolean): Promise<T> => {
+      const client = await pool.connect();
+      const callbacks: (() => void)[] = [];
+      try {
+        await client.query('BEGIN');
+        const result = await work(wrap(client, callbacks));
+        await client.query(commit ? 'COMMIT' : 'ROLLBACK');
+        if (commit) for (const callback of callbacks) callback();
+        return result;
+      } catch (error) {
+        await client.query('ROLLBACK');
+        throw error;
+      } finally {
+        client.release();
+      }
+    };
+    return {
+      inTransaction: (work) => run(work, true),
+      rolledBack: async (work) => {
+        await run(work, false);
+      },
+      wrapNonTransactional: () => {
+        throw new NotInTransactionError('a hand-written adapter has no non-transactional handle: nothing to refuse');
+      },
+      close: () => pool.end(),
+    };
+  };
+}
+
+adapterConformance(import.meta.url, 'hand-written adapter over the pg client', {
+  wake: 'after-commit',
+  setup: handWritten('pg-client'),
+});
+adapterConformance(import.meta.url, 'hand-written adapter with an after-commit hook', {
+  wake: 'after-commit',
+  setup: handWritten('hook'),
+});
+adapterConformance(import.meta.url, 'hand-written adapter with neither', { wake: 'in-transaction', setup: handWritten('none') });

@@ -10,6 +10,7 @@ export type TxOutboxErrorCode =
   | 'UNSUPPORTED_POSTGRES'
   | 'SCHEMA_DRIFT'
   | 'MIGRATION_FAILED'
+  | 'TABLE_IN_OTHER_SCHEMA'
   | 'NOT_IN_TRANSACTION'
   | 'UNENCODABLE_BODY'
   | 'EMBEDDED_POSTGRES_FAILED'
@@ -141,6 +142,34 @@ export class MigrationFailedError extends TxOutboxError {
   constructor(migration: string, cause: unknown) {
     super('MIGRATION_FAILED', `Migration ${migration} failed and was rolled back: ${errorMessage(cause)}`, { cause });
     this.migration = migration;
+  }
+}
+
+/**
+ * The outbox table is missing where the options put it (`txoutbox.outbox`, the default since 0.2)
+ * while a table of txoutbox's shape with its name sits where an unqualified name resolves
+ * (`public.outbox`, 0.1's default). Thrown by `migrate()` — before it creates anything, so no
+ * second, empty outbox appears beside the one holding rows — and by `validateSchema()`.
+ */
+export class TableInOtherSchemaError extends TxOutboxError {
+  readonly option: string;
+  /** The table the options name (`txoutbox.outbox`). */
+  readonly table: string;
+  /** Where txoutbox's table of that name is (`public.outbox`). */
+  readonly found: string;
+  /** The two ways out: the `table` option that keeps it there, and the SQL that moves it. */
+  readonly fix: string;
+
+  constructor(args: { option: string; table: string; found: string; foundDlq: string | undefined; fix: string }) {
+    const dlq = args.foundDlq === undefined ? '' : ` (and its DLQ ${args.foundDlq})`;
+    super(
+      'TABLE_IN_OTHER_SCHEMA',
+      `${args.option}: ${args.table} does not exist, but ${args.found}${dlq} does, with txoutbox's columns: the tables of txoutbox 0.1, whose default was an unqualified "outbox". Creating ${args.table} now would leave a second, empty outbox beside the one holding your rows, and rows older processes publish into ${args.found} would never be consumed. Fix: ${args.fix}`,
+    );
+    this.option = args.option;
+    this.table = args.table;
+    this.found = args.found;
+    this.fix = args.fix;
   }
 }
 

@@ -7,7 +7,7 @@ import type { Middleware } from './instrumentation/middleware.js';
 import { MiddlewareChain, resolveMiddlewares } from './instrumentation/middleware-chain.js';
 import { type Emit, resolveRecorders } from './instrumentation/recorders.js';
 import type { NotifyMode } from './producer/wake-after-commit.js';
-import { resolveSchemaNames, type SchemaNames } from './schema/schema-names.js';
+import { DEFAULT_TABLE, resolveSchemaNames, type SchemaNames } from './schema/schema-names.js';
 import { defaultRenderError, type RenderError } from './subscriber/render-error.js';
 import { rejectUnknownOptions } from './util/known-options.js';
 import { consoleLogger, type Logger } from './util/logger.js';
@@ -15,10 +15,15 @@ import { createOwnedPool, ownConnectionConfig, type OwnedPool } from './util/own
 
 interface CommonOptions {
   /**
-   * The outbox table, optionally schema-qualified (`app.outbox`). At most 48 bytes with the
-   * default dlqTable (its `<table>_dlq_failed_idx` must fit Postgres' 63), 53 with a dlqTable of
-   * its own or none; a schema also counts in the NOTIFY channel `txoutbox.<schema>.<table>`.
-   * @default 'outbox'
+   * The outbox table, schema-qualified (`app.outbox`, `public.outbox`) or not (then the
+   * connection's search_path decides, as for any SQL). By default it lives in a `txoutbox` schema
+   * of its own, created by migrate(), so ORM migration tools never see it as drift in yours; 0.1's
+   * default was an unqualified `outbox` — keep such tables with `table: 'public.outbox'`
+   * (architecture/schema.md, "Upgrading from 0.1"). At most 48 bytes with the default dlqTable
+   * (its `<table>_dlq_failed_idx` must fit Postgres' 63), 53 with a dlqTable of its own or none;
+   * a schema other than txoutbox or public also counts in the NOTIFY channel
+   * `txoutbox.<schema>.<table>`.
+   * @default 'txoutbox.outbox'
    */
   readonly table?: string;
   /**
@@ -265,7 +270,7 @@ export function resolveOutboxOptions(options: unknown): ResolvedOutboxOptions {
   ) {
     throw new InvalidOptionError({ option: 'customStatsLimit', value: customStatsLimit, expected: 'an integer >= 0' });
   }
-  const names = resolveSchemaNames(raw.table ?? 'outbox', raw.dlqTable);
+  const names = resolveSchemaNames(raw.table ?? DEFAULT_TABLE, raw.dlqTable);
   const resolvedLogger = logger ?? consoleLogger();
   const emit = resolveRecorders(raw.recorder, resolvedLogger);
   const middlewares = new MiddlewareChain(resolveMiddlewares(raw.middlewares), resolvedLogger);

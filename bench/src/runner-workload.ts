@@ -59,7 +59,7 @@ export async function runnerWorkload(ctx: WorkloadContext, databaseUrl: string, 
     [
       'database:',
       `  url: "${databaseUrl}"`,
-      'table: outbox',
+      'table: txoutbox.outbox',
       'metrics:',
       '  prometheus:',
       '    port: 0',
@@ -127,7 +127,7 @@ export async function runnerWorkload(ctx: WorkloadContext, databaseUrl: string, 
       'the backlog to drain',
       ctx.sizes.timeoutMs,
       async () => {
-        const { rows } = await admin.query<{ n: number }>('SELECT count(*)::int AS n FROM outbox');
+        const { rows } = await admin.query<{ n: number }>('SELECT count(*)::int AS n FROM txoutbox.outbox');
         return rows[0]?.n === 0;
       },
       child,

@@ -2,7 +2,7 @@ import { parseArgs } from 'node:util';
 
 import { Outbox } from '../outbox.js';
 import { migrationScript } from '../schema/migrate.js';
-import { resolveSchemaNames } from '../schema/schema-names.js';
+import { DEFAULT_TABLE, resolveSchemaNames } from '../schema/schema-names.js';
 import { redactConnectionString } from '../util/redact.js';
 import { UsageError } from './usage.js';
 
@@ -17,7 +17,7 @@ export async function migrateCommand(args: string[], io: CommandIo): Promise<voi
     args,
     options: {
       'database-url': { type: 'string' },
-      table: { type: 'string', default: 'outbox' },
+      table: { type: 'string', default: DEFAULT_TABLE },
       'dlq-table': { type: 'string' },
       'no-dlq': { type: 'boolean', default: false },
       print: { type: 'boolean', default: false },

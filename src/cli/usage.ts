@@ -10,8 +10,9 @@ Usage:
 
 Options (migrate):
   --database-url <url>   PostgreSQL connection string (default: $DATABASE_URL)
-  --table <name>         outbox table, optionally schema-qualified (default: outbox)
-  --dlq-table <name>     dead-letter table (default: <table>_dlq)
+  --table <name>         outbox table, schema-qualified (default: txoutbox.outbox; tables made
+                         by 0.1 are public.outbox: pass --table public.outbox to keep them)
+  --dlq-table <name>     dead-letter table (default: <table>_dlq, in the table's schema)
   --no-dlq               no dead-letter table
   --since <version>      with --print: only the migrations after <version> of each table, to
                          upgrade a schema your own migration tool owns (--since 1: what 0.1.0 lacks)

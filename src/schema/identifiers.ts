@@ -131,10 +131,3 @@ export function checkDerivedNames(option: string, table: TableName, derivations:
         : `${why}, so the table name may have at most ${limit} bytes here and "${table.name}" has ${size}. Fix: shorten it to at most ${limit} bytes${derivation.fix ?? ''}${fix}`,
   });
 }
-
-/** The NOTIFY channel's spelling around the table name (see schema-names.ts). */
-export function channelDerivation(table: TableName): Derivation {
-  return table.schema === undefined
-    ? { prefix: 'txoutbox.', suffix: '', what: 'NOTIFY channel' }
-    : { prefix: `txoutbox.${table.schema}.`, suffix: '', what: 'NOTIFY channel', fix: ', or shorten the schema name' };
-}

@@ -1,6 +1,8 @@
 import type pg from 'pg';
 
 import { MigrationFailedError, UnsupportedPostgresError } from '../errors.js';
+import type { TableName } from './identifiers.js';
+import { assertNotInLegacyLocation } from './legacy-location.js';
 import { MIGRATIONS, type MigrationTemplate } from './migrations.generated.js';
 import { renderMigration } from './render-migration.js';
 import type { SchemaNames } from './schema-names.js';
@@ -19,10 +21,26 @@ export interface MigrateResult {
   readonly applied: readonly string[];
 }
 
-/** The tables an outbox owns, each with its migration target and the name its history is kept under. */
-function targetsOf(names: SchemaNames): { target: MigrationTemplate['target']; table: string }[] {
-  const targets: { target: MigrationTemplate['target']; table: string }[] = [{ target: 'outbox', table: names.outbox.display }];
-  if (names.dlq !== undefined) targets.push({ target: 'dlq', table: names.dlq.display });
+interface Target {
+  readonly target: MigrationTemplate['target'];
+  /** The name its history is recorded under: the table as configured (`app.outbox`, `outbox`). */
+  readonly table: string;
+  /**
+   * Every name its history may be found under. The bookkeeping table lives in the outbox's schema,
+   * so there a table of that schema spelled bare is the same table: 0.1's default `outbox`
+   * recorded `outbox`, and kept as `public.outbox` (or moved into `txoutbox` with its history, the
+   * upgrade of legacy-location.ts) it must find that history, not create the table again.
+   */
+  readonly spellings: readonly string[];
+}
+
+/** The tables an outbox owns, each with its migration target and the names of its history. */
+function targetsOf(names: SchemaNames): Target[] {
+  const { outbox, dlq } = names;
+  const spellings = (table: TableName): string[] =>
+    table.schema !== undefined && table.schema === outbox.schema ? [table.display, table.name] : [table.display];
+  const targets: Target[] = [{ target: 'outbox', table: outbox.display, spellings: spellings(outbox) }];
+  if (dlq !== undefined) targets.push({ target: 'dlq', table: dlq.display, spellings: spellings(dlq) });
   return targets;
 }
 
@@ -69,21 +87,27 @@ async function createSharedObjects(client: pg.ClientBase, sql: SchemaSql): Promi
  * the migrations take `pg_advisory_xact_lock(namespace, hash(schema.table))`, so concurrent
  * migrators of the same table queue up and the later ones find nothing to do, while migrators of
  * different tables run side by side.
- * Namespace: history lives in `txoutbox_migrations` in the outbox table's schema, keyed by table.
+ * Namespace: history lives in `txoutbox_migrations` in the outbox table's schema (`txoutbox` by
+ * default), keyed by table: each schema keeps its own, so two outboxes in two schemas never share
+ * one, and dropping a schema drops its history with it.
+ * Upgrade: an outbox missing from `txoutbox` while 0.1's sits in `public` is refused before
+ * anything is created (TableInOtherSchemaError, legacy-location.ts).
  *
  * Takes a dedicated client, never a pool: BEGIN, the lock and COMMIT must share one connection.
  */
 export async function migrate(client: pg.ClientBase, names: SchemaNames): Promise<MigrateResult> {
   // Fail fast, before BEGIN, with the reason for the version floor.
   await assertSupportedServer(client);
+  // Before anything is created: not even the empty schema may appear (see legacy-location.ts).
+  await assertNotInLegacyLocation(client, names);
   const sql = buildSchemaSql(names);
   await createSharedObjects(client, sql);
   const applied: string[] = [];
   await client.query('BEGIN');
   try {
     await client.query(sql.lock, [MIGRATION_LOCK_NAMESPACE, names.outbox.schema ?? null, names.outbox.name]);
-    for (const { target, table } of targetsOf(names)) {
-      const { rows } = await client.query<{ version: number }>(sql.appliedVersions, [table]);
+    for (const { target, table, spellings } of targetsOf(names)) {
+      const { rows } = await client.query<{ version: number }>(sql.appliedVersions, [spellings]);
       const done = new Set(rows.map((r) => r.version));
       for (const migration of MIGRATIONS) {
         if (migration.target !== target || done.has(migration.version)) continue;

@@ -1,5 +1,4 @@
 import {
-  channelDerivation,
   checkDerivedNames,
   type Derivation,
   maxTableNameBytes,
@@ -31,6 +30,16 @@ export interface SchemaNames {
 
 export const MIGRATIONS_TABLE = 'txoutbox_migrations';
 
+/**
+ * The schema txoutbox's tables live in unless `table` names another: a schema of its own, so the
+ * migration tools that own the application's schema (`prisma migrate`, `drizzle-kit push`) never
+ * see our tables as drift in theirs and offer to drop them (issue 14, item 2). Before 0.2 the
+ * default was an unqualified `outbox`, which landed in `public`.
+ */
+export const DEFAULT_SCHEMA = 'txoutbox';
+/** The `table` option's default: `outbox` in txoutbox's own schema. */
+export const DEFAULT_TABLE = `${DEFAULT_SCHEMA}.outbox`;
+
 /** Names built from the outbox table's name (`_pkey` is Postgres' own, compared by validateSchema). */
 const OUTBOX_SUFFIXES = {
   readyIdx: '_ready_idx',
@@ -43,6 +52,28 @@ const OUTBOX_SUFFIXES = {
 const DLQ_SUFFIXES = { dlqFailedIdx: '_failed_idx', dlqReasonCk: '_reason_ck', pkey: '_pkey' } as const;
 /** The default DLQ table is `<table>_dlq`: its own names then derive from `table` as well. */
 const DEFAULT_DLQ_SUFFIX = '_dlq';
+
+/**
+ * Schemas the NOTIFY channel leaves out: `txoutbox.<table>` for a table in them, as for an
+ * unqualified one; `txoutbox.<schema>.<table>` for any other schema, so same-named tables in two
+ * schemas do not wake each other's subscribers.
+ * - `txoutbox`: the default table's channel stays `txoutbox.outbox`, as short as before, and the
+ *   default schema takes no bytes from the table name's limit (`txoutbox.txoutbox.` would cut it
+ *   to 45).
+ * - `public`: where an unqualified name lands, so `outbox` and `public.outbox` — one table, spelled
+ *   the 0.1 way and the way the upgrade error suggests — share one channel; processes of both
+ *   versions wake each other during a rolling upgrade.
+ * The price: a `public.<t>` and a `txoutbox.<t>` in one database share a channel too, so each
+ * one's publishes also wake the other's subscribers: a claim that finds nothing, never a wrong row.
+ */
+const SCHEMAS_LEFT_OUT_OF_CHANNEL: ReadonlySet<string> = new Set([DEFAULT_SCHEMA, 'public']);
+
+/** The NOTIFY channel's spelling around the table name. */
+function channelDerivation(table: TableName): Derivation {
+  return table.schema === undefined || SCHEMAS_LEFT_OUT_OF_CHANNEL.has(table.schema)
+    ? { prefix: 'txoutbox.', suffix: '', what: 'NOTIFY channel' }
+    : { prefix: `txoutbox.${table.schema}.`, suffix: '', what: 'NOTIFY channel', fix: ', or shorten the schema name' };
+}
 
 function suffixed(suffixes: Readonly<Record<string, string>>, before = ''): Derivation[] {
   return Object.values(suffixes).map((suffix) => ({ prefix: '', suffix: `${before}${suffix}`, what: 'name' }));

@@ -30,7 +30,7 @@ export interface SchemaSql {
   /** Creates the schemas of the schema-qualified tables (outbox and DLQ may live in different ones). */
   readonly createSchemas: readonly string[];
   readonly createMigrationsTable: string;
-  /** $1 = table display name. */
+  /** $1 = the table's names in the history (see migrate.ts, Target.spellings). */
   readonly appliedVersions: string;
   /** $1 = table display name, $2 = version, $3 = migration name. */
   readonly recordMigration: string;
@@ -49,7 +49,7 @@ export function buildSchemaSql(names: SchemaNames): SchemaSql {
   applied_at timestamptz NOT NULL DEFAULT now(),
   PRIMARY KEY (table_name, version)
 )`,
-    appliedVersions: `SELECT version FROM ${names.migrationsTable} WHERE table_name = $1 ORDER BY version`,
+    appliedVersions: `SELECT version FROM ${names.migrationsTable} WHERE table_name = ANY($1::text[]) ORDER BY version`,
     recordMigration: `INSERT INTO ${names.migrationsTable} (table_name, version, name) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`,
   };
 }

@@ -4,6 +4,7 @@ import { type DriftFinding, InvalidOptionError, SchemaDriftError } from '../erro
 import { autovacuumFindings } from './autovacuum.js';
 import { type ExpectedCheck, type ExpectedIndex, expectedSchema, type ExpectedTable } from './expected-schema.js';
 import { quoteIdent } from './identifiers.js';
+import { assertNotInLegacyLocation } from './legacy-location.js';
 import type { SchemaNames } from './schema-names.js';
 
 export interface ValidateSchemaOptions {
@@ -71,13 +72,16 @@ const RELKIND_NAMES: Record<string, string> = { v: 'a view', m: 'a materialized 
 /**
  * Compares the live catalog with the shape the migrations define (expected-schema.ts) for the
  * outbox table and, when on, the DLQ table; throws one SchemaDriftError listing every finding, or
- * returns when there is none.
+ * returns when there is none. An outbox missing from `txoutbox` while 0.1's sits in `public` is
+ * TableInOtherSchemaError instead: "missing table, run migrate()" would lead to the empty second
+ * outbox that error exists to prevent.
  */
 export async function validateSchema(pool: pg.Pool, names: SchemaNames, options: ValidateSchemaOptions = {}): Promise<void> {
   const checkAutovacuum = options.checkAutovacuum ?? false;
   if (typeof checkAutovacuum !== 'boolean') {
     throw new InvalidOptionError({ option: 'checkAutovacuum', value: checkAutovacuum, expected: 'a boolean' });
   }
+  await assertNotInLegacyLocation(pool, names);
   const tables = expectedSchema(names);
   const types = await canonicalTypes(pool, tables);
   const findings: DriftFinding[] = [];

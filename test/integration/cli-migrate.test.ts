@@ -57,6 +57,34 @@ describe('txoutbox migrate', () => {
     assert.doesNotMatch(out, /_dlq/);
   });
 
+  test('--print by default: the txoutbox schema is the first statement, then the tables and their history in it', async () => {
+    const statements = (out: string): string[] =>
+      out
+        .split('\n')
+        .filter((line) => line !== '' && !line.startsWith('--'))
+        .join('\n')
+        .split(/;\n/);
+    const { code, out } = await run(['migrate', '--print']);
+    assert.equal(code, 0);
+    assert.equal(statements(out)[0], 'CREATE SCHEMA IF NOT EXISTS "txoutbox"');
+    assert.match(out, /CREATE TABLE IF NOT EXISTS "txoutbox"\."txoutbox_migrations"/);
+    assert.match(out, /CREATE TABLE "txoutbox"\."outbox" \(/);
+    assert.match(out, /CREATE TABLE "txoutbox"\."outbox_dlq" \(/);
+    assert.match(out, /INSERT INTO "txoutbox"\."txoutbox_migrations" .* VALUES \('txoutbox\.outbox', 1,/);
+    assert.doesNotMatch(out, /(TABLE|INTO|ON) "(outbox|outbox_dlq|txoutbox_migrations)"/, 'nothing unqualified');
+    const upgrade = await run(['migrate', '--print', '--since', '1']);
+    assert.equal(statements(upgrade.out)[0], 'CREATE SCHEMA IF NOT EXISTS "txoutbox"', 'an upgrade script starts with it too');
+    // Run as an ORM migration would: the schema, the tables, the history; migrate() then agrees.
+    const client = await db.pool.connect();
+    try {
+      await client.query(`BEGIN; ${out} COMMIT;`);
+    } finally {
+      client.release();
+    }
+    const after = await run(['migrate', '--database-url', db.url]);
+    assert.match(after.out, /schema is up to date on .* \(txoutbox\.outbox\)/);
+  });
+
   test('usage mistakes exit 2 with the usage; bad names exit 1 with the reason', async () => {
     for (const args of [
       ['migrate', '--bogus'],
@@ -81,7 +109,7 @@ describe('txoutbox migrate', () => {
     assert.equal((await run(['migrate', '--database-url', db.url, '--table', table])).code, 0);
     await db.pool.query(`ALTER TABLE ${table} DROP COLUMN last_exception_type, DROP COLUMN last_exception`);
     await db.pool.query(`ALTER TABLE ${table}_dlq DROP COLUMN last_exception_type`);
-    await db.pool.query(`DELETE FROM txoutbox_migrations WHERE table_name LIKE $1 AND version > 1`, [`${table}%`]);
+    await db.pool.query(`DELETE FROM public.txoutbox_migrations WHERE table_name LIKE $1 AND version > 1`, [`${table}%`]);
     const upgrade = await run(['migrate', '--print', '--since', '1', '--table', table]);
     assert.equal(upgrade.code, 0, upgrade.err);
     assert.doesNotMatch(upgrade.out, /CREATE TABLE "cli_upgrade"/, 'nothing of version 1');

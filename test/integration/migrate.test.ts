@@ -18,12 +18,40 @@ async function tableExists(name: string): Promise<boolean> {
 
 async function history(): Promise<{ table_name: string; version: number; name: string }[]> {
   const { rows } = await db.pool.query<{ table_name: string; version: number; name: string }>(
-    'SELECT table_name, version, name FROM txoutbox_migrations ORDER BY table_name, version',
+    'SELECT table_name, version, name FROM public.txoutbox_migrations ORDER BY table_name, version',
   );
   return rows;
 }
 
 describe('migrate', () => {
+  test('by default the tables and their history live in schema txoutbox, and public gets nothing (issue 14)', async () => {
+    const outbox = newOutbox({ pool: db.pool });
+    assert.deepEqual(
+      [outbox.table, outbox.dlqTable, outbox.channel],
+      ['txoutbox.outbox', 'txoutbox.outbox_dlq', 'txoutbox.outbox'],
+    );
+    assert.equal((await outbox.migrate()).applied.length, 4);
+    for (const table of ['txoutbox.outbox', 'txoutbox.outbox_dlq', 'txoutbox.txoutbox_migrations']) {
+      assert.ok(await tableExists(table), table);
+    }
+    assert.ok(!(await tableExists('public.outbox')));
+    const { rows } = await db.pool.query<{ entry: string }>(
+      `SELECT table_name || '@' || version AS entry FROM txoutbox.txoutbox_migrations ORDER BY 1`,
+    );
+    assert.deepEqual(
+      rows.map((r) => r.entry),
+      ['txoutbox.outbox@1', 'txoutbox.outbox@2', 'txoutbox.outbox_dlq@1', 'txoutbox.outbox_dlq@2'],
+    );
+    const { rows: indexes } = await db.pool.query<{ name: string }>(
+      `SELECT indexname AS name FROM pg_indexes WHERE schemaname = 'txoutbox' AND tablename = 'outbox' ORDER BY 1`,
+    );
+    assert.deepEqual(
+      indexes.map((i) => i.name),
+      ['outbox_lease_idx', 'outbox_pkey', 'outbox_ready_idx', 'outbox_timer_uq'],
+      'indexes live beside their table',
+    );
+  });
+
   test('creates the outbox and DLQ tables once; a second call applies nothing', async () => {
     const outbox = newOutbox({ pool: db.pool, table: 'm_basic' });
     const first = await outbox.migrate();
@@ -140,6 +168,22 @@ describe('migrate', () => {
     assert.ok(await tableExists('"user"'));
   });
 
+  test('the default schema leaves the limit at 48 bytes: a 48-byte txoutbox.<table> migrates with its names intact', async () => {
+    const table = 'k'.repeat(48);
+    const outbox = newOutbox({ pool: db.pool, table: `txoutbox.${table}` });
+    assert.equal(outbox.channel, `txoutbox.${table}`, 'the schema is left out of the channel');
+    await outbox.migrate();
+    const { rows } = await db.pool.query<{ relname: string }>(
+      `SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+       WHERE n.nspname = 'txoutbox' AND c.relname LIKE $1 || '%' AND c.relkind IN ('r', 'i') ORDER BY c.relname`,
+      [table],
+    );
+    assert.deepEqual(
+      rows.map((r) => r.relname.slice(table.length)),
+      ['', '_dlq', '_dlq_failed_idx', '_dlq_pkey', '_lease_idx', '_pkey', '_ready_idx', '_timer_uq'],
+    );
+  });
+
   test('a table name at the documented limit migrates with every derived name intact (not truncated)', async () => {
     const table = 'l'.repeat(48); // the limit with the default DLQ (architecture/schema.md)
     await newOutbox({ pool: db.pool, table }).migrate();
@@ -162,6 +206,10 @@ describe('migrate', () => {
       [{ table: 'x'.repeat(54), dlqTable: false }, /derived name "x{54}_ready_idx" would be 64 bytes.*at most 53 bytes/],
       [{ table: 'x'.repeat(49) }, /derived name "x{49}_dlq_failed_idx" would be 64 bytes.*at most 48 bytes/],
       [{ table: `${'s'.repeat(30)}.${'t'.repeat(30)}` }, /NOTIFY channel/],
+      [{ table: `txoutbox.${'x'.repeat(49)}` }, /at most 48 bytes/],
+      [{ table: `public.${'x'.repeat(54)}`, dlqTable: false }, /at most 53 bytes/],
+      [{ table: `${'s'.repeat(64)}.outbox` }, /64 bytes long/],
+      [{ table: `${'s'.repeat(50)}.outbox` }, /NOTIFY channel "txoutbox\.s{50}\.outbox" would be 66 bytes.*at most 3 bytes/],
       [{ dlqTable: 'bad-name' }, /dlqTable/],
     ];
     for (const [options, message] of cases) {

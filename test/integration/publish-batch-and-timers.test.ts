@@ -87,7 +87,7 @@ describe('publishBatch', () => {
   test('activateInMs is applied by the database clock', async () => {
     await inTransaction((c) => outbox.publishBatch(c, 'delayed.q', ['a', 'b'], { activateInMs: 90_000 }));
     const { rows } = await db.pool.query<{ delay_ms: number }>(
-      `SELECT extract(epoch FROM next_attempt_at - created_at) * 1000 AS delay_ms FROM outbox WHERE queue = 'delayed.q'`,
+      `SELECT extract(epoch FROM next_attempt_at - created_at) * 1000 AS delay_ms FROM txoutbox.outbox WHERE queue = 'delayed.q'`,
     );
     assert.deepEqual(
       rows.map((r) => Math.round(r.delay_ms)),
@@ -142,7 +142,9 @@ describe('timers', () => {
   test('cancelTimer refuses a leased row: its handler is already running', async () => {
     await inTransaction((c) => outbox.publish(c, 'leased.q', 'a', { timerId: 't-leased' }));
     // Take the lease the way a subscriber's claim does.
-    await db.pool.query(`UPDATE outbox SET acquired_token = gen_random_uuid(), acquired_at = now() WHERE queue = 'leased.q'`);
+    await db.pool.query(
+      `UPDATE txoutbox.outbox SET acquired_token = gen_random_uuid(), acquired_at = now() WHERE queue = 'leased.q'`,
+    );
     assert.equal(await inTransaction((c) => outbox.cancelTimer(c, 'leased.q', 't-leased')), false);
     const rows = await outbox.fetchUnprocessed({ queue: 'leased.q' });
     assert.equal(rows.length, 1);

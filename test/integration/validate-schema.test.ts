@@ -56,9 +56,15 @@ function assertReadable(findings: readonly DriftFinding[], table: string): void 
 }
 
 describe('validateSchema: a fresh schema is clean', () => {
-  test('default table name, with its DLQ', async () => {
-    const outbox = await migrated('outbox');
+  test('default table name (txoutbox.outbox), with its DLQ', async () => {
+    const outbox = newOutbox({ pool: db.pool });
+    await outbox.migrate();
+    assert.equal(outbox.table, 'txoutbox.outbox');
     assert.deepEqual(await drift(outbox), []);
+  });
+
+  test('public.outbox, with its DLQ (where 0.1 put them), beside txoutbox.outbox', async () => {
+    assert.deepEqual(await drift(await migrated('public.outbox')), []);
   });
 
   test('schema-qualified app.outbox, with its DLQ; a broken public.outbox of the same name is not looked at', async () => {

@@ -14,7 +14,7 @@ export async function publishCommitted(
 }
 
 /** Rows of `table` still in the outbox for `queue`. */
-export async function remaining(pool: pg.Pool, queue: string, table = 'outbox'): Promise<number> {
+export async function remaining(pool: pg.Pool, queue: string, table = 'txoutbox.outbox'): Promise<number> {
   const { rows } = await pool.query<{ n: string }>(`SELECT count(*) AS n FROM ${table} WHERE queue = $1`, [queue]);
   return Number(rows[0]?.n);
 }

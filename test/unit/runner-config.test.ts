@@ -71,8 +71,8 @@ describe('loadRunnerConfig: valid configs', () => {
     const config = await loadRunnerConfig(configFile(yaml()), {});
     assert.equal(config.database.url, URL_WITH_SECRET);
     assert.equal(config.database.poolSize, 10);
-    assert.equal(config.table, 'outbox');
-    assert.equal(config.dlqTable, 'outbox_dlq');
+    assert.equal(config.table, 'txoutbox.outbox');
+    assert.equal(config.dlqTable, 'txoutbox.outbox_dlq');
     assert.equal(config.gracefulTimeoutMs, 15_000);
     assert.deepEqual(config.metrics.prometheus, { enabled: true, host: '127.0.0.1', port: 9464, prefix: 'txoutbox' });
     assert.equal(config.metrics.statsd, undefined);

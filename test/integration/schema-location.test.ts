@@ -62,9 +62,9 @@ async function install01(pool: pg.Pool, newOutbox: (options?: Partial<OutboxOpti
     queue,
     Array.from({ length: rows }, (_, n) => ({ n })),
   );
-  await pool.query('ALTER TABLE outbox DROP COLUMN last_exception_type, DROP COLUMN last_exception');
-  await pool.query('ALTER TABLE outbox_dlq DROP COLUMN last_exception_type');
-  await pool.query('DELETE FROM txoutbox_migrations WHERE version > 1');
+  await pool.query('ALTER TABLE public.outbox DROP COLUMN last_exception_type, DROP COLUMN last_exception');
+  await pool.query('ALTER TABLE public.outbox_dlq DROP COLUMN last_exception_type');
+  await pool.query('DELETE FROM public.txoutbox_migrations WHERE version > 1');
   return { legacy, ids };
 }
 

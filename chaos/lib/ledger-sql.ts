@@ -11,8 +11,8 @@
  */
 
 /** The product's tables, named explicitly so the accounting does not depend on defaults. */
-export const OUTBOX_TABLE = 'outbox';
-export const DLQ_TABLE = 'outbox_dlq';
+export const OUTBOX_TABLE = 'public.outbox';
+export const DLQ_TABLE = 'public.outbox_dlq';
 export const QUEUE = 'chaos';
 
 export const CREATE_LEDGER = `

@@ -44,7 +44,7 @@ export function writeRunnerConfig(path: string, shape: RunnerShape): void {
     'database:',
     '  url: ${CHAOS_DATABASE_URL}',
     '  poolSize: 4',
-    'table: outbox',
+    'table: public.outbox',
     `gracefulTimeoutMs: ${shape.gracefulTimeoutMs}`,
     'metrics:',
     '  prometheus:',

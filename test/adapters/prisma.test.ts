@@ -79,9 +79,8 @@ describe('prisma: specific', () => {
     await outbox.migrate();
     await db.pool.query('CREATE TABLE prisma_orders (id serial PRIMARY KEY, total int NOT NULL)');
     prisma = await connect(db.url);
-  });
-  after(async () => {
-    await prisma.$disconnect();
+    // Before the file's database is dropped (an after() registered here would run after the drop).
+    db.onCleanup(() => prisma.$disconnect());
   });
 
   test('refuses every handle that is not an interactive transaction, naming the fix', () => {

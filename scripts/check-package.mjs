@@ -2,7 +2,7 @@
 /**
  * `npm run check:package` (part of `npm test`): the package as the registry would serve it.
  *
- * Builds, packs (without running `prepare` again), and runs @arethetypeswrong/cli on the tarball
+ * Builds into a staging directory, packs it (without running `prepare`), and runs @arethetypeswrong/cli on the tarball
  * for every entry point that is built: ESM and CommonJS consumers, TypeScript's node10 (the
  * `module: commonjs` default), node16 from ESM and from CommonJS, and bundler resolution must all
  * find the types in the format the runtime loads. The entry-point list itself is checked by
@@ -14,25 +14,33 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
+import { stagePackage } from './build-package.mjs';
 import { builtEntryPoints } from './package-entry-points.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-execFileSync(process.execPath, [join(root, 'scripts/build-package.mjs')], { stdio: 'inherit' });
-
+const stage = await stagePackage();
 const packDir = mkdtempSync(join(tmpdir(), 'txoutbox-check-package-'));
 try {
   const [packed] = JSON.parse(
-    execFileSync('npm', ['pack', '--json', '--ignore-scripts', '--pack-destination', packDir], { cwd: root, encoding: 'utf8' }),
+    execFileSync('npm', ['pack', '--json', '--ignore-scripts', '--pack-destination', packDir], { cwd: stage, encoding: 'utf8' }),
   );
   console.log(`# ${packed.filename}: ${packed.size} bytes packed, ${packed.unpackedSize} unpacked, ${packed.entryCount} files`);
   const attw = join(root, 'node_modules/@arethetypeswrong/cli/dist/index.js');
   execFileSync(
     process.execPath,
-    [attw, join(packDir, packed.filename), '--format', 'table-flipped', '--entrypoints', ...builtEntryPoints()],
+    [
+      attw,
+      join(packDir, packed.filename),
+      '--format',
+      'table-flipped',
+      '--entrypoints',
+      ...builtEntryPoints(join(stage, 'dist')),
+    ],
     {
       stdio: 'inherit',
     },
   );
 } finally {
   rmSync(packDir, { recursive: true, force: true });
+  rmSync(stage, { recursive: true, force: true });
 }

@@ -59,10 +59,10 @@ export function generatedFields() {
   };
 }
 
-/** Subpaths whose ESM and CommonJS builds both exist in dist/ (what attw can check today). */
-export function builtEntryPoints() {
+/** Subpaths whose ESM and CommonJS builds both exist in `distDir` (what attw can check today). */
+export function builtEntryPoints(distDir = join(root, 'dist')) {
   return Object.entries(ENTRY_POINTS)
-    .filter(([, source]) => existsSync(join(root, 'dist', `${source}.js`)) && existsSync(join(root, 'dist/cjs', `${source}.js`)))
+    .filter(([, source]) => existsSync(join(distDir, `${source}.js`)) && existsSync(join(distDir, 'cjs', `${source}.js`)))
     .map(([subpath]) => subpath);
 }
 

@@ -85,6 +85,16 @@ describe('txoutbox migrate', () => {
     assert.match(after.out, /schema is up to date on .* \(txoutbox\.outbox\)/);
   });
 
+  test('a txoutbox table whose 0.1 twin is in public is refused: exit 1, both names and the fix', async () => {
+    assert.equal((await run(['migrate', '--database-url', db.url, '--table', 'cli_legacy'])).code, 0);
+    const refused = await run(['migrate', '--database-url', db.url, '--table', 'txoutbox.cli_legacy']);
+    assert.equal(refused.code, 1);
+    assert.match(refused.err, /txoutbox\.cli_legacy does not exist, but public\.cli_legacy .* does/);
+    assert.match(refused.err, /--table public\.cli_legacy/);
+    const kept = await run(['migrate', '--database-url', db.url, '--table', 'public.cli_legacy']);
+    assert.match(kept.out, /schema is up to date/, "0.1's history is found under the bare name");
+  });
+
   test('usage mistakes exit 2 with the usage; bad names exit 1 with the reason', async () => {
     for (const args of [
       ['migrate', '--bogus'],

@@ -33,6 +33,7 @@ const ORDER_EVENT = [/queue: 'order\.created'/, /body: \{ orderId: 1, total: 42 
 
 const CASES: readonly ExampleCase[] = [
   { heading: 'postgres.js', file: 'postgres-js.ts', prints: ORDER_EVENT },
+  { heading: 'Drizzle', file: 'drizzle.ts', prints: ORDER_EVENT },
   { heading: 'Knex', file: 'knex.ts', prints: ORDER_EVENT },
 ];
 

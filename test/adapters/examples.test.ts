@@ -35,6 +35,7 @@ const CASES: readonly ExampleCase[] = [
   { heading: 'postgres.js', file: 'postgres-js.ts', prints: ORDER_EVENT },
   { heading: 'Drizzle', file: 'drizzle.ts', prints: ORDER_EVENT },
   { heading: 'Knex', file: 'knex.ts', prints: ORDER_EVENT },
+  { heading: 'Sequelize', file: 'sequelize.ts', prints: ORDER_EVENT },
 ];
 
 for (const example of CASES) {

@@ -32,6 +32,8 @@ interface ExampleCase {
 const ORDER_EVENT = [/queue: 'order\.created'/, /body: \{ orderId: 1, total: 42 \}/];
 
 const CASES: readonly ExampleCase[] = [
+  { heading: 'Kysely', file: 'kysely.ts', prints: ORDER_EVENT },
+  { heading: 'MikroORM', file: 'mikro-orm.ts', prints: ORDER_EVENT },
   { heading: 'postgres.js', file: 'postgres-js.ts', prints: ORDER_EVENT },
   { heading: 'Drizzle', file: 'drizzle.ts', prints: ORDER_EVENT },
   { heading: 'Knex', file: 'knex.ts', prints: ORDER_EVENT },

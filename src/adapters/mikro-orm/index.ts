@@ -3,8 +3,8 @@
  * "MikroORM").
  *
  * No import of @mikro-orm/*, not even a type: it is an optional peer, and this file's declarations
- * must compile without it. The interfaces below are the slice of MikroORM's SQL EntityManager
- * (6 and 7) the adapter uses; `SqlEntityManager` fits them as it is.
+ * must compile without it. The interfaces below are the slice of MikroORM 7's SQL EntityManager
+ * the adapter uses; `SqlEntityManager` fits them as it is.
  */
 import { NotInTransactionError } from '../../errors.js';
 import type { TransactionAdapter } from '../../producer/executor.js';
@@ -91,7 +91,11 @@ export function fromMikroORM(em: MikroOrmEntityManagerLike): TransactionAdapter 
   if (ctx.isCommitted === true) refuse('an EntityManager whose transaction is already committed');
   if (ctx.isRolledBack === true) refuse('an EntityManager whose transaction is already rolled back');
   const connection = holder.getConnection('write');
-  const outermost = ctx.savepointName === undefined;
+  // MikroORM 7's contexts are Kysely ControlledTransactions (isCommitted is a boolean); a nested
+  // transaction's also carries savepointName. Anything else (MikroORM 6's Knex transaction, whose
+  // nesting is not marked the same way) is not known to be outermost: no hook, the NOTIFY rides in
+  // the statement.
+  const outermost = typeof ctx.isCommitted === 'boolean' && ctx.savepointName === undefined;
   return {
     txoutboxAdapter: 'mikro-orm',
     query: async (text, values) => {

@@ -87,6 +87,30 @@ describe('knex: what is its own', () => {
     assert.deepEqual(row, { b: bytes, t: 'a?', again: bytes, list: [1, 2, 3] });
   });
 
+  test('a postProcessResponse that camelCases every key, rows included, changes nothing', async () => {
+    const camel = (key: string) => key.replace(/_([a-z0-9])/g, (_, c: string) => c.toUpperCase());
+    const deep = (value: unknown): unknown =>
+      Array.isArray(value)
+        ? value.map(deep)
+        : value !== null && typeof value === 'object' && !Buffer.isBuffer(value) && !(value instanceof Date)
+          ? Object.fromEntries(Object.entries(value).map(([key, inner]) => [camel(key), deep(inner)]))
+          : value;
+    const camelKnex = knexFactory({ client: 'pg', connection: db.url, pool: { min: 0, max: 1 }, postProcessResponse: deep });
+    try {
+      const queue = `camel-${Date.now()}.q`;
+      const rows = await camelKnex.transaction(async (trx) => {
+        const [raw] = (await trx.raw<{ rows: Record<string, unknown>[] }>('SELECT 1 AS next_attempt_at')).rows;
+        assert.deepEqual(raw, { nextAttemptAt: 1 }, 'the hook does rename row keys');
+        await outbox.publish(fromKnex(trx), queue, 'x', { activateInMs: 60_000 });
+        return outbox.fetchUnprocessed(fromKnex(trx), { queue });
+      });
+      assert.equal(rows.length, 1);
+      assert.ok(rows[0]!.nextAttemptAt.getTime() > Date.now(), 'next_attempt_at read back, not Invalid Date');
+    } finally {
+      await camelKnex.destroy();
+    }
+  });
+
   test('refused: the knex instance, an un-awaited transaction, a finished one, anything else', async () => {
     assert.throws(
       () => fromKnex(knex),

@@ -14,6 +14,7 @@
 import { NotInTransactionError } from '../../errors.js';
 import type { TransactionAdapter } from '../../producer/executor.js';
 import { toQuestionMarks } from '../shared/positional-placeholders.js';
+import { snakeCaseColumns } from '../shared/snake-case-columns.js';
 
 /** What `fromKnex` reads of a Knex transaction (`Knex.Transaction` fits it, so does the `knex` instance, refused at run time). */
 export interface KnexTransactionLike {
@@ -49,8 +50,10 @@ function refusal(handle: unknown): string | undefined {
 }
 
 /**
- * Knex's pg dialect hands `raw` the driver's Result (`.rows`); a `postProcessResponse` hook sees
- * it first, and key mappers (objection's snake/camel case) rename only its top-level keys. An
+ * Knex's pg dialect hands `raw` the driver's Result (`.rows`), through the user's
+ * `postProcessResponse` hook first. Key mappers that rename only top-level keys (objection's
+ * knexSnakeCaseMappers) leave `rows` as it is; a deep one (`camelizeKeys(result)`) renames the
+ * row's columns too (`next_attempt_at` → `nextAttemptAt`), which snakeCaseColumns undoes. An
  * array is taken as the rows themselves, for a hook that returns `result.rows`.
  */
 function rowsOf(result: unknown): readonly Record<string, unknown>[] {
@@ -94,7 +97,7 @@ export function fromKnex(trx: KnexTransactionLike): TransactionAdapter {
     txoutboxAdapter: 'knex',
     query: async (text, values) => {
       const positional = toQuestionMarks(text, values);
-      return rowsOf(await trx.raw(positional.text, positional.values));
+      return snakeCaseColumns(rowsOf(await trx.raw(positional.text, positional.values)));
     },
     pgClient: () => transactionConnection(trx.client),
   };

@@ -12,11 +12,12 @@ import { promisify } from 'node:util';
  * (https://binaries.prisma.sh/all_commits/<engines hash>/<platform>/schema-engine.gz, what the
  * skipped postinstall would have fetched). PRISMA_SCHEMA_ENGINE_BINARY names an engine of one's
  * own and skips that download; generate never starts it, so any existing file does: the CLI's own
- * Wasm schema engine is named. An engine the caller configured is kept.
+ * Wasm schema engine is named. An engine the caller configured is kept. CHECKPOINT_DISABLE turns
+ * off the CLI's usage ping (a network call a test has no business making).
  */
 export async function prismaGenerate(schemaPath: string): Promise<void> {
   const root = process.cwd();
-  const env: NodeJS.ProcessEnv = { ...process.env, PRISMA_HIDE_UPDATE_MESSAGE: '1' };
+  const env: NodeJS.ProcessEnv = { ...process.env, PRISMA_HIDE_UPDATE_MESSAGE: '1', CHECKPOINT_DISABLE: '1' };
   env.PRISMA_SCHEMA_ENGINE_BINARY ??= join(root, 'node_modules', 'prisma', 'build', 'schema_engine_bg.wasm');
   await promisify(execFile)(
     process.execPath,

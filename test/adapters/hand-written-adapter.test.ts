@@ -13,7 +13,7 @@ type Route = 'pg-client' | 'hook' | 'none';
 
 /** A tiny "data layer": BEGIN/COMMIT on a pooled client, after-commit callbacks of its own. */
 function handWritten(route: Route) {
-  return async (db: TestDatabase): Promise<DataLayerUnderTest> => {
+  return (db: TestDatabase): Promise<DataLayerUnderTest> => {
     const pool = new pg.Pool({ connectionString: db.url, max: 2 });
     const wrap = (client: pg.PoolClient, callbacks: (() => void)[]): TransactionAdapter => ({
       txoutboxAdapter: `hand-written (${route})`,
@@ -39,7 +39,7 @@ function handWritten(route: Route) {
         client.release();
       }
     };
-    return {
+    return Promise.resolve({
       inTransaction: (work) => run(work, true),
       rolledBack: async (work) => {
         await run(work, false);
@@ -48,7 +48,7 @@ function handWritten(route: Route) {
         throw new NotInTransactionError('a hand-written adapter has no non-transactional handle: nothing to refuse');
       },
       close: () => pool.end(),
-    };
+    });
   };
 }
 

@@ -28,7 +28,7 @@ function describe(handle: unknown): string {
 /**
  * The root client (extended or not) has `$connect`; the interactive-transaction client never does:
  * Prisma builds it from the root client minus its deny list (`$connect`, `$disconnect`, `$on`,
- * `$use`, `$extends`), in every major since interactive transactions exist. `$transaction` is no
+ * `$use`, `$extends`), in every major since interactive transactions exist. `$transaction` is not
  * a tell: in 7.10 the transaction client has one too (a nested transaction, on a savepoint).
  */
 function isRootClient(handle: object): boolean {

@@ -102,7 +102,7 @@ export class Outbox {
     this.#statements = new StatementRunner(pool, preparedStatements, queryTimeoutMs);
   }
 
-  /** The outbox table as configured (`outbox`, `app.outbox`). */
+  /** The outbox table as configured (`txoutbox.outbox` by default, `public.outbox`, `app.outbox`). */
   get table(): string {
     return this.#options.names.outbox.display;
   }

@@ -9,12 +9,10 @@ import { before, describe, test } from 'node:test';
 import knexFactory, { type Knex } from 'knex';
 
 import { fromKnex } from '../../src/adapters/knex/index.js';
-import { NotInTransactionError, type Outbox } from '../../src/index.js';
+import { NotInTransactionError } from '../../src/index.js';
 import { adapterConformance, rollbackError, throwToRollBack } from '../support/adapter-conformance.js';
 import { useTestDatabase } from '../support/database.js';
-import { listen, type Listener } from '../support/listen.js';
-import { outboxFactory } from '../support/outboxes.js';
-import { inTransaction as pgTransaction } from '../support/transaction.js';
+import { useWakeWatch } from '../support/wake-watch.js';
 
 interface Order {
   id: number;
@@ -44,31 +42,11 @@ adapterConformance(import.meta.url, 'knex', {
 
 describe('knex: what is its own', () => {
   const db = useTestDatabase(import.meta.url);
-  const outboxes = outboxFactory(db);
+  const watch = useWakeWatch(db);
   let knex: Knex;
-  let outbox: Outbox;
-  let listener: Listener;
-  let sentinels = 0;
-
-  /** Commits a publish on another queue and waits for its NOTIFY: every earlier commit's wake-up has arrived by then. */
-  async function settle(): Promise<void> {
-    sentinels += 1;
-    const queue = `sentinel-${sentinels}.q`;
-    await pgTransaction(db.pool, (client) => outbox.publish(client, queue, 'x'));
-    await listener.waitFor(queue);
-  }
-
   before(async () => {
-    outbox = outboxes({ pool: db.pool });
-    await outbox.migrate();
-    outbox.start();
-    listener = await listen(db.url, outbox.channel);
     knex = connect(db.url);
-    // Through the database's cleanup, which runs before it drops the database (an after() here would run after).
-    db.onCleanup(async () => {
-      await listener.close();
-      await knex.destroy();
-    });
+    db.onCleanup(() => knex.destroy());
     await knex.schema.createTable('orders', (table) => {
       table.increments('id');
       table.integer('total').notNullable();
@@ -101,8 +79,8 @@ describe('knex: what is its own', () => {
       const rows = await camelKnex.transaction(async (trx) => {
         const [raw] = (await trx.raw<{ rows: Record<string, unknown>[] }>('SELECT 1 AS next_attempt_at')).rows;
         assert.deepEqual(raw, { nextAttemptAt: 1 }, 'the hook does rename row keys');
-        await outbox.publish(fromKnex(trx), queue, 'x', { activateInMs: 60_000 });
-        return outbox.fetchUnprocessed(fromKnex(trx), { queue });
+        await watch.outbox.publish(fromKnex(trx), queue, 'x', { activateInMs: 60_000 });
+        return watch.outbox.fetchUnprocessed(fromKnex(trx), { queue });
       });
       assert.equal(rows.length, 1);
       assert.ok(rows[0]!.nextAttemptAt.getTime() > Date.now(), 'next_attempt_at read back, not Invalid Date');
@@ -147,33 +125,33 @@ describe('knex: what is its own', () => {
   test('a non-callback transaction: committed → stored and woken after COMMIT; rolled back → nothing', async () => {
     const committed = `manual-commit-${Date.now()}.q`;
     const trx = await knex.transaction();
-    await outbox.publish(fromKnex(trx), committed, 'kept');
-    await settle();
-    assert.ok(!listener.payloads.includes(committed), 'no wake-up before COMMIT');
+    await watch.outbox.publish(fromKnex(trx), committed, 'kept');
+    await watch.settle();
+    assert.ok(!watch.listener.payloads.includes(committed), 'no wake-up before COMMIT');
     await trx.commit();
-    await listener.waitFor(committed);
+    await watch.listener.waitFor(committed);
 
     const rolledBack = `manual-rollback-${Date.now()}.q`;
     const other = await knex.transaction();
-    await outbox.publish(fromKnex(other), rolledBack, 'dropped');
+    await watch.outbox.publish(fromKnex(other), rolledBack, 'dropped');
     await other.rollback();
-    await settle();
-    assert.ok(!listener.payloads.includes(rolledBack));
-    assert.equal((await outbox.fetchUnprocessed({ queue: rolledBack })).length, 0);
-    assert.equal((await outbox.fetchUnprocessed({ queue: committed })).length, 1);
+    await watch.settle();
+    assert.ok(!watch.listener.payloads.includes(rolledBack));
+    assert.equal((await watch.outbox.fetchUnprocessed({ queue: rolledBack })).length, 0);
+    assert.equal((await watch.outbox.fetchUnprocessed({ queue: committed })).length, 1);
   });
 
   test('a nested transaction: its RELEASE SAVEPOINT wakes nobody, the outer COMMIT does', async () => {
     const queue = `nested-${Date.now()}.q`;
     await knex.transaction(async (trx) => {
       await trx.transaction(async (nested) => {
-        await outbox.publish(fromKnex(nested), queue, 'in a savepoint');
+        await watch.outbox.publish(fromKnex(nested), queue, 'in a savepoint');
       });
-      await settle();
-      assert.ok(!listener.payloads.includes(queue), 'the savepoint released, the transaction still open: no wake-up yet');
+      await watch.settle();
+      assert.ok(!watch.listener.payloads.includes(queue), 'the savepoint released, the transaction still open: no wake-up yet');
     });
-    await listener.waitFor(queue);
-    assert.equal((await outbox.fetchUnprocessed({ queue })).length, 1);
+    await watch.listener.waitFor(queue);
+    assert.equal((await watch.outbox.fetchUnprocessed({ queue })).length, 1);
   });
 
   test("Knex's own writes and the outbox row commit and roll back together", async () => {
@@ -181,18 +159,18 @@ describe('knex: what is its own', () => {
     await throwToRollBack(() =>
       knex.transaction(async (trx) => {
         const [order] = await trx<Order>('orders').insert({ total: 1 }).returning('id');
-        await outbox.publish(fromKnex(trx), queue, order);
+        await watch.outbox.publish(fromKnex(trx), queue, order);
         throw rollbackError();
       }),
     );
     assert.equal((await knex<Order>('orders').count({ n: '*' }))[0]?.n, '0');
-    assert.equal((await outbox.fetchUnprocessed({ queue })).length, 0);
+    assert.equal((await watch.outbox.fetchUnprocessed({ queue })).length, 0);
 
     await knex.transaction(async (trx) => {
       const [order] = await trx<Order>('orders').insert({ total: 2 }).returning('id');
-      await outbox.publish(fromKnex(trx), queue, order);
+      await watch.outbox.publish(fromKnex(trx), queue, order);
     });
     assert.equal((await knex<Order>('orders').count({ n: '*' }))[0]?.n, '1');
-    assert.equal((await outbox.fetchUnprocessed({ queue })).length, 1);
+    assert.equal((await watch.outbox.fetchUnprocessed({ queue })).length, 1);
   });
 });

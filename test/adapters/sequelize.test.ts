@@ -10,12 +10,10 @@ import { before, describe, test } from 'node:test';
 import { DataTypes, Sequelize, type Transaction } from 'sequelize';
 
 import { fromSequelize } from '../../src/adapters/sequelize/index.js';
-import { NotInTransactionError, type Outbox } from '../../src/index.js';
+import { NotInTransactionError } from '../../src/index.js';
 import { adapterConformance, rollbackError, throwToRollBack } from '../support/adapter-conformance.js';
 import { useTestDatabase } from '../support/database.js';
-import { listen, type Listener } from '../support/listen.js';
-import { outboxFactory } from '../support/outboxes.js';
-import { inTransaction as pgTransaction } from '../support/transaction.js';
+import { useWakeWatch } from '../support/wake-watch.js';
 
 const connect = (url: string): Sequelize => new Sequelize(url, { logging: false, pool: { max: 4 } });
 
@@ -40,33 +38,11 @@ adapterConformance(import.meta.url, 'sequelize', {
 
 describe('sequelize: what is its own', () => {
   const db = useTestDatabase(import.meta.url);
-  const outboxes = outboxFactory(db);
+  const watch = useWakeWatch(db);
   let sequelize: Sequelize;
-  let outbox: Outbox;
-  let listener: Listener;
-  let sentinels = 0;
-
-  /** Commits a publish on another queue and waits for its NOTIFY: every earlier commit's wake-up has arrived by then. */
-  async function settle(): Promise<void> {
-    sentinels += 1;
-    const queue = `sentinel-${sentinels}.q`;
-    await pgTransaction(db.pool, (client) => outbox.publish(client, queue, 'x'));
-    await listener.waitFor(queue);
-  }
-
-  const woken = (queue: string): boolean => listener.payloads.includes(queue);
-
-  before(async () => {
-    outbox = outboxes({ pool: db.pool });
-    await outbox.migrate();
-    outbox.start();
-    listener = await listen(db.url, outbox.channel);
+  before(() => {
     sequelize = connect(db.url);
-    // Through the database's cleanup, which runs before it drops the database (an after() here would run after).
-    db.onCleanup(async () => {
-      await listener.close();
-      await sequelize.close();
-    });
+    db.onCleanup(() => sequelize.close());
   });
 
   test('bind parameters: a repeated Buffer byte for byte, a $ that is no placeholder reaches PostgreSQL as written', async () => {
@@ -99,20 +75,20 @@ describe('sequelize: what is its own', () => {
   test('an unmanaged transaction: committed → stored and woken after COMMIT; rolled back → nothing', async () => {
     const committed = `unmanaged-commit-${Date.now()}.q`;
     const t = await sequelize.transaction();
-    await outbox.publish(fromSequelize(t), committed, 'kept');
-    await settle();
-    assert.ok(!woken(committed), 'no wake-up before COMMIT');
+    await watch.outbox.publish(fromSequelize(t), committed, 'kept');
+    await watch.settle();
+    assert.ok(!watch.woken(committed), 'no wake-up before COMMIT');
     await t.commit();
-    await listener.waitFor(committed);
+    await watch.listener.waitFor(committed);
 
     const rolledBack = `unmanaged-rollback-${Date.now()}.q`;
     const other = await sequelize.transaction();
-    await outbox.publish(fromSequelize(other), rolledBack, 'dropped');
+    await watch.outbox.publish(fromSequelize(other), rolledBack, 'dropped');
     await other.rollback();
-    await settle();
-    assert.ok(!woken(rolledBack));
-    assert.equal((await outbox.fetchUnprocessed({ queue: rolledBack })).length, 0);
-    assert.equal((await outbox.fetchUnprocessed({ queue: committed })).length, 1);
+    await watch.settle();
+    assert.ok(!watch.woken(rolledBack));
+    assert.equal((await watch.outbox.fetchUnprocessed({ queue: rolledBack })).length, 0);
+    assert.equal((await watch.outbox.fetchUnprocessed({ queue: committed })).length, 1);
   });
 
   test('a savepoint: its "commit" (nothing sent, its afterCommit hooks run) wakes nobody; the outer COMMIT does', async () => {
@@ -123,13 +99,13 @@ describe('sequelize: what is its own', () => {
         savepoint.afterCommit(() => {
           savepointHookRan = true;
         });
-        await outbox.publish(fromSequelize(savepoint), queue, 'in a savepoint');
+        await watch.outbox.publish(fromSequelize(savepoint), queue, 'in a savepoint');
       });
       assert.ok(savepointHookRan, "Sequelize ran the savepoint's afterCommit before the transaction committed");
-      await settle();
-      assert.ok(!woken(queue), 'the transaction is still open: no wake-up yet');
+      await watch.settle();
+      assert.ok(!watch.woken(queue), 'the transaction is still open: no wake-up yet');
     });
-    await listener.waitFor(queue);
+    await watch.listener.waitFor(queue);
   });
 
   test("without a watchable pg client, the hook is the outermost transaction's afterCommit", async () => {
@@ -138,12 +114,12 @@ describe('sequelize: what is its own', () => {
       await sequelize.transaction({ transaction: t }, async (savepoint) => {
         const hookOnly = { ...fromSequelize(savepoint), pgClient: undefined };
         assert.equal(hookOnly.commitHook?.transaction, t);
-        await outbox.publish(hookOnly, queue, 'through the hook');
+        await watch.outbox.publish(hookOnly, queue, 'through the hook');
       });
-      await settle();
-      assert.ok(!woken(queue), 'keyed on the outermost transaction: no wake-up when the savepoint ends');
+      await watch.settle();
+      assert.ok(!watch.woken(queue), 'keyed on the outermost transaction: no wake-up when the savepoint ends');
     });
-    await listener.waitFor(queue);
+    await watch.listener.waitFor(queue);
   });
 
   test('a COMMIT that fails: Sequelize still runs afterCommit, the watched pg client wakes nobody', async () => {
@@ -160,7 +136,7 @@ describe('sequelize: what is its own', () => {
             afterCommitRan = true;
           });
           await sequelize.query('INSERT INTO children VALUES (1)', { transaction: t });
-          await outbox.publish(fromSequelize(t), queue, 'never committed');
+          await watch.outbox.publish(fromSequelize(t), queue, 'never committed');
         }),
         /foreign key/,
       );
@@ -168,9 +144,9 @@ describe('sequelize: what is its own', () => {
       console.warn = warn;
     }
     assert.ok(afterCommitRan, 'Sequelize 6 runs afterCommit hooks in a finally, after a failed COMMIT too');
-    await settle();
-    assert.ok(!woken(queue), 'no wake-up: the COMMIT was never confirmed');
-    assert.equal((await outbox.fetchUnprocessed({ queue })).length, 0);
+    await watch.settle();
+    assert.ok(!watch.woken(queue), 'no wake-up: the COMMIT was never confirmed');
+    assert.equal((await watch.outbox.fetchUnprocessed({ queue })).length, 0);
   });
 
   test("a model's writes and the outbox row commit and roll back together", async () => {
@@ -180,18 +156,18 @@ describe('sequelize: what is its own', () => {
     await throwToRollBack(() =>
       sequelize.transaction(async (t) => {
         const order = await Order.create({ total: 1 }, { transaction: t });
-        await outbox.publish(fromSequelize(t), queue, { id: order.get('id') });
+        await watch.outbox.publish(fromSequelize(t), queue, { id: order.get('id') });
         throw rollbackError();
       }),
     );
     assert.equal(await Order.count(), 0);
-    assert.equal((await outbox.fetchUnprocessed({ queue })).length, 0);
+    assert.equal((await watch.outbox.fetchUnprocessed({ queue })).length, 0);
 
     await sequelize.transaction(async (t) => {
       const order = await Order.create({ total: 2 }, { transaction: t });
-      await outbox.publish(fromSequelize(t), queue, { id: order.get('id') });
+      await watch.outbox.publish(fromSequelize(t), queue, { id: order.get('id') });
     });
     assert.equal(await Order.count(), 1);
-    assert.equal((await outbox.fetchUnprocessed({ queue })).length, 1);
+    assert.equal((await watch.outbox.fetchUnprocessed({ queue })).length, 1);
   });
 });

@@ -8,6 +8,7 @@ import type { PublishBatchOptions, PublishOptions } from './producer/publish-opt
 import { buildProducerSql } from './producer/sql.js';
 import { WakeNotifier } from './producer/wake-notifier.js';
 import { autovacuumDdl } from './schema/autovacuum.js';
+import { missingTableExplainer } from './schema/explain-missing-table.js';
 import { migrate, type MigrateResult, migrationScript } from './schema/migrate.js';
 import { validateSchema, type ValidateSchemaOptions } from './schema/validate-schema.js';
 import { NotifyListener } from './subscriber/listener.js';
@@ -65,6 +66,7 @@ export class Outbox {
   readonly #subscriberSql: SubscriberSql;
   readonly #statements: StatementRunner;
   readonly #subscriptions: Subscription[] = [];
+  readonly #explainClaimError: (error: unknown) => void;
   #listener: NotifyListener | undefined;
   #started = false;
   #poolChecked = false;
@@ -98,6 +100,7 @@ export class Outbox {
       notifier: this.#notifier,
     };
     this.#subscriberSql = buildSubscriberSql(this.#options.names);
+    this.#explainClaimError = missingTableExplainer(this.#options.pool, this.#options.names, this.#options.logger);
     const { pool, preparedStatements, queryTimeoutMs } = this.#options;
     this.#statements = new StatementRunner(pool, preparedStatements, queryTimeoutMs);
   }
@@ -246,6 +249,7 @@ export class Outbox {
       middlewares: this.#options.middlewares,
       customStats: this.#options.customStats,
       stallAfterMs: STALL_QUERY_TIMEOUTS * this.#options.queryTimeoutMs,
+      onClaimError: this.#explainClaimError,
     });
     this.#subscriptions.push(subscription);
     if (this.#started) this.#startSubscription(subscription);

@@ -41,7 +41,7 @@ interface Found {
   readonly has_history: boolean;
 }
 
-type Queryable = Pick<pg.ClientBase, 'query'>;
+export type Queryable = Pick<pg.ClientBase, 'query'>;
 
 async function findElsewhere(db: Queryable, table: { sql: string; name: string; schema: string }, columns: string[]) {
   const { rows } = await db.query<Found>(FIND_ELSEWHERE_SQL, [

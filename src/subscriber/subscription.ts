@@ -29,6 +29,8 @@ export interface SubscriptionDeps {
   readonly customStats: CustomStatKeys;
   /** A claim in flight, or claims failing, for this long make the subscription report not alive (ping()). */
   readonly stallAfterMs: number;
+  /** Told every claim error, to explain a missing table once (src/schema/explain-missing-table.ts). */
+  readonly onClaimError: (error: unknown) => void;
 }
 
 /** A claim loop's wake-up, and whether it sleeps for capacity (only then does a freed slot wake it). */
@@ -248,6 +250,7 @@ export class Subscription {
       } catch (error) {
         errors += 1;
         this.#failingSince ??= performance.now();
+        this.#deps.onClaimError(error);
         const pauseMs = backoffMs(errors, 250, MAX_ERROR_BACKOFF_MS);
         this.#deps.logger.error(
           { subscriber: this.options.name, err: errorMessage(error), attempt: errors, pauseMs: Math.round(pauseMs) },

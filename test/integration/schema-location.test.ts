@@ -10,6 +10,7 @@ import { EventLog } from '../support/events.js';
 import { publishCommitted, remaining } from '../support/publish.js';
 import { FAST_POLL } from '../support/subscriber-setup.js';
 import { TestLogger } from '../support/test-logger.js';
+import { waitFor } from '../support/wait-for.js';
 
 /**
  * Where the tables live (issue 14, item 2): in a `txoutbox` schema by default, `public` on request,
@@ -179,5 +180,33 @@ describe('upgrading from 0.1 (tables in public)', () => {
     const error = await refusal(newOutbox({ table: 'txoutbox.orders_outbox', dlqTable: false }).migrate());
     assert.equal(error.found, 'public.orders_outbox');
     assert.doesNotMatch(error.fix, /orders_outbox_dlq/, 'dlqTable: false moves no DLQ');
+  });
+
+  test('a consumer started without migrate() says once why its claims fail: the 0.1 tables and both fixes, or migrations not run', async () => {
+    const upgraded = await freshDatabase();
+    await install01(upgraded.pool, upgraded.newOutbox, 'old.q', 1);
+    const logger = new TestLogger();
+    const consumer = upgraded.newOutbox({ logger, listen: false });
+    consumer.subscribe('old.q', () => undefined, FAST_POLL);
+    consumer.start();
+    await waitFor(() => logger.messages('error').some((m) => m.includes('public.outbox')), { what: 'the explanation' });
+    const explanation = logger.messages('error').find((m) => m.includes('public.outbox')) ?? '';
+    assert.match(explanation, /txoutbox\.outbox does not exist, but public\.outbox/);
+    assert.match(explanation, /table: 'public\.outbox'/);
+    await waitFor(() => logger.messages('error').filter((m) => m.startsWith('claim failed')).length >= 2, {
+      what: 'a retried claim',
+    });
+    assert.equal(
+      logger.messages('error').filter((m) => m.includes('does not exist')).length,
+      1,
+      'explained once, not at every retry',
+    );
+
+    const empty = await freshDatabase();
+    const emptyLogger = new TestLogger();
+    const unmigrated = empty.newOutbox({ logger: emptyLogger, listen: false });
+    unmigrated.subscribe('q', () => undefined, FAST_POLL);
+    unmigrated.start();
+    await waitFor(() => emptyLogger.messages('error').some((m) => m.includes('run the migrations first')), { what: 'the hint' });
   });
 });

@@ -1,0 +1,39 @@
+import { errorMessage, TableInOtherSchemaError } from '../errors.js';
+import type { Logger } from '../util/logger.js';
+import { assertNotInLegacyLocation, type Queryable } from './legacy-location.js';
+import type { SchemaNames } from './schema-names.js';
+
+/** PostgreSQL's undefined_table. */
+const UNDEFINED_TABLE = '42P01';
+
+/**
+ * For consumers started without migrate() (a `txoutbox run` process, an app that migrates
+ * elsewhere): when a claim fails because the outbox table does not exist, say once, at error
+ * level, why and what to do — the 0.1 tables found in `public` (TableInOtherSchemaError's message,
+ * with both fixes), or migrations not run — instead of only repeating "relation does not exist"
+ * at every retry. Returns the function a subscription calls with each claim error.
+ */
+export function missingTableExplainer(db: Queryable, names: SchemaNames, logger: Logger): (error: unknown) => void {
+  let explained = false;
+  const table = names.outbox.display;
+  return (error) => {
+    if (explained || (error as { code?: unknown } | null)?.code !== UNDEFINED_TABLE) return;
+    explained = true;
+    assertNotInLegacyLocation(db, names).then(
+      () => {
+        logger.error(
+          { table },
+          `${table} does not exist: run the migrations first (outbox.migrate(), \`txoutbox migrate\`, or the script of \`txoutbox migrate --print\` in your own migration tool)`,
+        );
+      },
+      (cause: unknown) => {
+        logger.error(
+          { table },
+          cause instanceof TableInOtherSchemaError
+            ? cause.message
+            : `${table} does not exist; looking for why failed: ${errorMessage(cause)}`,
+        );
+      },
+    );
+  };
+}

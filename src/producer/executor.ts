@@ -26,13 +26,16 @@ export interface TransactionAdapter {
   /**
    * The node-postgres client carrying the transaction, when the data layer exposes it: its COMMIT
    * is watched and the wake-up follows it (the default after-commit mode). Resolves to undefined
-   * when the transaction runs on another driver.
+   * when the transaction runs on another driver. Looked up before every statement: a pool, or a
+   * client back to idle (the transaction ended), is refused with NotInTransactionError.
    */
   pgClient?(): Promise<object | undefined>;
   /**
-   * A per-transaction after-commit hook, when the data layer has one and no pg client is
-   * reachable. `transaction` identifies the outermost transaction: one hook per transaction, however
-   * many publishes it holds. `onCommit` runs its callback after COMMIT, never after a rollback.
+   * A per-transaction after-commit hook, used when no watchable pg client is reachable.
+   * `transaction` identifies the outermost transaction: one hook per transaction, however many
+   * publishes it holds. `onCommit` must run its callback only once the COMMIT has returned, never
+   * before and never on ROLLBACK; a data layer may also run it after a COMMIT that PostgreSQL
+   * answered with ROLLBACK (a transaction that had failed): a spurious wake-up, never an early one.
    */
   readonly commitHook?: { readonly transaction: object; onCommit(callback: () => void): void };
 }
@@ -66,6 +69,31 @@ export function isTransactionAdapter(value: unknown): value is TransactionAdapte
 export function transactionStatus(value: object): string | null | undefined {
   const fn = (value as { getTransactionStatus?: unknown }).getTransactionStatus;
   return typeof fn === 'function' ? (fn.call(value) as string | null) : undefined;
+}
+
+/** The slice of node-postgres' `client.connection` (an EventEmitter of parsed protocol messages) used here. */
+export interface ProtocolEvents {
+  on(event: string, listener: (message: never) => void): unknown;
+  removeListener(event: string, listener: (message: never) => void): unknown;
+}
+
+export function protocolEvents(executor: object): ProtocolEvents | undefined {
+  const connection = (executor as { connection?: Partial<ProtocolEvents> | null }).connection;
+  return connection !== null &&
+    typeof connection === 'object' &&
+    typeof connection.on === 'function' &&
+    typeof connection.removeListener === 'function'
+    ? (connection as ProtocolEvents)
+    : undefined;
+}
+
+/** A node-postgres client whose COMMIT this process can see: status, protocol events, no pipelining. */
+export function isObservableClient(executor: object): boolean {
+  return (
+    transactionStatus(executor) !== undefined &&
+    (executor as { pipeline?: unknown }).pipeline !== true &&
+    protocolEvents(executor) !== undefined
+  );
 }
 
 const ADAPTERS_HINT =

@@ -37,6 +37,9 @@ export interface ResolvedPublishOptions {
 }
 
 export const MAX_QUEUE_LENGTH = 255;
+const MIN_ACTIVATE_AT = new Date('0001-01-01T00:00:00.000Z');
+const MAX_ACTIVATE_AT = new Date('9999-12-31T23:59:59.999Z');
+
 const KNOWN = ['headers', 'correlationId', 'activateInMs', 'activateAt', 'timerId', 'autocommit'];
 
 export function validateQueue(queue: unknown): string {
@@ -75,6 +78,15 @@ export function resolvePublishOptions(options: unknown, batch: boolean): Resolve
   }
   if (activateAt !== undefined && (!(activateAt instanceof Date) || Number.isNaN(activateAt.getTime()))) {
     throw new InvalidOptionError({ option: 'activateAt', value: activateAt, expected: 'a valid Date' });
+  }
+  // It travels as ISO text; outside years 1..9999 that is `+010000-…` or `-000001-…`, which
+  // PostgreSQL refuses inside the caller's transaction (aborting it) instead of here.
+  if (activateAt !== undefined && (activateAt < MIN_ACTIVATE_AT || activateAt > MAX_ACTIVATE_AT)) {
+    throw new InvalidOptionError({
+      option: 'activateAt',
+      value: activateAt.toISOString(),
+      expected: 'a Date between the years 1 and 9999',
+    });
   }
   if (timerId !== undefined) {
     if (batch) {

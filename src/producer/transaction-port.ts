@@ -1,5 +1,14 @@
+import { NotInTransactionError } from '../errors.js';
 import type { Statement } from '../util/statement.js';
-import { type Executor, isTransactionAdapter, type TransactionAdapter, type TransactionTarget } from './executor.js';
+import {
+  type Executor,
+  isObservableClient,
+  isPool,
+  isTransactionAdapter,
+  type TransactionAdapter,
+  transactionStatus,
+  type TransactionTarget,
+} from './executor.js';
 
 /**
  * Where an after-commit wake-up can hook in (src/producer/wake-after-commit.ts):
@@ -31,9 +40,24 @@ function executorPort(executor: Executor, prepared: boolean): TransactionPort {
   };
 }
 
-async function adapterRoute(adapter: TransactionAdapter): Promise<WakeRoute> {
-  const client = await adapter.pgClient?.();
-  if (client !== undefined) return { kind: 'pg', client };
+/**
+ * The client the adapter hands over is the transaction's own connection: a pool, or a connection
+ * back to idle (the transaction ended; a publish kept past its callback, or not awaited), would run
+ * the statement on its own — autocommitted, or inside whoever borrowed the connection next. Checked
+ * before every statement of an adapter that reaches its pg client.
+ */
+function assertStillInTransaction(adapter: TransactionAdapter, client: object): void {
+  if (isPool(client) || transactionStatus(client) === 'I') {
+    throw new NotInTransactionError(
+      `the ${adapter.txoutboxAdapter} transaction this adapter wraps has ended (its connection is ${isPool(client) ? 'a pool' : 'idle'}), so the outbox row would commit on its own. ` +
+        'Fix: await every publish inside the transaction callback, and wrap the transaction again for each transaction.',
+    );
+  }
+}
+
+/** The pg client when its COMMIT can be watched, else the data layer's hook (pg-native, say), else none. */
+function adapterRoute(adapter: TransactionAdapter, client: object | undefined): WakeRoute {
+  if (client !== undefined && isObservableClient(client)) return { kind: 'pg', client };
   const hook = adapter.commitHook;
   return hook === undefined
     ? NO_WAKE
@@ -52,8 +76,10 @@ async function adapterRoute(adapter: TransactionAdapter): Promise<WakeRoute> {
  */
 export async function openPort(target: TransactionTarget, prepared: boolean, wakeAfterCommit: boolean): Promise<TransactionPort> {
   if (!isTransactionAdapter(target)) return executorPort(target, prepared);
+  const client = await target.pgClient?.();
+  if (client !== undefined) assertStillInTransaction(target, client);
   return {
     run: (stmt, values) => target.query(stmt.text, values),
-    wake: wakeAfterCommit ? await adapterRoute(target) : NO_WAKE,
+    wake: wakeAfterCommit ? adapterRoute(target, client) : NO_WAKE,
   };
 }

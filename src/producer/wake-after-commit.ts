@@ -1,4 +1,4 @@
-import { isPool, transactionStatus } from './executor.js';
+import { isObservableClient, isPool, type ProtocolEvents, protocolEvents, transactionStatus } from './executor.js';
 import type { WakeRoute } from './transaction-port.js';
 import type { WakeNotifier } from './wake-notifier.js';
 
@@ -21,22 +21,6 @@ import type { WakeNotifier } from './wake-notifier.js';
 
 /** How `publish` wakes listeners. */
 export type NotifyMode = 'after-commit' | 'in-transaction';
-
-/** The slice of node-postgres' `client.connection` (an EventEmitter of parsed protocol messages) used here. */
-interface ProtocolEvents {
-  on(event: string, listener: (message: never) => void): unknown;
-  removeListener(event: string, listener: (message: never) => void): unknown;
-}
-
-function protocolEvents(executor: object): ProtocolEvents | undefined {
-  const connection = (executor as { connection?: Partial<ProtocolEvents> | null }).connection;
-  return connection !== null &&
-    typeof connection === 'object' &&
-    typeof connection.on === 'function' &&
-    typeof connection.removeListener === 'function'
-    ? (connection as ProtocolEvents)
-    : undefined;
-}
 
 /** Wake-ups owed by one transaction, per notifier (one per Outbox), each queue once. */
 class OwedWakeUps {
@@ -140,15 +124,6 @@ const watches = new WeakMap<ProtocolEvents, CommitWatch>();
  */
 export type WakePlan = 'in-transaction' | 'after-statement';
 
-/** A node-postgres client whose COMMIT this process can see: status, protocol events, no pipelining. */
-function observable(executor: object): boolean {
-  return (
-    transactionStatus(executor) !== undefined &&
-    (executor as { pipeline?: unknown }).pipeline !== true &&
-    protocolEvents(executor) !== undefined
-  );
-}
-
 /**
  * Chosen before the statement is sent, because it picks the statement:
  * - `in-transaction` mode, or the Outbox stopped (its notifier is closed) → pg_notify in the statement;
@@ -162,7 +137,7 @@ export function planWake(mode: NotifyMode, route: WakeRoute, notifier: WakeNotif
   if (mode === 'in-transaction' || notifier.stopped) return 'in-transaction';
   switch (route.kind) {
     case 'pg':
-      return isPool(route.client) || observable(route.client) ? 'after-statement' : 'in-transaction';
+      return isPool(route.client) || isObservableClient(route.client) ? 'after-statement' : 'in-transaction';
     case 'hook':
       return 'after-statement';
     case 'none':

@@ -3,11 +3,15 @@
  * client: one per wake-up route (the pg client, an after-commit hook, neither). The library
  * adapters (test/adapters/<library>.test.ts) run the same conformance suite.
  */
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+
 import pg from 'pg';
 
 import { NotInTransactionError, type TransactionAdapter } from '../../src/index.js';
 import { adapterConformance, type DataLayerUnderTest } from '../support/adapter-conformance.js';
-import type { TestDatabase } from '../support/database.js';
+import { type TestDatabase, useTestDatabase } from '../support/database.js';
+import { outboxFactory } from '../support/outboxes.js';
 
 type Route = 'pg-client' | 'hook' | 'none';
 
@@ -61,3 +65,29 @@ adapterConformance(import.meta.url, 'hand-written adapter with an after-commit h
   setup: handWritten('hook'),
 });
 adapterConformance(import.meta.url, 'hand-written adapter with neither', { wake: 'in-transaction', setup: handWritten('none') });
+
+describe('an adapter whose pg client is back to idle or a pool', () => {
+  const db = useTestDatabase(import.meta.url);
+  const outbox = outboxFactory(db)({ pool: db.pool });
+
+  test('a wrapper kept past its transaction, or over a pool, is refused before any statement: nothing is stored', async () => {
+    await outbox.migrate();
+    const client = await db.pool.connect();
+    try {
+      const kept: TransactionAdapter = {
+        txoutboxAdapter: 'hand-written (kept)',
+        query: async (text, values) => (await client.query(text, [...values])).rows as Record<string, unknown>[],
+        pgClient: () => Promise.resolve(client),
+      };
+      await client.query('BEGIN');
+      await client.query('COMMIT');
+      await assert.rejects(outbox.publish(kept, 'kept.q', 'late'), NotInTransactionError);
+      await assert.rejects(outbox.fetchUnprocessed(kept), NotInTransactionError);
+      const overPool: TransactionAdapter = { ...kept, pgClient: () => Promise.resolve(db.pool) };
+      await assert.rejects(outbox.publishBatch(overPool, 'kept.q', ['a']), NotInTransactionError);
+      assert.equal((await outbox.fetchUnprocessed({ queue: 'kept.q' })).length, 0);
+    } finally {
+      client.release();
+    }
+  });
+});

@@ -121,6 +121,8 @@ describe('publish options are validated with errors that name the option', () =>
     ['NaN activateInMs', ['q', 'x', { activateInMs: Number.NaN }], 'activateInMs'],
     ['invalid Date', ['q', 'x', { activateAt: new Date('nope') }], 'activateAt'],
     ['activateAt not a Date', ['q', 'x', { activateAt: '2026-01-01' }], 'activateAt'],
+    ['activateAt past year 9999 (ISO text PostgreSQL refuses)', ['q', 'x', { activateAt: new Date(8.64e15) }], 'activateAt'],
+    ['activateAt before year 1', ['q', 'x', { activateAt: new Date('-000001-01-01T00:00:00Z') }], 'activateAt'],
     ['header value not a string', ['q', 'x', { headers: { n: 1 } }], 'headers["n"]'],
     ['headers not an object', ['q', 'x', { headers: 'a=b' }], 'headers'],
     ['empty timerId', ['q', 'x', { timerId: '' }], 'timerId'],

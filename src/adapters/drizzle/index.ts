@@ -61,15 +61,15 @@ function rowsOf(result: unknown): readonly Record<string, unknown>[] {
 
 /**
  * The node-postgres client under the transaction (Drizzle's node-postgres session keeps it in
- * `session.client`, TypeScript-private), when it is one whose COMMIT can be watched; undefined on
+ * `session.client`, TypeScript-private), for the core to watch (and to refuse, were it a pool); undefined on
  * postgres-js (a postgres.js `sql`) and on drivers whose client is not node-postgres' kind.
  */
 function pgClientOf(tx: object): object | undefined {
   const client = (tx as { session?: { client?: unknown } }).session?.client;
   if (client === null || typeof client !== 'object' || typeof (client as { query?: unknown }).query !== 'function')
     return undefined;
-  // A pool here would mean statements outside the transaction: never watch one.
-  return !isPool(client) && transactionStatus(client) !== undefined ? client : undefined;
+  // A pool here would mean statements outside the transaction: the core refuses it before any statement.
+  return isPool(client) || transactionStatus(client) !== undefined ? client : undefined;
 }
 
 function refuse(got: string): never {

@@ -2,7 +2,7 @@
  * `txoutbox/kysely`: publish through a Kysely transaction (architecture/data-layers.md, "Kysely").
  *
  * No import of kysely, not even a type: it is an optional peer, and this file's declarations must
- * compile without it. The interfaces below are the slice of Kysely 0.27–0.29 the adapter uses;
+ * compile without it. The interfaces below are the slice of Kysely the adapter uses (tested on 0.29);
  * Kysely's own `Transaction` and `ControlledTransaction` fit them as they are.
  */
 import { NotInTransactionError } from '../../errors.js';

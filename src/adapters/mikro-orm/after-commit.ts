@@ -12,7 +12,8 @@
  * Why this holds:
  * - the event is dispatched after the driver's COMMIT resolved (`AbstractSqlConnection.commit`),
  *   never after a rollback (`afterTransactionRollback` instead), nor when the COMMIT or the final
- *   flush fails;
+ *   flush fails; it does follow a COMMIT that PostgreSQL answered with ROLLBACK (a caught failed
+ *   statement left the transaction aborted): a spurious wake-up, one empty claim, never an early one;
  * - a nested transaction (savepoint) is a distinct context object carrying `savepointName`, whose
  *   event (at RELEASE SAVEPOINT) matches no key here; the adapter only hooks contexts without
  *   `savepointName`, the outermost ones;

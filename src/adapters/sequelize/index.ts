@@ -75,16 +75,12 @@ function escapeStrayDollars(text: string): string {
 }
 
 /**
- * The node-postgres client of the transaction, when its protocol messages can be watched (the JS
- * client: `getTransactionStatus` and the `connection` event emitter). `pg-native` (`native: true`)
- * has neither: undefined, and the adapter's after-commit hook is used instead.
+ * The connection under the transaction, for the core to watch when it is node-postgres' JS client
+ * (src/producer/transaction-port.ts); `pg-native` (`native: true`) cannot be watched, and the
+ * adapter's after-commit hook is used instead.
  */
-function observableClient(connection: unknown): object | undefined {
-  if (connection === null || typeof connection !== 'object') return undefined;
-  const client = connection as { getTransactionStatus?: unknown; connection?: { on?: unknown } | null };
-  return typeof client.getTransactionStatus === 'function' && typeof client.connection?.on === 'function'
-    ? connection
-    : undefined;
+function connectionOf(connection: unknown): object | undefined {
+  return connection !== null && typeof connection === 'object' ? connection : undefined;
 }
 
 /** A savepoint's afterCommit runs when the savepoint "commits" (it sends nothing): only the outermost one's follows COMMIT. */
@@ -127,7 +123,7 @@ export function fromSequelize(t: SequelizeTransactionLike): TransactionAdapter {
         nest: false,
         supportsSearchPath: false,
       })) as Record<string, unknown>[],
-    pgClient: () => Promise.resolve(observableClient(transaction.connection)),
+    pgClient: () => Promise.resolve(connectionOf(transaction.connection)),
     commitHook: {
       transaction: root,
       onCommit: (callback) => {

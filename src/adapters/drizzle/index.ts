@@ -12,6 +12,7 @@
  */
 import { NotInTransactionError } from '../../errors.js';
 import { isPool, type TransactionAdapter, transactionStatus } from '../../producer/executor.js';
+import { resultRows } from '../shared/result-rows.js';
 import { snakeCaseColumns } from '../shared/snake-case-columns.js';
 
 /**
@@ -50,13 +51,6 @@ function rawStatement(text: string, values: readonly unknown[]): object {
   const query = { sql: text, params: [...values] };
   const statement = { toQuery: () => query };
   return { getSQL: () => statement };
-}
-
-/** Drizzle's node-postgres driver resolves to pg's result ({ rows }); postgres-js to an array of rows. */
-function rowsOf(result: unknown): readonly Record<string, unknown>[] {
-  if (Array.isArray(result)) return result as Record<string, unknown>[];
-  const rows = (result as { rows?: unknown } | null)?.rows;
-  return Array.isArray(rows) ? (rows as Record<string, unknown>[]) : [];
 }
 
 /**
@@ -112,7 +106,8 @@ export function fromDrizzle(tx: DrizzleTransaction): TransactionAdapter {
   }
   return {
     txoutboxAdapter: LIBRARY,
-    query: async (text, values) => snakeCaseColumns(rowsOf(await tx.execute(rawStatement(text, values) as never))),
+    query: async (text, values) =>
+      snakeCaseColumns(resultRows(await tx.execute(rawStatement(text, values) as never), 'drizzle', 'tx.execute()')),
     ...(client === undefined ? {} : { pgClient: () => Promise.resolve(client) }),
   };
 }

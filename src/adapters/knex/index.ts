@@ -14,6 +14,7 @@
 import { NotInTransactionError } from '../../errors.js';
 import type { TransactionAdapter } from '../../producer/executor.js';
 import { toQuestionMarks } from '../shared/positional-placeholders.js';
+import { resultRows } from '../shared/result-rows.js';
 import { snakeCaseColumns } from '../shared/snake-case-columns.js';
 
 /** What `fromKnex` reads of a Knex transaction (`Knex.Transaction` fits it, so does the `knex` instance, refused at run time). */
@@ -50,22 +51,6 @@ function refusal(handle: unknown): string | undefined {
 }
 
 /**
- * Knex's pg dialect hands `raw` the driver's Result (`.rows`), through the user's
- * `postProcessResponse` hook first. Key mappers that rename only top-level keys (objection's
- * knexSnakeCaseMappers) leave `rows` as it is; a deep one (`camelizeKeys(result)`) renames the
- * row's columns too (`next_attempt_at` → `nextAttemptAt`), which snakeCaseColumns undoes. An
- * array is taken as the rows themselves, for a hook that returns `result.rows`.
- */
-function rowsOf(result: unknown): readonly Record<string, unknown>[] {
-  if (Array.isArray(result)) return result as Record<string, unknown>[];
-  const rows = (result as { rows?: unknown } | null | undefined)?.rows;
-  if (Array.isArray(rows)) return rows as Record<string, unknown>[];
-  throw new TypeError(
-    'trx.raw() resolved to neither a pg result nor an array of rows: is the knex client pg, and does a postProcessResponse hook replace the result?',
-  );
-}
-
-/**
  * The node-postgres client under the transaction, for the after-commit wake-up. Knex builds a
  * client per transaction whose `acquireConnection()` resolves to the transaction's own connection
  * and whose `releaseConnection()` does nothing (knex 3.3, lib/execution/transaction.js,
@@ -97,7 +82,7 @@ export function fromKnex(trx: KnexTransactionLike): TransactionAdapter {
     txoutboxAdapter: 'knex',
     query: async (text, values) => {
       const positional = toQuestionMarks(text, values);
-      return snakeCaseColumns(rowsOf(await trx.raw(positional.text, positional.values)));
+      return snakeCaseColumns(resultRows(await trx.raw(positional.text, positional.values), 'knex', 'trx.raw()'));
     },
     pgClient: () => transactionConnection(trx.client),
   };

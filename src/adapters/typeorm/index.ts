@@ -91,7 +91,13 @@ export function fromTypeORM(handle: TypeORMEntityManager | TypeORMQueryRunner): 
     query: async (text, values) => {
       assertActive(runner, what);
       const result = await runner.query(text, [...values], true);
-      return Array.isArray(result.records) ? (result.records as Record<string, unknown>[]) : [];
+      // Never read an unknown shape as "no rows": a publish would report a timer conflict (null).
+      if (!Array.isArray(result.records)) {
+        throw new TypeError(
+          'queryRunner.query(…, true) resolved without `records`: txoutbox/typeorm supports TypeORM 1.x on the postgres driver.',
+        );
+      }
+      return result.records as Record<string, unknown>[];
     },
     // The QueryRunner's own connection: a node-postgres PoolClient with the default `pg` driver
     // (txoutbox checks it is one whose COMMIT it can watch, else the NOTIFY rides in the statement).

@@ -1,4 +1,6 @@
-import { OutboxStoppedError } from './errors.js';
+import { DeadLetters } from './dlq/dead-letters.js';
+import { buildDlqSql } from './dlq/dlq-sql.js';
+import { InvalidOptionError, OutboxStoppedError } from './errors.js';
 import { type OutboxOptions, type ResolvedOutboxOptions, resolveOutboxOptions } from './outbox-options.js';
 import type { TransactionTarget } from './producer/executor.js';
 import { fetchUnprocessed, type FetchUnprocessedOptions, isFetchTarget } from './producer/fetch-unprocessed.js';
@@ -69,6 +71,7 @@ export class Outbox {
   readonly #subscriptions: Subscription[] = [];
   readonly #explainClaimError: (error: unknown) => void;
   #listener: NotifyListener | undefined;
+  #deadLetters: DeadLetters | undefined;
   #started = false;
   #poolChecked = false;
   #strandedChecked = false;
@@ -115,6 +118,32 @@ export class Outbox {
   /** The DLQ table, or undefined when the DLQ is off. */
   get dlqTable(): string | undefined {
     return this.#options.names.dlq?.display;
+  }
+
+  /**
+   * The dead-letter queue: list, get, redrive and purge its rows (architecture/operations.md).
+   * Throws InvalidOptionError naming `dlqTable` when the Outbox has no DLQ (`dlqTable: false`).
+   */
+  get dlq(): DeadLetters {
+    this.#assertOpen('dlq');
+    const names = this.#options.names;
+    if (names.dlq === undefined) {
+      throw new InvalidOptionError({
+        option: 'dlqTable',
+        value: false,
+        expected: 'a DLQ table for outbox.dlq to read and move rows from',
+        fix: 'Construct the Outbox without `dlqTable: false` (the default is `<table>_dlq`) and run migrate().',
+      });
+    }
+    this.#deadLetters ??= new DeadLetters({
+      db: this.#statements,
+      sql: buildDlqSql({ ...names, dlq: names.dlq }),
+      channel: names.channel,
+      wakeLocal: (queue) => {
+        this.#wakeSubscriptions(queue);
+      },
+    });
+    return this.#deadLetters;
   }
 
   /** The NOTIFY channel publishes signal on (payload: the queue name). */

@@ -1,0 +1,203 @@
+import { decodeBody } from '../envelope/decode-body.js';
+import type { StatementRunner } from '../util/statement-runner.js';
+import {
+  type DlqBatchOptions,
+  type DlqFailureReason,
+  type DlqFilter,
+  type DlqListOptions,
+  type DlqRedriveOptions,
+  encodeCursor,
+  type FilterParams,
+  resolveBatchSize,
+  resolveDelayMs,
+  resolveFilter,
+  resolveId,
+  resolveIds,
+  resolveList,
+} from './dlq-options.js';
+import type { DlqSql } from './dlq-sql.js';
+
+/** A row of the DLQ table, decoded like fetchUnprocessed's rows. */
+export interface DeadLetter {
+  /** The DLQ row id (bigint, as a string): what get(), redrive() and the cursor use. */
+  readonly id: string;
+  /** The row's id in the outbox before it died. */
+  readonly originalId: string;
+  readonly queue: string;
+  /** Decoded by content type: JSON value, string, or Buffer (also when the bytes do not decode). */
+  readonly body: unknown;
+  /** The stored bytes. */
+  readonly payload: Buffer;
+  readonly headers: Readonly<Record<string, string>>;
+  readonly createdAt: Date;
+  readonly firstAttemptAt: Date | null;
+  readonly lastAttemptAt: Date | null;
+  readonly attemptsCount: number;
+  readonly deliveriesCount: number;
+  readonly timerId: string | null;
+  readonly failureReason: DlqFailureReason;
+  /** The class of the last exception (exception_type in metrics), or null. */
+  readonly lastExceptionType: string | null;
+  /** renderError's text of the last exception, or null. */
+  readonly lastException: string | null;
+  readonly failedAt: Date;
+}
+
+export interface DlqPage {
+  /** Newest first: failed_at, then id, descending. */
+  readonly rows: DeadLetter[];
+  /** Pass as `cursor` for the next page; null on the last one. */
+  readonly nextCursor: string | null;
+}
+
+interface DeadLetterRecord {
+  id: string;
+  original_id: string;
+  queue: string;
+  payload: Buffer;
+  headers: Record<string, string>;
+  created_at: Date;
+  first_attempt_at: Date | null;
+  last_attempt_at: Date | null;
+  attempts_count: number;
+  deliveries_count: number;
+  timer_id: string | null;
+  failure_reason: DlqFailureReason;
+  last_exception: string | null;
+  last_exception_type: string | null;
+  failed_at: Date;
+  cursor_failed_at?: string;
+}
+
+function toDeadLetter(record: DeadLetterRecord): DeadLetter {
+  let body: unknown;
+  try {
+    body = decodeBody(record.payload, record.headers);
+  } catch {
+    // An inspection read must not fail on one malformed row: show its bytes instead.
+    body = record.payload;
+  }
+  return {
+    id: record.id,
+    originalId: record.original_id,
+    queue: record.queue,
+    body,
+    payload: record.payload,
+    headers: record.headers,
+    createdAt: record.created_at,
+    firstAttemptAt: record.first_attempt_at,
+    lastAttemptAt: record.last_attempt_at,
+    attemptsCount: record.attempts_count,
+    deliveriesCount: record.deliveries_count,
+    timerId: record.timer_id,
+    failureReason: record.failure_reason,
+    lastExceptionType: record.last_exception_type,
+    lastException: record.last_exception,
+    failedAt: record.failed_at,
+  };
+}
+
+export interface DeadLettersContext {
+  readonly db: StatementRunner;
+  readonly sql: DlqSql;
+  readonly channel: string;
+  /** Wakes this process's subscriptions of a queue (the NOTIFY reaches the others). */
+  readonly wakeLocal: (queue: string) => void;
+}
+
+/**
+ * `outbox.dlq`: list, inspect, redrive and purge dead letters (architecture/operations.md).
+ * Redrive and purge work in batches, one short statement each, so a million rows never hold a
+ * long lock; a batch commits on its own, so an interrupted call leaves each row in exactly one
+ * table, and running it again finishes the rest.
+ */
+export class DeadLetters {
+  readonly #context: DeadLettersContext;
+
+  /** @internal Built by the Outbox. */
+  constructor(context: DeadLettersContext) {
+    this.#context = context;
+  }
+
+  /** One page of dead letters, newest first, narrowed by queue, reason and failure time. */
+  async list(options: DlqListOptions = {}): Promise<DlqPage> {
+    const { filter, limit, cursor } = resolveList(options);
+    const { rows } = await this.#context.db.run<DeadLetterRecord>(this.#context.sql.list, [
+      ...filter,
+      cursor?.failedAt ?? null,
+      cursor?.id ?? null,
+      limit,
+    ]);
+    const last = rows.at(-1);
+    const nextCursor =
+      rows.length === limit && last?.cursor_failed_at !== undefined ? encodeCursor(last.cursor_failed_at, last.id) : null;
+    return { rows: rows.map(toDeadLetter), nextCursor };
+  }
+
+  /** One dead letter by its DLQ id, or null. */
+  async get(id: string): Promise<DeadLetter | null> {
+    const { rows } = await this.#context.db.run<DeadLetterRecord>(this.#context.sql.get, [resolveId(id)]);
+    return rows[0] === undefined ? null : toDeadLetter(rows[0]);
+  }
+
+  /**
+   * Moves dead letters back into the outbox: the given DLQ ids, or every row the filter selects.
+   * Each row comes back with fresh counters, due `delayMs` from now, and headers naming its DLQ
+   * row and failure reason (`x-txoutbox-redriven-from-dlq`, `x-txoutbox-redriven-reason`).
+   */
+  async redrive(idsOrFilter: readonly string[] | DlqFilter, options: DlqRedriveOptions = {}): Promise<{ redriven: number }> {
+    const batchSize = resolveBatchSize(options);
+    const delayMs = resolveDelayMs(options);
+    let redriven = 0;
+    await this.#batches(idsOrFilter, 'redrive', batchSize, async (filter) => {
+      const { rows } = await this.#context.db.run<{ queue: string; redriven: number; due: boolean }>(this.#context.sql.redrive, [
+        ...filter,
+        batchSize,
+        delayMs,
+        this.#context.channel,
+      ]);
+      let moved = 0;
+      for (const row of rows) {
+        moved += row.redriven;
+        if (row.due) this.#context.wakeLocal(row.queue);
+      }
+      redriven += moved;
+      return moved;
+    });
+    return { redriven };
+  }
+
+  /** Deletes dead letters the filter selects (an empty filter needs `all: true`). */
+  async purge(filter: DlqFilter, options: DlqBatchOptions = {}): Promise<{ purged: number }> {
+    const batchSize = resolveBatchSize(options);
+    let purged = 0;
+    await this.#batches(filter, 'purge', batchSize, async (params) => {
+      const result = await this.#context.db.run(this.#context.sql.purge, [...params, batchSize]);
+      const deleted = result.rowCount ?? 0;
+      purged += deleted;
+      return deleted;
+    });
+    return { purged };
+  }
+
+  /**
+   * Runs `batch` until the selection is done: ids in chunks of batchSize (each chunk once, then a
+   * repeat while it still moves rows), a filter until a batch finds nothing.
+   */
+  async #batches(
+    idsOrFilter: readonly string[] | DlqFilter,
+    operation: 'redrive' | 'purge',
+    batchSize: number,
+    batch: (filter: FilterParams) => Promise<number>,
+  ): Promise<void> {
+    if (Array.isArray(idsOrFilter)) {
+      const ids = resolveIds(idsOrFilter as readonly unknown[]);
+      for (let i = 0; i < ids.length; i += batchSize) {
+        await batch([null, null, null, null, ids.slice(i, i + batchSize)]);
+      }
+      return;
+    }
+    const filter = resolveFilter(idsOrFilter, operation);
+    while ((await batch(filter)) > 0);
+  }
+}

@@ -1,0 +1,203 @@
+import { InvalidOptionError } from '../errors.js';
+
+/** Why a row is in the DLQ (the table's reason check). */
+export type DlqFailureReason = 'max_deliveries' | 'retry_terminal' | 'rejected';
+const REASONS: readonly DlqFailureReason[] = ['max_deliveries', 'retry_terminal', 'rejected'];
+
+/** Which dead letters redrive and purge act on. Every field narrows; none at all needs `all: true`. */
+export interface DlqFilter {
+  readonly queue?: string;
+  readonly reason?: DlqFailureReason;
+  /** Rows that failed strictly before this instant. */
+  readonly failedBefore?: Date;
+  /** Rows that failed strictly after this instant. */
+  readonly failedAfter?: Date;
+  /** Every row (with the other fields, if any): an empty filter must be asked for, never an accident. */
+  readonly all?: boolean;
+}
+
+export interface DlqListOptions {
+  readonly queue?: string;
+  readonly reason?: DlqFailureReason;
+  readonly failedBefore?: Date;
+  readonly failedAfter?: Date;
+  /** Rows per page. @default 50, at most 1,000 */
+  readonly limit?: number;
+  /** `nextCursor` of the previous page (opaque). */
+  readonly cursor?: string;
+}
+
+export interface DlqBatchOptions {
+  /** Rows moved or deleted per statement (each its own short transaction). @default 1,000, at most 10,000 */
+  readonly batchSize?: number;
+}
+
+export interface DlqRedriveOptions extends DlqBatchOptions {
+  /** The redriven rows become due this long from now. @default 0 (at once) */
+  readonly delayMs?: number;
+}
+
+export const DEFAULT_LIST_LIMIT = 50;
+export const MAX_LIST_LIMIT = 1_000;
+export const DEFAULT_BATCH_SIZE = 1_000;
+export const MAX_BATCH_SIZE = 10_000;
+
+/** The filter's SQL parameters $1–$5 (see dlq-sql.ts). */
+export type FilterParams = [string | null, string | null, string | null, string | null, string[] | null];
+
+function integerIn(option: string, value: unknown, min: number, max: number, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+    throw new InvalidOptionError({
+      option,
+      value,
+      expected: `an integer from ${min} to ${max}`,
+      fix: `Pass a whole number in that range, or leave ${option} out for ${fallback}.`,
+    });
+  }
+  return value;
+}
+
+function dateParam(option: string, value: unknown): string | null {
+  if (value === undefined) return null;
+  if (!(value instanceof Date) || Number.isNaN(value.getTime())) {
+    throw new InvalidOptionError({
+      option,
+      value,
+      expected: 'a valid Date',
+      fix: `Pass a Date, such as new Date(Date.now() - 3_600_000).`,
+    });
+  }
+  return value.toISOString();
+}
+
+function filterParams(filter: DlqFilter | DlqListOptions, prefix: string): FilterParams {
+  const { queue, reason } = filter;
+  if (queue !== undefined && (typeof queue !== 'string' || queue === '')) {
+    throw new InvalidOptionError({
+      option: `${prefix}queue`,
+      value: queue,
+      expected: 'a non-empty string',
+      fix: 'Pass a queue name, or leave it out for every queue.',
+    });
+  }
+  if (reason !== undefined && !REASONS.includes(reason)) {
+    throw new InvalidOptionError({
+      option: `${prefix}reason`,
+      value: reason,
+      expected: REASONS.map((r) => `'${r}'`).join(', '),
+      fix: 'Pass one of these, or leave it out for every reason.',
+    });
+  }
+  return [
+    queue ?? null,
+    reason ?? null,
+    dateParam(`${prefix}failedBefore`, filter.failedBefore),
+    dateParam(`${prefix}failedAfter`, filter.failedAfter),
+    null,
+  ];
+}
+
+/** A redrive or purge filter: refused when it selects everything without saying so. */
+export function resolveFilter(filter: unknown, operation: 'redrive' | 'purge'): FilterParams {
+  if (filter === null || typeof filter !== 'object' || Array.isArray(filter)) {
+    throw new InvalidOptionError({
+      option: 'filter',
+      value: filter,
+      expected: 'an object such as { queue, reason, failedBefore, failedAfter } or { all: true }',
+      fix: `Call ${operation}({ queue: 'orders' }), or ${operation}({ all: true }) for every dead letter.`,
+    });
+  }
+  const f = filter as DlqFilter;
+  if (f.all !== undefined && typeof f.all !== 'boolean') {
+    throw new InvalidOptionError({
+      option: 'filter.all',
+      value: f.all,
+      expected: 'a boolean',
+      fix: 'Pass all: true to act on every row.',
+    });
+  }
+  const params = filterParams(f, 'filter.');
+  if (f.all !== true && params.every((p) => p === null)) {
+    throw new InvalidOptionError({
+      option: 'filter',
+      value: filter,
+      expected: 'at least one of queue, reason, failedBefore, failedAfter, or all: true',
+      fix: `An empty filter selects every dead letter: pass ${operation}({ all: true }) if that is what you mean.`,
+    });
+  }
+  return params;
+}
+
+/** DLQ row ids: bigint ids as strings (or safe integers), as list() and get() return them. */
+export function resolveIds(ids: readonly unknown[]): string[] {
+  return ids.map((id, i) => {
+    const text = typeof id === 'number' && Number.isSafeInteger(id) ? String(id) : id;
+    if (typeof text !== 'string' || !/^[1-9][0-9]{0,18}$/.test(text)) {
+      throw new InvalidOptionError({
+        option: `ids[${i}]`,
+        value: id,
+        expected: 'a DLQ row id (a positive integer, as a string)',
+        fix: 'Pass the `id` of a row from outbox.dlq.list() or outbox.dlq.get().',
+      });
+    }
+    return text;
+  });
+}
+
+export function resolveId(id: unknown): string {
+  return resolveIds([id])[0] as string;
+}
+
+export interface ResolvedList {
+  readonly filter: FilterParams;
+  readonly limit: number;
+  readonly cursor: { readonly failedAt: string; readonly id: string } | undefined;
+}
+
+export function resolveList(options: DlqListOptions): ResolvedList {
+  return {
+    filter: filterParams(options, ''),
+    limit: integerIn('limit', options.limit, 1, MAX_LIST_LIMIT, DEFAULT_LIST_LIMIT),
+    cursor: options.cursor === undefined ? undefined : decodeCursor(options.cursor),
+  };
+}
+
+export function resolveBatchSize(options: DlqBatchOptions): number {
+  return integerIn('batchSize', options.batchSize, 1, MAX_BATCH_SIZE, DEFAULT_BATCH_SIZE);
+}
+
+export function resolveDelayMs(options: DlqRedriveOptions): number {
+  return integerIn('delayMs', options.delayMs, 0, 2_147_483_647, 0);
+}
+
+/** Opaque to callers: the last row's (failed_at at microseconds, id), base64url JSON. */
+export function encodeCursor(failedAt: string, id: string): string {
+  return Buffer.from(JSON.stringify([failedAt, id])).toString('base64url');
+}
+
+function decodeCursor(cursor: unknown): { failedAt: string; id: string } {
+  try {
+    if (typeof cursor !== 'string') throw new Error('not a string');
+    const parsed = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as unknown;
+    if (
+      Array.isArray(parsed) &&
+      parsed.length === 2 &&
+      typeof parsed[0] === 'string' &&
+      /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}$/.test(parsed[0]) &&
+      typeof parsed[1] === 'string' &&
+      /^[1-9][0-9]{0,18}$/.test(parsed[1])
+    ) {
+      return { failedAt: parsed[0], id: parsed[1] };
+    }
+    throw new Error('not a cursor');
+  } catch (error) {
+    throw new InvalidOptionError({
+      option: 'cursor',
+      value: cursor,
+      expected: 'the nextCursor of a previous list() page',
+      fix: 'Pass nextCursor unchanged, or leave cursor out for the first page.',
+      cause: error,
+    });
+  }
+}

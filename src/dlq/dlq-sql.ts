@@ -1,0 +1,88 @@
+import type { TableName } from '../schema/identifiers.js';
+import type { SchemaNames } from '../schema/schema-names.js';
+import { type Statement, statement } from '../util/statement.js';
+
+/**
+ * The DLQ API's statements, built once per Outbox from its validated names (architecture/operations.md).
+ * Every statement shares one filter, so list, redrive and purge select exactly the same rows:
+ * $1 queue, $2 failure_reason, $3 failed before (ISO text), $4 failed after (ISO text), $5 ids
+ * (bigint[]); NULL means "any". They run only on the Outbox's own node-postgres pool.
+ */
+export interface DlqSql {
+  /**
+   * Filter, then $6 cursor failed_at (UTC text), $7 cursor id, $8 limit. Newest first. ORDER BY
+   * names the table's columns: a bare `id` would sort by the text alias ("9" before "10").
+   */
+  readonly list: Statement;
+  /** $1 id. */
+  readonly get: Statement;
+  /**
+   * Filter, then $6 batch size, $7 delay in ms, $8 channel. ONE statement per batch: the delete
+   * from the DLQ and the insert into the outbox commit together or not at all, so a row is never in
+   * both tables nor in neither. One result row per queue; due queues are notified in the statement.
+   */
+  readonly redrive: Statement;
+  /** Filter, then $6 batch size. */
+  readonly purge: Statement;
+}
+
+/** The header a redriven row carries: the DLQ row id it came from. */
+export const REDRIVEN_FROM_HEADER = 'x-txoutbox-redriven-from-dlq';
+/** The failure reason the row had in the DLQ. */
+export const REDRIVEN_REASON_HEADER = 'x-txoutbox-redriven-reason';
+/** The row's id in the outbox before it died (its original_id). */
+export const REDRIVEN_ORIGINAL_ID_HEADER = 'x-txoutbox-redriven-original-id';
+
+const FILTER = `($1::text IS NULL OR queue = $1::text)
+  AND ($2::text IS NULL OR failure_reason = $2::text)
+  AND ($3::text IS NULL OR failed_at < $3::text::timestamptz)
+  AND ($4::text IS NULL OR failed_at > $4::text::timestamptz)
+  AND ($5::bigint[] IS NULL OR id = ANY($5::bigint[]))`;
+
+/**
+ * failed_at at full (microsecond) precision in UTC, independent of the session's DateStyle: the
+ * cursor must compare equal to the stored value, which a JavaScript Date (milliseconds) cannot.
+ */
+const CURSOR_TIME = `to_char(failed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US') AS cursor_failed_at`;
+
+const COLUMNS = `id::text AS id, original_id::text AS original_id, queue, payload, headers, created_at, first_attempt_at,
+  last_attempt_at, attempts_count, deliveries_count, timer_id, failure_reason, last_exception, last_exception_type, failed_at`;
+
+/** Oldest ids first within a batch, skipping rows another redrive or purge holds (it moves them). */
+const pick = (dlq: TableName) => `SELECT id FROM ${dlq.sql} WHERE ${FILTER} ORDER BY id LIMIT $6::int FOR UPDATE SKIP LOCKED`;
+
+export function buildDlqSql(names: SchemaNames & { readonly dlq: TableName }): DlqSql {
+  const d = names.dlq.sql;
+  return {
+    list: statement(
+      'dlq_list',
+      `SELECT ${COLUMNS}, ${CURSOR_TIME} FROM ${d}
+WHERE ${FILTER}
+  AND ($6::text IS NULL OR (failed_at, id) < (($6::text::timestamp AT TIME ZONE 'UTC'), $7::bigint))
+ORDER BY ${d}.failed_at DESC, ${d}.id DESC LIMIT $8::int`,
+    ),
+    get: statement('dlq_get', `SELECT ${COLUMNS} FROM ${d} WHERE id = $1::bigint`),
+    // Counters, lease and last exception start afresh: the row gets a full set of deliveries.
+    // timer_id is not carried over: a new timer of the same (queue, timer_id) may exist, and a
+    // conflict would lose the row (deleted here, not inserted there); the headers keep the origin.
+    redrive: statement(
+      'dlq_redrive',
+      `WITH moved AS (
+  DELETE FROM ${d} WHERE id IN (${pick(names.dlq)})
+  RETURNING id, original_id, queue, payload, headers, failure_reason
+), inserted AS (
+  INSERT INTO ${names.outbox.sql} (queue, payload, headers, next_attempt_at)
+  SELECT queue, payload,
+    headers || jsonb_build_object('${REDRIVEN_FROM_HEADER}', id::text, '${REDRIVEN_REASON_HEADER}', failure_reason,
+      '${REDRIVEN_ORIGINAL_ID_HEADER}', original_id::text),
+    now() + $7::double precision * interval '1 millisecond'
+  FROM moved ORDER BY id
+  RETURNING queue, next_attempt_at <= now() AS due
+)
+SELECT queue, count(*)::int AS redriven, bool_or(due) AS due,
+  CASE WHEN bool_or(due) THEN pg_notify($8::text, queue) IS NOT NULL END AS woke
+FROM inserted GROUP BY queue`,
+    ),
+    purge: statement('dlq_purge', `DELETE FROM ${d} WHERE id IN (${pick(names.dlq)})`),
+  };
+}

@@ -1,0 +1,222 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+
+import { InvalidOptionError, type Message, NoRetry, REDRIVEN_FROM_HEADER, REDRIVEN_REASON_HEADER } from '../../src/index.js';
+import { useTestDatabase } from '../support/database.js';
+import { listen } from '../support/listen.js';
+import { outboxFactory } from '../support/outboxes.js';
+import { publishCommitted, remaining } from '../support/publish.js';
+import { FAST_POLL, migratedOutbox } from '../support/subscriber-setup.js';
+import { waitFor } from '../support/wait-for.js';
+
+const db = useTestDatabase(import.meta.url);
+const newOutbox = outboxFactory(db);
+
+/** Bulk dead letters straight into the DLQ table (the subscriber path is tested below and in subscriber-delivery). */
+async function seedDlq(table: string, rows: number, queue: string, reason: string, failedAt = 'now()'): Promise<void> {
+  await db.pool.query(
+    `INSERT INTO ${table}_dlq (original_id, queue, payload, headers, created_at, attempts_count, deliveries_count, failure_reason, last_exception, last_exception_type, failed_at)
+     SELECT g, $1, convert_to(json_build_object('n', g)::text, 'UTF8'), '{"content-type":"application/json"}', now(), 3, 3, $2, 'Error: boom', 'Error', ${failedAt}
+     FROM generate_series(1, $3::int) AS g`,
+    [queue, reason, rows],
+  );
+}
+
+async function dlqCount(table: string, queue?: string): Promise<number> {
+  const { rows } = await db.pool.query<{ n: string }>(
+    `SELECT count(*) AS n FROM ${table}_dlq WHERE $1::text IS NULL OR queue = $1`,
+    [queue ?? null],
+  );
+  return Number(rows[0]?.n);
+}
+
+describe('outbox.dlq', () => {
+  test('list pages by cursor with filters (every row once, none missing, newest first); get decodes a row', async () => {
+    const { outbox, log } = await migratedOutbox(newOutbox, db.pool, 'q_list');
+    // Same failed_at for many rows (one statement's now()): the id breaks the tie.
+    await seedDlq('q_list', 120, 'a', 'retry_terminal');
+    await seedDlq('q_list', 30, 'b', 'rejected', "now() - interval '1 hour'");
+    // One that really went through the subscriber.
+    outbox.subscribe(
+      'real',
+      () => {
+        throw new RangeError('bad order');
+      },
+      { retry: new NoRetry(), ...FAST_POLL },
+    );
+    outbox.start();
+    await publishCommitted(outbox, db.pool, 'real', [{ order: 1 }]);
+    await log.waitFor('dlq_written');
+
+    const seen: string[] = [];
+    let cursor: string | undefined;
+    let pages = 0;
+    let previous: Date | undefined;
+    do {
+      const page = await outbox.dlq.list({ limit: 17, ...(cursor === undefined ? {} : { cursor }) });
+      pages += 1;
+      for (const row of page.rows) {
+        if (previous !== undefined) assert.ok(row.failedAt <= previous);
+        previous = row.failedAt;
+      }
+      seen.push(...page.rows.map((r) => r.id));
+      cursor = page.nextCursor ?? undefined;
+    } while (cursor !== undefined);
+    assert.equal(seen.length, 151);
+    assert.equal(new Set(seen).size, 151);
+    assert.ok(pages >= 9);
+
+    const b = await outbox.dlq.list({ queue: 'b', limit: 1000 });
+    assert.equal(b.rows.length, 30);
+    assert.equal(b.nextCursor, null);
+    assert.ok(b.rows.every((r) => r.queue === 'b' && r.failureReason === 'rejected'));
+    assert.equal((await outbox.dlq.list({ reason: 'rejected', limit: 1000 })).rows.length, 30);
+    const hourAgo = new Date(Date.now() - 30 * 60_000);
+    assert.equal((await outbox.dlq.list({ failedBefore: hourAgo, limit: 1000 })).rows.length, 30);
+    assert.equal((await outbox.dlq.list({ failedAfter: hourAgo, limit: 1000 })).rows.length, 121);
+
+    const [real] = (await outbox.dlq.list({ queue: 'real' })).rows;
+    assert.ok(real);
+    const got = await outbox.dlq.get(real.id);
+    assert.deepEqual(got, real);
+    assert.deepEqual(got?.body, { order: 1 });
+    assert.equal(got?.failureReason, 'retry_terminal');
+    assert.equal(got?.lastExceptionType, 'RangeError');
+    assert.match(got?.lastException ?? '', /^RangeError: bad order/);
+    assert.equal(got?.attemptsCount, 1);
+    assert.equal(got?.deliveriesCount, 1);
+    assert.ok(got?.failedAt instanceof Date);
+    assert.equal(await outbox.dlq.get('999999999'), null);
+    await assert.rejects(outbox.dlq.list({ cursor: 'garbage' }), (e) => e instanceof InvalidOptionError && e.option === 'cursor');
+    await assert.rejects(outbox.dlq.list({ limit: 1001 }), (e) => e instanceof InvalidOptionError && e.option === 'limit');
+  });
+
+  test('redrive by ids and by filter: consumed by a running subscriber with fresh counters and the origin header, gone from the DLQ', async () => {
+    const { outbox, log } = await migratedOutbox(newOutbox, db.pool, 'q_redrive');
+    let fail = true;
+    const handled: Message[] = [];
+    for (const queue of ['r1', 'r2']) {
+      outbox.subscribe(
+        queue,
+        (message) => {
+          if (fail) throw new TypeError('downstream down');
+          handled.push(message);
+        },
+        { retry: new NoRetry(), ...FAST_POLL },
+      );
+    }
+    outbox.start();
+    await publishCommitted(outbox, db.pool, 'r1', [{ k: 1 }, { k: 2 }]);
+    await publishCommitted(outbox, db.pool, 'r2', [{ k: 3 }]);
+    await log.waitFor('dlq_written', 3);
+    fail = false;
+
+    const r1 = (await outbox.dlq.list({ queue: 'r1' })).rows;
+    assert.equal(r1.length, 2);
+    const first = r1[0]!;
+    assert.deepEqual(await outbox.dlq.redrive([first.id]), { redriven: 1 });
+    await waitFor(() => handled.length === 1, { what: 'the redriven row is handled' });
+    const message = handled[0]!;
+    assert.deepEqual(message.body, first.body);
+    assert.equal(message.headers[REDRIVEN_FROM_HEADER], first.id);
+    assert.equal(message.headers[REDRIVEN_REASON_HEADER], 'retry_terminal');
+    assert.equal(message.deliveriesCount, 1);
+    assert.equal(message.attemptsCount, 0);
+    assert.equal(await outbox.dlq.get(first.id), null);
+    // Idempotent: the moved row is gone, a second call moves nothing.
+    assert.deepEqual(await outbox.dlq.redrive([first.id]), { redriven: 0 });
+
+    assert.deepEqual(await outbox.dlq.redrive({ queue: 'r2' }), { redriven: 1 });
+    assert.deepEqual(await outbox.dlq.redrive({ reason: 'retry_terminal' }), { redriven: 1 });
+    await waitFor(() => handled.length === 3, { what: 'every redriven row is handled' });
+    await waitFor(
+      async () => (await remaining(db.pool, 'r1', 'q_redrive')) + (await remaining(db.pool, 'r2', 'q_redrive')) === 0,
+    );
+    assert.equal(await dlqCount('q_redrive'), 0);
+    assert.deepEqual(
+      handled.map((m) => m.deliveriesCount),
+      [1, 1, 1],
+    );
+  });
+
+  test('redrive with delayMs schedules the rows; a 2,500-row redrive runs in small batches to the end', async () => {
+    const { outbox } = await migratedOutbox(newOutbox, db.pool, 'q_bulk');
+    await seedDlq('q_bulk', 2_500, 'bulk', 'max_deliveries');
+    await seedDlq('q_bulk', 7, 'other', 'max_deliveries');
+    assert.deepEqual(await outbox.dlq.redrive({ queue: 'bulk' }, { batchSize: 300, delayMs: 3_600_000 }), { redriven: 2_500 });
+    assert.equal(await dlqCount('q_bulk', 'bulk'), 0);
+    assert.equal(await dlqCount('q_bulk', 'other'), 7);
+    const { rows } = await db.pool.query<{ n: string; future: string; fresh: string; distinct_origins: string }>(
+      `SELECT count(*) AS n, count(*) FILTER (WHERE next_attempt_at > now() + interval '50 minutes') AS future,
+         count(*) FILTER (WHERE attempts_count = 0 AND deliveries_count = 0 AND first_attempt_at IS NULL AND last_attempt_at IS NULL) AS fresh,
+         count(DISTINCT headers ->> '${REDRIVEN_FROM_HEADER}') AS distinct_origins
+       FROM q_bulk WHERE queue = 'bulk'`,
+    );
+    assert.deepEqual(rows[0], { n: '2500', future: '2500', fresh: '2500', distinct_origins: '2500' });
+    await assert.rejects(
+      outbox.dlq.redrive({ queue: 'other' }, { batchSize: 0 }),
+      (e) => e instanceof InvalidOptionError && e.option === 'batchSize',
+    );
+  });
+
+  test('a due redrive NOTIFYs its queues (other processes wake); a delayed one does not', async () => {
+    const { outbox } = await migratedOutbox(newOutbox, db.pool, 'q_notify');
+    await seedDlq('q_notify', 3, 'due', 'rejected');
+    await seedDlq('q_notify', 3, 'later', 'rejected');
+    const listener = await listen(db.url, outbox.channel);
+    try {
+      assert.deepEqual(await outbox.dlq.redrive({ queue: 'later' }, { delayMs: 60_000 }), { redriven: 3 });
+      assert.deepEqual(await outbox.dlq.redrive({ queue: 'due' }), { redriven: 3 });
+      await listener.waitFor('due');
+      assert.deepEqual(listener.payloads, ['due']);
+    } finally {
+      await listener.close();
+    }
+  });
+
+  test('concurrent redrives of one filter: every row ends in the outbox exactly once, none stays in the DLQ', async () => {
+    const { outbox } = await migratedOutbox(newOutbox, db.pool, 'q_race');
+    await seedDlq('q_race', 1_200, 'race', 'max_deliveries');
+    const results = await Promise.all(
+      [1, 2, 3].map(() => outbox.dlq.redrive({ queue: 'race' }, { batchSize: 50, delayMs: 3_600_000 })),
+    );
+    assert.equal(
+      results.reduce((sum, r) => sum + r.redriven, 0),
+      1_200,
+    );
+    assert.equal(await dlqCount('q_race'), 0);
+    const { rows } = await db.pool.query<{ n: string; origins: string }>(
+      `SELECT count(*) AS n, count(DISTINCT headers ->> '${REDRIVEN_FROM_HEADER}') AS origins FROM q_race`,
+    );
+    assert.deepEqual(rows[0], { n: '1200', origins: '1200' });
+  });
+
+  test('purge by filter in batches; an empty filter is refused; ids are validated', async () => {
+    const { outbox } = await migratedOutbox(newOutbox, db.pool, 'q_purge');
+    await seedDlq('q_purge', 250, 'p', 'rejected');
+    await seedDlq('q_purge', 5, 'keep', 'rejected');
+    for (const call of [() => outbox.dlq.purge({}), () => outbox.dlq.redrive({}), () => outbox.dlq.purge({ all: false })]) {
+      await assert.rejects(
+        call(),
+        (e) => e instanceof InvalidOptionError && e.option === 'filter' && /all: true/.test(e.fix ?? ''),
+      );
+    }
+    await assert.rejects(
+      outbox.dlq.redrive(['1; DROP TABLE x']),
+      (e) => e instanceof InvalidOptionError && e.option === 'ids[0]',
+    );
+    assert.equal(await dlqCount('q_purge'), 255);
+    assert.deepEqual(await outbox.dlq.purge({ queue: 'p' }, { batchSize: 40 }), { purged: 250 });
+    assert.equal(await dlqCount('q_purge'), 5);
+    assert.deepEqual(await outbox.dlq.purge({ all: true }), { purged: 5 });
+    assert.equal(await dlqCount('q_purge'), 0);
+  });
+
+  test('without a DLQ table, outbox.dlq throws InvalidOptionError naming dlqTable', async () => {
+    const { outbox } = await migratedOutbox(newOutbox, db.pool, 'q_nodlq', { dlqTable: false });
+    assert.throws(
+      () => outbox.dlq,
+      (e) => e instanceof InvalidOptionError && e.option === 'dlqTable' && /dlqTable: false/.test(e.fix ?? ''),
+    );
+  });
+});

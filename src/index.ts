@@ -55,6 +55,7 @@ export type { FetchUnprocessedOptions } from './producer/fetch-unprocessed.js';
 export type { OutboxRow } from './producer/outbox-row.js';
 export type { PublishBatchOptions, PublishOptions } from './producer/publish-options.js';
 export type { NotifyMode } from './producer/wake-after-commit.js';
+export type { PeekedRow, PeekOptions, PeekPage, PeekState } from './queues/peek.js';
 export type { BoundedRetryOptions } from './retry/bounded-retry.js';
 export type { RetryContext, RetryStrategy } from './retry/retry-strategy.js';
 export type { ConstantRetryOptions, ExponentialRetryOptions, LinearRetryOptions } from './retry/strategies.js';

@@ -9,6 +9,8 @@ import { cancelTimer, type ProducerContext, publish, publishBatch } from './prod
 import type { PublishBatchOptions, PublishOptions } from './producer/publish-options.js';
 import { buildProducerSql } from './producer/sql.js';
 import { WakeNotifier } from './producer/wake-notifier.js';
+import { peek, type PeekContext, type PeekOptions, type PeekPage } from './queues/peek.js';
+import { buildPeekSql } from './queues/peek-sql.js';
 import { autovacuumDdl } from './schema/autovacuum.js';
 import { missingTableExplainer } from './schema/explain-missing-table.js';
 import { migrate, type MigrateResult, migrationScript } from './schema/migrate.js';
@@ -72,6 +74,7 @@ export class Outbox {
   readonly #explainClaimError: (error: unknown) => void;
   #listener: NotifyListener | undefined;
   #deadLetters: DeadLetters | undefined;
+  #peek: PeekContext | undefined;
   #started = false;
   #poolChecked = false;
   #strandedChecked = false;
@@ -253,6 +256,18 @@ export class Outbox {
     this.#assertOpen('fetchUnprocessed');
     const [target, options] = isFetchTarget(first) ? [first, second] : [this.#options.pool, first];
     return await fetchUnprocessed(this.#producer.sql, target, this.#producer.preparedStatements, options);
+  }
+
+  /**
+   * Lists pending rows of `queue` without leasing them, oldest first: ready, scheduled or leased
+   * (`state`), each with its state and a 1 KiB body preview; keyset pages of `limit` rows via
+   * `nextCursor`. Read-only on the Outbox's own pool: no lock, deliveries_count unchanged.
+   * Bad options throw InvalidOptionError. See architecture/operations.md.
+   */
+  async peek(queue: string, options?: PeekOptions): Promise<PeekPage> {
+    this.#assertOpen('peek');
+    this.#peek ??= { db: this.#statements, sql: buildPeekSql(this.#options.names) };
+    return await peek(this.#peek, queue, options);
   }
 
   /**

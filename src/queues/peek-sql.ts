@@ -1,0 +1,67 @@
+import { PORTABLE_ROW_COLUMNS } from '../producer/sql.js';
+import type { SchemaNames } from '../schema/schema-names.js';
+import { type Statement, statement } from '../util/statement.js';
+
+/**
+ * outbox.peek()'s statements, one per state, built once per Outbox from its validated names
+ * (architecture/operations.md). Plain SELECTs: no FOR UPDATE, no write, so a peek never leases,
+ * never locks a row and never bumps deliveries_count. Each walks the index its state has, in
+ * order, under a keyset cursor (never OFFSET). The cursor timestamp is UTC text at microseconds
+ * (`cursor_at`): a JavaScript Date would lose the microseconds and repeat or skip a row.
+ * Columns as PORTABLE_ROW_COLUMNS, decoded by toOutboxRow. ORDER BY names `r.` columns: a bare
+ * name would sort by the output alias (text id, epoch-ms double).
+ */
+export interface PeekSql {
+  /**
+   * $1 queue, $2 leaseTtlMs, $3 cursor next_attempt_at (UTC text) or NULL, $4 cursor id, $5 limit.
+   * What a claim would take now: unleased and due (<t>_ready_idx), or leased with the lease expired
+   * (<t>_lease_idx). Oldest first: (next_attempt_at, id).
+   */
+  readonly ready: Statement;
+  /** $1 queue, $2 cursor next_attempt_at or NULL, $3 cursor id, $4 limit. Unleased, not yet due (<t>_ready_idx). */
+  readonly scheduled: Statement;
+  /** $1 queue, $2 leaseTtlMs, $3 cursor acquired_at or NULL, $4 cursor id, $5 limit. Lease held and not expired (<t>_lease_idx). */
+  readonly leased: Statement;
+}
+
+const utcText = (column: string) => `to_char(r.${column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US') AS cursor_at`;
+const after = (column: string, at: number) =>
+  `($${at}::text IS NULL OR (${column}, id) > (($${at}::text::timestamp AT TIME ZONE 'UTC'), $${at + 1}::bigint))`;
+const expiredBefore = (ttl: number) => `now() - $${ttl}::double precision * interval '1 millisecond'`;
+const output = (cursorColumn: string, limit: number) =>
+  `SELECT ${PORTABLE_ROW_COLUMNS}, ${utcText(cursorColumn)} FROM r ORDER BY r.${cursorColumn}, r.id LIMIT $${limit}::int`;
+
+export function buildPeekSql(names: SchemaNames): PeekSql {
+  const t = names.outbox.sql;
+  return {
+    ready: statement(
+      'peek_ready',
+      `WITH unleased AS (
+  SELECT * FROM ${t} WHERE acquired_token IS NULL AND queue = $1::text AND next_attempt_at <= now() AND ${after('next_attempt_at', 3)}
+  ORDER BY next_attempt_at, id LIMIT $5::int
+), expired AS (
+  SELECT * FROM ${t} WHERE acquired_token IS NOT NULL AND queue = $1::text AND acquired_at < ${expiredBefore(2)}
+    AND ${after('next_attempt_at', 3)}
+  ORDER BY next_attempt_at, id LIMIT $5::int
+), r AS (SELECT * FROM unleased UNION ALL SELECT * FROM expired)
+${output('next_attempt_at', 5)}`,
+    ),
+    scheduled: statement(
+      'peek_scheduled',
+      `WITH r AS (
+  SELECT * FROM ${t} WHERE acquired_token IS NULL AND queue = $1::text AND next_attempt_at > now() AND ${after('next_attempt_at', 2)}
+  ORDER BY next_attempt_at, id LIMIT $4::int
+)
+${output('next_attempt_at', 4)}`,
+    ),
+    leased: statement(
+      'peek_leased',
+      `WITH r AS (
+  SELECT * FROM ${t} WHERE acquired_token IS NOT NULL AND queue = $1::text AND acquired_at >= ${expiredBefore(2)}
+    AND ${after('acquired_at', 3)}
+  ORDER BY acquired_at, id LIMIT $5::int
+)
+${output('acquired_at', 5)}`,
+    ),
+  };
+}

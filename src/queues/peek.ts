@@ -1,0 +1,209 @@
+import { InvalidOptionError } from '../errors.js';
+import { type OutboxRow, type OutboxRowRecord, toOutboxRow } from '../producer/outbox-row.js';
+import type { Statement } from '../util/statement.js';
+import type { StatementRunner } from '../util/statement-runner.js';
+import type { PeekSql } from './peek-sql.js';
+
+/**
+ * Where a pending row stands. `ready`: a claim would take it now (unleased and due, or its lease
+ * expired); `scheduled`: unleased, due later (activateInMs/activateAt, a retry's delay); `leased`:
+ * a subscriber holds an unexpired lease on it (its handler is running or buffered).
+ */
+export type PeekState = 'ready' | 'scheduled' | 'leased';
+const STATES: readonly PeekState[] = ['ready', 'scheduled', 'leased'];
+
+export interface PeekOptions {
+  /** Only rows in this state. @default every state: ready, then scheduled, then leased */
+  readonly state?: PeekState;
+  /** Rows per page. @default 50, at most 1,000 */
+  readonly limit?: number;
+  /** `nextCursor` of the previous page (opaque). */
+  readonly cursor?: string;
+  /**
+   * The lease TTL that tells a held lease from an expired one: a lease is a row's, the TTL is its
+   * subscriber's, so pass your subscribers' `leaseTtlMs` when it is not the default.
+   * @default 60,000 (the subscriber default)
+   */
+  readonly leaseTtlMs?: number;
+}
+
+/** A pending row as peek() shows it: the full row (no lease taken) plus its state and a preview. */
+export interface PeekedRow extends OutboxRow {
+  readonly state: PeekState;
+  /**
+   * The first 1 KiB (1,024 UTF-8 bytes, never a split character) of the decoded body as text: a
+   * string as is, a JSON value as JSON text, bytes read as UTF-8.
+   */
+  readonly bodyPreview: string;
+  /** True when the body's text is longer than bodyPreview. */
+  readonly bodyPreviewTruncated: boolean;
+}
+
+export interface PeekPage {
+  readonly rows: PeekedRow[];
+  /** Pass as `cursor` for the next page; null on the last one. */
+  readonly nextCursor: string | null;
+}
+
+export const DEFAULT_PEEK_LIMIT = 50;
+export const MAX_PEEK_LIMIT = 1_000;
+export const BODY_PREVIEW_BYTES = 1_024;
+const DEFAULT_LEASE_TTL_MS = 60_000;
+
+interface Cursor {
+  readonly state: PeekState;
+  readonly at: string;
+  readonly id: string;
+}
+
+interface ResolvedPeek {
+  readonly queue: string;
+  readonly states: readonly PeekState[];
+  readonly limit: number;
+  readonly cursor: Cursor | undefined;
+  readonly leaseTtlMs: number;
+}
+
+const KNOWN = ['state', 'limit', 'cursor', 'leaseTtlMs'];
+
+function integerIn(option: string, value: unknown, min: number, max: number, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+    throw new InvalidOptionError({
+      option,
+      value,
+      expected: `an integer from ${min} to ${max}`,
+      fix: `Pass a whole number in that range, or leave ${option} out for ${fallback}.`,
+    });
+  }
+  return value;
+}
+
+export function resolvePeek(queue: unknown, options: unknown): ResolvedPeek {
+  if (typeof queue !== 'string' || queue === '') {
+    throw new InvalidOptionError({
+      option: 'queue',
+      value: queue,
+      expected: 'a non-empty string',
+      fix: "Pass the queue's name, such as peek('orders').",
+    });
+  }
+  if (options === null || typeof options !== 'object' || Array.isArray(options)) {
+    throw new InvalidOptionError({
+      option: 'options',
+      value: options,
+      expected: 'an object such as { state, limit, cursor }',
+      fix: "Pass peek('orders', { state: 'ready' }), or leave the options out.",
+    });
+  }
+  const o = options as PeekOptions;
+  for (const key of Object.keys(o)) {
+    if (!KNOWN.includes(key)) {
+      throw new InvalidOptionError({
+        option: key,
+        value: (o as Record<string, unknown>)[key],
+        expected: `one of the options ${KNOWN.join(', ')}`,
+        fix: `Remove ${key}; peek() takes ${KNOWN.join(', ')}.`,
+      });
+    }
+  }
+  if (o.state !== undefined && !STATES.includes(o.state)) {
+    throw new InvalidOptionError({
+      option: 'state',
+      value: o.state,
+      expected: STATES.map((s) => `'${s}'`).join(', '),
+      fix: 'Pass one of these, or leave state out for every pending row.',
+    });
+  }
+  const states = o.state === undefined ? STATES : [o.state];
+  const cursor = o.cursor === undefined ? undefined : decodeCursor(o.cursor, states);
+  return {
+    queue,
+    // A cursor of the all-states walk resumes at its state: the states before it are done.
+    states: cursor === undefined ? states : states.slice(states.indexOf(cursor.state)),
+    limit: integerIn('limit', o.limit, 1, MAX_PEEK_LIMIT, DEFAULT_PEEK_LIMIT),
+    cursor,
+    leaseTtlMs: integerIn('leaseTtlMs', o.leaseTtlMs, 1, 24 * 3600 * 1000, DEFAULT_LEASE_TTL_MS),
+  };
+}
+
+/** Opaque to callers: the last row's (state, ordering timestamp at microseconds, id), base64url JSON. */
+function encodeCursor(cursor: Cursor): string {
+  return Buffer.from(JSON.stringify([cursor.state, cursor.at, cursor.id])).toString('base64url');
+}
+
+function decodeCursor(cursor: unknown, states: readonly PeekState[]): Cursor {
+  try {
+    if (typeof cursor !== 'string') throw new Error('not a string');
+    const parsed = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as unknown;
+    if (
+      Array.isArray(parsed) &&
+      parsed.length === 3 &&
+      states.includes(parsed[0] as PeekState) &&
+      typeof parsed[1] === 'string' &&
+      /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}$/.test(parsed[1]) &&
+      typeof parsed[2] === 'string' &&
+      /^[1-9][0-9]{0,18}$/.test(parsed[2])
+    ) {
+      return { state: parsed[0] as PeekState, at: parsed[1], id: parsed[2] };
+    }
+    throw new Error('not a cursor of this state filter');
+  } catch (error) {
+    throw new InvalidOptionError({
+      option: 'cursor',
+      value: cursor,
+      expected: 'the nextCursor of a previous peek() page with the same state option',
+      fix: 'Pass nextCursor unchanged with the same state, or leave cursor out for the first page.',
+      cause: error,
+    });
+  }
+}
+
+/** Cuts at a UTF-8 boundary: never half a character. */
+export function bodyPreviewOf(body: unknown): { bodyPreview: string; bodyPreviewTruncated: boolean } {
+  // JSON.stringify(undefined) is undefined, whatever its declared type says.
+  const json = (value: unknown): string | undefined => JSON.stringify(value);
+  const text = typeof body === 'string' ? body : Buffer.isBuffer(body) ? body.toString('utf8') : (json(body) ?? '');
+  const bytes = Buffer.from(text, 'utf8');
+  if (bytes.length <= BODY_PREVIEW_BYTES) return { bodyPreview: text, bodyPreviewTruncated: false };
+  let end = BODY_PREVIEW_BYTES;
+  // Back up over continuation bytes (10xxxxxx) to the start of the character that does not fit.
+  while (end > 0 && ((bytes[end] ?? 0) & 0xc0) === 0x80) end -= 1;
+  return { bodyPreview: bytes.subarray(0, end).toString('utf8'), bodyPreviewTruncated: true };
+}
+
+type PeekRecord = OutboxRowRecord & { cursor_at: string };
+
+export interface PeekContext {
+  readonly db: StatementRunner;
+  readonly sql: PeekSql;
+}
+
+function paramsFor(state: PeekState, r: ResolvedPeek, cursor: Cursor | undefined, limit: number): unknown[] {
+  const position = cursor?.state === state ? [cursor.at, cursor.id] : [null, null];
+  return state === 'scheduled' ? [r.queue, ...position, limit] : [r.queue, r.leaseTtlMs, ...position, limit];
+}
+
+/**
+ * Read-only, on the Outbox's own pool: one plain SELECT per state walked (the next state only when
+ * the page is not full). Rows may change state between pages (a claim, an ack): a peek is an
+ * inspection, not a snapshot.
+ */
+export async function peek(context: PeekContext, queue: string, options: PeekOptions = {}): Promise<PeekPage> {
+  const resolved = resolvePeek(queue, options);
+  const rows: PeekedRow[] = [];
+  let last: Cursor | undefined;
+  for (const state of resolved.states) {
+    const want = resolved.limit - rows.length;
+    if (want === 0) break;
+    const sql: Statement = context.sql[state];
+    const { rows: records } = await context.db.run<PeekRecord>(sql, paramsFor(state, resolved, resolved.cursor, want));
+    for (const record of records) {
+      const row = toOutboxRow(record);
+      rows.push({ ...row, state, ...bodyPreviewOf(row.body) });
+      last = { state, at: record.cursor_at, id: record.id };
+    }
+  }
+  // A full page may be the last one: the next call then returns no row and a null cursor.
+  return { rows, nextCursor: rows.length === resolved.limit && last !== undefined ? encodeCursor(last) : null };
+}

@@ -1,0 +1,203 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+
+import { InvalidOptionError, type Outbox, type PeekedRow, type PeekOptions } from '../../src/index.js';
+import { useTestDatabase } from '../support/database.js';
+import { outboxFactory } from '../support/outboxes.js';
+import { publishCommitted } from '../support/publish.js';
+import { FAST_POLL, migratedOutbox } from '../support/subscriber-setup.js';
+import { inTransaction } from '../support/transaction.js';
+import { waitFor } from '../support/wait-for.js';
+
+const db = useTestDatabase(import.meta.url);
+const newOutbox = outboxFactory(db);
+const HOUR = 3_600_000;
+
+async function leaseColumns(table: string, queue: string): Promise<{ id: string; deliveries: number; leased: boolean }[]> {
+  const { rows } = await db.pool.query<{ id: string; deliveries_count: number; leased: boolean }>(
+    `SELECT id::text AS id, deliveries_count, acquired_token IS NOT NULL AS leased FROM ${table} WHERE queue = $1 ORDER BY id`,
+    [queue],
+  );
+  return rows.map((r) => ({ id: r.id, deliveries: r.deliveries_count, leased: r.leased }));
+}
+
+/** Every page of peek(queue, options) until nextCursor is null. */
+async function allPages(outbox: Outbox, queue: string, options: PeekOptions): Promise<{ rows: PeekedRow[]; pages: number }> {
+  const rows: PeekedRow[] = [];
+  let cursor: string | undefined;
+  for (let pages = 1; ; pages += 1) {
+    const page = await outbox.peek(queue, { ...options, ...(cursor === undefined ? {} : { cursor }) });
+    assert.ok(page.rows.length <= (options.limit ?? 50));
+    rows.push(...page.rows);
+    if (page.nextCursor === null) return { rows, pages };
+    cursor = page.nextCursor;
+  }
+}
+
+describe('outbox.peek', () => {
+  test('ready, scheduled and leased rows, each with its state, oldest first, filtered by state; peeking leases nothing', async () => {
+    const { outbox } = await migratedOutbox(newOutbox, db.pool, 'peek_states');
+    // Two leased rows: a subscriber whose handler blocks until the test releases it. With
+    // concurrency 1 and fetchBatchSize 1 it holds one running row and one buffered (both leased),
+    // and claims nothing more: the ready rows published next stay ready.
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    const running = new Set<string>();
+    outbox.subscribe(
+      'q',
+      async (message) => {
+        running.add(message.id);
+        await released;
+      },
+      { concurrency: 1, fetchBatchSize: 1, ...FAST_POLL },
+    );
+    const [leased1, leased2] = await publishCommitted(outbox, db.pool, 'q', [{ n: 'leased-1' }, { n: 'leased-2' }]);
+    outbox.start();
+    try {
+      await waitFor(async () => running.size === 1 && (await leaseColumns('peek_states', 'q')).every((r) => r.leased), {
+        what: 'one row running, one buffered: both leased',
+      });
+      // Ready rows in three transactions: next_attempt_at ascends with the id.
+      const [ready1] = await publishCommitted(outbox, db.pool, 'q', ['ready-1']);
+      const [ready2] = await publishCommitted(outbox, db.pool, 'q', [{ big: 'é'.repeat(2_000) }]);
+      const [ready3] = await publishCommitted(outbox, db.pool, 'q', [Buffer.from('raw bytes')]);
+      // Scheduled: published later-due first, so "oldest first" must follow next_attempt_at, not the id.
+      const later = await inTransaction(db.pool, (c) => outbox.publish(c, 'q', 'in two hours', { activateInMs: 2 * HOUR }));
+      const sooner = await inTransaction(db.pool, (c) => outbox.publish(c, 'q', 'in one hour', { activateInMs: HOUR }));
+      await publishCommitted(outbox, db.pool, 'other', ['another queue']);
+      const before = await leaseColumns('peek_states', 'q');
+
+      const all = await outbox.peek('q');
+      assert.deepEqual(
+        all.rows.map((r) => [r.state, r.id]),
+        [
+          ['ready', ready1],
+          ['ready', ready2],
+          ['ready', ready3],
+          ['scheduled', sooner],
+          ['scheduled', later],
+          ['leased', leased1],
+          ['leased', leased2],
+        ],
+      );
+      assert.equal(all.nextCursor, null);
+      const [r1, r2, r3] = all.rows;
+      assert.equal(r1?.bodyPreview, 'ready-1');
+      assert.equal(r1?.bodyPreviewTruncated, false);
+      assert.equal(r1?.headers['content-type'] !== undefined, true, 'headers come with the row');
+      // 1 KiB of the JSON text, cut between characters (é is two bytes in UTF-8).
+      assert.equal(r2?.bodyPreviewTruncated, true);
+      assert.ok(Buffer.byteLength(r2?.bodyPreview ?? '') <= 1_024 && Buffer.byteLength(r2?.bodyPreview ?? '') >= 1_023);
+      assert.ok(r2?.bodyPreview.startsWith('{"big":"éé'));
+      assert.ok(!(r2?.bodyPreview ?? '').includes('\uFFFD'), 'no half character');
+      assert.equal(r3?.bodyPreview, 'raw bytes');
+      assert.ok(all.rows.slice(5).every((r) => r.acquiredAt instanceof Date && r.deliveriesCount === 1));
+
+      for (const [state, ids] of [
+        ['ready', [ready1, ready2, ready3]],
+        ['scheduled', [sooner, later]],
+        ['leased', [leased1, leased2]],
+      ] as const) {
+        const page = await outbox.peek('q', { state });
+        assert.deepEqual(
+          page.rows.map((r) => r.id),
+          ids,
+          state,
+        );
+        assert.ok(page.rows.every((r) => r.state === state));
+      }
+      // A lease older than the TTL is ready again (a claim would take it): the expired-lease branch.
+      await waitFor(async () => (await outbox.peek('q', { state: 'leased', leaseTtlMs: 1 })).rows.length === 0);
+      const expired = await outbox.peek('q', { state: 'ready', leaseTtlMs: 1 });
+      assert.deepEqual(expired.rows.map((r) => r.id).sort(), [ready1, ready2, ready3, leased1, leased2].sort());
+
+      // Peeking leased nothing and counted no delivery.
+      assert.deepEqual(await leaseColumns('peek_states', 'q'), before);
+      assert.deepEqual(
+        before.filter((r) => r.leased).map((r) => r.id),
+        [leased1, leased2],
+      );
+      assert.ok(before.filter((r) => !r.leased).every((r) => r.deliveries === 0));
+    } finally {
+      release();
+    }
+    await waitFor(async () => (await outbox.peek('q', { state: 'leased' })).rows.length === 0, { what: 'handlers acked' });
+  });
+
+  test('takes no lock: rows another transaction holds FOR UPDATE are still shown, without waiting', async () => {
+    const { outbox } = await migratedOutbox(newOutbox, db.pool, 'peek_locks');
+    const ids = await publishCommitted(outbox, db.pool, 'q', [1, 2, 3]);
+    const client = await db.pool.connect();
+    try {
+      await client.query('BEGIN');
+      await client.query(`SELECT id FROM peek_locks WHERE queue = 'q' FOR UPDATE`);
+      const page = await outbox.peek('q', { state: 'ready' });
+      assert.deepEqual(
+        page.rows.map((r) => r.id),
+        ids,
+      );
+    } finally {
+      await client.query('ROLLBACK');
+      client.release();
+    }
+  });
+
+  test('pages over many rows (ties on next_attempt_at broken by id): every row once, none missing, in order', async () => {
+    const { outbox } = await migratedOutbox(newOutbox, db.pool, 'peek_pages');
+    // One batch shares one now(): 230 rows with the same next_attempt_at.
+    const ready = await publishCommitted(
+      outbox,
+      db.pool,
+      'q',
+      Array.from({ length: 230 }, (_, i) => ({ i })),
+    );
+    const scheduled = await inTransaction(db.pool, (c) =>
+      outbox.publishBatch(
+        c,
+        'q',
+        Array.from({ length: 40 }, (_, i) => ({ s: i })),
+        { activateInMs: HOUR },
+      ),
+    );
+    const { rows, pages } = await allPages(outbox, 'q', { limit: 7 });
+    assert.ok(pages > 30);
+    assert.deepEqual(
+      rows.map((r) => r.id),
+      [...ready, ...scheduled],
+    );
+    assert.equal(new Set(rows.map((r) => r.id)).size, rows.length, 'no row twice');
+    const onlyScheduled = await allPages(outbox, 'q', { state: 'scheduled', limit: 15 });
+    assert.deepEqual(
+      onlyScheduled.rows.map((r) => r.id),
+      scheduled,
+    );
+    assert.equal((await outbox.peek('q', { limit: 1_000 })).rows.length, 270);
+  });
+
+  test('bad options are refused with InvalidOptionError naming the option', async () => {
+    const { outbox } = await migratedOutbox(newOutbox, db.pool, 'peek_bad');
+    await publishCommitted(outbox, db.pool, 'q', [1, 2]);
+    const first = await outbox.peek('q', { state: 'ready', limit: 1 });
+    assert.ok(first.nextCursor !== null);
+    const cases: [string, unknown, unknown][] = [
+      ['queue', '', undefined],
+      ['state', 'q', { state: 'pending' }],
+      ['limit', 'q', { limit: 0 }],
+      ['limit', 'q', { limit: 1_001 }],
+      ['limit', 'q', { limit: 2.5 }],
+      ['cursor', 'q', { cursor: 'nonsense' }],
+      // A cursor of the ready walk does not belong to the scheduled one.
+      ['cursor', 'q', { state: 'scheduled', cursor: first.nextCursor }],
+      ['leaseTtlMs', 'q', { leaseTtlMs: -1 }],
+      ['offset', 'q', { offset: 10 }],
+      ['options', 'q', 'ready'],
+    ];
+    for (const [option, queue, options] of cases) {
+      await assert.rejects(
+        outbox.peek(queue as string, options as PeekOptions),
+        (error: unknown) => error instanceof InvalidOptionError && error.option === option && error.fix !== undefined,
+        `${option}: ${JSON.stringify(options)}`,
+      );
+    }
+  });
+});

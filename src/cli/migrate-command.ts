@@ -2,8 +2,9 @@ import { parseArgs } from 'node:util';
 
 import { Outbox } from '../outbox.js';
 import { migrationScript } from '../schema/migrate.js';
-import { DEFAULT_TABLE, resolveSchemaNames } from '../schema/schema-names.js';
+import { resolveSchemaNames } from '../schema/schema-names.js';
 import { redactConnectionString } from '../util/redact.js';
+import { CONNECTION_OPTIONS, connectionString as connectionStringOf } from './connection-options.js';
 import { UsageError } from './usage.js';
 
 export interface CommandIo {
@@ -16,9 +17,7 @@ export async function migrateCommand(args: string[], io: CommandIo): Promise<voi
   const { values } = parseArgs({
     args,
     options: {
-      'database-url': { type: 'string' },
-      table: { type: 'string', default: DEFAULT_TABLE },
-      'dlq-table': { type: 'string' },
+      ...CONNECTION_OPTIONS,
       'no-dlq': { type: 'boolean', default: false },
       print: { type: 'boolean', default: false },
       since: { type: 'string' },
@@ -35,10 +34,7 @@ export async function migrateCommand(args: string[], io: CommandIo): Promise<voi
     io.out(migrationScript(resolveSchemaNames(values.table, dlqTable), { since }));
     return;
   }
-  const connectionString = values['database-url'] ?? io.env.DATABASE_URL;
-  if (connectionString === undefined || connectionString === '') {
-    throw new UsageError('no database: pass --database-url or set DATABASE_URL (or use --print to get the SQL)');
-  }
+  const connectionString = connectionStringOf(values['database-url'], io.env, ' (or use --print to get the SQL)');
   const outbox = new Outbox({ connectionString, table: values.table, dlqTable, poolSize: 1 });
   try {
     const { applied } = await outbox.migrate();

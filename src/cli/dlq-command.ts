@@ -1,0 +1,263 @@
+import { parseArgs } from 'node:util';
+
+import type { DeadLetter } from '../dlq/dead-letters.js';
+import type { DlqFailureReason, DlqFilter } from '../dlq/dlq-options.js';
+import { InvalidOptionError } from '../errors.js';
+import { Outbox } from '../outbox.js';
+import { redactConnectionString } from '../util/redact.js';
+import { CONNECTION_OPTIONS, connectionString as connectionStringOf } from './connection-options.js';
+import { UsageError } from './usage.js';
+
+export interface DlqIo {
+  readonly env: NodeJS.ProcessEnv;
+  out(text: string): void;
+  /** Asks a yes/no question on the terminal; absent when stdin or stdout is not one. */
+  readonly confirm?: (question: string) => Promise<boolean>;
+}
+
+const OPTIONS = {
+  ...CONNECTION_OPTIONS,
+  json: { type: 'boolean', default: false },
+  queue: { type: 'string' },
+  reason: { type: 'string' },
+  limit: { type: 'string' },
+  cursor: { type: 'string' },
+  id: { type: 'string', multiple: true },
+  all: { type: 'boolean', default: false },
+  'delay-ms': { type: 'string' },
+  yes: { type: 'boolean', default: false },
+} as const;
+
+function parse(args: string[]) {
+  return parseArgs({ args, options: OPTIONS, strict: true, allowPositionals: true });
+}
+type Values = ReturnType<typeof parse>['values'];
+
+/** Which options each subcommand takes: anything else is bad usage, never silently ignored. */
+const ACCEPTS: Record<string, readonly string[]> = {
+  list: ['json', 'queue', 'reason', 'limit', 'cursor'],
+  show: ['json'],
+  redrive: ['id', 'queue', 'reason', 'all', 'delay-ms', 'yes', 'json'],
+  purge: ['queue', 'reason', 'all', 'yes', 'json'],
+};
+
+/** API option names as the CLI spells them, so an InvalidOptionError becomes usage naming the flag. */
+const FLAG_OF: Record<string, string> = {
+  queue: '--queue',
+  'filter.queue': '--queue',
+  reason: '--reason',
+  'filter.reason': '--reason',
+  limit: '--limit',
+  cursor: '--cursor',
+  delayMs: '--delay-ms',
+};
+
+/**
+ * `txoutbox dlq list | show <id> | redrive | purge`: the CLI over `outbox.dlq`
+ * (architecture/cli.md). Resolves with the exit code: 0 ok, 1 not found or failed; bad usage
+ * throws UsageError (exit 2).
+ */
+export async function dlqCommand(args: string[], io: DlqIo): Promise<number> {
+  const { values, positionals } = parse(args);
+  const [sub, ...operands] = positionals;
+  if (sub === undefined || !(sub in ACCEPTS)) {
+    throw new UsageError(`dlq takes list, show <id>, redrive or purge, got ${sub === undefined ? 'nothing' : `'${sub}'`}`);
+  }
+  for (const [name, value] of Object.entries(values)) {
+    const given = Array.isArray(value) ? value.length > 0 : value !== false;
+    if (given && !(name in CONNECTION_OPTIONS) && !ACCEPTS[sub]?.includes(name)) {
+      throw new UsageError(`--${name} does not go with dlq ${sub}`);
+    }
+  }
+  if (operands.length > (sub === 'show' ? 1 : 0)) throw new UsageError(`unexpected argument '${operands.at(-1)}'`);
+  const connectionString = connectionStringOf(values['database-url'], io.env);
+  // Parse every option before connecting: bad usage never waits for a database.
+  const run = plan(sub, operands[0], values);
+  const outbox = new Outbox({ connectionString, table: values.table, dlqTable: values['dlq-table'], poolSize: 1 });
+  try {
+    return await run(outbox, io);
+  } catch (error) {
+    if (error instanceof InvalidOptionError && FLAG_OF[error.option] !== undefined) {
+      throw new UsageError(`${FLAG_OF[error.option]}: expected ${error.expected}, got '${String(error.value)}'`);
+    }
+    throw redacted(error, connectionString);
+  } finally {
+    await outbox.stop();
+  }
+}
+
+type Run = (outbox: Outbox, io: DlqIo) => Promise<number>;
+
+function plan(sub: string, id: string | undefined, values: Values): Run {
+  switch (sub) {
+    case 'list': {
+      const options = {
+        ...(values.queue === undefined ? {} : { queue: values.queue }),
+        ...(values.reason === undefined ? {} : { reason: values.reason as DlqFailureReason }),
+        ...(values.limit === undefined ? {} : { limit: wholeNumber('--limit', values.limit) }),
+        ...(values.cursor === undefined ? {} : { cursor: values.cursor }),
+      };
+      return async (outbox, io) => {
+        const page = await outbox.dlq.list(options);
+        io.out(
+          values.json
+            ? `${JSON.stringify({ rows: page.rows.map(toJson), nextCursor: page.nextCursor })}\n`
+            : table(page.rows, page.nextCursor),
+        );
+        return 0;
+      };
+    }
+    case 'show': {
+      if (id === undefined) throw new UsageError('dlq show takes the id of a dead letter (from dlq list)');
+      const shown = rowId('show <id>', id);
+      return async (outbox, io) => {
+        const row = await outbox.dlq.get(shown);
+        if (row === null) {
+          io.out(values.json ? 'null\n' : `no dead letter with id ${shown} in ${outbox.dlqTable}\n`);
+          return 1;
+        }
+        io.out(values.json ? `${JSON.stringify(toJson(row))}\n` : details(row));
+        return 0;
+      };
+    }
+    default: {
+      const operation = sub as 'redrive' | 'purge';
+      const target = selection(operation, values);
+      const delayMs = values['delay-ms'] === undefined ? undefined : wholeNumber('--delay-ms', values['delay-ms']);
+      return async (outbox, io) => {
+        if (!values.yes) {
+          if (io.confirm === undefined) {
+            throw new UsageError(`dlq ${operation} changes data and there is no terminal to confirm on: pass --yes`);
+          }
+          if (!(await io.confirm(`${operation} ${describe(target)} in ${outbox.dlqTable}? [y/N] `))) {
+            io.out('nothing done\n');
+            return 1;
+          }
+        }
+        const count =
+          operation === 'purge'
+            ? (await outbox.dlq.purge(target as DlqFilter)).purged
+            : (await outbox.dlq.redrive(target, delayMs === undefined ? {} : { delayMs })).redriven;
+        const verb = operation === 'purge' ? 'purged' : 'redriven';
+        io.out(
+          values.json ? `${JSON.stringify({ [verb]: count })}\n` : `${verb} ${count} dead letter${count === 1 ? '' : 's'}\n`,
+        );
+        return 0;
+      };
+    }
+  }
+}
+
+/** Exactly one selection: ids (redrive only), or a filter of --queue/--reason, or --all. */
+function selection(operation: 'redrive' | 'purge', values: Values): readonly string[] | DlqFilter {
+  const ids = values.id ?? [];
+  const filter: DlqFilter = {
+    ...(values.queue === undefined ? {} : { queue: values.queue }),
+    ...(values.reason === undefined ? {} : { reason: values.reason as DlqFailureReason }),
+    ...(values.all ? { all: true } : {}),
+  };
+  const byFilter = Object.keys(filter).length > 0;
+  if (ids.length > 0 && byFilter) throw new UsageError('--id excludes --queue, --reason and --all');
+  if (ids.length > 0) return ids.map((id) => rowId('--id', id));
+  if (!byFilter) {
+    const choices = operation === 'redrive' ? '--id ID, --queue Q, --reason R or --all' : '--queue Q, --reason R or --all';
+    throw new UsageError(`dlq ${operation} needs a selection: ${choices}`);
+  }
+  return filter;
+}
+
+function describe(target: readonly string[] | DlqFilter): string {
+  if (Array.isArray(target)) return `dead letter${target.length === 1 ? '' : 's'} ${target.join(', ')}`;
+  const filter = target as DlqFilter;
+  const parts = [
+    filter.queue === undefined ? '' : `queue '${filter.queue}'`,
+    filter.reason === undefined ? '' : `reason '${filter.reason}'`,
+  ];
+  const narrowed = parts.filter((p) => p !== '').join(' and ');
+  return narrowed === '' ? 'EVERY dead letter' : `every dead letter with ${narrowed}`;
+}
+
+function wholeNumber(flag: string, value: string): number {
+  if (!/^\d{1,15}$/.test(value)) throw new UsageError(`${flag}: expected a whole number, got '${value}'`);
+  return Number(value);
+}
+
+function rowId(flag: string, value: string): string {
+  if (!/^[1-9][0-9]{0,18}$/.test(value)) {
+    throw new UsageError(`${flag}: expected a dead letter id (a positive integer, from dlq list), got '${value}'`);
+  }
+  return value;
+}
+
+/** A row for --json: Dates as ISO strings (by JSON), the stored bytes and an undecodable body as base64. */
+function toJson(row: DeadLetter): Record<string, unknown> {
+  return {
+    ...row,
+    body: Buffer.isBuffer(row.body) ? row.body.toString('base64') : row.body,
+    payload: row.payload.toString('base64'),
+  };
+}
+
+function table(rows: readonly DeadLetter[], nextCursor: string | null): string {
+  if (rows.length === 0) return 'no dead letters\n';
+  const header = ['ID', 'QUEUE', 'REASON', 'FAILED AT', 'DELIVERIES', 'LAST EXCEPTION'];
+  const cells = rows.map((r) => [
+    r.id,
+    r.queue,
+    r.failureReason,
+    r.failedAt.toISOString(),
+    String(r.deliveriesCount),
+    r.lastExceptionType ?? '',
+  ]);
+  const widths = header.map((h, i) => Math.max(h.length, ...cells.map((c) => (c[i] ?? '').length)));
+  const line = (c: readonly string[]): string =>
+    `${c
+      .map((v, i) => v.padEnd(widths[i] ?? 0))
+      .join('  ')
+      .trimEnd()}\n`;
+  const more = nextCursor === null ? '' : `more: --cursor ${nextCursor}\n`;
+  return `${line(header)}${cells.map(line).join('')}${more}`;
+}
+
+/** The body preview stops here: a 1 MB body must not flood the terminal. */
+const PREVIEW_CHARS = 2_000;
+
+function details(row: DeadLetter): string {
+  const body = Buffer.isBuffer(row.body)
+    ? `(bytes, base64) ${row.body.toString('base64')}`
+    : typeof row.body === 'string'
+      ? row.body
+      : JSON.stringify(row.body, null, 2);
+  const preview = body.length > PREVIEW_CHARS ? `${body.slice(0, PREVIEW_CHARS)}… (${body.length} chars)` : body;
+  const headers = Object.entries(row.headers)
+    .map(([k, v]) => `  ${k}: ${v}\n`)
+    .join('');
+  return [
+    `id:              ${row.id} (outbox id ${row.originalId})\n`,
+    `queue:           ${row.queue}\n`,
+    `reason:          ${row.failureReason}\n`,
+    `failed at:       ${row.failedAt.toISOString()}\n`,
+    `created at:      ${row.createdAt.toISOString()}\n`,
+    `deliveries:      ${row.deliveriesCount} (attempts ${row.attemptsCount})\n`,
+    `headers:\n${headers}`,
+    `body:\n${preview}\n`,
+    `last exception:  ${row.lastException ?? '(none)'}\n`,
+  ].join('');
+}
+
+/** Errors reach the terminal: the connection string's password must not ride along in one. */
+function redacted(error: unknown, connectionString: string): unknown {
+  if (!(error instanceof Error)) return error;
+  error.message = error.message.replaceAll(connectionString, redactConnectionString(connectionString));
+  const password = passwordOf(connectionString);
+  if (password !== '') error.message = error.message.replaceAll(password, '***');
+  return error;
+}
+
+function passwordOf(connectionString: string): string {
+  try {
+    return decodeURIComponent(new URL(connectionString).password);
+  } catch {
+    return /password\s*=\s*('[^']*'|\S+)/i.exec(connectionString)?.[1] ?? '';
+  }
+}

@@ -1,0 +1,156 @@
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { before, describe, test } from 'node:test';
+
+import { NoRetry, type Outbox } from '../../src/index.js';
+import { useTestDatabase } from '../support/database.js';
+import { outboxFactory } from '../support/outboxes.js';
+import { publishCommitted } from '../support/publish.js';
+import { FAST_POLL, migratedOutbox } from '../support/subscriber-setup.js';
+
+const db = useTestDatabase(import.meta.url);
+const newOutbox = outboxFactory(db);
+const TABLE = 'cli_dlq';
+
+interface Run {
+  readonly code: number;
+  readonly out: string;
+  readonly err: string;
+}
+
+/** The real bin, as an operator runs it: its own process, stdin and stdout pipes (no terminal). */
+async function txoutbox(args: string[]): Promise<Run> {
+  return await new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      ['--import', 'tsx', 'src/cli/main.ts', 'dlq', ...args, '--table', TABLE],
+      { env: { ...process.env, DATABASE_URL: db.url } },
+      (error, out, err) => {
+        resolve({ code: error === null ? 0 : Number(error.code), out, err });
+      },
+    );
+  });
+}
+
+async function count(table: string, queue?: string): Promise<number> {
+  const { rows } = await db.pool.query<{ n: string }>(`SELECT count(*) AS n FROM ${table} WHERE $1::text IS NULL OR queue = $1`, [
+    queue ?? null,
+  ]);
+  return Number(rows[0]?.n);
+}
+
+describe('txoutbox dlq', () => {
+  let outbox: Outbox;
+
+  // Dead letters made the real way: published, then refused once by a subscriber with NoRetry.
+  before(async () => {
+    const fixture = await migratedOutbox(newOutbox, db.pool, TABLE);
+    outbox = fixture.outbox;
+    for (const queue of ['orders', 'mails']) {
+      outbox.subscribe(
+        queue,
+        () => {
+          throw new RangeError(`bad ${queue}`);
+        },
+        { retry: new NoRetry(), ...FAST_POLL },
+      );
+    }
+    outbox.start();
+    await publishCommitted(outbox, db.pool, 'orders', [{ order: 1 }, { order: 2 }]);
+    await publishCommitted(outbox, db.pool, 'mails', [{ to: 'a@example.com' }]);
+    await fixture.log.waitFor('dlq_written', 3);
+    // Stopped, so redriven rows stay in the outbox for the test to find.
+    await outbox.stop();
+  });
+
+  test('list --json: { rows, nextCursor } with decoded bodies, base64 payloads and the exception type', async () => {
+    const all = await txoutbox(['list', '--json']);
+    assert.equal(all.code, 0, all.err);
+    const page = JSON.parse(all.out) as { rows: Record<string, unknown>[]; nextCursor: string | null };
+    assert.equal(page.rows.length, 3);
+    assert.equal(page.nextCursor, null);
+    const orders = await txoutbox(['list', '--json', '--queue', 'orders', '--limit', '1']);
+    const first = JSON.parse(orders.out) as { rows: Record<string, unknown>[]; nextCursor: string | null };
+    assert.equal(first.rows.length, 1);
+    const row = first.rows[0]!;
+    assert.equal(row.queue, 'orders');
+    assert.equal(row.lastExceptionType, 'RangeError');
+    assert.equal(row.failureReason, 'retry_terminal');
+    assert.deepEqual(JSON.parse(Buffer.from(row.payload as string, 'base64').toString('utf8')), row.body);
+    assert.ok(first.nextCursor !== null);
+    const second = await txoutbox(['list', '--json', '--queue', 'orders', '--cursor', first.nextCursor]);
+    const rest = JSON.parse(second.out) as { rows: Record<string, unknown>[] };
+    assert.deepEqual(
+      [...first.rows, ...rest.rows].map((r) => (r.body as { order: number }).order).sort(),
+      [1, 2],
+      'the cursor pages on',
+    );
+    const human = await txoutbox(['list', '--reason', 'retry_terminal']);
+    assert.equal(human.code, 0, human.err);
+    assert.match(human.out, /^ID\s+QUEUE\s+REASON\s+FAILED AT\s+DELIVERIES\s+LAST EXCEPTION\n/);
+    assert.match(human.out, /mails\s+retry_terminal\s+\S+\s+1\s+RangeError/);
+  });
+
+  test('show <id>: headers, body and the last exception; a missing id exits 1', async () => {
+    const listed = JSON.parse((await txoutbox(['list', '--json', '--queue', 'mails'])).out) as { rows: { id: string }[] };
+    const [mail] = listed.rows;
+    assert.ok(mail);
+    const shown = await txoutbox(['show', mail.id]);
+    assert.equal(shown.code, 0, shown.err);
+    assert.match(shown.out, new RegExp(`^id:\\s+${mail.id} `));
+    assert.match(shown.out, /content-type: application\/json/);
+    assert.match(shown.out, /"to": "a@example.com"/);
+    assert.match(shown.out, /last exception:\s+RangeError: bad mails/);
+    const missing = await txoutbox(['show', '999999999']);
+    assert.equal(missing.code, 1);
+    assert.match(missing.out, /no dead letter with id 999999999/);
+  });
+
+  test('redrive --queue --yes: the rows leave the DLQ and are back in the outbox', async () => {
+    const dlq = outbox.dlqTable!;
+    assert.equal(await count(dlq, 'orders'), 2);
+    const redriven = await txoutbox(['redrive', '--queue', 'orders', '--yes']);
+    assert.equal(redriven.code, 0, redriven.err);
+    assert.equal(redriven.out, 'redriven 2 dead letters\n');
+    assert.equal(await count(dlq, 'orders'), 0);
+    assert.equal(await count(outbox.table, 'orders'), 2);
+    assert.equal(await count(dlq, 'mails'), 1, 'other queues stay');
+  });
+
+  test('purge without --yes and without a terminal refuses (exit 2, names --yes, nothing purged); with --all --yes it purges', async () => {
+    const dlq = outbox.dlqTable!;
+    const before = await count(dlq);
+    assert.ok(before > 0);
+    const refused = await txoutbox(['purge', '--all']);
+    assert.equal(refused.code, 2);
+    assert.match(refused.err, /--yes/);
+    assert.equal(await count(dlq), before);
+    const purged = await txoutbox(['purge', '--all', '--yes']);
+    assert.equal(purged.code, 0, purged.err);
+    assert.equal(purged.out, `purged ${before} dead letter${before === 1 ? '' : 's'}\n`);
+    assert.equal(await count(dlq), 0);
+  });
+
+  test('a wrong password fails with exit 1 and is never printed', async () => {
+    const secretUrl = new URL(db.url);
+    secretUrl.password = 'hunter2-wrong';
+    const failed = await txoutbox(['list', '--database-url', secretUrl.toString()]);
+    assert.equal(failed.code, 1);
+    assert.ok(!`${failed.out}${failed.err}`.includes('hunter2-wrong'), failed.err);
+  });
+
+  test('bad usage exits 2 and names the option', async () => {
+    const unknown = await txoutbox(['list', '--bogus']);
+    assert.equal(unknown.code, 2);
+    assert.match(unknown.err, /--bogus/);
+    const limit = await txoutbox(['list', '--limit', 'ten']);
+    assert.equal(limit.code, 2);
+    assert.match(limit.err, /--limit: expected a whole number, got 'ten'/);
+    const reason = await txoutbox(['list', '--reason', 'tired']);
+    assert.equal(reason.code, 2);
+    assert.match(reason.err, /--reason: expected .*'max_deliveries'.*, got 'tired'/);
+    const noSelection = await txoutbox(['redrive', '--yes']);
+    assert.equal(noSelection.code, 2);
+    assert.match(noSelection.err, /needs a selection: --id ID, --queue Q, --reason R or --all/);
+  });
+});

@@ -2,6 +2,8 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 
 import { InvalidOptionError, type Outbox, type PeekedRow, type PeekOptions } from '../../src/index.js';
+import { buildPeekSql } from '../../src/queues/peek-sql.js';
+import { resolveSchemaNames } from '../../src/schema/schema-names.js';
 import { useTestDatabase } from '../support/database.js';
 import { outboxFactory } from '../support/outboxes.js';
 import { publishCommitted } from '../support/publish.js';
@@ -198,6 +200,31 @@ describe('outbox.peek', () => {
         (error: unknown) => error instanceof InvalidOptionError && error.option === option && error.fix !== undefined,
         `${option}: ${JSON.stringify(options)}`,
       );
+    }
+  });
+
+  test('each state walks its partial index in order: no sequential scan, no sort of the backlog', async () => {
+    const table = 'peek_plan';
+    await migratedOutbox(newOutbox, db.pool, table, { dlqTable: false });
+    await db.pool.query(
+      `INSERT INTO ${table} (queue, payload, next_attempt_at, acquired_token, acquired_at)
+       SELECT CASE WHEN g % 2 = 0 THEN 'a' ELSE 'b' END, '\\x00'::bytea,
+         now() + CASE g % 3 WHEN 0 THEN interval '-1 hour' ELSE interval '1 hour' END + g * interval '1 millisecond',
+         CASE WHEN g % 10 = 0 THEN gen_random_uuid() END, CASE WHEN g % 10 = 0 THEN now() - g * interval '1 microsecond' END
+       FROM generate_series(1, 30000) AS g`,
+    );
+    await db.pool.query(`ANALYZE ${table}`);
+    const sql = buildPeekSql(resolveSchemaNames(table, false));
+    const at = '2026-01-01T00:00:00.000000';
+    for (const [state, params, index] of [
+      ['ready', ['a', 60_000, at, '1', 50], `${table}_ready_idx`],
+      ['scheduled', ['a', at, '1', 50], `${table}_ready_idx`],
+      ['leased', ['a', 60_000, at, '1', 50], `${table}_lease_idx`],
+    ] as const) {
+      const { rows } = await db.pool.query<{ 'QUERY PLAN': string }>(`EXPLAIN ${sql[state].text}`, [...params]);
+      const plan = rows.map((r) => r['QUERY PLAN']).join('\n');
+      assert.ok(plan.includes(index), `${state} uses ${index}:\n${plan}`);
+      assert.ok(!/Seq Scan/.test(plan), `${state}: no sequential scan:\n${plan}`);
     }
   });
 });

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { before, describe, test } from 'node:test';
 
+import { main } from '../../src/cli/main.js';
 import { NoRetry, type Outbox } from '../../src/index.js';
 import { useTestDatabase } from '../support/database.js';
 import { outboxFactory } from '../support/outboxes.js';
@@ -46,7 +47,7 @@ describe('txoutbox dlq', () => {
   before(async () => {
     const fixture = await migratedOutbox(newOutbox, db.pool, TABLE);
     outbox = fixture.outbox;
-    for (const queue of ['orders', 'mails']) {
+    for (const queue of ['orders', 'mails', 'spam']) {
       outbox.subscribe(
         queue,
         () => {
@@ -58,7 +59,8 @@ describe('txoutbox dlq', () => {
     outbox.start();
     await publishCommitted(outbox, db.pool, 'orders', [{ order: 1 }, { order: 2 }]);
     await publishCommitted(outbox, db.pool, 'mails', [{ to: 'a@example.com' }]);
-    await fixture.log.waitFor('dlq_written', 3);
+    await publishCommitted(outbox, db.pool, 'spam', ['buy now']);
+    await fixture.log.waitFor('dlq_written', 4);
     // Stopped, so redriven rows stay in the outbox for the test to find.
     await outbox.stop();
   });
@@ -67,7 +69,7 @@ describe('txoutbox dlq', () => {
     const all = await txoutbox(['list', '--json']);
     assert.equal(all.code, 0, all.err);
     const page = JSON.parse(all.out) as { rows: Record<string, unknown>[]; nextCursor: string | null };
-    assert.equal(page.rows.length, 3);
+    assert.equal(page.rows.length, 4);
     assert.equal(page.nextCursor, null);
     const orders = await txoutbox(['list', '--json', '--queue', 'orders', '--limit', '1']);
     const first = JSON.parse(orders.out) as { rows: Record<string, unknown>[]; nextCursor: string | null };
@@ -115,6 +117,30 @@ describe('txoutbox dlq', () => {
     assert.equal(await count(dlq, 'orders'), 0);
     assert.equal(await count(outbox.table, 'orders'), 2);
     assert.equal(await count(dlq, 'mails'), 1, 'other queues stay');
+  });
+
+  test('on a terminal, purge asks first: a no purges nothing (exit 1), a yes purges', async () => {
+    const dlq = outbox.dlqTable!;
+    const before = await count(dlq, 'spam');
+    assert.ok(before > 0);
+    const questions: string[] = [];
+    let out = '';
+    const io = (answer: boolean) => ({
+      env: { DATABASE_URL: db.url },
+      out: (t: string) => (out += t),
+      err: (t: string) => (out += t),
+      confirm: (question: string) => {
+        questions.push(question);
+        return Promise.resolve(answer);
+      },
+    });
+    const args = ['dlq', 'purge', '--queue', 'spam', '--table', TABLE];
+    assert.equal(await main(args, io(false)), 1, out);
+    assert.match(questions[0] ?? '', /purge every dead letter with queue 'spam' in .*cli_dlq_dlq\? \[y\/N\]/);
+    assert.equal(await count(dlq, 'spam'), before);
+    assert.equal(await main(args, io(true)), 0, out);
+    assert.equal(await count(dlq, 'spam'), 0);
+    assert.equal(await count(dlq, 'mails'), 1, 'only the queue asked about');
   });
 
   test('purge without --yes and without a terminal refuses (exit 2, names --yes, nothing purged); with --all --yes it purges', async () => {

@@ -1,4 +1,5 @@
 import { InvalidOptionError } from '../errors.js';
+import { integerOption } from '../util/integer-option.js';
 
 /** Why a row is in the DLQ (the table's reason check). */
 export type DlqFailureReason = 'max_deliveries' | 'retry_terminal' | 'rejected';
@@ -44,19 +45,6 @@ export const MAX_BATCH_SIZE = 10_000;
 
 /** The filter's SQL parameters $1–$5 (see dlq-sql.ts). */
 export type FilterParams = [string | null, string | null, string | null, string | null, string[] | null];
-
-function integerIn(option: string, value: unknown, min: number, max: number, fallback: number): number {
-  if (value === undefined) return fallback;
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
-    throw new InvalidOptionError({
-      option,
-      value,
-      expected: `an integer from ${min} to ${max}`,
-      fix: `Pass a whole number in that range, or leave ${option} out for ${fallback}.`,
-    });
-  }
-  return value;
-}
 
 function dateParam(option: string, value: unknown): string | null {
   if (value === undefined) return null;
@@ -158,17 +146,17 @@ export interface ResolvedList {
 export function resolveList(options: DlqListOptions): ResolvedList {
   return {
     filter: filterParams(options, ''),
-    limit: integerIn('limit', options.limit, 1, MAX_LIST_LIMIT, DEFAULT_LIST_LIMIT),
+    limit: integerOption('limit', options.limit, 1, MAX_LIST_LIMIT, DEFAULT_LIST_LIMIT),
     cursor: options.cursor === undefined ? undefined : decodeCursor(options.cursor),
   };
 }
 
 export function resolveBatchSize(options: DlqBatchOptions): number {
-  return integerIn('batchSize', options.batchSize, 1, MAX_BATCH_SIZE, DEFAULT_BATCH_SIZE);
+  return integerOption('batchSize', options.batchSize, 1, MAX_BATCH_SIZE, DEFAULT_BATCH_SIZE);
 }
 
 export function resolveDelayMs(options: DlqRedriveOptions): number {
-  return integerIn('delayMs', options.delayMs, 0, 2_147_483_647, 0);
+  return integerOption('delayMs', options.delayMs, 0, 2_147_483_647, 0);
 }
 
 /** Opaque to callers: the last row's (failed_at at microseconds, id), base64url JSON. */

@@ -1,5 +1,6 @@
 import { InvalidOptionError } from '../errors.js';
 import { type OutboxRow, type OutboxRowRecord, toOutboxRow } from '../producer/outbox-row.js';
+import { integerOption } from '../util/integer-option.js';
 import type { Statement } from '../util/statement.js';
 import type { StatementRunner } from '../util/statement-runner.js';
 import type { PeekSql } from './peek-sql.js';
@@ -66,19 +67,6 @@ interface ResolvedPeek {
 
 const KNOWN = ['state', 'limit', 'cursor', 'leaseTtlMs'];
 
-function integerIn(option: string, value: unknown, min: number, max: number, fallback: number): number {
-  if (value === undefined) return fallback;
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
-    throw new InvalidOptionError({
-      option,
-      value,
-      expected: `an integer from ${min} to ${max}`,
-      fix: `Pass a whole number in that range, or leave ${option} out for ${fallback}.`,
-    });
-  }
-  return value;
-}
-
 export function resolvePeek(queue: unknown, options: unknown): ResolvedPeek {
   if (typeof queue !== 'string' || queue === '') {
     throw new InvalidOptionError({
@@ -121,9 +109,9 @@ export function resolvePeek(queue: unknown, options: unknown): ResolvedPeek {
     queue,
     // A cursor of the all-states walk resumes at its state: the states before it are done.
     states: cursor === undefined ? states : states.slice(states.indexOf(cursor.state)),
-    limit: integerIn('limit', o.limit, 1, MAX_PEEK_LIMIT, DEFAULT_PEEK_LIMIT),
+    limit: integerOption('limit', o.limit, 1, MAX_PEEK_LIMIT, DEFAULT_PEEK_LIMIT),
     cursor,
-    leaseTtlMs: integerIn('leaseTtlMs', o.leaseTtlMs, 1, 24 * 3600 * 1000, DEFAULT_LEASE_TTL_MS),
+    leaseTtlMs: integerOption('leaseTtlMs', o.leaseTtlMs, 1, 24 * 3600 * 1000, DEFAULT_LEASE_TTL_MS),
   };
 }
 

@@ -12,9 +12,8 @@ import { WakeNotifier } from './producer/wake-notifier.js';
 import { peek, type PeekContext, type PeekOptions, type PeekPage } from './queues/peek.js';
 import { buildPeekSql } from './queues/peek-sql.js';
 import { autovacuumDdl } from './schema/autovacuum.js';
-import { missingTableExplainer } from './schema/explain-missing-table.js';
+import { ConsumerDiagnostics } from './schema/consumer-diagnostics.js';
 import { migrate, type MigrateResult, migrationScript } from './schema/migrate.js';
-import { reportStrandedRows } from './schema/stranded-rows.js';
 import { validateSchema, type ValidateSchemaOptions } from './schema/validate-schema.js';
 import { NotifyListener } from './subscriber/listener.js';
 import type { Handler } from './subscriber/message.js';
@@ -22,7 +21,6 @@ import { buildSubscriberSql, type SubscriberSql } from './subscriber/sql.js';
 import { Subscription } from './subscriber/subscription.js';
 import { resolveSubscribeOptions, type SubscribeOptions } from './subscriber/subscription-options.js';
 import { beforeDeadline, CLOSE_TIMEOUT_MS } from './util/deadline.js';
-import { warnAboutPoolSafeguards } from './util/owned-pool.js';
 import { statement } from './util/statement.js';
 import { StatementRunner } from './util/statement-runner.js';
 
@@ -71,13 +69,11 @@ export class Outbox {
   readonly #subscriberSql: SubscriberSql;
   readonly #statements: StatementRunner;
   readonly #subscriptions: Subscription[] = [];
-  readonly #explainClaimError: (error: unknown) => void;
+  readonly #diagnostics: ConsumerDiagnostics;
   #listener: NotifyListener | undefined;
   #deadLetters: DeadLetters | undefined;
   #peek: PeekContext | undefined;
   #started = false;
-  #poolChecked = false;
-  #strandedChecked = false;
   /**
    * running → draining (stop() began: no new subscriptions, claims end, handlers finish; producer
    * calls still work, so a handler can publish its follow-up) → closed (the drain ended: producer
@@ -108,7 +104,7 @@ export class Outbox {
       notifier: this.#notifier,
     };
     this.#subscriberSql = buildSubscriberSql(this.#options.names);
-    this.#explainClaimError = missingTableExplainer(this.#options.pool, this.#options.names, this.#options.logger);
+    this.#diagnostics = new ConsumerDiagnostics(this.#options);
     const { pool, preparedStatements, queryTimeoutMs } = this.#options;
     this.#statements = new StatementRunner(pool, preparedStatements, queryTimeoutMs);
   }
@@ -295,7 +291,7 @@ export class Outbox {
       middlewares: this.#options.middlewares,
       customStats: this.#options.customStats,
       stallAfterMs: STALL_QUERY_TIMEOUTS * this.#options.queryTimeoutMs,
-      onClaimError: this.#explainClaimError,
+      onClaimError: this.#diagnostics.onClaimError,
     });
     this.#subscriptions.push(subscription);
     if (this.#started) this.#startSubscription(subscription);
@@ -311,16 +307,7 @@ export class Outbox {
   }
 
   #startSubscription(subscription: Subscription): void {
-    if (!this.#poolChecked && this.#options.ownedPool === undefined) {
-      // Once, as txoutbox's own statements start to run on a pool passed in (a publish-only Outbox runs none).
-      this.#poolChecked = true;
-      warnAboutPoolSafeguards(this.#options.pool, this.#options.queryTimeoutMs, this.#options.logger);
-    }
-    if (!this.#strandedChecked) {
-      // Once, off the claim path: rows 0.1 left beside txoutbox.outbox are consumed by nobody.
-      this.#strandedChecked = true;
-      void reportStrandedRows(this.#options.pool, this.#options.names, this.#options.logger);
-    }
+    this.#diagnostics.onFirstSubscription();
     if (this.#options.listen && this.#listener === undefined) {
       this.#listener = new NotifyListener({
         clientConfig: this.#options.clientConfig,

@@ -1,0 +1,31 @@
+import type { ResolvedOutboxOptions } from '../outbox-options.js';
+import { warnAboutPoolSafeguards } from '../util/owned-pool.js';
+import { missingTableExplainer } from './explain-missing-table.js';
+import { reportStrandedRows } from './stranded-rows.js';
+
+/**
+ * What an Outbox tells an operator about its setup once it starts consuming, kept out of the
+ * Outbox itself: a pool passed in without the safeguards txoutbox relies on, rows stranded in 0.1's
+ * table, and — at the first claim that fails with undefined_table — why the table is missing.
+ * Each runs once per Outbox, off the claim path, and never throws.
+ */
+export class ConsumerDiagnostics {
+  readonly #options: ResolvedOutboxOptions;
+  #started = false;
+  /** Given every claim error by each subscription (SubscriptionDeps.onClaimError). */
+  readonly onClaimError: (error: unknown) => void;
+
+  constructor(options: ResolvedOutboxOptions) {
+    this.#options = options;
+    this.onClaimError = missingTableExplainer(options.pool, options.names, options.logger);
+  }
+
+  /** As the first subscription starts: txoutbox's own statements begin to run on the pool. */
+  onFirstSubscription(): void {
+    if (this.#started) return;
+    this.#started = true;
+    const { pool, ownedPool, queryTimeoutMs, names, logger } = this.#options;
+    if (ownedPool === undefined) warnAboutPoolSafeguards(pool, queryTimeoutMs, logger);
+    void reportStrandedRows(pool, names, logger);
+  }
+}

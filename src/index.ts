@@ -56,6 +56,14 @@ export type { OutboxRow } from './producer/outbox-row.js';
 export type { PublishBatchOptions, PublishOptions } from './producer/publish-options.js';
 export type { NotifyMode } from './producer/wake-after-commit.js';
 export type { PeekedRow, PeekOptions, PeekPage, PeekState } from './queues/peek.js';
+export type {
+  PauseOptions,
+  QueuePauseState,
+  QueueStatus,
+  QueueStatusReport,
+  StatusOptions,
+  ThroughputMinute,
+} from './queues/queue-status.js';
 export type { BoundedRetryOptions } from './retry/bounded-retry.js';
 export type { RetryContext, RetryStrategy } from './retry/retry-strategy.js';
 export type { ConstantRetryOptions, ExponentialRetryOptions, LinearRetryOptions } from './retry/strategies.js';

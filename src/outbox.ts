@@ -11,6 +11,8 @@ import { buildProducerSql } from './producer/sql.js';
 import { WakeNotifier } from './producer/wake-notifier.js';
 import { peek, type PeekContext, type PeekOptions, type PeekPage } from './queues/peek.js';
 import { buildPeekSql } from './queues/peek-sql.js';
+import { QueueControls } from './queues/queue-controls.js';
+import type { PauseOptions, QueuePauseState, QueueStatusReport, StatusOptions } from './queues/queue-status.js';
 import { autovacuumDdl } from './schema/autovacuum.js';
 import { ConsumerDiagnostics } from './schema/consumer-diagnostics.js';
 import { migrate, type MigrateResult, migrationScript } from './schema/migrate.js';
@@ -73,6 +75,7 @@ export class Outbox {
   #listener: NotifyListener | undefined;
   #deadLetters: DeadLetters | undefined;
   #peek: PeekContext | undefined;
+  #controls: QueueControls | undefined;
   #started = false;
   /**
    * running → draining (stop() began: no new subscriptions, claims end, handlers finish; producer
@@ -264,6 +267,36 @@ export class Outbox {
     this.#assertOpen('peek');
     this.#peek ??= { db: this.#statements, sql: buildPeekSql(this.#options.names) };
     return await peek(this.#peek, queue, options);
+  }
+
+  /**
+   * Pauses `queue` in every process: from the next claim on (within a second), no subscriber
+   * claims its rows until resume(); publishing is unaffected and rows keep arriving. Persisted in
+   * the database; idempotent. See architecture/operations.md.
+   */
+  async pause(queue: string, options?: PauseOptions): Promise<QueuePauseState> {
+    this.#assertOpen('pause');
+    return await this.#queueControls().pause(queue, options);
+  }
+
+  /** Ends a pause: every subscriber of `queue` is woken and claims again. Idempotent. */
+  async resume(queue: string): Promise<QueuePauseState> {
+    this.#assertOpen('resume');
+    return await this.#queueControls().resume(queue);
+  }
+
+  /**
+   * Every queue's depth by state, DLQ count, oldest ready age, pause state and per-minute
+   * throughput (summed over every process), in one consistent read-only snapshot.
+   */
+  async status(options?: StatusOptions): Promise<QueueStatusReport> {
+    this.#assertOpen('status');
+    return await this.#queueControls().status(options);
+  }
+
+  #queueControls(): QueueControls {
+    this.#controls ??= new QueueControls();
+    return this.#controls;
   }
 
   /**

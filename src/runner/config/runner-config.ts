@@ -19,6 +19,11 @@ export interface RunnerConfig {
   readonly table: string;
   /** false when the config turns the DLQ off (`dlqTable: false`). */
   readonly dlqTable: string | false;
+  /**
+   * `dlqRetention`: the runner deletes dead letters older than this (architecture/runner.md,
+   * DLQ retention); undefined when the key is absent: dead letters are kept until purged.
+   */
+  readonly dlqRetentionMs: number | undefined;
   /** How long each consumer process waits for running handlers when it drains. */
   readonly gracefulTimeoutMs: number;
   readonly metrics: {

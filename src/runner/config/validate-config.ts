@@ -8,8 +8,9 @@ import { resolveReporting } from './library-options.js';
 import type { ConsumerConfig, PrometheusConfig, RunnerConfig, StatsdConfig } from './runner-config.js';
 import { RUNNER_DEFAULTS } from './runner-config.js';
 import { validateConsumer } from './validate-consumer.js';
+import { dlqRetentionMs } from './validate-dlq-retention.js';
 
-const TOP_KEYS = ['database', 'table', 'dlqTable', 'gracefulTimeoutMs', 'metrics', 'consumers'];
+const TOP_KEYS = ['database', 'table', 'dlqTable', 'dlqRetention', 'gracefulTimeoutMs', 'metrics', 'consumers'];
 const DATABASE_KEYS = ['url', 'poolSize', 'queryTimeoutMs'];
 const METRICS_KEYS = ['prometheus', 'statsd'];
 const PROMETHEUS_KEYS = ['enabled', 'host', 'port', 'prefix'];
@@ -134,6 +135,7 @@ export async function validateRunnerConfig(
   const prometheusConfig = prometheus(issues, metrics.prometheus);
   const statsdConfig = metrics.statsd === undefined ? undefined : statsd(issues, metrics.statsd);
   const consumerConfigs = consumers(issues, top.consumers, dirname(file), top.dlqTable !== false);
+  const retentionMs = dlqRetentionMs(issues, top);
 
   if (issues.count > before || url === undefined || !outboxValid || prometheusConfig === undefined) return undefined;
   const table = typeof top.table === 'string' ? top.table : RUNNER_DEFAULTS.table;
@@ -147,6 +149,7 @@ export async function validateRunnerConfig(
     table,
     // The Outbox's default: "<table>_dlq" next to the outbox table.
     dlqTable: top.dlqTable === false ? false : typeof top.dlqTable === 'string' ? top.dlqTable : `${table}_dlq`,
+    dlqRetentionMs: retentionMs,
     gracefulTimeoutMs: typeof top.gracefulTimeoutMs === 'number' ? top.gracefulTimeoutMs : RUNNER_DEFAULTS.gracefulTimeoutMs,
     metrics: { prometheus: prometheusConfig, statsd: statsdConfig },
     consumers: consumerConfigs,

@@ -1,6 +1,7 @@
 import { decodeBody } from '../envelope/decode-body.js';
 import type { StatementRunner } from '../util/statement-runner.js';
 import {
+  type BatchHooks,
   type DlqBatchOptions,
   type DlqFailureReason,
   type DlqFilter,
@@ -8,6 +9,7 @@ import {
   type DlqRedriveOptions,
   encodeCursor,
   type FilterParams,
+  resolveBatchHooks,
   resolveBatchSize,
   resolveDelayMs,
   resolveFilter,
@@ -16,6 +18,7 @@ import {
   resolveList,
 } from './dlq-options.js';
 import type { DlqSql } from './dlq-sql.js';
+import { resolveRetentionMs } from './retention-options.js';
 
 /** A row of the DLQ table, decoded like fetchUnprocessed's rows. */
 export interface DeadLetter {
@@ -148,56 +151,105 @@ export class DeadLetters {
   async redrive(idsOrFilter: readonly string[] | DlqFilter, options: DlqRedriveOptions = {}): Promise<{ redriven: number }> {
     const batchSize = resolveBatchSize(options);
     const delayMs = resolveDelayMs(options);
+    const hooks = resolveBatchHooks(options);
     let redriven = 0;
-    await this.#batches(idsOrFilter, 'redrive', batchSize, async (filter) => {
-      const { rows } = await this.#context.db.run<{ queue: string; redriven: number; due: boolean }>(this.#context.sql.redrive, [
-        ...filter,
-        batchSize,
-        delayMs,
-        this.#context.channel,
-      ]);
-      let moved = 0;
-      for (const row of rows) {
-        moved += row.redriven;
-        if (row.due) this.#context.wakeLocal(row.queue);
-      }
-      redriven += moved;
-      return moved;
-    });
+    await this.#batches(
+      idsOrFilter,
+      'redrive',
+      hooks,
+      async (filter) => {
+        const { rows } = await this.#context.db.run<{ queue: string; redriven: number; due: boolean }>(
+          this.#context.sql.redrive,
+          [...filter, batchSize, delayMs, this.#context.channel],
+        );
+        let moved = 0;
+        for (const row of rows) {
+          moved += row.redriven;
+          if (row.due) this.#context.wakeLocal(row.queue);
+        }
+        redriven += moved;
+        return moved;
+      },
+      batchSize,
+    );
     return { redriven };
   }
 
   /** Deletes dead letters the filter selects (an empty filter needs `all: true`). */
   async purge(filter: DlqFilter, options: DlqBatchOptions = {}): Promise<{ purged: number }> {
-    const batchSize = resolveBatchSize(options);
-    let purged = 0;
-    await this.#batches(filter, 'purge', batchSize, async (params) => {
-      const result = await this.#context.db.run(this.#context.sql.purge, [...params, batchSize]);
-      const deleted = result.rowCount ?? 0;
-      purged += deleted;
-      return deleted;
-    });
+    const { purged } = await this.#purge(filter, options);
     return { purged };
   }
 
   /**
-   * Runs `batch` until the selection is done: ids in chunks of batchSize (each chunk once, then a
-   * repeat while it still moves rows), a filter until a batch finds nothing.
+   * Deletes every dead letter that failed more than `maxAgeMs` ago by the database's clock (at least
+   * a minute; a duration string such as `'14d'` is accepted too): the retention `txoutbox run`
+   * enforces with `dlqRetention` (architecture/operations.md). Batched like purge(), idempotent,
+   * safe to run from several processes at once (SKIP LOCKED: each row is deleted by one of them).
+   * Returns the count and the line it applied: rows that failed before `failedBefore`.
+   */
+  async enforceRetention(maxAgeMs: number, options: DlqBatchOptions = {}): Promise<{ purged: number; failedBefore: Date }> {
+    const olderThanMs = resolveRetentionMs('maxAgeMs', maxAgeMs);
+    const { purged, failedBefore } = await this.#purge({ olderThanMs }, options);
+    // An olderThanMs filter always resolves to a line (see #batches): never null here.
+    return { purged, failedBefore: new Date(failedBefore ?? '') };
+  }
+
+  async #purge(filter: DlqFilter, options: DlqBatchOptions): Promise<{ purged: number; failedBefore: string | null }> {
+    const batchSize = resolveBatchSize(options);
+    const hooks = resolveBatchHooks(options);
+    let purged = 0;
+    const failedBefore = await this.#batches(
+      filter,
+      'purge',
+      hooks,
+      async (params) => {
+        const result = await this.#context.db.run(this.#context.sql.purge, [...params, batchSize]);
+        const deleted = result.rowCount ?? 0;
+        purged += deleted;
+        return deleted;
+      },
+      batchSize,
+    );
+    return { purged, failedBefore };
+  }
+
+  /**
+   * Runs `batch` until the selection is done: ids in chunks of batchSize (each chunk once), a
+   * filter until a batch finds nothing. An olderThanMs filter becomes a failedBefore line read once
+   * from the database, returned (ISO text) so callers can say what they applied.
    */
   async #batches(
     idsOrFilter: readonly string[] | DlqFilter,
     operation: 'redrive' | 'purge',
-    batchSize: number,
+    hooks: BatchHooks,
     batch: (filter: FilterParams) => Promise<number>,
-  ): Promise<void> {
+    batchSize: number,
+  ): Promise<string | null> {
+    const step = async (filter: FilterParams): Promise<number> => {
+      hooks.signal?.throwIfAborted();
+      const rows = await batch(filter);
+      hooks.onBatch?.(rows);
+      return rows;
+    };
     if (Array.isArray(idsOrFilter)) {
       const ids = resolveIds(idsOrFilter as readonly unknown[]);
       for (let i = 0; i < ids.length; i += batchSize) {
-        await batch([null, null, null, null, ids.slice(i, i + batchSize)]);
+        await step([null, null, null, null, ids.slice(i, i + batchSize)]);
       }
-      return;
+      return null;
     }
-    const filter = resolveFilter(idsOrFilter, operation);
-    while ((await batch(filter)) > 0);
+    const { params, olderThanMs } = resolveFilter(idsOrFilter, operation);
+    const filter: FilterParams = olderThanMs === undefined ? params : [...params];
+    if (olderThanMs !== undefined) {
+      hooks.signal?.throwIfAborted();
+      const { rows } = await this.#context.db.run<{ failed_before: string }>(this.#context.sql.cutoff, [olderThanMs, params[2]]);
+      // Never a NULL line: it would drop the age from the filter and delete younger rows too.
+      const line = rows[0]?.failed_before;
+      if (typeof line !== 'string') throw new Error('dlq_cutoff returned no time: refusing to act without the age line');
+      filter[2] = line;
+    }
+    while ((await step(filter)) > 0);
+    return filter[2];
   }
 }

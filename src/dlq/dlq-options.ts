@@ -1,5 +1,6 @@
 import { InvalidOptionError } from '../errors.js';
 import { integerOption } from '../util/integer-option.js';
+import { resolveOlderThanMs } from './retention-options.js';
 
 /** Why a row is in the DLQ (the table's reason check). */
 export type DlqFailureReason = 'max_deliveries' | 'retry_terminal' | 'rejected';
@@ -13,6 +14,12 @@ export interface DlqFilter {
   readonly failedBefore?: Date;
   /** Rows that failed strictly after this instant. */
   readonly failedAfter?: Date;
+  /**
+   * Rows that failed more than this many milliseconds ago by the database's clock (the clock that
+   * stamped failed_at), read once when the call starts: a long purge does not chase rows that age
+   * past the line while it runs. With failedBefore too, the earlier of the two applies.
+   */
+  readonly olderThanMs?: number;
   /** Every row (with the other fields, if any): an empty filter must be asked for, never an accident. */
   readonly all?: boolean;
 }
@@ -31,6 +38,16 @@ export interface DlqListOptions {
 export interface DlqBatchOptions {
   /** Rows moved or deleted per statement (each its own short transaction). @default 1,000, at most 10,000 */
   readonly batchSize?: number;
+  /**
+   * Stops the call between batches: it rejects with the signal's reason, and every batch before
+   * stays done (each committed on its own); running the call again finishes the rest.
+   */
+  readonly signal?: AbortSignal;
+  /**
+   * Called after each batch committed, with the rows it moved or deleted: progress for a long
+   * call. What it throws stops the call the way `signal` does (the batches done stay done).
+   */
+  readonly onBatch?: (rows: number) => void;
 }
 
 export interface DlqRedriveOptions extends DlqBatchOptions {
@@ -86,8 +103,14 @@ function filterParams(filter: DlqFilter | DlqListOptions, prefix: string): Filte
   ];
 }
 
+/** A redrive or purge selection: the SQL filter, and olderThanMs, which needs the database's clock. */
+export interface ResolvedFilter {
+  readonly params: FilterParams;
+  readonly olderThanMs: number | undefined;
+}
+
 /** A redrive or purge filter: refused when it selects everything without saying so. */
-export function resolveFilter(filter: unknown, operation: 'redrive' | 'purge'): FilterParams {
+export function resolveFilter(filter: unknown, operation: 'redrive' | 'purge'): ResolvedFilter {
   if (filter === null || typeof filter !== 'object' || Array.isArray(filter)) {
     throw new InvalidOptionError({
       option: 'filter',
@@ -106,15 +129,16 @@ export function resolveFilter(filter: unknown, operation: 'redrive' | 'purge'): 
     });
   }
   const params = filterParams(f, 'filter.');
-  if (f.all !== true && params.every((p) => p === null)) {
+  const olderThanMs = f.olderThanMs === undefined ? undefined : resolveOlderThanMs('filter.olderThanMs', f.olderThanMs);
+  if (f.all !== true && olderThanMs === undefined && params.every((p) => p === null)) {
     throw new InvalidOptionError({
       option: 'filter',
       value: filter,
-      expected: 'at least one of queue, reason, failedBefore, failedAfter, or all: true',
+      expected: 'at least one of queue, reason, failedBefore, failedAfter, olderThanMs, or all: true',
       fix: `An empty filter selects every dead letter: pass ${operation}({ all: true }) if that is what you mean.`,
     });
   }
-  return params;
+  return { params, olderThanMs };
 }
 
 /** DLQ row ids: bigint ids as strings (or safe integers), as list() and get() return them. */
@@ -153,6 +177,32 @@ export function resolveList(options: DlqListOptions): ResolvedList {
 
 export function resolveBatchSize(options: DlqBatchOptions): number {
   return integerOption('batchSize', options.batchSize, 1, MAX_BATCH_SIZE, DEFAULT_BATCH_SIZE);
+}
+
+export interface BatchHooks {
+  readonly signal: AbortSignal | undefined;
+  readonly onBatch: ((rows: number) => void) | undefined;
+}
+
+export function resolveBatchHooks(options: DlqBatchOptions): BatchHooks {
+  const { signal, onBatch } = options;
+  if (signal !== undefined && !(signal instanceof AbortSignal)) {
+    throw new InvalidOptionError({
+      option: 'signal',
+      value: signal,
+      expected: 'an AbortSignal',
+      fix: 'Pass controller.signal of an AbortController, or leave signal out.',
+    });
+  }
+  if (onBatch !== undefined && typeof onBatch !== 'function') {
+    throw new InvalidOptionError({
+      option: 'onBatch',
+      value: onBatch,
+      expected: 'a function (rows: number) => void',
+      fix: 'Pass a callback, or leave onBatch out.',
+    });
+  }
+  return { signal, onBatch };
 }
 
 export function resolveDelayMs(options: DlqRedriveOptions): number {

@@ -24,6 +24,11 @@ export interface DlqSql {
   readonly redrive: Statement;
   /** Filter, then $6 batch size. */
   readonly purge: Statement;
+  /**
+   * $1 age in ms, $2 failed before (ISO text or NULL): the earlier of now() - age and $2, as ISO
+   * text at microseconds — the olderThanMs line by the clock that stamped failed_at, read once.
+   */
+  readonly cutoff: Statement;
 }
 
 /** The header a redriven row carries: the DLQ row id it came from. */
@@ -84,5 +89,11 @@ SELECT queue, count(*)::int AS redriven, bool_or(due) AS due,
 FROM inserted GROUP BY queue`,
     ),
     purge: statement('dlq_purge', `DELETE FROM ${d} WHERE id IN (${pick(names.dlq)})`),
+    // LEAST ignores a NULL argument: without failedBefore, the age alone decides.
+    cutoff: statement(
+      'dlq_cutoff',
+      `SELECT to_char(LEAST(now() - $1::double precision * interval '1 millisecond', $2::text::timestamptz) AT TIME ZONE 'UTC',
+  'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS failed_before`,
+    ),
   };
 }

@@ -212,6 +212,113 @@ describe('outbox.dlq', () => {
     assert.equal(await dlqCount('q_purge'), 0);
   });
 
+  test('enforceRetention and olderThanMs: only rows older than the line by the database clock, idempotent, validated', async () => {
+    const { outbox } = await migratedOutbox(newOutbox, db.pool, 'q_retention');
+    await seedDlq('q_retention', 300, 'old', 'max_deliveries', "now() - interval '30 days'");
+    await seedDlq('q_retention', 40, 'old', 'rejected', "now() - interval '3 hours'");
+    await seedDlq('q_retention', 20, 'young', 'rejected', "now() - interval '3 hours'");
+    await seedDlq('q_retention', 10, 'young', 'rejected');
+    const batches: number[] = [];
+    const before = Date.now();
+    const result = await outbox.dlq.enforceRetention(14 * 86_400_000, { batchSize: 64, onBatch: (n) => batches.push(n) });
+    assert.equal(result.purged, 300);
+    // Ran in batches to the end: 64 × 4 + 44, then one that found nothing.
+    assert.deepEqual(batches, [64, 64, 64, 64, 44, 0]);
+    const lineAgeMs = before - result.failedBefore.getTime();
+    assert.ok(Math.abs(lineAgeMs - 14 * 86_400_000) < 60_000, `the line is 14 days back by the database clock (${lineAgeMs} ms)`);
+    assert.equal(await dlqCount('q_retention'), 70);
+    assert.equal((await outbox.dlq.enforceRetention(14 * 86_400_000)).purged, 0, 'a second run finds nothing');
+    // As a purge filter, with the others: 2 hours back, one queue, one reason.
+    assert.deepEqual(await outbox.dlq.purge({ olderThanMs: 2 * 3_600_000, queue: 'young' }), { purged: 20 });
+    assert.deepEqual(await outbox.dlq.purge({ olderThanMs: 60_000, reason: 'max_deliveries' }), { purged: 0 });
+    // With failedBefore too, the earlier line applies: 4 hours back keeps the 3-hour-old rows.
+    const fourHours = new Date(Date.now() - 4 * 3_600_000);
+    assert.deepEqual(await outbox.dlq.purge({ olderThanMs: 60_000, failedBefore: fourHours }), { purged: 0 });
+    assert.equal(await dlqCount('q_retention', 'old'), 40);
+    assert.deepEqual(await outbox.dlq.redrive({ olderThanMs: 3_600_000 }, { delayMs: 3_600_000 }), { redriven: 40 });
+    assert.equal(await dlqCount('q_retention'), 10);
+
+    for (const bad of [14, 59_999, Number.NaN, '14 days', -1] as unknown as number[]) {
+      await assert.rejects(
+        outbox.dlq.enforceRetention(bad),
+        (e) => e instanceof InvalidOptionError && e.option === 'maxAgeMs' && /14d/.test(e.fix ?? ''),
+        String(bad),
+      );
+    }
+    await assert.rejects(
+      outbox.dlq.purge({ olderThanMs: 0 }),
+      (e) => e instanceof InvalidOptionError && e.option === 'filter.olderThanMs',
+    );
+    await assert.rejects(
+      outbox.dlq.purge({ all: true }, { signal: 'stop' as unknown as AbortSignal }),
+      (e) => e instanceof InvalidOptionError && e.option === 'signal',
+    );
+    assert.equal(await dlqCount('q_retention'), 10, 'refused calls deleted nothing');
+  });
+
+  test('an interrupted redrive (aborted between batches, or cancelled inside one) leaves every row in exactly one table; a re-run finishes', async () => {
+    const { outbox } = await migratedOutbox(newOutbox, db.pool, 'q_interrupt');
+    await seedDlq('q_interrupt', 5_000, 'i', 'max_deliveries');
+    const inBoth = async () => {
+      const { rows } = await db.pool.query<{ dlq: string; outbox: string; origins: string; overlap: string }>(
+        `SELECT (SELECT count(*) FROM q_interrupt_dlq) AS dlq, (SELECT count(*) FROM q_interrupt) AS outbox,
+           (SELECT count(DISTINCT headers ->> '${REDRIVEN_FROM_HEADER}') FROM q_interrupt) AS origins,
+           (SELECT count(*) FROM q_interrupt o JOIN q_interrupt_dlq d ON d.id::text = o.headers ->> '${REDRIVEN_FROM_HEADER}') AS overlap`,
+      );
+      return rows[0];
+    };
+
+    // 1. Stopped after 3 batches by its signal: those 3 stay done.
+    const controller = new AbortController();
+    let batches = 0;
+    await assert.rejects(
+      outbox.dlq.redrive(
+        { queue: 'i' },
+        {
+          batchSize: 400,
+          delayMs: 3_600_000,
+          signal: controller.signal,
+          onBatch: () => {
+            batches += 1;
+            if (batches === 3) controller.abort(new Error('operator stop'));
+          },
+        },
+      ),
+      /operator stop/,
+    );
+    assert.deepEqual(await inBoth(), { dlq: '3800', outbox: '1200', origins: '1200', overlap: '0' });
+
+    // 2. Cancelled inside a batch: the statement has deleted its DLQ rows and waits to insert (a
+    // SHARE lock on the outbox holds it there); the cancel rolls the whole batch back.
+    const blocker = await db.pool.connect();
+    try {
+      await blocker.query('BEGIN');
+      await blocker.query('LOCK TABLE q_interrupt IN SHARE MODE');
+      const stuck = outbox.dlq.redrive({ queue: 'i' }, { batchSize: 1_000, delayMs: 3_600_000 });
+      let pid: number | undefined;
+      await waitFor(
+        async () => {
+          const { rows } = await db.pool.query<{ pid: number }>(
+            `SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'WITH moved AS%q_interrupt%'`,
+          );
+          pid = rows[0]?.pid;
+          return pid !== undefined;
+        },
+        { what: 'the redrive batch waits for the outbox lock' },
+      );
+      await db.pool.query('SELECT pg_cancel_backend($1)', [pid]);
+      await assert.rejects(stuck, (e) => (e as { code?: string }).code === '57014');
+    } finally {
+      await blocker.query('ROLLBACK');
+      blocker.release();
+    }
+    assert.deepEqual(await inBoth(), { dlq: '3800', outbox: '1200', origins: '1200', overlap: '0' });
+
+    // 3. The same call again finishes the rest: every row once in the outbox, none left behind.
+    assert.deepEqual(await outbox.dlq.redrive({ queue: 'i' }, { batchSize: 400, delayMs: 3_600_000 }), { redriven: 3_800 });
+    assert.deepEqual(await inBoth(), { dlq: '0', outbox: '5000', origins: '5000', overlap: '0' });
+  });
+
   test('without a DLQ table, outbox.dlq throws InvalidOptionError naming dlqTable', async () => {
     const { outbox } = await migratedOutbox(newOutbox, db.pool, 'q_nodlq', { dlqTable: false });
     assert.throws(

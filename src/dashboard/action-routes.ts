@@ -1,0 +1,66 @@
+import type { DlqFilter } from '../dlq/dlq-options.js';
+import { type DashboardContext, pageContext } from './dashboard-context.js';
+import { type DashboardResponse, page, redirect } from './http-response.js';
+import { describeFilter } from './pages/dlq-confirm-page.js';
+import { errorPage } from './pages/message-pages.js';
+import { noticeQuery } from './pages/notice.js';
+import { dlqHref, queueHref } from './pages/urls.js';
+import { dlqFilterOf, optional } from './query-params.js';
+
+function badRequest(context: DashboardContext, message: string): DashboardResponse {
+  return page(400, errorPage(pageContext(context), 'Bad request', message));
+}
+
+export async function pause(context: DashboardContext, queue: string, form: URLSearchParams): Promise<DashboardResponse> {
+  const reason = optional(form, 'reason')?.trim();
+  const state = await context.outbox.pause(queue, reason === undefined || reason === '' ? {} : { reason });
+  return redirect(queueHref(queue, noticeQuery(state.changed ? 'paused' : 'unchanged')));
+}
+
+export async function resume(context: DashboardContext, queue: string): Promise<DashboardResponse> {
+  const state = await context.outbox.resume(queue);
+  return redirect(queueHref(queue, noticeQuery(state.changed ? 'resumed' : 'unchanged')));
+}
+
+/** A bulk action's filter: only from the confirmation page (`scope=filter`, `confirm=yes`). */
+function confirmedFilter(form: URLSearchParams): DlqFilter | undefined {
+  if (form.get('scope') !== 'filter' || form.get('confirm') !== 'yes') return undefined;
+  const { queue, reason } = dlqFilterOf(form);
+  if (queue === undefined && reason === undefined) return { all: true };
+  return { ...(queue === undefined ? {} : { queue }), ...(reason === undefined ? {} : { reason }) };
+}
+
+/**
+ * Redrives one dead letter (`only`), the ticked ones (`scope=selected`, `id`…), or every one a
+ * confirmed filter selects; then back to the list with the count.
+ */
+export async function redrive(context: DashboardContext, form: URLSearchParams): Promise<DashboardResponse> {
+  const only = optional(form, 'only');
+  const filter = confirmedFilter(form);
+  let target: readonly string[] | DlqFilter;
+  if (only !== undefined) target = [only];
+  else if (form.get('scope') === 'selected') {
+    target = form.getAll('id');
+    if (target.length === 0)
+      return badRequest(context, 'No dead letter was selected: tick the rows to redrive, then press Redrive selected.');
+  } else if (filter !== undefined) target = filter;
+  else
+    return badRequest(context, 'Redriving every matching dead letter needs the confirmation page: use the Redrive all… button.');
+  const { redriven } = await context.outbox.dlq.redrive(target);
+  const back = dlqFilterOf(form);
+  return redirect(dlqHref({ queue: back.queue, reason: back.reason, ...noticeQuery('redriven', redriven) }));
+}
+
+export async function purge(context: DashboardContext, form: URLSearchParams): Promise<DashboardResponse> {
+  const filter = confirmedFilter(form);
+  if (filter === undefined) {
+    return badRequest(context, 'Purging needs the confirmation page: use the Purge… button of the dead-letter list.');
+  }
+  const { purged } = await context.outbox.dlq.purge(filter);
+  context.options.logger.info(
+    { dlqTable: context.outbox.dlqTable, purged, filter: describeFilter(dlqFilterOf(form)) },
+    'dashboard: purged dead letters',
+  );
+  const back = dlqFilterOf(form);
+  return redirect(dlqHref({ queue: back.queue, reason: back.reason, ...noticeQuery('purged', purged) }));
+}

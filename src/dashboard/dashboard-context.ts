@@ -1,0 +1,24 @@
+import type { Outbox } from '../outbox.js';
+import type { ResolvedDashboardOptions } from './dashboard-options.js';
+import type { PageContext } from './pages/layout.js';
+import type { RequestGuard } from './request-guard.js';
+
+/** What the dashboard uses of an Outbox: read-only inspection plus the operator's actions. */
+export type DashboardOutbox = Pick<Outbox, 'status' | 'pause' | 'resume' | 'peek' | 'dlq' | 'table' | 'dlqTable'>;
+
+/** Everything a route needs: the outbox, the resolved options and the request guard. */
+export interface DashboardContext {
+  readonly outbox: DashboardOutbox;
+  readonly options: ResolvedDashboardOptions;
+  readonly guard: RequestGuard;
+}
+
+export function pageContext(context: DashboardContext): PageContext {
+  return {
+    csrfToken: context.guard.csrfToken,
+    readOnly: context.options.readOnly,
+    signedIn: context.guard.tokenRequired,
+    refreshIntervalMs: context.options.refreshIntervalMs,
+    table: context.outbox.table,
+  };
+}

@@ -1,0 +1,45 @@
+import { type Html, html } from '../html.js';
+import type { DlqFilterQuery } from './dlq-list-page.js';
+import { csrfField, layout, type PageContext } from './layout.js';
+import { dlqHref } from './urls.js';
+
+export type BulkAction = 'redrive' | 'purge';
+
+/** What a filter selects, in words: `every dead letter of queue 'orders' with reason 'rejected'`. */
+export function describeFilter(filter: DlqFilterQuery): string {
+  const parts = [
+    filter.queue === undefined ? '' : `of queue '${filter.queue}'`,
+    filter.reason === undefined ? '' : `with reason '${filter.reason}'`,
+  ].filter((p) => p !== '');
+  return parts.length === 0 ? 'EVERY dead letter, of every queue' : `every dead letter ${parts.join(' ')}`;
+}
+
+/**
+ * `/dlq/confirm?action=purge&queue=…`: the confirmation step of a bulk redrive or purge, a page of
+ * its own so that it works without JavaScript (no `confirm()` dialog). Showing it changes nothing;
+ * its button posts the action with `confirm=yes`.
+ */
+export function dlqConfirmPage(context: PageContext, action: BulkAction, filter: DlqFilterQuery, dlqTable: string): Html {
+  const what = describeFilter(filter);
+  const warning =
+    action === 'purge'
+      ? html`<p class="error">Purging deletes them from ${dlqTable} for good: they cannot be redriven afterwards.</p>`
+      : html`<p class="note">They go back into the outbox with fresh counters and are delivered again.</p>`;
+  return layout(context, {
+    title: `Confirm ${action}`,
+    section: 'dlq',
+    content: html`<h1>${action === 'purge' ? 'Purge' : 'Redrive'} ${what}?</h1>
+      ${warning}
+      <form class="actions" method="post" action="${`/dlq/${action}`}">
+        ${csrfField(context)}
+        <input type="hidden" name="queue" value="${filter.queue ?? ''}" />
+        <input type="hidden" name="reason" value="${filter.reason ?? ''}" />
+        <input type="hidden" name="scope" value="filter" />
+        <input type="hidden" name="confirm" value="yes" />
+        <button type="submit" class="${action === 'purge' ? 'danger' : ''}" data-testid="confirm-button">
+          Yes, ${action} ${what}
+        </button>
+        <a href="${dlqHref({ queue: filter.queue, reason: filter.reason })}" data-testid="cancel-link">Cancel</a>
+      </form>`,
+  });
+}

@@ -1,0 +1,86 @@
+import { type Html, html, type HtmlValue } from '../html.js';
+
+/** What every page needs to know about the dashboard serving it. */
+export interface PageContext {
+  readonly csrfToken: string;
+  readonly readOnly: boolean;
+  /** A token protects the dashboard: the header shows a sign-out button. */
+  readonly signedIn: boolean;
+  readonly refreshIntervalMs: number;
+  /** The outbox table, shown in the header. */
+  readonly table: string;
+}
+
+export type Section = 'overview' | 'dlq' | 'processes' | 'none';
+
+const NAV: readonly [Section, string, string][] = [
+  ['overview', '/', 'Queues'],
+  ['dlq', '/dlq', 'Dead letters'],
+  ['processes', '/processes', 'Processes'],
+];
+
+/** The CSRF field every state-changing form carries. */
+export function csrfField(context: PageContext): Html {
+  return html`<input type="hidden" name="csrf" value="${context.csrfToken}" />`;
+}
+
+/** Whether action buttons are shown: never in read-only mode (the POSTs are refused there anyway). */
+export function canAct(context: PageContext): boolean {
+  return !context.readOnly;
+}
+
+export function layout(context: PageContext, args: { title: string; section: Section; content: HtmlValue }): Html {
+  const signOut = context.signedIn
+    ? html`<form class="inline" method="post" action="/logout">
+        ${csrfField(context)}<button type="submit" data-testid="logout-button">Sign out</button>
+      </form>`
+    : '';
+  return html`<!doctype html>
+    <html lang="en">
+      <head>
+        <meta charset="utf-8" />
+        <meta name="viewport" content="width=device-width, initial-scale=1" />
+        <meta name="referrer" content="no-referrer" />
+        <title>${args.title} · txoutbox</title>
+        <link rel="stylesheet" href="/assets/dashboard.css" />
+        <script src="/assets/live.js" defer></script>
+      </head>
+      <body data-refresh-ms="${context.refreshIntervalMs}">
+        <header>
+          <span class="brand">txoutbox</span>
+          <nav>
+            ${NAV.map(([section, href, label]) =>
+              section === args.section
+                ? html`<a href="${href}" aria-current="page">${label}</a>`
+                : html`<a href="${href}">${label}</a>`,
+            )}
+          </nav>
+          <span class="meta"
+            ><span data-testid="outbox-table">${context.table}</span
+            >${context.readOnly ? html` · <span class="badge muted" data-testid="read-only">read-only</span>` : ''} ·
+            <span id="live-status">reload the page to update</span></span
+          >
+          ${signOut}
+        </header>
+        <main>${args.content}</main>
+      </body>
+    </html> `;
+}
+
+/** A bare page for the login form and errors before sign-in: no navigation, nothing of the outbox. */
+export function barePage(title: string, content: HtmlValue): Html {
+  return html`<!doctype html>
+    <html lang="en">
+      <head>
+        <meta charset="utf-8" />
+        <meta name="viewport" content="width=device-width, initial-scale=1" />
+        <meta name="referrer" content="no-referrer" />
+        <title>${title} · txoutbox</title>
+        <link rel="stylesheet" href="/assets/dashboard.css" />
+      </head>
+      <body>
+        <header><span class="brand">txoutbox</span></header>
+        <main>${content}</main>
+      </body>
+    </html> `;
+}

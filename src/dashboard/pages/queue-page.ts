@@ -1,0 +1,154 @@
+import type { PeekedRow, PeekPage, PeekState } from '../../queues/peek.js';
+import type { QueueStatus } from '../../queues/queue-status.js';
+import { formatAge, formatBytes, formatCount, formatRate, formatTime, previewOf } from '../format.js';
+import { type Html, html } from '../html.js';
+import { headersTable } from './headers-table.js';
+import { canAct, csrfField, layout, type PageContext } from './layout.js';
+import { notice } from './notice.js';
+import { sparkline } from './sparkline.js';
+import { dlqHref, queueHref } from './urls.js';
+
+/** The table shows this much of each body; the row's <details> shows peek's whole 1 KiB preview. */
+const CELL_PREVIEW_BYTES = 160;
+
+export interface QueuePageData {
+  readonly queue: string;
+  readonly status: QueueStatus | undefined;
+  readonly page: PeekPage;
+  readonly state: PeekState | undefined;
+  readonly cursor: string | undefined;
+  readonly query: URLSearchParams;
+}
+
+function summary(status: QueueStatus | undefined): Html {
+  if (status === undefined) return html`<p class="note">No status for this queue.</p>`;
+  const { estimated } = status;
+  const pause = status.paused
+    ? html`<span class="badge paused" data-testid="queue-paused">paused</span> since
+        ${formatTime(status.pausedAt)}${
+          status.pauseReason === null ? '' : html`: <span data-testid="pause-reason">${status.pauseReason}</span>`
+        }`
+    : html`<span class="badge ok" data-testid="queue-consuming">consuming</span>`;
+  return html`<dl class="fields">
+    <dt>State</dt>
+    <dd>${pause}</dd>
+    <dt>Ready</dt>
+    <dd data-testid="depth-ready">${formatCount(status.ready, estimated.ready)}</dd>
+    <dt>Scheduled</dt>
+    <dd data-testid="depth-scheduled">${formatCount(status.scheduled, estimated.scheduled)}</dd>
+    <dt>Leased</dt>
+    <dd data-testid="depth-leased">${formatCount(status.leased, estimated.leased)}</dd>
+    <dt>Dead letters</dt>
+    <dd data-testid="depth-dlq">
+      ${
+        status.dlq === undefined
+          ? 'no DLQ table'
+          : html`<a href="${dlqHref({ queue: status.queue })}">${formatCount(status.dlq, estimated.dlq)}</a>`
+      }
+    </dd>
+    <dt>Oldest ready</dt>
+    <dd data-testid="oldest-age">${status.ready === 0 ? '—' : formatAge(status.oldestReadyAgeMs)}</dd>
+    <dt>Handled/min</dt>
+    <dd data-testid="handled-per-minute">${formatRate(status.handledPerMinute)} ${sparkline(status.throughput)}</dd>
+  </dl>`;
+}
+
+function pauseControls(context: PageContext, queue: string, status: QueueStatus | undefined): Html {
+  if (!canAct(context)) return html``;
+  if (status?.paused === true) {
+    return html`<form class="actions" method="post" action="${queueHref(queue)}/resume">
+      ${csrfField(context)} <button type="submit" data-testid="resume-button">Resume</button>
+    </form>`;
+  }
+  return html`<form class="actions" method="post" action="${queueHref(queue)}/pause">
+    ${csrfField(context)}
+    <label
+      >Reason
+      <input
+        type="text"
+        name="reason"
+        maxlength="500"
+        size="40"
+        placeholder="why, for the next operator"
+        data-testid="pause-reason-input"
+    /></label>
+    <button type="submit" class="danger" data-testid="pause-button">Pause</button>
+  </form>`;
+}
+
+function pendingRow(row: PeekedRow): Html {
+  const cell = previewOf(row.bodyPreview, CELL_PREVIEW_BYTES);
+  const truncated = cell.truncated || row.bodyPreviewTruncated;
+  return html`<tr data-testid="pending-row" data-id="${row.id}" data-state="${row.state}">
+    <td class="num">${row.id}</td>
+    <td>${row.state}</td>
+    <td>${formatTime(row.createdAt)}</td>
+    <td>${formatTime(row.nextAttemptAt)}</td>
+    <td class="num">${row.deliveriesCount}</td>
+    <td class="wrap">
+      <details>
+        <summary><code data-testid="body-preview">${cell.text}${truncated ? '…' : ''}</code></summary>
+        <pre>${row.bodyPreview}${row.bodyPreviewTruncated ? '\n… (preview: the first 1 KiB)' : ''}</pre>
+        ${headersTable(row.headers)}
+        <p class="note">
+          payload
+          ${formatBytes(row.payload.length)}${row.timerId === null ? '' : html`, timer <code>${row.timerId}</code>`}${
+            row.acquiredAt === null ? '' : html`, leased at ${formatTime(row.acquiredAt)}`
+          }
+        </p>
+      </details>
+    </td>
+  </tr>`;
+}
+
+const STATES: readonly (PeekState | undefined)[] = [undefined, 'ready', 'scheduled', 'leased'];
+
+/** `/queues/:queue`: the queue's numbers, pause/resume, and its pending rows (peek, paged). */
+export function queuePage(context: PageContext, data: QueuePageData): Html {
+  const { queue, page, state } = data;
+  const filters = STATES.map((s) => {
+    const label = s ?? 'all';
+    return s === state
+      ? html`<strong>${label}</strong>`
+      : html`<a href="${queueHref(queue, { state: s })}" data-testid="${`state-${label}`}">${label}</a>`;
+  });
+  const rows =
+    page.rows.length === 0
+      ? html`<p class="note" data-testid="no-pending-rows">
+          No ${state ?? 'pending'} rows${data.cursor === undefined ? '' : ' on this page'}.
+        </p>`
+      : html`<table>
+          <thead>
+            <tr>
+              <th class="num">Id</th>
+              <th>State</th>
+              <th>Created</th>
+              <th>Due</th>
+              <th class="num">Deliveries</th>
+              <th>Body (click for headers)</th>
+            </tr>
+          </thead>
+          <tbody>
+            ${page.rows.map(pendingRow)}
+          </tbody>
+        </table>`;
+  const pager = html`<p class="pager">
+    ${data.cursor === undefined ? '' : html`<a href="${queueHref(queue, { state })}" data-testid="first-page">First page</a>`}${
+      page.nextCursor === null
+        ? ''
+        : html`<a href="${queueHref(queue, { state, cursor: page.nextCursor })}" data-testid="next-page">Next page</a>`
+    }
+  </p>`;
+  return layout(context, {
+    title: `Queue ${queue}`,
+    section: 'overview',
+    content: html`<p><a href="/">Queues</a> /</p>
+      <h1 data-testid="queue-name">${queue}</h1>
+      ${notice(data.query)}
+      <div id="queue-summary" data-live>${summary(data.status)}</div>
+      ${pauseControls(context, queue, data.status)}
+      <h2>Pending rows</h2>
+      <p class="note">Oldest first, read without leasing them. State: ${filters.map((f, i) => (i === 0 ? f : html` · ${f}`))}</p>
+      <div id="queue-rows" data-live>${rows}${pager}</div>`,
+  });
+}

@@ -11,6 +11,8 @@ export interface RequestOptions {
   /** The session cookie (`name=value`), sent as a browser would. */
   readonly cookie?: string;
   readonly headers?: Readonly<Record<string, string>>;
+  /** Leave out Sec-Fetch-Site and Origin (a browser too old to send them, curl, a script). */
+  readonly bare?: boolean;
 }
 
 async function answer(response: Response): Promise<Answer> {
@@ -41,8 +43,7 @@ export async function post(
     redirect: 'manual',
     headers: {
       'content-type': 'application/x-www-form-urlencoded',
-      'sec-fetch-site': 'same-origin',
-      origin: new URL(url).origin,
+      ...(options.bare === true ? {} : { 'sec-fetch-site': 'same-origin', origin: new URL(url).origin }),
       ...(options.cookie === undefined ? {} : { cookie: options.cookie }),
       ...options.headers,
     },

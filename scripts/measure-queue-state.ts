@@ -18,7 +18,7 @@ import { startEmbeddedPostgres } from '../src/embedded/index.js';
 import { Outbox } from '../src/index.js';
 import { queueStateCollector, serveMetrics } from '../src/prometheus/index.js';
 import { QueueStateReader } from '../src/prometheus/queue-state-reader.js';
-import { buildQueueStateSql } from '../src/prometheus/queue-state-sql.js';
+import { buildQueueStateSql } from '../src/queues/queue-state-sql.js';
 
 const rows = Number(process.argv[2] ?? 10_000_000);
 const queues = Number(process.argv[3] ?? 10);

@@ -13,6 +13,8 @@ import { peek, type PeekContext, type PeekOptions, type PeekPage } from './queue
 import { buildPeekSql } from './queues/peek-sql.js';
 import { QueueControls } from './queues/queue-controls.js';
 import type { PauseOptions, QueuePauseState, QueueStatusReport, StatusOptions } from './queues/queue-status.js';
+import { buildThroughputSql } from './queues/throughput-sql.js';
+import { ThroughputTally } from './queues/throughput-tally.js';
 import { autovacuumDdl } from './schema/autovacuum.js';
 import { ConsumerDiagnostics } from './schema/consumer-diagnostics.js';
 import { migrate, type MigrateResult, migrationScript } from './schema/migrate.js';
@@ -72,6 +74,7 @@ export class Outbox {
   readonly #statements: StatementRunner;
   readonly #subscriptions: Subscription[] = [];
   readonly #diagnostics: ConsumerDiagnostics;
+  readonly #tally: ThroughputTally;
   #listener: NotifyListener | undefined;
   #deadLetters: DeadLetters | undefined;
   #peek: PeekContext | undefined;
@@ -110,6 +113,7 @@ export class Outbox {
     this.#diagnostics = new ConsumerDiagnostics(this.#options);
     const { pool, preparedStatements, queryTimeoutMs } = this.#options;
     this.#statements = new StatementRunner(pool, preparedStatements, queryTimeoutMs);
+    this.#tally = new ThroughputTally(this.#statements, buildThroughputSql(this.#options.names), this.#options.logger);
   }
 
   /** The outbox table as configured (`txoutbox.outbox` by default, `public.outbox`, `app.outbox`). */
@@ -295,7 +299,14 @@ export class Outbox {
   }
 
   #queueControls(): QueueControls {
-    this.#controls ??= new QueueControls();
+    this.#controls ??= new QueueControls({
+      db: this.#statements,
+      names: this.#options.names,
+      statementTimeoutMs: this.#options.queryTimeoutMs,
+      wakeLocal: (queue) => {
+        this.#wakeSubscriptions(queue);
+      },
+    });
     return this.#controls;
   }
 
@@ -325,6 +336,7 @@ export class Outbox {
       customStats: this.#options.customStats,
       stallAfterMs: STALL_QUERY_TIMEOUTS * this.#options.queryTimeoutMs,
       onClaimError: this.#diagnostics.onClaimError,
+      tally: this.#tally,
     });
     this.#subscriptions.push(subscription);
     if (this.#started) this.#startSubscription(subscription);
@@ -395,8 +407,23 @@ export class Outbox {
       await Promise.all(this.#subscriptions.map((s) => s.stop(this.#options.gracefulTimeoutMs)));
       this.#state = 'closed';
       // Each bounded by CLOSE_TIMEOUT_MS, in parallel: stop() ends within gracefulTimeoutMs plus
-      // that, even when the server is frozen or a connection half-open (issue 13, item 6).
-      await Promise.all([this.#listener?.stop(), this.#notifier.stop(), this.#options.ownedPool?.close(CLOSE_TIMEOUT_MS)]);
+      // that, even when the server is frozen or a connection half-open (issue 13, item 6). The
+      // pool's share is split: the last throughput counts get half to reach <table>_stats (lost
+      // past it, with a warning: they are statistics, not messages), the close the other half.
+      const half = CLOSE_TIMEOUT_MS / 2;
+      await Promise.all([
+        this.#listener?.stop(),
+        this.#notifier.stop(),
+        (async () => {
+          await beforeDeadline(this.#tally.stop(), half, () => {
+            this.#options.logger.warn(
+              {},
+              'the last queue throughput counts were not written before stop() had to close the pool',
+            );
+          });
+          await this.#options.ownedPool?.close(half);
+        })(),
+      ]);
     })();
     return this.#stopping;
   }

@@ -263,6 +263,16 @@ function createFamily(registry: AnyRegistry, p: string): Family {
     for (const q of snapshot.queues) set({ ...ids(source), queue: q.queue }, q.dlq ?? 0);
   });
   gauge(
+    'queue_paused',
+    '1 while the queue is paused (outbox.pause(), txoutbox queue pause): no subscriber claims its rows',
+    QUEUE,
+    'max',
+    (set, source, snapshot) => {
+      if (!snapshot.ok) return;
+      for (const q of snapshot.queues) set({ ...ids(source), queue: q.queue }, q.pausedAt === null ? 0 : 1);
+    },
+  );
+  gauge(
     'queue_messages_estimated',
     '1 when the count of this queue and state passed exactCountLimit and is the planner estimate, 0 when exact',
     [...QUEUE, 'state'],

@@ -1,23 +1,9 @@
 import { performance } from 'node:perf_hooks';
 
-import type pg from 'pg';
-
 import type { OutboxInternals } from '../outbox.js';
+import { type QueueState, readQueueStates } from '../queues/queue-state.js';
+import { buildQueueStateSql, type QueueStateSql } from '../queues/queue-state-sql.js';
 import { StatementRunner } from '../util/statement-runner.js';
-import { buildQueueStateSql, type DepthState, type QueueStateSql } from './queue-state-sql.js';
-
-/** One queue's state. Counts above the cap are planner estimates, flagged in `estimated`. */
-export interface QueueState {
-  readonly queue: string;
-  readonly ready: number;
-  readonly scheduled: number;
-  readonly leased: number;
-  /** Seconds since the oldest ready row became due (next_attempt_at); 0 when none is ready. */
-  readonly oldestReadyAgeSeconds: number;
-  /** undefined when the Outbox has no DLQ. */
-  readonly dlq: number | undefined;
-  readonly estimated: Readonly<Record<DepthState | 'dlq', boolean>>;
-}
 
 export type QueueStateSnapshot =
   | { readonly ok: true; readonly queues: readonly QueueState[]; readonly durationSeconds: number }
@@ -33,17 +19,6 @@ export interface QueueStateReaderOptions {
   /** Milliseconds on a monotonic clock (tests move time by hand). @default performance.now */
   readonly clock?: () => number;
 }
-
-interface SnapshotRow {
-  queue: string;
-  ready: number;
-  scheduled: number;
-  leased: number;
-  oldest_ready_age_seconds: number | null;
-  dlq: number | null;
-}
-
-const STATES = ['ready', 'scheduled', 'leased', 'dlq'] as const;
 
 /**
  * Reads the queue state of one Outbox, at most once per `cacheMs`: scrapes inside that window,
@@ -114,18 +89,11 @@ export class QueueStateReader {
     // gets back a client its next user would trip over.
     return await statements.withClient(async (client) => {
       await client.query(statements.bounded({ text: this.#sql.begin(this.#options.statementTimeoutMs) }));
-      const { rows } = await client.query<SnapshotRow>(
-        statements.bounded({
-          text: this.#sql.snapshot,
-          values: [
-            this.#options.exactCountLimit + 1,
-            this.#options.maxQueues,
-            [...new Set([...subscribedQueues, ...remembered])],
-          ],
-        }),
-      );
-      const queues: QueueState[] = [];
-      for (const row of rows) queues.push(await this.#resolve(client, row, statements));
+      const queues = await readQueueStates(client, statements, this.#sql, {
+        exactCountLimit: this.#options.exactCountLimit,
+        maxQueues: this.#options.maxQueues,
+        alwaysReport: [...subscribedQueues, ...remembered],
+      });
       await client.query(statements.bounded({ text: 'COMMIT' }));
       this.#remember(queues, now);
       return queues;
@@ -139,37 +107,5 @@ export class QueueStateReader {
       if (seen !== undefined) next.set(q.queue, seen);
     }
     this.#lastSeenWithRows = next;
-  }
-
-  /** Replaces counts that reached the cap by the planner's estimate (never below the cap). */
-  async #resolve(client: pg.PoolClient, row: SnapshotRow, statements: StatementRunner): Promise<QueueState> {
-    const cap = this.#options.exactCountLimit + 1;
-    const estimated = { ready: false, scheduled: false, leased: false, dlq: false };
-    const values: Record<(typeof STATES)[number], number | null> = {
-      ready: row.ready,
-      scheduled: row.scheduled,
-      leased: row.leased,
-      dlq: row.dlq,
-    };
-    for (const state of STATES) {
-      const sql = this.#sql.estimate[state];
-      const exact = values[state];
-      if (exact === null || exact < cap || sql === undefined) continue;
-      const { rows } = await client.query<{ 'QUERY PLAN': [{ Plan: { 'Plan Rows': number } }] }>(
-        statements.bounded({ text: sql, values: [row.queue] }),
-      );
-      const planned = rows[0]?.['QUERY PLAN'][0].Plan['Plan Rows'] ?? 0;
-      values[state] = Math.max(Math.round(planned), cap);
-      estimated[state] = true;
-    }
-    return {
-      queue: row.queue,
-      ready: values.ready ?? 0,
-      scheduled: values.scheduled ?? 0,
-      leased: values.leased ?? 0,
-      oldestReadyAgeSeconds: Math.max(0, row.oldest_ready_age_seconds ?? 0),
-      dlq: values.dlq ?? undefined,
-      estimated,
-    };
   }
 }

@@ -1,18 +1,193 @@
-import type { PauseOptions, QueuePauseState, QueueStatusReport, StatusOptions } from './queue-status.js';
+import { InvalidOptionError } from '../errors.js';
+import { validateQueue } from '../producer/publish-options.js';
+import type { SchemaNames } from '../schema/schema-names.js';
+import { integerOption } from '../util/integer-option.js';
+import type { StatementRunner } from '../util/statement-runner.js';
+import { buildPauseSql, type PauseSql } from './pause-sql.js';
+import { type QueueState, readQueueStates } from './queue-state.js';
+import { buildQueueStateSql, type QueueStateSql } from './queue-state-sql.js';
+import type {
+  PauseOptions,
+  QueuePauseState,
+  QueueStatus,
+  QueueStatusReport,
+  StatusOptions,
+  ThroughputMinute,
+} from './queue-status.js';
+import { buildThroughputSql, STATS_RETENTION_MINUTES, type ThroughputSql } from './throughput-sql.js';
 
-const pending = (what: string): Promise<never> => Promise.reject(new Error(`${what}: not implemented yet`));
+export const MAX_PAUSE_REASON_LENGTH = 500;
+export const DEFAULT_STATUS_MINUTES = 15;
+export const DEFAULT_STATUS_MAX_QUEUES = 500;
+/** Counts stop here, as the queue-state metrics' default: above it the planner's estimate. */
+const EXACT_COUNT_LIMIT = 10_000;
+/** handledPerMinute averages this many minutes, the current one pro rata. */
+const RATE_MINUTES = 5;
 
-/** Pause, resume and status of an Outbox's queues. (Being implemented: issue 15.) */
+export interface QueueControlsDeps {
+  readonly db: StatementRunner;
+  readonly names: SchemaNames;
+  /** Server-side limit of status()'s snapshot transaction (statement_timeout). */
+  readonly statementTimeoutMs: number;
+  /** Wakes this process's subscriptions of a resumed queue (the NOTIFY wakes the others). */
+  readonly wakeLocal: (queue: string) => void;
+}
+
+interface PauseRow {
+  changed: boolean;
+  paused_at: Date;
+  reason: string | null;
+}
+
+interface WindowRow {
+  queue: string | null;
+  minute: Date | null;
+  handled: number | null;
+  retried: number | null;
+  dead_lettered: number | null;
+  now: Date;
+  current_minute: Date;
+}
+
+/** pause(), resume() and status() of one Outbox. See architecture/operations.md. */
 export class QueueControls {
-  pause(queue: string, options?: PauseOptions): Promise<QueuePauseState> {
-    return pending(`pause(${queue}, ${JSON.stringify(options)})`);
+  readonly #deps: QueueControlsDeps;
+  readonly #pauseSql: PauseSql;
+  readonly #stateSql: QueueStateSql;
+  readonly #throughputSql: ThroughputSql;
+
+  constructor(deps: QueueControlsDeps) {
+    this.#deps = deps;
+    this.#pauseSql = buildPauseSql(deps.names);
+    this.#stateSql = buildQueueStateSql(deps.names);
+    this.#throughputSql = buildThroughputSql(deps.names);
   }
 
-  resume(queue: string): Promise<QueuePauseState> {
-    return pending(`resume(${queue})`);
+  async pause(queue: string, options: PauseOptions = {}): Promise<QueuePauseState> {
+    validateQueue(queue);
+    const reason = pauseReason(options);
+    // Twice at most: a pause committed by another caller after this statement's snapshot makes
+    // the insert stand down while the select cannot see it yet; the second run sees it.
+    for (let attempt = 0; attempt < 2; attempt += 1) {
+      const { rows } = await this.#deps.db.run<PauseRow>(this.#pauseSql.pause, [queue, reason]);
+      const row = rows[0];
+      if (row !== undefined) return { queue, paused: true, pausedAt: row.paused_at, reason: row.reason, changed: row.changed };
+    }
+    // Paused by someone else and resumed again in between: it is not paused now, and not by us.
+    return { queue, paused: false, pausedAt: null, reason: null, changed: false };
   }
 
-  status(options?: StatusOptions): Promise<QueueStatusReport> {
-    return pending(`status(${JSON.stringify(options)})`);
+  async resume(queue: string): Promise<QueuePauseState> {
+    validateQueue(queue);
+    const { rows } = await this.#deps.db.run<{ changed: boolean }>(this.#pauseSql.resume, [queue, this.#deps.names.channel]);
+    const changed = rows[0]?.changed === true;
+    if (changed) this.#deps.wakeLocal(queue);
+    return { queue, paused: false, pausedAt: null, reason: null, changed };
   }
+
+  async status(options: StatusOptions = {}): Promise<QueueStatusReport> {
+    const { queues, minutes, maxQueues } = resolveStatusOptions(options);
+    const { db, statementTimeoutMs } = this.#deps;
+    // One repeatable-read snapshot: depths, pauses and throughput agree with each other.
+    return await db.withClient(async (client) => {
+      await client.query(db.bounded({ text: this.#stateSql.begin(statementTimeoutMs) }));
+      const { rows: window } = await client.query<WindowRow>(
+        db.bounded({ text: this.#throughputSql.window, values: [minutes, queues ?? null] }),
+      );
+      const withThroughput = window.flatMap((row) => (row.queue === null ? [] : [row.queue]));
+      const states = await readQueueStates(client, db, this.#stateSql, {
+        exactCountLimit: EXACT_COUNT_LIMIT,
+        maxQueues,
+        alwaysReport: [...(queues ?? []), ...withThroughput],
+      });
+      await client.query(db.bounded({ text: 'COMMIT' }));
+      const clock = window[0];
+      if (clock === undefined) throw new Error('status: the clock row is missing');
+      const wanted = queues === undefined ? undefined : new Set(queues);
+      return {
+        at: clock.now,
+        queues: states
+          .filter((state) => wanted === undefined || wanted.has(state.queue))
+          .map((state) => queueStatus(state, window, clock, minutes))
+          .sort((a, b) => (a.queue < b.queue ? -1 : a.queue > b.queue ? 1 : 0)),
+      };
+    });
+  }
+}
+
+function pauseReason(options: PauseOptions): string | null {
+  // Typed, but called from JavaScript and the CLI too.
+  if (typeof (options as unknown) !== 'object' || (options as unknown) === null) {
+    throw new InvalidOptionError({ option: 'options', value: options, expected: 'an object such as { reason }' });
+  }
+  const { reason } = options;
+  if (reason === undefined) return null;
+  if (typeof reason !== 'string' || reason.length > MAX_PAUSE_REASON_LENGTH) {
+    throw new InvalidOptionError({
+      option: 'reason',
+      value: reason,
+      expected: `a string of at most ${MAX_PAUSE_REASON_LENGTH} characters`,
+      fix: 'Say briefly why, for the next operator (an incident link fits).',
+    });
+  }
+  return reason;
+}
+
+function resolveStatusOptions(options: StatusOptions): {
+  queues: string[] | undefined;
+  minutes: number;
+  maxQueues: number;
+} {
+  if (typeof (options as unknown) !== 'object' || (options as unknown) === null) {
+    throw new InvalidOptionError({ option: 'options', value: options, expected: 'an object of status options' });
+  }
+  const raw = options as Record<string, unknown>;
+  let queues: string[] | undefined;
+  if (raw.queues !== undefined) {
+    if (!Array.isArray(raw.queues)) {
+      throw new InvalidOptionError({ option: 'queues', value: raw.queues, expected: 'an array of queue names' });
+    }
+    queues = raw.queues.map((queue) => validateQueue(queue));
+  }
+  return {
+    queues,
+    minutes: integerOption('minutes', raw.minutes, 1, STATS_RETENTION_MINUTES, DEFAULT_STATUS_MINUTES),
+    maxQueues: integerOption('maxQueues', raw.maxQueues, 1, 10_000, DEFAULT_STATUS_MAX_QUEUES),
+  };
+}
+
+/** One queue's report: its state plus its throughput minutes, zero-filled, oldest first. */
+function queueStatus(state: QueueState, window: readonly WindowRow[], clock: WindowRow, minutes: number): QueueStatus {
+  const byMinute = new Map<number, WindowRow>();
+  for (const row of window) if (row.queue === state.queue && row.minute !== null) byMinute.set(row.minute.getTime(), row);
+  const current = clock.current_minute.getTime();
+  const throughput: ThroughputMinute[] = [];
+  for (let back = minutes; back >= 0; back -= 1) {
+    const minute = current - back * 60_000;
+    const row = byMinute.get(minute);
+    throughput.push({
+      minute: new Date(minute),
+      handled: row?.handled ?? 0,
+      retried: row?.retried ?? 0,
+      deadLettered: row?.dead_lettered ?? 0,
+    });
+  }
+  // The last RATE_MINUTES entries: RATE_MINUTES - 1 whole minutes and the current one so far.
+  const recent = throughput.slice(-RATE_MINUTES);
+  const elapsedMinutes = recent.length - 1 + (clock.now.getTime() - current) / 60_000;
+  const handled = recent.reduce((sum, m) => sum + m.handled, 0);
+  return {
+    queue: state.queue,
+    ready: state.ready,
+    scheduled: state.scheduled,
+    leased: state.leased,
+    dlq: state.dlq,
+    estimated: state.estimated,
+    oldestReadyAgeMs: Math.round(state.oldestReadyAgeSeconds * 1000),
+    paused: state.pausedAt !== null,
+    pausedAt: state.pausedAt,
+    pauseReason: state.pauseReason,
+    throughput,
+    handledPerMinute: elapsedMinutes > 0 ? handled / elapsedMinutes : 0,
+  };
 }

@@ -79,10 +79,13 @@ export function buildQueueStateSql(names: SchemaNames): QueueStateSql {
       `SELECT queue, true, NULL::timestamptz FROM (SELECT queue FROM ${cte} WHERE queue IS NOT NULL LIMIT $2) ${cte}_capped`,
   );
   const sameQueue = 'o.queue = q.queue';
+  const paused = names.paused.sql;
   /*
    * Parameters: $1 int  the count cap (exactCountLimit + 1: reaching it means "over the limit")
    *             $2 int  the most queues reported
    *             $3 text[] queues subscribed to or recently drained (they read 0 rather than vanish)
+   * Paused queues (<t>_paused, a handful of rows) are always candidates: a paused, empty queue is
+   * still reported, with its pause.
    * Indexes: the ready and lease partial indexes of the outbox, the DLQ's (queue, failed_at) index.
    *
    * Queues are ranked by activity and cut at $2: the oldest ready row first (the consumer lag an
@@ -99,6 +102,7 @@ export function buildQueueStateSql(names: SchemaNames): QueueStateSql {
       SELECT queue, true AS has_rows, first_due FROM ready_queues
       ${byName.map((sql) => `UNION ALL ${sql}`).join('\n      ')}
       UNION ALL SELECT unnest($3::text[]), false, NULL
+      UNION ALL SELECT queue, false, NULL FROM ${paused}
     ) every_queue GROUP BY queue
   ),
   queues AS (
@@ -112,8 +116,9 @@ SELECT q.queue,
   ${cappedCount(`${outbox} o`, `${sameQueue} AND ${SCHEDULED}`)} AS scheduled,
   ${cappedCount(`${outbox} o`, `${sameQueue} AND ${LEASED}`)} AS leased,
   extract(epoch FROM now() - q.oldest_ready_at)::float8 AS oldest_ready_age_seconds,
-  ${dlq === undefined ? 'NULL::int' : cappedCount(`${dlq} o`, sameQueue)} AS dlq
-FROM queues q
+  ${dlq === undefined ? 'NULL::int' : cappedCount(`${dlq} o`, sameQueue)} AS dlq,
+  p.paused_at, p.reason AS pause_reason
+FROM queues q LEFT JOIN ${paused} p ON p.queue = q.queue
 ORDER BY q.queue`;
 
   // $1 text: the queue. The planner's row estimate for the same predicate the capped count used.

@@ -18,11 +18,11 @@ export interface ThroughputMinute {
 
 export interface QueueStatus {
   readonly queue: string;
-  /** Unleased and due, or leased with the lease expired: a claim would take them now. */
+  /** Unleased and due: a claim would take them now (as the `queue_messages{state}` metric). */
   readonly ready: number;
-  /** Unleased, due later. */
+  /** Unleased, due later (delayed publishes, retries in backoff). */
   readonly scheduled: number;
-  /** Held by a subscriber. */
+  /** Held by a subscriber, including expired leases waiting to be reclaimed. */
   readonly leased: number;
   /** Rows of this queue in the DLQ; undefined when the Outbox has no DLQ. */
   readonly dlq: number | undefined;

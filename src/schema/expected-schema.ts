@@ -46,8 +46,13 @@ export interface ExpectedCheck {
   readonly why: string | undefined;
 }
 
+/** The placeholder a table goes by in the migrations: `CREATE TABLE {{paused}}`. */
+export type TablePlaceholder = 'outbox' | 'paused' | 'stats' | 'dlq';
+
 export interface ExpectedTable {
+  /** The migration folder that creates it (the outbox's companions are outbox migrations). */
   readonly target: MigrationTemplate['target'];
+  readonly placeholder: TablePlaceholder;
   readonly table: TableName;
   readonly columns: readonly ExpectedColumn[];
   readonly indexes: readonly ExpectedIndex[];
@@ -58,17 +63,31 @@ const CREATE_TABLE = /^CREATE TABLE \{\{(\w+)\}\} \($/;
 const CREATE_INDEX = /^CREATE (UNIQUE )?INDEX (\{\{\w+\}\}) ON \{\{(\w+)\}\} \(([^)]*)\)(?: WHERE (.+))?;$/;
 const ADD_COLUMN = /^ALTER TABLE \{\{(\w+)\}\} ADD COLUMN (.+);$/;
 const TABLE_CHECK = /^CONSTRAINT (\{\{\w+\}\}) CHECK \((.*)\),?$/;
+const TABLE_PRIMARY_KEY = /^PRIMARY KEY \(([^)]*)\),?$/;
 const COLUMN =
   /^([a-z_][a-z0-9_]*) (.+?)(?= NOT NULL| NULL| DEFAULT| PRIMARY KEY| GENERATED| REFERENCES| UNIQUE| CHECK| COLLATE|,?$)(.*?),?$/;
 
 /** Every table this outbox owns (the DLQ only when it is on), as the migrations define it. */
 export function expectedSchema(names: SchemaNames): ExpectedTable[] {
-  const tables: ExpectedTable[] = [expectedTable('outbox', names.outbox, names)];
-  if (names.dlq !== undefined) tables.push(expectedTable('dlq', names.dlq, names));
+  const tables: ExpectedTable[] = [
+    expectedTable('outbox', 'outbox', names.outbox, names),
+    expectedTable('outbox', 'paused', names.paused, names),
+    expectedTable('outbox', 'stats', names.stats, names),
+  ];
+  if (names.dlq !== undefined) tables.push(expectedTable('dlq', 'dlq', names.dlq, names));
   return tables;
 }
 
-function expectedTable(target: MigrationTemplate['target'], table: TableName, names: SchemaNames): ExpectedTable {
+/**
+ * The statements of `target`'s migrations that shape `placeholder`'s table; those of the other
+ * tables the same migrations create are read past (each is read when its own table is).
+ */
+function expectedTable(
+  target: MigrationTemplate['target'],
+  placeholder: TablePlaceholder,
+  table: TableName,
+  names: SchemaNames,
+): ExpectedTable {
   const columns: ExpectedColumn[] = [];
   const indexes: ExpectedIndex[] = [];
   const checks: ExpectedCheck[] = [];
@@ -79,6 +98,7 @@ function expectedTable(target: MigrationTemplate['target'], table: TableName, na
     const unquoted = (placeholder: string): string => render(placeholder).replace(/^"|"$/g, '');
     let comment: string[] = [];
     let inTable = false;
+    let inOtherTable = false;
     for (const raw of migration.sql.split('\n')) {
       const line = raw.trim();
       if (line.startsWith('--')) {
@@ -88,6 +108,10 @@ function expectedTable(target: MigrationTemplate['target'], table: TableName, na
       const why = comment.length > 0 ? comment.join(' ') : undefined;
       comment = [];
       if (line === '') continue;
+      if (inOtherTable) {
+        inOtherTable = line !== ');';
+        continue;
+      }
       if (inTable) {
         if (line === ');') {
           inTable = false;
@@ -98,33 +122,36 @@ function expectedTable(target: MigrationTemplate['target'], table: TableName, na
           checks.push({ name: unquoted(check[1] ?? ''), expression: check[2] ?? '', why });
           continue;
         }
-        const name = readColumn(line, why, migration, columns);
-        if (name !== undefined) {
-          indexes.push({
-            name: `${table.name}_pkey`,
-            columns: [name],
-            unique: true,
-            predicate: undefined,
-            primaryKey: true,
-            createSql: `ALTER TABLE ${table.sql} ADD PRIMARY KEY (${name});`,
-            why: 'The primary key: every fenced write finds its row by id.',
-          });
+        const key = TABLE_PRIMARY_KEY.exec(line);
+        if (key !== null) {
+          indexes.push(
+            primaryKeyIndex(
+              table,
+              (key[1] ?? '').split(',').map((c) => c.trim()),
+            ),
+          );
+          continue;
         }
+        const name = readColumn(line, why, migration, columns);
+        if (name !== undefined) indexes.push(primaryKeyIndex(table, [name]));
         continue;
       }
       const added = ADD_COLUMN.exec(line);
-      if (added !== null && added[1] === target) {
+      if (added !== null && added[1] !== placeholder) continue;
+      if (added !== null) {
         // A primary key cannot be added this way: the table has one.
         if (readColumn(added[2] ?? '', why, migration, columns) !== undefined) throw unreadable(migration, line);
         continue;
       }
       const create = CREATE_TABLE.exec(line);
-      if (create !== null && create[1] === target) {
-        inTable = true;
+      if (create !== null) {
+        if (create[1] === placeholder) inTable = true;
+        else inOtherTable = true;
         continue;
       }
       const index = CREATE_INDEX.exec(line);
-      if (index !== null && index[3] === target) {
+      if (index !== null && index[3] !== placeholder) continue;
+      if (index !== null) {
         const [, unique, placeholder = '', , columnList = '', predicate] = index;
         indexes.push({
           name: unquoted(placeholder),
@@ -141,7 +168,23 @@ function expectedTable(target: MigrationTemplate['target'], table: TableName, na
       throw unreadable(migration, line);
     }
   }
-  return { target, table, columns, indexes, checks };
+  return { target, placeholder, table, columns, indexes, checks };
+}
+
+/** A primary key as validateSchema compares it (by columns; Postgres names it `<table>_pkey`). */
+function primaryKeyIndex(table: TableName, columns: readonly string[]): ExpectedIndex {
+  return {
+    name: `${table.name}_pkey`,
+    columns,
+    unique: true,
+    predicate: undefined,
+    primaryKey: true,
+    createSql: `ALTER TABLE ${table.sql} ADD PRIMARY KEY (${columns.join(', ')});`,
+    why:
+      columns.length === 1 && columns[0] === 'id'
+        ? 'The primary key: every fenced write finds its row by id.'
+        : `The primary key: one row per (${columns.join(', ')}).`,
+  };
 }
 
 /**

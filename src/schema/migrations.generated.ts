@@ -22,6 +22,12 @@ export const MIGRATIONS: readonly MigrationTemplate[] = [
     sql: "-- The last failure a handler reported for this row: its class (exception_type in metrics) and its\n-- rendered text (renderError, bounded). Kept across retries, so a row ended later without a run\n-- (max_deliveries) reports what really went wrong. Nullable without a default: adding it rewrites nothing.\nALTER TABLE {{outbox}} ADD COLUMN last_exception_type text;\n-- See last_exception_type.\nALTER TABLE {{outbox}} ADD COLUMN last_exception text;\n",
   },
   {
+    target: 'outbox',
+    version: 3,
+    name: 'outbox/0003_queue_controls',
+    sql: "-- One row per paused queue: while it exists no subscriber claims that queue's rows (the claim\n-- statement checks it, so the pause holds in every process at once). pause() inserts, resume()\n-- deletes. Publishing never reads it.\nCREATE TABLE {{paused}} (\n  queue text PRIMARY KEY,\n  paused_at timestamptz NOT NULL DEFAULT now(),\n  -- Why, for the next operator: shown by `txoutbox status` and the dashboard.\n  reason text\n);\n-- Outcomes per queue per minute, summed over every process: each process adds what its\n-- subscriptions did every few seconds (one upsert), and drops minutes older than an hour. What\n-- `txoutbox status` and the dashboard show as throughput; never read on the delivery path.\nCREATE TABLE {{stats}} (\n  queue text NOT NULL,\n  minute timestamptz NOT NULL,\n  handled bigint NOT NULL DEFAULT 0,\n  retried bigint NOT NULL DEFAULT 0,\n  dead_lettered bigint NOT NULL DEFAULT 0,\n  PRIMARY KEY (queue, minute)\n);\n",
+  },
+  {
     target: 'dlq',
     version: 1,
     name: 'dlq/0001_create_dlq',

@@ -6,6 +6,8 @@ import type { SchemaNames } from './schema-names.js';
 export function renderMigration(template: MigrationTemplate, names: SchemaNames): string {
   const values: Record<string, string | undefined> = {
     outbox: names.outbox.sql,
+    paused: names.paused.sql,
+    stats: names.stats.sql,
     lease_ck: quoteIdent(names.leaseCk),
     ready_idx: quoteIdent(names.readyIdx),
     lease_idx: quoteIdent(names.leaseIdx),

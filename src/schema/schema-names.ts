@@ -13,6 +13,10 @@ import {
  */
 export interface SchemaNames {
   readonly outbox: TableName;
+  /** `<table>_paused`: one row per paused queue (pause()/resume(), read by every claim). */
+  readonly paused: TableName;
+  /** `<table>_stats`: outcomes per queue per minute, summed over every process (status, dashboard). */
+  readonly stats: TableName;
   /** undefined when the DLQ is off (`dlqTable: false`). */
   readonly dlq: TableName | undefined;
   /** Unquoted index and constraint names (Postgres creates them in the table's schema). */
@@ -47,6 +51,8 @@ const OUTBOX_SUFFIXES = {
   timerUq: '_timer_uq',
   leaseCk: '_lease_ck',
   pkey: '_pkey',
+  paused: '_paused',
+  stats: '_stats',
 } as const;
 /** Names built from the DLQ table's name. */
 const DLQ_SUFFIXES = { dlqFailedIdx: '_failed_idx', dlqReasonCk: '_reason_ck', pkey: '_pkey' } as const;
@@ -123,8 +129,13 @@ export function resolveSchemaNames(table: unknown, dlqTable: unknown): SchemaNam
   const migrationsTable =
     outbox.schema === undefined ? quoteIdent(MIGRATIONS_TABLE) : `${quoteIdent(outbox.schema)}.${quoteIdent(MIGRATIONS_TABLE)}`;
   const channel = channelDerivation(outbox);
+  // Beside the outbox, in its schema; the derivation check above covered their names' lengths.
+  const companion = (suffix: string): TableName =>
+    parseTableName('table', outbox.schema === undefined ? `${outbox.name}${suffix}` : `${outbox.schema}.${outbox.name}${suffix}`);
   return {
     outbox,
+    paused: companion(OUTBOX_SUFFIXES.paused),
+    stats: companion(OUTBOX_SUFFIXES.stats),
     dlq,
     readyIdx: `${outbox.name}${OUTBOX_SUFFIXES.readyIdx}`,
     leaseIdx: `${outbox.name}${OUTBOX_SUFFIXES.leaseIdx}`,

@@ -91,7 +91,7 @@ export async function validateSchema(pool: pg.Pool, names: SchemaNames, options:
     const { rows } = await pool.query<LiveTable>(CATALOG_SQL, [expected.table.sql]);
     const live = rows[0];
     findings.push(...compareTable(expected, live, types));
-    if (checkAutovacuum && expected.target === 'outbox' && live !== undefined && isTable(live)) {
+    if (checkAutovacuum && expected.placeholder === 'outbox' && live !== undefined && isTable(live)) {
       findings.push(...autovacuumFindings(expected.table, live.reloptions));
     }
   }

@@ -2,6 +2,7 @@ import { errorMessage } from '../errors.js';
 import { exceptionTypeOf, type OutboxEvent, type TerminalReason } from '../instrumentation/events.js';
 import type { OutcomeWrite } from '../instrumentation/middleware.js';
 import type { Emit } from '../instrumentation/recorders.js';
+import type { ThroughputTally } from '../queues/throughput-tally.js';
 import type { Logger } from '../util/logger.js';
 import type { StatementRunner } from '../util/statement-runner.js';
 import { type AckEntry, Acker, type AckResult } from './acker.js';
@@ -29,6 +30,8 @@ export interface OutcomeWriterDeps {
   readonly logger: Logger;
   readonly emit: Emit;
   readonly renderError: RenderError;
+  /** Counts each written outcome for <table>_stats (status, the dashboard). */
+  readonly tally: ThroughputTally;
 }
 
 /**
@@ -80,8 +83,10 @@ export class OutcomeWriter {
   }
 
   #acked({ lease, durationSeconds, written }: AckEntry, result: AckResult): void {
-    if (result === 'deleted') this.#deps.emit?.({ type: 'acked', ...this.#scope(lease), durationSeconds });
-    else if (result === 'lease_lost') this.#leaseLost(lease, 'terminal');
+    if (result === 'deleted') {
+      this.#deps.tally.count(lease.record.queue, 'handled');
+      this.#deps.emit?.({ type: 'acked', ...this.#scope(lease), durationSeconds });
+    } else if (result === 'lease_lost') this.#leaseLost(lease, 'terminal');
     written?.(WRITE_OF_ACK[result]);
   }
 
@@ -102,6 +107,7 @@ export class OutcomeWriter {
         this.#leaseLost(lease, 'retry');
         return 'lease_lost';
       }
+      this.#deps.tally.count(lease.record.queue, 'retried');
       this.#deps.emit?.({
         type: 'nacked_retried',
         ...this.#scope(lease),
@@ -158,6 +164,7 @@ export class OutcomeWriter {
           this.#leaseLost(lease, 'terminal');
           return 'lease_lost';
         }
+        this.#deps.tally.count(record.queue, 'deadLettered');
         this.#deps.emit?.(terminalEvent);
         this.#deps.emit?.({
           type: 'dlq_written',
@@ -176,6 +183,7 @@ export class OutcomeWriter {
         { subscriber: this.#deps.subscriber, queue: lease.record.queue, messageId: lease.record.id, reason, exceptionType },
         'terminal row deleted without a DLQ',
       );
+      this.#deps.tally.count(record.queue, 'deadLettered');
       this.#deps.emit?.(terminalEvent);
       return 'written';
     } catch (writeError) {

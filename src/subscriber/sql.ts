@@ -62,6 +62,10 @@ const ASYNC_COMMIT = `(SELECT set_config('synchronous_commit', 'off', true)) = '
  *   ready:   <t>_ready_idx (queue, next_attempt_at, id) WHERE acquired_token IS NULL
  *   expired: <t>_lease_idx (queue, acquired_at) WHERE acquired_token IS NOT NULL
  * `ready` and `expired` are the branch bodies; `claimText` assembles them with the UPDATE.
+ * A paused queue (a row in <t>_paused, pause()) is claimed by neither branch: for one queue the
+ * check does not depend on the row, so Postgres runs it once per statement (a one-time filter, one
+ * primary-key probe); for several it drops the paused queues before their index walks. Every
+ * claim in every process reads it, so a pause holds from the next claim on.
  * The rows come back in (next_attempt_at, id) order, the order they run in: UPDATE … RETURNING
  * alone returns them in physical order (issue 13, item 11). Sorting at most $3 rows costs nothing
  * measurable.
@@ -86,17 +90,18 @@ SELECT id::text AS id, ${CLAIMED_FIELDS} FROM claimed ORDER BY claimed.next_atte
 }
 
 /** One queue ($1 text): each branch is an ordered, LIMIT-bounded, locking walk of its index. */
-function claimOneText(table: string): string {
+function claimOneText(table: string, paused: string): string {
+  const notPaused = `NOT EXISTS (SELECT 1 FROM ${paused} WHERE queue = $1::text)`;
   return claimText(
     table,
     `  SELECT id FROM ${table}
-  WHERE acquired_token IS NULL AND queue = $1::text AND next_attempt_at <= now()
+  WHERE acquired_token IS NULL AND queue = $1::text AND next_attempt_at <= now() AND ${notPaused}
   ORDER BY next_attempt_at, id
   LIMIT $3
   FOR UPDATE SKIP LOCKED`,
     `  SELECT id FROM ${table}
   WHERE acquired_token IS NOT NULL AND queue = $1::text AND acquired_at < now() - $2::double precision * interval '1 millisecond'
-    AND id <> ALL($5::bigint[])
+    AND id <> ALL($5::bigint[]) AND ${notPaused}
   ORDER BY acquired_at
   LIMIT $3
   FOR UPDATE SKIP LOCKED`,
@@ -113,7 +118,8 @@ function claimOneText(table: string): string {
  * predicate (a row re-claimed meanwhile is not taken twice). The candidates cut by the outer LIMIT
  * stay locked until the statement ends, a few milliseconds: a concurrent claim skips them.
  */
-function claimManyText(table: string): string {
+function claimManyText(table: string, paused: string): string {
+  const notPaused = `WHERE NOT EXISTS (SELECT 1 FROM ${paused} AS p WHERE p.queue = q.queue)`;
   return claimText(
     table,
     `  SELECT c.id FROM unnest($1::text[]) AS q(queue)
@@ -124,6 +130,7 @@ function claimManyText(table: string): string {
     LIMIT $3
     FOR UPDATE SKIP LOCKED
   ) AS c
+  ${notPaused}
   ORDER BY c.next_attempt_at, c.id
   LIMIT $3`,
     `  SELECT c.id FROM unnest($1::text[]) AS q(queue)
@@ -136,6 +143,7 @@ function claimManyText(table: string): string {
     LIMIT $3
     FOR UPDATE SKIP LOCKED
   ) AS c
+  ${notPaused}
   ORDER BY c.acquired_at
   LIMIT $3`,
   );
@@ -177,8 +185,8 @@ export function pairValues(
 export function buildSubscriberSql(names: SchemaNames): SubscriberSql {
   const t = names.outbox.sql;
   return {
-    claimOne: statement('claim', claimOneText(t)),
-    claimMany: statement('claim_many', claimManyText(t)),
+    claimOne: statement('claim', claimOneText(t, names.paused.sql)),
+    claimMany: statement('claim_many', claimManyText(t, names.paused.sql)),
     ackBatch: statement('ack', `DELETE FROM ${t} AS t USING ${PAIRS} WHERE ${PAIRS_MATCH} RETURNING ${PAIRS_RETURNING}`),
     retry: statement(
       'retry',

@@ -5,6 +5,7 @@ import { errorMessage } from '../errors.js';
 import type { CustomStatKeys } from '../instrumentation/custom-stats.js';
 import type { MiddlewareChain } from '../instrumentation/middleware-chain.js';
 import type { Emit } from '../instrumentation/recorders.js';
+import type { ThroughputTally } from '../queues/throughput-tally.js';
 import { backoffMs } from '../util/backoff.js';
 import { beforeDeadline } from '../util/deadline.js';
 import type { Logger } from '../util/logger.js';
@@ -31,6 +32,8 @@ export interface SubscriptionDeps {
   readonly stallAfterMs: number;
   /** Told every claim error, to explain a missing table once (src/schema/explain-missing-table.ts). */
   readonly onClaimError: (error: unknown) => void;
+  /** The Outbox's outcome counts for <table>_stats. */
+  readonly tally: ThroughputTally;
 }
 
 /** A claim loop's wake-up, and whether it sleeps for capacity (only then does a freed slot wake it). */
@@ -131,6 +134,7 @@ export class Subscription {
       logger: deps.logger,
       emit: deps.emit,
       renderError: deps.renderError,
+      tally: deps.tally,
     });
     this.#writer = writer;
     this.#deliverDeps = {

@@ -30,8 +30,14 @@ describe('migrate', () => {
       [outbox.table, outbox.dlqTable, outbox.channel],
       ['txoutbox.outbox', 'txoutbox.outbox_dlq', 'txoutbox.outbox'],
     );
-    assert.equal((await outbox.migrate()).applied.length, 4);
-    for (const table of ['txoutbox.outbox', 'txoutbox.outbox_dlq', 'txoutbox.txoutbox_migrations']) {
+    assert.equal((await outbox.migrate()).applied.length, 5);
+    for (const table of [
+      'txoutbox.outbox',
+      'txoutbox.outbox_paused',
+      'txoutbox.outbox_stats',
+      'txoutbox.outbox_dlq',
+      'txoutbox.txoutbox_migrations',
+    ]) {
       assert.ok(await tableExists(table), table);
     }
     assert.ok(!(await tableExists('public.outbox')));
@@ -40,7 +46,7 @@ describe('migrate', () => {
     );
     assert.deepEqual(
       rows.map((r) => r.entry),
-      ['txoutbox.outbox@1', 'txoutbox.outbox@2', 'txoutbox.outbox_dlq@1', 'txoutbox.outbox_dlq@2'],
+      ['txoutbox.outbox@1', 'txoutbox.outbox@2', 'txoutbox.outbox@3', 'txoutbox.outbox_dlq@1', 'txoutbox.outbox_dlq@2'],
     );
     const { rows: indexes } = await db.pool.query<{ name: string }>(
       `SELECT indexname AS name FROM pg_indexes WHERE schemaname = 'txoutbox' AND tablename = 'outbox' ORDER BY 1`,
@@ -58,11 +64,14 @@ describe('migrate', () => {
     assert.deepEqual(first.applied, [
       'outbox/0001_create_outbox',
       'outbox/0002_last_exception',
+      'outbox/0003_queue_controls',
       'dlq/0001_create_dlq',
       'dlq/0002_last_exception_type',
     ]);
     assert.ok(await tableExists('m_basic'));
     assert.ok(await tableExists('m_basic_dlq'));
+    assert.ok(await tableExists('m_basic_paused'));
+    assert.ok(await tableExists('m_basic_stats'));
     assert.deepEqual((await outbox.migrate()).applied, []);
   });
 
@@ -73,11 +82,11 @@ describe('migrate', () => {
       const outboxes = pools.map((pool) => newOutbox({ pool, table: 'm_race' }));
       const results = await Promise.all(outboxes.map((o) => o.migrate()));
       const applied = results.map((r) => r.applied.length).sort();
-      assert.deepEqual(applied, [0, 4], 'one caller applied every migration, the other found nothing to do');
+      assert.deepEqual(applied, [0, 5], 'one caller applied every migration, the other found nothing to do');
       const rows = (await history()).filter((r) => r.table_name.startsWith('m_race'));
       assert.deepEqual(
         rows.map((r) => `${r.table_name}@${r.version}`),
-        ['m_race@1', 'm_race@2', 'm_race_dlq@1', 'm_race_dlq@2'],
+        ['m_race@1', 'm_race@2', 'm_race@3', 'm_race_dlq@1', 'm_race_dlq@2'],
       );
     } finally {
       await Promise.all(pools.map((pool) => pool.end()));
@@ -180,7 +189,20 @@ describe('migrate', () => {
     );
     assert.deepEqual(
       rows.map((r) => r.relname.slice(table.length)),
-      ['', '_dlq', '_dlq_failed_idx', '_dlq_pkey', '_lease_idx', '_pkey', '_ready_idx', '_timer_uq'],
+      [
+        '',
+        '_dlq',
+        '_dlq_failed_idx',
+        '_dlq_pkey',
+        '_lease_idx',
+        '_paused',
+        '_paused_pkey',
+        '_pkey',
+        '_ready_idx',
+        '_stats',
+        '_stats_pkey',
+        '_timer_uq',
+      ],
     );
   });
 
@@ -193,7 +215,20 @@ describe('migrate', () => {
     );
     assert.deepEqual(
       rows.map((r) => r.relname.slice(table.length)),
-      ['', '_dlq', '_dlq_failed_idx', '_dlq_pkey', '_lease_idx', '_pkey', '_ready_idx', '_timer_uq'],
+      [
+        '',
+        '_dlq',
+        '_dlq_failed_idx',
+        '_dlq_pkey',
+        '_lease_idx',
+        '_paused',
+        '_paused_pkey',
+        '_pkey',
+        '_ready_idx',
+        '_stats',
+        '_stats_pkey',
+        '_timer_uq',
+      ],
     );
   });
 

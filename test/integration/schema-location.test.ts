@@ -65,6 +65,8 @@ async function install01(pool: pg.Pool, newOutbox: (options?: Partial<OutboxOpti
   );
   await pool.query('ALTER TABLE public.outbox DROP COLUMN last_exception_type, DROP COLUMN last_exception');
   await pool.query('ALTER TABLE public.outbox_dlq DROP COLUMN last_exception_type');
+  // 0.1 had neither the pause nor the stats table (outbox migration 3).
+  await pool.query('DROP TABLE public.outbox_paused, public.outbox_stats');
   await pool.query('DELETE FROM public.txoutbox_migrations WHERE version > 1');
   return { legacy, ids };
 }
@@ -109,7 +111,11 @@ describe('upgrading from 0.1 (tables in public)', () => {
     const { legacy, ids: oldIds } = await install01(pool, newOutbox, 'old', 2);
     const log = new EventLog();
     const kept = newOutbox({ table: 'public.outbox', recorder: log.recorder });
-    assert.deepEqual((await kept.migrate()).applied, ['outbox/0002_last_exception', 'dlq/0002_last_exception_type']);
+    assert.deepEqual((await kept.migrate()).applied, [
+      'outbox/0002_last_exception',
+      'outbox/0003_queue_controls',
+      'dlq/0002_last_exception_type',
+    ]);
     await kept.validateSchema();
     assert.equal(kept.dlqTable, 'public.outbox_dlq');
     assert.equal(kept.channel, 'txoutbox.outbox');
@@ -156,7 +162,11 @@ describe('upgrading from 0.1 (tables in public)', () => {
     const left = await pool.query<{ n: number }>('SELECT count(*)::int AS n FROM public.txoutbox_migrations');
     assert.equal(left.rows[0]?.n, 0, "public's history no longer claims the moved tables");
 
-    assert.deepEqual((await current.migrate()).applied, ['outbox/0002_last_exception', 'dlq/0002_last_exception_type']);
+    assert.deepEqual((await current.migrate()).applied, [
+      'outbox/0002_last_exception',
+      'outbox/0003_queue_controls',
+      'dlq/0002_last_exception_type',
+    ]);
     assert.deepEqual((await current.migrate()).applied, []);
     await current.validateSchema();
     assert.equal((await current.fetchUnprocessed({ queue: 'old' })).length, 3);

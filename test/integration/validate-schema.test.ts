@@ -86,7 +86,12 @@ describe('validateSchema: one finding kind per breakage', () => {
     const findings = await drift(newOutbox({ pool: db.pool, table: 'app.v_absent' }));
     assert.deepEqual(
       findings.map((f) => `${f.table}:${f.kind}`),
-      ['app.v_absent:missing_table', 'app.v_absent_dlq:missing_table'],
+      [
+        'app.v_absent:missing_table',
+        'app.v_absent_paused:missing_table',
+        'app.v_absent_stats:missing_table',
+        'app.v_absent_dlq:missing_table',
+      ],
     );
     assert.match(findings[0]!.message, /does not exist in schema app/);
     assert.match(findings[0]!.fix, /migrate/);

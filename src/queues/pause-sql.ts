@@ -1,0 +1,37 @@
+import type { SchemaNames } from '../schema/schema-names.js';
+import { type Statement, statement } from '../util/statement.js';
+
+export interface PauseSql {
+  /**
+   * $1 queue, $2 reason. Inserts the pause, or finds the one already there (kept as it is: its
+   * time and reason say when the incident began). `changed` tells the two apart.
+   */
+  readonly pause: Statement;
+  /**
+   * $1 queue, $2 channel. Deletes the pause and, in the same statement, notifies the queue, so
+   * every process's subscribers claim again at once rather than at their next poll (the
+   * notification is sent when this autocommit statement commits).
+   */
+  readonly resume: Statement;
+}
+
+export function buildPauseSql(names: SchemaNames): PauseSql {
+  const paused = names.paused.sql;
+  return {
+    pause: statement(
+      'pause',
+      `WITH inserted AS (
+  INSERT INTO ${paused} (queue, reason) VALUES ($1::text, $2::text) ON CONFLICT (queue) DO NOTHING
+  RETURNING paused_at, reason
+)
+SELECT true AS changed, paused_at, reason FROM inserted
+UNION ALL
+SELECT false, paused_at, reason FROM ${paused} WHERE queue = $1::text AND NOT EXISTS (SELECT 1 FROM inserted)`,
+    ),
+    resume: statement(
+      'resume',
+      `WITH deleted AS (DELETE FROM ${paused} WHERE queue = $1::text RETURNING queue)
+SELECT count(*) > 0 AS changed, bool_or(pg_notify($2::text, queue) IS NOT NULL) AS notified FROM deleted`,
+    ),
+  };
+}

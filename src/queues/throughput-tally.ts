@@ -1,0 +1,102 @@
+import { errorMessage } from '../errors.js';
+import type { Logger } from '../util/logger.js';
+import type { StatementRunner } from '../util/statement-runner.js';
+import type { ThroughputSql } from './throughput-sql.js';
+
+/** What a delivery's outcome counts as in <table>_stats. */
+export type Outcome = 'handled' | 'retried' | 'deadLettered';
+
+const OUTCOMES: readonly Outcome[] = ['handled', 'retried', 'deadLettered'];
+
+/** How often a process adds its counts to <table>_stats: status is at most this much behind. */
+export const STATS_FLUSH_MS = 5_000;
+/** Prune once per this many flushes (about a minute): the table holds queues × 60 rows. */
+const PRUNE_EVERY_FLUSHES = 12;
+
+interface Counts {
+  handled: number;
+  retried: number;
+  deadLettered: number;
+}
+
+/**
+ * Counts this process's outcomes per queue in memory (a Map increment on the delivery path) and
+ * adds them to <table>_stats every STATS_FLUSH_MS in one statement, so `status()` and the
+ * dashboard show throughput summed over every process, from any host. A failed flush keeps its
+ * counts for the next one (logged once per failure streak): throughput is late, never lost while
+ * the process lives. stop() flushes what is left, bounded by the statement runner's timeout.
+ */
+export class ThroughputTally {
+  readonly #db: StatementRunner;
+  readonly #sql: ThroughputSql;
+  readonly #logger: Logger;
+  #counts = new Map<string, Counts>();
+  #timer: NodeJS.Timeout | undefined;
+  #flushing: Promise<void> | undefined;
+  #flushes = 0;
+  #failing = false;
+
+  constructor(db: StatementRunner, sql: ThroughputSql, logger: Logger) {
+    this.#db = db;
+    this.#sql = sql;
+    this.#logger = logger;
+  }
+
+  count(queue: string, outcome: Outcome): void {
+    this.#add(queue, outcome, 1);
+  }
+
+  #add(queue: string, outcome: Outcome, n: number): void {
+    let counts = this.#counts.get(queue);
+    if (counts === undefined) {
+      counts = { handled: 0, retried: 0, deadLettered: 0 };
+      this.#counts.set(queue, counts);
+    }
+    counts[outcome] += n;
+    // Started by the first outcome: an Outbox that never consumes never writes.
+    this.#timer ??= setInterval(() => void this.flush(), STATS_FLUSH_MS).unref();
+  }
+
+  /** Adds the counts so far to <table>_stats. Never rejects; one flush at a time. */
+  flush(): Promise<void> {
+    this.#flushing ??= this.#flush().finally(() => {
+      this.#flushing = undefined;
+    });
+    return this.#flushing;
+  }
+
+  async #flush(): Promise<void> {
+    if (this.#counts.size === 0) return;
+    const taken = this.#counts;
+    this.#counts = new Map();
+    const queues = [...taken.keys()].sort();
+    const column = (outcome: Outcome): number[] => queues.map((q) => taken.get(q)?.[outcome] ?? 0);
+    try {
+      await this.#db.run(this.#sql.add, [queues, column('handled'), column('retried'), column('deadLettered')]);
+      this.#flushes += 1;
+      if (this.#flushes % PRUNE_EVERY_FLUSHES === 1) await this.#db.run(this.#sql.prune, []);
+      if (this.#failing) this.#logger.info({}, 'queue throughput stats are written again');
+      this.#failing = false;
+    } catch (error) {
+      // Back into the tally: the next flush adds them (with whatever came meanwhile).
+      for (const [queue, counts] of taken) {
+        for (const outcome of OUTCOMES) this.#add(queue, outcome, counts[outcome]);
+      }
+      if (!this.#failing) {
+        this.#logger.warn(
+          { err: errorMessage(error) },
+          'could not write queue throughput stats (status and the dashboard show them late); retrying with the next flush',
+        );
+      }
+      this.#failing = true;
+    }
+  }
+
+  /** Stops the timer and flushes what is left (once the deliveries have ended). */
+  async stop(): Promise<void> {
+    if (this.#timer !== undefined) clearInterval(this.#timer);
+    await this.flush();
+    // A flush started by the timer may have ended with counts put back: one more try.
+    await this.flush();
+  }
+}

@@ -1,0 +1,244 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+
+import pg from 'pg';
+import { Registry } from 'prom-client';
+
+import { InvalidOptionError, NoRetry } from '../../src/index.js';
+import { queueStateCollector } from '../../src/prometheus/index.js';
+import { useTestDatabase } from '../support/database.js';
+import { EventLog } from '../support/events.js';
+import { outboxFactory } from '../support/outboxes.js';
+import { publishCommitted } from '../support/publish.js';
+import { FAST_POLL } from '../support/subscriber-setup.js';
+import { waitFor } from '../support/wait-for.js';
+
+const db = useTestDatabase(import.meta.url);
+const newOutbox = outboxFactory(db);
+const HOUR = 3_600_000;
+
+/** Empty fetches of `queue` seen by `log` so far. */
+function emptyFetches(log: EventLog, queue: string): number {
+  return log.of('fetched').filter((e) => e.queue === queue && e.count === 0).length;
+}
+
+/**
+ * A consumer "process": an Outbox on its own pool (its own sessions), as another host would have,
+ * consuming `queue` and counting what it handled.
+ */
+function consumer(table: string, queue: string, options: { pollMs?: number } = {}) {
+  const pool = new pg.Pool({ connectionString: db.url, max: 4 });
+  db.onCleanup(() => pool.end());
+  const log = new EventLog();
+  const outbox = newOutbox({ pool, table, recorder: log.recorder });
+  const handled: unknown[] = [];
+  const poll =
+    options.pollMs === undefined ? FAST_POLL : { minPollIntervalMs: options.pollMs, maxPollIntervalMs: options.pollMs };
+  outbox.subscribe(
+    queue,
+    (message) => {
+      handled.push(message.body);
+    },
+    { concurrency: 2, fetchBatchSize: 10, ...poll },
+  );
+  return { outbox, log, handled };
+}
+
+describe('pause and resume', () => {
+  test('a pause stops every process from claiming at its next claim; publishing goes on; resume delivers the backlog', async () => {
+    const table = 'pause_everywhere';
+    const operator = newOutbox({ pool: db.pool, table });
+    await operator.migrate();
+    const a = consumer(table, 'orders');
+    const b = consumer(table, 'orders');
+    a.outbox.start();
+    b.outbox.start();
+    await publishCommitted(operator, db.pool, 'orders', [{ n: 'before' }]);
+    await waitFor(() => a.handled.length + b.handled.length === 1, { what: 'the row published before the pause is handled' });
+
+    const paused = await operator.pause('orders', { reason: 'INC-42: the payment provider is down' });
+    assert.equal(paused.paused, true);
+    assert.equal(paused.changed, true);
+    assert.equal(paused.reason, 'INC-42: the payment provider is down');
+    // Publishing is unaffected, and each publish's NOTIFY wakes both consumers: they claim, and
+    // the claim takes nothing. Two empty fetches each after the publish committed prove it (the
+    // first could have been in flight before the rows existed).
+    const before = [emptyFetches(a.log, 'orders'), emptyFetches(b.log, 'orders')];
+    await publishCommitted(
+      operator,
+      db.pool,
+      'orders',
+      Array.from({ length: 20 }, (_, n) => ({ n })),
+    );
+    await waitFor(() => emptyFetches(a.log, 'orders') >= before[0]! + 2 && emptyFetches(b.log, 'orders') >= before[1]! + 2, {
+      what: 'both consumers claimed after the publish and got nothing',
+    });
+    assert.equal(a.handled.length + b.handled.length, 1, 'nothing was claimed while paused');
+    const status = await operator.status({ queues: ['orders'] });
+    assert.equal(status.queues[0]?.ready, 20);
+    assert.equal(status.queues[0]?.paused, true);
+    assert.equal(status.queues[0]?.pauseReason, 'INC-42: the payment provider is down');
+
+    const resumed = await operator.resume('orders');
+    assert.deepEqual(resumed, { queue: 'orders', paused: false, pausedAt: null, reason: null, changed: true });
+    await waitFor(() => a.handled.length + b.handled.length === 21, { what: 'the backlog is handled after resume' });
+  });
+
+  test('resume wakes sleeping subscribers through NOTIFY: they claim at once, not at their next poll', async () => {
+    const table = 'pause_wake';
+    const operator = newOutbox({ pool: db.pool, table });
+    await operator.migrate();
+    await operator.pause('q');
+    // Polls once an hour: only a notification can make it claim within the test's timeout.
+    const sleeper = consumer(table, 'q', { pollMs: HOUR });
+    sleeper.outbox.start();
+    await publishCommitted(operator, db.pool, 'q', [{ n: 1 }, { n: 2 }]);
+    await waitFor(() => emptyFetches(sleeper.log, 'q') >= 2, {
+      what: 'the publish woke it, and the claim found the queue paused',
+    });
+    await operator.resume('q');
+    await waitFor(() => sleeper.handled.length === 2, { what: 'resume woke it' });
+  });
+
+  test('a subscription of several queues keeps claiming the others while one is paused', async () => {
+    const table = 'pause_many';
+    const operator = newOutbox({ pool: db.pool, table });
+    await operator.migrate();
+    await operator.pause('slow');
+    const log = new EventLog();
+    const outbox = newOutbox({ pool: db.pool, table, recorder: log.recorder });
+    const handled: string[] = [];
+    outbox.subscribe(
+      ['slow', 'fast'],
+      (message) => {
+        handled.push(message.queue);
+      },
+      FAST_POLL,
+    );
+    // The paused queue's rows are older: FIFO across queues would run them first.
+    await publishCommitted(operator, db.pool, 'slow', [{ n: 1 }, { n: 2 }]);
+    await publishCommitted(operator, db.pool, 'fast', [{ n: 3 }]);
+    outbox.start();
+    await waitFor(() => handled.length === 1, { what: 'the unpaused queue is consumed' });
+    await waitFor(() => log.of('fetched').filter((e) => e.count === 0).length >= 2, { what: 'later claims found nothing' });
+    assert.deepEqual(handled, ['fast']);
+    await operator.resume('slow');
+    await waitFor(() => handled.length === 3, { what: 'resume' });
+  });
+
+  test('pause and resume are idempotent and say whether they changed anything; the first pause keeps its time and reason', async () => {
+    const outbox = newOutbox({ pool: db.pool, table: 'pause_idem' });
+    await outbox.migrate();
+    const first = await outbox.pause('q', { reason: 'first' });
+    const second = await outbox.pause('q', { reason: 'second' });
+    assert.equal(second.changed, false);
+    assert.equal(second.reason, 'first');
+    assert.equal(second.pausedAt?.getTime(), first.pausedAt?.getTime());
+    assert.equal((await outbox.pause('other')).reason, null);
+    assert.equal((await outbox.resume('q')).changed, true);
+    assert.equal((await outbox.resume('q')).changed, false);
+    assert.equal((await outbox.resume('never-paused')).changed, false);
+  });
+
+  test('bad arguments are typed errors naming the option', async () => {
+    const outbox = newOutbox({ pool: db.pool, table: 'pause_bad' });
+    const cases: [() => Promise<unknown>, string][] = [
+      [() => outbox.pause(''), 'queue'],
+      [() => outbox.pause('q', { reason: 'x'.repeat(501) }), 'reason'],
+      [() => outbox.pause('q', { reason: 42 as unknown as string }), 'reason'],
+      [() => outbox.resume(7 as unknown as string), 'queue'],
+      [() => outbox.status({ minutes: 0 }), 'minutes'],
+      [() => outbox.status({ minutes: 61 }), 'minutes'],
+      [() => outbox.status({ maxQueues: 1.5 }), 'maxQueues'],
+      [() => outbox.status({ queues: 'orders' as unknown as string[] }), 'queues'],
+    ];
+    for (const [call, option] of cases) {
+      await assert.rejects(call, (error: unknown) => error instanceof InvalidOptionError && error.option === option, option);
+    }
+  });
+
+  test('the queue_paused gauge reads 1 for a paused queue, even an empty one, and 0 after resume', async () => {
+    const outbox = newOutbox({ pool: db.pool, table: 'pause_metric' });
+    await outbox.migrate();
+    const registry = new Registry();
+    queueStateCollector(outbox, { registry, cacheMs: 1000 });
+    await outbox.pause('idle');
+    const paused = await registry.getSingleMetricAsString('txoutbox_queue_paused');
+    assert.match(paused, /txoutbox_queue_paused\{[^}]*queue="idle"[^}]*\} 1/);
+  });
+});
+
+describe('outbox.status', () => {
+  test('depth by state, DLQ, oldest age, pause and per-minute throughput summed over processes', async () => {
+    const table = 'status_all';
+    const operator = newOutbox({ pool: db.pool, table });
+    await operator.migrate();
+    // Two consumer processes of one queue: every row handled, every third one fails for good.
+    const processes = [0, 1].map(() => {
+      const pool = new pg.Pool({ connectionString: db.url, max: 4 });
+      db.onCleanup(() => pool.end());
+      const outbox = newOutbox({ pool, table });
+      outbox.subscribe(
+        'work',
+        (message) => {
+          if ((message.body as { n: number }).n % 3 === 0) throw new Error('poison');
+        },
+        { retry: new NoRetry(), ...FAST_POLL },
+      );
+      return outbox;
+    });
+    const bodies = Array.from({ length: 30 }, (_, n) => ({ n: n + 1 }));
+    await publishCommitted(operator, db.pool, 'work', bodies);
+    for (const outbox of processes) outbox.start();
+    await waitFor(async () => (await operator.status({ queues: ['work'] })).queues[0]?.dlq === 10, {
+      what: '10 rows in the DLQ',
+    });
+    await waitFor(async () => (await operator.status({ queues: ['work'] })).queues[0]?.ready === 0, { what: 'the rest handled' });
+    // stop() writes each process's last counts: no wait for the periodic flush.
+    await Promise.all(processes.map((outbox) => outbox.stop()));
+
+    // Rows in the other states, on another queue: due now, due later, and a pause.
+    await publishCommitted(operator, db.pool, 'backlog', [{ n: 1 }, { n: 2 }]);
+    const client = await db.pool.connect();
+    try {
+      await client.query('BEGIN');
+      await operator.publish(client, 'backlog', { n: 3 }, { activateInMs: HOUR });
+      await client.query('COMMIT');
+    } finally {
+      client.release();
+    }
+    await operator.pause('backlog', { reason: 'investigating' });
+
+    const report = await operator.status();
+    assert.ok(Math.abs(report.at.getTime() - Date.now()) < 60_000, 'at is the database clock');
+    const byQueue = new Map(report.queues.map((q) => [q.queue, q]));
+    assert.deepEqual([...byQueue.keys()], ['backlog', 'work'], 'every queue with something to show, by name');
+
+    const work = byQueue.get('work')!;
+    assert.deepEqual([work.ready, work.scheduled, work.leased, work.dlq, work.paused], [0, 0, 0, 10, false]);
+    assert.equal(work.throughput.length, 16, '15 whole minutes and the current one');
+    const sum = (key: 'handled' | 'retried' | 'deadLettered') => work.throughput.reduce((s, m) => s + m[key], 0);
+    assert.deepEqual([sum('handled'), sum('retried'), sum('deadLettered')], [20, 0, 10]);
+    assert.ok(work.handledPerMinute > 0);
+    const minutes = work.throughput.map((m) => m.minute.getTime());
+    assert.ok(
+      minutes.every((m, i) => i === 0 || m - minutes[i - 1]! === 60_000),
+      'consecutive minutes, oldest first',
+    );
+
+    const backlog = byQueue.get('backlog')!;
+    assert.deepEqual([backlog.ready, backlog.scheduled, backlog.leased, backlog.paused], [2, 1, 0, true]);
+    assert.equal(backlog.pauseReason, 'investigating');
+    assert.ok(backlog.oldestReadyAgeMs >= 0);
+    assert.equal(backlog.handledPerMinute, 0);
+
+    const narrow = await operator.status({ queues: ['work', 'never-used'], minutes: 3 });
+    assert.deepEqual(
+      narrow.queues.map((q) => [q.queue, q.throughput.length, q.ready]),
+      [
+        ['never-used', 4, 0],
+        ['work', 4, 0],
+      ],
+    );
+  });
+});

@@ -22,6 +22,7 @@ export async function runnerFromConfig(path: string, env: NodeJS.ProcessEnv, log
     databaseUrl: config.database.url,
     table: config.table,
     dlqTable: config.dlqTable,
+    dlqRetentionMs: config.dlqRetentionMs,
     metrics: config.metrics.prometheus,
     logger,
   });

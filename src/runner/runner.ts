@@ -6,6 +6,7 @@ import { type ServedMetrics, serveMetrics } from '../prometheus/serve-metrics.js
 import { beforeDeadline } from '../util/deadline.js';
 import type { Logger } from '../util/logger.js';
 import type { RestartPolicy } from './consumer-slot.js';
+import { DlqRetention } from './dlq-retention.js';
 import { MetricsLedger } from './metrics/metrics-ledger.js';
 import { ParentMetrics } from './parent-metrics.js';
 import { type ConsumerPlan, type ReloadOutcome, Supervisor } from './supervisor.js';
@@ -39,6 +40,8 @@ export interface RunnerOptions {
   readonly databaseUrl: string;
   readonly table: string;
   readonly dlqTable: string | false;
+  /** Dead letters older than this are deleted by this process, hourly (dlq-retention.ts); absent: kept. */
+  readonly dlqRetentionMs?: number | undefined;
   readonly metrics: RunnerMetricsOptions;
   readonly logger: Logger;
   readonly policy?: RestartPolicy;
@@ -54,6 +57,7 @@ export class Runner {
   readonly #metrics: ParentMetrics;
   readonly #outbox: Outbox;
   readonly #logger: Logger;
+  readonly #retention: DlqRetention | undefined;
   #server: ServedMetrics | undefined;
   #stopping: Promise<boolean> | undefined;
 
@@ -83,6 +87,19 @@ export class Runner {
       logger: options.logger,
     });
     queueStateCollector(this.#outbox, { registry: this.#metrics.own, prefix: options.metrics.prefix });
+    this.#retention =
+      options.dlqRetentionMs === undefined
+        ? undefined
+        : new DlqRetention({
+            // Throws InvalidOptionError naming dlqTable when there is no DLQ: nothing starts (so
+            // dlqTable is set below).
+            dlq: this.#outbox.dlq,
+            table: this.#outbox.dlqTable ?? '',
+            maxAgeMs: options.dlqRetentionMs,
+            registry: this.#metrics.own,
+            prefix: options.metrics.prefix,
+            logger: options.logger,
+          });
   }
 
   static async start(options: RunnerOptions): Promise<Runner> {
@@ -101,6 +118,7 @@ export class Runner {
       }
     }
     runner.supervisor.start(options.plans);
+    runner.#retention?.start();
     options.logger.info(
       {
         consumers: Object.fromEntries([...options.plans].map(([name, plan]) => [name, plan.processes])),
@@ -144,7 +162,7 @@ export class Runner {
    */
   stop(): Promise<boolean> {
     this.#stopping ??= (async () => {
-      const drained = await this.supervisor.stop();
+      const [drained] = await Promise.all([this.supervisor.stop(), this.#retention?.stop()]);
       await this.#server?.close();
       await beforeDeadline(this.#outbox.stop(), OWN_OUTBOX_STOP_MS, () => {
         this.#logger.warn({ deadlineMs: OWN_OUTBOX_STOP_MS }, "the runner's own database pool did not close in time");

@@ -132,6 +132,7 @@ describe('queueStateCollector', () => {
       'txoutbox_queue_messages',
       'txoutbox_queue_oldest_ready_age_seconds',
       'txoutbox_queue_dlq_messages',
+      'txoutbox_queue_paused',
       'txoutbox_queue_messages_estimated',
       'txoutbox_queue_state_up',
       'txoutbox_queue_state_read_duration_seconds',

@@ -109,6 +109,7 @@ describe('serveMetrics', () => {
       ['txoutbox_queue_messages', 'gauge'],
       ['txoutbox_queue_oldest_ready_age_seconds', 'gauge'],
       ['txoutbox_queue_dlq_messages', 'gauge'],
+      ['txoutbox_queue_paused', 'gauge'],
       ['txoutbox_queue_state_up', 'gauge'],
       ['txoutbox_queue_state_errors_total', 'counter'],
     ]) {

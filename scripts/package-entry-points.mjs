@@ -30,6 +30,7 @@ export const ENTRY_POINTS = {
   './embedded': 'embedded/index',
   './prometheus': 'prometheus/index',
   './opentelemetry': 'opentelemetry/index',
+  './dashboard': 'dashboard/index',
   './postgres': 'adapters/postgres/index',
   './kysely': 'adapters/kysely/index',
   './drizzle': 'adapters/drizzle/index',

@@ -19,6 +19,15 @@ export function missingTableExplainer(db: Queryable, names: SchemaNames, logger:
   return (error) => {
     if (explained || (error as { code?: unknown } | null)?.code !== UNDEFINED_TABLE) return;
     explained = true;
+    const companion = missingCompanion(names, errorMessage(error));
+    if (companion !== undefined) {
+      // The outbox is there; this version's companion tables are not: code upgraded, schema not.
+      logger.error(
+        { table, missing: companion },
+        `${companion} does not exist: this version of txoutbox reads it in every claim (pause/resume, migration outbox/0003), and the schema was not upgraded. Run \`txoutbox migrate\` or outbox.migrate(), or apply \`txoutbox migrate --print --since 2\` with your own migration tool; until then no row of ${table} is claimed`,
+      );
+      return;
+    }
     assertNotInLegacyLocation(db, names).then(
       () => {
         logger.error(
@@ -36,4 +45,9 @@ export function missingTableExplainer(db: Queryable, names: SchemaNames, logger:
       },
     );
   };
+}
+
+/** The companion table an undefined_table error names (Postgres quotes the name as written), if any. */
+function missingCompanion(names: SchemaNames, message: string): string | undefined {
+  return [names.paused, names.stats].find((t) => message.includes(`"${t.name}"`) || message.includes(`${t.name}"`))?.display;
 }

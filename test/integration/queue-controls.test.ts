@@ -140,6 +140,29 @@ describe('pause and resume', () => {
     assert.equal((await outbox.resume('never-paused')).changed, false);
   });
 
+  test('code upgraded before the schema: claims fail with an explanation naming the missing table and the upgrade; migrate() heals it', async () => {
+    const table = 'pause_unmigrated';
+    const operator = newOutbox({ pool: db.pool, table });
+    await operator.migrate();
+    // The schema of the version before: no outbox/0003.
+    await db.pool.query(`DROP TABLE ${table}_paused, ${table}_stats`);
+    await db.pool.query(`DELETE FROM txoutbox_migrations WHERE table_name = $1 AND version = 3`, [table]);
+    const logger = newOutbox.logger;
+    const handled: unknown[] = [];
+    const consumerOutbox = newOutbox({ pool: db.pool, table });
+    consumerOutbox.subscribe('q', (m) => void handled.push(m.body), FAST_POLL);
+    await publishCommitted(operator, db.pool, 'q', [{ n: 1 }]);
+    consumerOutbox.start();
+    await waitFor(() => logger.messages('error').some((m) => m.includes(`${table}_paused does not exist`)), {
+      what: 'the explanation',
+    });
+    const explanation = logger.messages('error').find((m) => m.includes(`${table}_paused does not exist`)) ?? '';
+    assert.match(explanation, /txoutbox migrate --print --since 2/);
+    assert.deepEqual(handled, [], 'nothing claimed meanwhile; the row stays');
+    assert.deepEqual((await operator.migrate()).applied, ['outbox/0003_queue_controls']);
+    await waitFor(() => handled.length === 1, { what: 'claims work again once migrated, without a restart' });
+  });
+
   test('bad arguments are typed errors naming the option', async () => {
     const outbox = newOutbox({ pool: db.pool, table: 'pause_bad' });
     const cases: [() => Promise<unknown>, string][] = [

@@ -9,6 +9,7 @@ import { cancelTimer, type ProducerContext, publish, publishBatch } from './prod
 import type { PublishBatchOptions, PublishOptions } from './producer/publish-options.js';
 import { buildProducerSql } from './producer/sql.js';
 import { WakeNotifier } from './producer/wake-notifier.js';
+import { readSignal } from './queues/pause-signal.js';
 import { peek, type PeekContext, type PeekOptions, type PeekPage } from './queues/peek.js';
 import { buildPeekSql } from './queues/peek-sql.js';
 import { QueueControls } from './queues/queue-controls.js';
@@ -306,6 +307,9 @@ export class Outbox {
       wakeLocal: (queue) => {
         this.#wakeSubscriptions(queue);
       },
+      pausedLocal: (queue) => {
+        this.#releasePaused(queue);
+      },
     });
     return this.#controls;
   }
@@ -358,14 +362,21 @@ export class Outbox {
         clientConfig: this.#options.clientConfig,
         channel: this.#options.names.channel,
         logger: this.#options.logger,
-        onWake: (queue) => {
-          this.#wakeSubscriptions(queue);
+        onWake: (payload) => {
+          const signal = payload === undefined ? undefined : readSignal(payload);
+          if (signal?.kind === 'paused') this.#releasePaused(signal.queue);
+          else this.#wakeSubscriptions(signal?.queue);
         },
         ownNotifierPid: () => this.#notifier.backendPid,
       });
       this.#listener.start();
     }
     subscription.start();
+  }
+
+  /** A pause of `queue`: its subscriptions give back their buffered rows of it. */
+  #releasePaused(queue: string): void {
+    for (const s of this.#subscriptions) if (s.options.queues.includes(queue)) s.releasePaused(queue);
   }
 
   /** Wakes the subscriptions of `queue`, or all of them (undefined: notifications may have been missed). */

@@ -3,8 +3,10 @@ import { type Statement, statement } from '../util/statement.js';
 
 export interface PauseSql {
   /**
-   * $1 queue, $2 reason. Inserts the pause, or finds the one already there (kept as it is: its
-   * time and reason say when the incident began). `changed` tells the two apart.
+   * $1 queue, $2 reason, $3 channel, $4 the paused signal (pause-signal.ts). Inserts the pause, or
+   * finds the one already there (kept as it is: its time and reason say when the incident began);
+   * `changed` tells the two apart. Either way it notifies the signal, so every process's
+   * subscribers give back the queue's buffered rows (sent when this autocommit statement commits).
    */
   readonly pause: Statement;
   /**
@@ -24,9 +26,10 @@ export function buildPauseSql(names: SchemaNames): PauseSql {
   INSERT INTO ${paused} (queue, reason) VALUES ($1::text, $2::text) ON CONFLICT (queue) DO NOTHING
   RETURNING paused_at, reason
 )
-SELECT true AS changed, paused_at, reason FROM inserted
+SELECT true AS changed, paused_at, reason, pg_notify($3::text, $4::text) IS NOT NULL AS notified FROM inserted
 UNION ALL
-SELECT false, paused_at, reason FROM ${paused} WHERE queue = $1::text AND NOT EXISTS (SELECT 1 FROM inserted)`,
+SELECT false, paused_at, reason, pg_notify($3::text, $4::text) IS NOT NULL FROM ${paused}
+WHERE queue = $1::text AND NOT EXISTS (SELECT 1 FROM inserted)`,
     ),
     resume: statement(
       'resume',

@@ -3,6 +3,7 @@ import { validateQueue } from '../producer/publish-options.js';
 import type { SchemaNames } from '../schema/schema-names.js';
 import { integerOption } from '../util/integer-option.js';
 import type { StatementRunner } from '../util/statement-runner.js';
+import { pausedPayload } from './pause-signal.js';
 import { buildPauseSql, type PauseSql } from './pause-sql.js';
 import { type QueueState, readQueueStates } from './queue-state.js';
 import { buildQueueStateSql, type QueueStateSql } from './queue-state-sql.js';
@@ -31,6 +32,8 @@ export interface QueueControlsDeps {
   readonly statementTimeoutMs: number;
   /** Wakes this process's subscriptions of a resumed queue (the NOTIFY wakes the others). */
   readonly wakeLocal: (queue: string) => void;
+  /** Tells this process's subscriptions of a paused queue at once (the NOTIFY tells the others). */
+  readonly pausedLocal: (queue: string) => void;
 }
 
 interface PauseRow {
@@ -69,8 +72,14 @@ export class QueueControls {
     // Twice at most: a pause committed by another caller after this statement's snapshot makes
     // the insert stand down while the select cannot see it yet; the second run sees it.
     for (let attempt = 0; attempt < 2; attempt += 1) {
-      const { rows } = await this.#deps.db.run<PauseRow>(this.#pauseSql.pause, [queue, reason]);
+      const { rows } = await this.#deps.db.run<PauseRow>(this.#pauseSql.pause, [
+        queue,
+        reason,
+        this.#deps.names.channel,
+        pausedPayload(queue),
+      ]);
       const row = rows[0];
+      this.#deps.pausedLocal(queue);
       if (row !== undefined) return { queue, paused: true, pausedAt: row.paused_at, reason: row.reason, changed: row.changed };
     }
     // Paused by someone else and resumed again in between: it is not paused now, and not by us.

@@ -371,11 +371,34 @@ export class Subscription {
     }
     this.#prefetchPausedUntil = performance.now() + PREFETCH_PAUSE_LEASES * this.options.leaseTtlMs;
     this.#pipelined = false;
+    this.#giveBack(leases);
+  }
+
+  /** Releases `leases` in the background; stop() waits for it. Frees their capacity at once. */
+  #giveBack(leases: Lease[]): void {
     const releasing = this.#release(leases).finally(() => {
       this.#releasing.delete(releasing);
     });
     this.#releasing.add(releasing);
     this.#nudgeClaimers();
+  }
+
+  /**
+   * `queue` was paused (outbox.pause(), in any process: a NOTIFY). Claims already leave it out;
+   * its rows buffered here but not started go back now, unstarted and uncounted, rather than run
+   * one after another for as long as the buffer lasts. Running handlers finish. A claim that was in
+   * flight when the pause committed may still bring rows of it: they run.
+   */
+  releasePaused(queue: string): void {
+    if (!this.#running()) return;
+    const paused = this.#buffer.filter((lease) => lease.record.queue === queue);
+    if (paused.length === 0) return;
+    this.#buffer.splice(0, this.#buffer.length, ...this.#buffer.filter((lease) => lease.record.queue !== queue));
+    this.#deps.logger.info(
+      { subscriber: this.options.name, queue, rows: paused.length },
+      'queue paused: releasing its buffered rows',
+    );
+    this.#giveBack(paused);
   }
 
   /** One slot's delivery, then the slot is free again. */

@@ -126,6 +126,60 @@ describe('pause and resume', () => {
     await waitFor(() => handled.length === 3, { what: 'resume' });
   });
 
+  test('a pause gives back the rows a subscriber had buffered but not started, in another process, uncounted; running handlers finish', async () => {
+    const table = 'pause_buffer';
+    const operator = newOutbox({ pool: db.pool, table });
+    await operator.migrate();
+    const pool = new pg.Pool({ connectionString: db.url, max: 4 });
+    db.onCleanup(() => pool.end());
+    const log = new EventLog();
+    const consumerOutbox = newOutbox({ pool, table, recorder: log.recorder });
+    let release!: () => void;
+    const blocked = new Promise<void>((resolve) => (release = resolve));
+    const started: unknown[] = [];
+    // One slot and a batch of five: a slow handler holds the slot while four rows wait behind it.
+    consumerOutbox.subscribe(
+      'q',
+      async (message) => {
+        started.push(message.body);
+        if (started.length === 1) await blocked;
+      },
+      { concurrency: 1, fetchBatchSize: 5, ...FAST_POLL },
+    );
+    await publishCommitted(
+      operator,
+      db.pool,
+      'q',
+      Array.from({ length: 5 }, (_, n) => ({ n })),
+    );
+    consumerOutbox.start();
+    const leased = async () => (await operator.status({ queues: ['q'] })).queues[0]?.leased;
+    await waitFor(async () => started.length === 1 && (await leased()) === 5, { what: 'one running, four buffered' });
+
+    // From another Outbox (another pool): the signal reaches the consumer through NOTIFY only.
+    await operator.pause('q', { reason: 'stop the bleeding' });
+    await waitFor(async () => (await leased()) === 1, { what: 'the four buffered rows given back' });
+    const { rows } = await db.pool.query<{ deliveries: number }>(
+      `SELECT deliveries_count AS deliveries FROM ${table} WHERE acquired_token IS NULL ORDER BY id`,
+    );
+    assert.deepEqual(
+      rows.map((r) => r.deliveries),
+      [0, 0, 0, 0],
+      'released unstarted: their deliveries are not counted',
+    );
+    release();
+    await log.waitFor('acked', 1);
+    const fetches = emptyFetches(log, 'q');
+    await publishCommitted(operator, db.pool, 'q', [{ n: 'late' }]);
+    await waitFor(() => emptyFetches(log, 'q') >= fetches + 2, {
+      what: 'claims after the running handler finished took nothing',
+    });
+    assert.equal(started.length, 1, 'no buffered row ran after the pause');
+
+    await operator.resume('q');
+    await waitFor(() => started.length === 6, { what: 'all six handled after resume' });
+  });
+
   test('pause and resume are idempotent and say whether they changed anything; the first pause keeps its time and reason', async () => {
     const outbox = newOutbox({ pool: db.pool, table: 'pause_idem' });
     await outbox.migrate();

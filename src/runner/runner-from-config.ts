@@ -24,6 +24,7 @@ export async function runnerFromConfig(path: string, env: NodeJS.ProcessEnv, log
     dlqTable: config.dlqTable,
     dlqRetentionMs: config.dlqRetentionMs,
     metrics: config.metrics.prometheus,
+    dashboard: config.dashboard,
     logger,
   });
   let reloads = Promise.resolve();

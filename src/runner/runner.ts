@@ -1,14 +1,17 @@
 import type { Registry } from 'prom-client';
 
+import type { ServedDashboard } from '../dashboard/dashboard-server.js';
 import { Outbox } from '../outbox.js';
 import { queueStateCollector } from '../prometheus/queue-state-collector.js';
 import { type ServedMetrics, serveMetrics } from '../prometheus/serve-metrics.js';
 import { beforeDeadline } from '../util/deadline.js';
 import type { Logger } from '../util/logger.js';
+import type { DashboardConfig } from './config/runner-config.js';
 import type { RestartPolicy } from './consumer-slot.js';
 import { DlqRetention } from './dlq-retention.js';
 import { MetricsLedger } from './metrics/metrics-ledger.js';
 import { ParentMetrics } from './parent-metrics.js';
+import { type RunnerState, serveRunnerDashboard } from './runner-dashboard.js';
 import { type ConsumerPlan, type ReloadOutcome, Supervisor } from './supervisor.js';
 
 /**
@@ -45,6 +48,8 @@ export interface RunnerOptions {
   readonly metrics: RunnerMetricsOptions;
   readonly logger: Logger;
   readonly policy?: RestartPolicy;
+  /** The web dashboard, served on the runner's own Outbox (architecture/dashboard.md); absent: none. */
+  readonly dashboard?: DashboardConfig | undefined;
 }
 
 /**
@@ -59,6 +64,10 @@ export class Runner {
   readonly #logger: Logger;
   readonly #retention: DlqRetention | undefined;
   #server: ServedMetrics | undefined;
+  #dashboard: ServedDashboard | undefined;
+  /** The plans in effect and restarts by consumer: what the dashboard's processes page shows. */
+  #plans: ReadonlyMap<string, ConsumerPlan> = new Map();
+  readonly #restarts = new Map<string, number>();
   #stopping: Promise<boolean> | undefined;
 
   private constructor(options: RunnerOptions) {
@@ -76,12 +85,14 @@ export class Runner {
     this.#metrics = new ParentMetrics(options.metrics.prefix, () => this.supervisor, ledger);
     restarted = (consumer) => {
       this.#metrics.restarted(consumer);
+      this.#restarts.set(consumer, (this.#restarts.get(consumer) ?? 0) + 1);
     };
     // No subscriptions: this Outbox only answers readiness probes and reads the queue state at
     // scrape time (cached 1 s), so /metrics shows depth and oldest age next to the children's series.
     this.#outbox = new Outbox({
       connectionString: options.databaseUrl,
-      poolSize: 2,
+      // The dashboard's pages read status and peek side by side: two more connections.
+      poolSize: options.dashboard === undefined ? 2 : 4,
       table: options.table,
       dlqTable: options.dlqTable,
       logger: options.logger,
@@ -117,12 +128,28 @@ export class Runner {
         throw error;
       }
     }
+    if (options.dashboard !== undefined) {
+      try {
+        runner.#dashboard = await serveRunnerDashboard(
+          runner.#outbox,
+          options.dashboard,
+          runner.#dashboardState(),
+          options.logger,
+        );
+      } catch (error) {
+        await runner.#server?.close();
+        await runner.#outbox.stop();
+        throw error;
+      }
+    }
+    runner.#plans = options.plans;
     runner.supervisor.start(options.plans);
     runner.#retention?.start();
     options.logger.info(
       {
         consumers: Object.fromEntries([...options.plans].map(([name, plan]) => [name, plan.processes])),
         metrics: runner.metricsUrl ?? 'disabled',
+        dashboard: runner.dashboardUrl ?? 'disabled',
       },
       'runner started',
     );
@@ -132,6 +159,20 @@ export class Runner {
   /** `http://host:port/metrics`, or undefined when metrics are disabled. */
   get metricsUrl(): string | undefined {
     return this.#server === undefined ? undefined : `${this.#server.url}/metrics`;
+  }
+
+  /** The dashboard's `http://host:port/`, or undefined when it is not enabled. */
+  get dashboardUrl(): string | undefined {
+    return this.#dashboard?.url;
+  }
+
+  #dashboardState(): RunnerState {
+    return {
+      supervisor: this.supervisor,
+      plans: () => this.#plans,
+      restarts: () => this.#restarts,
+      ready: () => this.ready(),
+    };
   }
 
   /** What /metrics serves: the supervisor's series and every child's, merged (a fresh registry). */
@@ -152,7 +193,13 @@ export class Runner {
    */
   async reload(plans: ReadonlyMap<string, ConsumerPlan>): Promise<ReloadOutcome> {
     if (this.#stopping !== undefined) return { interrupted: true, failed: [] };
-    return await this.supervisor.reload(plans);
+    const outcome = await this.supervisor.reload(plans);
+    // A consumer whose rollout failed keeps running its previous plan.
+    const previous = this.#plans;
+    this.#plans = new Map(
+      [...plans].map(([name, plan]) => [name, outcome.failed.includes(name) ? (previous.get(name) ?? plan) : plan]),
+    );
+    return outcome;
   }
 
   /**
@@ -163,7 +210,7 @@ export class Runner {
   stop(): Promise<boolean> {
     this.#stopping ??= (async () => {
       const [drained] = await Promise.all([this.supervisor.stop(), this.#retention?.stop()]);
-      await this.#server?.close();
+      await Promise.all([this.#server?.close(), this.#dashboard?.close()]);
       await beforeDeadline(this.#outbox.stop(), OWN_OUTBOX_STOP_MS, () => {
         this.#logger.warn({ deadlineMs: OWN_OUTBOX_STOP_MS }, "the runner's own database pool did not close in time");
       });

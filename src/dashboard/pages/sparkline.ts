@@ -18,10 +18,17 @@ export function sparkline(minutes: readonly ThroughputMinute[]): Html {
     const handled = Math.round((m.handled / peak) * HEIGHT);
     const failed = Math.round((m.deadLettered / peak) * HEIGHT);
     const label = `${m.minute.toISOString().slice(11, 16)}Z: ${m.handled} handled, ${m.retried} retried, ${m.deadLettered} dead-lettered`;
-    return html`<g
-      ><title>${label}</title><rect class="handled" x="${x}" y="${HEIGHT - handled}" width="${WIDTH}" height="${handled}"></rect
-      ><rect class="failed" x="${x}" y="${HEIGHT - handled - failed}" width="${WIDTH}" height="${failed}"></rect
-    ></g>`;
+    // A quiet minute draws nothing (the aria-label still lists it): 15 empty bars would double a row's size.
+    if (m.handled + m.retried + m.deadLettered === 0) return html``;
+    const handledBar =
+      handled === 0
+        ? ''
+        : html`<rect class="handled" x="${x}" y="${HEIGHT - handled}" width="${WIDTH}" height="${handled}"></rect>`;
+    const failedBar =
+      failed === 0
+        ? ''
+        : html`<rect class="failed" x="${x}" y="${HEIGHT - handled - failed}" width="${WIDTH}" height="${failed}"></rect>`;
+    return html`<g><title>${label}</title>${handledBar}${failedBar}</g>`;
   });
   const summary = `handled per minute, oldest first: ${minutes.map((m) => m.handled).join(', ')}`;
   return html`<svg

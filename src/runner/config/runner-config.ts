@@ -33,6 +33,16 @@ export interface RunnerConfig {
   };
   /** By consumer name, in file order. */
   readonly consumers: ReadonlyMap<string, ConsumerConfig>;
+  /** The web dashboard the runner serves; absent without a `dashboard:` section or with `enabled: false`. */
+  readonly dashboard?: DashboardConfig;
+}
+
+export interface DashboardConfig {
+  readonly host: string;
+  readonly port: number;
+  /** Holds a secret: never logged. */
+  readonly token?: string;
+  readonly readOnly: boolean;
 }
 
 export interface PrometheusConfig {

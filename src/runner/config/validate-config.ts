@@ -8,9 +8,10 @@ import { resolveReporting } from './library-options.js';
 import type { ConsumerConfig, PrometheusConfig, RunnerConfig, StatsdConfig } from './runner-config.js';
 import { RUNNER_DEFAULTS } from './runner-config.js';
 import { validateConsumer } from './validate-consumer.js';
+import { dashboardConfig } from './validate-dashboard.js';
 import { dlqRetentionMs } from './validate-dlq-retention.js';
 
-const TOP_KEYS = ['database', 'table', 'dlqTable', 'dlqRetention', 'gracefulTimeoutMs', 'metrics', 'consumers'];
+const TOP_KEYS = ['database', 'table', 'dlqTable', 'dlqRetention', 'gracefulTimeoutMs', 'metrics', 'consumers', 'dashboard'];
 const DATABASE_KEYS = ['url', 'poolSize', 'queryTimeoutMs'];
 const METRICS_KEYS = ['prometheus', 'statsd'];
 const PROMETHEUS_KEYS = ['enabled', 'host', 'port', 'prefix'];
@@ -136,6 +137,7 @@ export async function validateRunnerConfig(
   const statsdConfig = metrics.statsd === undefined ? undefined : statsd(issues, metrics.statsd);
   const consumerConfigs = consumers(issues, top.consumers, dirname(file), top.dlqTable !== false);
   const retentionMs = dlqRetentionMs(issues, top);
+  const dashboard = dashboardConfig(issues, top.dashboard, prometheusConfig);
 
   if (issues.count > before || url === undefined || !outboxValid || prometheusConfig === undefined) return undefined;
   const table = typeof top.table === 'string' ? top.table : RUNNER_DEFAULTS.table;
@@ -153,5 +155,6 @@ export async function validateRunnerConfig(
     gracefulTimeoutMs: typeof top.gracefulTimeoutMs === 'number' ? top.gracefulTimeoutMs : RUNNER_DEFAULTS.gracefulTimeoutMs,
     metrics: { prometheus: prometheusConfig, statsd: statsdConfig },
     consumers: consumerConfigs,
+    ...(dashboard === undefined ? {} : { dashboard }),
   };
 }

@@ -5,7 +5,7 @@
 #   on PATH already                  -> prints its path, exit 0
 #   root with apt-get                -> installs Debian's `chromium` package, exit 0
 #   not root, `sudo -n` works        -> the same install through sudo, exit 0
-#   otherwise                        -> one loud line on stderr, exit 1 (the tests skip, loudly)
+#   otherwise                        -> one loud line on stderr, exit 1 (the tests skip, loudly; in CI they fail)
 #
 # --no-install-recommends: the recommends (chromium-sandbox, upower, udev, mesa, notification-daemon,
 # printing) are for a desktop; headless rendering needs none of them. It does need one font, or every
@@ -28,7 +28,7 @@ if command -v chromium >/dev/null 2>&1; then
 fi
 
 fail() {
-  echo "!!! ensure-chromium: $* — browser tests will be SKIPPED. Install Debian's 'chromium' and 'fonts-dejavu-core' packages (or put a Chromium named 'chromium' on PATH)." >&2
+  echo "!!! ensure-chromium: $* — browser tests will be SKIPPED (and FAIL when CI is set). Install Debian's 'chromium' and 'fonts-dejavu-core' packages (or put a Chromium named 'chromium' on PATH)." >&2
   exit 1
 }
 

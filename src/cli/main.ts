@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline/promises';
 
 import { MissingPeerDependencyError, TxOutboxError } from '../errors.js';
-import { USAGE, UsageError } from './usage.js';
+import { OptionError, USAGE, UsageError } from './usage.js';
 
 /**
  * Loads a command's module on use, once the optional peers it needs resolve: `dev` needs
@@ -77,6 +77,18 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
         const { dlqCommand } = await load(command, [], () => import('./dlq-command.js'));
         return await dlqCommand(rest, io);
       }
+      case 'status': {
+        const { statusCommand } = await load(command, [], () => import('./status-command.js'));
+        return await statusCommand(rest, io);
+      }
+      case 'queue': {
+        const { queueCommand } = await load(command, [], () => import('./queue-command.js'));
+        return await queueCommand(rest, io);
+      }
+      case 'schema': {
+        const { schemaCommand } = await load(command, [], () => import('./schema-command.js'));
+        return await schemaCommand(rest, io);
+      }
       case 'run': {
         const { runCommand } = await load(command, [], () => import('./run-command.js'));
         return await runCommand(rest, io);
@@ -95,6 +107,10 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
   } catch (error) {
     // parseArgs reports unknown or malformed flags as TypeErrors with an ERR_PARSE_ARGS_* code.
     const parseError = error instanceof TypeError && String((error as NodeJS.ErrnoException).code).startsWith('ERR_PARSE_ARGS');
+    if (error instanceof OptionError) {
+      io.err(`txoutbox: ${error.message}\n`);
+      return 2;
+    }
     if (error instanceof UsageError || parseError) {
       io.err(`txoutbox: ${(error as Error).message}\n\n${USAGE}`);
       return 2;

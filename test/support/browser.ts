@@ -36,12 +36,24 @@ export type Chromium =
 let ensured: Promise<Chromium> | undefined;
 
 /**
+ * In CI (`CI` set, as .ci/run and every CI service do) the setup contract holds: whatever the tests
+ * need, the project's scripts install. A browser test skipped there would turn a broken dashboard
+ * into a green run, so a Chromium that cannot be installed fails instead. `CI=false` or `CI=0`
+ * count as unset.
+ */
+export function inCi(env: NodeJS.ProcessEnv = process.env): boolean {
+  const value = env.CI?.trim().toLowerCase();
+  return value !== undefined && value !== '' && value !== 'false' && value !== '0';
+}
+
+/**
  * Debian's chromium, installed by scripts/ensure-chromium.sh if needed (once per process). When it
  * cannot be installed (not root and no `sudo -n`, no apt-get) the result carries the reason, printed
  * loudly here: the caller skips with `t.skip(reason)`, as the promtool tests do (test/support/promtool.ts).
+ * In CI (inCi()) it rejects with that reason instead, and every browser test fails.
  */
 export function ensureChromium(): Promise<Chromium> {
-  ensured ??= new Promise((resolve) => {
+  ensured ??= new Promise((resolve, reject) => {
     execFile('bash', [SCRIPT], { timeout: 600_000, maxBuffer: 16 * 1024 * 1024 }, (error, stdout, stderr) => {
       const path = /^chromium=(.+)$/m.exec(stdout)?.[1]?.trim();
       const version = /^chromium-version=(.+)$/m.exec(stdout)?.[1]?.trim() ?? 'unknown';
@@ -52,6 +64,14 @@ export function ensureChromium(): Promise<Chromium> {
       // The script's last stderr line is its own loud `!!!` line: keep what it says, not the marker.
       const said = stderr.trim().split('\n').at(-1)?.replace(/^!!! /, '');
       const reason = `chromium unavailable (scripts/ensure-chromium.sh failed: ${said === undefined || said === '' ? (error?.message ?? 'no output') : said})`;
+      if (inCi()) {
+        reject(
+          new Error(
+            `CI is set, so the browser tests fail instead of skipping: the project's scripts must install everything the tests need (architecture/browser-tests.md). ${reason}`,
+          ),
+        );
+        return;
+      }
       console.warn(`!!! SKIPPING browser tests: ${reason}`);
       resolve({ skip: reason });
     });

@@ -2,15 +2,18 @@ import { parseArgs } from 'node:util';
 
 import type { DeadLetter } from '../dlq/dead-letters.js';
 import type { DlqFailureReason, DlqFilter } from '../dlq/dlq-options.js';
-import { InvalidOptionError } from '../errors.js';
-import { Outbox } from '../outbox.js';
-import { redactConnectionString } from '../util/redact.js';
-import { CONNECTION_OPTIONS, connectionString as connectionStringOf } from './connection-options.js';
+import type { Outbox } from '../outbox.js';
+import { CONNECTION_OPTIONS, resolveConnection } from './connection-options.js';
+import { jsonLine, rowJson } from './json-output.js';
+import { rejectForeignOptions, wholeNumber } from './option-values.js';
+import { renderTable } from './text-table.js';
 import { UsageError } from './usage.js';
+import { withOutbox } from './with-outbox.js';
 
 export interface DlqIo {
   readonly env: NodeJS.ProcessEnv;
   out(text: string): void;
+  err?(text: string): void;
   /** Asks a yes/no question on the terminal; absent when stdin or stdout is not one. */
   readonly confirm?: (question: string) => Promise<boolean>;
 }
@@ -63,27 +66,11 @@ export async function dlqCommand(args: string[], io: DlqIo): Promise<number> {
   if (sub === undefined || !(sub in ACCEPTS)) {
     throw new UsageError(`dlq takes list, show <id>, redrive or purge, got ${sub === undefined ? 'nothing' : `'${sub}'`}`);
   }
-  for (const [name, value] of Object.entries(values)) {
-    const given = Array.isArray(value) ? value.length > 0 : value !== false;
-    if (given && !(name in CONNECTION_OPTIONS) && !ACCEPTS[sub]?.includes(name)) {
-      throw new UsageError(`--${name} does not go with dlq ${sub}`);
-    }
-  }
+  rejectForeignOptions(values, ACCEPTS[sub] ?? [], `dlq ${sub}`);
   if (operands.length > (sub === 'show' ? 1 : 0)) throw new UsageError(`unexpected argument '${operands.at(-1)}'`);
-  const connectionString = connectionStringOf(values['database-url'], io.env);
   // Parse every option before connecting: bad usage never waits for a database.
   const run = plan(sub, operands[0], values);
-  const outbox = new Outbox({ connectionString, table: values.table, dlqTable: values['dlq-table'], poolSize: 1 });
-  try {
-    return await run(outbox, io);
-  } catch (error) {
-    if (error instanceof InvalidOptionError && FLAG_OF[error.option] !== undefined) {
-      throw new UsageError(`${FLAG_OF[error.option]}: expected ${error.expected}, got '${String(error.value)}'`);
-    }
-    throw redacted(error, connectionString);
-  } finally {
-    await outbox.stop();
-  }
+  return await withOutbox(await resolveConnection(values, io), FLAG_OF, (outbox) => run(outbox, io));
 }
 
 type Run = (outbox: Outbox, io: DlqIo) => Promise<number>;
@@ -101,7 +88,7 @@ function plan(sub: string, id: string | undefined, values: Values): Run {
         const page = await outbox.dlq.list(options);
         io.out(
           values.json
-            ? `${JSON.stringify({ rows: page.rows.map(toJson), nextCursor: page.nextCursor })}\n`
+            ? jsonLine({ rows: page.rows.map(rowJson), nextCursor: page.nextCursor })
             : table(page.rows, page.nextCursor),
         );
         return 0;
@@ -116,7 +103,7 @@ function plan(sub: string, id: string | undefined, values: Values): Run {
           io.out(values.json ? 'null\n' : `no dead letter with id ${shown} in ${outbox.dlqTable}\n`);
           return 1;
         }
-        io.out(values.json ? `${JSON.stringify(toJson(row))}\n` : details(row));
+        io.out(values.json ? jsonLine(rowJson(row)) : details(row));
         return 0;
       };
     }
@@ -139,9 +126,7 @@ function plan(sub: string, id: string | undefined, values: Values): Run {
             ? (await outbox.dlq.purge(target as DlqFilter)).purged
             : (await outbox.dlq.redrive(target, delayMs === undefined ? {} : { delayMs })).redriven;
         const verb = operation === 'purge' ? 'purged' : 'redriven';
-        io.out(
-          values.json ? `${JSON.stringify({ [verb]: count })}\n` : `${verb} ${count} dead letter${count === 1 ? '' : 's'}\n`,
-        );
+        io.out(values.json ? jsonLine({ [verb]: count }) : `${verb} ${count} dead letter${count === 1 ? '' : 's'}\n`);
         return 0;
       };
     }
@@ -177,11 +162,6 @@ function describe(target: readonly string[] | DlqFilter): string {
   return narrowed === '' ? 'EVERY dead letter' : `every dead letter with ${narrowed}`;
 }
 
-function wholeNumber(flag: string, value: string): number {
-  if (!/^\d{1,15}$/.test(value)) throw new UsageError(`${flag}: expected a whole number, got '${value}'`);
-  return Number(value);
-}
-
 function rowId(flag: string, value: string): string {
   if (!/^[1-9][0-9]{0,18}$/.test(value)) {
     throw new UsageError(`${flag}: expected a dead letter id (a positive integer, from dlq list), got '${value}'`);
@@ -189,18 +169,9 @@ function rowId(flag: string, value: string): string {
   return value;
 }
 
-/** A row for --json: Dates as ISO strings (by JSON), the stored bytes and an undecodable body as base64. */
-function toJson(row: DeadLetter): Record<string, unknown> {
-  return {
-    ...row,
-    body: Buffer.isBuffer(row.body) ? row.body.toString('base64') : row.body,
-    payload: row.payload.toString('base64'),
-  };
-}
-
 function table(rows: readonly DeadLetter[], nextCursor: string | null): string {
   if (rows.length === 0) return 'no dead letters\n';
-  const header = ['ID', 'QUEUE', 'REASON', 'FAILED AT', 'DELIVERIES', 'LAST EXCEPTION'];
+  const columns = ['ID', 'QUEUE', 'REASON', 'FAILED AT', 'DELIVERIES', 'LAST EXCEPTION'].map((header) => ({ header }));
   const cells = rows.map((r) => [
     r.id,
     r.queue,
@@ -209,14 +180,8 @@ function table(rows: readonly DeadLetter[], nextCursor: string | null): string {
     String(r.deliveriesCount),
     r.lastExceptionType ?? '',
   ]);
-  const widths = header.map((h, i) => Math.max(h.length, ...cells.map((c) => (c[i] ?? '').length)));
-  const line = (c: readonly string[]): string =>
-    `${c
-      .map((v, i) => v.padEnd(widths[i] ?? 0))
-      .join('  ')
-      .trimEnd()}\n`;
   const more = nextCursor === null ? '' : `more: --cursor ${nextCursor}\n`;
-  return `${line(header)}${cells.map(line).join('')}${more}`;
+  return `${renderTable(columns, cells)}${more}`;
 }
 
 /** The body preview stops here: a 1 MB body must not flood the terminal. */
@@ -243,21 +208,4 @@ function details(row: DeadLetter): string {
     `body:\n${preview}\n`,
     `last exception:  ${row.lastException ?? '(none)'}\n`,
   ].join('');
-}
-
-/** Errors reach the terminal: the connection string's password must not ride along in one. */
-function redacted(error: unknown, connectionString: string): unknown {
-  if (!(error instanceof Error)) return error;
-  error.message = error.message.replaceAll(connectionString, redactConnectionString(connectionString));
-  const password = passwordOf(connectionString);
-  if (password !== '') error.message = error.message.replaceAll(password, '***');
-  return error;
-}
-
-function passwordOf(connectionString: string): string {
-  try {
-    return decodeURIComponent(new URL(connectionString).password);
-  } catch {
-    return /password\s*=\s*('[^']*'|\S+)/i.exec(connectionString)?.[1] ?? '';
-  }
 }

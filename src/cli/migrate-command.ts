@@ -4,12 +4,13 @@ import { Outbox } from '../outbox.js';
 import { migrationScript } from '../schema/migrate.js';
 import { resolveSchemaNames } from '../schema/schema-names.js';
 import { redactConnectionString } from '../util/redact.js';
-import { CONNECTION_OPTIONS, connectionString as connectionStringOf } from './connection-options.js';
+import { CONNECTION_OPTIONS, resolveConnection, resolveTableNames } from './connection-options.js';
 import { UsageError } from './usage.js';
 
 export interface CommandIo {
   readonly env: NodeJS.ProcessEnv;
   out(text: string): void;
+  err?(text: string): void;
 }
 
 /** `txoutbox migrate`: applies pending migrations, or prints them with --print. */
@@ -28,14 +29,14 @@ export async function migrateCommand(args: string[], io: CommandIo): Promise<voi
   if (values['no-dlq'] && values['dlq-table'] !== undefined) {
     throw new UsageError('--no-dlq and --dlq-table exclude each other');
   }
-  const dlqTable = values['no-dlq'] ? false : values['dlq-table'];
   const since = sinceVersion(values.since, values.print);
   if (values.print) {
-    io.out(migrationScript(resolveSchemaNames(values.table, dlqTable), { since }));
+    const names = await resolveTableNames(values, io.env);
+    io.out(migrationScript(resolveSchemaNames(names.table, values['no-dlq'] ? false : names.dlqTable), { since }));
     return;
   }
-  const connectionString = connectionStringOf(values['database-url'], io.env, ' (or use --print to get the SQL)');
-  const outbox = new Outbox({ connectionString, table: values.table, dlqTable, poolSize: 1 });
+  const { connectionString, table, dlqTable } = await resolveConnection(values, io, ', or use --print to get the SQL');
+  const outbox = new Outbox({ connectionString, table, dlqTable: values['no-dlq'] ? false : dlqTable, poolSize: 1 });
   try {
     const { applied } = await outbox.migrate();
     const where = `${redactConnectionString(connectionString)} (${outbox.table})`;

@@ -31,7 +31,7 @@ describe('txoutbox migrate', () => {
     assert.equal(first.code, 0, first.err);
     assert.match(
       first.out,
-      /applied outbox\/0001_create_outbox, outbox\/0002_last_exception, dlq\/0001_create_dlq, dlq\/0002_last_exception_type/,
+      /applied outbox\/0001_create_outbox, outbox\/0002_last_exception, outbox\/0003_queue_controls, dlq\/0001_create_dlq, dlq\/0002_last_exception_type/,
     );
     const second = await run(['migrate', '--table', 'cli_outbox'], { DATABASE_URL: db.url });
     assert.equal(second.code, 0, second.err);
@@ -129,7 +129,6 @@ describe('txoutbox migrate', () => {
       ['migrate', '--bogus'],
       ['frobnicate'],
       ['migrate', '--no-dlq', '--dlq-table', 'x'],
-      ['migrate'],
       ['migrate', '--print', '--since', 'one'],
       ['migrate', '--since', '1'],
     ]) {
@@ -137,6 +136,10 @@ describe('txoutbox migrate', () => {
       assert.equal(code, 2, args.join(' '));
       assert.match(err, /Usage:/);
     }
+    // No database named anywhere: exit 2 with the fix alone (connection-options.ts), not the usage.
+    const nowhere = await run(['migrate']);
+    assert.equal(nowhere.code, 2);
+    assert.match(nowhere.err, /--database-url: no database to connect to[\s\S]*Fix: .*DATABASE_URL.*--config.*--print/);
     const bad = await run(['migrate', '--print', '--table', 'bad-name']);
     assert.equal(bad.code, 1);
     assert.match(bad.err, /table: "bad-name" is not a valid identifier/);
@@ -148,6 +151,7 @@ describe('txoutbox migrate', () => {
     assert.equal((await run(['migrate', '--database-url', db.url, '--table', table])).code, 0);
     await db.pool.query(`ALTER TABLE ${table} DROP COLUMN last_exception_type, DROP COLUMN last_exception`);
     await db.pool.query(`ALTER TABLE ${table}_dlq DROP COLUMN last_exception_type`);
+    await db.pool.query(`DROP TABLE ${table}_paused, ${table}_stats`);
     await db.pool.query(`DELETE FROM public.txoutbox_migrations WHERE table_name LIKE $1 AND version > 1`, [`${table}%`]);
     const upgrade = await run(['migrate', '--print', '--since', '1', '--table', table]);
     assert.equal(upgrade.code, 0, upgrade.err);

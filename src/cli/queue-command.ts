@@ -1,0 +1,143 @@
+import { parseArgs } from 'node:util';
+
+import type { Outbox } from '../outbox.js';
+import type { PeekedRow, PeekPage, PeekState } from '../queues/peek.js';
+import type { QueuePauseState } from '../queues/queue-status.js';
+import { CONNECTION_OPTIONS, resolveConnection } from './connection-options.js';
+import { jsonLine, rowJson } from './json-output.js';
+import { operands, rejectForeignOptions, wholeNumber } from './option-values.js';
+import { renderTable } from './text-table.js';
+import { UsageError } from './usage.js';
+import { withOutbox } from './with-outbox.js';
+
+export interface QueueIo {
+  readonly env: NodeJS.ProcessEnv;
+  out(text: string): void;
+  err?(text: string): void;
+}
+
+const OPTIONS = {
+  ...CONNECTION_OPTIONS,
+  json: { type: 'boolean', default: false },
+  reason: { type: 'string' },
+  state: { type: 'string' },
+  limit: { type: 'string' },
+  cursor: { type: 'string' },
+  'lease-ttl-ms': { type: 'string' },
+} as const;
+
+type Values = ReturnType<typeof parse>['values'];
+function parse(args: string[]) {
+  return parseArgs({ args, options: OPTIONS, strict: true, allowPositionals: true });
+}
+
+/** Which options each subcommand takes: anything else is bad usage, never silently ignored. */
+const ACCEPTS: Record<string, readonly string[]> = {
+  pause: ['reason', 'json'],
+  resume: ['json'],
+  peek: ['state', 'limit', 'cursor', 'lease-ttl-ms', 'json'],
+};
+
+/** API option names as the CLI spells them (with-outbox.ts). */
+const FLAG_OF = {
+  queue: '<queue>',
+  reason: '--reason',
+  state: '--state',
+  limit: '--limit',
+  cursor: '--cursor',
+  leaseTtlMs: '--lease-ttl-ms',
+};
+
+/**
+ * `txoutbox queue pause <queue> [--reason R] | resume <queue> | peek <queue> [--state S]
+ * [--limit N] [--cursor C]`: `outbox.pause()`, `resume()`, `peek()` (architecture/cli.md). Pause
+ * and resume are idempotent and change no row, so they never ask for confirmation.
+ */
+export async function queueCommand(args: string[], io: QueueIo): Promise<number> {
+  const { values, positionals } = parse(args);
+  const [sub, ...rest] = positionals;
+  if (sub === undefined || !(sub in ACCEPTS)) {
+    throw new UsageError(`queue takes pause, resume or peek, got ${sub === undefined ? 'nothing' : `'${sub}'`}`);
+  }
+  rejectForeignOptions(values, ACCEPTS[sub] ?? [], `queue ${sub}`);
+  const [queue = ''] = operands(rest, ['<queue>'], `queue ${sub}`);
+  // Parse every option before connecting: bad usage never waits for a database.
+  const run = plan(sub, queue, values);
+  io.out(await withOutbox(await resolveConnection(values, io), FLAG_OF, run));
+  return 0;
+}
+
+function plan(sub: string, queue: string, values: Values): (outbox: Outbox) => Promise<string> {
+  switch (sub) {
+    case 'pause': {
+      const options = values.reason === undefined ? {} : { reason: values.reason };
+      return async (outbox) => {
+        const state = await outbox.pause(queue, options);
+        return values.json ? jsonLine(state) : pauseText(state);
+      };
+    }
+    case 'resume':
+      return async (outbox) => {
+        const state = await outbox.resume(queue);
+        return values.json ? jsonLine(state) : pauseText(state);
+      };
+    default: {
+      const options = {
+        ...(values.state === undefined ? {} : { state: values.state as PeekState }),
+        ...(values.limit === undefined ? {} : { limit: wholeNumber('--limit', values.limit) }),
+        ...(values.cursor === undefined ? {} : { cursor: values.cursor }),
+        ...(values['lease-ttl-ms'] === undefined ? {} : { leaseTtlMs: wholeNumber('--lease-ttl-ms', values['lease-ttl-ms']) }),
+      };
+      return async (outbox) => {
+        const page = await outbox.peek(queue, options);
+        return values.json ? jsonLine({ rows: page.rows.map(rowJson), nextCursor: page.nextCursor }) : renderPeek(queue, page);
+      };
+    }
+  }
+}
+
+/** What pause/resume did, and what it means for the subscribers. */
+export function pauseText(state: QueuePauseState): string {
+  const name = `queue '${state.queue}'`;
+  if (!state.paused) {
+    return state.changed ? `resumed ${name}: subscribers claim it again\n` : `${name} was not paused: nothing to do\n`;
+  }
+  const since = state.pausedAt === null ? '' : ` since ${state.pausedAt.toISOString()}`;
+  const why = state.reason === null ? '' : ` (reason: ${JSON.stringify(state.reason)})`;
+  return state.changed
+    ? `paused ${name}${why}: subscribers stop claiming it within a second; rows keep arriving\n`
+    : `${name} was already paused${since}${why}: nothing to do\n`;
+}
+
+/** A table cell shows this much of the body preview: one line per row; `--json` has the whole row. */
+const BODY_CELL_CHARS = 60;
+
+/** The human table of a peek page (pure). */
+export function renderPeek(queue: string, page: PeekPage): string {
+  if (page.rows.length === 0) return `no pending rows in queue '${queue}'\n`;
+  const columns = [
+    { header: 'ID', align: 'right' },
+    { header: 'STATE' },
+    { header: 'CREATED AT' },
+    { header: 'DUE AT' },
+    { header: 'LEASED AT' },
+    { header: 'DELIVERIES', align: 'right' },
+    { header: 'BODY' },
+  ] as const;
+  const rows = page.rows.map((row) => [
+    row.id,
+    row.state,
+    row.createdAt.toISOString(),
+    row.nextAttemptAt.toISOString(),
+    row.acquiredAt?.toISOString() ?? '',
+    String(row.deliveriesCount),
+    bodyCell(row),
+  ]);
+  const more = page.nextCursor === null ? '' : `more: --cursor ${page.nextCursor}\n`;
+  return `${renderTable(columns, rows)}${more}`;
+}
+
+function bodyCell(row: PeekedRow): string {
+  const preview = row.bodyPreview;
+  return preview.length > BODY_CELL_CHARS || row.bodyPreviewTruncated ? `${preview.slice(0, BODY_CELL_CHARS)}…` : preview;
+}

@@ -1,0 +1,48 @@
+import { InvalidOptionError } from '../errors.js';
+import { Outbox } from '../outbox.js';
+import { redactConnectionString } from '../util/redact.js';
+import type { Connection } from './connection-options.js';
+import { UsageError } from './usage.js';
+
+/**
+ * Runs one ops command (dlq, status, queue, schema) on an Outbox of its own: one connection, no
+ * subscriber, stopped whatever happens. The API's InvalidOptionError for a value the user typed
+ * (`flagOf` maps the API option to its flag: `state` → `--state`) becomes bad usage naming the flag
+ * (exit 2); any other error reaches the terminal with the connection string's password masked.
+ */
+export async function withOutbox<T>(
+  connection: Connection,
+  flagOf: Readonly<Record<string, string>>,
+  run: (outbox: Outbox) => Promise<T>,
+): Promise<T> {
+  const { connectionString, table, dlqTable } = connection;
+  const outbox = new Outbox({ connectionString, table, dlqTable, poolSize: 1 });
+  try {
+    return await run(outbox);
+  } catch (error) {
+    const flag = error instanceof InvalidOptionError ? flagOf[error.option] : undefined;
+    if (error instanceof InvalidOptionError && flag !== undefined) {
+      throw new UsageError(`${flag}: expected ${error.expected}, got '${String(error.value)}'`);
+    }
+    throw redacted(error, connectionString);
+  } finally {
+    await outbox.stop();
+  }
+}
+
+/** Errors reach the terminal: the connection string's password must not ride along in one. */
+function redacted(error: unknown, connectionString: string): unknown {
+  if (!(error instanceof Error)) return error;
+  error.message = error.message.replaceAll(connectionString, redactConnectionString(connectionString));
+  const password = passwordOf(connectionString);
+  if (password !== '') error.message = error.message.replaceAll(password, '***');
+  return error;
+}
+
+function passwordOf(connectionString: string): string {
+  try {
+    return decodeURIComponent(new URL(connectionString).password);
+  } catch {
+    return /password\s*=\s*('[^']*'|\S+)/i.exec(connectionString)?.[1] ?? '';
+  }
+}

@@ -41,6 +41,7 @@ export function layout(context: PageContext, args: { title: string; section: Sec
         <meta charset="utf-8" />
         <meta name="viewport" content="width=device-width, initial-scale=1" />
         <meta name="referrer" content="no-referrer" />
+        <link rel="icon" href="data:," />
         <title>${args.title} · txoutbox</title>
         <link rel="stylesheet" href="/assets/dashboard.css" />
         <script src="/assets/live.js" defer></script>
@@ -75,6 +76,7 @@ export function barePage(title: string, content: HtmlValue): Html {
         <meta charset="utf-8" />
         <meta name="viewport" content="width=device-width, initial-scale=1" />
         <meta name="referrer" content="no-referrer" />
+        <link rel="icon" href="data:," />
         <title>${title} · txoutbox</title>
         <link rel="stylesheet" href="/assets/dashboard.css" />
       </head>

@@ -89,6 +89,10 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
         const { schemaCommand } = await load(command, [], () => import('./schema-command.js'));
         return await schemaCommand(rest, io);
       }
+      case 'dashboard': {
+        const { dashboardCommand } = await load(command, [], () => import('./dashboard-command.js'));
+        return await dashboardCommand(rest, io);
+      }
       case 'run': {
         const { runCommand } = await load(command, [], () => import('./run-command.js'));
         return await runCommand(rest, io);

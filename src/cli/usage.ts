@@ -22,10 +22,13 @@ Usage:
                                       delete dead letters
   txoutbox schema check [--json]      compare the tables with what txoutbox expects: drift fails
                                       (exit 1), autovacuum advice is printed but passes (exit 0)
+  txoutbox dashboard [--host H] [--port P] [--token T] [--read-only] [connection options]
+                                      the web dashboard (default http://127.0.0.1:9465/; another host
+                                      needs --token or $TXOUTBOX_DASHBOARD_TOKEN); prints its URL
   txoutbox dev                        the demo: embedded PostgreSQL, a shop publishing orders, the runner
   txoutbox --version | --help
 
-Connection (migrate, status, queue, dlq, schema): the first of
+Connection (migrate, status, queue, dlq, schema, dashboard): the first of
   --database-url <url>   PostgreSQL connection string
   --config <file>        the runner's txoutbox.yaml: its database.url, table and dlqTable
   $DATABASE_URL

@@ -7,7 +7,7 @@ import { outboxFactory } from '../support/outboxes.js';
 import { publishCommitted } from '../support/publish.js';
 import { FAST_POLL, migratedOutbox } from '../support/subscriber-setup.js';
 import { inTransaction } from '../support/transaction.js';
-import { txoutboxBin } from '../support/txoutbox-bin.js';
+import { txoutboxBin, txoutboxMain } from '../support/txoutbox-bin.js';
 import { waitFor } from '../support/wait-for.js';
 
 const db = useTestDatabase(import.meta.url);
@@ -137,6 +137,8 @@ describe('txoutbox queue', () => {
   });
 
   test('bad usage exits 2 and names the argument or the flag', async () => {
+    const spawned = await queueCli('pause');
+    assert.equal(spawned.code, 2, spawned.err);
     for (const [args, message] of [
       [[], /queue takes pause, resume or peek, got nothing/],
       [['frobnicate', 'orders'], /queue takes pause, resume or peek, got 'frobnicate'/],
@@ -152,7 +154,7 @@ describe('txoutbox queue', () => {
       [['pause', 'orders', '--reason', 'x'.repeat(501)], /--reason: expected .*500/],
       [['peek', 'orders', '--bogus'], /--bogus/],
     ] as const) {
-      const result = await queueCli(...args);
+      const result = await txoutboxMain(['queue', ...args, '--table', TABLE], { DATABASE_URL: db.url });
       assert.equal(result.code, 2, `${args.join(' ')}: ${result.err}`);
       assert.match(result.err, message, args.join(' '));
     }

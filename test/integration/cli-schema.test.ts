@@ -4,7 +4,7 @@ import { describe, test } from 'node:test';
 import { useTestDatabase } from '../support/database.js';
 import { outboxFactory } from '../support/outboxes.js';
 import { migratedOutbox } from '../support/subscriber-setup.js';
-import { txoutboxBin } from '../support/txoutbox-bin.js';
+import { txoutboxBin, txoutboxMain } from '../support/txoutbox-bin.js';
 
 const db = useTestDatabase(import.meta.url);
 const newOutbox = outboxFactory(db);
@@ -79,7 +79,9 @@ describe('txoutbox schema check', () => {
 
   test('bad usage exits 2 before connecting', async () => {
     // No database at all: usage errors must come first.
-    const run = async (...args: string[]) => await txoutboxBin(args, { env: {} });
+    const spawned = await txoutboxBin(['schema'], { env: {} });
+    assert.equal(spawned.code, 2, spawned.err);
+    const run = async (...args: string[]) => await txoutboxMain(args, {});
     for (const [args, message] of [
       [['schema'], /schema takes check, got nothing/],
       [['schema', 'chek'], /schema takes check, got 'chek'/],

@@ -7,7 +7,7 @@ import { outboxFactory } from '../support/outboxes.js';
 import { publishCommitted } from '../support/publish.js';
 import { FAST_POLL, migratedOutbox } from '../support/subscriber-setup.js';
 import { inTransaction } from '../support/transaction.js';
-import { txoutboxBin } from '../support/txoutbox-bin.js';
+import { txoutboxBin, txoutboxMain } from '../support/txoutbox-bin.js';
 import { waitFor } from '../support/wait-for.js';
 
 const db = useTestDatabase(import.meta.url);
@@ -178,6 +178,8 @@ describe('txoutbox status', () => {
   });
 
   test('bad usage exits 2 and names the flag', async () => {
+    const spawned = await status('--minutes', 'x');
+    assert.equal(spawned.code, 2, spawned.err);
     for (const [args, message] of [
       [['--minutes', 'x'], /--minutes: expected a whole number, got 'x'/],
       [['--minutes', '0'], /--minutes: expected an integer from 1 to \d+, got '0'/],
@@ -185,7 +187,7 @@ describe('txoutbox status', () => {
       [['--state', 'ready'], /--state/],
       [['orders'], /unexpected argument 'orders'/],
     ] as const) {
-      const result = await status(...args);
+      const result = await txoutboxMain(['status', ...args, '--table', TABLE], { DATABASE_URL: db.url });
       assert.equal(result.code, 2, `${args.join(' ')}: ${result.err}`);
       assert.match(result.err, message, args.join(' '));
     }

@@ -1,5 +1,7 @@
 import { execFile } from 'node:child_process';
 
+import { main } from '../../src/cli/main.js';
+
 export interface BinRun {
   readonly code: number;
   readonly out: string;
@@ -30,4 +32,24 @@ export async function txoutboxBin(
       },
     );
   });
+}
+
+/**
+ * The same command through `main()` in this process: what the bin runs, minus the process start
+ * (about a second under tsx). For the many bad-usage cases; each file still spawns the bin for
+ * the exit code itself. The working directory is this process's.
+ */
+export async function txoutboxMain(args: readonly string[], env: NodeJS.ProcessEnv): Promise<BinRun> {
+  let out = '';
+  let err = '';
+  const code = await main([...args], {
+    env,
+    out: (text) => {
+      out += text;
+    },
+    err: (text) => {
+      err += text;
+    },
+  });
+  return { code, out, err };
 }

@@ -10,6 +10,7 @@
  * otherwise they go to a temporary folder, so `npm test` never changes the work tree.
  */
 import assert from 'node:assert/strict';
+import { appendFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -25,12 +26,14 @@ import { useTestDatabase } from '../support/database.js';
 import { EventLog } from '../support/events.js';
 import { outboxFactory } from '../support/outboxes.js';
 import { publishCommitted } from '../support/publish.js';
+import { runnerTestKit } from '../support/runner-process.js';
 import { FAST_POLL } from '../support/subscriber-setup.js';
 import { inTransaction } from '../support/transaction.js';
 import { waitFor } from '../support/wait-for.js';
 
 const db = useTestDatabase(import.meta.url);
 const newOutbox = outboxFactory(db);
+const runnerKit = runnerTestKit(db);
 const TABLE = 'dash_browser';
 /** The lowest refresh the dashboard accepts: the live update shows up within half a second. */
 const REFRESH_MS = 500;
@@ -432,7 +435,7 @@ async function docsData(): Promise<Outbox> {
 }
 
 describe('screenshots of every page, for the docs', () => {
-  test('overview, queue, paused queue, dead letters, one dead letter, purge confirmation', async (t) => {
+  test('overview, queue, paused queue, dead letters, one dead letter, purge confirmation, processes (served by txoutbox run)', async (t) => {
     const page = await pageFor(t);
     if (page === undefined) return;
     const write = process.env.TXOUTBOX_WRITE_SCREENSHOTS === '1';
@@ -466,10 +469,29 @@ describe('screenshots of every page, for the docs', () => {
     await page.getByTestId('purge-all').click();
     await page.getByTestId('confirm-button').waitFor();
     await shoot('dlq-confirm');
-    // The processes page: the runner does not serve the dashboard yet, and standalone it only says so.
+
+    // The processes page has something to show only when `txoutbox run` serves the dashboard: a real
+    // runner on the same table, one consumer of two processes (each child costs a second or more of
+    // start-up on 2 cores). It drains the waiting orders: the pages above are taken by then.
+    await runnerKit.prepare('txoutbox.outbox');
+    const config = runnerKit.writeConfig('docs-processes', 'txoutbox.outbox', {
+      orders: { queue: 'orders', export: 'orders', processes: 2 },
+    });
+    appendFileSync(config, 'dashboard:\n  port: 0\n');
+    const runner = runnerKit.start(config);
+    await runnerKit.whenStarted(runner, { orders: 2 });
+    const served = runner.logs.find((line) => line.msg === 'runner started')?.dashboard;
+    assert.ok(typeof served === 'string', 'the runner logs its dashboard URL');
+    await page.goto(`${served}processes`);
+    await page.getByTestId('runner-ready').waitFor();
+    await hasText(page.locator('tr[data-consumer="orders"]').getByTestId('processes-ready'), 2);
+    await shoot('processes');
+    runner.child.kill('SIGTERM');
+    assert.equal((await runner.exited).code, 0);
+
     assert.deepEqual(
       shots.map((s) => s.slice(dir.length).replace(/^\//, '')),
-      ['overview.png', 'queue.png', 'queue-paused.png', 'dlq.png', 'dlq-row.png', 'dlq-confirm.png'],
+      ['overview.png', 'queue.png', 'queue-paused.png', 'dlq.png', 'dlq-row.png', 'dlq-confirm.png', 'processes.png'],
     );
   });
 });

@@ -6,7 +6,7 @@ import { InvalidOptionError } from '../errors.js';
 import { Outbox } from '../outbox.js';
 import { loadRunnerConfig } from '../runner/config/load-config.js';
 import { beforeDeadline } from '../util/deadline.js';
-import { consoleLogger } from '../util/logger.js';
+import { consoleLogger, type LogLevel } from '../util/logger.js';
 import { CONNECTION_OPTIONS, resolveConnection } from './connection-options.js';
 import { wholeNumber } from './option-values.js';
 import { untilStopSignal } from './stop-signal.js';
@@ -63,7 +63,8 @@ export async function dashboardCommand(args: string[], io: DashboardIo): Promise
     ...(token === undefined ? {} : { token }),
     ...(leaseTtlMs === undefined ? {} : { leaseTtlMs }),
     readOnly: values['read-only'] || file?.readOnly === true,
-    logger: consoleLogger('warn'),
+    // Actions (pause, redrive, purge) are logged at info on stderr; stdout has the one URL line.
+    logger: consoleLogger(logLevel(io.env)),
   };
   // Pages run a few statements each (status and peek side by side): a handful of connections.
   const outbox = new Outbox({ connectionString, table, dlqTable, poolSize: 4 });
@@ -87,6 +88,11 @@ export async function dashboardCommand(args: string[], io: DashboardIo): Promise
   } finally {
     await beforeDeadline(outbox.stop(), OUTBOX_STOP_MS, () => undefined);
   }
+}
+
+function logLevel(env: NodeJS.ProcessEnv): LogLevel {
+  const level = env.TXOUTBOX_LOG_LEVEL;
+  return level === 'debug' || level === 'warn' || level === 'error' ? level : 'info';
 }
 
 function nonEmpty(value: string | undefined): string | undefined {

@@ -14,11 +14,14 @@ function badRequest(context: DashboardContext, message: string): DashboardRespon
 export async function pause(context: DashboardContext, queue: string, form: URLSearchParams): Promise<DashboardResponse> {
   const reason = optional(form, 'reason')?.trim();
   const state = await context.outbox.pause(queue, reason === undefined || reason === '' ? {} : { reason });
+  // Every action is logged at info: who paused, redrove or purged is asked after an incident.
+  context.options.logger.info({ queue, reason: state.reason, changed: state.changed }, 'dashboard: paused a queue');
   return redirect(queueHref(queue, noticeQuery(state.changed ? 'paused' : 'unchanged')));
 }
 
 export async function resume(context: DashboardContext, queue: string): Promise<DashboardResponse> {
   const state = await context.outbox.resume(queue);
+  context.options.logger.info({ queue, changed: state.changed }, 'dashboard: resumed a queue');
   return redirect(queueHref(queue, noticeQuery(state.changed ? 'resumed' : 'unchanged')));
 }
 
@@ -28,6 +31,13 @@ function confirmedFilter(form: URLSearchParams): DlqFilter | undefined {
   const { queue, reason } = dlqFilterOf(form);
   if (queue === undefined && reason === undefined) return { all: true };
   return { ...(queue === undefined ? {} : { queue }), ...(reason === undefined ? {} : { reason }) };
+}
+
+/** For the log line: the first 20 ids (a form may tick a thousand), or the filter in words. */
+function describeSelection(target: readonly string[] | DlqFilter, form: URLSearchParams): string {
+  if (!Array.isArray(target)) return describeFilter(dlqFilterOf(form));
+  const ids = target as readonly string[];
+  return `ids ${ids.slice(0, 20).join(', ')}${ids.length > 20 ? ` … (${ids.length} in all)` : ''}`;
 }
 
 /**
@@ -47,6 +57,8 @@ export async function redrive(context: DashboardContext, form: URLSearchParams):
   else
     return badRequest(context, 'Redriving every matching dead letter needs the confirmation page: use the Redrive all… button.');
   const { redriven } = await context.outbox.dlq.redrive(target);
+  const selection = describeSelection(target, form);
+  context.options.logger.info({ dlqTable: context.outbox.dlqTable, redriven, selection }, 'dashboard: redrove dead letters');
   const back = dlqFilterOf(form);
   return redirect(dlqHref({ queue: back.queue, reason: back.reason, ...noticeQuery('redriven', redriven) }));
 }

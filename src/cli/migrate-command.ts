@@ -4,14 +4,9 @@ import { Outbox } from '../outbox.js';
 import { migrationScript } from '../schema/migrate.js';
 import { resolveSchemaNames } from '../schema/schema-names.js';
 import { redactConnectionString } from '../util/redact.js';
+import type { CommandIo } from './command-io.js';
 import { CONNECTION_OPTIONS, resolveConnection, resolveTableNames } from './connection-options.js';
 import { UsageError } from './usage.js';
-
-export interface CommandIo {
-  readonly env: NodeJS.ProcessEnv;
-  out(text: string): void;
-  err?(text: string): void;
-}
 
 /** `txoutbox migrate`: applies pending migrations, or prints them with --print. */
 export async function migrateCommand(args: string[], io: CommandIo): Promise<void> {

@@ -3,18 +3,13 @@ import { parseArgs } from 'node:util';
 import type { Outbox } from '../outbox.js';
 import type { PeekedRow, PeekPage, PeekState } from '../queues/peek.js';
 import type { QueuePauseState } from '../queues/queue-status.js';
+import type { CommandIo } from './command-io.js';
 import { CONNECTION_OPTIONS, resolveConnection } from './connection-options.js';
 import { jsonLine, rowJson } from './json-output.js';
 import { operands, rejectForeignOptions, wholeNumber } from './option-values.js';
 import { renderTable } from './text-table.js';
 import { UsageError } from './usage.js';
 import { withOutbox } from './with-outbox.js';
-
-export interface QueueIo {
-  readonly env: NodeJS.ProcessEnv;
-  out(text: string): void;
-  err?(text: string): void;
-}
 
 const OPTIONS = {
   ...CONNECTION_OPTIONS,
@@ -53,7 +48,7 @@ const FLAG_OF = {
  * [--limit N] [--cursor C]`: `outbox.pause()`, `resume()`, `peek()` (architecture/cli.md). Pause
  * and resume are idempotent and change no row, so they never ask for confirmation.
  */
-export async function queueCommand(args: string[], io: QueueIo): Promise<number> {
+export async function queueCommand(args: string[], io: CommandIo): Promise<number> {
   const { values, positionals } = parse(args);
   const [sub, ...rest] = positionals;
   if (sub === undefined || !(sub in ACCEPTS)) {

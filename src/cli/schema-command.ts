@@ -1,17 +1,12 @@
 import { parseArgs } from 'node:util';
 
 import { type DriftFinding, SchemaDriftError } from '../errors.js';
+import type { CommandIo } from './command-io.js';
 import { CONNECTION_OPTIONS, resolveConnection } from './connection-options.js';
 import { jsonLine } from './json-output.js';
 import { operands } from './option-values.js';
 import { UsageError } from './usage.js';
 import { withOutbox } from './with-outbox.js';
-
-export interface SchemaIo {
-  readonly env: NodeJS.ProcessEnv;
-  out(text: string): void;
-  err?(text: string): void;
-}
 
 const OPTIONS = { ...CONNECTION_OPTIONS, json: { type: 'boolean', default: false } } as const;
 
@@ -39,7 +34,7 @@ export interface SchemaCheck {
  * findings split into drift (exit 1) and advisories (exit 0), printed as a list with each fix, or
  * with --json as `{ ok, table, dlqTable, drift, advisories }` (architecture/cli.md). Read-only.
  */
-export async function schemaCommand(args: string[], io: SchemaIo): Promise<number> {
+export async function schemaCommand(args: string[], io: CommandIo): Promise<number> {
   const { values, positionals } = parseArgs({ args, options: OPTIONS, strict: true, allowPositionals: true });
   const [sub, ...rest] = positionals;
   if (sub !== 'check') throw new UsageError(`schema takes check, got ${sub === undefined ? 'nothing' : `'${sub}'`}`);

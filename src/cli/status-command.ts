@@ -1,17 +1,12 @@
 import { parseArgs } from 'node:util';
 
 import type { QueueStatus, QueueStatusReport } from '../queues/queue-status.js';
+import type { CommandIo } from './command-io.js';
 import { CONNECTION_OPTIONS, resolveConnection } from './connection-options.js';
 import { jsonLine } from './json-output.js';
 import { operands, wholeNumber } from './option-values.js';
 import { groupDigits, humanDuration, renderTable } from './text-table.js';
 import { withOutbox } from './with-outbox.js';
-
-export interface StatusIo {
-  readonly env: NodeJS.ProcessEnv;
-  out(text: string): void;
-  err?(text: string): void;
-}
 
 const OPTIONS = {
   ...CONNECTION_OPTIONS,
@@ -28,7 +23,7 @@ const FLAG_OF = { queue: '--queue', queues: '--queue', minutes: '--minutes' };
  * per queue, or the report as JSON (architecture/cli.md). Always exit 0 once the database answered:
  * a backlog is information, not a failure of the command.
  */
-export async function statusCommand(args: string[], io: StatusIo): Promise<number> {
+export async function statusCommand(args: string[], io: CommandIo): Promise<number> {
   const { values, positionals } = parseArgs({ args, options: OPTIONS, strict: true, allowPositionals: true });
   operands(positionals, [], 'status');
   const options = {

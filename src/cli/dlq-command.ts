@@ -2,7 +2,10 @@ import { parseArgs } from 'node:util';
 
 import type { DeadLetter } from '../dlq/dead-letters.js';
 import type { DlqFailureReason, DlqFilter } from '../dlq/dlq-options.js';
+import { resolveOlderThanMs } from '../dlq/retention-options.js';
+import { InvalidOptionError } from '../errors.js';
 import type { Outbox } from '../outbox.js';
+import { formatDurationMs } from '../util/duration.js';
 import { CONNECTION_OPTIONS, resolveConnection } from './connection-options.js';
 import { jsonLine, rowJson } from './json-output.js';
 import { rejectForeignOptions, wholeNumber } from './option-values.js';
@@ -28,6 +31,7 @@ const OPTIONS = {
   id: { type: 'string', multiple: true },
   all: { type: 'boolean', default: false },
   'delay-ms': { type: 'string' },
+  'older-than': { type: 'string' },
   yes: { type: 'boolean', default: false },
 } as const;
 
@@ -41,7 +45,7 @@ const ACCEPTS: Record<string, readonly string[]> = {
   list: ['json', 'queue', 'reason', 'limit', 'cursor'],
   show: ['json'],
   redrive: ['id', 'queue', 'reason', 'all', 'delay-ms', 'yes', 'json'],
-  purge: ['queue', 'reason', 'all', 'yes', 'json'],
+  purge: ['queue', 'reason', 'older-than', 'all', 'yes', 'json'],
 };
 
 /** API option names as the CLI spells them, so an InvalidOptionError becomes usage naming the flag. */
@@ -133,19 +137,21 @@ function plan(sub: string, id: string | undefined, values: Values): Run {
   }
 }
 
-/** Exactly one selection: ids (redrive only), or a filter of --queue/--reason, or --all. */
+/** Exactly one selection: ids (redrive only), or a filter of --queue/--reason/--older-than, or --all. */
 function selection(operation: 'redrive' | 'purge', values: Values): readonly string[] | DlqFilter {
   const ids = values.id ?? [];
   const filter: DlqFilter = {
     ...(values.queue === undefined ? {} : { queue: values.queue }),
     ...(values.reason === undefined ? {} : { reason: values.reason as DlqFailureReason }),
+    ...(values['older-than'] === undefined ? {} : { olderThanMs: olderThan(values['older-than']) }),
     ...(values.all ? { all: true } : {}),
   };
   const byFilter = Object.keys(filter).length > 0;
   if (ids.length > 0 && byFilter) throw new UsageError('--id excludes --queue, --reason and --all');
   if (ids.length > 0) return ids.map((id) => rowId('--id', id));
   if (!byFilter) {
-    const choices = operation === 'redrive' ? '--id ID, --queue Q, --reason R or --all' : '--queue Q, --reason R or --all';
+    const choices =
+      operation === 'redrive' ? '--id ID, --queue Q, --reason R or --all' : '--queue Q, --reason R, --older-than D or --all';
     throw new UsageError(`dlq ${operation} needs a selection: ${choices}`);
   }
   return filter;
@@ -159,7 +165,19 @@ function describe(target: readonly string[] | DlqFilter): string {
     filter.reason === undefined ? '' : `reason '${filter.reason}'`,
   ];
   const narrowed = parts.filter((p) => p !== '').join(' and ');
-  return narrowed === '' ? 'EVERY dead letter' : `every dead letter with ${narrowed}`;
+  const aged = filter.olderThanMs === undefined ? '' : ` that failed more than ${formatDurationMs(filter.olderThanMs)} ago`;
+  if (narrowed === '' && aged === '') return 'EVERY dead letter';
+  return `every dead letter${narrowed === '' ? '' : ` with ${narrowed}`}${aged}`;
+}
+
+/** `--older-than 14d` (or milliseconds), judged before connecting by the rule the API applies. */
+function olderThan(value: string): number {
+  try {
+    return resolveOlderThanMs('--older-than', value);
+  } catch (error) {
+    if (!(error instanceof InvalidOptionError)) throw error;
+    throw new UsageError(`--older-than: expected ${error.expected}, got '${value}'. ${error.fix ?? ''}`.trimEnd());
+  }
 }
 
 function rowId(flag: string, value: string): string {

@@ -18,8 +18,9 @@ Usage:
   txoutbox dlq show <id> [--json]     one dead letter: headers, body preview, last exception
   txoutbox dlq redrive (--id ID ... | --queue Q | --reason R | --all) [--delay-ms N] [--yes]
                                       move dead letters back into the outbox, fresh counters
-  txoutbox dlq purge (--queue Q | --reason R | --all) [--yes]
-                                      delete dead letters
+  txoutbox dlq purge (--queue Q | --reason R | --older-than D | --all) [--yes]
+                                      delete dead letters (--older-than 14d: those that failed
+                                      more than 14 days ago; d, h, m, s, ms)
   txoutbox schema check [--json]      compare the tables with what txoutbox expects: drift fails
                                       (exit 1), autovacuum advice is printed but passes (exit 0)
   txoutbox dashboard [--host H] [--port P] [--token T] [--read-only] [connection options]

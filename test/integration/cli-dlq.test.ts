@@ -20,11 +20,11 @@ interface Run {
 }
 
 /** The real bin, as an operator runs it: its own process, stdin and stdout pipes (no terminal). */
-async function txoutbox(args: string[]): Promise<Run> {
+async function txoutbox(args: string[], table = TABLE): Promise<Run> {
   return await new Promise((resolve) => {
     execFile(
       process.execPath,
-      ['--import', 'tsx', 'src/cli/main.ts', 'dlq', ...args, '--table', TABLE],
+      ['--import', 'tsx', 'src/cli/main.ts', 'dlq', ...args, '--table', table],
       { env: { ...process.env, DATABASE_URL: db.url } },
       (error, out, err) => {
         resolve({ code: error === null ? 0 : Number(error.code), out, err });
@@ -178,5 +178,89 @@ describe('txoutbox dlq', () => {
     const noSelection = await txoutbox(['redrive', '--yes']);
     assert.equal(noSelection.code, 2);
     assert.match(noSelection.err, /needs a selection: --id ID, --queue Q, --reason R or --all/);
+  });
+});
+
+describe('txoutbox dlq purge --older-than', () => {
+  const AGED = 'cli_dlq_aged';
+
+  /** Dead letters straight into the DLQ, `failedAgo` old (the subscriber path is covered above). */
+  async function seed(queue: string, rows: number, failedAgo: string): Promise<void> {
+    await db.pool.query(
+      `INSERT INTO ${AGED}_dlq (original_id, queue, payload, created_at, attempts_count, deliveries_count, failure_reason, failed_at)
+       SELECT g, $1, '\\x00', now(), 1, 1, 'rejected', now() - $3::interval FROM generate_series(1, $2::int) AS g`,
+      [queue, rows, failedAgo],
+    );
+  }
+  const aged = async (queue: string, olderThan: string): Promise<number> => {
+    const { rows } = await db.pool.query<{ n: string }>(
+      `SELECT count(*) AS n FROM ${AGED}_dlq WHERE queue = $1 AND failed_at < now() - $2::interval`,
+      [queue, olderThan],
+    );
+    return Number(rows[0]?.n);
+  };
+
+  before(async () => {
+    await migratedOutbox(newOutbox, db.pool, AGED);
+    await seed('orders', 30, '20 days');
+    await seed('orders', 4, '1 day');
+    await seed('mails', 6, '20 days');
+    await seed('mails', 2, '1 hour');
+  });
+
+  test('with --queue: only that queue’s rows older than the duration; then alone: every queue; idempotent', async () => {
+    const one = await txoutbox(['purge', '--older-than', '14d', '--queue', 'orders', '--yes'], AGED);
+    assert.equal(one.code, 0, one.err);
+    assert.equal(one.out, 'purged 30 dead letters\n');
+    assert.deepEqual([await aged('orders', '0'), await aged('mails', '14 days')], [4, 6], 'young orders and other queues stay');
+    const all = await txoutbox(['purge', '--older-than', '12h', '--json', '--yes'], AGED);
+    assert.equal(all.code, 0, all.err);
+    assert.deepEqual(JSON.parse(all.out), { purged: 10 });
+    assert.deepEqual([await aged('orders', '0'), await aged('mails', '0')], [0, 2], 'the hour-old mails stay');
+    const again = await txoutbox(['purge', '--older-than', '12h', '--yes'], AGED);
+    assert.equal(again.out, 'purged 0 dead letters\n');
+  });
+
+  test('on a terminal the question names the age; without a terminal it needs --yes', async () => {
+    const questions: string[] = [];
+    const io = {
+      env: { DATABASE_URL: db.url },
+      out: () => undefined,
+      err: () => undefined,
+      confirm: (question: string) => {
+        questions.push(question);
+        return Promise.resolve(false);
+      },
+    };
+    assert.equal(await main(['dlq', 'purge', '--older-than', '30m', '--reason', 'rejected', '--table', AGED], io), 1);
+    assert.match(
+      questions[0] ?? '',
+      /^purge every dead letter with reason 'rejected' that failed more than 30m ago in .*cli_dlq_aged_dlq\? \[y\/N\] $/,
+    );
+    assert.equal(await main(['dlq', 'purge', '--older-than', '7d', '--table', AGED], io), 1);
+    assert.match(questions[1] ?? '', /^purge every dead letter that failed more than 7d ago in /);
+    assert.equal(await aged('mails', '0'), 2, 'a no purges nothing');
+    const refused = await txoutbox(['purge', '--older-than', '1m'], AGED);
+    assert.equal(refused.code, 2);
+    assert.match(refused.err, /--yes/);
+    assert.equal(await aged('mails', '0'), 2);
+  });
+
+  test('a bad duration is bad usage naming the flag, the value and the fix; list does not take it', async () => {
+    const words = await txoutbox(['purge', '--older-than', '7 days', '--yes'], AGED);
+    assert.equal(words.code, 2);
+    assert.match(
+      words.err,
+      /--older-than: expected a duration such as 14d, 12h, 30m or 90s .*, got '7 days'\. Pass how long ago/,
+    );
+    const zero = await txoutbox(['purge', '--older-than', '0s', '--yes'], AGED);
+    assert.equal(zero.code, 2);
+    assert.match(zero.err, /got '0s'\. 0ms is too short/);
+    const list = await txoutbox(['list', '--older-than', '7d'], AGED);
+    assert.equal(list.code, 2);
+    assert.match(list.err, /--older-than does not go with dlq list/);
+    const none = await txoutbox(['purge', '--yes'], AGED);
+    assert.match(none.err, /needs a selection: --queue Q, --reason R, --older-than D or --all/);
+    assert.equal(await aged('mails', '0'), 2, 'nothing purged');
   });
 });

@@ -1,11 +1,12 @@
 import type { ResolvedOutboxOptions } from '../outbox-options.js';
-import { warnAboutPoolSafeguards } from '../util/owned-pool.js';
+import { warnAboutGenericPlans, warnAboutPoolSafeguards } from '../util/owned-pool.js';
 import { missingTableExplainer } from './explain-missing-table.js';
 import { reportStrandedRows } from './stranded-rows.js';
 
 /**
  * What an Outbox tells an operator about its setup once it starts consuming, kept out of the
- * Outbox itself: a pool passed in without the safeguards txoutbox relies on, rows stranded in 0.1's
+ * Outbox itself: a pool passed in without the safeguards txoutbox relies on (or planning prepared
+ * statements the default way), rows stranded in 0.1's
  * table, and — at the first claim that fails with undefined_table — why the table is missing.
  * Each runs once per Outbox, off the claim path, and never throws.
  */
@@ -24,8 +25,9 @@ export class ConsumerDiagnostics {
   onFirstSubscription(): void {
     if (this.#started) return;
     this.#started = true;
-    const { pool, ownedPool, queryTimeoutMs, names, logger } = this.#options;
+    const { pool, ownedPool, queryTimeoutMs, names, logger, preparedStatements } = this.#options;
     if (ownedPool === undefined) warnAboutPoolSafeguards(pool, queryTimeoutMs, logger);
+    if (ownedPool === undefined && preparedStatements) void warnAboutGenericPlans(pool, logger);
     void reportStrandedRows(pool, names, logger);
   }
 }

@@ -1,5 +1,6 @@
 import pg from 'pg';
 
+import { errorMessage } from '../errors.js';
 import { beforeDeadline } from './deadline.js';
 import type { Logger } from './logger.js';
 
@@ -23,6 +24,19 @@ export function ownConnectionConfig<C extends pg.ClientConfig>(config: C): C {
     keepAliveInitialDelayMillis: config.keepAliveInitialDelayMillis ?? KEEPALIVE_IDLE_MS,
   };
 }
+
+/**
+ * Every prepared statement of txoutbox's sessions is planned for each execution, for the table as
+ * it is then. With Postgres' default ('auto') a statement switches to a cached generic plan after
+ * five executions when that plan is no dearer — and on a tiny, analyzed outbox (a quiet spell) the
+ * generic plans of the claim and the ack are sequential scans. When a backlog then lands (an
+ * outage upstream, a DLQ redrive), every claim and ack scans the whole table until autoanalyze
+ * replans: 1.3 s per claim and 0.8 s per ack at a million rows (subscriber-plan-cache.test.ts).
+ * A custom plan sees the table's current size. It costs planning on each execution (about 0.3 ms
+ * per claim, BENCHMARKS.md); the parse is still saved. Set per session on connect, not as a
+ * startup `options` parameter: a connection string's own `options` would replace it.
+ */
+export const CUSTOM_PLANS = 'SET plan_cache_mode = force_custom_plan';
 
 /** A pool txoutbox created from a connection string, and the bounded way to close it. */
 export interface OwnedPool {
@@ -55,6 +69,16 @@ export function createOwnedPool(connectionString: string, max: number, queryTime
   const pool = new pg.Pool({
     ...ownConnectionConfig({ connectionString, max, statement_timeout: queryTimeoutMs }),
     Client: TrackedClient,
+  });
+  // Queued before any statement of the checkout that opened the connection (a client runs its
+  // queries in order). A failure is logged: the session then keeps 'auto', as before.
+  pool.on('connect', (client) => {
+    client.query(CUSTOM_PLANS).catch((error: unknown) => {
+      logger.warn(
+        { err: errorMessage(error) },
+        `${CUSTOM_PLANS} failed on a new connection; its prepared statements may keep stale plans`,
+      );
+    });
   });
   // An idle client whose server connection dies emits 'error' on the pool; unhandled, that event
   // would crash the process. The client is discarded by the pool; the next checkout reconnects.
@@ -115,4 +139,22 @@ export function warnAboutPoolSafeguards(pool: pg.Pool, queryTimeoutMs: number, l
     { queryTimeoutMs, missing },
     `the pool passed to the Outbox lacks ${missing.join('; ')}. txoutbox bounds its own statements by queryTimeoutMs either way; set these on the pool (statement_timeout = queryTimeoutMs)`,
   );
+}
+
+/**
+ * A pool passed in keeps its sessions' settings: when they plan prepared statements the default
+ * way, say what that risks (CUSTOM_PLANS) and how to set it, once. Off the claim path; a failed
+ * check is only logged at debug level.
+ */
+export async function warnAboutGenericPlans(pool: pg.Pool, logger: Logger): Promise<void> {
+  try {
+    const { rows } = await pool.query<{ plan_cache_mode: string }>('SHOW plan_cache_mode');
+    if (rows[0]?.plan_cache_mode !== 'auto') return;
+    logger.warn(
+      { plan_cache_mode: 'auto' },
+      "the pool passed to the Outbox plans prepared statements with plan_cache_mode = auto: statements prepared while the outbox is small can keep plans that scan the whole table once a backlog arrives, until autoanalyze. Set it for these sessions: pool.on('connect', (c) => c.query('SET plan_cache_mode = force_custom_plan')), or ALTER ROLE <role> SET plan_cache_mode = force_custom_plan, or pass preparedStatements: false",
+    );
+  } catch (error) {
+    logger.debug({ err: errorMessage(error) }, 'could not read plan_cache_mode of the pool passed to the Outbox');
+  }
 }

@@ -39,4 +39,10 @@ export const MIGRATIONS: readonly MigrationTemplate[] = [
     name: 'dlq/0002_last_exception_type',
     sql: "-- The class of last_exception (exception_type in metrics), to list and redrive dead letters by cause.\nALTER TABLE {{dlq}} ADD COLUMN last_exception_type text;\n",
   },
+  {
+    target: 'dlq',
+    version: 3,
+    name: 'dlq/0003_failed_at_idx',
+    sql: "-- Browsing every queue newest first (the dashboard's dead-letter page, `txoutbox dlq list`) and\n-- retention across queues: without it both sort or scan the whole DLQ.\nCREATE INDEX {{dlq_time_idx}} ON {{dlq}} (failed_at, id);\n",
+  },
 ];

@@ -25,6 +25,7 @@ export interface SchemaNames {
   readonly timerUq: string;
   readonly leaseCk: string;
   readonly dlqFailedIdx: string | undefined;
+  readonly dlqTimeIdx: string | undefined;
   readonly dlqReasonCk: string | undefined;
   /** The LISTEN/NOTIFY channel (an identifier, unquoted). */
   readonly channel: string;
@@ -55,7 +56,7 @@ const OUTBOX_SUFFIXES = {
   stats: '_stats',
 } as const;
 /** Names built from the DLQ table's name. */
-const DLQ_SUFFIXES = { dlqFailedIdx: '_failed_idx', dlqReasonCk: '_reason_ck', pkey: '_pkey' } as const;
+const DLQ_SUFFIXES = { dlqFailedIdx: '_failed_idx', dlqTimeIdx: '_time_idx', dlqReasonCk: '_reason_ck', pkey: '_pkey' } as const;
 /** The default DLQ table is `<table>_dlq`: its own names then derive from `table` as well. */
 const DEFAULT_DLQ_SUFFIX = '_dlq';
 
@@ -142,6 +143,7 @@ export function resolveSchemaNames(table: unknown, dlqTable: unknown): SchemaNam
     timerUq: `${outbox.name}${OUTBOX_SUFFIXES.timerUq}`,
     leaseCk: `${outbox.name}${OUTBOX_SUFFIXES.leaseCk}`,
     dlqFailedIdx: dlq === undefined ? undefined : `${dlq.name}${DLQ_SUFFIXES.dlqFailedIdx}`,
+    dlqTimeIdx: dlq === undefined ? undefined : `${dlq.name}${DLQ_SUFFIXES.dlqTimeIdx}`,
     dlqReasonCk: dlq === undefined ? undefined : `${dlq.name}${DLQ_SUFFIXES.dlqReasonCk}`,
     channel: `${channel.prefix}${outbox.name}`,
     migrationsTable,

@@ -1,7 +1,10 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 
+import { buildDlqSql } from '../../src/dlq/dlq-sql.js';
 import { InvalidOptionError, type Message, NoRetry, REDRIVEN_FROM_HEADER, REDRIVEN_REASON_HEADER } from '../../src/index.js';
+import type { TableName } from '../../src/schema/identifiers.js';
+import { resolveSchemaNames, type SchemaNames } from '../../src/schema/schema-names.js';
 import { useTestDatabase } from '../support/database.js';
 import { listen } from '../support/listen.js';
 import { outboxFactory } from '../support/outboxes.js';
@@ -10,6 +13,16 @@ import { FAST_POLL, migratedOutbox } from '../support/subscriber-setup.js';
 import { waitFor } from '../support/wait-for.js';
 
 const db = useTestDatabase(import.meta.url);
+
+interface PlanNode {
+  'Node Type': string;
+  'Index Name'?: string;
+  Plans?: PlanNode[];
+}
+
+function nodes(plan: PlanNode): PlanNode[] {
+  return [plan, ...(plan.Plans ?? []).flatMap(nodes)];
+}
 const newOutbox = outboxFactory(db);
 
 /** Bulk dead letters straight into the DLQ table (the subscriber path is tested below and in subscriber-delivery). */
@@ -317,6 +330,35 @@ describe('outbox.dlq', () => {
     // 3. The same call again finishes the rest: every row once in the outbox, none left behind.
     assert.deepEqual(await outbox.dlq.redrive({ queue: 'i' }, { batchSize: 400, delayMs: 3_600_000 }), { redriven: 3_800 });
     assert.deepEqual(await inBoth(), { dlq: '0', outbox: '5000', origins: '5000', overlap: '0' });
+  });
+
+  test('listing every queue newest first walks the (failed_at, id) index: no sort of the whole DLQ', async () => {
+    await migratedOutbox(newOutbox, db.pool, 'q_plan');
+    for (const queue of ['a', 'b', 'c', 'd'])
+      await seedDlq('q_plan', 5_000, queue, 'rejected', "now() - random() * interval '1 day'");
+    await db.pool.query('ANALYZE q_plan_dlq');
+    const sql = buildDlqSql(resolveSchemaNames('q_plan', undefined) as SchemaNames & { dlq: TableName });
+    // The first page, and a later one (after a cursor), with no filter: as the dashboard asks.
+    for (const cursor of [
+      [null, null],
+      [new Date().toISOString().replace('Z', ''), '1000'],
+    ]) {
+      const { rows } = await db.pool.query<{ 'QUERY PLAN': [{ Plan: PlanNode }] }>(`EXPLAIN (FORMAT JSON) ${sql.list.text}`, [
+        null,
+        null,
+        null,
+        null,
+        null,
+        ...cursor,
+        50,
+      ]);
+      const plan = nodes(rows[0]!['QUERY PLAN'][0].Plan);
+      assert.ok(
+        plan.some((n) => n['Index Name'] === 'q_plan_dlq_time_idx'),
+        plan.map((n) => n['Node Type']).join(', '),
+      );
+      assert.ok(!plan.some((n) => n['Node Type'] === 'Sort'), 'no sort');
+    }
   });
 
   test('without a DLQ table, outbox.dlq throws InvalidOptionError naming dlqTable', async () => {

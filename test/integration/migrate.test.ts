@@ -30,7 +30,7 @@ describe('migrate', () => {
       [outbox.table, outbox.dlqTable, outbox.channel],
       ['txoutbox.outbox', 'txoutbox.outbox_dlq', 'txoutbox.outbox'],
     );
-    assert.equal((await outbox.migrate()).applied.length, 5);
+    assert.equal((await outbox.migrate()).applied.length, 6);
     for (const table of [
       'txoutbox.outbox',
       'txoutbox.outbox_paused',
@@ -46,7 +46,14 @@ describe('migrate', () => {
     );
     assert.deepEqual(
       rows.map((r) => r.entry),
-      ['txoutbox.outbox@1', 'txoutbox.outbox@2', 'txoutbox.outbox@3', 'txoutbox.outbox_dlq@1', 'txoutbox.outbox_dlq@2'],
+      [
+        'txoutbox.outbox@1',
+        'txoutbox.outbox@2',
+        'txoutbox.outbox@3',
+        'txoutbox.outbox_dlq@1',
+        'txoutbox.outbox_dlq@2',
+        'txoutbox.outbox_dlq@3',
+      ],
     );
     const { rows: indexes } = await db.pool.query<{ name: string }>(
       `SELECT indexname AS name FROM pg_indexes WHERE schemaname = 'txoutbox' AND tablename = 'outbox' ORDER BY 1`,
@@ -67,6 +74,7 @@ describe('migrate', () => {
       'outbox/0003_queue_controls',
       'dlq/0001_create_dlq',
       'dlq/0002_last_exception_type',
+      'dlq/0003_failed_at_idx',
     ]);
     assert.ok(await tableExists('m_basic'));
     assert.ok(await tableExists('m_basic_dlq'));
@@ -82,11 +90,11 @@ describe('migrate', () => {
       const outboxes = pools.map((pool) => newOutbox({ pool, table: 'm_race' }));
       const results = await Promise.all(outboxes.map((o) => o.migrate()));
       const applied = results.map((r) => r.applied.length).sort();
-      assert.deepEqual(applied, [0, 5], 'one caller applied every migration, the other found nothing to do');
+      assert.deepEqual(applied, [0, 6], 'one caller applied every migration, the other found nothing to do');
       const rows = (await history()).filter((r) => r.table_name.startsWith('m_race'));
       assert.deepEqual(
         rows.map((r) => `${r.table_name}@${r.version}`),
-        ['m_race@1', 'm_race@2', 'm_race@3', 'm_race_dlq@1', 'm_race_dlq@2'],
+        ['m_race@1', 'm_race@2', 'm_race@3', 'm_race_dlq@1', 'm_race_dlq@2', 'm_race_dlq@3'],
       );
     } finally {
       await Promise.all(pools.map((pool) => pool.end()));
@@ -151,7 +159,7 @@ describe('migrate', () => {
     assert.ok(await tableExists('m_nodlq'));
     assert.ok(!(await tableExists('m_nodlq_dlq')));
     const later = await newOutbox({ pool: db.pool, table: 'm_nodlq', dlqTable: 'm_nodlq_dead' }).migrate();
-    assert.deepEqual(later.applied, ['dlq/0001_create_dlq', 'dlq/0002_last_exception_type']);
+    assert.deepEqual(later.applied, ['dlq/0001_create_dlq', 'dlq/0002_last_exception_type', 'dlq/0003_failed_at_idx']);
     assert.ok(await tableExists('m_nodlq_dead'));
   });
 
@@ -194,6 +202,7 @@ describe('migrate', () => {
         '_dlq',
         '_dlq_failed_idx',
         '_dlq_pkey',
+        '_dlq_time_idx',
         '_lease_idx',
         '_paused',
         '_paused_pkey',
@@ -220,6 +229,7 @@ describe('migrate', () => {
         '_dlq',
         '_dlq_failed_idx',
         '_dlq_pkey',
+        '_dlq_time_idx',
         '_lease_idx',
         '_paused',
         '_paused_pkey',

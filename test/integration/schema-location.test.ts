@@ -65,8 +65,9 @@ async function install01(pool: pg.Pool, newOutbox: (options?: Partial<OutboxOpti
   );
   await pool.query('ALTER TABLE public.outbox DROP COLUMN last_exception_type, DROP COLUMN last_exception');
   await pool.query('ALTER TABLE public.outbox_dlq DROP COLUMN last_exception_type');
-  // 0.1 had neither the pause nor the stats table (outbox migration 3).
+  // 0.1 had neither the pause nor the stats table (outbox migration 3), nor the DLQ's time index (dlq 3).
   await pool.query('DROP TABLE public.outbox_paused, public.outbox_stats');
+  await pool.query('DROP INDEX public.outbox_dlq_time_idx');
   await pool.query('DELETE FROM public.txoutbox_migrations WHERE version > 1');
   return { legacy, ids };
 }
@@ -115,6 +116,7 @@ describe('upgrading from 0.1 (tables in public)', () => {
       'outbox/0002_last_exception',
       'outbox/0003_queue_controls',
       'dlq/0002_last_exception_type',
+      'dlq/0003_failed_at_idx',
     ]);
     await kept.validateSchema();
     assert.equal(kept.dlqTable, 'public.outbox_dlq');
@@ -166,6 +168,7 @@ describe('upgrading from 0.1 (tables in public)', () => {
       'outbox/0002_last_exception',
       'outbox/0003_queue_controls',
       'dlq/0002_last_exception_type',
+      'dlq/0003_failed_at_idx',
     ]);
     assert.deepEqual((await current.migrate()).applied, []);
     await current.validateSchema();

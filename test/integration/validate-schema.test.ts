@@ -278,12 +278,13 @@ describe('validateSchema: reporting', () => {
         'app.v_many:index_not_partial',
         'app.v_many:index_wrong_predicate',
         'app.v_many:missing_check',
-        // Dropping failed_at also dropped the index on (queue, failed_at).
+        // Dropping failed_at also dropped the indexes on (queue, failed_at) and (failed_at, id).
         'app.v_many_dlq:missing_column',
+        'app.v_many_dlq:missing_index',
         'app.v_many_dlq:missing_index',
       ],
     );
-    assert.match(error.message, /\(9 finding\(s\)\)/);
+    assert.match(error.message, /\(10 finding\(s\)\)/);
     for (const finding of error.findings) assert.ok(error.message.includes(finding.fix), 'the message carries every fix');
     await applyFixes(outbox, error.findings);
   });

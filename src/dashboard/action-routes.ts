@@ -14,6 +14,8 @@ function badRequest(context: DashboardContext, message: string): DashboardRespon
 export async function pause(context: DashboardContext, queue: string, form: URLSearchParams): Promise<DashboardResponse> {
   const reason = optional(form, 'reason')?.trim();
   const state = await context.outbox.pause(queue, reason === undefined || reason === '' ? {} : { reason });
+  // The redirect's page must show the pause, not a status read from before it.
+  context.status.invalidate();
   // Every action is logged at info: who paused, redrove or purged is asked after an incident.
   context.options.logger.info({ queue, reason: state.reason, changed: state.changed }, 'dashboard: paused a queue');
   return redirect(queueHref(queue, noticeQuery(state.changed ? 'paused' : 'unchanged')));
@@ -21,6 +23,7 @@ export async function pause(context: DashboardContext, queue: string, form: URLS
 
 export async function resume(context: DashboardContext, queue: string): Promise<DashboardResponse> {
   const state = await context.outbox.resume(queue);
+  context.status.invalidate();
   context.options.logger.info({ queue, changed: state.changed }, 'dashboard: resumed a queue');
   return redirect(queueHref(queue, noticeQuery(state.changed ? 'resumed' : 'unchanged')));
 }
@@ -57,6 +60,8 @@ export async function redrive(context: DashboardContext, form: URLSearchParams):
   else
     return badRequest(context, 'Redriving every matching dead letter needs the confirmation page: use the Redrive all… button.');
   const { redriven } = await context.outbox.dlq.redrive(target);
+  // Redriven rows are pending again and the DLQ counts dropped: the overview shows it at once.
+  context.status.invalidate();
   const selection = describeSelection(target, form);
   context.options.logger.info({ dlqTable: context.outbox.dlqTable, redriven, selection }, 'dashboard: redrove dead letters');
   const back = dlqFilterOf(form);
@@ -69,6 +74,7 @@ export async function purge(context: DashboardContext, form: URLSearchParams): P
     return badRequest(context, 'Purging needs the confirmation page: use the Purge… button of the dead-letter list.');
   }
   const { purged } = await context.outbox.dlq.purge(filter);
+  context.status.invalidate();
   context.options.logger.info(
     { dlqTable: context.outbox.dlqTable, purged, filter: describeFilter(dlqFilterOf(form)) },
     'dashboard: purged dead letters',

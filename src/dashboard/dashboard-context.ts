@@ -2,15 +2,18 @@ import type { Outbox } from '../outbox.js';
 import type { ResolvedDashboardOptions } from './dashboard-options.js';
 import type { PageContext } from './pages/layout.js';
 import type { RequestGuard } from './request-guard.js';
+import type { StatusCache } from './status-cache.js';
 
 /** What the dashboard uses of an Outbox: read-only inspection plus the operator's actions. */
 export type DashboardOutbox = Pick<Outbox, 'status' | 'pause' | 'resume' | 'peek' | 'dlq' | 'table' | 'dlqTable'>;
 
-/** Everything a route needs: the outbox, the resolved options and the request guard. */
+/** Everything a route needs: the outbox, the resolved options, the request guard and the shared status reads. */
 export interface DashboardContext {
   readonly outbox: DashboardOutbox;
   readonly options: ResolvedDashboardOptions;
   readonly guard: RequestGuard;
+  /** Pages read status() through this, never directly; actions that change it invalidate it. */
+  readonly status: StatusCache;
 }
 
 export function pageContext(context: DashboardContext): PageContext {

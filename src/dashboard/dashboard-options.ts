@@ -25,8 +25,24 @@ export interface DashboardOptions {
   readonly processes?: () => DashboardProcesses | Promise<DashboardProcesses>;
   /** The lease TTL of your subscribers, which tells peek() a held lease from an expired one. @default 60,000 */
   readonly leaseTtlMs?: number;
-  /** How often pages re-fetch their live regions when JavaScript runs. @default 3,000 */
+  /**
+   * The lease TTL of the subscribers of one queue, when they differ from queue to queue (the runner
+   * passes each consumer's `leaseTtlMs`); undefined for a queue: `leaseTtlMs`.
+   */
+  readonly leaseTtlMsOf?: (queue: string) => number | undefined;
+  /**
+   * How often pages re-fetch their live regions when JavaScript runs and the tab is visible. Each
+   * refresh of an open tab is a status() read (shared: see statusCacheMs). @default 5,000
+   */
   readonly refreshIntervalMs?: number;
+  /**
+   * How long one status() read serves every page asking the same question: ten open tabs and a
+   * reload cost the database one read per window, not one each (status() is the expensive query:
+   * ~430 ms on 20 queues of 500 rows and 100,000 dead letters). Concurrent requests share the read
+   * in flight; a pause or resume through the dashboard drops it at once. 0: only in-flight reads
+   * are shared. @default 1,000
+   */
+  readonly statusCacheMs?: number;
   /** Where request failures are logged (never a token, never a query string). @default silent */
   readonly logger?: Logger;
 }
@@ -38,7 +54,9 @@ export interface ResolvedDashboardOptions {
   readonly readOnly: boolean;
   readonly processes: (() => DashboardProcesses | Promise<DashboardProcesses>) | undefined;
   readonly leaseTtlMs: number;
+  readonly leaseTtlMsOf: ((queue: string) => number | undefined) | undefined;
   readonly refreshIntervalMs: number;
+  readonly statusCacheMs: number;
   readonly logger: Logger;
   /** The bound address is a loopback one: Host headers are then checked against DNS rebinding. */
   readonly loopback: boolean;
@@ -48,7 +66,18 @@ export const DEFAULT_DASHBOARD_HOST = '127.0.0.1';
 export const DEFAULT_DASHBOARD_PORT = 9465;
 /** Shorter is guessable by a patient script: the dashboard purges dead letters. */
 export const MIN_TOKEN_LENGTH = 16;
-const KNOWN = ['host', 'port', 'token', 'readOnly', 'processes', 'leaseTtlMs', 'refreshIntervalMs', 'logger'];
+const KNOWN = [
+  'host',
+  'port',
+  'token',
+  'readOnly',
+  'processes',
+  'leaseTtlMs',
+  'leaseTtlMsOf',
+  'refreshIntervalMs',
+  'statusCacheMs',
+  'logger',
+];
 const TOKEN_FIX = 'Generate one with `openssl rand -hex 32` and pass it as --token, TXOUTBOX_DASHBOARD_TOKEN or dashboard.token.';
 
 /** 127.0.0.0/8, ::1 and `localhost`: only processes on this machine can connect. */
@@ -99,6 +128,9 @@ export function resolveDashboardOptions(options: unknown): ResolvedDashboardOpti
   if (raw.processes !== undefined && typeof raw.processes !== 'function') {
     throw invalid('processes', typeof raw.processes, 'a function returning the runner’s processes');
   }
+  if (raw.leaseTtlMsOf !== undefined && typeof raw.leaseTtlMsOf !== 'function') {
+    throw invalid('leaseTtlMsOf', typeof raw.leaseTtlMsOf, 'a function from a queue name to its subscribers’ leaseTtlMs');
+  }
   const logger: unknown = raw.logger ?? silentLogger;
   if (typeof logger !== 'object' || logger === null || typeof (logger as Partial<Logger>).error !== 'function') {
     throw invalid('logger', typeof logger, 'a logger with pino’s methods (debug, info, warn, error)');
@@ -110,7 +142,9 @@ export function resolveDashboardOptions(options: unknown): ResolvedDashboardOpti
     readOnly,
     processes: raw.processes as ResolvedDashboardOptions['processes'],
     leaseTtlMs: integerOption('dashboard.leaseTtlMs', raw.leaseTtlMs, 1, 24 * 3600 * 1000, 60_000),
-    refreshIntervalMs: integerOption('dashboard.refreshIntervalMs', raw.refreshIntervalMs, 500, 3_600_000, 3_000),
+    leaseTtlMsOf: raw.leaseTtlMsOf as ResolvedDashboardOptions['leaseTtlMsOf'],
+    refreshIntervalMs: integerOption('dashboard.refreshIntervalMs', raw.refreshIntervalMs, 500, 3_600_000, 5_000),
+    statusCacheMs: integerOption('dashboard.statusCacheMs', raw.statusCacheMs, 0, 60_000, 1_000),
     logger: logger as Logger,
     loopback,
   };

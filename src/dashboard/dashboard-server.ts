@@ -7,6 +7,7 @@ import { type DashboardOptions, resolveDashboardOptions } from './dashboard-opti
 import { send } from './http-response.js';
 import { RequestGuard } from './request-guard.js';
 import { route } from './routes.js';
+import { StatusCache } from './status-cache.js';
 
 /** A running dashboard. */
 export interface ServedDashboard {
@@ -72,7 +73,12 @@ function bindError(error: unknown, host: string, port: number): Error {
  */
 export async function startDashboard(outbox: DashboardOutbox, options: DashboardOptions = {}): Promise<ServedDashboard> {
   const resolved = resolveDashboardOptions(options);
-  const context: DashboardContext = { outbox, options: resolved, guard: new RequestGuard(resolved) };
+  const context: DashboardContext = {
+    outbox,
+    options: resolved,
+    guard: new RequestGuard(resolved),
+    status: new StatusCache((asked) => outbox.status(asked), resolved.statusCacheMs),
+  };
   const server = createServer((request, response) => {
     route(context, request)
       .then((answer) => {

@@ -10,12 +10,12 @@ import { processesPage } from './pages/processes-page.js';
 import { queuePage } from './pages/queue-page.js';
 import { dlqFilterOf, optional } from './query-params.js';
 
-/** Throughput history on the overview and queue pages. */
+/** Throughput history on the overview and queue pages: status() adds the current minute to these. */
 const MINUTES = 15;
 const PAGE_ROWS = 50;
 
 export async function overview(context: DashboardContext): Promise<DashboardResponse> {
-  const report = await context.outbox.status({ minutes: MINUTES });
+  const report = await context.status.read({ minutes: MINUTES });
   return page(200, overviewPage(pageContext(context), report));
 }
 
@@ -24,10 +24,11 @@ export async function queue(context: DashboardContext, name: string, query: URLS
   const cursor = optional(query, 'cursor');
   // peek() validates state and cursor (InvalidOptionError: a 400 page naming them).
   const [report, rows] = await Promise.all([
-    context.outbox.status({ queues: [name], minutes: MINUTES }),
+    context.status.read({ queues: [name], minutes: MINUTES }),
     context.outbox.peek(name, {
       limit: PAGE_ROWS,
-      leaseTtlMs: context.options.leaseTtlMs,
+      // The runner knows each consumer's lease TTL; a queue it does not consume gets the option's.
+      leaseTtlMs: context.options.leaseTtlMsOf?.(name) ?? context.options.leaseTtlMs,
       ...(state === undefined ? {} : { state }),
       ...(cursor === undefined ? {} : { cursor }),
     }),

@@ -30,8 +30,29 @@ export async function processesOf(state: RunnerState): Promise<DashboardProcesse
   return { ready: await state.ready(), consumers };
 }
 
+/** subscribe()'s default leaseTtlMs (src/subscriber/subscription-options.ts), for a consumer that sets none. */
+const SUBSCRIBE_DEFAULT_LEASE_TTL_MS = 60_000;
+
 /**
- * Serves the dashboard on the runner's own Outbox, its processes page fed by the supervisor. The
+ * The lease TTL the queue page's peek() judges `queue`'s leases by: its consumers' `leaseTtlMs`
+ * (subscribe()'s default for one that sets none). When several consumers read the queue, the
+ * longest: a lease is called expired (the row shown ready) only once every consumer would let it
+ * go. Undefined for a queue no consumer of this config reads: the dashboard's own default then.
+ */
+export function leaseTtlMsOf(plans: ReadonlyMap<string, ConsumerPlan>, queue: string): number | undefined {
+  const ttls = [...plans.values()]
+    .filter((plan) => plan.spec.queues.includes(queue))
+    .map((plan) => {
+      // Validated by subscribe()'s own resolver when the config was loaded.
+      const given = plan.spec.subscribe.leaseTtlMs;
+      return typeof given === 'number' ? given : SUBSCRIBE_DEFAULT_LEASE_TTL_MS;
+    });
+  return ttls.length === 0 ? undefined : Math.max(...ttls);
+}
+
+/**
+ * Serves the dashboard on the runner's own Outbox, its processes page fed by the supervisor, its
+ * peek() told each consumer's lease TTL (read at request time: a reload may change them). The
  * dashboard's code is imported here, on use: a runner without `dashboard:` never loads it.
  */
 export async function serveRunnerDashboard(
@@ -41,5 +62,10 @@ export async function serveRunnerDashboard(
   logger: Logger,
 ): Promise<ServedDashboard> {
   const { startDashboard } = await import('../dashboard/dashboard-server.js');
-  return await startDashboard(outbox, { ...config, logger, processes: () => processesOf(state) });
+  return await startDashboard(outbox, {
+    ...config,
+    logger,
+    processes: () => processesOf(state),
+    leaseTtlMsOf: (queue) => leaseTtlMsOf(state.plans(), queue),
+  });
 }

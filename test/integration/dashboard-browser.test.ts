@@ -159,7 +159,10 @@ describe('the dashboard in headless Chromium', () => {
     // One dead letter to walk to with JavaScript off.
     await publishCommitted(operator, db.pool, 'payments', [{ payment: 'P-1' }]);
     await log.waitFor('dlq_written', 1);
-    const dashboard = await startDashboard(operator, { port: 0, refreshIntervalMs: REFRESH_MS });
+    // Every page reads status afresh (statusCacheMs: 0): these tests publish and look at once. The
+    // shared window is dashboard-queues.test.ts's; reads in flight are still shared, so pause and
+    // resume here still depend on the dashboard dropping them.
+    const dashboard = await startDashboard(operator, { port: 0, refreshIntervalMs: REFRESH_MS, statusCacheMs: 0 });
     db.onCleanup(() => dashboard.close());
     base = dashboard.url.replace(/\/$/, '');
   });
@@ -181,7 +184,8 @@ describe('the dashboard in headless Chromium', () => {
     await hasText(overviewCell(page, 'orders', 'depth-ready'), 5);
     assert.deepEqual(navigations, [], 'swapped in place, not reloaded');
     assert.equal(await page.evaluate('window.__sameDocument'), true, 'the same document');
-    assert.match((await page.locator('#live-status').textContent()) ?? '', /^live, updated /);
+    // UTC, as every time on the pages (not the browser's locale: this one is en-US, which says 1:56:49 PM).
+    assert.match((await page.locator('#live-status').textContent()) ?? '', /^live, updated \d\d:\d\d:\d\dZ$/);
   });
 
   test('JavaScript off: a reload shows the new depth, and every page is reached through plain links', async (t) => {
@@ -189,7 +193,7 @@ describe('the dashboard in headless Chromium', () => {
     if (page === undefined) return;
     await publishCommitted(operator, db.pool, 'refunds', [{ n: 1 }]);
     await page.goto(`${base}/`);
-    assert.equal(await page.locator('#live-status').textContent(), 'reload the page to update', 'live.js did not run');
+    assert.equal(await page.locator('#live-status').textContent(), 'not live: reload to update', 'live.js did not run');
     await hasText(overviewCell(page, 'refunds', 'depth-ready'), 1);
     await publishCommitted(operator, db.pool, 'refunds', [{ n: 2 }]);
     await page.reload();
@@ -220,6 +224,107 @@ describe('the dashboard in headless Chromium', () => {
     await page.getByTestId('standalone-note').waitFor();
     await page.getByRole('navigation').getByRole('link', { name: 'Queues' }).click();
     await page.waitForURL(`${base}/`);
+  });
+
+  test('live refresh: none while the tab is hidden, one at once when it is shown again', async (t) => {
+    const page = await pageFor(t);
+    if (page === undefined) return;
+    // Counts the page's fetch() calls (live.js's only use of the network), and fakes its timers.
+    await page.addInitScript(
+      '(() => { const f = window.fetch; window.__fetches = 0; window.fetch = function (...a) { window.__fetches += 1; return f.apply(this, a); }; })()',
+    );
+    await page.clock.install();
+    await page.goto(`${base}/`);
+    await hasText(page.locator('#live-status'), 'live');
+    const setVisibility = (state: 'hidden' | 'visible'): Promise<number> =>
+      page.evaluate(`(() => {
+        Object.defineProperty(document, 'visibilityState', { configurable: true, get: () => '${state}' });
+        Object.defineProperty(document, 'hidden', { configurable: true, get: () => ${state === 'hidden'} });
+        document.dispatchEvent(new Event('visibilitychange'));
+        return window.__fetches;
+      })()`);
+    assert.equal(await setVisibility('hidden'), 0);
+    await page.clock.runFor(REFRESH_MS * 20);
+    assert.equal(await page.evaluate('window.__fetches'), 0, 'twenty intervals hidden, no refresh');
+    const shown = page.waitForResponse((response) => response.request().headers()['x-txoutbox-live'] === '1');
+    assert.equal(await setVisibility('visible'), 1, 'refreshed the moment it was shown');
+    await shown;
+    await page
+      .locator('#live-status')
+      .filter({ hasText: /^live, updated \d\d:\d\d:\d\dZ$/ })
+      .waitFor();
+  });
+
+  test('queue page: another operator’s pause turns Pause into Resume live; a typed reason survives refreshes; the rate sits on its label’s line', async (t) => {
+    const page = await pageFor(t);
+    if (page === undefined) return;
+    await publishCommitted(operator, db.pool, 'audits', [{ n: 1 }]);
+    await page.goto(`${base}/queues/audits`);
+    await page.locator('#live-status').filter({ hasText: /^live/ }).waitFor();
+
+    // The number beside "Handled/min", on the same line: the tops of the two texts (same font) match.
+    const offset = await page.evaluate(`(() => {
+      const top = (node) => { const range = document.createRange(); range.selectNodeContents(node); return range.getClientRects()[0].top; };
+      const label = [...document.querySelectorAll('#queue-summary dt')].find((dt) => dt.textContent === 'Handled/min');
+      return top(label) - top(document.querySelector('#queue-summary [data-testid="handled-per-minute"]'));
+    })()`);
+    assert.ok(Math.abs(offset as number) <= 1, `the rate is ${String(offset)} px off its label's line`);
+
+    const reason = page.getByTestId('pause-reason-input');
+    await reason.fill('INC-9: checking the partner');
+    await page.getByTestId('queue-name').click();
+    // A selector, not waitForFunction: the page's CSP forbids the eval that one needs.
+    const refreshed = async (): Promise<void> => {
+      const before = await page.evaluate<string | null>('document.body.getAttribute("data-live-updated")');
+      await page.locator(`body[data-live-updated]:not([data-live-updated="${before ?? ''}"])`).waitFor({ state: 'attached' });
+    };
+    await refreshed();
+    await refreshed();
+    assert.equal(await reason.inputValue(), 'INC-9: checking the partner', 'a refresh left the typed reason alone');
+
+    const navigations: string[] = [];
+    page.on('framenavigated', (frame) => {
+      if (frame === page.mainFrame()) navigations.push(frame.url());
+    });
+    await operator.pause('audits', { reason: 'paused from the CLI' });
+    await page.getByTestId('resume-button').waitFor();
+    await hasText(page.getByTestId('pause-reason'), 'paused from the CLI');
+    await operator.resume('audits');
+    await page.getByTestId('pause-button').waitFor();
+    assert.equal(await page.getByTestId('pause-reason-input').inputValue(), '', 'a fresh form');
+    assert.deepEqual(navigations, [], 'swapped in place, not reloaded');
+  });
+
+  test('DLQ list: names and times on one line, the body takes the width (two lines at most); not live, and it says so', async (t) => {
+    const page = await pageFor(t);
+    if (page === undefined) return;
+    const dead = log.of('dlq_written').length;
+    const long = { payment: 'P-2', note: 'a long body '.repeat(30) };
+    await publishCommitted(operator, db.pool, 'payments', [long]);
+    await log.waitFor('dlq_written', dead + 1);
+    await page.goto(`${base}/dlq?queue=payments`);
+    assert.equal(await page.locator('#live-status').textContent(), 'not live: reload to update', 'no live region here');
+    await page.getByTestId('dlq-not-live').waitFor();
+    const rows = await page.evaluate<{ queue: number; failed: number; bodyLines: number; bodyShare: number }[]>(`(() => {
+      const lines = (node) => { const range = document.createRange(); range.selectNodeContents(node); return new Set([...range.getClientRects()].map((r) => Math.round(r.top))).size; };
+      const table = document.querySelector('table').getBoundingClientRect().width;
+      return [...document.querySelectorAll('tr[data-testid="dlq-row"]')].map((row) => {
+        const clamp = row.querySelector('.clamp');
+        const lineHeight = parseFloat(getComputedStyle(clamp.firstElementChild).lineHeight);
+        return {
+          queue: lines(row.querySelector('[data-testid="dlq-row-queue"]')),
+          failed: lines(row.querySelector('[data-testid="dlq-row-failed"]')),
+          bodyLines: Math.round(clamp.clientHeight / lineHeight),
+          bodyShare: clamp.closest('td').getBoundingClientRect().width / table,
+        };
+      });
+    })()`);
+    assert.equal(rows.length, 2);
+    for (const row of rows) {
+      assert.equal(row.queue, 1, `the queue name on one line: ${JSON.stringify(row)}`);
+      assert.equal(row.failed, 1, `the time on one line: ${JSON.stringify(row)}`);
+      assert.ok(row.bodyLines <= 2 && row.bodyShare > 0.4, `the body column: ${JSON.stringify(row)}`);
+    }
   });
 
   test('DLQ: open a dead letter, redrive it, and the running subscriber handles it', async (t) => {

@@ -100,6 +100,11 @@ describe('dashboard: dead letters', () => {
     assert.match(page.text, /data-testid="redrive-selected"/);
     assert.match(page.text, /data-testid="purge-all"/);
     assert.ok(page.text.length < 200_000, `the page is ${page.text.length} characters: the 1 MB body must not be on it`);
+    // No live region (a refresh would untick the boxes): the header and the page say so, true with
+    // JavaScript on or off.
+    assert.doesNotMatch(page.text, /data-live/);
+    assert.match(page.text, /<span id="live-status">not live: reload to update<\/span>/);
+    assert.match(page.text, /data-testid="dlq-not-live">\s*Newest first\. This list does not refresh itself/);
   });
 
   test('filters by queue and by reason; paging follows the cursor to the end', async () => {

@@ -1,8 +1,10 @@
 import assert from 'node:assert/strict';
 import { before, describe, test } from 'node:test';
 
-import { startDashboard } from '../../src/dashboard/index.js';
+import { type DashboardOutbox, startDashboard } from '../../src/dashboard/index.js';
+import { StatusCache } from '../../src/dashboard/status-cache.js';
 import type { Outbox } from '../../src/index.js';
+import type { StatusOptions } from '../../src/queues/queue-status.js';
 import { type Answer, csrfOf, get, post } from '../support/dashboard-client.js';
 import { useTestDatabase } from '../support/database.js';
 import { outboxFactory } from '../support/outboxes.js';
@@ -16,6 +18,29 @@ const TABLE = 'dash_queues';
 const HOSTILE_QUEUE = '"><img src=x onerror=alert(1)><script>alert(2)</script>';
 const HOSTILE_REASON = '<script>alert("reason")</script>';
 
+/**
+ * The Outbox as the dashboard uses it, recording each status() call: a spy on the real Outbox
+ * (every call goes through to it), the only way to count the reads the dashboard makes.
+ */
+function countingStatus(outbox: Outbox): { readonly outbox: DashboardOutbox; readonly reads: StatusOptions[] } {
+  const reads: StatusOptions[] = [];
+  return {
+    reads,
+    outbox: {
+      table: outbox.table,
+      dlqTable: outbox.dlqTable,
+      dlq: outbox.dlq,
+      status: (options) => {
+        reads.push(options ?? {});
+        return outbox.status(options);
+      },
+      pause: (queue, options) => outbox.pause(queue, options),
+      resume: (queue) => outbox.resume(queue),
+      peek: (queue, options) => outbox.peek(queue, options),
+    },
+  };
+}
+
 /** One <tr> of the overview, by its queue (data-queue holds the escaped name). */
 function overviewRow(page: Answer, escapedQueue: string): string {
   const start = page.text.indexOf(`data-queue="${escapedQueue}"`);
@@ -27,6 +52,13 @@ function cell(html: string, testid: string): string {
   const match = new RegExp(`data-testid="${testid}"[^>]*>([^<]*)<`).exec(html);
   assert.ok(match, `no ${testid}`);
   return match[1]!.trim();
+}
+
+/** The queue page's live pause/resume region, from its opening tag to its end. */
+function controlRegion(html: string): string {
+  const start = html.indexOf('<div id="queue-control"');
+  assert.ok(start >= 0, 'no queue-control region');
+  return html.slice(start, html.indexOf('</div>', start));
 }
 
 function assertNoInjectedMarkup(html: string): void {
@@ -77,6 +109,13 @@ describe('dashboard: queues', () => {
     assert.match(cell(orders, 'oldest-age'), /^\d+ s$/);
     assert.notEqual(cell(orders, 'handled-per-minute'), '0.0', 'the 4 handled rows');
     assert.match(orders, /<svg\s+class="spark"[^>]*aria-label="handled per minute, oldest first: [0, ]*4"/);
+    // The header counts what the bars show: 15 whole minutes and the current one.
+    assert.match(page.text, /data-testid="throughput-header">Last 15 min \+ now</);
+    const bars = /aria-label="handled per minute, oldest first: ([\d, ]+)"/.exec(orders)?.[1]?.split(', ');
+    assert.equal(bars?.length, 16);
+    // True with JavaScript on or off until live.js says otherwise; refreshes every 5 s by default.
+    assert.match(page.text, /<span id="live-status">not live: reload to update<\/span>/);
+    assert.match(page.text, /<body data-refresh-ms="5000">/);
     assert.match(orders, /href="\/queues\/orders"/);
     assert.match(orders, /href="\/dlq\?queue=orders">0</);
     assert.equal(cell(overviewRow(page, 'bulk'), 'depth-ready'), '60');
@@ -127,6 +166,11 @@ describe('dashboard: queues', () => {
     const page = await get(`${base}/queues/orders`);
     assert.match(page.text, /data-testid="pause-button"/);
     assert.doesNotMatch(page.text, /data-testid="resume-button"/);
+    // The control is live, keyed by the state it acts on (another operator's pause swaps it).
+    assert.match(
+      controlRegion(page.text),
+      /^<div id="queue-control" data-live data-live-key="consuming">[^]*data-testid="pause-button"/,
+    );
     const csrf = csrfOf(page.text);
     const paused = await post(`${base}/queues/orders/pause`, { csrf, reason: HOSTILE_REASON });
     assert.equal(paused.status, 303);
@@ -140,7 +184,10 @@ describe('dashboard: queues', () => {
     assert.match(after.text, /data-testid="notice">Paused:/);
     assert.match(after.text, /data-testid="queue-paused"/);
     assert.match(after.text, /data-testid="pause-reason">&lt;script&gt;alert\(&quot;reason&quot;\)&lt;\/script&gt;</);
-    assert.match(after.text, /data-testid="resume-button"/);
+    assert.match(
+      controlRegion(after.text),
+      /^<div id="queue-control" data-live data-live-key="paused">[^]*data-testid="resume-button"/,
+    );
     const overview = await get(`${base}/`);
     assert.match(overviewRow(overview, 'orders'), /class="badge paused"/);
 
@@ -170,6 +217,142 @@ describe('dashboard: queues', () => {
       assert.equal((await outbox.status({ queues: ['orders'] })).queues[0]?.paused, false);
     } finally {
       await readOnly.close();
+    }
+  });
+
+  test('status reads are shared: one per window for every page asking the same; a pause or resume shows at once', async () => {
+    const counted = countingStatus(outbox);
+    // A window far longer than the test: every fresh page below is a fresh read, never a late one.
+    const dashboard = await startDashboard(counted.outbox, { port: 0, statusCacheMs: 60_000 });
+    try {
+      const url = dashboard.url;
+      const overviewReads = (): number => counted.reads.filter((r) => r.queues === undefined).length;
+      const queueReads = (): number => counted.reads.filter((r) => r.queues?.[0] === 'cached').length;
+      await Promise.all([get(url), get(url), get(url)]);
+      await get(url);
+      assert.equal(overviewReads(), 1, 'four overviews, one read');
+      const page = await get(`${url}queues/cached`);
+      assert.match(page.text, /data-testid="queue-consuming"/);
+      await get(`${url}queues/cached?state=ready`);
+      assert.equal(queueReads(), 1, 'the queue page asks its own question, once');
+
+      const csrf = csrfOf(page.text);
+      assert.equal((await post(`${url}queues/cached/pause`, { csrf, reason: 'cache test' })).status, 303);
+      assert.match(
+        (await get(`${url}queues/cached?notice=paused`)).text,
+        /data-testid="queue-paused"/,
+        'not the read from before',
+      );
+      assert.match(overviewRow(await get(url), 'cached'), /class="badge paused"/, 'the overview’s read went too');
+      assert.equal((await post(`${url}queues/cached/resume`, { csrf })).status, 303);
+      assert.match((await get(`${url}queues/cached?notice=resumed`)).text, /data-testid="queue-consuming"/);
+      assert.deepEqual([overviewReads(), queueReads()], [2, 3]);
+    } finally {
+      await dashboard.close();
+      await outbox.resume('cached');
+    }
+  });
+
+  test('statusCacheMs: 0 reads for every page; a bad value names the option', async () => {
+    const counted = countingStatus(outbox);
+    const dashboard = await startDashboard(counted.outbox, { port: 0, statusCacheMs: 0 });
+    try {
+      await get(dashboard.url);
+      await get(dashboard.url);
+      assert.equal(counted.reads.length, 2);
+    } finally {
+      await dashboard.close();
+    }
+    await assert.rejects(
+      startDashboard(outbox, { port: 0, statusCacheMs: -1 }),
+      /dashboard\.statusCacheMs: .*an integer from 0 to 60000/,
+    );
+  });
+
+  test('StatusCache: one read in flight per question, the window from its arrival, invalidate() drops reads in flight, a failure kept one window', async () => {
+    let now = 0;
+    const reads: StatusOptions[] = [];
+    const release: (() => void)[] = [];
+    // Each read waits for the test to release it, then asks the real Outbox.
+    const cache = new StatusCache(
+      (options) => {
+        reads.push(options);
+        return new Promise<void>((resolve) => release.push(resolve)).then(() => outbox.status(options));
+      },
+      1_000,
+      () => now,
+    );
+    const first = cache.read({ minutes: 15 });
+    assert.equal(cache.read({ minutes: 15 }), first, 'joined the read in flight');
+    void cache.read({ queues: ['orders'], minutes: 15 });
+    assert.equal(reads.length, 2, 'another question, another read');
+    now = 5_000;
+    assert.equal(cache.read({ minutes: 15 }), first, 'still in flight: its window has not started');
+    release.forEach((go) => {
+      go();
+    });
+    await first;
+    now = 5_999;
+    assert.equal(cache.read({ minutes: 15 }), first, 'within the window');
+    assert.equal(reads.length, 2);
+    now = 6_000;
+    const second = cache.read({ minutes: 15 });
+    assert.notEqual(second, first, 'the window is over');
+    cache.invalidate();
+    const third = cache.read({ minutes: 15 });
+    assert.notEqual(third, second, 'invalidate() left the read in flight behind');
+    release.forEach((go) => {
+      go();
+    });
+    await Promise.all([second, third]);
+    assert.equal(cache.read({ minutes: 15 }), third, 'the read after the invalidation is the one kept');
+    assert.equal(reads.length, 4);
+
+    const missing = newOutbox({ pool: db.pool, table: 'dash_no_such_table' });
+    let failing = 0;
+    const broken = new StatusCache(
+      (options) => {
+        failing += 1;
+        return missing.status(options);
+      },
+      1_000,
+      () => now,
+    );
+    await assert.rejects(broken.read({}), /does not exist/);
+    await assert.rejects(broken.read({}), /does not exist/);
+    assert.equal(failing, 1, 'a failing database is asked once per window');
+    now += 1_000;
+    await assert.rejects(broken.read({}), /does not exist/);
+    assert.equal(failing, 2, 'and asked again after it');
+  });
+
+  test('peek judges a queue’s leases by leaseTtlMsOf(queue) when it answers (the runner’s consumers), else by leaseTtlMs', async () => {
+    const consumer = await migratedOutbox(newOutbox, db.pool, TABLE);
+    let finish!: () => void;
+    const held = new Promise<void>((resolve) => (finish = resolve));
+    consumer.outbox.subscribe('leases', () => held, FAST_POLL);
+    consumer.outbox.start();
+    await publishCommitted(outbox, db.pool, 'leases', [{ n: 1 }]);
+    await consumer.log.waitFor('dispatched', 1);
+    const dashboards = await Promise.all([
+      startDashboard(outbox, { port: 0 }),
+      // A lease older than 1 ms is expired for these: the row shows as ready (a claim would take it).
+      startDashboard(outbox, { port: 0, leaseTtlMsOf: (queue) => (queue === 'leases' ? 1 : undefined) }),
+      startDashboard(outbox, { port: 0, leaseTtlMs: 1, leaseTtlMsOf: () => undefined }),
+    ]);
+    try {
+      const states = await Promise.all(
+        dashboards.map(async (d) => {
+          const page = await get(`${d.url}queues/leases`);
+          return [...page.text.matchAll(/data-testid="pending-row" data-id="\d+" data-state="(\w+)"/g)].map((m) => m[1]);
+        }),
+      );
+      assert.deepEqual(states, [['leased'], ['ready'], ['ready']]);
+    } finally {
+      await Promise.all(dashboards.map((d) => d.close()));
+      finish();
+      await consumer.log.waitFor('acked', 1);
+      await consumer.outbox.stop();
     }
   });
 });

@@ -4,7 +4,9 @@ import { join } from 'node:path';
 import { describe, test } from 'node:test';
 
 import { ConfigError } from '../../src/errors.js';
+import { consumerPlans } from '../../src/runner/config/consumer-plans.js';
 import { loadRunnerConfig } from '../../src/runner/config/load-config.js';
+import { leaseTtlMsOf } from '../../src/runner/runner-dashboard.js';
 import { get } from '../support/dashboard-client.js';
 import { useTestDatabase } from '../support/database.js';
 import { runnerTestKit } from '../support/runner-process.js';
@@ -88,6 +90,41 @@ describe('dashboard: the runner’s `dashboard:` key', () => {
     assert.match(notSection, /dashboard: expected a section \{ enabled, host, port, token, readOnly \}/);
   });
 
+  test('peek’s lease TTL per queue: its consumers’ leaseTtlMs (the longest), the subscribe default when unset', async () => {
+    const handler = join(dir, 'handler.js');
+    writeFileSync(handler, 'export default async () => {};\n');
+    const path = join(dir, 'dashboard-lease-ttls.yaml');
+    writeFileSync(
+      path,
+      [
+        'database:',
+        '  url: postgres://app:pw-secret@localhost/app',
+        'consumers:',
+        '  slow:',
+        `    handler: ${handler}`,
+        '    queues: [reports, shared]',
+        '    leaseTtlMs: 300000',
+        '  quick:',
+        `    handler: ${handler}`,
+        '    queues: [shared, pings]',
+        '    leaseTtlMs: 5000',
+        '    maxPollIntervalMs: 1000',
+        '  plain:',
+        `    handler: ${handler}`,
+        '    queues: [orders]',
+        'dashboard:',
+        '  port: 0',
+        '',
+      ].join('\n'),
+    );
+    const plans = consumerPlans(await loadRunnerConfig(path, {}));
+    assert.equal(leaseTtlMsOf(plans, 'reports'), 300_000);
+    assert.equal(leaseTtlMsOf(plans, 'pings'), 5_000);
+    assert.equal(leaseTtlMsOf(plans, 'shared'), 300_000, 'a lease is expired only once every consumer would let it go');
+    assert.equal(leaseTtlMsOf(plans, 'orders'), 60_000, 'subscribe()’s default');
+    assert.equal(leaseTtlMsOf(plans, 'elsewhere'), undefined, 'no consumer here: the dashboard’s leaseTtlMs');
+  });
+
   test('txoutbox run serves it: the processes page shows the supervisor’s consumers, processes, restarts and readiness', async () => {
     await prepare('dash_runner');
     const config = writeConfig('dashboard', 'dash_runner', { orders: { queue: 'dash', export: 'orders', processes: 2 } });
@@ -100,7 +137,15 @@ describe('dashboard: the runner’s `dashboard:` key', () => {
     const auth = { headers: { authorization: `Bearer ${TOKEN}` } };
     assert.equal((await get(`${url}processes`)).status, 401, 'the token applies');
 
-    const page = await get(`${url}processes`, auth);
+    // /readyz (whenStarted) is up once each consumer has one ready process: wait for the second too.
+    let page = await get(`${url}processes`, auth);
+    await waitFor(
+      async () => {
+        page = await get(`${url}processes`, auth);
+        return cell(page.text, 'processes-ready') === '2';
+      },
+      { timeoutMs: 20_000, intervalMs: 100, what: 'both processes ready on the processes page' },
+    );
     assert.equal(page.status, 200);
     assert.match(page.text, /data-testid="runner-ready"/);
     assert.match(page.text, /data-testid="consumer-row" data-consumer="orders"/);

@@ -61,12 +61,14 @@ function row(context: PageContext, letter: DeadLetter): Html {
   return html`<tr data-testid="dlq-row" data-id="${letter.id}">
     ${select}
     <td class="num"><a href="${dlqRowHref(letter.id)}" data-testid="dlq-row-link">${letter.id}</a></td>
-    <td class="wrap">${letter.queue}</td>
+    <td><span class="name" data-testid="dlq-row-queue">${letter.queue}</span></td>
     <td>${letter.failureReason}</td>
-    <td>${formatTime(letter.failedAt)}</td>
+    <td class="time" data-testid="dlq-row-failed">${formatTime(letter.failedAt)}</td>
     <td class="num">${letter.deliveriesCount}</td>
-    <td class="wrap">${letter.lastExceptionType ?? '—'}</td>
-    <td class="wrap"><code data-testid="body-preview">${body.text}${body.truncated ? '…' : ''}</code></td>
+    <td><span class="name">${letter.lastExceptionType ?? '—'}</span></td>
+    <td class="fill">
+      <div class="clamp"><code data-testid="body-preview">${body.text}${body.truncated ? '…' : ''}</code></div>
+    </td>
     ${redrive}
   </tr>`;
 }
@@ -132,6 +134,10 @@ export function dlqListPage(context: PageContext, data: DlqListData): Html {
     title: 'Dead letters',
     section: 'dlq',
     content: html`<h1>Dead letters</h1>
-      ${notice(data.query)} ${filterForm(filter)} ${selection} ${actions(context, filter, empty)} ${table} ${pager}`,
+      ${notice(data.query)}
+      <p class="note" data-testid="dlq-not-live">
+        Newest first. This list does not refresh itself, so the boxes you tick stay ticked: reload it to see new dead letters.
+      </p>
+      ${filterForm(filter)} ${selection} ${actions(context, filter, empty)} ${table} ${pager}`,
   });
 }

@@ -13,8 +13,8 @@ export function headersTable(headers: Readonly<Record<string, string>>): Html {
     const text = typeof value === 'string' ? value : JSON.stringify(value);
     const cut = previewOf(text, HEADER_VALUE_BYTES);
     return html`<tr data-testid="header-row">
-      <th class="wrap">${previewOf(name, 256).text}</th>
-      <td class="wrap"><code>${cut.text}${cut.truncated ? `… (${cut.bytes} bytes)` : ''}</code></td>
+      <th><span class="name">${previewOf(name, 256).text}</span></th>
+      <td class="fill"><code>${cut.text}${cut.truncated ? `… (${cut.bytes} bytes)` : ''}</code></td>
     </tr>`;
   });
   const more = entries.length > MAX_HEADERS ? html`<p class="note">… and ${entries.length - MAX_HEADERS} more headers.</p>` : '';

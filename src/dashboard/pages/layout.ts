@@ -19,6 +19,13 @@ const NAV: readonly [Section, string, string][] = [
   ['processes', '/processes', 'Processes'],
 ];
 
+/**
+ * What the header says until live.js runs. True on every page whatever the browser: with JavaScript
+ * off nothing refreshes, and a page without live regions (the dead letters) never does; live.js
+ * replaces it with "live" where it refreshes regions.
+ */
+export const NOT_LIVE = 'not live: reload to update';
+
 /** The CSRF field every state-changing form carries. */
 export function csrfField(context: PageContext): Html {
   return html`<input type="hidden" name="csrf" value="${context.csrfToken}" />`;
@@ -59,7 +66,7 @@ export function layout(context: PageContext, args: { title: string; section: Sec
           <span class="meta"
             ><span data-testid="outbox-table">${context.table}</span
             >${context.readOnly ? html` · <span class="badge muted" data-testid="read-only">read-only</span>` : ''} ·
-            <span id="live-status">reload the page to update</span></span
+            <span id="live-status">${NOT_LIVE}</span></span
           >
           ${signOut}
         </header>

@@ -15,7 +15,7 @@ function pausedCell(status: QueueStatus): Html {
 function row(status: QueueStatus): Html {
   const { estimated } = status;
   return html`<tr data-testid="queue-row" data-queue="${status.queue}">
-    <td class="wrap"><a href="${queueHref(status.queue)}" data-testid="queue-link">${status.queue}</a></td>
+    <td><a class="name" href="${queueHref(status.queue)}" data-testid="queue-link">${status.queue}</a></td>
     <td data-testid="queue-state">${pausedCell(status)}</td>
     <td class="num" data-testid="depth-ready">${formatCount(status.ready, estimated.ready)}</td>
     <td class="num" data-testid="depth-scheduled">${formatCount(status.scheduled, estimated.scheduled)}</td>
@@ -35,7 +35,8 @@ function row(status: QueueStatus): Html {
 
 /** `/`: every queue's depth by state, DLQ count, oldest ready age, pause state and throughput. */
 export function overviewPage(context: PageContext, report: QueueStatusReport): Html {
-  const minutes = report.queues[0]?.throughput.length ?? 0;
+  // status() returns the asked minutes plus the current, partial one: the header counts the bars.
+  const minutes = Math.max(0, (report.queues[0]?.throughput.length ?? 1) - 1);
   const table =
     report.queues.length === 0
       ? html`<p class="note" data-testid="no-queues">No queue has pending rows, dead letters, a pause or recent throughput.</p>`
@@ -50,7 +51,7 @@ export function overviewPage(context: PageContext, report: QueueStatusReport): H
               <th class="num">DLQ</th>
               <th class="num">Oldest ready</th>
               <th class="num">Handled/min</th>
-              <th>Last ${minutes} min</th>
+              <th data-testid="throughput-header">Last ${minutes} min + now</th>
             </tr>
           </thead>
           <tbody>
@@ -65,7 +66,7 @@ export function overviewPage(context: PageContext, report: QueueStatusReport): H
         ${table}
         <p class="note">
           As of ${formatTime(report.at)} (database clock). Handled/min: the last 5 minutes' average. ~: a planner estimate. Bars:
-          handled per minute, dead-lettered in red.
+          handled per minute, oldest first, the current minute last; dead-lettered in red.
         </p>
       </div>`,
   });

@@ -11,9 +11,9 @@ function row(consumer: DashboardConsumer): Html {
         ? html`<span class="badge paused">degraded</span>`
         : html`<span class="badge ok">ready</span>`;
   return html`<tr data-testid="consumer-row" data-consumer="${consumer.name}">
-    <td class="wrap">${consumer.name}</td>
+    <td><span class="name">${consumer.name}</span></td>
     <td>${health}</td>
-    <td class="wrap">${consumer.queues.map((q, i) => html`${i === 0 ? '' : ', '}<a href="${queueHref(q)}">${q}</a>`)}</td>
+    <td>${consumer.queues.map((q, i) => html`${i === 0 ? '' : ', '}<a class="name" href="${queueHref(q)}">${q}</a>`)}</td>
     <td class="num" data-testid="processes-wanted">${consumer.wanted}</td>
     <td class="num" data-testid="processes-alive">${consumer.alive}</td>
     <td class="num" data-testid="processes-ready">${consumer.ready}</td>

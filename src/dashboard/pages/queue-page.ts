@@ -49,17 +49,33 @@ function summary(status: QueueStatus | undefined): Html {
     <dt>Oldest ready</dt>
     <dd data-testid="oldest-age">${status.ready === 0 ? '—' : formatAge(status.oldestReadyAgeMs)}</dd>
     <dt>Handled/min</dt>
-    <dd data-testid="handled-per-minute">${formatRate(status.handledPerMinute)} ${sparkline(status.throughput)}</dd>
+    <dd>
+      <span class="spark-rate" data-testid="handled-per-minute">${formatRate(status.handledPerMinute)}</span
+      >${sparkline(status.throughput)}
+    </dd>
   </dl>`;
 }
 
+/**
+ * Pause or Resume, in a live region of its own: when another operator pauses the queue, the page
+ * offers Resume without a reload. Its `data-live-key` is the state the form acts on, so live.js
+ * leaves a half-typed reason alone while the state holds, and swaps the form when it changed.
+ */
 function pauseControls(context: PageContext, queue: string, status: QueueStatus | undefined): Html {
   if (!canAct(context)) return html``;
-  if (status?.paused === true) {
-    return html`<form class="actions" method="post" action="${queueHref(queue)}/resume">
-      ${csrfField(context)} <button type="submit" data-testid="resume-button">Resume</button>
-    </form>`;
-  }
+  const paused = status?.paused === true;
+  return html`<div id="queue-control" data-live data-live-key="${paused ? 'paused' : 'consuming'}">
+    ${paused ? resumeForm(context, queue) : pauseForm(context, queue)}
+  </div>`;
+}
+
+function resumeForm(context: PageContext, queue: string): Html {
+  return html`<form class="actions" method="post" action="${queueHref(queue)}/resume">
+    ${csrfField(context)} <button type="submit" data-testid="resume-button">Resume</button>
+  </form>`;
+}
+
+function pauseForm(context: PageContext, queue: string): Html {
   return html`<form class="actions" method="post" action="${queueHref(queue)}/pause">
     ${csrfField(context)}
     <label
@@ -82,10 +98,10 @@ function pendingRow(row: PeekedRow): Html {
   return html`<tr data-testid="pending-row" data-id="${row.id}" data-state="${row.state}">
     <td class="num">${row.id}</td>
     <td>${row.state}</td>
-    <td>${formatTime(row.createdAt)}</td>
-    <td>${formatTime(row.nextAttemptAt)}</td>
+    <td class="time">${formatTime(row.createdAt)}</td>
+    <td class="time">${formatTime(row.nextAttemptAt)}</td>
     <td class="num">${row.deliveriesCount}</td>
-    <td class="wrap">
+    <td class="fill">
       <details>
         <summary><code data-testid="body-preview">${cell.text}${truncated ? '…' : ''}</code></summary>
         <pre>${row.bodyPreview}${row.bodyPreviewTruncated ? '\n… (preview: the first 1 KiB)' : ''}</pre>

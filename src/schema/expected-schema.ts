@@ -60,7 +60,7 @@ export interface ExpectedTable {
 }
 
 const CREATE_TABLE = /^CREATE TABLE \{\{(\w+)\}\} \($/;
-const CREATE_INDEX = /^CREATE (UNIQUE )?INDEX (\{\{\w+\}\}) ON \{\{(\w+)\}\} \(([^)]*)\)(?: WHERE (.+))?;$/;
+const CREATE_INDEX = /^CREATE (UNIQUE )?INDEX (?:IF NOT EXISTS )?(\{\{\w+\}\}) ON \{\{(\w+)\}\} \(([^)]*)\)(?: WHERE (.+))?;$/;
 const ADD_COLUMN = /^ALTER TABLE \{\{(\w+)\}\} ADD COLUMN (.+);$/;
 const TABLE_CHECK = /^CONSTRAINT (\{\{\w+\}\}) CHECK \((.*)\),?$/;
 const TABLE_PRIMARY_KEY = /^PRIMARY KEY \(([^)]*)\),?$/;
@@ -160,7 +160,7 @@ function expectedTable(
           predicate,
           primaryKey: false,
           // CONCURRENTLY: a live queue table must keep taking writes while the index builds.
-          createSql: render(line).replace(/^CREATE (UNIQUE )?INDEX /, 'CREATE $1INDEX CONCURRENTLY '),
+          createSql: render(line).replace(/^CREATE (UNIQUE )?INDEX (IF NOT EXISTS )?/, 'CREATE $1INDEX CONCURRENTLY $2'),
           why,
         });
         continue;

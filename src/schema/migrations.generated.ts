@@ -43,6 +43,6 @@ export const MIGRATIONS: readonly MigrationTemplate[] = [
     target: 'dlq',
     version: 3,
     name: 'dlq/0003_failed_at_idx',
-    sql: "-- Browsing every queue newest first (the dashboard's dead-letter page, `txoutbox dlq list`) and\n-- retention across queues: without it both sort or scan the whole DLQ.\nCREATE INDEX {{dlq_time_idx}} ON {{dlq}} (failed_at, id);\n",
+    sql: "-- Browsing every queue newest first (the dashboard's dead-letter page, `txoutbox dlq list`) and\n-- retention across queues: without it both sort or scan the whole DLQ. IF NOT EXISTS: on a DLQ of\n-- millions of rows, build it beforehand with CREATE INDEX CONCURRENTLY and the same name, so the\n-- migration does not block dead-lettering while it builds (architecture/schema.md).\nCREATE INDEX IF NOT EXISTS {{dlq_time_idx}} ON {{dlq}} (failed_at, id);\n",
   },
 ];

@@ -270,7 +270,9 @@ describe('outbox.dlq', () => {
   });
 
   test('an interrupted redrive (aborted between batches, or cancelled inside one) leaves every row in exactly one table; a re-run finishes', async () => {
-    const { outbox } = await migratedOutbox(newOutbox, db.pool, 'q_interrupt');
+    // A long client-side bound: on a loaded machine the wait for the cancel below must not end by
+    // queryTimeoutMs first (a different error than the cancel's 57014).
+    const { outbox } = await migratedOutbox(newOutbox, db.pool, 'q_interrupt', { queryTimeoutMs: 120_000 });
     await seedDlq('q_interrupt', 5_000, 'i', 'max_deliveries');
     const inBoth = async () => {
       const { rows } = await db.pool.query<{ dlq: string; outbox: string; origins: string; overlap: string }>(

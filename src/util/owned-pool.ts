@@ -33,8 +33,9 @@ export function ownConnectionConfig<C extends pg.ClientConfig>(config: C): C {
  * outage upstream, a DLQ redrive), every claim and ack scans the whole table until autoanalyze
  * replans: 1.3 s per claim and 0.8 s per ack at a million rows (subscriber-plan-cache.test.ts).
  * A custom plan sees the table's current size. It costs planning on each execution (about 0.3 ms
- * per claim, BENCHMARKS.md); the parse is still saved. Set per session on connect, not as a
- * startup `options` parameter: a connection string's own `options` would replace it.
+ * per claim, BENCHMARKS.md); the parse is still saved. Set per session as it connects
+ * (TrackedClient.connect), not as a startup `options` parameter: a connection string's own
+ * `options` would replace it.
  */
 export const CUSTOM_PLANS = 'SET plan_cache_mode = force_custom_plan';
 
@@ -65,20 +66,40 @@ export function createOwnedPool(connectionString: string, max: number, queryTime
       clients.add(this);
       this.once('end', () => clients.delete(this));
     }
+
+    // The session is set up before the pool hands the connection out (a query sent from the
+    // pool's 'connect' event would overlap the first checkout's). A failure is logged: the session
+    // then plans the default way, as before.
+    override connect(): Promise<pg.Client>;
+    override connect(callback: ((err: Error) => void) | ((err: null, client: pg.Client) => void)): void;
+    override connect(
+      callback?: ((err: Error) => void) | ((err: null, client: pg.Client) => void),
+    ): Promise<pg.Client> | undefined {
+      const ready = super.connect().then(async () => {
+        await this.query(CUSTOM_PLANS).catch((error: unknown) => {
+          logger.warn(
+            { err: errorMessage(error) },
+            `${CUSTOM_PLANS} failed on a new connection; its prepared statements may keep stale plans`,
+          );
+        });
+        return this;
+      });
+      if (callback === undefined) return ready;
+      const done = callback as (err: Error | null, client?: pg.Client) => void;
+      ready.then(
+        (client) => {
+          done(null, client);
+        },
+        (error: unknown) => {
+          done(error instanceof Error ? error : new Error(String(error)));
+        },
+      );
+      return undefined;
+    }
   }
   const pool = new pg.Pool({
     ...ownConnectionConfig({ connectionString, max, statement_timeout: queryTimeoutMs }),
     Client: TrackedClient,
-  });
-  // Queued before any statement of the checkout that opened the connection (a client runs its
-  // queries in order). A failure is logged: the session then keeps 'auto', as before.
-  pool.on('connect', (client) => {
-    client.query(CUSTOM_PLANS).catch((error: unknown) => {
-      logger.warn(
-        { err: errorMessage(error) },
-        `${CUSTOM_PLANS} failed on a new connection; its prepared statements may keep stale plans`,
-      );
-    });
   });
   // An idle client whose server connection dies emits 'error' on the pool; unhandled, that event
   // would crash the process. The client is discarded by the pool; the next checkout reconnects.
@@ -152,7 +173,7 @@ export async function warnAboutGenericPlans(pool: pg.Pool, logger: Logger): Prom
     if (rows[0]?.plan_cache_mode !== 'auto') return;
     logger.warn(
       { plan_cache_mode: 'auto' },
-      "the pool passed to the Outbox plans prepared statements with plan_cache_mode = auto: statements prepared while the outbox is small can keep plans that scan the whole table once a backlog arrives, until autoanalyze. Set it for these sessions: pool.on('connect', (c) => c.query('SET plan_cache_mode = force_custom_plan')), or ALTER ROLE <role> SET plan_cache_mode = force_custom_plan, or pass preparedStatements: false",
+      "the pool passed to the Outbox plans prepared statements with plan_cache_mode = auto: statements prepared while the outbox is small can keep plans that scan the whole table once a backlog arrives, until autoanalyze. Set it for these sessions: new pg.Pool({ …, options: '-c plan_cache_mode=force_custom_plan' }), or ALTER ROLE <role> SET plan_cache_mode = force_custom_plan, or pass preparedStatements: false",
     );
   } catch (error) {
     logger.debug({ err: errorMessage(error) }, 'could not read plan_cache_mode of the pool passed to the Outbox');

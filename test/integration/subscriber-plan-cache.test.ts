@@ -6,7 +6,7 @@ import pg from 'pg';
 
 import { resolveSchemaNames } from '../../src/schema/schema-names.js';
 import { buildSubscriberSql, pairValues } from '../../src/subscriber/sql.js';
-import { CUSTOM_PLANS, warnAboutGenericPlans } from '../../src/util/owned-pool.js';
+import { warnAboutGenericPlans } from '../../src/util/owned-pool.js';
 import { useTestDatabase } from '../support/database.js';
 import { outboxFactory } from '../support/outboxes.js';
 import { publishCommitted } from '../support/publish.js';
@@ -88,8 +88,7 @@ describe('prepared statements and a table that grows suddenly', () => {
 
   test('a pool passed in that plans the default way gets one warning with the fix; one set up as advised gets none', async () => {
     const plain = new pg.Pool({ connectionString: db.url, max: 2 });
-    const advised = new pg.Pool({ connectionString: db.url, max: 2 });
-    advised.on('connect', (client) => void client.query(CUSTOM_PLANS));
+    const advised = new pg.Pool({ connectionString: db.url, max: 2, options: '-c plan_cache_mode=force_custom_plan' });
     db.onCleanup(() => Promise.all([plain.end(), advised.end()]).then(() => undefined));
     const logger = new TestLogger();
     const warnings = () => logger.messages('warn').filter((m) => m.includes('plan_cache_mode = auto'));

@@ -101,6 +101,8 @@ export class Subscription {
   /** Two claims in flight (see the class comment). */
   #pipelined = false;
   readonly #buffer: Lease[] = [];
+  /** performance.now() of the last pause signal per queue (at most one entry per subscribed queue). */
+  readonly #pauseSignals = new Map<string, number>();
   /**
    * Running deliveries by lease. A row is not re-claimed by the subscription running it (the
    * claim's $5), but keyed by lease all the same: should the exclusion miss (a claim's round trip
@@ -246,7 +248,8 @@ export class Subscription {
       const starvationsBefore = this.#starvations;
       let claimed: Lease[];
       this.#reserved += limit;
-      claimer.claimingSince = performance.now();
+      const claimStartedAt = performance.now();
+      claimer.claimingSince = claimStartedAt;
       try {
         claimed = await this.#claim(limit);
         errors = 0;
@@ -272,6 +275,7 @@ export class Subscription {
         break;
       }
       const full = claimed.length === limit;
+      claimed = this.#withoutPaused(claimed, claimStartedAt);
       this.#pipelined = full && !this.#prefetchPaused() && (this.#pipelined || this.#starvations > starvationsBefore);
       this.#buffer.push(...claimed);
       this.#pump();
@@ -374,6 +378,24 @@ export class Subscription {
     this.#giveBack(leases);
   }
 
+  /**
+   * The rows of a claim minus those of queues paused while it was in flight (their signal came
+   * after it started), which go back unstarted like the buffered ones: otherwise up to a batch of
+   * a paused queue would run after the pause, one after another.
+   */
+  #withoutPaused(claimed: Lease[], claimStartedAt: number): Lease[] {
+    if (this.#pauseSignals.size === 0 || claimed.length === 0) return claimed;
+    const pausedSince = (lease: Lease): boolean => (this.#pauseSignals.get(lease.record.queue) ?? -Infinity) >= claimStartedAt;
+    const late = claimed.filter(pausedSince);
+    if (late.length === 0) return claimed;
+    this.#deps.logger.info(
+      { subscriber: this.options.name, rows: late.length },
+      'queue paused while a claim was in flight: releasing its rows',
+    );
+    this.#giveBack(late);
+    return claimed.filter((lease) => !pausedSince(lease));
+  }
+
   /** Releases `leases` in the background; stop() waits for it. Frees their capacity at once. */
   #giveBack(leases: Lease[]): void {
     const releasing = this.#release(leases).finally(() => {
@@ -387,10 +409,13 @@ export class Subscription {
    * `queue` was paused (outbox.pause(), in any process: a NOTIFY). Claims already leave it out;
    * its rows buffered here but not started go back now, unstarted and uncounted, rather than run
    * one after another for as long as the buffer lasts. Running handlers finish. A claim that was in
-   * flight when the pause committed may still bring rows of it: they run.
+   * flight when the signal came brings rows claimed before the pause committed: they go back too
+   * (#withoutPaused).
    */
   releasePaused(queue: string): void {
     if (!this.#running()) return;
+    this.#deps.logger.debug({ subscriber: this.options.name, queue }, 'queue paused');
+    this.#pauseSignals.set(queue, performance.now());
     const paused = this.#buffer.filter((lease) => lease.record.queue === queue);
     if (paused.length === 0) return;
     this.#buffer.splice(0, this.#buffer.length, ...this.#buffer.filter((lease) => lease.record.queue !== queue));

@@ -6,6 +6,7 @@ import { Registry } from 'prom-client';
 
 import { InvalidOptionError, NoRetry } from '../../src/index.js';
 import { queueStateCollector } from '../../src/prometheus/index.js';
+import { ClaimDelayPool } from '../support/claim-delay-pool.js';
 import { useTestDatabase } from '../support/database.js';
 import { EventLog } from '../support/events.js';
 import { outboxFactory } from '../support/outboxes.js';
@@ -178,6 +179,62 @@ describe('pause and resume', () => {
 
     await operator.resume('q');
     await waitFor(() => started.length === 6, { what: 'all six handled after resume' });
+  });
+
+  test('rows of a claim that was in flight when the pause came go back too, unstarted', async () => {
+    const table = 'pause_inflight';
+    const operator = newOutbox({ pool: db.pool, table });
+    await operator.migrate();
+    // The consumer's first claim is held after the database answered: its rows are leased, the
+    // subscriber has not seen them yet.
+    let claimReturned!: () => void;
+    const returned = new Promise<void>((resolve) => (claimReturned = resolve));
+    let letGo!: () => void;
+    const gate = new Promise<void>((resolve) => (letGo = resolve));
+    let claims = 0;
+    const pool = new ClaimDelayPool(
+      { connectionString: db.url, max: 4 },
+      () => Promise.resolve(),
+      async () => {
+        claims += 1;
+        if (claims > 1) return;
+        claimReturned();
+        await gate;
+      },
+    );
+    db.onCleanup(() => pool.end());
+    const logger = newOutbox.logger;
+    const log = new EventLog();
+    const consumerOutbox = newOutbox({ pool, table, recorder: log.recorder });
+    const started: unknown[] = [];
+    consumerOutbox.subscribe('q', (message) => void started.push(message.body), {
+      concurrency: 1,
+      fetchBatchSize: 5,
+      ...FAST_POLL,
+    });
+    await publishCommitted(
+      operator,
+      db.pool,
+      'q',
+      Array.from({ length: 5 }, (_, n) => ({ n })),
+    );
+    consumerOutbox.start();
+    await returned;
+    const leased = async () => (await operator.status({ queues: ['q'] })).queues[0]?.leased;
+    assert.equal(await leased(), 5, 'claimed before the pause');
+
+    const signals = logger.messages('debug').filter((m) => m === 'queue paused').length;
+    await operator.pause('q');
+    await waitFor(() => logger.messages('debug').filter((m) => m === 'queue paused').length > signals, {
+      what: 'the consumer got the pause signal',
+    });
+    letGo();
+    await waitFor(async () => (await leased()) === 0, { what: 'the five rows given back' });
+    const fetches = emptyFetches(log, 'q');
+    await waitFor(() => emptyFetches(log, 'q') >= fetches + 1, { what: 'a claim after the release took nothing' });
+    assert.deepEqual(started, [], 'none of the claimed rows ran after the pause');
+    await operator.resume('q');
+    await waitFor(() => started.length === 5, { what: 'all five after resume' });
   });
 
   test('pause and resume are idempotent and say whether they changed anything; the first pause keeps its time and reason', async () => {

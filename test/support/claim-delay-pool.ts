@@ -1,19 +1,26 @@
 import pg from 'pg';
 
 /**
- * A real pool whose clients await `beforeClaim()` before sending each claim statement: the
- * database is real, only the claim's round trip is lengthened (as on a busy server far away) or
- * held (a claim stuck where no statement timeout reaches). Counts the claims in flight.
+ * A real pool whose clients await `beforeClaim()` before sending each claim statement, and
+ * `afterClaim()` before handing its result back: the database is real, only the claim's round trip
+ * is lengthened (as on a busy server far away) or held (a claim stuck where no statement timeout
+ * reaches; a claim whose rows are leased but not yet seen by the subscriber). Counts the claims in flight.
  */
 export class ClaimDelayPool extends pg.Pool {
   inFlight = 0;
   maxInFlight = 0;
   readonly #beforeClaim: () => Promise<void>;
+  readonly #afterClaim: () => Promise<void>;
   readonly #wrapped = new WeakSet<pg.PoolClient>();
 
-  constructor(config: pg.PoolConfig, beforeClaim: () => Promise<void>) {
+  constructor(
+    config: pg.PoolConfig,
+    beforeClaim: () => Promise<void>,
+    afterClaim: () => Promise<void> = () => Promise.resolve(),
+  ) {
     super(config);
     this.#beforeClaim = beforeClaim;
+    this.#afterClaim = afterClaim;
   }
 
   // The subscriber checks a client out with the promise form and runs its statement with a config
@@ -31,6 +38,10 @@ export class ClaimDelayPool extends pg.Pool {
           this.maxInFlight = Math.max(this.maxInFlight, this.inFlight);
           return this.#beforeClaim()
             .then(() => query(...queryArgs))
+            .then(async (result) => {
+              await this.#afterClaim();
+              return result;
+            })
             .finally(() => {
               this.inFlight -= 1;
             });

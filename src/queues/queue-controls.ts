@@ -107,16 +107,15 @@ export class QueueControls {
       const states = await readQueueStates(client, db, this.#stateSql, {
         exactCountLimit: EXACT_COUNT_LIMIT,
         maxQueues,
-        alwaysReport: [...(queues ?? []), ...withThroughput],
+        alwaysReport: withThroughput,
+        ...(queues === undefined ? {} : { only: queues }),
       });
       await client.query(db.bounded({ text: 'COMMIT' }));
       const clock = window[0];
       if (clock === undefined) throw new Error('status: the clock row is missing');
-      const wanted = queues === undefined ? undefined : new Set(queues);
       return {
         at: clock.now,
         queues: states
-          .filter((state) => wanted === undefined || wanted.has(state.queue))
           .map((state) => queueStatus(state, window, clock, minutes))
           .sort((a, b) => (a.queue < b.queue ? -1 : a.queue > b.queue ? 1 : 0)),
       };

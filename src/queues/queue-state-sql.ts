@@ -8,6 +8,8 @@ export interface QueueStateSql {
   readonly begin: (statementTimeoutMs: number) => string;
   /** Per-queue capped counts and oldest-ready age: see the comment in buildQueueStateSql. */
   readonly snapshot: string;
+  /** The same for exactly the queues named ($1 cap, $2 text[] queues), empty or not. */
+  readonly named: string;
   /** One planner estimate per state, for counts above the cap ($1 queue). */
   readonly estimate: Readonly<Record<DepthState | 'dlq', string | undefined>>;
 }
@@ -95,6 +97,16 @@ export function buildQueueStateSql(names: SchemaNames): QueueStateSql {
    * index each, which also gives its oldest row — while the counts, the expensive part, run only
    * for the $2 queues kept.
    */
+  // The counts per queue of a `queues (queue, oldest_ready_at)` CTE: the expensive part, per queue kept.
+  const counts = `SELECT q.queue,
+  ${cappedCount(`${outbox} o`, `${sameQueue} AND ${READY}`)} AS ready,
+  ${cappedCount(`${outbox} o`, `${sameQueue} AND ${SCHEDULED}`)} AS scheduled,
+  ${cappedCount(`${outbox} o`, `${sameQueue} AND ${LEASED}`)} AS leased,
+  extract(epoch FROM now() - q.oldest_ready_at)::float8 AS oldest_ready_age_seconds,
+  ${dlq === undefined ? 'NULL::int' : cappedCount(`${dlq} o`, sameQueue)} AS dlq,
+  p.paused_at, p.reason AS pause_reason
+FROM queues q LEFT JOIN ${paused} p ON p.queue = q.queue
+ORDER BY q.queue`;
   const snapshot = `WITH RECURSIVE
   ${ctes.join(',\n  ')},
   candidates AS (
@@ -111,15 +123,17 @@ export function buildQueueStateSql(names: SchemaNames): QueueStateSql {
     ORDER BY oldest_ready_at NULLS LAST, has_rows DESC, queue
     LIMIT $2
   )
-SELECT q.queue,
-  ${cappedCount(`${outbox} o`, `${sameQueue} AND ${READY}`)} AS ready,
-  ${cappedCount(`${outbox} o`, `${sameQueue} AND ${SCHEDULED}`)} AS scheduled,
-  ${cappedCount(`${outbox} o`, `${sameQueue} AND ${LEASED}`)} AS leased,
-  extract(epoch FROM now() - q.oldest_ready_at)::float8 AS oldest_ready_age_seconds,
-  ${dlq === undefined ? 'NULL::int' : cappedCount(`${dlq} o`, sameQueue)} AS dlq,
-  p.paused_at, p.reason AS pause_reason
-FROM queues q LEFT JOIN ${paused} p ON p.queue = q.queue
-ORDER BY q.queue`;
+${counts}`;
+  /*
+   * The same numbers for exactly the queues named ($1 the cap, $2 text[] the queues), empty ones
+   * included: no ranking, no discovery. One ready-index probe per queue for its oldest ready row.
+   */
+  const named = `WITH queues AS (
+    SELECT q.queue, (SELECT o.next_attempt_at FROM ${outbox} o WHERE ${sameQueue} AND ${READY}
+      ORDER BY o.next_attempt_at, o.id LIMIT 1) AS oldest_ready_at
+    FROM (SELECT DISTINCT unnest($2::text[]) AS queue) q
+  )
+${counts}`;
 
   // $1 text: the queue. The planner's row estimate for the same predicate the capped count used.
   const explain = (from: string, where: string) => `EXPLAIN (FORMAT JSON) SELECT 1 FROM ${from} WHERE o.queue = $1 AND ${where}`;
@@ -127,6 +141,7 @@ ORDER BY q.queue`;
     begin: (statementTimeoutMs) =>
       `BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET LOCAL statement_timeout = ${Math.trunc(statementTimeoutMs)}`,
     snapshot,
+    named,
     estimate: {
       ready: explain(`${outbox} o`, READY),
       scheduled: explain(`${outbox} o`, SCHEDULED),

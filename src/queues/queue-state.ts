@@ -25,6 +25,8 @@ export interface QueueStateQuery {
   readonly maxQueues: number;
   /** Reported even when empty (subscribed queues, queues asked for by name). */
   readonly alwaysReport: readonly string[];
+  /** Only these queues, each reported even when empty (status({ queues })): no discovery, no ranking. */
+  readonly only?: readonly string[];
 }
 
 interface SnapshotRow {
@@ -53,7 +55,11 @@ export async function readQueueStates(
 ): Promise<QueueState[]> {
   const cap = query.exactCountLimit + 1;
   const { rows } = await client.query<SnapshotRow>(
-    statements.bounded({ text: sql.snapshot, values: [cap, query.maxQueues, [...new Set(query.alwaysReport)]] }),
+    statements.bounded(
+      query.only === undefined
+        ? { text: sql.snapshot, values: [cap, query.maxQueues, [...new Set(query.alwaysReport)]] }
+        : { text: sql.named, values: [cap, [...new Set(query.only)]] },
+    ),
   );
   const queues: QueueState[] = [];
   for (const row of rows) queues.push(await resolveEstimates(client, statements, sql, row, cap));

@@ -375,4 +375,20 @@ describe('outbox.status', () => {
       ],
     );
   });
+
+  test('status({ queues }) reports exactly the queues named, empty ones included, however many others have rows', async () => {
+    const operator = newOutbox({ pool: db.pool, table: 'status_named' });
+    await operator.migrate();
+    for (const queue of ['a', 'b', 'c', 'd']) await publishCommitted(operator, db.pool, queue, [{ queue }]);
+    // Before, the named queues were filtered out of the ranked snapshot: an empty one ranked last
+    // and fell past maxQueues.
+    const report = await operator.status({ queues: ['zz-empty', 'b'], maxQueues: 2 });
+    assert.deepEqual(
+      report.queues.map((q) => [q.queue, q.ready]),
+      [
+        ['b', 1],
+        ['zz-empty', 0],
+      ],
+    );
+  });
 });

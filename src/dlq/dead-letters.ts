@@ -216,8 +216,9 @@ export class DeadLetters {
 
   /**
    * Runs `batch` until the selection is done: ids in chunks of batchSize (each chunk once), a
-   * filter until a batch finds nothing. An olderThanMs filter becomes a failedBefore line read once
-   * from the database, returned (ISO text) so callers can say what they applied.
+   * filter until a batch finds nothing among the rows the DLQ held when the call started (ids up to
+   * its max(id) then, read once). An olderThanMs filter becomes a failedBefore line read once from
+   * the database, returned (ISO text) so callers can say what they applied.
    */
   async #batches(
     idsOrFilter: readonly string[] | DlqFilter,
@@ -229,26 +230,32 @@ export class DeadLetters {
     const step = async (filter: FilterParams): Promise<number> => {
       hooks.signal?.throwIfAborted();
       const rows = await batch(filter);
-      hooks.onBatch?.(rows);
+      await hooks.onBatch?.(rows);
       return rows;
     };
     if (Array.isArray(idsOrFilter)) {
       const ids = resolveIds(idsOrFilter as readonly unknown[]);
       for (let i = 0; i < ids.length; i += batchSize) {
-        await step([null, null, null, null, ids.slice(i, i + batchSize)]);
+        await step([null, null, null, null, ids.slice(i, i + batchSize), null]);
       }
       return null;
     }
     const { params, olderThanMs } = resolveFilter(idsOrFilter, operation);
-    const filter: FilterParams = olderThanMs === undefined ? params : [...params];
+    const filter: FilterParams = [...params];
+    hooks.signal?.throwIfAborted();
     if (olderThanMs !== undefined) {
-      hooks.signal?.throwIfAborted();
       const { rows } = await this.#context.db.run<{ failed_before: string }>(this.#context.sql.cutoff, [olderThanMs, params[2]]);
       // Never a NULL line: it would drop the age from the filter and delete younger rows too.
       const line = rows[0]?.failed_before;
       if (typeof line !== 'string') throw new Error('dlq_cutoff returned no time: refusing to act without the age line');
       filter[2] = line;
     }
+    // The rows there now, and no later ones: a redriven row whose handler still fails comes back
+    // with a higher id the same filter selects, so an unbounded loop would move it again (and may
+    // never end); a purge would delete rows that died after the operator confirmed. An empty DLQ
+    // bounds at 0 (ids start at 1): the one batch finds nothing, as on a DLQ the filter misses.
+    const { rows: top } = await this.#context.db.run<{ max_id: string | null }>(this.#context.sql.maxId, []);
+    filter[5] = top[0]?.max_id ?? '0';
     while ((await step(filter)) > 0);
     return filter[2];
   }

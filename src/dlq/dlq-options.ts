@@ -45,9 +45,11 @@ export interface DlqBatchOptions {
   readonly signal?: AbortSignal;
   /**
    * Called after each batch committed, with the rows it moved or deleted: progress for a long
-   * call. What it throws stops the call the way `signal` does (the batches done stay done).
+   * call. When it returns a promise, the next batch waits for it (pacing: let a redrive's rows
+   * drain first); any other return value is ignored. What it throws or rejects with stops the call
+   * the way `signal` does (the batches done stay done).
    */
-  readonly onBatch?: (rows: number) => void;
+  readonly onBatch?: (rows: number) => unknown;
 }
 
 export interface DlqRedriveOptions extends DlqBatchOptions {
@@ -60,8 +62,8 @@ export const MAX_LIST_LIMIT = 1_000;
 export const DEFAULT_BATCH_SIZE = 1_000;
 export const MAX_BATCH_SIZE = 10_000;
 
-/** The filter's SQL parameters $1–$5 (see dlq-sql.ts). */
-export type FilterParams = [string | null, string | null, string | null, string | null, string[] | null];
+/** The filter's SQL parameters $1–$6 (see dlq-sql.ts): queue, reason, before, after, ids, highest id. */
+export type FilterParams = [string | null, string | null, string | null, string | null, string[] | null, string | null];
 
 function dateParam(option: string, value: unknown): string | null {
   if (value === undefined) return null;
@@ -99,6 +101,7 @@ function filterParams(filter: DlqFilter | DlqListOptions, prefix: string): Filte
     reason ?? null,
     dateParam(`${prefix}failedBefore`, filter.failedBefore),
     dateParam(`${prefix}failedAfter`, filter.failedAfter),
+    null,
     null,
   ];
 }
@@ -181,7 +184,7 @@ export function resolveBatchSize(options: DlqBatchOptions): number {
 
 export interface BatchHooks {
   readonly signal: AbortSignal | undefined;
-  readonly onBatch: ((rows: number) => void) | undefined;
+  readonly onBatch: ((rows: number) => unknown) | undefined;
 }
 
 export function resolveBatchHooks(options: DlqBatchOptions): BatchHooks {
@@ -198,7 +201,7 @@ export function resolveBatchHooks(options: DlqBatchOptions): BatchHooks {
     throw new InvalidOptionError({
       option: 'onBatch',
       value: onBatch,
-      expected: 'a function (rows: number) => void',
+      expected: 'a function (rows: number) => void, or one that returns a promise',
       fix: 'Pass a callback, or leave onBatch out.',
     });
   }

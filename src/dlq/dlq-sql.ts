@@ -6,29 +6,36 @@ import { type Statement, statement } from '../util/statement.js';
  * The DLQ API's statements, built once per Outbox from its validated names (architecture/operations.md).
  * Every statement shares one filter, so list, redrive and purge select exactly the same rows:
  * $1 queue, $2 failure_reason, $3 failed before (ISO text), $4 failed after (ISO text), $5 ids
- * (bigint[]); NULL means "any". They run only on the Outbox's own node-postgres pool.
+ * (bigint[]), $6 highest id (the DLQ's max(id) when a filter redrive or purge started); NULL
+ * means "any". They run only on the Outbox's own node-postgres pool.
  */
 export interface DlqSql {
   /**
-   * Filter, then $6 cursor failed_at (UTC text), $7 cursor id, $8 limit. Newest first. ORDER BY
+   * Filter, then $7 cursor failed_at (UTC text), $8 cursor id, $9 limit. Newest first. ORDER BY
    * names the table's columns: a bare `id` would sort by the text alias ("9" before "10").
    */
   readonly list: Statement;
   /** $1 id. */
   readonly get: Statement;
   /**
-   * Filter, then $6 batch size, $7 delay in ms, $8 channel. ONE statement per batch: the delete
+   * Filter, then $7 batch size, $8 delay in ms, $9 channel. ONE statement per batch: the delete
    * from the DLQ and the insert into the outbox commit together or not at all, so a row is never in
    * both tables nor in neither. One result row per queue; due queues are notified in the statement.
    */
   readonly redrive: Statement;
-  /** Filter, then $6 batch size. */
+  /** Filter, then $7 batch size. */
   readonly purge: Statement;
   /**
    * $1 age in ms, $2 failed before (ISO text or NULL): the earlier of now() - age and $2, as ISO
    * text at microseconds — the olderThanMs line by the clock that stamped failed_at, read once.
    */
   readonly cutoff: Statement;
+  /**
+   * No parameter: the DLQ's highest id as text, NULL when empty (one primary-key probe). Read once
+   * when a filter redrive or purge starts and bound every batch by it: a redriven row that dies
+   * again comes back with a higher id the same filter selects, and must not be picked again.
+   */
+  readonly maxId: Statement;
 }
 
 /** The header a redriven row carries: the DLQ row id it came from. */
@@ -42,7 +49,8 @@ const FILTER = `($1::text IS NULL OR queue = $1::text)
   AND ($2::text IS NULL OR failure_reason = $2::text)
   AND ($3::text IS NULL OR failed_at < $3::text::timestamptz)
   AND ($4::text IS NULL OR failed_at > $4::text::timestamptz)
-  AND ($5::bigint[] IS NULL OR id = ANY($5::bigint[]))`;
+  AND ($5::bigint[] IS NULL OR id = ANY($5::bigint[]))
+  AND ($6::bigint IS NULL OR id <= $6::bigint)`;
 
 /**
  * failed_at at full (microsecond) precision in UTC, independent of the session's DateStyle: the
@@ -54,7 +62,7 @@ const COLUMNS = `id::text AS id, original_id::text AS original_id, queue, payloa
   last_attempt_at, attempts_count, deliveries_count, timer_id, failure_reason, last_exception, last_exception_type, failed_at`;
 
 /** Oldest ids first within a batch, skipping rows another redrive or purge holds (it moves them). */
-const pick = (dlq: TableName) => `SELECT id FROM ${dlq.sql} WHERE ${FILTER} ORDER BY id LIMIT $6::int FOR UPDATE SKIP LOCKED`;
+const pick = (dlq: TableName) => `SELECT id FROM ${dlq.sql} WHERE ${FILTER} ORDER BY id LIMIT $7::int FOR UPDATE SKIP LOCKED`;
 
 export function buildDlqSql(names: SchemaNames & { readonly dlq: TableName }): DlqSql {
   const d = names.dlq.sql;
@@ -63,8 +71,8 @@ export function buildDlqSql(names: SchemaNames & { readonly dlq: TableName }): D
       'dlq_list',
       `SELECT ${COLUMNS}, ${CURSOR_TIME} FROM ${d}
 WHERE ${FILTER}
-  AND ($6::text IS NULL OR (failed_at, id) < (($6::text::timestamp AT TIME ZONE 'UTC'), $7::bigint))
-ORDER BY ${d}.failed_at DESC, ${d}.id DESC LIMIT $8::int`,
+  AND ($7::text IS NULL OR (failed_at, id) < (($7::text::timestamp AT TIME ZONE 'UTC'), $8::bigint))
+ORDER BY ${d}.failed_at DESC, ${d}.id DESC LIMIT $9::int`,
     ),
     get: statement('dlq_get', `SELECT ${COLUMNS} FROM ${d} WHERE id = $1::bigint`),
     // Counters, lease and last exception start afresh: the row gets a full set of deliveries.
@@ -80,12 +88,12 @@ ORDER BY ${d}.failed_at DESC, ${d}.id DESC LIMIT $8::int`,
   SELECT queue, payload,
     headers || jsonb_build_object('${REDRIVEN_FROM_HEADER}', id::text, '${REDRIVEN_REASON_HEADER}', failure_reason,
       '${REDRIVEN_ORIGINAL_ID_HEADER}', original_id::text),
-    now() + $7::double precision * interval '1 millisecond'
+    now() + $8::double precision * interval '1 millisecond'
   FROM moved ORDER BY id
   RETURNING queue, next_attempt_at <= now() AS due
 )
 SELECT queue, count(*)::int AS redriven, bool_or(due) AS due,
-  CASE WHEN bool_or(due) THEN pg_notify($8::text, queue) IS NOT NULL END AS woke
+  CASE WHEN bool_or(due) THEN pg_notify($9::text, queue) IS NOT NULL END AS woke
 FROM inserted GROUP BY queue`,
     ),
     purge: statement('dlq_purge', `DELETE FROM ${d} WHERE id IN (${pick(names.dlq)})`),
@@ -95,5 +103,6 @@ FROM inserted GROUP BY queue`,
       `SELECT to_char(LEAST(now() - $1::double precision * interval '1 millisecond', $2::text::timestamptz) AT TIME ZONE 'UTC',
   'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS failed_before`,
     ),
+    maxId: statement('dlq_max_id', `SELECT max(id)::text AS max_id FROM ${d}`),
   };
 }

@@ -204,6 +204,85 @@ describe('outbox.dlq', () => {
     assert.deepEqual(rows[0], { n: '1200', origins: '1200' });
   });
 
+  test('a filter redrive moves the rows the DLQ held when it started, each once: rows that die again during it stay', async () => {
+    const { outbox, log } = await migratedOutbox(newOutbox, db.pool, 'q_redie');
+    await seedDlq('q_redie', 300, 'q', 'rejected');
+    // The downstream is still down: every redriven row dies again, with a new (higher) DLQ id that
+    // the same filter selects.
+    outbox.subscribe(
+      'q',
+      (_message, ctx) => {
+        ctx.reject('still broken');
+      },
+      FAST_POLL,
+    );
+    outbox.start();
+    const batches: number[] = [];
+    const result = await outbox.dlq.redrive(
+      { queue: 'q' },
+      {
+        batchSize: 50,
+        // Deterministic: batch 1's rows are back in the DLQ before the loop picks its next batch.
+        onBatch: async (rows) => {
+          batches.push(rows);
+          if (batches.length === 1) await log.waitFor('dlq_written', 50);
+        },
+      },
+    );
+    assert.deepEqual(result, { redriven: 300 }, 'never more than the DLQ held');
+    assert.deepEqual(batches, [50, 50, 50, 50, 50, 50, 0]);
+    await log.waitFor('dlq_written', 300);
+    await outbox.stop();
+    assert.equal(log.of('dlq_written').length, 300, 'each row redriven (and dead) once');
+    const { rows } = await db.pool.query<{ n: string; origins: string }>(
+      `SELECT count(*) AS n, count(DISTINCT headers ->> '${REDRIVEN_FROM_HEADER}') AS origins FROM q_redie_dlq`,
+    );
+    assert.deepEqual(rows[0], { n: '300', origins: '300' });
+  });
+
+  test('a filter purge deletes the rows the DLQ held when it started: rows that die during it stay', async () => {
+    const { outbox, log } = await migratedOutbox(newOutbox, db.pool, 'q_purge_live');
+    await seedDlq('q_purge_live', 300, 'p', 'rejected');
+    outbox.subscribe(
+      'p',
+      () => {
+        throw new RangeError('still broken');
+      },
+      { retry: new NoRetry(), ...FAST_POLL },
+    );
+    outbox.start();
+    const batches: number[] = [];
+    const result = await outbox.dlq.purge(
+      { queue: 'p' },
+      {
+        batchSize: 50,
+        // After the operator confirmed, 20 more die: the purge was not asked to delete them.
+        onBatch: async (rows) => {
+          batches.push(rows);
+          if (batches.length === 1) {
+            await publishCommitted(
+              outbox,
+              db.pool,
+              'p',
+              Array.from({ length: 20 }, (_, n) => ({ n })),
+            );
+            await log.waitFor('dlq_written', 20);
+          }
+        },
+      },
+    );
+    assert.deepEqual(result, { purged: 300 });
+    assert.deepEqual(batches, [50, 50, 50, 50, 50, 50, 0]);
+    assert.equal(await dlqCount('q_purge_live', 'p'), 20, 'the rows that died during the purge stay');
+    // A pacing onBatch that rejects stops the call like a signal: the batch before it stays done.
+    await assert.rejects(
+      outbox.dlq.purge({ queue: 'p' }, { batchSize: 5, onBatch: () => Promise.reject(new Error('stop pacing')) }),
+      /stop pacing/,
+    );
+    assert.equal(await dlqCount('q_purge_live', 'p'), 15);
+    await outbox.stop();
+  });
+
   test('purge by filter in batches; an empty filter is refused; ids are validated', async () => {
     const { outbox } = await migratedOutbox(newOutbox, db.pool, 'q_purge');
     await seedDlq('q_purge', 250, 'p', 'rejected');
@@ -351,6 +430,7 @@ describe('outbox.dlq', () => {
       [new Date().toISOString().replace('Z', ''), '1000'],
     ]) {
       const { rows } = await db.pool.query<{ 'QUERY PLAN': [{ Plan: PlanNode }] }>(`EXPLAIN (FORMAT JSON) ${sql.list.text}`, [
+        null,
         null,
         null,
         null,

@@ -7,8 +7,8 @@ import type { StatusCache } from './status-cache.js';
 /** What the dashboard uses of an Outbox: read-only inspection plus the operator's actions. */
 export type DashboardOutbox = Pick<Outbox, 'status' | 'pause' | 'resume' | 'peek' | 'dlq' | 'table' | 'dlqTable'>;
 
-/** Everything a route needs: the outbox, the resolved options, the request guard and the shared status reads. */
-export interface DashboardContext {
+/** What every request of one dashboard shares: the outbox, the resolved options, the request guard and the shared status reads. */
+export interface SharedContext {
   readonly outbox: DashboardOutbox;
   readonly options: ResolvedDashboardOptions;
   readonly guard: RequestGuard;
@@ -16,9 +16,14 @@ export interface DashboardContext {
   readonly status: StatusCache;
 }
 
+/** Everything a route needs: the shared parts and the CSRF token of this request's session. */
+export interface DashboardContext extends SharedContext {
+  readonly csrfToken: string;
+}
+
 export function pageContext(context: DashboardContext): PageContext {
   return {
-    csrfToken: context.guard.csrfToken,
+    csrfToken: context.csrfToken,
     readOnly: context.options.readOnly,
     signedIn: context.guard.tokenRequired,
     refreshIntervalMs: context.options.refreshIntervalMs,

@@ -1,9 +1,9 @@
-import { createServer, type Server } from 'node:http';
-import { isIP } from 'node:net';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 
-import { errorMessage, InvalidOptionError, PortInUseError } from '../errors.js';
-import type { DashboardContext, DashboardOutbox } from './dashboard-context.js';
-import { type DashboardOptions, resolveDashboardOptions } from './dashboard-options.js';
+import { errorMessage } from '../errors.js';
+import { listenHttp } from '../util/listen.js';
+import type { DashboardOutbox, SharedContext } from './dashboard-context.js';
+import { type DashboardOptions, DEFAULT_DASHBOARD_PORT, resolveDashboardOptions } from './dashboard-options.js';
 import { send } from './http-response.js';
 import { RequestGuard } from './request-guard.js';
 import { route } from './routes.js';
@@ -20,46 +20,6 @@ export interface ServedDashboard {
   close(): Promise<void>;
 }
 
-function listen(server: Server, host: string, port: number): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const onError = (error: Error): void => {
-      server.off('listening', onListening);
-      reject(error);
-    };
-    const onListening = (): void => {
-      server.off('error', onError);
-      resolve();
-    };
-    server.once('error', onError);
-    server.once('listening', onListening);
-    server.listen({ host, port, exclusive: true });
-  });
-}
-
-function bindError(error: unknown, host: string, port: number): Error {
-  const code = (error as { code?: unknown } | null)?.code;
-  if (code === 'EADDRINUSE') return new PortInUseError({ host, port, option: 'dashboard.port (--port)', cause: error });
-  if (code === 'EACCES') {
-    return new InvalidOptionError({
-      option: 'dashboard.port',
-      value: port,
-      expected: 'a port this process may bind',
-      fix: 'Ports below 1024 need privileges: use the default 9465 or another port above 1023.',
-      cause: error,
-    });
-  }
-  if (code === 'EADDRNOTAVAIL' || code === 'ENOTFOUND' || code === 'EAI_AGAIN') {
-    return new InvalidOptionError({
-      option: 'dashboard.host',
-      value: host,
-      expected: 'an address of one of this machine’s interfaces',
-      fix: "Use '127.0.0.1' (the default), or '0.0.0.0' with a token to listen on every interface.",
-      cause: error,
-    });
-  }
-  return error instanceof Error ? error : new Error(errorMessage(error));
-}
-
 /**
  * Serves the web dashboard for `outbox` (architecture/dashboard.md): queues, pending rows, dead
  * letters, the runner's processes; pause, resume, redrive and purge. Bound to 127.0.0.1 unless told
@@ -73,14 +33,27 @@ function bindError(error: unknown, host: string, port: number): Error {
  */
 export async function startDashboard(outbox: DashboardOutbox, options: DashboardOptions = {}): Promise<ServedDashboard> {
   const resolved = resolveDashboardOptions(options);
-  const context: DashboardContext = {
+  const server = createServer();
+  // A slow or stuck client must not hold a connection for ever (Node's defaults: 300 s / 60 s).
+  server.requestTimeout = 120_000;
+  server.headersTimeout = 20_000;
+  const listening = await listenHttp(server, resolved.host, resolved.port, {
+    hostOption: 'dashboard.host',
+    portOption: 'dashboard.port',
+    portInUseOption: 'dashboard.port (--port)',
+    defaultPort: DEFAULT_DASHBOARD_PORT,
+    everyInterface: "'0.0.0.0' with a token",
+  });
+  // Built once the port is known (port 0): the session cookie is named for it. No request is read
+  // before this synchronous step ends.
+  const shared: SharedContext = {
     outbox,
     options: resolved,
-    guard: new RequestGuard(resolved),
+    guard: new RequestGuard(resolved, listening.port),
     status: new StatusCache((asked) => outbox.status(asked), resolved.statusCacheMs),
   };
-  const server = createServer((request, response) => {
-    route(context, request)
+  server.on('request', (request: IncomingMessage, response: ServerResponse) => {
+    route(shared, request)
       .then((answer) => {
         send(response, answer, request.method === 'HEAD');
       })
@@ -90,33 +63,5 @@ export async function startDashboard(outbox: DashboardOutbox, options: Dashboard
         else response.destroy();
       });
   });
-  // A slow or stuck client must not hold a connection for ever (Node's defaults: 300 s / 60 s).
-  server.requestTimeout = 120_000;
-  server.headersTimeout = 20_000;
-  try {
-    await listen(server, resolved.host, resolved.port);
-  } catch (error) {
-    server.close();
-    throw bindError(error, resolved.host, resolved.port);
-  }
-  const address = server.address();
-  const port = typeof address === 'object' && address !== null ? address.port : resolved.port;
-  const host = resolved.host;
-  let closing: Promise<void> | undefined;
-  return {
-    host,
-    port,
-    url: `http://${isIP(host) === 6 ? `[${host}]` : host}:${port}/`,
-    close() {
-      closing ??= new Promise<void>((resolveClose) => {
-        server.close(() => {
-          resolveClose();
-        });
-        // Live pages keep their connection alive between refreshes: without this, close() would
-        // wait for each to time out. A request in flight is cut; its action, if any, still completes.
-        server.closeAllConnections();
-      });
-      return closing;
-    },
-  };
+  return { host: listening.host, port: listening.port, url: `${listening.origin}/`, close: () => listening.close() };
 }

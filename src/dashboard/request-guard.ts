@@ -3,7 +3,8 @@ import type { IncomingMessage } from 'node:http';
 
 import type { ResolvedDashboardOptions } from './dashboard-options.js';
 
-export const SESSION_COOKIE = 'txoutbox_dashboard';
+/** The session cookie's name is this plus the dashboard's port (cookies are scoped by host, not port). */
+export const SESSION_COOKIE_PREFIX = 'txoutbox_dashboard';
 
 /** Equal-time comparison of two strings of any lengths: their digests have one length. */
 export function sameSecret(given: string, expected: string): boolean {
@@ -24,21 +25,21 @@ function cookie(request: IncomingMessage, name: string): string | undefined {
  * - the token (when set): a session cookie or `Authorization: Bearer`, compared in constant time;
  * - a CSRF token in every state-changing form, plus the Sec-Fetch-Site / Origin check;
  * - on a loopback bind, the Host header, so a DNS-rebinding page cannot read or post as this origin.
- * Both secrets are per process (a random key): a restart signs everyone out and voids old forms.
+ * Sessions and CSRF tokens are MACs under a per-process random key: a restart signs everyone out
+ * and voids old forms.
  */
 export class RequestGuard {
   readonly #key = randomBytes(32);
   readonly #options: ResolvedDashboardOptions;
-  /** The hidden field every POST form carries. */
-  readonly csrfToken: string;
-  readonly #session: string | undefined;
+  /** `txoutbox_dashboard_<port>`: two dashboards (or another service) on one host keep their cookies apart. */
+  readonly #cookieName: string;
+  /** Without a token there are no sessions (a loopback bind): one CSRF token for the process. */
+  readonly #processCsrf: string;
 
-  constructor(options: ResolvedDashboardOptions) {
+  constructor(options: ResolvedDashboardOptions, port: number) {
     this.#options = options;
-    this.csrfToken = this.#sign('csrf');
-    // The cookie holds a MAC of the token, not the token: a leaked cookie dies with the process,
-    // while the token may also sit in a config file.
-    this.#session = options.token === undefined ? undefined : this.#sign(`session:${options.token}`);
+    this.#cookieName = `${SESSION_COOKIE_PREFIX}_${port}`;
+    this.#processCsrf = this.#sign('csrf');
   }
 
   #sign(what: string): string {
@@ -49,14 +50,25 @@ export class RequestGuard {
     return this.#options.token !== undefined;
   }
 
-  /** True without a token; with one, when the request carries the session cookie or the bearer token. */
+  /**
+   * The request's session cookie when it is one this process issued (`<id>.<MAC of id>`), else
+   * undefined. The cookie never holds the token, which may also sit in a config file: a leaked
+   * cookie dies with the process.
+   */
+  #session(request: IncomingMessage): string | undefined {
+    const value = cookie(request, this.#cookieName);
+    const dot = value?.lastIndexOf('.') ?? -1;
+    if (value === undefined || dot <= 0) return undefined;
+    return sameSecret(value.slice(dot + 1), this.#sign(`session:${value.slice(0, dot)}`)) ? value : undefined;
+  }
+
+  /** True without a token; with one, when the request carries a session cookie or the bearer token. */
   authenticated(request: IncomingMessage): boolean {
     const token = this.#options.token;
-    if (token === undefined || this.#session === undefined) return true;
+    if (token === undefined) return true;
     const bearer = /^Bearer\s+(\S+)$/i.exec(request.headers.authorization ?? '')?.[1];
     if (bearer !== undefined) return sameSecret(bearer, token);
-    const session = cookie(request, SESSION_COOKIE);
-    return session !== undefined && sameSecret(session, this.#session);
+    return this.#session(request) !== undefined;
   }
 
   /** The token a login form or `?token=` presented is the dashboard's. */
@@ -64,17 +76,32 @@ export class RequestGuard {
     return this.#options.token !== undefined && sameSecret(given, this.#options.token);
   }
 
-  /** `Set-Cookie` for a signed-in browser: HttpOnly (no script reads it), SameSite=Strict (no cross-site request carries it). */
+  /**
+   * `Set-Cookie` for a browser that just signed in: a new session (a random id and its MAC),
+   * HttpOnly (no script reads it), SameSite=Strict (no cross-site request carries it).
+   */
   sessionCookie(): string {
-    return `${SESSION_COOKIE}=${this.#session ?? ''}; Path=/; HttpOnly; SameSite=Strict`;
+    const id = randomBytes(18).toString('base64url');
+    return `${this.#cookieName}=${id}.${this.#sign(`session:${id}`)}; Path=/; HttpOnly; SameSite=Strict`;
   }
 
   clearedCookie(): string {
-    return `${SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0`;
+    return `${this.#cookieName}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0`;
   }
 
-  csrfMatches(given: string | null): boolean {
-    return given !== null && sameSecret(given, this.csrfToken);
+  /**
+   * The CSRF token of the request's forms. With a token: a MAC of the session cookie, so the one
+   * `/login` shows anyone (no session) and another session's are refused; a bearer request has no
+   * session and gets the sessionless one (a browser never adds an Authorization header by itself,
+   * so no cross-site page can send one). Without a token: the per-process one.
+   */
+  csrfTokenFor(request: IncomingMessage): string {
+    if (this.#options.token === undefined) return this.#processCsrf;
+    return this.#sign(`csrf:${this.#session(request) ?? ''}`);
+  }
+
+  csrfMatches(request: IncomingMessage, given: string | null): boolean {
+    return given !== null && sameSecret(given, this.csrfTokenFor(request));
   }
 
   /**

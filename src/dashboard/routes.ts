@@ -3,9 +3,10 @@ import type { IncomingMessage } from 'node:http';
 import { errorMessage, InvalidOptionError } from '../errors.js';
 import { pause, purge, redrive, resume } from './action-routes.js';
 import { DASHBOARD_CSS, LIVE_JS } from './assets.js';
-import { type DashboardContext, pageContext } from './dashboard-context.js';
+import { type DashboardContext, pageContext, type SharedContext } from './dashboard-context.js';
 import { FormBodyError, readForm } from './form-body.js';
 import { type DashboardResponse, page, redirect } from './http-response.js';
+import { safeLocal } from './local-path.js';
 import { dlqConfirm, dlqList, dlqRow, overview, processes, queue } from './page-routes.js';
 import { errorPage, loginPage } from './pages/message-pages.js';
 import { withQuery } from './pages/urls.js';
@@ -20,28 +21,26 @@ function text(status: number, body: string, headers: Readonly<Record<string, str
   return { status, body: `${body}\n`, headers };
 }
 
-/** Where a sign-in may send the browser back to: a path of this dashboard, never another site (`//evil`). */
-function safeNext(next: string | null): string {
-  return next !== null && next.startsWith('/') && !next.startsWith('//') && !next.startsWith('/\\') ? next : '/';
-}
-
-/** The URL without its `token` parameter: where `?token=` redirects once the cookie is set. */
+/**
+ * The URL without its `token` parameter: where `?token=` redirects once the cookie is set. Through
+ * safeLocal like a sign-in's `next`: `GET /.//evil.example?token=…` has the path `//evil.example`.
+ */
 function withoutToken(url: URL): string {
   const query = new URLSearchParams(url.searchParams);
   query.delete('token');
-  return withQuery(url.pathname, Object.fromEntries(query));
+  return safeLocal(withQuery(url.pathname, Object.fromEntries(query)));
 }
 
 async function login(context: DashboardContext, request: IncomingMessage, method: string, url: URL): Promise<DashboardResponse> {
   const { guard } = context;
   if (!guard.tokenRequired) return redirect('/');
-  if (method !== 'POST') return page(200, loginPage(guard.csrfToken, safeNext(url.searchParams.get('next')), false));
+  if (method !== 'POST') return page(200, loginPage(context.csrfToken, safeLocal(url.searchParams.get('next')), false));
   if (!guard.sameOrigin(request)) return text(403, 'Forbidden: cross-origin form post.');
   const form = await readForm(request);
-  if (!guard.csrfMatches(form.get('csrf')))
+  if (!guard.csrfMatches(request, form.get('csrf')))
     return text(403, 'Forbidden: the form is stale or forged (CSRF token). Reload the page.');
-  const next = safeNext(form.get('next'));
-  if (!guard.tokenMatches(form.get('token') ?? '')) return page(401, loginPage(guard.csrfToken, next, true));
+  const next = safeLocal(form.get('next'));
+  if (!guard.tokenMatches(form.get('token') ?? '')) return page(401, loginPage(context.csrfToken, next, true));
   return redirect(next, { 'Set-Cookie': guard.sessionCookie() });
 }
 
@@ -51,7 +50,7 @@ async function post(context: DashboardContext, request: IncomingMessage, path: s
   if (!guard.sameOrigin(request)) return text(403, 'Forbidden: cross-origin form post.');
   if (context.options.readOnly && path !== '/logout') return text(403, 'Forbidden: this dashboard is read-only.');
   const form = await readForm(request);
-  if (!guard.csrfMatches(form.get('csrf')))
+  if (!guard.csrfMatches(request, form.get('csrf')))
     return text(403, 'Forbidden: the form is stale or forged (CSRF token). Reload the page.');
   if (path === '/logout') return redirect('/login', { 'Set-Cookie': guard.clearedCookie() });
   if (path === '/dlq/redrive') return await redrive(context, form);
@@ -83,12 +82,13 @@ function isAction(path: string): boolean {
  * One request, in order: the Host check (loopback binds), static assets, `?token=` and the login,
  * the token, then a POST's Origin, read-only, body and CSRF checks before its action; GETs only read.
  */
-export async function route(context: DashboardContext, request: IncomingMessage): Promise<DashboardResponse> {
-  const { guard } = context;
+export async function route(shared: SharedContext, request: IncomingMessage): Promise<DashboardResponse> {
+  const { guard } = shared;
   const method = request.method === 'HEAD' ? 'GET' : (request.method ?? 'GET');
   if (!guard.hostAllowed(request)) {
     return text(403, 'Forbidden: this dashboard answers to localhost and 127.0.0.1 only (the Host header names another host).');
   }
+  const context: DashboardContext = { ...shared, csrfToken: guard.csrfTokenFor(request) };
   const url = new URL(request.url ?? '/', 'http://dashboard.invalid');
   const path = url.pathname;
   const asset = ASSETS[path];
@@ -100,12 +100,12 @@ export async function route(context: DashboardContext, request: IncomingMessage)
     if (path === '/login') return await login(context, request, method, url);
     const token = url.searchParams.get('token');
     if (token !== null && method === 'GET' && guard.tokenRequired) {
-      if (!guard.tokenMatches(token)) return page(401, loginPage(guard.csrfToken, withoutToken(url), true));
+      if (!guard.tokenMatches(token)) return page(401, loginPage(context.csrfToken, withoutToken(url), true));
       return redirect(withoutToken(url), { 'Set-Cookie': guard.sessionCookie() });
     }
     if (!guard.authenticated(request)) {
       if (method !== 'GET') return text(401, 'Unauthorized: sign in at /login first.');
-      return page(401, loginPage(guard.csrfToken, withoutToken(url), false));
+      return page(401, loginPage(context.csrfToken, withoutToken(url), false));
     }
     if (isAction(path)) {
       if (method !== 'POST') return text(405, 'Method not allowed: actions are form posts.', { Allow: 'POST' });

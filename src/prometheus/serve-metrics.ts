@@ -1,9 +1,9 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { isIP } from 'node:net';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 
-import { errorMessage, InvalidOptionError, PortInUseError } from '../errors.js';
+import { errorMessage, InvalidOptionError } from '../errors.js';
 import type { Outbox } from '../outbox.js';
 import { rejectUnknownOptions } from '../util/known-options.js';
+import { listenHttp } from '../util/listen.js';
 import type { AnyRegistry } from './options.js';
 import { metricsContentType, prefersOpenMetrics, renderMetrics } from './render.js';
 
@@ -147,47 +147,6 @@ async function handle(options: Resolved, request: IncomingMessage, response: Ser
   send(response, 200, body, { 'Content-Type': metricsContentType(openMetrics) });
 }
 
-function listen(server: Server, host: string, port: number): Promise<void> {
-  return new Promise((resolvePromise, reject) => {
-    const onError = (error: Error): void => {
-      server.off('listening', onListening);
-      reject(error);
-    };
-    const onListening = (): void => {
-      server.off('error', onError);
-      resolvePromise();
-    };
-    server.once('error', onError);
-    server.once('listening', onListening);
-    // exclusive: a cluster worker must not share a port another process already holds.
-    server.listen({ host, port, exclusive: true });
-  });
-}
-
-function bindError(error: unknown, host: string, port: number): Error {
-  const code = (error as { code?: unknown } | null)?.code;
-  if (code === 'EADDRINUSE') return new PortInUseError({ host, port, option: 'serveMetrics.port', cause: error });
-  if (code === 'EACCES') {
-    return new InvalidOptionError({
-      option: 'serveMetrics.port',
-      value: port,
-      expected: 'a port this process may bind',
-      fix: 'Ports below 1024 need privileges: use the default 9464 or another port above 1023.',
-      cause: error,
-    });
-  }
-  if (code === 'EADDRNOTAVAIL' || code === 'ENOTFOUND' || code === 'EAI_AGAIN') {
-    return new InvalidOptionError({
-      option: 'serveMetrics.host',
-      value: host,
-      expected: 'an address of one of this machine’s interfaces',
-      fix: "Use '127.0.0.1' (the default), or '0.0.0.0' to listen on every interface.",
-      cause: error,
-    });
-  }
-  return error instanceof Error ? error : new Error(errorMessage(error));
-}
-
 /**
  * The Prometheus endpoint: `GET /metrics` (Prometheus text, or OpenMetrics with exemplars when the
  * scraper's Accept header prefers it), `/healthz` (the process answers), `/readyz` (200 or 503).
@@ -203,31 +162,11 @@ export async function serveMetrics(options: ServeMetricsOptions): Promise<Served
       else response.destroy();
     });
   });
-  try {
-    await listen(server, resolved.host, resolved.port);
-  } catch (error) {
-    server.close();
-    throw bindError(error, resolved.host, resolved.port);
-  }
-  const address = server.address();
-  const port = typeof address === 'object' && address !== null ? address.port : resolved.port;
-  const host = resolved.host;
-  const url = `http://${isIP(host) === 6 ? `[${host}]` : host}:${port}`;
-  let closing: Promise<void> | undefined;
-  return {
-    host,
-    port,
-    url,
-    close() {
-      closing ??= new Promise<void>((resolveClose) => {
-        server.close(() => {
-          resolveClose();
-        });
-        // Prometheus keeps its connection alive between scrapes: without this close() would wait
-        // for it to time out. A scrape in progress is cut; the next one fails and is retried.
-        server.closeAllConnections();
-      });
-      return closing;
-    },
-  };
+  const listening = await listenHttp(server, resolved.host, resolved.port, {
+    hostOption: 'serveMetrics.host',
+    portOption: 'serveMetrics.port',
+    defaultPort: DEFAULT_METRICS_PORT,
+    everyInterface: "'0.0.0.0'",
+  });
+  return { host: listening.host, port: listening.port, url: listening.origin, close: () => listening.close() };
 }

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { request as httpRequest } from 'node:http';
 import { before, describe, test } from 'node:test';
 
 import { type ServedDashboard, startDashboard } from '../../src/dashboard/index.js';
@@ -32,6 +33,31 @@ async function deadLetters(): Promise<number> {
 async function firstId(): Promise<string> {
   const { rows } = await db.pool.query<{ id: string }>(`SELECT min(id)::text AS id FROM ${TABLE}_dlq`);
   return rows[0]!.id;
+}
+
+/**
+ * A GET whose request target is sent exactly as written (fetch() and URL normalise `/.//x` to `//x`
+ * first): what a crafted link makes a browser send. Answers the status and the Location.
+ */
+async function rawGet(base: string, target: string): Promise<{ status: number; location: string | undefined }> {
+  const { hostname, port } = new URL(base);
+  return await new Promise((resolve, reject) => {
+    const request = httpRequest({ hostname, port, path: target }, (response) => {
+      response.resume();
+      resolve({ status: response.statusCode ?? 0, location: response.headers.location });
+    });
+    request.on('error', reject);
+    request.end();
+  });
+}
+
+/** Where a browser goes with this Location, resolved the browser's way (tabs dropped, `\\` as `/`). */
+function assertStaysOnDashboard(base: string, location: string | null | undefined, what: string): void {
+  assert.ok(location !== null && location !== undefined, `${what}: a Location`);
+  const target = new URL(location, `${base}/`);
+  assert.equal(target.origin, new URL(base).origin, `${what}: Location ${JSON.stringify(location)} leaves the dashboard`);
+  // eslint-disable-next-line no-control-regex -- no control character may reach the header
+  assert.doesNotMatch(location, /[\u0000-\u001f\u007f\\]/, `${what}: Location ${JSON.stringify(location)}`);
 }
 
 function assertSecurityHeaders(answer: Answer): void {
@@ -237,6 +263,90 @@ describe('dashboard: security', () => {
       logger.entries.every((line) => !JSON.stringify(line).includes(TOKEN)),
       'no log line holds the token',
     );
+  });
+
+  test('a sign-in and a ?token= link redirect within the dashboard, whatever next or the path holds', async () => {
+    const guarded = await dashboard(outbox, { token: TOKEN });
+    const form = await get(`${guarded}/login`);
+    const csrf = csrfOf(form.text);
+    const hostile = [
+      '/\t/evil.example',
+      '/\n/evil.example',
+      '/\\evil.example',
+      '/\\/evil.example',
+      '\\\\evil.example',
+      '//evil.example',
+      '///evil.example',
+      '/.//evil.example',
+      '/%2e//evil.example',
+      'https://evil.example',
+      'http:evil.example',
+      ' //evil.example',
+      'javascript:alert(1)',
+    ];
+    for (const next of hostile) {
+      const login = await post(`${guarded}/login`, { csrf, token: TOKEN, next });
+      assert.equal(login.status, 303, JSON.stringify(next));
+      assertStaysOnDashboard(guarded, login.headers.get('location'), `login next=${JSON.stringify(next)}`);
+      // The login page's hidden next field, from ?next= (percent-encoded the way a link carries it).
+      const page = await get(`${guarded}/login?next=${encodeURIComponent(next)}`);
+      const field = /name="next" value="([^"]*)"/.exec(page.text)?.[1]?.replaceAll('&#39;', "'").replaceAll('&amp;', '&');
+      assertStaysOnDashboard(guarded, field, `login page next=${JSON.stringify(next)}`);
+    }
+    const kept = await post(`${guarded}/login`, { csrf, token: TOKEN, next: '/dlq?queue=orders&reason=rejected' });
+    assert.equal(kept.headers.get('location'), '/dlq?queue=orders&reason=rejected', 'a path of the dashboard is kept');
+
+    for (const target of ['/.//evil.example', '/%2e//evil.example', '/./%2e//evil.example/x', '//evil.example/dlq']) {
+      const link = await rawGet(guarded, `${target}?token=${TOKEN}`);
+      assert.equal(link.status, 303, target);
+      assertStaysOnDashboard(guarded, link.location, `?token= on ${target}`);
+      const anonymous = await rawGet(guarded, target);
+      assert.equal(anonymous.status, 401, target);
+    }
+    const link = await rawGet(guarded, `/queues/orders?state=ready&token=${TOKEN}`);
+    assert.equal(link.location, '/queues/orders?state=ready', 'the token leaves, the rest stays');
+  });
+
+  test('with a token, the CSRF token is the session’s: the login page’s, or another session’s, is refused', async () => {
+    const guarded = await dashboard(outbox, { token: TOKEN });
+    const form = await get(`${guarded}/login`);
+    const anonymousCsrf = csrfOf(form.text);
+    const first = cookieOf(await post(`${guarded}/login`, { csrf: anonymousCsrf, token: TOKEN, next: '/' }));
+    const second = cookieOf(await post(`${guarded}/login`, { csrf: anonymousCsrf, token: TOKEN, next: '/' }));
+    assert.notEqual(first, second, 'each sign-in is a session of its own');
+    const firstCsrf = csrfOf((await get(`${guarded}/dlq`, { cookie: first })).text);
+    const secondCsrf = csrfOf((await get(`${guarded}/dlq`, { cookie: second })).text);
+    assert.notEqual(firstCsrf, anonymousCsrf, 'what /login shows anyone is not a session’s token');
+    assert.notEqual(firstCsrf, secondCsrf);
+    // pause is harmless to the other tests' counts; each refusal leaves the queue as it was.
+    for (const csrf of [anonymousCsrf, secondCsrf]) {
+      const refused = await post(`${guarded}/queues/orders/pause`, { csrf, reason: 'forged' }, { cookie: first });
+      assert.equal(refused.status, 403);
+      assert.match(refused.text, /CSRF/);
+    }
+    assert.equal((await outbox.status({ queues: ['orders'] })).queues[0]?.paused, false);
+    const paused = await post(`${guarded}/queues/orders/pause`, { csrf: firstCsrf, reason: 'mine' }, { cookie: first });
+    assert.equal(paused.status, 303);
+    const resumed = await post(`${guarded}/queues/orders/resume`, { csrf: secondCsrf }, { cookie: second });
+    assert.equal(resumed.status, 303);
+    // Sign-out takes the session's token too.
+    assert.equal((await post(`${guarded}/logout`, { csrf: anonymousCsrf }, { cookie: first })).status, 403);
+    assert.equal((await post(`${guarded}/logout`, { csrf: firstCsrf }, { cookie: first })).status, 303);
+  });
+
+  test('the session cookie is named for the port: two dashboards on one host keep their sessions apart', async () => {
+    const one = await startDashboard(outbox, { port: 0, token: TOKEN });
+    const two = await startDashboard(outbox, { port: 0, token: TOKEN });
+    started.push(one, two);
+    const signIn = async (served: ServedDashboard): Promise<string> => {
+      const link = await get(`${served.url}dlq?token=${TOKEN}`);
+      assert.match(link.headers.get('set-cookie') ?? '', new RegExp(`^txoutbox_dashboard_${served.port}=`));
+      return cookieOf(link);
+    };
+    // A browser keeps both (cookies are per host, not per port) and sends both to each.
+    const both = `${await signIn(one)}; ${await signIn(two)}`;
+    assert.equal((await get(`${one.url}dlq`, { cookie: both })).status, 200);
+    assert.equal((await get(`${two.url}dlq`, { cookie: both })).status, 200);
   });
 
   test('on a loopback bind, a Host header naming another host is refused (DNS rebinding)', async () => {

@@ -9,6 +9,7 @@ import { formatDurationMs } from '../util/duration.js';
 import { CONNECTION_OPTIONS, resolveConnection } from './connection-options.js';
 import { jsonLine, rowJson } from './json-output.js';
 import { rejectForeignOptions, wholeNumber } from './option-values.js';
+import { terminalSafe } from './terminal-safe.js';
 import { renderTable } from './text-table.js';
 import { UsageError } from './usage.js';
 import { withOutbox } from './with-outbox.js';
@@ -212,18 +213,21 @@ function details(row: DeadLetter): string {
       ? row.body
       : JSON.stringify(row.body, null, 2);
   const preview = body.length > PREVIEW_CHARS ? `${body.slice(0, PREVIEW_CHARS)}… (${body.length} chars)` : body;
+  // Everything below but the ids, dates and counts is what a publisher or a handler wrote: shown
+  // through terminalSafe, a header on one line, the body and the exception on as many as they have.
+  const lines = { keepLines: true };
   const headers = Object.entries(row.headers)
-    .map(([k, v]) => `  ${k}: ${v}\n`)
+    .map(([k, v]) => `  ${terminalSafe(k)}: ${terminalSafe(v)}\n`)
     .join('');
   return [
     `id:              ${row.id} (outbox id ${row.originalId})\n`,
-    `queue:           ${row.queue}\n`,
+    `queue:           ${terminalSafe(row.queue)}\n`,
     `reason:          ${row.failureReason}\n`,
     `failed at:       ${row.failedAt.toISOString()}\n`,
     `created at:      ${row.createdAt.toISOString()}\n`,
     `deliveries:      ${row.deliveriesCount} (attempts ${row.attemptsCount})\n`,
     `headers:\n${headers}`,
-    `body:\n${preview}\n`,
-    `last exception:  ${row.lastException ?? '(none)'}\n`,
+    `body:\n${terminalSafe(preview, lines)}\n`,
+    `last exception:  ${terminalSafe(row.lastException ?? '(none)', lines)}\n`,
   ].join('');
 }

@@ -2,7 +2,8 @@
 import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline/promises';
 
-import { MissingPeerDependencyError, TxOutboxError } from '../errors.js';
+import { MissingPeerDependencyError } from '../errors.js';
+import { terminalSafe } from './terminal-safe.js';
 import { OptionError, USAGE, UsageError } from './usage.js';
 
 /**
@@ -111,19 +112,18 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
   } catch (error) {
     // parseArgs reports unknown or malformed flags as TypeErrors with an ERR_PARSE_ARGS_* code.
     const parseError = error instanceof TypeError && String((error as NodeJS.ErrnoException).code).startsWith('ERR_PARSE_ARGS');
+    // A message may quote a value from the database or the command line: shown, never run by the terminal.
+    const message = terminalSafe(error instanceof Error ? error.message : String(error), { keepLines: true });
     if (error instanceof OptionError) {
-      io.err(`txoutbox: ${error.message}\n`);
+      io.err(`txoutbox: ${message}\n`);
       return 2;
     }
     if (error instanceof UsageError || parseError) {
-      io.err(`txoutbox: ${(error as Error).message}\n\n${USAGE}`);
+      io.err(`txoutbox: ${message}\n\n${USAGE}`);
       return 2;
     }
-    if (error instanceof TxOutboxError) {
-      io.err(`txoutbox: ${error.message}\n`);
-      return 1;
-    }
-    io.err(`txoutbox: ${error instanceof Error ? error.message : String(error)}\n`);
+    // A TxOutboxError or any other failure: its message, never a stack.
+    io.err(`txoutbox: ${message}\n`);
     return 1;
   }
 }

@@ -7,6 +7,7 @@ import type { CommandIo } from './command-io.js';
 import { CONNECTION_OPTIONS, resolveConnection } from './connection-options.js';
 import { jsonLine, rowJson } from './json-output.js';
 import { operands, rejectForeignOptions, wholeNumber } from './option-values.js';
+import { terminalSafe } from './terminal-safe.js';
 import { renderTable } from './text-table.js';
 import { UsageError } from './usage.js';
 import { withOutbox } from './with-outbox.js';
@@ -93,12 +94,12 @@ function plan(sub: string, queue: string, values: Values): (outbox: Outbox) => P
 
 /** What pause/resume did, and what it means for the subscribers. */
 export function pauseText(state: QueuePauseState): string {
-  const name = `queue '${state.queue}'`;
+  const name = `queue '${terminalSafe(state.queue)}'`;
   if (!state.paused) {
     return state.changed ? `resumed ${name}: subscribers claim it again\n` : `${name} was not paused: nothing to do\n`;
   }
   const since = state.pausedAt === null ? '' : ` since ${state.pausedAt.toISOString()}`;
-  const why = state.reason === null ? '' : ` (reason: ${JSON.stringify(state.reason)})`;
+  const why = state.reason === null ? '' : ` (reason: ${terminalSafe(JSON.stringify(state.reason))})`;
   return state.changed
     ? `paused ${name}${why}: subscribers stop claiming it within a second; rows keep arriving\n`
     : `${name} was already paused${since}${why}: nothing to do\n`;
@@ -109,7 +110,7 @@ const BODY_CELL_CHARS = 60;
 
 /** The human table of a peek page (pure). */
 export function renderPeek(queue: string, page: PeekPage): string {
-  if (page.rows.length === 0) return `no pending rows in queue '${queue}'\n`;
+  if (page.rows.length === 0) return `no pending rows in queue '${terminalSafe(queue)}'\n`;
   const columns = [
     { header: 'ID', align: 'right' },
     { header: 'STATE' },

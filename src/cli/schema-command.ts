@@ -5,6 +5,7 @@ import type { CommandIo } from './command-io.js';
 import { CONNECTION_OPTIONS, resolveConnection } from './connection-options.js';
 import { jsonLine } from './json-output.js';
 import { operands } from './option-values.js';
+import { terminalSafe } from './terminal-safe.js';
 import { UsageError } from './usage.js';
 import { withOutbox } from './with-outbox.js';
 
@@ -59,7 +60,7 @@ export async function schemaCommand(args: string[], io: CommandIo): Promise<numb
 
 /** The human report (pure): a verdict line, then each finding with its fix. */
 export function renderSchemaCheck(check: SchemaCheck): string {
-  const schema = `the schema of ${check.table} (${check.dlqTable === null ? 'no DLQ' : `DLQ ${check.dlqTable}`})`;
+  const schema = terminalSafe(`the schema of ${check.table} (${check.dlqTable === null ? 'no DLQ' : `DLQ ${check.dlqTable}`})`);
   const verdict =
     check.drift.length === 0
       ? `ok: ${schema} is what txoutbox expects${check.advisories.length === 0 ? ', autovacuum tuned' : ''}\n`
@@ -71,8 +72,10 @@ export function renderSchemaCheck(check: SchemaCheck): string {
   return `${verdict}${advice}`;
 }
 
+/** Findings name what the catalog holds (an index, a column): shown, never run by the terminal. */
 function findingText(f: DriftFinding): string {
-  return `- ${f.table} [${f.kind}]: ${f.message}\n  fix: ${f.fix}\n`;
+  const lines = { keepLines: true };
+  return `- ${terminalSafe(f.table)} [${f.kind}]: ${terminalSafe(f.message, lines)}\n  fix: ${terminalSafe(f.fix, lines)}\n`;
 }
 
 function plural(n: number, noun: string): string {

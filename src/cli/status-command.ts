@@ -5,6 +5,7 @@ import type { CommandIo } from './command-io.js';
 import { CONNECTION_OPTIONS, resolveConnection } from './connection-options.js';
 import { jsonLine } from './json-output.js';
 import { operands, wholeNumber } from './option-values.js';
+import { terminalSafe } from './terminal-safe.js';
 import { groupDigits, humanDuration, renderTable } from './text-table.js';
 import { withOutbox } from './with-outbox.js';
 
@@ -79,6 +80,7 @@ function count(n: number, estimated: boolean): string {
 
 function pauseLine(q: QueueStatus): string {
   const since = q.pausedAt === null ? '' : ` since ${q.pausedAt.toISOString()}`;
-  const why = q.pauseReason === null ? '' : `: ${JSON.stringify(q.pauseReason)}`;
-  return `${q.queue} is paused${since}${why} (txoutbox queue resume ${q.queue})\n`;
+  const why = q.pauseReason === null ? '' : `: ${terminalSafe(JSON.stringify(q.pauseReason))}`;
+  const queue = terminalSafe(q.queue);
+  return `${queue} is paused${since}${why} (txoutbox queue resume ${queue})\n`;
 }

@@ -4,6 +4,8 @@
  * digits line up; text aligns left. Pure: the commands' tests check it without a terminal.
  */
 
+import { terminalSafe } from './terminal-safe.js';
+
 export interface Column {
   readonly header: string;
   /** @default 'left' */
@@ -24,10 +26,12 @@ export function renderTable(columns: readonly Column[], rows: readonly (readonly
   return `${line(columns.map((c) => c.header))}${rows.map(line).join('')}`;
 }
 
-/** A cell never breaks the table: control characters (a newline in a body preview) become spaces. */
+/**
+ * A cell never breaks the table: line breaks and tabs (a body preview's) become a space; every other
+ * control character a visible escape (terminal-safe.ts), so a hostile value cannot drive the terminal.
+ */
 function oneLine(cell: string | undefined): string {
-  // eslint-disable-next-line no-control-regex -- matching control characters is the point
-  return (cell ?? '').replace(/[\u0000-\u001f\u007f]+/g, ' ');
+  return terminalSafe((cell ?? '').replace(/[\r\n\t]+/g, ' '));
 }
 
 /** `12,000`: digits grouped the same way on every machine, whatever its locale. */

@@ -8,6 +8,7 @@ import { useTestDatabase } from '../support/database.js';
 import { outboxFactory } from '../support/outboxes.js';
 import { publishCommitted } from '../support/publish.js';
 import { FAST_POLL, migratedOutbox } from '../support/subscriber-setup.js';
+import { txoutboxMain } from '../support/txoutbox-bin.js';
 
 const db = useTestDatabase(import.meta.url);
 const newOutbox = outboxFactory(db);
@@ -262,5 +263,53 @@ describe('txoutbox dlq purge --older-than', () => {
     const none = await txoutbox(['purge', '--yes'], AGED);
     assert.match(none.err, /needs a selection: --queue Q, --reason R, --older-than D or --all/);
     assert.equal(await aged('mails', '0'), 2, 'nothing purged');
+  });
+});
+
+describe('txoutbox dlq show: a hostile dead letter', () => {
+  const HOSTILE_TABLE = 'cli_dlq_hostile';
+  // OSC 52 writes the clipboard, CSI 2J clears the screen, U+009B is a one-character CSI.
+  const HOSTILE = 'evil\x1b]52;c;ZWNobyBwd25lZA==\x07\x1b[2J\u009b31m\x7f';
+
+  /** No C0 control but newline and tab, no DEL, no C1: nothing the operator's terminal acts on. */
+  function assertTerminalSafe(out: string, what: string): void {
+    // eslint-disable-next-line no-control-regex -- finding control characters is the point
+    const raw = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/.exec(out);
+    assert.equal(raw, null, `${what}: a raw control character in ${JSON.stringify(out)}`);
+  }
+
+  test('queue name, header, body and exception are shown escaped; --json gives the same values back', async () => {
+    await migratedOutbox(newOutbox, db.pool, HOSTILE_TABLE);
+    const { rows } = await db.pool.query<{ id: string }>(
+      `INSERT INTO ${HOSTILE_TABLE}_dlq (original_id, queue, payload, headers, created_at, attempts_count, deliveries_count,
+         failure_reason, last_exception, last_exception_type)
+       VALUES (1, $1, convert_to($2, 'UTF8'), jsonb_build_object($1::text, $1::text, 'content-type', 'text/plain'), now(), 1, 1,
+         'rejected', $3, 'Error')
+       RETURNING id::text`,
+      [HOSTILE, `body ${HOSTILE}\nsecond line`, `Error: ${HOSTILE}\n    at handler (x.js:1:1)`],
+    );
+    const id = rows[0]!.id;
+    const env = { DATABASE_URL: db.url };
+    const text = await txoutboxMain(['dlq', 'show', id, '--table', HOSTILE_TABLE], env);
+    assert.equal(text.code, 0, text.err);
+    assertTerminalSafe(text.out, 'dlq show');
+    assert.match(text.out, /^queue: +evil\\u001b\]52;c;ZWNobyBwd25lZA==\\u0007\\u001b\[2J\\u009b31m\\u007f$/m);
+    assert.match(text.out, /^ {2}evil\\u001b.*: evil\\u001b/m, 'the header, name and value');
+    assert.match(text.out, /^body evil\\u001b.*\nsecond line$/m, 'the body keeps its lines');
+    assert.match(text.out, /^last exception: +Error: evil\\u001b.*\n {4}at handler/m, 'the stack keeps its lines');
+
+    const json = await txoutboxMain(['dlq', 'show', id, '--json', '--table', HOSTILE_TABLE], env);
+    assert.equal(json.code, 0, json.err);
+    assertTerminalSafe(json.out, 'dlq show --json');
+    const row = JSON.parse(json.out) as { queue: string; headers: Record<string, string>; lastException: string };
+    assert.equal(row.queue, HOSTILE);
+    assert.deepEqual(row.headers, { [HOSTILE]: HOSTILE, 'content-type': 'text/plain' });
+    assert.ok(row.lastException.startsWith(`Error: ${HOSTILE}\n`), 'the exception as written');
+
+    // The list's table cell and its JSON, through the same renderer and jsonLine.
+    const list = await txoutboxMain(['dlq', 'list', '--table', HOSTILE_TABLE], env);
+    assertTerminalSafe(list.out, 'dlq list');
+    const listJson = await txoutboxMain(['dlq', 'list', '--json', '--table', HOSTILE_TABLE], env);
+    assertTerminalSafe(listJson.out, 'dlq list --json');
   });
 });

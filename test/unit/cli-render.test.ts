@@ -1,9 +1,12 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 
+import { jsonLine } from '../../src/cli/json-output.js';
+import { main } from '../../src/cli/main.js';
 import { pauseText, renderPeek } from '../../src/cli/queue-command.js';
 import { renderSchemaCheck } from '../../src/cli/schema-command.js';
 import { renderStatus } from '../../src/cli/status-command.js';
+import { terminalSafe } from '../../src/cli/terminal-safe.js';
 import { groupDigits, humanDuration, renderTable } from '../../src/cli/text-table.js';
 import type { DriftFinding } from '../../src/errors.js';
 import type { PeekedRow } from '../../src/queues/peek.js';
@@ -180,5 +183,87 @@ describe('renderSchemaCheck', () => {
       /^drift: 2 findings in the schema of app.outbox \(no DLQ\) \(exit 1\)\n- txoutbox.outbox \[missing_index\]/,
     );
     assert.match(drift, /\nadvisory: 1 finding/);
+  });
+});
+
+// A publisher can put anything in a queue name, a body, a header or an exception. Printed raw, an
+// ESC or C1 sequence drives the operator's terminal: OSC 52 writes the clipboard, CSI 2J clears
+// the screen, U+009B is a one-byte CSI. Text output shows each as a visible escape instead.
+const OSC52 = '\x1b]52;c;ZWNobyBwd25lZA==\x07';
+const CLEAR = '\x1b[2J';
+const C1_CSI = '\u009b31m';
+const HOSTILE = `evil${OSC52}${CLEAR}${C1_CSI}\x7f\r`;
+
+/** No C0 control but newline and tab, no DEL, no C1: nothing a terminal acts on. */
+function assertTerminalSafe(out: string, what: string): void {
+  // eslint-disable-next-line no-control-regex -- finding control characters is the point
+  const raw = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/.exec(out);
+  assert.equal(
+    raw,
+    null,
+    `${what}: a raw control character U+${raw?.[0].charCodeAt(0).toString(16).padStart(4, '0')} in ${JSON.stringify(out)}`,
+  );
+}
+
+describe('hostile strings reach the terminal as visible escapes, never as controls', () => {
+  test('terminalSafe: C0 (but newline and tab when lines are kept), DEL and C1 become \\u escapes', () => {
+    assert.equal(terminalSafe(`a${CLEAR}b\u009bc\x7fd`), 'a\\u001b[2Jb\\u009bc\\u007fd');
+    assert.equal(terminalSafe('one\ntwo\tthree'), 'one\\u000atwo\\u0009three', 'one line: newline and tab escaped too');
+    assert.equal(terminalSafe('one\ntwo\tthree\r', { keepLines: true }), 'one\ntwo\tthree\\u000d');
+    assert.equal(terminalSafe('plain ascii, ünïcode ✓'), 'plain ascii, ünïcode ✓');
+  });
+
+  test('table cells, status (a hostile queue name and pause reason), peek and pause texts', () => {
+    assertTerminalSafe(renderTable([{ header: 'Q' }], [[HOSTILE]]), 'renderTable');
+    const status = renderStatus({
+      at: AT,
+      queues: [queue({ queue: HOSTILE, ready: 1, paused: true, pausedAt: AT, pauseReason: HOSTILE })],
+    });
+    assertTerminalSafe(status, 'renderStatus');
+    assert.ok(status.includes('evil\\u001b]52;c;'), 'shown, escaped');
+    const state = { queue: HOSTILE, paused: true, pausedAt: AT, reason: HOSTILE, changed: true };
+    assertTerminalSafe(pauseText(state), 'pauseText');
+    assertTerminalSafe(pauseText({ ...state, changed: false }), 'pauseText (already paused)');
+    assertTerminalSafe(pauseText({ ...state, paused: false }), 'pauseText (resumed)');
+    assert.equal(pauseText(state).split('\n').length, 2, 'one line');
+    const peeked: PeekedRow = {
+      id: '1',
+      queue: HOSTILE,
+      body: HOSTILE,
+      payload: Buffer.from(HOSTILE),
+      headers: { [HOSTILE]: HOSTILE },
+      createdAt: AT,
+      nextAttemptAt: AT,
+      firstAttemptAt: null,
+      lastAttemptAt: null,
+      attemptsCount: 0,
+      deliveriesCount: 0,
+      acquiredAt: null,
+      timerId: null,
+      state: 'ready',
+      bodyPreview: HOSTILE,
+      bodyPreviewTruncated: false,
+    };
+    assertTerminalSafe(renderPeek(HOSTILE, { rows: [peeked], nextCursor: null }), 'renderPeek');
+    assertTerminalSafe(renderPeek(HOSTILE, { rows: [], nextCursor: null }), 'renderPeek (empty)');
+    const finding: DriftFinding = { table: HOSTILE, kind: 'missing_index', message: HOSTILE, fix: HOSTILE };
+    assertTerminalSafe(
+      renderSchemaCheck({ table: HOSTILE, dlqTable: HOSTILE, drift: [finding], advisories: [finding] }),
+      'renderSchemaCheck',
+    );
+  });
+
+  test('an error quoting what was typed (bad usage, before any database) is printed escaped', async () => {
+    let err = '';
+    const io = { env: {}, out: () => undefined, err: (text: string) => (err += text) };
+    assert.equal(await main(['status', '--minutes', HOSTILE], io), 2);
+    assertTerminalSafe(err, 'usage error');
+    assert.match(err, /^txoutbox: --minutes: expected a whole number, got 'evil\\u001b\]52;c;/);
+  });
+
+  test('--json: the same value back, and no raw control either (JSON.stringify leaves DEL and C1 raw)', () => {
+    const line = jsonLine({ queue: HOSTILE, headers: { [HOSTILE]: HOSTILE } });
+    assertTerminalSafe(line, 'jsonLine');
+    assert.deepEqual(JSON.parse(line), { queue: HOSTILE, headers: { [HOSTILE]: HOSTILE } });
   });
 });

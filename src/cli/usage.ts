@@ -23,7 +23,8 @@ Usage:
                                       more than 14 days ago; d, h, m, s, ms)
   txoutbox schema check [--json]      compare the tables with what txoutbox expects: drift fails
                                       (exit 1), autovacuum advice is printed but passes (exit 0)
-  txoutbox dashboard [--host H] [--port P] [--token T] [--read-only] [connection options]
+  txoutbox dashboard [--host H] [--port P] [--token T] [--read-only] [--lease-ttl-ms N]
+                    [connection options]
                                       the web dashboard (default http://127.0.0.1:9465/; another host
                                       needs --token or $TXOUTBOX_DASHBOARD_TOKEN); prints its URL
   txoutbox dev                        the demo: embedded PostgreSQL, a shop publishing orders, the runner
@@ -50,7 +51,8 @@ Options (status, queue, dlq, schema):
   --queue <q>            status: only these queues (repeatable; reported even when empty)
   --minutes <n>          status: minutes of throughput history in --json (default 15, at most 60)
   --state <s>            queue peek: ready, scheduled or leased (default: all, in that order)
-  --lease-ttl-ms <n>     queue peek: your subscribers' lease TTL, if not the default 60000
+  --lease-ttl-ms <n>     queue peek, dashboard: your subscribers' lease TTL, if not the default
+                         60000 (tells a held lease from an expired one)
   --reason <r>           queue pause: why, shown by status; dlq: max_deliveries, retry_terminal
                          or rejected
   --yes                  dlq redrive/purge without asking; without a terminal they refuse unless given

@@ -2,6 +2,7 @@ import { ConfigError, errorMessage } from '../errors.js';
 import type { Logger } from '../util/logger.js';
 import { consumerPlans } from './config/consumer-plans.js';
 import { loadRunnerConfig } from './config/load-config.js';
+import { restartOnlyChanges } from './restart-only-changes.js';
 import { Runner } from './runner.js';
 
 /** A Runner started from a config file, and the SIGHUP path that re-reads it. */
@@ -32,13 +33,18 @@ export async function runnerFromConfig(path: string, env: NodeJS.ProcessEnv, log
     try {
       const next = await loadRunnerConfig(path, env);
       const { interrupted, failed } = await runner.reload(consumerPlans(next));
+      // Compared with the config the runner started with: what it holds itself never changed since.
+      const restartOnly = restartOnlyChanges(config, next);
+      const pending = restartOnly.length === 0 ? {} : { restartOnly };
+      const untilRestart = restartOnly.length === 0 ? '' : `; these changes apply on restart only: ${restartOnly.join(', ')}`;
       if (interrupted) logger.info({ config: path }, 'config reload cut short: the runner is stopping');
       else if (failed.length > 0) {
         logger.error(
-          { config: path, failed },
-          'config reloaded, except for consumers whose new processes could not start: they keep running the previous config',
+          { config: path, failed, ...pending },
+          `config reloaded, except for consumers whose new processes could not start: they keep running the previous config${untilRestart}`,
         );
-      } else logger.info({ config: path }, 'config reloaded');
+      } else if (restartOnly.length > 0) logger.warn({ config: path, ...pending }, `config reloaded${untilRestart}`);
+      else logger.info({ config: path }, 'config reloaded');
     } catch (error) {
       const detail = error instanceof ConfigError ? error.message : errorMessage(error);
       logger.error({ config: path, err: detail }, 'config reload failed; the running config stays in effect');

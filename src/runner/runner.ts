@@ -188,8 +188,8 @@ export class Runner {
   }
 
   /**
-   * Applies a new set of consumers (SIGHUP). Metrics and database settings apply on restart only.
-   * A consumer whose new processes cannot start keeps its old ones (named in `failed`).
+   * Applies a new set of consumers (SIGHUP). What this process set up at start (restart-only-changes.ts)
+   * stays as it is. A consumer whose new processes cannot start keeps its old ones (named in `failed`).
    */
   async reload(plans: ReadonlyMap<string, ConsumerPlan>): Promise<ReloadOutcome> {
     if (this.#stopping !== undefined) return { interrupted: true, failed: [] };

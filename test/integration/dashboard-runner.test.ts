@@ -167,6 +167,16 @@ describe('dashboard: the runner’s `dashboard:` key', () => {
       { timeoutMs: 20_000, intervalMs: 100, what: 'the restart on the processes page' },
     );
 
+    // A SIGHUP applies the consumers; the dashboard and dlqRetention the runner set up at start stay
+    // as they were, and the reload's log line says so instead of a plain "config reloaded".
+    const since = runner.logs.length;
+    appendFileSync(config, '  readOnly: true\ndlqRetention: 14d\n');
+    runner.child.kill('SIGHUP');
+    const reloaded = await runner.waitForLog((line) => line.msg.startsWith('config reloaded'), 'the reload', { since });
+    assert.deepEqual(reloaded.restartOnly, ['dlqRetention', 'dashboard']);
+    assert.match(reloaded.msg, /^config reloaded; these changes apply on restart only: dlqRetention, dashboard$/);
+    assert.match((await get(`${url}dlq`, auth)).text, /method="post"/, 'still not read-only');
+
     runner.child.kill('SIGTERM');
     assert.equal((await runner.exited).code, 0);
     await assert.rejects(fetch(`${url}processes`), 'the dashboard stopped with the runner');

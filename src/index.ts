@@ -1,6 +1,13 @@
-export type { DeadLetter, DlqPage } from './dlq/dead-letters.js';
+export type { DeadLetter, DeadLetterFields, DeadLetterPreview, DlqPage, DlqPreviewPage } from './dlq/dead-letters.js';
 export { DeadLetters } from './dlq/dead-letters.js';
-export type { DlqBatchOptions, DlqFailureReason, DlqFilter, DlqListOptions, DlqRedriveOptions } from './dlq/dlq-options.js';
+export type {
+  DlqBatchOptions,
+  DlqFailureReason,
+  DlqFilter,
+  DlqListOptions,
+  DlqListPreviewOptions,
+  DlqRedriveOptions,
+} from './dlq/dlq-options.js';
 export { REDRIVEN_FROM_HEADER, REDRIVEN_ORIGINAL_ID_HEADER, REDRIVEN_REASON_HEADER } from './dlq/dlq-sql.js';
 export type { DriftFinding, TxOutboxErrorCode } from './errors.js';
 export {

@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util';
 
-import type { DeadLetter } from '../dlq/dead-letters.js';
+import type { DeadLetter, DeadLetterPreview } from '../dlq/dead-letters.js';
 import type { DlqFailureReason, DlqFilter } from '../dlq/dlq-options.js';
 import { resolveOlderThanMs } from '../dlq/retention-options.js';
 import { InvalidOptionError } from '../errors.js';
@@ -90,12 +90,14 @@ function plan(sub: string, id: string | undefined, values: Values): Run {
         ...(values.cursor === undefined ? {} : { cursor: values.cursor }),
       };
       return async (outbox, io) => {
-        const page = await outbox.dlq.list(options);
-        io.out(
-          values.json
-            ? jsonLine({ rows: page.rows.map(rowJson), nextCursor: page.nextCursor })
-            : table(page.rows, page.nextCursor),
-        );
+        if (values.json) {
+          const page = await outbox.dlq.list(options);
+          io.out(jsonLine({ rows: page.rows.map(rowJson), nextCursor: page.nextCursor }));
+        } else {
+          // The table shows 60 bytes of a body: it never reads a whole one (a page of 1 MB bodies).
+          const page = await outbox.dlq.listPreviews({ ...options, bodyPreviewBytes: BODY_CELL_BYTES });
+          io.out(table(page.rows, page.nextCursor));
+        }
         return 0;
       };
     }
@@ -188,9 +190,21 @@ function rowId(flag: string, value: string): string {
   return value;
 }
 
-function table(rows: readonly DeadLetter[], nextCursor: string | null): string {
+/** A table cell shows this much of a body (as `queue peek`'s); `--json` and `dlq show` have it all. */
+const BODY_CELL_BYTES = 60;
+
+function table(rows: readonly DeadLetterPreview[], nextCursor: string | null): string {
   if (rows.length === 0) return 'no dead letters\n';
-  const columns = ['ID', 'QUEUE', 'REASON', 'FAILED AT', 'DELIVERIES', 'LAST EXCEPTION'].map((header) => ({ header }));
+  const columns = [
+    { header: 'ID' },
+    { header: 'QUEUE' },
+    { header: 'REASON' },
+    { header: 'FAILED AT' },
+    { header: 'DELIVERIES' },
+    { header: 'LAST EXCEPTION' },
+    { header: 'BYTES', align: 'right' },
+    { header: 'BODY' },
+  ] as const;
   const cells = rows.map((r) => [
     r.id,
     r.queue,
@@ -198,6 +212,8 @@ function table(rows: readonly DeadLetter[], nextCursor: string | null): string {
     r.failedAt.toISOString(),
     String(r.deliveriesCount),
     r.lastExceptionType ?? '',
+    String(r.payloadBytes),
+    `${r.bodyPreview}${r.bodyPreviewTruncated ? '…' : ''}`,
   ]);
   const more = nextCursor === null ? '' : `more: --cursor ${nextCursor}\n`;
   return `${renderTable(columns, cells)}${more}`;

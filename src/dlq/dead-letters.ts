@@ -1,16 +1,24 @@
-import { decodeBody } from '../envelope/decode-body.js';
 import type { StatementRunner } from '../util/statement-runner.js';
+import {
+  type DeadLetter,
+  type DeadLetterPreview,
+  type DeadLetterPreviewRecord,
+  type DeadLetterRecord,
+  toDeadLetter,
+  toDeadLetterPreview,
+} from './dead-letter-row.js';
 import {
   type BatchHooks,
   type DlqBatchOptions,
-  type DlqFailureReason,
   type DlqFilter,
   type DlqListOptions,
+  type DlqListPreviewOptions,
   type DlqRedriveOptions,
   encodeCursor,
   type FilterParams,
   resolveBatchHooks,
   resolveBatchSize,
+  resolveBodyPreviewBytes,
   resolveDelayMs,
   resolveFilter,
   resolveId,
@@ -20,31 +28,7 @@ import {
 import type { DlqSql } from './dlq-sql.js';
 import { resolveRetentionMs } from './retention-options.js';
 
-/** A row of the DLQ table, decoded like fetchUnprocessed's rows. */
-export interface DeadLetter {
-  /** The DLQ row id (bigint, as a string): what get(), redrive() and the cursor use. */
-  readonly id: string;
-  /** The row's id in the outbox before it died. */
-  readonly originalId: string;
-  readonly queue: string;
-  /** Decoded by content type: JSON value, string, or Buffer (also when the bytes do not decode). */
-  readonly body: unknown;
-  /** The stored bytes. */
-  readonly payload: Buffer;
-  readonly headers: Readonly<Record<string, string>>;
-  readonly createdAt: Date;
-  readonly firstAttemptAt: Date | null;
-  readonly lastAttemptAt: Date | null;
-  readonly attemptsCount: number;
-  readonly deliveriesCount: number;
-  readonly timerId: string | null;
-  readonly failureReason: DlqFailureReason;
-  /** The class of the last exception (exception_type in metrics), or null. */
-  readonly lastExceptionType: string | null;
-  /** renderError's text of the last exception, or null. */
-  readonly lastException: string | null;
-  readonly failedAt: Date;
-}
+export type { DeadLetter, DeadLetterFields, DeadLetterPreview } from './dead-letter-row.js';
 
 export interface DlqPage {
   /** Newest first: failed_at, then id, descending. */
@@ -53,51 +37,12 @@ export interface DlqPage {
   readonly nextCursor: string | null;
 }
 
-interface DeadLetterRecord {
-  id: string;
-  original_id: string;
-  queue: string;
-  payload: Buffer;
-  headers: Record<string, string>;
-  created_at: Date;
-  first_attempt_at: Date | null;
-  last_attempt_at: Date | null;
-  attempts_count: number;
-  deliveries_count: number;
-  timer_id: string | null;
-  failure_reason: DlqFailureReason;
-  last_exception: string | null;
-  last_exception_type: string | null;
-  failed_at: Date;
-  cursor_failed_at?: string;
-}
-
-function toDeadLetter(record: DeadLetterRecord): DeadLetter {
-  let body: unknown;
-  try {
-    body = decodeBody(record.payload, record.headers);
-  } catch {
-    // An inspection read must not fail on one malformed row: show its bytes instead.
-    body = record.payload;
-  }
-  return {
-    id: record.id,
-    originalId: record.original_id,
-    queue: record.queue,
-    body,
-    payload: record.payload,
-    headers: record.headers,
-    createdAt: record.created_at,
-    firstAttemptAt: record.first_attempt_at,
-    lastAttemptAt: record.last_attempt_at,
-    attemptsCount: record.attempts_count,
-    deliveriesCount: record.deliveries_count,
-    timerId: record.timer_id,
-    failureReason: record.failure_reason,
-    lastExceptionType: record.last_exception_type,
-    lastException: record.last_exception,
-    failedAt: record.failed_at,
-  };
+/** listPreviews()'s page: the same rows and cursor as list()'s, each without its body. */
+export interface DlqPreviewPage {
+  /** Newest first: failed_at, then id, descending. */
+  readonly rows: DeadLetterPreview[];
+  /** Pass as `cursor` for the next page (of list() or listPreviews()); null on the last one. */
+  readonly nextCursor: string | null;
 }
 
 export interface DeadLettersContext {
@@ -122,7 +67,10 @@ export class DeadLetters {
     this.#context = context;
   }
 
-  /** One page of dead letters, newest first, narrowed by queue, reason and failure time. */
+  /**
+   * One page of dead letters, newest first, narrowed by queue, reason and failure time: whole rows,
+   * each body decoded. To show a page, listPreviews() reads a bounded preview instead.
+   */
   async list(options: DlqListOptions = {}): Promise<DlqPage> {
     const { filter, limit, cursor } = resolveList(options);
     const { rows } = await this.#context.db.run<DeadLetterRecord>(this.#context.sql.list, [
@@ -131,10 +79,26 @@ export class DeadLetters {
       cursor?.id ?? null,
       limit,
     ]);
-    const last = rows.at(-1);
-    const nextCursor =
-      rows.length === limit && last?.cursor_failed_at !== undefined ? encodeCursor(last.cursor_failed_at, last.id) : null;
-    return { rows: rows.map(toDeadLetter), nextCursor };
+    return { rows: rows.map(toDeadLetter), nextCursor: nextCursorOf(rows, limit) };
+  }
+
+  /**
+   * list()'s page with a preview of each body instead of the body: its first `bodyPreviewBytes`
+   * (1 KiB by default) and its size. The database sends only those bytes and nothing is decoded,
+   * so a page of fifty 1 MB dead letters costs kilobytes (the dashboard's list, `txoutbox dlq list`).
+   * get(id) returns one whole row.
+   */
+  async listPreviews(options: DlqListPreviewOptions = {}): Promise<DlqPreviewPage> {
+    const { filter, limit, cursor } = resolveList(options);
+    const bodyPreviewBytes = resolveBodyPreviewBytes(options);
+    const { rows } = await this.#context.db.run<DeadLetterPreviewRecord>(this.#context.sql.listPreviews, [
+      ...filter,
+      cursor?.failedAt ?? null,
+      cursor?.id ?? null,
+      limit,
+      bodyPreviewBytes,
+    ]);
+    return { rows: rows.map((row) => toDeadLetterPreview(row, bodyPreviewBytes)), nextCursor: nextCursorOf(rows, limit) };
   }
 
   /** One dead letter by its DLQ id, or null. */
@@ -259,4 +223,10 @@ export class DeadLetters {
     while ((await step(filter)) > 0);
     return filter[2];
   }
+}
+
+/** A full page may be the last one: the next call then returns no row and a null cursor. */
+function nextCursorOf(rows: readonly { id: string; cursor_failed_at?: string }[], limit: number): string | null {
+  const last = rows.at(-1);
+  return rows.length === limit && last?.cursor_failed_at !== undefined ? encodeCursor(last.cursor_failed_at, last.id) : null;
 }

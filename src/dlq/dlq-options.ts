@@ -1,4 +1,5 @@
 import { InvalidOptionError } from '../errors.js';
+import { BODY_PREVIEW_BYTES } from '../queues/peek.js';
 import { integerOption } from '../util/integer-option.js';
 import { resolveOlderThanMs } from './retention-options.js';
 
@@ -35,6 +36,14 @@ export interface DlqListOptions {
   readonly cursor?: string;
 }
 
+export interface DlqListPreviewOptions extends DlqListOptions {
+  /**
+   * How much of each body to show: its first bytes of UTF-8, never a split character (0: none, the
+   * size only). @default 1,024 (peek()'s preview), at most 65,536
+   */
+  readonly bodyPreviewBytes?: number;
+}
+
 export interface DlqBatchOptions {
   /** Rows moved or deleted per statement (each its own short transaction). @default 1,000, at most 10,000 */
   readonly batchSize?: number;
@@ -59,6 +68,7 @@ export interface DlqRedriveOptions extends DlqBatchOptions {
 
 export const DEFAULT_LIST_LIMIT = 50;
 export const MAX_LIST_LIMIT = 1_000;
+export const MAX_BODY_PREVIEW_BYTES = 65_536;
 export const DEFAULT_BATCH_SIZE = 1_000;
 export const MAX_BATCH_SIZE = 10_000;
 
@@ -176,6 +186,10 @@ export function resolveList(options: DlqListOptions): ResolvedList {
     limit: integerOption('limit', options.limit, 1, MAX_LIST_LIMIT, DEFAULT_LIST_LIMIT),
     cursor: options.cursor === undefined ? undefined : decodeCursor(options.cursor),
   };
+}
+
+export function resolveBodyPreviewBytes(options: DlqListPreviewOptions): number {
+  return integerOption('bodyPreviewBytes', options.bodyPreviewBytes, 0, MAX_BODY_PREVIEW_BYTES, BODY_PREVIEW_BYTES);
 }
 
 export function resolveBatchSize(options: DlqBatchOptions): number {

@@ -15,6 +15,13 @@ export interface DlqSql {
    * names the table's columns: a bare `id` would sort by the text alias ("9" before "10").
    */
   readonly list: Statement;
+  /**
+   * list's filter, cursor and limit, then $10 preview bytes: the payload's first $10 + 1 bytes and
+   * its size instead of the payload, so a page of fifty 1 MB dead letters sends kilobytes, not
+   * 50 MB, and nothing parses a body. octet_length reads the size from the value's header; substring
+   * of a TOASTed value detoasts only a slice where the storage allows (uncompressed or pglz).
+   */
+  readonly listPreviews: Statement;
   /** $1 id. */
   readonly get: Statement;
   /**
@@ -58,22 +65,28 @@ const FILTER = `($1::text IS NULL OR queue = $1::text)
  */
 const CURSOR_TIME = `to_char(failed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US') AS cursor_failed_at`;
 
-const COLUMNS = `id::text AS id, original_id::text AS original_id, queue, payload, headers, created_at, first_attempt_at,
+const FIELDS = `id::text AS id, original_id::text AS original_id, queue, headers, created_at, first_attempt_at,
   last_attempt_at, attempts_count, deliveries_count, timer_id, failure_reason, last_exception, last_exception_type, failed_at`;
+
+const COLUMNS = `${FIELDS}, payload`;
+
+/** One byte past the preview: it tells whether the preview's last character was cut (dead-letter-row.ts). */
+const PREVIEW_COLUMNS = `${FIELDS}, substring(payload from 1 for $10::int + 1) AS payload_head, octet_length(payload) AS payload_bytes`;
 
 /** Oldest ids first within a batch, skipping rows another redrive or purge holds (it moves them). */
 const pick = (dlq: TableName) => `SELECT id FROM ${dlq.sql} WHERE ${FILTER} ORDER BY id LIMIT $7::int FOR UPDATE SKIP LOCKED`;
 
+/** list and listPreviews: the same rows in the same order, so their cursors are interchangeable. */
+const page = (dlq: TableName, columns: string) => `SELECT ${columns}, ${CURSOR_TIME} FROM ${dlq.sql}
+WHERE ${FILTER}
+  AND ($7::text IS NULL OR (failed_at, id) < (($7::text::timestamp AT TIME ZONE 'UTC'), $8::bigint))
+ORDER BY ${dlq.sql}.failed_at DESC, ${dlq.sql}.id DESC LIMIT $9::int`;
+
 export function buildDlqSql(names: SchemaNames & { readonly dlq: TableName }): DlqSql {
   const d = names.dlq.sql;
   return {
-    list: statement(
-      'dlq_list',
-      `SELECT ${COLUMNS}, ${CURSOR_TIME} FROM ${d}
-WHERE ${FILTER}
-  AND ($7::text IS NULL OR (failed_at, id) < (($7::text::timestamp AT TIME ZONE 'UTC'), $8::bigint))
-ORDER BY ${d}.failed_at DESC, ${d}.id DESC LIMIT $9::int`,
-    ),
+    list: statement('dlq_list', page(names.dlq, COLUMNS)),
+    listPreviews: statement('dlq_list_previews', page(names.dlq, PREVIEW_COLUMNS)),
     get: statement('dlq_get', `SELECT ${COLUMNS} FROM ${d} WHERE id = $1::bigint`),
     // Counters, lease and last exception start afresh: the row gets a full set of deliveries.
     // timer_id is not carried over: a new timer of the same (queue, timer_id) may exist, and a

@@ -1,5 +1,6 @@
 import { InvalidOptionError } from '../errors.js';
 import { type OutboxRow, type OutboxRowRecord, toOutboxRow } from '../producer/outbox-row.js';
+import { DEFAULT_LEASE_TTL_MS } from '../subscriber/subscription-options.js';
 import { integerOption } from '../util/integer-option.js';
 import type { Statement } from '../util/statement.js';
 import type { StatementRunner } from '../util/statement-runner.js';
@@ -49,7 +50,6 @@ export interface PeekPage {
 export const DEFAULT_PEEK_LIMIT = 50;
 export const MAX_PEEK_LIMIT = 1_000;
 export const BODY_PREVIEW_BYTES = 1_024;
-const DEFAULT_LEASE_TTL_MS = 60_000;
 
 interface Cursor {
   readonly state: PeekState;
@@ -147,14 +147,20 @@ function decodeCursor(cursor: unknown, states: readonly PeekState[]): Cursor {
   }
 }
 
-/** Cuts at a UTF-8 boundary: never half a character. */
-export function bodyPreviewOf(body: unknown): { bodyPreview: string; bodyPreviewTruncated: boolean } {
+/**
+ * The first `maxBytes` UTF-8 bytes of a body as text, cut at a character boundary: never half a
+ * character. Shared with the DLQ's listPreviews(), which passes the payload's first bytes.
+ */
+export function bodyPreviewOf(
+  body: unknown,
+  maxBytes = BODY_PREVIEW_BYTES,
+): { bodyPreview: string; bodyPreviewTruncated: boolean } {
   // JSON.stringify(undefined) is undefined, whatever its declared type says.
   const json = (value: unknown): string | undefined => JSON.stringify(value);
   const text = typeof body === 'string' ? body : Buffer.isBuffer(body) ? body.toString('utf8') : (json(body) ?? '');
   const bytes = Buffer.from(text, 'utf8');
-  if (bytes.length <= BODY_PREVIEW_BYTES) return { bodyPreview: text, bodyPreviewTruncated: false };
-  let end = BODY_PREVIEW_BYTES;
+  if (bytes.length <= maxBytes) return { bodyPreview: text, bodyPreviewTruncated: false };
+  let end = maxBytes;
   // Back up over continuation bytes (10xxxxxx) to the start of the character that does not fit.
   while (end > 0 && ((bytes[end] ?? 0) & 0xc0) === 0x80) end -= 1;
   return { bodyPreview: bytes.subarray(0, end).toString('utf8'), bodyPreviewTruncated: true };

@@ -90,8 +90,9 @@ describe('txoutbox dlq', () => {
     );
     const human = await txoutbox(['list', '--reason', 'retry_terminal']);
     assert.equal(human.code, 0, human.err);
-    assert.match(human.out, /^ID\s+QUEUE\s+REASON\s+FAILED AT\s+DELIVERIES\s+LAST EXCEPTION\n/);
-    assert.match(human.out, /mails\s+retry_terminal\s+\S+\s+1\s+RangeError/);
+    assert.match(human.out, /^ID\s+QUEUE\s+REASON\s+FAILED AT\s+DELIVERIES\s+LAST EXCEPTION\s+BYTES\s+BODY\n/);
+    // The table reads previews (listPreviews): the body's first 60 bytes and its size, not the body.
+    assert.match(human.out, /mails\s+retry_terminal\s+\S+\s+1\s+RangeError\s+22\s+\{"to":"a@example\.com"\}\n/);
   });
 
   test('show <id>: headers, body and the last exception; a missing id exits 1', async () => {

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { before, describe, test } from 'node:test';
 
 import { startDashboard } from '../../src/dashboard/index.js';
-import { NoRetry, type Outbox } from '../../src/index.js';
+import { DeadLetters, NoRetry, type Outbox } from '../../src/index.js';
 import { csrfOf, get, post } from '../support/dashboard-client.js';
 import { useTestDatabase } from '../support/database.js';
 import { outboxFactory } from '../support/outboxes.js';
@@ -150,7 +150,27 @@ describe('dashboard: dead letters', () => {
     assert.match(filtered.text, /value="&lt;script&gt;alert\(1\)&lt;\/script&gt;"/, 'in an attribute too');
   });
 
-  test('a 1 MB body: the row page shows a 16 KiB preview and says so', async () => {
+  test('a 1 MB body: the list reads a 120-byte preview and the size, never the body; the row page shows 16 KiB and says so', async (t) => {
+    // Spies, not mocks: both methods run as they are; the spy records which one the page called
+    // and what it answered, which the HTML alone cannot tell (a page could read 1 MB and show 120 bytes).
+    const list = t.mock.method(DeadLetters.prototype, 'list');
+    const previews = t.mock.method(DeadLetters.prototype, 'listPreviews');
+    const listed = await get(`${base}/dlq?queue=big`);
+    assert.equal(listed.status, 200);
+    assertNoInjectedMarkup(listed.text);
+    assert.ok(listed.text.length < 20_000, `the page is ${listed.text.length} characters`);
+    assert.match(listed.text, /data-testid="body-preview">&lt;script&gt;alert\(4\)&lt;\/script&gt;A+…</);
+    assert.equal(list.mock.callCount(), 0, 'no whole row read for the list');
+    assert.equal(previews.mock.callCount(), 1);
+    const call = previews.mock.calls[0]!;
+    assert.equal(call.arguments[0]?.bodyPreviewBytes, 120);
+    const answered = await call.result!;
+    assert.equal(answered.rows.length, 1);
+    const big = answered.rows[0]!;
+    assert.ok(!('body' in big) && !('payload' in big), 'the body never reached the dashboard');
+    assert.equal(big.bodyPreview, BIG_BODY.slice(0, 120));
+    assert.equal(big.payloadBytes, Buffer.byteLength(BIG_BODY));
+
     const [id] = await dlqIds('big');
     const row = await get(`${base}/dlq/${id}`);
     assert.equal(row.status, 200);

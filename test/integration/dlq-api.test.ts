@@ -35,6 +35,12 @@ async function seedDlq(table: string, rows: number, queue: string, reason: strin
   );
 }
 
+/** A DLQ row's fields other than its body: what list() and listPreviews() must agree on. */
+function withoutBody(row: object): Record<string, unknown> {
+  const body = ['body', 'payload', 'bodyPreview', 'bodyPreviewTruncated', 'payloadBytes'];
+  return Object.fromEntries(Object.entries(row).filter(([key]) => !body.includes(key)));
+}
+
 async function dlqCount(table: string, queue?: string): Promise<number> {
   const { rows } = await db.pool.query<{ n: string }>(
     `SELECT count(*) AS n FROM ${table}_dlq WHERE $1::text IS NULL OR queue = $1`,
@@ -102,6 +108,71 @@ describe('outbox.dlq', () => {
     assert.equal(await outbox.dlq.get('999999999'), null);
     await assert.rejects(outbox.dlq.list({ cursor: 'garbage' }), (e) => e instanceof InvalidOptionError && e.option === 'cursor');
     await assert.rejects(outbox.dlq.list({ limit: 1001 }), (e) => e instanceof InvalidOptionError && e.option === 'limit');
+  });
+
+  test('listPreviews: a bounded preview and the exact size instead of the body, never a split character; same rows and cursor as list', async () => {
+    const { outbox, log } = await migratedOutbox(newOutbox, db.pool, 'q_preview');
+    outbox.subscribe(
+      'big',
+      () => {
+        throw new RangeError('too big');
+      },
+      { retry: new NoRetry(), ...FAST_POLL },
+    );
+    outbox.start();
+    // 1 MB: a JSON document, a text whose 3-byte characters straddle every cut, and bytes.
+    const json = { blob: 'x'.repeat(1_000_000) };
+    const text = `ab${'€'.repeat(400_000)}`;
+    const bytes = Buffer.alloc(1_000_000, 0x41);
+    await publishCommitted(outbox, db.pool, 'big', [json, text, bytes, 'short']);
+    await log.waitFor('dlq_written', 4);
+
+    const whole = (await outbox.dlq.list({ queue: 'big' })).rows;
+    const page = await outbox.dlq.listPreviews({ queue: 'big', bodyPreviewBytes: 100 });
+    assert.deepEqual(
+      page.rows.map((r) => r.id),
+      whole.map((r) => r.id),
+      'the same rows in the same order as list()',
+    );
+    for (const [i, row] of page.rows.entries()) {
+      const full = whole[i]!;
+      assert.ok(!('body' in row) && !('payload' in row), 'no body, no payload on a preview row');
+      assert.equal(row.payloadBytes, full.payload.length, 'the exact stored size');
+      assert.ok(Buffer.byteLength(row.bodyPreview) <= 100, `${Buffer.byteLength(row.bodyPreview)} bytes`);
+      assert.ok(full.payload.toString('utf8').startsWith(row.bodyPreview), 'a prefix of the body, no replacement character');
+      assert.equal(row.bodyPreviewTruncated, full.payload.length > Buffer.byteLength(row.bodyPreview));
+      assert.deepEqual(withoutBody(row), withoutBody(full), 'every other field as list() returns it');
+    }
+    const byBody = new Map(page.rows.map((r) => [r.payloadBytes, r]));
+    assert.equal(byBody.get(Buffer.byteLength(JSON.stringify(json)))?.bodyPreview, JSON.stringify(json).slice(0, 100));
+    // 2 + 3k bytes: 98 fits 32 euros, the 33rd would end at byte 101.
+    assert.equal(byBody.get(Buffer.byteLength(text))?.bodyPreview, text.slice(0, 34));
+    assert.equal(byBody.get(1_000_000)?.bodyPreview, 'A'.repeat(100));
+    const short = byBody.get(5);
+    assert.deepEqual([short?.bodyPreview, short?.bodyPreviewTruncated], ['short', false], 'a string is stored as its text');
+
+    // Default 1 KiB (peek()'s); 0 is the size alone; the cursor pages through either method.
+    const first = await outbox.dlq.listPreviews({ queue: 'big', limit: 2 });
+    for (const row of first.rows) {
+      assert.ok(Buffer.byteLength(row.bodyPreview) <= 1_024);
+      assert.equal(row.bodyPreviewTruncated, row.payloadBytes > 1_024);
+    }
+    assert.ok(first.nextCursor !== null);
+    const rest = await outbox.dlq.list({ queue: 'big', cursor: first.nextCursor });
+    assert.deepEqual(
+      [...first.rows, ...rest.rows].map((r) => r.id),
+      whole.map((r) => r.id),
+    );
+    const sizes = await outbox.dlq.listPreviews({ queue: 'big', bodyPreviewBytes: 0 });
+    assert.ok(sizes.rows.every((r) => r.bodyPreview === '' && r.bodyPreviewTruncated));
+    for (const bad of [-1, 65_537, 1.5, '1024'] as unknown as number[]) {
+      await assert.rejects(
+        outbox.dlq.listPreviews({ bodyPreviewBytes: bad }),
+        (e) => e instanceof InvalidOptionError && e.option === 'bodyPreviewBytes',
+        String(bad),
+      );
+    }
+    await outbox.stop();
   });
 
   test('redrive by ids and by filter: consumed by a running subscriber with fresh counters and the origin header, gone from the DLQ', async () => {

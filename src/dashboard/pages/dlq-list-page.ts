@@ -1,13 +1,14 @@
-import type { DeadLetter, DlqPage } from '../../dlq/dead-letters.js';
+import type { DeadLetterPreview, DlqPreviewPage } from '../../dlq/dead-letters.js';
 import type { DlqFailureReason } from '../../dlq/dlq-options.js';
-import { formatTime, previewOf } from '../format.js';
+import { formatTime } from '../format.js';
 import { type Html, html } from '../html.js';
 import { canAct, csrfField, layout, type PageContext } from './layout.js';
 import { notice } from './notice.js';
 import { dlqHref, dlqRowHref, withQuery } from './urls.js';
 
 export const REASONS: readonly DlqFailureReason[] = ['max_deliveries', 'retry_terminal', 'rejected'];
-const CELL_PREVIEW_BYTES = 120;
+/** What the body cell shows, and all the list asks the database for: a 1 MB body stays in the database. */
+export const CELL_PREVIEW_BYTES = 120;
 
 export interface DlqFilterQuery {
   readonly queue: string | undefined;
@@ -16,7 +17,7 @@ export interface DlqFilterQuery {
 
 export interface DlqListData {
   readonly filter: DlqFilterQuery;
-  readonly page: DlqPage;
+  readonly page: DlqPreviewPage;
   readonly cursor: string | undefined;
   readonly query: URLSearchParams;
 }
@@ -39,8 +40,7 @@ function filterForm(filter: DlqFilterQuery): Html {
   </form>`;
 }
 
-function row(context: PageContext, letter: DeadLetter): Html {
-  const body = previewOf(letter.body, CELL_PREVIEW_BYTES);
+function row(context: PageContext, letter: DeadLetterPreview): Html {
   const select = canAct(context)
     ? html`<td>
         <input
@@ -67,7 +67,9 @@ function row(context: PageContext, letter: DeadLetter): Html {
     <td class="num">${letter.deliveriesCount}</td>
     <td><span class="name">${letter.lastExceptionType ?? '—'}</span></td>
     <td class="fill">
-      <div class="clamp"><code data-testid="body-preview">${body.text}${body.truncated ? '…' : ''}</code></div>
+      <div class="clamp">
+        <code data-testid="body-preview">${letter.bodyPreview}${letter.bodyPreviewTruncated ? '…' : ''}</code>
+      </div>
     </td>
     ${redrive}
   </tr>`;

@@ -1,6 +1,7 @@
 import { isIP } from 'node:net';
 
 import { InvalidOptionError } from '../errors.js';
+import { DEFAULT_LEASE_TTL_MS } from '../subscriber/subscription-options.js';
 import { integerOption } from '../util/integer-option.js';
 import { rejectUnknownOptions } from '../util/known-options.js';
 import { type Logger, silentLogger } from '../util/logger.js';
@@ -141,7 +142,7 @@ export function resolveDashboardOptions(options: unknown): ResolvedDashboardOpti
     token: token,
     readOnly,
     processes: raw.processes as ResolvedDashboardOptions['processes'],
-    leaseTtlMs: integerOption('dashboard.leaseTtlMs', raw.leaseTtlMs, 1, 24 * 3600 * 1000, 60_000),
+    leaseTtlMs: integerOption('dashboard.leaseTtlMs', raw.leaseTtlMs, 1, 24 * 3600 * 1000, DEFAULT_LEASE_TTL_MS),
     leaseTtlMsOf: raw.leaseTtlMsOf as ResolvedDashboardOptions['leaseTtlMsOf'],
     refreshIntervalMs: integerOption('dashboard.refreshIntervalMs', raw.refreshIntervalMs, 500, 3_600_000, 5_000),
     statusCacheMs: integerOption('dashboard.statusCacheMs', raw.statusCacheMs, 0, 60_000, 1_000),

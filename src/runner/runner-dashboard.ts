@@ -1,6 +1,7 @@
 import type { DashboardOutbox } from '../dashboard/dashboard-context.js';
 import type { ServedDashboard } from '../dashboard/dashboard-server.js';
 import type { DashboardProcesses } from '../dashboard/processes.js';
+import { DEFAULT_LEASE_TTL_MS } from '../subscriber/subscription-options.js';
 import type { Logger } from '../util/logger.js';
 import type { DashboardConfig } from './config/runner-config.js';
 import type { ConsumerPlan, Supervisor } from './supervisor.js';
@@ -30,9 +31,6 @@ export async function processesOf(state: RunnerState): Promise<DashboardProcesse
   return { ready: await state.ready(), consumers };
 }
 
-/** subscribe()'s default leaseTtlMs (src/subscriber/subscription-options.ts), for a consumer that sets none. */
-const SUBSCRIBE_DEFAULT_LEASE_TTL_MS = 60_000;
-
 /**
  * The lease TTL the queue page's peek() judges `queue`'s leases by: its consumers' `leaseTtlMs`
  * (subscribe()'s default for one that sets none). When several consumers read the queue, the
@@ -45,7 +43,7 @@ export function leaseTtlMsOf(plans: ReadonlyMap<string, ConsumerPlan>, queue: st
     .map((plan) => {
       // Validated by subscribe()'s own resolver when the config was loaded.
       const given = plan.spec.subscribe.leaseTtlMs;
-      return typeof given === 'number' ? given : SUBSCRIBE_DEFAULT_LEASE_TTL_MS;
+      return typeof given === 'number' ? given : DEFAULT_LEASE_TTL_MS;
     });
   return ttls.length === 0 ? undefined : Math.max(...ttls);
 }

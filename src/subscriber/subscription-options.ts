@@ -5,6 +5,9 @@ import { rejectUnknownOptions } from '../util/known-options.js';
 
 export type AckPolicy = 'nack_on_error' | 'reject_on_error' | 'manual';
 
+/** subscribe()'s leaseTtlMs when none is given; peek() and the dashboard judge leases by it too. */
+export const DEFAULT_LEASE_TTL_MS = 60_000;
+
 export interface SubscribeOptions {
   /** Names the subscriber in events, metrics and logs. Keep it bounded (no ids). @default the handler's name, else the queues */
   readonly name?: string;
@@ -120,7 +123,7 @@ export function resolveSubscribeOptions(
   }
   const concurrency = integer('concurrency', raw.concurrency, 1, 1, 10_000);
   const fetchBatchSize = integer('fetchBatchSize', raw.fetchBatchSize, 10, 1, 10_000);
-  const leaseTtlMs = integer('leaseTtlMs', raw.leaseTtlMs, 60_000, 1, 24 * 3600 * 1000);
+  const leaseTtlMs = integer('leaseTtlMs', raw.leaseTtlMs, DEFAULT_LEASE_TTL_MS, 1, 24 * 3600 * 1000);
   const minPollIntervalMs = integer('minPollIntervalMs', raw.minPollIntervalMs, 1000, 1, 3600 * 1000);
   const maxPollIntervalMs = integer(
     'maxPollIntervalMs',

@@ -3,7 +3,9 @@ import { resolve } from 'node:path';
 
 import { errorMessage } from '../errors.js';
 import { loadRunnerConfig } from '../runner/config/load-config.js';
+import type { RunnerConfig } from '../runner/config/runner-config.js';
 import { DEFAULT_TABLE } from '../schema/schema-names.js';
+import { nonEmpty } from './environment.js';
 import { OptionError } from './usage.js';
 
 /** The parseArgs options every command that talks to a database takes (migrate, dlq, status, queue, schema). */
@@ -30,6 +32,8 @@ export interface Connection {
   readonly table: string;
   /** undefined: the Outbox default (`<table>_dlq`); false: no DLQ (a config's `dlqTable: false`). */
   readonly dlqTable: string | false | undefined;
+  /** The config file read (`--config`, or the implicit ./txoutbox.yaml), loaded once; undefined when none was. */
+  readonly config?: RunnerConfig;
 }
 
 export interface ConnectionIo {
@@ -60,7 +64,12 @@ export async function resolveConnection(values: ConnectionValues, io: Connection
   const fromFlags = { connectionString: values['database-url'], ...tableNames(values, undefined) };
   if (values.config !== undefined) {
     const config = await readConfig(values.config, '--config', io.env, EXPLICIT_FIX);
-    return { ...fromFlags, connectionString: values['database-url'] ?? config.url, ...tableNames(values, config) };
+    return {
+      ...fromFlags,
+      connectionString: values['database-url'] ?? config.database.url,
+      ...tableNames(values, config),
+      config,
+    };
   }
   const url = values['database-url'] ?? nonEmpty(io.env.DATABASE_URL);
   if (url !== undefined) return { ...fromFlags, connectionString: url };
@@ -68,7 +77,7 @@ export async function resolveConnection(values: ConnectionValues, io: Connection
   if (existsSync(implicit)) {
     io.err?.(`txoutbox: using ${implicit} (no --database-url, --config or DATABASE_URL given)\n`);
     const config = await readConfig(implicit, `./${DEFAULT_CONFIG_FILE}`, io.env, IMPLICIT_FIX);
-    return { connectionString: config.url, ...tableNames(values, config) };
+    return { connectionString: config.database.url, ...tableNames(values, config), config };
   }
   throw new OptionError({
     option: '--database-url',
@@ -86,13 +95,7 @@ export async function resolveTableNames(values: ConnectionValues, env: NodeJS.Pr
   return tableNames(values, config);
 }
 
-interface ConfigNames {
-  readonly url: string;
-  readonly table: string;
-  readonly dlqTable: string | false;
-}
-
-function tableNames(values: ConnectionValues, config: ConfigNames | undefined): Names {
+function tableNames(values: ConnectionValues, config: Pick<RunnerConfig, 'table' | 'dlqTable'> | undefined): Names {
   const table = values.table ?? config?.table ?? DEFAULT_TABLE;
   if (values['dlq-table'] !== undefined) return { table, dlqTable: values['dlq-table'] };
   if (config === undefined) return { table, dlqTable: undefined };
@@ -103,10 +106,9 @@ function tableNames(values: ConnectionValues, config: ConfigNames | undefined): 
 const EXPLICIT_FIX = 'correct the file (the one `txoutbox run` reads: every problem is listed above with its line).';
 const IMPLICIT_FIX = `correct it, or name the database with --database-url, DATABASE_URL or --config <file> (then ./${DEFAULT_CONFIG_FILE} is not read).`;
 
-async function readConfig(path: string, option: string, env: NodeJS.ProcessEnv, fix: string): Promise<ConfigNames> {
+async function readConfig(path: string, option: string, env: NodeJS.ProcessEnv, fix: string): Promise<RunnerConfig> {
   try {
-    const config = await loadRunnerConfig(path, env);
-    return { url: config.database.url, table: config.table, dlqTable: config.dlqTable };
+    return await loadRunnerConfig(path, env);
   } catch (error) {
     // ConfigError's message lists every problem with file:line and no secret (load-config.ts).
     throw new OptionError({
@@ -116,8 +118,4 @@ async function readConfig(path: string, option: string, env: NodeJS.ProcessEnv, 
       cause: error,
     });
   }
-}
-
-function nonEmpty(value: string | undefined): string | undefined {
-  return value === undefined || value === '' ? undefined : value;
 }

@@ -2,15 +2,14 @@ import { parseArgs } from 'node:util';
 
 import type { DashboardOptions } from '../dashboard/dashboard-options.js';
 import { startDashboard } from '../dashboard/dashboard-server.js';
-import { InvalidOptionError } from '../errors.js';
 import { Outbox } from '../outbox.js';
-import { loadRunnerConfig } from '../runner/config/load-config.js';
 import { beforeDeadline } from '../util/deadline.js';
-import { consoleLogger, type LogLevel } from '../util/logger.js';
+import { consoleLogger } from '../util/logger.js';
 import { CONNECTION_OPTIONS, resolveConnection } from './connection-options.js';
+import { logLevelOf, nonEmpty } from './environment.js';
 import { wholeNumber } from './option-values.js';
 import { untilStopSignal } from './stop-signal.js';
-import { OptionError, UsageError } from './usage.js';
+import { flagError, UsageError } from './usage.js';
 
 export interface DashboardIo {
   readonly env: NodeJS.ProcessEnv;
@@ -51,9 +50,10 @@ export async function dashboardCommand(args: string[], io: DashboardIo): Promise
   if (positionals.length > 0) throw new UsageError(`dashboard takes no argument, got '${positionals[0]}'`);
   const port = values.port === undefined ? undefined : wholeNumber('--port', values.port);
   const leaseTtlMs = values['lease-ttl-ms'] === undefined ? undefined : wholeNumber('--lease-ttl-ms', values['lease-ttl-ms']);
-  const { connectionString, table, dlqTable } = await resolveConnection(values, io);
-  // --config also gives the file's dashboard: section (the runner's), under the flags and the env.
-  const file = values.config === undefined ? undefined : (await loadRunnerConfig(values.config, io.env)).dashboard;
+  const { connectionString, table, dlqTable, config } = await resolveConnection(values, io);
+  // --config also gives the file's dashboard: section (the runner's), under the flags and the env;
+  // the implicit ./txoutbox.yaml gives only the database, as for every other command.
+  const file = values.config === undefined ? undefined : config?.dashboard;
   const host = values.host ?? file?.host;
   const chosenPort = port ?? file?.port;
   const token = nonEmpty(values.token) ?? nonEmpty(io.env[TOKEN_ENV]) ?? file?.token;
@@ -64,22 +64,13 @@ export async function dashboardCommand(args: string[], io: DashboardIo): Promise
     ...(leaseTtlMs === undefined ? {} : { leaseTtlMs }),
     readOnly: values['read-only'] || file?.readOnly === true,
     // Actions (pause, redrive, purge) are logged at info on stderr; stdout has the one URL line.
-    logger: consoleLogger(logLevel(io.env)),
+    logger: consoleLogger(logLevelOf(io.env)),
   };
   // Pages run a few statements each (status and peek side by side): a handful of connections.
   const outbox = new Outbox({ connectionString, table, dlqTable, poolSize: 4 });
   try {
     const dashboard = await startDashboard(outbox, options).catch((error: unknown) => {
-      const flag = error instanceof InvalidOptionError ? FLAG_OF[error.option] : undefined;
-      if (error instanceof InvalidOptionError && flag !== undefined) {
-        throw new OptionError({
-          option: flag,
-          problem: `expected ${error.expected}`,
-          fix: error.fix ?? 'see txoutbox --help',
-          cause: error,
-        });
-      }
-      throw error;
+      throw flagError(error, FLAG_OF) ?? error;
     });
     io.out(`txoutbox dashboard listening on ${dashboard.url}\n`);
     await untilStopSignal(consoleLogger('warn'), 'stop signal while stopping: the dashboard is closing');
@@ -88,13 +79,4 @@ export async function dashboardCommand(args: string[], io: DashboardIo): Promise
   } finally {
     await beforeDeadline(outbox.stop(), OUTBOX_STOP_MS, () => undefined);
   }
-}
-
-function logLevel(env: NodeJS.ProcessEnv): LogLevel {
-  const level = env.TXOUTBOX_LOG_LEVEL;
-  return level === 'debug' || level === 'warn' || level === 'error' ? level : 'info';
-}
-
-function nonEmpty(value: string | undefined): string | undefined {
-  return value === undefined || value === '' ? undefined : value;
 }

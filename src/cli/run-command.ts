@@ -3,7 +3,8 @@ import { parseArgs } from 'node:util';
 
 import { errorMessage } from '../errors.js';
 import { runnerFromConfig } from '../runner/runner-from-config.js';
-import { consoleLogger, type Logger, type LogLevel, withFields } from '../util/logger.js';
+import { consoleLogger, type Logger, withFields } from '../util/logger.js';
+import { logLevelOf } from './environment.js';
 import { untilStopSignal } from './stop-signal.js';
 import { UsageError } from './usage.js';
 
@@ -11,14 +12,9 @@ export interface RunIo {
   readonly env: NodeJS.ProcessEnv;
 }
 
-function logLevel(env: NodeJS.ProcessEnv): LogLevel {
-  const level = env.TXOUTBOX_LOG_LEVEL;
-  return level === 'debug' || level === 'warn' || level === 'error' ? level : 'info';
-}
-
 /** The supervisor's logger: every line carries its pid, as the children's carry theirs. */
 function runnerLogger(env: NodeJS.ProcessEnv): Logger {
-  return withFields(consoleLogger(logLevel(env)), { pid: process.pid, role: 'supervisor' });
+  return withFields(consoleLogger(logLevelOf(env)), { pid: process.pid, role: 'supervisor' });
 }
 
 /**

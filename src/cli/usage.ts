@@ -1,3 +1,5 @@
+import { InvalidOptionError } from '../errors.js';
+
 export const USAGE = `txoutbox: the transactional outbox for PostgreSQL
 
 Usage:
@@ -87,4 +89,24 @@ export class OptionError extends UsageError {
     this.option = args.option;
     this.fix = args.fix;
   }
+}
+
+/**
+ * The API's InvalidOptionError for a value the user typed, as bad usage naming the flag (`flagOf`
+ * maps the API option to it: `state` → `--state`) with the API's fix; undefined for any other
+ * error, or an option the command has no flag for. One mapping for every command.
+ */
+export function flagError(error: unknown, flagOf: Readonly<Record<string, string>>): OptionError | undefined {
+  if (!(error instanceof InvalidOptionError)) return undefined;
+  const flag = flagOf[error.option];
+  if (flag === undefined) return undefined;
+  // A missing value (a token the host needs) has nothing to show; a secret is '[redacted]' already.
+  const { value } = error;
+  const got = value === undefined ? '' : `, got '${typeof value === 'string' ? value : JSON.stringify(value)}'`;
+  return new OptionError({
+    option: flag,
+    problem: `expected ${error.expected}${got}`,
+    fix: error.fix ?? 'see txoutbox --help',
+    cause: error,
+  });
 }

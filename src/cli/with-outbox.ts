@@ -1,14 +1,14 @@
-import { InvalidOptionError } from '../errors.js';
 import { Outbox } from '../outbox.js';
 import { redactConnectionString } from '../util/redact.js';
 import type { Connection } from './connection-options.js';
-import { UsageError } from './usage.js';
+import { flagError } from './usage.js';
 
 /**
  * Runs one ops command (dlq, status, queue, schema) on an Outbox of its own: one connection, no
  * subscriber, stopped whatever happens. The API's InvalidOptionError for a value the user typed
- * (`flagOf` maps the API option to its flag: `state` → `--state`) becomes bad usage naming the flag
- * (exit 2); any other error reaches the terminal with the connection string's password masked.
+ * (`flagOf` maps the API option to its flag: `state` → `--state`) becomes an OptionError naming the
+ * flag and the fix (exit 2); any other error reaches the terminal with the connection string's
+ * password masked.
  */
 export async function withOutbox<T>(
   connection: Connection,
@@ -20,11 +20,7 @@ export async function withOutbox<T>(
   try {
     return await run(outbox);
   } catch (error) {
-    const flag = error instanceof InvalidOptionError ? flagOf[error.option] : undefined;
-    if (error instanceof InvalidOptionError && flag !== undefined) {
-      throw new UsageError(`${flag}: expected ${error.expected}, got '${String(error.value)}'`);
-    }
-    throw redacted(error, connectionString);
+    throw flagError(error, flagOf) ?? redacted(error, connectionString);
   } finally {
     await outbox.stop();
   }

@@ -158,5 +158,15 @@ describe('txoutbox queue', () => {
       assert.equal(result.code, 2, `${args.join(' ')}: ${result.err}`);
       assert.match(result.err, message, args.join(' '));
     }
+    // A value the API refuses: its fix, under the flag's name, without the forty lines of usage
+    // burying it (an OptionError, as for the connection flags and txoutbox dashboard).
+    const refused = await txoutboxMain(['queue', 'peek', 'orders', '--state', 'sleeping', '--table', TABLE], {
+      DATABASE_URL: db.url,
+    });
+    assert.equal(refused.code, 2);
+    assert.equal(
+      refused.err,
+      "txoutbox: --state: expected 'ready', 'scheduled', 'leased', got 'sleeping'\nFix: Pass one of these, or leave state out for every pending row.\n",
+    );
   });
 });

@@ -1,11 +1,11 @@
 import { parseArgs } from 'node:util';
 
 import type { DeadLetter, DeadLetterPreview } from '../dlq/dead-letters.js';
+import { describeDlqFilter } from '../dlq/describe-filter.js';
 import type { DlqFailureReason, DlqFilter } from '../dlq/dlq-options.js';
 import { resolveOlderThanMs } from '../dlq/retention-options.js';
 import { InvalidOptionError } from '../errors.js';
 import type { Outbox } from '../outbox.js';
-import { formatDurationMs } from '../util/duration.js';
 import { CONNECTION_OPTIONS, resolveConnection } from './connection-options.js';
 import { jsonLine, rowJson } from './json-output.js';
 import { rejectForeignOptions, wholeNumber } from './option-values.js';
@@ -162,15 +162,7 @@ function selection(operation: 'redrive' | 'purge', values: Values): readonly str
 
 function describe(target: readonly string[] | DlqFilter): string {
   if (Array.isArray(target)) return `dead letter${target.length === 1 ? '' : 's'} ${target.join(', ')}`;
-  const filter = target as DlqFilter;
-  const parts = [
-    filter.queue === undefined ? '' : `queue '${filter.queue}'`,
-    filter.reason === undefined ? '' : `reason '${filter.reason}'`,
-  ];
-  const narrowed = parts.filter((p) => p !== '').join(' and ');
-  const aged = filter.olderThanMs === undefined ? '' : ` that failed more than ${formatDurationMs(filter.olderThanMs)} ago`;
-  if (narrowed === '' && aged === '') return 'EVERY dead letter';
-  return `every dead letter${narrowed === '' ? '' : ` with ${narrowed}`}${aged}`;
+  return describeDlqFilter(target as DlqFilter);
 }
 
 /** `--older-than 14d` (or milliseconds), judged before connecting by the rule the API applies. */

@@ -1,7 +1,7 @@
+import { describeDlqFilter } from '../dlq/describe-filter.js';
 import type { DlqFilter } from '../dlq/dlq-options.js';
 import { type DashboardContext, pageContext } from './dashboard-context.js';
 import { type DashboardResponse, page, redirect } from './http-response.js';
-import { describeFilter } from './pages/dlq-confirm-page.js';
 import { errorPage } from './pages/message-pages.js';
 import { noticeQuery } from './pages/notice.js';
 import { dlqHref, queueHref } from './pages/urls.js';
@@ -38,7 +38,7 @@ function confirmedFilter(form: URLSearchParams): DlqFilter | undefined {
 
 /** For the log line: the first 20 ids (a form may tick a thousand), or the filter in words. */
 function describeSelection(target: readonly string[] | DlqFilter, form: URLSearchParams): string {
-  if (!Array.isArray(target)) return describeFilter(dlqFilterOf(form));
+  if (!Array.isArray(target)) return describeDlqFilter(dlqFilterOf(form));
   const ids = target as readonly string[];
   return `ids ${ids.slice(0, 20).join(', ')}${ids.length > 20 ? ` … (${ids.length} in all)` : ''}`;
 }
@@ -76,7 +76,7 @@ export async function purge(context: DashboardContext, form: URLSearchParams): P
   const { purged } = await context.outbox.dlq.purge(filter);
   context.status.invalidate();
   context.options.logger.info(
-    { dlqTable: context.outbox.dlqTable, purged, filter: describeFilter(dlqFilterOf(form)) },
+    { dlqTable: context.outbox.dlqTable, purged, filter: describeDlqFilter(dlqFilterOf(form)) },
     'dashboard: purged dead letters',
   );
   const back = dlqFilterOf(form);

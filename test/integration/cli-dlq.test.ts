@@ -138,7 +138,7 @@ describe('txoutbox dlq', () => {
     });
     const args = ['dlq', 'purge', '--queue', 'spam', '--table', TABLE];
     assert.equal(await main(args, io(false)), 1, out);
-    assert.match(questions[0] ?? '', /purge every dead letter with queue 'spam' in .*cli_dlq_dlq\? \[y\/N\]/);
+    assert.match(questions[0] ?? '', /purge every dead letter of queue 'spam' in .*cli_dlq_dlq\? \[y\/N\]/);
     assert.equal(await count(dlq, 'spam'), before);
     assert.equal(await main(args, io(true)), 0, out);
     assert.equal(await count(dlq, 'spam'), 0);

@@ -1,3 +1,4 @@
+import { describeDlqFilter } from '../../dlq/describe-filter.js';
 import { type Html, html } from '../html.js';
 import type { DlqFilterQuery } from './dlq-list-page.js';
 import { csrfField, layout, type PageContext } from './layout.js';
@@ -5,22 +6,13 @@ import { dlqHref } from './urls.js';
 
 export type BulkAction = 'redrive' | 'purge';
 
-/** What a filter selects, in words: `every dead letter of queue 'orders' with reason 'rejected'`. */
-export function describeFilter(filter: DlqFilterQuery): string {
-  const parts = [
-    filter.queue === undefined ? '' : `of queue '${filter.queue}'`,
-    filter.reason === undefined ? '' : `with reason '${filter.reason}'`,
-  ].filter((p) => p !== '');
-  return parts.length === 0 ? 'EVERY dead letter, of every queue' : `every dead letter ${parts.join(' ')}`;
-}
-
 /**
  * `/dlq/confirm?action=purge&queue=…`: the confirmation step of a bulk redrive or purge, a page of
  * its own so that it works without JavaScript (no `confirm()` dialog). Showing it changes nothing;
  * its button posts the action with `confirm=yes`.
  */
 export function dlqConfirmPage(context: PageContext, action: BulkAction, filter: DlqFilterQuery, dlqTable: string): Html {
-  const what = describeFilter(filter);
+  const what = describeDlqFilter(filter);
   const warning =
     action === 'purge'
       ? html`<p class="error">Purging deletes them from ${dlqTable} for good: they cannot be redriven afterwards.</p>`

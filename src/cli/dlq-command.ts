@@ -8,7 +8,7 @@ import { InvalidOptionError } from '../errors.js';
 import type { Outbox } from '../outbox.js';
 import { CONNECTION_OPTIONS, resolveConnection } from './connection-options.js';
 import { jsonLine, rowJson } from './json-output.js';
-import { rejectForeignOptions, wholeNumber } from './option-values.js';
+import { subcommand, wholeNumber } from './option-values.js';
 import { terminalSafe } from './terminal-safe.js';
 import { renderTable } from './text-table.js';
 import { UsageError } from './usage.js';
@@ -67,11 +67,8 @@ const FLAG_OF: Record<string, string> = {
  */
 export async function dlqCommand(args: string[], io: DlqIo): Promise<number> {
   const { values, positionals } = parse(args);
-  const [sub, ...operands] = positionals;
-  if (sub === undefined || !(sub in ACCEPTS)) {
-    throw new UsageError(`dlq takes list, show <id>, redrive or purge, got ${sub === undefined ? 'nothing' : `'${sub}'`}`);
-  }
-  rejectForeignOptions(values, ACCEPTS[sub] ?? [], `dlq ${sub}`);
+  const [given, ...operands] = positionals;
+  const sub = subcommand('dlq', given, ACCEPTS, values, 'list, show <id>, redrive or purge');
   if (operands.length > (sub === 'show' ? 1 : 0)) throw new UsageError(`unexpected argument '${operands.at(-1)}'`);
   // Parse every option before connecting: bad usage never waits for a database.
   const run = plan(sub, operands[0], values);

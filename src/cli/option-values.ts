@@ -8,14 +8,31 @@ export function wholeNumber(flag: string, value: string): number {
 }
 
 /**
+ * The subcommand `given` (`queue pause`, `dlq list`), one of those `accepts` lists, after refusing
+ * any option it does not take (rejectForeignOptions). `choices` says what the command takes, in the
+ * error: `queue takes pause, resume or peek, got 'frobnicate'`.
+ */
+export function subcommand(
+  command: string,
+  given: string | undefined,
+  accepts: Readonly<Record<string, readonly string[]>>,
+  values: Readonly<Record<string, unknown>>,
+  choices: string,
+): string {
+  // Own keys only: `queue constructor` is not a subcommand.
+  const taken = given !== undefined && Object.hasOwn(accepts, given) ? accepts[given] : undefined;
+  if (given === undefined || taken === undefined) {
+    throw new UsageError(`${command} takes ${choices}, got ${given === undefined ? 'nothing' : `'${given}'`}`);
+  }
+  rejectForeignOptions(values, taken, `${command} ${given}`);
+  return given;
+}
+
+/**
  * Every option given must be one the subcommand takes (or a connection option): a flag that would
  * be silently ignored (`status --state ready`) is bad usage, not a surprise later.
  */
-export function rejectForeignOptions(
-  values: Readonly<Record<string, unknown>>,
-  accepted: readonly string[],
-  command: string,
-): void {
+function rejectForeignOptions(values: Readonly<Record<string, unknown>>, accepted: readonly string[], command: string): void {
   for (const [name, value] of Object.entries(values)) {
     const given = Array.isArray(value) ? value.length > 0 : value !== false && value !== undefined;
     if (given && !(name in CONNECTION_OPTIONS) && !accepted.includes(name)) {

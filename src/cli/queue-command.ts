@@ -6,10 +6,9 @@ import type { QueuePauseState } from '../queues/queue-status.js';
 import type { CommandIo } from './command-io.js';
 import { CONNECTION_OPTIONS, resolveConnection } from './connection-options.js';
 import { jsonLine, rowJson } from './json-output.js';
-import { operands, rejectForeignOptions, wholeNumber } from './option-values.js';
+import { operands, subcommand, wholeNumber } from './option-values.js';
 import { terminalSafe } from './terminal-safe.js';
 import { renderTable } from './text-table.js';
-import { UsageError } from './usage.js';
 import { withOutbox } from './with-outbox.js';
 
 const OPTIONS = {
@@ -51,11 +50,8 @@ const FLAG_OF = {
  */
 export async function queueCommand(args: string[], io: CommandIo): Promise<number> {
   const { values, positionals } = parse(args);
-  const [sub, ...rest] = positionals;
-  if (sub === undefined || !(sub in ACCEPTS)) {
-    throw new UsageError(`queue takes pause, resume or peek, got ${sub === undefined ? 'nothing' : `'${sub}'`}`);
-  }
-  rejectForeignOptions(values, ACCEPTS[sub] ?? [], `queue ${sub}`);
+  const [given, ...rest] = positionals;
+  const sub = subcommand('queue', given, ACCEPTS, values, 'pause, resume or peek');
   const [queue = ''] = operands(rest, ['<queue>'], `queue ${sub}`);
   // Parse every option before connecting: bad usage never waits for a database.
   const run = plan(sub, queue, values);

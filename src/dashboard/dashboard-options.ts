@@ -4,6 +4,7 @@ import { InvalidOptionError } from '../errors.js';
 import { DEFAULT_LEASE_TTL_MS } from '../subscriber/subscription-options.js';
 import { integerOption } from '../util/integer-option.js';
 import { rejectUnknownOptions } from '../util/known-options.js';
+import { endpointAddress } from '../util/listen.js';
 import { type Logger, silentLogger } from '../util/logger.js';
 import type { DashboardProcesses } from './processes.js';
 
@@ -103,14 +104,7 @@ export function resolveDashboardOptions(options: unknown): ResolvedDashboardOpti
   }
   const raw = options as Record<string, unknown>;
   rejectUnknownOptions(raw, 'dashboard', KNOWN, 'dashboard.');
-  const host = raw.host ?? DEFAULT_DASHBOARD_HOST;
-  if (typeof host !== 'string' || host.trim() === '' || host !== host.trim()) {
-    throw invalid('host', host, "an interface address such as '127.0.0.1' (the default) or '0.0.0.0'");
-  }
-  const port = raw.port ?? DEFAULT_DASHBOARD_PORT;
-  if (typeof port !== 'number' || !Number.isInteger(port) || port < 0 || port > 65535) {
-    throw invalid('port', port, 'an integer from 0 to 65535 (0 picks a free port)');
-  }
+  const { host, port } = endpointAddress(raw, { host: DEFAULT_DASHBOARD_HOST, port: DEFAULT_DASHBOARD_PORT }, invalid);
   const token = raw.token === '' ? undefined : raw.token;
   if (token !== undefined && (typeof token !== 'string' || token.length < MIN_TOKEN_LENGTH || /\s/.test(token))) {
     throw invalid('token', token, `a string of at least ${MIN_TOKEN_LENGTH} characters without spaces`, TOKEN_FIX, true);

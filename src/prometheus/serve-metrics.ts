@@ -3,7 +3,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import { errorMessage, InvalidOptionError } from '../errors.js';
 import type { Outbox } from '../outbox.js';
 import { rejectUnknownOptions } from '../util/known-options.js';
-import { listenHttp } from '../util/listen.js';
+import { endpointAddress, listenHttp } from '../util/listen.js';
 import type { AnyRegistry } from './options.js';
 import { metricsContentType, prefersOpenMetrics, renderMetrics } from './render.js';
 
@@ -75,14 +75,7 @@ function resolve(options: unknown): Resolved {
   if (ready !== undefined && typeof ready !== 'function') {
     throw invalid('ready', ready, 'a function returning a boolean or a promise of one');
   }
-  const host = raw.host ?? DEFAULT_METRICS_HOST;
-  if (typeof host !== 'string' || host.trim() === '' || host !== host.trim()) {
-    throw invalid('host', host, "an interface address or host name such as '127.0.0.1' (the default) or '0.0.0.0'");
-  }
-  const port = raw.port ?? DEFAULT_METRICS_PORT;
-  if (typeof port !== 'number' || !Number.isInteger(port) || port < 0 || port > 65535) {
-    throw invalid('port', port, 'an integer from 0 to 65535 (0 picks a free port)');
-  }
+  const { host, port } = endpointAddress(raw, { host: DEFAULT_METRICS_HOST, port: DEFAULT_METRICS_PORT }, invalid);
   const probe =
     ready !== undefined
       ? (ready as () => boolean | Promise<boolean>)

@@ -17,6 +17,26 @@ export interface EndpointNames {
   readonly everyInterface: string;
 }
 
+/**
+ * The `host` and `port` options of an HTTP endpoint (the dashboard, /metrics), judged one way:
+ * `invalid` builds the caller's error for the option at fault.
+ */
+export function endpointAddress(
+  raw: Readonly<Record<string, unknown>>,
+  defaults: { readonly host: string; readonly port: number },
+  invalid: (option: 'host' | 'port', value: unknown, expected: string) => Error,
+): { host: string; port: number } {
+  const host = raw.host ?? defaults.host;
+  if (typeof host !== 'string' || host.trim() === '' || host !== host.trim()) {
+    throw invalid('host', host, "an interface address or host name such as '127.0.0.1' (the default) or '0.0.0.0'");
+  }
+  const port = raw.port ?? defaults.port;
+  if (typeof port !== 'number' || !Number.isInteger(port) || port < 0 || port > 65535) {
+    throw invalid('port', port, 'an integer from 0 to 65535 (0 picks a free port)');
+  }
+  return { host, port };
+}
+
 /** A server listening on its address. */
 export interface ListeningServer {
   readonly host: string;

@@ -142,6 +142,7 @@ describe('txoutbox queue', () => {
     for (const [args, message] of [
       [[], /queue takes pause, resume or peek, got nothing/],
       [['frobnicate', 'orders'], /queue takes pause, resume or peek, got 'frobnicate'/],
+      [['constructor', 'orders'], /queue takes pause, resume or peek, got 'constructor'/],
       [['pause'], /queue pause takes <queue>/],
       [['peek'], /queue peek takes <queue>/],
       [['pause', 'a', 'b'], /unexpected argument 'b'/],

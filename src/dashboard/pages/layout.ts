@@ -36,6 +36,22 @@ export function canAct(context: PageContext): boolean {
   return !context.readOnly;
 }
 
+/**
+ * Every page's <head>: no Referer, an empty icon (no request for /favicon.ico), the stylesheet, and
+ * with `live` the refresh script (a bare page has nothing to refresh).
+ */
+function head(title: string, live: boolean): Html {
+  return html`<head>
+    <meta charset="utf-8" />
+    <meta name="viewport" content="width=device-width, initial-scale=1" />
+    <meta name="referrer" content="no-referrer" />
+    <link rel="icon" href="data:," />
+    <title>${title} · txoutbox</title>
+    <link rel="stylesheet" href="/assets/dashboard.css" />
+    ${live ? html`<script src="/assets/live.js" defer></script>` : ''}
+  </head>`;
+}
+
 export function layout(context: PageContext, args: { title: string; section: Section; content: HtmlValue }): Html {
   const signOut = context.signedIn
     ? html`<form class="inline" method="post" action="/logout">
@@ -44,15 +60,7 @@ export function layout(context: PageContext, args: { title: string; section: Sec
     : '';
   return html`<!doctype html>
     <html lang="en">
-      <head>
-        <meta charset="utf-8" />
-        <meta name="viewport" content="width=device-width, initial-scale=1" />
-        <meta name="referrer" content="no-referrer" />
-        <link rel="icon" href="data:," />
-        <title>${args.title} · txoutbox</title>
-        <link rel="stylesheet" href="/assets/dashboard.css" />
-        <script src="/assets/live.js" defer></script>
-      </head>
+      ${head(args.title, true)}
       <body data-refresh-ms="${context.refreshIntervalMs}">
         <header>
           <span class="brand">txoutbox</span>
@@ -79,14 +87,7 @@ export function layout(context: PageContext, args: { title: string; section: Sec
 export function barePage(title: string, content: HtmlValue): Html {
   return html`<!doctype html>
     <html lang="en">
-      <head>
-        <meta charset="utf-8" />
-        <meta name="viewport" content="width=device-width, initial-scale=1" />
-        <meta name="referrer" content="no-referrer" />
-        <link rel="icon" href="data:," />
-        <title>${title} · txoutbox</title>
-        <link rel="stylesheet" href="/assets/dashboard.css" />
-      </head>
+      ${head(title, false)}
       <body>
         <header><span class="brand">txoutbox</span></header>
         <main>${content}</main>

@@ -68,20 +68,28 @@ export function createOwnedPool(connectionString: string, max: number, queryTime
     }
 
     // The session is set up before the pool hands the connection out (a query sent from the
-    // pool's 'connect' event would overlap the first checkout's). A failure is logged: the session
-    // then plans the default way, as before.
+    // pool's 'connect' event would overlap the first checkout's).
     override connect(): Promise<pg.Client>;
     override connect(callback: ((err: Error) => void) | ((err: null, client: pg.Client) => void)): void;
     override connect(
       callback?: ((err: Error) => void) | ((err: null, client: pg.Client) => void),
     ): Promise<pg.Client> | undefined {
       const ready = super.connect().then(async () => {
-        await this.query(CUSTOM_PLANS).catch((error: unknown) => {
-          logger.warn(
-            { err: errorMessage(error) },
-            `${CUSTOM_PLANS} failed on a new connection; its prepared statements may keep stale plans`,
-          );
-        });
+        // Until the pool takes the client (and listens for its errors), a connection that dies
+        // during the SET emits 'error' here: heard, not thrown. The SET's own failure is the
+        // report: the connect fails, as it would had the connection died a moment earlier, and the
+        // pool's caller sees a connection error (a stuck SET is ended by the pool's connect timeout).
+        const heard = (): void => undefined;
+        this.on('error', heard);
+        try {
+          await this.query(CUSTOM_PLANS);
+        } catch (error) {
+          logger.warn({ err: errorMessage(error) }, `${CUSTOM_PLANS} failed on a new connection; the connection is dropped`);
+          await this.end().catch(() => undefined);
+          throw error;
+        } finally {
+          this.off('error', heard);
+        }
         return this;
       });
       if (callback === undefined) return ready;

@@ -23,6 +23,23 @@ async function history(): Promise<{ table_name: string; version: number; name: s
   return rows;
 }
 
+/** What migrate() creates for a table, by suffix: the tables and indexes, in relname order. */
+const DERIVED_RELATIONS = [
+  '',
+  '_dlq',
+  '_dlq_failed_idx',
+  '_dlq_pkey',
+  '_dlq_time_idx',
+  '_lease_idx',
+  '_paused',
+  '_paused_pkey',
+  '_pkey',
+  '_ready_idx',
+  '_stats',
+  '_stats_pkey',
+  '_timer_uq',
+];
+
 describe('migrate', () => {
   test('by default the tables and their history live in schema txoutbox, and public gets nothing (issue 14)', async () => {
     const outbox = newOutbox({ pool: db.pool });
@@ -197,21 +214,7 @@ describe('migrate', () => {
     );
     assert.deepEqual(
       rows.map((r) => r.relname.slice(table.length)),
-      [
-        '',
-        '_dlq',
-        '_dlq_failed_idx',
-        '_dlq_pkey',
-        '_dlq_time_idx',
-        '_lease_idx',
-        '_paused',
-        '_paused_pkey',
-        '_pkey',
-        '_ready_idx',
-        '_stats',
-        '_stats_pkey',
-        '_timer_uq',
-      ],
+      DERIVED_RELATIONS,
     );
   });
 
@@ -224,21 +227,7 @@ describe('migrate', () => {
     );
     assert.deepEqual(
       rows.map((r) => r.relname.slice(table.length)),
-      [
-        '',
-        '_dlq',
-        '_dlq_failed_idx',
-        '_dlq_pkey',
-        '_dlq_time_idx',
-        '_lease_idx',
-        '_paused',
-        '_paused_pkey',
-        '_pkey',
-        '_ready_idx',
-        '_stats',
-        '_stats_pkey',
-        '_timer_uq',
-      ],
+      DERIVED_RELATIONS,
     );
   });
 

@@ -1,6 +1,5 @@
-import { DeadLetters } from './dlq/dead-letters.js';
-import { buildDlqSql } from './dlq/dlq-sql.js';
-import { InvalidOptionError, OutboxStoppedError } from './errors.js';
+import type { DeadLetters } from './dlq/dead-letters.js';
+import { OutboxStoppedError } from './errors.js';
 import { type OutboxOptions, type ResolvedOutboxOptions, resolveOutboxOptions } from './outbox-options.js';
 import type { TransactionTarget } from './producer/executor.js';
 import { fetchUnprocessed, type FetchUnprocessedOptions, isFetchTarget } from './producer/fetch-unprocessed.js';
@@ -10,9 +9,8 @@ import type { PublishBatchOptions, PublishOptions } from './producer/publish-opt
 import { buildProducerSql } from './producer/sql.js';
 import { WakeNotifier } from './producer/wake-notifier.js';
 import { readSignal } from './queues/pause-signal.js';
-import { peek, type PeekContext, type PeekOptions, type PeekPage } from './queues/peek.js';
-import { buildPeekSql } from './queues/peek-sql.js';
-import { QueueControls } from './queues/queue-controls.js';
+import type { PeekOptions, PeekPage } from './queues/peek.js';
+import { QueueOperations } from './queues/queue-operations.js';
 import type { PauseOptions, QueuePauseState, QueueStatusReport, StatusOptions } from './queues/queue-status.js';
 import { buildThroughputSql } from './queues/throughput-sql.js';
 import { ThroughputTally } from './queues/throughput-tally.js';
@@ -77,9 +75,7 @@ export class Outbox {
   readonly #diagnostics: ConsumerDiagnostics;
   readonly #tally: ThroughputTally;
   #listener: NotifyListener | undefined;
-  #deadLetters: DeadLetters | undefined;
-  #peek: PeekContext | undefined;
-  #controls: QueueControls | undefined;
+  readonly #operations: QueueOperations;
   #started = false;
   /**
    * running → draining (stop() began: no new subscriptions, claims end, handlers finish; producer
@@ -115,6 +111,17 @@ export class Outbox {
     const { pool, preparedStatements, queryTimeoutMs } = this.#options;
     this.#statements = new StatementRunner(pool, preparedStatements, queryTimeoutMs);
     this.#tally = new ThroughputTally(this.#statements, buildThroughputSql(this.#options.names), this.#options.logger);
+    this.#operations = new QueueOperations({
+      db: this.#statements,
+      names: this.#options.names,
+      statementTimeoutMs: queryTimeoutMs,
+      wakeLocal: (queue) => {
+        this.#wakeSubscriptions(queue);
+      },
+      pausedLocal: (queue) => {
+        this.#releasePaused(queue);
+      },
+    });
   }
 
   /** The outbox table as configured (`txoutbox.outbox` by default, `public.outbox`, `app.outbox`). */
@@ -133,24 +140,7 @@ export class Outbox {
    */
   get dlq(): DeadLetters {
     this.#assertOpen('dlq');
-    const names = this.#options.names;
-    if (names.dlq === undefined) {
-      throw new InvalidOptionError({
-        option: 'dlqTable',
-        value: false,
-        expected: 'a DLQ table for outbox.dlq to read and move rows from',
-        fix: 'Construct the Outbox without `dlqTable: false` (the default is `<table>_dlq`) and run migrate().',
-      });
-    }
-    this.#deadLetters ??= new DeadLetters({
-      db: this.#statements,
-      sql: buildDlqSql({ ...names, dlq: names.dlq }),
-      channel: names.channel,
-      wakeLocal: (queue) => {
-        this.#wakeSubscriptions(queue);
-      },
-    });
-    return this.#deadLetters;
+    return this.#operations.deadLetters;
   }
 
   /** The NOTIFY channel publishes signal on (payload: the queue name). */
@@ -270,8 +260,7 @@ export class Outbox {
    */
   async peek(queue: string, options?: PeekOptions): Promise<PeekPage> {
     this.#assertOpen('peek');
-    this.#peek ??= { db: this.#statements, sql: buildPeekSql(this.#options.names) };
-    return await peek(this.#peek, queue, options);
+    return await this.#operations.peek(queue, options);
   }
 
   /**
@@ -281,13 +270,13 @@ export class Outbox {
    */
   async pause(queue: string, options?: PauseOptions): Promise<QueuePauseState> {
     this.#assertOpen('pause');
-    return await this.#queueControls().pause(queue, options);
+    return await this.#operations.controls.pause(queue, options);
   }
 
   /** Ends a pause: every subscriber of `queue` is woken and claims again. Idempotent. */
   async resume(queue: string): Promise<QueuePauseState> {
     this.#assertOpen('resume');
-    return await this.#queueControls().resume(queue);
+    return await this.#operations.controls.resume(queue);
   }
 
   /**
@@ -296,22 +285,7 @@ export class Outbox {
    */
   async status(options?: StatusOptions): Promise<QueueStatusReport> {
     this.#assertOpen('status');
-    return await this.#queueControls().status(options);
-  }
-
-  #queueControls(): QueueControls {
-    this.#controls ??= new QueueControls({
-      db: this.#statements,
-      names: this.#options.names,
-      statementTimeoutMs: this.#options.queryTimeoutMs,
-      wakeLocal: (queue) => {
-        this.#wakeSubscriptions(queue);
-      },
-      pausedLocal: (queue) => {
-        this.#releasePaused(queue);
-      },
-    });
-    return this.#controls;
+    return await this.#operations.controls.status(options);
   }
 
   /**
@@ -363,15 +337,20 @@ export class Outbox {
         channel: this.#options.names.channel,
         logger: this.#options.logger,
         onWake: (payload) => {
-          const signal = payload === undefined ? undefined : readSignal(payload);
-          if (signal?.kind === 'paused') this.#releasePaused(signal.queue);
-          else this.#wakeSubscriptions(signal?.queue);
+          this.#onNotification(payload);
         },
         ownNotifierPid: () => this.#notifier.backendPid,
       });
       this.#listener.start();
     }
     subscription.start();
+  }
+
+  /** A payload on the channel (pause-signal.ts): a queue to wake, or a paused one; undefined: wake all. */
+  #onNotification(payload: string | undefined): void {
+    const signal = payload === undefined ? undefined : readSignal(payload);
+    if (signal?.kind === 'paused') this.#releasePaused(signal.queue);
+    else this.#wakeSubscriptions(signal?.queue);
   }
 
   /** A pause of `queue`: its subscriptions give back their buffered rows of it. */
@@ -419,21 +398,12 @@ export class Outbox {
       this.#state = 'closed';
       // Each bounded by CLOSE_TIMEOUT_MS, in parallel: stop() ends within gracefulTimeoutMs plus
       // that, even when the server is frozen or a connection half-open (issue 13, item 6). The
-      // pool's share is split: the last throughput counts get half to reach <table>_stats (lost
-      // past it, with a warning: they are statistics, not messages), the close the other half.
+      // pool's share is split: half for the last throughput counts, half for the close.
       const half = CLOSE_TIMEOUT_MS / 2;
       await Promise.all([
         this.#listener?.stop(),
         this.#notifier.stop(),
-        (async () => {
-          await beforeDeadline(this.#tally.stop(), half, () => {
-            this.#options.logger.warn(
-              {},
-              'the last queue throughput counts were not written before stop() had to close the pool',
-            );
-          });
-          await this.#options.ownedPool?.close(half);
-        })(),
+        this.#tally.stopWithin(half).then(() => this.#options.ownedPool?.close(half)),
       ]);
     })();
     return this.#stopping;

@@ -1,4 +1,5 @@
 import { errorMessage } from '../errors.js';
+import { beforeDeadline } from '../util/deadline.js';
 import type { Logger } from '../util/logger.js';
 import type { StatementRunner } from '../util/statement-runner.js';
 import type { ThroughputSql } from './throughput-sql.js';
@@ -90,6 +91,16 @@ export class ThroughputTally {
       }
       this.#failing = true;
     }
+  }
+
+  /**
+   * stop(), given at most `ms`: past it the last counts are given up with a warning (they are
+   * statistics, not messages), so Outbox.stop() stays bounded when the database is not answering.
+   */
+  async stopWithin(ms: number): Promise<void> {
+    await beforeDeadline(this.stop(), ms, () => {
+      this.#logger.warn({}, 'the last queue throughput counts were not written before stop() had to close the pool');
+    });
   }
 
   /** Stops the timer and flushes what is left (once the deliveries have ended). */

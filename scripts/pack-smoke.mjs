@@ -297,6 +297,29 @@ await pool.end();
         'txoutbox run: the handler received the published body',
         handled.join('\n'),
       );
+      // The ops commands and the dashboard, from the tarball alone (no devDependencies).
+      const status = JSON.parse((await run('npx', ['txoutbox', 'status', '--json'])).stdout);
+      check(Array.isArray(status.queues), 'txoutbox status --json', JSON.stringify(status));
+      const dashboard = startChild(
+        [join(project, 'node_modules/txoutbox/dist/cli/main.js'), 'dashboard', '--port', '0'],
+        /listening on (http:\/\/127\.0\.0\.1:\d+\/)/,
+      );
+      try {
+        const [, url] = await dashboard.started;
+        const page = await globalThis.fetch(url);
+        const html = await page.text();
+        check(
+          page.status === 200 && html.includes('<title>'),
+          'txoutbox dashboard serves its overview',
+          `${page.status}\n${html.slice(0, 500)}`,
+        );
+        const css = await globalThis.fetch(new URL('assets/dashboard.css', url));
+        check(css.status === 200, 'the dashboard serves its own stylesheet', String(css.status));
+      } finally {
+        dashboard.child.kill('SIGTERM');
+        const ended = await dashboard.exited;
+        check(ended.code === 0, 'txoutbox dashboard exits 0 on SIGTERM', `${ended.code ?? ended.signal}\n${ended.output()}`);
+      }
     } finally {
       runner.child.kill('SIGTERM');
       const ended = await runner.exited;

@@ -31,6 +31,7 @@ export const ENTRY_POINTS = {
   './prometheus': 'prometheus/index',
   './opentelemetry': 'opentelemetry/index',
   './dashboard': 'dashboard/index',
+  './relay': 'relay/index',
   './postgres': 'adapters/postgres/index',
   './kysely': 'adapters/kysely/index',
   './drizzle': 'adapters/drizzle/index',

@@ -19,7 +19,8 @@ export type TxOutboxErrorCode =
   | 'CUSTOM_STAT_CONFLICT'
   | 'PORT_IN_USE'
   | 'INVALID_CONFIG'
-  | 'MISSING_PEER_DEPENDENCY';
+  | 'MISSING_PEER_DEPENDENCY'
+  | 'SINK_REFUSED';
 
 export class TxOutboxError extends Error {
   readonly code: TxOutboxErrorCode;
@@ -207,6 +208,22 @@ export class MissingPeerDependencyError extends TxOutboxError {
       { cause },
     );
     this.dependency = dependency;
+  }
+}
+
+/**
+ * A broker refused a relayed message for good (unroutable, a 4xx, a message too large): retrying
+ * cannot help, so the relay ends the row into the DLQ with `reason`. Sinks throw it; any other
+ * error from a sink is a failure worth retrying.
+ */
+export class SinkRefusedError extends TxOutboxError {
+  readonly sink: string;
+  readonly reason: string;
+
+  constructor(sink: string, reason: string, options?: { cause?: unknown }) {
+    super('SINK_REFUSED', `${sink} refused the message: ${reason}`, options);
+    this.sink = sink;
+    this.reason = reason;
   }
 }
 

@@ -22,6 +22,7 @@ export {
   OutboxStoppedError,
   PortInUseError,
   SchemaDriftError,
+  SinkRefusedError,
   TableInOtherSchemaError,
   TxOutboxError,
   UnencodableBodyError,
@@ -82,3 +83,4 @@ export type { RenderError } from './subscriber/render-error.js';
 export type { AckPolicy, SubscribeOptions } from './subscriber/subscription-options.js';
 export type { Logger } from './util/logger.js';
 export { consoleLogger } from './util/logger.js';
+export type { RelayMessage, RelaySink, SendContext } from './relay/sink.js';

@@ -1,0 +1,104 @@
+import { InvalidOptionError, SinkRefusedError } from '../errors.js';
+import type { RelayMessage } from './sink.js';
+
+/**
+ * Where a sink sends a row (an exchange and routing key, a subject, a stream, a URL path): a fixed
+ * string, a template over the row, or a function of it.
+ *
+ * Templates name `{queue}`, `{orderingKey}`, `{messageId}`, `{id}` and `{headers.<name>}`, checked
+ * when the sink is created; `{{` and `}}` are literal braces. A row that lacks what its template
+ * names (no ordering key, no such header) can never be routed, so the send is refused for good
+ * (SinkRefusedError: the row goes to the DLQ with the reason) instead of retried forever.
+ */
+export type Destination = string | ((message: RelayMessage) => string);
+
+/** A compiled destination: the string for one row. Throws SinkRefusedError when the row cannot fill it. */
+export type DestinationOf = (message: RelayMessage) => string;
+
+const FIELDS = ['queue', 'orderingKey', 'messageId', 'id'] as const;
+type Field = (typeof FIELDS)[number];
+
+type Part = { readonly text: string } | { readonly field: Field } | { readonly header: string };
+
+const PLACEHOLDER = /\{\{|\}\}|\{([^{}]*)\}|[{}]/g;
+
+function parse(option: string, template: string): Part[] {
+  const parts: Part[] = [];
+  let last = 0;
+  for (const match of template.matchAll(PLACEHOLDER)) {
+    const index = match.index;
+    if (index > last) parts.push({ text: template.slice(last, index) });
+    last = index + match[0].length;
+    if (match[0] === '{{' || match[0] === '}}') {
+      parts.push({ text: match[0] === '{{' ? '{' : '}' });
+      continue;
+    }
+    const name = match[1];
+    if (name !== undefined && (FIELDS as readonly string[]).includes(name)) parts.push({ field: name as Field });
+    else if (name?.startsWith('headers.') === true && name.length > 'headers.'.length) parts.push({ header: name.slice(8) });
+    else
+      throw new InvalidOptionError({
+        option,
+        value: template,
+        expected: `a template naming only ${FIELDS.map((f) => `{${f}}`).join(', ')} or {headers.<name>} (literal braces as {{ and }})`,
+        fix: `Correct or escape ${JSON.stringify(match[0])}, or pass a function (message) => string.`,
+      });
+  }
+  if (last < template.length) parts.push({ text: template.slice(last) });
+  return parts;
+}
+
+/**
+ * Compiles a destination option once, at sink creation. `sink` names the sink in refusals; an
+ * empty result (an empty header, say) is refused too: no broker routes to "".
+ */
+export function compileDestination(sink: string, option: string, destination: Destination): DestinationOf {
+  if (typeof destination === 'function') {
+    return (message) => {
+      const value = destination(message);
+      if (typeof value !== 'string' || value === '')
+        throw new SinkRefusedError(
+          sink,
+          `${option} returned ${JSON.stringify(value)} for message ${message.messageId}, not a non-empty string`,
+        );
+      return value;
+    };
+  }
+  if (typeof destination !== 'string' || destination === '') {
+    throw new InvalidOptionError({
+      option,
+      value: destination,
+      expected: 'a non-empty string, a template such as "orders.{queue}", or a function (message) => string',
+      fix: `Set ${option}.`,
+    });
+  }
+  const parts = parse(option, destination);
+  if (parts.every((p) => 'text' in p)) {
+    const fixed = parts.map((p) => ('text' in p ? p.text : '')).join('');
+    return () => fixed;
+  }
+  return (message) => {
+    let out = '';
+    for (const part of parts) {
+      if ('text' in part) out += part.text;
+      else if ('field' in part) {
+        const value = message[part.field];
+        if (value === null || value === '')
+          throw new SinkRefusedError(
+            sink,
+            `${option} ${JSON.stringify(destination)} names {${part.field}}, which message ${message.messageId} does not have`,
+          );
+        out += value;
+      } else {
+        const value = message.headers[part.header];
+        if (value === undefined || value === '')
+          throw new SinkRefusedError(
+            sink,
+            `${option} ${JSON.stringify(destination)} names header ${JSON.stringify(part.header)}, which message ${message.messageId} does not have`,
+          );
+        out += value;
+      }
+    }
+    return out;
+  };
+}

@@ -1,4 +1,4 @@
-import { InvalidOptionError, SinkRefusedError } from '../errors.js';
+import { InvalidOptionError, renderValue, SinkRefusedError } from '../errors.js';
 import type { RelayMessage } from './sink.js';
 
 /**
@@ -51,15 +51,25 @@ function parse(option: string, template: string): Part[] {
 /**
  * Compiles a destination option once, at sink creation. `sink` names the sink in refusals; an
  * empty result (an empty header, say) is refused too: no broker routes to "".
+ *
+ * `encode`, when given, escapes each value a template fills in (never the template's own text, nor
+ * a function's result): a URL's sink percent-encodes them, so a header value `../admin` or `a?b=c`
+ * stays inside its path segment instead of steering the request. It may throw SinkRefusedError.
  */
-export function compileDestination(sink: string, option: string, destination: Destination): DestinationOf {
+export function compileDestination(
+  sink: string,
+  option: string,
+  destination: Destination,
+  encode: (value: string) => string = (value) => value,
+): DestinationOf {
   if (typeof destination === 'function') {
     return (message) => {
       const value = destination(message);
       if (typeof value !== 'string' || value === '')
         throw new SinkRefusedError(
           sink,
-          `${option} returned ${JSON.stringify(value)} for message ${message.messageId}, not a non-empty string`,
+          // renderValue, not JSON.stringify: a function returning 10n must be refused, not throw a TypeError (a retry).
+          `${option} returned ${renderValue(value)} for message ${message.messageId}, not a non-empty string`,
         );
       return value;
     };
@@ -88,15 +98,17 @@ export function compileDestination(sink: string, option: string, destination: De
             sink,
             `${option} ${JSON.stringify(destination)} names {${part.field}}, which message ${message.messageId} does not have`,
           );
-        out += value;
+        out += encode(value);
       } else {
-        const value = message.headers[part.header];
+        // Own headers only: row headers are a plain object from JSON, and `{headers.constructor}`
+        // would otherwise read Object.prototype's function and route to its source text.
+        const value = Object.hasOwn(message.headers, part.header) ? message.headers[part.header] : undefined;
         if (value === undefined || value === '')
           throw new SinkRefusedError(
             sink,
             `${option} ${JSON.stringify(destination)} names header ${JSON.stringify(part.header)}, which message ${message.messageId} does not have`,
           );
-        out += value;
+        out += encode(value);
       }
     }
     return out;

@@ -20,7 +20,8 @@ export type TxOutboxErrorCode =
   | 'PORT_IN_USE'
   | 'INVALID_CONFIG'
   | 'MISSING_PEER_DEPENDENCY'
-  | 'SINK_REFUSED';
+  | 'SINK_REFUSED'
+  | 'SINK_UNAVAILABLE';
 
 export class TxOutboxError extends Error {
   readonly code: TxOutboxErrorCode;
@@ -222,6 +223,22 @@ export class SinkRefusedError extends TxOutboxError {
 
   constructor(sink: string, reason: string, options?: { cause?: unknown }) {
     super('SINK_REFUSED', `${sink} refused the message: ${reason}`, options);
+    this.sink = sink;
+    this.reason = reason;
+  }
+}
+
+/**
+ * A sink cannot reach its broker now (not connected, reconnecting, a dial that failed, a confirm that
+ * did not come in time). Worth retrying: the relay keeps the row and tries again later. Its message
+ * never carries a password (connection strings are redacted).
+ */
+export class SinkUnavailableError extends TxOutboxError {
+  readonly sink: string;
+  readonly reason: string;
+
+  constructor(sink: string, reason: string, options?: { cause?: unknown }) {
+    super('SINK_UNAVAILABLE', `${sink} is unavailable: ${reason}`, options);
     this.sink = sink;
     this.reason = reason;
   }

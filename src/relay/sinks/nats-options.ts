@@ -1,0 +1,148 @@
+import { InvalidOptionError } from '../../errors.js';
+import { integerOption } from '../../util/integer-option.js';
+import { rejectUnknownOptions } from '../../util/known-options.js';
+import { redactConnectionString } from '../../util/redact.js';
+import { compileDestination, type Destination, type DestinationOf } from '../template.js';
+
+/** Options of `natsSink()` (architecture/relay.md, "NATS JetStream sink"). */
+export interface NatsSinkOptions {
+  /**
+   * The NATS server(s): `nats://127.0.0.1:4222`, `host:port`, or a list the client fails over
+   * between. Credentials in a URL (`nats://user:pass@host`) are redacted wherever the sink shows a
+   * server.
+   */
+  readonly servers: string | readonly string[];
+  /**
+   * The subject of each row: fixed (`orders.created`), a template (`orders.{queue}`,
+   * `{headers.type}`) or a function of the message. A JetStream stream must capture it.
+   * @default '{queue}'
+   */
+  readonly subject?: Destination;
+  /**
+   * The stream that must store the messages, sent as `Nats-Expected-Stream`: a subject that another
+   * stream captures is refused (DLQ) instead of landing in the wrong place. @default none (any stream)
+   */
+  readonly stream?: string;
+  /**
+   * How long a send waits for its JetStream ack (PubAck) before it fails, to be retried. With a file
+   * store the ack waits for the write, not for an fsync. @default 5000
+   */
+  readonly confirmTimeoutMs?: number;
+  /** How long one connect attempt may take (TCP, TLS, the INFO/CONNECT handshake). @default 5000 */
+  readonly connectTimeoutMs?: number;
+  /**
+   * Pause between reconnect attempts once connected (the client's `reconnectTimeWait`), and the
+   * first pause after a failed first connect (then doubled up to 30 s). @default 1000
+   */
+  readonly reconnectWaitMs?: number;
+  /**
+   * Further options for the client's `connect()`: authentication (`user`/`pass`, `token`,
+   * `authenticator`), `tls`, `name`, `inboxPrefix`, `pingInterval`... The sink owns `servers`, the
+   * reconnect settings and the connect timeout (the options above).
+   */
+  readonly connectOptions?: Readonly<Record<string, unknown>>;
+}
+
+export interface ResolvedNatsOptions {
+  readonly servers: readonly string[];
+  /** The servers as shown in messages: passwords and tokens masked. */
+  readonly displayServers: string;
+  readonly subjectOf: DestinationOf;
+  readonly stream: string | undefined;
+  readonly confirmTimeoutMs: number;
+  readonly connectTimeoutMs: number;
+  readonly reconnectWaitMs: number;
+  readonly connectOptions: Readonly<Record<string, unknown>>;
+}
+
+export const NATS_SINK = 'nats';
+
+const KNOWN = [
+  'servers',
+  'subject',
+  'stream',
+  'confirmTimeoutMs',
+  'connectTimeoutMs',
+  'reconnectWaitMs',
+  'connectOptions',
+] as const;
+
+/** connect() options the sink sets itself: a caller's value would break the reconnect contract. */
+const OWNED_CONNECT_OPTIONS = [
+  'servers',
+  'port',
+  'reconnect',
+  'maxReconnectAttempts',
+  'reconnectTimeWait',
+  'reconnectDelayHandler',
+  'timeout',
+  'waitOnFirstConnect',
+] as const;
+
+// A stream name may not contain whitespace, '.', '*', '>', path separators (nats-server's rule).
+const STREAM_NAME = /^[^\s.*>/\\]+$/;
+
+export function resolveNatsOptions(raw: NatsSinkOptions): ResolvedNatsOptions {
+  // JavaScript callers and config files can pass anything: the types are no guarantee here.
+  if (typeof (raw as unknown) !== 'object' || (raw as unknown) === null) {
+    throw new InvalidOptionError({
+      option: 'natsSink options',
+      value: raw,
+      expected: 'an object such as { servers: "nats://127.0.0.1:4222" }',
+    });
+  }
+  rejectUnknownOptions(raw, 'natsSink()', KNOWN);
+  const servers = typeof raw.servers === 'string' ? [raw.servers] : raw.servers;
+  if (!Array.isArray(servers) || servers.length === 0 || servers.some((s) => typeof s !== 'string' || s.trim() === '')) {
+    throw new InvalidOptionError({
+      option: 'servers',
+      value: raw.servers,
+      expected: 'a NATS server URL such as "nats://127.0.0.1:4222", or a non-empty list of them',
+      fix: 'Pass servers.',
+      redact: true,
+    });
+  }
+  if (raw.stream !== undefined && (typeof raw.stream !== 'string' || !STREAM_NAME.test(raw.stream))) {
+    throw new InvalidOptionError({
+      option: 'stream',
+      value: raw.stream,
+      expected: "a JetStream stream name (no whitespace, '.', '*', '>', '/' or '\\')",
+      fix: 'Pass the name of the stream that captures the subject, or leave stream out to accept any stream.',
+    });
+  }
+  const connectOptions = (raw.connectOptions ?? {}) as unknown as Record<string, unknown>;
+  if (typeof (connectOptions as unknown) !== 'object' || (connectOptions as unknown) === null || Array.isArray(connectOptions)) {
+    throw new InvalidOptionError({
+      option: 'connectOptions',
+      value: connectOptions,
+      expected: 'an object of nats connect() options (user, pass, token, authenticator, tls, name, ...)',
+      redact: true,
+    });
+  }
+  for (const key of OWNED_CONNECT_OPTIONS) {
+    if (Object.hasOwn(connectOptions, key)) {
+      throw new InvalidOptionError({
+        option: `connectOptions.${key}`,
+        value: connectOptions[key],
+        expected: `no ${key}: the sink sets it (servers, confirmTimeoutMs, connectTimeoutMs, reconnectWaitMs)`,
+        fix: `Remove connectOptions.${key}; use the sink's own option.`,
+        redact: true,
+      });
+    }
+  }
+  return {
+    servers,
+    displayServers: servers.map(displayServer).join(', '),
+    subjectOf: compileDestination(NATS_SINK, 'subject', raw.subject ?? '{queue}'),
+    stream: raw.stream,
+    confirmTimeoutMs: integerOption('confirmTimeoutMs', raw.confirmTimeoutMs, 1, 600_000, 5_000),
+    connectTimeoutMs: integerOption('connectTimeoutMs', raw.connectTimeoutMs, 1, 600_000, 5_000),
+    reconnectWaitMs: integerOption('reconnectWaitMs', raw.reconnectWaitMs, 1, 600_000, 1_000),
+    connectOptions,
+  };
+}
+
+/** A server as shown in errors: `host:port` forms get a scheme first, so `user:pass@host` is masked too. */
+function displayServer(server: string): string {
+  return redactConnectionString(server.includes('://') ? server : `nats://${server}`);
+}

@@ -16,6 +16,8 @@ export interface DeadLetterFields {
   readonly attemptsCount: number;
   readonly deliveriesCount: number;
   readonly timerId: string | null;
+  /** The publish's orderingKey; a redrive publishes the row again under it, at the end of the key's line. */
+  readonly orderingKey: string | null;
   readonly failureReason: DlqFailureReason;
   /** The class of the last exception (exception_type in metrics), or null. */
   readonly lastExceptionType: string | null;
@@ -59,6 +61,7 @@ interface FieldsRecord {
   attempts_count: number;
   deliveries_count: number;
   timer_id: string | null;
+  ordering_key: string | null;
   failure_reason: DlqFailureReason;
   last_exception: string | null;
   last_exception_type: string | null;
@@ -90,6 +93,7 @@ function fieldsOf(record: FieldsRecord): DeadLetterFields {
     attemptsCount: record.attempts_count,
     deliveriesCount: record.deliveries_count,
     timerId: record.timer_id,
+    orderingKey: record.ordering_key,
     failureReason: record.failure_reason,
     lastExceptionType: record.last_exception_type,
     lastException: record.last_exception,

@@ -1,3 +1,4 @@
+import { orderingKeyLock } from '../producer/sql.js';
 import type { TableName } from '../schema/identifiers.js';
 import type { SchemaNames } from '../schema/schema-names.js';
 import { type Statement, statement } from '../util/statement.js';
@@ -66,7 +67,8 @@ const FILTER = `($1::text IS NULL OR queue = $1::text)
 const CURSOR_TIME = `to_char(failed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US') AS cursor_failed_at`;
 
 const FIELDS = `id::text AS id, original_id::text AS original_id, queue, headers, created_at, first_attempt_at,
-  last_attempt_at, attempts_count, deliveries_count, timer_id, failure_reason, last_exception, last_exception_type, failed_at`;
+  last_attempt_at, attempts_count, deliveries_count, timer_id, failure_reason, last_exception, last_exception_type, failed_at,
+  ordering_key`;
 
 const COLUMNS = `${FIELDS}, payload`;
 
@@ -89,20 +91,24 @@ export function buildDlqSql(names: SchemaNames & { readonly dlq: TableName }): D
     listPreviews: statement('dlq_list_previews', page(names.dlq, PREVIEW_COLUMNS)),
     get: statement('dlq_get', `SELECT ${COLUMNS} FROM ${d} WHERE id = $1::bigint`),
     // Counters, lease and last exception start afresh: the row gets a full set of deliveries.
+    // A keyed row goes to the end of its key's line, under the key's publish lock like any keyed
+    // publish (producer/sql.ts keyLock): its new id must not overtake a publish still in flight.
     // timer_id is not carried over: a new timer of the same (queue, timer_id) may exist, and a
     // conflict would lose the row (deleted here, not inserted there); the headers keep the origin.
     redrive: statement(
       'dlq_redrive',
       `WITH moved AS (
   DELETE FROM ${d} WHERE id IN (${pick(names.dlq)})
-  RETURNING id, original_id, queue, payload, headers, failure_reason
+  RETURNING id, original_id, queue, payload, headers, failure_reason, ordering_key
 ), inserted AS (
-  INSERT INTO ${names.outbox.sql} (queue, payload, headers, next_attempt_at)
+  INSERT INTO ${names.outbox.sql} (queue, payload, headers, next_attempt_at, ordering_key)
   SELECT queue, payload,
     headers || jsonb_build_object('${REDRIVEN_FROM_HEADER}', id::text, '${REDRIVEN_REASON_HEADER}', failure_reason,
       '${REDRIVEN_ORIGINAL_ID_HEADER}', original_id::text),
-    now() + $8::double precision * interval '1 millisecond'
-  FROM moved ORDER BY id
+    now() + $8::double precision * interval '1 millisecond', ordering_key
+  FROM moved
+  WHERE ordering_key IS NULL OR ${orderingKeyLock('queue', 'ordering_key')}
+  ORDER BY id
   RETURNING queue, next_attempt_at <= now() AS due
 )
 SELECT queue, count(*)::int AS redriven, bool_or(due) AS due,

@@ -18,6 +18,14 @@ export interface PublishOptions {
    */
   readonly timerId?: string;
   /**
+   * Per-key ordering within the queue: rows with the same key are handed out one at a time, in
+   * publish order — the next only once the previous was acked or ended (a retried row keeps its
+   * place) — while other keys and unkeyed rows flow at full concurrency. Publishes under one key
+   * are serialized until their transactions end (architecture/ordering.md). In publishBatch(),
+   * every row of the batch gets the key, in the batch's order.
+   */
+  readonly orderingKey?: string;
+  /**
    * Publish through a pool, or a client outside BEGIN, on purpose: the row then commits on its own.
    * @default false
    */
@@ -33,6 +41,7 @@ export interface ResolvedPublishOptions {
   readonly activateInMs: number | undefined;
   readonly activateAt: Date | undefined;
   readonly timerId: string | undefined;
+  readonly orderingKey: string | undefined;
   readonly autocommit: boolean;
 }
 
@@ -40,7 +49,10 @@ export const MAX_QUEUE_LENGTH = 255;
 const MIN_ACTIVATE_AT = new Date('0001-01-01T00:00:00.000Z');
 const MAX_ACTIVATE_AT = new Date('9999-12-31T23:59:59.999Z');
 
-const KNOWN = ['headers', 'correlationId', 'activateInMs', 'activateAt', 'timerId', 'autocommit'];
+const KNOWN = ['headers', 'correlationId', 'activateInMs', 'activateAt', 'timerId', 'orderingKey', 'autocommit'];
+
+/** The longest ordering key: keys are ids (an order, an account), and each is indexed with its queue. */
+export const MAX_ORDERING_KEY_LENGTH = 255;
 
 export function validateQueue(queue: unknown): string {
   if (typeof queue !== 'string' || queue.length === 0 || queue.length > MAX_QUEUE_LENGTH) {
@@ -105,6 +117,18 @@ export function resolvePublishOptions(options: unknown, batch: boolean): Resolve
       });
     }
   }
+  const { orderingKey } = raw;
+  if (
+    orderingKey !== undefined &&
+    (typeof orderingKey !== 'string' || orderingKey.length === 0 || orderingKey.length > MAX_ORDERING_KEY_LENGTH)
+  ) {
+    throw new InvalidOptionError({
+      option: 'orderingKey',
+      value: orderingKey,
+      expected: `a non-empty string of at most ${MAX_ORDERING_KEY_LENGTH} characters`,
+      fix: 'Use a bounded id (an order id, an account id) as the key; omit it for rows that need no order.',
+    });
+  }
   if (correlationId !== undefined && (typeof correlationId !== 'string' || correlationId.length === 0)) {
     throw new InvalidOptionError({ option: 'correlationId', value: correlationId, expected: 'a non-empty string' });
   }
@@ -117,6 +141,7 @@ export function resolvePublishOptions(options: unknown, batch: boolean): Resolve
     activateInMs,
     activateAt,
     timerId,
+    orderingKey,
     autocommit: raw.autocommit ?? false,
   };
 }

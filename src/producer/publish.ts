@@ -106,6 +106,7 @@ export async function publish(
     const inTransaction = planWake(ctx.notify, transaction.wake, ctx.notifier) === 'in-transaction';
     if (inTransaction) values.push(ctx.channel);
     if (resolved.timerId !== undefined) values.push(resolved.timerId);
+    values.push(resolved.orderingKey ?? null);
     const sql = inTransaction ? ctx.sql : ctx.sql.afterCommit;
     const stmt = resolved.timerId === undefined ? sql.publish : sql.publishTimer;
     const row = (await transaction.run(stmt, values))[0] as { id: string; due?: boolean } | undefined;
@@ -174,6 +175,7 @@ export async function publishBatch(
     );
     const values: unknown[] = [validQueue, `[${json.join(',')}]`, ...activation(resolved)];
     if (inTransaction) values.push(ctx.channel);
+    values.push(resolved.orderingKey ?? null);
     const stmt = inTransaction ? ctx.sql.publishBatch : ctx.sql.afterCommit.publishBatch;
     const rows = (await transaction.run(stmt, values)) as readonly { id: string; due?: boolean }[];
     if (!inTransaction && rows.some((row) => row.due === true)) wakeAfterStatement(transaction.wake, ctx.notifier, validQueue);

@@ -18,13 +18,23 @@ import { type Statement, statement } from '../util/statement.js';
  * See architecture/producer.md.
  */
 export interface ProducerSql {
-  /** $1 queue, $2 payload (bytea), $3 headers (JSON text), $4 activateAt (ISO text) or NULL, $5 activateInMs (0 = now), $6 channel. */
+  /**
+   * $1 queue, $2 payload (bytea), $3 headers (JSON text), $4 activateAt (ISO text) or NULL, $5
+   * activateInMs (0 = now), $6 channel, $7 ordering key or NULL. Every variant takes the ordering
+   * key as its last parameter (see keyLock).
+   */
   readonly publish: Statement;
-  /** As publish, plus $7 timer_id; returns no row when (queue, timer_id) is taken. Arbiter: timer_uq. */
+  /** As publish, plus $7 timer_id and $8 the ordering key; returns no row when (queue, timer_id) is taken. Arbiter: timer_uq. */
   readonly publishTimer: Statement;
-  /** $1 queue, $2 the messages as JSON text (`[{"p": base64 payload, "h": headers}, …]`), $3 activateAt, $4 activateInMs, $5 channel. */
+  /**
+   * $1 queue, $2 the messages as JSON text (`[{"p": base64 payload, "h": headers}, …]`), $3
+   * activateAt, $4 activateInMs, $5 channel, $6 the ordering key of every row or NULL.
+   */
   readonly publishBatch: Statement;
-  /** The same inserts without pg_notify and without the channel parameter (publishTimer: $6 is the timer_id); each row returns `due`. */
+  /**
+   * The same inserts without pg_notify and without the channel parameter (publishTimer: $6 is the
+   * timer_id; the ordering key still last); each row returns `due`.
+   */
   readonly afterCommit: {
     readonly publish: Statement;
     readonly publishTimer: Statement;
@@ -61,29 +71,49 @@ export const PORTABLE_ROW_COLUMNS = `id::text AS id, queue, encode(payload, 'bas
   ${['created_at', 'next_attempt_at', 'first_attempt_at', 'last_attempt_at'].map(epochMs).join(', ')},
   attempts_count, deliveries_count, ${epochMs('acquired_at')}, timer_id`;
 
+/**
+ * A keyed publish (orderingKey; `$key` NULL for none) first takes a transaction-scoped advisory
+ * lock on (queue, key), held until the caller's transaction ends, and only then draws its id: two
+ * transactions publishing under one key are serialized, so the key's ids follow its commit order.
+ * Per-key ordering depends on it: the claim runs a key's rows in id order (src/subscriber/sql.ts),
+ * and without the lock a transaction that drew a lower id but committed later would make that
+ * row appear behind one already running. The lock is a WHERE of the SELECT that feeds the insert:
+ * evaluated before the row, and the row's identity default, are formed. Hash collisions serialize
+ * two keys' publishes, never reorder them. Unkeyed publishes skip it (the OR short-circuits on NULL).
+ */
+export const orderingKeyLock = (queue: string, key: string) =>
+  `pg_advisory_xact_lock(hashtextextended('txoutbox' || chr(31) || ${queue} || chr(31) || ${key}, 0)) IS NOT NULL`;
+const keyLock = (key: number) => `($${key}::text IS NULL OR ${orderingKeyLock('$1::text', `$${key}::text`)})`;
+
 export function buildProducerSql(names: SchemaNames): ProducerSql {
   const t = names.outbox.sql;
-  const insertValues = `INSERT INTO ${t} (queue, payload, headers, next_attempt_at) VALUES ($1::text, $2::bytea, $3::text::jsonb, ${nextAttempt(4)})`;
-  const single = (returned: string) => `${insertValues} RETURNING id::text AS id, ${returned}`;
-  const timer = (returned: string, timerParam: string) => `INSERT INTO ${t} (queue, payload, headers, next_attempt_at, timer_id)
-  VALUES ($1::text, $2::bytea, $3::text::jsonb, ${nextAttempt(4)}, ${timerParam}::text)
+  const insertOne = (
+    key: number,
+    timer = '',
+  ) => `INSERT INTO ${t} (queue, payload, headers, next_attempt_at, ordering_key${timer === '' ? '' : ', timer_id'})
+  SELECT $1::text, $2::bytea, $3::text::jsonb, ${nextAttempt(4)}, $${key}::text${timer === '' ? '' : `, ${timer}::text`}
+  WHERE ${keyLock(key)}`;
+  const single = (returned: string, key: number) => `${insertOne(key)}
+  RETURNING id::text AS id, ${returned}`;
+  const timer = (returned: string, timerParam: string, key: number) => `${insertOne(key, timerParam)}
   ON CONFLICT (queue, timer_id) WHERE timer_id IS NOT NULL DO NOTHING
   RETURNING id::text AS id, ${returned}`;
-  const batch = (returned: string) => `WITH inserted AS (
-  INSERT INTO ${t} (queue, payload, headers, next_attempt_at)
-  SELECT $1::text, decode(m.message ->> 'p', 'base64'), (m.message -> 'h')::jsonb, ${nextAttempt(3)}
+  const batch = (returned: string, key: number) => `WITH inserted AS (
+  INSERT INTO ${t} (queue, payload, headers, next_attempt_at, ordering_key)
+  SELECT $1::text, decode(m.message ->> 'p', 'base64'), (m.message -> 'h')::jsonb, ${nextAttempt(3)}, $${key}::text
   FROM json_array_elements($2::text::json) WITH ORDINALITY AS m(message, ord)
+  WHERE ${keyLock(key)}
   ORDER BY m.ord
   RETURNING id, next_attempt_at)
 SELECT id::text AS id, ${returned} FROM inserted ORDER BY inserted.id`;
   return {
-    publish: statement('publish', single(wake(6))),
-    publishTimer: statement('publish_timer', timer(wake(6), '$7')),
-    publishBatch: statement('publish_batch', batch(wake(5))),
+    publish: statement('publish', single(wake(6), 7)),
+    publishTimer: statement('publish_timer', timer(wake(6), '$7', 8)),
+    publishBatch: statement('publish_batch', batch(wake(5), 6)),
     afterCommit: {
-      publish: statement('publish_quiet', single(DUE)),
-      publishTimer: statement('publish_timer_quiet', timer(DUE, '$6')),
-      publishBatch: statement('publish_batch_quiet', batch(DUE)),
+      publish: statement('publish_quiet', single(DUE, 6)),
+      publishTimer: statement('publish_timer_quiet', timer(DUE, '$6', 7)),
+      publishBatch: statement('publish_batch_quiet', batch(DUE, 5)),
     },
     cancelTimer: statement(
       'cancel_timer',

@@ -28,6 +28,12 @@ export const MIGRATIONS: readonly MigrationTemplate[] = [
     sql: "-- One row per paused queue: while it exists no subscriber claims that queue's rows (the claim\n-- statement checks it, so the pause holds in every process at once). pause() inserts, resume()\n-- deletes. Publishing never reads it.\nCREATE TABLE {{paused}} (\n  queue text PRIMARY KEY,\n  paused_at timestamptz NOT NULL DEFAULT now(),\n  -- Why, for the next operator: shown by `txoutbox status` and the dashboard.\n  reason text\n);\n-- Outcomes per queue per minute, summed over every process: each process adds what its\n-- subscriptions did every few seconds (one upsert), and drops minutes older than an hour. What\n-- `txoutbox status` and the dashboard show as throughput; never read on the delivery path.\nCREATE TABLE {{stats}} (\n  queue text NOT NULL,\n  minute timestamptz NOT NULL,\n  handled bigint NOT NULL DEFAULT 0,\n  retried bigint NOT NULL DEFAULT 0,\n  dead_lettered bigint NOT NULL DEFAULT 0,\n  PRIMARY KEY (queue, minute)\n);\n",
   },
   {
+    target: 'outbox',
+    version: 4,
+    name: 'outbox/0004_ordering_key',
+    sql: "-- Per-key ordering (publish option orderingKey): within a queue, a keyed row is claimable only\n-- while no older row of its key is left (leased, scheduled for a retry or delayed). Rows are\n-- deleted when they end, so the oldest row of a key is the one that may run. NULL: no key, no\n-- constraint. Nullable without a default: adding it rewrites nothing.\nALTER TABLE {{outbox}} ADD COLUMN ordering_key text;\n-- The claim's \"an older row of this key?\" probe, one index lookup per keyed candidate. Partial:\n-- unkeyed rows never enter it, so queues without keys pay nothing on insert or claim.\nCREATE INDEX {{key_idx}} ON {{outbox}} (queue, ordering_key, id) WHERE ordering_key IS NOT NULL;\n",
+  },
+  {
     target: 'dlq',
     version: 1,
     name: 'dlq/0001_create_dlq',
@@ -44,5 +50,11 @@ export const MIGRATIONS: readonly MigrationTemplate[] = [
     version: 3,
     name: 'dlq/0003_failed_at_idx',
     sql: "-- Browsing every queue newest first (the dashboard's dead-letter page, `txoutbox dlq list`) and\n-- retention across queues: without it both sort or scan the whole DLQ. IF NOT EXISTS: on a DLQ of\n-- millions of rows, build it beforehand with CREATE INDEX CONCURRENTLY and the same name, so the\n-- migration does not block dead-lettering while it builds (architecture/schema.md).\nCREATE INDEX IF NOT EXISTS {{dlq_time_idx}} ON {{dlq}} (failed_at, id);\n",
+  },
+  {
+    target: 'dlq',
+    version: 4,
+    name: 'dlq/0004_ordering_key',
+    sql: "-- The dead row's ordering key, so a redrive publishes it again under its key (at the end of the\n-- key's line: a redrive is a new row).\nALTER TABLE {{dlq}} ADD COLUMN ordering_key text;\n",
   },
 ];

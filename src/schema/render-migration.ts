@@ -11,6 +11,7 @@ export function renderMigration(template: MigrationTemplate, names: SchemaNames)
     lease_ck: quoteIdent(names.leaseCk),
     ready_idx: quoteIdent(names.readyIdx),
     lease_idx: quoteIdent(names.leaseIdx),
+    key_idx: quoteIdent(names.keyIdx),
     timer_uq: quoteIdent(names.timerUq),
     dlq: names.dlq?.sql,
     dlq_failed_idx: names.dlqFailedIdx === undefined ? undefined : quoteIdent(names.dlqFailedIdx),

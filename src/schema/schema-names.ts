@@ -22,6 +22,8 @@ export interface SchemaNames {
   /** Unquoted index and constraint names (Postgres creates them in the table's schema). */
   readonly readyIdx: string;
   readonly leaseIdx: string;
+  /** The (queue, ordering_key, id) index of keyed rows: the claim's per-key ordering probe. */
+  readonly keyIdx: string;
   readonly timerUq: string;
   readonly leaseCk: string;
   readonly dlqFailedIdx: string | undefined;
@@ -49,6 +51,7 @@ export const DEFAULT_TABLE = `${DEFAULT_SCHEMA}.outbox`;
 const OUTBOX_SUFFIXES = {
   readyIdx: '_ready_idx',
   leaseIdx: '_lease_idx',
+  keyIdx: '_key_idx',
   timerUq: '_timer_uq',
   leaseCk: '_lease_ck',
   pkey: '_pkey',
@@ -140,6 +143,7 @@ export function resolveSchemaNames(table: unknown, dlqTable: unknown): SchemaNam
     dlq,
     readyIdx: `${outbox.name}${OUTBOX_SUFFIXES.readyIdx}`,
     leaseIdx: `${outbox.name}${OUTBOX_SUFFIXES.leaseIdx}`,
+    keyIdx: `${outbox.name}${OUTBOX_SUFFIXES.keyIdx}`,
     timerUq: `${outbox.name}${OUTBOX_SUFFIXES.timerUq}`,
     leaseCk: `${outbox.name}${OUTBOX_SUFFIXES.leaseCk}`,
     dlqFailedIdx: dlq === undefined ? undefined : `${dlq.name}${DLQ_SUFFIXES.dlqFailedIdx}`,

@@ -19,6 +19,8 @@ export interface Message<T = unknown> {
   /** Failed handler runs before this one. */
   readonly attemptsCount: number;
   readonly timerId: string | null;
+  /** The publish's orderingKey: no other row of this key runs until this one is acked or ended. */
+  readonly orderingKey: string | null;
 }
 
 /** Per-delivery controls given to a handler. `ack`, `nack` and `reject` may be destructured: `(m, { ack }) => …`. */
@@ -59,6 +61,7 @@ export interface ClaimedRecord {
   timer_id: string | null;
   /** The class of the last error a handler run reported (its text stays in the table). */
   last_exception_type: string | null;
+  ordering_key: string | null;
 }
 
 /** The row's correlation id (stored in its headers at publish; the row id for rows written by hand). */
@@ -79,5 +82,6 @@ export function toMessage(record: ClaimedRecord): Message {
     deliveriesCount: record.deliveries_count,
     attemptsCount: record.attempts_count,
     timerId: record.timer_id,
+    orderingKey: record.ordering_key,
   };
 }

@@ -32,6 +32,12 @@ export interface OutcomeWriterDeps {
   readonly renderError: RenderError;
   /** Counts each written outcome for <table>_stats (status, the dashboard). */
   readonly tally: ThroughputTally;
+  /**
+   * A keyed row ended (deleted or moved to the DLQ): the next row of its key may be claimed now.
+   * Nothing else would say so — no NOTIFY is sent for it — so a claim loop idling between polls
+   * would leave a key's next row waiting for up to maxPollIntervalMs.
+   */
+  readonly keyFreed: () => void;
 }
 
 /**
@@ -84,6 +90,7 @@ export class OutcomeWriter {
 
   #acked({ lease, durationSeconds, written }: AckEntry, result: AckResult): void {
     if (result === 'deleted') {
+      if (lease.record.ordering_key !== null) this.#deps.keyFreed();
       this.#deps.tally.count(lease.record.queue, 'handled');
       this.#deps.emit?.({ type: 'acked', ...this.#scope(lease), durationSeconds });
     } else if (result === 'lease_lost') this.#leaseLost(lease, 'terminal');
@@ -164,6 +171,7 @@ export class OutcomeWriter {
           this.#leaseLost(lease, 'terminal');
           return 'lease_lost';
         }
+        if (record.ordering_key !== null) this.#deps.keyFreed();
         this.#deps.tally.count(record.queue, 'deadLettered');
         this.#deps.emit?.(terminalEvent);
         this.#deps.emit?.({
@@ -183,6 +191,7 @@ export class OutcomeWriter {
         { subscriber: this.#deps.subscriber, queue: lease.record.queue, messageId: lease.record.id, reason, exceptionType },
         'terminal row deleted without a DLQ',
       );
+      if (record.ordering_key !== null) this.#deps.keyFreed();
       this.#deps.tally.count(record.queue, 'deadLettered');
       this.#deps.emit?.(terminalEvent);
       return 'written';

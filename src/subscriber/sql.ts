@@ -39,7 +39,25 @@ export interface SubscriberSql {
 
 /** What a claim returns of each row: the handler's message and the delivery bookkeeping. */
 const CLAIMED_FIELDS = `queue, payload, headers, created_at, deliveries_count, attempts_count, first_attempt_at, last_attempt_at, timer_id,
-  last_exception_type`;
+  last_exception_type, ordering_key`;
+
+/**
+ * Per-key ordering (publish option orderingKey): a keyed ready row is claimable only when it is
+ * the oldest row of its key left in the table. Rows are deleted when they end (ack, DLQ), so
+ * "oldest left" is the one whose turn it is; while it is leased, scheduled for a retry or delayed,
+ * every later row of its key fails this test and waits, and rows of other keys pass. One probe of
+ * <t>_key_idx per keyed candidate; `ordering_key IS NULL` lets unkeyed rows through untouched.
+ * The expired branch needs no such test: a leased keyed row was its key's oldest when claimed, and
+ * stays so, because keyed publishes are serialized per key (producer/sql.ts keyLock) and a DLQ
+ * redrive inserts a new, younger row.
+ * Concurrent claims cannot both take a key: its oldest row is row-locked by the first (the second
+ * skips it) and every younger row fails the test in either snapshot. The cost is in walking
+ * rows that wait: a claim passes over the waiting rows of busy keys that are older than the rows it
+ * takes (bench: BENCHMARKS.md, "Per-key ordering").
+ */
+const keyTurn = (table: string, row: string) =>
+  `(${row}.ordering_key IS NULL OR NOT EXISTS (
+      SELECT 1 FROM ${table} AS k WHERE k.queue = ${row}.queue AND k.ordering_key = ${row}.ordering_key AND k.id < ${row}.id))`;
 
 /**
  * The claim commits without waiting for its WAL flush (`synchronous_commit = off` for this
@@ -94,9 +112,10 @@ function claimOneText(table: string, paused: string): string {
   const notPaused = `NOT EXISTS (SELECT 1 FROM ${paused} WHERE queue = $1::text)`;
   return claimText(
     table,
-    `  SELECT id FROM ${table}
-  WHERE acquired_token IS NULL AND queue = $1::text AND next_attempt_at <= now() AND ${notPaused}
-  ORDER BY next_attempt_at, id
+    `  SELECT o.id FROM ${table} AS o
+  WHERE o.acquired_token IS NULL AND o.queue = $1::text AND o.next_attempt_at <= now() AND ${notPaused}
+    AND ${keyTurn(table, 'o')}
+  ORDER BY o.next_attempt_at, o.id
   LIMIT $3
   FOR UPDATE SKIP LOCKED`,
     `  SELECT id FROM ${table}
@@ -126,6 +145,7 @@ function claimManyText(table: string, paused: string): string {
   CROSS JOIN LATERAL (
     SELECT o.id, o.next_attempt_at FROM ${table} AS o
     WHERE o.acquired_token IS NULL AND o.queue = q.queue AND o.next_attempt_at <= now()
+      AND ${keyTurn(table, 'o')}
     ORDER BY o.next_attempt_at, o.id
     LIMIT $3
     FOR UPDATE SKIP LOCKED
@@ -208,13 +228,13 @@ WHERE id = $1::bigint AND acquired_token = $2::uuid`,
             `WITH moved AS (
   DELETE FROM ${t} WHERE id = $1::bigint AND acquired_token = $2::uuid
   RETURNING id, queue, payload, headers, created_at, first_attempt_at, last_attempt_at, attempts_count, deliveries_count, timer_id,
-    last_exception, last_exception_type
+    last_exception, last_exception_type, ordering_key
 )
 INSERT INTO ${names.dlq.sql} (original_id, queue, payload, headers, created_at, first_attempt_at, last_attempt_at,
-  attempts_count, deliveries_count, timer_id, failure_reason, last_exception, last_exception_type)
+  attempts_count, deliveries_count, timer_id, failure_reason, last_exception, last_exception_type, ordering_key)
 SELECT id, queue, payload, headers, created_at, COALESCE(first_attempt_at, $5::timestamptz), COALESCE($6::timestamptz, last_attempt_at),
   attempts_count + $7::int, deliveries_count, timer_id, $3::text, COALESCE($4::text, last_exception),
-  COALESCE($8::text, last_exception_type)
+  COALESCE($8::text, last_exception_type), ordering_key
 FROM moved
 RETURNING original_id`,
           ),

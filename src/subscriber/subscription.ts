@@ -137,6 +137,9 @@ export class Subscription {
       emit: deps.emit,
       renderError: deps.renderError,
       tally: deps.tally,
+      keyFreed: () => {
+        this.#claimers[0]?.wakeup.notify();
+      },
     });
     this.#writer = writer;
     this.#deliverDeps = {

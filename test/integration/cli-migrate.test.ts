@@ -31,7 +31,7 @@ describe('txoutbox migrate', () => {
     assert.equal(first.code, 0, first.err);
     assert.match(
       first.out,
-      /applied outbox\/0001_create_outbox, outbox\/0002_last_exception, outbox\/0003_queue_controls, dlq\/0001_create_dlq, dlq\/0002_last_exception_type, dlq\/0003_failed_at_idx/,
+      /applied outbox\/0001_create_outbox, outbox\/0002_last_exception, outbox\/0003_queue_controls, outbox\/0004_ordering_key, dlq\/0001_create_dlq, dlq\/0002_last_exception_type, dlq\/0003_failed_at_idx, dlq\/0004_ordering_key/,
     );
     const second = await run(['migrate', '--table', 'cli_outbox'], { DATABASE_URL: db.url });
     assert.equal(second.code, 0, second.err);
@@ -149,8 +149,10 @@ describe('txoutbox migrate', () => {
     // A 0.1.0 schema: the current one without what the version-2 migrations add.
     const table = 'cli_upgrade';
     assert.equal((await run(['migrate', '--database-url', db.url, '--table', table])).code, 0);
-    await db.pool.query(`ALTER TABLE ${table} DROP COLUMN last_exception_type, DROP COLUMN last_exception`);
-    await db.pool.query(`ALTER TABLE ${table}_dlq DROP COLUMN last_exception_type`);
+    await db.pool.query(
+      `ALTER TABLE ${table} DROP COLUMN last_exception_type, DROP COLUMN last_exception, DROP COLUMN ordering_key`,
+    );
+    await db.pool.query(`ALTER TABLE ${table}_dlq DROP COLUMN last_exception_type, DROP COLUMN ordering_key`);
     await db.pool.query(`DROP TABLE ${table}_paused, ${table}_stats`);
     await db.pool.query(`DROP INDEX ${table}_dlq_time_idx`);
     await db.pool.query(`DELETE FROM public.txoutbox_migrations WHERE table_name LIKE $1 AND version > 1`, [`${table}%`]);

@@ -30,6 +30,7 @@ const DERIVED_RELATIONS = [
   '_dlq_failed_idx',
   '_dlq_pkey',
   '_dlq_time_idx',
+  '_key_idx',
   '_lease_idx',
   '_paused',
   '_paused_pkey',
@@ -47,7 +48,7 @@ describe('migrate', () => {
       [outbox.table, outbox.dlqTable, outbox.channel],
       ['txoutbox.outbox', 'txoutbox.outbox_dlq', 'txoutbox.outbox'],
     );
-    assert.equal((await outbox.migrate()).applied.length, 6);
+    assert.equal((await outbox.migrate()).applied.length, 8);
     for (const table of [
       'txoutbox.outbox',
       'txoutbox.outbox_paused',
@@ -67,9 +68,11 @@ describe('migrate', () => {
         'txoutbox.outbox@1',
         'txoutbox.outbox@2',
         'txoutbox.outbox@3',
+        'txoutbox.outbox@4',
         'txoutbox.outbox_dlq@1',
         'txoutbox.outbox_dlq@2',
         'txoutbox.outbox_dlq@3',
+        'txoutbox.outbox_dlq@4',
       ],
     );
     const { rows: indexes } = await db.pool.query<{ name: string }>(
@@ -77,7 +80,7 @@ describe('migrate', () => {
     );
     assert.deepEqual(
       indexes.map((i) => i.name),
-      ['outbox_lease_idx', 'outbox_pkey', 'outbox_ready_idx', 'outbox_timer_uq'],
+      ['outbox_key_idx', 'outbox_lease_idx', 'outbox_pkey', 'outbox_ready_idx', 'outbox_timer_uq'],
       'indexes live beside their table',
     );
   });
@@ -89,9 +92,11 @@ describe('migrate', () => {
       'outbox/0001_create_outbox',
       'outbox/0002_last_exception',
       'outbox/0003_queue_controls',
+      'outbox/0004_ordering_key',
       'dlq/0001_create_dlq',
       'dlq/0002_last_exception_type',
       'dlq/0003_failed_at_idx',
+      'dlq/0004_ordering_key',
     ]);
     assert.ok(await tableExists('m_basic'));
     assert.ok(await tableExists('m_basic_dlq'));
@@ -107,11 +112,11 @@ describe('migrate', () => {
       const outboxes = pools.map((pool) => newOutbox({ pool, table: 'm_race' }));
       const results = await Promise.all(outboxes.map((o) => o.migrate()));
       const applied = results.map((r) => r.applied.length).sort();
-      assert.deepEqual(applied, [0, 6], 'one caller applied every migration, the other found nothing to do');
+      assert.deepEqual(applied, [0, 8], 'one caller applied every migration, the other found nothing to do');
       const rows = (await history()).filter((r) => r.table_name.startsWith('m_race'));
       assert.deepEqual(
         rows.map((r) => `${r.table_name}@${r.version}`),
-        ['m_race@1', 'm_race@2', 'm_race@3', 'm_race_dlq@1', 'm_race_dlq@2', 'm_race_dlq@3'],
+        ['m_race@1', 'm_race@2', 'm_race@3', 'm_race@4', 'm_race_dlq@1', 'm_race_dlq@2', 'm_race_dlq@3', 'm_race_dlq@4'],
       );
     } finally {
       await Promise.all(pools.map((pool) => pool.end()));
@@ -176,7 +181,12 @@ describe('migrate', () => {
     assert.ok(await tableExists('m_nodlq'));
     assert.ok(!(await tableExists('m_nodlq_dlq')));
     const later = await newOutbox({ pool: db.pool, table: 'm_nodlq', dlqTable: 'm_nodlq_dead' }).migrate();
-    assert.deepEqual(later.applied, ['dlq/0001_create_dlq', 'dlq/0002_last_exception_type', 'dlq/0003_failed_at_idx']);
+    assert.deepEqual(later.applied, [
+      'dlq/0001_create_dlq',
+      'dlq/0002_last_exception_type',
+      'dlq/0003_failed_at_idx',
+      'dlq/0004_ordering_key',
+    ]);
     assert.ok(await tableExists('m_nodlq_dead'));
   });
 

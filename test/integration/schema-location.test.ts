@@ -63,8 +63,10 @@ async function install01(pool: pg.Pool, newOutbox: (options?: Partial<OutboxOpti
     queue,
     Array.from({ length: rows }, (_, n) => ({ n })),
   );
-  await pool.query('ALTER TABLE public.outbox DROP COLUMN last_exception_type, DROP COLUMN last_exception');
-  await pool.query('ALTER TABLE public.outbox_dlq DROP COLUMN last_exception_type');
+  await pool.query(
+    'ALTER TABLE public.outbox DROP COLUMN last_exception_type, DROP COLUMN last_exception, DROP COLUMN ordering_key',
+  );
+  await pool.query('ALTER TABLE public.outbox_dlq DROP COLUMN last_exception_type, DROP COLUMN ordering_key');
   // 0.1 had neither the pause nor the stats table (outbox migration 3), nor the DLQ's time index (dlq 3).
   await pool.query('DROP TABLE public.outbox_paused, public.outbox_stats');
   await pool.query('DROP INDEX public.outbox_dlq_time_idx');
@@ -115,8 +117,10 @@ describe('upgrading from 0.1 (tables in public)', () => {
     assert.deepEqual((await kept.migrate()).applied, [
       'outbox/0002_last_exception',
       'outbox/0003_queue_controls',
+      'outbox/0004_ordering_key',
       'dlq/0002_last_exception_type',
       'dlq/0003_failed_at_idx',
+      'dlq/0004_ordering_key',
     ]);
     await kept.validateSchema();
     assert.equal(kept.dlqTable, 'public.outbox_dlq');
@@ -167,8 +171,10 @@ describe('upgrading from 0.1 (tables in public)', () => {
     assert.deepEqual((await current.migrate()).applied, [
       'outbox/0002_last_exception',
       'outbox/0003_queue_controls',
+      'outbox/0004_ordering_key',
       'dlq/0002_last_exception_type',
       'dlq/0003_failed_at_idx',
+      'dlq/0004_ordering_key',
     ]);
     assert.deepEqual((await current.migrate()).applied, []);
     await current.validateSchema();

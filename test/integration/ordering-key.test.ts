@@ -1,0 +1,302 @@
+/**
+ * Per-key ordering (publish option orderingKey, architecture/ordering.md): a key's rows run one at
+ * a time in publish order across processes, retries and crashes; other keys and unkeyed rows are
+ * not held up; a key's publishes are serialized so its ids follow its commits.
+ */
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+
+import pg from 'pg';
+
+import { ConstantRetry, InvalidOptionError, type Outbox } from '../../src/index.js';
+import { useTestDatabase } from '../support/database.js';
+import { outboxFactory } from '../support/outboxes.js';
+import { FAST_POLL } from '../support/subscriber-setup.js';
+import { inTransaction } from '../support/transaction.js';
+import { waitFor } from '../support/wait-for.js';
+
+const db = useTestDatabase(import.meta.url);
+const newOutbox = outboxFactory(db);
+const HOUR = 3_600_000;
+
+/** An Outbox on its own pool, as another process would have. */
+function processOutbox(table: string): Outbox {
+  const pool = new pg.Pool({ connectionString: db.url, max: 6 });
+  db.onCleanup(() => pool.end());
+  return newOutbox({ pool, table });
+}
+
+/** A deterministic pseudo-random sequence (the failures and delays of a run are reproducible). */
+function random(seed: number): () => number {
+  let state = seed;
+  return () => {
+    state = (state * 1_103_515_245 + 12_345) % 2 ** 31;
+    return state / 2 ** 31;
+  };
+}
+
+describe('per-key ordering', () => {
+  test('50 keys × 200 rows, random delays and failures, two Outboxes competing: every key in order, never two at once', async () => {
+    const table = 'ordering_many_keys';
+    const operator = newOutbox({ pool: db.pool, table });
+    await operator.migrate();
+    const keys = Array.from({ length: 50 }, (_, k) => `account-${String(k)}`);
+    const perKey = 200;
+    // Interleaved publishes: 20 rows of every key per round, ten rounds, in one transaction each.
+    for (let round = 0; round < perKey / 20; round += 1) {
+      await inTransaction(db.pool, async (client) => {
+        for (const key of keys) {
+          const bodies = Array.from({ length: 20 }, (_, i) => ({ key, seq: round * 20 + i }));
+          await operator.publishBatch(client, 'ledger', bodies, { orderingKey: key });
+        }
+      });
+    }
+    const handled = new Map<string, number[]>(keys.map((key) => [key, []]));
+    const running = new Set<string>();
+    const overlaps: string[] = [];
+    const keysSeenBy: Set<string>[] = [new Set(), new Set()];
+    const next = random(42);
+    const consumers = [processOutbox(table), processOutbox(table)];
+    for (const [index, outbox] of consumers.entries()) {
+      outbox.subscribe(
+        'ledger',
+        async (message) => {
+          const { key, seq } = message.body as { key: string; seq: number };
+          assert.equal(message.orderingKey, key);
+          if (running.has(key)) overlaps.push(`${key}#${String(seq)}`);
+          running.add(key);
+          try {
+            const delay = Math.floor(next() * 3);
+            if (delay > 0) await new Promise((resolve) => setTimeout(resolve, delay));
+            if (next() < 0.1) throw new Error(`transient failure of ${key}#${String(seq)}`);
+            handled.get(key)?.push(seq);
+            keysSeenBy[index]?.add(key);
+          } finally {
+            running.delete(key);
+          }
+        },
+        { concurrency: 8, fetchBatchSize: 10, retry: new ConstantRetry({ delayMs: 5, maxAttempts: 100 }), ...FAST_POLL },
+      );
+      outbox.start();
+    }
+    await waitFor(() => [...handled.values()].every((seqs) => seqs.length === perKey), {
+      what: 'every row of every key handled',
+      timeoutMs: 120_000,
+    });
+    await Promise.all(consumers.map((outbox) => outbox.stop()));
+    const expected = Array.from({ length: perKey }, (_, i) => i);
+    for (const [key, seqs] of handled) assert.deepEqual(seqs, expected, `${key} handled in publish order`);
+    assert.deepEqual(overlaps, [], 'no two rows of one key ran at once');
+    // Both processes took part: the order held across them, not because one process did it all.
+    assert.ok(
+      keysSeenBy.every((seen) => seen.size > 0),
+      'both Outboxes handled rows',
+    );
+  });
+
+  test('a stuck key holds only itself: other keys and unkeyed rows flow past its waiting rows', async () => {
+    const table = 'ordering_stuck_key';
+    const outbox = newOutbox({ pool: db.pool, table });
+    await outbox.migrate();
+    await inTransaction(db.pool, async (client) => {
+      await outbox.publishBatch(client, 'jobs', ['stuck-1', 'stuck-2', 'stuck-3'], { orderingKey: 'stuck' });
+      await outbox.publishBatch(client, 'jobs', ['free-1', 'free-2', 'free-3'], { orderingKey: 'free' });
+      await outbox.publishBatch(client, 'jobs', ['plain-1', 'plain-2']);
+    });
+    const handled: string[] = [];
+    let stuckAttempts = 0;
+    outbox.subscribe(
+      'jobs',
+      (message) => {
+        if (message.body === 'stuck-1') {
+          stuckAttempts += 1;
+          throw new Error('the head of "stuck" fails');
+        }
+        handled.push(message.body as string);
+      },
+      // The head's retry is an hour away: until then its key waits, and nothing else may.
+      { concurrency: 4, retry: new ConstantRetry({ delayMs: HOUR, maxAttempts: 5 }), ...FAST_POLL },
+    );
+    outbox.start();
+    await waitFor(() => handled.length === 5 && stuckAttempts === 1, { what: 'every row but the stuck key handled' });
+    assert.deepEqual(
+      handled.filter((body) => body.startsWith('free')),
+      ['free-1', 'free-2', 'free-3'],
+    );
+    assert.ok(!handled.some((body) => body.startsWith('stuck')), 'the rows behind the failed head wait for it');
+    const { rows } = await db.pool.query<{ body: string; scheduled: boolean }>(
+      `SELECT convert_from(payload, 'UTF8') AS body, acquired_token IS NULL AND next_attempt_at > now() AS scheduled
+       FROM ${table} ORDER BY id`,
+    );
+    assert.deepEqual(
+      rows.map((r) => r.body),
+      ['stuck-1', 'stuck-2', 'stuck-3'],
+      'the stuck key keeps its rows, in order',
+    );
+    assert.equal(rows[0]?.scheduled, true, 'its head is scheduled for a retry, keeping its place');
+    await outbox.stop();
+  });
+
+  test("a key's next row is claimed as soon as the previous one ends, not at the next poll", async () => {
+    const table = 'ordering_hot_key';
+    const outbox = newOutbox({ pool: db.pool, table });
+    await outbox.migrate();
+    const seqs = Array.from({ length: 40 }, (_, i) => i);
+    await inTransaction(db.pool, (client) => outbox.publishBatch(client, 'hot', seqs, { orderingKey: 'one-key' }));
+    const handled: number[] = [];
+    // Polls an hour apart: only the end of a keyed row can wake the claim for its successor.
+    outbox.subscribe(
+      'hot',
+      (message) => {
+        handled.push(message.body as number);
+      },
+      { concurrency: 4, minPollIntervalMs: HOUR, maxPollIntervalMs: HOUR },
+    );
+    outbox.start();
+    await waitFor(() => handled.length === seqs.length, { what: 'all 40 rows of one key handled without a poll' });
+    assert.deepEqual(handled, seqs);
+    await outbox.stop();
+  });
+
+  test('a delayed row holds the rows published after it under its key', async () => {
+    const table = 'ordering_delayed_head';
+    const outbox = newOutbox({ pool: db.pool, table });
+    await outbox.migrate();
+    await inTransaction(db.pool, async (client) => {
+      await outbox.publish(client, 'mail', 'later', { orderingKey: 'user-7', activateInMs: HOUR });
+      await outbox.publish(client, 'mail', 'now', { orderingKey: 'user-7' });
+      await outbox.publish(client, 'mail', 'other-user', { orderingKey: 'user-8' });
+    });
+    const peeked = await outbox.peek('mail');
+    assert.equal(peeked.rows.length, 3);
+    const handled: string[] = [];
+    outbox.subscribe(
+      'mail',
+      (message) => {
+        handled.push(message.body as string);
+      },
+      FAST_POLL,
+    );
+    outbox.start();
+    await waitFor(() => handled.length === 1, { what: 'the other key handled' });
+    // Two more claims that find nothing: 'now' still waits behind 'later'.
+    const { rows } = await db.pool.query<{ n: number }>(
+      `SELECT count(*)::int AS n FROM ${table} WHERE acquired_token IS NOT NULL`,
+    );
+    assert.equal(rows[0]?.n, 0);
+    assert.deepEqual(handled, ['other-user']);
+    await outbox.stop();
+  });
+
+  test("publishes under one key are serialized: a waiting publish draws its id only after the first one's transaction ends", async () => {
+    const table = 'ordering_publish_lock';
+    const outbox = newOutbox({ pool: db.pool, table });
+    await outbox.migrate();
+    const first = await db.pool.connect();
+    const second = await db.pool.connect();
+    const observer = await db.pool.connect();
+    try {
+      await first.query('BEGIN');
+      const firstId = await outbox.publish(first, 'q', 'first', { orderingKey: 'k' });
+      await second.query('BEGIN');
+      const secondPublish = outbox.publish(second, 'q', 'second', { orderingKey: 'k' });
+      // The second publish waits on the key's lock ...
+      await waitFor(
+        async () =>
+          (
+            await observer.query<{ waiting: boolean }>(
+              `SELECT count(*) > 0 AS waiting FROM pg_stat_activity WHERE pid = $1 AND wait_event_type = 'Lock'`,
+              [(second as unknown as { processID: number }).processID],
+            )
+          ).rows[0]?.waiting === true,
+        { what: 'the second publish waits for the key' },
+      );
+      // ... without having drawn an id: were its id drawn before the lock, it could commit behind
+      // a younger row of its key that is already running.
+      const { rows } = await observer.query<{ last: string }>(
+        `SELECT last_value::text AS last FROM pg_sequences WHERE schemaname || '.' || sequencename = (
+           SELECT pg_get_serial_sequence('${table}', 'id'))`,
+      );
+      assert.equal(rows[0]?.last, firstId, 'no id drawn by the waiting publish');
+      // Another key is not held up.
+      await inTransaction(db.pool, (client) => outbox.publish(client, 'q', 'elsewhere', { orderingKey: 'other' }));
+      await first.query('COMMIT');
+      const secondId = await secondPublish;
+      await second.query('COMMIT');
+      assert.ok(BigInt(secondId ?? '0') > BigInt(firstId ?? '0'));
+    } finally {
+      first.release();
+      second.release();
+      observer.release();
+    }
+  });
+
+  test('a redriven dead letter keeps its key and goes to the end of its line', async () => {
+    const table = 'ordering_redrive';
+    const outbox = newOutbox({ pool: db.pool, table });
+    await outbox.migrate();
+    await inTransaction(db.pool, (client) => outbox.publish(client, 'q', 'poison', { orderingKey: 'k' }));
+    outbox.subscribe(
+      'q',
+      (_message, ctx) => {
+        ctx.reject('bad');
+      },
+      FAST_POLL,
+    );
+    outbox.start();
+    await waitFor(async () => (await outbox.dlq.list({ queue: 'q' })).rows.length === 1, { what: 'the row dead-lettered' });
+    await outbox.stop();
+    const again = newOutbox({ pool: db.pool, table });
+    const [dead] = (await again.dlq.list({ queue: 'q' })).rows;
+    assert.equal(dead?.orderingKey, 'k');
+    await inTransaction(db.pool, (client) => again.publish(client, 'q', 'after', { orderingKey: 'k' }));
+    await again.dlq.redrive([dead?.id ?? '']);
+    const { rows } = await db.pool.query<{ body: string; key: string }>(
+      `SELECT convert_from(payload, 'UTF8') AS body, ordering_key AS key FROM ${table} ORDER BY id`,
+    );
+    assert.deepEqual(rows, [
+      { body: 'after', key: 'k' },
+      { body: 'poison', key: 'k' },
+    ]);
+  });
+
+  test('code upgraded before the schema: claims fail with an explanation naming the missing column; migrate() heals it', async () => {
+    const table = 'ordering_unmigrated';
+    const operator = newOutbox({ pool: db.pool, table });
+    await operator.migrate();
+    // The schema of the version before: no outbox/0004.
+    await db.pool.query(`ALTER TABLE ${table} DROP COLUMN ordering_key`);
+    await db.pool.query(`DELETE FROM txoutbox_migrations WHERE table_name = $1 AND version = 4`, [table]);
+    const logger = newOutbox.logger;
+    const consumer = newOutbox({ pool: db.pool, table });
+    const handled: unknown[] = [];
+    consumer.subscribe(
+      'q',
+      (message) => {
+        handled.push(message.body);
+      },
+      FAST_POLL,
+    );
+    consumer.start();
+    await waitFor(() => logger.messages('error').some((m) => m.includes(`has no column ordering_key`)), {
+      what: 'the explanation',
+    });
+    const explanation = logger.messages('error').find((m) => m.includes('has no column ordering_key')) ?? '';
+    assert.match(explanation, /txoutbox migrate --print --since 3/);
+    assert.deepEqual((await operator.migrate()).applied, ['outbox/0004_ordering_key']);
+    await inTransaction(db.pool, (client) => operator.publish(client, 'q', 'after the upgrade', { orderingKey: 'k' }));
+    await waitFor(() => handled.length === 1, { what: 'claims work again once migrated, without a restart' });
+    await consumer.stop();
+  });
+
+  test('a bad orderingKey is refused before anything is written', async () => {
+    const outbox = newOutbox({ pool: db.pool, table: 'ordering_bad_key' });
+    await outbox.migrate();
+    for (const bad of ['', 42, 'x'.repeat(256)]) {
+      await assert.rejects(
+        inTransaction(db.pool, (client) => outbox.publish(client, 'q', 'body', { orderingKey: bad as string })),
+        (error: unknown) => error instanceof InvalidOptionError && error.option === 'orderingKey',
+      );
+    }
+  });
+});

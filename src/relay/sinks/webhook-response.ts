@@ -1,0 +1,51 @@
+/**
+ * What a webhook's answer means for the row (architecture/relay.md, "Webhook sink"): 2xx delivered;
+ * a status the `terminalStatuses` option names refused for good (the row goes to the DLQ with the
+ * status and a short excerpt of the answer); any other status retried on the relay's strategy.
+ */
+
+/**
+ * Client errors that say "not now" rather than "never": 408 Request Timeout, 409 Conflict (the
+ * Idempotency-Key draft's answer while a request with the same key is still in progress, which a
+ * resend after a lost lease can meet), 425 Too Early and 429 Too Many Requests.
+ */
+const RETRYABLE_CLIENT_ERRORS: ReadonlySet<number> = new Set([408, 409, 425, 429]);
+
+/**
+ * The default `terminalStatuses`: every 3xx (redirects are never followed: the signed body and the
+ * credentials must not go wherever a response points, and the same URL will redirect again until
+ * someone fixes the option) and every 4xx but those above. 5xx is retried.
+ */
+export function isTerminalByDefault(status: number): boolean {
+  if (status >= 300 && status < 400) return true;
+  return status >= 400 && status < 500 && !RETRYABLE_CLIENT_ERRORS.has(status);
+}
+
+/** How much of a refusing answer's body is read (the rest is drained unread) and how much is shown. */
+export const EXCERPT_READ_BYTES = 1024;
+const EXCERPT_CHARS = 200;
+
+/**
+ * A body excerpt fit for an error message and the DLQ's last exception: one line, control
+ * characters (terminal escapes included) as spaces, at most 200 characters, and any of `secrets`
+ * the receiver echoed back (its Authorization header, say) masked.
+ */
+export function bodyExcerpt(body: Buffer, secrets: readonly string[]): string {
+  // eslint-disable-next-line no-control-regex -- control characters are exactly what is removed
+  let text = body.toString('utf8').replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]+/g, ' ');
+  for (const secret of secrets) text = text.split(secret).join('***');
+  text = text.replace(/\s+/g, ' ').trim();
+  return text.length > EXCERPT_CHARS ? `${text.slice(0, EXCERPT_CHARS - 1)}…` : text;
+}
+
+/**
+ * `Retry-After` (seconds, or an HTTP date) in milliseconds from now, or undefined. The relay's retry
+ * strategy decides the delay; this is reported on the error for logs and a strategy that wants it.
+ */
+export function retryAfterMs(header: string | undefined, nowMs: number): number | undefined {
+  if (header === undefined) return undefined;
+  const trimmed = header.trim();
+  if (/^\d+$/.test(trimmed)) return Number(trimmed) * 1000;
+  const date = Date.parse(trimmed);
+  return Number.isNaN(date) ? undefined : Math.max(0, date - nowMs);
+}

@@ -1,0 +1,109 @@
+import type { RelayMessage, RelaySink, SendContext } from '../sink.js';
+import { WebhookRefusedError, WebhookUnavailableError } from './webhook-errors.js';
+import { webhookHeaders } from './webhook-headers.js';
+import { resolveWebhookOptions, type WebhookSinkOptions } from './webhook-options.js';
+import { exchange, WebhookAgents, type WebhookResponse } from './webhook-request.js';
+import { bodyExcerpt, retryAfterMs } from './webhook-response.js';
+import { displayUrl, shownUrl } from './webhook-url.js';
+
+export type { WebhookSinkOptions } from './webhook-options.js';
+
+/**
+ * A sink that POSTs each row to an HTTP endpoint (architecture/relay.md, "Webhook sink"): the stored
+ * bytes as the body with the row's content type, the row's headers, `Idempotency-Key` and
+ * `X-Txoutbox-Message-Id` set to the row's stable message id, and with a secret an HMAC signature.
+ * A 2xx confirms; `terminalStatuses` (default: 3xx and most 4xx) refuse for good; everything else —
+ * other statuses, timeouts, network errors — is retried by the relay. No client library: node:http.
+ */
+export function webhookSink(options: WebhookSinkOptions): RelaySink {
+  const resolved = resolveWebhookOptions(options);
+  const plan = { fixed: resolved.fixedHeaders, signatureHeader: resolved.signatureHeader, sign: resolved.sign };
+  const agents = new WebhookAgents(resolved.maxSockets);
+  let closed = false;
+
+  async function send(message: RelayMessage, context: SendContext): Promise<void> {
+    if (closed) throw new WebhookUnavailableError('the sink is closed');
+    const target = resolved.targetOf(message);
+    const where = `${resolved.method} ${displayUrl(target.url)}`;
+    let response: WebhookResponse;
+    try {
+      response = await exchange({
+        agents,
+        url: target.url,
+        method: resolved.method,
+        headers: webhookHeaders(message, target.authorization, plan),
+        body: message.payload,
+        timeoutMs: resolved.timeoutMs,
+        signal: context.signal,
+      });
+    } catch (error) {
+      const reason = error instanceof Error ? error.message : String(error);
+      throw new WebhookUnavailableError(`${where}: ${reason}`, { cause: error });
+    }
+    const { status } = response;
+    if (status >= 200 && status < 300) return;
+    const answer = describe(response, target.url);
+    let terminal: boolean;
+    try {
+      terminal = resolved.isTerminal(status);
+    } catch (error) {
+      throw new WebhookUnavailableError(`${where}: HTTP ${status}, and terminalStatuses threw`, { status, cause: error });
+    }
+    if (terminal) throw new WebhookRefusedError(status, `${where} answered ${answer}`);
+    const after = retryAfterMs(response.retryAfter, Date.now());
+    const hint =
+      after === undefined ? '' : ` (Retry-After ${Math.ceil(after / 1000)} s; the relay's retry strategy decides when)`;
+    throw new WebhookUnavailableError(`${where} answered ${answer}${hint}`, {
+      status,
+      ...(after === undefined ? {} : { retryAfterMs: after }),
+    });
+  }
+
+  function describe(response: WebhookResponse, url: URL): string {
+    const excerpt = bodyExcerpt(response.excerpt, resolved.secrets);
+    let text = `HTTP ${response.status}${response.statusText === '' ? '' : ` ${bodyExcerpt(Buffer.from(response.statusText), [])}`}`;
+    if (response.location !== undefined) {
+      // Not followed (see isTerminalByDefault); shown so the operator can fix the url.
+      let location: string;
+      try {
+        location = shownUrl(new URL(response.location, url).href);
+      } catch {
+        location = '(not a URL)';
+      }
+      text += ` redirecting to ${location}`;
+    }
+    return excerpt === '' ? text : `${text}: ${excerpt}`;
+  }
+
+  const sink: RelaySink = {
+    name: 'webhook',
+    send,
+    close() {
+      closed = true;
+      agents.destroy();
+      return Promise.resolve();
+    },
+  };
+  const health = resolved.health;
+  if (health === undefined) return sink;
+  return {
+    ...sink,
+    async check() {
+      if (closed) return false;
+      try {
+        const response = await exchange({
+          agents,
+          url: health.url,
+          method: 'GET',
+          headers: health.authorization === undefined ? {} : { authorization: health.authorization },
+          body: undefined,
+          timeoutMs: resolved.timeoutMs,
+          signal: undefined,
+        });
+        return response.status >= 200 && response.status < 300;
+      } catch {
+        return false;
+      }
+    },
+  };
+}

@@ -12,3 +12,6 @@ export { natsSink } from './sinks/nats-sink.js';
 export { WebhookRefusedError, WebhookUnavailableError } from './sinks/webhook-errors.js';
 export type { WebhookSinkOptions } from './sinks/webhook-sink.js';
 export { webhookSink } from './sinks/webhook-sink.js';
+// RabbitMQ sink
+export type { RabbitmqSink, RabbitmqSinkOptions } from './sinks/rabbitmq-sink.js';
+export { rabbitmqSink } from './sinks/rabbitmq-sink.js';

@@ -1,0 +1,154 @@
+import { InvalidOptionError } from '../../errors.js';
+import { integerOption } from '../../util/integer-option.js';
+import { rejectUnknownOptions } from '../../util/known-options.js';
+import { redactConnectionString } from '../../util/redact.js';
+import { compileDestination, type Destination, type DestinationOf } from '../template.js';
+
+/** Options of `rabbitmqSink()` (architecture/relay.md, "RabbitMQ sink"). */
+export interface RabbitmqSinkOptions {
+  /**
+   * The broker: `amqp://user:password@host:5672/vhost` or `amqps://…` (TLS), with amqplib's query
+   * parameters (`?heartbeat=10&frameMax=131072`). The password is redacted wherever the sink shows
+   * the URL.
+   */
+  readonly url: string;
+  /**
+   * The exchange each row is published to: `''` (the default exchange, which routes a message to
+   * the queue named by its routing key), a fixed name (`orders`), a template (`{headers.x-domain}`)
+   * or a function of the message. A named exchange is checked once per connection: one that does
+   * not exist refuses the row (DLQ) instead of closing the channel under every other send.
+   * @default '' (the default exchange: routing key = queue name)
+   */
+  readonly exchange?: Destination;
+  /**
+   * The routing key of each row: fixed, a template (`orders.{queue}`, `{orderingKey}` for a
+   * consistent-hash exchange) or a function of the message.
+   * @default '{queue}'
+   */
+  readonly routingKey?: Destination;
+  /**
+   * How long one send may take in all — waiting for a connection, for the exchange check, for the
+   * socket to drain, for the broker's confirm — before it fails, to be retried. A broker that has
+   * confirmed nothing for this long while publishes were outstanding, and has not said it is blocked,
+   * is taken for dead: the connection is dropped and dialled again. @default 10000
+   */
+  readonly confirmTimeoutMs?: number;
+  /** How long one dial may take (TCP, TLS, the AMQP handshake, opening the channel). @default 5000 */
+  readonly connectTimeoutMs?: number;
+  /**
+   * The longest pause between two dials after a failure: pauses start at 100 ms and double up to
+   * this (±25 % jitter). Sends during a pause fail at once (the relay retries them). @default 5000
+   */
+  readonly maxReconnectDelayMs?: number;
+  /**
+   * A payload larger than this is refused (DLQ) without being sent. RabbitMQ closes the channel on a
+   * message over its `max_message_size` (128 MiB by default), failing every send in flight with it,
+   * so set this to the broker's limit if you lowered it. @default 134217728
+   */
+  readonly maxMessageBytes?: number;
+  /**
+   * Further socket options for amqplib's `connect()`: TLS (`ca`, `cert`, `key`, `servername`,
+   * `rejectUnauthorized`), `keepAlive`, `noDelay`, `credentials` (EXTERNAL), `clientProperties`
+   * (merged over the sink's `connection_name`). The sink owns `timeout` (connectTimeoutMs).
+   */
+  readonly socketOptions?: Readonly<Record<string, unknown>>;
+}
+
+export interface ResolvedRabbitmqOptions {
+  readonly url: string;
+  /** The URL as shown in messages: password masked. */
+  readonly displayUrl: string;
+  readonly exchangeOf: DestinationOf;
+  readonly routingKeyOf: DestinationOf;
+  readonly confirmTimeoutMs: number;
+  readonly connectTimeoutMs: number;
+  readonly maxReconnectDelayMs: number;
+  readonly maxMessageBytes: number;
+  readonly socketOptions: Readonly<Record<string, unknown>>;
+}
+
+export const RABBITMQ_SINK = 'rabbitmq';
+
+const KNOWN = [
+  'url',
+  'exchange',
+  'routingKey',
+  'confirmTimeoutMs',
+  'connectTimeoutMs',
+  'maxReconnectDelayMs',
+  'maxMessageBytes',
+  'socketOptions',
+] as const;
+
+/** RabbitMQ's own default `max_message_size` (3.8+), and the most it accepts (512 MiB). */
+const DEFAULT_MAX_MESSAGE_BYTES = 134_217_728;
+const BROKER_MAX_MESSAGE_BYTES = 536_870_912;
+
+export function resolveRabbitmqOptions(raw: RabbitmqSinkOptions): ResolvedRabbitmqOptions {
+  // Typed callers cannot get these wrong; JavaScript callers and config files can.
+  if (typeof (raw as unknown) !== 'object' || (raw as unknown) === null) {
+    throw new InvalidOptionError({
+      option: 'rabbitmqSink options',
+      value: raw,
+      expected: 'an object such as { url: "amqp://user:password@127.0.0.1:5672" }',
+    });
+  }
+  rejectUnknownOptions(raw, 'rabbitmqSink()', KNOWN);
+  const url = raw.url as unknown;
+  if (typeof url !== 'string' || !isAmqpUrl(url)) {
+    throw new InvalidOptionError({
+      option: 'url',
+      value: url,
+      expected: 'an AMQP URL such as "amqp://user:password@127.0.0.1:5672/vhost" (amqp: or amqps:)',
+      fix: 'Pass the broker URL.',
+      // It may hold a password: never echoed.
+      redact: true,
+    });
+  }
+  const socketOptions: unknown = raw.socketOptions === undefined ? {} : raw.socketOptions;
+  if (typeof socketOptions !== 'object' || socketOptions === null || Array.isArray(socketOptions)) {
+    throw new InvalidOptionError({
+      option: 'socketOptions',
+      value: socketOptions,
+      expected: 'an object of amqplib socket options (ca, cert, key, servername, keepAlive, clientProperties, ...)',
+      redact: true,
+    });
+  }
+  if (Object.hasOwn(socketOptions, 'timeout')) {
+    throw new InvalidOptionError({
+      option: 'socketOptions.timeout',
+      value: (socketOptions as { timeout: unknown }).timeout,
+      expected: 'no timeout: the sink sets it',
+      fix: 'Remove socketOptions.timeout; use connectTimeoutMs.',
+    });
+  }
+  return {
+    url,
+    displayUrl: redactConnectionString(url),
+    // The default exchange is the one name that is empty: compileDestination refuses "" (no other
+    // broker routes to it), so it is taken here, as the fixed value it is.
+    exchangeOf:
+      raw.exchange === undefined || raw.exchange === '' ? () => '' : compileDestination(RABBITMQ_SINK, 'exchange', raw.exchange),
+    routingKeyOf: compileDestination(RABBITMQ_SINK, 'routingKey', raw.routingKey ?? '{queue}'),
+    confirmTimeoutMs: integerOption('confirmTimeoutMs', raw.confirmTimeoutMs, 1, 600_000, 10_000),
+    connectTimeoutMs: integerOption('connectTimeoutMs', raw.connectTimeoutMs, 1, 600_000, 5_000),
+    maxReconnectDelayMs: integerOption('maxReconnectDelayMs', raw.maxReconnectDelayMs, 100, 600_000, 5_000),
+    maxMessageBytes: integerOption(
+      'maxMessageBytes',
+      raw.maxMessageBytes,
+      1,
+      BROKER_MAX_MESSAGE_BYTES,
+      DEFAULT_MAX_MESSAGE_BYTES,
+    ),
+    socketOptions: socketOptions as Readonly<Record<string, unknown>>,
+  };
+}
+
+function isAmqpUrl(url: string): boolean {
+  try {
+    const parsed = new URL(url);
+    return (parsed.protocol === 'amqp:' || parsed.protocol === 'amqps:') && parsed.hostname !== '';
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,150 @@
+import { SinkRefusedError } from '../../errors.js';
+import type { RelayMessage, RelaySink, SendContext } from '../sink.js';
+import { loadPeer } from './load-peer.js';
+import { type AmqplibModule, RabbitmqConnector } from './rabbitmq-connector.js';
+import {
+  RABBITMQ_SINK,
+  type RabbitmqSinkOptions,
+  type ResolvedRabbitmqOptions,
+  resolveRabbitmqOptions,
+} from './rabbitmq-options.js';
+import { publishOptions } from './rabbitmq-properties.js';
+import { SendBound } from './rabbitmq-send-bound.js';
+
+export type { RabbitmqSinkOptions } from './rabbitmq-options.js';
+
+/** A RabbitMQ sink, with the counters that show how its sends went. */
+export interface RabbitmqSink extends RelaySink {
+  check(): Promise<boolean>;
+  /**
+   * Since creation: `confirmed` sends (the broker acked them), `refused` ones (SinkRefusedError),
+   * `connections` opened (more than 1: the connection dropped and was dialled again), and
+   * `drainWaits`, sends that waited for the socket to drain before writing (flow control).
+   */
+  readonly stats: {
+    readonly confirmed: number;
+    readonly refused: number;
+    readonly connections: number;
+    readonly drainWaits: number;
+  };
+}
+
+/**
+ * Relays rows to RabbitMQ (architecture/relay.md, "RabbitMQ sink") over one AMQP connection with a
+ * confirm channel: each send is one `basic.publish` (mandatory, persistent) resolved by the broker's
+ * publisher confirm. Concurrent sends pipeline on the channel and the broker acks them in batches
+ * (`multiple`), so there is no confirm wait per message.
+ *
+ * Refused for good (SinkRefusedError → DLQ): an unroutable message (basic.return, e.g. 312
+ * NO_ROUTE), a missing exchange (404), a payload over maxMessageBytes, a message AMQP cannot encode.
+ * Everything else (not connected, a nack, a closed channel, no confirm in time) is retryable; the
+ * connection is dialled again by a later send, with backoff.
+ *
+ * amqplib is an optional peer dependency, imported on the first dial.
+ */
+export function rabbitmqSink(options: RabbitmqSinkOptions): RabbitmqSink {
+  const resolved = resolveRabbitmqOptions(options);
+  return createRabbitmqSink(resolved, () => loadPeer<AmqplibModule>('amqplib', 'rabbitmqSink()'));
+}
+
+/** rabbitmqSink() with the client loader as a parameter (tests point it at a module that does not exist). */
+export function createRabbitmqSink(resolved: ResolvedRabbitmqOptions, loadClient: () => Promise<AmqplibModule>): RabbitmqSink {
+  const describe = describer(resolved.url, resolved.displayUrl);
+  const connector = new RabbitmqConnector(
+    resolved,
+    async () => {
+      const module = await loadClient();
+      // The CommonJS client seen through import(): its exports may sit on `default` only.
+      return typeof module.connect === 'function' ? module : (module as unknown as { default: AmqplibModule }).default;
+    },
+    describe,
+  );
+
+  const stats = { confirmed: 0, refused: 0, drainWaits: 0 };
+
+  async function send(message: RelayMessage, context: SendContext): Promise<void> {
+    try {
+      await publish(message, context);
+      stats.confirmed += 1;
+    } catch (error) {
+      if (error instanceof SinkRefusedError) stats.refused += 1;
+      throw error;
+    }
+  }
+
+  async function publish(message: RelayMessage, context: SendContext): Promise<void> {
+    context.signal.throwIfAborted();
+    // Everything that can refuse the row without the broker comes first: no connection needed.
+    const exchange = resolved.exchangeOf(message);
+    const routingKey = resolved.routingKeyOf(message);
+    if (message.payload.length > resolved.maxMessageBytes) {
+      throw new SinkRefusedError(
+        RABBITMQ_SINK,
+        `the payload of message ${message.messageId} is ${message.payload.length} bytes, over maxMessageBytes (${resolved.maxMessageBytes})`,
+      );
+    }
+    const options = publishOptions(message);
+    let confirming: { confirmOverdue(stalledMs: number): void } | undefined;
+    const bound = new SendBound(context.signal, resolved.confirmTimeoutMs, (phase) => {
+      if (phase === 'the confirm') confirming?.confirmOverdue(resolved.confirmTimeoutMs);
+    });
+    try {
+      const session = await bound.wait('a connection', connector.session());
+      await bound.wait('the exchange check', session.ensureExchange(exchange));
+      if (!session.writable) {
+        stats.drainWaits += 1;
+        await bound.wait('the socket to drain', session.drained());
+      }
+      bound.throwIfOver();
+      confirming = session;
+      await bound.wait('the confirm', session.publish(exchange, routingKey, message.payload, options));
+    } finally {
+      bound.end();
+    }
+  }
+
+  async function check(): Promise<boolean> {
+    try {
+      const current = connector.current;
+      if (current !== undefined) return current.unusable === undefined;
+      // In a backoff pause the last dial failed moments ago: report that, without dialling again.
+      if (connector.pausing) return false;
+      // Bounded by connectTimeoutMs (the dial's own bound).
+      const session = await connector.session();
+      return session.unusable === undefined;
+    } catch {
+      return false;
+    }
+  }
+
+  return {
+    name: RABBITMQ_SINK,
+    send,
+    check,
+    close: () => connector.close(),
+    get stats() {
+      return { ...stats, connections: connector.opened };
+    },
+  };
+}
+
+/**
+ * Error text as the sink shows it: amqplib's messages name host and port, not credentials, but a
+ * socket error could echo what it was given, so the URL and its password never pass through.
+ * (Passwords under 4 characters are left alone: masking them would garble every message.)
+ */
+function describer(url: string, displayUrl: string): (error: unknown) => string {
+  const secrets: string[] = [];
+  try {
+    const password = new URL(url).password;
+    for (const form of [password, decodeURIComponent(password)]) if (form.length >= 4) secrets.push(form);
+  } catch {
+    // The URL was validated at creation; nothing to mask if it no longer parses.
+  }
+  return (error) => {
+    let text = error instanceof Error ? error.message : String(error);
+    text = text.split(url).join(displayUrl);
+    for (const secret of secrets) text = text.split(secret).join('***');
+    return text;
+  };
+}

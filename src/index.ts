@@ -72,6 +72,9 @@ export type {
   StatusOptions,
   ThroughputMinute,
 } from './queues/queue-status.js';
+export type { RelayOptions } from './relay/relay-options.js';
+export { RELAY_DEFAULTS } from './relay/relay-options.js';
+export type { RelayMessage, RelaySink, SendContext } from './relay/sink.js';
 export type { BoundedRetryOptions } from './retry/bounded-retry.js';
 export type { RetryContext, RetryStrategy } from './retry/retry-strategy.js';
 export type { ConstantRetryOptions, ExponentialRetryOptions, LinearRetryOptions } from './retry/strategies.js';
@@ -83,4 +86,3 @@ export type { RenderError } from './subscriber/render-error.js';
 export type { AckPolicy, SubscribeOptions } from './subscriber/subscription-options.js';
 export type { Logger } from './util/logger.js';
 export { consoleLogger } from './util/logger.js';
-export type { RelayMessage, RelaySink, SendContext } from './relay/sink.js';

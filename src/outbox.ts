@@ -14,6 +14,10 @@ import { QueueOperations } from './queues/queue-operations.js';
 import type { PauseOptions, QueuePauseState, QueueStatusReport, StatusOptions } from './queues/queue-status.js';
 import { buildThroughputSql } from './queues/throughput-sql.js';
 import { ThroughputTally } from './queues/throughput-tally.js';
+import { relayHandler } from './relay/relay-handler.js';
+import { type RelayOptions, relaySubscribeOptions, validateSink } from './relay/relay-options.js';
+import { RelaySinks } from './relay/relay-sinks.js';
+import type { RelaySink } from './relay/sink.js';
 import { autovacuumDdl } from './schema/autovacuum.js';
 import { ConsumerDiagnostics } from './schema/consumer-diagnostics.js';
 import { migrate, type MigrateResult, migrationScript } from './schema/migrate.js';
@@ -72,6 +76,7 @@ export class Outbox {
   readonly #subscriberSql: SubscriberSql;
   readonly #statements: StatementRunner;
   readonly #subscriptions: Subscription[] = [];
+  readonly #sinks: RelaySinks;
   readonly #diagnostics: ConsumerDiagnostics;
   readonly #tally: ThroughputTally;
   #listener: NotifyListener | undefined;
@@ -107,6 +112,7 @@ export class Outbox {
       notifier: this.#notifier,
     };
     this.#subscriberSql = buildSubscriberSql(this.#options.names);
+    this.#sinks = new RelaySinks(this.#options.logger);
     this.#diagnostics = new ConsumerDiagnostics(this.#options);
     const { pool, preparedStatements, queryTimeoutMs } = this.#options;
     this.#statements = new StatementRunner(pool, preparedStatements, queryTimeoutMs);
@@ -321,6 +327,29 @@ export class Outbox {
     return { name: resolved.name, queues: resolved.queues };
   }
 
+  /**
+   * Relays `queues` to a broker through `sink` (txoutbox/relay: rabbitmqSink, natsSink,
+   * redisStreamSink, webhookSink, or your own RelaySink): a subscription whose handler sends each
+   * row and whose row is deleted only once the broker confirmed it. A refusal (SinkRefusedError)
+   * ends the row into the DLQ with the broker's reason; any other failure retries, by default
+   * without giving up (RELAY_DEFAULTS). Rows of one orderingKey are sent one at a time, in order.
+   * ping() reports a sink whose check() says its broker is down; stop() closes the sink.
+   */
+  relay(queues: string | readonly string[], sink: RelaySink, options?: RelayOptions): SubscriptionInfo {
+    this.#assertRunning('relay');
+    const valid = validateSink(sink);
+    const subscribeOptions = relaySubscribeOptions(valid, options);
+    const handler = relayHandler({
+      sink: valid,
+      table: this.#options.names.outbox.display,
+      subscriber: subscribeOptions.name,
+      emit: this.#options.emit,
+    });
+    const info = this.subscribe(queues, handler, subscribeOptions);
+    this.#sinks.add(valid);
+    return info;
+  }
+
   /** Starts every subscription (and the shared LISTEN connection). Idempotent. */
   start(): void {
     this.#assertRunning('start');
@@ -365,11 +394,13 @@ export class Outbox {
 
   /**
    * True when the database answers within 5 s and every subscription's loop is alive: not crashed,
-   * no claim in flight for 3 × queryTimeoutMs, and not every claim failing for that long.
+   * no claim in flight for 3 × queryTimeoutMs, and not every claim failing for that long; and every
+   * relay sink's check() says its broker is up.
    */
   async ping(): Promise<boolean> {
     if (this.#state !== 'running') return false;
     if (this.#subscriptions.some((s) => this.#started && !s.alive)) return false;
+    if (!(await this.#sinks.allUp(PING_TIMEOUT_MS))) return false;
     try {
       // Through the StatementRunner: a ping that times out discards its connection (a half-open
       // one would otherwise be kept, and each probe would strand another).
@@ -404,6 +435,7 @@ export class Outbox {
         this.#listener?.stop(),
         this.#notifier.stop(),
         this.#tally.stopWithin(half).then(() => this.#options.ownedPool?.close(half)),
+        this.#sinks.closeWithin(CLOSE_TIMEOUT_MS),
       ]);
     })();
     return this.#stopping;

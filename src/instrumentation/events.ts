@@ -81,6 +81,39 @@ export interface PublishedEvent {
   readonly exceptionType?: string;
 }
 
+/** What became of one relayed row's send (outbox.relay): confirmed by the broker, refused for good, or failed (retried). */
+export type RelayOutcome = 'confirmed' | 'refused' | 'failed';
+
+/** One row sent by a relay, once the sink settled. */
+export interface RelayedEvent extends MessageScope {
+  readonly type: 'relayed';
+  /** The sink's name (`rabbitmq`, `nats`, `redis`, `webhook`, …): bounded. */
+  readonly sink: string;
+  readonly outcome: RelayOutcome;
+  /** send() → the broker's confirm (or the failure). */
+  readonly confirmSeconds: number;
+  /** The row's commit (created_at) → the broker's confirm, by this process's clock. Only when confirmed. */
+  readonly lagSeconds?: number;
+  readonly exceptionType?: string;
+}
+
+/**
+ * The rows a relay started sending in one event-loop turn (a claim's worth, usually), once every
+ * send of them settled: how batching went, per sink and queue.
+ */
+export interface RelayBatchEvent {
+  readonly type: 'relay_batch';
+  readonly queue: string;
+  readonly subscriber: string;
+  readonly sink: string;
+  readonly messages: number;
+  readonly confirmed: number;
+  readonly refused: number;
+  readonly failed: number;
+  /** First send started → last send settled. */
+  readonly durationSeconds: number;
+}
+
 export type OutboxEvent =
   | FetchedEvent
   | DispatchedEvent
@@ -90,7 +123,9 @@ export type OutboxEvent =
   | LeaseLostEvent
   | DlqWrittenEvent
   | DrainTimeoutEvent
-  | PublishedEvent;
+  | PublishedEvent
+  | RelayedEvent
+  | RelayBatchEvent;
 
 /**
  * Receives every event, synchronously, on the delivery path: it must not block (a counter

@@ -280,6 +280,36 @@ describe('rabbitmqSink: the broker goes away', () => {
     assert.ok(ids.includes((fourth as RelayMessage).messageId));
   });
 
+  test('a broker that blocks publishing (memory alarm): check() is false, new sends fail at once, the one in flight is confirmed once it unblocks', async (t) => {
+    const server = brokerFor(t);
+    if (server === undefined) return;
+    const queue = unique('blocked');
+    await durableQueue(queue);
+    const sink = sinkFor({ confirmTimeoutMs: 60_000 });
+    const [first, inFlight, refused, after] = relayMessages(4, { queue });
+    await sink.send(first as RelayMessage, { signal: new AbortController().signal });
+    // A watermark of 0 raises the memory alarm at once; the broker blocks a connection when it publishes.
+    await server.ctl('set_vm_memory_high_watermark', '0');
+    t.after(() => server.ctl('set_vm_memory_high_watermark', '0.4'));
+    const waiting = sink.send(inFlight as RelayMessage, { signal: new AbortController().signal });
+    await waitFor(async () => !(await sink.check()), { what: 'check() false while blocked' });
+    await assert.rejects(sink.send(refused as RelayMessage, { signal: new AbortController().signal }), (error: Error) => {
+      assert.ok(error instanceof SinkUnavailableError, error.message);
+      assert.match(error.message, /the broker blocked publishing \(low on memory\)/);
+      return true;
+    });
+    await server.ctl('set_vm_memory_high_watermark', '0.4');
+    await waiting;
+    assert.equal(await sink.check(), true);
+    await sink.send(after as RelayMessage, { signal: new AbortController().signal });
+    const ids = (await consumeAll(queue)).map((message) => message.properties.messageId as string);
+    assert.deepEqual(
+      ids,
+      [first, inFlight, after].map((message) => (message as RelayMessage).messageId),
+    );
+    assert.equal(sink.stats.connections, 1, 'a blocked connection is kept, not redialled');
+  });
+
   test('a broker that is not there: sends reject retryably, at once, without the password; check() is false', async (t) => {
     if (brokerFor(t) === undefined) return;
     const port = await freePort();

@@ -24,7 +24,7 @@ import { randomBytes } from 'node:crypto';
 import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import amqplib from 'amqplib';
@@ -265,6 +265,17 @@ export class RabbitmqServer {
       live.delete(epmd);
     }
     rmSync(this.#dir, { recursive: true, force: true });
+  }
+
+  /** Runs `rabbitmqctl <args>` against this node (its cookie, epmd port and name); resolves with its output. */
+  ctl(...args: string[]): Promise<string> {
+    const rabbitmqctl = join(dirname(this.#installed.server), 'rabbitmqctl');
+    return new Promise((resolve, reject) => {
+      execFile(rabbitmqctl, args, { env: this.#env, cwd: this.#dir, timeout: STOP_TIMEOUT_MS }, (error, stdout, stderr) => {
+        if (error === null) resolve(stdout);
+        else reject(new Error(`rabbitmqctl ${args.join(' ')} failed: ${stderr.trim() || error.message}`));
+      });
+    });
   }
 
   /** The end of the broker's console output, for a failure message. */

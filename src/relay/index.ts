@@ -15,3 +15,6 @@ export { webhookSink } from './sinks/webhook-sink.js';
 // RabbitMQ sink
 export type { RabbitmqSink, RabbitmqSinkOptions } from './sinks/rabbitmq-sink.js';
 export { rabbitmqSink } from './sinks/rabbitmq-sink.js';
+// Redis Streams sink
+export type { RedisStreamSink, RedisStreamSinkOptions } from './sinks/redis-stream-sink.js';
+export { redisStreamSink } from './sinks/redis-stream-sink.js';

@@ -70,7 +70,7 @@ export async function sendInKeyOrder(
     retry?: (error: Error) => boolean;
     retryDelayMs?: number;
     onConfirmed?: (message: RelayMessage) => void;
-    onRetry?: (error: Error) => void;
+    onRetry?: (error: Error, message: RelayMessage) => void;
   },
 ): Promise<SendReport> {
   const byKey = new Map<string, RelayMessage[]>();
@@ -98,7 +98,7 @@ export async function sendInKeyOrder(
             const error = caught instanceof Error ? caught : new Error(String(caught));
             if (error instanceof SinkRefusedError || options.retry?.(error) !== true) throw error;
             failures.push(error);
-            options.onRetry?.(error);
+            options.onRetry?.(error, message);
             // The relay's backoff between two attempts of a row, not a synchronisation.
             await new Promise((resolve) => setTimeout(resolve, options.retryDelayMs ?? 50));
           }

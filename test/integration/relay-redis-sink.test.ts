@@ -1,0 +1,299 @@
+/**
+ * redisStreamSink() against a real redis-server (Debian's package, started by
+ * test/support/redis-server.ts on a free port, append-only file in a temp dir): entries read back
+ * with ioredis and compared, MAXLEN, the server stopped and restarted under load (duplicates
+ * counted: Redis cannot deduplicate), its refusals, and bad options. architecture/relay.md,
+ * "Redis Streams sink".
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, test, type TestContext } from 'node:test';
+
+import { Redis } from 'ioredis';
+
+import { InvalidOptionError, MissingPeerDependencyError, SinkRefusedError, SinkUnavailableError } from '../../src/errors.js';
+import type { RelayMessage } from '../../src/relay/sink.js';
+import { loadPeer } from '../../src/relay/sinks/load-peer.js';
+import { resolveRedisStreamOptions } from '../../src/relay/sinks/redis-stream-options.js';
+import {
+  createRedisStreamSink,
+  type RedisStreamSink,
+  redisStreamSink,
+  type RedisStreamSinkOptions,
+} from '../../src/relay/sinks/redis-stream-sink.js';
+import { type RedisServer, startRedisServer } from '../support/redis-server.js';
+import { relayMessage, relayMessages, sendInKeyOrder } from '../support/relay-messages.js';
+import { waitFor } from '../support/wait-for.js';
+
+let server: RedisServer | undefined;
+let skip: string | undefined;
+let admin: Redis | undefined;
+const sinks: RedisStreamSink[] = [];
+
+before(async () => {
+  const started = await startRedisServer();
+  if ('skip' in started) {
+    skip = started.skip;
+    return;
+  }
+  server = started;
+  admin = new Redis(server.url, { retryStrategy: () => 100, maxRetriesPerRequest: null });
+  admin.on('error', () => undefined);
+});
+
+after(async () => {
+  await Promise.all(sinks.map((sink) => sink.close()));
+  admin?.disconnect();
+  await server?.close();
+});
+
+/** The running server, or a skip (never in CI: startRedisServer() throws there instead). */
+function serverFor(t: TestContext): RedisServer | undefined {
+  if (server === undefined) t.skip(skip);
+  return server;
+}
+
+function sinkFor(options: Partial<RedisStreamSinkOptions> = {}): RedisStreamSink {
+  const sink = redisStreamSink({ url: (server as RedisServer).url, ...options });
+  sinks.push(sink);
+  return sink;
+}
+
+interface Entry {
+  readonly fields: string[];
+  readonly id: string;
+  readonly payload: Buffer;
+  readonly headers: Record<string, string>;
+}
+
+/** Every entry of `stream`, in stream order, read with XRANGE in pages (binary-safe). */
+async function readStream(stream: string): Promise<Entry[]> {
+  const out: Entry[] = [];
+  let start = '-';
+  for (;;) {
+    const page = (await (admin as Redis).callBuffer('XRANGE', stream, start, '+', 'COUNT', '1000')) as [Buffer, Buffer[]][];
+    for (const [, values] of page) {
+      const fields = values.filter((_, i) => i % 2 === 0).map((b) => b.toString());
+      const value = (name: string): Buffer =>
+        values[values.findIndex((v, i) => i % 2 === 0 && v.toString() === name) + 1] as Buffer;
+      out.push({
+        fields,
+        id: value('id').toString(),
+        payload: value('payload'),
+        headers: JSON.parse(value('headers').toString()) as Record<string, string>,
+      });
+    }
+    if (page.length < 1000) return out;
+    start = `(${(page.at(-1) as [Buffer, Buffer[]])[0].toString()}`;
+  }
+}
+
+async function refusal(sink: RedisStreamSink, message: RelayMessage): Promise<SinkRefusedError> {
+  try {
+    await sink.send(message, { signal: new AbortController().signal });
+  } catch (error) {
+    assert.ok(error instanceof SinkRefusedError, `expected SinkRefusedError, got ${String(error)}`);
+    return error;
+  }
+  return assert.fail('expected the send to be refused');
+}
+
+describe('redisStreamSink against a real redis-server', () => {
+  test('10,000 messages at 64 in flight are entries {id, payload, headers} with their bytes and headers, in order per key', async (t) => {
+    if (serverFor(t) === undefined) return;
+    const sink = sinkFor({ stream: 'bulk:{queue}' });
+    const messages = relayMessages(10_000, { keys: 200 });
+    await sendInKeyOrder(sink, messages, { concurrency: 64 });
+    assert.deepEqual(sink.stats, { confirmed: 10_000 });
+
+    const entries = await readStream('bulk:orders');
+    assert.equal(entries.length, 10_000);
+    const sent = new Map(messages.map((m) => [m.messageId, m]));
+    const lastIndexOfKey = new Map<string, number>();
+    for (const entry of entries) {
+      assert.deepEqual(entry.fields, ['id', 'payload', 'headers']);
+      const message = sent.get(entry.id);
+      assert.ok(message !== undefined, `unknown id ${entry.id}`);
+      sent.delete(entry.id);
+      assert.ok(entry.payload.equals(message.payload), `payload of ${entry.id}`);
+      assert.deepEqual(entry.headers, message.headers);
+      const key = message.orderingKey as string;
+      assert.ok(Number(message.id) > (lastIndexOfKey.get(key) ?? 0), `key ${key}: ${entry.id} after a later message`);
+      lastIndexOfKey.set(key, Number(message.id));
+    }
+    assert.equal(sent.size, 0, 'every message appended once');
+  });
+
+  test('headers without correlation-id get the message correlation id; maxLen trims exactly or approximately', async (t) => {
+    if (serverFor(t) === undefined) return;
+    const signal = new AbortController().signal;
+    const plain = sinkFor({ stream: 'plain' });
+    await plain.send(relayMessage({ headers: { 'content-type': 'text/plain' }, correlationId: 'c-77' }), { signal });
+    const [entry] = await readStream('plain');
+    assert.deepEqual(entry?.headers, { 'content-type': 'text/plain', 'correlation-id': 'c-77' });
+
+    const exact = sinkFor({ stream: 'trim-exact', maxLen: 10, approximate: false });
+    const approximate = sinkFor({ stream: 'trim-approximate', maxLen: 10 });
+    const messages = relayMessages(300, { keys: 1, maxBytes: 16 });
+    await sendInKeyOrder(exact, messages, { concurrency: 1 });
+    await sendInKeyOrder(approximate, messages, { concurrency: 1 });
+    const kept = await readStream('trim-exact');
+    assert.deepEqual(
+      kept.map((e) => e.id),
+      messages.slice(-10).map((m) => m.messageId),
+    );
+    // MAXLEN ~ trims whole macro nodes (100 entries by default): at least 10 stay, far fewer than 300.
+    const length = await (admin as Redis).xlen('trim-approximate');
+    assert.ok(length >= 10 && length < 300, `XLEN ${length}`);
+  });
+
+  for (const signal of ['SIGTERM', 'SIGKILL'] as const) {
+    test(`the server ${signal === 'SIGTERM' ? 'stopped' : 'killed'} mid-stream: sends fail as retryable within their bound, then succeed on the same sink; nothing lost, duplicates counted`, async (t) => {
+      const redis = serverFor(t);
+      if (redis === undefined) return;
+      const stream = `restart-${signal}`;
+      const confirmTimeoutMs = 2_000;
+      const sink = sinkFor({ stream, confirmTimeoutMs, reconnectWaitMs: 50 });
+      const messages = relayMessages(3_000, { keys: 64, maxBytes: 512 });
+      const concurrency = 32;
+      let confirmed = 0;
+      let failed = 0;
+      const retried = new Set<string>();
+      const outcome = sendInKeyOrder(sink, messages, {
+        concurrency,
+        retry: (error) => error instanceof SinkUnavailableError,
+        onConfirmed: () => (confirmed += 1),
+        onRetry: (_, message) => {
+          failed += 1;
+          retried.add(message.messageId);
+        },
+      });
+      await waitFor(() => confirmed >= 500, { timeoutMs: 30_000, what: '500 confirmed before the stop' });
+      await redis.stop(signal);
+      const confirmedAtStop = confirmed;
+      assert.equal(await sink.check(), false, 'check() reports the stopped server');
+      await waitFor(() => failed >= 4 * concurrency, { timeoutMs: 60_000, what: 'failed sends while the server is down' });
+      await redis.restart();
+      const restarted = performance.now();
+      const confirmedAtRestart = confirmed;
+      await waitFor(() => confirmed > confirmedAtRestart, { timeoutMs: 30_000, what: 'a send confirmed after the restart' });
+      const recoveryMs = performance.now() - restarted;
+      const report = await outcome;
+
+      assert.ok(confirmedAtStop < messages.length, 'the stop happened mid-stream');
+      for (const failure of report.failures) {
+        assert.ok(
+          failure instanceof SinkUnavailableError,
+          `a retryable SinkUnavailableError, got ${failure.name}: ${failure.message}`,
+        );
+      }
+      assert.ok(
+        report.failures.some((f) => /the client reconnects by itself/.test(f.message)),
+        'sends while the client reconnects fail at once instead of queueing',
+      );
+      // A bound, not a speed: a send that hangs would never settle.
+      assert.ok(report.longestSendMs < confirmTimeoutMs + 10_000, `longest send ${Math.round(report.longestSendMs)} ms`);
+      assert.equal(await sink.check(), true, 'check() reports the restarted server');
+
+      const entries = await readStream(stream);
+      const ids = entries.map((e) => e.id);
+      const unique = new Set(ids);
+      assert.equal(unique.size, messages.length, 'every message appended (0 lost)');
+      const duplicates = ids.length - unique.size;
+      const seen = new Set<string>();
+      for (const id of ids) {
+        if (seen.has(id)) assert.ok(retried.has(id), `${id} appended twice without a retry`);
+        seen.add(id);
+      }
+      t.diagnostic(
+        `${signal}: ${report.failures.length} failed attempts retried, ${duplicates} duplicate entries (consumers dedupe by the id field), 0 lost, longest send ${Math.round(report.longestSendMs)} ms, first confirm ${Math.round(recoveryMs)} ms after the restart`,
+      );
+    });
+  }
+
+  test('refusals: a key that is not a stream (WRONGTYPE), a key the ACL user may not write (NOPERM), a row the stream template cannot fill', async (t) => {
+    const redis = serverFor(t);
+    if (redis === undefined) return;
+    const client = admin as Redis;
+    await client.set('not-a-stream', 'x');
+    const wrongType = await refusal(sinkFor({ stream: 'not-a-stream' }), relayMessage());
+    assert.match(wrongType.reason, /^WRONGTYPE .* \(XADD to stream "not-a-stream"\)$/);
+
+    await client.call('ACL', 'SETUSER', 'relay', 'on', '>relay-pw', '~allowed:*', '+@all');
+    const limited = sinkFor({ url: `redis://relay:relay-pw@127.0.0.1:${redis.port}`, stream: '{headers.target}' });
+    const noPerm = await refusal(limited, relayMessage({ headers: { target: 'forbidden:x' } }));
+    assert.match(noPerm.reason, /^NOPERM /);
+    assert.doesNotMatch(noPerm.message, /relay-pw/);
+    await limited.send(relayMessage({ headers: { target: 'allowed:x' } }), { signal: new AbortController().signal });
+    assert.equal(await client.xlen('allowed:x'), 1);
+
+    const missing = await refusal(limited, relayMessage({ headers: {} }));
+    assert.match(missing.reason, /names header "target"/);
+  });
+
+  test('an unreachable server: retryable, password redacted, check() false; an aborted send rejects with its reason', async (t) => {
+    if (serverFor(t) === undefined) return;
+    const down = redisStreamSink({ url: 'redis://relay:s3cret@127.0.0.1:1', connectTimeoutMs: 2_000, reconnectWaitMs: 60_000 });
+    t.after(() => down.close());
+    const signal = new AbortController().signal;
+    const first = await down.send(relayMessage(), { signal }).then(
+      () => assert.fail('sent to port 1'),
+      (error: unknown) => error,
+    );
+    assert.ok(first instanceof SinkUnavailableError, String(first));
+    assert.doesNotMatch(first.message, /s3cret/);
+    assert.match(first.message, /redis:\/\/relay:\*\*\*@127\.0\.0\.1:1/);
+    // The client waits its reconnect pause (60 s here): the next send fails at once, no new dial.
+    await assert.rejects(down.send(relayMessage(), { signal }), /the client reconnects by itself/);
+    assert.equal(await down.check(), false);
+
+    const controller = new AbortController();
+    controller.abort(new Error('relay stopping'));
+    await assert.rejects(sinkFor().send(relayMessage(), { signal: controller.signal }), /relay stopping/);
+  });
+});
+
+describe('redisStreamSink options and its client', () => {
+  test('bad options throw InvalidOptionError naming the option; credentials are not shown', () => {
+    const cases: [unknown, string][] = [
+      [{}, 'url'],
+      [{ url: 'http://x' }, 'url'],
+      [{ url: 'redis://x', strem: 'a' }, 'strem'],
+      [{ url: 'redis://x', stream: '' }, 'stream'],
+      [{ url: 'redis://x', stream: '{nope}' }, 'stream'],
+      [{ url: 'redis://x', maxLen: 0 }, 'maxLen'],
+      [{ url: 'redis://x', maxLen: 1.5 }, 'maxLen'],
+      [{ url: 'redis://x', approximate: true }, 'approximate'],
+      [{ url: 'redis://x', maxLen: 5, approximate: 'yes' }, 'approximate'],
+      [{ url: 'redis://x', confirmTimeoutMs: 0 }, 'confirmTimeoutMs'],
+      [{ url: 'redis://x', redisOptions: [] }, 'redisOptions'],
+      [{ url: 'redis://x', redisOptions: { enableOfflineQueue: true } }, 'redisOptions.enableOfflineQueue'],
+      [{ url: 'redis://x', redisOptions: { maxRetriesPerRequest: null } }, 'redisOptions.maxRetriesPerRequest'],
+    ];
+    for (const [options, option] of cases) {
+      assert.throws(
+        () => redisStreamSink(options as RedisStreamSinkOptions),
+        (error: unknown) => error instanceof InvalidOptionError && error.option === option,
+        `${JSON.stringify(options)} names ${option}`,
+      );
+    }
+    assert.throws(
+      () => redisStreamSink({ url: 'ftp://u:s3cret@h' }),
+      (error: unknown) => error instanceof InvalidOptionError && !error.message.includes('s3cret'),
+    );
+  });
+
+  test('a missing client is MissingPeerDependencyError, thrown by the send that needs it (lazy loader, pointed at a module that does not exist)', async () => {
+    const sink = createRedisStreamSink(resolveRedisStreamOptions({ url: 'redis://127.0.0.1:1' }), () =>
+      loadPeer('txoutbox-no-such-client', 'redisStreamSink()'),
+    );
+    for (let i = 0; i < 2; i++) {
+      await assert.rejects(sink.send(relayMessage(), { signal: new AbortController().signal }), (error: unknown) => {
+        assert.ok(error instanceof MissingPeerDependencyError, String(error));
+        assert.match(error.message, /redisStreamSink\(\) needs the optional peer dependency "txoutbox-no-such-client"/);
+        return true;
+      });
+    }
+    assert.equal(await sink.check(), false);
+    await sink.close();
+  });
+});

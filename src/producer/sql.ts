@@ -85,13 +85,25 @@ export const orderingKeyLock = (queue: string, key: string) =>
   `pg_advisory_xact_lock(hashtextextended('txoutbox' || chr(31) || ${queue} || chr(31) || ${key}, 0)) IS NOT NULL`;
 const keyLock = (key: number) => `($${key}::text IS NULL OR ${orderingKeyLock('$1::text', `$${key}::text`)})`;
 
+/**
+ * A keyed row is due no earlier than the row published before it under its key: it cannot run
+ * before that one ended anyway, and a claim's index walk then meets a key's waiting rows only
+ * when they could be next (src/subscriber/sql.ts, "waiting rows"). GREATEST ignores the NULL of an
+ * unkeyed publish or a key's first row. One backward probe of <t>_key_idx, after the key's lock
+ * (a publish that waited for the lock reads with its statement's older snapshot and may miss the
+ * row it waited for: then this row is merely due early, and the claim's key test still holds it).
+ */
+const keyedNextAttempt = (t: string, at: number, key: number) =>
+  `GREATEST(${nextAttempt(at)}, (SELECT p.next_attempt_at FROM ${t} AS p
+    WHERE $${key}::text IS NOT NULL AND p.queue = $1::text AND p.ordering_key = $${key}::text ORDER BY p.id DESC LIMIT 1))`;
+
 export function buildProducerSql(names: SchemaNames): ProducerSql {
   const t = names.outbox.sql;
   const insertOne = (
     key: number,
     timer = '',
   ) => `INSERT INTO ${t} (queue, payload, headers, next_attempt_at, ordering_key${timer === '' ? '' : ', timer_id'})
-  SELECT $1::text, $2::bytea, $3::text::jsonb, ${nextAttempt(4)}, $${key}::text${timer === '' ? '' : `, ${timer}::text`}
+  SELECT $1::text, $2::bytea, $3::text::jsonb, ${keyedNextAttempt(t, 4, key)}, $${key}::text${timer === '' ? '' : `, ${timer}::text`}
   WHERE ${keyLock(key)}`;
   const single = (returned: string, key: number) => `${insertOne(key)}
   RETURNING id::text AS id, ${returned}`;
@@ -100,7 +112,7 @@ export function buildProducerSql(names: SchemaNames): ProducerSql {
   RETURNING id::text AS id, ${returned}`;
   const batch = (returned: string, key: number) => `WITH inserted AS (
   INSERT INTO ${t} (queue, payload, headers, next_attempt_at, ordering_key)
-  SELECT $1::text, decode(m.message ->> 'p', 'base64'), (m.message -> 'h')::jsonb, ${nextAttempt(3)}, $${key}::text
+  SELECT $1::text, decode(m.message ->> 'p', 'base64'), (m.message -> 'h')::jsonb, ${keyedNextAttempt(t, 3, key)}, $${key}::text
   FROM json_array_elements($2::text::json) WITH ORDINALITY AS m(message, ord)
   WHERE ${keyLock(key)}
   ORDER BY m.ord

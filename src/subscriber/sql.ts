@@ -170,6 +170,21 @@ function claimManyText(table: string, paused: string): string {
 }
 
 /**
+ * A keyed row's retry also moves its key's waiting rows (younger, not yet due later) to its own
+ * next attempt: they cannot run before it ends, and due now they would sit at the front of the
+ * ready index, where every claim of the queue walks past them and probes each one (a stuck key
+ * with 10,000 waiting rows made the queue's other rows drain 7× slower: BENCHMARKS.md, "Per-key
+ * ordering"). Keyed publishes inherit the previous row's time the same way (producer/sql.ts), so a
+ * key's times never decrease in id order and its oldest row stays first in the walk. One pass over
+ * the key's rows in <t>_key_idx per retry, none for an unkeyed row (the join finds nothing).
+ */
+const waitingRowsPushed = (t: string) => `pushed AS (
+  UPDATE ${t} AS w SET next_attempt_at = r.next_attempt_at FROM retried AS r
+  WHERE r.ordering_key IS NOT NULL AND w.queue = r.queue AND w.ordering_key = r.ordering_key AND w.id > r.id
+    AND w.acquired_token IS NULL AND w.next_attempt_at < r.next_attempt_at
+)`;
+
+/**
  * (id, token) pairs for batched writes. The redundant `t.id = ANY($1)` keeps the plan a
  * primary-key lookup even on a never-analyzed table; the join on both columns keeps fencing
  * per pair.
@@ -210,14 +225,18 @@ export function buildSubscriberSql(names: SchemaNames): SubscriberSql {
     ackBatch: statement('ack', `DELETE FROM ${t} AS t USING ${PAIRS} WHERE ${PAIRS_MATCH} RETURNING ${PAIRS_RETURNING}`),
     retry: statement(
       'retry',
-      `UPDATE ${t} SET next_attempt_at = now() + $3::double precision * interval '1 millisecond',
-  attempts_count = attempts_count + 1,
-  first_attempt_at = COALESCE(first_attempt_at, $4::timestamptz),
-  last_attempt_at = $5::timestamptz,
-  last_exception_type = COALESCE($6::text, last_exception_type),
-  last_exception = COALESCE($7::text, last_exception),
-  acquired_token = NULL, acquired_at = NULL
-WHERE id = $1::bigint AND acquired_token = $2::uuid`,
+      `WITH retried AS (
+  UPDATE ${t} SET next_attempt_at = now() + $3::double precision * interval '1 millisecond',
+    attempts_count = attempts_count + 1,
+    first_attempt_at = COALESCE(first_attempt_at, $4::timestamptz),
+    last_attempt_at = $5::timestamptz,
+    last_exception_type = COALESCE($6::text, last_exception_type),
+    last_exception = COALESCE($7::text, last_exception),
+    acquired_token = NULL, acquired_at = NULL
+  WHERE id = $1::bigint AND acquired_token = $2::uuid
+  RETURNING id, queue, ordering_key, next_attempt_at
+), ${waitingRowsPushed(t)}
+SELECT id FROM retried`,
     ),
     terminalDelete: statement('terminal', `DELETE FROM ${t} WHERE id = $1::bigint AND acquired_token = $2::uuid`),
     dlqMove:

@@ -134,6 +134,11 @@ describe('per-key ordering', () => {
       'the stuck key keeps its rows, in order',
     );
     assert.equal(rows[0]?.scheduled, true, 'its head is scheduled for a retry, keeping its place');
+    // Its waiting rows moved to the head's retry: claims no longer walk past them (BENCHMARKS.md).
+    assert.deepEqual(
+      rows.map((r) => r.scheduled),
+      [true, true, true],
+    );
     await outbox.stop();
   });
 
@@ -169,6 +174,20 @@ describe('per-key ordering', () => {
     });
     const peeked = await outbox.peek('mail');
     assert.equal(peeked.rows.length, 3);
+    // 'now' inherits the delay of the row before it under its key: due no earlier than it can run.
+    const { rows: due } = await db.pool.query<{ body: string; same: boolean }>(
+      `SELECT convert_from(payload, 'UTF8') AS body,
+         next_attempt_at = (SELECT next_attempt_at FROM ${table} WHERE convert_from(payload, 'UTF8') = 'later') AS same
+       FROM ${table} ORDER BY id`,
+    );
+    assert.deepEqual(
+      due.map((r) => [r.body, r.same]),
+      [
+        ['later', true],
+        ['now', true],
+        ['other-user', false],
+      ],
+    );
     const handled: string[] = [];
     outbox.subscribe(
       'mail',

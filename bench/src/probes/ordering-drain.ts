@@ -123,7 +123,9 @@ try {
   }
   const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] ?? 0;
   const base = median(results.get('unkeyed') ?? []);
-  console.log(`\n${String(rows)} rows per drain, concurrency ${String(CONCURRENCY)}, fetchBatchSize ${String(FETCH_BATCH)}, median of ${String(rounds)} interleaved rounds\n`);
+  console.log(
+    `\n${String(rows)} rows per drain, concurrency ${String(CONCURRENCY)}, fetchBatchSize ${String(FETCH_BATCH)}, median of ${String(rounds)} interleaved rounds\n`,
+  );
   console.log('| drain | msg/s | vs unkeyed |');
   console.log('| --- | ---: | ---: |');
   for (const [name, values] of results) {

@@ -63,7 +63,7 @@ export function adapterConformance(importMetaUrl: string, library: string, optio
     before(async () => {
       outbox = outboxes({ pool: db.pool });
       await outbox.migrate();
-      outbox.subscribe(['conformance.q', 'batch.q'], (message) => {
+      outbox.subscribe(['conformance.q', 'batch.q', 'keyed.q'], (message) => {
         received.push(message);
       });
       outbox.start();
@@ -129,6 +129,20 @@ export function adapterConformance(importMetaUrl: string, library: string, optio
       assert.equal(ids.length, 1000);
       for (let i = 1; i < ids.length; i += 1) assert.ok(BigInt(ids[i]!) > BigInt(ids[i - 1]!), 'ids ascend in body order');
       assert.equal((await outbox.fetchUnprocessed({ queue: 'batch.q', limit: 2000 })).length, 1000);
+    });
+
+    test('ordering keys: the key and its lock travel through the layer; the key is handled in publish order', async () => {
+      const key = `account-${library}`;
+      const ids = await layer.inTransaction(async (target) => [
+        await outbox.publish(target, 'keyed.q', { seq: 0 }, { orderingKey: key }),
+        ...(await outbox.publishBatch(target, 'keyed.q', [{ seq: 1 }, { seq: 2 }, { seq: 3 }], { orderingKey: key })),
+      ]);
+      await waitFor(() => ids.every((id) => received.some((m) => m.id === id)), { what: 'every keyed message consumed' });
+      const keyed = received.filter((m) => m.orderingKey === key);
+      assert.deepEqual(
+        keyed.map((m) => (m.body as { seq: number }).seq),
+        [0, 1, 2, 3],
+      );
     });
 
     test('a timer: one live row per timer id, cancelled through the transaction', async () => {

@@ -42,6 +42,10 @@ export const ATTR = {
   leasePhase: 'messaging.outbox.lease.phase',
   /** "true" when a claim returned rows. */
   nonEmpty: 'messaging.outbox.fetch.non_empty',
+  /** The relay sink's name (`rabbitmq`, `nats`, `redis`, `webhook`, …): bounded by the code base. */
+  relaySink: 'messaging.outbox.relay.sink',
+  /** What the broker did with a relayed row: confirmed | refused | failed. */
+  relayOutcome: 'messaging.outbox.relay.outcome',
 } as const;
 
 /**

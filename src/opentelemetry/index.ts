@@ -1,4 +1,4 @@
 export { INSTRUMENTATION_SCOPE } from './attributes.js';
-export { OTEL_AGE_BUCKETS, OTEL_DURATION_BUCKETS } from './instruments.js';
+export { OTEL_AGE_BUCKETS, OTEL_BATCH_BUCKETS, OTEL_DURATION_BUCKETS } from './instruments.js';
 export { openTelemetryRecorder, type OpenTelemetryRecorderOptions } from './meter-recorder.js';
 export { type ConsumerSpanRelation, tracingMiddleware, type TracingMiddlewareOptions } from './tracing-middleware.js';

@@ -1,6 +1,6 @@
 import type { Counter, Histogram, Meter } from '@opentelemetry/api';
 
-import { AGE_BUCKETS, DURATION_BUCKETS } from '../prometheus/buckets.js';
+import { AGE_BUCKETS, BATCH_BUCKETS, DURATION_BUCKETS } from '../prometheus/buckets.js';
 
 /**
  * Histogram boundaries, passed as advice so the SDK uses them without a View. Without advice the
@@ -14,6 +14,8 @@ import { AGE_BUCKETS, DURATION_BUCKETS } from '../prometheus/buckets.js';
 export const OTEL_DURATION_BUCKETS: readonly number[] = DURATION_BUCKETS;
 /** Message age (created → dispatched): the same list as `<prefix>_message_age_seconds`. */
 export const OTEL_AGE_BUCKETS: readonly number[] = AGE_BUCKETS;
+/** Rows per relay batch: the same list as `<prefix>_outbox_relay_batch_messages`. */
+export const OTEL_BATCH_BUCKETS: readonly number[] = BATCH_BUCKETS;
 
 export interface Instruments {
   readonly clientOperationDuration: Histogram;
@@ -27,6 +29,11 @@ export interface Instruments {
   readonly dlqWritten: Counter;
   readonly drainTimeouts: Counter;
   readonly messageAge: Histogram;
+  readonly relayMessages: Counter;
+  readonly relaySendDuration: Histogram;
+  readonly relayLag: Histogram;
+  readonly relayBatchMessages: Histogram;
+  readonly relayBatchDuration: Histogram;
 }
 
 function counter(meter: Meter, name: string, description: string, unit: string): Counter {
@@ -34,7 +41,11 @@ function counter(meter: Meter, name: string, description: string, unit: string):
 }
 
 function seconds(meter: Meter, name: string, description: string, boundaries: readonly number[]): Histogram {
-  return meter.createHistogram(name, { description, unit: 's', advice: { explicitBucketBoundaries: [...boundaries] } });
+  return distribution(meter, name, description, 's', boundaries);
+}
+
+function distribution(meter: Meter, name: string, description: string, unit: string, boundaries: readonly number[]): Histogram {
+  return meter.createHistogram(name, { description, unit, advice: { explicitBucketBoundaries: [...boundaries] } });
 }
 
 /**
@@ -93,6 +104,37 @@ export function createInstruments(meter: Meter): Instruments {
       'messaging.outbox.message.age',
       'Time from publish (created_at) to dispatch to a handler',
       OTEL_AGE_BUCKETS,
+    ),
+    relayMessages: counter(
+      meter,
+      'messaging.outbox.relay.messages',
+      'Rows a relay sent, by outcome: confirmed by the broker (row deleted), refused (row ended into the DLQ), failed (row retried)',
+      '{message}',
+    ),
+    relaySendDuration: seconds(
+      meter,
+      'messaging.outbox.relay.send.duration',
+      "Time from a relay's send to the broker's confirm (outcome confirmed), refusal or the failure",
+      OTEL_DURATION_BUCKETS,
+    ),
+    relayLag: seconds(
+      meter,
+      'messaging.outbox.relay.lag',
+      "Time from a row's publish (created_at) to the broker's confirm, confirmed rows only",
+      OTEL_AGE_BUCKETS,
+    ),
+    relayBatchMessages: distribution(
+      meter,
+      'messaging.outbox.relay.batch.messages',
+      'Rows per relay batch (the sends a relay started in one event-loop turn)',
+      '{message}',
+      OTEL_BATCH_BUCKETS,
+    ),
+    relayBatchDuration: seconds(
+      meter,
+      'messaging.outbox.relay.batch.duration',
+      "Time from a relay batch's first send to its last settled send",
+      OTEL_DURATION_BUCKETS,
     ),
   };
 }

@@ -51,6 +51,9 @@ function withError(attributes: Attributes, exceptionType: string | undefined): A
  * | `lease_lost` | `messaging.outbox.lease_lost` += 1 | `messaging.outbox.lease.phase` |
  * | `dlq_written` | `messaging.outbox.dlq_written` += 1 | `messaging.outbox.terminal.reason` (the failure reason), `error.type` |
  * | `drain_timeout` | `messaging.outbox.drain_timeouts` += 1 | subscriber only (a drain spans all its queues) |
+ * | `relayed` | `messaging.outbox.relay.messages` += 1, `messaging.outbox.relay.send.duration` (s) | `messaging.outbox.relay.sink`, `.relay.outcome`, `error.type` |
+ * | `relayed` confirmed | `messaging.outbox.relay.lag` (s, created_at → broker confirm) | `.relay.sink` |
+ * | `relay_batch` | `messaging.outbox.relay.batch.messages` ({message}), `messaging.outbox.relay.batch.duration` (s) | `.relay.sink` |
  *
  * Outcome events fire once the database write landed, so `messaging.process.duration` counts
  * handler runs whose outcome stuck; a run whose lease was lost is in `lease_lost` instead. A failed
@@ -123,6 +126,23 @@ export function openTelemetryRecorder(options?: OpenTelemetryRecorderOptions): R
       case 'drain_timeout':
         m.drainTimeouts.add(1, { [ATTR.system]: MESSAGING_SYSTEM, [ATTR.subscriber]: event.subscriber });
         return;
+      case 'relayed': {
+        const sink = { ...base(event.queue, event.subscriber), [ATTR.relaySink]: event.sink };
+        const outcome = withError({ ...sink, [ATTR.relayOutcome]: event.outcome }, event.exceptionType);
+        m.relayMessages.add(1, outcome);
+        // Non-finite values only from a broken clock; a NaN sample would poison the histogram's sum.
+        if (Number.isFinite(event.confirmSeconds)) m.relaySendDuration.record(event.confirmSeconds, outcome);
+        if (event.outcome === 'confirmed' && event.lagSeconds !== undefined && Number.isFinite(event.lagSeconds)) {
+          m.relayLag.record(event.lagSeconds, sink);
+        }
+        return;
+      }
+      case 'relay_batch': {
+        const sink = { ...base(event.queue, event.subscriber), [ATTR.relaySink]: event.sink };
+        m.relayBatchMessages.record(event.messages, sink);
+        if (Number.isFinite(event.durationSeconds)) m.relayBatchDuration.record(event.durationSeconds, sink);
+        return;
+      }
       default:
         return; // an event type added after this version
     }

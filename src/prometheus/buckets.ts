@@ -15,3 +15,11 @@ export const SIZE_BUCKETS: readonly number[] = [4, 6, 8, 10, 12, 14, 16, 18, 20,
  * woken by NOTIFY dispatches in milliseconds.
  */
 export const AGE_BUCKETS: readonly number[] = [0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 600, 1800, 3600];
+
+/**
+ * Rows per relay batch (the sends a relay started in one event-loop turn): powers of two from a
+ * lone row up to 1,024. A batch is at most the relay's `concurrency` (default 64: no more sends run
+ * at once), so the usual `concurrency` values (16, 32, 64) are bucket bounds and a batch that
+ * filled every slot lands exactly on one.
+ */
+export const BATCH_BUCKETS: readonly number[] = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024];

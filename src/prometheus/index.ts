@@ -1,4 +1,4 @@
-export { AGE_BUCKETS, DURATION_BUCKETS, SIZE_BUCKETS } from './buckets.js';
+export { AGE_BUCKETS, BATCH_BUCKETS, DURATION_BUCKETS, SIZE_BUCKETS } from './buckets.js';
 export type { PrometheusBaseOptions } from './options.js';
 export { prometheusMiddleware, type PrometheusMiddlewareOptions } from './prometheus-middleware.js';
 export { prometheusRecorder, type PrometheusRecorderOptions } from './prometheus-recorder.js';

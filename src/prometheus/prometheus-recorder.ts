@@ -4,6 +4,7 @@ import { AGE_BUCKETS } from './buckets.js';
 import { BROKER } from './labels.js';
 import { type PrometheusBaseOptions, resolveBaseOptions } from './options.js';
 import { allOrNothing, counter, histogram } from './registered-metrics.js';
+import { relayMetrics, RelaySeries } from './relay-metrics.js';
 import { CounterSeries, HistogramSeries } from './series.js';
 
 export type PrometheusRecorderOptions = PrometheusBaseOptions;
@@ -18,14 +19,16 @@ interface QueueSeries {
   readonly fetched: CounterSeries;
   readonly fetchesEmpty: CounterSeries;
   readonly fetchesNonEmpty: CounterSeries;
+  /** By sink name: a relay's series (relay-metrics.ts). */
+  readonly relay: Memo<string, RelaySeries>;
 }
 
 /**
  * The recorder seam's Prometheus series: what happened inside the outbox, as the database saw it —
- * fetches (empty ones too), lost leases, terminal reasons, retries, DLQ moves, drain timeouts and
- * message age.
+ * fetches (empty ones too), lost leases, terminal reasons, retries, DLQ moves, drain timeouts,
+ * message age, and what relays did with the broker (relay-metrics.ts).
  *
- * Every name is `<prefix>_outbox_*` or `<prefix>_message_age_seconds`, never one of
+ * Every name is `<prefix>_outbox_*` (relays: `<prefix>_outbox_relay_*`) or `<prefix>_message_age_seconds`, never one of
  * prometheusMiddleware's, so both seams share one registry without a duplicate-registration error
  * (FastStream's recorder and middleware collide there, faststream-outbox §4) and nothing is counted
  * twice. For the same reason `acked`, `published` and the per-delivery side of `dispatched` and
@@ -74,6 +77,7 @@ export function prometheusRecorder(options: PrometheusRecorderOptions): Recorder
       labelNames: MESSAGE,
       buckets: AGE_BUCKETS,
     }),
+    relay: relayMetrics(registry, p, MESSAGE),
   }));
 
   // Series per (subscriber, queue), made on first use (series.ts: no label hashing per event). The
@@ -90,6 +94,7 @@ export function prometheusRecorder(options: PrometheusRecorderOptions): Recorder
           fetched: new CounterSeries(m.fetched, labels),
           fetchesEmpty: new CounterSeries(m.fetches, { ...labels, non_empty: 'false' }),
           fetchesNonEmpty: new CounterSeries(m.fetches, { ...labels, non_empty: 'true' }),
+          relay: new Memo((sink: string) => new RelaySeries(m.relay, { ...labels, sink })),
         };
       }),
   );
@@ -123,6 +128,12 @@ export function prometheusRecorder(options: PrometheusRecorderOptions): Recorder
         return;
       case 'drain_timeout':
         m.drainTimeouts.inc({ app_name: appName, broker: BROKER, handler: event.subscriber });
+        return;
+      case 'relayed':
+        seriesOf(event).relay.get(event.sink).relayed(event);
+        return;
+      case 'relay_batch':
+        seriesOf(event).relay.get(event.sink).batch(event);
         return;
       case 'acked':
       case 'published':

@@ -1,2 +1,3 @@
 export { shortHostname, StatsdClient, type StatsdTarget } from './statsd-client.js';
 export { statsdMiddleware } from './statsd-middleware.js';
+export { statsdRecorder } from './statsd-recorder.js';

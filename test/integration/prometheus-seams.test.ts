@@ -108,6 +108,11 @@ const RECORDER_SERIES = [
   'outbox_dlq_written_total',
   'outbox_drain_timeouts_total',
   'message_age_seconds',
+  'outbox_relay_messages_total',
+  'outbox_relay_send_duration_seconds',
+  'outbox_relay_lag_seconds',
+  'outbox_relay_batch_messages',
+  'outbox_relay_batch_duration_seconds',
 ];
 
 describe('both Prometheus seams on one registry', () => {

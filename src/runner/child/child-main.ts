@@ -15,7 +15,7 @@ import { Registry } from 'prom-client';
 import { errorMessage } from '../../errors.js';
 import { Outbox } from '../../outbox.js';
 import { prometheusMiddleware, prometheusRecorder } from '../../prometheus/index.js';
-import { StatsdClient, statsdMiddleware } from '../../statsd/index.js';
+import { StatsdClient, statsdMiddleware, statsdRecorder } from '../../statsd/index.js';
 import type { Handler } from '../../subscriber/message.js';
 import { consoleLogger, type Logger, withFields } from '../../util/logger.js';
 import type { MetricSnapshot } from '../metrics/metrics-ledger.js';
@@ -64,7 +64,8 @@ async function run(spec: ChildSpec): Promise<void> {
     dlqTable: spec.dlqTable,
     gracefulTimeoutMs: spec.gracefulTimeoutMs,
     logger,
-    recorder: prometheusRecorder(metrics),
+    // statsdRecorder: the relay's broker-side lines (confirmed/refused/failed, confirm time, lag).
+    recorder: [prometheusRecorder(metrics), ...(statsd === undefined ? [] : [statsdRecorder(statsd)])],
     middlewares: [prometheusMiddleware(metrics), ...(statsd === undefined ? [] : [statsdMiddleware(statsd)])],
   });
   const report = async (): Promise<void> => {

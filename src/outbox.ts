@@ -400,7 +400,12 @@ export class Outbox {
   async ping(): Promise<boolean> {
     if (this.#state !== 'running') return false;
     if (this.#subscriptions.some((s) => this.#started && !s.alive)) return false;
-    if (!(await this.#sinks.allUp(PING_TIMEOUT_MS))) return false;
+    // The brokers and the database at once: ping() stays within PING_TIMEOUT_MS.
+    const [sinksUp, databaseUp] = await Promise.all([this.#sinks.allUp(PING_TIMEOUT_MS), this.#pingDatabase()]);
+    return sinksUp && databaseUp;
+  }
+
+  async #pingDatabase(): Promise<boolean> {
     try {
       // Through the StatementRunner: a ping that times out discards its connection (a half-open
       // one would otherwise be kept, and each probe would strand another).

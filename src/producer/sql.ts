@@ -127,9 +127,19 @@ SELECT id::text AS id, ${returned} FROM inserted ORDER BY inserted.id`;
       publishTimer: statement('publish_timer_quiet', timer(DUE, '$6', 7)),
       publishBatch: statement('publish_batch_quiet', batch(DUE, 5)),
     },
+    // A keyed timer's cancel gives back the time its key's younger rows inherited from it
+    // (keyedNextAttempt): they are due now, not when the cancelled timer would have fired.
     cancelTimer: statement(
       'cancel_timer',
-      `DELETE FROM ${t} WHERE queue = $1::text AND timer_id = $2::text AND acquired_token IS NULL RETURNING id::text AS id`,
+      `WITH cancelled AS (
+  DELETE FROM ${t} WHERE queue = $1::text AND timer_id = $2::text AND acquired_token IS NULL
+  RETURNING id, queue, ordering_key, next_attempt_at
+), released AS (
+  UPDATE ${t} AS w SET next_attempt_at = now() FROM cancelled AS c
+  WHERE c.ordering_key IS NOT NULL AND c.next_attempt_at > now() AND w.queue = c.queue AND w.ordering_key = c.ordering_key
+    AND w.id > c.id AND w.acquired_token IS NULL AND w.next_attempt_at = c.next_attempt_at
+)
+SELECT id::text AS id FROM cancelled`,
     ),
     fetchUnprocessed: statement('fetch_unprocessed', `SELECT ${PORTABLE_ROW_COLUMNS} FROM ${t} ORDER BY ${t}.id LIMIT $1::int`),
     fetchUnprocessedQueue: statement(

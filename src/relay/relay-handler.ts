@@ -22,6 +22,15 @@ export function toRelayMessage(table: string, message: Message): RelayMessage {
   };
 }
 
+/**
+ * A sink's permanent refusal, by its code as well as its class: a sink built against the package's
+ * CommonJS build throws that build's SinkRefusedError, which `instanceof` in the ESM build would not
+ * recognize — and a refusal taken for a failure retries forever (and holds its key).
+ */
+function isRefusal(error: unknown): boolean {
+  return error instanceof SinkRefusedError || (error as { code?: unknown } | null)?.code === 'SINK_REFUSED';
+}
+
 export interface RelayHandlerDeps {
   readonly sink: RelaySink;
   /** The outbox table's display name: the messageId's prefix. */
@@ -64,10 +73,10 @@ export function relayHandler({ sink, table, subscriber, emit }: RelayHandlerDeps
     try {
       await sink.send(relayed, { signal: ctx.signal });
     } catch (error) {
-      const refused = error instanceof SinkRefusedError;
+      const refused = isRefusal(error);
       report(refused ? 'refused' : 'failed', error);
       // Decided, then rethrown: the rejection stands and the DLQ row keeps the refusal as its error.
-      if (refused) ctx.reject(error.reason);
+      if (refused) ctx.reject((error as SinkRefusedError).reason);
       throw error;
     }
     report('confirmed');

@@ -66,5 +66,8 @@ export function relaySubscribeOptions(sink: RelaySink, options: unknown): Subscr
   }
   // A bad name is reported by the subscription's own validation.
   const name = (raw.name ?? `relay:${sink.name}`) as string;
-  return { ...RELAY_DEFAULTS, ...(raw as RelayOptions), name, ackPolicy: 'nack_on_error' };
+  // An option passed as undefined (`{ retry: config.retry }`) keeps the relay's default, not the
+  // subscription's: that one gives up after 10 attempts, dead-lettering rows during an outage.
+  const given = Object.fromEntries(Object.entries(raw).filter(([, value]) => value !== undefined)) as RelayOptions;
+  return { ...RELAY_DEFAULTS, ...given, name, ackPolicy: 'nack_on_error' };
 }

@@ -69,12 +69,24 @@ export function correlationIdOf(record: ClaimedRecord): string {
   return record.headers[CORRELATION_ID_HEADER] ?? record.id;
 }
 
-/** Decodes a claimed row for the handler. Throws on a malformed body (treated as a handler failure). */
+/**
+ * The claimed row as the handler's message. The body is decoded when the handler first reads it: a
+ * malformed body then throws in the handler (a handler failure, like any other), and a handler that
+ * never reads it — a relay sends the stored bytes — neither pays for the parse nor fails on it.
+ */
 export function toMessage(record: ClaimedRecord): Message {
+  let body: unknown;
+  let decoded = false;
   return {
     id: record.id,
     queue: record.queue,
-    body: decodeBody(record.payload, record.headers),
+    get body() {
+      if (!decoded) {
+        body = decodeBody(record.payload, record.headers);
+        decoded = true;
+      }
+      return body;
+    },
     payload: record.payload,
     headers: record.headers,
     correlationId: correlationIdOf(record),

@@ -173,8 +173,8 @@ function claimManyText(table: string, paused: string): string {
  * A keyed row's retry also moves its key's waiting rows (younger, not yet due later) to its own
  * next attempt: they cannot run before it ends, and due now they would sit at the front of the
  * ready index, where every claim of the queue walks past them and probes each one (a stuck key
- * with 10,000 waiting rows made the queue's other rows drain 7× slower: BENCHMARKS.md, "Per-key
- * ordering"). Keyed publishes inherit the previous row's time the same way (producer/sql.ts), so a
+ * with 10,000 waiting rows made the queue's other rows drain 8× slower: BENCHMARKS.md, "Issue 16:
+ * per-key ordering"). Keyed publishes inherit the previous row's time the same way (producer/sql.ts), so a
  * key's times never decrease in id order and its oldest row stays first in the walk. One pass over
  * the key's rows in <t>_key_idx per retry, none for an unkeyed row (the join finds nothing).
  */

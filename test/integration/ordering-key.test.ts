@@ -207,6 +207,33 @@ describe('per-key ordering', () => {
     await outbox.stop();
   });
 
+  test('cancelling a keyed timer gives the rows behind it back their own time', async () => {
+    const table = 'ordering_cancel_timer';
+    const outbox = newOutbox({ pool: db.pool, table });
+    await outbox.migrate();
+    await inTransaction(db.pool, async (client) => {
+      await outbox.publish(client, 'orders', 'reminder', {
+        orderingKey: 'order-1',
+        timerId: 'remind-order-1',
+        activateInMs: HOUR,
+      });
+      await outbox.publish(client, 'orders', 'shipped', { orderingKey: 'order-1' });
+    });
+    assert.equal(await inTransaction(db.pool, (client) => outbox.cancelTimer(client, 'orders', 'remind-order-1')), true);
+    const handled: string[] = [];
+    outbox.subscribe(
+      'orders',
+      (message) => {
+        handled.push(message.body as string);
+      },
+      FAST_POLL,
+    );
+    outbox.start();
+    await waitFor(() => handled.length === 1, { what: 'the row behind the cancelled timer handled now' });
+    assert.deepEqual(handled, ['shipped']);
+    await outbox.stop();
+  });
+
   test("publishes under one key are serialized: a waiting publish draws its id only after the first one's transaction ends", async () => {
     const table = 'ordering_publish_lock';
     const outbox = newOutbox({ pool: db.pool, table });

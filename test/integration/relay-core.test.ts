@@ -8,8 +8,9 @@ import assert from 'node:assert/strict';
 import type { ServerResponse } from 'node:http';
 import { after, before, describe, test } from 'node:test';
 
-import { ConstantRetry, InvalidOptionError, type RelaySink } from '../../src/index.js';
+import { ConstantRetry, InvalidOptionError, RELAY_DEFAULTS, type RelaySink } from '../../src/index.js';
 import { webhookSink } from '../../src/relay/index.js';
+import { relaySubscribeOptions } from '../../src/relay/relay-options.js';
 import { useTestDatabase } from '../support/database.js';
 import { EventLog } from '../support/events.js';
 import { outboxFactory } from '../support/outboxes.js';
@@ -178,6 +179,57 @@ describe('outbox.relay', () => {
     assert.equal(await outbox.ping(), true);
     await outbox.stop();
     assert.equal(closed, 1);
+  });
+
+  test('the relay sends the stored bytes: a body its content type cannot parse still goes out, and does not hold its key', async () => {
+    const table = 'relay_raw_bytes';
+    const outbox = newOutbox({ pool: db.pool, table });
+    await outbox.migrate();
+    const bodies: string[] = [];
+    receiver.answer = (request, response) => {
+      bodies.push(request.body.toString());
+      response.writeHead(200).end();
+    };
+    await inTransaction(db.pool, async (client) => {
+      const json = { 'content-type': 'application/json' };
+      await outbox.publish(client, 'raw', Buffer.from('{"truncated":'), { orderingKey: 'k', headers: json });
+      await outbox.publish(client, 'raw', { fine: true }, { orderingKey: 'k' });
+    });
+    outbox.relay('raw', webhookSink({ url: receiver.url('/raw') }), FAST_POLL);
+    outbox.start();
+    await waitFor(async () => (await rows(table)).length === 0, { what: 'both rows relayed' });
+    await outbox.stop();
+    assert.deepEqual(bodies, ['{"truncated":', '{"fine":true}']);
+  });
+
+  test("a refusal is known by its code too (a sink built against the other module format's class)", async () => {
+    const table = 'relay_refusal_code';
+    const outbox = newOutbox({ pool: db.pool, table });
+    await outbox.migrate();
+    // A sink of our own: its refusal is not this build's SinkRefusedError, as with a CommonJS sink.
+    const sink: RelaySink = {
+      name: 'foreign',
+      send: () =>
+        Promise.reject(
+          Object.assign(new Error('foreign refused the message: no route'), { code: 'SINK_REFUSED', reason: 'no route' }),
+        ),
+      close: () => Promise.resolve(),
+    };
+    outbox.relay('f', sink, FAST_POLL);
+    outbox.start();
+    await inTransaction(db.pool, (client) => outbox.publish(client, 'f', 'x'));
+    await waitFor(async () => (await outbox.dlq.list({ queue: 'f' })).rows.length === 1, { what: 'dead-lettered at once' });
+    const [dead] = (await outbox.dlq.list({ queue: 'f' })).rows;
+    assert.equal(dead?.failureReason, 'rejected');
+    assert.equal(dead?.attemptsCount, 1);
+    await outbox.stop();
+  });
+
+  test('an option passed as undefined keeps the relay default, not the subscription one', () => {
+    const sink = webhookSink({ url: receiver.url('/x') });
+    const options = relaySubscribeOptions(sink, { retry: undefined, concurrency: undefined });
+    assert.equal(options.retry, RELAY_DEFAULTS.retry);
+    assert.equal(options.concurrency, RELAY_DEFAULTS.concurrency);
   });
 
   test('bad sinks and options are refused, naming what is wrong', () => {

@@ -73,7 +73,9 @@ function forkChildMain(): ChildProcess {
  *             gracefulTimeoutMs + KILL_MARGIN_MS
  *   stopped   terminal: no process, and none is ever forked again
  * stop() and kill() lead from any state to stopping (or straight to stopped when there is no
- * process). A child's metrics are retired into the ledger's baseline on its `close` — after its
+ * process). `ready` is running and the child's last `health` report up: a relay whose broker is down,
+ * or a consumer whose database is, stays running (its rows wait in the table) but is not ready.
+ * A child's metrics are retired into the ledger's baseline on its `close` — after its
  * IPC channel closed, so its last report, which may arrive after `exit`, is counted first (issue 13 item 13).
  */
 export class ConsumerSlot {
@@ -90,6 +92,8 @@ export class ConsumerSlot {
   #settleStart: ((outcome: StartOutcome) => void) | undefined;
   #stopped: Promise<boolean> | undefined;
   #killed = false;
+  /** The last health the current process reported (a new process starts up until it says otherwise). */
+  #up = true;
 
   constructor(spec: ChildSpec, deps: SlotDeps) {
     this.consumer = spec.consumer;
@@ -102,8 +106,9 @@ export class ConsumerSlot {
     return this.#child !== undefined;
   }
 
+  /** Running, and its last health report said up. */
   get ready(): boolean {
-    return this.#state === 'running';
+    return this.#state === 'running' && this.#up;
   }
 
   /** The spec the slot's process runs (or will run when restarted). */
@@ -152,6 +157,7 @@ export class ConsumerSlot {
   #spawn(): void {
     this.#state = 'starting';
     this.#childError = undefined;
+    this.#up = true;
     const child = (this.#deps.forkChild ?? forkChildMain)();
     this.#child = child;
     const id = `${this.consumer}/${child.pid ?? 'unknown'}/${Date.now()}`;
@@ -171,6 +177,7 @@ export class ConsumerSlot {
       if (!isChildMessage(message)) return;
       if (message.type === 'metrics') this.#deps.ledger.report(id, message.snapshot);
       else if (message.type === 'ready') this.#onReady();
+      else if (message.type === 'health') this.#onHealth(child, message.up);
       else {
         this.#childError = message.message;
         this.#deps.logger.error({ consumer: this.consumer, pid: child.pid, err: message.message }, 'consumer failed to start');
@@ -181,6 +188,19 @@ export class ConsumerSlot {
       this.#deps.logger.warn({ consumer: this.consumer, pid: child.pid, err: error.message }, 'consumer process channel error');
     });
     child.send({ type: 'start', spec: this.#spec });
+  }
+
+  /** A child's ping() result: logged when it changes; a process that is not up does not count as ready. */
+  #onHealth(child: ChildProcess, up: boolean): void {
+    if (this.#child !== child || up === this.#up) return;
+    this.#up = up;
+    if (up) this.#deps.logger.info({ consumer: this.consumer, pid: child.pid }, 'consumer process is up again');
+    else {
+      this.#deps.logger.warn(
+        { consumer: this.consumer, pid: child.pid },
+        "consumer process is not up: its ping() failed (the database, its subscription's loop, or a relay's sink); not ready until it passes",
+      );
+    }
   }
 
   #onReady(): void {

@@ -5,8 +5,9 @@ import type { MetricSnapshot } from './metrics/metrics-ledger.js';
  * Node's fork channel; a child never outlives the channel (it drains and exits on disconnect).
  */
 
-/** Everything a child needs to run one consumer: plain JSON, built by the supervisor from the config. */
-export interface ChildSpec {
+/** Everything a child needs to run one consumer or relay: plain JSON, built by the supervisor from the config. */
+interface ChildSpecBase {
+  /** The consumer's or relay's name (the two share one namespace: it is the `consumer` label). */
   readonly consumer: string;
   readonly databaseUrl: string;
   readonly poolSize: number;
@@ -14,11 +15,8 @@ export interface ChildSpec {
   readonly table: string;
   readonly dlqTable: string | false;
   readonly gracefulTimeoutMs: number;
-  /** Absolute path of the handler module, and the export to call. */
-  readonly handlerPath: string;
-  readonly handlerExport: string;
   readonly queues: readonly string[];
-  /** subscribe() options as JSON; `retry` is rebuilt in the child. */
+  /** subscribe() (or relay()) options as JSON; `retry` is rebuilt in the child. */
   readonly subscribe: Readonly<Record<string, unknown>>;
   readonly metricsPrefix: string;
   /** How often the child reports its registry (≤ 1 s: bounds what a SIGKILL can lose). */
@@ -27,16 +25,50 @@ export interface ChildSpec {
   readonly statsd: { readonly host: string; readonly port: number; readonly prefix: string } | null;
 }
 
+/** A consumer: the handler module's export runs each message. */
+export interface ConsumerChildSpec extends ChildSpecBase {
+  /** Absolute path of the handler module, and the export to call. */
+  readonly handlerPath: string;
+  readonly handlerExport: string;
+}
+
+/**
+ * A relay: outbox.relay(queues, sink) with the sink a registered type builds from `options`
+ * (src/runner/config/relay-sink-types.ts). The options may hold secrets (a webhook secret, a
+ * broker password): they travel over the IPC channel only, never in argv, env or a log line.
+ */
+export interface RelayChildSpec extends ChildSpecBase {
+  readonly sink: { readonly type: string; readonly options: Readonly<Record<string, unknown>> };
+}
+
+export type ChildSpec = ConsumerChildSpec | RelayChildSpec;
+
+export function isRelaySpec(spec: ChildSpec): spec is RelayChildSpec {
+  return 'sink' in spec;
+}
+
+/**
+ * How often a running child re-runs outbox.ping() and reports it (`health`). A ping is bounded by
+ * 5 s, so a broker or database that went down shows in /readyz within about 10 s.
+ */
+export const HEALTH_INTERVAL_MS = 5_000;
+
 export type ParentMessage = { readonly type: 'start'; readonly spec: ChildSpec } | { readonly type: 'stop' };
 
 export type ChildMessage =
   | { readonly type: 'ready' }
+  /**
+   * Whether the child's outbox.ping() passes (the database, its subscription's loop, a relay's
+   * sink): sent before `ready`, then every HEALTH_INTERVAL_MS. A process that is not up is not
+   * counted ready (/readyz, the dashboard) until it is again.
+   */
+  | { readonly type: 'health'; readonly up: boolean }
   | { readonly type: 'metrics'; readonly snapshot: readonly MetricSnapshot[] }
   | { readonly type: 'fatal'; readonly message: string };
 
 export function isChildMessage(value: unknown): value is ChildMessage {
   const type = (value as { type?: unknown } | null)?.type;
-  return type === 'ready' || type === 'metrics' || type === 'fatal';
+  return type === 'ready' || type === 'health' || type === 'metrics' || type === 'fatal';
 }
 
 export function isParentMessage(value: unknown): value is ParentMessage {

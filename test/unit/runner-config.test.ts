@@ -11,6 +11,7 @@ import { consumerPlans, FLUSH_INTERVAL_MS } from '../../src/runner/config/consum
 import { closest, levenshtein } from '../../src/runner/config/did-you-mean.js';
 import { loadRunnerConfig } from '../../src/runner/config/load-config.js';
 import { pathSegments } from '../../src/runner/config/locate-issues.js';
+import type { ConsumerChildSpec } from '../../src/runner/protocol.js';
 import { resolveSubscribeOptions } from '../../src/subscriber/subscription-options.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'txoutbox-config-'));
@@ -141,7 +142,8 @@ describe('loadRunnerConfig: valid configs', () => {
         statsd: { host: 'statsd.local', port: 8126, prefix: 'shop.outbox' },
       },
     });
-    assert.equal(plans.get('emails')?.spec.handlerPath, HANDLER, 'a relative handler path starts at the config file');
+    const emails = plans.get('emails')?.spec as ConsumerChildSpec | undefined;
+    assert.equal(emails?.handlerPath, HANDLER, 'a relative handler path starts at the config file');
   });
 
   test('dlqTable: false turns the DLQ off', async () => {

@@ -1,12 +1,14 @@
 /**
- * Entry point of one consumer process forked by `txoutbox run`. It waits for its spec, runs one
- * Outbox with one subscription and its own Prometheus registry (both seams), reports the registry
- * to the supervisor every flush interval, and drains on SIGTERM/SIGINT, on a `stop` message or
- * when the supervisor's channel closes (a supervisor that died must not leave consumers behind).
+ * Entry point of one consumer or relay process forked by `txoutbox run`. It waits for its spec, runs
+ * one Outbox with one subscription (a consumer's handler, or a relay to a sink) and its own
+ * Prometheus registry (both seams), reports the registry to the supervisor every flush interval and
+ * its ping() every HEALTH_INTERVAL_MS, and drains on SIGTERM/SIGINT, on a `stop` message or when the
+ * supervisor's channel closes (a supervisor that died must not leave consumers behind).
  *
  * States: waiting (for `start`) → running → draining → exited. Exit code 0 after a drain, 1 when
  * the consumer could not start (bad handler module, unreachable database): the supervisor restarts
- * it with backoff either way.
+ * it with backoff either way. A relay whose broker is down starts all the same (its rows wait in
+ * the table, the sink retries) and reports `health` down until the broker answers.
  */
 import { pathToFileURL } from 'node:url';
 
@@ -19,7 +21,15 @@ import { StatsdClient, statsdMiddleware, statsdRecorder } from '../../statsd/ind
 import type { Handler } from '../../subscriber/message.js';
 import { consoleLogger, type Logger, withFields } from '../../util/logger.js';
 import type { MetricSnapshot } from '../metrics/metrics-ledger.js';
-import { type ChildMessage, type ChildSpec, isParentMessage } from '../protocol.js';
+import {
+  type ChildMessage,
+  type ChildSpec,
+  type ConsumerChildSpec,
+  HEALTH_INTERVAL_MS,
+  isParentMessage,
+  isRelaySpec,
+} from '../protocol.js';
+import { relayFromSpec } from './relay-from-spec.js';
 import { subscribeOptionsFromSpec } from './subscribe-options-from-spec.js';
 
 /** Sends a message; resolves once it was handed to the channel (or at once without one). */
@@ -40,7 +50,7 @@ function childLogger(consumer: string): Logger {
   return withFields(consoleLogger(process.env.TXOUTBOX_LOG_LEVEL === 'info' ? 'info' : 'warn'), { consumer, pid: process.pid });
 }
 
-async function loadHandler(spec: ChildSpec): Promise<Handler> {
+async function loadHandler(spec: ConsumerChildSpec): Promise<Handler> {
   const module = (await import(pathToFileURL(spec.handlerPath).href)) as Record<string, unknown>;
   const handler = module[spec.handlerExport];
   if (typeof handler !== 'function') {
@@ -72,12 +82,23 @@ async function run(spec: ChildSpec): Promise<void> {
     await send({ type: 'metrics', snapshot: (await registry.getMetricsAsJSON()) as unknown as MetricSnapshot[] });
   };
   let flusher: NodeJS.Timeout | undefined = undefined; // set once running; drain may come first
+  let health: NodeJS.Timeout | undefined = undefined;
   let draining = false;
+  // One ping at a time: the next is scheduled once the last answered (a ping takes up to 5 s).
+  const reportHealth = async (): Promise<void> => {
+    const up = await outbox.ping();
+    if (draining) return;
+    await send({ type: 'health', up });
+    health = setTimeout(() => {
+      if (!draining) void reportHealth();
+    }, HEALTH_INTERVAL_MS);
+  };
   const drain = async (why: string): Promise<void> => {
     if (draining) return;
     draining = true;
     logger.info({ why }, 'draining');
     clearInterval(flusher);
+    clearTimeout(health);
     await outbox.stop();
     await report().catch(() => undefined); // the final counts: nothing handled goes uncounted
     await statsd?.flush();
@@ -89,13 +110,22 @@ async function run(spec: ChildSpec): Promise<void> {
     if (isParentMessage(message) && message.type === 'stop') void drain('stop requested');
   });
 
-  const handler = await loadHandler(spec);
-  outbox.subscribe(spec.queues, handler, { name: spec.consumer, ...subscribeOptionsFromSpec(spec.subscribe) });
-  if (!(await outbox.ping())) throw new Error('the database did not answer');
+  if (isRelaySpec(spec)) {
+    // The database before the relay: with a sink, ping() asks the broker too, and a broker that is
+    // down must not keep the relay from starting (it is reported by `health` instead).
+    if (!(await outbox.ping())) throw new Error('the database did not answer');
+    relayFromSpec(outbox, spec);
+  } else {
+    const handler = await loadHandler(spec);
+    outbox.subscribe(spec.queues, handler, { name: spec.consumer, ...subscribeOptionsFromSpec(spec.subscribe) });
+    if (!(await outbox.ping())) throw new Error('the database did not answer');
+  }
   outbox.start();
   flusher = setInterval(() => void report().catch(() => undefined), spec.flushIntervalMs);
+  // Health before ready, on the same ordered channel: a relay whose broker is down is never counted ready.
+  await reportHealth();
   await send({ type: 'ready' });
-  logger.info({ queues: spec.queues }, 'consumer running');
+  logger.info(isRelaySpec(spec) ? { queues: spec.queues, sink: spec.sink.type } : { queues: spec.queues }, 'consumer running');
 }
 
 process.once('message', (message) => {

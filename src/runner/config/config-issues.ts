@@ -23,9 +23,23 @@ export function childPath(parent: string, key: string | number): string {
 export class ConfigIssues {
   readonly #issues: ConfigIssue[] = [];
   readonly #paths = new Set<string>();
+  readonly #secrets = new Set<string>();
 
   get count(): number {
     return this.#issues.length;
+  }
+
+  /**
+   * A value the file holds that no issue may show (a webhook secret, a broker password): the loader
+   * masks it in every issue, as the second line behind validators that never echo it.
+   */
+  secret(value: string): void {
+    // As secretsIn(): very short ones would mangle every message they happen to occur in.
+    if (value.length >= 4) this.#secrets.add(value);
+  }
+
+  secrets(): readonly string[] {
+    return [...this.#secrets];
   }
 
   list(): readonly ConfigIssue[] {

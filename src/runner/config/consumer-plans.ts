@@ -1,4 +1,4 @@
-import type { ChildSpec } from '../protocol.js';
+import type { ConsumerChildSpec, RelayChildSpec } from '../protocol.js';
 import type { ConsumerPlan } from '../supervisor.js';
 import type { RunnerConfig } from './runner-config.js';
 
@@ -8,27 +8,44 @@ import type { RunnerConfig } from './runner-config.js';
  */
 export const FLUSH_INTERVAL_MS = 500;
 
-/** The supervisor's plan for each consumer of a validated config: its child spec and process count. */
+/**
+ * The supervisor's plan for each consumer and relay of a validated config: its child spec and
+ * process count. Relays are supervised exactly as consumers are; their names never collide (the
+ * config refuses a relay named like a consumer).
+ */
 export function consumerPlans(config: RunnerConfig): Map<string, ConsumerPlan> {
   const plans = new Map<string, ConsumerPlan>();
+  const shared = {
+    databaseUrl: config.database.url,
+    poolSize: config.database.poolSize,
+    queryTimeoutMs: config.database.queryTimeoutMs,
+    table: config.table,
+    dlqTable: config.dlqTable,
+    gracefulTimeoutMs: config.gracefulTimeoutMs,
+    metricsPrefix: config.metrics.prometheus.prefix,
+    flushIntervalMs: FLUSH_INTERVAL_MS,
+    statsd: config.metrics.statsd ?? null,
+  };
   for (const consumer of config.consumers.values()) {
-    const spec: ChildSpec = {
+    const spec: ConsumerChildSpec = {
       consumer: consumer.name,
-      databaseUrl: config.database.url,
-      poolSize: config.database.poolSize,
-      queryTimeoutMs: config.database.queryTimeoutMs,
-      table: config.table,
-      dlqTable: config.dlqTable,
-      gracefulTimeoutMs: config.gracefulTimeoutMs,
+      ...shared,
       handlerPath: consumer.handlerPath,
       handlerExport: consumer.handlerExport,
       queues: consumer.queues,
       subscribe: consumer.subscribe,
-      metricsPrefix: config.metrics.prometheus.prefix,
-      flushIntervalMs: FLUSH_INTERVAL_MS,
-      statsd: config.metrics.statsd ?? null,
     };
     plans.set(consumer.name, { spec, processes: consumer.processes });
+  }
+  for (const relay of config.relays.values()) {
+    const spec: RelayChildSpec = {
+      consumer: relay.name,
+      ...shared,
+      sink: relay.sink,
+      queues: relay.queues,
+      subscribe: relay.subscribe,
+    };
+    plans.set(relay.name, { spec, processes: relay.processes });
   }
   return plans;
 }

@@ -24,12 +24,17 @@ export async function loadRunnerConfig(path: string, env: NodeJS.ProcessEnv = pr
   } catch (error) {
     throw new ConfigError(file, [{ path: '', message: `cannot read the config file: ${errorMessage(error)}` }]);
   }
-  const fail = (found: readonly ConfigIssue[], interpolated?: unknown): ConfigError =>
-    new ConfigError(file, scrubSecrets(locateIssues(text, found), secretsIn([text, JSON.stringify(interpolated ?? null)])));
+  const issues = new ConfigIssues();
+  const fail = (found: readonly ConfigIssue[], interpolated?: unknown): ConfigError => {
+    // Longest first: a secret that contains another is masked whole.
+    const secrets = [...secretsIn([text, JSON.stringify(interpolated ?? null)]), ...issues.secrets()].sort(
+      (a, b) => b.length - a.length,
+    );
+    return new ConfigError(file, scrubSecrets(locateIssues(text, found), secrets));
+  };
 
   const parsed = parseConfigText(file, text);
   if (!parsed.ok) throw fail([parsed.issue]);
-  const issues = new ConfigIssues();
   const interpolated = interpolateEnv(parsed.value, env, issues);
   const config = await validateRunnerConfig(interpolated, file, issues);
   if (config === undefined || issues.count > 0) throw fail(issues.list(), interpolated);

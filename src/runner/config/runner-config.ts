@@ -33,6 +33,8 @@ export interface RunnerConfig {
   };
   /** By consumer name, in file order. */
   readonly consumers: ReadonlyMap<string, ConsumerConfig>;
+  /** By relay name, in file order (empty without a `relays:` section). Names are distinct from the consumers'. */
+  readonly relays: ReadonlyMap<string, RelayConfig>;
   /** The web dashboard the runner serves; absent without a `dashboard:` section or with `enabled: false`. */
   readonly dashboard?: DashboardConfig;
 }
@@ -70,6 +72,20 @@ export interface ConsumerConfig {
    * The subscribe() options the file sets, as JSON (validated by subscribe()'s own resolver);
    * `retry` is the `{ strategy, … }` section, rebuilt into a strategy by subscribeOptionsFromSpec().
    */
+  readonly subscribe: Readonly<Record<string, unknown>>;
+}
+
+export interface RelayConfig {
+  readonly name: string;
+  /** Deduplicated, in file order. */
+  readonly queues: readonly string[];
+  readonly processes: number;
+  /**
+   * The `sink:` section: a registered type (relay-sink-types.ts) and the factory's options as
+   * written, checked by the factory's own resolver. May hold secrets: never log it.
+   */
+  readonly sink: { readonly type: string; readonly options: Readonly<Record<string, unknown>> };
+  /** The relay() options the file sets, as JSON (like ConsumerConfig.subscribe); RELAY_DEFAULTS fill the rest. */
   readonly subscribe: Readonly<Record<string, unknown>>;
 }
 

@@ -10,8 +10,19 @@ import { RUNNER_DEFAULTS } from './runner-config.js';
 import { validateConsumer } from './validate-consumer.js';
 import { dashboardConfig } from './validate-dashboard.js';
 import { dlqRetentionMs } from './validate-dlq-retention.js';
+import { validateRelays } from './validate-relay.js';
 
-const TOP_KEYS = ['database', 'table', 'dlqTable', 'dlqRetention', 'gracefulTimeoutMs', 'metrics', 'consumers', 'dashboard'];
+const TOP_KEYS = [
+  'database',
+  'table',
+  'dlqTable',
+  'dlqRetention',
+  'gracefulTimeoutMs',
+  'metrics',
+  'consumers',
+  'relays',
+  'dashboard',
+];
 const DATABASE_KEYS = ['url', 'poolSize', 'queryTimeoutMs'];
 const METRICS_KEYS = ['prometheus', 'statsd'];
 const PROMETHEUS_KEYS = ['enabled', 'host', 'port', 'prefix'];
@@ -103,10 +114,21 @@ function statsd(issues: ConfigIssues, value: unknown): StatsdConfig | undefined 
   return { host, port, prefix };
 }
 
-function consumers(issues: ConfigIssues, value: unknown, configDir: string, hasDlq: boolean): Map<string, ConsumerConfig> {
+/** `consumers:`; absent is fine when `relays:` is there (a runner of relays only). */
+function consumers(
+  issues: ConfigIssues,
+  value: unknown,
+  context: { configDir: string; hasDlq: boolean; hasRelays: boolean },
+): Map<string, ConsumerConfig> {
+  const { configDir, hasDlq, hasRelays } = context;
   const found = new Map<string, ConsumerConfig>();
+  if (value === undefined && hasRelays) return found;
   if (!isSection(value) || Object.keys(value).length === 0) {
-    issues.expected('consumers', 'a section with at least one consumer (name: { handler, queues, … })', value);
+    issues.expected(
+      'consumers',
+      'a section with at least one consumer (name: { handler, queues, … }), or a relays: section instead',
+      value,
+    );
     return found;
   }
   for (const [name, section] of Object.entries(value)) {
@@ -135,7 +157,14 @@ export async function validateRunnerConfig(
   const metrics = issues.section('metrics', top.metrics ?? {}, METRICS_KEYS, 'a section { prometheus, statsd }') ?? {};
   const prometheusConfig = prometheus(issues, metrics.prometheus);
   const statsdConfig = metrics.statsd === undefined ? undefined : statsd(issues, metrics.statsd);
-  const consumerConfigs = consumers(issues, top.consumers, dirname(file), top.dlqTable !== false);
+  const hasDlq = top.dlqTable !== false;
+  const consumerConfigs = consumers(issues, top.consumers, {
+    configDir: dirname(file),
+    hasDlq,
+    hasRelays: top.relays !== undefined,
+  });
+  const consumerNames = isSection(top.consumers) ? Object.keys(top.consumers) : [];
+  const relayConfigs = validateRelays(issues, top.relays, { hasDlq, consumerNames });
   const retentionMs = dlqRetentionMs(issues, top);
   const dashboard = dashboardConfig(issues, top.dashboard, prometheusConfig);
 
@@ -155,6 +184,7 @@ export async function validateRunnerConfig(
     gracefulTimeoutMs: typeof top.gracefulTimeoutMs === 'number' ? top.gracefulTimeoutMs : RUNNER_DEFAULTS.gracefulTimeoutMs,
     metrics: { prometheus: prometheusConfig, statsd: statsdConfig },
     consumers: consumerConfigs,
+    relays: relayConfigs,
     ...(dashboard === undefined ? {} : { dashboard }),
   };
 }

@@ -28,16 +28,35 @@ const SUBSCRIBE_KEYS = Object.keys(SUBSCRIBE_OPTIONS);
 export const CONSUMER_KEYS = ['handler', 'export', 'queues', 'processes', ...SUBSCRIBE_KEYS];
 
 /** The name is a metric label value and a statsd path segment (where a dot would nest the path). */
-const CONSUMER_NAME = /^[A-Za-z0-9_-]+$/;
+const PROCESS_NAME = /^[A-Za-z0-9_-]+$/;
+
+/** Reports a consumer's or relay's name that cannot be a label and a path segment. */
+export function checkProcessName(issues: ConfigIssues, path: string, name: string, what: 'consumer' | 'relay'): void {
+  if (!PROCESS_NAME.test(name)) {
+    issues.add(path, `a ${what} name is letters, digits, _ and - (it is a metric label and a statsd path segment)`);
+  }
+}
 
 /**
  * Valid stand-ins for a failed option that another one is checked against (see OptionPaths): the
  * most permissive value of each, so the neighbour is judged on its own.
  */
-const STAND_INS = { queues: ['queue'], minPollIntervalMs: 1, leaseTtlMs: 24 * 3600 * 1000 };
+export const STAND_INS = { queues: ['queue'], minPollIntervalMs: 1, leaseTtlMs: 24 * 3600 * 1000 };
 
 // resolveSubscribeOptions checks the handler is a function; the real one is loaded in the child.
-const NO_HANDLER = (): Promise<void> => Promise.resolve();
+export const NO_HANDLER = (): Promise<void> => Promise.resolve();
+
+/**
+ * The options to give the resolver: `retry` checked (its issues reported) and replaced by the
+ * strategy it builds, or left out when it is wrong, so the other options are still judged.
+ */
+export function withRetryStrategy(issues: ConfigIssues, path: string, options: Record<string, unknown>): Record<string, unknown> {
+  if (options.retry === undefined) return options;
+  const retry = validateRetry(issues, childPath(path, 'retry'), options.retry);
+  const checked = { ...options, retry: retry?.strategy };
+  if (retry === undefined) delete checked.retry;
+  return checked;
+}
 
 export interface ConsumerContext {
   /** Directory of the config file: relative handler paths start there. */
@@ -65,9 +84,7 @@ export function validateConsumer(
 ): ConsumerConfig | undefined {
   const path = childPath('consumers', name);
   const before = issues.count;
-  if (!CONSUMER_NAME.test(name)) {
-    issues.add(path, 'a consumer name is letters, digits, _ and - (it is a metric label and a statsd path segment)');
-  }
+  checkProcessName(issues, path, name, 'consumer');
   const section = issues.section(path, value, CONSUMER_KEYS, 'a consumer section { handler, queues, … }');
   if (section === undefined) return undefined;
 
@@ -82,12 +99,7 @@ export function validateConsumer(
   const subscribe: Record<string, unknown> = Object.fromEntries(
     Object.entries(section).filter(([key]) => SUBSCRIBE_KEYS.includes(key)),
   );
-  const options: Record<string, unknown> = { ...subscribe, name, queues: section.queues ?? STAND_INS.queues };
-  if (subscribe.retry !== undefined) {
-    const retry = validateRetry(issues, childPath(path, 'retry'), subscribe.retry);
-    if (retry === undefined) delete options.retry;
-    else options.retry = retry.strategy;
-  }
+  const options = withRetryStrategy(issues, path, { ...subscribe, name, queues: section.queues ?? STAND_INS.queues });
   const resolved = resolveReporting(
     ({ queues, ...rest }) => resolveSubscribeOptions(queues, NO_HANDLER, rest, context.hasDlq),
     options,

@@ -9,11 +9,12 @@ import { after, before, describe, test, type TestContext } from 'node:test';
 
 import { Redis } from 'ioredis';
 
-import { ConstantRetry, type Outbox } from '../../src/index.js';
+import { ConstantRetry } from '../../src/index.js';
 import { redisStreamSink } from '../../src/relay/index.js';
 import { useTestDatabase } from '../support/database.js';
 import { outboxFactory } from '../support/outboxes.js';
 import { type RedisServer, startRedisServer } from '../support/redis-server.js';
+import { publishRelayRows, rowCount, traceparentOf } from '../support/relay-rows.js';
 import { FAST_POLL } from '../support/subscriber-setup.js';
 import { inTransaction } from '../support/transaction.js';
 import { waitFor } from '../support/wait-for.js';
@@ -65,34 +66,6 @@ async function readStream(stream: string): Promise<Entry[]> {
   });
 }
 
-async function rowCount(table: string): Promise<number> {
-  const result = await db.pool.query<{ n: string }>(`SELECT count(*) AS n FROM ${table}`);
-  return Number(result.rows[0]?.n);
-}
-
-const traceparentOf = (seq: number): string => `00-${seq.toString(16).padStart(32, '0')}-${'ab'.repeat(8)}-01`;
-
-/** Publishes `count` rows in transactions of 100: payload {key, seq}, keys round-robin, a traceparent each. */
-async function publishRows(outbox: Outbox, queue: string, count: number, keys: number): Promise<void> {
-  for (let start = 0; start < count; start += 100) {
-    await inTransaction(db.pool, async (client) => {
-      for (let seq = start; seq < Math.min(count, start + 100); seq += 1) {
-        const key = `key-${seq % keys}`;
-        await outbox.publish(
-          client,
-          queue,
-          { key, seq },
-          {
-            correlationId: `corr-${seq}`,
-            orderingKey: key,
-            headers: { 'x-seq': String(seq), traceparent: traceparentOf(seq), tracestate: 'txoutbox=e2e' },
-          },
-        );
-      }
-    });
-  }
-}
-
 describe('outbox.relay → redisStreamSink → Redis Streams', () => {
   test('committed rows become entries with their bodies, headers, trace context and ids, in order per key; the table empties', async (t) => {
     const redis = serverFor(t);
@@ -103,8 +76,11 @@ describe('outbox.relay → redisStreamSink → Redis Streams', () => {
     const sink = redisStreamSink({ url: redis.url, stream: 'e2e:{queue}' });
     outbox.relay('orders', sink, FAST_POLL);
     outbox.start();
-    await publishRows(outbox, 'orders', 1_000, 25);
-    await waitFor(async () => (await rowCount(table)) === 0, { timeoutMs: 60_000, what: 'every row relayed and deleted' });
+    await publishRelayRows(db.pool, outbox, 'orders', 1_000, 25);
+    await waitFor(async () => (await rowCount(db.pool, table)) === 0, {
+      timeoutMs: 60_000,
+      what: 'every row relayed and deleted',
+    });
     assert.equal(await outbox.ping(), true);
     await outbox.stop();
 
@@ -131,17 +107,20 @@ describe('outbox.relay → redisStreamSink → Redis Streams', () => {
     const outbox = newOutbox({ pool: db.pool, table });
     await outbox.migrate();
     const total = 3_000;
-    await publishRows(outbox, 'orders', total, 50);
+    await publishRelayRows(db.pool, outbox, 'orders', total, 50);
     const sink = redisStreamSink({ url: redis.url, stream: 'e2e-restart', confirmTimeoutMs: 2_000, reconnectWaitMs: 50 });
     // A short backoff: the outage is seconds, and the test waits for the rows to come back.
     outbox.relay('orders', sink, { ...FAST_POLL, retry: new ConstantRetry({ delayMs: 200 }) });
     outbox.start();
-    await waitFor(async () => (await rowCount(table)) <= total - 500, { timeoutMs: 60_000, what: '500 rows relayed' });
+    await waitFor(async () => (await rowCount(db.pool, table)) <= total - 500, { timeoutMs: 60_000, what: '500 rows relayed' });
     await redis.stop();
     await waitFor(async () => !(await outbox.ping()), { what: 'ping() false while the server is down' });
-    assert.ok((await rowCount(table)) > 0, 'rows wait in the table while the server is down');
+    assert.ok((await rowCount(db.pool, table)) > 0, 'rows wait in the table while the server is down');
     await redis.restart();
-    await waitFor(async () => (await rowCount(table)) === 0, { timeoutMs: 60_000, what: 'the rest relayed after the restart' });
+    await waitFor(async () => (await rowCount(db.pool, table)) === 0, {
+      timeoutMs: 60_000,
+      what: 'the rest relayed after the restart',
+    });
     assert.equal(await outbox.ping(), true);
     await outbox.stop();
 
@@ -168,7 +147,7 @@ describe('outbox.relay → redisStreamSink → Redis Streams', () => {
       await outbox.publish(client, 'lost', { n: 1 });
       await outbox.publish(client, 'kept', { n: 2 });
     });
-    await waitFor(async () => (await rowCount(table)) === 0, { what: 'every row ended' });
+    await waitFor(async () => (await rowCount(db.pool, table)) === 0, { what: 'every row ended' });
     const dead = (await outbox.dlq.list({})).rows;
     await outbox.stop();
     assert.equal(dead.length, 1);

@@ -6,6 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { getEventListeners } from 'node:events';
 import { after, before, describe, test, type TestContext } from 'node:test';
 
 import amqplib, { type Channel, type ChannelModel, type ConsumeMessage } from 'amqplib';
@@ -175,6 +176,21 @@ describe('rabbitmqSink: 10,000 messages', () => {
     assert.equal(consumed.length, 41);
     const byId = new Map(consumed.map((message) => [message.properties.messageId as string, message]));
     for (const message of messages) assertSame(byId.get(message.messageId) as ConsumeMessage, message);
+  });
+});
+
+describe('rabbitmqSink: one signal shared by many sends', () => {
+  test('adds one abort listener, not one per send (no MaxListenersExceededWarning), and all are confirmed', async (t) => {
+    if (brokerFor(t) === undefined) return;
+    const queue = unique('shared');
+    await durableQueue(queue);
+    const sink = sinkFor();
+    const signal = new AbortController().signal;
+    const sending = Promise.all(relayMessages(100, { queue, keys: 100 }).map((message) => sink.send(message, { signal })));
+    await waitFor(() => getEventListeners(signal, 'abort').length > 0, { what: 'the sends watching the signal' });
+    assert.equal(getEventListeners(signal, 'abort').length, 1);
+    await sending;
+    assert.equal((await consumeAll(queue)).length, 100);
   });
 });
 

@@ -1,4 +1,4 @@
-import { InvalidOptionError } from '../../errors.js';
+import { InvalidOptionError, renderValue, SinkRefusedError } from '../../errors.js';
 import { integerOption } from '../../util/integer-option.js';
 import { rejectUnknownOptions } from '../../util/known-options.js';
 import { redactConnectionString } from '../../util/redact.js';
@@ -15,7 +15,7 @@ export interface RabbitmqSinkOptions {
   /**
    * The exchange each row is published to: `''` (the default exchange, which routes a message to
    * the queue named by its routing key), a fixed name (`orders`), a template (`{headers.x-domain}`)
-   * or a function of the message. A named exchange is checked once per connection: one that does
+   * or a function of the message (which may return `''` too). A named exchange is checked once per connection: one that does
    * not exist refuses the row (DLQ) instead of closing the channel under every other send.
    * @default '' (the default exchange: routing key = queue name)
    */
@@ -125,10 +125,7 @@ export function resolveRabbitmqOptions(raw: RabbitmqSinkOptions): ResolvedRabbit
   return {
     url,
     displayUrl: redactConnectionString(url),
-    // The default exchange is the one name that is empty: compileDestination refuses "" (no other
-    // broker routes to it), so it is taken here, as the fixed value it is.
-    exchangeOf:
-      raw.exchange === undefined || raw.exchange === '' ? () => '' : compileDestination(RABBITMQ_SINK, 'exchange', raw.exchange),
+    exchangeOf: exchangeOf(raw.exchange),
     routingKeyOf: compileDestination(RABBITMQ_SINK, 'routingKey', raw.routingKey ?? '{queue}'),
     confirmTimeoutMs: integerOption('confirmTimeoutMs', raw.confirmTimeoutMs, 1, 600_000, 10_000),
     connectTimeoutMs: integerOption('connectTimeoutMs', raw.connectTimeoutMs, 1, 600_000, 5_000),
@@ -141,6 +138,26 @@ export function resolveRabbitmqOptions(raw: RabbitmqSinkOptions): ResolvedRabbit
       DEFAULT_MAX_MESSAGE_BYTES,
     ),
     socketOptions: socketOptions as Readonly<Record<string, unknown>>,
+  };
+}
+
+/**
+ * The exchange option compiled. The default exchange is the one name that is empty, and
+ * compileDestination refuses "" (no other broker routes to it): so `''` is taken here as the fixed
+ * value it is, and a function may return it (`(m) => (m.queue === 'audit' ? 'audit' : '')`). A
+ * template that fills in "" (an empty header) is still refused: that is a row without its value.
+ */
+function exchangeOf(exchange: Destination | undefined): DestinationOf {
+  if (exchange === undefined || exchange === '') return () => '';
+  if (typeof exchange !== 'function') return compileDestination(RABBITMQ_SINK, 'exchange', exchange);
+  return (message) => {
+    const value: unknown = exchange(message);
+    if (typeof value !== 'string')
+      throw new SinkRefusedError(
+        RABBITMQ_SINK,
+        `exchange returned ${renderValue(value)} for message ${message.messageId}, not a string`,
+      );
+    return value;
   };
 }
 

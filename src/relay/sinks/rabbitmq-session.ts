@@ -47,6 +47,8 @@ export class RabbitmqSession {
   readonly #onEnd: (session: RabbitmqSession, error: SinkUnavailableError) => void;
   readonly #inFlight = new Map<string, InFlight[]>();
   readonly #exchanges = new Map<string, Promise<void>>();
+  /** Exchanges whose check succeeded on this connection: a send to one needs no wait at all. */
+  readonly #knownExchanges = new Set<string>(['']);
   readonly #drainWaiters = new Set<() => void>();
   #ended: SinkUnavailableError | undefined;
   /** The connection's closing, once the session ended. */
@@ -117,14 +119,22 @@ export class RabbitmqSession {
    * declared later is found by the next send.
    */
   ensureExchange(exchange: string): Promise<void> {
-    if (exchange === '') return Promise.resolve();
+    if (this.#knownExchanges.has(exchange)) return Promise.resolve();
     let known = this.#exchanges.get(exchange);
     if (known === undefined) {
       known = this.#checkExchange(exchange);
       this.#exchanges.set(exchange, known);
-      known.catch(() => this.#exchanges.delete(exchange));
+      known.then(
+        () => this.#knownExchanges.add(exchange),
+        () => this.#exchanges.delete(exchange),
+      );
     }
     return known;
+  }
+
+  /** Whether `exchange` is known to exist on this connection (the default exchange always is). */
+  knowsExchange(exchange: string): boolean {
+    return this.#knownExchanges.has(exchange);
   }
 
   async #checkExchange(exchange: string): Promise<void> {

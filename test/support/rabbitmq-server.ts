@@ -90,8 +90,11 @@ export function freePort(): Promise<number> {
 // Every process group this module started, killed if the test process exits without stop() (a
 // failed assertion, a crash): a test must not leave a broker running.
 const live = new Set<ChildProcess>();
+// Their temp dirs too (a broker's data is tens of MB): what close() would have removed.
+const dirs = new Set<string>();
 process.on('exit', () => {
   for (const child of live) killGroup(child, 'SIGKILL');
+  for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
 });
 
 function killGroup(child: ChildProcess, signal: NodeJS.Signals): void {
@@ -187,6 +190,7 @@ export class RabbitmqServer {
     const installed = await ensureRabbitmq();
     if ('skip' in installed) return installed;
     const dir = mkdtempSync(join(tmpdir(), 'txoutbox-rabbitmq-'));
+    dirs.add(dir);
     const ports = { amqp: await freePort(), dist: await freePort(), epmd: await freePort() };
     const server = new RabbitmqServer(installed, dir, ports);
     try {
@@ -265,6 +269,7 @@ export class RabbitmqServer {
       live.delete(epmd);
     }
     rmSync(this.#dir, { recursive: true, force: true });
+    dirs.delete(this.#dir);
   }
 
   /** Runs `rabbitmqctl <args>` against this node (its cookie, epmd port and name); resolves with its output. */

@@ -54,6 +54,12 @@ export const INSERT_FAILURE = 'INSERT INTO chaos_failures (message_id, key, pid,
 /** Rows still in the outbox (due or not, leased or not). */
 export const COUNT_OUTBOX = `SELECT count(*)::int AS n FROM ${OUTBOX_TABLE}`;
 
+/** The highest row id in the outbox (0 when empty): a relay scenario's backlog at a moment. */
+export const MAX_OUTBOX_ID = `SELECT coalesce(max(id), 0)::text AS id FROM ${OUTBOX_TABLE}`;
+
+/** Rows with an id up to $1 still in the outbox (a relay deletes a row only once the broker confirmed it). */
+export const COUNT_OUTBOX_UP_TO = `SELECT count(*)::int AS n FROM ${OUTBOX_TABLE} WHERE id <= $1::bigint`;
+
 /** Committed handler runs so far, and the latest one (epoch ms): the progress line and stall checks. */
 export const HANDLED_SO_FAR = `SELECT count(*)::int AS n, (extract(epoch FROM max(at)) * 1000)::float8 AS last FROM chaos_handled`;
 

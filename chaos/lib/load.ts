@@ -22,6 +22,8 @@ export class Load {
   readonly #outbox: InstanceType<Product['txoutbox']['Outbox']>;
   readonly #chainLength: number;
   #nextChain = 1;
+  /** Ordering keys for roots (keyed()); 0: none. */
+  #keys = 0;
   #timer: NodeJS.Timeout | undefined;
   #owed = 0;
   readonly #inFlight = new Set<Promise<void>>();
@@ -42,15 +44,40 @@ export class Load {
     this.#chainLength = chainLength;
   }
 
-  /** `count` roots in one transaction (a backlog to drain). */
+  /**
+   * From now on half the roots (odd chains) carry one of `keys` ordering keys, so a relay scenario
+   * checks per-key order at the broker while unkeyed rows flow at full concurrency.
+   */
+  keyed(keys: number): void {
+    this.#keys = keys;
+  }
+
+  /** The ordering key the root with chain key `key` (`<chain>:1`) was published with. */
+  orderingKeyOf(key: string): string | undefined {
+    return this.#orderingKey(Number(key.split(':')[0]));
+  }
+
+  #orderingKey(chain: number): string | undefined {
+    return this.#keys === 0 || chain % 2 === 0 ? undefined : `k${String(Math.floor(chain / 2) % this.#keys)}`;
+  }
+
+  /** `count` roots in one transaction (a backlog to drain): one publishBatch() per ordering key. */
   async preload(count: number): Promise<void> {
-    const bodies: ChainBody[] = [];
-    for (let i = 0; i < count; i += 1) bodies.push(rootBody(this.#nextChain++, this.#chainLength));
+    const groups = new Map<string | undefined, ChainBody[]>();
+    for (let i = 0; i < count; i += 1) {
+      const body = rootBody(this.#nextChain++, this.#chainLength);
+      const key = this.#orderingKey(body.chain);
+      const group = groups.get(key);
+      if (group === undefined) groups.set(key, [body]);
+      else group.push(body);
+    }
     const client = hearErrors(await this.#pool.connect());
     try {
       await client.query('BEGIN');
-      const ids = await this.#outbox.publishBatch(client, QUEUE, bodies);
-      await client.query(INSERT_PUBLISHED_MANY, [ids, bodies.map((b) => b.key), bodies.map((b) => b.poison)]);
+      for (const [orderingKey, bodies] of groups) {
+        const ids = await this.#outbox.publishBatch(client, QUEUE, bodies, orderingKey === undefined ? {} : { orderingKey });
+        await client.query(INSERT_PUBLISHED_MANY, [ids, bodies.map((b) => b.key), bodies.map((b) => b.poison)]);
+      }
       await client.query('COMMIT');
       this.published += count;
     } finally {
@@ -79,7 +106,8 @@ export class Load {
     try {
       client = hearErrors(await this.#pool.connect());
       await client.query('BEGIN');
-      const id = await this.#outbox.publish(client, QUEUE, body);
+      const orderingKey = this.#orderingKey(body.chain);
+      const id = await this.#outbox.publish(client, QUEUE, body, orderingKey === undefined ? {} : { orderingKey });
       await client.query(INSERT_PUBLISHED, [id, body.key, null, body.poison]);
       await client.query('COMMIT');
       client.release();

@@ -14,6 +14,7 @@ import { pathToFileURL } from 'node:url';
 import type pg from 'pg';
 
 import type * as Txoutbox from '../../src/index.js';
+import type * as TxoutboxRelay from '../../src/relay/index.js';
 
 export interface Product {
   readonly root: string;
@@ -36,6 +37,14 @@ export async function loadProduct(root: string): Promise<Product> {
   const txoutbox = (await import(pathToFileURL(join(root, 'src', 'index.ts')).href)) as typeof Txoutbox;
   const require = createRequire(join(root, 'package.json'));
   return { root, txoutbox, pg: require('pg') as typeof pg };
+}
+
+/**
+ * The product's `txoutbox/relay` (its sinks, which load their client libraries from the product's
+ * node_modules). Only relay workers load it: a tree from before the relay still runs the rest.
+ */
+export async function loadRelay(root: string): Promise<typeof TxoutboxRelay> {
+  return (await import(pathToFileURL(join(root, 'src', 'relay', 'index.ts')).href)) as typeof TxoutboxRelay;
 }
 
 /** `<short sha>`, plus a note when src/ has uncommitted changes: a result names the code it ran. */

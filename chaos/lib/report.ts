@@ -16,12 +16,13 @@ export interface ChaosResults {
 
 const seconds = (ms: number): string => `${(ms / 1000).toFixed(1)} s`;
 
+/** The recovery closest to its bound (bounds differ: a longer outage is allowed longer), with its bound. */
 function recovery(result: ScenarioResult): string {
   if (result.recoveries.length === 0) return '–';
-  const worst = result.recoveries.some((r) => r.ms === null)
-    ? 'none'
-    : seconds(Math.max(...result.recoveries.map((r) => r.ms ?? 0)));
-  return `${worst} (≤ ${seconds(Math.min(...result.recoveries.map((r) => r.boundMs)))})`;
+  const none = result.recoveries.find((r) => r.ms === null);
+  if (none !== undefined) return `none (≤ ${seconds(none.boundMs)})`;
+  const worst = result.recoveries.reduce((a, b) => ((b.ms ?? 0) / b.boundMs > (a.ms ?? 0) / a.boundMs ? b : a));
+  return `${seconds(worst.ms ?? 0)} (≤ ${seconds(worst.boundMs)})`;
 }
 
 function stopTime(result: ScenarioResult): string {
@@ -64,7 +65,14 @@ export function renderReport(results: ChaosResults): string {
   for (const r of results.scenarios) {
     const a = r.accounting;
     lines.push(`## ${r.id}: ${r.pass ? 'pass' : 'FAIL'}`, '', r.title, '');
-    if (a !== null) {
+    if (a !== null && r.accountedAt !== undefined) {
+      lines.push(
+        `${String(a.messages)} messages committed, ${String(a.handlerRuns)} stored by ${r.accountedAt} (read back by a consumer), ` +
+          `${String(r.publishFailures)} publishes refused during faults, worst commit → stored ${a.worstLatencyMs === null ? '–' : seconds(a.worstLatencyMs)}; ` +
+          `${String(r.faults.length)} faults injected; ${r.seconds.toFixed(0)} s.`,
+        '',
+      );
+    } else if (a !== null) {
       lines.push(
         `${String(a.messages)} messages (${String(a.chains)} chains, ${String(a.chainsComplete)} complete), ${String(a.handlerRuns)} handler runs, ` +
           `${String(a.dlqExpected)} poison rows in the DLQ as meant, ${String(a.handlerErrors)} handler errors, ` +

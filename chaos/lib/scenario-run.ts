@@ -3,7 +3,9 @@
  *
  *   start a fresh embedded server → schema (the product's migrate()) and ledger → the scenario,
  *   raced against its bound → whatever happened, kill every process it started, lift every fault
- *   (thaw the server, close proxies) → account for every message → stop the server.
+ *   (thaw the server, close proxies) → a relay scenario's broker read back (started again if the
+ *   scenario left it down) and stopped → account for every message (at the broker for a relay
+ *   scenario) → stop the server.
  *
  * A scenario that overruns its bound is reported as hung at the step it was in; the accounting still
  * runs, so what the hang cost (rows stuck, chains cut) is in the same result.
@@ -18,21 +20,25 @@ import { TcpProxy } from '../../test/support/tcp-proxy.js';
 import type { WorkerSpec } from '../worker/protocol.js';
 import { account, type Accounting, type FailureRow, type MessageRow } from './accounting.js';
 import { bounded, pause, until, within } from './bounded.js';
+import { type Arrival, type ChaosBroker, readBackAndClose, startBroker } from './broker.js';
 import { ChaosServer, HARNESS_APP } from './chaos-server.js';
 import {
   ACCOUNT_FAILURES,
   ACCOUNT_MESSAGES,
   COUNT_OUTBOX,
+  COUNT_OUTBOX_UP_TO,
   COUNT_PUBLISHED,
   CREATE_LEDGER,
   DLQ_TABLE,
   HANDLED_SO_FAR,
+  MAX_OUTBOX_ID,
   OUTBOX_TABLE,
   RUN_STARTS_BETWEEN,
   UNKNOWN_ROWS,
 } from './ledger-sql.js';
 import { Load } from './load.js';
 import type { Product } from './product.js';
+import { accountRelay } from './relay-accounting.js';
 import { RunnerProcess, type RunnerShape, writeRunnerConfig } from './runner-process.js';
 import { CHAIN_LENGTH, type Scenario, type ScenarioContext, type ScenarioResult } from './scenario.js';
 import { ScenarioRecord } from './scenario-record.js';
@@ -75,6 +81,9 @@ export async function runScenario(scenario: Scenario, settings: RunSettings): Pr
   const shapes = new Map<RunnerProcess, { shape: RunnerShape; path: string }>();
   const workers: WorkerProcess[] = [];
   const proxies: TcpProxy[] = [];
+  let broker: ChaosBroker | undefined;
+  /** What the broker held at the end; undefined when it could not be read. */
+  let arrivals: Arrival[] | undefined;
   let current = 'starting the server';
   let server: ChaosServer | undefined;
   let ledger: pg.Pool | undefined;
@@ -191,6 +200,7 @@ export async function runScenario(scenario: Scenario, settings: RunSettings): Pr
             maxPollIntervalMs: 1_000,
             ...options.subscribe,
           },
+          ...(options.relay === undefined ? {} : { relay: options.relay }),
         };
         const worker = await WorkerProcess.start(spec, join(logDir, `worker-${String(workerCount)}.log`), START_BOUND_MS);
         workers.push(worker);
@@ -208,6 +218,25 @@ export async function runScenario(scenario: Scenario, settings: RunSettings): Pr
         const proxy = await TcpProxy.start(liveServer.port);
         proxies.push(proxy);
         return proxy;
+      },
+      async startBroker(kind) {
+        if (broker !== undefined) throw new Error('one broker per scenario');
+        broker = await startBroker(kind);
+        return broker;
+      },
+      async outboxRows() {
+        return (await ledgerPool.query<{ n: number }>(COUNT_OUTBOX)).rows[0]?.n ?? 0;
+      },
+      async lastOutboxId() {
+        return (await ledgerPool.query<{ id: string }>(MAX_OUTBOX_ID)).rows[0]?.id ?? '0';
+      },
+      async backlogGone(upToId, since, ms) {
+        const gone = await until(
+          async () => (await ledgerPool.query<{ n: number }>(COUNT_OUTBOX_UP_TO, [upToId])).rows[0]?.n === 0,
+          ms,
+          50,
+        );
+        return gone ? Math.max(0, Date.now() - since) : null;
       },
       async stopRunner(runner, what) {
         await stopRunner(record, runner, shapes.get(runner)?.shape.gracefulTimeoutMs ?? 0, what);
@@ -273,6 +302,10 @@ export async function runScenario(scenario: Scenario, settings: RunSettings): Pr
     for (const proxy of proxies) await proxy.close();
     server?.thaw();
     faults.close();
+    if (broker !== undefined) {
+      current = `reading ${broker.name} back`;
+      arrivals = await readBackAndClose(broker, record);
+    }
   }
 
   if (ledger !== undefined && server !== undefined) {
@@ -287,14 +320,29 @@ export async function runScenario(scenario: Scenario, settings: RunSettings): Pr
         ]),
         60_000,
       );
-      accounting = account(
-        rows.rows,
-        failures.rows,
-        faults,
-        scenario.leaseTtlMs,
-        CHAIN_LENGTH,
-        unknown.rows[0] ?? { outbox: 0, dlq: 0 },
-      );
+      if (broker === undefined) {
+        accounting = account(
+          rows.rows,
+          failures.rows,
+          faults,
+          scenario.leaseTtlMs,
+          CHAIN_LENGTH,
+          unknown.rows[0] ?? { outbox: 0, dlq: 0 },
+        );
+      } else if (arrivals !== undefined && load !== undefined) {
+        const liveLoad = load;
+        const relayed = accountRelay(rows.rows, arrivals, faults, {
+          deduplicates: broker.deduplicates,
+          orderingKeyOf: (key) => liveLoad.orderingKeyOf(key),
+        });
+        accounting = relayed.accounting;
+        if (relayed.outOfOrder > 0)
+          record.finding(`${String(relayed.outOfOrder)} message(s) stored at the broker after a later one of their ordering key`);
+        if (relayed.altered > 0)
+          record.finding(`${String(relayed.altered)} message(s) stored with a body that was not committed`);
+        if (relayed.unknown > 0)
+          record.finding(`${String(relayed.unknown)} message(s) at the broker that the ledger never saw committed`);
+      }
       if ((unknown.rows[0]?.outbox ?? 0) + (unknown.rows[0]?.dlq ?? 0) > 0)
         record.finding('rows in the outbox or DLQ that the ledger never saw published');
     } catch (error) {
@@ -336,5 +384,6 @@ export async function runScenario(scenario: Scenario, settings: RunSettings): Pr
       explains: f.explains,
     })),
     logDir,
+    ...(broker === undefined ? {} : { accountedAt: broker.name }),
   };
 }

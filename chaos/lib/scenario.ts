@@ -6,6 +6,7 @@
 import type { TcpProxy } from '../../test/support/tcp-proxy.js';
 import type { WorkerSpec } from '../worker/protocol.js';
 import type { Accounting } from './accounting.js';
+import type { BrokerKind, ChaosBroker } from './broker.js';
 import type { ChaosServer } from './chaos-server.js';
 import type { FaultLog } from './faults.js';
 import type { Load } from './load.js';
@@ -57,12 +58,27 @@ export interface ScenarioContext {
   rewriteRunnerConfig(runner: RunnerProcess, shape: RunnerShape): void;
   startWorker(options?: WorkerOptions): Promise<WorkerProcess>;
   startProxy(): Promise<TcpProxy>;
+  /**
+   * A broker for relay workers (`startWorker({ relay: broker.relay })`), one per scenario. A
+   * scenario that starts one is accounted for at the broker (relay-accounting.ts): after the
+   * scenario the harness starts it again if it is down, reads every message back and stops it.
+   */
+  startBroker(kind: BrokerKind): Promise<ChaosBroker>;
   /** SIGTERM to a runner and the wait for its exit, timed against its budget; a hang is killed. */
   stopRunner(runner: RunnerProcess, what: string): Promise<void>;
   /** stop() in a worker, timed against gracefulTimeoutMs + STOP_SLACK_MS; a hang is killed. */
   stopWorker(worker: WorkerProcess, what: string): Promise<void>;
   /** Records how long claiming took to resume after a fault was lifted (null: not within the bound). */
   recordRecovery(what: string, ms: number | null, boundMs: number): void;
+  /** Rows in the outbox now. */
+  outboxRows(): Promise<number>;
+  /** The highest row id in the outbox now (0 when empty). */
+  lastOutboxId(): Promise<string>;
+  /**
+   * How long after `since` no row with an id up to `upToId` was left in the outbox (for a relay:
+   * every one confirmed by the broker), waiting up to `ms`; null when some still were.
+   */
+  backlogGone(upToId: string, since: number, ms: number): Promise<number | null>;
   /** Waits until the outbox table is empty; false when `ms` ran out. */
   drain(ms: number): Promise<boolean>;
   /**
@@ -101,4 +117,6 @@ export interface ScenarioResult {
   /** Faults as offsets from the scenario's start, seconds. */
   readonly faults: readonly { kind: string; detail: string; at: number; seconds: number; explains: boolean }[];
   readonly logDir: string;
+  /** A relay scenario: the broker whose read-back the accounting counts (`redis-server`). */
+  readonly accountedAt?: string;
 }

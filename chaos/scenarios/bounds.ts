@@ -14,3 +14,18 @@ export const RESUME_AFTER_HALF_OPEN_MS = 30_000;
 export const RESUME_AFTER_TERMINATIONS_MS = 35_000;
 /** How long handling may pause while a reload to a broken handler module is rolled out. */
 export const BROKEN_RELOAD_GAP_MS = 3_000;
+
+/** The relay sinks' longest pause between reconnect attempts (Redis: doubling, capped at 5 s; NATS: 1 s). */
+export const SINK_RECONNECT_MAX_MS = 5_000;
+
+/**
+ * After a broker was down `outageMs`, every row committed before it came back is confirmed within
+ * this long. The relay retries a failed send with backoff from 1 s, doubling (±20 %), never giving
+ * up (RELAY_DEFAULTS): a row failing from the start of the outage makes its next attempt at most
+ * 1.2 × (outage + 1 s) after the restart; if that attempt comes before the sink has reconnected
+ * (within SINK_RECONNECT_MAX_MS) it fails once more and waits twice as long. Plus 2 s for the claims
+ * and sends of the backlog. 2 s down: 14.2 s; 8 s down: 28.6 s.
+ */
+export function relayRecoveryBoundMs(outageMs: number): number {
+  return SINK_RECONNECT_MAX_MS + 2 * 1.2 * (outageMs + 1_000) + 2_000;
+}

@@ -5,6 +5,8 @@ import { connectionFreeze } from './connection-freeze.js';
 import { halfOpen } from './half-open.js';
 import { killChildren } from './kill-children.js';
 import { pgRestart } from './pg-restart.js';
+import { relayNatsKill } from './relay-nats-kill.js';
+import { relayRedisKill } from './relay-redis-kill.js';
 import { reloads } from './reloads.js';
 import { rollingDeploy } from './rolling-deploy.js';
 import { serverFreezeStop } from './server-freeze-stop.js';
@@ -22,4 +24,6 @@ export const SCENARIOS: readonly Scenario[] = [
   connectionFreeze,
   halfOpen,
   serverFreezeStop,
+  relayRedisKill,
+  relayNatsKill,
 ];

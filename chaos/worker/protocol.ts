@@ -1,8 +1,17 @@
 /**
- * The IPC between the harness and a chaos worker (one Outbox consuming the chain queue, in a
- * process of its own so that a stop() that hangs can be timed, reported and killed without taking
- * the harness with it).
+ * The IPC between the harness and a chaos worker (one Outbox consuming the chain queue, or relaying
+ * it to a broker, in a process of its own so that a stop() that hangs can be timed, reported and
+ * killed without taking the harness with it).
  */
+
+/**
+ * A relay instead of the chain handler: `outbox.relay(queue, <factory>(options))` with a sink from
+ * the product's `txoutbox/relay` (src/relay/index.ts). Options are JSON (URLs, names, timeouts).
+ */
+export interface RelaySpec {
+  readonly factory: 'natsSink' | 'redisStreamSink' | 'rabbitmqSink';
+  readonly options: Readonly<Record<string, string | number | boolean>>;
+}
 
 export interface WorkerSpec {
   readonly productRoot: string;
@@ -13,18 +22,24 @@ export interface WorkerSpec {
   readonly poolSize: number;
   readonly gracefulTimeoutMs: number;
   readonly handlerDelayMs: number;
-  /** subscribe() options (JSON only: the retry strategy stays the default). */
+  /** subscribe() options (JSON only: the retry strategy stays the default, the relay's own for a relay). */
   readonly subscribe: Readonly<Record<string, number | string | boolean>>;
+  /** Relay the queue to a broker instead of handling it (no application pool, no chain handler). */
+  readonly relay?: RelaySpec;
 }
 
 export type ToWorker =
   { readonly type: 'start'; readonly spec: WorkerSpec } | { readonly type: 'stop' } | { readonly type: 'ping' };
 
-/** Counts of recorder events, and when the last claim that returned rows finished (epoch ms). */
+/**
+ * Counts of recorder events (`relayed` also by outcome: `relayed:failed`…), when the last claim
+ * finished (epoch ms), and a relay sink's own `stats` (NATS: acks with `duplicate: true`).
+ */
 export interface WorkerHeartbeat {
   readonly type: 'heartbeat';
   readonly lastFetchedAt: number | null;
   readonly events: Readonly<Record<string, number>>;
+  readonly sinkStats?: Readonly<Record<string, number>>;
 }
 
 export type FromWorker =

@@ -1,20 +1,35 @@
 /**
  * A chaos worker: the product's Outbox consuming the chain queue with the chain handler, which
  * publishes its follow-ups through the same Outbox (one Outbox per application is the common shape,
- * and it is the one where a draining Outbox must still accept the handlers' publishes).
+ * and it is the one where a draining Outbox must still accept the handlers' publishes). With a
+ * `relay` spec it relays the queue to a broker through one of the product's sinks instead
+ * (`outbox.relay()`, the relay's own defaults under the spec's subscribe options): what arrived is
+ * then counted at the broker, not here.
  *
  * It reports a heartbeat every 250 ms (recorder event counts, the last claim that returned rows),
  * answers pings with `outbox.ping()`, and on `stop` times `outbox.stop()` and exits. It exits when
  * the harness's channel closes, so a dead harness leaves no worker behind.
  */
 import type { OutboxEvent } from '../../src/index.js';
+import type { RelaySink } from '../../src/relay/index.js';
 import { chainHandler } from '../handlers/chain.js';
 import { DLQ_TABLE, OUTBOX_TABLE, QUEUE } from '../lib/ledger-sql.js';
-import { loadProduct } from '../lib/product.js';
-import { type FromWorker, isToWorker, type WorkerSpec } from './protocol.js';
+import { loadProduct, loadRelay } from '../lib/product.js';
+import { type FromWorker, isToWorker, type RelaySpec, type WorkerSpec } from './protocol.js';
 
 function send(message: FromWorker): void {
   if (process.connected) process.send?.(message);
+}
+
+/** The sink a relay spec names, from the product's txoutbox/relay, and its `stats` when it keeps some. */
+async function relaySink(
+  productRoot: string,
+  spec: RelaySpec,
+): Promise<{ sink: RelaySink; stats: () => Record<string, number> | undefined }> {
+  const relay = await loadRelay(productRoot);
+  // JSON options: the factories validate them (an unknown or bad one fails the worker's start).
+  const sink: RelaySink & { stats?: Record<string, number> } = relay[spec.factory](spec.options as never);
+  return { sink, stats: () => (sink.stats === undefined ? undefined : { ...sink.stats }) };
 }
 
 async function run(spec: WorkerSpec): Promise<void> {
@@ -23,6 +38,7 @@ async function run(spec: WorkerSpec): Promise<void> {
   let lastFetchedAt: number | null = null;
   const recorder = (event: OutboxEvent): void => {
     events[event.type] = (events[event.type] ?? 0) + 1;
+    if (event.type === 'relayed') events[`relayed:${event.outcome}`] = (events[`relayed:${event.outcome}`] ?? 0) + 1;
     if (event.type === 'fetched') lastFetchedAt = Date.now();
   };
   const outbox = new product.txoutbox.Outbox({
@@ -34,22 +50,31 @@ async function run(spec: WorkerSpec): Promise<void> {
     logger: product.txoutbox.consoleLogger('info'),
     recorder,
   });
-  const appPool = new product.pg.Pool({
-    connectionString: spec.appDatabaseUrl,
-    max: Number(spec.subscribe.concurrency ?? 1) + 2,
-    // The application's own timeouts: a handler must not hang on a dead connection forever.
-    connectionTimeoutMillis: 5_000,
-    query_timeout: 10_000,
-    keepAlive: true,
-  });
-  appPool.on('error', () => undefined);
-  outbox.subscribe(QUEUE, chainHandler({ pool: appPool, publisher: outbox, delayMs: spec.handlerDelayMs }), {
-    name: 'chaos',
-    ...spec.subscribe,
-  });
+  let appPool: { end(): Promise<void> } | undefined;
+  let sinkStats: () => Record<string, number> | undefined = () => undefined;
+  if (spec.relay === undefined) {
+    const pool = new product.pg.Pool({
+      connectionString: spec.appDatabaseUrl,
+      max: Number(spec.subscribe.concurrency ?? 1) + 2,
+      // The application's own timeouts: a handler must not hang on a dead connection forever.
+      connectionTimeoutMillis: 5_000,
+      query_timeout: 10_000,
+      keepAlive: true,
+    });
+    pool.on('error', () => undefined);
+    appPool = pool;
+    outbox.subscribe(QUEUE, chainHandler({ pool, publisher: outbox, delayMs: spec.handlerDelayMs }), {
+      name: 'chaos',
+      ...spec.subscribe,
+    });
+  } else {
+    const { sink, stats } = await relaySink(spec.productRoot, spec.relay);
+    sinkStats = stats;
+    outbox.relay(QUEUE, sink, spec.subscribe);
+  }
   outbox.start();
   const heartbeat = setInterval(() => {
-    send({ type: 'heartbeat', lastFetchedAt, events: { ...events } });
+    send({ type: 'heartbeat', lastFetchedAt, events: { ...events }, sinkStats: sinkStats() });
   }, 250);
 
   let stopping = false;
@@ -62,7 +87,7 @@ async function run(spec: WorkerSpec): Promise<void> {
     clearInterval(heartbeat);
     send({ type: 'stopped', ms, events: { ...events } });
     // The application's pool is not the product's: close it without letting it hold the exit.
-    await Promise.race([appPool.end(), new Promise((resolve) => setTimeout(resolve, 1_000))]);
+    if (appPool !== undefined) await Promise.race([appPool.end(), new Promise((resolve) => setTimeout(resolve, 1_000))]);
     process.exit(0);
   };
   process.on('message', (message) => {

@@ -2,9 +2,10 @@
  * The fault-injection harness (chaos/, RELIABILITY.md): `npm run chaos -- --quick` end to end on
  * the product as it is (its own embedded servers; SIGKILL of runner consumers, pg_terminate_backend
  * storms, rolling deploys of the runner and of an application process, slow handlers under a short
- * lease: the last two fail without issue 13 items 2 and 1 fixed), and the two pieces whose
- * mistakes would make every verdict wrong: the accounting and the TCP proxy that fakes a frozen or
- * half-open network.
+ * lease: the last two fail without issue 13 items 2 and 1 fixed; redis-server SIGKILLed under two
+ * relay workers, accounted for from the stream), and the pieces whose mistakes would make every
+ * verdict wrong: the accountings (by handler runs, and at the broker) and the TCP proxy that fakes a
+ * frozen or half-open network.
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -16,7 +17,9 @@ import { test } from 'node:test';
 import { promisify } from 'node:util';
 
 import { account, type MessageRow } from '../../chaos/lib/accounting.js';
+import type { Arrival } from '../../chaos/lib/broker.js';
 import { FaultLog } from '../../chaos/lib/faults.js';
+import { accountRelay } from '../../chaos/lib/relay-accounting.js';
 import type { ChaosResults } from '../../chaos/lib/report.js';
 import { TcpProxy } from '../support/tcp-proxy.js';
 import { waitFor } from '../support/wait-for.js';
@@ -44,7 +47,7 @@ test('npm run chaos -- --quick: every quick scenario passes, every message accou
     assert.equal(results.mode, 'quick');
     assert.deepEqual(
       results.scenarios.map((s) => s.id),
-      ['kill-children', 'terminate-backends', 'rolling-deploy', 'app-deploy', 'slow-handlers'],
+      ['kill-children', 'terminate-backends', 'rolling-deploy', 'app-deploy', 'slow-handlers', 'relay-redis-kill'],
     );
     for (const scenario of results.scenarios) {
       const a = scenario.accounting;
@@ -108,6 +111,51 @@ test('the accounting: lost, stuck, unexpected DLQ rows, and duplicates explained
     { id: '2', pid: 1, error_name: 'DatabaseError', error: 'terminated', at: 70_000 },
   ];
   assert.equal(account(rows, failures, faults, 5_000, 2, { outbox: 0, dlq: 0 }).handlerErrorsUnexpected, 2);
+});
+
+test('the relay accounting: what the broker stored, duplicates explained only where the broker cannot deduplicate, per-key order', () => {
+  const faults = new FaultLog();
+  faults.faults.push({ kind: 'broker killed', detail: 'SIGKILL', start: 50_000, end: 52_000, explains: true });
+  const rows: MessageRow[] = [
+    row('1', '1:1', []),
+    row('2', '2:1', []),
+    row('3', '3:1', []), // never stored, gone: lost
+    row('4', '4:1', [], { in_table: true }), // never stored, still there: stuck
+    row('5', '5:1', [], { dlq_reasons: ['rejected'] }), // a relay refuses nothing the harness publishes
+    row('6', '6:1', []),
+    row('7', '7:1', []),
+    row('8', '8:1', []),
+  ];
+  const stored = (id: string, key: string, at: number): Arrival => ({
+    messageId: `public.outbox:${id}`,
+    at,
+    body: JSON.stringify({ key }),
+  });
+  const arrivals: Arrival[] = [
+    stored('1', '1:1', 2_000),
+    stored('2', '2:1', 49_000),
+    stored('2', '2:1', 53_000), // again after the kill: explained where the broker cannot deduplicate
+    stored('1', '1:1', 90_000), // again with no fault near: never explained
+    stored('7', '7:1', 91_000), // key k1 …
+    stored('6', '6:1', 92_000), // … then an earlier row of k1: out of order
+    stored('8', 'other:1', 93_000), // a body that is not the committed one
+    stored('99', '99:1', 94_000), // never committed
+  ];
+  const orderingKeyOf = (key: string): string | undefined => (key === '6:1' || key === '7:1' ? 'k1' : undefined);
+  const redis = accountRelay(rows, arrivals, faults, { deduplicates: false, orderingKeyOf });
+  assert.equal(redis.accounting.messages, 8);
+  assert.equal(redis.accounting.handlerRuns, 8, 'copies stored');
+  assert.equal(redis.accounting.lost, 1);
+  assert.equal(redis.accounting.stuck, 1);
+  assert.equal(redis.accounting.dlqUnexpected, 1);
+  assert.equal(redis.accounting.duplicates, 2, '2 twice, 1 twice');
+  assert.equal(redis.accounting.explained, 1, 'only the copy after the kill');
+  assert.equal(redis.outOfOrder, 1);
+  assert.equal(redis.altered, 1);
+  assert.equal(redis.unknown, 1);
+  const nats = accountRelay(rows, arrivals, faults, { deduplicates: true, orderingKeyOf });
+  assert.equal(nats.accounting.duplicates, 2);
+  assert.equal(nats.accounting.explained, 0, 'a broker that deduplicates must not store a resend: no fault explains it');
 });
 
 async function echoServer(): Promise<{ port: number; received: string[]; close(): Promise<void> }> {

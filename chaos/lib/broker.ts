@@ -34,8 +34,12 @@ export interface ChaosBroker {
    * its duplicate window): a message stored twice is then a failure, never explained by a fault.
    */
   readonly deduplicates: boolean;
-  /** What a relay worker sends with (its sink factory and options). */
-  readonly relay: RelaySpec;
+  readonly port: number;
+  /**
+   * What a relay worker sends with (its sink factory and options), connecting to 127.0.0.1:`port`:
+   * the broker's own port by default, or a proxy's in front of it.
+   */
+  relay(port?: number): RelaySpec;
   readonly running: boolean;
   /** SIGKILL, and the wait for the exit: a crash, nothing flushed or closed. */
   kill(): Promise<void>;

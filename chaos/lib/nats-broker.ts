@@ -35,7 +35,11 @@ export async function startNatsBroker(): Promise<ChaosBroker> {
     kind: 'nats',
     name: 'nats-server',
     deduplicates: true,
-    relay: { factory: 'natsSink', options: { servers: server.url, subject: 'chaos.{queue}', stream: BROKER_STREAM } },
+    port: server.port,
+    relay: (port = server.port) => ({
+      factory: 'natsSink',
+      options: { servers: `nats://127.0.0.1:${String(port)}`, subject: 'chaos.{queue}', stream: BROKER_STREAM },
+    }),
     get running() {
       return server.running;
     },

@@ -26,7 +26,11 @@ export async function startRedisBroker(): Promise<ChaosBroker> {
     kind: 'redis',
     name: 'redis-server',
     deduplicates: false,
-    relay: { factory: 'redisStreamSink', options: { url: server.url, stream: STREAM } },
+    port: server.port,
+    relay: (port = server.port) => ({
+      factory: 'redisStreamSink',
+      options: { url: `redis://127.0.0.1:${String(port)}`, stream: STREAM },
+    }),
     get running() {
       return server.running;
     },

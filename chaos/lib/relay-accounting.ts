@@ -5,9 +5,10 @@
  * - lost: committed, not at the broker when read back, not in the DLQ, not in the table;
  * - duplicates: copies the broker stored beyond the first of one row id. Where the broker
  *   deduplicates (JetStream's Nats-Msg-Id) none is explained: the resend was the broker's to drop.
- *   Where it cannot (Redis), one is explained only when the copy before it was stored at most
- *   CONFIRM_WINDOW_MS before a fault that explains redelivery (a broker killed) began, or during
- *   it: only a send whose confirm the fault could have lost is resent;
+ *   Where it cannot (Redis), one is explained only when the copy before it was stored within
+ *   CONFIRM_WINDOW_MS of a fault that explains redelivery (a broker killed, its connections
+ *   frozen): before it, its confirm may have been lost; during or just after it, it was held by
+ *   the fault while its send timed out and was retried;
  * - DLQ unexpected: any DLQ row (the relay refuses nothing the harness publishes; there is no
  *   poison for a relay);
  * - stuck: still in the table when the final drain's bound ran out;
@@ -23,7 +24,8 @@ import type { FaultLog } from './faults.js';
 
 /**
  * The sinks' default confirmTimeoutMs (5 s) plus 1 s: a copy stored longer than that before a fault
- * had its confirm back (and its row deleted) or its send failed; a resend of it needs another cause.
+ * had its confirm back (and its row deleted) or its send failed, and one stored that long after it
+ * was not held by it; a resend of either needs another cause.
  */
 const CONFIRM_WINDOW_MS = 6_000;
 
@@ -128,7 +130,7 @@ export function accountRelay(
       duplicates += 1;
       const fault = options.deduplicates
         ? undefined
-        : faults.explaining(previous.at, Math.min(previous.at + CONFIRM_WINDOW_MS, copy.at));
+        : faults.explaining(previous.at - CONFIRM_WINDOW_MS, Math.min(previous.at + CONFIRM_WINDOW_MS, copy.at));
       if (fault !== undefined) explained += 1;
       else
         example(

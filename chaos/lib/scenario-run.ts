@@ -214,8 +214,8 @@ export async function runScenario(scenario: Scenario, settings: RunSettings): Pr
         });
         return worker;
       },
-      async startProxy() {
-        const proxy = await TcpProxy.start(liveServer.port);
+      async startProxy(targetPort) {
+        const proxy = await TcpProxy.start(targetPort ?? liveServer.port);
         proxies.push(proxy);
         return proxy;
       },

@@ -57,7 +57,8 @@ export interface ScenarioContext {
   /** Writes the runner's config file again (for a SIGHUP). */
   rewriteRunnerConfig(runner: RunnerProcess, shape: RunnerShape): void;
   startWorker(options?: WorkerOptions): Promise<WorkerProcess>;
-  startProxy(): Promise<TcpProxy>;
+  /** A TCP proxy in front of the database server, or of `targetPort` (a broker's). */
+  startProxy(targetPort?: number): Promise<TcpProxy>;
   /**
    * A broker for relay workers (`startWorker({ relay: broker.relay })`), one per scenario. A
    * scenario that starts one is accounted for at the broker (relay-accounting.ts): after the

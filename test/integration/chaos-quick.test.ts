@@ -125,6 +125,7 @@ test('the relay accounting: what the broker stored, duplicates explained only wh
     row('6', '6:1', []),
     row('7', '7:1', []),
     row('8', '8:1', []),
+    row('9', '9:1', []),
   ];
   const stored = (id: string, key: string, at: number): Arrival => ({
     messageId: `public.outbox:${id}`,
@@ -135,6 +136,8 @@ test('the relay accounting: what the broker stored, duplicates explained only wh
     stored('1', '1:1', 2_000),
     stored('2', '2:1', 49_000),
     stored('2', '2:1', 53_000), // again after the kill: explained where the broker cannot deduplicate
+    stored('9', '9:1', 52_050), // held by the fault, stored as it was lifted …
+    stored('9', '9:1', 52_100), // … and its retry: explained too
     stored('1', '1:1', 90_000), // again with no fault near: never explained
     stored('7', '7:1', 91_000), // key k1 …
     stored('6', '6:1', 92_000), // … then an earlier row of k1: out of order
@@ -143,18 +146,18 @@ test('the relay accounting: what the broker stored, duplicates explained only wh
   ];
   const orderingKeyOf = (key: string): string | undefined => (key === '6:1' || key === '7:1' ? 'k1' : undefined);
   const redis = accountRelay(rows, arrivals, faults, { deduplicates: false, orderingKeyOf });
-  assert.equal(redis.accounting.messages, 8);
-  assert.equal(redis.accounting.handlerRuns, 8, 'copies stored');
+  assert.equal(redis.accounting.messages, 9);
+  assert.equal(redis.accounting.handlerRuns, 10, 'copies stored');
   assert.equal(redis.accounting.lost, 1);
   assert.equal(redis.accounting.stuck, 1);
   assert.equal(redis.accounting.dlqUnexpected, 1);
-  assert.equal(redis.accounting.duplicates, 2, '2 twice, 1 twice');
-  assert.equal(redis.accounting.explained, 1, 'only the copy after the kill');
+  assert.equal(redis.accounting.duplicates, 3, '2, 9 and 1 twice');
+  assert.equal(redis.accounting.explained, 2, 'the copies near the fault, not the one 88 s after its first');
   assert.equal(redis.outOfOrder, 1);
   assert.equal(redis.altered, 1);
   assert.equal(redis.unknown, 1);
   const nats = accountRelay(rows, arrivals, faults, { deduplicates: true, orderingKeyOf });
-  assert.equal(nats.accounting.duplicates, 2);
+  assert.equal(nats.accounting.duplicates, 3);
   assert.equal(nats.accounting.explained, 0, 'a broker that deduplicates must not store a resend: no fault explains it');
 });
 

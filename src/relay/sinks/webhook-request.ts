@@ -14,9 +14,10 @@ export interface WebhookResponse {
 
 /** Why a request ended without an answer; the sink words the error (these never hold credentials). */
 export class RequestFailure extends Error {
-  readonly kind: 'timeout' | 'aborted' | 'network';
+  /** `invalid`: node:http refused to build the request (nothing was sent). */
+  readonly kind: 'timeout' | 'aborted' | 'network' | 'invalid';
 
-  constructor(kind: 'timeout' | 'aborted' | 'network', message: string, cause?: unknown) {
+  constructor(kind: 'timeout' | 'aborted' | 'network' | 'invalid', message: string, cause?: unknown) {
     super(message, { cause });
     this.kind = kind;
   }
@@ -77,6 +78,44 @@ export function exchange(args: {
       return;
     }
     const { request: send, agent } = args.agents.for(args.url);
+    // The request first, the timer and the abort watch after: http.request throws synchronously for
+    // what it cannot send (a header value with CR LF, a bad path), and a timer armed before it would
+    // fire into settle() with stopListening uninitialised, an uncaught ReferenceError.
+    let request: http.ClientRequest;
+    try {
+      request = send(args.url, { method: args.method, headers: args.headers, agent }, (response) => {
+        const status = response.statusCode ?? 0;
+        const keep = status >= 200 && status < 300 ? 0 : EXCERPT_READ_BYTES;
+        const chunks: Buffer[] = [];
+        let kept = 0;
+        response.on('data', (chunk: Buffer) => {
+          if (kept >= keep) return;
+          chunks.push(chunk.subarray(0, keep - kept));
+          kept += Math.min(chunk.length, keep - kept);
+        });
+        response.on('end', () => {
+          settle(() => {
+            resolve({
+              status,
+              statusText: response.statusMessage ?? '',
+              retryAfter: header(response.headers['retry-after']),
+              location: header(response.headers.location),
+              excerpt: Buffer.concat(chunks),
+            });
+          });
+        });
+        response.on('error', (error) => {
+          fail(new RequestFailure('network', `the answer (HTTP ${status}) broke off: ${error.message}`, error));
+        });
+        response.on('close', () => {
+          if (!response.complete) fail(new RequestFailure('network', `the answer (HTTP ${status}) broke off`));
+        });
+      });
+    } catch (error) {
+      const reason = error instanceof Error ? error.message : String(error);
+      reject(new RequestFailure('invalid', `the request could not be made: ${reason}`, error));
+      return;
+    }
     const timer = setTimeout(() => {
       fail(new RequestFailure('timeout', `no complete answer within ${args.timeoutMs} ms`));
     }, args.timeoutMs);
@@ -98,34 +137,6 @@ export function exchange(args: {
       fail(new RequestFailure('aborted', 'aborted (the relay stopped waiting)'));
     };
 
-    const request = send(args.url, { method: args.method, headers: args.headers, agent }, (response) => {
-      const status = response.statusCode ?? 0;
-      const keep = status >= 200 && status < 300 ? 0 : EXCERPT_READ_BYTES;
-      const chunks: Buffer[] = [];
-      let kept = 0;
-      response.on('data', (chunk: Buffer) => {
-        if (kept >= keep) return;
-        chunks.push(chunk.subarray(0, keep - kept));
-        kept += Math.min(chunk.length, keep - kept);
-      });
-      response.on('end', () => {
-        settle(() => {
-          resolve({
-            status,
-            statusText: response.statusMessage ?? '',
-            retryAfter: header(response.headers['retry-after']),
-            location: header(response.headers.location),
-            excerpt: Buffer.concat(chunks),
-          });
-        });
-      });
-      response.on('error', (error) => {
-        fail(new RequestFailure('network', `the answer (HTTP ${status}) broke off: ${error.message}`, error));
-      });
-      response.on('close', () => {
-        if (!response.complete) fail(new RequestFailure('network', `the answer (HTTP ${status}) broke off`));
-      });
-    });
     const stopListening = signal === undefined ? () => undefined : whenAborted(signal, onAbort);
     request.on('error', (error) => {
       fail(new RequestFailure('network', error.message, error));

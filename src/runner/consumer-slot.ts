@@ -20,13 +20,24 @@ export const KILL_MARGIN_MS = 5_000;
  */
 const KILL_WAIT_MS = 5_000;
 
+/**
+ * A process that was up counts as down only after this many failed pings in a row (up again at the
+ * first success): one slow ping (a busy pool, a slow database) is not an outage, and with
+ * `processes: 1` a single sample would turn the whole runner's /readyz to 503. At one ping every
+ * HEALTH_INTERVAL_MS (each bounded by 5 s), a real outage shows within about 30 s.
+ */
+export const HEALTH_DOWN_AFTER_FAILED_PINGS = 3;
+
 export interface RestartPolicy {
   readonly restartInitialDelayMs: number;
   readonly restartMaxDelayMs: number;
   /** This many exits within crashLoopWindowMs is a crash loop: logged, and backed off to the maximum. */
   readonly crashLoopExits: number;
   readonly crashLoopWindowMs: number;
-  /** How long a reload's replacement process may take to report ready before the rollout gives up. */
+  /**
+   * How long a reload's replacement process may take to report ready, with its ping() passing,
+   * before the rollout gives up.
+   */
   readonly replacementReadyTimeoutMs: number;
 }
 
@@ -53,6 +64,8 @@ export type StartOutcome =
       readonly error: string | undefined;
     }
   | { readonly ready: false; readonly reason: 'not_ready_in_time'; readonly pid: number | undefined; readonly timeoutMs: number }
+  /** It reported ready, but its ping() (the database, a relay's sink) did not pass in time. */
+  | { readonly ready: false; readonly reason: 'not_up_in_time'; readonly pid: number | undefined; readonly timeoutMs: number }
   | { readonly ready: false; readonly reason: 'stopped' };
 
 function forkChildMain(): ChildProcess {
@@ -66,15 +79,21 @@ function forkChildMain(): ChildProcess {
  * States:
  *   idle      constructed, nothing forked               start() / startReplacement() → starting
  *   starting  forked, waiting for `ready`               ready → running; exit → backoff, or, for a
- *                                                       replacement, → stopped (the rollout learns why)
+ *                                                       replacement, → stopped (the rollout learns why).
+ *                                                       A replacement needs `ready` and its health up:
+ *                                                       a relay whose sink cannot connect (a wrong
+ *                                                       broker host) must not take a healthy process's
+ *                                                       place, so it stays here until its ping() passes
  *   running   consuming                                 exit → backoff
  *   backoff   waiting to fork again                     timer → starting
  *   stopping  SIGTERM sent, draining; SIGKILL after     exit → stopped
  *             gracefulTimeoutMs + KILL_MARGIN_MS
  *   stopped   terminal: no process, and none is ever forked again
  * stop() and kill() lead from any state to stopping (or straight to stopped when there is no
- * process). `ready` is running and the child's last `health` report up: a relay whose broker is down,
- * or a consumer whose database is, stays running (its rows wait in the table) but is not ready.
+ * process). `ready` is running and the child's health up: up from its first passing ping, down from
+ * its first report if it never passed one, else after HEALTH_DOWN_AFTER_FAILED_PINGS failed pings in
+ * a row. A relay whose broker is down, or a consumer whose database is, stays running (its rows wait
+ * in the table) but is not ready.
  * A child's metrics are retired into the ledger's baseline on its `close` — after its
  * IPC channel closed, so its last report, which may arrive after `exit`, is counted first (issue 13 item 13).
  */
@@ -92,8 +111,12 @@ export class ConsumerSlot {
   #settleStart: ((outcome: StartOutcome) => void) | undefined;
   #stopped: Promise<boolean> | undefined;
   #killed = false;
-  /** The last health the current process reported (a new process starts up until it says otherwise). */
-  #up = true;
+  /** The current process's health: undefined until its first report (the child sends one before `ready`). */
+  #up: boolean | undefined;
+  /** Failed pings in a row of the current process (HEALTH_DOWN_AFTER_FAILED_PINGS turns it down). */
+  #failedPings = 0;
+  /** The current process sent `ready` (a replacement may still be waiting for its ping() to pass). */
+  #reportedReady = false;
 
   constructor(spec: ChildSpec, deps: SlotDeps) {
     this.consumer = spec.consumer;
@@ -106,9 +129,9 @@ export class ConsumerSlot {
     return this.#child !== undefined;
   }
 
-  /** Running, and its last health report said up. */
+  /** Running, and its health up (see HEALTH_DOWN_AFTER_FAILED_PINGS). */
   get ready(): boolean {
-    return this.#state === 'running' && this.#up;
+    return this.#state === 'running' && this.#up === true;
   }
 
   /** The spec the slot's process runs (or will run when restarted). */
@@ -127,17 +150,19 @@ export class ConsumerSlot {
   }
 
   /**
-   * Forks the process on probation, for a reload: resolves ready once it reported ready (from then
-   * on it is kept running like any other), or with why not when it exited before that (it is not
-   * restarted: a module that fails to load would only fail again) or was not ready within
-   * `policy.replacementReadyTimeoutMs` (it is being stopped), or the slot was stopped meanwhile.
+   * Forks the process on probation, for a reload: resolves ready once it reported ready and a
+   * ping() of its passed (from then on it is kept running like any other), or with why not when it
+   * exited before that (it is not restarted: a module that fails to load would only fail again), was
+   * not ready, or not up, within `policy.replacementReadyTimeoutMs` (it is being stopped), or the
+   * slot was stopped meanwhile.
    */
   startReplacement(): Promise<StartOutcome> {
     if (this.#state !== 'idle') return Promise.resolve({ ready: false, reason: 'stopped' });
     const timeoutMs = this.#deps.policy.replacementReadyTimeoutMs;
     const outcome = new Promise<StartOutcome>((resolve) => {
       const timer = setTimeout(() => {
-        this.#settle({ ready: false, reason: 'not_ready_in_time', pid: this.pid, timeoutMs });
+        const reason = this.#reportedReady ? 'not_up_in_time' : 'not_ready_in_time';
+        this.#settle({ ready: false, reason, pid: this.pid, timeoutMs });
         void this.stop();
       }, timeoutMs);
       this.#settleStart = (result) => {
@@ -157,7 +182,9 @@ export class ConsumerSlot {
   #spawn(): void {
     this.#state = 'starting';
     this.#childError = undefined;
-    this.#up = true;
+    this.#up = undefined;
+    this.#failedPings = 0;
+    this.#reportedReady = false;
     const child = (this.#deps.forkChild ?? forkChildMain)();
     this.#child = child;
     const id = `${this.consumer}/${child.pid ?? 'unknown'}/${Date.now()}`;
@@ -190,14 +217,24 @@ export class ConsumerSlot {
     child.send({ type: 'start', spec: this.#spec });
   }
 
-  /** A child's ping() result: logged when it changes; a process that is not up does not count as ready. */
-  #onHealth(child: ChildProcess, up: boolean): void {
-    if (this.#child !== child || up === this.#up) return;
-    this.#up = up;
-    if (up) this.#deps.logger.info({ consumer: this.consumer, pid: child.pid }, 'consumer process is up again');
-    else {
+  /**
+   * One ping() result of the child. Up at the first success; down at the first report of a process
+   * that never passed one, else after HEALTH_DOWN_AFTER_FAILED_PINGS failures in a row. Logged when
+   * it changes; a process that is not up does not count as ready.
+   */
+  #onHealth(child: ChildProcess, passed: boolean): void {
+    if (this.#child !== child) return;
+    const was = this.#up;
+    this.#failedPings = passed ? 0 : this.#failedPings + 1;
+    if (passed) this.#up = true;
+    else if (was !== true || this.#failedPings >= HEALTH_DOWN_AFTER_FAILED_PINGS) this.#up = false;
+    if (this.#up === was) return;
+    if (this.#up) {
+      if (was === false) this.#deps.logger.info({ consumer: this.consumer, pid: child.pid }, 'consumer process is up again');
+      this.#promoteReplacement();
+    } else {
       this.#deps.logger.warn(
-        { consumer: this.consumer, pid: child.pid },
+        { consumer: this.consumer, pid: child.pid, failedPings: this.#failedPings },
         "consumer process is not up: its ping() failed (the database, its subscription's loop, or a relay's sink); not ready until it passes",
       );
     }
@@ -205,6 +242,21 @@ export class ConsumerSlot {
 
   #onReady(): void {
     if (this.#state !== 'starting') return;
+    this.#reportedReady = true;
+    if (this.#settleStart !== undefined && this.#up !== true) {
+      this.#deps.logger.warn(
+        { consumer: this.consumer, pid: this.pid, timeoutMs: this.#deps.policy.replacementReadyTimeoutMs },
+        'new consumer process reported ready but its ping() fails; it replaces nothing until the ping passes',
+      );
+      return;
+    }
+    this.#state = 'running';
+    this.#settle({ ready: true });
+  }
+
+  /** A replacement that reported ready while not up is started once its ping() passes. */
+  #promoteReplacement(): void {
+    if (this.#state !== 'starting' || !this.#reportedReady || this.#settleStart === undefined) return;
     this.#state = 'running';
     this.#settle({ ready: true });
   }

@@ -49,7 +49,8 @@ export function isRelaySpec(spec: ChildSpec): spec is RelayChildSpec {
 
 /**
  * How often a running child re-runs outbox.ping() and reports it (`health`). A ping is bounded by
- * 5 s, so a broker or database that went down shows in /readyz within about 10 s.
+ * 5 s, and the slot turns a process down only after HEALTH_DOWN_AFTER_FAILED_PINGS (3) failures in
+ * a row, so a broker or database that went down shows in /readyz within about 30 s.
  */
 export const HEALTH_INTERVAL_MS = 5_000;
 
@@ -59,8 +60,9 @@ export type ChildMessage =
   | { readonly type: 'ready' }
   /**
    * Whether the child's outbox.ping() passes (the database, its subscription's loop, a relay's
-   * sink): sent before `ready`, then every HEALTH_INTERVAL_MS. A process that is not up is not
-   * counted ready (/readyz, the dashboard) until it is again.
+   * sink): sent before `ready`, then every HEALTH_INTERVAL_MS; each report is one raw sample, the
+   * slot (consumer-slot.ts) judges them. A process that is not up is not counted ready (/readyz,
+   * the dashboard) until it is again, and a reload's replacement replaces nothing until it is.
    */
   | { readonly type: 'health'; readonly up: boolean }
   | { readonly type: 'metrics'; readonly snapshot: readonly MetricSnapshot[] }

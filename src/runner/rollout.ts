@@ -47,6 +47,11 @@ function whyNotReady(outcome: Exclude<StartOutcome, { ready: true }>): Record<st
       };
     case 'not_ready_in_time':
       return { pid: outcome.pid, err: `not ready within ${outcome.timeoutMs} ms` };
+    case 'not_up_in_time':
+      return {
+        pid: outcome.pid,
+        err: `its ping() (the database, or a relay's sink: a broker it cannot reach or log in to) did not pass within ${outcome.timeoutMs} ms`,
+      };
     case 'stopped':
       return { err: 'stopped before it was ready' };
     default: {
@@ -63,9 +68,10 @@ function whyNotReady(outcome: Exclude<StartOutcome, { ready: true }>): Record<st
  *
  * States:
  *   replacing  position i still runs another spec: start a replacement beside it on probation.
- *              Ready → drain the old process, next position. It exits before it is ready, or is
- *              not ready in time → aborted (logged with the child's error and exit code; no
- *              restart: a module that fails to import would only fail again, issue 13 item 5).
+ *              Ready with its ping() passing → drain the old process, next position. It exits
+ *              before that, or is not ready, or not up (a relay's sink that cannot connect), in
+ *              time → aborted (logged with the child's error and exit code; no restart: a module
+ *              that fails to import would only fail again, issue 13 item 5).
  *   resizing   every kept position runs the new spec: drain the positions past `plan.processes`,
  *              start the missing ones → done.
  *   done / aborted / interrupted: terminal (RolloutResult). The supervisor starting to stop

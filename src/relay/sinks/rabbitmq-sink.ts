@@ -86,7 +86,10 @@ export function createRabbitmqSink(resolved: ResolvedRabbitmqOptions, loadClient
     const options = publishOptions(message);
     let confirming: { confirmOverdue(stalledMs: number): void } | undefined;
     const bound = new SendBound(context.signal, resolved.confirmTimeoutMs, (phase) => {
-      if (phase === 'the confirm') confirming?.confirmOverdue(resolved.confirmTimeoutMs);
+      // Half the bound, not all of it: this send was published after its bound started, so when it
+      // was the only one outstanding the broker's silence is a little shorter than the bound, and a
+      // full-bound rule would keep a dead connection (or drop it only by timer jitter).
+      if (phase === 'the confirm') confirming?.confirmOverdue(resolved.confirmTimeoutMs / 2);
     });
     try {
       // The common case, an open connection and a known exchange, waits for nothing but the confirm

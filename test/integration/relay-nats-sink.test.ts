@@ -238,7 +238,7 @@ describe('natsSink against a real nats-server', () => {
     t.after(() => sink.close());
     await assert.rejects(sink.send(relayMessage(), { signal: new AbortController().signal }), (error: unknown) => {
       assert.ok(error instanceof SinkUnavailableError, String(error));
-      assert.match(error.reason, /JetStream API did not answer/);
+      assert.match(error.reason, /the JetStream API did not say which streams capture it/);
       return true;
     });
     assert.equal(await sink.check(), false);
@@ -247,7 +247,12 @@ describe('natsSink against a real nats-server', () => {
   test('an unreachable server: retryable, redacted, one dial per backoff; an aborted send rejects with its reason', async (t) => {
     const nats = serverFor(t);
     if (nats === undefined) return;
-    const down = natsSink({ servers: 'nats://relay:s3cret@127.0.0.1:1', reconnectWaitMs: 60_000, connectTimeoutMs: 2_000 });
+    const down = natsSink({
+      servers: 'nats://127.0.0.1:1',
+      connectOptions: { user: 'relay', pass: 's3cret' },
+      reconnectWaitMs: 60_000,
+      connectTimeoutMs: 2_000,
+    });
     t.after(() => down.close());
     const signal = new AbortController().signal;
     const first = await down.send(relayMessage(), { signal }).then(
@@ -256,7 +261,7 @@ describe('natsSink against a real nats-server', () => {
     );
     assert.ok(first instanceof SinkUnavailableError, String(first));
     assert.doesNotMatch(first.message, /s3cret/);
-    assert.match(first.message, /nats:\/\/relay:\*\*\*@127\.0\.0\.1:1/);
+    assert.match(first.message, /nats:\/\/127\.0\.0\.1:1/);
     // The next send does not dial again: the backoff (60 s here) has not passed.
     await assert.rejects(down.send(relayMessage(), { signal }), /next attempt in \d+ ms/);
     assert.equal(await down.check(), false);

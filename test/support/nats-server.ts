@@ -7,6 +7,8 @@
  *   if ('skip' in started) return t.skip(started.skip);
  *   t.after(() => started.close());
  */
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { ensureServerBinary, ServerProcess } from './server-process.js';
@@ -19,8 +21,14 @@ export interface NatsServer extends ServerProcess {
   readonly url: string;
 }
 
-/** `jetstream: false` starts a plain server (no -js): the case of a subject nobody stores. */
-export async function startNatsServer(options: { jetstream?: boolean } = {}): Promise<NatsServer | { skip: string }> {
+/**
+ * `jetstream: false` starts a plain server (no -js): the case of a subject nobody stores. `config` is
+ * a nats-server config file's text (accounts, users...), written into the server's data dir; the
+ * command-line flags (address, port, JetStream store) override what it says about those.
+ */
+export async function startNatsServer(
+  options: { jetstream?: boolean; config?: string } = {},
+): Promise<NatsServer | { skip: string }> {
   ensured ??= ensureServerBinary(SCRIPT, 'nats-server');
   const binary = await ensured;
   if ('skip' in binary) return binary;
@@ -28,7 +36,15 @@ export async function startNatsServer(options: { jetstream?: boolean } = {}): Pr
   const server = await ServerProcess.start({
     name: 'nats-server',
     binary: binary.path,
-    args: (port, dataDir) => ['-a', '127.0.0.1', '-p', String(port), ...(jetstream ? ['-js', '-sd', dataDir] : [])],
+    args: (port, dataDir) => {
+      const config: string[] = [];
+      if (options.config !== undefined) {
+        const file = join(dataDir, 'nats-server.conf');
+        writeFileSync(file, options.config);
+        config.push('-c', file);
+      }
+      return [...config, '-a', '127.0.0.1', '-p', String(port), ...(jetstream ? ['-js', '-sd', dataDir] : [])];
+    },
     ready: /Server is ready/,
   });
   return Object.assign(server, { url: `nats://127.0.0.1:${server.port}` });

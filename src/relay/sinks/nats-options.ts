@@ -8,8 +8,8 @@ import { compileDestination, type Destination, type DestinationOf } from '../tem
 export interface NatsSinkOptions {
   /**
    * The NATS server(s): `nats://127.0.0.1:4222`, `host:port`, or a list the client fails over
-   * between. Credentials in a URL (`nats://user:pass@host`) are redacted wherever the sink shows a
-   * server.
+   * between. No credentials here: nats.js ignores a URL's user info (`nats://user:pass@host` fails
+   * authentication), so the sink rejects it; pass them as `connectOptions.user`/`pass` or `token`.
    */
   readonly servers: string | readonly string[];
   /**
@@ -102,6 +102,15 @@ export function resolveNatsOptions(raw: NatsSinkOptions): ResolvedNatsOptions {
       redact: true,
     });
   }
+  if (servers.some(hasUserInfo)) {
+    throw new InvalidOptionError({
+      option: 'servers',
+      value: raw.servers,
+      expected: "server URLs without credentials: the nats client ignores a URL's user info, so authentication would fail",
+      fix: 'Remove "user:pass@" from the URL; pass connectOptions: { user, pass } or { token } instead.',
+      redact: true,
+    });
+  }
   if (raw.stream !== undefined && (typeof raw.stream !== 'string' || !STREAM_NAME.test(raw.stream))) {
     throw new InvalidOptionError({
       option: 'stream',
@@ -140,6 +149,12 @@ export function resolveNatsOptions(raw: NatsSinkOptions): ResolvedNatsOptions {
     reconnectWaitMs: integerOption('reconnectWaitMs', raw.reconnectWaitMs, 1, 600_000, 1_000),
     connectOptions,
   };
+}
+
+/** `nats://user:pass@host`, `token@host:4222`: an '@' in the authority (before any path). */
+function hasUserInfo(server: string): boolean {
+  const afterScheme = server.includes('://') ? server.slice(server.indexOf('://') + 3) : server;
+  return /^[^/?#]*@/.test(afterScheme);
 }
 
 /** A server as shown in errors: `host:port` forms get a scheme first, so `user:pass@host` is masked too. */

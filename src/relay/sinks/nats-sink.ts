@@ -6,6 +6,7 @@ import { abortable } from './abortable.js';
 import { loadPeer } from './load-peer.js';
 import { describe, NatsConnector, type NatsLink, type NatsModule } from './nats-connection.js';
 import { NATS_SINK, type NatsSinkOptions, type ResolvedNatsOptions, resolveNatsOptions } from './nats-options.js';
+import { ackProblem, refusedApiError, type StreamLookup, streamNamesVerdict } from './nats-replies.js';
 
 export type { NatsSinkOptions } from './nats-options.js';
 
@@ -21,13 +22,7 @@ export interface NatsSink extends RelaySink {
   check(): Promise<boolean>;
 }
 
-/** JetStream API error codes (nats-server's errors.json) that no retry can fix. */
-const REFUSED_API_ERRORS = new Map<number, string>([
-  [10060, 'the subject is captured by another stream than the one named by the stream option'], // JSStreamNotMatchErr
-  [10054, "the message is larger than the stream's max_msg_size"], // JSStreamMessageExceedsMaximumErr
-]);
-
-/** The JetStream API subject that lists the streams capturing a subject (used only after a 503). */
+/** The JetStream API subject that lists the streams capturing a subject (used only after a 503 or a reply that is no PubAck). */
 const STREAM_NAMES_API = '$JS.API.STREAM.NAMES';
 /** The JetStream API subject that answers only while JetStream serves this account: check()'s probe. */
 const ACCOUNT_INFO_API = '$JS.API.INFO';
@@ -61,7 +56,7 @@ export function createNatsSink(resolved: ResolvedNatsOptions, loadClient: () => 
     refuseUnpublishableSubject(subject, message);
     const link = await abortable(connector.link(), context.signal);
     const headers = headersOf(link.nats, message);
-    let ack: Nats.PubAck;
+    let ack: Nats.PubAck | undefined;
     try {
       ack = await abortable(
         link.js.publish(subject, message.payload, {
@@ -76,6 +71,8 @@ export function createNatsSink(resolved: ResolvedNatsOptions, loadClient: () => 
       if (context.signal.aborted) throw error;
       throw await classify(error, link, subject, message);
     }
+    const problem = ackProblem(ack, resolved.stream);
+    if (problem !== undefined) throw await notAnAck(problem, link, subject);
     stats.confirmed += 1;
     if (ack.duplicate) stats.duplicates += 1;
   }
@@ -92,7 +89,7 @@ export function createNatsSink(resolved: ResolvedNatsOptions, loadClient: () => 
       );
     }
     if (typeof apiError?.err_code === 'number') {
-      const why = REFUSED_API_ERRORS.get(apiError.err_code);
+      const why = refusedApiError(apiError.err_code);
       const said = `${String(apiError.description)} (JetStream err_code ${apiError.err_code})`;
       if (why !== undefined) return new SinkRefusedError(NATS_SINK, `${said}: ${why}; subject "${subject}"`, { cause: error });
       return new SinkUnavailableError(NATS_SINK, `JetStream did not store the message on "${subject}": ${said}`, {
@@ -119,29 +116,56 @@ export function createNatsSink(resolved: ResolvedNatsOptions, loadClient: () => 
    * refuses only on its answer "none".
    */
   async function noResponders(error: unknown, link: NatsLink, subject: string): Promise<Error> {
-    let streams: unknown;
-    try {
-      const reply = await link.nc.request(STREAM_NAMES_API, JSON.stringify({ subject }), { timeout: resolved.confirmTimeoutMs });
-      streams = (JSON.parse(new TextDecoder().decode(reply.data)) as { streams?: unknown }).streams;
-    } catch (lookupError) {
-      return new SinkUnavailableError(
-        NATS_SINK,
-        `no JetStream answered the publish to "${subject}" (503 no responders), and the JetStream API did not answer either (${describe(lookupError)}): is JetStream enabled and ready?`,
-        { cause: error },
-      );
+    const lookup = await streamsCapturing(link, subject);
+    switch (lookup.kind) {
+      case 'none':
+        return new SinkRefusedError(
+          NATS_SINK,
+          `no JetStream stream captures subject "${subject}" (503 no responders); create a stream whose subjects include it, then redrive the dead letters`,
+          { cause: error },
+        );
+      case 'streams':
+        return new SinkUnavailableError(
+          NATS_SINK,
+          `stream ${JSON.stringify(lookup.streams)} captures "${subject}" but did not answer (503 no responders): it may have no leader right now`,
+          { cause: error },
+        );
+      case 'unavailable':
+        return new SinkUnavailableError(
+          NATS_SINK,
+          `no JetStream answered the publish to "${subject}" (503 no responders), and the JetStream API did not say which streams capture it (${lookup.why}): is JetStream enabled and ready?`,
+          { cause: error },
+        );
     }
-    if (streams === null || streams === undefined || (Array.isArray(streams) && streams.length === 0)) {
+  }
+
+  /**
+   * The publish got a reply that is no PubAck: something else than JetStream answered on the
+   * subject (a request/reply service), so nothing says the message was stored. Refused when no
+   * stream captures the subject (every retry would get the same reply); otherwise retried, since a
+   * stream does capture it and its ack may win the next time.
+   */
+  async function notAnAck(problem: string, link: NatsLink, subject: string): Promise<Error> {
+    const lookup = await streamsCapturing(link, subject);
+    const said = `the reply to the publish on "${subject}" is not a JetStream ack (${problem})`;
+    if (lookup.kind === 'none') {
       return new SinkRefusedError(
         NATS_SINK,
-        `no JetStream stream captures subject "${subject}" (503 no responders); create a stream whose subjects include it, then redrive the dead letters`,
-        { cause: error },
+        `${said}, and no JetStream stream captures subject "${subject}": a responder other than JetStream listens on it; create a stream whose subjects include it, then redrive the dead letters`,
       );
     }
-    return new SinkUnavailableError(
-      NATS_SINK,
-      `stream ${JSON.stringify(streams)} captures "${subject}" but did not answer (503 no responders): it may have no leader right now`,
-      { cause: error },
-    );
+    const streams = lookup.kind === 'streams' ? `stream ${JSON.stringify(lookup.streams)} captures it` : lookup.why;
+    return new SinkUnavailableError(NATS_SINK, `${said}; ${streams}`);
+  }
+
+  /** JetStream's own word on which streams capture `subject` ($JS.API.STREAM.NAMES, bounded by confirmTimeoutMs). */
+  async function streamsCapturing(link: NatsLink, subject: string): Promise<StreamLookup> {
+    try {
+      const reply = await link.nc.request(STREAM_NAMES_API, JSON.stringify({ subject }), { timeout: resolved.confirmTimeoutMs });
+      return streamNamesVerdict(JSON.parse(new TextDecoder().decode(reply.data)) as unknown);
+    } catch (lookupError) {
+      return { kind: 'unavailable', why: describe(lookupError) };
+    }
   }
 
   return {
@@ -184,8 +208,10 @@ function refuseUnpublishableSubject(subject: string, message: RelayMessage): voi
 }
 
 /**
- * Every row header, then `correlation-id` when the row's headers lack it. The client sets
- * `Nats-Msg-Id` from msgID after these, so a row header of that name cannot defeat deduplication.
+ * Every row header but those named `Nats-*` (any case), then `correlation-id` when the row's headers
+ * lack it. NATS reserves that prefix for JetStream's control headers: a row's
+ * `Nats-Expected-Last-Sequence` would fail every retry (10071), a `Nats-Rollup` would purge the
+ * subject on a stream that allows rollups. The client sets `Nats-Msg-Id` from msgID after these.
  * A header that NATS cannot carry (a CR/LF in a value, a key with ':' or a space) refuses the row:
  * it would fail the same way on every retry.
  */
@@ -194,6 +220,7 @@ function headersOf(nats: NatsModule, message: RelayMessage): Nats.MsgHdrs {
   let name = '';
   try {
     for (const [key, value] of Object.entries(message.headers)) {
+      if (/^nats-/i.test(key)) continue;
       name = key;
       headers.set(key, value);
     }

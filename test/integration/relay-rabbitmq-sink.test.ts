@@ -297,6 +297,32 @@ describe('rabbitmqSink: the broker goes away', () => {
     assert.ok(ids.includes((fourth as RelayMessage).messageId));
   });
 
+  test('check() asks the broker when nothing was confirmed lately: false for a frozen broker and a half-open connection, which it drops', async (t) => {
+    const server = brokerFor(t);
+    if (server === undefined) return;
+    const queue = unique('probe');
+    await durableQueue(queue);
+    const proxy = await TcpProxy.start(server.port);
+    t.after(() => proxy.close());
+    const sink = sinkFor({ url: proxy.via(server.url), connectTimeoutMs: 1_000, maxReconnectDelayMs: 500 });
+    await sink.send(relayMessage({ queue }), { signal: new AbortController().signal });
+    assert.equal(await sink.check(), true);
+
+    // Frozen (a SIGSTOPped broker, a partition): no send is waiting, so only check() can notice.
+    proxy.freeze();
+    await waitFor(async () => !(await sink.check()), { what: 'check() false while the broker is frozen' });
+    proxy.thaw();
+    await waitFor(() => sink.check(), { what: 'check() true once the broker answers again' });
+
+    // Half-open: the idle connection is gone without FIN or RST; heartbeats would take 2 x 60 s.
+    proxy.dropHalfOpen();
+    await waitFor(async () => !(await sink.check()), { what: 'check() false on the half-open connection' });
+    await waitFor(() => sink.check(), { what: 'check() true on a new connection' });
+    await sink.send(relayMessage({ queue }), { signal: new AbortController().signal });
+    assert.equal(sink.stats.connections, 3, 'the frozen and the half-open connections were each replaced once');
+    assert.equal((await consumeAll(queue)).length, 2);
+  });
+
   test('a broker that blocks publishing (memory alarm): check() is false, new sends fail at once, the one in flight is confirmed once it unblocks', async (t) => {
     const server = brokerFor(t);
     if (server === undefined) return;

@@ -59,6 +59,10 @@ export class RabbitmqSession {
   #unconfirmed = 0;
   /** When the broker last confirmed something, or the first publish since it had nothing to confirm. */
   #progressAt = 0;
+  /** When the broker last answered on this connection: the handshake, a confirm, check()'s round trip. */
+  #answeredAt = Date.now();
+  /** check()'s round trip in flight, shared by the checks that come meanwhile. */
+  #probe: Promise<boolean> | undefined;
 
   constructor(
     model: ChannelModel,
@@ -199,6 +203,7 @@ export class RabbitmqSession {
         this.#forget(messageId, entry);
         this.#unconfirmed -= 1;
         this.#progressAt = Date.now();
+        this.#answeredAt = this.#progressAt;
         if (error === null || error === undefined) {
           if (entry.returned === undefined) resolve();
           else reject(this.#refusal(exchange, routingKey, entry.returned));
@@ -235,6 +240,38 @@ export class RabbitmqSession {
     if (this.#ended !== undefined || this.#blocked !== undefined || this.#unconfirmed === 0) return;
     if (Date.now() - this.#progressAt < stalledMs) return;
     this.#end(`the broker confirmed nothing for ${stalledMs} ms with ${this.#unconfirmed} publishes outstanding`);
+  }
+
+  /**
+   * Whether the broker answers on this connection. A confirm within `boundMs` answers for it; else
+   * one round trip on the publish channel (basic.qos with no limit, which changes nothing on a
+   * channel without consumers), bounded by `boundMs`. Without it a frozen broker or a half-open idle
+   * connection would look up until heartbeats noticed (two intervals, RabbitMQ suggests 60 s). No
+   * answer in time, and no alarm to explain it: the connection is taken for dead and dropped, as by
+   * confirmOverdue, so the next send dials instead of spending its bound on a dead socket.
+   */
+  answers(boundMs: number): Promise<boolean> {
+    if (this.unusable !== undefined) return Promise.resolve(false);
+    if (Date.now() - this.#answeredAt < boundMs) return Promise.resolve(true);
+    this.#probe ??= this.#roundTrip(boundMs).finally(() => {
+      this.#probe = undefined;
+    });
+    return this.#probe;
+  }
+
+  async #roundTrip(boundMs: number): Promise<boolean> {
+    const answered = this.#channel.prefetch(0).then(
+      () => {
+        this.#answeredAt = Date.now();
+        return this.unusable === undefined;
+      },
+      // The channel closed under it: the session ended, and says why.
+      () => false,
+    );
+    return beforeDeadline(answered, boundMs, () => {
+      if (this.#blocked === undefined) this.#end(`the broker answered no round trip within ${boundMs} ms`);
+      return false;
+    });
   }
 
   /** Closes the channel and the connection, bounded: a broker that does not answer gets its socket destroyed. */

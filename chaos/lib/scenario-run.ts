@@ -336,6 +336,8 @@ export async function runScenario(scenario: Scenario, settings: RunSettings): Pr
           orderingKeyOf: (key) => liveLoad.orderingKeyOf(key),
         });
         accounting = relayed.accounting;
+        for (const [detail, count] of Object.entries(relayed.explainedBy))
+          record.note(`${String(count)} message(s) stored twice after: ${detail}`);
         if (relayed.outOfOrder > 0)
           record.finding(`${String(relayed.outOfOrder)} message(s) stored at the broker after a later one of their ordering key`);
         if (relayed.altered > 0)

@@ -48,6 +48,8 @@ interface Outage {
 /** Injects one outage under the workers, checks ping() during and after it, and times the recovery. */
 async function outage(ctx: ScenarioContext, broker: ChaosBroker, workers: readonly WorkerProcess[], o: Outage): Promise<void> {
   ctx.step(o.what);
+  const failedSends = (): number => workers.reduce((n, w) => n + (w.heartbeat?.events['relayed:failed'] ?? 0), 0);
+  const failedBefore = failedSends();
   const lift = await o.begin();
   const began = Date.now();
   // The sinks must not report the broker up meanwhile (a /readyz that stays 200 hides the outage).
@@ -72,6 +74,7 @@ async function outage(ctx: ScenarioContext, broker: ChaosBroker, workers: readon
     bound,
   );
   // Confirms flow again: ping() must say so (a /readyz that stays 503 takes a healthy relay out).
+  ctx.note(`${o.what}: ${String(failedSends() - failedBefore)} sends failed and were retried`);
   const after = await Promise.all(workers.map((w) => w.ping(10_000)));
   for (const [i, pong] of after.entries()) {
     if (pong?.ok === false)

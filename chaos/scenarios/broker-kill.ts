@@ -41,6 +41,8 @@ const BACKLOG = 3_000;
 interface Outage {
   readonly what: string;
   readonly ms: number;
+  /** ping() is asked this long into the outage. */
+  readonly pingAfterMs: number;
   /** Starts the fault; returns what lifts it. */
   begin(): Promise<() => Promise<void>>;
 }
@@ -52,13 +54,16 @@ async function outage(ctx: ScenarioContext, broker: ChaosBroker, workers: readon
   const failedBefore = failedSends();
   const lift = await o.begin();
   const began = Date.now();
+  await ctx.pause(o.pingAfterMs);
   // The sinks must not report the broker up meanwhile (a /readyz that stays 200 hides the outage).
-  const pongs = await Promise.all(workers.map((w) => w.ping(o.ms - 500)));
+  const pongs = await Promise.all(workers.map((w) => w.ping(o.ms - o.pingAfterMs - 500)));
   for (const [i, pong] of pongs.entries()) {
     if (pong?.ok === true)
       ctx.finding(`${o.what}: worker ${String(i + 1)}'s ping() answered true while ${broker.name} was unreachable`);
     if (pong === undefined)
-      ctx.note(`${o.what}: worker ${String(i + 1)}'s ping() had not answered ${String((o.ms - 500) / 1000)} s into the outage`);
+      ctx.note(
+        `${o.what}: worker ${String(i + 1)}'s ping() had not answered ${String((o.ms - 500) / 1000)} s into the outage (asked ${String(o.pingAfterMs / 1000)} s in)`,
+      );
   }
   await ctx.pause(o.ms - (Date.now() - began));
   ctx.note(`${o.what}: ${String(await ctx.outboxRows())} rows waited in the table at the end of the outage`);
@@ -87,6 +92,8 @@ function kill(ctx: ScenarioContext, broker: ChaosBroker, what: string, ms: numbe
   return {
     what,
     ms,
+    // At once: the sinks see the connection close.
+    pingAfterMs: 0,
     async begin() {
       const down = ctx.faults.begin('broker killed', `${broker.name} SIGKILL, down ${String(ms / 1000)} s`, true);
       await broker.kill();
@@ -102,6 +109,10 @@ function freeze(ctx: ScenarioContext, broker: ChaosBroker, proxy: TcpProxy, what
   return {
     what,
     ms,
+    // Not first: on a silent connection ioredis keeps one auto-pipeline in flight and queues the
+    // rest unsent, their timeouts not started; a PING sent first would hold the sends behind it
+    // past the freeze, so none would time out, be retried, and be stored twice.
+    pingAfterMs: 1_000,
     begin() {
       const frozen = ctx.faults.begin(
         'broker connections frozen',

@@ -16,6 +16,7 @@ import { resolveNatsOptions } from '../../src/relay/sinks/nats-options.js';
 import { createNatsSink, type NatsSink, natsSink, type NatsSinkOptions } from '../../src/relay/sinks/nats-sink.js';
 import { type NatsServer, startNatsServer } from '../support/nats-server.js';
 import { relayMessage, relayMessages, sendInKeyOrder } from '../support/relay-messages.js';
+import { TcpProxy } from '../support/tcp-proxy.js';
 import { waitFor } from '../support/wait-for.js';
 
 let server: NatsServer | undefined;
@@ -196,6 +197,54 @@ describe('natsSink against a real nats-server', () => {
       );
     });
   }
+
+  test('the server killed with sends and a check() waiting for their replies: they fail as retryable when the connection drops, not after the confirm timeout', async (t) => {
+    if (serverFor(t) === undefined) return;
+    // Its own server, behind a proxy: frozen, the proxy holds the sends written but unanswered, so
+    // they are certainly in flight when the server dies; thawed, it passes the server's death on.
+    const own = await startNatsServer();
+    if ('skip' in own) return;
+    t.after(() => own.close());
+    const ownAdmin = await connect({ servers: own.url });
+    await (await ownAdmin.jetstreamManager()).streams.add({ name: 'CRASH', subjects: ['crash.>'], storage: StorageType.File });
+    await ownAdmin.close();
+    const proxy = await TcpProxy.start(own.port);
+    t.after(() => proxy.close());
+    // A confirm timeout far past the test's own bound below: waiting for it would fail the test.
+    const confirmTimeoutMs = 60_000;
+    const sink = natsSink({
+      servers: `nats://127.0.0.1:${proxy.port}`,
+      subject: 'crash.{queue}',
+      confirmTimeoutMs,
+      reconnectWaitMs: 100,
+    });
+    t.after(() => sink.close());
+    const signal = new AbortController().signal;
+    await sink.send(relayMessage(), { signal });
+
+    proxy.freeze();
+    const events: string[] = [];
+    const sends = relayMessages(16).map((m) =>
+      sink.send(m, { signal }).then(
+        () => events.push('confirmed'),
+        (error: unknown) => events.push(error instanceof SinkUnavailableError ? 'unavailable' : `other: ${String(error)}`),
+      ),
+    );
+    const checked = sink.check().then((up) => events.push(`check ${up}`));
+    await own.stop('SIGKILL');
+    proxy.thaw();
+    let timer: NodeJS.Timeout | undefined;
+    const bound = new Promise<void>((resolve) => {
+      timer = setTimeout(() => {
+        events.push('half the confirm timeout');
+        resolve();
+      }, confirmTimeoutMs / 2);
+    });
+    await Promise.race([Promise.all([...sends, checked]), bound]);
+    clearTimeout(timer);
+    assert.deepEqual(events.toSorted(), ['check false', ...Array<string>(16).fill('unavailable')]);
+    assert.equal(sink.stats.confirmed, 1);
+  });
 
   test('refusals: no stream for the subject, over max_payload, over the stream max_msg_size, another stream than `stream`, a header NATS cannot carry, an unpublishable subject', async (t) => {
     if (serverFor(t) === undefined) return;

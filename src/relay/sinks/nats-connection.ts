@@ -54,6 +54,12 @@ export class NatsConnector {
   #failures = 0;
   #retryAt = 0;
   #lastFailure = '';
+  /**
+   * How to fail each request now waiting for its reply (a publish's PubAck, check()'s probe): the
+   * client does not fail them when the connection drops, so without this they would wait their whole
+   * timeout for a reply that can no longer come (confirmTimeoutMs, 5 s by default, after a crash).
+   */
+  readonly #waiting = new Set<(error: Error) => void>();
 
   constructor(options: ResolvedNatsOptions, loadClient: () => Promise<NatsModule>) {
     this.#options = options;
@@ -99,9 +105,48 @@ export class NatsConnector {
     }
   }
 
+  /**
+   * `reply` (a request sent on the current connection), or a SinkUnavailableError as soon as that
+   * connection is lost, whichever comes first. A reply that comes after that is dropped: the send
+   * has failed already and the relay retries it (a duplicate PubAck then, deduplicated by
+   * Nats-Msg-Id). The waiter leaves the set when either side settles, so nothing accumulates.
+   */
+  untilLost<T>(reply: Promise<T>): Promise<T> {
+    if (this.#state !== State.up) {
+      reply.catch(() => undefined);
+      return Promise.reject(this.#lostError());
+    }
+    return new Promise<T>((resolve, reject) => {
+      this.#waiting.add(reject);
+      reply
+        .finally(() => {
+          this.#waiting.delete(reject);
+        })
+        .then(resolve, reject);
+    });
+  }
+
+  #failWaiting(): void {
+    if (this.#waiting.size === 0) return;
+    const error = this.#lostError();
+    const waiting = [...this.#waiting];
+    this.#waiting.clear();
+    for (const reject of waiting) reject(error);
+  }
+
+  #lostError(): SinkUnavailableError {
+    return this.#state === State.closed
+      ? new SinkUnavailableError(NATS_SINK, 'the sink was closed')
+      : new SinkUnavailableError(
+          NATS_SINK,
+          `the connection to ${this.#options.displayServers} was lost before the reply came; the client is reconnecting`,
+        );
+  }
+
   async close(): Promise<void> {
     const dialing = this.#dialing;
     this.#state = State.closed;
+    this.#failWaiting();
     // A dial in flight finishes (bounded by connectTimeoutMs) and is closed by #dial itself.
     if (dialing !== undefined) await dialing.catch(() => undefined);
     const link = this.#link;
@@ -173,8 +218,11 @@ export class NatsConnector {
     void (async () => {
       for await (const status of link.nc.status()) {
         if (this.#link !== link) return;
-        if (status.type === link.nats.Events.Disconnect) this.#state = State.reconnecting;
-        else if (status.type === link.nats.Events.Reconnect) this.#state = State.up;
+        // 'reconnecting' too: a reconnect attempt may be reported without a fresh 'disconnect'.
+        if (status.type === link.nats.Events.Disconnect || status.type === link.nats.DebugEvents.Reconnecting) {
+          this.#state = State.reconnecting;
+          this.#failWaiting();
+        } else if (status.type === link.nats.Events.Reconnect) this.#state = State.up;
       }
     })().catch(() => undefined);
     void link.nc.closed().then((error) => {
@@ -184,6 +232,7 @@ export class NatsConnector {
       this.#lastFailure = error instanceof Error ? `the connection closed: ${describe(error)}` : 'the connection closed';
       this.#retryAt = Date.now() + backoffMs(this.#failures, this.#options.reconnectWaitMs, MAX_DIAL_BACKOFF_MS);
       this.#state = State.backoff;
+      this.#failWaiting();
     });
   }
 }

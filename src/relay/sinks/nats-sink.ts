@@ -18,7 +18,7 @@ export interface NatsSink extends RelaySink {
    * after a lost ack or a relay crash) and kept the one copy. The proof that a resend cost nothing.
    */
   readonly stats: { readonly confirmed: number; readonly duplicates: number };
-  /** Connected and JetStream answering (an account-info request), within confirmTimeoutMs. Never throws. */
+  /** Connected and JetStream answering (an account-info request), within confirmTimeoutMs; false at once when the connection drops meanwhile. Never throws. */
   check(): Promise<boolean>;
 }
 
@@ -59,12 +59,14 @@ export function createNatsSink(resolved: ResolvedNatsOptions, loadClient: () => 
     let ack: Nats.PubAck | undefined;
     try {
       ack = await abortable(
-        link.js.publish(subject, message.payload, {
-          msgID: message.messageId,
-          headers,
-          timeout: resolved.confirmTimeoutMs,
-          ...(resolved.stream === undefined ? {} : { expect: { streamName: resolved.stream } }),
-        }),
+        connector.untilLost(
+          link.js.publish(subject, message.payload, {
+            msgID: message.messageId,
+            headers,
+            timeout: resolved.confirmTimeoutMs,
+            ...(resolved.stream === undefined ? {} : { expect: { streamName: resolved.stream } }),
+          }),
+        ),
         context.signal,
       );
     } catch (error) {
@@ -79,6 +81,8 @@ export function createNatsSink(resolved: ResolvedNatsOptions, loadClient: () => 
 
   /** A publish failure as the relay must see it: SinkRefusedError when no retry can help, else retryable. */
   async function classify(error: unknown, link: NatsLink, subject: string, message: RelayMessage): Promise<Error> {
+    // The connector's own verdict (the connection dropped with the publish in flight): already retryable.
+    if (error instanceof SinkUnavailableError) return error;
     const code = (error as { code?: unknown } | null)?.code;
     const apiError = (error as { api_error?: { err_code?: unknown; description?: unknown } } | null)?.api_error;
     if (code === link.nats.ErrorCode.MaxPayloadExceeded) {
@@ -161,7 +165,9 @@ export function createNatsSink(resolved: ResolvedNatsOptions, loadClient: () => 
   /** JetStream's own word on which streams capture `subject` ($JS.API.STREAM.NAMES, bounded by confirmTimeoutMs). */
   async function streamsCapturing(link: NatsLink, subject: string): Promise<StreamLookup> {
     try {
-      const reply = await link.nc.request(STREAM_NAMES_API, JSON.stringify({ subject }), { timeout: resolved.confirmTimeoutMs });
+      const reply = await connector.untilLost(
+        link.nc.request(STREAM_NAMES_API, JSON.stringify({ subject }), { timeout: resolved.confirmTimeoutMs }),
+      );
       return streamNamesVerdict(JSON.parse(new TextDecoder().decode(reply.data)) as unknown);
     } catch (lookupError) {
       return { kind: 'unavailable', why: describe(lookupError) };
@@ -175,7 +181,7 @@ export function createNatsSink(resolved: ResolvedNatsOptions, loadClient: () => 
     async check(): Promise<boolean> {
       try {
         const link = await connector.link();
-        await link.nc.request(ACCOUNT_INFO_API, '', { timeout: resolved.confirmTimeoutMs });
+        await connector.untilLost(link.nc.request(ACCOUNT_INFO_API, '', { timeout: resolved.confirmTimeoutMs }));
         return true;
       } catch {
         return false;

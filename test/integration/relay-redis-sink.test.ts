@@ -22,6 +22,7 @@ import {
 } from '../../src/relay/sinks/redis-stream-sink.js';
 import { type RedisServer, startRedisServer } from '../support/redis-server.js';
 import { relayMessage, relayMessages, sendInKeyOrder } from '../support/relay-messages.js';
+import { TcpProxy } from '../support/tcp-proxy.js';
 import { waitFor } from '../support/wait-for.js';
 
 let server: RedisServer | undefined;
@@ -228,6 +229,51 @@ describe('redisStreamSink against a real redis-server', () => {
 
     const missing = await refusal(limited, relayMessage({ headers: {} }));
     assert.match(missing.reason, /names header "target"/);
+  });
+
+  test('a silent server: sends and a check() asked while an earlier batch is stuck each fail within their own confirmTimeoutMs', async (t) => {
+    const redis = serverFor(t);
+    if (redis === undefined) return;
+    // Frozen, the proxy keeps the connection open and silent. ioredis keeps one auto-pipelined
+    // batch in flight and queues later commands unsent, their commandTimeout not started yet.
+    const proxy = await TcpProxy.start(redis.port);
+    t.after(() => proxy.close());
+    const confirmTimeoutMs = 4_000;
+    const sink = sinkFor({ url: proxy.via(redis.url), confirmTimeoutMs, stream: 'silent' });
+    const signal = new AbortController().signal;
+    await sink.send(relayMessage(), { signal });
+
+    proxy.freeze();
+    const events: string[] = [];
+    const outcome = (name: string) =>
+      [
+        () => events.push(`${name} confirmed`),
+        (error: unknown) =>
+          events.push(error instanceof SinkUnavailableError ? `${name} unavailable` : `${name}: ${String(error)}`),
+      ] as const;
+    const first = relayMessages(4).map((m) => sink.send(m, { signal }).then(...outcome('first')));
+    // Two event-loop turns: the sends reach ioredis after a microtask, and its auto-pipeline goes out
+    // in a setImmediate of its own, so the first batch is written before the second is asked.
+    for (let turn = 0; turn < 2; turn++) await new Promise((resolve) => setImmediate(resolve));
+    const later = relayMessages(4).map((m) => sink.send(m, { signal }).then(...outcome('later')));
+    const checked = sink.check().then((up) => events.push(`check ${up}`));
+    // Each bounded by its own timeout, the later sends fail before 1.5 x confirmTimeoutMs has passed
+    // since they were asked; queued behind the first batch, they would wait for up to 2 x.
+    let timer: NodeJS.Timeout | undefined;
+    const bound = new Promise<void>((resolve) => {
+      timer = setTimeout(() => {
+        events.push('1.5 x confirmTimeoutMs');
+        resolve();
+      }, confirmTimeoutMs * 1.5);
+    });
+    await Promise.race([Promise.all([...first, ...later, checked]), bound]);
+    clearTimeout(timer);
+    proxy.thaw();
+    assert.deepEqual(events.toSorted(), [
+      'check false',
+      ...Array<string>(4).fill('first unavailable'),
+      ...Array<string>(4).fill('later unavailable'),
+    ]);
   });
 
   test('an unreachable server: retryable, password redacted, check() false; an aborted send rejects with its reason', async (t) => {

@@ -23,7 +23,8 @@ const CLOSE_TIMEOUT_MS = 5_000;
  *   - `maxRetriesPerRequest: 0` and `autoResendUnfulfilledCommands: false`: the XADDs in flight when
  *     the connection drops fail at once instead of being resent by the client on reconnect (the
  *     relay retries them, and knows it did: deliveriesCount);
- *   - `commandTimeout`: a reply that does not come (a stalled server) fails the send in time.
+ *   - `commandTimeout`: a reply that does not come (a stalled server) fails the command (the sink
+ *     bounds each send itself too, from when it is asked: redis-stream-sink.ts).
  * The first connect is the one wait a send may do (bounded by connectTimeoutMs); a failed first
  * connect leaves ioredis reconnecting in the background like any loss.
  */

@@ -1,4 +1,5 @@
 import { SinkRefusedError, SinkUnavailableError } from '../../errors.js';
+import { beforeDeadline } from '../../util/deadline.js';
 import type { RelayMessage, RelaySink, SendContext } from '../sink.js';
 import { abortable } from './abortable.js';
 import { loadPeer } from './load-peer.js';
@@ -16,7 +17,7 @@ export type { RedisStreamSinkOptions } from './redis-stream-options.js';
 export interface RedisStreamSink extends RelaySink {
   /** Since creation: sends whose XADD Redis answered with an entry id. */
   readonly stats: { readonly confirmed: number };
-  /** Connected and answering PING within confirmTimeoutMs. Never throws. */
+  /** Connected and answering PING within confirmTimeoutMs of being asked (queued or not). Never throws. */
   check(): Promise<boolean>;
 }
 
@@ -63,17 +64,20 @@ export function createRedisStreamSink(resolved: ResolvedRedisStreamOptions, load
     const client = await abortable(connection.client(), context.signal);
     try {
       await abortable(
-        xadd(
-          client,
-          stream,
-          ...resolved.trim,
-          '*',
-          ENTRY_FIELDS.id,
-          message.messageId,
-          ENTRY_FIELDS.payload,
-          message.payload,
-          ENTRY_FIELDS.headers,
-          headersJson(message),
+        withinConfirmTimeout(
+          xadd(
+            client,
+            stream,
+            ...resolved.trim,
+            '*',
+            ENTRY_FIELDS.id,
+            message.messageId,
+            ENTRY_FIELDS.payload,
+            message.payload,
+            ENTRY_FIELDS.headers,
+            headersJson(message),
+          ),
+          `no XADD reply for "${stream}" within ${resolved.confirmTimeoutMs} ms`,
         ),
         context.signal,
       );
@@ -84,8 +88,22 @@ export function createRedisStreamSink(resolved: ResolvedRedisStreamOptions, load
     stats.confirmed += 1;
   }
 
+  /**
+   * `reply`, or a SinkUnavailableError once confirmTimeoutMs has passed since it was asked. ioredis's
+   * commandTimeout is not that bound: with auto-pipelining it keeps one batch in flight per
+   * connection and queues later commands unsent, and a command's timeout starts only when it is
+   * written. Against a silent server a send asked behind a stuck batch would wait up to twice the
+   * timeout. The command itself stays queued (it cannot be recalled) and its late result is dropped.
+   */
+  function withinConfirmTimeout<T>(reply: Promise<T>, said: string): Promise<T> {
+    return beforeDeadline(reply, resolved.confirmTimeoutMs, () => {
+      throw new SinkUnavailableError(REDIS_SINK, said);
+    });
+  }
+
   /** An XADD failure as the relay must see it: SinkRefusedError when no retry can help, else retryable. */
   function classify(error: unknown, stream: string): Error {
+    if (error instanceof SinkUnavailableError) return error;
     const said = describe(error);
     if (error instanceof Error && error.name === 'ReplyError') {
       const code = said.split(' ', 1)[0] ?? '';
@@ -110,7 +128,7 @@ export function createRedisStreamSink(resolved: ResolvedRedisStreamOptions, load
     async check(): Promise<boolean> {
       try {
         const client = await connection.client();
-        await client.ping();
+        await withinConfirmTimeout(client.ping(), `no PING reply within ${resolved.confirmTimeoutMs} ms`);
         return true;
       } catch {
         return false;

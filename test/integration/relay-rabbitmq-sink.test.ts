@@ -16,12 +16,8 @@ import type { RelayMessage, RelaySink } from '../../src/relay/sink.js';
 import { loadPeer } from '../../src/relay/sinks/load-peer.js';
 import type { AmqplibModule } from '../../src/relay/sinks/rabbitmq-connector.js';
 import { resolveRabbitmqOptions } from '../../src/relay/sinks/rabbitmq-options.js';
-import {
-  createRabbitmqSink,
-  type RabbitmqSink,
-  rabbitmqSink,
-  type RabbitmqSinkOptions,
-} from '../../src/relay/sinks/rabbitmq-sink.js';
+import { type RabbitmqSink, rabbitmqSink, type RabbitmqSinkOptions } from '../../src/relay/sinks/rabbitmq-sink.js';
+import { createRabbitmqSink } from '../../src/relay/sinks/rabbitmq-sink-core.js';
 import { freePort, type RabbitmqServer, startRabbitmq } from '../support/rabbitmq-server.js';
 import { relayMessage, relayMessages, sendInKeyOrder } from '../support/relay-messages.js';
 import { TcpProxy } from '../support/tcp-proxy.js';

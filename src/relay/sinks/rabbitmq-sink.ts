@@ -1,33 +1,13 @@
-import { SinkRefusedError } from '../../errors.js';
-import type { RelayMessage, RelaySink, SendContext } from '../sink.js';
 import { loadPeer } from './load-peer.js';
-import { type AmqplibModule, RabbitmqConnector } from './rabbitmq-connector.js';
-import {
-  RABBITMQ_SINK,
-  type RabbitmqSinkOptions,
-  type ResolvedRabbitmqOptions,
-  resolveRabbitmqOptions,
-} from './rabbitmq-options.js';
-import { publishOptions } from './rabbitmq-properties.js';
-import { SendBound } from './rabbitmq-send-bound.js';
+import type { AmqplibModule } from './rabbitmq-connector.js';
+import { type RabbitmqSinkOptions, resolveRabbitmqOptions } from './rabbitmq-options.js';
+// The sink itself lives apart from this entry: its declarations name amqplib's types, and a project
+// that imports txoutbox/relay without amqplib installed must still type-check (the pack smoke).
+import { createRabbitmqSink } from './rabbitmq-sink-core.js';
+import type { RabbitmqSink } from './rabbitmq-sink-type.js';
 
 export type { RabbitmqSinkOptions } from './rabbitmq-options.js';
-
-/** A RabbitMQ sink, with the counters that show how its sends went. */
-export interface RabbitmqSink extends RelaySink {
-  check(): Promise<boolean>;
-  /**
-   * Since creation: `confirmed` sends (the broker acked them), `refused` ones (SinkRefusedError),
-   * `connections` opened (more than 1: the connection dropped and was dialled again), and
-   * `drainWaits`, sends that waited for the socket to drain before writing (flow control).
-   */
-  readonly stats: {
-    readonly confirmed: number;
-    readonly refused: number;
-    readonly connections: number;
-    readonly drainWaits: number;
-  };
-}
+export type { RabbitmqSink } from './rabbitmq-sink-type.js';
 
 /**
  * Relays rows to RabbitMQ (architecture/relay.md, "RabbitMQ sink") over one AMQP connection with a
@@ -45,112 +25,4 @@ export interface RabbitmqSink extends RelaySink {
 export function rabbitmqSink(options: RabbitmqSinkOptions): RabbitmqSink {
   const resolved = resolveRabbitmqOptions(options);
   return createRabbitmqSink(resolved, () => loadPeer<AmqplibModule>('amqplib', 'rabbitmqSink()'));
-}
-
-/** rabbitmqSink() with the client loader as a parameter (tests point it at a module that does not exist). */
-export function createRabbitmqSink(resolved: ResolvedRabbitmqOptions, loadClient: () => Promise<AmqplibModule>): RabbitmqSink {
-  const describe = describer(resolved.url, resolved.displayUrl);
-  const connector = new RabbitmqConnector(
-    resolved,
-    async () => {
-      const module = await loadClient();
-      // The CommonJS client seen through import(): its exports may sit on `default` only.
-      return typeof module.connect === 'function' ? module : (module as unknown as { default: AmqplibModule }).default;
-    },
-    describe,
-  );
-
-  const stats = { confirmed: 0, refused: 0, drainWaits: 0 };
-
-  async function send(message: RelayMessage, context: SendContext): Promise<void> {
-    try {
-      await publish(message, context);
-      stats.confirmed += 1;
-    } catch (error) {
-      if (error instanceof SinkRefusedError) stats.refused += 1;
-      throw error;
-    }
-  }
-
-  async function publish(message: RelayMessage, context: SendContext): Promise<void> {
-    context.signal.throwIfAborted();
-    // Everything that can refuse the row without the broker comes first: no connection needed.
-    const exchange = resolved.exchangeOf(message);
-    const routingKey = resolved.routingKeyOf(message);
-    if (message.payload.length > resolved.maxMessageBytes) {
-      throw new SinkRefusedError(
-        RABBITMQ_SINK,
-        `the payload of message ${message.messageId} is ${message.payload.length} bytes, over maxMessageBytes (${resolved.maxMessageBytes})`,
-      );
-    }
-    const options = publishOptions(message);
-    let confirming: { confirmOverdue(stalledMs: number): void } | undefined;
-    const bound = new SendBound(context.signal, resolved.confirmTimeoutMs, (phase) => {
-      // Half the bound, not all of it: this send was published after its bound started, so when it
-      // was the only one outstanding the broker's silence is a little shorter than the bound, and a
-      // full-bound rule would keep a dead connection (or drop it only by timer jitter).
-      if (phase === 'the confirm') confirming?.confirmOverdue(resolved.confirmTimeoutMs / 2);
-    });
-    try {
-      // The common case, an open connection and a known exchange, waits for nothing but the confirm
-      // (each bound.wait is a race and an abort watch: measurable at thousands of sends a second).
-      const session = connector.current ?? (await bound.wait('a connection', connector.session()));
-      if (!session.knowsExchange(exchange)) await bound.wait('the exchange check', session.ensureExchange(exchange));
-      if (!session.writable) {
-        stats.drainWaits += 1;
-        await bound.wait('the socket to drain', session.drained());
-      }
-      bound.throwIfOver();
-      confirming = session;
-      await bound.wait('the confirm', session.publish(exchange, routingKey, message.payload, options));
-    } finally {
-      bound.end();
-    }
-  }
-
-  async function check(): Promise<boolean> {
-    try {
-      // A round trip unless a confirm came lately, bounded by connectTimeoutMs like the dial below.
-      const current = connector.current;
-      if (current !== undefined) return await current.answers(resolved.connectTimeoutMs);
-      // In a backoff pause the last dial failed moments ago: report that, without dialling again.
-      if (connector.pausing) return false;
-      // Bounded by connectTimeoutMs (the dial's own bound).
-      const session = await connector.session();
-      return session.unusable === undefined;
-    } catch {
-      return false;
-    }
-  }
-
-  return {
-    name: RABBITMQ_SINK,
-    send,
-    check,
-    close: () => connector.close(),
-    get stats() {
-      return { ...stats, connections: connector.opened };
-    },
-  };
-}
-
-/**
- * Error text as the sink shows it: amqplib's messages name host and port, not credentials, but a
- * socket error could echo what it was given, so the URL and its password never pass through.
- * (Passwords under 4 characters are left alone: masking them would garble every message.)
- */
-function describer(url: string, displayUrl: string): (error: unknown) => string {
-  const secrets: string[] = [];
-  try {
-    const password = new URL(url).password;
-    for (const form of [password, decodeURIComponent(password)]) if (form.length >= 4) secrets.push(form);
-  } catch {
-    // The URL was validated at creation; nothing to mask if it no longer parses.
-  }
-  return (error) => {
-    let text = error instanceof Error ? error.message : String(error);
-    text = text.split(url).join(displayUrl);
-    for (const secret of secrets) text = text.split(secret).join('***');
-    return text;
-  };
 }

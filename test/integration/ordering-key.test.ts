@@ -124,6 +124,8 @@ describe('per-key ordering', () => {
       ['free-1', 'free-2', 'free-3'],
     );
     assert.ok(!handled.some((body) => body.startsWith('stuck')), 'the rows behind the failed head wait for it');
+    // stop() drains the outcome writes: the last ack and the head's retry have landed.
+    await outbox.stop();
     const { rows } = await db.pool.query<{ body: string; scheduled: boolean }>(
       `SELECT convert_from(payload, 'UTF8') AS body, acquired_token IS NULL AND next_attempt_at > now() AS scheduled
        FROM ${table} ORDER BY id`,
@@ -139,7 +141,6 @@ describe('per-key ordering', () => {
       rows.map((r) => r.scheduled),
       [true, true, true],
     );
-    await outbox.stop();
   });
 
   test("a key's next row is claimed as soon as the previous one ends, not at the next poll", async () => {
@@ -198,13 +199,17 @@ describe('per-key ordering', () => {
     );
     outbox.start();
     await waitFor(() => handled.length === 1, { what: 'the other key handled' });
-    // Two more claims that find nothing: 'now' still waits behind 'later'.
-    const { rows } = await db.pool.query<{ n: number }>(
-      `SELECT count(*)::int AS n FROM ${table} WHERE acquired_token IS NOT NULL`,
-    );
-    assert.equal(rows[0]?.n, 0);
-    assert.deepEqual(handled, ['other-user']);
+    // Every row was committed before the first claim, which would have taken 'now' with
+    // 'other-user' had it been claimable. stop() drains the ack.
     await outbox.stop();
+    assert.deepEqual(handled, ['other-user']);
+    const { rows } = await db.pool.query<{ body: string; leased: boolean }>(
+      `SELECT convert_from(payload, 'UTF8') AS body, acquired_token IS NOT NULL AS leased FROM ${table} ORDER BY id`,
+    );
+    assert.deepEqual(rows, [
+      { body: 'later', leased: false },
+      { body: 'now', leased: false },
+    ]);
   });
 
   test('cancelling a keyed timer gives the rows behind it back their own time', async () => {

@@ -24,7 +24,7 @@ const SUBSCRIBE_OPTIONS: Record<Exclude<keyof SubscribeOptions, 'name'>, true> =
   leaseRenewIntervalMs: true,
   dlq: true,
 };
-const SUBSCRIBE_KEYS = Object.keys(SUBSCRIBE_OPTIONS);
+export const SUBSCRIBE_KEYS = Object.keys(SUBSCRIBE_OPTIONS);
 export const CONSUMER_KEYS = ['handler', 'export', 'queues', 'processes', ...SUBSCRIBE_KEYS];
 
 /** The name is a metric label value and a statsd path segment (where a dot would nest the path). */

@@ -1,32 +1,19 @@
-import { type RelayOptions, relaySubscribeOptions } from '../../relay/relay-options.js';
+import { relaySubscribeOptions } from '../../relay/relay-options.js';
 import type { RelaySink } from '../../relay/sink.js';
 import { resolveSubscribeOptions } from '../../subscriber/subscription-options.js';
 import { childPath, type ConfigIssues, isSection } from './config-issues.js';
 import { resolveReporting } from './library-options.js';
 import { type RelayConfig, RUNNER_DEFAULTS } from './runner-config.js';
-import { checkProcessName, NO_HANDLER, STAND_INS, withRetryStrategy } from './validate-consumer.js';
+import { checkProcessName, NO_HANDLER, STAND_INS, SUBSCRIBE_KEYS, withRetryStrategy } from './validate-consumer.js';
 import { validateRelaySink } from './validate-relay-sink.js';
 
 /**
- * Every relay() option a relay section may set: a Record over RelayOptions' keys, so the compiler
- * fails here when relay() gains an option the config does not know. `name` is the relay's key.
+ * relay() takes subscribe()'s options (RelayOptions omits only ackPolicy), so a relay section takes
+ * the consumer's keys. `ackPolicy` stays among them so that relay()'s own resolver refuses it with
+ * its reason (a relay's outcome is the broker's), instead of an unknown-key message that does not
+ * say why.
  */
-const RELAY_OPTIONS: Record<Exclude<keyof RelayOptions, 'name'>, true> = {
-  concurrency: true,
-  fetchBatchSize: true,
-  leaseTtlMs: true,
-  minPollIntervalMs: true,
-  maxPollIntervalMs: true,
-  maxDeliveries: true,
-  retry: true,
-  leaseRenewIntervalMs: true,
-  dlq: true,
-};
-/**
- * `ackPolicy` is taken as a key so that relay()'s own resolver refuses it with its reason (a relay's
- * outcome is the broker's), instead of an unknown-key message that does not say why.
- */
-const OPTION_KEYS = [...Object.keys(RELAY_OPTIONS), 'ackPolicy'];
+const OPTION_KEYS = SUBSCRIBE_KEYS;
 export const RELAY_KEYS = ['queues', 'processes', 'sink', ...OPTION_KEYS];
 
 /** relaySubscribeOptions() reads only the sink's name (the default subscriber name, which the config always sets). */

@@ -1,7 +1,7 @@
 /**
  * redis-server as a relay scenario's broker (broker.ts). The relay appends to one stream per queue
- * (`chaos:<queue>`); its server keeps an append-only file, so a SIGKILL loses no entry Redis
- * acknowledged (the write precedes the reply). Redis cannot deduplicate: an XADD applied whose
+ * (`chaos:<queue>`); its server keeps an append-only file with `appendfsync always`, so a SIGKILL
+ * loses no entry Redis acknowledged (with Redis's default, everysec, it can: redis-server.ts). Redis cannot deduplicate: an XADD applied whose
  * reply was lost in the kill is appended again by the retry, and the accounting counts it.
  */
 import { Redis } from 'ioredis';

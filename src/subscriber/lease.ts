@@ -3,7 +3,8 @@ import type { ClaimedRecord } from './message.js';
 /** A claimed row and the lease it was claimed under. */
 export interface Lease {
   readonly record: ClaimedRecord;
-  readonly token: string;
+  /** The fence of its outcome write. Changes only when this subscription re-claims a row it holds (subscription.ts). */
+  token: string;
   /** performance.now() when the lease was taken or last renewed: a local estimate of its age. */
   leasedAt: number;
 }

@@ -105,8 +105,8 @@ export class Subscription {
   readonly #pauseSignals = new Map<string, number>();
   /**
    * Running deliveries by lease. A row is not re-claimed by the subscription running it (the
-   * claim's $5), but keyed by lease all the same: should the exclusion miss (a claim's round trip
-   * longer than half the lease), the two runs stay apart and fencing decides.
+   * claim's $5); should the exclusion miss (a claim's round trip longer than half the lease), the
+   * run adopts the new lease (#adoptReclaimed).
    */
   readonly #inFlight = new Map<Lease, DeliverySignal>();
   #state: 'new' | 'running' | 'stopping' | 'stopped' = 'new';
@@ -278,7 +278,7 @@ export class Subscription {
         break;
       }
       const full = claimed.length === limit;
-      claimed = this.#withoutPaused(claimed, claimStartedAt);
+      claimed = this.#withoutPaused(this.#adoptReclaimed(claimed), claimStartedAt);
       this.#pipelined = full && !this.#prefetchPaused() && (this.#pipelined || this.#starvations > starvationsBefore);
       this.#buffer.push(...claimed);
       this.#pump();
@@ -386,6 +386,32 @@ export class Subscription {
    * after it started), which go back unstarted like the buffered ones: otherwise up to a batch of
    * a paused queue would run after the pause, one after another.
    */
+  /**
+   * Rows this subscription already holds (running or buffered), claimed again through the expired
+   * branch: the exclusion ($5) missed them because the claim's round trip outlasted half their
+   * lease. The holder takes the new lease instead of a second run starting here: its outcome write
+   * is fenced by the newest token, now its own. The re-claim counted a delivery that did not run.
+   * Only a row delivered before can be one (deliveries_count > 1), which keeps the check off the
+   * fast path.
+   */
+  #adoptReclaimed(claimed: Lease[]): Lease[] {
+    if (!claimed.some((lease) => lease.record.deliveries_count > 1)) return claimed;
+    const held = new Map<string, Lease>();
+    for (const lease of this.#buffer) held.set(lease.record.id, lease);
+    for (const lease of this.#inFlight.keys()) held.set(lease.record.id, lease);
+    return claimed.filter((lease) => {
+      const holder = held.get(lease.record.id);
+      if (holder === undefined) return true;
+      holder.token = lease.token;
+      holder.leasedAt = lease.leasedAt;
+      this.#deps.logger.warn(
+        { subscriber: this.options.name, messageId: lease.record.id },
+        'a claim re-leased a row this subscription holds (its lease ran out here); the holder keeps it under the new lease',
+      );
+      return false;
+    });
+  }
+
   #withoutPaused(claimed: Lease[], claimStartedAt: number): Lease[] {
     if (this.#pauseSignals.size === 0 || claimed.length === 0) return claimed;
     const pausedSince = (lease: Lease): boolean => (this.#pauseSignals.get(lease.record.queue) ?? -Infinity) >= claimStartedAt;

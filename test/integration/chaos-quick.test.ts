@@ -53,10 +53,12 @@ test('npm run chaos -- --quick: every quick scenario passes, every message accou
       const a = scenario.accounting;
       assert.ok(a !== null && a.messages > 100, `${scenario.id}: messages published and accounted for\n${report}`);
       assert.equal(a.chainsComplete, a.chains, `${scenario.id}: every chain complete\n${report}`);
-      // The findings first: a failure's message is cut after its first lines in some CI logs.
+      // The findings and the accounting's examples (the lost, duplicated, stuck rows) first: a
+      // failure's message is cut after its first lines in some CI logs.
       assert.ok(
         scenario.pass,
-        `${scenario.id} passes; findings: ${scenario.findings.join(' | ') || 'none'}; notes: ${scenario.notes.join(' | ')}\n${report}`,
+        `${scenario.id} passes; findings: ${scenario.findings.join(' | ') || 'none'}; ` +
+          `examples: ${a.examples.join(' | ') || 'none'}; notes: ${scenario.notes.join(' | ')}\n${report}`,
       );
     }
     assert.match(run.stdout, /\| scenario \| messages \| lost \|/, 'the table is printed at the end');

@@ -13,6 +13,7 @@ import { describe, test } from 'node:test';
 
 import { ClaimDelayPool } from '../support/claim-delay-pool.js';
 import { useTestDatabase } from '../support/database.js';
+import { EventLog } from '../support/events.js';
 import { outboxFactory } from '../support/outboxes.js';
 import { publishCommitted, remaining } from '../support/publish.js';
 import { FAST_POLL, migratedOutbox } from '../support/subscriber-setup.js';
@@ -82,13 +83,29 @@ describe('claim pipelining', () => {
   test('handlers that outrun a claim: a second claim overlaps the first, at most concurrency + 2 × fetchBatchSize leases', async () => {
     const pool = slowClaimPool(25);
     db.onCleanup(() => pool.end());
-    const { outbox, log } = await migratedOutbox(newOutbox, pool, 'p_fast');
+    // Leases held counted in the process, not sampled from the table: a row whose handler returned
+    // stays leased in the table until its coalesced ack DELETE lands, and on a loaded machine those
+    // pile up without bound by the claim loop (they are the acker's, not the claimer's). Claimed
+    // minus finished, read at each claim's `fetched` event, is what the loop holds.
+    let claimed = 0;
+    let finished = 0;
+    let maxHeld = 0;
+    const log = new EventLog();
+    const { outbox } = await migratedOutbox(newOutbox, pool, 'p_fast', {
+      recorder: (event) => {
+        log.recorder(event);
+        if (event.type !== 'fetched') return;
+        claimed += event.count;
+        maxHeld = Math.max(maxHeld, claimed - finished);
+      },
+    });
     const counts = new Map<number, number>();
     outbox.subscribe(
       'fast',
       (message) => {
         const n = message.body as number;
         counts.set(n, (counts.get(n) ?? 0) + 1);
+        finished += 1;
       },
       { concurrency: 4, fetchBatchSize: 10, ...FAST_POLL },
     );
@@ -98,17 +115,15 @@ describe('claim pipelining', () => {
       'fast',
       Array.from({ length: 600 }, (_, i) => i),
     );
-    const sampler = sampleLeases('p_fast');
     outbox.start();
     await log.waitFor('acked', 600, 30_000);
-    const maxLeased = await sampler.stop();
     assert.equal(counts.size, 600);
     assert.ok(
       [...counts.values()].every((c) => c === 1),
       'every row handled exactly once',
     );
     assert.equal(pool.maxInFlight, 2, 'two claims in flight at once, never more');
-    assert.ok(maxLeased <= 4 + 2 * 10 + 4, `leased at once: ${maxLeased} (acks in flight included, as above)`);
+    assert.ok(maxHeld <= 4 + 2 * 10, `held at once: ${maxHeld}`);
     assert.equal(await remaining(db.pool, 'fast', 'p_fast'), 0);
   });
 });

@@ -3,6 +3,7 @@ import { describe, test } from 'node:test';
 
 import pg from 'pg';
 
+import { ClaimDelayPool } from '../support/claim-delay-pool.js';
 import { useTestDatabase } from '../support/database.js';
 import { outboxFactory } from '../support/outboxes.js';
 import { publishCommitted, remaining } from '../support/publish.js';
@@ -130,6 +131,34 @@ describe('rows waiting in the buffer keep their delivery budget', () => {
     assert.deepEqual(runs, [1], 'not re-claimed and run again by its own subscription');
     assert.equal(log.of('lease_lost').length, 0);
     assert.equal(await remaining(db.pool, 'alone', 'lb_alone'), 0);
+  });
+});
+
+describe('a claim whose round trip outlasts half a lease', () => {
+  test('re-leases a row its own subscription is running: the run adopts the new lease, runs once, and its ack lands', async () => {
+    // Every claim waits 600 ms before it reaches the database, longer than the 500 ms lease: the
+    // claim that follows the row's own starts while the row is young (so $5 does not exclude it)
+    // and runs once its lease has expired, re-leasing it through the expired branch. Without the
+    // adoption the row ran a second time here and the first run's ack was fenced off.
+    const pool = new ClaimDelayPool({ connectionString: db.url, max: 4 }, () => sleep(600));
+    db.onCleanup(() => pool.end());
+    const { outbox, log } = await migratedOutbox(newOutbox, pool, 'lb_reclaimed');
+    const runs: number[] = [];
+    outbox.subscribe(
+      'slow-claims',
+      async (message) => {
+        runs.push(message.deliveriesCount);
+        await sleep(1500);
+      },
+      { concurrency: 2, leaseTtlMs: 500, ...FAST_POLL },
+    );
+    await publishCommitted(outbox, db.pool, 'slow-claims', ['x']);
+    outbox.start();
+    await log.waitFor('acked', 1, 15_000);
+    await outbox.stop();
+    assert.deepEqual(runs, [1], 'run once, by the holder');
+    assert.equal(log.of('lease_lost').length, 0);
+    assert.equal(await remaining(db.pool, 'slow-claims', 'lb_reclaimed'), 0);
   });
 });
 

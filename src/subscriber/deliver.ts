@@ -18,11 +18,17 @@ import type { ResolvedSubscribeOptions } from './subscription-options.js';
 export interface DeliverDeps {
   readonly options: ResolvedSubscribeOptions;
   readonly handler: Handler;
-  readonly writer: OutcomeWriter;
+  /** Where the outcome goes: the OutcomeWriter, or txoutbox/testing's in-memory table. */
+  readonly writer: Pick<OutcomeWriter, 'ack' | 'retry' | 'terminal'>;
   readonly logger: Logger;
   readonly emit: Emit;
   readonly middlewares: MiddlewareChain;
   readonly customStats: CustomStatKeys;
+  /**
+   * The wall clock in ms (run start, message age, the retry strategy's attempt times). Default
+   * Date.now; txoutbox/testing passes its controllable clock so retry schedules follow it.
+   */
+  readonly now?: () => number;
 }
 
 /** Asks the strategy for a delay; a throwing or nonsensical strategy ends the row instead of the loop. */
@@ -87,7 +93,7 @@ const RAN: { threw: false; error: undefined } = { threw: false, error: undefined
 
 /** Decode, run the handler under the ack policy, decide. The innermost step of the consume chain. */
 async function runHandler(lease: Lease, controls: DeliveryControls, timing: Timing, deps: DeliverDeps): Promise<ConsumeResult> {
-  timing.startedAtMs = Date.now();
+  timing.startedAtMs = (deps.now ?? Date.now)();
   const t0 = performance.now();
   let outcome: { threw: boolean; error: unknown } = RAN;
   try {
@@ -150,7 +156,7 @@ export async function deliver(lease: Lease, signal: DeliverySignal, abandoned: (
     type: 'dispatched',
     ...deliveryScope(lease, options.name),
     sizeBytes: record.payload.length,
-    ageSeconds: Math.max(0, (Date.now() - record.created_at.getTime()) / 1000),
+    ageSeconds: Math.max(0, ((deps.now ?? Date.now)() - record.created_at.getTime()) / 1000),
   });
   const stats = deps.customStats.forDelivery(options.name, record.queue);
   const controls = new DeliveryControls(options.ackPolicy, signal, options.name, stats, logger, lease);
@@ -227,7 +233,7 @@ function failed(
   timing: Timing,
   deps: DeliverDeps,
 ): ConsumeResult {
-  if (timing.startedAtMs === 0) timing.startedAtMs = Date.now();
+  if (timing.startedAtMs === 0) timing.startedAtMs = (deps.now ?? Date.now)();
   const decision: Decision =
     deps.options.ackPolicy === 'reject_on_error'
       ? { kind: 'reject', reason: undefined, error }

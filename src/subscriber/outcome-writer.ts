@@ -11,7 +11,7 @@ import { boundedLastException, type RenderError } from './render-error.js';
 import type { SubscriberSql } from './sql.js';
 
 /** The DLQ's last_exception for a row that reached max_deliveries without any handler run failing. */
-const NO_FAILURE_RECORDED =
+export const NO_FAILURE_RECORDED =
   'max_deliveries: no handler run recorded a failure; every delivery ended by lease expiry (a handler that hung or outlived leaseTtlMs, or a process that died mid-run)';
 
 const WRITE_OF_ACK: Record<AckResult, OutcomeWrite> = { deleted: 'written', lease_lost: 'lease_lost', failed: 'failed' };

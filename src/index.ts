@@ -9,6 +9,7 @@ export type {
   DlqRedriveOptions,
 } from './dlq/dlq-options.js';
 export { REDRIVEN_FROM_HEADER, REDRIVEN_ORIGINAL_ID_HEADER, REDRIVEN_REASON_HEADER } from './dlq/dlq-sql.js';
+export { CAUSATION_ID_HEADER } from './envelope/headers.js';
 export type { DriftFinding, TxOutboxErrorCode } from './errors.js';
 export {
   CustomStatConflictError,
@@ -81,7 +82,7 @@ export type { ConstantRetryOptions, ExponentialRetryOptions, LinearRetryOptions 
 export { ConstantRetry, ExponentialRetry, LinearRetry, NoRetry } from './retry/strategies.js';
 export type { MigrateResult } from './schema/migrate.js';
 export type { ValidateSchemaOptions } from './schema/validate-schema.js';
-export type { Handler, HandlerContext, Message } from './subscriber/message.js';
+export type { CausedBy, Handler, HandlerContext, Message } from './subscriber/message.js';
 export type { RenderError } from './subscriber/render-error.js';
 export type { AckPolicy, SubscribeOptions } from './subscriber/subscription-options.js';
 export type { Logger } from './util/logger.js';

@@ -26,7 +26,7 @@ import { NotifyListener } from './subscriber/listener.js';
 import type { Handler } from './subscriber/message.js';
 import { buildSubscriberSql, type SubscriberSql } from './subscriber/sql.js';
 import { Subscription } from './subscriber/subscription.js';
-import { resolveSubscribeOptions, type SubscribeOptions } from './subscriber/subscription-options.js';
+import { resolveSubscribeOptions, type SubscribeOptions, transactionalPoolWarning } from './subscriber/subscription-options.js';
 import { beforeDeadline, CLOSE_TIMEOUT_MS } from './util/deadline.js';
 import { statement } from './util/statement.js';
 import { StatementRunner } from './util/statement-runner.js';
@@ -303,6 +303,8 @@ export class Outbox {
     const resolved = resolveSubscribeOptions(queues, handler, options, this.#options.names.dlq !== undefined);
     const { logger } = this.#options;
     for (const warning of resolved.warnings) logger.warn({ subscriber: resolved.name }, warning);
+    const poolWarning = transactionalPoolWarning(resolved, this.#options.pool.options.max);
+    if (poolWarning !== undefined) logger.warn({ subscriber: resolved.name }, poolWarning);
     const taken = resolved.queues.filter((queue) => this.#subscriptions.some((s) => s.options.queues.includes(queue)));
     if (taken.length > 0) {
       logger.warn(
@@ -321,6 +323,14 @@ export class Outbox {
       stallAfterMs: STALL_QUERY_TIMEOUTS * this.#options.queryTimeoutMs,
       onClaimError: this.#diagnostics.onClaimError,
       tally: this.#tally,
+      // ctx.publish: through the delivery's transaction, or on its own through the pool.
+      followUp: (client, queue, body, publishOptions) =>
+        this.publish(
+          client ?? this.#options.pool,
+          queue,
+          body,
+          client ? publishOptions : { ...publishOptions, autocommit: true },
+        ),
     });
     this.#subscriptions.push(subscription);
     if (this.#started) this.#startSubscription(subscription);

@@ -1,6 +1,8 @@
 /** Header names the envelope manages; user headers may set them only in agreement with it. */
 export const CONTENT_TYPE_HEADER = 'content-type';
 export const CORRELATION_ID_HEADER = 'correlation-id';
+/** The id of the message whose handler published this one (`ctx.publish`, `ctx.causedBy()`). */
+export const CAUSATION_ID_HEADER = 'causation-id';
 
 export const CONTENT_TYPES = {
   octetStream: 'application/octet-stream',

@@ -1,10 +1,13 @@
-import { InvalidOptionError } from '../errors.js';
+import type pg from 'pg';
+
+import { InvalidOptionError, NotInTransactionError } from '../errors.js';
 import type { Stats } from '../instrumentation/custom-stats.js';
 import { MAX_DELAY_MS } from '../retry/retry-strategy.js';
 import type { Logger } from '../util/logger.js';
 import type { DeliverySignal } from './delivery-signal.js';
+import { causedBy, type PublishFollowUp, withCause } from './follow-up.js';
 import { deliveryScope, type Lease } from './lease.js';
-import type { HandlerContext } from './message.js';
+import type { CausedBy, HandlerContext } from './message.js';
 import type { AckPolicy } from './subscription-options.js';
 
 /** What a handler run decided; the first explicit call wins, later ones are ignored. */
@@ -57,14 +60,49 @@ export class DeliveryControls implements HandlerContext {
   #ack: (() => void) | undefined;
   #nack: HandlerContext['nack'] | undefined;
   #reject: HandlerContext['reject'] | undefined;
+  #publish: HandlerContext['publish'] | undefined;
+  readonly #followUp: PublishFollowUp;
+  #client: pg.PoolClient | undefined;
 
-  constructor(policy: AckPolicy, signal: DeliverySignal, subscriber: string, stats: Stats, logger: Logger, lease: Lease) {
+  constructor(
+    policy: AckPolicy,
+    signal: DeliverySignal,
+    subscriber: string,
+    stats: Stats,
+    logger: Logger,
+    lease: Lease,
+    followUp: PublishFollowUp,
+  ) {
     this.#policy = policy;
     this.#signal = signal;
     this.subscriber = subscriber;
     this.stats = stats;
     this.#logger = logger;
     this.#lease = lease;
+    this.#followUp = followUp;
+  }
+
+  /** A transactional delivery's open transaction becomes `ctx.client` (delivery-transaction.ts). */
+  bindTransaction(client: pg.PoolClient): void {
+    this.#client = client;
+  }
+
+  get client(): pg.PoolClient {
+    if (this.#client === undefined) {
+      throw new NotInTransactionError(
+        'ctx.client exists only in a transactional subscription: subscribe(queues, handler, { transactional: true }) runs the handler in a transaction and commits its writes with the ack (architecture/transactional-consume.md).',
+      );
+    }
+    return this.#client;
+  }
+
+  get publish(): HandlerContext['publish'] {
+    return (this.#publish ??= (queue, body, options) =>
+      this.#followUp(this.#client, queue, body, withCause(options, this.#lease.record)));
+  }
+
+  get causedBy(): () => CausedBy {
+    return () => causedBy(this.#lease.record);
   }
 
   get signal(): AbortSignal {

@@ -10,6 +10,8 @@ import { MAX_DELAY_MS } from '../retry/retry-strategy.js';
 import type { Logger } from '../util/logger.js';
 import { type Decision, DeliveryControls } from './decision.js';
 import type { DeliverySignal } from './delivery-signal.js';
+import { type Committed, type DeliveryTransactions, runInTransaction } from './delivery-transaction.js';
+import type { PublishFollowUp } from './follow-up.js';
 import { deliveryScope, type Lease } from './lease.js';
 import { correlationIdOf, type Handler, toMessage } from './message.js';
 import type { OutcomeWriter, Run } from './outcome-writer.js';
@@ -29,7 +31,14 @@ export interface DeliverDeps {
    * Date.now; txoutbox/testing passes its controllable clock so retry schedules follow it.
    */
   readonly now?: () => number;
+  /** Where `ctx.publish` goes (the Outbox's publish). Without it, ctx.publish rejects. */
+  readonly followUp?: PublishFollowUp;
+  /** Required when options.transactional: the deliveries' transactions (delivery-transaction.ts). */
+  readonly transactions?: DeliveryTransactions;
 }
+
+const NO_FOLLOW_UP: PublishFollowUp = () =>
+  Promise.reject(new Error('ctx.publish is not available here: no publish was wired to this delivery'));
 
 /** Asks the strategy for a delay; a throwing or nonsensical strategy ends the row instead of the loop. */
 function retryDelay(strategy: RetryStrategy, lease: Lease, run: Run, error: unknown, logger: Logger): number | null {
@@ -159,17 +168,46 @@ export async function deliver(lease: Lease, signal: DeliverySignal, abandoned: (
     ageSeconds: Math.max(0, ((deps.now ?? Date.now)() - record.created_at.getTime()) / 1000),
   });
   const stats = deps.customStats.forDelivery(options.name, record.queue);
-  const controls = new DeliveryControls(options.ackPolicy, signal, options.name, stats, logger, lease);
+  const controls = new DeliveryControls(
+    options.ackPolicy,
+    signal,
+    options.name,
+    stats,
+    logger,
+    lease,
+    deps.followUp ?? NO_FOLLOW_UP,
+  );
   const timing: Timing = { startedAtMs: 0, durationSeconds: 0 };
+  const committed: Committed = { result: undefined };
+  const { transactions } = deps;
+  const run = options.transactional
+    ? () =>
+        runInTransaction(
+          transactions,
+          lease,
+          controls,
+          signal,
+          abandoned,
+          committed,
+          () => runHandler(lease, controls, timing, deps),
+          (error, handlerResult) => failed(error, handlerResult, lease, timing, deps),
+        )
+    : () => runHandler(lease, controls, timing, deps);
   // Tells the consume middlewares what the database did with the outcome (ctx.written).
   let written: ((result: OutcomeWrite) => void) | undefined;
   const result = deps.middlewares.hasConsume
     ? await deps.middlewares.consume(
         consumeContext(lease, options.name, (resolve) => (written = resolve)),
-        () => runHandler(lease, controls, timing, deps),
+        run,
         (error, handlerResult) => failed(error, handlerResult, lease, timing, deps),
       )
-    : await runHandler(lease, controls, timing, deps);
+    : await run();
+  // A transactional ack already committed (or was fenced off) in the handler's transaction: that is
+  // what the database did, whatever a middleware made of the result afterwards.
+  if (committed.result !== undefined && transactions !== undefined) {
+    transactions.settled(lease, result.durationSeconds, committed.result, written);
+    return;
+  }
   if (abandoned()) {
     logger.warn(
       deliveryScope(lease, options.name),

@@ -1,6 +1,9 @@
+import type pg from 'pg';
+
 import { decodeBody } from '../envelope/decode-body.js';
 import { CORRELATION_ID_HEADER } from '../envelope/headers.js';
 import type { Stats } from '../instrumentation/custom-stats.js';
+import type { PublishOptions } from '../producer/publish-options.js';
 
 /** A message as a handler sees it. */
 export interface Message<T = unknown> {
@@ -23,6 +26,14 @@ export interface Message<T = unknown> {
   readonly orderingKey: string | null;
 }
 
+/** What `ctx.causedBy()` returns: the publish options that tie a follow-up to the message that caused it. */
+export interface CausedBy {
+  /** The consumed message's correlation id: the whole conversation shares one. */
+  readonly correlationId: string;
+  /** `causation-id`: the consumed message's id. */
+  readonly headers: Readonly<Record<string, string>>;
+}
+
 /** Per-delivery controls given to a handler. `ack`, `nack` and `reject` may be destructured: `(m, { ack }) => …`. */
 export interface HandlerContext {
   /** The subscriber's name. */
@@ -43,6 +54,22 @@ export interface HandlerContext {
   readonly nack: (options?: { delayMs?: number; error?: unknown }) => void;
   /** Terminal now: the row ends as `rejected` (into the DLQ when on). */
   readonly reject: (reason?: string) => void;
+  /**
+   * The delivery's open transaction, in a `transactional: true` subscription: run your writes on it
+   * and publish through it (`outbox.publish(ctx.client, …)`, `drizzle(ctx.client)`); txoutbox
+   * commits them together with the ack, or rolls them back. Never COMMIT or ROLLBACK it yourself.
+   * Outside a transactional subscription, reading it throws NotInTransactionError.
+   */
+  readonly client: pg.PoolClient;
+  /**
+   * Publishes a follow-up caused by this message: `correlation-id` = this message's (unless given),
+   * `causation-id` = this message's id, and the trace continued (with tracingMiddleware). In a
+   * transactional subscription it goes through `ctx.client` and commits with the ack; otherwise it
+   * commits on its own through the Outbox's pool (at-least-once: a redelivery publishes it again).
+   */
+  readonly publish: (queue: string, body: unknown, options?: PublishOptions) => Promise<string | null>;
+  /** The options a follow-up needs to carry this cause, for a publish you make yourself (publishBatch, an adapter). */
+  readonly causedBy: () => CausedBy;
 }
 
 export type Handler<T = unknown> = (message: Message<T>, ctx: HandlerContext) => Promise<void> | void;

@@ -88,6 +88,19 @@ export class OutcomeWriter {
     this.#acker.ack({ lease, durationSeconds, written });
   }
 
+  /**
+   * An ack that ran in the handler's own transaction (transactional subscriptions) landed or was
+   * fenced off: reported exactly as the acker's, the ordering key's wake-up included.
+   */
+  ackedInTransaction(
+    lease: Lease,
+    durationSeconds: number,
+    result: AckResult,
+    written: ((result: OutcomeWrite) => void) | undefined,
+  ): void {
+    this.#acked({ lease, durationSeconds, written }, result);
+  }
+
   #acked({ lease, durationSeconds, written }: AckEntry, result: AckResult): void {
     if (result === 'deleted') {
       if (lease.record.ordering_key !== null) this.#deps.keyFreed();

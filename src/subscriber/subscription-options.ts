@@ -39,6 +39,13 @@ export interface SubscribeOptions {
   readonly leaseRenewIntervalMs?: number;
   /** Archive terminal rows in the DLQ table. @default true when the Outbox has a DLQ table */
   readonly dlq?: boolean;
+  /**
+   * Run the handler inside a transaction on a connection of the Outbox's pool (`ctx.client`) and
+   * commit its writes, its follow-up publishes and the fenced ack together: a run whose lease was
+   * lost commits nothing. Each running handler holds a connection: size the pool for
+   * concurrency + 2. See architecture/transactional-consume.md. @default false
+   */
+  readonly transactional?: boolean;
 }
 
 export interface ResolvedSubscribeOptions {
@@ -54,6 +61,7 @@ export interface ResolvedSubscribeOptions {
   readonly ackPolicy: AckPolicy;
   readonly leaseRenewIntervalMs: number | undefined;
   readonly dlq: boolean;
+  readonly transactional: boolean;
   /** Legal but dangerous combinations, for a one-time warning each. */
   readonly warnings: readonly string[];
 }
@@ -70,6 +78,7 @@ const KNOWN = [
   'ackPolicy',
   'leaseRenewIntervalMs',
   'dlq',
+  'transactional',
 ];
 const ACK_POLICIES: readonly AckPolicy[] = ['nack_on_error', 'reject_on_error', 'manual'];
 const MAX_QUEUE_LENGTH = 255;
@@ -99,6 +108,23 @@ function queuesOf(value: unknown): string[] {
     }
   }
   return [...new Set(queues as string[])];
+}
+
+/**
+ * Connections a transactional subscription may hold at once besides its handlers' (one each): its
+ * claim and its ack DELETE (retry and DLQ writes run after the handler's connection went back).
+ */
+export const TRANSACTIONAL_OVERHEAD_CONNECTIONS = 2;
+
+/**
+ * The warning for a transactional subscription whose Outbox pool cannot hold every running
+ * handler's transaction plus a claim: handlers would wait for connections (each checkout bounded by
+ * queryTimeoutMs, then a failed run) and claims behind them. undefined when it fits.
+ */
+export function transactionalPoolWarning(options: ResolvedSubscribeOptions, poolMax: number): string | undefined {
+  const needed = options.concurrency + TRANSACTIONAL_OVERHEAD_CONNECTIONS;
+  if (!options.transactional || poolMax >= needed) return undefined;
+  return `transactional subscription with concurrency ${options.concurrency} on a pool of ${poolMax} connections: each running handler holds one for its transaction, plus ${TRANSACTIONAL_OVERHEAD_CONNECTIONS} for claims and acks, so the pool needs at least ${needed} (poolSize, or your pool's max); otherwise handlers and claims wait for connections.`;
 }
 
 /** Validates subscribe() arguments once; impossible values throw, dangerous ones become warnings. */
@@ -173,6 +199,15 @@ export function resolveSubscribeOptions(
       fix: 'Give the Outbox a dlqTable, or drop dlq: true.',
     });
   }
+  const transactional = raw.transactional ?? false;
+  if (typeof transactional !== 'boolean') {
+    throw new InvalidOptionError({
+      option: 'transactional',
+      value: transactional,
+      expected: 'a boolean',
+      fix: 'transactional: true runs the handler in a transaction committed with its ack (ctx.client).',
+    });
+  }
 
   const warnings: string[] = [];
   if (leaseTtlMs <= maxPollIntervalMs) {
@@ -207,6 +242,7 @@ export function resolveSubscribeOptions(
     ackPolicy: ackPolicy as AckPolicy,
     leaseRenewIntervalMs,
     dlq,
+    transactional,
     warnings,
   };
 }

@@ -13,6 +13,8 @@ import type { StatementRunner } from '../util/statement-runner.js';
 import { Wakeup } from '../util/wakeup.js';
 import { deliver, type DeliverDeps } from './deliver.js';
 import { DeliverySignal } from './delivery-signal.js';
+import { DeliveryTransaction } from './delivery-transaction.js';
+import type { PublishFollowUp } from './follow-up.js';
 import type { Lease } from './lease.js';
 import type { ClaimedRecord, Handler } from './message.js';
 import { OutcomeWriter } from './outcome-writer.js';
@@ -34,6 +36,8 @@ export interface SubscriptionDeps {
   readonly onClaimError: (error: unknown) => void;
   /** The Outbox's outcome counts for <table>_stats. */
   readonly tally: ThroughputTally;
+  /** The Outbox's publish, for ctx.publish. */
+  readonly followUp: PublishFollowUp;
 }
 
 /** A claim loop's wake-up, and whether it sleeps for capacity (only then does a freed slot wake it). */
@@ -150,6 +154,17 @@ export class Subscription {
       emit: deps.emit,
       middlewares: deps.middlewares,
       customStats: deps.customStats,
+      followUp: deps.followUp,
+      ...(options.transactional
+        ? {
+            transactions: {
+              begin: () => DeliveryTransaction.begin(deps.db, deps.sql.ackBatch),
+              settled: (lease, durationSeconds, result, written) => {
+                writer.ackedInTransaction(lease, durationSeconds, result, written);
+              },
+            },
+          }
+        : {}),
     };
   }
 

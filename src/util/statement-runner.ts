@@ -43,6 +43,19 @@ export class StatementRunner {
   }
 
   /**
+   * Runs `statement` on a client the caller holds (a transactional delivery's, whose transaction
+   * it joins): named when preparedStatements is on, bounded like run(). The caller releases it.
+   */
+  async runOn<R extends pg.QueryResultRow = pg.QueryResultRow>(
+    client: pg.PoolClient,
+    statement: Statement,
+    values: unknown[],
+  ): Promise<pg.QueryResult<R>> {
+    const { name, text } = statement;
+    return await client.query<R>(this.bounded(this.#prepared ? { name, text, values } : { text, values }));
+  }
+
+  /**
    * Runs `work` on a client checked out within queryTimeoutMs, then releases it: back to the pool,
    * or discarded when `work` failed (a failed statement may have left it mid-transaction or dead).
    * Give each statement of `work` its bound with bounded().

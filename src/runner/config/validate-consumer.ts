@@ -23,6 +23,7 @@ const SUBSCRIBE_OPTIONS: Record<Exclude<keyof SubscribeOptions, 'name'>, true> =
   ackPolicy: true,
   leaseRenewIntervalMs: true,
   dlq: true,
+  transactional: true,
 };
 export const SUBSCRIBE_KEYS = Object.keys(SUBSCRIBE_OPTIONS);
 export const CONSUMER_KEYS = ['handler', 'export', 'queues', 'processes', ...SUBSCRIBE_KEYS];

@@ -1,0 +1,203 @@
+import type pg from 'pg';
+
+import { NotInTransactionError } from '../errors.js';
+import type { ConsumeResult, OutcomeWrite } from '../instrumentation/middleware.js';
+import { transactionStatus } from '../producer/executor.js';
+import type { Statement } from '../util/statement.js';
+import type { StatementRunner } from '../util/statement-runner.js';
+import type { AckResult } from './acker.js';
+import type { DeliveryControls } from './decision.js';
+import type { DeliverySignal } from './delivery-signal.js';
+import type { Lease } from './lease.js';
+import { type MatchedPair, pairValues } from './sql.js';
+
+const ignore = (): void => undefined;
+
+/** One delivery's transaction as deliver() uses it (DeliveryTransaction; txoutbox/testing may bring its own). */
+export interface HandlerTransaction {
+  readonly client: pg.PoolClient;
+  /** The fenced ack and COMMIT, or ROLLBACK when the ack matched nothing; throws when it cannot commit (then ended). */
+  commitAck(lease: Lease): Promise<'deleted' | 'lease_lost'>;
+  /** Never throws. */
+  rollback(): Promise<void>;
+  /** Ends it now (the server rolls back). Idempotent, never throws. */
+  destroy(reason: unknown): void;
+}
+
+/** Where a transactional subscription's deliveries get their transactions, and where their acks are reported. */
+export interface DeliveryTransactions {
+  begin(): Promise<HandlerTransaction>;
+  /** An ack run in a transaction landed or was fenced off: what the acker's settle does (events, key wake-up, counts). */
+  settled(lease: Lease, durationSeconds: number, result: AckResult, written: ((result: OutcomeWrite) => void) | undefined): void;
+}
+
+/**
+ * The transaction of one delivery of a `transactional: true` subscription
+ * (architecture/transactional-consume.md): a connection checked out of the Outbox's pool for this
+ * delivery, `BEGIN` on it, handed to the handler as `ctx.client`.
+ *
+ * States:
+ *   open       BEGIN done; the handler runs its statements on `client`.
+ *   committed  the fenced ack DELETE matched the row and COMMIT returned: the handler's writes,
+ *              its follow-up publishes and the ack landed together.
+ *   ended      rolled back (a nack, a reject, a throw, or an ack that matched nothing: the lease
+ *              was lost and the newer holder's run is the only one whose effects may commit), or
+ *              its connection destroyed (a failed statement, an aborted delivery): the server
+ *              rolls back a transaction whose connection closed.
+ * The connection goes back to the pool exactly once, destroyed whenever it may be unusable.
+ * Every statement txoutbox sends here is bounded like its others (StatementRunner.bounded): a
+ * stuck COMMIT fails instead of holding the slot, and an aborted delivery (drain timeout, lease
+ * lost) destroys the connection at once, so a handler wedged inside its transaction cannot keep
+ * locks, a snapshot or stop() waiting.
+ */
+export class DeliveryTransaction implements HandlerTransaction {
+  readonly client: pg.PoolClient;
+  readonly #db: StatementRunner;
+  readonly #ack: Statement;
+  #released = false;
+
+  private constructor(db: StatementRunner, ack: Statement, client: pg.PoolClient) {
+    this.#db = db;
+    this.#ack = ack;
+    this.client = client;
+  }
+
+  /**
+   * A connection within queryTimeoutMs and BEGIN on it; throws (nothing held) when either fails.
+   * `ack` is the acker's fenced DELETE (sql.ts ackBatch), run here for one row.
+   */
+  static async begin(db: StatementRunner, ack: Statement): Promise<DeliveryTransaction> {
+    const client = await db.checkout();
+    // A connection that dies mid-statement also emits 'error' on its client: unheard, it would
+    // crash the process. The statement fails too, and that failure is what is reported.
+    client.on('error', ignore);
+    const transaction = new DeliveryTransaction(db, ack, client);
+    try {
+      await client.query(db.bounded({ text: 'BEGIN' }));
+    } catch (error) {
+      transaction.destroy(error);
+      throw error;
+    }
+    return transaction;
+  }
+
+  /**
+   * The ack, in the handler's transaction: the acker's fenced DELETE (by (id, token)) for this one
+   * row, then COMMIT; ROLLBACK when it matched nothing ('lease_lost'). Throws when the transaction
+   * cannot commit (the handler left it failed or ended it itself, a deferred constraint, a
+   * serialization failure, a dead connection): it is then ended and nothing of it committed,
+   * unless a COMMIT whose answer was lost did (then the row is gone too).
+   */
+  async commitAck(lease: Lease): Promise<'deleted' | 'lease_lost'> {
+    const status = transactionStatus(this.client);
+    if (status === 'E' || status === 'I') {
+      await this.rollback();
+      throw new NotInTransactionError(
+        status === 'E'
+          ? "ctx.client's transaction failed inside the handler (a statement error it caught), so nothing of it can commit; rolled back"
+          : "the handler ended ctx.client's transaction itself (COMMIT or ROLLBACK); txoutbox commits it, with the ack, after the handler returns",
+      );
+    }
+    try {
+      const result = await this.#db.runOn<MatchedPair>(this.client, this.#ack, pairValues([lease]));
+      if (result.rowCount === 0) {
+        await this.rollback();
+        return 'lease_lost';
+      }
+      await this.client.query(this.#db.bounded({ text: 'COMMIT' }));
+    } catch (error) {
+      this.destroy(error);
+      throw error;
+    }
+    this.#release(undefined);
+    return 'deleted';
+  }
+
+  /** ROLLBACK and back to the pool; the connection is destroyed when that fails. Never throws. */
+  async rollback(): Promise<void> {
+    if (this.#released) return;
+    try {
+      await this.client.query(this.#db.bounded({ text: 'ROLLBACK' }));
+      this.#release(undefined);
+    } catch (error) {
+      this.destroy(error);
+    }
+  }
+
+  /** Closes the connection (the server rolls the transaction back). Idempotent, never throws. */
+  destroy(reason: unknown): void {
+    this.#release(reason instanceof Error ? reason : new Error(String(reason)));
+  }
+
+  #release(error: Error | undefined): void {
+    if (this.#released) return;
+    this.#released = true;
+    // A destroyed connection may still emit 'error' while it closes: keep it heard.
+    if (error === undefined) this.client.removeListener('error', ignore);
+    try {
+      this.client.release(error ?? false);
+    } catch {
+      // A pool that already ended: the connection is closed with it.
+    }
+  }
+}
+
+/** What a transactional run did with its ack: set once its COMMIT (or its fenced-off ROLLBACK) returned. */
+export interface Committed {
+  result: 'deleted' | 'lease_lost' | undefined;
+}
+
+/**
+ * A transactional delivery's step of the consume chain: BEGIN, the handler (`run`) with the
+ * transaction as ctx.client, then the ack and COMMIT in it, or ROLLBACK for any other decision
+ * (its retry or terminal write follows outside, as for any delivery). A BEGIN or COMMIT that fails
+ * fails the run like a throwing handler (`fail`: retry or reject by the ack policy). An abort of
+ * the delivery (drain timeout, lease lost) destroys the connection at once: the handler's
+ * statements fail, nothing of it commits, no lock or snapshot outlives it.
+ */
+export async function runInTransaction(
+  transactions: DeliveryTransactions | undefined,
+  lease: Lease,
+  controls: DeliveryControls,
+  signal: DeliverySignal,
+  abandoned: () => boolean,
+  committed: Committed,
+  run: () => Promise<ConsumeResult>,
+  fail: (error: unknown, result: ConsumeResult | undefined) => ConsumeResult,
+): Promise<ConsumeResult> {
+  let transaction: HandlerTransaction;
+  try {
+    if (transactions === undefined) throw new Error('a transactional subscription without a transaction source');
+    transaction = await transactions.begin();
+  } catch (error) {
+    return fail(error, undefined);
+  }
+  controls.bindTransaction(transaction.client);
+  const aborted = signal.signal;
+  const onAbort = (): void => {
+    transaction.destroy(aborted.reason);
+  };
+  aborted.addEventListener('abort', onAbort, { once: true });
+  if (aborted.aborted) onAbort();
+  try {
+    const result = await run();
+    if (result.outcome.kind !== 'ack') {
+      await transaction.rollback();
+      return result;
+    }
+    // stop() stopped waiting: the pool may be gone; nothing is written (the row is redelivered).
+    if (abandoned()) {
+      transaction.destroy(new Error('shutdown: graceful timeout reached'));
+      return result;
+    }
+    try {
+      committed.result = await transaction.commitAck(lease);
+      return result;
+    } catch (error) {
+      return fail(error, result);
+    }
+  } finally {
+    aborted.removeEventListener('abort', onAbort);
+    transaction.destroy(new Error('transactional delivery ended without COMMIT or ROLLBACK'));
+  }
+}

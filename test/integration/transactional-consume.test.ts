@@ -1,0 +1,331 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+
+import pg from 'pg';
+
+import {
+  CAUSATION_ID_HEADER,
+  ConstantRetry,
+  type HandlerContext,
+  InvalidOptionError,
+  type Message,
+  NotInTransactionError,
+} from '../../src/index.js';
+import { useTestDatabase } from '../support/database.js';
+import { outboxFactory } from '../support/outboxes.js';
+import { publishCommitted, remaining } from '../support/publish.js';
+import { FAST_POLL, migratedOutbox } from '../support/subscriber-setup.js';
+import { inTransaction } from '../support/transaction.js';
+import { waitFor } from '../support/wait-for.js';
+
+const db = useTestDatabase(import.meta.url);
+const newOutbox = outboxFactory(db);
+const QUICK_RETRY = { retry: new ConstantRetry({ delayMs: 10, maxAttempts: 5 }) };
+
+/** A promise with its resolve, to hold a handler until the test lets it go. */
+function gate(): { promise: Promise<void>; open: () => void } {
+  let open!: () => void;
+  const promise = new Promise<void>((resolve) => (open = resolve));
+  return { promise, open };
+}
+
+/** A side table the handlers write to: one row per run that committed. */
+async function sideTable(name: string): Promise<string> {
+  await db.pool.query(`CREATE TABLE ${name} (message_id text NOT NULL, delivery int NOT NULL, holder text NOT NULL)`);
+  return name;
+}
+
+async function sideRows(table: string): Promise<{ message_id: string; delivery: number; holder: string }[]> {
+  const { rows } = await db.pool.query<{ message_id: string; delivery: number; holder: string }>(
+    `SELECT message_id, delivery, holder FROM ${table} ORDER BY delivery`,
+  );
+  return rows;
+}
+
+interface FollowUpRow {
+  id: string;
+  headers: Record<string, string>;
+  payload: Buffer;
+}
+
+async function followUps(table: string, queue: string): Promise<FollowUpRow[]> {
+  const { rows } = await db.pool.query<FollowUpRow>(`SELECT id, headers, payload FROM ${table} WHERE queue = $1 ORDER BY id`, [
+    queue,
+  ]);
+  return rows;
+}
+
+/** The handler's work: a side row and a follow-up, both in ctx.client's transaction. */
+async function writeEffects(side: string, holder: string, message: Message, ctx: HandlerContext): Promise<void> {
+  await ctx.client.query(`INSERT INTO ${side} (message_id, delivery, holder) VALUES ($1, $2, $3)`, [
+    message.id,
+    message.deliveriesCount,
+    holder,
+  ]);
+  await ctx.publish('tc.followup', { cause: message.id, holder });
+}
+
+describe('transactional consume', () => {
+  test('success: the side write, the follow-up (correlation-id, causation-id) and the ack commit together', async () => {
+    const table = 'tc_ok';
+    const side = await sideTable('tc_ok_side');
+    const { outbox, log } = await migratedOutbox(newOutbox, db.pool, table);
+    let seenInside: number | undefined;
+    outbox.subscribe(
+      'tc.work',
+      async (message, ctx) => {
+        await writeEffects(side, 'only', message, ctx);
+        // Not yet visible outside the transaction: nothing is committed before the ack.
+        seenInside = (await sideRows(side)).length;
+      },
+      { transactional: true, ...FAST_POLL },
+    );
+    outbox.start();
+    const [parentId] = await inTransaction(db.pool, async (client) => [
+      await outbox.publish(client, 'tc.work', { n: 1 }, { correlationId: 'conversation-1' }),
+    ]);
+    await log.waitFor('acked');
+    assert.equal(seenInside, 0, 'the handler ran uncommitted');
+    assert.equal(await remaining(db.pool, 'tc.work', table), 0, 'acked: the row is gone');
+    assert.deepEqual(
+      (await sideRows(side)).map((r) => r.message_id),
+      [parentId],
+    );
+    const [followUp, ...more] = await followUps(table, 'tc.followup');
+    assert.equal(more.length, 0);
+    assert.equal(followUp?.headers['correlation-id'], 'conversation-1', "the parent's correlation id");
+    assert.equal(followUp?.headers[CAUSATION_ID_HEADER], parentId, "causation-id: the parent's id");
+    assert.equal(log.of('lease_lost').length, 0);
+  });
+
+  test('a backend killed after the writes, before the commit: nothing of that run is left; the redelivery writes once', async () => {
+    const table = 'tc_crash';
+    const side = await sideTable('tc_crash_side');
+    const { outbox, log } = await migratedOutbox(newOutbox, db.pool, table);
+    const wrote = gate();
+    const release = gate();
+    let firstPid: number | undefined;
+    outbox.subscribe(
+      'tc.work',
+      async (message, ctx) => {
+        await writeEffects(side, 'any', message, ctx);
+        if (message.deliveriesCount === 1 && message.attemptsCount === 0) {
+          const { rows } = await ctx.client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid');
+          firstPid = rows[0]?.pid;
+          wrote.open();
+          await release.promise;
+        }
+      },
+      { transactional: true, ...QUICK_RETRY, ...FAST_POLL },
+    );
+    outbox.start();
+    const [id] = await publishCommitted(outbox, db.pool, 'tc.work', [{ n: 1 }]);
+    await wrote.promise;
+    // The crash: the server loses the delivery's connection mid-transaction, as when the process dies.
+    await db.pool.query('SELECT pg_terminate_backend($1)', [firstPid]);
+    await waitFor(async () => {
+      const { rows } = await db.pool.query('SELECT 1 FROM pg_stat_activity WHERE pid = $1', [firstPid]);
+      return rows.length === 0;
+    });
+    assert.deepEqual(await sideRows(side), [], 'the killed run wrote nothing');
+    assert.deepEqual(await followUps(table, 'tc.followup'), [], 'and published nothing');
+    assert.equal(await remaining(db.pool, 'tc.work', table), 1, 'the row is still there');
+    release.open();
+
+    await log.waitFor('acked');
+    const rows = await sideRows(side);
+    assert.equal(rows.length, 1, 'the redelivery wrote once');
+    assert.equal(rows[0]?.message_id, id);
+    assert.equal((await followUps(table, 'tc.followup')).length, 1, 'and published once');
+    assert.equal(await remaining(db.pool, 'tc.work', table), 0);
+  });
+
+  test('two holders racing on an expired lease: one set of effects; the stale run rolls back and reports lease_lost', async () => {
+    const table = 'tc_race';
+    const side = await sideTable('tc_race_side');
+    // Two instances with separate pools, as two processes would have.
+    const otherPool = new pg.Pool({ connectionString: db.url, max: 4 });
+    db.onCleanup(() => otherPool.end());
+    const stale = await migratedOutbox(newOutbox, db.pool, table);
+    const fresh = await migratedOutbox(newOutbox, otherPool, table);
+    const staleWrote = gate();
+    const staleGo = gate();
+    const options = { transactional: true, leaseTtlMs: 300, concurrency: 1, fetchBatchSize: 1, ...FAST_POLL } as const;
+    stale.outbox.subscribe(
+      'tc.work',
+      async (message, ctx) => {
+        await writeEffects(side, 'stale', message, ctx);
+        if (message.deliveriesCount > 1) return;
+        staleWrote.open();
+        await staleGo.promise; // outlives its 300 ms lease
+      },
+      options,
+    );
+    stale.outbox.start();
+    await publishCommitted(stale.outbox, db.pool, 'tc.work', [{ n: 1 }]);
+    await staleWrote.promise;
+
+    fresh.outbox.subscribe(
+      'tc.work',
+      async (message, ctx) => {
+        await writeEffects(side, 'fresh', message, ctx);
+      },
+      options,
+    );
+    fresh.outbox.start();
+    await waitFor(() => stale.log.of('acked').length + fresh.log.of('acked').length === 1, {
+      what: 'the re-claimed delivery committed',
+    });
+    staleGo.open();
+    const [lost] = await stale.log.waitFor('lease_lost');
+    assert.equal(lost?.phase, 'terminal');
+    assert.equal(lost?.deliveriesCount, 1, 'the first, stale, delivery is the one fenced off');
+
+    const rows = await sideRows(side);
+    assert.equal(rows.length, 1, 'one set of effects');
+    assert.ok(rows[0]!.delivery > 1, 'the newer holder’s');
+    assert.equal((await followUps(table, 'tc.followup')).length, 1, 'one follow-up');
+    const acks = [...stale.log.of('acked'), ...fresh.log.of('acked')];
+    assert.equal(acks.length, 1);
+    assert.equal(await remaining(db.pool, 'tc.work', table), 0);
+  });
+
+  test('a handler that throws after writing leaves nothing; the retry writes once', async () => {
+    const table = 'tc_throw';
+    const side = await sideTable('tc_throw_side');
+    const { outbox, log } = await migratedOutbox(newOutbox, db.pool, table);
+    outbox.subscribe(
+      'tc.work',
+      async (message, ctx) => {
+        await writeEffects(side, 'any', message, ctx);
+        if (message.attemptsCount === 0) throw new Error('after the writes');
+      },
+      { transactional: true, ...QUICK_RETRY, ...FAST_POLL },
+    );
+    outbox.start();
+    await publishCommitted(outbox, db.pool, 'tc.work', [{ n: 1 }]);
+    await log.waitFor('acked');
+    assert.equal(log.of('nacked_retried').length, 1);
+    const rows = await sideRows(side);
+    assert.deepEqual(
+      rows.map((r) => r.delivery),
+      [2],
+      'only the second run’s write: the first was rolled back',
+    );
+    assert.equal((await followUps(table, 'tc.followup')).length, 1);
+  });
+
+  test('reject() rolls the writes back and ends the row (DLQ)', async () => {
+    const table = 'tc_reject';
+    const side = await sideTable('tc_reject_side');
+    const { outbox, log } = await migratedOutbox(newOutbox, db.pool, table);
+    outbox.subscribe(
+      'tc.work',
+      async (message, ctx) => {
+        await writeEffects(side, 'any', message, ctx);
+        ctx.reject('not for us');
+      },
+      { transactional: true, ...FAST_POLL },
+    );
+    outbox.start();
+    await publishCommitted(outbox, db.pool, 'tc.work', [{ n: 1 }]);
+    await log.waitFor('dlq_written');
+    assert.deepEqual(await sideRows(side), []);
+    assert.deepEqual(await followUps(table, 'tc.followup'), []);
+    assert.equal(await remaining(db.pool, 'tc.work', table), 0);
+  });
+
+  test('a handler that leaves the transaction failed (a caught statement error) is retried, nothing committed', async () => {
+    const table = 'tc_failed_tx';
+    const side = await sideTable('tc_failed_tx_side');
+    const { outbox, log } = await migratedOutbox(newOutbox, db.pool, table);
+    outbox.subscribe(
+      'tc.work',
+      async (message, ctx) => {
+        await writeEffects(side, 'any', message, ctx);
+        if (message.attemptsCount === 0) await ctx.client.query('SELECT 1/0').catch(() => undefined);
+      },
+      { transactional: true, ...QUICK_RETRY, ...FAST_POLL },
+    );
+    outbox.start();
+    await publishCommitted(outbox, db.pool, 'tc.work', [{ n: 1 }]);
+    await log.waitFor('acked');
+    const [retried] = log.of('nacked_retried');
+    // Seen by the client's transaction status when its ReadyForQuery came in before the ack, else by
+    // the ack's DELETE failing in the aborted transaction: either way a failure, nothing committed.
+    assert.ok(['NotInTransactionError', 'DatabaseError'].includes(retried?.exceptionType ?? ''), retried?.exceptionType);
+    assert.deepEqual(
+      (await sideRows(side)).map((r) => r.delivery),
+      [2],
+    );
+  });
+
+  test('ordering keys: a transactional ack frees the key at once (the next row does not wait for a poll)', async () => {
+    const table = 'tc_keys';
+    const { outbox, log } = await migratedOutbox(newOutbox, db.pool, table);
+    const order: number[] = [];
+    outbox.subscribe(
+      'tc.keyed',
+      async (message, ctx) => {
+        order.push((message.body as { n: number }).n);
+        await ctx.client.query('SELECT 1');
+      },
+      // Polls 30 s apart: only the key's wake-up after the ack can bring the second row within the wait.
+      { transactional: true, concurrency: 4, minPollIntervalMs: 30_000, maxPollIntervalMs: 30_000, leaseTtlMs: 120_000 },
+    );
+    outbox.start();
+    await inTransaction(db.pool, async (client) => {
+      await outbox.publish(client, 'tc.keyed', { n: 1 }, { orderingKey: 'k' });
+      await outbox.publish(client, 'tc.keyed', { n: 2 }, { orderingKey: 'k' });
+    });
+    await log.waitFor('acked', 2);
+    assert.deepEqual(order, [1, 2]);
+  });
+
+  test('without transactional: ctx.client throws NotInTransactionError, ctx.publish commits on its own with the cause', async () => {
+    const table = 'tc_plain';
+    const { outbox, log } = await migratedOutbox(newOutbox, db.pool, table);
+    let clientError: unknown;
+    outbox.subscribe(
+      'tc.work',
+      async (message, ctx) => {
+        try {
+          await ctx.client.query('SELECT 1');
+        } catch (error) {
+          clientError = error;
+        }
+        await ctx.publish('tc.followup', { cause: message.id }, { headers: { extra: 'x' } });
+        assert.deepEqual(ctx.causedBy(), {
+          correlationId: message.correlationId,
+          headers: { [CAUSATION_ID_HEADER]: message.id },
+        });
+      },
+      FAST_POLL,
+    );
+    outbox.start();
+    const [id] = await publishCommitted(outbox, db.pool, 'tc.work', [{ n: 1 }]);
+    await log.waitFor('acked');
+    assert.ok(clientError instanceof NotInTransactionError);
+    const [followUp] = await followUps(table, 'tc.followup');
+    assert.equal(followUp?.headers[CAUSATION_ID_HEADER], id);
+    assert.equal(followUp?.headers.extra, 'x');
+  });
+
+  test('bad option values throw InvalidOptionError naming transactional; a pool too small for it is warned about', async () => {
+    const { outbox } = await migratedOutbox(newOutbox, db.pool, 'tc_options');
+    for (const value of ['yes', 1, {}]) {
+      assert.throws(
+        () => outbox.subscribe('tc.x', () => undefined, { transactional: value as unknown as boolean }),
+        (error: unknown) => error instanceof InvalidOptionError && error.option === 'transactional',
+      );
+    }
+    const smallPool = new pg.Pool({ connectionString: db.url, max: 3 });
+    db.onCleanup(() => smallPool.end());
+    const small = newOutbox({ pool: smallPool, table: 'tc_options' });
+    small.subscribe('tc.y', () => undefined, { transactional: true, concurrency: 1, name: 'fits' });
+    small.subscribe('tc.z', () => undefined, { transactional: true, concurrency: 4, name: 'too-many' });
+    const warnings = newOutbox.logger.messages('warn').filter((m) => m.includes('transactional subscription'));
+    assert.equal(warnings.length, 1);
+    assert.match(warnings[0]!, /concurrency 4 on a pool of 3 connections.*at least 6/);
+  });
+});

@@ -32,6 +32,7 @@ export const ENTRY_POINTS = {
   './opentelemetry': 'opentelemetry/index',
   './dashboard': 'dashboard/index',
   './relay': 'relay/index',
+  './testing': 'testing/index',
   './postgres': 'adapters/postgres/index',
   './kysely': 'adapters/kysely/index',
   './drizzle': 'adapters/drizzle/index',

@@ -13,6 +13,7 @@ export type TxOutboxErrorCode =
   | 'TABLE_IN_OTHER_SCHEMA'
   | 'NOT_IN_TRANSACTION'
   | 'UNENCODABLE_BODY'
+  | 'INVALID_BODY'
   | 'EMBEDDED_POSTGRES_FAILED'
   | 'OUTBOX_STOPPED'
   | 'MIDDLEWARE_FAILED'
@@ -21,7 +22,8 @@ export type TxOutboxErrorCode =
   | 'INVALID_CONFIG'
   | 'MISSING_PEER_DEPENDENCY'
   | 'SINK_REFUSED'
-  | 'SINK_UNAVAILABLE';
+  | 'SINK_UNAVAILABLE'
+  | 'DRAIN_LIMIT';
 
 export class TxOutboxError extends Error {
   readonly code: TxOutboxErrorCode;
@@ -184,6 +186,52 @@ export class NotInTransactionError extends TxOutboxError {
   }
 }
 
+/** One way a body fails its queue's schema: where (`items[0].qty`, `(root)`) and what the schema said. */
+export interface BodyIssue {
+  readonly path: string;
+  readonly message: string;
+}
+
+/** How many issues an InvalidBodyError's message lists (`issues` keeps them all). */
+const SHOWN_ISSUES = 10;
+
+/**
+ * A body does not match its queue's schema (the Outbox's `schemas` option; architecture/typed-events.md).
+ * At publish it is thrown before any INSERT: nothing was written, the caller's transaction is
+ * untouched. At consume it is what the DLQ's last_exception records for a row ended without
+ * running its handler.
+ */
+export class InvalidBodyError extends TxOutboxError {
+  readonly queue: string;
+  readonly phase: 'publish' | 'consume';
+  readonly issues: readonly BodyIssue[];
+  /** The row's id, at consume. */
+  readonly messageId: string | undefined;
+  readonly fix: string;
+
+  constructor(args: { queue: string; phase: 'publish' | 'consume'; issues: readonly BodyIssue[]; messageId?: string }) {
+    const listed = args.issues
+      .slice(0, SHOWN_ISSUES)
+      .map((issue) => `${issue.path}: ${issue.message}`)
+      .join('; ');
+    const more = args.issues.length > SHOWN_ISSUES ? ` (and ${args.issues.length - SHOWN_ISSUES} more)` : '';
+    const fix =
+      args.phase === 'publish'
+        ? `Pass a body that matches schemas[${JSON.stringify(args.queue)}]: nothing was inserted and your transaction can go on.`
+        : 'The row was ended without running the handler (into the DLQ as rejected). Fix the producer or the schema, then redrive it (`txoutbox dlq redrive`).';
+    const subject =
+      args.phase === 'publish'
+        ? `publish to ${JSON.stringify(args.queue)}`
+        : `message ${args.messageId ?? '?'} of ${JSON.stringify(args.queue)}`;
+    super('INVALID_BODY', `${subject}: the body does not match the queue's schema: ${listed}${more}. ${fix}`);
+    this.queue = args.queue;
+    this.phase = args.phase;
+    this.issues = args.issues;
+    this.messageId = args.messageId;
+    this.fix = fix;
+  }
+}
+
 /** The message body cannot be encoded (BigInt, cycle, function, …). */
 export class UnencodableBodyError extends TxOutboxError {
   constructor(message: string, cause?: unknown) {
@@ -335,4 +383,23 @@ export class ConfigError extends TxOutboxError {
 
 export function errorMessage(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
+}
+
+/**
+ * txoutbox/testing: drain() delivered `maxSteps` messages and rows were still due, so it stopped
+ * instead of looping forever (a handler that re-publishes into its own queue, a retry loop).
+ */
+export class DrainLimitError extends TxOutboxError {
+  readonly maxSteps: number;
+  /** Rows of subscribed queues still in the in-memory table when drain() gave up. */
+  readonly pending: number;
+
+  constructor(maxSteps: number, pending: number) {
+    super(
+      'DRAIN_LIMIT',
+      `drain() delivered ${maxSteps} messages and ${pending} row(s) are still due: a handler that keeps publishing into its own queue, or a retry that never ends? Fix: raise createTestOutbox({ maxDrainSteps }) if the test really needs more deliveries.`,
+    );
+    this.maxSteps = maxSteps;
+    this.pending = pending;
+  }
 }

@@ -10,10 +10,11 @@ export type {
 } from './dlq/dlq-options.js';
 export { REDRIVEN_FROM_HEADER, REDRIVEN_ORIGINAL_ID_HEADER, REDRIVEN_REASON_HEADER } from './dlq/dlq-sql.js';
 export { CAUSATION_ID_HEADER } from './envelope/headers.js';
-export type { DriftFinding, TxOutboxErrorCode } from './errors.js';
+export type { BodyIssue, DriftFinding, TxOutboxErrorCode } from './errors.js';
 export {
   CustomStatConflictError,
   EmbeddedPostgresError,
+  InvalidBodyError,
   InvalidIdentifierError,
   InvalidOptionError,
   MiddlewareError,
@@ -85,5 +86,14 @@ export type { ValidateSchemaOptions } from './schema/validate-schema.js';
 export type { CausedBy, Handler, HandlerContext, Message } from './subscriber/message.js';
 export type { RenderError } from './subscriber/render-error.js';
 export type { AckPolicy, SubscribeOptions } from './subscriber/subscription-options.js';
+export type { AnyQueues, BodyOf, PublishBody, QueueMap, QueueName, QueueSchemas } from './typed-events/queue-map.js';
+export type {
+  InferInput,
+  InferOutput,
+  StandardSchemaV1,
+  StandardSchemaV1Issue,
+  StandardSchemaV1Props,
+  StandardSchemaV1Result,
+} from './typed-events/standard-schema.js';
 export type { Logger } from './util/logger.js';
 export { consoleLogger } from './util/logger.js';

@@ -9,6 +9,8 @@ import { type Emit, resolveRecorders } from './instrumentation/recorders.js';
 import type { NotifyMode } from './producer/wake-after-commit.js';
 import { DEFAULT_TABLE, resolveSchemaNames, type SchemaNames } from './schema/schema-names.js';
 import { defaultRenderError, type RenderError } from './subscriber/render-error.js';
+import { type BodySchemas, resolveBodySchemas } from './typed-events/body-schemas.js';
+import type { AnyQueues, QueueSchemas } from './typed-events/queue-map.js';
 import { rejectUnknownOptions } from './util/known-options.js';
 import { consoleLogger, type Logger } from './util/logger.js';
 import { createOwnedPool, ownConnectionConfig, type OwnedPool } from './util/owned-pool.js';
@@ -101,7 +103,18 @@ export interface PoolOptions extends CommonOptions {
   readonly poolSize?: never;
 }
 
-export type OutboxOptions = ConnectionStringOptions | PoolOptions;
+/** The options of `new Outbox()`; Q and I are its queue maps (architecture/typed-events.md). */
+export type OutboxOptions<Q = AnyQueues, I = Q> = (ConnectionStringOptions | PoolOptions) & {
+  /**
+   * A Standard Schema (zod, valibot, arktype, …) per queue: publish() validates each body before
+   * its INSERT (an invalid one throws InvalidBodyError) and encodes the schema's output; consume
+   * validates each body before the handler runs (an invalid one ends as `rejected`, into the DLQ,
+   * with the issues as its exception) and hands the handler the output. Queues without a schema
+   * are not validated. Also types the Outbox when its type parameters are not given.
+   * @default none
+   */
+  readonly schemas?: QueueSchemas<Q, I>;
+};
 
 /** The options after validation: the only thing passed downstream. */
 export interface ResolvedOutboxOptions {
@@ -119,6 +132,8 @@ export interface ResolvedOutboxOptions {
   readonly renderError: RenderError;
   readonly listen: boolean;
   readonly notify: NotifyMode;
+  /** The `schemas` option validated; undefined when none (publish and consume then skip validation). */
+  readonly schemas: BodySchemas | undefined;
   /** How the LISTEN and NOTIFY connections are opened: the pool's server and credentials, with a connect timeout and keepalive. */
   readonly clientConfig: pg.ClientConfig;
 }
@@ -142,6 +157,7 @@ const KNOWN_OPTIONS = [
   'renderError',
   'listen',
   'notify',
+  'schemas',
 ];
 
 /**
@@ -270,6 +286,7 @@ export function resolveOutboxOptions(options: unknown): ResolvedOutboxOptions {
   ) {
     throw new InvalidOptionError({ option: 'customStatsLimit', value: customStatsLimit, expected: 'an integer >= 0' });
   }
+  const schemas = resolveBodySchemas(raw.schemas);
   const names = resolveSchemaNames(raw.table ?? DEFAULT_TABLE, raw.dlqTable);
   const resolvedLogger = logger ?? consoleLogger();
   const emit = resolveRecorders(raw.recorder, resolvedLogger);
@@ -297,6 +314,7 @@ export function resolveOutboxOptions(options: unknown): ResolvedOutboxOptions {
     renderError: (renderError as RenderError | undefined) ?? defaultRenderError,
     listen: listen ?? true,
     notify: notify ?? 'after-commit',
+    schemas,
     clientConfig: ownConnectionConfig(connectionString === undefined ? resolvedPool.options : { connectionString }),
   };
 }

@@ -27,6 +27,8 @@ import type { Handler } from './subscriber/message.js';
 import { buildSubscriberSql, type SubscriberSql } from './subscriber/sql.js';
 import { Subscription } from './subscriber/subscription.js';
 import { resolveSubscribeOptions, type SubscribeOptions, transactionalPoolWarning } from './subscriber/subscription-options.js';
+import type { AnyQueues, BodyOf, PublishBody, QueueMap, QueueName } from './typed-events/queue-map.js';
+import { validatingHandler } from './typed-events/validating-handler.js';
 import { beforeDeadline, CLOSE_TIMEOUT_MS } from './util/deadline.js';
 import { statement } from './util/statement.js';
 import { StatementRunner } from './util/statement-runner.js';
@@ -68,8 +70,15 @@ export const STALL_QUERY_TIMEOUTS = 3;
  * await outbox.publish(client, 'order.created', { orderId });
  * await client.query('COMMIT');
  * ```
+ *
+ * Typed: `new Outbox<AppEvents>({ … })` with a queue map (`interface AppEvents { 'order.created':
+ * { orderId: string } }`), or `new Outbox({ …, schemas: { 'order.created': zodSchema } })`, which
+ * also validates bodies at run time. Then publish, publishBatch, cancelTimer, subscribe and relay
+ * check queue names and bodies at compile time, and handlers get typed bodies
+ * (architecture/typed-events.md). Q is the body handlers get, I the body publish accepts (they
+ * differ only when a schema transforms the body). Without either, every queue and body is accepted.
  */
-export class Outbox {
+export class Outbox<Q extends QueueMap = AnyQueues, I extends QueueMap = Q> {
   readonly #options: ResolvedOutboxOptions;
   readonly #producer: ProducerContext;
   readonly #notifier: WakeNotifier;
@@ -90,7 +99,7 @@ export class Outbox {
   #state: 'running' | 'draining' | 'closed' = 'running';
   #stopping: Promise<void> | undefined;
 
-  constructor(options: OutboxOptions) {
+  constructor(options: OutboxOptions<Q, I>) {
     this.#options = resolveOutboxOptions(options);
     // Opens its connection on the first after-commit wake-up, so an Outbox that never publishes has none.
     this.#notifier = new WakeNotifier({
@@ -110,6 +119,7 @@ export class Outbox {
       emit: this.#options.emit,
       notify: this.#options.notify,
       notifier: this.#notifier,
+      schemas: this.#options.schemas,
     };
     this.#subscriberSql = buildSubscriberSql(this.#options.names);
     this.#sinks = new RelaySinks(this.#options.logger);
@@ -218,16 +228,26 @@ export class Outbox {
    * BEGIN, or another data layer's transaction wrapped by its adapter (`fromKysely(trx)`, …). It
    * commits or rolls back with your data. Returns the row id, or null when `timerId` is taken.
    */
-  async publish(executor: TransactionTarget, queue: string, body: unknown, options?: PublishOptions): Promise<string | null> {
+  async publish<K extends QueueName<Q>>(
+    executor: TransactionTarget,
+    queue: K,
+    body: PublishBody<I, K>,
+    options?: PublishOptions,
+  ): Promise<string | null> {
+    return await this.#publishAny(executor, queue, body, options);
+  }
+
+  /** publish() without the queue map's types: for calls whose queue is only known at run time (ctx.publish). */
+  async #publishAny(executor: TransactionTarget, queue: string, body: unknown, options?: PublishOptions): Promise<string | null> {
     this.#assertOpen('publish');
     return await publish(this.#producer, executor, queue, body, options);
   }
 
   /** Inserts many messages to one queue in one statement, through your transaction's client. */
-  async publishBatch(
+  async publishBatch<K extends QueueName<Q>>(
     executor: TransactionTarget,
-    queue: string,
-    bodies: readonly unknown[],
+    queue: K,
+    bodies: readonly PublishBody<I, K>[],
     options?: PublishBatchOptions,
   ): Promise<string[]> {
     this.#assertOpen('publishBatch');
@@ -238,7 +258,7 @@ export class Outbox {
    * Deletes the pending row of (queue, timerId). Returns false when there is none or when it is
    * leased (its handler is already running). Durable when your transaction commits.
    */
-  async cancelTimer(executor: TransactionTarget, queue: string, timerId: string): Promise<boolean> {
+  async cancelTimer(executor: TransactionTarget, queue: QueueName<Q>, timerId: string): Promise<boolean> {
     this.#assertOpen('cancelTimer');
     return await cancelTimer(this.#producer, executor, queue, timerId);
   }
@@ -297,8 +317,29 @@ export class Outbox {
   /**
    * Consumes `queues` with `handler`: returning acks (the row is deleted), throwing retries by the
    * strategy, ctx.reject() ends the row. Runs once start() was called (at once if it was).
+   * With a queue map, `message.body` has the type of the queue's entry (a union for several
+   * queues); with a schema for the queue, it is the schema's output, and a body the schema refuses
+   * ends as `rejected` (into the DLQ) without running the handler.
    */
-  subscribe<T = unknown>(queues: string | readonly string[], handler: Handler<T>, options?: SubscribeOptions): SubscriptionInfo {
+  subscribe<K extends QueueName<Q>>(
+    queues: K | readonly K[],
+    handler: Handler<BodyOf<Q, K>>,
+    options?: SubscribeOptions,
+  ): SubscriptionInfo;
+  /**
+   * 0.1's form, for an Outbox without a queue map: `subscribe<Order>(…)` asserts the body type
+   * (unchecked). An Outbox with a queue map refuses it: its bodies are typed by the map.
+   */
+  subscribe<T>(
+    queues: string extends QueueName<Q> ? string | readonly string[] : never,
+    handler: Handler<T>,
+    options?: SubscribeOptions,
+  ): SubscriptionInfo;
+  subscribe(queues: string | readonly string[], handler: Handler<never>, options?: SubscribeOptions): SubscriptionInfo {
+    return this.#subscribeAny(queues, handler as Handler, options);
+  }
+
+  #subscribeAny(queues: string | readonly string[], handler: Handler, options?: SubscribeOptions): SubscriptionInfo {
     this.#assertRunning('subscribe');
     const resolved = resolveSubscribeOptions(queues, handler, options, this.#options.names.dlq !== undefined);
     const { logger } = this.#options;
@@ -312,7 +353,8 @@ export class Outbox {
         'another subscription of this Outbox already serves these queues: they will compete for the same rows',
       );
     }
-    const subscription = new Subscription(resolved, handler as Handler, {
+    const validated = validatingHandler(handler, this.#options.schemas, resolved.queues);
+    const subscription = new Subscription(resolved, validated, {
       db: this.#statements,
       sql: this.#subscriberSql,
       logger,
@@ -325,7 +367,7 @@ export class Outbox {
       tally: this.#tally,
       // ctx.publish: through the delivery's transaction, or on its own through the pool.
       followUp: (client, queue, body, publishOptions) =>
-        this.publish(
+        this.#publishAny(
           client ?? this.#options.pool,
           queue,
           body,
@@ -345,7 +387,7 @@ export class Outbox {
    * without giving up (RELAY_DEFAULTS). Rows of one orderingKey are sent one at a time, in order.
    * ping() reports a sink whose check() says its broker is down; stop() closes the sink.
    */
-  relay(queues: string | readonly string[], sink: RelaySink, options?: RelayOptions): SubscriptionInfo {
+  relay(queues: QueueName<Q> | readonly QueueName<Q>[], sink: RelaySink, options?: RelayOptions): SubscriptionInfo {
     this.#assertRunning('relay');
     const valid = validateSink(sink);
     const subscribeOptions = relaySubscribeOptions(valid, options);
@@ -355,7 +397,7 @@ export class Outbox {
       subscriber: subscribeOptions.name,
       emit: this.#options.emit,
     });
-    const info = this.subscribe(queues, handler, subscribeOptions);
+    const info = this.#subscribeAny(queues, handler, subscribeOptions);
     this.#sinks.add(valid);
     return info;
   }

@@ -4,7 +4,8 @@ import { CORRELATION_ID_HEADER } from '../envelope/headers.js';
 import { InvalidOptionError } from '../errors.js';
 import type { MiddlewareChain } from '../instrumentation/middleware-chain.js';
 import type { Emit } from '../instrumentation/recorders.js';
-import { assertTransactional } from './executor.js';
+import { type BodySchemas, checkPublishedBodies, checkPublishedBody, isPromise } from '../typed-events/body-schemas.js';
+import { assertTransactional, type TransactionTarget } from './executor.js';
 import { observePublish, type PublishScope } from './observe-publish.js';
 import {
   type PublishBatchOptions,
@@ -29,6 +30,8 @@ export interface ProducerContext {
   /** How publishes wake listeners (architecture/decisions/0004-wake-up-after-commit.md). */
   readonly notify: NotifyMode;
   readonly notifier: WakeNotifier;
+  /** The Outbox's `schemas`; undefined when it has none (then no body is validated, at no cost). */
+  readonly schemas: BodySchemas | undefined;
 }
 
 /** The most rows one publishBatch() may insert: bounds the statement's memory on both ends. */
@@ -49,7 +52,7 @@ function asError(error: unknown): Error {
 }
 
 /**
- * A publish that failed before its INSERT (an unencodable body) still runs through the publish
+ * A publish that failed before its INSERT (an unencodable or invalid body) still runs through the publish
  * middlewares, with an insert that rejects: their error counts and spans include it, and the
  * `published` error event is emitted once, by observePublish. Always rejects with `error`.
  */
@@ -74,6 +77,17 @@ export async function publish(
   const resolved = resolvePublishOptions(options, false);
   assertTransactional('publish', executor, resolved.autocommit);
   const validQueue = validateQueue(queue);
+  const schema = ctx.schemas?.get(validQueue);
+  if (schema !== undefined) {
+    // Before any statement: an invalid body leaves the caller's transaction untouched.
+    const pending = checkPublishedBody(schema, validQueue, body);
+    const check = isPromise(pending) ? await pending : pending;
+    if (!check.ok) {
+      const scope = { queue: validQueue, messageCount: 1, batch: false, correlationId: resolved.correlationId };
+      return await failBeforeInsert(ctx, scope, check.error);
+    }
+    body = check.value;
+  }
   let encoded: { payload: Buffer; headers: Record<string, string> };
   try {
     const { payload, contentType } = encodeBody(body);
@@ -144,6 +158,27 @@ export async function publishBatch(
     });
   }
   if (bodies.length === 0) return [];
+  const schema = ctx.schemas?.get(validQueue);
+  if (schema !== undefined) {
+    // Every body, before any statement: an invalid one leaves the caller's transaction untouched.
+    const check = await checkPublishedBodies(schema, validQueue, bodies);
+    if (!check.ok) {
+      const scope = { queue: validQueue, messageCount: bodies.length, batch: true, correlationId: resolved.correlationId };
+      return await failBeforeInsert(ctx, scope, check.error);
+    }
+    return await insertBatch(ctx, executor, validQueue, check.value as unknown[], resolved);
+  }
+  return await insertBatch(ctx, executor, validQueue, bodies, resolved);
+}
+
+/** publishBatch once its bodies are final: encodes them and inserts them in one statement. */
+async function insertBatch(
+  ctx: ProducerContext,
+  executor: TransactionTarget,
+  validQueue: string,
+  bodies: readonly unknown[],
+  resolved: ResolvedPublishOptions,
+): Promise<string[]> {
   const messages: { payload: Buffer; headers: Record<string, string> }[] = [];
   let sizeBytes = 0;
   try {

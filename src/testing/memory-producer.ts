@@ -1,0 +1,222 @@
+import { buildHeaders, withInjectedHeaders } from '../envelope/build-headers.js';
+import { encodeBody } from '../envelope/encode-body.js';
+import { CORRELATION_ID_HEADER } from '../envelope/headers.js';
+import { InvalidOptionError } from '../errors.js';
+import type { MiddlewareChain } from '../instrumentation/middleware-chain.js';
+import type { Emit } from '../instrumentation/recorders.js';
+import { observePublish, type PublishScope } from '../producer/observe-publish.js';
+import { MAX_BATCH_SIZE } from '../producer/publish.js';
+import {
+  type PublishBatchOptions,
+  type PublishOptions,
+  type ResolvedPublishOptions,
+  resolvePublishOptions,
+  validateQueue,
+} from '../producer/publish-options.js';
+import type { TestClock } from './clock.js';
+import type { MemoryRow } from './memory-row.js';
+import type { MemoryTable } from './memory-table.js';
+import type { TestTransaction } from './test-transaction.js';
+
+/** Runs one producer call's writes in a transaction: the caller's, or one of its own (autocommit). */
+export type InTransaction = <T>(write: (transaction: TestTransaction) => T) => Promise<T>;
+
+export interface MemoryProducerContext {
+  readonly table: MemoryTable;
+  readonly clock: TestClock;
+  readonly middlewares: MiddlewareChain;
+  readonly emit: Emit;
+  /** Every transaction not yet ended: a timerId staged in one is taken for all (the unique index). */
+  readonly openTransactions: () => Iterable<TestTransaction>;
+  /** Checks the target as the real producer does (NotInTransactionError) and returns how to write through it. */
+  readonly transactionOf: (operation: string, target: unknown, autocommit: boolean) => InTransaction;
+}
+
+interface Encoded {
+  readonly payload: Buffer;
+  readonly headers: Record<string, string>;
+}
+
+/** A publish that failed before its insert still runs the publish middlewares and emits its error event. */
+async function failBeforeInsert(
+  ctx: MemoryProducerContext,
+  scope: Omit<PublishScope, 'sizeBytes'>,
+  error: unknown,
+): Promise<never> {
+  const failure = error instanceof Error ? error : new Error(String(error));
+  await observePublish(ctx.middlewares, ctx.emit, { ...scope, sizeBytes: 0 }, () => Promise.reject(failure));
+  throw failure;
+}
+
+/** The row's first due time: the publish's own, but never before its key's previous row (keyedNextAttempt). */
+function nextAttemptAt(resolved: ResolvedPublishOptions, nowMs: number, previousOfKey: MemoryRow | undefined): number {
+  const own = resolved.activateAt?.getTime() ?? nowMs + (resolved.activateInMs ?? 0);
+  return previousOfKey === undefined ? own : Math.max(own, previousOfKey.nextAttemptAt);
+}
+
+function lastOfKey(rows: readonly MemoryRow[], queue: string, key: string | undefined): MemoryRow | undefined {
+  if (key === undefined) return undefined;
+  return rows.filter((row) => row.queue === queue && row.orderingKey === key).at(-1);
+}
+
+function newRow(
+  ctx: MemoryProducerContext,
+  queue: string,
+  encoded: Encoded,
+  injected: Readonly<Record<string, string>>,
+  resolved: ResolvedPublishOptions,
+  previousOfKey: MemoryRow | undefined,
+): MemoryRow {
+  const nowMs = ctx.clock.nowMs();
+  return {
+    seq: ctx.table.drawSeq(),
+    queue,
+    payload: encoded.payload,
+    headers: JSON.parse(withInjectedHeaders(encoded.headers, injected)) as Record<string, string>,
+    createdAt: nowMs,
+    nextAttemptAt: nextAttemptAt(resolved, nowMs, previousOfKey),
+    firstAttemptAt: null,
+    lastAttemptAt: null,
+    attemptsCount: 0,
+    deliveriesCount: 0,
+    acquiredAt: null,
+    timerId: resolved.timerId ?? null,
+    orderingKey: resolved.orderingKey ?? null,
+    lastException: null,
+    lastExceptionType: null,
+  };
+}
+
+/** The unique index on (queue, timer_id): a committed row this transaction does not delete, or any open transaction's insert. */
+function timerTaken(ctx: MemoryProducerContext, transaction: TestTransaction, queue: string, timerId: string): boolean {
+  const same = (row: MemoryRow) => row.queue === queue && row.timerId === timerId;
+  if (ctx.table.rows().some((row) => same(row) && !transaction.deletes(row.seq))) return true;
+  for (const open of ctx.openTransactions()) if (open.inserted.some(same)) return true;
+  return false;
+}
+
+/** publish() of the test outbox: the real option checks, envelope and middlewares, an in-memory insert. */
+export async function memoryPublish(
+  ctx: MemoryProducerContext,
+  target: unknown,
+  queue: unknown,
+  body: unknown,
+  options?: PublishOptions,
+): Promise<string | null> {
+  const resolved = resolvePublishOptions(options, false);
+  const inTransaction = ctx.transactionOf('publish', target, resolved.autocommit);
+  const validQueue = validateQueue(queue);
+  let encoded: Encoded;
+  try {
+    const { payload, contentType } = encodeBody(body);
+    encoded = {
+      payload,
+      headers: buildHeaders({ headers: resolved.headers, contentType, correlationId: resolved.correlationId }),
+    };
+  } catch (error) {
+    return await failBeforeInsert(
+      ctx,
+      { queue: validQueue, messageCount: 1, batch: false, correlationId: resolved.correlationId },
+      error,
+    );
+  }
+  const scope = {
+    queue: validQueue,
+    messageCount: 1,
+    batch: false,
+    sizeBytes: encoded.payload.length,
+    correlationId: encoded.headers[CORRELATION_ID_HEADER],
+  };
+  const { ids } = await observePublish(ctx.middlewares, ctx.emit, scope, (injected) =>
+    inTransaction((transaction) => {
+      if (resolved.timerId !== undefined && timerTaken(ctx, transaction, validQueue, resolved.timerId)) {
+        return { ids: [null], inserted: 0 };
+      }
+      const previous = lastOfKey(transaction.visibleRows(), validQueue, resolved.orderingKey);
+      const row = newRow(ctx, validQueue, encoded, injected, resolved, previous);
+      transaction.insert(row);
+      return { ids: [String(row.seq)], inserted: 1 };
+    }),
+  );
+  return ids[0] ?? null;
+}
+
+/** publishBatch() of the test outbox: every row or none, in the order of `bodies`. */
+export async function memoryPublishBatch(
+  ctx: MemoryProducerContext,
+  target: unknown,
+  queue: unknown,
+  bodies: unknown,
+  options?: PublishBatchOptions,
+): Promise<string[]> {
+  const resolved = resolvePublishOptions(options, true);
+  const inTransaction = ctx.transactionOf('publishBatch', target, resolved.autocommit);
+  const validQueue = validateQueue(queue);
+  if (!Array.isArray(bodies)) {
+    throw new InvalidOptionError({ option: 'bodies', value: bodies, expected: 'an array of message bodies' });
+  }
+  if (bodies.length > MAX_BATCH_SIZE) {
+    throw new InvalidOptionError({
+      option: 'bodies',
+      value: `${bodies.length} bodies`,
+      expected: `at most ${MAX_BATCH_SIZE} bodies per publishBatch()`,
+      fix: 'Split the batch; several publishBatch() calls in one transaction are still atomic.',
+    });
+  }
+  if (bodies.length === 0) return [];
+  const messages: Encoded[] = [];
+  let sizeBytes = 0;
+  try {
+    for (const body of bodies) {
+      const { payload, contentType } = encodeBody(body);
+      messages.push({
+        payload,
+        headers: buildHeaders({ headers: resolved.headers, contentType, correlationId: resolved.correlationId }),
+      });
+      sizeBytes += payload.length;
+    }
+  } catch (error) {
+    const scope = { queue: validQueue, messageCount: bodies.length, batch: true, correlationId: resolved.correlationId };
+    return await failBeforeInsert(ctx, scope, error);
+  }
+  const scope = {
+    queue: validQueue,
+    messageCount: bodies.length,
+    batch: true,
+    sizeBytes,
+    correlationId: resolved.correlationId ?? resolved.headers[CORRELATION_ID_HEADER],
+  };
+  const { ids } = await observePublish(ctx.middlewares, ctx.emit, scope, (injected) =>
+    inTransaction((transaction) => {
+      // One statement: every row inherits from the key's last row before it, not from each other.
+      const previous = lastOfKey(transaction.visibleRows(), validQueue, resolved.orderingKey);
+      const rows = messages.map((message) => newRow(ctx, validQueue, message, injected, resolved, previous));
+      for (const row of rows) transaction.insert(row);
+      return { ids: rows.map((row) => String(row.seq)), inserted: rows.length };
+    }),
+  );
+  return ids as string[];
+}
+
+/** cancelTimer() of the test outbox: deletes the unleased row of (queue, timerId) the transaction sees. */
+export async function memoryCancelTimer(
+  ctx: MemoryProducerContext,
+  target: unknown,
+  queue: unknown,
+  timerId: unknown,
+): Promise<boolean> {
+  const inTransaction = ctx.transactionOf('cancelTimer', target, true);
+  const validQueue = validateQueue(queue);
+  if (typeof timerId !== 'string' || timerId.length === 0) {
+    throw new InvalidOptionError({ option: 'timerId', value: timerId, expected: 'a non-empty string' });
+  }
+  return await inTransaction((transaction) => {
+    const row = transaction
+      .visibleRows()
+      .find((candidate) => candidate.queue === validQueue && candidate.timerId === timerId && candidate.acquiredAt === null);
+    // A row another open transaction is deleting would make PostgreSQL wait for it; here it counts as gone.
+    if (row === undefined || ctx.table.isLocked(row.seq)) return false;
+    transaction.delete(row);
+    return true;
+  });
+}

@@ -1,0 +1,170 @@
+import type { MemoryRow } from './memory-row.js';
+
+const bySeq = (a: MemoryRow, b: MemoryRow): number => a.seq - b.seq;
+
+/** The claim's order: (next_attempt_at, id), as the ready index is walked. */
+const byTurn = (a: MemoryRow, b: MemoryRow): number => a.nextAttemptAt - b.nextAttemptAt || a.seq - b.seq;
+
+/**
+ * The committed rows of the in-memory outbox, and the rules the real table's statements apply to
+ * them (src/subscriber/sql.ts, src/producer/sql.ts), each named after the SQL it stands for.
+ * Writes of open transactions are not here: they are staged in their TestTransaction and land at
+ * its commit.
+ */
+export class MemoryTable {
+  readonly #rows = new Map<number, MemoryRow>();
+  /**
+   * Rows an open transaction is deleting (cancelTimer): a claim skips them, as the claim's
+   * FOR UPDATE SKIP LOCKED skips a row another transaction holds locked.
+   */
+  readonly #locked = new Set<number>();
+  #lastSeq = 0;
+
+  /** The next id, drawn at publish like the identity column's (a rolled-back publish leaves a gap). */
+  drawSeq(): number {
+    this.#lastSeq += 1;
+    return this.#lastSeq;
+  }
+
+  /** Every committed row, in id order. */
+  rows(): MemoryRow[] {
+    return [...this.#rows.values()].sort(bySeq);
+  }
+
+  get(seq: number): MemoryRow | undefined {
+    return this.#rows.get(seq);
+  }
+
+  insert(row: MemoryRow): void {
+    this.#rows.set(row.seq, row);
+  }
+
+  delete(seq: number): MemoryRow | undefined {
+    const row = this.#rows.get(seq);
+    this.#rows.delete(seq);
+    this.#locked.delete(seq);
+    return row;
+  }
+
+  lock(seq: number): void {
+    this.#locked.add(seq);
+  }
+
+  unlock(seq: number): void {
+    this.#locked.delete(seq);
+  }
+
+  isLocked(seq: number): boolean {
+    return this.#locked.has(seq);
+  }
+
+  /**
+   * keyTurn: a keyed row is claimable only when no older row of its key is left in the table
+   * (leased, scheduled, delayed or locked alike): rows leave the table when they end, so the
+   * oldest left is the one whose turn it is.
+   */
+  #keyTurn(row: MemoryRow): boolean {
+    if (row.orderingKey === null) return true;
+    for (const other of this.#rows.values()) {
+      if (other.seq < row.seq && other.queue === row.queue && other.orderingKey === row.orderingKey) return false;
+    }
+    return true;
+  }
+
+  /** The ready branch of the claim: the first unleased, unlocked, due row of `queues` whose key's turn it is. */
+  nextDue(queues: ReadonlySet<string>, nowMs: number): MemoryRow | undefined {
+    return this.rows()
+      .filter(
+        (row) =>
+          queues.has(row.queue) &&
+          row.acquiredAt === null &&
+          !this.#locked.has(row.seq) &&
+          row.nextAttemptAt <= nowMs &&
+          this.#keyTurn(row),
+      )
+      .sort(byTurn)[0];
+  }
+
+  /**
+   * The earliest next_attempt_at after `afterMs` among unleased rows of `queues`: what
+   * drain({ advanceClock: true }) moves the clock to. Rows due already but waiting for their key
+   * do not count: time alone will not make them claimable.
+   */
+  nextScheduledAt(queues: ReadonlySet<string>, afterMs: number): number | undefined {
+    let at: number | undefined;
+    for (const row of this.#rows.values()) {
+      if (!queues.has(row.queue) || row.acquiredAt !== null || this.#locked.has(row.seq)) continue;
+      if (row.nextAttemptAt <= afterMs) continue;
+      if (at === undefined || row.nextAttemptAt < at) at = row.nextAttemptAt;
+    }
+    return at;
+  }
+
+  /** Rows of `queues` still in the table. */
+  pending(queues: ReadonlySet<string>): number {
+    let count = 0;
+    for (const row of this.#rows.values()) if (queues.has(row.queue)) count += 1;
+    return count;
+  }
+
+  /** The claim's UPDATE: stamps the lease and counts the delivery. */
+  claim(row: MemoryRow, nowMs: number): void {
+    row.acquiredAt = nowMs;
+    row.deliveriesCount += 1;
+  }
+
+  /**
+   * The retry statement: reschedules the row by the clock, counts the failed run, keeps the error
+   * it reported (a nack without one keeps the row's), clears the lease, and pushes its key's
+   * waiting rows to its own next attempt (waitingRowsPushed).
+   */
+  retry(
+    row: MemoryRow,
+    write: {
+      nextAttemptAt: number;
+      firstAttemptAt: number;
+      lastAttemptAt: number;
+      exceptionType: string | null;
+      exception: string | null;
+    },
+  ): void {
+    row.nextAttemptAt = write.nextAttemptAt;
+    row.attemptsCount += 1;
+    row.firstAttemptAt ??= write.firstAttemptAt;
+    row.lastAttemptAt = write.lastAttemptAt;
+    row.lastExceptionType = write.exceptionType ?? row.lastExceptionType;
+    row.lastException = write.exception ?? row.lastException;
+    row.acquiredAt = null;
+    if (row.orderingKey === null) return;
+    for (const waiting of this.#rows.values()) {
+      if (
+        waiting.queue === row.queue &&
+        waiting.orderingKey === row.orderingKey &&
+        waiting.seq > row.seq &&
+        waiting.acquiredAt === null &&
+        waiting.nextAttemptAt < row.nextAttemptAt
+      ) {
+        waiting.nextAttemptAt = row.nextAttemptAt;
+      }
+    }
+  }
+
+  /**
+   * cancelTimer's `released`: a cancelled keyed timer gives back the time its key's younger rows
+   * inherited from it (they are due now, not when the timer would have fired).
+   */
+  releaseInherited(cancelled: MemoryRow, nowMs: number): void {
+    if (cancelled.orderingKey === null || cancelled.nextAttemptAt <= nowMs) return;
+    for (const waiting of this.#rows.values()) {
+      if (
+        waiting.queue === cancelled.queue &&
+        waiting.orderingKey === cancelled.orderingKey &&
+        waiting.seq > cancelled.seq &&
+        waiting.acquiredAt === null &&
+        waiting.nextAttemptAt === cancelled.nextAttemptAt
+      ) {
+        waiting.nextAttemptAt = nowMs;
+      }
+    }
+  }
+}

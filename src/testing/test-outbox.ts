@@ -1,0 +1,393 @@
+import { randomUUID } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
+
+import type { DeadLetter } from '../dlq/dead-letter-row.js';
+import { CORRELATION_ID_HEADER } from '../envelope/headers.js';
+import { DrainLimitError, InvalidOptionError, NotInTransactionError, OutboxStoppedError } from '../errors.js';
+import type { OutboxEvent } from '../instrumentation/events.js';
+import type { SubscriptionInfo } from '../outbox.js';
+import type { TransactionTarget } from '../producer/executor.js';
+import { type FetchUnprocessedOptions, MAX_FETCH_UNPROCESSED } from '../producer/fetch-unprocessed.js';
+import type { OutboxRow } from '../producer/outbox-row.js';
+import type { PublishBatchOptions, PublishOptions } from '../producer/publish-options.js';
+import { validateQueue } from '../producer/publish-options.js';
+import { deliver, type DeliverDeps } from '../subscriber/deliver.js';
+import { DeliverySignal } from '../subscriber/delivery-signal.js';
+import type { Lease } from '../subscriber/lease.js';
+import type { Handler } from '../subscriber/message.js';
+import { resolveSubscribeOptions, type SubscribeOptions } from '../subscriber/subscription-options.js';
+import { TestClock } from './clock.js';
+import { type AckedRecord, MemoryOutcomes, type OutcomeRecords, type RetriedRecord } from './memory-outcomes.js';
+import {
+  type InTransaction,
+  memoryCancelTimer,
+  type MemoryProducerContext,
+  memoryPublish,
+  memoryPublishBatch,
+} from './memory-producer.js';
+import { inspectBody, type MemoryRow, toClaimedRecord, toOutboxRow } from './memory-row.js';
+import { MemoryTable } from './memory-table.js';
+import { type ResolvedTestOutboxOptions, resolveTestOutboxOptions, type TestOutboxOptions } from './test-outbox-options.js';
+import { TestTransaction } from './test-transaction.js';
+
+/** A committed message, as published. */
+export interface PublishedRecord {
+  readonly id: string;
+  readonly queue: string;
+  /** Decoded by content type, as the handler will see it. */
+  readonly body: unknown;
+  readonly headers: Readonly<Record<string, string>>;
+  readonly correlationId: string;
+  readonly orderingKey: string | null;
+  readonly timerId: string | null;
+  /** When it is first due, by the test clock. */
+  readonly nextAttemptAt: Date;
+  readonly publishedAt: Date;
+}
+
+export interface DrainOptions {
+  /**
+   * When nothing is due, move the clock to the next scheduled row (a retry, a delayed message, a
+   * timer) and go on, until no row of a subscribed queue is left or none can become due by time.
+   * @default false: only what is due at the current clock runs
+   */
+  readonly advanceClock?: boolean;
+  /** Deliveries this drain makes at most before it throws DrainLimitError. @default the outbox's maxDrainSteps */
+  readonly maxSteps?: number;
+}
+
+export interface DrainResult {
+  /** Deliveries made (handler runs, plus rows ended by maxDeliveries without one). */
+  readonly delivered: number;
+  /** The clock when the drain ended. */
+  readonly now: Date;
+}
+
+interface MemorySubscription {
+  readonly queues: ReadonlySet<string>;
+  readonly deps: DeliverDeps;
+}
+
+/**
+ * An outbox in memory with the public surface a handler-level test needs: publish, publishBatch,
+ * cancelTimer, fetchUnprocessed, subscribe, start, stop, recorders and middlewares, with
+ * transactions of its own and a clock that moves only when told. Deliveries run through the real
+ * delivery path (src/subscriber/deliver.ts: the ack policy, the middleware chain, the retry
+ * strategy, maxDeliveries), on a table that applies the claim's rules (per-key turns, due times,
+ * timers). What is and is not simulated: architecture/testing.md. A contract suite
+ * (test/contract/) runs the same scenarios against it and against PostgreSQL.
+ */
+export class TestOutbox {
+  /** The clock every time of this outbox is read from: advance() it to make delays and retries due. */
+  readonly clock: TestClock;
+  readonly #options: ResolvedTestOutboxOptions;
+  readonly #table = new MemoryTable();
+  readonly #open = new Set<TestTransaction>();
+  readonly #made = new WeakSet<TestTransaction>();
+  readonly #subscriptions: MemorySubscription[] = [];
+  readonly #records: OutcomeRecords = { acked: [], retried: [], deadLetters: [] };
+  readonly #published: PublishedRecord[] = [];
+  readonly #events: OutboxEvent[] = [];
+  readonly #producer: MemoryProducerContext;
+  #deadLetterSeq = 0;
+  #started = false;
+  #stopped = false;
+
+  constructor(options?: TestOutboxOptions) {
+    this.#options = resolveTestOutboxOptions(options, (event) => this.#events.push(event));
+    this.clock = new TestClock(this.#options.now);
+    this.#producer = {
+      table: this.#table,
+      clock: this.clock,
+      middlewares: this.#options.middlewares,
+      emit: this.#options.emit,
+      openTransactions: () => this.#open,
+      transactionOf: (operation, target, autocommit) => this.#transactionOf(operation, target, autocommit),
+    };
+  }
+
+  /** Messages whose transaction committed, in commit order. */
+  get published(): readonly PublishedRecord[] {
+    return this.#published;
+  }
+
+  /** Deliveries whose ack deleted their row, in order. */
+  get acked(): readonly AckedRecord[] {
+    return this.#records.acked;
+  }
+
+  /** Failed runs that were rescheduled, with the strategy's attempt and delay. */
+  get retried(): readonly RetriedRecord[] {
+    return this.#records.retried;
+  }
+
+  /** Rows ended into the DLQ, as outbox.dlq.get() returns them (none with `dlqTable: false`). */
+  get deadLetters(): readonly DeadLetter[] {
+    return this.#records.deadLetters;
+  }
+
+  /** Every recorder event, in order (the recorders you passed receive them too). */
+  get events(): readonly OutboxEvent[] {
+    return this.#events;
+  }
+
+  /**
+   * Opens a transaction: `const tx = outbox.transaction(); await outbox.publish(tx, …); await
+   * tx.commit()`. Or `await outbox.transaction(async (tx) => { … })`: committed when `fn` returns,
+   * rolled back when it throws (the error is rethrown).
+   */
+  transaction(): TestTransaction;
+  transaction<T>(fn: (tx: TestTransaction) => Promise<T> | T): Promise<T>;
+  transaction<T>(fn?: (tx: TestTransaction) => Promise<T> | T): TestTransaction | Promise<T> {
+    if (fn !== undefined && typeof fn !== 'function') {
+      throw new InvalidOptionError({ option: 'transaction(fn)', value: fn, expected: 'a function (tx) => Promise<T>' });
+    }
+    const tx = new TestTransaction(this.#table, {
+      nowMs: () => this.clock.nowMs(),
+      committed: (rows) => {
+        this.#committed(rows);
+      },
+      ended: (ended) => this.#open.delete(ended),
+    });
+    this.#made.add(tx);
+    this.#open.add(tx);
+    if (fn === undefined) return tx;
+    return (async () => {
+      let result: T;
+      try {
+        result = await fn(tx);
+      } catch (error) {
+        if (tx.state === 'open') await tx.rollback();
+        throw error;
+      }
+      if (tx.state === 'open') await tx.commit();
+      return result;
+    })();
+  }
+
+  /** Inserts a message in `executor`, a transaction of this outbox. Returns its id, or null when `timerId` is taken. */
+  async publish(executor: TransactionTarget, queue: string, body: unknown, options?: PublishOptions): Promise<string | null> {
+    this.#assertRunning('publish');
+    return await memoryPublish(this.#producer, executor, queue, body, options);
+  }
+
+  /** Inserts many messages to one queue, all or none, in `executor`. */
+  async publishBatch(
+    executor: TransactionTarget,
+    queue: string,
+    bodies: readonly unknown[],
+    options?: PublishBatchOptions,
+  ): Promise<string[]> {
+    this.#assertRunning('publishBatch');
+    return await memoryPublishBatch(this.#producer, executor, queue, bodies, options);
+  }
+
+  /** Deletes the pending row of (queue, timerId) when `executor` commits; false when there is none or it is running. */
+  async cancelTimer(executor: TransactionTarget, queue: string, timerId: string): Promise<boolean> {
+    this.#assertRunning('cancelTimer');
+    return await memoryCancelTimer(this.#producer, executor, queue, timerId);
+  }
+
+  /** Reads rows without leasing them, in id order: committed ones, or what `transaction` sees. */
+  fetchUnprocessed(options?: FetchUnprocessedOptions): Promise<OutboxRow[]>;
+  fetchUnprocessed(transaction: TransactionTarget, options?: FetchUnprocessedOptions): Promise<OutboxRow[]>;
+  fetchUnprocessed(
+    first: TransactionTarget | FetchUnprocessedOptions = {},
+    second: FetchUnprocessedOptions = {},
+  ): Promise<OutboxRow[]> {
+    this.#assertRunning('fetchUnprocessed');
+    const [rows, options] =
+      first instanceof TestTransaction && this.#made.has(first) && first.state === 'open'
+        ? [first.visibleRows(), second]
+        : [this.#table.rows(), first instanceof TestTransaction ? second : (first as FetchUnprocessedOptions)];
+    const limit = options.limit ?? 100;
+    if (!Number.isInteger(limit) || limit < 1 || limit > MAX_FETCH_UNPROCESSED) {
+      throw new InvalidOptionError({ option: 'limit', value: limit, expected: `an integer from 1 to ${MAX_FETCH_UNPROCESSED}` });
+    }
+    const queue = options.queue === undefined ? undefined : validateQueue(options.queue);
+    const selected = rows.filter((row) => queue === undefined || row.queue === queue).slice(0, limit);
+    return Promise.resolve(selected.map(toOutboxRow));
+  }
+
+  /** Consumes `queues` with `handler` (validated as the real subscribe() does); drain() runs it. */
+  subscribe<T = unknown>(queues: string | readonly string[], handler: Handler<T>, options?: SubscribeOptions): SubscriptionInfo {
+    this.#assertRunning('subscribe');
+    const resolved = resolveSubscribeOptions(queues, handler, options, this.#options.dlq);
+    const { logger } = this.#options;
+    for (const warning of resolved.warnings) logger.warn({ subscriber: resolved.name }, warning);
+    const writer = new MemoryOutcomes({
+      table: this.#table,
+      clock: this.clock,
+      subscriber: resolved.name,
+      dlq: resolved.dlq,
+      emit: this.#options.emit,
+      renderError: this.#options.renderError,
+      logger,
+      records: this.#records,
+      nextDeadLetterId: () => String((this.#deadLetterSeq += 1)),
+    });
+    this.#subscriptions.push({
+      queues: new Set(resolved.queues),
+      deps: {
+        options: resolved,
+        handler: handler as Handler,
+        writer,
+        logger,
+        emit: this.#options.emit,
+        middlewares: this.#options.middlewares,
+        customStats: this.#options.customStats,
+        now: () => this.clock.nowMs(),
+        // ctx.publish outside a transactional subscription: committed on its own at once.
+        followUp: (_client, queue, body, publishOptions) =>
+          this.transaction((tx) => this.publish(tx, queue, body, publishOptions)),
+      },
+    });
+    return { name: resolved.name, queues: resolved.queues };
+  }
+
+  /** Kept for parity with Outbox.start(): drain() is what runs the subscriptions here. Idempotent. */
+  start(): void {
+    this.#assertRunning('start');
+    this.#started = true;
+  }
+
+  /** True once start() was called (code under test that forgets it is caught by asserting this). */
+  get started(): boolean {
+    return this.#started;
+  }
+
+  /** Ends the outbox: producer calls, subscribe() and drain() throw OutboxStoppedError from now on. Idempotent. */
+  stop(): Promise<void> {
+    this.#stopped = true;
+    return Promise.resolve();
+  }
+
+  /**
+   * Runs the subscriptions' handlers, one delivery at a time, until no row of a subscribed queue is
+   * due by the clock (with `advanceClock`, until none is left). Each step claims the row the claim
+   * statement would take first — (next_attempt_at, id) order, a key's rows one at a time — and
+   * delivers it through the real delivery path. Throws DrainLimitError after `maxSteps`
+   * deliveries while rows are still due (a handler that keeps publishing into its own queue).
+   */
+  async drain(options: DrainOptions = {}): Promise<DrainResult> {
+    this.#assertRunning('drain');
+    const maxSteps = options.maxSteps ?? this.#options.maxDrainSteps;
+    if (!Number.isInteger(maxSteps) || maxSteps < 1) {
+      throw new InvalidOptionError({ option: 'maxSteps', value: maxSteps, expected: 'an integer >= 1' });
+    }
+    const queues = new Set(this.#subscriptions.flatMap((s) => [...s.queues]));
+    let delivered = 0;
+    for (;;) {
+      const row = this.#table.nextDue(queues, this.clock.nowMs());
+      if (row === undefined) {
+        const at = options.advanceClock === true ? this.#table.nextScheduledAt(queues, this.clock.nowMs()) : undefined;
+        if (at === undefined) break;
+        this.clock.set(at);
+        continue;
+      }
+      if (delivered >= maxSteps) throw new DrainLimitError(maxSteps, this.#table.pending(queues));
+      delivered += 1;
+      await this.#deliver(row);
+    }
+    return { delivered, now: this.clock.now() };
+  }
+
+  /** Rows still in the table (committed, not yet acked or ended), in id order, as fetchUnprocessed() shows them. */
+  pending(): OutboxRow[] {
+    return this.#table.rows().map(toOutboxRow);
+  }
+
+  async #deliver(row: MemoryRow): Promise<void> {
+    // The first subscription of the queue takes it: several subscriptions of one queue compete in
+    // the real outbox, and which one wins is not part of its contract.
+    const subscription = this.#subscriptions.find((s) => s.queues.has(row.queue));
+    if (subscription === undefined) return;
+    this.#table.claim(row, this.clock.nowMs());
+    const subscriber = subscription.deps.options.name;
+    this.#options.emit?.({ type: 'fetched', queue: row.queue, subscriber, count: 1 });
+    const lease: Lease = { record: toClaimedRecord(row), token: randomUUID(), leasedAt: performance.now() };
+    const { deps } = subscription;
+    if (!deps.options.transactional) {
+      await deliver(lease, new DeliverySignal(), () => false, deps);
+      return;
+    }
+    // transactional: true — the run's follow-ups (ctx.publish) commit with its ack and are rolled
+    // back with a retry or a terminal outcome, as in the delivery's transaction on PostgreSQL.
+    const tx = this.transaction();
+    const writer = deps.writer;
+    await deliver(lease, new DeliverySignal(), () => false, {
+      ...deps,
+      options: { ...deps.options, transactional: false },
+      followUp: (_client, queue, body, options) => this.publish(tx, queue, body, options),
+      writer: {
+        ack: (acked, durationSeconds, written) => {
+          void tx.commit();
+          writer.ack(acked, durationSeconds, written);
+        },
+        retry: async (...args) => {
+          await tx.rollback();
+          return await writer.retry(...args);
+        },
+        terminal: async (...args) => {
+          await tx.rollback();
+          return await writer.terminal(...args);
+        },
+      },
+    });
+    if (tx.state === 'open') await tx.rollback();
+  }
+
+  #committed(rows: readonly MemoryRow[]): void {
+    const publishedAt = this.clock.now();
+    for (const row of rows) {
+      this.#published.push({
+        id: String(row.seq),
+        queue: row.queue,
+        body: inspectBody(row.payload, row.headers),
+        headers: row.headers,
+        correlationId: row.headers[CORRELATION_ID_HEADER] ?? String(row.seq),
+        orderingKey: row.orderingKey,
+        timerId: row.timerId,
+        nextAttemptAt: new Date(row.nextAttemptAt),
+        publishedAt,
+      });
+    }
+  }
+
+  /** The real producer's check of its first argument (NotInTransactionError), for this outbox's transactions. */
+  #transactionOf(operation: string, target: unknown, autocommit: boolean): InTransaction {
+    if (!(target instanceof TestTransaction) || !this.#made.has(target)) {
+      throw new NotInTransactionError(
+        `outbox.${operation}() of a test outbox needs a transaction it made (outbox.transaction()), got ${target === null ? 'null' : target instanceof TestTransaction ? "another test outbox's transaction" : typeof target}.`,
+      );
+    }
+    if (target.state === 'open') return (write) => Promise.resolve(write(target));
+    if (!autocommit) {
+      throw new NotInTransactionError(
+        `outbox.${operation}() was given a test transaction that was already ${target.state.replace('_', ' ')}, so the row would commit on its own. ` +
+          'Fix: publish before commit(), or pass { autocommit: true } to publish outside any transaction on purpose.',
+      );
+    }
+    return async (write) => {
+      const own = this.transaction();
+      let result;
+      try {
+        result = write(own);
+      } catch (error) {
+        await own.rollback();
+        throw error;
+      }
+      await own.commit();
+      return result;
+    };
+  }
+
+  #assertRunning(operation: string): void {
+    if (this.#stopped) throw new OutboxStoppedError(operation);
+  }
+}
+
+/** An in-memory outbox for tests: see TestOutbox. */
+export function createTestOutbox(options?: TestOutboxOptions): TestOutbox {
+  return new TestOutbox(options);
+}

@@ -1,0 +1,48 @@
+/**
+ * The compile-time side of typed events (architecture/typed-events.md): a queue map names every
+ * queue and its body type, and the Outbox's methods check queue names and bodies against it.
+ *
+ * `Outbox<Q, I>`: Q is the body each queue's handler gets; I the body publish accepts (the same
+ * unless a schema transforms it: defaults, coercions). An interface works as a map
+ * (`interface AppEvents { 'order.created': { orderId: string } }`).
+ */
+
+/** Any object type whose keys are queue names and whose values are body types. */
+export type QueueMap = object;
+
+/** The map of an Outbox without one: every string is a queue and every body is `unknown` (0.1's API). */
+export type AnyQueues = Record<string, unknown>;
+
+/**
+ * The queue names of a map. A map without keys means untyped (every string): `object`, the
+ * constraint, is what `InstanceType<typeof Outbox>` instantiates, and that must keep 0.1's API.
+ */
+export type QueueName<Q> = [keyof Q] extends [never] ? string : keyof Q & string;
+
+/** The body a handler of queue K gets: the map's entry (unknown for an untyped Outbox). */
+export type BodyOf<Q, K> = K extends keyof Q ? Q[K] : unknown;
+
+/** What publish() accepts for queue K: the input map's entry. */
+export type PublishBody<I, K> = K extends keyof I ? I[K] : unknown;
+
+/**
+ * The `schemas` option: a Standard Schema per queue (any may be left out). Written as two mapped
+ * types, one per type parameter, so `new Outbox({ schemas })` infers both maps from the schemas —
+ * the input map from each schema's input type, the body map from its output type — and
+ * `new Outbox<AppEvents>({ schemas })` checks each schema against the map.
+ */
+export type QueueSchemas<Q, I = Q> = InputSchemas<I> & OutputSchemas<Q>;
+
+type InputSchemas<I> = {
+  readonly [K in keyof I]?: { readonly '~standard': { readonly types?: { readonly input: I[K] } | undefined } };
+};
+
+type OutputSchemas<Q> = {
+  readonly [K in keyof Q]?: {
+    readonly '~standard': {
+      readonly version: 1;
+      readonly validate: (value: unknown) => unknown;
+      readonly types?: { readonly output: Q[K] } | undefined;
+    };
+  };
+};

@@ -1,0 +1,97 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+
+import { type Handler, InvalidOptionError } from '../../src/index.js';
+import { createHandlerContext, runHandler, testMessage } from '../../src/testing/index.js';
+
+const message = testMessage('order.created', { orderId: 7 });
+
+test('a handler that returns acks; its decision reads in one line', async () => {
+  const { ctx, decision } = createHandlerContext();
+  const handler: Handler = () => undefined;
+  await handler(message, ctx);
+  assert.deepEqual(decision(), { kind: 'ack' });
+});
+
+test('nack with a delay, reject with a reason: only the fields given', async () => {
+  const nack = createHandlerContext();
+  nack.ctx.nack({ delayMs: 500 });
+  assert.deepEqual(nack.decision(), { kind: 'nack', delayMs: 500 });
+  assert.deepEqual(
+    await runHandler((_m, { reject }) => {
+      reject('bad input');
+    }, message),
+    { kind: 'reject', reason: 'bad input' },
+  );
+});
+
+test('a throw without a decision reads as threw; a decision before the throw wins, as in the outbox', async () => {
+  const boom = new TypeError('boom');
+  assert.deepEqual(
+    await runHandler(() => {
+      throw boom;
+    }, message),
+    { kind: 'threw', error: boom },
+  );
+  assert.deepEqual(
+    await runHandler((_m, ctx) => {
+      ctx.nack({ delayMs: 10 });
+      throw boom;
+    }, message),
+    { kind: 'nack', delayMs: 10, error: boom },
+  );
+});
+
+test('the first decision wins; a manual handler that forgets to decide is a nack, never an ack', async () => {
+  assert.deepEqual(
+    await runHandler((_m, ctx) => {
+      ctx.reject('first');
+      ctx.ack();
+    }, message),
+    { kind: 'reject', reason: 'first' },
+  );
+  assert.deepEqual(await runHandler(() => undefined, message, { ackPolicy: 'manual' }), { kind: 'nack', forgotten: true });
+});
+
+test('ctx.nack with an invalid delay throws the real InvalidOptionError', async () => {
+  const decision = await runHandler((_m, ctx) => {
+    ctx.nack({ delayMs: -1 });
+  }, message);
+  assert.equal(decision.kind, 'threw');
+  assert.ok(decision.kind === 'threw' && decision.error instanceof InvalidOptionError);
+});
+
+test('testMessage: the body goes through the envelope as a row would (a Date becomes its ISO text)', () => {
+  const at = new Date('2030-01-02T03:04:05.000Z');
+  const m = testMessage('q', { at, n: 1 }, { deliveriesCount: 3, orderingKey: 'k' });
+  assert.deepEqual(m.body, { at: at.toISOString(), n: 1 });
+  assert.equal(m.headers['content-type'], 'application/json');
+  assert.equal(m.correlationId, m.headers['correlation-id']);
+  assert.equal(m.deliveriesCount, 3);
+  assert.equal(m.orderingKey, 'k');
+  assert.equal(testMessage('q', 'text').body, 'text');
+});
+
+test('ctx.publish follow-ups are recorded with the cause of the message handled; ctx.stats too', async () => {
+  const handled = testMessage('order.created', { orderId: 7 }, { id: '42', correlationId: 'conv-1' });
+  const { ctx, decision, published, stats } = createHandlerContext({ message: handled });
+  await ctx.publish('invoice.requested', { orderId: 7 });
+  ctx.stats.incr('invoices-requested');
+  assert.deepEqual(decision(), { kind: 'ack' });
+  assert.equal(published.length, 1);
+  assert.equal(published[0]?.queue, 'invoice.requested');
+  assert.equal(published[0]?.options.correlationId, 'conv-1');
+  assert.equal(published[0]?.options.headers?.['causation-id'], '42');
+  assert.deepEqual(
+    stats.map((s) => [s.kind, s.key, s.value]),
+    [['counter', 'invoices_requested', 1]],
+  );
+});
+
+test('an aborted signal reaches ctx.signal', () => {
+  const controller = new AbortController();
+  const { ctx } = createHandlerContext({ signal: controller.signal });
+  assert.equal(ctx.signal.aborted, false);
+  controller.abort(new Error('shutdown'));
+  assert.equal(ctx.signal.aborted, true);
+});

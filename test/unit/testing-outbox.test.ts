@@ -1,0 +1,284 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+
+import { ConstantRetry, ExponentialRetry, type Middleware, NotInTransactionError, OutboxStoppedError } from '../../src/index.js';
+import { createTestOutbox, DrainLimitError } from '../../src/testing/index.js';
+import { TestLogger } from '../support/test-logger.js';
+
+const quiet = () => ({ logger: new TestLogger(), now: new Date('2030-01-01T00:00:00.000Z') });
+
+test('committed = delivered, rolled back = never delivered, with either transaction form', async () => {
+  const outbox = createTestOutbox(quiet());
+  const seen: unknown[] = [];
+  outbox.subscribe('q', (m) => {
+    seen.push(m.body);
+  });
+  outbox.start();
+  const tx = outbox.transaction();
+  await outbox.publish(tx, 'q', 'committed');
+  assert.deepEqual(await outbox.fetchUnprocessed(), [], 'invisible before commit');
+  assert.equal((await outbox.fetchUnprocessed(tx)).length, 1, 'visible to its own transaction');
+  await tx.commit();
+  const rolledBack = outbox.transaction();
+  await outbox.publish(rolledBack, 'q', 'rolled back');
+  await rolledBack.rollback();
+  await assert.rejects(
+    outbox.transaction(async (t) => {
+      await outbox.publish(t, 'q', 'thrown');
+      throw new Error('domain write failed');
+    }),
+    /domain write failed/,
+  );
+  await outbox.transaction((t) => outbox.publishBatch(t, 'q', ['b1', 'b2']));
+  assert.deepEqual(await outbox.drain(), { delivered: 3, now: outbox.clock.now() });
+  assert.deepEqual(seen, ['committed', 'b1', 'b2']);
+  assert.deepEqual(
+    outbox.published.map((p) => p.body),
+    ['committed', 'b1', 'b2'],
+  );
+  assert.deepEqual(await outbox.fetchUnprocessed(), []);
+});
+
+test('publishing outside a transaction of the outbox is NotInTransactionError, as on PostgreSQL', async () => {
+  const outbox = createTestOutbox(quiet());
+  await assert.rejects(
+    outbox.publish({ query: () => Promise.resolve({ rows: [], rowCount: 0 }) }, 'q', 1),
+    NotInTransactionError,
+  );
+  const tx = outbox.transaction();
+  await tx.commit();
+  await assert.rejects(outbox.publish(tx, 'q', 1), NotInTransactionError);
+  assert.notEqual(await outbox.publish(tx, 'q', 1, { autocommit: true }), null, 'autocommit: a row of its own');
+  await assert.rejects(createTestOutbox(quiet()).publish(outbox.transaction(), 'q', 1), NotInTransactionError);
+  await assert.rejects(tx.commit(), NotInTransactionError);
+});
+
+test('retries follow the real strategy on the test clock; the DLQ row is what dlq.get() returns', async () => {
+  const outbox = createTestOutbox(quiet());
+  const attempts: number[] = [];
+  outbox.subscribe(
+    'q',
+    (m) => {
+      attempts.push(m.attemptsCount);
+      throw new TypeError(`failure ${m.attemptsCount}`);
+    },
+    { name: 'failing', retry: new ExponentialRetry({ initialDelayMs: 1000, maxAttempts: 4 }) },
+  );
+  await outbox.transaction((tx) => outbox.publish(tx, 'q', { n: 1 }, { headers: { tenant: 't1' } }));
+  assert.equal((await outbox.drain()).delivered, 1, 'only the first run is due');
+  outbox.clock.advance(999);
+  assert.equal((await outbox.drain()).delivered, 0, 'the retry is not due 1 ms early');
+  outbox.clock.advance(1);
+  assert.equal((await outbox.drain()).delivered, 1);
+  await outbox.drain({ advanceClock: true });
+  assert.deepEqual(attempts, [0, 1, 2, 3]);
+  assert.deepEqual(
+    outbox.retried.map((r) => [r.attempt, r.delayMs, r.exceptionType]),
+    [
+      [1, 1000, 'TypeError'],
+      [2, 2000, 'TypeError'],
+      [3, 4000, 'TypeError'],
+    ],
+  );
+  const [dead] = outbox.deadLetters;
+  assert.equal(dead?.failureReason, 'retry_terminal');
+  assert.equal(dead?.attemptsCount, 4);
+  assert.equal(dead?.deliveriesCount, 4);
+  assert.match(dead?.lastException ?? '', /^TypeError: failure 3\n/);
+  assert.equal(dead?.lastExceptionType, 'TypeError');
+  assert.deepEqual(dead?.body, { n: 1 });
+  assert.equal(dead?.headers.tenant, 't1');
+  assert.equal(dead?.firstAttemptAt?.getTime(), new Date('2030-01-01T00:00:00.000Z').getTime());
+  assert.equal(dead?.lastAttemptAt?.getTime(), new Date('2030-01-01T00:00:07.000Z').getTime());
+  assert.deepEqual(
+    outbox.events.filter((e) => e.type !== 'fetched').map((e) => e.type),
+    [
+      'published',
+      ...['dispatched', 'nacked_retried', 'dispatched', 'nacked_retried', 'dispatched', 'nacked_retried'],
+      ...['dispatched', 'nacked_terminal', 'dlq_written'],
+    ],
+  );
+});
+
+test('per-key ordering: a key runs one row at a time, a retried row keeps its place, other keys pass', async () => {
+  const outbox = createTestOutbox(quiet());
+  const runs: string[] = [];
+  let failedOnce = false;
+  outbox.subscribe(
+    'q',
+    (m) => {
+      const body = m.body as string;
+      runs.push(body);
+      if (body === 'a1' && !failedOnce) {
+        failedOnce = true;
+        throw new Error('a1 fails once');
+      }
+    },
+    { retry: new ConstantRetry({ delayMs: 100 }) },
+  );
+  await outbox.transaction(async (tx) => {
+    await outbox.publish(tx, 'q', 'a1', { orderingKey: 'a' });
+    await outbox.publish(tx, 'q', 'b1', { orderingKey: 'b' });
+    await outbox.publish(tx, 'q', 'a2', { orderingKey: 'a' });
+    await outbox.publish(tx, 'q', 'free');
+  });
+  await outbox.drain();
+  assert.deepEqual(runs, ['a1', 'b1', 'free'], 'a2 waits behind the retried a1');
+  await outbox.drain({ advanceClock: true });
+  assert.deepEqual(runs, ['a1', 'b1', 'free', 'a1', 'a2']);
+});
+
+test('timers: one live row per timerId, cancelled before it fires, not once it runs', async () => {
+  const outbox = createTestOutbox(quiet());
+  const fired: unknown[] = [];
+  let cancelWhileRunning: boolean | undefined;
+  outbox.subscribe('reminders', async (m) => {
+    fired.push(m.body);
+    cancelWhileRunning = await outbox.transaction((tx) => outbox.cancelTimer(tx, 'reminders', 'r2'));
+  });
+  const first = await outbox.transaction((tx) => outbox.publish(tx, 'reminders', 'r1', { timerId: 'r1', activateInMs: 60_000 }));
+  assert.notEqual(first, null);
+  assert.equal(await outbox.transaction((tx) => outbox.publish(tx, 'reminders', 'again', { timerId: 'r1' })), null);
+  assert.equal(await outbox.transaction((tx) => outbox.cancelTimer(tx, 'reminders', 'r1')), true);
+  assert.equal(await outbox.transaction((tx) => outbox.cancelTimer(tx, 'reminders', 'r1')), false);
+  const rolledBack = outbox.transaction();
+  assert.notEqual(
+    await outbox.publish(rolledBack, 'reminders', 'r1 again', { timerId: 'r1' }),
+    null,
+    'free again once cancelled',
+  );
+  await rolledBack.rollback();
+  await outbox.transaction((tx) => outbox.publish(tx, 'reminders', 'r2', { timerId: 'r2', activateInMs: 1000 }));
+  assert.equal((await outbox.drain()).delivered, 0, 'not due yet');
+  await outbox.drain({ advanceClock: true });
+  assert.deepEqual(fired, ['r2']);
+  assert.equal(cancelWhileRunning, false, 'a running timer cannot be cancelled');
+  assert.equal(outbox.clock.now().toISOString(), '2030-01-01T00:00:01.000Z');
+});
+
+test('maxDeliveries ends the row without running the handler, as max_deliveries', async () => {
+  const outbox = createTestOutbox(quiet());
+  let runs = 0;
+  outbox.subscribe(
+    'q',
+    () => {
+      runs += 1;
+      throw new Error('boom');
+    },
+    { maxDeliveries: 2, retry: new ConstantRetry({ delayMs: 10 }) },
+  );
+  await outbox.transaction((tx) => outbox.publish(tx, 'q', 1));
+  await outbox.drain({ advanceClock: true });
+  assert.equal(runs, 2);
+  const [dead] = outbox.deadLetters;
+  assert.equal(dead?.failureReason, 'max_deliveries');
+  assert.equal(dead?.deliveriesCount, 3);
+  assert.equal(dead?.attemptsCount, 2);
+  assert.match(dead?.lastException ?? '', /^Error: boom/);
+});
+
+test('a handler that keeps publishing into its own queue stops the drain with DrainLimitError', async () => {
+  const outbox = createTestOutbox({ ...quiet(), maxDrainSteps: 50 });
+  outbox.subscribe('loop', (m) =>
+    outbox.transaction((tx) => outbox.publish(tx, 'loop', (m.body as number) + 1)).then(() => undefined),
+  );
+  await outbox.transaction((tx) => outbox.publish(tx, 'loop', 0));
+  const error = await outbox.drain().then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  assert.ok(error instanceof DrainLimitError);
+  assert.equal(error.maxSteps, 50);
+  assert.equal(error.pending, 1);
+  assert.equal(error.code, 'DRAIN_LIMIT');
+});
+
+test('middlewares run in the real order around publish and consume; recorders see every event', async () => {
+  const order: string[] = [];
+  const recorded: string[] = [];
+  const named = (name: string): Middleware => ({
+    name,
+    async consume(_ctx, next) {
+      order.push(`${name}:consume:before`);
+      const result = await next();
+      order.push(`${name}:consume:after:${result.status}`);
+    },
+    async publish(ctx, next) {
+      order.push(`${name}:publish:before`);
+      ctx.headers[`x-${name}`] = 'seen';
+      await next();
+      order.push(`${name}:publish:after`);
+    },
+  });
+  const outbox = createTestOutbox({
+    ...quiet(),
+    middlewares: [named('outer'), named('inner')],
+    recorder: (e) => recorded.push(e.type),
+  });
+  outbox.subscribe('q', (m) => {
+    order.push(`handler:${m.headers['x-outer']}`);
+  });
+  await outbox.transaction((tx) => outbox.publish(tx, 'q', 1));
+  await outbox.drain();
+  assert.deepEqual(order, [
+    'outer:publish:before',
+    'inner:publish:before',
+    'inner:publish:after',
+    'outer:publish:after',
+    'outer:consume:before',
+    'inner:consume:before',
+    'handler:seen',
+    'inner:consume:after:acked',
+    'outer:consume:after:acked',
+  ]);
+  assert.deepEqual(recorded, ['published', 'fetched', 'dispatched', 'acked']);
+  assert.deepEqual(
+    outbox.events.map((e) => e.type),
+    recorded,
+  );
+});
+
+test('ctx.publish: follow-ups carry the cause; in a transactional subscription they commit only with the ack', async () => {
+  const outbox = createTestOutbox(quiet());
+  let failFirst = true;
+  outbox.subscribe(
+    'order.created',
+    async (_m, ctx) => {
+      await ctx.publish('invoice.requested', { attempt: failFirst ? 1 : 2 });
+      if (failFirst) {
+        failFirst = false;
+        throw new Error('after the follow-up');
+      }
+    },
+    { transactional: true, retry: new ConstantRetry({ delayMs: 5 }) },
+  );
+  const followUps: unknown[] = [];
+  outbox.subscribe('invoice.requested', (m) => {
+    followUps.push([m.body, m.headers['causation-id'], m.correlationId]);
+  });
+  const id = await outbox.transaction((tx) => outbox.publish(tx, 'order.created', { orderId: 1 }, { correlationId: 'conv' }));
+  await outbox.drain({ advanceClock: true });
+  assert.deepEqual(followUps, [[{ attempt: 2 }, id, 'conv']], 'the failed run published nothing');
+});
+
+test('stop(): producer calls, subscribe and drain throw OutboxStoppedError', async () => {
+  const outbox = createTestOutbox(quiet());
+  const tx = outbox.transaction();
+  await outbox.stop();
+  await assert.rejects(outbox.publish(tx, 'q', 1), OutboxStoppedError);
+  await assert.rejects(outbox.drain(), OutboxStoppedError);
+  assert.throws(() => outbox.subscribe('q', () => undefined), OutboxStoppedError);
+});
+
+test('options are validated as the real Outbox validates them', () => {
+  assert.throws(() => createTestOutbox({ recorder: 'nope' as never }), /recorder: expected a function/);
+  assert.throws(() => createTestOutbox({ middlewares: [{}] as never }), /middlewares\[0\]/);
+  assert.throws(
+    () => createTestOutbox({ connectionString: 'postgres://x' } as never),
+    /connectionString: expected one of the createTestOutbox options/,
+  );
+  assert.throws(() => createTestOutbox(quiet()).subscribe('q', () => undefined, { concurrency: 0 }), /concurrency/);
+  assert.throws(() => {
+    createTestOutbox(quiet()).clock.advance(-1);
+  }, /clock\.advance/);
+});

@@ -21,7 +21,7 @@ import { pgBossSystem } from './systems/pgboss.js';
 import { rawSystem } from './systems/raw.js';
 import { openTelemetryStatus } from './systems/seams.js';
 import type { RunOptions, System, WorkloadId } from './systems/system.js';
-import { txoutboxInTransactionSystem, txoutboxSystem } from './systems/txoutbox.js';
+import { txoutboxInTransactionSystem, txoutboxSystem, txoutboxTransactionalSystem } from './systems/txoutbox.js';
 import {
   drainWorkload,
   FULL,
@@ -37,6 +37,7 @@ import {
 const allSystems: System[] = [
   txoutboxSystem,
   txoutboxInTransactionSystem,
+  txoutboxTransactionalSystem,
   rawSystem(false),
   rawSystem(true),
   pgBossSystem,

@@ -1,6 +1,13 @@
 import assert from 'node:assert/strict';
-import { describe, test } from 'node:test';
+import { after, before, describe, test } from 'node:test';
 
+import { context, propagation, trace } from '@opentelemetry/api';
+import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
+import { W3CTraceContextPropagator } from '@opentelemetry/core';
+import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
+import { drizzle } from 'drizzle-orm/node-postgres';
+import { integer, pgTable, text } from 'drizzle-orm/pg-core';
+import { Kysely, PostgresDialect, type PostgresPool, type PostgresPoolClient } from 'kysely';
 import pg from 'pg';
 
 import {
@@ -11,6 +18,7 @@ import {
   type Message,
   NotInTransactionError,
 } from '../../src/index.js';
+import { tracingMiddleware } from '../../src/opentelemetry/index.js';
 import { useTestDatabase } from '../support/database.js';
 import { outboxFactory } from '../support/outboxes.js';
 import { publishCommitted, remaining } from '../support/publish.js';
@@ -54,6 +62,17 @@ async function followUps(table: string, queue: string): Promise<FollowUpRow[]> {
   ]);
   return rows;
 }
+
+// The API's globals, as an application's SDK setup would install them; removed after this file.
+before(() => {
+  context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
+  propagation.setGlobalPropagator(new W3CTraceContextPropagator());
+});
+after(() => {
+  context.disable();
+  propagation.disable();
+  trace.disable();
+});
 
 /** The handler's work: a side row and a follow-up, both in ctx.client's transaction. */
 async function writeEffects(side: string, holder: string, message: Message, ctx: HandlerContext): Promise<void> {
@@ -327,5 +346,126 @@ describe('transactional consume', () => {
     const warnings = newOutbox.logger.messages('warn').filter((m) => m.includes('transactional subscription'));
     assert.equal(warnings.length, 1);
     assert.match(warnings[0]!, /concurrency 4 on a pool of 3 connections.*at least 6/);
+  });
+  test('ctx.publish continues the trace: the follow-up carries the process span’s trace, its publish span is a child', async () => {
+    const exporter = new InMemorySpanExporter();
+    const provider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] });
+    const table = 'tc_trace';
+    const { outbox, log } = await migratedOutbox(newOutbox, db.pool, table, {
+      middlewares: [tracingMiddleware({ tracerProvider: provider })],
+    });
+    outbox.subscribe(
+      'tc.work',
+      async (_message, ctx) => {
+        await ctx.publish('tc.followup', { next: true });
+      },
+      { transactional: true, ...FAST_POLL },
+    );
+    outbox.start();
+    await publishCommitted(outbox, db.pool, 'tc.work', [{ n: 1 }]);
+    await log.waitFor('acked');
+    const spans = exporter.getFinishedSpans();
+    const processSpan = spans.find((s) => s.name === 'process tc.work');
+    const followUpSpan = spans.find((s) => s.name === 'publish tc.followup');
+    assert.ok(processSpan !== undefined && followUpSpan !== undefined, spans.map((s) => s.name).join(', '));
+    assert.equal(followUpSpan.parentSpanContext?.spanId, processSpan.spanContext().spanId);
+    const [row] = await followUps(table, 'tc.followup');
+    const [, traceId, parentId] = (row?.headers.traceparent ?? '').split('-');
+    assert.equal(traceId, processSpan.spanContext().traceId, 'the follow-up continues the consumed message’s trace');
+    assert.equal(parentId, followUpSpan.spanContext().spanId);
+  });
+
+  test('stop() does not wait on a wedged transactional handler: its connection is closed, nothing of it commits', async () => {
+    const table = 'tc_wedged';
+    const side = await sideTable('tc_wedged_side');
+    const { outbox, log } = await migratedOutbox(newOutbox, db.pool, table, { gracefulTimeoutMs: 300 });
+    const wrote = gate();
+    const never = gate();
+    let pid: number | undefined;
+    outbox.subscribe(
+      'tc.work',
+      async (message, ctx) => {
+        await writeEffects(side, 'wedged', message, ctx);
+        pid = (await ctx.client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]?.pid;
+        wrote.open();
+        await never.promise; // ignores ctx.signal
+      },
+      { transactional: true, ...FAST_POLL },
+    );
+    outbox.start();
+    await publishCommitted(outbox, db.pool, 'tc.work', [{ n: 1 }]);
+    await wrote.promise;
+    await outbox.stop();
+    assert.equal(log.of('drain_timeout').length, 1);
+    // The abort closed the delivery's connection: the server rolled the transaction back.
+    await waitFor(async () => (await db.pool.query('SELECT 1 FROM pg_stat_activity WHERE pid = $1', [pid])).rows.length === 0, {
+      what: 'the wedged transaction’s backend is gone',
+    });
+    never.open();
+    assert.deepEqual(await sideRows(side), []);
+    assert.deepEqual(await followUps(table, 'tc.followup'), []);
+    assert.equal(await remaining(db.pool, 'tc.work', table), 1, 'the row keeps its lease, for redelivery after expiry');
+  });
+
+  test('Drizzle over ctx.client joins the transaction: a throw rolls its insert back, the retry commits it once', async () => {
+    const table = 'tc_drizzle';
+    await sideTable('tc_drizzle_side');
+    const sideRowsTable = pgTable('tc_drizzle_side', {
+      messageId: text('message_id').notNull(),
+      delivery: integer('delivery').notNull(),
+      holder: text('holder').notNull(),
+    });
+    const { outbox, log } = await migratedOutbox(newOutbox, db.pool, table);
+    outbox.subscribe(
+      'tc.work',
+      async (message, ctx) => {
+        const orm = drizzle({ client: ctx.client });
+        await orm.insert(sideRowsTable).values({ messageId: message.id, delivery: message.deliveriesCount, holder: 'drizzle' });
+        await ctx.publish('tc.followup', { cause: message.id });
+        if (message.attemptsCount === 0) throw new Error('after the writes');
+      },
+      { transactional: true, ...QUICK_RETRY, ...FAST_POLL },
+    );
+    outbox.start();
+    await publishCommitted(outbox, db.pool, 'tc.work', [{ n: 1 }]);
+    await log.waitFor('acked');
+    assert.deepEqual(
+      (await sideRows('tc_drizzle_side')).map((r) => [r.delivery, r.holder]),
+      [[2, 'drizzle']],
+    );
+    assert.equal((await followUps(table, 'tc.followup')).length, 1);
+  });
+
+  test('Kysely through a one-client dialect over ctx.client joins the transaction', async () => {
+    const table = 'tc_kysely';
+    await sideTable('tc_kysely_side');
+    interface Database {
+      tc_kysely_side: { message_id: string; delivery: number; holder: string };
+    }
+    /** A pool of one: ctx.client, never released by Kysely (txoutbox ends the transaction and releases it). */
+    const onto = (client: pg.PoolClient): PostgresPool => {
+      const only = { query: client.query.bind(client), release: () => undefined } as unknown as PostgresPoolClient;
+      return { connect: () => Promise.resolve(only), end: () => Promise.resolve(), options: {} };
+    };
+    const { outbox, log } = await migratedOutbox(newOutbox, db.pool, table);
+    outbox.subscribe(
+      'tc.work',
+      async (message, ctx) => {
+        const k = new Kysely<Database>({ dialect: new PostgresDialect({ pool: onto(ctx.client) }) });
+        await k
+          .insertInto('tc_kysely_side')
+          .values({ message_id: message.id, delivery: message.deliveriesCount, holder: 'kysely' })
+          .execute();
+        if (message.attemptsCount === 0) throw new Error('after the writes');
+      },
+      { transactional: true, ...QUICK_RETRY, ...FAST_POLL },
+    );
+    outbox.start();
+    await publishCommitted(outbox, db.pool, 'tc.work', [{ n: 1 }]);
+    await log.waitFor('acked');
+    assert.deepEqual(
+      (await sideRows('tc_kysely_side')).map((r) => [r.delivery, r.holder]),
+      [[2, 'kysely']],
+    );
   });
 });

@@ -22,6 +22,13 @@ export const FETCH_BATCH_SIZE = 100;
 /** How publish wakes subscribers (the Outbox's `notify` option): the bench runs both side by side. */
 type NotifyMode = 'after-commit' | 'in-transaction';
 
+/**
+ * The transactional-consume system's pool: every running handler holds a connection for its
+ * transaction, plus the claim and the ack (architecture/transactional-consume.md): the largest
+ * drain concurrency (16) + 2, with room to spare.
+ */
+const TRANSACTIONAL_POOL_SIZE = 20;
+
 class TxOutboxInstance implements SystemInstance {
   readonly #url: string;
   readonly #options: RunOptions;
@@ -29,10 +36,13 @@ class TxOutboxInstance implements SystemInstance {
   #outbox: Outbox | undefined;
   seams: Seams | undefined;
 
-  constructor(url: string, options: RunOptions, notify: NotifyMode) {
+  readonly #transactional: boolean;
+
+  constructor(url: string, options: RunOptions, notify: NotifyMode, transactional = false) {
     this.#url = url;
     this.#options = options;
     this.#notify = notify;
+    this.#transactional = transactional;
   }
 
   get #o(): Outbox {
@@ -47,6 +57,7 @@ class TxOutboxInstance implements SystemInstance {
       connectionString: this.#url,
       logger: quietLogger,
       notify: this.#notify,
+      ...(this.#transactional ? { poolSize: TRANSACTIONAL_POOL_SIZE } : {}),
       ...(this.seams === undefined ? {} : { recorder: this.seams.recorder, middlewares: this.seams.middlewares }),
     });
     await this.#outbox.migrate();
@@ -71,7 +82,12 @@ class TxOutboxInstance implements SystemInstance {
       (message) => {
         options.onMessage(message.body.n);
       },
-      { name: 'bench', concurrency: options.concurrency, fetchBatchSize: FETCH_BATCH_SIZE },
+      {
+        name: 'bench',
+        concurrency: options.concurrency,
+        fetchBatchSize: FETCH_BATCH_SIZE,
+        ...(this.#transactional ? { transactional: true } : {}),
+      },
     );
     outbox.start();
     return Promise.resolve({ stop: () => outbox.stop() });
@@ -127,4 +143,24 @@ export const txoutboxInTransactionSystem: System = {
   },
   tuning: "as txoutbox, with notify: 'in-transaction' (pg_notify inside the publish statement)",
   create: (url, options) => new TxOutboxInstance(url, options, 'in-transaction'),
+};
+
+/**
+ * txoutbox with `subscribe({ transactional: true })`: every handler runs in a transaction on a
+ * pooled connection and its ack DELETE commits in it (one BEGIN, DELETE, COMMIT per message instead
+ * of one coalesced DELETE per batch). The handler is the same no-op, so W3 shows the overhead alone.
+ */
+export const txoutboxTransactionalSystem: System = {
+  id: 'txoutbox-tx-consume',
+  label: 'txoutbox (transactional consume)',
+  version,
+  skips: {
+    W1: 'same producer as txoutbox (transactional only changes consuming)',
+    W2: 'same producer as txoutbox (transactional only changes consuming)',
+    W4: 'txoutbox only',
+    W5: 'txoutbox only',
+    W6: 'txoutbox only',
+  },
+  tuning: `as txoutbox, with subscribe({ transactional: true }) and poolSize ${TRANSACTIONAL_POOL_SIZE}`,
+  create: (url, options) => new TxOutboxInstance(url, options, 'after-commit', true),
 };

@@ -129,11 +129,13 @@ export async function memoryPublish(
   };
   const { ids } = await observePublish(ctx.middlewares, ctx.emit, scope, (injected) =>
     inTransaction((transaction) => {
+      const previous = lastOfKey(transaction.visibleRows(), validQueue, resolved.orderingKey);
+      // The id is drawn before the conflict check, as the identity default is formed before ON
+      // CONFLICT DO NOTHING drops the row: a taken timerId leaves a gap (the contract suite saw it).
+      const row = newRow(ctx, validQueue, encoded, injected, resolved, previous);
       if (resolved.timerId !== undefined && timerTaken(ctx, transaction, validQueue, resolved.timerId)) {
         return { ids: [null], inserted: 0 };
       }
-      const previous = lastOfKey(transaction.visibleRows(), validQueue, resolved.orderingKey);
-      const row = newRow(ctx, validQueue, encoded, injected, resolved, previous);
       transaction.insert(row);
       return { ids: [String(row.seq)], inserted: 1 };
     }),

@@ -1,0 +1,53 @@
+import type {
+  DeadLetter,
+  Handler,
+  Middleware,
+  OutboxEvent,
+  OutboxRow,
+  PublishOptions,
+  SubscribeOptions,
+} from '../../src/index.js';
+
+/** One message of a committed (or rolled-back) publish. */
+export interface Publication {
+  readonly queue: string;
+  readonly body: unknown;
+  readonly options?: PublishOptions;
+}
+
+/**
+ * What a contract scenario does with an outbox, the same words for the in-memory one and the real
+ * one on PostgreSQL: publish in a transaction, subscribe, run until the messages ended, inspect.
+ */
+export interface ContractOutbox {
+  /** Publishes `messages` in one transaction that commits; their ids (null: timerId taken). */
+  publish(messages: readonly Publication[]): Promise<(string | null)[]>;
+  /** Publishes `messages` in one transaction that rolls back. */
+  publishRolledBack(messages: readonly Publication[]): Promise<void>;
+  /** cancelTimer in a transaction of its own that commits. */
+  cancelTimer(queue: string, timerId: string): Promise<boolean>;
+  subscribe(queue: string, handler: Handler, options?: SubscribeOptions): void;
+  start(): void;
+  /**
+   * Returns once `count` messages ended (acked, or ended as terminal): the real outbox waits for
+   * their recorder events; the in-memory one drains, moving its clock to each retry and delay.
+   */
+  runUntilSettled(count: number): Promise<void>;
+  /** Every recorder event so far. */
+  readonly events: readonly OutboxEvent[];
+  /** The DLQ's rows, by original id. */
+  deadLetters(): Promise<DeadLetter[]>;
+  /** Rows still in the outbox. */
+  remaining(): Promise<OutboxRow[]>;
+  stop(): Promise<void>;
+}
+
+export interface ContractDriver {
+  readonly name: 'memory' | 'postgres';
+  create(options: { readonly middlewares?: readonly Middleware[] }): Promise<ContractOutbox>;
+}
+
+/** Outcome events: a message has ended once one of these is recorded for it. */
+export function settledCount(events: readonly OutboxEvent[]): number {
+  return events.filter((event) => event.type === 'acked' || event.type === 'nacked_terminal').length;
+}

@@ -35,7 +35,7 @@ export default tseslint.config(
     ...tseslint.configs.disableTypeChecked,
   },
   {
-    files: ['test/**/*.ts'],
+    files: ['test/**/*.ts', 'examples/testing/*.test.ts'],
     rules: {
       // node:test's describe/test return promises the runner awaits itself.
       '@typescript-eslint/no-floating-promises': [

@@ -407,7 +407,7 @@ export class Subscription {
    * lease. The holder takes the new lease instead of a second run starting here: its outcome write
    * is fenced by the newest token, now its own. The re-claim counted a delivery that did not run.
    * Only a row delivered before can be one (deliveries_count > 1), which keeps the check off the
-   * fast path.
+   * fast path; a claim of the holder's own retry is not one (see below).
    */
   #adoptReclaimed(claimed: Lease[]): Lease[] {
     if (!claimed.some((lease) => lease.record.deliveries_count > 1)) return claimed;
@@ -416,7 +416,10 @@ export class Subscription {
     for (const lease of this.#inFlight.keys()) held.set(lease.record.id, lease);
     return claimed.filter((lease) => {
       const holder = held.get(lease.record.id);
-      if (holder === undefined) return true;
+      // A retry written by the holder (its handler failed) also makes the row claimable while the
+      // holder is still in #inFlight: that claim is the row's next attempt, not a lost lease. The
+      // retry counted an attempt; a lease that ran out did not.
+      if (holder === undefined || holder.record.attempts_count !== lease.record.attempts_count) return true;
       holder.token = lease.token;
       holder.leasedAt = lease.leasedAt;
       this.#deps.logger.warn(

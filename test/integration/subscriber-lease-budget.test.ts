@@ -3,6 +3,7 @@ import { describe, test } from 'node:test';
 
 import pg from 'pg';
 
+import { ConstantRetry } from '../../src/index.js';
 import { ClaimDelayPool } from '../support/claim-delay-pool.js';
 import { useTestDatabase } from '../support/database.js';
 import { outboxFactory } from '../support/outboxes.js';
@@ -159,6 +160,38 @@ describe('a claim whose round trip outlasts half a lease', () => {
     assert.deepEqual(runs, [1], 'run once, by the holder');
     assert.equal(log.of('lease_lost').length, 0);
     assert.equal(await remaining(db.pool, 'slow-claims', 'lb_reclaimed'), 0);
+  });
+});
+
+describe('a retry claimed while its failed run is still finishing', () => {
+  test('is the next attempt, not a lost lease: the row runs again at once and is acked', async () => {
+    // The retry UPDATE commits, but its reply is held 300 ms: the failed run is still in the
+    // subscription's running set when the next poll claims the row for its retry. Taken for a
+    // re-claim of a running row (the first version of the adoption), the finished run adopted it
+    // and the retry never started: the row waited out its whole 60 s lease.
+    const pool = new ClaimDelayPool(
+      { connectionString: db.url, max: 4 },
+      () => Promise.resolve(),
+      () => sleep(300),
+      /^txoutbox_retry_/,
+    );
+    db.onCleanup(() => pool.end());
+    const { outbox, log } = await migratedOutbox(newOutbox, pool, 'lb_fast_retry');
+    const runs: number[] = [];
+    outbox.subscribe(
+      'fast-retry',
+      (message) => {
+        runs.push(message.attemptsCount);
+        if (message.attemptsCount === 0) throw new Error('first attempt fails');
+      },
+      { concurrency: 2, retry: new ConstantRetry({ delayMs: 1 }), leaseTtlMs: 60_000, ...FAST_POLL },
+    );
+    outbox.start();
+    await publishCommitted(outbox, db.pool, 'fast-retry', ['x']);
+    await log.waitFor('acked', 1, 10_000);
+    await outbox.stop();
+    assert.deepEqual(runs, [0, 1], 'the failed run, then its retry');
+    assert.equal(await remaining(db.pool, 'fast-retry', 'lb_fast_retry'), 0);
   });
 });
 

@@ -12,15 +12,19 @@ export class ClaimDelayPool extends pg.Pool {
   readonly #beforeClaim: () => Promise<void>;
   readonly #afterClaim: () => Promise<void>;
   readonly #wrapped = new WeakSet<pg.PoolClient>();
+  readonly #statements: RegExp;
 
+  /** `statements`: the prepared statements' names it holds (`txoutbox_<kind>_<hash>`); the claims by default. */
   constructor(
     config: pg.PoolConfig,
     beforeClaim: () => Promise<void>,
     afterClaim: () => Promise<void> = () => Promise.resolve(),
+    statements = /claim/,
   ) {
     super(config);
     this.#beforeClaim = beforeClaim;
     this.#afterClaim = afterClaim;
+    this.#statements = statements;
   }
 
   // The subscriber checks a client out with the promise form and runs its statement with a config
@@ -33,7 +37,7 @@ export class ClaimDelayPool extends pg.Pool {
         const query = client.query.bind(client) as (...a: unknown[]) => Promise<unknown>;
         client.query = ((...queryArgs: unknown[]) => {
           const config = queryArgs[0] as { name?: string } | undefined;
-          if (typeof config !== 'object' || !/claim/.test(config.name ?? '')) return query(...queryArgs);
+          if (typeof config !== 'object' || !this.#statements.test(config.name ?? '')) return query(...queryArgs);
           this.inFlight += 1;
           this.maxInFlight = Math.max(this.maxInFlight, this.inFlight);
           return this.#beforeClaim()

@@ -10,20 +10,30 @@
 /** Any object type whose keys are queue names and whose values are body types. */
 export type QueueMap = object;
 
-/** The map of an Outbox without one: every string is a queue and every body is `unknown` (0.1's API). */
-export type AnyQueues = Record<string, unknown>;
+/**
+ * The map of an Outbox without one: every string is a queue and every body is `unknown` (0.1's
+ * API; the types below read it so). It is `any`, not `Record<string, unknown>`, for one reason:
+ * any typed Outbox must stay assignable to plain `Outbox` — `queueStateCollector(outbox)`, your
+ * own `function wire(outbox: Outbox)` — and the compiler relates two Outbox types by their
+ * parameters (invariant: K's constraint mentions Q), which only `any` satisfies both ways.
+ */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export type AnyQueues = any;
+
+/** True for `any` (the untyped map), false for every real map (an object type: never `unknown`). */
+type IsUntyped<Q> = unknown extends Q ? true : false;
 
 /**
- * The queue names of a map. A map without keys means untyped (every string): `object`, the
- * constraint, is what `InstanceType<typeof Outbox>` instantiates, and that must keep 0.1's API.
+ * The queue names of a map. Untyped, or a map without keys: every string. (`object`, the
+ * constraint, is what `InstanceType<typeof Outbox>` instantiates, and that must keep 0.1's API.)
  */
-export type QueueName<Q> = [keyof Q] extends [never] ? string : keyof Q & string;
+export type QueueName<Q> = IsUntyped<Q> extends true ? string : [keyof Q] extends [never] ? string : keyof Q & string;
 
 /** The body a handler of queue K gets: the map's entry (unknown for an untyped Outbox). */
-export type BodyOf<Q, K> = K extends keyof Q ? Q[K] : unknown;
+export type BodyOf<Q, K> = IsUntyped<Q> extends true ? unknown : K extends keyof Q ? Q[K] : unknown;
 
-/** What publish() accepts for queue K: the input map's entry. */
-export type PublishBody<I, K> = K extends keyof I ? I[K] : unknown;
+/** What publish() accepts for queue K: the input map's entry (unknown for an untyped Outbox). */
+export type PublishBody<I, K> = IsUntyped<I> extends true ? unknown : K extends keyof I ? I[K] : unknown;
 
 /**
  * The `schemas` option: a Standard Schema per queue (any may be left out). Written as two mapped

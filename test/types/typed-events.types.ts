@@ -6,6 +6,7 @@
  */
 import type { Kysely, Transaction } from 'kysely';
 import type pg from 'pg';
+import { Registry } from 'prom-client';
 import { z } from 'zod';
 
 import { fromDrizzle } from '../../src/adapters/drizzle/index.js';
@@ -20,6 +21,7 @@ import {
   type RelaySink,
   type StandardSchemaV1,
 } from '../../src/index.js';
+import { queueStateCollector } from '../../src/prometheus/index.js';
 
 declare const client: pg.PoolClient;
 declare const pool: pg.Pool;
@@ -179,3 +181,8 @@ expectTrue<Equal<QueueName<AnyMap>, string>>(true);
 type AnyMap = Record<string, unknown>;
 const annotated: Outbox = plain;
 use(annotated);
+// A typed Outbox still fits where a plain one is expected (queueStateCollector, your own helpers).
+const widened: Outbox = typed;
+const widenedApp: Outbox = app;
+use([widened, widenedApp]);
+use(queueStateCollector(app, { registry: new Registry() }));

@@ -1,0 +1,289 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { isDeepStrictEqual } from 'node:util';
+
+import { Registry } from 'prom-client';
+import { z } from 'zod';
+
+import { type AckPolicy, InvalidBodyError, Outbox, type OutboxEvent, type StandardSchemaV1 } from '../../src/index.js';
+import { prometheusMiddleware, prometheusRecorder } from '../../src/prometheus/index.js';
+import { useTestDatabase } from '../support/database.js';
+import { EventLog } from '../support/events.js';
+import { remaining } from '../support/publish.js';
+import { FAST_POLL } from '../support/subscriber-setup.js';
+import { TestLogger } from '../support/test-logger.js';
+import { inTransaction } from '../support/transaction.js';
+import { waitFor } from '../support/wait-for.js';
+
+const db = useTestDatabase(import.meta.url);
+const logger = new TestLogger();
+
+const order = z.object({
+  orderId: z.string(),
+  items: z.array(z.object({ sku: z.string(), qty: z.number().int().positive() })),
+  currency: z.string().default('EUR'),
+});
+/** Consume-side transform: the stored text becomes a number for the handler. */
+const amount = z.object({ cents: z.string().transform((text) => Number.parseInt(text, 10)) });
+const SCHEMAS = { 'order.created': order, 'payment.amount': amount };
+
+/**
+ * An Outbox of `table` with the test's schemas, an event log and Prometheus on a fresh registry;
+ * stopped after the file (leak guard). `schemas: false` is the same table without any schema.
+ */
+async function outboxOf(table: string) {
+  const log = new EventLog();
+  const registry = new Registry();
+  const outbox = new Outbox({
+    pool: db.pool,
+    table,
+    logger,
+    recorder: [log.recorder, prometheusRecorder({ registry })],
+    middlewares: [prometheusMiddleware({ registry })],
+    schemas: SCHEMAS,
+  });
+  db.onCleanup(() => outbox.stop());
+  await outbox.migrate();
+  const plain = new Outbox({ pool: db.pool, table, logger });
+  db.onCleanup(() => plain.stop());
+  return { outbox, plain, log, registry };
+}
+
+async function metric(registry: Registry, name: string, labels: Record<string, string>): Promise<number | undefined> {
+  for (const family of await registry.getMetricsAsJSON()) {
+    for (const entry of family.values as { value: number; labels: Record<string, string>; metricName?: string }[]) {
+      const matches = Object.entries(labels).every(([key, value]) => entry.labels[key] === value);
+      if ((entry.metricName ?? family.name) === name && matches) return entry.value;
+    }
+  }
+  return undefined;
+}
+
+async function payloads(table: string, queue: string): Promise<unknown[]> {
+  const { rows } = await db.pool.query<{ payload: Buffer }>(`SELECT payload FROM ${table} WHERE queue = $1 ORDER BY id`, [queue]);
+  return rows.map((row) => JSON.parse(row.payload.toString('utf8')) as unknown);
+}
+
+describe('publish validates bodies against their queue schema', () => {
+  test('an invalid body throws InvalidBodyError before any INSERT; the rest of the transaction commits', async () => {
+    const table = 'txoutbox.pub_invalid';
+    const { outbox, log } = await outboxOf(table);
+    await db.pool.query('CREATE TABLE pub_invalid_orders (id text PRIMARY KEY)');
+    let thrown: unknown;
+    await inTransaction(db.pool, async (client) => {
+      await client.query(`INSERT INTO pub_invalid_orders VALUES ('o1')`);
+      try {
+        // Typed: the compiler refuses this body; the cast stands for data that escaped the types (JSON input).
+        await outbox.publish(client, 'order.created', { orderId: 'o1', items: [{ sku: 'a', qty: 0 }] });
+      } catch (error) {
+        thrown = error;
+      }
+      // The transaction is not aborted: nothing was sent for the refused publish.
+      await client.query(`INSERT INTO pub_invalid_orders VALUES ('o2')`);
+    });
+    assert.ok(thrown instanceof InvalidBodyError, String(thrown));
+    assert.equal(thrown.code, 'INVALID_BODY');
+    assert.equal(thrown.queue, 'order.created');
+    assert.equal(thrown.phase, 'publish');
+    assert.deepEqual(
+      thrown.issues.map((issue) => issue.path),
+      ['items[0].qty'],
+    );
+    assert.match(
+      thrown.message,
+      /publish to "order\.created": .*items\[0\]\.qty: .*Pass a body that matches schemas\["order\.created"\]/,
+    );
+    assert.equal(await remaining(db.pool, 'order.created', table), 0);
+    const { rows } = await db.pool.query<{ id: string }>('SELECT id FROM pub_invalid_orders ORDER BY id');
+    assert.deepEqual(
+      rows.map((row) => row.id),
+      ['o1', 'o2'],
+    );
+    // Counted as a failed publish, like an unencodable body.
+    const published = log.of('published');
+    assert.equal(published.length, 1);
+    assert.equal(published[0]?.status, 'error');
+    assert.equal(published[0]?.exceptionType, 'InvalidBodyError');
+  });
+
+  test('publishBatch checks every body and inserts none when one fails, naming each by its place', async () => {
+    const table = 'txoutbox.pub_batch';
+    const { outbox } = await outboxOf(table);
+    const bodies = [
+      { orderId: 'o1', items: [] },
+      { orderId: 2, items: [] },
+      { orderId: 'o3', items: [{ sku: 'x', qty: -1 }] },
+    ];
+    await assert.rejects(
+      inTransaction(db.pool, (client) => outbox.publishBatch(client, 'order.created', bodies as never)),
+      (error: unknown) =>
+        error instanceof InvalidBodyError &&
+        isDeepStrictEqual(
+          error.issues.map((issue) => issue.path),
+          ['bodies[1].orderId', 'bodies[2].items[0].qty'],
+        ),
+    );
+    assert.equal(await remaining(db.pool, 'order.created', table), 0);
+  });
+
+  test("the schema's output is what is stored (defaults applied); a queue without a schema is not validated", async () => {
+    const table = 'txoutbox.pub_output';
+    const { outbox } = await outboxOf(table);
+    await inTransaction(db.pool, async (client) => {
+      await outbox.publish(client, 'order.created', { orderId: 'o1', items: [{ sku: 'a', qty: 1 }] });
+      await outbox.publishBatch(client, 'order.created', [{ orderId: 'o2', items: [], currency: 'USD' }]);
+      // Typed, the Outbox knows only its schemas' queues; at run time any other queue is not validated.
+      await (outbox as Outbox).publish(client, 'no.schema', { anything: ['goes'] });
+    });
+    assert.deepEqual(await payloads(table, 'order.created'), [
+      { orderId: 'o1', items: [{ sku: 'a', qty: 1 }], currency: 'EUR' },
+      { orderId: 'o2', items: [], currency: 'USD' },
+    ]);
+    assert.deepEqual(await payloads(table, 'no.schema'), [{ anything: ['goes'] }]);
+  });
+
+  test('an async schema is awaited before the INSERT', async () => {
+    const table = 'txoutbox.pub_async';
+    const taken = new Set(['taken']);
+    const unique: StandardSchemaV1<string> = {
+      '~standard': {
+        version: 1,
+        vendor: 'test',
+        validate: async (value) => {
+          await Promise.resolve();
+          return typeof value === 'string' && !taken.has(value)
+            ? { value }
+            : { issues: [{ message: 'already taken', path: ['name'] }] };
+        },
+      },
+    };
+    const outbox = new Outbox({ pool: db.pool, table, logger, schemas: { names: unique } });
+    db.onCleanup(() => outbox.stop());
+    await outbox.migrate();
+    await assert.rejects(
+      inTransaction(db.pool, (client) => outbox.publish(client, 'names', 'taken')),
+      (error: unknown) => error instanceof InvalidBodyError && /name: already taken/.test(error.message),
+    );
+    await inTransaction(db.pool, (client) => outbox.publish(client, 'names', 'free'));
+    const { rows } = await db.pool.query<{ payload: Buffer }>(`SELECT payload FROM ${table} WHERE queue = 'names'`);
+    assert.deepEqual(
+      rows.map((row) => row.payload.toString('utf8')),
+      ['free'],
+    );
+  });
+});
+
+describe('consume validates bodies before the handler runs', () => {
+  for (const ackPolicy of ['nack_on_error', 'manual', 'reject_on_error'] satisfies AckPolicy[]) {
+    test(`an invalid body ends in the DLQ with its issues, the handler never runs, and it is counted (ackPolicy ${ackPolicy})`, async () => {
+      const table = `txoutbox.con_invalid_${ackPolicy}`;
+      const { outbox, plain, log, registry } = await outboxOf(table);
+      // Written by an Outbox without the schema (another service, an older version).
+      const [bad] = await inTransaction(db.pool, (client) =>
+        plain.publishBatch(client, 'order.created', [{ orderId: 42, items: [{ sku: 'a', qty: 'one' }] }]),
+      );
+      const ran: unknown[] = [];
+      outbox.subscribe(
+        'order.created',
+        (message, ctx) => {
+          ran.push(message.body);
+          if (ackPolicy === 'manual') ctx.ack();
+        },
+        { ...FAST_POLL, ackPolicy },
+      );
+      outbox.start();
+      const [written] = await log.waitFor('dlq_written');
+      assert.deepEqual(ran, []);
+      assert.equal(written?.failureReason, 'rejected');
+      assert.equal(written?.exceptionType, 'InvalidBodyError');
+      const terminal = log.of('nacked_terminal');
+      assert.equal(terminal.length, 1);
+      assert.equal(terminal[0]?.reason, 'rejected');
+      assert.equal(terminal[0]?.exceptionType, 'InvalidBodyError');
+      assert.equal(log.of('nacked_retried').length, 0, 'never retried: the same body would fail again');
+
+      const { rows } = await db.pool.query<{
+        original_id: string;
+        failure_reason: string;
+        last_exception: string;
+        last_exception_type: string;
+      }>(`SELECT original_id, failure_reason, last_exception, last_exception_type FROM ${table}_dlq`);
+      assert.equal(rows.length, 1);
+      assert.equal(rows[0]?.original_id, bad);
+      assert.equal(rows[0]?.failure_reason, 'rejected');
+      assert.equal(rows[0]?.last_exception_type, 'InvalidBodyError');
+      assert.match(
+        rows[0]?.last_exception ?? '',
+        new RegExp(`message ${String(bad)} of "order\\.created": the body does not match`),
+      );
+      assert.match(rows[0]?.last_exception ?? '', /orderId: [^;]+; items\[0\]\.qty: /);
+      assert.equal(await remaining(db.pool, 'order.created', table), 0);
+
+      await waitFor(async () => (await metric(registry, 'txoutbox_outbox_terminal_total', { reason: 'rejected' })) === 1, {
+        what: 'terminal_total{reason="rejected"} = 1',
+      });
+      assert.equal(
+        await metric(registry, 'txoutbox_received_processed_messages_exceptions_total', { exception_type: 'InvalidBodyError' }),
+        1,
+      );
+    });
+  }
+
+  test("the handler gets the schema's output (defaults, transforms); other queues of the subscription run unvalidated", async () => {
+    const table = 'txoutbox.con_valid';
+    const { outbox, plain, log } = await outboxOf(table);
+    await inTransaction(db.pool, async (client) => {
+      await plain.publish(client, 'order.created', { orderId: 'o1', items: [{ sku: 'a', qty: 2 }], extra: 'stripped' });
+      await plain.publish(client, 'payment.amount', { cents: '1250' });
+      await plain.publish(client, 'audit', { raw: true });
+    });
+    const seen = new Map<string, unknown>();
+    (outbox as Outbox).subscribe(
+      ['order.created', 'payment.amount', 'audit'],
+      (message) => {
+        seen.set(message.queue, message.body);
+      },
+      FAST_POLL,
+    );
+    outbox.start();
+    await log.waitFor('acked', 3);
+    assert.deepEqual(seen.get('order.created'), { orderId: 'o1', items: [{ sku: 'a', qty: 2 }], currency: 'EUR' });
+    assert.deepEqual(seen.get('payment.amount'), { cents: 1250 });
+    assert.deepEqual(seen.get('audit'), { raw: true });
+    assert.equal(log.of('nacked_terminal').length, 0);
+  });
+
+  test('an async schema runs inside the delivery: an invalid body is ended, a valid one handled, in publish order of its key', async () => {
+    const table = 'txoutbox.con_async';
+    const checked: string[] = [];
+    const even: StandardSchemaV1<number> = {
+      '~standard': {
+        version: 1,
+        vendor: 'test',
+        validate: async (value) => {
+          await new Promise((resolve) => setImmediate(resolve));
+          checked.push(String(value));
+          return typeof value === 'number' && value % 2 === 0 ? { value: value / 2 } : { issues: [{ message: 'odd' }] };
+        },
+      },
+    };
+    const log = new EventLog();
+    const outbox = new Outbox({ pool: db.pool, table, logger, recorder: log.recorder, schemas: { numbers: even } });
+    db.onCleanup(() => outbox.stop());
+    await outbox.migrate();
+    const plain = new Outbox({ pool: db.pool, table, logger });
+    db.onCleanup(() => plain.stop());
+    await inTransaction(db.pool, (client) => plain.publishBatch(client, 'numbers', [2, 3, 4], { orderingKey: 'k' }));
+    const handled: number[] = [];
+    outbox.subscribe('numbers', (message) => void handled.push(message.body), { ...FAST_POLL, concurrency: 4 });
+    outbox.start();
+    await waitFor(() => log.of('acked').length === 2 && log.of('dlq_written').length === 1, { what: '2 acked, 1 dead' });
+    assert.deepEqual(handled, [1, 2]);
+    assert.deepEqual(checked, ['2', '3', '4'], 'one key: validated one at a time, in publish order');
+    const events = log.events.filter((event: OutboxEvent) => event.type === 'acked' || event.type === 'nacked_terminal');
+    assert.deepEqual(
+      events.map((event) => event.type),
+      ['acked', 'nacked_terminal', 'acked'],
+    );
+  });
+});

@@ -5,7 +5,14 @@ import { isDeepStrictEqual } from 'node:util';
 import { Registry } from 'prom-client';
 import { z } from 'zod';
 
-import { type AckPolicy, InvalidBodyError, Outbox, type OutboxEvent, type StandardSchemaV1 } from '../../src/index.js';
+import {
+  type AckPolicy,
+  InvalidBodyError,
+  Outbox,
+  type OutboxEvent,
+  type RelaySink,
+  type StandardSchemaV1,
+} from '../../src/index.js';
 import { prometheusMiddleware, prometheusRecorder } from '../../src/prometheus/index.js';
 import { useTestDatabase } from '../support/database.js';
 import { EventLog } from '../support/events.js';
@@ -285,5 +292,30 @@ describe('consume validates bodies before the handler runs', () => {
       events.map((event) => event.type),
       ['acked', 'nacked_terminal', 'acked'],
     );
+  });
+});
+
+describe('relay validates like a subscription', () => {
+  test('an invalid row is never sent (DLQ, rejected); a valid one is sent as stored', async () => {
+    const table = 'txoutbox.relay_checked';
+    const { outbox, plain, log } = await outboxOf(table);
+    await inTransaction(db.pool, (client) =>
+      plain.publishBatch(client, 'order.created', [{ orderId: 'bad' }, { orderId: 'good', items: [] }]),
+    );
+    const sent: string[] = [];
+    const sink: RelaySink = {
+      name: 'memory',
+      send: (message) => {
+        sent.push(message.payload.toString('utf8'));
+        return Promise.resolve();
+      },
+      close: () => Promise.resolve(),
+    };
+    outbox.relay('order.created', sink, FAST_POLL);
+    outbox.start();
+    await waitFor(() => log.of('acked').length === 1 && log.of('dlq_written').length === 1, { what: '1 sent, 1 dead' });
+    // The stored bytes, not the schema's output: a relay forwards what was published.
+    assert.deepEqual(sent, ['{"orderId":"good","items":[]}']);
+    assert.equal(log.of('dlq_written')[0]?.exceptionType, 'InvalidBodyError');
   });
 });

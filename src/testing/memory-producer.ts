@@ -13,6 +13,7 @@ import {
   resolvePublishOptions,
   validateQueue,
 } from '../producer/publish-options.js';
+import { type BodySchemas, checkPublishedBodies, checkPublishedBody, isPromise } from '../typed-events/body-schemas.js';
 import type { TestClock } from './clock.js';
 import type { MemoryRow } from './memory-row.js';
 import type { MemoryTable } from './memory-table.js';
@@ -23,6 +24,8 @@ export type InTransaction = <T>(write: (transaction: TestTransaction) => T) => P
 
 export interface MemoryProducerContext {
   readonly table: MemoryTable;
+  /** The `schemas` option: bodies are checked before any insert, as the real producer does. */
+  readonly schemas: BodySchemas | undefined;
   readonly clock: TestClock;
   readonly middlewares: MiddlewareChain;
   readonly emit: Emit;
@@ -106,6 +109,19 @@ export async function memoryPublish(
   const resolved = resolvePublishOptions(options, false);
   const inTransaction = ctx.transactionOf('publish', target, resolved.autocommit);
   const validQueue = validateQueue(queue);
+  const schema = ctx.schemas?.get(validQueue);
+  if (schema !== undefined) {
+    const pending = checkPublishedBody(schema, validQueue, body);
+    const check = isPromise(pending) ? await pending : pending;
+    if (!check.ok) {
+      return await failBeforeInsert(
+        ctx,
+        { queue: validQueue, messageCount: 1, batch: false, correlationId: resolved.correlationId },
+        check.error,
+      );
+    }
+    body = check.value;
+  }
   let encoded: Encoded;
   try {
     const { payload, contentType } = encodeBody(body);
@@ -166,10 +182,20 @@ export async function memoryPublishBatch(
     });
   }
   if (bodies.length === 0) return [];
+  let values: readonly unknown[] = bodies;
+  const schema = ctx.schemas?.get(validQueue);
+  if (schema !== undefined) {
+    const check = await checkPublishedBodies(schema, validQueue, bodies);
+    if (!check.ok) {
+      const scope = { queue: validQueue, messageCount: bodies.length, batch: true, correlationId: resolved.correlationId };
+      return await failBeforeInsert(ctx, scope, check.error);
+    }
+    values = check.value as unknown[];
+  }
   const messages: Encoded[] = [];
   let sizeBytes = 0;
   try {
-    for (const body of bodies) {
+    for (const body of values) {
       const { payload, contentType } = encodeBody(body);
       messages.push({
         payload,

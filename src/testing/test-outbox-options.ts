@@ -3,8 +3,10 @@ import { CustomStatKeys, DEFAULT_CUSTOM_STATS_LIMIT } from '../instrumentation/c
 import type { OutboxEvent } from '../instrumentation/events.js';
 import { MiddlewareChain, resolveMiddlewares } from '../instrumentation/middleware-chain.js';
 import { type Emit, resolveRecorders } from '../instrumentation/recorders.js';
-import type { ConnectionStringOptions } from '../outbox-options.js';
+import type { ConnectionStringOptions, OutboxOptions } from '../outbox-options.js';
 import { defaultRenderError, type RenderError } from '../subscriber/render-error.js';
+import { type BodySchemas, resolveBodySchemas } from '../typed-events/body-schemas.js';
+import type { AnyQueues } from '../typed-events/queue-map.js';
 import { rejectUnknownOptions } from '../util/known-options.js';
 import { consoleLogger, type Logger } from '../util/logger.js';
 
@@ -13,10 +15,10 @@ import { consoleLogger, type Logger } from '../util/logger.js';
  * is recorded (same names, same types, same validation), plus the test's clock and drain bound.
  * Connection, pool, table and wake-up options have no meaning in memory and are not accepted.
  */
-export interface TestOutboxOptions extends Pick<
-  ConnectionStringOptions,
-  'recorder' | 'middlewares' | 'logger' | 'renderError' | 'customStatsLimit' | 'dlqTable'
-> {
+export interface TestOutboxOptions<Q = AnyQueues, I = Q>
+  extends
+    Pick<ConnectionStringOptions, 'recorder' | 'middlewares' | 'logger' | 'renderError' | 'customStatsLimit' | 'dlqTable'>,
+    Pick<OutboxOptions<Q, I>, 'schemas'> {
   /** Where the test clock starts. @default the real time when the test outbox is created */
   readonly now?: Date | number;
   /** Deliveries one drain() makes at most before it throws DrainLimitError. @default 1000 */
@@ -33,9 +35,21 @@ export interface ResolvedTestOutboxOptions {
   readonly dlq: boolean;
   readonly now: Date | number | undefined;
   readonly maxDrainSteps: number;
+  /** The `schemas` option, validated by the real resolver; undefined when none. */
+  readonly schemas: BodySchemas | undefined;
 }
 
-const KNOWN = ['recorder', 'middlewares', 'logger', 'renderError', 'customStatsLimit', 'dlqTable', 'now', 'maxDrainSteps'];
+const KNOWN = [
+  'recorder',
+  'middlewares',
+  'logger',
+  'renderError',
+  'customStatsLimit',
+  'dlqTable',
+  'schemas',
+  'now',
+  'maxDrainSteps',
+];
 export const DEFAULT_MAX_DRAIN_STEPS = 1000;
 
 function isLogger(value: unknown): value is Logger {
@@ -104,5 +118,6 @@ export function resolveTestOutboxOptions(options: unknown, record: (event: Outbo
     dlq: dlqTable !== false,
     now: now,
     maxDrainSteps: maxDrainSteps ?? DEFAULT_MAX_DRAIN_STEPS,
+    schemas: resolveBodySchemas(raw.schemas),
   };
 }

@@ -16,6 +16,8 @@ import { DeliverySignal } from '../subscriber/delivery-signal.js';
 import type { Lease } from '../subscriber/lease.js';
 import type { Handler } from '../subscriber/message.js';
 import { resolveSubscribeOptions, type SubscribeOptions } from '../subscriber/subscription-options.js';
+import type { AnyQueues, BodyOf, PublishBody, QueueMap, QueueName } from '../typed-events/queue-map.js';
+import { validatingHandler } from '../typed-events/validating-handler.js';
 import { TestClock } from './clock.js';
 import { type AckedRecord, MemoryOutcomes, type OutcomeRecords, type RetriedRecord } from './memory-outcomes.js';
 import {
@@ -77,7 +79,7 @@ interface MemorySubscription {
  * timers). What is and is not simulated: architecture/testing.md. A contract suite
  * (test/contract/) runs the same scenarios against it and against PostgreSQL.
  */
-export class TestOutbox {
+export class TestOutbox<Q extends QueueMap = AnyQueues, I extends QueueMap = Q> {
   /** The clock every time of this outbox is read from: advance() it to make delays and retries due. */
   readonly clock: TestClock;
   readonly #options: ResolvedTestOutboxOptions;
@@ -93,11 +95,12 @@ export class TestOutbox {
   #started = false;
   #stopped = false;
 
-  constructor(options?: TestOutboxOptions) {
+  constructor(options?: TestOutboxOptions<Q, I>) {
     this.#options = resolveTestOutboxOptions(options, (event) => this.#events.push(event));
     this.clock = new TestClock(this.#options.now);
     this.#producer = {
       table: this.#table,
+      schemas: this.#options.schemas,
       clock: this.clock,
       middlewares: this.#options.middlewares,
       emit: this.#options.emit,
@@ -165,17 +168,29 @@ export class TestOutbox {
     })();
   }
 
-  /** Inserts a message in `executor`, a transaction of this outbox. Returns its id, or null when `timerId` is taken. */
-  async publish(executor: TransactionTarget, queue: string, body: unknown, options?: PublishOptions): Promise<string | null> {
+  /**
+   * Inserts a message in `executor`, a transaction of this outbox. Returns its id, or null when
+   * `timerId` is taken. Typed and validated by the queue map and `schemas` as Outbox.publish is.
+   */
+  async publish<K extends QueueName<Q>>(
+    executor: TransactionTarget,
+    queue: K,
+    body: PublishBody<I, K>,
+    options?: PublishOptions,
+  ): Promise<string | null> {
+    return await this.#publishAny(executor, queue, body, options);
+  }
+
+  async #publishAny(executor: TransactionTarget, queue: string, body: unknown, options?: PublishOptions): Promise<string | null> {
     this.#assertRunning('publish');
     return await memoryPublish(this.#producer, executor, queue, body, options);
   }
 
   /** Inserts many messages to one queue, all or none, in `executor`. */
-  async publishBatch(
+  async publishBatch<K extends QueueName<Q>>(
     executor: TransactionTarget,
-    queue: string,
-    bodies: readonly unknown[],
+    queue: K,
+    bodies: readonly PublishBody<I, K>[],
     options?: PublishBatchOptions,
   ): Promise<string[]> {
     this.#assertRunning('publishBatch');
@@ -183,7 +198,7 @@ export class TestOutbox {
   }
 
   /** Deletes the pending row of (queue, timerId) when `executor` commits; false when there is none or it is running. */
-  async cancelTimer(executor: TransactionTarget, queue: string, timerId: string): Promise<boolean> {
+  async cancelTimer(executor: TransactionTarget, queue: QueueName<Q>, timerId: string): Promise<boolean> {
     this.#assertRunning('cancelTimer');
     return await memoryCancelTimer(this.#producer, executor, queue, timerId);
   }
@@ -209,8 +224,22 @@ export class TestOutbox {
     return Promise.resolve(selected.map(toOutboxRow));
   }
 
-  /** Consumes `queues` with `handler` (validated as the real subscribe() does); drain() runs it. */
-  subscribe<T = unknown>(queues: string | readonly string[], handler: Handler<T>, options?: SubscribeOptions): SubscriptionInfo {
+  /**
+   * Consumes `queues` with `handler` (validated as the real subscribe() does, bodies checked by
+   * `schemas` first); drain() runs it. Typed by the queue map as Outbox.subscribe is.
+   */
+  subscribe<K extends QueueName<Q>>(
+    queues: K | readonly K[],
+    handler: Handler<BodyOf<Q, K>>,
+    options?: SubscribeOptions,
+  ): SubscriptionInfo;
+  /** 0.1's form, for an outbox without a queue map: `subscribe<Order>(…)` asserts the body type. */
+  subscribe<T>(
+    queues: string extends QueueName<Q> ? string | readonly string[] : never,
+    handler: Handler<T>,
+    options?: SubscribeOptions,
+  ): SubscriptionInfo;
+  subscribe(queues: string | readonly string[], handler: Handler<never>, options?: SubscribeOptions): SubscriptionInfo {
     this.#assertRunning('subscribe');
     const resolved = resolveSubscribeOptions(queues, handler, options, this.#options.dlq);
     const { logger } = this.#options;
@@ -230,7 +259,7 @@ export class TestOutbox {
       queues: new Set(resolved.queues),
       deps: {
         options: resolved,
-        handler: handler as Handler,
+        handler: validatingHandler(handler as Handler, this.#options.schemas, resolved.queues),
         writer,
         logger,
         emit: this.#options.emit,
@@ -239,7 +268,7 @@ export class TestOutbox {
         now: () => this.clock.nowMs(),
         // ctx.publish outside a transactional subscription: committed on its own at once.
         followUp: (_client, queue, body, publishOptions) =>
-          this.transaction((tx) => this.publish(tx, queue, body, publishOptions)),
+          this.transaction((tx) => this.#publishAny(tx, queue, body, publishOptions)),
       },
     });
     return { name: resolved.name, queues: resolved.queues };
@@ -318,7 +347,7 @@ export class TestOutbox {
     await deliver(lease, new DeliverySignal(), () => false, {
       ...deps,
       options: { ...deps.options, transactional: false },
-      followUp: (_client, queue, body, options) => this.publish(tx, queue, body, options),
+      followUp: (_client, queue, body, options) => this.#publishAny(tx, queue, body, options),
       writer: {
         ack: (acked, durationSeconds, written) => {
           void tx.commit();
@@ -388,6 +417,8 @@ export class TestOutbox {
 }
 
 /** An in-memory outbox for tests: see TestOutbox. */
-export function createTestOutbox(options?: TestOutboxOptions): TestOutbox {
-  return new TestOutbox(options);
+export function createTestOutbox<Q extends QueueMap = AnyQueues, I extends QueueMap = Q>(
+  options?: TestOutboxOptions<Q, I>,
+): TestOutbox<Q, I> {
+  return new TestOutbox<Q, I>(options);
 }

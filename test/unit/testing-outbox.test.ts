@@ -1,7 +1,17 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
-import { ConstantRetry, ExponentialRetry, type Middleware, NotInTransactionError, OutboxStoppedError } from '../../src/index.js';
+import { z } from 'zod';
+
+import {
+  ConstantRetry,
+  ExponentialRetry,
+  InvalidBodyError,
+  type Middleware,
+  NotInTransactionError,
+  type Outbox,
+  OutboxStoppedError,
+} from '../../src/index.js';
 import { createTestOutbox, DrainLimitError } from '../../src/testing/index.js';
 import { TestLogger } from '../support/test-logger.js';
 
@@ -281,4 +291,33 @@ test('options are validated as the real Outbox validates them', () => {
   assert.throws(() => {
     createTestOutbox(quiet()).clock.advance(-1);
   }, /clock\.advance/);
+});
+
+test('typed: the queue map and schemas of the real Outbox; an invalid body is refused before any insert', async () => {
+  const schemas = { 'order.created': z.object({ orderId: z.string(), qty: z.number().int().positive() }) };
+  const outbox = createTestOutbox({ ...quiet(), schemas });
+  const bodies: { orderId: string; qty: number }[] = [];
+  outbox.subscribe('order.created', (m) => {
+    bodies.push(m.body);
+  });
+  await assert.rejects(
+    outbox.transaction((tx) => outbox.publish(tx, 'order.created', { orderId: 'o-1', qty: 0 })),
+    (error: unknown) => error instanceof InvalidBodyError && error.issues[0]?.path === 'qty',
+  );
+  await outbox.transaction((tx) => outbox.publish(tx, 'order.created', { orderId: 'o-2', qty: 2 }));
+  await outbox.drain();
+  assert.deepEqual(bodies, [{ orderId: 'o-2', qty: 2 }]);
+  assert.deepEqual(
+    outbox.events.filter((e) => e.type === 'published').map((e) => e.type === 'published' && e.status),
+    ['error', 'ok'],
+  );
+  const tx = outbox.transaction();
+  // Compile-time only (never called): a queue the map does not name is refused by the type checker.
+  // @ts-expect-error: not a queue of the map
+  const wrongQueue = () => outbox.publish(tx, 'order.cancelled', { orderId: 'o-3', qty: 1 });
+  assert.equal(typeof wrongQueue, 'function');
+  // The typed test outbox fits where code expects the real typed Outbox's publish.
+  const publisher: Pick<Outbox<{ 'order.created': { orderId: string; qty: number } }>, 'publish'> = outbox;
+  assert.equal(typeof publisher.publish, 'function');
+  await tx.rollback();
 });

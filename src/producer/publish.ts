@@ -4,7 +4,13 @@ import { CORRELATION_ID_HEADER } from '../envelope/headers.js';
 import { InvalidOptionError } from '../errors.js';
 import type { MiddlewareChain } from '../instrumentation/middleware-chain.js';
 import type { Emit } from '../instrumentation/recorders.js';
-import { type BodySchemas, checkPublishedBodies, checkPublishedBody, isPromise } from '../typed-events/body-schemas.js';
+import {
+  type BodyCheck,
+  type BodySchemas,
+  checkPublishedBodies,
+  checkPublishedBody,
+  isPromise,
+} from '../typed-events/body-schemas.js';
 import { assertTransactional, type TransactionTarget } from './executor.js';
 import { observePublish, type PublishScope } from './observe-publish.js';
 import {
@@ -79,13 +85,17 @@ export async function publish(
   const validQueue = validateQueue(queue);
   const schema = ctx.schemas?.get(validQueue);
   if (schema !== undefined) {
-    // Before any statement: an invalid body leaves the caller's transaction untouched.
-    const pending = checkPublishedBody(schema, validQueue, body);
-    const check = isPromise(pending) ? await pending : pending;
-    if (!check.ok) {
-      const scope = { queue: validQueue, messageCount: 1, batch: false, correlationId: resolved.correlationId };
-      return await failBeforeInsert(ctx, scope, check.error);
+    // Before any statement: an invalid body leaves the caller's transaction untouched. A schema
+    // that throws instead of returning issues fails the publish the same way, counted.
+    const scope = { queue: validQueue, messageCount: 1, batch: false, correlationId: resolved.correlationId };
+    let check: BodyCheck;
+    try {
+      const pending = checkPublishedBody(schema, validQueue, body);
+      check = isPromise(pending) ? await pending : pending;
+    } catch (error) {
+      return await failBeforeInsert(ctx, scope, asError(error));
     }
+    if (!check.ok) return await failBeforeInsert(ctx, scope, check.error);
     body = check.value;
   }
   let encoded: { payload: Buffer; headers: Record<string, string> };
@@ -161,11 +171,10 @@ export async function publishBatch(
   const schema = ctx.schemas?.get(validQueue);
   if (schema !== undefined) {
     // Every body, before any statement: an invalid one leaves the caller's transaction untouched.
-    const check = await checkPublishedBodies(schema, validQueue, bodies);
-    if (!check.ok) {
-      const scope = { queue: validQueue, messageCount: bodies.length, batch: true, correlationId: resolved.correlationId };
-      return await failBeforeInsert(ctx, scope, check.error);
-    }
+    const scope = { queue: validQueue, messageCount: bodies.length, batch: true, correlationId: resolved.correlationId };
+    const check = await checkPublishedBodies(schema, validQueue, bodies).catch((error: unknown) => asError(error));
+    if (check instanceof Error) return await failBeforeInsert(ctx, scope, check);
+    if (!check.ok) return await failBeforeInsert(ctx, scope, check.error);
     return await insertBatch(ctx, executor, validQueue, check.value as unknown[], resolved);
   }
   return await insertBatch(ctx, executor, validQueue, bodies, resolved);

@@ -178,6 +178,38 @@ describe('publish validates bodies against their queue schema', () => {
       ['free'],
     );
   });
+  test('a schema that throws instead of returning issues fails the publish the same way, counted', async () => {
+    const table = 'txoutbox.pub_throwing';
+    const broken: StandardSchemaV1 = {
+      '~standard': {
+        version: 1,
+        vendor: 'test',
+        validate: () => {
+          throw new TypeError('schema bug');
+        },
+      },
+    };
+    const log = new EventLog();
+    const outbox = new Outbox({ pool: db.pool, table, logger, recorder: log.recorder, schemas: { q: broken } });
+    db.onCleanup(() => outbox.stop());
+    await outbox.migrate();
+    await assert.rejects(
+      inTransaction(db.pool, (client) => outbox.publish(client, 'q', 1)),
+      (error: unknown) => error instanceof TypeError && error.message === 'schema bug',
+    );
+    await assert.rejects(
+      inTransaction(db.pool, (client) => outbox.publishBatch(client, 'q', [1, 2])),
+      (error: unknown) => error instanceof TypeError,
+    );
+    assert.deepEqual(
+      log.of('published').map((event) => [event.status, event.exceptionType]),
+      [
+        ['error', 'TypeError'],
+        ['error', 'TypeError'],
+      ],
+    );
+    assert.equal(await remaining(db.pool, 'q', table), 0);
+  });
 });
 
 describe('consume validates bodies before the handler runs', () => {

@@ -5,6 +5,7 @@ import type {
   OutboxEvent,
   OutboxRow,
   PublishOptions,
+  StandardSchemaV1,
   SubscribeOptions,
 } from '../../src/index.js';
 
@@ -42,9 +43,15 @@ export interface ContractOutbox {
   stop(): Promise<void>;
 }
 
+/** The Outbox options a scenario may set: the same on both sides. */
+export interface ContractOptions {
+  readonly middlewares?: readonly Middleware[];
+  readonly schemas?: Readonly<Record<string, StandardSchemaV1>>;
+}
+
 export interface ContractDriver {
   readonly name: 'memory' | 'postgres';
-  create(options: { readonly middlewares?: readonly Middleware[] }): Promise<ContractOutbox>;
+  create(options: ContractOptions): Promise<ContractOutbox>;
 }
 
 /** Outcome events: a message has ended once one of these is recorded for it. */

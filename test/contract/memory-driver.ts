@@ -6,7 +6,11 @@ import { type ContractDriver, type ContractOutbox, settledCount } from './driver
 export const memoryDriver: ContractDriver = {
   name: 'memory',
   create(options) {
-    const outbox = createTestOutbox({ logger: new TestLogger(), middlewares: options.middlewares ?? [] });
+    const outbox = createTestOutbox({
+      logger: new TestLogger(),
+      middlewares: options.middlewares ?? [],
+      schemas: options.schemas,
+    });
     const contract: ContractOutbox = {
       publish: (messages) =>
         outbox.transaction(async (tx) => {

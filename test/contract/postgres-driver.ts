@@ -23,6 +23,7 @@ export function postgresDriver(newOutbox: (options: OutboxOptions) => Outbox, po
         table: `contract_${tables}`,
         recorder: (event) => events.push(event),
         middlewares: options.middlewares ?? [],
+        schemas: options.schemas,
       });
       await outbox.migrate();
       const contract: ContractOutbox = {

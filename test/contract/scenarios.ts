@@ -1,7 +1,17 @@
 import assert from 'node:assert/strict';
 
-import { ConstantRetry, type DeadLetter, ExponentialRetry, type Middleware, NoRetry, type OutboxEvent } from '../../src/index.js';
-import type { ContractDriver, ContractOutbox } from './driver.js';
+import { z } from 'zod';
+
+import {
+  ConstantRetry,
+  type DeadLetter,
+  ExponentialRetry,
+  InvalidBodyError,
+  type Middleware,
+  NoRetry,
+  type OutboxEvent,
+} from '../../src/index.js';
+import type { ContractDriver, ContractOptions, ContractOutbox } from './driver.js';
 
 /**
  * The contract between the in-memory outbox (txoutbox/testing) and the real one: each scenario
@@ -48,7 +58,7 @@ function deadLetterView(row: DeadLetter) {
 
 async function withOutbox<T>(
   driver: ContractDriver,
-  options: { middlewares?: readonly Middleware[] },
+  options: ContractOptions,
   fn: (outbox: ContractOutbox) => Promise<T>,
 ): Promise<T> {
   const outbox = await driver.create(options);
@@ -382,6 +392,44 @@ const followUps: Scenario = {
   },
 };
 
+const schemas: Scenario = {
+  name: "schemas: an invalid body is refused before any insert; handlers get the schema's output",
+  run: (driver) =>
+    withOutbox(
+      driver,
+      { schemas: { orders: z.object({ orderId: z.string(), qty: z.number().int().positive().default(1) }) } },
+      async (outbox) => {
+        const handled: unknown[] = [];
+        outbox.subscribe('orders', (m) => {
+          handled.push(m.body);
+        });
+        outbox.start();
+        const refused = await outbox.publish([{ queue: 'orders', body: { orderId: 7, qty: 0 } }]).then(
+          () => null,
+          (error: unknown) =>
+            error instanceof InvalidBodyError ? [error.code, error.phase, error.issues.map((i) => i.path)] : String(error),
+        );
+        const ids = await outbox.publish([{ queue: 'orders', body: { orderId: 'o-1' } }]);
+        await outbox.runUntilSettled(1);
+        const published = outbox.events.flatMap((e) =>
+          e.type === 'published' ? [[e.status, e.count, e.exceptionType ?? null]] : [],
+        );
+        return { refused, ids, handled, published };
+      },
+    ),
+  check(observation: Record<string, unknown>) {
+    assert.deepEqual(observation, {
+      refused: ['INVALID_BODY', 'publish', ['orderId', 'qty']],
+      ids: ['1'],
+      handled: [{ orderId: 'o-1', qty: 1 }],
+      published: [
+        ['error', 0, 'InvalidBodyError'],
+        ['ok', 1, null],
+      ],
+    });
+  },
+};
+
 export const SCENARIOS: readonly Scenario[] = [
   rollback,
   ordering,
@@ -392,4 +440,5 @@ export const SCENARIOS: readonly Scenario[] = [
   eventSequence,
   middlewareOrder,
   followUps,
+  schemas,
 ];

@@ -268,6 +268,33 @@ describe('consume validates bodies before the handler runs', () => {
     });
   }
 
+  test('in a transactional subscription an invalid body is ended the same way, and the valid one commits its writes', async () => {
+    const table = 'txoutbox.con_transactional';
+    const { outbox, plain, log } = await outboxOf(table);
+    await db.pool.query('CREATE TABLE con_transactional_seen (order_id text NOT NULL)');
+    await inTransaction(db.pool, (client) =>
+      plain.publishBatch(client, 'order.created', [
+        { orderId: 'bad', items: 'none' },
+        { orderId: 'good', items: [] },
+      ]),
+    );
+    outbox.subscribe(
+      'order.created',
+      async (message, ctx) => {
+        await ctx.client.query('INSERT INTO con_transactional_seen VALUES ($1)', [message.body.orderId]);
+      },
+      { ...FAST_POLL, transactional: true },
+    );
+    outbox.start();
+    await waitFor(() => log.of('acked').length === 1 && log.of('dlq_written').length === 1, { what: '1 acked, 1 dead' });
+    assert.equal(log.of('dlq_written')[0]?.exceptionType, 'InvalidBodyError');
+    const { rows } = await db.pool.query<{ order_id: string }>('SELECT order_id FROM con_transactional_seen');
+    assert.deepEqual(
+      rows.map((row) => row.order_id),
+      ['good'],
+    );
+  });
+
   test("the handler gets the schema's output (defaults, transforms); other queues of the subscription run unvalidated", async () => {
     const table = 'txoutbox.con_valid';
     const { outbox, plain, log } = await outboxOf(table);

@@ -21,7 +21,12 @@ import { pgBossSystem } from './systems/pgboss.js';
 import { rawSystem } from './systems/raw.js';
 import { openTelemetryStatus } from './systems/seams.js';
 import type { RunOptions, System, WorkloadId } from './systems/system.js';
-import { txoutboxInTransactionSystem, txoutboxSystem, txoutboxTransactionalSystem } from './systems/txoutbox.js';
+import {
+  txoutboxInTransactionSystem,
+  txoutboxSystem,
+  txoutboxTransactionalAsyncCommitSystem,
+  txoutboxTransactionalSystem,
+} from './systems/txoutbox.js';
 import {
   drainWorkload,
   FULL,
@@ -38,6 +43,7 @@ const allSystems: System[] = [
   txoutboxSystem,
   txoutboxInTransactionSystem,
   txoutboxTransactionalSystem,
+  txoutboxTransactionalAsyncCommitSystem,
   rawSystem(false),
   rawSystem(true),
   pgBossSystem,

@@ -7,6 +7,7 @@ import { W3CTraceContextPropagator } from '@opentelemetry/core';
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { drizzle } from 'drizzle-orm/node-postgres';
 import { integer, pgTable, text } from 'drizzle-orm/pg-core';
+import knex from 'knex';
 import { Kysely, PostgresDialect, type PostgresPool, type PostgresPoolClient } from 'kysely';
 import pg from 'pg';
 
@@ -466,6 +467,31 @@ describe('transactional consume', () => {
     assert.deepEqual(
       (await sideRows('tc_kysely_side')).map((r) => [r.delivery, r.holder]),
       [[2, 'kysely']],
+    );
+  });
+  test('Knex joins per query with .connection(ctx.client)', async () => {
+    const table = 'tc_knex';
+    await sideTable('tc_knex_side');
+    // No connection settings: every query names its connection, so Knex never opens a pool.
+    const k = knex({ client: 'pg' });
+    db.onCleanup(() => k.destroy());
+    const { outbox, log } = await migratedOutbox(newOutbox, db.pool, table);
+    outbox.subscribe(
+      'tc.work',
+      async (message, ctx) => {
+        await k('tc_knex_side')
+          .insert({ message_id: message.id, delivery: message.deliveriesCount, holder: 'knex' })
+          .connection(ctx.client);
+        if (message.attemptsCount === 0) throw new Error('after the writes');
+      },
+      { transactional: true, ...QUICK_RETRY, ...FAST_POLL },
+    );
+    outbox.start();
+    await publishCommitted(outbox, db.pool, 'tc.work', [{ n: 1 }]);
+    await log.waitFor('acked');
+    assert.deepEqual(
+      (await sideRows('tc_knex_side')).map((r) => [r.delivery, r.holder]),
+      [[2, 'knex']],
     );
   });
 });

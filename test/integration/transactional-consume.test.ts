@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { after, before, describe, test } from 'node:test';
 
 import { context, propagation, trace } from '@opentelemetry/api';
@@ -157,6 +158,58 @@ describe('transactional consume', () => {
     assert.equal(rows.length, 1, 'the redelivery wrote once');
     assert.equal(rows[0]?.message_id, id);
     assert.equal((await followUps(table, 'tc.followup')).length, 1, 'and published once');
+    assert.equal(await remaining(db.pool, 'tc.work', table), 0);
+  });
+
+  test('a process SIGKILLed after its handler wrote, before the commit: nothing of it is left; the redelivery writes once', async () => {
+    const table = 'tc_sigkill';
+    const side = await sideTable('tc_sigkill_side');
+    const { outbox, log } = await migratedOutbox(newOutbox, db.pool, table);
+    const [id] = await publishCommitted(outbox, db.pool, 'tc.work', [{ n: 1 }]);
+    const leaseTtlMs = 1000;
+    const child = spawn(
+      process.execPath,
+      ['--import', 'tsx', 'test/fixtures/transactional-child.fixture.ts', db.url, table, side, String(leaseTtlMs)],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    const exited = new Promise((resolve) => child.on('exit', resolve));
+    await new Promise<void>((resolve) =>
+      child.stdout.on('data', () => {
+        resolve();
+      }),
+    );
+    child.kill('SIGKILL');
+    await exited;
+    // The server rolls back a transaction whose connection closed: wait until no session of it is left.
+    await waitFor(
+      async () =>
+        (
+          await db.pool.query(
+            `SELECT 1 FROM pg_stat_activity WHERE state LIKE 'idle in transaction%' AND datname = current_database()`,
+          )
+        ).rows.length === 0,
+      { what: 'the killed transaction rolled back' },
+    );
+    assert.deepEqual(await sideRows(side), [], 'the killed run wrote nothing');
+    assert.deepEqual(await followUps(table, 'tc.followup'), [], 'and published nothing');
+    assert.equal(await remaining(db.pool, 'tc.work', table), 1, 'the row is still there, leased by the dead process');
+
+    outbox.subscribe(
+      'tc.work',
+      async (message, ctx) => {
+        await writeEffects(side, 'survivor', message, ctx);
+      },
+      { transactional: true, leaseTtlMs, ...FAST_POLL },
+    );
+    outbox.start();
+    await log.waitFor('acked');
+    const rows = await sideRows(side);
+    assert.deepEqual(
+      rows.map((r) => [r.message_id, r.delivery, r.holder]),
+      [[id, 2, 'survivor']],
+      'the redelivery (after the lease expired) wrote once',
+    );
+    assert.equal((await followUps(table, 'tc.followup')).length, 1);
     assert.equal(await remaining(db.pool, 'tc.work', table), 0);
   });
 

@@ -161,15 +161,15 @@ describe('transactional consume', () => {
     assert.equal(await remaining(db.pool, 'tc.work', table), 0);
   });
 
-  test('a process SIGKILLed after its handler wrote, before the commit: nothing of it is left; the redelivery writes once', async () => {
-    const table = 'tc_sigkill';
-    const side = await sideTable('tc_sigkill_side');
+  /** Runs the child until its handler wrote, SIGKILLs it, and lets this process's subscription redeliver. */
+  async function killedMidHandler(table: string, mode: 'transactional' | 'plain') {
+    const side = await sideTable(`${table}_side`);
     const { outbox, log } = await migratedOutbox(newOutbox, db.pool, table);
     const [id] = await publishCommitted(outbox, db.pool, 'tc.work', [{ n: 1 }]);
     const leaseTtlMs = 1000;
     const child = spawn(
       process.execPath,
-      ['--import', 'tsx', 'test/fixtures/transactional-child.fixture.ts', db.url, table, side, String(leaseTtlMs)],
+      ['--import', 'tsx', 'test/fixtures/transactional-child.fixture.ts', db.url, table, side, String(leaseTtlMs), mode],
       { stdio: ['ignore', 'pipe', 'inherit'] },
     );
     const exited = new Promise((resolve) => child.on('exit', resolve));
@@ -188,29 +188,57 @@ describe('transactional consume', () => {
             `SELECT 1 FROM pg_stat_activity WHERE state LIKE 'idle in transaction%' AND datname = current_database()`,
           )
         ).rows.length === 0,
-      { what: 'the killed transaction rolled back' },
+      { what: 'the killed transaction ended' },
     );
-    assert.deepEqual(await sideRows(side), [], 'the killed run wrote nothing');
-    assert.deepEqual(await followUps(table, 'tc.followup'), [], 'and published nothing');
+    const afterCrash = { side: await sideRows(side), followUps: await followUps(table, 'tc.followup') };
     assert.equal(await remaining(db.pool, 'tc.work', table), 1, 'the row is still there, leased by the dead process');
-
     outbox.subscribe(
       'tc.work',
       async (message, ctx) => {
-        await writeEffects(side, 'survivor', message, ctx);
+        const client = mode === 'transactional' ? ctx.client : await db.pool.connect();
+        try {
+          if (mode === 'plain') await client.query('BEGIN');
+          await client.query(`INSERT INTO ${side} (message_id, delivery, holder) VALUES ($1, $2, 'survivor')`, [
+            message.id,
+            message.deliveriesCount,
+          ]);
+          await outbox.publish(client, 'tc.followup', { cause: message.id }, ctx.causedBy());
+          if (mode === 'plain') await client.query('COMMIT');
+        } finally {
+          if (mode === 'plain') (client).release();
+        }
       },
-      { transactional: true, leaseTtlMs, ...FAST_POLL },
+      { transactional: mode === 'transactional', leaseTtlMs, ...FAST_POLL },
     );
     outbox.start();
     await log.waitFor('acked');
-    const rows = await sideRows(side);
+    return { id, afterCrash, side: await sideRows(side), followUps: await followUps(table, 'tc.followup') };
+  }
+
+  test('reproduction (plain subscription): effects committed before a crash are written again by the redelivery', async () => {
+    const { id, afterCrash, side, followUps: published } = await killedMidHandler('tc_sigkill_plain', 'plain');
+    assert.equal(afterCrash.side.length, 1, 'the killed run had committed its effects');
     assert.deepEqual(
-      rows.map((r) => [r.message_id, r.delivery, r.holder]),
+      side.map((r) => [r.message_id, r.holder]),
+      [
+        [id, 'child'],
+        [id, 'survivor'],
+      ],
+      'twice: the crash came between the handler’s commit and the ack',
+    );
+    assert.equal(published.length, 2, 'and the follow-up twice');
+  });
+
+  test('a process SIGKILLed after its transactional handler wrote, before the commit: nothing of it is left; the redelivery writes once', async () => {
+    const { id, afterCrash, side, followUps: published } = await killedMidHandler('tc_sigkill', 'transactional');
+    assert.deepEqual(afterCrash, { side: [], followUps: [] }, 'the killed run left nothing');
+    assert.deepEqual(
+      side.map((r) => [r.message_id, r.delivery, r.holder]),
       [[id, 2, 'survivor']],
       'the redelivery (after the lease expired) wrote once',
     );
-    assert.equal((await followUps(table, 'tc.followup')).length, 1);
-    assert.equal(await remaining(db.pool, 'tc.work', table), 0);
+    assert.equal(published.length, 1);
+    assert.equal(published[0]?.headers[CAUSATION_ID_HEADER], id);
   });
 
   test('two holders racing on an expired lease: one set of effects; the stale run rolls back and reports lease_lost', async () => {

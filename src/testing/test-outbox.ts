@@ -1,9 +1,6 @@
-import { randomUUID } from 'node:crypto';
-import { performance } from 'node:perf_hooks';
-
 import type { DeadLetter } from '../dlq/dead-letter-row.js';
 import { CORRELATION_ID_HEADER } from '../envelope/headers.js';
-import { DrainLimitError, InvalidOptionError, NotInTransactionError, OutboxStoppedError } from '../errors.js';
+import { InvalidOptionError, NotInTransactionError, OutboxStoppedError } from '../errors.js';
 import type { OutboxEvent } from '../instrumentation/events.js';
 import type { SubscriptionInfo } from '../outbox.js';
 import type { TransactionTarget } from '../producer/executor.js';
@@ -11,14 +8,12 @@ import { type FetchUnprocessedOptions, MAX_FETCH_UNPROCESSED } from '../producer
 import type { OutboxRow } from '../producer/outbox-row.js';
 import type { PublishBatchOptions, PublishOptions } from '../producer/publish-options.js';
 import { validateQueue } from '../producer/publish-options.js';
-import { deliver, type DeliverDeps } from '../subscriber/deliver.js';
-import { DeliverySignal } from '../subscriber/delivery-signal.js';
-import type { Lease } from '../subscriber/lease.js';
 import type { Handler } from '../subscriber/message.js';
 import { resolveSubscribeOptions, type SubscribeOptions } from '../subscriber/subscription-options.js';
 import type { AnyQueues, BodyOf, PublishBody, QueueMap, QueueName } from '../typed-events/queue-map.js';
 import { validatingHandler } from '../typed-events/validating-handler.js';
 import { TestClock } from './clock.js';
+import { type DrainOptions, type DrainResult, drainSubscriptions, type MemorySubscription } from './memory-drain.js';
 import { type AckedRecord, MemoryOutcomes, type OutcomeRecords, type RetriedRecord } from './memory-outcomes.js';
 import {
   type InTransaction,
@@ -27,7 +22,7 @@ import {
   memoryPublish,
   memoryPublishBatch,
 } from './memory-producer.js';
-import { inspectBody, type MemoryRow, toClaimedRecord, toOutboxRow } from './memory-row.js';
+import { inspectBody, type MemoryRow, toOutboxRow } from './memory-row.js';
 import { MemoryTable } from './memory-table.js';
 import { type ResolvedTestOutboxOptions, resolveTestOutboxOptions, type TestOutboxOptions } from './test-outbox-options.js';
 import { TestTransaction } from './test-transaction.js';
@@ -45,29 +40,6 @@ export interface PublishedRecord {
   /** When it is first due, by the test clock. */
   readonly nextAttemptAt: Date;
   readonly publishedAt: Date;
-}
-
-export interface DrainOptions {
-  /**
-   * When nothing is due, move the clock to the next scheduled row (a retry, a delayed message, a
-   * timer) and go on, until no row of a subscribed queue is left or none can become due by time.
-   * @default false: only what is due at the current clock runs
-   */
-  readonly advanceClock?: boolean;
-  /** Deliveries this drain makes at most before it throws DrainLimitError. @default the outbox's maxDrainSteps */
-  readonly maxSteps?: number;
-}
-
-export interface DrainResult {
-  /** Deliveries made (handler runs, plus rows ended by maxDeliveries without one). */
-  readonly delivered: number;
-  /** The clock when the drain ended. */
-  readonly now: Date;
-}
-
-interface MemorySubscription {
-  readonly queues: ReadonlySet<string>;
-  readonly deps: DeliverDeps;
 }
 
 /**
@@ -293,77 +265,27 @@ export class TestOutbox<Q extends QueueMap = AnyQueues, I extends QueueMap = Q> 
 
   /**
    * Runs the subscriptions' handlers, one delivery at a time, until no row of a subscribed queue is
-   * due by the clock (with `advanceClock`, until none is left). Each step claims the row the claim
-   * statement would take first — (next_attempt_at, id) order, a key's rows one at a time — and
-   * delivers it through the real delivery path. Throws DrainLimitError after `maxSteps`
-   * deliveries while rows are still due (a handler that keeps publishing into its own queue).
+   * due by the clock (with `advanceClock`, until none is left). See drainSubscriptions().
    */
   async drain(options: DrainOptions = {}): Promise<DrainResult> {
     this.#assertRunning('drain');
-    const maxSteps = options.maxSteps ?? this.#options.maxDrainSteps;
-    if (!Number.isInteger(maxSteps) || maxSteps < 1) {
-      throw new InvalidOptionError({ option: 'maxSteps', value: maxSteps, expected: 'an integer >= 1' });
-    }
-    const queues = new Set(this.#subscriptions.flatMap((s) => [...s.queues]));
-    let delivered = 0;
-    for (;;) {
-      const row = this.#table.nextDue(queues, this.clock.nowMs());
-      if (row === undefined) {
-        const at = options.advanceClock === true ? this.#table.nextScheduledAt(queues, this.clock.nowMs()) : undefined;
-        if (at === undefined) break;
-        this.clock.set(at);
-        continue;
-      }
-      if (delivered >= maxSteps) throw new DrainLimitError(maxSteps, this.#table.pending(queues));
-      delivered += 1;
-      await this.#deliver(row);
-    }
-    return { delivered, now: this.clock.now() };
+    return await drainSubscriptions(
+      {
+        table: this.#table,
+        clock: this.clock,
+        emit: this.#options.emit,
+        subscriptions: this.#subscriptions,
+        maxDrainSteps: this.#options.maxDrainSteps,
+        openTransaction: () => this.transaction(),
+        publishIn: (tx, queue, body, publishOptions) => this.#publishAny(tx, queue, body, publishOptions),
+      },
+      options,
+    );
   }
 
   /** Rows still in the table (committed, not yet acked or ended), in id order, as fetchUnprocessed() shows them. */
   pending(): OutboxRow[] {
     return this.#table.rows().map(toOutboxRow);
-  }
-
-  async #deliver(row: MemoryRow): Promise<void> {
-    // The first subscription of the queue takes it: several subscriptions of one queue compete in
-    // the real outbox, and which one wins is not part of its contract.
-    const subscription = this.#subscriptions.find((s) => s.queues.has(row.queue));
-    if (subscription === undefined) return;
-    this.#table.claim(row, this.clock.nowMs());
-    const subscriber = subscription.deps.options.name;
-    this.#options.emit?.({ type: 'fetched', queue: row.queue, subscriber, count: 1 });
-    const lease: Lease = { record: toClaimedRecord(row), token: randomUUID(), leasedAt: performance.now() };
-    const { deps } = subscription;
-    if (!deps.options.transactional) {
-      await deliver(lease, new DeliverySignal(), () => false, deps);
-      return;
-    }
-    // transactional: true — the run's follow-ups (ctx.publish) commit with its ack and are rolled
-    // back with a retry or a terminal outcome, as in the delivery's transaction on PostgreSQL.
-    const tx = this.transaction();
-    const writer = deps.writer;
-    await deliver(lease, new DeliverySignal(), () => false, {
-      ...deps,
-      options: { ...deps.options, transactional: false },
-      followUp: (_client, queue, body, options) => this.#publishAny(tx, queue, body, options),
-      writer: {
-        ack: (acked, durationSeconds, written) => {
-          void tx.commit();
-          writer.ack(acked, durationSeconds, written);
-        },
-        retry: async (...args) => {
-          await tx.rollback();
-          return await writer.retry(...args);
-        },
-        terminal: async (...args) => {
-          await tx.rollback();
-          return await writer.terminal(...args);
-        },
-      },
-    });
-    if (tx.state === 'open') await tx.rollback();
   }
 
   #committed(rows: readonly MemoryRow[]): void {

@@ -344,7 +344,11 @@ export class Outbox<Q extends QueueMap = AnyQueues, I extends QueueMap = Q> {
     const resolved = resolveSubscribeOptions(queues, handler, options, this.#options.names.dlq !== undefined);
     const { logger } = this.#options;
     for (const warning of resolved.warnings) logger.warn({ subscriber: resolved.name }, warning);
-    const poolWarning = transactionalPoolWarning(resolved, this.#options.pool.options.max);
+    const poolWarning = transactionalPoolWarning(
+      resolved,
+      this.#options.pool.options.max,
+      this.#subscriptions.filter((s) => s.options.transactional).map((s) => s.options.concurrency),
+    );
     if (poolWarning !== undefined) logger.warn({ subscriber: resolved.name }, poolWarning);
     const taken = resolved.queues.filter((queue) => this.#subscriptions.some((s) => s.options.queues.includes(queue)));
     if (taken.length > 0) {

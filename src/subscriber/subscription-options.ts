@@ -118,13 +118,21 @@ export const TRANSACTIONAL_OVERHEAD_CONNECTIONS = 2;
 
 /**
  * The warning for a transactional subscription whose Outbox pool cannot hold every running
- * handler's transaction plus a claim: handlers would wait for connections (each checkout bounded by
- * queryTimeoutMs, then a failed run) and claims behind them. undefined when it fits.
+ * handler's transaction (its own and those of the Outbox's other transactional subscriptions,
+ * `otherConcurrencies`) plus a claim and an ack: handlers would wait for connections (each checkout
+ * bounded by queryTimeoutMs, then a failed run) and claims behind them. undefined when it fits.
  */
-export function transactionalPoolWarning(options: ResolvedSubscribeOptions, poolMax: number): string | undefined {
-  const needed = options.concurrency + TRANSACTIONAL_OVERHEAD_CONNECTIONS;
-  if (!options.transactional || poolMax >= needed) return undefined;
-  return `transactional subscription with concurrency ${options.concurrency} on a pool of ${poolMax} connections: each running handler holds one for its transaction, plus ${TRANSACTIONAL_OVERHEAD_CONNECTIONS} for claims and acks, so the pool needs at least ${needed} (poolSize, or your pool's max); otherwise handlers and claims wait for connections.`;
+export function transactionalPoolWarning(
+  options: ResolvedSubscribeOptions,
+  poolMax: number,
+  otherConcurrencies: readonly number[] = [],
+): string | undefined {
+  if (!options.transactional) return undefined;
+  const others = otherConcurrencies.reduce((sum, c) => sum + c, 0);
+  const needed = others + options.concurrency + TRANSACTIONAL_OVERHEAD_CONNECTIONS;
+  if (poolMax >= needed) return undefined;
+  const held = others === 0 ? '' : ` (and ${others} for the Outbox's other transactional subscriptions)`;
+  return `transactional subscription with concurrency ${options.concurrency} on a pool of ${poolMax} connections: each running handler holds one for its transaction${held}, plus ${TRANSACTIONAL_OVERHEAD_CONNECTIONS} for claims and acks, so the pool needs at least ${needed} (poolSize, or your pool's max); otherwise handlers and claims wait for connections.`;
 }
 
 /** Validates subscribe() arguments once; impossible values throw, dangerous ones become warnings. */

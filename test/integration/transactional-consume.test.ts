@@ -205,7 +205,7 @@ describe('transactional consume', () => {
           await outbox.publish(client, 'tc.followup', { cause: message.id }, ctx.causedBy());
           if (mode === 'plain') await client.query('COMMIT');
         } finally {
-          if (mode === 'plain') (client).release();
+          if (mode === 'plain') client.release();
         }
       },
       { transactional: mode === 'transactional', leaseTtlMs, ...FAST_POLL },
@@ -425,9 +425,12 @@ describe('transactional consume', () => {
     const small = newOutbox({ pool: smallPool, table: 'tc_options' });
     small.subscribe('tc.y', () => undefined, { transactional: true, concurrency: 1, name: 'fits' });
     small.subscribe('tc.z', () => undefined, { transactional: true, concurrency: 4, name: 'too-many' });
+    small.subscribe('tc.w', () => undefined, { transactional: true, concurrency: 1, name: 'too-many-together' });
+    small.subscribe('tc.v', () => undefined, { concurrency: 8, name: 'plain' });
     const warnings = newOutbox.logger.messages('warn').filter((m) => m.includes('transactional subscription'));
-    assert.equal(warnings.length, 1);
-    assert.match(warnings[0]!, /concurrency 4 on a pool of 3 connections.*at least 6/);
+    assert.equal(warnings.length, 2);
+    assert.match(warnings[0]!, /concurrency 4 on a pool of 3 connections.*at least 7/);
+    assert.match(warnings[1]!, /concurrency 1 on a pool of 3 connections.*and 5 for the Outbox's other.*at least 8/);
   });
   test('ctx.publish continues the trace: the follow-up carries the process span’s trace, its publish span is a child', async () => {
     const exporter = new InMemorySpanExporter();

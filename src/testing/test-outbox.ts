@@ -182,6 +182,13 @@ export class TestOutbox<Q extends QueueMap = AnyQueues, I extends QueueMap = Q> 
     first: TransactionTarget | FetchUnprocessedOptions = {},
     second: FetchUnprocessedOptions = {},
   ): Promise<OutboxRow[]> {
+    // A promise executor's throw is a rejection: bad options reject, as the real (async) one does.
+    return new Promise((resolve) => {
+      resolve(this.#fetchUnprocessed(first, second));
+    });
+  }
+
+  #fetchUnprocessed(first: TransactionTarget | FetchUnprocessedOptions, second: FetchUnprocessedOptions): OutboxRow[] {
     this.#assertRunning('fetchUnprocessed');
     const [rows, options] =
       first instanceof TestTransaction && this.#made.has(first) && first.state === 'open'
@@ -193,7 +200,7 @@ export class TestOutbox<Q extends QueueMap = AnyQueues, I extends QueueMap = Q> 
     }
     const queue = options.queue === undefined ? undefined : validateQueue(options.queue);
     const selected = rows.filter((row) => queue === undefined || row.queue === queue).slice(0, limit);
-    return Promise.resolve(selected.map(toOutboxRow));
+    return selected.map(toOutboxRow);
   }
 
   /**

@@ -321,3 +321,70 @@ test('typed: the queue map and schemas of the real Outbox; an invalid body is re
   assert.equal(typeof publisher.publish, 'function');
   await tx.rollback();
 });
+
+test('a row an open transaction is cancelling is skipped by drain (SKIP LOCKED); its rollback gives it back', async () => {
+  const outbox = createTestOutbox(quiet());
+  const fired: unknown[] = [];
+  outbox.subscribe('reminders', (m) => {
+    fired.push(m.body);
+  });
+  await outbox.transaction((tx) => outbox.publish(tx, 'reminders', 'r1', { timerId: 'r1' }));
+  const cancelling = outbox.transaction();
+  assert.equal(await outbox.cancelTimer(cancelling, 'reminders', 'r1'), true);
+  assert.equal((await outbox.drain()).delivered, 0);
+  await cancelling.rollback();
+  await outbox.drain();
+  assert.deepEqual(fired, ['r1']);
+});
+
+test("a keyed row waits for its key's delayed timer; cancelling the timer makes it due at once", async () => {
+  const outbox = createTestOutbox(quiet());
+  const fired: unknown[] = [];
+  outbox.subscribe('account', (m) => {
+    fired.push(m.body);
+  });
+  await outbox.transaction(async (tx) => {
+    await outbox.publish(tx, 'account', 'close', { orderingKey: 'acct-1', timerId: 'close', activateInMs: 60_000 });
+    await outbox.publish(tx, 'account', 'statement', { orderingKey: 'acct-1' });
+  });
+  assert.equal(outbox.pending()[1]?.nextAttemptAt.getTime(), outbox.clock.nowMs() + 60_000, 'inherits the timer’s time');
+  assert.equal(await outbox.transaction((tx) => outbox.cancelTimer(tx, 'account', 'close')), true);
+  await outbox.drain();
+  assert.deepEqual(fired, ['statement']);
+});
+
+test('without a DLQ a terminal row is deleted: nacked_terminal, no dead letter; a bare nack retries with its delay', async () => {
+  const outbox = createTestOutbox({ ...quiet(), dlqTable: false });
+  let runs = 0;
+  outbox.subscribe('q', (_m, ctx) => {
+    runs += 1;
+    if (runs === 1) ctx.nack({ delayMs: 250 });
+    else ctx.reject('done trying');
+  });
+  await outbox.transaction((tx) => outbox.publish(tx, 'q', 1));
+  await outbox.drain({ advanceClock: true });
+  assert.deepEqual(
+    outbox.retried.map((r) => [r.attempt, r.delayMs, r.error, r.exceptionType]),
+    [[1, 250, undefined, undefined]],
+  );
+  assert.deepEqual(outbox.deadLetters, []);
+  assert.deepEqual(
+    outbox.events.filter((e) => e.type !== 'fetched' && e.type !== 'published').map((e) => e.type),
+    ['dispatched', 'nacked_retried', 'dispatched', 'nacked_terminal'],
+  );
+  assert.equal(outbox.pending().length, 0);
+});
+
+test('bad arguments: fetchUnprocessed limit, drain maxSteps, clock.set backwards, transaction(fn)', async () => {
+  const outbox = createTestOutbox(quiet());
+  await assert.rejects(outbox.fetchUnprocessed({ limit: 0 }), /limit: expected an integer from 1 to 10000/);
+  await assert.rejects(outbox.drain({ maxSteps: 0 }), /maxSteps: expected an integer >= 1/);
+  assert.throws(() => {
+    outbox.clock.set(new Date('2000-01-01'));
+  }, /clock\.set\(date\): expected a time at or after/);
+  assert.throws(() => outbox.transaction('nope' as never), /transaction\(fn\)/);
+  await assert.rejects(
+    outbox.transaction((tx) => outbox.publish(tx, '', 1)),
+    /queue: expected a non-empty string/,
+  );
+});

@@ -492,6 +492,43 @@ describe('transactional consume', () => {
     assert.equal(await remaining(db.pool, 'tc.work', table), 1, 'the row keeps its lease, for redelivery after expiry');
   });
 
+  test('lease renewal finding the lease lost closes the transaction at once: its locks go before the handler returns', async () => {
+    const table = 'tc_renew_lost';
+    const side = await sideTable('tc_renew_lost_side');
+    const { outbox, log } = await migratedOutbox(newOutbox, db.pool, table);
+    const wrote = gate();
+    const go = gate();
+    let pid: number | undefined;
+    let aborted: boolean | undefined;
+    outbox.subscribe(
+      'tc.work',
+      async (message, ctx) => {
+        await writeEffects(side, 'first', message, ctx);
+        pid = (await ctx.client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]?.pid;
+        wrote.open();
+        await go.promise;
+        aborted = ctx.signal.aborted;
+      },
+      { transactional: true, leaseTtlMs: 5_000, leaseRenewIntervalMs: 50, ...QUICK_RETRY, ...FAST_POLL },
+    );
+    outbox.start();
+    const [id] = await publishCommitted(outbox, db.pool, 'tc.work', [{ n: 1 }]);
+    await wrote.promise;
+    // Another holder re-claimed the row (as after an expiry elsewhere): a new token.
+    await db.pool.query(`UPDATE ${table} SET acquired_token = gen_random_uuid(), acquired_at = now() WHERE id = $1`, [id]);
+    await waitFor(async () => (await db.pool.query('SELECT 1 FROM pg_stat_activity WHERE pid = $1', [pid])).rows.length === 0, {
+      what: 'the transaction’s backend closed by the abort, while the handler still waits',
+    });
+    assert.deepEqual(await sideRows(side), []);
+    go.open();
+    const [lost] = await log.waitFor('lease_lost');
+    assert.equal(lost?.phase, 'retry', 'the failed run’s retry write is fenced off too');
+    assert.equal(aborted, true);
+    assert.deepEqual(await sideRows(side), []);
+    assert.deepEqual(await followUps(table, 'tc.followup'), []);
+    assert.equal(log.of('acked').length, 0);
+  });
+
   test('Drizzle over ctx.client joins the transaction: a throw rolls its insert back, the retry commits it once', async () => {
     const table = 'tc_drizzle';
     await sideTable('tc_drizzle_side');

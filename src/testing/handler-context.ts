@@ -222,13 +222,14 @@ export function testMessage<T = unknown>(queue: string, body: T, overrides: Part
     queue,
     body: decodeBody(payload, headers) as T,
     payload,
-    headers,
-    correlationId: headers[CORRELATION_ID_HEADER] ?? '1',
     createdAt: new Date(),
     deliveriesCount: 1,
     attemptsCount: 0,
     timerId: null,
     orderingKey: null,
     ...overrides,
+    // Your headers join the envelope's (content type, correlation id) instead of replacing them.
+    headers,
+    correlationId: headers[CORRELATION_ID_HEADER] ?? '1',
   };
 }

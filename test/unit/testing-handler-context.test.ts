@@ -70,6 +70,9 @@ test('testMessage: the body goes through the envelope as a row would (a Date bec
   assert.equal(m.deliveriesCount, 3);
   assert.equal(m.orderingKey, 'k');
   assert.equal(testMessage('q', 'text').body, 'text');
+  const withHeaders = testMessage('q', 1, { headers: { tenant: 't1' }, correlationId: 'c-1' });
+  assert.deepEqual(withHeaders.headers, { tenant: 't1', 'content-type': 'application/json', 'correlation-id': 'c-1' });
+  assert.equal(withHeaders.correlationId, 'c-1');
 });
 
 test('ctx.publish follow-ups are recorded with the cause of the message handled; ctx.stats too', async () => {

@@ -27,12 +27,21 @@ export interface Scenario {
   check(observation: never): void;
 }
 
-/** Per message, the types of its events in order (fetched and published name no message). */
+/**
+ * Per message, its events in order: the type, then what both sides must agree on (deliveries,
+ * reasons, exception classes, delays); times and durations left out. fetched and published name
+ * no message.
+ */
 function eventsPerMessage(events: readonly OutboxEvent[]): Record<string, string[]> {
   const perMessage: Record<string, string[]> = {};
   for (const event of events) {
     if (!('messageId' in event)) continue;
-    (perMessage[event.messageId] ??= []).push(event.type);
+    const fields = [event.type, `d${event.deliveriesCount}`];
+    if (event.type === 'nacked_retried') fields.push(`+${event.nextDelaySeconds}s`, event.exceptionType ?? '-');
+    if (event.type === 'nacked_terminal')
+      fields.push(event.reason, event.exceptionType ?? '-', 'durationSeconds' in event ? 'ran' : 'not run');
+    if (event.type === 'dlq_written') fields.push(event.failureReason, event.exceptionType ?? '-');
+    (perMessage[event.messageId] ??= []).push(fields.join(' '));
   }
   return perMessage;
 }
@@ -200,7 +209,14 @@ const maxDeliveries: Scenario = {
   check(observation: { runs: number; events: Record<string, string[]>; dlq: { failureReason: string }[] }) {
     assert.equal(observation.runs, 2);
     assert.deepEqual(observation.events, {
-      '1': ['dispatched', 'nacked_retried', 'dispatched', 'nacked_retried', 'nacked_terminal', 'dlq_written'],
+      '1': [
+        'dispatched d1',
+        'nacked_retried d1 +0.02s Error',
+        'dispatched d2',
+        'nacked_retried d2 +0.02s Error',
+        'nacked_terminal d3 max_deliveries Error not run',
+        'dlq_written d3 max_deliveries Error',
+      ],
     });
     assert.deepEqual(
       observation.dlq.map((d) => [d.failureReason, (d as never as { attemptsCount: number }).attemptsCount]),
@@ -309,11 +325,53 @@ const eventSequence: Scenario = {
     }),
   check(observation: { events: Record<string, string[]>; delays: unknown }) {
     assert.deepEqual(observation.events, {
-      '1': ['dispatched', 'acked'],
-      '2': ['dispatched', 'nacked_retried', 'dispatched', 'acked'],
-      '3': ['dispatched', 'nacked_terminal', 'dlq_written'],
+      '1': ['dispatched d1', 'acked d1'],
+      '2': ['dispatched d1', 'nacked_retried d1 +0.03s -', 'dispatched d2', 'acked d2'],
+      '3': ['dispatched d1', 'nacked_terminal d1 rejected Error ran', 'dlq_written d1 rejected Error'],
     });
     assert.deepEqual(observation.delays, [['2', 0.03, null]]);
+  },
+};
+
+const ackPolicies: Scenario = {
+  name: 'ack policies: reject_on_error ends a throw as rejected; manual retries a handler that forgot to decide',
+  run: (driver) =>
+    withOutbox(driver, {}, async (outbox) => {
+      outbox.subscribe(
+        'strict',
+        () => {
+          throw new SyntaxError('unparseable');
+        },
+        { ackPolicy: 'reject_on_error' },
+      );
+      outbox.subscribe('manual', () => undefined, {
+        ackPolicy: 'manual',
+        retry: new ConstantRetry({ delayMs: 20, maxAttempts: 2 }),
+      });
+      outbox.start();
+      await outbox.publish([{ queue: 'strict', body: 's' }]);
+      await outbox.publish([{ queue: 'manual', body: 'm' }]);
+      await outbox.runUntilSettled(2);
+      return { events: eventsPerMessage(outbox.events), dlq: (await outbox.deadLetters()).map(deadLetterView) };
+    }),
+  check(observation: { events: Record<string, string[]>; dlq: ReturnType<typeof deadLetterView>[] }) {
+    assert.deepEqual(observation.events, {
+      '1': ['dispatched d1', 'nacked_terminal d1 rejected SyntaxError ran', 'dlq_written d1 rejected SyntaxError'],
+      '2': [
+        'dispatched d1',
+        'nacked_retried d1 +0.02s -',
+        'dispatched d2',
+        'nacked_terminal d2 retry_terminal - ran',
+        'dlq_written d2 retry_terminal -',
+      ],
+    });
+    assert.deepEqual(
+      observation.dlq.map((d) => [d.failureReason, d.lastException, d.attemptsCount]),
+      [
+        ['rejected', 'SyntaxError: unparseable', 1],
+        ['retry_terminal', null, 2],
+      ],
+    );
   },
 };
 
@@ -438,6 +496,7 @@ export const SCENARIOS: readonly Scenario[] = [
   deadLetters,
   timers,
   eventSequence,
+  ackPolicies,
   middlewareOrder,
   followUps,
   schemas,

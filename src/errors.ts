@@ -218,7 +218,7 @@ export class InvalidBodyError extends TxOutboxError {
     const fix =
       args.phase === 'publish'
         ? `Pass a body that matches schemas[${JSON.stringify(args.queue)}]: nothing was inserted and your transaction can go on.`
-        : 'The row was ended without running the handler (into the DLQ as rejected). Fix the producer or the schema, then redrive it (`txoutbox dlq redrive`).';
+        : 'The row was ended as rejected without running the handler (into the DLQ when there is one; without a DLQ table it is deleted). Fix the producer or the schema, then redrive it from the DLQ (`txoutbox dlq redrive`).';
     const subject =
       args.phase === 'publish'
         ? `publish to ${JSON.stringify(args.queue)}`

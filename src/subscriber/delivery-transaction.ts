@@ -94,8 +94,8 @@ export class DeliveryTransaction implements HandlerTransaction {
       await this.rollback();
       throw new NotInTransactionError(
         status === 'E'
-          ? "ctx.client's transaction failed inside the handler (a statement error it caught), so nothing of it can commit; rolled back"
-          : "the handler ended ctx.client's transaction itself (COMMIT or ROLLBACK); txoutbox commits it, with the ack, after the handler returns",
+          ? "ctx.client's transaction failed inside the handler (a statement error it caught), so nothing of it can commit; rolled back. Fix: wrap a statement that may fail in SAVEPOINT … ROLLBACK TO SAVEPOINT, or let the error propagate"
+          : "the handler ended ctx.client's transaction itself (COMMIT or ROLLBACK, or a data layer's transaction() on ctx.client): what it wrote before that is already committed, without the ack, and a retry writes it again. Fix: never end ctx.client's transaction (txoutbox commits it with the ack after the handler returns); use SAVEPOINT for nested work",
       );
     }
     try {

@@ -43,6 +43,21 @@ export interface ProducerContext {
 /** The most rows one publishBatch() may insert: bounds the statement's memory on both ends. */
 export const MAX_BATCH_SIZE = 100_000;
 
+/** publishBatch()'s `bodies`: an array of at most MAX_BATCH_SIZE (the real outbox's and txoutbox/testing's check). */
+export function assertBatchBodies(bodies: unknown): asserts bodies is unknown[] {
+  if (!Array.isArray(bodies)) {
+    throw new InvalidOptionError({ option: 'bodies', value: bodies, expected: 'an array of message bodies' });
+  }
+  if (bodies.length > MAX_BATCH_SIZE) {
+    throw new InvalidOptionError({
+      option: 'bodies',
+      value: `${bodies.length} bodies`,
+      expected: `at most ${MAX_BATCH_SIZE} bodies per publishBatch()`,
+      fix: 'Split the batch; several publishBatch() calls in one transaction are still atomic.',
+    });
+  }
+}
+
 /** Opens the caller's transaction for one call; decides there whether an after-commit route is wanted. */
 function port(ctx: ProducerContext, target: Parameters<typeof openPort>[0]): Promise<TransactionPort> {
   return openPort(target, ctx.preparedStatements, ctx.notify === 'after-commit' && !ctx.notifier.stopped);
@@ -156,17 +171,7 @@ export async function publishBatch(
   const resolved = resolvePublishOptions(options, true);
   assertTransactional('publishBatch', executor, resolved.autocommit);
   const validQueue = validateQueue(queue);
-  if (!Array.isArray(bodies)) {
-    throw new InvalidOptionError({ option: 'bodies', value: bodies, expected: 'an array of message bodies' });
-  }
-  if (bodies.length > MAX_BATCH_SIZE) {
-    throw new InvalidOptionError({
-      option: 'bodies',
-      value: `${bodies.length} bodies`,
-      expected: `at most ${MAX_BATCH_SIZE} bodies per publishBatch()`,
-      fix: 'Split the batch; several publishBatch() calls in one transaction are still atomic.',
-    });
-  }
+  assertBatchBodies(bodies);
   if (bodies.length === 0) return [];
   const schema = ctx.schemas?.get(validQueue);
   if (schema !== undefined) {

@@ -5,7 +5,7 @@ import { InvalidOptionError } from '../errors.js';
 import type { MiddlewareChain } from '../instrumentation/middleware-chain.js';
 import type { Emit } from '../instrumentation/recorders.js';
 import { observePublish, type PublishScope } from '../producer/observe-publish.js';
-import { MAX_BATCH_SIZE } from '../producer/publish.js';
+import { assertBatchBodies } from '../producer/publish.js';
 import {
   type PublishBatchOptions,
   type PublishOptions,
@@ -170,17 +170,7 @@ export async function memoryPublishBatch(
   const resolved = resolvePublishOptions(options, true);
   const inTransaction = ctx.transactionOf('publishBatch', target, resolved.autocommit);
   const validQueue = validateQueue(queue);
-  if (!Array.isArray(bodies)) {
-    throw new InvalidOptionError({ option: 'bodies', value: bodies, expected: 'an array of message bodies' });
-  }
-  if (bodies.length > MAX_BATCH_SIZE) {
-    throw new InvalidOptionError({
-      option: 'bodies',
-      value: `${bodies.length} bodies`,
-      expected: `at most ${MAX_BATCH_SIZE} bodies per publishBatch()`,
-      fix: 'Split the batch; several publishBatch() calls in one transaction are still atomic.',
-    });
-  }
+  assertBatchBodies(bodies);
   if (bodies.length === 0) return [];
   let values: readonly unknown[] = bodies;
   const schema = ctx.schemas?.get(validQueue);

@@ -1,18 +1,12 @@
-import { buildHeaders, withInjectedHeaders } from '../envelope/build-headers.js';
-import { encodeBody } from '../envelope/encode-body.js';
+import { withInjectedHeaders } from '../envelope/build-headers.js';
 import { CORRELATION_ID_HEADER } from '../envelope/headers.js';
 import { InvalidOptionError } from '../errors.js';
 import type { MiddlewareChain } from '../instrumentation/middleware-chain.js';
 import type { Emit } from '../instrumentation/recorders.js';
-import {
-  type BodyCheck,
-  type BodySchemas,
-  checkPublishedBodies,
-  checkPublishedBody,
-  isPromise,
-} from '../typed-events/body-schemas.js';
-import { assertTransactional, type TransactionTarget } from './executor.js';
-import { observePublish, type PublishScope } from './observe-publish.js';
+import type { BodySchemas } from '../typed-events/body-schemas.js';
+import { assertTransactional } from './executor.js';
+import { observePublish } from './observe-publish.js';
+import { prepareBatch, prepareBody } from './prepare-bodies.js';
 import {
   type PublishBatchOptions,
   type PublishOptions,
@@ -68,20 +62,6 @@ function activation(options: ResolvedPublishOptions): [string | null, number] {
   return [options.activateAt?.toISOString() ?? null, options.activateInMs ?? 0];
 }
 
-function asError(error: unknown): Error {
-  return error instanceof Error ? error : new Error(String(error));
-}
-
-/**
- * A publish that failed before its INSERT (an unencodable or invalid body) still runs through the publish
- * middlewares, with an insert that rejects: their error counts and spans include it, and the
- * `published` error event is emitted once, by observePublish. Always rejects with `error`.
- */
-async function failBeforeInsert(ctx: ProducerContext, scope: Omit<PublishScope, 'sizeBytes'>, error: Error): Promise<never> {
-  await observePublish(ctx.middlewares, ctx.emit, { ...scope, sizeBytes: 0 }, () => Promise.reject(error));
-  throw error; // not reached: observePublish rethrows what the insert rejected with
-}
-
 /**
  * Inserts one message through the caller's executor (their open transaction) and wakes the
  * queue's subscribers when it is due: after the caller's COMMIT by default, or inside the
@@ -98,35 +78,8 @@ export async function publish(
   const resolved = resolvePublishOptions(options, false);
   assertTransactional('publish', executor, resolved.autocommit);
   const validQueue = validateQueue(queue);
-  const schema = ctx.schemas?.get(validQueue);
-  if (schema !== undefined) {
-    // Before any statement: an invalid body leaves the caller's transaction untouched. A schema
-    // that throws instead of returning issues fails the publish the same way, counted.
-    const scope = { queue: validQueue, messageCount: 1, batch: false, correlationId: resolved.correlationId };
-    let check: BodyCheck;
-    try {
-      const pending = checkPublishedBody(schema, validQueue, body);
-      check = isPromise(pending) ? await pending : pending;
-    } catch (error) {
-      return await failBeforeInsert(ctx, scope, asError(error));
-    }
-    if (!check.ok) return await failBeforeInsert(ctx, scope, check.error);
-    body = check.value;
-  }
-  let encoded: { payload: Buffer; headers: Record<string, string> };
-  try {
-    const { payload, contentType } = encodeBody(body);
-    encoded = {
-      payload,
-      headers: buildHeaders({ headers: resolved.headers, contentType, correlationId: resolved.correlationId }),
-    };
-  } catch (error) {
-    return await failBeforeInsert(
-      ctx,
-      { queue: validQueue, messageCount: 1, batch: false, correlationId: resolved.correlationId },
-      asError(error),
-    );
-  }
+  // Before any statement: an invalid or unencodable body leaves the caller's transaction untouched.
+  const encoded = await prepareBody(ctx, validQueue, body, resolved);
   const scope = {
     queue: validQueue,
     messageCount: 1,
@@ -173,41 +126,8 @@ export async function publishBatch(
   const validQueue = validateQueue(queue);
   assertBatchBodies(bodies);
   if (bodies.length === 0) return [];
-  const schema = ctx.schemas?.get(validQueue);
-  if (schema !== undefined) {
-    // Every body, before any statement: an invalid one leaves the caller's transaction untouched.
-    const scope = { queue: validQueue, messageCount: bodies.length, batch: true, correlationId: resolved.correlationId };
-    const check = await checkPublishedBodies(schema, validQueue, bodies).catch((error: unknown) => asError(error));
-    if (check instanceof Error) return await failBeforeInsert(ctx, scope, check);
-    if (!check.ok) return await failBeforeInsert(ctx, scope, check.error);
-    return await insertBatch(ctx, executor, validQueue, check.value as unknown[], resolved);
-  }
-  return await insertBatch(ctx, executor, validQueue, bodies, resolved);
-}
-
-/** publishBatch once its bodies are final: encodes them and inserts them in one statement. */
-async function insertBatch(
-  ctx: ProducerContext,
-  executor: TransactionTarget,
-  validQueue: string,
-  bodies: readonly unknown[],
-  resolved: ResolvedPublishOptions,
-): Promise<string[]> {
-  const messages: { payload: Buffer; headers: Record<string, string> }[] = [];
-  let sizeBytes = 0;
-  try {
-    for (const body of bodies) {
-      const { payload, contentType } = encodeBody(body);
-      messages.push({
-        payload,
-        headers: buildHeaders({ headers: resolved.headers, contentType, correlationId: resolved.correlationId }),
-      });
-      sizeBytes += payload.length;
-    }
-  } catch (error) {
-    const scope = { queue: validQueue, messageCount: bodies.length, batch: true, correlationId: resolved.correlationId };
-    return await failBeforeInsert(ctx, scope, asError(error));
-  }
+  // Every body, before any statement: an invalid one leaves the caller's transaction untouched.
+  const { messages, sizeBytes } = await prepareBatch(ctx, validQueue, bodies, resolved);
   const scope = {
     queue: validQueue,
     messageCount: bodies.length,

@@ -1,10 +1,10 @@
-import { buildHeaders, withInjectedHeaders } from '../envelope/build-headers.js';
-import { encodeBody } from '../envelope/encode-body.js';
+import { withInjectedHeaders } from '../envelope/build-headers.js';
 import { CORRELATION_ID_HEADER } from '../envelope/headers.js';
 import { InvalidOptionError } from '../errors.js';
 import type { MiddlewareChain } from '../instrumentation/middleware-chain.js';
 import type { Emit } from '../instrumentation/recorders.js';
-import { observePublish, type PublishScope } from '../producer/observe-publish.js';
+import { observePublish } from '../producer/observe-publish.js';
+import { type EncodedBody, prepareBatch, prepareBody } from '../producer/prepare-bodies.js';
 import { assertBatchBodies } from '../producer/publish.js';
 import {
   type PublishBatchOptions,
@@ -13,7 +13,7 @@ import {
   resolvePublishOptions,
   validateQueue,
 } from '../producer/publish-options.js';
-import { type BodySchemas, checkPublishedBodies, checkPublishedBody, isPromise } from '../typed-events/body-schemas.js';
+import type { BodySchemas } from '../typed-events/body-schemas.js';
 import type { TestClock } from './clock.js';
 import type { MemoryRow } from './memory-row.js';
 import type { MemoryTable } from './memory-table.js';
@@ -35,22 +35,6 @@ export interface MemoryProducerContext {
   readonly transactionOf: (operation: string, target: unknown, autocommit: boolean) => InTransaction;
 }
 
-interface Encoded {
-  readonly payload: Buffer;
-  readonly headers: Record<string, string>;
-}
-
-/** A publish that failed before its insert still runs the publish middlewares and emits its error event. */
-async function failBeforeInsert(
-  ctx: MemoryProducerContext,
-  scope: Omit<PublishScope, 'sizeBytes'>,
-  error: unknown,
-): Promise<never> {
-  const failure = error instanceof Error ? error : new Error(String(error));
-  await observePublish(ctx.middlewares, ctx.emit, { ...scope, sizeBytes: 0 }, () => Promise.reject(failure));
-  throw failure;
-}
-
 /** The row's first due time: the publish's own, but never before its key's previous row (keyedNextAttempt). */
 function nextAttemptAt(resolved: ResolvedPublishOptions, nowMs: number, previousOfKey: MemoryRow | undefined): number {
   const own = resolved.activateAt?.getTime() ?? nowMs + (resolved.activateInMs ?? 0);
@@ -65,7 +49,7 @@ function lastOfKey(rows: readonly MemoryRow[], queue: string, key: string | unde
 function newRow(
   ctx: MemoryProducerContext,
   queue: string,
-  encoded: Encoded,
+  encoded: EncodedBody,
   injected: Readonly<Record<string, string>>,
   resolved: ResolvedPublishOptions,
   previousOfKey: MemoryRow | undefined,
@@ -109,33 +93,7 @@ export async function memoryPublish(
   const resolved = resolvePublishOptions(options, false);
   const inTransaction = ctx.transactionOf('publish', target, resolved.autocommit);
   const validQueue = validateQueue(queue);
-  const schema = ctx.schemas?.get(validQueue);
-  if (schema !== undefined) {
-    const pending = checkPublishedBody(schema, validQueue, body);
-    const check = isPromise(pending) ? await pending : pending;
-    if (!check.ok) {
-      return await failBeforeInsert(
-        ctx,
-        { queue: validQueue, messageCount: 1, batch: false, correlationId: resolved.correlationId },
-        check.error,
-      );
-    }
-    body = check.value;
-  }
-  let encoded: Encoded;
-  try {
-    const { payload, contentType } = encodeBody(body);
-    encoded = {
-      payload,
-      headers: buildHeaders({ headers: resolved.headers, contentType, correlationId: resolved.correlationId }),
-    };
-  } catch (error) {
-    return await failBeforeInsert(
-      ctx,
-      { queue: validQueue, messageCount: 1, batch: false, correlationId: resolved.correlationId },
-      error,
-    );
-  }
+  const encoded = await prepareBody(ctx, validQueue, body, resolved);
   const scope = {
     queue: validQueue,
     messageCount: 1,
@@ -172,31 +130,7 @@ export async function memoryPublishBatch(
   const validQueue = validateQueue(queue);
   assertBatchBodies(bodies);
   if (bodies.length === 0) return [];
-  let values: readonly unknown[] = bodies;
-  const schema = ctx.schemas?.get(validQueue);
-  if (schema !== undefined) {
-    const check = await checkPublishedBodies(schema, validQueue, bodies);
-    if (!check.ok) {
-      const scope = { queue: validQueue, messageCount: bodies.length, batch: true, correlationId: resolved.correlationId };
-      return await failBeforeInsert(ctx, scope, check.error);
-    }
-    values = check.value as unknown[];
-  }
-  const messages: Encoded[] = [];
-  let sizeBytes = 0;
-  try {
-    for (const body of values) {
-      const { payload, contentType } = encodeBody(body);
-      messages.push({
-        payload,
-        headers: buildHeaders({ headers: resolved.headers, contentType, correlationId: resolved.correlationId }),
-      });
-      sizeBytes += payload.length;
-    }
-  } catch (error) {
-    const scope = { queue: validQueue, messageCount: bodies.length, batch: true, correlationId: resolved.correlationId };
-    return await failBeforeInsert(ctx, scope, error);
-  }
+  const { messages, sizeBytes } = await prepareBatch(ctx, validQueue, bodies, resolved);
   const scope = {
     queue: validQueue,
     messageCount: bodies.length,

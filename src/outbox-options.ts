@@ -178,7 +178,8 @@ function isPoolLike(value: unknown): value is pg.Pool {
   );
 }
 
-function isLogger(value: unknown): value is Logger {
+/** Has the four levels txoutbox logs at (txoutbox/testing checks its `logger` option with it too). */
+export function isLogger(value: unknown): value is Logger {
   const logger = value as Partial<Logger> | null;
   return (
     typeof logger === 'object' &&

@@ -3,7 +3,7 @@ import { CustomStatKeys, DEFAULT_CUSTOM_STATS_LIMIT } from '../instrumentation/c
 import type { OutboxEvent } from '../instrumentation/events.js';
 import { MiddlewareChain, resolveMiddlewares } from '../instrumentation/middleware-chain.js';
 import { type Emit, resolveRecorders } from '../instrumentation/recorders.js';
-import type { ConnectionStringOptions, OutboxOptions } from '../outbox-options.js';
+import { type ConnectionStringOptions, isLogger, type OutboxOptions } from '../outbox-options.js';
 import { defaultRenderError, type RenderError } from '../subscriber/render-error.js';
 import { type BodySchemas, resolveBodySchemas } from '../typed-events/body-schemas.js';
 import type { AnyQueues } from '../typed-events/queue-map.js';
@@ -51,15 +51,6 @@ const KNOWN = [
   'maxDrainSteps',
 ];
 export const DEFAULT_MAX_DRAIN_STEPS = 1000;
-
-function isLogger(value: unknown): value is Logger {
-  const logger = value as Partial<Logger> | null;
-  return (
-    typeof logger === 'object' &&
-    logger !== null &&
-    (['debug', 'info', 'warn', 'error'] as const).every((level) => typeof logger[level] === 'function')
-  );
-}
 
 /**
  * Validates once, with the real resolvers where there is one (recorders, middlewares, custom

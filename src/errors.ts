@@ -23,7 +23,8 @@ export type TxOutboxErrorCode =
   | 'MISSING_PEER_DEPENDENCY'
   | 'SINK_REFUSED'
   | 'SINK_UNAVAILABLE'
-  | 'DRAIN_LIMIT';
+  | 'DRAIN_LIMIT'
+  | 'HANDLER_TIMEOUT';
 
 export class TxOutboxError extends Error {
   readonly code: TxOutboxErrorCode;
@@ -401,5 +402,23 @@ export class DrainLimitError extends TxOutboxError {
     );
     this.maxSteps = maxSteps;
     this.pending = pending;
+  }
+}
+
+/**
+ * A `lease: 'row-lock'` subscription's batch ran past leaseTtlMs while this handler was running: no
+ * lease protects a row-lock delivery, so the batch is bounded instead. The handler's signal is
+ * aborted and its delivery fails with this error under the ack policy (a retry by default), so a
+ * handler that hangs ends in the DLQ after its attempts instead of holding its batch's locks.
+ */
+export class HandlerTimeoutError extends TxOutboxError {
+  readonly timeoutMs: number;
+
+  constructor(timeoutMs: number) {
+    super(
+      'HANDLER_TIMEOUT',
+      `the row-lock batch ran past leaseTtlMs (${timeoutMs} ms) while this handler ran; its transaction is committed without waiting for it. Fix: raise leaseTtlMs above fetchBatchSize × the handler's p99, lower fetchBatchSize, or use the default lease: 'token' for slow handlers`,
+    );
+    this.timeoutMs = timeoutMs;
   }
 }

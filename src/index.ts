@@ -14,6 +14,7 @@ export type { BodyIssue, DriftFinding, TxOutboxErrorCode } from './errors.js';
 export {
   CustomStatConflictError,
   EmbeddedPostgresError,
+  HandlerTimeoutError,
   InvalidBodyError,
   InvalidIdentifierError,
   InvalidOptionError,
@@ -85,7 +86,7 @@ export type { MigrateResult } from './schema/migrate.js';
 export type { ValidateSchemaOptions } from './schema/validate-schema.js';
 export type { CausedBy, Handler, HandlerContext, Message } from './subscriber/message.js';
 export type { RenderError } from './subscriber/render-error.js';
-export type { AckPolicy, SubscribeOptions } from './subscriber/subscription-options.js';
+export type { AckPolicy, LeaseMode, SubscribeOptions } from './subscriber/subscription-options.js';
 export type { AnyQueues, BodyOf, PublishBody, QueueMap, QueueName, QueueSchemas } from './typed-events/queue-map.js';
 export type {
   InferInput,

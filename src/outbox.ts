@@ -24,9 +24,15 @@ import { migrate, type MigrateResult, migrationScript } from './schema/migrate.j
 import { validateSchema, type ValidateSchemaOptions } from './schema/validate-schema.js';
 import { NotifyListener } from './subscriber/listener.js';
 import type { Handler } from './subscriber/message.js';
+import { RowLockSubscription } from './subscriber/row-lock-subscription.js';
 import { buildSubscriberSql, type SubscriberSql } from './subscriber/sql.js';
-import { Subscription } from './subscriber/subscription.js';
-import { resolveSubscribeOptions, type SubscribeOptions, transactionalPoolWarning } from './subscriber/subscription-options.js';
+import { Subscription, type SubscriptionDeps } from './subscriber/subscription.js';
+import {
+  resolveSubscribeOptions,
+  rowLockPoolWarning,
+  type SubscribeOptions,
+  transactionalPoolWarning,
+} from './subscriber/subscription-options.js';
 import type { AnyQueues, BodyOf, PublishBody, QueueMap, QueueName } from './typed-events/queue-map.js';
 import { validatingHandler } from './typed-events/validating-handler.js';
 import { beforeDeadline, CLOSE_TIMEOUT_MS } from './util/deadline.js';
@@ -84,7 +90,7 @@ export class Outbox<Q extends QueueMap = AnyQueues, I extends QueueMap = Q> {
   readonly #notifier: WakeNotifier;
   readonly #subscriberSql: SubscriberSql;
   readonly #statements: StatementRunner;
-  readonly #subscriptions: Subscription[] = [];
+  readonly #subscriptions: (Subscription | RowLockSubscription)[] = [];
   readonly #sinks: RelaySinks;
   readonly #diagnostics: ConsumerDiagnostics;
   readonly #tally: ThroughputTally;
@@ -350,6 +356,14 @@ export class Outbox<Q extends QueueMap = AnyQueues, I extends QueueMap = Q> {
       this.#subscriptions.filter((s) => s.options.transactional).map((s) => s.options.concurrency),
     );
     if (poolWarning !== undefined) logger.warn({ subscriber: resolved.name }, poolWarning);
+    const rowLockWarning = rowLockPoolWarning(
+      resolved,
+      this.#options.pool.options.max,
+      this.#subscriptions
+        .filter((s) => s.options.transactional || s.options.lease === 'row-lock')
+        .map((s) => s.options.concurrency),
+    );
+    if (rowLockWarning !== undefined) logger.warn({ subscriber: resolved.name }, rowLockWarning);
     const taken = resolved.queues.filter((queue) => this.#subscriptions.some((s) => s.options.queues.includes(queue)));
     if (taken.length > 0) {
       logger.warn(
@@ -358,7 +372,7 @@ export class Outbox<Q extends QueueMap = AnyQueues, I extends QueueMap = Q> {
       );
     }
     const validated = validatingHandler(handler, this.#options.schemas, resolved.queues);
-    const subscription = new Subscription(resolved, validated, {
+    const subscriptionDeps: SubscriptionDeps = {
       db: this.#statements,
       sql: this.#subscriberSql,
       logger,
@@ -377,7 +391,11 @@ export class Outbox<Q extends QueueMap = AnyQueues, I extends QueueMap = Q> {
           body,
           client ? publishOptions : { ...publishOptions, autocommit: true },
         ),
-    });
+    };
+    const subscription =
+      resolved.lease === 'row-lock'
+        ? new RowLockSubscription(resolved, validated, subscriptionDeps, this.#options.names)
+        : new Subscription(resolved, validated, subscriptionDeps);
     this.#subscriptions.push(subscription);
     if (this.#started) this.#startSubscription(subscription);
     return { name: resolved.name, queues: resolved.queues };
@@ -414,7 +432,7 @@ export class Outbox<Q extends QueueMap = AnyQueues, I extends QueueMap = Q> {
     for (const subscription of this.#subscriptions) this.#startSubscription(subscription);
   }
 
-  #startSubscription(subscription: Subscription): void {
+  #startSubscription(subscription: Subscription | RowLockSubscription): void {
     this.#diagnostics.onFirstSubscription();
     if (this.#options.listen && this.#listener === undefined) {
       this.#listener = new NotifyListener({

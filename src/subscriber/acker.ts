@@ -47,7 +47,7 @@ const ACK_RETRY_BASE_MS = 100;
  * 'lease_lost', the one case where that event does not mean another holder.
  */
 export class Acker {
-  readonly #db: StatementRunner;
+  readonly #db: Pick<StatementRunner, 'run'>;
   readonly #statement: Statement;
   readonly #logger: Logger;
   readonly #settle: (entry: AckEntry, result: AckResult) => void;
@@ -56,7 +56,12 @@ export class Acker {
   #idleWaiters: (() => void)[] = [];
 
   /** `settle` hears, for every entry, what its DELETE did; it must not throw. */
-  constructor(db: StatementRunner, statement: Statement, logger: Logger, settle: (entry: AckEntry, result: AckResult) => void) {
+  constructor(
+    db: Pick<StatementRunner, 'run'>,
+    statement: Statement,
+    logger: Logger,
+    settle: (entry: AckEntry, result: AckResult) => void,
+  ) {
     this.#db = db;
     this.#statement = statement;
     this.#logger = logger;

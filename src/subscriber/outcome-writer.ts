@@ -23,7 +23,8 @@ export interface Run {
 }
 
 export interface OutcomeWriterDeps {
-  readonly db: StatementRunner;
+  /** Where its statements run: the pool, or a row-lock batch's transaction (row-lock-batch.ts). */
+  readonly db: Pick<StatementRunner, 'run'>;
   readonly sql: SubscriberSql;
   readonly dlq: boolean;
   readonly subscriber: string;
@@ -31,7 +32,7 @@ export interface OutcomeWriterDeps {
   readonly emit: Emit;
   readonly renderError: RenderError;
   /** Counts each written outcome for <table>_stats (status, the dashboard). */
-  readonly tally: ThroughputTally;
+  readonly tally: Pick<ThroughputTally, 'count'>;
   /**
    * A keyed row ended (deleted or moved to the DLQ): the next row of its key may be claimed now.
    * Nothing else would say so — no NOTIFY is sent for it — so a claim loop idling between polls

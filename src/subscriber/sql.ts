@@ -38,7 +38,7 @@ export interface SubscriberSql {
 }
 
 /** What a claim returns of each row: the handler's message and the delivery bookkeeping. */
-const CLAIMED_FIELDS = `queue, payload, headers, created_at, deliveries_count, attempts_count, first_attempt_at, last_attempt_at, timer_id,
+export const CLAIMED_FIELDS = `queue, payload, headers, created_at, deliveries_count, attempts_count, first_attempt_at, last_attempt_at, timer_id,
   last_exception_type, ordering_key`;
 
 /**
@@ -55,7 +55,7 @@ const CLAIMED_FIELDS = `queue, payload, headers, created_at, deliveries_count, a
  * rows that wait: a claim passes over the waiting rows of busy keys that are older than the rows it
  * takes (bench: BENCHMARKS.md, "Per-key ordering").
  */
-const keyTurn = (table: string, row: string) =>
+export const keyTurn = (table: string, row: string) =>
   `(${row}.ordering_key IS NULL OR NOT EXISTS (
       SELECT 1 FROM ${table} AS k WHERE k.queue = ${row}.queue AND k.ordering_key = ${row}.ordering_key AND k.id < ${row}.id))`;
 
@@ -178,7 +178,7 @@ function claimManyText(table: string, paused: string): string {
  * key's times never decrease in id order and its oldest row stays first in the walk. One pass over
  * the key's rows in <t>_key_idx per retry, none for an unkeyed row (the join finds nothing).
  */
-const waitingRowsPushed = (t: string) => `pushed AS (
+export const waitingRowsPushed = (t: string) => `pushed AS (
   UPDATE ${t} AS w SET next_attempt_at = r.next_attempt_at FROM retried AS r
   WHERE r.ordering_key IS NOT NULL AND w.queue = r.queue AND w.ordering_key = r.ordering_key AND w.id > r.id
     AND w.acquired_token IS NULL AND w.next_attempt_at < r.next_attempt_at

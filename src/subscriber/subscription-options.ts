@@ -5,6 +5,14 @@ import { rejectUnknownOptions } from '../util/known-options.js';
 
 export type AckPolicy = 'nack_on_error' | 'reject_on_error' | 'manual';
 
+/**
+ * How a subscription holds the rows it runs. 'token': a lease written on the row (acquired_token),
+ * outliving the claim; 'row-lock': a row lock held by a transaction open for the whole batch,
+ * nothing written until the outcomes (architecture/row-lock-mode.md).
+ */
+export type LeaseMode = 'token' | 'row-lock';
+const LEASE_MODES: readonly LeaseMode[] = ['token', 'row-lock'];
+
 /** subscribe()'s leaseTtlMs when none is given; peek() and the dashboard judge leases by it too. */
 export const DEFAULT_LEASE_TTL_MS = 60_000;
 
@@ -46,6 +54,15 @@ export interface SubscribeOptions {
    * concurrency + 2. See architecture/transactional-consume.md. @default false
    */
   readonly transactional?: boolean;
+  /**
+   * 'row-lock', for short handlers: each of `concurrency` loops claims up to fetchBatchSize rows
+   * with FOR UPDATE SKIP LOCKED in a transaction of its own, runs their handlers one after another
+   * and commits their outcomes in the same transaction; no lease is written. A crash rolls the batch
+   * back (every row redelivered, deliveries_count not counted); a batch is bounded by leaseTtlMs.
+   * Holds `concurrency` pool connections and a transaction per loop: not for long handlers. See
+   * architecture/row-lock-mode.md. @default 'token'
+   */
+  readonly lease?: LeaseMode;
 }
 
 export interface ResolvedSubscribeOptions {
@@ -62,6 +79,7 @@ export interface ResolvedSubscribeOptions {
   readonly leaseRenewIntervalMs: number | undefined;
   readonly dlq: boolean;
   readonly transactional: boolean;
+  readonly lease: LeaseMode;
   /** Legal but dangerous combinations, for a one-time warning each. */
   readonly warnings: readonly string[];
 }
@@ -79,6 +97,7 @@ const KNOWN = [
   'leaseRenewIntervalMs',
   'dlq',
   'transactional',
+  'lease',
 ];
 const ACK_POLICIES: readonly AckPolicy[] = ['nack_on_error', 'reject_on_error', 'manual'];
 const MAX_QUEUE_LENGTH = 255;
@@ -216,9 +235,12 @@ export function resolveSubscribeOptions(
       fix: 'transactional: true runs the handler in a transaction committed with its ack (ctx.client).',
     });
   }
+  const lease = leaseModeOf(raw.lease, transactional, leaseRenewIntervalMs);
 
   const warnings: string[] = [];
-  if (leaseTtlMs <= maxPollIntervalMs) {
+  // The two lease warnings below are about token leases (an expiry within an idle wait, buffered
+  // rows released unstarted): a row-lock subscription has neither.
+  if (lease === 'token' && leaseTtlMs <= maxPollIntervalMs) {
     warnings.push(
       `leaseTtlMs (${leaseTtlMs}) <= maxPollIntervalMs (${maxPollIntervalMs}): a lease can expire within one idle wait; recommended leaseTtlMs >= 2 × maxPollIntervalMs + the handler's p99.`,
     );
@@ -227,7 +249,7 @@ export function resolveSubscribeOptions(
   // unstarted once it waited half its lease (subscription.ts): below a second a run, that is likely.
   const runsAhead = Math.ceil(fetchBatchSize / concurrency);
   const runBudgetMs = Math.floor(leaseTtlMs / 2 / runsAhead);
-  if (leaseRenewIntervalMs === undefined && runBudgetMs < MIN_RUN_BUDGET_MS) {
+  if (lease === 'token' && leaseRenewIntervalMs === undefined && runBudgetMs < MIN_RUN_BUDGET_MS) {
     warnings.push(
       `leaseTtlMs (${leaseTtlMs}) leaves each handler run ${runBudgetMs} ms: a buffered row waits for up to ${runsAhead} runs (fetchBatchSize ${fetchBatchSize} / concurrency ${concurrency}) and is released unstarted once it waited half its lease. Raise leaseTtlMs, raise concurrency, lower fetchBatchSize, or set leaseRenewIntervalMs.`,
     );
@@ -251,6 +273,49 @@ export function resolveSubscribeOptions(
     leaseRenewIntervalMs,
     dlq,
     transactional,
+    lease,
     warnings,
   };
+}
+
+/** The `lease` option, and the combinations a row-lock subscription cannot serve. */
+function leaseModeOf(value: unknown, transactional: boolean, leaseRenewIntervalMs: number | undefined): LeaseMode {
+  const lease = value ?? 'token';
+  if (!LEASE_MODES.includes(lease as LeaseMode)) {
+    throw new InvalidOptionError({
+      option: 'lease',
+      value: lease,
+      expected: LEASE_MODES.map((m) => `'${m}'`).join(' | '),
+      fix: "'token' (the default) writes a lease on each claimed row; 'row-lock' holds the batch's rows locked in a transaction instead (short handlers only, architecture/row-lock-mode.md).",
+    });
+  }
+  if (lease === 'row-lock' && transactional) {
+    throw new InvalidOptionError({
+      option: 'lease',
+      value: lease,
+      expected: "'token' with transactional: true",
+      fix: "A row-lock batch shares one transaction between its handlers, so one handler's failure would roll back the others' writes. Drop transactional (row-lock), or keep transactional with lease: 'token'.",
+    });
+  }
+  if (lease === 'row-lock' && leaseRenewIntervalMs !== undefined) {
+    throw new InvalidOptionError({
+      option: 'leaseRenewIntervalMs',
+      value: leaseRenewIntervalMs,
+      expected: "undefined with lease: 'row-lock' (there is no lease to renew)",
+      fix: "A row-lock batch is bounded by leaseTtlMs instead. Handlers that need renewal are long: use lease: 'token'.",
+    });
+  }
+  return lease as LeaseMode;
+}
+
+/** Connections a row-lock subscription needs: one per loop (concurrency), each for a whole batch. */
+export function rowLockPoolWarning(
+  options: ResolvedSubscribeOptions,
+  poolMax: number,
+  otherConcurrencies: readonly number[] = [],
+): string | undefined {
+  if (options.lease !== 'row-lock') return undefined;
+  const needed = otherConcurrencies.reduce((sum, c) => sum + c, 0) + options.concurrency;
+  if (poolMax >= needed) return undefined;
+  return `lease: 'row-lock' with concurrency ${options.concurrency} on a pool of ${poolMax} connections: each loop holds a connection for its whole batch (the Outbox's row-lock and transactional subscriptions need ${needed}), so loops wait for connections and fewer handlers run at once. Raise poolSize (or your pool's max) to at least ${needed}.`;
 }

@@ -1,0 +1,294 @@
+import type pg from 'pg';
+
+import { errorMessage, HandlerTimeoutError } from '../errors.js';
+import type { OutboxEvent } from '../instrumentation/events.js';
+import type { OutcomeWrite } from '../instrumentation/middleware.js';
+import type { Emit } from '../instrumentation/recorders.js';
+import type { ThroughputTally } from '../queues/throughput-tally.js';
+import type { Logger } from '../util/logger.js';
+import type { StatementRunner } from '../util/statement-runner.js';
+import type { AckEntry } from './acker.js';
+import { deliver, type DeliverDeps } from './deliver.js';
+import { DeliverySignal } from './delivery-signal.js';
+import type { Lease } from './lease.js';
+import type { ClaimedRecord, Handler } from './message.js';
+import { OutcomeWriter } from './outcome-writer.js';
+import type { RenderError } from './render-error.js';
+import { ROW_LOCK_TOKEN, type RowLockSql } from './row-lock-sql.js';
+import type { SubscriberSql } from './sql.js';
+
+const ignore = (): void => undefined;
+const BEGIN = { text: 'BEGIN' };
+const COMMIT = { text: 'COMMIT' };
+
+type Outcome = Parameters<ThroughputTally['count']>[1];
+
+/** What every batch of one row-lock subscription shares. */
+export interface RowLockBatchDeps {
+  readonly db: StatementRunner;
+  readonly sql: RowLockSql;
+  /** The lease statements with the row-lock retry, terminal and DLQ statements in their place, for OutcomeWriter. */
+  readonly outcomeSql: SubscriberSql;
+  readonly logger: Logger;
+  readonly emit: Emit;
+  readonly renderError: RenderError;
+  readonly tally: ThroughputTally;
+  /** A keyed row ended: the next row of its key may be claimed now. */
+  readonly keyFreed: () => void;
+  readonly handler: Handler;
+  /** deliver()'s dependencies but the handler and the writer, which are the batch's. */
+  readonly deliverDeps: Omit<DeliverDeps, 'handler' | 'writer'>;
+  /** True once stop() began: the batch starts no more rows and commits what finished. */
+  readonly stopping: () => boolean;
+}
+
+/** The delivery running now: how to abort it, and how to tell the batch it decided. */
+interface Current {
+  readonly signal: DeliverySignal;
+  readonly decide: () => void;
+}
+
+/**
+ * One batch of a `lease: 'row-lock'` subscription (architecture/row-lock-mode.md): a connection
+ * from the pool, BEGIN, a claim that locks up to `limit` rows without writing them, their handlers
+ * one after another through the delivery core (deliver.ts: middlewares, events, ack policy, retry
+ * strategy, maxDeliveries), their outcomes written in the same transaction (retries and DLQ moves
+ * as they are decided, the acks in one DELETE at the end), COMMIT.
+ *
+ * States:
+ *   claiming   BEGIN and the claim in flight.
+ *   running    a handler runs; `current` is it. An ack is kept for the DELETE; a retry or a
+ *              terminal write runs at once on the batch's connection.
+ *   closed     no handler is started any more (all ran, stop() began, the leaseTtlMs deadline
+ *              passed, or stop() gave up waiting: abandon()). A delivery that finishes now writes
+ *              nothing (deliver's `abandoned`): its row is left as it was, unlocked at COMMIT.
+ *   committed  the outcomes landed: events, counts and `ctx.written` are reported now, never before.
+ *   failed     any statement failed (a dead connection, a failed write, a COMMIT that rolled back):
+ *              the connection is destroyed, the server rolls back, every row of the batch is
+ *              unlocked as it was and redelivered; nothing is reported but `ctx.written` 'failed'.
+ * The batch is bounded by leaseTtlMs from its claim: at the deadline the running handler's signal is
+ * aborted and, when it is async, its delivery fails with HandlerTimeoutError (a retry under the
+ * default ack policy); rows not started yet are left unlocked for the next claim.
+ */
+export class RowLockBatch {
+  readonly #deps: RowLockBatchDeps;
+  readonly #writer: OutcomeWriter;
+  readonly #deliverDeps: DeliverDeps;
+  #client: pg.PoolClient | undefined;
+  readonly #acks: AckEntry[] = [];
+  readonly #writes: Promise<OutcomeWrite>[] = [];
+  readonly #events: OutboxEvent[] = [];
+  readonly #counts: [string, Outcome][] = [];
+  #keyFreed = false;
+  /** Resolved with whether the batch committed; made when a retry or terminal write awaits it. */
+  #committed: Promise<boolean> | undefined;
+  #settleCommitted: ((committed: boolean) => void) | undefined;
+  #current: Current | undefined;
+  #closed = false;
+  #expired = false;
+  #timer: NodeJS.Timeout | undefined;
+  #deadline: Promise<never> | undefined;
+  #failDeadline: ((error: Error) => void) | undefined;
+
+  constructor(deps: RowLockBatchDeps) {
+    this.#deps = deps;
+    const buffered = deps.emit === undefined ? undefined : (event: OutboxEvent) => this.#events.push(event);
+    this.#writer = new OutcomeWriter({
+      db: { run: (statement, values) => this.#deps.db.runOn(this.#connection(), statement, values) },
+      sql: deps.outcomeSql,
+      dlq: deps.deliverDeps.options.dlq,
+      subscriber: deps.deliverDeps.options.name,
+      logger: deps.logger,
+      emit: buffered,
+      renderError: deps.renderError,
+      tally: { count: (queue, outcome) => this.#counts.push([queue, outcome]) },
+      keyFreed: () => {
+        this.#keyFreed = true;
+      },
+    });
+    this.#deliverDeps = {
+      ...deps.deliverDeps,
+      handler: this.#bounded(deps.handler),
+      writer: {
+        ack: (lease, durationSeconds, written) => {
+          this.#acks.push({ lease, durationSeconds, written });
+          this.#current?.decide();
+        },
+        retry: (lease, run, delayMs, error) => this.#afterCommit(this.#writer.retry(lease, run, delayMs, error)),
+        terminal: (lease, reason, error, run) => this.#afterCommit(this.#writer.terminal(lease, reason, error, run)),
+      },
+    };
+  }
+
+  /** True while a handler of this batch runs. */
+  get running(): boolean {
+    return this.#current !== undefined;
+  }
+
+  /**
+   * Runs the batch; resolves with the number of rows claimed once its transaction committed.
+   * Throws (after rolling back and reporting its deliveries' writes as failed) when a statement
+   * failed. `claimed` is told when the claim statement returned.
+   */
+  async run(limit: number, claimed: () => void): Promise<number> {
+    const { db, sql } = this.#deps;
+    const { queues, leaseTtlMs } = this.#deps.deliverDeps.options;
+    const client = await db.checkout();
+    client.on('error', ignore);
+    this.#client = client;
+    let rows: ClaimedRecord[] = [];
+    try {
+      const single = queues.length === 1;
+      // BEGIN and the claim leave together: one await, and the claim waits for BEGIN on the wire.
+      const [, result] = await Promise.all([
+        client.query(db.bounded(BEGIN)),
+        db.runOn<ClaimedRecord>(client, single ? sql.claimOne : sql.claimMany, [single ? queues[0] : queues, leaseTtlMs, limit]),
+      ]);
+      claimed();
+      rows = result.rows;
+      this.#emitFetched(rows);
+      if (rows.length > 0) await this.#runAll(rows);
+      await this.#commit();
+    } catch (error) {
+      this.#failed(client, error, rows.length);
+      throw error;
+    }
+    client.removeListener('error', ignore);
+    client.release();
+    this.#reportCommitted();
+    return rows.length;
+  }
+
+  /** stop() gave up waiting: abort the running handler and commit what finished without it. */
+  abandon(reason: Error): void {
+    this.#closed = true;
+    const current = this.#current;
+    current?.signal.abort(reason);
+    current?.decide();
+  }
+
+  #connection(): pg.PoolClient {
+    if (this.#client === undefined) throw new Error('a row-lock batch wrote before its claim');
+    return this.#client;
+  }
+
+  readonly #isClosed = (): boolean => this.#closed;
+
+  /** The rows one after another; stops starting them once closed, stopping or past the deadline. */
+  async #runAll(rows: readonly ClaimedRecord[]): Promise<void> {
+    const { leaseTtlMs } = this.#deps.deliverDeps.options;
+    this.#timer = setTimeout(() => {
+      this.#expire(leaseTtlMs);
+    }, leaseTtlMs);
+    const leasedAt = performance.now();
+    for (const record of rows) {
+      if (this.#closed || this.#expired || this.#deps.stopping()) break;
+      const lease: Lease = { record, token: ROW_LOCK_TOKEN, leasedAt };
+      const signal = new DeliverySignal();
+      // Decided: the writer heard an ack, a retry or a terminal write, or deliver() returned (it
+      // wrote nothing). A retry's deliver() waits for the COMMIT, which waits for this loop.
+      await new Promise<void>((decide) => {
+        this.#current = { signal, decide };
+        void deliver(lease, signal, this.#isClosed, this.#deliverDeps).then(decide);
+      });
+      this.#current = undefined;
+    }
+    clearTimeout(this.#timer);
+  }
+
+  /** The deadline: the running handler is aborted (and fails, when async); no more rows start. */
+  #expire(leaseTtlMs: number): void {
+    this.#expired = true;
+    const error = new HandlerTimeoutError(leaseTtlMs);
+    this.#current?.signal.abort(error);
+    this.#failDeadline?.(error);
+    this.#deps.logger.warn(
+      { subscriber: this.#deps.deliverDeps.options.name, leaseTtlMs },
+      'row-lock batch ran past leaseTtlMs: the running handler fails with HandlerTimeoutError, the rows not started yet go back unlocked',
+    );
+  }
+
+  /** The handler, raced against the batch's deadline when it returns a promise (a sync one cannot be interrupted). */
+  #bounded(handler: Handler): Handler {
+    return (message, ctx) => {
+      const result = handler(message, ctx);
+      if (result === undefined || typeof (result as Partial<Promise<void>>).then !== 'function') return result;
+      this.#deadline ??= new Promise<never>((_, reject) => {
+        this.#failDeadline = reject;
+      });
+      return Promise.race([result, this.#deadline]);
+    };
+  }
+
+  /** A retry or terminal write: decided now, its result reported once the batch committed (or not). */
+  async #afterCommit(write: Promise<OutcomeWrite>): Promise<OutcomeWrite> {
+    this.#writes.push(write);
+    this.#committed ??= new Promise<boolean>((resolve) => {
+      this.#settleCommitted = resolve;
+    });
+    this.#current?.decide();
+    const [result, committed] = await Promise.all([write, this.#committed]);
+    return committed ? result : 'failed';
+  }
+
+  /** The writes decided so far, then the acks' DELETE and COMMIT; throws when anything of it failed. */
+  async #commit(): Promise<void> {
+    this.#closed = true;
+    const client = this.#connection();
+    const { db, sql } = this.#deps;
+    const writes = await Promise.all(this.#writes);
+    if (writes.includes('failed')) {
+      throw new Error('an outcome write of the row-lock batch failed, which aborted its transaction');
+    }
+    const [commit] =
+      this.#acks.length === 0
+        ? [await client.query(db.bounded(COMMIT))]
+        : (
+            await Promise.all([
+              db.runOn(client, sql.ackBatch, [`{${this.#acks.map((ack) => ack.lease.record.id).join(',')}}`]),
+              client.query(db.bounded(COMMIT)),
+            ])
+          ).slice(1);
+    // COMMIT of a transaction that failed answers ROLLBACK, without an error.
+    if (commit?.command !== 'COMMIT') throw new Error(`the row-lock batch's COMMIT answered ${commit?.command ?? 'nothing'}`);
+  }
+
+  /** After COMMIT: the acks' events, every buffered event and count, the key wake-up, the writes' results. */
+  #reportCommitted(): void {
+    for (const ack of this.#acks) this.#writer.ackedInTransaction(ack.lease, ack.durationSeconds, 'deleted', ack.written);
+    for (const event of this.#events) this.#deps.emit?.(event);
+    for (const [queue, outcome] of this.#counts) this.#deps.tally.count(queue, outcome);
+    if (this.#keyFreed) this.#deps.keyFreed();
+    this.#settleCommitted?.(true);
+  }
+
+  /** Nothing of the batch landed: its rows come back as they were. */
+  #failed(client: pg.PoolClient, error: unknown, rows: number): void {
+    this.#closed = true;
+    clearTimeout(this.#timer);
+    this.#current?.decide();
+    try {
+      client.release(error instanceof Error ? error : new Error(String(error)));
+    } catch {
+      // A pool that already ended: the connection is closed with it.
+    }
+    for (const ack of this.#acks) ack.written?.('failed');
+    this.#settleCommitted?.(false);
+    if (rows > 0) {
+      this.#deps.logger.error(
+        { subscriber: this.#deps.deliverDeps.options.name, rows, err: errorMessage(error) },
+        'row-lock batch rolled back; its rows are unlocked as they were and will be delivered again',
+      );
+    }
+  }
+
+  #emitFetched(rows: readonly ClaimedRecord[]): void {
+    const { emit } = this.#deps;
+    if (emit === undefined) return;
+    const { queues, name } = this.#deps.deliverDeps.options;
+    for (const queue of queues) {
+      const count = queues.length === 1 ? rows.length : rows.filter((row) => row.queue === queue).length;
+      emit({ type: 'fetched', queue, subscriber: name, count });
+    }
+  }
+}

@@ -1,0 +1,226 @@
+import { performance } from 'node:perf_hooks';
+
+import { errorMessage } from '../errors.js';
+import type { SchemaNames } from '../schema/schema-names.js';
+import { backoffMs } from '../util/backoff.js';
+import { beforeDeadline } from '../util/deadline.js';
+import { Wakeup } from '../util/wakeup.js';
+import type { Handler } from './message.js';
+import { RowLockBatch, type RowLockBatchDeps } from './row-lock-batch.js';
+import { buildRowLockSql } from './row-lock-sql.js';
+import { MAX_ERROR_BACKOFF_MS, type SubscriptionDeps } from './subscription.js';
+import type { ResolvedSubscribeOptions } from './subscription-options.js';
+
+/** One claim loop: its wake-up, whether it is parked (sleeping until another loop needs help), its claim in flight. */
+interface Loop {
+  readonly wakeup: Wakeup;
+  parked: boolean;
+  claimingSince: number | undefined;
+}
+
+/**
+ * A `lease: 'row-lock'` subscription (architecture/row-lock-mode.md): `concurrency` loops, each
+ * running one batch at a time in a transaction of its own (row-lock-batch.ts), so `concurrency`
+ * handlers run at once, as raw SQL's C consumer loops do.
+ *
+ * Loop states:
+ *   running  claims a batch; a non-empty one is followed by another at once. The first loop polls
+ *            when idle (jittered backoff from minPollIntervalMs to maxPollIntervalMs, woken early
+ *            by NOTIFY or a freed key); the others are parked until a loop's claim comes back full
+ *            (a backlog), which wakes one of them, and park again at their first claim that is not
+ *            full. An idle subscription costs one claim per poll, not `concurrency` of them.
+ *            A failed batch backs off exponentially (capped at 30 s).
+ *   stopping claims nothing more; a running batch starts no more rows and commits what finished.
+ *   stopped  the loops have exited.
+ */
+export class RowLockSubscription {
+  readonly options: ResolvedSubscribeOptions;
+  readonly #deps: SubscriptionDeps;
+  readonly #batchDeps: RowLockBatchDeps;
+  readonly #loops: Loop[];
+  readonly #batches = new Set<RowLockBatch>();
+  #state: 'new' | 'running' | 'stopping' | 'stopped' = 'new';
+  #loop: Promise<void> | undefined;
+  #loopFailed = false;
+  #failingSince: number | undefined;
+
+  constructor(options: ResolvedSubscribeOptions, handler: Handler, deps: SubscriptionDeps, names: SchemaNames) {
+    this.options = options;
+    this.#deps = deps;
+    const sql = buildRowLockSql(names);
+    this.#loops = Array.from({ length: options.concurrency }, () => ({
+      wakeup: new Wakeup(),
+      parked: false,
+      claimingSince: undefined,
+    }));
+    this.#batchDeps = {
+      db: deps.db,
+      sql,
+      outcomeSql: { ...deps.sql, retry: sql.retry, terminalDelete: sql.terminalDelete, dlqMove: sql.dlqMove },
+      logger: deps.logger,
+      emit: deps.emit,
+      renderError: deps.renderError,
+      tally: deps.tally,
+      keyFreed: () => {
+        this.wake();
+      },
+      handler,
+      deliverDeps: {
+        options,
+        logger: deps.logger,
+        emit: deps.emit,
+        middlewares: deps.middlewares,
+        customStats: deps.customStats,
+        followUp: deps.followUp,
+      },
+      stopping: () => this.#state !== 'running',
+    };
+  }
+
+  /** As Subscription.alive: false when a loop died, claims kept failing, or a claim is stuck. */
+  get alive(): boolean {
+    if (this.#state !== 'running' || this.#loopFailed) return false;
+    const now = performance.now();
+    const stalled = (since: number | undefined): boolean => since !== undefined && now - since >= this.#deps.stallAfterMs;
+    return !stalled(this.#failingSince) && !this.#loops.some((loop) => stalled(loop.claimingSince));
+  }
+
+  /** NOTIFY for this subscription's queues: the first loop claims; a full claim brings the others. */
+  wake(): void {
+    this.#loops[0]?.wakeup.notify();
+  }
+
+  /**
+   * `queue` was paused: the next claims leave it out. A running batch's rows of it finish (a batch
+   * is bounded by fetchBatchSize and leaseTtlMs); there is no buffer to give back.
+   */
+  releasePaused(queue: string): void {
+    this.#deps.logger.debug({ subscriber: this.options.name, queue }, 'queue paused');
+  }
+
+  start(): void {
+    if (this.#state !== 'new') return;
+    this.#state = 'running';
+    this.#loop = Promise.all(
+      this.#loops.map((loop, index) =>
+        this.#run(loop, index === 0).catch((error: unknown) => {
+          this.#loopFailed = true;
+          this.#deps.logger.error({ subscriber: this.options.name, err: errorMessage(error) }, 'row-lock loop crashed');
+        }),
+      ),
+    ).then(() => undefined);
+  }
+
+  /** A method, not a field read, so TypeScript does not narrow the state across awaits. */
+  #running(): boolean {
+    return this.#state === 'running';
+  }
+
+  async #run(loop: Loop, primary: boolean): Promise<void> {
+    const { fetchBatchSize } = this.options;
+    loop.parked = !primary;
+    let idleFetches = 0;
+    let errors = 0;
+    while (this.#running()) {
+      if (loop.parked) {
+        await loop.wakeup.sleep();
+        loop.parked = false;
+        continue;
+      }
+      const batch = new RowLockBatch(this.#batchDeps);
+      this.#batches.add(batch);
+      loop.claimingSince = performance.now();
+      let claimed: number;
+      try {
+        claimed = await batch.run(fetchBatchSize, () => {
+          loop.claimingSince = undefined;
+        });
+        errors = 0;
+        this.#failingSince = undefined;
+      } catch (error) {
+        errors += 1;
+        this.#failingSince ??= performance.now();
+        this.#deps.onClaimError(error);
+        const pauseMs = backoffMs(errors, 250, MAX_ERROR_BACKOFF_MS);
+        this.#deps.logger.error(
+          { subscriber: this.options.name, err: errorMessage(error), attempt: errors, pauseMs: Math.round(pauseMs) },
+          'row-lock batch failed; retrying after a pause',
+        );
+        await this.#pause(loop, pauseMs);
+        continue;
+      } finally {
+        this.#batches.delete(batch);
+        loop.claimingSince = undefined;
+      }
+      if (claimed === fetchBatchSize) {
+        // A backlog: bring one parked loop in (each full claim brings the next).
+        this.#loops.find((other) => other.parked)?.wakeup.notify();
+        idleFetches = 0;
+        continue;
+      }
+      if (!primary) {
+        loop.parked = true;
+        continue;
+      }
+      if (claimed > 0) {
+        idleFetches = 0;
+        continue;
+      }
+      idleFetches += 1;
+      await loop.wakeup.sleep(this.#pollDelayMs(idleFetches));
+    }
+  }
+
+  /** The pause after a failed batch: only stop() ends it early (a NOTIFY would retry a failing database at the commit rate). */
+  async #pause(loop: Loop, ms: number): Promise<void> {
+    const until = performance.now() + ms;
+    for (let left = ms; left > 0 && this.#running(); left = until - performance.now()) await loop.wakeup.sleep(left);
+  }
+
+  #pollDelayMs(idleFetches: number): number {
+    const { minPollIntervalMs, maxPollIntervalMs } = this.options;
+    const delay = backoffMs(idleFetches, minPollIntervalMs, maxPollIntervalMs);
+    return Math.min(maxPollIntervalMs, Math.max(minPollIntervalMs, delay));
+  }
+
+  /**
+   * Graceful stop: claim nothing more; each running batch starts no more rows, waits for its running
+   * handler and commits. After `gracefulTimeoutMs` the running handlers are aborted and abandoned:
+   * their batches commit what finished (each statement bounded by queryTimeoutMs, so stop() may
+   * outlast the budget by one COMMIT), and the abandoned rows are unlocked as they were, uncounted,
+   * for the next claim anywhere.
+   */
+  async stop(gracefulTimeoutMs: number): Promise<void> {
+    if (this.#state === 'stopped' || this.#state === 'stopping') return;
+    const wasRunning = this.#state === 'running';
+    this.#state = 'stopping';
+    for (const loop of this.#loops) loop.wakeup.notify();
+    if (!wasRunning) {
+      this.#state = 'stopped';
+      return;
+    }
+    const loops = this.#loop ?? Promise.resolve();
+    const timedOut = await beforeDeadline(
+      loops.then(() => false),
+      gracefulTimeoutMs,
+      () => true,
+    );
+    if (timedOut) {
+      const running = [...this.#batches].filter((batch) => batch.running);
+      for (const batch of this.#batches) batch.abandon(new Error('shutdown: graceful timeout reached'));
+      this.#deps.logger.warn(
+        { subscriber: this.options.name, inFlight: running.length, gracefulTimeoutMs },
+        'drain timed out; the running handlers are aborted, their rows unlocked unchanged and delivered again',
+      );
+      this.#deps.emit?.({
+        type: 'drain_timeout',
+        subscriber: this.options.name,
+        queues: this.options.queues,
+        inFlight: running.length,
+        timeoutSeconds: gracefulTimeoutMs / 1000,
+      });
+      await loops;
+    }
+    this.#state = 'stopped';
+  }
+}

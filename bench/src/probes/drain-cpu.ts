@@ -1,0 +1,132 @@
+/**
+ * Node CPU per drained message (issue 18: ≤ 12 µs), txoutbox against raw SQL's consumer, from the
+ * same process and the same server. Each round drains a fresh 20,000-row backlog once per way
+ * (txoutbox and raw SQL at concurrency 1, 4 and 16, a no-op handler that reads the body), the ways
+ * in a rotated order, and reads process.cpuUsage() around the drain: user and system µs per
+ * message, and msgs/s. Medians over the rounds. The compiled library (dist/) as in `npm run bench`.
+ *
+ *   npm run bench:drain-cpu -- [rounds] [rows]       (builds dist/ first; default 5 rounds of 20,000)
+ *
+ * DRAIN_CPU_WAYS=<regex> runs only the matching ways; DRAIN_CPU_PROFILE=<dir> writes a V8 CPU
+ * profile of each drain. process.cpuUsage() counts every thread of the process (V8's GC helpers
+ * too); a profile shows the main thread only, where time blocked in a socket write is sampled
+ * as `writev` although it is not CPU.
+ */
+import { performance } from 'node:perf_hooks';
+
+import pg from 'pg';
+
+import { profiled } from '../cpu-profile.js';
+import { startServer } from '../server.js';
+import { rawSystem } from '../systems/raw.js';
+import type { System } from '../systems/system.js';
+import { txoutboxSystem } from '../systems/txoutbox.js';
+
+const ROUNDS = Number(process.argv[2] ?? 5);
+const ROWS = Number(process.argv[3] ?? 20_000);
+const CONCURRENCIES = [1, 4, 16];
+let profiles = 0;
+
+interface Way {
+  readonly label: string;
+  readonly system: System;
+  readonly concurrency: number;
+}
+
+interface Sample {
+  readonly userUs: number;
+  readonly systemUs: number;
+  readonly rate: number;
+}
+
+/** DRAIN_CPU_WAYS=<regex> keeps the matching ways (e.g. 'txoutbox c1$' for a profile of one). */
+const only = new RegExp(process.env.DRAIN_CPU_WAYS ?? '.');
+const ways: Way[] = CONCURRENCIES.flatMap((concurrency) => [
+  { label: `txoutbox c${concurrency}`, system: txoutboxSystem, concurrency },
+  { label: `raw SQL c${concurrency}`, system: rawSystem(false), concurrency },
+]).filter((way) => only.test(way.label));
+
+const median = (values: readonly number[]): number => {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? (sorted[mid] ?? NaN) : ((sorted[mid - 1] ?? NaN) + (sorted[mid] ?? NaN)) / 2;
+};
+
+async function drainOnce(server: Awaited<ReturnType<typeof startServer>>, way: Way): Promise<Sample> {
+  const url = await server.createDatabase('drain_cpu');
+  const instance = way.system.create(url, {});
+  try {
+    await instance.setup();
+    const producers = new pg.Pool({ connectionString: url, max: 1 });
+    const client = await producers.connect();
+    try {
+      await client.query('BEGIN');
+      for (let from = 0; from < ROWS; from += 1000) {
+        await instance.publishBatch(
+          client,
+          Array.from({ length: Math.min(1000, ROWS - from) }, (_, i) => from + i),
+        );
+      }
+      await client.query('COMMIT');
+      await client.query('ANALYZE');
+      await client.query('CHECKPOINT');
+    } finally {
+      client.release();
+      await producers.end();
+    }
+    let seen = 0;
+    let finish: () => void = () => undefined;
+    const done = new Promise<void>((resolve) => (finish = resolve));
+    // DRAIN_CPU_PROFILE=<dir>: a V8 CPU profile of each drain (the drain only, not the preload).
+    const { seconds, used, consumer } = await profiled(
+      process.env.DRAIN_CPU_PROFILE,
+      `${way.label.replace(/\W+/g, '-')}-${++profiles}`,
+      async () => {
+        const cpu = process.cpuUsage();
+        const started = performance.now();
+        const running = await instance.consume({
+          concurrency: way.concurrency,
+          onMessage: () => {
+            seen += 1;
+            if (seen === ROWS) finish();
+          },
+        });
+        await done;
+        return { seconds: (performance.now() - started) / 1000, used: process.cpuUsage(cpu), consumer: running };
+      },
+    );
+    await consumer.stop();
+    return { userUs: used.user / ROWS, systemUs: used.system / ROWS, rate: ROWS / seconds };
+  } finally {
+    await instance.close();
+    await server.dropDatabase('drain_cpu');
+  }
+}
+
+const server = await startServer(process.env.DATABASE_URL);
+const samples = new Map<string, Sample[]>(ways.map((way) => [way.label, []]));
+try {
+  for (let round = 0; round < ROUNDS; round += 1) {
+    const order = ways.map((_, i) => ways[(i + round) % ways.length] as Way);
+    for (const way of order) {
+      const sample = await drainOnce(server, way);
+      samples.get(way.label)?.push(sample);
+      process.stderr.write(
+        `round ${round + 1} ${way.label}: user ${sample.userUs.toFixed(1)} µs, sys ${sample.systemUs.toFixed(1)} µs, ${Math.round(sample.rate)} msgs/s\n`,
+      );
+    }
+  }
+} finally {
+  await server.stop();
+}
+console.log(`| way | Node user µs/msg | Node sys µs/msg | total | msgs/s |`);
+console.log(`| --- | ---: | ---: | ---: | ---: |`);
+for (const way of ways) {
+  const list = samples.get(way.label) ?? [];
+  const user = median(list.map((s) => s.userUs));
+  const system = median(list.map((s) => s.systemUs));
+  const total = median(list.map((s) => s.userUs + s.systemUs));
+  console.log(
+    `| ${way.label} | ${user.toFixed(1)} | ${system.toFixed(1)} | ${total.toFixed(1)} | ${Math.round(median(list.map((s) => s.rate)))} |`,
+  );
+}

@@ -60,6 +60,8 @@ export interface Measured {
   readonly latencyMs?: { p50: number; p95: number; p99: number; max: number; negative: number };
   /** W5 seams on: spans exported while it ran (one `process` span per handler run). */
   readonly spans?: number;
+  /** W5: the spans it had to export (handler runs × spans per run: 0 when the sampler drops them). */
+  readonly spansExpected?: number;
   readonly note?: string | undefined;
 }
 
@@ -221,10 +223,14 @@ export async function drainWorkload(ctx: WorkloadContext, concurrency: number): 
   const spans = spansBefore === undefined || spansAfter === undefined ? undefined : spansAfter - spansBefore;
   // A tracing setup that drops spans (a full BatchSpanProcessor queue) would make W5 look cheaper
   // than it is: every handler run must have exported its span.
+  // A sampler that drops every span must export none (and still propagate: tested, not benched).
   const runs = handlerRuns({ messages: total, losses: ledger.losses, duplicates: ledger.duplicates });
+  const expected = runs * (ctx.instance.spansPerRun ?? 1);
   const notes = [
     ...(finished ? [] : [`timed out after ${ctx.sizes.timeoutMs} ms`]),
-    ...(spans === undefined || spans === runs ? [] : [`${spans} spans exported for ${runs} handler runs`]),
+    ...(spans === undefined || spans === expected
+      ? []
+      : [`${spans} spans exported for ${runs} handler runs (expected ${expected})`]),
   ];
   return {
     messages: total,
@@ -232,7 +238,7 @@ export async function drainWorkload(ctx: WorkloadContext, concurrency: number): 
     duplicates: ledger.duplicates,
     losses: ledger.losses,
     remaining,
-    ...(spans === undefined ? {} : { spans }),
+    ...(spans === undefined ? {} : { spans, spansExpected: expected }),
     ...(notes.length === 0 ? {} : { note: notes.join('; ') }),
   };
 }

@@ -91,10 +91,16 @@ test('npm run bench -- --quick runs every workload end to end and writes a resul
       assert.equal(run.duplicates ?? 0, 0, `${run.workload} ${run.variant} ${run.system}: duplicates`);
       assert.equal(run.losses ?? 0, 0, `${run.workload} ${run.variant} ${run.system}: losses`);
     }
-    // W5 is only honest if tracing kept every span: one exported per handler run, none dropped.
-    const traced = results.runs.filter((r) => r.workload === 'W5' && r.variant === 'seams on');
+    // W5 is only honest if tracing kept every span: one exported per handler run, none dropped;
+    // and none at all from the variant whose sampler drops them.
+    const recording = ['seams on', 'bare SDK floor', 'tracing only'];
+    const traced = results.runs.filter((r) => r.workload === 'W5' && recording.includes(r.variant));
+    const dropped = results.runs.filter((r) => r.workload === 'W5' && r.variant === 'tracing, sampler drops');
     if (results.openTelemetry.startsWith('on')) {
-      for (const run of traced) assert.equal(run.spans, run.messages, 'W5 seams on: one span exported per message');
+      assert.equal(traced.length, recording.length, 'W5 ran every recording variant');
+      for (const run of traced) assert.equal(run.spans, run.messages, `W5 ${run.variant}: one span exported per message`);
+      assert.equal(dropped.length, 1, 'W5 ran the dropping sampler');
+      for (const run of dropped) assert.equal(run.spans, 0, 'W5 sampler drops: no span exported');
     } else {
       t.diagnostic(`W5 ran without OpenTelemetry: ${results.openTelemetry}`);
     }

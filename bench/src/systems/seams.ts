@@ -1,29 +1,57 @@
 /**
- * W5's "seams on": the Prometheus recorder and middleware on one registry, plus OpenTelemetry
- * tracing through a BatchSpanProcessor into a counting exporter (both from the compiled library).
+ * W5's seam variants, from the compiled library: the Prometheus recorder and middleware on one
+ * registry, OpenTelemetry tracing through a BatchSpanProcessor into a counting exporter, and the
+ * references tracing is judged against (issue 18):
+ *
+ * - `on`: Prometheus + tracingMiddleware (the overall W5 figure);
+ * - `prometheus`: the Prometheus seams alone;
+ * - `tracing`: tracingMiddleware alone;
+ * - `floor`: the bare SDK floor, a hand-written middleware that only starts a span, makes it
+ *   active around the rest of the delivery (`context.with`) and ends it: what any tracing of
+ *   every message costs with this SDK, whatever the library. Same provider and processor as
+ *   `tracing`, so the difference is txoutbox's own work (headers, attributes, outcome);
+ * - `tracing-dropped`: tracingMiddleware with a provider whose sampler drops every span
+ *   (parent-based, ratio 0 at the root: what `OTEL_TRACES_SAMPLER=parentbased_traceidratio`
+ *   with a low ratio does to most messages). It exports nothing, and must still propagate.
  */
+import type { TracerProvider } from '@opentelemetry/api';
 import { Registry } from 'prom-client';
 
 import type { Middleware, Recorder } from '../../../src/index.js';
 import { loadOpentelemetry, txoutboxPrometheus } from '../library.js';
+import type { SeamVariant } from './seam-variants.js';
 
 export interface Seams {
   readonly recorder: Recorder[];
   readonly middlewares: Middleware[];
   /** 'on …', 'off …' (Prometheus only), or 'failed: …' when the OpenTelemetry SDK could not be wired (W5 then runs with Prometheus only and says so). */
   readonly openTelemetry: string;
-  /** Spans exported so far by the shared processor, after flushing it; undefined when these seams do not trace. */
+  /** Spans each handler run must export: 1 when every span is recorded, 0 when the sampler drops them all. */
+  readonly spansPerRun: number;
+  /** Spans exported so far by this variant's processor, after flushing it; undefined when these seams do not trace. */
   spans(): Promise<number | undefined>;
   /** After the run: unregisters the context manager these seams registered (see activate). */
   close(): void;
 }
 
-interface OtelTracing {
-  readonly middleware: Middleware;
+/** One tracer provider, its BatchSpanProcessor and counting exporter. */
+interface Pipeline {
+  readonly tracerProvider: TracerProvider;
   spans(): Promise<number>;
+}
+
+interface OtelTracing {
+  /** tracingMiddleware on the recording pipeline. */
+  readonly middleware: Middleware;
+  /** The bare SDK floor on the same pipeline. */
+  readonly floor: Middleware;
+  /** tracingMiddleware on a pipeline whose sampler drops every span. */
+  readonly dropped: Middleware;
+  readonly recording: Pipeline;
+  readonly dropping: Pipeline;
   /**
-   * Registers an AsyncLocalStorage context manager for one run; the returned function unregisters
-   * it. Once an AsyncLocalStorage has run, Node 20 keeps a promise hook on until it is disabled,
+   * Registers an AsyncLocalStorage context manager (and the W3C propagators) for one run; the
+   * returned function unregisters them. Once an AsyncLocalStorage has run, Node 20 keeps a promise hook on until it is disabled,
    * and every promise in the process pays for it (~2.5× the cost of an await, measured), so a
    * manager left registered would slow every later "seams off" run and understate W5's overhead.
    */
@@ -33,38 +61,71 @@ interface OtelTracing {
 async function openTelemetryTracing(): Promise<OtelTracing | string> {
   try {
     const { tracingMiddleware } = await loadOpentelemetry();
-    const { context } = await import('@opentelemetry/api');
+    const { context, propagation, trace } = await import('@opentelemetry/api');
     const { AsyncLocalStorageContextManager } = await import('@opentelemetry/context-async-hooks');
-    const { BasicTracerProvider, BatchSpanProcessor } = await import('@opentelemetry/sdk-trace-base');
+    const { CompositePropagator, W3CBaggagePropagator, W3CTraceContextPropagator } = await import('@opentelemetry/core');
+    const { BasicTracerProvider, BatchSpanProcessor, ParentBasedSampler, TraceIdRatioBasedSampler } =
+      await import('@opentelemetry/sdk-trace-base');
     // As in production: a BatchSpanProcessor (SimpleSpanProcessor exports span by span, on the hot
     // path) into an exporter that counts and drops, so 100,000 spans over W5's pairs are not kept
     // alive (an InMemorySpanExporter would retain every span and charge its GC to the seams).
-    let exported = 0;
-    const exporter = {
-      export(spans: readonly unknown[], done: (result: { code: number }) => void): void {
-        exported += spans.length;
-        done({ code: 0 });
-      },
-      shutdown: () => Promise.resolve(),
+    const pipeline = (sampler?: InstanceType<typeof ParentBasedSampler>): Pipeline => {
+      let exported = 0;
+      const exporter = {
+        export(spans: readonly unknown[], done: (result: { code: number }) => void): void {
+          exported += spans.length;
+          done({ code: 0 });
+        },
+        shutdown: () => Promise.resolve(),
+      };
+      const processor = new BatchSpanProcessor(exporter, {
+        maxQueueSize: 65_536,
+        maxExportBatchSize: 4096,
+        scheduledDelayMillis: 200,
+      });
+      const tracerProvider = new BasicTracerProvider({
+        spanProcessors: [processor],
+        ...(sampler === undefined ? {} : { sampler }),
+      });
+      return {
+        tracerProvider,
+        spans: async () => {
+          await processor.forceFlush();
+          return exported;
+        },
+      };
     };
-    const processor = new BatchSpanProcessor(exporter, {
-      maxQueueSize: 65_536,
-      maxExportBatchSize: 4096,
-      scheduledDelayMillis: 200,
-    });
-    const tracerProvider = new BasicTracerProvider({ spanProcessors: [processor] });
-    const middleware = tracingMiddleware({ tracerProvider });
+    const recording = pipeline();
+    const dropping = pipeline(new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(0) }));
+    const tracer = recording.tracerProvider.getTracer('bench-floor');
+    const floor: Middleware = {
+      name: 'sdk-floor',
+      async consume(_ctx, next) {
+        const span = tracer.startSpan('process bench');
+        try {
+          await context.with(trace.setSpan(context.active(), span), next);
+        } finally {
+          span.end();
+        }
+      },
+    };
     return {
-      middleware,
+      middleware: tracingMiddleware({ tracerProvider: recording.tracerProvider }),
+      floor,
+      dropped: tracingMiddleware({ tracerProvider: dropping.tracerProvider }),
+      recording,
+      dropping,
       activate: () => {
         context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
+        // The Node SDK's default propagators: rows carry `traceparent` (publish) and every
+        // delivery parses it (consume), as in production; without them both are no-ops.
+        propagation.setGlobalPropagator(
+          new CompositePropagator({ propagators: [new W3CTraceContextPropagator(), new W3CBaggagePropagator()] }),
+        );
         return () => {
           context.disable();
+          propagation.disable();
         };
-      },
-      spans: async () => {
-        await processor.forceFlush();
-        return exported;
       },
     };
   } catch (error) {
@@ -82,20 +143,32 @@ export async function openTelemetryStatus(): Promise<string> {
   return typeof otel === 'string' ? otel : TRACING_ON;
 }
 
-/** The seams W5 measures: Prometheus always, OpenTelemetry tracing unless `withTracing` is false. */
-export async function seamsOn(withTracing = true): Promise<Seams> {
-  const otel = withTracing ? await (tracing ??= openTelemetryTracing()) : 'off (Prometheus seams only)';
-  const registry = new Registry();
-  const metrics = { registry, prefix: 'txoutbox' };
+/** The seams of one W5 variant (not 'off'). */
+export async function seamsOf(variant: Exclude<SeamVariant, 'off'>): Promise<Seams> {
+  const traced = variant !== 'prometheus';
+  const otel = traced ? await (tracing ??= openTelemetryTracing()) : 'off (Prometheus seams only)';
+  const withPrometheus = variant === 'on' || variant === 'prometheus';
   const middlewares: Middleware[] = [];
-  if (typeof otel !== 'string') middlewares.push(otel.middleware);
-  middlewares.push(txoutboxPrometheus.prometheusMiddleware(metrics));
+  const recorder: Recorder[] = [];
+  let pipeline: Pipeline | undefined;
+  if (typeof otel !== 'string') {
+    if (variant === 'floor') middlewares.push(otel.floor);
+    else if (variant === 'tracing-dropped') middlewares.push(otel.dropped);
+    else middlewares.push(otel.middleware);
+    pipeline = variant === 'tracing-dropped' ? otel.dropping : otel.recording;
+  }
+  if (withPrometheus) {
+    const metrics = { registry: new Registry(), prefix: 'txoutbox' };
+    middlewares.push(txoutboxPrometheus.prometheusMiddleware(metrics));
+    recorder.push(txoutboxPrometheus.prometheusRecorder(metrics));
+  }
   const deactivate = typeof otel === 'string' ? () => undefined : otel.activate();
   return {
     close: deactivate,
-    recorder: [txoutboxPrometheus.prometheusRecorder(metrics)],
+    recorder,
     middlewares,
     openTelemetry: typeof otel === 'string' ? otel : TRACING_ON,
-    spans: async () => (typeof otel === 'string' ? undefined : await otel.spans()),
+    spansPerRun: variant === 'tracing-dropped' ? 0 : 1,
+    spans: async () => await pipeline?.spans(),
   };
 }

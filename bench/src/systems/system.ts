@@ -27,9 +27,10 @@ export interface Consumer {
 export interface RunOptions {
   /**
    * txoutbox only: `'on'` = Prometheus recorder + middleware and OpenTelemetry tracing (when the
-   * SDK loads); `'prometheus'` = the Prometheus seams alone.
+   * SDK loads); `'prometheus'` = the Prometheus seams alone; `'floor'`, `'tracing'`,
+   * `'tracing-dropped'`: tracing alone and its references (seams.ts).
    */
-  readonly seams?: 'off' | 'prometheus' | 'on';
+  readonly seams?: 'off' | 'prometheus' | 'on' | 'floor' | 'tracing' | 'tracing-dropped';
 }
 
 /** One system in one fresh database. */
@@ -45,6 +46,8 @@ export interface SystemInstance {
   remaining(): Promise<number>;
   /** W5 seams on: spans exported so far, a running total (undefined when this instance traces nothing). */
   spansExported?(): Promise<number | undefined>;
+  /** W5: spans each handler run must export (1, or 0 when the sampler drops them); undefined = 1. */
+  readonly spansPerRun?: number | undefined;
   close(): Promise<void>;
 }
 

@@ -5,7 +5,7 @@ import pg from 'pg';
 
 import type { Outbox } from '../../../src/index.js';
 import { txoutbox } from '../library.js';
-import { type Seams, seamsOn } from './seams.js';
+import { type Seams, seamsOf } from './seams.js';
 import {
   type Body,
   body,
@@ -37,12 +37,20 @@ class TxOutboxInstance implements SystemInstance {
   seams: Seams | undefined;
 
   readonly #transactional: 'off' | 'on' | 'async-commit';
+  readonly #rowLock: boolean;
 
-  constructor(url: string, options: RunOptions, notify: NotifyMode, transactional: 'off' | 'on' | 'async-commit' = 'off') {
+  constructor(
+    url: string,
+    options: RunOptions,
+    notify: NotifyMode,
+    transactional: 'off' | 'on' | 'async-commit' = 'off',
+    rowLock = false,
+  ) {
     this.#url = url;
     this.#options = options;
     this.#notify = notify;
     this.#transactional = transactional;
+    this.#rowLock = rowLock;
   }
 
   get #o(): Outbox {
@@ -52,12 +60,12 @@ class TxOutboxInstance implements SystemInstance {
 
   async setup(): Promise<void> {
     const { seams } = this.#options;
-    this.seams = seams === undefined || seams === 'off' ? undefined : await seamsOn(seams === 'on');
+    this.seams = seams === undefined || seams === 'off' ? undefined : await seamsOf(seams);
     this.#outbox = new txoutbox.Outbox({
       connectionString: this.#url,
       logger: quietLogger,
       notify: this.#notify,
-      ...(this.#transactional === 'off' ? {} : { poolSize: TRANSACTIONAL_POOL_SIZE }),
+      ...(this.#transactional === 'off' && !this.#rowLock ? {} : { poolSize: TRANSACTIONAL_POOL_SIZE }),
       ...(this.seams === undefined ? {} : { recorder: this.seams.recorder, middlewares: this.seams.middlewares }),
     });
     await this.#outbox.migrate();
@@ -94,6 +102,7 @@ class TxOutboxInstance implements SystemInstance {
         concurrency: options.concurrency,
         fetchBatchSize: FETCH_BATCH_SIZE,
         ...(this.#transactional === 'off' ? {} : { transactional: true }),
+        ...(this.#rowLock ? { lease: 'row-lock' as const } : {}),
       },
     );
     outbox.start();
@@ -106,6 +115,10 @@ class TxOutboxInstance implements SystemInstance {
     const { rows } = await client.query<{ n: number }>(`SELECT count(*)::int AS n FROM txoutbox.outbox WHERE queue = 'bench'`);
     await client.end();
     return rows[0]?.n ?? -1;
+  }
+
+  get spansPerRun(): number | undefined {
+    return this.seams?.spansPerRun;
   }
 
   async spansExported(): Promise<number | undefined> {
@@ -183,4 +196,25 @@ export const txoutboxTransactionalAsyncCommitSystem: System = {
   label: 'txoutbox (transactional, synchronous_commit off)',
   tuning: `as txoutbox-tx-consume, the handler runs SET LOCAL synchronous_commit = off`,
   create: (url, options) => new TxOutboxInstance(url, options, 'after-commit', 'async-commit'),
+};
+
+/**
+ * txoutbox with `subscribe({ lease: 'row-lock' })` (architecture/row-lock-mode.md): C loops, each
+ * claiming 100 rows under FOR UPDATE SKIP LOCKED in its own transaction, running the handlers and
+ * deleting them in it: no lease write, raw SQL's shape. Each loop holds a connection for its batch,
+ * so the pool is sized like the transactional system's (raw SQL's pool is C).
+ */
+export const txoutboxRowLockSystem: System = {
+  id: 'txoutbox-row-lock',
+  label: "txoutbox (lease: 'row-lock')",
+  version,
+  skips: {
+    W1: 'same producer as txoutbox (the lease mode only changes consuming)',
+    W2: 'same producer as txoutbox (the lease mode only changes consuming)',
+    W4: 'txoutbox only',
+    W5: 'txoutbox only',
+    W6: 'txoutbox only',
+  },
+  tuning: `as txoutbox, with subscribe({ lease: 'row-lock' }) and poolSize ${TRANSACTIONAL_POOL_SIZE}`,
+  create: (url, options) => new TxOutboxInstance(url, options, 'after-commit', 'off', true),
 };

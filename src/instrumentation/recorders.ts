@@ -1,7 +1,7 @@
 import { InvalidOptionError } from '../errors.js';
 import type { Logger } from '../util/logger.js';
 import type { OutboxEvent, Recorder } from './events.js';
-import { safeInvoke } from './safe-invoke.js';
+import { safeCall } from './safe-invoke.js';
 
 /**
  * Hands an event to every recorder. `undefined` when there are none: call sites write
@@ -24,10 +24,13 @@ export function resolveRecorders(value: unknown, logger: Logger): Emit {
   });
   const recorders = list as Recorder[];
   if (recorders.length === 0) return undefined;
+  const [only] = recorders;
+  // One recorder (the usual case): no loop. Either way no closure per event (issue 18).
+  if (recorders.length === 1 && only !== undefined)
+    return (event) => {
+      safeCall(logger, 'recorder', only, event);
+    };
   return (event) => {
-    for (const recorder of recorders)
-      safeInvoke(logger, 'recorder', () => {
-        recorder(event);
-      });
+    for (const recorder of recorders) safeCall(logger, 'recorder', recorder, event);
   };
 }

@@ -9,6 +9,19 @@ export function safeInvoke(logger: Logger, what: string, fn: () => void): void {
   try {
     fn();
   } catch (error) {
-    logger.debug({ err: error instanceof Error ? error.message : String(error), callback: what }, `${what} threw; ignored`);
+    ignored(logger, what, error);
   }
+}
+
+/** safeInvoke for a callback of one argument, without a closure per call (recorders run per message). */
+export function safeCall<A>(logger: Logger, what: string, fn: (arg: A) => void, arg: A): void {
+  try {
+    fn(arg);
+  } catch (error) {
+    ignored(logger, what, error);
+  }
+}
+
+function ignored(logger: Logger, what: string, error: unknown): void {
+  logger.debug({ err: error instanceof Error ? error.message : String(error), callback: what }, `${what} threw; ignored`);
 }

@@ -1,5 +1,6 @@
 import {
   type Context,
+  INVALID_TRACEID,
   propagation,
   ROOT_CONTEXT,
   type Span,
@@ -59,7 +60,10 @@ export function remoteSpanContext(ctx: Context): SpanContext | undefined {
  * span, since an exemplar pointing at a trace nobody recorded is a dead link.
  */
 export function sampledTraceId(span: Span): string | undefined {
-  const spanContext = span.spanContext();
-  if (!trace.isSpanContextValid(spanContext)) return undefined;
-  return (spanContext.traceFlags & TraceFlags.SAMPLED) !== 0 ? spanContext.traceId : undefined;
+  const { traceFlags, traceId } = span.spanContext();
+  // The flag first: a dropped span (most of them under a low sampling ratio) stops here. Then the
+  // id's shape, without the API's regular expressions (isSpanContextValid cost ~0.5 µs per
+  // delivery, issue 18); prometheus/labels.ts traceExemplar bounds what reaches a label anyway.
+  if ((traceFlags & TraceFlags.SAMPLED) === 0) return undefined;
+  return typeof traceId === 'string' && traceId.length === 32 && traceId !== INVALID_TRACEID ? traceId : undefined;
 }

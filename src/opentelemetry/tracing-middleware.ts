@@ -1,8 +1,18 @@
-import { type Attributes, context, type Span, SpanKind, SpanStatusCode, trace, type TracerProvider } from '@opentelemetry/api';
+import {
+  type Attributes,
+  context,
+  type Span,
+  SpanKind,
+  type SpanOptions,
+  SpanStatusCode,
+  trace,
+  type TracerProvider,
+} from '@opentelemetry/api';
 
 import { InvalidOptionError, renderValue } from '../errors.js';
 import { exceptionTypeOf } from '../instrumentation/events.js';
 import type { ConsumeContext, ConsumeResult, Middleware, PublishContext } from '../instrumentation/middleware.js';
+import { Memo } from '../util/memo.js';
 import { ATTR, INSTRUMENTATION_SCOPE, MESSAGING_SYSTEM, OPERATION } from './attributes.js';
 import { resolveProvider, resolveRaw } from './options.js';
 import { extractFrom, injectInto, remoteSpanContext, sampledTraceId } from './propagation.js';
@@ -45,19 +55,44 @@ function publishAttributes(ctx: PublishContext): Attributes {
   return attributes;
 }
 
-function consumeAttributes(ctx: ConsumeContext): Attributes {
+/**
+ * What `startSpan` gets for one subscriber's deliveries, made once: the span name and the
+ * attributes known before the message is read, which semconv asks for at creation so a sampler can
+ * use them. The SDK copies them and never writes to them, so one object serves every delivery.
+ */
+interface ConsumeStart {
+  readonly name: string;
+  readonly options: SpanOptions;
+}
+
+function consumeStart(subscriber: string, queue: string): ConsumeStart {
   return {
-    [ATTR.system]: MESSAGING_SYSTEM,
-    [ATTR.operationType]: OPERATION.process.type,
-    [ATTR.operationName]: OPERATION.process.name,
-    [ATTR.destination]: ctx.queue,
+    name: `${OPERATION.process.name} ${queue}`,
+    options: {
+      kind: SpanKind.CONSUMER,
+      attributes: {
+        [ATTR.system]: MESSAGING_SYSTEM,
+        [ATTR.operationType]: OPERATION.process.type,
+        [ATTR.operationName]: OPERATION.process.name,
+        [ATTR.destination]: queue,
+        [ATTR.subscriber]: subscriber,
+      },
+    },
+  };
+}
+
+/** The message's own attributes, set only on a span the sampler kept. */
+function messageAttributes(ctx: ConsumeContext): Attributes {
+  return {
     [ATTR.messageId]: ctx.messageId,
     [ATTR.conversationId]: ctx.correlationId,
     [ATTR.bodySize]: ctx.sizeBytes,
-    [ATTR.subscriber]: ctx.subscriber,
     [ATTR.deliveryCount]: ctx.deliveriesCount,
   };
 }
+
+/** The common ending, as one frozen object: a handler that returned, and the ack to write. */
+const ACKED: Attributes = Object.freeze({ [ATTR.status]: 'acked', [ATTR.outcome]: 'ack' });
 
 /**
  * A thrown failure: ERROR status, `error.type` and the exception event. The event's
@@ -82,8 +117,12 @@ function markError(span: Span, error: unknown): void {
  * middleware draws the same line), visible in `messaging.outbox.status` and the outcome.
  */
 function recordResult(span: Span, result: ConsumeResult): void {
-  span.setAttribute(ATTR.status, result.status);
   const { outcome } = result;
+  if (result.status === 'acked' && outcome.kind === 'ack') {
+    span.setAttributes(ACKED);
+    return;
+  }
+  span.setAttribute(ATTR.status, result.status);
   span.setAttribute(ATTR.outcome, outcome.kind);
   if (outcome.kind === 'retry') {
     span.setAttribute(ATTR.retryDelayMs, outcome.delayMs);
@@ -118,6 +157,7 @@ export function tracingMiddleware(options?: TracingMiddlewareOptions): Middlewar
   // The global API's tracer is a proxy until an SDK registers, so creating the middleware before
   // the SDK starts still exports to it.
   const tracer = (provider ?? trace.getTracerProvider()).getTracer(INSTRUMENTATION_SCOPE);
+  const starts = new Memo((subscriber: string) => new Memo((queue: string) => consumeStart(subscriber, queue)));
 
   return {
     name: 'opentelemetry',
@@ -132,13 +172,16 @@ export function tracingMiddleware(options?: TracingMiddlewareOptions): Middlewar
       const withSpan = trace.setSpan(parent, span);
       injectInto(ctx.headers, withSpan);
       ctx.traceId = sampledTraceId(span) ?? ctx.traceId;
+      const recording = span.isRecording();
       try {
         const result = await context.with(withSpan, next);
-        const [id] = result.ids;
-        if (!ctx.batch && typeof id === 'string') span.setAttribute(ATTR.messageId, id);
-        span.setAttribute(ATTR.inserted, result.inserted);
+        if (recording) {
+          const [id] = result.ids;
+          if (!ctx.batch && typeof id === 'string') span.setAttribute(ATTR.messageId, id);
+          span.setAttribute(ATTR.inserted, result.inserted);
+        }
       } catch (error) {
-        markError(span, error);
+        if (recording) markError(span, error);
         throw error;
       } finally {
         span.end();
@@ -147,24 +190,27 @@ export function tracingMiddleware(options?: TracingMiddlewareOptions): Middlewar
 
     async consume(ctx, next) {
       const carried = extractFrom(ctx.headers);
-      const remote = remoteSpanContext(carried);
-      const linked = relation === 'link' && remote !== undefined;
-      const span = tracer.startSpan(
-        `${OPERATION.process.name} ${ctx.queue}`,
-        {
-          kind: SpanKind.CONSUMER,
-          attributes: consumeAttributes(ctx),
-          ...(linked ? { root: true, links: [{ context: remote }] } : {}),
-        },
-        carried,
-      );
+      const start = starts.get(ctx.subscriber).get(ctx.queue);
+      let { options } = start;
+      if (relation === 'link') {
+        const remote = remoteSpanContext(carried);
+        if (remote !== undefined) options = { ...options, root: true, links: [{ context: remote }] };
+      }
+      const span = tracer.startSpan(start.name, options, carried);
+      // A span the sampler dropped records nothing, so nothing is built for it: no attributes, no
+      // outcome, no exception event. It is still made active around the handler below: its context
+      // (the row's trace id, the not-sampled flag) is what a follow-up publish carries, so
+      // parent-based sampling downstream keeps dropping the trace (tracing-sampling.test.ts).
+      const recording = span.isRecording();
+      if (recording) span.setAttributes(messageAttributes(ctx));
       ctx.traceId = sampledTraceId(span) ?? ctx.traceId;
       try {
         // `carried` keeps the row's baggage in link mode too; only the parent span differs.
-        recordResult(span, await context.with(trace.setSpan(carried, span), next));
+        const result = await context.with(trace.setSpan(carried, span), next);
+        if (recording) recordResult(span, result);
       } catch (error) {
         // A middleware inside this one failed: the delivery fails (middleware-chain.ts).
-        markError(span, error);
+        if (recording) markError(span, error);
         throw error;
       } finally {
         span.end();

@@ -68,6 +68,8 @@ export interface SeamFigures {
   readonly tracingAboveFloor: number | null;
   /** The same in µs per message: tracing − floor. */
   readonly tracingMinusFloorMicros: number | null;
+  /** The dropping sampler above "context manager only" (Node CPU per message, paired): what is tracing's own once the promise hook is paid. */
+  readonly droppedAboveContext: { micros: number | null; ofOff: number | null };
 }
 
 export function seamFigures(runs: readonly RunRecord[]): SeamFigures {
@@ -98,8 +100,16 @@ export function seamFigures(runs: readonly RunRecord[]): SeamFigures {
     minusFloor.push(tAbove - fAbove);
     if (fAbove > 0) aboveFloor.push(tAbove / fAbove - 1);
   }
+  const dropped = byRound(runs, `W5 ${W5_VARIANTS['tracing-dropped']}`);
+  const contextOnly = byRound(runs, `W5 ${W5_VARIANTS.context}`);
+  const droppedMicros = paired(dropped, contextOnly, cpuAbove);
+  const offMicros = spread([...off.values()].flatMap((r) => cpuPerMessage(r) ?? []))?.median;
   return {
     vsOff,
+    droppedAboveContext: {
+      micros: droppedMicros,
+      ofOff: droppedMicros === null || offMicros === undefined ? null : droppedMicros / offMicros,
+    },
     tracingAboveFloor: spread(aboveFloor)?.median ?? null,
     tracingMinusFloorMicros: spread(minusFloor)?.median ?? null,
   };
@@ -132,6 +142,13 @@ export function renderSeamVariants(runs: readonly RunRecord[]): string {
     '',
     `Tracing above the bare SDK floor (Node CPU per message, both above off, paired): ${pct(figures.tracingAboveFloor)} ` +
       `(${us(figures.tracingMinusFloorMicros)} per message).`,
+    ...(figures.droppedAboveContext.micros === null
+      ? []
+      : [
+          '',
+          `Tracing with a dropping sampler above "context manager only" (the AsyncLocalStorage promise hook paid by both; ` +
+            `Node CPU per message, paired): ${us(figures.droppedAboveContext.micros)} (${pct(figures.droppedAboveContext.ofOff)} of off's).`,
+        ]),
   ].join('\n');
 }
 

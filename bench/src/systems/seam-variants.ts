@@ -4,7 +4,7 @@ import type { RunOptions } from './system.js';
 /** Which seams a W5 run installs; 'off' installs none. */
 export type SeamVariant = NonNullable<RunOptions['seams']>;
 
-export const W5_ORDER: readonly SeamVariant[] = ['off', 'prometheus', 'on', 'floor', 'tracing', 'tracing-dropped'];
+export const W5_ORDER: readonly SeamVariant[] = ['off', 'prometheus', 'on', 'floor', 'tracing', 'tracing-dropped', 'context'];
 
 export const W5_VARIANTS: Readonly<Record<SeamVariant, string>> = {
   off: 'seams off',
@@ -13,4 +13,5 @@ export const W5_VARIANTS: Readonly<Record<SeamVariant, string>> = {
   floor: 'bare SDK floor',
   tracing: 'tracing only',
   'tracing-dropped': 'tracing, sampler drops',
+  context: 'context manager only',
 };

@@ -12,7 +12,10 @@
  *   `tracing`, so the difference is txoutbox's own work (headers, attributes, outcome);
  * - `tracing-dropped`: tracingMiddleware with a provider whose sampler drops every span
  *   (parent-based, ratio 0 at the root: what `OTEL_TRACES_SAMPLER=parentbased_traceidratio`
- *   with a low ratio does to most messages). It exports nothing, and must still propagate.
+ *   with a low ratio does to most messages). It exports nothing, and must still propagate;
+ * - `context`: no middleware, only the context manager registered and its AsyncLocalStorage
+ *   enabled once: the promise hook Node 20 then runs for every promise of the process, which any
+ *   traced variant pays and an application running the OpenTelemetry Node SDK pays anyway.
  */
 import type { TracerProvider } from '@opentelemetry/api';
 import { Registry } from 'prom-client';
@@ -56,12 +59,14 @@ interface OtelTracing {
    * manager left registered would slow every later "seams off" run and understate W5's overhead.
    */
   activate(): () => void;
+  /** Runs one `context.with` with a new context, which enables the AsyncLocalStorage (and its promise hook). */
+  enableStorage(): void;
 }
 
 async function openTelemetryTracing(): Promise<OtelTracing | string> {
   try {
     const { tracingMiddleware } = await loadOpentelemetry();
-    const { context, propagation, trace } = await import('@opentelemetry/api');
+    const { context, createContextKey, propagation, ROOT_CONTEXT, trace } = await import('@opentelemetry/api');
     const { AsyncLocalStorageContextManager } = await import('@opentelemetry/context-async-hooks');
     const { CompositePropagator, W3CBaggagePropagator, W3CTraceContextPropagator } = await import('@opentelemetry/core');
     const { BasicTracerProvider, BatchSpanProcessor, ParentBasedSampler, TraceIdRatioBasedSampler } =
@@ -115,6 +120,9 @@ async function openTelemetryTracing(): Promise<OtelTracing | string> {
       dropped: tracingMiddleware({ tracerProvider: dropping.tracerProvider }),
       recording,
       dropping,
+      enableStorage: () => {
+        context.with(ROOT_CONTEXT.setValue(createContextKey('bench'), true), () => undefined);
+      },
       activate: () => {
         context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
         // The Node SDK's default propagators: rows carry `traceparent` (publish) and every
@@ -151,11 +159,16 @@ export async function seamsOf(variant: Exclude<SeamVariant, 'off'>): Promise<Sea
   const middlewares: Middleware[] = [];
   const recorder: Recorder[] = [];
   let pipeline: Pipeline | undefined;
-  if (typeof otel !== 'string') {
-    if (variant === 'floor') middlewares.push(otel.floor);
-    else if (variant === 'tracing-dropped') middlewares.push(otel.dropped);
-    else middlewares.push(otel.middleware);
-    pipeline = variant === 'tracing-dropped' ? otel.dropping : otel.recording;
+  // 'context' installs no middleware and exports nothing (see enableStorage).
+  if (typeof otel !== 'string' && variant !== 'context') {
+    const [middleware, spans] =
+      variant === 'floor'
+        ? [otel.floor, otel.recording]
+        : variant === 'tracing-dropped'
+          ? [otel.dropped, otel.dropping]
+          : [otel.middleware, otel.recording];
+    middlewares.push(middleware);
+    pipeline = spans;
   }
   if (withPrometheus) {
     const metrics = { registry: new Registry(), prefix: 'txoutbox' };
@@ -163,6 +176,7 @@ export async function seamsOf(variant: Exclude<SeamVariant, 'off'>): Promise<Sea
     recorder.push(txoutboxPrometheus.prometheusRecorder(metrics));
   }
   const deactivate = typeof otel === 'string' ? () => undefined : otel.activate();
+  if (variant === 'context' && typeof otel !== 'string') otel.enableStorage();
   return {
     close: deactivate,
     recorder,

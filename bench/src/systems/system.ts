@@ -28,9 +28,9 @@ export interface RunOptions {
   /**
    * txoutbox only: `'on'` = Prometheus recorder + middleware and OpenTelemetry tracing (when the
    * SDK loads); `'prometheus'` = the Prometheus seams alone; `'floor'`, `'tracing'`,
-   * `'tracing-dropped'`: tracing alone and its references (seams.ts).
+   * `'tracing-dropped'`, `'context'`: tracing alone and its references (seams.ts).
    */
-  readonly seams?: 'off' | 'prometheus' | 'on' | 'floor' | 'tracing' | 'tracing-dropped';
+  readonly seams?: 'off' | 'prometheus' | 'on' | 'floor' | 'tracing' | 'tracing-dropped' | 'context';
 }
 
 /** One system in one fresh database. */

@@ -63,12 +63,23 @@ export function buildHeaders(args: {
  * content type and correlation id, which the subscriber relies on to decode and correlate.
  */
 export function withInjectedHeaders(row: Readonly<Record<string, string>>, injected: Readonly<Record<string, string>>): string {
+  return headersWithInjected(injected)(row);
+}
+
+/**
+ * withInjectedHeaders for many rows: the injected headers are checked once (a batch's rows share
+ * them), and rows get the cheapest JSON when there are none.
+ */
+export function headersWithInjected(
+  injected: Readonly<Record<string, string>>,
+): (row: Readonly<Record<string, string>>) => string {
   const extra = validateHeaders('headers injected by a publish middleware', injected);
-  if (Object.keys(extra).length === 0) return JSON.stringify(row);
-  return JSON.stringify({
-    ...row,
-    ...extra,
-    [CONTENT_TYPE_HEADER]: row[CONTENT_TYPE_HEADER],
-    [CORRELATION_ID_HEADER]: row[CORRELATION_ID_HEADER],
-  });
+  if (Object.keys(extra).length === 0) return (row) => JSON.stringify(row);
+  return (row) =>
+    JSON.stringify({
+      ...row,
+      ...extra,
+      [CONTENT_TYPE_HEADER]: row[CONTENT_TYPE_HEADER],
+      [CORRELATION_ID_HEADER]: row[CORRELATION_ID_HEADER],
+    });
 }

@@ -1,4 +1,4 @@
-import { withInjectedHeaders } from '../envelope/build-headers.js';
+import { headersWithInjected, withInjectedHeaders } from '../envelope/build-headers.js';
 import { CORRELATION_ID_HEADER } from '../envelope/headers.js';
 import { InvalidOptionError } from '../errors.js';
 import type { MiddlewareChain } from '../instrumentation/middleware-chain.js';
@@ -6,7 +6,7 @@ import type { Emit } from '../instrumentation/recorders.js';
 import type { BodySchemas } from '../typed-events/body-schemas.js';
 import { assertTransactional } from './executor.js';
 import { observePublish } from './observe-publish.js';
-import { prepareBatch, prepareBody } from './prepare-bodies.js';
+import { type EncodedBody, prepareBatch, prepareBody } from './prepare-bodies.js';
 import {
   type PublishBatchOptions,
   type PublishOptions,
@@ -110,6 +110,36 @@ export async function publish(
 }
 
 /**
+ * publishBatch's $2–$5 (src/producer/sql.ts, BATCH_ROWS): the payloads as one bytea, where each
+ * starts and how long it is, and each row's headers as JSON text, one per line.
+ */
+function batchColumns(
+  messages: readonly EncodedBody[],
+  injected: Readonly<Record<string, string>>,
+): [Buffer, string, string, string] {
+  const rowHeaders = headersWithInjected(injected);
+  const starts: number[] = [];
+  const lengths: number[] = [];
+  const headers: string[] = [];
+  let start = 1;
+  for (const message of messages) {
+    starts.push(start);
+    lengths.push(message.payload.length);
+    start += message.payload.length;
+    headers.push(rowHeaders(message.headers));
+  }
+  return [
+    Buffer.concat(
+      messages.map((message) => message.payload),
+      start - 1,
+    ),
+    starts.join(','),
+    lengths.join(','),
+    headers.join('\n'),
+  ];
+}
+
+/**
  * Inserts many messages to one queue with ONE multi-row statement (and at most one wake-up).
  * Returns their ids in the order of `bodies`. Each message gets its own correlation id unless
  * one is given for all.
@@ -138,11 +168,7 @@ export async function publishBatch(
   const { ids } = await observePublish(ctx.middlewares, ctx.emit, scope, async (injected) => {
     const transaction = await port(ctx, executor);
     const inTransaction = planWake(ctx.notify, transaction.wake, ctx.notifier) === 'in-transaction';
-    // Built by hand: the headers are JSON already, and base64 needs no escaping.
-    const json = messages.map(
-      ({ payload, headers }) => `{"p":"${payload.toString('base64')}","h":${withInjectedHeaders(headers, injected)}}`,
-    );
-    const values: unknown[] = [validQueue, `[${json.join(',')}]`, ...activation(resolved)];
+    const values: unknown[] = [validQueue, ...batchColumns(messages, injected), ...activation(resolved)];
     if (inTransaction) values.push(ctx.channel);
     values.push(resolved.orderingKey ?? null);
     const stmt = inTransaction ? ctx.sql.publishBatch : ctx.sql.afterCommit.publishBatch;

@@ -84,6 +84,48 @@ describe('publishBatch', () => {
     );
   });
 
+  test('each row stores the bytes and headers publish() stores for the same body: binary, empty, NUL, newlines, non-ASCII, mixed in one batch', async () => {
+    const bodies: unknown[] = [
+      Buffer.from([0, 10, 44, 92, 120, 127, 128, 255, 0]),
+      '',
+      Buffer.alloc(0),
+      { nul: '\u0000', newline: 'a\nb,c', quote: '"\\', text: 'héllo wörld 🌍 漢字' },
+      'line one\nline two, with a comma \u0000 and ünïcode',
+      [1, 'x', null, true, { nested: ['\r\n'] }],
+      42,
+      null,
+      Buffer.from('{"looks":"like json"}'),
+    ];
+    const headers = { note: 'multi\nline, "quoted" ✓', 'x-empty': '' };
+    const batchIds = await inTransaction((c) => outbox.publishBatch(c, 'exact-batch.q', bodies, { headers }));
+    const singleIds = await inTransaction(async (c) => {
+      const ids: string[] = [];
+      for (const body of bodies) ids.push((await outbox.publish(c, 'exact-single.q', body, { headers }))!);
+      return ids;
+    });
+    const stored = async (ids: readonly string[]) =>
+      (
+        await db.pool.query<{ payload: Buffer; headers: Record<string, string> }>(
+          `SELECT payload, headers - 'correlation-id' AS headers FROM txoutbox.outbox WHERE id = ANY($1::bigint[]) ORDER BY id`,
+          [ids],
+        )
+      ).rows;
+    const batchRows = await stored(batchIds);
+    const singleRows = await stored(singleIds);
+    assert.equal(batchRows.length, bodies.length);
+    assert.deepEqual(batchRows, singleRows, 'payload bytes and headers identical to single publishes');
+    assert.deepEqual(batchRows[0]?.payload, bodies[0], 'a binary body stored byte for byte');
+    assert.equal(batchRows[1]?.payload.length, 0);
+    assert.equal(batchRows[2]?.payload.length, 0);
+    assert.deepEqual(batchRows[3]?.headers, { ...headers, 'content-type': 'application/json' });
+    const rows = await outbox.fetchUnprocessed({ queue: 'exact-batch.q' });
+    assert.deepEqual(
+      rows.map((r) => r.body),
+      bodies,
+      'each body decodes back to what was published',
+    );
+  });
+
   test('activateInMs is applied by the database clock', async () => {
     await inTransaction((c) => outbox.publishBatch(c, 'delayed.q', ['a', 'b'], { activateInMs: 90_000 }));
     const { rows } = await db.pool.query<{ delay_ms: number }>(

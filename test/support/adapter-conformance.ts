@@ -131,6 +131,30 @@ export function adapterConformance(importMetaUrl: string, library: string, optio
       assert.equal((await outbox.fetchUnprocessed({ queue: 'batch.q', limit: 2000 })).length, 1000);
     });
 
+    test('a batch mixing bytes, text and JSON (empty, NUL, newlines, commas, non-ASCII): each body and header stored exactly', async () => {
+      const bodies: unknown[] = [
+        Buffer.from([0, 10, 44, 92, 127, 128, 255]),
+        '',
+        { nul: '\u0000', lines: 'a\nb,c', text: 'héllo 🌍 漢字' },
+        'two\nlines, ünïcode',
+        Buffer.alloc(0),
+        [null, 1.5, 'x'],
+      ];
+      const headers = { note: 'multi\nline, ✓' };
+      const ids = await layer.inTransaction((target) => outbox.publishBatch(target, 'mixed-batch.q', bodies, { headers }));
+      const rows = await outbox.fetchUnprocessed({ queue: 'mixed-batch.q' });
+      assert.deepEqual(
+        rows.map((row) => row.id),
+        ids,
+      );
+      assert.deepEqual(
+        rows.map((row) => row.body),
+        bodies,
+      );
+      assert.ok(Buffer.isBuffer(rows[0]?.body), 'a Buffer body comes back as a Buffer');
+      for (const row of rows) assert.equal(row.headers.note, headers.note);
+    });
+
     test('ordering keys: the key and its lock travel through the layer; the key is handled in publish order', async () => {
       const key = `account-${library}`;
       const ids = await layer.inTransaction(async (target) => [

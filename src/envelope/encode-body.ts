@@ -56,9 +56,47 @@ export function encodeBody(body: unknown): EncodedBody {
   return { payload: Buffer.from(json, 'utf8'), contentType: CONTENT_TYPES.json };
 }
 
+/** Deepest nesting isPlainJson walks: a deeper body, or a cycle, takes the checked path. */
+const MAX_PLAIN_DEPTH = 64;
+
+/**
+ * True when JSON.stringify would neither drop nor mangle anything in `value`, so the per-key
+ * replacer can be skipped: JSON's primitives (and undefined object values, which it drops as the
+ * checked path does), and arrays and plain objects (prototype Array.prototype, Object.prototype or
+ * null, no toJSON) of those. Anything else — a Date, a Buffer, a class instance, a toJSON, a Map,
+ * a BigInt, a cycle — is not judged here: strictReplacer handles it as before. Why: a replacer
+ * takes JSON.stringify off its fast path, and it was a quarter of publishBatch's Node CPU per
+ * message (issue 18; BENCHMARKS.md, "Issue 18: batch publish"). A getter is read twice (here, then
+ * by JSON.stringify).
+ */
+function isPlainJson(value: unknown, depth: number): boolean {
+  if (typeof value !== 'object') {
+    return typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean' || value === undefined;
+  }
+  if (value === null) return true;
+  if (depth >= MAX_PLAIN_DEPTH || typeof (value as { toJSON?: unknown }).toJSON === 'function') return false;
+  const proto: unknown = Object.getPrototypeOf(value);
+  if (Array.isArray(value)) {
+    if (proto !== Array.prototype) return false;
+    for (let i = 0; i < value.length; i += 1) if (!isPlainJson((value as unknown[])[i], depth + 1)) return false;
+    return true;
+  }
+  if (proto !== Object.prototype && proto !== null) return false;
+  for (const key of Object.keys(value)) if (!isPlainJson((value as Record<string, unknown>)[key], depth + 1)) return false;
+  return true;
+}
+
+function isPlainBody(body: unknown): boolean {
+  try {
+    return isPlainJson(body, 0);
+  } catch {
+    return false; // a throwing getter or proxy: the checked path reports it as before
+  }
+}
+
 function stringifyStrict(body: unknown): string | undefined {
   try {
-    return JSON.stringify(body, strictReplacer);
+    return isPlainBody(body) ? JSON.stringify(body) : JSON.stringify(body, strictReplacer);
   } catch (error) {
     if (error instanceof UnencodableBodyError) throw error;
     // The one remaining TypeError JSON.stringify throws is a cycle.

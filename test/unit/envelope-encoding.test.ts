@@ -1,0 +1,94 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+
+import { headersJson } from '../../src/envelope/build-headers.js';
+import { encodeBody } from '../../src/envelope/encode-body.js';
+import { UnencodableBodyError } from '../../src/errors.js';
+
+/** The payload as text, for bodies that encode as JSON. */
+const json = (body: unknown): string => {
+  const { payload, contentType } = encodeBody(body);
+  assert.equal(contentType, 'application/json');
+  return payload.toString('utf8');
+};
+
+describe('encodeBody: plain bodies skip the replacer, and store what JSON.stringify writes', () => {
+  class Point {
+    constructor(
+      readonly x: number,
+      readonly y: number,
+    ) {}
+  }
+  const nested = (depth: number): unknown => (depth === 0 ? { leaf: true } : { next: nested(depth - 1) });
+  const cases: [string, unknown][] = [
+    ['a plain object', { n: 1, pad: 'x'.repeat(200), s: 'héllo 🌍 \u0000 \n', ok: true, none: null }],
+    ['undefined values and array holes', { gone: undefined, list: [1, undefined, , 3] }], // eslint-disable-line no-sparse-arrays
+    ['NaN and Infinity', [Number.NaN, Number.POSITIVE_INFINITY, -0]],
+    ['a null-prototype object', Object.assign(Object.create(null) as object, { a: 1 })],
+    ['nested deeper than the pre-check walks', nested(100)],
+    ['a Date (its toJSON)', { at: new Date(0) }],
+    ['a class instance', { p: new Point(1, 2) }],
+    ['a Buffer inside JSON (its toJSON)', { b: Buffer.from([1, 2]) }],
+    ['an object with its own toJSON', { v: { toJSON: () => 'custom' } }],
+    ['an array with its own toJSON', Object.assign([1, 2], { toJSON: () => 'arr' })],
+    ['a getter', { get computed() { return 7; } }], // prettier-ignore
+  ];
+  for (const [name, body] of cases) {
+    test(name, () => {
+      assert.equal(json(body), JSON.stringify(body));
+    });
+  }
+
+  test('what the replacer refuses is refused wherever it sits: behind a toJSON, in a class instance, past the walk depth', () => {
+    class Holder {
+      readonly map = new Map([[1, 2]]);
+    }
+    const deep = (depth: number, leaf: unknown): unknown => (depth === 0 ? leaf : [deep(depth - 1, leaf)]);
+    const refused: [unknown, RegExp][] = [
+      [{ v: { toJSON: () => new Set([1]) } }, /Set/],
+      [{ h: new Holder() }, /Map/],
+      [deep(100, () => 1), /function/],
+      [deep(3, 10n), /BigInt/],
+      [{ s: Symbol('x') }, /symbol/],
+    ];
+    for (const [body, message] of refused) {
+      assert.throws(
+        () => encodeBody(body),
+        (error: unknown) => error instanceof UnencodableBodyError && message.test(error.message),
+      );
+    }
+  });
+
+  test('a cycle, and a getter that throws, are reported as before', () => {
+    const cyclic: Record<string, unknown> = {};
+    cyclic.self = cyclic;
+    assert.throws(
+      () => encodeBody(cyclic),
+      (error: unknown) => error instanceof UnencodableBodyError && /circular/.test(error.message),
+    );
+    const throwing = {
+      get broken(): never {
+        throw new Error('nope');
+      },
+    };
+    assert.throws(
+      () => encodeBody(throwing),
+      (error: unknown) => error instanceof UnencodableBodyError && /nope/.test(error.message),
+    );
+  });
+});
+
+describe('headersJson writes what JSON.stringify writes', () => {
+  const cases: Record<string, string | undefined>[] = [
+    {},
+    { 'content-type': 'application/json', 'correlation-id': '0b0c2c1e-5a4d-4f4e-9f1e-2d3c4b5a6978' },
+    { quote: '"', backslash: '\\', newline: 'a\nb', tab: '\t', nul: '\u0000', del: '\u007f', ctrl: '\u001f' },
+    { 'ünïcode ✓': '🌍 漢字', separators: '\u2028\u2029', lone: '\ud800', '': '' },
+    { gone: undefined, kept: 'x' },
+  ];
+  for (const headers of cases) {
+    test(JSON.stringify(headers), () => {
+      assert.equal(headersJson(headers), JSON.stringify(headers));
+    });
+  }
+});

@@ -21,6 +21,7 @@ import {
   minus,
   OUTBOX,
   statementTotals,
+  tableHealth,
   withClient,
 } from './tables.js';
 
@@ -44,7 +45,13 @@ export interface DrainRun {
   readonly statementsPerMsg: number | null;
   /** This Node process's CPU per handled message, µs. */
   readonly nodeCpuUsPerMsg: number;
-  readonly postgresCpu: number | null;
+  /** PostgreSQL's CPU per handled message, µs (its backends alive at both ends of the window). */
+  readonly postgresCpuUsPerMsg: number | null;
+  /** CPU of neither (other tenants of the machine, the kernel), in cores: a noisy window shows here. */
+  readonly otherCpu: number | null;
+  /** Autovacuum runs on the table that completed during the window, and the dead tuples at its end. */
+  readonly autovacuums: number;
+  readonly deadTuplesAtEnd: number;
   readonly duplicates: number;
   readonly note?: string;
 }
@@ -149,6 +156,8 @@ export async function runDrain(server: BenchServer, database: string, spec: Drai
     }
     if (spec.quietMs > 0) await waitForQuiet(spec.quietMs);
     const pattern = CLAIM_PATTERNS[spec.system];
+    const table = spec.system === 'txoutbox' ? OUTBOX : 'public.raw_q';
+    const healthBefore = await withClient(url, (client) => tableHealth(client, table));
     const meter = new PhaseMeter(server.admin, database, server.statStatements);
     const claimBefore = await statementTotals(server.admin, database, pattern);
     await meter.start();
@@ -163,6 +172,7 @@ export async function runDrain(server: BenchServer, database: string, spec: Drai
     await consumer.stop();
     consumer = undefined;
     const cost = await meter.stop();
+    const healthAfter = await withClient(url, (client) => tableHealth(client, table));
     return {
       workload: spec.workload,
       label: spec.label,
@@ -180,7 +190,10 @@ export async function runDrain(server: BenchServer, database: string, spec: Drai
       claimUsPerMessage: round(claim.rows === 0 ? Number.NaN : (claim.totalMs * 1000) / claim.rows, 2),
       statementsPerMsg: cost.statements === null ? null : round(cost.statements / messages, 4),
       nodeCpuUsPerMsg: round((cost.nodeCpu * seconds * 1e6) / messages, 1),
-      postgresCpu: cost.postgresCpu,
+      postgresCpuUsPerMsg: cost.postgresCpu === null ? null : round((cost.postgresCpu * seconds * 1e6) / messages, 1),
+      otherCpu: cost.otherCpu,
+      autovacuums: healthAfter.autovacuums - healthBefore.autovacuums,
+      deadTuplesAtEnd: healthAfter.deadTuples,
       duplicates: counter.duplicates,
       ...(finished ? {} : { note: `timed out after ${spec.timeoutMs} ms with ${messages} of ${spec.measured} handled` }),
     };

@@ -145,7 +145,8 @@ const drainStep = (spec: DrainSpec): Step => ({
     results.drains.push(run);
     return (
       `${fmt(run.msgsPerSec)} msgs/s, claim ${run.claimMeanMs} ms mean (${run.claimUsPerMessage} µs/msg), ` +
-      `${run.statementsPerMsg ?? '?'} stmts/msg, loaded in ${run.loadSeconds} s${run.duplicates > 0 ? `, ${run.duplicates} DUPLICATES` : ''}` +
+      `${run.statementsPerMsg ?? '?'} stmts/msg, ${run.autovacuums} autovacuum(s), loaded in ${run.loadSeconds} s` +
+      `${(run.otherCpu ?? 0) > 0.3 ? ` [unattributed CPU: ${run.otherCpu} cores]` : ''}${run.duplicates > 0 ? `, ${run.duplicates} DUPLICATES` : ''}` +
       (run.note === undefined ? '' : ` (${run.note})`)
     );
   },

@@ -25,8 +25,8 @@ export function renderScaleReport(results: ScaleResults, chartLinks: (file: stri
     lines.push(
       `### a. Drain (c16, fetchBatchSize 100, no-op handler) by backlog: the first ${n(results.sizes.drainMeasured)} messages`,
       '',
-      '| backlog | system | rows at start | msgs/s median (range) | vs its reference | claim mean ms | claim µs/msg | stmts/msg | Node CPU µs/msg | load s |',
-      '|---|---|--:|--:|--:|--:|--:|--:|--:|--:|',
+      '| backlog | system | rows at start | msgs/s median (range) | vs its reference | claim mean ms | claim µs/msg | stmts/msg | Node CPU µs/msg | PG CPU µs/msg | autovacuums in window | load s |',
+      '|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|',
     );
     for (const g of backlog) {
       const ref = g.system === 'raw' ? rawReference : reference;
@@ -34,7 +34,7 @@ export function renderScaleReport(results: ScaleResults, chartLinks: (file: stri
       lines.push(
         `| ${g.label} | ${g.system} | ${n(g.backlogRows)} | **${rate(g.msgsPerSec)}**${range(g.runs.map((r) => r.msgsPerSec))} | ${n(ratio, 2)}× | ` +
           `${n(g.claimMeanMs, 2)} | ${n(g.claimUsPerMessage, 1)} | ${n(g.statementsPerMsg, 3)} | ${n(g.nodeCpuUsPerMsg, 1)} | ` +
-          `${n(g.runs[0]?.loadSeconds ?? Number.NaN, 1)} |`,
+          `${n(g.postgresCpuUsPerMsg, 1)} | ${g.runs.map((r) => r.autovacuums).join(', ')} | ${n(g.runs[0]?.loadSeconds ?? Number.NaN, 1)} |`,
       );
     }
     lines.push('', 'Target: every txoutbox backlog within 10 % of the reference drain (ratio ≥ 0.90).', '');
@@ -54,13 +54,13 @@ export function renderScaleReport(results: ScaleResults, chartLinks: (file: stri
     lines.push(
       `### b. One subscription over N queues (\`subscribe(queues[])\`), ${n(results.sizes.drainMeasured)} rows spread evenly, c16`,
       '',
-      '| queues | msgs/s median (range) | claim calls | claim mean ms | claim µs per claimed msg | stmts/msg | Node CPU µs/msg |',
-      '|--:|--:|--:|--:|--:|--:|--:|',
+      '| queues | msgs/s median (range) | claim calls | claim mean ms | claim µs per claimed msg | stmts/msg | Node CPU µs/msg | PG CPU µs/msg |',
+      '|--:|--:|--:|--:|--:|--:|--:|--:|',
     );
     for (const g of queues) {
       lines.push(
         `| ${n(g.queues)} | **${rate(g.msgsPerSec)}**${range(g.runs.map((r) => r.msgsPerSec))} | ${n(g.runs[0]?.claimCalls ?? Number.NaN)} | ` +
-          `${n(g.claimMeanMs, 2)} | ${n(g.claimUsPerMessage, 1)} | ${n(g.statementsPerMsg, 3)} | ${n(g.nodeCpuUsPerMsg, 1)} |`,
+          `${n(g.claimMeanMs, 2)} | ${n(g.claimUsPerMessage, 1)} | ${n(g.statementsPerMsg, 3)} | ${n(g.nodeCpuUsPerMsg, 1)} | ${n(g.postgresCpuUsPerMsg, 1)} |`,
       );
     }
     lines.push(

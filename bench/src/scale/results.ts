@@ -40,6 +40,7 @@ export interface DrainGroup {
   readonly claimUsPerMessage: number;
   readonly statementsPerMsg: number;
   readonly nodeCpuUsPerMsg: number;
+  readonly postgresCpuUsPerMsg: number;
 }
 
 /** Drain runs grouped by (workload, label, system), with medians over the repetitions, in run order. */
@@ -63,6 +64,7 @@ export function drainGroups(runs: readonly DrainRun[]): DrainGroup[] {
       claimUsPerMessage: median(group.map((r) => r.claimUsPerMessage)),
       statementsPerMsg: median(group.map((r) => r.statementsPerMsg ?? Number.NaN)),
       nodeCpuUsPerMsg: median(group.map((r) => r.nodeCpuUsPerMsg)),
+      postgresCpuUsPerMsg: median(group.map((r) => r.postgresCpuUsPerMsg ?? Number.NaN)),
     };
   });
 }

@@ -37,7 +37,7 @@ export const FULL_SCALE: ScaleSizes = {
   scheduledRows: 100_000,
   dlqRows: 100_000,
   queueCounts: [1, 10, 100, 1000],
-  publishMessages: 10_000,
+  publishMessages: 5_000,
   producerCounts: [1, 8, 64],
   calibrateSeconds: 20,
   soakSeconds: 600,

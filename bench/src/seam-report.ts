@@ -64,7 +64,11 @@ const us = (value: number | null): string => (value === null ? '—' : `${value.
 export interface SeamFigures {
   /** Per variant name: paired overheads against off. */
   readonly vsOff: Map<string, { throughput: number | null; cpu: number | null; cpuMicros: number | null }>;
-  /** Tracing's extra CPU per message over the floor's, both above off, per round: (tracing − off) ÷ (floor − off) − 1. */
+  /**
+   * Tracing's extra CPU per message over the floor's, both above off: median over rounds of
+   * (tracing − off) ÷ median of (floor − off), − 1. A ratio of the two paired medians, not a
+   * median of per-round ratios: one round's small floor difference would swing a per-round ratio.
+   */
   readonly tracingAboveFloor: number | null;
   /** The same in µs per message: tracing − floor. */
   readonly tracingMinusFloorMicros: number | null;
@@ -88,18 +92,8 @@ export function seamFigures(runs: readonly RunRecord[]): SeamFigures {
   }
   const tracing = byRound(runs, `W5 ${W5_VARIANTS.tracing}`);
   const floor = byRound(runs, `W5 ${W5_VARIANTS.floor}`);
-  const aboveFloor: number[] = [];
-  const minusFloor: number[] = [];
-  for (const [rep, t] of tracing) {
-    const f = floor.get(rep);
-    const o = off.get(rep);
-    if (f === undefined || o === undefined) continue;
-    const tAbove = cpuAbove(t, o);
-    const fAbove = cpuAbove(f, o);
-    if (tAbove === undefined || fAbove === undefined) continue;
-    minusFloor.push(tAbove - fAbove);
-    if (fAbove > 0) aboveFloor.push(tAbove / fAbove - 1);
-  }
+  const tracingAbove = vsOff.get(`W5 ${W5_VARIANTS.tracing}`)?.cpuMicros ?? null;
+  const floorAbove = vsOff.get(`W5 ${W5_VARIANTS.floor}`)?.cpuMicros ?? null;
   const dropped = byRound(runs, `W5 ${W5_VARIANTS['tracing-dropped']}`);
   const contextOnly = byRound(runs, `W5 ${W5_VARIANTS.context}`);
   const droppedMicros = paired(dropped, contextOnly, cpuAbove);
@@ -110,8 +104,8 @@ export function seamFigures(runs: readonly RunRecord[]): SeamFigures {
       micros: droppedMicros,
       ofOff: droppedMicros === null || offMicros === undefined ? null : droppedMicros / offMicros,
     },
-    tracingAboveFloor: spread(aboveFloor)?.median ?? null,
-    tracingMinusFloorMicros: spread(minusFloor)?.median ?? null,
+    tracingAboveFloor: tracingAbove === null || floorAbove === null || floorAbove <= 0 ? null : tracingAbove / floorAbove - 1,
+    tracingMinusFloorMicros: paired(tracing, floor, cpuAbove),
   };
 }
 
@@ -140,8 +134,8 @@ export function renderSeamVariants(runs: readonly RunRecord[]): string {
   return [
     ...rows,
     '',
-    `Tracing above the bare SDK floor (Node CPU per message, both above off, paired): ${pct(figures.tracingAboveFloor)} ` +
-      `(${us(figures.tracingMinusFloorMicros)} per message).`,
+    `Tracing above the bare SDK floor (Node CPU per message above off, paired medians, tracing's ÷ the floor's − 1): ` +
+      `${pct(figures.tracingAboveFloor)}; tracing − floor paired per round: ${us(figures.tracingMinusFloorMicros)} per message.`,
     ...(figures.droppedAboveContext.micros === null
       ? []
       : [

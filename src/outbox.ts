@@ -28,6 +28,7 @@ import { RowLockSubscription } from './subscriber/row-lock-subscription.js';
 import { buildSubscriberSql, type SubscriberSql } from './subscriber/sql.js';
 import { Subscription, type SubscriptionDeps } from './subscriber/subscription.js';
 import {
+  heldConnections,
   resolveSubscribeOptions,
   rowLockPoolWarning,
   type SubscribeOptions,
@@ -359,9 +360,7 @@ export class Outbox<Q extends QueueMap = AnyQueues, I extends QueueMap = Q> {
     const rowLockWarning = rowLockPoolWarning(
       resolved,
       this.#options.pool.options.max,
-      this.#subscriptions
-        .filter((s) => s.options.transactional || s.options.lease === 'row-lock')
-        .map((s) => s.options.concurrency),
+      this.#subscriptions.map((s) => heldConnections(s.options)),
     );
     if (rowLockWarning !== undefined) logger.warn({ subscriber: resolved.name }, rowLockWarning);
     const taken = resolved.queues.filter((queue) => this.#subscriptions.some((s) => s.options.queues.includes(queue)));

@@ -10,6 +10,7 @@ import type { StatementRunner } from '../util/statement-runner.js';
 import type { AckEntry } from './acker.js';
 import { deliver, type DeliverDeps } from './deliver.js';
 import { DeliverySignal } from './delivery-signal.js';
+import type { HandlerSlots } from './handler-slots.js';
 import type { Lease } from './lease.js';
 import type { ClaimedRecord, Handler } from './message.js';
 import { OutcomeWriter } from './outcome-writer.js';
@@ -40,25 +41,23 @@ export interface RowLockBatchDeps {
   readonly deliverDeps: Omit<DeliverDeps, 'handler' | 'writer'>;
   /** True once stop() began: the batch starts no more rows and commits what finished. */
   readonly stopping: () => boolean;
-}
-
-/** The delivery running now: how to abort it, and how to tell the batch it decided. */
-interface Current {
-  readonly signal: DeliverySignal;
-  readonly decide: () => void;
+  /** The subscription's `concurrency` slots, shared with its other loops' batches. */
+  readonly slots: HandlerSlots;
 }
 
 /**
  * One batch of a `lease: 'row-lock'` subscription (architecture/row-lock-mode.md): a connection
  * from the pool, BEGIN, a claim that locks up to `limit` rows without writing them, their handlers
- * one after another through the delivery core (deliver.ts: middlewares, events, ack policy, retry
+ * in the subscription's shared handler slots through the delivery core (deliver.ts: middlewares, events, ack policy, retry
  * strategy, maxDeliveries), their outcomes written in the same transaction (retries and DLQ moves
  * as they are decided, the acks in one DELETE at the end), COMMIT.
  *
  * States:
  *   claiming   BEGIN and the claim in flight.
- *   running    a handler runs; `current` is it. An ack is kept for the DELETE; a retry or a
- *              terminal write runs at once on the batch's connection.
+ *   running    handlers run, each in one of the subscription's `concurrency` slots (`#running`:
+ *              their signals). A delivery is decided when the writer hears its outcome — an ack is
+ *              kept for the DELETE, a retry or a terminal write runs at once on the batch's
+ *              connection — or when deliver() returned without one; its slot is given back then.
  *   closed     no handler is started any more (all ran, stop() began, the leaseTtlMs deadline
  *              passed, or stop() gave up waiting: abandon()). A delivery that finishes now writes
  *              nothing (deliver's `abandoned`): its row is left as it was, unlocked at COMMIT.
@@ -83,11 +82,14 @@ export class RowLockBatch {
   /** Resolved with whether the batch committed; made when a retry or terminal write awaits it. */
   #committed: Promise<boolean> | undefined;
   #settleCommitted: ((committed: boolean) => void) | undefined;
-  #current: Current | undefined;
+  /** The deliveries running, by lease: how to abort each, and how to mark it decided (once). */
+  readonly #running = new Map<Lease, { readonly signal: DeliverySignal; readonly decide: () => void }>();
   #closed = false;
   #expired = false;
   #timer: NodeJS.Timeout | undefined;
   #deadline: Promise<never> | undefined;
+  /** How long its handlers took, from the first start to the last decision (ms). */
+  handlersMs = 0;
   #failDeadline: ((error: Error) => void) | undefined;
 
   constructor(deps: RowLockBatchDeps) {
@@ -112,17 +114,17 @@ export class RowLockBatch {
       writer: {
         ack: (lease, durationSeconds, written) => {
           this.#acks.push({ lease, durationSeconds, written });
-          this.#current?.decide();
+          this.#decided(lease);
         },
-        retry: (lease, run, delayMs, error) => this.#afterCommit(this.#writer.retry(lease, run, delayMs, error)),
-        terminal: (lease, reason, error, run) => this.#afterCommit(this.#writer.terminal(lease, reason, error, run)),
+        retry: (lease, run, delayMs, error) => this.#afterCommit(lease, this.#writer.retry(lease, run, delayMs, error)),
+        terminal: (lease, reason, error, run) => this.#afterCommit(lease, this.#writer.terminal(lease, reason, error, run)),
       },
     };
   }
 
-  /** True while a handler of this batch runs. */
-  get running(): boolean {
-    return this.#current !== undefined;
+  /** Handlers of this batch running now. */
+  get running(): number {
+    return this.#running.size;
   }
 
   /**
@@ -162,9 +164,10 @@ export class RowLockBatch {
   /** stop() gave up waiting: abort the running handler and commit what finished without it. */
   abandon(reason: Error): void {
     this.#closed = true;
-    const current = this.#current;
-    current?.signal.abort(reason);
-    current?.decide();
+    for (const { signal, decide } of [...this.#running.values()]) {
+      signal.abort(reason);
+      decide();
+    }
   }
 
   #connection(): pg.PoolClient {
@@ -174,33 +177,64 @@ export class RowLockBatch {
 
   readonly #isClosed = (): boolean => this.#closed;
 
-  /** The rows one after another; stops starting them once closed, stopping or past the deadline. */
+  /**
+   * Starts the rows in order as slots free up, and resolves once every started one is decided.
+   * Stops starting them once closed, stopping or past the deadline.
+   */
   async #runAll(rows: readonly ClaimedRecord[]): Promise<void> {
     const { leaseTtlMs } = this.#deps.deliverDeps.options;
+    const { slots } = this.#deps;
     this.#timer = setTimeout(() => {
       this.#expire(leaseTtlMs);
     }, leaseTtlMs);
     const leasedAt = performance.now();
+    const decided: Promise<void>[] = [];
+    const startedAt = performance.now();
     for (const record of rows) {
-      if (this.#closed || this.#expired || this.#deps.stopping()) break;
-      const lease: Lease = { record, token: ROW_LOCK_TOKEN, leasedAt };
-      const signal = new DeliverySignal();
-      // Decided: the writer heard an ack, a retry or a terminal write, or deliver() returned (it
-      // wrote nothing). A retry's deliver() waits for the COMMIT, which waits for this loop.
-      await new Promise<void>((decide) => {
-        this.#current = { signal, decide };
-        void deliver(lease, signal, this.#isClosed, this.#deliverDeps).then(decide);
-      });
-      this.#current = undefined;
+      if (this.#stopsStarting()) break;
+      if (!slots.tryTake()) await slots.take();
+      if (this.#stopsStarting()) {
+        slots.give();
+        break;
+      }
+      decided.push(this.#start({ record, token: ROW_LOCK_TOKEN, leasedAt }));
     }
+    await Promise.all(decided);
+    this.handlersMs = performance.now() - startedAt;
     clearTimeout(this.#timer);
+  }
+
+  #stopsStarting(): boolean {
+    return this.#closed || this.#expired || this.#deps.stopping();
+  }
+
+  /**
+   * One delivery in a taken slot. Decided: the writer heard its ack, retry or terminal write, or
+   * deliver() returned (it wrote nothing). A retry's deliver() waits for the COMMIT, which waits
+   * for every delivery to be decided: so the slot is given back at the decision, not at the return.
+   */
+  #start(lease: Lease): Promise<void> {
+    const signal = new DeliverySignal();
+    return new Promise<void>((resolve) => {
+      const decide = (): void => {
+        if (!this.#running.delete(lease)) return;
+        this.#deps.slots.give();
+        resolve();
+      };
+      this.#running.set(lease, { signal, decide });
+      void deliver(lease, signal, this.#isClosed, this.#deliverDeps).then(decide);
+    });
+  }
+
+  #decided(lease: Lease): void {
+    this.#running.get(lease)?.decide();
   }
 
   /** The deadline: the running handler is aborted (and fails, when async); no more rows start. */
   #expire(leaseTtlMs: number): void {
     this.#expired = true;
     const error = new HandlerTimeoutError(leaseTtlMs);
-    this.#current?.signal.abort(error);
+    for (const { signal } of this.#running.values()) signal.abort(error);
     this.#failDeadline?.(error);
     this.#deps.logger.warn(
       { subscriber: this.#deps.deliverDeps.options.name, leaseTtlMs },
@@ -221,12 +255,12 @@ export class RowLockBatch {
   }
 
   /** A retry or terminal write: decided now, its result reported once the batch committed (or not). */
-  async #afterCommit(write: Promise<OutcomeWrite>): Promise<OutcomeWrite> {
+  async #afterCommit(lease: Lease, write: Promise<OutcomeWrite>): Promise<OutcomeWrite> {
     this.#writes.push(write);
     this.#committed ??= new Promise<boolean>((resolve) => {
       this.#settleCommitted = resolve;
     });
-    this.#current?.decide();
+    this.#decided(lease);
     const [result, committed] = await Promise.all([write, this.#committed]);
     return committed ? result : 'failed';
   }
@@ -266,7 +300,7 @@ export class RowLockBatch {
   #failed(client: pg.PoolClient, error: unknown, rows: number): void {
     this.#closed = true;
     clearTimeout(this.#timer);
-    this.#current?.decide();
+    for (const { decide } of [...this.#running.values()]) decide();
     try {
       client.release(error instanceof Error ? error : new Error(String(error)));
     } catch {

@@ -5,11 +5,19 @@ import type { SchemaNames } from '../schema/schema-names.js';
 import { backoffMs } from '../util/backoff.js';
 import { beforeDeadline } from '../util/deadline.js';
 import { Wakeup } from '../util/wakeup.js';
+import { HandlerSlots } from './handler-slots.js';
 import type { Handler } from './message.js';
 import { RowLockBatch, type RowLockBatchDeps } from './row-lock-batch.js';
 import { buildRowLockSql } from './row-lock-sql.js';
 import { MAX_ERROR_BACKOFF_MS, type SubscriptionDeps } from './subscription.js';
-import type { ResolvedSubscribeOptions } from './subscription-options.js';
+import { type ResolvedSubscribeOptions, rowLockLoops } from './subscription-options.js';
+
+/**
+ * A second (third…) batch is opened while one runs only when a batch's handlers take less than this
+ * share of leaseTtlMs: its rows then wait at most about one batch's handler time for slots, far from
+ * the deadline that bounds it (counted from its claim).
+ */
+const PIPELINE_BUDGET_SHARE = 1 / 4;
 
 /** One claim loop: its wake-up, whether it is parked (sleeping until another loop needs help), its claim in flight. */
 interface Loop {
@@ -19,16 +27,19 @@ interface Loop {
 }
 
 /**
- * A `lease: 'row-lock'` subscription (architecture/row-lock-mode.md): `concurrency` loops, each
- * running one batch at a time in a transaction of its own (row-lock-batch.ts), so `concurrency`
- * handlers run at once, as raw SQL's C consumer loops do.
+ * A `lease: 'row-lock'` subscription (architecture/row-lock-mode.md): `rowLockLoops(options)` loops
+ * (ceil(concurrency / fetchBatchSize) + 1), each running one batch at a time in a transaction of its
+ * own (row-lock-batch.ts); the batches' handlers share `concurrency` slots. So `concurrency`
+ * handlers run at once, and while one batch's handlers run, the next batch is claimed (or the
+ * last one committed) by another loop: the database's round trips overlap the handlers' work.
  *
  * Loop states:
  *   running  claims a batch; a non-empty one is followed by another at once. The first loop polls
  *            when idle (jittered backoff from minPollIntervalMs to maxPollIntervalMs, woken early
  *            by NOTIFY or a freed key); the others are parked until a loop's claim comes back full
- *            (a backlog), which wakes one of them, and park again at their first claim that is not
- *            full. An idle subscription costs one claim per poll, not `concurrency` of them.
+ *            (a backlog) with handlers fast enough to pipeline (PIPELINE_BUDGET_SHARE), which wakes
+ *            one of them, and park again at their first claim that is not full or whose handlers
+ *            were slow. An idle subscription costs one claim per poll.
  *            A failed batch backs off exponentially (capped at 30 s).
  *   stopping claims nothing more; a running batch starts no more rows and commits what finished.
  *   stopped  the loops have exited.
@@ -48,7 +59,7 @@ export class RowLockSubscription {
     this.options = options;
     this.#deps = deps;
     const sql = buildRowLockSql(names);
-    this.#loops = Array.from({ length: options.concurrency }, () => ({
+    this.#loops = Array.from({ length: rowLockLoops(options) }, () => ({
       wakeup: new Wakeup(),
       parked: false,
       claimingSince: undefined,
@@ -74,6 +85,7 @@ export class RowLockSubscription {
         followUp: deps.followUp,
       },
       stopping: () => this.#state !== 'running',
+      slots: new HandlerSlots(options.concurrency),
     };
   }
 
@@ -152,13 +164,14 @@ export class RowLockSubscription {
         this.#batches.delete(batch);
         loop.claimingSince = undefined;
       }
-      if (claimed === fetchBatchSize) {
+      const fast = batch.handlersMs < this.options.leaseTtlMs * PIPELINE_BUDGET_SHARE;
+      if (claimed === fetchBatchSize && fast) {
         // A backlog: bring one parked loop in (each full claim brings the next).
         this.#loops.find((other) => other.parked)?.wakeup.notify();
         idleFetches = 0;
         continue;
       }
-      if (!primary) {
+      if (!primary && (claimed < fetchBatchSize || !fast)) {
         loop.parked = true;
         continue;
       }
@@ -206,17 +219,17 @@ export class RowLockSubscription {
       () => true,
     );
     if (timedOut) {
-      const running = [...this.#batches].filter((batch) => batch.running);
+      const inFlight = [...this.#batches].reduce((sum, batch) => sum + batch.running, 0);
       for (const batch of this.#batches) batch.abandon(new Error('shutdown: graceful timeout reached'));
       this.#deps.logger.warn(
-        { subscriber: this.options.name, inFlight: running.length, gracefulTimeoutMs },
+        { subscriber: this.options.name, inFlight, gracefulTimeoutMs },
         'drain timed out; the running handlers are aborted, their rows unlocked unchanged and delivered again',
       );
       this.#deps.emit?.({
         type: 'drain_timeout',
         subscriber: this.options.name,
         queues: this.options.queues,
-        inFlight: running.length,
+        inFlight,
         timeoutSeconds: gracefulTimeoutMs / 1000,
       });
       await loops;

@@ -308,14 +308,33 @@ function leaseModeOf(value: unknown, transactional: boolean, leaseRenewIntervalM
   return lease as LeaseMode;
 }
 
-/** Connections a row-lock subscription needs: one per loop (concurrency), each for a whole batch. */
+/**
+ * A row-lock subscription's loops, each holding a connection and a transaction for its batch:
+ * enough batches to fill `concurrency` handler slots, plus one claiming or committing while the
+ * others' handlers run (row-lock-subscription.ts).
+ */
+export function rowLockLoops(options: Pick<ResolvedSubscribeOptions, 'concurrency' | 'fetchBatchSize'>): number {
+  return Math.ceil(options.concurrency / options.fetchBatchSize) + 1;
+}
+
+/**
+ * Connections a subscription holds for whole batches or runs: a row-lock one its loops, a
+ * transactional one its concurrency (plus its claims and acks, transactionalPoolWarning).
+ */
+export function heldConnections(options: ResolvedSubscribeOptions): number {
+  if (options.lease === 'row-lock') return rowLockLoops(options);
+  return options.transactional ? options.concurrency : 0;
+}
+
+/** The warning for a row-lock subscription whose pool cannot hold its loops' connections (and the Outbox's other such holders'). */
 export function rowLockPoolWarning(
   options: ResolvedSubscribeOptions,
   poolMax: number,
-  otherConcurrencies: readonly number[] = [],
+  otherHeld: readonly number[] = [],
 ): string | undefined {
   if (options.lease !== 'row-lock') return undefined;
-  const needed = otherConcurrencies.reduce((sum, c) => sum + c, 0) + options.concurrency;
+  const loops = rowLockLoops(options);
+  const needed = otherHeld.reduce((sum, c) => sum + c, 0) + loops;
   if (poolMax >= needed) return undefined;
-  return `lease: 'row-lock' with concurrency ${options.concurrency} on a pool of ${poolMax} connections: each loop holds a connection for its whole batch (the Outbox's row-lock and transactional subscriptions need ${needed}), so loops wait for connections and fewer handlers run at once. Raise poolSize (or your pool's max) to at least ${needed}.`;
+  return `lease: 'row-lock' with ${loops} loops (ceil(concurrency / fetchBatchSize) + 1) on a pool of ${poolMax} connections: each loop holds a connection for its whole batch, and the Outbox's row-lock and transactional subscriptions need ${needed}; otherwise loops wait for connections. Raise poolSize (or your pool's max) to at least ${needed}.`;
 }

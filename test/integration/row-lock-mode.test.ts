@@ -6,7 +6,7 @@ import { describe, test } from 'node:test';
 import pg from 'pg';
 
 import { ConstantRetry, HandlerTimeoutError, InvalidOptionError, NoRetry } from '../../src/index.js';
-import { resolveSubscribeOptions } from '../../src/subscriber/subscription-options.js';
+import { resolveSubscribeOptions, rowLockLoops, rowLockPoolWarning } from '../../src/subscriber/subscription-options.js';
 import { useTestDatabase } from '../support/database.js';
 import { outboxFactory } from '../support/outboxes.js';
 import { publishCommitted, remaining } from '../support/publish.js';
@@ -41,6 +41,10 @@ describe("lease: 'row-lock' options", () => {
     // The token-lease warnings (buffered rows released, lease within an idle wait) do not apply.
     const { warnings } = resolveSubscribeOptions('q', handler, { lease: 'row-lock', leaseTtlMs: 500 }, true);
     assert.deepEqual(warnings, []);
+    const resolved = resolveSubscribeOptions('q', handler, { lease: 'row-lock', concurrency: 16, fetchBatchSize: 10 }, true);
+    assert.equal(rowLockLoops(resolved), 3, 'enough batches to fill the slots, plus one claiming');
+    assert.match(rowLockPoolWarning(resolved, 2) ?? '', /at least 3/);
+    assert.equal(rowLockPoolWarning(resolved, 3), undefined);
   });
 });
 
@@ -79,6 +83,36 @@ describe("lease: 'row-lock' delivery", () => {
     assert.deepEqual(leaseWritten, []);
     await log.waitFor('acked', 300);
     assert.equal(log.of('lease_lost').length, 0);
+  });
+
+  test("concurrency bounds the handlers in flight across the loops' batches; every row runs once", async () => {
+    const { outbox } = await migratedOutbox(newOutbox, db.pool, 'rl_slots');
+    let inFlight = 0;
+    let most = 0;
+    const seen = new Map<string, number>();
+    outbox.subscribe(
+      'slots',
+      async (message) => {
+        inFlight += 1;
+        most = Math.max(most, inFlight);
+        for (let i = 0; i < 3; i += 1) await new Promise((resolve) => setImmediate(resolve));
+        seen.set(message.id, (seen.get(message.id) ?? 0) + 1);
+        inFlight -= 1;
+      },
+      // ceil(3 / 4) + 1 = 2 loops: a second batch is claimed while the first one's handlers run.
+      { ...ROW_LOCK, concurrency: 3, fetchBatchSize: 4 },
+    );
+    const ids = await publishCommitted(
+      outbox,
+      db.pool,
+      'slots',
+      Array.from({ length: 120 }, (_, i) => i),
+    );
+    outbox.start();
+    await waitFor(async () => (await remaining(db.pool, 'slots', 'rl_slots')) === 0, { what: 'drained' });
+    assert.equal(most, 3, 'at most concurrency handlers at once, and that many were used');
+    assert.deepEqual(new Set(seen.keys()), new Set(ids));
+    assert.ok([...seen.values()].every((n) => n === 1));
   });
 
   test('several queues: the multi-queue claim', async () => {

@@ -65,7 +65,7 @@ class TxOutboxInstance implements SystemInstance {
       connectionString: this.#url,
       logger: quietLogger,
       notify: this.#notify,
-      ...(this.#transactional === 'off' && !this.#rowLock ? {} : { poolSize: TRANSACTIONAL_POOL_SIZE }),
+      ...(this.#transactional === 'off' ? {} : { poolSize: TRANSACTIONAL_POOL_SIZE }),
       ...(this.seams === undefined ? {} : { recorder: this.seams.recorder, middlewares: this.seams.middlewares }),
     });
     await this.#outbox.migrate();
@@ -199,10 +199,10 @@ export const txoutboxTransactionalAsyncCommitSystem: System = {
 };
 
 /**
- * txoutbox with `subscribe({ lease: 'row-lock' })` (architecture/row-lock-mode.md): C loops, each
- * claiming 100 rows under FOR UPDATE SKIP LOCKED in its own transaction, running the handlers and
- * deleting them in it: no lease write, raw SQL's shape. Each loop holds a connection for its batch,
- * so the pool is sized like the transactional system's (raw SQL's pool is C).
+ * txoutbox with `subscribe({ lease: 'row-lock' })` (architecture/row-lock-mode.md): batches of 100
+ * claimed under FOR UPDATE SKIP LOCKED in a transaction each, their handlers run in C shared slots
+ * and the rows deleted in the same transaction: no lease write, raw SQL's statements. Two loops
+ * (ceil(C / 100) + 1) at every C here, so the default pool of 10 is enough.
  */
 export const txoutboxRowLockSystem: System = {
   id: 'txoutbox-row-lock',
@@ -215,6 +215,6 @@ export const txoutboxRowLockSystem: System = {
     W5: 'txoutbox only',
     W6: 'txoutbox only',
   },
-  tuning: `as txoutbox, with subscribe({ lease: 'row-lock' }) and poolSize ${TRANSACTIONAL_POOL_SIZE}`,
+  tuning: "as txoutbox, with subscribe({ lease: 'row-lock' }) (2 loops, C shared handler slots)",
   create: (url, options) => new TxOutboxInstance(url, options, 'after-commit', 'off', true),
 };

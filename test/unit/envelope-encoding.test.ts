@@ -14,10 +14,12 @@ const json = (body: unknown): string => {
 
 describe('encodeBody: plain bodies skip the replacer, and store what JSON.stringify writes', () => {
   class Point {
-    constructor(
-      readonly x: number,
-      readonly y: number,
-    ) {}
+    readonly x: number;
+    readonly y: number;
+    constructor(x: number, y: number) {
+      this.x = x;
+      this.y = y;
+    }
   }
   const nested = (depth: number): unknown => (depth === 0 ? { leaf: true } : { next: nested(depth - 1) });
   const cases: [string, unknown][] = [

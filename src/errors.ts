@@ -24,7 +24,8 @@ export type TxOutboxErrorCode =
   | 'SINK_REFUSED'
   | 'SINK_UNAVAILABLE'
   | 'DRAIN_LIMIT'
-  | 'HANDLER_TIMEOUT';
+  | 'HANDLER_TIMEOUT'
+  | 'LEASE_LOST';
 
 export class TxOutboxError extends Error {
   readonly code: TxOutboxErrorCode;
@@ -297,6 +298,23 @@ export class SinkUnavailableError extends TxOutboxError {
 export class OutboxStoppedError extends TxOutboxError {
   constructor(operation: string) {
     super('OUTBOX_STOPPED', `outbox.${operation}() was called after outbox.stop(); create a new Outbox.`);
+  }
+}
+
+/**
+ * A transactional delivery found its row re-leased by another delivery before its handler started
+ * (its lease ran out while the row waited in the local buffer): the handler did not run, nothing
+ * was written, and the other delivery owns the row. Consume middlewares see it as the run's error.
+ */
+export class LeaseLostError extends TxOutboxError {
+  readonly messageId: string;
+
+  constructor(messageId: string) {
+    super(
+      'LEASE_LOST',
+      `message ${messageId}: its lease was lost before the handler started (another delivery re-claimed the row); the handler did not run and that delivery owns the row`,
+    );
+    this.messageId = messageId;
   }
 }
 

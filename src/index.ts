@@ -18,6 +18,7 @@ export {
   InvalidBodyError,
   InvalidIdentifierError,
   InvalidOptionError,
+  LeaseLostError,
   MiddlewareError,
   MigrationFailedError,
   MissingPeerDependencyError,

@@ -1,6 +1,6 @@
 import type pg from 'pg';
 
-import { NotInTransactionError } from '../errors.js';
+import { LeaseLostError, NotInTransactionError } from '../errors.js';
 import type { ConsumeResult, OutcomeWrite } from '../instrumentation/middleware.js';
 import { transactionStatus } from '../producer/executor.js';
 import type { Statement } from '../util/statement.js';
@@ -9,9 +9,18 @@ import type { AckResult } from './acker.js';
 import type { DeliveryControls } from './decision.js';
 import type { DeliverySignal } from './delivery-signal.js';
 import type { Lease } from './lease.js';
-import { type MatchedPair, pairValues } from './sql.js';
+import { type MatchedPair, pairValues, type SubscriberSql } from './sql.js';
+import type { IsolationLevel } from './subscription-options.js';
 
 const ignore = (): void => undefined;
+
+/** The BEGIN of each level: constant texts, never built from a value. */
+const BEGIN: Record<IsolationLevel | 'default', string> = {
+  default: 'BEGIN',
+  'read committed': 'BEGIN ISOLATION LEVEL READ COMMITTED',
+  'repeatable read': 'BEGIN ISOLATION LEVEL REPEATABLE READ',
+  serializable: 'BEGIN ISOLATION LEVEL SERIALIZABLE',
+};
 
 /** One delivery's transaction as deliver() uses it (DeliveryTransaction; txoutbox/testing may bring its own). */
 export interface HandlerTransaction {
@@ -26,7 +35,8 @@ export interface HandlerTransaction {
 
 /** Where a transactional subscription's deliveries get their transactions, and where their acks are reported. */
 export interface DeliveryTransactions {
-  begin(): Promise<HandlerTransaction>;
+  /** BEGIN and the row's lock: the transaction, or 'lease_lost' (nothing held) when the row is no longer this lease's. */
+  begin(lease: Lease): Promise<HandlerTransaction | 'lease_lost'>;
   /** An ack run in a transaction landed or was fenced off: what the acker's settle does (events, key wake-up, counts). */
   settled(lease: Lease, durationSeconds: number, result: AckResult, written: ((result: OutcomeWrite) => void) | undefined): void;
 }
@@ -36,8 +46,16 @@ export interface DeliveryTransactions {
  * (architecture/transactional-consume.md): a connection checked out of the Outbox's pool for this
  * delivery, `BEGIN` on it, handed to the handler as `ctx.client`.
  *
+ * Its first statement locks the claimed row, fenced by the lease's token (sql.ts lockLease). From
+ * then on the lock is the lease: a claim's SKIP LOCKED passes the row by however old its lease
+ * gets, and a stale holder's fenced write waits for this transaction and then matches nothing. So
+ * the subscription leaves the row out of lease renewal while the transaction is open (`onEnd`
+ * says when it ended): a renewal would change the row after the handler's snapshot, and under
+ * repeatable read or serializable the ack's DELETE would then fail with a serialization error.
+ * No row: the lease was lost while the row waited in the buffer; the handler does not run.
+ *
  * States:
- *   open       BEGIN done; the handler runs its statements on `client`.
+ *   open       BEGIN and the lock done; the handler runs its statements on `client`.
  *   committed  the fenced ack DELETE matched the row and COMMIT returned: the handler's writes,
  *              its follow-up publishes and the ack landed together.
  *   ended      rolled back (a nack, a reject, a throw, or an ack that matched nothing: the lease
@@ -54,31 +72,52 @@ export class DeliveryTransaction implements HandlerTransaction {
   readonly client: pg.PoolClient;
   readonly #db: StatementRunner;
   readonly #ack: Statement;
+  readonly #onEnd: () => void;
   #released = false;
+  /** Why the connection was destroyed, when it was (an abort: the lease ran out, stop() gave up). */
+  #closedBy: Error | undefined;
 
-  private constructor(db: StatementRunner, ack: Statement, client: pg.PoolClient) {
+  private constructor(db: StatementRunner, ack: Statement, client: pg.PoolClient, onEnd: () => void) {
     this.#db = db;
     this.#ack = ack;
     this.client = client;
+    this.#onEnd = onEnd;
   }
 
   /**
-   * A connection within queryTimeoutMs and BEGIN on it; throws (nothing held) when either fails.
-   * `ack` is the acker's fenced DELETE (sql.ts ackBatch), run here for one row.
+   * A connection within queryTimeoutMs, BEGIN on it and the row's lock; throws (nothing held) when
+   * one of them fails, and returns 'lease_lost' (nothing held) when the lock finds the row re-leased.
+   * `onEnd` runs once, when nothing is held any more (also when begin fails). The ack is the
+   * acker's fenced DELETE (sql.ts ackBatch), run here for one row.
    */
-  static async begin(db: StatementRunner, ack: Statement): Promise<DeliveryTransaction> {
-    const client = await db.checkout();
+  static async begin(
+    db: StatementRunner,
+    sql: Pick<SubscriberSql, 'ackBatch' | 'lockLease'>,
+    lease: Lease,
+    isolationLevel: IsolationLevel | undefined,
+    onEnd: () => void,
+  ): Promise<DeliveryTransaction | 'lease_lost'> {
+    let client: pg.PoolClient;
+    try {
+      client = await db.checkout();
+    } catch (error) {
+      onEnd();
+      throw error;
+    }
     // A connection that dies mid-statement also emits 'error' on its client: unheard, it would
     // crash the process. The statement fails too, and that failure is what is reported.
     client.on('error', ignore);
-    const transaction = new DeliveryTransaction(db, ack, client);
+    const transaction = new DeliveryTransaction(db, sql.ackBatch, client, onEnd);
     try {
-      await client.query(db.bounded({ text: 'BEGIN' }));
+      await client.query(db.bounded({ text: BEGIN[isolationLevel ?? 'default'] }));
+      const locked = await db.runOn(client, sql.lockLease, [lease.record.id, lease.token]);
+      if (locked.rowCount !== 0) return transaction;
     } catch (error) {
       transaction.destroy(error);
       throw error;
     }
-    return transaction;
+    await transaction.rollback();
+    return 'lease_lost';
   }
 
   /**
@@ -89,6 +128,11 @@ export class DeliveryTransaction implements HandlerTransaction {
    * unless a COMMIT whose answer was lost did (then the row is gone too).
    */
   async commitAck(lease: Lease): Promise<'deleted' | 'lease_lost'> {
+    if (this.#closedBy !== undefined) {
+      throw new Error(
+        `the delivery's transaction was closed before its ack (${this.#closedBy.message}); nothing of it committed`,
+      );
+    }
     const status = transactionStatus(this.client);
     if (status === 'E' || status === 'I') {
       await this.rollback();
@@ -132,6 +176,8 @@ export class DeliveryTransaction implements HandlerTransaction {
   #release(error: Error | undefined): void {
     if (this.#released) return;
     this.#released = true;
+    this.#closedBy = error;
+    this.#onEnd();
     // A destroyed connection may still emit 'error' while it closes: keep it heard.
     if (error === undefined) this.client.removeListener('error', ignore);
     try {
@@ -165,12 +211,17 @@ export async function runInTransaction(
   run: () => Promise<ConsumeResult>,
   fail: (error: unknown, result: ConsumeResult | undefined) => ConsumeResult,
 ): Promise<ConsumeResult> {
-  let transaction: HandlerTransaction;
+  let transaction: HandlerTransaction | 'lease_lost';
   try {
     if (transactions === undefined) throw new Error('a transactional subscription without a transaction source');
-    transaction = await transactions.begin();
+    transaction = await transactions.begin(lease);
   } catch (error) {
     return fail(error, undefined);
+  }
+  if (transaction === 'lease_lost') {
+    // Reported like an ack fenced off (deliver: `committed`): lease_lost, no outcome write.
+    committed.result = 'lease_lost';
+    return fail(new LeaseLostError(lease.record.id), undefined);
   }
   controls.bindTransaction(transaction.client);
   const aborted = signal.signal;

@@ -35,6 +35,11 @@ export interface SubscriberSql {
   readonly renewLeases: Statement;
   /** $1 ids, $2 tokens. Gives back rows claimed but never started (stop): redelivered at once, not after the TTL. */
   readonly releaseLeases: Statement;
+  /**
+   * $1 id, $2 token. A transactional delivery's first statement: locks its row while the lease is
+   * still its own (no row: the lease was lost before the handler started). See delivery-transaction.ts.
+   */
+  readonly lockLease: Statement;
 }
 
 /** What a claim returns of each row: the handler's message and the delivery bookkeeping. */
@@ -265,6 +270,10 @@ RETURNING original_id`,
       'release',
       `UPDATE ${t} AS t SET acquired_token = NULL, acquired_at = NULL, deliveries_count = greatest(t.deliveries_count - 1, 0)
 FROM ${PAIRS} WHERE ${PAIRS_MATCH}`,
+    ),
+    lockLease: statement(
+      'lock_lease',
+      `SELECT id::text AS id FROM ${t} WHERE id = $1::bigint AND acquired_token = $2::uuid FOR UPDATE`,
     ),
   };
 }

@@ -63,7 +63,17 @@ export interface SubscribeOptions {
    * architecture/row-lock-mode.md. @default 'token'
    */
   readonly lease?: LeaseMode;
+  /**
+   * A transactional subscription's isolation level (`BEGIN ISOLATION LEVEL …`). The transaction's
+   * first statement is txoutbox's lock on the claimed row, so a handler cannot change the level
+   * with its own `SET TRANSACTION`. @default the session's (read committed unless configured)
+   */
+  readonly isolationLevel?: IsolationLevel;
 }
+
+/** PostgreSQL's isolation levels (read uncommitted behaves as read committed, so it is not offered). */
+export type IsolationLevel = 'read committed' | 'repeatable read' | 'serializable';
+export const ISOLATION_LEVELS: readonly IsolationLevel[] = ['read committed', 'repeatable read', 'serializable'];
 
 export interface ResolvedSubscribeOptions {
   readonly name: string;
@@ -80,6 +90,7 @@ export interface ResolvedSubscribeOptions {
   readonly dlq: boolean;
   readonly transactional: boolean;
   readonly lease: LeaseMode;
+  readonly isolationLevel: IsolationLevel | undefined;
   /** Legal but dangerous combinations, for a one-time warning each. */
   readonly warnings: readonly string[];
 }
@@ -98,6 +109,7 @@ const KNOWN = [
   'dlq',
   'transactional',
   'lease',
+  'isolationLevel',
 ];
 const ACK_POLICIES: readonly AckPolicy[] = ['nack_on_error', 'reject_on_error', 'manual'];
 const MAX_QUEUE_LENGTH = 255;
@@ -236,6 +248,7 @@ export function resolveSubscribeOptions(
     });
   }
   const lease = leaseModeOf(raw.lease, transactional, leaseRenewIntervalMs);
+  const isolationLevel = isolationLevelOf(raw.isolationLevel, transactional);
 
   const warnings: string[] = [];
   // The two lease warnings below are about token leases (an expiry within an idle wait, buffered
@@ -274,6 +287,7 @@ export function resolveSubscribeOptions(
     dlq,
     transactional,
     lease,
+    isolationLevel,
     warnings,
   };
 }
@@ -337,4 +351,24 @@ export function rowLockPoolWarning(
   const needed = otherHeld.reduce((sum, c) => sum + c, 0) + loops;
   if (poolMax >= needed) return undefined;
   return `lease: 'row-lock' with ${loops} loops (ceil(concurrency / fetchBatchSize) + 1) on a pool of ${poolMax} connections: each loop holds a connection for its whole batch, and the Outbox's row-lock and transactional subscriptions need ${needed}; otherwise loops wait for connections. Raise poolSize (or your pool's max) to at least ${needed}.`;
+}
+
+function isolationLevelOf(value: unknown, transactional: boolean): IsolationLevel | undefined {
+  if (value === undefined) return undefined;
+  if (!ISOLATION_LEVELS.includes(value as IsolationLevel)) {
+    throw new InvalidOptionError({
+      option: 'isolationLevel',
+      value,
+      expected: ISOLATION_LEVELS.map((level) => `'${level}'`).join(', '),
+    });
+  }
+  if (!transactional) {
+    throw new InvalidOptionError({
+      option: 'isolationLevel',
+      value,
+      expected: 'only with transactional: true',
+      fix: 'Add transactional: true (the handler then runs in a transaction of that level on ctx.client), or drop isolationLevel.',
+    });
+  }
+  return value as IsolationLevel;
 }

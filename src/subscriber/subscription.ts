@@ -118,6 +118,8 @@ export class Subscription {
   #loopFailed = false;
   #abandoned = false;
   #renewTimer: NodeJS.Timeout | undefined;
+  /** Rows whose transactional delivery holds their row lock (delivery-transaction.ts): the lock is their lease, not renewed. */
+  readonly #locked = new Set<Lease>();
   /** The renewal statement in flight, if any: renewals never overlap, and stop() waits for the last one. */
   #renewing: Promise<void> | undefined;
   #idleWaiters: (() => void)[] = [];
@@ -158,7 +160,16 @@ export class Subscription {
       ...(options.transactional
         ? {
             transactions: {
-              begin: () => DeliveryTransaction.begin(deps.db, deps.sql.ackBatch),
+              begin: (lease) => {
+                // Out of renewal from before its lock is sent: a renewal would wait for the lock
+                // (holding up every other row's renewal) and break a repeatable-read snapshot.
+                this.#locked.add(lease);
+                const expiry = this.#lockExpiry(lease);
+                return DeliveryTransaction.begin(deps.db, deps.sql, lease, options.isolationLevel, () => {
+                  clearTimeout(expiry);
+                  this.#locked.delete(lease);
+                });
+              },
               settled: (lease, durationSeconds, result, written) => {
                 writer.ackedInTransaction(lease, durationSeconds, result, written);
               },
@@ -494,14 +505,14 @@ export class Subscription {
   readonly #isAbandoned = (): boolean => this.#abandoned;
 
   /**
-   * Extends the leases of every row this subscription holds (buffered and running), fenced by
-   * token. A row the database did not return has lost its lease: a running handler's signal is
+   * Extends the leases of every row this subscription holds (buffered and running, except those
+   * a transactional delivery has locked: the lock holds them), fenced by token. A row the database did not return has lost its lease: a running handler's signal is
    * aborted, a buffered row is dropped (another delivery owns it). While stopping, only running
    * rows: the buffered ones are being released.
    */
   async #renewLeases(): Promise<void> {
     const buffered = this.#running() ? this.#buffer : [];
-    const held = [...buffered, ...this.#inFlight.keys()];
+    const held = [...buffered, ...this.#inFlight.keys()].filter((lease) => !this.#locked.has(lease));
     if (held.length === 0) return;
     try {
       const values = pairValues(held);
@@ -527,6 +538,32 @@ export class Subscription {
         'lease renewal failed; will retry at the next interval',
       );
     }
+  }
+
+  /**
+   * A locked row's lease is the lock, which no claim can take however old the lease gets. Without
+   * renewal, the lease's time still bounds the run, as it does for a plain subscription (whose
+   * expired row another delivery takes): when it runs out, the delivery is aborted, which closes
+   * its transaction (delivery-transaction.ts), and the row is free for the next claim. With
+   * renewal, a live process keeps its rows, locked or not.
+   */
+  #lockExpiry(lease: Lease): NodeJS.Timeout | undefined {
+    const { leaseRenewIntervalMs, leaseTtlMs, name } = this.options;
+    if (leaseRenewIntervalMs !== undefined) return undefined;
+    const timer = setTimeout(
+      () => {
+        this.#deps.logger.warn(
+          { subscriber: name, messageId: lease.record.id, leaseTtlMs },
+          'transactional handler outlived its lease with its row locked; closing its transaction so another delivery can take the row (set leaseRenewIntervalMs for handlers that may run longer)',
+        );
+        this.#inFlight
+          .get(lease)
+          ?.abort(new Error(`lease ran out (leaseTtlMs ${leaseTtlMs}) while the transactional handler ran`));
+      },
+      Math.max(0, lease.leasedAt + leaseTtlMs - performance.now()),
+    );
+    timer.unref();
+    return timer;
   }
 
   /** Gives back leases of rows that never started, so they are redelivered at once. */

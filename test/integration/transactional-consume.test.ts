@@ -21,6 +21,7 @@ import {
   NotInTransactionError,
 } from '../../src/index.js';
 import { tracingMiddleware } from '../../src/opentelemetry/index.js';
+import { ClaimDelayPool } from '../support/claim-delay-pool.js';
 import { useTestDatabase } from '../support/database.js';
 import { outboxFactory } from '../support/outboxes.js';
 import { publishCommitted, remaining } from '../support/publish.js';
@@ -241,7 +242,7 @@ describe('transactional consume', () => {
     assert.equal(published[0]?.headers[CAUSATION_ID_HEADER], id);
   });
 
-  test('two holders racing on an expired lease: one set of effects; the stale run rolls back and reports lease_lost', async () => {
+  test('two holders racing on an expired lease: the stale run is aborted at its lease’s end, one set of effects, lease_lost', async () => {
     const table = 'tc_race';
     const side = await sideTable('tc_race_side');
     // Two instances with separate pools, as two processes would have.
@@ -279,8 +280,11 @@ describe('transactional consume', () => {
     });
     staleGo.open();
     const [lost] = await stale.log.waitFor('lease_lost');
-    assert.equal(lost?.phase, 'terminal');
+    // Its lease ran out with the row locked: the delivery was aborted (its transaction closed, so
+    // the fresh claim could take the row), and its failed run's retry write is fenced off.
+    assert.equal(lost?.phase, 'retry');
     assert.equal(lost?.deliveriesCount, 1, 'the first, stale, delivery is the one fenced off');
+    assert.equal(newOutbox.logger.messages('warn').filter((m) => m.includes('outlived its lease with its row locked')).length, 1);
 
     const rows = await sideRows(side);
     assert.equal(rows.length, 1, 'one set of effects');
@@ -420,6 +424,19 @@ describe('transactional consume', () => {
         (error: unknown) => error instanceof InvalidOptionError && error.option === 'transactional',
       );
     }
+    for (const [isolationLevel, transactional] of [
+      ['snapshot', true],
+      ['READ COMMITTED', true],
+      ['serializable', false],
+    ] as const) {
+      assert.throws(
+        () => outbox.subscribe('tc.x', () => undefined, { transactional, isolationLevel: isolationLevel as 'serializable' }),
+        (error: unknown) =>
+          error instanceof InvalidOptionError &&
+          error.option === 'isolationLevel' &&
+          error.message.includes(transactional ? "'repeatable read'" : 'transactional: true'),
+      );
+    }
     const smallPool = new pg.Pool({ connectionString: db.url, max: 3 });
     db.onCleanup(() => smallPool.end());
     const small = newOutbox({ pool: smallPool, table: 'tc_options' });
@@ -492,41 +509,134 @@ describe('transactional consume', () => {
     assert.equal(await remaining(db.pool, 'tc.work', table), 1, 'the row keeps its lease, for redelivery after expiry');
   });
 
-  test('lease renewal finding the lease lost closes the transaction at once: its locks go before the handler returns', async () => {
-    const table = 'tc_renew_lost';
-    const side = await sideTable('tc_renew_lost_side');
-    const { outbox, log } = await migratedOutbox(newOutbox, db.pool, table);
-    const wrote = gate();
-    const go = gate();
-    let pid: number | undefined;
-    let aborted: boolean | undefined;
+  test('repeatable read with lease renewal: renewals leave the locked row alone and the ack in the snapshot commits', async () => {
+    // Reproduction (before the row lock): a renewal updated the row after the handler's snapshot,
+    // and the in-transaction ack DELETE failed with 40001, so every run longer than the renewal
+    // interval was retried (seen as nacked_retried here) and ended in the DLQ after its attempts.
+    const table = 'tc_rr_renew';
+    const side = await sideTable('tc_rr_renew_side');
+    let heldSince: string | undefined;
+    let renewalsWhileHeld = 0;
+    const renewed = gate();
+    // The renewals are the buffered row's: the running one is locked and left out.
+    const pool = new ClaimDelayPool(
+      { connectionString: db.url, max: 6 },
+      () => Promise.resolve(),
+      () => {
+        if (heldSince !== undefined && ++renewalsWhileHeld === 3) renewed.open();
+        return Promise.resolve();
+      },
+      /^txoutbox_renew_/,
+    );
+    db.onCleanup(() => pool.end());
+    const { outbox, log } = await migratedOutbox(newOutbox, pool, table);
     outbox.subscribe(
       'tc.work',
-      async (message, ctx) => {
-        await writeEffects(side, 'first', message, ctx);
-        pid = (await ctx.client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]?.pid;
-        wrote.open();
-        await go.promise;
-        aborted = ctx.signal.aborted;
+      async (message: Message<{ n: number }>, ctx) => {
+        await writeEffects(side, 'rr', message, ctx);
+        if (message.body.n !== 1) return;
+        heldSince = (
+          await db.pool.query<{ at: string }>(`SELECT acquired_at::text AS at FROM ${table} WHERE id = $1`, [message.id])
+        ).rows[0]?.at;
+        await renewed.promise;
       },
-      { transactional: true, leaseTtlMs: 5_000, leaseRenewIntervalMs: 50, ...QUICK_RETRY, ...FAST_POLL },
+      {
+        transactional: true,
+        isolationLevel: 'repeatable read',
+        concurrency: 1,
+        fetchBatchSize: 2,
+        leaseTtlMs: 5_000,
+        leaseRenewIntervalMs: 20,
+        ...QUICK_RETRY,
+        ...FAST_POLL,
+      },
     );
     outbox.start();
-    const [id] = await publishCommitted(outbox, db.pool, 'tc.work', [{ n: 1 }]);
+    const [first] = await publishCommitted(outbox, db.pool, 'tc.work', [{ n: 1 }, { n: 2 }]);
+    await log.waitFor('acked', 2);
+    assert.deepEqual(log.of('nacked_retried'), [], 'no run failed');
+    assert.deepEqual(
+      (await sideRows(side)).map((row) => row.delivery),
+      [1, 1],
+      'each row ran once, and its writes committed',
+    );
+    assert.ok(heldSince !== undefined);
+    assert.equal(renewalsWhileHeld >= 3, true);
+    assert.equal(await remaining(db.pool, 'tc.work', table), 0, `${first} and its neighbour acked`);
+  });
+
+  test('the row lock is the lease: a competitor’s claim passes the row by however old its lease, until the transaction ends', async () => {
+    const table = 'tc_lock_lease';
+    const side = await sideTable('tc_lock_lease_side');
+    const otherPool = new pg.Pool({ connectionString: db.url, max: 4 });
+    db.onCleanup(() => otherPool.end());
+    const holder = await migratedOutbox(newOutbox, db.pool, table);
+    const competitor = await migratedOutbox(newOutbox, otherPool, table);
+    const wrote = gate();
+    const go = gate();
+    holder.outbox.subscribe(
+      'tc.work',
+      async (message, ctx) => {
+        await writeEffects(side, 'holder', message, ctx);
+        wrote.open();
+        await go.promise;
+      },
+      { transactional: true, leaseTtlMs: 60_000, leaseRenewIntervalMs: 10_000, ...FAST_POLL },
+    );
+    holder.outbox.start();
+    await publishCommitted(holder.outbox, db.pool, 'tc.work', [{ n: 1 }]);
     await wrote.promise;
-    // Another holder re-claimed the row (as after an expiry elsewhere): a new token.
-    await db.pool.query(`UPDATE ${table} SET acquired_token = gen_random_uuid(), acquired_at = now() WHERE id = $1`, [id]);
-    await waitFor(async () => (await db.pool.query('SELECT 1 FROM pg_stat_activity WHERE pid = $1', [pid])).rows.length === 0, {
-      what: 'the transaction’s backend closed by the abort, while the handler still waits',
+    // To this competitor every lease older than 1 ms has expired: only the lock keeps the row.
+    competitor.outbox.subscribe('tc.work', (message) => assert.fail(`the competitor ran ${message.id}`), {
+      leaseTtlMs: 1,
+      ...FAST_POLL,
     });
-    assert.deepEqual(await sideRows(side), []);
+    competitor.outbox.start();
+    await competitor.log.waitFor('fetched', 5);
+    assert.equal(
+      competitor.log.of('fetched').reduce((sum, event) => sum + event.count, 0),
+      0,
+      'every competing claim passed the locked row by',
+    );
+    go.open();
+    await holder.log.waitFor('acked');
+    assert.deepEqual(
+      (await sideRows(side)).map((row) => row.holder),
+      ['holder'],
+    );
+    assert.equal(await remaining(db.pool, 'tc.work', table), 0);
+  });
+
+  test('a buffered row re-leased before its start: the lock finds it gone, the handler does not run, lease_lost', async () => {
+    const table = 'tc_lost_before_start';
+    const side = await sideTable('tc_lost_before_start_side');
+    const { outbox, log } = await migratedOutbox(newOutbox, db.pool, table);
+    const first = gate();
+    const go = gate();
+    const ran: number[] = [];
+    outbox.subscribe(
+      'tc.work',
+      async (message: Message<{ n: number }>, ctx) => {
+        ran.push(message.body.n);
+        await writeEffects(side, 'holder', message, ctx);
+        if (message.body.n !== 1) return;
+        first.open();
+        await go.promise;
+      },
+      { transactional: true, concurrency: 1, fetchBatchSize: 2, ...FAST_POLL },
+    );
+    outbox.start();
+    const [, second] = await publishCommitted(outbox, db.pool, 'tc.work', [{ n: 1 }, { n: 2 }]);
+    await first.promise;
+    // The buffered row's lease goes to another holder (as after an expiry elsewhere): a new token.
+    await db.pool.query(`UPDATE ${table} SET acquired_token = gen_random_uuid(), acquired_at = now() WHERE id = $1`, [second]);
     go.open();
     const [lost] = await log.waitFor('lease_lost');
-    assert.equal(lost?.phase, 'retry', 'the failed run’s retry write is fenced off too');
-    assert.equal(aborted, true);
-    assert.deepEqual(await sideRows(side), []);
-    assert.deepEqual(await followUps(table, 'tc.followup'), []);
-    assert.equal(log.of('acked').length, 0);
+    assert.equal(lost?.messageId, second);
+    await log.waitFor('acked');
+    assert.deepEqual(ran, [1], 'the re-leased row’s handler never ran here');
+    assert.deepEqual(log.of('nacked_retried'), [], 'and nothing was written for it');
+    assert.equal(await remaining(db.pool, 'tc.work', table), 1, 'the other holder’s row stays');
   });
 
   test('Drizzle over ctx.client joins the transaction: a throw rolls its insert back, the retry commits it once', async () => {

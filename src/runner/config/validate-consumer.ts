@@ -25,6 +25,7 @@ const SUBSCRIBE_OPTIONS: Record<Exclude<keyof SubscribeOptions, 'name'>, true> =
   dlq: true,
   transactional: true,
   lease: true,
+  isolationLevel: true,
 };
 export const SUBSCRIBE_KEYS = Object.keys(SUBSCRIBE_OPTIONS);
 export const CONSUMER_KEYS = ['handler', 'export', 'queues', 'processes', ...SUBSCRIBE_KEYS];

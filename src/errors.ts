@@ -302,18 +302,19 @@ export class OutboxStoppedError extends TxOutboxError {
 }
 
 /**
- * A transactional delivery found its row re-leased by another delivery before its handler started
- * (its lease ran out while the row waited in the local buffer): the handler did not run, nothing
- * was written, and the other delivery owns the row. Consume middlewares see it as the run's error.
+ * A transactional delivery lost its row: re-leased by another delivery before its handler started
+ * (its lease ran out while the row waited in the local buffer: the handler did not run), or its
+ * lease ran out while the handler ran with the row locked (ctx.signal's reason: the transaction was
+ * closed). Nothing of the run was written; the row is another delivery's, or redelivered.
  */
 export class LeaseLostError extends TxOutboxError {
   readonly messageId: string;
 
-  constructor(messageId: string) {
-    super(
-      'LEASE_LOST',
-      `message ${messageId}: its lease was lost before the handler started (another delivery re-claimed the row); the handler did not run and that delivery owns the row`,
-    );
+  constructor(
+    messageId: string,
+    what = 'its lease was lost before the handler started (another delivery re-claimed the row); the handler did not run',
+  ) {
+    super('LEASE_LOST', `message ${messageId}: ${what}; nothing of this run was written, and the row is redelivered`);
     this.messageId = messageId;
   }
 }

@@ -232,6 +232,13 @@ export async function runInTransaction(
   if (aborted.aborted) onAbort();
   try {
     const result = await run();
+    // The lease ran out with the row locked (subscription.ts #lockExpiry): the transaction was
+    // closed, the row is free for the next claim, and nothing is written, whatever the handler
+    // decided: reported as lease_lost, as a plain run whose lease expired would be.
+    if (aborted.aborted && aborted.reason instanceof LeaseLostError) {
+      committed.result = 'lease_lost';
+      return result;
+    }
     if (result.outcome.kind !== 'ack') {
       await transaction.rollback();
       return result;

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 
-import { errorMessage } from '../errors.js';
+import { errorMessage, LeaseLostError } from '../errors.js';
 import type { CustomStatKeys } from '../instrumentation/custom-stats.js';
 import type { MiddlewareChain } from '../instrumentation/middleware-chain.js';
 import type { Emit } from '../instrumentation/recorders.js';
@@ -160,15 +160,20 @@ export class Subscription {
       ...(options.transactional
         ? {
             transactions: {
-              begin: (lease) => {
+              begin: async (lease) => {
                 // Out of renewal from before its lock is sent: a renewal would wait for the lock
                 // (holding up every other row's renewal) and break a repeatable-read snapshot.
+                // A renewal already sent may still include the row: the lock waits for it to end
+                // (bounded like every statement), or under repeatable read the lock itself would
+                // fail on the renewal's update, and the renewal would wait behind the handler.
                 this.#locked.add(lease);
                 const expiry = this.#lockExpiry(lease);
-                return DeliveryTransaction.begin(deps.db, deps.sql, lease, options.isolationLevel, () => {
+                const end = (): void => {
                   clearTimeout(expiry);
                   this.#locked.delete(lease);
-                });
+                };
+                if (this.#renewing !== undefined) await this.#renewing;
+                return await DeliveryTransaction.begin(deps.db, deps.sql, lease, options.isolationLevel, end);
               },
               settled: (lease, durationSeconds, result, written) => {
                 writer.ackedInTransaction(lease, durationSeconds, result, written);
@@ -524,6 +529,8 @@ export class Subscription {
           lease.leasedAt = now;
           continue;
         }
+        // Locked since this renewal was sent: its lock holds it, whatever the renewal saw.
+        if (this.#locked.has(lease)) continue;
         this.#deps.logger.warn(
           { subscriber: this.options.name, messageId: lease.record.id },
           'lease renewal found the lease lost; aborting the handler',
@@ -556,9 +563,16 @@ export class Subscription {
           { subscriber: name, messageId: lease.record.id, leaseTtlMs },
           'transactional handler outlived its lease with its row locked; closing its transaction so another delivery can take the row (set leaseRenewIntervalMs for handlers that may run longer)',
         );
+        // A LeaseLostError as the reason: the run then ends as lease_lost, with no outcome write
+        // (delivery-transaction.ts), as a plain subscription's expired lease does.
         this.#inFlight
           .get(lease)
-          ?.abort(new Error(`lease ran out (leaseTtlMs ${leaseTtlMs}) while the transactional handler ran`));
+          ?.abort(
+            new LeaseLostError(
+              lease.record.id,
+              `its lease ran out (leaseTtlMs ${leaseTtlMs}) while the transactional handler ran`,
+            ),
+          );
       },
       Math.max(0, lease.leasedAt + leaseTtlMs - performance.now()),
     );

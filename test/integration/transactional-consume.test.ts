@@ -17,6 +17,7 @@ import {
   ConstantRetry,
   type HandlerContext,
   InvalidOptionError,
+  LeaseLostError,
   type Message,
   NotInTransactionError,
 } from '../../src/index.js';
@@ -281,8 +282,8 @@ describe('transactional consume', () => {
     staleGo.open();
     const [lost] = await stale.log.waitFor('lease_lost');
     // Its lease ran out with the row locked: the delivery was aborted (its transaction closed, so
-    // the fresh claim could take the row), and its failed run's retry write is fenced off.
-    assert.equal(lost?.phase, 'retry');
+    // the fresh claim could take the row) and ends as lease_lost, with no outcome write.
+    assert.equal(lost?.phase, 'terminal');
     assert.equal(lost?.deliveriesCount, 1, 'the first, stale, delivery is the one fenced off');
     assert.equal(newOutbox.logger.messages('warn').filter((m) => m.includes('outlived its lease with its row locked')).length, 1);
 
@@ -607,10 +608,59 @@ describe('transactional consume', () => {
     assert.equal(await remaining(db.pool, 'tc.work', table), 0);
   });
 
+  test('a handler that outlives its lease with the row locked is aborted and ends as lease_lost: no DLQ row, the redelivery acks', async () => {
+    const table = 'tc_lock_expiry';
+    const side = await sideTable('tc_lock_expiry_side');
+    const { outbox, log } = await migratedOutbox(newOutbox, db.pool, table);
+    const expiryWarnings = (): number =>
+      newOutbox.logger.messages('warn').filter((m) => m.includes('outlived its lease with its row locked')).length;
+    const warnedBefore = expiryWarnings();
+    let reason: unknown;
+    outbox.subscribe(
+      'tc.work',
+      async (message, ctx) => {
+        await writeEffects(side, `run ${message.deliveriesCount}`, message, ctx);
+        if (message.deliveriesCount > 1) return;
+        // Runs past leaseTtlMs, then returns as if it succeeded (under reject_on_error, a failure
+        // would end the row in the DLQ): its lease's end must not count as the message's failure.
+        await new Promise((resolve) => {
+          ctx.signal.addEventListener('abort', resolve, { once: true });
+        });
+        reason = ctx.signal.reason;
+      },
+      { transactional: true, leaseTtlMs: 300, ackPolicy: 'reject_on_error', ...FAST_POLL },
+    );
+    outbox.start();
+    await publishCommitted(outbox, db.pool, 'tc.work', [{ n: 1 }]);
+    const [lost] = await log.waitFor('lease_lost');
+    assert.equal(lost?.deliveriesCount, 1);
+    assert.ok(reason instanceof LeaseLostError, 'ctx.signal says why');
+    await log.waitFor('acked');
+    assert.deepEqual(
+      (await sideRows(side)).map((row) => row.holder),
+      ['run 2'],
+      'the aborted run wrote nothing',
+    );
+    assert.deepEqual(log.of('dlq_written'), []);
+    assert.deepEqual(log.of('nacked_terminal'), []);
+    assert.equal(expiryWarnings() - warnedBefore, 1);
+  });
+
   test('a buffered row re-leased before its start: the lock finds it gone, the handler does not run, lease_lost', async () => {
     const table = 'tc_lost_before_start';
     const side = await sideTable('tc_lost_before_start_side');
-    const { outbox, log } = await migratedOutbox(newOutbox, db.pool, table);
+    const errors: unknown[] = [];
+    const { outbox, log } = await migratedOutbox(newOutbox, db.pool, table, {
+      middlewares: [
+        {
+          name: 'errors',
+          async consume(_ctx, next) {
+            const result = await next();
+            if (result.error !== undefined) errors.push(result.error);
+          },
+        },
+      ],
+    });
     const first = gate();
     const go = gate();
     const ran: number[] = [];
@@ -635,6 +685,8 @@ describe('transactional consume', () => {
     assert.equal(lost?.messageId, second);
     await log.waitFor('acked');
     assert.deepEqual(ran, [1], 'the re-leased row’s handler never ran here');
+    assert.equal(errors.length, 1);
+    assert.ok(errors[0] instanceof LeaseLostError && errors[0].messageId === second, 'middlewares see why the run failed');
     assert.deepEqual(log.of('nacked_retried'), [], 'and nothing was written for it');
     assert.equal(await remaining(db.pool, 'tc.work', table), 1, 'the other holder’s row stays');
   });

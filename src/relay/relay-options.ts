@@ -64,6 +64,21 @@ export function relaySubscribeOptions(sink: RelaySink, options: unknown): Subscr
       fix: "A relay's outcome is the broker's: a confirm deletes the row, a refusal ends it into the DLQ, any other failure retries.",
     });
   }
+  // Neither is tested with a relay, and neither buys it anything: a relay's effect is outside the
+  // database, and a row-lock batch would hold its locks and a transaction while the broker answers.
+  for (const [option, value, allowed] of [
+    ['lease', raw.lease, 'token'],
+    ['transactional', raw.transactional, false],
+  ] as const) {
+    if (value !== undefined && value !== allowed) {
+      throw new InvalidOptionError({
+        option,
+        value,
+        expected: `${JSON.stringify(allowed)} (or nothing) for a relay`,
+        fix: 'A relay deletes a row once its broker confirmed it, fenced by its lease; drop this option from the relay options.',
+      });
+    }
+  }
   // A bad name is reported by the subscription's own validation.
   const name = (raw.name ?? `relay:${sink.name}`) as string;
   // An option passed as undefined (`{ retry: config.retry }`) keeps the relay's default, not the

@@ -242,6 +242,8 @@ describe('outbox.relay', () => {
     refused(() => outbox.relay('q', { ...sink, name: 'has space' }), 'sink');
     refused(() => outbox.relay('q', sink, { ackPolicy: 'manual' } as never), 'ackPolicy');
     refused(() => outbox.relay('q', sink, { concurrency: 0 }), 'concurrency');
+    refused(() => outbox.relay('q', sink, { lease: 'row-lock' }), 'lease');
+    refused(() => outbox.relay('q', sink, { transactional: true }), 'transactional');
     refused(() => outbox.relay('', sink), 'queues');
   });
 });

@@ -1,7 +1,7 @@
 /**
  * Node CPU per drained message (issue 18: ≤ 12 µs), txoutbox against raw SQL's consumer, from the
  * same process and the same server. Each round drains a fresh 20,000-row backlog once per way
- * (txoutbox and raw SQL at concurrency 1, 4 and 16, a no-op handler that reads the body), the ways
+ * (txoutbox, txoutbox with lease: 'row-lock' and raw SQL at concurrency 1, 4 and 16, a no-op handler that reads the body), the ways
  * in a rotated order, and reads process.cpuUsage() around the drain: user and system µs per
  * message, and msgs/s. Medians over the rounds. The compiled library (dist/) as in `npm run bench`.
  *
@@ -20,7 +20,7 @@ import { profiled } from '../cpu-profile.js';
 import { startServer } from '../server.js';
 import { rawSystem } from '../systems/raw.js';
 import type { System } from '../systems/system.js';
-import { txoutboxSystem } from '../systems/txoutbox.js';
+import { txoutboxRowLockSystem, txoutboxSystem } from '../systems/txoutbox.js';
 
 const ROUNDS = Number(process.argv[2] ?? 5);
 const ROWS = Number(process.argv[3] ?? 20_000);
@@ -43,6 +43,7 @@ interface Sample {
 const only = new RegExp(process.env.DRAIN_CPU_WAYS ?? '.');
 const ways: Way[] = CONCURRENCIES.flatMap((concurrency) => [
   { label: `txoutbox c${concurrency}`, system: txoutboxSystem, concurrency },
+  { label: `txoutbox row-lock c${concurrency}`, system: txoutboxRowLockSystem, concurrency },
   { label: `raw SQL c${concurrency}`, system: rawSystem(false), concurrency },
 ]).filter((way) => only.test(way.label));
 

@@ -7,8 +7,8 @@ export interface EncodedBody {
 }
 
 /**
- * JSON.stringify drops functions, symbols and undefined array holes silently and turns Map/Set into
- * `{}`: that is data loss at publish time. The replacer refuses them, naming the key, and BigInt
+ * JSON.stringify drops functions and symbols silently and turns Map/Set into `{}`: that is data
+ * loss at publish time. The replacer refuses them, naming the key, and BigInt
  * (which JSON.stringify rejects with a less helpful TypeError).
  */
 function strictReplacer(this: unknown, key: string, value: unknown): unknown {

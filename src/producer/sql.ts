@@ -30,7 +30,7 @@ export interface ProducerSql {
    * $1 queue, $2 every payload in publish order, concatenated (bytea), $3 each payload's 1-based
    * start in $2 and $4 its length (decimal numbers joined by commas), $5 each row's headers as JSON
    * text, joined by newlines, $6 activateAt, $7 activateInMs, $8 channel, $9 the ordering key of
-   * every row or NULL. See batchRows.
+   * every row or NULL. See BATCH_ROWS.
    */
   readonly publishBatch: Statement;
   /**
@@ -58,8 +58,9 @@ export interface ProducerSql {
  * calls (postgres.js, Prisma, Knex, …), which encode parameters their own way and often by the type
  * the server reports for each placeholder. So every parameter is a string, a number, null or the
  * one bytea payload; JSON and timestamps are cast from text (`$n::text::jsonb`: a driver that
- * JSON-encodes values bound to jsonb would otherwise store a JSON string), a batch is one JSON
- * text instead of arrays (drivers disagree on bytea[] and jsonb[], and Knex expands arrays), and no
+ * JSON-encodes values bound to jsonb would otherwise store a JSON string), a batch is one bytea and
+ * three texts split in SQL instead of arrays (drivers disagree on bytea[] and jsonb[], and Knex
+ * expands arrays), and no
  * result column is `void` (Prisma cannot decode one): pg_notify's result is tested, not returned.
  */
 const nextAttempt = (at: number) =>

@@ -31,5 +31,8 @@ export function boundedLastException(render: RenderError, error: unknown): strin
     text = '[renderError threw; the original error is not recorded]';
   }
   if (text === null) return null;
+  // PostgreSQL text cannot hold NUL: an error message carrying one (a handler quoting binary input)
+  // would fail the retry or DLQ write that stores it, every time.
+  if (text.includes('\0')) text = text.replaceAll('\0', '\\0');
   return text.length > MAX_LAST_EXCEPTION_CHARS ? text.slice(0, MAX_LAST_EXCEPTION_CHARS - TRUNCATED.length) + TRUNCATED : text;
 }

@@ -191,6 +191,8 @@ export class RowLockBatch {
     const decided: Promise<void>[] = [];
     const startedAt = performance.now();
     for (const record of rows) {
+      // The timer cannot fire between synchronous handlers (they run in microtasks): the clock can.
+      if (!this.#expired && performance.now() - startedAt >= leaseTtlMs) this.#expire(leaseTtlMs);
       if (this.#stopsStarting()) break;
       if (!slots.tryTake()) await slots.take();
       if (this.#stopsStarting()) {

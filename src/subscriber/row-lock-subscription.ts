@@ -2,14 +2,14 @@ import { performance } from 'node:perf_hooks';
 
 import { errorMessage } from '../errors.js';
 import type { SchemaNames } from '../schema/schema-names.js';
-import { backoffMs } from '../util/backoff.js';
 import { beforeDeadline } from '../util/deadline.js';
 import { Wakeup } from '../util/wakeup.js';
+import { errorPauseMs, idlePollDelayMs, pauseUnlessStopped } from './claim-pacing.js';
 import { HandlerSlots } from './handler-slots.js';
 import type { Handler } from './message.js';
 import { RowLockBatch, type RowLockBatchDeps } from './row-lock-batch.js';
 import { buildRowLockSql } from './row-lock-sql.js';
-import { MAX_ERROR_BACKOFF_MS, type SubscriptionDeps } from './subscription.js';
+import type { SubscriptionDeps } from './subscription.js';
 import { type ResolvedSubscribeOptions, rowLockLoops } from './subscription-options.js';
 
 /**
@@ -153,12 +153,12 @@ export class RowLockSubscription {
         errors += 1;
         this.#failingSince ??= performance.now();
         this.#deps.onClaimError(error);
-        const pauseMs = backoffMs(errors, 250, MAX_ERROR_BACKOFF_MS);
+        const pauseMs = errorPauseMs(errors);
         this.#deps.logger.error(
           { subscriber: this.options.name, err: errorMessage(error), attempt: errors, pauseMs: Math.round(pauseMs) },
           'row-lock batch failed; retrying after a pause',
         );
-        await this.#pause(loop, pauseMs);
+        await pauseUnlessStopped(loop.wakeup, pauseMs, () => this.#running());
         continue;
       } finally {
         this.#batches.delete(batch);
@@ -180,20 +180,8 @@ export class RowLockSubscription {
         continue;
       }
       idleFetches += 1;
-      await loop.wakeup.sleep(this.#pollDelayMs(idleFetches));
+      await loop.wakeup.sleep(idlePollDelayMs(idleFetches, this.options));
     }
-  }
-
-  /** The pause after a failed batch: only stop() ends it early (a NOTIFY would retry a failing database at the commit rate). */
-  async #pause(loop: Loop, ms: number): Promise<void> {
-    const until = performance.now() + ms;
-    for (let left = ms; left > 0 && this.#running(); left = until - performance.now()) await loop.wakeup.sleep(left);
-  }
-
-  #pollDelayMs(idleFetches: number): number {
-    const { minPollIntervalMs, maxPollIntervalMs } = this.options;
-    const delay = backoffMs(idleFetches, minPollIntervalMs, maxPollIntervalMs);
-    return Math.min(maxPollIntervalMs, Math.max(minPollIntervalMs, delay));
   }
 
   /**

@@ -55,12 +55,12 @@ export interface SubscribeOptions {
    */
   readonly transactional?: boolean;
   /**
-   * 'row-lock', for short handlers: each of `concurrency` loops claims up to fetchBatchSize rows
-   * with FOR UPDATE SKIP LOCKED in a transaction of its own, runs their handlers one after another
-   * and commits their outcomes in the same transaction; no lease is written. A crash rolls the batch
-   * back (every row redelivered, deliveries_count not counted); a batch is bounded by leaseTtlMs.
-   * Holds `concurrency` pool connections and a transaction per loop: not for long handlers. See
-   * architecture/row-lock-mode.md. @default 'token'
+   * 'row-lock', for short handlers: ceil(concurrency / fetchBatchSize) + 1 loops each claim up to
+   * fetchBatchSize rows with FOR UPDATE SKIP LOCKED in a transaction of their own, run their
+   * handlers in `concurrency` shared slots and commit the outcomes in the same transaction; no lease
+   * is written. A crash rolls the batch back (every row redelivered, deliveries_count not counted);
+   * a batch is bounded by leaseTtlMs. Holds a pool connection and a transaction per loop: not for
+   * long handlers. See architecture/row-lock-mode.md. @default 'token'
    */
   readonly lease?: LeaseMode;
   /**

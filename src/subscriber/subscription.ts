@@ -6,11 +6,11 @@ import type { CustomStatKeys } from '../instrumentation/custom-stats.js';
 import type { MiddlewareChain } from '../instrumentation/middleware-chain.js';
 import type { Emit } from '../instrumentation/recorders.js';
 import type { ThroughputTally } from '../queues/throughput-tally.js';
-import { backoffMs } from '../util/backoff.js';
 import { beforeDeadline } from '../util/deadline.js';
 import type { Logger } from '../util/logger.js';
 import type { StatementRunner } from '../util/statement-runner.js';
 import { Wakeup } from '../util/wakeup.js';
+import { errorPauseMs, idlePollDelayMs, pauseUnlessStopped } from './claim-pacing.js';
 import { deliver, type DeliverDeps } from './deliver.js';
 import { DeliverySignal } from './delivery-signal.js';
 import { DeliveryTransaction } from './delivery-transaction.js';
@@ -47,9 +47,6 @@ interface Claimer {
   /** performance.now() when its claim in flight started; undefined when none is. */
   claimingSince: number | undefined;
 }
-
-/** Longest pause after consecutive database errors in the claim loop. */
-export const MAX_ERROR_BACKOFF_MS = 30_000;
 
 /**
  * How long the buffer stays off (claims only for free slots) after a buffered row had to be
@@ -292,12 +289,12 @@ export class Subscription {
         errors += 1;
         this.#failingSince ??= performance.now();
         this.#deps.onClaimError(error);
-        const pauseMs = backoffMs(errors, 250, MAX_ERROR_BACKOFF_MS);
+        const pauseMs = errorPauseMs(errors);
         this.#deps.logger.error(
           { subscriber: this.options.name, err: errorMessage(error), attempt: errors, pauseMs: Math.round(pauseMs) },
           'claim failed; retrying after a pause',
         );
-        await this.#pause(claimer, pauseMs);
+        await pauseUnlessStopped(claimer.wakeup, pauseMs, () => this.#running());
         continue;
       } finally {
         this.#reserved -= limit;
@@ -319,23 +316,8 @@ export class Subscription {
         continue;
       }
       idleFetches += 1;
-      await claimer.wakeup.sleep(this.#pollDelayMs(idleFetches));
+      await claimer.wakeup.sleep(idlePollDelayMs(idleFetches, this.options));
     }
-  }
-
-  /**
-   * The pause after a failed claim: only stop() ends it early. A NOTIFY or a freed slot does not:
-   * under publish traffic that would retry a failing database at the commit rate (issue 13, item 8).
-   */
-  async #pause(claimer: Claimer, ms: number): Promise<void> {
-    const until = performance.now() + ms;
-    for (let left = ms; left > 0 && this.#running(); left = until - performance.now()) await claimer.wakeup.sleep(left);
-  }
-
-  #pollDelayMs(idleFetches: number): number {
-    const { minPollIntervalMs, maxPollIntervalMs } = this.options;
-    const delay = backoffMs(idleFetches, minPollIntervalMs, maxPollIntervalMs);
-    return Math.min(maxPollIntervalMs, Math.max(minPollIntervalMs, delay));
   }
 
   async #claim(limit: number): Promise<Lease[]> {

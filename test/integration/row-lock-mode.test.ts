@@ -356,6 +356,59 @@ describe("lease: 'row-lock' failures lose nothing", () => {
     assert.equal(log.of('acked').length, 5, 'no acked event for the batch that did not commit');
   });
 
+  test('an error message with a NUL byte is stored escaped: the retry write lands, the rest of the batch commits', async () => {
+    // Reproduction (review): PostgreSQL text cannot hold NUL, so the retry UPDATE failed, the
+    // whole batch rolled back uncounted, and the same batch came back forever (0 of 21 acked).
+    const { outbox, log } = await migratedOutbox(newOutbox, db.pool, 'rl_nul');
+    outbox.subscribe(
+      'nul',
+      (message) => {
+        if (message.body === 'poison' && message.attemptsCount === 0) throw new Error('bad input: \u0000 here');
+      },
+      { ...ROW_LOCK, fetchBatchSize: 5, retry: new ConstantRetry({ delayMs: 1, maxAttempts: 3 }) },
+    );
+    await publishCommitted(outbox, db.pool, 'nul', ['a', 'poison', 'b', 'c']);
+    outbox.start();
+    await log.waitFor('acked', 4);
+    const [retried] = log.of('nacked_retried');
+    assert.equal(retried?.exceptionType, 'Error');
+    assert.equal(log.of('nacked_retried').length, 1, 'one failed run, written once');
+    assert.equal(log.of('acked').length, 4, 'every row acked once: no batch rolled back');
+  });
+
+  test('synchronous handlers are bounded by leaseTtlMs too: the clock is checked between them', async () => {
+    const { outbox, log } = await migratedOutbox(newOutbox, db.pool, 'rl_sync');
+    const busy = (ms: number): void => {
+      const until = performance.now() + ms;
+      while (performance.now() < until) {
+        // a synchronous handler: the batch's deadline timer cannot fire while it runs
+      }
+    };
+    outbox.subscribe(
+      'sync',
+      () => {
+        busy(120);
+      },
+      { ...ROW_LOCK, concurrency: 1, fetchBatchSize: 10, leaseTtlMs: 250 },
+    );
+    await publishCommitted(
+      outbox,
+      db.pool,
+      'sync',
+      Array.from({ length: 6 }, (_, n) => n),
+    );
+    outbox.start();
+    await log.waitFor('acked', 6);
+    assert.ok(
+      newOutbox.logger.messages('warn').some((m) => m.includes('row-lock batch ran past leaseTtlMs')),
+      'the batch stopped starting rows past its deadline',
+    );
+    assert.ok(
+      log.of('fetched').filter((e) => e.count > 0).length >= 2,
+      'the rows not started went back and came in a later batch',
+    );
+  });
+
   test('a handler running past leaseTtlMs: aborted, failed with HandlerTimeoutError (retry/DLQ); the rest of the batch goes back', async () => {
     const { outbox, log } = await migratedOutbox(newOutbox, db.pool, 'rl_slow');
     const reasons: unknown[] = [];

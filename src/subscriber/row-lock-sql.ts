@@ -1,6 +1,6 @@
 import type { SchemaNames } from '../schema/schema-names.js';
 import { type Statement, statement } from '../util/statement.js';
-import { CLAIMED_FIELDS, keyTurn, waitingRowsPushed } from './sql.js';
+import { CLAIMED_FIELDS, dlqMoveText, keyTurn, retryText } from './sql.js';
 
 /**
  * The statements of a `lease: 'row-lock'` subscription (architecture/row-lock-mode.md). They run
@@ -122,40 +122,8 @@ export function buildRowLockSql(names: SchemaNames): RowLockSql {
     claimOne: statement('rl_claim', claimOneText(t, paused)),
     claimMany: statement('rl_claim_many', claimManyText(t, paused)),
     ackBatch: statement('rl_ack', `DELETE FROM ${t} WHERE id = ANY($1::bigint[])`),
-    retry: statement(
-      'rl_retry',
-      `WITH retried AS (
-  UPDATE ${t} SET next_attempt_at = now() + $3::double precision * interval '1 millisecond',
-    attempts_count = attempts_count + 1,
-    deliveries_count = deliveries_count + 1,
-    first_attempt_at = COALESCE(first_attempt_at, $4::timestamptz),
-    last_attempt_at = $5::timestamptz,
-    last_exception_type = COALESCE($6::text, last_exception_type),
-    last_exception = COALESCE($7::text, last_exception),
-    acquired_token = NULL, acquired_at = NULL
-  WHERE id = $1::bigint AND ${TOKEN_SLOT}
-  RETURNING id, queue, ordering_key, next_attempt_at
-), ${waitingRowsPushed(t)}
-SELECT id FROM retried`,
-    ),
+    retry: statement('rl_retry', retryText(t, TOKEN_SLOT, true)),
     terminalDelete: statement('rl_terminal', `DELETE FROM ${t} WHERE id = $1::bigint AND ${TOKEN_SLOT}`),
-    dlqMove:
-      names.dlq === undefined
-        ? undefined
-        : statement(
-            'rl_dlq',
-            `WITH moved AS (
-  DELETE FROM ${t} WHERE id = $1::bigint AND ${TOKEN_SLOT}
-  RETURNING id, queue, payload, headers, created_at, first_attempt_at, last_attempt_at, attempts_count, deliveries_count, timer_id,
-    last_exception, last_exception_type, ordering_key
-)
-INSERT INTO ${names.dlq.sql} (original_id, queue, payload, headers, created_at, first_attempt_at, last_attempt_at,
-  attempts_count, deliveries_count, timer_id, failure_reason, last_exception, last_exception_type, ordering_key)
-SELECT id, queue, payload, headers, created_at, COALESCE(first_attempt_at, $5::timestamptz), COALESCE($6::timestamptz, last_attempt_at),
-  attempts_count + $7::int, deliveries_count + 1, timer_id, $3::text, COALESCE($4::text, last_exception),
-  COALESCE($8::text, last_exception_type), ordering_key
-FROM moved
-RETURNING original_id`,
-          ),
+    dlqMove: names.dlq === undefined ? undefined : statement('rl_dlq', dlqMoveText(t, names.dlq.sql, TOKEN_SLOT, true)),
   };
 }

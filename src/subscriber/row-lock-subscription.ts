@@ -4,7 +4,7 @@ import { errorMessage } from '../errors.js';
 import type { SchemaNames } from '../schema/schema-names.js';
 import { beforeDeadline } from '../util/deadline.js';
 import { Wakeup } from '../util/wakeup.js';
-import { errorPauseMs, idlePollDelayMs, pauseUnlessStopped } from './claim-pacing.js';
+import { type ClaimFailureReport, idlePollDelayMs, notStalled, pauseAfterFailure } from './claim-pacing.js';
 import { HandlerSlots } from './handler-slots.js';
 import type { Handler } from './message.js';
 import { RowLockBatch, type RowLockBatchDeps } from './row-lock-batch.js';
@@ -92,9 +92,7 @@ export class RowLockSubscription {
   /** As Subscription.alive: false when a loop died, claims kept failing, or a claim is stuck. */
   get alive(): boolean {
     if (this.#state !== 'running' || this.#loopFailed) return false;
-    const now = performance.now();
-    const stalled = (since: number | undefined): boolean => since !== undefined && now - since >= this.#deps.stallAfterMs;
-    return !stalled(this.#failingSince) && !this.#loops.some((loop) => stalled(loop.claimingSince));
+    return notStalled(this.#deps.stallAfterMs, this.#failingSince, this.#loops);
   }
 
   /** NOTIFY for this subscription's queues: the first loop claims; a full claim brings the others. */
@@ -121,6 +119,10 @@ export class RowLockSubscription {
         }),
       ),
     ).then(() => undefined);
+  }
+
+  get #failureReport(): ClaimFailureReport {
+    return { logger: this.#deps.logger, onClaimError: this.#deps.onClaimError, subscriber: this.options.name };
   }
 
   /** A method, not a field read, so TypeScript does not narrow the state across awaits. */
@@ -152,13 +154,7 @@ export class RowLockSubscription {
       } catch (error) {
         errors += 1;
         this.#failingSince ??= performance.now();
-        this.#deps.onClaimError(error);
-        const pauseMs = errorPauseMs(errors);
-        this.#deps.logger.error(
-          { subscriber: this.options.name, err: errorMessage(error), attempt: errors, pauseMs: Math.round(pauseMs) },
-          'row-lock batch failed; retrying after a pause',
-        );
-        await pauseUnlessStopped(loop.wakeup, pauseMs, () => this.#running());
+        await pauseAfterFailure(this.#failureReport, error, errors, 'row-lock batch failed', loop.wakeup, () => this.#running());
         continue;
       } finally {
         this.#batches.delete(batch);

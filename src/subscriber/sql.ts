@@ -183,7 +183,7 @@ function claimManyText(table: string, paused: string): string {
  * key's times never decrease in id order and its oldest row stays first in the walk. One pass over
  * the key's rows in <t>_key_idx per retry, none for an unkeyed row (the join finds nothing).
  */
-export const waitingRowsPushed = (t: string) => `pushed AS (
+const waitingRowsPushed = (t: string) => `pushed AS (
   UPDATE ${t} AS w SET next_attempt_at = r.next_attempt_at FROM retried AS r
   WHERE r.ordering_key IS NOT NULL AND w.queue = r.queue AND w.ordering_key = r.ordering_key AND w.id > r.id
     AND w.acquired_token IS NULL AND w.next_attempt_at < r.next_attempt_at
@@ -222,46 +222,54 @@ export function pairValues(
   return [`{${leases.map((l) => l.record.id).join(',')}}`, `{${leases.map((l) => l.token).join(',')}}`];
 }
 
+/** The fence of a lease's outcome write ($1 id, $2 token): the row is still this lease's. */
+const TOKEN_FENCE = 'acquired_token = $2::uuid';
+
+/**
+ * The retry write (see SubscriberSql.retry for its parameters), behind `fence` (a condition on
+ * $2). `countDelivery`: this run's delivery is counted here (a row-lock claim writes nothing; a
+ * lease claim already counted it). Shared with row-lock-sql.ts.
+ */
+export function retryText(t: string, fence: string, countDelivery: boolean): string {
+  return `WITH retried AS (
+  UPDATE ${t} SET next_attempt_at = now() + $3::double precision * interval '1 millisecond',
+    attempts_count = attempts_count + 1,${countDelivery ? '\n    deliveries_count = deliveries_count + 1,' : ''}
+    first_attempt_at = COALESCE(first_attempt_at, $4::timestamptz),
+    last_attempt_at = $5::timestamptz,
+    last_exception_type = COALESCE($6::text, last_exception_type),
+    last_exception = COALESCE($7::text, last_exception),
+    acquired_token = NULL, acquired_at = NULL
+  WHERE id = $1::bigint AND ${fence}
+  RETURNING id, queue, ordering_key, next_attempt_at
+), ${waitingRowsPushed(t)}
+SELECT id FROM retried`;
+}
+
+/** The DLQ move (SubscriberSql.dlqMove's parameters) behind `fence`; `countDelivery` as retryText. Shared with row-lock-sql.ts. */
+export function dlqMoveText(t: string, dlq: string, fence: string, countDelivery: boolean): string {
+  return `WITH moved AS (
+  DELETE FROM ${t} WHERE id = $1::bigint AND ${fence}
+  RETURNING id, queue, payload, headers, created_at, first_attempt_at, last_attempt_at, attempts_count, deliveries_count, timer_id,
+    last_exception, last_exception_type, ordering_key
+)
+INSERT INTO ${dlq} (original_id, queue, payload, headers, created_at, first_attempt_at, last_attempt_at,
+  attempts_count, deliveries_count, timer_id, failure_reason, last_exception, last_exception_type, ordering_key)
+SELECT id, queue, payload, headers, created_at, COALESCE(first_attempt_at, $5::timestamptz), COALESCE($6::timestamptz, last_attempt_at),
+  attempts_count + $7::int, deliveries_count${countDelivery ? ' + 1' : ''}, timer_id, $3::text, COALESCE($4::text, last_exception),
+  COALESCE($8::text, last_exception_type), ordering_key
+FROM moved
+RETURNING original_id`;
+}
+
 export function buildSubscriberSql(names: SchemaNames): SubscriberSql {
   const t = names.outbox.sql;
   return {
     claimOne: statement('claim', claimOneText(t, names.paused.sql)),
     claimMany: statement('claim_many', claimManyText(t, names.paused.sql)),
     ackBatch: statement('ack', `DELETE FROM ${t} AS t USING ${PAIRS} WHERE ${PAIRS_MATCH} RETURNING ${PAIRS_RETURNING}`),
-    retry: statement(
-      'retry',
-      `WITH retried AS (
-  UPDATE ${t} SET next_attempt_at = now() + $3::double precision * interval '1 millisecond',
-    attempts_count = attempts_count + 1,
-    first_attempt_at = COALESCE(first_attempt_at, $4::timestamptz),
-    last_attempt_at = $5::timestamptz,
-    last_exception_type = COALESCE($6::text, last_exception_type),
-    last_exception = COALESCE($7::text, last_exception),
-    acquired_token = NULL, acquired_at = NULL
-  WHERE id = $1::bigint AND acquired_token = $2::uuid
-  RETURNING id, queue, ordering_key, next_attempt_at
-), ${waitingRowsPushed(t)}
-SELECT id FROM retried`,
-    ),
-    terminalDelete: statement('terminal', `DELETE FROM ${t} WHERE id = $1::bigint AND acquired_token = $2::uuid`),
-    dlqMove:
-      names.dlq === undefined
-        ? undefined
-        : statement(
-            'dlq',
-            `WITH moved AS (
-  DELETE FROM ${t} WHERE id = $1::bigint AND acquired_token = $2::uuid
-  RETURNING id, queue, payload, headers, created_at, first_attempt_at, last_attempt_at, attempts_count, deliveries_count, timer_id,
-    last_exception, last_exception_type, ordering_key
-)
-INSERT INTO ${names.dlq.sql} (original_id, queue, payload, headers, created_at, first_attempt_at, last_attempt_at,
-  attempts_count, deliveries_count, timer_id, failure_reason, last_exception, last_exception_type, ordering_key)
-SELECT id, queue, payload, headers, created_at, COALESCE(first_attempt_at, $5::timestamptz), COALESCE($6::timestamptz, last_attempt_at),
-  attempts_count + $7::int, deliveries_count, timer_id, $3::text, COALESCE($4::text, last_exception),
-  COALESCE($8::text, last_exception_type), ordering_key
-FROM moved
-RETURNING original_id`,
-          ),
+    retry: statement('retry', retryText(t, TOKEN_FENCE, false)),
+    terminalDelete: statement('terminal', `DELETE FROM ${t} WHERE id = $1::bigint AND ${TOKEN_FENCE}`),
+    dlqMove: names.dlq === undefined ? undefined : statement('dlq', dlqMoveText(t, names.dlq.sql, TOKEN_FENCE, false)),
     renewLeases: statement(
       'renew',
       `UPDATE ${t} AS t SET acquired_at = now() FROM ${PAIRS} WHERE ${PAIRS_MATCH} RETURNING ${PAIRS_RETURNING}`,

@@ -10,7 +10,7 @@ import { beforeDeadline } from '../util/deadline.js';
 import type { Logger } from '../util/logger.js';
 import type { StatementRunner } from '../util/statement-runner.js';
 import { Wakeup } from '../util/wakeup.js';
-import { errorPauseMs, idlePollDelayMs, pauseUnlessStopped } from './claim-pacing.js';
+import { type ClaimFailureReport, idlePollDelayMs, notStalled, pauseAfterFailure } from './claim-pacing.js';
 import { deliver, type DeliverDeps } from './deliver.js';
 import { DeliverySignal } from './delivery-signal.js';
 import { DeliveryTransaction } from './delivery-transaction.js';
@@ -189,9 +189,7 @@ export class Subscription {
    */
   get alive(): boolean {
     if (this.#state !== 'running' || this.#loopFailed) return false;
-    const now = performance.now();
-    const stalled = (since: number | undefined): boolean => since !== undefined && now - since >= this.#deps.stallAfterMs;
-    return !stalled(this.#failingSince) && !this.#claimers.some((c) => stalled(c.claimingSince));
+    return notStalled(this.#deps.stallAfterMs, this.#failingSince, this.#claimers);
   }
 
   /** Called by the NOTIFY listener for this subscription's queues. */
@@ -224,6 +222,10 @@ export class Subscription {
         });
       }, this.options.leaseRenewIntervalMs);
     }
+  }
+
+  get #failureReport(): ClaimFailureReport {
+    return { logger: this.#deps.logger, onClaimError: this.#deps.onClaimError, subscriber: this.options.name };
   }
 
   /** A method, not a field read, so TypeScript does not narrow the state across awaits. */
@@ -288,13 +290,7 @@ export class Subscription {
       } catch (error) {
         errors += 1;
         this.#failingSince ??= performance.now();
-        this.#deps.onClaimError(error);
-        const pauseMs = errorPauseMs(errors);
-        this.#deps.logger.error(
-          { subscriber: this.options.name, err: errorMessage(error), attempt: errors, pauseMs: Math.round(pauseMs) },
-          'claim failed; retrying after a pause',
-        );
-        await pauseUnlessStopped(claimer.wakeup, pauseMs, () => this.#running());
+        await pauseAfterFailure(this.#failureReport, error, errors, 'claim failed', claimer.wakeup, () => this.#running());
         continue;
       } finally {
         this.#reserved -= limit;

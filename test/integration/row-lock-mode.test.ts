@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { describe, test } from 'node:test';
 
@@ -8,6 +7,7 @@ import pg from 'pg';
 import { ConstantRetry, HandlerTimeoutError, InvalidOptionError, NoRetry } from '../../src/index.js';
 import { resolveSubscribeOptions, rowLockLoops, rowLockPoolWarning } from '../../src/subscriber/subscription-options.js';
 import { useTestDatabase } from '../support/database.js';
+import { killFixtureWhenReady } from '../support/kill-fixture.js';
 import { outboxFactory } from '../support/outboxes.js';
 import { publishCommitted, remaining } from '../support/publish.js';
 import { FAST_POLL, migratedOutbox } from '../support/subscriber-setup.js';
@@ -255,17 +255,7 @@ describe("lease: 'row-lock' failures lose nothing", () => {
       'rl_crash',
       Array.from({ length: 200 }, (_, i) => i),
     );
-    const child = spawn(process.execPath, ['--import', 'tsx', 'test/fixtures/row-lock-child.fixture.ts', db.url], {
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
-    const exited = new Promise((resolve) => child.on('exit', resolve));
-    await new Promise<void>((resolve) =>
-      child.stdout.on('data', () => {
-        resolve();
-      }),
-    );
-    child.kill('SIGKILL');
-    await exited;
+    await killFixtureWhenReady('test/fixtures/row-lock-child.fixture.ts', [db.url]);
     const byChild = await db.pool.query<{ id: string }>('SELECT id::text FROM handled WHERE by_child');
     assert.ok(byChild.rows.length >= 5, 'the child ran handlers before it died');
     outbox.subscribe(

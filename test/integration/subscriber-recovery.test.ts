@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { describe, test } from 'node:test';
 
 import pg from 'pg';
@@ -8,6 +7,7 @@ import { startEmbeddedPostgres } from '../../src/embedded/index.js';
 import { Outbox } from '../../src/index.js';
 import { useTestDatabase } from '../support/database.js';
 import { EventLog } from '../support/events.js';
+import { killFixtureWhenReady } from '../support/kill-fixture.js';
 import { outboxFactory } from '../support/outboxes.js';
 import { publishCommitted, remaining } from '../support/publish.js';
 import { FAST_POLL, migratedOutbox } from '../support/subscriber-setup.js';
@@ -28,17 +28,7 @@ describe('crashes and database failures lose nothing (DESIGN invariant 3)', () =
       Array.from({ length: 200 }, (_, i) => i),
     );
 
-    const child = spawn(process.execPath, ['--import', 'tsx', 'test/fixtures/subscriber-child.fixture.ts', db.url, '1000'], {
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
-    const exited = new Promise((resolve) => child.on('exit', resolve));
-    await new Promise<void>((resolve) =>
-      child.stdout.on('data', () => {
-        resolve();
-      }),
-    );
-    child.kill('SIGKILL');
-    await exited;
+    await killFixtureWhenReady('test/fixtures/subscriber-child.fixture.ts', [db.url, '1000']);
     const leasedAtCrash = await db.pool.query<{ n: string }>(
       'SELECT count(*) AS n FROM crash_outbox WHERE acquired_token IS NOT NULL',
     );

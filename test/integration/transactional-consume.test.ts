@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { after, before, describe, test } from 'node:test';
 
 import { context, propagation, trace } from '@opentelemetry/api';
@@ -24,6 +23,7 @@ import {
 import { tracingMiddleware } from '../../src/opentelemetry/index.js';
 import { ClaimDelayPool } from '../support/claim-delay-pool.js';
 import { useTestDatabase } from '../support/database.js';
+import { killFixtureWhenReady } from '../support/kill-fixture.js';
 import { outboxFactory } from '../support/outboxes.js';
 import { publishCommitted, remaining } from '../support/publish.js';
 import { FAST_POLL, migratedOutbox } from '../support/subscriber-setup.js';
@@ -169,19 +169,7 @@ describe('transactional consume', () => {
     const { outbox, log } = await migratedOutbox(newOutbox, db.pool, table);
     const [id] = await publishCommitted(outbox, db.pool, 'tc.work', [{ n: 1 }]);
     const leaseTtlMs = 1000;
-    const child = spawn(
-      process.execPath,
-      ['--import', 'tsx', 'test/fixtures/transactional-child.fixture.ts', db.url, table, side, String(leaseTtlMs), mode],
-      { stdio: ['ignore', 'pipe', 'inherit'] },
-    );
-    const exited = new Promise((resolve) => child.on('exit', resolve));
-    await new Promise<void>((resolve) =>
-      child.stdout.on('data', () => {
-        resolve();
-      }),
-    );
-    child.kill('SIGKILL');
-    await exited;
+    await killFixtureWhenReady('test/fixtures/transactional-child.fixture.ts', [db.url, table, side, String(leaseTtlMs), mode]);
     // The server rolls back a transaction whose connection closed: wait until no session of it is left.
     await waitFor(
       async () =>

@@ -100,6 +100,36 @@ for (const mode of ['token', 'row-lock'] as const) {
       });
     });
 
+    test('on a never-analyzed table, the generic and the custom plan both lock about the limit and scan no table', async () => {
+      const table = `cm_plans_${mode.replace('-', '_')}`;
+      await migratedOutbox(newOutbox, db.pool, table, { dlqTable: false });
+      // Never analyzed: no autoanalyze may run behind the test's back.
+      await db.pool.query(`ALTER TABLE ${table} SET (autovacuum_enabled = off)`);
+      await load(table, QUEUES, ROWS_PER_QUEUE);
+      const claim = claimMany(table, mode, queueList(QUEUES));
+      const types = mode === 'token' ? 'text[], double precision, int, uuid, bigint[]' : 'text[], double precision, int';
+      for (const planMode of ['custom', 'generic'] as const) {
+        await inOpenTransaction(async (client) => {
+          await client.query(`SET LOCAL plan_cache_mode = force_${planMode}_plan`);
+          await client.query(`PREPARE cm_claim(${types}) AS ${claim.text}`);
+          const args = [`'{${queueList(QUEUES).join(',')}}'`, LEASE_TTL_MS, LIMIT];
+          if (mode === 'token') args.push(`'${randomUUID()}'`, `'{}'`);
+          let plan: string;
+          try {
+            const { rows } = await client.query<{ 'QUERY PLAN': string }>(
+              `EXPLAIN (ANALYZE, COSTS OFF) EXECUTE cm_claim(${args.join(', ')})`,
+            );
+            plan = rows.map((r) => r['QUERY PLAN']).join('\n');
+          } finally {
+            await client.query('DEALLOCATE cm_claim');
+          }
+          assert.doesNotMatch(plan, new RegExp(`Seq Scan on ${table}\\b`), `${planMode} plan scans the table:\n${plan}`);
+          const locked = await lockedByOthers(table);
+          assert.ok(locked >= LIMIT && locked <= 2 * LIMIT, `${planMode} plan: ${locked} rows locked to claim ${LIMIT}`);
+        });
+      }
+    });
+
     test('a concurrent claim is not starved by the first one’s locks, takes other rows, and locks about its limit too', async () => {
       const table = `cm_concurrent_${mode.replace('-', '_')}`;
       await migratedOutbox(newOutbox, db.pool, table, { dlqTable: false });

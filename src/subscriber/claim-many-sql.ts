@@ -1,6 +1,7 @@
 /**
- * The candidate pick of a claim over several queues ($1 text[], $3 limit), for one partial index
- * (the ready or the expired-lease branch), shared by both lease modes (sql.ts, row-lock-sql.ts).
+ * The candidate pick of a claim over several queues ($1 text[], $3 limit), shared by both lease
+ * modes (sql.ts, row-lock-sql.ts): claimManyCtes for the ready branch, claimManyLazyCte for the
+ * expired-lease branch.
  *
  * Why not one locking walk per queue, merged (the statement before issue 18): each walk locked up
  * to $3 rows before the merge kept the oldest $3, so a claim locked queues × $3 rows (at 1,000
@@ -8,7 +9,7 @@
  * locked rows stay about $3 whatever the queue count, in three steps:
  *
  * 1. Heads, unlocked: per listed queue that is not paused, its first row in the branch's index order
- *    (one index probe). Q' = the queues that have one.
+ *    (one index probe). Q' = the queues that have one. This is what still grows with the queues.
  * 2. Cutoff, unlocked: with n = ceil($3 / Q'), each of those queues' n-th row (its last if it has
  *    fewer; for n = 1 the head itself), and how many rows it holds up to there. In key order, the
  *    first of these points where the running count reaches $3 is the cutoff: at least $3 rows
@@ -18,17 +19,18 @@
  *    (ordered, FOR UPDATE SKIP LOCKED, at most $3), stopped at the cutoff by an index condition,
  *    then merged and cut to the oldest $3. With evenly mixed queues it locks about $3 rows; a queue
  *    with few, widely spread rows can push the cutoff later (then more rows of the other queues are
- *    locked and dropped, never more than the old statement locked).
+ *    locked and dropped, never more per queue than the old statement locked).
  * Step 3 can come up short: the rows before the cutoff are locked by a concurrent claim (a
- * subscription pipelines two), or a queue had fewer than n rows. Then two fill passes, each run only
- * if the one before came up short (Append is lazy under the outer LIMIT), each visiting the queues
- * in head order and stopping as soon as the claim is full, so each locks only what it keeps: first
- * up to n rows per queue, then up to what is missing. The fill passes trade exact age order for
- * that bound (a claim that collided takes each queue's next n rows, oldest queue first).
+ * subscription pipelines two), or queues had fewer than n rows. Then one fill pass, run only if
+ * step 3 came up short (Append is lazy under the outer LIMIT): the queues in head order, up to n
+ * more rows each, stopped as soon as the claim is full, so it locks only what it keeps. It trades
+ * exact age order for that bound (a claim that collided takes each queue's next n rows, oldest
+ * queue first). If it too comes up short (queues of very unequal length), the claim returns fewer
+ * rows than asked and the next claim goes on.
  *
  * Order across queues: the oldest-first merge of step 3 holds within the rows before the cutoff, so
  * a full first pass is exactly the oldest $3 rows (less the rows others hold locked, as SKIP LOCKED
- * always meant); a queue with old rows is visited first in every pass and never waits behind a
+ * always meant); a queue with old rows is visited first in both passes and never waits behind a
  * busy one. Per queue the walk is the single-queue one: FIFO by the index order, per-key order by
  * `where`.
  */

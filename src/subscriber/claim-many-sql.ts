@@ -9,7 +9,8 @@
  * locked rows stay about $3 whatever the queue count, in three steps:
  *
  * 1. Heads, unlocked: per listed queue that is not paused, its first row in the branch's index order
- *    (one index probe). Q' = the queues that have one. This is what still grows with the queues.
+ *    (one index probe; `filter` is left to the locking walks). Q' = the queues that have one. This
+ *    is what still grows with the queues.
  * 2. Cutoff, unlocked: with n = ceil($3 / Q'), each of those queues' n-th row (its last if it has
  *    fewer; for n = 1 the head itself), and how many rows it holds up to there. In key order, the
  *    first of these points where the running count reaches $3 is the cutoff: at least $3 rows
@@ -41,8 +42,15 @@ export interface QueueWalk {
   readonly name: string;
   readonly table: string;
   readonly paused: string;
-  /** The predicate of a row `o` of queue `queue` (an SQL expression), but for `due`. */
+  /** The index's predicate for a row `o` of queue `queue` (an SQL expression), but for `due`. */
   readonly where: (queue: string) => string;
+  /**
+   * A further test of `o` in the locking walks only ('' for none): the ready branch's keyTurn. The
+   * unlocked probes leave it out (a probe that stays in the index is cheaper to plan and to run); a
+   * keyed row waiting for its turn can then be a head or count towards the cutoff, and the locking
+   * walk skips it: the claim may take fewer rows before the cutoff and the fill pass more.
+   */
+  readonly filter: string;
   /**
    * The index's upper bound on the first order key (the row is due, the lease expired). The first
    * pass replaces it by the cutoff, which implies it: with both, the B-tree cannot end the scan at
@@ -65,7 +73,7 @@ function parts(walk: QueueWalk) {
   const order = `ORDER BY ${list('o')}`;
   /** The locking single-queue walk of `queue` under `bound` (an upper bound on the keys), at most `limit` rows. */
   const lockingWalk = (queue: string, bound: string, limit: string) => `SELECT ${cols.join(', ')} FROM ${walk.table} AS o
-    WHERE ${walk.where(queue)} AND ${bound}
+    WHERE ${walk.where(queue)}${walk.filter === '' ? '' : ` AND ${walk.filter}`} AND ${bound}
     ${order}
     LIMIT ${limit}
     FOR UPDATE SKIP LOCKED`;

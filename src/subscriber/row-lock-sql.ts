@@ -1,6 +1,7 @@
 import type { SchemaNames } from '../schema/schema-names.js';
 import { type Statement, statement } from '../util/statement.js';
-import { CLAIMED_FIELDS, dlqMoveText, keyTurn, retryText } from './sql.js';
+import { claimManyCtes, claimManyLazyCte } from './claim-many-sql.js';
+import { CLAIMED_FIELDS, dlqMoveText, expiredWalk, keyTurn, readyWalk, retryText } from './sql.js';
 
 /**
  * The statements of a `lease: 'row-lock'` subscription (architecture/row-lock-mode.md). They run
@@ -72,36 +73,13 @@ SELECT id::text AS id, ${RETURNED} FROM expired
 LIMIT $3`;
 }
 
-/** Several queues ($1 text[]): per queue a bounded, locking index walk, as sql.ts claimManyText explains. */
+/**
+ * Several queues ($1 text[]): the candidate pick of sql.ts's claimMany (claim-many-sql.ts: about $3
+ * rows locked whatever the queue count), each walk returning the row itself.
+ */
 function claimManyText(table: string, paused: string): string {
-  const notPaused = `WHERE NOT EXISTS (SELECT 1 FROM ${paused} AS p WHERE p.queue = q.queue)`;
-  return `WITH ready AS (
-  SELECT c.* FROM unnest($1::text[]) AS q(queue)
-  CROSS JOIN LATERAL (
-    SELECT o.id, o.next_attempt_at, ${prefixed('o')} FROM ${table} AS o
-    WHERE o.acquired_token IS NULL AND o.queue = q.queue AND o.next_attempt_at <= now()
-      AND ${keyTurn(table, 'o')}
-    ORDER BY o.next_attempt_at, o.id
-    LIMIT $3
-    FOR UPDATE SKIP LOCKED
-  ) AS c
-  ${notPaused}
-  ORDER BY c.next_attempt_at, c.id
-  LIMIT $3
-), expired AS (
-  SELECT c.* FROM unnest($1::text[]) AS q(queue)
-  CROSS JOIN LATERAL (
-    SELECT o.id, o.acquired_at, ${prefixed('o')} FROM ${table} AS o
-    WHERE o.acquired_token IS NOT NULL AND o.queue = q.queue
-      AND o.acquired_at < now() - $2::double precision * interval '1 millisecond'
-    ORDER BY o.acquired_at
-    LIMIT $3
-    FOR UPDATE SKIP LOCKED
-  ) AS c
-  ${notPaused}
-  ORDER BY c.acquired_at
-  LIMIT $3
-)
+  const fields = prefixed('o');
+  return `WITH ${claimManyCtes(readyWalk(table, paused, fields))}, ${claimManyLazyCte(expiredWalk(table, paused, fields, false))}
 SELECT id::text AS id, ${RETURNED} FROM ready
 UNION ALL
 SELECT id::text AS id, ${RETURNED} FROM expired

@@ -1,5 +1,6 @@
 import type { SchemaNames } from '../schema/schema-names.js';
 import { type Statement, statement } from '../util/statement.js';
+import { claimManyCtes, claimManyLazyCte, type QueueWalk } from './claim-many-sql.js';
 
 /**
  * Subscriber statements, built once per Outbox. Every write that ends or reschedules a row filters
@@ -12,7 +13,7 @@ export interface SubscriberSql {
    * usually empty): never re-claimed by it through the expired branch. See claimText.
    */
   readonly claimOne: Statement;
-  /** As claimOne with $1 = queues (text[]): each queue's index walk is bounded by the limit before the merge. See claimManyText. */
+  /** As claimOne with $1 = queues (text[]): locks about $3 rows whatever the queue count. See claim-many-sql.ts. */
   readonly claimMany: Statement;
   /** $1 ids (bigint[]), $2 tokens (uuid[]). Returns the (id, token) pairs deleted; the others lost their lease. PK lookups. */
   readonly ackBatch: Statement;
@@ -84,7 +85,7 @@ const ASYNC_COMMIT = `(SELECT set_config('synchronous_commit', 'off', true)) = '
  * lookup whatever the table statistics say (a join could be planned as a scan of the whole table).
  *   ready:   <t>_ready_idx (queue, next_attempt_at, id) WHERE acquired_token IS NULL
  *   expired: <t>_lease_idx (queue, acquired_at) WHERE acquired_token IS NOT NULL
- * `ready` and `expired` are the branch bodies; `claimText` assembles them with the UPDATE.
+ * `branches` defines the CTEs `ready` and `expired`; `claimText` assembles them with the UPDATE.
  * A paused queue (a row in <t>_paused, pause()) is claimed by neither branch: for one queue the
  * check does not depend on the row, so Postgres runs it once per statement (a one-time filter, one
  * primary-key probe); for several it drops the paused queues before their index walks. Every
@@ -97,12 +98,8 @@ const ASYNC_COMMIT = `(SELECT set_config('synchronous_commit', 'off', true)) = '
  * a competitor that could run it now); a competitor may take it, and the slow run's outcome is then
  * fenced off. With no competitor the slow run's outcome still lands under its first token.
  */
-function claimText(table: string, ready: string, expired: string): string {
-  return `WITH ready AS (
-${ready}
-), expired AS (
-${expired}
-), picked AS (
+function claimText(table: string, branches: string): string {
+  return `WITH ${branches}, picked AS (
   SELECT id FROM ready UNION ALL SELECT id FROM expired LIMIT $3
 ), claimed AS (
   UPDATE ${table} AS t SET acquired_token = $4::uuid, acquired_at = now(), deliveries_count = t.deliveries_count + 1
@@ -117,61 +114,65 @@ function claimOneText(table: string, paused: string): string {
   const notPaused = `NOT EXISTS (SELECT 1 FROM ${paused} WHERE queue = $1::text)`;
   return claimText(
     table,
-    `  SELECT o.id FROM ${table} AS o
+    `ready AS (
+  SELECT o.id FROM ${table} AS o
   WHERE o.acquired_token IS NULL AND o.queue = $1::text AND o.next_attempt_at <= now() AND ${notPaused}
     AND ${keyTurn(table, 'o')}
   ORDER BY o.next_attempt_at, o.id
   LIMIT $3
-  FOR UPDATE SKIP LOCKED`,
-    `  SELECT id FROM ${table}
+  FOR UPDATE SKIP LOCKED
+), expired AS (
+  SELECT id FROM ${table}
   WHERE acquired_token IS NOT NULL AND queue = $1::text AND acquired_at < now() - $2::double precision * interval '1 millisecond'
     AND id <> ALL($5::bigint[]) AND ${notPaused}
   ORDER BY acquired_at
   LIMIT $3
-  FOR UPDATE SKIP LOCKED`,
+  FOR UPDATE SKIP LOCKED
+)`,
   );
 }
 
 /**
- * Several queues ($1 text[]). `queue = ANY($1)` cannot use the index order (it is per queue), and
- * FOR UPDATE puts LockRows between the LIMIT and the Sort, so that spelling reads and sorts every
- * ready row of the listed queues on each fetch. Instead, per queue (LATERAL over unnest($1)), the
- * single-queue branch: an ordered index walk that locks with SKIP LOCKED and stops at $3 rows. The
- * merge then sorts at most (queues × $3) rows and keeps the oldest $3. Locking stays in the
- * per-queue scan, so concurrent claims skip each other's rows and the lock re-checks the index
- * predicate (a row re-claimed meanwhile is not taken twice). The candidates cut by the outer LIMIT
- * stay locked until the statement ends, a few milliseconds: a concurrent claim skips them.
+ * Several queues ($1 text[]): per branch, claim-many-sql.ts picks the candidates (unlocked head
+ * probes, a cutoff, then per queue the single-queue locking walk up to the cutoff), so a claim
+ * locks about $3 rows whatever the queue count (issue 18). The expired branch skips $5 as claimOne's.
  */
 function claimManyText(table: string, paused: string): string {
-  const notPaused = `WHERE NOT EXISTS (SELECT 1 FROM ${paused} AS p WHERE p.queue = q.queue)`;
   return claimText(
     table,
-    `  SELECT c.id FROM unnest($1::text[]) AS q(queue)
-  CROSS JOIN LATERAL (
-    SELECT o.id, o.next_attempt_at FROM ${table} AS o
-    WHERE o.acquired_token IS NULL AND o.queue = q.queue AND o.next_attempt_at <= now()
-      AND ${keyTurn(table, 'o')}
-    ORDER BY o.next_attempt_at, o.id
-    LIMIT $3
-    FOR UPDATE SKIP LOCKED
-  ) AS c
-  ${notPaused}
-  ORDER BY c.next_attempt_at, c.id
-  LIMIT $3`,
-    `  SELECT c.id FROM unnest($1::text[]) AS q(queue)
-  CROSS JOIN LATERAL (
-    SELECT o.id, o.acquired_at FROM ${table} AS o
-    WHERE o.acquired_token IS NOT NULL AND o.queue = q.queue
-      AND o.acquired_at < now() - $2::double precision * interval '1 millisecond'
-      AND o.id <> ALL($5::bigint[])
-    ORDER BY o.acquired_at
-    LIMIT $3
-    FOR UPDATE SKIP LOCKED
-  ) AS c
-  ${notPaused}
-  ORDER BY c.acquired_at
-  LIMIT $3`,
+    `${claimManyCtes(readyWalk(table, paused, ''))}, ${claimManyLazyCte(expiredWalk(table, paused, '', true))}`,
   );
+}
+
+/** The ready branch's per-queue walk (<t>_ready_idx, per-key order), for claimManyCtes. Shared with row-lock-sql.ts. */
+export function readyWalk(table: string, paused: string, fields: string): QueueWalk {
+  return {
+    name: 'ready',
+    table,
+    paused,
+    where: (queue) => `o.acquired_token IS NULL AND o.queue = ${queue}`,
+    filter: keyTurn(table, 'o'),
+    due: 'o.next_attempt_at <= now()',
+    keys: ['next_attempt_at', 'id'],
+    fields,
+  };
+}
+
+/**
+ * The expired-lease branch's per-queue walk (<t>_lease_idx). `skipRunning`: leave out $5, the ids
+ * this subscription still runs (lease mode; a row-lock claim binds no $5). Shared with row-lock-sql.ts.
+ */
+export function expiredWalk(table: string, paused: string, fields: string, skipRunning: boolean): QueueWalk {
+  return {
+    name: 'expired',
+    table,
+    paused,
+    where: (queue) => `o.acquired_token IS NOT NULL AND o.queue = ${queue}${skipRunning ? ' AND o.id <> ALL($5::bigint[])' : ''}`,
+    filter: '',
+    due: `o.acquired_at < now() - $2::double precision * interval '1 millisecond'`,
+    keys: ['acquired_at'],
+    fields,
+  };
 }
 
 /**

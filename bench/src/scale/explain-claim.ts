@@ -3,7 +3,8 @@
  * the claim statement the subscription runs, over the same backlog as b (`rows` spread evenly over
  * N queues), for N = 1, 10, 100, 1000. Each EXPLAIN runs in a transaction rolled back (it executes
  * the UPDATE). Prints, per N: execution time, buffers touched, and the rows the locking scans
- * locked (each queue's LATERAL walk locks up to fetchBatchSize rows; the outer LIMIT keeps 100).
+ * locked (rows × loops of the LockRows nodes: about fetchBatchSize since the issue-18 rework; before
+ * it, each queue's walk locked up to fetchBatchSize rows and the outer LIMIT kept 100).
  *
  *   node --import tsx bench/src/scale/explain-claim.ts [rows=20000]
  */

@@ -91,7 +91,8 @@ export async function loadRawBacklog(url: string, rows: number): Promise<number>
 
 /** The claim statement of each system, as pg_stat_statements normalises it. */
 export const CLAIM_PATTERNS = {
-  txoutbox: 'WITH ready AS (%',
+  // claimOne starts `WITH ready AS (`, claimMany `WITH ready_heads AS (` (claim-many-sql.ts).
+  txoutbox: 'WITH ready%',
   raw: 'SELECT id, payload FROM raw_q%',
 } as const;
 

@@ -8,6 +8,7 @@ import type { ThroughputTally } from '../queues/throughput-tally.js';
 import type { Logger } from '../util/logger.js';
 import type { StatementRunner } from '../util/statement-runner.js';
 import type { AckEntry } from './acker.js';
+import { type ClaimedRowTexts, decodeClaimedRow } from './claimed-row.js';
 import { deliver, type DeliverDeps } from './deliver.js';
 import { DeliverySignal } from './delivery-signal.js';
 import type { HandlerSlots } from './handler-slots.js';
@@ -144,10 +145,14 @@ export class RowLockBatch {
       // BEGIN and the claim leave together: one await, and the claim waits for BEGIN on the wire.
       const [, result] = await Promise.all([
         client.query(db.bounded(BEGIN)),
-        db.runOn<ClaimedRecord>(client, single ? sql.claimOne : sql.claimMany, [single ? queues[0] : queues, leaseTtlMs, limit]),
+        db.runOn<ClaimedRowTexts>(client, single ? sql.claimOne : sql.claimMany, [
+          single ? queues[0] : queues,
+          leaseTtlMs,
+          limit,
+        ]),
       ]);
       claimed();
-      rows = result.rows;
+      rows = result.rows.map(decodeClaimedRow);
       this.#emitFetched(rows);
       if (rows.length > 0) await this.#runAll(rows);
       await this.#commit();

@@ -11,12 +11,13 @@ import type { Logger } from '../util/logger.js';
 import type { StatementRunner } from '../util/statement-runner.js';
 import { Wakeup } from '../util/wakeup.js';
 import { type ClaimFailureReport, idlePollDelayMs, notStalled, pauseAfterFailure } from './claim-pacing.js';
+import { type ClaimedRowTexts, decodeClaimedRow } from './claimed-row.js';
 import { deliver, type DeliverDeps } from './deliver.js';
 import { DeliverySignal } from './delivery-signal.js';
 import { DeliveryTransaction } from './delivery-transaction.js';
 import type { PublishFollowUp } from './follow-up.js';
 import type { Lease } from './lease.js';
-import type { ClaimedRecord, Handler } from './message.js';
+import type { Handler } from './message.js';
 import { OutcomeWriter } from './outcome-writer.js';
 import type { RenderError } from './render-error.js';
 import { type MatchedPair, pairKey, pairValues, type SubscriberSql } from './sql.js';
@@ -322,9 +323,9 @@ export class Subscription {
     const single = queues.length === 1;
     const statement = single ? this.#deps.sql.claimOne : this.#deps.sql.claimMany;
     const values = [single ? queues[0] : queues, leaseTtlMs, limit, token, this.#runningPastHalfLease()];
-    const result = await this.#deps.db.run<ClaimedRecord>(statement, values);
+    const result = await this.#deps.db.run<ClaimedRowTexts>(statement, values);
     const leasedAt = performance.now();
-    return result.rows.map((record) => ({ record, token, leasedAt }));
+    return result.rows.map((row) => ({ record: decodeClaimedRow(row), token, leasedAt }));
   }
 
   /**

@@ -229,7 +229,10 @@ export class RowLockBatch {
         resolve();
       };
       this.#running.set(lease, { signal, decide });
-      void deliver(lease, signal, this.#isClosed, this.#deliverDeps).then(decide);
+      // deliver() returns undefined when the delivery already ended (a synchronous handler's ack).
+      const running = deliver(lease, signal, this.#isClosed, this.#deliverDeps);
+      if (running === undefined) decide();
+      else void running.then(decide);
     });
   }
 

@@ -112,6 +112,8 @@ export class Subscription {
    */
   readonly #inFlight = new Map<Lease, DeliverySignal>();
   #state: 'new' | 'running' | 'stopping' | 'stopped' = 'new';
+  /** #pump is running (it is not re-entered). */
+  #pumping = false;
   #loop: Promise<void> | undefined;
   #loopFailed = false;
   #abandoned = false;
@@ -351,15 +353,25 @@ export class Subscription {
     }
   }
 
-  /** Starts buffered rows while slots are free; releases the stale ones it meets (see the class comment). */
+  /**
+   * Starts buffered rows while slots are free; releases the stale ones it meets (see the class
+   * comment). Not re-entered: a delivery that ends synchronously (#run) frees its slot inside this
+   * loop, which then takes the next row itself, instead of a nested pump per row.
+   */
   #pump(): void {
+    if (this.#pumping) return;
+    this.#pumping = true;
     let stale: Lease[] | undefined;
     const now = performance.now();
-    while (this.#inFlight.size < this.options.concurrency && this.#running()) {
-      const lease = this.#buffer.shift();
-      if (lease === undefined) break;
-      if (this.#isStale(lease, now)) (stale ??= []).push(lease);
-      else void this.#run(lease);
+    try {
+      while (this.#inFlight.size < this.options.concurrency && this.#running()) {
+        const lease = this.#buffer.shift();
+        if (lease === undefined) break;
+        if (this.#isStale(lease, now)) (stale ??= []).push(lease);
+        else this.#run(lease);
+      }
+    } finally {
+      this.#pumping = false;
     }
     if (stale !== undefined) this.#releaseUnstarted(stale);
   }
@@ -468,22 +480,46 @@ export class Subscription {
     this.#giveBack(paused);
   }
 
-  /** One slot's delivery, then the slot is free again. */
-  async #run(lease: Lease): Promise<void> {
+  /**
+   * One slot's delivery, then the slot is free again: at once when deliver() ended it
+   * synchronously (a synchronous handler's ack), or when its promise settles.
+   */
+  #run(lease: Lease): void {
     const signal = new DeliverySignal();
     this.#inFlight.set(lease, signal);
+    let running: Promise<void> | undefined;
     try {
-      await deliver(lease, signal, this.#isAbandoned, this.#deliverDeps);
+      running = deliver(lease, signal, this.#isAbandoned, this.#deliverDeps);
     } catch (error) {
-      this.#deps.logger.error({ subscriber: this.options.name, err: errorMessage(error) }, 'delivery failed unexpectedly');
-    } finally {
-      this.#inFlight.delete(lease);
-      if (this.#inFlight.size === 0) for (const resolve of this.#idleWaiters.splice(0)) resolve();
-      this.#pump();
-      // This slot found nothing to take while a claim is on its way: the handlers outran it.
-      if (this.#buffer.length === 0 && this.#reserved > 0) this.#starvations += 1;
-      this.#nudgeClaimers();
+      this.#deliveryFailed(error);
     }
+    if (running === undefined) {
+      this.#finished(lease);
+      return;
+    }
+    running.then(
+      () => {
+        this.#finished(lease);
+      },
+      (error: unknown) => {
+        this.#deliveryFailed(error);
+        this.#finished(lease);
+      },
+    );
+  }
+
+  #deliveryFailed(error: unknown): void {
+    this.#deps.logger.error({ subscriber: this.options.name, err: errorMessage(error) }, 'delivery failed unexpectedly');
+  }
+
+  /** A delivery ended: its slot takes the next buffered row (#pump), and the claim loops hear of the free capacity. */
+  #finished(lease: Lease): void {
+    this.#inFlight.delete(lease);
+    if (this.#inFlight.size === 0) for (const resolve of this.#idleWaiters.splice(0)) resolve();
+    this.#pump();
+    // This slot found nothing to take while a claim is on its way: the handlers outran it.
+    if (this.#buffer.length === 0 && this.#reserved > 0) this.#starvations += 1;
+    this.#nudgeClaimers();
   }
 
   readonly #isAbandoned = (): boolean => this.#abandoned;

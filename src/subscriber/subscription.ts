@@ -347,9 +347,12 @@ export class Subscription {
   }
 
   #emitFetched(claimed: readonly Lease[]): void {
-    for (const queue of this.options.queues) {
-      const count = claimed.filter((lease) => lease.record.queue === queue).length;
-      this.#deps.emit?.({ type: 'fetched', queue, subscriber: this.options.name, count });
+    const { emit } = this.#deps;
+    if (emit === undefined) return;
+    const { queues, name } = this.options;
+    for (const queue of queues) {
+      const count = queues.length === 1 ? claimed.length : claimed.filter((lease) => lease.record.queue === queue).length;
+      emit({ type: 'fetched', queue, subscriber: name, count });
     }
   }
 

@@ -67,8 +67,9 @@ const epochMs = (column: string): string => `(extract(epoch FROM ${column}) * 10
  * session's bytea_output either.
  */
 export function claimedColumns(deliveriesCount: string): string {
-  return `queue, encode(payload, 'hex'), headers::text, ${epochMs('created_at')}, ${deliveriesCount}, attempts_count,
-  ${epochMs('first_attempt_at')}, timer_id, last_exception_type, ordering_key`;
+  return `queue, encode(payload, 'hex') AS payload, headers::text AS headers, ${epochMs('created_at')} AS created_at,
+  ${deliveriesCount} AS deliveries_count, attempts_count, ${epochMs('first_attempt_at')} AS first_attempt_at, timer_id,
+  last_exception_type, ordering_key`;
 }
 
 /**

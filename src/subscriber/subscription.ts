@@ -81,7 +81,8 @@ const NONE_RUNNING = '{}';
  *
  * Pipelined claims: while a backlog lasts, a second claim loop overlaps the first. It engages when
  * a claim came back full and the handlers ran out of buffered rows while it was in flight (they
- * outrun one claim at a time: a fast drain), and stands down at the first claim that is not full.
+ * outrun one claim at a time: a fast drain) — or, handlers that return without a promise, ran the
+ * whole previous batch before it was sent — and stands down at the first claim that is not full.
  * Capacity is then concurrency + 2 × fetchBatchSize. Slow handlers never starve, so they never
  * engage it, and the lease arithmetic above holds for them; a fast drain's buffered rows wait
  * milliseconds.
@@ -100,6 +101,8 @@ export class Subscription {
   #reserved = 0;
   /** Times a finished delivery found the buffer empty while a claim was in flight. */
   #starvations = 0;
+  /** Deliveries that ended synchronously (deliver() returned no promise): see #claimLoop's `outran`. */
+  #endedSynchronously = 0;
   /** Two claims in flight (see the class comment). */
   #pipelined = false;
   readonly #buffer: Lease[] = [];
@@ -267,6 +270,10 @@ export class Subscription {
     const { fetchBatchSize } = this.options;
     const minimumFetch = Math.max(1, Math.ceil(fetchBatchSize / 2));
     let idleFetches = 0;
+    // Handlers that end synchronously run a whole batch inside the pump that follows its claim, so
+    // none of them finishes while the next claim is in flight (the starvation #finished counts):
+    // they emptied the buffer before it was even sent, and wait for it. The same signal.
+    let outran = false;
     let errors = 0;
     while (this.#running()) {
       const held = this.#buffer.length + this.#inFlight.size + this.#reserved;
@@ -306,9 +313,11 @@ export class Subscription {
       }
       const full = claimed.length === limit;
       claimed = this.#withoutPaused(this.#adoptReclaimed(claimed), claimStartedAt);
-      this.#pipelined = full && !this.#prefetchPaused() && (this.#pipelined || this.#starvations > starvationsBefore);
+      this.#pipelined = full && !this.#prefetchPaused() && (this.#pipelined || outran || this.#starvations > starvationsBefore);
+      const endedBefore = this.#endedSynchronously;
       this.#buffer.push(...claimed);
       this.#pump();
+      outran = this.#buffer.length === 0 && this.#endedSynchronously > endedBefore;
       this.#nudgeClaimers();
       if (claimed.length > 0 || !primary) {
         idleFetches = 0;
@@ -497,6 +506,7 @@ export class Subscription {
       this.#deliveryFailed(error);
     }
     if (running === undefined) {
+      this.#endedSynchronously += 1;
       this.#finished(lease);
       return;
     }

@@ -8,6 +8,7 @@ import type { ThroughputTally } from '../queues/throughput-tally.js';
 import type { Logger } from '../util/logger.js';
 import type { StatementRunner } from '../util/statement-runner.js';
 import type { AckEntry } from './acker.js';
+import { type ClaimedRowTexts, decodeClaimedRow } from './claimed-row.js';
 import { deliver, type DeliverDeps } from './deliver.js';
 import { DeliverySignal } from './delivery-signal.js';
 import type { HandlerSlots } from './handler-slots.js';
@@ -82,8 +83,10 @@ export class RowLockBatch {
   /** Resolved with whether the batch committed; made when a retry or terminal write awaits it. */
   #committed: Promise<boolean> | undefined;
   #settleCommitted: ((committed: boolean) => void) | undefined;
-  /** The deliveries running, by lease: how to abort each, and how to mark it decided (once). */
-  readonly #running = new Map<Lease, { readonly signal: DeliverySignal; readonly decide: () => void }>();
+  /** The deliveries running (not decided yet), by lease: the signal that aborts each. */
+  readonly #running = new Map<Lease, DeliverySignal>();
+  /** Resolves #runAll's wait once the last running delivery is decided. */
+  #allDecided: (() => void) | undefined;
   #closed = false;
   #expired = false;
   #timer: NodeJS.Timeout | undefined;
@@ -144,10 +147,14 @@ export class RowLockBatch {
       // BEGIN and the claim leave together: one await, and the claim waits for BEGIN on the wire.
       const [, result] = await Promise.all([
         client.query(db.bounded(BEGIN)),
-        db.runOn<ClaimedRecord>(client, single ? sql.claimOne : sql.claimMany, [single ? queues[0] : queues, leaseTtlMs, limit]),
+        db.runOn<ClaimedRowTexts>(client, single ? sql.claimOne : sql.claimMany, [
+          single ? queues[0] : queues,
+          leaseTtlMs,
+          limit,
+        ]),
       ]);
       claimed();
-      rows = result.rows;
+      rows = result.rows.map(decodeClaimedRow);
       this.#emitFetched(rows);
       if (rows.length > 0) await this.#runAll(rows);
       await this.#commit();
@@ -164,9 +171,9 @@ export class RowLockBatch {
   /** stop() gave up waiting: abort the running handler and commit what finished without it. */
   abandon(reason: Error): void {
     this.#closed = true;
-    for (const { signal, decide } of [...this.#running.values()]) {
+    for (const [lease, signal] of [...this.#running]) {
       signal.abort(reason);
-      decide();
+      this.#decided(lease);
     }
   }
 
@@ -188,7 +195,6 @@ export class RowLockBatch {
       this.#expire(leaseTtlMs);
     }, leaseTtlMs);
     const leasedAt = performance.now();
-    const decided: Promise<void>[] = [];
     const startedAt = performance.now();
     for (const record of rows) {
       // The timer cannot fire between synchronous handlers (they run in microtasks): the clock can.
@@ -199,9 +205,9 @@ export class RowLockBatch {
         slots.give();
         break;
       }
-      decided.push(this.#start({ record, token: ROW_LOCK_TOKEN, leasedAt }));
+      this.#start({ record, token: ROW_LOCK_TOKEN, leasedAt });
     }
-    await Promise.all(decided);
+    if (this.#running.size > 0) await new Promise<void>((resolve) => (this.#allDecided = resolve));
     this.handlersMs = performance.now() - startedAt;
     clearTimeout(this.#timer);
   }
@@ -215,28 +221,31 @@ export class RowLockBatch {
    * deliver() returned (it wrote nothing). A retry's deliver() waits for the COMMIT, which waits
    * for every delivery to be decided: so the slot is given back at the decision, not at the return.
    */
-  #start(lease: Lease): Promise<void> {
+  #start(lease: Lease): void {
     const signal = new DeliverySignal();
-    return new Promise<void>((resolve) => {
-      const decide = (): void => {
-        if (!this.#running.delete(lease)) return;
-        this.#deps.slots.give();
-        resolve();
-      };
-      this.#running.set(lease, { signal, decide });
-      void deliver(lease, signal, this.#isClosed, this.#deliverDeps).then(decide);
-    });
+    this.#running.set(lease, signal);
+    // deliver() returns undefined when the delivery already ended (a synchronous handler's ack):
+    // then no promise is made for it here either.
+    const running = deliver(lease, signal, this.#isClosed, this.#deliverDeps);
+    if (running === undefined) this.#decided(lease);
+    else
+      void running.then(() => {
+        this.#decided(lease);
+      });
   }
 
+  /** Marks a delivery decided (once): its slot is given back, and the last one ends #runAll's wait. */
   #decided(lease: Lease): void {
-    this.#running.get(lease)?.decide();
+    if (!this.#running.delete(lease)) return;
+    this.#deps.slots.give();
+    if (this.#running.size === 0) this.#allDecided?.();
   }
 
   /** The deadline: the running handler is aborted (and fails, when async); no more rows start. */
   #expire(leaseTtlMs: number): void {
     this.#expired = true;
     const error = new HandlerTimeoutError(leaseTtlMs);
-    for (const { signal } of this.#running.values()) signal.abort(error);
+    for (const signal of this.#running.values()) signal.abort(error);
     this.#failDeadline?.(error);
     this.#deps.logger.warn(
       { subscriber: this.#deps.deliverDeps.options.name, leaseTtlMs },
@@ -302,7 +311,7 @@ export class RowLockBatch {
   #failed(client: pg.PoolClient, error: unknown, rows: number): void {
     this.#closed = true;
     clearTimeout(this.#timer);
-    for (const { decide } of [...this.#running.values()]) decide();
+    for (const lease of [...this.#running.keys()]) this.#decided(lease);
     try {
       client.release(error instanceof Error ? error : new Error(String(error)));
     } catch {

@@ -1,7 +1,7 @@
 import type { SchemaNames } from '../schema/schema-names.js';
-import { type Statement, statement } from '../util/statement.js';
+import { type Statement, statement, textRows } from '../util/statement.js';
 import { claimManyCtes, claimManyLazyCte } from './claim-many-sql.js';
-import { CLAIMED_FIELDS, dlqMoveText, expiredWalk, keyTurn, readyWalk, retryText } from './sql.js';
+import { CLAIMED_FIELDS, claimedColumns, dlqMoveText, expiredWalk, keyTurn, readyWalk, retryText } from './sql.js';
 
 /**
  * The statements of a `lease: 'row-lock'` subscription (architecture/row-lock-mode.md). They run
@@ -38,7 +38,7 @@ const TOKEN_SLOT = `$2::text IS NOT NULL`;
  * a lease claim's UPDATE would have returned it. Nothing is written: a crash mid-batch leaves the
  * count as it was (architecture/row-lock-mode.md, "When not to use it").
  */
-const RETURNED = CLAIMED_FIELDS.replace('deliveries_count', 'deliveries_count + 1 AS deliveries_count');
+const RETURNED = claimedColumns('deliveries_count + 1');
 
 /**
  * One claim: the ready branch of the lease claim (same index walk, same paused-queue and per-key
@@ -97,8 +97,8 @@ export function buildRowLockSql(names: SchemaNames): RowLockSql {
   const t = names.outbox.sql;
   const paused = names.paused.sql;
   return {
-    claimOne: statement('rl_claim', claimOneText(t, paused)),
-    claimMany: statement('rl_claim_many', claimManyText(t, paused)),
+    claimOne: textRows(statement('rl_claim', claimOneText(t, paused))),
+    claimMany: textRows(statement('rl_claim_many', claimManyText(t, paused))),
     ackBatch: statement('rl_ack', `DELETE FROM ${t} WHERE id = ANY($1::bigint[])`),
     retry: statement('rl_retry', retryText(t, TOKEN_SLOT, true)),
     terminalDelete: statement('rl_terminal', `DELETE FROM ${t} WHERE id = $1::bigint AND ${TOKEN_SLOT}`),

@@ -1,5 +1,5 @@
 import type { SchemaNames } from '../schema/schema-names.js';
-import { type Statement, statement } from '../util/statement.js';
+import { type Statement, statement, textRows } from '../util/statement.js';
 import { claimManyCtes, claimManyLazyCte, type QueueWalk } from './claim-many-sql.js';
 
 /**
@@ -43,9 +43,35 @@ export interface SubscriberSql {
   readonly lockLease: Statement;
 }
 
-/** What a claim returns of each row: the handler's message and the delivery bookkeeping. */
-export const CLAIMED_FIELDS = `queue, payload, headers, created_at, deliveries_count, attempts_count, first_attempt_at, last_attempt_at, timer_id,
+/**
+ * The columns a claim reads of each row (the branch bodies and the UPDATE's RETURNING):
+ * the handler's message and the delivery bookkeeping. `last_attempt_at` is not among them: no
+ * delivery reads it (the retry and DLQ writes set or keep it in the table).
+ */
+export const CLAIMED_FIELDS = `queue, payload, headers, created_at, deliveries_count, attempts_count, first_attempt_at, timer_id,
   last_exception_type, ordering_key`;
+
+/**
+ * A timestamptz as whole milliseconds since the epoch (text): exact on every supported version
+ * (PostgreSQL 13's extract() is a double, but microseconds since 1970 fit its 53 bits), truncated
+ * as a JavaScript Date truncates, and free of the session's DateStyle and TimeZone.
+ */
+const epochMs = (column: string): string => `(extract(epoch FROM ${column}) * 1000000)::int8 / 1000`;
+
+/**
+ * What a claim returns of each row after `id::text AS id`, in this order, read as an array of
+ * texts and decoded by claimed-row.ts (keep the two in step). `deliveriesCount` is the expression
+ * the handler sees as deliveries_count (a row-lock claim counts this delivery in it).
+ * Why text and not node-postgres' own parsers (issue 18, BENCHMARKS.md "Node CPU per drained
+ * message"): its timestamptz parser alone cost ~0.7 µs a row; epoch milliseconds become a Date for
+ * a fraction of that. The payload comes as `encode(…, 'hex')`, which does not depend on the
+ * session's bytea_output either.
+ */
+export function claimedColumns(deliveriesCount: string): string {
+  return `queue, encode(payload, 'hex') AS payload, headers::text AS headers, ${epochMs('created_at')} AS created_at,
+  ${deliveriesCount} AS deliveries_count, attempts_count, ${epochMs('first_attempt_at')} AS first_attempt_at, timer_id,
+  last_exception_type, ordering_key`;
+}
 
 /**
  * Per-key ordering (publish option orderingKey): a keyed ready row is claimable only when it is
@@ -106,7 +132,7 @@ function claimText(table: string, branches: string): string {
   WHERE t.id = ANY(ARRAY(SELECT id FROM picked)) AND ${ASYNC_COMMIT}
   RETURNING id, next_attempt_at, ${CLAIMED_FIELDS}
 )
-SELECT id::text AS id, ${CLAIMED_FIELDS} FROM claimed ORDER BY claimed.next_attempt_at, claimed.id`;
+SELECT id::text AS id, ${claimedColumns('deliveries_count')} FROM claimed ORDER BY claimed.next_attempt_at, claimed.id`;
 }
 
 /** One queue ($1 text): each branch is an ordered, LIMIT-bounded, locking walk of its index. */
@@ -265,8 +291,8 @@ RETURNING original_id`;
 export function buildSubscriberSql(names: SchemaNames): SubscriberSql {
   const t = names.outbox.sql;
   return {
-    claimOne: statement('claim', claimOneText(t, names.paused.sql)),
-    claimMany: statement('claim_many', claimManyText(t, names.paused.sql)),
+    claimOne: textRows(statement('claim', claimOneText(t, names.paused.sql))),
+    claimMany: textRows(statement('claim_many', claimManyText(t, names.paused.sql))),
     ackBatch: statement('ack', `DELETE FROM ${t} AS t USING ${PAIRS} WHERE ${PAIRS_MATCH} RETURNING ${PAIRS_RETURNING}`),
     retry: statement('retry', retryText(t, TOKEN_FENCE, false)),
     terminalDelete: statement('terminal', `DELETE FROM ${t} WHERE id = $1::bigint AND ${TOKEN_FENCE}`),

@@ -11,12 +11,13 @@ import type { Logger } from '../util/logger.js';
 import type { StatementRunner } from '../util/statement-runner.js';
 import { Wakeup } from '../util/wakeup.js';
 import { type ClaimFailureReport, idlePollDelayMs, notStalled, pauseAfterFailure } from './claim-pacing.js';
+import { type ClaimedRowTexts, decodeClaimedRow } from './claimed-row.js';
 import { deliver, type DeliverDeps } from './deliver.js';
 import { DeliverySignal } from './delivery-signal.js';
 import { DeliveryTransaction } from './delivery-transaction.js';
 import type { PublishFollowUp } from './follow-up.js';
 import type { Lease } from './lease.js';
-import type { ClaimedRecord, Handler } from './message.js';
+import type { Handler } from './message.js';
 import { OutcomeWriter } from './outcome-writer.js';
 import type { RenderError } from './render-error.js';
 import { type MatchedPair, pairKey, pairValues, type SubscriberSql } from './sql.js';
@@ -80,7 +81,8 @@ const NONE_RUNNING = '{}';
  *
  * Pipelined claims: while a backlog lasts, a second claim loop overlaps the first. It engages when
  * a claim came back full and the handlers ran out of buffered rows while it was in flight (they
- * outrun one claim at a time: a fast drain), and stands down at the first claim that is not full.
+ * outrun one claim at a time: a fast drain) — or, handlers that return without a promise, ran the
+ * whole previous batch before it was sent — and stands down at the first claim that is not full.
  * Capacity is then concurrency + 2 × fetchBatchSize. Slow handlers never starve, so they never
  * engage it, and the lease arithmetic above holds for them; a fast drain's buffered rows wait
  * milliseconds.
@@ -99,6 +101,8 @@ export class Subscription {
   #reserved = 0;
   /** Times a finished delivery found the buffer empty while a claim was in flight. */
   #starvations = 0;
+  /** Deliveries that ended synchronously (deliver() returned no promise): see #claimLoop's `outran`. */
+  #endedSynchronously = 0;
   /** Two claims in flight (see the class comment). */
   #pipelined = false;
   readonly #buffer: Lease[] = [];
@@ -111,6 +115,8 @@ export class Subscription {
    */
   readonly #inFlight = new Map<Lease, DeliverySignal>();
   #state: 'new' | 'running' | 'stopping' | 'stopped' = 'new';
+  /** #pump is running (it is not re-entered). */
+  #pumping = false;
   #loop: Promise<void> | undefined;
   #loopFailed = false;
   #abandoned = false;
@@ -264,6 +270,10 @@ export class Subscription {
     const { fetchBatchSize } = this.options;
     const minimumFetch = Math.max(1, Math.ceil(fetchBatchSize / 2));
     let idleFetches = 0;
+    // Handlers that end synchronously run a whole batch inside the pump that follows its claim, so
+    // none of them finishes while the next claim is in flight (the starvation #finished counts):
+    // they emptied the buffer before it was even sent, and wait for it. The same signal.
+    let outran = false;
     let errors = 0;
     while (this.#running()) {
       const held = this.#buffer.length + this.#inFlight.size + this.#reserved;
@@ -303,9 +313,11 @@ export class Subscription {
       }
       const full = claimed.length === limit;
       claimed = this.#withoutPaused(this.#adoptReclaimed(claimed), claimStartedAt);
-      this.#pipelined = full && !this.#prefetchPaused() && (this.#pipelined || this.#starvations > starvationsBefore);
+      this.#pipelined = full && !this.#prefetchPaused() && (this.#pipelined || outran || this.#starvations > starvationsBefore);
+      const endedBefore = this.#endedSynchronously;
       this.#buffer.push(...claimed);
       this.#pump();
+      outran = this.#buffer.length === 0 && this.#endedSynchronously > endedBefore;
       this.#nudgeClaimers();
       if (claimed.length > 0 || !primary) {
         idleFetches = 0;
@@ -322,9 +334,9 @@ export class Subscription {
     const single = queues.length === 1;
     const statement = single ? this.#deps.sql.claimOne : this.#deps.sql.claimMany;
     const values = [single ? queues[0] : queues, leaseTtlMs, limit, token, this.#runningPastHalfLease()];
-    const result = await this.#deps.db.run<ClaimedRecord>(statement, values);
+    const result = await this.#deps.db.run<ClaimedRowTexts>(statement, values);
     const leasedAt = performance.now();
-    return result.rows.map((record) => ({ record, token, leasedAt }));
+    return result.rows.map((row) => ({ record: decodeClaimedRow(row), token, leasedAt }));
   }
 
   /**
@@ -344,21 +356,34 @@ export class Subscription {
   }
 
   #emitFetched(claimed: readonly Lease[]): void {
-    for (const queue of this.options.queues) {
-      const count = claimed.filter((lease) => lease.record.queue === queue).length;
-      this.#deps.emit?.({ type: 'fetched', queue, subscriber: this.options.name, count });
+    const { emit } = this.#deps;
+    if (emit === undefined) return;
+    const { queues, name } = this.options;
+    for (const queue of queues) {
+      const count = queues.length === 1 ? claimed.length : claimed.filter((lease) => lease.record.queue === queue).length;
+      emit({ type: 'fetched', queue, subscriber: name, count });
     }
   }
 
-  /** Starts buffered rows while slots are free; releases the stale ones it meets (see the class comment). */
+  /**
+   * Starts buffered rows while slots are free; releases the stale ones it meets (see the class
+   * comment). Not re-entered: a delivery that ends synchronously (#run) frees its slot inside this
+   * loop, which then takes the next row itself, instead of a nested pump per row.
+   */
   #pump(): void {
+    if (this.#pumping) return;
+    this.#pumping = true;
     let stale: Lease[] | undefined;
     const now = performance.now();
-    while (this.#inFlight.size < this.options.concurrency && this.#running()) {
-      const lease = this.#buffer.shift();
-      if (lease === undefined) break;
-      if (this.#isStale(lease, now)) (stale ??= []).push(lease);
-      else void this.#run(lease);
+    try {
+      while (this.#inFlight.size < this.options.concurrency && this.#running()) {
+        const lease = this.#buffer.shift();
+        if (lease === undefined) break;
+        if (this.#isStale(lease, now)) (stale ??= []).push(lease);
+        else this.#run(lease);
+      }
+    } finally {
+      this.#pumping = false;
     }
     if (stale !== undefined) this.#releaseUnstarted(stale);
   }
@@ -467,22 +492,47 @@ export class Subscription {
     this.#giveBack(paused);
   }
 
-  /** One slot's delivery, then the slot is free again. */
-  async #run(lease: Lease): Promise<void> {
+  /**
+   * One slot's delivery, then the slot is free again: at once when deliver() ended it
+   * synchronously (a synchronous handler's ack), or when its promise settles.
+   */
+  #run(lease: Lease): void {
     const signal = new DeliverySignal();
     this.#inFlight.set(lease, signal);
+    let running: Promise<void> | undefined;
     try {
-      await deliver(lease, signal, this.#isAbandoned, this.#deliverDeps);
+      running = deliver(lease, signal, this.#isAbandoned, this.#deliverDeps);
     } catch (error) {
-      this.#deps.logger.error({ subscriber: this.options.name, err: errorMessage(error) }, 'delivery failed unexpectedly');
-    } finally {
-      this.#inFlight.delete(lease);
-      if (this.#inFlight.size === 0) for (const resolve of this.#idleWaiters.splice(0)) resolve();
-      this.#pump();
-      // This slot found nothing to take while a claim is on its way: the handlers outran it.
-      if (this.#buffer.length === 0 && this.#reserved > 0) this.#starvations += 1;
-      this.#nudgeClaimers();
+      this.#deliveryFailed(error);
     }
+    if (running === undefined) {
+      this.#endedSynchronously += 1;
+      this.#finished(lease);
+      return;
+    }
+    running.then(
+      () => {
+        this.#finished(lease);
+      },
+      (error: unknown) => {
+        this.#deliveryFailed(error);
+        this.#finished(lease);
+      },
+    );
+  }
+
+  #deliveryFailed(error: unknown): void {
+    this.#deps.logger.error({ subscriber: this.options.name, err: errorMessage(error) }, 'delivery failed unexpectedly');
+  }
+
+  /** A delivery ended: its slot takes the next buffered row (#pump), and the claim loops hear of the free capacity. */
+  #finished(lease: Lease): void {
+    this.#inFlight.delete(lease);
+    if (this.#inFlight.size === 0) for (const resolve of this.#idleWaiters.splice(0)) resolve();
+    this.#pump();
+    // This slot found nothing to take while a claim is on its way: the handlers outran it.
+    if (this.#buffer.length === 0 && this.#reserved > 0) this.#starvations += 1;
+    this.#nudgeClaimers();
   }
 
   readonly #isAbandoned = (): boolean => this.#abandoned;

@@ -130,7 +130,6 @@ function createRun(options: HandlerContextOptions = {}): Run {
       deliveries_count: message?.deliveriesCount ?? 1,
       attempts_count: message?.attemptsCount ?? 0,
       first_attempt_at: null,
-      last_attempt_at: null,
       timer_id: message?.timerId ?? null,
       last_exception_type: null,
       ordering_key: message?.orderingKey ?? null,

@@ -47,7 +47,6 @@ export function toClaimedRecord(row: MemoryRow): ClaimedRecord {
     deliveries_count: row.deliveriesCount,
     attempts_count: row.attemptsCount,
     first_attempt_at: dateOrNull(row.firstAttemptAt),
-    last_attempt_at: dateOrNull(row.lastAttemptAt),
     timer_id: row.timerId,
     last_exception_type: row.lastExceptionType,
     ordering_key: row.orderingKey,

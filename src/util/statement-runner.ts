@@ -19,6 +19,22 @@ import type { Statement } from './statement.js';
  */
 const ignore = (): void => undefined;
 
+const asText = (value: string): string => value;
+/** Every column as the text the server sent (a textRows statement's rows). */
+const TEXT_TYPES = { getTypeParser: () => asText };
+
+/** The query config of `statement`: named when prepared, arrays of texts for a textRows statement. */
+function configOf(statement: Statement, prepared: boolean, values: unknown[]): pg.QueryConfig {
+  const { name, text } = statement;
+  // rowMode is read per query by node-postgres; @types/pg has it on QueryArrayConfig only.
+  const config: pg.QueryConfig & { rowMode?: 'array' } = prepared ? { name, text, values } : { text, values };
+  if (statement.textRows === true) {
+    config.rowMode = 'array';
+    config.types = TEXT_TYPES;
+  }
+  return config;
+}
+
 /** How much longer the client waits than the server's statement_timeout. */
 const SERVER_FIRST_MS = 1_000;
 
@@ -37,8 +53,7 @@ export class StatementRunner {
     statement: Statement,
     values: unknown[],
   ): Promise<pg.QueryResult<R>> {
-    const { name, text } = statement;
-    const config = this.bounded(this.#prepared ? { name, text, values } : { text, values });
+    const config = this.bounded(configOf(statement, this.#prepared, values));
     return await this.withClient((client) => client.query<R>(config));
   }
 
@@ -51,8 +66,7 @@ export class StatementRunner {
     statement: Statement,
     values: unknown[],
   ): Promise<pg.QueryResult<R>> {
-    const { name, text } = statement;
-    return await client.query<R>(this.bounded(this.#prepared ? { name, text, values } : { text, values }));
+    return await client.query<R>(this.bounded(configOf(statement, this.#prepared, values)));
   }
 
   /**

@@ -9,9 +9,21 @@ import { createHash } from 'node:crypto';
 export interface Statement {
   readonly name: string;
   readonly text: string;
+  /** Rows as arrays of the server's text values, no node-postgres type parsing: see textRows. */
+  readonly textRows?: true;
 }
 
 export function statement(kind: string, text: string): Statement {
   const hash = createHash('sha256').update(text).digest('hex').slice(0, 12);
   return { name: `txoutbox_${kind}_${hash}`, text };
+}
+
+/**
+ * `statement`, whose rows come back as arrays of the server's texts (NULL as null), in its
+ * select-list order, for a caller that decodes them itself (the claim: subscriber/claimed-row.ts).
+ * Cheaper than node-postgres' row objects and type parsers on the hottest path, and immune to the
+ * type parsers an application sets globally (pg.types.setTypeParser).
+ */
+export function textRows(of: Statement): Statement {
+  return { ...of, textRows: true };
 }

@@ -8,11 +8,15 @@
  *   npm run bench:drain-cpu -- [rounds] [rows]       (builds dist/ first; default 5 rounds of 20,000)
  *
  * DRAIN_CPU_WAYS=<regex> runs only the matching ways; DRAIN_CPU_PROFILE=<dir> writes a V8 CPU
- * profile of each drain. process.cpuUsage() counts every thread of the process (V8's GC helpers
+ * profile of each drain; DRAIN_CPU_BASELINE=<dir> (a copy of an earlier dist/, inside the
+ * repository so it resolves the same node_modules) adds its txoutbox and row-lock ways, labelled
+ * `base …`, to the same rotation: a change's before and after interleaved in one run. process.cpuUsage() counts every thread of the process (V8's GC helpers
  * too); a profile shows the main thread only, where time blocked in a socket write is sampled
  * as `writev` although it is not CPU.
  */
+import { resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { pathToFileURL } from 'node:url';
 
 import pg from 'pg';
 
@@ -20,7 +24,7 @@ import { profiled } from '../cpu-profile.js';
 import { startServer } from '../server.js';
 import { rawSystem } from '../systems/raw.js';
 import type { System } from '../systems/system.js';
-import { txoutboxRowLockSystem, txoutboxSystem } from '../systems/txoutbox.js';
+import { txoutboxRowLockSystem, txoutboxSystem, txoutboxSystemFrom } from '../systems/txoutbox.js';
 
 const ROUNDS = Number(process.argv[2] ?? 5);
 const ROWS = Number(process.argv[3] ?? 20_000);
@@ -41,9 +45,20 @@ interface Sample {
 
 /** DRAIN_CPU_WAYS=<regex> keeps the matching ways (e.g. 'txoutbox c1$' for a profile of one). */
 const only = new RegExp(process.env.DRAIN_CPU_WAYS ?? '.');
+const baselineDir = process.env.DRAIN_CPU_BASELINE;
+const baseline =
+  baselineDir === undefined
+    ? undefined
+    : ((await import(pathToFileURL(resolve(baselineDir, 'index.js')).href)) as Parameters<typeof txoutboxSystemFrom>[0]);
 const ways: Way[] = CONCURRENCIES.flatMap((concurrency) => [
   { label: `txoutbox c${concurrency}`, system: txoutboxSystem, concurrency },
   { label: `txoutbox row-lock c${concurrency}`, system: txoutboxRowLockSystem, concurrency },
+  ...(baseline === undefined
+    ? []
+    : [
+        { label: `base txoutbox c${concurrency}`, system: txoutboxSystemFrom(baseline, 'base', false), concurrency },
+        { label: `base row-lock c${concurrency}`, system: txoutboxSystemFrom(baseline, 'base row-lock', true), concurrency },
+      ]),
   { label: `raw SQL c${concurrency}`, system: rawSystem(false), concurrency },
 ]).filter((way) => only.test(way.label));
 

@@ -38,6 +38,7 @@ class TxOutboxInstance implements SystemInstance {
 
   readonly #transactional: 'off' | 'on' | 'async-commit';
   readonly #rowLock: boolean;
+  readonly #library: typeof txoutbox;
 
   constructor(
     url: string,
@@ -45,7 +46,9 @@ class TxOutboxInstance implements SystemInstance {
     notify: NotifyMode,
     transactional: 'off' | 'on' | 'async-commit' = 'off',
     rowLock = false,
+    library: typeof txoutbox = txoutbox,
   ) {
+    this.#library = library;
     this.#url = url;
     this.#options = options;
     this.#notify = notify;
@@ -61,7 +64,7 @@ class TxOutboxInstance implements SystemInstance {
   async setup(): Promise<void> {
     const { seams } = this.#options;
     this.seams = seams === undefined || seams === 'off' ? undefined : await seamsOf(seams);
-    this.#outbox = new txoutbox.Outbox({
+    this.#outbox = new this.#library.Outbox({
       connectionString: this.#url,
       logger: quietLogger,
       notify: this.#notify,
@@ -218,3 +221,16 @@ export const txoutboxRowLockSystem: System = {
   tuning: "as txoutbox, with subscribe({ lease: 'row-lock' }) (2 loops, C shared handler slots)",
   create: (url, options) => new TxOutboxInstance(url, options, 'after-commit', 'off', true),
 };
+
+/**
+ * txoutbox (or its row-lock mode) from another build of the library: the A/B of a change in one
+ * locked run (bench/src/probes/drain-cpu.ts, DRAIN_CPU_BASELINE=<a copy of dist/>).
+ */
+export function txoutboxSystemFrom(library: typeof txoutbox, label: string, rowLock: boolean): System {
+  const base = rowLock ? txoutboxRowLockSystem : txoutboxSystem;
+  return {
+    ...base,
+    label,
+    create: (url, options) => new TxOutboxInstance(url, options, 'after-commit', 'off', rowLock, library),
+  };
+}

@@ -1,0 +1,133 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+
+import pg from 'pg';
+
+import type { LeaseMode, Message, RetryContext } from '../../src/index.js';
+import { useTestDatabase } from '../support/database.js';
+import { outboxFactory } from '../support/outboxes.js';
+import { FAST_POLL, migratedOutbox } from '../support/subscriber-setup.js';
+import { inTransaction } from '../support/transaction.js';
+import { waitFor } from '../support/wait-for.js';
+
+const db = useTestDatabase(import.meta.url);
+const newOutbox = outboxFactory(db);
+
+/**
+ * Session settings that change how the server prints bytea and timestamps: the claim returns its
+ * own texts (sql.ts claimedColumns, decoded by claimed-row.ts), so none of them may reach a message.
+ */
+const ODD_SESSION = '-c bytea_output=escape -c DateStyle=SQL,DMY -c TimeZone=Pacific/Chatham';
+
+/** Every byte value, twice: escape-format bytea prints these as octal escapes and backslashes. */
+const ALL_BYTES = Buffer.from([...Array.from({ length: 256 }, (_, i) => i), ...Array.from({ length: 256 }, (_, i) => 255 - i)]);
+
+async function storedRow(table: string, id: string): Promise<{ createdMs: string; headers: Record<string, string> }> {
+  const { rows } = await db.pool.query<{ createdMs: string; headers: Record<string, string> }>(
+    `SELECT floor(extract(epoch FROM created_at) * 1000)::int8::text AS "createdMs", headers FROM ${table} WHERE id = $1`,
+    [id],
+  );
+  const row = rows[0];
+  assert.ok(row !== undefined, `row ${id} not found`);
+  return row;
+}
+
+for (const lease of ['token', 'row-lock'] as LeaseMode[]) {
+  describe(`a claimed row as the handler sees it (lease: '${lease}')`, () => {
+    test('payload, headers, times and counts are the stored ones, whatever the session prints bytea and timestamps as', async () => {
+      const table = `cd_${lease.replace('-', '_')}`;
+      const pool = new pg.Pool({ connectionString: db.url, options: ODD_SESSION, max: 4 });
+      db.onCleanup(() => pool.end());
+      const { outbox } = await migratedOutbox(newOutbox, pool, table);
+      const [bytesId, jsonId] = await inTransaction(db.pool, async (c) => [
+        await outbox.publish(c, 'decode', ALL_BYTES, { headers: { tenant: 'ä "quoted" \\ tenant' } }),
+        await outbox.publish(c, 'decode', { text: 'grüße', n: 7 }, { orderingKey: 'k1' }),
+      ]);
+      assert.ok(bytesId !== null && jsonId !== null);
+      const stored = { bytes: await storedRow(table, bytesId), json: await storedRow(table, jsonId) };
+      const seen: Message[] = [];
+      const retries: RetryContext[] = [];
+      outbox.subscribe(
+        'decode',
+        (message) => {
+          seen.push(message);
+          // The JSON row fails its first run: its second delivery carries the retry's bookkeeping.
+          if (message.id === jsonId && message.attemptsCount === 0) throw new Error('first run fails');
+        },
+        {
+          name: `decode-${lease}`,
+          lease,
+          retry: {
+            nextDelayMs: (context) => {
+              retries.push(context);
+              return 0;
+            },
+          },
+          ...FAST_POLL,
+        },
+      );
+      outbox.start();
+      await waitFor(() => seen.length === 3, { what: 'three deliveries (the JSON row twice)' });
+
+      const bytes = seen.find((m) => m.id === bytesId);
+      assert.ok(bytes !== undefined);
+      assert.deepEqual(bytes.payload, ALL_BYTES);
+      assert.deepEqual(bytes.body, ALL_BYTES);
+      assert.deepEqual(bytes.headers, stored.bytes.headers);
+      assert.equal(bytes.headers.tenant, 'ä "quoted" \\ tenant');
+      assert.equal(bytes.createdAt.getTime(), Number(stored.bytes.createdMs));
+      assert.equal(bytes.correlationId, stored.bytes.headers['correlation-id']);
+      assert.equal(bytes.queue, 'decode');
+      assert.equal(bytes.deliveriesCount, 1);
+      assert.equal(bytes.attemptsCount, 0);
+      assert.equal(bytes.timerId, null);
+      assert.equal(bytes.orderingKey, null);
+
+      const [first, second] = seen.filter((m) => m.id === jsonId);
+      assert.ok(first !== undefined && second !== undefined);
+      assert.deepEqual(second.body, { text: 'grüße', n: 7 });
+      assert.equal(second.createdAt.getTime(), Number(stored.json.createdMs));
+      assert.equal(second.orderingKey, 'k1');
+      assert.equal(second.deliveriesCount, 2);
+      assert.equal(second.attemptsCount, 1);
+      // The first failure's retry got the run's start as its first attempt, and the row kept it.
+      const [retry] = retries;
+      assert.ok(retry !== undefined);
+      assert.equal(retry.attempt, 1);
+      assert.equal(retry.firstAttemptAt.getTime(), retry.lastAttemptAt.getTime());
+    });
+  });
+}
+
+describe('the handler message object', () => {
+  test('keeps its own enumerable keys in order, body included, so spreads and JSON carry the body', async () => {
+    const { outbox } = await migratedOutbox(newOutbox, db.pool, 'cd_shape');
+    let message: Message | undefined;
+    outbox.subscribe(
+      'shape',
+      (m) => {
+        message = m;
+      },
+      { name: 'shape', ...FAST_POLL },
+    );
+    outbox.start();
+    await inTransaction(db.pool, async (c) => await outbox.publish(c, 'shape', { a: 1 }));
+    await waitFor(() => message !== undefined, { what: 'the delivery' });
+    assert.ok(message !== undefined);
+    assert.deepEqual(Object.keys(message), [
+      'id',
+      'queue',
+      'body',
+      'payload',
+      'headers',
+      'correlationId',
+      'createdAt',
+      'deliveriesCount',
+      'attemptsCount',
+      'timerId',
+      'orderingKey',
+    ]);
+    assert.deepEqual({ ...message }.body, { a: 1 });
+    assert.deepEqual((JSON.parse(JSON.stringify(message)) as { body: unknown }).body, { a: 1 });
+  });
+});

@@ -1,5 +1,6 @@
 import { ConfigError, errorMessage } from '../errors.js';
 import type { Logger } from '../util/logger.js';
+import { applicationName } from './application-name.js';
 import { reportConnectionBudget } from './budget-report.js';
 import { consumerPlans } from './config/consumer-plans.js';
 import { loadRunnerConfig } from './config/load-config.js';
@@ -22,7 +23,7 @@ export async function runnerFromConfig(path: string, env: NodeJS.ProcessEnv, log
   const config = await loadRunnerConfig(path, env);
   await reportConnectionBudget(config, logger);
   const runner = await Runner.start({
-    connection: outboxConnectionOptions(config.database),
+    connection: outboxConnectionOptions(config.database, applicationName(undefined)),
     plans: consumerPlans(config),
     databaseUrl: config.database.url,
     table: config.table,

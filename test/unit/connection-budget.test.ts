@@ -179,7 +179,7 @@ describe('database: keys for PgBouncer in transaction mode', () => {
       transactionPooling: true,
       preparedStatements: true,
       notify: 'in-transaction',
-      listenConnectionString: 'postgres://app:s3cr3t-pw@db.internal:5433/app',
+      listenConnectionString: 'postgres://app:s3cr3t-pw@db.internal:5433/app?application_name=txoutbox-a',
     });
     // LISTEN on its direct connection, no NOTIFY connection (in-transaction): pool 4 + 1.
     assert.equal(configBudget(loaded).served[0]?.perProcess.total, 5);

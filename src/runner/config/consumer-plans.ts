@@ -23,7 +23,7 @@ export function consumerPlans(config: RunnerConfig): Map<string, ConsumerPlan> {
   const own = (name: string) => ({
     databaseUrl: withApplicationName(config.database.url, applicationName(name)),
     poolSize: budget.get(name)?.pool ?? 1,
-    connection: outboxConnectionOptions(config.database),
+    connection: outboxConnectionOptions(config.database, applicationName(name)),
   });
   const shared = {
     queryTimeoutMs: config.database.queryTimeoutMs,

@@ -1,4 +1,5 @@
 import type { NotifyMode } from '../../producer/wake-after-commit.js';
+import { withApplicationName } from '../application-name.js';
 import type { Section } from './config-issues.js';
 import type { RunnerConfig } from './runner-config.js';
 
@@ -42,8 +43,14 @@ export function connectionConfig(
   };
 }
 
-/** The Outbox options every process of the runner passes (children and the supervisor's own). */
-export function outboxConnectionOptions(database: RunnerConfig['database']): {
+/**
+ * The Outbox options every process of the runner passes (children and the supervisor's own); the
+ * LISTEN connection's URL carries the process's application_name as its pool's does.
+ */
+export function outboxConnectionOptions(
+  database: RunnerConfig['database'],
+  applicationName: string,
+): {
   transactionPooling: boolean;
   preparedStatements?: boolean;
   listen?: boolean;
@@ -55,6 +62,8 @@ export function outboxConnectionOptions(database: RunnerConfig['database']): {
     ...(database.preparedStatements === undefined ? {} : { preparedStatements: database.preparedStatements }),
     ...(database.listen === undefined ? {} : { listen: database.listen }),
     ...(database.notify === undefined ? {} : { notify: database.notify }),
-    ...(database.listenUrl === undefined ? {} : { listenConnectionString: database.listenUrl }),
+    ...(database.listenUrl === undefined
+      ? {}
+      : { listenConnectionString: withApplicationName(database.listenUrl, applicationName) }),
   };
 }

@@ -4,6 +4,9 @@
  * keeps no prepared statements. architecture/pgbouncer.md says what each option does here.
  */
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
 import pg from 'pg';
@@ -15,6 +18,7 @@ import { outboxFactory } from '../support/outboxes.js';
 import { type PgBouncer, startPgBouncer } from '../support/pgbouncer.js';
 import { remaining } from '../support/publish.js';
 import { inTransaction } from '../support/transaction.js';
+import { txoutboxBin } from '../support/txoutbox-bin.js';
 import { waitFor } from '../support/wait-for.js';
 
 const db = useTestDatabase(import.meta.url);
@@ -112,6 +116,16 @@ describe('behind PgBouncer, pool_mode = transaction', () => {
       { ...FAST_POLL, concurrency: 4, retry: new ConstantRetry({ delayMs: 10, maxAttempts: 5 }) },
     );
     outbox.start();
+    // The pool sets no session state here: when the role lacks statement_timeout, the Outbox says which ALTER ROLE to run.
+    const { rows: settings } = await db.pool.query<{ t: string }>("SELECT current_setting('statement_timeout') AS t");
+    if (settings[0]?.t === '0') {
+      await waitFor(
+        () => newOutbox.logger.messages('warn').some((m) => m.includes("ALTER ROLE <role> SET statement_timeout = '10000ms'")),
+        {
+          what: 'the role-settings warning',
+        },
+      );
+    }
     await waitFor(async () => (await remaining(db.pool, 'orders', 'pgb_plain')) === 0, { what: 'orders drained' });
     assert.equal(runs.get(1), 3, 'two retries, then the ack');
     assert.equal(log.of('nacked_retried').length, 2);
@@ -191,5 +205,40 @@ describe('behind PgBouncer, pool_mode = transaction', () => {
     await waitFor(() => seen.length === 1, { what: 'woken by NOTIFY, not by a poll' });
     await producer.stop();
     await consumer.stop();
+  });
+
+  test('the CLI reads a config with transactionPooling the way the runner does: migrate and status through PgBouncer', async (t) => {
+    const env = through();
+    if ('skip' in env) {
+      t.skip(env.skip);
+      return;
+    }
+    const dir = mkdtempSync(join(tmpdir(), 'txoutbox-pgb-cli-'));
+    t.after(() => {
+      rmSync(dir, { recursive: true, force: true });
+    });
+    const config = (pooling: boolean): string => {
+      const path = join(dir, `${String(pooling)}.yaml`);
+      const lines = [
+        'database:',
+        '  url: ${BOUNCER_URL}',
+        ...(pooling ? ['  transactionPooling: true'] : []),
+        'table: pgb_cli',
+        'relays:',
+      ];
+      lines.push('  out:', '    queues: [out]', '    sink: { type: webhook, url: "http://127.0.0.1:1/hook" }');
+      writeFileSync(path, `${lines.join('\n')}\n`);
+      return path;
+    };
+    const bin = (args: string[]) => txoutboxBin(args, { env: { BOUNCER_URL: env.bouncer.urlFor(db.url) } });
+    const refused = await bin(['migrate', '--config', config(false)]);
+    assert.notEqual(refused.code, 0);
+    assert.match(refused.err, /unsupported startup parameter: statement_timeout/);
+    const migrated = await bin(['migrate', '--config', config(true)]);
+    assert.equal(migrated.code, 0, migrated.err);
+    const status = await bin(['status', '--config', config(true)]);
+    assert.equal(status.code, 0, status.err);
+    // The status transaction (BEGIN … SET LOCAL statement_timeout, one round trip) ran through PgBouncer.
+    assert.match(status.out, /no queue has pending rows/);
   });
 });

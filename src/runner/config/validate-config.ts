@@ -37,7 +37,7 @@ const STATSD_PREFIX = /^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/;
 const URL_EXPECTED = 'a postgres:// or postgresql:// URL';
 
 /** The URL, or undefined with an issue that never shows the password. */
-export function databaseUrl(issues: ConfigIssues, value: unknown, path = 'database.url'): string | undefined {
+function databaseUrl(issues: ConfigIssues, value: unknown, path = 'database.url'): string | undefined {
   if (typeof value !== 'string' || value === '') {
     issues.expected(path, URL_EXPECTED, value);
     return undefined;
@@ -58,8 +58,9 @@ export function databaseUrl(issues: ConfigIssues, value: unknown, path = 'databa
 }
 
 /**
- * poolSize, queryTimeoutMs, table, dlqTable and gracefulTimeoutMs are Outbox options: `new Outbox()`'s resolver
- * judges them (identifiers included), on a placeholder URL. Its pool never connects.
+ * poolSize, queryTimeoutMs, table, dlqTable, gracefulTimeoutMs and the connection keys (validate-connection.ts)
+ * are Outbox options: `new Outbox()`'s resolver judges them (identifiers included), on a placeholder URL. Its
+ * pool never connects.
  */
 async function outboxOptions(
   issues: ConfigIssues,

@@ -34,6 +34,8 @@ export interface PgBouncerOptions {
 
 export interface PgBouncer {
   readonly port: number;
+  /** Its process id (bench/src/probes/pgbouncer.ts reads its CPU time). */
+  readonly pid: number | undefined;
   /** `pgbouncer --version`'s number (`1.18.0`). */
   readonly version: string;
   /** `url` (a database of the test server) with pgbouncer's host and port instead. */
@@ -138,6 +140,7 @@ export async function startPgBouncer(options: PgBouncerOptions = {}): Promise<Pg
   const process = started;
   return {
     port: process.port,
+    pid: process.pid,
     version,
     urlFor(url) {
       const parsed = new URL(url);

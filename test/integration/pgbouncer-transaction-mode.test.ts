@@ -241,4 +241,40 @@ describe('behind PgBouncer, pool_mode = transaction', () => {
     // The status transaction (BEGIN … SET LOCAL statement_timeout, one round trip) ran through PgBouncer.
     assert.match(status.out, /no queue has pending rows/);
   });
+
+  test('stop() is bounded when PgBouncer freezes mid-drain (SIGSTOP): connections to it are destroyed, not waited for', async (t) => {
+    const env = through();
+    if ('skip' in env) {
+      t.skip(env.skip);
+      return;
+    }
+    // A PgBouncer of its own: this one is frozen.
+    const frozen = await startPgBouncer();
+    if ('skip' in frozen) {
+      t.skip(frozen.skip);
+      return;
+    }
+    t.after(async () => {
+      if (frozen.pid !== undefined) process.kill(frozen.pid, 'SIGCONT');
+      await frozen.close();
+    });
+    const { outbox } = await pooledOutbox(frozen, 'pgb_frozen', { queryTimeoutMs: 1000, gracefulTimeoutMs: 500 });
+    await inTransaction(db.pool, (client) => outbox.publishBatch(client, 'slow', [1, 2, 3, 4, 5, 6, 7, 8]));
+    const started: number[] = [];
+    outbox.subscribe(
+      'slow',
+      async (message: Message<number>) => {
+        started.push(message.body);
+        await new Promise<void>((resolve) => setImmediate(resolve));
+      },
+      { ...FAST_POLL, concurrency: 2 },
+    );
+    outbox.start();
+    await waitFor(() => started.length > 0, { what: 'a first delivery through PgBouncer' });
+    assert.ok(frozen.pid !== undefined);
+    process.kill(frozen.pid, 'SIGSTOP');
+    // Resolves: statements in flight fail by queryTimeoutMs, the pool's close destroys what is left.
+    await outbox.stop();
+    assert.equal(await outbox.ping(), false, 'stopped');
+  });
 });

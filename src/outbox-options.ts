@@ -14,6 +14,7 @@ import type { AnyQueues, QueueSchemas } from './typed-events/queue-map.js';
 import { rejectUnknownOptions } from './util/known-options.js';
 import { consoleLogger, type Logger } from './util/logger.js';
 import { createOwnedPool, ownConnectionConfig, type OwnedPool } from './util/owned-pool.js';
+import { transactionPoolingOptions } from './util/transaction-pooling.js';
 
 interface CommonOptions {
   /**
@@ -37,9 +38,27 @@ interface CommonOptions {
   /**
    * Use named prepared statements on the hot path (one parse and plan per connection). Turn off
    * behind PgBouncer in transaction mode older than 1.21, which cannot keep them.
-   * @default true
+   * @default true; false with transactionPooling
    */
   readonly preparedStatements?: boolean;
+  /**
+   * The connections reach PostgreSQL through a transaction pooler (PgBouncer with pool_mode =
+   * transaction, and the like): each transaction may run on another server session, so txoutbox
+   * keeps no session state. Its pool sends no `statement_timeout` startup parameter (PgBouncer
+   * refuses the connection: "unsupported startup parameter") and runs no `SET plan_cache_mode`
+   * (it would land on whichever server session ran it): set both on the role instead. Also
+   * changes two defaults: preparedStatements false (PgBouncer ≥ 1.21 with max_prepared_statements
+   * keeps them: set it true), and listen false unless listenConnectionString names a direct
+   * connection for LISTEN, which needs a session of its own. See architecture/pgbouncer.md.
+   * @default false
+   */
+  readonly transactionPooling?: boolean;
+  /**
+   * Where the LISTEN connection goes when it must not share the pool's route: a direct connection
+   * to PostgreSQL when the pool goes through a transaction pooler (LISTEN needs a session). The
+   * same database as the pool's. @default the pool's server and credentials
+   */
+  readonly listenConnectionString?: string;
   /** Where txoutbox logs. A pino logger fits. @default JSON lines on stderr, warnings and errors */
   readonly logger?: Logger;
   /** Receives the outbox's internal events (see architecture/observability.md). Must not block. */
@@ -69,7 +88,8 @@ interface CommonOptions {
    * Wake subscribers with LISTEN/NOTIFY (one extra connection per Outbox). false: no LISTEN, so rows
    * published by other processes are found by polling; this Outbox's own after-commit publishes
    * through node-postgres still wake its subscriptions at once (architecture/subscriber.md,
-   * "Local wake-ups"). @default true
+   * "Local wake-ups"). Under transactionPooling, true needs listenConnectionString.
+   * @default true; with transactionPooling, whether listenConnectionString is given
    */
   readonly listen?: boolean;
   /**
@@ -123,6 +143,8 @@ export interface ResolvedOutboxOptions {
   /** Set when txoutbox created the pool and must close it (never a pool the caller passed in). */
   readonly ownedPool: OwnedPool | undefined;
   readonly preparedStatements: boolean;
+  /** No session state on the connections (OutboxOptions.transactionPooling). */
+  readonly transactionPooling: boolean;
   readonly logger: Logger;
   readonly emit: Emit;
   readonly middlewares: MiddlewareChain;
@@ -136,6 +158,8 @@ export interface ResolvedOutboxOptions {
   readonly schemas: BodySchemas | undefined;
   /** How the LISTEN and NOTIFY connections are opened: the pool's server and credentials, with a connect timeout and keepalive. */
   readonly clientConfig: pg.ClientConfig;
+  /** How the LISTEN connection is opened: listenConnectionString's, else clientConfig. */
+  readonly listenClientConfig: pg.ClientConfig;
 }
 
 /** See OutboxOptions.queryTimeoutMs. */
@@ -148,6 +172,8 @@ const KNOWN_OPTIONS = [
   'table',
   'dlqTable',
   'preparedStatements',
+  'transactionPooling',
+  'listenConnectionString',
   'logger',
   'recorder',
   'middlewares',
@@ -276,6 +302,7 @@ export function resolveOutboxOptions(options: unknown): ResolvedOutboxOptions {
   if (listen !== undefined && typeof listen !== 'boolean') {
     throw new InvalidOptionError({ option: 'listen', value: listen, expected: 'a boolean' });
   }
+  const pooling = transactionPoolingOptions(raw.transactionPooling, raw.listenConnectionString, listen);
   const { notify } = raw;
   if (notify !== undefined && notify !== 'after-commit' && notify !== 'in-transaction') {
     throw new InvalidOptionError({ option: 'notify', value: notify, expected: "'after-commit' or 'in-transaction'" });
@@ -298,14 +325,18 @@ export function resolveOutboxOptions(options: unknown): ResolvedOutboxOptions {
   const resolvedQueryTimeoutMs = queryTimeoutMs ?? DEFAULT_QUERY_TIMEOUT_MS;
   const ownedPool =
     pool === undefined
-      ? createOwnedPool(connectionString as string, poolSize ?? 10, resolvedQueryTimeoutMs, resolvedLogger)
+      ? createOwnedPool(connectionString as string, poolSize ?? 10, resolvedQueryTimeoutMs, resolvedLogger, {
+          sessionSettings: !pooling.transactionPooling,
+        })
       : undefined;
   const resolvedPool = ownedPool === undefined ? (pool as pg.Pool) : ownedPool.pool;
+  const clientConfig = ownConnectionConfig(connectionString === undefined ? resolvedPool.options : { connectionString });
   return {
     names,
     pool: resolvedPool,
     ownedPool,
-    preparedStatements: preparedStatements ?? true,
+    preparedStatements: preparedStatements ?? !pooling.transactionPooling,
+    transactionPooling: pooling.transactionPooling,
     logger: resolvedLogger,
     emit,
     middlewares,
@@ -313,9 +344,13 @@ export function resolveOutboxOptions(options: unknown): ResolvedOutboxOptions {
     gracefulTimeoutMs: gracefulTimeoutMs ?? 15_000,
     queryTimeoutMs: resolvedQueryTimeoutMs,
     renderError: (renderError as RenderError | undefined) ?? defaultRenderError,
-    listen: listen ?? true,
+    listen: pooling.listen,
     notify: notify ?? 'after-commit',
     schemas,
-    clientConfig: ownConnectionConfig(connectionString === undefined ? resolvedPool.options : { connectionString }),
+    clientConfig,
+    listenClientConfig:
+      pooling.listenConnectionString === undefined
+        ? clientConfig
+        : ownConnectionConfig({ connectionString: pooling.listenConnectionString }),
   };
 }

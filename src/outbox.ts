@@ -435,7 +435,7 @@ export class Outbox<Q extends QueueMap = AnyQueues, I extends QueueMap = Q> {
     this.#diagnostics.onFirstSubscription();
     if (this.#options.listen && this.#listener === undefined) {
       this.#listener = new NotifyListener({
-        clientConfig: this.#options.clientConfig,
+        clientConfig: this.#options.listenClientConfig,
         channel: this.#options.names.channel,
         logger: this.#options.logger,
         onWake: (payload) => {

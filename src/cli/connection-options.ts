@@ -119,3 +119,18 @@ async function readConfig(path: string, option: string, env: NodeJS.ProcessEnv, 
     });
   }
 }
+
+/**
+ * The config's transactionPooling and preparedStatements for the command's own Outbox, so a
+ * command reads the database the way the runner does (through PgBouncer in transaction mode:
+ * architecture/pgbouncer.md). None without a config: `--database-url` and $DATABASE_URL connect
+ * with the Outbox defaults.
+ */
+export function pooling(connection: Connection): { transactionPooling?: boolean; preparedStatements?: boolean } {
+  const database = connection.config?.database;
+  if (database === undefined) return {};
+  return {
+    transactionPooling: database.transactionPooling,
+    ...(database.preparedStatements === undefined ? {} : { preparedStatements: database.preparedStatements }),
+  };
+}

@@ -5,7 +5,7 @@ import { startDashboard } from '../dashboard/dashboard-server.js';
 import { Outbox } from '../outbox.js';
 import { beforeDeadline } from '../util/deadline.js';
 import { consoleLogger } from '../util/logger.js';
-import { CONNECTION_OPTIONS, resolveConnection } from './connection-options.js';
+import { CONNECTION_OPTIONS, pooling, resolveConnection } from './connection-options.js';
 import { logLevelOf, nonEmpty } from './environment.js';
 import { wholeNumber } from './option-values.js';
 import { untilStopSignal } from './stop-signal.js';
@@ -50,7 +50,8 @@ export async function dashboardCommand(args: string[], io: DashboardIo): Promise
   if (positionals.length > 0) throw new UsageError(`dashboard takes no argument, got '${positionals[0]}'`);
   const port = values.port === undefined ? undefined : wholeNumber('--port', values.port);
   const leaseTtlMs = values['lease-ttl-ms'] === undefined ? undefined : wholeNumber('--lease-ttl-ms', values['lease-ttl-ms']);
-  const { connectionString, table, dlqTable, config } = await resolveConnection(values, io);
+  const connection = await resolveConnection(values, io);
+  const { connectionString, table, dlqTable, config } = connection;
   // --config also gives the file's dashboard: section (the runner's), under the flags and the env;
   // the implicit ./txoutbox.yaml gives only the database, as for every other command.
   const file = values.config === undefined ? undefined : config?.dashboard;
@@ -67,7 +68,7 @@ export async function dashboardCommand(args: string[], io: DashboardIo): Promise
     logger: consoleLogger(logLevelOf(io.env)),
   };
   // Pages run a few statements each (status and peek side by side): a handful of connections.
-  const outbox = new Outbox({ connectionString, table, dlqTable, poolSize: 4 });
+  const outbox = new Outbox({ ...pooling(connection), connectionString, table, dlqTable, poolSize: 4 });
   try {
     const dashboard = await startDashboard(outbox, options).catch((error: unknown) => {
       throw flagError(error, FLAG_OF) ?? error;

@@ -5,7 +5,7 @@ import { migrationScript } from '../schema/migrate.js';
 import { resolveSchemaNames } from '../schema/schema-names.js';
 import { redactConnectionString } from '../util/redact.js';
 import type { CommandIo } from './command-io.js';
-import { CONNECTION_OPTIONS, resolveConnection, resolveTableNames } from './connection-options.js';
+import { CONNECTION_OPTIONS, pooling, resolveConnection, resolveTableNames } from './connection-options.js';
 import { UsageError } from './usage.js';
 
 /** `txoutbox migrate`: applies pending migrations, or prints them with --print. */
@@ -30,8 +30,15 @@ export async function migrateCommand(args: string[], io: CommandIo): Promise<voi
     io.out(migrationScript(resolveSchemaNames(names.table, values['no-dlq'] ? false : names.dlqTable), { since }));
     return;
   }
-  const { connectionString, table, dlqTable } = await resolveConnection(values, io, ', or use --print to get the SQL');
-  const outbox = new Outbox({ connectionString, table, dlqTable: values['no-dlq'] ? false : dlqTable, poolSize: 1 });
+  const connection = await resolveConnection(values, io, ', or use --print to get the SQL');
+  const { connectionString, table, dlqTable } = connection;
+  const outbox = new Outbox({
+    ...pooling(connection),
+    connectionString,
+    table,
+    dlqTable: values['no-dlq'] ? false : dlqTable,
+    poolSize: 1,
+  });
   try {
     const { applied } = await outbox.migrate();
     const where = `${redactConnectionString(connectionString)} (${outbox.table})`;

@@ -1,6 +1,6 @@
 import { Outbox } from '../outbox.js';
 import { redactConnectionString } from '../util/redact.js';
-import type { Connection } from './connection-options.js';
+import { type Connection, pooling } from './connection-options.js';
 import { flagError } from './usage.js';
 
 /**
@@ -16,7 +16,7 @@ export async function withOutbox<T>(
   run: (outbox: Outbox) => Promise<T>,
 ): Promise<T> {
   const { connectionString, table, dlqTable } = connection;
-  const outbox = new Outbox({ connectionString, table, dlqTable, poolSize: 1 });
+  const outbox = new Outbox({ ...pooling(connection), connectionString, table, dlqTable, poolSize: 1 });
   try {
     return await run(outbox);
   } catch (error) {

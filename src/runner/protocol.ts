@@ -9,8 +9,12 @@ import type { MetricSnapshot } from './metrics/metrics-ledger.js';
 interface ChildSpecBase {
   /** The consumer's or relay's name (the two share one namespace: it is the `consumer` label). */
   readonly consumer: string;
+  /** The config's url with `application_name=txoutbox-<consumer>` unless it names one (application-name.ts). */
   readonly databaseUrl: string;
+  /** The config's poolSize, or the one sized for this consumer (connection-budget.ts). */
   readonly poolSize: number;
+  /** The Outbox's connection options the config sets (transactionPooling, listen, …; validate-connection.ts). */
+  readonly connection?: Readonly<Record<string, unknown>>;
   readonly queryTimeoutMs: number;
   readonly table: string;
   readonly dlqTable: string | false;

@@ -8,6 +8,8 @@ import type { RunnerConfig } from './config/runner-config.js';
  */
 const RESTART_ONLY: readonly (readonly [string, (config: RunnerConfig) => unknown])[] = [
   ['database.url', (c) => c.database.url],
+  ['database.transactionPooling', (c) => c.database.transactionPooling],
+  ['database.preparedStatements', (c) => c.database.preparedStatements],
   ['table', (c) => c.table],
   ['dlqTable', (c) => c.dlqTable],
   ['dlqRetention', (c) => c.dlqRetentionMs],

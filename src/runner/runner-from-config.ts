@@ -1,7 +1,10 @@
 import { ConfigError, errorMessage } from '../errors.js';
 import type { Logger } from '../util/logger.js';
+import { applicationName } from './application-name.js';
+import { reportConnectionBudget } from './budget-report.js';
 import { consumerPlans } from './config/consumer-plans.js';
 import { loadRunnerConfig } from './config/load-config.js';
+import { outboxConnectionOptions } from './config/validate-connection.js';
 import { restartOnlyChanges } from './restart-only-changes.js';
 import { Runner } from './runner.js';
 
@@ -18,7 +21,9 @@ export interface ConfiguredRunner {
  */
 export async function runnerFromConfig(path: string, env: NodeJS.ProcessEnv, logger: Logger): Promise<ConfiguredRunner> {
   const config = await loadRunnerConfig(path, env);
+  await reportConnectionBudget(config, logger);
   const runner = await Runner.start({
+    connection: outboxConnectionOptions(config.database, applicationName(undefined)),
     plans: consumerPlans(config),
     databaseUrl: config.database.url,
     table: config.table,

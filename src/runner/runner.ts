@@ -6,7 +6,9 @@ import { queueStateCollector } from '../prometheus/queue-state-collector.js';
 import { type ServedMetrics, serveMetrics } from '../prometheus/serve-metrics.js';
 import { beforeDeadline } from '../util/deadline.js';
 import type { Logger } from '../util/logger.js';
+import { applicationName, withApplicationName } from './application-name.js';
 import type { DashboardConfig } from './config/runner-config.js';
+import { supervisorPool } from './connection-budget.js';
 import type { RestartPolicy } from './consumer-slot.js';
 import { DlqRetention } from './dlq-retention.js';
 import { MetricsLedger } from './metrics/metrics-ledger.js';
@@ -50,6 +52,8 @@ export interface RunnerOptions {
   readonly policy?: RestartPolicy;
   /** The web dashboard, served on the runner's own Outbox (architecture/dashboard.md); absent: none. */
   readonly dashboard?: DashboardConfig | undefined;
+  /** The Outbox connection options of the config (transactionPooling, …): its own Outbox needs them too (validate-connection.ts). */
+  readonly connection?: Readonly<Record<string, unknown>>;
 }
 
 /**
@@ -90,9 +94,10 @@ export class Runner {
     // No subscriptions: this Outbox only answers readiness probes and reads the queue state at
     // scrape time (cached 1 s), so /metrics shows depth and oldest age next to the children's series.
     this.#outbox = new Outbox({
-      connectionString: options.databaseUrl,
+      ...options.connection,
+      connectionString: withApplicationName(options.databaseUrl, applicationName(undefined)),
       // The dashboard's pages read status and peek side by side: two more connections.
-      poolSize: options.dashboard === undefined ? 2 : 4,
+      poolSize: supervisorPool(options.dashboard !== undefined),
       table: options.table,
       dlqTable: options.dlqTable,
       logger: options.logger,

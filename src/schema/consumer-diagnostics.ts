@@ -1,5 +1,6 @@
 import type { ResolvedOutboxOptions } from '../outbox-options.js';
 import { warnAboutGenericPlans, warnAboutPoolSafeguards } from '../util/owned-pool.js';
+import { warnAboutRoleSettings } from '../util/transaction-pooling.js';
 import { missingTableExplainer } from './explain-missing-table.js';
 import { reportStrandedRows } from './stranded-rows.js';
 
@@ -25,9 +26,14 @@ export class ConsumerDiagnostics {
   onFirstSubscription(): void {
     if (this.#started) return;
     this.#started = true;
-    const { pool, ownedPool, queryTimeoutMs, names, logger, preparedStatements } = this.#options;
-    if (ownedPool === undefined) warnAboutPoolSafeguards(pool, queryTimeoutMs, logger);
-    if (ownedPool === undefined && preparedStatements) void warnAboutGenericPlans(pool, logger);
+    const { pool, ownedPool, queryTimeoutMs, names, logger, preparedStatements, transactionPooling } = this.#options;
+    if (transactionPooling) {
+      // Session settings cannot come from the pool's side here: only the role's count.
+      void warnAboutRoleSettings(pool, queryTimeoutMs, preparedStatements, logger);
+    } else {
+      if (ownedPool === undefined) warnAboutPoolSafeguards(pool, queryTimeoutMs, logger);
+      if (ownedPool === undefined && preparedStatements) void warnAboutGenericPlans(pool, logger);
+    }
     void reportStrandedRows(pool, names, logger);
   }
 }

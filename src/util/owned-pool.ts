@@ -55,8 +55,20 @@ export interface OwnedPool {
  * that was frozen), so one the client stopped waiting for (StatementRunner, a second later) never
  * commits behind its back; a claim that did would lease rows nobody runs and count a delivery no
  * handler saw. A pool you pass in keeps its own settings (set statement_timeout on it too).
+ *
+ * `sessionSettings: false` (transactionPooling): neither the statement_timeout startup parameter
+ * (PgBouncer refuses a connection that sends one it does not track: "unsupported startup
+ * parameter: statement_timeout") nor the SET (a transaction pooler runs it on some server session,
+ * where it stays for other clients, and ours run elsewhere). Both belong on the role then
+ * (architecture/pgbouncer.md); the client-side bound (StatementRunner) still holds.
  */
-export function createOwnedPool(connectionString: string, max: number, queryTimeoutMs: number, logger: Logger): OwnedPool {
+export function createOwnedPool(
+  connectionString: string,
+  max: number,
+  queryTimeoutMs: number,
+  logger: Logger,
+  { sessionSettings = true }: { readonly sessionSettings?: boolean } = {},
+): OwnedPool {
   // Every connection the pool opens, connecting ones included, so close() can destroy those
   // pool.end() would wait for (or, still connecting to a silent server, leave to keep the process alive).
   const clients = new Set<pg.Client>();
@@ -75,6 +87,7 @@ export function createOwnedPool(connectionString: string, max: number, queryTime
       callback?: ((err: Error) => void) | ((err: null, client: pg.Client) => void),
     ): Promise<pg.Client> | undefined {
       const ready = super.connect().then(async () => {
+        if (!sessionSettings) return this;
         // Until the pool takes the client (and listens for its errors), a connection that dies
         // during the SET emits 'error' here: heard, not thrown. The SET's own failure is the
         // report: the connect fails, as it would had the connection died a moment earlier, and the
@@ -106,7 +119,7 @@ export function createOwnedPool(connectionString: string, max: number, queryTime
     }
   }
   const pool = new pg.Pool({
-    ...ownConnectionConfig({ connectionString, max, statement_timeout: queryTimeoutMs }),
+    ...ownConnectionConfig({ connectionString, max, ...(sessionSettings ? { statement_timeout: queryTimeoutMs } : {}) }),
     Client: TrackedClient,
   });
   // An idle client whose server connection dies emits 'error' on the pool; unhandled, that event

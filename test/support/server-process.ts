@@ -111,6 +111,11 @@ export class ServerProcess {
     return this.#child !== undefined;
   }
 
+  /** The running server's pid (a probe reads its CPU time from /proc); undefined while stopped. */
+  get pid(): number | undefined {
+    return this.#child?.pid;
+  }
+
   /** Starts it again (after stop()): the same port, the same data dir. */
   async restart(): Promise<void> {
     if (this.#child !== undefined) throw new Error(`${this.spec.name} is running already`);

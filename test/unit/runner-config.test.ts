@@ -71,7 +71,13 @@ describe('loadRunnerConfig: valid configs', () => {
   test('a minimal YAML config gets every default', async () => {
     const config = await loadRunnerConfig(configFile(yaml()), {});
     assert.equal(config.database.url, URL_WITH_SECRET);
-    assert.equal(config.database.poolSize, 10);
+    // No poolSize: each consumer's pool is sized for what it serves (connection-budget.ts).
+    assert.equal(config.database.poolSize, undefined);
+    assert.equal(config.database.transactionPooling, false);
+    assert.deepEqual(
+      [config.database.preparedStatements, config.database.listen, config.database.notify, config.database.listenUrl],
+      [undefined, undefined, undefined, undefined],
+    );
     assert.equal(config.table, 'txoutbox.outbox');
     assert.equal(config.dlqTable, 'txoutbox.outbox_dlq');
     assert.equal(config.gracefulTimeoutMs, 15_000);
@@ -127,8 +133,10 @@ describe('loadRunnerConfig: valid configs', () => {
       processes: 3,
       spec: {
         consumer: 'orders',
-        databaseUrl: URL_WITH_SECRET,
+        // Which consumer holds which connection, in pg_stat_activity.
+        databaseUrl: `${URL_WITH_SECRET}?application_name=txoutbox-orders`,
         poolSize: 4,
+        connection: { transactionPooling: false },
         queryTimeoutMs: 3000,
         table: 'app.jobs',
         dlqTable: 'app.jobs_dlq',

@@ -67,6 +67,8 @@ async function run(spec: ChildSpec): Promise<void> {
   const metrics = { registry, prefix: spec.metricsPrefix, appName: spec.metricsPrefix };
   const statsd = spec.statsd === null ? undefined : new StatsdClient(spec.statsd, spec.consumer, logger);
   const outbox = new Outbox({
+    // transactionPooling, preparedStatements, listen, notify, listenConnectionString: validated with the config.
+    ...spec.connection,
     connectionString: spec.databaseUrl,
     poolSize: spec.poolSize,
     queryTimeoutMs: spec.queryTimeoutMs,

@@ -1,6 +1,9 @@
+import { applicationName, withApplicationName } from '../application-name.js';
+import { configBudget } from '../connection-budget.js';
 import type { ConsumerChildSpec, RelayChildSpec } from '../protocol.js';
 import type { ConsumerPlan } from '../supervisor.js';
 import type { RunnerConfig } from './runner-config.js';
+import { outboxConnectionOptions } from './validate-connection.js';
 
 /**
  * How often a child reports its metrics registry to the supervisor. Under the 1 s the protocol
@@ -15,9 +18,14 @@ export const FLUSH_INTERVAL_MS = 500;
  */
 export function consumerPlans(config: RunnerConfig): Map<string, ConsumerPlan> {
   const plans = new Map<string, ConsumerPlan>();
+  const budget = new Map(configBudget(config).served.map((served) => [served.name, served.perProcess]));
+  // Each process's pool: the file's poolSize, else sized for what it serves (connection-budget.ts).
+  const own = (name: string) => ({
+    databaseUrl: withApplicationName(config.database.url, applicationName(name)),
+    poolSize: budget.get(name)?.pool ?? 1,
+    connection: outboxConnectionOptions(config.database, applicationName(name)),
+  });
   const shared = {
-    databaseUrl: config.database.url,
-    poolSize: config.database.poolSize,
     queryTimeoutMs: config.database.queryTimeoutMs,
     table: config.table,
     dlqTable: config.dlqTable,
@@ -30,6 +38,7 @@ export function consumerPlans(config: RunnerConfig): Map<string, ConsumerPlan> {
     const spec: ConsumerChildSpec = {
       consumer: consumer.name,
       ...shared,
+      ...own(consumer.name),
       handlerPath: consumer.handlerPath,
       handlerExport: consumer.handlerExport,
       queues: consumer.queues,
@@ -41,6 +50,7 @@ export function consumerPlans(config: RunnerConfig): Map<string, ConsumerPlan> {
     const spec: RelayChildSpec = {
       consumer: relay.name,
       ...shared,
+      ...own(relay.name),
       sink: relay.sink,
       queues: relay.queues,
       subscribe: relay.subscribe,

@@ -1,4 +1,5 @@
 import { DEFAULT_QUERY_TIMEOUT_MS } from '../../outbox-options.js';
+import type { NotifyMode } from '../../producer/wake-after-commit.js';
 import { DEFAULT_TABLE } from '../../schema/schema-names.js';
 /**
  * What `loadRunnerConfig()` returns: a `txoutbox.yaml` after interpolation, validation and defaults.
@@ -11,10 +12,21 @@ export interface RunnerConfig {
   readonly database: {
     /** The connection URL. Holds the password: show it only through redactConnectionString. */
     readonly url: string;
-    /** Pool size of each consumer process. */
-    readonly poolSize: number;
+    /**
+     * Pool size of each consumer process when the file sets one; undefined: each consumer's pool is
+     * sized for what it serves (connection-budget.ts, architecture/runner.md "Connection budget").
+     */
+    readonly poolSize: number | undefined;
     /** The Outbox's queryTimeoutMs in each consumer process. */
     readonly queryTimeoutMs: number;
+    /** The Outbox's transactionPooling, in every process (architecture/pgbouncer.md). */
+    readonly transactionPooling: boolean;
+    /** The Outbox's preparedStatements, listen and notify when the file sets them (else its defaults). */
+    readonly preparedStatements: boolean | undefined;
+    readonly listen: boolean | undefined;
+    readonly notify: NotifyMode | undefined;
+    /** The Outbox's listenConnectionString: a direct connection for LISTEN. Holds a password, like url. */
+    readonly listenUrl: string | undefined;
   };
   readonly table: string;
   /** false when the config turns the DLQ off (`dlqTable: false`). */
@@ -90,8 +102,6 @@ export interface RelayConfig {
 }
 
 export const RUNNER_DEFAULTS = {
-  /** The Outbox's own default pool size. */
-  poolSize: 10,
   /** The Outbox's own default (DEFAULT_QUERY_TIMEOUT_MS). */
   queryTimeoutMs: DEFAULT_QUERY_TIMEOUT_MS,
   /** The Outbox's own default: `outbox` in the `txoutbox` schema. */

@@ -7,9 +7,11 @@ import { type ConfigIssues, isSection, type Section } from './config-issues.js';
 import { resolveReporting } from './library-options.js';
 import type { ConsumerConfig, PrometheusConfig, RunnerConfig, StatsdConfig } from './runner-config.js';
 import { RUNNER_DEFAULTS } from './runner-config.js';
+import { CONNECTION_KEYS, connectionConfig, connectionOptionPath, connectionOptions } from './validate-connection.js';
 import { validateConsumer } from './validate-consumer.js';
 import { dashboardConfig } from './validate-dashboard.js';
 import { dlqRetentionMs } from './validate-dlq-retention.js';
+import { checkPoolFloor } from './validate-pool-size.js';
 import { validateRelays } from './validate-relay.js';
 
 const TOP_KEYS = [
@@ -23,7 +25,7 @@ const TOP_KEYS = [
   'relays',
   'dashboard',
 ];
-const DATABASE_KEYS = ['url', 'poolSize', 'queryTimeoutMs'];
+const DATABASE_KEYS = ['url', 'poolSize', 'queryTimeoutMs', ...CONNECTION_KEYS];
 const METRICS_KEYS = ['prometheus', 'statsd'];
 const PROMETHEUS_KEYS = ['enabled', 'host', 'port', 'prefix'];
 const STATSD_KEYS = ['host', 'port', 'prefix'];
@@ -35,9 +37,9 @@ const STATSD_PREFIX = /^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/;
 const URL_EXPECTED = 'a postgres:// or postgresql:// URL';
 
 /** The URL, or undefined with an issue that never shows the password. */
-function databaseUrl(issues: ConfigIssues, value: unknown): string | undefined {
+function databaseUrl(issues: ConfigIssues, value: unknown, path = 'database.url'): string | undefined {
   if (typeof value !== 'string' || value === '') {
-    issues.expected('database.url', URL_EXPECTED, value);
+    issues.expected(path, URL_EXPECTED, value);
     return undefined;
   }
   let protocol: string;
@@ -45,24 +47,27 @@ function databaseUrl(issues: ConfigIssues, value: unknown): string | undefined {
     protocol = new URL(value).protocol;
   } catch {
     // Not shown at all: an unparseable URL cannot be redacted reliably.
-    issues.add(
-      'database.url',
-      `expected ${URL_EXPECTED}, got a string that does not parse as a URL (not shown: it may hold a password)`,
-    );
+    issues.add(path, `expected ${URL_EXPECTED}, got a string that does not parse as a URL (not shown: it may hold a password)`);
     return undefined;
   }
   if (protocol !== 'postgres:' && protocol !== 'postgresql:') {
-    issues.expected('database.url', URL_EXPECTED, redactConnectionString(value));
+    issues.expected(path, URL_EXPECTED, redactConnectionString(value));
     return undefined;
   }
   return value;
 }
 
 /**
- * poolSize, queryTimeoutMs, table, dlqTable and gracefulTimeoutMs are Outbox options: `new Outbox()`'s resolver
- * judges them (identifiers included), on a placeholder URL. Its pool never connects.
+ * poolSize, queryTimeoutMs, table, dlqTable, gracefulTimeoutMs and the connection keys (validate-connection.ts)
+ * are Outbox options: `new Outbox()`'s resolver judges them (identifiers included), on a placeholder URL. Its
+ * pool never connects.
  */
-async function outboxOptions(issues: ConfigIssues, top: Section, database: Section): Promise<boolean> {
+async function outboxOptions(
+  issues: ConfigIssues,
+  top: Section,
+  database: Section,
+  listenUrl: string | undefined,
+): Promise<boolean> {
   const given = Object.fromEntries(
     Object.entries({
       poolSize: database.poolSize,
@@ -70,12 +75,13 @@ async function outboxOptions(issues: ConfigIssues, top: Section, database: Secti
       table: top.table,
       dlqTable: top.dlqTable,
       gracefulTimeoutMs: top.gracefulTimeoutMs,
+      ...connectionOptions(database, listenUrl),
     }).filter(([, value]) => value !== undefined),
   );
   const resolved = resolveReporting(
     (options) => resolveOutboxOptions({ ...options, connectionString: 'postgres://localhost/txoutbox', logger: silentLogger }),
     given,
-    { pathOf: (key) => (key === 'poolSize' || key === 'queryTimeoutMs' ? `database.${key}` : key) },
+    { pathOf: (key) => connectionOptionPath(key) ?? (key === 'poolSize' || key === 'queryTimeoutMs' ? `database.${key}` : key) },
     issues,
   );
   await resolved?.pool.end();
@@ -152,7 +158,8 @@ export async function validateRunnerConfig(
   if (top === undefined) return undefined;
   const database = issues.section('database', top.database, DATABASE_KEYS, 'a section { url, poolSize, queryTimeoutMs }');
   const url = database === undefined ? undefined : databaseUrl(issues, database.url);
-  const outboxValid = await outboxOptions(issues, top, database ?? {});
+  const listenUrl = database?.listenUrl === undefined ? undefined : databaseUrl(issues, database.listenUrl, 'database.listenUrl');
+  const outboxValid = await outboxOptions(issues, top, database ?? {}, listenUrl);
 
   const metrics = issues.section('metrics', top.metrics ?? {}, METRICS_KEYS, 'a section { prometheus, statsd }') ?? {};
   const prometheusConfig = prometheus(issues, metrics.prometheus);
@@ -167,6 +174,7 @@ export async function validateRunnerConfig(
   const relayConfigs = validateRelays(issues, top.relays, { hasDlq, consumerNames });
   const retentionMs = dlqRetentionMs(issues, top);
   const dashboard = dashboardConfig(issues, top.dashboard, prometheusConfig);
+  checkPoolFloor(issues, database?.poolSize, { consumers: consumerConfigs, relays: relayConfigs, hasDlq });
 
   if (issues.count > before || url === undefined || !outboxValid || prometheusConfig === undefined) return undefined;
   const table = typeof top.table === 'string' ? top.table : RUNNER_DEFAULTS.table;
@@ -174,8 +182,9 @@ export async function validateRunnerConfig(
     file,
     database: {
       url,
-      poolSize: typeof database?.poolSize === 'number' ? database.poolSize : RUNNER_DEFAULTS.poolSize,
+      poolSize: typeof database?.poolSize === 'number' ? database.poolSize : undefined,
       queryTimeoutMs: typeof database?.queryTimeoutMs === 'number' ? database.queryTimeoutMs : RUNNER_DEFAULTS.queryTimeoutMs,
+      ...connectionConfig(database ?? {}, listenUrl),
     },
     table,
     // The Outbox's default: "<table>_dlq" next to the outbox table.

@@ -1,4 +1,4 @@
-import type { ConsumerChildSpec, RelayChildSpec } from '../protocol.js';
+import type { ChildTracingSpec, ConsumerChildSpec, RelayChildSpec } from '../protocol.js';
 import type { ConsumerPlan } from '../supervisor.js';
 import type { RunnerConfig } from './runner-config.js';
 
@@ -7,6 +7,13 @@ import type { RunnerConfig } from './runner-config.js';
  * allows: it bounds what a SIGKILLed child's counters can lose.
  */
 export const FLUSH_INTERVAL_MS = 500;
+
+/** A child's tracing settings: `service.name` defaults to the consumer's or relay's name. */
+function tracingOf(config: RunnerConfig, name: string): { tracing?: ChildTracingSpec } {
+  const { tracing } = config;
+  if (tracing === undefined) return {};
+  return { tracing: { ...tracing, serviceName: tracing.serviceName ?? name } };
+}
 
 /**
  * The supervisor's plan for each consumer and relay of a validated config: its child spec and
@@ -30,6 +37,7 @@ export function consumerPlans(config: RunnerConfig): Map<string, ConsumerPlan> {
     const spec: ConsumerChildSpec = {
       consumer: consumer.name,
       ...shared,
+      ...tracingOf(config, consumer.name),
       handlerPath: consumer.handlerPath,
       handlerExport: consumer.handlerExport,
       queues: consumer.queues,
@@ -41,6 +49,7 @@ export function consumerPlans(config: RunnerConfig): Map<string, ConsumerPlan> {
     const spec: RelayChildSpec = {
       consumer: relay.name,
       ...shared,
+      ...tracingOf(config, relay.name),
       sink: relay.sink,
       queues: relay.queues,
       subscribe: relay.subscribe,

@@ -11,6 +11,7 @@ import { validateConsumer } from './validate-consumer.js';
 import { dashboardConfig } from './validate-dashboard.js';
 import { dlqRetentionMs } from './validate-dlq-retention.js';
 import { validateRelays } from './validate-relay.js';
+import { tracingConfig } from './validate-tracing.js';
 
 const TOP_KEYS = [
   'database',
@@ -22,6 +23,7 @@ const TOP_KEYS = [
   'consumers',
   'relays',
   'dashboard',
+  'tracing',
 ];
 const DATABASE_KEYS = ['url', 'poolSize', 'queryTimeoutMs'];
 const METRICS_KEYS = ['prometheus', 'statsd'];
@@ -167,6 +169,7 @@ export async function validateRunnerConfig(
   const relayConfigs = validateRelays(issues, top.relays, { hasDlq, consumerNames });
   const retentionMs = dlqRetentionMs(issues, top);
   const dashboard = dashboardConfig(issues, top.dashboard, prometheusConfig);
+  const tracing = tracingConfig(issues, top.tracing);
 
   if (issues.count > before || url === undefined || !outboxValid || prometheusConfig === undefined) return undefined;
   const table = typeof top.table === 'string' ? top.table : RUNNER_DEFAULTS.table;
@@ -186,5 +189,6 @@ export async function validateRunnerConfig(
     consumers: consumerConfigs,
     relays: relayConfigs,
     ...(dashboard === undefined ? {} : { dashboard }),
+    ...(tracing === undefined ? {} : { tracing }),
   };
 }

@@ -15,7 +15,8 @@ import { fileURLToPath } from 'node:url';
 
 import { context, propagation } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
-import { CompositePropagator, W3CBaggagePropagator, W3CTraceContextPropagator } from '@opentelemetry/core';
+import { CompositePropagator, ExportResultCode, W3CBaggagePropagator, W3CTraceContextPropagator } from '@opentelemetry/core';
+import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import {
   AlwaysOffSampler,
   BasicTracerProvider,
@@ -27,8 +28,10 @@ import {
 import { freePort } from '../../src/embedded/free-port.js';
 import { Outbox } from '../../src/index.js';
 import { tracingMiddleware } from '../../src/opentelemetry/index.js';
+import { watchExports } from '../../src/runner/tracing/export-watch.js';
 import { useTestDatabase } from '../support/database.js';
 import { type RunnerProcess, runnerTestKit } from '../support/runner-process.js';
+import { TestLogger } from '../support/test-logger.js';
 import { inTransaction } from '../support/transaction.js';
 import { waitFor } from '../support/wait-for.js';
 import { type ReceivedRequest, WebhookReceiver } from '../support/webhook-receiver.js';
@@ -329,5 +332,41 @@ describe('txoutbox run with tracing:', () => {
       /trace-peers\.yaml:3:1: tracing: needs the optional peer dependencies "@opentelemetry\/api", "@opentelemetry\/core", "@opentelemetry\/resources", "@opentelemetry\/sdk-trace-base", "@opentelemetry\/context-async-hooks", "@opentelemetry\/exporter-trace-otlp-http", which are not installed\. Fix: npm install @opentelemetry\/api@~1\.9\.0 @opentelemetry\/core@\^2\.12\.1 /,
     );
     assert.doesNotMatch(output, /ERR_MODULE_NOT_FOUND|\n\s+at /, 'no stack trace');
+  });
+});
+
+describe('watchExports (a child’s exporter)', () => {
+  test('one warning when exports start failing, one when they recover, never one per batch; the origin only', async () => {
+    const collector = await startCollector();
+    let status = 400; // not retryable for the OTLP exporter: the export fails at once
+    collector.answer = (_request, response) => {
+      response.writeHead(status, { 'content-type': 'application/json' }).end('{}');
+    };
+    const logger = new TestLogger();
+    const exporter = new OTLPTraceExporter({ url: collector.url('/v1/traces?key=k3y-in-query') });
+    const watched = watchExports(exporter, logger, `http://127.0.0.1:${collector.port}`, ExportResultCode.SUCCESS);
+    const provider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(watched)] });
+    const exportOne = async (name: string) => {
+      provider.getTracer('test').startSpan(name).end();
+      // Rejects when the export failed (SimpleSpanProcessor passes the error on): that is the case under test.
+      await provider.forceFlush().catch(() => undefined);
+    };
+    try {
+      await exportOne('a');
+      await exportOne('b');
+      status = 200;
+      await exportOne('c');
+      await exportOne('d');
+    } finally {
+      await provider.shutdown();
+      await collector.stop();
+    }
+    assert.equal(collector.requests.length, 4);
+    assert.deepEqual(logger.messages('warn'), [
+      'tracing export failed: spans are dropped until the endpoint accepts them',
+      'tracing export recovered',
+    ]);
+    for (const entry of logger.entries) assert.equal(entry.fields.endpoint, `http://127.0.0.1:${collector.port}`);
+    assert.equal(logger.entries[0]?.fields.spans, 1);
   });
 });

@@ -141,8 +141,9 @@ describe('tracing: refused values', () => {
     assert.ok(!unparsed.includes('abc123'));
     assert.match(
       await issueAt(['endpoint: grpc://collector:4317'], 'tracing.endpoint'),
-      /got a "grpc:" URL \(gRPC endpoints are not supported\)$/,
+      /got a "grpc:" URL \(OTLP over gRPC is not supported: use the collector's HTTP port, 4318 by default\)$/,
     );
+    assert.match(await issueAt(['endpoint: ftp://collector/v1/traces'], 'tracing.endpoint'), /got a "ftp:" URL$/);
     assert.match(
       await issueAt(['endpoint: http://collector:4318'], 'tracing.endpoint'),
       /got a URL without a path: the exporter posts to it as written\. Fix: http:\/\/collector:4318\/v1\/traces$/,

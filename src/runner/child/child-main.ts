@@ -1,8 +1,9 @@
 /**
  * Entry point of one consumer or relay process forked by `txoutbox run`. It waits for its spec, runs
  * one Outbox with one subscription (a consumer's handler, or a relay to a sink) and its own
- * Prometheus registry (both seams), reports the registry to the supervisor every flush interval and
- * its ping() every HEALTH_INTERVAL_MS, and drains on SIGTERM/SIGINT, on a `stop` message or when the
+ * Prometheus registry (both seams), with `tracing` in its spec the OpenTelemetry SDK and
+ * tracingMiddleware (src/runner/tracing/child-tracing.ts, flushed at the end of a drain), reports
+ * the registry to the supervisor every flush interval and its ping() every HEALTH_INTERVAL_MS, and drains on SIGTERM/SIGINT, on a `stop` message or when the
  * supervisor's channel closes (a supervisor that died must not leave consumers behind).
  *
  * States: waiting (for `start`) → running → draining → exited. Exit code 0 after a drain, 1 when
@@ -29,6 +30,7 @@ import {
   isParentMessage,
   isRelaySpec,
 } from '../protocol.js';
+import type { ChildTracing } from '../tracing/child-tracing.js';
 import { relayFromSpec } from './relay-from-spec.js';
 import { subscribeOptionsFromSpec } from './subscribe-options-from-spec.js';
 
@@ -61,11 +63,22 @@ async function loadHandler(spec: ConsumerChildSpec): Promise<Handler> {
   return handler as Handler;
 }
 
+/**
+ * The OpenTelemetry setup when the spec asks for it. Its module is imported only then: it loads the
+ * optional @opentelemetry/* peers, which a runner without `tracing:` must never need.
+ */
+async function startTracing(spec: ChildSpec, logger: Logger): Promise<ChildTracing | undefined> {
+  if (spec.tracing === undefined) return undefined;
+  const { startChildTracing } = await import('../tracing/child-tracing.js');
+  return await startChildTracing(spec.tracing, logger);
+}
+
 async function run(spec: ChildSpec): Promise<void> {
   const logger = childLogger(spec.consumer);
   const registry = new Registry();
   const metrics = { registry, prefix: spec.metricsPrefix, appName: spec.metricsPrefix };
   const statsd = spec.statsd === null ? undefined : new StatsdClient(spec.statsd, spec.consumer, logger);
+  const tracing = await startTracing(spec, logger);
   const outbox = new Outbox({
     // transactionPooling, preparedStatements, listen, notify, listenConnectionString: validated with the config.
     ...spec.connection,
@@ -78,7 +91,13 @@ async function run(spec: ChildSpec): Promise<void> {
     logger,
     // statsdRecorder: the relay's broker-side lines (confirmed/refused/failed, confirm time, lag).
     recorder: [prometheusRecorder(metrics), ...(statsd === undefined ? [] : [statsdRecorder(statsd)])],
-    middlewares: [prometheusMiddleware(metrics), ...(statsd === undefined ? [] : [statsdMiddleware(statsd)])],
+    // Tracing first, as observability.md asks: a middleware outside it that threw after next()
+    // would turn a delivery into a retry its span, already ended as acked, cannot see.
+    middlewares: [
+      ...(tracing === undefined ? [] : [tracing.middleware]),
+      prometheusMiddleware(metrics),
+      ...(statsd === undefined ? [] : [statsdMiddleware(statsd)]),
+    ],
   });
   const report = async (): Promise<void> => {
     await send({ type: 'metrics', snapshot: (await registry.getMetricsAsJSON()) as unknown as MetricSnapshot[] });
@@ -104,6 +123,7 @@ async function run(spec: ChildSpec): Promise<void> {
     await outbox.stop();
     await report().catch(() => undefined); // the final counts: nothing handled goes uncounted
     await statsd?.flush();
+    await tracing?.shutdown(); // bounded: TRACING_FLUSH_BUDGET_MS
     process.exit(0);
   };
   for (const signal of ['SIGTERM', 'SIGINT'] as const) process.on(signal, () => void drain(signal));

@@ -1,6 +1,6 @@
 import { applicationName, withApplicationName } from '../application-name.js';
 import { configBudget } from '../connection-budget.js';
-import type { ConsumerChildSpec, RelayChildSpec } from '../protocol.js';
+import type { ChildTracingSpec, ConsumerChildSpec, RelayChildSpec } from '../protocol.js';
 import type { ConsumerPlan } from '../supervisor.js';
 import type { RunnerConfig } from './runner-config.js';
 import { outboxConnectionOptions } from './validate-connection.js';
@@ -10,6 +10,13 @@ import { outboxConnectionOptions } from './validate-connection.js';
  * allows: it bounds what a SIGKILLed child's counters can lose.
  */
 export const FLUSH_INTERVAL_MS = 500;
+
+/** A child's tracing settings: `service.name` defaults to the consumer's or relay's name. */
+function tracingOf(config: RunnerConfig, name: string): { tracing?: ChildTracingSpec } {
+  const { tracing } = config;
+  if (tracing === undefined) return {};
+  return { tracing: { ...tracing, serviceName: tracing.serviceName ?? name } };
+}
 
 /**
  * The supervisor's plan for each consumer and relay of a validated config: its child spec and
@@ -39,6 +46,7 @@ export function consumerPlans(config: RunnerConfig): Map<string, ConsumerPlan> {
       consumer: consumer.name,
       ...shared,
       ...own(consumer.name),
+      ...tracingOf(config, consumer.name),
       handlerPath: consumer.handlerPath,
       handlerExport: consumer.handlerExport,
       queues: consumer.queues,
@@ -51,6 +59,7 @@ export function consumerPlans(config: RunnerConfig): Map<string, ConsumerPlan> {
       consumer: relay.name,
       ...shared,
       ...own(relay.name),
+      ...tracingOf(config, relay.name),
       sink: relay.sink,
       queues: relay.queues,
       subscribe: relay.subscribe,

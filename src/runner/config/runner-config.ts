@@ -49,6 +49,21 @@ export interface RunnerConfig {
   readonly relays: ReadonlyMap<string, RelayConfig>;
   /** The web dashboard the runner serves; absent without a `dashboard:` section or with `enabled: false`. */
   readonly dashboard?: DashboardConfig;
+  /** OpenTelemetry spans from every child; absent without a `tracing:` section or with `enabled: false`. */
+  readonly tracing?: TracingConfig;
+}
+
+/** `tracing:` (architecture/runner.md, Tracing). */
+export interface TracingConfig {
+  /** The OTLP/HTTP traces URL the exporter POSTs JSON to, as written. May hold a key: log its origin only. */
+  readonly endpoint: string;
+  /** Sent with every export. The values are secrets: never logged. */
+  readonly headers: Readonly<Record<string, string>>;
+  /** `service.name` of every child's spans; absent: each child's consumer or relay name. */
+  readonly serviceName?: string;
+  /** Ratio of the traces starting in a child that are sampled; a carried parent's decision is kept. */
+  readonly sampler: number;
+  readonly consumerSpanRelation: 'parent' | 'link';
 }
 
 export interface DashboardConfig {
@@ -114,4 +129,6 @@ export const RUNNER_DEFAULTS = {
   statsd: { host: '127.0.0.1', port: 8125, prefix: 'txoutbox' },
   processes: 1,
   handlerExport: 'default',
+  /** Every trace that starts in a child; parent-based, so a row's carried decision is kept. */
+  tracing: { sampler: 1 },
 } as const;

@@ -13,6 +13,7 @@ import { dashboardConfig } from './validate-dashboard.js';
 import { dlqRetentionMs } from './validate-dlq-retention.js';
 import { checkPoolFloor } from './validate-pool-size.js';
 import { validateRelays } from './validate-relay.js';
+import { tracingConfig } from './validate-tracing.js';
 
 const TOP_KEYS = [
   'database',
@@ -24,6 +25,7 @@ const TOP_KEYS = [
   'consumers',
   'relays',
   'dashboard',
+  'tracing',
 ];
 const DATABASE_KEYS = ['url', 'poolSize', 'queryTimeoutMs', ...CONNECTION_KEYS];
 const METRICS_KEYS = ['prometheus', 'statsd'];
@@ -175,6 +177,7 @@ export async function validateRunnerConfig(
   const retentionMs = dlqRetentionMs(issues, top);
   const dashboard = dashboardConfig(issues, top.dashboard, prometheusConfig);
   checkPoolFloor(issues, database?.poolSize, { consumers: consumerConfigs, relays: relayConfigs, hasDlq });
+  const tracing = tracingConfig(issues, top.tracing);
 
   if (issues.count > before || url === undefined || !outboxValid || prometheusConfig === undefined) return undefined;
   const table = typeof top.table === 'string' ? top.table : RUNNER_DEFAULTS.table;
@@ -195,5 +198,6 @@ export async function validateRunnerConfig(
     consumers: consumerConfigs,
     relays: relayConfigs,
     ...(dashboard === undefined ? {} : { dashboard }),
+    ...(tracing === undefined ? {} : { tracing }),
   };
 }

@@ -41,7 +41,7 @@ const ENV = { DATABASE_URL: 'postgres://app:not-a-real-password@postgres.db.svc:
 
 interface ScaledObject extends Manifest {
   readonly spec: {
-    readonly scaleTargetRef: { readonly name: string };
+    readonly scaleTargetRef: { readonly name: string; readonly envSourceContainerName?: string };
     readonly minReplicaCount: number;
     readonly maxReplicaCount: number;
     readonly triggers: readonly {
@@ -216,6 +216,7 @@ test('the KEDA ScaledObject targets the Deployment and reads the connection from
   assert.equal(deployment.spec.replicas, undefined, 'no replicas field to fight the autoscaler');
   assert.ok(scaled.spec.minReplicaCount >= 1 && scaled.spec.maxReplicaCount > scaled.spec.minReplicaCount);
   const trigger = scaled.spec.triggers.find((t) => t.type === 'postgresql');
+  assert.equal(scaled.spec.scaleTargetRef.envSourceContainerName, container.name);
   const env = container.env?.find((e) => e.name === trigger?.metadata.connectionFromEnv);
   assert.ok(env?.valueFrom?.secretKeyRef !== undefined, 'connectionFromEnv names the Secret-backed variable');
   // The cap must stay above what the largest replica count would ask for.
@@ -288,7 +289,7 @@ test('the KEDA PostgreSQL query returns the ready depth on a real database: due,
 });
 
 test("the Prometheus variant's queries parse (promtool) and name only metrics the code registers", async (t) => {
-  const { config } = await setup();
+  const { config, deployment } = await setup();
   const scaled = find<ScaledObject>(await manifests(), 'keda-scaledobject-prometheus.yaml', 'ScaledObject');
   const queries = scaled.spec.triggers.map((trigger) => {
     assert.equal(trigger.type, 'prometheus');
@@ -297,6 +298,7 @@ test("the Prometheus variant's queries parse (promtool) and name only metrics th
     return query;
   });
   assert.equal(queries.length, 2);
+  assert.equal(scaled.spec.scaleTargetRef.name, deployment.metadata.name);
   const registered = registeredMetricNames(newOutbox({ pool: db.pool, table: 'names_only' }));
   const named = queries.flatMap((query) => [...query.matchAll(/\btxoutbox_[a-z_]+\b/g)].map(([name]) => name));
   assert.ok(named.includes('txoutbox_queue_oldest_ready_age_seconds') && named.includes('txoutbox_queue_messages'));

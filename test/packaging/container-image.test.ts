@@ -219,7 +219,7 @@ test("the image's steps without a Docker engine: packed, installed with producti
   const runner = start([...asUser, ...entrypoint, ...container.args.map(podPath)], env, app);
   const pid = runner.child.pid ?? 0;
   await waitFor(() => runner.logs.some((l) => l.msg === 'runner started') || runner.child.exitCode !== null, {
-    timeoutMs: 30_000,
+    timeoutMs: 60_000,
     what: 'the runner to start',
   });
   const started = runner.logs.find((l) => l.msg === 'runner started');
@@ -232,7 +232,7 @@ test("the image's steps without a Docker engine: packed, installed with producti
     .replace('0.0.0.0', podAddress())
     .replace(/\/metrics$/, '');
   assert.equal(await status(`${origin}/healthz`), 200, '/healthz answers on the pod address');
-  await waitFor(async () => (await status(`${origin}/readyz`)) === 200, { timeoutMs: 30_000, what: '/readyz to say ready' });
+  await waitFor(async () => (await status(`${origin}/readyz`)) === 200, { timeoutMs: 60_000, what: '/readyz to say ready' });
 
   const outbox = new Outbox({ pool: db.pool });
   t.after(() => outbox.stop());
@@ -247,13 +247,13 @@ test("the image's steps without a Docker engine: packed, installed with producti
   const handled = () => runner.logs.filter((l) => l.msg === 'order handled').map((l) => String(l.id));
   await publish('orders', 60);
   await publish('refunds', 20);
-  await waitFor(() => handled().length >= 80, { timeoutMs: 30_000, what: 'the example handler to handle 80 messages' });
+  await waitFor(() => handled().length >= 80, { timeoutMs: 60_000, what: 'the example handler to handle 80 messages' });
 
   // SIGTERM with a backlog, as the kubelet sends it: the runner must exit 0 (every consumer drained
   // within gracefulTimeoutMs) before terminationGracePeriodSeconds, and leave no row leased.
   const before = handled().length;
   await publish('orders', 2000);
-  await waitFor(() => handled().length > before, { timeoutMs: 30_000, what: 'the backlog to start draining' });
+  await waitFor(() => handled().length > before, { timeoutMs: 60_000, what: 'the backlog to start draining' });
   const rss = await memory(runner.logs, pid);
   runner.child.kill('SIGTERM');
   const graceMs = pod.terminationGracePeriodSeconds * 1000;

@@ -6,8 +6,12 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { promisify } from 'node:util';
 
+import { Registry } from 'prom-client';
 import { stringify } from 'yaml';
 
+import { ConfigError } from '../../src/errors.js';
+import { serveMetrics } from '../../src/prometheus/serve-metrics.js';
+import { RUNNER_DEFAULTS } from '../../src/runner/config/runner-config.js';
 import { longestStopMs } from '../../src/runner/runner.js';
 import { useTestDatabase } from '../support/database.js';
 import { loadConfigMapConfig } from '../support/deploy-config.js';
@@ -20,6 +24,7 @@ import {
   last,
   type Manifest,
   manifests,
+  podAddress,
   portNumber,
 } from '../support/deploy-files.js';
 import { metricFamily, registeredMetricNames } from '../support/metric-names.js';
@@ -115,6 +120,41 @@ test("the ConfigMap's txoutbox.yaml is a valid config for the runner's loader, w
     'DATABASE_URL comes from the Secret',
   );
   assert.equal(secret?.value, undefined, 'never a literal value');
+});
+
+test('without DATABASE_URL (the Secret not wired) the config is refused at database.url, naming the variable, with no password echoed', async () => {
+  const all = await manifests();
+  const runtime = (await dockerStages()).at(-1);
+  assert.ok(runtime !== undefined);
+  await assert.rejects(loadConfigMapConfig(all, runtime, {}), (error: unknown) => {
+    assert.ok(error instanceof ConfigError);
+    assert.equal(error.code, 'INVALID_CONFIG');
+    const issue = error.issues.find((i) => i.path === 'database.url');
+    assert.match(issue?.message ?? '', /environment variable DATABASE_URL is not set/);
+    return true;
+  });
+});
+
+test("a probe on the pod's address reaches /healthz with the ConfigMap's host, and not with the runner's default 127.0.0.1", async (t) => {
+  const { config } = await setup();
+  const address = podAddress();
+  if (address === undefined) {
+    t.skip('this machine has no non-loopback IPv4 address to play the pod IP');
+    return;
+  }
+  const probe = async (host: string) => {
+    const served = await serveMetrics({ registry: new Registry(), host, port: 0 });
+    try {
+      return await fetch(`http://${address}:${served.port}/healthz`).then(
+        (response) => response.status,
+        (error: unknown) => (error as { cause?: { code?: string } }).cause?.code ?? 'failed',
+      );
+    } finally {
+      await served.close();
+    }
+  };
+  assert.equal(await probe(config.metrics.prometheus.host), 200);
+  assert.equal(await probe(RUNNER_DEFAULTS.prometheus.host), 'ECONNREFUSED', 'the default host refuses the kubelet');
 });
 
 test('probes, ports and the metrics Service agree with the config and the Dockerfile', async () => {

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { chmod, cp, mkdtemp, readFile, rm } from 'node:fs/promises';
-import { networkInterfaces, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { after, test } from 'node:test';
 import { pathToFileURL } from 'node:url';
@@ -10,7 +10,7 @@ import { promisify } from 'node:util';
 import { Outbox } from '../../src/index.js';
 import { useTestDatabase } from '../support/database.js';
 import { configMapConfig, copiedFrom, writeConfigFor } from '../support/deploy-config.js';
-import { type Deployment, dockerStages, find, last, manifests, REPO } from '../support/deploy-files.js';
+import { type Deployment, dockerStages, find, last, manifests, podAddress, REPO } from '../support/deploy-files.js';
 import { inTransaction } from '../support/transaction.js';
 import { waitFor } from '../support/wait-for.js';
 
@@ -78,14 +78,6 @@ function start(argv: readonly string[], env: NodeJS.ProcessEnv, cwd: string) {
   });
   const output = () => [...logs.map((l) => JSON.stringify(l)), ...other].join('\n');
   return { child, logs, exited, output };
-}
-
-/** The address the kubelet would probe: this machine's first non-loopback IPv4 (loopback when it has none). */
-function podAddress(): string {
-  for (const addresses of Object.values(networkInterfaces())) {
-    for (const address of addresses ?? []) if (address.family === 'IPv4' && !address.internal) return address.address;
-  }
-  return '127.0.0.1';
 }
 
 async function status(url: string): Promise<number> {
@@ -229,7 +221,7 @@ test("the image's steps without a Docker engine: packed, installed with producti
 
   // The kubelet's probes, on the pod's address: the config binds 0.0.0.0 for them.
   const origin = String(started.metrics)
-    .replace('0.0.0.0', podAddress())
+    .replace('0.0.0.0', podAddress() ?? '127.0.0.1')
     .replace(/\/metrics$/, '');
   assert.equal(await status(`${origin}/healthz`), 200, '/healthz answers on the pod address');
   await waitFor(async () => (await status(`${origin}/readyz`)) === 200, { timeoutMs: 60_000, what: '/readyz to say ready' });

@@ -1,4 +1,5 @@
 import { readdir, readFile } from 'node:fs/promises';
+import { networkInterfaces } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -179,4 +180,15 @@ export function portNumber(container: Container, port: number | string): number 
   const named = container.ports?.find((p) => p.name === port);
   if (named === undefined) throw new Error(`container ${container.name} has no port named ${port}`);
   return named.containerPort;
+}
+
+/**
+ * The address the kubelet would probe a pod on, played by this machine's first non-loopback IPv4;
+ * undefined when it has none.
+ */
+export function podAddress(): string | undefined {
+  for (const addresses of Object.values(networkInterfaces())) {
+    for (const address of addresses ?? []) if (address.family === 'IPv4' && !address.internal) return address.address;
+  }
+  return undefined;
 }

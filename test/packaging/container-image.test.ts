@@ -150,6 +150,7 @@ test("the image's steps without a Docker engine: packed, installed with producti
   const container = pod.containers.find((c) => c.name === 'txoutbox');
   const init = pod.initContainers?.find((c) => c.name === 'migrate');
   assert.ok(container?.args !== undefined && init?.args !== undefined);
+  const runArgs = container.args;
 
   const work = await mkdtemp(join(tmpdir(), 'txoutbox-image-'));
   // mkdtemp's 0700 would keep the image's uid out of a directory that is world-readable in the image.
@@ -208,24 +209,51 @@ test("the image's steps without a Docker engine: packed, installed with producti
   const migrated = await migrate.exited;
   assert.equal(migrated.code, 0, `the init container's migrate exits 0:\n${migrate.output()}`);
 
-  const runner = start([...asUser, ...entrypoint, ...container.args.map(podPath)], env, app);
-  const pid = runner.child.pid ?? 0;
-  await waitFor(() => runner.logs.some((l) => l.msg === 'runner started') || runner.child.exitCode !== null, {
-    timeoutMs: 60_000,
-    what: 'the runner to start',
-  });
-  const started = runner.logs.find((l) => l.msg === 'runner started');
-  assert.ok(started !== undefined, `the runner started:\n${runner.output()}`);
-  const procStatus = await readFile(`/proc/${pid}/status`, 'utf8');
-  assert.match(procStatus, new RegExp(`^Uid:\\s+${asUser.length > 0 ? uid : process.getuid?.()}\\s`, 'm'), 'runs as the USER');
-
-  // The kubelet's probes, on the pod's address: the config binds 0.0.0.0 for them.
-  const origin = String(started.metrics)
-    .replace('0.0.0.0', podAddress() ?? '127.0.0.1')
-    .replace(/\/metrics$/, '');
-  assert.equal(await status(`${origin}/healthz`), 200, '/healthz answers on the pod address');
-  await waitFor(async () => (await status(`${origin}/readyz`)) === 200, { timeoutMs: 60_000, what: '/readyz to say ready' });
-
+  const graceMs = pod.terminationGracePeriodSeconds * 1000;
+  /** A pod's container: the runner up, as the USER, /healthz and /readyz 200 on the pod address. */
+  const startPod = async () => {
+    const runner = start([...asUser, ...entrypoint, ...runArgs.map(podPath)], env, app);
+    const pid = runner.child.pid ?? 0;
+    await waitFor(() => runner.logs.some((l) => l.msg === 'runner started') || runner.child.exitCode !== null, {
+      timeoutMs: 60_000,
+      what: 'the runner to start',
+    });
+    const started = runner.logs.find((l) => l.msg === 'runner started');
+    assert.ok(started !== undefined, `the runner started:\n${runner.output()}`);
+    const procStatus = await readFile(`/proc/${pid}/status`, 'utf8');
+    assert.match(procStatus, new RegExp(`^Uid:\\s+${asUser.length > 0 ? uid : process.getuid?.()}\\s`, 'm'), 'runs as the USER');
+    // The kubelet's probes, on the pod's address: the config binds 0.0.0.0 for them.
+    const origin = String(started.metrics)
+      .replace('0.0.0.0', podAddress() ?? '127.0.0.1')
+      .replace(/\/metrics$/, '');
+    assert.equal(await status(`${origin}/healthz`), 200, '/healthz answers on the pod address');
+    await waitFor(async () => (await status(`${origin}/readyz`)) === 200, { timeoutMs: 60_000, what: '/readyz to say ready' });
+    return runner;
+  };
+  /**
+   * SIGTERM, as the kubelet sends it: the runner must exit 0 (every consumer drained within
+   * gracefulTimeoutMs) before terminationGracePeriodSeconds, and leave no row leased (another pod
+   * claims the rest at once). Returns the ids left in the table.
+   */
+  const stopPod = async (runner: ReturnType<typeof start>): Promise<string[]> => {
+    runner.child.kill('SIGTERM');
+    const ended = await Promise.race([
+      runner.exited,
+      new Promise<undefined>((resolve) =>
+        setTimeout(() => {
+          resolve(undefined);
+        }, graceMs).unref(),
+      ),
+    ]);
+    assert.ok(ended !== undefined, `the runner exited within terminationGracePeriodSeconds (${graceMs} ms):\n${runner.output()}`);
+    assert.deepEqual(ended, { code: 0, signal: null }, `drained: exit 0\n${runner.output()}`);
+    assert.ok(runner.logs.some((l) => l.msg === 'runner stopped' && l.drained === true));
+    const { rows } = await db.pool.query<{ id: string; leased: boolean }>(
+      'SELECT id::text, acquired_token IS NOT NULL AS leased FROM txoutbox.outbox',
+    );
+    assert.equal(rows.filter((r) => r.leased).length, 0, 'the drain left no row leased');
+    return rows.map((r) => r.id);
+  };
   const outbox = new Outbox({ pool: db.pool });
   t.after(() => outbox.stop());
   const publish = (queue: string, count: number) =>
@@ -236,39 +264,36 @@ test("the image's steps without a Docker engine: packed, installed with producti
         Array.from({ length: count }, (_, n) => ({ n })),
       ),
     );
-  const handled = () => runner.logs.filter((l) => l.msg === 'order handled').map((l) => String(l.id));
+  const logged = (runner: ReturnType<typeof start>, msg: string) =>
+    runner.logs.filter((l) => l.msg === msg).map((l) => String(l.id));
+
+  // The image as built: the example handler.
+  const first = await startPod();
   await publish('orders', 60);
   await publish('refunds', 20);
-  await waitFor(() => handled().length >= 80, { timeoutMs: 60_000, what: 'the example handler to handle 80 messages' });
+  await waitFor(() => logged(first, 'order handled').length >= 80, {
+    timeoutMs: 60_000,
+    what: 'the example handler to handle 80 messages',
+  });
+  const rss = await memory(first.logs, first.child.pid ?? 0);
+  assert.deepEqual(await stopPod(first), [], 'all 80 handled');
 
-  // SIGTERM with a backlog, as the kubelet sends it: the runner must exit 0 (every consumer drained
-  // within gracefulTimeoutMs) before terminationGracePeriodSeconds, and leave no row leased.
-  const before = handled().length;
-  await publish('orders', 2000);
-  await waitFor(() => handled().length > before, { timeoutMs: 60_000, what: 'the backlog to start draining' });
-  const rss = await memory(runner.logs, pid);
-  runner.child.kill('SIGTERM');
-  const graceMs = pod.terminationGracePeriodSeconds * 1000;
-  const ended = await Promise.race([
-    runner.exited,
-    new Promise<undefined>((resolve) =>
-      setTimeout(() => {
-        resolve(undefined);
-      }, graceMs).unref(),
-    ),
-  ]);
-  assert.ok(ended !== undefined, `the runner exited within terminationGracePeriodSeconds (${graceMs} ms):\n${runner.output()}`);
-  assert.deepEqual(ended, { code: 0, signal: null }, `drained: exit 0\n${runner.output()}`);
-  assert.ok(runner.logs.some((l) => l.msg === 'runner stopped' && l.drained === true));
-
-  const { rows } = await db.pool.query<{ id: string; leased: boolean }>(
-    'SELECT id::text, acquired_token IS NOT NULL AS leased FROM txoutbox.outbox',
+  // An image built FROM it with a handler that works 200 ms per message: SIGTERM lands while
+  // handlers run, with a backlog waiting. Every handler that started finishes within the drain;
+  // the rows not started are released.
+  await cp(join(REPO, 'test/fixtures/deploy/slow-orders.mjs'), join(app, 'handlers/orders.mjs'));
+  const second = await startPod();
+  await publish('orders', 300);
+  await waitFor(() => logged(second, 'order started').length > 0, { timeoutMs: 60_000, what: 'handlers to start' });
+  const left = await stopPod(second);
+  const started = logged(second, 'order started');
+  const handled = logged(second, 'order handled');
+  assert.deepEqual(new Set(handled), new Set(started), 'every handler that started finished during the drain');
+  assert.equal(new Set(handled).size, handled.length, 'no message handled twice');
+  assert.equal(handled.length + left.length, 300, 'every message handled or still waiting in the table');
+  t.diagnostic(
+    `drain: ${handled.length} handled (${started.length} started), ${left.length} left waiting; RSS of the first pod: ${rss}`,
   );
-  assert.equal(rows.filter((r) => r.leased).length, 0, 'the drain left no row leased: another pod claims the rest at once');
-  const ids = handled();
-  assert.equal(new Set(ids).size, ids.length, 'no message handled twice');
-  assert.equal(ids.length + rows.length, 2080, 'every message handled or still waiting in the table');
-  t.diagnostic(`handled ${ids.length}, left ${rows.length}; RSS at SIGTERM: ${rss}`);
 });
 
 /** Resident memory of the runner and its consumer processes (for the Deployment's requests; not asserted). */

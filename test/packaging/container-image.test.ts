@@ -31,7 +31,9 @@ import { waitFor } from '../support/wait-for.js';
  *                  and USER — as that uid through setpriv when the test runs as root — on the
  *                  ConfigMap's config (its metrics port 0 here: 9464 may be taken on a test
  *                  machine), probed on a non-loopback address as the kubelet probes the pod IP,
- *                  then sent SIGTERM as the kubelet does.
+ *                  then sent SIGTERM as the kubelet does: once with the image's example handler,
+ *                  once with a handler that works 200 ms (an image built FROM this one), the
+ *                  SIGTERM landing while its handlers run.
  *
  * Not covered: the base image itself, the layer contents, the read-only root filesystem (the app
  * directory is root's and not writable by the uid, as in the image). architecture/deployment.md.

@@ -18,7 +18,7 @@ export const KILL_MARGIN_MS = 5_000;
  * How long a SIGKILLed child may take to be reported gone. The kernel does not refuse SIGKILL, so
  * this only bounds a stop against a lost exit event: the runner must exit either way.
  */
-const KILL_WAIT_MS = 5_000;
+export const KILL_WAIT_MS = 5_000;
 
 /**
  * A process that was up counts as down only after this many failed pings in a row (up again at the

@@ -9,7 +9,7 @@ import type { Logger } from '../util/logger.js';
 import { applicationName, withApplicationName } from './application-name.js';
 import type { DashboardConfig } from './config/runner-config.js';
 import { supervisorPool } from './connection-budget.js';
-import type { RestartPolicy } from './consumer-slot.js';
+import { KILL_MARGIN_MS, KILL_WAIT_MS, type RestartPolicy } from './consumer-slot.js';
 import { DlqRetention } from './dlq-retention.js';
 import { MetricsLedger } from './metrics/metrics-ledger.js';
 import { ParentMetrics } from './parent-metrics.js';
@@ -31,6 +31,17 @@ export const DEFAULT_RESTART_POLICY: RestartPolicy = {
 
 /** How long the parent's own Outbox (readiness, queue state) may take to close its pool. */
 const OWN_OUTBOX_STOP_MS = 5_000;
+
+/**
+ * The longest `txoutbox run` takes from SIGTERM to its exit, every bound of stop() added up: each
+ * child drains within gracefulTimeoutMs, is SIGKILLed KILL_MARGIN_MS later and waited for at most
+ * KILL_WAIT_MS more (the DLQ retention's own 5 s bound runs beside them), then the parent's Outbox
+ * gets OWN_OUTBOX_STOP_MS. A Kubernetes terminationGracePeriodSeconds shorter than this may SIGKILL
+ * a draining consumer, whose rows then wait for their lease to expire (architecture/deployment.md).
+ */
+export function longestStopMs(gracefulTimeoutMs: number): number {
+  return gracefulTimeoutMs + KILL_MARGIN_MS + KILL_WAIT_MS + OWN_OUTBOX_STOP_MS;
+}
 
 export interface RunnerMetricsOptions {
   readonly enabled: boolean;

@@ -23,7 +23,7 @@ const HEARTBEAT = 'SELECT pg_backend_pid() AS pid';
  * two hours. Ignored on a Unix socket, where a dead peer is seen at once.
  */
 const KEEPALIVES = `SELECT set_config('tcp_keepalives_idle', '10', false), set_config('tcp_keepalives_interval', '5', false),
-  set_config('tcp_keepalives_count', '3', false)`;
+  set_config('tcp_keepalives_count', '3', false), pg_backend_pid() AS pid`;
 
 export interface QueueStateLeaderOptions {
   /** How to open the dedicated session (the Outbox's LISTEN/NOTIFY connection settings). */
@@ -42,10 +42,11 @@ export interface QueueStateLeaderOptions {
  * States:
  *   connecting  opening the session                     ok → standby; error → backoff
  *   standby     pg_try_advisory_lock every interval      acquired → leading; error → backoff
- *   leading     a pid check every interval (statement    pid changed → pooled; error → backoff
+ *   leading     a pid check every interval (statement    error → backoff
  *               timeout: a half-open socket fails it)
- *   pooled      the pid changed under one connection: a transaction pooler (PgBouncer) that cannot
- *               hold a session lock. Every process reads (leading() is true); terminal until stop
+ *   pooled      a statement ran on another server process than the session's first (standby or
+ *               leading): a transaction pooler (PgBouncer) that cannot hold a session lock. This
+ *               process reads at every scrape (leading() is true); terminal until stop
  *   backoff     the session failed; not leading; reconnect after one interval
  *   stopped     the session is closed, which releases the lock
  */
@@ -81,7 +82,7 @@ export class QueueStateLeader {
 
   /** Closes the session (the lock is released with it) within CLOSE_TIMEOUT_MS. Idempotent. */
   async stop(): Promise<void> {
-    const wasLeading = this.leading;
+    const wasLeading = this.#state === 'leading';
     this.#state = 'stopped';
     this.#attempted();
     this.#wakeup.notify();
@@ -129,9 +130,10 @@ export class QueueStateLeader {
     const query = async <R extends pg.QueryResultRow>(text: string, values?: unknown[]): Promise<R | undefined> =>
       (await Promise.race([client.query<R>(text, values), ended])).rows[0];
     await Promise.race([client.connect(), ended]);
-    await query(KEEPALIVES);
-    let pid: number | undefined;
+    // Every statement returns the server process it ran on: on a real session it never changes.
+    const sessionPid = (await query<{ pid: number }>(KEEPALIVES))?.pid;
     while (!this.#stopped() && this.#state !== 'pooled') {
+      let pid: number | undefined;
       if (this.#state !== 'leading') {
         this.#state = 'standby';
         const row = await query<{ acquired: boolean; pid: number }>(TRY_LOCK, [
@@ -139,27 +141,30 @@ export class QueueStateLeader {
           table.schema ?? null,
           table.name,
         ]);
-        if (row?.acquired === true && !this.#stopped()) {
-          pid = row.pid;
+        pid = row?.pid;
+        if (row?.acquired === true && pid === sessionPid && !this.#stopped()) {
           this.#state = 'leading';
           logger.info(
             { table: table.display },
             'queue-state reader: this process is the leader; it reads the queue state for every host',
           );
         }
-        this.#attempted();
       } else {
-        const row = await query<{ pid: number }>(HEARTBEAT);
-        if (row?.pid !== pid && !this.#stopped()) {
-          this.#state = 'pooled';
-          logger.warn(
-            { table: table.display, lockedOn: pid, nowOn: row?.pid },
-            'queue-state reader: the server process changed under one connection (a transaction pooler such as PgBouncer): a session lock cannot elect a leader there, so every process reads the queue state; give the runner a direct connection or set metrics.prometheus.queueStateLeader: false',
-          );
-          // The lock stays with the pooler's server connection until it closes; nothing reads it.
-          return;
-        }
+        pid = (await query<{ pid: number }>(HEARTBEAT))?.pid;
       }
+      // Checked on standbys too: a standby whose tries land on other server processes than the
+      // lock's would otherwise wait forever while nobody reads.
+      if (pid !== sessionPid && !this.#stopped()) {
+        this.#state = 'pooled';
+        this.#attempted();
+        logger.warn(
+          { table: table.display, sessionPid, nowOn: pid },
+          'queue-state reader: the server process changed under one connection (a transaction pooler such as PgBouncer): a session lock cannot elect a leader there, so this process reads the queue state at every scrape; give the runner a direct connection or set metrics.prometheus.queueStateLeader: false',
+        );
+        // A lock taken through the pooler stays with its server connection until that closes.
+        return;
+      }
+      this.#attempted();
       await Promise.race([ended, this.#wakeup.sleep(checkIntervalMs)]).finally(() => {
         this.#wakeup.cancel();
       });

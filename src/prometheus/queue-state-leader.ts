@@ -96,17 +96,22 @@ export class QueueStateLeader {
   }
 
   async #run(): Promise<void> {
+    let failing = false;
     while (!this.#stopped()) {
       try {
-        await this.#session();
+        await this.#session(() => {
+          failing = false;
+        });
       } catch (error) {
         if (this.#stopped()) break;
         const was = this.#state;
         this.#state = 'backoff';
-        this.#options.logger.warn(
-          { table: this.#options.table.display, err: errorMessage(error), wasLeading: was === 'leading' },
-          'queue-state reader: the leader-election session failed; not reading until it reconnects',
-        );
+        // Once per outage at warn: a database that is down for an hour is not news every 5 s.
+        const fields = { table: this.#options.table.display, err: errorMessage(error), wasLeading: was === 'leading' };
+        const message = 'queue-state reader: the leader-election session failed; not reading until it reconnects';
+        if (failing) this.#options.logger.debug(fields, message);
+        else this.#options.logger.warn(fields, message);
+        failing = true;
       }
       this.#attempted();
       await this.#close();
@@ -116,7 +121,7 @@ export class QueueStateLeader {
   }
 
   /** One session: try the lock until acquired, then watch it. Returns only on stop or once pooled. */
-  async #session(): Promise<void> {
+  async #session(connected: () => void): Promise<void> {
     const { clientConfig, table, checkIntervalMs, logger } = this.#options;
     const client = new pg.Client({ ...clientConfig, query_timeout: Math.min(10_000, Math.max(1_000, checkIntervalMs)) });
     this.#client = client;
@@ -132,6 +137,7 @@ export class QueueStateLeader {
     await Promise.race([client.connect(), ended]);
     // Every statement returns the server process it ran on: on a real session it never changes.
     const sessionPid = (await query<{ pid: number }>(KEEPALIVES))?.pid;
+    connected();
     while (!this.#stopped() && this.#state !== 'pooled') {
       let pid: number | undefined;
       if (this.#state !== 'leading') {

@@ -54,6 +54,8 @@ export interface OutboxInternals {
   readonly stopped: boolean;
   /** The queues of every subscription (reported at 0 while empty). */
   readonly subscribedQueues: readonly string[];
+  /** How a dedicated connection is opened (the queue-state leader's session, like LISTEN's). */
+  readonly clientConfig: ResolvedOutboxOptions['clientConfig'];
 }
 
 /** How long ping() waits for the database. */
@@ -184,6 +186,7 @@ export class Outbox<Q extends QueueMap = AnyQueues, I extends QueueMap = Q> {
       logger: this.#options.logger,
       stopped: this.#state !== 'running',
       subscribedQueues: this.#subscriptions.flatMap((s) => s.options.queues),
+      clientConfig: this.#options.clientConfig,
     };
   }
 

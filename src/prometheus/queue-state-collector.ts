@@ -4,6 +4,7 @@ import { errorMessage, InvalidOptionError } from '../errors.js';
 import type { Outbox } from '../outbox.js';
 import { BROKER } from './labels.js';
 import { type AnyRegistry, type PrometheusBaseOptions, resolveBaseOptions } from './options.js';
+import { QueueStateLeader } from './queue-state-leader.js';
 import { QueueStateReader, type QueueStateSnapshot } from './queue-state-reader.js';
 
 export interface QueueStateCollectorOptions extends PrometheusBaseOptions {
@@ -27,6 +28,16 @@ export interface QueueStateCollectorOptions extends PrometheusBaseOptions {
   readonly forgetEmptyAfterMs?: number;
   /** Server-side limit of each scrape-time statement (statement_timeout). @default 5000 */
   readonly statementTimeoutMs?: number;
+  /**
+   * Read only while this process holds the table's queue-state lock (a session advisory lock on a
+   * connection of its own, one more connection): of N processes scraped for the same outbox, one
+   * reads and exports the queue state, the others export `<prefix>_queue_state_leader` 0 and no
+   * queue-state series. Needs a session connection: behind a transaction pooler every process
+   * reads (detected, logged). architecture/metrics.md, "One reader per cluster". @default false
+   */
+  readonly leaderElection?: boolean;
+  /** With leaderElection: how often a standby tries the lock and the leader checks its session. @default 5000 */
+  readonly leaderCheckIntervalMs?: number;
 }
 
 /** What queueStateCollector returns. */
@@ -35,6 +46,8 @@ export interface QueueStateCollector {
   readonly metricNames: readonly string[];
   /** Stops reporting this Outbox (its series disappear; the metrics go when no collector is left). */
   remove(): void;
+  /** remove(), and with leaderElection closes the lock's session (releasing the lock) within about 1 s. */
+  close(): Promise<void>;
 }
 
 const KNOWN = [
@@ -46,6 +59,8 @@ const KNOWN = [
   'maxQueues',
   'forgetEmptyAfterMs',
   'statementTimeoutMs',
+  'leaderElection',
+  'leaderCheckIntervalMs',
 ];
 export const MIN_CACHE_MS = 1000;
 
@@ -53,8 +68,10 @@ interface Source {
   readonly appName: string;
   /** Whether the Outbox has a DLQ table. */
   readonly dlq: boolean;
-  /** The cached snapshot (never rejects). */
-  read(): Promise<QueueStateSnapshot>;
+  /** With leaderElection: whether this process reads (after the first try of the lock). */
+  readonly leader: QueueStateLeader | undefined;
+  /** The cached snapshot (never rejects); undefined on a standby, which exports no queue state. */
+  read(): Promise<QueueStateSnapshot | undefined>;
 }
 
 interface Family {
@@ -103,6 +120,11 @@ export function queueStateCollector(outbox: Outbox, options: QueueStateCollector
     forgetEmptyAfterMs: integer(raw, 'forgetEmptyAfterMs', 600_000, 0, 7 * 86_400_000),
     statementTimeoutMs: integer(raw, 'statementTimeoutMs', 5_000, 1, 600_000),
   });
+  const leaderElection = raw.leaderElection ?? false;
+  if (typeof leaderElection !== 'boolean') {
+    throw new InvalidOptionError({ option: 'leaderElection', value: leaderElection, expected: 'true or false' });
+  }
+  const leaderCheckIntervalMs = integer(raw, 'leaderCheckIntervalMs', 5_000, 100, 600_000);
   const { registry, prefix, appName } = base;
   const family = obtainFamily(registry, prefix);
   if ([...family.sources].some((s) => s.appName === appName)) {
@@ -114,6 +136,14 @@ export function queueStateCollector(outbox: Outbox, options: QueueStateCollector
     });
   }
   const logger = outbox.internals.logger;
+  const leader = leaderElection
+    ? new QueueStateLeader({
+        clientConfig: outbox.internals.clientConfig,
+        table: outbox.internals.names.outbox,
+        checkIntervalMs: leaderCheckIntervalMs,
+        logger,
+      })
+    : undefined;
   const labels = { app_name: appName, broker: BROKER };
   /** Failed reads already counted: one failure is cached and read by every metric of a scrape. */
   const counted = new WeakSet<QueueStateSnapshot>();
@@ -121,7 +151,12 @@ export function queueStateCollector(outbox: Outbox, options: QueueStateCollector
   const source: Source = {
     appName,
     dlq: outbox.internals.names.dlq !== undefined,
+    leader,
     async read() {
+      if (leader !== undefined) {
+        await leader.settled();
+        if (!leader.leading) return undefined;
+      }
       const snapshot = await reader.read();
       if (!snapshot.ok && !counted.has(snapshot)) {
         counted.add(snapshot);
@@ -143,21 +178,32 @@ export function queueStateCollector(outbox: Outbox, options: QueueStateCollector
   };
   family.errors.inc(labels, 0);
   family.sources.add(source);
+  leader?.start();
+  const remove = (): void => {
+    family.sources.delete(source);
+    family.errors.remove(labels);
+    if (family.sources.size === 0) {
+      for (const metric of family.metrics) registry.removeSingleMetric((metric as unknown as { name: string }).name);
+      families.get(registry)?.delete(prefix);
+    }
+  };
   return {
     metricNames: family.metrics.map((m) => (m as unknown as { name: string }).name),
     remove() {
-      family.sources.delete(source);
-      family.errors.remove(labels);
-      if (family.sources.size === 0) {
-        for (const metric of family.metrics) registry.removeSingleMetric((metric as unknown as { name: string }).name);
-        families.get(registry)?.delete(prefix);
-      }
+      remove();
+      void leader?.stop();
+    },
+    async close() {
+      remove();
+      await leader?.stop();
     },
   };
 }
 
+/** The snapshots of the sources that read (a standby of leaderElection is left out: it exports no queue state). */
 async function readAll(family: Family): Promise<{ source: Source; snapshot: QueueStateSnapshot }[]> {
-  return await Promise.all([...family.sources].map(async (source) => ({ source, snapshot: await source.read() })));
+  const read = await Promise.all([...family.sources].map(async (source) => ({ source, snapshot: await source.read() })));
+  return read.flatMap(({ source, snapshot }) => (snapshot === undefined ? [] : [{ source, snapshot }]));
 }
 
 function obtainFamily(registry: AnyRegistry, prefix: string): Family {
@@ -305,6 +351,20 @@ function createFamily(registry: AnyRegistry, p: string): Family {
       set(ids(source), snapshot.durationSeconds);
     },
   );
+  const leaderGauge: Gauge = new Gauge({
+    name: `${p}_queue_state_leader`,
+    help: 'With leaderElection: 1 while this process is the one that reads the queue state (it holds the lock), 0 on a standby',
+    labelNames: SOURCE,
+    registers: [],
+    aggregator: 'max',
+    async collect() {
+      const electing = [...family.sources].flatMap((s) => (s.leader === undefined ? [] : [{ source: s, leader: s.leader }]));
+      await Promise.all(electing.map(({ leader }) => leader.settled()));
+      leaderGauge.reset();
+      for (const { source, leader } of electing) leaderGauge.set(ids(source), leader.leading ? 1 : 0);
+    },
+  });
+  add(leaderGauge);
   const errors = new Counter({
     name: `${p}_queue_state_errors_total`,
     help: 'Queue-state database reads that failed (the scrape itself still succeeds)',

@@ -30,6 +30,11 @@ export class ParentMetrics {
       help: 'Consumer processes restarted after an unexpected exit, by consumer.',
       labelNames: ['consumer'],
       registers: [this.#own],
+      // Every consumer's series from its start, at 0: a series born at its first restart has 1 as
+      // its first sample, which increase() cannot see, and the dashboard's panel would be empty.
+      collect() {
+        for (const consumer of supervisor()?.processCounts().keys() ?? []) this.inc({ consumer }, 0);
+      },
     });
   }
 

@@ -2,7 +2,7 @@ import type { Registry } from 'prom-client';
 
 import type { ServedDashboard } from '../dashboard/dashboard-server.js';
 import { Outbox } from '../outbox.js';
-import { queueStateCollector } from '../prometheus/queue-state-collector.js';
+import { type QueueStateCollector, queueStateCollector } from '../prometheus/queue-state-collector.js';
 import { type ServedMetrics, serveMetrics } from '../prometheus/serve-metrics.js';
 import { beforeDeadline } from '../util/deadline.js';
 import type { Logger } from '../util/logger.js';
@@ -48,6 +48,8 @@ export interface RunnerMetricsOptions {
   readonly host: string;
   readonly port: number;
   readonly prefix: string;
+  /** One runner per table reads the queue state (queueStateCollector's leaderElection). @default false */
+  readonly queueStateLeader?: boolean;
 }
 
 export interface RunnerOptions {
@@ -78,6 +80,7 @@ export class Runner {
   readonly #outbox: Outbox;
   readonly #logger: Logger;
   readonly #retention: DlqRetention | undefined;
+  readonly #queueState: QueueStateCollector;
   #server: ServedMetrics | undefined;
   #dashboard: ServedDashboard | undefined;
   /** The plans in effect and restarts by consumer: what the dashboard's processes page shows. */
@@ -113,7 +116,13 @@ export class Runner {
       dlqTable: options.dlqTable,
       logger: options.logger,
     });
-    queueStateCollector(this.#outbox, { registry: this.#metrics.own, prefix: options.metrics.prefix });
+    // With queueStateLeader, of the runners of one table only the lock holder reads (a standby
+    // exports queue_state_leader 0): the database serves one read per scrape, not one per host.
+    this.#queueState = queueStateCollector(this.#outbox, {
+      registry: this.#metrics.own,
+      prefix: options.metrics.prefix,
+      leaderElection: options.metrics.enabled && options.metrics.queueStateLeader === true,
+    });
     this.#retention =
       options.dlqRetentionMs === undefined
         ? undefined
@@ -140,6 +149,7 @@ export class Runner {
           ready: () => runner.ready(),
         });
       } catch (error) {
+        await runner.#queueState.close();
         await runner.#outbox.stop();
         throw error;
       }
@@ -154,6 +164,7 @@ export class Runner {
         );
       } catch (error) {
         await runner.#server?.close();
+        await runner.#queueState.close();
         await runner.#outbox.stop();
         throw error;
       }
@@ -225,7 +236,8 @@ export class Runner {
    */
   stop(): Promise<boolean> {
     this.#stopping ??= (async () => {
-      const [drained] = await Promise.all([this.supervisor.stop(), this.#retention?.stop()]);
+      // The queue-state lock goes first: a standby runner takes the reads over while this one drains.
+      const [drained] = await Promise.all([this.supervisor.stop(), this.#retention?.stop(), this.#queueState.close()]);
       await Promise.all([this.#server?.close(), this.#dashboard?.close()]);
       await beforeDeadline(this.#outbox.stop(), OWN_OUTBOX_STOP_MS, () => {
         this.#logger.warn({ deadlineMs: OWN_OUTBOX_STOP_MS }, "the runner's own database pool did not close in time");

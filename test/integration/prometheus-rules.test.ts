@@ -73,6 +73,7 @@ test('every alert is documented on the page and proven to fire and to stay quiet
     'TxoutboxDeadLettering',
     'TxoutboxTerminalWithoutDlq',
     'TxoutboxQueueStateDown',
+    'TxoutboxQueueStateNoReader',
   ]);
   const cases = await alertTests();
   for (const alert of alerts) {

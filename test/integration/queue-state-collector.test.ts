@@ -136,6 +136,7 @@ describe('queueStateCollector', () => {
       'txoutbox_queue_messages_estimated',
       'txoutbox_queue_state_up',
       'txoutbox_queue_state_read_duration_seconds',
+      'txoutbox_queue_state_leader',
       'txoutbox_queue_state_errors_total',
     ]);
   });

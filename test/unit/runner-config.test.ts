@@ -81,7 +81,13 @@ describe('loadRunnerConfig: valid configs', () => {
     assert.equal(config.table, 'txoutbox.outbox');
     assert.equal(config.dlqTable, 'txoutbox.outbox_dlq');
     assert.equal(config.gracefulTimeoutMs, 15_000);
-    assert.deepEqual(config.metrics.prometheus, { enabled: true, host: '127.0.0.1', port: 9464, prefix: 'txoutbox' });
+    assert.deepEqual(config.metrics.prometheus, {
+      enabled: true,
+      host: '127.0.0.1',
+      port: 9464,
+      prefix: 'txoutbox',
+      queueStateLeader: true,
+    });
     assert.equal(config.metrics.statsd, undefined);
     assert.deepEqual(
       [...config.consumers.values()],
@@ -95,7 +101,7 @@ describe('loadRunnerConfig: valid configs', () => {
       table: 'app.jobs',
       gracefulTimeoutMs: 2000,
       metrics: {
-        prometheus: { enabled: false, host: '0.0.0.0', port: 0, prefix: 'shop' },
+        prometheus: { enabled: false, host: '0.0.0.0', port: 0, prefix: 'shop', queueStateLeader: false },
         statsd: { host: 'statsd.local', port: 8126, prefix: 'shop.outbox' },
       },
       consumers: {
@@ -291,7 +297,7 @@ describe('loadRunnerConfig: every problem has a path, the bad value and what is 
             '  queryTimeoutMs: 5',
             'gracefulTimeoutMs: soon',
             'metrics:',
-            '  prometheus: { enabled: yes, port: 70000, prefix: "my-app" }',
+            '  prometheus: { enabled: yes, port: 70000, prefix: "my-app", queueStateLeader: 1 }',
             '  statsd: { port: 0, prefix: "a..b" }',
           ],
         ),
@@ -305,11 +311,12 @@ describe('loadRunnerConfig: every problem has a path, the bad value and what is 
     assert.equal(issueAt(error, 'gracefulTimeoutMs'), 'expected an integer >= 0 (milliseconds), got "soon"');
     assert.equal(issueAt(error, 'metrics.prometheus.enabled'), 'expected true or false, got "yes"');
     assert.equal(issueAt(error, 'metrics.prometheus.port'), 'expected an integer from 0 to 65535, got 70000');
+    assert.equal(issueAt(error, 'metrics.prometheus.queueStateLeader'), 'expected true or false, got 1');
     assert.match(issueAt(error, 'metrics.prometheus.prefix'), /metric name prefix .*got "my-app"/);
     assert.equal(issueAt(error, 'metrics.statsd.port'), 'expected an integer from 1 to 65535, got 0');
     assert.match(issueAt(error, 'metrics.statsd.prefix'), /got "a\.\.b"/);
     assert.equal(issueAt(error, 'consumers.orders.export'), 'expected a non-empty string, got 42');
-    assert.equal(error.issues.length, 9);
+    assert.equal(error.issues.length, 10);
   });
 
   test('unknown keys, with a did-you-mean when one is close', async () => {

@@ -79,6 +79,11 @@ export interface PrometheusConfig {
   readonly host: string;
   readonly port: number;
   readonly prefix: string;
+  /**
+   * One runner per table reads the queue state (an advisory-lock leader); false: every runner reads
+   * (behind a transaction pooler). architecture/runner.md, "Queue state: one reader per cluster".
+   */
+  readonly queueStateLeader: boolean;
 }
 
 export interface StatsdConfig {
@@ -125,7 +130,7 @@ export const RUNNER_DEFAULTS = {
   gracefulTimeoutMs: 15_000,
   // 9464 is the port OpenTelemetry's Prometheus exporter uses by convention; never 9090, which is
   // Prometheus's own (rejected's default, reference/rejected.md §6.2 item 6).
-  prometheus: { enabled: true, host: '127.0.0.1', port: 9464, prefix: 'txoutbox' },
+  prometheus: { enabled: true, host: '127.0.0.1', port: 9464, prefix: 'txoutbox', queueStateLeader: true },
   statsd: { host: '127.0.0.1', port: 8125, prefix: 'txoutbox' },
   processes: 1,
   handlerExport: 'default',

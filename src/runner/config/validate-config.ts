@@ -29,7 +29,7 @@ const TOP_KEYS = [
 ];
 const DATABASE_KEYS = ['url', 'poolSize', 'queryTimeoutMs', ...CONNECTION_KEYS];
 const METRICS_KEYS = ['prometheus', 'statsd'];
-const PROMETHEUS_KEYS = ['enabled', 'host', 'port', 'prefix'];
+const PROMETHEUS_KEYS = ['enabled', 'host', 'port', 'prefix', 'queueStateLeader'];
 const STATSD_KEYS = ['host', 'port', 'prefix'];
 
 /** The same rule the Prometheus seams apply to their prefix (src/prometheus/options.ts). */
@@ -93,7 +93,12 @@ async function outboxOptions(
 function prometheus(issues: ConfigIssues, value: unknown): PrometheusConfig | undefined {
   const defaults = RUNNER_DEFAULTS.prometheus;
   if (value === undefined) return defaults;
-  const section = issues.section('metrics.prometheus', value, PROMETHEUS_KEYS, 'a section { enabled, host, port, prefix }');
+  const section = issues.section(
+    'metrics.prometheus',
+    value,
+    PROMETHEUS_KEYS,
+    'a section { enabled, host, port, prefix, queueStateLeader }',
+  );
   if (section === undefined) return undefined;
   const enabled = issues.boolean('metrics.prometheus.enabled', section.enabled, defaults.enabled);
   const host = issues.string('metrics.prometheus.host', section.host, { fallback: defaults.host });
@@ -103,8 +108,21 @@ function prometheus(issues: ConfigIssues, value: unknown): PrometheusConfig | un
     pattern: METRIC_PREFIX,
     what: 'a metric name prefix (letters, digits and _, not starting with a digit)',
   });
-  if (enabled === undefined || host === undefined || port === undefined || prefix === undefined) return undefined;
-  return { enabled, host, port, prefix };
+  const queueStateLeader = issues.boolean(
+    'metrics.prometheus.queueStateLeader',
+    section.queueStateLeader,
+    defaults.queueStateLeader,
+  );
+  if (
+    enabled === undefined ||
+    host === undefined ||
+    port === undefined ||
+    prefix === undefined ||
+    queueStateLeader === undefined
+  ) {
+    return undefined;
+  }
+  return { enabled, host, port, prefix, queueStateLeader };
 }
 
 function statsd(issues: ConfigIssues, value: unknown): StatsdConfig | undefined {

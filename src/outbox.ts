@@ -54,8 +54,12 @@ export interface OutboxInternals {
   readonly stopped: boolean;
   /** The queues of every subscription (reported at 0 while empty). */
   readonly subscribedQueues: readonly string[];
-  /** How a dedicated connection is opened (the queue-state leader's session, like LISTEN's). */
-  readonly clientConfig: ResolvedOutboxOptions['clientConfig'];
+  /**
+   * How a dedicated session is opened (the queue-state leader's advisory lock): LISTEN's settings,
+   * so behind a transaction pooler it goes to listenConnectionString, straight to PostgreSQL, where
+   * a session lock holds.
+   */
+  readonly sessionClientConfig: ResolvedOutboxOptions['listenClientConfig'];
 }
 
 /** How long ping() waits for the database. */
@@ -186,7 +190,7 @@ export class Outbox<Q extends QueueMap = AnyQueues, I extends QueueMap = Q> {
       logger: this.#options.logger,
       stopped: this.#state !== 'running',
       subscribedQueues: this.#subscriptions.flatMap((s) => s.options.queues),
-      clientConfig: this.#options.clientConfig,
+      sessionClientConfig: this.#options.listenClientConfig,
     };
   }
 

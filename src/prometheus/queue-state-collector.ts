@@ -138,7 +138,7 @@ export function queueStateCollector(outbox: Outbox, options: QueueStateCollector
   const logger = outbox.internals.logger;
   const leader = leaderElection
     ? new QueueStateLeader({
-        clientConfig: outbox.internals.clientConfig,
+        clientConfig: outbox.internals.sessionClientConfig,
         table: outbox.internals.names.outbox,
         checkIntervalMs: leaderCheckIntervalMs,
         logger,

@@ -53,18 +53,24 @@ function processText({ pool, listen, notify }: ProcessBudget): string {
   return `pool ${pool}${listen === 1 ? ' + LISTEN' : ''}${notify === 1 ? ' + NOTIFY' : ''}`;
 }
 
-/** `emails 7 (pool 5 + LISTEN + NOTIFY) × 2, …, supervisor 2 = 30 per host`. */
+/** `emails 7 (pool 5 + LISTEN + NOTIFY) × 2, …, supervisor 3 (pool 2 + queue-state lock) = 31 per host`. */
 export function budgetText(budget: ConfigBudget): string {
   const served = budget.served.map(
     (entry) => `${entry.name} ${entry.perProcess.total} (${processText(entry.perProcess)}) × ${entry.processes}`,
   );
-  return `${[...served, `supervisor ${budget.supervisor}`].join(', ')} = ${budget.perHost} per host`;
+  const supervisor =
+    budget.leaderSession === 1
+      ? `supervisor ${budget.supervisor} (pool ${budget.supervisor - 1} + queue-state lock)`
+      : `supervisor ${budget.supervisor}`;
+  return `${[...served, supervisor].join(', ')} = ${budget.perHost} per host`;
 }
 
-/** Connections of this config that reach the server itself: all of them, or behind a transaction pooler only the direct LISTEN ones. */
+/** Connections of this config that reach the server itself: all of them, or behind a transaction pooler only the direct ones (LISTEN, and the queue-state lock's session with listenUrl). */
 export function serverSide(config: RunnerConfig, budget: ConfigBudget): number {
   if (!config.database.transactionPooling) return budget.perHost;
-  return budget.served.reduce((sum, entry) => sum + entry.processes * entry.perProcess.listen, 0);
+  // The queue-state lock's session goes where LISTEN goes: straight to the server with listenUrl.
+  const directSession: number = config.database.listenUrl === undefined ? 0 : budget.leaderSession;
+  return budget.served.reduce((sum, entry) => sum + entry.processes * entry.perProcess.listen, directSession);
 }
 
 /**
@@ -97,7 +103,7 @@ export async function reportConnectionBudget(
   const free = usable - server.inUse;
   const hostsFit = direct === 0 ? undefined : Math.max(0, Math.floor(free / direct));
   const pooler = config.database.transactionPooling
-    ? `; through a transaction pooler: the server sees PgBouncer's server connections (its default_pool_size per database and user) plus ${direct} direct LISTEN connections per host`
+    ? `; through a transaction pooler: the server sees PgBouncer's server connections (its default_pool_size per database and user) plus ${direct} direct connections per host`
     : '';
   const serverText = `server max_connections ${server.maxConnections} (${server.reserved} reserved), ${server.inUse} in use: ${hostsFit === undefined ? 'no direct connections' : `${hostsFit} host${hostsFit === 1 ? '' : 's'} of this config fit`}${pooler}`;
   const withServer = { ...fields, serverSide: direct, maxConnections: server.maxConnections, inUse: server.inUse, hostsFit };

@@ -14,6 +14,7 @@ import type { ConsumerConfig, RelayConfig, RunnerConfig } from './config/runner-
  *               consumer: its handlers may ctx.publish; a relay never publishes)
  *     pool    = database.poolSize when set, else poolDemand(the consumer's subscription)
  *   supervisor = its own pool: 2, or 4 with the dashboard (runner.ts); no LISTEN, no NOTIFY
+ *               + 1 session holding or trying the queue-state lock (metrics on, queueStateLeader)
  *   host      = Σ over consumers and relays of processes × child + supervisor
  */
 export interface ProcessBudget {
@@ -33,7 +34,10 @@ export interface ServedBudget {
 export interface ConfigBudget {
   /** In file order: consumers, then relays. */
   readonly served: readonly ServedBudget[];
+  /** pool + leaderSession. */
   readonly supervisor: number;
+  /** 1 when the supervisor keeps a session for the queue-state leader's advisory lock (queue-state-leader.ts). */
+  readonly leaderSession: 0 | 1;
   /** Σ processes × perProcess.total + supervisor. */
   readonly perHost: number;
 }
@@ -86,7 +90,9 @@ export function configBudget(config: RunnerConfig): ConfigBudget {
     processes: entry.processes,
     perProcess: processBudget(config.database, servedOptions(entry, kind, hasDlq), kind),
   }));
-  const supervisor = supervisorPool(config.dashboard !== undefined);
+  const { enabled, queueStateLeader } = config.metrics.prometheus;
+  const leaderSession = enabled && queueStateLeader ? 1 : 0;
+  const supervisor = supervisorPool(config.dashboard !== undefined) + leaderSession;
   const perHost = served.reduce((sum, entry) => sum + entry.processes * entry.perProcess.total, supervisor);
-  return { served, supervisor, perHost };
+  return { served, supervisor, leaderSession, perHost };
 }

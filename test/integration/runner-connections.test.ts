@@ -75,13 +75,13 @@ describe('txoutbox run: connections', () => {
     const config = writeConfig('load', 'budget_load', [], ['processes: 2', 'transactional: true', 'concurrency: 4']);
     const runner = start(config, { HANDLER_DELAY_MS: '3' });
     const line = await runner.waitForLog(isBudgetLine, 'the budget line');
-    // pool 4 + 3, LISTEN and NOTIFY: 9 per process; 2 processes and the supervisor's 2.
+    // pool 4 + 3, LISTEN and NOTIFY: 9 per process; 2 processes and the supervisor's 3 (pool 2 + the queue-state lock's session).
     assert.equal(line.level, 'info');
     assert.match(
       line.msg,
-      /^connection budget: orders 9 \(pool 7 \+ LISTEN \+ NOTIFY\) × 2, supervisor 2 = 20 per host; server max_connections \d+ \(\d+ reserved\), \d+ in use: \d+ hosts? of this config fit$/,
+      /^connection budget: orders 9 \(pool 7 \+ LISTEN \+ NOTIFY\) × 2, supervisor 3 \(pool 2 \+ queue-state lock\) = 21 per host; server max_connections \d+ \(\d+ reserved\), \d+ in use: \d+ hosts? of this config fit$/,
     );
-    assert.deepEqual([line.perHost, line.perProcess], [20, { orders: 9 }]);
+    assert.deepEqual([line.perHost, line.perProcess], [21, { orders: 9 }]);
     await whenStarted(runner, { orders: 2 });
 
     await publishMany(outbox, 'orders', 1500);
@@ -100,7 +100,7 @@ describe('txoutbox run: connections', () => {
     assert.ok(most <= 2 * 9, `at most 2 × 9 connections of txoutbox-orders, saw ${most}`);
     // The pool was exercised: more than the claim loop's and LISTEN's alone, in at least one sample.
     assert.ok(most > 2 * 2, `the load used the pools (max ${most} over ${sampled.length} samples)`);
-    assert.ok((await connectionsOf('txoutbox-supervisor')) <= 2, 'the supervisor holds at most its pool');
+    assert.ok((await connectionsOf('txoutbox-supervisor')) <= 3, 'the supervisor holds at most its pool and the lock session');
     runner.child.kill('SIGTERM');
     assert.deepEqual(await runner.exited, { code: 0, signal: null });
   });
@@ -114,7 +114,7 @@ describe('txoutbox run: connections', () => {
     assert.equal(line.level, 'warn');
     assert.match(
       line.msg,
-      /orders 305 \(pool 303 \+ LISTEN \+ NOTIFY\) × 1, supervisor 2 = 307 per host; .*: 0 hosts of this config fit — this host takes the server to \d+ of \d+ connections\. Lower processes or poolSize, put PgBouncer in front/,
+      /orders 305 \(pool 303 \+ LISTEN \+ NOTIFY\) × 1, supervisor 3 \(pool 2 \+ queue-state lock\) = 308 per host; .*: 0 hosts of this config fit — this host takes the server to \d+ of \d+ connections\. Lower processes or poolSize, put PgBouncer in front/,
     );
     await whenStarted(runner, { orders: 1 });
     runner.child.kill('SIGTERM');
@@ -137,7 +137,8 @@ describe('txoutbox run: connections', () => {
     );
     const runner = start(config, { RUNNER_TEST_BOUNCER_URL: bouncer.urlFor(db.url) });
     const line = await runner.waitForLog(isBudgetLine, 'the budget line');
-    assert.match(line.msg, /through a transaction pooler: .* plus 2 direct LISTEN connections per host/);
+    // Two LISTEN connections and the supervisor's queue-state lock session, all on listenUrl.
+    assert.match(line.msg, /through a transaction pooler: .* plus 3 direct connections per host/);
     await whenStarted(runner, { orders: 2 });
     await publishMany(outbox, 'orders', 500);
     await waitFor(async () => (await remainingRows('budget_bouncer')) === 0, {

@@ -96,15 +96,15 @@ describe('configBudget: per process, per host', () => {
   // The demo config of `txoutbox dev` (src/cli/dev-command.ts): two consumers × two processes, concurrency 8.
   const demo = { emails: ['concurrency: 8'], stock: ['concurrency: 8'] };
 
-  test('the demo config: 6 per process (pool 4 + LISTEN + NOTIFY), 26 per host; with 0.1’s fixed pool of 10, 50', async () => {
+  test('the demo config: 6 per process (pool 4 + LISTEN + NOTIFY), 27 per host with the supervisor’s queue-state lock; with 0.1’s fixed pool of 10, 51', async () => {
     const after = configBudget(await load(config([], demo)));
     assert.equal(
       budgetText(after),
-      'emails 6 (pool 4 + LISTEN + NOTIFY) × 2, stock 6 (pool 4 + LISTEN + NOTIFY) × 2, supervisor 2 = 26 per host',
+      'emails 6 (pool 4 + LISTEN + NOTIFY) × 2, stock 6 (pool 4 + LISTEN + NOTIFY) × 2, supervisor 3 (pool 2 + queue-state lock) = 27 per host',
     );
     const before = configBudget(await load(config(['poolSize: 10'], demo)));
-    assert.equal(before.perHost, 50);
-    assert.deepEqual([after.perHost * 10, before.perHost * 10], [260, 500], 'ten hosts');
+    assert.equal(before.perHost, 51);
+    assert.deepEqual([after.perHost * 10, before.perHost * 10], [270, 510], 'ten hosts');
   });
 
   test('every mode and option counts: transactional, row-lock, relays, polling, in-transaction NOTIFY, the dashboard', async () => {
@@ -130,8 +130,8 @@ describe('configBudget: per process, per host', () => {
         ['out', 'relay', 1, { pool: 4, listen: 0, notify: 0, total: 4 }],
       ],
     );
-    assert.equal(budget.supervisor, 4);
-    assert.equal(budget.perHost, 2 * 8 + 2 * 4 + 4 + 4);
+    assert.equal(budget.supervisor, 5, 'pool 4 with the dashboard + the queue-state lock');
+    assert.equal(budget.perHost, 2 * 8 + 2 * 4 + 4 + 5);
   });
 
   test('an explicit poolSize wins, and each consumer’s plan carries its pool and application_name', async () => {
@@ -218,26 +218,26 @@ describe('the start-up line', () => {
     assert.equal(line?.level, 'info');
     assert.match(
       line?.message ?? '',
-      /= 26 per host; server max_connections 100 \(3 reserved\), 10 in use: 3 hosts of this config fit$/,
+      /= 27 per host; server max_connections 100 \(3 reserved\), 10 in use: 3 hosts of this config fit$/,
     );
     await reportConnectionBudget(loaded, logger, () => Promise.resolve(server(60)));
     const warning = logger.entries.at(-1);
     assert.equal(warning?.level, 'warn');
-    assert.match(warning?.message ?? '', /1 host of this config fit — this host takes the server to 86 of 97 connections/);
+    assert.match(warning?.message ?? '', /1 host of this config fit — this host takes the server to 87 of 97 connections/);
     await reportConnectionBudget(loaded, logger, () => Promise.reject(new Error('connect ECONNREFUSED')));
-    assert.match(logger.entries.at(-1)?.message ?? '', /^connection budget: .* = 26 per host$/);
+    assert.match(logger.entries.at(-1)?.message ?? '', /^connection budget: .* = 27 per host$/);
   });
 
-  test('behind a transaction pooler only the direct LISTEN connections count against the server', async () => {
+  test('behind a transaction pooler only the direct connections (LISTEN, the queue-state lock) count against the server', async () => {
     const loaded = await load(config(['transactionPooling: true', `listenUrl: ${URL_WITH_SECRET}`], { a: [] }));
     const logger = new TestLogger();
-    // 70 in use + 2 direct LISTEN connections stay under 80 % of 97 (the 12 client connections go to PgBouncer).
+    // 70 in use + 3 direct connections (2 LISTEN, the supervisor's lock session on listenUrl) stay under 80 % of 97 (the 12 client connections go to PgBouncer).
     await reportConnectionBudget(loaded, logger, () => Promise.resolve(server(70)));
     const line = logger.entries.at(-1);
     assert.equal(line?.level, 'info');
     assert.match(
       line?.message ?? '',
-      /= 14 per host; .*: 13 hosts of this config fit; through a transaction pooler: .* plus 2 direct LISTEN connections per host$/,
+      /= 15 per host; .*: 9 hosts of this config fit; through a transaction pooler: .* plus 3 direct connections per host$/,
     );
   });
 });

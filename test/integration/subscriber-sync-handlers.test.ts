@@ -3,6 +3,7 @@ import { describe, test } from 'node:test';
 
 import { useTestDatabase } from '../support/database.js';
 import { outboxFactory } from '../support/outboxes.js';
+import { publishCommitted } from '../support/publish.js';
 import { FAST_POLL, migratedOutbox } from '../support/subscriber-setup.js';
 import { inTransaction } from '../support/transaction.js';
 import { waitFor } from '../support/wait-for.js';
@@ -45,5 +46,35 @@ describe('synchronous handlers', () => {
     assert.ok(
       newOutbox.logger.messages('error').some((m) => m.includes('manual handler returned without ctx.ack(), nack() or reject()')),
     );
+  });
+
+  test('a batch of slow synchronous handlers: each row is checked for staleness when its turn comes, so none starts past its lease', async () => {
+    // Synchronous handlers run one after another inside one pump (no promise between them). The
+    // pump must read the clock per row: with one reading per batch, rows 6-10 of this batch started
+    // after their 1 s lease ran out, the next claim took them back through the expired branch, every
+    // ack was fenced off and the batch ran again, forever (review of issue 18's drain-CPU change).
+    const { outbox, log } = await migratedOutbox(newOutbox, db.pool, 'sync_slow');
+    const runs = new Map<string, number>();
+    outbox.subscribe(
+      'slow',
+      (message) => {
+        runs.set(message.id, (runs.get(message.id) ?? 0) + 1);
+        const until = performance.now() + 200;
+        while (performance.now() < until) {
+          // a synchronous handler that holds the event loop for 200 ms
+        }
+      },
+      { name: 'slow', concurrency: 1, fetchBatchSize: 10, leaseTtlMs: 1000, ...FAST_POLL },
+    );
+    outbox.start();
+    await publishCommitted(
+      outbox,
+      db.pool,
+      'slow',
+      Array.from({ length: 10 }, (_, i) => `m${i}`),
+    );
+    await log.waitFor('acked', 10, 30_000);
+    assert.deepEqual([...runs.values()], Array<number>(10).fill(1), 'every row ran once');
+    assert.equal(log.of('lease_lost').length, 0);
   });
 });

@@ -2,6 +2,7 @@ import { RELAY_DEFAULTS } from '../relay/relay-options.js';
 import { poolDemand } from '../subscriber/pool-demand.js';
 import { type ResolvedSubscribeOptions, resolveSubscribeOptions } from '../subscriber/subscription-options.js';
 import { subscribeOptionsFromSpec } from './child/subscribe-options-from-spec.js';
+import { electsQueueStateLeader } from './config/queue-state-election.js';
 import type { ConsumerConfig, RelayConfig, RunnerConfig } from './config/runner-config.js';
 
 /**
@@ -14,7 +15,7 @@ import type { ConsumerConfig, RelayConfig, RunnerConfig } from './config/runner-
  *               consumer: its handlers may ctx.publish; a relay never publishes)
  *     pool    = database.poolSize when set, else poolDemand(the consumer's subscription)
  *   supervisor = its own pool: 2, or 4 with the dashboard (runner.ts); no LISTEN, no NOTIFY
- *               + 1 session holding or trying the queue-state lock (metrics on, queueStateLeader)
+ *               + 1 session holding or trying the queue-state lock (queue-state-election.ts)
  *   host      = Σ over consumers and relays of processes × child + supervisor
  */
 export interface ProcessBudget {
@@ -90,8 +91,7 @@ export function configBudget(config: RunnerConfig): ConfigBudget {
     processes: entry.processes,
     perProcess: processBudget(config.database, servedOptions(entry, kind, hasDlq), kind),
   }));
-  const { enabled, queueStateLeader } = config.metrics.prometheus;
-  const leaderSession = enabled && queueStateLeader ? 1 : 0;
+  const leaderSession = electsQueueStateLeader(config) ? 1 : 0;
   const supervisor = supervisorPool(config.dashboard !== undefined) + leaderSession;
   const perHost = served.reduce((sum, entry) => sum + entry.processes * entry.perProcess.total, supervisor);
   return { served, supervisor, leaderSession, perHost };

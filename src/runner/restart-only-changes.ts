@@ -10,6 +10,8 @@ const RESTART_ONLY: readonly (readonly [string, (config: RunnerConfig) => unknow
   ['database.url', (c) => c.database.url],
   ['database.transactionPooling', (c) => c.database.transactionPooling],
   ['database.preparedStatements', (c) => c.database.preparedStatements],
+  // The supervisor's queue-state lock session opens where LISTEN goes.
+  ['database.listenUrl', (c) => c.database.listenUrl],
   ['table', (c) => c.table],
   ['dlqTable', (c) => c.dlqTable],
   ['dlqRetention', (c) => c.dlqRetentionMs],

@@ -4,6 +4,7 @@ import { applicationName } from './application-name.js';
 import { reportConnectionBudget } from './budget-report.js';
 import { consumerPlans } from './config/consumer-plans.js';
 import { loadRunnerConfig } from './config/load-config.js';
+import { electsQueueStateLeader } from './config/queue-state-election.js';
 import { outboxConnectionOptions } from './config/validate-connection.js';
 import { restartOnlyChanges } from './restart-only-changes.js';
 import { Runner } from './runner.js';
@@ -29,7 +30,7 @@ export async function runnerFromConfig(path: string, env: NodeJS.ProcessEnv, log
     table: config.table,
     dlqTable: config.dlqTable,
     dlqRetentionMs: config.dlqRetentionMs,
-    metrics: config.metrics.prometheus,
+    metrics: { ...config.metrics.prometheus, queueStateLeader: electsQueueStateLeader(config) },
     dashboard: config.dashboard,
     logger,
   });

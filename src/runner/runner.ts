@@ -48,7 +48,7 @@ export interface RunnerMetricsOptions {
   readonly host: string;
   readonly port: number;
   readonly prefix: string;
-  /** One runner per table reads the queue state (queueStateCollector's leaderElection). @default false */
+  /** One runner per table reads the queue state (queueStateCollector's leaderElection). @default false (txoutbox.yaml's default is true: config/queue-state-election.ts) */
   readonly queueStateLeader?: boolean;
 }
 

@@ -13,6 +13,7 @@ import { ConfigError } from '../../src/errors.js';
 import { budgetText, reportConnectionBudget, type ServerConnections } from '../../src/runner/budget-report.js';
 import { consumerPlans } from '../../src/runner/config/consumer-plans.js';
 import { loadRunnerConfig } from '../../src/runner/config/load-config.js';
+import { electsQueueStateLeader } from '../../src/runner/config/queue-state-election.js';
 import type { RunnerConfig } from '../../src/runner/config/runner-config.js';
 import { configBudget } from '../../src/runner/connection-budget.js';
 import { poolDemand, poolFloor } from '../../src/subscriber/pool-demand.js';
@@ -132,6 +133,20 @@ describe('configBudget: per process, per host', () => {
     );
     assert.equal(budget.supervisor, 5, 'pool 4 with the dashboard + the queue-state lock');
     assert.equal(budget.perHost, 2 * 8 + 2 * 4 + 4 + 5);
+  });
+
+  test('the queue-state lock session counts only where the election runs: not behind a pooler without listenUrl', async () => {
+    const direct = await load(config([], { a: [] }));
+    const pooledDirectListen = await load(config(['transactionPooling: true', `listenUrl: ${URL_WITH_SECRET}`], { a: [] }));
+    const pooled = await load(config(['transactionPooling: true'], { a: [] }));
+    assert.deepEqual(
+      [direct, pooledDirectListen, pooled].map((c) => [electsQueueStateLeader(c), configBudget(c).leaderSession]),
+      [
+        [true, 1],
+        [true, 1],
+        [false, 0],
+      ],
+    );
   });
 
   test('an explicit poolSize wins, and each consumer’s plan carries its pool and application_name', async () => {

@@ -52,11 +52,14 @@ export const CLAIMED_FIELDS = `queue, payload, headers, created_at, deliveries_c
   last_exception_type, ordering_key`;
 
 /**
- * A timestamptz as whole milliseconds since the epoch (text): exact on every supported version
- * (PostgreSQL 13's extract() is a double, but microseconds since 1970 fit its 53 bits), truncated
- * as a JavaScript Date truncates, and free of the session's DateStyle and TimeZone.
+ * A timestamptz as whole milliseconds since the epoch (text), free of the session's DateStyle and
+ * TimeZone: exact on every supported version (PostgreSQL 13's extract() is a double, but
+ * microseconds since 1970 fit its 53 bits and the cast rounds them), floored as node-postgres'
+ * parser did (before 1970 too). `infinity` cannot be cast to int8 — one such row (written by hand)
+ * would fail every claim of its queue — so it comes back as the text `Infinity` (an invalid Date).
  */
-const epochMs = (column: string): string => `(extract(epoch FROM ${column}) * 1000000)::int8 / 1000`;
+const epochMs = (column: string): string =>
+  `CASE WHEN isfinite(${column}) THEN floor((extract(epoch FROM ${column}) * 1000000)::int8 / 1000.0) ELSE extract(epoch FROM ${column}) END`;
 
 /**
  * What a claim returns of each row after `id::text AS id`, in this order, read as an array of

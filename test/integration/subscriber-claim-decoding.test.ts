@@ -96,6 +96,30 @@ for (const lease of ['token', 'row-lock'] as LeaseMode[]) {
       assert.equal(retry.attempt, 1);
       assert.equal(retry.firstAttemptAt.getTime(), retry.lastAttemptAt.getTime());
     });
+
+    test('times before 1970 are floored to the millisecond, and an infinite one (written by hand) does not fail the claim', async () => {
+      const table = `cd_edge_${lease.replace('-', '_')}`;
+      const { outbox } = await migratedOutbox(newOutbox, db.pool, table);
+      const [early, endless] = await inTransaction(db.pool, async (c) => [
+        await outbox.publish(c, 'edge', { n: 1 }),
+        await outbox.publish(c, 'edge', { n: 2 }),
+      ]);
+      await db.pool.query(`UPDATE ${table} SET created_at = '1969-12-31 23:59:59.9985+00' WHERE id = $1`, [early]);
+      // Before the CASE in sql.ts epochMs, this row failed every claim: "cannot convert infinity to bigint".
+      await db.pool.query(`UPDATE ${table} SET created_at = 'infinity' WHERE id = $1`, [endless]);
+      const seen = new Map<string, Message>();
+      outbox.subscribe(
+        'edge',
+        (message) => {
+          seen.set(message.id, message);
+        },
+        { name: `edge-${lease}`, lease, ...FAST_POLL },
+      );
+      outbox.start();
+      await waitFor(() => seen.size === 2, { what: 'both rows delivered' });
+      assert.equal(seen.get(early ?? '')?.createdAt.getTime(), -2, 'floored: -1.5 ms is -2, as Date.parse gives');
+      assert.ok(Number.isNaN(seen.get(endless ?? '')?.createdAt.getTime()), 'infinity: an invalid Date');
+    });
   });
 }
 

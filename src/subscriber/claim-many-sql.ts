@@ -20,7 +20,9 @@
  *    (ordered, FOR UPDATE SKIP LOCKED, at most $3), stopped at the cutoff by an index condition,
  *    then merged and cut to the oldest $3. With evenly mixed queues it locks about $3 rows; a queue
  *    with few, widely spread rows can push the cutoff later (then more rows of the other queues are
- *    locked and dropped, never more per queue than the old statement locked).
+ *    locked and dropped, never more per queue than the old statement locked). A dropped row stays
+ *    locked until the claim's transaction ends: the statement, in lease mode; the whole batch in
+ *    row-lock mode, where other consumers skip it meanwhile (it is claimed after the batch).
  * Step 3 can come up short: the rows before the cutoff are locked by a concurrent claim (a
  * subscription pipelines two), or queues had fewer than n rows. Then one fill pass, run only if
  * step 3 came up short (Append is lazy under the outer LIMIT): the queues in head order, up to n

@@ -114,13 +114,17 @@ function runHandler(
   timing.startedAtMs = (deps.now ?? Date.now)();
   const t0 = performance.now();
   let returned: unknown;
+  let thenable: boolean;
   try {
     // Decoding inside the chain: a malformed body fails like a throwing handler, inside the span.
     returned = deps.handler(toMessage(lease.record), controls);
+    // Inside the try: reading a returned object's `then` can throw (a getter), and that is the
+    // handler's failure, not the delivery's.
+    thenable = isThenable(returned);
   } catch (error) {
     return decided(lease, controls, timing, deps, t0, true, error);
   }
-  if (!isThenable(returned)) return decided(lease, controls, timing, deps, t0, false, undefined);
+  if (!thenable) return decided(lease, controls, timing, deps, t0, false, undefined);
   return Promise.resolve(returned).then(
     () => decided(lease, controls, timing, deps, t0, false, undefined),
     (error: unknown) => decided(lease, controls, timing, deps, t0, true, error),

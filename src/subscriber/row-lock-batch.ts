@@ -226,12 +226,33 @@ export class RowLockBatch {
     this.#running.set(lease, signal);
     // deliver() returns undefined when the delivery already ended (a synchronous handler's ack):
     // then no promise is made for it here either.
-    const running = deliver(lease, signal, this.#isClosed, this.#deliverDeps);
+    let running: Promise<void> | undefined;
+    try {
+      running = deliver(lease, signal, this.#isClosed, this.#deliverDeps);
+    } catch (error) {
+      // Only a fault outside the handler (deliver() catches the handler's own): nothing was decided
+      // for this row, so it stays in the table and is claimed again after this batch, like a row
+      // of a batch that rolled back, while the rest of the batch commits.
+      this.#deliveryFailed(error);
+    }
     if (running === undefined) this.#decided(lease);
     else
-      void running.then(() => {
-        this.#decided(lease);
-      });
+      running.then(
+        () => {
+          this.#decided(lease);
+        },
+        (error: unknown) => {
+          this.#deliveryFailed(error);
+          this.#decided(lease);
+        },
+      );
+  }
+
+  #deliveryFailed(error: unknown): void {
+    this.#deps.logger.error(
+      { subscriber: this.#deps.deliverDeps.options.name, err: errorMessage(error) },
+      'delivery failed unexpectedly',
+    );
   }
 
   /** Marks a delivery decided (once): its slot is given back, and the last one ends #runAll's wait. */

@@ -77,4 +77,31 @@ describe('synchronous handlers', () => {
     assert.deepEqual([...runs.values()], Array<number>(10).fill(1), 'every row ran once');
     assert.equal(log.of('lease_lost').length, 0);
   });
+
+  for (const lease of ['token', 'row-lock'] as const) {
+    test(`a handler whose returned value's \`then\` throws fails like a throwing handler: retried, then acked (lease: '${lease}')`, async () => {
+      const { outbox, log } = await migratedOutbox(newOutbox, db.pool, `sync_then_${lease.replace('-', '_')}`);
+      const runs: number[] = [];
+      outbox.subscribe(
+        'then',
+        (message) => {
+          runs.push(message.attemptsCount);
+          if (message.attemptsCount > 0) return undefined;
+          // What a JavaScript handler may return: an object whose `then` getter throws.
+          const returned = {
+            get then(): never {
+              throw new Error('then getter fails');
+            },
+          };
+          return returned as unknown as Promise<void>;
+        },
+        { name: `then-${lease}`, lease, retry: { nextDelayMs: () => 0 }, ...FAST_POLL },
+      );
+      outbox.start();
+      await inTransaction(db.pool, async (c) => await outbox.publish(c, 'then', { n: 1 }));
+      await log.waitFor('acked');
+      assert.deepEqual(runs, [0, 1]);
+      assert.equal(log.of('nacked_retried').length, 1);
+    });
+  }
 });

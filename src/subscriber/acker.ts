@@ -52,6 +52,8 @@ export class Acker {
   readonly #logger: Logger;
   readonly #settle: (entry: AckEntry, result: AckResult) => void;
   #pending: AckEntry[] = [];
+  /** The batch whose DELETE is in flight. */
+  #sending: readonly AckEntry[] = [];
   #state: 'idle' | 'scheduled' | 'flushing' = 'idle';
   #idleWaiters: (() => void)[] = [];
 
@@ -74,6 +76,15 @@ export class Acker {
     if (this.#state === 'idle') this.#schedule();
   }
 
+  /**
+   * The leases whose delete is queued or in flight. A holder may adopt a re-claim's token on them
+   * (Subscription #adoptReclaimed): a queued one's DELETE reads the new token when it is built; an
+   * in-flight one that then misses is queued again under it (#flush), not reported as a lost lease.
+   */
+  queued(): readonly AckEntry[] {
+    return this.#sending.length === 0 ? this.#pending : [...this.#sending, ...this.#pending];
+  }
+
   /** Resolves once every queued ack has been written (or failed). */
   async drain(): Promise<void> {
     if (this.#state === 'idle') return;
@@ -90,17 +101,24 @@ export class Acker {
   async #flush(): Promise<void> {
     this.#state = 'flushing';
     const batch = this.#pending.splice(0, MAX_ACK_BATCH);
+    this.#sending = batch;
+    const sentTokens = batch.map((ack) => ack.lease.token);
     const rows = await this.#delete(batch);
+    this.#sending = [];
     if (rows === undefined) {
       for (const ack of batch) this.#settle(ack, 'failed');
     } else {
       // All deleted (the common case): no set to build. Otherwise match (id, token): the same row
       // can be in one batch twice, under an expired lease and under the one that re-claimed it.
       const deleted = rows.length === batch.length ? undefined : new Set(rows.map((row) => pairKey(row.id, row.token)));
-      for (const ack of batch) {
-        const hit = deleted === undefined || deleted.has(pairKey(ack.lease.record.id, ack.lease.token));
-        this.#settle(ack, hit ? 'deleted' : 'lease_lost');
-      }
+      batch.forEach((ack, i) => {
+        const sent = sentTokens[i] ?? ack.lease.token;
+        const hit = deleted === undefined || deleted.has(pairKey(ack.lease.record.id, sent));
+        // Missed under the token it was sent with, but its holder adopted a newer lease of the row
+        // meanwhile (its own subscription re-claimed it): delete again under that one.
+        if (!hit && ack.lease.token !== sent) this.#pending.push(ack);
+        else this.#settle(ack, hit ? 'deleted' : 'lease_lost');
+      });
     }
     if (this.#pending.length > 0) {
       this.#schedule();

@@ -57,6 +57,11 @@ export class OutcomeWriter {
     });
   }
 
+  /** The leases whose ack is queued and not yet sent (Acker.queued). */
+  queuedAcks(): readonly Lease[] {
+    return this.#acker.queued().map((entry) => entry.lease);
+  }
+
   /** Resolves once every ack handed over so far has been written (or failed). */
   drainAcks(): Promise<void> {
     return this.#acker.drain();

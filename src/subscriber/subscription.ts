@@ -422,9 +422,10 @@ export class Subscription {
    * a paused queue would run after the pause, one after another.
    */
   /**
-   * Rows this subscription already holds (running or buffered), claimed again through the expired
-   * branch: the exclusion ($5) missed them because the claim's round trip outlasted half their
-   * lease. The holder takes the new lease instead of a second run starting here: its outcome write
+   * Rows this subscription already holds (running, buffered, or acked with the DELETE not yet sent),
+   * claimed again through the expired branch: the exclusion ($5) missed them because the claim's
+   * round trip outlasted half their lease, or the handler ended after it and its ack waits for the
+   * acker's turn. The holder takes the new lease instead of a second run starting here: its outcome write
    * is fenced by the newest token, now its own. The re-claim counted a delivery that did not run.
    * Only a row delivered before can be one (deliveries_count > 1), which keeps the check off the
    * fast path; a claim of the holder's own retry is not one (see below).
@@ -434,6 +435,7 @@ export class Subscription {
     const held = new Map<string, Lease>();
     for (const lease of this.#buffer) held.set(lease.record.id, lease);
     for (const lease of this.#inFlight.keys()) held.set(lease.record.id, lease);
+    for (const lease of this.#writer.queuedAcks()) held.set(lease.record.id, lease);
     return claimed.filter((lease) => {
       const holder = held.get(lease.record.id);
       // A retry written by the holder (its handler failed) also makes the row claimable while the

@@ -135,6 +135,35 @@ describe('rows waiting in the buffer keep their delivery budget', () => {
   });
 });
 
+describe('an ack still on its way when its own subscription re-claims the row', () => {
+  test('the holder adopts the new lease and its ack is written under it: the row ran once, no lease lost', async () => {
+    // The handler outlives its 500 ms lease; when it ends the row is no longer running (so the
+    // claims' $5 does not exclude it) and its ack DELETE takes 400 ms to reach the database. The
+    // claim that follows the freed slot re-leases the expired row meanwhile. Before, the row ran a
+    // second time and the first ack was fenced off as lease_lost (seen once in CI under load, where
+    // a slow ack made the same window).
+    const pool = new ClaimDelayPool({ connectionString: db.url, max: 4 }, () => sleep(400), undefined, /_ack_/);
+    db.onCleanup(() => pool.end());
+    const { outbox, log } = await migratedOutbox(newOutbox, pool, 'lb_ack_window');
+    const runs: number[] = [];
+    outbox.subscribe(
+      'ack-window',
+      async (message) => {
+        runs.push(message.deliveriesCount);
+        await sleep(600);
+      },
+      { concurrency: 2, leaseTtlMs: 500, ...FAST_POLL },
+    );
+    await publishCommitted(outbox, db.pool, 'ack-window', ['x']);
+    outbox.start();
+    await log.waitFor('acked', 1, 15_000);
+    await outbox.stop();
+    assert.deepEqual(runs, [1], 'run once, by the holder');
+    assert.equal(log.of('lease_lost').length, 0);
+    assert.equal(await remaining(db.pool, 'ack-window', 'lb_ack_window'), 0);
+  });
+});
+
 describe('a claim whose round trip outlasts half a lease', () => {
   test('re-leases a row its own subscription is running: the run adopts the new lease, runs once, and its ack lands', async () => {
     // Every claim waits 600 ms before it reaches the database, longer than the 500 ms lease: the

@@ -11,6 +11,7 @@ import { Outbox } from '../../src/index.js';
 import { useTestDatabase } from '../support/database.js';
 import { configMapConfig, copiedFrom, writeConfigFor } from '../support/deploy-config.js';
 import { type Deployment, dockerStages, find, last, manifests, podAddress, REPO } from '../support/deploy-files.js';
+import { collectJsonLogs, type LogLine } from '../support/runner-process.js';
 import { inTransaction } from '../support/transaction.js';
 import { waitFor } from '../support/wait-for.js';
 
@@ -45,39 +46,12 @@ after(() => {
   for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
 });
 
-interface LogLine {
-  readonly msg?: string;
-  readonly [field: string]: unknown;
-}
-
 /** A process of the pod: its JSON log lines (the runner's, its children's, the handler's). */
 function start(argv: readonly string[], env: NodeJS.ProcessEnv, cwd: string) {
   const [file = '', ...rest] = argv;
   const child = spawn(file, rest, { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
   children.push(child);
-  const logs: LogLine[] = [];
-  const other: string[] = [];
-  let buffered = '';
-  const onData = (chunk: Buffer) => {
-    buffered += chunk.toString('utf8');
-    const lines = buffered.split('\n');
-    buffered = lines.pop() ?? '';
-    for (const line of lines) {
-      if (line.trim() === '') continue;
-      try {
-        logs.push(JSON.parse(line) as LogLine);
-      } catch {
-        other.push(line);
-      }
-    }
-  };
-  child.stdout.on('data', onData);
-  child.stderr.on('data', onData);
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
-    child.once('exit', (code, signal) => {
-      resolve({ code, signal });
-    });
-  });
+  const { logs, otherOutput: other, exited } = collectJsonLogs(child);
   const output = () => [...logs.map((l) => JSON.stringify(l)), ...other].join('\n');
   return { child, logs, exited, output };
 }

@@ -36,12 +36,15 @@ export interface RunnerProcess {
   ): Promise<LogLine>;
 }
 
-export function spawnRunner(configPath: string, env: Record<string, string>): RunnerProcess {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'run', configPath], {
-    cwd: REPO,
-    env: { ...process.env, TXOUTBOX_LOG_LEVEL: 'info', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+/**
+ * A child process's JSON log lines (stdout and stderr, split at newlines; a line that is not JSON
+ * goes to otherOutput) and its exit.
+ */
+export function collectJsonLogs(child: ChildProcess): {
+  readonly logs: LogLine[];
+  readonly otherOutput: string[];
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+} {
   const logs: LogLine[] = [];
   const otherOutput: string[] = [];
   let buffered = '';
@@ -58,13 +61,23 @@ export function spawnRunner(configPath: string, env: Record<string, string>): Ru
       }
     }
   };
-  child.stderr.on('data', onData);
-  child.stdout.on('data', onData);
+  child.stderr?.on('data', onData);
+  child.stdout?.on('data', onData);
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
     child.once('exit', (code, signal) => {
       resolve({ code, signal });
     });
   });
+  return { logs, otherOutput, exited };
+}
+
+export function spawnRunner(configPath: string, env: Record<string, string>): RunnerProcess {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'run', configPath], {
+    cwd: REPO,
+    env: { ...process.env, TXOUTBOX_LOG_LEVEL: 'info', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const { logs, otherOutput, exited } = collectJsonLogs(child);
   const find = (predicate: (line: LogLine) => boolean, since = 0) => logs.slice(since).find(predicate);
   return {
     child,

@@ -195,8 +195,12 @@ describe('behind PgBouncer, pool_mode = transaction', () => {
       maxPollIntervalMs: 60_000,
     });
     consumer.start();
+    // This file's database only: other test files run beside it on the same server, with LISTEN
+    // connections of their own (seen in CI).
     await waitFor(
-      async () => (await db.pool.query("SELECT 1 FROM pg_stat_activity WHERE query LIKE 'LISTEN %'")).rowCount === 1,
+      async () =>
+        (await db.pool.query("SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN %'"))
+          .rowCount === 1,
       {
         what: 'the LISTEN connection is up',
       },

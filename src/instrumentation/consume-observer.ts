@@ -55,12 +55,17 @@ function observingConsume<S>(observer: ConsumeObserver<S>): NonNullable<Middlewa
       thrown = error;
       throw error;
     } finally {
-      observer.end(state, ctx, result, thrown);
+      // Registered before end(), which may throw: a started observer always hears the write.
       const { written } = observer;
       if (written !== undefined)
         void ctx.written.then((write) => {
-          written.call(observer, state, write);
+          try {
+            written.call(observer, state, write);
+          } catch {
+            // A metrics failure loses a sample; thrown here it would be an unhandled rejection.
+          }
         });
+      observer.end(state, ctx, result, thrown);
     }
   };
 }

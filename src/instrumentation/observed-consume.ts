@@ -11,9 +11,9 @@ export type Settle = (result: ConsumeResult, onWritten: ((write: OutcomeWrite) =
 export type Fail = (error: unknown, handlerResult: ConsumeResult | undefined) => ConsumeResult;
 
 /**
- * One delivery through consume observers (consume-observer.ts): `start` outermost first, `around`
- * nested the same way around `inner`, `end` innermost first, `written` when the outcome's write
- * landed. The failure rules are MiddlewareChain.consume's, step for step: an observer that throws
+ * One delivery through consume observers (consume-observer.ts): `start` outermost first, each
+ * inside the `around` of the ones outside it, `inner` inside them all, then `end` innermost first,
+ * and `written` (innermost first) when the outcome's write landed. The failure rules are MiddlewareChain.consume's, step for step: an observer that throws
  * in `start` makes the ones outside it end with that error (the ones inside never start); one that
  * throws in `end` makes the ones outside it end with that error; either way the delivery fails
  * through `fail` unless the handler's own result is already an error. Returns what `settle`
@@ -28,14 +28,9 @@ export function observeConsume(
   settle: Settle,
 ): Promise<void> | undefined {
   const states: unknown[] = [];
-  try {
-    for (const observer of observers) states.push(observer.start(ctx));
-  } catch (error) {
-    return finish(observers, logger, ctx, states, undefined, error, fail, settle);
-  }
   let run: ConsumeResult | Promise<ConsumeResult>;
   try {
-    run = enter(observers, states, 0, inner);
+    run = enter(observers, states, ctx, 0, inner);
   } catch (error) {
     return finish(observers, logger, ctx, states, undefined, error, fail, settle);
   }
@@ -46,11 +41,17 @@ export function observeConsume(
   );
 }
 
-/** `inner` inside every observer's `around`, from `index` in. */
-function enter<R>(observers: readonly AnyObserver[], states: readonly unknown[], index: number, inner: () => R): R {
+/**
+ * Starts the observers from `index` in, each inside the `around` of the ones before it (as the
+ * generic chain runs a middleware's code before next() inside the outer middlewares' context), and
+ * `inner` inside them all. `states` gets one entry per observer started.
+ */
+function enter<R>(observers: readonly AnyObserver[], states: unknown[], ctx: ObservedConsume, index: number, inner: () => R): R {
   for (let i = index; i < observers.length; i++) {
     const observer = observers[i] as AnyObserver;
-    if (observer.around !== undefined) return observer.around(states[i], () => enter(observers, states, i + 1, inner));
+    const state = observer.start(ctx);
+    states.push(state);
+    if (observer.around !== undefined) return observer.around(state, () => enter(observers, states, ctx, i + 1, inner));
   }
   return inner();
 }
@@ -98,7 +99,8 @@ function writtenOf(
   for (let i = 0; i < states.length; i++) if ((observers[i] as AnyObserver).written !== undefined) any = true;
   if (!any) return undefined;
   return (write) => {
-    for (let i = 0; i < states.length; i++) {
+    // Innermost first, like the generic chain's ctx.written callbacks (registered as each hook returns).
+    for (let i = states.length - 1; i >= 0; i--) {
       const observer = observers[i] as AnyObserver;
       try {
         observer.written?.(states[i], write);

@@ -155,7 +155,12 @@ export function prometheusMiddleware(options: PrometheusMiddlewareOptions): Midd
       // No result: a middleware inside this one threw or skipped next(), which fails the delivery:
       // an error, typed by what it threw.
       run.status = result === undefined ? 'error' : result.status;
-      run.series.ended((performance.now() - run.t0) / 1000, ctx.traceId, run.status, result === undefined ? thrown : result.error);
+      run.series.ended(
+        (performance.now() - run.t0) / 1000,
+        ctx.traceId,
+        run.status,
+        result === undefined ? thrown : result.error,
+      );
     },
     written(run, write) {
       // processed{status} says what the database did: a run whose outcome was fenced off (lease

@@ -92,7 +92,10 @@ interface Run {
 const tick = () => new Promise((resolve) => setImmediate(resolve));
 
 /** One delivery through `chain.consume`, the outcome "written" once it returned. */
-async function generic(make: (trace: string[]) => Middleware[], inner: () => ConsumeResult | Promise<ConsumeResult>): Promise<Run> {
+async function generic(
+  make: (trace: string[]) => Middleware[],
+  inner: () => ConsumeResult | Promise<ConsumeResult>,
+): Promise<Run> {
   const trace: string[] = [];
   const logger = new TestLogger();
   const chain = new MiddlewareChain(make(trace), logger);
@@ -113,7 +116,10 @@ async function generic(make: (trace: string[]) => Middleware[], inner: () => Con
 }
 
 /** The same delivery through `chain.observe`. */
-async function observed(make: (trace: string[]) => Middleware[], inner: () => ConsumeResult | Promise<ConsumeResult>): Promise<Run> {
+async function observed(
+  make: (trace: string[]) => Middleware[],
+  inner: () => ConsumeResult | Promise<ConsumeResult>,
+): Promise<Run> {
   const trace: string[] = [];
   const logger = new TestLogger();
   const chain = new MiddlewareChain(make(trace), logger);
@@ -139,8 +145,7 @@ async function observed(make: (trace: string[]) => Middleware[], inner: () => Co
 }
 
 function observers(faults: Record<string, Faults> = {}) {
-  return (trace: string[]) =>
-    ['a', 'b', 'c'].map((name) => observingMiddleware(recording(name, trace, faults[name]), { name }));
+  return (trace: string[]) => ['a', 'b', 'c'].map((name) => observingMiddleware(recording(name, trace, faults[name]), { name }));
 }
 
 /** The handler line is pushed by the generic inner before its await; the observer path's synchronously. */
@@ -291,7 +296,16 @@ describe('which chains are observed', () => {
 
   test('observe() without observers is a programming error, said at once', () => {
     const chain = new MiddlewareChain([], new TestLogger());
-    assert.throws(() => chain.observe(context(), () => ACKED, failWith, () => undefined), /without observers/);
+    assert.throws(
+      () =>
+        chain.observe(
+          context(),
+          () => ACKED,
+          failWith,
+          () => undefined,
+        ),
+      /without observers/,
+    );
   });
 });
 

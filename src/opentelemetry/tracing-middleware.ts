@@ -7,10 +7,11 @@ import {
   type SpanOptions,
   SpanStatusCode,
   trace,
+  TraceFlags,
   type TracerProvider,
 } from '@opentelemetry/api';
 
-import { renderValue } from '../errors.js';
+import { InvalidOptionError, renderValue } from '../errors.js';
 import { type ConsumeObserver, type ObservedConsume, observingMiddleware } from '../instrumentation/consume-observer.js';
 import { exceptionTypeOf } from '../instrumentation/events.js';
 import type { ConsumeResult, Middleware, PublishContext } from '../instrumentation/middleware.js';
@@ -31,9 +32,20 @@ export interface TracingMiddlewareOptions {
    * @default 'parent'
    */
   readonly consumerSpanRelation?: ConsumerSpanRelation;
+  /**
+   * `true`: a row whose trace context says "not sampled" gets no process span at all; the handler
+   * runs in the row's context as it arrived (its trace id, the not-sampled flag), so follow-ups
+   * still carry the trace, not sampled, as children of the publish span instead of a process span
+   * nobody records. Equivalent for the parent-based samplers (the SDK's default and every
+   * `parentbased_*` OTEL_TRACES_SAMPLER), which drop such a span anyway; wrong for a sampler that
+   * may record the child of a not-sampled parent. Saves `startSpan` and its context per dropped
+   * delivery (issue 18: BENCHMARKS.md, "tracing and Prometheus seams").
+   * @default false (every delivery asks the sampler)
+   */
+  readonly skipUnsampledParents?: boolean;
 }
 
-const KNOWN = ['tracerProvider', 'consumerSpanRelation'];
+const KNOWN = ['tracerProvider', 'consumerSpanRelation', 'skipUnsampledParents'];
 
 function publishAttributes(ctx: PublishContext): Attributes {
   const attributes: Attributes = {
@@ -87,7 +99,8 @@ function messageAttributes(ctx: ObservedConsume): Attributes {
 
 /** One delivery's process span, from the observer's start to its end. */
 interface ProcessSpan {
-  readonly span: Span;
+  /** Undefined when skipUnsampledParents made none. */
+  readonly span: Span | undefined;
   /** False for a span the sampler dropped: nothing is set on it. */
   readonly recording: boolean;
   /** The context active around the handler: the row's, with this span. */
@@ -157,6 +170,11 @@ export function tracingMiddleware(options?: TracingMiddlewareOptions): Middlewar
   const raw = resolveRaw(options, 'tracingMiddleware', KNOWN);
   const provider = resolveProvider(raw, 'tracerProvider', 'getTracer', 'new BasicTracerProvider()') as TracerProvider | undefined;
   const relation = resolveConsumerSpanRelation(raw.consumerSpanRelation);
+  const { skipUnsampledParents } = raw;
+  if (skipUnsampledParents !== undefined && typeof skipUnsampledParents !== 'boolean') {
+    throw new InvalidOptionError({ option: 'skipUnsampledParents', value: skipUnsampledParents, expected: 'a boolean' });
+  }
+  const skipUnsampled = skipUnsampledParents === true;
   // The global API's tracer is a proxy until an SDK registers, so creating the middleware before
   // the SDK starts still exports to it.
   const tracer = (provider ?? trace.getTracerProvider()).getTracer(INSTRUMENTATION_SCOPE);
@@ -168,6 +186,11 @@ export function tracingMiddleware(options?: TracingMiddlewareOptions): Middlewar
   const observer: ConsumeObserver<ProcessSpan> = {
     start(ctx) {
       const carried = extractFrom(ctx.headers);
+      if (skipUnsampled) {
+        const parent = trace.getSpanContext(carried);
+        if (parent !== undefined && (parent.traceFlags & TraceFlags.SAMPLED) === 0)
+          return { span: undefined, recording: false, active: carried };
+      }
       const start = starts.get(ctx.subscriber).get(ctx.queue);
       let { options } = start;
       if (relation === 'link') {
@@ -189,6 +212,7 @@ export function tracingMiddleware(options?: TracingMiddlewareOptions): Middlewar
       return context.with(run.active, inner);
     },
     end({ span, recording }, _ctx, result, thrown) {
+      if (span === undefined) return;
       try {
         // No result: a middleware inside this one failed, and the delivery with it (middleware-chain.ts).
         if (recording) {

@@ -14,7 +14,9 @@
  * sampler, rows carrying a not-sampled traceparent) · both (tracing + Prometheus) · floor (W5's
  * bare SDK floor: a hand-written middleware that starts a span, makes it active around the rest
  * with context.with and ends it) · sdk (the same SDK work with no middleware at all: the handler
- * starts and ends the span around a context.with of its own). Rows carry a W3C traceparent
+ * starts and ends the span around a context.with of its own) · empty observer (one consume observer
+ * that does nothing: the observer path's own cost) · dropped with `skipUnsampledParents: true` (no
+ * span made for a not-sampled row). Rows carry a W3C traceparent
  * (sampled, or not for `dropped`), as rows published under a tracer do.
  *
  * SEAMS_BASELINE=<dir>: a src/ tree of another commit inside this repository (so it resolves the
@@ -227,6 +229,11 @@ function seamsOf(lib: Lib, kind: 'prometheus' | 'tracing' | 'dropped' | 'both') 
 }
 
 const lib = await load(resolve('src'));
+const { observingMiddleware } = (await import(
+  pathToFileURL(resolve('src/instrumentation/consume-observer.ts')).href
+)) as typeof import('../../../src/instrumentation/consume-observer.js');
+/** The observer path's own cost: one observer that does nothing. */
+const emptyObserver = observingMiddleware({ start: NOOP, end: NOOP }, { name: 'empty' });
 const baselineDir = process.env.SEAMS_BASELINE;
 const base = baselineDir === undefined ? undefined : await load(resolve(baselineDir));
 
@@ -238,6 +245,13 @@ const variants: Variant[] = [
   variant('both', lib, seamsOf(lib, 'both'), SAMPLED),
   variant('floor', lib, { middlewares: [floor] }, SAMPLED),
   variant('sdk', lib, {}, SAMPLED, SDK_HANDLER),
+  variant('empty observer', lib, { middlewares: [emptyObserver] }, SAMPLED),
+  variant(
+    'dropped, skipUnsampledParents',
+    lib,
+    { middlewares: [lib.tracingMiddleware({ tracerProvider: dropping.provider, skipUnsampledParents: true })] },
+    NOT_SAMPLED,
+  ),
   ...(base === undefined
     ? []
     : [

@@ -35,7 +35,7 @@ export interface ConsumeObserver<S = unknown> {
   written?(state: S, write: OutcomeWrite): void;
 }
 
-type AnyObserver = ConsumeObserver<unknown>;
+type AnyObserver = ConsumeObserver;
 
 /** The observer each of txoutbox's middlewares was built from, with the consume hook built from it. */
 const OBSERVERS = new WeakMap<object, { readonly observer: AnyObserver; readonly consume: Middleware['consume'] }>();
@@ -56,11 +56,10 @@ function observingConsume<S>(observer: ConsumeObserver<S>): NonNullable<Middlewa
       throw error;
     } finally {
       // Registered before end(), which may throw: a started observer always hears the write.
-      const { written } = observer;
-      if (written !== undefined)
+      if (observer.written !== undefined)
         void ctx.written.then((write) => {
           try {
-            written.call(observer, state, write);
+            observer.written?.(state, write);
           } catch {
             // A metrics failure loses a sample; thrown here it would be an unhandled rejection.
           }
@@ -77,7 +76,7 @@ function observingConsume<S>(observer: ConsumeObserver<S>): NonNullable<Middlewa
 export function observingMiddleware<S>(observer: ConsumeObserver<S>, rest: Omit<Middleware, 'consume'>): Middleware {
   const consume = observingConsume(observer);
   const middleware: Middleware = { ...rest, consume };
-  OBSERVERS.set(middleware, { observer: observer as AnyObserver, consume });
+  OBSERVERS.set(middleware, { observer, consume });
   return middleware;
 }
 

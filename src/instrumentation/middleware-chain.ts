@@ -51,7 +51,7 @@ export class MiddlewareChain {
   readonly #publish: Named<Hook<PublishContext, PublishResult>>[] = [];
   readonly #stat: Named<(stat: CustomStat) => void>[] = [];
   /** The consume hooks' observers, in order, when every consume middleware is one of txoutbox's (consume-observer.ts). */
-  readonly #observers: readonly ConsumeObserver<unknown>[] | undefined;
+  readonly #observers: readonly ConsumeObserver[] | undefined;
   readonly #logger: Logger;
 
   constructor(middlewares: readonly Middleware[], logger: Logger) {

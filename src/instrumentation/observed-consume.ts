@@ -2,7 +2,7 @@ import type { Logger } from '../util/logger.js';
 import type { ConsumeObserver, ObservedConsume } from './consume-observer.js';
 import type { ConsumeResult, OutcomeWrite } from './middleware.js';
 
-type AnyObserver = ConsumeObserver<unknown>;
+type AnyObserver = ConsumeObserver;
 
 /** What the caller does with the delivery's result: the outcome write, told to `onWritten` when it lands. */
 export type Settle = (result: ConsumeResult, onWritten: ((write: OutcomeWrite) => void) | undefined) => Promise<void> | undefined;

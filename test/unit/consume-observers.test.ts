@@ -236,7 +236,7 @@ describe('consume observers: the same calls through observe() and through the ge
     assert.equal(two.result, THREW);
   });
 
-  test('a throwing written callback is logged and the others still hear the write', async () => {
+  test('a throwing written callback is logged and the others still hear the write', () => {
     const trace: string[] = [];
     const logger = new TestLogger();
     const loud = recording('a', trace);
@@ -255,7 +255,7 @@ describe('consume observers: the same calls through observe() and through the ge
       ],
       logger,
     );
-    chain.observe(
+    const returned = chain.observe(
       context(),
       () => ACKED,
       failWith,
@@ -264,6 +264,7 @@ describe('consume observers: the same calls through observe() and through the ge
         return undefined;
       },
     );
+    assert.equal(returned, undefined);
     assert.ok(trace.includes('b:written:b-state:lease_lost'));
     assert.equal(logger.messages('debug').length, 1);
   });
@@ -273,14 +274,32 @@ describe('which chains are observed', () => {
   const mine = () => observingMiddleware(recording('mine', []), { name: 'mine' });
 
   test("only txoutbox's observing middlewares: observed; a user middleware anywhere: the generic chain", () => {
-    const user: Middleware = { name: 'user', consume: async (_ctx, next) => void (await next()) };
+    const user: Middleware = {
+      name: 'user',
+      consume: async (_ctx, next) => {
+        await next();
+      },
+    };
     const logger = new TestLogger();
     assert.equal(new MiddlewareChain([mine(), mine()], logger).observed, true);
     assert.equal(new MiddlewareChain([mine(), user], logger).observed, false);
     assert.equal(new MiddlewareChain([user, mine()], logger).observed, false);
     assert.equal(new MiddlewareChain([], logger).observed, false);
     // A publish-only or stat-only user middleware does not wrap deliveries.
-    assert.equal(new MiddlewareChain([mine(), { publish: async (_ctx, next) => void (await next()) }], logger).observed, true);
+    assert.equal(
+      new MiddlewareChain(
+        [
+          mine(),
+          {
+            publish: async (_ctx, next) => {
+              await next();
+            },
+          },
+        ],
+        logger,
+      ).observed,
+      true,
+    );
   });
 
   test('a copied middleware, or one whose consume hook was replaced, runs the generic chain', () => {
@@ -289,7 +308,9 @@ describe('which chains are observed', () => {
     assert.equal(consumeObserverOf(copied), undefined);
     assert.equal(new MiddlewareChain([copied], logger).observed, false);
     const replaced = mine();
-    replaced.consume = async (_ctx, next) => void (await next());
+    replaced.consume = async (_ctx, next) => {
+      await next();
+    };
     assert.equal(consumeObserverOf(replaced), undefined);
     assert.equal(new MiddlewareChain([replaced], logger).observed, false);
   });

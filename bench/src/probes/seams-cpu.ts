@@ -27,7 +27,7 @@
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 
-import { context, propagation, type TracerProvider, trace } from '@opentelemetry/api';
+import { context, propagation, trace, type TracerProvider } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 import { CompositePropagator, W3CBaggagePropagator, W3CTraceContextPropagator } from '@opentelemetry/core';
 import {
@@ -39,6 +39,15 @@ import {
 import { Registry } from 'prom-client';
 
 import type { Middleware, Recorder } from '../../../src/index.js';
+import type * as ObserverModule from '../../../src/instrumentation/consume-observer.js';
+import type * as OpenTelemetryModule from '../../../src/opentelemetry/index.js';
+import type * as OutboxOptionsModule from '../../../src/outbox-options.js';
+import type * as PrometheusModule from '../../../src/prometheus/index.js';
+import type * as DeliverModule from '../../../src/subscriber/deliver.js';
+import type * as SignalModule from '../../../src/subscriber/delivery-signal.js';
+import type * as WriterModule from '../../../src/subscriber/outcome-writer.js';
+import type * as SqlModule from '../../../src/subscriber/sql.js';
+import type * as SubscribeOptionsModule from '../../../src/subscriber/subscription-options.js';
 
 const ROUNDS = Number(process.argv[2] ?? 7);
 const DELIVERIES = Number(process.argv[3] ?? 20_000);
@@ -47,28 +56,32 @@ const only = new RegExp(process.env.SEAMS_VARIANTS ?? '.');
 
 /** The internals one src/ tree provides (the same shapes in the baseline and here). */
 interface Lib {
-  deliver: typeof import('../../../src/subscriber/deliver.js').deliver;
-  DeliverySignal: typeof import('../../../src/subscriber/delivery-signal.js').DeliverySignal;
-  OutcomeWriter: typeof import('../../../src/subscriber/outcome-writer.js').OutcomeWriter;
-  buildSubscriberSql: typeof import('../../../src/subscriber/sql.js').buildSubscriberSql;
-  resolveOutboxOptions: typeof import('../../../src/outbox-options.js').resolveOutboxOptions;
-  resolveSubscribeOptions: typeof import('../../../src/subscriber/subscription-options.js').resolveSubscribeOptions;
-  prometheusMiddleware: typeof import('../../../src/prometheus/index.js').prometheusMiddleware;
-  prometheusRecorder: typeof import('../../../src/prometheus/index.js').prometheusRecorder;
-  tracingMiddleware: typeof import('../../../src/opentelemetry/index.js').tracingMiddleware;
+  deliver: typeof DeliverModule.deliver;
+  DeliverySignal: typeof SignalModule.DeliverySignal;
+  OutcomeWriter: typeof WriterModule.OutcomeWriter;
+  buildSubscriberSql: typeof SqlModule.buildSubscriberSql;
+  resolveOutboxOptions: typeof OutboxOptionsModule.resolveOutboxOptions;
+  resolveSubscribeOptions: typeof SubscribeOptionsModule.resolveSubscribeOptions;
+  prometheusMiddleware: typeof PrometheusModule.prometheusMiddleware;
+  prometheusRecorder: typeof PrometheusModule.prometheusRecorder;
+  tracingMiddleware: typeof OpenTelemetryModule.tracingMiddleware;
+}
+
+/** Imports `path` of the src/ tree at `root`, typed as this tree's module of that path. */
+async function from<M>(root: string, path: string): Promise<M> {
+  return (await import(pathToFileURL(resolve(root, path)).href)) as M;
 }
 
 async function load(root: string): Promise<Lib> {
-  const at = (path: string) => pathToFileURL(resolve(root, path)).href;
   const [deliver, signal, writer, sql, outbox, subscribe, prometheus, otel] = await Promise.all([
-    import(at('subscriber/deliver.ts')),
-    import(at('subscriber/delivery-signal.ts')),
-    import(at('subscriber/outcome-writer.ts')),
-    import(at('subscriber/sql.ts')),
-    import(at('outbox-options.ts')),
-    import(at('subscriber/subscription-options.ts')),
-    import(at('prometheus/index.ts')),
-    import(at('opentelemetry/index.ts')),
+    from<typeof DeliverModule>(root, 'subscriber/deliver.ts'),
+    from<typeof SignalModule>(root, 'subscriber/delivery-signal.ts'),
+    from<typeof WriterModule>(root, 'subscriber/outcome-writer.ts'),
+    from<typeof SqlModule>(root, 'subscriber/sql.ts'),
+    from<typeof OutboxOptionsModule>(root, 'outbox-options.ts'),
+    from<typeof SubscribeOptionsModule>(root, 'subscriber/subscription-options.ts'),
+    from<typeof PrometheusModule>(root, 'prometheus/index.ts'),
+    from<typeof OpenTelemetryModule>(root, 'opentelemetry/index.ts'),
   ]);
   return {
     deliver: deliver.deliver,
@@ -80,7 +93,7 @@ async function load(root: string): Promise<Lib> {
     prometheusMiddleware: prometheus.prometheusMiddleware,
     prometheusRecorder: prometheus.prometheusRecorder,
     tracingMiddleware: otel.tracingMiddleware,
-  } as Lib;
+  };
 }
 
 context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
@@ -209,7 +222,7 @@ function variant(
           token: '00000000-0000-4000-8000-000000000000',
           leasedAt: 0,
         };
-        const run = lib.deliver(lease, new lib.DeliverySignal(), () => false, deps as never);
+        const run = lib.deliver(lease, new lib.DeliverySignal(), () => false, deps);
         if (run !== undefined) running.push(run);
       }
       if (running.length > 0) await Promise.all(running);
@@ -229,9 +242,7 @@ function seamsOf(lib: Lib, kind: 'prometheus' | 'tracing' | 'dropped' | 'both') 
 }
 
 const lib = await load(resolve('src'));
-const { observingMiddleware } = (await import(
-  pathToFileURL(resolve('src/instrumentation/consume-observer.ts')).href
-)) as typeof import('../../../src/instrumentation/consume-observer.js');
+const { observingMiddleware } = await from<typeof ObserverModule>('src', 'instrumentation/consume-observer.ts');
 /** The observer path's own cost: one observer that does nothing. */
 const emptyObserver = observingMiddleware({ start: NOOP, end: NOOP }, { name: 'empty' });
 const baselineDir = process.env.SEAMS_BASELINE;

@@ -132,7 +132,16 @@ export type OutboxEvent =
  * increment is fine; a network call is not). A recorder that throws is caught and logged at debug
  * level; delivery goes on (DESIGN invariant 5).
  */
-export type Recorder = (event: OutboxEvent) => void;
+export interface Recorder {
+  (event: OutboxEvent): void;
+  /**
+   * The event types this recorder reads, when it reads only some: an event no recorder reads is
+   * then not even built (per message on the drain path: `acked` for prometheusRecorder, which
+   * leaves acks to the middleware). Absent: every type. Events of other types may still reach it
+   * when another recorder of the Outbox reads them, so it must ignore what it did not ask for.
+   */
+  readonly readingOnly?: readonly OutboxEvent['type'][];
+}
 
 /** The class name of a thrown value, for `exceptionType`: bounded, never the message. */
 export function exceptionTypeOf(error: unknown): string {

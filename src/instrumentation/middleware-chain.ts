@@ -1,6 +1,8 @@
 import { InvalidOptionError, MiddlewareError } from '../errors.js';
 import type { Logger } from '../util/logger.js';
+import { type ConsumeObserver, consumeObserverOf, type ObservedConsume } from './consume-observer.js';
 import type { ConsumeContext, ConsumeResult, CustomStat, Middleware, PublishContext, PublishResult } from './middleware.js';
+import { type Fail, observeConsume, type Settle } from './observed-consume.js';
 import { safeInvoke } from './safe-invoke.js';
 
 type Hook<C, R> = (ctx: C, next: () => Promise<R>) => Promise<void>;
@@ -48,6 +50,8 @@ export class MiddlewareChain {
   readonly #consume: Named<Hook<ConsumeContext, ConsumeResult>>[] = [];
   readonly #publish: Named<Hook<PublishContext, PublishResult>>[] = [];
   readonly #stat: Named<(stat: CustomStat) => void>[] = [];
+  /** The consume hooks' observers, in order, when every consume middleware is one of txoutbox's (consume-observer.ts). */
+  readonly #observers: readonly ConsumeObserver[] | undefined;
   readonly #logger: Logger;
 
   constructor(middlewares: readonly Middleware[], logger: Logger) {
@@ -58,6 +62,17 @@ export class MiddlewareChain {
       if (middleware.publish !== undefined) this.#publish.push({ name, hook: middleware.publish.bind(middleware) });
       if (middleware.stat !== undefined) this.#stat.push({ name, hook: middleware.stat.bind(middleware) });
     });
+    const withConsume = middlewares.filter((middleware) => middleware.consume !== undefined);
+    const observers = withConsume.map(consumeObserverOf).filter((observer) => observer !== undefined);
+    this.#observers = observers.length > 0 && observers.length === withConsume.length ? observers : undefined;
+  }
+
+  /**
+   * True when there are consume middlewares and all of them are txoutbox's own: deliveries may then
+   * go through `observe` instead of `consume` (same spans and metrics, without the onion chain).
+   */
+  get observed(): boolean {
+    return this.#observers !== undefined;
   }
 
   /** True when some middleware has a consume hook: without one, deliveries skip the chain (and its context). */
@@ -95,6 +110,21 @@ export class MiddlewareChain {
     );
     if (result !== undefined && result.status === 'error') return result;
     return fail(chainError, result);
+  }
+
+  /**
+   * `consume` through the middlewares' observers (when `observed`): the same failure rules, the
+   * outcome handed to `settle` with what to tell when its write lands. Undefined when the delivery
+   * is already over (a synchronous handler's ack handed to the acker); never rejects.
+   */
+  observe(
+    ctx: ObservedConsume,
+    inner: () => ConsumeResult | Promise<ConsumeResult>,
+    fail: Fail,
+    settle: Settle,
+  ): Promise<void> | undefined {
+    if (this.#observers === undefined) throw new Error('MiddlewareChain.observe without observers: check `observed` first');
+    return observeConsume(this.#observers, this.#logger, ctx, inner, fail, settle);
   }
 
   /**

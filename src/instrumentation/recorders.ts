@@ -24,6 +24,13 @@ export function resolveRecorders(value: unknown, logger: Logger): Emit {
   });
   const recorders = list as Recorder[];
   if (recorders.length === 0) return undefined;
+  const emit = emitTo(recorders, logger);
+  const reads = readTypes(recorders);
+  if (reads !== undefined) READS.set(emit, reads);
+  return emit;
+}
+
+function emitTo(recorders: readonly Recorder[], logger: Logger): NonNullable<Emit> {
   const [only] = recorders;
   // One recorder (the usual case): no loop. Either way no closure per event (issue 18).
   if (recorders.length === 1 && only !== undefined)
@@ -33,4 +40,29 @@ export function resolveRecorders(value: unknown, logger: Logger): Emit {
   return (event) => {
     for (const recorder of recorders) safeCall(logger, 'recorder', recorder, event);
   };
+}
+
+/** The event types some recorder reads; undefined when one of them reads every type (or says nothing). */
+function readTypes(recorders: readonly Recorder[]): ReadonlySet<OutboxEvent['type']> | undefined {
+  const reads = new Set<OutboxEvent['type']>();
+  for (const recorder of recorders) {
+    const { readingOnly } = recorder;
+    if (!Array.isArray(readingOnly)) return undefined;
+    for (const type of readingOnly as readonly OutboxEvent['type'][]) reads.add(type);
+  }
+  return reads;
+}
+
+/** What each emitter's recorders read, when they declared it (Recorder.readingOnly). */
+const READS = new WeakMap<NonNullable<Emit>, ReadonlySet<OutboxEvent['type']>>();
+
+/**
+ * `emit` for events of `type`, or undefined when no recorder behind it reads them: take it once
+ * (`#emitAcked = emitterOf(emit, 'acked')`) and write `#emitAcked?.({ … })` per message, which then
+ * builds nothing for an event nobody reads.
+ */
+export function emitterOf(emit: Emit, type: OutboxEvent['type']): Emit {
+  if (emit === undefined) return undefined;
+  const reads = READS.get(emit);
+  return reads === undefined || reads.has(type) ? emit : undefined;
 }

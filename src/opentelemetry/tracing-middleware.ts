@@ -1,17 +1,20 @@
 import {
   type Attributes,
+  type Context,
   context,
   type Span,
   SpanKind,
   type SpanOptions,
   SpanStatusCode,
   trace,
+  TraceFlags,
   type TracerProvider,
 } from '@opentelemetry/api';
 
-import { renderValue } from '../errors.js';
+import { InvalidOptionError, renderValue } from '../errors.js';
+import { type ConsumeObserver, type ObservedConsume, observingMiddleware } from '../instrumentation/consume-observer.js';
 import { exceptionTypeOf } from '../instrumentation/events.js';
-import type { ConsumeContext, ConsumeResult, Middleware, PublishContext } from '../instrumentation/middleware.js';
+import type { ConsumeResult, Middleware, PublishContext } from '../instrumentation/middleware.js';
 import { Memo } from '../util/memo.js';
 import { ATTR, INSTRUMENTATION_SCOPE, MESSAGING_SYSTEM, OPERATION } from './attributes.js';
 import { resolveProvider, resolveRaw } from './options.js';
@@ -29,9 +32,20 @@ export interface TracingMiddlewareOptions {
    * @default 'parent'
    */
   readonly consumerSpanRelation?: ConsumerSpanRelation;
+  /**
+   * `true`: a row whose trace context says "not sampled" gets no process span at all; the handler
+   * runs in the row's context as it arrived (its trace id, the not-sampled flag), so follow-ups
+   * still carry the trace, not sampled, as children of the publish span instead of a process span
+   * nobody records. Equivalent for the parent-based samplers (the SDK's default and every
+   * `parentbased_*` OTEL_TRACES_SAMPLER), which drop such a span anyway; wrong for a sampler that
+   * may record the child of a not-sampled parent. Saves `startSpan` and its context per dropped
+   * delivery (issue 18: BENCHMARKS.md, "tracing and Prometheus seams").
+   * @default false (every delivery asks the sampler)
+   */
+  readonly skipUnsampledParents?: boolean;
 }
 
-const KNOWN = ['tracerProvider', 'consumerSpanRelation'];
+const KNOWN = ['tracerProvider', 'consumerSpanRelation', 'skipUnsampledParents'];
 
 function publishAttributes(ctx: PublishContext): Attributes {
   const attributes: Attributes = {
@@ -74,13 +88,23 @@ function consumeStart(subscriber: string, queue: string): ConsumeStart {
 }
 
 /** The message's own attributes, set only on a span the sampler kept. */
-function messageAttributes(ctx: ConsumeContext): Attributes {
+function messageAttributes(ctx: ObservedConsume): Attributes {
   return {
     [ATTR.messageId]: ctx.messageId,
     [ATTR.conversationId]: ctx.correlationId,
     [ATTR.bodySize]: ctx.sizeBytes,
     [ATTR.deliveryCount]: ctx.deliveriesCount,
   };
+}
+
+/** One delivery's process span, from the observer's start to its end. */
+interface ProcessSpan {
+  /** Undefined when skipUnsampledParents made none. */
+  readonly span: Span | undefined;
+  /** False for a span the sampler dropped: nothing is set on it. */
+  readonly recording: boolean;
+  /** The context active around the handler: the row's, with this span. */
+  readonly active: Context;
 }
 
 /** The common ending, as one frozen object: a handler that returned, and the ack to write. */
@@ -146,12 +170,62 @@ export function tracingMiddleware(options?: TracingMiddlewareOptions): Middlewar
   const raw = resolveRaw(options, 'tracingMiddleware', KNOWN);
   const provider = resolveProvider(raw, 'tracerProvider', 'getTracer', 'new BasicTracerProvider()') as TracerProvider | undefined;
   const relation = resolveConsumerSpanRelation(raw.consumerSpanRelation);
+  const { skipUnsampledParents } = raw;
+  if (skipUnsampledParents !== undefined && typeof skipUnsampledParents !== 'boolean') {
+    throw new InvalidOptionError({ option: 'skipUnsampledParents', value: skipUnsampledParents, expected: 'a boolean' });
+  }
+  const skipUnsampled = skipUnsampledParents === true;
   // The global API's tracer is a proxy until an SDK registers, so creating the middleware before
   // the SDK starts still exports to it.
   const tracer = (provider ?? trace.getTracerProvider()).getTracer(INSTRUMENTATION_SCOPE);
   const starts = new Memo((subscriber: string) => new Memo((queue: string) => consumeStart(subscriber, queue)));
 
-  return {
+  // The consume hook as observer callbacks (instrumentation/consume-observer.ts): the generic
+  // hook is built from them, and an Outbox whose consume middlewares are all txoutbox's calls them
+  // directly, without the chain's promises.
+  const observer: ConsumeObserver<ProcessSpan> = {
+    start(ctx) {
+      const carried = extractFrom(ctx.headers);
+      if (skipUnsampled) {
+        const parent = trace.getSpanContext(carried);
+        if (parent !== undefined && (parent.traceFlags & TraceFlags.SAMPLED) === 0)
+          return { span: undefined, recording: false, active: carried };
+      }
+      const start = starts.get(ctx.subscriber).get(ctx.queue);
+      let { options } = start;
+      if (relation === 'link') {
+        const remote = remoteSpanContext(carried);
+        if (remote !== undefined) options = { ...options, root: true, links: [{ context: remote }] };
+      }
+      const span = tracer.startSpan(start.name, options, carried);
+      // A span the sampler dropped records nothing, so nothing is built for it: no attributes, no
+      // outcome, no exception event. It is still made active around the handler (around): its
+      // context (the row's trace id, the not-sampled flag) is what a follow-up publish carries, so
+      // parent-based sampling downstream keeps dropping the trace (tracing-sampling.test.ts).
+      const recording = span.isRecording();
+      if (recording) span.setAttributes(messageAttributes(ctx));
+      ctx.traceId = sampledTraceId(span) ?? ctx.traceId;
+      // `carried` keeps the row's baggage in link mode too; only the parent span differs.
+      return { span, recording, active: trace.setSpan(carried, span) };
+    },
+    around(run, inner) {
+      return context.with(run.active, inner);
+    },
+    end({ span, recording }, _ctx, result, thrown) {
+      if (span === undefined) return;
+      try {
+        // No result: a middleware inside this one failed, and the delivery with it (middleware-chain.ts).
+        if (recording) {
+          if (result === undefined) markError(span, thrown);
+          else recordResult(span, result);
+        }
+      } finally {
+        span.end();
+      }
+    },
+  };
+
+  return observingMiddleware(observer, {
     name: 'opentelemetry',
 
     async publish(ctx, next) {
@@ -179,34 +253,5 @@ export function tracingMiddleware(options?: TracingMiddlewareOptions): Middlewar
         span.end();
       }
     },
-
-    async consume(ctx, next) {
-      const carried = extractFrom(ctx.headers);
-      const start = starts.get(ctx.subscriber).get(ctx.queue);
-      let { options } = start;
-      if (relation === 'link') {
-        const remote = remoteSpanContext(carried);
-        if (remote !== undefined) options = { ...options, root: true, links: [{ context: remote }] };
-      }
-      const span = tracer.startSpan(start.name, options, carried);
-      // A span the sampler dropped records nothing, so nothing is built for it: no attributes, no
-      // outcome, no exception event. It is still made active around the handler below: its context
-      // (the row's trace id, the not-sampled flag) is what a follow-up publish carries, so
-      // parent-based sampling downstream keeps dropping the trace (tracing-sampling.test.ts).
-      const recording = span.isRecording();
-      if (recording) span.setAttributes(messageAttributes(ctx));
-      ctx.traceId = sampledTraceId(span) ?? ctx.traceId;
-      try {
-        // `carried` keeps the row's baggage in link mode too; only the parent span differs.
-        const result = await context.with(trace.setSpan(carried, span), next);
-        if (recording) recordResult(span, result);
-      } catch (error) {
-        // A middleware inside this one failed: the delivery fails (middleware-chain.ts).
-        if (recording) markError(span, error);
-        throw error;
-      } finally {
-        span.end();
-      }
-    },
-  };
+  });
 }

@@ -1,5 +1,6 @@
 import { performance } from 'node:perf_hooks';
 
+import { type ConsumeObserver, observingMiddleware } from '../instrumentation/consume-observer.js';
 import { exceptionTypeOf } from '../instrumentation/events.js';
 import type { ConsumeResult, Middleware, OutcomeWrite } from '../instrumentation/middleware.js';
 import { Memo } from '../util/memo.js';
@@ -36,6 +37,14 @@ function guard(record: () => void): void {
 
 type Metrics = ReturnType<typeof middlewareMetrics>;
 type Status = ConsumeResult['status'];
+
+/** One delivery's run, between the observer's start and its written. */
+interface ConsumeRun {
+  readonly series: ConsumeSeries;
+  readonly t0: number;
+  /** How the run ended, once it did: what processed{status} counts when the write landed. */
+  status: Status;
+}
 
 /**
  * One subscriber's consume series, made on its first delivery and reused (series.ts: no label
@@ -133,34 +142,36 @@ export function prometheusMiddleware(options: PrometheusMiddlewareOptions): Midd
   const consumers = new Memo((handler: string) => new ConsumeSeries(m, appName, handler));
   const publishers = new Memo((queue: string) => new PublishSeries(m, appName, queue));
 
-  return {
-    name: 'prometheus',
-
-    async consume(ctx, next) {
+  // The consume hook as observer callbacks (instrumentation/consume-observer.ts): the generic
+  // hook is built from them, and an Outbox whose consume middlewares are all txoutbox's calls them
+  // directly, without the chain's promises.
+  const observer: ConsumeObserver<ConsumeRun> = {
+    start(ctx) {
       const series = consumers.get(ctx.subscriber);
       series.started(ctx.sizeBytes);
-      const t0 = performance.now();
-      // next() resolves with the handler's result; it rejects when a middleware inside this one
-      // threw or skipped next(), which fails the delivery: an error, typed by what it threw.
-      let status: Status = 'error';
-      let error: unknown;
-      try {
-        const result = await next();
-        status = result.status;
-        error = result.error;
-      } catch (thrown) {
-        error = thrown;
-        throw thrown;
-      } finally {
-        series.ended((performance.now() - t0) / 1000, ctx.traceId, status, error);
-        // processed{status} says what the database did: a run whose outcome was fenced off (lease
-        // lost), failed to write, or was abandoned at shutdown is redelivered, so it counts as an
-        // error, never as throughput. Counted when the (coalesced) write lands.
-        void ctx.written.then((write) => {
-          series.written(write, status);
-        });
-      }
+      return { series, t0: performance.now(), status: 'error' };
     },
+    end(run, ctx, result, thrown) {
+      // No result: a middleware inside this one threw or skipped next(), which fails the delivery:
+      // an error, typed by what it threw.
+      run.status = result === undefined ? 'error' : result.status;
+      run.series.ended(
+        (performance.now() - run.t0) / 1000,
+        ctx.traceId,
+        run.status,
+        result === undefined ? thrown : result.error,
+      );
+    },
+    written(run, write) {
+      // processed{status} says what the database did: a run whose outcome was fenced off (lease
+      // lost), failed to write, or was abandoned at shutdown is redelivered, so it counts as an
+      // error, never as throughput. Counted when the (coalesced) write lands.
+      run.series.written(write, run.status);
+    },
+  };
+
+  return observingMiddleware(observer, {
+    name: 'prometheus',
 
     async publish(ctx, next) {
       const series = publishers.get(ctx.queue);
@@ -185,5 +196,5 @@ export function prometheusMiddleware(options: PrometheusMiddlewareOptions): Midd
     stat(stat) {
       customStats.record(stat);
     },
-  };
+  });
 }

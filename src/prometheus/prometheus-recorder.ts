@@ -102,7 +102,7 @@ export function prometheusRecorder(options: PrometheusRecorderOptions): Recorder
     bySubscriber.get(event.subscriber).get(event.queue);
   const labelsOf = (event: { subscriber: string; queue: string }) => seriesOf(event).labels;
 
-  return (event: OutboxEvent): void => {
+  const record = (event: OutboxEvent): void => {
     switch (event.type) {
       case 'fetched': {
         const series = seriesOf(event);
@@ -142,4 +142,19 @@ export function prometheusRecorder(options: PrometheusRecorderOptions): Recorder
         return; // an event type added after this version
     }
   };
+  // `acked` and `published` are the middleware's: the Outbox need not build them for this recorder.
+  return Object.assign(record, { readingOnly: READS });
 }
+
+/** The event types prometheusRecorder reads (Recorder.readingOnly). */
+const READS: readonly OutboxEvent['type'][] = Object.freeze([
+  'fetched',
+  'dispatched',
+  'nacked_retried',
+  'nacked_terminal',
+  'lease_lost',
+  'dlq_written',
+  'drain_timeout',
+  'relayed',
+  'relay_batch',
+]);

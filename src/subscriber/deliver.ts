@@ -228,6 +228,7 @@ export function deliver(
     deps.followUp ?? NO_FOLLOW_UP,
   );
   const timing: Timing = { startedAtMs: 0, durationSeconds: 0 };
+  if (!options.transactional && deps.middlewares.observed) return observedConsume(lease, abandoned, deps, controls, timing);
   if (options.transactional || deps.middlewares.hasConsume) return wrapped(lease, signal, abandoned, deps, controls, timing);
   const result = runHandler(lease, controls, timing, deps);
   if (!(result instanceof Promise)) return written(lease, result, timing, abandoned, deps, undefined);
@@ -362,4 +363,34 @@ function failed(
     durationSeconds: handlerResult?.durationSeconds ?? 0,
     outcome: plan(decision, lease, runOf(timing), deps),
   };
+}
+
+/**
+ * A delivery whose consume middlewares are all txoutbox's own (instrumentation/consume-observer.ts):
+ * their callbacks around the handler, without the chain's closures, promises and ctx.written.
+ */
+function observedConsume(
+  lease: Lease,
+  abandoned: () => boolean,
+  deps: DeliverDeps,
+  controls: DeliveryControls,
+  timing: Timing,
+): Promise<void> | undefined {
+  const { record } = lease;
+  return deps.middlewares.observe(
+    {
+      subscriber: deps.options.name,
+      queue: record.queue,
+      messageId: record.id,
+      correlationId: correlationIdOf(record),
+      headers: record.headers,
+      sizeBytes: record.payload.length,
+      deliveriesCount: record.deliveries_count,
+      createdAt: record.created_at,
+      traceId: undefined,
+    },
+    () => runHandler(lease, controls, timing, deps),
+    (error, handlerResult) => failed(error, handlerResult, lease, timing, deps),
+    (result, onWritten) => written(lease, result, timing, abandoned, deps, onWritten),
+  );
 }

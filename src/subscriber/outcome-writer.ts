@@ -1,7 +1,7 @@
 import { errorMessage } from '../errors.js';
 import { exceptionTypeOf, type OutboxEvent, type TerminalReason } from '../instrumentation/events.js';
 import type { OutcomeWrite } from '../instrumentation/middleware.js';
-import type { Emit } from '../instrumentation/recorders.js';
+import { type Emit, emitterOf } from '../instrumentation/recorders.js';
 import type { ThroughputTally } from '../queues/throughput-tally.js';
 import type { Logger } from '../util/logger.js';
 import type { StatementRunner } from '../util/statement-runner.js';
@@ -49,9 +49,12 @@ export interface OutcomeWriterDeps {
 export class OutcomeWriter {
   readonly #deps: OutcomeWriterDeps;
   readonly #acker: Acker;
+  /** `acked` is built per ack only when a recorder reads it (Recorder.readingOnly). */
+  readonly #emitAcked: Emit;
 
   constructor(deps: OutcomeWriterDeps) {
     this.#deps = deps;
+    this.#emitAcked = emitterOf(deps.emit, 'acked');
     this.#acker = new Acker(deps.db, deps.sql.ackBatch, deps.logger, (entry, result) => {
       this.#acked(entry, result);
     });
@@ -111,7 +114,7 @@ export class OutcomeWriter {
     if (result === 'deleted') {
       if (lease.record.ordering_key !== null) this.#deps.keyFreed();
       this.#deps.tally.count(lease.record.queue, 'handled');
-      this.#deps.emit?.({ type: 'acked', ...this.#scope(lease), durationSeconds });
+      this.#emitAcked?.({ type: 'acked', ...this.#scope(lease), durationSeconds });
     } else if (result === 'lease_lost') this.#leaseLost(lease, 'terminal');
     written?.(WRITE_OF_ACK[result]);
   }

@@ -14,6 +14,7 @@ import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-ho
 import { CompositePropagator, W3CBaggagePropagator, W3CTraceContextPropagator } from '@opentelemetry/core';
 import {
   AlwaysOffSampler,
+  AlwaysOnSampler,
   BasicTracerProvider,
   InMemorySpanExporter,
   ParentBasedSampler,
@@ -257,4 +258,63 @@ describe('tracingMiddleware with a sampler, a sampled producer span', () => {
       assert.equal(process.attributes['messaging.outbox.status'], 'acked');
     });
   }
+});
+
+describe('tracingMiddleware({ skipUnsampledParents: true })', () => {
+  test('a not-sampled row gets no process span: the handler runs in the row’s context, follow-ups join it', async () => {
+    const producer = provider(new AlwaysOffSampler());
+    // A sampler that records every span whatever its parent: with the option, it is not even asked.
+    const consumer = provider(new AlwaysOnSampler());
+    const table = 'o_skip_unsampled';
+    const { outbox: publisher } = await migratedOutbox(newOutbox, db.pool, table, {
+      middlewares: [tracingMiddleware({ tracerProvider: producer.tracerProvider })],
+    });
+    const { outbox, log } = await migratedOutbox(newOutbox, db.pool, table, {
+      middlewares: [tracingMiddleware({ tracerProvider: consumer.tracerProvider, skipUnsampledParents: true })],
+    });
+    const seen: Seen[] = [];
+    publishingHandler(outbox, seen);
+    const root = upstream(false);
+    await publishUnder(publisher, 'work', root);
+    const carried = parse((await headersOf(outbox, 'work'))[0]?.traceparent);
+    outbox.start();
+    await log.waitFor('acked');
+    await waitFor(async () => (await headersOf(outbox, 'via.outbox')).length === 1);
+
+    assert.deepEqual(
+      consumer.spans().filter((s) => s.name === 'process work'),
+      [],
+      'no process span, although the sampler would record one',
+    );
+    assert.equal(seen[0]?.recording, false);
+    assert.equal(seen[0]?.active?.traceId, root.traceId);
+    assert.equal(seen[0]?.active?.spanId, carried.spanId, 'the row’s own context is active');
+    // The follow-ups' publish spans (sampled here: AlwaysOn decides for them) join the row's trace
+    // as children of the row's context, there being no process span.
+    for (const queue of ['via.ctx', 'via.outbox']) {
+      const publish = consumer.spans().find((span) => span.name === `publish ${queue}`);
+      assert.equal(publish?.spanContext().traceId, root.traceId, `${queue}: same trace id`);
+      assert.equal(publish.parentSpanContext?.spanId, carried.spanId, `${queue}: a child of the row's context`);
+    }
+  });
+
+  test('a sampled row still gets its recorded process span; a non-boolean value is refused', async () => {
+    const producer = provider();
+    const consumer = provider();
+    const table = 'o_skip_sampled';
+    const { outbox: publisher } = await migratedOutbox(newOutbox, db.pool, table, {
+      middlewares: [tracingMiddleware({ tracerProvider: producer.tracerProvider })],
+    });
+    const { outbox, log } = await migratedOutbox(newOutbox, db.pool, table, {
+      middlewares: [tracingMiddleware({ tracerProvider: consumer.tracerProvider, skipUnsampledParents: true })],
+    });
+    const seen: Seen[] = [];
+    publishingHandler(outbox, seen);
+    await publishUnder(publisher, 'work', upstream(true));
+    outbox.start();
+    await log.waitFor('acked');
+    await waitFor(() => consumer.spans().some((s) => s.name === 'process work'));
+    assert.equal(seen[0]?.recording, true);
+    assert.throws(() => tracingMiddleware({ skipUnsampledParents: 'yes' as unknown as boolean }), /skipUnsampledParents/);
+  });
 });

@@ -1,0 +1,327 @@
+/**
+ * What the observability seams cost per delivery, without the database (issue 18: tracing ≤ 20 %
+ * above the bare SDK, a dropping sampler ≤ 3 % and Prometheus ≤ 5 % over no seams). Each variant
+ * runs the real delivery path — deliver(), the MiddlewareChain, the OutcomeWriter and its acker
+ * (over a statement runner that answers at once), the recorders — for a synchronous no-op handler,
+ * in batches of 100 as a claim hands them over, and reads process.cpuUsage() around it. Variants
+ * are interleaved in every round, in a rotated order; figures are medians over rounds of each
+ * variant's µs per delivery minus "off" of the same round.
+ *
+ *   npm run bench:seams -- [rounds] [deliveries]        (default 7 rounds of 20,000)
+ *
+ * Variants: off · prometheus (recorder + middleware on one registry) · tracing (tracingMiddleware,
+ * BatchSpanProcessor into a counting exporter) · dropped (tracingMiddleware, a parent-based ratio-0
+ * sampler, rows carrying a not-sampled traceparent) · both (tracing + Prometheus) · floor (W5's
+ * bare SDK floor: a hand-written middleware that starts a span, makes it active around the rest
+ * with context.with and ends it) · sdk (the same SDK work with no middleware at all: the handler
+ * starts and ends the span around a context.with of its own) · empty observer (one consume observer
+ * that does nothing: the observer path's own cost) · dropped with `skipUnsampledParents: true` (no
+ * span made for a not-sampled row). Rows carry a W3C traceparent
+ * (sampled, or not for `dropped`), as rows published under a tracer do.
+ *
+ * SEAMS_BASELINE=<dir>: a src/ tree of another commit inside this repository (so it resolves the
+ * same node_modules), e.g. `git archive main src | tar -x -C .seams-baseline`; its prometheus,
+ * tracing, dropped and both variants run as `base …` in the same rotation. SEAMS_VARIANTS=<regex>
+ * keeps the matching variants.
+ */
+import { resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+
+import { context, propagation, trace, type TracerProvider } from '@opentelemetry/api';
+import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
+import { CompositePropagator, W3CBaggagePropagator, W3CTraceContextPropagator } from '@opentelemetry/core';
+import {
+  BasicTracerProvider,
+  BatchSpanProcessor,
+  ParentBasedSampler,
+  TraceIdRatioBasedSampler,
+} from '@opentelemetry/sdk-trace-base';
+import { Registry } from 'prom-client';
+
+import type { Middleware, Recorder } from '../../../src/index.js';
+import type * as ObserverModule from '../../../src/instrumentation/consume-observer.js';
+import type * as OpenTelemetryModule from '../../../src/opentelemetry/index.js';
+import type * as OutboxOptionsModule from '../../../src/outbox-options.js';
+import type * as PrometheusModule from '../../../src/prometheus/index.js';
+import type * as DeliverModule from '../../../src/subscriber/deliver.js';
+import type * as SignalModule from '../../../src/subscriber/delivery-signal.js';
+import type * as WriterModule from '../../../src/subscriber/outcome-writer.js';
+import type * as SqlModule from '../../../src/subscriber/sql.js';
+import type * as SubscribeOptionsModule from '../../../src/subscriber/subscription-options.js';
+
+const ROUNDS = Number(process.argv[2] ?? 7);
+const DELIVERIES = Number(process.argv[3] ?? 20_000);
+const BATCH = 100;
+const only = new RegExp(process.env.SEAMS_VARIANTS ?? '.');
+
+/** The internals one src/ tree provides (the same shapes in the baseline and here). */
+interface Lib {
+  deliver: typeof DeliverModule.deliver;
+  DeliverySignal: typeof SignalModule.DeliverySignal;
+  OutcomeWriter: typeof WriterModule.OutcomeWriter;
+  buildSubscriberSql: typeof SqlModule.buildSubscriberSql;
+  resolveOutboxOptions: typeof OutboxOptionsModule.resolveOutboxOptions;
+  resolveSubscribeOptions: typeof SubscribeOptionsModule.resolveSubscribeOptions;
+  prometheusMiddleware: typeof PrometheusModule.prometheusMiddleware;
+  prometheusRecorder: typeof PrometheusModule.prometheusRecorder;
+  tracingMiddleware: typeof OpenTelemetryModule.tracingMiddleware;
+}
+
+/** Imports `path` of the src/ tree at `root`, typed as this tree's module of that path. */
+async function from<M>(root: string, path: string): Promise<M> {
+  return (await import(pathToFileURL(resolve(root, path)).href)) as M;
+}
+
+async function load(root: string): Promise<Lib> {
+  const [deliver, signal, writer, sql, outbox, subscribe, prometheus, otel] = await Promise.all([
+    from<typeof DeliverModule>(root, 'subscriber/deliver.ts'),
+    from<typeof SignalModule>(root, 'subscriber/delivery-signal.ts'),
+    from<typeof WriterModule>(root, 'subscriber/outcome-writer.ts'),
+    from<typeof SqlModule>(root, 'subscriber/sql.ts'),
+    from<typeof OutboxOptionsModule>(root, 'outbox-options.ts'),
+    from<typeof SubscribeOptionsModule>(root, 'subscriber/subscription-options.ts'),
+    from<typeof PrometheusModule>(root, 'prometheus/index.ts'),
+    from<typeof OpenTelemetryModule>(root, 'opentelemetry/index.ts'),
+  ]);
+  return {
+    deliver: deliver.deliver,
+    DeliverySignal: signal.DeliverySignal,
+    OutcomeWriter: writer.OutcomeWriter,
+    buildSubscriberSql: sql.buildSubscriberSql,
+    resolveOutboxOptions: outbox.resolveOutboxOptions,
+    resolveSubscribeOptions: subscribe.resolveSubscribeOptions,
+    prometheusMiddleware: prometheus.prometheusMiddleware,
+    prometheusRecorder: prometheus.prometheusRecorder,
+    tracingMiddleware: otel.tracingMiddleware,
+  };
+}
+
+context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
+propagation.setGlobalPropagator(
+  new CompositePropagator({ propagators: [new W3CTraceContextPropagator(), new W3CBaggagePropagator()] }),
+);
+
+/** A provider exporting through a BatchSpanProcessor into an exporter that counts and drops (as W5). */
+function pipeline(sampler?: ParentBasedSampler): { provider: TracerProvider; exported: () => number } {
+  let exported = 0;
+  const exporter = {
+    export(spans: readonly unknown[], done: (result: { code: number }) => void): void {
+      exported += spans.length;
+      done({ code: 0 });
+    },
+    shutdown: () => Promise.resolve(),
+  };
+  const processor = new BatchSpanProcessor(exporter, {
+    maxQueueSize: 65_536,
+    maxExportBatchSize: 4096,
+    scheduledDelayMillis: 200,
+  });
+  const provider = new BasicTracerProvider({ spanProcessors: [processor], ...(sampler === undefined ? {} : { sampler }) });
+  return { provider, exported: () => exported };
+}
+const recording = pipeline();
+const dropping = pipeline(new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(0) }));
+const floorTracer = recording.provider.getTracer('bench-floor');
+
+const floor: Middleware = {
+  name: 'sdk-floor',
+  async consume(_ctx, next) {
+    const span = floorTracer.startSpan('process bench');
+    try {
+      await context.with(trace.setSpan(context.active(), span), next);
+    } finally {
+      span.end();
+    }
+  },
+};
+
+const SAMPLED = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
+const NOT_SAMPLED = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00';
+const NOOP = (): undefined => undefined;
+const SDK_HANDLER = (): undefined => {
+  const span = floorTracer.startSpan('process bench');
+  try {
+    context.with(trace.setSpan(context.active(), span), NOOP);
+  } finally {
+    span.end();
+  }
+  return undefined;
+};
+
+interface Variant {
+  readonly name: string;
+  /** One batch of deliveries; resolves when every outcome was written. */
+  batch(ids: number): Promise<void>;
+}
+
+function variant(
+  name: string,
+  lib: Lib,
+  seams: { middlewares?: Middleware[]; recorder?: Recorder[] },
+  traceparent: string,
+  handler: () => undefined = NOOP,
+): Variant {
+  const resolved = lib.resolveOutboxOptions({
+    connectionString: 'postgres://bench@127.0.0.1:1/bench',
+    logger: { debug: NOOP, info: NOOP, warn: NOOP, error: NOOP },
+    ...seams,
+  });
+  const sql = lib.buildSubscriberSql(resolved.names);
+  // Answers every statement at once: an ack batch deletes all its rows.
+  const db = {
+    run: (_statement: unknown, values: readonly unknown[]) => {
+      const ids = String(values[0]).slice(1, -1).split(',');
+      return Promise.resolve({ rows: ids.map((id) => ({ id, token: '' })), rowCount: ids.length });
+    },
+  };
+  const writer = new lib.OutcomeWriter({
+    db: db as never,
+    sql,
+    dlq: false,
+    subscriber: 'bench',
+    logger: resolved.logger,
+    emit: resolved.emit,
+    renderError: resolved.renderError,
+    tally: { count: NOOP },
+    keyFreed: NOOP,
+  });
+  const options = lib.resolveSubscribeOptions('bench.q', handler, { name: 'bench' }, false);
+  const deps = {
+    options,
+    handler,
+    writer,
+    logger: resolved.logger,
+    emit: resolved.emit,
+    middlewares: resolved.middlewares,
+    customStats: resolved.customStats,
+  };
+  const payload = Buffer.from('{"n":1}');
+  const created = new Date();
+  const headers = { 'content-type': 'application/json', 'correlation-id': 'c', traceparent };
+  let next = 0;
+  return {
+    name,
+    async batch(count) {
+      const running: Promise<void>[] = [];
+      for (let i = 0; i < count; i++) {
+        next += 1;
+        const lease = {
+          record: {
+            id: String(next),
+            queue: 'bench.q',
+            payload,
+            headers,
+            created_at: created,
+            deliveries_count: 1,
+            attempts_count: 0,
+            first_attempt_at: null,
+            timer_id: null,
+            last_exception_type: null,
+            ordering_key: null,
+          },
+          token: '00000000-0000-4000-8000-000000000000',
+          leasedAt: 0,
+        };
+        const run = lib.deliver(lease, new lib.DeliverySignal(), () => false, deps);
+        if (run !== undefined) running.push(run);
+      }
+      if (running.length > 0) await Promise.all(running);
+      await writer.drainAcks();
+    },
+  };
+}
+
+function seamsOf(lib: Lib, kind: 'prometheus' | 'tracing' | 'dropped' | 'both') {
+  const registry = new Registry();
+  const prometheus = kind === 'prometheus' || kind === 'both';
+  const middlewares: Middleware[] = [];
+  if (kind !== 'prometheus')
+    middlewares.push(lib.tracingMiddleware({ tracerProvider: (kind === 'dropped' ? dropping : recording).provider }));
+  if (prometheus) middlewares.push(lib.prometheusMiddleware({ registry }));
+  return { middlewares, ...(prometheus ? { recorder: [lib.prometheusRecorder({ registry })] } : {}) };
+}
+
+const lib = await load(resolve('src'));
+const { observingMiddleware } = await from<typeof ObserverModule>('src', 'instrumentation/consume-observer.ts');
+/** The observer path's own cost: one observer that does nothing. */
+const emptyObserver = observingMiddleware({ start: NOOP, end: NOOP }, { name: 'empty' });
+const baselineDir = process.env.SEAMS_BASELINE;
+const base = baselineDir === undefined ? undefined : await load(resolve(baselineDir));
+
+const variants: Variant[] = [
+  variant('off', lib, {}, SAMPLED),
+  variant('prometheus', lib, seamsOf(lib, 'prometheus'), SAMPLED),
+  variant('tracing', lib, seamsOf(lib, 'tracing'), SAMPLED),
+  variant('dropped', lib, seamsOf(lib, 'dropped'), NOT_SAMPLED),
+  variant('both', lib, seamsOf(lib, 'both'), SAMPLED),
+  variant('floor', lib, { middlewares: [floor] }, SAMPLED),
+  variant('sdk', lib, {}, SAMPLED, SDK_HANDLER),
+  variant('empty observer', lib, { middlewares: [emptyObserver] }, SAMPLED),
+  variant(
+    'dropped, skipUnsampledParents',
+    lib,
+    { middlewares: [lib.tracingMiddleware({ tracerProvider: dropping.provider, skipUnsampledParents: true })] },
+    NOT_SAMPLED,
+  ),
+  ...(base === undefined
+    ? []
+    : [
+        variant('base off', base, {}, SAMPLED),
+        variant('base prometheus', base, seamsOf(base, 'prometheus'), SAMPLED),
+        variant('base tracing', base, seamsOf(base, 'tracing'), SAMPLED),
+        variant('base dropped', base, seamsOf(base, 'dropped'), NOT_SAMPLED),
+        variant('base both', base, seamsOf(base, 'both'), SAMPLED),
+      ]),
+].filter((v) => v.name === 'off' || only.test(v.name));
+
+async function measure(v: Variant, deliveries: number): Promise<number> {
+  const before = process.cpuUsage();
+  for (let done = 0; done < deliveries; done += BATCH) await v.batch(Math.min(BATCH, deliveries - done));
+  const used = process.cpuUsage(before);
+  return (used.user + used.system) / deliveries;
+}
+
+// Warm-up: every variant once, so each round compares optimized code.
+for (const v of variants) await measure(v, Math.min(DELIVERIES, 5_000));
+
+const samples = new Map<string, number[]>(variants.map((v) => [v.name, []]));
+const above = new Map<string, number[]>(variants.map((v) => [v.name, []]));
+for (let round = 0; round < ROUNDS; round++) {
+  const order = variants.map((_, i) => variants[(i + round) % variants.length] as Variant);
+  const perRound = new Map<string, number>();
+  for (const v of order) {
+    global.gc?.();
+    perRound.set(v.name, await measure(v, DELIVERIES));
+  }
+  const off = perRound.get('off') as number;
+  for (const [name, us] of perRound) {
+    samples.get(name)?.push(us);
+    above.get(name)?.push(us - off);
+  }
+  console.error(`round ${round + 1}/${ROUNDS}: ${[...perRound].map(([n, us]) => `${n} ${us.toFixed(2)}`).join(' · ')}`);
+}
+
+const median = (values: readonly number[]): number => {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? (sorted[mid] as number) : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
+};
+const offUs = median(samples.get('off') ?? []);
+console.log(`\n${ROUNDS} rounds of ${DELIVERIES} deliveries; CPU µs per delivery, median (above off, paired median)`);
+console.log('| variant | µs per delivery | above off | of off |');
+console.log('| --- | ---: | ---: | ---: |');
+for (const v of variants) {
+  const a = median(above.get(v.name) ?? []);
+  console.log(
+    `| ${v.name} | ${median(samples.get(v.name) ?? []).toFixed(2)} | ${a.toFixed(2)} | ${((a / offUs) * 100).toFixed(0)} % |`,
+  );
+}
+const aboveOf = (name: string) => (above.has(name) ? median(above.get(name) ?? []) : undefined);
+const tracing = aboveOf('tracing');
+for (const ref of ['floor', 'sdk']) {
+  const floorUs = aboveOf(ref);
+  if (tracing !== undefined && floorUs !== undefined && floorUs > 0)
+    console.log(`tracing above ${ref}: ${((tracing / floorUs - 1) * 100).toFixed(1)} % (${(tracing - floorUs).toFixed(2)} µs)`);
+}
+console.log(`spans exported: recording ${recording.exported()} (before the last flush), dropping ${dropping.exported()}`);
+process.exit(0);

@@ -1,0 +1,117 @@
+import type { Logger } from '../util/logger.js';
+import type { ConsumeObserver, ObservedConsume } from './consume-observer.js';
+import type { ConsumeResult, OutcomeWrite } from './middleware.js';
+
+type AnyObserver = ConsumeObserver;
+
+/** What the caller does with the delivery's result: the outcome write, told to `onWritten` when it lands. */
+export type Settle = (result: ConsumeResult, onWritten: ((write: OutcomeWrite) => void) | undefined) => Promise<void> | undefined;
+
+/** Fails the delivery as MiddlewareChain.consume's `fail` does. */
+export type Fail = (error: unknown, handlerResult: ConsumeResult | undefined) => ConsumeResult;
+
+/**
+ * One delivery through consume observers (consume-observer.ts): `start` outermost first, each
+ * inside the `around` of the ones outside it, `inner` inside them all, then `end` innermost first,
+ * and `written` (innermost first) when the outcome's write landed. The failure rules are MiddlewareChain.consume's, step for step: an observer that throws
+ * in `start` makes the ones outside it end with that error (the ones inside never start); one that
+ * throws in `end` makes the ones outside it end with that error; either way the delivery fails
+ * through `fail` unless the handler's own result is already an error. Returns what `settle`
+ * returns: nothing at all for a synchronous handler whose ack went to the acker.
+ */
+export function observeConsume(
+  observers: readonly AnyObserver[],
+  logger: Logger,
+  ctx: ObservedConsume,
+  inner: () => ConsumeResult | Promise<ConsumeResult>,
+  fail: Fail,
+  settle: Settle,
+): Promise<void> | undefined {
+  const states: unknown[] = [];
+  let run: ConsumeResult | Promise<ConsumeResult>;
+  try {
+    run = enter(observers, states, ctx, 0, inner);
+  } catch (error) {
+    return finish(observers, logger, ctx, states, undefined, error, fail, settle);
+  }
+  if (!(run instanceof Promise)) return finish(observers, logger, ctx, states, run, undefined, fail, settle);
+  return run.then(
+    (result) => finish(observers, logger, ctx, states, result, undefined, fail, settle),
+    (error: unknown) => finish(observers, logger, ctx, states, undefined, error, fail, settle),
+  );
+}
+
+/**
+ * Starts the observers from `index` in, each inside the `around` of the ones before it (as the
+ * generic chain runs a middleware's code before next() inside the outer middlewares' context), and
+ * `inner` inside them all. `states` gets one entry per observer started.
+ */
+function enter<R>(observers: readonly AnyObserver[], states: unknown[], ctx: ObservedConsume, index: number, inner: () => R): R {
+  for (let i = index; i < observers.length; i++) {
+    const observer = observers[i] as AnyObserver;
+    const state = observer.start(ctx);
+    states.push(state);
+    if (observer.around !== undefined) return observer.around(state, () => enter(observers, states, ctx, i + 1, inner));
+  }
+  return inner();
+}
+
+function finish(
+  observers: readonly AnyObserver[],
+  logger: Logger,
+  ctx: ObservedConsume,
+  states: readonly unknown[],
+  result: ConsumeResult | undefined,
+  thrown: unknown,
+  fail: Fail,
+  settle: Settle,
+): Promise<void> | undefined {
+  // Failed inside: the observers still inside see the failure, as next() rejecting would show it.
+  let failed = result === undefined;
+  let chainError = thrown;
+  for (let i = states.length - 1; i >= 0; i--) {
+    try {
+      (observers[i] as AnyObserver).end(states[i], ctx, failed ? undefined : result, chainError);
+    } catch (error) {
+      failed = true;
+      chainError = error;
+    }
+  }
+  let final: ConsumeResult;
+  if (!failed && result !== undefined) final = result;
+  else {
+    logger.warn(
+      { subscriber: ctx.subscriber, queue: ctx.queue, messageId: ctx.messageId, err: describe(chainError) },
+      'a consume middleware failed; the delivery counts as failed',
+    );
+    final = result !== undefined && result.status === 'error' ? result : fail(chainError, result);
+  }
+  return settle(final, writtenOf(observers, states, logger));
+}
+
+/** Tells every started observer that has a `written` callback what the write did; undefined when none has. */
+function writtenOf(
+  observers: readonly AnyObserver[],
+  states: readonly unknown[],
+  logger: Logger,
+): ((write: OutcomeWrite) => void) | undefined {
+  let any = false;
+  for (let i = 0; i < states.length; i++) if ((observers[i] as AnyObserver).written !== undefined) any = true;
+  if (!any) return undefined;
+  return (write) => {
+    // Innermost first, like the generic chain's ctx.written callbacks (registered as each hook returns).
+    for (let i = states.length - 1; i >= 0; i--) {
+      const observer = observers[i] as AnyObserver;
+      try {
+        observer.written?.(states[i], write);
+      } catch (error) {
+        // The acker's settle must not throw (acker.ts); a metrics failure loses a sample, never a write.
+        logger.debug({ err: describe(error) }, 'a consume observer threw on the written outcome; ignored');
+      }
+    }
+  };
+}
+
+function describe(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

@@ -11,7 +11,7 @@ import type { Logger } from '../util/logger.js';
 import type { StatementRunner } from '../util/statement-runner.js';
 import { Wakeup } from '../util/wakeup.js';
 import { type ClaimFailureReport, idlePollDelayMs, notStalled, pauseAfterFailure } from './claim-pacing.js';
-import { type ClaimedRowTexts, decodeClaimedRow } from './claimed-row.js';
+import { decodeClaimedRow } from './claimed-row.js';
 import { deliver, type DeliverDeps } from './deliver.js';
 import { DeliverySignal } from './delivery-signal.js';
 import { DeliveryTransaction } from './delivery-transaction.js';
@@ -334,9 +334,16 @@ export class Subscription {
     const single = queues.length === 1;
     const statement = single ? this.#deps.sql.claimOne : this.#deps.sql.claimMany;
     const values = [single ? queues[0] : queues, leaseTtlMs, limit, token, this.#runningPastHalfLease()];
-    const result = await this.#deps.db.run<ClaimedRowTexts>(statement, values);
+    // Each row becomes its lease as it arrives off the wire (StatementRunner.decoded); the lease's
+    // age starts when the whole claim is back.
+    const leases = await this.#deps.db.decoded(statement, values, (row): Lease => ({
+      record: decodeClaimedRow(row),
+      token,
+      leasedAt: 0,
+    }));
     const leasedAt = performance.now();
-    return result.rows.map((row) => ({ record: decodeClaimedRow(row), token, leasedAt }));
+    for (const lease of leases) lease.leasedAt = leasedAt;
+    return leases;
   }
 
   /**

@@ -52,7 +52,7 @@ export class OutcomeWriter {
 
   constructor(deps: OutcomeWriterDeps) {
     this.#deps = deps;
-    this.#acker = new Acker(deps.db, deps.sql.ackBatch, deps.logger, (entry, result) => {
+    this.#acker = new Acker(deps.db, deps.sql.ackMissed, deps.logger, (entry, result) => {
       this.#acked(entry, result);
     });
   }

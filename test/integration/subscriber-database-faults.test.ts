@@ -85,7 +85,7 @@ describe('database faults on the subscriber path', () => {
     await db.pool.query(`UPDATE ${table} SET acquired_token = $1, acquired_at = now() WHERE id = $2`, [current, id]);
     const sql = buildSubscriberSql(resolveSchemaNames(table, false));
     const settled: { token: string; result: AckResult }[] = [];
-    const acker = new Acker(new StatementRunner(db.pool, true, 5_000), sql.ackBatch, newOutbox.logger, (entry, result) => {
+    const acker = new Acker(new StatementRunner(db.pool, true, 5_000), sql.ackMissed, newOutbox.logger, (entry, result) => {
       settled.push({ token: entry.lease.token, result });
     });
     const record = { id } as ClaimedRecord;

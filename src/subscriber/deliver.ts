@@ -8,13 +8,13 @@ import type { Emit } from '../instrumentation/recorders.js';
 import type { RetryStrategy } from '../retry/retry-strategy.js';
 import { MAX_DELAY_MS } from '../retry/retry-strategy.js';
 import type { Logger } from '../util/logger.js';
+import type { AckEntry } from './acker.js';
 import { type Decision, DeliveryControls } from './decision.js';
 import type { DeliverySignal } from './delivery-signal.js';
 import { type Committed, type DeliveryTransactions, runInTransaction } from './delivery-transaction.js';
 import type { PublishFollowUp } from './follow-up.js';
 import { deliveryScope, type Lease } from './lease.js';
 import { correlationIdOf, type Handler, toMessage } from './message.js';
-import type { AckEntry } from './acker.js';
 import type { OutcomeWriter, Run } from './outcome-writer.js';
 import type { ResolvedSubscribeOptions } from './subscription-options.js';
 

@@ -19,7 +19,7 @@ import type { Lease } from './lease.js';
 import type { Handler } from './message.js';
 import { OutcomeWriter } from './outcome-writer.js';
 import type { RenderError } from './render-error.js';
-import { RunningDeliveries,type RunningDelivery } from './running-deliveries.js';
+import { RunningDeliveries, type RunningDelivery } from './running-deliveries.js';
 import { type MatchedPair, pairKey, pairValues, type SubscriberSql } from './sql.js';
 import type { ResolvedSubscribeOptions } from './subscription-options.js';
 

@@ -31,7 +31,8 @@ const ACK_RETRY_BASE_MS = 100;
 
 /**
  * Coalesces the successful deletes of every handler slot of a subscription into one
- * `DELETE … USING unnest(ids, tokens) … RETURNING id, token` per event-loop turn.
+ * `DELETE … USING unnest(ids, tokens)` per event-loop turn (sql.ts ackMissed), which answers with
+ * the (id, token) pairs it did not delete: those leases were lost.
  *
  * States:
  *   idle      nothing pending, no DELETE in flight.         enqueue → scheduled
@@ -108,12 +109,13 @@ export class Acker {
     if (rows === undefined) {
       for (const ack of batch) this.#settle(ack, 'failed');
     } else {
-      // All deleted (the common case): no set to build. Otherwise match (id, token): the same row
-      // can be in one batch twice, under an expired lease and under the one that re-claimed it.
-      const deleted = rows.length === batch.length ? undefined : new Set(rows.map((row) => pairKey(row.id, row.token)));
+      // The DELETE answers with the pairs it missed. None (the common case): no set to build.
+      // Otherwise match (id, token): the same row can be in one batch twice, under an expired
+      // lease and under the one that re-claimed it.
+      const missed = rows.length === 0 ? undefined : new Set(rows.map((row) => pairKey(row.id, row.token)));
       batch.forEach((ack, i) => {
         const sent = sentTokens[i] ?? ack.lease.token;
-        const hit = deleted === undefined || deleted.has(pairKey(ack.lease.record.id, sent));
+        const hit = missed === undefined || !missed.has(pairKey(ack.lease.record.id, sent));
         // Missed under the token it was sent with, but its holder adopted a newer lease of the row
         // meanwhile (its own subscription re-claimed it): delete again under that one.
         if (!hit && ack.lease.token !== sent) this.#pending.push(ack);
@@ -128,7 +130,7 @@ export class Acker {
     for (const resolve of this.#idleWaiters.splice(0)) resolve();
   }
 
-  /** The batch's DELETE, retried; the pairs it deleted, or undefined when every try failed. */
+  /** The batch's DELETE, retried; the pairs it did not delete (lost leases), or undefined when every try failed. */
   async #delete(batch: readonly AckEntry[]): Promise<MatchedPair[] | undefined> {
     const values = pairValues(batch.map((a) => a.lease));
     for (let attempt = 1; ; attempt += 1) {

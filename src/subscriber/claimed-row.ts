@@ -1,10 +1,11 @@
+import type { RowFields } from '../util/decoded-query.js';
 import type { ClaimedRecord } from './message.js';
 
 /**
- * One row of a claim as it arrives (a textRows statement: util/statement.ts): the server's texts
- * in the select-list order of sql.ts claimedColumns, after `id`. NULL is null.
+ * One row of a claim as it arrives (StatementRunner.decoded, or a textRows statement): the
+ * server's texts in the select-list order of sql.ts claimedColumns, after `id`. NULL is null.
  */
-export type ClaimedRowTexts = readonly (string | null)[];
+export type ClaimedRowTexts = RowFields;
 
 /** A column the claim's SQL never returns NULL for: a null here means the select list and this file disagree. */
 function required(row: ClaimedRowTexts, index: number): string {
@@ -18,7 +19,7 @@ function dateOrNull(text: string | null | undefined): Date | null {
 }
 
 /**
- * A claimed row decoded: ids and counts from their texts, the payload from hex, the headers from
+ * A claimed row decoded: ids and counts from their texts, the payload from base64, the headers from
  * their jsonb text, timestamps from epoch milliseconds (sql.ts epochMs). What node-postgres' own
  * parsers did, without their per-column dispatch and their timestamp parser (issue 18).
  */
@@ -26,7 +27,7 @@ export function decodeClaimedRow(row: ClaimedRowTexts): ClaimedRecord {
   return {
     id: required(row, 0),
     queue: required(row, 1),
-    payload: Buffer.from(required(row, 2), 'hex'),
+    payload: Buffer.from(required(row, 2), 'base64'),
     headers: JSON.parse(required(row, 3)) as Record<string, string>,
     created_at: new Date(Number(required(row, 4))),
     deliveries_count: Number(required(row, 5)),

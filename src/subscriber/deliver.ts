@@ -8,6 +8,7 @@ import type { Emit } from '../instrumentation/recorders.js';
 import type { RetryStrategy } from '../retry/retry-strategy.js';
 import { MAX_DELAY_MS } from '../retry/retry-strategy.js';
 import type { Logger } from '../util/logger.js';
+import type { AckEntry } from './acker.js';
 import { type Decision, DeliveryControls } from './decision.js';
 import type { DeliverySignal } from './delivery-signal.js';
 import { type Committed, type DeliveryTransactions, runInTransaction } from './delivery-transaction.js';
@@ -36,6 +37,8 @@ export interface DeliverDeps {
   /** Required when options.transactional: the deliveries' transactions (delivery-transaction.ts). */
   readonly transactions?: DeliveryTransactions;
 }
+
+const ACK: ConsumeOutcome = { kind: 'ack' };
 
 const NO_FOLLOW_UP: PublishFollowUp = () =>
   Promise.reject(new Error('ctx.publish is not available here: no publish was wired to this delivery'));
@@ -88,11 +91,27 @@ function plan(decision: Decision, lease: Lease, run: Run, deps: DeliverDeps): Co
 
 const STATUS_OF: Record<Decision['kind'], ConsumeResult['status']> = { ack: 'acked', nack: 'nacked', reject: 'rejected' };
 
-/** A run's start and length: kept as numbers on the hot path, a Date only for retry bookkeeping. */
-interface Timing {
-  startedAtMs: number;
-  durationSeconds: number;
+/**
+ * One delivery's handler run: its start and length (numbers on the hot path, a Date only for retry
+ * bookkeeping), and, when it acks, its entry in the acker's queue (AckEntry) and — with no consume
+ * middleware to hand a result to — its ConsumeResult. One object per delivery where there were a
+ * timing record, a result and an ack entry (issue 18: allocation per message is a drain's GC).
+ */
+class HandlerRun implements AckEntry, ConsumeResult {
+  readonly lease: Lease;
+  startedAtMs = 0;
+  durationSeconds = 0;
+  written: ((result: OutcomeWrite) => void) | undefined = undefined;
+  status: ConsumeResult['status'] = 'acked';
+  error: unknown = undefined;
+  outcome: ConsumeOutcome = ACK;
+
+  constructor(lease: Lease) {
+    this.lease = lease;
+  }
 }
+
+type Timing = HandlerRun;
 
 function runOf(timing: Timing): Run {
   return { startedAt: new Date(timing.startedAtMs), durationSeconds: timing.durationSeconds };
@@ -110,6 +129,7 @@ function runHandler(
   controls: DeliveryControls,
   timing: Timing,
   deps: DeliverDeps,
+  plain: boolean,
 ): ConsumeResult | Promise<ConsumeResult> {
   timing.startedAtMs = (deps.now ?? Date.now)();
   const t0 = performance.now();
@@ -122,12 +142,12 @@ function runHandler(
     // handler's failure, not the delivery's.
     thenable = isThenable(returned);
   } catch (error) {
-    return decided(lease, controls, timing, deps, t0, true, error);
+    return decided(lease, controls, timing, deps, t0, true, error, plain);
   }
-  if (!thenable) return decided(lease, controls, timing, deps, t0, false, undefined);
+  if (!thenable) return decided(lease, controls, timing, deps, t0, false, undefined, plain);
   return Promise.resolve(returned).then(
-    () => decided(lease, controls, timing, deps, t0, false, undefined),
-    (error: unknown) => decided(lease, controls, timing, deps, t0, true, error),
+    () => decided(lease, controls, timing, deps, t0, false, undefined, plain),
+    (error: unknown) => decided(lease, controls, timing, deps, t0, true, error, plain),
   );
 }
 
@@ -139,12 +159,15 @@ function isThenable(value: unknown): value is PromiseLike<unknown> {
   );
 }
 
-/** runHandler as a promise, for the consume chain and the transaction that wrap it. */
+/** runHandler as a promise of a plain result, for the consume chain and the transaction that wrap it. */
 function runHandlerAsync(lease: Lease, controls: DeliveryControls, timing: Timing, deps: DeliverDeps): Promise<ConsumeResult> {
-  return Promise.resolve(runHandler(lease, controls, timing, deps));
+  return Promise.resolve(runHandler(lease, controls, timing, deps, true));
 }
 
-/** The handler returned (or threw): its decision under the ack policy, as the chain's result. */
+/**
+ * The handler returned (or threw): its decision under the ack policy, as the chain's result.
+ * `plain`: a result object of its own (middlewares see it); otherwise an ack's result is the run.
+ */
 function decided(
   lease: Lease,
   controls: DeliveryControls,
@@ -153,6 +176,7 @@ function decided(
   t0: number,
   threw: boolean,
   error: unknown,
+  plain: boolean,
 ): ConsumeResult {
   const { decision, forgotten } = controls.settle(threw, error);
   timing.durationSeconds = (performance.now() - t0) / 1000;
@@ -162,7 +186,7 @@ function decided(
       'manual handler returned without ctx.ack(), nack() or reject(); treating it as nack (retry), never as a silent delete',
     );
   if (decision.kind === 'ack' && !threw)
-    return { status: 'acked', error: undefined, durationSeconds: timing.durationSeconds, outcome: ACK };
+    return plain ? { status: 'acked', error: undefined, durationSeconds: timing.durationSeconds, outcome: ACK } : timing;
   // A handler that threw after deciding (`ctx.ack()` then a throw) keeps its decision, but the
   // result still reports the error it threw: metrics and spans must not say `error` without one.
   const decidedError =
@@ -177,8 +201,6 @@ function decided(
     outcome: plan(decision, lease, runOf(timing), deps),
   };
 }
-
-const ACK: ConsumeOutcome = { kind: 'ack' };
 
 /**
  * One delivery: the max-deliveries gate, then the middleware chain around the handler (decode,
@@ -227,10 +249,10 @@ export function deliver(
     lease,
     deps.followUp ?? NO_FOLLOW_UP,
   );
-  const timing: Timing = { startedAtMs: 0, durationSeconds: 0 };
+  const timing = new HandlerRun(lease);
   if (!options.transactional && deps.middlewares.observed) return observedConsume(lease, abandoned, deps, controls, timing);
   if (options.transactional || deps.middlewares.hasConsume) return wrapped(lease, signal, abandoned, deps, controls, timing);
-  const result = runHandler(lease, controls, timing, deps);
+  const result = runHandler(lease, controls, timing, deps, false);
   if (!(result instanceof Promise)) return written(lease, result, timing, abandoned, deps, undefined);
   return result.then((settled) => written(lease, settled, timing, abandoned, deps, undefined));
 }
@@ -307,7 +329,10 @@ function written(
       // Not awaited: the slot takes the next row while the acker batches this delete with the
       // others of this turn (one DELETE per turn instead of one per message; stop() drains the
       // acker). The lease stays held until the DELETE lands, so a crash meanwhile redelivers.
-      writer.ack(lease, result.durationSeconds, onWritten);
+      // The run is the acker's entry: its fields are what the first three arguments say.
+      timing.durationSeconds = result.durationSeconds;
+      timing.written = onWritten;
+      writer.ack(lease, result.durationSeconds, onWritten, timing);
       return undefined;
     case 'terminal':
       return writer.terminal(lease, outcome.reason, result.error, runOf(timing)).then((write) => {
@@ -389,7 +414,7 @@ function observedConsume(
       createdAt: record.created_at,
       traceId: undefined,
     },
-    () => runHandler(lease, controls, timing, deps),
+    () => runHandler(lease, controls, timing, deps, false),
     (error, handlerResult) => failed(error, handlerResult, lease, timing, deps),
     (result, onWritten) => written(lease, result, timing, abandoned, deps, onWritten),
   );

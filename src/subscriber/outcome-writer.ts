@@ -55,7 +55,7 @@ export class OutcomeWriter {
   constructor(deps: OutcomeWriterDeps) {
     this.#deps = deps;
     this.#emitAcked = emitterOf(deps.emit, 'acked');
-    this.#acker = new Acker(deps.db, deps.sql.ackBatch, deps.logger, (entry, result) => {
+    this.#acker = new Acker(deps.db, deps.sql.ackMissed, deps.logger, (entry, result) => {
       this.#acked(entry, result);
     });
   }
@@ -92,9 +92,11 @@ export class OutcomeWriter {
   /**
    * Hands the delete to the acker (coalesced with the other slots'); reports what it did when it
    * lands, as an event and to `written` (the consume middleware's `ctx.written`) when given.
+   * `entry`: an object the caller already has whose lease, durationSeconds and written are these
+   * (deliver.ts' run), queued as it is instead of a new one per ack.
    */
-  ack(lease: Lease, durationSeconds: number, written?: (result: OutcomeWrite) => void): void {
-    this.#acker.ack({ lease, durationSeconds, written });
+  ack(lease: Lease, durationSeconds: number, written?: (result: OutcomeWrite) => void, entry?: AckEntry): void {
+    this.#acker.ack(entry ?? { lease, durationSeconds, written });
   }
 
   /**

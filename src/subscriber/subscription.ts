@@ -11,15 +11,15 @@ import type { Logger } from '../util/logger.js';
 import type { StatementRunner } from '../util/statement-runner.js';
 import { Wakeup } from '../util/wakeup.js';
 import { type ClaimFailureReport, idlePollDelayMs, notStalled, pauseAfterFailure } from './claim-pacing.js';
-import { type ClaimedRowTexts, decodeClaimedRow } from './claimed-row.js';
+import { decodeClaimedRow } from './claimed-row.js';
 import { deliver, type DeliverDeps } from './deliver.js';
-import { DeliverySignal } from './delivery-signal.js';
 import { DeliveryTransaction } from './delivery-transaction.js';
 import type { PublishFollowUp } from './follow-up.js';
 import type { Lease } from './lease.js';
 import type { Handler } from './message.js';
 import { OutcomeWriter } from './outcome-writer.js';
 import type { RenderError } from './render-error.js';
+import { RunningDeliveries, type RunningDelivery } from './running-deliveries.js';
 import { type MatchedPair, pairKey, pairValues, type SubscriberSql } from './sql.js';
 import type { ResolvedSubscribeOptions } from './subscription-options.js';
 
@@ -109,11 +109,11 @@ export class Subscription {
   /** performance.now() of the last pause signal per queue (at most one entry per subscribed queue). */
   readonly #pauseSignals = new Map<string, number>();
   /**
-   * Running deliveries by lease. A row is not re-claimed by the subscription running it (the
-   * claim's $5); should the exclusion miss (a claim's round trip longer than half the lease), the
-   * run adopts the new lease (#adoptReclaimed).
+   * Running deliveries. A row is not re-claimed by the subscription running it (the claim's $5);
+   * should the exclusion miss (a claim's round trip longer than half the lease), the run adopts
+   * the new lease (#adoptReclaimed).
    */
-  readonly #inFlight = new Map<Lease, DeliverySignal>();
+  readonly #inFlight = new RunningDeliveries();
   #state: 'new' | 'running' | 'stopping' | 'stopped' = 'new';
   /** #pump is running (it is not re-entered). */
   #pumping = false;
@@ -334,9 +334,16 @@ export class Subscription {
     const single = queues.length === 1;
     const statement = single ? this.#deps.sql.claimOne : this.#deps.sql.claimMany;
     const values = [single ? queues[0] : queues, leaseTtlMs, limit, token, this.#runningPastHalfLease()];
-    const result = await this.#deps.db.run<ClaimedRowTexts>(statement, values);
+    // Each row becomes its lease as it arrives off the wire (StatementRunner.decoded); the lease's
+    // age starts when the whole claim is back.
+    const leases = await this.#deps.db.decoded(statement, values, (row): Lease => ({
+      record: decodeClaimedRow(row),
+      token,
+      leasedAt: 0,
+    }));
     const leasedAt = performance.now();
-    return result.rows.map((row) => ({ record: decodeClaimedRow(row), token, leasedAt }));
+    for (const lease of leases) lease.leasedAt = leasedAt;
+    return leases;
   }
 
   /**
@@ -348,7 +355,7 @@ export class Subscription {
     if (this.#inFlight.size === 0) return NONE_RUNNING;
     const now = performance.now();
     let ids: string | undefined;
-    for (const lease of this.#inFlight.keys()) {
+    for (const { lease } of this.#inFlight.all()) {
       if (!this.#isStale(lease, now)) continue;
       ids = ids === undefined ? lease.record.id : `${ids},${lease.record.id}`;
     }
@@ -434,7 +441,7 @@ export class Subscription {
     if (!claimed.some((lease) => lease.record.deliveries_count > 1)) return claimed;
     const held = new Map<string, Lease>();
     for (const lease of this.#buffer) held.set(lease.record.id, lease);
-    for (const lease of this.#inFlight.keys()) held.set(lease.record.id, lease);
+    for (const { lease } of this.#inFlight.all()) held.set(lease.record.id, lease);
     for (const lease of this.#writer.queuedAcks()) held.set(lease.record.id, lease);
     return claimed.filter((lease) => {
       const holder = held.get(lease.record.id);
@@ -500,26 +507,25 @@ export class Subscription {
    * synchronously (a synchronous handler's ack), or when its promise settles.
    */
   #run(lease: Lease): void {
-    const signal = new DeliverySignal();
-    this.#inFlight.set(lease, signal);
+    const run = this.#inFlight.start(lease);
     let running: Promise<void> | undefined;
     try {
-      running = deliver(lease, signal, this.#isAbandoned, this.#deliverDeps);
+      running = deliver(lease, run, this.#isAbandoned, this.#deliverDeps);
     } catch (error) {
       this.#deliveryFailed(error);
     }
     if (running === undefined) {
       this.#endedSynchronously += 1;
-      this.#finished(lease);
+      this.#finished(run);
       return;
     }
     running.then(
       () => {
-        this.#finished(lease);
+        this.#finished(run);
       },
       (error: unknown) => {
         this.#deliveryFailed(error);
-        this.#finished(lease);
+        this.#finished(run);
       },
     );
   }
@@ -529,8 +535,8 @@ export class Subscription {
   }
 
   /** A delivery ended: its slot takes the next buffered row (#pump), and the claim loops hear of the free capacity. */
-  #finished(lease: Lease): void {
-    this.#inFlight.delete(lease);
+  #finished(run: RunningDelivery): void {
+    this.#inFlight.end(run);
     if (this.#inFlight.size === 0) for (const resolve of this.#idleWaiters.splice(0)) resolve();
     this.#pump();
     // This slot found nothing to take while a claim is on its way: the handlers outran it.
@@ -548,7 +554,7 @@ export class Subscription {
    */
   async #renewLeases(): Promise<void> {
     const buffered = this.#running() ? this.#buffer : [];
-    const held = [...buffered, ...this.#inFlight.keys()].filter((lease) => !this.#locked.has(lease));
+    const held = [...buffered, ...this.#inFlight.all().map((run) => run.lease)].filter((lease) => !this.#locked.has(lease));
     if (held.length === 0) return;
     try {
       const values = pairValues(held);
@@ -566,7 +572,7 @@ export class Subscription {
           { subscriber: this.options.name, messageId: lease.record.id },
           'lease renewal found the lease lost; aborting the handler',
         );
-        this.#inFlight.get(lease)?.abort(new Error('lease lost'));
+        this.#inFlight.find(lease)?.abort(new Error('lease lost'));
         const index = this.#buffer.indexOf(lease);
         if (index >= 0) this.#buffer.splice(index, 1);
       }
@@ -597,7 +603,7 @@ export class Subscription {
         // A LeaseLostError as the reason: the run then ends as lease_lost, with no outcome write
         // (delivery-transaction.ts), as a plain subscription's expired lease does.
         this.#inFlight
-          .get(lease)
+          .find(lease)
           ?.abort(
             new LeaseLostError(
               lease.record.id,
@@ -662,7 +668,8 @@ export class Subscription {
     if (timedOut) {
       this.#abandoned = true;
       const inFlight = this.#inFlight.size;
-      for (const signal of this.#inFlight.values()) signal.abort(new Error('shutdown: graceful timeout reached'));
+      // A copy: an abort listener may end its delivery.
+      for (const run of [...this.#inFlight.all()]) run.abort(new Error('shutdown: graceful timeout reached'));
       this.#deps.logger.warn(
         { subscriber: this.options.name, inFlight, gracefulTimeoutMs },
         'drain timed out; rows still in flight keep their leases and will be redelivered after they expire',

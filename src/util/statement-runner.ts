@@ -1,6 +1,7 @@
 import type pg from 'pg';
 
 import { beforeDeadline } from './deadline.js';
+import { DecodedQuery, type RowDecoder, type RowFields, runsDecodedQueries } from './decoded-query.js';
 import type { Statement } from './statement.js';
 
 /**
@@ -23,12 +24,15 @@ const asText = (value: string): string => value;
 /** Every column as the text the server sent (a textRows statement's rows). */
 const TEXT_TYPES = { getTypeParser: () => asText };
 
-/** The query config of `statement`: named when prepared, arrays of texts for a textRows statement. */
-function configOf(statement: Statement, prepared: boolean, values: unknown[]): pg.QueryConfig {
+/**
+ * The query config of `statement`: named when prepared, arrays of texts for a textRows statement
+ * (or when `texts`: a decoded() statement).
+ */
+function configOf(statement: Statement, prepared: boolean, values: unknown[], texts = false): pg.QueryConfig {
   const { name, text } = statement;
   // rowMode is read per query by node-postgres; @types/pg has it on QueryArrayConfig only.
   const config: pg.QueryConfig & { rowMode?: 'array' } = prepared ? { name, text, values } : { text, values };
-  if (statement.textRows === true) {
+  if (texts || statement.textRows === true) {
     config.rowMode = 'array';
     config.types = TEXT_TYPES;
   }
@@ -55,6 +59,25 @@ export class StatementRunner {
   ): Promise<pg.QueryResult<R>> {
     const config = this.bounded(configOf(statement, this.#prepared, values));
     return await this.withClient((client) => client.query<R>(config));
+  }
+
+  /**
+   * Runs `statement` (its rows read as texts: a textRows statement) and returns its rows decoded by
+   * `decode`, one call per row as it arrives (DecodedQuery). Named and bounded as run(). On a pool of
+   * another node-postgres copy (or pg-native) the rows are read as arrays of texts and decoded after:
+   * the same rows, node-postgres' own row building paid.
+   */
+  async decoded<T>(statement: Statement, values: unknown[], decode: RowDecoder<T>): Promise<T[]> {
+    return await this.withClient((client) => this.decodedOn(client, statement, values, decode));
+  }
+
+  /** decoded() on a client the caller holds (a row-lock batch's transaction). The caller releases it. */
+  async decodedOn<T>(client: pg.ClientBase, statement: Statement, values: unknown[], decode: RowDecoder<T>): Promise<T[]> {
+    const config = configOf(statement, this.#prepared, values, true);
+    const timeoutMs = this.#queryTimeoutMs + SERVER_FIRST_MS;
+    if (runsDecodedQueries(client)) return await DecodedQuery.run(client, config, decode, timeoutMs);
+    const result = await client.query<RowFields>({ ...config, query_timeout: timeoutMs } as pg.QueryConfig);
+    return result.rows.map(decode);
   }
 
   /**

@@ -5,6 +5,7 @@ import pg from 'pg';
 
 import type { LeaseMode, Message, RetryContext } from '../../src/index.js';
 import { useTestDatabase } from '../support/database.js';
+import { otherNodePostgres } from '../support/other-node-postgres.js';
 import { outboxFactory } from '../support/outboxes.js';
 import { FAST_POLL, migratedOutbox } from '../support/subscriber-setup.js';
 import { inTransaction } from '../support/transaction.js';
@@ -32,70 +33,84 @@ async function storedRow(table: string, id: string): Promise<{ createdMs: string
   return row;
 }
 
+/**
+ * The claim's rows are decoded off the wire by a query class of txoutbox's node-postgres
+ * (util/decoded-query.ts); a pool of another copy takes the plain path. Both must give the same message.
+ */
+const COPIES = [
+  ['', pg],
+  [', a pool of another node-postgres copy', otherNodePostgres()],
+] as const;
+
 for (const lease of ['token', 'row-lock'] as LeaseMode[]) {
   describe(`a claimed row as the handler sees it (lease: '${lease}')`, () => {
-    test('payload, headers, times and counts are the stored ones, whatever the session prints bytea and timestamps as', async () => {
-      const table = `cd_${lease.replace('-', '_')}`;
-      const pool = new pg.Pool({ connectionString: db.url, options: ODD_SESSION, max: 4 });
-      db.onCleanup(() => pool.end());
-      const { outbox } = await migratedOutbox(newOutbox, pool, table);
-      const [bytesId, jsonId] = await inTransaction(db.pool, async (c) => [
-        await outbox.publish(c, 'decode', ALL_BYTES, { headers: { tenant: 'ä "quoted" \\ tenant' } }),
-        await outbox.publish(c, 'decode', { text: 'grüße', n: 7 }, { orderingKey: 'k1' }),
-      ]);
-      assert.ok(bytesId !== null && jsonId !== null);
-      const stored = { bytes: await storedRow(table, bytesId), json: await storedRow(table, jsonId) };
-      const seen: Message[] = [];
-      const retries: RetryContext[] = [];
-      outbox.subscribe(
-        'decode',
-        (message) => {
-          seen.push(message);
-          // The JSON row fails its first run: its second delivery carries the retry's bookkeeping.
-          if (message.id === jsonId && message.attemptsCount === 0) throw new Error('first run fails');
-        },
-        {
-          name: `decode-${lease}`,
-          lease,
-          retry: {
-            nextDelayMs: (context) => {
-              retries.push(context);
-              return 0;
-            },
+    for (const [copyLabel, copy] of COPIES)
+      test(`payload, headers, times and counts are the stored ones, whatever the session prints bytea and timestamps as${copyLabel}`, async () => {
+        const table = `cd_${lease.replace('-', '_')}${copy === pg ? '' : '_other'}`;
+        const pool = new copy.Pool({ connectionString: db.url, options: ODD_SESSION, max: 4 });
+        db.onCleanup(() => pool.end());
+        const { outbox } = await migratedOutbox(newOutbox, pool, table);
+        const [bytesId, jsonId, textId, emptyId] = await inTransaction(db.pool, async (c) => [
+          await outbox.publish(c, 'decode', ALL_BYTES, { headers: { tenant: 'ä "quoted" \\ tenant' } }),
+          await outbox.publish(c, 'decode', { text: 'grüße', n: 7 }, { orderingKey: 'k1' }),
+          await outbox.publish(c, 'decode', 'plain ✓ text'),
+          await outbox.publish(c, 'decode', Buffer.alloc(0)),
+        ]);
+        assert.ok(bytesId !== null && jsonId !== null && textId !== null && emptyId !== null);
+        const stored = { bytes: await storedRow(table, bytesId), json: await storedRow(table, jsonId) };
+        const seen: Message[] = [];
+        const retries: RetryContext[] = [];
+        outbox.subscribe(
+          'decode',
+          (message) => {
+            seen.push(message);
+            // The JSON row fails its first run: its second delivery carries the retry's bookkeeping.
+            if (message.id === jsonId && message.attemptsCount === 0) throw new Error('first run fails');
           },
-          ...FAST_POLL,
-        },
-      );
-      outbox.start();
-      await waitFor(() => seen.length === 3, { what: 'three deliveries (the JSON row twice)' });
+          {
+            name: `decode-${lease}${copy === pg ? '' : '-other'}`,
+            lease,
+            retry: {
+              nextDelayMs: (context) => {
+                retries.push(context);
+                return 0;
+              },
+            },
+            ...FAST_POLL,
+          },
+        );
+        outbox.start();
+        await waitFor(() => seen.length === 5, { what: 'five deliveries (the JSON row twice)' });
+        assert.equal(seen.find((m) => m.id === textId)?.body, 'plain ✓ text');
+        assert.deepEqual(seen.find((m) => m.id === emptyId)?.payload, Buffer.alloc(0));
 
-      const bytes = seen.find((m) => m.id === bytesId);
-      assert.ok(bytes !== undefined);
-      assert.deepEqual(bytes.payload, ALL_BYTES);
-      assert.deepEqual(bytes.body, ALL_BYTES);
-      assert.deepEqual(bytes.headers, stored.bytes.headers);
-      assert.equal(bytes.headers.tenant, 'ä "quoted" \\ tenant');
-      assert.equal(bytes.createdAt.getTime(), Number(stored.bytes.createdMs));
-      assert.equal(bytes.correlationId, stored.bytes.headers['correlation-id']);
-      assert.equal(bytes.queue, 'decode');
-      assert.equal(bytes.deliveriesCount, 1);
-      assert.equal(bytes.attemptsCount, 0);
-      assert.equal(bytes.timerId, null);
-      assert.equal(bytes.orderingKey, null);
+        const bytes = seen.find((m) => m.id === bytesId);
+        assert.ok(bytes !== undefined);
+        assert.deepEqual(bytes.payload, ALL_BYTES);
+        assert.deepEqual(bytes.body, ALL_BYTES);
+        assert.deepEqual(bytes.headers, stored.bytes.headers);
+        assert.equal(bytes.headers.tenant, 'ä "quoted" \\ tenant');
+        assert.equal(bytes.createdAt.getTime(), Number(stored.bytes.createdMs));
+        assert.equal(bytes.correlationId, stored.bytes.headers['correlation-id']);
+        assert.equal(bytes.queue, 'decode');
+        assert.equal(bytes.deliveriesCount, 1);
+        assert.equal(bytes.attemptsCount, 0);
+        assert.equal(bytes.timerId, null);
+        assert.equal(bytes.orderingKey, null);
 
-      const [first, second] = seen.filter((m) => m.id === jsonId);
-      assert.ok(first !== undefined && second !== undefined);
-      assert.deepEqual(second.body, { text: 'grüße', n: 7 });
-      assert.equal(second.createdAt.getTime(), Number(stored.json.createdMs));
-      assert.equal(second.orderingKey, 'k1');
-      assert.equal(second.deliveriesCount, 2);
-      assert.equal(second.attemptsCount, 1);
-      // The first failure's retry got the run's start as its first attempt, and the row kept it.
-      const [retry] = retries;
-      assert.ok(retry !== undefined);
-      assert.equal(retry.attempt, 1);
-      assert.equal(retry.firstAttemptAt.getTime(), retry.lastAttemptAt.getTime());
-    });
+        const [first, second] = seen.filter((m) => m.id === jsonId);
+        assert.ok(first !== undefined && second !== undefined);
+        assert.deepEqual(second.body, { text: 'grüße', n: 7 });
+        assert.equal(second.createdAt.getTime(), Number(stored.json.createdMs));
+        assert.equal(second.orderingKey, 'k1');
+        assert.equal(second.deliveriesCount, 2);
+        assert.equal(second.attemptsCount, 1);
+        // The first failure's retry got the run's start as its first attempt, and the row kept it.
+        const [retry] = retries;
+        assert.ok(retry !== undefined);
+        assert.equal(retry.attempt, 1);
+        assert.equal(retry.firstAttemptAt.getTime(), retry.lastAttemptAt.getTime());
+      });
 
     test('times before 1970 are floored to the millisecond, and an infinite one (written by hand) does not fail the claim', async () => {
       const table = `cd_edge_${lease.replace('-', '_')}`;

@@ -113,7 +113,8 @@ describe('the multi-queue claim (claimMany)', () => {
     await db.pool.query(`INSERT INTO ${table} (queue, payload, next_attempt_at) VALUES ('a', '\\x00', now() + interval '1 day')`);
     // The claim returns the payload as hex text (sql.ts claimedColumns).
     type Row = { id: string; queue: string; payload: string };
-    const order = (rows: Row[]): number[] => rows.map((r) => Buffer.from(r.payload, 'hex').readInt32BE(0)).sort((x, y) => x - y);
+    const order = (rows: Row[]): number[] =>
+      rows.map((r) => Buffer.from(r.payload, 'base64').readInt32BE(0)).sort((x, y) => x - y);
     const claim = (client: pg.PoolClient, limit: number) =>
       client.query<Row>(fifoSql.claimMany.text, [['a', 'b'], LEASE_TTL_MS, limit, randomUUID(), []]);
 

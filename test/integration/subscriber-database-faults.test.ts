@@ -85,7 +85,7 @@ describe('database faults on the subscriber path', () => {
     await db.pool.query(`UPDATE ${table} SET acquired_token = $1, acquired_at = now() WHERE id = $2`, [current, id]);
     const sql = buildSubscriberSql(resolveSchemaNames(table, false));
     const settled: { token: string; result: AckResult }[] = [];
-    const acker = new Acker(new StatementRunner(db.pool, true, 5_000), sql.ackBatch, newOutbox.logger, (entry, result) => {
+    const acker = new Acker(new StatementRunner(db.pool, true, 5_000), sql.ackMissed, newOutbox.logger, (entry, result) => {
       settled.push({ token: entry.lease.token, result });
     });
     const record = { id } as ClaimedRecord;
@@ -98,6 +98,39 @@ describe('database faults on the subscriber path', () => {
       { token: current, result: 'deleted' },
     ]);
     assert.equal(await remaining(db.pool, 'pairs', table), 0);
+  });
+
+  test('the ack DELETE (ackMissed) answers with exactly the pairs it did not delete: none when every lease holds', async () => {
+    const table = 'df_ack_missed';
+    await migratedOutbox(newOutbox, db.pool, table);
+    const ids = await db.pool
+      .query<{ id: string }>(
+        `INSERT INTO ${table} (queue, payload) SELECT 'missed', '\\x00' FROM generate_series(1, 4) RETURNING id::text AS id`,
+      )
+      .then((r) => r.rows.map((row) => row.id));
+    const tokens = ids.map(() => randomUUID());
+    for (const [i, id] of ids.entries())
+      await db.pool.query(`UPDATE ${table} SET acquired_token = $1, acquired_at = now() WHERE id = $2`, [tokens[i], id]);
+    const sql = buildSubscriberSql(resolveSchemaNames(table, false));
+    const runner = new StatementRunner(db.pool, true, 5_000);
+    const pairs = (list: readonly (readonly [string, string])[]) => [
+      `{${list.map(([id]) => id).join(',')}}`,
+      `{${list.map(([, token]) => token).join(',')}}`,
+    ];
+    const [a, b, c, d] = ids.map((id, i) => [id, tokens[i]!] as const);
+    assert.ok(a !== undefined && b !== undefined && c !== undefined && d !== undefined);
+    // Every lease holds: an empty answer, and both rows are gone.
+    assert.deepEqual((await runner.run(sql.ackMissed, pairs([a, b]))).rows, []);
+    // A stale token (its row's lease is another's), a row already gone, a good pair: the first two come back.
+    const stale = randomUUID();
+    const { rows } = await runner.run<{ id: string; token: string }>(sql.ackMissed, pairs([[c[0], stale], a, d]));
+    assert.deepEqual(rows.map((row) => `${row.id} ${row.token}`).sort(), [`${c[0]} ${stale}`, `${a[0]} ${a[1]}`].sort());
+    const left = await db.pool.query<{ id: string }>(`SELECT id::text AS id FROM ${table} ORDER BY id`);
+    assert.deepEqual(
+      left.rows.map((row) => row.id),
+      [c[0]],
+      'the stale pair deleted nothing; the good ones deleted their rows',
+    );
   });
 
   test('a failed ack DELETE is retried: the handled row is deleted at once, not redelivered after its lease', async () => {

@@ -72,7 +72,7 @@ describe('prepared statements and a table that grows suddenly', () => {
     };
     const [ids, tokens] = pairValues([{ record: { id: '1' }, token: randomUUID() }]);
     const claim = await plan(sql.claimOne.name, `'q', 60000, 10, '${randomUUID()}', '{}'`);
-    const ack = await plan(sql.ackBatch.name, `'${ids}', '${tokens}'`);
+    const ack = await plan(sql.ackMissed.name, `'${ids}', '${tokens}'`);
     for (const [statement, found] of [
       ['claim', claim],
       ['ack', ack],

@@ -3,7 +3,8 @@
  * same process and the same server. Each round drains a fresh 20,000-row backlog once per way
  * (txoutbox, txoutbox with lease: 'row-lock' and raw SQL at concurrency 1, 4 and 16, a no-op handler that reads the body), the ways
  * in a rotated order, and reads process.cpuUsage() around the drain: user and system µs per
- * message, and msgs/s. Medians over the rounds. The compiled library (dist/) as in `npm run bench`.
+ * message, msgs/s, and the bytes the process read and wrote per message (/proc/self/io: the
+ * consumer's database traffic, both directions). Medians over the rounds. The compiled library (dist/) as in `npm run bench`.
  *
  *   npm run bench:drain-cpu -- [rounds] [rows]       (builds dist/ first; default 5 rounds of 20,000)
  *
@@ -14,6 +15,7 @@
  * too); a profile shows the main thread only, where time blocked in a socket write is sampled
  * as `writev` although it is not CPU.
  */
+import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { pathToFileURL } from 'node:url';
@@ -41,6 +43,22 @@ interface Sample {
   readonly userUs: number;
   readonly systemUs: number;
   readonly rate: number;
+  /** Bytes the process read and wrote through syscalls per message (Linux /proc/self/io; NaN elsewhere). */
+  readonly bytes: number;
+}
+
+/**
+ * rchar + wchar of /proc/self/io: every byte this process read or wrote through a syscall. In the
+ * drain that is the consumer's database traffic (the server is another process), both directions.
+ */
+function ioBytes(): number {
+  try {
+    const io = readFileSync('/proc/self/io', 'utf8');
+    const field = (name: string): number => Number(new RegExp(`^${name}: (\\d+)$`, 'm').exec(io)?.[1] ?? NaN);
+    return field('rchar') + field('wchar');
+  } catch {
+    return NaN;
+  }
 }
 
 /** DRAIN_CPU_WAYS=<regex> keeps the matching ways (e.g. 'txoutbox c1$' for a profile of one). */
@@ -94,11 +112,12 @@ async function drainOnce(server: Awaited<ReturnType<typeof startServer>>, way: W
     let finish: () => void = () => undefined;
     const done = new Promise<void>((resolve) => (finish = resolve));
     // DRAIN_CPU_PROFILE=<dir>: a V8 CPU profile of each drain (the drain only, not the preload).
-    const { seconds, used, consumer } = await profiled(
+    const { seconds, used, bytes, consumer } = await profiled(
       process.env.DRAIN_CPU_PROFILE,
       `${way.label.replace(/\W+/g, '-')}-${++profiles}`,
       async () => {
         const cpu = process.cpuUsage();
+        const io = ioBytes();
         const started = performance.now();
         const running = await instance.consume({
           concurrency: way.concurrency,
@@ -108,11 +127,16 @@ async function drainOnce(server: Awaited<ReturnType<typeof startServer>>, way: W
           },
         });
         await done;
-        return { seconds: (performance.now() - started) / 1000, used: process.cpuUsage(cpu), consumer: running };
+        return {
+          seconds: (performance.now() - started) / 1000,
+          used: process.cpuUsage(cpu),
+          bytes: ioBytes() - io,
+          consumer: running,
+        };
       },
     );
     await consumer.stop();
-    return { userUs: used.user / ROWS, systemUs: used.system / ROWS, rate: ROWS / seconds };
+    return { userUs: used.user / ROWS, systemUs: used.system / ROWS, rate: ROWS / seconds, bytes: bytes / ROWS };
   } finally {
     await instance.close();
     await server.dropDatabase('drain_cpu');
@@ -128,21 +152,21 @@ try {
       const sample = await drainOnce(server, way);
       samples.get(way.label)?.push(sample);
       process.stderr.write(
-        `round ${round + 1} ${way.label}: user ${sample.userUs.toFixed(1)} µs, sys ${sample.systemUs.toFixed(1)} µs, ${Math.round(sample.rate)} msgs/s\n`,
+        `round ${round + 1} ${way.label}: user ${sample.userUs.toFixed(1)} µs, sys ${sample.systemUs.toFixed(1)} µs, ${Math.round(sample.rate)} msgs/s, ${Math.round(sample.bytes)} B/msg\n`,
       );
     }
   }
 } finally {
   await server.stop();
 }
-console.log(`| way | Node user µs/msg | Node sys µs/msg | total | msgs/s |`);
-console.log(`| --- | ---: | ---: | ---: | ---: |`);
+console.log(`| way | Node user µs/msg | Node sys µs/msg | total | msgs/s | bytes/msg |`);
+console.log(`| --- | ---: | ---: | ---: | ---: | ---: |`);
 for (const way of ways) {
   const list = samples.get(way.label) ?? [];
   const user = median(list.map((s) => s.userUs));
   const system = median(list.map((s) => s.systemUs));
   const total = median(list.map((s) => s.userUs + s.systemUs));
   console.log(
-    `| ${way.label} | ${user.toFixed(1)} | ${system.toFixed(1)} | ${total.toFixed(1)} | ${Math.round(median(list.map((s) => s.rate)))} |`,
+    `| ${way.label} | ${user.toFixed(1)} | ${system.toFixed(1)} | ${total.toFixed(1)} | ${Math.round(median(list.map((s) => s.rate)))} | ${Math.round(median(list.map((s) => s.bytes)))} |`,
   );
 }

@@ -59,18 +59,28 @@ export type IdRange = readonly [string, string];
  */
 const RANGE_SLACK = 2;
 
-/** The batch's id range, or undefined when its ids are spread wider than RANGE_SLACK × their count. */
-function idRange(rows: readonly ClaimedRecord[]): IdRange | undefined {
+/**
+ * Orders two ids (`id::text` of a non-negative bigint, no leading zeros) by value without BigInt: a
+ * longer text is a larger number.
+ */
+function compareIds(a: string, b: string): number {
+  if (a.length !== b.length) return a.length - b.length;
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/** The batch's id range, or undefined when its ids are spread wider than RANGE_SLACK × their count (or negative). */
+export function idRange(rows: readonly ClaimedRecord[]): IdRange | undefined {
   const first = rows[0];
   if (first === undefined) return undefined;
-  let low = BigInt(first.id);
+  let low = first.id;
   let high = low;
   for (const row of rows) {
-    const id = BigInt(row.id);
-    if (id < low) low = id;
-    else if (id > high) high = id;
+    const { id } = row;
+    if (id.startsWith('-')) return undefined;
+    if (compareIds(id, low) < 0) low = id;
+    else if (compareIds(id, high) > 0) high = id;
   }
-  return high - low < BigInt(rows.length * RANGE_SLACK) ? [low.toString(), high.toString()] : undefined;
+  return BigInt(high) - BigInt(low) < BigInt(rows.length * RANGE_SLACK) ? [low, high] : undefined;
 }
 
 /**

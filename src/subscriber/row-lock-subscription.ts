@@ -141,7 +141,9 @@ export class RowLockSubscription {
 
   /** A backlog, handlers fast enough to pipeline, still running: the loop claims again at once. */
   #claimsAgain(claimed: number, handlersMs: number): boolean {
-    return this.#running() && claimed === this.options.fetchBatchSize && handlersMs < this.options.leaseTtlMs * PIPELINE_BUDGET_SHARE;
+    return (
+      this.#running() && claimed === this.options.fetchBatchSize && handlersMs < this.options.leaseTtlMs * PIPELINE_BUDGET_SHARE
+    );
   }
 
   async #run(loop: Loop, primary: boolean): Promise<void> {

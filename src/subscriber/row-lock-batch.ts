@@ -206,7 +206,10 @@ export class RowLockBatch {
       this.range = idRange(rows);
       this.#emitFetched(rows);
       if (rows.length > 0) await this.#runAll(rows);
-      await this.#commit(this.#deps.claimsAgain(rows.length, this.handlersMs));
+      // Chained only while nobody waits for a connection: a loop that kept its connection from batch
+      // to batch for a whole backlog would starve the pool's other users (token subscriptions' claims
+      // and acks, publishes) of the connection they got between batches before.
+      await this.#commit(this.#deps.claimsAgain(rows.length, this.handlersMs) && db.waiting === 0);
     } catch (error) {
       this.range = undefined;
       this.#failed(client, error, rows.length);

@@ -133,6 +133,50 @@ describe("lease: 'row-lock' batches chained under a backlog (COMMIT carries the 
   });
 });
 
+describe('chained batches and the pool', () => {
+  test('a loop gives its connection back between batches when the pool has waiters: a token subscription on the same pool is served during a backlog', async () => {
+    // Two connections, both held by the row-lock loops during a backlog. Kept from batch to batch,
+    // the token subscription's claim would wait for the whole backlog (or fail at queryTimeoutMs).
+    const pool = new pg.Pool({ connectionString: db.url, max: 2 });
+    pool.on('error', () => undefined);
+    db.onCleanup(() => pool.end().catch(() => undefined));
+    const { outbox } = await migratedOutbox(newOutbox, pool, 'rl_share');
+    let backlogHandled = 0;
+    outbox.subscribe(
+      'backlog',
+      async () => {
+        backlogHandled += 1;
+        await new Promise((resolve) => setTimeout(resolve, 1));
+      },
+      { ...ROW_LOCK, concurrency: 4, fetchBatchSize: 20 },
+    );
+    let tokenHandled = 0;
+    outbox.subscribe(
+      'token',
+      () => {
+        tokenHandled += 1;
+      },
+      FAST_POLL,
+    );
+    await publishCommitted(
+      outbox,
+      db.pool,
+      'backlog',
+      Array.from({ length: 5000 }, (_, i) => i),
+    );
+    outbox.start();
+    await waitFor(() => backlogHandled >= 200, { timeoutMs: 20_000, what: 'the backlog under way' });
+    await publishCommitted(outbox, db.pool, 'token', [1, 2, 3]);
+    await waitFor(async () => tokenHandled === 3 && (await remaining(db.pool, 'token', 'rl_share')) === 0, {
+      timeoutMs: 20_000,
+      what: 'the token rows handled and acked',
+    });
+    const left = await remaining(db.pool, 'backlog', 'rl_share');
+    await outbox.stop();
+    assert.ok(left > 0, 'the token subscription was served while the backlog was still draining');
+  });
+});
+
 describe('the claim skips the id range of the subscription’s other open batch ($4, $5)', () => {
   test('rows in the range are left out, locked or not; NULL leaves out nothing', async () => {
     const table = 'rl_range';

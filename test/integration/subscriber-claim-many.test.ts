@@ -107,7 +107,8 @@ for (const mode of ['token', 'row-lock'] as const) {
       await db.pool.query(`ALTER TABLE ${table} SET (autovacuum_enabled = off)`);
       await load(table, QUEUES, ROWS_PER_QUEUE);
       const claim = claimMany(table, mode, queueList(QUEUES));
-      const types = mode === 'token' ? 'text[], double precision, int, uuid, bigint[]' : 'text[], double precision, int, bigint, bigint';
+      const types =
+        mode === 'token' ? 'text[], double precision, int, uuid, bigint[]' : 'text[], double precision, int, bigint, bigint';
       for (const planMode of ['custom', 'generic'] as const) {
         await inOpenTransaction(async (client) => {
           await client.query(`SET LOCAL plan_cache_mode = force_${planMode}_plan`);

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 
-import type { ClaimedRecord } from '../../src/subscriber/message.js';
 import { DEFAULT_TABLE, resolveSchemaNames } from '../../src/schema/schema-names.js';
+import type { ClaimedRecord } from '../../src/subscriber/message.js';
 import { idRange } from '../../src/subscriber/row-lock-batch.js';
 import { buildRowLockSql } from '../../src/subscriber/row-lock-sql.js';
 

@@ -60,6 +60,21 @@ export type IdRange = readonly [string, string];
 const RANGE_SLACK = 2;
 
 /**
+ * A handed-over connection (RowLockBatch.handedOver) its loop will not use (it stopped): the empty
+ * transaction the COMMIT message began is rolled back and the connection goes back to the pool, or
+ * is destroyed when that fails.
+ */
+export async function releaseHandedOver(client: pg.PoolClient, db: StatementRunner): Promise<void> {
+  try {
+    await client.query(db.bounded({ text: 'ROLLBACK' }));
+    client.removeListener('error', ignore);
+    client.release();
+  } catch (error) {
+    client.release(error instanceof Error ? error : new Error(String(error)));
+  }
+}
+
+/**
  * Orders two ids (`id::text` of a non-negative bigint, no leading zeros) by value without BigInt: a
  * longer text is a larger number.
  */

@@ -9,7 +9,7 @@ import { Wakeup } from '../util/wakeup.js';
 import { type ClaimFailureReport, idlePollDelayMs, notStalled, pauseAfterFailure } from './claim-pacing.js';
 import { HandlerSlots } from './handler-slots.js';
 import type { Handler } from './message.js';
-import { type IdRange, RowLockBatch, type RowLockBatchDeps } from './row-lock-batch.js';
+import { type IdRange, releaseHandedOver, RowLockBatch, type RowLockBatchDeps } from './row-lock-batch.js';
 import { buildRowLockSql } from './row-lock-sql.js';
 import type { SubscriptionDeps } from './subscription.js';
 import { type ResolvedSubscribeOptions, rowLockLoops } from './subscription-options.js';
@@ -156,17 +156,7 @@ export class RowLockSubscription {
         return taken;
       });
     } finally {
-      if (begun !== undefined) await this.#endBegun(begun);
-    }
-  }
-
-  /** A handed-over connection the loop did not use (it stopped): its empty transaction ends, and it goes back. */
-  async #endBegun(client: pg.PoolClient): Promise<void> {
-    try {
-      await client.query(this.#deps.db.bounded({ text: 'ROLLBACK' }));
-      client.release();
-    } catch (error) {
-      client.release(error instanceof Error ? error : new Error(String(error)));
+      if (begun !== undefined) await releaseHandedOver(begun, this.#deps.db);
     }
   }
 

@@ -134,6 +134,40 @@ describe("lease: 'row-lock' batches chained under a backlog (COMMIT carries the 
 });
 
 describe('chained batches and the pool', () => {
+  test('stop() during a backlog: no connection goes back to the pool inside a transaction, no row lost or run twice', async () => {
+    const { pool } = recordingPool('rl_chain_stop');
+    const { outbox } = await migratedOutbox(newOutbox, pool, 'rl_chain_stop');
+    const runs = new Map<string, number>();
+    outbox.subscribe(
+      'stop',
+      (message) => {
+        runs.set(message.id, (runs.get(message.id) ?? 0) + 1);
+      },
+      { ...ROW_LOCK, concurrency: 4, fetchBatchSize: 20 },
+    );
+    const ids = await publishCommitted(
+      outbox,
+      db.pool,
+      'stop',
+      Array.from({ length: 3000 }, (_, i) => i),
+    );
+    outbox.start();
+    await waitFor(() => runs.size >= 300, { what: 'the backlog under way' });
+    // Stopped while a COMMIT message carrying the next BEGIN may be in flight: the loop ends that empty transaction.
+    await outbox.stop();
+    const { rows: open } = await db.pool.query<{ n: string }>(
+      `SELECT count(*) AS n FROM pg_stat_activity WHERE application_name = 'rl_chain_stop' AND state LIKE 'idle in transaction%'`,
+    );
+    assert.equal(Number(open[0]?.n), 0, 'no connection left in a transaction');
+    const left = await remaining(db.pool, 'stop', 'rl_chain_stop');
+    assert.ok(left > 0, 'stopped mid-backlog');
+    assert.equal(runs.size + left, ids.length, 'every row handled (and deleted) or still in the table');
+    assert.ok(
+      [...runs.values()].every((n) => n === 1),
+      'no row ran twice',
+    );
+  });
+
   test('a loop gives its connection back between batches when the pool has waiters: a token subscription on the same pool is served during a backlog', async () => {
     // Two connections, both held by the row-lock loops during a backlog. Kept from batch to batch,
     // the token subscription's claim would wait for the whole backlog (or fail at queryTimeoutMs).

@@ -16,12 +16,11 @@ import type { Lease } from './lease.js';
 import type { ClaimedRecord, Handler } from './message.js';
 import { OutcomeWriter } from './outcome-writer.js';
 import type { RenderError } from './render-error.js';
-import { ROW_LOCK_TOKEN, type RowLockSql } from './row-lock-sql.js';
+import { ROW_LOCK_BEGIN, ROW_LOCK_TOKEN, type RowLockSql } from './row-lock-sql.js';
 import type { SubscriberSql } from './sql.js';
 
 const ignore = (): void => undefined;
-const BEGIN = { text: 'BEGIN' };
-const COMMIT = { text: 'COMMIT' };
+const BEGIN = { text: ROW_LOCK_BEGIN };
 
 type Outcome = Parameters<ThroughputTally['count']>[1];
 
@@ -44,6 +43,59 @@ export interface RowLockBatchDeps {
   readonly stopping: () => boolean;
   /** The subscription's `concurrency` slots, shared with its other loops' batches. */
   readonly slots: HandlerSlots;
+  /** The id range (lowest, highest) of the subscription's other batch still open, if any: the claim skips it. */
+  readonly otherBatch: (self: RowLockBatch) => IdRange | undefined;
+  /** Whether the loop claims again at once after a batch of `claimed` rows whose handlers took `handlersMs`. */
+  readonly claimsAgain: (claimed: number, handlersMs: number) => boolean;
+}
+
+/** The lowest and highest id of a batch's rows (bigint texts). */
+export type IdRange = readonly [string, string];
+
+/**
+ * A batch's ids are given as a range to the other loops' claims only when they are about contiguous
+ * (a backlog drained in order): a range much wider than the batch would hold back rows it does not
+ * hold (a retried row's old id next to new ones).
+ */
+const RANGE_SLACK = 2;
+
+/**
+ * A handed-over connection (RowLockBatch.handedOver) its loop will not use (it stopped): the empty
+ * transaction the COMMIT message began is rolled back and the connection goes back to the pool, or
+ * is destroyed when that fails.
+ */
+export async function releaseHandedOver(client: pg.PoolClient, db: StatementRunner): Promise<void> {
+  try {
+    await client.query(db.bounded({ text: 'ROLLBACK' }));
+    client.removeListener('error', ignore);
+    client.release();
+  } catch (error) {
+    client.release(error instanceof Error ? error : new Error(String(error)));
+  }
+}
+
+/**
+ * Orders two ids (`id::text` of a non-negative bigint, no leading zeros) by value without BigInt: a
+ * longer text is a larger number.
+ */
+function compareIds(a: string, b: string): number {
+  if (a.length !== b.length) return a.length - b.length;
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/** The batch's id range, or undefined when its ids are spread wider than RANGE_SLACK × their count (or negative). */
+export function idRange(rows: readonly ClaimedRecord[]): IdRange | undefined {
+  const first = rows[0];
+  if (first === undefined) return undefined;
+  let low = first.id;
+  let high = low;
+  for (const row of rows) {
+    const { id } = row;
+    if (id.startsWith('-')) return undefined;
+    if (compareIds(id, low) < 0) low = id;
+    else if (compareIds(id, high) > 0) high = id;
+  }
+  return BigInt(high) - BigInt(low) < BigInt(rows.length * RANGE_SLACK) ? [low, high] : undefined;
 }
 
 /**
@@ -94,6 +146,13 @@ export class RowLockBatch {
   /** How long its handlers took, from the first start to the last decision (ms). */
   handlersMs = 0;
   #failDeadline: ((error: Error) => void) | undefined;
+  /** This batch's rows as an id range, while it is open (idRange): the other loop's claims skip it. */
+  range: IdRange | undefined;
+  /**
+   * Under a backlog the COMMIT carries the next batch's BEGIN: the connection, in that new
+   * transaction, for this loop's next batch (run()'s `begun`). Undefined when the batch released it.
+   */
+  handedOver: pg.PoolClient | undefined;
 
   constructor(deps: RowLockBatchDeps) {
     this.#deps = deps;
@@ -133,37 +192,49 @@ export class RowLockBatch {
   /**
    * Runs the batch; resolves with the number of rows claimed once its transaction committed.
    * Throws (after rolling back and reporting its deliveries' writes as failed) when a statement
-   * failed. `claimed` is told when the claim statement returned.
+   * failed. `claimed` is told when the claim statement returned. `begun`: the previous batch's
+   * connection, already in this batch's transaction (handedOver); otherwise one is checked out.
    */
-  async run(limit: number, claimed: () => void): Promise<number> {
+  async run(limit: number, claimed: () => void, begun?: pg.PoolClient): Promise<number> {
     const { db, sql } = this.#deps;
     const { queues, leaseTtlMs } = this.#deps.deliverDeps.options;
-    const client = await db.checkout();
-    client.on('error', ignore);
+    const client = begun ?? (await db.checkout());
+    if (begun === undefined) client.on('error', ignore);
     this.#client = client;
     let rows: ClaimedRecord[] = [];
     try {
       const single = queues.length === 1;
-      // BEGIN and the claim leave together: one await, and the claim waits for BEGIN on the wire.
-      const [, result] = await Promise.all([
-        client.query(db.bounded(BEGIN)),
-        db.runOn<ClaimedRowTexts>(client, single ? sql.claimOne : sql.claimMany, [
-          single ? queues[0] : queues,
-          leaseTtlMs,
-          limit,
-        ]),
+      const other = this.#deps.otherBatch(this);
+      // BEGIN (with its settings: ROW_LOCK_BEGIN) first: node-postgres sends in call order.
+      const began = begun === undefined ? client.query(db.bounded(BEGIN)) : undefined;
+      const claim = db.runOn<ClaimedRowTexts>(client, single ? sql.claimOne : sql.claimMany, [
+        single ? queues[0] : queues,
+        leaseTtlMs,
+        limit,
+        other?.[0] ?? null,
+        other?.[1] ?? null,
       ]);
+      // Queued together: one await.
+      const [, result] = await Promise.all([began, claim]);
       claimed();
       rows = result.rows.map(decodeClaimedRow);
+      this.range = idRange(rows);
       this.#emitFetched(rows);
       if (rows.length > 0) await this.#runAll(rows);
-      await this.#commit();
+      // Chained only while nobody waits for a connection: a loop that kept its connection from batch
+      // to batch for a whole backlog would starve the pool's other users (token subscriptions' claims
+      // and acks, publishes) of the connection they got between batches before.
+      await this.#commit(this.#deps.claimsAgain(rows.length, this.handlersMs) && db.waiting === 0);
     } catch (error) {
+      this.range = undefined;
       this.#failed(client, error, rows.length);
       throw error;
     }
-    client.removeListener('error', ignore);
-    client.release();
+    this.range = undefined;
+    if (this.handedOver === undefined) {
+      client.removeListener('error', ignore);
+      client.release();
+    }
     this.#reportCommitted();
     return rows.length;
   }
@@ -297,8 +368,16 @@ export class RowLockBatch {
     return committed ? result : 'failed';
   }
 
-  /** The writes decided so far, then the acks' DELETE and COMMIT; throws when anything of it failed. */
-  async #commit(): Promise<void> {
+  /**
+   * The writes decided so far, then the acks' DELETE and COMMIT in one simple-query message (one
+   * round trip); with `chain` (the loop claims again at once: a backlog) the next batch's BEGIN and
+   * settings follow the COMMIT in the same message, and the connection is handed over in that new
+   * transaction. So a batch under a backlog costs three round trips: the claim, the handlers'
+   * outcome writes if any, and this one. Throws when anything of it failed: a statement's error
+   * stops the message there (the server runs none after it), so a failed DELETE or COMMIT never
+   * begins the next transaction.
+   */
+  async #commit(chain: boolean): Promise<void> {
     this.#closed = true;
     const client = this.#connection();
     const { db, sql } = this.#deps;
@@ -306,17 +385,16 @@ export class RowLockBatch {
     if (writes.includes('failed')) {
       throw new Error('an outcome write of the row-lock batch failed, which aborted its transaction');
     }
-    const [commit] =
-      this.#acks.length === 0
-        ? [await client.query(db.bounded(COMMIT))]
-        : (
-            await Promise.all([
-              db.runOn(client, sql.ackBatch, [`{${this.#acks.map((ack) => ack.lease.record.id).join(',')}}`]),
-              client.query(db.bounded(COMMIT)),
-            ])
-          ).slice(1);
-    // COMMIT of a transaction that failed answers ROLLBACK, without an error.
+    const acks = this.#acks.length > 0;
+    const text = `${acks ? `${sql.ackBatch(this.#acks.map((ack) => ack.lease.record.id))}; ` : ''}COMMIT${chain ? `; ${ROW_LOCK_BEGIN}` : ''}`;
+    // node-postgres answers a message of several statements with one result per statement.
+    const answered: unknown = await client.query(db.bounded({ text }));
+    const results = (Array.isArray(answered) ? answered : [answered]) as pg.QueryResult[];
+    const commit = results[acks ? 1 : 0];
+    // COMMIT of a transaction that failed answers ROLLBACK, without an error; the BEGIN after it
+    // then opened a transaction of nothing, which the connection's release (destroyed) ends.
     if (commit?.command !== 'COMMIT') throw new Error(`the row-lock batch's COMMIT answered ${commit?.command ?? 'nothing'}`);
+    if (chain) this.handedOver = client;
   }
 
   /** After COMMIT: the acks' events, every buffered event and count, the key wake-up, the writes' results. */

@@ -13,12 +13,19 @@ import { CLAIMED_FIELDS, claimedColumns, dlqMoveText, expiredWalk, keyTurn, read
  * `$2`, the lease token slot, is bound to ROW_LOCK_TOKEN and only type-checked.
  */
 export interface RowLockSql {
-  /** $1 queue, $2 leaseTtlMs (the expired-lease branch: rows a `token` subscription left behind), $3 limit. */
+  /**
+   * $1 queue, $2 leaseTtlMs (the expired-lease branch: rows a `token` subscription left behind), $3 limit,
+   * $4 and $5 the lowest and highest id of the subscription's other batch still open (bigint, both
+   * NULL for none): see OTHER_BATCH.
+   */
   readonly claimOne: Statement;
   /** As claimOne with $1 = queues (text[]). */
   readonly claimMany: Statement;
-  /** $1 ids (bigint[]). The acked rows of the batch, one statement per batch. */
-  readonly ackBatch: Statement;
+  /**
+   * The acked rows of the batch, one statement per batch, as the text of a simple query: it leaves in
+   * one message with the COMMIT (and the next batch's BEGIN), one round trip (row-lock-batch.ts).
+   */
+  readonly ackBatch: (ids: readonly string[]) => string;
   /** sql.ts retry's parameters; also counts this delivery (the claim did not) and clears an expired lease. */
   readonly retry: Statement;
   /** $1 id, $2 token slot. */
@@ -29,6 +36,40 @@ export interface RowLockSql {
 
 /** The lease token of a row-lock delivery: no token is written; it fills the `$2` slot of the outcome statements. */
 export const ROW_LOCK_TOKEN = 'row-lock';
+
+/**
+ * Sent with every batch's BEGIN, in the same simple-query message (one round trip, and chained
+ * after the previous batch's COMMIT under a backlog: row-lock-batch.ts). Why each setting:
+ * - `plan_cache_mode = force_generic_plan`: the pools txoutbox owns plan every execution
+ *   (force_custom_plan, architecture/subscriber.md "Prepared statements and plans"), which cost
+ *   the row-lock claim 0.17–0.30 ms of planning per batch (two branches, the paused test,
+ *   keyTurn), as much as its execution. Generic, the claim is planned once per connection and the
+ *   plan reused by every batch after it.
+ * - `enable_seqscan = off`, `enable_bitmapscan = off`: why the owned pools refuse generic plans in
+ *   the first place is that a generic plan made while the table is tiny is a sequential scan, kept
+ *   when a backlog arrives. With these off, the generic plan is made of index scans whatever the
+ *   table's size when it is planned (test/integration/row-lock-plan-cache.test.ts), which is the
+ *   plan every row-lock statement wants on a queue table (a claim walks an index for its LIMIT, an
+ *   outcome write finds rows by id).
+ * SET LOCAL: the settings end with the transaction, so the pool's connection goes back as it came
+ * (other statements, token-mode claims, keep their plans as configured). A plan cached under them
+ * stays generic: Postgres does not replan a cached statement when a planner setting changes, and a
+ * replan (after an ANALYZE or DDL invalidated it) happens at the next execution, which is again in a
+ * row-lock transaction. Only row-lock batches run the rl_* statements.
+ */
+export const ROW_LOCK_SETTINGS =
+  'SET LOCAL plan_cache_mode = force_generic_plan; SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off';
+export const ROW_LOCK_BEGIN = `BEGIN; ${ROW_LOCK_SETTINGS}`;
+
+/**
+ * The claim leaves out the id range of the subscription's other batch still open ($4..$5, or
+ * nothing when $4 is NULL). Those rows are locked by this process: SKIP LOCKED would skip them,
+ * but only after fetching each and trying its lock, once per row of that batch, on every claim
+ * made while it runs (with chained batches, every claim). The test runs first, as a filter, so
+ * no lock is tried. A row in the range that the other batch does not hold (a key waiting, a row
+ * locked elsewhere) waits for a later claim, at most one batch.
+ */
+const OTHER_BATCH = `($4::bigint IS NULL OR o.id < $4::bigint OR o.id > $5::bigint)`;
 
 /** `$2` is bound and typed but does not filter: the row lock is the fence (see RowLockSql). */
 const TOKEN_SLOT = `$2::text IS NOT NULL`;
@@ -55,14 +96,14 @@ function claimOneText(table: string, paused: string): string {
   return `WITH ready AS (
   SELECT o.id, ${prefixed('o')} FROM ${table} AS o
   WHERE o.acquired_token IS NULL AND o.queue = $1::text AND o.next_attempt_at <= now() AND ${notPaused}
-    AND ${keyTurn(table, 'o')}
+    AND ${OTHER_BATCH} AND ${keyTurn(table, 'o')}
   ORDER BY o.next_attempt_at, o.id
   LIMIT $3
   FOR UPDATE SKIP LOCKED
 ), expired AS (
   SELECT o.id, ${prefixed('o')} FROM ${table} AS o
   WHERE o.acquired_token IS NOT NULL AND o.queue = $1::text
-    AND o.acquired_at < now() - $2::double precision * interval '1 millisecond' AND ${notPaused}
+    AND o.acquired_at < now() - $2::double precision * interval '1 millisecond' AND ${notPaused} AND ${OTHER_BATCH}
   ORDER BY o.acquired_at
   LIMIT $3
   FOR UPDATE SKIP LOCKED
@@ -79,11 +120,28 @@ LIMIT $3`;
  */
 function claimManyText(table: string, paused: string): string {
   const fields = prefixed('o');
-  return `WITH ${claimManyCtes(readyWalk(table, paused, fields))}, ${claimManyLazyCte(expiredWalk(table, paused, fields, false))}
+  const ready = readyWalk(table, paused, fields);
+  const expired = expiredWalk(table, paused, fields, false);
+  // The walks' `filter` runs in their locking walks only (claim-many-sql.ts), where OTHER_BATCH belongs.
+  return `WITH ${claimManyCtes({ ...ready, filter: `${OTHER_BATCH} AND ${ready.filter}` })}, ${claimManyLazyCte({ ...expired, filter: OTHER_BATCH })}
 SELECT id::text AS id, ${RETURNED} FROM ready
 UNION ALL
 SELECT id::text AS id, ${RETURNED} FROM expired
 LIMIT $3`;
+}
+
+/** A comma-separated list of integers: what idList may splice into SQL text. */
+const ID_LIST = /^-?\d+(?:,-?\d+)*$/;
+
+/**
+ * The ids as an array literal's elements. They are the claim's own `id::text` of a bigint, so digits;
+ * checked anyway (one match over the joined list, not one per id: this runs per batch on the hot
+ * path), because they are spliced into SQL text.
+ */
+function idList(ids: readonly string[]): string {
+  const list = ids.join(',');
+  if (!ID_LIST.test(list)) throw new Error(`row-lock ack: not a list of row ids: ${JSON.stringify(list.slice(0, 200))}`);
+  return list;
 }
 
 /** CLAIMED_FIELDS qualified by `alias`, for the branch bodies. */
@@ -99,7 +157,7 @@ export function buildRowLockSql(names: SchemaNames): RowLockSql {
   return {
     claimOne: textRows(statement('rl_claim', claimOneText(t, paused))),
     claimMany: textRows(statement('rl_claim_many', claimManyText(t, paused))),
-    ackBatch: statement('rl_ack', `DELETE FROM ${t} WHERE id = ANY($1::bigint[])`),
+    ackBatch: (ids) => `DELETE FROM ${t} WHERE id = ANY('{${idList(ids)}}'::bigint[])`,
     retry: statement('rl_retry', retryText(t, TOKEN_SLOT, true)),
     terminalDelete: statement('rl_terminal', `DELETE FROM ${t} WHERE id = $1::bigint AND ${TOKEN_SLOT}`),
     dlqMove: names.dlq === undefined ? undefined : statement('rl_dlq', dlqMoveText(t, names.dlq.sql, TOKEN_SLOT, true)),

@@ -1,5 +1,7 @@
 import { performance } from 'node:perf_hooks';
 
+import type pg from 'pg';
+
 import { errorMessage } from '../errors.js';
 import type { SchemaNames } from '../schema/schema-names.js';
 import { beforeDeadline } from '../util/deadline.js';
@@ -7,7 +9,7 @@ import { Wakeup } from '../util/wakeup.js';
 import { type ClaimFailureReport, idlePollDelayMs, notStalled, pauseAfterFailure } from './claim-pacing.js';
 import { HandlerSlots } from './handler-slots.js';
 import type { Handler } from './message.js';
-import { RowLockBatch, type RowLockBatchDeps } from './row-lock-batch.js';
+import { type IdRange, releaseHandedOver, RowLockBatch, type RowLockBatchDeps } from './row-lock-batch.js';
 import { buildRowLockSql } from './row-lock-sql.js';
 import type { SubscriptionDeps } from './subscription.js';
 import { type ResolvedSubscribeOptions, rowLockLoops } from './subscription-options.js';
@@ -86,6 +88,13 @@ export class RowLockSubscription {
       },
       stopping: () => this.#state !== 'running',
       slots: new HandlerSlots(options.concurrency),
+      otherBatch: (self) => {
+        // The most recent other batch with a range (a Set iterates in insertion order).
+        let range: IdRange | undefined;
+        for (const batch of this.#batches) if (batch !== self && batch.range !== undefined) range = batch.range;
+        return range;
+      },
+      claimsAgain: (claimed, handlersMs) => this.#claimsAgain(claimed, handlersMs),
     };
   }
 
@@ -130,7 +139,33 @@ export class RowLockSubscription {
     return this.#state === 'running';
   }
 
+  /** A backlog, handlers fast enough to pipeline, still running: the loop claims again at once. */
+  #claimsAgain(claimed: number, handlersMs: number): boolean {
+    return (
+      this.#running() && claimed === this.options.fetchBatchSize && handlersMs < this.options.leaseTtlMs * PIPELINE_BUDGET_SHARE
+    );
+  }
+
   async #run(loop: Loop, primary: boolean): Promise<void> {
+    // The connection a batch handed over, in the next batch's transaction (its COMMIT carried the BEGIN).
+    let begun: pg.PoolClient | undefined;
+    try {
+      await this.#claimLoop(loop, primary, (next) => {
+        const taken = begun;
+        begun = next;
+        return taken;
+      });
+    } finally {
+      if (begun !== undefined) await releaseHandedOver(begun, this.#deps.db);
+    }
+  }
+
+  /** `swap(next)`: keeps `next` (a batch's handed-over connection) for the next batch and returns the one kept before. */
+  async #claimLoop(
+    loop: Loop,
+    primary: boolean,
+    swap: (next: pg.PoolClient | undefined) => pg.PoolClient | undefined,
+  ): Promise<void> {
     const { fetchBatchSize } = this.options;
     loop.parked = !primary;
     let idleFetches = 0;
@@ -146,9 +181,14 @@ export class RowLockSubscription {
       loop.claimingSince = performance.now();
       let claimed: number;
       try {
-        claimed = await batch.run(fetchBatchSize, () => {
-          loop.claimingSince = undefined;
-        });
+        claimed = await batch.run(
+          fetchBatchSize,
+          () => {
+            loop.claimingSince = undefined;
+          },
+          swap(undefined),
+        );
+        swap(batch.handedOver);
         errors = 0;
         this.#failingSince = undefined;
       } catch (error) {
@@ -161,6 +201,7 @@ export class RowLockSubscription {
         loop.claimingSince = undefined;
       }
       const fast = batch.handlersMs < this.options.leaseTtlMs * PIPELINE_BUDGET_SHARE;
+      // The same test as #claimsAgain, which decided whether the batch handed its connection over.
       if (claimed === fetchBatchSize && fast) {
         // A backlog: bring one parked loop in (each full claim brings the next).
         this.#loops.find((other) => other.parked)?.wakeup.notify();

@@ -125,6 +125,11 @@ export class StatementRunner {
     return { ...config, query_timeout: this.#queryTimeoutMs + SERVER_FIRST_MS };
   }
 
+  /** Checkouts waiting for a connection of the pool (a row-lock loop gives its connection back then instead of keeping it). */
+  get waiting(): number {
+    return this.#pool.waitingCount;
+  }
+
   /**
    * A client from the pool within queryTimeoutMs, or an error; one that arrives later goes back
    * unused. Release it with an error after a failed statement (the connection is then discarded).

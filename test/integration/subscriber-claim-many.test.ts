@@ -33,7 +33,7 @@ function claimMany(table: string, mode: Mode, queues: readonly string[]) {
   const names = resolveSchemaNames(table, false);
   return mode === 'token'
     ? { text: buildSubscriberSql(names).claimMany.text, values: [queues, LEASE_TTL_MS, LIMIT, randomUUID(), []] }
-    : { text: buildRowLockSql(names).claimMany.text, values: [queues, LEASE_TTL_MS, LIMIT] };
+    : { text: buildRowLockSql(names).claimMany.text, values: [queues, LEASE_TTL_MS, LIMIT, null, null] };
 }
 
 /** `perQueue` ready rows in each of `queues`, round-robin by age (row g is due g ms after an hour ago). */
@@ -107,13 +107,15 @@ for (const mode of ['token', 'row-lock'] as const) {
       await db.pool.query(`ALTER TABLE ${table} SET (autovacuum_enabled = off)`);
       await load(table, QUEUES, ROWS_PER_QUEUE);
       const claim = claimMany(table, mode, queueList(QUEUES));
-      const types = mode === 'token' ? 'text[], double precision, int, uuid, bigint[]' : 'text[], double precision, int';
+      const types =
+        mode === 'token' ? 'text[], double precision, int, uuid, bigint[]' : 'text[], double precision, int, bigint, bigint';
       for (const planMode of ['custom', 'generic'] as const) {
         await inOpenTransaction(async (client) => {
           await client.query(`SET LOCAL plan_cache_mode = force_${planMode}_plan`);
           await client.query(`PREPARE cm_claim(${types}) AS ${claim.text}`);
           const args = [`'{${queueList(QUEUES).join(',')}}'`, LEASE_TTL_MS, LIMIT];
           if (mode === 'token') args.push(`'${randomUUID()}'`, `'{}'`);
+          else args.push('NULL', 'NULL');
           let plan: string;
           try {
             const { rows } = await client.query<{ 'QUERY PLAN': string }>(

@@ -37,7 +37,7 @@ const names = resolveSchemaNames(DEFAULT_TABLE, undefined);
 const rl = buildRowLockSql(names);
 const lease = buildSubscriberSql(names);
 const cases: [string, string, unknown[]][] = [
-  ['row-lock claim', rl.claimOne.text, ['bench', 60000, 100]],
+  ['row-lock claim', rl.claimOne.text, ['bench', 60000, 100, null, null]],
   ['lease claim', lease.claimOne.text, ['bench', 60000, 100, '00000000-0000-0000-0000-000000000001', '{}']],
   [
     'row-lock ready only, no CTE',

@@ -8,7 +8,7 @@ import type { ThroughputTally } from '../queues/throughput-tally.js';
 import type { Logger } from '../util/logger.js';
 import type { StatementRunner } from '../util/statement-runner.js';
 import type { AckEntry } from './acker.js';
-import { type ClaimedRowTexts, decodeClaimedRow } from './claimed-row.js';
+import { decodeClaimedRow } from './claimed-row.js';
 import { deliver, type DeliverDeps } from './deliver.js';
 import { DeliverySignal } from './delivery-signal.js';
 import type { HandlerSlots } from './handler-slots.js';
@@ -207,17 +207,17 @@ export class RowLockBatch {
       const other = this.#deps.otherBatch(this);
       // BEGIN (with its settings: ROW_LOCK_BEGIN) first: node-postgres sends in call order.
       const began = begun === undefined ? client.query(db.bounded(BEGIN)) : undefined;
-      const claim = db.runOn<ClaimedRowTexts>(client, single ? sql.claimOne : sql.claimMany, [
-        single ? queues[0] : queues,
-        leaseTtlMs,
-        limit,
-        other?.[0] ?? null,
-        other?.[1] ?? null,
-      ]);
+      // Decoded off the wire as the token claim is (StatementRunner.decodedOn).
+      const claim = db.decodedOn(
+        client,
+        single ? sql.claimOne : sql.claimMany,
+        [single ? queues[0] : queues, leaseTtlMs, limit, other?.[0] ?? null, other?.[1] ?? null],
+        decodeClaimedRow,
+      );
       // Queued together: one await.
-      const [, result] = await Promise.all([began, claim]);
+      const [, claimedRows] = await Promise.all([began, claim]);
       claimed();
-      rows = result.rows.map(decodeClaimedRow);
+      rows = claimedRows;
       this.range = idRange(rows);
       this.#emitFetched(rows);
       if (rows.length > 0) await this.#runAll(rows);

@@ -55,7 +55,8 @@ interface Captured {
   values: unknown[];
 }
 const captured: Captured[] = [];
-const ROWS = Array.from({ length: BATCH }, (_, i) => ({ id: String(i + 1), due: false }));
+/** publishBatch's one result row: the ids joined by commas, whether any is due (src/producer/sql.ts). */
+const ROWS = [{ ids: Array.from({ length: BATCH }, (_, i) => String(i + 1)).join(','), due: false }];
 /**
  * A client in a transaction whose COMMIT could be watched (status 'T', protocol events), as pg's
  * is: publishBatch then sends the after-commit statement, as in W2. Its rows are not due, so no
@@ -68,7 +69,7 @@ const answering = (capture: boolean) => ({
     // pg serializes every parameter before it writes; raw SQL's side pays the same below.
     for (const value of config.values ?? []) prepareValue(value);
     if (capture) captured.push({ text: config.text, values: config.values ?? [] });
-    return Promise.resolve({ rows: ROWS, rowCount: BATCH });
+    return Promise.resolve({ rows: ROWS, rowCount: ROWS.length });
   },
 });
 

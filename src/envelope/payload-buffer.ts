@@ -40,7 +40,7 @@ export class PayloadBuffer {
   constructor(capacity: number, limit = MAX_PAYLOAD_BYTES) {
     this.#limit = limit;
     // allocUnsafe: only the bytes written are ever read (finish() returns that part).
-    this.#buffer = Buffer.allocUnsafe(Math.max(64, Math.min(capacity, limit)));
+    this.#buffer = Buffer.allocUnsafe(Math.min(limit, Math.max(64, capacity)));
   }
 
   get length(): number {

@@ -140,7 +140,7 @@ export function buildProducerSql(names: SchemaNames): ProducerSql {
   WHERE ${keyLock(key)}
   ORDER BY m.ord
   RETURNING id, next_attempt_at)
-SELECT string_agg(id::text, ',' ORDER BY id) AS ids, ${returned} FROM inserted`;
+SELECT string_agg(inserted.id::text, ',' ORDER BY inserted.id) AS ids, ${returned} FROM inserted`;
   const anyDue = 'bool_or(next_attempt_at <= now())';
   return {
     publish: statement('publish', single(wake(6), 7)),

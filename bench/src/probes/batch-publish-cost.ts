@@ -10,7 +10,9 @@
  *   ORDER BY and no outer sort, no RETURNING, no key-lock / keyed-time expressions;
  * - the shipped statement on scratch copies of the outbox table with one index dropped each
  *   (PK, ready_idx, key_idx, timer_uq, lease_idx), and with every secondary index dropped;
- * - raw SQL's INSERT (`unnest($1::jsonb[])` into a table with a primary key only).
+ * - raw SQL's INSERT (`unnest($1::jsonb[])` into a table with a primary key only);
+ * - the shipped statement with a result row per message (as before round four) and with no
+ *   RETURNING at all.
  * Per message: pg_stat_statements' execution time (the statement's executor only: raw SQL's
  * jsonb[] parameter is parsed at Bind, outside it) and the backend's CPU time from
  * /proc/<pid>/schedstat (parse, bind, execute, protocol: everything the server spends).
@@ -202,6 +204,19 @@ SELECT id::text AS id, next_attempt_at <= now() AS due FROM inserted ORDER BY in
   const lens = payloads.map((p) => String(Buffer.byteLength(p)));
   const headerArray = `[${headerTexts.join(',')}]`;
   const oldValues = (batch: unknown, ...extra: unknown[]) => [queue, batch, activateAt, activateInMs, key, ...extra];
+  /** The shipped batch statement with its one aggregated row replaced by a row per message. */
+  const perRowResult = (text: string): string => {
+    const at = text.lastIndexOf('SELECT string_agg(');
+    if (at < 0) throw new Error('the shipped statement has no string_agg result');
+    return `${text.slice(0, at)}SELECT id::text AS id, next_attempt_at <= now() AS due FROM inserted ORDER BY inserted.id`;
+  };
+  /** The shipped batch statement's INSERT alone. */
+  const withoutReturning = (text: string): string => {
+    const start = text.indexOf('INSERT INTO');
+    const end = text.lastIndexOf('RETURNING id, next_attempt_at)');
+    if (start < 0 || end < 0) throw new Error('unexpected shape of the shipped statement');
+    return text.slice(start, end);
+  };
   const onCopy = (table: string) => shipped.text.replaceAll('"txoutbox"."outbox"', table);
   if (!shipped.text.includes('"txoutbox"."outbox"')) throw new Error('the shipped statement does not name "txoutbox"."outbox"');
 
@@ -219,6 +234,19 @@ SELECT id::text AS id, next_attempt_at <= now() AS due FROM inserted ORDER BY in
       table: 'raw_q',
     },
     { label: 'shipped (as publishBatch sends it)', text: shipped.text, values: shipped.values, table: 'txoutbox.outbox' },
+    {
+      // Round four's change, undone: a result row per message (ids and due), as before it.
+      label: '  a result row per message (before r4)',
+      text: perRowResult(shipped.text),
+      values: shipped.values,
+      table: 'txoutbox.outbox',
+    },
+    {
+      label: '  no RETURNING at all (no ids, no due)',
+      text: withoutReturning(shipped.text),
+      values: shipped.values,
+      table: 'txoutbox.outbox',
+    },
     { label: 'before issue 18', text: old({}), values: oldValues(oldBatch), table: 'txoutbox.outbox' },
     {
       label: '  payload as JSON text, not base64',

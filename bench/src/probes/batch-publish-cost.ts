@@ -24,7 +24,7 @@
  * `synchronous_commit = off`: the numbers are CPU, not the WAL flush. BENCHMARKS.md ("Issue 18:
  * batch publish") quotes the output.
  *
- *   npm run bench:batch-publish -- [rounds, default 5] [statements per variant and round, default 100] [clients, default 1]
+ *   npm run bench:batch-publish -- [rounds, default 5] [statements per variant and round, default 100] [clients, default 1] [label regex]
  *
  * Round 1 includes warm-up (JIT, plans): medians are over rounds 2 and later.
  */
@@ -41,6 +41,8 @@ import { body } from '../systems/system.js';
 const rounds = Number(process.argv[2] ?? 5);
 const perVariant = Number(process.argv[3] ?? 100);
 const clients = Number(process.argv[4] ?? 1);
+/** Only the variants whose label matches (raw SQL's INSERT is always run). */
+const only = process.argv[5] === undefined ? undefined : new RegExp(process.argv[5]);
 const BATCH = 100;
 const NODE_BATCHES = 3000;
 
@@ -336,6 +338,10 @@ SELECT id::text AS id, next_attempt_at <= now() AS due FROM inserted ORDER BY in
     ...copies.map(({ table, label }) => ({ label, text: onCopy(table), values: shipped.values, table })),
   ];
 
+  if (only !== undefined) {
+    const kept = variants.filter((variant) => variant.table === 'raw_q' || only.test(variant.label));
+    variants.splice(0, variants.length, ...kept);
+  }
   for (let c = 0; c < clients; c += 1) {
     const client = new pg.Client({ connectionString: server.connectionString });
     await client.connect();

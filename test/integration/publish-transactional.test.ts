@@ -85,9 +85,7 @@ for (const notify of ['after-commit', 'in-transaction'] as const) {
           get(target, property, receiver) {
             if (property !== 'query') return Reflect.get(target, property, receiver) as unknown;
             return async (...args: unknown[]) => {
-              const result = (await (target.query as (...a: unknown[]) => Promise<{ rows: unknown[] }>).apply(target, args)) as {
-                rows: unknown[];
-              };
+              const result = await (target.query as (...a: unknown[]) => Promise<{ rows: unknown[] }>).apply(target, args);
               answers.push(result.rows);
               return result;
             };
@@ -111,7 +109,7 @@ for (const notify of ['after-commit', 'in-transaction'] as const) {
         );
         assert.notEqual((answers[1]?.[0] as Record<string, unknown>)[wake], true, 'a future-dated batch wakes nobody');
         assert.equal(later.length, 2);
-        const { rows } = await db.pool.query<{ id: string; i: number }>(
+        const { rows } = await db.pool.query<{ id: string; i: string }>(
           `SELECT id::text AS id, convert_from(payload, 'UTF8')::json->>'i' AS i FROM ${table} WHERE queue = 'one-row.q' ORDER BY ${table}.id`,
         );
         assert.deepEqual(

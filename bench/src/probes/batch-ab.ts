@@ -25,8 +25,8 @@ import { pathToFileURL } from 'node:url';
 
 import pg from 'pg';
 
-import type * as Root from '../../../src/index.js';
 import { startEmbeddedPostgres } from '../../../src/embedded/index.js';
+import type * as Root from '../../../src/index.js';
 import { txoutbox } from '../library.js';
 import * as RAW from '../systems/raw.js';
 import { body, quietLogger } from '../systems/system.js';

@@ -14,7 +14,7 @@
  *   once, 2,000 batches; raw SQL: building its values), pg's prepareValue included in all.
  *
  *   npm run build && (cd <baseline> && npx tsc -p tsconfig.build.json)
- *   node --import tsx bench/src/probes/batch-ab.ts <baseline dist dir> [rounds, 7] [messages per phase, 20000] [producers, 8]
+ *   node --import tsx bench/src/probes/batch-ab.ts <baseline dist dir> [rounds, 7] [messages per phase, 20000] [producers, 8] [after-commit | in-transaction]
  *
  * fsync and synchronous_commit as the bench's (on): the numbers include the WAL flush, as W2's do.
  */
@@ -37,6 +37,7 @@ if (baselineDir === undefined)
 const rounds = Number(process.argv[3] ?? 7);
 const perPhase = Number(process.argv[4] ?? 20_000);
 const producers = Number(process.argv[5] ?? 8);
+const notify = process.argv[6] === 'in-transaction' ? 'in-transaction' : 'after-commit';
 const BATCH = 100;
 const NODE_BATCHES = 2000;
 
@@ -67,8 +68,18 @@ admin.on('error', () => undefined);
 const clients: pg.Client[] = [];
 const outboxes: { stop(): Promise<void> }[] = [];
 try {
-  const mainOutbox = new baseline.Outbox({ connectionString: server.connectionString, dlqTable: false, logger: quietLogger });
-  const ourOutbox = new txoutbox.Outbox({ connectionString: server.connectionString, dlqTable: false, logger: quietLogger });
+  const mainOutbox = new baseline.Outbox({
+    connectionString: server.connectionString,
+    dlqTable: false,
+    logger: quietLogger,
+    notify,
+  });
+  const ourOutbox = new txoutbox.Outbox({
+    connectionString: server.connectionString,
+    dlqTable: false,
+    logger: quietLogger,
+    notify,
+  });
   outboxes.push(mainOutbox, ourOutbox);
   await ourOutbox.migrate();
   await admin.query(RAW.CREATE_TABLE);
@@ -176,7 +187,7 @@ try {
   }
 
   console.log(
-    `W2 A/B: ${perPhase} messages per phase, ${BATCH} per transaction, ${producers} producers, medians of rounds 2–${rounds} (min–max):`,
+    `W2 A/B (notify: ${notify}): ${perPhase} messages per phase, ${BATCH} per transaction, ${producers} producers, medians of rounds 2–${rounds} (min–max):`,
   );
   const span = (values: readonly number[], digits: number) =>
     `${median(values).toFixed(digits)} (${Math.min(...values).toFixed(digits)}–${Math.max(...values).toFixed(digits)})`;

@@ -5,8 +5,11 @@ import { batchHeaderLines, buildHeaders, headersJson, withInjectedHeaders } from
 import { encodeBody } from '../../src/envelope/encode-body.js';
 import { MAX_PAYLOAD_BYTES, PayloadBuffer } from '../../src/envelope/payload-buffer.js';
 import { InvalidOptionError, UnencodableBodyError } from '../../src/errors.js';
-import { encodeBatch } from '../../src/producer/prepare-bodies.js';
+import type { OutboxEvent } from '../../src/index.js';
+import { MiddlewareChain } from '../../src/instrumentation/middleware-chain.js';
+import { encodeBatch, prepareBatch } from '../../src/producer/prepare-bodies.js';
 import { resolvePublishOptions } from '../../src/producer/publish-options.js';
+import { consoleLogger } from '../../src/util/logger.js';
 
 const BODIES: unknown[] = [
   Buffer.from([0, 10, 44, 92, 255]),
@@ -174,4 +177,38 @@ describe('PayloadBuffer', () => {
     );
     assert.equal(MAX_PAYLOAD_BYTES, 2 ** 30 - 1, "PostgreSQL's largest value");
   });
+});
+
+test('an oversized batch fails before any statement, through the publish middlewares and a published error event', async () => {
+  const events: OutboxEvent[] = [];
+  let insertRan = false;
+  const middlewares = new MiddlewareChain(
+    [
+      {
+        name: 'watch',
+        publish: async (_ctx, next) => {
+          try {
+            await next();
+          } finally {
+            insertRan = true; // the chain ran around the failing insert
+          }
+        },
+      },
+    ],
+    consoleLogger('error'),
+  );
+  const ctx = { middlewares, emit: (event: OutboxEvent) => events.push(event), schemas: undefined };
+  await assert.rejects(
+    prepareBatch(ctx, 'big.q', ['x'.repeat(8), 'y'.repeat(8)], resolvePublishOptions({}, true), 10),
+    (error: unknown) => error instanceof InvalidOptionError && error.option === 'bodies',
+  );
+  assert.ok(insertRan);
+  assert.deepEqual(
+    events.map((event) => [event.type, (event as { status?: string }).status]),
+    [['published', 'error']],
+  );
+  // Under the limit the same batch encodes.
+  const batch = await prepareBatch(ctx, 'big.q', ['x'.repeat(8), 'y'.repeat(8)], resolvePublishOptions({}, true), 16);
+  assert.equal(batch.payloads.toString(), 'xxxxxxxxyyyyyyyy');
+  assert.deepEqual(batch.lengths, [8, 8]);
 });

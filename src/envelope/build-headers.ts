@@ -23,37 +23,46 @@ export function validateHeaders(option: string, headers: unknown): Headers {
 }
 
 /**
- * The row's headers: the user's, plus the envelope's content type and correlation id.
- * A user content type may only relabel bytes (say, application/protobuf); on text or JSON it
- * would make the subscriber decode the body wrongly, so a different one is an error.
+ * A row's content type. A user content type may only relabel bytes (say, application/protobuf); on
+ * text or JSON it would make the subscriber decode the body wrongly, so a different one is an error.
  */
+export function rowContentType(headers: Headers, bodyContentType: string): string {
+  const userContentType = headers[CONTENT_TYPE_HEADER];
+  if (userContentType === undefined) return bodyContentType;
+  if (userContentType !== bodyContentType && bodyContentType !== CONTENT_TYPES.octetStream) {
+    throw new InvalidOptionError({
+      option: `headers["${CONTENT_TYPE_HEADER}"]`,
+      value: userContentType,
+      expected: `"${bodyContentType}" for this body, or no content-type header`,
+      fix: 'The content type is derived from the body; to label a body yourself, pass it as a Buffer.',
+    });
+  }
+  return userContentType;
+}
+
+/** The correlation id the caller gave (option or header, not two different ones), or undefined: each row draws its own. */
+export function sharedCorrelationId(headers: Headers, correlationId: string | undefined): string | undefined {
+  const headerCorrelationId = headers[CORRELATION_ID_HEADER];
+  if (correlationId !== undefined && headerCorrelationId !== undefined && correlationId !== headerCorrelationId) {
+    throw new InvalidOptionError({
+      option: 'correlationId',
+      value: correlationId,
+      expected: `the same value as headers["${CORRELATION_ID_HEADER}"] (${JSON.stringify(headerCorrelationId)})`,
+      fix: 'Pass the correlation id one way, not both.',
+    });
+  }
+  return correlationId ?? headerCorrelationId;
+}
+
+/** The row's headers: the user's, plus the envelope's content type (rowContentType) and correlation id. */
 export function buildHeaders(args: {
   readonly headers: Headers;
   readonly contentType: string;
   readonly correlationId: string | undefined;
 }): Record<string, string> {
   const result: Record<string, string> = { ...args.headers };
-  const userContentType = args.headers[CONTENT_TYPE_HEADER];
-  if (userContentType === undefined) {
-    result[CONTENT_TYPE_HEADER] = args.contentType;
-  } else if (userContentType !== args.contentType && args.contentType !== CONTENT_TYPES.octetStream) {
-    throw new InvalidOptionError({
-      option: `headers["${CONTENT_TYPE_HEADER}"]`,
-      value: userContentType,
-      expected: `"${args.contentType}" for this body, or no content-type header`,
-      fix: 'The content type is derived from the body; to label a body yourself, pass it as a Buffer.',
-    });
-  }
-  const headerCorrelationId = args.headers[CORRELATION_ID_HEADER];
-  if (args.correlationId !== undefined && headerCorrelationId !== undefined && args.correlationId !== headerCorrelationId) {
-    throw new InvalidOptionError({
-      option: 'correlationId',
-      value: args.correlationId,
-      expected: `the same value as headers["${CORRELATION_ID_HEADER}"] (${JSON.stringify(headerCorrelationId)})`,
-      fix: 'Pass the correlation id one way, not both.',
-    });
-  }
-  result[CORRELATION_ID_HEADER] = args.correlationId ?? headerCorrelationId ?? randomUUID();
+  result[CONTENT_TYPE_HEADER] = rowContentType(args.headers, args.contentType);
+  result[CORRELATION_ID_HEADER] = sharedCorrelationId(args.headers, args.correlationId) ?? randomUUID();
   return result;
 }
 
@@ -104,4 +113,45 @@ export function headersJson(headers: Readonly<Record<string, string | undefined>
     if (value !== undefined) json += `${json === '' ? '{' : ','}${jsonString(name)}:${jsonString(value)}`;
   }
   return json === '' ? '{}' : `${json}}`;
+}
+
+/**
+ * Every row of a batch's headers as JSON text, one per line (publishBatch's $5,
+ * src/producer/sql.ts), built from parts: what the rows share (the caller's headers and a
+ * middleware's injected ones, checked once) is written once, and each row adds only its content
+ * type and correlation id. The same JSON object as headersJson of withInjectedHeaders' row (jsonb
+ * keeps no key order), without a headers object or a JSON writer per row (issue 18: they were a
+ * sixth of publishBatch's Node CPU per message; BENCHMARKS.md, "Issue 18: batch publish").
+ * `contentTypes` are rowContentType's; `correlationIds` one per row.
+ */
+export function batchHeaderLines(
+  headers: Headers,
+  injected: Readonly<Record<string, string>>,
+  contentTypes: readonly string[],
+  correlationIds: readonly string[],
+): string {
+  const extra = validateHeaders('headers injected by a publish middleware', injected);
+  const shared = Object.keys(extra).length === 0 ? headers : { ...headers, ...extra };
+  let prefix = '{';
+  for (const name of Object.keys(shared)) {
+    // The envelope's two are the row's own (injected headers never replace them); an undefined value is left out, as JSON.stringify does.
+    if (name === CONTENT_TYPE_HEADER || name === CORRELATION_ID_HEADER) continue;
+    const value = shared[name];
+    if (value !== undefined) prefix += `${jsonString(name)}:${jsonString(value)},`;
+  }
+  prefix += `"${CONTENT_TYPE_HEADER}":`;
+  const middle = `,"${CORRELATION_ID_HEADER}":`;
+  let lines = '';
+  let lastType = '';
+  let lastTypeJson = '';
+  for (let i = 0; i < contentTypes.length; i += 1) {
+    const type = contentTypes[i] ?? '';
+    // A batch's rows mostly share one content type: encode it once per run of equal ones.
+    if (i === 0 || type !== lastType) {
+      lastType = type;
+      lastTypeJson = jsonString(type);
+    }
+    lines += `${i === 0 ? '' : '\n'}${prefix}${lastTypeJson}${middle}${jsonString(correlationIds[i] ?? '')}}`;
+  }
+  return lines;
 }

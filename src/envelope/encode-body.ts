@@ -35,16 +35,21 @@ function strictReplacer(this: unknown, key: string, value: unknown): unknown {
   return value;
 }
 
+/** A body as the row will store it, before it is bytes: the caller's bytes, or text (a string body, or JSON). */
+export interface BodyContent {
+  readonly content: Uint8Array | string;
+  readonly contentType: string;
+}
+
 /**
  * Bytes are stored as they are; strings as UTF-8 text; every other value as JSON.
  * The content type records which, so the subscriber decodes the body back to the same kind.
+ * Text is left a string so a batch can write it straight into its one payload buffer
+ * (src/envelope/payload-buffer.ts) without a Buffer per body.
  */
-export function encodeBody(body: unknown): EncodedBody {
-  if (Buffer.isBuffer(body)) return { payload: body, contentType: CONTENT_TYPES.octetStream };
-  if (body instanceof Uint8Array) {
-    return { payload: Buffer.from(body.buffer, body.byteOffset, body.byteLength), contentType: CONTENT_TYPES.octetStream };
-  }
-  if (typeof body === 'string') return { payload: Buffer.from(body, 'utf8'), contentType: CONTENT_TYPES.text };
+export function bodyContent(body: unknown): BodyContent {
+  if (body instanceof Uint8Array) return { content: body, contentType: CONTENT_TYPES.octetStream };
+  if (typeof body === 'string') return { content: body, contentType: CONTENT_TYPES.text };
   if (body === undefined) {
     throw new UnencodableBodyError('Cannot encode the body: it is undefined. Fix: pass null, a value, a string or bytes.');
   }
@@ -53,7 +58,15 @@ export function encodeBody(body: unknown): EncodedBody {
     // Only a toJSON() that returns undefined gets here.
     throw new UnencodableBodyError('Cannot encode the body: it has no JSON form. Fix: pass a JSON value, a string or bytes.');
   }
-  return { payload: Buffer.from(json, 'utf8'), contentType: CONTENT_TYPES.json };
+  return { content: json, contentType: CONTENT_TYPES.json };
+}
+
+/** bodyContent as the bytes of one row (publish(): one body, one Buffer). */
+export function encodeBody(body: unknown): EncodedBody {
+  const { content, contentType } = bodyContent(body);
+  if (typeof content === 'string') return { payload: Buffer.from(content, 'utf8'), contentType };
+  const payload = Buffer.isBuffer(content) ? content : Buffer.from(content.buffer, content.byteOffset, content.byteLength);
+  return { payload, contentType };
 }
 
 /** Deepest nesting isPlainJson walks: a deeper body, or a cycle, takes the checked path. */

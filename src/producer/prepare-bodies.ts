@@ -3,8 +3,11 @@
  * txoutbox/testing's in-memory one: validate the bodies by the queue's schema (typed-events), encode
  * them into the envelope, and fail a publish that cannot go on through the publish middlewares.
  */
-import { buildHeaders } from '../envelope/build-headers.js';
-import { encodeBody } from '../envelope/encode-body.js';
+import { randomUUID } from 'node:crypto';
+
+import { buildHeaders, rowContentType, sharedCorrelationId } from '../envelope/build-headers.js';
+import { bodyContent, encodeBody } from '../envelope/encode-body.js';
+import { MAX_PAYLOAD_BYTES, PayloadBuffer, payloadTooLarge } from '../envelope/payload-buffer.js';
 import type { MiddlewareChain } from '../instrumentation/middleware-chain.js';
 import type { Emit } from '../instrumentation/recorders.js';
 import {
@@ -30,6 +33,21 @@ export interface EncodedBody {
   readonly headers: Record<string, string>;
 }
 
+/**
+ * A batch's bodies as publishBatch's statement takes them (src/producer/sql.ts, BATCH_ROWS): every
+ * payload in one buffer, in publish order, and per row its length, content type and correlation
+ * id. The headers JSON is written later (batchHeaderLines), once a middleware's injected headers
+ * are known.
+ */
+export interface EncodedBatch {
+  /** Every payload, concatenated in publish order. */
+  readonly payloads: Buffer;
+  /** Each row's payload length in bytes: row i starts where rows 0..i-1 end. */
+  readonly lengths: readonly number[];
+  readonly contentTypes: readonly string[];
+  readonly correlationIds: readonly string[];
+}
+
 function asError(error: unknown): Error {
   return error instanceof Error ? error : new Error(String(error));
 }
@@ -48,7 +66,34 @@ async function failBeforeInsert(ctx: PublishObservers, scope: Omit<PublishScope,
 
 function encode(body: unknown, resolved: ResolvedPublishOptions): EncodedBody {
   const { payload, contentType } = encodeBody(body);
+  if (payload.length > MAX_PAYLOAD_BYTES) throw payloadTooLarge('body', payload.length, MAX_PAYLOAD_BYTES);
   return { payload, headers: buildHeaders({ headers: resolved.headers, contentType, correlationId: resolved.correlationId }) };
+}
+
+/**
+ * The bodies straight into one PayloadBuffer (no Buffer per body), with buildHeaders' checks per
+ * row (content type) or once per batch (correlation id). Throws what encodeBody and buildHeaders
+ * throw, and payloadTooLarge('bodies') past `limit`.
+ */
+export function encodeBatch(
+  values: readonly unknown[],
+  resolved: ResolvedPublishOptions,
+  limit = MAX_PAYLOAD_BYTES,
+): EncodedBatch {
+  const contents = values.map(bodyContent);
+  const shared = sharedCorrelationId(resolved.headers, resolved.correlationId);
+  let guess = 0;
+  for (const { content } of contents) guess += content.length;
+  const buffer = new PayloadBuffer(guess, limit);
+  const lengths: number[] = [];
+  const contentTypes: string[] = [];
+  const correlationIds: string[] = [];
+  for (const { content, contentType } of contents) {
+    lengths.push(typeof content === 'string' ? buffer.writeText(content) : buffer.writeBytes(content));
+    contentTypes.push(rowContentType(resolved.headers, contentType));
+    correlationIds.push(shared ?? randomUUID());
+  }
+  return { payloads: buffer.finish(), lengths, contentTypes, correlationIds };
 }
 
 /** publish()'s body, validated (when the queue has a schema) and encoded; before any statement. */
@@ -86,7 +131,8 @@ export async function prepareBatch(
   queue: string,
   bodies: readonly unknown[],
   resolved: ResolvedPublishOptions,
-): Promise<{ messages: EncodedBody[]; sizeBytes: number }> {
+  limit = MAX_PAYLOAD_BYTES,
+): Promise<EncodedBatch> {
   const scope = { queue, messageCount: bodies.length, batch: true, correlationId: resolved.correlationId };
   let values = bodies;
   const schema = ctx.schemas?.get(queue);
@@ -96,16 +142,9 @@ export async function prepareBatch(
     if (!check.ok) return await failBeforeInsert(ctx, scope, check.error);
     values = check.value as unknown[];
   }
-  const messages: EncodedBody[] = [];
-  let sizeBytes = 0;
   try {
-    for (const value of values) {
-      const message = encode(value, resolved);
-      messages.push(message);
-      sizeBytes += message.payload.length;
-    }
+    return encodeBatch(values, resolved, limit);
   } catch (error) {
     return await failBeforeInsert(ctx, scope, error);
   }
-  return { messages, sizeBytes };
 }

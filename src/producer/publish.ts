@@ -1,4 +1,4 @@
-import { headersWithInjected, withInjectedHeaders } from '../envelope/build-headers.js';
+import { batchHeaderLines, withInjectedHeaders } from '../envelope/build-headers.js';
 import { CORRELATION_ID_HEADER } from '../envelope/headers.js';
 import { InvalidOptionError } from '../errors.js';
 import type { MiddlewareChain } from '../instrumentation/middleware-chain.js';
@@ -6,7 +6,7 @@ import type { Emit } from '../instrumentation/recorders.js';
 import type { BodySchemas } from '../typed-events/body-schemas.js';
 import { assertTransactional } from './executor.js';
 import { observePublish } from './observe-publish.js';
-import { type EncodedBody, prepareBatch, prepareBody } from './prepare-bodies.js';
+import { type EncodedBatch, prepareBatch, prepareBody } from './prepare-bodies.js';
 import {
   type PublishBatchOptions,
   type PublishOptions,
@@ -114,29 +114,27 @@ export async function publish(
  * starts and how long it is, and each row's headers as JSON text, one per line.
  */
 function batchColumns(
-  messages: readonly EncodedBody[],
+  batch: EncodedBatch,
+  headers: ResolvedPublishOptions['headers'],
   injected: Readonly<Record<string, string>>,
 ): [Buffer, string, string, string] {
-  const rowHeaders = headersWithInjected(injected);
-  const starts: number[] = [];
-  const lengths: number[] = [];
-  const headers: string[] = [];
+  let starts = '';
+  let lengths = '';
   let start = 1;
-  for (const message of messages) {
-    starts.push(start);
-    lengths.push(message.payload.length);
-    start += message.payload.length;
-    headers.push(rowHeaders(message.headers));
+  for (let i = 0; i < batch.lengths.length; i += 1) {
+    const length = batch.lengths[i] ?? 0;
+    const comma = i === 0 ? '' : ',';
+    starts += `${comma}${start}`;
+    lengths += `${comma}${length}`;
+    start += length;
   }
-  return [
-    Buffer.concat(
-      messages.map((message) => message.payload),
-      start - 1,
-    ),
-    starts.join(','),
-    lengths.join(','),
-    headers.join('\n'),
-  ];
+  return [batch.payloads, starts, lengths, batchHeaderLines(headers, injected, batch.contentTypes, batch.correlationIds)];
+}
+
+/** publishBatch's one result row (src/producer/sql.ts): the ids joined by commas in publish order, and whether any row is due. */
+interface BatchResult {
+  readonly ids: string | null;
+  readonly due?: boolean | null;
 }
 
 /**
@@ -157,24 +155,24 @@ export async function publishBatch(
   assertBatchBodies(bodies);
   if (bodies.length === 0) return [];
   // Every body, before any statement: an invalid one leaves the caller's transaction untouched.
-  const { messages, sizeBytes } = await prepareBatch(ctx, validQueue, bodies, resolved);
+  const batch = await prepareBatch(ctx, validQueue, bodies, resolved);
   const scope = {
     queue: validQueue,
     messageCount: bodies.length,
     batch: true,
-    sizeBytes,
+    sizeBytes: batch.payloads.length,
     correlationId: resolved.correlationId ?? resolved.headers[CORRELATION_ID_HEADER],
   };
   const { ids } = await observePublish(ctx.middlewares, ctx.emit, scope, async (injected) => {
     const transaction = await port(ctx, executor);
     const inTransaction = planWake(ctx.notify, transaction.wake, ctx.notifier) === 'in-transaction';
-    const values: unknown[] = [validQueue, ...batchColumns(messages, injected), ...activation(resolved)];
+    const values: unknown[] = [validQueue, ...batchColumns(batch, resolved.headers, injected), ...activation(resolved)];
     if (inTransaction) values.push(ctx.channel);
     values.push(resolved.orderingKey ?? null);
     const stmt = inTransaction ? ctx.sql.publishBatch : ctx.sql.afterCommit.publishBatch;
-    const rows = (await transaction.run(stmt, values)) as readonly { id: string; due?: boolean }[];
-    if (!inTransaction && rows.some((row) => row.due === true)) wakeAfterStatement(transaction.wake, ctx.notifier, validQueue);
-    const inserted = rows.map((row) => row.id);
+    const row = (await transaction.run(stmt, values))[0] as BatchResult | undefined;
+    if (!inTransaction && row?.due === true) wakeAfterStatement(transaction.wake, ctx.notifier, validQueue);
+    const inserted = typeof row?.ids === 'string' ? row.ids.split(',') : [];
     return { ids: inserted, inserted: inserted.length };
   });
   return ids as string[];

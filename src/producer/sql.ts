@@ -30,7 +30,8 @@ export interface ProducerSql {
    * $1 queue, $2 every payload in publish order, concatenated (bytea), $3 each payload's 1-based
    * start in $2 and $4 its length (decimal numbers joined by commas), $5 each row's headers as JSON
    * text, joined by newlines, $6 activateAt, $7 activateInMs, $8 channel, $9 the ordering key of
-   * every row or NULL. See BATCH_ROWS.
+   * every row or NULL. See BATCH_ROWS. Returns ONE row: `ids`, the ids in publish order joined by
+   * commas, and `woke` (here) or `due` (afterCommit), over the whole batch.
    */
   readonly publishBatch: Statement;
   /**
@@ -128,6 +129,10 @@ export function buildProducerSql(names: SchemaNames): ProducerSql {
   const timer = (returned: string, timerParam: string, key: number) => `${insertOne(key, timerParam)}
   ON CONFLICT (queue, timer_id) WHERE timer_id IS NOT NULL DO NOTHING
   RETURNING id::text AS id, ${returned}`;
+  // ONE result row per batch, not one per message: the ids in publish order joined by commas (a
+  // bigint's text holds no comma) and whether any row is due, which is all publishBatch needs; the
+  // in-transaction variant's pg_notify runs once per batch in that row. A row per message cost the
+  // server a result row each and node-postgres a row object each (issue 18, BENCHMARKS.md).
   const batch = (returned: string, key: number) => `WITH inserted AS (
   INSERT INTO ${t} (queue, payload, headers, next_attempt_at, ordering_key)
   SELECT $1::text, substring($2::bytea FROM m.start FOR m.length), m.headers::jsonb, ${keyedNextAttempt(t, 6, key)}, $${key}::text
@@ -135,15 +140,19 @@ export function buildProducerSql(names: SchemaNames): ProducerSql {
   WHERE ${keyLock(key)}
   ORDER BY m.ord
   RETURNING id, next_attempt_at)
-SELECT id::text AS id, ${returned} FROM inserted ORDER BY inserted.id`;
+SELECT string_agg(inserted.id::text, ',' ORDER BY inserted.id) AS ids, ${returned} FROM inserted`;
+  const anyDue = 'bool_or(next_attempt_at <= now())';
   return {
     publish: statement('publish', single(wake(6), 7)),
     publishTimer: statement('publish_timer', timer(wake(6), '$7', 8)),
-    publishBatch: statement('publish_batch', batch(wake(8), 9)),
+    publishBatch: statement(
+      'publish_batch',
+      batch(`CASE WHEN ${anyDue} THEN pg_notify($8::text, $1::text) IS NOT NULL END AS woke`, 9),
+    ),
     afterCommit: {
       publish: statement('publish_quiet', single(DUE, 6)),
       publishTimer: statement('publish_timer_quiet', timer(DUE, '$6', 7)),
-      publishBatch: statement('publish_batch_quiet', batch(DUE, 8)),
+      publishBatch: statement('publish_batch_quiet', batch(`${anyDue} AS due`, 8)),
     },
     // A keyed timer's cancel gives back the time its key's younger rows inherited from it
     // (keyedNextAttempt): they are due now, not when the cancelled timer would have fired.

@@ -1,10 +1,10 @@
-import { withInjectedHeaders } from '../envelope/build-headers.js';
+import { batchHeaderLines, withInjectedHeaders } from '../envelope/build-headers.js';
 import { CORRELATION_ID_HEADER } from '../envelope/headers.js';
 import { InvalidOptionError } from '../errors.js';
 import type { MiddlewareChain } from '../instrumentation/middleware-chain.js';
 import type { Emit } from '../instrumentation/recorders.js';
 import { observePublish } from '../producer/observe-publish.js';
-import { type EncodedBody, prepareBatch, prepareBody } from '../producer/prepare-bodies.js';
+import { type EncodedBatch, prepareBatch, prepareBody } from '../producer/prepare-bodies.js';
 import { assertBatchBodies } from '../producer/publish.js';
 import {
   type PublishBatchOptions,
@@ -46,11 +46,21 @@ function lastOfKey(rows: readonly MemoryRow[], queue: string, key: string | unde
   return rows.filter((row) => row.queue === queue && row.orderingKey === key).at(-1);
 }
 
+/** A batch's rows as the real statement stores them: each payload's own copy, the same headers JSON. */
+function batchMessages(batch: EncodedBatch, resolved: ResolvedPublishOptions, injected: Readonly<Record<string, string>>) {
+  const lines = batchHeaderLines(resolved.headers, injected, batch.contentTypes, batch.correlationIds).split('\n');
+  let start = 0;
+  return batch.lengths.map((length, i) => {
+    const payload = Buffer.from(batch.payloads.subarray(start, start + length));
+    start += length;
+    return { payload, headers: JSON.parse(lines[i] ?? '{}') as Record<string, string> };
+  });
+}
+
 function newRow(
   ctx: MemoryProducerContext,
   queue: string,
-  encoded: EncodedBody,
-  injected: Readonly<Record<string, string>>,
+  message: { readonly payload: Buffer; readonly headers: Record<string, string> },
   resolved: ResolvedPublishOptions,
   previousOfKey: MemoryRow | undefined,
 ): MemoryRow {
@@ -58,8 +68,8 @@ function newRow(
   return {
     seq: ctx.table.drawSeq(),
     queue,
-    payload: encoded.payload,
-    headers: JSON.parse(withInjectedHeaders(encoded.headers, injected)) as Record<string, string>,
+    payload: message.payload,
+    headers: message.headers,
     createdAt: nowMs,
     nextAttemptAt: nextAttemptAt(resolved, nowMs, previousOfKey),
     firstAttemptAt: null,
@@ -106,7 +116,11 @@ export async function memoryPublish(
       const previous = lastOfKey(transaction.visibleRows(), validQueue, resolved.orderingKey);
       // The id is drawn before the conflict check, as the identity default is formed before ON
       // CONFLICT DO NOTHING drops the row: a taken timerId leaves a gap (the contract suite saw it).
-      const row = newRow(ctx, validQueue, encoded, injected, resolved, previous);
+      const message = {
+        payload: encoded.payload,
+        headers: JSON.parse(withInjectedHeaders(encoded.headers, injected)) as Record<string, string>,
+      };
+      const row = newRow(ctx, validQueue, message, resolved, previous);
       if (resolved.timerId !== undefined && timerTaken(ctx, transaction, validQueue, resolved.timerId)) {
         return { ids: [null], inserted: 0 };
       }
@@ -130,19 +144,21 @@ export async function memoryPublishBatch(
   const validQueue = validateQueue(queue);
   assertBatchBodies(bodies);
   if (bodies.length === 0) return [];
-  const { messages, sizeBytes } = await prepareBatch(ctx, validQueue, bodies, resolved);
+  const batch = await prepareBatch(ctx, validQueue, bodies, resolved);
   const scope = {
     queue: validQueue,
     messageCount: bodies.length,
     batch: true,
-    sizeBytes,
+    sizeBytes: batch.payloads.length,
     correlationId: resolved.correlationId ?? resolved.headers[CORRELATION_ID_HEADER],
   };
   const { ids } = await observePublish(ctx.middlewares, ctx.emit, scope, (injected) =>
     inTransaction((transaction) => {
       // One statement: every row inherits from the key's last row before it, not from each other.
       const previous = lastOfKey(transaction.visibleRows(), validQueue, resolved.orderingKey);
-      const rows = messages.map((message) => newRow(ctx, validQueue, message, injected, resolved, previous));
+      const rows = batchMessages(batch, resolved, injected).map((message) =>
+        newRow(ctx, validQueue, message, resolved, previous),
+      );
       for (const row of rows) transaction.insert(row);
       return { ids: rows.map((row) => String(row.seq)), inserted: rows.length };
     }),

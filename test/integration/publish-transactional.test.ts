@@ -78,6 +78,58 @@ for (const notify of ['after-commit', 'in-transaction'] as const) {
       });
     });
 
+    test('a batch is one statement answering ONE row (ids in body order, one wake-up for the batch); its rollback leaves nothing', async () => {
+      await withListener(async (client, listener) => {
+        const answers: unknown[][] = [];
+        const executor = new Proxy(client, {
+          get(target, property, receiver) {
+            if (property !== 'query') return Reflect.get(target, property, receiver) as unknown;
+            return async (...args: unknown[]) => {
+              const result = await (target.query as (...a: unknown[]) => Promise<{ rows: unknown[] }>).apply(target, args);
+              answers.push(result.rows);
+              return result;
+            };
+          },
+        });
+        const bodies = Array.from({ length: 250 }, (_, i) => ({ i }));
+        await client.query('BEGIN');
+        const ids = await outbox().publishBatch(executor, 'one-row.q', bodies);
+        const later = await outbox().publishBatch(executor, 'one-row-later.q', ['a', 'b'], { activateInMs: 60_000 });
+        await client.query('COMMIT');
+        const wake = notify === 'in-transaction' ? 'woke' : 'due';
+        assert.deepEqual(
+          answers.map((rows) => rows.length),
+          [1, 1],
+          'one result row per batch, not per message',
+        );
+        assert.equal(
+          (answers[0]?.[0] as Record<string, unknown>)[wake],
+          true,
+          'a due batch: pg_notify ran (in-transaction) / due',
+        );
+        assert.notEqual((answers[1]?.[0] as Record<string, unknown>)[wake], true, 'a future-dated batch wakes nobody');
+        assert.equal(later.length, 2);
+        const { rows } = await db.pool.query<{ id: string; i: string }>(
+          `SELECT id::text AS id, convert_from(payload, 'UTF8')::json->>'i' AS i FROM ${table} WHERE queue = 'one-row.q' ORDER BY ${table}.id`,
+        );
+        assert.deepEqual(
+          rows.map((row) => row.id),
+          ids,
+          'ids returned in body order',
+        );
+        assert.deepEqual(
+          rows.map((row) => Number(row.i)),
+          bodies.map((b) => b.i),
+        );
+        await client.query('BEGIN');
+        await outbox().publishBatch(executor, 'one-row-rolled-back.q', bodies);
+        await client.query('ROLLBACK');
+        await commitSentinel(client, listener);
+        assert.deepEqual(listener.payloads, ['one-row.q', 'sentinel.q'], 'one wake-up for the batch, none for the rollback');
+        assert.equal(await rowCount('one-row-rolled-back.q'), 0);
+      });
+    });
+
     test('1,000 publishes to one queue in one transaction deliver one NOTIFY', async () => {
       await withListener(async (client, listener) => {
         await client.query('BEGIN');

@@ -10,7 +10,9 @@
  *   ORDER BY and no outer sort, no RETURNING, no key-lock / keyed-time expressions;
  * - the shipped statement on scratch copies of the outbox table with one index dropped each
  *   (PK, ready_idx, key_idx, timer_uq, lease_idx), and with every secondary index dropped;
- * - raw SQL's INSERT (`unnest($1::jsonb[])` into a table with a primary key only).
+ * - raw SQL's INSERT (`unnest($1::jsonb[])` into a table with a primary key only);
+ * - the shipped statement with a result row per message (as before round four) and with no
+ *   RETURNING at all.
  * Per message: pg_stat_statements' execution time (the statement's executor only: raw SQL's
  * jsonb[] parameter is parsed at Bind, outside it) and the backend's CPU time from
  * /proc/<pid>/schedstat (parse, bind, execute, protocol: everything the server spends).
@@ -22,7 +24,7 @@
  * `synchronous_commit = off`: the numbers are CPU, not the WAL flush. BENCHMARKS.md ("Issue 18:
  * batch publish") quotes the output.
  *
- *   npm run bench:batch-publish -- [rounds, default 5] [statements per variant and round, default 100] [clients, default 1]
+ *   npm run bench:batch-publish -- [rounds, default 5] [statements per variant and round, default 100] [clients, default 1] [label regex]
  *
  * Round 1 includes warm-up (JIT, plans): medians are over rounds 2 and later.
  */
@@ -39,6 +41,8 @@ import { body } from '../systems/system.js';
 const rounds = Number(process.argv[2] ?? 5);
 const perVariant = Number(process.argv[3] ?? 100);
 const clients = Number(process.argv[4] ?? 1);
+/** Only the variants whose label matches (raw SQL's INSERT is always run). */
+const only = process.argv[5] === undefined ? undefined : new RegExp(process.argv[5]);
 const BATCH = 100;
 const NODE_BATCHES = 3000;
 
@@ -55,7 +59,8 @@ interface Captured {
   values: unknown[];
 }
 const captured: Captured[] = [];
-const ROWS = Array.from({ length: BATCH }, (_, i) => ({ id: String(i + 1), due: false }));
+/** publishBatch's one result row: the ids joined by commas, whether any is due (src/producer/sql.ts). */
+const ROWS = [{ ids: Array.from({ length: BATCH }, (_, i) => String(i + 1)).join(','), due: false }];
 /**
  * A client in a transaction whose COMMIT could be watched (status 'T', protocol events), as pg's
  * is: publishBatch then sends the after-commit statement, as in W2. Its rows are not due, so no
@@ -68,7 +73,7 @@ const answering = (capture: boolean) => ({
     // pg serializes every parameter before it writes; raw SQL's side pays the same below.
     for (const value of config.values ?? []) prepareValue(value);
     if (capture) captured.push({ text: config.text, values: config.values ?? [] });
-    return Promise.resolve({ rows: ROWS, rowCount: BATCH });
+    return Promise.resolve({ rows: ROWS, rowCount: ROWS.length });
   },
 });
 
@@ -201,6 +206,19 @@ SELECT id::text AS id, next_attempt_at <= now() AS due FROM inserted ORDER BY in
   const lens = payloads.map((p) => String(Buffer.byteLength(p)));
   const headerArray = `[${headerTexts.join(',')}]`;
   const oldValues = (batch: unknown, ...extra: unknown[]) => [queue, batch, activateAt, activateInMs, key, ...extra];
+  /** The shipped batch statement with its one aggregated row replaced by a row per message. */
+  const perRowResult = (text: string): string => {
+    const at = text.lastIndexOf('SELECT string_agg(');
+    if (at < 0) throw new Error('the shipped statement has no string_agg result');
+    return `${text.slice(0, at)}SELECT id::text AS id, next_attempt_at <= now() AS due FROM inserted ORDER BY inserted.id`;
+  };
+  /** The shipped batch statement's INSERT alone. */
+  const withoutReturning = (text: string): string => {
+    const start = text.indexOf('INSERT INTO');
+    const end = text.lastIndexOf('RETURNING id, next_attempt_at)');
+    if (start < 0 || end < 0) throw new Error('unexpected shape of the shipped statement');
+    return text.slice(start, end);
+  };
   const onCopy = (table: string) => shipped.text.replaceAll('"txoutbox"."outbox"', table);
   if (!shipped.text.includes('"txoutbox"."outbox"')) throw new Error('the shipped statement does not name "txoutbox"."outbox"');
 
@@ -218,6 +236,19 @@ SELECT id::text AS id, next_attempt_at <= now() AS due FROM inserted ORDER BY in
       table: 'raw_q',
     },
     { label: 'shipped (as publishBatch sends it)', text: shipped.text, values: shipped.values, table: 'txoutbox.outbox' },
+    {
+      // Round four's change, undone: a result row per message (ids and due), as before it.
+      label: '  a result row per message (before r4)',
+      text: perRowResult(shipped.text),
+      values: shipped.values,
+      table: 'txoutbox.outbox',
+    },
+    {
+      label: '  no RETURNING at all (no ids, no due)',
+      text: withoutReturning(shipped.text),
+      values: shipped.values,
+      table: 'txoutbox.outbox',
+    },
     { label: 'before issue 18', text: old({}), values: oldValues(oldBatch), table: 'txoutbox.outbox' },
     {
       label: '  payload as JSON text, not base64',
@@ -307,6 +338,10 @@ SELECT id::text AS id, next_attempt_at <= now() AS due FROM inserted ORDER BY in
     ...copies.map(({ table, label }) => ({ label, text: onCopy(table), values: shipped.values, table })),
   ];
 
+  if (only !== undefined) {
+    const kept = variants.filter((variant) => variant.table === 'raw_q' || only.test(variant.label));
+    variants.splice(0, variants.length, ...kept);
+  }
   for (let c = 0; c < clients; c += 1) {
     const client = new pg.Client({ connectionString: server.connectionString });
     await client.connect();

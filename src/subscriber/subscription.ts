@@ -21,6 +21,7 @@ import type { Handler } from './message.js';
 import { OutcomeWriter } from './outcome-writer.js';
 import type { RenderError } from './render-error.js';
 import { type MatchedPair, pairKey, pairValues, type SubscriberSql } from './sql.js';
+import { QueueSchedule } from './queue-schedule.js';
 import type { ResolvedSubscribeOptions } from './subscription-options.js';
 
 export interface SubscriptionDeps {
@@ -133,10 +134,23 @@ export class Subscription {
   #staleTimer: NodeJS.Timeout | undefined;
   /** Releases of stale buffered rows in flight: stop() waits for them. */
   readonly #releasing = new Set<Promise<void>>();
+  /**
+   * Which queues a claim lists (queue-schedule.ts), for a subscription over several: a claim lists
+   * the queues with rows due and those it knows nothing of, not every queue (issue 18).
+   */
+  readonly #schedule: QueueSchedule | undefined;
 
   constructor(options: ResolvedSubscribeOptions, handler: Handler, deps: SubscriptionDeps) {
     this.options = options;
     this.#deps = deps;
+    this.#schedule =
+      options.queues.length > 1
+        ? new QueueSchedule({
+            queues: options.queues,
+            maxActivePerClaim: Math.max(1, Math.ceil(options.fetchBatchSize / 2)),
+            safetyNetMs: options.minPollIntervalMs,
+          })
+        : undefined;
     const writer = new OutcomeWriter({
       db: deps.db,
       sql: deps.sql,
@@ -198,8 +212,12 @@ export class Subscription {
     return notStalled(this.#deps.stallAfterMs, this.#failingSince, this.#claimers);
   }
 
-  /** Called by the NOTIFY listener for this subscription's queues. */
-  wake(): void {
+  /**
+   * Called by the NOTIFY listener (and a local publish) for one of this subscription's queues;
+   * `queue` undefined: any of them (a LISTEN (re)connect: notifications may have been missed).
+   */
+  wake(queue?: string): void {
+    this.#schedule?.wake(queue);
     this.#claimers[0]?.wakeup.notify();
   }
 
@@ -319,12 +337,14 @@ export class Subscription {
       this.#pump();
       outran = this.#buffer.length === 0 && this.#endedSynchronously > endedBefore;
       this.#nudgeClaimers();
-      if (claimed.length > 0 || !primary) {
+      if (claimed.length > 0 || !primary || this.#schedule?.moreToTry() === true) {
         idleFetches = 0;
         continue;
       }
       idleFetches += 1;
-      await claimer.wakeup.sleep(idlePollDelayMs(idleFetches, this.options));
+      // An idle queue's recheck (its next row's due time, or the safety net) ends the sleep early.
+      const recheckMs = this.#schedule?.msUntilRecheck(performance.now()) ?? Number.POSITIVE_INFINITY;
+      await claimer.wakeup.sleep(Math.max(1, Math.min(idlePollDelayMs(idleFetches, this.options), recheckMs)));
     }
   }
 
@@ -332,11 +352,16 @@ export class Subscription {
     const token = randomUUID();
     const { queues, leaseTtlMs } = this.options;
     const single = queues.length === 1;
+    const schedule = this.#schedule;
+    const plan = schedule?.plan(performance.now());
+    // Every queue is idle: nothing to ask the database until a recheck or a wake.
+    if (plan?.queues.length === 0) return [];
     const statement = single ? this.#deps.sql.claimOne : this.#deps.sql.claimMany;
-    const values = [single ? queues[0] : queues, leaseTtlMs, limit, token, this.#runningPastHalfLease()];
+    const values = [single ? queues[0] : (plan?.queues ?? queues), leaseTtlMs, limit, token, this.#runningPastHalfLease()];
     const result = await this.#deps.db.run<ClaimedRowTexts>(statement, values);
     const leasedAt = performance.now();
-    return result.rows.map((row) => ({ record: decodeClaimedRow(row), token, leasedAt }));
+    const rows = schedule === undefined || plan === undefined ? result.rows : schedule.learn(plan, result.rows, leasedAt);
+    return rows.map((row) => ({ record: decodeClaimedRow(row), token, leasedAt }));
   }
 
   /**
@@ -467,6 +492,7 @@ export class Subscription {
 
   /** Releases `leases` in the background; stop() waits for it. Frees their capacity at once. */
   #giveBack(leases: Lease[]): void {
+    for (const lease of leases) this.#schedule?.rowReturned(lease.record.queue);
     const releasing = this.#release(leases).finally(() => {
       this.#releasing.delete(releasing);
     });
@@ -531,6 +557,8 @@ export class Subscription {
   /** A delivery ended: its slot takes the next buffered row (#pump), and the claim loops hear of the free capacity. */
   #finished(lease: Lease): void {
     this.#inFlight.delete(lease);
+    // Its outcome may have made the row ready again (a retry): an idle queue is listed again.
+    this.#schedule?.rowReturned(lease.record.queue);
     if (this.#inFlight.size === 0) for (const resolve of this.#idleWaiters.splice(0)) resolve();
     this.#pump();
     // This slot found nothing to take while a claim is on its way: the handlers outran it.

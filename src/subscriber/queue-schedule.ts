@@ -13,7 +13,10 @@
  *   idle     the last report saw no row due: not listed until `until` — its next row's due time,
  *            capped at `safetyNetMs` from the report (minPollIntervalMs), so a publish whose
  *            notification never came (notify off, LISTEN down, another process's retry or an
- *            expired lease of a dead holder) is found within that time
+ *            expired lease of a dead holder) is found within that time while the subscription
+ *            claims; once every queue is idle the claim loop sleeps its poll backoff (cut short
+ *            by a wake or the first known due time: msUntilDue) and the next claim lists every
+ *            queue whose time passed, as often as a poll over every queue did
  *
  * The claim reports every listed queue (claim-many-sql.ts `claimReportCte`): the milliseconds until
  * its first ready row not taken by this claim is due (<= 0: due now), NULL when it has none or is
@@ -69,10 +72,12 @@ export class QueueSchedule {
   readonly #unknown = new Set<string>();
   /** In listing order: a listed queue moves to the end (round robin). */
   readonly #active = new Set<string>();
-  /** Idle queue → performance.now() from which it is listed again. */
-  readonly #idle = new Map<string, number>();
+  /** Idle queue → performance.now() from which it is listed again, and when its next row is due (Infinity: none known). */
+  readonly #idle = new Map<string, { readonly until: number; readonly dueAt: number }>();
   /** The earliest `until` in #idle (Infinity when none): plan() scans #idle only once it passed. */
   #nextRecheck = Number.POSITIVE_INFINITY;
+  /** The earliest `dueAt` in #idle: an idle claim loop sleeps no longer (msUntilDue). */
+  #nextDue = Number.POSITIVE_INFINITY;
   /** Increases with every plan and wake: orders them. */
   #epoch = 0;
   /** The epoch of each queue's last wake. */
@@ -117,7 +122,8 @@ export class QueueSchedule {
       // No report (it should not happen): listed again, as if due.
       const due = reports.get(queue) ?? (reports.has(queue) ? null : 0);
       if (due === null || due > 0) {
-        this.#setIdle(queue, now + Math.min(due ?? Number.POSITIVE_INFINITY, this.#options.safetyNetMs));
+        const dueAt = now + (due ?? Number.POSITIVE_INFINITY);
+        this.#setIdle(queue, Math.min(dueAt, now + this.#options.safetyNetMs), dueAt);
       } else if (!this.#active.has(queue)) {
         this.#unknown.delete(queue);
         this.#idle.delete(queue);
@@ -154,9 +160,14 @@ export class QueueSchedule {
     return this.#emptyStreak < this.#active.size + this.#unknown.size;
   }
 
-  /** Milliseconds until an idle queue is due for its recheck (Infinity: none is idle). Call after plan(). */
-  msUntilRecheck(now: number): number {
-    return Math.max(0, this.#nextRecheck - now);
+  /**
+   * Milliseconds until the first row an idle queue's report saw is due (Infinity: none): a claim
+   * loop with nothing to do sleeps no longer than this. Not until the safety net: an idle
+   * subscription keeps the poll backoff (minPollIntervalMs up to maxPollIntervalMs), and the
+   * claim after it lists every queue whose safety net passed. Call after plan().
+   */
+  msUntilDue(now: number): number {
+    return Math.max(0, this.#nextDue - now);
   }
 
   /** Each queue's state, for tests and diagnostics. */
@@ -168,22 +179,28 @@ export class QueueSchedule {
     return out;
   }
 
-  #setIdle(queue: string, until: number): void {
+  #setIdle(queue: string, until: number, dueAt: number): void {
     this.#unknown.delete(queue);
     this.#active.delete(queue);
-    this.#idle.set(queue, until);
+    this.#idle.set(queue, { until, dueAt });
     if (until < this.#nextRecheck) this.#nextRecheck = until;
+    if (dueAt < this.#nextDue) this.#nextDue = dueAt;
   }
 
-  /** Idle queues whose time came become unknown; #nextRecheck moves to the next one. */
+  /** Idle queues whose time came become unknown; #nextRecheck and #nextDue move to the next ones. */
   #recheckDue(now: number): void {
     let next = Number.POSITIVE_INFINITY;
-    for (const [queue, until] of this.#idle) {
+    let nextDue = Number.POSITIVE_INFINITY;
+    for (const [queue, { until, dueAt }] of this.#idle) {
       if (until <= now) {
         this.#idle.delete(queue);
         this.#unknown.add(queue);
-      } else if (until < next) next = until;
+        continue;
+      }
+      if (until < next) next = until;
+      if (dueAt < nextDue) nextDue = dueAt;
     }
     this.#nextRecheck = next;
+    this.#nextDue = nextDue;
   }
 }

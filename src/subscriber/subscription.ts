@@ -342,9 +342,9 @@ export class Subscription {
         continue;
       }
       idleFetches += 1;
-      // An idle queue's recheck (its next row's due time, or the safety net) ends the sleep early.
-      const recheckMs = this.#schedule?.msUntilRecheck(performance.now()) ?? Number.POSITIVE_INFINITY;
-      await claimer.wakeup.sleep(Math.max(1, Math.min(idlePollDelayMs(idleFetches, this.options), recheckMs)));
+      // A row an idle queue's report saw (a delayed message) ends the sleep when it is due.
+      const dueMs = this.#schedule?.msUntilDue(performance.now()) ?? Number.POSITIVE_INFINITY;
+      await claimer.wakeup.sleep(Math.max(1, Math.min(idlePollDelayMs(idleFetches, this.options), dueMs)));
     }
   }
 

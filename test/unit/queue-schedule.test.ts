@@ -59,9 +59,10 @@ describe('QueueSchedule', () => {
       0,
     );
     assert.deepEqual(s.plan(10).queues, []);
-    assert.equal(s.msUntilRecheck(10), 290, 'the delayed row of q0 is due in 290 ms');
+    assert.equal(s.msUntilDue(10), 290, 'the delayed row of q0 is due in 290 ms');
     assert.deepEqual(s.plan(300).queues, ['q0'], 'q0 when its row is due');
     assert.deepEqual(s.plan(999).queues, ['q0']);
+    assert.equal(s.msUntilDue(999), 4001, 'q1 rechecked at the safety net, but an idle loop need not wake for it');
     assert.deepEqual(
       s.plan(SAFETY_NET_MS).queues,
       ['q0', 'q1', 'q2'],
@@ -149,7 +150,7 @@ describe('QueueSchedule', () => {
     );
     s.wake();
     assert.deepEqual([...s.states().values()].sort(), ['active', 'unknown', 'unknown', 'unknown', 'unknown']);
-    assert.deepEqual(s.plan(1).queues.sort(), ['q0', 'q1', 'q2', 'q3', 'q4']);
+    assert.deepEqual([...s.plan(1).queues].sort(), ['q0', 'q1', 'q2', 'q3', 'q4']);
   });
 
   test('a row that comes back (a delivery ended, a release) lists its idle queue again', () => {

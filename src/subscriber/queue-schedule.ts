@@ -9,7 +9,10 @@
  *            that this subscription held comes back (a delivery ended: it may have been retried;
  *            a buffered row was given back)
  *   active   the last report saw a row due now: listed in turn, at most `maxActivePerClaim` per
- *            claim, the ones listed longest ago first (round robin), so none starves
+ *            claim and at most half of the active queues, the ones listed longest ago first
+ *            (round robin), so none starves. Half: the subscription's two pipelined claims then
+ *            list different queues, instead of the second walking past the rows the first holds
+ *            locked (claim-many-sql.ts, the fill pass)
  *   idle     the last report saw no row due: not listed until `until` — its next row's due time,
  *            capped at `safetyNetMs` from the report (minPollIntervalMs), so a publish whose
  *            notification never came (notify off, LISTEN down, another process's retry or an
@@ -98,8 +101,9 @@ export class QueueSchedule {
     if (now >= this.#nextRecheck) this.#recheckDue(now);
     const queues = [...this.#unknown];
     const taken: string[] = [];
+    const cap = Math.min(this.#options.maxActivePerClaim, Math.ceil(this.#active.size / 2));
     for (const queue of this.#active) {
-      if (taken.length >= this.#options.maxActivePerClaim) break;
+      if (taken.length >= cap) break;
       taken.push(queue);
     }
     for (const queue of taken) {

@@ -70,6 +70,23 @@ describe('QueueSchedule', () => {
     );
   });
 
+  test('at most half of the active queues per claim: two claims in flight list different queues', () => {
+    const s = schedule(4, 50);
+    const first = s.plan(0);
+    s.learn(
+      first,
+      reportAll(first, () => 0),
+      0,
+    );
+    const a = s.plan(1);
+    const b = s.plan(1);
+    assert.deepEqual([a.queues.length, b.queues.length], [2, 2]);
+    assert.equal(
+      a.queues.some((q) => b.queues.includes(q)),
+      false,
+    );
+  });
+
   test('active queues are listed in turn, at most maxActivePerClaim per claim, so none starves', () => {
     const s = schedule(7, 3);
     const first = s.plan(0);
@@ -122,9 +139,11 @@ describe('QueueSchedule', () => {
     const first = s.plan(0);
     s.learn(
       first,
-      reportAll(first, () => 0),
+      reportAll(first, () => null),
       0,
     );
+    s.wake('q0');
+    // Unknown: listed by both claims.
     const older = s.plan(1);
     const newer = s.plan(1);
     s.learn(

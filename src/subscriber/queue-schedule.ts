@@ -149,10 +149,15 @@ export class QueueSchedule {
     }
   }
 
-  /** A row of `queue` held here came back to the table or ended (it may be ready again: a retry, a release). */
-  rowReturned(queue: string): void {
-    if (!this.#idle.delete(queue)) return;
+  /**
+   * A row of `queue` held here came back to the table or ended (it may be ready again: a retry, a
+   * release). True when that lists an idle queue again: the caller wakes its claim loop, as a
+   * NOTIFY would (a trickle then costs two claims per message, as a poll over every queue did).
+   */
+  rowReturned(queue: string): boolean {
+    if (!this.#idle.delete(queue)) return false;
     this.#unknown.add(queue);
+    return true;
   }
 
   /**

@@ -492,7 +492,7 @@ export class Subscription {
 
   /** Releases `leases` in the background; stop() waits for it. Frees their capacity at once. */
   #giveBack(leases: Lease[]): void {
-    for (const lease of leases) this.#schedule?.rowReturned(lease.record.queue);
+    for (const lease of leases) this.#rowReturned(lease);
     const releasing = this.#release(leases).finally(() => {
       this.#releasing.delete(releasing);
     });
@@ -554,11 +554,18 @@ export class Subscription {
     this.#deps.logger.error({ subscriber: this.options.name, err: errorMessage(error) }, 'delivery failed unexpectedly');
   }
 
+  /**
+   * A row held here ended or went back: its outcome may have made it ready again (a retry), so an
+   * idle queue of it is listed again, by a claim woken now (queue-schedule.ts).
+   */
+  #rowReturned(lease: Lease): void {
+    if (this.#schedule?.rowReturned(lease.record.queue) === true) this.#claimers[0]?.wakeup.notify();
+  }
+
   /** A delivery ended: its slot takes the next buffered row (#pump), and the claim loops hear of the free capacity. */
   #finished(lease: Lease): void {
     this.#inFlight.delete(lease);
-    // Its outcome may have made the row ready again (a retry): an idle queue is listed again.
-    this.#schedule?.rowReturned(lease.record.queue);
+    this.#rowReturned(lease);
     if (this.#inFlight.size === 0) for (const resolve of this.#idleWaiters.splice(0)) resolve();
     this.#pump();
     // This slot found nothing to take while a claim is on its way: the handlers outran it.

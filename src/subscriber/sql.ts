@@ -13,7 +13,11 @@ export interface SubscriberSql {
    * usually empty): never re-claimed by it through the expired branch. See claimText.
    */
   readonly claimOne: Statement;
-  /** As claimOne with $1 = queues (text[]): locks about $3 rows whatever the queue count. See claim-many-sql.ts. */
+  /**
+   * As claimOne with $1 = queues (text[]): locks about $3 rows whatever the queue count. See
+   * claim-many-sql.ts. After the claimed rows, one report row per listed queue (id NULL; its
+   * queue and due milliseconds in the last two columns): read by queue-schedule.ts.
+   */
   readonly claimMany: Statement;
   /** $1 ids (bigint[]), $2 tokens (uuid[]). Returns the (id, token) pairs deleted; the others lost their lease. PK lookups. */
   readonly ackBatch: Statement;

@@ -19,9 +19,9 @@ import type { PublishFollowUp } from './follow-up.js';
 import type { Lease } from './lease.js';
 import type { Handler } from './message.js';
 import { OutcomeWriter } from './outcome-writer.js';
+import { QueueSchedule } from './queue-schedule.js';
 import type { RenderError } from './render-error.js';
 import { type MatchedPair, pairKey, pairValues, type SubscriberSql } from './sql.js';
-import { QueueSchedule } from './queue-schedule.js';
 import type { ResolvedSubscribeOptions } from './subscription-options.js';
 
 export interface SubscriptionDeps {

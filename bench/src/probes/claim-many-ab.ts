@@ -81,7 +81,7 @@ try {
       try {
         for (let i = 0; i < CYCLES; i += 1) {
           const started = performance.now();
-          const claimed = await client.query<{ id: string }>({
+          const claimed = await client.query<{ id: string | null }>({
             name: 'claim',
             text,
             values: [queues, 30_000, 100, randomUUID(), '{}'],

@@ -12,8 +12,8 @@
 import { pathToFileURL } from 'node:url';
 
 import { txoutbox } from '../library.js';
-import { startServer } from '../server.js';
 import { queueNames, runDrain } from '../scale/drain.js';
+import { startServer } from '../server.js';
 
 const [beforeDist, countsArg, repsArg] = process.argv.slice(2);
 if (beforeDist === undefined) throw new Error('usage: queue-schedule-ab.ts <before dist dir> [counts] [reps]');

@@ -9,7 +9,7 @@
  *            that this subscription held comes back (a delivery ended: it may have been retried;
  *            a buffered row was given back)
  *   active   the last report saw a row due now: listed in turn, at most `maxActivePerClaim` per
- *            claim and at most half of the active queues, the ones listed longest ago first
+ *            claim (fewer while claims come back full: #cap) and at most half of the active queues, the ones listed longest ago first
  *            (round robin), so none starves. Half: the subscription's two pipelined claims then
  *            list different queues, instead of the second walking past the rows the first holds
  *            locked (claim-many-sql.ts, the fill pass)
@@ -41,6 +41,8 @@ export interface QueueScheduleOptions {
 export interface ClaimPlan {
   readonly queues: readonly string[];
   readonly epoch: number;
+  /** The rows the claim asks for: a full claim narrows the next ones (see #cap). */
+  readonly limit: number;
 }
 
 /** A claim's rows, split: the claimed rows and the per-queue reports (ms until due; null: nothing to claim). */
@@ -85,6 +87,13 @@ export class QueueSchedule {
   #epoch = 0;
   /** The epoch of each queue's last wake. */
   readonly #wokenAt = new Map<string, number>();
+  /**
+   * Active queues listed per claim now: maxActivePerClaim at first and after a claim that came
+   * back short (the queues hold few rows each), halved after a full one (they hold more than
+   * their share), down to a tenth of it. Each listed queue costs index probes whether it gives
+   * two rows or twenty: with deep queues, fewer of them per claim, in longer turns.
+   */
+  #cap: number;
   /** Queues listed by the empty claims since the last claim that took a row (see moreToTry). */
   #emptyStreak = 0;
   /** The epoch of the plan whose report set each queue's state last. */
@@ -93,15 +102,16 @@ export class QueueSchedule {
   constructor(options: QueueScheduleOptions) {
     this.#options = options;
     this.#all = new Set(options.queues);
+    this.#cap = options.maxActivePerClaim;
     for (const queue of options.queues) this.#unknown.add(queue);
   }
 
   /** The queues the next claim lists: every unknown one, then up to maxActivePerClaim active ones in turn. May be empty. */
-  plan(now: number): ClaimPlan {
+  plan(now: number, limit: number): ClaimPlan {
     if (now >= this.#nextRecheck) this.#recheckDue(now);
     const queues = [...this.#unknown];
     const taken: string[] = [];
-    const cap = Math.min(this.#options.maxActivePerClaim, Math.ceil(this.#active.size / 2));
+    const cap = Math.min(this.#cap, Math.ceil(this.#active.size / 2));
     for (const queue of this.#active) {
       if (taken.length >= cap) break;
       taken.push(queue);
@@ -112,13 +122,15 @@ export class QueueSchedule {
       queues.push(queue);
     }
     this.#epoch += 1;
-    return { queues, epoch: this.#epoch };
+    return { queues, epoch: this.#epoch, limit };
   }
 
   /** Applies a claim's reports (see the file comment) and returns its claimed rows. */
   learn(plan: ClaimPlan, rows: readonly ClaimedRowTexts[], now: number): ClaimedRowTexts[] {
     const { claimed, reports } = splitClaimRows(rows);
     this.#emptyStreak = claimed.length === 0 ? this.#emptyStreak + plan.queues.length : 0;
+    const max = this.#options.maxActivePerClaim;
+    this.#cap = claimed.length >= plan.limit ? Math.max(Math.ceil(max / 10), Math.floor(this.#cap / 2)) : max;
     for (const queue of plan.queues) {
       if ((this.#wokenAt.get(queue) ?? 0) > plan.epoch) continue;
       if ((this.#reportedAt.get(queue) ?? 0) > plan.epoch) continue;

@@ -353,7 +353,7 @@ export class Subscription {
     const { queues, leaseTtlMs } = this.options;
     const single = queues.length === 1;
     const schedule = this.#schedule;
-    const plan = schedule?.plan(performance.now());
+    const plan = schedule?.plan(performance.now(), limit);
     // Every queue is idle: nothing to ask the database until a recheck or a wake.
     if (plan?.queues.length === 0) return [];
     const statement = single ? this.#deps.sql.claimOne : this.#deps.sql.claimMany;

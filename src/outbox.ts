@@ -469,7 +469,13 @@ export class Outbox<Q extends QueueMap = AnyQueues, I extends QueueMap = Q> {
 
   /** Wakes the subscriptions of `queue`, or all of them (undefined: notifications may have been missed). */
   #wakeSubscriptions(queue: string | undefined): void {
-    for (const s of this.#subscriptions) if (queue === undefined || s.options.queues.includes(queue)) s.wake();
+    for (const s of this.#subscriptions) {
+      if (queue !== undefined && !s.options.queues.includes(queue)) continue;
+      // A lease-mode subscription lists only the queues it expects rows in (queue-schedule.ts): it
+      // needs the queue. The row-lock loops claim over every queue.
+      if (s instanceof Subscription) s.wake(queue);
+      else s.wake();
+    }
   }
 
   /**

@@ -167,3 +167,54 @@ export function claimManyLazyCte(walk: QueueWalk): string {
   LIMIT $3
 )`;
 }
+
+/** A claim's report (claimReport): its CTE, and the final SELECT around the claimed rows' select list. */
+export interface ClaimReport {
+  /** A CTE definition (no leading WITH) placed after the claim's `picked` and `claimed`. */
+  readonly cte: string;
+  /** The statement's last SELECT: the claimed rows (`list`, their select list over `claimed`) in `order`, then the reports. */
+  readonly select: (list: string, order: string) => string;
+}
+
+/**
+ * The names of the two columns every claimMany row ends with: a report row's queue and the
+ * milliseconds until its next ready row is due (text); NULL on a claimed row. A report row's id
+ * and claimed columns are NULL. Read by queue-schedule.ts splitClaimRows (the last two columns).
+ */
+export const REPORT_COLUMNS = ['report_queue', 'report_due_ms'] as const;
+
+/** |ms| beyond this is clamped (an `infinity` next_attempt_at written by hand must not fail the cast). */
+const REPORT_CLAMP_MS = '1e12';
+
+/**
+ * Per listed queue ($1), after the claim: the milliseconds until its first ready row that this
+ * claim did not take is due (<= 0: due now), NULL when it has none or is paused. One index probe
+ * per listed queue (the ready walk's index, in its order; it steps over at most the $3 rows just
+ * picked). Rows whose key waits for its turn count as due (keyTurn is left out: the queue is then
+ * listed again, which costs a probe, never a stranded row). Rows leased elsewhere are not in the
+ * ready index: an expired lease is found when the safety net lists the queue again
+ * (queue-schedule.ts). In the claim's snapshot: rows published after it are announced by their
+ * NOTIFY, which the schedule orders after this report.
+ */
+export function claimReport(walk: QueueWalk): ClaimReport {
+  const [first] = walk.keys;
+  const due = `ceil(greatest(least((extract(epoch FROM o.${first}) - extract(epoch FROM now())) * 1000, ${REPORT_CLAMP_MS}), -${REPORT_CLAMP_MS}))::int8`;
+  const [queueColumn, dueColumn] = REPORT_COLUMNS;
+  return {
+    cte: `report AS (
+  SELECT q.queue, CASE WHEN EXISTS (SELECT 1 FROM ${walk.paused} AS p WHERE p.queue = q.queue) THEN NULL ELSE (
+    SELECT ${due} FROM ${walk.table} AS o
+    WHERE ${walk.where('q.queue')} AND o.id <> ALL(ARRAY(SELECT id FROM picked))
+    ORDER BY ${walk.keys.map((k) => `o.${k}`).join(', ')}
+    LIMIT 1
+  ) END AS due_ms
+  FROM unnest($1::text[]) AS q(queue)
+)`,
+    // The claimed rows keep their order (the first branch of a UNION ALL is returned first); the
+    // report rows take the claimed rows' columns as NULLs of the right types from a join that
+    // matches nothing.
+    select: (list, order) => `(SELECT ${list}, NULL::text AS ${queueColumn}, NULL::text AS ${dueColumn} FROM claimed ${order})
+UNION ALL
+SELECT e.*, r.queue, r.due_ms::text FROM report AS r LEFT JOIN (SELECT ${list} FROM claimed) AS e ON false`,
+  };
+}

@@ -1,6 +1,6 @@
 import type { SchemaNames } from '../schema/schema-names.js';
 import { type Statement, statement, textRows } from '../util/statement.js';
-import { claimManyCtes, claimManyLazyCte, type QueueWalk } from './claim-many-sql.js';
+import { claimManyCtes, claimManyLazyCte, type ClaimReport, claimReport, type QueueWalk } from './claim-many-sql.js';
 
 /**
  * Subscriber statements, built once per Outbox. Every write that ends or reschedules a row filters
@@ -13,7 +13,11 @@ export interface SubscriberSql {
    * usually empty): never re-claimed by it through the expired branch. See claimText.
    */
   readonly claimOne: Statement;
-  /** As claimOne with $1 = queues (text[]): locks about $3 rows whatever the queue count. See claim-many-sql.ts. */
+  /**
+   * As claimOne with $1 = queues (text[]): locks about $3 rows whatever the queue count. See
+   * claim-many-sql.ts. After the claimed rows, one report row per listed queue (id NULL; its
+   * queue and due milliseconds in the last two columns): read by queue-schedule.ts.
+   */
   readonly claimMany: Statement;
   /** $1 ids (bigint[]), $2 tokens (uuid[]). Returns the (id, token) pairs deleted; the others lost their lease. PK lookups. */
   readonly ackBatch: Statement;
@@ -135,15 +139,17 @@ const ASYNC_COMMIT = `(SELECT set_config('synchronous_commit', 'off', true)) = '
  * a competitor that could run it now); a competitor may take it, and the slow run's outcome is then
  * fenced off. With no competitor the slow run's outcome still lands under its first token.
  */
-function claimText(table: string, branches: string): string {
+function claimText(table: string, branches: string, report?: ClaimReport): string {
+  const list = `id::text AS id, ${claimedColumns('deliveries_count')}`;
+  const order = 'ORDER BY claimed.next_attempt_at, claimed.id';
   return `WITH ${branches}, picked AS (
   SELECT id FROM ready UNION ALL SELECT id FROM expired LIMIT $3
 ), claimed AS (
   UPDATE ${table} AS t SET acquired_token = $4::uuid, acquired_at = now(), deliveries_count = t.deliveries_count + 1
   WHERE t.id = ANY(ARRAY(SELECT id FROM picked)) AND ${ASYNC_COMMIT}
   RETURNING id, next_attempt_at, ${CLAIMED_FIELDS}
-)
-SELECT id::text AS id, ${claimedColumns('deliveries_count')} FROM claimed ORDER BY claimed.next_attempt_at, claimed.id`;
+)${report === undefined ? '' : `, ${report.cte}`}
+${report === undefined ? `SELECT ${list} FROM claimed ${order}` : report.select(list, order)}`;
 }
 
 /** One queue ($1 text): each branch is an ordered, LIMIT-bounded, locking walk of its index. */
@@ -173,11 +179,14 @@ function claimOneText(table: string, paused: string): string {
  * Several queues ($1 text[]): per branch, claim-many-sql.ts picks the candidates (unlocked head
  * probes, a cutoff, then per queue the single-queue locking walk up to the cutoff), so a claim
  * locks about $3 rows whatever the queue count (issue 18). The expired branch skips $5 as claimOne's.
+ * After the claimed rows, one report row per listed queue (claim-many-sql.ts claimReport): what
+ * the subscription's queue schedule (queue-schedule.ts) learns which queues to list next from.
  */
 function claimManyText(table: string, paused: string): string {
   return claimText(
     table,
     `${claimManyCtes(readyWalk(table, paused, ''))}, ${claimManyLazyCte(expiredWalk(table, paused, '', true))}`,
+    claimReport(readyWalk(table, paused, '')),
   );
 }
 

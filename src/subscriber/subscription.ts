@@ -18,6 +18,7 @@ import type { PublishFollowUp } from './follow-up.js';
 import type { Lease } from './lease.js';
 import type { Handler } from './message.js';
 import { OutcomeWriter } from './outcome-writer.js';
+import { QueueSchedule } from './queue-schedule.js';
 import type { RenderError } from './render-error.js';
 import { RunningDeliveries, type RunningDelivery } from './running-deliveries.js';
 import { type MatchedPair, pairKey, pairValues, type SubscriberSql } from './sql.js';
@@ -133,10 +134,23 @@ export class Subscription {
   #staleTimer: NodeJS.Timeout | undefined;
   /** Releases of stale buffered rows in flight: stop() waits for them. */
   readonly #releasing = new Set<Promise<void>>();
+  /**
+   * Which queues a claim lists (queue-schedule.ts), for a subscription over several: a claim lists
+   * the queues with rows due and those it knows nothing of, not every queue (issue 18).
+   */
+  readonly #schedule: QueueSchedule | undefined;
 
   constructor(options: ResolvedSubscribeOptions, handler: Handler, deps: SubscriptionDeps) {
     this.options = options;
     this.#deps = deps;
+    this.#schedule =
+      options.queues.length > 1
+        ? new QueueSchedule({
+            queues: options.queues,
+            maxActivePerClaim: Math.max(1, Math.ceil(options.fetchBatchSize / 2)),
+            safetyNetMs: options.minPollIntervalMs,
+          })
+        : undefined;
     const writer = new OutcomeWriter({
       db: deps.db,
       sql: deps.sql,
@@ -198,8 +212,12 @@ export class Subscription {
     return notStalled(this.#deps.stallAfterMs, this.#failingSince, this.#claimers);
   }
 
-  /** Called by the NOTIFY listener for this subscription's queues. */
-  wake(): void {
+  /**
+   * Called by the NOTIFY listener (and a local publish) for one of this subscription's queues;
+   * `queue` undefined: any of them (a LISTEN (re)connect: notifications may have been missed).
+   */
+  wake(queue?: string): void {
+    this.#schedule?.wake(queue);
     this.#claimers[0]?.wakeup.notify();
   }
 
@@ -319,12 +337,14 @@ export class Subscription {
       this.#pump();
       outran = this.#buffer.length === 0 && this.#endedSynchronously > endedBefore;
       this.#nudgeClaimers();
-      if (claimed.length > 0 || !primary) {
+      if (claimed.length > 0 || !primary || this.#schedule?.moreToTry() === true) {
         idleFetches = 0;
         continue;
       }
       idleFetches += 1;
-      await claimer.wakeup.sleep(idlePollDelayMs(idleFetches, this.options));
+      // A row an idle queue's report saw (a delayed message) ends the sleep when it is due.
+      const dueMs = this.#schedule?.msUntilDue(performance.now()) ?? Number.POSITIVE_INFINITY;
+      await claimer.wakeup.sleep(Math.max(1, Math.min(idlePollDelayMs(idleFetches, this.options), dueMs)));
     }
   }
 
@@ -332,18 +352,28 @@ export class Subscription {
     const token = randomUUID();
     const { queues, leaseTtlMs } = this.options;
     const single = queues.length === 1;
+    const schedule = this.#schedule;
+    const plan = schedule?.plan(performance.now(), limit);
+    // Every queue is idle: nothing to ask the database until a recheck or a wake.
+    if (plan?.queues.length === 0) return [];
     const statement = single ? this.#deps.sql.claimOne : this.#deps.sql.claimMany;
-    const values = [single ? queues[0] : queues, leaseTtlMs, limit, token, this.#runningPastHalfLease()];
-    // Each row becomes its lease as it arrives off the wire (StatementRunner.decoded); the lease's
-    // age starts when the whole claim is back.
-    const leases = await this.#deps.db.decoded(statement, values, (row): Lease => ({
-      record: decodeClaimedRow(row),
-      token,
-      leasedAt: 0,
-    }));
+    const values = [single ? queues[0] : (plan?.queues ?? queues), leaseTtlMs, limit, token, this.#runningPastHalfLease()];
+    if (schedule === undefined || plan === undefined) {
+      // Each row becomes its lease as it arrives off the wire (StatementRunner.decoded); the lease's
+      // age starts when the whole claim is back.
+      const leases = await this.#deps.db.decoded(statement, values, (row): Lease => ({
+        record: decodeClaimedRow(row),
+        token,
+        leasedAt: 0,
+      }));
+      const leasedAt = performance.now();
+      for (const lease of leases) lease.leasedAt = leasedAt;
+      return leases;
+    }
+    // A scheduled claim's rows include its per-queue reports: the schedule takes those first.
+    const rows = await this.#deps.db.decoded(statement, values, (row) => row);
     const leasedAt = performance.now();
-    for (const lease of leases) lease.leasedAt = leasedAt;
-    return leases;
+    return schedule.learn(plan, rows, leasedAt).map((row) => ({ record: decodeClaimedRow(row), token, leasedAt }));
   }
 
   /**
@@ -474,6 +504,7 @@ export class Subscription {
 
   /** Releases `leases` in the background; stop() waits for it. Frees their capacity at once. */
   #giveBack(leases: Lease[]): void {
+    for (const lease of leases) this.#rowReturned(lease);
     const releasing = this.#release(leases).finally(() => {
       this.#releasing.delete(releasing);
     });
@@ -534,9 +565,18 @@ export class Subscription {
     this.#deps.logger.error({ subscriber: this.options.name, err: errorMessage(error) }, 'delivery failed unexpectedly');
   }
 
+  /**
+   * A row held here ended or went back: its outcome may have made it ready again (a retry), so an
+   * idle queue of it is listed again, by a claim woken now (queue-schedule.ts).
+   */
+  #rowReturned(lease: Lease): void {
+    if (this.#schedule?.rowReturned(lease.record.queue) === true) this.#claimers[0]?.wakeup.notify();
+  }
+
   /** A delivery ended: its slot takes the next buffered row (#pump), and the claim loops hear of the free capacity. */
   #finished(run: RunningDelivery): void {
     this.#inFlight.end(run);
+    this.#rowReturned(run.lease);
     if (this.#inFlight.size === 0) for (const resolve of this.#idleWaiters.splice(0)) resolve();
     this.#pump();
     // This slot found nothing to take while a claim is on its way: the handlers outran it.

@@ -1,0 +1,66 @@
+/**
+ * The queue schedule (issue 18, b; src/subscriber/queue-schedule.ts) against a build without it,
+ * interleaved in one run: per queue count and repetition, workload b of the scale bench (20,000
+ * ready rows spread evenly over N queues, one subscription over all of them, c16, 100 rows per
+ * claim, each drain in a fresh database) with the other build, then with this checkout's dist/.
+ * Prints per drain the claim statement's pg_stat_statements time per handled message, and per
+ * build the median and its ratio to the same build's 1-queue median.
+ *
+ *   npm run build && git archive <before> | tar -x -C /tmp/before && (cd /tmp/before && ln -s $PWD/node_modules && npx tsc -p tsconfig.build.json)
+ *   flock /tmp/txoutbox-bench.lock node --import tsx bench/src/probes/queue-schedule-ab.ts /tmp/before/dist [counts=1,10,100,1000] [reps=3]
+ */
+import { pathToFileURL } from 'node:url';
+
+import { txoutbox } from '../library.js';
+import { queueNames, runDrain } from '../scale/drain.js';
+import { startServer } from '../server.js';
+
+const [beforeDist, countsArg, repsArg] = process.argv.slice(2);
+if (beforeDist === undefined) throw new Error('usage: queue-schedule-ab.ts <before dist dir> [counts] [reps]');
+const before = (await import(pathToFileURL(`${beforeDist}/index.js`).href)) as typeof txoutbox;
+const counts = (countsArg ?? '1,10,100,1000').split(',').map(Number);
+const reps = Number(repsArg ?? '3');
+const builds = [
+  ['before', before],
+  ['after', txoutbox],
+] as const;
+
+const server = await startServer(undefined);
+const results = new Map<string, number[]>();
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? Number.NaN;
+let n = 0;
+try {
+  for (let rep = 1; rep <= reps; rep += 1) {
+    for (const count of counts) {
+      for (const [name, library] of builds) {
+        const run = await runDrain(server, `qs_ab_${(n += 1)}`, {
+          workload: 'b',
+          label: `${count} queues`,
+          system: 'txoutbox',
+          rep,
+          backlog: { ready: 20_000, queues: queueNames(count) },
+          measured: 20_000,
+          timeoutMs: 120_000,
+          quietMs: 0,
+          library,
+        });
+        const key = `${name} ${count}`;
+        results.set(key, [...(results.get(key) ?? []), run.claimUsPerMessage]);
+        console.log(
+          `rep ${rep} ${name.padEnd(6)} ${String(count).padStart(4)} queues: ${run.msgsPerSec} msgs/s, claim ${run.claimUsPerMessage} µs/msg, ${run.claimCalls} claims${run.note === undefined ? '' : ` (${run.note})`}`,
+        );
+      }
+    }
+  }
+} finally {
+  await server.stop();
+}
+console.log('\n| queues | before: claim µs/msg (median) | × 1 queue | after | × 1 queue |\n|--:|--:|--:|--:|--:|');
+for (const count of counts) {
+  const cells = builds.map(([name]) => {
+    const m = median(results.get(`${name} ${count}`) ?? []);
+    const base = median(results.get(`${name} ${counts[0]}`) ?? []);
+    return `${m.toFixed(1)} | ${(m / base).toFixed(2)}×`;
+  });
+  console.log(`| ${count} | ${cells.join(' | ')} |`);
+}

@@ -48,7 +48,8 @@ export interface BodyContent {
  * (src/envelope/payload-buffer.ts) without a Buffer per body.
  */
 export function bodyContent(body: unknown): BodyContent {
-  if (body instanceof Uint8Array) return { content: body, contentType: CONTENT_TYPES.octetStream };
+  // Buffer.isBuffer too: a Buffer from another realm (a vm context) is not an instance of this Uint8Array.
+  if (Buffer.isBuffer(body) || body instanceof Uint8Array) return { content: body, contentType: CONTENT_TYPES.octetStream };
   if (typeof body === 'string') return { content: body, contentType: CONTENT_TYPES.text };
   if (body === undefined) {
     throw new UnencodableBodyError('Cannot encode the body: it is undefined. Fix: pass null, a value, a string or bytes.');

@@ -167,6 +167,10 @@ export class QueueSchedule {
    * NOTIFY would (a trickle then costs two claims per message, as a poll over every queue did).
    */
   rowReturned(queue: string): boolean {
+    // Like a wake: a claim planned before the row came back may report the queue empty (its
+    // snapshot predates the retry's commit), and that report must not idle the queue.
+    this.#epoch += 1;
+    this.#wokenAt.set(queue, this.#epoch);
     if (!this.#idle.delete(queue)) return false;
     this.#unknown.add(queue);
     return true;

@@ -188,7 +188,6 @@ export class RowLockSubscription {
           },
           swap(undefined),
         );
-        swap(batch.handedOver);
         errors = 0;
         this.#failingSince = undefined;
       } catch (error) {
@@ -197,6 +196,9 @@ export class RowLockSubscription {
         await pauseAfterFailure(this.#failureReport, error, errors, 'row-lock batch failed', loop.wakeup, () => this.#running());
         continue;
       } finally {
+        // Kept even when run() threw after its COMMIT handed the connection over (a throwing
+        // report): that connection is in the next batch's transaction, and only a loop releases it.
+        swap(batch.handedOver);
         this.#batches.delete(batch);
         loop.claimingSince = undefined;
       }

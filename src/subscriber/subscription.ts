@@ -504,9 +504,11 @@ export class Subscription {
 
   /** Releases `leases` in the background; stop() waits for it. Frees their capacity at once. */
   #giveBack(leases: Lease[]): void {
-    for (const lease of leases) this.#rowReturned(lease);
     const releasing = this.#release(leases).finally(() => {
       this.#releasing.delete(releasing);
+      // Once the release committed: a claim woken before it could find the rows still leased and
+      // report their queue idle.
+      for (const lease of leases) this.#rowReturned(lease);
     });
     this.#releasing.add(releasing);
     this.#nudgeClaimers();

@@ -210,6 +210,27 @@ describe('QueueSchedule', () => {
     assert.deepEqual(s.plan(1, LIMIT).queues, ['q1']);
   });
 
+  test("a row that comes back while a claim is in flight wins over that claim's (older) empty report", () => {
+    const s = schedule(2);
+    const first = s.plan(0, LIMIT);
+    s.learn(
+      first,
+      reportAll(first, () => 0),
+      0,
+    );
+    assert.equal(s.states().get('q0'), 'active');
+    const inFlight = s.plan(1, LIMIT);
+    assert.ok(inFlight.queues.includes('q0'));
+    // A retry of a q0 row committed after the claim's snapshot: the claim reports q0 empty.
+    s.rowReturned('q0');
+    s.learn(
+      inFlight,
+      reportAll(inFlight, () => null),
+      2,
+    );
+    assert.notEqual(s.states().get('q0'), 'idle', 'the retried row is claimed by the next loop, not after the safety net');
+  });
+
   test('empty claims go on while queues it did not list may have rows; then the loop may sleep', () => {
     const s = schedule(6, 2);
     const first = s.plan(0, LIMIT);

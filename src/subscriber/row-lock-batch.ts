@@ -250,7 +250,8 @@ export class RowLockBatch {
     const { queues, leaseTtlMs } = this.#deps.deliverDeps.options;
     const other = this.#deps.otherBatch(this);
     const range = [other?.[0] ?? null, other?.[1] ?? null];
-    if (queues.length === 1) return await db.decodedOn(client, sql.claimOne, [queues[0], leaseTtlMs, limit, ...range], decodeClaimedRow);
+    if (queues.length === 1)
+      return await db.decodedOn(client, sql.claimOne, [queues[0], leaseTtlMs, limit, ...range], decodeClaimedRow);
     if (schedule === undefined || plan === undefined) throw new Error('a row-lock claim over several queues without its plan');
     const rows = await db.decodedOn(client, sql.claimMany, [plan.queues, leaseTtlMs, limit, ...range], (row) => row);
     return schedule.learn(plan, rows, performance.now()).map(decodeClaimedRow);

@@ -227,7 +227,9 @@ export class RowLockSubscription {
         } catch (error) {
           errors += 1;
           this.#failingSince ??= performance.now();
-          await pauseAfterFailure(this.#failureReport, error, errors, 'row-lock batch failed', loop.wakeup, () => this.#running());
+          await pauseAfterFailure(this.#failureReport, error, errors, 'row-lock batch failed', loop.wakeup, () =>
+            this.#running(),
+          );
           continue;
         } finally {
           this.#batches.delete(batch);

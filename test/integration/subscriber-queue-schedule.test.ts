@@ -129,7 +129,7 @@ for (const lease of ['token', 'row-lock'] as const) {
       // deadline leaves its other rows unstarted (unlocked as they were); a lease-mode buffer
       // releases them at half the lease. The claim's report saw no other row of b: b is idle, and
       // only the rows coming back list it again (the poll is 30 s; no LISTEN, whose connect would
-    // list every queue again).
+      // list every queue again).
       outbox.subscribe(
         QUEUES,
         async (message) => {

@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 
+import pg from 'pg';
+
 import { ConstantRetry } from '../../src/index.js';
 import { useTestDatabase } from '../support/database.js';
 import type { EventLog } from '../support/events.js';
@@ -156,6 +158,44 @@ for (const lease of ['token', 'row-lock'] as const) {
       outbox.start();
       await waitFor(() => handled.length >= 4, { what: 'the rows given back', timeoutMs: 8_000 });
     });
+
+    if (lease === 'row-lock')
+      test('a batch rolled back mid-batch (its backend terminated), its queue otherwise idle: delivered again without waiting for the safety net', async () => {
+        const pool = new pg.Pool({ connectionString: db.url, max: 4, application_name: 'qs_victim' });
+        pool.on('error', () => undefined);
+        db.onCleanup(() => pool.end().catch(() => undefined));
+        const { outbox } = await migratedOutbox(newOutbox, pool, t('qs_rollback'), { listen: false });
+        const runs = new Map<string, number>();
+        let killed = false;
+        outbox.subscribe(
+          QUEUES,
+          async (message) => {
+            runs.set(message.body as string, (runs.get(message.body as string) ?? 0) + 1);
+            if (!killed && runs.size === 2) {
+              killed = true;
+              await db.pool.query(
+                `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'qs_victim' AND state = 'idle in transaction'`,
+              );
+            }
+          },
+          { name: 'qs', lease, ...SLOW_POLL, fetchBatchSize: 5 },
+        );
+        await inTransaction(db.pool, async (c) => {
+          for (let i = 0; i < 5; i += 1) await outbox.publish(c, 'b', `row ${i}`);
+        });
+        outbox.start();
+        // The claim's report saw no other row of b (idle for 30 s): only the rolled-back rows
+        // coming back (rowReturned) list it again, after the error pause (250 ms at first).
+        await waitFor(async () => (await db.pool.query(`SELECT 1 FROM ${t('qs_rollback')}`)).rowCount === 0, {
+          what: 'every row delivered again and acked',
+          timeoutMs: 10_000,
+        });
+        assert.equal(runs.size, 5);
+        assert.ok(
+          [...runs.values()].some((n) => n > 1),
+          'the killed batch ran again',
+        );
+      });
 
     test('200 queues, every row of each drained once, with the queues listed a few at a time', async () => {
       const { outbox, log } = await migratedOutbox(newOutbox, db.pool, t('qs_many'));

@@ -471,10 +471,8 @@ export class Outbox<Q extends QueueMap = AnyQueues, I extends QueueMap = Q> {
   #wakeSubscriptions(queue: string | undefined): void {
     for (const s of this.#subscriptions) {
       if (queue !== undefined && !s.options.queues.includes(queue)) continue;
-      // A lease-mode subscription lists only the queues it expects rows in (queue-schedule.ts): it
-      // needs the queue. The row-lock loops claim over every queue.
-      if (s instanceof Subscription) s.wake(queue);
-      else s.wake();
+      // Both modes list only the queues they expect rows in (queue-schedule.ts): they need the queue.
+      s.wake(queue);
     }
   }
 

@@ -66,3 +66,15 @@ export function emitterOf(emit: Emit, type: OutboxEvent['type']): Emit {
   const reads = READS.get(emit);
   return reads === undefined || reads.has(type) ? emit : undefined;
 }
+
+/**
+ * An emitter that hands events to `sink` (a buffer: row-lock batches report after their COMMIT)
+ * instead of `emit`, and that emitterOf knows reads what `emit`'s recorders read. Undefined when
+ * `emit` is (nobody reads anything).
+ */
+export function deferredEmit(emit: Emit, sink: (event: OutboxEvent) => void): Emit {
+  if (emit === undefined) return undefined;
+  const reads = READS.get(emit);
+  if (reads !== undefined) READS.set(sink, reads);
+  return sink;
+}

@@ -3,7 +3,7 @@ import type pg from 'pg';
 import { errorMessage, HandlerTimeoutError } from '../errors.js';
 import type { OutboxEvent } from '../instrumentation/events.js';
 import type { OutcomeWrite } from '../instrumentation/middleware.js';
-import type { Emit } from '../instrumentation/recorders.js';
+import { deferredEmit, type Emit } from '../instrumentation/recorders.js';
 import type { ThroughputTally } from '../queues/throughput-tally.js';
 import type { Logger } from '../util/logger.js';
 import type { StatementRunner } from '../util/statement-runner.js';
@@ -15,6 +15,7 @@ import type { HandlerSlots } from './handler-slots.js';
 import type { Lease } from './lease.js';
 import type { ClaimedRecord, Handler } from './message.js';
 import { OutcomeWriter } from './outcome-writer.js';
+import type { ClaimPlan, QueueSchedule } from './queue-schedule.js';
 import type { RenderError } from './render-error.js';
 import { ROW_LOCK_BEGIN, ROW_LOCK_TOKEN, type RowLockSql } from './row-lock-sql.js';
 import type { SubscriberSql } from './sql.js';
@@ -47,6 +48,11 @@ export interface RowLockBatchDeps {
   readonly otherBatch: (self: RowLockBatch) => IdRange | undefined;
   /** Whether the loop claims again at once after a batch of `claimed` rows whose handlers took `handlersMs`. */
   readonly claimsAgain: (claimed: number, handlersMs: number) => boolean;
+  /**
+   * Which queues a claim over several lists (queue-schedule.ts), shared by the subscription's loops;
+   * undefined for one queue. The claim's report rows go to it (learn) before its rows are decoded.
+   */
+  readonly schedule: QueueSchedule | undefined;
 }
 
 /** The lowest and highest id of a batch's rows (bigint texts). */
@@ -153,10 +159,14 @@ export class RowLockBatch {
    * transaction, for this loop's next batch (run()'s `begun`). Undefined when the batch released it.
    */
   handedOver: pg.PoolClient | undefined;
+  /** The queues of the rows the claim returned: each may have a row ready again once the batch ended (rowReturned). */
+  readonly claimedQueues = new Set<string>();
 
   constructor(deps: RowLockBatchDeps) {
     this.#deps = deps;
-    const buffered = deps.emit === undefined ? undefined : (event: OutboxEvent) => this.#events.push(event);
+    // Buffered until COMMIT, and still known for what its recorders read: the writer then builds
+    // no `acked` event that none of them reads (emitterOf), as a lease-mode writer does not.
+    const buffered = deferredEmit(deps.emit, (event: OutboxEvent) => this.#events.push(event));
     this.#writer = new OutcomeWriter({
       db: { run: (statement, values) => this.#deps.db.runOn(this.#connection(), statement, values) },
       sql: deps.outcomeSql,
@@ -195,29 +205,20 @@ export class RowLockBatch {
    * failed. `claimed` is told when the claim statement returned. `begun`: the previous batch's
    * connection, already in this batch's transaction (handedOver); otherwise one is checked out.
    */
-  async run(limit: number, claimed: () => void, begun?: pg.PoolClient): Promise<number> {
-    const { db, sql } = this.#deps;
-    const { queues, leaseTtlMs } = this.#deps.deliverDeps.options;
+  async run(limit: number, claimed: () => void, begun?: pg.PoolClient, plan?: ClaimPlan): Promise<number> {
+    const { db } = this.#deps;
     const client = begun ?? (await db.checkout());
     if (begun === undefined) client.on('error', ignore);
     this.#client = client;
     let rows: ClaimedRecord[] = [];
     try {
-      const single = queues.length === 1;
-      const other = this.#deps.otherBatch(this);
       // BEGIN (with its settings: ROW_LOCK_BEGIN) first: node-postgres sends in call order.
       const began = begun === undefined ? client.query(db.bounded(BEGIN)) : undefined;
-      // Decoded off the wire as the token claim is (StatementRunner.decodedOn).
-      const claim = db.decodedOn(
-        client,
-        single ? sql.claimOne : sql.claimMany,
-        [single ? queues[0] : queues, leaseTtlMs, limit, other?.[0] ?? null, other?.[1] ?? null],
-        decodeClaimedRow,
-      );
       // Queued together: one await.
-      const [, claimedRows] = await Promise.all([began, claim]);
+      const [, claimedRows] = await Promise.all([began, this.#claim(client, limit, plan)]);
       claimed();
       rows = claimedRows;
+      for (const row of rows) this.claimedQueues.add(row.queue);
       this.range = idRange(rows);
       this.#emitFetched(rows);
       if (rows.length > 0) await this.#runAll(rows);
@@ -237,6 +238,23 @@ export class RowLockBatch {
     }
     this.#reportCommitted();
     return rows.length;
+  }
+
+  /**
+   * The claim, decoded off the wire as the token claim is (StatementRunner.decodedOn). With a
+   * schedule (several queues), it lists `plan`'s queues and its rows end with the per-queue reports,
+   * which the schedule takes first (queue-schedule.ts learn), as a lease-mode claim's.
+   */
+  async #claim(client: pg.PoolClient, limit: number, plan: ClaimPlan | undefined): Promise<ClaimedRecord[]> {
+    const { db, sql, schedule } = this.#deps;
+    const { queues, leaseTtlMs } = this.#deps.deliverDeps.options;
+    const other = this.#deps.otherBatch(this);
+    const range = [other?.[0] ?? null, other?.[1] ?? null];
+    if (queues.length === 1)
+      return await db.decodedOn(client, sql.claimOne, [queues[0], leaseTtlMs, limit, ...range], decodeClaimedRow);
+    if (schedule === undefined || plan === undefined) throw new Error('a row-lock claim over several queues without its plan');
+    const rows = await db.decodedOn(client, sql.claimMany, [plan.queues, leaseTtlMs, limit, ...range], (row) => row);
+    return schedule.learn(plan, rows, performance.now()).map(decodeClaimedRow);
   }
 
   /** stop() gave up waiting: abort the running handler and commit what finished without it. */

@@ -1,6 +1,6 @@
 import type { SchemaNames } from '../schema/schema-names.js';
 import { type Statement, statement, textRows } from '../util/statement.js';
-import { claimManyCtes, claimManyLazyCte } from './claim-many-sql.js';
+import { claimManyCtes, claimManyLazyCte, claimReport } from './claim-many-sql.js';
 import { CLAIMED_FIELDS, claimedColumns, dlqMoveText, expiredWalk, keyTurn, readyWalk, retryText } from './sql.js';
 
 /**
@@ -116,18 +116,27 @@ LIMIT $3`;
 
 /**
  * Several queues ($1 text[]): the candidate pick of sql.ts's claimMany (claim-many-sql.ts: about $3
- * rows locked whatever the queue count), each walk returning the row itself.
+ * rows locked whatever the queue count), each walk returning the row itself. After the claimed rows,
+ * one report row per listed queue (claim-many-sql.ts claimReport), as the lease claim's: the
+ * subscription's queue schedule (queue-schedule.ts) learns from them which queues to list next, so
+ * $1 holds only the unknown and active ones (issue 18). The report's probe steps over the rows this
+ * claim locked (`picked`) but not over those the other open batch holds ($4..$5): their queue is
+ * reported due now and listed again, which costs a probe, never a stranded row. No UPDATE: `picked`
+ * and `claimed` are the locked rows themselves (the expired walk's acquired_at stands where the
+ * ready walk's next_attempt_at is: the returned columns read neither).
  */
 function claimManyText(table: string, paused: string): string {
   const fields = prefixed('o');
   const ready = readyWalk(table, paused, fields);
   const expired = expiredWalk(table, paused, fields, false);
+  const report = claimReport(readyWalk(table, paused, ''));
   // The walks' `filter` runs in their locking walks only (claim-many-sql.ts), where OTHER_BATCH belongs.
-  return `WITH ${claimManyCtes({ ...ready, filter: `${OTHER_BATCH} AND ${ready.filter}` })}, ${claimManyLazyCte({ ...expired, filter: OTHER_BATCH })}
-SELECT id::text AS id, ${RETURNED} FROM ready
-UNION ALL
-SELECT id::text AS id, ${RETURNED} FROM expired
-LIMIT $3`;
+  return `WITH ${claimManyCtes({ ...ready, filter: `${OTHER_BATCH} AND ${ready.filter}` })}, ${claimManyLazyCte({ ...expired, filter: OTHER_BATCH })}, picked AS (
+  SELECT * FROM ready UNION ALL SELECT * FROM expired LIMIT $3
+), claimed AS (
+  SELECT * FROM picked
+), ${report.cte}
+${report.select(`id::text AS id, ${RETURNED}`, '')}`;
 }
 
 /** A comma-separated list of integers: what idList may splice into SQL text. */

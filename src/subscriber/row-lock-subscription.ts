@@ -9,6 +9,7 @@ import { Wakeup } from '../util/wakeup.js';
 import { type ClaimFailureReport, idlePollDelayMs, notStalled, pauseAfterFailure } from './claim-pacing.js';
 import { HandlerSlots } from './handler-slots.js';
 import type { Handler } from './message.js';
+import { QueueSchedule } from './queue-schedule.js';
 import { type IdRange, releaseHandedOver, RowLockBatch, type RowLockBatchDeps } from './row-lock-batch.js';
 import { buildRowLockSql } from './row-lock-sql.js';
 import type { SubscriptionDeps } from './subscription.js';
@@ -56,11 +57,25 @@ export class RowLockSubscription {
   #loop: Promise<void> | undefined;
   #loopFailed = false;
   #failingSince: number | undefined;
+  /**
+   * Which queues a claim lists (queue-schedule.ts), for a subscription over several: the queues with
+   * rows due and those it knows nothing of, not every queue (issue 18). One for all the loops: a
+   * report of any loop's claim tells every loop.
+   */
+  readonly #schedule: QueueSchedule | undefined;
 
   constructor(options: ResolvedSubscribeOptions, handler: Handler, deps: SubscriptionDeps, names: SchemaNames) {
     this.options = options;
     this.#deps = deps;
     const sql = buildRowLockSql(names);
+    this.#schedule =
+      options.queues.length > 1
+        ? new QueueSchedule({
+            queues: options.queues,
+            maxActivePerClaim: Math.max(1, Math.ceil(options.fetchBatchSize / 2)),
+            safetyNetMs: options.minPollIntervalMs,
+          })
+        : undefined;
     this.#loops = Array.from({ length: rowLockLoops(options) }, () => ({
       wakeup: new Wakeup(),
       parked: false,
@@ -74,8 +89,10 @@ export class RowLockSubscription {
       emit: deps.emit,
       renderError: deps.renderError,
       tally: deps.tally,
+      // The key's next row is in its queue's report as due now (reports leave keyTurn out): the
+      // queue is active or unknown already, and only the loop needs waking.
       keyFreed: () => {
-        this.wake();
+        this.#loops[0]?.wakeup.notify();
       },
       handler,
       deliverDeps: {
@@ -95,6 +112,7 @@ export class RowLockSubscription {
         return range;
       },
       claimsAgain: (claimed, handlersMs) => this.#claimsAgain(claimed, handlersMs),
+      schedule: this.#schedule,
     };
   }
 
@@ -104,8 +122,13 @@ export class RowLockSubscription {
     return notStalled(this.#deps.stallAfterMs, this.#failingSince, this.#loops);
   }
 
-  /** NOTIFY for this subscription's queues: the first loop claims; a full claim brings the others. */
-  wake(): void {
+  /**
+   * NOTIFY (or a local publish) for one of this subscription's queues: the first loop claims; a full
+   * claim brings the others. `queue` undefined: any of them (a LISTEN (re)connect: notifications
+   * may have been missed, so the schedule lists every queue again).
+   */
+  wake(queue?: string): void {
+    this.#schedule?.wake(queue);
     this.#loops[0]?.wakeup.notify();
   }
 
@@ -176,33 +199,47 @@ export class RowLockSubscription {
         loop.parked = false;
         continue;
       }
-      const batch = new RowLockBatch(this.#batchDeps);
-      this.#batches.add(batch);
-      loop.claimingSince = performance.now();
+      const plan = this.#schedule?.plan(performance.now(), fetchBatchSize);
       let claimed: number;
-      try {
-        claimed = await batch.run(
-          fetchBatchSize,
-          () => {
-            loop.claimingSince = undefined;
-          },
-          swap(undefined),
-        );
-        errors = 0;
-        this.#failingSince = undefined;
-      } catch (error) {
-        errors += 1;
-        this.#failingSince ??= performance.now();
-        await pauseAfterFailure(this.#failureReport, error, errors, 'row-lock batch failed', loop.wakeup, () => this.#running());
-        continue;
-      } finally {
-        // Kept even when run() threw after its COMMIT handed the connection over (a throwing
-        // report): that connection is in the next batch's transaction, and only a loop releases it.
-        swap(batch.handedOver);
-        this.#batches.delete(batch);
-        loop.claimingSince = undefined;
+      let fast = true;
+      if (plan?.queues.length === 0) {
+        // Every queue is idle: nothing to ask the database until a recheck or a wake. A connection
+        // the last batch handed over (in a new transaction) goes back rather than wait idle in it.
+        const held = swap(undefined);
+        if (held !== undefined) await releaseHandedOver(held, this.#deps.db);
+        claimed = 0;
+      } else {
+        const batch = new RowLockBatch(this.#batchDeps);
+        this.#batches.add(batch);
+        loop.claimingSince = performance.now();
+        try {
+          claimed = await batch.run(
+            fetchBatchSize,
+            () => {
+              loop.claimingSince = undefined;
+            },
+            swap(undefined),
+            plan,
+          );
+          errors = 0;
+          this.#failingSince = undefined;
+        } catch (error) {
+          errors += 1;
+          this.#failingSince ??= performance.now();
+          await pauseAfterFailure(this.#failureReport, error, errors, 'row-lock batch failed', loop.wakeup, () =>
+            this.#running(),
+          );
+          continue;
+        } finally {
+          // Kept even when run() threw after its COMMIT handed the connection over (a throwing
+          // report): that connection is in the next batch's transaction, and only a loop releases it.
+          swap(batch.handedOver);
+          this.#batches.delete(batch);
+          loop.claimingSince = undefined;
+          this.#rowsReturned(batch);
+        }
+        fast = batch.handlersMs < this.options.leaseTtlMs * PIPELINE_BUDGET_SHARE;
       }
-      const fast = batch.handlersMs < this.options.leaseTtlMs * PIPELINE_BUDGET_SHARE;
       // The same test as #claimsAgain, which decided whether the batch handed its connection over.
       if (claimed === fetchBatchSize && fast) {
         // A backlog: bring one parked loop in (each full claim brings the next).
@@ -214,13 +251,29 @@ export class RowLockSubscription {
         loop.parked = true;
         continue;
       }
-      if (claimed > 0) {
+      if (claimed > 0 || this.#schedule?.moreToTry() === true) {
         idleFetches = 0;
         continue;
       }
       idleFetches += 1;
-      await loop.wakeup.sleep(idlePollDelayMs(idleFetches, this.options));
+      // A row an idle queue's report saw (a delayed message) ends the sleep when it is due.
+      const dueMs = this.#schedule?.msUntilDue(performance.now()) ?? Number.POSITIVE_INFINITY;
+      await loop.wakeup.sleep(Math.max(1, Math.min(idlePollDelayMs(idleFetches, this.options), dueMs)));
     }
+  }
+
+  /**
+   * The batch ended (committed or rolled back): each of its rows was deleted, rescheduled (a retry),
+   * moved, or left as it was (not started before the deadline or stop, abandoned, rolled back). The
+   * claim's report left them out, so an idle queue of one of them is listed again, by a claim woken
+   * now (queue-schedule.ts rowReturned), as a lease-mode subscription does when a delivery ends.
+   */
+  #rowsReturned(batch: RowLockBatch): void {
+    const schedule = this.#schedule;
+    if (schedule === undefined) return;
+    let woken = false;
+    for (const queue of batch.claimedQueues) if (schedule.rowReturned(queue)) woken = true;
+    if (woken) this.#loops[0]?.wakeup.notify();
   }
 
   /**

@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 
+import pg from 'pg';
+
 import { ConstantRetry } from '../../src/index.js';
 import { useTestDatabase } from '../support/database.js';
 import type { EventLog } from '../support/events.js';
@@ -29,123 +31,203 @@ async function insertWithoutNotify(table: string, queue: string, body: string): 
   );
 }
 
-describe('the queue schedule of a subscription over several queues', () => {
-  test('an idle queue is listed again when a publish wakes it', async () => {
-    const { outbox, log } = await migratedOutbox(newOutbox, db.pool, 'qs_wake');
-    const handled: unknown[] = [];
-    outbox.subscribe(QUEUES, (message) => void handled.push(message.body), { name: 'qs', ...SLOW_POLL });
-    outbox.start();
-    // The first claim lists every queue and finds them all empty: all idle.
-    await waitFor(() => claimsOf(log, 'b') >= 1, { what: 'the first claim' });
-    const publishedAt = Date.now();
-    await inTransaction(db.pool, (c) => outbox.publish(c, 'b', 'woken'));
-    await waitFor(() => handled.length === 1, { what: 'the message in the idle queue', timeoutMs: 5_000 });
-    assert.deepEqual(handled, ['woken']);
-    assert.ok(Date.now() - publishedAt < 5_000, 'woken, not polled (the poll is 30 s)');
-  });
-
-  test('a delayed message in an idle queue is delivered when due, not at the next poll', async () => {
-    const { outbox } = await migratedOutbox(newOutbox, db.pool, 'qs_delay');
-    const handledAt: number[] = [];
-    const publishedAt = Date.now();
-    await inTransaction(db.pool, (c) => outbox.publish(c, 'c', 'later', { activateInMs: 800 }));
-    outbox.subscribe(QUEUES, () => void handledAt.push(Date.now()), { name: 'qs', ...SLOW_POLL });
-    outbox.start();
-    // The first claim lists every queue, takes nothing, and reports c's row due in ~800 ms: c is
-    // idle until then, and the claim loop's 30 s idle sleep ends then.
-    await waitFor(() => handledAt.length === 1, { what: 'the delayed message', timeoutMs: 5_000 });
-    const waited = handledAt[0]! - publishedAt;
-    assert.ok(waited >= 780, `delivered after ${waited} ms, not before its time`);
-    assert.ok(waited < 2_000, `and soon after it (${waited} ms), though the poll is 30 s`);
-  });
-
-  test('a row published without a notification is found by the safety net while the subscription is busy', async () => {
-    const { outbox, log } = await migratedOutbox(newOutbox, db.pool, 'qs_safety', { listen: false });
-    const handled: string[] = [];
-    // a stays busy (a slow stream of rows the subscription itself publishes), so the loop keeps claiming.
-    outbox.subscribe(
-      QUEUES,
-      (message) => {
-        handled.push(message.body as string);
-      },
-      { name: 'qs', minPollIntervalMs: 300, maxPollIntervalMs: 60_000 },
-    );
-    outbox.start();
-    await waitFor(() => claimsOf(log, 'b') >= 1, { what: 'the first claim' });
-    const insertedAt = Date.now();
-    await insertWithoutNotify('qs_safety', 'b', 'unannounced');
-    let n = 0;
-    await waitFor(
-      async () => {
-        n += 1;
-        await inTransaction(db.pool, (c) => outbox.publish(c, 'a', `busy ${n}`));
-        return handled.includes('unannounced');
-      },
-      { what: 'the unannounced row', timeoutMs: 5_000 },
-    );
-    const waited = Date.now() - insertedAt;
-    assert.ok(waited < 2_000, `found after ${waited} ms (safety net 300 ms, poll backoff up to 60 s)`);
-  });
-
-  test('an idle subscription still polls every queue: a row inserted without a notification is found', async () => {
-    const { outbox } = await migratedOutbox(newOutbox, db.pool, 'qs_poll', { listen: false });
-    const handled: string[] = [];
-    outbox.subscribe(QUEUES, (message) => void handled.push(message.body as string), {
-      name: 'qs',
-      minPollIntervalMs: 50,
-      maxPollIntervalMs: 200,
+// Both lease modes keep a schedule: the same cases run for each. Table names get the mode's suffix.
+for (const lease of ['token', 'row-lock'] as const) {
+  const t = (name: string) => (lease === 'token' ? name : `${name}_rl`);
+  describe(`the queue schedule of a subscription over several queues (lease: ${lease})`, () => {
+    test('an idle queue is listed again when a publish wakes it', async () => {
+      const { outbox, log } = await migratedOutbox(newOutbox, db.pool, t('qs_wake'));
+      const handled: unknown[] = [];
+      outbox.subscribe(QUEUES, (message) => void handled.push(message.body), { name: 'qs', lease, ...SLOW_POLL });
+      outbox.start();
+      // The first claim lists every queue and finds them all empty: all idle.
+      await waitFor(() => claimsOf(log, 'b') >= 1, { what: 'the first claim' });
+      const publishedAt = Date.now();
+      await inTransaction(db.pool, (c) => outbox.publish(c, 'b', 'woken'));
+      await waitFor(() => handled.length === 1, { what: 'the message in the idle queue', timeoutMs: 5_000 });
+      assert.deepEqual(handled, ['woken']);
+      assert.ok(Date.now() - publishedAt < 5_000, 'woken, not polled (the poll is 30 s)');
     });
-    outbox.start();
-    await new Promise((resolve) => setTimeout(resolve, 300));
-    await insertWithoutNotify('qs_poll', 'c', 'polled');
-    await waitFor(() => handled.includes('polled'), { what: 'the polled row', timeoutMs: 3_000 });
-  });
 
-  test('a handler failure in an otherwise idle queue is retried at its time', async () => {
-    const { outbox } = await migratedOutbox(newOutbox, db.pool, 'qs_retry');
-    let runs = 0;
-    outbox.subscribe(
-      QUEUES,
-      () => {
-        runs += 1;
-        if (runs === 1) throw new Error('first run fails');
-      },
-      { name: 'qs', ...SLOW_POLL, retry: new ConstantRetry({ delayMs: 200 }) },
-    );
-    outbox.start();
-    await inTransaction(db.pool, (c) => outbox.publish(c, 'a', 'flaky'));
-    await waitFor(() => runs === 2, { what: 'the retry', timeoutMs: 5_000 });
-  });
+    test('a delayed message in an idle queue is delivered when due, not at the next poll', async () => {
+      const { outbox } = await migratedOutbox(newOutbox, db.pool, t('qs_delay'));
+      const handledAt: number[] = [];
+      const publishedAt = Date.now();
+      await inTransaction(db.pool, (c) => outbox.publish(c, 'c', 'later', { activateInMs: 800 }));
+      outbox.subscribe(QUEUES, () => void handledAt.push(Date.now()), { name: 'qs', lease, ...SLOW_POLL });
+      outbox.start();
+      // The first claim lists every queue, takes nothing, and reports c's row due in ~800 ms: c is
+      // idle until then, and the claim loop's 30 s idle sleep ends then.
+      await waitFor(() => handledAt.length === 1, { what: 'the delayed message', timeoutMs: 5_000 });
+      const waited = handledAt[0]! - publishedAt;
+      assert.ok(waited >= 780, `delivered after ${waited} ms, not before its time`);
+      assert.ok(waited < 2_000, `and soon after it (${waited} ms), though the poll is 30 s`);
+    });
 
-  test('200 queues, every row of each drained once, with the queues listed a few at a time', async () => {
-    const { outbox, log } = await migratedOutbox(newOutbox, db.pool, 'qs_many');
-    const queues = Array.from({ length: 200 }, (_, i) => `m${i}`);
-    const perQueue = 5;
-    // One row of every queue delayed by 300 ms: idle queues with a due time must come back.
-    await db.pool.query(
-      `INSERT INTO qs_many (queue, payload, headers, next_attempt_at)
+    test('a row published without a notification is found by the safety net while the subscription is busy', async () => {
+      const { outbox, log } = await migratedOutbox(newOutbox, db.pool, t('qs_safety'), { listen: false });
+      const handled: string[] = [];
+      // a stays busy (a slow stream of rows the subscription itself publishes), so the loop keeps claiming.
+      outbox.subscribe(
+        QUEUES,
+        (message) => {
+          handled.push(message.body as string);
+        },
+        { name: 'qs', lease, minPollIntervalMs: 300, maxPollIntervalMs: 60_000 },
+      );
+      outbox.start();
+      await waitFor(() => claimsOf(log, 'b') >= 1, { what: 'the first claim' });
+      const insertedAt = Date.now();
+      await insertWithoutNotify(t('qs_safety'), 'b', 'unannounced');
+      let n = 0;
+      await waitFor(
+        async () => {
+          n += 1;
+          await inTransaction(db.pool, (c) => outbox.publish(c, 'a', `busy ${n}`));
+          return handled.includes('unannounced');
+        },
+        { what: 'the unannounced row', timeoutMs: 5_000 },
+      );
+      const waited = Date.now() - insertedAt;
+      assert.ok(waited < 2_000, `found after ${waited} ms (safety net 300 ms, poll backoff up to 60 s)`);
+    });
+
+    test('an idle subscription still polls every queue: a row inserted without a notification is found', async () => {
+      const { outbox } = await migratedOutbox(newOutbox, db.pool, t('qs_poll'), { listen: false });
+      const handled: string[] = [];
+      outbox.subscribe(QUEUES, (message) => void handled.push(message.body as string), {
+        name: 'qs',
+        lease,
+        minPollIntervalMs: 50,
+        maxPollIntervalMs: 200,
+      });
+      outbox.start();
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      await insertWithoutNotify(t('qs_poll'), 'c', 'polled');
+      await waitFor(() => handled.includes('polled'), { what: 'the polled row', timeoutMs: 3_000 });
+    });
+
+    test('a handler failure in an otherwise idle queue is retried at its time', async () => {
+      const { outbox } = await migratedOutbox(newOutbox, db.pool, t('qs_retry'));
+      let runs = 0;
+      outbox.subscribe(
+        QUEUES,
+        () => {
+          runs += 1;
+          if (runs === 1) throw new Error('first run fails');
+        },
+        { name: 'qs', lease, ...SLOW_POLL, retry: new ConstantRetry({ delayMs: 200 }) },
+      );
+      outbox.start();
+      await inTransaction(db.pool, (c) => outbox.publish(c, 'a', 'flaky'));
+      await waitFor(() => runs === 2, { what: 'the retry', timeoutMs: 5_000 });
+    });
+
+    test('rows a batch or buffer gave back unstarted, in an otherwise idle queue, are claimed again at once', async () => {
+      const { outbox } = await migratedOutbox(newOutbox, db.pool, t('qs_given_back'), { listen: false });
+      const handled: string[] = [];
+      let first = true;
+      // One slot, a batch of 5, and a first handler slower than the lease: a row-lock batch's
+      // deadline leaves its other rows unstarted (unlocked as they were); a lease-mode buffer
+      // releases them at half the lease. The claim's report saw no other row of b: b is idle, and
+      // only the rows coming back list it again (the poll is 30 s; no LISTEN, whose connect would
+      // list every queue again).
+      outbox.subscribe(
+        QUEUES,
+        async (message) => {
+          if (first) {
+            first = false;
+            await new Promise((resolve) => setTimeout(resolve, 1_200));
+            return;
+          }
+          handled.push(message.body as string);
+        },
+        {
+          name: 'qs',
+          lease,
+          ...SLOW_POLL,
+          leaseTtlMs: 1_000,
+          concurrency: 1,
+          fetchBatchSize: 5,
+          retry: new ConstantRetry({ delayMs: 100 }),
+        },
+      );
+      await inTransaction(db.pool, async (c) => {
+        for (let i = 0; i < 5; i += 1) await outbox.publish(c, 'b', `row ${i}`);
+      });
+      outbox.start();
+      await waitFor(() => handled.length >= 4, { what: 'the rows given back', timeoutMs: 8_000 });
+    });
+
+    if (lease === 'row-lock')
+      test('a batch rolled back mid-batch (its backend terminated), its queue otherwise idle: delivered again without waiting for the safety net', async () => {
+        const pool = new pg.Pool({ connectionString: db.url, max: 4, application_name: 'qs_victim' });
+        pool.on('error', () => undefined);
+        db.onCleanup(() => pool.end().catch(() => undefined));
+        const { outbox } = await migratedOutbox(newOutbox, pool, t('qs_rollback'), { listen: false });
+        const runs = new Map<string, number>();
+        let killed = false;
+        outbox.subscribe(
+          QUEUES,
+          async (message) => {
+            runs.set(message.body as string, (runs.get(message.body as string) ?? 0) + 1);
+            if (!killed && runs.size === 2) {
+              killed = true;
+              await db.pool.query(
+                `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'qs_victim' AND state = 'idle in transaction'`,
+              );
+            }
+          },
+          { name: 'qs', lease, ...SLOW_POLL, fetchBatchSize: 5 },
+        );
+        await inTransaction(db.pool, async (c) => {
+          for (let i = 0; i < 5; i += 1) await outbox.publish(c, 'b', `row ${i}`);
+        });
+        outbox.start();
+        // The claim's report saw no other row of b (idle for 30 s): only the rolled-back rows
+        // coming back (rowReturned) list it again, after the error pause (250 ms at first).
+        await waitFor(async () => (await db.pool.query(`SELECT 1 FROM ${t('qs_rollback')}`)).rowCount === 0, {
+          what: 'every row delivered again and acked',
+          timeoutMs: 10_000,
+        });
+        assert.equal(runs.size, 5);
+        assert.ok(
+          [...runs.values()].some((n) => n > 1),
+          'the killed batch ran again',
+        );
+      });
+
+    test('200 queues, every row of each drained once, with the queues listed a few at a time', async () => {
+      const { outbox, log } = await migratedOutbox(newOutbox, db.pool, t('qs_many'));
+      const queues = Array.from({ length: 200 }, (_, i) => `m${i}`);
+      const perQueue = 5;
+      // One row of every queue delayed by 300 ms: idle queues with a due time must come back.
+      await db.pool.query(
+        `INSERT INTO ${t('qs_many')} (queue, payload, headers, next_attempt_at)
        SELECT 'm' || (g % 200), convert_to(to_json(g)::text, 'UTF8'), '{"content-type": "application/json"}',
          CASE WHEN g < 200 THEN now() + interval '300 milliseconds' ELSE now() END
        FROM generate_series(0, 200 * $1::int - 1) AS g`,
-      [perQueue],
-    );
-    const seen = new Map<number, number>();
-    outbox.subscribe(queues, (message) => void seen.set(message.body as number, (seen.get(message.body as number) ?? 0) + 1), {
-      name: 'qs',
-      fetchBatchSize: 20,
-      concurrency: 8,
-      ...SLOW_POLL,
+        [perQueue],
+      );
+      const seen = new Map<number, number>();
+      outbox.subscribe(queues, (message) => void seen.set(message.body as number, (seen.get(message.body as number) ?? 0) + 1), {
+        name: 'qs',
+        lease,
+        fetchBatchSize: 20,
+        concurrency: 8,
+        ...SLOW_POLL,
+      });
+      outbox.start();
+      await waitFor(() => seen.size === 200 * perQueue, { what: 'every row', timeoutMs: 15_000 });
+      assert.deepEqual(
+        [...seen.values()].filter((count) => count !== 1),
+        [],
+        'none twice',
+      );
+      const left = async () => (await db.pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${t('qs_many')}`)).rows[0]!.n;
+      await waitFor(async () => (await left()) === 0, { what: 'every ack' });
+      // Claims listed a few queues each (at most fetchBatchSize / 2 active ones), not all 200.
+      assert.ok(log.of('fetched').length > 0);
     });
-    outbox.start();
-    await waitFor(() => seen.size === 200 * perQueue, { what: 'every row', timeoutMs: 15_000 });
-    assert.deepEqual(
-      [...seen.values()].filter((count) => count !== 1),
-      [],
-      'none twice',
-    );
-    const left = async () => (await db.pool.query<{ n: number }>('SELECT count(*)::int AS n FROM qs_many')).rows[0]!.n;
-    await waitFor(async () => (await left()) === 0, { what: 'every ack' });
-    // Claims listed a few queues each (at most fetchBatchSize / 2 active ones), not all 200.
-    assert.ok(log.of('fetched').length > 0);
   });
-});
+}

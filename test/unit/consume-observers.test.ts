@@ -16,7 +16,7 @@ import {
 import type { OutboxEvent, Recorder } from '../../src/instrumentation/events.js';
 import type { ConsumeContext, ConsumeResult, Middleware, OutcomeWrite } from '../../src/instrumentation/middleware.js';
 import { MiddlewareChain } from '../../src/instrumentation/middleware-chain.js';
-import { emitterOf, resolveRecorders } from '../../src/instrumentation/recorders.js';
+import { deferredEmit, emitterOf, resolveRecorders } from '../../src/instrumentation/recorders.js';
 import { TestLogger } from '../support/test-logger.js';
 
 const ACKED: ConsumeResult = { status: 'acked', error: undefined, durationSeconds: 0.001, outcome: { kind: 'ack' } };
@@ -348,6 +348,25 @@ describe('recorders that read only some events', () => {
     emitterOf(emit, 'fetched')?.(event);
     assert.deepEqual(seen, [event]);
     assert.equal(emitterOf(resolveRecorders(undefined, new TestLogger()), 'fetched'), undefined);
+  });
+
+  test('a deferred emitter (a row-lock batch buffers its events until COMMIT) reads what its recorders read', () => {
+    const buffer: OutboxEvent[] = [];
+    const sink = (e: OutboxEvent): void => void buffer.push(e);
+    const emit = resolveRecorders([only('fetched')], new TestLogger());
+    const deferred = deferredEmit(emit, sink);
+    assert.equal(deferred, sink);
+    assert.equal(emitterOf(deferred, 'acked'), undefined, 'no acked event is built for the buffer');
+    assert.equal(emitterOf(deferred, 'fetched'), sink);
+    emitterOf(deferred, 'fetched')?.(event);
+    assert.deepEqual(buffer, [event]);
+    // A recorder that reads everything: the buffer takes every type; none: no buffer at all.
+    const all = deferredEmit(
+      resolveRecorders(() => undefined, new TestLogger()),
+      (): void => undefined,
+    );
+    assert.notEqual(emitterOf(all, 'acked'), undefined);
+    assert.equal(deferredEmit(undefined, sink), undefined);
   });
 
   test('prometheusRecorder leaves acked and published to the middleware', async () => {

@@ -7,7 +7,10 @@
  * build the median and its ratio to the same build's 1-queue median.
  *
  *   npm run build && git archive <before> | tar -x -C /tmp/before && (cd /tmp/before && ln -s $PWD/node_modules && npx tsc -p tsconfig.build.json)
- *   flock /tmp/txoutbox-bench.lock node --import tsx bench/src/probes/queue-schedule-ab.ts /tmp/before/dist [counts=1,10,100,1000] [reps=3]
+ *   flock /tmp/txoutbox-bench.lock node --import tsx bench/src/probes/queue-schedule-ab.ts /tmp/before/dist [counts=1,10,100,1000] [reps=3] [lease=token|row-lock]
+ *
+ * `row-lock`: both builds drain with `lease: 'row-lock'` (the claim counted is the row-lock claim,
+ * which also starts `WITH ready`: CLAIM_PATTERNS).
  */
 import { pathToFileURL } from 'node:url';
 
@@ -15,11 +18,13 @@ import { txoutbox } from '../library.js';
 import { queueNames, runDrain } from '../scale/drain.js';
 import { startServer } from '../server.js';
 
-const [beforeDist, countsArg, repsArg] = process.argv.slice(2);
-if (beforeDist === undefined) throw new Error('usage: queue-schedule-ab.ts <before dist dir> [counts] [reps]');
+const [beforeDist, countsArg, repsArg, leaseArg] = process.argv.slice(2);
+if (beforeDist === undefined) throw new Error('usage: queue-schedule-ab.ts <before dist dir> [counts] [reps] [lease]');
 const before = (await import(pathToFileURL(`${beforeDist}/index.js`).href)) as typeof txoutbox;
 const counts = (countsArg ?? '1,10,100,1000').split(',').map(Number);
 const reps = Number(repsArg ?? '3');
+const lease = leaseArg ?? 'token';
+if (lease !== 'token' && lease !== 'row-lock') throw new Error(`lease: 'token' or 'row-lock', not ${lease}`);
 const builds = [
   ['before', before],
   ['after', txoutbox],
@@ -43,6 +48,7 @@ try {
           timeoutMs: 120_000,
           quietMs: 0,
           library,
+          lease,
         });
         const key = `${name} ${count}`;
         results.set(key, [...(results.get(key) ?? []), run.claimUsPerMessage]);
@@ -55,6 +61,7 @@ try {
 } finally {
   await server.stop();
 }
+console.log(`\nlease: ${lease}`);
 console.log('\n| queues | before: claim µs/msg (median) | × 1 queue | after | × 1 queue |\n|--:|--:|--:|--:|--:|');
 for (const count of counts) {
   const cells = builds.map(([name]) => {

@@ -114,6 +114,8 @@ export interface DrainSpec {
   readonly quietMs: number;
   /** The txoutbox module to drain with (default: this checkout's dist/); an A/B probe passes another build. */
   readonly library?: typeof txoutbox;
+  /** subscribe()'s lease mode (default: 'token'); 'row-lock' claims in a transaction per batch. */
+  readonly lease?: 'token' | 'row-lock';
 }
 
 export async function runDrain(server: BenchServer, database: string, spec: DrainSpec): Promise<DrainRun> {
@@ -139,7 +141,7 @@ export async function runDrain(server: BenchServer, database: string, spec: Drai
           (message) => {
             counter.seen((message.body as { n: number }).n);
           },
-          { name: 'scale', concurrency: DRAIN_CONCURRENCY, fetchBatchSize: FETCH_BATCH_SIZE },
+          { name: 'scale', concurrency: DRAIN_CONCURRENCY, fetchBatchSize: FETCH_BATCH_SIZE, lease: spec.lease ?? 'token' },
         );
         o.start();
         return Promise.resolve({ stop: () => o.stop() });

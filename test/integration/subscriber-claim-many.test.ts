@@ -209,7 +209,10 @@ describe('a scheduled claim that lists one queue (claimOneReported)', () => {
   const reportsOf = (rows: readonly Reported[]) =>
     rows
       .filter((r) => r.id === null)
-      .map((r) => [r.report_queue, r.report_due_ms === null ? null : Math.sign(Number(r.report_due_ms))]);
+      .map((r): [string | null, number | null] => [
+        r.report_queue,
+        r.report_due_ms === null ? null : Math.sign(Number(r.report_due_ms)),
+      ]);
 
   test('takes the rows claimMany takes over that queue, in their order, then the same report row', async () => {
     const table = 'cm_one_reported';

@@ -90,8 +90,10 @@ export class QueueSchedule {
   /**
    * Active queues listed per claim now: maxActivePerClaim at first and after a claim that came
    * back short (the queues hold few rows each), halved after a full one (they hold more than
-   * their share), down to a tenth of it. Each listed queue costs index probes whether it gives
-   * two rows or twenty: with deep queues, fewer of them per claim, in longer turns.
+   * their share), down to one. Each listed queue costs index probes whether it gives two rows or
+   * twenty: with deep queues, fewer of them per claim, in longer turns. At one, a claim over a
+   * single queue is claimOne with its report (sql.ts claimOneReported): the statement, and its
+   * planning on every execution, of a single-queue subscription.
    */
   #cap: number;
   /** Queues listed by the empty claims since the last claim that took a row (see moreToTry). */
@@ -130,7 +132,7 @@ export class QueueSchedule {
     const { claimed, reports } = splitClaimRows(rows);
     this.#emptyStreak = claimed.length === 0 ? this.#emptyStreak + plan.queues.length : 0;
     const max = this.#options.maxActivePerClaim;
-    this.#cap = claimed.length >= plan.limit ? Math.max(Math.ceil(max / 10), Math.floor(this.#cap / 2)) : max;
+    this.#cap = claimed.length >= plan.limit ? Math.max(1, Math.floor(this.#cap / 2)) : max;
     for (const queue of plan.queues) {
       if ((this.#wokenAt.get(queue) ?? 0) > plan.epoch) continue;
       if ((this.#reportedAt.get(queue) ?? 0) > plan.epoch) continue;

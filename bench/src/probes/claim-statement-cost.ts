@@ -1,7 +1,7 @@
 /**
  * What one lease-mode claim statement costs by the number of queues it lists (issue 18, b): planning
  * and execution (EXPLAIN ANALYZE, BUFFERS, SUMMARY) of `claimMany` over K of 100 queues, and of
- * `claimOneReported` (K = 1), this checkout's src/ against another build's (`<before dist>`),
+ * `claimOneReported` and `claimOne` (K = 1), this checkout's src/ against another build's (`<before dist>`),
  * interleaved. The table is workload b at 100 queues: 200 rows each, the first half of every queue
  * already claimed and deleted (committed, not vacuumed: the dead index entries a drain leaves at the
  * front of each queue's range). Each EXPLAIN runs in a transaction rolled back. Prints medians.
@@ -58,7 +58,8 @@ await client.query(`DELETE FROM txoutbox.outbox WHERE id IN (
 
 const samples = new Map<string, { plan: number[]; exec: number[]; buffers: number[]; rows: number[] }>();
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? Number.NaN;
-const cases: [string, number, 'one' | 'many'][] = [
+const cases: [string, number, 'single' | 'one' | 'many'][] = [
+  ['a 1-queue subscription (claimOne)', 1, 'single'],
   ['1 listed (claimMany)', 1, 'many'],
   ['1 listed (claimOneReported)', 1, 'one'],
   ['5 listed', 5, 'many'],
@@ -70,13 +71,20 @@ try {
   for (let rep = 0; rep < reps; rep += 1) {
     for (const [label, k, shape] of cases) {
       for (const [name, sql] of variants) {
-        const statement = shape === 'one' ? ('claimOneReported' in sql ? sql.claimOneReported : undefined) : sql.claimMany;
+        const statement =
+          shape === 'single'
+            ? sql.claimOne
+            : shape === 'one'
+              ? 'claimOneReported' in sql
+                ? sql.claimOneReported
+                : undefined
+              : sql.claimMany;
         if (statement === undefined) continue;
         const listed = queues.slice((rep * 7) % (100 - k + 1), ((rep * 7) % (100 - k + 1)) + k);
         await client.query('BEGIN');
         const { rows } = await client.query<{ 'QUERY PLAN': [Explained] }>(
           `EXPLAIN (ANALYZE, BUFFERS, SUMMARY, FORMAT JSON) ${statement.text}`,
-          [shape === 'one' ? listed[0] : listed, 30_000, 100, randomUUID(), '{}'],
+          [shape === 'many' ? listed : listed[0], 30_000, 100, randomUUID(), '{}'],
         );
         await client.query('ROLLBACK');
         const top = rows[0]!['QUERY PLAN'][0];

@@ -113,6 +113,29 @@ describe('QueueSchedule', () => {
     assert.equal(s.plan(1, 100).queues.length, 50);
   });
 
+  test('a short claim lists as many queues as its rows per queue would fill a claim with, and full claims halve no lower', () => {
+    const s = schedule(1000, 50);
+    const first = s.plan(0, 100);
+    s.learn(
+      first,
+      reportAll(first, () => 0),
+      0,
+    );
+    // Every queue holds 20 rows: 3 queues give 60 (short), then 5 per claim fill it.
+    const claim = (perQueue: number) => {
+      const plan = s.plan(1, 100);
+      const rows = plan.queues.flatMap((q, i) =>
+        Array.from({ length: perQueue }, (_, j) => claimedRow(`${i * perQueue + j + 1}`, q)),
+      );
+      s.learn(plan, [...rows.slice(0, plan.limit), ...reportAll(plan, () => 0)], 1);
+      return plan.queues.length;
+    };
+    assert.deepEqual([claim(20), claim(20), claim(20), claim(20), claim(20), claim(20), claim(20)], [50, 25, 12, 6, 3, 5, 5]);
+    // An empty claim lists maxActivePerClaim again.
+    claim(0);
+    assert.equal(s.plan(1, 100).queues.length, 50);
+  });
+
   test('active queues are listed in turn, at most maxActivePerClaim per claim, so none starves', () => {
     const s = schedule(7, 3);
     const first = s.plan(0, LIMIT);

@@ -87,7 +87,8 @@ try {
           [shape === 'many' ? listed : listed[0], 30_000, 100, randomUUID(), '{}'],
         );
         await client.query('ROLLBACK');
-        const top = rows[0]!['QUERY PLAN'][0];
+        const top = rows[0]?.['QUERY PLAN'][0];
+        if (top === undefined) throw new Error('EXPLAIN returned no plan');
         const key = `${label} ${name}`;
         const s = samples.get(key) ?? { plan: [], exec: [], buffers: [], rows: [] };
         s.plan.push(top['Planning Time']);

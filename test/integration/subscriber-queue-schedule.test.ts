@@ -2,6 +2,8 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 
 import { ConstantRetry } from '../../src/index.js';
+import { resolveSchemaNames } from '../../src/schema/schema-names.js';
+import { buildSubscriberSql } from '../../src/subscriber/sql.js';
 import { useTestDatabase } from '../support/database.js';
 import type { EventLog } from '../support/events.js';
 import { outboxFactory } from '../support/outboxes.js';
@@ -147,5 +149,31 @@ describe('the queue schedule of a subscription over several queues', () => {
     await waitFor(async () => (await left()) === 0, { what: 'every ack' });
     // Claims listed a few queues each (at most fetchBatchSize / 2 active ones), not all 200.
     assert.ok(log.of('fetched').length > 0);
+  });
+
+  test('a claim that lists one queue runs claimOne with its report (claimOneReported)', async () => {
+    const table = 'qs_one_listed';
+    // One connection: the statements prepared on it are the subscription's.
+    const outbox = newOutbox({ connectionString: db.url, poolSize: 1, table });
+    await outbox.migrate();
+    const sql = buildSubscriberSql(resolveSchemaNames(table, undefined));
+    const runs = async (name: string) => {
+      const { rows } = await outbox.internals.pool.query<{ runs: string }>(
+        'SELECT (generic_plans + custom_plans)::text AS runs FROM pg_prepared_statements WHERE name = $1',
+        [name],
+      );
+      return Number(rows[0]?.runs ?? 0);
+    };
+    const handled: unknown[] = [];
+    outbox.subscribe(QUEUES, (message) => void handled.push(message.body), { name: 'qs', ...SLOW_POLL });
+    outbox.start();
+    // The first claim lists every queue (claimMany) and finds them all empty: all idle.
+    await waitFor(async () => (await runs(sql.claimMany.name)) >= 1, { what: 'the first claim' });
+    assert.equal(await runs(sql.claimOneReported.name), 0);
+    // A publish wakes b alone: the next claim lists b only.
+    await inTransaction(db.pool, (c) => outbox.publish(c, 'b', 'woken'));
+    await waitFor(() => handled.length === 1, { what: 'the message in b', timeoutMs: 5_000 });
+    assert.deepEqual(handled, ['woken']);
+    assert.ok((await runs(sql.claimOneReported.name)) >= 1, 'b was claimed by claimOneReported');
   });
 });

@@ -187,7 +187,7 @@ export const REPORT_COLUMNS = ['report_queue', 'report_due_ms'] as const;
 const REPORT_CLAMP_MS = '1e12';
 
 /**
- * Per listed queue ($1), after the claim: the milliseconds until its first ready row that this
+ * Per listed queue ($1; with `single`, the one queue $1 of a claimOne), after the claim: the milliseconds until its first ready row that this
  * claim did not take is due (<= 0: due now), NULL when it has none or is paused. One index probe
  * per listed queue (the ready walk's index, in its order; it steps over at most the $3 rows just
  * picked). Rows whose key waits for its turn count as due (keyTurn is left out: the queue is then
@@ -196,7 +196,9 @@ const REPORT_CLAMP_MS = '1e12';
  * (queue-schedule.ts). In the claim's snapshot: rows published after it are announced by their
  * NOTIFY, which the schedule orders after this report.
  */
-export function claimReport(walk: QueueWalk): ClaimReport {
+export function claimReport(walk: QueueWalk, single = false): ClaimReport {
+  // `single`: $1 is one queue (text), the claimOne statements' parameter (see sql.ts claimOneReported).
+  const listed = single ? '(VALUES ($1::text)) AS q(queue)' : 'unnest($1::text[]) AS q(queue)';
   const [first] = walk.keys;
   const due = `ceil(greatest(least((extract(epoch FROM o.${first}) - extract(epoch FROM now())) * 1000, ${REPORT_CLAMP_MS}), -${REPORT_CLAMP_MS}))::int8`;
   const [queueColumn, dueColumn] = REPORT_COLUMNS;
@@ -208,7 +210,7 @@ export function claimReport(walk: QueueWalk): ClaimReport {
     ORDER BY ${walk.keys.map((k) => `o.${k}`).join(', ')}
     LIMIT 1
   ) END AS due_ms
-  FROM unnest($1::text[]) AS q(queue)
+  FROM ${listed}
 )`,
     // The claimed rows keep their order (the first branch of a UNION ALL is returned first); the
     // report rows take the claimed rows' columns as NULLs of the right types from a join that

@@ -88,12 +88,18 @@ export class QueueSchedule {
   /** The epoch of each queue's last wake. */
   readonly #wokenAt = new Map<string, number>();
   /**
-   * Active queues listed per claim now: maxActivePerClaim at first and after a claim that came
-   * back short (the queues hold few rows each), halved after a full one (they hold more than
-   * their share), down to a tenth of it. Each listed queue costs index probes whether it gives
-   * two rows or twenty: with deep queues, fewer of them per claim, in longer turns.
+   * Active queues listed per claim now: maxActivePerClaim at first and after an empty claim;
+   * halved after a full one (the queues hold more than their share), down to #floor; after a
+   * short one, as many as the rows per listed queue it saw would fill a claim with (the queues
+   * hold about that many each), which becomes #floor. Each listed queue costs index probes
+   * whether it gives two rows or twenty: with deep queues, fewer of them per claim, in longer
+   * turns. At one, a claim over a single queue is claimOne with its report (sql.ts
+   * claimOneReported): the statement, and its planning on every execution, of a single-queue
+   * subscription. The floor keeps shallow queues from halving into short claims (1,000 queues ×
+   * 20 rows: five per claim fill it, two or three do not).
    */
   #cap: number;
+  #floor = 1;
   /** Queues listed by the empty claims since the last claim that took a row (see moreToTry). */
   #emptyStreak = 0;
   /** The epoch of the plan whose report set each queue's state last. */
@@ -130,7 +136,12 @@ export class QueueSchedule {
     const { claimed, reports } = splitClaimRows(rows);
     this.#emptyStreak = claimed.length === 0 ? this.#emptyStreak + plan.queues.length : 0;
     const max = this.#options.maxActivePerClaim;
-    this.#cap = claimed.length >= plan.limit ? Math.max(Math.ceil(max / 10), Math.floor(this.#cap / 2)) : max;
+    if (claimed.length >= plan.limit) this.#cap = Math.max(this.#floor, Math.floor(this.#cap / 2));
+    else if (claimed.length === 0) this.#cap = max;
+    else {
+      this.#floor = Math.min(max, Math.ceil((plan.limit * plan.queues.length) / claimed.length));
+      this.#cap = this.#floor;
+    }
     for (const queue of plan.queues) {
       if ((this.#wokenAt.get(queue) ?? 0) > plan.epoch) continue;
       if ((this.#reportedAt.get(queue) ?? 0) > plan.epoch) continue;

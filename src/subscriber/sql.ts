@@ -19,6 +19,14 @@ export interface SubscriberSql {
    * queue and due milliseconds in the last two columns): read by queue-schedule.ts.
    */
   readonly claimMany: Statement;
+  /**
+   * claimOne ($1 one queue) followed by claimMany's report row for that queue: what a scheduled
+   * claim sends when its plan lists a single queue (subscription.ts #claim). Cheaper than claimMany
+   * over one queue: one ordered locking walk instead of heads, cutoff, walk and fill, and a smaller
+   * statement to plan on every execution (plan_cache_mode = force_custom_plan). Same rows, same
+   * order, same report columns (queue-schedule.ts splitClaimRows reads both alike).
+   */
+  readonly claimOneReported: Statement;
   /** $1 ids (bigint[]), $2 tokens (uuid[]). Returns the (id, token) pairs deleted; the others lost their lease. PK lookups. */
   readonly ackBatch: Statement;
   /**
@@ -152,8 +160,11 @@ function claimText(table: string, branches: string, report?: ClaimReport): strin
 ${report === undefined ? `SELECT ${list} FROM claimed ${order}` : report.select(list, order)}`;
 }
 
-/** One queue ($1 text): each branch is an ordered, LIMIT-bounded, locking walk of its index. */
-function claimOneText(table: string, paused: string): string {
+/**
+ * One queue ($1 text): each branch is an ordered, LIMIT-bounded, locking walk of its index.
+ * `reported`: followed by the queue's report row (claimReport), as claimMany's.
+ */
+function claimOneText(table: string, paused: string, reported = false): string {
   const notPaused = `NOT EXISTS (SELECT 1 FROM ${paused} WHERE queue = $1::text)`;
   return claimText(
     table,
@@ -172,6 +183,7 @@ function claimOneText(table: string, paused: string): string {
   LIMIT $3
   FOR UPDATE SKIP LOCKED
 )`,
+    reported ? claimReport(readyWalk(table, paused, ''), true) : undefined,
   );
 }
 
@@ -326,6 +338,7 @@ export function buildSubscriberSql(names: SchemaNames): SubscriberSql {
   return {
     claimOne: textRows(statement('claim', claimOneText(t, names.paused.sql))),
     claimMany: textRows(statement('claim_many', claimManyText(t, names.paused.sql))),
+    claimOneReported: textRows(statement('claim_reported', claimOneText(t, names.paused.sql, true))),
     ackBatch: statement('ack', `DELETE FROM ${t} AS t USING ${PAIRS} WHERE ${PAIRS_MATCH} RETURNING ${PAIRS_RETURNING}`),
     ackMissed: statement('ack_missed', ackMissedText(t)),
     retry: statement('retry', retryText(t, TOKEN_FENCE, false)),

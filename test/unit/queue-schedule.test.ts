@@ -89,7 +89,7 @@ describe('QueueSchedule', () => {
     );
   });
 
-  test('full claims list fewer active queues (down to a tenth), a short one lists maxActivePerClaim again', () => {
+  test('full claims list fewer active queues (down to one), a short one lists maxActivePerClaim again', () => {
     const s = schedule(200, 50);
     const first = s.plan(0, 100);
     s.learn(
@@ -102,14 +102,37 @@ describe('QueueSchedule', () => {
       ...reportAll(plan, () => 0),
     ];
     const listed: number[] = [];
-    for (let i = 0; i < 5; i += 1) {
+    for (let i = 0; i < 8; i += 1) {
       const plan = s.plan(1, 100);
       listed.push(plan.queues.length);
       s.learn(plan, full(plan), 1);
     }
-    assert.deepEqual(listed, [50, 25, 12, 6, 5]);
+    assert.deepEqual(listed, [50, 25, 12, 6, 3, 1, 1, 1]);
     const short = s.plan(1, 100);
     s.learn(short, [claimedRow('1', short.queues[0]!), ...reportAll(short, () => 0)], 1);
+    assert.equal(s.plan(1, 100).queues.length, 50);
+  });
+
+  test('a short claim lists as many queues as its rows per queue would fill a claim with, and full claims halve no lower', () => {
+    const s = schedule(1000, 50);
+    const first = s.plan(0, 100);
+    s.learn(
+      first,
+      reportAll(first, () => 0),
+      0,
+    );
+    // Every queue holds 20 rows: 3 queues give 60 (short), then 5 per claim fill it.
+    const claim = (perQueue: number) => {
+      const plan = s.plan(1, 100);
+      const rows = plan.queues.flatMap((q, i) =>
+        Array.from({ length: perQueue }, (_, j) => claimedRow(`${i * perQueue + j + 1}`, q)),
+      );
+      s.learn(plan, [...rows.slice(0, plan.limit), ...reportAll(plan, () => 0)], 1);
+      return plan.queues.length;
+    };
+    assert.deepEqual([claim(20), claim(20), claim(20), claim(20), claim(20), claim(20), claim(20)], [50, 25, 12, 6, 3, 5, 5]);
+    // An empty claim lists maxActivePerClaim again.
+    claim(0);
     assert.equal(s.plan(1, 100).queues.length, 50);
   });
 

@@ -11,6 +11,7 @@ import type { AckEntry } from './acker.js';
 import { decodeClaimedRow } from './claimed-row.js';
 import { deliver, type DeliverDeps } from './deliver.js';
 import { DeliverySignal } from './delivery-signal.js';
+import { emitFetched } from './fetched-events.js';
 import type { HandlerSlots } from './handler-slots.js';
 import type { Lease } from './lease.js';
 import type { ClaimedRecord, Handler } from './message.js';
@@ -21,6 +22,7 @@ import { ROW_LOCK_BEGIN, ROW_LOCK_TOKEN, type RowLockSql } from './row-lock-sql.
 import type { SubscriberSql } from './sql.js';
 
 const ignore = (): void => undefined;
+const queueOfRow = (row: ClaimedRecord): string => row.queue;
 const BEGIN = { text: ROW_LOCK_BEGIN };
 
 type Outcome = Parameters<ThroughputTally['count']>[1];
@@ -220,7 +222,13 @@ export class RowLockBatch {
       rows = claimedRows;
       for (const row of rows) this.claimedQueues.add(row.queue);
       this.range = idRange(rows);
-      this.#emitFetched(rows);
+      emitFetched(
+        this.#deps.emit,
+        this.#deps.deliverDeps.options.name,
+        plan?.queues ?? this.#deps.deliverDeps.options.queues,
+        rows,
+        queueOfRow,
+      );
       if (rows.length > 0) await this.#runAll(rows);
       // Chained only while nobody waits for a connection: a loop that kept its connection from batch
       // to batch for a whole backlog would starve the pool's other users (token subscriptions' claims
@@ -441,16 +449,6 @@ export class RowLockBatch {
         { subscriber: this.#deps.deliverDeps.options.name, rows, err: errorMessage(error) },
         'row-lock batch rolled back; its rows are unlocked as they were and will be delivered again',
       );
-    }
-  }
-
-  #emitFetched(rows: readonly ClaimedRecord[]): void {
-    const { emit } = this.#deps;
-    if (emit === undefined) return;
-    const { queues, name } = this.#deps.deliverDeps.options;
-    for (const queue of queues) {
-      const count = queues.length === 1 ? rows.length : rows.filter((row) => row.queue === queue).length;
-      emit({ type: 'fetched', queue, subscriber: name, count });
     }
   }
 }

@@ -14,6 +14,7 @@ import { type ClaimFailureReport, idlePollDelayMs, notStalled, pauseAfterFailure
 import { decodeClaimedRow } from './claimed-row.js';
 import { deliver, type DeliverDeps } from './deliver.js';
 import { DeliveryTransaction } from './delivery-transaction.js';
+import { emitFetched } from './fetched-events.js';
 import type { PublishFollowUp } from './follow-up.js';
 import type { Lease } from './lease.js';
 import type { Handler } from './message.js';
@@ -59,6 +60,7 @@ const PREFETCH_PAUSE_LEASES = 10;
 
 /** The $5 of a claim when nothing running here is old enough to be re-claimed. */
 const NONE_RUNNING = '{}';
+const queueOfLease = (lease: Lease): string => lease.record.queue;
 
 /**
  * One subscription: a claim loop that keeps a local buffer topped up, `concurrency` handler slots,
@@ -324,7 +326,6 @@ export class Subscription {
         this.#reserved -= limit;
         claimer.claimingSince = undefined;
       }
-      this.#emitFetched(claimed);
       if (!this.#running()) {
         await this.#release(claimed);
         break;
@@ -378,12 +379,15 @@ export class Subscription {
       }));
       const leasedAt = performance.now();
       for (const lease of leases) lease.leasedAt = leasedAt;
+      emitFetched(this.#deps.emit, this.options.name, queues, leases, queueOfLease);
       return leases;
     }
     // A scheduled claim's rows include its per-queue reports: the schedule takes those first.
     const rows = await this.#deps.db.decoded(statement, values, (row) => row);
     const leasedAt = performance.now();
-    return schedule.learn(plan, rows, leasedAt).map((row) => ({ record: decodeClaimedRow(row), token, leasedAt }));
+    const leases = schedule.learn(plan, rows, leasedAt).map((row): Lease => ({ record: decodeClaimedRow(row), token, leasedAt }));
+    emitFetched(this.#deps.emit, this.options.name, plan.queues, leases, queueOfLease);
+    return leases;
   }
 
   /**
@@ -400,16 +404,6 @@ export class Subscription {
       ids = ids === undefined ? lease.record.id : `${ids},${lease.record.id}`;
     }
     return ids === undefined ? NONE_RUNNING : `{${ids}}`;
-  }
-
-  #emitFetched(claimed: readonly Lease[]): void {
-    const { emit } = this.#deps;
-    if (emit === undefined) return;
-    const { queues, name } = this.options;
-    for (const queue of queues) {
-      const count = queues.length === 1 ? claimed.length : claimed.filter((lease) => lease.record.queue === queue).length;
-      emit({ type: 'fetched', queue, subscriber: name, count });
-    }
   }
 
   /**

@@ -51,6 +51,22 @@ for (const lease of ['token', 'row-lock'] as const) {
       assert.ok(Date.now() - publishedAt < 5_000, 'woken, not polled (the poll is 30 s)');
     });
 
+    test('a claim emits fetched for the queues it listed only: idle queues are not fetched', async () => {
+      const { outbox, log } = await migratedOutbox(newOutbox, db.pool, t('qs_fetched'));
+      const handled: unknown[] = [];
+      outbox.subscribe(QUEUES, (message) => void handled.push(message.body), { name: 'qs', lease, ...SLOW_POLL });
+      outbox.start();
+      await waitFor(() => claimsOf(log, 'c') >= 1, { what: 'the first claim' });
+      // The LISTEN connect wakes every queue once more: let that claim come back too.
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      const before = { a: claimsOf(log, 'a'), c: claimsOf(log, 'c') };
+      await inTransaction(db.pool, (c) => outbox.publish(c, 'b', 'woken'));
+      await waitFor(() => handled.length === 1, { what: 'the message in b', timeoutMs: 5_000 });
+      await waitFor(() => log.of('fetched').some((e) => e.queue === 'b' && e.count === 1), { what: "b's fetch" });
+      // a and c stayed idle: claims did not list them, so no (empty) fetch of theirs is reported.
+      assert.deepEqual({ a: claimsOf(log, 'a'), c: claimsOf(log, 'c') }, before);
+    });
+
     test('a delayed message in an idle queue is delivered when due, not at the next poll', async () => {
       const { outbox } = await migratedOutbox(newOutbox, db.pool, t('qs_delay'));
       const handledAt: number[] = [];

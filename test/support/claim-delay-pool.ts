@@ -40,6 +40,7 @@ export class ClaimDelayPool extends pg.Pool {
           if (typeof config !== 'object' || !this.#statements.test(config.name ?? '')) return query(...queryArgs);
           this.inFlight += 1;
           this.maxInFlight = Math.max(this.maxInFlight, this.inFlight);
+          if (isSubmittable(config)) return this.#holdSubmittable(config, query);
           return this.#beforeClaim()
             .then(() => query(...queryArgs))
             .then(async (result) => {
@@ -54,4 +55,31 @@ export class ClaimDelayPool extends pg.Pool {
       return client;
     }) as never;
   }
+
+  /**
+   * A claim decoded off the wire (src/util/decoded-query.ts) is a submittable: client.query returns
+   * it at once and its callback says when the statement ended. Held the same way: submitted after
+   * beforeClaim, its callback told after afterClaim.
+   */
+  #holdSubmittable(submittable: Submittable, query: (...a: unknown[]) => unknown): Submittable {
+    const done = submittable.callback;
+    submittable.callback = (...result: unknown[]) => {
+      void this.#afterClaim()
+        .then(() => done?.(...result))
+        .finally(() => {
+          this.inFlight -= 1;
+        });
+    };
+    void this.#beforeClaim().then(() => query(submittable));
+    return submittable;
+  }
+}
+
+interface Submittable {
+  submit: unknown;
+  callback?: (...result: unknown[]) => void;
+}
+
+function isSubmittable(config: object): config is Submittable {
+  return typeof (config as { submit?: unknown }).submit === 'function';
 }

@@ -1,6 +1,7 @@
 import { performance } from 'node:perf_hooks';
 
 import { errorMessage } from '../errors.js';
+import type { ObservedConsume } from '../instrumentation/consume-observer.js';
 import type { CustomStatKeys } from '../instrumentation/custom-stats.js';
 import type { ConsumeContext, ConsumeOutcome, ConsumeResult, OutcomeWrite } from '../instrumentation/middleware.js';
 import type { MiddlewareChain } from '../instrumentation/middleware-chain.js';
@@ -354,9 +355,13 @@ function consumeContext(
   subscriber: string,
   onWritten: (resolve: (result: OutcomeWrite) => void) => void,
 ): ConsumeContext {
+  return { written: new Promise<OutcomeWrite>(onWritten), ...observedScope(lease, subscriber) };
+}
+
+/** What a consume middleware or observer is told about a delivery (ConsumeContext without `written`). */
+function observedScope(lease: Lease, subscriber: string): ObservedConsume {
   const { record } = lease;
   return {
-    written: new Promise<OutcomeWrite>(onWritten),
     subscriber,
     queue: record.queue,
     messageId: record.id,
@@ -401,19 +406,8 @@ function observedConsume(
   controls: DeliveryControls,
   timing: Timing,
 ): Promise<void> | undefined {
-  const { record } = lease;
   return deps.middlewares.observe(
-    {
-      subscriber: deps.options.name,
-      queue: record.queue,
-      messageId: record.id,
-      correlationId: correlationIdOf(record),
-      headers: record.headers,
-      sizeBytes: record.payload.length,
-      deliveriesCount: record.deliveries_count,
-      createdAt: record.created_at,
-      traceId: undefined,
-    },
+    observedScope(lease, deps.options.name),
     () => runHandler(lease, controls, timing, deps, false),
     (error, handlerResult) => failed(error, handlerResult, lease, timing, deps),
     (result, onWritten) => written(lease, result, timing, abandoned, deps, onWritten),

@@ -240,3 +240,17 @@ export class QueueSchedule {
     this.#nextDue = nextDue;
   }
 }
+
+/** The schedule of a subscription over several queues (either lease mode); one queue needs none. */
+export function scheduleFor(options: {
+  readonly queues: readonly string[];
+  readonly fetchBatchSize: number;
+  readonly minPollIntervalMs: number;
+}): QueueSchedule | undefined {
+  if (options.queues.length < 2) return undefined;
+  return new QueueSchedule({
+    queues: options.queues,
+    maxActivePerClaim: Math.max(1, Math.ceil(options.fetchBatchSize / 2)),
+    safetyNetMs: options.minPollIntervalMs,
+  });
+}

@@ -9,7 +9,7 @@ import { Wakeup } from '../util/wakeup.js';
 import { type ClaimFailureReport, idlePollDelayMs, notStalled, pauseAfterFailure } from './claim-pacing.js';
 import { HandlerSlots } from './handler-slots.js';
 import type { Handler } from './message.js';
-import { QueueSchedule } from './queue-schedule.js';
+import { type QueueSchedule, scheduleFor } from './queue-schedule.js';
 import { type IdRange, releaseHandedOver, RowLockBatch, type RowLockBatchDeps } from './row-lock-batch.js';
 import { buildRowLockSql } from './row-lock-sql.js';
 import type { SubscriptionDeps } from './subscription.js';
@@ -68,14 +68,7 @@ export class RowLockSubscription {
     this.options = options;
     this.#deps = deps;
     const sql = buildRowLockSql(names);
-    this.#schedule =
-      options.queues.length > 1
-        ? new QueueSchedule({
-            queues: options.queues,
-            maxActivePerClaim: Math.max(1, Math.ceil(options.fetchBatchSize / 2)),
-            safetyNetMs: options.minPollIntervalMs,
-          })
-        : undefined;
+    this.#schedule = scheduleFor(options);
     this.#loops = Array.from({ length: rowLockLoops(options) }, () => ({
       wakeup: new Wakeup(),
       parked: false,

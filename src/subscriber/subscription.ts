@@ -19,7 +19,7 @@ import type { PublishFollowUp } from './follow-up.js';
 import type { Lease } from './lease.js';
 import type { Handler } from './message.js';
 import { OutcomeWriter } from './outcome-writer.js';
-import { QueueSchedule } from './queue-schedule.js';
+import { type QueueSchedule, scheduleFor } from './queue-schedule.js';
 import type { RenderError } from './render-error.js';
 import { RunningDeliveries, type RunningDelivery } from './running-deliveries.js';
 import { type MatchedPair, pairKey, pairValues, type SubscriberSql } from './sql.js';
@@ -145,14 +145,7 @@ export class Subscription {
   constructor(options: ResolvedSubscribeOptions, handler: Handler, deps: SubscriptionDeps) {
     this.options = options;
     this.#deps = deps;
-    this.#schedule =
-      options.queues.length > 1
-        ? new QueueSchedule({
-            queues: options.queues,
-            maxActivePerClaim: Math.max(1, Math.ceil(options.fetchBatchSize / 2)),
-            safetyNetMs: options.minPollIntervalMs,
-          })
-        : undefined;
+    this.#schedule = scheduleFor(options);
     const writer = new OutcomeWriter({
       db: deps.db,
       sql: deps.sql,

@@ -16,12 +16,11 @@ import { resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { pathToFileURL } from 'node:url';
 
-import pg from 'pg';
-
 import { startServer } from '../server.js';
 import { rawSystem } from '../systems/raw.js';
 import type { System } from '../systems/system.js';
 import { txoutboxRowLockSystem, txoutboxSystemFrom } from '../systems/txoutbox.js';
+import { drainAll, preload } from './preloaded-drain.js';
 
 const ROUNDS = Number(process.argv[2] ?? 3);
 const ROWS = Number(process.argv[3] ?? 20_000);
@@ -63,36 +62,10 @@ async function drainOnce(server: Awaited<ReturnType<typeof startServer>>, way: W
   const instance = way.system.create(url, {});
   try {
     await instance.setup();
-    const producers = new pg.Pool({ connectionString: url, max: 1 });
-    const client = await producers.connect();
-    try {
-      await client.query('BEGIN');
-      for (let from = 0; from < ROWS; from += 1000) {
-        await instance.publishBatch(
-          client,
-          Array.from({ length: Math.min(1000, ROWS - from) }, (_, i) => from + i),
-        );
-      }
-      await client.query('COMMIT');
-      await client.query('ANALYZE');
-      await client.query('CHECKPOINT');
-    } finally {
-      client.release();
-      await producers.end();
-    }
-    let seen = 0;
-    let finish: () => void = () => undefined;
-    const done = new Promise<void>((resolve) => (finish = resolve));
+    await preload(url, instance, ROWS);
     const cpu = process.cpuUsage();
     const started = performance.now();
-    const consumer = await instance.consume({
-      concurrency: way.concurrency,
-      onMessage: () => {
-        seen += 1;
-        if (seen === ROWS) finish();
-      },
-    });
-    await done;
+    const consumer = await drainAll(instance, way.concurrency, ROWS);
     const seconds = (performance.now() - started) / 1000;
     const used = process.cpuUsage(cpu);
     await consumer.stop();

@@ -16,6 +16,7 @@ import { chainHandler } from '../handlers/chain.js';
 import { DLQ_TABLE, OUTBOX_TABLE, QUEUE } from '../lib/ledger-sql.js';
 import { loadProduct, loadRelay } from '../lib/product.js';
 import { type FromWorker, isToWorker, type RelaySpec, type WorkerSpec } from './protocol.js';
+import { traceUnheardClientErrors } from './unheard-client-errors.js';
 
 function send(message: FromWorker): void {
   if (process.connected) process.send?.(message);
@@ -34,6 +35,7 @@ async function relaySink(
 
 async function run(spec: WorkerSpec): Promise<void> {
   const product = await loadProduct(spec.productRoot);
+  traceUnheardClientErrors(product.pg.Client);
   const events: Record<string, number> = {};
   let lastFetchedAt: number | null = null;
   const recorder = (event: OutboxEvent): void => {

@@ -27,7 +27,7 @@
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 
-import { context, propagation, trace, type TracerProvider } from '@opentelemetry/api';
+import { context, propagation, trace } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 import { CompositePropagator, W3CBaggagePropagator, W3CTraceContextPropagator } from '@opentelemetry/core';
 import {
@@ -48,6 +48,7 @@ import type * as SignalModule from '../../../src/subscriber/delivery-signal.js';
 import type * as WriterModule from '../../../src/subscriber/outcome-writer.js';
 import type * as SqlModule from '../../../src/subscriber/sql.js';
 import type * as SubscribeOptionsModule from '../../../src/subscriber/subscription-options.js';
+import { countingPipeline } from '../systems/seams.js';
 
 const ROUNDS = Number(process.argv[2] ?? 7);
 const DELIVERIES = Number(process.argv[3] ?? 20_000);
@@ -101,26 +102,10 @@ propagation.setGlobalPropagator(
   new CompositePropagator({ propagators: [new W3CTraceContextPropagator(), new W3CBaggagePropagator()] }),
 );
 
-/** A provider exporting through a BatchSpanProcessor into an exporter that counts and drops (as W5). */
-function pipeline(sampler?: ParentBasedSampler): { provider: TracerProvider; exported: () => number } {
-  let exported = 0;
-  const exporter = {
-    export(spans: readonly unknown[], done: (result: { code: number }) => void): void {
-      exported += spans.length;
-      done({ code: 0 });
-    },
-    shutdown: () => Promise.resolve(),
-  };
-  const processor = new BatchSpanProcessor(exporter, {
-    maxQueueSize: 65_536,
-    maxExportBatchSize: 4096,
-    scheduledDelayMillis: 200,
-  });
-  const provider = new BasicTracerProvider({ spanProcessors: [processor], ...(sampler === undefined ? {} : { sampler }) });
-  return { provider, exported: () => exported };
-}
-const recording = pipeline();
-const dropping = pipeline(new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(0) }));
+const sdk = { BasicTracerProvider, BatchSpanProcessor };
+/** Exporting as W5 does (systems/seams.ts countingPipeline). */
+const recording = countingPipeline(sdk);
+const dropping = countingPipeline(sdk, new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(0) }));
 const floorTracer = recording.provider.getTracer('bench-floor');
 
 const floor: Middleware = {

@@ -18,6 +18,7 @@
  *   traced variant pays and an application running the OpenTelemetry Node SDK pays anyway.
  */
 import type { TracerProvider } from '@opentelemetry/api';
+import type * as TraceSdkModule from '@opentelemetry/sdk-trace-base';
 import { Registry } from 'prom-client';
 
 import type { Middleware, Recorder } from '../../../src/index.js';
@@ -71,32 +72,14 @@ async function openTelemetryTracing(): Promise<OtelTracing | string> {
     const { CompositePropagator, W3CBaggagePropagator, W3CTraceContextPropagator } = await import('@opentelemetry/core');
     const { BasicTracerProvider, BatchSpanProcessor, ParentBasedSampler, TraceIdRatioBasedSampler } =
       await import('@opentelemetry/sdk-trace-base');
-    // As in production: a BatchSpanProcessor (SimpleSpanProcessor exports span by span, on the hot
-    // path) into an exporter that counts and drops, so 100,000 spans over W5's pairs are not kept
-    // alive (an InMemorySpanExporter would retain every span and charge its GC to the seams).
+    // The SDK is loaded here (an optional dependency of the bench); countingPipeline explains the shape.
     const pipeline = (sampler?: InstanceType<typeof ParentBasedSampler>): Pipeline => {
-      let exported = 0;
-      const exporter = {
-        export(spans: readonly unknown[], done: (result: { code: number }) => void): void {
-          exported += spans.length;
-          done({ code: 0 });
-        },
-        shutdown: () => Promise.resolve(),
-      };
-      const processor = new BatchSpanProcessor(exporter, {
-        maxQueueSize: 65_536,
-        maxExportBatchSize: 4096,
-        scheduledDelayMillis: 200,
-      });
-      const tracerProvider = new BasicTracerProvider({
-        spanProcessors: [processor],
-        ...(sampler === undefined ? {} : { sampler }),
-      });
+      const { provider, processor, exported } = countingPipeline({ BasicTracerProvider, BatchSpanProcessor }, sampler);
       return {
-        tracerProvider,
+        tracerProvider: provider,
         spans: async () => {
           await processor.forceFlush();
-          return exported;
+          return exported();
         },
       };
     };
@@ -185,4 +168,37 @@ export async function seamsOf(variant: Exclude<SeamVariant, 'off'>): Promise<Sea
     spansPerRun: variant === 'tracing-dropped' ? 0 : 1,
     spans: async () => await pipeline?.spans(),
   };
+}
+
+type TraceSdk = typeof TraceSdkModule;
+
+/**
+ * As in production: a BatchSpanProcessor (SimpleSpanProcessor exports span by span, on the hot path)
+ * into an exporter that counts and drops, so the spans of a long run are not kept alive (an
+ * InMemorySpanExporter would retain every span and charge its GC to the seams). W5 and the seams
+ * probe (probes/seams-cpu.ts) both measure through it.
+ */
+export function countingPipeline(
+  sdk: Pick<TraceSdk, 'BasicTracerProvider' | 'BatchSpanProcessor'>,
+  sampler?: InstanceType<TraceSdk['ParentBasedSampler']>,
+): {
+  provider: InstanceType<TraceSdk['BasicTracerProvider']>;
+  processor: InstanceType<TraceSdk['BatchSpanProcessor']>;
+  exported: () => number;
+} {
+  let exported = 0;
+  const exporter = {
+    export(spans: readonly unknown[], done: (result: { code: number }) => void): void {
+      exported += spans.length;
+      done({ code: 0 });
+    },
+    shutdown: () => Promise.resolve(),
+  };
+  const processor = new sdk.BatchSpanProcessor(exporter, {
+    maxQueueSize: 65_536,
+    maxExportBatchSize: 4096,
+    scheduledDelayMillis: 200,
+  });
+  const provider = new sdk.BasicTracerProvider({ spanProcessors: [processor], ...(sampler === undefined ? {} : { sampler }) });
+  return { provider, processor, exported: () => exported };
 }

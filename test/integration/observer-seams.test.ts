@@ -8,9 +8,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 
-import { context, propagation, trace } from '@opentelemetry/api';
-import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
-import { CompositePropagator, W3CBaggagePropagator, W3CTraceContextPropagator } from '@opentelemetry/core';
+import { trace } from '@opentelemetry/api';
 import { BasicTracerProvider, InMemorySpanExporter, type ReadableSpan, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { Registry } from 'prom-client';
 
@@ -19,6 +17,7 @@ import { MiddlewareChain } from '../../src/instrumentation/middleware-chain.js';
 import { tracingMiddleware } from '../../src/opentelemetry/index.js';
 import { prometheusMiddleware, prometheusRecorder } from '../../src/prometheus/index.js';
 import { useTestDatabase } from '../support/database.js';
+import { useOpenTelemetryGlobals } from '../support/opentelemetry-globals.js';
 import { outboxFactory } from '../support/outboxes.js';
 import { publishCommitted } from '../support/publish.js';
 import { FAST_POLL, migratedOutbox } from '../support/subscriber-setup.js';
@@ -29,17 +28,7 @@ const newOutbox = outboxFactory(db);
 
 class PaymentDeclined extends Error {}
 
-before(() => {
-  context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
-  propagation.setGlobalPropagator(
-    new CompositePropagator({ propagators: [new W3CTraceContextPropagator(), new W3CBaggagePropagator()] }),
-  );
-});
-after(() => {
-  context.disable();
-  propagation.disable();
-  trace.disable();
-});
+useOpenTelemetryGlobals();
 
 /** Counts MiddlewareChain.observe calls: deliveries that took the observer path. */
 let observeCalls = 0;

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 
 import {
   type Baggage,
@@ -12,8 +12,6 @@ import {
   SpanStatusCode,
   trace,
 } from '@opentelemetry/api';
-import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
-import { CompositePropagator, W3CBaggagePropagator, W3CTraceContextPropagator } from '@opentelemetry/core';
 import {
   DataPointType,
   type HistogramMetricData,
@@ -35,6 +33,7 @@ import {
 import { prometheusMiddleware, renderMetrics } from '../../src/prometheus/index.js';
 import { useTestDatabase } from '../support/database.js';
 import { EventLog } from '../support/events.js';
+import { useOpenTelemetryGlobals } from '../support/opentelemetry-globals.js';
 import { outboxFactory } from '../support/outboxes.js';
 import { publishCommitted } from '../support/publish.js';
 import { FAST_POLL, migratedOutbox } from '../support/subscriber-setup.js';
@@ -48,19 +47,7 @@ const QUICK_RETRY = { retry: new ConstantRetry({ delayMs: 10, maxAttempts: 5 }) 
 /** A failure with its own class: error.type must be the class name, never the message. */
 class PaymentDeclined extends Error {}
 
-// The API's globals, as an application's SDK setup would install them; removed after this file.
-before(() => {
-  context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
-  propagation.setGlobalPropagator(
-    new CompositePropagator({ propagators: [new W3CTraceContextPropagator(), new W3CBaggagePropagator()] }),
-  );
-});
-after(() => {
-  context.disable();
-  propagation.disable();
-  trace.disable();
-  metrics.disable();
-});
+useOpenTelemetryGlobals();
 
 /** A tracer provider whose finished spans stay in memory. */
 function tracing() {

@@ -10,12 +10,10 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
-import { context, propagation } from '@opentelemetry/api';
-import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
-import { CompositePropagator, ExportResultCode, W3CBaggagePropagator, W3CTraceContextPropagator } from '@opentelemetry/core';
+import { ExportResultCode } from '@opentelemetry/core';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import {
   AlwaysOffSampler,
@@ -30,6 +28,7 @@ import { Outbox } from '../../src/index.js';
 import { tracingMiddleware } from '../../src/opentelemetry/index.js';
 import { watchExports } from '../../src/runner/tracing/export-watch.js';
 import { useTestDatabase } from '../support/database.js';
+import { useOpenTelemetryGlobals } from '../support/opentelemetry-globals.js';
 import { type RunnerProcess, runnerTestKit } from '../support/runner-process.js';
 import { TestLogger } from '../support/test-logger.js';
 import { inTransaction } from '../support/transaction.js';
@@ -45,16 +44,7 @@ const OTLP_TOKEN = 'otlp-token-7c41e09b2d';
 const CONSUMER = 5;
 
 // The publishing side: the API's globals as an application's SDK setup installs them.
-before(() => {
-  context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
-  propagation.setGlobalPropagator(
-    new CompositePropagator({ propagators: [new W3CTraceContextPropagator(), new W3CBaggagePropagator()] }),
-  );
-});
-after(() => {
-  context.disable();
-  propagation.disable();
-});
+useOpenTelemetryGlobals();
 
 interface OtlpValue {
   readonly stringValue?: string;

@@ -7,11 +7,9 @@
  * process span.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 
-import { context, propagation, ROOT_CONTEXT, type SpanContext, trace, TraceFlags } from '@opentelemetry/api';
-import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
-import { CompositePropagator, W3CBaggagePropagator, W3CTraceContextPropagator } from '@opentelemetry/core';
+import { context, ROOT_CONTEXT, type SpanContext, trace, TraceFlags } from '@opentelemetry/api';
 import {
   AlwaysOffSampler,
   AlwaysOnSampler,
@@ -26,6 +24,7 @@ import {
 import type { Outbox } from '../../src/index.js';
 import { tracingMiddleware } from '../../src/opentelemetry/index.js';
 import { useTestDatabase } from '../support/database.js';
+import { useOpenTelemetryGlobals } from '../support/opentelemetry-globals.js';
 import { outboxFactory } from '../support/outboxes.js';
 import { FAST_POLL, migratedOutbox } from '../support/subscriber-setup.js';
 import { inTransaction } from '../support/transaction.js';
@@ -34,17 +33,7 @@ import { waitFor } from '../support/wait-for.js';
 const db = useTestDatabase(import.meta.url);
 const newOutbox = outboxFactory(db);
 
-before(() => {
-  context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
-  propagation.setGlobalPropagator(
-    new CompositePropagator({ propagators: [new W3CTraceContextPropagator(), new W3CBaggagePropagator()] }),
-  );
-});
-after(() => {
-  context.disable();
-  propagation.disable();
-  trace.disable();
-});
+useOpenTelemetryGlobals();
 
 function provider(sampler?: Sampler) {
   const exporter = new InMemorySpanExporter();

@@ -34,7 +34,7 @@
  * the same order as the shipped walk (a merge of per-shard (next_attempt_at, id) orders is the
  * (next_attempt_at, id) order), lazily, locking only the rows it returns.
  *
- *   flock /tmp/txoutbox-bench.lock npm run bench:ready-spread -- insert [rounds, 7] [messages per phase, 20000] [producers, 8] [label regex]
+ *   flock /tmp/txoutbox-bench.lock npm run bench:ready-spread -- insert [rounds, 7] [messages per phase, 20000] [producers, 8] [label regex, '.'] [async]
  *   flock /tmp/txoutbox-bench.lock npm run bench:ready-spread -- claim [rounds, 5] [claims per phase, 20] [L list, 1000,5000] [label regex]
  */
 import { randomUUID } from 'node:crypto';
@@ -77,6 +77,8 @@ interface Layout {
   readonly pkOnly?: boolean;
   /** The values' header lines replaced by `{}` (the row's width: what the headers JSON costs). */
   readonly emptyHeaders?: boolean;
+  /** Claim only (its inserts are another layout's): the merge walk joins the row by ctid, not by primary key. */
+  readonly ctidJoin?: boolean;
 }
 
 const READY_WHERE = 'WHERE acquired_token IS NULL';
@@ -93,6 +95,13 @@ const LAYOUTS: readonly Layout[] = [
   },
   { label: 'shard 4 by xact', name: 'v_x4', shard: xidShard(4), ready: `(queue, shard, next_attempt_at, id) ${READY_WHERE}` },
   { label: 'shard 16 by xact', name: 'v_x16', shard: xidShard(16), ready: `(queue, shard, next_attempt_at, id) ${READY_WHERE}` },
+  {
+    label: 'shard 8 by xact, claim joins by ctid',
+    name: 'v_x8t',
+    shard: xidShard(8),
+    ready: `(queue, shard, next_attempt_at, id) ${READY_WHERE}`,
+    ctidJoin: true,
+  },
   {
     label: 'shard 8 by backend (pid % 8)',
     name: 'v_p8',
@@ -149,7 +158,7 @@ async function createTable(admin: pg.Pool, layout: Layout, table = layout.name):
  * the row that is locked; the row's predicates on the locked relation (EvalPlanQual re-checks
  * them on a row another claim leased meanwhile, as it does for the shipped walk's).
  */
-function mergeClaim(shipped: string, table: string, shards: number): string {
+function mergeClaim(shipped: string, table: string, shards: number, ctidJoin: boolean): string {
   const start = shipped.indexOf('ready AS (');
   const end = shipped.indexOf('), expired AS (');
   if (start < 0 || end < 0) throw new Error('unexpected shape of claimOne');
@@ -161,7 +170,7 @@ function mergeClaim(shipped: string, table: string, shards: number): string {
   const branches = Array.from(
     { length: shards },
     (_, s) =>
-      `(SELECT s.id, s.next_attempt_at FROM ${table} AS s
+      `(SELECT s.id, s.next_attempt_at${ctidJoin ? ', s.ctid AS tid' : ''} FROM ${table} AS s
        WHERE s.acquired_token IS NULL AND s.queue = $1::text AND s.shard = ${s} AND s.next_attempt_at <= now()
        ORDER BY s.next_attempt_at, s.id)`,
   ).join('\n    UNION ALL ');
@@ -169,7 +178,7 @@ function mergeClaim(shipped: string, table: string, shards: number): string {
   SELECT o.id FROM (
     ${branches}
   ) AS c
-  JOIN ${table} AS o ON o.id = c.id
+  JOIN ${table} AS o ON ${ctidJoin ? 'o.ctid = c.tid' : 'o.id = c.id'}
   WHERE ${where}
   ORDER BY c.next_attempt_at, c.id
   LIMIT $3
@@ -178,7 +187,11 @@ function mergeClaim(shipped: string, table: string, shards: number): string {
   return `${shipped.slice(0, start)}${merged}${shipped.slice(end)}`.replaceAll(SHIPPED, table);
 }
 
-const server = await startEmbeddedPostgres({ settings: { shared_preload_libraries: 'pg_stat_statements' } });
+/** `insert … async`: synchronous_commit off, so the phases measure the statement, not the WAL flush. */
+const asyncCommit = mode === 'insert' && process.argv[7] === 'async';
+const server = await startEmbeddedPostgres({
+  settings: { shared_preload_libraries: 'pg_stat_statements', ...(asyncCommit ? { synchronous_commit: 'off' } : {}) },
+});
 const admin = new pg.Pool({ connectionString: server.connectionString, max: 3 });
 admin.on('error', () => undefined);
 const clients: pg.Client[] = [];
@@ -232,7 +245,9 @@ try {
     const perPhase = Number(process.argv[4] ?? 20_000);
     const producers = Number(process.argv[5] ?? 8);
     const filter = only(process.argv[6]);
-    const layouts = LAYOUTS.filter((l) => filter === undefined || l.label === 'shipped' || filter.test(l.label));
+    const layouts = LAYOUTS.filter(
+      (l) => l.ctidJoin !== true && (filter === undefined || l.label === 'shipped' || filter.test(l.label)),
+    );
     for (const layout of layouts) await createTable(admin, layout);
     await admin.query(RAW.CREATE_TABLE);
     const producerClients = await Promise.all(Array.from({ length: producers }, () => connect()));
@@ -265,7 +280,12 @@ try {
     const cpu = new Map<string, number[]>();
     const wal = new Map<string, number[]>();
     const bufferContent = new Map<string, number[]>();
+    // Paired with the shipped table's phase of the same round: execution and CPU per message.
+    const execVsShipped = new Map<string, number[]>();
+    const cpuVsShipped = new Map<string, number[]>();
     for (let round = 0; round < rounds; round += 1) {
+      const roundExec: Record<string, number> = {};
+      const roundCpu: Record<string, number> = {};
       const order = [...phases.slice(round % phases.length), ...phases.slice(0, round % phases.length)];
       const rates: Record<string, number> = {};
       for (const phase of order) {
@@ -314,6 +334,8 @@ try {
         if (count !== perPhase || Number(rows[0]?.calls) !== perPhase / BATCH)
           throw new Error(`${phase.label}: ${count} rows, ${rows[0]?.calls} statements`);
         rates[phase.label] = perPhase / seconds;
+        roundExec[phase.label] = ((rows[0]?.ms ?? NaN) * 1000) / perPhase;
+        roundCpu[phase.label] = used / 1000 / perPhase;
         if (round > 0 || rounds === 1) {
           push(rate, phase.label, perPhase / seconds);
           push(exec, phase.label, ((rows[0]?.ms ?? NaN) * 1000) / perPhase);
@@ -323,13 +345,17 @@ try {
         }
       }
       if (round > 0 || rounds === 1)
-        for (const phase of phases) push(ratio, phase.label, (rates[phase.label] ?? NaN) / (rates["raw SQL's INSERT"] ?? NaN));
+        for (const phase of phases) {
+          push(ratio, phase.label, (rates[phase.label] ?? NaN) / (rates["raw SQL's INSERT"] ?? NaN));
+          push(execVsShipped, phase.label, (roundExec[phase.label] ?? NaN) / (roundExec.shipped ?? NaN));
+          push(cpuVsShipped, phase.label, (roundCpu[phase.label] ?? NaN) / (roundCpu.shipped ?? NaN));
+        }
     }
     console.log(
-      `W2-shaped inserts: ${perPhase} messages per phase, ${BATCH} per transaction (BEGIN; publishBatch's statement; COMMIT), ${producers} producer(s), fsync on, medians of rounds 2–${rounds} (min–max):`,
+      `W2-shaped inserts: ${perPhase} messages per phase, ${BATCH} per transaction (BEGIN; publishBatch's statement; COMMIT), ${producers} producer(s), fsync on, synchronous_commit ${asyncCommit ? 'off' : 'on'}, medians of rounds 2–${rounds} (min–max):`,
     );
     console.log(
-      `  ${'variant'.padEnd(32)} ${'msgs/s'.padStart(24)} ${'÷ raw'.padStart(18)} ${'exec µs/msg'.padStart(20)} ${'backend CPU µs/msg'.padStart(20)} ${'WAL B/msg'.padStart(10)} ${'BufferContent %'.padStart(22)}`,
+      `  ${'variant'.padEnd(32)} ${'msgs/s'.padStart(24)} ${'÷ raw'.padStart(18)} ${'exec µs/msg'.padStart(20)} ${'backend CPU µs/msg'.padStart(20)} ${'WAL B/msg'.padStart(10)} ${'BufferContent %'.padStart(22)} ${'exec ÷ shipped'.padStart(15)} ${'CPU ÷ shipped'.padStart(14)}`,
     );
     for (const phase of phases) {
       const l = phase.label;
@@ -338,7 +364,11 @@ try {
           wal.get(l) ?? [],
         )
           .toFixed(0)
-          .padStart(10)} ${span(bufferContent.get(l) ?? [], 0).padStart(22)}`,
+          .padStart(10)} ${span(bufferContent.get(l) ?? [], 0).padStart(22)} ${median(execVsShipped.get(l) ?? [])
+          .toFixed(2)
+          .padStart(15)} ${median(cpuVsShipped.get(l) ?? [])
+          .toFixed(2)
+          .padStart(14)}`,
       );
     }
   } else {
@@ -384,7 +414,9 @@ try {
         );
         await admin.query(`VACUUM ANALYZE ${table}`);
         const text =
-          layout.shard === undefined ? shipped.replaceAll(SHIPPED, table) : mergeClaim(shipped, table, layout.shard.count);
+          layout.shard === undefined
+            ? shipped.replaceAll(SHIPPED, table)
+            : mergeClaim(shipped, table, layout.shard.count, layout.ctidJoin === true);
         cases.push({ label: layout.label, table, held, text, previous: [] });
       }
     }
@@ -408,7 +440,7 @@ try {
         // FIFO: the next claim must take exactly the first 100 ready rows by (next_attempt_at, id).
         const { rows: expected } = await admin.query<{ id: string }>(
           `SELECT id::text AS id FROM ${c.table} WHERE acquired_token IS NULL AND queue = 'bench' AND next_attempt_at <= now()
-           ORDER BY next_attempt_at, id LIMIT ${BATCH}`,
+           ORDER BY next_attempt_at, ${c.table}.id LIMIT ${BATCH}`,
         );
         await admin.query('SELECT pg_stat_statements_reset()');
         const cpuBefore = cpuNs([claimerPid]);
@@ -420,8 +452,14 @@ try {
           if (rows.length !== BATCH) throw new Error(`${key}: claimed ${rows.length}`);
           if (cycle === 0) {
             const same = rows.map((r) => r.id).join() === expected.map((r) => r.id).join();
-            if (!same) fifo.set(key, 'NOT exact');
-            else if (!fifo.has(key)) fifo.set(key, 'exact');
+            if (!same) {
+              fifo.set(key, 'NOT exact');
+              const got = rows.map((r) => r.id);
+              const want = expected.map((r) => r.id);
+              console.error(
+                `${key}: claimed ${got.filter((id) => !want.includes(id)).join(' ')} instead of ${want.filter((id) => !got.includes(id)).join(' ')}`,
+              );
+            } else if (!fifo.has(key)) fifo.set(key, 'exact');
           }
           if (c.previous.length > 0) await acker.query(`DELETE FROM ${c.table} WHERE id = ANY($1::bigint[])`, [c.previous]);
           c.previous = rows.map((r) => r.id);
@@ -442,13 +480,14 @@ try {
       `Claims of ${BATCH} (claimOne's statement; spread tables: its ready walk as a merge), ${BACKLOG} ready rows + L held at the head, ${cycles} claims per phase, medians of rounds 2–${rounds} (min–max), µs per claimed message:`,
     );
     console.log(
-      `  ${'variant @L'.padEnd(36)} ${'round trip'.padStart(20)} ${'exec'.padStart(20)} ${'backend CPU'.padStart(20)} ${'÷ shipped (exec)'.padStart(17)}  FIFO`,
+      `  ${'variant @L'.padEnd(36)} ${'round trip'.padStart(20)} ${'exec'.padStart(20)} ${'backend CPU'.padStart(20)} ${'÷ shipped (exec)'.padStart(17)} ${'÷ shipped (CPU)'.padStart(16)}  FIFO`,
     );
     for (const c of cases) {
       const key = `${c.label} @${c.held}`;
       const base = median(exec.get(`shipped @${c.held}`) ?? []);
+      const baseCpu = median(cpu.get(`shipped @${c.held}`) ?? []);
       console.log(
-        `  ${key.padEnd(36)} ${span(roundTrip.get(key) ?? [], 2).padStart(20)} ${span(exec.get(key) ?? [], 2).padStart(20)} ${span(cpu.get(key) ?? [], 2).padStart(20)} ${(median(exec.get(key) ?? []) / base).toFixed(2).padStart(17)}  ${fifo.get(key) ?? '?'}`,
+        `  ${key.padEnd(36)} ${span(roundTrip.get(key) ?? [], 2).padStart(20)} ${span(exec.get(key) ?? [], 2).padStart(20)} ${span(cpu.get(key) ?? [], 2).padStart(20)} ${(median(exec.get(key) ?? []) / base).toFixed(2).padStart(17)} ${(median(cpu.get(key) ?? []) / baseCpu).toFixed(2).padStart(16)}  ${fifo.get(key) ?? '?'}`,
       );
     }
     const largest = Math.max(...inFlight);

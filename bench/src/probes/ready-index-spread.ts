@@ -77,6 +77,8 @@ interface Layout {
   readonly pkOnly?: boolean;
   /** The values' header lines replaced by `{}` (the row's width: what the headers JSON costs). */
   readonly emptyHeaders?: boolean;
+  /** One partial ready index per shard (`… WHERE shard = k AND acquired_token IS NULL`): each has its own rightmost leaf. */
+  readonly indexPerShard?: boolean;
   /** Claim only (its inserts are another layout's): the merge walk joins the row by ctid, not by primary key. */
   readonly ctidJoin?: boolean;
 }
@@ -95,6 +97,12 @@ const LAYOUTS: readonly Layout[] = [
   },
   { label: 'shard 4 by xact', name: 'v_x4', shard: xidShard(4), ready: `(queue, shard, next_attempt_at, id) ${READY_WHERE}` },
   { label: 'shard 16 by xact', name: 'v_x16', shard: xidShard(16), ready: `(queue, shard, next_attempt_at, id) ${READY_WHERE}` },
+  {
+    label: 'shard 8 by xact, an index per shard',
+    name: 'v_x8i',
+    shard: xidShard(8),
+    indexPerShard: true,
+  },
   {
     label: 'shard 8 by xact, claim joins by ctid',
     name: 'v_x8t',
@@ -141,6 +149,13 @@ async function createTable(admin: pg.Pool, layout: Layout, table = layout.name):
   await admin.query(`ALTER TABLE ${table} ADD PRIMARY KEY (id)`);
   if (layout.shard !== undefined) {
     await admin.query(`ALTER TABLE ${table} ADD COLUMN shard smallint NOT NULL DEFAULT ${layout.shard.default}`);
+  }
+  if (layout.indexPerShard === true && layout.shard !== undefined) {
+    for (let k = 0; k < layout.shard.count; k += 1) {
+      await admin.query(
+        `CREATE INDEX ${table}_ready${k}_idx ON ${table} (queue, next_attempt_at, id) WHERE shard = ${k} AND acquired_token IS NULL`,
+      );
+    }
   }
   if (layout.ready !== undefined) {
     await admin.query(`CREATE INDEX ${table}_ready_idx ON ${table} ${layout.ready}`);
@@ -280,6 +295,8 @@ try {
     const cpu = new Map<string, number[]>();
     const wal = new Map<string, number[]>();
     const bufferContent = new Map<string, number[]>();
+    /** Every wait event sampled (null: running, "CPU"), summed over rounds 2 and later. */
+    const waits = new Map<string, Map<string, number>>();
     // Paired with the shipped table's phase of the same round: execution and CPU per message.
     const execVsShipped = new Map<string, number[]>();
     const cpuVsShipped = new Map<string, number[]>();
@@ -306,6 +323,11 @@ try {
             );
             samples += rows.length;
             waiting += rows.filter((row) => row.w === 'LWLock:BufferContent').length;
+            if (round > 0) {
+              const counts = waits.get(phase.label) ?? new Map<string, number>();
+              for (const row of rows) counts.set(row.w ?? 'CPU', (counts.get(row.w ?? 'CPU') ?? 0) + 1);
+              waits.set(phase.label, counts);
+            }
             await new Promise((resolve) => setTimeout(resolve, 5));
           }
         })();
@@ -370,6 +392,13 @@ try {
           .toFixed(2)
           .padStart(14)}`,
       );
+    }
+    console.log('Active producers by wait event (share of samples, rounds 2 and later; CPU = not waiting):');
+    for (const phase of phases) {
+      const counts = [...(waits.get(phase.label) ?? new Map<string, number>()).entries()].sort((x, y) => y[1] - x[1]);
+      const total = counts.reduce((sum, [, n]) => sum + n, 0);
+      const top = counts.slice(0, 6).map(([w, n]) => `${w} ${((100 * n) / total).toFixed(0)} %`);
+      console.log(`  ${phase.label.padEnd(32)} ${top.join(', ')}`);
     }
   } else {
     const rounds = Number(process.argv[3] ?? 5);

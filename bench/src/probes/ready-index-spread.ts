@@ -14,9 +14,12 @@
  *   batch statement; COMMIT on `producers` connections, tables truncated and a CHECKPOINT first.
  *   Per variant, medians over rounds 2 and later of: msgs/s and the ratio to raw SQL's phase of
  *   the same round; execution µs per message (pg_stat_statements, waits included); the producers'
- *   backend CPU µs per message (/proc/<pid>/schedstat); WAL bytes per message; and the share of
+ *   backend CPU µs per message (/proc/<pid>/schedstat); WAL bytes per message; the share of
  *   samples (pg_stat_activity every 5 ms) in which an active producer waits on
- *   LWLock:BufferContent. Node's side is left out (the values are built once): this is the server.
+ *   LWLock:BufferContent, and every wait event's share; execution and CPU paired with the shipped
+ *   table's phase of the same round. Node's side is left out (the values are built once): this is
+ *   the server, so its ratio to raw SQL is not W2's (round five found it near 0.9 with fsync on).
+ *   `async`: synchronous_commit off, the statement without the WAL flush.
  *
  * `claim`: per claim variant and rows in flight L, a table holding L + 20,000 rows (W2's rows,
  *   published in autocommit batches over 8 connections), `VACUUM ANALYZE`d, then L rows claimed
@@ -30,9 +33,13 @@
  *
  * The merge walk (spread tables): one ordered index scan per shard under a MergeAppend (UNION ALL
  * of ordered branches, the order repeated outside), a nested loop to the table by primary key, the
- * row's own predicates on the locked relation, `FOR UPDATE OF o SKIP LOCKED`, `LIMIT $3`: the same rows in
- * the same order as the shipped walk (a merge of per-shard (next_attempt_at, id) orders is the
- * (next_attempt_at, id) order), lazily, locking only the rows it returns.
+ * row's own predicates on the locked relation, `FOR UPDATE OF o SKIP LOCKED`, `LIMIT $3`: the same
+ * rows in the same order as the shipped walk (a merge of per-shard (next_attempt_at, id) orders is
+ * the (next_attempt_at, id) order), lazily, locking only the rows it returns. One variant joins by
+ * ctid instead (rejected: it loses the index-only scans and sorts each shard).
+ *
+ * Results and the verdict (no spread variant adopted): BENCHMARKS.md, "Issue 18: batch publish",
+ * "Round five: spreading the ready index's insert point".
  *
  *   flock /tmp/txoutbox-bench.lock npm run bench:ready-spread -- insert [rounds, 7] [messages per phase, 20000] [producers, 8] [label regex, '.'] [async]
  *   flock /tmp/txoutbox-bench.lock npm run bench:ready-spread -- claim [rounds, 5] [claims per phase, 20] [L list, 1000,5000] [label regex]

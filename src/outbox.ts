@@ -403,7 +403,10 @@ export class Outbox<Q extends QueueMap = AnyQueues, I extends QueueMap = Q> {
         ? new RowLockSubscription(resolved, validated, subscriptionDeps, this.#options.names)
         : new Subscription(resolved, validated, subscriptionDeps);
     this.#subscriptions.push(subscription);
-    if (this.#started) this.#startSubscription(subscription);
+    if (this.#started) {
+      this.#startSubscription(subscription);
+      this.#startDiagnostics();
+    }
     return { name: resolved.name, queues: resolved.queues };
   }
 
@@ -436,10 +439,21 @@ export class Outbox<Q extends QueueMap = AnyQueues, I extends QueueMap = Q> {
     if (this.#started) return;
     this.#started = true;
     for (const subscription of this.#subscriptions) this.#startSubscription(subscription);
+    this.#startDiagnostics();
+  }
+
+  /**
+   * After the subscriptions started, not before: their first claims ask the pool for a connection
+   * synchronously in start(), so they get the one migrate() (or a publish) left idle, and the
+   * diagnostics' catalog reads, off the claim path, open the next one. The other way round the
+   * first claim waited for a new connection (a handshake and a fresh backend: 40–60 ms more before
+   * the first message on the bench's machine, BENCHMARKS.md issue 18, row-lock mode, round five).
+   */
+  #startDiagnostics(): void {
+    if (this.#subscriptions.length > 0) this.#diagnostics.onFirstSubscription();
   }
 
   #startSubscription(subscription: Subscription | RowLockSubscription): void {
-    this.#diagnostics.onFirstSubscription();
     if (this.#options.listen && this.#listener === undefined) {
       this.#listener = new NotifyListener({
         clientConfig: this.#options.listenClientConfig,

@@ -1,6 +1,6 @@
 import type { SchemaNames } from '../schema/schema-names.js';
 import { type Statement, statement, textRows } from '../util/statement.js';
-import { claimManyCtes, claimManyLazyCte, claimReport } from './claim-many-sql.js';
+import { claimManyCtes, claimManyLazyCte, claimReport, type QueueWalk } from './claim-many-sql.js';
 import { CLAIMED_FIELDS, claimedColumns, dlqMoveText, expiredWalk, keyTurn, readyWalk, retryText } from './sql.js';
 
 /**
@@ -21,6 +21,13 @@ export interface RowLockSql {
   readonly claimOne: Statement;
   /** As claimOne with $1 = queues (text[]). */
   readonly claimMany: Statement;
+  /**
+   * claimOne ($1 one queue) followed by claimMany's report row for that queue, as sql.ts's: what a
+   * batch over several queues sends when its plan lists one queue (row-lock-batch.ts #claim): one
+   * ordered locking walk where claimMany over one queue runs heads, cutoff, walk and fill. Same
+   * rows, same order, same report columns (queue-schedule.ts splitClaimRows reads both alike).
+   */
+  readonly claimOneReported: Statement;
   /**
    * The acked rows of the batch, one statement per batch, as the text of a simple query: it leaves in
    * one message with the COMMIT (and the next batch's BEGIN), one round trip (row-lock-batch.ts).
@@ -90,8 +97,9 @@ const RETURNED = claimedColumns('deliveries_count + 1');
  * e.g. during a rolling deploy): nothing else would ever claim them here. A live lease is not taken.
  * The branches are lazy under the outer LIMIT, as in sql.ts: the expired one runs only when the
  * ready one came up short.
+ * `reported`: followed by the queue's report row (claimReport, $1 being that one queue), as claimMany's.
  */
-function claimOneText(table: string, paused: string): string {
+function claimOneText(table: string, paused: string, reported = false): string {
   const notPaused = `NOT EXISTS (SELECT 1 FROM ${paused} WHERE queue = $1::text)`;
   return `WITH ready AS (
   SELECT o.id, ${prefixed('o')} FROM ${table} AS o
@@ -108,10 +116,14 @@ function claimOneText(table: string, paused: string): string {
   LIMIT $3
   FOR UPDATE SKIP LOCKED
 )
-SELECT id::text AS id, ${RETURNED} FROM ready
+${
+  reported
+    ? `, ${reportedSelect(readyWalk(table, paused, ''), true)}`
+    : `SELECT id::text AS id, ${RETURNED} FROM ready
 UNION ALL
 SELECT id::text AS id, ${RETURNED} FROM expired
-LIMIT $3`;
+LIMIT $3`
+}`;
 }
 
 /**
@@ -129,9 +141,19 @@ function claimManyText(table: string, paused: string): string {
   const fields = prefixed('o');
   const ready = readyWalk(table, paused, fields);
   const expired = expiredWalk(table, paused, fields, false);
-  const report = claimReport(readyWalk(table, paused, ''));
   // The walks' `filter` runs in their locking walks only (claim-many-sql.ts), where OTHER_BATCH belongs.
-  return `WITH ${claimManyCtes({ ...ready, filter: `${OTHER_BATCH} AND ${ready.filter}` })}, ${claimManyLazyCte({ ...expired, filter: OTHER_BATCH })}, picked AS (
+  return `WITH ${claimManyCtes({ ...ready, filter: `${OTHER_BATCH} AND ${ready.filter}` })}, ${claimManyLazyCte({ ...expired, filter: OTHER_BATCH })}, ${reportedSelect(readyWalk(table, paused, ''), false)}`;
+}
+
+/**
+ * The tail of a reported claim, after its `ready` and `expired` CTEs (a comma-separated CTE list's
+ * rest, no leading comma): `picked` and `claimed` (the locked rows themselves: nothing is
+ * written), the report (claim-many-sql.ts claimReport over `walk`; `single`: $1 is one queue), and
+ * the final SELECT: the claimed rows, then the report rows.
+ */
+function reportedSelect(walk: QueueWalk, single: boolean): string {
+  const report = claimReport(walk, single);
+  return `picked AS (
   SELECT * FROM ready UNION ALL SELECT * FROM expired LIMIT $3
 ), claimed AS (
   SELECT * FROM picked
@@ -166,6 +188,7 @@ export function buildRowLockSql(names: SchemaNames): RowLockSql {
   return {
     claimOne: textRows(statement('rl_claim', claimOneText(t, paused))),
     claimMany: textRows(statement('rl_claim_many', claimManyText(t, paused))),
+    claimOneReported: textRows(statement('rl_claim_reported', claimOneText(t, paused, true))),
     ackBatch: (ids) => `DELETE FROM ${t} WHERE id = ANY('{${idList(ids)}}'::bigint[])`,
     retry: statement('rl_retry', retryText(t, TOKEN_SLOT, true)),
     terminalDelete: statement('rl_terminal', `DELETE FROM ${t} WHERE id = $1::bigint AND ${TOKEN_SLOT}`),

@@ -1,4 +1,5 @@
 import type { SchemaNames } from '../schema/schema-names.js';
+import { GENERIC_PLAN_SET_LOCAL } from '../util/generic-plan.js';
 import { type Statement, statement, textRows } from '../util/statement.js';
 import { claimManyCtes, claimManyLazyCte, claimReport, type QueueWalk } from './claim-many-sql.js';
 import { CLAIMED_FIELDS, claimedColumns, dlqMoveText, expiredWalk, keyTurn, readyWalk, retryText } from './sql.js';
@@ -46,26 +47,15 @@ export const ROW_LOCK_TOKEN = 'row-lock';
 
 /**
  * Sent with every batch's BEGIN, in the same simple-query message (one round trip, and chained
- * after the previous batch's COMMIT under a backlog: row-lock-batch.ts). Why each setting:
- * - `plan_cache_mode = force_generic_plan`: the pools txoutbox owns plan every execution
- *   (force_custom_plan, architecture/subscriber.md "Prepared statements and plans"), which cost
- *   the row-lock claim 0.17–0.30 ms of planning per batch (two branches, the paused test,
- *   keyTurn), as much as its execution. Generic, the claim is planned once per connection and the
- *   plan reused by every batch after it.
- * - `enable_seqscan = off`, `enable_bitmapscan = off`: why the owned pools refuse generic plans in
- *   the first place is that a generic plan made while the table is tiny is a sequential scan, kept
- *   when a backlog arrives. With these off, the generic plan is made of index scans whatever the
- *   table's size when it is planned (test/integration/row-lock-plan-cache.test.ts), which is the
- *   plan every row-lock statement wants on a queue table (a claim walks an index for its LIMIT, an
- *   outcome write finds rows by id).
- * SET LOCAL: the settings end with the transaction, so the pool's connection goes back as it came
- * (other statements, token-mode claims, keep their plans as configured). A plan cached under them
- * stays generic: Postgres does not replan a cached statement when a planner setting changes, and a
- * replan (after an ANALYZE or DDL invalidated it) happens at the next execution, which is again in a
- * row-lock transaction. Only row-lock batches run the rl_* statements.
+ * after the previous batch's COMMIT under a backlog: row-lock-batch.ts): the generic-plan settings
+ * (util/generic-plan.ts), so every rl_* statement is planned once per connection, as index scans.
+ * Planned per execution (force_custom_plan), the row-lock claim cost 0.17–0.30 ms of planning per
+ * batch (two branches, the paused test, keyTurn), as much as its execution. Only row-lock batches
+ * run the rl_* statements, so each of their executions (and replans) is under these settings.
+ * SET LOCAL: other statements on the connection (token-mode claims, acks) keep their plans as
+ * configured.
  */
-export const ROW_LOCK_SETTINGS =
-  'SET LOCAL plan_cache_mode = force_generic_plan; SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off';
+export const ROW_LOCK_SETTINGS = GENERIC_PLAN_SET_LOCAL;
 export const ROW_LOCK_BEGIN = `BEGIN; ${ROW_LOCK_SETTINGS}`;
 
 /**

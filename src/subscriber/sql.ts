@@ -1,5 +1,5 @@
 import type { SchemaNames } from '../schema/schema-names.js';
-import { type Statement, statement, textRows } from '../util/statement.js';
+import { plannedOnce, type Statement, statement, textRows } from '../util/statement.js';
 import { claimManyCtes, claimManyLazyCte, type ClaimReport, claimReport, type QueueWalk } from './claim-many-sql.js';
 
 /**
@@ -337,7 +337,7 @@ export function buildSubscriberSql(names: SchemaNames): SubscriberSql {
   const t = names.outbox.sql;
   return {
     claimOne: textRows(statement('claim', claimOneText(t, names.paused.sql))),
-    claimMany: textRows(statement('claim_many', claimManyText(t, names.paused.sql))),
+    claimMany: plannedOnce(textRows(statement('claim_many', claimManyText(t, names.paused.sql)))),
     claimOneReported: textRows(statement('claim_reported', claimOneText(t, names.paused.sql, true))),
     ackBatch: statement('ack', `DELETE FROM ${t} AS t USING ${PAIRS} WHERE ${PAIRS_MATCH} RETURNING ${PAIRS_RETURNING}`),
     ackMissed: statement('ack_missed', ackMissedText(t)),

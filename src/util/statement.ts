@@ -35,8 +35,9 @@ export function textRows(of: Statement): Statement {
  * per connection: sent right after the generic-plan settings (util/generic-plan.ts
  * GENERIC_PLAN_PRELUDE) in the same round trip and implicit transaction, so its cached generic plan
  * (index scans) is reused on a pool whose sessions plan every execution (force_custom_plan). For a
- * statement whose planning costs about as much as its execution (the multi-queue claims: about 1 ms
- * of planning for claimMany, BENCHMARKS.md issue 18 b). Only when it is prepared (a named statement)
+ * statement whose planning costs about as much as its execution (the lease-mode claims of a
+ * subscription over several queues: 1.1 ms of planning for claimMany, 0.5 for claimOneReported;
+ * BENCHMARKS.md issue 18 b). Only when it is prepared (a named statement)
  * and runs on a client of this package's node-postgres (DecodedQuery); otherwise it is planned as
  * the session says.
  */

@@ -2,7 +2,8 @@
  * The queue schedule (issue 18, b; src/subscriber/queue-schedule.ts) against a build without it,
  * interleaved in one run: per queue count and repetition, workload b of the scale bench (20,000
  * ready rows spread evenly over N queues, one subscription over all of them, c16, 100 rows per
- * claim, each drain in a fresh database) with the other build, then with this checkout's dist/.
+ * claim, each drain in a fresh database) with the other build and with this checkout's dist/, the
+ * other build first in odd repetitions, second in even ones.
  * Prints per drain the claim statement's pg_stat_statements time per handled message, and per
  * build the median and its ratio to the same build's 1-queue median.
  *
@@ -49,7 +50,8 @@ let n = 0;
 try {
   for (let rep = 1; rep <= reps; rep += 1) {
     for (const count of counts) {
-      for (const [name, library] of builds) {
+      // The order within a pair moves a drain by a few µs (BENCHMARKS.md, round four): rotated per repetition.
+      for (const [name, library] of rep % 2 === 1 ? builds : [...builds].reverse()) {
         const run = await runDrain(server, `qs_ab_${(n += 1)}`, {
           workload: 'b',
           label: `${count} queues`,

@@ -7,6 +7,7 @@ import type pg from 'pg';
 import { resolveSchemaNames } from '../../src/schema/schema-names.js';
 import { buildRowLockSql } from '../../src/subscriber/row-lock-sql.js';
 import { buildSubscriberSql } from '../../src/subscriber/sql.js';
+import { GENERIC_PLAN_SET_LOCAL } from '../../src/util/generic-plan.js';
 import { useTestDatabase } from '../support/database.js';
 import { outboxFactory } from '../support/outboxes.js';
 import { migratedOutbox } from '../support/subscriber-setup.js';
@@ -251,6 +252,32 @@ for (const mode of ['token', 'row-lock'] as const) {
         if (due === null) assert.equal(sign, null, 'every row taken: nothing left to report');
         else assert.ok(sign !== null && sign !== undefined && sign <= 0, 'rows left, due now');
       }
+    });
+
+    test('its generic plan, made on a never-analyzed table under the generic-plan settings, scans no table', async () => {
+      // Both modes run it so: a row-lock batch under ROW_LOCK_SETTINGS, a lease claim after GENERIC_PLAN_PRELUDE.
+      const table = `cm_one_reported_plan_${mode.replace('-', '_')}`;
+      await migratedOutbox(newOutbox, db.pool, table, { dlqTable: false });
+      await db.pool.query(`ALTER TABLE ${table} SET (autovacuum_enabled = off)`);
+      await load(table, 2, 5_000);
+      const sql = sqlOf(table);
+      const types =
+        mode === 'token' ? 'text, double precision, int, uuid, bigint[]' : 'text, double precision, int, bigint, bigint';
+      const last = mode === 'token' ? `'${randomUUID()}', '{}'` : 'NULL, NULL';
+      const plan = await inOpenTransaction(async (client) => {
+        await client.query(GENERIC_PLAN_SET_LOCAL);
+        await client.query(`PREPARE cm_one(${types}) AS ${sql.claimOneReported.text}`);
+        try {
+          const { rows } = await client.query<{ 'QUERY PLAN': string }>(
+            `EXPLAIN (ANALYZE, COSTS OFF) EXECUTE cm_one('q1', ${LEASE_TTL_MS}, ${LIMIT}, ${last})`,
+          );
+          return rows.map((r) => r['QUERY PLAN']).join('\n');
+        } finally {
+          await client.query('DEALLOCATE cm_one');
+        }
+      });
+      assert.doesNotMatch(plan, new RegExp(`(Seq|Bitmap Heap) Scan on ${table}\\b`), plan);
+      assert.match(plan, new RegExp(`Index Scan using ${table}_ready_idx`), plan);
     });
 
     test('a delayed row is reported by its due time; a paused queue claims nothing and reports NULL', async () => {

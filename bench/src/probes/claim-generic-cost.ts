@@ -40,6 +40,8 @@ await client.query(`DELETE FROM txoutbox.outbox WHERE id IN (
   SELECT id FROM (SELECT id, row_number() OVER (PARTITION BY queue ORDER BY next_attempt_at, id) AS r FROM txoutbox.outbox) AS x WHERE r <= 100)`);
 await client.query(`PREPARE many(${TYPES}) AS ${sql.claimMany.text}`);
 await client.query(`PREPARE one(${ONE_TYPES}) AS ${sql.claimOneReported.text}`);
+// claimOne (a single-queue subscription's claim, planned per execution as shipped): for comparison.
+await client.query(`PREPARE single(${ONE_TYPES}) AS ${sql.claimOne.text}`);
 
 interface Explained {
   'Planning Time': number;
@@ -48,6 +50,7 @@ interface Explained {
 const samples = new Map<string, { plan: number[]; exec: number[] }>();
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? Number.NaN;
 const cases: [string, number][] = [
+  ['claimOne (single-queue subscription)', 0],
   ['claimOneReported, 1 listed', 1],
   ['claimMany, 2 listed', 2],
   ['claimMany, 5 listed', 5],
@@ -60,11 +63,12 @@ try {
     for (const [label, k] of cases) {
       const modes = rep % 2 === 0 ? (['custom', 'generic'] as const) : (['generic', 'custom'] as const);
       for (const mode of modes) {
-        const listed = queues.slice((rep * 7) % (100 - k + 1), ((rep * 7) % (100 - k + 1)) + k);
-        const first = k === 1 ? `'${listed[0]}'` : `'{${listed.join(',')}}'`;
+        const listed = queues.slice((rep * 7) % (100 - k + 1), ((rep * 7) % (100 - k + 1)) + Math.max(k, 1));
+        const first = k <= 1 ? `'${listed[0]}'` : `'{${listed.join(',')}}'`;
+        const prepared = k === 0 ? 'single' : k === 1 ? 'one' : 'many';
         await client.query(mode === 'generic' ? `BEGIN; ${GENERIC_PLAN_SET_LOCAL}` : 'BEGIN');
         const { rows } = await client.query<{ 'QUERY PLAN': [Explained] }>(
-          `EXPLAIN (ANALYZE, SUMMARY, FORMAT JSON) EXECUTE ${k === 1 ? 'one' : 'many'}(${first}, 30000, 100, '${randomUUID()}', '{}')`,
+          `EXPLAIN (ANALYZE, SUMMARY, FORMAT JSON) EXECUTE ${prepared}(${first}, 30000, 100, '${randomUUID()}', '{}')`,
         );
         await client.query('ROLLBACK');
         const top = rows[0]?.['QUERY PLAN'][0];

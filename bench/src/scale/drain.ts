@@ -41,7 +41,7 @@ export interface DrainRun {
   readonly claimCalls: number;
   readonly claimRows: number;
   readonly claimMeanMs: number;
-  /** Claim statement execution time per handled message, µs (see runDrain). */
+  /** Claim statement execution time per handled message, µs (see runDrain): planning not included (claimPlanUsPerMessage). */
   readonly claimUsPerMessage: number;
   /** The claim statements' planning per handled message, µs: 0 unless pg_stat_statements.track_planning is on. */
   readonly claimPlanUsPerMessage: number;

@@ -261,7 +261,13 @@ export class RowLockBatch {
     if (queues.length === 1)
       return await db.decodedOn(client, sql.claimOne, [queues[0], leaseTtlMs, limit, ...range], decodeClaimedRow);
     if (schedule === undefined || plan === undefined) throw new Error('a row-lock claim over several queues without its plan');
-    const rows = await db.decodedOn(client, sql.claimMany, [plan.queues, leaseTtlMs, limit, ...range], (row) => row);
+    // A plan that lists one queue sends claimOne with that queue's report: the same rows and report
+    // as claimMany over it, one locking walk instead of claimMany's heads, cutoff, walk and fill.
+    const [listed, ...more] = plan.queues;
+    const rows =
+      listed !== undefined && more.length === 0
+        ? await db.decodedOn(client, sql.claimOneReported, [listed, leaseTtlMs, limit, ...range], (row) => row)
+        : await db.decodedOn(client, sql.claimMany, [plan.queues, leaseTtlMs, limit, ...range], (row) => row);
     return schedule.learn(plan, rows, performance.now()).map(decodeClaimedRow);
   }
 

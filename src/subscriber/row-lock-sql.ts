@@ -1,6 +1,7 @@
 import type { SchemaNames } from '../schema/schema-names.js';
+import { GENERIC_PLAN_SET_LOCAL } from '../util/generic-plan.js';
 import { type Statement, statement, textRows } from '../util/statement.js';
-import { claimManyCtes, claimManyLazyCte, claimReport } from './claim-many-sql.js';
+import { claimManyCtes, claimManyLazyCte, claimReport, type QueueWalk } from './claim-many-sql.js';
 import { CLAIMED_FIELDS, claimedColumns, dlqMoveText, expiredWalk, keyTurn, readyWalk, retryText } from './sql.js';
 
 /**
@@ -22,6 +23,13 @@ export interface RowLockSql {
   /** As claimOne with $1 = queues (text[]). */
   readonly claimMany: Statement;
   /**
+   * claimOne ($1 one queue) followed by claimMany's report row for that queue, as sql.ts's: what a
+   * batch over several queues sends when its plan lists one queue (row-lock-batch.ts #claim): one
+   * ordered locking walk where claimMany over one queue runs heads, cutoff, walk and fill. Same
+   * rows, same order, same report columns (queue-schedule.ts splitClaimRows reads both alike).
+   */
+  readonly claimOneReported: Statement;
+  /**
    * The acked rows of the batch, one statement per batch, as the text of a simple query: it leaves in
    * one message with the COMMIT (and the next batch's BEGIN), one round trip (row-lock-batch.ts).
    */
@@ -39,26 +47,15 @@ export const ROW_LOCK_TOKEN = 'row-lock';
 
 /**
  * Sent with every batch's BEGIN, in the same simple-query message (one round trip, and chained
- * after the previous batch's COMMIT under a backlog: row-lock-batch.ts). Why each setting:
- * - `plan_cache_mode = force_generic_plan`: the pools txoutbox owns plan every execution
- *   (force_custom_plan, architecture/subscriber.md "Prepared statements and plans"), which cost
- *   the row-lock claim 0.17–0.30 ms of planning per batch (two branches, the paused test,
- *   keyTurn), as much as its execution. Generic, the claim is planned once per connection and the
- *   plan reused by every batch after it.
- * - `enable_seqscan = off`, `enable_bitmapscan = off`: why the owned pools refuse generic plans in
- *   the first place is that a generic plan made while the table is tiny is a sequential scan, kept
- *   when a backlog arrives. With these off, the generic plan is made of index scans whatever the
- *   table's size when it is planned (test/integration/row-lock-plan-cache.test.ts), which is the
- *   plan every row-lock statement wants on a queue table (a claim walks an index for its LIMIT, an
- *   outcome write finds rows by id).
- * SET LOCAL: the settings end with the transaction, so the pool's connection goes back as it came
- * (other statements, token-mode claims, keep their plans as configured). A plan cached under them
- * stays generic: Postgres does not replan a cached statement when a planner setting changes, and a
- * replan (after an ANALYZE or DDL invalidated it) happens at the next execution, which is again in a
- * row-lock transaction. Only row-lock batches run the rl_* statements.
+ * after the previous batch's COMMIT under a backlog: row-lock-batch.ts): the generic-plan settings
+ * (util/generic-plan.ts), so every rl_* statement is planned once per connection, as index scans.
+ * Planned per execution (force_custom_plan), the row-lock claim cost 0.17–0.30 ms of planning per
+ * batch (two branches, the paused test, keyTurn), as much as its execution. Only row-lock batches
+ * run the rl_* statements, so each of their executions (and replans) is under these settings.
+ * SET LOCAL: other statements on the connection (token-mode claims, acks) keep their plans as
+ * configured.
  */
-export const ROW_LOCK_SETTINGS =
-  'SET LOCAL plan_cache_mode = force_generic_plan; SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off';
+export const ROW_LOCK_SETTINGS = GENERIC_PLAN_SET_LOCAL;
 export const ROW_LOCK_BEGIN = `BEGIN; ${ROW_LOCK_SETTINGS}`;
 
 /**
@@ -90,8 +87,9 @@ const RETURNED = claimedColumns('deliveries_count + 1');
  * e.g. during a rolling deploy): nothing else would ever claim them here. A live lease is not taken.
  * The branches are lazy under the outer LIMIT, as in sql.ts: the expired one runs only when the
  * ready one came up short.
+ * `reported`: followed by the queue's report row (claimReport, $1 being that one queue), as claimMany's.
  */
-function claimOneText(table: string, paused: string): string {
+function claimOneText(table: string, paused: string, reported = false): string {
   const notPaused = `NOT EXISTS (SELECT 1 FROM ${paused} WHERE queue = $1::text)`;
   return `WITH ready AS (
   SELECT o.id, ${prefixed('o')} FROM ${table} AS o
@@ -108,10 +106,14 @@ function claimOneText(table: string, paused: string): string {
   LIMIT $3
   FOR UPDATE SKIP LOCKED
 )
-SELECT id::text AS id, ${RETURNED} FROM ready
+${
+  reported
+    ? `, ${reportedSelect(readyWalk(table, paused, ''), true)}`
+    : `SELECT id::text AS id, ${RETURNED} FROM ready
 UNION ALL
 SELECT id::text AS id, ${RETURNED} FROM expired
-LIMIT $3`;
+LIMIT $3`
+}`;
 }
 
 /**
@@ -129,9 +131,19 @@ function claimManyText(table: string, paused: string): string {
   const fields = prefixed('o');
   const ready = readyWalk(table, paused, fields);
   const expired = expiredWalk(table, paused, fields, false);
-  const report = claimReport(readyWalk(table, paused, ''));
   // The walks' `filter` runs in their locking walks only (claim-many-sql.ts), where OTHER_BATCH belongs.
-  return `WITH ${claimManyCtes({ ...ready, filter: `${OTHER_BATCH} AND ${ready.filter}` })}, ${claimManyLazyCte({ ...expired, filter: OTHER_BATCH })}, picked AS (
+  return `WITH ${claimManyCtes({ ...ready, filter: `${OTHER_BATCH} AND ${ready.filter}` })}, ${claimManyLazyCte({ ...expired, filter: OTHER_BATCH })}, ${reportedSelect(readyWalk(table, paused, ''), false)}`;
+}
+
+/**
+ * The tail of a reported claim, after its `ready` and `expired` CTEs (a comma-separated CTE list's
+ * rest, no leading comma): `picked` and `claimed` (the locked rows themselves: nothing is
+ * written), the report (claim-many-sql.ts claimReport over `walk`; `single`: $1 is one queue), and
+ * the final SELECT: the claimed rows, then the report rows.
+ */
+function reportedSelect(walk: QueueWalk, single: boolean): string {
+  const report = claimReport(walk, single);
+  return `picked AS (
   SELECT * FROM ready UNION ALL SELECT * FROM expired LIMIT $3
 ), claimed AS (
   SELECT * FROM picked
@@ -166,6 +178,7 @@ export function buildRowLockSql(names: SchemaNames): RowLockSql {
   return {
     claimOne: textRows(statement('rl_claim', claimOneText(t, paused))),
     claimMany: textRows(statement('rl_claim_many', claimManyText(t, paused))),
+    claimOneReported: textRows(statement('rl_claim_reported', claimOneText(t, paused, true))),
     ackBatch: (ids) => `DELETE FROM ${t} WHERE id = ANY('{${idList(ids)}}'::bigint[])`,
     retry: statement('rl_retry', retryText(t, TOKEN_SLOT, true)),
     terminalDelete: statement('rl_terminal', `DELETE FROM ${t} WHERE id = $1::bigint AND ${TOKEN_SLOT}`),

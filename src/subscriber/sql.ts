@@ -1,5 +1,5 @@
 import type { SchemaNames } from '../schema/schema-names.js';
-import { type Statement, statement, textRows } from '../util/statement.js';
+import { plannedOnce, type Statement, statement, textRows } from '../util/statement.js';
 import { claimManyCtes, claimManyLazyCte, type ClaimReport, claimReport, type QueueWalk } from './claim-many-sql.js';
 
 /**
@@ -16,15 +16,16 @@ export interface SubscriberSql {
   /**
    * As claimOne with $1 = queues (text[]): locks about $3 rows whatever the queue count. See
    * claim-many-sql.ts. After the claimed rows, one report row per listed queue (id NULL; its
-   * queue and due milliseconds in the last two columns): read by queue-schedule.ts.
+   * queue and due milliseconds in the last two columns): read by queue-schedule.ts. Planned once
+   * per connection (statement.ts plannedOnce): its planning cost as much as its execution.
    */
   readonly claimMany: Statement;
   /**
    * claimOne ($1 one queue) followed by claimMany's report row for that queue: what a scheduled
    * claim sends when its plan lists a single queue (subscription.ts #claim). Cheaper than claimMany
-   * over one queue: one ordered locking walk instead of heads, cutoff, walk and fill, and a smaller
-   * statement to plan on every execution (plan_cache_mode = force_custom_plan). Same rows, same
-   * order, same report columns (queue-schedule.ts splitClaimRows reads both alike).
+   * over one queue: one ordered locking walk instead of heads, cutoff, walk and fill. Same rows, same
+   * order, same report columns (queue-schedule.ts splitClaimRows reads both alike). Planned once
+   * per connection, as claimMany (statement.ts plannedOnce).
    */
   readonly claimOneReported: Statement;
   /** $1 ids (bigint[]), $2 tokens (uuid[]). Returns the (id, token) pairs deleted; the others lost their lease. PK lookups. */
@@ -337,8 +338,8 @@ export function buildSubscriberSql(names: SchemaNames): SubscriberSql {
   const t = names.outbox.sql;
   return {
     claimOne: textRows(statement('claim', claimOneText(t, names.paused.sql))),
-    claimMany: textRows(statement('claim_many', claimManyText(t, names.paused.sql))),
-    claimOneReported: textRows(statement('claim_reported', claimOneText(t, names.paused.sql, true))),
+    claimMany: plannedOnce(textRows(statement('claim_many', claimManyText(t, names.paused.sql)))),
+    claimOneReported: plannedOnce(textRows(statement('claim_reported', claimOneText(t, names.paused.sql, true)))),
     ackBatch: statement('ack', `DELETE FROM ${t} AS t USING ${PAIRS} WHERE ${PAIRS_MATCH} RETURNING ${PAIRS_RETURNING}`),
     ackMissed: statement('ack_missed', ackMissedText(t)),
     retry: statement('retry', retryText(t, TOKEN_FENCE, false)),

@@ -2,6 +2,7 @@ import type pg from 'pg';
 
 import { beforeDeadline } from './deadline.js';
 import { DecodedQuery, type RowDecoder, type RowFields, runsDecodedQueries } from './decoded-query.js';
+import { GENERIC_PLAN_PRELUDE } from './generic-plan.js';
 import type { Statement } from './statement.js';
 
 /**
@@ -75,7 +76,12 @@ export class StatementRunner {
   async decodedOn<T>(client: pg.ClientBase, statement: Statement, values: unknown[], decode: RowDecoder<T>): Promise<T[]> {
     const config = configOf(statement, this.#prepared, values, true);
     const timeoutMs = this.#queryTimeoutMs + SERVER_FIRST_MS;
-    if (runsDecodedQueries(client)) return await DecodedQuery.run(client, config, decode, timeoutMs);
+    if (runsDecodedQueries(client)) {
+      // A plannedOnce statement is sent after the generic-plan settings (statement.ts plannedOnce);
+      // unprepared, it has no cached plan to reuse, and is planned per execution whatever they say.
+      const prelude = statement.plannedOnce === true && this.#prepared ? GENERIC_PLAN_PRELUDE : undefined;
+      return await DecodedQuery.run(client, config, decode, timeoutMs, prelude);
+    }
     const result = await client.query<RowFields>({ ...config, query_timeout: timeoutMs } as pg.QueryConfig);
     return result.rows.map(decode);
   }

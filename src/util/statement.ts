@@ -11,6 +11,8 @@ export interface Statement {
   readonly text: string;
   /** Rows as arrays of the server's text values, no node-postgres type parsing: see textRows. */
   readonly textRows?: true;
+  /** Run with one generic plan per connection, under the generic-plan settings: see plannedOnce. */
+  readonly plannedOnce?: true;
 }
 
 export function statement(kind: string, text: string): Statement {
@@ -26,4 +28,19 @@ export function statement(kind: string, text: string): Statement {
  */
 export function textRows(of: Statement): Statement {
   return { ...of, textRows: true };
+}
+
+/**
+ * `statement` (a textRows one, run outside a transaction by StatementRunner.decoded), planned once
+ * per connection: sent right after the generic-plan settings (util/generic-plan.ts
+ * GENERIC_PLAN_PRELUDE) in the same round trip and implicit transaction, so its cached generic plan
+ * (index scans) is reused on a pool whose sessions plan every execution (force_custom_plan). For a
+ * statement whose planning costs about as much as its execution (the lease-mode claims of a
+ * subscription over several queues: 1.1 ms of planning for claimMany, 0.5 for claimOneReported;
+ * BENCHMARKS.md issue 18 b). Only when it is prepared (a named statement)
+ * and runs on a client of this package's node-postgres (DecodedQuery); otherwise it is planned as
+ * the session says.
+ */
+export function plannedOnce(of: Statement): Statement {
+  return { ...of, plannedOnce: true };
 }

@@ -4,7 +4,7 @@ import { describe, test } from 'node:test';
 import pg from 'pg';
 
 import { runsDecodedQueries } from '../../src/util/decoded-query.js';
-import { statement } from '../../src/util/statement.js';
+import { plannedOnce, statement } from '../../src/util/statement.js';
 import { StatementRunner } from '../../src/util/statement-runner.js';
 import { useTestDatabase } from '../support/database.js';
 import { otherNodePostgres } from '../support/other-node-postgres.js';
@@ -86,6 +86,73 @@ describe('StatementRunner.decoded (DecodedQuery)', () => {
       }
     });
   }
+
+  describe('a plannedOnce statement (the generic-plan settings sent first, in the same round trip)', () => {
+    /** What the session says while the statement runs, on this package's node-postgres. */
+    const SETTINGS_NOW = plannedOnce(
+      statement(
+        'decoded_settings',
+        `SELECT current_setting('plan_cache_mode') AS mode, current_setting('enable_seqscan') AS seq, $1::text AS p
+         FROM generate_series(1, 2)`,
+      ),
+    );
+    const sessionSettings = async (client: pg.PoolClient) =>
+      (
+        await client.query<{ mode: string; seq: string }>(
+          `SELECT current_setting('plan_cache_mode') AS mode, current_setting('enable_seqscan') AS seq`,
+        )
+      ).rows[0];
+
+    test('runs under the settings, returns its own rows only, and the settings end with it', async () => {
+      const runner = new StatementRunner(poolOf(pg), true, 5_000);
+      const client = await runner.checkout();
+      try {
+        await client.query('SET plan_cache_mode = force_custom_plan');
+        for (let round = 0; round < 3; round += 1) {
+          const rows = await runner.decodedOn(client, SETTINGS_NOW, ['x'], (fields) => [...fields]);
+          assert.deepEqual(rows, [
+            ['force_generic_plan', 'off', 'x'],
+            ['force_generic_plan', 'off', 'x'],
+          ]);
+          assert.deepEqual(await sessionSettings(client), { mode: 'force_custom_plan', seq: 'on' }, 'the session as it was');
+        }
+        const { rows: prepared } = await client.query<{ generic: string; custom: string }>(
+          'SELECT generic_plans::text AS generic, custom_plans::text AS custom FROM pg_prepared_statements WHERE name = $1',
+          [SETTINGS_NOW.name],
+        );
+        assert.deepEqual(prepared, [{ generic: '3', custom: '0' }], 'one generic plan, reused');
+      } finally {
+        client.release();
+      }
+    });
+
+    test('a failing statement after the prelude rejects, and the connection stays in step', async () => {
+      const runner = new StatementRunner(poolOf(pg), true, 5_000);
+      const client = await runner.checkout();
+      try {
+        const failing = plannedOnce(statement('decoded_settings_fail', 'SELECT (1 / ($1::int - 1))::text'));
+        await assert.rejects(
+          runner.decodedOn(client, failing, [1], (fields) => fields[0]),
+          /division by zero/,
+        );
+        assert.deepEqual(await runner.decodedOn(client, failing, [2], (fields) => fields[0]), ['1']);
+        assert.equal((await sessionSettings(client))?.seq, 'on');
+      } finally {
+        client.release();
+      }
+    });
+
+    test('unprepared, or on another node-postgres copy: no prelude, the session’s own settings', async () => {
+      for (const [copy, prepared] of [
+        [pg, false],
+        [other, true],
+      ] as const) {
+        const runner = new StatementRunner(poolOf(copy), prepared, 5_000);
+        const rows = await runner.decoded(SETTINGS_NOW, ['x'], (fields) => fields[1]);
+        assert.deepEqual(rows, ['on', 'on']);
+      }
+    });
+  });
 
   test('a server error rejects, and an answer slower than queryTimeoutMs + 1 s fails by query_timeout', async () => {
     const runner = new StatementRunner(poolOf(pg), false, 200);

@@ -7,6 +7,7 @@ import type pg from 'pg';
 import { resolveSchemaNames } from '../../src/schema/schema-names.js';
 import { buildRowLockSql } from '../../src/subscriber/row-lock-sql.js';
 import { buildSubscriberSql } from '../../src/subscriber/sql.js';
+import { GENERIC_PLAN_SET_LOCAL } from '../../src/util/generic-plan.js';
 import { useTestDatabase } from '../support/database.js';
 import { outboxFactory } from '../support/outboxes.js';
 import { migratedOutbox } from '../support/subscriber-setup.js';
@@ -200,72 +201,104 @@ for (const mode of ['token', 'row-lock'] as const) {
   });
 }
 
-describe('a scheduled claim that lists one queue (claimOneReported)', () => {
-  interface Reported extends Row {
-    report_queue: string | null;
-    report_due_ms: string | null;
-  }
-  const sqlOf = (table: string) => buildSubscriberSql(resolveSchemaNames(table, false));
-  const reportsOf = (rows: readonly Reported[]) =>
-    rows
-      .filter((r) => r.id === null)
-      .map((r): [string | null, number | null] => [
-        r.report_queue,
-        r.report_due_ms === null ? null : Math.sign(Number(r.report_due_ms)),
-      ]);
-
-  test('takes the rows claimMany takes over that queue, in their order, then the same report row', async () => {
-    const table = 'cm_one_reported';
-    await migratedOutbox(newOutbox, db.pool, table, { dlqTable: false });
-    await load(table, 2, 150);
-    const sql = sqlOf(table);
-    for (const [limit, due] of [
-      [LIMIT, 'now' /* 150 rows: 50 left, due now */],
-      [200, null /* every row taken: nothing left */],
-    ] as const) {
-      const one = await inOpenTransaction(
-        async (c) => (await c.query<Reported>(sql.claimOneReported.text, ['q1', LEASE_TTL_MS, limit, randomUUID(), []])).rows,
-      );
-      const many = await inOpenTransaction(
-        async (c) => (await c.query<Reported>(sql.claimMany.text, [['q1'], LEASE_TTL_MS, limit, randomUUID(), []])).rows,
-      );
-      assert.equal(claimedOnly(one).length, Math.min(limit, 150));
-      assert.deepEqual(
-        claimedOnly(one).map((r) => r.id),
-        claimedOnly(many).map((r) => r.id),
-        'the same rows in the same order',
-      );
-      assert.ok(claimedOnly(one).every((r) => r.queue === 'q1'));
-      // The report row comes last, as claimMany's (queue-schedule.ts splitClaimRows).
-      assert.equal(one.at(-1)?.id, null);
-      assert.deepEqual(reportsOf(one), reportsOf(many));
-      const [[queue, sign] = []] = reportsOf(one);
-      assert.equal(queue, 'q1');
-      if (due === null) assert.equal(sign, null, 'every row taken: nothing left to report');
-      else assert.ok(sign !== null && sign !== undefined && sign <= 0, 'rows left, due now');
+for (const mode of ['token', 'row-lock'] as const) {
+  describe(`a scheduled claim that lists one queue (claimOneReported, ${mode} mode)`, () => {
+    interface Reported extends Row {
+      report_queue: string | null;
+      report_due_ms: string | null;
     }
-  });
+    const sqlOf = (table: string) => {
+      const names = resolveSchemaNames(table, false);
+      return mode === 'token' ? buildSubscriberSql(names) : buildRowLockSql(names);
+    };
+    /** The parameters after $1 and $3 of `mode`'s claims: the lease TTL, then the token and running ids, or the other batch's id range. */
+    const args = (queues: string | readonly string[], limit: number) =>
+      mode === 'token' ? [queues, LEASE_TTL_MS, limit, randomUUID(), []] : [queues, LEASE_TTL_MS, limit, null, null];
+    const reportsOf = (rows: readonly Reported[]) =>
+      rows
+        .filter((r) => r.id === null)
+        .map((r): [string | null, number | null] => [
+          r.report_queue,
+          r.report_due_ms === null ? null : Math.sign(Number(r.report_due_ms)),
+        ]);
 
-  test('a delayed row is reported by its due time; a paused queue claims nothing and reports NULL', async () => {
-    const table = 'cm_one_reported_due';
-    await migratedOutbox(newOutbox, db.pool, table, { dlqTable: false });
-    await db.pool.query(
-      `INSERT INTO ${table} (queue, payload, next_attempt_at) VALUES ('d', '\\x00', now() + interval '1 hour'), ('p', '\\x00', now())`,
-    );
-    await db.pool.query(`INSERT INTO ${table}_paused (queue) VALUES ('p')`);
-    const sql = sqlOf(table);
-    const claim = (queue: string) =>
-      inOpenTransaction(
-        async (c) => (await c.query<Reported>(sql.claimOneReported.text, [queue, LEASE_TTL_MS, LIMIT, randomUUID(), []])).rows,
+    test('takes the rows claimMany takes over that queue, in their order, then the same report row', async () => {
+      const table = `cm_one_reported_${mode.replace('-', '_')}`;
+      await migratedOutbox(newOutbox, db.pool, table, { dlqTable: false });
+      await load(table, 2, 150);
+      const sql = sqlOf(table);
+      for (const [limit, due] of [
+        [LIMIT, 'now' /* 150 rows: 50 left, due now */],
+        [200, null /* every row taken: nothing left */],
+      ] as const) {
+        const one = await inOpenTransaction(
+          async (c) => (await c.query<Reported>(sql.claimOneReported.text, args('q1', limit))).rows,
+        );
+        const many = await inOpenTransaction(
+          async (c) => (await c.query<Reported>(sql.claimMany.text, args(['q1'], limit))).rows,
+        );
+        assert.equal(claimedOnly(one).length, Math.min(limit, 150));
+        assert.deepEqual(
+          claimedOnly(one).map((r) => r.id),
+          claimedOnly(many).map((r) => r.id),
+          'the same rows in the same order',
+        );
+        assert.ok(claimedOnly(one).every((r) => r.queue === 'q1'));
+        // The report row comes last, as claimMany's (queue-schedule.ts splitClaimRows).
+        assert.equal(one.at(-1)?.id, null);
+        assert.deepEqual(reportsOf(one), reportsOf(many));
+        const [[queue, sign] = []] = reportsOf(one);
+        assert.equal(queue, 'q1');
+        if (due === null) assert.equal(sign, null, 'every row taken: nothing left to report');
+        else assert.ok(sign !== null && sign !== undefined && sign <= 0, 'rows left, due now');
+      }
+    });
+
+    test('its generic plan, made on a never-analyzed table under the generic-plan settings, scans no table', async () => {
+      // Both modes run it so: a row-lock batch under ROW_LOCK_SETTINGS, a lease claim after GENERIC_PLAN_PRELUDE.
+      const table = `cm_one_reported_plan_${mode.replace('-', '_')}`;
+      await migratedOutbox(newOutbox, db.pool, table, { dlqTable: false });
+      await db.pool.query(`ALTER TABLE ${table} SET (autovacuum_enabled = off)`);
+      await load(table, 2, 5_000);
+      const sql = sqlOf(table);
+      const types =
+        mode === 'token' ? 'text, double precision, int, uuid, bigint[]' : 'text, double precision, int, bigint, bigint';
+      const last = mode === 'token' ? `'${randomUUID()}', '{}'` : 'NULL, NULL';
+      const plan = await inOpenTransaction(async (client) => {
+        await client.query(GENERIC_PLAN_SET_LOCAL);
+        await client.query(`PREPARE cm_one(${types}) AS ${sql.claimOneReported.text}`);
+        try {
+          const { rows } = await client.query<{ 'QUERY PLAN': string }>(
+            `EXPLAIN (ANALYZE, COSTS OFF) EXECUTE cm_one('q1', ${LEASE_TTL_MS}, ${LIMIT}, ${last})`,
+          );
+          return rows.map((r) => r['QUERY PLAN']).join('\n');
+        } finally {
+          await client.query('DEALLOCATE cm_one');
+        }
+      });
+      assert.doesNotMatch(plan, new RegExp(`(Seq|Bitmap Heap) Scan on ${table}\\b`), plan);
+      assert.match(plan, new RegExp(`Index Scan using ${table}_ready_idx`), plan);
+    });
+
+    test('a delayed row is reported by its due time; a paused queue claims nothing and reports NULL', async () => {
+      const table = `cm_one_reported_due_${mode.replace('-', '_')}`;
+      await migratedOutbox(newOutbox, db.pool, table, { dlqTable: false });
+      await db.pool.query(
+        `INSERT INTO ${table} (queue, payload, next_attempt_at) VALUES ('d', '\\x00', now() + interval '1 hour'), ('p', '\\x00', now())`,
       );
-    const delayed = await claim('d');
-    assert.equal(claimedOnly(delayed).length, 0);
-    assert.deepEqual(reportsOf(delayed), [['d', 1]]);
-    const dueMs = Number(delayed[0]?.report_due_ms);
-    assert.ok(dueMs > 3_500_000 && dueMs <= 3_600_000, `due in about an hour (${dueMs} ms)`);
-    const paused = await claim('p');
-    assert.equal(claimedOnly(paused).length, 0);
-    assert.deepEqual(reportsOf(paused), [['p', null]]);
-    assert.deepEqual(reportsOf(await claim('empty')), [['empty', null]]);
+      await db.pool.query(`INSERT INTO ${table}_paused (queue) VALUES ('p')`);
+      const sql = sqlOf(table);
+      const claim = (queue: string) =>
+        inOpenTransaction(async (c) => (await c.query<Reported>(sql.claimOneReported.text, args(queue, LIMIT))).rows);
+      const delayed = await claim('d');
+      assert.equal(claimedOnly(delayed).length, 0);
+      assert.deepEqual(reportsOf(delayed), [['d', 1]]);
+      const dueMs = Number(delayed[0]?.report_due_ms);
+      assert.ok(dueMs > 3_500_000 && dueMs <= 3_600_000, `due in about an hour (${dueMs} ms)`);
+      const paused = await claim('p');
+      assert.equal(claimedOnly(paused).length, 0);
+      assert.deepEqual(reportsOf(paused), [['p', null]]);
+      assert.deepEqual(reportsOf(await claim('empty')), [['empty', null]]);
+    });
   });
-});
+}

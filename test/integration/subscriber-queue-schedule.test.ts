@@ -5,6 +5,7 @@ import pg from 'pg';
 
 import { ConstantRetry } from '../../src/index.js';
 import { resolveSchemaNames } from '../../src/schema/schema-names.js';
+import { buildRowLockSql } from '../../src/subscriber/row-lock-sql.js';
 import { buildSubscriberSql } from '../../src/subscriber/sql.js';
 import { useTestDatabase } from '../support/database.js';
 import type { EventLog } from '../support/events.js';
@@ -250,30 +251,33 @@ for (const lease of ['token', 'row-lock'] as const) {
   });
 }
 
-describe('the queue schedule (lease: token): the single-queue claim', () => {
-  test('a claim that lists one queue runs claimOne with its report (claimOneReported)', async () => {
-    const table = 'qs_one_listed';
-    // One connection: the statements prepared on it are the subscription's.
-    const outbox = newOutbox({ connectionString: db.url, poolSize: 1, table });
-    await outbox.migrate();
-    const sql = buildSubscriberSql(resolveSchemaNames(table, undefined));
-    const runs = async (name: string) => {
-      const { rows } = await outbox.internals.pool.query<{ runs: string }>(
-        'SELECT (generic_plans + custom_plans)::text AS runs FROM pg_prepared_statements WHERE name = $1',
-        [name],
-      );
-      return Number(rows[0]?.runs ?? 0);
-    };
-    const handled: unknown[] = [];
-    outbox.subscribe(QUEUES, (message) => void handled.push(message.body), { name: 'qs', ...SLOW_POLL });
-    outbox.start();
-    // The first claim lists every queue (claimMany) and finds them all empty: all idle.
-    await waitFor(async () => (await runs(sql.claimMany.name)) >= 1, { what: 'the first claim' });
-    assert.equal(await runs(sql.claimOneReported.name), 0);
-    // A publish wakes b alone: the next claim lists b only.
-    await inTransaction(db.pool, (c) => outbox.publish(c, 'b', 'woken'));
-    await waitFor(() => handled.length === 1, { what: 'the message in b', timeoutMs: 5_000 });
-    assert.deepEqual(handled, ['woken']);
-    assert.ok((await runs(sql.claimOneReported.name)) >= 1, 'b was claimed by claimOneReported');
+for (const lease of ['token', 'row-lock'] as const) {
+  describe(`the queue schedule (lease: ${lease}): the single-queue claim`, () => {
+    test('a claim that lists one queue runs claimOne with its report (claimOneReported)', async () => {
+      const table = lease === 'token' ? 'qs_one_listed' : 'qs_one_listed_rl';
+      // One connection: the statements prepared on it are the subscription's.
+      const outbox = newOutbox({ connectionString: db.url, poolSize: 1, table });
+      await outbox.migrate();
+      const names = resolveSchemaNames(table, undefined);
+      const sql = lease === 'token' ? buildSubscriberSql(names) : buildRowLockSql(names);
+      const runs = async (name: string) => {
+        const { rows } = await outbox.internals.pool.query<{ runs: string }>(
+          'SELECT (generic_plans + custom_plans)::text AS runs FROM pg_prepared_statements WHERE name = $1',
+          [name],
+        );
+        return Number(rows[0]?.runs ?? 0);
+      };
+      const handled: unknown[] = [];
+      outbox.subscribe(QUEUES, (message) => void handled.push(message.body), { name: 'qs', lease, ...SLOW_POLL });
+      outbox.start();
+      // The first claim lists every queue (claimMany) and finds them all empty: all idle.
+      await waitFor(async () => (await runs(sql.claimMany.name)) >= 1, { what: 'the first claim' });
+      assert.equal(await runs(sql.claimOneReported.name), 0);
+      // A publish wakes b alone: the next claim lists b only.
+      await inTransaction(db.pool, (c) => outbox.publish(c, 'b', 'woken'));
+      await waitFor(() => handled.length === 1, { what: 'the message in b', timeoutMs: 5_000 });
+      assert.deepEqual(handled, ['woken']);
+      assert.ok((await runs(sql.claimOneReported.name)) >= 1, 'b was claimed by claimOneReported');
+    });
   });
-});
+}

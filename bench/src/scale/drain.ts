@@ -16,6 +16,7 @@ import { DRAIN_CONCURRENCY, FETCH_BATCH_SIZE } from './sizes.js';
 import {
   type Backlog,
   CLAIM_PATTERNS,
+  CLAIM_PRELUDE_PATTERN,
   loadOutboxBacklog,
   loadRawBacklog,
   minus,
@@ -40,8 +41,12 @@ export interface DrainRun {
   readonly claimCalls: number;
   readonly claimRows: number;
   readonly claimMeanMs: number;
-  /** Claim statement execution time per handled message, µs (see runDrain). */
+  /** Claim statement execution time per handled message, µs (see runDrain): planning not included (claimPlanUsPerMessage). */
   readonly claimUsPerMessage: number;
+  /** The claim statements' planning per handled message, µs: 0 unless pg_stat_statements.track_planning is on. */
+  readonly claimPlanUsPerMessage: number;
+  /** The generic-plan prelude sent before a claim (CLAIM_PRELUDE_PATTERN), execution and planning, per handled message, µs. */
+  readonly claimPreludeUsPerMessage: number;
   readonly statementsPerMsg: number | null;
   /** This Node process's CPU per handled message, µs. */
   readonly nodeCpuUsPerMsg: number;
@@ -164,6 +169,7 @@ export async function runDrain(server: BenchServer, database: string, spec: Drai
     const healthBefore = await withClient(url, (client) => tableHealth(client, table));
     const meter = new PhaseMeter(server.admin, database, server.statStatements);
     const claimBefore = await statementTotals(server.admin, database, pattern);
+    const preludeBefore = await statementTotals(server.admin, database, CLAIM_PRELUDE_PATTERN);
     await meter.start();
     const started = performance.now();
     consumer = await consume();
@@ -173,6 +179,7 @@ export async function runDrain(server: BenchServer, database: string, spec: Drai
     // The handlers still running (up to a claim's worth) finish after the clock stopped: not counted.
     const messages = finished ? spec.measured : counter.distinct;
     const claim = minus(await statementTotals(server.admin, database, pattern), claimBefore);
+    const prelude = minus(await statementTotals(server.admin, database, CLAIM_PRELUDE_PATTERN), preludeBefore);
     await consumer.stop();
     consumer = undefined;
     const cost = await meter.stop();
@@ -195,6 +202,8 @@ export async function runDrain(server: BenchServer, database: string, spec: Drai
       // returns one report row per listed queue (queue-schedule.ts). The two differ by the rows
       // still buffered when the clock stopped (at most two claims' worth of 20,000).
       claimUsPerMessage: round(messages === 0 ? Number.NaN : (claim.totalMs * 1000) / messages, 2),
+      claimPlanUsPerMessage: round(messages === 0 ? Number.NaN : (claim.planMs * 1000) / messages, 2),
+      claimPreludeUsPerMessage: round(messages === 0 ? Number.NaN : ((prelude.totalMs + prelude.planMs) * 1000) / messages, 2),
       statementsPerMsg: cost.statements === null ? null : round(cost.statements / messages, 4),
       nodeCpuUsPerMsg: round((cost.nodeCpu * seconds * 1e6) / messages, 1),
       postgresCpuUsPerMsg: cost.postgresCpu === null ? null : round((cost.postgresCpu * seconds * 1e6) / messages, 1),

@@ -99,23 +99,39 @@ export const CLAIM_PATTERNS = {
 export interface StatementTotals {
   readonly calls: number;
   readonly rows: number;
+  /** Execution time (total_exec_time). */
   readonly totalMs: number;
+  /** Planning time (total_plan_time): 0 unless pg_stat_statements.track_planning is on. */
+  readonly planMs: number;
 }
+
+/**
+ * The generic-plan prelude a lease-mode claim over several queues is sent after (src/util/generic-plan.ts
+ * GENERIC_PLAN_PRELUDE): a statement of its own in pg_stat_statements (which normalises its
+ * constants), part of the claim's cost.
+ */
+export const CLAIM_PRELUDE_PATTERN = 'SELECT set_config($1, $2, $3), set_config($4, $5, $6), set_config($7, $8, $9)';
 
 /** Summed pg_stat_statements counters of one database's statements matching `pattern` (LIKE). */
 export async function statementTotals(admin: pg.Pool, database: string, pattern: string): Promise<StatementTotals> {
-  const { rows } = await admin.query<{ calls: string; rows: string; ms: number }>(
-    `SELECT coalesce(sum(s.calls), 0)::text AS calls, coalesce(sum(s.rows), 0)::text AS rows, coalesce(sum(s.total_exec_time), 0)::float8 AS ms
+  const { rows } = await admin.query<{ calls: string; rows: string; ms: number; plan_ms: number }>(
+    `SELECT coalesce(sum(s.calls), 0)::text AS calls, coalesce(sum(s.rows), 0)::text AS rows, coalesce(sum(s.total_exec_time), 0)::float8 AS ms,
+            coalesce(sum(s.total_plan_time), 0)::float8 AS plan_ms
      FROM pg_stat_statements AS s JOIN pg_database AS d ON d.oid = s.dbid
      WHERE d.datname = $1 AND s.query LIKE $2`,
     [database, pattern],
   );
   const row = rows[0];
-  return { calls: Number(row?.calls ?? 0), rows: Number(row?.rows ?? 0), totalMs: row?.ms ?? 0 };
+  return { calls: Number(row?.calls ?? 0), rows: Number(row?.rows ?? 0), totalMs: row?.ms ?? 0, planMs: row?.plan_ms ?? 0 };
 }
 
 export function minus(after: StatementTotals, before: StatementTotals): StatementTotals {
-  return { calls: after.calls - before.calls, rows: after.rows - before.rows, totalMs: after.totalMs - before.totalMs };
+  return {
+    calls: after.calls - before.calls,
+    rows: after.rows - before.rows,
+    totalMs: after.totalMs - before.totalMs,
+    planMs: after.planMs - before.planMs,
+  };
 }
 
 export interface TableHealth {

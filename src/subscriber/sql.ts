@@ -10,7 +10,9 @@ import { claimManyCtes, claimManyLazyCte, type ClaimReport, claimReport, type Qu
 export interface SubscriberSql {
   /**
    * $1 queue, $2 leaseTtlMs, $3 limit, $4 token, $5 ids this subscription is still running (bigint[],
-   * usually empty): never re-claimed by it through the expired branch. See claimText.
+   * usually empty): never re-claimed by it through the expired branch. See claimText. Planned once
+   * per connection (statement.ts plannedOnce), as the claims below: planned per execution it spent
+   * about a fifth of its cost planning (BENCHMARKS.md issue 18 b, round five).
    */
   readonly claimOne: Statement;
   /**
@@ -337,7 +339,7 @@ RETURNING original_id`;
 export function buildSubscriberSql(names: SchemaNames): SubscriberSql {
   const t = names.outbox.sql;
   return {
-    claimOne: textRows(statement('claim', claimOneText(t, names.paused.sql))),
+    claimOne: plannedOnce(textRows(statement('claim', claimOneText(t, names.paused.sql)))),
     claimMany: plannedOnce(textRows(statement('claim_many', claimManyText(t, names.paused.sql)))),
     claimOneReported: plannedOnce(textRows(statement('claim_reported', claimOneText(t, names.paused.sql, true)))),
     ackBatch: statement('ack', `DELETE FROM ${t} AS t USING ${PAIRS} WHERE ${PAIRS_MATCH} RETURNING ${PAIRS_RETURNING}`),

@@ -26,7 +26,7 @@ function scans(plan: PlanNode): string[] {
   return [...own, ...(plan.Plans ?? []).flatMap(scans)];
 }
 
-describe('lease mode: claimMany and claimOneReported use one generic plan of index scans', () => {
+describe('lease mode: claimOne, claimMany and claimOneReported use one generic plan of index scans', () => {
   test('planned once per connection on a pool that plans every execution, index scans when planned on a tiny table, the session’s settings kept', async () => {
     const table = 'cm_plan_once';
     // One connection: the statements prepared on it are the subscription's.
@@ -52,6 +52,8 @@ describe('lease mode: claimMany and claimOneReported use one generic plan of ind
       },
       { name: 'plan', ...FAST_POLL },
     );
+    // A subscription over one queue claims with claimOne.
+    outbox.subscribe('d', () => undefined, { name: 'plan-one', ...FAST_POLL });
     outbox.start();
     const runs = async () => {
       const counts = await plans();
@@ -59,6 +61,8 @@ describe('lease mode: claimMany and claimOneReported use one generic plan of ind
     };
     await waitFor(async () => (await runs()) >= 3, { what: 'three claims over the three queues' });
     assert.equal((await plans())?.custom, '0', 'no claim was planned for its parameters');
+    await waitFor(async () => Number((await plans(sql.claimOne.name))?.generic ?? 0) >= 2, { what: 'two claims of d' });
+    assert.equal((await plans(sql.claimOne.name))?.custom, '0', 'claimOne: generic');
     // A publish wakes a alone: the next claim lists a only (claimOneReported), still on the tiny table.
     await publishCommitted(outbox, db.pool, 'a', [{ n: 1 }]);
     await waitFor(() => handled === 1, { what: 'the row in a' });
@@ -81,6 +85,7 @@ describe('lease mode: claimMany and claimOneReported use one generic plan of ind
     for (const [name, queues] of [
       [sql.claimMany.name, `'{a,b,c}'`],
       [sql.claimOneReported.name, `'a'`],
+      [sql.claimOne.name, `'a'`],
     ] as const) {
       const client = await session.connect();
       let found: string[];

@@ -87,14 +87,16 @@ function consumeStart(subscriber: string, queue: string): ConsumeStart {
   };
 }
 
-/** The message's own attributes, set only on a span the sampler kept. */
-function messageAttributes(ctx: ObservedConsume): Attributes {
-  return {
-    [ATTR.messageId]: ctx.messageId,
-    [ATTR.conversationId]: ctx.correlationId,
-    [ATTR.bodySize]: ctx.sizeBytes,
-    [ATTR.deliveryCount]: ctx.deliveriesCount,
-  };
+/**
+ * The message's own attributes, set only on a span the sampler kept. One setAttribute call each:
+ * setAttributes with an object built per delivery cost ~0.6 µs more per span (the object, and the
+ * SDK's for-in over it; BENCHMARKS.md, issue 18 seams, round five).
+ */
+function setMessageAttributes(span: Span, ctx: ObservedConsume): void {
+  span.setAttribute(ATTR.messageId, ctx.messageId);
+  span.setAttribute(ATTR.conversationId, ctx.correlationId);
+  span.setAttribute(ATTR.bodySize, ctx.sizeBytes);
+  span.setAttribute(ATTR.deliveryCount, ctx.deliveriesCount);
 }
 
 /** One delivery's process span, from the observer's start to its end. */
@@ -106,9 +108,6 @@ interface ProcessSpan {
   /** The context active around the handler: the row's, with this span. */
   readonly active: Context;
 }
-
-/** The common ending, as one frozen object: a handler that returned, and the ack to write. */
-const ACKED: Attributes = Object.freeze({ [ATTR.status]: 'acked', [ATTR.outcome]: 'ack' });
 
 /**
  * A thrown failure: ERROR status, `error.type` and the exception event. The event's
@@ -134,10 +133,6 @@ function markError(span: Span, error: unknown): void {
  */
 function recordResult(span: Span, result: ConsumeResult): void {
   const { outcome } = result;
-  if (result.status === 'acked' && outcome.kind === 'ack') {
-    span.setAttributes(ACKED);
-    return;
-  }
   span.setAttribute(ATTR.status, result.status);
   span.setAttribute(ATTR.outcome, outcome.kind);
   if (outcome.kind === 'retry') {
@@ -203,7 +198,7 @@ export function tracingMiddleware(options?: TracingMiddlewareOptions): Middlewar
       // context (the row's trace id, the not-sampled flag) is what a follow-up publish carries, so
       // parent-based sampling downstream keeps dropping the trace (tracing-sampling.test.ts).
       const recording = span.isRecording();
-      if (recording) span.setAttributes(messageAttributes(ctx));
+      if (recording) setMessageAttributes(span, ctx);
       ctx.traceId = sampledTraceId(span) ?? ctx.traceId;
       // `carried` keeps the row's baggage in link mode too; only the parent span differs.
       return { span, recording, active: trace.setSpan(carried, span) };

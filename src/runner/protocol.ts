@@ -41,6 +41,7 @@ export interface ChildTracingSpec {
   readonly serviceName: string;
   readonly sampler: number;
   readonly consumerSpanRelation: 'parent' | 'link';
+  readonly skipUnsampledParents: boolean;
 }
 
 /** A consumer: the handler module's export runs each message. */

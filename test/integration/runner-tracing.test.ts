@@ -237,7 +237,7 @@ describe('txoutbox run with tracing:', () => {
     assert.match(String(relayed?.headers.traceparent), new RegExp(`^00-${publishHooks.traceId}-${publishHooks.spanId}-01$`));
   });
 
-  test('sampler: 0 samples no trace that starts in the child, and keeps the decision a row carries', async () => {
+  test('sampler: 0 samples no trace that starts in the child, and keeps the decision a row carries (skipUnsampledParents too)', async () => {
     const table = 'trace_ratio';
     const plain = await prepare(table);
     const collector = await startCollector();
@@ -247,6 +247,8 @@ describe('txoutbox run with tracing:', () => {
       `  endpoint: ${collector.url('/v1/traces')}`,
       '  serviceName: shop-consumers',
       '  sampler: 0',
+      // Under the child's parent-based sampler, skipping the unsampled rows' spans exports the same.
+      '  skipUnsampledParents: true',
       'consumers:',
       ...tracedConsumer('orders', 'orders'),
     ]);
@@ -265,6 +267,8 @@ describe('txoutbox run with tracing:', () => {
     } finally {
       await collector.stop();
     }
+    const setup = runner.logs.find((line) => line.msg === 'tracing to OTLP/HTTP');
+    assert.equal(setup?.skipUnsampledParents, true, 'the child built tracingMiddleware with the option');
     const spans = exportedSpans(collector.requests);
     const sampledTrace = sampledApp.span('publish orders').spanContext().traceId;
     assert.deepEqual(spans.map((span) => [span.name, span.traceId, span.serviceName]).sort(), [

@@ -71,7 +71,13 @@ describe('tracing: valid sections', () => {
 
   test('the endpoint alone gets every default; each child is its own service', async () => {
     const config = await loadRunnerConfig(configFile([`endpoint: ${ENDPOINT}`]), {});
-    assert.deepEqual(config.tracing, { endpoint: ENDPOINT, headers: {}, sampler: 1, consumerSpanRelation: 'parent' });
+    assert.deepEqual(config.tracing, {
+      endpoint: ENDPOINT,
+      headers: {},
+      sampler: 1,
+      consumerSpanRelation: 'parent',
+      skipUnsampledParents: false,
+    });
     const plans = consumerPlans(config);
     assert.deepEqual(plans.get('orders')?.spec.tracing, {
       endpoint: ENDPOINT,
@@ -79,6 +85,7 @@ describe('tracing: valid sections', () => {
       serviceName: 'orders',
       sampler: 1,
       consumerSpanRelation: 'parent',
+      skipUnsampledParents: false,
     });
     assert.equal(plans.get('hooks')?.spec.tracing?.serviceName, 'hooks');
   });
@@ -95,6 +102,7 @@ describe('tracing: valid sections', () => {
         'serviceName: shop',
         'sampler: 0.25',
         'consumerSpanRelation: link',
+        'skipUnsampledParents: true',
       ]),
       { OTLP_AUTH: TOKEN, NUMERIC: '7' },
     );
@@ -105,8 +113,12 @@ describe('tracing: valid sections', () => {
       serviceName: 'shop',
       sampler: 0.25,
       consumerSpanRelation: 'link',
+      skipUnsampledParents: true,
     });
-    for (const plan of consumerPlans(config).values()) assert.equal(plan.spec.tracing?.serviceName, 'shop');
+    for (const plan of consumerPlans(config).values()) {
+      assert.equal(plan.spec.tracing?.serviceName, 'shop');
+      assert.equal(plan.spec.tracing?.skipUnsampledParents, true);
+    }
   });
 
   test('sampler takes both ends of the range', async () => {
@@ -161,7 +173,7 @@ describe('tracing: refused values', () => {
     }
   });
 
-  test('serviceName, consumerSpanRelation and enabled of the wrong kind', async () => {
+  test('serviceName, consumerSpanRelation, skipUnsampledParents and enabled of the wrong kind', async () => {
     assert.equal(
       await issueAt([`endpoint: ${ENDPOINT}`, 'serviceName: ""'], 'tracing.serviceName'),
       'expected a non-empty string, got ""',
@@ -171,12 +183,16 @@ describe('tracing: refused values', () => {
       `expected 'parent' or 'link', got "child"`,
     );
     assert.equal(
+      await issueAt([`endpoint: ${ENDPOINT}`, 'skipUnsampledParents: "yes"'], 'tracing.skipUnsampledParents'),
+      'expected true or false, got "yes"',
+    );
+    assert.equal(
       await issueAt([`endpoint: ${ENDPOINT}`, 'enabled: yes please'], 'tracing.enabled'),
       'expected true or false, got "yes please"',
     );
     assert.match(
       await issueAt(['- endpoint'], 'tracing'),
-      /^expected a section \{ endpoint, headers, serviceName, sampler, consumerSpanRelation, enabled \}/,
+      /^expected a section \{ endpoint, headers, serviceName, sampler, consumerSpanRelation, skipUnsampledParents, enabled \}/,
     );
   });
 
@@ -220,10 +236,22 @@ describe('tracing: refused values', () => {
   });
 
   test('every problem of the section at once', async () => {
-    const found = await issues(['endpoint: ftp://x/y', 'sampler: 2', 'consumerSpanRelation: sibling', 'serviceName: 3']);
+    const found = await issues([
+      'endpoint: ftp://x/y',
+      'sampler: 2',
+      'consumerSpanRelation: sibling',
+      'serviceName: 3',
+      'skipUnsampledParents: 1',
+    ]);
     assert.deepEqual(
       found.map((issue) => issue.path),
-      ['tracing.endpoint', 'tracing.serviceName', 'tracing.sampler', 'tracing.consumerSpanRelation'],
+      [
+        'tracing.endpoint',
+        'tracing.serviceName',
+        'tracing.sampler',
+        'tracing.consumerSpanRelation',
+        'tracing.skipUnsampledParents',
+      ],
     );
   });
 });

@@ -64,6 +64,8 @@ export interface TracingConfig {
   /** Ratio of the traces starting in a child that are sampled; a carried parent's decision is kept. */
   readonly sampler: number;
   readonly consumerSpanRelation: 'parent' | 'link';
+  /** tracingMiddleware's `skipUnsampledParents`: no `process` span for a row whose trace is not sampled. */
+  readonly skipUnsampledParents: boolean;
 }
 
 export interface DashboardConfig {

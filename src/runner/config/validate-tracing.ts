@@ -4,7 +4,7 @@ import { childPath, type ConfigIssues, isSection, type Section } from './config-
 import { resolveReporting } from './library-options.js';
 import { RUNNER_DEFAULTS, type TracingConfig } from './runner-config.js';
 
-const TRACING_KEYS = ['enabled', 'endpoint', 'headers', 'serviceName', 'sampler', 'consumerSpanRelation'];
+const TRACING_KEYS = ['enabled', 'endpoint', 'headers', 'serviceName', 'sampler', 'consumerSpanRelation', 'skipUnsampledParents'];
 const ENDPOINT_EXPECTED = 'an http:// or https:// URL of the OTLP/HTTP traces endpoint (e.g. http://127.0.0.1:4318/v1/traces)';
 /** RFC 9110 `token`: what Node's http accepts as a header name. */
 const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
@@ -129,7 +129,7 @@ export function tracingConfig(issues: ConfigIssues, value: unknown): TracingConf
     'tracing',
     value,
     TRACING_KEYS,
-    'a section { endpoint, headers, serviceName, sampler, consumerSpanRelation, enabled }',
+    'a section { endpoint, headers, serviceName, sampler, consumerSpanRelation, skipUnsampledParents, enabled }',
   );
   if (section === undefined) return undefined;
   const enabled = issues.boolean('tracing.enabled', section.enabled, true);
@@ -145,6 +145,9 @@ export function tracingConfig(issues: ConfigIssues, value: unknown): TracingConf
     { pathOf: (key) => `tracing.${key}` },
     issues,
   );
+  // The child's sampler is always parent-based (child-tracing.ts), the case where skipping a
+  // not-sampled row's span changes nothing that is exported (tracingMiddleware's option).
+  const skipUnsampled = issues.boolean('tracing.skipUnsampledParents', section.skipUnsampledParents, false);
   const missing = missingPeers();
   if (missing.length > 0) {
     issues.add(
@@ -152,7 +155,14 @@ export function tracingConfig(issues: ConfigIssues, value: unknown): TracingConf
       `needs the optional peer ${missing.length === 1 ? 'dependency' : 'dependencies'} ${missing.map((name) => JSON.stringify(name)).join(', ')}, which ${missing.length === 1 ? 'is' : 'are'} not installed. Fix: ${tracingInstallCommand(missing)}`,
     );
   }
-  if (issues.count > before || url === undefined || sent === undefined || ratio === undefined || relation === undefined) {
+  if (
+    issues.count > before ||
+    url === undefined ||
+    sent === undefined ||
+    ratio === undefined ||
+    relation === undefined ||
+    skipUnsampled === undefined
+  ) {
     return undefined;
   }
   return {
@@ -161,5 +171,6 @@ export function tracingConfig(issues: ConfigIssues, value: unknown): TracingConf
     ...(serviceName === undefined ? {} : { serviceName }),
     sampler: ratio,
     consumerSpanRelation: relation,
+    skipUnsampledParents: skipUnsampled,
   };
 }

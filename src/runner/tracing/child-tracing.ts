@@ -70,10 +70,14 @@ export async function startChildTracing(spec: ChildTracingSpec, logger: Logger):
     new core.CompositePropagator({ propagators: [new core.W3CTraceContextPropagator(), new core.W3CBaggagePropagator()] }),
   );
   api.trace.setGlobalTracerProvider(provider);
-  logger.info({ endpoint: origin, serviceName: spec.serviceName, sampler: spec.sampler }, 'tracing to OTLP/HTTP');
+  const { consumerSpanRelation, skipUnsampledParents } = spec;
+  logger.info(
+    { endpoint: origin, serviceName: spec.serviceName, sampler: spec.sampler, skipUnsampledParents },
+    'tracing to OTLP/HTTP',
+  );
 
   return {
-    middleware: tracingMiddleware({ tracerProvider: provider, consumerSpanRelation: spec.consumerSpanRelation }),
+    middleware: tracingMiddleware({ tracerProvider: provider, consumerSpanRelation, skipUnsampledParents }),
     async shutdown() {
       const done = await beforeDeadline(
         provider.shutdown().then(

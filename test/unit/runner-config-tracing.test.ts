@@ -76,7 +76,7 @@ describe('tracing: valid sections', () => {
       headers: {},
       sampler: 1,
       consumerSpanRelation: 'parent',
-      skipUnsampledParents: false,
+      skipUnsampledParents: true,
     });
     const plans = consumerPlans(config);
     assert.deepEqual(plans.get('orders')?.spec.tracing, {
@@ -85,7 +85,7 @@ describe('tracing: valid sections', () => {
       serviceName: 'orders',
       sampler: 1,
       consumerSpanRelation: 'parent',
-      skipUnsampledParents: false,
+      skipUnsampledParents: true,
     });
     assert.equal(plans.get('hooks')?.spec.tracing?.serviceName, 'hooks');
   });
@@ -102,7 +102,7 @@ describe('tracing: valid sections', () => {
         'serviceName: shop',
         'sampler: 0.25',
         'consumerSpanRelation: link',
-        'skipUnsampledParents: true',
+        'skipUnsampledParents: false',
       ]),
       { OTLP_AUTH: TOKEN, NUMERIC: '7' },
     );
@@ -113,11 +113,11 @@ describe('tracing: valid sections', () => {
       serviceName: 'shop',
       sampler: 0.25,
       consumerSpanRelation: 'link',
-      skipUnsampledParents: true,
+      skipUnsampledParents: false,
     });
     for (const plan of consumerPlans(config).values()) {
       assert.equal(plan.spec.tracing?.serviceName, 'shop');
-      assert.equal(plan.spec.tracing?.skipUnsampledParents, true);
+      assert.equal(plan.spec.tracing?.skipUnsampledParents, false);
     }
   });
 

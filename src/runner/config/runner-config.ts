@@ -64,7 +64,7 @@ export interface TracingConfig {
   /** Ratio of the traces starting in a child that are sampled; a carried parent's decision is kept. */
   readonly sampler: number;
   readonly consumerSpanRelation: 'parent' | 'link';
-  /** tracingMiddleware's `skipUnsampledParents`: no `process` span for a row whose trace is not sampled. */
+  /** tracingMiddleware's `skipUnsampledParents`: no `process` span for a row whose trace is not sampled. Default true (validate-tracing.ts). */
   readonly skipUnsampledParents: boolean;
 }
 

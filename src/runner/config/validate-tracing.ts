@@ -146,8 +146,9 @@ export function tracingConfig(issues: ConfigIssues, value: unknown): TracingConf
     issues,
   );
   // The child's sampler is always parent-based (child-tracing.ts), the case where skipping a
-  // not-sampled row's span changes nothing that is exported (tracingMiddleware's option).
-  const skipUnsampled = issues.boolean('tracing.skipUnsampledParents', section.skipUnsampledParents, false);
+  // not-sampled row's span changes nothing that is exported (tracingMiddleware's option): on by
+  // default here, unlike the library's middleware, which cannot know its sampler.
+  const skipUnsampled = issues.boolean('tracing.skipUnsampledParents', section.skipUnsampledParents, true);
   const missing = missingPeers();
   if (missing.length > 0) {
     issues.add(

@@ -12,6 +12,9 @@
  *   diagnostic, patched in this process only): the COMMIT watch's cost without the statements;
  * - `after-commit, ≤1 per 10 ms`: request() forwards at most one wake-up per 10 ms (diagnostic):
  *   what fewer NOTIFY statements would save;
+ * - `publishBatch's statement, pg only`: the exact statement and values publishBatch sent
+ *   (after-commit), captured once and sent again through pg.Client without the library: how much
+ *   of the Node side is node-postgres and the round trip, and how much the library's code;
  * - `raw SQL`: `INSERT INTO raw_q (payload) SELECT unnest($1::jsonb[])`.
  * Per variant, medians over rounds 2 and later: msgs/s, ÷ raw SQL of the same round, Node CPU
  * µs/msg (user and system apart: process.cpuUsage; the main thread and the other threads apart:
@@ -51,6 +54,9 @@ let requestMode: RequestMode = 'pass';
 let requests = 0;
 let wakeStatements = 0;
 let lastForwarded = Number.NEGATIVE_INFINITY;
+/** publishBatch's own statement and values, captured once (the `publishBatch's statement, pg only` variant). */
+let capturing = false;
+let captured: pg.QueryConfig | undefined;
 // eslint-disable-next-line @typescript-eslint/unbound-method -- called with .call(this) below
 const originalRequest = WakeNotifier.prototype.request;
 WakeNotifier.prototype.request = function request(this: Notifier.WakeNotifier, queue: string): void {
@@ -70,6 +76,13 @@ for (const Client of new Set([distPg.Client, pg.Client])) {
     const config = args[0] as { name?: string; text?: string } | string | undefined;
     const name = typeof config === 'object' ? config.name : undefined;
     if (name?.startsWith('txoutbox_wake_') === true) wakeStatements += 1;
+    if (
+      capturing &&
+      typeof config === 'object' &&
+      name?.startsWith('txoutbox_') === true &&
+      config.text?.includes('INSERT') === true
+    )
+      captured = config as pg.QueryConfig;
     return originalQuery.apply(this, args);
   };
 }
@@ -133,6 +146,15 @@ try {
     }
     return sum;
   };
+  const first = clients[0];
+  if (first === undefined) throw new Error('no producers');
+  capturing = true;
+  await first.query('BEGIN');
+  await afterCommit.publishBatch(first, 'bench', bodies(0));
+  await first.query('ROLLBACK');
+  capturing = false;
+  const statement = captured;
+  if (statement === undefined) throw new Error('publishBatch sent no INSERT to capture');
   type Publish = (client: pg.Client, from: number) => Promise<unknown>;
   const variants: Record<string, { mode: RequestMode; publish: Publish }> = {
     'in-transaction': { mode: 'pass', publish: (client, from) => inTransaction.publishBatch(client, 'bench', bodies(from)) },
@@ -145,6 +167,7 @@ try {
       mode: 'sparse',
       publish: (client, from) => afterCommit.publishBatch(client, 'bench', bodies(from)),
     },
+    "publishBatch's statement, pg only": { mode: 'pass', publish: (client) => client.query(statement) },
     'raw SQL': {
       mode: 'pass',
       publish: (client, from) =>

@@ -5,24 +5,13 @@ import { resolveSchemaNames } from '../../src/schema/schema-names.js';
 import { buildRowLockSql, ROW_LOCK_SETTINGS } from '../../src/subscriber/row-lock-sql.js';
 import { useTestDatabase } from '../support/database.js';
 import { outboxFactory } from '../support/outboxes.js';
+import { type PlanNode, scans } from '../support/plan-scans.js';
 import { publishCommitted } from '../support/publish.js';
 import { FAST_POLL } from '../support/subscriber-setup.js';
 import { waitFor } from '../support/wait-for.js';
 
 const db = useTestDatabase(import.meta.url);
 const newOutbox = outboxFactory(db);
-
-interface PlanNode {
-  'Node Type': string;
-  'Relation Name'?: string;
-  'Index Name'?: string;
-  Plans?: PlanNode[];
-}
-
-function scans(plan: PlanNode): string[] {
-  const own = plan['Relation Name'] === undefined ? [] : [`${plan['Node Type']} on ${plan['Relation Name']}`];
-  return [...own, ...(plan.Plans ?? []).flatMap(scans)];
-}
 
 describe("lease: 'row-lock' claims use one generic plan of index scans", () => {
   test('the claim is planned once per connection (generic), made of index scans even when planned on a tiny table, and the settings end with the batch', async () => {

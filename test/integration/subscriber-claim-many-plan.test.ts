@@ -6,6 +6,7 @@ import { buildSubscriberSql } from '../../src/subscriber/sql.js';
 import { GENERIC_PLAN_SET_LOCAL } from '../../src/util/generic-plan.js';
 import { useTestDatabase } from '../support/database.js';
 import { outboxFactory } from '../support/outboxes.js';
+import { type PlanNode, scans } from '../support/plan-scans.js';
 import { publishCommitted } from '../support/publish.js';
 import { FAST_POLL } from '../support/subscriber-setup.js';
 import { waitFor } from '../support/wait-for.js';
@@ -14,17 +15,6 @@ import { waitFor } from '../support/wait-for.js';
 // cost to run; they are planned once per connection (statement.ts plannedOnce), as index scans.
 const db = useTestDatabase(import.meta.url);
 const newOutbox = outboxFactory(db);
-
-interface PlanNode {
-  'Node Type': string;
-  'Relation Name'?: string;
-  Plans?: PlanNode[];
-}
-
-function scans(plan: PlanNode): string[] {
-  const own = plan['Relation Name'] === undefined ? [] : [`${plan['Node Type']} on ${plan['Relation Name']}`];
-  return [...own, ...(plan.Plans ?? []).flatMap(scans)];
-}
 
 describe('lease mode: claimOne, claimMany and claimOneReported use one generic plan of index scans', () => {
   test('planned once per connection on a pool that plans every execution, index scans when planned on a tiny table, the session’s settings kept', async () => {

@@ -9,6 +9,7 @@ import { buildSubscriberSql, pairValues } from '../../src/subscriber/sql.js';
 import { warnAboutGenericPlans } from '../../src/util/owned-pool.js';
 import { useTestDatabase } from '../support/database.js';
 import { outboxFactory } from '../support/outboxes.js';
+import { type PlanNode, scans } from '../support/plan-scans.js';
 import { publishCommitted } from '../support/publish.js';
 import { FAST_POLL } from '../support/subscriber-setup.js';
 import { TestLogger } from '../support/test-logger.js';
@@ -16,17 +17,6 @@ import { waitFor } from '../support/wait-for.js';
 
 const db = useTestDatabase(import.meta.url);
 const newOutbox = outboxFactory(db);
-
-interface PlanNode {
-  'Node Type': string;
-  'Relation Name'?: string;
-  Plans?: PlanNode[];
-}
-
-function scans(plan: PlanNode): string[] {
-  const own = plan['Relation Name'] === undefined ? [] : [`${plan['Node Type']} on ${plan['Relation Name']}`];
-  return [...own, ...(plan.Plans ?? []).flatMap(scans)];
-}
 
 describe('prepared statements and a table that grows suddenly', () => {
   test('the claim and the ack are planned for the table as it is now, not as it was when they were prepared (a backlog after a quiet spell)', async () => {

@@ -18,7 +18,6 @@
  *
  * fsync and synchronous_commit as the bench's (on): the numbers include the WAL flush, as W2's do.
  */
-import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -30,6 +29,7 @@ import type * as Root from '../../../src/index.js';
 import { txoutbox } from '../library.js';
 import * as RAW from '../systems/raw.js';
 import { body, quietLogger } from '../systems/system.js';
+import { serverCpuNs } from './server-cpu.js';
 
 const baselineDir = process.argv[2];
 if (baselineDir === undefined)
@@ -118,18 +118,6 @@ try {
     await client.connect();
     clients.push(client);
   }
-  const serverCpuNs = async (): Promise<number> => {
-    const { rows } = await admin.query<{ pid: number }>('SELECT pid FROM pg_stat_activity');
-    let sum = 0;
-    for (const { pid } of rows) {
-      try {
-        sum += Number(readFileSync(`/proc/${pid}/schedstat`, 'utf8').split(' ')[0]);
-      } catch {
-        // a process that ended between the two reads
-      }
-    }
-    return sum;
-  };
   type Publish = (client: pg.Client, from: number) => Promise<unknown>;
   const variants: Record<string, Publish> = {
     baseline: (client, from) => mainOutbox.publishBatch(client, 'bench', bodies(from)),
@@ -157,7 +145,7 @@ try {
       await admin.query('CHECKPOINT');
       let next = 0;
       const nodeBefore = process.cpuUsage();
-      const pgBefore = await serverCpuNs();
+      const pgBefore = await serverCpuNs(admin);
       const started = performance.now();
       await Promise.all(
         clients.map(async (client) => {
@@ -171,7 +159,7 @@ try {
         }),
       );
       const seconds = (performance.now() - started) / 1000;
-      const pgUsed = (await serverCpuNs()) - pgBefore;
+      const pgUsed = (await serverCpuNs(admin)) - pgBefore;
       const nodeUsed = process.cpuUsage(nodeBefore);
       const table = name === 'raw SQL' ? 'raw_q' : 'txoutbox.outbox';
       const count = Number((await admin.query<{ n: string }>(`SELECT count(*) AS n FROM ${table}`)).rows[0]?.n);

@@ -7,11 +7,11 @@
  *
  *   node --import tsx bench/src/probes/connect-cost.ts [connects, 21]
  */
-import { readFileSync } from 'node:fs';
 
 import pg from 'pg';
 
 import { startEmbeddedPostgres } from '../../../src/embedded/index.js';
+import { processCpuNs } from './server-cpu.js';
 
 const n = Number(process.argv[2] ?? 21);
 const median = (values: readonly number[]): number => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] ?? NaN;
@@ -29,7 +29,7 @@ try {
     wall.push(performance.now() - started);
     const used = process.cpuUsage(before);
     const pid = (client as unknown as { processID: number }).processID;
-    backend.push(Number(readFileSync(`/proc/${pid}/schedstat`, 'utf8').split(' ')[0]) / 1e6);
+    backend.push(processCpuNs(pid) / 1e6);
     await client.end();
     if (i > 0) node.push((used.user + used.system) / 1000);
   }

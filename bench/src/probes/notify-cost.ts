@@ -8,11 +8,11 @@
  *
  *   node --import tsx bench/src/probes/notify-cost.ts [rounds, 5] [statements, 1000] [gap ms, 1]
  */
-import { readFileSync } from 'node:fs';
 
 import pg from 'pg';
 
 import { startEmbeddedPostgres } from '../../../src/embedded/index.js';
+import { processCpuNs } from './server-cpu.js';
 
 const rounds = Number(process.argv[2] ?? 5);
 const n = Number(process.argv[3] ?? 1000);
@@ -20,7 +20,6 @@ const gap = Number(process.argv[4] ?? 1);
 // The notifier's statement, as src/producer/wake-notifier.ts sends it.
 const WAKE = `SELECT pg_notify($1::text, q) FROM unnest($2::text[]) AS q WHERE (SELECT set_config('synchronous_commit', 'off', true)) = 'off'`;
 const median = (values: readonly number[]): number => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] ?? NaN;
-const cpuNs = (pid: number): number => Number(readFileSync(`/proc/${pid}/schedstat`, 'utf8').split(' ')[0]);
 
 const server = await startEmbeddedPostgres();
 const client = new pg.Client({ connectionString: server.connectionString });
@@ -41,8 +40,8 @@ try {
         const run = variants[name];
         if (run === undefined) continue;
         const nodeBefore = process.cpuUsage();
-        const backendBefore = cpuNs(backend);
-        const walBefore = cpuNs(walwriter);
+        const backendBefore = processCpuNs(backend);
+        const walBefore = processCpuNs(walwriter);
         for (let i = 0; i < n; i += 1) {
           await run();
           if (spaced) await new Promise((resolve) => setTimeout(resolve, gap));
@@ -52,8 +51,8 @@ try {
         const key = `${name}${spaced ? `, one per ${gap} ms` : ', back to back'}`;
         const entry = results.get(key) ?? { node: [], backend: [], walwriter: [] };
         entry.node.push((node.user + node.system) / n);
-        entry.backend.push((cpuNs(backend) - backendBefore) / 1000 / n);
-        entry.walwriter.push((cpuNs(walwriter) - walBefore) / 1000 / n);
+        entry.backend.push((processCpuNs(backend) - backendBefore) / 1000 / n);
+        entry.walwriter.push((processCpuNs(walwriter) - walBefore) / 1000 / n);
         results.set(key, entry);
       }
     }

@@ -36,6 +36,7 @@ import { profiled } from '../cpu-profile.js';
 import { txoutbox } from '../library.js';
 import * as RAW from '../systems/raw.js';
 import { body, quietLogger } from '../systems/system.js';
+import { serverCpuNs } from './server-cpu.js';
 
 const rounds = Number(process.argv[2] ?? 7);
 const perPhase = Number(process.argv[3] ?? 20_000);
@@ -134,18 +135,6 @@ try {
     await client.connect();
     clients.push(client);
   }
-  const serverCpuNs = async (): Promise<number> => {
-    const { rows } = await admin.query<{ pid: number }>('SELECT pid FROM pg_stat_activity');
-    let sum = 0;
-    for (const { pid } of rows) {
-      try {
-        sum += Number(readFileSync(`/proc/${pid}/schedstat`, 'utf8').split(' ')[0]);
-      } catch {
-        // a process that ended between the two reads
-      }
-    }
-    return sum;
-  };
   const first = clients[0];
   if (first === undefined) throw new Error('no producers');
   capturing = true;
@@ -201,7 +190,7 @@ try {
       const wakesBefore = wakeStatements;
       const threadsBefore = threadCpuNs();
       const nodeBefore = process.cpuUsage();
-      const pgBefore = await serverCpuNs();
+      const pgBefore = await serverCpuNs(admin);
       const started = performance.now();
       await profiled(round > 0 ? profileDir : undefined, `${name.replace(/\W+/g, '-')}-${round}`, () =>
         Promise.all(
@@ -219,7 +208,7 @@ try {
       const seconds = (performance.now() - started) / 1000;
       const nodeUsed = process.cpuUsage(nodeBefore);
       const threads = threadCpuNs();
-      const pgUsed = (await serverCpuNs()) - pgBefore;
+      const pgUsed = (await serverCpuNs(admin)) - pgBefore;
       requestMode = 'pass';
       const table = name === 'raw SQL' ? 'raw_q' : 'txoutbox.outbox';
       const count = Number((await admin.query<{ n: string }>(`SELECT count(*) AS n FROM ${table}`)).rows[0]?.n);

@@ -9,8 +9,8 @@
  *   npm test -- test/unit/x.test.ts  the given files
  */
 import { spawn } from 'node:child_process';
-import { readdirSync, statSync } from 'node:fs';
-import { availableParallelism } from 'node:os';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import { startEmbeddedPostgres } from '../src/embedded/index.js';
@@ -51,9 +51,22 @@ function testEnv(url: string): NodeJS.ProcessEnv {
   return env;
 }
 
+// TAP for every test on stdout, as before; the failures alone into a file, printed once the run ends.
+const reportDir = mkdtempSync(join(tmpdir(), 'txoutbox-tests-'));
+const failuresFile = join(reportDir, 'failed.txt');
 const child = spawn(
   process.execPath,
-  ['--import', 'tsx', '--test', `--test-concurrency=${Math.max(2, availableParallelism())}`, ...files],
+  [
+    '--import',
+    'tsx',
+    '--test',
+    `--test-concurrency=${Math.max(2, availableParallelism())}`,
+    '--test-reporter=tap',
+    '--test-reporter-destination=stdout',
+    `--test-reporter=${new URL('./lib/failed-tests-reporter.mjs', import.meta.url).href}`,
+    `--test-reporter-destination=${failuresFile}`,
+    ...files,
+  ],
   { stdio: 'inherit', env: testEnv(databaseUrl) },
 );
 
@@ -71,4 +84,16 @@ const code = await new Promise<number>((resolve) => {
   });
 });
 await stopServer?.();
+printFailures();
 process.exit(signalled === undefined ? code : 130);
+
+function printFailures(): void {
+  let failures = '';
+  try {
+    failures = readFileSync(failuresFile, 'utf8');
+  } catch {
+    // No file: the run ended before the reporter wrote anything.
+  }
+  rmSync(reportDir, { recursive: true, force: true });
+  if (failures !== '') console.log(`\n# ---- failed tests ----\n${failures.trimEnd()}`);
+}

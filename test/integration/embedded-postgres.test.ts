@@ -150,17 +150,25 @@ describe('startEmbeddedPostgres', () => {
     assert.equal(await bystanderExit, 'SIGTERM', 'the bystander lived until we ended it: the reaper sent it nothing');
   });
 
-  test('a failing test run stops its server', async () => {
+  test('a failing test run stops its server, and its last lines name the failed test and its error', async () => {
     const parentDir = await newParentDir();
     const env: NodeJS.ProcessEnv = { ...process.env, TXOUTBOX_EMBEDDED_PARENT_DIR: parentDir };
     delete env.DATABASE_URL;
     const run = spawn(process.execPath, ['--import', 'tsx', 'scripts/run-tests.ts', 'test/fixtures/failing-run.fixture.ts'], {
       env,
-      stdio: 'ignore',
+      stdio: ['ignore', 'pipe', 'ignore'],
     });
-    const code = await new Promise<number | null>((resolve) => run.on('exit', resolve));
+    let stdout = '';
+    run.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+    const code = await new Promise<number | null>((resolve) => run.on('close', resolve));
     assert.notEqual(code, 0);
     await assertNoServerLeft(parentDir);
+    // A CI log may keep only the run's end: the failures are printed there, after the TAP.
+    const tail = stdout.slice(stdout.lastIndexOf('# ---- failed tests ----'));
+    assert.match(
+      tail,
+      /^# ---- failed tests ----\nnot ok: fails on purpose \(.*failing-run\.fixture\.ts\)\n\s+AssertionError.*expected failure/,
+    );
   });
 
   test('as root, a parent directory the postgres user cannot enter is a typed error with the fix', async (t) => {

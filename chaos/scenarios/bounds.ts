@@ -2,6 +2,13 @@
  * The bounds the scenarios hold the product to, in one place (RELIABILITY.md states them).
  */
 
+/**
+ * The second worker of the scenarios that run two: `lease: 'row-lock'` (a transaction holds the
+ * batch's rows locked, nothing is written until the outcomes), so that mode meets the same faults
+ * as the default lease beside it.
+ */
+export const ROW_LOCK_WORKER = { subscribe: { lease: 'row-lock' } } as const;
+
 /** The final drain: rows retried with the default backoff (1 s, 2 s, 4 s, … ±20 %) included. */
 export const DRAIN_MS = 120_000;
 

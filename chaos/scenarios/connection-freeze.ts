@@ -1,23 +1,26 @@
 /**
- * Every connection of a worker frozen for 10 s (a TCP proxy that stops forwarding without closing
+ * Every connection of two workers (the second in row-lock mode, its batches' transactions open
+ * through the freeze) frozen for 10 s (a TCP proxy that stops forwarding without closing
  * anything), then restored: claims must resume within RESUME_AFTER_FREEZE_MS. Then frozen again
  * with stop() called 1 s in: stop() must return within gracefulTimeoutMs + 2 s while the freeze
  * lasts (issue 13 item 6).
  */
 import { within } from '../lib/bounded.js';
 import type { Scenario } from '../lib/scenario.js';
-import { RESUME_AFTER_FREEZE_MS } from './bounds.js';
+import { RESUME_AFTER_FREEZE_MS, ROW_LOCK_WORKER } from './bounds.js';
 import { drainWithWorkers } from './final-drain.js';
 
 export const connectionFreeze: Scenario = {
   id: 'connection-freeze',
-  title: 'every worker connection frozen 10 s (proxy stops forwarding), restored; then frozen again with stop() called 1 s in',
+  title:
+    'every connection of 2 workers (lease and row-lock) frozen 10 s (proxy stops forwarding), restored; then frozen again with stop() called 1 s in',
   quick: false,
   leaseTtlMs: 5_000,
   timeoutMs: () => 300_000,
   async run(ctx) {
     const proxy = await ctx.startProxy();
-    const worker = await ctx.startWorker({ databaseUrl: proxy.via(ctx.databaseUrl) });
+    const databaseUrl = proxy.via(ctx.databaseUrl);
+    const workers = [await ctx.startWorker({ databaseUrl }), await ctx.startWorker({ ...ROW_LOCK_WORKER, databaseUrl })];
     ctx.load.start(30);
     await ctx.pause(3_000);
 
@@ -30,7 +33,7 @@ export const connectionFreeze: Scenario = {
     ctx.step('waiting for claims to resume');
     ctx.recordRecovery(
       'claims after a 10 s freeze',
-      await ctx.claimResumed([worker], restored, RESUME_AFTER_FREEZE_MS + 20_000),
+      await ctx.claimResumed(workers, restored, RESUME_AFTER_FREEZE_MS + 20_000),
       RESUME_AFTER_FREEZE_MS,
     );
     await ctx.pause(3_000);
@@ -39,7 +42,9 @@ export const connectionFreeze: Scenario = {
     const second = ctx.faults.begin('frozen', 'all worker connections, during stop()', true);
     proxy.freeze();
     await ctx.pause(1_000);
-    const stopping = ctx.stopWorker(worker, 'stop() during a freeze');
+    const stopping = Promise.all(
+      workers.map((worker, i) => ctx.stopWorker(worker, `stop() of worker ${String(i + 1)} during a freeze`)),
+    );
     // The freeze is lifted after 10 s whatever stop() does: a stop() that only returns then is over budget.
     await within(stopping, 10_000);
     proxy.thaw();

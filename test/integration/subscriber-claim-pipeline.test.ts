@@ -58,7 +58,10 @@ describe('claim pipelining', () => {
       'slow',
       async (message) => {
         seen.add(message.body as number);
-        await new Promise((resolve) => setTimeout(resolve, 60)); // a batch lasts 120 ms, a claim 10 ms
+        // A batch lasts 400 ms, a claim 10 ms: the second loop engages only when a claim outlasts a
+        // handler (the slots starve), so a claim must stall ~190 ms for that, not ~50 ms as with
+        // 60 ms handlers, which a loaded CI machine managed.
+        await new Promise((resolve) => setTimeout(resolve, 200));
       },
       { concurrency: 2, fetchBatchSize: 4, ...FAST_POLL },
     );
@@ -66,13 +69,13 @@ describe('claim pipelining', () => {
       outbox,
       db.pool,
       'slow',
-      Array.from({ length: 24 }, (_, i) => i),
+      Array.from({ length: 16 }, (_, i) => i),
     );
     const sampler = sampleLeases('p_slow');
     outbox.start();
-    await log.waitFor('acked', 24, 20_000);
+    await log.waitFor('acked', 16, 20_000);
     const maxLeased = await sampler.stop();
-    assert.equal(seen.size, 24);
+    assert.equal(seen.size, 16);
     assert.equal(pool.maxInFlight, 1, 'handlers slower than a claim never engage the second claim loop');
     // Running + buffered ≤ 2 + 4; a finished row stays leased until its coalesced ack DELETE lands,
     // which on a loaded machine can outlast the next claim: up to one per slot more.

@@ -75,6 +75,7 @@ describe('lease-token fencing (DESIGN invariant 2)', () => {
   }
 
   test('lease renewal keeps a handler running 3 × leaseTtlMs from being re-claimed', async () => {
+    // Renewed every 100 ms, a 600 ms lease survives a ~500 ms stall of a loaded machine.
     const otherPool = new pg.Pool({ connectionString: db.url, max: 4 });
     db.onCleanup(() => otherPool.end());
     const slow = await migratedOutbox(newOutbox, db.pool, 'f_renew');
@@ -85,17 +86,17 @@ describe('lease-token fencing (DESIGN invariant 2)', () => {
       'renew',
       async (_message, ctx) => {
         runs += 1;
-        await new Promise((resolve) => setTimeout(resolve, 900));
+        await new Promise((resolve) => setTimeout(resolve, 1_800));
         aborted = ctx.signal.aborted;
       },
-      { leaseTtlMs: 300, leaseRenewIntervalMs: 100, ...FAST_POLL },
+      { leaseTtlMs: 600, leaseRenewIntervalMs: 100, ...FAST_POLL },
     );
     competitor.outbox.subscribe(
       'renew',
       () => {
         runs += 1;
       },
-      { leaseTtlMs: 300, ...FAST_POLL },
+      { leaseTtlMs: 600, ...FAST_POLL },
     );
     slow.outbox.start();
     await publishCommitted(slow.outbox, db.pool, 'renew', ['x']);

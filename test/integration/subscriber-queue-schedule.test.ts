@@ -53,13 +53,13 @@ for (const lease of ['token', 'row-lock'] as const) {
     });
 
     test('a claim emits fetched for the queues it listed only: idle queues are not fetched', async () => {
-      const { outbox, log } = await migratedOutbox(newOutbox, db.pool, t('qs_fetched'));
+      // No LISTEN: its connect wakes every queue once more, whenever it comes (a slow machine made
+      // that claim land after `before`). The publish below wakes this Outbox's subscription itself.
+      const { outbox, log } = await migratedOutbox(newOutbox, db.pool, t('qs_fetched'), { listen: false });
       const handled: unknown[] = [];
       outbox.subscribe(QUEUES, (message) => void handled.push(message.body), { name: 'qs', lease, ...SLOW_POLL });
       outbox.start();
       await waitFor(() => claimsOf(log, 'c') >= 1, { what: 'the first claim' });
-      // The LISTEN connect wakes every queue once more: let that claim come back too.
-      await new Promise((resolve) => setTimeout(resolve, 300));
       const before = { a: claimsOf(log, 'a'), c: claimsOf(log, 'c') };
       await inTransaction(db.pool, (c) => outbox.publish(c, 'b', 'woken'));
       await waitFor(() => handled.length === 1, { what: 'the message in b', timeoutMs: 5_000 });
@@ -255,8 +255,10 @@ for (const lease of ['token', 'row-lock'] as const) {
   describe(`the queue schedule (lease: ${lease}): the single-queue claim`, () => {
     test('a claim that lists one queue runs claimOne with its report (claimOneReported)', async () => {
       const table = lease === 'token' ? 'qs_one_listed' : 'qs_one_listed_rl';
-      // One connection: the statements prepared on it are the subscription's.
-      const outbox = newOutbox({ connectionString: db.url, poolSize: 1, table });
+      // One connection: the statements prepared on it are the subscription's. No LISTEN: its connect
+      // wakes every queue, and that wake merged with b's would list them all (claimMany). The
+      // publish below wakes this Outbox's subscription itself.
+      const outbox = newOutbox({ connectionString: db.url, poolSize: 1, table, listen: false });
       await outbox.migrate();
       const names = resolveSchemaNames(table, undefined);
       const sql = lease === 'token' ? buildSubscriberSql(names) : buildRowLockSql(names);

@@ -61,17 +61,18 @@ describe('stop(): graceful drain', () => {
       'renew-drain',
       async (_message, ctx) => {
         runs.push('slow');
-        await new Promise((resolve) => setTimeout(resolve, 1_200)); // 4 × leaseTtlMs
+        await new Promise((resolve) => setTimeout(resolve, 1_800)); // 3 × leaseTtlMs
         aborted = ctx.signal.aborted;
       },
-      { leaseTtlMs: 300, leaseRenewIntervalMs: 100, ...FAST_POLL },
+      // Renewed every 100 ms, a 600 ms lease survives a ~500 ms stall of a loaded machine.
+      { leaseTtlMs: 600, leaseRenewIntervalMs: 100, ...FAST_POLL },
     );
     competitor.outbox.subscribe(
       'renew-drain',
       () => {
         runs.push('competitor');
       },
-      { leaseTtlMs: 300, ...FAST_POLL },
+      { leaseTtlMs: 600, ...FAST_POLL },
     );
     slow.outbox.start();
     await publishCommitted(slow.outbox, db.pool, 'renew-drain', ['x']);
@@ -79,7 +80,7 @@ describe('stop(): graceful drain', () => {
     competitor.outbox.start();
     const stopping = performance.now();
     await slow.outbox.stop();
-    assert.ok(performance.now() - stopping >= 900, 'stop() waited for the handler');
+    assert.ok(performance.now() - stopping >= 1_400, 'stop() waited for the handler');
     assert.deepEqual(runs, ['slow'], 'handled once, never re-claimed by the competitor');
     assert.equal(aborted, false);
     assert.equal(slow.log.of('acked').length, 1);

@@ -51,10 +51,11 @@ describe('timers', () => {
       FAST_POLL,
     );
     outbox.start();
-    await inTransaction(db.pool, (c) => outbox.publish(c, 'cancel', 'cancelled', { timerId: 'reminder-1', activateInMs: 200 }));
+    // Due in 1 s: the cancel, a transaction later, must come first even on a loaded machine.
+    await inTransaction(db.pool, (c) => outbox.publish(c, 'cancel', 'cancelled', { timerId: 'reminder-1', activateInMs: 1_000 }));
     assert.equal(await inTransaction(db.pool, (c) => outbox.cancelTimer(c, 'cancel', 'reminder-1')), true);
     // A sentinel due after the cancelled one: once it is handled, the cancelled one would have been too.
-    await inTransaction(db.pool, (c) => outbox.publish(c, 'cancel', 'sentinel', { activateInMs: 400 }));
+    await inTransaction(db.pool, (c) => outbox.publish(c, 'cancel', 'sentinel', { activateInMs: 1_200 }));
     await log.waitFor('acked');
     assert.deepEqual(bodies, ['sentinel']);
   });

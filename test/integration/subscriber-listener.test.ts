@@ -16,10 +16,15 @@ import { waitFor } from '../support/wait-for.js';
 const db = useTestDatabase(import.meta.url);
 const newOutbox = outboxFactory(db);
 
-/** The backend pid of the LISTEN connection for the outbox table `table`, if it is connected. */
+/**
+ * The backend pid of the LISTEN connection for the outbox table `table`, once its LISTEN has been
+ * answered (`idle`: the backend reports it after sending ReadyForQuery). A LISTEN still running is
+ * not counted: terminated then, the listener's LISTEN fails before it ever listened, and its next
+ * failure is rightly its second.
+ */
 async function listenerPid(table: string): Promise<number | undefined> {
   const { rows } = await db.pool.query<{ pid: number }>(
-    'SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND query = $1',
+    "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND query = $1 AND state = 'idle'",
     [`LISTEN "txoutbox.${table}"`],
   );
   return rows.length === 1 ? rows[0]!.pid : undefined;

@@ -4,7 +4,7 @@ import type pg from 'pg';
 
 import { errorMessage } from '../errors.js';
 import type { SchemaNames } from '../schema/schema-names.js';
-import { beforeDeadline } from '../util/deadline.js';
+import { beforeDeadline, CLOSE_TIMEOUT_MS } from '../util/deadline.js';
 import { Wakeup } from '../util/wakeup.js';
 import { type ClaimFailureReport, idlePollDelayMs, notStalled, pauseAfterFailure } from './claim-pacing.js';
 import { HandlerSlots } from './handler-slots.js';
@@ -21,6 +21,15 @@ import { type ResolvedSubscribeOptions, rowLockLoops } from './subscription-opti
  * the deadline that bounds it (counted from its claim).
  */
 const PIPELINE_BUDGET_SHARE = 1 / 4;
+
+/**
+ * After stop()'s budget ran out and the running handlers were abandoned, how long it still waits
+ * for the batches to commit what finished. Half the close budget: the Outbox's stop() then closes
+ * its pool within the other half, so it ends within gracefulTimeoutMs + CLOSE_TIMEOUT_MS even when
+ * a batch's COMMIT hangs on a frozen connection (that transaction never commits: its rows stay in
+ * the table and are delivered again).
+ */
+const ABANDONED_COMMIT_WAIT_MS = CLOSE_TIMEOUT_MS / 2;
 
 /** One claim loop: its wake-up, whether it is parked (sleeping until another loop needs help), its claim in flight. */
 interface Loop {
@@ -217,6 +226,9 @@ export class RowLockSubscription {
           errors = 0;
           this.#failingSince = undefined;
         } catch (error) {
+          // Stopping: a batch whose connection the Outbox closed under it (stop() stopped waiting);
+          // the batch said what became of its rows, and there is nothing to retry.
+          if (!this.#running()) continue;
           errors += 1;
           this.#failingSince ??= performance.now();
           await pauseAfterFailure(this.#failureReport, error, errors, 'row-lock batch failed', loop.wakeup, () =>
@@ -272,9 +284,11 @@ export class RowLockSubscription {
   /**
    * Graceful stop: claim nothing more; each running batch starts no more rows, waits for its running
    * handler and commits. After `gracefulTimeoutMs` the running handlers are aborted and abandoned:
-   * their batches commit what finished (each statement bounded by queryTimeoutMs, so stop() may
-   * outlast the budget by one COMMIT), and the abandoned rows are unlocked as they were, uncounted,
-   * for the next claim anywhere.
+   * their batches commit what finished, and the abandoned rows are unlocked as they were, uncounted,
+   * for the next claim anywhere. Those COMMITs are waited for ABANDONED_COMMIT_WAIT_MS at most: a
+   * batch still in a statement then (a frozen server or connection, a checkout that cannot connect)
+   * is left to fail when the Outbox closes its pool, or when its statement times out (queryTimeoutMs),
+   * and its rows, never committed, are delivered again.
    */
   async stop(gracefulTimeoutMs: number): Promise<void> {
     if (this.#state === 'stopped' || this.#state === 'stopping') return;
@@ -305,7 +319,17 @@ export class RowLockSubscription {
         inFlight,
         timeoutSeconds: gracefulTimeoutMs / 1000,
       });
-      await loops;
+      const ended = await beforeDeadline(
+        loops.then(() => true),
+        ABANDONED_COMMIT_WAIT_MS,
+        () => false,
+      );
+      if (!ended) {
+        this.#deps.logger.warn(
+          { subscriber: this.options.name, batches: this.#batches.size, waitedMs: ABANDONED_COMMIT_WAIT_MS },
+          'row-lock batches still in a statement after the drain timed out (a frozen server or connection?); not waiting for them: their rows are delivered again unless they commit',
+        );
+      }
     }
     this.#state = 'stopped';
   }

@@ -103,31 +103,83 @@ describe('connection faults: bounded stop, no silent stall', () => {
     assert.deepEqual(rows[0], { leased: 0, counted: 0 });
   });
 
-  test('stop() while every connection goes to a server that never answers ends within its budget', async () => {
-    const table = 'cf_silent';
-    await migrated(table);
-    const silent = await proxy();
-    silent.freeze(); // accepts connections and never answers: a frozen server, a partition
-    const outbox = newOutbox({ connectionString: silent.via(db.url), table, gracefulTimeoutMs: 500 });
-    outbox.subscribe('silent', () => undefined, FAST_POLL);
-    outbox.start();
-    await waitFor(() => silent.connections >= 2, { what: 'the pool and the LISTEN connection are connecting' });
-    const tookMs = await timedStop(outbox);
-    assert.ok(tookMs < 3000, `stop() took ${Math.round(tookMs)} ms for a 500 ms budget`);
-  });
+  for (const lease of ['token', 'row-lock'] as const) {
+    const suffix = lease === 'token' ? '' : '_rl';
 
-  test('stop() while statements hang on half-open connections ends within its budget', async () => {
-    const table = 'cf_halfopen_stop';
+    test(`stop() while every connection goes to a server that never answers ends within its budget (lease: ${lease})`, async () => {
+      const table = `cf_silent${suffix}`;
+      await migrated(table);
+      const silent = await proxy();
+      silent.freeze(); // accepts connections and never answers: a frozen server, a partition
+      const outbox = newOutbox({ connectionString: silent.via(db.url), table, gracefulTimeoutMs: 500 });
+      outbox.subscribe('silent', () => undefined, { lease, ...FAST_POLL });
+      outbox.start();
+      await waitFor(() => silent.connections >= 2, { what: 'the pool and the LISTEN connection are connecting' });
+      const tookMs = await timedStop(outbox);
+      assert.ok(tookMs < 3000, `stop() took ${Math.round(tookMs)} ms for a 500 ms budget`);
+    });
+
+    test(`stop() while statements hang on half-open connections ends within its budget (lease: ${lease})`, async () => {
+      const table = `cf_halfopen_stop${suffix}`;
+      await migrated(table);
+      const link = await proxy();
+      const outbox = newOutbox({ connectionString: link.via(db.url), table, gracefulTimeoutMs: 500 });
+      outbox.subscribe('halfopen-stop', () => undefined, { lease, ...FAST_POLL });
+      outbox.start();
+      await waitFor(() => link.connections >= 2, { what: 'connected' });
+      link.freeze();
+      await new Promise((resolve) => setTimeout(resolve, 300)); // a poll is now waiting on a silent peer
+      const tookMs = await timedStop(outbox);
+      assert.ok(tookMs < 3000, `stop() took ${Math.round(tookMs)} ms for a 500 ms budget`);
+    });
+  }
+
+  test("row-lock: stop() while a batch's connection freezes mid-batch ends within its budget; no row is lost", async () => {
+    // The batch's transaction holds its rows locked; its running handler finishes while the
+    // connection is frozen, so its ack's DELETE and COMMIT cannot get through. stop() must not wait
+    // for them (they would hang until queryTimeoutMs, 10 s). Every row ends handled and deleted, or
+    // still in the table, unlocked.
+    const table = 'cf_rowlock_midbatch';
     await migrated(table);
     const link = await proxy();
     const outbox = newOutbox({ connectionString: link.via(db.url), table, gracefulTimeoutMs: 500 });
-    outbox.subscribe('halfopen-stop', () => undefined, FAST_POLL);
+    let started!: () => void;
+    const firstStarted = new Promise<void>((resolve) => (started = resolve));
+    let finish!: () => void;
+    const finishing = new Promise<void>((resolve) => (finish = resolve));
+    const handled = new Set<string>();
+    outbox.subscribe(
+      'midbatch',
+      async (message) => {
+        started();
+        await finishing;
+        handled.add(message.id);
+      },
+      { lease: 'row-lock', concurrency: 1, fetchBatchSize: 5, ...FAST_POLL },
+    );
+    const ids = await publishCommitted(outbox, db.pool, 'midbatch', [1, 2, 3, 4, 5]);
     outbox.start();
-    await waitFor(() => link.connections >= 2, { what: 'connected' });
+    await firstStarted;
     link.freeze();
-    await new Promise((resolve) => setTimeout(resolve, 300)); // a poll is now waiting on a silent peer
+    finish();
     const tookMs = await timedStop(outbox);
     assert.ok(tookMs < 3000, `stop() took ${Math.round(tookMs)} ms for a 500 ms budget`);
+    // Thawed, the proxy passes on what the batch had sent (its COMMIT may land now) and the close:
+    // the server ends the batch's session either way.
+    link.thaw();
+    await waitFor(
+      async () => {
+        const { rows } = await db.pool.query<{ n: number }>(
+          `SELECT count(*)::int AS n FROM ${table} WHERE id NOT IN (SELECT id FROM ${table} FOR UPDATE SKIP LOCKED)`,
+        );
+        return rows[0]?.n === 0;
+      },
+      { what: "the batch's session ended: no row locked" },
+    );
+    const { rows } = await db.pool.query<{ id: string }>(`SELECT id::text AS id FROM ${table}`);
+    const left = new Set(rows.map((row) => row.id));
+    assert.ok(left.size >= 4, `the rows the batch never started are still there (${left.size} of 5)`);
+    for (const id of ids) assert.ok(left.has(id) || handled.has(id), `row ${id}: still there, or handled before its delete`);
   });
 
   test('connections dropped half-open: the claim fails after queryTimeoutMs, is logged, and claiming resumes on new connections', async () => {

@@ -1,23 +1,26 @@
 /**
- * Every open connection of a worker dropped half-open (the proxy stops forwarding them for good,
- * with no FIN or RST; new connections work): the worker must notice and claim again through new
- * connections within RESUME_AFTER_HALF_OPEN_MS, and while it has not, ping() must not say it is
+ * Every open connection of two workers (the second in row-lock mode: a batch's transaction, its
+ * rows locked, is cut off from its client with the server none the wiser) dropped half-open (the
+ * proxy stops forwarding them for good, with no FIN or RST; new connections work): the workers must
+ * notice and claim again through new connections within RESUME_AFTER_HALF_OPEN_MS, and while it has not, ping() must not say it is
  * healthy (issue 13 item 7). Then dropped again and stop() called: it must return within
  * gracefulTimeoutMs + 2 s (item 6c).
  */
 import type { Scenario } from '../lib/scenario.js';
-import { RESUME_AFTER_HALF_OPEN_MS } from './bounds.js';
+import { RESUME_AFTER_HALF_OPEN_MS, ROW_LOCK_WORKER } from './bounds.js';
 import { drainWithWorkers } from './final-drain.js';
 
 export const halfOpen: Scenario = {
   id: 'half-open',
-  title: 'every worker connection dropped half-open (no FIN/RST), twice; the second time stop() is called',
+  title:
+    'every connection of 2 workers (lease and row-lock) dropped half-open (no FIN/RST), twice; the second time stop() is called',
   quick: false,
   leaseTtlMs: 5_000,
   timeoutMs: () => 300_000,
   async run(ctx) {
     const proxy = await ctx.startProxy();
-    const worker = await ctx.startWorker({ databaseUrl: proxy.via(ctx.databaseUrl) });
+    const databaseUrl = proxy.via(ctx.databaseUrl);
+    const workers = [await ctx.startWorker({ databaseUrl }), await ctx.startWorker({ ...ROW_LOCK_WORKER, databaseUrl })];
     ctx.load.start(30);
     await ctx.pause(3_000);
 
@@ -25,14 +28,17 @@ export const halfOpen: Scenario = {
     const dropped = proxy.dropHalfOpen();
     const drop = ctx.faults.begin('half-open', `${String(dropped)} worker connections`, true);
     ctx.step('waiting for claims through new connections');
-    const resumed = await ctx.claimResumed([worker], drop.fault.start, RESUME_AFTER_HALF_OPEN_MS);
+    const resumed = await ctx.claimResumed(workers, drop.fault.start, RESUME_AFTER_HALF_OPEN_MS);
     ctx.recordRecovery('claims after a half-open drop', resumed, RESUME_AFTER_HALF_OPEN_MS);
     if (resumed === null) {
-      const ping = await worker.ping(10_000);
-      if (ping === undefined) ctx.finding('ping() did not answer within 10 s while claims were stalled');
-      else if (ping.ok) {
-        ctx.finding(`ping() answered true while no claim had completed for ${String(RESUME_AFTER_HALF_OPEN_MS / 1000)} s`);
-      } else ctx.note('ping() answered false while claims were stalled');
+      for (const [i, worker] of workers.entries()) {
+        const ping = await worker.ping(10_000);
+        const which = `worker ${String(i + 1)}'s ping()`;
+        if (ping === undefined) ctx.finding(`${which} did not answer within 10 s while claims were stalled`);
+        else if (ping.ok) {
+          ctx.finding(`${which} answered true while no claim had completed for ${String(RESUME_AFTER_HALF_OPEN_MS / 1000)} s`);
+        } else ctx.note(`${which} answered false while claims were stalled`);
+      }
     }
     drop.end();
     await ctx.pause(2_000);
@@ -40,7 +46,9 @@ export const halfOpen: Scenario = {
     ctx.step('dropped half-open again, then stop()');
     const again = ctx.faults.begin('half-open', `${String(proxy.dropHalfOpen())} worker connections, then stop()`, true);
     await ctx.pause(500);
-    await ctx.stopWorker(worker, 'stop() on half-open connections');
+    await Promise.all(
+      workers.map((worker, i) => ctx.stopWorker(worker, `stop() of worker ${String(i + 1)} on half-open connections`)),
+    );
     again.end();
 
     await drainWithWorkers(ctx, []);

@@ -18,19 +18,19 @@ import type { ClaimedRecord, Handler } from './message.js';
 import { OutcomeWriter } from './outcome-writer.js';
 import type { ClaimPlan, QueueSchedule } from './queue-schedule.js';
 import type { RenderError } from './render-error.js';
-import { ROW_LOCK_BEGIN, ROW_LOCK_TOKEN, type RowLockSql } from './row-lock-sql.js';
+import { ROW_LOCK_TOKEN, type RowLockSql } from './row-lock-sql.js';
 import type { SubscriberSql } from './sql.js';
 
 const ignore = (): void => undefined;
 const queueOfRow = (row: ClaimedRecord): string => row.queue;
-const BEGIN = { text: ROW_LOCK_BEGIN };
-
 type Outcome = Parameters<ThroughputTally['count']>[1];
 
 /** What every batch of one row-lock subscription shares. */
 export interface RowLockBatchDeps {
   readonly db: StatementRunner;
   readonly sql: RowLockSql;
+  /** The subscription's BEGIN with its settings (rowLockBegin: its idle bound follows leaseTtlMs). */
+  readonly begin: string;
   /** The lease statements with the row-lock retry, terminal and DLQ statements in their place, for OutcomeWriter. */
   readonly outcomeSql: SubscriberSql;
   readonly logger: Logger;
@@ -214,8 +214,8 @@ export class RowLockBatch {
     this.#client = client;
     let rows: ClaimedRecord[] = [];
     try {
-      // BEGIN (with its settings: ROW_LOCK_BEGIN) first: node-postgres sends in call order.
-      const began = begun === undefined ? client.query(db.bounded(BEGIN)) : undefined;
+      // BEGIN (with its settings: rowLockBegin) first: node-postgres sends in call order.
+      const began = begun === undefined ? client.query(db.bounded({ text: this.#deps.begin })) : undefined;
       // Queued together: one await.
       const [, claimedRows] = await Promise.all([began, this.#claim(client, limit, plan)]);
       claimed();
@@ -418,7 +418,7 @@ export class RowLockBatch {
       throw new Error('an outcome write of the row-lock batch failed, which aborted its transaction');
     }
     const acks = this.#acks.length > 0;
-    const text = `${acks ? `${sql.ackBatch(this.#acks.map((ack) => ack.lease.record.id))}; ` : ''}COMMIT${chain ? `; ${ROW_LOCK_BEGIN}` : ''}`;
+    const text = `${acks ? `${sql.ackBatch(this.#acks.map((ack) => ack.lease.record.id))}; ` : ''}COMMIT${chain ? `; ${this.#deps.begin}` : ''}`;
     // node-postgres answers a message of several statements with one result per statement.
     const answered: unknown = await client.query(db.bounded({ text }));
     const results = (Array.isArray(answered) ? answered : [answered]) as pg.QueryResult[];

@@ -11,7 +11,7 @@ import { HandlerSlots } from './handler-slots.js';
 import type { Handler } from './message.js';
 import { type QueueSchedule, scheduleFor } from './queue-schedule.js';
 import { type IdRange, releaseHandedOver, RowLockBatch, type RowLockBatchDeps } from './row-lock-batch.js';
-import { buildRowLockSql } from './row-lock-sql.js';
+import { buildRowLockSql, rowLockBegin } from './row-lock-sql.js';
 import type { SubscriptionDeps } from './subscription.js';
 import { type ResolvedSubscribeOptions, rowLockLoops } from './subscription-options.js';
 
@@ -86,6 +86,7 @@ export class RowLockSubscription {
     this.#batchDeps = {
       db: deps.db,
       sql,
+      begin: rowLockBegin(options.leaseTtlMs),
       outcomeSql: { ...deps.sql, retry: sql.retry, terminalDelete: sql.terminalDelete, dlqMove: sql.dlqMove },
       logger: deps.logger,
       emit: deps.emit,

@@ -182,6 +182,44 @@ describe('connection faults: bounded stop, no silent stall', () => {
     for (const id of ids) assert.ok(left.has(id) || handled.has(id), `row ${id}: still there, or handled before its delete`);
   });
 
+  test('row-lock: a batch cut off half-open mid-batch does not keep its rows locked: the server ends it after leaseTtlMs + the margin, and they are handled', async () => {
+    // The server never learns that the client went away (no FIN, no RST): without an idle bound on
+    // the batch's transaction its rows would stay locked, invisible to every claim, until TCP
+    // keepalive noticed (hours). Found by chaos half-open with a row-lock worker (20 rows stuck).
+    const table = 'cf_rowlock_halfopen';
+    await migrated(table);
+    const link = await proxy();
+    const outbox = newOutbox({ connectionString: link.via(db.url), table, queryTimeoutMs: 1000 });
+    let started!: () => void;
+    const firstStarted = new Promise<void>((resolve) => (started = resolve));
+    let finish!: () => void;
+    const finishing = new Promise<void>((resolve) => (finish = resolve));
+    const handled = new Set<string>();
+    outbox.subscribe(
+      'rl-halfopen',
+      async (message) => {
+        started();
+        await finishing;
+        handled.add(message.id);
+      },
+      { lease: 'row-lock', leaseTtlMs: 1000, concurrency: 1, fetchBatchSize: 5, ...FAST_POLL },
+    );
+    const ids = await publishCommitted(outbox, db.pool, 'rl-halfopen', [1, 2, 3]);
+    outbox.start();
+    await firstStarted;
+    const cutAt = performance.now();
+    assert.ok(link.dropHalfOpen() >= 1);
+    finish();
+    // leaseTtlMs (1 s) + ROW_LOCK_IDLE_MARGIN_MS (5 s) after the batch's last statement, then a claim.
+    await waitFor(async () => (await remaining(db.pool, 'rl-halfopen', table)) === 0, {
+      what: 'every row handled and deleted on a new connection',
+      timeoutMs: 20_000,
+    });
+    assert.ok(performance.now() - cutAt >= 5_000, 'the server waited out the idle bound, not less');
+    for (const id of ids) assert.ok(handled.has(id), `row ${id} handled`);
+    await outbox.stop();
+  });
+
   test('connections dropped half-open: the claim fails after queryTimeoutMs, is logged, and claiming resumes on new connections', async () => {
     const table = 'cf_halfopen';
     await migrated(table);

@@ -3,6 +3,7 @@ import type pg from 'pg';
 import { LeaseLostError, NotInTransactionError } from '../errors.js';
 import type { ConsumeResult, OutcomeWrite } from '../instrumentation/middleware.js';
 import { transactionStatus } from '../producer/executor.js';
+import { idleBound } from '../util/idle-bound.js';
 import type { Statement } from '../util/statement.js';
 import type { StatementRunner } from '../util/statement-runner.js';
 import type { AckResult } from './acker.js';
@@ -87,6 +88,9 @@ export class DeliveryTransaction implements HandlerTransaction {
   /**
    * A connection within queryTimeoutMs, BEGIN on it and the row's lock; throws (nothing held) when
    * one of them fails, and returns 'lease_lost' (nothing held) when the lock finds the row re-leased.
+   * `idleBoundMs` (the leaseTtlMs of a run without renewal, which the lease bounds anyway): the
+   * server ends the transaction when idle that long plus IDLE_MARGIN_MS (util/idle-bound.ts), so a
+   * connection cut off half-open does not keep the row locked for hours.
    * `onEnd` runs once, when nothing is held any more (also when begin fails). The ack is the
    * acker's fenced DELETE (sql.ts ackBatch), run here for one row.
    */
@@ -96,6 +100,7 @@ export class DeliveryTransaction implements HandlerTransaction {
     lease: Lease,
     isolationLevel: IsolationLevel | undefined,
     onEnd: () => void,
+    idleBoundMs?: number,
   ): Promise<DeliveryTransaction | 'lease_lost'> {
     let client: pg.PoolClient;
     try {
@@ -109,7 +114,8 @@ export class DeliveryTransaction implements HandlerTransaction {
     client.on('error', ignore);
     const transaction = new DeliveryTransaction(db, sql.ackBatch, client, onEnd);
     try {
-      await client.query(db.bounded({ text: BEGIN[isolationLevel ?? 'default'] }));
+      const begin = BEGIN[isolationLevel ?? 'default'];
+      await client.query(db.bounded({ text: idleBoundMs === undefined ? begin : `${begin}; ${idleBound(idleBoundMs)}` }));
       const locked = await db.runOn(client, sql.lockLease, [lease.record.id, lease.token]);
       if (locked.rowCount !== 0) return transaction;
     } catch (error) {

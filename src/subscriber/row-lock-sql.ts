@@ -1,5 +1,6 @@
 import type { SchemaNames } from '../schema/schema-names.js';
 import { GENERIC_PLAN_SET_LOCAL } from '../util/generic-plan.js';
+import { idleBound } from '../util/idle-bound.js';
 import { type Statement, statement, textRows } from '../util/statement.js';
 import { claimManyCtes, claimManyLazyCte, claimReport, type QueueWalk } from './claim-many-sql.js';
 import { CLAIMED_FIELDS, claimedColumns, dlqMoveText, expiredWalk, keyTurn, readyWalk, retryText } from './sql.js';
@@ -58,25 +59,12 @@ export const ROW_LOCK_TOKEN = 'row-lock';
 export const ROW_LOCK_SETTINGS = GENERIC_PLAN_SET_LOCAL;
 
 /**
- * How much longer than leaseTtlMs a batch's transaction may sit idle (the server waiting for its
- * client) before the server ends the session: room for a stalled event loop and the last outcome
- * writes of a batch that ended at its deadline.
- */
-export const ROW_LOCK_IDLE_MARGIN_MS = 5_000;
-
-/**
- * A batch's BEGIN, its settings, and `idle_in_transaction_session_timeout` = leaseTtlMs +
- * ROW_LOCK_IDLE_MARGIN_MS. A batch whose client is gone without the server knowing (a half-open
- * connection: a NAT or firewall dropped it, the client's host vanished) would otherwise keep its
- * rows locked, where no claim can take them, until TCP keepalive noticed: hours by default. The
- * server rolls such a transaction back after this long idle, and the rows are claimable again. A
- * healthy batch is never idle that long: it is bounded by leaseTtlMs from its claim, and a
- * statement's own time is not idle time. A literal, because SET takes no parameter: an integer
- * from a validated option.
+ * A batch's BEGIN, its settings, and its idle bound (util/idle-bound.ts: a batch cut off half-open
+ * would otherwise keep its rows locked for hours). A healthy batch is never idle that long: it is
+ * bounded by leaseTtlMs from its claim.
  */
 export function rowLockBegin(leaseTtlMs: number): string {
-  const idleMs = Math.ceil(leaseTtlMs) + ROW_LOCK_IDLE_MARGIN_MS;
-  return `BEGIN; ${ROW_LOCK_SETTINGS}; SET LOCAL idle_in_transaction_session_timeout = ${String(idleMs)}`;
+  return `BEGIN; ${ROW_LOCK_SETTINGS}; ${idleBound(leaseTtlMs)}`;
 }
 
 /**

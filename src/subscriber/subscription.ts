@@ -185,7 +185,11 @@ export class Subscription {
                   this.#locked.delete(lease);
                 };
                 if (this.#renewing !== undefined) await this.#renewing;
-                return await DeliveryTransaction.begin(deps.db, deps.sql, lease, options.isolationLevel, end);
+                // Without renewal the lease bounds the run (#lockExpiry), and the server is told so
+                // too: a half-open connection then does not keep the row locked for hours. Under
+                // renewal a run may be idle as long as it likes (architecture/transactional-consume.md).
+                const idleBoundMs = options.leaseRenewIntervalMs === undefined ? options.leaseTtlMs : undefined;
+                return await DeliveryTransaction.begin(deps.db, deps.sql, lease, options.isolationLevel, end, idleBoundMs);
               },
               settled: (lease, durationSeconds, result, written) => {
                 writer.ackedInTransaction(lease, durationSeconds, result, written);

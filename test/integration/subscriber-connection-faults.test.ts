@@ -5,13 +5,13 @@ import { describe, test } from 'node:test';
 
 import pg from 'pg';
 
-import { Outbox } from '../../src/index.js';
+import { type Handler, Outbox } from '../../src/index.js';
 import { ClaimDelayPool } from '../support/claim-delay-pool.js';
 import { useTestDatabase } from '../support/database.js';
 import { EventLog } from '../support/events.js';
 import { outboxFactory } from '../support/outboxes.js';
 import { publishCommitted, remaining } from '../support/publish.js';
-import { FAST_POLL } from '../support/subscriber-setup.js';
+import { FAST_POLL, migratedOutbox } from '../support/subscriber-setup.js';
 import { TcpProxy } from '../support/tcp-proxy.js';
 import { waitFor } from '../support/wait-for.js';
 
@@ -218,6 +218,64 @@ describe('connection faults: bounded stop, no silent stall', () => {
     assert.ok(performance.now() - cutAt >= 5_000, 'the server waited out the idle bound, not less');
     for (const id of ids) assert.ok(handled.has(id), `row ${id} handled`);
     await outbox.stop();
+  });
+
+  test('transactional: a delivery cut off half-open does not keep its row locked: the server ends it after leaseTtlMs + the margin, and it is delivered again', async () => {
+    // The run's row lock is its lease (architecture/transactional-consume.md): the lease's end
+    // closes the connection on the client's side only; the server would keep the lock, and the row
+    // out of every claim's reach, until TCP keepalive noticed.
+    const table = 'cf_tx_halfopen';
+    await migrated(table);
+    const link = await proxy();
+    const outbox = newOutbox({ connectionString: link.via(db.url), table, queryTimeoutMs: 1000 });
+    let started!: () => void;
+    const firstStarted = new Promise<void>((resolve) => (started = resolve));
+    const runs: number[] = [];
+    outbox.subscribe(
+      'tx-halfopen',
+      async (message, ctx) => {
+        runs.push(message.deliveriesCount);
+        if (runs.length > 1) return;
+        started();
+        // Held until the lease's end aborts the run (its transaction is then closed on this side).
+        await new Promise((resolve) => {
+          ctx.signal.addEventListener('abort', resolve, { once: true });
+        });
+      },
+      { transactional: true, leaseTtlMs: 1000, ...FAST_POLL },
+    );
+    await publishCommitted(outbox, db.pool, 'tx-halfopen', ['x']);
+    outbox.start();
+    await firstStarted;
+    const cutAt = performance.now();
+    assert.ok(link.dropHalfOpen() >= 1);
+    await waitFor(async () => (await remaining(db.pool, 'tx-halfopen', table)) === 0, {
+      what: 'the row delivered again on a new connection and acked',
+      timeoutMs: 20_000,
+    });
+    assert.ok(performance.now() - cutAt >= 5_000, 'the server waited out the idle bound, not less');
+    assert.deepEqual(runs, [1, 2]);
+    await outbox.stop();
+  });
+
+  test('transactional: the idle bound is leaseTtlMs + 5 s without renewal, and none under renewal (a renewed run may be idle as long as it likes)', async () => {
+    const table = 'cf_tx_idle_bound';
+    const { outbox, log } = await migratedOutbox(newOutbox, db.pool, table);
+    const seen = new Map<string, string>();
+    const handler: Handler = async (message, ctx) => {
+      const { rows } = await ctx.client.query<{ bound: string }>(
+        "SELECT current_setting('idle_in_transaction_session_timeout') AS bound",
+      );
+      seen.set(message.queue, rows[0]?.bound ?? '');
+    };
+    outbox.subscribe('bounded', handler, { transactional: true, leaseTtlMs: 2_000, ...FAST_POLL });
+    outbox.subscribe('renewed', handler, { transactional: true, leaseTtlMs: 2_000, leaseRenewIntervalMs: 500, ...FAST_POLL });
+    outbox.start();
+    await publishCommitted(outbox, db.pool, 'bounded', ['x']);
+    await publishCommitted(outbox, db.pool, 'renewed', ['x']);
+    await log.waitFor('acked', 2);
+    await outbox.stop();
+    assert.deepEqual(Object.fromEntries(seen), { bounded: '7s', renewed: '0' });
   });
 
   test('connections dropped half-open: the claim fails after queryTimeoutMs, is logged, and claiming resumes on new connections', async () => {

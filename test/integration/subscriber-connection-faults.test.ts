@@ -37,6 +37,24 @@ async function timedStop(outbox: Outbox): Promise<number> {
 }
 
 /**
+ * A handler whose runs wait for `release()` (the first one says it started): the test cuts the
+ * connection while a batch is mid-run. `handled`: the ids whose runs returned.
+ */
+function gatedHandler(): { handler: Handler; firstStarted: Promise<void>; release: () => void; handled: Set<string> } {
+  let started!: () => void;
+  const firstStarted = new Promise<void>((resolve) => (started = resolve));
+  let release!: () => void;
+  const released = new Promise<void>((resolve) => (release = resolve));
+  const handled = new Set<string>();
+  const handler: Handler = async (message) => {
+    started();
+    await released;
+    handled.add(message.id);
+  };
+  return { handler, firstStarted, release, handled };
+}
+
+/**
  * Issue 13, items 6 and 7: stop() bounded by gracefulTimeoutMs (+ the 1 s close budget) whatever the
  * connections do, and a half-open connection never stalls the subscriber silently. The bounds
  * asserted are generous (this is about hangs, not speed).
@@ -143,25 +161,13 @@ describe('connection faults: bounded stop, no silent stall', () => {
     await migrated(table);
     const link = await proxy();
     const outbox = newOutbox({ connectionString: link.via(db.url), table, gracefulTimeoutMs: 500 });
-    let started!: () => void;
-    const firstStarted = new Promise<void>((resolve) => (started = resolve));
-    let finish!: () => void;
-    const finishing = new Promise<void>((resolve) => (finish = resolve));
-    const handled = new Set<string>();
-    outbox.subscribe(
-      'midbatch',
-      async (message) => {
-        started();
-        await finishing;
-        handled.add(message.id);
-      },
-      { lease: 'row-lock', concurrency: 1, fetchBatchSize: 5, ...FAST_POLL },
-    );
+    const { handler, firstStarted, release, handled } = gatedHandler();
+    outbox.subscribe('midbatch', handler, { lease: 'row-lock', concurrency: 1, fetchBatchSize: 5, ...FAST_POLL });
     const ids = await publishCommitted(outbox, db.pool, 'midbatch', [1, 2, 3, 4, 5]);
     outbox.start();
     await firstStarted;
     link.freeze();
-    finish();
+    release();
     const tookMs = await timedStop(outbox);
     assert.ok(tookMs < 3000, `stop() took ${Math.round(tookMs)} ms for a 500 ms budget`);
     // Thawed, the proxy passes on what the batch had sent (its COMMIT may land now) and the close:
@@ -190,27 +196,21 @@ describe('connection faults: bounded stop, no silent stall', () => {
     await migrated(table);
     const link = await proxy();
     const outbox = newOutbox({ connectionString: link.via(db.url), table, queryTimeoutMs: 1000 });
-    let started!: () => void;
-    const firstStarted = new Promise<void>((resolve) => (started = resolve));
-    let finish!: () => void;
-    const finishing = new Promise<void>((resolve) => (finish = resolve));
-    const handled = new Set<string>();
-    outbox.subscribe(
-      'rl-halfopen',
-      async (message) => {
-        started();
-        await finishing;
-        handled.add(message.id);
-      },
-      { lease: 'row-lock', leaseTtlMs: 1000, concurrency: 1, fetchBatchSize: 5, ...FAST_POLL },
-    );
+    const { handler, firstStarted, release, handled } = gatedHandler();
+    outbox.subscribe('rl-halfopen', handler, {
+      lease: 'row-lock',
+      leaseTtlMs: 1000,
+      concurrency: 1,
+      fetchBatchSize: 5,
+      ...FAST_POLL,
+    });
     const ids = await publishCommitted(outbox, db.pool, 'rl-halfopen', [1, 2, 3]);
     outbox.start();
     await firstStarted;
     const cutAt = performance.now();
     assert.ok(link.dropHalfOpen() >= 1);
-    finish();
-    // leaseTtlMs (1 s) + ROW_LOCK_IDLE_MARGIN_MS (5 s) after the batch's last statement, then a claim.
+    release();
+    // leaseTtlMs (1 s) + IDLE_MARGIN_MS (5 s) after the batch's last statement, then a claim.
     await waitFor(async () => (await remaining(db.pool, 'rl-halfopen', table)) === 0, {
       what: 'every row handled and deleted on a new connection',
       timeoutMs: 20_000,

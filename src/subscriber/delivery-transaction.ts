@@ -3,7 +3,7 @@ import type pg from 'pg';
 import { LeaseLostError, NotInTransactionError } from '../errors.js';
 import type { ConsumeResult, OutcomeWrite } from '../instrumentation/middleware.js';
 import { transactionStatus } from '../producer/executor.js';
-import { idleBound } from '../util/idle-bound.js';
+import { idleBound, KEEPALIVE_PROBES } from '../util/idle-bound.js';
 import type { Statement } from '../util/statement.js';
 import type { StatementRunner } from '../util/statement-runner.js';
 import type { AckResult } from './acker.js';
@@ -90,7 +90,8 @@ export class DeliveryTransaction implements HandlerTransaction {
    * one of them fails, and returns 'lease_lost' (nothing held) when the lock finds the row re-leased.
    * `idleBoundMs` (the leaseTtlMs of a run without renewal, which the lease bounds anyway): the
    * server ends the transaction when idle that long plus IDLE_MARGIN_MS (util/idle-bound.ts), so a
-   * connection cut off half-open does not keep the row locked for hours.
+   * connection cut off half-open does not keep the row locked for hours. Without it (renewal: a run
+   * may be idle as long as it likes) the server probes the client by TCP keepalive instead.
    * `onEnd` runs once, when nothing is held any more (also when begin fails). The ack is the
    * acker's fenced DELETE (sql.ts ackBatch), run here for one row.
    */
@@ -115,7 +116,8 @@ export class DeliveryTransaction implements HandlerTransaction {
     const transaction = new DeliveryTransaction(db, sql.ackBatch, client, onEnd);
     try {
       const begin = BEGIN[isolationLevel ?? 'default'];
-      await client.query(db.bounded({ text: idleBoundMs === undefined ? begin : `${begin}; ${idleBound(idleBoundMs)}` }));
+      const guard = idleBoundMs === undefined ? KEEPALIVE_PROBES : idleBound(idleBoundMs);
+      await client.query(db.bounded({ text: `${begin}; ${guard}` }));
       const locked = await db.runOn(client, sql.lockLease, [lease.record.id, lease.token]);
       if (locked.rowCount !== 0) return transaction;
     } catch (error) {

@@ -187,7 +187,8 @@ export class Subscription {
                 if (this.#renewing !== undefined) await this.#renewing;
                 // Without renewal the lease bounds the run (#lockExpiry), and the server is told so
                 // too: a half-open connection then does not keep the row locked for hours. Under
-                // renewal a run may be idle as long as it likes (architecture/transactional-consume.md).
+                // renewal a run may be idle as long as it likes: the server probes the client by TCP
+                // keepalive instead (architecture/transactional-consume.md).
                 const idleBoundMs = options.leaseRenewIntervalMs === undefined ? options.leaseTtlMs : undefined;
                 return await DeliveryTransaction.begin(deps.db, deps.sql, lease, options.isolationLevel, end, idleBoundMs);
               },

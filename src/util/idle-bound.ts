@@ -23,3 +23,18 @@ export const IDLE_MARGIN_MS = 5_000;
 export function idleBound(leaseTtlMs: number): string {
   return `SET LOCAL idle_in_transaction_session_timeout = ${String(Math.ceil(leaseTtlMs) + IDLE_MARGIN_MS)}`;
 }
+
+/**
+ * For a lock holder that may be idle as long as it likes (a transactional run under lease
+ * renewal): no idle bound, but the server probes the client itself while the transaction lasts —
+ * after 30 s without traffic, every 10 s, giving up after 3 unanswered probes (`tcp_keepalives_*`,
+ * applied to the connection's socket at once and reverted when the transaction ends). A client
+ * whose host vanished or whose path a NAT dropped is then found within about a minute instead of
+ * the operating system's default of over two hours. A live client's kernel answers the probes
+ * whatever its handler does. Ignored on a Unix-domain socket.
+ */
+export const KEEPALIVE_PROBES = [
+  'SET LOCAL tcp_keepalives_idle = 30',
+  'SET LOCAL tcp_keepalives_interval = 10',
+  'SET LOCAL tcp_keepalives_count = 3',
+].join('; ');

@@ -18,10 +18,25 @@ export class HandlerSlots {
     return true;
   }
 
-  /** Resolves once a slot was taken for the caller. */
-  async take(): Promise<void> {
-    if (this.tryTake()) return;
-    await new Promise<void>((resolve) => this.#waiters.push(resolve));
+  /**
+   * Resolves true once a slot was taken for the caller, or false when `until` resolved first: the
+   * caller then holds no slot and has left the queue (a row-lock batch past its deadline must not
+   * wait behind other batches' handlers with its rows locked).
+   */
+  async take(until?: Promise<void>): Promise<boolean> {
+    if (this.tryTake()) return true;
+    return new Promise<boolean>((resolve) => {
+      const waiter = (): void => {
+        resolve(true);
+      };
+      this.#waiters.push(waiter);
+      void until?.then(() => {
+        const index = this.#waiters.indexOf(waiter);
+        if (index === -1) return;
+        this.#waiters.splice(index, 1);
+        resolve(false);
+      });
+    });
   }
 
   /** Gives a slot back: to the first waiter, or to the free count. */

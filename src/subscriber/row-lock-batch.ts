@@ -148,7 +148,12 @@ export class RowLockBatch {
   /** Resolves #runAll's wait once the last running delivery is decided. */
   #allDecided: (() => void) | undefined;
   #closed = false;
+  /** Its COMMIT was sent: a failure after it may be a COMMIT that landed with its answer lost. */
+  #commitSent = false;
   #expired = false;
+  /** Resolved at the deadline: a wait for a handler slot ends there (#runAll). */
+  #expiryReached: () => void = () => undefined;
+  readonly #expiry = new Promise<void>((resolve) => (this.#expiryReached = resolve));
   #timer: NodeJS.Timeout | undefined;
   #deadline: Promise<never> | undefined;
   /** How long its handlers took, from the first start to the last decision (ms). */
@@ -303,7 +308,9 @@ export class RowLockBatch {
       // The timer cannot fire between synchronous handlers (they run in microtasks): the clock can.
       if (!this.#expired && performance.now() - startedAt >= leaseTtlMs) this.#expire(leaseTtlMs);
       if (this.#stopsStarting()) break;
-      if (!slots.tryTake()) await slots.take();
+      // Past the deadline it stops waiting for a slot: the slots are shared with the other loops'
+      // batches, and this one's rows would stay locked, past its bound, behind their handlers.
+      if (!slots.tryTake() && !(await slots.take(this.#expiry))) break;
       if (this.#stopsStarting()) {
         slots.give();
         break;
@@ -368,6 +375,7 @@ export class RowLockBatch {
   /** The deadline: the running handler is aborted (and fails, when async); no more rows start. */
   #expire(leaseTtlMs: number): void {
     this.#expired = true;
+    this.#expiryReached();
     const error = new HandlerTimeoutError(leaseTtlMs);
     for (const signal of this.#running.values()) signal.abort(error);
     this.#failDeadline?.(error);
@@ -420,6 +428,7 @@ export class RowLockBatch {
     const acks = this.#acks.length > 0;
     const text = `${acks ? `${sql.ackBatch(this.#acks.map((ack) => ack.lease.record.id))}; ` : ''}COMMIT${chain ? `; ${this.#deps.begin}` : ''}`;
     // node-postgres answers a message of several statements with one result per statement.
+    this.#commitSent = true;
     const answered: unknown = await client.query(db.bounded({ text }));
     const results = (Array.isArray(answered) ? answered : [answered]) as pg.QueryResult[];
     const commit = results[acks ? 1 : 0];
@@ -450,11 +459,17 @@ export class RowLockBatch {
     }
     for (const ack of this.#acks) ack.written?.('failed');
     this.#settleCommitted?.(false);
-    if (rows > 0) {
-      this.#deps.logger.error(
-        { subscriber: this.#deps.deliverDeps.options.name, rows, err: errorMessage(error) },
-        'row-lock batch rolled back; its rows are unlocked as they were and will be delivered again',
+    if (rows === 0) return;
+    const fields = { subscriber: this.#deps.deliverDeps.options.name, rows, err: errorMessage(error) };
+    // Stopping: most likely stop() stopped waiting and its pool was closed under a statement that
+    // hung (a frozen link), and a COMMIT already sent may still land when the link recovers.
+    if (this.#deps.stopping() && this.#commitSent) {
+      this.#deps.logger.warn(
+        fields,
+        'row-lock batch ended by stop() without an answer to its COMMIT: its rows are delivered again, unless that COMMIT still landed',
       );
+      return;
     }
+    this.#deps.logger.error(fields, 'row-lock batch rolled back; its rows are unlocked as they were and will be delivered again');
   }
 }

@@ -520,7 +520,8 @@ export class Outbox<Q extends QueueMap = AnyQueues, I extends QueueMap = Q> {
   /**
    * Stops claiming, waits up to `gracefulTimeoutMs` for running handlers (all subscriptions in
    * parallel), then closes the LISTEN and NOTIFY connections and the pool txoutbox created (never
-   * one you passed in) within CLOSE_TIMEOUT_MS: resolves within `gracefulTimeoutMs` + 1 s.
+   * one you passed in) within CLOSE_TIMEOUT_MS: resolves within `gracefulTimeoutMs` + 1 s (+ 1.5 s
+   * with a row-lock subscription, whose batches get half a second more to commit what finished).
    * Idempotent; the Outbox cannot be restarted. `publish`, `publishBatch`, `cancelTimer` and
    * `fetchUnprocessed` keep working until the drain has ended, so a running handler can publish
    * its follow-up; afterwards they throw `OutboxStoppedError`.

@@ -3,6 +3,7 @@ import pg from 'pg';
 import { errorMessage } from '../errors.js';
 import type { TableName } from '../schema/identifiers.js';
 import { beforeDeadline, CLOSE_TIMEOUT_MS } from '../util/deadline.js';
+import { KEEPALIVE_SETTINGS } from '../util/idle-bound.js';
 import type { Logger } from '../util/logger.js';
 import { endWithin } from '../util/owned-pool.js';
 import { Wakeup } from '../util/wakeup.js';
@@ -18,12 +19,12 @@ const TRY_LOCK = `SELECT pg_try_advisory_lock($1::int, hashtext(coalesce($2::tex
   pg_backend_pid() AS pid`;
 const HEARTBEAT = 'SELECT pg_backend_pid() AS pid';
 /**
- * The server drops the session of a vanished leader host within ~25 s (10 s idle, then 3 probes
- * 5 s apart), releasing the lock to a standby; PostgreSQL's default waits for the kernel's, often
- * two hours. Ignored on a Unix socket, where a dead peer is seen at once.
+ * The server drops the session of a vanished leader host within ~25 s (KEEPALIVE_SETTINGS, for the
+ * session), releasing the lock to a standby; PostgreSQL's default waits for the kernel's, often
+ * two hours.
  */
-const KEEPALIVES = `SELECT set_config('tcp_keepalives_idle', '10', false), set_config('tcp_keepalives_interval', '5', false),
-  set_config('tcp_keepalives_count', '3', false), pg_backend_pid() AS pid`;
+const KEEPALIVES = `SELECT ${KEEPALIVE_SETTINGS.map(([name, value]) => `set_config('${name}', '${value}', false)`).join(', ')},
+  pg_backend_pid() AS pid`;
 
 export interface QueueStateLeaderOptions {
   /** How to open the dedicated session (the Outbox's LISTEN/NOTIFY connection settings). */

@@ -24,10 +24,10 @@ const PIPELINE_BUDGET_SHARE = 1 / 4;
 
 /**
  * After stop()'s budget ran out and the running handlers were abandoned, how long it still waits
- * for the batches to commit what finished. Half the close budget: the Outbox's stop() then closes
- * its pool within the other half, so it ends within gracefulTimeoutMs + CLOSE_TIMEOUT_MS even when
- * a batch's COMMIT hangs on a frozen connection (that transaction never commits: its rows stay in
- * the table and are delivered again).
+ * for the batches to commit what finished: half the close budget. The Outbox's stop() then closes
+ * within CLOSE_TIMEOUT_MS, so it ends within gracefulTimeoutMs + 1.5 s even when a batch's COMMIT
+ * hangs on a frozen connection (that transaction never commits, unless the link recovers with the
+ * COMMIT still in it: its rows stay in the table and are delivered again).
  */
 const ABANDONED_COMMIT_WAIT_MS = CLOSE_TIMEOUT_MS / 2;
 

@@ -10,31 +10,42 @@
  */
 
 /**
- * How much longer than leaseTtlMs such a transaction may sit idle: room for a stalled event loop
- * and the last statements of a run that ended at its deadline. Both holders are bounded by
- * leaseTtlMs from the claim, and a statement's own time is not idle time.
+ * The least margin past leaseTtlMs such a transaction may sit idle. Both holders are bounded by
+ * leaseTtlMs from the claim (a statement's own time is not idle time), but a synchronous handler
+ * cannot be interrupted and a blocked event loop sends nothing: the margin is leaseTtlMs itself when
+ * that is longer, so only a run that blocks for twice its bound has its transaction ended (a
+ * row-lock batch then rolls back whole and runs again: architecture/row-lock-mode.md).
  */
 export const IDLE_MARGIN_MS = 5_000;
 
 /**
- * The SET LOCAL command (for a simple query inside the transaction block). A literal, because SET
- * takes no parameter: an integer made from a validated option.
+ * The SET LOCAL command (for a simple query inside the transaction block): idle for leaseTtlMs +
+ * max(IDLE_MARGIN_MS, leaseTtlMs). A literal, because SET takes no parameter: an integer made from
+ * a validated option.
  */
 export function idleBound(leaseTtlMs: number): string {
-  return `SET LOCAL idle_in_transaction_session_timeout = ${String(Math.ceil(leaseTtlMs) + IDLE_MARGIN_MS)}`;
+  const lease = Math.ceil(leaseTtlMs);
+  return `SET LOCAL idle_in_transaction_session_timeout = ${String(lease + Math.max(IDLE_MARGIN_MS, lease))}`;
 }
 
 /**
- * For a lock holder that may be idle as long as it likes (a transactional run under lease
- * renewal): no idle bound, but the server probes the client itself while the transaction lasts —
- * after 30 s without traffic, every 10 s, giving up after 3 unanswered probes (`tcp_keepalives_*`,
- * applied to the connection's socket at once and reverted when the transaction ends). A client
- * whose host vanished or whose path a NAT dropped is then found within about a minute instead of
- * the operating system's default of over two hours. A live client's kernel answers the probes
- * whatever its handler does. Ignored on a Unix-domain socket.
+ * The server's own probes of a client that may be silent for long: after 10 s without traffic,
+ * every 5 s, giving up after 3 unanswered ones, so a client whose host vanished or whose path a NAT
+ * dropped is found within ~25 s instead of the operating system's default of over two hours. A live
+ * client's kernel answers them whatever its process does. They test the link to the next hop only
+ * (behind PgBouncer, the pooler), and are ignored on a Unix socket, where a dead peer is seen at
+ * once. Used by the queue-state leader's session (its advisory lock) and by a transactional run
+ * under renewal (below).
  */
-export const KEEPALIVE_PROBES = [
-  'SET LOCAL tcp_keepalives_idle = 30',
-  'SET LOCAL tcp_keepalives_interval = 10',
-  'SET LOCAL tcp_keepalives_count = 3',
-].join('; ');
+export const KEEPALIVE_SETTINGS = [
+  ['tcp_keepalives_idle', '10'],
+  ['tcp_keepalives_interval', '5'],
+  ['tcp_keepalives_count', '3'],
+] as const;
+
+/**
+ * For a lock holder that may be idle as long as it likes (a transactional run under lease
+ * renewal): no idle bound, but KEEPALIVE_SETTINGS for the transaction's length (SET LOCAL: applied
+ * to the connection's socket at once, reverted when the transaction ends).
+ */
+export const KEEPALIVE_PROBES = KEEPALIVE_SETTINGS.map(([name, value]) => `SET LOCAL ${name} = ${value}`).join('; ');

@@ -51,7 +51,8 @@ function testEnv(url: string): NodeJS.ProcessEnv {
   return env;
 }
 
-// TAP for every test on stdout, as before; the failures alone into a file, printed once the run ends.
+// Every test on stdout as node:test reports it by default (spec on a terminal, TAP otherwise); the
+// failures alone into a file, printed once the run ends.
 const reportDir = mkdtempSync(join(tmpdir(), 'txoutbox-tests-'));
 const failuresFile = join(reportDir, 'failed.txt');
 const child = spawn(
@@ -61,7 +62,7 @@ const child = spawn(
     'tsx',
     '--test',
     `--test-concurrency=${Math.max(2, availableParallelism())}`,
-    '--test-reporter=tap',
+    `--test-reporter=${process.stdout.isTTY ? 'spec' : 'tap'}`,
     '--test-reporter-destination=stdout',
     `--test-reporter=${new URL('./lib/failed-tests-reporter.mjs', import.meta.url).href}`,
     `--test-reporter-destination=${failuresFile}`,

@@ -24,11 +24,11 @@ import { pathToFileURL } from 'node:url';
 
 import pg from 'pg';
 
-import { startEmbeddedPostgres } from '../../../src/embedded/index.js';
 import type * as Root from '../../../src/index.js';
 import { txoutbox } from '../library.js';
 import * as RAW from '../systems/raw.js';
 import { body, quietLogger } from '../systems/system.js';
+import { probeResources } from './probe-resources.js';
 import { serverCpuNs } from './server-cpu.js';
 
 const baselineDir = process.argv[2];
@@ -62,11 +62,7 @@ const ids = Array.from({ length: BATCH }, (_, i) => String(i + 1));
 const PER_ROW = ids.map((id) => ({ id, due: false }));
 const ONE_ROW = [{ ids: ids.join(','), due: false }];
 
-const server = await startEmbeddedPostgres();
-const admin = new pg.Pool({ connectionString: server.connectionString, max: 2 });
-admin.on('error', () => undefined);
-const clients: pg.Client[] = [];
-const outboxes: { stop(): Promise<void> }[] = [];
+const { server, admin, clients, outboxes, close } = await probeResources();
 try {
   const mainOutbox = new baseline.Outbox({
     connectionString: server.connectionString,
@@ -190,8 +186,5 @@ try {
   console.log(`Node CPU µs per message up to the query (${NODE_BATCHES} batches of ${BATCH}, medians of rounds 2–${rounds}):`);
   for (const [name, times] of nodeTimes) console.log(`  ${name.padEnd(16)} ${span(times, 2)}`);
 } finally {
-  for (const client of clients) await client.end();
-  for (const outbox of outboxes) await outbox.stop();
-  await admin.end();
-  await server.stop();
+  await close();
 }

@@ -30,12 +30,12 @@ import { createRequire } from 'node:module';
 
 import pg from 'pg';
 
-import { startEmbeddedPostgres } from '../../../src/embedded/index.js';
 import type * as Notifier from '../../../src/producer/wake-notifier.js';
 import { profiled } from '../cpu-profile.js';
 import { txoutbox } from '../library.js';
 import * as RAW from '../systems/raw.js';
 import { body, quietLogger } from '../systems/system.js';
+import { probeResources } from './probe-resources.js';
 import { serverCpuNs } from './server-cpu.js';
 
 const rounds = Number(process.argv[2] ?? 7);
@@ -110,11 +110,7 @@ const median = (values: readonly number[]): number => {
 };
 const bodies = (from: number) => Array.from({ length: BATCH }, (_, i) => body(from + i));
 
-const server = await startEmbeddedPostgres();
-const admin = new pg.Pool({ connectionString: server.connectionString, max: 2 });
-admin.on('error', () => undefined);
-const clients: pg.Client[] = [];
-const outboxes: { stop(): Promise<void> }[] = [];
+const { server, admin, clients, outboxes, close } = await probeResources();
 try {
   const afterCommit = new txoutbox.Outbox({
     connectionString: server.connectionString,
@@ -257,8 +253,5 @@ try {
     console.log(`  ${name.padEnd(28)} ${columns.map((key) => cell(key).padStart(18)).join(' ')}`);
   }
 } finally {
-  for (const client of clients) await client.end();
-  for (const outbox of outboxes) await outbox.stop();
-  await admin.end();
-  await server.stop();
+  await close();
 }

@@ -5,7 +5,9 @@ import type { OutboxEvent } from '../instrumentation/events.js';
 import type { OutcomeWrite } from '../instrumentation/middleware.js';
 import { deferredEmit, type Emit } from '../instrumentation/recorders.js';
 import type { ThroughputTally } from '../queues/throughput-tally.js';
+import { PipelineError, type Prelude, type RowFields } from '../util/decoded-query.js';
 import type { Logger } from '../util/logger.js';
+import { type Statement, statement } from '../util/statement.js';
 import type { StatementRunner } from '../util/statement-runner.js';
 import type { AckEntry } from './acker.js';
 import { decodeClaimedRow } from './claimed-row.js';
@@ -18,19 +20,33 @@ import type { ClaimedRecord, Handler } from './message.js';
 import { OutcomeWriter } from './outcome-writer.js';
 import type { ClaimPlan, QueueSchedule } from './queue-schedule.js';
 import type { RenderError } from './render-error.js';
-import { ROW_LOCK_TOKEN, type RowLockSql } from './row-lock-sql.js';
+import { idArray, ROW_LOCK_TOKEN, type RowLockSql } from './row-lock-sql.js';
 import type { SubscriberSql } from './sql.js';
 
 const ignore = (): void => undefined;
 const queueOfRow = (row: ClaimedRecord): string => row.queue;
+const asFields = (row: RowFields): RowFields => row;
+
+/** Transaction control as named statements: parsed once per connection, like the rest of a pipelined message. */
+const BEGIN = statement('rl_begin', 'BEGIN');
+const COMMIT = statement('rl_commit', 'COMMIT');
+const prelude = (of: Statement, values?: readonly string[]): Prelude => ({ name: of.name, text: of.text, values });
 type Outcome = Parameters<ThroughputTally['count']>[1];
 
 /** What every batch of one row-lock subscription shares. */
 export interface RowLockBatchDeps {
   readonly db: StatementRunner;
   readonly sql: RowLockSql;
-  /** The subscription's BEGIN with its settings (rowLockBegin: its idle bound follows leaseTtlMs). */
+  /** The subscription's BEGIN with its settings (rowLockBegin: its idle bound follows leaseTtlMs), as one simple query. */
   readonly begin: string;
+  /** Those settings as one statement (rowLockSettings), for the pipelined messages after a BEGIN. */
+  readonly settings: Statement;
+  /**
+   * What this loop's next claim lists, asked when a batch's COMMIT message is to carry that claim:
+   * `{ plan }` (plan undefined for a subscription of one queue), or undefined when there is no queue
+   * to list (every queue idle: queue-schedule.ts), and so nothing to claim at once.
+   */
+  readonly planNext: () => { readonly plan: ClaimPlan | undefined } | undefined;
   /** The lease statements with the row-lock retry, terminal and DLQ statements in their place, for OutcomeWriter. */
   readonly outcomeSql: SubscriberSql;
   readonly logger: Logger;
@@ -61,6 +77,16 @@ export interface RowLockBatchDeps {
 export type IdRange = readonly [string, string];
 
 /**
+ * What a batch hands its loop's next batch under a backlog: its connection, already in that batch's
+ * transaction (the COMMIT message began it), and, when that message also carried the next claim
+ * (a pipelined message, see RowLockBatch #commit), the rows it claimed and the plan it listed.
+ */
+export interface HandOver {
+  readonly client: pg.PoolClient;
+  readonly claimed?: { readonly rows: readonly ClaimedRecord[]; readonly plan: ClaimPlan | undefined };
+}
+
+/**
  * A batch's ids are given as a range to the other loops' claims only when they are about contiguous
  * (a backlog drained in order): a range much wider than the batch would hold back rows it does not
  * hold (a retried row's old id next to new ones).
@@ -68,9 +94,10 @@ export type IdRange = readonly [string, string];
 const RANGE_SLACK = 2;
 
 /**
- * A handed-over connection (RowLockBatch.handedOver) its loop will not use (it stopped): the empty
- * transaction the COMMIT message began is rolled back and the connection goes back to the pool, or
- * is destroyed when that fails.
+ * A handed-over connection (RowLockBatch.handedOver) its loop will not use (it stopped): the
+ * transaction the COMMIT message began is rolled back (with the locks of the claim it carried: those
+ * rows were never started, and stay as they were) and the connection goes back to the pool, or is
+ * destroyed when that fails.
  */
 export async function releaseHandedOver(client: pg.PoolClient, db: StatementRunner): Promise<void> {
   try {
@@ -162,10 +189,15 @@ export class RowLockBatch {
   /** This batch's rows as an id range, while it is open (idRange): the other loop's claims skip it. */
   range: IdRange | undefined;
   /**
-   * Under a backlog the COMMIT carries the next batch's BEGIN: the connection, in that new
-   * transaction, for this loop's next batch (run()'s `begun`). Undefined when the batch released it.
+   * Under a backlog the COMMIT carries the next batch's BEGIN (and, pipelined, its claim): the
+   * connection, in that new transaction, for this loop's next batch (run()'s `begun`). Undefined
+   * when the batch released it.
    */
-  handedOver: pg.PoolClient | undefined;
+  handedOver: HandOver | undefined;
+  /** The claim's limit, kept for the next claim a COMMIT message carries. */
+  #limit = 0;
+  /** The batch committed, but its connection is not fit to go back to the pool (#commit): released with this error. */
+  #discard: Error | undefined;
   /** The queues of the rows the claim returned: each may have a row ready again once the batch ended (rowReturned). */
   readonly claimedQueues = new Set<string>();
 
@@ -212,25 +244,22 @@ export class RowLockBatch {
    * failed. `claimed` is told when the claim statement returned. `begun`: the previous batch's
    * connection, already in this batch's transaction (handedOver); otherwise one is checked out.
    */
-  async run(limit: number, claimed: () => void, begun?: pg.PoolClient, plan?: ClaimPlan): Promise<number> {
+  async run(limit: number, claimed: () => void, begun?: HandOver, plan?: ClaimPlan): Promise<number> {
     const { db } = this.#deps;
-    const client = begun ?? (await db.checkout());
+    const client = begun?.client ?? (await db.checkout());
     if (begun === undefined) client.on('error', ignore);
     this.#client = client;
-    let rows: ClaimedRecord[] = [];
+    this.#limit = limit;
+    let rows: readonly ClaimedRecord[] = [];
     try {
-      // BEGIN (with its settings: rowLockBegin) first: node-postgres sends in call order.
-      const began = begun === undefined ? client.query(db.bounded({ text: this.#deps.begin })) : undefined;
-      // Queued together: one await.
-      const [, claimedRows] = await Promise.all([began, this.#claim(client, limit, plan)]);
+      rows = begun?.claimed?.rows ?? (await this.#begin(client, limit, begun === undefined, plan));
       claimed();
-      rows = claimedRows;
       for (const row of rows) this.claimedQueues.add(row.queue);
       this.range = idRange(rows);
       emitFetched(
         this.#deps.emit,
         this.#deps.deliverDeps.options.name,
-        plan?.queues ?? this.#deps.deliverDeps.options.queues,
+        (begun?.claimed === undefined ? plan : begun.claimed.plan)?.queues ?? this.#deps.deliverDeps.options.queues,
         rows,
         queueOfRow,
       );
@@ -245,7 +274,8 @@ export class RowLockBatch {
       throw error;
     }
     this.range = undefined;
-    if (this.handedOver === undefined) {
+    if (this.#discard !== undefined) client.release(this.#discard);
+    else if (this.handedOver === undefined) {
       client.removeListener('error', ignore);
       client.release();
     }
@@ -254,26 +284,77 @@ export class RowLockBatch {
   }
 
   /**
-   * The claim, decoded off the wire as the token claim is (StatementRunner.decodedOn). With a
-   * schedule (several queues), it lists `plan`'s queues and its rows end with the per-queue reports,
-   * which the schedule takes first (queue-schedule.ts learn), as a lease-mode claim's.
+   * BEGIN (with the settings: `open`; a handed-over connection is in its transaction already) and
+   * the claim: one pipelined message (DecodedQuery's preludes) when the client runs them, else the
+   * BEGIN as one simple query and the claim after it (queued together, one await).
    */
-  async #claim(client: pg.PoolClient, limit: number, plan: ClaimPlan | undefined): Promise<ClaimedRecord[]> {
-    const { db, sql, schedule } = this.#deps;
+  async #begin(
+    client: pg.PoolClient,
+    limit: number,
+    open: boolean,
+    plan: ClaimPlan | undefined,
+  ): Promise<readonly ClaimedRecord[]> {
+    const { db, settings } = this.#deps;
+    if (!open) return await this.#claim(client, limit, plan);
+    const answer = await this.#claimAfter(client, [prelude(BEGIN), prelude(settings)], limit, plan);
+    if (answer !== undefined) return answer.rows;
+    // node-postgres sends in call order.
+    const began = client.query(db.bounded({ text: this.#deps.begin }));
+    const [, rows] = await Promise.all([began, this.#claim(client, limit, plan)]);
+    return rows;
+  }
+
+  /**
+   * The claim's statement and values: claimOne for one queue; with a schedule (several queues) it
+   * lists `plan`'s queues and its rows end with the per-queue reports (`reported`), which the
+   * schedule takes first (queue-schedule.ts learn), as a lease-mode claim's. A plan that lists one
+   * queue sends claimOne with that queue's report: the same rows and report as claimMany over it,
+   * one locking walk instead of claimMany's heads, cutoff, walk and fill.
+   */
+  #claimStatement(limit: number, plan: ClaimPlan | undefined): { statement: Statement; values: unknown[]; reported: boolean } {
+    const { sql, schedule } = this.#deps;
     const { queues, leaseTtlMs } = this.#deps.deliverDeps.options;
     const other = this.#deps.otherBatch(this);
     const range = [other?.[0] ?? null, other?.[1] ?? null];
     if (queues.length === 1)
-      return await db.decodedOn(client, sql.claimOne, [queues[0], leaseTtlMs, limit, ...range], decodeClaimedRow);
+      return { statement: sql.claimOne, values: [queues[0], leaseTtlMs, limit, ...range], reported: false };
     if (schedule === undefined || plan === undefined) throw new Error('a row-lock claim over several queues without its plan');
-    // A plan that lists one queue sends claimOne with that queue's report: the same rows and report
-    // as claimMany over it, one locking walk instead of claimMany's heads, cutoff, walk and fill.
     const [listed, ...more] = plan.queues;
-    const rows =
-      listed !== undefined && more.length === 0
-        ? await db.decodedOn(client, sql.claimOneReported, [listed, leaseTtlMs, limit, ...range], (row) => row)
-        : await db.decodedOn(client, sql.claimMany, [plan.queues, leaseTtlMs, limit, ...range], (row) => row);
+    return listed !== undefined && more.length === 0
+      ? { statement: sql.claimOneReported, values: [listed, leaseTtlMs, limit, ...range], reported: true }
+      : { statement: sql.claimMany, values: [plan.queues, leaseTtlMs, limit, ...range], reported: true };
+  }
+
+  /** A claim's rows with their reports (claimMany, claimOneReported) decoded, after the schedule learned from the reports. */
+  #learned(rows: readonly RowFields[], plan: ClaimPlan | undefined): ClaimedRecord[] {
+    const { schedule } = this.#deps;
+    if (schedule === undefined || plan === undefined) throw new Error('a row-lock claim over several queues without its plan');
     return schedule.learn(plan, rows, performance.now()).map(decodeClaimedRow);
+  }
+
+  /** The claim alone, decoded off the wire as the token claim is (StatementRunner.decodedOn). */
+  async #claim(client: pg.PoolClient, limit: number, plan: ClaimPlan | undefined): Promise<ClaimedRecord[]> {
+    const { db } = this.#deps;
+    const { statement: claim, values, reported } = this.#claimStatement(limit, plan);
+    if (!reported) return await db.decodedOn(client, claim, values, decodeClaimedRow);
+    return this.#learned(await db.decodedOn(client, claim, values, asFields), plan);
+  }
+
+  /**
+   * `preludes`, then the claim, in one round trip (StatementRunner.pipelineOn): the claimed rows and
+   * every statement's command tag; undefined, with nothing sent, when the client cannot pipeline.
+   */
+  async #claimAfter(
+    client: pg.PoolClient,
+    preludes: readonly Prelude[],
+    limit: number,
+    plan: ClaimPlan | undefined,
+  ): Promise<{ rows: readonly ClaimedRecord[]; tags: readonly string[] } | undefined> {
+    const { db } = this.#deps;
+    const { statement: claim, values, reported } = this.#claimStatement(limit, plan);
+    if (!reported) return await db.pipelineOn(client, preludes, claim, values, decodeClaimedRow);
+    const answer = await db.pipelineOn(client, preludes, claim, values, asFields);
+    return answer === undefined ? undefined : { rows: this.#learned(answer.rows, plan), tags: answer.tags };
   }
 
   /** stop() gave up waiting: abort the running handler and commit what finished without it. */
@@ -409,13 +490,18 @@ export class RowLockBatch {
   }
 
   /**
-   * The writes decided so far, then the acks' DELETE and COMMIT in one simple-query message (one
-   * round trip); with `chain` (the loop claims again at once: a backlog) the next batch's BEGIN and
-   * settings follow the COMMIT in the same message, and the connection is handed over in that new
-   * transaction. So a batch under a backlog costs three round trips: the claim, the handlers'
-   * outcome writes if any, and this one. Throws when anything of it failed: a statement's error
-   * stops the message there (the server runs none after it), so a failed DELETE or COMMIT never
-   * begins the next transaction.
+   * The writes decided so far, then the acks' DELETE and the COMMIT in one message (one round
+   * trip). With `chain` (the loop claims again at once: a backlog) the next batch's BEGIN and
+   * settings follow the COMMIT in that message, and, pipelined, the next batch's claim too; the
+   * connection is handed over in that new transaction. So under a backlog a batch costs one round
+   * trip, plus one for each retry or terminal write its handlers decided (BENCHMARKS.md, issue 18
+   * round seven; before, the claim had a round trip of its own). A statement's error stops the
+   * message there (the server runs none after it), so a failed DELETE or COMMIT never begins the
+   * next transaction nor claims; a COMMIT that answered ROLLBACK throws, and the connection, in the
+   * transaction begun after it, is destroyed with its locks (#failed). On a client that cannot
+   * pipeline (another node-postgres copy), the same statements go as one simple query, the acks
+   * as a literal list (ackBatch), and the next batch claims on its own.
+   * Throws when anything of it failed.
    */
   async #commit(chain: boolean): Promise<void> {
     this.#closed = true;
@@ -425,17 +511,53 @@ export class RowLockBatch {
     if (writes.includes('failed')) {
       throw new Error('an outcome write of the row-lock batch failed, which aborted its transaction');
     }
-    const acks = this.#acks.length > 0;
-    const text = `${acks ? `${sql.ackBatch(this.#acks.map((ack) => ack.lease.record.id))}; ` : ''}COMMIT${chain ? `; ${this.#deps.begin}` : ''}`;
-    // node-postgres answers a message of several statements with one result per statement.
+    const ids = this.#acks.map((ack) => ack.lease.record.id);
+    const acks: Prelude[] = ids.length > 0 ? [prelude(sql.ack, [idArray(ids)])] : [];
+    // The COMMIT's answer is the statement after the acks' DELETE, in either form.
+    const committed = (tags: readonly (string | undefined)[]): void => {
+      const commit = tags[acks.length];
+      // COMMIT of a transaction that failed answers ROLLBACK, without an error; a BEGIN after it
+      // then opened a transaction of nothing, which the connection's release (destroyed) ends.
+      if (commit !== 'COMMIT') throw new Error(`the row-lock batch's COMMIT answered ${commit ?? 'nothing'}`);
+    };
     this.#commitSent = true;
+    if (db.pipelines(client)) {
+      // Nothing to list (every queue idle): nothing to claim at once, and no transaction to hand over.
+      const next = chain ? this.#deps.planNext() : undefined;
+      if (next === undefined) {
+        const answer = await db.pipelineOn(client, acks, COMMIT, [], asFields);
+        if (answer === undefined) throw new Error('a row-lock batch pipelined on a client that cannot');
+        committed(answer.tags);
+        return;
+      }
+      // The COMMIT's answer is flushed: should the claim after it fail, the batch knows it committed.
+      const preludes = [...acks, { ...prelude(COMMIT), flush: true }, prelude(BEGIN), prelude(this.#deps.settings)];
+      let answer: { rows: readonly ClaimedRecord[]; tags: readonly string[] } | undefined;
+      try {
+        answer = await this.#claimAfter(client, preludes, this.#limit, next.plan);
+      } catch (error) {
+        if (!(error instanceof PipelineError) || error.commandTags[acks.length] !== 'COMMIT') throw error;
+        // The COMMIT landed and what followed it failed (the next claim, say: a statement timeout, or
+        // the connection lost after the COMMIT's answer): this batch committed and reports so; the
+        // connection, in the next batch's transaction or broken, is discarded with whatever that
+        // claim locked, and the loop claims again on another.
+        this.#discard = error;
+        this.#deps.logger.warn(
+          { subscriber: this.#deps.deliverDeps.options.name, err: errorMessage(error) },
+          'row-lock batch committed, but the next claim sent with its COMMIT failed; the loop claims again on a new connection',
+        );
+        return;
+      }
+      if (answer === undefined) throw new Error('a row-lock batch pipelined on a client that cannot');
+      committed(answer.tags);
+      this.handedOver = { client, claimed: { rows: answer.rows, plan: next.plan } };
+      return;
+    }
+    const text = `${ids.length > 0 ? `${sql.ackBatch(ids)}; ` : ''}COMMIT${chain ? `; ${this.#deps.begin}` : ''}`;
+    // node-postgres answers a message of several statements with one result per statement.
     const answered: unknown = await client.query(db.bounded({ text }));
-    const results = (Array.isArray(answered) ? answered : [answered]) as pg.QueryResult[];
-    const commit = results[acks ? 1 : 0];
-    // COMMIT of a transaction that failed answers ROLLBACK, without an error; the BEGIN after it
-    // then opened a transaction of nothing, which the connection's release (destroyed) ends.
-    if (commit?.command !== 'COMMIT') throw new Error(`the row-lock batch's COMMIT answered ${commit?.command ?? 'nothing'}`);
-    if (chain) this.handedOver = client;
+    committed(((Array.isArray(answered) ? answered : [answered]) as pg.QueryResult[]).map((result) => result.command));
+    if (chain) this.handedOver = { client };
   }
 
   /** After COMMIT: the acks' events, every buffered event and count, the key wake-up, the writes' results. */

@@ -1,6 +1,6 @@
 import type { SchemaNames } from '../schema/schema-names.js';
-import { GENERIC_PLAN_SET_LOCAL } from '../util/generic-plan.js';
-import { idleBound } from '../util/idle-bound.js';
+import { GENERIC_PLAN_SET_LOCAL, genericPlanSettings } from '../util/generic-plan.js';
+import { idleBound, idleBoundMs } from '../util/idle-bound.js';
 import { type Statement, statement, textRows } from '../util/statement.js';
 import { claimManyCtes, claimManyLazyCte, claimReport, type QueueWalk } from './claim-many-sql.js';
 import { CLAIMED_FIELDS, claimedColumns, dlqMoveText, expiredWalk, keyTurn, readyWalk, retryText } from './sql.js';
@@ -35,6 +35,13 @@ export interface RowLockSql {
    * one message with the COMMIT (and the next batch's BEGIN), one round trip (row-lock-batch.ts).
    */
   readonly ackBatch: (ids: readonly string[]) => string;
+  /**
+   * The acked rows of the batch as a prepared statement, $1 their ids (bigint[] as text): the first
+   * prelude of the pipelined COMMIT message (row-lock-batch.ts #commit). Planned once per
+   * connection; ackBatch's literal list is planned per batch, and that plan estimated `= ANY` over
+   * every id (~1–2 µs of server CPU per message, BENCHMARKS.md issue 18 round seven).
+   */
+  readonly ack: Statement;
   /** sql.ts retry's parameters; also counts this delivery (the claim did not) and clears an expired lease. */
   readonly retry: Statement;
   /** $1 id, $2 token slot. */
@@ -65,6 +72,15 @@ export const ROW_LOCK_SETTINGS = GENERIC_PLAN_SET_LOCAL;
  */
 export function rowLockBegin(leaseTtlMs: number): string {
   return `BEGIN; ${ROW_LOCK_SETTINGS}; ${idleBound(leaseTtlMs)}`;
+}
+
+/**
+ * rowLockBegin's settings as one statement that can be prepared (set_config(…, true) is SET LOCAL):
+ * a prelude after BEGIN in the pipelined messages (row-lock-batch.ts), where each statement is its
+ * own Parse, Bind and Execute.
+ */
+export function rowLockSettings(leaseTtlMs: number): Statement {
+  return statement('rl_settings', genericPlanSettings(['idle_in_transaction_session_timeout', String(idleBoundMs(leaseTtlMs))]));
 }
 
 /**
@@ -168,6 +184,11 @@ const ID_LIST = /^-?\d+(?:,-?\d+)*$/;
  * checked anyway (one match over the joined list, not one per id: this runs per batch on the hot
  * path), because they are spliced into SQL text.
  */
+/** `ids` as the text of a bigint[] (the ack statement's $1). */
+export function idArray(ids: readonly string[]): string {
+  return `{${idList(ids)}}`;
+}
+
 function idList(ids: readonly string[]): string {
   const list = ids.join(',');
   if (!ID_LIST.test(list)) throw new Error(`row-lock ack: not a list of row ids: ${JSON.stringify(list.slice(0, 200))}`);
@@ -189,6 +210,7 @@ export function buildRowLockSql(names: SchemaNames): RowLockSql {
     claimMany: textRows(statement('rl_claim_many', claimManyText(t, paused))),
     claimOneReported: textRows(statement('rl_claim_reported', claimOneText(t, paused, true))),
     ackBatch: (ids) => `DELETE FROM ${t} WHERE id = ANY('{${idList(ids)}}'::bigint[])`,
+    ack: statement('rl_ack', `DELETE FROM ${t} WHERE id = ANY($1::bigint[])`),
     retry: statement('rl_retry', retryText(t, TOKEN_SLOT, true)),
     terminalDelete: statement('rl_terminal', `DELETE FROM ${t} WHERE id = $1::bigint AND ${TOKEN_SLOT}`),
     dlqMove: names.dlq === undefined ? undefined : statement('rl_dlq', dlqMoveText(t, names.dlq.sql, TOKEN_SLOT, true)),

@@ -1,7 +1,5 @@
 import { performance } from 'node:perf_hooks';
 
-import type pg from 'pg';
-
 import { errorMessage } from '../errors.js';
 import type { SchemaNames } from '../schema/schema-names.js';
 import { beforeDeadline, CLOSE_TIMEOUT_MS } from '../util/deadline.js';
@@ -10,8 +8,8 @@ import { type ClaimFailureReport, idlePollDelayMs, notStalled, pauseAfterFailure
 import { HandlerSlots } from './handler-slots.js';
 import type { Handler } from './message.js';
 import { type QueueSchedule, scheduleFor } from './queue-schedule.js';
-import { type IdRange, releaseHandedOver, RowLockBatch, type RowLockBatchDeps } from './row-lock-batch.js';
-import { buildRowLockSql, rowLockBegin } from './row-lock-sql.js';
+import { type HandOver, type IdRange, releaseHandedOver, RowLockBatch, type RowLockBatchDeps } from './row-lock-batch.js';
+import { buildRowLockSql, rowLockBegin, rowLockSettings } from './row-lock-sql.js';
 import type { SubscriptionDeps } from './subscription.js';
 import { type ResolvedSubscribeOptions, rowLockLoops } from './subscription-options.js';
 
@@ -87,6 +85,12 @@ export class RowLockSubscription {
       db: deps.db,
       sql,
       begin: rowLockBegin(options.leaseTtlMs),
+      settings: rowLockSettings(options.leaseTtlMs),
+      planNext: () => {
+        if (this.#schedule === undefined) return { plan: undefined };
+        const plan = this.#schedule.plan(performance.now(), options.fetchBatchSize);
+        return plan.queues.length === 0 ? undefined : { plan };
+      },
       outcomeSql: { ...deps.sql, retry: sql.retry, terminalDelete: sql.terminalDelete, dlqMove: sql.dlqMove },
       logger: deps.logger,
       emit: deps.emit,
@@ -173,8 +177,9 @@ export class RowLockSubscription {
   }
 
   async #run(loop: Loop, primary: boolean): Promise<void> {
-    // The connection a batch handed over, in the next batch's transaction (its COMMIT carried the BEGIN).
-    let begun: pg.PoolClient | undefined;
+    // The connection a batch handed over, in the next batch's transaction (its COMMIT carried the
+    // BEGIN, and pipelined the next claim too).
+    let begun: HandOver | undefined;
     try {
       await this.#claimLoop(loop, primary, (next) => {
         const taken = begun;
@@ -182,16 +187,12 @@ export class RowLockSubscription {
         return taken;
       });
     } finally {
-      if (begun !== undefined) await releaseHandedOver(begun, this.#deps.db);
+      if (begun !== undefined) await releaseHandedOver(begun.client, this.#deps.db);
     }
   }
 
-  /** `swap(next)`: keeps `next` (a batch's handed-over connection) for the next batch and returns the one kept before. */
-  async #claimLoop(
-    loop: Loop,
-    primary: boolean,
-    swap: (next: pg.PoolClient | undefined) => pg.PoolClient | undefined,
-  ): Promise<void> {
+  /** `swap(next)`: keeps `next` (what a batch handed over) for the next batch and returns the one kept before. */
+  async #claimLoop(loop: Loop, primary: boolean, swap: (next: HandOver | undefined) => HandOver | undefined): Promise<void> {
     const { fetchBatchSize } = this.options;
     loop.parked = !primary;
     let idleFetches = 0;
@@ -202,14 +203,15 @@ export class RowLockSubscription {
         loop.parked = false;
         continue;
       }
-      const plan = this.#schedule?.plan(performance.now(), fetchBatchSize);
+      const held = swap(undefined);
+      // Rows the last batch's COMMIT message claimed come with the plan that claim listed.
+      const plan = held?.claimed === undefined ? this.#schedule?.plan(performance.now(), fetchBatchSize) : held.claimed.plan;
       let claimed: number;
       let fast = true;
-      if (plan?.queues.length === 0) {
+      if (held?.claimed === undefined && plan?.queues.length === 0) {
         // Every queue is idle: nothing to ask the database until a recheck or a wake. A connection
         // the last batch handed over (in a new transaction) goes back rather than wait idle in it.
-        const held = swap(undefined);
-        if (held !== undefined) await releaseHandedOver(held, this.#deps.db);
+        if (held !== undefined) await releaseHandedOver(held.client, this.#deps.db);
         claimed = 0;
       } else {
         const batch = new RowLockBatch(this.#batchDeps);
@@ -221,7 +223,7 @@ export class RowLockSubscription {
             () => {
               loop.claimingSince = undefined;
             },
-            swap(undefined),
+            held,
             plan,
           );
           errors = 0;

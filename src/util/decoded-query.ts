@@ -9,17 +9,68 @@ export type RowDecoder<T> = (fields: RowFields) => T;
 /** The callback node-postgres hands a finished query (its result builder is not used here). */
 type Done = (error: Error | undefined) => void;
 
+/**
+ * A statement sent before the decoded one, in the same message sequence (DecodedQuery's preludes):
+ * its rows are ignored, its command tag is kept (`preludeTags`). `values` are sent as they are: the
+ * texts the server reads (NULL as null), no node-postgres conversion. Named: parsed once per
+ * connection (see PreparedPreludes); unnamed: parsed with every use.
+ */
+export interface Prelude {
+  readonly name?: string;
+  readonly text: string;
+  readonly values?: readonly (string | null)[];
+  /**
+   * Ask the server to send what it has answered so far once this statement ran (a Flush message).
+   * The server otherwise holds its answers until the Sync: after a failure later in the sequence
+   * (a timeout, a lost connection), only a flushed answer tells the client this statement ran (a
+   * COMMIT that landed: PipelineError.commandTags). Costs the server a send and the client a read.
+   */
+  readonly flush?: boolean;
+}
+
+/**
+ * The named preludes each connection has parsed, by its node-postgres Connection. node-postgres
+ * marks its named statements parsed (parsedStatements) from the ParseComplete messages of the
+ * active query, which cannot tell a prelude's from the statement's: so a prelude's name is recorded
+ * here, and in parsedStatements too, once the query that parsed it answered without an error — a
+ * name is parsed once per connection whether it runs as a prelude or as a statement (parsing a name
+ * twice is an error). After an error the connection's preludes are sent unnamed for good
+ * (`tainted`): which of that query's Parse messages the server ran is not known.
+ */
+const PREPARED_PRELUDES = new WeakMap<object, { readonly names: Set<string>; tainted: boolean }>();
+
+/** Whether node-postgres has `name` parsed on `connection`, or its Parse sent. */
+function isParsed(connection: PreparingConnection, name: string): boolean {
+  return connection.parsedStatements?.[name] !== undefined || connection.submittedNamedStatements?.[name] !== undefined;
+}
+
+function preparedPreludes(connection: object): { readonly names: Set<string>; tainted: boolean } {
+  let prepared = PREPARED_PRELUDES.get(connection);
+  if (prepared === undefined) {
+    prepared = { names: new Set(), tainted: false };
+    PREPARED_PRELUDES.set(connection, prepared);
+  }
+  return prepared;
+}
+
 /** What Query#prepare writes to: node-postgres' Connection (internal; not in @types/pg). */
 interface PreparingConnection {
   parse(message: { text: string; name: string; types: unknown[] }): void;
-  bind(message: { portal: string; statement: string; values: unknown[] }): void;
+  bind(message: { portal: string; statement: string; values: readonly unknown[] }): void;
   execute(message: { portal: string; rows: number }): void;
+  flush(): void;
+  /** node-postgres' record of the named statements parsed on this connection (by name: text). */
+  parsedStatements?: Record<string, string | undefined>;
+  /** … and of those whose Parse is on its way (node-postgres' Query#prepare skips their Parse). */
+  submittedNamedStatements?: Record<string, string | undefined>;
 }
 
 /** The Query's own hooks this class extends that @types/pg does not declare (node-postgres' internal API). */
 const QUERY = pg.Query.prototype as unknown as {
   prepare(this: pg.Query, connection: PreparingConnection): void;
   handleCommandComplete(this: pg.Query, message: unknown, connection: unknown): void;
+  handleReadyForQuery(this: pg.Query, connection: unknown): void;
+  handleError(this: pg.Query, error: unknown, connection: unknown): void;
 };
 
 /**
@@ -29,6 +80,10 @@ const QUERY = pg.Query.prototype as unknown as {
  * Why (issue 18, BENCHMARKS.md "Node CPU per drained message"): the claim is the one statement
  * that returns a row per message, and node-postgres' generic row building was a measurable share
  * of a drain's CPU.
+ *
+ * Preludes (statements sent first, in the same round trip: prepare()) make one round trip of what
+ * would be several: the generic-plan settings before a claim, or a row-lock batch's acks, COMMIT,
+ * the next BEGIN and settings before the next batch's claim (BENCHMARKS.md, issue 18 round seven).
  *
  * It extends the Query class of the node-postgres copy this package imports, and overrides the two
  * hooks its Client calls for result rows (handleRowDescription, handleDataRow: the internal API that
@@ -50,44 +105,88 @@ export class DecodedQuery<T> extends pg.Query {
   /** Read by Client#query from the query it is given (a submittable is its own config). */
   declare query_timeout: number | undefined;
 
-  /**
-   * A statement without parameters sent before this one in the same message sequence, its answer
-   * (rows, command tag) ignored; undefined once that answer is complete (or when there is none).
-   */
-  #prelude: string | undefined;
+  /** The statements sent before this one in the same message sequence (prepare()). */
+  readonly preludes: readonly Prelude[];
+  /** The command tags answered so far, the preludes' then the statement's, in order ('DELETE 100', 'COMMIT', …). */
+  readonly commandTags: string[] = [];
+  /** The named preludes this query parses ([name, text]), recorded for the connection once it answered (PREPARED_PRELUDES). */
+  #parsing: [string, string][] = [];
+  #connection: PreparingConnection | undefined;
+  #prepared: { readonly names: Set<string>; tainted: boolean } | undefined;
 
-  constructor(config: pg.QueryConfig, decode: RowDecoder<T>, done: Done, prelude?: string) {
+  constructor(config: pg.QueryConfig, decode: RowDecoder<T>, done: Done, preludes: readonly Prelude[] = []) {
     // node-postgres keeps the callback and calls it with (error) or (null, result).
     super({ ...config, callback: done } as pg.QueryConfig);
     this.#decode = decode;
-    this.#prelude = prelude;
+    this.preludes = preludes;
+  }
+
+  /** A prelude's answer is still coming: rows and command tags are the preludes' until then. */
+  get #inPrelude(): boolean {
+    return this.commandTags.length < this.preludes.length;
   }
 
   /**
-   * With a prelude: its Parse, Bind and Execute (unnamed statement and portal) go first, then the
-   * Query's own (Parse once per connection, Bind, Describe, Execute, Sync). One round trip, and one
-   * implicit transaction up to the Sync: what the prelude sets with set_config(…, true) holds when
-   * the statement's Bind chooses its plan, and ends with the statement. A failing prelude fails
-   * the query (the server skips to the Sync), as a failing statement does. Only for an extended-
-   * protocol query (one with values, as every DecodedQuery's): the Query's simple protocol would
-   * send its text alone.
+   * The preludes' Parse (a named one once per connection), Bind and Execute (unnamed portal) go
+   * first, then the Query's own (Parse once per connection, Bind, Describe, Execute, Sync). One
+   * round trip. Up to the Sync it is one implicit transaction unless a prelude begins or ends one
+   * (BEGIN, COMMIT): what a prelude sets with set_config(…, true) or SET LOCAL holds when the
+   * statement's Bind chooses its plan. A failing prelude fails the query (the server skips to the
+   * Sync, running nothing after it), as a failing statement does. Only for an extended-protocol
+   * query (one with values, as every DecodedQuery's): the Query's simple protocol would send its
+   * text alone.
    */
   prepare(connection: PreparingConnection): void {
-    if (this.#prelude !== undefined) {
-      connection.parse({ text: this.#prelude, name: '', types: [] });
-      connection.bind({ portal: '', statement: '', values: [] });
-      connection.execute({ portal: '', rows: 0 });
+    if (this.preludes.length > 0) {
+      const prepared = preparedPreludes(connection);
+      this.#prepared = prepared;
+      this.#connection = connection;
+      // A named statement not parsed on this connection yet is parsed first, before any prelude
+      // runs: node-postgres marks it parsed at the first ParseComplete of this query, which is then
+      // its own, so a prelude that fails cannot leave it marked but never parsed. (An unnamed one
+      // keeps its place: a prelude's unnamed Parse would replace it.)
+      const { name, text } = this as { name?: string; text?: string };
+      if (name !== undefined && name !== '' && text !== undefined && !isParsed(connection, name)) {
+        connection.parse({ text, name, types: (this as { types?: unknown[] }).types ?? [] });
+        if (connection.submittedNamedStatements !== undefined) connection.submittedNamedStatements[name] = text;
+      }
+      for (const prelude of this.preludes) {
+        const name = prepared.tainted ? '' : (prelude.name ?? '');
+        if (name === '' || !(prepared.names.has(name) || isParsed(connection, name))) {
+          connection.parse({ text: prelude.text, name, types: [] });
+          if (name !== '') this.#parsing.push([name, prelude.text]);
+        }
+        connection.bind({ portal: '', statement: name, values: prelude.values ?? [] });
+        connection.execute({ portal: '', rows: 0 });
+        if (prelude.flush === true) connection.flush();
+      }
     }
     QUERY.prepare.call(this, connection);
   }
 
-  /** The prelude's command tag ends its answer; the statement's own is the Query's. */
+  /** A prelude's command tag ends its answer; the statement's own is the Query's too. */
   handleCommandComplete(message: unknown, connection: unknown): void {
-    if (this.#prelude !== undefined) {
-      this.#prelude = undefined;
-      return;
+    const prelude = this.#inPrelude;
+    this.commandTags.push((message as { text?: string }).text ?? '');
+    if (!prelude) QUERY.handleCommandComplete.call(this, message, connection);
+  }
+
+  handleReadyForQuery(connection: unknown): void {
+    // The server answered without an error (after one, node-postgres ends the query at the
+    // ErrorResponse: handleError): every Parse of it ran, even when a row failed to decode here.
+    for (const [name, text] of this.#parsing) {
+      this.#prepared?.names.add(name);
+      const parsed = this.#connection?.parsedStatements;
+      if (parsed !== undefined) parsed[name] = text;
     }
-    QUERY.handleCommandComplete.call(this, message, connection);
+    this.#parsing = [];
+    QUERY.handleReadyForQuery.call(this, connection);
+  }
+
+  handleError(error: unknown, connection: unknown): void {
+    if (this.#parsing.length > 0 && this.#prepared !== undefined) this.#prepared.tainted = true;
+    this.#parsing = [];
+    QUERY.handleError.call(this, error, connection);
   }
 
   /**
@@ -100,8 +199,8 @@ export class DecodedQuery<T> extends pg.Query {
   }
 
   handleDataRow(message: { readonly fields: RowFields }): void {
-    // The prelude's row (no RowDescription: it is not described) is not one of the statement's.
-    if (this._canceledDueToError || this.#prelude !== undefined) return;
+    // A prelude's rows (no RowDescription: it is not described) are not the statement's.
+    if (this._canceledDueToError || this.#inPrelude) return;
     try {
       this.decodedRows.push(this.#decode(message.fields));
     } catch (error) {
@@ -111,28 +210,57 @@ export class DecodedQuery<T> extends pg.Query {
 
   /**
    * Runs `config` on `client` (a Client of this package's node-postgres copy) and resolves with its
-   * decoded rows. `timeoutMs`: node-postgres' query_timeout for this query. `prelude`: see prepare().
+   * decoded rows. `timeoutMs`: node-postgres' query_timeout for this query. `preludes`: see prepare().
    */
-  static run<T>(
+  static async run<T>(
     client: pg.ClientBase,
     config: pg.QueryConfig,
     decode: RowDecoder<T>,
     timeoutMs: number,
-    prelude?: string,
+    preludes?: readonly Prelude[],
   ): Promise<T[]> {
-    return new Promise<T[]>((resolve, reject) => {
+    return (await DecodedQuery.answer(client, config, decode, timeoutMs, preludes)).decodedRows;
+  }
+
+  /**
+   * As run(), resolving with the query itself: its decoded rows and every command tag. With
+   * preludes, a failure rejects with a PipelineError, which tells what completed before it.
+   */
+  static answer<T>(
+    client: pg.ClientBase,
+    config: pg.QueryConfig,
+    decode: RowDecoder<T>,
+    timeoutMs: number,
+    preludes?: readonly Prelude[],
+  ): Promise<DecodedQuery<T>> {
+    return new Promise<DecodedQuery<T>>((resolve, reject) => {
       const query: DecodedQuery<T> = new DecodedQuery(
         config,
         decode,
         (error) => {
-          if (error) reject(error);
-          else resolve(query.decodedRows);
+          if (error === undefined || error === null) resolve(query);
+          else reject(query.preludes.length > 0 ? new PipelineError(error, [...query.commandTags]) : error);
         },
-        prelude,
+        preludes,
       );
       query.query_timeout = timeoutMs;
       client.query(query);
     });
+  }
+}
+
+/**
+ * A query with preludes failed: `cause` is its error (its message is this one's), `commandTags`
+ * the tags of the statements that completed before it, in order. A caller whose message ran a
+ * COMMIT before a later statement failed learns from them that the COMMIT landed.
+ */
+export class PipelineError extends Error {
+  readonly commandTags: readonly string[];
+
+  constructor(cause: unknown, commandTags: readonly string[]) {
+    super(cause instanceof Error ? cause.message : String(cause), { cause });
+    this.name = 'PipelineError';
+    this.commandTags = commandTags;
   }
 }
 

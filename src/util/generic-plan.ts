@@ -29,4 +29,18 @@ export const GENERIC_PLAN_SET_LOCAL = SETTINGS.map(([name, value]) => `SET LOCAL
  * implicit transaction, one round trip), the plan of the statement after it is chosen under them
  * (DecodedQuery's prelude). Not `SET LOCAL`: outside a block it logs a WARNING on every use.
  */
-export const GENERIC_PLAN_PRELUDE = `SELECT ${SETTINGS.map(([name, value]) => `set_config('${name}', '${value}', true)`).join(', ')}`;
+export const GENERIC_PLAN_PRELUDE = setConfigs(SETTINGS);
+
+/**
+ * `settings` as one SELECT of set_config(…, true): inside a transaction block, what SET LOCAL does,
+ * as one statement that can be prepared (a row-lock batch's pipelined BEGIN: row-lock-sql.ts).
+ * Names and values are constants of this package, never input.
+ */
+export function setConfigs(settings: readonly (readonly [string, string])[]): string {
+  return `SELECT ${settings.map(([name, value]) => `set_config('${name}', '${value}', true)`).join(', ')}`;
+}
+
+/** The generic-plan settings and `more`, as setConfigs. */
+export function genericPlanSettings(...more: (readonly [string, string])[]): string {
+  return setConfigs([...SETTINGS, ...more]);
+}

@@ -24,8 +24,13 @@ export const IDLE_MARGIN_MS = 5_000;
  * a validated option.
  */
 export function idleBound(leaseTtlMs: number): string {
+  return `SET LOCAL idle_in_transaction_session_timeout = ${String(idleBoundMs(leaseTtlMs))}`;
+}
+
+/** The bound itself, in ms (idleBound's value). */
+export function idleBoundMs(leaseTtlMs: number): number {
   const lease = Math.ceil(leaseTtlMs);
-  return `SET LOCAL idle_in_transaction_session_timeout = ${String(lease + Math.max(IDLE_MARGIN_MS, lease))}`;
+  return lease + Math.max(IDLE_MARGIN_MS, lease);
 }
 
 /**

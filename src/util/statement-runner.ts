@@ -1,7 +1,7 @@
 import type pg from 'pg';
 
 import { beforeDeadline } from './deadline.js';
-import { DecodedQuery, type RowDecoder, type RowFields, runsDecodedQueries } from './decoded-query.js';
+import { DecodedQuery, type Prelude, type RowDecoder, type RowFields, runsDecodedQueries } from './decoded-query.js';
 import { GENERIC_PLAN_PRELUDE } from './generic-plan.js';
 import type { Statement } from './statement.js';
 
@@ -79,11 +79,44 @@ export class StatementRunner {
     if (runsDecodedQueries(client)) {
       // A plannedOnce statement is sent after the generic-plan settings (statement.ts plannedOnce);
       // unprepared, it has no cached plan to reuse, and is planned per execution whatever they say.
-      const prelude = statement.plannedOnce === true && this.#prepared ? GENERIC_PLAN_PRELUDE : undefined;
-      return await DecodedQuery.run(client, config, decode, timeoutMs, prelude);
+      const preludes = statement.plannedOnce === true && this.#prepared ? [{ text: GENERIC_PLAN_PRELUDE }] : undefined;
+      return await DecodedQuery.run(client, config, decode, timeoutMs, preludes);
     }
     const result = await client.query<RowFields>({ ...config, query_timeout: timeoutMs } as pg.QueryConfig);
     return result.rows.map(decode);
+  }
+
+  /**
+   * `preludes`, then `statement` decoded as by decodedOn(), in one round trip (DecodedQuery's
+   * preludes) on a client the caller holds: the statement's rows and the command tags of all, in order.
+   * Named preludes are prepared once per connection when preparedStatements is on, sent unnamed
+   * otherwise. Undefined, with nothing sent, on a client that cannot run DecodedQuery (another
+   * node-postgres copy, pg-native): the caller sends its statements one by one instead.
+   * A failure may leave the connection anywhere in the sequence (inside a transaction a prelude
+   * began, say): the caller discards it, as after any failed statement of its own.
+   */
+  /** Whether pipelineOn() runs on `client` (a client of this package's node-postgres copy). */
+  pipelines(client: pg.ClientBase): boolean {
+    return runsDecodedQueries(client);
+  }
+
+  async pipelineOn<T>(
+    client: pg.ClientBase,
+    preludes: readonly Prelude[],
+    statement: Statement,
+    values: unknown[],
+    decode: RowDecoder<T>,
+  ): Promise<{ readonly rows: T[]; readonly tags: readonly string[] } | undefined> {
+    if (!runsDecodedQueries(client)) return undefined;
+    const steps = this.#prepared ? preludes : preludes.map(({ text, values: texts }) => ({ text, values: texts }));
+    const query = await DecodedQuery.answer(
+      client,
+      configOf(statement, this.#prepared, values, true),
+      decode,
+      this.#queryTimeoutMs + SERVER_FIRST_MS,
+      steps,
+    );
+    return { rows: query.decodedRows, tags: query.commandTags };
   }
 
   /**

@@ -166,3 +166,148 @@ describe('StatementRunner.decoded (DecodedQuery)', () => {
     );
   });
 });
+
+describe('StatementRunner.pipelineOn: statements sent before the decoded one, in one round trip', () => {
+  const TABLE = 'pipeline_rows';
+  const DELETE = statement('pipeline_delete', `DELETE FROM ${TABLE} WHERE id = ANY($1::bigint[])`);
+  const BEGIN = statement('pipeline_begin', 'BEGIN');
+  const COMMIT = statement('pipeline_commit', 'COMMIT');
+  const SETTINGS = statement('pipeline_settings', `SELECT set_config('enable_seqscan', 'off', true)`);
+  const CLAIM = statement('pipeline_claim', `SELECT id::text FROM ${TABLE} ORDER BY ${TABLE}.id LIMIT $1 FOR UPDATE SKIP LOCKED`);
+  const step = (of: { name: string; text: string }, values?: string[]) => ({ name: of.name, text: of.text, values });
+
+  async function withRows(n: number): Promise<StatementRunner> {
+    await db.pool.query(`DROP TABLE IF EXISTS ${TABLE}`);
+    await db.pool.query(`CREATE TABLE ${TABLE} (id bigint PRIMARY KEY)`);
+    await db.pool.query(`INSERT INTO ${TABLE} SELECT generate_series(1, $1::int)`, [n]);
+    return new StatementRunner(poolOf(pg), true, 5_000);
+  }
+
+  const count = async () => Number((await db.pool.query<{ n: string }>(`SELECT count(*) AS n FROM ${TABLE}`)).rows[0]?.n);
+  const lockable = async () =>
+    (await db.pool.query<{ id: string }>(`SELECT id::text FROM ${TABLE} ORDER BY id FOR UPDATE SKIP LOCKED`)).rows.map(
+      (row) => row.id,
+    );
+
+  test("a batch's DELETE, COMMIT, the next BEGIN and settings, and the next claim: every tag in order, the claim's rows only, its locks held in the new transaction", async () => {
+    const runner = await withRows(6);
+    const client = await runner.checkout();
+    try {
+      await client.query('BEGIN');
+      let held = (await runner.decodedOn(client, CLAIM, [2], (fields) => fields[0])) as string[];
+      for (let round = 0; round < 2; round += 1) {
+        const answer = await runner.pipelineOn(
+          client,
+          [step(DELETE, [`{${held.join(',')}}`]), step(COMMIT), step(BEGIN), step(SETTINGS)],
+          CLAIM,
+          [2],
+          (fields) => fields[0],
+        );
+        assert.ok(answer !== undefined);
+        assert.deepEqual(answer.tags, ['DELETE 2', 'COMMIT', 'BEGIN', 'SELECT 1', 'SELECT 2']);
+        held = answer.rows as string[];
+        assert.deepEqual(held, round === 0 ? ['3', '4'] : ['5', '6'], "the claim's rows, not the settings' row");
+        assert.equal(await count(), 4 - 2 * round, 'the DELETE committed');
+        assert.deepEqual(await lockable(), round === 0 ? ['5', '6'] : [], 'the claimed rows stay locked after the message');
+        const { rows } = await db.pool.query<{ state: string }>('SELECT state FROM pg_stat_activity WHERE pid = $1', [
+          (client as unknown as { processID: number }).processID,
+        ]);
+        assert.equal(rows[0]?.state, 'idle in transaction', 'in the transaction the pipelined BEGIN opened');
+      }
+      const { rows: prepared } = await client.query<{ name: string }>(
+        `SELECT name FROM pg_prepared_statements WHERE name LIKE 'txoutbox_pipeline_%' ORDER BY name`,
+      );
+      assert.deepEqual(
+        prepared.map((row) => row.name.replace(/_[0-9a-f]+$/, '')),
+        [
+          'txoutbox_pipeline_begin',
+          'txoutbox_pipeline_claim',
+          'txoutbox_pipeline_commit',
+          'txoutbox_pipeline_delete',
+          'txoutbox_pipeline_settings',
+        ],
+        'each named statement parsed once on the connection (a second Parse of a name would have failed)',
+      );
+      await client.query('ROLLBACK');
+    } finally {
+      client.release();
+    }
+  });
+
+  test('one name as a prelude and as the statement on one connection, either first: parsed once (a row-lock COMMIT is both)', async () => {
+    const runner = await withRows(8);
+    const client = await runner.checkout();
+    try {
+      await client.query('BEGIN');
+      // COMMIT first a prelude, then the decoded statement (its rows: none) …
+      const chained = await runner.pipelineOn(
+        client,
+        [step(DELETE, ['{1}']), step(COMMIT), step(BEGIN)],
+        CLAIM,
+        [1],
+        (f) => f[0],
+      );
+      assert.deepEqual(chained?.tags, ['DELETE 1', 'COMMIT', 'BEGIN', 'SELECT 1']);
+      const last = await runner.pipelineOn(client, [step(DELETE, ['{2}'])], COMMIT, [], (f) => f);
+      assert.deepEqual(last?.tags, ['DELETE 1', 'COMMIT'], 'the COMMIT parsed as a prelude runs as the statement');
+      assert.equal(await count(), 6);
+      // … and the other way round: the claim, parsed as the statement above, as a prelude now.
+      await client.query('BEGIN');
+      const reversed = await runner.pipelineOn(client, [step(CLAIM, ['1'])], COMMIT, [], (f) => f);
+      assert.deepEqual(reversed?.tags, ['SELECT 1', 'COMMIT']);
+    } finally {
+      client.release();
+    }
+  });
+
+  test('a failing prelude: nothing after it runs, the error rejects, and the connection goes on with its preludes unnamed', async () => {
+    const runner = await withRows(4);
+    const client = await runner.checkout();
+    try {
+      const failing = statement('pipeline_fail', 'SELECT (1 / 0)::text');
+      await client.query('BEGIN');
+      await assert.rejects(
+        runner.pipelineOn(client, [step(DELETE, ['{1}']), step(failing), step(COMMIT), step(BEGIN)], CLAIM, [1], (f) => f[0]),
+        /division by zero/,
+      );
+      await client.query('ROLLBACK');
+      assert.equal(await count(), 4, 'the DELETE before the failure rolled back: the COMMIT after it never ran');
+      await client.query('BEGIN');
+      const answer = await runner.pipelineOn(client, [step(DELETE, ['{1}']), step(COMMIT), step(BEGIN)], CLAIM, [1], (f) => f[0]);
+      assert.deepEqual(answer?.rows, ['2']);
+      assert.equal(await count(), 3);
+      await client.query('ROLLBACK');
+    } finally {
+      client.release();
+    }
+  });
+
+  test('unprepared: every statement unnamed; on another node-postgres copy: undefined, nothing sent', async () => {
+    await withRows(3);
+    const unprepared = new StatementRunner(poolOf(pg), false, 5_000);
+    const client = await unprepared.checkout();
+    try {
+      // Behind PgBouncer in transaction mode (< 1.21) no name may be left on a server connection.
+      for (let round = 0; round < 2; round += 1) {
+        const answer = await unprepared.pipelineOn(client, [step(BEGIN), step(SETTINGS)], CLAIM, [1], (f) => f[0]);
+        assert.deepEqual(answer?.rows, ['1']);
+        assert.deepEqual(answer?.tags, ['BEGIN', 'SELECT 1', 'SELECT 1']);
+        await client.query('ROLLBACK');
+      }
+      const names = await client.query(`SELECT name FROM pg_prepared_statements`);
+      assert.deepEqual(names.rows, [], 'nothing prepared');
+    } finally {
+      client.release();
+    }
+    const runner = new StatementRunner(poolOf(other), true, 5_000);
+    const otherClient = await runner.checkout();
+    try {
+      assert.equal(runner.pipelines(otherClient), false);
+      assert.equal(await runner.pipelineOn(otherClient, [step(BEGIN)], CLAIM, [1], (f) => f), undefined);
+      const { rows } = await otherClient.query<{ status: string }>(`SELECT 'idle' AS status`);
+      assert.deepEqual(rows, [{ status: 'idle' }], 'no BEGIN was sent');
+    } finally {
+      otherClient.release();
+    }
+  });
+});

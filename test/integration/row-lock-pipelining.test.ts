@@ -16,7 +16,17 @@ const db = useTestDatabase(import.meta.url);
 const newOutbox = outboxFactory(db);
 const ROW_LOCK = { lease: 'row-lock', ...FAST_POLL } as const;
 
-/** A pool whose clients record the text of every statement they send (simple-query messages included). */
+/**
+ * The text of one message a client sends: a simple query's (several statements joined by `; `), or
+ * a pipelined one's statements (DecodedQuery's preludes, then its own) joined the same way.
+ */
+function messageText(config: unknown): string {
+  if (typeof config === 'string') return config;
+  const { text = '', preludes = [] } = (config ?? {}) as { text?: string; preludes?: readonly { text: string }[] };
+  return [...preludes.map((prelude) => prelude.text), text].join('; ');
+}
+
+/** A pool whose clients record the text of every message they send (messageText: one per round trip). */
 function recordingPool(applicationName: string): { pool: pg.Pool; texts: string[] } {
   const texts: string[] = [];
   const pool = new pg.Pool({ connectionString: db.url, max: 4, application_name: applicationName });
@@ -24,8 +34,7 @@ function recordingPool(applicationName: string): { pool: pg.Pool; texts: string[
   pool.on('connect', (client) => {
     const query = client.query.bind(client) as (...args: unknown[]) => unknown;
     (client as unknown as { query: (...args: unknown[]) => unknown }).query = (...args: unknown[]) => {
-      const [config] = args;
-      texts.push(typeof config === 'string' ? config : ((config as { text?: string } | undefined)?.text ?? ''));
+      texts.push(messageText(args[0]));
       return query(...args);
     };
   });
@@ -33,9 +42,11 @@ function recordingPool(applicationName: string): { pool: pg.Pool; texts: string[
   return { pool, texts };
 }
 
-const CHAINED = /COMMIT; BEGIN; SET LOCAL plan_cache_mode = force_generic_plan/;
+/** A COMMIT message that begins the next batch's transaction (and, pipelined, claims its rows). */
+const CHAINED = /COMMIT; BEGIN; SELECT set_config\('plan_cache_mode', 'force_generic_plan', true\)/;
+const CLAIM = buildRowLockSql(resolveSchemaNames('rl_chain', undefined)).claimOne.text;
 
-describe("lease: 'row-lock' batches chained under a backlog (COMMIT carries the next BEGIN)", () => {
+describe("lease: 'row-lock' batches chained under a backlog (COMMIT carries the next BEGIN and claim)", () => {
   test('every row is delivered once and per-key order holds while batches chain', async () => {
     const { pool, texts } = recordingPool('rl_chain');
     const { outbox, log } = await migratedOutbox(newOutbox, pool, 'rl_chain');
@@ -82,8 +93,24 @@ describe("lease: 'row-lock' batches chained under a backlog (COMMIT carries the 
     const chained = texts.filter((text) => CHAINED.test(text));
     assert.ok(chained.length >= 5, `batches chained (${chained.length} COMMITs carried a BEGIN)`);
     assert.ok(
-      chained.every((text) => /^DELETE FROM \S+ WHERE id = ANY\('\{[\d,]+\}'::bigint\[\]\); COMMIT; BEGIN;/.test(text)),
-      "a chained COMMIT follows its batch's acks' DELETE in the same message",
+      chained.every((text) => /^DELETE FROM \S+ WHERE id = ANY\(\$1::bigint\[\]\); COMMIT; BEGIN;/.test(text)),
+      "a chained COMMIT follows its batch's acks' DELETE (a prepared statement) in the same message",
+    );
+    // One round trip per batch under the backlog: the next claim rides in the COMMIT message, and
+    // no claim of a chained batch leaves on its own.
+    assert.ok(
+      chained.every((text) => text.endsWith(`; ${CLAIM}`)),
+      'a chained COMMIT carries the next claim',
+    );
+    const claims = texts.filter((text) => text.endsWith(CLAIM));
+    const alone = claims.filter((text) => !CHAINED.test(text));
+    assert.ok(
+      alone.length <= claims.length - chained.length,
+      `only unchained batches claim in a message of their own (${alone.length} of ${claims.length})`,
+    );
+    assert.ok(
+      alone.length < chained.length,
+      `most claims rode in a COMMIT message (${alone.length} alone, ${chained.length} chained)`,
     );
     // The pool's connections came back outside any transaction (the last batch of the chain released, stop() ended a begun one).
     const { rows } = await db.pool.query<{ n: string }>(
@@ -130,6 +157,59 @@ describe("lease: 'row-lock' batches chained under a backlog (COMMIT carries the 
     );
     assert.equal(log.of('acked').length, ids.length, 'acked once per row: only batches that committed report');
     assert.ok(newOutbox.logger.entries.some((e) => /row-lock batch rolled back/.test(e.message)));
+  });
+
+  test('the COMMIT lands but the claim sent after it fails: the batch reports committed, nothing runs twice, the loop claims on a new connection', async () => {
+    const { pool } = recordingPool('rl_chain_claim_fails');
+    const { outbox, log } = await migratedOutbox(newOutbox, pool, 'rl_chain_cf', { queryTimeoutMs: 300 });
+    // The logger is the file's: this test reads what was logged from here on.
+    const loggedBefore = newOutbox.logger.entries.length;
+    const runs = new Map<string, number>();
+    let locker: pg.PoolClient | undefined;
+    outbox.subscribe(
+      'cf',
+      async (message, ctx) => {
+        runs.set(message.id, (runs.get(message.id) ?? 0) + 1);
+        // The first batch's last row: an ACCESS EXCLUSIVE lock on the paused-queues table, queued
+        // behind this batch's own claim (not awaited: it is granted at this batch's COMMIT), makes
+        // the claim that COMMIT's message carries wait until the client gives up (300 ms + 1 s).
+        if (runs.size === 10 && locker === undefined) {
+          const held = await db.pool.connect();
+          locker = held;
+          await held.query('BEGIN');
+          void held.query('LOCK TABLE rl_chain_cf_paused IN ACCESS EXCLUSIVE MODE').then(() => {
+            setTimeout(() => {
+              void held.query('ROLLBACK').finally(() => {
+                held.release();
+              });
+            }, 2_500);
+          });
+        }
+        ctx.ack();
+      },
+      { ...ROW_LOCK, concurrency: 1, fetchBatchSize: 10 },
+    );
+    const ids = await publishCommitted(
+      outbox,
+      db.pool,
+      'cf',
+      Array.from({ length: 30 }, (_, i) => i),
+    );
+    outbox.start();
+    await waitFor(async () => (await remaining(db.pool, 'cf', 'rl_chain_cf')) === 0, { timeoutMs: 20_000, what: 'drained' });
+    await outbox.stop();
+    assert.deepEqual(new Set(runs.keys()), new Set(ids), 'every row delivered');
+    assert.ok(
+      [...runs.values()].every((n) => n === 1),
+      'no row ran twice: the first batch committed, though its message failed after the COMMIT',
+    );
+    assert.equal(log.of('acked').length, ids.length, 'its acks reported once, as committed');
+    const logged = newOutbox.logger.entries.slice(loggedBefore);
+    assert.ok(
+      logged.some((e) => /next claim sent with its COMMIT failed/.test(e.message)),
+      'the failed claim is logged',
+    );
+    assert.ok(!logged.some((e) => /row-lock batch rolled back/.test(e.message)), 'no batch reported rolled back');
   });
 });
 

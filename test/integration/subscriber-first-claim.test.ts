@@ -11,11 +11,14 @@ import { waitFor } from '../support/wait-for.js';
 const db = useTestDatabase(import.meta.url);
 const newOutbox = outboxFactory(db);
 
-/** The text of a statement as node-postgres' client.query() was given it (a string, a config, a Query). */
+/**
+ * The text of a message as node-postgres' client.query() was given it (a string, a config, a Query;
+ * a pipelined DecodedQuery's preludes first, joined by `; `).
+ */
 function textOf(query: unknown): string {
   if (typeof query === 'string') return query;
-  const { text } = query as { text?: unknown };
-  return typeof text === 'string' ? text : '';
+  const { text, preludes = [] } = query as { text?: unknown; preludes?: readonly { text: string }[] };
+  return [...preludes.map((prelude) => prelude.text), typeof text === 'string' ? text : ''].join('; ');
 }
 
 describe('start(): the first claim and the start diagnostics', () => {
@@ -46,7 +49,7 @@ describe('start(): the first claim and the start diagnostics', () => {
         outbox.subscribe('first', () => undefined, { lease, ...FAST_POLL });
         outbox.start();
         await waitFor(() => texts.length > 0, { what: 'a statement on the idle connection' });
-        // Token: the claim itself. Row-lock: the batch's BEGIN, which the claim follows in the same await.
+        // Token: the claim itself. Row-lock: the batch's BEGIN, which the claim follows in the same message.
         const first = texts[0] ?? '';
         assert.ok(
           lease === 'token' ? first.includes('SKIP LOCKED') : first.startsWith('BEGIN'),

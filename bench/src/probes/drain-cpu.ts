@@ -8,6 +8,10 @@
  *
  *   npm run bench:drain-cpu -- [rounds] [rows]       (builds dist/ first; default 5 rounds of 20,000)
  *
+ * On the embedded server it also reads PostgreSQL's CPU per message by process kind (backends,
+ * autovacuum, WAL writer: server-cpu-split.ts); DRAIN_CPU_STATEMENTS=1 prints each drain's
+ * statements by server time (pg_stat_statements).
+ *
  * DRAIN_CPU_WAYS=<regex> runs only the matching ways; DRAIN_CPU_PROFILE=<dir> writes a V8 CPU
  * profile of each drain; DRAIN_CPU_BASELINE=<dir> (a copy of an earlier dist/, inside the
  * repository so it resolves the same node_modules) adds its txoutbox and row-lock ways, labelled
@@ -26,6 +30,7 @@ import { rawSystem } from '../systems/raw.js';
 import type { System } from '../systems/system.js';
 import { txoutboxRowLockSystem, txoutboxSystem, txoutboxSystemFrom } from '../systems/txoutbox.js';
 import { drainAll, preload } from './preloaded-drain.js';
+import { type CpuSplit, startServerCpuSplit } from './server-cpu-split.js';
 
 const ROUNDS = Number(process.argv[2] ?? 5);
 const ROWS = Number(process.argv[3] ?? 20_000);
@@ -44,6 +49,8 @@ interface Sample {
   readonly rate: number;
   /** Bytes the process read and wrote through syscalls per message (Linux /proc/self/io; NaN elsewhere). */
   readonly bytes: number;
+  /** PostgreSQL's CPU µs per message by process kind (embedded server on Linux only). */
+  readonly server: ReadonlyMap<string, number> | undefined;
 }
 
 /**
@@ -85,6 +92,29 @@ const median = (values: readonly number[]): number => {
   return sorted.length % 2 === 1 ? (sorted[mid] ?? NaN) : ((sorted[mid - 1] ?? NaN) + (sorted[mid] ?? NaN)) / 2;
 };
 
+/** DRAIN_CPU_STATEMENTS=1: each drain's statements by server time (pg_stat_statements), µs per message. */
+const showStatements = process.env.DRAIN_CPU_STATEMENTS === '1';
+
+async function printStatements(server: Awaited<ReturnType<typeof startServer>>, label: string): Promise<void> {
+  if (!server.statStatements) return;
+  const { rows } = await server.admin.query<{ query: string; calls: string; exec: number; plan: number }>(
+    `SELECT left(regexp_replace(query, '\\s+', ' ', 'g'), 90) AS query, calls, total_exec_time AS exec, total_plan_time AS plan
+       FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = 'drain_cpu')
+       ORDER BY total_exec_time + total_plan_time DESC LIMIT 8`,
+  );
+  for (const row of rows)
+    process.stderr.write(
+      `  ${label}: ${((row.exec * 1000) / ROWS).toFixed(2)} µs exec + ${((row.plan * 1000) / ROWS).toFixed(2)} µs plan /msg, ${row.calls} calls: ${row.query}\n`,
+    );
+}
+
+/** µs per message by process kind, plus `all`. */
+function perMessage(split: CpuSplit): Map<string, number> {
+  const us = new Map<string, number>([['all', split.totalNs / 1000 / ROWS]]);
+  for (const [kind, ns] of split.byKind) us.set(kind, ns / 1000 / ROWS);
+  return us;
+}
+
 async function drainOnce(server: Awaited<ReturnType<typeof startServer>>, way: Way): Promise<Sample> {
   const url = await server.createDatabase('drain_cpu');
   const instance = way.system.create(url, {});
@@ -92,10 +122,12 @@ async function drainOnce(server: Awaited<ReturnType<typeof startServer>>, way: W
     await instance.setup();
     await preload(url, instance, ROWS);
     // DRAIN_CPU_PROFILE=<dir>: a V8 CPU profile of each drain (the drain only, not the preload).
-    const { seconds, used, bytes, consumer } = await profiled(
+    const { seconds, used, bytes, consumer, serverCpu } = await profiled(
       process.env.DRAIN_CPU_PROFILE,
       `${way.label.replace(/\W+/g, '-')}-${++profiles}`,
       async () => {
+        if (showStatements) await server.admin.query('SELECT pg_stat_statements_reset()');
+        const split = server.embedded ? await startServerCpuSplit(server.admin) : undefined;
         const cpu = process.cpuUsage();
         const io = ioBytes();
         const started = performance.now();
@@ -105,16 +137,32 @@ async function drainOnce(server: Awaited<ReturnType<typeof startServer>>, way: W
           used: process.cpuUsage(cpu),
           bytes: ioBytes() - io,
           consumer: running,
+          serverCpu: split?.stop(),
         };
       },
     );
     await consumer.stop();
-    return { userUs: used.user / ROWS, systemUs: used.system / ROWS, rate: ROWS / seconds, bytes: bytes / ROWS };
+    if (showStatements) await printStatements(server, way.label);
+    return {
+      userUs: used.user / ROWS,
+      systemUs: used.system / ROWS,
+      rate: ROWS / seconds,
+      bytes: bytes / ROWS,
+      server: serverCpu === undefined ? undefined : perMessage(serverCpu),
+    };
   } finally {
     await instance.close();
     await server.dropDatabase('drain_cpu');
   }
 }
+
+const serverText = (us: ReadonlyMap<string, number> | undefined): string =>
+  us === undefined
+    ? ''
+    : `; server ${[...us]
+        .filter(([, value]) => value >= 0.05)
+        .map(([kind, value]) => `${kind} ${value.toFixed(1)}`)
+        .join(', ')} µs/msg`;
 
 const server = await startServer(process.env.DATABASE_URL);
 const samples = new Map<string, Sample[]>(ways.map((way) => [way.label, []]));
@@ -125,21 +173,25 @@ try {
       const sample = await drainOnce(server, way);
       samples.get(way.label)?.push(sample);
       process.stderr.write(
-        `round ${round + 1} ${way.label}: user ${sample.userUs.toFixed(1)} µs, sys ${sample.systemUs.toFixed(1)} µs, ${Math.round(sample.rate)} msgs/s, ${Math.round(sample.bytes)} B/msg\n`,
+        `round ${round + 1} ${way.label}: user ${sample.userUs.toFixed(1)} µs, sys ${sample.systemUs.toFixed(1)} µs, ${Math.round(sample.rate)} msgs/s, ${Math.round(sample.bytes)} B/msg${serverText(sample.server)}\n`,
       );
     }
   }
 } finally {
   await server.stop();
 }
-console.log(`| way | Node user µs/msg | Node sys µs/msg | total | msgs/s | bytes/msg |`);
-console.log(`| --- | ---: | ---: | ---: | ---: | ---: |`);
+console.log(
+  `| way | Node user µs/msg | Node sys µs/msg | total | msgs/s | bytes/msg | server µs/msg: all · backends · autovacuum · WAL writer |`,
+);
+console.log(`| --- | ---: | ---: | ---: | ---: | ---: | ---: |`);
+const serverMedian = (list: readonly Sample[], kind: string): string =>
+  median(list.map((s) => s.server?.get(kind) ?? (s.server === undefined ? NaN : 0))).toFixed(1);
 for (const way of ways) {
   const list = samples.get(way.label) ?? [];
   const user = median(list.map((s) => s.userUs));
   const system = median(list.map((s) => s.systemUs));
   const total = median(list.map((s) => s.userUs + s.systemUs));
   console.log(
-    `| ${way.label} | ${user.toFixed(1)} | ${system.toFixed(1)} | ${total.toFixed(1)} | ${Math.round(median(list.map((s) => s.rate)))} | ${Math.round(median(list.map((s) => s.bytes)))} |`,
+    `| ${way.label} | ${user.toFixed(1)} | ${system.toFixed(1)} | ${total.toFixed(1)} | ${Math.round(median(list.map((s) => s.rate)))} | ${Math.round(median(list.map((s) => s.bytes)))} | ${['all', 'backend', 'autovacuum worker', 'walwriter'].map((kind) => serverMedian(list, kind)).join(' · ')} |`,
   );
 }

@@ -5,7 +5,7 @@ import type { OutboxEvent } from '../instrumentation/events.js';
 import type { OutcomeWrite } from '../instrumentation/middleware.js';
 import { deferredEmit, type Emit } from '../instrumentation/recorders.js';
 import type { ThroughputTally } from '../queues/throughput-tally.js';
-import { PipelineError, type Prelude, type RowFields } from '../util/decoded-query.js';
+import { type Prelude, type RowFields, tagsBeforeFailure } from '../util/decoded-query.js';
 import type { Logger } from '../util/logger.js';
 import { type Statement, statement } from '../util/statement.js';
 import type { StatementRunner } from '../util/statement-runner.js';
@@ -296,12 +296,12 @@ export class RowLockBatch {
   ): Promise<readonly ClaimedRecord[]> {
     const { db, settings } = this.#deps;
     if (!open) return await this.#claim(client, limit, plan);
-    const answer = await this.#claimAfter(client, [prelude(BEGIN), prelude(settings)], limit, plan);
-    if (answer !== undefined) return answer.rows;
+    const rows = await this.#claimAfter(client, [prelude(BEGIN), prelude(settings)], limit, plan);
+    if (rows !== undefined) return rows;
     // node-postgres sends in call order.
     const began = client.query(db.bounded({ text: this.#deps.begin }));
-    const [, rows] = await Promise.all([began, this.#claim(client, limit, plan)]);
-    return rows;
+    const [, claimed] = await Promise.all([began, this.#claim(client, limit, plan)]);
+    return claimed;
   }
 
   /**
@@ -343,18 +343,22 @@ export class RowLockBatch {
   /**
    * `preludes`, then the claim, in one round trip (StatementRunner.pipelineOn): the claimed rows and
    * every statement's command tag; undefined, with nothing sent, when the client cannot pipeline.
+   * `answered` is given the tags before the rows are decoded or learned from (a claim over several
+   * queues), so that a COMMIT among the preludes is known to have landed even if that fails.
    */
   async #claimAfter(
     client: pg.PoolClient,
     preludes: readonly Prelude[],
     limit: number,
     plan: ClaimPlan | undefined,
-  ): Promise<{ rows: readonly ClaimedRecord[]; tags: readonly string[] } | undefined> {
+    answered: (tags: readonly string[]) => void = () => undefined,
+  ): Promise<readonly ClaimedRecord[] | undefined> {
     const { db } = this.#deps;
     const { statement: claim, values, reported } = this.#claimStatement(limit, plan);
-    if (!reported) return await db.pipelineOn(client, preludes, claim, values, decodeClaimedRow);
     const answer = await db.pipelineOn(client, preludes, claim, values, asFields);
-    return answer === undefined ? undefined : { rows: this.#learned(answer.rows, plan), tags: answer.tags };
+    if (answer === undefined) return undefined;
+    answered(answer.tags);
+    return reported ? this.#learned(answer.rows, plan) : answer.rows.map(decodeClaimedRow);
   }
 
   /** stop() gave up waiting: abort the running handler and commit what finished without it. */
@@ -532,25 +536,29 @@ export class RowLockBatch {
       }
       // The COMMIT's answer is flushed: should the claim after it fail, the batch knows it committed.
       const preludes = [...acks, { ...prelude(COMMIT), flush: true }, prelude(BEGIN), prelude(this.#deps.settings)];
-      let answer: { rows: readonly ClaimedRecord[]; tags: readonly string[] } | undefined;
+      // Set by the callback once the COMMIT's answer is in (TypeScript cannot see that assignment).
+      let landed = false as boolean;
+      let rows: readonly ClaimedRecord[] | undefined;
       try {
-        answer = await this.#claimAfter(client, preludes, this.#limit, next.plan);
+        rows = await this.#claimAfter(client, preludes, this.#limit, next.plan, (tags) => {
+          committed(tags);
+          landed = true;
+        });
       } catch (error) {
-        if (!(error instanceof PipelineError) || error.commandTags[acks.length] !== 'COMMIT') throw error;
-        // The COMMIT landed and what followed it failed (the next claim, say: a statement timeout, or
-        // the connection lost after the COMMIT's answer): this batch committed and reports so; the
-        // connection, in the next batch's transaction or broken, is discarded with whatever that
-        // claim locked, and the loop claims again on another.
-        this.#discard = error;
+        if (!landed && tagsBeforeFailure(error)?.[acks.length] !== 'COMMIT') throw error;
+        // The COMMIT landed and what followed it failed (the next claim: a statement timeout, the
+        // connection lost after the COMMIT's answer, its rows undecodable): this batch committed
+        // and reports so; the connection, in the next batch's transaction or broken, is discarded
+        // with whatever that claim locked, and the loop claims again on another.
+        this.#discard = error instanceof Error ? error : new Error(String(error));
         this.#deps.logger.warn(
           { subscriber: this.#deps.deliverDeps.options.name, err: errorMessage(error) },
           'row-lock batch committed, but the next claim sent with its COMMIT failed; the loop claims again on a new connection',
         );
         return;
       }
-      if (answer === undefined) throw new Error('a row-lock batch pipelined on a client that cannot');
-      committed(answer.tags);
-      this.handedOver = { client, claimed: { rows: answer.rows, plan: next.plan } };
+      if (rows === undefined) throw new Error('a row-lock batch pipelined on a client that cannot');
+      this.handedOver = { client, claimed: { rows, plan: next.plan } };
       return;
     }
     const text = `${ids.length > 0 ? `${sql.ackBatch(ids)}; ` : ''}COMMIT${chain ? `; ${this.#deps.begin}` : ''}`;

@@ -232,6 +232,12 @@ export class RowLockSubscription {
           // Stopping: a batch whose connection the Outbox closed under it (stop() stopped waiting);
           // the batch said what became of its rows, and there is nothing to retry.
           if (!this.#running()) continue;
+          // A batch that committed and handed over a claim, and then failed (a throwing report): its
+          // successor's rows must not stay locked through the pause (they could outlast the idle
+          // bound and be run here after another loop claimed them): they go back now.
+          const handedOver = batch.handedOver;
+          batch.handedOver = undefined;
+          if (handedOver !== undefined) await releaseHandedOver(handedOver.client, this.#deps.db);
           errors += 1;
           this.#failingSince ??= performance.now();
           await pauseAfterFailure(this.#failureReport, error, errors, 'row-lock batch failed', loop.wakeup, () =>
@@ -239,8 +245,9 @@ export class RowLockSubscription {
           );
           continue;
         } finally {
-          // Kept even when run() threw after its COMMIT handed the connection over (a throwing
-          // report): that connection is in the next batch's transaction, and only a loop releases it.
+          // What the batch handed over (a connection in the next batch's transaction) is the loop's
+          // to release: kept for the next batch, or, when run() threw after handing it over while
+          // stopping, released by #run's finally (while running the catch above released it).
           swap(batch.handedOver);
           this.#batches.delete(batch);
           loop.claimingSince = undefined;

@@ -6,8 +6,8 @@ export type RowFields = readonly (string | null)[];
 /** Turns one row's fields into what the caller wants; a throw fails the statement. */
 export type RowDecoder<T> = (fields: RowFields) => T;
 
-/** The callback node-postgres hands a finished query (its result builder is not used here). */
-type Done = (error: Error | undefined) => void;
+/** The callback node-postgres hands a finished query (its result builder is not used here): null on success. */
+type Done = (error: Error | null | undefined) => void;
 
 /**
  * A statement sent before the decoded one, in the same message sequence (DecodedQuery's preludes):
@@ -23,7 +23,7 @@ export interface Prelude {
    * Ask the server to send what it has answered so far once this statement ran (a Flush message).
    * The server otherwise holds its answers until the Sync: after a failure later in the sequence
    * (a timeout, a lost connection), only a flushed answer tells the client this statement ran (a
-   * COMMIT that landed: PipelineError.commandTags). Costs the server a send and the client a read.
+   * COMMIT that landed: tagsBeforeFailure). Costs the server a send and the client a read.
    */
   readonly flush?: boolean;
 }
@@ -115,8 +115,10 @@ export class DecodedQuery<T> extends pg.Query {
   #prepared: { readonly names: Set<string>; tainted: boolean } | undefined;
 
   constructor(config: pg.QueryConfig, decode: RowDecoder<T>, done: Done, preludes: readonly Prelude[] = []) {
-    // node-postgres keeps the callback and calls it with (error) or (null, result).
-    super({ ...config, callback: done } as pg.QueryConfig);
+    // node-postgres keeps the callback and calls it with (error) or (null, result). With preludes
+    // the query must take the extended protocol (prepare()) even when it has no name and no values:
+    // node-postgres would send an unnamed `COMMIT` without values as a simple query, preludes unsent.
+    super({ ...config, callback: done, ...(preludes.length > 0 ? { queryMode: 'extended' } : {}) } as pg.QueryConfig);
     this.#decode = decode;
     this.preludes = preludes;
   }
@@ -224,7 +226,7 @@ export class DecodedQuery<T> extends pg.Query {
 
   /**
    * As run(), resolving with the query itself: its decoded rows and every command tag. With
-   * preludes, a failure rejects with a PipelineError, which tells what completed before it.
+   * preludes, what completed before a failure is told by tagsBeforeFailure(error).
    */
   static answer<T>(
     client: pg.ClientBase,
@@ -238,8 +240,12 @@ export class DecodedQuery<T> extends pg.Query {
         config,
         decode,
         (error) => {
-          if (error === undefined || error === null) resolve(query);
-          else reject(query.preludes.length > 0 ? new PipelineError(error, [...query.commandTags]) : error);
+          if (error === undefined || error === null) {
+            resolve(query);
+            return;
+          }
+          if (query.preludes.length > 0) TAGS_BEFORE_FAILURE.set(error, [...query.commandTags]);
+          reject(error);
         },
         preludes,
       );
@@ -250,18 +256,18 @@ export class DecodedQuery<T> extends pg.Query {
 }
 
 /**
- * A query with preludes failed: `cause` is its error (its message is this one's), `commandTags`
- * the tags of the statements that completed before it, in order. A caller whose message ran a
- * COMMIT before a later statement failed learns from them that the COMMIT landed.
+ * The command tags a query with preludes had received when it failed, in order, by its error (the
+ * error itself is node-postgres', unchanged: its `code` and fields still tell callers what failed).
  */
-export class PipelineError extends Error {
-  readonly commandTags: readonly string[];
+const TAGS_BEFORE_FAILURE = new WeakMap<object, readonly string[]>();
 
-  constructor(cause: unknown, commandTags: readonly string[]) {
-    super(cause instanceof Error ? cause.message : String(cause), { cause });
-    this.name = 'PipelineError';
-    this.commandTags = commandTags;
-  }
+/**
+ * What completed before `error` failed a query with preludes: the statements' command tags in
+ * order (a caller whose message ran a COMMIT before a later statement failed learns from them
+ * that the COMMIT landed); undefined for any other error.
+ */
+export function tagsBeforeFailure(error: unknown): readonly string[] | undefined {
+  return typeof error === 'object' && error !== null ? TAGS_BEFORE_FAILURE.get(error) : undefined;
 }
 
 /** A client whose Query internals are the ones DecodedQuery extends: a pg.Client of this very copy. */

@@ -108,7 +108,7 @@ export class StatementRunner {
     decode: RowDecoder<T>,
   ): Promise<{ readonly rows: T[]; readonly tags: readonly string[] } | undefined> {
     if (!runsDecodedQueries(client)) return undefined;
-    const steps = this.#prepared ? preludes : preludes.map(({ text, values: texts }) => ({ text, values: texts }));
+    const steps = this.#prepared ? preludes : preludes.map(({ text, values: texts, flush }) => ({ text, values: texts, flush }));
     const query = await DecodedQuery.answer(
       client,
       configOf(statement, this.#prepared, values, true),

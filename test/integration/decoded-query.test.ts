@@ -3,7 +3,7 @@ import { describe, test } from 'node:test';
 
 import pg from 'pg';
 
-import { runsDecodedQueries } from '../../src/util/decoded-query.js';
+import { runsDecodedQueries, tagsBeforeFailure } from '../../src/util/decoded-query.js';
 import { plannedOnce, statement } from '../../src/util/statement.js';
 import { StatementRunner } from '../../src/util/statement-runner.js';
 import { useTestDatabase } from '../support/database.js';
@@ -260,23 +260,55 @@ describe('StatementRunner.pipelineOn: statements sent before the decoded one, in
     }
   });
 
-  test('a failing prelude: nothing after it runs, the error rejects, and the connection goes on with its preludes unnamed', async () => {
+  test('a failing prelude: nothing after it runs, the error (its code kept) says what completed, and the connection goes on with its preludes unnamed', async () => {
     const runner = await withRows(4);
     const client = await runner.checkout();
+    const names = async () =>
+      (await client.query<{ name: string }>(`SELECT name FROM pg_prepared_statements ORDER BY name`)).rows.map((row) => row.name);
     try {
       const failing = statement('pipeline_fail', 'SELECT (1 / 0)::text');
       await client.query('BEGIN');
       await assert.rejects(
         runner.pipelineOn(client, [step(DELETE, ['{1}']), step(failing), step(COMMIT), step(BEGIN)], CLAIM, [1], (f) => f[0]),
-        /division by zero/,
+        (error: unknown) => {
+          assert.equal((error as { code?: string }).code, '22012', "node-postgres' own error, its SQLSTATE kept");
+          assert.match(String(error), /division by zero/);
+          assert.deepEqual(tagsBeforeFailure(error), ['DELETE 1'], 'what completed before the failure');
+          return true;
+        },
       );
       await client.query('ROLLBACK');
       assert.equal(await count(), 4, 'the DELETE before the failure rolled back: the COMMIT after it never ran');
+      const before = await names();
+      // A name this connection never parsed goes unnamed now: no Parse of a name is repeated.
+      const fresh = statement('pipeline_after_failure', `SELECT set_config('enable_seqscan', 'off', true)`);
       await client.query('BEGIN');
-      const answer = await runner.pipelineOn(client, [step(DELETE, ['{1}']), step(COMMIT), step(BEGIN)], CLAIM, [1], (f) => f[0]);
+      const answer = await runner.pipelineOn(
+        client,
+        [step(DELETE, ['{1}']), step(fresh), step(COMMIT), step(BEGIN)],
+        CLAIM,
+        [1],
+        (f) => f[0],
+      );
       assert.deepEqual(answer?.rows, ['2']);
+      assert.deepEqual(answer?.tags, ['DELETE 1', 'SELECT 1', 'COMMIT', 'BEGIN', 'SELECT 1']);
       assert.equal(await count(), 3);
       await client.query('ROLLBACK');
+      assert.deepEqual(await names(), before, 'the preludes went unnamed');
+    } finally {
+      client.release();
+    }
+  });
+
+  test('a statement without a name or values after preludes (an unprepared COMMIT) still takes the extended protocol: the preludes run', async () => {
+    await withRows(3);
+    const unprepared = new StatementRunner(poolOf(pg), false, 5_000);
+    const client = await unprepared.checkout();
+    try {
+      await client.query('BEGIN');
+      const answer = await unprepared.pipelineOn(client, [step(DELETE, ['{1,2}'])], COMMIT, [], (f) => f);
+      assert.deepEqual(answer?.tags, ['DELETE 2', 'COMMIT']);
+      assert.equal(await count(), 1, 'the DELETE ran and committed');
     } finally {
       client.release();
     }

@@ -159,58 +159,64 @@ describe("lease: 'row-lock' batches chained under a backlog (COMMIT carries the 
     assert.ok(newOutbox.logger.entries.some((e) => /row-lock batch rolled back/.test(e.message)));
   });
 
-  test('the COMMIT lands but the claim sent after it fails: the batch reports committed, nothing runs twice, the loop claims on a new connection', async () => {
-    const { pool } = recordingPool('rl_chain_claim_fails');
-    const { outbox, log } = await migratedOutbox(newOutbox, pool, 'rl_chain_cf', { queryTimeoutMs: 300 });
-    // The logger is the file's: this test reads what was logged from here on.
-    const loggedBefore = newOutbox.logger.entries.length;
-    const runs = new Map<string, number>();
-    let locker: pg.PoolClient | undefined;
-    outbox.subscribe(
-      'cf',
-      async (message, ctx) => {
-        runs.set(message.id, (runs.get(message.id) ?? 0) + 1);
-        // The first batch's last row: an ACCESS EXCLUSIVE lock on the paused-queues table, queued
-        // behind this batch's own claim (not awaited: it is granted at this batch's COMMIT), makes
-        // the claim that COMMIT's message carries wait until the client gives up (300 ms + 1 s).
-        if (runs.size === 10 && locker === undefined) {
-          const held = await db.pool.connect();
-          locker = held;
-          await held.query('BEGIN');
-          void held.query('LOCK TABLE rl_chain_cf_paused IN ACCESS EXCLUSIVE MODE').then(() => {
-            setTimeout(() => {
-              void held.query('ROLLBACK').finally(() => {
-                held.release();
-              });
-            }, 2_500);
-          });
-        }
-        ctx.ack();
-      },
-      { ...ROW_LOCK, concurrency: 1, fetchBatchSize: 10 },
-    );
-    const ids = await publishCommitted(
-      outbox,
-      db.pool,
-      'cf',
-      Array.from({ length: 30 }, (_, i) => i),
-    );
-    outbox.start();
-    await waitFor(async () => (await remaining(db.pool, 'cf', 'rl_chain_cf')) === 0, { timeoutMs: 20_000, what: 'drained' });
-    await outbox.stop();
-    assert.deepEqual(new Set(runs.keys()), new Set(ids), 'every row delivered');
-    assert.ok(
-      [...runs.values()].every((n) => n === 1),
-      'no row ran twice: the first batch committed, though its message failed after the COMMIT',
-    );
-    assert.equal(log.of('acked').length, ids.length, 'its acks reported once, as committed');
-    const logged = newOutbox.logger.entries.slice(loggedBefore);
-    assert.ok(
-      logged.some((e) => /next claim sent with its COMMIT failed/.test(e.message)),
-      'the failed claim is logged',
-    );
-    assert.ok(!logged.some((e) => /row-lock batch rolled back/.test(e.message)), 'no batch reported rolled back');
-  });
+  // Unprepared as behind PgBouncer in transaction mode: every statement unnamed, the COMMIT's
+  // answer flushed all the same, and a last batch that ends unchained still deletes its acks.
+  for (const preparedStatements of [true, false]) {
+    test(`the COMMIT lands but the claim sent after it fails: the batch reports committed, nothing runs twice, the loop claims on a new connection (preparedStatements: ${String(preparedStatements)})`, async () => {
+      const table = preparedStatements ? 'rl_chain_cf' : 'rl_chain_cfu';
+      const { pool } = recordingPool(`rl_chain_claim_fails_${String(preparedStatements)}`);
+      const { outbox, log } = await migratedOutbox(newOutbox, pool, table, { queryTimeoutMs: 300, preparedStatements });
+      // The logger is the file's: this test reads what was logged from here on.
+      const loggedBefore = newOutbox.logger.entries.length;
+      const runs = new Map<string, number>();
+      let locker: pg.PoolClient | undefined;
+      outbox.subscribe(
+        'cf',
+        async (message, ctx) => {
+          runs.set(message.id, (runs.get(message.id) ?? 0) + 1);
+          // The first batch's last row: an ACCESS EXCLUSIVE lock on the paused-queues table, queued
+          // behind this batch's own claim (not awaited: it is granted at this batch's COMMIT), makes
+          // the claim that COMMIT's message carries wait until the client gives up (300 ms + 1 s).
+          if (runs.size === 10 && locker === undefined) {
+            const held = await db.pool.connect();
+            locker = held;
+            await held.query('BEGIN');
+            void held.query(`LOCK TABLE ${table}_paused IN ACCESS EXCLUSIVE MODE`).then(() => {
+              setTimeout(() => {
+                void held.query('ROLLBACK').finally(() => {
+                  held.release();
+                });
+              }, 2_500);
+            });
+          }
+          ctx.ack();
+        },
+        { ...ROW_LOCK, concurrency: 1, fetchBatchSize: 10 },
+      );
+      const ids = await publishCommitted(
+        outbox,
+        db.pool,
+        'cf',
+        // 25: the last batch (5 rows) ends unchained, its acks in the COMMIT's message.
+        Array.from({ length: 25 }, (_, i) => i),
+      );
+      outbox.start();
+      await waitFor(async () => (await remaining(db.pool, 'cf', table)) === 0, { timeoutMs: 20_000, what: 'drained' });
+      await outbox.stop();
+      assert.deepEqual(new Set(runs.keys()), new Set(ids), 'every row delivered');
+      assert.ok(
+        [...runs.values()].every((n) => n === 1),
+        'no row ran twice: the first batch committed, though its message failed after the COMMIT',
+      );
+      assert.equal(log.of('acked').length, ids.length, 'its acks reported once, as committed');
+      const logged = newOutbox.logger.entries.slice(loggedBefore);
+      assert.ok(
+        logged.some((e) => /next claim sent with its COMMIT failed/.test(e.message)),
+        'the failed claim is logged',
+      );
+      assert.ok(!logged.some((e) => /row-lock batch rolled back/.test(e.message)), 'no batch reported rolled back');
+    });
+  }
 });
 
 describe('chained batches and the pool', () => {

@@ -6,6 +6,7 @@ import pg from 'pg';
 import { resolveSchemaNames } from '../../src/schema/schema-names.js';
 import { buildRowLockSql } from '../../src/subscriber/row-lock-sql.js';
 import { useTestDatabase } from '../support/database.js';
+import { messageText } from '../support/message-text.js';
 import { outboxFactory } from '../support/outboxes.js';
 import { publishCommitted, remaining } from '../support/publish.js';
 import { FAST_POLL, migratedOutbox } from '../support/subscriber-setup.js';
@@ -15,16 +16,6 @@ import { waitFor } from '../support/wait-for.js';
 const db = useTestDatabase(import.meta.url);
 const newOutbox = outboxFactory(db);
 const ROW_LOCK = { lease: 'row-lock', ...FAST_POLL } as const;
-
-/**
- * The text of one message a client sends: a simple query's (several statements joined by `; `), or
- * a pipelined one's statements (DecodedQuery's preludes, then its own) joined the same way.
- */
-function messageText(config: unknown): string {
-  if (typeof config === 'string') return config;
-  const { text = '', preludes = [] } = (config ?? {}) as { text?: string; preludes?: readonly { text: string }[] };
-  return [...preludes.map((prelude) => prelude.text), text].join('; ');
-}
 
 /** A pool whose clients record the text of every message they send (messageText: one per round trip). */
 function recordingPool(applicationName: string): { pool: pg.Pool; texts: string[] } {

@@ -4,22 +4,13 @@ import { describe, test } from 'node:test';
 import pg from 'pg';
 
 import { useTestDatabase } from '../support/database.js';
+import { messageText } from '../support/message-text.js';
 import { outboxFactory } from '../support/outboxes.js';
 import { FAST_POLL } from '../support/subscriber-setup.js';
 import { waitFor } from '../support/wait-for.js';
 
 const db = useTestDatabase(import.meta.url);
 const newOutbox = outboxFactory(db);
-
-/**
- * The text of a message as node-postgres' client.query() was given it (a string, a config, a Query;
- * a pipelined DecodedQuery's preludes first, joined by `; `).
- */
-function textOf(query: unknown): string {
-  if (typeof query === 'string') return query;
-  const { text, preludes = [] } = query as { text?: unknown; preludes?: readonly { text: string }[] };
-  return [...preludes.map((prelude) => prelude.text), typeof text === 'string' ? text : ''].join('; ');
-}
 
 describe('start(): the first claim and the start diagnostics', () => {
   for (const lease of ['token', 'row-lock'] as const) {
@@ -41,7 +32,7 @@ describe('start(): the first claim and the start diagnostics', () => {
           const query = client.query.bind(client) as (...args: unknown[]) => unknown;
           Object.assign(client, {
             query: (...args: unknown[]) => {
-              texts.push(textOf(args[0]));
+              texts.push(messageText(args[0]));
               return query(...args);
             },
           });

@@ -11,9 +11,9 @@ type Done = (error: Error | null | undefined) => void;
 
 /**
  * A statement sent before the decoded one, in the same message sequence (DecodedQuery's preludes):
- * its rows are ignored, its command tag is kept (`preludeTags`). `values` are sent as they are: the
+ * its rows are ignored, its command tag is kept (`commandTags`). `values` are sent as they are: the
  * texts the server reads (NULL as null), no node-postgres conversion. Named: parsed once per
- * connection (see PreparedPreludes); unnamed: parsed with every use.
+ * connection (PREPARED_PRELUDES); unnamed: parsed with every use.
  */
 export interface Prelude {
   readonly name?: string;

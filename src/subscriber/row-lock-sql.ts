@@ -184,15 +184,15 @@ const ID_LIST = /^-?\d+(?:,-?\d+)*$/;
  * checked anyway (one match over the joined list, not one per id: this runs per batch on the hot
  * path), because they are spliced into SQL text.
  */
-/** `ids` as the text of a bigint[] (the ack statement's $1). */
-export function idArray(ids: readonly string[]): string {
-  return `{${idList(ids)}}`;
-}
-
 function idList(ids: readonly string[]): string {
   const list = ids.join(',');
   if (!ID_LIST.test(list)) throw new Error(`row-lock ack: not a list of row ids: ${JSON.stringify(list.slice(0, 200))}`);
   return list;
+}
+
+/** `ids` as the text of a bigint[] (the ack statement's $1). */
+export function idArray(ids: readonly string[]): string {
+  return `{${idList(ids)}}`;
 }
 
 /** CLAIMED_FIELDS qualified by `alias`, for the branch bodies. */

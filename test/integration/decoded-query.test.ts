@@ -155,7 +155,12 @@ describe('StatementRunner.decoded (DecodedQuery)', () => {
   });
 
   test('a server error rejects, and an answer slower than queryTimeoutMs + 1 s fails by query_timeout', async () => {
-    const runner = new StatementRunner(poolOf(pg), false, 200);
+    const pool = poolOf(pg);
+    // Both connections opened first: a failed statement's connection is discarded, and a connect
+    // under a loaded CI may take longer than the 200 ms this runner allows its checkout.
+    const warm = await Promise.all([pool.connect(), pool.connect()]);
+    for (const client of warm) client.release();
+    const runner = new StatementRunner(pool, false, 200);
     await assert.rejects(
       runner.decoded(statement('decoded_fail', 'SELECT 1 / 0'), [], (fields) => fields),
       /division by zero/,

@@ -1,5 +1,5 @@
 import type { DeadLetters } from './dlq/dead-letters.js';
-import { OutboxStoppedError } from './errors.js';
+import { errorMessage, OutboxStoppedError } from './errors.js';
 import { type OutboxOptions, type ResolvedOutboxOptions, resolveOutboxOptions } from './outbox-options.js';
 import type { TransactionTarget } from './producer/executor.js';
 import { fetchUnprocessed, type FetchUnprocessedOptions, isFetchTarget } from './producer/fetch-unprocessed.js';
@@ -469,11 +469,35 @@ export class Outbox<Q extends QueueMap = AnyQueues, I extends QueueMap = Q> {
     subscription.start();
   }
 
-  /** A payload on the channel (pause-signal.ts): a queue to wake, or a paused one; undefined: wake all. */
+  /**
+   * A payload on the channel (pause-signal.ts): a queue to wake, or a paused one. Undefined: the
+   * LISTEN connection (re)connected, so notifications may have been missed: wake all, and read
+   * which queues are paused now.
+   */
   #onNotification(payload: string | undefined): void {
     const signal = payload === undefined ? undefined : readSignal(payload);
     if (signal?.kind === 'paused') this.#releasePaused(signal.queue);
     else this.#wakeSubscriptions(signal?.queue);
+    if (payload === undefined) void this.#releaseMissedPauses();
+  }
+
+  /**
+   * A pause committed while the LISTEN connection was down (or before its first LISTEN) signalled
+   * nobody here: without this read, rows this process had buffered before it would still run.
+   * Read after LISTEN succeeded, so a pause either is visible to it or is notified.
+   */
+  async #releaseMissedPauses(): Promise<void> {
+    const queues = [...new Set(this.#subscriptions.flatMap((s) => s.options.queues))];
+    if (queues.length === 0) return;
+    try {
+      for (const queue of await this.#operations.controls.pausedAmong(queues)) this.#releasePaused(queue);
+    } catch (error) {
+      if (this.#state !== 'running') return;
+      this.#options.logger.warn(
+        { err: errorMessage(error) },
+        'could not read which queues are paused after the LISTEN connection (re)connected: rows buffered before a pause it missed run unless another signal comes',
+      );
+    }
   }
 
   /** A pause of `queue`: its subscriptions give back their buffered rows of it. */

@@ -15,6 +15,8 @@ export interface PauseSql {
    * notification is sent when this autocommit statement commits).
    */
   readonly resume: Statement;
+  /** $1 queues (text[]): those of them paused now. */
+  readonly pausedAmong: Statement;
 }
 
 export function buildPauseSql(names: SchemaNames): PauseSql {
@@ -36,5 +38,6 @@ WHERE queue = $1::text AND NOT EXISTS (SELECT 1 FROM inserted)`,
       `WITH deleted AS (DELETE FROM ${paused} WHERE queue = $1::text RETURNING queue)
 SELECT count(*) > 0 AS changed, bool_or(pg_notify($2::text, queue) IS NOT NULL) AS notified FROM deleted`,
     ),
+    pausedAmong: statement('paused_among', `SELECT queue FROM ${paused} WHERE queue = ANY($1::text[])`),
   };
 }

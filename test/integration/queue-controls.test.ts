@@ -12,6 +12,7 @@ import { EventLog } from '../support/events.js';
 import { outboxFactory } from '../support/outboxes.js';
 import { publishCommitted } from '../support/publish.js';
 import { FAST_POLL } from '../support/subscriber-setup.js';
+import { TcpProxy } from '../support/tcp-proxy.js';
 import { waitFor } from '../support/wait-for.js';
 
 const db = useTestDatabase(import.meta.url);
@@ -179,6 +180,62 @@ describe('pause and resume', () => {
 
     await operator.resume('q');
     await waitFor(() => started.length === 6, { what: 'all six handled after resume' });
+  });
+
+  test('a pause the LISTEN connection missed (it was down) still gives the buffered rows back once it reconnects', async () => {
+    const table = 'pause_missed';
+    const operator = newOutbox({ pool: db.pool, table });
+    await operator.migrate();
+    // The consumer listens through a proxy, so the test decides when its reconnect gets through.
+    const link = await TcpProxy.start(Number(new URL(db.url).port));
+    db.onCleanup(() => link.close());
+    const pool = new pg.Pool({ connectionString: db.url, max: 4 });
+    db.onCleanup(() => pool.end());
+    const consumerOutbox = newOutbox({ pool, table, listenConnectionString: link.via(db.url) });
+    let release!: () => void;
+    const blocked = new Promise<void>((resolve) => (release = resolve));
+    const started: unknown[] = [];
+    consumerOutbox.subscribe(
+      'q',
+      async (message) => {
+        started.push(message.body);
+        if (started.length === 1) await blocked;
+      },
+      { concurrency: 1, fetchBatchSize: 5, ...FAST_POLL },
+    );
+    await publishCommitted(
+      operator,
+      db.pool,
+      'q',
+      Array.from({ length: 5 }, (_, n) => ({ n })),
+    );
+    consumerOutbox.start();
+    const leased = async () => (await operator.status({ queues: ['q'] })).queues[0]?.leased;
+    const listenQuery = `LISTEN "txoutbox.${table}"`;
+    const listening = async () =>
+      (
+        await db.pool.query<{ n: number }>(
+          'SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND query = $1',
+          [listenQuery],
+        )
+      ).rows[0]?.n;
+    await waitFor(async () => started.length === 1 && (await leased()) === 5 && (await listening()) === 1, {
+      what: 'one running, four buffered, listening',
+    });
+
+    // The LISTEN backend ends while the proxy holds the news back: the pause's NOTIFY reaches nobody.
+    link.freeze();
+    await db.pool.query(
+      'SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity WHERE datname = current_database() AND query = $1',
+      [listenQuery],
+    );
+    await operator.pause('q');
+    link.thaw();
+    await waitFor(async () => (await leased()) === 1, { what: 'the four buffered rows given back after the reconnect' });
+    assert.equal(started.length, 1, 'no buffered row ran after the pause');
+    release();
+    await operator.resume('q');
+    await waitFor(() => started.length === 5, { what: 'all five handled after resume' });
   });
 
   test('rows of a claim that was in flight when the pause came go back too, unstarted', async () => {

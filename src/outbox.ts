@@ -1,3 +1,5 @@
+import type pg from 'pg';
+
 import type { DeadLetters } from './dlq/dead-letters.js';
 import { errorMessage, OutboxStoppedError } from './errors.js';
 import { type OutboxOptions, type ResolvedOutboxOptions, resolveOutboxOptions } from './outbox-options.js';
@@ -9,6 +11,7 @@ import type { PublishBatchOptions, PublishOptions } from './producer/publish-opt
 import { buildProducerSql } from './producer/sql.js';
 import { WakeNotifier } from './producer/wake-notifier.js';
 import { readSignal } from './queues/pause-signal.js';
+import { pausedAmongText } from './queues/pause-sql.js';
 import type { PeekOptions, PeekPage } from './queues/peek.js';
 import { QueueOperations } from './queues/queue-operations.js';
 import type { PauseOptions, QueuePauseState, QueueStatusReport, StatusOptions } from './queues/queue-status.js';
@@ -462,6 +465,7 @@ export class Outbox<Q extends QueueMap = AnyQueues, I extends QueueMap = Q> {
         onWake: (payload) => {
           this.#onNotification(payload);
         },
+        afterListen: (client) => this.#releaseMissedPauses(client),
         ownNotifierPid: () => this.#notifier.backendPid,
       });
       this.#listener.start();
@@ -471,26 +475,26 @@ export class Outbox<Q extends QueueMap = AnyQueues, I extends QueueMap = Q> {
 
   /**
    * A payload on the channel (pause-signal.ts): a queue to wake, or a paused one. Undefined: the
-   * LISTEN connection (re)connected, so notifications may have been missed: wake all, and read
-   * which queues are paused now.
+   * LISTEN connection (re)connected, so notifications may have been missed: wake all.
    */
   #onNotification(payload: string | undefined): void {
     const signal = payload === undefined ? undefined : readSignal(payload);
     if (signal?.kind === 'paused') this.#releasePaused(signal.queue);
     else this.#wakeSubscriptions(signal?.queue);
-    if (payload === undefined) void this.#releaseMissedPauses();
   }
 
   /**
    * A pause committed while the LISTEN connection was down (or before its first LISTEN) signalled
    * nobody here: without this read, rows this process had buffered before it would still run.
-   * Read after LISTEN succeeded, so a pause either is visible to it or is notified.
+   * Read on the LISTEN connection after its LISTEN succeeded, so a pause either is visible to it
+   * or is notified; and no pool connection is opened for it while the first claims hold theirs.
    */
-  async #releaseMissedPauses(): Promise<void> {
+  async #releaseMissedPauses(client: pg.ClientBase): Promise<void> {
     const queues = [...new Set(this.#subscriptions.flatMap((s) => s.options.queues))];
     if (queues.length === 0) return;
     try {
-      for (const queue of await this.#operations.controls.pausedAmong(queues)) this.#releasePaused(queue);
+      const { rows } = await client.query<{ queue: string }>(pausedAmongText(this.#options.names), [queues]);
+      for (const { queue } of rows) this.#releasePaused(queue);
     } catch (error) {
       if (this.#state !== 'running') return;
       this.#options.logger.warn(

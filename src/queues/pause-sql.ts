@@ -15,8 +15,14 @@ export interface PauseSql {
    * notification is sent when this autocommit statement commits).
    */
   readonly resume: Statement;
-  /** $1 queues (text[]): those of them paused now. */
-  readonly pausedAmong: Statement;
+}
+
+/**
+ * $1 queues (text[]): those of them paused now. Run on the LISTEN connection after each LISTEN
+ * (outbox.ts), unprepared: a pause signal sent while it was down reached nobody.
+ */
+export function pausedAmongText(names: SchemaNames): string {
+  return `SELECT queue FROM ${names.paused.sql} WHERE queue = ANY($1::text[])`;
 }
 
 export function buildPauseSql(names: SchemaNames): PauseSql {
@@ -38,6 +44,5 @@ WHERE queue = $1::text AND NOT EXISTS (SELECT 1 FROM inserted)`,
       `WITH deleted AS (DELETE FROM ${paused} WHERE queue = $1::text RETURNING queue)
 SELECT count(*) > 0 AS changed, bool_or(pg_notify($2::text, queue) IS NOT NULL) AS notified FROM deleted`,
     ),
-    pausedAmong: statement('paused_among', `SELECT queue FROM ${paused} WHERE queue = ANY($1::text[])`),
   };
 }

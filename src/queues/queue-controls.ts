@@ -94,12 +94,6 @@ export class QueueControls {
     return { queue, paused: false, pausedAt: null, reason: null, changed };
   }
 
-  /** Those of `queues` paused now. */
-  async pausedAmong(queues: readonly string[]): Promise<string[]> {
-    const { rows } = await this.#deps.db.run<{ queue: string }>(this.#pauseSql.pausedAmong, [queues]);
-    return rows.map((row) => row.queue);
-  }
-
   async status(options: StatusOptions = {}): Promise<QueueStatusReport> {
     const { queues, minutes, maxQueues } = resolveStatusOptions(options);
     const { db, statementTimeoutMs } = this.#deps;

@@ -15,6 +15,12 @@ export interface ListenerOptions {
   readonly logger: Logger;
   /** Called with the notified queue, or undefined after a (re)connect: wake everyone, notifications may have been missed. */
   readonly onWake: (queue: string | undefined) => void;
+  /**
+   * Run on the connection after each LISTEN succeeded, for what notifications sent before it
+   * would have said (the Outbox reads which queues are paused). On this connection, not the
+   * pool's: no other connection is opened for it. Must not throw.
+   */
+  readonly afterListen?: (client: pg.ClientBase) => Promise<void>;
   /** @default 30000 */
   readonly healthCheckIntervalMs?: number;
   /**
@@ -125,11 +131,18 @@ export class NotifyListener {
       this.#options.onWake(message.payload);
     });
     await client.connect();
-    await client.query(`LISTEN ${quoteIdent(this.#options.channel)}`);
+    const listen = `LISTEN ${quoteIdent(this.#options.channel)}`;
+    await client.query(listen);
     if (this.#stopped()) return;
     this.#state = 'listening';
     onListening();
     this.#options.onWake(undefined);
+    if (this.#options.afterListen !== undefined) {
+      await this.#options.afterListen(client);
+      // Again (a no-op for the server): pg_stat_activity shows a connection's last statement, and
+      // operators, the bench and the tests find this connection by its LISTEN.
+      await client.query(listen);
+    }
     const interval = this.#options.healthCheckIntervalMs ?? 30_000;
     for (;;) {
       try {

@@ -37,6 +37,7 @@ import {
   type SubscribeOptions,
   transactionalPoolWarning,
 } from './subscriber/subscription-options.js';
+import { UntilFirstWait } from './subscriber/until-first-wait.js';
 import type { AnyQueues, BodyOf, PublishBody, QueueMap, QueueName } from './typed-events/queue-map.js';
 import { validatingHandler } from './typed-events/validating-handler.js';
 import { beforeDeadline, CLOSE_TIMEOUT_MS } from './util/deadline.js';
@@ -76,6 +77,13 @@ const PING = statement('ping', 'SELECT 1');
 export const STALL_QUERY_TIMEOUTS = 3;
 
 /**
+ * The LISTEN connection and the setup diagnostics wait for a subscription's first idle claim, at
+ * most this long after start() (until-first-wait.ts): a pause signal sent before LISTEN is read
+ * back after it, and a consumer busy for longer than this is woken by NOTIFY when it idles.
+ */
+export const DEFERRED_START_MAX_MS = 1_000;
+
+/**
  * One outbox table: publish into it inside your own transactions, migrate and inspect it.
  *
  * ```ts
@@ -105,6 +113,7 @@ export class Outbox<Q extends QueueMap = AnyQueues, I extends QueueMap = Q> {
   readonly #diagnostics: ConsumerDiagnostics;
   readonly #tally: ThroughputTally;
   #listener: NotifyListener | undefined;
+  readonly #untilFirstWait: UntilFirstWait;
   readonly #operations: QueueOperations;
   #started = false;
   /**
@@ -140,6 +149,9 @@ export class Outbox<Q extends QueueMap = AnyQueues, I extends QueueMap = Q> {
     this.#subscriberSql = buildSubscriberSql(this.#options.names);
     this.#sinks = new RelaySinks(this.#options.logger);
     this.#diagnostics = new ConsumerDiagnostics(this.#options);
+    this.#untilFirstWait = new UntilFirstWait(() => {
+      this.#afterFirstWait();
+    }, DEFERRED_START_MAX_MS);
     const { pool, preparedStatements, queryTimeoutMs } = this.#options;
     this.#statements = new StatementRunner(pool, preparedStatements, queryTimeoutMs);
     this.#tally = new ThroughputTally(this.#statements, buildThroughputSql(this.#options.names), this.#options.logger);
@@ -391,6 +403,9 @@ export class Outbox<Q extends QueueMap = AnyQueues, I extends QueueMap = Q> {
       customStats: this.#options.customStats,
       stallAfterMs: STALL_QUERY_TIMEOUTS * this.#options.queryTimeoutMs,
       onClaimError: this.#diagnostics.onClaimError,
+      onIdle: () => {
+        this.#untilFirstWait.waited();
+      },
       tally: this.#tally,
       // ctx.publish: through the delivery's transaction, or on its own through the pool.
       followUp: (client, queue, body, publishOptions) =>
@@ -408,7 +423,7 @@ export class Outbox<Q extends QueueMap = AnyQueues, I extends QueueMap = Q> {
     this.#subscriptions.push(subscription);
     if (this.#started) {
       this.#startSubscription(subscription);
-      this.#startDiagnostics();
+      this.#untilFirstWait.arm();
     }
     return { name: resolved.name, queues: resolved.queues };
   }
@@ -442,20 +457,23 @@ export class Outbox<Q extends QueueMap = AnyQueues, I extends QueueMap = Q> {
     if (this.#started) return;
     this.#started = true;
     for (const subscription of this.#subscriptions) this.#startSubscription(subscription);
-    this.#startDiagnostics();
+    if (this.#subscriptions.length > 0) this.#untilFirstWait.arm();
   }
 
   /**
-   * After the subscriptions started, not before: their first claims ask the pool for a connection
-   * synchronously in start(), so they get the one migrate() (or a publish) left idle, and the
-   * diagnostics' catalog reads, off the claim path, open the next one. The other way round the
-   * first claim waited for a new connection (a handshake and a fresh backend: 40–60 ms more before
-   * the first message on the bench's machine, BENCHMARKS.md issue 18, row-lock mode, round five).
+   * When a subscription first waits for work (until-first-wait.ts): the LISTEN connection and the
+   * setup diagnostics, neither of which a drain needs. Never before the subscriptions started:
+   * their first claims ask the pool for a connection synchronously in start(), so they get the one
+   * migrate() (or a publish) left idle (a new connection first: 40–60 ms more before the first
+   * message on the bench's machine, BENCHMARKS.md issue 18, row-lock mode, round five).
    */
-  #startDiagnostics(): void {
-    if (this.#subscriptions.length > 0) this.#diagnostics.onFirstSubscription();
+  #afterFirstWait(): void {
+    if (this.#state !== 'running') return;
+    this.#listener?.start();
+    this.#diagnostics.onFirstSubscription();
   }
 
+  /** Starts `subscription`; the LISTEN connection it shares is made here and opened by #afterFirstWait. */
   #startSubscription(subscription: Subscription | RowLockSubscription): void {
     if (this.#options.listen && this.#listener === undefined) {
       this.#listener = new NotifyListener({
@@ -468,7 +486,6 @@ export class Outbox<Q extends QueueMap = AnyQueues, I extends QueueMap = Q> {
         afterListen: (client) => this.#releaseMissedPauses(client),
         ownNotifierPid: () => this.#notifier.backendPid,
       });
-      this.#listener.start();
     }
     subscription.start();
   }
@@ -556,6 +573,7 @@ export class Outbox<Q extends QueueMap = AnyQueues, I extends QueueMap = Q> {
    */
   stop(): Promise<void> {
     if (this.#state === 'running') this.#state = 'draining';
+    this.#untilFirstWait.cancel();
     this.#stopping ??= (async () => {
       await Promise.all(this.#subscriptions.map((s) => s.stop(this.#options.gracefulTimeoutMs)));
       this.#state = 'closed';

@@ -271,6 +271,7 @@ export class RowLockSubscription {
         continue;
       }
       idleFetches += 1;
+      this.#deps.onIdle();
       // A row an idle queue's report saw (a delayed message) ends the sleep when it is due.
       const dueMs = this.#schedule?.msUntilDue(performance.now()) ?? Number.POSITIVE_INFINITY;
       await loop.wakeup.sleep(Math.max(1, Math.min(idlePollDelayMs(idleFetches, this.options), dueMs)));

@@ -37,6 +37,8 @@ export interface SubscriptionDeps {
   readonly stallAfterMs: number;
   /** Told every claim error, to explain a missing table once (src/schema/explain-missing-table.ts). */
   readonly onClaimError: (error: unknown) => void;
+  /** Told each time a claim found nothing and its loop goes to sleep (the Outbox opens its LISTEN connection at the first). */
+  readonly onIdle: () => void;
   /** The Outbox's outcome counts for <table>_stats. */
   readonly tally: ThroughputTally;
   /** The Outbox's publish, for ctx.publish. */
@@ -341,6 +343,7 @@ export class Subscription {
         continue;
       }
       idleFetches += 1;
+      this.#deps.onIdle();
       // A row an idle queue's report saw (a delayed message) ends the sleep when it is due.
       const dueMs = this.#schedule?.msUntilDue(performance.now()) ?? Number.POSITIVE_INFINITY;
       await claimer.wakeup.sleep(Math.max(1, Math.min(idlePollDelayMs(idleFetches, this.options), dueMs)));

@@ -147,11 +147,16 @@ describe('txoutbox run: connections', () => {
     });
     assert.equal(await handledCount('orders'), 500);
     // LISTEN went to the server directly, one per process (PgBouncer's server connections carry the
-    // client's application_name too, so the LISTEN statement tells them apart).
-    const { rows } = await db.pool.query<{ n: number }>(
-      "SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'txoutbox-orders' AND query LIKE 'LISTEN %'",
-    );
-    assert.equal(rows[0]?.n, 2, 'the two direct LISTEN connections');
+    // client's application_name too, so the LISTEN statement tells them apart). A process opens it
+    // when its subscription first waits for work: one busy with the rows until now may still be
+    // connecting.
+    const listening = async () =>
+      (
+        await db.pool.query<{ n: number }>(
+          "SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'txoutbox-orders' AND query LIKE 'LISTEN %'",
+        )
+      ).rows[0]?.n;
+    await waitFor(async () => (await listening()) === 2, { what: 'the two direct LISTEN connections' });
     runner.child.kill('SIGTERM');
     assert.deepEqual(await runner.exited, { code: 0, signal: null });
     assert.equal(

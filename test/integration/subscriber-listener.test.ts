@@ -6,15 +6,18 @@ import { pathToFileURL } from 'node:url';
 
 import pg from 'pg';
 
+import { DEFERRED_START_MAX_MS } from '../../src/outbox.js';
 import { NotifyListener } from '../../src/subscriber/listener.js';
 import { silentLogger } from '../../src/util/logger.js';
 import { useTestDatabase } from '../support/database.js';
 import { outboxFactory } from '../support/outboxes.js';
-import { migratedOutbox } from '../support/subscriber-setup.js';
+import { publishCommitted } from '../support/publish.js';
+import { FAST_POLL, migratedOutbox } from '../support/subscriber-setup.js';
 import { waitFor } from '../support/wait-for.js';
 
 const db = useTestDatabase(import.meta.url);
 const newOutbox = outboxFactory(db);
+const HOUR = 3_600_000;
 
 /**
  * The backend pid of the LISTEN connection for the outbox table `table`, once its LISTEN has been
@@ -107,6 +110,65 @@ describe('the LISTEN connection reconnects', () => {
     assert.ok(stoppedAt !== undefined, 'the child stopped its Outbox');
     const lingerMs = exitedAt - stoppedAt;
     assert.ok(lingerMs < 3_000, `the process lingered ${Math.round(lingerMs)} ms after stop()`);
+  });
+});
+
+describe('when the LISTEN connection opens (until-first-wait.ts)', () => {
+  test('not while the first claims find work: once a subscription first waits; then NOTIFY wakes it', async (t) => {
+    const table = 'l_deferred';
+    const { outbox } = await migratedOutbox(newOutbox, db.pool, table);
+    const other = newOutbox({ pool: db.pool, table });
+    await publishCommitted(other, db.pool, 'busy', [1, 2, 3]);
+    let release!: () => void;
+    const blocked = new Promise<void>((resolve) => (release = resolve));
+    const handled: unknown[] = [];
+    // An hourly poll: after the backlog only a NOTIFY can start a handler.
+    outbox.subscribe(
+      'busy',
+      async (message) => {
+        handled.push(message.body);
+        if (handled.length === 1) await blocked;
+      },
+      { concurrency: 1, fetchBatchSize: 3, minPollIntervalMs: HOUR, maxPollIntervalMs: HOUR },
+    );
+    const startedAt = performance.now();
+    outbox.start();
+    await waitFor(() => handled.length === 1, { what: 'the first handler runs' });
+    // Long enough for a LISTEN opened at start() to be there, shorter than the cap.
+    await new Promise((resolve) => setTimeout(resolve, DEFERRED_START_MAX_MS / 2));
+    const checkedAt = performance.now();
+    const pid = await listenerPid(table);
+    if (performance.now() - startedAt < DEFERRED_START_MAX_MS) {
+      assert.equal(pid, undefined, 'no LISTEN connection while the subscription has work');
+    } else {
+      t.diagnostic(`inconclusive: the check came ${Math.round(checkedAt - startedAt)} ms after start(), past the cap`);
+    }
+    release();
+    await waitFor(() => handled.length === 3, { what: 'the backlog drained' });
+    await waitFor(async () => (await listenerPid(table)) !== undefined, { what: 'LISTEN once the subscription waits' });
+    await publishCommitted(other, db.pool, 'busy', [4]);
+    await waitFor(() => handled.length === 4, { what: 'a NOTIFY woke it' });
+  });
+
+  test(`a subscription that never waits still gets its LISTEN connection, ${DEFERRED_START_MAX_MS} ms after start()`, async () => {
+    const table = 'l_capped';
+    const { outbox } = await migratedOutbox(newOutbox, db.pool, table);
+    await publishCommitted(outbox, db.pool, 'stuck', [1, 2]);
+    let release!: () => void;
+    const blocked = new Promise<void>((resolve) => (release = resolve));
+    const handled: unknown[] = [];
+    outbox.subscribe(
+      'stuck',
+      async (message) => {
+        handled.push(message.body);
+        await blocked;
+      },
+      { concurrency: 1, fetchBatchSize: 2, ...FAST_POLL },
+    );
+    outbox.start();
+    await waitFor(async () => (await listenerPid(table)) !== undefined, { what: 'LISTEN after the cap' });
+    assert.equal(handled.length, 1, 'the subscription was busy all along (one slot, held)');
+    release();
   });
 });
 

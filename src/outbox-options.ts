@@ -85,7 +85,8 @@ interface CommonOptions {
   /** Turns a failure into the DLQ's last_exception (redact here); null stores nothing. @default the stack, ≤ 8 KB */
   readonly renderError?: RenderError;
   /**
-   * Wake subscribers with LISTEN/NOTIFY (one extra connection per Outbox). false: no LISTEN, so rows
+   * Wake subscribers with LISTEN/NOTIFY (one extra connection per Outbox, opened once a
+   * subscription first waits for work, or 1 s after start() at the latest). false: no LISTEN, so rows
    * published by other processes are found by polling; this Outbox's own after-commit publishes
    * through node-postgres still wake its subscriptions at once (architecture/subscriber.md,
    * "Local wake-ups"). Under transactionPooling, true needs listenConnectionString.

@@ -451,7 +451,7 @@ export class Outbox<Q extends QueueMap = AnyQueues, I extends QueueMap = Q> {
     return info;
   }
 
-  /** Starts every subscription (and the shared LISTEN connection). Idempotent. */
+  /** Starts every subscription; the shared LISTEN connection opens once one first waits for work (#afterFirstWait). Idempotent. */
   start(): void {
     this.#assertRunning('start');
     if (this.#started) return;

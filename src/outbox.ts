@@ -11,7 +11,7 @@ import type { PublishBatchOptions, PublishOptions } from './producer/publish-opt
 import { buildProducerSql } from './producer/sql.js';
 import { WakeNotifier } from './producer/wake-notifier.js';
 import { readSignal } from './queues/pause-signal.js';
-import { pausedAmongText } from './queues/pause-sql.js';
+import { readPausedAmong } from './queues/pause-sql.js';
 import type { PeekOptions, PeekPage } from './queues/peek.js';
 import { QueueOperations } from './queues/queue-operations.js';
 import type { PauseOptions, QueuePauseState, QueueStatusReport, StatusOptions } from './queues/queue-status.js';
@@ -423,7 +423,7 @@ export class Outbox<Q extends QueueMap = AnyQueues, I extends QueueMap = Q> {
     this.#subscriptions.push(subscription);
     if (this.#started) {
       this.#startSubscription(subscription);
-      this.#untilFirstWait.arm();
+      this.#subscriptionsStarted();
     }
     return { name: resolved.name, queues: resolved.queues };
   }
@@ -457,7 +457,14 @@ export class Outbox<Q extends QueueMap = AnyQueues, I extends QueueMap = Q> {
     if (this.#started) return;
     this.#started = true;
     for (const subscription of this.#subscriptions) this.#startSubscription(subscription);
-    if (this.#subscriptions.length > 0) this.#untilFirstWait.arm();
+    this.#subscriptionsStarted();
+  }
+
+  /** After the subscriptions started (see #afterFirstWait): the diagnostics that read no table, and the deferred start. */
+  #subscriptionsStarted(): void {
+    if (this.#subscriptions.length === 0) return;
+    this.#diagnostics.onFirstSubscription();
+    this.#untilFirstWait.arm();
   }
 
   /**
@@ -470,7 +477,7 @@ export class Outbox<Q extends QueueMap = AnyQueues, I extends QueueMap = Q> {
   #afterFirstWait(): void {
     if (this.#state !== 'running') return;
     this.#listener?.start();
-    this.#diagnostics.onFirstSubscription();
+    this.#diagnostics.readSetup();
   }
 
   /** Starts `subscription`; the LISTEN connection it shares is made here and opened by #afterFirstWait. */
@@ -510,8 +517,13 @@ export class Outbox<Q extends QueueMap = AnyQueues, I extends QueueMap = Q> {
     const queues = [...new Set(this.#subscriptions.flatMap((s) => s.options.queues))];
     if (queues.length === 0) return;
     try {
-      const { rows } = await client.query<{ queue: string }>(pausedAmongText(this.#options.names), [queues]);
-      for (const { queue } of rows) this.#releasePaused(queue);
+      for (const queue of await readPausedAmong(client, this.#options.names, queues)) {
+        this.#releasePaused(queue);
+        // A resume that committed after the read's snapshot notified its wake before this answer
+        // came (a statement's notifications arrive before its ReadyForQuery), and what that wake
+        // claimed was just given back as paused: claim again. While paused: one empty claim.
+        this.#wakeSubscriptions(queue);
+      }
     } catch (error) {
       if (this.#state !== 'running') return;
       this.#options.logger.warn(

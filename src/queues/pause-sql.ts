@@ -1,3 +1,5 @@
+import type pg from 'pg';
+
 import type { SchemaNames } from '../schema/schema-names.js';
 import { type Statement, statement } from '../util/statement.js';
 
@@ -19,10 +21,27 @@ export interface PauseSql {
 
 /**
  * $1 queues (text[]): those of them paused now. Run on the LISTEN connection after each LISTEN
- * (outbox.ts), unprepared: a pause signal sent while it was down reached nobody.
+ * (outbox.ts), unprepared: a pause signal sent while it was down reached nobody. The table is
+ * named as the pool's statements name it, so an unqualified one resolves through the LISTEN
+ * connection's search_path (architecture/operations.md).
  */
-export function pausedAmongText(names: SchemaNames): string {
+function pausedAmongText(names: SchemaNames): string {
   return `SELECT queue FROM ${names.paused.sql} WHERE queue = ANY($1::text[])`;
+}
+
+/**
+ * For the read below, set once per LISTEN connection (its other statements, LISTEN and SELECT 1,
+ * take no table locks): behind a migration's lock on <t>_paused the read fails after 2 s on the
+ * server, before the client's 5 s query_timeout (listener.ts), which would leave the statement
+ * waiting there and the connection stuck behind it.
+ */
+const PAUSED_READ_LOCK_TIMEOUT = "SET lock_timeout = '2s'";
+
+/** Those of `queues` paused now, read on `client` (the LISTEN connection). */
+export async function readPausedAmong(client: pg.ClientBase, names: SchemaNames, queues: readonly string[]): Promise<string[]> {
+  await client.query(PAUSED_READ_LOCK_TIMEOUT);
+  const { rows } = await client.query<{ queue: string }>(pausedAmongText(names), [queues]);
+  return rows.map((row) => row.queue);
 }
 
 export function buildPauseSql(names: SchemaNames): PauseSql {

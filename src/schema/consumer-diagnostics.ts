@@ -14,6 +14,7 @@ import { reportStrandedRows } from './stranded-rows.js';
 export class ConsumerDiagnostics {
   readonly #options: ResolvedOutboxOptions;
   #started = false;
+  #read = false;
   /** Given every claim error by each subscription (SubscriptionDeps.onClaimError). */
   readonly onClaimError: (error: unknown) => void;
 
@@ -22,17 +23,27 @@ export class ConsumerDiagnostics {
     this.onClaimError = missingTableExplainer(options.pool, options.names, options.logger);
   }
 
-  /** As the first subscription starts: txoutbox's own statements begin to run on the pool. */
+  /** As the first subscription starts: the pool's own options, read off the pool object (no statement). */
   onFirstSubscription(): void {
     if (this.#started) return;
     this.#started = true;
+    const { pool, ownedPool, queryTimeoutMs, logger, transactionPooling } = this.#options;
+    if (!transactionPooling && ownedPool === undefined) warnAboutPoolSafeguards(pool, queryTimeoutMs, logger);
+  }
+
+  /**
+   * The checks that read the database, each on a pool connection: once a subscription first waits
+   * for work (outbox.ts #afterFirstWait), so a starting drain does not open connections for them.
+   */
+  readSetup(): void {
+    if (this.#read) return;
+    this.#read = true;
     const { pool, ownedPool, queryTimeoutMs, names, logger, preparedStatements, transactionPooling } = this.#options;
     if (transactionPooling) {
       // Session settings cannot come from the pool's side here: only the role's count.
       void warnAboutRoleSettings(pool, queryTimeoutMs, preparedStatements, logger);
-    } else {
-      if (ownedPool === undefined) warnAboutPoolSafeguards(pool, queryTimeoutMs, logger);
-      if (ownedPool === undefined && preparedStatements) void warnAboutGenericPlans(pool, logger);
+    } else if (ownedPool === undefined && preparedStatements) {
+      void warnAboutGenericPlans(pool, logger);
     }
     void reportStrandedRows(pool, names, logger);
   }

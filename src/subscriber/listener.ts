@@ -140,7 +140,7 @@ export class NotifyListener {
     if (this.#options.afterListen !== undefined) {
       await this.#options.afterListen(client);
       // Again (a no-op for the server): pg_stat_activity shows a connection's last statement, and
-      // operators, the bench and the tests find this connection by its LISTEN.
+      // the bench and the tests find this connection by its LISTEN (until the first health check).
       await client.query(listen);
     }
     const interval = this.#options.healthCheckIntervalMs ?? 30_000;

@@ -8,9 +8,10 @@
  * issue 18, round eight).
  *
  * So `run` runs once: when a subscription first waits for work (a claim found nothing), or
- * `maxDelayMs` after `arm()`, whichever comes first. Nothing is lost meanwhile: a subscription that
- * never waited was claiming, and the first LISTEN wakes every subscription once, as every reconnect
- * does (listener.ts).
+ * `maxDelayMs` after `arm()`, whichever comes first (a subscription whose buffer stays full, or
+ * whose claims keep failing, never waits). Nothing is lost meanwhile, only delayed by up to
+ * maxDelayMs: another process's rows are found by the next claim or poll, and the first LISTEN
+ * wakes every subscription once, as every reconnect does, and reads the pauses it missed.
  */
 export class UntilFirstWait {
   readonly #run: () => void;

@@ -135,6 +135,7 @@ describe('connection faults: bounded stop, no silent stall', () => {
       const outbox = newOutbox({ connectionString: silent.via(db.url), table, gracefulTimeoutMs: 500 });
       outbox.subscribe('silent', () => undefined, { lease, ...FAST_POLL });
       outbox.start();
+      // The pool's, then (no claim ever returns, so after the 1 s cap) the LISTEN connection's and the diagnostics'.
       await waitFor(() => silent.connections >= 2, { what: 'the pool and the LISTEN connection are connecting' });
       const tookMs = await timedStop(outbox);
       assert.ok(tookMs < limitMs, `stop() took ${Math.round(tookMs)} ms for a 500 ms budget`);

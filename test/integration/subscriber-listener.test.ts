@@ -113,6 +113,39 @@ describe('the LISTEN connection reconnects', () => {
   });
 });
 
+describe('the paused-queue read after each LISTEN', () => {
+  test("behind a migration's lock on <t>_paused it gives up after 2 s, with a warning; the connection goes on listening", async () => {
+    const table = 'l_locked';
+    const { outbox } = await migratedOutbox(newOutbox, db.pool, table);
+    const other = newOutbox({ pool: db.pool, table });
+    const handled: unknown[] = [];
+    outbox.subscribe('locked', (message) => void handled.push(message.body), {
+      minPollIntervalMs: HOUR,
+      maxPollIntervalMs: HOUR,
+    });
+    outbox.start();
+    let pid: number | undefined;
+    await waitFor(async () => (pid = await listenerPid(table)) !== undefined, { what: 'listener connected' });
+    const locker = await db.pool.connect();
+    try {
+      await locker.query('BEGIN');
+      await locker.query(`LOCK TABLE ${table}_paused IN ACCESS EXCLUSIVE MODE`);
+      await db.pool.query('SELECT pg_terminate_backend($1)', [pid]);
+      await waitFor(() => newOutbox.logger.messages('warn').some((m) => m.startsWith('could not read which queues are paused')), {
+        what: 'the read gave up',
+      });
+      // Still behind the lock: a read without its lock_timeout would still be waiting there, and
+      // the LISTEN after it queued behind it.
+      await waitFor(async () => (await listenerPid(table)) !== undefined, { what: 'listening again, the lock still held' });
+    } finally {
+      await locker.query('ROLLBACK');
+      locker.release();
+    }
+    await publishCommitted(other, db.pool, 'locked', ['x']);
+    await waitFor(() => handled.length === 1, { what: 'a NOTIFY woke the hourly poller' });
+  });
+});
+
 describe('when the LISTEN connection opens (until-first-wait.ts)', () => {
   test('not while the first claims find work: once a subscription first waits; then NOTIFY wakes it', async (t) => {
     const table = 'l_deferred';

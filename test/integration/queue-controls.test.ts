@@ -4,7 +4,7 @@ import { describe, test } from 'node:test';
 import pg from 'pg';
 import { Registry } from 'prom-client';
 
-import { InvalidOptionError, NoRetry } from '../../src/index.js';
+import { InvalidOptionError, NoRetry, type Outbox } from '../../src/index.js';
 import { queueStateCollector } from '../../src/prometheus/index.js';
 import { ClaimDelayPool } from '../support/claim-delay-pool.js';
 import { useTestDatabase } from '../support/database.js';
@@ -44,6 +44,38 @@ function consumer(table: string, queue: string, options: { pollMs?: number } = {
     { concurrency: 2, fetchBatchSize: 10, ...poll },
   );
   return { outbox, log, handled };
+}
+
+/**
+ * A consumer "process" (its own pool) with one slot and a batch of five on queue `q`, whose first
+ * handler holds the slot until `release()`: five rows published, so one runs and four wait
+ * buffered behind it once `leased()` says 5.
+ */
+async function oneRunningFourBuffered(operator: Outbox, table: string, options: { listenConnectionString?: string } = {}) {
+  const pool = new pg.Pool({ connectionString: db.url, max: 4 });
+  db.onCleanup(() => pool.end());
+  const log = new EventLog();
+  const outbox = newOutbox({ pool, table, recorder: log.recorder, ...options });
+  let release!: () => void;
+  const blocked = new Promise<void>((resolve) => (release = resolve));
+  const started: unknown[] = [];
+  outbox.subscribe(
+    'q',
+    async (message) => {
+      started.push(message.body);
+      if (started.length === 1) await blocked;
+    },
+    { concurrency: 1, fetchBatchSize: 5, ...FAST_POLL },
+  );
+  await publishCommitted(
+    operator,
+    db.pool,
+    'q',
+    Array.from({ length: 5 }, (_, n) => ({ n })),
+  );
+  outbox.start();
+  const leased = async () => (await operator.status({ queues: ['q'] })).queues[0]?.leased;
+  return { log, started, release, leased };
 }
 
 describe('pause and resume', () => {
@@ -132,30 +164,7 @@ describe('pause and resume', () => {
     const table = 'pause_buffer';
     const operator = newOutbox({ pool: db.pool, table });
     await operator.migrate();
-    const pool = new pg.Pool({ connectionString: db.url, max: 4 });
-    db.onCleanup(() => pool.end());
-    const log = new EventLog();
-    const consumerOutbox = newOutbox({ pool, table, recorder: log.recorder });
-    let release!: () => void;
-    const blocked = new Promise<void>((resolve) => (release = resolve));
-    const started: unknown[] = [];
-    // One slot and a batch of five: a slow handler holds the slot while four rows wait behind it.
-    consumerOutbox.subscribe(
-      'q',
-      async (message) => {
-        started.push(message.body);
-        if (started.length === 1) await blocked;
-      },
-      { concurrency: 1, fetchBatchSize: 5, ...FAST_POLL },
-    );
-    await publishCommitted(
-      operator,
-      db.pool,
-      'q',
-      Array.from({ length: 5 }, (_, n) => ({ n })),
-    );
-    consumerOutbox.start();
-    const leased = async () => (await operator.status({ queues: ['q'] })).queues[0]?.leased;
+    const { log, started, release, leased } = await oneRunningFourBuffered(operator, table);
     await waitFor(async () => started.length === 1 && (await leased()) === 5, { what: 'one running, four buffered' });
 
     // From another Outbox (another pool): the signal reaches the consumer through NOTIFY only.
@@ -189,28 +198,9 @@ describe('pause and resume', () => {
     // The consumer listens through a proxy, so the test decides when its reconnect gets through.
     const link = await TcpProxy.start(Number(new URL(db.url).port));
     db.onCleanup(() => link.close());
-    const pool = new pg.Pool({ connectionString: db.url, max: 4 });
-    db.onCleanup(() => pool.end());
-    const consumerOutbox = newOutbox({ pool, table, listenConnectionString: link.via(db.url) });
-    let release!: () => void;
-    const blocked = new Promise<void>((resolve) => (release = resolve));
-    const started: unknown[] = [];
-    consumerOutbox.subscribe(
-      'q',
-      async (message) => {
-        started.push(message.body);
-        if (started.length === 1) await blocked;
-      },
-      { concurrency: 1, fetchBatchSize: 5, ...FAST_POLL },
-    );
-    await publishCommitted(
-      operator,
-      db.pool,
-      'q',
-      Array.from({ length: 5 }, (_, n) => ({ n })),
-    );
-    consumerOutbox.start();
-    const leased = async () => (await operator.status({ queues: ['q'] })).queues[0]?.leased;
+    const { started, release, leased } = await oneRunningFourBuffered(operator, table, {
+      listenConnectionString: link.via(db.url),
+    });
     const listenQuery = `LISTEN "txoutbox.${table}"`;
     const listening = async () =>
       (

@@ -4,7 +4,7 @@
  * process). Neither helps while there is a backlog to drain: NOTIFY only wakes subscriptions that
  * wait, and the diagnostics only log. Started with the first claims, they cost the drain a
  * connection's start-up each on the same cores (on the bench's machine about 18 ms of server CPU
- * per connection; W3's 20,000-row drain ran ~12 % faster without the LISTEN one: BENCHMARKS.md,
+ * per connection; a 20,000-row drain ran 10–20 % faster without the LISTEN one: BENCHMARKS.md,
  * issue 18, round eight).
  *
  * So `run` runs once: when a subscription first waits for work (a claim found nothing), or

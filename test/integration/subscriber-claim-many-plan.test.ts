@@ -56,7 +56,10 @@ describe('lease mode: claimOne, claimMany and claimOneReported use one generic p
     // A publish wakes a alone: the next claim lists a only (claimOneReported), still on the tiny table.
     await publishCommitted(outbox, db.pool, 'a', [{ n: 1 }]);
     await waitFor(() => handled === 1, { what: 'the row in a' });
-    assert.deepEqual(await plans(sql.claimOneReported.name), { generic: '1', custom: '0' }, 'claimOneReported: generic');
+    // At least once: the ack makes a's next claim list it alone again, maybe before this reads.
+    const reported = await plans(sql.claimOneReported.name);
+    assert.ok(Number(reported?.generic) >= 1, `claimOneReported ran: ${JSON.stringify(reported)}`);
+    assert.equal(reported?.custom, '0', 'claimOneReported: generic');
     const { rows: settings } = await session.query<{ mode: string; seq: string; bitmap: string }>(
       `SELECT current_setting('plan_cache_mode') AS mode, current_setting('enable_seqscan') AS seq,
               current_setting('enable_bitmapscan') AS bitmap`,

@@ -1,7 +1,5 @@
-import type pg from 'pg';
-
 import type { DeadLetters } from './dlq/dead-letters.js';
-import { errorMessage, OutboxStoppedError } from './errors.js';
+import { OutboxStoppedError } from './errors.js';
 import { type OutboxOptions, type ResolvedOutboxOptions, resolveOutboxOptions } from './outbox-options.js';
 import type { TransactionTarget } from './producer/executor.js';
 import { fetchUnprocessed, type FetchUnprocessedOptions, isFetchTarget } from './producer/fetch-unprocessed.js';
@@ -10,8 +8,6 @@ import { cancelTimer, type ProducerContext, publish, publishBatch } from './prod
 import type { PublishBatchOptions, PublishOptions } from './producer/publish-options.js';
 import { buildProducerSql } from './producer/sql.js';
 import { WakeNotifier } from './producer/wake-notifier.js';
-import { readSignal } from './queues/pause-signal.js';
-import { readPausedAmong } from './queues/pause-sql.js';
 import type { PeekOptions, PeekPage } from './queues/peek.js';
 import { QueueOperations } from './queues/queue-operations.js';
 import type { PauseOptions, QueuePauseState, QueueStatusReport, StatusOptions } from './queues/queue-status.js';
@@ -25,7 +21,7 @@ import { autovacuumDdl } from './schema/autovacuum.js';
 import { ConsumerDiagnostics } from './schema/consumer-diagnostics.js';
 import { migrate, type MigrateResult, migrationScript } from './schema/migrate.js';
 import { validateSchema, type ValidateSchemaOptions } from './schema/validate-schema.js';
-import { NotifyListener } from './subscriber/listener.js';
+import { ConsumerSignals } from './subscriber/consumer-signals.js';
 import type { Handler } from './subscriber/message.js';
 import { RowLockSubscription } from './subscriber/row-lock-subscription.js';
 import { buildSubscriberSql, type SubscriberSql } from './subscriber/sql.js';
@@ -37,7 +33,6 @@ import {
   type SubscribeOptions,
   transactionalPoolWarning,
 } from './subscriber/subscription-options.js';
-import { UntilFirstWait } from './subscriber/until-first-wait.js';
 import type { AnyQueues, BodyOf, PublishBody, QueueMap, QueueName } from './typed-events/queue-map.js';
 import { validatingHandler } from './typed-events/validating-handler.js';
 import { beforeDeadline, CLOSE_TIMEOUT_MS } from './util/deadline.js';
@@ -77,13 +72,6 @@ const PING = statement('ping', 'SELECT 1');
 export const STALL_QUERY_TIMEOUTS = 3;
 
 /**
- * The LISTEN connection and the setup diagnostics wait for a subscription's first idle claim, at
- * most this long after start() (until-first-wait.ts): a pause signal sent before LISTEN is read
- * back after it, and a consumer busy for longer than this is woken by NOTIFY when it idles.
- */
-export const DEFERRED_START_MAX_MS = 1_000;
-
-/**
  * One outbox table: publish into it inside your own transactions, migrate and inspect it.
  *
  * ```ts
@@ -112,8 +100,7 @@ export class Outbox<Q extends QueueMap = AnyQueues, I extends QueueMap = Q> {
   readonly #sinks: RelaySinks;
   readonly #diagnostics: ConsumerDiagnostics;
   readonly #tally: ThroughputTally;
-  #listener: NotifyListener | undefined;
-  readonly #untilFirstWait: UntilFirstWait;
+  readonly #signals: ConsumerSignals;
   readonly #operations: QueueOperations;
   #started = false;
   /**
@@ -133,7 +120,7 @@ export class Outbox<Q extends QueueMap = AnyQueues, I extends QueueMap = Q> {
       logger: this.#options.logger,
       preparedStatements: this.#options.preparedStatements,
       wakeLocal: (queue) => {
-        this.#wakeSubscriptions(queue);
+        this.#signals.wake(queue);
       },
     });
     this.#producer = {
@@ -149,9 +136,13 @@ export class Outbox<Q extends QueueMap = AnyQueues, I extends QueueMap = Q> {
     this.#subscriberSql = buildSubscriberSql(this.#options.names);
     this.#sinks = new RelaySinks(this.#options.logger);
     this.#diagnostics = new ConsumerDiagnostics(this.#options);
-    this.#untilFirstWait = new UntilFirstWait(() => {
-      this.#afterFirstWait();
-    }, DEFERRED_START_MAX_MS);
+    this.#signals = new ConsumerSignals({
+      options: this.#options,
+      subscriptions: this.#subscriptions,
+      diagnostics: this.#diagnostics,
+      ownNotifierPid: () => this.#notifier.backendPid,
+      running: () => this.#state === 'running',
+    });
     const { pool, preparedStatements, queryTimeoutMs } = this.#options;
     this.#statements = new StatementRunner(pool, preparedStatements, queryTimeoutMs);
     this.#tally = new ThroughputTally(this.#statements, buildThroughputSql(this.#options.names), this.#options.logger);
@@ -160,10 +151,10 @@ export class Outbox<Q extends QueueMap = AnyQueues, I extends QueueMap = Q> {
       names: this.#options.names,
       statementTimeoutMs: queryTimeoutMs,
       wakeLocal: (queue) => {
-        this.#wakeSubscriptions(queue);
+        this.#signals.wake(queue);
       },
       pausedLocal: (queue) => {
-        this.#releasePaused(queue);
+        this.#signals.paused(queue);
       },
     });
   }
@@ -404,7 +395,7 @@ export class Outbox<Q extends QueueMap = AnyQueues, I extends QueueMap = Q> {
       stallAfterMs: STALL_QUERY_TIMEOUTS * this.#options.queryTimeoutMs,
       onClaimError: this.#diagnostics.onClaimError,
       onIdle: () => {
-        this.#untilFirstWait.waited();
+        this.#signals.idle();
       },
       tally: this.#tally,
       // ctx.publish: through the delivery's transaction, or on its own through the pool.
@@ -422,8 +413,8 @@ export class Outbox<Q extends QueueMap = AnyQueues, I extends QueueMap = Q> {
         : new Subscription(resolved, validated, subscriptionDeps);
     this.#subscriptions.push(subscription);
     if (this.#started) {
-      this.#startSubscription(subscription);
-      this.#subscriptionsStarted();
+      subscription.start();
+      this.#signals.started();
     }
     return { name: resolved.name, queues: resolved.queues };
   }
@@ -451,100 +442,13 @@ export class Outbox<Q extends QueueMap = AnyQueues, I extends QueueMap = Q> {
     return info;
   }
 
-  /** Starts every subscription; the shared LISTEN connection opens once one first waits for work (#afterFirstWait). Idempotent. */
+  /** Starts every subscription; the shared LISTEN connection opens once one first waits for work (consumer-signals.ts). Idempotent. */
   start(): void {
     this.#assertRunning('start');
     if (this.#started) return;
     this.#started = true;
-    for (const subscription of this.#subscriptions) this.#startSubscription(subscription);
-    this.#subscriptionsStarted();
-  }
-
-  /** After the subscriptions started (see #afterFirstWait): the diagnostics that read no table, and the deferred start. */
-  #subscriptionsStarted(): void {
-    if (this.#subscriptions.length === 0) return;
-    this.#diagnostics.onFirstSubscription();
-    this.#untilFirstWait.arm();
-  }
-
-  /**
-   * When a subscription first waits for work (until-first-wait.ts): the LISTEN connection and the
-   * setup diagnostics, neither of which a drain needs. Never before the subscriptions started:
-   * their first claims ask the pool for a connection synchronously in start(), so they get the one
-   * migrate() (or a publish) left idle (a new connection first: 40–60 ms more before the first
-   * message on the bench's machine, BENCHMARKS.md issue 18, row-lock mode, round five).
-   */
-  #afterFirstWait(): void {
-    if (this.#state !== 'running') return;
-    this.#listener?.start();
-    this.#diagnostics.readSetup();
-  }
-
-  /** Starts `subscription`; the LISTEN connection it shares is made here and opened by #afterFirstWait. */
-  #startSubscription(subscription: Subscription | RowLockSubscription): void {
-    if (this.#options.listen && this.#listener === undefined) {
-      this.#listener = new NotifyListener({
-        clientConfig: this.#options.listenClientConfig,
-        channel: this.#options.names.channel,
-        logger: this.#options.logger,
-        onWake: (payload) => {
-          this.#onNotification(payload);
-        },
-        afterListen: (client) => this.#releaseMissedPauses(client),
-        ownNotifierPid: () => this.#notifier.backendPid,
-      });
-    }
-    subscription.start();
-  }
-
-  /**
-   * A payload on the channel (pause-signal.ts): a queue to wake, or a paused one. Undefined: the
-   * LISTEN connection (re)connected, so notifications may have been missed: wake all.
-   */
-  #onNotification(payload: string | undefined): void {
-    const signal = payload === undefined ? undefined : readSignal(payload);
-    if (signal?.kind === 'paused') this.#releasePaused(signal.queue);
-    else this.#wakeSubscriptions(signal?.queue);
-  }
-
-  /**
-   * A pause committed while the LISTEN connection was down (or before its first LISTEN) signalled
-   * nobody here: without this read, rows this process had buffered before it would still run.
-   * Read on the LISTEN connection after its LISTEN succeeded, so a pause either is visible to it
-   * or is notified; and no pool connection is opened for it while the first claims hold theirs.
-   */
-  async #releaseMissedPauses(client: pg.ClientBase): Promise<void> {
-    const queues = [...new Set(this.#subscriptions.flatMap((s) => s.options.queues))];
-    if (queues.length === 0) return;
-    try {
-      for (const queue of await readPausedAmong(client, this.#options.names, queues)) {
-        this.#releasePaused(queue);
-        // A resume that committed after the read's snapshot notified its wake before this answer
-        // came (a statement's notifications arrive before its ReadyForQuery), and what that wake
-        // claimed was just given back as paused: claim again. While paused: one empty claim.
-        this.#wakeSubscriptions(queue);
-      }
-    } catch (error) {
-      if (this.#state !== 'running') return;
-      this.#options.logger.warn(
-        { err: errorMessage(error) },
-        'could not read which queues are paused after the LISTEN connection (re)connected: rows buffered before a pause it missed run unless another signal comes',
-      );
-    }
-  }
-
-  /** A pause of `queue`: its subscriptions give back their buffered rows of it. */
-  #releasePaused(queue: string): void {
-    for (const s of this.#subscriptions) if (s.options.queues.includes(queue)) s.releasePaused(queue);
-  }
-
-  /** Wakes the subscriptions of `queue`, or all of them (undefined: notifications may have been missed). */
-  #wakeSubscriptions(queue: string | undefined): void {
-    for (const s of this.#subscriptions) {
-      if (queue !== undefined && !s.options.queues.includes(queue)) continue;
-      // Both modes list only the queues they expect rows in (queue-schedule.ts): they need the queue.
-      s.wake(queue);
-    }
+    for (const subscription of this.#subscriptions) subscription.start();
+    this.#signals.started();
   }
 
   /**
@@ -585,7 +489,6 @@ export class Outbox<Q extends QueueMap = AnyQueues, I extends QueueMap = Q> {
    */
   stop(): Promise<void> {
     if (this.#state === 'running') this.#state = 'draining';
-    this.#untilFirstWait.cancel();
     this.#stopping ??= (async () => {
       await Promise.all(this.#subscriptions.map((s) => s.stop(this.#options.gracefulTimeoutMs)));
       this.#state = 'closed';
@@ -594,7 +497,7 @@ export class Outbox<Q extends QueueMap = AnyQueues, I extends QueueMap = Q> {
       // pool's share is split: half for the last throughput counts, half for the close.
       const half = CLOSE_TIMEOUT_MS / 2;
       await Promise.all([
-        this.#listener?.stop(),
+        this.#signals.stop(),
         this.#notifier.stop(),
         this.#tally.stopWithin(half).then(() => this.#options.ownedPool?.close(half)),
         this.#sinks.closeWithin(CLOSE_TIMEOUT_MS),

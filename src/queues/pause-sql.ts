@@ -21,7 +21,7 @@ export interface PauseSql {
 
 /**
  * $1 queues (text[]): those of them paused now. Run on the LISTEN connection after each LISTEN
- * (outbox.ts), unprepared: a pause signal sent while it was down reached nobody. The table is
+ * (consumer-signals.ts), unprepared: a pause signal sent while it was down reached nobody. The table is
  * named as the pool's statements name it, so an unqualified one resolves through the LISTEN
  * connection's search_path (architecture/operations.md).
  */

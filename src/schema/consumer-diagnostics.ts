@@ -33,7 +33,7 @@ export class ConsumerDiagnostics {
 
   /**
    * The checks that read the database, each on a pool connection: once a subscription first waits
-   * for work (outbox.ts #afterFirstWait), so a starting drain does not open connections for them.
+   * for work (consumer-signals.ts), so a starting drain does not open connections for them.
    */
   readSetup(): void {
     if (this.#read) return;

@@ -6,7 +6,7 @@ import { pathToFileURL } from 'node:url';
 
 import pg from 'pg';
 
-import { DEFERRED_START_MAX_MS } from '../../src/outbox.js';
+import { DEFERRED_START_MAX_MS } from '../../src/subscriber/consumer-signals.js';
 import { NotifyListener } from '../../src/subscriber/listener.js';
 import { silentLogger } from '../../src/util/logger.js';
 import { useTestDatabase } from '../support/database.js';

@@ -1,0 +1,152 @@
+import type pg from 'pg';
+
+import { errorMessage } from '../errors.js';
+import type { ResolvedOutboxOptions } from '../outbox-options.js';
+import { readSignal } from '../queues/pause-signal.js';
+import { readPausedAmong } from '../queues/pause-sql.js';
+import type { ConsumerDiagnostics } from '../schema/consumer-diagnostics.js';
+import { NotifyListener } from './listener.js';
+import { UntilFirstWait } from './until-first-wait.js';
+
+/**
+ * The LISTEN connection and the setup diagnostics wait for a subscription's first idle claim, at
+ * most this long after start() (until-first-wait.ts): a pause signal sent before LISTEN is read
+ * back after it, and a consumer busy for longer than this is woken by NOTIFY when it idles.
+ */
+export const DEFERRED_START_MAX_MS = 1_000;
+
+/** What ConsumerSignals needs of a subscription (Subscription, RowLockSubscription). */
+export interface SignalledSubscription {
+  readonly options: { readonly queues: readonly string[] };
+  /** Its queue (or all of them, undefined) may have rows now. */
+  wake(queue?: string): void;
+  /** `queue` was paused: rows claimed but not started go back. */
+  releasePaused(queue: string): void;
+}
+
+export interface ConsumerSignalsDeps {
+  readonly options: ResolvedOutboxOptions;
+  /** The Outbox's subscriptions, as they are added. */
+  readonly subscriptions: readonly SignalledSubscription[];
+  readonly diagnostics: ConsumerDiagnostics;
+  /** The backend of this Outbox's own notifier (its wake-ups reached here before they were sent). */
+  readonly ownNotifierPid: () => number | undefined;
+  /** False once stop() began: nothing more opens. */
+  readonly running: () => boolean;
+}
+
+/**
+ * What reaches an Outbox's subscriptions from outside their own claims: wake-ups (a local publish,
+ * a resume, a redrive, another process's NOTIFY) and pause signals, through the one LISTEN
+ * connection this class opens once a subscription first waits for work (until-first-wait.ts),
+ * together with the diagnostics that read the database. After every LISTEN (re)connect it reads
+ * which queues are paused, for the signals sent while nobody listened (architecture/operations.md,
+ * "Buffered rows go back").
+ */
+export class ConsumerSignals {
+  readonly #deps: ConsumerSignalsDeps;
+  readonly #untilFirstWait: UntilFirstWait;
+  #listener: NotifyListener | undefined;
+
+  constructor(deps: ConsumerSignalsDeps) {
+    this.#deps = deps;
+    this.#untilFirstWait = new UntilFirstWait(() => {
+      this.#afterFirstWait();
+    }, DEFERRED_START_MAX_MS);
+  }
+
+  /** Subscriptions started (at start(), or one subscribed later): the diagnostics that read no table, and the deferred start. */
+  started(): void {
+    const { options, diagnostics, ownNotifierPid } = this.#deps;
+    if (this.#deps.subscriptions.length === 0) return;
+    diagnostics.onFirstSubscription();
+    if (options.listen && this.#listener === undefined) {
+      this.#listener = new NotifyListener({
+        clientConfig: options.listenClientConfig,
+        channel: options.names.channel,
+        logger: options.logger,
+        onWake: (payload) => {
+          this.#onNotification(payload);
+        },
+        afterListen: (client) => this.#releaseMissedPauses(client),
+        ownNotifierPid,
+      });
+    }
+    this.#untilFirstWait.arm();
+  }
+
+  /** A subscription waits for work (SubscriptionDeps.onIdle). */
+  idle(): void {
+    this.#untilFirstWait.waited();
+  }
+
+  /** Wakes the subscriptions of `queue`, or all of them (undefined: notifications may have been missed). */
+  wake(queue: string | undefined): void {
+    for (const s of this.#deps.subscriptions) {
+      if (queue !== undefined && !s.options.queues.includes(queue)) continue;
+      // Both modes list only the queues they expect rows in (queue-schedule.ts): they need the queue.
+      s.wake(queue);
+    }
+  }
+
+  /** A pause of `queue`: its subscriptions give back their buffered rows of it. */
+  paused(queue: string): void {
+    for (const s of this.#deps.subscriptions) if (s.options.queues.includes(queue)) s.releasePaused(queue);
+  }
+
+  /** Within the listener's own bound (CLOSE_TIMEOUT_MS); nothing opens afterwards. */
+  async stop(): Promise<void> {
+    this.#untilFirstWait.cancel();
+    await this.#listener?.stop();
+  }
+
+  /**
+   * When a subscription first waits for work: the LISTEN connection and the setup diagnostics,
+   * neither of which a drain needs. Never before the subscriptions started: their first claims ask
+   * the pool for a connection synchronously in start(), so they get the one migrate() (or a
+   * publish) left idle (a new connection first: 40–60 ms more before the first message on the
+   * bench's machine, BENCHMARKS.md issue 18, row-lock mode, round five).
+   */
+  #afterFirstWait(): void {
+    if (!this.#deps.running()) return;
+    this.#listener?.start();
+    this.#deps.diagnostics.readSetup();
+  }
+
+  /**
+   * A payload on the channel (pause-signal.ts): a queue to wake, or a paused one. Undefined: the
+   * LISTEN connection (re)connected, so notifications may have been missed: wake all.
+   */
+  #onNotification(payload: string | undefined): void {
+    const signal = payload === undefined ? undefined : readSignal(payload);
+    if (signal?.kind === 'paused') this.paused(signal.queue);
+    else this.wake(signal?.queue);
+  }
+
+  /**
+   * A pause committed while the LISTEN connection was down (or before its first LISTEN) signalled
+   * nobody here: without this read, rows this process had buffered before it would still run.
+   * Read on the LISTEN connection after its LISTEN succeeded, so a pause either is visible to it
+   * or is notified; and no pool connection is opened for it while the first claims hold theirs.
+   */
+  async #releaseMissedPauses(client: pg.ClientBase): Promise<void> {
+    const { options, subscriptions } = this.#deps;
+    const queues = [...new Set(subscriptions.flatMap((s) => s.options.queues))];
+    if (queues.length === 0) return;
+    try {
+      for (const queue of await readPausedAmong(client, options.names, queues)) {
+        this.paused(queue);
+        // A resume that committed after the read's snapshot notified its wake before this answer
+        // came (a statement's notifications arrive before its ReadyForQuery), and what that wake
+        // claimed was just given back as paused: claim again. While paused: one empty claim.
+        this.wake(queue);
+      }
+    } catch (error) {
+      if (!this.#deps.running()) return;
+      options.logger.warn(
+        { err: errorMessage(error) },
+        'could not read which queues are paused after the LISTEN connection (re)connected: rows buffered before a pause it missed run unless another signal comes',
+      );
+    }
+  }
+}

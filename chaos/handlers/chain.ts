@@ -46,15 +46,18 @@ export interface ChainDeps {
 /**
  * node-postgres emits 'error' on a checked-out client whose connection dies between queries (a
  * terminated backend), and an unheard 'error' kills the process. The next query fails anyway; the
- * listener only keeps the process alive. Attached once per client (clients are reused).
+ * listener only keeps the process alive. Attached in the pool's 'connect' event, once per client,
+ * before the pool hands it out: a listener added after `await pool.connect()` came too late when
+ * the backend was terminated as it started (its FATAL in the same read as the ReadyForQuery that
+ * completed the connect; terminate-backends crashed a worker that way, 1 run in 4). Also hears the
+ * pool's own errors (idle clients).
  */
-const heard = new WeakSet<pg.PoolClient>();
-export function hearErrors(client: pg.PoolClient): pg.PoolClient {
-  if (!heard.has(client)) {
-    heard.add(client);
+export function hearClientErrors<P extends pg.Pool>(pool: P): P {
+  pool.on('error', () => undefined);
+  pool.on('connect', (client) => {
     client.on('error', () => undefined);
-  }
-  return client;
+  });
+  return pool;
 }
 
 function describe(error: unknown): { name: string; message: string } {
@@ -73,7 +76,7 @@ export function chainHandler(deps: ChainDeps) {
     if (deps.delayMs > 0) await sleep(deps.delayMs);
     let client: pg.PoolClient | undefined;
     try {
-      client = hearErrors(await deps.pool.connect());
+      client = await deps.pool.connect();
       await client.query('BEGIN');
       await client.query(INSERT_HANDLED, [message.id, body.key, process.pid, message.deliveriesCount, startedAt]);
       if (body.step < body.length) {

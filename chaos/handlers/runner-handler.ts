@@ -6,7 +6,7 @@
  */
 import { OUTBOX_TABLE } from '../lib/ledger-sql.js';
 import { loadProduct } from '../lib/product.js';
-import { chainHandler } from './chain.js';
+import { chainHandler, hearClientErrors } from './chain.js';
 
 function env(name: string): string {
   const value = process.env[name];
@@ -16,15 +16,16 @@ function env(name: string): string {
 
 const product = await loadProduct(env('CHAOS_PRODUCT_ROOT'));
 const url = env('CHAOS_DATABASE_URL');
-const pool = new product.pg.Pool({
-  connectionString: url,
-  max: Number(process.env.CHAOS_HANDLER_POOL_SIZE ?? '6'),
-  // The application's own timeouts: a handler must not hang on a dead connection forever.
-  connectionTimeoutMillis: 5_000,
-  query_timeout: 10_000,
-  keepAlive: true,
-});
-pool.on('error', () => undefined);
+const pool = hearClientErrors(
+  new product.pg.Pool({
+    connectionString: url,
+    max: Number(process.env.CHAOS_HANDLER_POOL_SIZE ?? '6'),
+    // The application's own timeouts: a handler must not hang on a dead connection forever.
+    connectionTimeoutMillis: 5_000,
+    query_timeout: 10_000,
+    keepAlive: true,
+  }),
+);
 const publisher = new product.txoutbox.Outbox({ connectionString: url, table: OUTBOX_TABLE, poolSize: 1, listen: false });
 
 export default chainHandler({ pool, publisher, delayMs: Number(process.env.CHAOS_HANDLER_DELAY_MS ?? '0') });

@@ -6,7 +6,7 @@
  */
 import type pg from 'pg';
 
-import { type ChainBody, hearErrors, rootBody } from '../handlers/chain.js';
+import { type ChainBody, hearClientErrors, rootBody } from '../handlers/chain.js';
 import { HARNESS_APP } from './chaos-server.js';
 import { INSERT_PUBLISHED, INSERT_PUBLISHED_MANY, OUTBOX_TABLE, QUEUE } from './ledger-sql.js';
 import type { Product } from './product.js';
@@ -29,15 +29,16 @@ export class Load {
   readonly #inFlight = new Set<Promise<void>>();
 
   constructor(product: Product, url: string, chainLength: number) {
-    this.#pool = new product.pg.Pool({
-      connectionString: url,
-      max: MAX_IN_FLIGHT,
-      application_name: HARNESS_APP,
-      // A frozen server must not freeze the load generator (or the harness) forever.
-      connectionTimeoutMillis: 3_000,
-      query_timeout: 5_000,
-    });
-    this.#pool.on('error', () => undefined);
+    this.#pool = hearClientErrors(
+      new product.pg.Pool({
+        connectionString: url,
+        max: MAX_IN_FLIGHT,
+        application_name: HARNESS_APP,
+        // A frozen server must not freeze the load generator (or the harness) forever.
+        connectionTimeoutMillis: 3_000,
+        query_timeout: 5_000,
+      }),
+    );
     // The load's own troubles (publishes refused during a fault) are counted, not logged over the progress line.
     const quiet = { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined };
     this.#outbox = new product.txoutbox.Outbox({ pool: this.#pool, table: OUTBOX_TABLE, listen: false, logger: quiet });
@@ -71,7 +72,7 @@ export class Load {
       if (group === undefined) groups.set(key, [body]);
       else group.push(body);
     }
-    const client = hearErrors(await this.#pool.connect());
+    const client = await this.#pool.connect();
     try {
       await client.query('BEGIN');
       for (const [orderingKey, bodies] of groups) {
@@ -104,7 +105,7 @@ export class Load {
     const body = rootBody(this.#nextChain++, this.#chainLength);
     let client: pg.PoolClient | undefined;
     try {
-      client = hearErrors(await this.#pool.connect());
+      client = await this.#pool.connect();
       await client.query('BEGIN');
       const orderingKey = this.#orderingKey(body.chain);
       const id = await this.#outbox.publish(client, QUEUE, body, orderingKey === undefined ? {} : { orderingKey });

@@ -1,8 +1,10 @@
 /**
  * Names the connection behind an 'error' event nobody listens to, which kills the worker: the last
- * statement that client ran is logged just before. CI once saw terminate-backends crash a worker
- * that way: a 57P01 on a client with no query active and no listener. It did not recur in 19 reruns,
- * and the crash's own stack cannot say which of the product's connections it was.
+ * statement that client ran is logged just before. CI saw terminate-backends crash a worker that
+ * way: a 57P01 on a client with no query active and no listener, "after no statement". A connect
+ * stack recorded here (a throwaway probe) named the harness's own handler pool: its backend was
+ * terminated as it started, before the listener added after `await pool.connect()`; the pools
+ * now hear errors from their 'connect' event (handlers/chain.ts hearClientErrors).
  */
 import type pg from 'pg';
 

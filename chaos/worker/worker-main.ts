@@ -12,7 +12,7 @@
  */
 import type { OutboxEvent } from '../../src/index.js';
 import type { RelaySink } from '../../src/relay/index.js';
-import { chainHandler } from '../handlers/chain.js';
+import { chainHandler, hearClientErrors } from '../handlers/chain.js';
 import { DLQ_TABLE, OUTBOX_TABLE, QUEUE } from '../lib/ledger-sql.js';
 import { loadProduct, loadRelay } from '../lib/product.js';
 import { type FromWorker, isToWorker, type RelaySpec, type WorkerSpec } from './protocol.js';
@@ -55,15 +55,16 @@ async function run(spec: WorkerSpec): Promise<void> {
   let appPool: { end(): Promise<void> } | undefined;
   let sinkStats: () => Record<string, number> | undefined = () => undefined;
   if (spec.relay === undefined) {
-    const pool = new product.pg.Pool({
-      connectionString: spec.appDatabaseUrl,
-      max: Number(spec.subscribe.concurrency ?? 1) + 2,
-      // The application's own timeouts: a handler must not hang on a dead connection forever.
-      connectionTimeoutMillis: 5_000,
-      query_timeout: 10_000,
-      keepAlive: true,
-    });
-    pool.on('error', () => undefined);
+    const pool = hearClientErrors(
+      new product.pg.Pool({
+        connectionString: spec.appDatabaseUrl,
+        max: Number(spec.subscribe.concurrency ?? 1) + 2,
+        // The application's own timeouts: a handler must not hang on a dead connection forever.
+        connectionTimeoutMillis: 5_000,
+        query_timeout: 10_000,
+        keepAlive: true,
+      }),
+    );
     appPool = pool;
     outbox.subscribe(QUEUE, chainHandler({ pool, publisher: outbox, delayMs: spec.handlerDelayMs }), {
       name: 'chaos',

@@ -14,7 +14,7 @@ import { type Decision, DeliveryControls } from './decision.js';
 import type { DeliverySignal } from './delivery-signal.js';
 import { type Committed, type DeliveryTransactions, runInTransaction } from './delivery-transaction.js';
 import type { PublishFollowUp } from './follow-up.js';
-import { deliveryScope, type Lease } from './lease.js';
+import { deliveryScope, dispatchedEvent, type Lease } from './lease.js';
 import { correlationIdOf, type Handler, toMessage } from './message.js';
 import type { OutcomeWriter, Run } from './outcome-writer.js';
 import type { ResolvedSubscribeOptions } from './subscription-options.js';
@@ -234,12 +234,7 @@ export function deliver(
     return deps.writer.terminal(lease, 'max_deliveries', undefined, undefined).then(ignore);
   }
 
-  deps.emit?.({
-    type: 'dispatched',
-    ...deliveryScope(lease, options.name),
-    sizeBytes: record.payload.length,
-    ageSeconds: Math.max(0, ((deps.now ?? Date.now)() - record.created_at.getTime()) / 1000),
-  });
+  deps.emit?.(dispatchedEvent(lease, options.name, (deps.now ?? Date.now)()));
   const stats = deps.customStats.forDelivery(options.name, record.queue);
   const controls = new DeliveryControls(
     options.ackPolicy,

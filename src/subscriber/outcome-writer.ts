@@ -6,7 +6,7 @@ import type { ThroughputTally } from '../queues/throughput-tally.js';
 import type { Logger } from '../util/logger.js';
 import type { StatementRunner } from '../util/statement-runner.js';
 import { type AckEntry, Acker, type AckResult } from './acker.js';
-import { deliveryScope, type Lease } from './lease.js';
+import { ackedEvent, deliveryScope, type Lease } from './lease.js';
 import { boundedLastException, type RenderError } from './render-error.js';
 import type { SubscriberSql } from './sql.js';
 
@@ -116,7 +116,7 @@ export class OutcomeWriter {
     if (result === 'deleted') {
       if (lease.record.ordering_key !== null) this.#deps.keyFreed();
       this.#deps.tally.count(lease.record.queue, 'handled');
-      this.#emitAcked?.({ type: 'acked', ...this.#scope(lease), durationSeconds });
+      this.#emitAcked?.(ackedEvent(lease, this.#deps.subscriber, durationSeconds));
     } else if (result === 'lease_lost') this.#leaseLost(lease, 'terminal');
     written?.(WRITE_OF_ACK[result]);
   }

@@ -15,7 +15,8 @@
  * bare SDK floor: a hand-written middleware that starts a span, makes it active around the rest
  * with context.with and ends it) · sdk (the same SDK work with no middleware at all: the handler
  * starts and ends the span around a context.with of its own) · empty observer (one consume observer
- * that does nothing: the observer path's own cost) · dropped with `skipUnsampledParents: true` (no
+ * that does nothing: the observer path's own cost) · Prometheus's middleware alone and its recorder
+ * alone (what each half of the Prometheus seams costs) · dropped with `skipUnsampledParents: true` (no
  * span made for a not-sampled row). Rows carry a W3C traceparent
  * (sampled, or not for `dropped`), as rows published under a tracer do.
  *
@@ -242,6 +243,8 @@ const variants: Variant[] = [
   variant('floor', lib, { middlewares: [floor] }, SAMPLED),
   variant('sdk', lib, {}, SAMPLED, SDK_HANDLER),
   variant('empty observer', lib, { middlewares: [emptyObserver] }, SAMPLED),
+  variant('prometheus middleware', lib, { middlewares: [lib.prometheusMiddleware({ registry: new Registry() })] }, SAMPLED),
+  variant('prometheus recorder', lib, { recorder: [lib.prometheusRecorder({ registry: new Registry() })] }, SAMPLED),
   variant(
     'dropped, skipUnsampledParents',
     lib,

@@ -173,7 +173,7 @@ for (const concurrency of sizes.drainConcurrency) {
   add('W3', `drain c${concurrency}`, () => ({
     options: {},
     preload: sizes.drain,
-    run: (ctx) => drainWorkload(ctx, concurrency),
+    run: (ctx) => drainWorkload(ctx, concurrency, sizes.drain),
   }));
 }
 add('W4', 'wake latency', () => ({ options: {}, preload: 0, run: (ctx) => wakeWorkload(ctx) }));
@@ -181,17 +181,20 @@ if (onlyWorkloads.includes('W5') && systems.includes(txoutboxSystem)) {
   // An overhead of a few percent needs more pairs than a throughput ratio: 5 interleaved rounds of
   // every variant (the overall target is off vs on; the others split it: Prometheus alone, tracing
   // alone, the bare SDK floor tracing is judged against, and tracing whose sampler drops the span).
+  // The order rotates each round: in a fixed order each variant ran right after the same one, and
+  // inherited its garbage and JIT state (the dropping sampler always followed recorded tracing).
   const rounds = args.quick ? sizes.reps : Math.max(sizes.reps, 5);
   for (let rep = 1; rep <= rounds; rep += 1) {
-    for (const seams of W5_ORDER) {
+    const shift = (rep - 1) % W5_ORDER.length;
+    for (const seams of [...W5_ORDER.slice(shift), ...W5_ORDER.slice(0, shift)]) {
       plan.push({
         workload: 'W5',
         variant: W5_VARIANTS[seams],
         system: txoutboxSystem,
         rep,
         options: { seams },
-        preload: sizes.drain,
-        run: (ctx) => drainWorkload(ctx, 16),
+        preload: sizes.seamDrain,
+        run: (ctx) => drainWorkload(ctx, 16, sizes.seamDrain),
       });
     }
   }

@@ -18,7 +18,8 @@ const DELETE = 'DELETE FROM raw_q WHERE id = ANY($1::bigint[])';
 /** raw SQL's one-message INSERT (also measured by the probes). */
 export const INSERT = 'INSERT INTO raw_q (payload) VALUES ($1::jsonb)';
 const INSERT_NOTIFY = `WITH i AS (INSERT INTO raw_q (payload) VALUES ($1::jsonb) RETURNING id) SELECT pg_notify('raw_q', 'bench') FROM i`;
-const INSERT_MANY = 'INSERT INTO raw_q (payload) SELECT unnest($1::jsonb[])';
+/** raw SQL's multi-row INSERT (W2; also measured by the probes). */
+export const INSERT_MANY = 'INSERT INTO raw_q (payload) SELECT unnest($1::jsonb[])';
 const INSERT_MANY_NOTIFY = `WITH i AS (INSERT INTO raw_q (payload) SELECT unnest($1::jsonb[]) RETURNING id)
 SELECT pg_notify('raw_q', 'bench') FROM (SELECT 1 FROM i LIMIT 1) AS one`;
 

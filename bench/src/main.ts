@@ -19,7 +19,7 @@ import { startServer } from './server.js';
 import { graphileSystem } from './systems/graphile.js';
 import { pgBossSystem } from './systems/pgboss.js';
 import { rawSystem } from './systems/raw.js';
-import { W5_ORDER, W5_VARIANTS } from './systems/seam-variants.js';
+import { roundOrder, W5_ORDER, W5_VARIANTS } from './systems/seam-variants.js';
 import { openTelemetryStatus } from './systems/seams.js';
 import type { RunOptions, System, WorkloadId } from './systems/system.js';
 import {
@@ -181,12 +181,11 @@ if (onlyWorkloads.includes('W5') && systems.includes(txoutboxSystem)) {
   // An overhead of a few percent needs more pairs than a throughput ratio: 5 interleaved rounds of
   // every variant (the overall target is off vs on; the others split it: Prometheus alone, tracing
   // alone, the bare SDK floor tracing is judged against, and tracing whose sampler drops the span).
-  // The order rotates each round: in a fixed order each variant ran right after the same one, and
-  // inherited its garbage and JIT state (the dropping sampler always followed recorded tracing).
+  // Each round runs them in another order (roundOrder): in one order each variant inherited the
+  // garbage and JIT state of the same predecessor (the dropping sampler always followed tracing).
   const rounds = args.quick ? sizes.reps : Math.max(sizes.reps, 5);
   for (let rep = 1; rep <= rounds; rep += 1) {
-    const shift = (rep - 1) % W5_ORDER.length;
-    for (const seams of [...W5_ORDER.slice(shift), ...W5_ORDER.slice(0, shift)]) {
+    for (const seams of roundOrder(W5_ORDER, rep - 1)) {
       plan.push({
         workload: 'W5',
         variant: W5_VARIANTS[seams],

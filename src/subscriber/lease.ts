@@ -19,7 +19,7 @@ export function deliveryScope(lease: Lease, subscriber: string) {
 /*
  * The two events built per delivery (when a recorder reads them) are one object literal each, in
  * deliveryScope's key order: a spread of deliveryScope() into the event made two objects and a copy
- * per message, measured at ~0.3 µs of a Prometheus-instrumented delivery's ~1.6 µs (issue 18,
+ * per message, 0.3–1.0 µs of a Prometheus-instrumented delivery's 1.6–2.1 µs in bench:seams (issue 18,
  * BENCHMARKS.md "Round nine"). The rare events keep the spread.
  */
 

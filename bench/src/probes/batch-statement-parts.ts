@@ -67,7 +67,7 @@ try {
   const { text } = captured;
   const values: unknown[] = (captured.values as unknown[] | undefined) ?? [];
   const edit = (from: string | RegExp, to: string): string => {
-    const edited = text.replace(from, to);
+    const edited = typeof from === 'string' ? text.replaceAll(from, to) : text.replace(from, to);
     if (edited === text) throw new Error(`publishBatch's statement no longer contains ${String(from)}: update this probe`);
     return edited;
   };
@@ -87,7 +87,7 @@ try {
       text: edit(/GREATEST\((COALESCE\([\s\S]*?\)), \(SELECT p\.next_attempt_at[\s\S]*?LIMIT 1\)\)/, '$1'),
       values,
     },
-    'no ready_idx': { text: text.replaceAll('"txoutbox"."outbox"', 'txoutbox.outbox_no_ready'), values },
+    'no ready_idx': { text: edit('"txoutbox"."outbox"', 'txoutbox.outbox_no_ready'), values },
     'raw SQL': 'raw',
   };
 

@@ -35,9 +35,9 @@ const sql = buildRowLockSql(resolveSchemaNames(DEFAULT_TABLE, undefined));
 const begin = rowLockBegin(60_000);
 const shipped = sql.claimOne.text;
 
-/** `text` with `from` replaced, or a throw when it is not there (the claim's text changed). */
+/** `text` with every `from` replaced, or a throw when there is none (the claim's text changed). */
 function edit(text: string, from: string | RegExp, to: string): string {
-  const edited = text.replace(from, to);
+  const edited = typeof from === 'string' ? text.replaceAll(from, to) : text.replace(from, to);
   if (edited === text) throw new Error(`the claim no longer contains ${String(from)}: update this probe`);
   return edited;
 }
@@ -74,12 +74,15 @@ interface Open {
 }
 
 const server = await startEmbeddedPostgres({});
+let pool: pg.Pool | undefined;
+const held: pg.PoolClient[] = [];
 try {
   const url = await server.createDatabase('probe');
-  const pool = new pg.Pool({ connectionString: url, max: 3 });
+  pool = new pg.Pool({ connectionString: url, max: 3 });
   const outbox = new Outbox({ pool, logger: quietLogger });
   await outbox.migrate();
-  const [a, b, admin] = [await pool.connect(), await pool.connect(), await pool.connect()];
+  for (let i = 0; i < 3; i += 1) held.push(await pool.connect());
+  const [a, b, admin] = held as [pg.PoolClient, pg.PoolClient, pg.PoolClient];
   await admin.query('CREATE EXTENSION IF NOT EXISTS pg_stat_statements');
   const loops = [a, b];
   const pids: number[] = [];
@@ -165,8 +168,8 @@ try {
     const { server: cpu, claim } = results.get(name) ?? { server: [], claim: [] };
     console.log(`| ${name} | ${median(cpu).toFixed(2)} | ${(median(cpu) / base).toFixed(2)} | ${median(claim).toFixed(2)} |`);
   }
-  for (const client of [a, b, admin]) client.release();
-  await pool.end();
 } finally {
+  for (const client of held) client.release();
+  await pool?.end();
   await server.stop();
 }

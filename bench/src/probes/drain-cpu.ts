@@ -15,8 +15,11 @@
  * DRAIN_CPU_WAYS=<regex> runs only the matching ways; DRAIN_CPU_PROFILE=<dir> writes a V8 CPU
  * profile of each drain; DRAIN_CPU_BASELINE=<dir> (a copy of an earlier dist/, inside the
  * repository so it resolves the same node_modules) adds its txoutbox and row-lock ways, labelled
- * `base …`, to the same rotation: a change's before and after interleaved in one run. process.cpuUsage() counts every thread of the process (V8's GC helpers
- * too); a profile shows the main thread only, where time blocked in a socket write is sampled
+ * `base …`, to the same rotation: a change's before and after interleaved in one run, with each
+ * way's paired difference from its base (the median over rounds of this round's CPU minus the
+ * base's). DRAIN_CPU_SEAMS=prometheus adds each txoutbox way again with the Prometheus seams of its
+ * build (W5's Prometheus variant). process.cpuUsage() counts every thread of the process (V8's GC
+ * helpers too); a profile shows the main thread only, where time blocked in a socket write is sampled
  * as `writev` although it is not CPU.
  */
 import { readFileSync } from 'node:fs';
@@ -27,7 +30,8 @@ import { pathToFileURL } from 'node:url';
 import { profiled } from '../cpu-profile.js';
 import { startServer } from '../server.js';
 import { rawSystem } from '../systems/raw.js';
-import type { System } from '../systems/system.js';
+import type { PrometheusLibrary } from '../systems/seams.js';
+import type { RunOptions, System } from '../systems/system.js';
 import { txoutboxRowLockSystem, txoutboxSystem, txoutboxSystemFrom } from '../systems/txoutbox.js';
 import { drainAll, preload } from './preloaded-drain.js';
 import { type CpuSplit, startServerCpuSplit } from './server-cpu-split.js';
@@ -41,6 +45,8 @@ interface Way {
   readonly label: string;
   readonly system: System;
   readonly concurrency: number;
+  /** What the instance runs with (DRAIN_CPU_SEAMS). */
+  readonly options?: RunOptions;
 }
 
 interface Sample {
@@ -70,21 +76,41 @@ function ioBytes(): number {
 /** DRAIN_CPU_WAYS=<regex> keeps the matching ways (e.g. 'txoutbox c1$' for a profile of one). */
 const only = new RegExp(process.env.DRAIN_CPU_WAYS ?? '.');
 const baselineDir = process.env.DRAIN_CPU_BASELINE;
-const baseline =
-  baselineDir === undefined
-    ? undefined
-    : ((await import(pathToFileURL(resolve(baselineDir, 'index.js')).href)) as Parameters<typeof txoutboxSystemFrom>[0]);
-const ways: Way[] = CONCURRENCIES.flatMap((concurrency) => [
-  { label: `txoutbox c${concurrency}`, system: txoutboxSystem, concurrency },
-  { label: `txoutbox row-lock c${concurrency}`, system: txoutboxRowLockSystem, concurrency },
-  ...(baseline === undefined
-    ? []
-    : [
-        { label: `base txoutbox c${concurrency}`, system: txoutboxSystemFrom(baseline, 'base', false), concurrency },
-        { label: `base row-lock c${concurrency}`, system: txoutboxSystemFrom(baseline, 'base row-lock', true), concurrency },
-      ]),
-  { label: `raw SQL c${concurrency}`, system: rawSystem(false), concurrency },
-]).filter((way) => only.test(way.label));
+const fromBaseline = async <M>(path: string): Promise<M> =>
+  (await import(pathToFileURL(resolve(baselineDir ?? '.', path)).href)) as M;
+const baseline = baselineDir === undefined ? undefined : await fromBaseline<Parameters<typeof txoutboxSystemFrom>[0]>('index.js');
+const basePrometheus = baselineDir === undefined ? undefined : await fromBaseline<PrometheusLibrary>('prometheus/index.js');
+/**
+ * DRAIN_CPU_SEAMS=prometheus: every txoutbox way (the baseline's too, with its own build's seams)
+ * also runs with prometheusRecorder + prometheusMiddleware, labelled `+ prometheus`: W5's
+ * Prometheus variant, as an A/B of two builds in one run.
+ */
+const seams = process.env.DRAIN_CPU_SEAMS === 'prometheus' ? ('prometheus' as const) : undefined;
+const withSeams = (way: Way): Way[] =>
+  seams === undefined || way.system.id.startsWith('raw')
+    ? [way]
+    : [way, { ...way, label: `${way.label} + prometheus`, options: { seams } }];
+const ways: Way[] = CONCURRENCIES.flatMap((concurrency) =>
+  [
+    { label: `txoutbox c${concurrency}`, system: txoutboxSystem, concurrency },
+    { label: `txoutbox row-lock c${concurrency}`, system: txoutboxRowLockSystem, concurrency },
+    ...(baseline === undefined
+      ? []
+      : [
+          {
+            label: `base txoutbox c${concurrency}`,
+            system: txoutboxSystemFrom(baseline, 'base', false, basePrometheus),
+            concurrency,
+          },
+          {
+            label: `base row-lock c${concurrency}`,
+            system: txoutboxSystemFrom(baseline, 'base row-lock', true, basePrometheus),
+            concurrency,
+          },
+        ]),
+    { label: `raw SQL c${concurrency}`, system: rawSystem(false), concurrency },
+  ].flatMap(withSeams),
+).filter((way) => only.test(way.label));
 
 const median = (values: readonly number[]): number => {
   const sorted = [...values].sort((a, b) => a - b);
@@ -117,7 +143,7 @@ function perMessage(split: CpuSplit): Map<string, number> {
 
 async function drainOnce(server: Awaited<ReturnType<typeof startServer>>, way: Way): Promise<Sample> {
   const url = await server.createDatabase('drain_cpu');
-  const instance = way.system.create(url, {});
+  const instance = way.system.create(url, way.options ?? {});
   try {
     await instance.setup();
     await preload(url, instance, ROWS);
@@ -199,4 +225,24 @@ for (const way of ways) {
   console.log(
     `| ${way.label} | ${user.toFixed(1)} | ${system.toFixed(1)} | ${total.toFixed(1)} | ${Math.round(median(list.map((s) => s.rate)))} | ${Math.round(median(list.map((s) => s.bytes)))} | ${['all', 'backend', 'autovacuum worker', 'walwriter'].map((kind) => serverMedian(list, kind)).join(' · ')} |`,
   );
+}
+
+/**
+ * A way's base, when the baseline runs: `base txoutbox c4` for `txoutbox c4`, `base row-lock c4
+ * + prometheus` for `txoutbox row-lock c4 + prometheus`.
+ */
+const baseOf = (label: string): string => `base ${label.replace(/^txoutbox row-lock/, 'row-lock')}`;
+const paired = ways.filter((way) => samples.has(baseOf(way.label)));
+if (paired.length > 0) {
+  console.log('\n| way − its base, paired by round | Node CPU µs/msg | rounds lower | msgs/s |');
+  console.log('| --- | ---: | ---: | ---: |');
+  for (const way of paired) {
+    const mine = samples.get(way.label) ?? [];
+    const base = samples.get(baseOf(way.label)) ?? [];
+    const cpu = mine.map((s, i) => s.userUs + s.systemUs - ((base[i]?.userUs ?? NaN) + (base[i]?.systemUs ?? NaN)));
+    const rate = mine.map((s, i) => s.rate / (base[i]?.rate ?? NaN) - 1);
+    console.log(
+      `| ${way.label} | ${median(cpu) >= 0 ? '+' : ''}${median(cpu).toFixed(2)} | ${cpu.filter((d) => d < 0).length}/${cpu.length} | ${(median(rate) * 100).toFixed(1)} % |`,
+    );
+  }
 }

@@ -5,7 +5,8 @@
  * (over a statement runner that answers at once), the recorders — for a synchronous no-op handler,
  * in batches of 100 as a claim hands them over, and reads process.cpuUsage() around it. Variants
  * are interleaved in every round, in a rotated order; figures are medians over rounds of each
- * variant's µs per delivery minus "off" of the same round.
+ * variant's µs per delivery minus "off" of the same round, and the bytes each allocates per
+ * delivery (a pass of its own after the rounds).
  *
  *   npm run bench:seams -- [rounds] [deliveries]        (default 7 rounds of 20,000)
  *
@@ -23,10 +24,12 @@
  * SEAMS_BASELINE=<dir>: a src/ tree of another commit inside this repository (so it resolves the
  * same node_modules), e.g. `git archive main src | tar -x -C .seams-baseline`; its prometheus,
  * tracing, dropped and both variants run as `base …` in the same rotation. SEAMS_VARIANTS=<regex>
- * keeps the matching variants.
+ * keeps the matching variants. SEAMS_ALLOC_SITES=1 also prints where each variant's garbage is made.
  */
+import { Session } from 'node:inspector/promises';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { getHeapSpaceStatistics } from 'node:v8';
 
 import { context, propagation, trace } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
@@ -269,6 +272,65 @@ async function measure(v: Variant, deliveries: number): Promise<number> {
   return (used.user + used.system) / deliveries;
 }
 
+/**
+ * Bytes a variant allocates per delivery: the young generation's growth over the deliveries, read
+ * after every batch (a scavenge in between counts what it left). A pass of its own after the
+ * timed rounds, so the reads do not touch their CPU figures. In a real drain, garbage costs more
+ * per byte than here: each scavenge copies the live batches of rows and in-flight deliveries
+ * (W5's profile: the garbage collector is most of what a seam's allocation costs).
+ */
+async function allocated(v: Variant, deliveries: number): Promise<number> {
+  const young = (): number => getHeapSpaceStatistics().find((space) => space.space_name === 'new_space')?.space_used_size ?? NaN;
+  let bytes = 0;
+  let last = young();
+  for (let done = 0; done < deliveries; done += BATCH) {
+    await v.batch(Math.min(BATCH, deliveries - done));
+    const now = young();
+    bytes += now >= last ? now - last : now;
+    last = now;
+  }
+  return bytes / deliveries;
+}
+
+/** A call frame of the sampling heap profiler's tree (node:inspector, HeapProfiler). */
+interface SampledNode {
+  readonly callFrame: { readonly functionName: string; readonly url: string };
+  readonly selfSize: number;
+  readonly children: readonly SampledNode[];
+}
+
+/**
+ * SEAMS_ALLOC_SITES=1: where a variant's garbage is made, bytes per delivery by function (after
+ * inlining: an inlined callee's objects count in its caller), from V8's sampling heap profiler
+ * with the objects the collectors already freed included (a sample every 32 bytes on average).
+ */
+async function allocationSites(v: Variant, deliveries: number, top: number): Promise<void> {
+  const session = new Session();
+  session.connect();
+  try {
+    await session.post('HeapProfiler.startSampling', {
+      samplingInterval: 32,
+      includeObjectsCollectedByMajorGC: true,
+      includeObjectsCollectedByMinorGC: true,
+    } as never);
+    for (let done = 0; done < deliveries; done += BATCH) await v.batch(Math.min(BATCH, deliveries - done));
+    const { profile } = (await session.post('HeapProfiler.stopSampling')) as { profile: { head: SampledNode } };
+    const sites = new Map<string, number>();
+    const walk = (node: SampledNode): void => {
+      const { functionName, url } = node.callFrame;
+      const site = `${functionName || '(anonymous)'} ${url.replace(/.*\/(src|node_modules)\//, '$1/')}`;
+      if (node.selfSize > 0) sites.set(site, (sites.get(site) ?? 0) + node.selfSize);
+      for (const child of node.children) walk(child);
+    };
+    walk(profile.head);
+    console.log(`\n${v.name}: where the garbage is made, bytes per delivery`);
+    for (const [site, size] of [...sites].sort((a, b) => b[1] - a[1]).slice(0, top))
+      console.log(`${(size / deliveries).toFixed(0).padStart(6)}  ${site}`);
+  } finally {
+    session.disconnect();
+  }
+}
+
 // Warm-up: every variant once, so each round compares optimized code.
 for (const v of variants) await measure(v, Math.min(DELIVERIES, 5_000));
 
@@ -296,14 +358,20 @@ const median = (values: readonly number[]): number => {
 };
 const offUs = median(samples.get('off') ?? []);
 console.log(`\n${ROUNDS} rounds of ${DELIVERIES} deliveries; CPU µs per delivery, median (above off, paired median)`);
-console.log('| variant | µs per delivery | above off | of off |');
-console.log('| --- | ---: | ---: | ---: |');
+const bytes = new Map<string, number>();
+for (const v of variants) {
+  global.gc?.();
+  bytes.set(v.name, await allocated(v, DELIVERIES));
+}
+console.log('| variant | µs per delivery | above off | of off | bytes allocated per delivery |');
+console.log('| --- | ---: | ---: | ---: | ---: |');
 for (const v of variants) {
   const a = median(above.get(v.name) ?? []);
   console.log(
-    `| ${v.name} | ${median(samples.get(v.name) ?? []).toFixed(2)} | ${a.toFixed(2)} | ${((a / offUs) * 100).toFixed(0)} % |`,
+    `| ${v.name} | ${median(samples.get(v.name) ?? []).toFixed(2)} | ${a.toFixed(2)} | ${((a / offUs) * 100).toFixed(0)} % | ${(bytes.get(v.name) ?? NaN).toFixed(0)} |`,
   );
 }
+if (process.env.SEAMS_ALLOC_SITES === '1') for (const v of variants) await allocationSites(v, DELIVERIES, 15);
 const aboveOf = (name: string) => (above.has(name) ? median(above.get(name) ?? []) : undefined);
 const tracing = aboveOf('tracing');
 for (const ref of ['floor', 'sdk']) {

@@ -135,7 +135,13 @@ export async function openTelemetryStatus(): Promise<string> {
 }
 
 /** The seams of one W5 variant (not 'off'). */
-export async function seamsOf(variant: Exclude<SeamVariant, 'off'>): Promise<Seams> {
+/** The Prometheus seams' module: the compiled library's, or another build's (drain-cpu's baseline). */
+export type PrometheusLibrary = Pick<typeof txoutboxPrometheus, 'prometheusMiddleware' | 'prometheusRecorder'>;
+
+export async function seamsOf(
+  variant: Exclude<SeamVariant, 'off'>,
+  prometheus: PrometheusLibrary = txoutboxPrometheus,
+): Promise<Seams> {
   const traced = variant !== 'prometheus';
   const otel = traced ? await (tracing ??= openTelemetryTracing()) : 'off (Prometheus seams only)';
   const withPrometheus = variant === 'on' || variant === 'prometheus';
@@ -155,8 +161,8 @@ export async function seamsOf(variant: Exclude<SeamVariant, 'off'>): Promise<Sea
   }
   if (withPrometheus) {
     const metrics = { registry: new Registry(), prefix: 'txoutbox' };
-    middlewares.push(txoutboxPrometheus.prometheusMiddleware(metrics));
-    recorder.push(txoutboxPrometheus.prometheusRecorder(metrics));
+    middlewares.push(prometheus.prometheusMiddleware(metrics));
+    recorder.push(prometheus.prometheusRecorder(metrics));
   }
   const deactivate = typeof otel === 'string' ? () => undefined : otel.activate();
   if (variant === 'context' && typeof otel !== 'string') otel.enableStorage();

@@ -5,7 +5,7 @@ import pg from 'pg';
 
 import type { Outbox } from '../../../src/index.js';
 import { txoutbox } from '../library.js';
-import { type Seams, seamsOf } from './seams.js';
+import { type PrometheusLibrary, type Seams, seamsOf } from './seams.js';
 import {
   type Body,
   body,
@@ -39,6 +39,8 @@ class TxOutboxInstance implements SystemInstance {
   readonly #transactional: 'off' | 'on' | 'async-commit';
   readonly #rowLock: boolean;
   readonly #library: typeof txoutbox;
+  /** The Prometheus seams of `library`'s build, when it is not the compiled library (seams.ts). */
+  readonly #prometheus: PrometheusLibrary | undefined;
 
   constructor(
     url: string,
@@ -47,8 +49,10 @@ class TxOutboxInstance implements SystemInstance {
     transactional: 'off' | 'on' | 'async-commit' = 'off',
     rowLock = false,
     library: typeof txoutbox = txoutbox,
+    prometheus?: PrometheusLibrary,
   ) {
     this.#library = library;
+    this.#prometheus = prometheus;
     this.#url = url;
     this.#options = options;
     this.#notify = notify;
@@ -63,7 +67,7 @@ class TxOutboxInstance implements SystemInstance {
 
   async setup(): Promise<void> {
     const { seams } = this.#options;
-    this.seams = seams === undefined || seams === 'off' ? undefined : await seamsOf(seams);
+    this.seams = seams === undefined || seams === 'off' ? undefined : await seamsOf(seams, this.#prometheus);
     this.#outbox = new this.#library.Outbox({
       connectionString: this.#url,
       logger: quietLogger,
@@ -226,11 +230,16 @@ export const txoutboxRowLockSystem: System = {
  * txoutbox (or its row-lock mode) from another build of the library: the A/B of a change in one
  * locked run (bench/src/probes/drain-cpu.ts, DRAIN_CPU_BASELINE=<a copy of dist/>).
  */
-export function txoutboxSystemFrom(library: typeof txoutbox, label: string, rowLock: boolean): System {
+export function txoutboxSystemFrom(
+  library: typeof txoutbox,
+  label: string,
+  rowLock: boolean,
+  prometheus?: PrometheusLibrary,
+): System {
   const base = rowLock ? txoutboxRowLockSystem : txoutboxSystem;
   return {
     ...base,
     label,
-    create: (url, options) => new TxOutboxInstance(url, options, 'after-commit', 'off', rowLock, library),
+    create: (url, options) => new TxOutboxInstance(url, options, 'after-commit', 'off', rowLock, library, prometheus),
   };
 }

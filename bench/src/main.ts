@@ -299,7 +299,7 @@ for (const entry of plan) {
     progress.end(
       label,
       `${format(msgsPerSec)} msgs/s${latency}, ${statementsPerMsg?.toFixed(3) ?? '?'} stmts/msg, ` +
-        `${walBytesPerMsg.toFixed(0)} WAL B/msg${check}${record.note === undefined ? '' : ` (${record.note})`}${shared}`,
+        `${walBytesPerMsg.toFixed(0)} WAL B/msg, ${cost.heapAllocatedBytes === null ? '?' : (cost.heapAllocatedBytes / measured.messages).toFixed(0)} heap B/msg${check}${record.note === undefined ? '' : ` (${record.note})`}${shared}`,
     );
   } catch (error) {
     const message = error instanceof Error ? (error.stack ?? error.message) : String(error);

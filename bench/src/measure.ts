@@ -2,9 +2,11 @@
  * What every measured phase records besides its own numbers: statements (pg_stat_statements call
  * deltas of the run's database), WAL bytes (pg_current_wal_lsn difference), CPU split (machine
  * from /proc/stat, this Node process from process.cpuUsage) and sampled wait events of the run's
- * backends (the poor man's ASH: what Postgres sessions were doing, every 10 ms).
+ * backends (the poor man's ASH: what Postgres sessions were doing, every 10 ms), and this process's
+ * garbage: bytes allocated on the JavaScript heap and the main thread's collection time.
  */
 import { readdirSync, readFileSync } from 'node:fs';
+import { GCProfiler, getHeapStatistics } from 'node:v8';
 
 import type pg from 'pg';
 
@@ -29,6 +31,14 @@ export interface PhaseCost {
    * tenant of the host. A large value next to a slow run points at the machine, not the system.
    */
   readonly otherCpu: number | null;
+  /**
+   * Bytes this process allocated on the JavaScript heap over the phase (the used heap's growth
+   * between collections, from V8's GC profiler): what a drain's garbage is made of, steadier than
+   * the CPU it costs. Null where the profiler is missing.
+   */
+  readonly heapAllocatedBytes: number | null;
+  /** The main thread's time in garbage collection over the phase, ms (the profiler's `cost`). */
+  readonly gcPauseMs: number | null;
   /** The most expensive statements by execution time. */
   readonly topStatements: readonly StatementLine[];
   /** Share of samples per wait event of active backends (`CPU` = running, no wait). */
@@ -100,6 +110,61 @@ export async function machineBusy(ms: number): Promise<number | null> {
   return (after.busy - before.busy) / (after.total - before.total);
 }
 
+interface HeapUse {
+  readonly allocatedBytes: number;
+  readonly gcMs: number;
+}
+
+/**
+ * This process's JavaScript heap over a phase, from V8's GC profiler (node:v8 GCProfiler, Node
+ * 18.15+): allocation is the used heap's growth between collections (a collection frees, it never
+ * allocates; a scavenge that promotes moves bytes within the used heap), and the collections'
+ * main-thread cost. Null where the profiler is missing or fails.
+ */
+class HeapMeter {
+  readonly #profiler: GCProfiler;
+  readonly #usedAtStart: number;
+
+  private constructor(profiler: GCProfiler) {
+    this.#profiler = profiler;
+    this.#usedAtStart = getHeapStatistics().used_heap_size;
+  }
+
+  static start(): HeapMeter | undefined {
+    try {
+      const profiler = new GCProfiler();
+      profiler.start();
+      return new HeapMeter(profiler);
+    } catch {
+      return undefined;
+    }
+  }
+
+  stop(): HeapUse | null {
+    const usedAtEnd = getHeapStatistics().used_heap_size;
+    const result = this.#profiler.stop() as
+      | {
+          statistics: readonly {
+            cost: number;
+            beforeGC: { heapStatistics: { usedHeapSize: number } };
+            afterGC: { heapStatistics: { usedHeapSize: number } };
+          }[];
+        }
+      | undefined;
+    if (result === undefined) return null;
+    let allocatedBytes = 0;
+    let gcMicros = 0;
+    let used = this.#usedAtStart;
+    for (const gc of result.statistics) {
+      allocatedBytes += Math.max(0, gc.beforeGC.heapStatistics.usedHeapSize - used);
+      used = gc.afterGC.heapStatistics.usedHeapSize;
+      gcMicros += gc.cost;
+    }
+    allocatedBytes += Math.max(0, usedAtEnd - used);
+    return { allocatedBytes, gcMs: gcMicros / 1000 };
+  }
+}
+
 /**
  * Waits (up to `maxMs`) until the machine is quiet before a run: on a shared 2-core box another
  * process's burst halves a run's throughput. Returns the busy share last seen.
@@ -121,8 +186,15 @@ export class PhaseMeter {
   #ticks: { busy: number; total: number } | null = null;
   #pgTicks = new Map<number, number>();
   #end:
-    | { seconds: number; cpu: NodeJS.CpuUsage; ticks: { busy: number; total: number } | null; pgTicks: Map<number, number> }
+    | {
+        seconds: number;
+        cpu: NodeJS.CpuUsage;
+        ticks: { busy: number; total: number } | null;
+        pgTicks: Map<number, number>;
+        heap: HeapUse | null;
+      }
     | undefined;
+  #heap: HeapMeter | undefined;
   #cpu: NodeJS.CpuUsage = process.cpuUsage();
   #started = 0;
   #sampler: NodeJS.Timeout | undefined;
@@ -153,6 +225,7 @@ export class PhaseMeter {
     this.#ticks = readMachineTicks();
     this.#pgTicks = readPostgresTicks();
     this.#end = undefined;
+    this.#heap = HeapMeter.start();
     this.#cpu = process.cpuUsage();
     this.#started = performance.now();
     this.#sampler = setInterval(() => {
@@ -181,13 +254,20 @@ export class PhaseMeter {
       cpu: process.cpuUsage(this.#cpu),
       ticks: readMachineTicks(),
       pgTicks: readPostgresTicks(),
+      heap: this.#heap?.stop() ?? null,
     };
   }
 
   async stop(): Promise<PhaseCost> {
     this.markEnd();
-    const end = this.#end ?? { seconds: 0, cpu: { user: 0, system: 0 }, ticks: null, pgTicks: new Map<number, number>() };
-    const { seconds, cpu, ticks } = end;
+    const end = this.#end ?? {
+      seconds: 0,
+      cpu: { user: 0, system: 0 },
+      ticks: null,
+      pgTicks: new Map<number, number>(),
+      heap: null,
+    };
+    const { seconds, cpu, ticks, heap } = end;
     clearInterval(this.#sampler);
     await this.#sampling;
     const lsn = (
@@ -236,6 +316,8 @@ export class PhaseMeter {
         machineCores === null || postgresCpu === null
           ? null
           : Number(Math.max(0, machineCores - nodeCpu - postgresCpu).toFixed(3)),
+      heapAllocatedBytes: heap?.allocatedBytes ?? null,
+      gcPauseMs: heap === null ? null : Number(heap.gcMs.toFixed(1)),
       topStatements: lines.slice(0, 6),
       waits,
     };

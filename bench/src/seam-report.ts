@@ -2,13 +2,31 @@
  * W5's variants side by side (issue 18): each one's overhead against "seams off" in the same round,
  * by throughput and by the bench process's CPU per message, and tracing's cost above the bare
  * OpenTelemetry SDK floor. CPU per message is the steadier of the two on a shared machine: the
- * seams add Node work, not database work, and throughput also moves with the other tenants.
+ * seams add Node work, not database work, and throughput also moves with the other tenants. The
+ * heap bytes each variant allocates per message, and its main-thread GC time, say how much of
+ * that CPU is garbage (issue 18, round ten: most of it, for the dropping sampler).
  */
 import type { RunRecord } from './report.js';
 import { spread } from './stats.js';
 import { W5_ORDER, W5_VARIANTS } from './systems/seam-variants.js';
 
 const OFF = `W5 ${W5_VARIANTS.off}`;
+
+/** Bytes the bench process allocated on its JavaScript heap per message in the measured phase. */
+function heapPerMessage(run: RunRecord): number | undefined {
+  const bytes = run.cost?.heapAllocatedBytes;
+  return bytes === undefined || bytes === null || run.messages === undefined || run.messages === 0
+    ? undefined
+    : bytes / run.messages;
+}
+
+/** The main thread's garbage-collection time per message in the measured phase, µs. */
+function gcPerMessage(run: RunRecord): number | undefined {
+  const ms = run.cost?.gcPauseMs;
+  return ms === undefined || ms === null || run.messages === undefined || run.messages === 0
+    ? undefined
+    : (ms * 1000) / run.messages;
+}
 
 /** Node CPU µs per message in the measured phase (the process's user + system time). */
 export function cpuPerMessage(run: RunRecord): number | undefined {
@@ -115,20 +133,23 @@ export function renderSeamVariants(runs: readonly RunRecord[]): string {
   if (w5.length === 0) return '';
   const figures = seamFigures(runs);
   const rows: string[] = [
-    '| W5 variant | msgs/s (median, min–max) | Node CPU µs/msg (median) | overhead vs off, throughput (paired) | Node CPU/msg above off (paired) |',
-    '| --- | ---: | ---: | ---: | ---: |',
+    '| W5 variant | msgs/s (median, min–max) | Node CPU µs/msg (median) | overhead vs off, throughput (paired) | Node CPU/msg above off (paired) | heap allocated B/msg | main-thread GC µs/msg |',
+    '| --- | ---: | ---: | ---: | ---: | ---: | ---: |',
   ];
   for (const variant of W5_ORDER) {
     const name = `W5 ${W5_VARIANTS[variant]}`;
     const mine = [...byRound(runs, name).values()];
     const rate = spread(mine.flatMap((r) => (r.msgsPerSec === undefined ? [] : [r.msgsPerSec])));
     const cpu = spread(mine.flatMap((r) => cpuPerMessage(r) ?? []));
+    const heap = spread(mine.flatMap((r) => heapPerMessage(r) ?? []));
+    const gc = spread(mine.flatMap((r) => gcPerMessage(r) ?? []));
     if (rate === null) continue;
     const k = (v: number): string => `${(v / 1000).toFixed(1)}k`;
     const o = figures.vsOff.get(name);
     rows.push(
       `| ${W5_VARIANTS[variant]} | ${k(rate.median)} (${k(rate.min)}–${k(rate.max)}) | ${us(cpu?.median ?? null)} | ` +
-        `${o === undefined ? '' : pct(o.throughput)} | ${o === undefined ? '' : `${us(o.cpuMicros)} (${pct(o.cpu)})`} |`,
+        `${o === undefined ? '' : pct(o.throughput)} | ${o === undefined ? '' : `${us(o.cpuMicros)} (${pct(o.cpu)})`} | ` +
+        `${heap === null ? '—' : heap.median.toFixed(0)} | ${gc === null ? '—' : gc.median.toFixed(1)} |`,
     );
   }
   return [

@@ -26,6 +26,7 @@ interface Run {
   losses?: number;
   error?: string;
   note?: string;
+  cost?: { heapAllocatedBytes: number | null; gcPauseMs: number | null };
 }
 
 interface Results {
@@ -104,7 +105,13 @@ test('npm run bench -- --quick runs every workload end to end and writes a resul
     } else {
       t.diagnostic(`W5 ran without OpenTelemetry: ${results.openTelemetry}`);
     }
+    // W5's garbage per variant (round ten): every txoutbox W5 run says what its phase allocated.
+    for (const run of results.runs.filter((r) => r.workload === 'W5' && r.system === 'txoutbox')) {
+      assert.ok((run.cost?.heapAllocatedBytes ?? 0) > 0, `W5 ${run.variant}: heap bytes allocated`);
+      assert.ok((run.cost?.gcPauseMs ?? -1) >= 0, `W5 ${run.variant}: GC time`);
+    }
     const report = readFileSync(join(out, files[0]!.replace(/\.json$/, '.md')), 'utf8');
+    assert.match(report, /\| heap allocated B\/msg \| main-thread GC µs\/msg \|/);
     assert.match(report, /### Targets/);
     assert.match(stdout, /### Headline ratios/, 'the table is printed at the end');
     t.diagnostic(`bench --quick took ${((Date.now() - started) / 1000).toFixed(1)} s`);

@@ -37,7 +37,12 @@ export interface PhaseCost {
    * the CPU it costs. Null where the profiler is missing.
    */
   readonly heapAllocatedBytes: number | null;
-  /** The main thread's time in garbage collection over the phase, ms (the profiler's `cost`). */
+  /**
+   * The main thread's time in garbage collection over the phase, ms (the profiler's `cost`: each
+   * collection's pause, prologue to epilogue). Not the collector's whole CPU: incremental marking
+   * steps and the helper threads' parallel and concurrent work, which process.cpuUsage counts, are
+   * outside it.
+   */
   readonly gcPauseMs: number | null;
   /** The most expensive statements by execution time. */
   readonly topStatements: readonly StatementLine[];
@@ -110,7 +115,7 @@ export async function machineBusy(ms: number): Promise<number | null> {
   return (after.busy - before.busy) / (after.total - before.total);
 }
 
-interface HeapUse {
+export interface HeapUse {
   readonly allocatedBytes: number;
   readonly gcMs: number;
 }
@@ -119,9 +124,9 @@ interface HeapUse {
  * This process's JavaScript heap over a phase, from V8's GC profiler (node:v8 GCProfiler, Node
  * 18.15+): allocation is the used heap's growth between collections (a collection frees, it never
  * allocates; a scavenge that promotes moves bytes within the used heap), and the collections'
- * main-thread cost. Null where the profiler is missing or fails.
+ * main-thread pauses. Null where the profiler fails.
  */
-class HeapMeter {
+export class HeapMeter {
   readonly #profiler: GCProfiler;
   readonly #usedAtStart: number;
 
@@ -142,16 +147,12 @@ class HeapMeter {
 
   stop(): HeapUse | null {
     const usedAtEnd = getHeapStatistics().used_heap_size;
-    const result = this.#profiler.stop() as
-      | {
-          statistics: readonly {
-            cost: number;
-            beforeGC: { heapStatistics: { usedHeapSize: number } };
-            afterGC: { heapStatistics: { usedHeapSize: number } };
-          }[];
-        }
-      | undefined;
-    if (result === undefined) return null;
+    let result: ReturnType<GCProfiler['stop']>;
+    try {
+      result = this.#profiler.stop();
+    } catch {
+      return null;
+    }
     let allocatedBytes = 0;
     let gcMicros = 0;
     let used = this.#usedAtStart;

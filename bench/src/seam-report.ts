@@ -3,8 +3,9 @@
  * by throughput and by the bench process's CPU per message, and tracing's cost above the bare
  * OpenTelemetry SDK floor. CPU per message is the steadier of the two on a shared machine: the
  * seams add Node work, not database work, and throughput also moves with the other tenants. The
- * heap bytes each variant allocates per message, and its main-thread GC time, say how much of
- * that CPU is garbage (issue 18, round ten: most of it, for the dropping sampler).
+ * heap bytes each variant allocates per message, and its main-thread GC pauses, say how much of
+ * that CPU is garbage (issue 18, round ten: the largest single part, about 40 %, for the dropping
+ * sampler).
  */
 import type { RunRecord } from './report.js';
 import { spread } from './stats.js';

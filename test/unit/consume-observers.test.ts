@@ -144,8 +144,8 @@ async function observed(
   return { trace, result, warnings: logger.messages('warn'), returned: returned === undefined ? 'nothing' : 'promise' };
 }
 
-function observers(faults: Record<string, Faults> = {}) {
-  return (trace: string[]) => ['a', 'b', 'c'].map((name) => observingMiddleware(recording(name, trace, faults[name]), { name }));
+function observers(faults: Record<string, Faults> = {}, names: readonly string[] = ['a', 'b', 'c']) {
+  return (trace: string[]) => names.map((name) => observingMiddleware(recording(name, trace, faults[name]), { name }));
 }
 
 /** The handler line is pushed by the generic inner before its await; the observer path's synchronously. */
@@ -214,6 +214,35 @@ describe('consume observers: the same calls through observe() and through the ge
     assert.equal(two.result?.status, 'error');
     assert.deepEqual(two.result?.outcome, { kind: 'retry', delayMs: 99 }, 'failed through fail(): never an ack');
     assert.deepEqual(two.warnings, ['a consume middleware failed; the delivery counts as failed']);
+  });
+
+  test('the outermost observer throws in start, alone or with one inside it: nothing started, nothing ended or told', async () => {
+    // One and two observers are the state array's literal sizes (observed-consume.ts notStarted).
+    for (const names of [['a'], ['a', 'b']]) {
+      const faults = { a: { startThrows: true } };
+      const one = await generic(observers(faults, names), () => ACKED);
+      const two = await observed(observers(faults, names), () => ACKED);
+      same(one, two);
+      assert.deepEqual(two.trace, ['handler:before', 'a:start:-'], `${names.join(', ')}: no end, no written`);
+      assert.equal(two.result?.status, 'error');
+      assert.deepEqual(two.result?.outcome, { kind: 'retry', delayMs: 99 });
+    }
+  });
+
+  test('the innermost of two observers throws in start: the outer one ends with its error and alone hears the write', async () => {
+    const faults = { b: { startThrows: true } };
+    const one = await generic(observers(faults, ['a', 'b']), () => ACKED);
+    const two = await observed(observers(faults, ['a', 'b']), () => ACKED);
+    same(one, two);
+    assert.deepEqual(two.trace, [
+      'handler:before',
+      'a:start:-',
+      'a:enter:a-state',
+      'b:start:a-trace',
+      'a:leave',
+      'a:end:a-state:thrown b start:a-trace',
+      'a:written:a-state:written',
+    ]);
   });
 
   test('an observer whose end throws after an ack: the ones outside see its error and the delivery fails', async () => {

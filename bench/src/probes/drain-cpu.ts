@@ -79,13 +79,14 @@ const baselineDir = process.env.DRAIN_CPU_BASELINE;
 const fromBaseline = async <M>(path: string): Promise<M> =>
   (await import(pathToFileURL(resolve(baselineDir ?? '.', path)).href)) as M;
 const baseline = baselineDir === undefined ? undefined : await fromBaseline<Parameters<typeof txoutboxSystemFrom>[0]>('index.js');
-const basePrometheus = baselineDir === undefined ? undefined : await fromBaseline<PrometheusLibrary>('prometheus/index.js');
 /**
  * DRAIN_CPU_SEAMS=prometheus: every txoutbox way (the baseline's too, with its own build's seams)
  * also runs with prometheusRecorder + prometheusMiddleware, labelled `+ prometheus`: W5's
  * Prometheus variant, as an A/B of two builds in one run.
  */
 const seams = process.env.DRAIN_CPU_SEAMS === 'prometheus' ? ('prometheus' as const) : undefined;
+const basePrometheus =
+  baselineDir === undefined || seams === undefined ? undefined : await fromBaseline<PrometheusLibrary>('prometheus/index.js');
 const withSeams = (way: Way): Way[] =>
   seams === undefined || way.system.id.startsWith('raw')
     ? [way]
@@ -234,7 +235,7 @@ for (const way of ways) {
 const baseOf = (label: string): string => `base ${label.replace(/^txoutbox row-lock/, 'row-lock')}`;
 const paired = ways.filter((way) => samples.has(baseOf(way.label)));
 if (paired.length > 0) {
-  console.log('\n| way − its base, paired by round | Node CPU µs/msg | rounds lower | msgs/s |');
+  console.log('\n| way − its base, paired by round | Node CPU µs/msg | rounds lower | msgs/s vs base |');
   console.log('| --- | ---: | ---: | ---: |');
   for (const way of paired) {
     const mine = samples.get(way.label) ?? [];

@@ -28,9 +28,11 @@ interface SelfTimes {
   readonly byFunction: Map<string, number>;
 }
 
-/** A file's path from its package or build root: `dist/subscriber/deliver.js`, `node_modules/pg/…`. */
+/** A file's path from its package or this repository: `@opentelemetry/core/build/…`, `dist/subscriber/deliver.js`. */
 function shortPath(url: string): string {
-  return url.replace(/.*\/(node_modules\/(?:@[^/]+\/)?[^/]+|dist|src)\//, '$1/');
+  const packaged = /\/node_modules\/((?:@[^/]+\/)?[^/]+)\/(.*)$/.exec(url);
+  if (packaged !== null) return `${packaged[1]}/${packaged[2]}`;
+  return url.replace(/^.*\/(src|dist)\//, '$1/');
 }
 
 /** Self time in µs per message, summed over `files` and divided by messages × profiles. */
@@ -43,7 +45,8 @@ function selfTimes(files: readonly string[], messages: number): SelfTimes {
   for (const file of files) {
     const profile = JSON.parse(readFileSync(file, 'utf8')) as Profile;
     const sampled = new Map<number, number>();
-    profile.samples.forEach((id, i) => sampled.set(id, (sampled.get(id) ?? 0) + (profile.timeDeltas[i] ?? 0)));
+    // timeDeltas[i] is the time before sample i: sample i ran until the next one (DevTools' reading).
+    profile.samples.forEach((id, i) => sampled.set(id, (sampled.get(id) ?? 0) + (profile.timeDeltas[i + 1] ?? 0)));
     for (const node of profile.nodes) {
       const us = sampled.get(node.id) ?? 0;
       if (us === 0) continue;

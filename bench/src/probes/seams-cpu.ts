@@ -29,7 +29,6 @@
 import { Session } from 'node:inspector/promises';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { getHeapSpaceStatistics } from 'node:v8';
 
 import { context, propagation, trace } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
@@ -52,6 +51,7 @@ import type * as SignalModule from '../../../src/subscriber/delivery-signal.js';
 import type * as WriterModule from '../../../src/subscriber/outcome-writer.js';
 import type * as SqlModule from '../../../src/subscriber/sql.js';
 import type * as SubscribeOptionsModule from '../../../src/subscriber/subscription-options.js';
+import { HeapMeter } from '../measure.js';
 import { countingPipeline } from '../systems/seams.js';
 
 const ROUNDS = Number(process.argv[2] ?? 7);
@@ -273,23 +273,14 @@ async function measure(v: Variant, deliveries: number): Promise<number> {
 }
 
 /**
- * Bytes a variant allocates per delivery: the young generation's growth over the deliveries, read
- * after every batch (a scavenge in between counts what it left). A pass of its own after the
- * timed rounds, so the reads do not touch their CPU figures. In a real drain, garbage costs more
- * per byte than here: each scavenge copies the live batches of rows and in-flight deliveries
- * (W5's profile: the garbage collector is most of what a seam's allocation costs).
+ * Bytes a variant allocates per delivery: the used heap's growth between collections (measure.ts
+ * HeapMeter, V8's GC profiler), in a pass of its own after the timed rounds. In a real drain
+ * garbage costs more per byte than here, where little else is alive (W5 reports both).
  */
 async function allocated(v: Variant, deliveries: number): Promise<number> {
-  const young = (): number => getHeapSpaceStatistics().find((space) => space.space_name === 'new_space')?.space_used_size ?? NaN;
-  let bytes = 0;
-  let last = young();
-  for (let done = 0; done < deliveries; done += BATCH) {
-    await v.batch(Math.min(BATCH, deliveries - done));
-    const now = young();
-    bytes += now >= last ? now - last : now;
-    last = now;
-  }
-  return bytes / deliveries;
+  const heap = HeapMeter.start();
+  for (let done = 0; done < deliveries; done += BATCH) await v.batch(Math.min(BATCH, deliveries - done));
+  return (heap?.stop()?.allocatedBytes ?? NaN) / deliveries;
 }
 
 /** A call frame of the sampling heap profiler's tree (node:inspector, HeapProfiler). */
@@ -297,6 +288,13 @@ interface SampledNode {
   readonly callFrame: { readonly functionName: string; readonly url: string };
   readonly selfSize: number;
   readonly children: readonly SampledNode[];
+}
+
+/** A file's path from its package or this repository: `node_modules/@opentelemetry/core/…`, `src/…`. */
+function shortPath(url: string): string {
+  const packaged = /\/node_modules\/((?:@[^/]+\/)?[^/]+)\/(.*)$/.exec(url);
+  if (packaged !== null) return `${packaged[1]}/${packaged[2]}`;
+  return url.replace(/^.*\/(src|dist)\//, '$1/');
 }
 
 /**
@@ -318,7 +316,7 @@ async function allocationSites(v: Variant, deliveries: number, top: number): Pro
     const sites = new Map<string, number>();
     const walk = (node: SampledNode): void => {
       const { functionName, url } = node.callFrame;
-      const site = `${functionName || '(anonymous)'} ${url.replace(/.*\/(src|node_modules)\//, '$1/')}`;
+      const site = `${functionName || '(anonymous)'} ${shortPath(url)}`;
       if (node.selfSize > 0) sites.set(site, (sites.get(site) ?? 0) + node.selfSize);
       for (const child of node.children) walk(child);
     };

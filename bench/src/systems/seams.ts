@@ -134,9 +134,15 @@ export async function openTelemetryStatus(): Promise<string> {
   return typeof otel === 'string' ? otel : TRACING_ON;
 }
 
-/** The seams of one W5 variant (not 'off'). */
-/** The Prometheus seams' module: the compiled library's, or another build's (drain-cpu's baseline). */
+/**
+ * The Prometheus seams' module: the compiled library's, or another build's (drain-cpu's baseline).
+ * Only Prometheus comes from another build: its tracing variants would hand that build this
+ * build's tracingMiddleware, which it would not know as an observer (consume-observer.ts), so
+ * drain-cpu runs other builds with the Prometheus seams only.
+ */
 export type PrometheusLibrary = Pick<typeof txoutboxPrometheus, 'prometheusMiddleware' | 'prometheusRecorder'>;
+
+/** The seams of one W5 variant (not 'off'). */
 
 export async function seamsOf(
   variant: Exclude<SeamVariant, 'off'>,

@@ -62,6 +62,11 @@ export interface OwnedPool {
  * where it stays for other clients, and ours run elsewhere). Both belong on the role then
  * (architecture/pgbouncer.md); the client-side bound (StatementRunner) still holds.
  */
+/** See TrackedClient's constructor: the failed connect or statement is the report. */
+function ignoreClientError(): void {
+  // heard, not thrown
+}
+
 export function createOwnedPool(
   connectionString: string,
   max: number,
@@ -77,6 +82,14 @@ export function createOwnedPool(
       super(config);
       clients.add(this);
       this.once('end', () => clients.delete(this));
+      // Heard for the client's whole life. A backend terminated as the connection became ready
+      // (a deploy's or a failover's pg_terminate_backend) sends its FATAL in the same read as the
+      // ReadyForQuery that completes the connect, and node-postgres emits it as 'error' at once,
+      // before the pool (or whoever checks the client out) listens: unheard, an uncaught
+      // exception that killed the process (chaos terminate-backends;
+      // test/integration/owned-pool-connect-faults.test.ts). The connect, or the first statement
+      // on the dead connection, fails instead, and that failure is what callers see and retry.
+      this.on('error', ignoreClientError);
     }
 
     // The session is set up before the pool hands the connection out (a query sent from the
@@ -88,20 +101,15 @@ export function createOwnedPool(
     ): Promise<pg.Client> | undefined {
       const ready = super.connect().then(async () => {
         if (!sessionSettings) return this;
-        // Until the pool takes the client (and listens for its errors), a connection that dies
-        // during the SET emits 'error' here: heard, not thrown. The SET's own failure is the
-        // report: the connect fails, as it would had the connection died a moment earlier, and the
-        // pool's caller sees a connection error (a stuck SET is ended by the pool's connect timeout).
-        const heard = (): void => undefined;
-        this.on('error', heard);
+        // A connection that dies during the SET is heard (constructor) and fails it: the connect
+        // fails, as it would had the connection died a moment earlier, and the pool's caller sees
+        // a connection error (a stuck SET is ended by the pool's connect timeout).
         try {
           await this.query(CUSTOM_PLANS);
         } catch (error) {
           logger.warn({ err: errorMessage(error) }, `${CUSTOM_PLANS} failed on a new connection; the connection is dropped`);
           await this.end().catch(() => undefined);
           throw error;
-        } finally {
-          this.off('error', heard);
         }
         return this;
       });

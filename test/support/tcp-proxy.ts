@@ -10,13 +10,39 @@
  *
  * TCP keepalive cannot see either: the proxy's own kernel answers the probes. So what the scenarios
  * check is what a client must do against a silent peer at the application level (timeouts).
+ *
+ * - terminateAtConnect(): new connections get, in the same write as the ReadyForQuery that
+ *   completes their startup, the FATAL a `pg_terminate_backend` sends (57P01), and are closed: a
+ *   backend terminated as the connection became ready, both messages in one read on the client.
  */
 import { connect, createServer, type Server, type Socket } from 'node:net';
 
 type LinkState = 'open' | 'frozen' | 'dead';
 
+/** ReadyForQuery, idle: what ends a connection's startup. */
+const READY_IDLE = Buffer.from([0x5a, 0, 0, 0, 5, 0x49]);
+
+/** The ErrorResponse of a terminated backend, as PostgreSQL sends it (severity, code, message). */
+function terminatedBackend(): Buffer {
+  const fields = Buffer.concat([
+    ...[
+      ['S', 'FATAL'],
+      ['V', 'FATAL'],
+      ['C', '57P01'],
+      ['M', 'terminating connection due to administrator command'],
+    ].map(([code, value]) => Buffer.from(`${code as string}${value as string}\0`)),
+    Buffer.from([0]),
+  ]);
+  const header = Buffer.alloc(5);
+  header.write('E', 0);
+  header.writeInt32BE(fields.length + 4, 1);
+  return Buffer.concat([header, fields]);
+}
+
 interface Link {
   readonly client: Socket;
+  /** terminateAtConnect() was on when it opened. */
+  readonly terminateAtReady: boolean;
   upstream: Socket | undefined;
   state: LinkState;
   /** A side closed while the link was frozen: closed for real when it thaws. */
@@ -28,6 +54,7 @@ export class TcpProxy {
   readonly #targetPort: number;
   readonly #links = new Set<Link>();
   #frozen = false;
+  #terminateAtConnect = false;
 
   private constructor(server: Server, targetPort: number) {
     this.#server = server;
@@ -67,7 +94,13 @@ export class TcpProxy {
   }
 
   #accept(client: Socket): void {
-    const link: Link = { client, upstream: undefined, state: this.#frozen ? 'frozen' : 'open', closedWhileFrozen: false };
+    const link: Link = {
+      client,
+      terminateAtReady: this.#terminateAtConnect,
+      upstream: undefined,
+      state: this.#frozen ? 'frozen' : 'open',
+      closedWhileFrozen: false,
+    };
     this.#links.add(link);
     client.on('error', () => undefined);
     client.on('close', () => {
@@ -85,7 +118,27 @@ export class TcpProxy {
       this.#closed(link);
     });
     this.#pipe(link, link.client, upstream);
-    this.#pipe(link, upstream, link.client);
+    if (link.terminateAtReady) this.#terminateAtReady(link, upstream);
+    else this.#pipe(link, upstream, link.client);
+  }
+
+  /**
+   * Forwards the startup (authentication exchanges included) until its ReadyForQuery, then sends
+   * that with a FATAL in one write and closes. A ReadyForQuery split across two reads is not
+   * recognised (loopback delivers the startup's last messages in one).
+   */
+  #terminateAtReady(link: Link, upstream: Socket): void {
+    upstream.on('data', (chunk: Buffer) => {
+      if (link.state === 'dead') return;
+      const ready = chunk.indexOf(READY_IDLE);
+      if (ready === -1) {
+        link.client.write(chunk);
+        return;
+      }
+      link.state = 'dead';
+      link.client.end(Buffer.concat([chunk.subarray(0, ready + READY_IDLE.length), terminatedBackend()]));
+      upstream.destroy();
+    });
   }
 
   #pipe(link: Link, from: Socket, to: Socket): void {
@@ -132,6 +185,11 @@ export class TcpProxy {
       link.client.resume();
       link.upstream?.resume();
     }
+  }
+
+  /** From now on (`on`), new connections are terminated as they become ready (see the class comment). */
+  terminateAtConnect(on: boolean): void {
+    this.#terminateAtConnect = on;
   }
 
   /** Makes every open connection half-open for good; returns how many. New connections still work. */

@@ -49,6 +49,11 @@ export interface OwnedPool {
   close(ms: number): Promise<void>;
 }
 
+/** See TrackedClient's constructor: the failed connect or statement is the report. */
+function ignoreClientError(): void {
+  // heard, not thrown
+}
+
 /**
  * The pool txoutbox creates from a connection string. Its sessions get `statement_timeout =
  * queryTimeoutMs`: the server cancels a statement that waits too long (behind a lock, on a server
@@ -62,11 +67,6 @@ export interface OwnedPool {
  * where it stays for other clients, and ours run elsewhere). Both belong on the role then
  * (architecture/pgbouncer.md); the client-side bound (StatementRunner) still holds.
  */
-/** See TrackedClient's constructor: the failed connect or statement is the report. */
-function ignoreClientError(): void {
-  // heard, not thrown
-}
-
 export function createOwnedPool(
   connectionString: string,
   max: number,

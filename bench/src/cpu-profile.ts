@@ -18,3 +18,14 @@ export async function profiled<T>(dir: string | undefined, name: string, work: (
     session.disconnect();
   }
 }
+
+/**
+ * A script's URL in a profile, short: from its package (`@opentelemetry/core/build/src/…`) or
+ * from this repository's `src/` or `dist/`. Matched from `node_modules/` first, so a package's own
+ * `src/` does not hide its name.
+ */
+export function shortPath(url: string): string {
+  const packaged = /\/node_modules\/((?:@[^/]+\/)?[^/]+)\/(.*)$/.exec(url);
+  if (packaged !== null) return `${packaged[1]}/${packaged[2]}`;
+  return url.replace(/^.*\/(src|dist)\//, '$1/');
+}

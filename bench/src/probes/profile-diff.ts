@@ -12,6 +12,8 @@
  */
 import { readFileSync } from 'node:fs';
 
+import { shortPath } from '../cpu-profile.js';
+
 interface ProfileNode {
   readonly id: number;
   readonly callFrame: { readonly functionName: string; readonly url: string; readonly lineNumber: number };
@@ -26,13 +28,6 @@ interface Profile {
 interface SelfTimes {
   readonly byFile: Map<string, number>;
   readonly byFunction: Map<string, number>;
-}
-
-/** A file's path from its package or this repository: `@opentelemetry/core/build/…`, `dist/subscriber/deliver.js`. */
-function shortPath(url: string): string {
-  const packaged = /\/node_modules\/((?:@[^/]+\/)?[^/]+)\/(.*)$/.exec(url);
-  if (packaged !== null) return `${packaged[1]}/${packaged[2]}`;
-  return url.replace(/^.*\/(src|dist)\//, '$1/');
 }
 
 /** Self time in µs per message, summed over `files` and divided by messages × profiles. */

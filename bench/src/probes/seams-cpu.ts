@@ -51,6 +51,7 @@ import type * as SignalModule from '../../../src/subscriber/delivery-signal.js';
 import type * as WriterModule from '../../../src/subscriber/outcome-writer.js';
 import type * as SqlModule from '../../../src/subscriber/sql.js';
 import type * as SubscribeOptionsModule from '../../../src/subscriber/subscription-options.js';
+import { shortPath } from '../cpu-profile.js';
 import { HeapMeter } from '../measure.js';
 import { countingPipeline } from '../systems/seams.js';
 
@@ -288,13 +289,6 @@ interface SampledNode {
   readonly callFrame: { readonly functionName: string; readonly url: string };
   readonly selfSize: number;
   readonly children: readonly SampledNode[];
-}
-
-/** A file's path from its package or this repository: `node_modules/@opentelemetry/core/…`, `src/…`. */
-function shortPath(url: string): string {
-  const packaged = /\/node_modules\/((?:@[^/]+\/)?[^/]+)\/(.*)$/.exec(url);
-  if (packaged !== null) return `${packaged[1]}/${packaged[2]}`;
-  return url.replace(/^.*\/(src|dist)\//, '$1/');
 }
 
 /**

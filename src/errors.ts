@@ -3,6 +3,7 @@
  * on `instanceof` or `code`, never on message text. Subclasses carry the structured fields their
  * message is composed from (option, value, expected, fix) and keep the underlying `cause`.
  */
+import { credentialMasker, maskCredentials } from './util/redact.js';
 
 export type TxOutboxErrorCode =
   | 'INVALID_OPTION'
@@ -37,17 +38,22 @@ export class TxOutboxError extends Error {
   }
 }
 
-/** Renders a user-supplied value for an error message: short, single-line, never huge. */
+/**
+ * Renders a user-supplied value for an error message: short, single-line, never huge, and without
+ * the passwords it spells (a connection string where another value goes, a map with a `password`
+ * key). Masked before it is cut short: a password cut in two is no longer one a later scrub finds.
+ */
 export function renderValue(value: unknown): string {
   if (typeof value === 'string') {
-    return JSON.stringify(value.length > 80 ? `${value.slice(0, 77)}...` : value);
+    const masked = maskCredentials(value);
+    return JSON.stringify(masked.length > 80 ? `${masked.slice(0, 77)}...` : masked);
   }
   if (typeof value === 'bigint') return `${value}n`;
   if (typeof value === 'function') return 'a function';
   if (value instanceof Date) return Number.isNaN(value.getTime()) ? 'Invalid Date' : value.toISOString();
   if (value === undefined) return 'undefined';
   try {
-    const json = JSON.stringify(value) as string | undefined;
+    const json = JSON.stringify(value, credentialMasker) as string | undefined;
     if (json === undefined) return typeof value === 'symbol' ? value.toString() : 'a value with no JSON form';
     return json.length > 80 ? `${json.slice(0, 77)}...` : json;
   } catch {
@@ -67,7 +73,9 @@ export class InvalidOptionError extends TxOutboxError {
     const fix = args.fix === undefined ? '' : ` ${args.fix}`;
     super('INVALID_OPTION', `${args.option}: expected ${args.expected}, got ${shown}.${fix}`, { cause: args.cause });
     this.option = args.option;
-    this.value = args.redact === true ? '[redacted]' : args.value;
+    // Kept for callers that branch on it, and logged with the error by structured loggers: a
+    // connection string here (a misspelt `url` key) keeps its password masked.
+    this.value = args.redact === true ? '[redacted]' : typeof args.value === 'string' ? maskCredentials(args.value) : args.value;
     this.expected = args.expected;
     this.fix = args.fix;
   }

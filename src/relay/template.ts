@@ -22,7 +22,7 @@ type Part = { readonly text: string } | { readonly field: Field } | { readonly h
 
 const PLACEHOLDER = /\{\{|\}\}|\{([^{}]*)\}|[{}]/g;
 
-function parse(option: string, template: string): Part[] {
+function parse(option: string, template: string, shown: string): Part[] {
   const parts: Part[] = [];
   let last = 0;
   for (const match of template.matchAll(PLACEHOLDER)) {
@@ -39,7 +39,7 @@ function parse(option: string, template: string): Part[] {
     else
       throw new InvalidOptionError({
         option,
-        value: template,
+        value: shown,
         expected: `a template naming only ${FIELDS.map((f) => `{${f}}`).join(', ')} or {headers.<name>} (literal braces as {{ and }})`,
         fix: `Correct or escape ${JSON.stringify(match[0])}, or pass a function (message) => string.`,
       });
@@ -55,12 +55,15 @@ function parse(option: string, template: string): Part[] {
  * `encode`, when given, escapes each value a template fills in (never the template's own text, nor
  * a function's result): a URL's sink percent-encodes them, so a header value `../admin` or `a?b=c`
  * stays inside its path segment instead of steering the request. It may throw SinkRefusedError.
+ * `shown` is how a template is quoted in errors and refusals, which reach logs and the DLQ: a URL's
+ * sink leaves out its query, which may carry a token.
  */
 export function compileDestination(
   sink: string,
   option: string,
   destination: Destination,
   encode: (value: string) => string = (value) => value,
+  shown: (template: string) => string = (template) => template,
 ): DestinationOf {
   if (typeof destination === 'function') {
     return (message) => {
@@ -82,11 +85,12 @@ export function compileDestination(
       fix: `Set ${option}.`,
     });
   }
-  const parts = parse(option, destination);
+  const parts = parse(option, destination, shown(destination));
   if (parts.every((p) => 'text' in p)) {
     const fixed = parts.map((p) => ('text' in p ? p.text : '')).join('');
     return () => fixed;
   }
+  const quoted = shown(destination);
   return (message) => {
     let out = '';
     for (const part of parts) {
@@ -96,7 +100,7 @@ export function compileDestination(
         if (value === null || value === '')
           throw new SinkRefusedError(
             sink,
-            `${option} ${JSON.stringify(destination)} names {${part.field}}, which message ${message.messageId} does not have`,
+            `${option} ${JSON.stringify(quoted)} names {${part.field}}, which message ${message.messageId} does not have`,
           );
         out += encode(value);
       } else {
@@ -106,7 +110,7 @@ export function compileDestination(
         if (value === undefined || value === '')
           throw new SinkRefusedError(
             sink,
-            `${option} ${JSON.stringify(destination)} names header ${JSON.stringify(part.header)}, which message ${message.messageId} does not have`,
+            `${option} ${JSON.stringify(quoted)} names header ${JSON.stringify(part.header)}, which message ${message.messageId} does not have`,
           );
         out += encode(value);
       }

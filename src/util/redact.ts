@@ -15,3 +15,44 @@ export function redactConnectionString(connectionString: string): string {
     return connectionString.replace(/(password\s*=\s*)('[^']*'|\S+)/gi, '$1***');
   }
 }
+
+/** `scheme://user:PASSWORD@` anywhere in a text. */
+const URL_PASSWORD = /([a-z][a-z0-9+.-]*:\/\/[^\s:/@]*:)[^\s@/]+@/gi;
+/** `password=PASSWORD` (libpq keywords, URL query parameters). */
+const KEYWORD_PASSWORD = /\b((?:password|pass|sslpassword)\s*=\s*)(?:'[^']*'|[^\s&'"]+)/gi;
+/** Keys whose value is a credential wherever they appear in a structured value. */
+const SECRET_KEY = /^(?:password|pass|passwd|sslpassword|secret|token|apikey|api_key)$/i;
+
+/**
+ * `text` with every password it spells masked: in a URL's userinfo, or after `password=`. For
+ * text that is not known to be a connection string (a value quoted in an error message), so it
+ * changes nothing else about the text.
+ */
+export function maskCredentials(text: string): string {
+  return text.replace(URL_PASSWORD, '$1***@').replace(KEYWORD_PASSWORD, '$1***');
+}
+
+/** A JSON.stringify replacer that masks credential-named keys and the passwords inside strings. */
+export function credentialMasker(key: string, value: unknown): unknown {
+  if (SECRET_KEY.test(key) && value !== undefined && value !== null) return '***';
+  return typeof value === 'string' ? maskCredentials(value) : value;
+}
+
+/**
+ * `text` with each of `secrets` replaced by `***`. A secret shorter than 4 characters is masked only
+ * where it stands alone (not inside a longer run of letters and digits): a password `ab` must not
+ * leak, and must not turn every "about" of an error message into "***out" either.
+ */
+export function maskSecrets(text: string, secrets: readonly string[]): string {
+  let masked = text;
+  for (const secret of secrets) {
+    if (secret === '') continue;
+    if (secret.length >= 4) masked = masked.split(secret).join('***');
+    else masked = masked.replace(new RegExp(`(?<![\\p{L}\\p{N}])${escapeRegExp(secret)}(?![\\p{L}\\p{N}])`, 'gu'), '***');
+  }
+  return masked;
+}
+
+function escapeRegExp(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}

@@ -455,6 +455,28 @@ describe('loadRunnerConfig: every problem has a path, the bad value and what is 
     assert.doesNotMatch(fromEnv.message, /env-secret-pw/);
   });
 
+  test('a long password is not shown in part where a value is cut short', async () => {
+    // `database: ${DATABASE_URL}` (a URL where a section goes): the value is echoed and cut at 80
+    // characters, which once cut the password too, so the whole-password scrub missed the part shown.
+    const password = 'p4ssw0rd'.repeat(8);
+    const url = `postgres://u1234567890abc:${password}@ec2-1-2-3-4.compute.example.com:5432/d1`;
+    const asScalar = await configError(
+      configFile(yaml().replace(`  url: ${URL_WITH_SECRET}`, '').replace('database:', 'database: ${DATABASE_URL}')),
+      { DATABASE_URL: url },
+    );
+    assert.match(issueAt(asScalar, 'database'), /expected .*got "postgres:\/\/u1234567890abc:\*\*\*@/);
+    // Not a single 8-character piece of it.
+    assert.doesNotMatch(asScalar.message, /p4ssw0rd/);
+    assert.doesNotMatch(JSON.stringify(asScalar.issues), /p4ssw0rd/);
+
+    // The URL's parts written as a map where the URL goes: echoed as JSON, the password masked.
+    const asMap = await configError(
+      configFile(yaml().replace(`  url: ${URL_WITH_SECRET}`, `  url: { host: db, user: app, password: "${password}" }`)),
+    );
+    assert.match(issueAt(asMap, 'database.url'), /"password":"\*\*\*"/);
+    assert.doesNotMatch(asMap.message, /p4ssw0rd/);
+  });
+
   test('every problem of a file is reported at once', async () => {
     const error = await configError(
       configFile(

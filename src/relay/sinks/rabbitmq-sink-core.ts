@@ -1,4 +1,5 @@
 import { SinkRefusedError } from '../../errors.js';
+import { maskSecrets } from '../../util/redact.js';
 import type { RelayMessage, SendContext } from '../sink.js';
 import { type AmqplibModule, RabbitmqConnector } from './rabbitmq-connector.js';
 import { RABBITMQ_SINK, type ResolvedRabbitmqOptions } from './rabbitmq-options.js';
@@ -95,21 +96,19 @@ export function createRabbitmqSink(resolved: ResolvedRabbitmqOptions, loadClient
 
 /**
  * Error text as the sink shows it: amqplib's messages name host and port, not credentials, but a
- * socket error could echo what it was given, so the URL and its password never pass through.
- * (Passwords under 4 characters are left alone: masking them would garble every message.)
+ * socket error could echo what it was given, so the URL and its password never pass through
+ * (maskSecrets: a password under 4 characters only where it stands alone).
  */
 function describer(url: string, displayUrl: string): (error: unknown) => string {
   const secrets: string[] = [];
   try {
     const password = new URL(url).password;
-    for (const form of [password, decodeURIComponent(password)]) if (form.length >= 4) secrets.push(form);
+    secrets.push(password, decodeURIComponent(password));
   } catch {
     // The URL was validated at creation; nothing to mask if it no longer parses.
   }
   return (error) => {
-    let text = error instanceof Error ? error.message : String(error);
-    text = text.split(url).join(displayUrl);
-    for (const secret of secrets) text = text.split(secret).join('***');
-    return text;
+    const text = error instanceof Error ? error.message : String(error);
+    return maskSecrets(text.split(url).join(displayUrl), secrets);
   };
 }

@@ -121,7 +121,7 @@ export function resolveWebhookOptions(options: WebhookSinkOptions): ResolvedWebh
     isTerminal: terminalOf(options.terminalStatuses),
     maxSockets: integerOption('maxSockets', options.maxSockets, 1, 1024, 64),
     health,
-    secrets: secrets.filter((s) => s.length >= 4),
+    secrets: secrets.filter((s) => s !== ''),
   };
 }
 

@@ -4,17 +4,23 @@
  * status and a short excerpt of the answer); any other status retried on the relay's strategy.
  */
 
+import { maskSecrets } from '../../util/redact.js';
+
 /**
- * Client errors that say "not now" rather than "never": 408 Request Timeout, 409 Conflict (the
- * Idempotency-Key draft's answer while a request with the same key is still in progress, which a
- * resend after a lost lease can meet), 425 Too Early and 429 Too Many Requests.
+ * Client errors retried by default. Some say "not now" rather than "never": 408 Request Timeout,
+ * 409 Conflict (the Idempotency-Key draft's answer while a request with the same key is still in
+ * progress, which a resend after a lost lease can meet), 425 Too Early and 429 Too Many Requests.
+ * The others concern the endpoint, not the row, and pass when it is fixed: 401 and 403 (a token
+ * that expired or is being rotated), 404 (a route missing while the receiver deploys). Refused,
+ * they would dead-letter the whole backlog in the meantime, or delete it with `dlqTable: false`.
  */
-const RETRYABLE_CLIENT_ERRORS: ReadonlySet<number> = new Set([408, 409, 425, 429]);
+const RETRYABLE_CLIENT_ERRORS: ReadonlySet<number> = new Set([401, 403, 404, 408, 409, 425, 429]);
 
 /**
  * The default `terminalStatuses`: every 3xx (redirects are never followed: the signed body and the
  * credentials must not go wherever a response points, and the same URL will redirect again until
- * someone fixes the option) and every 4xx but those above. 5xx is retried.
+ * someone fixes the option) and every 4xx but those above: what the row itself makes the receiver
+ * refuse (400, 410, 413, 422…). 5xx is retried.
  */
 export function isTerminalByDefault(status: number): boolean {
   if (status >= 300 && status < 400) return true;
@@ -33,7 +39,7 @@ const EXCERPT_CHARS = 200;
 export function bodyExcerpt(body: Buffer, secrets: readonly string[]): string {
   // eslint-disable-next-line no-control-regex -- control characters are exactly what is removed
   let text = body.toString('utf8').replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]+/g, ' ');
-  for (const secret of secrets) text = text.split(secret).join('***');
+  text = maskSecrets(text, secrets);
   text = text.replace(/\s+/g, ' ').trim();
   return text.length > EXCERPT_CHARS ? `${text.slice(0, EXCERPT_CHARS - 1)}…` : text;
 }

@@ -38,7 +38,7 @@ export function compileWebhookUrl(option: string, url: Destination, secrets: str
     });
   }
   const { template, authorization } = takeUserinfo(option, url, secrets);
-  const of = compileDestination(SINK, option, template, encodeComponent);
+  const of = compileDestination(SINK, option, template, encodeComponent, withoutQuery);
   if (!/[{}]/.test(template)) {
     // A fixed URL is checked now, not once per row.
     const target = parseTarget(template, authorization);
@@ -155,6 +155,12 @@ function encodeComponent(value: string): string {
   if (value === '.' || value === '..')
     throw new SinkRefusedError(SINK, `url: a placeholder's value ${JSON.stringify(value)} would be read as a path step`);
   return percentEncode(value);
+}
+
+/** A URL template as errors quote it: its query (which may carry a token) and fragment left out. */
+function withoutQuery(template: string): string {
+  const end = template.search(/[?#]/);
+  return end === -1 ? template : `${template.slice(0, end)}?…`;
 }
 
 /** How a URL is shown in errors: origin and path only (no credentials; the query may carry tokens too). */

@@ -25,13 +25,27 @@ export function secretsIn(texts: readonly string[]): string[] {
   return [...secrets].filter((secret) => secret.length >= 4).sort((a, b) => b.length - a.length);
 }
 
+/**
+ * `text` with `secret` replaced by `***`, and with what is left of it where a quoted value was cut
+ * short (renderValue's `...`): the first characters of a password are part of the password.
+ */
+function mask(text: string, secret: string): string {
+  let masked = text.split(secret).join('***');
+  if (!masked.includes('...')) return masked;
+  for (let length = secret.length - 1; length >= 4; length--) {
+    const cut = `${secret.slice(0, length)}...`;
+    if (masked.includes(cut)) masked = masked.split(cut).join('***...');
+  }
+  return masked;
+}
+
 /** The issues with every known secret replaced by `***`. */
 export function scrubSecrets(issues: readonly ConfigIssue[], secrets: readonly string[]): ConfigIssue[] {
   return issues.map((issue) => {
     let { path, message } = issue;
     for (const secret of secrets) {
-      path = path.split(secret).join('***');
-      message = message.split(secret).join('***');
+      path = mask(path, secret);
+      message = mask(message, secret);
     }
     return { ...issue, path, message };
   });

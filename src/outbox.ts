@@ -17,6 +17,7 @@ import { relayHandler } from './relay/relay-handler.js';
 import { type RelayOptions, relaySubscribeOptions, validateSink } from './relay/relay-options.js';
 import { RelaySinks } from './relay/relay-sinks.js';
 import type { RelaySink } from './relay/sink.js';
+import { sourceIdReader } from './relay/source-id.js';
 import { autovacuumDdl } from './schema/autovacuum.js';
 import { ConsumerDiagnostics } from './schema/consumer-diagnostics.js';
 import { migrate, type MigrateResult, migrationScript } from './schema/migrate.js';
@@ -102,6 +103,8 @@ export class Outbox<Q extends QueueMap = AnyQueues, I extends QueueMap = Q> {
   readonly #tally: ThroughputTally;
   readonly #signals: ConsumerSignals;
   readonly #operations: QueueOperations;
+  /** The relays' source id (relay/source-id.ts), read once for all of this Outbox's relays. */
+  readonly #relaySourceId: () => Promise<string>;
   #started = false;
   /**
    * running → draining (stop() began: no new subscriptions, claims end, handlers finish; producer
@@ -146,6 +149,7 @@ export class Outbox<Q extends QueueMap = AnyQueues, I extends QueueMap = Q> {
     const { pool, preparedStatements, queryTimeoutMs } = this.#options;
     this.#statements = new StatementRunner(pool, preparedStatements, queryTimeoutMs);
     this.#tally = new ThroughputTally(this.#statements, buildThroughputSql(this.#options.names), this.#options.logger);
+    this.#relaySourceId = sourceIdReader(this.#statements, this.#options.names.outbox, this.#options.logger);
     this.#operations = new QueueOperations({
       db: this.#statements,
       names: this.#options.names,
@@ -434,6 +438,7 @@ export class Outbox<Q extends QueueMap = AnyQueues, I extends QueueMap = Q> {
     const handler = relayHandler({
       sink: valid,
       table: this.#options.names.outbox.display,
+      sourceId: this.#relaySourceId,
       subscriber: subscribeOptions.name,
       emit: this.#options.emit,
     });

@@ -15,7 +15,7 @@ const CLOSE_BOUND_MS = 15_000;
 
 /** One message as the broker stored it. */
 export interface Arrival {
-  /** The relay's stable message id (`<table>:<row id>`): Nats-Msg-Id, or the entry's `id` field. */
+  /** The relay's stable message id (`<table>:<source>:<row id>`): Nats-Msg-Id, or the entry's `id` field. */
   readonly messageId: string;
   /** When the broker stored it (epoch ms, the broker's clock: the same machine). */
   readonly at: number;

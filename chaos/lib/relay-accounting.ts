@@ -38,7 +38,7 @@ export interface RelayAccounting {
   readonly explainedBy: Readonly<Record<string, number>>;
 }
 
-/** `<table>:<row id>` → the row id. */
+/** `<table>:<source>:<row id>` → the row id. */
 function rowId(messageId: string): string {
   return messageId.slice(messageId.lastIndexOf(':') + 1);
 }

@@ -7,10 +7,13 @@ import type { Handler, Message } from '../subscriber/message.js';
 import { RelayBatches } from './relay-batches.js';
 import type { RelayMessage, RelaySink } from './sink.js';
 
-/** The row as the sink gets it: the stored bytes and headers, and a message id stable across redeliveries. */
-export function toRelayMessage(table: string, message: Message): RelayMessage {
+/**
+ * The row as the sink gets it: the stored bytes and headers, and a message id stable across
+ * redeliveries and unique across databases, `<table>:<source>:<row id>` (source-id.ts).
+ */
+export function toRelayMessage(table: string, source: string, message: Message): RelayMessage {
   return {
-    messageId: `${table}:${message.id}`,
+    messageId: `${table}:${source}:${message.id}`,
     id: message.id,
     queue: message.queue,
     orderingKey: message.orderingKey,
@@ -35,6 +38,8 @@ export interface RelayHandlerDeps {
   readonly sink: RelaySink;
   /** The outbox table's display name: the messageId's prefix. */
   readonly table: string;
+  /** The table's source id (source-id.ts), read once: the messageId's middle part. */
+  readonly sourceId: () => Promise<string>;
   readonly subscriber: string;
   readonly emit: Emit;
 }
@@ -47,10 +52,11 @@ export interface RelayHandlerDeps {
  * consume middlewares — is the subscription's. With a recorder, each send reports a `relayed`
  * event and each turn's sends a `relay_batch` event.
  */
-export function relayHandler({ sink, table, subscriber, emit }: RelayHandlerDeps): Handler {
+export function relayHandler({ sink, table, sourceId, subscriber, emit }: RelayHandlerDeps): Handler {
   const batches = emit === undefined ? undefined : new RelayBatches(sink.name, subscriber, emit);
   return async (message, ctx) => {
-    const relayed = toRelayMessage(table, message);
+    // Failing to read it (the database is away) fails the delivery before anything is sent: a retry.
+    const relayed = toRelayMessage(table, await sourceId(), message);
     const startedAt = performance.now();
     const batch = batches?.join(message.queue);
     const report = (outcome: RelayOutcome, error?: unknown): void => {

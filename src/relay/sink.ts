@@ -12,8 +12,9 @@
 /** One outbox row on its way to a broker. Nothing is decoded: the stored bytes go out as they are. */
 export interface RelayMessage {
   /**
-   * Stable for the row's whole life, across redeliveries and relay restarts: `<table>:<row id>`.
-   * Brokers that deduplicate (JetStream's Nats-Msg-Id) and consumers that do (the entry's id field
+   * Stable for the row's whole life, across redeliveries, relay restarts and failovers, and unique
+   * across databases: `<table>:<source>:<row id>`, the source being 12 hex digits of the cluster's
+   * system identifier and the table's OID (relay/source-id.ts). Brokers that deduplicate (JetStream's Nats-Msg-Id) and consumers that do (the entry's id field
    * in a Redis stream, a webhook's Idempotency-Key) use it. A DLQ redrive is a new row: a new id.
    */
   readonly messageId: string;

@@ -57,7 +57,7 @@ describe('outbox.relay', () => {
     assert.equal(request?.path, '/hooks/orders');
     assert.deepEqual(JSON.parse(request?.body.toString() ?? ''), { order: 1 });
     assert.equal(request?.headers['correlation-id'], 'corr-1');
-    assert.match(String(request?.headers['idempotency-key']), new RegExp(`^${table}:\\d+$`));
+    assert.match(String(request?.headers['idempotency-key']), new RegExp(`^${table}:[0-9a-f]{12}:\\d+$`));
     assert.equal((await rows(table)).length, 1, 'not deleted while the broker has not confirmed');
     held[0]?.writeHead(200).end();
     await waitFor(async () => (await rows(table)).length === 0, { what: 'deleted after the confirm' });

@@ -22,6 +22,9 @@ import { waitFor } from '../support/wait-for.js';
 
 const db = useTestDatabase(import.meta.url);
 const newOutbox = outboxFactory(db);
+/** A second service's database: its own outbox table of the same name, its row ids from 1 too. */
+const otherDb = useTestDatabase(import.meta.url);
+const newOtherOutbox = outboxFactory(otherDb);
 
 let server: NatsServer | undefined;
 let skip: string | undefined;
@@ -96,7 +99,7 @@ describe('outbox.relay → natsSink → NATS JetStream', () => {
     assert.equal(consumed.length, 1_000);
     const lastSeq = new Map<string, number>();
     for (const { body, headers } of consumed) {
-      assert.match(headers.get('Nats-Msg-Id') ?? '', new RegExp(`${table}:\\d+$`));
+      assert.match(headers.get('Nats-Msg-Id') ?? '', new RegExp(`${table}:[0-9a-f]{12}:\\d+$`));
       assert.equal(headers.get('correlation-id'), `corr-${body.seq}`);
       assert.equal(headers.get('content-type'), 'application/json');
       assert.equal(headers.get('traceparent'), traceparentOf(body.seq));
@@ -138,6 +141,40 @@ describe('outbox.relay → natsSink → NATS JetStream', () => {
     assert.equal(ids.size, total, `${total - ids.size} rows lost`);
     assert.equal(consumed.length, total, 'none stored twice');
     t.diagnostic(`restart mid-relay: 0 lost, 0 stored twice, ${sink.stats.duplicates} resends acked as duplicates`);
+  });
+
+  test('two services relaying into one stream, their tables of one name and ids from 1 alike: every row is stored, none taken for a duplicate', async (t) => {
+    // JetStream deduplicates by Nats-Msg-Id across the whole stream. A message id of `<table>:<row
+    // id>` was the same for both services' row 1, 2, 3…: the second service's rows were answered
+    // `duplicate`, taken as confirmed and deleted, never stored.
+    const nats = serverFor(t);
+    if (nats === undefined) return;
+    const table = 'relay_nats_two_services';
+    await addStream('E2E_SHARED', ['shared.>']);
+    const services = [
+      { outbox: newOutbox({ pool: db.pool, table }), pool: db.pool },
+      { outbox: newOtherOutbox({ pool: otherDb.pool, table }), pool: otherDb.pool },
+    ];
+    const sinks = services.map(() => natsSink({ servers: nats.url, subject: 'shared.{queue}' }));
+    for (const [i, { outbox, pool }] of services.entries()) {
+      await outbox.migrate();
+      await publishRelayRows(pool, outbox, 'orders', 20, 4);
+      outbox.relay('orders', sinks[i] as (typeof sinks)[number], FAST_POLL);
+      outbox.start();
+    }
+    for (const { pool } of services)
+      await waitFor(async () => (await rowCount(pool, table)) === 0, { what: "each service's rows relayed" });
+    for (const { outbox } of services) await outbox.stop();
+    const consumed = await consumeAll('E2E_SHARED');
+    assert.equal(consumed.length, 40, "both services' 20 rows stored");
+    assert.equal(new Set(consumed.map((c) => c.headers.get('Nats-Msg-Id'))).size, 40);
+    assert.deepEqual(
+      sinks.map((sink) => sink.stats),
+      [
+        { confirmed: 20, duplicates: 0 },
+        { confirmed: 20, duplicates: 0 },
+      ],
+    );
   });
 
   test('a subject no stream captures ends the row in the DLQ with the reason; captured rows go on', async (t) => {

@@ -130,7 +130,7 @@ describe('outbox.relay → rabbitmqSink → RabbitMQ', () => {
     for (const message of consumed) {
       const body = JSON.parse(message.content.toString()) as { key: string; seq: number };
       const { properties } = message;
-      assert.match(String(properties.messageId), new RegExp(`^${table}:\\d+$`));
+      assert.match(String(properties.messageId), new RegExp(`^${table}:[0-9a-f]{12}:\\d+$`));
       assert.equal(properties.correlationId, `corr-${body.seq}`);
       assert.equal(properties.contentType, 'application/json');
       const headers = properties.headers as Record<string, unknown>;

@@ -88,7 +88,7 @@ describe('outbox.relay → redisStreamSink → Redis Streams', () => {
     assert.equal(entries.length, 1_000);
     const lastSeq = new Map<string, number>();
     for (const { id, body, headers } of entries) {
-      assert.match(id, new RegExp(`${table}:\\d+$`));
+      assert.match(id, new RegExp(`${table}:[0-9a-f]{12}:\\d+$`));
       assert.equal(headers['correlation-id'], `corr-${body.seq}`);
       assert.equal(headers['content-type'], 'application/json');
       assert.equal(headers.traceparent, traceparentOf(body.seq));

@@ -23,7 +23,7 @@ export interface RedisStreamSink extends RelaySink {
 
 /**
  * The fields of every entry, in this order (architecture/relay.md, "Redis Streams sink"):
- *   id       the row's messageId (`<table>:<row id>`): consumers deduplicate on it
+ *   id       the row's messageId (`<table>:<source>:<row id>`): consumers deduplicate on it
  *   payload  the stored body, byte for byte
  *   headers  the row's headers as one JSON object (content-type, correlation-id, traceparent, ...)
  */

@@ -165,6 +165,8 @@ export interface ResolvedOutboxOptions {
 
 /** See OutboxOptions.queryTimeoutMs. */
 export const DEFAULT_QUERY_TIMEOUT_MS = 10_000;
+/** gracefulTimeoutMs's upper bound: 24 hours, well inside a Node timer's 2^31 − 1 ms. */
+export const MAX_GRACEFUL_TIMEOUT_MS = 86_400_000;
 
 const KNOWN_OPTIONS = [
   'connectionString',
@@ -272,14 +274,20 @@ export function resolveOutboxOptions(options: unknown): ResolvedOutboxOptions {
     });
   }
   const { gracefulTimeoutMs, renderError, listen } = raw;
+  // At most a day: a larger number (2147483647 written as "forever") overflowed Node's timer, which
+  // then fired at once: the runner SIGKILLed its processes on every stop.
   if (
     gracefulTimeoutMs !== undefined &&
-    (typeof gracefulTimeoutMs !== 'number' || !Number.isInteger(gracefulTimeoutMs) || gracefulTimeoutMs < 0)
+    (typeof gracefulTimeoutMs !== 'number' ||
+      !Number.isInteger(gracefulTimeoutMs) ||
+      gracefulTimeoutMs < 0 ||
+      gracefulTimeoutMs > MAX_GRACEFUL_TIMEOUT_MS)
   ) {
     throw new InvalidOptionError({
       option: 'gracefulTimeoutMs',
       value: gracefulTimeoutMs,
-      expected: 'an integer >= 0 (milliseconds)',
+      expected: `an integer from 0 to ${MAX_GRACEFUL_TIMEOUT_MS} (milliseconds: 24 hours)`,
+      fix: 'It bounds how long stop() waits for running handlers; a stop that may wait longer than a day is no bound.',
     });
   }
   const { queryTimeoutMs } = raw;

@@ -106,6 +106,10 @@ export class ConsumerSlot {
   #childError: string | undefined;
   #restartTimer: NodeJS.Timeout | undefined;
   #exits: number[] = [];
+  /** Set by crashLoopExits exits within the window; cleared by a process that ran for the window. */
+  #crashLooping = false;
+  /** When the current (or last) process was forked. */
+  #forkedAt = 0;
   #exited: Promise<void> = Promise.resolve();
   /** Settles a replacement's start; set from startReplacement() until the first outcome. */
   #settleStart: ((outcome: StartOutcome) => void) | undefined;
@@ -185,13 +189,29 @@ export class ConsumerSlot {
     this.#up = undefined;
     this.#failedPings = 0;
     this.#reportedReady = false;
-    const child = (this.#deps.forkChild ?? forkChildMain)();
+    this.#forkedAt = Date.now();
+    let child: ChildProcess;
+    try {
+      child = (this.#deps.forkChild ?? forkChildMain)();
+    } catch (error) {
+      // fork() throws for what libuv reports at once (from the restart timer, an uncaught exception
+      // that took the supervisor down): a start that failed, restarted with backoff like an exit.
+      this.#onForkFailed(undefined, error);
+      return;
+    }
     this.#child = child;
     const id = `${this.consumer}/${child.pid ?? 'unknown'}/${Date.now()}`;
     this.#deps.logger.info({ consumer: this.consumer, pid: child.pid }, 'consumer process started');
     this.#exited = new Promise((resolve) => {
       child.once('exit', (code, signal) => {
         this.#onExit(child, code, signal);
+        resolve();
+      });
+      // A fork the OS refused (EAGAIN under a pids limit, EMFILE, ENOENT) has no pid and emits
+      // 'error', never 'exit': without this the slot stayed `starting` for good, never restarted.
+      child.once('error', (error) => {
+        if (child.pid !== undefined || this.#child !== child) return;
+        this.#onForkFailed(child, error);
         resolve();
       });
     });
@@ -212,9 +232,19 @@ export class ConsumerSlot {
     });
     // A child killed before it read the message makes send() fail with EPIPE: the exit handler restarts it.
     child.on('error', (error) => {
+      if (child.pid === undefined) return; // the fork failed: #onForkFailed
       this.#deps.logger.warn({ consumer: this.consumer, pid: child.pid, err: error.message }, 'consumer process channel error');
     });
-    child.send({ type: 'start', spec: this.#spec });
+    // EMFILE / ENFILE: fork() returns before it made the IPC channel, so there is no send().
+    if (typeof child.send === 'function') child.send({ type: 'start', spec: this.#spec });
+  }
+
+  /** The OS did not give a process (fork threw, or its child emitted a spawn error): as an exit. */
+  #onForkFailed(child: ChildProcess | undefined, error: unknown): void {
+    const message = error instanceof Error ? error.message : String(error);
+    this.#deps.logger.error({ consumer: this.consumer, err: message }, 'could not fork the consumer process');
+    this.#childError = message;
+    this.#onExit(child, null, null);
   }
 
   /**
@@ -261,8 +291,10 @@ export class ConsumerSlot {
     this.#settle({ ready: true });
   }
 
-  #onExit(child: ChildProcess, code: number | null, signal: NodeJS.Signals | null): void {
-    this.#deps.logger.info({ consumer: this.consumer, pid: child.pid, code, signal }, 'consumer process exited');
+  /** `child` is undefined when fork() threw (#onForkFailed). */
+  #onExit(child: ChildProcess | undefined, code: number | null, signal: NodeJS.Signals | null): void {
+    if (child?.pid !== undefined)
+      this.#deps.logger.info({ consumer: this.consumer, pid: child.pid, code, signal }, 'consumer process exited');
     if (this.#child === child) this.#child = undefined;
     if (this.#state === 'stopping' || this.#state === 'stopped') {
       this.#state = 'stopped';
@@ -270,13 +302,18 @@ export class ConsumerSlot {
     }
     if (this.#state === 'starting' && this.#settleStart !== undefined) {
       this.#state = 'stopped';
-      this.#settle({ ready: false, reason: 'exited', pid: child.pid, code, signal, error: this.#childError });
+      this.#settle({ ready: false, reason: 'exited', pid: child?.pid, code, signal, error: this.#childError });
       return;
     }
     const now = Date.now();
     const { policy } = this.#deps;
     this.#exits = [...this.#exits.filter((at) => now - at < policy.crashLoopWindowMs), now];
-    const crashLoop = this.#exits.length >= policy.crashLoopExits;
+    // A crash loop ends only when a process ran for the window: with the maximum delay (60 s)
+    // longer than the window (30 s), the loop's next exit otherwise counted as the first and was
+    // restarted after 0.5 s again.
+    this.#crashLooping =
+      this.#exits.length >= policy.crashLoopExits || (this.#crashLooping && now - this.#forkedAt < policy.crashLoopWindowMs);
+    const crashLoop = this.#crashLooping;
     const delayMs = crashLoop
       ? policy.restartMaxDelayMs
       : backoffMs(this.#exits.length, policy.restartInitialDelayMs, policy.restartMaxDelayMs);

@@ -27,6 +27,7 @@ export async function runnerFromConfig(path: string, env: NodeJS.ProcessEnv, log
     connection: outboxConnectionOptions(config.database, applicationName(undefined)),
     plans: consumerPlans(config),
     databaseUrl: config.database.url,
+    queryTimeoutMs: config.database.queryTimeoutMs,
     table: config.table,
     dlqTable: config.dlqTable,
     dlqRetentionMs: config.dlqRetentionMs,

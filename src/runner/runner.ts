@@ -58,6 +58,8 @@ export interface RunnerOptions {
   readonly databaseUrl: string;
   readonly table: string;
   readonly dlqTable: string | false;
+  /** The config's database.queryTimeoutMs: bounds this process's own statements too (DLQ retention, queue state, the dashboard's actions). */
+  readonly queryTimeoutMs?: number;
   /** Dead letters older than this are deleted by this process, hourly (dlq-retention.ts); absent: kept. */
   readonly dlqRetentionMs?: number | undefined;
   readonly metrics: RunnerMetricsOptions;
@@ -114,6 +116,7 @@ export class Runner {
       poolSize: supervisorPool(options.dashboard !== undefined),
       table: options.table,
       dlqTable: options.dlqTable,
+      ...(options.queryTimeoutMs === undefined ? {} : { queryTimeoutMs: options.queryTimeoutMs }),
       logger: options.logger,
     });
     // With queueStateLeader, of the runners of one table only the lock holder reads (a standby

@@ -44,6 +44,13 @@ describe('new Outbox(options) validates every option once', () => {
       /100 to 3600000/,
     ],
     ['queryTimeoutMs not an integer', { connectionString: URL_WITH_SECRET, queryTimeoutMs: '5s' }, 'queryTimeoutMs', /integer/],
+    [
+      // "Forever" overflowed Node's timer, which then fired at once: the runner SIGKILLed on every stop.
+      'gracefulTimeoutMs past a day',
+      { connectionString: URL_WITH_SECRET, gracefulTimeoutMs: 2_147_483_647 },
+      'gracefulTimeoutMs',
+      /from 0 to 86400000 \(milliseconds: 24 hours\), got 2147483647\. It bounds how long stop\(\) waits/,
+    ],
   ];
   for (const [name, options, option, message] of invalid) {
     test(name, () => {

@@ -308,7 +308,10 @@ describe('loadRunnerConfig: every problem has a path, the bad value and what is 
       issueAt(error, 'database.queryTimeoutMs'),
       /^expected an integer from 100 to 3600000 \(milliseconds\), got 5\. It bounds one statement/,
     );
-    assert.equal(issueAt(error, 'gracefulTimeoutMs'), 'expected an integer >= 0 (milliseconds), got "soon"');
+    assert.equal(
+      issueAt(error, 'gracefulTimeoutMs'),
+      'expected an integer from 0 to 86400000 (milliseconds: 24 hours), got "soon". It bounds how long stop() waits for running handlers; a stop that may wait longer than a day is no bound.',
+    );
     assert.equal(issueAt(error, 'metrics.prometheus.enabled'), 'expected true or false, got "yes"');
     assert.equal(issueAt(error, 'metrics.prometheus.port'), 'expected an integer from 0 to 65535, got 70000');
     assert.equal(issueAt(error, 'metrics.prometheus.queueStateLeader'), 'expected true or false, got 1');

@@ -131,6 +131,13 @@ async function run(spec: ChildSpec): Promise<void> {
   process.on('message', (message) => {
     if (isParentMessage(message) && message.type === 'stop') void drain('stop requested');
   });
+  // The supervisor may be gone already: its 'disconnect' came while this process was still loading
+  // (the tracing peers above), before the listener existed, and the child would run on, an orphan.
+  // drain() ends the process: nothing below runs.
+  if (!process.connected) {
+    await drain('supervisor channel closed before the consumer started');
+    return;
+  }
 
   if (isRelaySpec(spec)) {
     // The database before the relay: with a sink, ping() asks the broker too, and a broker that is

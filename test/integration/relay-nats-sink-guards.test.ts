@@ -193,6 +193,30 @@ describe('natsSink keeps row headers from acting as JetStream control headers', 
   });
 });
 
+describe('natsSink keeps row values from naming NATS system subjects', () => {
+  test('a template that starts with a placeholder: a row naming $JS.API.STREAM.PURGE.<stream> is refused, the stream is not purged', async (t) => {
+    if (serverFor(t) === undefined) return;
+    await (jsm as JetStreamManager).streams.add({ name: 'SYS', subjects: ['sys.>'], storage: StorageType.File });
+    const sink = sinkFor({ subject: '{headers.type}' });
+    await sink.send(relayMessage({ headers: { type: 'sys.kept' } }), { signal });
+    await assert.rejects(
+      sink.send(relayMessage({ id: '2', headers: { type: '$JS.API.STREAM.PURGE.SYS' } }), { signal }),
+      (error: unknown) => error instanceof SinkRefusedError && /is a NATS system subject/.test(error.reason),
+    );
+    const info = await (jsm as JetStreamManager).streams.info('SYS');
+    assert.equal(info.state.messages, 1, 'the stream was not purged');
+  });
+
+  test('a subject option that starts with "$" itself (a KV bucket) may name one', async (t) => {
+    if (serverFor(t) === undefined) return;
+    const kv = await (admin as NatsConnection).jetstream().views.kv('relaykv');
+    const sink = sinkFor({ subject: '$KV.relaykv.{headers.key}' });
+    const message = relayMessage({ headers: { key: 'colour' } });
+    await sink.send(message, { signal });
+    assert.ok(Buffer.from((await kv.get('colour'))?.value ?? []).equals(message.payload));
+  });
+});
+
 describe('natsSink rejects credentials in a server URL', () => {
   test('user info in any server URL is InvalidOptionError on servers, the value redacted, the fix named', () => {
     for (const servers of [

@@ -16,6 +16,7 @@ import type { RelayMessage, RelaySink } from '../../src/relay/sink.js';
 import { loadPeer } from '../../src/relay/sinks/load-peer.js';
 import type { AmqplibModule } from '../../src/relay/sinks/rabbitmq-connector.js';
 import { resolveRabbitmqOptions } from '../../src/relay/sinks/rabbitmq-options.js';
+import { RabbitmqSession } from '../../src/relay/sinks/rabbitmq-session.js';
 import { type RabbitmqSink, rabbitmqSink, type RabbitmqSinkOptions } from '../../src/relay/sinks/rabbitmq-sink.js';
 import { createRabbitmqSink } from '../../src/relay/sinks/rabbitmq-sink-core.js';
 import { freePort, type RabbitmqServer, startRabbitmq } from '../support/rabbitmq-server.js';
@@ -389,6 +390,43 @@ describe('rabbitmqSink: the broker goes away', () => {
     await sink.close();
     await assert.rejects(sink.send(relayMessage({ queue }), { signal: new AbortController().signal }), SinkUnavailableError);
     assert.equal(await sink.check(), false);
+  });
+});
+
+describe('RabbitmqSession: a close that came before it listened', () => {
+  // amqplib handles every frame of one socket read in one loop: a connection close in the same read
+  // as the confirm channel's open-ok is emitted before the session exists. The session then took
+  // the dead channel for open for good: every publish failed retryably, no redial, until a restart.
+  test('the first publish on the dead channel ends the session, so the connector dials again', async (t) => {
+    const server = brokerFor(t);
+    if (server === undefined) return;
+    const model = await amqplib.connect(server.url);
+    model.on('error', () => undefined);
+    const channel = await model.createConfirmChannel();
+    await channel.close();
+    const ended: string[] = [];
+    const session = new RabbitmqSession(model, channel, String, (_session, error) => {
+      ended.push(error.reason);
+    });
+    assert.equal(session.unusable, undefined, 'nothing told the session');
+    await assert.rejects(session.publish('', 'nowhere', Buffer.from('x'), { messageId: 'm1' }), SinkUnavailableError);
+    assert.notEqual(session.unusable, undefined, 'the session ended');
+    assert.equal(ended.length, 1);
+    assert.match(ended[0] ?? '', /the channel refused the publish: .*Channel closed/);
+    await session.close();
+  });
+
+  test("check()'s round trip on the dead channel ends the session too", async (t) => {
+    const server = brokerFor(t);
+    if (server === undefined) return;
+    const model = await amqplib.connect(server.url);
+    model.on('error', () => undefined);
+    const channel = await model.createConfirmChannel();
+    await channel.close();
+    const session = new RabbitmqSession(model, channel, String, () => undefined);
+    assert.equal(await session.answers(0), false);
+    assert.notEqual(session.unusable, undefined);
+    await session.close();
   });
 });
 

@@ -48,6 +48,12 @@ export interface ResolvedNatsOptions {
   /** The servers as shown in messages: passwords and tokens masked. */
   readonly displayServers: string;
   readonly subjectOf: DestinationOf;
+  /**
+   * Whether a subject may start with `$` (NATS's system and JetStream API subjects: `$JS.API.…`,
+   * `$KV.…`): only when the option itself starts with one, or is a function. A template that
+   * starts with a placeholder must not let a row's value send `$JS.API.STREAM.PURGE.<stream>`.
+   */
+  readonly systemSubjects: boolean;
   readonly stream: string | undefined;
   readonly confirmTimeoutMs: number;
   readonly connectTimeoutMs: number;
@@ -143,6 +149,7 @@ export function resolveNatsOptions(raw: NatsSinkOptions): ResolvedNatsOptions {
     servers,
     displayServers: servers.map(displayServer).join(', '),
     subjectOf: compileDestination(NATS_SINK, 'subject', raw.subject ?? '{queue}'),
+    systemSubjects: typeof raw.subject === 'function' || (typeof raw.subject === 'string' && raw.subject.startsWith('$')),
     stream: raw.stream,
     confirmTimeoutMs: integerOption('confirmTimeoutMs', raw.confirmTimeoutMs, 1, 600_000, 5_000),
     connectTimeoutMs: integerOption('connectTimeoutMs', raw.connectTimeoutMs, 1, 600_000, 5_000),

@@ -53,7 +53,7 @@ export function createNatsSink(resolved: ResolvedNatsOptions, loadClient: () => 
   async function send(message: RelayMessage, context: SendContext): Promise<void> {
     context.signal.throwIfAborted();
     const subject = resolved.subjectOf(message);
-    refuseUnpublishableSubject(subject, message);
+    refuseUnpublishableSubject(subject, message, resolved.systemSubjects);
     const link = await abortable(connector.link(), context.signal);
     const headers = headersOf(link.nats, message);
     let ack: Nats.PubAck | undefined;
@@ -203,7 +203,7 @@ function clientOf(module: unknown): NatsModule {
  * A subject the server would misread (whitespace splits the protocol line) or treat as a wildcard
  * can never be published for this row: refused. Empty tokens (`a..b`, a trailing dot) likewise.
  */
-function refuseUnpublishableSubject(subject: string, message: RelayMessage): void {
+function refuseUnpublishableSubject(subject: string, message: RelayMessage, systemSubjects: boolean): void {
   const tokens = subject.split('.');
   if (/\s/.test(subject) || tokens.some((t) => t === '' || t === '*' || t === '>')) {
     throw new SinkRefusedError(
@@ -211,6 +211,11 @@ function refuseUnpublishableSubject(subject: string, message: RelayMessage): voi
       `subject ${JSON.stringify(subject)} of message ${message.messageId} is not a publishable NATS subject (no whitespace, no empty tokens, no '*' or '>' tokens)`,
     );
   }
+  if (!systemSubjects && subject.startsWith('$'))
+    throw new SinkRefusedError(
+      NATS_SINK,
+      `subject ${JSON.stringify(subject)} of message ${message.messageId} is a NATS system subject ($…), which only a subject option that starts with "$" (or a function) may name`,
+    );
 }
 
 /**

@@ -265,8 +265,12 @@ export class RabbitmqSession {
         this.#answeredAt = Date.now();
         return this.unusable === undefined;
       },
-      // The channel closed under it: the session ended, and says why.
-      () => false,
+      // The channel closed under it: the session ended, and says why; or its close was never heard
+      // (see #encodeFailure), and it ends now.
+      (error: unknown) => {
+        this.#end(`the channel refused a round trip: ${this.#describe(error)}`, error);
+        return false;
+      },
     );
     return beforeDeadline(answered, boundMs, () => {
       if (this.#blocked === undefined) this.#end(`the broker answered no round trip within ${boundMs} ms`);
@@ -342,9 +346,10 @@ export class RabbitmqSession {
         { cause: error },
       );
     }
-    return (
-      this.#ended ??
-      new SinkUnavailableError(RABBITMQ_SINK, `the channel refused the publish: ${this.#describe(error)}`, { cause: error })
-    );
+    // Anything else is a channel that cannot publish (amqplib's "Channel closed"): ended, so the
+    // connector dials again. Its close may have come before this session listened (a connection
+    // closed in the same socket read as the channel's open-ok), and then nothing else would end it.
+    this.#end(`the channel refused the publish: ${this.#describe(error)}`, error);
+    return this.#ended as SinkUnavailableError;
   }
 }

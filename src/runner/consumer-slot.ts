@@ -36,9 +36,15 @@ export interface RestartPolicy {
   readonly crashLoopWindowMs: number;
   /**
    * How long a reload's replacement process may take to report ready, with its ping() passing,
-   * before the rollout gives up.
+   * before the rollout gives up; and how long any other start may take to report ready before the
+   * process is killed and started again (a handler module whose top-level await never settles).
    */
   readonly replacementReadyTimeoutMs: number;
+  /**
+   * A process that sent no health report for this long is not ready (its event loop blocked, the
+   * process frozen): it reports one every HEALTH_INTERVAL_MS after a ping bounded by 5 s.
+   */
+  readonly healthSilenceMs: number;
 }
 
 export interface SlotDeps {
@@ -121,6 +127,10 @@ export class ConsumerSlot {
   #failedPings = 0;
   /** The current process sent `ready` (a replacement may still be waiting for its ping() to pass). */
   #reportedReady = false;
+  /** Kills a process that does not report ready in time (a start that is not a replacement). */
+  #startTimer: NodeJS.Timeout | undefined;
+  /** Turns the process down when its health reports stop (policy.healthSilenceMs). */
+  #silenceTimer: NodeJS.Timeout | undefined;
 
   constructor(spec: ChildSpec, deps: SlotDeps) {
     this.consumer = spec.consumer;
@@ -237,6 +247,37 @@ export class ConsumerSlot {
     });
     // EMFILE / ENFILE: fork() returns before it made the IPC channel, so there is no send().
     if (typeof child.send === 'function') child.send({ type: 'start', spec: this.#spec });
+    // A replacement has its own deadline (startReplacement): it is stopped, not restarted.
+    if (this.#settleStart === undefined) this.#armStartTimer(child);
+  }
+
+  #armStartTimer(child: ChildProcess): void {
+    clearTimeout(this.#startTimer);
+    const timeoutMs = this.#deps.policy.replacementReadyTimeoutMs;
+    this.#startTimer = setTimeout(() => {
+      if (this.#child !== child || this.#state !== 'starting') return;
+      this.#deps.logger.error(
+        { consumer: this.consumer, pid: child.pid, timeoutMs },
+        'consumer process did not report ready in time (a handler module that never finishes loading?); killing it to start it again',
+      );
+      // SIGKILL: a process stuck before `ready` may not run its SIGTERM handler either. Its exit
+      // restarts it with backoff; any row it had leased comes back after the lease.
+      child.kill('SIGKILL');
+    }, timeoutMs);
+  }
+
+  /** (Re)armed by every health report of the current process. */
+  #armSilenceTimer(child: ChildProcess): void {
+    clearTimeout(this.#silenceTimer);
+    const silenceMs = this.#deps.policy.healthSilenceMs;
+    this.#silenceTimer = setTimeout(() => {
+      if (this.#child !== child || (this.#state !== 'running' && this.#state !== 'starting') || this.#up !== true) return;
+      this.#up = false;
+      this.#deps.logger.warn(
+        { consumer: this.consumer, pid: child.pid, silenceMs },
+        'consumer process sent no health report in time (its event loop blocked, or the process frozen); not ready until it reports again',
+      );
+    }, silenceMs);
   }
 
   /** The OS did not give a process (fork threw, or its child emitted a spawn error): as an exit. */
@@ -254,6 +295,7 @@ export class ConsumerSlot {
    */
   #onHealth(child: ChildProcess, passed: boolean): void {
     if (this.#child !== child) return;
+    this.#armSilenceTimer(child);
     const was = this.#up;
     this.#failedPings = passed ? 0 : this.#failedPings + 1;
     if (passed) this.#up = true;
@@ -272,6 +314,7 @@ export class ConsumerSlot {
 
   #onReady(): void {
     if (this.#state !== 'starting') return;
+    clearTimeout(this.#startTimer);
     this.#reportedReady = true;
     if (this.#settleStart !== undefined && this.#up !== true) {
       this.#deps.logger.warn(
@@ -295,7 +338,11 @@ export class ConsumerSlot {
   #onExit(child: ChildProcess | undefined, code: number | null, signal: NodeJS.Signals | null): void {
     if (child?.pid !== undefined)
       this.#deps.logger.info({ consumer: this.consumer, pid: child.pid, code, signal }, 'consumer process exited');
-    if (this.#child === child) this.#child = undefined;
+    if (this.#child === child) {
+      this.#child = undefined;
+      clearTimeout(this.#startTimer);
+      clearTimeout(this.#silenceTimer);
+    }
     if (this.#state === 'stopping' || this.#state === 'stopped') {
       this.#state = 'stopped';
       return;
@@ -347,6 +394,8 @@ export class ConsumerSlot {
 
   async #drain(): Promise<boolean> {
     clearTimeout(this.#restartTimer);
+    clearTimeout(this.#startTimer);
+    clearTimeout(this.#silenceTimer);
     this.#settle({ ready: false, reason: 'stopped' });
     const child = this.#child;
     if (child === undefined) {

@@ -18,8 +18,10 @@ import { type ConsumerPlan, type ReloadOutcome, Supervisor } from './supervisor.
 
 /**
  * Restart backoff: 0.5 s doubling to 60 s; 5 exits in 30 s is a crash loop (backed off to 60 s).
- * A reload's replacement has 60 s to report ready: it imports the handler module and pings the
- * database, which a cold start of a large app under load can take tens of seconds to do.
+ * A process has 60 s to report ready (a reload's replacement is then given up, any other start
+ * killed and started again): it imports the handler module and pings the database, which a cold
+ * start of a large app under load can take tens of seconds to do. A running process that sends no
+ * health report for 30 s is not ready until it does.
  */
 export const DEFAULT_RESTART_POLICY: RestartPolicy = {
   restartInitialDelayMs: 500,
@@ -27,6 +29,8 @@ export const DEFAULT_RESTART_POLICY: RestartPolicy = {
   crashLoopExits: 5,
   crashLoopWindowMs: 30_000,
   replacementReadyTimeoutMs: 60_000,
+  // HEALTH_DOWN_AFTER_FAILED_PINGS reports' worth: one every HEALTH_INTERVAL_MS (5 s) after a ping of at most 5 s.
+  healthSilenceMs: 30_000,
 };
 
 /** How long the parent's own Outbox (readiness, queue state) may take to close its pool. */

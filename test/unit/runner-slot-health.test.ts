@@ -221,3 +221,47 @@ describe('ConsumerSlot: readiness hysteresis', () => {
     await slot.stop();
   });
 });
+
+describe('ConsumerSlot: a process that stops answering', () => {
+  test('no health report for healthSilenceMs (a blocked event loop): not ready, and ready again at the next report', async () => {
+    const lines: Logged[] = [];
+    const child = new FakeChild();
+    const slot = slotWith(child, { healthSilenceMs: 50 }, recordingLogger(lines));
+    slot.start();
+    child.health(true);
+    child.ready();
+    assert.equal(slot.ready, true);
+    await new Promise((resolve) => setTimeout(resolve, 120));
+    assert.equal(slot.ready, false, 'silent for longer than healthSilenceMs');
+    assert.equal(slot.alive, true, 'not killed: a long synchronous handler may still finish');
+    assert.equal(lines.filter((line) => line.level === 'warn' && line.msg.includes('sent no health report in time')).length, 1);
+    child.health(true);
+    assert.equal(slot.ready, true);
+    await slot.stop();
+  });
+
+  test('a first start that never reports ready (a handler module that never finishes loading): killed, and restarted', async () => {
+    const lines: Logged[] = [];
+    const child = new FakeChild();
+    const slot = slotWith(child, { replacementReadyTimeoutMs: 50 }, recordingLogger(lines));
+    slot.start();
+    await new Promise((resolve) => setTimeout(resolve, 120));
+    assert.deepEqual(child.signals, ['SIGKILL']);
+    assert.ok(
+      lines.some((line) => line.level === 'error' && line.msg.startsWith('consumer process did not report ready in time')),
+    );
+    assert.ok(lines.some((line) => line.msg === 'consumer process exited unexpectedly; restarting'));
+    await slot.stop();
+  });
+
+  test('a start that reported ready in time is not killed', async () => {
+    const child = new FakeChild();
+    const slot = slotWith(child, { replacementReadyTimeoutMs: 50 });
+    slot.start();
+    child.health(true);
+    child.ready();
+    await new Promise((resolve) => setTimeout(resolve, 120));
+    assert.deepEqual(child.signals, []);
+    await slot.stop();
+  });
+});

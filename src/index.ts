@@ -67,7 +67,7 @@ export type { FetchUnprocessedOptions } from './producer/fetch-unprocessed.js';
 export type { OutboxRow } from './producer/outbox-row.js';
 export type { PublishBatchOptions, PublishOptions } from './producer/publish-options.js';
 export type { NotifyMode } from './producer/wake-after-commit.js';
-export type { PeekedRow, PeekOptions, PeekPage, PeekState } from './queues/peek.js';
+export type { PeekedPreview, PeekedRow, PeekOptions, PeekPage, PeekPreviewPage, PeekState } from './queues/peek.js';
 export type {
   PauseOptions,
   QueuePauseState,

@@ -8,7 +8,7 @@ import { cancelTimer, type ProducerContext, publish, publishBatch } from './prod
 import type { PublishBatchOptions, PublishOptions } from './producer/publish-options.js';
 import { buildProducerSql } from './producer/sql.js';
 import { WakeNotifier } from './producer/wake-notifier.js';
-import type { PeekOptions, PeekPage } from './queues/peek.js';
+import type { PeekOptions, PeekPage, PeekPreviewPage } from './queues/peek.js';
 import { QueueOperations } from './queues/queue-operations.js';
 import type { PauseOptions, QueuePauseState, QueueStatusReport, StatusOptions } from './queues/queue-status.js';
 import { buildThroughputSql } from './queues/throughput-sql.js';
@@ -311,6 +311,16 @@ export class Outbox<Q extends QueueMap = AnyQueues, I extends QueueMap = Q> {
   async peek(queue: string, options?: PeekOptions): Promise<PeekPage> {
     this.#assertOpen('peek');
     return await this.#operations.peek(queue, options);
+  }
+
+  /**
+   * peek() without the bodies: the same rows, order and cursors, each with a 1 KiB preview of its
+   * payload and its size, read without fetching the payload whole. For a page that only shows
+   * rows (the dashboard, `txoutbox queue peek`): fifty 5 MB bodies cost kilobytes, not 250 MB.
+   */
+  async peekPreviews(queue: string, options?: PeekOptions): Promise<PeekPreviewPage> {
+    this.#assertOpen('peekPreviews');
+    return await this.#operations.peekPreviews(queue, options);
   }
 
   /**

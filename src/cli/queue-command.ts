@@ -1,7 +1,7 @@
 import { parseArgs } from 'node:util';
 
 import type { Outbox } from '../outbox.js';
-import type { PeekedRow, PeekPage, PeekState } from '../queues/peek.js';
+import type { PeekedPreview, PeekPreviewPage, PeekState } from '../queues/peek.js';
 import type { QueuePauseState } from '../queues/queue-status.js';
 import type { CommandIo } from './command-io.js';
 import { CONNECTION_OPTIONS, resolveConnection } from './connection-options.js';
@@ -81,8 +81,10 @@ function plan(sub: string, queue: string, values: Values): (outbox: Outbox) => P
         ...(values['lease-ttl-ms'] === undefined ? {} : { leaseTtlMs: wholeNumber('--lease-ttl-ms', values['lease-ttl-ms']) }),
       };
       return async (outbox) => {
+        // --json prints whole rows; the table shows 60 characters of each body, so it reads previews.
+        if (!values.json) return renderPeek(queue, await outbox.peekPreviews(queue, options));
         const page = await outbox.peek(queue, options);
-        return values.json ? jsonLine({ rows: page.rows.map(rowJson), nextCursor: page.nextCursor }) : renderPeek(queue, page);
+        return jsonLine({ rows: page.rows.map(rowJson), nextCursor: page.nextCursor });
       };
     }
   }
@@ -105,7 +107,7 @@ export function pauseText(state: QueuePauseState): string {
 const BODY_CELL_CHARS = 60;
 
 /** The human table of a peek page (pure). */
-export function renderPeek(queue: string, page: PeekPage): string {
+export function renderPeek(queue: string, page: PeekPreviewPage): string {
   if (page.rows.length === 0) return `no pending rows in queue '${terminalSafe(queue)}'\n`;
   const columns = [
     { header: 'ID', align: 'right' },
@@ -129,7 +131,7 @@ export function renderPeek(queue: string, page: PeekPage): string {
   return `${renderTable(columns, rows)}${more}`;
 }
 
-function bodyCell(row: PeekedRow): string {
+function bodyCell(row: PeekedPreview): string {
   const preview = row.bodyPreview;
   return preview.length > BODY_CELL_CHARS || row.bodyPreviewTruncated ? `${preview.slice(0, BODY_CELL_CHARS)}…` : preview;
 }

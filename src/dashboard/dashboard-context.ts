@@ -5,7 +5,7 @@ import type { RequestGuard } from './request-guard.js';
 import type { StatusCache } from './status-cache.js';
 
 /** What the dashboard uses of an Outbox: read-only inspection plus the operator's actions. */
-export type DashboardOutbox = Pick<Outbox, 'status' | 'pause' | 'resume' | 'peek' | 'dlq' | 'table' | 'dlqTable'>;
+export type DashboardOutbox = Pick<Outbox, 'status' | 'pause' | 'resume' | 'peekPreviews' | 'dlq' | 'table' | 'dlqTable'>;
 
 /** What every request of one dashboard shares: the outbox, the resolved options, the request guard and the shared status reads. */
 export interface SharedContext {

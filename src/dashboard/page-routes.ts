@@ -22,10 +22,11 @@ export async function overview(context: DashboardContext): Promise<DashboardResp
 export async function queue(context: DashboardContext, name: string, query: URLSearchParams): Promise<DashboardResponse> {
   const state = optional(query, 'state') as PeekState | undefined;
   const cursor = optional(query, 'cursor');
-  // peek() validates state and cursor (InvalidOptionError: a 400 page naming them).
+  // peekPreviews() validates state and cursor (InvalidOptionError: a 400 page naming them). Previews,
+  // not peek(): the page shows 1 KiB of each body and refreshes every few seconds per open tab.
   const [report, rows] = await Promise.all([
     context.status.read({ queues: [name], minutes: MINUTES }),
-    context.outbox.peek(name, {
+    context.outbox.peekPreviews(name, {
       limit: PAGE_ROWS,
       // The runner knows each consumer's lease TTL; a queue it does not consume gets the option's.
       leaseTtlMs: context.options.leaseTtlMsOf?.(name) ?? context.options.leaseTtlMs,

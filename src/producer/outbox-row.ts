@@ -1,14 +1,10 @@
 import { decodeBody } from '../envelope/decode-body.js';
 
-/** A row of the outbox table as `fetchUnprocessed()` returns it (no lease is taken). */
-export interface OutboxRow {
+/** What an outbox row carries besides its body: the row as fetchUnprocessed(), peek() and peekPreviews() show it. */
+export interface OutboxRowFields {
   /** The row id: a bigint, as a string so no precision is lost. */
   readonly id: string;
   readonly queue: string;
-  /** Decoded by content type: JSON value, string, or Buffer. */
-  readonly body: unknown;
-  /** The stored bytes. */
-  readonly payload: Buffer;
   readonly headers: Readonly<Record<string, string>>;
   readonly createdAt: Date;
   readonly nextAttemptAt: Date;
@@ -21,15 +17,21 @@ export interface OutboxRow {
   readonly timerId: string | null;
 }
 
+/** A row of the outbox table as `fetchUnprocessed()` returns it (no lease is taken). */
+export interface OutboxRow extends OutboxRowFields {
+  /** Decoded by content type: JSON value, string, or Buffer. */
+  readonly body: unknown;
+  /** The stored bytes. */
+  readonly payload: Buffer;
+}
+
 /**
- * A row as fetchUnprocessed's statement returns it, in the same shape from every driver
- * (src/producer/sql.ts): the payload as base64, headers as JSON text, timestamps as epoch
- * milliseconds.
+ * A row's fields as PORTABLE_ROW_FIELDS returns them, in the same shape from every driver
+ * (src/producer/sql.ts): headers as JSON text, timestamps as epoch milliseconds.
  */
-export interface OutboxRowRecord {
+export interface OutboxRowFieldsRecord {
   id: string;
   queue: string;
-  payload: string;
   headers: string;
   // number | string: a driver set up to return floats or ints as strings is read the same.
   created_at: number | string;
@@ -42,25 +44,32 @@ export interface OutboxRowRecord {
   timer_id: string | null;
 }
 
+/** A row as fetchUnprocessed's statement returns it (PORTABLE_ROW_COLUMNS): its fields, and the payload as base64. */
+export interface OutboxRowRecord extends OutboxRowFieldsRecord {
+  payload: string;
+}
+
 const dateOf = (epochMs: number | string): Date => new Date(Number(epochMs));
 const optionalDateOf = (epochMs: number | string | null): Date | null => (epochMs === null ? null : dateOf(epochMs));
 
 export function toOutboxRow(record: OutboxRowRecord): OutboxRow {
+  const fields = outboxRowFieldsOf(record);
   const payload = Buffer.from(record.payload, 'base64');
-  const headers = JSON.parse(record.headers) as Record<string, string>;
   let body: unknown;
   try {
-    body = decodeBody(payload, headers);
+    body = decodeBody(payload, fields.headers);
   } catch {
     // An inspection read must not fail on one malformed row: show its bytes instead.
     body = payload;
   }
+  return { ...fields, body, payload };
+}
+
+export function outboxRowFieldsOf(record: OutboxRowFieldsRecord): OutboxRowFields {
   return {
     id: record.id,
     queue: record.queue,
-    body,
-    payload,
-    headers,
+    headers: JSON.parse(record.headers) as Record<string, string>,
     createdAt: dateOf(record.created_at),
     nextAttemptAt: dateOf(record.next_attempt_at),
     firstAttemptAt: optionalDateOf(record.first_attempt_at),

@@ -70,10 +70,12 @@ const wake = (channel: number) =>
   `CASE WHEN next_attempt_at <= now() THEN pg_notify($${channel}::text, $1::text) IS NOT NULL END AS woke`;
 const DUE = `next_attempt_at <= now() AS due`;
 const epochMs = (column: string) => `(extract(epoch FROM ${column}) * 1000)::double precision AS ${column}`;
-/** bytea as base64 and jsonb as text: every driver returns text and numbers the same way. Decoded by toOutboxRow (also for peek). */
-export const PORTABLE_ROW_COLUMNS = `id::text AS id, queue, encode(payload, 'base64') AS payload, headers::text AS headers,
+/** A row's columns but its payload: jsonb as text, times as epoch ms. Decoded by outboxRowFieldsOf (also peekPreviews). */
+export const PORTABLE_ROW_FIELDS = `id::text AS id, queue, headers::text AS headers,
   ${['created_at', 'next_attempt_at', 'first_attempt_at', 'last_attempt_at'].map(epochMs).join(', ')},
   attempts_count, deliveries_count, ${epochMs('acquired_at')}, timer_id`;
+/** bytea as base64 and jsonb as text: every driver returns text and numbers the same way. Decoded by toOutboxRow (also for peek). */
+export const PORTABLE_ROW_COLUMNS = `${PORTABLE_ROW_FIELDS}, encode(payload, 'base64') AS payload`;
 
 /**
  * A keyed publish (orderingKey; `$key` NULL for none) first takes a transaction-scoped advisory

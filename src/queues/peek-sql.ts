@@ -1,4 +1,4 @@
-import { PORTABLE_ROW_COLUMNS } from '../producer/sql.js';
+import { PORTABLE_ROW_COLUMNS, PORTABLE_ROW_FIELDS } from '../producer/sql.js';
 import type { SchemaNames } from '../schema/schema-names.js';
 import { type Statement, statement } from '../util/statement.js';
 
@@ -22,20 +22,39 @@ export interface PeekSql {
   readonly scheduled: Statement;
   /** $1 queue, $2 leaseTtlMs, $3 cursor acquired_at or NULL, $4 cursor id, $5 limit. Lease held and not expired (<t>_lease_idx). */
   readonly leased: Statement;
+  /**
+   * peekPreviews(): the same rows, order and cursors per state, one more parameter after the limit
+   * (the preview's bytes), and instead of the payload its first bytes + 1 (base64, as
+   * PORTABLE_ROW_COLUMNS) and its size: a page of fifty 5 MB bodies sends kilobytes, refreshed by
+   * every open dashboard tab, and no body is parsed. octet_length reads the size from the value's
+   * header; substring of a TOASTed value detoasts only a slice where the storage allows.
+   */
+  readonly previews: { readonly ready: Statement; readonly scheduled: Statement; readonly leased: Statement };
 }
 
 const utcText = (column: string) => `to_char(r.${column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US') AS cursor_at`;
 const after = (column: string, at: number) =>
   `($${at}::text IS NULL OR (${column}, id) > (($${at}::text::timestamp AT TIME ZONE 'UTC'), $${at + 1}::bigint))`;
 const expiredBefore = (ttl: number) => `now() - $${ttl}::double precision * interval '1 millisecond'`;
-const output = (cursorColumn: string, limit: number) =>
-  `SELECT ${PORTABLE_ROW_COLUMNS}, ${utcText(cursorColumn)} FROM r ORDER BY r.${cursorColumn}, r.id LIMIT $${limit}::int`;
+/** What each row returns: the whole row, or (previews) its fields and its payload's head and size. */
+type Columns = (limit: number) => string;
+const WHOLE: Columns = () => PORTABLE_ROW_COLUMNS;
+const PREVIEW: Columns = (limit) =>
+  `${PORTABLE_ROW_FIELDS}, encode(substring(payload from 1 for $${limit + 1}::int + 1), 'base64') AS payload_head, octet_length(payload) AS payload_bytes`;
+
+const output = (columns: Columns, cursorColumn: string, limit: number) =>
+  `SELECT ${columns(limit)}, ${utcText(cursorColumn)} FROM r ORDER BY r.${cursorColumn}, r.id LIMIT $${limit}::int`;
 
 export function buildPeekSql(names: SchemaNames): PeekSql {
+  const whole = statementsOf(names, WHOLE, 'peek');
+  return { ...whole, previews: statementsOf(names, PREVIEW, 'peek_preview') };
+}
+
+function statementsOf(names: SchemaNames, columns: Columns, kind: string): Omit<PeekSql, 'previews'> {
   const t = names.outbox.sql;
   return {
     ready: statement(
-      'peek_ready',
+      `${kind}_ready`,
       `WITH unleased AS (
   SELECT * FROM ${t} WHERE acquired_token IS NULL AND queue = $1::text AND next_attempt_at <= now() AND ${after('next_attempt_at', 3)}
   ORDER BY next_attempt_at, id LIMIT $5::int
@@ -44,24 +63,24 @@ export function buildPeekSql(names: SchemaNames): PeekSql {
     AND ${after('next_attempt_at', 3)}
   ORDER BY next_attempt_at, id LIMIT $5::int
 ), r AS (SELECT * FROM unleased UNION ALL SELECT * FROM expired)
-${output('next_attempt_at', 5)}`,
+${output(columns, 'next_attempt_at', 5)}`,
     ),
     scheduled: statement(
-      'peek_scheduled',
+      `${kind}_scheduled`,
       `WITH r AS (
   SELECT * FROM ${t} WHERE acquired_token IS NULL AND queue = $1::text AND next_attempt_at > now() AND ${after('next_attempt_at', 2)}
   ORDER BY next_attempt_at, id LIMIT $4::int
 )
-${output('next_attempt_at', 4)}`,
+${output(columns, 'next_attempt_at', 4)}`,
     ),
     leased: statement(
-      'peek_leased',
+      `${kind}_leased`,
       `WITH r AS (
   SELECT * FROM ${t} WHERE acquired_token IS NOT NULL AND queue = $1::text AND acquired_at >= ${expiredBefore(2)}
     AND ${after('acquired_at', 3)}
   ORDER BY acquired_at, id LIMIT $5::int
 )
-${output('acquired_at', 5)}`,
+${output(columns, 'acquired_at', 5)}`,
     ),
   };
 }

@@ -1,5 +1,12 @@
 import { InvalidOptionError } from '../errors.js';
-import { type OutboxRow, type OutboxRowRecord, toOutboxRow } from '../producer/outbox-row.js';
+import {
+  type OutboxRow,
+  type OutboxRowFields,
+  outboxRowFieldsOf,
+  type OutboxRowFieldsRecord,
+  type OutboxRowRecord,
+  toOutboxRow,
+} from '../producer/outbox-row.js';
 import { DEFAULT_LEASE_TTL_MS } from '../subscriber/subscription-options.js';
 import { integerOption } from '../util/integer-option.js';
 import type { Statement } from '../util/statement.js';
@@ -27,6 +34,26 @@ export interface PeekOptions {
    * @default 60,000 (the subscriber default)
    */
   readonly leaseTtlMs?: number;
+}
+
+/** A pending row as peekPreviews() shows it: its fields, state, body preview and size, never the body. */
+export interface PeekedPreview extends OutboxRowFields {
+  readonly state: PeekState;
+  /**
+   * The first 1 KiB (1,024 UTF-8 bytes, never a split character) of the stored payload as text:
+   * a string body or a JSON body's text as published, bytes read as UTF-8.
+   */
+  readonly bodyPreview: string;
+  /** True when the payload is longer than bodyPreview. */
+  readonly bodyPreviewTruncated: boolean;
+  /** The stored payload's size in bytes. */
+  readonly payloadBytes: number;
+}
+
+export interface PeekPreviewPage {
+  readonly rows: PeekedPreview[];
+  /** Pass as `cursor` for the next page (of peek() or peekPreviews()); null on the last one. */
+  readonly nextCursor: string | null;
 }
 
 /** A pending row as peek() shows it: the full row (no lease taken) plus its state and a preview. */
@@ -167,6 +194,13 @@ export function bodyPreviewOf(
 }
 
 type PeekRecord = OutboxRowRecord & { cursor_at: string };
+type PeekPreviewRecord = OutboxRowFieldsRecord & {
+  cursor_at: string;
+  /** The payload's first BODY_PREVIEW_BYTES + 1 bytes, base64: the one past the preview tells a cut character. */
+  payload_head: string;
+  /** octet_length(payload): read from the value's header, the body itself is not fetched. */
+  payload_bytes: number | string;
+};
 
 export interface PeekContext {
   readonly db: StatementRunner;
@@ -184,17 +218,55 @@ function paramsFor(state: PeekState, r: ResolvedPeek, cursor: Cursor | undefined
  * inspection, not a snapshot.
  */
 export async function peek(context: PeekContext, queue: string, options: PeekOptions = {}): Promise<PeekPage> {
+  return await walk(context.db, context.sql, queue, options, [], (record: PeekRecord, state): PeekedRow => {
+    const row = toOutboxRow(record);
+    return { ...row, state, ...bodyPreviewOf(row.body) };
+  });
+}
+
+/**
+ * peek() without the bodies: the same rows, order and cursors, each with the first 1 KiB of its
+ * payload and its size (what a page that shows rows needs: the dashboard, `txoutbox queue peek`).
+ */
+export async function peekPreviews(context: PeekContext, queue: string, options: PeekOptions = {}): Promise<PeekPreviewPage> {
+  return await walk(
+    context.db,
+    context.sql.previews,
+    queue,
+    options,
+    [BODY_PREVIEW_BYTES],
+    (record: PeekPreviewRecord, state): PeekedPreview => ({
+      ...outboxRowFieldsOf(record),
+      state,
+      // One byte past the preview: a character the substring split is seen and left out, never half shown.
+      ...bodyPreviewOf(Buffer.from(record.payload_head, 'base64'), BODY_PREVIEW_BYTES),
+      payloadBytes: Number(record.payload_bytes),
+    }),
+  );
+}
+
+/** One plain SELECT per state walked (the next state only when the page is not full). */
+async function walk<T>(
+  db: StatementRunner,
+  statements: Readonly<Record<PeekState, Statement>>,
+  queue: string,
+  options: PeekOptions,
+  extra: readonly unknown[],
+  decode: (record: never, state: PeekState) => T,
+): Promise<{ rows: T[]; nextCursor: string | null }> {
   const resolved = resolvePeek(queue, options);
-  const rows: PeekedRow[] = [];
+  const rows: T[] = [];
   let last: Cursor | undefined;
   for (const state of resolved.states) {
     const want = resolved.limit - rows.length;
     if (want === 0) break;
-    const sql: Statement = context.sql[state];
-    const { rows: records } = await context.db.run<PeekRecord>(sql, paramsFor(state, resolved, resolved.cursor, want));
+    const { rows: records } = await db.run<{ id: string; cursor_at: string }>(statements[state], [
+      ...paramsFor(state, resolved, resolved.cursor, want),
+      ...extra,
+    ]);
     for (const record of records) {
-      const row = toOutboxRow(record);
-      rows.push({ ...row, state, ...bodyPreviewOf(row.body) });
+      // The statement's record: decode's parameter type (PeekRecord or PeekPreviewRecord).
+      rows.push(decode(record as never, state));
       last = { state, at: record.cursor_at, id: record.id };
     }
   }

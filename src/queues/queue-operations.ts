@@ -1,7 +1,7 @@
 import { DeadLetters } from '../dlq/dead-letters.js';
 import { buildDlqSql } from '../dlq/dlq-sql.js';
 import { InvalidOptionError } from '../errors.js';
-import { peek, type PeekContext, type PeekOptions, type PeekPage } from './peek.js';
+import { peek, type PeekContext, type PeekOptions, type PeekPage, type PeekPreviewPage, peekPreviews } from './peek.js';
 import { buildPeekSql } from './peek-sql.js';
 import { QueueControls, type QueueControlsDeps } from './queue-controls.js';
 
@@ -41,8 +41,16 @@ export class QueueOperations {
   }
 
   peek(queue: string, options?: PeekOptions): Promise<PeekPage> {
+    return peek(this.#peekContext(), queue, options);
+  }
+
+  peekPreviews(queue: string, options?: PeekOptions): Promise<PeekPreviewPage> {
+    return peekPreviews(this.#peekContext(), queue, options);
+  }
+
+  #peekContext(): PeekContext {
     this.#peek ??= { db: this.#deps.db, sql: buildPeekSql(this.#deps.names) };
-    return peek(this.#peek, queue, options);
+    return this.#peek;
   }
 
   /** pause(), resume() and status(). */

@@ -36,7 +36,7 @@ function countingStatus(outbox: Outbox): { readonly outbox: DashboardOutbox; rea
       },
       pause: (queue, options) => outbox.pause(queue, options),
       resume: (queue) => outbox.resume(queue),
-      peek: (queue, options) => outbox.peek(queue, options),
+      peekPreviews: (queue, options) => outbox.peekPreviews(queue, options),
     },
   };
 }

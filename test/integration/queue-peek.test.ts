@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 
-import { InvalidOptionError, type Outbox, type PeekedRow, type PeekOptions } from '../../src/index.js';
+import { InvalidOptionError, type Outbox, type PeekedPreview, type PeekedRow, type PeekOptions } from '../../src/index.js';
 import { buildPeekSql } from '../../src/queues/peek-sql.js';
 import { resolveSchemaNames } from '../../src/schema/schema-names.js';
 import { useTestDatabase } from '../support/database.js';
@@ -176,6 +176,43 @@ describe('outbox.peek', () => {
     assert.equal((await outbox.peek('q', { limit: 1_000 })).rows.length, 270);
   });
 
+  test('peekPreviews: the rows, order and cursors of peek(), each with 1 KiB of its payload and its size, never the body', async () => {
+    const { outbox } = await migratedOutbox(newOutbox, db.pool, 'peek_previews');
+    // A 5 MB body, a multi-byte character across the 1 KiB cut, a short string, bytes.
+    const big = { blob: 'x'.repeat(5_000_000) };
+    const cut = `${'a'.repeat(1_023)}é and more`;
+    const ids = await publishCommitted(outbox, db.pool, 'q', [big, cut, 'short', Buffer.from([0xde, 0xad])]);
+    const whole = await allPages(outbox, 'q', { limit: 3 });
+    const previews: PeekedPreview[] = [];
+    let cursor: string | undefined;
+    do {
+      const page = await outbox.peekPreviews('q', { limit: 3, ...(cursor === undefined ? {} : { cursor }) });
+      previews.push(...page.rows);
+      cursor = page.nextCursor ?? undefined;
+    } while (cursor !== undefined);
+    assert.deepEqual(
+      previews.map((r) => r.id),
+      ids,
+    );
+    for (const [i, preview] of previews.entries()) {
+      const row = whole.rows[i] as PeekedRow;
+      assert.ok(!('body' in preview) && !('payload' in preview), 'no body, no payload');
+      const cleared = { body: undefined, payload: undefined, payloadBytes: undefined };
+      assert.deepEqual({ ...preview, ...cleared }, { ...row, ...cleared });
+      assert.equal(preview.payloadBytes, row.payload.length);
+    }
+    assert.equal(previews[0]?.bodyPreview, JSON.stringify(big).slice(0, 1_024));
+    assert.equal(previews[0]?.bodyPreviewTruncated, true);
+    // The é's two bytes straddle byte 1,024: left out whole, never half shown.
+    assert.equal(previews[1]?.bodyPreview, cut.slice(0, 1_023));
+    assert.equal(previews[2]?.bodyPreviewTruncated, false);
+    assert.equal(previews[3]?.payloadBytes, 2);
+    // Cursors are interchangeable with peek()'s.
+    const first = await outbox.peek('q', { limit: 1 });
+    const next = await outbox.peekPreviews('q', { limit: 1, cursor: first.nextCursor ?? '' });
+    assert.equal(next.rows[0]?.id, ids[1]);
+  });
+
   test('bad options are refused with InvalidOptionError naming the option', async () => {
     const { outbox } = await migratedOutbox(newOutbox, db.pool, 'peek_bad');
     await publishCommitted(outbox, db.pool, 'q', [1, 2]);
@@ -221,10 +258,16 @@ describe('outbox.peek', () => {
       ['scheduled', ['a', at, '1', 50], `${table}_ready_idx`],
       ['leased', ['a', 60_000, at, '1', 50], `${table}_lease_idx`],
     ] as const) {
-      const { rows } = await db.pool.query<{ 'QUERY PLAN': string }>(`EXPLAIN ${sql[state].text}`, [...params]);
-      const plan = rows.map((r) => r['QUERY PLAN']).join('\n');
-      assert.ok(plan.includes(index), `${state} uses ${index}:\n${plan}`);
-      assert.ok(!/Seq Scan/.test(plan), `${state}: no sequential scan:\n${plan}`);
+      // peekPreviews walks the same way: one more parameter, the preview's bytes.
+      for (const [statement, values] of [
+        [sql[state], [...params]],
+        [sql.previews[state], [...params, 1_024]],
+      ] as const) {
+        const { rows } = await db.pool.query<{ 'QUERY PLAN': string }>(`EXPLAIN ${statement.text}`, [...values]);
+        const plan = rows.map((r) => r['QUERY PLAN']).join('\n');
+        assert.ok(plan.includes(index), `${statement.name} uses ${index}:\n${plan}`);
+        assert.ok(!/Seq Scan/.test(plan), `${statement.name}: no sequential scan:\n${plan}`);
+      }
     }
   });
 });

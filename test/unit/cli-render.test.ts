@@ -9,7 +9,7 @@ import { renderStatus } from '../../src/cli/status-command.js';
 import { terminalSafe } from '../../src/cli/terminal-safe.js';
 import { groupDigits, humanDuration, renderTable } from '../../src/cli/text-table.js';
 import type { DriftFinding } from '../../src/errors.js';
-import type { PeekedRow } from '../../src/queues/peek.js';
+import type { PeekedPreview } from '../../src/queues/peek.js';
 import type { QueueStatus } from '../../src/queues/queue-status.js';
 
 // The renderers are pure: these reports are made by hand, so every branch of the human output is
@@ -109,11 +109,10 @@ describe('renderStatus', () => {
 });
 
 describe('renderPeek and pauseText', () => {
-  const row = (id: string, state: PeekedRow['state'], bodyPreview: string, truncated = false): PeekedRow => ({
+  const row = (id: string, state: PeekedPreview['state'], bodyPreview: string, truncated = false): PeekedPreview => ({
     id,
     queue: 'q',
-    body: bodyPreview,
-    payload: Buffer.from(bodyPreview),
+    payloadBytes: Buffer.byteLength(bodyPreview),
     headers: {},
     createdAt: AT,
     nextAttemptAt: AT,
@@ -226,11 +225,10 @@ describe('hostile strings reach the terminal as visible escapes, never as contro
     assertTerminalSafe(pauseText({ ...state, changed: false }), 'pauseText (already paused)');
     assertTerminalSafe(pauseText({ ...state, paused: false }), 'pauseText (resumed)');
     assert.equal(pauseText(state).split('\n').length, 2, 'one line');
-    const peeked: PeekedRow = {
+    const peeked: PeekedPreview = {
       id: '1',
       queue: HOSTILE,
-      body: HOSTILE,
-      payload: Buffer.from(HOSTILE),
+      payloadBytes: Buffer.byteLength(HOSTILE),
       headers: { [HOSTILE]: HOSTILE },
       createdAt: AT,
       nextAttemptAt: AT,

@@ -1,4 +1,4 @@
-import type { PeekedRow, PeekPage, PeekState } from '../../queues/peek.js';
+import type { PeekedPreview, PeekPreviewPage, PeekState } from '../../queues/peek.js';
 import type { QueueStatus } from '../../queues/queue-status.js';
 import { formatAge, formatBytes, formatCount, formatRate, formatTime, previewOf } from '../format.js';
 import { type Html, html } from '../html.js';
@@ -14,7 +14,7 @@ const CELL_PREVIEW_BYTES = 160;
 export interface QueuePageData {
   readonly queue: string;
   readonly status: QueueStatus | undefined;
-  readonly page: PeekPage;
+  readonly page: PeekPreviewPage;
   readonly state: PeekState | undefined;
   readonly cursor: string | undefined;
   readonly query: URLSearchParams;
@@ -92,7 +92,7 @@ function pauseForm(context: PageContext, queue: string): Html {
   </form>`;
 }
 
-function pendingRow(row: PeekedRow): Html {
+function pendingRow(row: PeekedPreview): Html {
   const cell = previewOf(row.bodyPreview, CELL_PREVIEW_BYTES);
   const truncated = cell.truncated || row.bodyPreviewTruncated;
   return html`<tr data-testid="pending-row" data-id="${row.id}" data-state="${row.state}">
@@ -108,7 +108,7 @@ function pendingRow(row: PeekedRow): Html {
         ${headersTable(row.headers)}
         <p class="note">
           payload
-          ${formatBytes(row.payload.length)}${row.timerId === null ? '' : html`, timer <code>${row.timerId}</code>`}${
+          ${formatBytes(row.payloadBytes)}${row.timerId === null ? '' : html`, timer <code>${row.timerId}</code>`}${
             row.acquiredAt === null ? '' : html`, leased at ${formatTime(row.acquiredAt)}`
           }
         </p>

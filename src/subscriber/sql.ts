@@ -306,8 +306,11 @@ const TOKEN_FENCE = 'acquired_token = $2::uuid';
  * lease claim already counted it). Shared with row-lock-sql.ts.
  */
 export function retryText(t: string, fence: string, countDelivery: boolean): string {
+  // clock_timestamp(), not now(): inside a row-lock batch (or a transactional handler's transaction)
+  // now() is the transaction's start, and a row that failed 1.5 s into its batch with a 1 s delay
+  // was written due before the batch even committed: the backoff was lost.
   return `WITH retried AS (
-  UPDATE ${t} SET next_attempt_at = now() + $3::double precision * interval '1 millisecond',
+  UPDATE ${t} SET next_attempt_at = clock_timestamp() + $3::double precision * interval '1 millisecond',
     attempts_count = attempts_count + 1,${countDelivery ? '\n    deliveries_count = deliveries_count + 1,' : ''}
     first_attempt_at = COALESCE(first_attempt_at, $4::timestamptz),
     last_attempt_at = $5::timestamptz,
@@ -328,10 +331,10 @@ export function dlqMoveText(t: string, dlq: string, fence: string, countDelivery
     last_exception, last_exception_type, ordering_key
 )
 INSERT INTO ${dlq} (original_id, queue, payload, headers, created_at, first_attempt_at, last_attempt_at,
-  attempts_count, deliveries_count, timer_id, failure_reason, last_exception, last_exception_type, ordering_key)
+  attempts_count, deliveries_count, timer_id, failure_reason, last_exception, last_exception_type, ordering_key, failed_at)
 SELECT id, queue, payload, headers, created_at, COALESCE(first_attempt_at, $5::timestamptz), COALESCE($6::timestamptz, last_attempt_at),
   attempts_count + $7::int, deliveries_count${countDelivery ? ' + 1' : ''}, timer_id, $3::text, COALESCE($4::text, last_exception),
-  COALESCE($8::text, last_exception_type), ordering_key
+  COALESCE($8::text, last_exception_type), ordering_key, clock_timestamp()
 FROM moved
 RETURNING original_id`;
 }

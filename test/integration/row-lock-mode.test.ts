@@ -164,6 +164,37 @@ describe("lease: 'row-lock' delivery", () => {
     assert.equal(log.of('nacked_retried').length, 2 + 2);
   });
 
+  test("a retry's delay counts from the failure, not from the batch's BEGIN", async () => {
+    // In the batch's transaction now() is the BEGIN: a row that failed 1.5 s into its batch with a
+    // 1 s delay was written due 0.5 s before the batch committed, and ran again at once.
+    const { outbox } = await migratedOutbox(newOutbox, db.pool, 'rl_delay');
+    const failedAt: number[] = [];
+    const rerunAt: number[] = [];
+    outbox.subscribe(
+      'slow_then_fail',
+      async (message) => {
+        const body = message.body as { slow: boolean };
+        if (body.slow) {
+          await new Promise((resolve) => setTimeout(resolve, 1_500));
+          return;
+        }
+        if (message.deliveriesCount > 1) {
+          rerunAt.push(Date.now());
+          return;
+        }
+        failedAt.push(Date.now());
+        throw new Error('fails after the slow row');
+      },
+      // One handler at a time: the failing row runs after the slow one, 1.5 s into the batch.
+      { ...ROW_LOCK, concurrency: 1, retry: new ConstantRetry({ delayMs: 1_000 }) },
+    );
+    await publishCommitted(outbox, db.pool, 'slow_then_fail', [{ slow: true }, { slow: false }]);
+    outbox.start();
+    await waitFor(() => rerunAt.length === 1, { what: 'the retry ran', timeoutMs: 15_000 });
+    const waited = (rerunAt[0] as number) - (failedAt[0] as number);
+    assert.ok(waited >= 950, `the retry ran ${waited} ms after the failure, not 1,000 ms`);
+  });
+
   test("per-key order holds across concurrent loops: a locked row is still its key's oldest", async () => {
     const { outbox } = await migratedOutbox(newOutbox, db.pool, 'rl_keys');
     const order = new Map<string, number[]>();

@@ -65,7 +65,7 @@ export type { ConnectionStringOptions, OutboxOptions, PoolOptions } from './outb
 export type { Executor, TransactionAdapter, TransactionTarget } from './producer/executor.js';
 export type { FetchUnprocessedOptions } from './producer/fetch-unprocessed.js';
 export type { OutboxRow } from './producer/outbox-row.js';
-export type { PublishBatchOptions, PublishOptions } from './producer/publish-options.js';
+export type { CancelTimerOptions, PublishBatchOptions, PublishOptions } from './producer/publish-options.js';
 export type { NotifyMode } from './producer/wake-after-commit.js';
 export type { PeekedPreview, PeekedRow, PeekOptions, PeekPage, PeekPreviewPage, PeekState } from './queues/peek.js';
 export type {

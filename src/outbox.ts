@@ -5,7 +5,7 @@ import type { TransactionTarget } from './producer/executor.js';
 import { fetchUnprocessed, type FetchUnprocessedOptions, isFetchTarget } from './producer/fetch-unprocessed.js';
 import type { OutboxRow } from './producer/outbox-row.js';
 import { cancelTimer, type ProducerContext, publish, publishBatch } from './producer/publish.js';
-import type { PublishBatchOptions, PublishOptions } from './producer/publish-options.js';
+import type { CancelTimerOptions, PublishBatchOptions, PublishOptions } from './producer/publish-options.js';
 import { buildProducerSql } from './producer/sql.js';
 import { WakeNotifier } from './producer/wake-notifier.js';
 import type { PeekOptions, PeekPage, PeekPreviewPage } from './queues/peek.js';
@@ -280,11 +280,17 @@ export class Outbox<Q extends QueueMap = AnyQueues, I extends QueueMap = Q> {
 
   /**
    * Deletes the pending row of (queue, timerId). Returns false when there is none or when it is
-   * leased (its handler is already running). Durable when your transaction commits.
+   * leased (its handler is already running). Durable when your transaction commits; a pool or a
+   * client outside BEGIN is refused (NotInTransactionError) unless `{ autocommit: true }`.
    */
-  async cancelTimer(executor: TransactionTarget, queue: QueueName<Q>, timerId: string): Promise<boolean> {
+  async cancelTimer(
+    executor: TransactionTarget,
+    queue: QueueName<Q>,
+    timerId: string,
+    options?: CancelTimerOptions,
+  ): Promise<boolean> {
     this.#assertOpen('cancelTimer');
-    return await cancelTimer(this.#producer, executor, queue, timerId);
+    return await cancelTimer(this.#producer, executor, queue, timerId, options);
   }
 
   /**

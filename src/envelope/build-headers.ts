@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 
 import { InvalidOptionError } from '../errors.js';
 import { CONTENT_TYPE_HEADER, CONTENT_TYPES, CORRELATION_ID_HEADER, type Headers } from './headers.js';
+import { unstorableIn } from './storable-text.js';
 
 /** Checks that user headers are a flat map of strings. `option` names the argument in errors. */
 export function validateHeaders(option: string, headers: unknown): Headers {
@@ -10,14 +11,24 @@ export function validateHeaders(option: string, headers: unknown): Headers {
     throw new InvalidOptionError({ option, value: headers, expected: 'an object mapping header names to strings' });
   }
   for (const [name, value] of Object.entries(headers)) {
+    const at = `${option}[${JSON.stringify(name)}]`;
     if (typeof value !== 'string') {
       throw new InvalidOptionError({
-        option: `${option}[${JSON.stringify(name)}]`,
+        option: at,
         value,
         expected: 'a string',
         fix: 'Header values are strings; encode other values yourself (String(x) or JSON.stringify(x)).',
       });
     }
+    // The headers are stored as jsonb, which refuses a NUL inside the caller's transaction.
+    const why = unstorableIn(name) ?? unstorableIn(value);
+    if (why !== undefined)
+      throw new InvalidOptionError({
+        option: at,
+        value,
+        expected: `a name and a value without ${why}`,
+        fix: 'Remove or replace that character.',
+      });
   }
   return headers as Headers;
 }

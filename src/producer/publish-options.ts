@@ -1,5 +1,6 @@
 import { validateHeaders } from '../envelope/build-headers.js';
 import type { Headers } from '../envelope/headers.js';
+import { unstorableIn } from '../envelope/storable-text.js';
 import { InvalidOptionError } from '../errors.js';
 import { rejectUnknownOptions } from '../util/known-options.js';
 
@@ -62,8 +63,19 @@ export function validateQueue(queue: unknown): string {
       expected: `a non-empty string of at most ${MAX_QUEUE_LENGTH} characters`,
     });
   }
+  refuseUnstorable('queue', queue);
   return queue;
 }
+
+/** A string option PostgreSQL could not store as given (storable-text.ts): refused here, before any statement. */
+export function refuseUnstorable(option: string, value: string): void {
+  const why = unstorableIn(value);
+  if (why !== undefined)
+    throw new InvalidOptionError({ option, value, expected: `text without ${why}`, fix: 'Remove or replace that character.' });
+}
+
+/** activateInMs at most 100 years: PostgreSQL refuses a larger interval (over ~9.2e15 ms) inside the caller's transaction. */
+export const MAX_ACTIVATE_IN_MS = 100 * 365.25 * 24 * 3_600_000;
 
 /** Validates publish options once per call; `batch` refuses what only a single publish supports. */
 export function resolvePublishOptions(options: unknown, batch: boolean): ResolvedPublishOptions {
@@ -81,11 +93,15 @@ export function resolvePublishOptions(options: unknown, batch: boolean): Resolve
       fix: 'Pass one of them.',
     });
   }
-  if (activateInMs !== undefined && (typeof activateInMs !== 'number' || !Number.isFinite(activateInMs) || activateInMs < 0)) {
+  if (
+    activateInMs !== undefined &&
+    (typeof activateInMs !== 'number' || !Number.isFinite(activateInMs) || activateInMs < 0 || activateInMs > MAX_ACTIVATE_IN_MS)
+  ) {
     throw new InvalidOptionError({
       option: 'activateInMs',
       value: activateInMs,
-      expected: 'a finite number of milliseconds >= 0',
+      expected: `a number of milliseconds from 0 to ${MAX_ACTIVATE_IN_MS} (100 years)`,
+      fix: 'For a fixed instant pass activateAt (a Date) instead.',
     });
   }
   if (activateAt !== undefined && (!(activateAt instanceof Date) || Number.isNaN(activateAt.getTime()))) {
@@ -116,6 +132,7 @@ export function resolvePublishOptions(options: unknown, batch: boolean): Resolve
         expected: `a non-empty string of at most ${MAX_QUEUE_LENGTH} characters`,
       });
     }
+    refuseUnstorable('timerId', timerId);
   }
   const { orderingKey } = raw;
   if (
@@ -129,9 +146,11 @@ export function resolvePublishOptions(options: unknown, batch: boolean): Resolve
       fix: 'Use a bounded id (an order id, an account id) as the key; omit it for rows that need no order.',
     });
   }
+  if (orderingKey !== undefined) refuseUnstorable('orderingKey', orderingKey);
   if (correlationId !== undefined && (typeof correlationId !== 'string' || correlationId.length === 0)) {
     throw new InvalidOptionError({ option: 'correlationId', value: correlationId, expected: 'a non-empty string' });
   }
+  if (correlationId !== undefined) refuseUnstorable('correlationId', correlationId);
   if (raw.autocommit !== undefined && typeof raw.autocommit !== 'boolean') {
     throw new InvalidOptionError({ option: 'autocommit', value: raw.autocommit, expected: 'a boolean' });
   }
@@ -144,4 +163,32 @@ export function resolvePublishOptions(options: unknown, batch: boolean): Resolve
     orderingKey,
     autocommit: raw.autocommit ?? false,
   };
+}
+
+export interface CancelTimerOptions {
+  /**
+   * Cancel outside any transaction, on purpose (a pool, a client outside BEGIN). Without it those are
+   * refused, as for publish: the delete would commit on its own, and a rollback of the caller's
+   * transaction would not bring the timer back.
+   * @default false
+   */
+  readonly autocommit?: boolean;
+}
+
+/** cancelTimer()'s options: whether it may run outside a transaction. */
+export function resolveCancelTimerOptions(options: unknown): { readonly autocommit: boolean } {
+  if (options === undefined) return { autocommit: false };
+  if (typeof options !== 'object' || options === null || Array.isArray(options)) {
+    throw new InvalidOptionError({
+      option: 'options',
+      value: options,
+      expected: 'an object of cancelTimer options ({ autocommit })',
+    });
+  }
+  rejectUnknownOptions(options, 'cancelTimer', ['autocommit']);
+  const { autocommit } = options as CancelTimerOptions;
+  if (autocommit !== undefined && typeof autocommit !== 'boolean') {
+    throw new InvalidOptionError({ option: 'autocommit', value: autocommit, expected: 'a boolean' });
+  }
+  return { autocommit: autocommit ?? false };
 }

@@ -10,6 +10,7 @@ import { type EncodedBatch, prepareBatch, prepareBody } from './prepare-bodies.j
 import {
   type PublishBatchOptions,
   type PublishOptions,
+  resolveCancelTimerOptions,
   type ResolvedPublishOptions,
   resolvePublishOptions,
   validateQueue,
@@ -182,8 +183,15 @@ export async function publishBatch(
  * Deletes the live row of (queue, timerId) through the caller's executor. Returns false when there
  * is none, or when it is leased: its handler is already running and cannot be recalled.
  */
-export async function cancelTimer(ctx: ProducerContext, executor: unknown, queue: unknown, timerId: unknown): Promise<boolean> {
-  assertTransactional('cancelTimer', executor, true);
+export async function cancelTimer(
+  ctx: ProducerContext,
+  executor: unknown,
+  queue: unknown,
+  timerId: unknown,
+  options?: unknown,
+): Promise<boolean> {
+  // A pool or a client outside BEGIN is refused, as for publish: the delete would commit on its own.
+  assertTransactional('cancelTimer', executor, resolveCancelTimerOptions(options).autocommit);
   const validQueue = validateQueue(queue);
   if (typeof timerId !== 'string' || timerId.length === 0) {
     throw new InvalidOptionError({ option: 'timerId', value: timerId, expected: 'a non-empty string' });

@@ -9,6 +9,7 @@ import { assertBatchBodies } from '../producer/publish.js';
 import {
   type PublishBatchOptions,
   type PublishOptions,
+  resolveCancelTimerOptions,
   type ResolvedPublishOptions,
   resolvePublishOptions,
   validateQueue,
@@ -172,8 +173,9 @@ export async function memoryCancelTimer(
   target: unknown,
   queue: unknown,
   timerId: unknown,
+  options?: unknown,
 ): Promise<boolean> {
-  const inTransaction = ctx.transactionOf('cancelTimer', target, true);
+  const inTransaction = ctx.transactionOf('cancelTimer', target, resolveCancelTimerOptions(options).autocommit);
   const validQueue = validateQueue(queue);
   if (typeof timerId !== 'string' || timerId.length === 0) {
     throw new InvalidOptionError({ option: 'timerId', value: timerId, expected: 'a non-empty string' });

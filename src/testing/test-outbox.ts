@@ -6,7 +6,7 @@ import type { SubscriptionInfo } from '../outbox.js';
 import type { TransactionTarget } from '../producer/executor.js';
 import { type FetchUnprocessedOptions, MAX_FETCH_UNPROCESSED } from '../producer/fetch-unprocessed.js';
 import type { OutboxRow } from '../producer/outbox-row.js';
-import type { PublishBatchOptions, PublishOptions } from '../producer/publish-options.js';
+import type { CancelTimerOptions, PublishBatchOptions, PublishOptions } from '../producer/publish-options.js';
 import { validateQueue } from '../producer/publish-options.js';
 import type { Handler } from '../subscriber/message.js';
 import { resolveSubscribeOptions, type SubscribeOptions } from '../subscriber/subscription-options.js';
@@ -170,9 +170,14 @@ export class TestOutbox<Q extends QueueMap = AnyQueues, I extends QueueMap = Q> 
   }
 
   /** Deletes the pending row of (queue, timerId) when `executor` commits; false when there is none or it is running. */
-  async cancelTimer(executor: TransactionTarget, queue: QueueName<Q>, timerId: string): Promise<boolean> {
+  async cancelTimer(
+    executor: TransactionTarget,
+    queue: QueueName<Q>,
+    timerId: string,
+    options?: CancelTimerOptions,
+  ): Promise<boolean> {
     this.#assertRunning('cancelTimer');
-    return await memoryCancelTimer(this.#producer, executor, queue, timerId);
+    return await memoryCancelTimer(this.#producer, executor, queue, timerId, options);
   }
 
   /** Reads rows without leasing them, in id order: committed ones, or what `transaction` sees. */

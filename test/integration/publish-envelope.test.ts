@@ -127,6 +127,18 @@ describe('publish options are validated with errors that name the option', () =>
     ['headers not an object', ['q', 'x', { headers: 'a=b' }], 'headers'],
     ['empty timerId', ['q', 'x', { timerId: '' }], 'timerId'],
     ['unknown option', ['q', 'x', { activateInMS: 5 }], 'activateInMS'],
+    // What PostgreSQL would refuse inside the caller's transaction, aborting it with an untyped
+    // error, or (an unpaired surrogate) store as U+FFFD, making two timer ids one.
+    ['activateInMs past 100 years (an interval PostgreSQL refuses)', ['q', 'x', { activateInMs: 1e16 }], 'activateInMs'],
+    ['a NUL in the queue', ['q\u0000x', 'x'], 'queue'],
+    ['an unpaired surrogate in the queue', ['q\ud800', 'x'], 'queue'],
+    ['a NUL in a header value', ['q', 'x', { headers: { n: 'a\u0000b' } }], 'headers["n"]'],
+    ['a NUL in a header name', ['q', 'x', { headers: { 'a\u0000': 'v' } }], 'headers["a\\u0000"]'],
+    ['an unpaired surrogate in a header value', ['q', 'x', { headers: { n: '\udc00' } }], 'headers["n"]'],
+    ['a NUL in the timerId', ['q', 'x', { timerId: 't\u0000' }], 'timerId'],
+    ['an unpaired surrogate in the timerId', ['q', 'x', { timerId: 'a\ud800' }], 'timerId'],
+    ['a NUL in the orderingKey', ['q', 'x', { orderingKey: 'k\u0000' }], 'orderingKey'],
+    ['an unpaired surrogate in the correlationId', ['q', 'x', { correlationId: 'c\ud800' }], 'correlationId'],
     ['options not an object', ['q', 'x', 5], 'options'],
   ];
   for (const [name, args, option] of invalid) {
@@ -139,6 +151,8 @@ describe('publish options are validated with errors that name the option', () =>
           (error: unknown) =>
             error instanceof InvalidOptionError && error.option === option && error.message.startsWith(`${option}: expected`),
         );
+        // Refused before any statement: the caller's transaction goes on.
+        await client.query('SELECT 1');
       } finally {
         await client.query('ROLLBACK');
         client.release();

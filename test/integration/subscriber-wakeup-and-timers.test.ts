@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 
+import { InvalidOptionError, NotInTransactionError } from '../../src/index.js';
 import { useTestDatabase } from '../support/database.js';
 import { outboxFactory } from '../support/outboxes.js';
 import { publishCommitted } from '../support/publish.js';
@@ -9,6 +10,7 @@ import { inTransaction } from '../support/transaction.js';
 import { waitFor } from '../support/wait-for.js';
 
 const db = useTestDatabase(import.meta.url);
+const HOUR_MS = 3_600_000;
 const newOutbox = outboxFactory(db);
 
 /** Open LISTEN connections for the outbox table `table`. */
@@ -58,6 +60,24 @@ describe('timers', () => {
     await inTransaction(db.pool, (c) => outbox.publish(c, 'cancel', 'sentinel', { activateInMs: 1_200 }));
     await log.waitFor('acked');
     assert.deepEqual(bodies, ['sentinel']);
+  });
+
+  test('cancelTimer outside a transaction is refused, as publish is, unless autocommit: true', async () => {
+    const { outbox } = await migratedOutbox(newOutbox, db.pool, 'w_cancel_pool');
+    await inTransaction(db.pool, (c) => outbox.publish(c, 'later', 'x', { timerId: 't1', activateInMs: HOUR_MS }));
+    // The pool by mistake: the delete would commit on its own, and the caller's rollback would not bring the timer back.
+    await assert.rejects(outbox.cancelTimer(db.pool, 'later', 't1'), NotInTransactionError);
+    const idle = await db.pool.connect();
+    try {
+      await assert.rejects(outbox.cancelTimer(idle, 'later', 't1'), NotInTransactionError);
+    } finally {
+      idle.release();
+    }
+    await assert.rejects(
+      outbox.cancelTimer(db.pool, 'later', 't1', { autocommit: 'yes' } as never),
+      (error: unknown) => error instanceof InvalidOptionError && error.option === 'autocommit',
+    );
+    assert.equal(await outbox.cancelTimer(db.pool, 'later', 't1', { autocommit: true }), true);
   });
 });
 

@@ -61,6 +61,9 @@ test('publishing outside a transaction of the outbox is NotInTransactionError, a
   assert.notEqual(await outbox.publish(tx, 'q', 1, { autocommit: true }), null, 'autocommit: a row of its own');
   await assert.rejects(createTestOutbox(quiet()).publish(outbox.transaction(), 'q', 1), NotInTransactionError);
   await assert.rejects(tx.commit(), NotInTransactionError);
+  // cancelTimer likewise.
+  await assert.rejects(outbox.cancelTimer(tx, 'q', 't'), NotInTransactionError);
+  assert.equal(await outbox.cancelTimer(tx, 'q', 't', { autocommit: true }), false);
 });
 
 test('retries follow the real strategy on the test clock; the DLQ row is what dlq.get() returns', async () => {

@@ -1,0 +1,13 @@
+/**
+ * Why PostgreSQL cannot store `text` as given, or undefined when it can. A NUL is refused by text
+ * and jsonb alike ("invalid byte sequence", "unsupported Unicode escape sequence"), inside the
+ * caller's transaction, which it aborts with an untyped error; an unpaired UTF-16 surrogate is not
+ * Unicode, and is stored as U+FFFD, so two different timer ids or keys would become one.
+ */
+export function unstorableIn(text: string): string | undefined {
+  if (text.includes('\u0000')) return 'a NUL character (\\u0000), which PostgreSQL text cannot store';
+  if (UNPAIRED_SURROGATE.test(text)) return 'an unpaired UTF-16 surrogate, which is not Unicode (it would be stored as U+FFFD)';
+  return undefined;
+}
+
+const UNPAIRED_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;

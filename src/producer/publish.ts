@@ -54,8 +54,18 @@ export function assertBatchBodies(bodies: unknown): asserts bodies is unknown[] 
 }
 
 /** Opens the caller's transaction for one call; decides there whether an after-commit route is wanted. */
-function port(ctx: ProducerContext, target: Parameters<typeof openPort>[0]): Promise<TransactionPort> {
-  return openPort(target, ctx.preparedStatements, ctx.notify === 'after-commit' && !ctx.notifier.stopped);
+function port(
+  ctx: ProducerContext,
+  target: Parameters<typeof openPort>[0],
+  operation: string,
+  options: { readonly autocommit: boolean },
+): Promise<TransactionPort> {
+  return openPort(
+    target,
+    ctx.preparedStatements,
+    ctx.notify === 'after-commit' && !ctx.notifier.stopped,
+    options.autocommit ? undefined : operation,
+  );
 }
 
 /** activateAt travels as ISO text: every driver passes a string the same way (src/producer/sql.ts). */
@@ -89,7 +99,7 @@ export async function publish(
     correlationId: encoded.headers[CORRELATION_ID_HEADER],
   };
   const { ids } = await observePublish(ctx.middlewares, ctx.emit, scope, async (injected) => {
-    const transaction = await port(ctx, executor);
+    const transaction = await port(ctx, executor, 'publish', resolved);
     const values: unknown[] = [
       validQueue,
       encoded.payload,
@@ -165,7 +175,7 @@ export async function publishBatch(
     correlationId: resolved.correlationId ?? resolved.headers[CORRELATION_ID_HEADER],
   };
   const { ids } = await observePublish(ctx.middlewares, ctx.emit, scope, async (injected) => {
-    const transaction = await port(ctx, executor);
+    const transaction = await port(ctx, executor, 'publishBatch', resolved);
     const inTransaction = planWake(ctx.notify, transaction.wake, ctx.notifier) === 'in-transaction';
     const values: unknown[] = [validQueue, ...batchColumns(batch, resolved.headers, injected), ...activation(resolved)];
     if (inTransaction) values.push(ctx.channel);
@@ -191,11 +201,12 @@ export async function cancelTimer(
   options?: unknown,
 ): Promise<boolean> {
   // A pool or a client outside BEGIN is refused, as for publish: the delete would commit on its own.
-  assertTransactional('cancelTimer', executor, resolveCancelTimerOptions(options).autocommit);
+  const { autocommit } = resolveCancelTimerOptions(options);
+  assertTransactional('cancelTimer', executor, autocommit);
   const validQueue = validateQueue(queue);
   if (typeof timerId !== 'string' || timerId.length === 0) {
     throw new InvalidOptionError({ option: 'timerId', value: timerId, expected: 'a non-empty string' });
   }
-  const transaction = await openPort(executor, ctx.preparedStatements, false);
+  const transaction = await openPort(executor, ctx.preparedStatements, false, autocommit ? undefined : 'cancelTimer');
   return (await transaction.run(ctx.sql.cancelTimer, [validQueue, timerId])).length > 0;
 }

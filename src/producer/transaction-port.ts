@@ -9,6 +9,7 @@ import {
   transactionStatus,
   type TransactionTarget,
 } from './executor.js';
+import { queryInTransaction } from './in-transaction-query.js';
 
 /**
  * Where an after-commit wake-up can hook in (src/producer/wake-after-commit.ts):
@@ -30,12 +31,20 @@ export interface TransactionPort {
 
 const NO_WAKE: WakeRoute = { kind: 'none' };
 
-function executorPort(executor: Executor, prepared: boolean): TransactionPort {
+/** A node-postgres client as queryInTransaction sees it: one that takes a query object. */
+type Submitting = Parameters<typeof queryInTransaction>[0];
+
+function executorPort(executor: Executor, prepared: boolean, inTransaction: string | undefined): TransactionPort {
+  // A node-postgres client whose transaction the call must stay in: checked again at dispatch.
+  const guarded = inTransaction !== undefined && isObservableClient(executor) ? inTransaction : undefined;
   return {
-    // Prepared (named) only on node-postgres: the name saves the parse and plan on every call.
-    run: async (stmt, values) =>
-      (await executor.query(prepared ? { name: stmt.name, text: stmt.text, values } : { text: stmt.text, values }))
-        .rows as Record<string, unknown>[],
+    run: async (stmt, values) => {
+      // Prepared (named) only on node-postgres: the name saves the parse and plan on every call.
+      const config = prepared ? { name: stmt.name, text: stmt.text, values } : { text: stmt.text, values };
+      if (guarded !== undefined)
+        return (await queryInTransaction(executor as unknown as Submitting, guarded, config)) as Record<string, unknown>[];
+      return (await executor.query(config)).rows as Record<string, unknown>[];
+    },
     wake: { kind: 'pg', client: executor },
   };
 }
@@ -73,9 +82,17 @@ function adapterRoute(adapter: TransactionAdapter, client: object | undefined): 
 /**
  * `wakeAfterCommit` is false when the wake-up will travel inside the transaction anyway
  * (`notify: 'in-transaction'`, or a stopped Outbox): the adapter's route is then not looked up.
+ * `inTransaction` names the operation when it must run in the caller's transaction (no
+ * `autocommit`): a node-postgres client's status is then checked again at dispatch
+ * (in-transaction-query.ts).
  */
-export async function openPort(target: TransactionTarget, prepared: boolean, wakeAfterCommit: boolean): Promise<TransactionPort> {
-  if (!isTransactionAdapter(target)) return executorPort(target, prepared);
+export async function openPort(
+  target: TransactionTarget,
+  prepared: boolean,
+  wakeAfterCommit: boolean,
+  inTransaction?: string,
+): Promise<TransactionPort> {
+  if (!isTransactionAdapter(target)) return executorPort(target, prepared, inTransaction);
   const client = await target.pgClient?.();
   if (client !== undefined) assertStillInTransaction(target, client);
   return {

@@ -84,10 +84,22 @@ for (const notify of ['after-commit', 'in-transaction'] as const) {
         const executor = new Proxy(client, {
           get(target, property, receiver) {
             if (property !== 'query') return Reflect.get(target, property, receiver) as unknown;
-            return async (...args: unknown[]) => {
-              const result = await (target.query as (...a: unknown[]) => Promise<{ rows: unknown[] }>).apply(target, args);
-              answers.push(result.rows);
-              return result;
+            return (...args: unknown[]) => {
+              // publish's statements come as a query object whose callback gets the result
+              // (in-transaction-query.ts); other queries as config objects, answered by a promise.
+              const query = args[0] as { submit?: unknown; callback?: (error: unknown, result?: { rows: unknown[] }) => void };
+              if (typeof query.submit === 'function') {
+                const callback = query.callback;
+                query.callback = (error, result) => {
+                  if (result !== undefined) answers.push(result.rows);
+                  callback?.(error, result);
+                };
+                return (target.query as (...a: unknown[]) => unknown).apply(target, args);
+              }
+              return (target.query as (...a: unknown[]) => Promise<{ rows: unknown[] }>).apply(target, args).then((result) => {
+                answers.push(result.rows);
+                return result;
+              });
             };
           },
         });
@@ -236,6 +248,32 @@ for (const notify of ['after-commit', 'in-transaction'] as const) {
         client.release();
       }
       await assert.rejects(outbox().publish({} as never, 'x.q', 'x'), NotInTransactionError);
+    });
+
+    test('a ROLLBACK queued before the statement of a publish still under way: refused, no row, no wake-up', async () => {
+      // The Promise.all pattern: a write of the same transaction fails, the catch rolls back while
+      // the publish (encoding its body, running middlewares) has not sent its statement yet. The
+      // statement then ran after the ROLLBACK, on its own: a committed row for rolled-back data.
+      const client = await db.pool.connect();
+      try {
+        await client.query('BEGIN');
+        const publishing = outbox().publish(client, 'rolled.q', 'x');
+        const batch = outbox().publishBatch(client, 'rolled.q', ['y', 'z']);
+        await client.query('ROLLBACK');
+        await assert.rejects(publishing, NotInTransactionError);
+        await assert.rejects(
+          batch,
+          (error: unknown) => error instanceof NotInTransactionError && /ended before/.test(error.message),
+        );
+        assert.equal(await rowCount('rolled.q'), 0);
+        // The client is fine for what comes next.
+        await client.query('BEGIN');
+        await outbox().publish(client, 'rolled.q', 'kept');
+        await client.query('COMMIT');
+        assert.equal(await rowCount('rolled.q'), 1);
+      } finally {
+        client.release();
+      }
     });
   });
 }

@@ -1,11 +1,10 @@
-import { isIP } from 'node:net';
-
 import { InvalidOptionError } from '../errors.js';
 import { DEFAULT_LEASE_TTL_MS } from '../subscriber/subscription-options.js';
 import { integerOption } from '../util/integer-option.js';
 import { rejectUnknownOptions } from '../util/known-options.js';
 import { endpointAddress } from '../util/listen.js';
 import { type Logger, silentLogger } from '../util/logger.js';
+import { isLoopback } from '../util/loopback.js';
 import type { DashboardProcesses } from './processes.js';
 
 export interface DashboardOptions {
@@ -81,12 +80,6 @@ const KNOWN = [
   'logger',
 ];
 const TOKEN_FIX = 'Generate one with `openssl rand -hex 32` and pass it as --token, TXOUTBOX_DASHBOARD_TOKEN or dashboard.token.';
-
-/** 127.0.0.0/8, ::1 and `localhost`: only processes on this machine can connect. */
-export function isLoopback(host: string): boolean {
-  if (host === 'localhost' || host === '::1') return true;
-  return isIP(host) === 4 && host.startsWith('127.');
-}
 
 function invalid(option: string, value: unknown, expected: string, fix?: string, redact = false): InvalidOptionError {
   return new InvalidOptionError({

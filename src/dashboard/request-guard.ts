@@ -1,6 +1,7 @@
 import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 
+import { hostHeaderIsLoopback } from '../util/loopback.js';
 import type { ResolvedDashboardOptions } from './dashboard-options.js';
 
 /** The session cookie's name is this plus the dashboard's port (cookies are scoped by host, not port). */
@@ -126,10 +127,6 @@ export class RequestGuard {
    * DNS answer flips to 127.0.0.1 (DNS rebinding) would otherwise be same-origin with the dashboard.
    */
   hostAllowed(request: IncomingMessage): boolean {
-    if (!this.#options.loopback) return true;
-    const host = request.headers.host;
-    if (host === undefined) return false;
-    const name = host.startsWith('[') ? host.slice(0, host.indexOf(']') + 1) : host.replace(/:\d+$/, '');
-    return name === 'localhost' || name === '[::1]' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(name);
+    return !this.#options.loopback || hostHeaderIsLoopback(request.headers.host);
   }
 }

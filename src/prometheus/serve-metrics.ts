@@ -4,6 +4,7 @@ import { errorMessage, InvalidOptionError } from '../errors.js';
 import type { Outbox } from '../outbox.js';
 import { rejectUnknownOptions } from '../util/known-options.js';
 import { endpointAddress, listenHttp } from '../util/listen.js';
+import { hostHeaderIsLoopback, isLoopback } from '../util/loopback.js';
 import type { AnyRegistry } from './options.js';
 import { metricsContentType, prefersOpenMetrics, renderMetrics } from './render.js';
 
@@ -43,6 +44,8 @@ interface Resolved {
   readonly ready: () => boolean | Promise<boolean>;
   readonly host: string;
   readonly port: number;
+  /** Bound to a loopback address: the Host header must name one too (handle). */
+  readonly loopback: boolean;
 }
 
 function invalid(option: string, value: unknown, expected: string, fix?: string): InvalidOptionError {
@@ -87,6 +90,7 @@ function resolve(options: unknown): Resolved {
     ready: probe,
     host,
     port,
+    loopback: isLoopback(host),
   };
 }
 
@@ -111,6 +115,16 @@ async function readyNow(ready: Resolved['ready']): Promise<boolean> {
 }
 
 async function handle(options: Resolved, request: IncomingMessage, response: ServerResponse): Promise<void> {
+  // Bound to loopback: only requests addressed to a loopback name (DNS rebinding would otherwise let
+  // any web page a local browser opens read the metrics and trigger /readyz's database ping).
+  if (options.loopback && !hostHeaderIsLoopback(request.headers.host)) {
+    send(
+      response,
+      403,
+      'Forbidden: this endpoint is bound to loopback and answers only requests addressed to localhost or 127.0.0.1.\n',
+    );
+    return;
+  }
   const path = new URL(request.url ?? '/', 'http://metrics.invalid').pathname;
   if (path !== '/metrics' && path !== '/healthz' && path !== '/readyz') {
     send(response, 404, 'Not found. Try /metrics, /healthz or /readyz.\n');

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { get as httpGet } from 'node:http';
 import { connect, createServer, type Server } from 'node:net';
 import { describe, test } from 'node:test';
 
@@ -215,6 +216,36 @@ describe('serveMetrics', () => {
     const head = await fetch(`${server.url}/healthz`, { method: 'HEAD' });
     assert.equal(head.status, 200);
     assert.equal(await head.text(), '');
+  });
+
+  test('bound to loopback: a request whose Host is not a loopback name (DNS rebinding) is 403 on every path', async () => {
+    const server = await served({ registry: new Registry(), port: 0, ready: () => true });
+    const port = new URL(server.url).port;
+    const withHost = (path: string, host: string): Promise<number> =>
+      new Promise((resolve, reject) => {
+        httpGet({ host: '127.0.0.1', port, path, headers: { host } }, (response) => {
+          response.resume();
+          resolve(response.statusCode ?? 0);
+        }).on('error', reject);
+      });
+    // A page on evil.example whose DNS answer turned into 127.0.0.1: same-origin to a browser.
+    for (const path of ['/metrics', '/readyz', '/healthz']) assert.equal(await withHost(path, `evil.example:${port}`), 403, path);
+    for (const host of [`127.0.0.1:${port}`, `localhost:${port}`, '127.0.0.1', `[::1]:${port}`])
+      assert.equal(await withHost('/metrics', host), 200, host);
+    // Bound to every interface (a pod's address): any Host, as Prometheus in a cluster sends.
+    const open = await served({ registry: new Registry(), host: '0.0.0.0', port: 0 });
+    assert.equal(
+      await new Promise<number>((resolve, reject) => {
+        httpGet(
+          { host: '127.0.0.1', port: new URL(open.url).port, path: '/metrics', headers: { host: 'pod-10-1-2-3:9464' } },
+          (response) => {
+            response.resume();
+            resolve(response.statusCode ?? 0);
+          },
+        ).on('error', reject);
+      }),
+      200,
+    );
   });
 
   test('registry as a function, built per scrape (sync or async); a throwing one is a 500, the server lives on', async () => {

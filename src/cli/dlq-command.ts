@@ -130,8 +130,17 @@ function plan(sub: string, id: string | undefined, values: Values): Run {
             ? (await outbox.dlq.purge(target as DlqFilter)).purged
             : (await outbox.dlq.redrive(target, delayMs === undefined ? {} : { delayMs })).redriven;
         const verb = operation === 'purge' ? 'purged' : 'redriven';
-        io.out(values.json ? jsonLine({ [verb]: count }) : `${verb} ${count} dead letter${count === 1 ? '' : 's'}\n`);
-        return 0;
+        // Ids named one by one that were not there (redriven or purged already, or mistyped): a
+        // script must be able to tell that from success, as from `dlq show` of a missing id.
+        const named = Array.isArray(target) ? (target as readonly string[]).length : 0;
+        const missing = named > 0 ? named - count : 0;
+        if (values.json) io.out(jsonLine(missing > 0 ? { [verb]: count, missing } : { [verb]: count }));
+        else {
+          io.out(`${verb} ${count} dead letter${count === 1 ? '' : 's'}\n`);
+          if (missing > 0)
+            io.out(`${missing} of the ${named} ids given ${missing === 1 ? 'is' : 'are'} not in ${outbox.dlqTable}\n`);
+        }
+        return missing > 0 ? 1 : 0;
       };
     }
   }

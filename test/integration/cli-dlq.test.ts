@@ -119,6 +119,13 @@ describe('txoutbox dlq', () => {
     assert.equal(await count(dlq, 'orders'), 0);
     assert.equal(await count(outbox.table, 'orders'), 2);
     assert.equal(await count(dlq, 'mails'), 1, 'other queues stay');
+    // Named ids that are not there (just redriven, or mistyped): said, and exit 1.
+    const gone = await txoutbox(['redrive', '--id', '999999998', '--yes']);
+    assert.equal(gone.code, 1, gone.out);
+    assert.equal(gone.out, `redriven 0 dead letters\n1 of the 1 ids given is not in ${dlq}\n`);
+    const goneJson = await txoutbox(['redrive', '--id', '999999998', '--id', '999999997', '--yes', '--json']);
+    assert.equal(goneJson.code, 1);
+    assert.deepEqual(JSON.parse(goneJson.out), { redriven: 0, missing: 2 });
   });
 
   test('on a terminal, purge asks first: a no purges nothing (exit 1), a yes purges', async () => {

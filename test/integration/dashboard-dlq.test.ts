@@ -252,6 +252,18 @@ describe('dashboard: dead letters', () => {
     assert.equal(await count(TABLE, 'mails'), 1);
   });
 
+  test('read-only: the confirmation page carries no form and no CSRF token', async () => {
+    const readOnly = await startDashboard(outbox, { port: 0, readOnly: true });
+    try {
+      const confirm = await get(`${readOnly.url}dlq/confirm?action=purge&queue=bulk`);
+      assert.equal(confirm.status, 200);
+      assert.match(confirm.text, /read-only: it cannot purge dead letters/);
+      assert.doesNotMatch(confirm.text, /<form|name="csrf"|data-testid="confirm-button"/);
+    } finally {
+      await readOnly.close();
+    }
+  });
+
   test('GET on an action URL is 405 and changes nothing', async () => {
     const before = await count(`${TABLE}_dlq`);
     const [id] = await dlqIds('orders');

@@ -1,7 +1,7 @@
 import { describeDlqFilter } from '../../dlq/describe-filter.js';
 import { type Html, html } from '../html.js';
 import type { DlqFilterQuery } from './dlq-list-page.js';
-import { csrfField, layout, type PageContext } from './layout.js';
+import { canAct, csrfField, layout, type PageContext } from './layout.js';
 import { dlqHref } from './urls.js';
 
 export type BulkAction = 'redrive' | 'purge';
@@ -13,6 +13,15 @@ export type BulkAction = 'redrive' | 'purge';
  */
 export function dlqConfirmPage(context: PageContext, action: BulkAction, filter: DlqFilterQuery, dlqTable: string): Html {
   const what = describeDlqFilter(filter);
+  // Read-only: no form carrying the CSRF token anywhere (the POST would be refused anyway).
+  if (!canAct(context))
+    return layout(context, {
+      title: `Confirm ${action}`,
+      section: 'dlq',
+      content: html`<h1>${action === 'purge' ? 'Purge' : 'Redrive'} ${what}</h1>
+        <p class="note">This dashboard is read-only: it cannot ${action} dead letters.</p>
+        <a href="${dlqHref({ queue: filter.queue, reason: filter.reason })}">Back to the dead letters</a>`,
+    });
   const warning =
     action === 'purge'
       ? html`<p class="error">Purging deletes them from ${dlqTable} for good: they cannot be redriven afterwards.</p>`

@@ -1,22 +1,49 @@
 import { UnencodableBodyError } from '../errors.js';
 import { CONTENT_TYPES } from './headers.js';
+import { unpairedSurrogateIn } from './storable-text.js';
 
 export interface EncodedBody {
   readonly payload: Buffer;
   readonly contentType: string;
 }
 
+/** What JSON.stringify would store in place of `value`'s data, or undefined when it keeps it. */
+function mangledAs(value: object): string | undefined {
+  if (value instanceof Map || value instanceof Set) return undefined; // their own message below
+  if (value instanceof ArrayBuffer || (typeof SharedArrayBuffer !== 'undefined' && value instanceof SharedArrayBuffer))
+    return `an ${value.constructor.name} would be encoded as {} and lose its bytes. Fix: pass Buffer.from(arrayBuffer) as the body (bytes), or encode it yourself`;
+  if (value instanceof DataView)
+    return 'a DataView would be encoded as {} and lose its bytes. Fix: pass Buffer.from(view.buffer, view.byteOffset, view.byteLength)';
+  // Uint8Array is bytes at the top level (bodyContent); nested, and every other typed array, JSON
+  // makes an object of index keys, not an array.
+  if (ArrayBuffer.isView(value) && !Buffer.isBuffer(value))
+    return `${/^[AEIOU]/.test(value.constructor.name) ? 'an' : 'a'} ${value.constructor.name} would be encoded as an object of index keys, not an array. Fix: Array.from(it), or pass its bytes as a Buffer`;
+  return undefined;
+}
+
 /**
- * JSON.stringify drops functions and symbols silently and turns Map/Set into `{}`: that is data
- * loss at publish time. The replacer refuses them, naming the key, and BigInt
- * (which JSON.stringify rejects with a less helpful TypeError).
+ * JSON.stringify drops functions and symbols silently, turns Map/Set, ArrayBuffer and DataView
+ * into `{}`, typed arrays into objects and NaN / ±Infinity into null: that is data loss at publish
+ * time. The replacer refuses them, naming the key, and BigInt (which JSON.stringify rejects with a
+ * less helpful TypeError).
  */
 function strictReplacer(this: unknown, key: string, value: unknown): unknown {
   // Called for every key: the happy path allocates nothing.
+  if (typeof value === 'number') {
+    if (Number.isFinite(value)) return value;
+    throw new UnencodableBodyError(
+      `Cannot encode ${key === '' ? 'the body' : `key ${JSON.stringify(key)}`}: ${String(value)} has no JSON form and would be stored as null. Fix: store it as a string, or leave the key out.`,
+    );
+  }
   if (typeof value !== 'object' && typeof value !== 'bigint' && typeof value !== 'function' && typeof value !== 'symbol')
     return value;
-  if (value === null || (typeof value === 'object' && !(value instanceof Map) && !(value instanceof Set))) return value;
+  if (value === null) return value;
   const where = key === '' ? 'the body' : `key ${JSON.stringify(key)}`;
+  if (typeof value === 'object') {
+    const mangled = mangledAs(value);
+    if (mangled !== undefined) throw new UnencodableBodyError(`Cannot encode ${where}: ${mangled}.`);
+    if (!(value instanceof Map) && !(value instanceof Set)) return value;
+  }
   if (typeof value === 'bigint') {
     throw new UnencodableBodyError(
       `Cannot encode ${where}: BigInt has no JSON form. Fix: convert it to a string (value.toString()) or a number.`,
@@ -50,7 +77,13 @@ export interface BodyContent {
 export function bodyContent(body: unknown): BodyContent {
   // Buffer.isBuffer too: a Buffer from another realm (a vm context) is not an instance of this Uint8Array.
   if (Buffer.isBuffer(body) || body instanceof Uint8Array) return { content: body, contentType: CONTENT_TYPES.octetStream };
-  if (typeof body === 'string') return { content: body, contentType: CONTENT_TYPES.text };
+  if (typeof body === 'string') {
+    // Stored as UTF-8: an unpaired surrogate would come back as U+FFFD (JSON keeps it, escaped).
+    const why = unpairedSurrogateIn(body);
+    if (why !== undefined)
+      throw new UnencodableBodyError(`Cannot encode the body: a string with ${why}. Fix: repair the text, or pass bytes.`);
+    return { content: body, contentType: CONTENT_TYPES.text };
+  }
   if (body === undefined) {
     throw new UnencodableBodyError('Cannot encode the body: it is undefined. Fix: pass null, a value, a string or bytes.');
   }
@@ -85,7 +118,13 @@ const MAX_PLAIN_DEPTH = 64;
  */
 function isPlainJson(value: unknown, depth: number): boolean {
   if (typeof value !== 'object') {
-    return typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean' || value === undefined;
+    // NaN and ±Infinity: JSON stores null; the checked path refuses them.
+    return (
+      typeof value === 'string' ||
+      (typeof value === 'number' && Number.isFinite(value)) ||
+      typeof value === 'boolean' ||
+      value === undefined
+    );
   }
   if (value === null) return true;
   if (depth >= MAX_PLAIN_DEPTH || typeof (value as { toJSON?: unknown }).toJSON === 'function') return false;

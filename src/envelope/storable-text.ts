@@ -6,8 +6,14 @@
  */
 export function unstorableIn(text: string): string | undefined {
   if (text.includes('\u0000')) return 'a NUL character (\\u0000), which PostgreSQL text cannot store';
-  if (UNPAIRED_SURROGATE.test(text)) return 'an unpaired UTF-16 surrogate, which is not Unicode (it would be stored as U+FFFD)';
-  return undefined;
+  return unpairedSurrogateIn(text);
+}
+
+/** Why `text` is not Unicode (an unpaired surrogate, which UTF-8 encoding turns into U+FFFD), or undefined. */
+export function unpairedSurrogateIn(text: string): string | undefined {
+  return UNPAIRED_SURROGATE.test(text)
+    ? 'an unpaired UTF-16 surrogate, which is not Unicode (it would be stored as U+FFFD)'
+    : undefined;
 }
 
 const UNPAIRED_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;

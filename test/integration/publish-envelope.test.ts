@@ -96,6 +96,16 @@ describe('envelope: body encoding and headers', () => {
       [{ ids: new Set([1]) }, /Set/],
       [undefined, /undefined/],
       [{ toJSON: () => undefined }, /no JSON form/],
+      // Stored altered, before: NaN and Infinity as null, an ArrayBuffer or DataView as {}, a
+      // typed array as {"0":…} (an object, not an array), a lone surrogate as U+FFFD.
+      [{ ratio: Number.NaN }, /key "ratio": NaN has no JSON form/],
+      [Number.POSITIVE_INFINITY, /the body: Infinity has no JSON form/],
+      [[1, Number.NEGATIVE_INFINITY], /key "1": -Infinity/],
+      [new ArrayBuffer(4), /the body: an ArrayBuffer/],
+      [new DataView(new ArrayBuffer(4)), /the body: a DataView/],
+      [new Int16Array([1, 2]), /the body: an Int16Array/],
+      [{ samples: new Float32Array([0.5]) }, /key "samples": a Float32Array/],
+      ['text with a lone \ud800 surrogate', /unpaired UTF-16 surrogate/],
     ];
     for (const [body, message] of cases) {
       await assert.rejects(

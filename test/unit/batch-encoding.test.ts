@@ -16,7 +16,9 @@ const BODIES: unknown[] = [
   new Uint8Array([1, 2, 3]).subarray(1),
   '',
   'ascii text',
-  'héllo 🌍 漢字 \u0000 \n, lone \ud800 surrogate',
+  // A lone surrogate is refused in a string body (encode-body.ts); JSON keeps it, escaped.
+  'héllo 🌍 漢字 \u0000 \n',
+  { lone: '\ud800 surrogate' },
   { nested: ['\r\n', null, 1.5], quote: '"\\' },
   [1, 'x', true],
   42,

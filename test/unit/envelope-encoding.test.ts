@@ -25,7 +25,7 @@ describe('encodeBody: plain bodies skip the replacer, and store what JSON.string
   const cases: [string, unknown][] = [
     ['a plain object', { n: 1, pad: 'x'.repeat(200), s: 'héllo 🌍 \u0000 \n', ok: true, none: null }],
     ['undefined values and array holes', { gone: undefined, list: [1, undefined, , 3] }], // eslint-disable-line no-sparse-arrays
-    ['NaN and Infinity', [Number.NaN, Number.POSITIVE_INFINITY, -0]],
+    ['-0', [-0]],
     ['a null-prototype object', Object.assign(Object.create(null) as object, { a: 1 })],
     ['nested deeper than the pre-check walks', nested(100)],
     ['a Date (its toJSON)', { at: new Date(0) }],
@@ -48,6 +48,9 @@ describe('encodeBody: plain bodies skip the replacer, and store what JSON.string
     const deep = (depth: number, leaf: unknown): unknown => (depth === 0 ? leaf : [deep(depth - 1, leaf)]);
     const refused: [unknown, RegExp][] = [
       [{ v: { toJSON: () => new Set([1]) } }, /Set/],
+      // JSON would store null: refused, on the plain path too.
+      [[Number.NaN, 1], /key "0": NaN/],
+      [{ v: { toJSON: () => Number.POSITIVE_INFINITY } }, /Infinity has no JSON form/],
       [{ h: new Holder() }, /Map/],
       [deep(100, () => 1), /function/],
       [deep(3, 10n), /BigInt/],

@@ -79,6 +79,8 @@ const held: pg.PoolClient[] = [];
 try {
   const url = await server.createDatabase('probe');
   pool = new pg.Pool({ connectionString: url, max: 3 });
+  // server.stop() may terminate a backend whose client pool.end() is still closing: heard, not fatal.
+  pool.on('error', () => undefined);
   const outbox = new Outbox({ pool, logger: quietLogger });
   await outbox.migrate();
   for (let i = 0; i < 3; i += 1) held.push(await pool.connect());

@@ -28,12 +28,20 @@ export async function resume(context: DashboardContext, queue: string): Promise<
   return redirect(queueHref(queue, noticeQuery(state.changed ? 'resumed' : 'unchanged')));
 }
 
-/** A bulk action's filter: only from the confirmation page (`scope=filter`, `confirm=yes`). */
+/**
+ * A bulk action's filter: only from the confirmation page (`scope=filter`, `confirm=yes`), bounded
+ * by the last id the page pinned (`through`): the rows there when the operator looked, no later ones.
+ */
 function confirmedFilter(form: URLSearchParams): DlqFilter | undefined {
   if (form.get('scope') !== 'filter' || form.get('confirm') !== 'yes') return undefined;
   const { queue, reason } = dlqFilterOf(form);
-  if (queue === undefined && reason === undefined) return { all: true };
-  return { ...(queue === undefined ? {} : { queue }), ...(reason === undefined ? {} : { reason }) };
+  const through = optional(form, 'through');
+  return {
+    ...(queue === undefined && reason === undefined ? { all: true } : {}),
+    ...(queue === undefined ? {} : { queue }),
+    ...(reason === undefined ? {} : { reason }),
+    ...(through === undefined ? {} : { throughId: through }),
+  };
 }
 
 /** For the log line: the first 20 ids (a form may tick a thousand), or the filter in words. */

@@ -81,14 +81,16 @@ export async function dlqRow(context: DashboardContext, id: string): Promise<Das
   return page(200, dlqRowPage(pageContext(context), letter));
 }
 
-export function dlqConfirm(context: DashboardContext, query: URLSearchParams): DashboardResponse {
+export async function dlqConfirm(context: DashboardContext, query: URLSearchParams): Promise<DashboardResponse> {
   const missing = noDlq(context);
   if (missing !== undefined) return missing;
   const action = query.get('action');
   if (action !== 'redrive' && action !== 'purge') {
     return page(400, errorPage(pageContext(context), 'Bad request', 'action must be redrive or purge.'));
   }
-  return page(200, dlqConfirmPage(pageContext(context), action, dlqFilterOf(query), context.outbox.dlqTable ?? ''));
+  // The confirmation pins the DLQ's last id now: rows that die while the page is open are left.
+  const throughId = await context.outbox.dlq.lastId();
+  return page(200, dlqConfirmPage(pageContext(context), action, dlqFilterOf(query), context.outbox.dlqTable ?? '', throughId));
 }
 
 export async function processes(context: DashboardContext): Promise<DashboardResponse> {

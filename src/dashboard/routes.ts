@@ -64,7 +64,7 @@ async function post(context: DashboardContext, request: IncomingMessage, path: s
 async function get(context: DashboardContext, path: string, query: URLSearchParams): Promise<DashboardResponse> {
   if (path === '/') return await overview(context);
   if (path === '/dlq') return await dlqList(context, query);
-  if (path === '/dlq/confirm') return dlqConfirm(context, query);
+  if (path === '/dlq/confirm') return await dlqConfirm(context, query);
   if (path === '/processes') return await processes(context);
   const row = /^\/dlq\/([^/]+)$/.exec(path)?.[1];
   if (row !== undefined) return await dlqRow(context, row);

@@ -101,6 +101,15 @@ export class DeadLetters {
     return { rows: rows.map((row) => toDeadLetterPreview(row, bodyPreviewBytes)), nextCursor: nextCursorOf(rows, limit) };
   }
 
+  /**
+   * The DLQ's highest id now ('0' when it is empty). Pass it as a filter's `throughId` when the
+   * operator confirms what they saw: a redrive or purge then leaves rows that died afterwards.
+   */
+  async lastId(): Promise<string> {
+    const { rows } = await this.#context.db.run<{ max_id: string | null }>(this.#context.sql.maxId, []);
+    return rows[0]?.max_id ?? '0';
+  }
+
   /** One dead letter by its DLQ id, or null. */
   async get(id: string): Promise<DeadLetter | null> {
     const { rows } = await this.#context.db.run<DeadLetterRecord>(this.#context.sql.get, [resolveId(id)]);
@@ -204,7 +213,7 @@ export class DeadLetters {
       }
       return null;
     }
-    const { params, olderThanMs } = resolveFilter(idsOrFilter, operation);
+    const { params, olderThanMs, throughId } = resolveFilter(idsOrFilter, operation);
     const filter: FilterParams = [...params];
     hooks.signal?.throwIfAborted();
     if (olderThanMs !== undefined) {
@@ -218,8 +227,9 @@ export class DeadLetters {
     // with a higher id the same filter selects, so an unbounded loop would move it again (and may
     // never end); a purge would delete rows that died after the operator confirmed. An empty DLQ
     // bounds at 0 (ids start at 1): the one batch finds nothing, as on a DLQ the filter misses.
-    const { rows: top } = await this.#context.db.run<{ max_id: string | null }>(this.#context.sql.maxId, []);
-    filter[5] = top[0]?.max_id ?? '0';
+    // With throughId, no later than what the operator saw either.
+    const last = await this.lastId();
+    filter[5] = throughId !== undefined && throughId < BigInt(last) ? throughId.toString() : last;
     while ((await step(filter)) > 0);
     return filter[2];
   }

@@ -23,6 +23,12 @@ export interface DlqFilter {
   readonly olderThanMs?: number;
   /** Every row (with the other fields, if any): an empty filter must be asked for, never an accident. */
   readonly all?: boolean;
+  /**
+   * Only rows whose DLQ id is at most this one: the DLQ's last id when the operator looked
+   * (`dlq.lastId()`), so rows that died after the confirmation are left alone. The dashboard's
+   * confirmation page pins it. Without it, the call is bounded by the last id when it starts.
+   */
+  readonly throughId?: string;
 }
 
 export interface DlqListOptions {
@@ -120,6 +126,7 @@ function filterParams(filter: DlqFilter | DlqListOptions, prefix: string): Filte
 export interface ResolvedFilter {
   readonly params: FilterParams;
   readonly olderThanMs: number | undefined;
+  readonly throughId: bigint | undefined;
 }
 
 /** A redrive or purge filter: refused when it selects everything without saying so. */
@@ -151,7 +158,21 @@ export function resolveFilter(filter: unknown, operation: 'redrive' | 'purge'): 
       fix: `An empty filter selects every dead letter: pass ${operation}({ all: true }) if that is what you mean.`,
     });
   }
-  return { params, olderThanMs };
+  return { params, olderThanMs, throughId: resolveThroughId(f.throughId) };
+}
+
+/** `throughId`: a DLQ id as lastId() returns it ('0' for an empty DLQ). */
+function resolveThroughId(value: unknown): bigint | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'string' || !/^(0|[1-9][0-9]{0,18})$/.test(value)) {
+    throw new InvalidOptionError({
+      option: 'filter.throughId',
+      value,
+      expected: 'a DLQ row id as a string (0 for an empty DLQ)',
+      fix: 'Pass what outbox.dlq.lastId() returned when the rows were shown.',
+    });
+  }
+  return BigInt(value);
 }
 
 /** DLQ row ids: bigint ids as strings (or safe integers), as list() and get() return them. */

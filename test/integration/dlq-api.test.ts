@@ -375,6 +375,26 @@ describe('outbox.dlq', () => {
     assert.equal(await dlqCount('q_purge'), 0);
   });
 
+  test('throughId: only the rows up to the last id the operator saw; lastId() is the DLQ highest id, 0 when empty', async () => {
+    const { outbox } = await migratedOutbox(newOutbox, db.pool, 'q_through');
+    assert.equal(await outbox.dlq.lastId(), '0');
+    await seedDlq('q_through', 10, 'seen', 'rejected');
+    const seen = await outbox.dlq.lastId();
+    assert.match(seen, /^[1-9][0-9]*$/);
+    await seedDlq('q_through', 3, 'seen', 'rejected'); // died after the operator looked
+    assert.deepEqual(await outbox.dlq.purge({ queue: 'seen', throughId: seen }), { purged: 10 });
+    assert.equal(await dlqCount('q_through'), 3);
+    assert.deepEqual(await outbox.dlq.redrive({ queue: 'seen', throughId: seen }), { redriven: 0 });
+    assert.deepEqual(await outbox.dlq.purge({ all: true, throughId: '0' }), { purged: 0 });
+    for (const throughId of ['-1', '1.5', 'x', 7 as unknown as string])
+      await assert.rejects(
+        outbox.dlq.purge({ all: true, throughId }),
+        (e) => e instanceof InvalidOptionError && e.option === 'filter.throughId',
+        `throughId ${JSON.stringify(throughId)}`,
+      );
+    assert.equal(await dlqCount('q_through'), 3);
+  });
+
   test('enforceRetention and olderThanMs: only rows older than the line by the database clock, idempotent, validated', async () => {
     const { outbox } = await migratedOutbox(newOutbox, db.pool, 'q_retention');
     await seedDlq('q_retention', 300, 'old', 'max_deliveries', "now() - interval '30 days'");

@@ -11,7 +11,13 @@ export type BulkAction = 'redrive' | 'purge';
  * its own so that it works without JavaScript (no `confirm()` dialog). Showing it changes nothing;
  * its button posts the action with `confirm=yes`.
  */
-export function dlqConfirmPage(context: PageContext, action: BulkAction, filter: DlqFilterQuery, dlqTable: string): Html {
+export function dlqConfirmPage(
+  context: PageContext,
+  action: BulkAction,
+  filter: DlqFilterQuery,
+  dlqTable: string,
+  throughId: string,
+): Html {
   const what = describeDlqFilter(filter);
   // Read-only: no form carrying the CSRF token anywhere (the POST would be refused anyway).
   if (!canAct(context))
@@ -31,12 +37,16 @@ export function dlqConfirmPage(context: PageContext, action: BulkAction, filter:
     section: 'dlq',
     content: html`<h1>${action === 'purge' ? 'Purge' : 'Redrive'} ${what}?</h1>
       ${warning}
+      <p class="note">
+        Only the dead letters there now (ids up to ${throughId}): any that arrive while this page is open are left.
+      </p>
       <form class="actions" method="post" action="${`/dlq/${action}`}">
         ${csrfField(context)}
         <input type="hidden" name="queue" value="${filter.queue ?? ''}" />
         <input type="hidden" name="reason" value="${filter.reason ?? ''}" />
         <input type="hidden" name="scope" value="filter" />
         <input type="hidden" name="confirm" value="yes" />
+        <input type="hidden" name="through" value="${throughId}" />
         <button type="submit" class="${action === 'purge' ? 'danger' : ''}" data-testid="confirm-button">
           Yes, ${action} ${what}
         </button>

@@ -68,8 +68,13 @@ async function createSharedObjects(client: pg.ClientBase, sql: SchemaSql): Promi
   await client.query('BEGIN');
   try {
     await client.query(sql.sharedLock, [MIGRATION_LOCK_NAMESPACE, SHARED_OBJECTS_LOCK_KEY]);
-    for (const statement of sql.createSchemas) await client.query(statement);
-    await client.query(sql.createMigrationsTable);
+    // Only what is missing (sql.ts schemaMissing): a role without CREATE can migrate nothing-to-do.
+    for (const [i, statement] of sql.createSchemas.entries()) {
+      const { rows } = await client.query<{ missing: boolean }>(sql.schemaMissing, [sql.schemas[i]]);
+      if (rows[0]?.missing === true) await client.query(statement);
+    }
+    const { rows } = await client.query<{ missing: boolean }>(sql.migrationsTableMissing, [sql.migrationsTable]);
+    if (rows[0]?.missing === true) await client.query(sql.createMigrationsTable);
     await client.query('COMMIT');
   } catch (error) {
     await client.query('ROLLBACK').catch(() => undefined);

@@ -1,3 +1,4 @@
+import { InvalidIdentifierError } from '../errors.js';
 import {
   checkDerivedNames,
   type Derivation,
@@ -105,6 +106,27 @@ export function tableDerivations(outbox: TableName, defaultDlq: boolean): Deriva
   ];
 }
 
+/**
+ * A DLQ named like the outbox or a table beside it: the migration history is keyed by table name,
+ * so the DLQ's migrations were taken for done (the outbox's were recorded under that name),
+ * migrate() succeeded, and every terminal outcome then failed its insert: the row redelivered forever.
+ */
+function refuseTakenDlqName(dlq: TableName, outbox: TableName, paused: TableName, stats: TableName): void {
+  const taken: [TableName, string][] = [
+    [outbox, 'the outbox table itself'],
+    [paused, "the outbox's pause table"],
+    [stats, "the outbox's stats table"],
+  ];
+  for (const [table, what] of taken) {
+    if (dlq.display === table.display)
+      throw new InvalidIdentifierError({
+        option: 'dlqTable',
+        identifier: dlq.display,
+        reason: `it names ${what}. Fix: give the DLQ a name of its own (the default is "${outbox.name}${DEFAULT_DLQ_SUFFIX}"), or dlqTable: false`,
+      });
+  }
+}
+
 export function resolveSchemaNames(table: unknown, dlqTable: unknown): SchemaNames {
   const outbox = parseTableName('table', table);
   const defaultDlq = dlqTable === undefined;
@@ -136,10 +158,13 @@ export function resolveSchemaNames(table: unknown, dlqTable: unknown): SchemaNam
   // Beside the outbox, in its schema; the derivation check above covered their names' lengths.
   const companion = (suffix: string): TableName =>
     parseTableName('table', outbox.schema === undefined ? `${outbox.name}${suffix}` : `${outbox.schema}.${outbox.name}${suffix}`);
+  const paused = companion(OUTBOX_SUFFIXES.paused);
+  const stats = companion(OUTBOX_SUFFIXES.stats);
+  if (dlq !== undefined) refuseTakenDlqName(dlq, outbox, paused, stats);
   return {
     outbox,
-    paused: companion(OUTBOX_SUFFIXES.paused),
-    stats: companion(OUTBOX_SUFFIXES.stats),
+    paused,
+    stats,
     dlq,
     readyIdx: `${outbox.name}${OUTBOX_SUFFIXES.readyIdx}`,
     leaseIdx: `${outbox.name}${OUTBOX_SUFFIXES.leaseIdx}`,

@@ -29,7 +29,19 @@ export interface SchemaSql {
   readonly sharedLock: string;
   /** Creates the schemas of the schema-qualified tables (outbox and DLQ may live in different ones). */
   readonly createSchemas: readonly string[];
+  /** The schemas createSchemas creates, in the same order (to create only the missing ones). */
+  readonly schemas: readonly string[];
+  /**
+   * $1 = a schema name: true when it does not exist. CREATE SCHEMA IF NOT EXISTS and CREATE TABLE
+   * IF NOT EXISTS check the CREATE privilege before they look, so a role without it (least
+   * privilege, on a schema a DBA migrated) failed even when everything existed: look first.
+   */
+  readonly schemaMissing: string;
   readonly createMigrationsTable: string;
+  /** The migrations table, quoted and qualified. */
+  readonly migrationsTable: string;
+  /** $1 = the migrations table's quoted name: true when it does not exist yet. */
+  readonly migrationsTableMissing: string;
   /** $1 = the table's names in the history (see migrate.ts, Target.spellings). */
   readonly appliedVersions: string;
   /** $1 = table display name, $2 = version, $3 = migration name. */
@@ -42,6 +54,10 @@ export function buildSchemaSql(names: SchemaNames): SchemaSql {
     lock: `SELECT pg_advisory_xact_lock($1::int, hashtext(coalesce($2::text, current_schema()) || '.' || $3::text))`,
     sharedLock: `SELECT pg_advisory_xact_lock($1::int, $2::int)`,
     createSchemas: [...schemas].map((schema) => `CREATE SCHEMA IF NOT EXISTS ${quoteIdent(schema)}`),
+    schemas: [...schemas],
+    schemaMissing: 'SELECT to_regnamespace(quote_ident($1::text)) IS NULL AS missing',
+    migrationsTable: names.migrationsTable,
+    migrationsTableMissing: 'SELECT to_regclass($1::text) IS NULL AS missing',
     createMigrationsTable: `CREATE TABLE IF NOT EXISTS ${names.migrationsTable} (
   table_name text NOT NULL,
   version integer NOT NULL,

@@ -241,6 +241,32 @@ describe('migrate', () => {
     );
   });
 
+  test('a role without CREATE on the database or the schema migrates a schema a DBA already migrated: nothing to do, nothing created', async () => {
+    // Least privilege, as managed PostgreSQL setups grant it: CREATE SCHEMA IF NOT EXISTS and
+    // CREATE TABLE IF NOT EXISTS check the CREATE privilege before they look, and failed.
+    const table = 'txoutbox.least_privilege';
+    await newOutbox({ pool: db.pool, table }).migrate();
+    const role = `migrate_role_${process.pid}`;
+    await db.pool.query(`CREATE ROLE ${role} LOGIN PASSWORD 'pw'`);
+    const database = new URL(db.url).pathname.slice(1);
+    await db.pool.query(`REVOKE CREATE ON DATABASE ${quoteIdent(database)} FROM PUBLIC`);
+    await db.pool.query(`GRANT USAGE ON SCHEMA txoutbox TO ${role}`);
+    await db.pool.query(`GRANT SELECT, INSERT ON txoutbox.txoutbox_migrations TO ${role}`);
+    const url = new URL(db.url);
+    url.username = role;
+    url.password = 'pw';
+    const pool = new pg.Pool({ connectionString: url.toString(), max: 2 });
+    try {
+      assert.deepEqual(await newOutbox({ pool, table }).migrate(), { applied: [] });
+    } finally {
+      await pool.end();
+      await db.pool.query(`REVOKE ALL ON txoutbox.txoutbox_migrations FROM ${role}`);
+      await db.pool.query(`REVOKE ALL ON SCHEMA txoutbox FROM ${role}`);
+      await db.pool.query(`GRANT CREATE ON DATABASE ${quoteIdent(database)} TO PUBLIC`);
+      await db.pool.query(`DROP ROLE ${role}`);
+    }
+  });
+
   test('bad identifiers fail at construction, naming the limit', () => {
     const cases: [Record<string, unknown>, RegExp][] = [
       [{ table: 'drop table x;' }, /letters, digits and underscores/],
@@ -255,6 +281,12 @@ describe('migrate', () => {
       [{ table: `${'s'.repeat(64)}.outbox` }, /64 bytes long/],
       [{ table: `${'s'.repeat(50)}.outbox` }, /NOTIFY channel "txoutbox\.s{50}\.outbox" would be 66 bytes.*at most 3 bytes/],
       [{ dlqTable: 'bad-name' }, /dlqTable/],
+      // The DLQ on the outbox itself (or a table beside it): its migrations were taken for done.
+      [
+        { table: 'app.orders', dlqTable: 'orders' },
+        /dlqTable: "app\.orders" is not a valid identifier: it names the outbox table itself/,
+      ],
+      [{ table: 'txoutbox.orders', dlqTable: 'orders_paused' }, /it names the outbox's pause table/],
     ];
     for (const [options, message] of cases) {
       assert.throws(

@@ -132,7 +132,7 @@ function plan(sub: string, id: string | undefined, values: Values): Run {
         const verb = operation === 'purge' ? 'purged' : 'redriven';
         // Ids named one by one that were not there (redriven or purged already, or mistyped): a
         // script must be able to tell that from success, as from `dlq show` of a missing id.
-        const named = Array.isArray(target) ? (target as readonly string[]).length : 0;
+        const named = Array.isArray(target) ? new Set(target as readonly string[]).size : 0;
         const missing = named > 0 ? named - count : 0;
         if (values.json) io.out(jsonLine(missing > 0 ? { [verb]: count, missing } : { [verb]: count }));
         else {

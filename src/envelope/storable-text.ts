@@ -11,9 +11,12 @@ export function unstorableIn(text: string): string | undefined {
 
 /** Why `text` is not Unicode (an unpaired surrogate, which UTF-8 encoding turns into U+FFFD), or undefined. */
 export function unpairedSurrogateIn(text: string): string | undefined {
-  return UNPAIRED_SURROGATE.test(text)
-    ? 'an unpaired UTF-16 surrogate, which is not Unicode (it would be stored as U+FFFD)'
-    : undefined;
+  return isWellFormed(text) ? undefined : 'an unpaired UTF-16 surrogate, which is not Unicode (it would be stored as U+FFFD)';
 }
+
+/** String.prototype.isWellFormed (Node 20+, V8's own scan: a one-byte string is checked at once), else the regex. */
+const nativeWellFormed = (String.prototype as { isWellFormed?: (this: string) => boolean }).isWellFormed;
+const isWellFormed = (text: string): boolean =>
+  nativeWellFormed === undefined ? !UNPAIRED_SURROGATE.test(text) : nativeWellFormed.call(text);
 
 const UNPAIRED_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;

@@ -10,6 +10,7 @@ import { type EncodedBatch, prepareBatch, prepareBody } from './prepare-bodies.j
 import {
   type PublishBatchOptions,
   type PublishOptions,
+  refuseUnstorable,
   resolveCancelTimerOptions,
   type ResolvedPublishOptions,
   resolvePublishOptions,
@@ -207,6 +208,7 @@ export async function cancelTimer(
   if (typeof timerId !== 'string' || timerId.length === 0) {
     throw new InvalidOptionError({ option: 'timerId', value: timerId, expected: 'a non-empty string' });
   }
+  refuseUnstorable('timerId', timerId);
   const transaction = await openPort(executor, ctx.preparedStatements, false, autocommit ? undefined : 'cancelTimer');
   return (await transaction.run(ctx.sql.cancelTimer, [validQueue, timerId])).length > 0;
 }

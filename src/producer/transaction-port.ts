@@ -1,4 +1,7 @@
+import type pg from 'pg';
+
 import { NotInTransactionError } from '../errors.js';
+import { runsDecodedQueries } from '../util/decoded-query.js';
 import type { Statement } from '../util/statement.js';
 import {
   type Executor,
@@ -36,7 +39,11 @@ type Submitting = Parameters<typeof queryInTransaction>[0];
 
 function executorPort(executor: Executor, prepared: boolean, inTransaction: string | undefined): TransactionPort {
   // A node-postgres client whose transaction the call must stay in: checked again at dispatch.
-  const guarded = inTransaction !== undefined && isObservableClient(executor) ? inTransaction : undefined;
+  // Only a pg.Client of this copy of node-postgres: another copy's connection internals may differ.
+  const guarded =
+    inTransaction !== undefined && isObservableClient(executor) && runsDecodedQueries(executor as unknown as pg.ClientBase)
+      ? inTransaction
+      : undefined;
   return {
     run: async (stmt, values) => {
       // Prepared (named) only on node-postgres: the name saves the parse and plan on every call.

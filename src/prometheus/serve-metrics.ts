@@ -121,7 +121,7 @@ async function handle(options: Resolved, request: IncomingMessage, response: Ser
     send(
       response,
       403,
-      'Forbidden: this endpoint is bound to loopback and answers only requests addressed to localhost or 127.0.0.1.\n',
+      'Forbidden: this endpoint is bound to loopback and answers only requests addressed to localhost, 127.0.0.1 or [::1] (the Host header). To scrape it under another name, bind it to that interface (serveMetrics host, metrics.prometheus.host).\n',
     );
     return;
   }

@@ -6,25 +6,30 @@ import { statement } from '../util/statement.js';
 import type { StatementRunner } from '../util/statement-runner.js';
 
 /**
- * Which outbox table of which database cluster a row comes from: the cluster's system identifier
- * (random at initdb, shared by its streaming replicas, so a failover keeps it) and the table's OID
- * (unique within the cluster). Part of every relayed row's messageId, which brokers and receivers
+ * Which outbox table of which database of which cluster a row comes from: the cluster's system
+ * identifier (random at initdb, shared by its streaming replicas, so a failover keeps it), the
+ * database's OID (databases made from one template share their tables' OIDs) and the table's OID. Part of every relayed row's messageId, which brokers and receivers
  * deduplicate on: a row id alone is `1, 2, 3…` in every database, and JetStream took a second
  * service's row 1 for a resend of the first's, answered `duplicate`, and the row was deleted unsent.
  */
+/** The database's OID and the table's: `relation` of SourceRow. */
+const DATABASE_AND_TABLE =
+  "(SELECT oid FROM pg_database WHERE datname = current_database())::text || '/' || $1::regclass::oid::text AS relation";
+
 const SOURCE_SQL = statement(
   'relay_source',
-  'SELECT (SELECT system_identifier FROM pg_control_system())::text AS cluster, $1::regclass::oid::text AS relation',
+  `SELECT (SELECT system_identifier FROM pg_control_system())::text AS cluster, ${DATABASE_AND_TABLE}`,
 );
 
 /** Without pg_control_system() (a managed service may not grant it): the database's name stands in for the cluster. */
-const FALLBACK_SQL = statement(
-  'relay_source_fallback',
-  'SELECT current_database()::text AS cluster, $1::regclass::oid::text AS relation',
-);
+const FALLBACK_SQL = statement('relay_source_fallback', `SELECT current_database()::text AS cluster, ${DATABASE_AND_TABLE}`);
 
-/** PostgreSQL's "permission denied" and "undefined function": the fallback's cases; any other error is retried. */
-const FALLBACK_CODES = new Set(['42501', '42883']);
+/**
+ * PostgreSQL's "permission denied", "undefined function" and "feature not supported" (a
+ * PostgreSQL-compatible service without pg_control_system): the fallback's cases. Any other error
+ * (the database away) fails the row, which is retried.
+ */
+const FALLBACK_CODES = new Set(['42501', '42883', '0A000']);
 
 interface SourceRow {
   readonly cluster: string;

@@ -12,7 +12,7 @@ export interface RetryContext {
 
 /**
  * Decides when a failed message runs again: a delay in milliseconds (applied by the database
- * clock, `now() + delay`), or null to end it as `retry_terminal` (into the DLQ when it is on).
+ * clock from the moment of the failure's write, `clock_timestamp() + delay`), or null to end it as `retry_terminal` (into the DLQ when it is on).
  * A strategy that throws or returns something else also ends the row as `retry_terminal`; it never
  * stops the subscriber.
  */

@@ -9,6 +9,7 @@ import { assertBatchBodies } from '../producer/publish.js';
 import {
   type PublishBatchOptions,
   type PublishOptions,
+  refuseUnstorable,
   resolveCancelTimerOptions,
   type ResolvedPublishOptions,
   resolvePublishOptions,
@@ -180,6 +181,7 @@ export async function memoryCancelTimer(
   if (typeof timerId !== 'string' || timerId.length === 0) {
     throw new InvalidOptionError({ option: 'timerId', value: timerId, expected: 'a non-empty string' });
   }
+  refuseUnstorable('timerId', timerId);
   return await inTransaction((transaction) => {
     const row = transaction
       .visibleRows()

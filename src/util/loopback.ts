@@ -12,7 +12,9 @@ export function isLoopback(host: string): boolean {
  * otherwise same-origin with it and can read what it serves.
  */
 export function hostHeaderIsLoopback(host: string | undefined): boolean {
-  if (host === undefined) return false;
-  const name = host.startsWith('[') ? host.slice(0, host.indexOf(']') + 1) : host.replace(/:\d+$/, '');
+  // No Host at all is not a browser (every browser sends one): an HTTP/1.0 probe, netcat.
+  if (host === undefined) return true;
+  const lower = host.toLowerCase();
+  const name = lower.startsWith('[') ? lower.slice(0, lower.indexOf(']') + 1) : lower.replace(/:\d+$/, '');
   return name === 'localhost' || name === '[::1]' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(name);
 }

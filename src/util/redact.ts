@@ -18,10 +18,12 @@ export function redactConnectionString(connectionString: string): string {
 
 /** `scheme://user:PASSWORD@` anywhere in a text. */
 const URL_PASSWORD = /([a-z][a-z0-9+.-]*:\/\/[^\s:/@]*:)[^\s@/]+@/gi;
+/** `scheme://TOKEN@`: userinfo without a password is often a token (nats://token@host, https://token@github.com). */
+const URL_TOKEN = /([a-z][a-z0-9+.-]*:\/\/)[^\s:/@]+@/gi;
 /** `password=PASSWORD` (libpq keywords, URL query parameters). */
 const KEYWORD_PASSWORD = /\b((?:password|pass|sslpassword)\s*=\s*)(?:'[^']*'|[^\s&'"]+)/gi;
-/** Keys whose value is a credential wherever they appear in a structured value. */
-const SECRET_KEY = /^(?:password|pass|passwd|sslpassword|secret|token|apikey|api_key)$/i;
+/** Keys whose value is a credential wherever they appear in a structured value (accessToken, client_secret, …). */
+const SECRET_KEY = /pass(?:wd|word)?$|secret|token|api_?key|authorization|private_?key|credential/i;
 
 /**
  * `text` with every password it spells masked: in a URL's userinfo, or after `password=`. For
@@ -29,7 +31,7 @@ const SECRET_KEY = /^(?:password|pass|passwd|sslpassword|secret|token|apikey|api
  * changes nothing else about the text.
  */
 export function maskCredentials(text: string): string {
-  return text.replace(URL_PASSWORD, '$1***@').replace(KEYWORD_PASSWORD, '$1***');
+  return text.replace(URL_PASSWORD, '$1***@').replace(URL_TOKEN, '$1***@').replace(KEYWORD_PASSWORD, '$1***');
 }
 
 /** A JSON.stringify replacer that masks credential-named keys and the passwords inside strings. */

@@ -12,7 +12,7 @@ import pg from 'pg';
 import { sourceIdReader } from '../../src/relay/source-id.js';
 import { resolveSchemaNames } from '../../src/schema/schema-names.js';
 import { StatementRunner } from '../../src/util/statement-runner.js';
-import { useTestDatabase } from '../support/database.js';
+import { serverUrl, useTestDatabase } from '../support/database.js';
 import { TestLogger } from '../support/test-logger.js';
 
 const db = useTestDatabase(import.meta.url);
@@ -31,6 +31,43 @@ describe('sourceIdReader', () => {
     assert.equal(await sourceIdReader(runner, outboxOf('source_a'), logger)(), first, 'stable across readers (restarts)');
     assert.notEqual(await sourceIdReader(runner, outboxOf('source_b'), logger)(), first);
     assert.deepEqual(logger.messages('warn'), []);
+  });
+
+  test('databases cloned from one template: their tables share an OID, their source ids differ', async () => {
+    // Database-per-tenant made with CREATE DATABASE … TEMPLATE copies the catalog, table OIDs included.
+    const admin = new pg.Client({ connectionString: serverUrl() });
+    await admin.connect();
+    const template = `src_tpl_${process.pid}`;
+    const clone = `src_clone_${process.pid}`;
+    const urlOf = (name: string): string => {
+      const url = new URL(serverUrl());
+      url.pathname = `/${name}`;
+      return url.toString();
+    };
+    const pools: pg.Pool[] = [];
+    try {
+      await admin.query(`CREATE DATABASE ${template}`);
+      const setup = new pg.Client({ connectionString: urlOf(template) });
+      await setup.connect();
+      await setup.query('CREATE TABLE tenant_outbox (id int)');
+      await setup.end();
+      await admin.query(`CREATE DATABASE ${clone} TEMPLATE ${template}`);
+      const ids: string[] = [];
+      const oids: string[] = [];
+      for (const name of [template, clone]) {
+        const pool = new pg.Pool({ connectionString: urlOf(name), max: 1 });
+        pools.push(pool);
+        oids.push((await pool.query<{ oid: string }>("SELECT 'tenant_outbox'::regclass::oid::text AS oid")).rows[0]?.oid ?? '');
+        ids.push(await sourceIdReader(new StatementRunner(pool, true, 5_000), outboxOf('tenant_outbox'), new TestLogger())());
+      }
+      assert.equal(oids[0], oids[1], 'the clone copied the table OID');
+      assert.notEqual(ids[0], ids[1]);
+    } finally {
+      await Promise.all(pools.map((pool) => pool.end()));
+      await admin.query(`DROP DATABASE IF EXISTS ${clone}`);
+      await admin.query(`DROP DATABASE IF EXISTS ${template}`);
+      await admin.end();
+    }
   });
 
   test('a failed read is not kept: the next call reads again', async () => {

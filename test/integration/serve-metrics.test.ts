@@ -230,7 +230,7 @@ describe('serveMetrics', () => {
       });
     // A page on evil.example whose DNS answer turned into 127.0.0.1: same-origin to a browser.
     for (const path of ['/metrics', '/readyz', '/healthz']) assert.equal(await withHost(path, `evil.example:${port}`), 403, path);
-    for (const host of [`127.0.0.1:${port}`, `localhost:${port}`, '127.0.0.1', `[::1]:${port}`])
+    for (const host of [`127.0.0.1:${port}`, `localhost:${port}`, `LOCALHOST:${port}`, '127.0.0.1', `[::1]:${port}`])
       assert.equal(await withHost('/metrics', host), 200, host);
     // Bound to every interface (a pod's address): any Host, as Prometheus in a cluster sends.
     const open = await served({ registry: new Registry(), host: '0.0.0.0', port: 0 });

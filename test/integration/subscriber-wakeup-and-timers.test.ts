@@ -78,6 +78,11 @@ describe('timers', () => {
       (error: unknown) => error instanceof InvalidOptionError && error.option === 'autocommit',
     );
     assert.equal(await outbox.cancelTimer(db.pool, 'later', 't1', { autocommit: true }), true);
+    // A timer id PostgreSQL cannot store is refused before any statement, as publish refuses it.
+    await assert.rejects(
+      outbox.cancelTimer(db.pool, 'later', 't\u0000', { autocommit: true }),
+      (error: unknown) => error instanceof InvalidOptionError && error.option === 'timerId',
+    );
   });
 });
 

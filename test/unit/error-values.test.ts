@@ -24,6 +24,12 @@ describe('values quoted in errors never show a password', () => {
     // Values without credentials are quoted as they are.
     assert.equal(renderValue('orders.{headers.type}'), '"orders.{headers.type}"');
     assert.equal(renderValue('http://example.com'), '"http://example.com"');
+    // A token as the whole userinfo, and credential-named keys of other spellings.
+    assert.equal(renderValue(`nats://${SECRET}@n:4222`), '"nats://***@n:4222"');
+    assert.equal(
+      renderValue({ accessToken: SECRET, client_secret: SECRET, Authorization: SECRET, user: 'app' }),
+      '{"accessToken":"***","client_secret":"***","Authorization":"***","user":"app"}',
+    );
   });
 
   test("InvalidOptionError's value field, which loggers serialize, is masked too", () => {

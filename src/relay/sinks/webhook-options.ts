@@ -31,7 +31,7 @@ export interface WebhookSinkOptions {
   /**
    * Statuses that refuse the row for good (SinkRefusedError: the DLQ with the status). Every other
    * non-2xx status is retried. A list of statuses (300–599), or a predicate over the status.
-   * @default every 3xx, and every 4xx but 408, 409, 425 and 429
+   * @default every 3xx, and every 4xx but 401, 403, 404 (they concern the endpoint), 408, 409, 425 and 429
    */
   readonly terminalStatuses?: readonly number[] | ((status: number) => boolean);
   /** Sockets per origin (keep-alive); more concurrent sends wait for one. @default 64 */

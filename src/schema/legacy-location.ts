@@ -77,22 +77,34 @@ interface Spelling {
   readonly quoted: string;
 }
 
-/** The move's statements: the schema and the outbox, the DLQ when it moves along, the history. */
+/**
+ * The move's statements: the schema, the outbox and the tables migrations created beside it (the
+ * pause and stats tables, when a newer txoutbox migrated it in place with `table: 'public.outbox'`
+ * or an unqualified `table`), the DLQ when it moves along, and the history. A history recorded under
+ * either spelling (`outbox`, `public.outbox`) goes along under the bare name, which the default
+ * table's history is read by: left behind, migrate() ran 0002 again (`column … already exists`)
+ * and every claim read a pause table that was not there.
+ */
 function moveStatements(names: SchemaNames, at: Spelling, dlqMoves: boolean) {
-  const { outbox, dlq } = names;
+  const { outbox, dlq, paused, stats } = names;
+  const to = quoteIdent(DEFAULT_SCHEMA);
   const from = (name: string): string => `${at.quoted}.${quoteIdent(name)}`;
   const moved = [outbox.name, ...(dlqMoves && dlq !== undefined ? [dlq.name] : [])];
-  const literals = moved.map((name) => `'${name}'`).join(', ');
+  const spellings = moved.flatMap((name) => [name, `${at.schema}.${name}`]);
+  const literals = spellings.map((name) => `'${name}'`).join(', ');
+  const bare = moved.map((name) => `WHEN '${at.schema}.${name}' THEN '${name}'`).join(' ');
   return {
     tables: [
-      `CREATE SCHEMA IF NOT EXISTS ${quoteIdent(DEFAULT_SCHEMA)};`,
-      `ALTER TABLE ${from(outbox.name)} SET SCHEMA ${quoteIdent(DEFAULT_SCHEMA)};`,
+      `CREATE SCHEMA IF NOT EXISTS ${to};`,
+      `ALTER TABLE ${from(outbox.name)} SET SCHEMA ${to};`,
+      `ALTER TABLE IF EXISTS ${from(paused.name)} SET SCHEMA ${to};`,
+      `ALTER TABLE IF EXISTS ${from(stats.name)} SET SCHEMA ${to};`,
     ],
-    dlq: dlqMoves && dlq !== undefined ? [`ALTER TABLE ${from(dlq.name)} SET SCHEMA ${quoteIdent(DEFAULT_SCHEMA)};`] : [],
+    dlq: dlqMoves && dlq !== undefined ? [`ALTER TABLE ${from(dlq.name)} SET SCHEMA ${to};`] : [],
     // The history goes along, or migrate() would try to create the moved tables again.
     history: [
       `${buildSchemaSql(names).createMigrationsTable.replace(/\s+/g, ' ')};`,
-      `INSERT INTO ${names.migrationsTable} SELECT * FROM ${from(MIGRATIONS_TABLE)} WHERE table_name IN (${literals}) ON CONFLICT DO NOTHING;`,
+      `INSERT INTO ${names.migrationsTable} (table_name, version, name, applied_at) SELECT CASE table_name ${bare} ELSE table_name END, version, name, applied_at FROM ${from(MIGRATIONS_TABLE)} WHERE table_name IN (${literals}) ON CONFLICT DO NOTHING;`,
       `DELETE FROM ${from(MIGRATIONS_TABLE)} WHERE table_name IN (${literals});`,
     ],
   };

@@ -187,6 +187,31 @@ describe('upgrading from 0.1 (tables in public)', () => {
     assert.equal(await remaining(pool, 'old'), 0);
   });
 
+  test("first kept with table: 'public.outbox' (migrated there), then moved by the error's SQL: the companion tables and the whole history go along", async () => {
+    // Kept first, migrate() created public.outbox_paused and public.outbox_stats and recorded
+    // versions 2–4 under 'public.outbox'. The move took the outbox, its DLQ and version 1 only:
+    // migrate() then ran 0002 again (column exists) and every claim read a missing pause table.
+    const { pool, newOutbox } = await freshDatabase();
+    await install01(pool, newOutbox, 'old', 2);
+    await newOutbox({ table: 'public.outbox' }).migrate();
+    const current = newOutbox();
+    const { fix } = await refusal(current.migrate());
+    const move = fix.slice(fix.indexOf('move them in one transaction: ') + 'move them in one transaction: '.length);
+    await pool.query(`BEGIN; ${move} COMMIT;`);
+    for (const table of ['outbox', 'outbox_dlq', 'outbox_paused', 'outbox_stats']) {
+      assert.ok(await exists(pool, `txoutbox.${table}`), `txoutbox.${table}`);
+      assert.ok(!(await exists(pool, `public.${table}`)), `public.${table} moved`);
+    }
+    assert.deepEqual((await current.migrate()).applied, [], 'every version was recorded before the move');
+    await current.validateSchema();
+    const log = new EventLog();
+    const consumer = newOutbox({ recorder: log.recorder });
+    consumer.subscribe('old', () => undefined, FAST_POLL);
+    consumer.start();
+    await log.waitFor('acked', 2);
+    assert.equal(await remaining(pool, 'old'), 0);
+  });
+
   test('only txoutbox-schema tables are checked, and only against a table of txoutbox shape', async () => {
     const { pool, newOutbox } = await freshDatabase();
     // A table of the same name but not ours.

@@ -32,6 +32,8 @@ interface Target {
    * upgrade of legacy-location.ts) it must find that history, not create the table again.
    */
   readonly spellings: readonly string[];
+  /** An unqualified table's name: its history may also be under `<current_schema()>.<name>` (sql.ts appliedVersions). */
+  readonly unqualified: string | null;
 }
 
 /** The tables an outbox owns, each with its migration target and the names of its history. */
@@ -39,8 +41,12 @@ function targetsOf(names: SchemaNames): Target[] {
   const { outbox, dlq } = names;
   const spellings = (table: TableName): string[] =>
     table.schema !== undefined && table.schema === outbox.schema ? [table.display, table.name] : [table.display];
-  const targets: Target[] = [{ target: 'outbox', table: outbox.display, spellings: spellings(outbox) }];
-  if (dlq !== undefined) targets.push({ target: 'dlq', table: dlq.display, spellings: spellings(dlq) });
+  const unqualified = (table: TableName): string | null => (table.schema === undefined ? table.name : null);
+  const targets: Target[] = [
+    { target: 'outbox', table: outbox.display, spellings: spellings(outbox), unqualified: unqualified(outbox) },
+  ];
+  if (dlq !== undefined)
+    targets.push({ target: 'dlq', table: dlq.display, spellings: spellings(dlq), unqualified: unqualified(dlq) });
   return targets;
 }
 
@@ -111,8 +117,8 @@ export async function migrate(client: pg.ClientBase, names: SchemaNames): Promis
   await client.query('BEGIN');
   try {
     await client.query(sql.lock, [MIGRATION_LOCK_NAMESPACE, names.outbox.schema ?? null, names.outbox.name]);
-    for (const { target, table, spellings } of targetsOf(names)) {
-      const { rows } = await client.query<{ version: number }>(sql.appliedVersions, [spellings]);
+    for (const { target, table, spellings, unqualified } of targetsOf(names)) {
+      const { rows } = await client.query<{ version: number }>(sql.appliedVersions, [spellings, unqualified]);
       const done = new Set(rows.map((r) => r.version));
       for (const migration of MIGRATIONS) {
         if (migration.target !== target || done.has(migration.version)) continue;

@@ -42,7 +42,11 @@ export interface SchemaSql {
   readonly migrationsTable: string;
   /** $1 = the migrations table's quoted name: true when it does not exist yet. */
   readonly migrationsTableMissing: string;
-  /** $1 = the table's names in the history (see migrate.ts, Target.spellings). */
+  /**
+   * $1 = the table's names in the history (see migrate.ts, Target.spellings); $2 = an unqualified
+   * table's name (else NULL), also looked up as `<current_schema()>.<name>`: the same table spelled
+   * qualified (`public.outbox` beside `outbox`) recorded its history under that name.
+   */
   readonly appliedVersions: string;
   /** $1 = table display name, $2 = version, $3 = migration name. */
   readonly recordMigration: string;
@@ -65,7 +69,8 @@ export function buildSchemaSql(names: SchemaNames): SchemaSql {
   applied_at timestamptz NOT NULL DEFAULT now(),
   PRIMARY KEY (table_name, version)
 )`,
-    appliedVersions: `SELECT version FROM ${names.migrationsTable} WHERE table_name = ANY($1::text[]) ORDER BY version`,
+    appliedVersions: `SELECT DISTINCT version FROM ${names.migrationsTable}
+WHERE table_name = ANY($1::text[]) OR table_name = current_schema() || '.' || $2::text ORDER BY version`,
     recordMigration: `INSERT INTO ${names.migrationsTable} (table_name, version, name) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`,
   };
 }

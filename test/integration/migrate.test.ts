@@ -241,6 +241,14 @@ describe('migrate', () => {
     );
   });
 
+  test("one table, two spellings: after table: 'public.<t>' migrated it, table: '<t>' finds its history and applies nothing", async () => {
+    // The history is keyed by the table as configured; the unqualified spelling looked only under
+    // '<t>', ran outbox/0002 again and failed (column already exists) at every start.
+    const qualified = newOutbox({ pool: db.pool, table: 'public.two_spellings' });
+    assert.ok((await qualified.migrate()).applied.length > 0);
+    assert.deepEqual(await newOutbox({ pool: db.pool, table: 'two_spellings' }).migrate(), { applied: [] });
+  });
+
   test('a role without CREATE on the database or the schema migrates a schema a DBA already migrated: nothing to do, nothing created', async () => {
     // Least privilege, as managed PostgreSQL setups grant it: CREATE SCHEMA IF NOT EXISTS and
     // CREATE TABLE IF NOT EXISTS check the CREATE privilege before they look, and failed.

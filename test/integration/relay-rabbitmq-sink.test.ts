@@ -397,17 +397,22 @@ describe('RabbitmqSession: a close that came before it listened', () => {
   // amqplib handles every frame of one socket read in one loop: a connection close in the same read
   // as the confirm channel's open-ok is emitted before the session exists. The session then took
   // the dead channel for open for good: every publish failed retryably, no redial, until a restart.
-  test('the first publish on the dead channel ends the session, so the connector dials again', async (t) => {
-    const server = brokerFor(t);
-    if (server === undefined) return;
+  /** A session made on a confirm channel that closed before it: what the race hands the connector. */
+  async function sessionOnClosedChannel(server: RabbitmqServer, ended: string[]): Promise<RabbitmqSession> {
     const model = await amqplib.connect(server.url);
     model.on('error', () => undefined);
     const channel = await model.createConfirmChannel();
     await channel.close();
-    const ended: string[] = [];
-    const session = new RabbitmqSession(model, channel, String, (_session, error) => {
+    return new RabbitmqSession(model, channel, String, (_session, error) => {
       ended.push(error.reason);
     });
+  }
+
+  test('the first publish on the dead channel ends the session, so the connector dials again', async (t) => {
+    const server = brokerFor(t);
+    if (server === undefined) return;
+    const ended: string[] = [];
+    const session = await sessionOnClosedChannel(server, ended);
     assert.equal(session.unusable, undefined, 'nothing told the session');
     await assert.rejects(session.publish('', 'nowhere', Buffer.from('x'), { messageId: 'm1' }), SinkUnavailableError);
     assert.notEqual(session.unusable, undefined, 'the session ended');
@@ -419,11 +424,7 @@ describe('RabbitmqSession: a close that came before it listened', () => {
   test("check()'s round trip on the dead channel ends the session too", async (t) => {
     const server = brokerFor(t);
     if (server === undefined) return;
-    const model = await amqplib.connect(server.url);
-    model.on('error', () => undefined);
-    const channel = await model.createConfirmChannel();
-    await channel.close();
-    const session = new RabbitmqSession(model, channel, String, () => undefined);
+    const session = await sessionOnClosedChannel(server, []);
     assert.equal(await session.answers(0), false);
     assert.notEqual(session.unusable, undefined);
     await session.close();

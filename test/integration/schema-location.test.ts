@@ -84,6 +84,16 @@ async function refusal(action: Promise<unknown>): Promise<TableInOtherSchemaErro
   assert.fail('expected TableInOtherSchemaError');
 }
 
+/** A default Outbox consumes the `old` rows 0.1 published: `count` acks, none left. */
+async function consumesOld(pool: pg.Pool, newOutbox: (options?: Partial<OutboxOptions>) => Outbox, count: number): Promise<void> {
+  const log = new EventLog();
+  const consumer = newOutbox({ recorder: log.recorder });
+  consumer.subscribe('old', () => undefined, FAST_POLL);
+  consumer.start();
+  await log.waitFor('acked', count);
+  assert.equal(await remaining(pool, 'old'), 0);
+}
+
 async function exists(pool: pg.Pool, relation: string): Promise<boolean> {
   const { rows } = await pool.query<{ found: boolean }>('SELECT to_regclass($1) IS NOT NULL AS found', [relation]);
   return rows[0]?.found === true;
@@ -179,12 +189,7 @@ describe('upgrading from 0.1 (tables in public)', () => {
     assert.deepEqual((await current.migrate()).applied, []);
     await current.validateSchema();
     assert.equal((await current.fetchUnprocessed({ queue: 'old' })).length, 3);
-    const log = new EventLog();
-    const consumer = newOutbox({ recorder: log.recorder });
-    consumer.subscribe('old', () => undefined, FAST_POLL);
-    consumer.start();
-    await log.waitFor('acked', 3);
-    assert.equal(await remaining(pool, 'old'), 0);
+    await consumesOld(pool, newOutbox, 3);
   });
 
   test("first kept with table: 'public.outbox' (migrated there), then moved by the error's SQL: the companion tables and the whole history go along", async () => {
@@ -204,12 +209,7 @@ describe('upgrading from 0.1 (tables in public)', () => {
     }
     assert.deepEqual((await current.migrate()).applied, [], 'every version was recorded before the move');
     await current.validateSchema();
-    const log = new EventLog();
-    const consumer = newOutbox({ recorder: log.recorder });
-    consumer.subscribe('old', () => undefined, FAST_POLL);
-    consumer.start();
-    await log.waitFor('acked', 2);
-    assert.equal(await remaining(pool, 'old'), 0);
+    await consumesOld(pool, newOutbox, 2);
   });
 
   test('only txoutbox-schema tables are checked, and only against a table of txoutbox shape', async () => {
@@ -322,12 +322,7 @@ describe("rows stranded in 0.1's table beside txoutbox.outbox", () => {
     await pool.query(move);
     assert.ok(!(await exists(pool, 'public.outbox')));
     await current.validateSchema();
-    const log = new EventLog();
-    const consumer = newOutbox({ recorder: log.recorder });
-    consumer.subscribe('old', () => undefined, FAST_POLL);
-    consumer.start();
-    await log.waitFor('acked', 2);
-    assert.equal(await remaining(pool, 'old'), 0);
+    await consumesOld(pool, newOutbox, 2);
   });
 
   test('an empty 0.1 table is not reported: consumed by a second Outbox on public.outbox, validateSchema() passes', async () => {

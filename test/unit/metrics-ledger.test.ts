@@ -7,9 +7,9 @@ import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 
 import { ConsumerSlot } from '../../src/runner/consumer-slot.js';
 import { MetricsLedger, type MetricSnapshot } from '../../src/runner/metrics/metrics-ledger.js';
-import type { ChildSpec } from '../../src/runner/protocol.js';
 import { DEFAULT_RESTART_POLICY } from '../../src/runner/runner.js';
 import { silentLogger } from '../../src/util/logger.js';
+import { CONSUMER_CHILD_SPEC } from '../support/child-specs.js';
 
 /** A child's registry: what one consumer process would report. */
 function childRegistry() {
@@ -148,22 +148,7 @@ class FakeChild extends EventEmitter {
   }
 }
 
-const SPEC: ChildSpec = {
-  consumer: 'orders',
-  databaseUrl: 'postgres://unused',
-  poolSize: 1,
-  queryTimeoutMs: 10_000,
-  table: 'outbox',
-  dlqTable: false,
-  gracefulTimeoutMs: 1000,
-  handlerPath: '/unused.js',
-  handlerExport: 'default',
-  queues: ['orders'],
-  subscribe: {},
-  metricsPrefix: 'txoutbox',
-  flushIntervalMs: 500,
-  statsd: null,
-};
+const SPEC = CONSUMER_CHILD_SPEC;
 
 describe('ConsumerSlot → MetricsLedger', () => {
   test("a child's last report that arrives after its exit event is counted once, and the child retires", async () => {

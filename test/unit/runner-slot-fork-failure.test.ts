@@ -11,26 +11,13 @@ import { describe, test } from 'node:test';
 
 import { ConsumerSlot, type RestartPolicy } from '../../src/runner/consumer-slot.js';
 import { MetricsLedger } from '../../src/runner/metrics/metrics-ledger.js';
-import type { RelayChildSpec } from '../../src/runner/protocol.js';
 import { DEFAULT_RESTART_POLICY } from '../../src/runner/runner.js';
 import { type Logger, silentLogger } from '../../src/util/logger.js';
+import { RELAY_CHILD_SPEC } from '../support/child-specs.js';
 import { waitFor } from '../support/wait-for.js';
 
-const SPEC: RelayChildSpec = {
-  consumer: 'to-broker',
-  databaseUrl: 'postgres://unused',
-  poolSize: 1,
-  queryTimeoutMs: 10_000,
-  table: 'outbox',
-  dlqTable: false,
-  gracefulTimeoutMs: 60_000,
-  queues: ['orders'],
-  subscribe: {},
-  metricsPrefix: 'txoutbox',
-  flushIntervalMs: 500,
-  statsd: null,
-  sink: { type: 'webhook', options: { url: 'http://127.0.0.1:1/hook' } },
-};
+/** gracefulTimeoutMs 60 s: a stop() that waited for a process that never existed would show. */
+const SPEC = { ...RELAY_CHILD_SPEC, gracefulTimeoutMs: 60_000 };
 
 function slotForking(
   forkChild: () => ChildProcess,

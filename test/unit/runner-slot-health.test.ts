@@ -13,9 +13,9 @@ import { describe, test } from 'node:test';
 
 import { ConsumerSlot, HEALTH_DOWN_AFTER_FAILED_PINGS, type RestartPolicy } from '../../src/runner/consumer-slot.js';
 import { MetricsLedger } from '../../src/runner/metrics/metrics-ledger.js';
-import type { RelayChildSpec } from '../../src/runner/protocol.js';
 import { DEFAULT_RESTART_POLICY } from '../../src/runner/runner.js';
 import { type Logger, silentLogger } from '../../src/util/logger.js';
+import { RELAY_CHILD_SPEC } from '../support/child-specs.js';
 
 /** A child process whose messages the test emits; it exits (asynchronously, as a real one) when signalled. */
 class FakeChild extends EventEmitter {
@@ -40,21 +40,7 @@ class FakeChild extends EventEmitter {
   }
 }
 
-const SPEC: RelayChildSpec = {
-  consumer: 'to-broker',
-  databaseUrl: 'postgres://unused',
-  poolSize: 1,
-  queryTimeoutMs: 10_000,
-  table: 'outbox',
-  dlqTable: false,
-  gracefulTimeoutMs: 1000,
-  queues: ['orders'],
-  subscribe: {},
-  metricsPrefix: 'txoutbox',
-  flushIntervalMs: 500,
-  statsd: null,
-  sink: { type: 'webhook', options: { url: 'http://127.0.0.1:1/hook' } },
-};
+const SPEC = RELAY_CHILD_SPEC;
 
 interface Logged {
   readonly level: string;

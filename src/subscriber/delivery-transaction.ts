@@ -260,6 +260,13 @@ export async function runInTransaction(
       committed.result = await transaction.commitAck(lease);
       return result;
     } catch (error) {
+      // The lease ran out during the ack (the timer closed the connection mid-DELETE): the server
+      // rolled back, the row keeps this run's expired token and is the next claim's. Not the
+      // delivery's failure: under reject_on_error that sent a handler that succeeded to the DLQ.
+      if (aborted.aborted && aborted.reason instanceof LeaseLostError) {
+        committed.result = 'lease_lost';
+        return result;
+      }
       return fail(error, result);
     }
   } finally {

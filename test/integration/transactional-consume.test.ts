@@ -634,6 +634,35 @@ describe('transactional consume', () => {
     assert.equal(expiryWarnings() - warnedBefore, 1);
   });
 
+  test('the lease runs out during the ack: lease_lost, never the DLQ for a handler that succeeded; the redelivery acks', async () => {
+    // The ack's DELETE outlasts the lease (a trigger sleeps in it, once): the lease timer closes the
+    // connection, the server rolls the transaction back, the row keeps this run's expired token.
+    // The commit's failure was taken for the delivery's: under reject_on_error, into the DLQ.
+    const table = 'tc_ack_expiry';
+    const { outbox, log } = await migratedOutbox(newOutbox, db.pool, table);
+    await db.pool.query(`CREATE SEQUENCE ${table}_once;
+      CREATE FUNCTION ${table}_slow() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN IF nextval('${table}_once') = 1 THEN PERFORM pg_sleep(1.2); END IF; RETURN OLD; END $$;
+      CREATE TRIGGER ${table}_slow BEFORE DELETE ON ${table} FOR EACH ROW EXECUTE FUNCTION ${table}_slow();`);
+    const runs: number[] = [];
+    outbox.subscribe(
+      'tc.ack',
+      (message) => {
+        runs.push(message.deliveriesCount);
+      },
+      { transactional: true, leaseTtlMs: 400, ackPolicy: 'reject_on_error', ...FAST_POLL },
+    );
+    outbox.start();
+    await publishCommitted(outbox, db.pool, 'tc.ack', [{ n: 1 }]);
+    await log.waitFor('lease_lost');
+    await log.waitFor('acked');
+    // Run again after the lease (at least once; a loaded machine may lose one more lease first).
+    assert.ok(runs.length >= 2 && runs[0] === 1, `runs ${runs.join(', ')}`);
+    assert.deepEqual(log.of('dlq_written'), [], 'a handler that succeeded never reaches the DLQ');
+    assert.deepEqual(log.of('nacked_terminal'), []);
+    assert.equal(await remaining(db.pool, 'tc.ack', table), 0);
+  });
+
   test('a buffered row re-leased before its start: the lock finds it gone, the handler does not run, lease_lost', async () => {
     const table = 'tc_lost_before_start';
     const side = await sideTable('tc_lost_before_start_side');

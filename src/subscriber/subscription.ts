@@ -692,8 +692,13 @@ export class Subscription {
     // One budget for everything: the claim in flight (its rows are released), the rows buffered but
     // never started (released), the running handlers and their outcome writes.
     const drained = (async () => {
+      // Rows buffered but never started go back now, not after the claim in flight: it may take up
+      // to queryTimeoutMs, past the drain's budget, and they kept their leases and counted
+      // deliveries until expiry. (The claim's own rows, and what else reaches the buffer, after it.)
+      const early = this.#release(this.#buffer.splice(0));
       await this.#loop;
       clearInterval(this.#staleTimer);
+      await early;
       await this.#release(this.#buffer.splice(0));
       await Promise.all(this.#releasing);
       if (this.#inFlight.size > 0) await new Promise<void>((resolve) => this.#idleWaiters.push(resolve));

@@ -17,6 +17,7 @@ import { EventLog } from '../support/events.js';
 import { outboxFactory } from '../support/outboxes.js';
 import { publishCommitted, remaining } from '../support/publish.js';
 import { FAST_POLL, migratedOutbox } from '../support/subscriber-setup.js';
+import { waitFor } from '../support/wait-for.js';
 
 const db = useTestDatabase(import.meta.url);
 const newOutbox = outboxFactory(db);
@@ -128,5 +129,51 @@ describe('claim pipelining', () => {
     assert.equal(pool.maxInFlight, 2, 'two claims in flight at once, never more');
     assert.ok(maxHeld <= 4 + 2 * 10, `held at once: ${maxHeld}`);
     assert.equal(await remaining(db.pool, 'fast', 'p_fast'), 0);
+  });
+});
+
+describe('stop() with a claim in flight', () => {
+  test('rows buffered but never started are released at once, not after the claim in flight (which may outlast the drain)', async () => {
+    // The release waited for the claim loop, and so for its claim in flight (up to queryTimeoutMs):
+    // past gracefulTimeoutMs the rows kept their leases and their counted delivery until expiry.
+    let claims = 0;
+    let openGate: () => void = () => undefined;
+    const gate = new Promise<void>((resolve) => {
+      openGate = resolve;
+    });
+    const pool = new ClaimDelayPool({ connectionString: db.url, max: 6 }, () => {
+      claims += 1;
+      return claims === 1 ? Promise.resolve() : gate; // every claim after the first is held
+    });
+    db.onCleanup(async () => {
+      openGate();
+      await pool.end();
+    });
+    const table = 'p_stop_buffered';
+    const outbox = newOutbox({ pool, table, gracefulTimeoutMs: 1_000 });
+    await outbox.migrate();
+    outbox.subscribe('buffered', () => new Promise<void>((resolve) => setTimeout(resolve, 200)), {
+      concurrency: 1,
+      fetchBatchSize: 4,
+      ...FAST_POLL,
+    });
+    await publishCommitted(
+      outbox,
+      db.pool,
+      'buffered',
+      Array.from({ length: 8 }, (_, i) => i),
+    );
+    outbox.start();
+    await waitFor(() => pool.inFlight === 1 && claims >= 2, { what: 'the second claim held in flight' });
+    await outbox.stop();
+    const { rows } = await db.pool.query<{ leased: number; counted: number }>(
+      `SELECT count(*) FILTER (WHERE acquired_token IS NOT NULL)::int AS leased,
+              count(*) FILTER (WHERE deliveries_count > 0)::int AS counted FROM ${table}`,
+    );
+    assert.deepEqual(
+      rows[0],
+      { leased: 0, counted: 0 },
+      'the three rows buffered behind the running one went back unleased and uncounted',
+    );
   });
 });

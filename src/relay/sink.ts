@@ -13,8 +13,9 @@
 export interface RelayMessage {
   /**
    * Stable for the row's whole life, across redeliveries, relay restarts and failovers, and unique
-   * across databases: `<table>:<source>:<row id>`, the source being 12 hex digits of the cluster's
-   * system identifier and the table's OID (relay/source-id.ts). Brokers that deduplicate (JetStream's Nats-Msg-Id) and consumers that do (the entry's id field
+   * across databases: `<table>:<source>:<row id>`, the source being 12 hex digits of a hash of the
+   * cluster's system identifier, the database's OID and the table's OID (relay/source-id.ts).
+   * Brokers that deduplicate (JetStream's Nats-Msg-Id) and consumers that do (the entry's id field
    * in a Redis stream, a webhook's Idempotency-Key) use it. A DLQ redrive is a new row: a new id.
    */
   readonly messageId: string;

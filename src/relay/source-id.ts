@@ -5,17 +5,18 @@ import type { Logger } from '../util/logger.js';
 import { statement } from '../util/statement.js';
 import type { StatementRunner } from '../util/statement-runner.js';
 
-/**
- * Which outbox table of which database of which cluster a row comes from: the cluster's system
- * identifier (random at initdb, shared by its streaming replicas, so a failover keeps it), the
- * database's OID (databases made from one template share their tables' OIDs) and the table's OID. Part of every relayed row's messageId, which brokers and receivers
- * deduplicate on: a row id alone is `1, 2, 3…` in every database, and JetStream took a second
- * service's row 1 for a resend of the first's, answered `duplicate`, and the row was deleted unsent.
- */
 /** The database's OID and the table's: `relation` of SourceRow. */
 const DATABASE_AND_TABLE =
   "(SELECT oid FROM pg_database WHERE datname = current_database())::text || '/' || $1::regclass::oid::text AS relation";
 
+/**
+ * Which outbox table of which database of which cluster a row comes from: the cluster's system
+ * identifier (random at initdb, shared by its streaming replicas, so a failover keeps it), the
+ * database's OID (databases made from one template share their tables' OIDs) and the table's OID.
+ * Part of every relayed row's messageId, which brokers and receivers deduplicate on: a row id
+ * alone is `1, 2, 3…` in every database, and JetStream took a second service's row 1 for a resend
+ * of the first's, answered `duplicate`, and the row was deleted unsent.
+ */
 const SOURCE_SQL = statement(
   'relay_source',
   `SELECT (SELECT system_identifier FROM pg_control_system())::text AS cluster, ${DATABASE_AND_TABLE}`,

@@ -91,8 +91,8 @@ function moveStatements(names: SchemaNames, at: Spelling, dlqMoves: boolean) {
   const from = (name: string): string => `${at.quoted}.${quoteIdent(name)}`;
   const moved = [outbox.name, ...(dlqMoves && dlq !== undefined ? [dlq.name] : [])];
   const spellings = moved.flatMap((name) => [name, `${at.schema}.${name}`]);
-  const literals = spellings.map((name) => `'${name}'`).join(', ');
-  const bare = moved.map((name) => `WHEN '${at.schema}.${name}' THEN '${name}'`).join(' ');
+  const literals = spellings.map(sqlLiteral).join(', ');
+  const bare = moved.map((name) => `WHEN ${sqlLiteral(`${at.schema}.${name}`)} THEN ${sqlLiteral(name)}`).join(' ');
   return {
     tables: [
       `CREATE SCHEMA IF NOT EXISTS ${to};`,

@@ -44,8 +44,9 @@ export interface SchemaSql {
   readonly migrationsTableMissing: string;
   /**
    * $1 = the table's names in the history (see migrate.ts, Target.spellings); $2 = an unqualified
-   * table's name (else NULL), also looked up as `<current_schema()>.<name>`: the same table spelled
-   * qualified (`public.outbox` beside `outbox`) recorded its history under that name.
+   * table's name (else NULL), also looked up as `<its schema>.<name>` (where search_path finds it,
+   * else current_schema(), where it would be created): the same table spelled qualified
+   * (`public.outbox` beside `outbox`) recorded its history under that name.
    */
   readonly appliedVersions: string;
   /** $1 = table display name, $2 = version, $3 = migration name. */
@@ -70,7 +71,9 @@ export function buildSchemaSql(names: SchemaNames): SchemaSql {
   PRIMARY KEY (table_name, version)
 )`,
     appliedVersions: `SELECT DISTINCT version FROM ${names.migrationsTable}
-WHERE table_name = ANY($1::text[]) OR table_name = current_schema() || '.' || $2::text ORDER BY version`,
+WHERE table_name = ANY($1::text[])
+   OR table_name = coalesce((SELECT relnamespace::regnamespace::text FROM pg_class WHERE oid = to_regclass(quote_ident($2::text))), current_schema()) || '.' || $2::text
+ORDER BY version`,
     recordMigration: `INSERT INTO ${names.migrationsTable} (table_name, version, name) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`,
   };
 }

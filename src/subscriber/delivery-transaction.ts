@@ -260,10 +260,12 @@ export async function runInTransaction(
       committed.result = await transaction.commitAck(lease);
       return result;
     } catch (error) {
-      // The lease ran out during the ack (the timer closed the connection mid-DELETE): the server
-      // rolled back, the row keeps this run's expired token and is the next claim's. Not the
-      // delivery's failure: under reject_on_error that sent a handler that succeeded to the DLQ.
-      if (aborted.aborted && aborted.reason instanceof LeaseLostError) {
+      // The lease ran out during the ack (the timer closed the connection): the outcome is unknown
+      // to us. Rolled back (closed mid-DELETE), the row keeps this run's expired token and is the
+      // next claim's; committed (the COMMIT was already running), the row is gone. Either way not
+      // the delivery's failure: under reject_on_error that sent a handler that succeeded to the
+      // DLQ. A misuse the ack found (the handler ended ctx.client's transaction) stays an error.
+      if (aborted.aborted && aborted.reason instanceof LeaseLostError && !(error instanceof NotInTransactionError)) {
         committed.result = 'lease_lost';
         return result;
       }

@@ -645,7 +645,7 @@ export class Subscription {
       () => {
         this.#deps.logger.warn(
           { subscriber: name, messageId: lease.record.id, leaseTtlMs },
-          'transactional handler outlived its lease with its row locked; closing its transaction so another delivery can take the row (set leaseRenewIntervalMs for handlers that may run longer)',
+          'transactional delivery outlived its lease with its row locked (the handler, or its ack: the lease must cover both); closing its transaction so another delivery can take the row (set leaseRenewIntervalMs for deliveries that may run longer)',
         );
         // A LeaseLostError as the reason: the run then ends as lease_lost, with no outcome write
         // (delivery-transaction.ts), as a plain subscription's expired lease does.

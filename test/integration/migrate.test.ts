@@ -247,6 +247,15 @@ describe('migrate', () => {
     const qualified = newOutbox({ pool: db.pool, table: 'public.two_spellings' });
     assert.ok((await qualified.migrate()).applied.length > 0);
     assert.deepEqual(await newOutbox({ pool: db.pool, table: 'two_spellings' }).migrate(), { applied: [] });
+    // A search_path whose first schema exists but holds no outbox ("$user" schemas): the table and
+    // its history are still public's, where search_path finds them, not current_schema()'s.
+    await db.pool.query('CREATE SCHEMA IF NOT EXISTS empty_first');
+    const searching = new pg.Pool({ connectionString: db.url, max: 2, options: '-c search_path=empty_first,public' });
+    try {
+      assert.deepEqual(await newOutbox({ pool: searching, table: 'two_spellings' }).migrate(), { applied: [] });
+    } finally {
+      await searching.end();
+    }
   });
 
   test('a role without CREATE on the database or the schema migrates a schema a DBA already migrated: nothing to do, nothing created', async () => {

@@ -16,12 +16,12 @@ export function redactConnectionString(connectionString: string): string {
   }
 }
 
-/** `scheme://user:PASSWORD@` anywhere in a text. */
-const URL_PASSWORD = /([a-z][a-z0-9+.-]*:\/\/[^\s:/@]*:)[^\s@/]+@/gi;
+/** `scheme://user:PASSWORD@` anywhere in a text: $1 what precedes the password, $2 the password. */
+const URL_PASSWORD = /([a-z][a-z0-9+.-]*:\/\/[^\s:/@]*:)([^\s@/]+)@/gi;
 /** `scheme://TOKEN@`: userinfo without a password is often a token (nats://token@host, https://token@github.com). */
 const URL_TOKEN = /([a-z][a-z0-9+.-]*:\/\/)[^\s:/@]+@/gi;
-/** `password=PASSWORD` (libpq keywords, URL query parameters). */
-const KEYWORD_PASSWORD = /\b((?:password|pass|sslpassword)\s*=\s*)(?:'[^']*'|[^\s&'"]+)/gi;
+/** `password=PASSWORD` (libpq keywords, URL query parameters): $1 the keyword and `=`, $2 the value, quoted or not. */
+const KEYWORD_PASSWORD = /\b((?:password|pass|sslpassword)\s*=\s*)('[^']*'|[^\s&'"]+)/gi;
 /** Keys whose value is a credential wherever they appear in a structured value (accessToken, client_secret, …). */
 const SECRET_KEY = /pass(?:wd|word)?$|secret|token|api_?key|authorization|private_?key|credential/i;
 
@@ -32,6 +32,18 @@ const SECRET_KEY = /pass(?:wd|word)?$|secret|token|api_?key|authorization|privat
  */
 export function maskCredentials(text: string): string {
   return text.replace(URL_PASSWORD, '$1***@').replace(URL_TOKEN, '$1***@').replace(KEYWORD_PASSWORD, '$1***');
+}
+
+/** The passwords `text` spells (the ones maskCredentials masks), unquoted: for a scrub of other texts that may quote them. */
+export function passwordsIn(text: string): string[] {
+  const found: string[] = [];
+  for (const pattern of [URL_PASSWORD, KEYWORD_PASSWORD]) {
+    for (const match of text.matchAll(pattern)) {
+      const value = match[2] ?? '';
+      found.push(value.startsWith("'") && value.endsWith("'") && value.length >= 2 ? value.slice(1, -1) : value);
+    }
+  }
+  return found;
 }
 
 /** A JSON.stringify replacer that masks credential-named keys and the passwords inside strings. */

@@ -1,22 +1,16 @@
 import type { ConfigIssue } from '../../errors.js';
-
-/** `scheme://user:PASSWORD@` and `password=PASSWORD` (libpq keywords, URL query parameters). */
-const IN_URL = /[a-z][a-z0-9+.-]*:\/\/[^\s:/@]*:([^\s@/]+)@/gi;
-const AS_KEYWORD = /\b(?:password|pass|sslpassword)\s*=\s*'?([^\s&'"]+)/gi;
+import { maskSecrets, passwordsIn } from '../../util/redact.js';
 
 /** Passwords written in `texts` (the file as written, and as interpolated: a `${VAR}` may carry one). */
 export function secretsIn(texts: readonly string[]): string[] {
   const secrets = new Set<string>();
   for (const text of texts) {
-    for (const pattern of [IN_URL, AS_KEYWORD]) {
-      for (const match of text.matchAll(pattern)) {
-        const secret = match[1] ?? '';
-        secrets.add(secret);
-        try {
-          secrets.add(decodeURIComponent(secret));
-        } catch {
-          // not percent-encoded
-        }
+    for (const secret of passwordsIn(text)) {
+      secrets.add(secret);
+      try {
+        secrets.add(decodeURIComponent(secret));
+      } catch {
+        // not percent-encoded
       }
     }
   }
@@ -30,7 +24,7 @@ export function secretsIn(texts: readonly string[]): string[] {
  * short (renderValue's `...`): the first characters of a password are part of the password.
  */
 function mask(text: string, secret: string): string {
-  let masked = text.split(secret).join('***');
+  let masked = maskSecrets(text, [secret]);
   if (!masked.includes('...')) return masked;
   for (let length = secret.length - 1; length >= 4; length--) {
     const cut = `${secret.slice(0, length)}...`;

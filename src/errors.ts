@@ -11,6 +11,7 @@ export type TxOutboxErrorCode =
   | 'UNSUPPORTED_POSTGRES'
   | 'SCHEMA_DRIFT'
   | 'MIGRATION_FAILED'
+  | 'MIGRATION_LOCK_TIMEOUT'
   | 'TABLE_IN_OTHER_SCHEMA'
   | 'NOT_IN_TRANSACTION'
   | 'UNENCODABLE_BODY'
@@ -159,6 +160,70 @@ export class MigrationFailedError extends TxOutboxError {
     super('MIGRATION_FAILED', `Migration ${migration} failed and was rolled back: ${errorMessage(cause)}`, { cause });
     this.migration = migration;
   }
+}
+
+/** A session that held a lock on the table when a migration gave up waiting for it. */
+export interface LockHolder {
+  readonly pid: number;
+  /** Its `application_name`, when the role may read it (else null). */
+  readonly applicationName: string | null;
+  /** `active`, `idle in transaction`, … (pg_stat_activity.state; null when not readable). */
+  readonly state: string | null;
+  /** How long its transaction had been open, in ms (null when not readable). */
+  readonly transactionMs: number | null;
+}
+
+/**
+ * A migration that alters a live table waited `lockTimeoutMs` for its lock in each of `attempts`
+ * transactions, and another session held the table every time. Nothing was applied. Waiting
+ * without a bound would have queued every publish and claim behind the migration's lock request
+ * for as long as the holder's transaction lasts.
+ */
+export class MigrationLockTimeoutError extends TxOutboxError {
+  /** The migration that waited (`outbox/0004_ordering_key`). */
+  readonly migration: string;
+  readonly table: string;
+  readonly lockTimeoutMs: number;
+  readonly attempts: number;
+  /** The sessions that held a lock on the table after the last attempt (empty when none could be read). */
+  readonly holders: readonly LockHolder[];
+
+  constructor(args: {
+    migration: string;
+    table: string;
+    lockTimeoutMs: number;
+    attempts: number;
+    holders: readonly LockHolder[];
+    cause: unknown;
+  }) {
+    const holders =
+      args.holders.length === 0
+        ? 'no session held it by the time it was looked up'
+        : `held by ${args.holders.map(describeHolder).join('; ')}`;
+    super(
+      'MIGRATION_LOCK_TIMEOUT',
+      `Migration ${args.migration} (on ${args.table}) waited ${args.lockTimeoutMs} ms for the table's lock in each of ${args.attempts} attempt(s) and was rolled back: ${holders}. ` +
+        'End or wait out those transactions (pg_stat_activity lists them), migrate when the table is quieter, ' +
+        'or raise the migrate option lockTimeoutMs or lockAttempts (--lock-timeout-ms, --lock-attempts); lockTimeoutMs: 0 waits without a bound, and every publish and claim waits behind it.',
+      { cause: args.cause },
+    );
+    this.migration = args.migration;
+    this.table = args.table;
+    this.lockTimeoutMs = args.lockTimeoutMs;
+    this.attempts = args.attempts;
+    this.holders = args.holders;
+  }
+}
+
+function describeHolder(holder: LockHolder): string {
+  const details = [
+    holder.applicationName === null || holder.applicationName === ''
+      ? undefined
+      : `application ${renderValue(holder.applicationName)}`,
+    holder.state ?? undefined,
+    holder.transactionMs === null ? undefined : `transaction open for ${(holder.transactionMs / 1000).toFixed(1)} s`,
+  ].filter((part) => part !== undefined);
+  return details.length === 0 ? `pid ${holder.pid}` : `pid ${holder.pid} (${details.join(', ')})`;
 }
 
 /**

@@ -10,7 +10,7 @@ export type {
 } from './dlq/dlq-options.js';
 export { REDRIVEN_FROM_HEADER, REDRIVEN_ORIGINAL_ID_HEADER, REDRIVEN_REASON_HEADER } from './dlq/dlq-sql.js';
 export { CAUSATION_ID_HEADER } from './envelope/headers.js';
-export type { BodyIssue, DriftFinding, TxOutboxErrorCode } from './errors.js';
+export type { BodyIssue, DriftFinding, LockHolder, TxOutboxErrorCode } from './errors.js';
 export {
   CustomStatConflictError,
   EmbeddedPostgresError,
@@ -21,6 +21,7 @@ export {
   LeaseLostError,
   MiddlewareError,
   MigrationFailedError,
+  MigrationLockTimeoutError,
   MissingPeerDependencyError,
   NotInTransactionError,
   OutboxStoppedError,
@@ -84,6 +85,7 @@ export type { RetryContext, RetryStrategy } from './retry/retry-strategy.js';
 export type { ConstantRetryOptions, ExponentialRetryOptions, LinearRetryOptions } from './retry/strategies.js';
 export { ConstantRetry, ExponentialRetry, LinearRetry, NoRetry } from './retry/strategies.js';
 export type { MigrateResult } from './schema/migrate.js';
+export type { MigrateOptions } from './schema/migration-lock.js';
 export type { ValidateSchemaOptions } from './schema/validate-schema.js';
 export type { CausedBy, Handler, HandlerContext, Message } from './subscriber/message.js';
 export type { RenderError } from './subscriber/render-error.js';

@@ -21,6 +21,7 @@ import { sourceIdReader } from './relay/source-id.js';
 import { autovacuumDdl } from './schema/autovacuum.js';
 import { ConsumerDiagnostics } from './schema/consumer-diagnostics.js';
 import { migrate, type MigrateResult, migrationScript } from './schema/migrate.js';
+import { type MigrateOptions, resolveMigrateOptions } from './schema/migration-lock.js';
 import { validateSchema, type ValidateSchemaOptions } from './schema/validate-schema.js';
 import { ConsumerSignals } from './subscriber/consumer-signals.js';
 import type { Handler } from './subscriber/message.js';
@@ -207,12 +208,15 @@ export class Outbox<Q extends QueueMap = AnyQueues, I extends QueueMap = Q> {
   /**
    * Applies pending schema migrations in one transaction under an advisory lock: idempotent, and
    * safe to call from every process at start-up. Uses one dedicated connection from the pool.
+   * An upgrade of a live table waits at most `lockTimeoutMs` for its lock per attempt, so it never
+   * stalls publishes and claims for long (MigrateOptions; MigrationLockTimeoutError at the end).
    */
-  async migrate(): Promise<MigrateResult> {
+  async migrate(options?: MigrateOptions): Promise<MigrateResult> {
     this.#assertRunning('migrate');
+    const resolved = resolveMigrateOptions(options);
     const client = await this.#options.pool.connect();
     try {
-      const result = await migrate(client, this.#options.names);
+      const result = await migrate(client, this.#options.names, resolved);
       if (result.applied.length > 0) {
         this.#options.logger.info({ table: this.table, applied: result.applied }, 'applied outbox migrations');
       }

@@ -46,6 +46,9 @@ Options (migrate):
   --no-dlq               no dead-letter table
   --since <version>      with --print: only the migrations after <version> of each table, to
                          upgrade a schema your own migration tool owns (--since 1: what 0.1.0 lacks)
+  --lock-timeout-ms <n>  how long one attempt waits for a live table's lock (default 2000; 0: no
+                         bound, and every publish and claim waits behind the migration meanwhile)
+  --lock-attempts <n>    attempts before giving up with the sessions that held the table (default 8)
 
 Options (status, queue, dlq, schema):
   --json                 one JSON document on stdout instead of a table (tables are the default,

@@ -1,8 +1,17 @@
 import type pg from 'pg';
 
-import { MigrationFailedError, UnsupportedPostgresError } from '../errors.js';
+import { MigrationFailedError, MigrationLockTimeoutError, UnsupportedPostgresError } from '../errors.js';
+import { backoffMs, delay } from '../util/backoff.js';
 import type { TableName } from './identifiers.js';
 import { assertNotInLegacyLocation, legacyGuardBlock } from './legacy-location.js';
+import {
+  isLockTimeout,
+  LOCK_RETRY_BASE_MS,
+  LOCK_RETRY_CAP_MS,
+  lockHolders,
+  type ResolvedMigrateOptions,
+  SET_LOCK_TIMEOUT_SQL,
+} from './migration-lock.js';
 import { MIGRATIONS, type MigrationTemplate } from './migrations.generated.js';
 import { renderMigration } from './render-migration.js';
 import type { SchemaNames } from './schema-names.js';
@@ -23,6 +32,7 @@ export interface MigrateResult {
 
 interface Target {
   readonly target: MigrationTemplate['target'];
+  readonly relation: TableName;
   /** The name its history is recorded under: the table as configured (`app.outbox`, `outbox`). */
   readonly table: string;
   /**
@@ -43,10 +53,22 @@ function targetsOf(names: SchemaNames): Target[] {
     table.schema !== undefined && table.schema === outbox.schema ? [table.display, table.name] : [table.display];
   const unqualified = (table: TableName): string | null => (table.schema === undefined ? table.name : null);
   const targets: Target[] = [
-    { target: 'outbox', table: outbox.display, spellings: spellings(outbox), unqualified: unqualified(outbox) },
+    {
+      target: 'outbox',
+      relation: outbox,
+      table: outbox.display,
+      spellings: spellings(outbox),
+      unqualified: unqualified(outbox),
+    },
   ];
   if (dlq !== undefined)
-    targets.push({ target: 'dlq', table: dlq.display, spellings: spellings(dlq), unqualified: unqualified(dlq) });
+    targets.push({
+      target: 'dlq',
+      relation: dlq,
+      table: dlq.display,
+      spellings: spellings(dlq),
+      unqualified: unqualified(dlq),
+    });
   return targets;
 }
 
@@ -98,6 +120,9 @@ async function createSharedObjects(client: pg.ClientBase, sql: SchemaSql): Promi
  * the migrations take `pg_advisory_xact_lock(namespace, hash(schema.table))`, so concurrent
  * migrators of the same table queue up and the later ones find nothing to do, while migrators of
  * different tables run side by side.
+ * Live tables: each attempt waits at most `lockTimeoutMs` for a table's lock, then rolls back and
+ * tries again after a backoff, `lockAttempts` times in all (migration-lock.ts says why); the last
+ * failure is a MigrationLockTimeoutError naming the sessions that held the table.
  * Namespace: history lives in `txoutbox_migrations` in the outbox table's schema (`txoutbox` by
  * default), keyed by table: each schema keeps its own, so two outboxes in two schemas never share
  * one, and dropping a schema drops its history with it.
@@ -106,18 +131,63 @@ async function createSharedObjects(client: pg.ClientBase, sql: SchemaSql): Promi
  *
  * Takes a dedicated client, never a pool: BEGIN, the lock and COMMIT must share one connection.
  */
-export async function migrate(client: pg.ClientBase, names: SchemaNames): Promise<MigrateResult> {
+export async function migrate(
+  client: pg.ClientBase,
+  names: SchemaNames,
+  options: ResolvedMigrateOptions,
+): Promise<MigrateResult> {
   // Fail fast, before BEGIN, with the reason for the version floor.
   await assertSupportedServer(client);
   // Before anything is created: not even the empty schema may appear (see legacy-location.ts).
   await assertNotInLegacyLocation(client, names);
   const sql = buildSchemaSql(names);
   await createSharedObjects(client, sql);
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await applyPending(client, names, sql, options.lockTimeoutMs);
+    } catch (error) {
+      if (!(error instanceof LockWait)) throw error;
+      if (attempt >= options.lockAttempts) {
+        throw new MigrationLockTimeoutError({
+          migration: error.migration,
+          table: error.table.display,
+          lockTimeoutMs: options.lockTimeoutMs,
+          attempts: attempt,
+          holders: await lockHolders(client, error.table.sql),
+          cause: error.cause,
+        });
+      }
+      await delay(backoffMs(attempt, LOCK_RETRY_BASE_MS, LOCK_RETRY_CAP_MS));
+    }
+  }
+}
+
+/** One attempt's lock_timeout ran out (rolled back): which migration waited, on which table. */
+class LockWait extends Error {
+  readonly migration: string;
+  readonly table: TableName;
+
+  constructor(migration: string, table: TableName, cause: unknown) {
+    super(`lock timeout in ${migration}`, { cause });
+    this.migration = migration;
+    this.table = table;
+  }
+}
+
+/** One attempt: every pending migration in one transaction, or none. */
+async function applyPending(
+  client: pg.ClientBase,
+  names: SchemaNames,
+  sql: SchemaSql,
+  lockTimeoutMs: number,
+): Promise<MigrateResult> {
   const applied: string[] = [];
   await client.query('BEGIN');
   try {
     await client.query(sql.lock, [MIGRATION_LOCK_NAMESPACE, names.outbox.schema ?? null, names.outbox.name]);
-    for (const { target, table, spellings, unqualified } of targetsOf(names)) {
+    // After the advisory lock: waiting for another migrator of this table is not bounded by it.
+    await client.query(SET_LOCK_TIMEOUT_SQL, [lockTimeoutMs === 0 ? '0' : `${lockTimeoutMs}ms`]);
+    for (const { target, table, relation, spellings, unqualified } of targetsOf(names)) {
       const { rows } = await client.query<{ version: number }>(sql.appliedVersions, [spellings, unqualified]);
       const done = new Set(rows.map((r) => r.version));
       for (const migration of MIGRATIONS) {
@@ -125,6 +195,7 @@ export async function migrate(client: pg.ClientBase, names: SchemaNames): Promis
         try {
           await client.query(renderMigration(migration, names));
         } catch (error) {
+          if (isLockTimeout(error)) throw new LockWait(migration.name, relation, error);
           throw new MigrationFailedError(`${migration.name} (on ${table})`, error);
         }
         await client.query(sql.recordMigration, [table, migration.version, migration.name]);

@@ -33,9 +33,15 @@ describe('txoutbox migrate', () => {
       first.out,
       /applied outbox\/0001_create_outbox, outbox\/0002_last_exception, outbox\/0003_queue_controls, outbox\/0004_ordering_key, dlq\/0001_create_dlq, dlq\/0002_last_exception_type, dlq\/0003_failed_at_idx, dlq\/0004_ordering_key/,
     );
-    const second = await run(['migrate', '--table', 'cli_outbox'], { DATABASE_URL: db.url });
+    const second = await run(['migrate', '--table', 'cli_outbox', '--lock-timeout-ms', '500', '--lock-attempts', '3'], {
+      DATABASE_URL: db.url,
+    });
     assert.equal(second.code, 0, second.err);
     assert.match(second.out, /schema is up to date/);
+    // A number outside what migrate() takes: exit 1 naming the option and its range.
+    const outOfRange = await run(['migrate', '--table', 'cli_outbox', '--lock-attempts', '0'], { DATABASE_URL: db.url });
+    assert.equal(outOfRange.code, 1);
+    assert.match(outOfRange.err, /lockAttempts: expected an integer from 1 to 1000, got 0/);
   });
 
   test('never prints the password of the connection string', async () => {
@@ -131,6 +137,9 @@ describe('txoutbox migrate', () => {
       ['migrate', '--no-dlq', '--dlq-table', 'x'],
       ['migrate', '--print', '--since', 'one'],
       ['migrate', '--since', '1'],
+      ['migrate', '--lock-timeout-ms', '2s'],
+      ['migrate', '--lock-attempts', '-1'],
+      ['migrate', '--print', '--lock-timeout-ms', '100'],
     ]) {
       const { code, err } = await run(args);
       assert.equal(code, 2, args.join(' '));

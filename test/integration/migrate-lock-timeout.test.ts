@@ -1,0 +1,138 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+
+import pg from 'pg';
+
+import { InvalidOptionError, MigrationLockTimeoutError } from '../../src/index.js';
+import { useTestDatabase } from '../support/database.js';
+import { outboxFactory } from '../support/outboxes.js';
+import { waitFor } from '../support/wait-for.js';
+
+const db = useTestDatabase(import.meta.url);
+const newOutbox = outboxFactory(db);
+
+/** A migrated table set back to the schema before outbox/0004 (an upgrade is pending: an ALTER TABLE). */
+async function tableBeforeOrderingKey(table: string) {
+  const outbox = newOutbox({ pool: db.pool, table });
+  await outbox.migrate();
+  await db.pool.query(`DROP INDEX ${table}_key_idx`);
+  await db.pool.query(`ALTER TABLE ${table} DROP COLUMN ordering_key`);
+  await db.pool.query('DELETE FROM txoutbox_migrations WHERE table_name = $1 AND version = 4', [table]);
+  return outbox;
+}
+
+/**
+ * A session in a transaction that has read the table: it holds ACCESS SHARE on it until it ends,
+ * as a long transactional-consume handler or a report query does.
+ */
+async function holdTable(table: string): Promise<{ pid: number; end(): Promise<void> }> {
+  const client = new pg.Client({ connectionString: db.url, application_name: 'long report' });
+  await client.connect();
+  await client.query('BEGIN');
+  await client.query(`SELECT count(*) FROM ${table}`);
+  const { rows } = await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid');
+  return {
+    pid: rows[0]?.pid ?? 0,
+    end: async () => {
+      await client.query('COMMIT');
+      await client.end();
+    },
+  };
+}
+
+/** Whether a session of this database waits for a lock on the table (the migration's ALTER). */
+async function lockWaiters(table: string): Promise<number> {
+  const { rows } = await db.pool.query<{ n: number }>(
+    `SELECT count(*)::int AS n FROM pg_locks WHERE NOT granted AND relation = to_regclass($1)`,
+    [table],
+  );
+  return rows[0]?.n ?? 0;
+}
+
+describe('migrate: an upgrade under load waits for its lock a bounded time', () => {
+  test('a long transaction on the table: publishers are not stalled behind the waiting ALTER, and migrate() ends with an error naming the holder', async () => {
+    const table = 'lock_held';
+    const outbox = await tableBeforeOrderingKey(table);
+    const holder = await holdTable(table);
+    try {
+      const migrating = outbox.migrate({ lockTimeoutMs: 300, lockAttempts: 2 });
+      migrating.catch(() => undefined);
+      await waitFor(async () => (await lockWaiters(table)) > 0, { what: 'the ALTER to wait for its lock' });
+      // Queued behind the ALTER's ACCESS EXCLUSIVE request, an INSERT waits with it: without a
+      // lock timeout it waited as long as the holder's transaction, i.e. every publish stalled.
+      // (The running version's publisher, which writes the schema before 0004, as a rolling deploy has.)
+      await db.pool.query(`INSERT INTO ${table} (queue, payload) VALUES ('q', '\\x7b7d')`);
+      await assert.rejects(migrating, (error: unknown) => {
+        assert.ok(error instanceof MigrationLockTimeoutError, String(error));
+        assert.equal(error.code, 'MIGRATION_LOCK_TIMEOUT');
+        assert.equal(error.table, table);
+        assert.equal(error.attempts, 2);
+        assert.equal(error.lockTimeoutMs, 300);
+        assert.ok(
+          error.holders.some((h) => h.pid === holder.pid && h.applicationName === 'long report'),
+          JSON.stringify(error.holders),
+        );
+        assert.match(error.message, /outbox\/0004_ordering_key/);
+        assert.match(error.message, new RegExp(`pid ${holder.pid}`));
+        assert.match(error.message, /lockTimeoutMs/);
+        return true;
+      });
+      // Nothing of the upgrade stayed: it is one transaction, rolled back.
+      const { rows } = await db.pool.query(
+        `SELECT 1 FROM information_schema.columns WHERE table_schema = 'public' AND table_name = $1 AND column_name = 'ordering_key'`,
+        [table],
+      );
+      assert.equal(rows.length, 0);
+    } finally {
+      await holder.end();
+    }
+    assert.deepEqual((await outbox.migrate()).applied, ['outbox/0004_ordering_key']);
+  });
+
+  test('a holder that ends between attempts: a later attempt applies the upgrade', async () => {
+    const table = 'lock_released';
+    const outbox = await tableBeforeOrderingKey(table);
+    const holder = await holdTable(table);
+    const migrating = outbox.migrate({ lockTimeoutMs: 200, lockAttempts: 20 });
+    migrating.catch(() => undefined);
+    await waitFor(async () => (await lockWaiters(table)) > 0, { what: 'the ALTER to wait for its lock' });
+    await holder.end();
+    assert.deepEqual((await migrating).applied, ['outbox/0004_ordering_key']);
+  });
+
+  test('lockTimeoutMs: 0 waits for the lock as long as it takes (PostgreSQL without lock_timeout)', async () => {
+    const table = 'lock_unbounded';
+    const outbox = await tableBeforeOrderingKey(table);
+    const holder = await holdTable(table);
+    const migrating = outbox.migrate({ lockTimeoutMs: 0, lockAttempts: 1 });
+    migrating.catch(() => undefined);
+    await waitFor(async () => (await lockWaiters(table)) > 0, { what: 'the ALTER to wait for its lock' });
+    await holder.end();
+    assert.deepEqual((await migrating).applied, ['outbox/0004_ordering_key']);
+  });
+
+  test('bad options are refused before anything runs, naming the option', async () => {
+    const outbox = newOutbox({ pool: db.pool, table: 'lock_bad_options' });
+    const bad: [string, unknown][] = [
+      ['lockTimeoutMs', -1],
+      ['lockTimeoutMs', 1.5],
+      ['lockTimeoutMs', '5s'],
+      ['lockTimeoutMs', 86_400_001],
+      ['lockAttempts', 0],
+      ['lockAttempts', 1001],
+    ];
+    for (const [option, value] of bad) {
+      await assert.rejects(
+        outbox.migrate({ [option]: value }),
+        (error: unknown) => error instanceof InvalidOptionError && error.option === option,
+        `${option}: ${String(value)}`,
+      );
+    }
+    await assert.rejects(
+      outbox.migrate({ lockTimeout: 5 } as never),
+      (error: unknown) => error instanceof InvalidOptionError && error.option === 'lockTimeout',
+    );
+    const { rows } = await db.pool.query<{ t: string | null }>('SELECT to_regclass($1)::text AS t', ['lock_bad_options']);
+    assert.equal(rows[0]?.t, null, 'nothing was created');
+  });
+});

@@ -14,12 +14,13 @@ import {
 } from './migration-lock.js';
 import { MIGRATIONS, type MigrationTemplate } from './migrations.generated.js';
 import { renderMigration } from './render-migration.js';
-import type { SchemaNames } from './schema-names.js';
+import { refuseTakenDlqName, type SchemaNames } from './schema-names.js';
 import {
   buildSchemaSql,
   MIGRATION_LOCK_NAMESPACE,
   MIN_SERVER_VERSION_NUM,
   MIN_SERVER_VERSION_REASON,
+  RESOLVED_SCHEMAS_SQL,
   type SchemaSql,
   SERVER_VERSION_SQL,
   SHARED_OBJECTS_LOCK_KEY,
@@ -140,6 +141,7 @@ export async function migrate(
   await assertSupportedServer(client);
   // Before anything is created: not even the empty schema may appear (see legacy-location.ts).
   await assertNotInLegacyLocation(client, names);
+  await refuseDlqResolvedToTaken(client, names);
   const sql = buildSchemaSql(names);
   await createSharedObjects(client, sql);
   for (let attempt = 1; ; attempt++) {
@@ -160,6 +162,22 @@ export async function migrate(
       await delay(backoffMs(attempt, LOCK_RETRY_BASE_MS, LOCK_RETRY_CAP_MS));
     }
   }
+}
+
+/**
+ * The construction check (schema-names.ts refuseTakenDlqName) with the names as the database
+ * resolves them: `table: 'outbox'` with `dlqTable: 'public.outbox'` is one table spelled twice.
+ */
+async function refuseDlqResolvedToTaken(client: pg.ClientBase, names: SchemaNames): Promise<void> {
+  const { dlq, outbox, paused, stats } = names;
+  if (dlq === undefined || (dlq.schema === undefined) === (outbox.schema === undefined)) return;
+  const tables = [outbox, paused, stats, dlq];
+  const { rows } = await client.query<{ schema: string | null }>(RESOLVED_SCHEMAS_SQL, [
+    tables.map((table) => table.schema ?? null),
+    tables.map((table) => table.name),
+  ]);
+  const full = new Map(tables.map((table, i) => [table, `${rows[i]?.schema ?? ''}.${table.name}`]));
+  refuseTakenDlqName(names, (table) => full.get(table) ?? table.display);
 }
 
 /** One attempt's lock_timeout ran out (rolled back): which migration waited, on which table. */

@@ -110,20 +110,30 @@ export function tableDerivations(outbox: TableName, defaultDlq: boolean): Deriva
  * A DLQ named like the outbox or a table beside it: the migration history is keyed by table name,
  * so the DLQ's migrations were taken for done (the outbox's were recorded under that name),
  * migrate() succeeded, and every terminal outcome then failed its insert: the row redelivered forever.
+ *
+ * `where` gives each table's full name: its spelling at construction; at migrate() the schema the
+ * database resolves an unqualified name to (`outbox` and `public.outbox` are one table there).
  */
-function refuseTakenDlqName(dlq: TableName, outbox: TableName, paused: TableName, stats: TableName): void {
+export function refuseTakenDlqName(
+  names: Pick<SchemaNames, 'outbox' | 'paused' | 'stats' | 'dlq'>,
+  where: (table: TableName) => string = (table) => table.display,
+): void {
+  const { dlq, outbox } = names;
+  if (dlq === undefined) return;
   const taken: [TableName, string][] = [
     [outbox, 'the outbox table itself'],
-    [paused, "the outbox's pause table"],
-    [stats, "the outbox's stats table"],
+    [names.paused, "the outbox's pause table"],
+    [names.stats, "the outbox's stats table"],
   ];
+  const dlqIs = where(dlq);
   for (const [table, what] of taken) {
-    if (dlq.display === table.display)
-      throw new InvalidIdentifierError({
-        option: 'dlqTable',
-        identifier: dlq.display,
-        reason: `it names ${what}. Fix: give the DLQ a name of its own (the default is "${outbox.name}${DEFAULT_DLQ_SUFFIX}"), or dlqTable: false`,
-      });
+    if (dlqIs !== where(table)) continue;
+    const resolved = dlqIs === dlq.display && dlqIs === table.display ? '' : ` ("${table.display}" is ${dlqIs} in this database)`;
+    throw new InvalidIdentifierError({
+      option: 'dlqTable',
+      identifier: dlq.display,
+      reason: `it names ${what}${resolved}. Fix: give the DLQ a name of its own (the default is "${outbox.name}${DEFAULT_DLQ_SUFFIX}"), or dlqTable: false`,
+    });
   }
 }
 
@@ -160,7 +170,7 @@ export function resolveSchemaNames(table: unknown, dlqTable: unknown): SchemaNam
     parseTableName('table', outbox.schema === undefined ? `${outbox.name}${suffix}` : `${outbox.schema}.${outbox.name}${suffix}`);
   const paused = companion(OUTBOX_SUFFIXES.paused);
   const stats = companion(OUTBOX_SUFFIXES.stats);
-  if (dlq !== undefined) refuseTakenDlqName(dlq, outbox, paused, stats);
+  refuseTakenDlqName({ outbox, paused, stats, dlq });
   return {
     outbox,
     paused,

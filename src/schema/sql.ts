@@ -20,6 +20,16 @@ export const SHARED_OBJECTS_LOCK_KEY = 0;
 export const MIN_SERVER_VERSION_NUM = 130000;
 export const MIN_SERVER_VERSION_REASON = 'autovacuum_vacuum_insert_* settings and built-in gen_random_uuid() arrived in 13';
 
+/**
+ * $1 = schemas (NULL for an unqualified name), $2 = names: the schema each table is (or would be
+ * created) in, in order: search_path's for an unqualified name that exists, else current_schema().
+ */
+export const RESOLVED_SCHEMAS_SQL = `SELECT coalesce(t.schema,
+  (SELECT n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = to_regclass(quote_ident(t.name))),
+  current_schema()) AS schema
+FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS t(schema, name, i)
+ORDER BY t.i`;
+
 export const SERVER_VERSION_SQL = `SELECT current_setting('server_version_num')::int AS version_num`;
 
 export interface SchemaSql {

@@ -284,6 +284,40 @@ describe('migrate', () => {
     }
   });
 
+  test('a dlqTable naming the outbox (or a table beside it) under another spelling is refused by migrate(), before anything is created', async () => {
+    // The outbox migrated as public.<t> without a DLQ; the same table spelled bare, with the DLQ
+    // spelled qualified: the DLQ's history is the outbox's, and its migrations were taken for done.
+    await newOutbox({ pool: db.pool, table: 'public.spelled_twice', dlqTable: false }).migrate();
+    for (const [table, dlqTable, what] of [
+      [
+        'spelled_twice',
+        'public.spelled_twice',
+        /it names the outbox table itself \("spelled_twice" is public\.spelled_twice in this database\)/,
+      ],
+      [
+        'spelled_twice',
+        'public.spelled_twice_stats',
+        /it names the outbox's stats table \("spelled_twice_stats" is public\.spelled_twice_stats in this database\)/,
+      ],
+      [
+        'fresh_twice',
+        'public.fresh_twice',
+        /it names the outbox table itself \("fresh_twice" is public\.fresh_twice in this database\)/,
+      ],
+    ] as const) {
+      await assert.rejects(
+        newOutbox({ pool: db.pool, table, dlqTable }).migrate(),
+        (error: unknown) => error instanceof InvalidIdentifierError && error.option === 'dlqTable' && what.test(error.message),
+        `${table} / ${dlqTable}`,
+      );
+    }
+    assert.equal(await tableExists('public.fresh_twice'), false, 'nothing was created');
+    assert.deepEqual(
+      (await history()).filter((row) => row.table_name.includes('twice')).map((row) => row.table_name),
+      ['public.spelled_twice', 'public.spelled_twice', 'public.spelled_twice', 'public.spelled_twice'],
+    );
+  });
+
   test('bad identifiers fail at construction, naming the limit', () => {
     const cases: [Record<string, unknown>, RegExp][] = [
       [{ table: 'drop table x;' }, /letters, digits and underscores/],

@@ -10,6 +10,7 @@ import type { Lease } from '../subscriber/lease.js';
 import type { TestClock } from './clock.js';
 import { type MemoryRow, toClaimedRecord } from './memory-row.js';
 import type { MemoryTable } from './memory-table.js';
+import { memoryDeliveryTransactions } from './memory-transactions.js';
 import type { TestTransaction } from './test-transaction.js';
 
 export interface DrainOptions {
@@ -85,32 +86,19 @@ async function deliverRow(ctx: DrainContext, row: MemoryRow): Promise<void> {
   const { deps } = subscription;
   ctx.emit?.({ type: 'fetched', queue: row.queue, subscriber: deps.options.name, count: 1 });
   const lease: Lease = { record: toClaimedRecord(row), token: randomUUID(), leasedAt: performance.now() };
-  if (!deps.options.transactional) {
-    await deliver(lease, new DeliverySignal(), () => false, deps);
-    return;
-  }
-  // transactional: true — the run's follow-ups (ctx.publish) commit with its ack and are rolled
-  // back with a retry or a terminal outcome, as in the delivery's transaction on PostgreSQL.
-  const tx = ctx.openTransaction();
-  const { writer } = deps;
-  await deliver(lease, new DeliverySignal(), () => false, {
+  await deliver(lease, new DeliverySignal(), () => false, deps.options.transactional ? inTransactions(ctx, deps) : deps);
+}
+
+/**
+ * transactional: true — the real transactional path, with transactions of the test outbox: the
+ * run's follow-ups (ctx.publish, or publish(ctx.client, …)) commit with its ack inside the consume
+ * chain and are rolled back with a retry or a terminal outcome (memory-transactions.ts).
+ */
+function inTransactions(ctx: DrainContext, deps: DeliverDeps): DeliverDeps {
+  return {
     ...deps,
-    options: { ...deps.options, transactional: false },
-    followUp: (_client, queue, body, publishOptions) => ctx.publishIn(tx, queue, body, publishOptions),
-    writer: {
-      ack: (acked, durationSeconds, written) => {
-        void tx.commit();
-        writer.ack(acked, durationSeconds, written);
-      },
-      retry: async (...args) => {
-        await tx.rollback();
-        return await writer.retry(...args);
-      },
-      terminal: async (...args) => {
-        await tx.rollback();
-        return await writer.terminal(...args);
-      },
-    },
-  });
-  if (tx.state === 'open') await tx.rollback();
+    followUp: (client, queue, body, publishOptions) =>
+      ctx.publishIn(client as unknown as TestTransaction, queue, body, publishOptions),
+    transactions: memoryDeliveryTransactions(ctx.openTransaction, deps.writer),
+  };
 }

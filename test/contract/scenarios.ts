@@ -450,6 +450,58 @@ const followUps: Scenario = {
   },
 };
 
+const committedBeforeAMiddlewareThrows: Scenario = {
+  name: 'transactional: a middleware that throws after next() cannot undo what the delivery committed (the ack and its follow-ups)',
+  run: (driver) => {
+    let throwOnce = true;
+    const lateFailure: Middleware = {
+      name: 'late-failure',
+      async consume(_ctx, next) {
+        await next();
+        if (throwOnce) {
+          throwOnce = false;
+          throw new Error('after next()');
+        }
+      },
+    };
+    return withOutbox(driver, { middlewares: [lateFailure] }, async (outbox) => {
+      const runs: number[] = [];
+      outbox.subscribe(
+        'order.placed',
+        async (m, ctx) => {
+          runs.push(m.deliveriesCount);
+          await ctx.publish('invoice.requested', { run: m.deliveriesCount });
+        },
+        { transactional: true, retry: new ConstantRetry({ delayMs: 20 }) },
+      );
+      const invoices: unknown[] = [];
+      outbox.subscribe('invoice.requested', (m) => {
+        invoices.push(m.body);
+      });
+      outbox.start();
+      await outbox.publish([{ queue: 'order.placed', body: 'o-1' }]);
+      await outbox.runUntilSettled(2);
+      return {
+        runs,
+        invoices,
+        events: Object.values(eventsPerMessage(outbox.events)),
+        remaining: (await outbox.remaining()).length,
+      };
+    });
+  },
+  check(observation: Record<string, unknown>) {
+    assert.deepEqual(observation, {
+      runs: [1],
+      invoices: [{ run: 1 }],
+      events: [
+        ['dispatched d1', 'acked d1'],
+        ['dispatched d1', 'acked d1'],
+      ],
+      remaining: 0,
+    });
+  },
+};
+
 const schemas: Scenario = {
   name: "schemas: an invalid body is refused before any insert; handlers get the schema's output",
   run: (driver) =>
@@ -499,5 +551,6 @@ export const SCENARIOS: readonly Scenario[] = [
   ackPolicies,
   middlewareOrder,
   followUps,
+  committedBeforeAMiddlewareThrows,
   schemas,
 ];

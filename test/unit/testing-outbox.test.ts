@@ -274,6 +274,32 @@ test('ctx.publish: follow-ups carry the cause; in a transactional subscription t
   assert.deepEqual(followUps, [[{ attempt: 2 }, id, 'conv']], 'the failed run published nothing');
 });
 
+test("transactional: ctx.client is the delivery's transaction: publish(ctx.client, …) commits with the ack, and it runs no SQL", async () => {
+  const outbox = createTestOutbox(quiet());
+  let failFirst = true;
+  const queried: unknown[] = [];
+  outbox.subscribe(
+    'order.created',
+    async (_m, ctx) => {
+      await outbox.publish(ctx.client, 'invoice.requested', { attempt: failFirst ? 1 : 2 });
+      queried.push(await ctx.client.query('SELECT 1').then(String, (error: unknown) => error?.constructor.name));
+      if (failFirst) {
+        failFirst = false;
+        throw new Error('after the publish');
+      }
+    },
+    { transactional: true, retry: new ConstantRetry({ delayMs: 5 }) },
+  );
+  const followUps: unknown[] = [];
+  outbox.subscribe('invoice.requested', (m) => {
+    followUps.push(m.body);
+  });
+  await outbox.transaction((tx) => outbox.publish(tx, 'order.created', { orderId: 1 }));
+  await outbox.drain({ advanceClock: true });
+  assert.deepEqual(followUps, [{ attempt: 2 }], 'the failed run published nothing');
+  assert.deepEqual(queried, ['NotInTransactionError', 'NotInTransactionError']);
+});
+
 test('stop(): producer calls, subscribe and drain throw OutboxStoppedError', async () => {
   const outbox = createTestOutbox(quiet());
   const tx = outbox.transaction();

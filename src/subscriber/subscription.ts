@@ -615,12 +615,15 @@ export class Subscription {
         }
         // Locked since this renewal was sent: its lock holds it, whatever the renewal saw.
         if (this.#locked.has(lease)) continue;
+        // Let go since it was sent (released by stop() or as stale, acked, ended): not lost.
+        const run = this.#inFlight.find(lease);
+        const index = this.#buffer.indexOf(lease);
+        if (run === undefined && index < 0) continue;
         this.#deps.logger.warn(
           { subscriber: this.options.name, messageId: lease.record.id },
           'lease renewal found the lease lost; aborting the handler',
         );
-        this.#inFlight.find(lease)?.abort(new Error('lease lost'));
-        const index = this.#buffer.indexOf(lease);
+        run?.abort(new Error('lease lost'));
         if (index >= 0) this.#buffer.splice(index, 1);
       }
     } catch (error) {

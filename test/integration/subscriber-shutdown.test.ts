@@ -5,6 +5,7 @@ import { describe, test } from 'node:test';
 import pg from 'pg';
 
 import { ConstantRetry, OutboxStoppedError } from '../../src/index.js';
+import { ClaimDelayPool } from '../support/claim-delay-pool.js';
 import { useTestDatabase } from '../support/database.js';
 import { outboxFactory } from '../support/outboxes.js';
 import { publishCommitted, remaining } from '../support/publish.js';
@@ -88,6 +89,62 @@ describe('stop(): graceful drain', () => {
     assert.equal(slow.log.of('lease_lost').length + competitor.log.of('lease_lost').length, 0);
     assert.equal(competitor.log.of('dispatched').length, 0);
     assert.equal(await remaining(db.pool, 'renew-drain', 's_renew_drain'), 0);
+  });
+
+  test('a renewal sent before stop() released the buffered rows reports no lost lease for them', async () => {
+    // The renewal statement is held before it is sent (the database is real) while stop() gives
+    // the buffered rows back: the renewal then matches none of them, on purpose.
+    let holdRenewal = false;
+    let renewalHeld: () => void = () => undefined;
+    const held = new Promise<void>((resolve) => (renewalHeld = resolve));
+    let sendRenewal: () => void = () => undefined;
+    const pool = new ClaimDelayPool(
+      { connectionString: db.url, max: 6 },
+      () => {
+        if (!holdRenewal) return Promise.resolve();
+        holdRenewal = false;
+        renewalHeld();
+        return new Promise<void>((resolve) => (sendRenewal = resolve));
+      },
+      undefined,
+      /renew/,
+    );
+    db.onCleanup(() => pool.end());
+    const logger = newOutbox.logger;
+    const { outbox, log } = await migratedOutbox(newOutbox, pool, 's_renew_release', { gracefulTimeoutMs: 10_000 });
+    let finish: () => void = () => undefined;
+    const running = new Promise<void>((resolve) => (finish = resolve));
+    outbox.subscribe('renew-release', () => running, {
+      concurrency: 1,
+      fetchBatchSize: 5,
+      leaseRenewIntervalMs: 50,
+      ...FAST_POLL,
+    });
+    await publishCommitted(outbox, db.pool, 'renew-release', [1, 2, 3, 4, 5]);
+    outbox.start();
+    await log.waitFor('dispatched');
+    holdRenewal = true;
+    await held;
+    const stopped = outbox.stop();
+    await waitFor(
+      async () => {
+        const { rows } = await db.pool.query<{ n: number }>(
+          'SELECT count(*)::int AS n FROM s_renew_release WHERE acquired_token IS NULL',
+        );
+        return rows[0]?.n === 4;
+      },
+      { what: 'the four buffered rows released' },
+    );
+    sendRenewal();
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    finish();
+    await stopped;
+    assert.deepEqual(
+      logger.messages('warn').filter((m) => m.includes('lease renewal found the lease lost')),
+      [],
+      'released rows are not lost leases',
+    );
+    assert.equal(log.of('acked').length, 1);
   });
 
   test('a wedged handler is aborted after gracefulTimeoutMs; its row keeps the lease and is redelivered later', async () => {

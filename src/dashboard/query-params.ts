@@ -1,6 +1,7 @@
 import type { DlqFailureReason } from '../dlq/dlq-options.js';
 import { InvalidOptionError } from '../errors.js';
 import { type DlqFilterQuery, REASONS } from './pages/dlq-list-page.js';
+import { queueOfSegment } from './pages/urls.js';
 
 /** A parameter's value, or undefined when it is absent or empty (an empty form field means "any"). */
 export function optional(params: URLSearchParams, name: string): string | undefined {
@@ -22,13 +23,13 @@ export function dlqFilterOf(params: URLSearchParams): DlqFilterQuery {
   return { queue: optional(params, 'queue'), reason: reason as DlqFailureReason | undefined };
 }
 
-/** `/queues/<name>[/<action>]` → the decoded queue name and the action; undefined for other paths. */
+/** `/queues/<segment>[/<action>]` → the queue name (queueOfSegment) and the action; undefined for other paths. */
 export function queuePath(path: string): { queue: string; action: string | undefined } | undefined {
   const match = /^\/queues\/([^/]+)(?:\/(pause|resume))?$/.exec(path);
   if (match?.[1] === undefined) return undefined;
   let queue: string;
   try {
-    queue = decodeURIComponent(match[1]);
+    queue = queueOfSegment(match[1]);
   } catch (error) {
     throw new InvalidOptionError({ option: 'queue', value: match[1], expected: 'a percent-encoded queue name', cause: error });
   }

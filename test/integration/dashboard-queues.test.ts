@@ -61,6 +61,45 @@ function controlRegion(html: string): string {
   return html.slice(start, html.indexOf('</div>', start));
 }
 
+/**
+ * Queue names a path segment carries badly: dot segments (WHATWG URL, as browsers and fetch() use it,
+ * removes `.` and `..`, and `%2e`/`%2E` spelled ones too), the dashboard's own escape of those (`@.`),
+ * a slash, a percent, a space, non-ASCII, an action's name.
+ */
+const ODD_QUEUES = [
+  '.',
+  '..',
+  '@.',
+  '@..',
+  '...',
+  '../orders',
+  '%2E',
+  '%2e%2E',
+  'a/b',
+  '100%',
+  'two words',
+  'zürich 日本',
+  'pause',
+];
+
+/** What a GET shows: the queue page's name, or the status and path of whatever else answered. */
+async function shownQueue(url: URL): Promise<{ readonly answer: Answer; readonly shown: string }> {
+  const answer = await get(url.href);
+  const name = /data-testid="queue-name">([^<]*)</.exec(answer.text)?.[1];
+  return { answer, shown: name ?? `${answer.status} at ${url.pathname}` };
+}
+
+/**
+ * Where a page's link or form leads, resolved as a browser resolves it (new URL(href, page): WHATWG URL,
+ * dot segments removed); undefined when the page has none. The pages escape `&` in attributes.
+ */
+function target(html: string, pattern: RegExp, page: URL): URL | undefined {
+  const value = pattern.exec(html)?.[1];
+  return value === undefined ? undefined : new URL(value.replaceAll('&amp;', '&'), page);
+}
+
+const ACTION_FORM = /<form class="actions" method="post" action="([^"]+)"/;
+
 function assertNoInjectedMarkup(html: string): void {
   assert.equal(html.match(/<script/gi)?.length ?? 0, 1, 'only the page’s own <script src="/assets/live.js">');
   assert.doesNotMatch(html, /<img/i);
@@ -133,6 +172,60 @@ describe('dashboard: queues', () => {
     assertNoInjectedMarkup(page.text);
     assert.ok(page.text.includes(`data-testid="queue-name">${escaped}<`));
     assert.match(page.text, /&lt;script&gt;alert\(3\)&lt;\/script&gt;/, 'the body preview, escaped');
+  });
+
+  test('every queue name round-trips: overview link → queue page → state filter → pause and resume → redirect', async () => {
+    for (const name of ODD_QUEUES) await publishCommitted(outbox, db.pool, name, [{ odd: true }]);
+    // Its own dashboard, reading status() afresh: the shared one may hold an overview from before these queues.
+    const dashboard = await startDashboard(outbox, { port: 0, statusCacheMs: 0 });
+    try {
+      const home = new URL(dashboard.url);
+      const overview = await get(home.href);
+      const trips: Record<string, unknown> = {};
+      for (const name of ODD_QUEUES) {
+        const pageUrl = target(overviewRow(overview, name), /href="([^"]*)" data-testid="queue-link"/, home);
+        assert.ok(pageUrl, `no link to ${name}`);
+        const page = await shownQueue(pageUrl);
+        const filterUrl = target(page.answer.text, /href="([^"]*)" data-testid="state-ready"/, pageUrl);
+        const pauseUrl = target(page.answer.text, ACTION_FORM, pageUrl);
+        let paused: unknown = 'no pause form';
+        let resumed: unknown = 'no resume form';
+        if (pauseUrl !== undefined) {
+          const csrf = csrfOf(page.answer.text);
+          const answer = await post(pauseUrl.href, { csrf, reason: 'odd name' });
+          const state = (await outbox.status({ queues: [name] })).queues[0];
+          const backUrl = new URL(answer.headers.get('location') ?? '', pauseUrl);
+          const back = await shownQueue(backUrl);
+          paused = { status: answer.status, paused: state?.paused, back: back.shown };
+          const resumeUrl = target(back.answer.text, ACTION_FORM, backUrl);
+          if (resumeUrl !== undefined) {
+            const again = await post(resumeUrl.href, { csrf });
+            resumed = { status: again.status, paused: (await outbox.status({ queues: [name] })).queues[0]?.paused };
+          }
+          await outbox.resume(name);
+        }
+        const filter = filterUrl === undefined ? 'no state filter' : (await shownQueue(filterUrl)).shown;
+        trips[name] = { page: page.shown, filter, paused, resumed };
+      }
+      const expected = Object.fromEntries(
+        ODD_QUEUES.map((name) => {
+          const trip = {
+            page: name,
+            filter: name,
+            paused: { status: 303, paused: true, back: name },
+            resumed: { status: 303, paused: false },
+          };
+          return [name, trip];
+        }),
+      );
+      assert.deepEqual(trips, expected);
+      // The escape is for the dot names only: every other name's link is what it was (old links still work).
+      assert.match(overviewRow(overview, '..'), /href="\/queues\/@\.\." data-testid="queue-link"/);
+      assert.match(overviewRow(overview, '@..'), /href="\/queues\/%40\.\." data-testid="queue-link"/);
+      assert.match(overviewRow(overview, 'a/b'), /href="\/queues\/a%2Fb" data-testid="queue-link"/);
+    } finally {
+      await dashboard.close();
+    }
   });
 
   test('queue page: pending rows oldest first, filtered by state, paged by cursor', async () => {

@@ -6,7 +6,7 @@ import { headersTable } from './headers-table.js';
 import { canAct, csrfField, layout, type PageContext } from './layout.js';
 import { notice } from './notice.js';
 import { sparkline } from './sparkline.js';
-import { dlqHref, queueHref } from './urls.js';
+import { dlqHref, queueActionHref, queueHref } from './urls.js';
 
 /** The table shows this much of each body; the row's <details> shows peek's whole 1 KiB preview. */
 const CELL_PREVIEW_BYTES = 160;
@@ -70,13 +70,13 @@ function pauseControls(context: PageContext, queue: string, status: QueueStatus 
 }
 
 function resumeForm(context: PageContext, queue: string): Html {
-  return html`<form class="actions" method="post" action="${queueHref(queue)}/resume">
+  return html`<form class="actions" method="post" action="${queueActionHref(queue, 'resume')}">
     ${csrfField(context)} <button type="submit" data-testid="resume-button">Resume</button>
   </form>`;
 }
 
 function pauseForm(context: PageContext, queue: string): Html {
-  return html`<form class="actions" method="post" action="${queueHref(queue)}/pause">
+  return html`<form class="actions" method="post" action="${queueActionHref(queue, 'pause')}">
     ${csrfField(context)}
     <label
       >Reason

@@ -7,6 +7,7 @@ import { beforeDeadline } from '../util/deadline.js';
 import type { Logger } from '../util/logger.js';
 import type { MetricsLedger } from './metrics/metrics-ledger.js';
 import { type ChildSpec, isChildMessage } from './protocol.js';
+import { SilenceWatch } from './silence-watch.js';
 
 /** The child entry beside this file: child-main.ts under tsx (tests, npm start), child-main.js when built. */
 const CHILD_ENTRY = fileURLToPath(new URL(`./child/child-main${extname(fileURLToPath(import.meta.url))}`, import.meta.url));
@@ -42,7 +43,8 @@ export interface RestartPolicy {
   readonly replacementReadyTimeoutMs: number;
   /**
    * A process that sent no health report for this long is not ready (its event loop blocked, the
-   * process frozen): it reports one every HEALTH_INTERVAL_MS after a ping bounded by 5 s.
+   * process frozen): it reports one every HEALTH_INTERVAL_MS after a ping bounded by 5 s. Counted
+   * in time the supervisor observed (SilenceWatch): a stall of its own loop is not the child's silence.
    */
   readonly healthSilenceMs: number;
 }
@@ -129,8 +131,8 @@ export class ConsumerSlot {
   #reportedReady = false;
   /** Kills a process that does not report ready in time (a start that is not a replacement). */
   #startTimer: NodeJS.Timeout | undefined;
-  /** Turns the process down when its health reports stop (policy.healthSilenceMs). */
-  #silenceTimer: NodeJS.Timeout | undefined;
+  /** Turns the current process down when its health reports stop (policy.healthSilenceMs). */
+  #silence: SilenceWatch | undefined;
 
   constructor(spec: ChildSpec, deps: SlotDeps) {
     this.consumer = spec.consumer;
@@ -210,6 +212,11 @@ export class ConsumerSlot {
       return;
     }
     this.#child = child;
+    this.#silence?.stop();
+    // Watching starts at the first health report (heard() in #onHealth), as the reports do.
+    this.#silence = new SilenceWatch(this.#deps.policy.healthSilenceMs, () => {
+      this.#onSilent(child);
+    });
     const id = `${this.consumer}/${child.pid ?? 'unknown'}/${Date.now()}`;
     this.#deps.logger.info({ consumer: this.consumer, pid: child.pid }, 'consumer process started');
     this.#exited = new Promise((resolve) => {
@@ -266,18 +273,14 @@ export class ConsumerSlot {
     }, timeoutMs);
   }
 
-  /** (Re)armed by every health report of the current process. */
-  #armSilenceTimer(child: ChildProcess): void {
-    clearTimeout(this.#silenceTimer);
-    const silenceMs = this.#deps.policy.healthSilenceMs;
-    this.#silenceTimer = setTimeout(() => {
-      if (this.#child !== child || (this.#state !== 'running' && this.#state !== 'starting') || this.#up !== true) return;
-      this.#up = false;
-      this.#deps.logger.warn(
-        { consumer: this.consumer, pid: child.pid, silenceMs },
-        'consumer process sent no health report in time (its event loop blocked, or the process frozen); not ready until it reports again',
-      );
-    }, silenceMs);
+  /** The current process sent no health report for policy.healthSilenceMs of observed time. */
+  #onSilent(child: ChildProcess): void {
+    if (this.#child !== child || (this.#state !== 'running' && this.#state !== 'starting') || this.#up !== true) return;
+    this.#up = false;
+    this.#deps.logger.warn(
+      { consumer: this.consumer, pid: child.pid, silenceMs: this.#deps.policy.healthSilenceMs },
+      'consumer process sent no health report in time (its event loop blocked, or the process frozen); not ready until it reports again',
+    );
   }
 
   /** The OS did not give a process (fork threw, or its child emitted a spawn error): as an exit. */
@@ -295,7 +298,7 @@ export class ConsumerSlot {
    */
   #onHealth(child: ChildProcess, passed: boolean): void {
     if (this.#child !== child) return;
-    this.#armSilenceTimer(child);
+    this.#silence?.heard();
     const was = this.#up;
     this.#failedPings = passed ? 0 : this.#failedPings + 1;
     if (passed) this.#up = true;
@@ -341,7 +344,7 @@ export class ConsumerSlot {
     if (this.#child === child) {
       this.#child = undefined;
       clearTimeout(this.#startTimer);
-      clearTimeout(this.#silenceTimer);
+      this.#silence?.stop();
     }
     if (this.#state === 'stopping' || this.#state === 'stopped') {
       this.#state = 'stopped';
@@ -395,7 +398,7 @@ export class ConsumerSlot {
   async #drain(): Promise<boolean> {
     clearTimeout(this.#restartTimer);
     clearTimeout(this.#startTimer);
-    clearTimeout(this.#silenceTimer);
+    this.#silence?.stop();
     this.#settle({ ready: false, reason: 'stopped' });
     const child = this.#child;
     if (child === undefined) {

@@ -125,22 +125,30 @@ function plan(sub: string, id: string | undefined, values: Values): Run {
             return 1;
           }
         }
-        const count =
+        const { count, keyBusy } =
           operation === 'purge'
-            ? (await outbox.dlq.purge(target as DlqFilter)).purged
-            : (await outbox.dlq.redrive(target, delayMs === undefined ? {} : { delayMs })).redriven;
+            ? { count: (await outbox.dlq.purge(target as DlqFilter)).purged, keyBusy: 0 }
+            : await outbox.dlq
+                .redrive(target, delayMs === undefined ? {} : { delayMs })
+                .then(({ redriven, keyBusy }) => ({ count: redriven, keyBusy }));
         const verb = operation === 'purge' ? 'purged' : 'redriven';
         // Ids named one by one that were not there (redriven or purged already, or mistyped): a
-        // script must be able to tell that from success, as from `dlq show` of a missing id.
+        // script must be able to tell that from success, as from `dlq show` of a missing id. Rows
+        // left because a transaction held their ordering key are there, but not done: exit 1 too.
         const named = Array.isArray(target) ? new Set(target as readonly string[]).size : 0;
-        const missing = named > 0 ? named - count : 0;
-        if (values.json) io.out(jsonLine(missing > 0 ? { [verb]: count, missing } : { [verb]: count }));
+        const missing = named > 0 ? named - count - keyBusy : 0;
+        if (values.json)
+          io.out(jsonLine({ [verb]: count, ...(missing > 0 ? { missing } : {}), ...(keyBusy > 0 ? { keyBusy } : {}) }));
         else {
           io.out(`${verb} ${count} dead letter${count === 1 ? '' : 's'}\n`);
           if (missing > 0)
             io.out(`${missing} of the ${named} ids given ${missing === 1 ? 'is' : 'are'} not in ${outbox.dlqTable}\n`);
+          if (keyBusy > 0)
+            io.out(
+              `${keyBusy} left in ${outbox.dlqTable}: a transaction held their ordering key throughout; run the redrive again once it ended\n`,
+            );
         }
-        return missing > 0 ? 1 : 0;
+        return missing > 0 || keyBusy > 0 ? 1 : 0;
       };
     }
   }

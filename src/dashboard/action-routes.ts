@@ -67,11 +67,15 @@ export async function redrive(context: DashboardContext, form: URLSearchParams):
   } else if (filter !== undefined) target = filter;
   else
     return badRequest(context, 'Redriving every matching dead letter needs the confirmation page: use the Redrive all… button.');
-  const { redriven } = await context.outbox.dlq.redrive(target);
+  // Rows whose ordering key a transaction held stay in the DLQ (keyBusy): the list shows them.
+  const { redriven, keyBusy } = await context.outbox.dlq.redrive(target);
   // Redriven rows are pending again and the DLQ counts dropped: the overview shows it at once.
   context.status.invalidate();
   const selection = describeSelection(target, form);
-  context.options.logger.info({ dlqTable: context.outbox.dlqTable, redriven, selection }, 'dashboard: redrove dead letters');
+  context.options.logger.info(
+    { dlqTable: context.outbox.dlqTable, redriven, keyBusy, selection },
+    'dashboard: redrove dead letters',
+  );
   const back = dlqFilterOf(form);
   return redirect(dlqHref({ queue: back.queue, reason: back.reason, ...noticeQuery('redriven', redriven) }));
 }

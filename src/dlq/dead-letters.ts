@@ -1,3 +1,6 @@
+import { performance } from 'node:perf_hooks';
+
+import { backoffMs, delay } from '../util/backoff.js';
 import type { StatementRunner } from '../util/statement-runner.js';
 import {
   type DeadLetter,
@@ -23,9 +26,14 @@ import {
   resolveFilter,
   resolveId,
   resolveIds,
+  resolveKeyWaitMs,
   resolveList,
 } from './dlq-options.js';
 import type { DlqSql } from './dlq-sql.js';
+
+/** Between two redrive passes over rows whose key was busy: 50 ms doubling to 1 s. */
+const KEY_RETRY_BASE_MS = 50;
+const KEY_RETRY_CAP_MS = 1_000;
 import { resolveRetentionMs } from './retention-options.js';
 
 export type { DeadLetter, DeadLetterFields, DeadLetterPreview } from './dead-letter-row.js';
@@ -120,12 +128,36 @@ export class DeadLetters {
    * Moves dead letters back into the outbox: the given DLQ ids, or every row the filter selects.
    * Each row comes back with fresh counters, due `delayMs` from now, and headers naming its DLQ
    * row and failure reason (`x-txoutbox-redriven-from-dlq`, `x-txoutbox-redriven-reason`).
+   *
+   * A keyed row also needs its key's publish lock, which is tried, never waited for (dlq-sql.ts):
+   * rows whose key a transaction holds are left for another pass, retried for up to `keyWaitMs`;
+   * `keyBusy` counts those still left then (run the redrive again once that transaction ended).
    */
-  async redrive(idsOrFilter: readonly string[] | DlqFilter, options: DlqRedriveOptions = {}): Promise<{ redriven: number }> {
+  async redrive(
+    idsOrFilter: readonly string[] | DlqFilter,
+    options: DlqRedriveOptions = {},
+  ): Promise<{ redriven: number; keyBusy: number }> {
     const batchSize = resolveBatchSize(options);
     const delayMs = resolveDelayMs(options);
+    const keyWaitMs = resolveKeyWaitMs(options);
     const hooks = resolveBatchHooks(options);
     let redriven = 0;
+    let keyBusy = 0;
+    const waitUntil = performance.now() + keyWaitMs;
+    let pass = 0;
+    // After a pass: rows the selection still holds were left by a busy key (or are being moved by
+    // a concurrent redrive or purge, which SKIP LOCKED passed by): another pass after a backoff.
+    const again = async (filter: FilterParams): Promise<boolean> => {
+      const { rows } = await this.#context.db.run<{ n: number }>(this.#context.sql.count, filter);
+      keyBusy = rows[0]?.n ?? 0;
+      if (keyBusy === 0) return false;
+      pass += 1;
+      const pause = Math.min(backoffMs(pass, KEY_RETRY_BASE_MS, KEY_RETRY_CAP_MS), waitUntil - performance.now());
+      if (pause <= 0) return false;
+      await delay(pause);
+      hooks.signal?.throwIfAborted();
+      return true;
+    };
     await this.#batches(
       idsOrFilter,
       'redrive',
@@ -144,8 +176,9 @@ export class DeadLetters {
         return moved;
       },
       batchSize,
+      again,
     );
-    return { redriven };
+    return { redriven, keyBusy };
   }
 
   /** Deletes dead letters the filter selects (an empty filter needs `all: true`). */
@@ -190,7 +223,8 @@ export class DeadLetters {
   /**
    * Runs `batch` until the selection is done: ids in chunks of batchSize (each chunk once), a
    * filter until a batch finds nothing among the rows the DLQ held when the call started (ids up to
-   * its max(id) then, read once). An olderThanMs filter becomes a failedBefore line read once from
+   * its max(id) then, read once). Then, while `again` says so, another such pass with the same
+   * bounds (redrive: rows a busy key left behind). An olderThanMs filter becomes a failedBefore line read once from
    * the database, returned (ISO text) so callers can say what they applied.
    */
   async #batches(
@@ -199,6 +233,7 @@ export class DeadLetters {
     hooks: BatchHooks,
     batch: (filter: FilterParams) => Promise<number>,
     batchSize: number,
+    again?: (filter: FilterParams) => Promise<boolean>,
   ): Promise<string | null> {
     const step = async (filter: FilterParams): Promise<number> => {
       hooks.signal?.throwIfAborted();
@@ -208,9 +243,11 @@ export class DeadLetters {
     };
     if (Array.isArray(idsOrFilter)) {
       const ids = resolveIds(idsOrFilter as readonly unknown[]);
-      for (let i = 0; i < ids.length; i += batchSize) {
-        await step([null, null, null, null, ids.slice(i, i + batchSize), null]);
-      }
+      do {
+        for (let i = 0; i < ids.length; i += batchSize) {
+          await step([null, null, null, null, ids.slice(i, i + batchSize), null]);
+        }
+      } while (ids.length > 0 && again !== undefined && (await again([null, null, null, null, ids, null])));
       return null;
     }
     const { params, olderThanMs, throughId } = resolveFilter(idsOrFilter, operation);
@@ -230,7 +267,9 @@ export class DeadLetters {
     // With throughId, no later than what the operator saw either.
     const last = await this.lastId();
     filter[5] = throughId !== undefined && throughId < BigInt(last) ? throughId.toString() : last;
-    while ((await step(filter)) > 0);
+    do {
+      while ((await step(filter)) > 0);
+    } while (again !== undefined && (await again(filter)));
     return filter[2];
   }
 }

@@ -70,6 +70,12 @@ export interface DlqBatchOptions {
 export interface DlqRedriveOptions extends DlqBatchOptions {
   /** The redriven rows become due this long from now. @default 0 (at once) */
   readonly delayMs?: number;
+  /**
+   * How long to keep retrying rows whose ordering key a transaction holds (one publishing under
+   * that key): a redrive never waits on a key's lock, it moves the other rows and comes back for
+   * these, then reports what it left as `keyBusy`. @default 10000
+   */
+  readonly keyWaitMs?: number;
 }
 
 export const DEFAULT_LIST_LIMIT = 50;
@@ -245,6 +251,12 @@ export function resolveBatchHooks(options: DlqBatchOptions): BatchHooks {
 
 export function resolveDelayMs(options: DlqRedriveOptions): number {
   return integerOption('delayMs', options.delayMs, 0, 2_147_483_647, 0);
+}
+
+export const DEFAULT_KEY_WAIT_MS = 10_000;
+
+export function resolveKeyWaitMs(options: DlqRedriveOptions): number {
+  return integerOption('keyWaitMs', options.keyWaitMs, 0, 3_600_000, DEFAULT_KEY_WAIT_MS);
 }
 
 /** Opaque to callers: the last row's (failed_at at microseconds, id), base64url JSON. */

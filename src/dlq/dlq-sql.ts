@@ -1,4 +1,4 @@
-import { orderingKeyLock } from '../producer/sql.js';
+import { orderingKeyLockId } from '../producer/sql.js';
 import type { TableName } from '../schema/identifiers.js';
 import type { SchemaNames } from '../schema/schema-names.js';
 import { type Statement, statement } from '../util/statement.js';
@@ -33,6 +33,8 @@ export interface DlqSql {
   readonly redrive: Statement;
   /** Filter, then $7 batch size. */
   readonly purge: Statement;
+  /** Filter: how many rows it still selects (after a redrive left rows whose key was busy). */
+  readonly count: Statement;
   /**
    * $1 age in ms, $2 failed before (ISO text or NULL): the earlier of now() - age and $2, as ISO
    * text at microseconds — the olderThanMs line by the clock that stamped failed_at, read once.
@@ -76,7 +78,18 @@ const COLUMNS = `${FIELDS}, payload`;
 const PREVIEW_COLUMNS = `${FIELDS}, substring(payload from 1 for $10::int + 1) AS payload_head, octet_length(payload) AS payload_bytes`;
 
 /** Oldest ids first within a batch, skipping rows another redrive or purge holds (it moves them). */
-const pick = (dlq: TableName) => `SELECT id FROM ${dlq.sql} WHERE ${FILTER} ORDER BY id LIMIT $7::int FOR UPDATE SKIP LOCKED`;
+const pick = (dlq: TableName, where = FILTER) =>
+  `SELECT id FROM ${dlq.sql} WHERE ${where} ORDER BY id LIMIT $7::int FOR UPDATE SKIP LOCKED`;
+
+/**
+ * A redrive's pick: a keyed row also needs its key's publish lock (producer/sql.ts), TRIED, not
+ * waited for, and written last so the filter's cheaper tests run first (PostgreSQL orders a
+ * WHERE's tests by cost, stably). Waiting for it deadlocked: one batch takes the keys of many rows
+ * in no set order and holds them to its commit, while an application transaction holding one of
+ * them publishes under another. A row whose key is busy stays in the DLQ for a later batch.
+ */
+const REDRIVE_FILTER = `${FILTER}
+  AND (ordering_key IS NULL OR pg_try_advisory_xact_lock(${orderingKeyLockId('queue', 'ordering_key')}))`;
 
 /** list and listPreviews: the same rows in the same order, so their cursors are interchangeable. */
 const page = (dlq: TableName, columns: string) => `SELECT ${columns}, ${CURSOR_TIME} FROM ${dlq.sql}
@@ -92,13 +105,14 @@ export function buildDlqSql(names: SchemaNames & { readonly dlq: TableName }): D
     get: statement('dlq_get', `SELECT ${COLUMNS} FROM ${d} WHERE id = $1::bigint`),
     // Counters, lease and last exception start afresh: the row gets a full set of deliveries.
     // A keyed row goes to the end of its key's line, under the key's publish lock like any keyed
-    // publish (producer/sql.ts keyLock): its new id must not overtake a publish still in flight.
+    // publish (producer/sql.ts keyLock), taken by the pick: its new id must not overtake a publish
+    // still in flight.
     // timer_id is not carried over: a new timer of the same (queue, timer_id) may exist, and a
     // conflict would lose the row (deleted here, not inserted there); the headers keep the origin.
     redrive: statement(
       'dlq_redrive',
       `WITH moved AS (
-  DELETE FROM ${d} WHERE id IN (${pick(names.dlq)})
+  DELETE FROM ${d} WHERE id IN (${pick(names.dlq, REDRIVE_FILTER)})
   RETURNING id, original_id, queue, payload, headers, failure_reason, ordering_key
 ), inserted AS (
   INSERT INTO ${names.outbox.sql} (queue, payload, headers, next_attempt_at, ordering_key)
@@ -107,7 +121,6 @@ export function buildDlqSql(names: SchemaNames & { readonly dlq: TableName }): D
       '${REDRIVEN_ORIGINAL_ID_HEADER}', original_id::text),
     now() + $8::double precision * interval '1 millisecond', ordering_key
   FROM moved
-  WHERE ordering_key IS NULL OR ${orderingKeyLock('queue', 'ordering_key')}
   ORDER BY id
   RETURNING queue, next_attempt_at <= now() AS due
 )
@@ -116,6 +129,7 @@ SELECT queue, count(*)::int AS redriven, bool_or(due) AS due,
 FROM inserted GROUP BY queue`,
     ),
     purge: statement('dlq_purge', `DELETE FROM ${d} WHERE id IN (${pick(names.dlq)})`),
+    count: statement('dlq_count', `SELECT count(*)::int AS n FROM ${d} WHERE ${FILTER}`),
     // LEAST ignores a NULL argument: without failedBefore, the age alone decides.
     cutoff: statement(
       'dlq_cutoff',

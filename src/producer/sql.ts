@@ -43,7 +43,10 @@ export interface ProducerSql {
     readonly publishTimer: Statement;
     readonly publishBatch: Statement;
   };
-  /** $1 queue, $2 timer_id. Only unleased rows: a leased row's handler is already running. Index: timer_uq. */
+  /**
+   * $1 queue, $2 timer_id. Only an unleased row nobody holds locked: a leased row's handler is
+   * already running, and so is a locked one's (a row-lock batch). Index: timer_uq, then the primary key.
+   */
   readonly cancelTimer: Statement;
   /**
    * $1 limit. Lease-free read in id order (primary key). ORDER BY names the table's column: a bare
@@ -88,7 +91,11 @@ export const PORTABLE_ROW_COLUMNS = `${PORTABLE_ROW_FIELDS}, encode(payload, 'ba
  * two keys' publishes, never reorder them. Unkeyed publishes skip it (the OR short-circuits on NULL).
  */
 export const orderingKeyLock = (queue: string, key: string) =>
-  `pg_advisory_xact_lock(hashtextextended('txoutbox' || chr(31) || ${queue} || chr(31) || ${key}, 0)) IS NOT NULL`;
+  `pg_advisory_xact_lock(${orderingKeyLockId(queue, key)}) IS NOT NULL`;
+
+/** The advisory lock's key of (queue, ordering key): the producers' lock, and the one a DLQ redrive tries. */
+export const orderingKeyLockId = (queue: string, key: string) =>
+  `hashtextextended('txoutbox' || chr(31) || ${queue} || chr(31) || ${key}, 0)`;
 const keyLock = (key: number) => `($${key}::text IS NULL OR ${orderingKeyLock('$1::text', `$${key}::text`)})`;
 
 /**
@@ -156,12 +163,24 @@ SELECT string_agg(inserted.id::text, ',' ORDER BY inserted.id) AS ids, ${returne
       publishTimer: statement('publish_timer_quiet', timer(DUE, '$6', 7)),
       publishBatch: statement('publish_batch_quiet', batch(`${anyDue} AS due`, 8)),
     },
+    // The row is picked FOR UPDATE SKIP LOCKED, so a row another transaction holds locked reads as
+    // leased and the cancel answers false at once. A `lease: 'row-lock'` batch runs its rows locked
+    // without writing a token (subscriber/row-lock-sql.ts): a plain DELETE matched such a row and
+    // waited for the batch's COMMIT, up to leaseTtlMs inside the caller's transaction, where a token
+    // lease answers false at once (review; test/integration/row-lock-mode.test.ts). Other holders
+    // read the same way while they hold it: another cancel of the timer not committed yet, a claim
+    // in flight, a row-lock batch's keyed retry that pushed this row (architecture/producer.md).
+    // The lock rechecks the filters on the row's newest version, so a row leased after this
+    // statement's snapshot is left alone; the DELETE repeats the token test all the same.
     // A keyed timer's cancel gives back the time its key's younger rows inherited from it
     // (keyedNextAttempt): they are due now, not when the cancelled timer would have fired.
     cancelTimer: statement(
       'cancel_timer',
       `WITH cancelled AS (
-  DELETE FROM ${t} WHERE queue = $1::text AND timer_id = $2::text AND acquired_token IS NULL
+  DELETE FROM ${t} WHERE id = (
+    SELECT id FROM ${t} WHERE queue = $1::text AND timer_id = $2::text AND acquired_token IS NULL
+    FOR UPDATE SKIP LOCKED
+  ) AND acquired_token IS NULL
   RETURNING id, queue, ordering_key, next_attempt_at
 ), released AS (
   UPDATE ${t} AS w SET next_attempt_at = now() FROM cancelled AS c

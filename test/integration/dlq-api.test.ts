@@ -198,7 +198,7 @@ describe('outbox.dlq', () => {
     const r1 = (await outbox.dlq.list({ queue: 'r1' })).rows;
     assert.equal(r1.length, 2);
     const first = r1[0]!;
-    assert.deepEqual(await outbox.dlq.redrive([first.id]), { redriven: 1 });
+    assert.deepEqual(await outbox.dlq.redrive([first.id]), { redriven: 1, keyBusy: 0 });
     await waitFor(() => handled.length === 1, { what: 'the redriven row is handled' });
     const message = handled[0]!;
     assert.deepEqual(message.body, first.body);
@@ -208,10 +208,10 @@ describe('outbox.dlq', () => {
     assert.equal(message.attemptsCount, 0);
     assert.equal(await outbox.dlq.get(first.id), null);
     // Idempotent: the moved row is gone, a second call moves nothing.
-    assert.deepEqual(await outbox.dlq.redrive([first.id]), { redriven: 0 });
+    assert.deepEqual(await outbox.dlq.redrive([first.id]), { redriven: 0, keyBusy: 0 });
 
-    assert.deepEqual(await outbox.dlq.redrive({ queue: 'r2' }), { redriven: 1 });
-    assert.deepEqual(await outbox.dlq.redrive({ reason: 'retry_terminal' }), { redriven: 1 });
+    assert.deepEqual(await outbox.dlq.redrive({ queue: 'r2' }), { redriven: 1, keyBusy: 0 });
+    assert.deepEqual(await outbox.dlq.redrive({ reason: 'retry_terminal' }), { redriven: 1, keyBusy: 0 });
     await waitFor(() => handled.length === 3, { what: 'every redriven row is handled' });
     await waitFor(
       async () => (await remaining(db.pool, 'r1', 'q_redrive')) + (await remaining(db.pool, 'r2', 'q_redrive')) === 0,
@@ -227,7 +227,10 @@ describe('outbox.dlq', () => {
     const { outbox } = await migratedOutbox(newOutbox, db.pool, 'q_bulk');
     await seedDlq('q_bulk', 2_500, 'bulk', 'max_deliveries');
     await seedDlq('q_bulk', 7, 'other', 'max_deliveries');
-    assert.deepEqual(await outbox.dlq.redrive({ queue: 'bulk' }, { batchSize: 300, delayMs: 3_600_000 }), { redriven: 2_500 });
+    assert.deepEqual(await outbox.dlq.redrive({ queue: 'bulk' }, { batchSize: 300, delayMs: 3_600_000 }), {
+      redriven: 2_500,
+      keyBusy: 0,
+    });
     assert.equal(await dlqCount('q_bulk', 'bulk'), 0);
     assert.equal(await dlqCount('q_bulk', 'other'), 7);
     const { rows } = await db.pool.query<{ n: string; future: string; fresh: string; distinct_origins: string }>(
@@ -249,8 +252,8 @@ describe('outbox.dlq', () => {
     await seedDlq('q_notify', 3, 'later', 'rejected');
     const listener = await listen(db.url, outbox.channel);
     try {
-      assert.deepEqual(await outbox.dlq.redrive({ queue: 'later' }, { delayMs: 60_000 }), { redriven: 3 });
-      assert.deepEqual(await outbox.dlq.redrive({ queue: 'due' }), { redriven: 3 });
+      assert.deepEqual(await outbox.dlq.redrive({ queue: 'later' }, { delayMs: 60_000 }), { redriven: 3, keyBusy: 0 });
+      assert.deepEqual(await outbox.dlq.redrive({ queue: 'due' }), { redriven: 3, keyBusy: 0 });
       await listener.waitFor('due');
       assert.deepEqual(listener.payloads, ['due']);
     } finally {
@@ -300,7 +303,7 @@ describe('outbox.dlq', () => {
         },
       },
     );
-    assert.deepEqual(result, { redriven: 300 }, 'never more than the DLQ held');
+    assert.deepEqual(result, { redriven: 300, keyBusy: 0 }, 'never more than the DLQ held');
     assert.deepEqual(batches, [50, 50, 50, 50, 50, 50, 0]);
     await log.waitFor('dlq_written', 300);
     await outbox.stop();
@@ -384,7 +387,7 @@ describe('outbox.dlq', () => {
     await seedDlq('q_through', 3, 'seen', 'rejected'); // died after the operator looked
     assert.deepEqual(await outbox.dlq.purge({ queue: 'seen', throughId: seen }), { purged: 10 });
     assert.equal(await dlqCount('q_through'), 3);
-    assert.deepEqual(await outbox.dlq.redrive({ queue: 'seen', throughId: seen }), { redriven: 0 });
+    assert.deepEqual(await outbox.dlq.redrive({ queue: 'seen', throughId: seen }), { redriven: 0, keyBusy: 0 });
     assert.deepEqual(await outbox.dlq.purge({ all: true, throughId: '0' }), { purged: 0 });
     for (const throughId of ['-1', '1.5', 'x', 7 as unknown as string])
       await assert.rejects(
@@ -418,7 +421,7 @@ describe('outbox.dlq', () => {
     const fourHours = new Date(Date.now() - 4 * 3_600_000);
     assert.deepEqual(await outbox.dlq.purge({ olderThanMs: 60_000, failedBefore: fourHours }), { purged: 0 });
     assert.equal(await dlqCount('q_retention', 'old'), 40);
-    assert.deepEqual(await outbox.dlq.redrive({ olderThanMs: 3_600_000 }, { delayMs: 3_600_000 }), { redriven: 40 });
+    assert.deepEqual(await outbox.dlq.redrive({ olderThanMs: 3_600_000 }, { delayMs: 3_600_000 }), { redriven: 40, keyBusy: 0 });
     assert.equal(await dlqCount('q_retention'), 10);
 
     for (const bad of [14, 59_999, Number.NaN, '14 days', -1] as unknown as number[]) {
@@ -505,7 +508,10 @@ describe('outbox.dlq', () => {
     assert.deepEqual(await inBoth(), { dlq: '3800', outbox: '1200', origins: '1200', overlap: '0' });
 
     // 3. The same call again finishes the rest: every row once in the outbox, none left behind.
-    assert.deepEqual(await outbox.dlq.redrive({ queue: 'i' }, { batchSize: 400, delayMs: 3_600_000 }), { redriven: 3_800 });
+    assert.deepEqual(await outbox.dlq.redrive({ queue: 'i' }, { batchSize: 400, delayMs: 3_600_000 }), {
+      redriven: 3_800,
+      keyBusy: 0,
+    });
     assert.deepEqual(await inBoth(), { dlq: '0', outbox: '5000', origins: '5000', overlap: '0' });
   });
 

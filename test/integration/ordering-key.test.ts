@@ -282,6 +282,50 @@ describe('per-key ordering', () => {
     }
   });
 
+  test('a redrive never waits on a key a transaction holds: it moves the other rows, says how many it left, and cannot deadlock the publisher', async () => {
+    const table = 'ordering_redrive_busy';
+    const outbox = newOutbox({ pool: db.pool, table });
+    await outbox.migrate();
+    // Three dead letters: keys a and b, and one without a key.
+    await db.pool.query(
+      `INSERT INTO ${table}_dlq (original_id, queue, payload, created_at, attempts_count, deliveries_count, failure_reason, ordering_key)
+       SELECT n, 'q', convert_to('dead ' || coalesce(k, '-'), 'UTF8'), now(), 1, 1, 'rejected', k
+       FROM unnest(ARRAY['a', 'b', NULL]) WITH ORDINALITY AS t(k, n)`,
+    );
+    const holder = await db.pool.connect();
+    try {
+      await holder.query('BEGIN');
+      // An application transaction publishing under key b: it holds b's lock until it ends.
+      await outbox.publish(holder, 'q', 'held', { orderingKey: 'b' });
+      const redrive = outbox.dlq.redrive({ queue: 'q' }, { keyWaitMs: 300 });
+      let timer: NodeJS.Timeout | undefined;
+      const result = await Promise.race([
+        redrive,
+        new Promise((resolve) => {
+          timer = setTimeout(() => {
+            resolve('still waiting for key b after 10 s');
+          }, 10_000);
+        }),
+      ]);
+      clearTimeout(timer);
+      assert.deepEqual(result, { redriven: 2, keyBusy: 1 });
+      // The publisher goes on under key a, which the redrive had to lock: no deadlock.
+      await outbox.publish(holder, 'q', 'held too', { orderingKey: 'a' });
+      await holder.query('COMMIT');
+    } finally {
+      holder.release();
+    }
+    assert.deepEqual(await outbox.dlq.redrive({ queue: 'q' }), { redriven: 1, keyBusy: 0 });
+    const { rows } = await db.pool.query<{ body: string }>(
+      `SELECT convert_from(payload, 'UTF8') AS body FROM ${table} WHERE ordering_key = 'b' ORDER BY id`,
+    );
+    assert.deepEqual(
+      rows.map((row) => row.body),
+      ['held', 'dead b'],
+      'the dead letter goes behind the row its key was busy with',
+    );
+  });
+
   test('a redriven dead letter keeps its key and goes to the end of its line', async () => {
     const table = 'ordering_redrive';
     const outbox = newOutbox({ pool: db.pool, table });

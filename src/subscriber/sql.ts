@@ -58,6 +58,16 @@ export interface SubscriberSql {
   /** $1 ids, $2 tokens. Gives back rows claimed but never started (stop): redelivered at once, not after the TTL. */
   readonly releaseLeases: Statement;
   /**
+   * $1 queues (text[]), $2 lease TTL in ms, $3 ids running here (skipped, as the claim's $5), $4
+   * limit: leases that ran out (a holder that died, or one past its lease), given back unleased,
+   * oldest first, returning their ids. They rejoin the ready walk at their due time, in front of a
+   * backlog: the claim's expired branch runs only when the ready branch came up short, which a
+   * backlog never lets happen, so a crashed process's rows (and their keys) waited for the whole
+   * backlog, or for good under a steady one. The count stays: the next claim counts a delivery,
+   * as re-claiming the row would have. A stale holder's write is fenced off as before (no token).
+   */
+  readonly releaseExpired: Statement;
+  /**
    * $1 id, $2 token. A transactional delivery's first statement: locks its row while the lease is
    * still its own (no row: the lease was lost before the handler started). See delivery-transaction.ts.
    */
@@ -358,6 +368,19 @@ export function buildSubscriberSql(names: SchemaNames): SubscriberSql {
       'release',
       `UPDATE ${t} AS t SET acquired_token = NULL, acquired_at = NULL, deliveries_count = greatest(t.deliveries_count - 1, 0)
 FROM ${PAIRS} WHERE ${PAIRS_MATCH}`,
+    ),
+    releaseExpired: statement(
+      'release_expired',
+      `UPDATE ${t} AS t SET acquired_token = NULL, acquired_at = NULL
+WHERE t.id = ANY(ARRAY(
+  SELECT id FROM ${t}
+  WHERE acquired_token IS NOT NULL AND queue = ANY($1::text[])
+    AND acquired_at < now() - $2::double precision * interval '1 millisecond' AND id <> ALL($3::bigint[])
+  ORDER BY acquired_at
+  LIMIT $4
+  FOR UPDATE SKIP LOCKED
+))
+RETURNING t.id::text AS id`,
     ),
     lockLease: statement(
       'lock_lease',

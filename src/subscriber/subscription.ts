@@ -60,6 +60,9 @@ interface Claimer {
  */
 const PREFETCH_PAUSE_LEASES = 10;
 
+/** Rows one releaseExpired statement gives back at most; a full one is followed by another. */
+const RELEASE_EXPIRED_LIMIT = 1_000;
+
 /** The $5 of a claim when nothing running here is old enough to be re-claimed. */
 const NONE_RUNNING = '{}';
 const queueOfLease = (lease: Lease): string => lease.record.queue;
@@ -128,6 +131,8 @@ export class Subscription {
   #renewTimer: NodeJS.Timeout | undefined;
   /** Rows whose transactional delivery holds their row lock (delivery-transaction.ts): the lock is their lease, not renewed. */
   readonly #locked = new Set<Lease>();
+  /** When the claim loop last gave back expired leases (#releaseExpired): every half lease under a backlog. */
+  #expiredReleasedAt = Number.NEGATIVE_INFINITY;
   /** The renewal statement in flight, if any: renewals never overlap, and stop() waits for the last one. */
   #renewing: Promise<void> | undefined;
   #idleWaiters: (() => void)[] = [];
@@ -331,6 +336,10 @@ export class Subscription {
         break;
       }
       const full = claimed.length === limit;
+      // A full claim never reached its expired branch: every half lease, expired leases go back.
+      if (full && primary && claimStartedAt - this.#expiredReleasedAt >= this.options.leaseTtlMs / 2) {
+        await this.#releaseExpired(claimStartedAt);
+      }
       claimed = this.#withoutPaused(this.#adoptReclaimed(claimed), claimStartedAt);
       this.#pipelined = full && !this.#prefetchPaused() && (this.#pipelined || outran || this.#starvations > starvationsBefore);
       const endedBefore = this.#endedSynchronously;
@@ -389,6 +398,32 @@ export class Subscription {
     const leases = schedule.learn(plan, rows, leasedAt).map((row): Lease => ({ record: decodeClaimedRow(row), token, leasedAt }));
     emitFetched(this.#deps.emit, this.options.name, plan.queues, leases, queueOfLease);
     return leases;
+  }
+
+  /**
+   * Gives back the subscription's queues' expired leases (sql.ts releaseExpired): under a backlog
+   * the claim's expired branch never runs. A failure is logged; the next full claim tries again.
+   */
+  async #releaseExpired(now: number): Promise<void> {
+    this.#expiredReleasedAt = now;
+    const { queues, leaseTtlMs, name } = this.options;
+    try {
+      const { rows } = await this.#deps.db.run<{ id: string }>(this.#deps.sql.releaseExpired, [
+        queues,
+        leaseTtlMs,
+        this.#runningPastHalfLease(),
+        RELEASE_EXPIRED_LIMIT,
+      ]);
+      if (rows.length === 0) return;
+      // More may be left: the next full claim gives back the next ones.
+      if (rows.length === RELEASE_EXPIRED_LIMIT) this.#expiredReleasedAt = Number.NEGATIVE_INFINITY;
+      this.#deps.logger.warn(
+        { subscriber: name, rows: rows.length, leaseTtlMs },
+        'gave back rows whose lease ran out (a process that died, or a handler past its lease): they run next, ahead of the backlog',
+      );
+    } catch (error) {
+      this.#deps.logger.error({ subscriber: name, err: errorMessage(error) }, 'could not give back expired leases; will retry');
+    }
   }
 
   /**

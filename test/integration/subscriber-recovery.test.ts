@@ -12,6 +12,7 @@ import { outboxFactory } from '../support/outboxes.js';
 import { publishCommitted, remaining } from '../support/publish.js';
 import { FAST_POLL, migratedOutbox } from '../support/subscriber-setup.js';
 import { TestLogger } from '../support/test-logger.js';
+import { inTransaction } from '../support/transaction.js';
 import { waitFor } from '../support/wait-for.js';
 
 const db = useTestDatabase(import.meta.url);
@@ -53,6 +54,45 @@ describe('crashes and database failures lose nothing (DESIGN invariant 3)', () =
       'rows the child held were redelivered after their leases expired',
     );
   });
+
+  for (const queues of [['orphan'], ['orphan', 'other']]) {
+    test(`a dead holder's rows are taken back under a backlog, not after it (${queues.length} queue${queues.length > 1 ? 's' : ''})`, async () => {
+      const table = `orphan_${queues.length}`;
+      const { outbox } = await migratedOutbox(newOutbox, db.pool, table);
+      const keyed = (body: string) =>
+        inTransaction(db.pool, (client) => outbox.publish(client, 'orphan', body, { orderingKey: 'k' }));
+      const orphan = await keyed('orphaned');
+      // As a process that claimed it and died left it: leased an hour ago, one delivery counted.
+      await db.pool.query(
+        `UPDATE ${table} SET acquired_token = gen_random_uuid(), acquired_at = now() - interval '1 hour', deliveries_count = 1 WHERE id = $1`,
+        [orphan],
+      );
+      await keyed('next of its key');
+      await publishCommitted(
+        outbox,
+        db.pool,
+        'orphan',
+        Array.from({ length: 300 }, (_, i) => i),
+      );
+      const order: unknown[] = [];
+      outbox.subscribe(
+        queues,
+        async (message) => {
+          order.push(message.body);
+          await new Promise((resolve) => setTimeout(resolve, 1));
+        },
+        { concurrency: 1, fetchBatchSize: 10, leaseTtlMs: 2_000, ...FAST_POLL },
+      );
+      outbox.start();
+      await waitFor(async () => (await remaining(db.pool, 'orphan', table)) === 0, {
+        timeoutMs: 30_000,
+        what: 'the queue drained',
+      });
+      const at = order.indexOf('orphaned');
+      assert.ok(at >= 0 && at < 100, `the orphaned row ran at position ${at} of ${order.length}`);
+      assert.ok(order.indexOf('next of its key') > at, 'and its key kept its order');
+    });
+  }
 
   test("the subscriber's connections killed with pg_terminate_backend mid-run: every message is still delivered", async () => {
     const pool = new pg.Pool({ connectionString: db.url, max: 6 });

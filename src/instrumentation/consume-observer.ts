@@ -31,11 +31,30 @@ export interface ConsumeObserver<S = unknown> {
    * failed (an inner observer or middleware threw), `thrown` being what it threw.
    */
   end(state: S, ctx: ObservedConsume, result: ConsumeResult | undefined, thrown: unknown): void;
-  /** Once the outcome's write landed (what `ctx.written` resolves with). Must not throw. */
-  written?(state: S, write: OutcomeWrite): void;
+  /**
+   * Once the outcome's write landed: `write` is what the database did (what `ctx.written` resolves
+   * with), `result` the delivery's final result, the one that was written. It differs from what
+   * `end` saw when a middleware or observer outside this one failed the delivery afterwards (an ack
+   * made a retry): count outcomes from it. Undefined only when the consume hook was called outside
+   * an Outbox (not through MiddlewareChain) and failed inside. Must not throw.
+   */
+  written?(state: S, write: OutcomeWrite, result: ConsumeResult | undefined): void;
 }
 
 type AnyObserver = ConsumeObserver;
+
+/**
+ * The final result of each delivery that went through MiddlewareChain.consume with an observer's
+ * hook in it, for that hook's `written`: ctx.written says what the database did, not with which
+ * result, and the result is the chain's to decide after every hook returned. Keyed by the context,
+ * so it goes with it; only the generic chain pays for it (the observer path hands it over itself).
+ */
+const WRITTEN_RESULTS = new WeakMap<ConsumeContext, ConsumeResult>();
+
+/** MiddlewareChain.consume: the result the chain returns, and the outcome write will write, for `ctx`. */
+export function rememberWrittenResult(ctx: ConsumeContext, result: ConsumeResult): void {
+  WRITTEN_RESULTS.set(ctx, result);
+}
 
 /** The observer each of txoutbox's middlewares was built from, with the consume hook built from it. */
 const OBSERVERS = new WeakMap<object, { readonly observer: AnyObserver; readonly consume: Middleware['consume'] }>();
@@ -55,11 +74,13 @@ function observingConsume<S>(observer: ConsumeObserver<S>): NonNullable<Middlewa
       thrown = error;
       throw error;
     } finally {
-      // Registered before end(), which may throw: a started observer always hears the write.
+      // Registered before end(), which may throw: a started observer always hears the write. The
+      // chain's result is set before the write starts, so before ctx.written resolves; without a
+      // chain (a hook called directly), this hook's own view is all there is.
       if (observer.written !== undefined)
         void ctx.written.then((write) => {
           try {
-            observer.written?.(state, write);
+            observer.written?.(state, write, WRITTEN_RESULTS.get(ctx) ?? result);
           } catch {
             // A metrics failure loses a sample; thrown here it would be an unhandled rejection.
           }

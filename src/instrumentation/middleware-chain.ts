@@ -1,6 +1,6 @@
 import { InvalidOptionError, MiddlewareError } from '../errors.js';
 import type { Logger } from '../util/logger.js';
-import { type ConsumeObserver, consumeObserverOf, type ObservedConsume } from './consume-observer.js';
+import { type ConsumeObserver, consumeObserverOf, type ObservedConsume, rememberWrittenResult } from './consume-observer.js';
 import type { ConsumeContext, ConsumeResult, CustomStat, Middleware, PublishContext, PublishResult } from './middleware.js';
 import { type Fail, observeConsume, type Settle } from './observed-consume.js';
 import { safeInvoke } from './safe-invoke.js';
@@ -52,6 +52,8 @@ export class MiddlewareChain {
   readonly #stat: Named<(stat: CustomStat) => void>[] = [];
   /** The consume hooks' observers, in order, when every consume middleware is one of txoutbox's (consume-observer.ts). */
   readonly #observers: readonly ConsumeObserver[] | undefined;
+  /** True when some consume hook is an observer's: its `written` needs the chain's final result. */
+  readonly #withObserver: boolean;
   readonly #logger: Logger;
 
   constructor(middlewares: readonly Middleware[], logger: Logger) {
@@ -65,6 +67,7 @@ export class MiddlewareChain {
     const withConsume = middlewares.filter((middleware) => middleware.consume !== undefined);
     const observers = withConsume.map(consumeObserverOf).filter((observer) => observer !== undefined);
     this.#observers = observers.length > 0 && observers.length === withConsume.length ? observers : undefined;
+    this.#withObserver = observers.length > 0;
   }
 
   /**
@@ -103,13 +106,19 @@ export class MiddlewareChain {
     if (this.#consume.length === 0) return await inner();
     const { innerRun, chainError } = await run(this.#consume, ctx, inner);
     const result = innerRun === undefined ? undefined : await innerRun;
-    if (chainError === undefined && result !== undefined) return result;
-    this.#logger.warn(
-      { subscriber: ctx.subscriber, queue: ctx.queue, messageId: ctx.messageId, err: describe(chainError) },
-      'a consume middleware failed; the delivery counts as failed',
-    );
-    if (result !== undefined && result.status === 'error') return result;
-    return fail(chainError, result);
+    let final: ConsumeResult;
+    if (chainError === undefined && result !== undefined) final = result;
+    else {
+      this.#logger.warn(
+        { subscriber: ctx.subscriber, queue: ctx.queue, messageId: ctx.messageId, err: describe(chainError) },
+        'a consume middleware failed; the delivery counts as failed',
+      );
+      final = result !== undefined && result.status === 'error' ? result : fail(chainError, result);
+    }
+    // The observers' `written` counts what is written, not what their `end` saw: a hook outside
+    // them that threw after next() made this run's ack a retry (prometheus-seams.test.ts).
+    if (this.#withObserver) rememberWrittenResult(ctx, final);
+    return final;
   }
 
   /**

@@ -28,10 +28,11 @@ export type Fail = (error: unknown, handlerResult: ConsumeResult | undefined) =>
 /**
  * One delivery through consume observers (consume-observer.ts): `start` outermost first, each
  * inside the `around` of the ones outside it, `inner` inside them all, then `end` innermost first,
- * and `written` (innermost first) when the outcome's write landed. The failure rules are MiddlewareChain.consume's, step for step: an observer that throws
- * in `start` makes the ones outside it end with that error (the ones inside never start); one that
- * throws in `end` makes the ones outside it end with that error; either way the delivery fails
- * through `fail` unless the handler's own result is already an error. Returns what `settle`
+ * and `written` (innermost first, with the final result) when the outcome's write landed. The
+ * failure rules are MiddlewareChain.consume's, step for step: an observer that throws in `start`
+ * makes the ones outside it end with that error (the ones inside never start); one that throws in
+ * `end` makes the ones outside it end with that error; either way the delivery fails through
+ * `fail` unless the handler's own result is already an error. Returns what `settle`
  * returns: nothing at all for a synchronous handler whose ack went to the acker.
  */
 export function observeConsume(
@@ -102,14 +103,19 @@ function finish(
     );
     final = result !== undefined && result.status === 'error' ? result : fail(chainError, result);
   }
-  return settle(final, writtenOf(observers, states, logger));
+  return settle(final, writtenOf(observers, states, logger, final));
 }
 
-/** Tells every started observer that has a `written` callback what the write did; undefined when none has. */
+/**
+ * Tells every started observer that has a `written` callback what the write did, and with which
+ * result: `final`, the one settle() writes, not the one each observer's `end` saw (an observer
+ * outside may have failed an ack into a retry). Undefined when no observer listens.
+ */
 function writtenOf(
   observers: readonly AnyObserver[],
   states: readonly unknown[],
   logger: Logger,
+  final: ConsumeResult,
 ): ((write: OutcomeWrite) => void) | undefined {
   let any = false;
   for (let i = 0; i < states.length; i++)
@@ -121,7 +127,7 @@ function writtenOf(
       if (states[i] === NOT_STARTED) continue;
       const observer = observers[i] as AnyObserver;
       try {
-        observer.written?.(states[i], write);
+        observer.written?.(states[i], write, final);
       } catch (error) {
         // The acker's settle must not throw (acker.ts); a metrics failure loses a sample, never a write.
         logger.debug({ err: describe(error) }, 'a consume observer threw on the written outcome; ignored');

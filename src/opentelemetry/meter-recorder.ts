@@ -1,12 +1,15 @@
-import { type Attributes, type MeterProvider, metrics } from '@opentelemetry/api';
+import { type Attributes, createNoopMeter, type MeterProvider, metrics } from '@opentelemetry/api';
 
 import type { OutboxEvent, Recorder } from '../instrumentation/events.js';
 import { ATTR, INSTRUMENTATION_SCOPE, MESSAGING_SYSTEM, OPERATION } from './attributes.js';
-import { createInstruments } from './instruments.js';
+import { createInstruments, type Instruments } from './instruments.js';
 import { resolveProvider, resolveRaw } from './options.js';
 
 export interface OpenTelemetryRecorderOptions {
-  /** Where instruments are created. @default the global provider (`metrics.setGlobalMeterProvider`, the Node SDK's) */
+  /**
+   * Where instruments are created. @default the global provider (`metrics.setGlobalMeterProvider`,
+   * the Node SDK's), even one registered after the recorder was made
+   */
   readonly meterProvider?: MeterProvider;
 }
 
@@ -62,14 +65,20 @@ function withError(attributes: Attributes, exceptionType: string | undefined): A
  * something was thrown (or passed to ctx.nack / ctx.reject): a deliberate nack is an outcome.
  *
  * Events this version does not know are ignored, so an Outbox that reports more does not break it.
+ *
+ * Without `meterProvider` the global provider is used, even one registered after the recorder was
+ * made (globalInstruments below); events before that registration are not counted anywhere.
  */
 export function openTelemetryRecorder(options?: OpenTelemetryRecorderOptions): Recorder {
   const raw = resolveRaw(options, 'openTelemetryRecorder', KNOWN);
   const provider = resolveProvider(raw, 'meterProvider', 'getMeter', 'new MeterProvider({ readers })') as
     MeterProvider | undefined;
-  const m = createInstruments((provider ?? metrics.getMeterProvider()).getMeter(INSTRUMENTATION_SCOPE));
+  const instruments =
+    provider === undefined ? globalInstruments() : constant(createInstruments(provider.getMeter(INSTRUMENTATION_SCOPE)));
 
   return (event: OutboxEvent): void => {
+    const m = instruments();
+    if (m === undefined) return; // no meter provider registered yet: nothing would be exported
     switch (event.type) {
       case 'published': {
         const attributes = base(event.queue, undefined, OPERATION.send);
@@ -146,5 +155,31 @@ export function openTelemetryRecorder(options?: OpenTelemetryRecorderOptions): R
       default:
         return; // an event type added after this version
     }
+  };
+}
+
+function constant(m: Instruments): () => Instruments {
+  return () => m;
+}
+
+/**
+ * Instruments of the global meter provider, created once one is registered. The API (1.9) has no
+ * proxy meter provider: until the SDK registers one, `metrics.getMeterProvider()` is a no-op whose
+ * instruments drop everything, forever. A recorder is easily made before `sdk.start()` (a
+ * module-level `new Outbox({ recorder })` runs before the SDK's module under ESM import
+ * hoisting), so the global provider is asked again at each event while it is still the no-op one
+ * (its meter is the API's `createNoopMeter()` singleton). Once a real one answers, its
+ * instruments are kept: no per-event lookup, and a provider registered later (after
+ * `metrics.disable()`) does not take them over, as with instruments made from a provider.
+ */
+function globalInstruments(): () => Instruments | undefined {
+  const noop = createNoopMeter();
+  let resolved: Instruments | undefined;
+  return () => {
+    if (resolved !== undefined) return resolved;
+    const meter = metrics.getMeter(INSTRUMENTATION_SCOPE);
+    if (meter === noop) return undefined;
+    resolved = createInstruments(meter);
+    return resolved;
   };
 }

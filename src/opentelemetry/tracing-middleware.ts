@@ -2,6 +2,7 @@ import {
   type Attributes,
   type Context,
   context,
+  diag,
   type Span,
   SpanKind,
   type SpanOptions,
@@ -11,10 +12,10 @@ import {
   type TracerProvider,
 } from '@opentelemetry/api';
 
-import { InvalidOptionError, renderValue } from '../errors.js';
+import { errorMessage, InvalidOptionError, renderValue } from '../errors.js';
 import { type ConsumeObserver, type ObservedConsume, observingMiddleware } from '../instrumentation/consume-observer.js';
 import { exceptionTypeOf } from '../instrumentation/events.js';
-import type { ConsumeResult, Middleware, PublishContext } from '../instrumentation/middleware.js';
+import type { ConsumeResult, Middleware, PublishContext, PublishResult } from '../instrumentation/middleware.js';
 import { Memo } from '../util/memo.js';
 import { ATTR, INSTRUMENTATION_SCOPE, MESSAGING_SYSTEM, OPERATION } from './attributes.js';
 import { resolveProvider, resolveRaw } from './options.js';
@@ -145,6 +146,15 @@ function recordResult(span: Span, result: ConsumeResult): void {
   if (result.status === 'error') markError(span, result.error);
 }
 
+/** span.end(), whose span processors' onEnd may throw: told to `failed`, never to the caller. */
+function endSpan(span: Span, failed: (error: unknown) => void): void {
+  try {
+    span.end();
+  } catch (error) {
+    failed(error);
+  }
+}
+
 /**
  * Spans per the OpenTelemetry messaging conventions, from the middleware seam:
  *
@@ -160,6 +170,9 @@ function recordResult(span: Span, result: ConsumeResult): void {
  * Both set `ctx.traceId` (sampled spans only), which prometheusMiddleware attaches to its duration
  * samples as an exemplar, in either order in `middlewares`. No metrics here: they are
  * openTelemetryRecorder's, so nothing is counted twice.
+ *
+ * A tracing SDK that throws (a span processor's onStart / onEnd, a sampler) costs spans, never a
+ * delivery or a publish: reported once on OpenTelemetry's `diag` logger, then ignored.
  */
 export function tracingMiddleware(options?: TracingMiddlewareOptions): Middleware {
   const raw = resolveRaw(options, 'tracingMiddleware', KNOWN);
@@ -174,6 +187,27 @@ export function tracingMiddleware(options?: TracingMiddlewareOptions): Middlewar
   // the SDK starts still exports to it.
   const tracer = (provider ?? trace.getTracerProvider()).getTracer(INSTRUMENTATION_SCOPE);
   const starts = new Memo((subscriber: string) => new Memo((queue: string) => consumeStart(subscriber, queue)));
+
+  // The SDK calls span processors and the sampler synchronously from startSpan and span.end(), and
+  // its MultiSpanProcessor catches nothing: a user processor or sampler that throws would throw here,
+  // into the delivery (a throw at start: the handler never runs, the row is retried; at end: an ack
+  // turns into a retry) or into publish() after its INSERT landed in the caller's transaction. So
+  // every SDK call is guarded (DESIGN invariant 5): a failed start runs the work without a span, a
+  // failed end loses the span, never the message (opentelemetry.test.ts, "a failing tracing SDK").
+  // Reported once per middleware on OpenTelemetry's diag logger, where the SDK reports its own
+  // failures: a processor that throws for every span would otherwise log once per message.
+  let reported = false;
+  const spanFailed = (error: unknown): void => {
+    if (reported) return;
+    reported = true;
+    try {
+      diag.error(
+        `txoutbox tracingMiddleware: the tracing SDK threw (a span processor or the sampler); spans may be missing, deliveries and publishes go on. Later failures are not reported. ${exceptionTypeOf(error)}: ${errorMessage(error)}`,
+      );
+    } catch {
+      // A diag logger that throws, or an error that cannot be printed: the report is lost, nothing else.
+    }
+  };
 
   // The consume hook as observer callbacks (instrumentation/consume-observer.ts): the generic
   // hook is built from them, and an Outbox whose consume middlewares are all txoutbox's calls them
@@ -192,31 +226,40 @@ export function tracingMiddleware(options?: TracingMiddlewareOptions): Middlewar
         const remote = remoteSpanContext(carried);
         if (remote !== undefined) options = { ...options, root: true, links: [{ context: remote }] };
       }
-      const span = tracer.startSpan(start.name, options, carried);
-      // A span the sampler dropped records nothing, so nothing is built for it: no attributes, no
-      // outcome, no exception event. It is still made active around the handler (around): its
-      // context (the row's trace id, the not-sampled flag) is what a follow-up publish carries, so
-      // parent-based sampling downstream keeps dropping the trace (tracing-sampling.test.ts).
-      const recording = span.isRecording();
-      if (recording) setMessageAttributes(span, ctx);
-      ctx.traceId = sampledTraceId(span) ?? ctx.traceId;
-      // `carried` keeps the row's baggage in link mode too; only the parent span differs.
-      return { span, recording, active: trace.setSpan(carried, span) };
+      // A try block, not a guard(() => …): no closure per delivery, and no cost until it throws.
+      let span: Span | undefined;
+      try {
+        span = tracer.startSpan(start.name, options, carried);
+        // A span the sampler dropped records nothing, so nothing is built for it: no attributes, no
+        // outcome, no exception event. It is still made active around the handler (around): its
+        // context (the row's trace id, the not-sampled flag) is what a follow-up publish carries, so
+        // parent-based sampling downstream keeps dropping the trace (tracing-sampling.test.ts).
+        const recording = span.isRecording();
+        if (recording) setMessageAttributes(span, ctx);
+        ctx.traceId = sampledTraceId(span) ?? ctx.traceId;
+        // `carried` keeps the row's baggage in link mode too; only the parent span differs.
+        return { span, recording, active: trace.setSpan(carried, span) };
+      } catch (error) {
+        spanFailed(error);
+        // The handler runs in the row's context, without a span of ours (a follow-up publish still
+        // carries the row's trace); a span that did start is ended in end(), with nothing recorded.
+        return { span, recording: false, active: carried };
+      }
     },
     around(run, inner) {
       return context.with(run.active, inner);
     },
     end({ span, recording }, _ctx, result, thrown) {
       if (span === undefined) return;
-      try {
-        // No result: a middleware inside this one failed, and the delivery with it (middleware-chain.ts).
-        if (recording) {
+      // No result: a middleware inside this one failed, and the delivery with it (middleware-chain.ts).
+      if (recording)
+        try {
           if (result === undefined) markError(span, thrown);
           else recordResult(span, result);
+        } catch (error) {
+          spanFailed(error);
         }
-      } finally {
-        span.end();
-      }
+      endSpan(span, spanFailed);
     },
   };
 
@@ -225,28 +268,53 @@ export function tracingMiddleware(options?: TracingMiddlewareOptions): Middlewar
 
     async publish(ctx, next) {
       const parent = context.active();
-      const span = tracer.startSpan(
-        `${OPERATION.send.name} ${ctx.queue}`,
-        { kind: SpanKind.PRODUCER, attributes: publishAttributes(ctx) },
-        parent,
-      );
+      let span: Span;
+      try {
+        span = tracer.startSpan(
+          `${OPERATION.send.name} ${ctx.queue}`,
+          { kind: SpanKind.PRODUCER, attributes: publishAttributes(ctx) },
+          parent,
+        );
+      } catch (error) {
+        spanFailed(error);
+        // No span: the rows still carry the caller's trace context, so the consumer joins its trace.
+        injectInto(ctx.headers, parent);
+        await next();
+        return;
+      }
       const withSpan = trace.setSpan(parent, span);
       injectInto(ctx.headers, withSpan);
-      ctx.traceId = sampledTraceId(span) ?? ctx.traceId;
-      const recording = span.isRecording();
+      let recording = false;
       try {
-        const result = await context.with(withSpan, next);
-        if (recording) {
+        ctx.traceId = sampledTraceId(span) ?? ctx.traceId;
+        recording = span.isRecording();
+      } catch (error) {
+        spanFailed(error);
+      }
+      // What next() settled with is what publish() gets: a tracing error never replaces it (thrown
+      // after the INSERT landed, it would fail the caller's transaction).
+      let result: PublishResult;
+      try {
+        result = await context.with(withSpan, next);
+      } catch (error) {
+        if (recording)
+          try {
+            markError(span, error);
+          } catch (spanError) {
+            spanFailed(spanError);
+          }
+        endSpan(span, spanFailed);
+        throw error;
+      }
+      if (recording)
+        try {
           const [id] = result.ids;
           if (!ctx.batch && typeof id === 'string') span.setAttribute(ATTR.messageId, id);
           span.setAttribute(ATTR.inserted, result.inserted);
+        } catch (error) {
+          spanFailed(error);
         }
-      } catch (error) {
-        if (recording) markError(span, error);
-        throw error;
-      } finally {
-        span.end();
-      }
+      endSpan(span, spanFailed);
     },
   });
 }

@@ -42,7 +42,7 @@ type Status = ConsumeResult['status'];
 interface ConsumeRun {
   readonly series: ConsumeSeries;
   readonly t0: number;
-  /** How the run ended, once it did: what processed{status} counts when the write landed. */
+  /** How the run ended as this middleware saw it (end): whether it already counted an exception. */
   status: Status;
 }
 
@@ -95,10 +95,18 @@ class ConsumeSeries {
     }
   }
 
-  /** The outcome's write landed: processed{status}, or error when it did not take (see consume). */
-  written(write: OutcomeWrite, status: Status): void {
+  /**
+   * The outcome's write landed: processed{status} of the result written, or error when the write
+   * did not take (see the observer's written). `seen`: the status this middleware's end() saw.
+   */
+  written(write: OutcomeWrite, result: ConsumeResult | undefined, seen: Status): void {
     try {
+      const status = result === undefined ? 'error' : result.status;
       this.processed.get(write === 'written' ? status : 'error').inc(1);
+      // Failed from outside after this middleware saw it end well (an outer middleware threw after
+      // next()): the error that failed the delivery is an exception ended() could not count.
+      if (status === 'error' && seen !== 'error' && result !== undefined)
+        this.exceptions.get(exceptionTypeOf(result.error)).inc(1);
     } catch {
       // see guard()
     }
@@ -162,11 +170,13 @@ export function prometheusMiddleware(options: PrometheusMiddlewareOptions): Midd
         result === undefined ? thrown : result.error,
       );
     },
-    written(run, write) {
-      // processed{status} says what the database did: a run whose outcome was fenced off (lease
-      // lost), failed to write, or was abandoned at shutdown is redelivered, so it counts as an
-      // error, never as throughput. Counted when the (coalesced) write lands.
-      run.series.written(write, run.status);
+    written(run, write, result) {
+      // processed{status} says what the database did: the status of the result written, which a
+      // middleware outside this one may have failed after this one's end() (its ack then became a
+      // retry, and the redelivery is the ack); and a run whose outcome was fenced off (lease lost),
+      // failed to write, or was abandoned at shutdown is redelivered, so it counts as an error,
+      // never as throughput. Counted when the (coalesced) write lands.
+      run.series.written(write, result, run.status);
     },
   };
 

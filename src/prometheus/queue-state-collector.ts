@@ -44,9 +44,12 @@ export interface QueueStateCollectorOptions extends PrometheusBaseOptions {
 export interface QueueStateCollector {
   /** The series' names, in registration order. */
   readonly metricNames: readonly string[];
-  /** Stops reporting this Outbox (its series disappear; the metrics go when no collector is left). */
+  /**
+   * Stops reporting this Outbox (its series disappear; the metrics go when no collector is left).
+   * Idempotent: a second call, or close() after it, changes nothing, whatever registered since.
+   */
   remove(): void;
-  /** remove(), and with leaderElection closes the lock's session (releasing the lock) within about 1 s. */
+  /** remove(), and with leaderElection closes the lock's session (releasing the lock) within about 1 s. Idempotent too. */
   close(): Promise<void>;
 }
 
@@ -179,13 +182,15 @@ export function queueStateCollector(outbox: Outbox, options: QueueStateCollector
   family.errors.inc(labels, 0);
   family.sources.add(source);
   leader?.start();
+  let removed = false;
   const remove = (): void => {
+    // Idempotent: once this family is emptied, a later collector may register a new family under
+    // the same names, and a second remove() (or close() after remove()) must not take it away.
+    if (removed) return;
+    removed = true;
     family.sources.delete(source);
     family.errors.remove(labels);
-    if (family.sources.size === 0) {
-      for (const metric of family.metrics) registry.removeSingleMetric((metric as unknown as { name: string }).name);
-      families.get(registry)?.delete(prefix);
-    }
+    if (family.sources.size === 0) removeFamily(registry, prefix, family);
   };
   return {
     metricNames: family.metrics.map((m) => (m as unknown as { name: string }).name),
@@ -204,6 +209,20 @@ export function queueStateCollector(outbox: Outbox, options: QueueStateCollector
 async function readAll(family: Family): Promise<{ source: Source; snapshot: QueueStateSnapshot }[]> {
   const read = await Promise.all([...family.sources].map(async (source) => ({ source, snapshot: await source.read() })));
   return read.flatMap(({ source, snapshot }) => (snapshot === undefined ? [] : [{ source, snapshot }]));
+}
+
+/**
+ * Unregisters the metrics of `family` that are still its own. After registry.clear() a new family
+ * of the same names may be registered (obtainFamily) while the old one still has a collector:
+ * removing by name alone would take the new family's metrics when that collector leaves.
+ */
+function removeFamily(registry: AnyRegistry, prefix: string, family: Family): void {
+  for (const metric of family.metrics) {
+    const name = (metric as unknown as { name: string }).name;
+    if (registry.getSingleMetric(name) === metric) registry.removeSingleMetric(name);
+  }
+  const byPrefix = families.get(registry);
+  if (byPrefix?.get(prefix) === family) byPrefix.delete(prefix);
 }
 
 function obtainFamily(registry: AnyRegistry, prefix: string): Family {

@@ -54,8 +54,14 @@ export class StatsdClient {
     this.#queue(`${key}:${(seconds * 1000).toFixed(3)}|ms`);
   }
 
+  /**
+   * Sets gauge `key`. A signed value (`-3|g`) is a delta to Etsy statsd and Telegraf (10 becomes 7,
+   * not -3), so a negative value is sent as a reset to 0 then the delta, as the statsd protocol
+   * says to set a negative gauge; both lines go in one datagram, so neither can arrive alone.
+   */
   gauge(key: string, value: number): void {
-    this.#queue(`${key}:${value}|g`);
+    if (value < 0) this.#queue(`${key}:0|g`, `${key}:${value}|g`);
+    else this.#queue(`${key}:${value}|g`);
   }
 
   /** Sends what is queued now; used before the process exits. */
@@ -68,8 +74,9 @@ export class StatsdClient {
     this.#socket.close();
   }
 
-  #queue(line: string): void {
-    this.#queued.push(`${this.#path}.${line}`);
+  /** Queues `lines` as one entry: #datagrams never splits an entry across two datagrams. */
+  #queue(...lines: string[]): void {
+    this.#queued.push(lines.map((line) => `${this.#path}.${line}`).join('\n'));
     if (this.#flushScheduled) return;
     this.#flushScheduled = true;
     setImmediate(() => {
@@ -79,16 +86,16 @@ export class StatsdClient {
 
   #datagrams(): string[] {
     this.#flushScheduled = false;
-    const lines = this.#queued;
+    const entries = this.#queued;
     this.#queued = [];
     const datagrams: string[] = [];
     let current = '';
-    for (const line of lines) {
-      if (current !== '' && current.length + line.length + 1 > MAX_DATAGRAM_BYTES) {
+    for (const entry of entries) {
+      if (current !== '' && current.length + entry.length + 1 > MAX_DATAGRAM_BYTES) {
         datagrams.push(current);
         current = '';
       }
-      current += `${line}\n`;
+      current += `${entry}\n`;
     }
     if (current !== '') datagrams.push(current);
     return datagrams;

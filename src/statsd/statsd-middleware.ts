@@ -1,3 +1,4 @@
+import { type ConsumeObserver, observingMiddleware } from '../instrumentation/consume-observer.js';
 import { exceptionTypeOf } from '../instrumentation/events.js';
 import type { Middleware } from '../instrumentation/middleware.js';
 import type { StatsdClient } from './statsd-client.js';
@@ -8,27 +9,35 @@ import type { StatsdClient } from './statsd-client.js';
  * database did not take it), `retried`, `dropped.<reason>`, `exception.<type>`,
  * `processing_time` in ms, and the handler's custom stats (incr → c, set → g, observe/time → ms).
  * Publishes add `published` and `publish_time`. Keys are bounded: no ids, no messages.
+ *
+ * The consume hook is a consume observer (instrumentation/consume-observer.ts), with no state per
+ * delivery: its `written` is handed the result that was written, so a middleware outside this one
+ * that fails an acked run (its ack becomes a retry) is counted as the error and retry it wrote,
+ * never as `acked` (statsd.test.ts).
  */
 export function statsdMiddleware(client: StatsdClient): Middleware {
-  return {
-    name: 'statsd',
-    consume: async (ctx, next) => {
-      const result = await next();
+  const observer: ConsumeObserver<undefined> = {
+    start: () => undefined,
+    end(_state, _ctx, result) {
       client.increment('processed');
-      client.timing('processing_time', result.durationSeconds);
-      if (result.status === 'error') client.increment(`exception.${exceptionTypeOf(result.error)}`);
+      // No result: a middleware inside this one failed; written counts the failure it became.
+      if (result !== undefined) client.timing('processing_time', result.durationSeconds);
+    },
+    written(_state, write, result) {
       // The status, the retry and the drop as the database took them (as prometheusMiddleware): an
       // outcome fenced off by a lost lease, failed or abandoned is an error, and did not happen.
-      void ctx.written.then((write) => {
-        if (write !== 'written') {
-          client.increment('error');
-          return;
-        }
-        client.increment(result.status);
-        if (result.outcome.kind === 'retry') client.increment('retried');
-        if (result.outcome.kind === 'terminal') client.increment(`dropped.${result.outcome.reason}`);
-      });
+      if (result !== undefined && result.status === 'error') client.increment(`exception.${exceptionTypeOf(result.error)}`);
+      if (write !== 'written' || result === undefined) {
+        client.increment('error');
+        return;
+      }
+      client.increment(result.status);
+      if (result.outcome.kind === 'retry') client.increment('retried');
+      if (result.outcome.kind === 'terminal') client.increment(`dropped.${result.outcome.reason}`);
     },
+  };
+  return observingMiddleware(observer, {
+    name: 'statsd',
     publish: async (_ctx, next) => {
       const started = performance.now();
       const result = await next();
@@ -40,5 +49,5 @@ export function statsdMiddleware(client: StatsdClient): Middleware {
       else if (stat.kind === 'gauge') client.gauge(stat.key, stat.value);
       else client.timing(stat.key, stat.value);
     },
-  };
+  });
 }

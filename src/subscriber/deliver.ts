@@ -1,7 +1,7 @@
 import { performance } from 'node:perf_hooks';
 
 import { errorMessage } from '../errors.js';
-import type { ObservedConsume } from '../instrumentation/consume-observer.js';
+import { type ObservedConsume, rememberWrittenResult } from '../instrumentation/consume-observer.js';
 import type { CustomStatKeys } from '../instrumentation/custom-stats.js';
 import type { ConsumeContext, ConsumeOutcome, ConsumeResult, OutcomeWrite } from '../instrumentation/middleware.js';
 import type { MiddlewareChain } from '../instrumentation/middleware-chain.js';
@@ -282,16 +282,22 @@ async function wrapped(
     : () => runHandlerAsync(lease, controls, timing, deps);
   // Tells the consume middlewares what the database did with the outcome (ctx.written).
   let onWritten: ((result: OutcomeWrite) => void) | undefined;
-  const result = deps.middlewares.hasConsume
-    ? await deps.middlewares.consume(
-        consumeContext(lease, options.name, (resolve) => (onWritten = resolve)),
-        run,
-        (error, handlerResult) => failed(error, handlerResult, lease, timing, deps),
-      )
-    : await run();
+  const ctx = deps.middlewares.hasConsume ? consumeContext(lease, options.name, (resolve) => (onWritten = resolve)) : undefined;
+  // What the transaction committed with: the handler's result, before any middleware's view of it.
+  let committedWith: ConsumeResult | undefined;
+  const result =
+    ctx !== undefined
+      ? await deps.middlewares.consume(
+          ctx,
+          options.transactional ? async () => (committedWith = await run()) : run,
+          (error, handlerResult) => failed(error, handlerResult, lease, timing, deps),
+        )
+      : await run();
   // A transactional ack already committed (or was fenced off) in the handler's transaction: that is
-  // what the database did, whatever a middleware made of the result afterwards.
+  // what the database did, whatever a middleware made of the result afterwards, and what the
+  // observers' written counts (an outer middleware's throw after next() did not undo the commit).
   if (committed.result !== undefined && transactions !== undefined) {
+    if (ctx !== undefined && committedWith !== undefined) rememberWrittenResult(ctx, committedWith);
     transactions.settled(lease, result.durationSeconds, committed.result, onWritten);
     return;
   }

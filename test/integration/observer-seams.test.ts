@@ -13,6 +13,7 @@ import { BasicTracerProvider, InMemorySpanExporter, type ReadableSpan, SimpleSpa
 import { Registry } from 'prom-client';
 
 import { ConstantRetry, type Middleware } from '../../src/index.js';
+import { observingMiddleware } from '../../src/instrumentation/consume-observer.js';
 import { MiddlewareChain } from '../../src/instrumentation/middleware-chain.js';
 import { tracingMiddleware } from '../../src/opentelemetry/index.js';
 import { prometheusMiddleware, prometheusRecorder } from '../../src/prometheus/index.js';
@@ -169,5 +170,63 @@ describe('consume observers and the generic chain', () => {
     assert.equal(line(/exceptions_total.*"exception_type":"PaymentDeclined"\} 1$/).length, 1);
     assert.equal(line(/received_messages_in_process.* 0$/).length, 1, 'the in-process gauge is back to 0');
     assert.equal(line(/outbox_terminal_total.*"reason":"rejected"\} 1$/).length, 1, "the recorder's series too");
+  });
+
+  test('a failure outside prometheusMiddleware after an ack: processed counts the retry written, on both paths', async () => {
+    class AuditFailed extends Error {}
+    const fails = (deliveriesCount: number) => {
+      if (deliveriesCount === 1) throw new AuditFailed('audit log unavailable');
+    };
+    // The observer path holds only txoutbox-built observers: one whose end throws stands in for it.
+    const observing = observingMiddleware(
+      {
+        start: () => undefined,
+        end: (_state, ctx) => {
+          fails(ctx.deliveriesCount);
+        },
+      },
+      { name: 'audit' },
+    );
+    const plain: Middleware = {
+      name: 'audit',
+      consume: async (ctx, next) => {
+        await next();
+        fails(ctx.deliveriesCount);
+      },
+    };
+    const results: string[][] = [];
+    for (const [table, outer] of [
+      ['obs_outer_observed', observing],
+      ['obs_outer_generic', plain],
+    ] as const) {
+      const registry = new Registry();
+      const { outbox, log } = await migratedOutbox(newOutbox, db.pool, table, {
+        middlewares: [outer, prometheusMiddleware({ registry })],
+      });
+      outbox.subscribe('q', () => undefined, { ...FAST_POLL, name: 'audited', retry: new ConstantRetry({ delayMs: 10 }) });
+      const before = observeCalls;
+      outbox.start();
+      await publishCommitted(outbox, db.pool, 'q', [{ n: 1 }]);
+      await log.waitFor('acked');
+      const counted = async () =>
+        (await series(registry))
+          .filter((line) => line.includes('received_processed_messages_total'))
+          .reduce((sum, line) => sum + Number(line.split(' ').at(-1)), 0);
+      await waitFor(async () => (await counted()) === 2, { what: 'both runs counted' });
+      await outbox.stop();
+      assert.equal(observeCalls - before, outer === observing ? 2 : 0, table);
+      const processed = (await series(registry)).filter((line) => /processed_messages_(total|exceptions_total)/.test(line));
+      assert.deepEqual(
+        processed,
+        [
+          'txoutbox_received_processed_messages_exceptions_total{"app_name":"txoutbox","broker":"outbox","handler":"audited","exception_type":"AuditFailed"} 1',
+          'txoutbox_received_processed_messages_total{"app_name":"txoutbox","broker":"outbox","handler":"audited","status":"acked"} 1',
+          'txoutbox_received_processed_messages_total{"app_name":"txoutbox","broker":"outbox","handler":"audited","status":"error"} 1',
+        ],
+        `${table}: the first run wrote a retry (error), the redelivery an ack`,
+      );
+      results.push(await series(registry));
+    }
+    assert.deepEqual(results[0], results[1], 'the same series on both paths');
   });
 });

@@ -4,6 +4,8 @@ import { describe, test } from 'node:test';
 import {
   type Baggage,
   context,
+  diag,
+  DiagLogLevel,
   metrics,
   propagation,
   type Span,
@@ -19,7 +21,14 @@ import {
   type MetricData,
   MetricReader,
 } from '@opentelemetry/sdk-metrics';
-import { BasicTracerProvider, InMemorySpanExporter, type ReadableSpan, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
+import {
+  BasicTracerProvider,
+  InMemorySpanExporter,
+  type ReadableSpan,
+  type Sampler,
+  SimpleSpanProcessor,
+  type SpanProcessor,
+} from '@opentelemetry/sdk-trace-base';
 import { Registry } from 'prom-client';
 
 import { ConstantRetry, InvalidOptionError, type Middleware, NoRetry, type OutboxEvent } from '../../src/index.js';
@@ -35,7 +44,7 @@ import { useTestDatabase } from '../support/database.js';
 import { EventLog } from '../support/events.js';
 import { useOpenTelemetryGlobals } from '../support/opentelemetry-globals.js';
 import { outboxFactory } from '../support/outboxes.js';
-import { publishCommitted } from '../support/publish.js';
+import { publishCommitted, remaining } from '../support/publish.js';
 import { FAST_POLL, migratedOutbox } from '../support/subscriber-setup.js';
 import { inTransaction } from '../support/transaction.js';
 import { waitFor } from '../support/wait-for.js';
@@ -392,6 +401,161 @@ describe('tracingMiddleware', () => {
   });
 });
 
+type TracingFault = 'processor onStart' | 'processor onEnd' | 'sampler';
+
+/**
+ * A user's span processor that throws in onStart or onEnd, as a buggy one (or an exporter called
+ * synchronously) does: the SDK calls processors synchronously from startSpan and span.end(), and
+ * its MultiSpanProcessor catches nothing.
+ */
+class ThrowingProcessor implements SpanProcessor {
+  thrown = 0;
+  readonly #where: 'onStart' | 'onEnd';
+  constructor(where: 'onStart' | 'onEnd') {
+    this.#where = where;
+  }
+  onStart(): void {
+    this.#fail('onStart');
+  }
+  onEnd(): void {
+    this.#fail('onEnd');
+  }
+  forceFlush(): Promise<void> {
+    return Promise.resolve();
+  }
+  shutdown(): Promise<void> {
+    return Promise.resolve();
+  }
+  #fail(where: 'onStart' | 'onEnd'): void {
+    if (where !== this.#where) return;
+    this.thrown += 1;
+    throw new Error(`span processor ${where} failed`);
+  }
+}
+
+/** A tracer provider whose processor (after an exporting one) or sampler throws. */
+function faultyTracing(fault: TracingFault) {
+  const exporter = new InMemorySpanExporter();
+  let thrown = 0;
+  const throwing = new ThrowingProcessor(fault === 'processor onEnd' ? 'onEnd' : 'onStart');
+  const sampler: Sampler = {
+    shouldSample() {
+      thrown += 1;
+      throw new Error('sampler failed');
+    },
+    toString: () => 'ThrowingSampler',
+  };
+  const provider = new BasicTracerProvider({
+    ...(fault === 'sampler' ? { sampler } : {}),
+    spanProcessors: [new SimpleSpanProcessor(exporter), ...(fault === 'sampler' ? [] : [throwing])],
+  });
+  return { provider, exporter, thrown: () => thrown + throwing.thrown };
+}
+
+/** Collects what the OpenTelemetry diag logger is told, for the duration of `fn`. */
+async function withDiag<T>(fn: (reported: string[]) => Promise<T>): Promise<T> {
+  const reported: string[] = [];
+  const report = (message: string) => void reported.push(message);
+  diag.setLogger(
+    { error: report, warn: report, info: report, debug: () => undefined, verbose: () => undefined },
+    DiagLogLevel.INFO,
+  );
+  try {
+    return await fn(reported);
+  } finally {
+    diag.disable();
+  }
+}
+
+describe('tracingMiddleware with a failing tracing SDK', () => {
+  for (const fault of ['processor onStart', 'processor onEnd', 'sampler'] as const) {
+    const name = fault.replace(/\W/g, '_').toLowerCase();
+
+    test(`a throwing ${fault}: publish() and publishBatch() resolve, their rows landed in the caller's transaction`, async () => {
+      const { provider, exporter, thrown } = faultyTracing(fault);
+      const table = `o_fault_pub_${name}`;
+      const { outbox } = await migratedOutbox(newOutbox, db.pool, table, {
+        middlewares: [tracingMiddleware({ tracerProvider: provider })],
+      });
+      await withDiag(async (reported) => {
+        // The INSERT runs in the caller's transaction: a tracing failure after it must not fail the call.
+        const id = await inTransaction(db.pool, (c) => outbox.publish(c, 'q', { n: 1 }));
+        assert.equal(typeof id, 'string', 'publish() resolved with the row id');
+        await inTransaction(db.pool, (c) => outbox.publishBatch(c, 'q', [{ n: 2 }, { n: 3 }]));
+        assert.equal(await remaining(db.pool, 'q', table), 3, 'every row landed');
+        assert.equal(thrown(), 2, 'the SDK threw at both calls');
+        if (fault === 'processor onEnd') assert.equal(exporter.getFinishedSpans().length, 2, 'both spans were made and ended');
+        else assert.deepEqual(exporter.getFinishedSpans(), [], 'no span could start');
+        assert.deepEqual(
+          reported
+            .filter((message) => message.includes('tracingMiddleware'))
+            .map((message) => /Error: (span processor|sampler)/.test(message)),
+          [true],
+          'reported once, with what threw',
+        );
+      });
+    });
+
+    for (const path of ['alone', 'inside a user middleware'] as const) {
+      test(`a throwing ${fault}, tracing ${path}: every message runs once and is acked once`, async () => {
+        const table = `o_fault_${name}_${path === 'alone' ? 'alone' : 'wrapped'}`;
+        // Rows published with a healthy tracer: they carry a sampled trace context.
+        const { outbox: publisher } = await migratedOutbox(newOutbox, db.pool, table, {
+          middlewares: [tracingMiddleware({ tracerProvider: tracing().provider })],
+        });
+        await publishCommitted(publisher, db.pool, 'q', [{ n: 1 }, { n: 2 }, { n: 3 }]);
+
+        const { provider, exporter, thrown } = faultyTracing(fault);
+        const user: Middleware = {
+          name: 'user',
+          consume: async (_ctx, next) => {
+            await next();
+          },
+        };
+        const tracer = tracingMiddleware({ tracerProvider: provider });
+        const { outbox, log } = await migratedOutbox(newOutbox, db.pool, table, {
+          middlewares: path === 'alone' ? [tracer] : [user, tracer],
+        });
+        const runs: number[] = [];
+        outbox.subscribe<{ n: number }>(
+          'q',
+          (message) => {
+            runs.push(message.body.n);
+          },
+          { ...FAST_POLL, ...QUICK_RETRY },
+        );
+        await withDiag(async (reported) => {
+          outbox.start();
+          const outcomes = () => log.events.filter((e) => e.type === 'acked' || e.type.startsWith('nacked'));
+          await waitFor(() => outcomes().length >= 3, { what: 'three outcomes' });
+          await outbox.stop();
+          assert.deepEqual(
+            outcomes().map((e) => e.type),
+            ['acked', 'acked', 'acked'],
+            'acked on the first delivery, never retried',
+          );
+          assert.deepEqual(
+            runs.sort((a, b) => a - b),
+            [1, 2, 3],
+            'each handler ran once',
+          );
+          assert.equal(await remaining(db.pool, 'q', table), 0);
+          assert.equal(thrown(), 3, 'the SDK threw at every delivery');
+          if (fault === 'processor onEnd') assert.equal(exporter.getFinishedSpans().length, 3, 'the spans were made and ended');
+          else assert.deepEqual(exporter.getFinishedSpans(), [], 'no span could start');
+          assert.deepEqual(
+            reported
+              .filter((message) => message.includes('tracingMiddleware'))
+              .map((message) => /Error: (span processor|sampler)/.test(message)),
+            [true],
+            'reported once, with what threw',
+          );
+        });
+      });
+    }
+  }
+});
+
 /** A pull reader: collect() on demand, as a Prometheus exporter does at scrape time. */
 class TestReader extends MetricReader {
   protected override onShutdown(): Promise<void> {
@@ -572,6 +736,34 @@ describe('openTelemetryRecorder', () => {
         (error: unknown) => error instanceof InvalidOptionError && error.option === option,
         option,
       );
+    }
+  });
+});
+
+describe('openTelemetryRecorder made before the SDK registers its meter provider', () => {
+  test('a recorder made first (a module-level new Outbox, ESM import hoisting) exports once a provider is registered', async () => {
+    metrics.disable(); // no global provider: the API's no-op one, as before sdk.start()
+    const record = openTelemetryRecorder();
+    record({ type: 'fetched', queue: 'q', subscriber: 's', count: 5 }); // nothing to record into yet
+    const first = meters();
+    metrics.setGlobalMeterProvider(first.provider);
+    try {
+      record({ type: 'fetched', queue: 'q', subscriber: 's', count: 1 });
+      const all = await first.collect();
+      assert.equal(total(all, 'messaging.outbox.fetches'), 1, 'the event after registration, not the one before');
+      assert.equal(total(all, 'messaging.client.consumed.messages'), 1);
+    } finally {
+      metrics.disable();
+    }
+    // Resolved once: a provider registered later (after disable()) does not take the instruments over.
+    const second = meters();
+    metrics.setGlobalMeterProvider(second.provider);
+    try {
+      record({ type: 'fetched', queue: 'q', subscriber: 's', count: 1 });
+      assert.equal(total(await first.collect(), 'messaging.outbox.fetches'), 2);
+      assert.equal((await second.collect()).size, 0);
+    } finally {
+      metrics.disable();
     }
   });
 });

@@ -265,6 +265,87 @@ describe('both Prometheus seams on one registry', () => {
   });
 });
 
+describe('a middleware outside prometheusMiddleware fails the delivery', () => {
+  /** Stands in for an application's middleware placed first: it throws after next() on a first delivery. */
+  class AuditFailed extends Error {}
+  const audit: Middleware = {
+    name: 'audit',
+    consume: async (ctx, next) => {
+      await next();
+      if (ctx.deliveriesCount === 1) throw new AuditFailed('audit log unavailable');
+    },
+  };
+
+  test('its ack became a retry: processed{error}, not {acked}; the redelivery counts acked once', async () => {
+    const { outbox, log, registry } = await instrumented('p_outer_fail', {}, { before: [audit] });
+    let runs = 0;
+    const redelivery = gate();
+    outbox.subscribe(
+      'audited',
+      async (message) => {
+        runs += 1;
+        // Held until the first run's count is read, so that read cannot see the redelivery's.
+        if (message.deliveriesCount > 1) await redelivery.promise;
+      },
+      { name: 'audited', retry: new ConstantRetry({ delayMs: 10 }), ...FAST_POLL },
+    );
+    outbox.start();
+    await publishCommitted(outbox, db.pool, 'audited', ['x']);
+    await log.waitFor('nacked_retried');
+    // The retry landed: what processed says about the first run, before the redelivery runs.
+    await waitFor(async () => (await samples(registry, 'txoutbox_received_processed_messages_total')).length > 0, {
+      what: 'the first run counted',
+    });
+    const h = consumer('audited');
+    assert.deepEqual(
+      (await samples(registry, 'txoutbox_received_processed_messages_total')).filter((s) => s.value > 0),
+      [{ labels: { ...h, status: 'error' }, value: 1 }],
+      'the first run wrote a retry: an error, never an ack',
+    );
+    redelivery.open();
+    await log.waitFor('acked');
+    await outbox.stop();
+    assert.equal(runs, 2);
+    assert.deepEqual(await samples(registry, 'txoutbox_received_processed_messages_total'), [
+      { labels: { ...h, status: 'error' }, value: 1 },
+      { labels: { ...h, status: 'acked' }, value: 1 },
+    ]);
+    assert.deepEqual(
+      await samples(registry, 'txoutbox_received_processed_messages_exceptions_total'),
+      [{ labels: { ...h, exception_type: 'AuditFailed' }, value: 1 }],
+      'the error is typed by what failed the delivery',
+    );
+    assert.deepEqual(await samples(registry, 'txoutbox_outbox_retries_total'), [
+      { labels: queued('audited', 'audited'), value: 1 },
+    ]);
+    assert.equal(await remaining(db.pool, 'audited', 'p_outer_fail'), 0);
+  });
+  test('transactional: the ack committed inside the chain stays an ack: processed{acked}, no error, no retry', async () => {
+    const { outbox, log, registry } = await instrumented('p_outer_fail_tx', {}, { before: [audit] });
+    let runs = 0;
+    outbox.subscribe(
+      'audited-tx',
+      () => {
+        runs += 1;
+      },
+      { name: 'audited-tx', transactional: true, retry: new ConstantRetry({ delayMs: 10 }), ...FAST_POLL },
+    );
+    outbox.start();
+    await publishCommitted(outbox, db.pool, 'audited-tx', ['x']);
+    await log.waitFor('acked');
+    const h = consumer('audited-tx');
+    await waitFor(async () => (await samples(registry, 'txoutbox_received_processed_messages_total')).length > 0, {
+      what: 'the run counted',
+    });
+    await outbox.stop();
+    assert.equal(runs, 1, 'the commit stood: no redelivery');
+    assert.deepEqual(await samples(registry, 'txoutbox_received_processed_messages_total'), [
+      { labels: { ...h, status: 'acked' }, value: 1 },
+    ]);
+    assert.equal(await remaining(db.pool, 'audited-tx', 'p_outer_fail_tx'), 0);
+  });
+});
+
 describe('terminal reasons, the DLQ and lost leases', () => {
   test('rejected (ctx.reject): processed{rejected}, terminal{rejected}, dlq_written{rejected} = the DLQ row', async () => {
     const { outbox, log, registry } = await instrumented('p_rejected');

@@ -356,6 +356,37 @@ describe('queueStateCollector', () => {
     assert.equal(registry.getSingleMetric('txoutbox_queue_messages'), undefined);
   });
 
+  test("remove() and close() are idempotent: a second call never takes away a later collector's metrics", async () => {
+    const one = await migrated('qs_idem_one');
+    const two = await migrated('qs_idem_two');
+    await insert('qs_idem_two', 'x', 2, 'ready');
+    const registry = new Registry();
+    const ready = () =>
+      value(registry, 'txoutbox_queue_messages', { app_name: 'b', broker: 'outbox', queue: 'x', state: 'ready' });
+    const a = queueStateCollector(one, { registry, appName: 'a' });
+    a.remove();
+    assert.equal(registry.getSingleMetric('txoutbox_queue_messages'), undefined, 'the last collector gone: its metrics go');
+    const b = queueStateCollector(two, { registry, appName: 'b' });
+    a.remove();
+    await a.close();
+    for (const name of b.metricNames) assert.ok(registry.getSingleMetric(name) !== undefined, `${name} is still registered`);
+    assert.equal(await ready(), 2);
+    assert.equal(await value(registry, 'txoutbox_queue_state_errors_total', { app_name: 'b', broker: 'outbox' }), 0);
+
+    b.remove();
+    assert.equal(registry.getSingleMetric('txoutbox_queue_messages'), undefined);
+
+    // A family replaced after registry.clear(): the old family's last collector leaving does not
+    // take the new family's metrics (same names) with it.
+    const c = queueStateCollector(one, { registry, appName: 'c' });
+    registry.clear();
+    const d = queueStateCollector(two, { registry, appName: 'd' });
+    c.remove();
+    for (const name of d.metricNames) assert.ok(registry.getSingleMetric(name) !== undefined, `${name} survives c.remove()`);
+    d.remove();
+    assert.equal(registry.getSingleMetric('txoutbox_queue_messages'), undefined);
+  });
+
   test('options are validated, naming the option, the value and what would work', async () => {
     const outbox = await migrated('qs_options');
     const registry = new Registry();

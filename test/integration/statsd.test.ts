@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { createSocket } from 'node:dgram';
 import { after, describe, test } from 'node:test';
 
-import { ConstantRetry } from '../../src/index.js';
+import { ConstantRetry, type Middleware } from '../../src/index.js';
 import { shortHostname, StatsdClient, statsdMiddleware } from '../../src/statsd/index.js';
 import { useTestDatabase } from '../support/database.js';
 import { outboxFactory } from '../support/outboxes.js';
@@ -19,8 +19,12 @@ const newOutbox = outboxFactory(db);
 
 const server = createSocket('udp4');
 const received: string[] = [];
+/** Each datagram's lines, for what must arrive together. */
+const datagrams: string[][] = [];
 server.on('message', (datagram) => {
-  received.push(...datagram.toString('utf8').split('\n').filter(Boolean));
+  const lines = datagram.toString('utf8').split('\n').filter(Boolean);
+  datagrams.push(lines);
+  received.push(...lines);
 });
 await new Promise<void>((resolve) => server.bind(0, '127.0.0.1', resolve));
 const port = server.address().port;
@@ -68,6 +72,39 @@ describe('statsd', () => {
     client.close();
   });
 
+  test('a middleware outside it that fails an acked run: counted as the error and retry written, the redelivery acked once', async () => {
+    class AuditFailed extends Error {}
+    const audit: Middleware = {
+      name: 'audit',
+      consume: async (ctx, next) => {
+        await next();
+        if (ctx.deliveriesCount === 1) throw new AuditFailed('audit log unavailable');
+      },
+    };
+    const client = new StatsdClient({ host: '127.0.0.1', port, prefix: 'outer' }, 'audited', newOutbox.logger);
+    const { outbox, log } = await migratedOutbox(newOutbox, db.pool, 'sd_outer_fail', {
+      middlewares: [audit, statsdMiddleware(client)],
+    });
+    outbox.subscribe('q', () => undefined, {
+      ...FAST_POLL,
+      name: 'audited',
+      retry: new ConstantRetry({ delayMs: 10, maxAttempts: 3 }),
+    });
+    outbox.start();
+    await inTransaction(db.pool, (c) => outbox.publish(c, 'q', { n: 1 }));
+    await log.waitFor('acked');
+    const path = `outer.${shortHostname()}.audited`;
+    const count = (line: string) => received.filter((r) => r === line).length;
+    await waitFor(() => count(`${path}.acked:1|c`) + count(`${path}.error:1|c`) >= 2, { what: 'both runs counted' });
+    await outbox.stop();
+    assert.equal(count(`${path}.processed:1|c`), 2);
+    assert.equal(count(`${path}.acked:1|c`), 1, 'only the redelivery was acked');
+    assert.equal(count(`${path}.error:1|c`), 1, 'the first run wrote a retry');
+    assert.equal(count(`${path}.retried:1|c`), 1);
+    assert.equal(count(`${path}.exception.AuditFailed:1|c`), 1, 'typed by what failed the delivery');
+    client.close();
+  });
+
   test('a send failure is logged once and counted, never thrown into delivery', async () => {
     // A name that cannot resolve (.invalid is reserved): every send fails in the DNS lookup.
     const client = new StatsdClient({ host: 'statsd.invalid', port, prefix: 'shop' }, 'c', newOutbox.logger);
@@ -76,6 +113,49 @@ describe('statsd', () => {
     await client.flush();
     await waitFor(() => client.sendErrors >= 1, { what: 'the failed send to be counted' });
     assert.equal(newOutbox.logger.messages('warn').filter((message) => message.startsWith('statsd send failed')).length, 1);
+    client.close();
+  });
+
+  test('a negative gauge is sent as 0 then the value, in one datagram: a bare -3|g is a delta to statsd', async () => {
+    const client = new StatsdClient({ host: '127.0.0.1', port, prefix: 'neg' }, 'c', newOutbox.logger);
+    const path = `neg.${shortHostname()}.c`;
+    client.gauge('mood', 10);
+    await client.flush();
+    client.gauge('mood', -3);
+    await client.flush();
+    await waitFor(() => received.includes(`${path}.mood:-3|g`), { what: 'the negative gauge' });
+    assert.deepEqual(
+      received.filter((line) => line.startsWith(`${path}.mood:`)),
+      [`${path}.mood:10|g`, `${path}.mood:0|g`, `${path}.mood:-3|g`],
+      'Etsy statsd and Telegraf read -3|g as 10 - 3 = 7 unless the gauge is set to 0 first',
+    );
+    const withNegative = datagrams.filter((lines) => lines.includes(`${path}.mood:-3|g`));
+    assert.deepEqual(withNegative, [[`${path}.mood:0|g`, `${path}.mood:-3|g`]], 'both lines in one datagram');
+
+    // Lines are packed into datagrams of at most 1400 bytes: the pair is never split across two,
+    // wherever the boundary falls (a lost or reordered datagram would turn it back into a delta).
+    for (let filler = 0; filler < 40; filler += 1) {
+      for (let i = 0; i < filler; i += 1) client.increment(`filler_${filler}_${i}`);
+      client.gauge(`deep_${filler}`, -1.5);
+    }
+    await client.flush();
+    await waitFor(() => received.includes(`${path}.deep_39:-1.5|g`), { what: 'the last negative gauge' });
+    for (let filler = 0; filler < 40; filler += 1) {
+      const negative = `${path}.deep_${filler}:-1.5|g`;
+      const datagram = datagrams.find((lines) => lines.includes(negative));
+      assert.ok(datagram !== undefined, negative);
+      assert.equal(datagram[datagram.indexOf(negative) - 1], `${path}.deep_${filler}:0|g`, `${negative} follows its reset`);
+    }
+    client.gauge('zero', 0);
+    client.gauge('positive', 2.5);
+    await client.flush();
+    await waitFor(() => received.includes(`${path}.positive:2.5|g`), { what: 'the positive gauge' });
+    assert.deepEqual(
+      received.filter((line) => line.startsWith(`${path}.zero:`) || line.startsWith(`${path}.positive:`)),
+      [`${path}.zero:0|g`, `${path}.positive:2.5|g`],
+      'a gauge of 0 or more is one line',
+    );
+    assert.equal(client.sendErrors, 0);
     client.close();
   });
 

@@ -54,8 +54,9 @@ function recording(name: string, trace: string[], faults: Faults = {}): ConsumeO
       trace.push(`${name}:end:${state}:${how}:${ctx.traceId ?? '-'}`);
       if (faults.endThrows === true) throw new RangeError(`${name} end`);
     },
-    written(state, write) {
-      trace.push(`${name}:written:${state}:${write}`);
+    written(state, write, result) {
+      // The result written, which an observer outside this one may have turned into a failure.
+      trace.push(`${name}:written:${state}:${write}:${result?.status ?? '-'}`);
     },
   };
 }
@@ -175,9 +176,9 @@ describe('consume observers: the same calls through observe() and through the ge
       'c:end:c-state:acked:c-trace',
       'b:end:b-state:acked:c-trace',
       'a:end:a-state:acked:c-trace',
-      'c:written:c-state:written',
-      'b:written:b-state:written',
-      'a:written:a-state:written',
+      'c:written:c-state:written:acked',
+      'b:written:b-state:written:acked',
+      'a:written:a-state:written:acked',
     ]);
     assert.equal(two.result, ACKED);
     assert.equal(two.returned, 'nothing', 'no promise for a synchronous handler');
@@ -214,7 +215,7 @@ describe('consume observers: the same calls through observe() and through the ge
         'b:start:a-trace',
         'a:leave',
         'a:end:a-state:thrown b start:a-trace',
-        'a:written:a-state:written',
+        'a:written:a-state:written:error',
       ]);
       assert.equal(two.result?.status, 'error');
       assert.deepEqual(two.result?.outcome, { kind: 'retry', delayMs: 99 }, 'failed through fail(): never an ack');
@@ -245,6 +246,47 @@ describe('consume observers: the same calls through observe() and through the ge
     assert.ok(two.trace.includes('a:end:a-state:thrown c end:c-trace'));
     assert.equal(two.result?.status, 'error');
     assert.deepEqual(two.result?.outcome, { kind: 'retry', delayMs: 99 });
+    // What was written is that retry: every observer hears it, c too, which ended with its ack.
+    assert.deepEqual(
+      two.trace.filter((line) => line.includes(':written:')),
+      ['c:written:c-state:written:error', 'b:written:b-state:written:error', 'a:written:a-state:written:error'],
+    );
+  });
+
+  test('the outermost observer fails an ack in end: the ones inside, which ended with the ack, hear the retry written', async () => {
+    const faults = { a: { endThrows: true } };
+    const one = await generic(observers(faults), () => ACKED);
+    const two = await observed(observers(faults), () => ACKED);
+    same(one, two);
+    assert.ok(two.trace.includes('c:end:c-state:acked:c-trace'));
+    assert.ok(two.trace.includes('b:end:b-state:acked:c-trace'));
+    assert.deepEqual(two.result?.outcome, { kind: 'retry', delayMs: 99 });
+    assert.deepEqual(
+      two.trace.filter((line) => line.includes(':written:')),
+      ['c:written:c-state:written:error', 'b:written:b-state:written:error', 'a:written:a-state:written:error'],
+    );
+  });
+
+  test('a user middleware outside the observers fails an ack after next(): they hear the retry written (generic chain)', async () => {
+    const run = await generic(
+      (trace) => [
+        {
+          name: 'user',
+          consume: async (_ctx, next) => {
+            await next();
+            throw new RangeError('user after next');
+          },
+        },
+        ...observers({}, ['a', 'b'])(trace),
+      ],
+      () => ACKED,
+    );
+    assert.ok(run.trace.includes('b:end:b-state:acked:b-trace'));
+    assert.equal(run.result?.status, 'error');
+    assert.deepEqual(
+      run.trace.filter((line) => line.includes(':written:')),
+      ['b:written:b-state:written:error', 'a:written:a-state:written:error'],
+    );
   });
 
   test('an observer whose end throws after a failed handler: the handler result stands', async () => {
@@ -284,7 +326,7 @@ describe('consume observers: the same calls through observe() and through the ge
       },
     );
     assert.equal(returned, undefined);
-    assert.ok(trace.includes('b:written:b-state:lease_lost'));
+    assert.ok(trace.includes('b:written:b-state:lease_lost:acked'));
     assert.equal(logger.messages('debug').length, 1);
   });
 });

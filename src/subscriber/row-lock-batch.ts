@@ -94,6 +94,18 @@ export interface HandOver {
 const RANGE_SLACK = 2;
 
 /**
+ * The share of leaseTtlMs during which a batch starts rows: a row starts only while at least the
+ * rest (half of leaseTtlMs) is left before the batch's deadline, which is the least any started
+ * handler gets. Without it rows started until the deadline, and a healthy 150 ms handler started
+ * 900 ms into a 1,000 ms batch failed with HandlerTimeoutError (dead-lettered as `rejected` under
+ * reject_on_error: review; test/integration/row-lock-mode.test.ts). Half, as token mode releases a
+ * buffered row unstarted once it waited half its lease (subscription.ts). The rows not started go
+ * back unlocked and uncounted at the batch's COMMIT, which comes when its last started handler
+ * ends, and the first loop claims them again at once (row-lock-subscription.ts: `unstarted`).
+ */
+const START_BUDGET_SHARE = 1 / 2;
+
+/**
  * A handed-over connection (RowLockBatch.handedOver) its loop will not use (it stopped): the
  * transaction the COMMIT message began is rolled back (with the locks of the claim it carried: those
  * rows were never started, and stay as they were) and the connection goes back to the pool, or is
@@ -146,16 +158,19 @@ export function idRange(rows: readonly ClaimedRecord[]): IdRange | undefined {
  *              their signals). A delivery is decided when the writer hears its outcome — an ack is
  *              kept for the DELETE, a retry or a terminal write runs at once on the batch's
  *              connection — or when deliver() returned without one; its slot is given back then.
- *   closed     no handler is started any more (all ran, stop() began, the leaseTtlMs deadline
- *              passed, or stop() gave up waiting: abandon()). A delivery that finishes now writes
- *              nothing (deliver's `abandoned`): its row is left as it was, unlocked at COMMIT.
+ *   closed     no handler is started any more (all ran, stop() began, half of leaseTtlMs is
+ *              spent: START_BUDGET_SHARE, or stop() gave up waiting: abandon()). A delivery that
+ *              finishes now writes nothing (deliver's `abandoned`): its row is left as it was,
+ *              unlocked at COMMIT.
  *   committed  the outcomes landed: events, counts and `ctx.written` are reported now, never before.
  *   failed     any statement failed (a dead connection, a failed write, a COMMIT that rolled back):
  *              the connection is destroyed, the server rolls back, every row of the batch is
  *              unlocked as it was and redelivered; nothing is reported but `ctx.written` 'failed'.
- * The batch is bounded by leaseTtlMs from its claim: at the deadline the running handler's signal is
- * aborted and, when it is async, its delivery fails with HandlerTimeoutError (a retry under the
- * default ack policy); rows not started yet are left unlocked for the next claim.
+ * The batch is bounded by leaseTtlMs from its claim. It starts rows during the first half of it
+ * only (START_BUDGET_SHARE), so every started handler has at least the other half; rows not started
+ * by then are left unlocked for the next claim. At the deadline the running handlers' signals are
+ * aborted and, when async, their deliveries fail with HandlerTimeoutError (a retry under the
+ * default ack policy): only a handler slower than half of leaseTtlMs meets it.
  */
 export class RowLockBatch {
   readonly #deps: RowLockBatchDeps;
@@ -178,13 +193,18 @@ export class RowLockBatch {
   /** Its COMMIT was sent: a failure after it may be a COMMIT that landed with its answer lost. */
   #commitSent = false;
   #expired = false;
-  /** Resolved at the deadline: a wait for a handler slot ends there (#runAll). */
-  #expiryReached: () => void = () => undefined;
-  readonly #expiry = new Promise<void>((resolve) => (this.#expiryReached = resolve));
+  /** Its start budget is spent (START_BUDGET_SHARE of leaseTtlMs): no more rows start. */
+  #startsOver = false;
+  /** Resolved when its start budget is spent: a wait for a handler slot ends there (#runAll). */
+  #startsEnded: () => void = () => undefined;
+  readonly #startsEnd = new Promise<void>((resolve) => (this.#startsEnded = resolve));
+  /** The start budget's end, then the deadline (one armed at a time). */
   #timer: NodeJS.Timeout | undefined;
   #deadline: Promise<never> | undefined;
   /** How long its handlers took, from the first start to the last decision (ms). */
   handlersMs = 0;
+  /** Rows it claimed and did not start (start budget spent, stop()): unlocked as they were at its COMMIT. */
+  unstarted = 0;
   #failDeadline: ((error: Error) => void) | undefined;
   /** This batch's rows as an id range, while it is open (idRange): the other loop's claims skip it. */
   range: IdRange | undefined;
@@ -379,28 +399,45 @@ export class RowLockBatch {
 
   /**
    * Starts the rows in order as slots free up, and resolves once every started one is decided.
-   * Stops starting them once closed, stopping or past the deadline.
+   * Stops starting them once closed, stopping or past the start budget (START_BUDGET_SHARE).
    */
   async #runAll(rows: readonly ClaimedRecord[]): Promise<void> {
     const { leaseTtlMs } = this.#deps.deliverDeps.options;
     const { slots } = this.#deps;
-    this.#timer = setTimeout(() => {
-      this.#expire(leaseTtlMs);
-    }, leaseTtlMs);
-    const leasedAt = performance.now();
+    const startBudgetMs = leaseTtlMs * START_BUDGET_SHARE;
     const startedAt = performance.now();
+    // One timer armed at a time, and a second one only for a batch still running at half its
+    // budget: a fast batch (the benchmarked case) ends before the first fires.
+    this.#timer = setTimeout(() => {
+      this.#endStarts();
+      this.#timer = setTimeout(
+        () => {
+          this.#expire(leaseTtlMs);
+        },
+        Math.max(0, leaseTtlMs - (performance.now() - startedAt)),
+      );
+    }, startBudgetMs);
+    let started = 0;
     for (const record of rows) {
-      // The timer cannot fire between synchronous handlers (they run in microtasks): the clock can.
-      if (!this.#expired && performance.now() - startedAt >= leaseTtlMs) this.#expire(leaseTtlMs);
       if (this.#stopsStarting()) break;
-      // Past the deadline it stops waiting for a slot: the slots are shared with the other loops'
-      // batches, and this one's rows would stay locked, past its bound, behind their handlers.
-      if (!slots.tryTake() && !(await slots.take(this.#expiry))) break;
-      if (this.#stopsStarting()) {
+      // Past the start budget it stops waiting for a slot: the slots are shared with the other
+      // loops' batches, and this one's rows would stay locked behind their handlers for nothing.
+      if (!slots.tryTake() && !(await slots.take(this.#startsEnd))) break;
+      // The timers cannot fire between synchronous handlers (they run in microtasks): the clock
+      // can. Read once per row, here, just before the start it decides.
+      if (this.#stopsStarting() || this.#startBudgetSpent(performance.now() - startedAt, startBudgetMs, leaseTtlMs)) {
         slots.give();
         break;
       }
-      this.#start({ record, token: ROW_LOCK_TOKEN, leasedAt });
+      this.#start({ record, token: ROW_LOCK_TOKEN, leasedAt: startedAt });
+      started += 1;
+    }
+    this.unstarted = rows.length - started;
+    if (this.unstarted > 0 && this.#startsOver && !this.#expired) {
+      this.#deps.logger.debug(
+        { subscriber: this.#deps.deliverDeps.options.name, started, unstarted: this.unstarted, leaseTtlMs },
+        'row-lock batch spent half its leaseTtlMs starting rows: the rest go back unlocked, uncounted, for the next claim (lower fetchBatchSize for handlers this slow)',
+      );
     }
     if (this.#running.size > 0) await new Promise<void>((resolve) => (this.#allDecided = resolve));
     this.handlersMs = performance.now() - startedAt;
@@ -408,7 +445,21 @@ export class RowLockBatch {
   }
 
   #stopsStarting(): boolean {
-    return this.#closed || this.#expired || this.#deps.stopping();
+    return this.#closed || this.#startsOver || this.#expired || this.#deps.stopping();
+  }
+
+  /** By the clock: whether `elapsedMs` is past the start budget (then no more rows start), or past the deadline. */
+  #startBudgetSpent(elapsedMs: number, startBudgetMs: number, leaseTtlMs: number): boolean {
+    if (elapsedMs < startBudgetMs) return false;
+    this.#endStarts();
+    if (elapsedMs >= leaseTtlMs && !this.#expired) this.#expire(leaseTtlMs);
+    return true;
+  }
+
+  /** No more rows start; a wait for a slot ends. */
+  #endStarts(): void {
+    this.#startsOver = true;
+    this.#startsEnded();
   }
 
   /**
@@ -457,10 +508,10 @@ export class RowLockBatch {
     if (this.#running.size === 0) this.#allDecided?.();
   }
 
-  /** The deadline: the running handler is aborted (and fails, when async); no more rows start. */
+  /** The deadline: the running handlers are aborted (and fail, when async); no more rows start. */
   #expire(leaseTtlMs: number): void {
     this.#expired = true;
-    this.#expiryReached();
+    this.#endStarts();
     const error = new HandlerTimeoutError(leaseTtlMs);
     for (const signal of this.#running.values()) signal.abort(error);
     this.#failDeadline?.(error);

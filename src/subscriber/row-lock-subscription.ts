@@ -49,7 +49,8 @@ interface Loop {
  *            by NOTIFY or a freed key); the others are parked until a loop's claim comes back full
  *            (a backlog) with handlers fast enough to pipeline (PIPELINE_BUDGET_SHARE), which wakes
  *            one of them, and park again at their first claim that is not full or whose handlers
- *            were slow. An idle subscription costs one claim per poll.
+ *            were slow (waking the first when their batch left rows unstarted). An idle
+ *            subscription costs one claim per poll.
  *            A failed batch backs off exponentially (capped at 30 s).
  *   stopping claims nothing more; a running batch starts no more rows and commits what finished.
  *   stopped  the loops have exited.
@@ -254,6 +255,11 @@ export class RowLockSubscription {
           this.#rowsReturned(batch);
         }
         fast = batch.handlersMs < this.options.leaseTtlMs * PIPELINE_BUDGET_SHARE;
+        // Rows this batch did not start (its start budget spent) are unlocked now, unchanged. This
+        // loop parks after such a slow batch, and the first one may be sleeping its poll interval
+        // (its claim came back empty while they were locked): it claims them now, not at its next
+        // poll (seconds later: row-lock-mode.test.ts, "claimed again at once").
+        if (!primary && batch.unstarted > 0) this.#loops[0]?.wakeup.notify();
       }
       // The same test as #claimsAgain, which decided whether the batch handed its connection over.
       if (claimed === fetchBatchSize && fast) {

@@ -192,6 +192,40 @@ describe('timers', () => {
     assert.equal(rows.length, 1);
     assert.ok(rows[0]?.acquiredAt instanceof Date);
   });
+
+  test('cancelTimer does not wait for a row another transaction holds locked (a row-lock batch running it): false at once', async () => {
+    // A keyed timer, and a row behind it under its key that inherited its time.
+    await inTransaction(async (c) => {
+      await outbox.publish(c, 'locked.q', 'timer', { timerId: 't-locked', orderingKey: 'k', activateInMs: 3_600_000 });
+      await outbox.publish(c, 'locked.q', 'behind', { orderingKey: 'k' });
+    });
+    const behindDue = async (): Promise<boolean | undefined> =>
+      (
+        await db.pool.query<{ due: boolean }>(
+          `SELECT next_attempt_at <= now() AS due FROM txoutbox.outbox WHERE queue = 'locked.q' AND timer_id IS NULL`,
+        )
+      ).rows[0]?.due;
+    assert.equal(await behindDue(), false);
+    const holder = await db.pool.connect();
+    try {
+      await holder.query('BEGIN');
+      // Locked the way a row-lock claim locks it: FOR UPDATE, nothing written (acquired_token stays NULL).
+      await holder.query(`SELECT id FROM txoutbox.outbox WHERE queue = 'locked.q' AND timer_id = 't-locked' FOR UPDATE`);
+      const cancelled = await inTransaction(async (c) => {
+        // Waiting for the holder's COMMIT would fail here instead of hanging the test.
+        await c.query(`SET LOCAL lock_timeout = '2s'`);
+        return await outbox.cancelTimer(c, 'locked.q', 't-locked');
+      });
+      assert.equal(cancelled, false, 'a locked row is leased: its handler is running');
+      assert.equal(await behindDue(), false, 'nothing was cancelled, so the row behind keeps the time it inherited');
+    } finally {
+      await holder.query('ROLLBACK');
+      holder.release();
+    }
+    // The lock released (the batch rolled back, say): the timer is pending again, and cancellable.
+    assert.equal(await inTransaction((c) => outbox.cancelTimer(c, 'locked.q', 't-locked')), true);
+    assert.equal(await behindDue(), true, 'the row behind the cancelled timer is due now');
+  });
 });
 
 describe('fetchUnprocessed', () => {

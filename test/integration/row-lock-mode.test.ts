@@ -11,6 +11,7 @@ import { killFixtureWhenReady } from '../support/kill-fixture.js';
 import { outboxFactory } from '../support/outboxes.js';
 import { publishCommitted, remaining } from '../support/publish.js';
 import { FAST_POLL, migratedOutbox } from '../support/subscriber-setup.js';
+import { inTransaction } from '../support/transaction.js';
 import { waitFor } from '../support/wait-for.js';
 
 const db = useTestDatabase(import.meta.url);
@@ -276,6 +277,38 @@ describe("lease: 'row-lock' delivery", () => {
   });
 });
 
+describe("lease: 'row-lock' and cancelTimer", () => {
+  test("cancelTimer of a row a batch is running returns false at once, as for a token lease; the batch's outcome stands", async () => {
+    // Reproduction (review): the cancel's DELETE matched the row (a row-lock batch writes no
+    // token) and waited for the batch's COMMIT, up to leaseTtlMs, inside the caller's transaction.
+    const { outbox, log } = await migratedOutbox(newOutbox, db.pool, 'rl_cancel');
+    let started = false;
+    let release: () => void = () => undefined;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    outbox.subscribe(
+      'cancel',
+      async () => {
+        started = true;
+        // At most 3 s: before the fix the cancel waited for this batch's COMMIT.
+        await Promise.race([gate, new Promise((resolve) => setTimeout(resolve, 3_000))]);
+      },
+      { ...ROW_LOCK, leaseTtlMs: 10_000 },
+    );
+    outbox.start();
+    const id = await inTransaction(db.pool, (client) => outbox.publish(client, 'cancel', 'due now', { timerId: 'remind-1' }));
+    await waitFor(() => started, { what: 'the handler running in its batch' });
+    const began = performance.now();
+    const cancelled = await inTransaction(db.pool, (client) => outbox.cancelTimer(client, 'cancel', 'remind-1'));
+    const tookMs = performance.now() - began;
+    release();
+    assert.equal(cancelled, false, 'the row is leased (its handler is running): not cancelled');
+    assert.ok(tookMs < 1_000, `cancelTimer took ${Math.round(tookMs)} ms: it waited for the batch`);
+    const [acked] = await log.waitFor('acked', 1);
+    assert.equal(acked?.messageId, id);
+    assert.equal(await remaining(db.pool, 'cancel', 'rl_cancel'), 0);
+  });
+});
+
 describe("lease: 'row-lock' failures lose nothing", () => {
   test('a subscriber process SIGKILLed mid-batch: the batch rolls back, every row is redelivered, uncounted', async () => {
     const { outbox, log } = await migratedOutbox(newOutbox, db.pool, 'rl_crash_outbox');
@@ -397,37 +430,36 @@ describe("lease: 'row-lock' failures lose nothing", () => {
     assert.equal(log.of('acked').length, 4, 'every row acked once: no batch rolled back');
   });
 
-  test('synchronous handlers are bounded by leaseTtlMs too: the clock is checked between them', async () => {
+  test('synchronous handlers are bounded too: the clock is checked between them', async () => {
     const { outbox, log } = await migratedOutbox(newOutbox, db.pool, 'rl_sync');
     const busy = (ms: number): void => {
       const until = performance.now() + ms;
       while (performance.now() < until) {
-        // a synchronous handler: the batch's deadline timer cannot fire while it runs
+        // a synchronous handler: the batch's timers cannot fire while it runs
       }
     };
     outbox.subscribe(
       'sync',
-      () => {
-        busy(120);
+      (message) => {
+        busy(message.body === 'block' ? 300 : 120);
       },
       { ...ROW_LOCK, concurrency: 1, fetchBatchSize: 10, leaseTtlMs: 250 },
     );
-    await publishCommitted(
-      outbox,
-      db.pool,
-      'sync',
-      Array.from({ length: 6 }, (_, n) => n),
-    );
+    await publishCommitted(outbox, db.pool, 'sync', ['block', ...Array.from({ length: 6 }, (_, n) => n)]);
     outbox.start();
-    await log.waitFor('acked', 6);
+    await log.waitFor('acked', 7);
     assert.ok(
       newOutbox.logger.messages('warn').some((m) => m.includes('row-lock batch ran past leaseTtlMs')),
-      'the batch stopped starting rows past its deadline',
+      'the batch whose handler blocked past its deadline stopped starting rows',
     );
+    // 120 ms each: a batch starts rows for 125 ms (half of leaseTtlMs), so two at most. By the
+    // timers alone (which never fire between them) one batch ran all six.
     assert.ok(
-      log.of('fetched').filter((e) => e.count > 0).length >= 2,
-      'the rows not started went back and came in a later batch',
+      log.of('fetched').filter((e) => e.count > 0).length >= 4,
+      'the rows not started went back and came in later batches',
     );
+    assert.equal(log.of('nacked_retried').length + log.of('nacked_terminal').length, 0);
+    assert.ok(log.of('acked').every((e) => e.deliveriesCount === 1));
   });
 
   test('a handler running past leaseTtlMs: aborted, failed with HandlerTimeoutError (retry/DLQ); the rest of the batch goes back', async () => {
@@ -461,6 +493,85 @@ describe("lease: 'row-lock' failures lose nothing", () => {
     await waitFor(async () => (await remaining(db.pool, 'slow', 'rl_slow')) === 0, { what: 'drained' });
     const dlq = await db.pool.query<{ last_exception: string }>('SELECT last_exception FROM rl_slow_dlq');
     assert.match(dlq.rows[0]?.last_exception ?? '', /HandlerTimeoutError/);
+  });
+
+  test('a row started late in its batch still gets half of leaseTtlMs: a healthy handler is not failed by the deadline', async () => {
+    // Reproduction (review): rows were started until the batch's deadline with no margin, so a
+    // 150 ms handler started ~900 ms into a 1,000 ms batch failed with HandlerTimeoutError and,
+    // under reject_on_error, was dead-lettered as rejected although it never failed.
+    const { outbox, log } = await migratedOutbox(newOutbox, db.pool, 'rl_margin');
+    const runs: { start: number; end: number }[] = [];
+    outbox.subscribe(
+      'margin',
+      async () => {
+        const start = performance.now();
+        await new Promise((resolve) => setTimeout(resolve, 150));
+        runs.push({ start, end: performance.now() });
+      },
+      { ...ROW_LOCK, concurrency: 1, fetchBatchSize: 10, leaseTtlMs: 1_000, ackPolicy: 'reject_on_error', dlq: true },
+    );
+    const ids = await publishCommitted(
+      outbox,
+      db.pool,
+      'margin',
+      Array.from({ length: 10 }, (_, n) => n),
+    );
+    outbox.start();
+    await waitFor(async () => (await remaining(db.pool, 'margin', 'rl_margin')) === 0, { what: 'drained' });
+    assert.deepEqual(
+      log.of('nacked_terminal').map((e) => `${e.reason}: ${e.exceptionType ?? ''}`),
+      [],
+      'no healthy handler failed',
+    );
+    const dlq = await db.pool.query<{ n: number }>('SELECT count(*)::int AS n FROM rl_margin_dlq');
+    assert.equal(dlq.rows[0]?.n, 0);
+    const acked = await log.waitFor('acked', 10);
+    assert.deepEqual(new Set(acked.map((e) => e.messageId)), new Set(ids));
+    assert.ok(
+      acked.every((e) => e.deliveriesCount === 1),
+      'the rows a batch did not start went back uncounted',
+    );
+    assert.ok(log.of('fetched').filter((e) => e.count > 0).length >= 3, 'a batch starts rows for half its leaseTtlMs only');
+    // The rows not started are unlocked when the batch's last handler ends (its COMMIT), not at its
+    // deadline: the next batch starts them at once (held to the deadline, a gap of ~400 ms).
+    const gaps = runs.slice(1).map((run, n) => run.start - (runs[n]?.end ?? 0));
+    assert.ok(
+      gaps.every((gap) => gap < 250),
+      `gaps between handlers: ${gaps.map(Math.round).join(', ')} ms`,
+    );
+  });
+
+  test("rows a second loop's batch left unstarted are claimed again at once, not at the first loop's next poll", async () => {
+    // The second loop runs only while claims come back full and fast, and parks after a slow batch;
+    // the first one, its claim empty meanwhile (the rows were locked), sleeps its poll interval.
+    const { outbox } = await migratedOutbox(newOutbox, db.pool, 'rl_handback');
+    const runs = new Map<string, { start: number; end: number }>();
+    outbox.subscribe(
+      'handback',
+      async (message) => {
+        const start = performance.now();
+        await new Promise((resolve) => setTimeout(resolve, message.body === 'slow' ? 300 : 5));
+        runs.set(message.id, { start, end: performance.now() });
+      },
+      {
+        lease: 'row-lock',
+        minPollIntervalMs: 5_000,
+        maxPollIntervalMs: 5_000,
+        concurrency: 2,
+        fetchBatchSize: 5,
+        leaseTtlMs: 1_000,
+      },
+    );
+    const ids = await publishCommitted(outbox, db.pool, 'handback', [
+      ...Array.from({ length: 10 }, () => 'fast'),
+      ...Array.from({ length: 5 }, () => 'slow'),
+    ]);
+    outbox.start();
+    await waitFor(() => runs.size === ids.length, { what: 'every row ran', timeoutMs: 15_000 });
+    // Two slots, 300 ms each, 500 ms of start budget: the fifth slow row goes back at ~600 ms.
+    const starts = ids.slice(10).map((id) => runs.get(id)?.start ?? 0);
+    const spreadMs = Math.max(...starts) - Math.min(...starts);
+    assert.ok(spreadMs < 2_000, `the slow rows started over ${Math.round(spreadMs)} ms: one waited for a poll`);
   });
 
   test('stop(): the running handler finishes and commits; rows not started go back unchanged', async () => {

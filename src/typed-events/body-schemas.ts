@@ -1,4 +1,5 @@
-import { type BodyIssue, InvalidBodyError, InvalidOptionError } from '../errors.js';
+import { CONTENT_TYPE_HEADER } from '../envelope/headers.js';
+import { type BodyIssue, errorMessage, InvalidBodyError, InvalidOptionError } from '../errors.js';
 import type { StandardSchemaV1, StandardSchemaV1Issue, StandardSchemaV1Result } from './standard-schema.js';
 
 /** The Outbox's `schemas` option once validated: queue → schema. Undefined when none was given. */
@@ -94,6 +95,31 @@ export function runSchema(
     result.issues === undefined ? { ok: true, value: result.value } : { ok: false, error: toError(result.issues) };
   const result = schema['~standard'].validate(value);
   return isPromise(result) ? result.then(settle) : settle(result);
+}
+
+/**
+ * The error for a consumed body that cannot be decoded (bytes labelled `application/json` that are
+ * not JSON: written by another producer, or relabelled at publish). No schema can accept a value
+ * that does not exist, and the same bytes fail the same way on every delivery, so it is a schema
+ * rejection of the whole body — `(root)` — with the decoder's error as its `cause`.
+ */
+export function undecodableBody(
+  message: { readonly id: string; readonly queue: string; readonly headers: Readonly<Record<string, string>> },
+  decodeError: unknown,
+): InvalidBodyError {
+  const contentType = message.headers[CONTENT_TYPE_HEADER] ?? '(none)';
+  const error = new InvalidBodyError({
+    queue: message.queue,
+    phase: 'consume',
+    messageId: message.id,
+    issues: [
+      { path: '(root)', message: `the body is labelled ${contentType} but cannot be decoded: ${errorMessage(decodeError)}` },
+    ],
+  });
+  // As `new Error(message, { cause })` defines it (own, not enumerable): InvalidBodyError's
+  // constructor takes no cause, and every other use of it has none to give.
+  Object.defineProperty(error, 'cause', { value: decodeError, writable: true, configurable: true, enumerable: false });
+  return error;
 }
 
 /** Validates one publish's body: its output is what gets encoded. */

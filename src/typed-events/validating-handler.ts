@@ -1,6 +1,6 @@
 import { InvalidBodyError } from '../errors.js';
 import type { Handler, HandlerContext, Message } from '../subscriber/message.js';
-import { type BodyCheck, bodyIssues, type BodySchemas, isPromise, runSchema } from './body-schemas.js';
+import { type BodyCheck, bodyIssues, type BodySchemas, isPromise, runSchema, undecodableBody } from './body-schemas.js';
 
 /**
  * The handler a subscription runs when a schema covers one of its queues: each body is validated
@@ -8,9 +8,18 @@ import { type BodyCheck, bodyIssues, type BodySchemas, isPromise, runSchema } fr
  * schema holds them like a handler would), and the handler gets the schema's output as
  * `message.body`. A body that fails is ended without running the handler: `ctx.reject()` makes
  * the decision terminal under every ack policy (DESIGN invariant 3: recorded, into the DLQ), and
- * the thrown InvalidBodyError becomes the decision's error, so the DLQ's last_exception lists the
- * issues and metrics and spans count it by its exception type. A body that cannot be decoded at
- * all still fails as a handler failure (retried), as without schemas.
+ * the thrown error becomes the decision's error, so the DLQ's last_exception names it and metrics
+ * and spans count it by its exception type.
+ *
+ * Three ways a body fails, all terminal, because none of them can succeed on a later delivery and
+ * a retry would only hold the row (and its ordering key) — forever in a relay, whose default retry
+ * never gives up (RELAY_DEFAULTS):
+ * - issues: InvalidBodyError listing them;
+ * - bytes that cannot be decoded (labelled JSON, not JSON): InvalidBodyError at `(root)`, the
+ *   decoder's error as its cause (a relay without a schema never decodes, and sends them);
+ * - a `validate` that throws or rejects instead of returning issues (a bug in the schema): that
+ *   error as is, as publish throws it. Fix the schema, then redrive the row from the DLQ.
+ * A failure of the handler itself stays an ordinary failure (the ack policy and retry decide).
  *
  * Subscriptions none of whose queues has a schema keep their handler as is: no cost.
  */
@@ -19,23 +28,44 @@ export function validatingHandler(handler: Handler, schemas: BodySchemas | undef
   return (message, ctx) => {
     const schema = schemas.get(message.queue);
     if (schema === undefined) return handler(message, ctx);
-    const check = runSchema(
-      schema,
-      message.body,
-      (issues) =>
-        new InvalidBodyError({ queue: message.queue, phase: 'consume', issues: bodyIssues(issues), messageId: message.id }),
-    );
+    let body: unknown;
+    try {
+      // The first read decodes the stored bytes (message.ts).
+      body = message.body;
+    } catch (error) {
+      return refuse(ctx, 'the body cannot be decoded', undecodableBody(message, error));
+    }
+    let check: BodyCheck | Promise<BodyCheck>;
+    try {
+      check = runSchema(
+        schema,
+        body,
+        (issues) =>
+          new InvalidBodyError({ queue: message.queue, phase: 'consume', issues: bodyIssues(issues), messageId: message.id }),
+      );
+    } catch (error) {
+      return refuse(ctx, SCHEMA_THREW, error);
+    }
     return isPromise(check)
-      ? check.then((settled) => proceed(settled, handler, message, ctx))
+      ? check.then(
+          (settled) => proceed(settled, handler, message, ctx),
+          // Only the schema's rejection: a failure of the handler (inside proceed) is not caught here.
+          (error: unknown) => refuse(ctx, SCHEMA_THREW, error),
+        )
       : proceed(check, handler, message, ctx);
   };
 }
 
+const SCHEMA_THREW = 'the queue schema threw instead of returning issues';
+
+/** Ends the delivery as rejected, `error` its decision's error (the explicit reject wins over the throw). */
+function refuse(ctx: HandlerContext, reason: string, error: unknown): never {
+  ctx.reject(reason);
+  throw error;
+}
+
 function proceed(check: BodyCheck, handler: Handler, message: Message, ctx: HandlerContext): Promise<void> | void {
-  if (!check.ok) {
-    ctx.reject('the body does not match the queue schema');
-    throw check.error;
-  }
+  if (!check.ok) return refuse(ctx, 'the body does not match the queue schema', check.error);
   // The message's fields as they are (the body was decoded by the schema's read), with the output.
   return handler({ ...message, body: check.value }, ctx);
 }

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { describe, test } from 'node:test';
+import { after, before, describe, test } from 'node:test';
 import { isDeepStrictEqual } from 'node:util';
 
 import { Registry } from 'prom-client';
@@ -7,6 +7,7 @@ import { z } from 'zod';
 
 import {
   type AckPolicy,
+  ExponentialRetry,
   InvalidBodyError,
   Outbox,
   type OutboxEvent,
@@ -14,6 +15,7 @@ import {
   type StandardSchemaV1,
 } from '../../src/index.js';
 import { prometheusMiddleware, prometheusRecorder } from '../../src/prometheus/index.js';
+import { webhookSink } from '../../src/relay/index.js';
 import { useTestDatabase } from '../support/database.js';
 import { EventLog } from '../support/events.js';
 import { remaining } from '../support/publish.js';
@@ -21,6 +23,7 @@ import { FAST_POLL } from '../support/subscriber-setup.js';
 import { TestLogger } from '../support/test-logger.js';
 import { inTransaction } from '../support/transaction.js';
 import { waitFor } from '../support/wait-for.js';
+import { WebhookReceiver } from '../support/webhook-receiver.js';
 
 const db = useTestDatabase(import.meta.url);
 const logger = new TestLogger();
@@ -377,4 +380,185 @@ describe('relay validates like a subscription', () => {
     assert.deepEqual(sent, ['{"orderId":"good","items":[]}']);
     assert.equal(log.of('dlq_written')[0]?.exceptionType, 'InvalidBodyError');
   });
+});
+
+/** A schema whose validate throws instead of returning issues (a bug in the schema), sync or async. */
+function throwingSchema(async: boolean): StandardSchemaV1 {
+  return {
+    '~standard': {
+      version: 1,
+      vendor: 'test',
+      validate: async
+        ? () => Promise.reject(new TypeError('schema bug (async)'))
+        : () => {
+            throw new TypeError('schema bug');
+          },
+    },
+  };
+}
+
+/** Bytes labelled JSON that are not JSON: what another producer (or a Buffer relabelled at publish) can store. */
+const NOT_JSON = Buffer.from('{"a": 1,,}');
+const LABELLED_JSON = { headers: { 'content-type': 'application/json' } };
+
+/**
+ * An Outbox of `table` with `schemas` and an event log, and `plain`, the same table without any
+ * schema (the other producer); both stopped after the file.
+ */
+async function schemaOutbox(table: string, schemas: Record<string, StandardSchemaV1>) {
+  const log = new EventLog();
+  const outbox = new Outbox({ pool: db.pool, table, logger, recorder: log.recorder, schemas });
+  db.onCleanup(() => outbox.stop());
+  await outbox.migrate();
+  const plain = new Outbox({ pool: db.pool, table, logger });
+  db.onCleanup(() => plain.stop());
+  return { outbox: outbox as Outbox, plain, log };
+}
+
+interface DeadRow {
+  original_id: string;
+  failure_reason: string;
+  last_exception: string;
+  last_exception_type: string;
+}
+
+async function deadRows(table: string): Promise<DeadRow[]> {
+  const { rows } = await db.pool.query<DeadRow>(
+    `SELECT original_id, failure_reason, last_exception, last_exception_type FROM ${table}_dlq ORDER BY original_id`,
+  );
+  return rows;
+}
+
+async function attemptsOf(table: string, id: string | null): Promise<number> {
+  const { rows } = await db.pool.query<{ attempts_count: number }>(`SELECT attempts_count FROM ${table} WHERE id = $1`, [id]);
+  return rows[0]?.attempts_count ?? 0;
+}
+
+/**
+ * Waits until the row ended in the DLQ or failed `attempts` times: a row that is retried instead of
+ * ended must fail the test with what happened, not time out.
+ */
+async function endedOrRetried(log: EventLog, table: string, id: string | null, attempts = 3): Promise<void> {
+  await waitFor(async () => log.of('dlq_written').length > 0 || (await attemptsOf(table, id)) >= attempts, {
+    what: `row ${String(id)} dead-lettered or failed ${attempts} times`,
+  });
+  const retried = await attemptsOf(table, id);
+  assert.equal(
+    log.of('nacked_retried').length,
+    0,
+    `never retried (the same body fails the same way): attempts_count is ${retried}, DLQ rows: ${(await deadRows(table)).length}`,
+  );
+}
+
+describe('a body that cannot be validated at all is ended as rejected, never retried', () => {
+  let receiver: WebhookReceiver;
+  before(async () => {
+    receiver = await WebhookReceiver.start();
+  });
+  after(async () => {
+    await receiver.stop();
+  });
+  /** A relay that, before the fix, retried forever: no maxAttempts, as RELAY_DEFAULTS, but fast. */
+  const RELAY_OPTIONS = { ...FAST_POLL, retry: new ExponentialRetry({ initialDelayMs: 10, maxDelayMs: 20 }) };
+
+  test('relay: bytes labelled JSON that are not JSON are never sent, end in the DLQ, and release their key', async () => {
+    const table = 'txoutbox.relay_undecodable';
+    const { outbox, plain, log } = await schemaOutbox(table, { q: z.object({ a: z.number() }) });
+    const { bad, good } = await inTransaction(db.pool, async (client) => ({
+      bad: await plain.publish(client, 'q', NOT_JSON, { ...LABELLED_JSON, orderingKey: 'k' }),
+      good: await plain.publish(client, 'q', { a: 2 }, { orderingKey: 'k' }),
+    }));
+    outbox.relay('q', webhookSink({ url: receiver.url('/undecodable') }), RELAY_OPTIONS);
+    outbox.start();
+    await endedOrRetried(log, table, bad);
+    const dead = await deadRows(table);
+    assert.deepEqual(
+      dead.map((row) => [row.original_id, row.failure_reason, row.last_exception_type]),
+      [[bad, 'rejected', 'InvalidBodyError']],
+    );
+    assert.match(
+      dead[0]?.last_exception ?? '',
+      new RegExp(`message ${String(bad)} of "q": .*\\(root\\): the body is labelled application/json but cannot be decoded: `),
+    );
+    const terminal = log.of('nacked_terminal');
+    assert.deepEqual(
+      terminal.map((event) => [event.reason, event.exceptionType]),
+      [['rejected', 'InvalidBodyError']],
+    );
+    // The key's next row goes out once the undecodable one ended; the bad bytes never did.
+    await waitFor(async () => (await remaining(db.pool, 'q', table)) === 0, { what: 'the good row sent and deleted' });
+    const sent = receiver.requests.filter((request) => request.path === '/undecodable');
+    assert.deepEqual(
+      sent.map((request) => request.body.toString('utf8')),
+      ['{"a":2}'],
+    );
+    assert.ok(String(sent[0]?.headers['idempotency-key']).endsWith(`:${String(good)}`), 'the good row, by its id');
+  });
+
+  for (const async of [false, true]) {
+    test(`relay: a schema whose validate ${async ? 'rejects' : 'throws'} ends the row as rejected with that error, nothing sent`, async () => {
+      const table = `txoutbox.relay_throwing_${async ? 'async' : 'sync'}`;
+      const { outbox, plain, log } = await schemaOutbox(table, { q: throwingSchema(async) });
+      const [id] = await inTransaction(db.pool, (client) => plain.publishBatch(client, 'q', [{ a: 1 }]));
+      const path = `/throwing-${async ? 'async' : 'sync'}`;
+      outbox.relay('q', webhookSink({ url: receiver.url(path) }), RELAY_OPTIONS);
+      outbox.start();
+      await endedOrRetried(log, table, id ?? null);
+      const dead = await deadRows(table);
+      assert.deepEqual(
+        dead.map((row) => [row.original_id, row.failure_reason, row.last_exception_type]),
+        [[id, 'rejected', 'TypeError']],
+      );
+      assert.match(dead[0]?.last_exception ?? '', /TypeError: schema bug/);
+      assert.equal(await remaining(db.pool, 'q', table), 0);
+      assert.deepEqual(
+        receiver.requests.filter((request) => request.path === path),
+        [],
+      );
+    });
+  }
+
+  test('subscribe: an undecodable body is rejected on its first delivery, the handler never runs', async () => {
+    const table = 'txoutbox.con_undecodable';
+    const { outbox, plain, log } = await schemaOutbox(table, { q: z.object({ a: z.number() }) });
+    const [bad] = await inTransaction(db.pool, (client) => plain.publishBatch(client, 'q', [NOT_JSON], LABELLED_JSON));
+    const ran: unknown[] = [];
+    outbox.subscribe('q', (message) => void ran.push(message.body), {
+      ...FAST_POLL,
+      retry: new ExponentialRetry({ initialDelayMs: 10, maxDelayMs: 20 }),
+    });
+    outbox.start();
+    await endedOrRetried(log, table, bad ?? null);
+    assert.deepEqual(ran, []);
+    const dead = await deadRows(table);
+    assert.deepEqual(
+      dead.map((row) => [row.original_id, row.failure_reason, row.last_exception_type]),
+      [[bad, 'rejected', 'InvalidBodyError']],
+    );
+    assert.match(dead[0]?.last_exception ?? '', /\(root\): the body is labelled application\/json but cannot be decoded: /);
+  });
+
+  for (const async of [false, true]) {
+    test(`subscribe: a schema whose validate ${async ? 'rejects' : 'throws'} is rejected at once with that error, the handler never runs`, async () => {
+      const table = `txoutbox.con_throwing_${async ? 'async' : 'sync'}`;
+      const { outbox, plain, log } = await schemaOutbox(table, { q: throwingSchema(async) });
+      const [id] = await inTransaction(db.pool, (client) => plain.publishBatch(client, 'q', [{ a: 1 }]));
+      const ran: unknown[] = [];
+      outbox.subscribe('q', (message) => void ran.push(message.body), {
+        ...FAST_POLL,
+        retry: new ExponentialRetry({ initialDelayMs: 10, maxDelayMs: 20 }),
+      });
+      outbox.start();
+      await endedOrRetried(log, table, id ?? null);
+      assert.deepEqual(ran, []);
+      assert.deepEqual(
+        (await deadRows(table)).map((row) => [row.original_id, row.failure_reason, row.last_exception_type]),
+        [[id, 'rejected', 'TypeError']],
+      );
+      assert.deepEqual(
+        log.of('nacked_terminal').map((event) => [event.reason, event.exceptionType]),
+        [['rejected', 'TypeError']],
+      );
+    });
+  }
 });

@@ -4,7 +4,9 @@ import { describe, test } from 'node:test';
 import { z } from 'zod';
 
 import { InvalidBodyError, InvalidOptionError, Outbox, type StandardSchemaV1 } from '../../src/index.js';
+import { type ClaimedRecord, type HandlerContext, toMessage } from '../../src/subscriber/message.js';
 import { bodyIssues, checkPublishedBodies, checkPublishedBody, resolveBodySchemas } from '../../src/typed-events/body-schemas.js';
+import { validatingHandler } from '../../src/typed-events/validating-handler.js';
 
 const URL = 'postgres://app@127.0.0.1:1/app';
 
@@ -100,5 +102,114 @@ describe('body checks', () => {
     assert.deepEqual(checkPublishedBody(even, 'q', 2), { ok: true, value: 2 });
     const failed = checkPublishedBody(even, 'q', 3);
     assert.ok(!(failed instanceof Promise) && !failed.ok && failed.error.issues[0]?.message === 'odd');
+  });
+});
+
+describe("the consume-side wrapper: what cannot succeed is rejected, the rest is the handler's", () => {
+  function delivered(payload: string, contentType = 'application/json') {
+    const record: ClaimedRecord = {
+      id: '7',
+      queue: 'q',
+      payload: Buffer.from(payload),
+      headers: { 'content-type': contentType },
+      created_at: new Date(),
+      deliveries_count: 1,
+      attempts_count: 0,
+      first_attempt_at: null,
+      timer_id: null,
+      last_exception_type: null,
+      ordering_key: null,
+    };
+    const rejected: (string | undefined)[] = [];
+    const ctx = { reject: (reason?: string) => void rejected.push(reason) } as unknown as HandlerContext;
+    return { message: toMessage(record), ctx, rejected };
+  }
+
+  function wrap(schema: StandardSchemaV1, handler: () => void = () => undefined) {
+    const ran: unknown[] = [];
+    const wrapped = validatingHandler(
+      (message) => {
+        ran.push(message.body);
+        handler();
+        return undefined;
+      },
+      resolveBodySchemas({ q: schema }),
+      ['q'],
+    );
+    return { wrapped, ran };
+  }
+
+  test('bytes labelled JSON that are not JSON: rejected as InvalidBodyError at (root), the decode error its cause', () => {
+    const { wrapped, ran } = wrap(z.object({ a: z.number() }));
+    const { message, ctx, rejected } = delivered('{"a": 1,,}');
+    let thrown: unknown;
+    try {
+      void wrapped(message, ctx);
+    } catch (error) {
+      thrown = error;
+    }
+    assert.ok(thrown instanceof InvalidBodyError, String(thrown));
+    assert.equal(thrown.phase, 'consume');
+    assert.equal(thrown.messageId, '7');
+    assert.deepEqual(
+      thrown.issues.map((issue) => issue.path),
+      ['(root)'],
+    );
+    assert.match(thrown.issues[0]?.message ?? '', /^the body is labelled application\/json but cannot be decoded: /);
+    assert.ok(thrown.cause instanceof SyntaxError, String(thrown.cause));
+    assert.equal(Object.keys(thrown).includes('cause'), false, 'not enumerable, as Error defines it');
+    assert.deepEqual(rejected, ['the body cannot be decoded']);
+    assert.deepEqual(ran, []);
+  });
+
+  test('a validate that throws or rejects: rejected with that error as is', async () => {
+    const throwing: StandardSchemaV1 = {
+      '~standard': {
+        version: 1,
+        vendor: 'test',
+        validate: () => {
+          throw new TypeError('schema bug');
+        },
+      },
+    };
+    const sync = wrap(throwing);
+    const first = delivered('{}');
+    assert.throws(
+      () => sync.wrapped(first.message, first.ctx),
+      (error: unknown) => error instanceof TypeError,
+    );
+    assert.equal(first.rejected.length, 1);
+    assert.deepEqual(sync.ran, []);
+
+    const rejecting: StandardSchemaV1 = {
+      '~standard': { version: 1, vendor: 'test', validate: () => Promise.reject(new RangeError('async schema bug')) },
+    };
+    const async = wrap(rejecting);
+    const second = delivered('{}');
+    await assert.rejects(
+      Promise.resolve(async.wrapped(second.message, second.ctx)),
+      (error: unknown) => error instanceof RangeError,
+    );
+    assert.equal(second.rejected.length, 1);
+    assert.deepEqual(async.ran, []);
+  });
+
+  test("the handler's own failure is not rejected: the ack policy and the retry decide it", async () => {
+    const { wrapped, ran } = wrap(z.object({ a: z.number() }), () => {
+      throw new Error('handler failed');
+    });
+    const sync = delivered('{"a":1}');
+    assert.throws(() => wrapped(sync.message, sync.ctx), /handler failed/);
+    assert.deepEqual(sync.rejected, []);
+
+    const asyncSchema = z.object({ a: z.number().refine(async () => Promise.resolve(true)) });
+    const asyncWrap = wrap(asyncSchema, () => {
+      throw new Error('handler failed after an async check');
+    });
+    const later = delivered('{"a":1}');
+    await assert.rejects(Promise.resolve(asyncWrap.wrapped(later.message, later.ctx)), /handler failed after an async check/);
+    assert.deepEqual(later.rejected, []);
+    assert.deepEqual(ran, [{ a: 1 }]);
+    assert.deepEqual(asyncWrap.ran, [{ a: 1 }]);
   });
 });

@@ -6,6 +6,7 @@ import type { DlqFailureReason, DlqFilter } from '../dlq/dlq-options.js';
 import { resolveOlderThanMs } from '../dlq/retention-options.js';
 import { InvalidOptionError } from '../errors.js';
 import type { Outbox } from '../outbox.js';
+import { isBigintId } from '../util/bigint-id.js';
 import { CONNECTION_OPTIONS, resolveConnection } from './connection-options.js';
 import { jsonLine, rowJson } from './json-output.js';
 import { subcommand, wholeNumber } from './option-values.js';
@@ -190,7 +191,7 @@ function olderThan(value: string): number {
 }
 
 function rowId(flag: string, value: string): string {
-  if (!/^[1-9][0-9]{0,18}$/.test(value)) {
+  if (!isBigintId(value)) {
     throw new UsageError(`${flag}: expected a dead letter id (a positive integer, from dlq list), got '${value}'`);
   }
   return value;

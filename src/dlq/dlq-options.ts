@@ -1,5 +1,7 @@
 import { InvalidOptionError } from '../errors.js';
+import { refuseUnstorable } from '../producer/publish-options.js';
 import { BODY_PREVIEW_BYTES } from '../queues/peek.js';
+import { isBigintId } from '../util/bigint-id.js';
 import { integerOption } from '../util/integer-option.js';
 import { resolveOlderThanMs } from './retention-options.js';
 
@@ -110,6 +112,7 @@ function filterParams(filter: DlqFilter | DlqListOptions, prefix: string): Filte
       fix: 'Pass a queue name, or leave it out for every queue.',
     });
   }
+  if (queue !== undefined) refuseUnstorable(`${prefix}queue`, queue);
   if (reason !== undefined && !REASONS.includes(reason)) {
     throw new InvalidOptionError({
       option: `${prefix}reason`,
@@ -170,7 +173,7 @@ export function resolveFilter(filter: unknown, operation: 'redrive' | 'purge'): 
 /** `throughId`: a DLQ id as lastId() returns it ('0' for an empty DLQ). */
 function resolveThroughId(value: unknown): bigint | undefined {
   if (value === undefined) return undefined;
-  if (typeof value !== 'string' || !/^(0|[1-9][0-9]{0,18})$/.test(value)) {
+  if (typeof value !== 'string' || !isBigintId(value, true)) {
     throw new InvalidOptionError({
       option: 'filter.throughId',
       value,
@@ -185,7 +188,7 @@ function resolveThroughId(value: unknown): bigint | undefined {
 export function resolveIds(ids: readonly unknown[]): string[] {
   return ids.map((id, i) => {
     const text = typeof id === 'number' && Number.isSafeInteger(id) ? String(id) : id;
-    if (typeof text !== 'string' || !/^[1-9][0-9]{0,18}$/.test(text)) {
+    if (typeof text !== 'string' || !isBigintId(text)) {
       throw new InvalidOptionError({
         option: `ids[${i}]`,
         value: id,
@@ -274,7 +277,7 @@ function decodeCursor(cursor: unknown): { failedAt: string; id: string } {
       typeof parsed[0] === 'string' &&
       /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}$/.test(parsed[0]) &&
       typeof parsed[1] === 'string' &&
-      /^[1-9][0-9]{0,18}$/.test(parsed[1])
+      isBigintId(parsed[1])
     ) {
       return { failedAt: parsed[0], id: parsed[1] };
     }

@@ -7,7 +7,9 @@ import {
   type OutboxRowRecord,
   toOutboxRow,
 } from '../producer/outbox-row.js';
+import { refuseUnstorable } from '../producer/publish-options.js';
 import { DEFAULT_LEASE_TTL_MS } from '../subscriber/subscription-options.js';
+import { isBigintId } from '../util/bigint-id.js';
 import { integerOption } from '../util/integer-option.js';
 import type { Statement } from '../util/statement.js';
 import type { StatementRunner } from '../util/statement-runner.js';
@@ -103,6 +105,7 @@ export function resolvePeek(queue: unknown, options: unknown): ResolvedPeek {
       fix: "Pass the queue's name, such as peek('orders').",
     });
   }
+  refuseUnstorable('queue', queue);
   if (options === null || typeof options !== 'object' || Array.isArray(options)) {
     throw new InvalidOptionError({
       option: 'options',
@@ -158,7 +161,7 @@ function decodeCursor(cursor: unknown, states: readonly PeekState[]): Cursor {
       typeof parsed[1] === 'string' &&
       /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}$/.test(parsed[1]) &&
       typeof parsed[2] === 'string' &&
-      /^[1-9][0-9]{0,18}$/.test(parsed[2])
+      isBigintId(parsed[2])
     ) {
       return { state: parsed[0] as PeekState, at: parsed[1], id: parsed[2] };
     }

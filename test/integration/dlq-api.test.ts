@@ -108,6 +108,16 @@ describe('outbox.dlq', () => {
     assert.equal(await outbox.dlq.get('999999999'), null);
     await assert.rejects(outbox.dlq.list({ cursor: 'garbage' }), (e) => e instanceof InvalidOptionError && e.option === 'cursor');
     await assert.rejects(outbox.dlq.list({ limit: 1001 }), (e) => e instanceof InvalidOptionError && e.option === 'limit');
+    // Past bigint, or a queue PostgreSQL cannot compare: refused here, not as the server's 22003 / 22021.
+    const tooBig = '9223372036854775808';
+    await assert.rejects(outbox.dlq.get(tooBig), (e) => e instanceof InvalidOptionError && e.option === 'ids[0]');
+    await assert.rejects(outbox.dlq.redrive([tooBig]), (e) => e instanceof InvalidOptionError && e.option === 'ids[0]');
+    await assert.rejects(
+      outbox.dlq.purge({ queue: 'q', throughId: tooBig }),
+      (e) => e instanceof InvalidOptionError && e.option === 'filter.throughId',
+    );
+    await assert.rejects(outbox.dlq.list({ queue: 'a\u0000' }), (e) => e instanceof InvalidOptionError && e.option === 'queue');
+    assert.equal(await outbox.dlq.get('9223372036854775807'), null, 'the largest bigint is an id');
   });
 
   test('listPreviews: a bounded preview and the exact size instead of the body, never a split character; same rows and cursor as list', async () => {

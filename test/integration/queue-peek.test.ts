@@ -220,6 +220,7 @@ describe('outbox.peek', () => {
     assert.ok(first.nextCursor !== null);
     const cases: [string, unknown, unknown][] = [
       ['queue', '', undefined],
+      ['queue', 'a\u0000', undefined],
       ['state', 'q', { state: 'pending' }],
       ['limit', 'q', { limit: 0 }],
       ['limit', 'q', { limit: 1_001 }],

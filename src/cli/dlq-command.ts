@@ -117,20 +117,26 @@ function plan(sub: string, id: string | undefined, values: Values): Run {
       const target = selection(operation, values);
       const delayMs = values['delay-ms'] === undefined ? undefined : wholeNumber('--delay-ms', values['delay-ms']);
       return async (outbox, io) => {
+        let confirmed = target;
         if (!values.yes) {
           if (io.confirm === undefined) {
             throw new UsageError(`dlq ${operation} changes data and there is no terminal to confirm on: pass --yes`);
           }
-          if (!(await io.confirm(`${operation} ${describe(target)} in ${outbox.dlqTable}? [y/N] `))) {
+          // A filter's yes covers the dead letters there when it was asked, not those that die
+          // while the question is open: pinned to the newest id then (throughId), as the dashboard does.
+          const throughId = Array.isArray(target) ? undefined : await outbox.dlq.lastId();
+          const upTo = throughId === undefined ? '' : `, up to id ${throughId} (the newest now)`;
+          if (!(await io.confirm(`${operation} ${describe(target)} in ${outbox.dlqTable}${upTo}? [y/N] `))) {
             io.out('nothing done\n');
             return 1;
           }
+          if (throughId !== undefined) confirmed = { ...(target as DlqFilter), throughId };
         }
         const { count, keyBusy } =
           operation === 'purge'
-            ? { count: (await outbox.dlq.purge(target as DlqFilter)).purged, keyBusy: 0 }
+            ? { count: (await outbox.dlq.purge(confirmed as DlqFilter)).purged, keyBusy: 0 }
             : await outbox.dlq
-                .redrive(target, delayMs === undefined ? {} : { delayMs })
+                .redrive(confirmed, delayMs === undefined ? {} : { delayMs })
                 .then(({ redriven, keyBusy }) => ({ count: redriven, keyBusy }));
         const verb = operation === 'purge' ? 'purged' : 'redriven';
         // Ids named one by one that were not there (redriven or purged already, or mistyped): a

@@ -152,7 +152,7 @@ function plan(sub: string, id: string | undefined, values: Values): Run {
             io.out(`${missing} of the ${named} ids given ${missing === 1 ? 'is' : 'are'} not in ${outbox.dlqTable}\n`);
           if (keyBusy > 0)
             io.out(
-              `${keyBusy} left in ${outbox.dlqTable}: a transaction held their ordering key throughout; run the redrive again once it ended\n`,
+              `${keyBusy} left in ${outbox.dlqTable}: a transaction held their ordering key throughout (or another redrive or purge was moving them); run the redrive again\n`,
             );
         }
         return missing > 0 || keyBusy > 0 ? 1 : 0;

@@ -131,7 +131,8 @@ export class DeadLetters {
    *
    * A keyed row also needs its key's publish lock, which is tried, never waited for (dlq-sql.ts):
    * rows whose key a transaction holds are left for another pass, retried for up to `keyWaitMs`;
-   * `keyBusy` counts those still left then (run the redrive again once that transaction ended).
+   * `keyBusy` counts the selected rows still there then — those, and any a concurrent redrive or
+   * purge was still moving (run the redrive again once that transaction ended).
    */
   async redrive(
     idsOrFilter: readonly string[] | DlqFilter,

@@ -78,18 +78,22 @@ const COLUMNS = `${FIELDS}, payload`;
 const PREVIEW_COLUMNS = `${FIELDS}, substring(payload from 1 for $10::int + 1) AS payload_head, octet_length(payload) AS payload_bytes`;
 
 /** Oldest ids first within a batch, skipping rows another redrive or purge holds (it moves them). */
-const pick = (dlq: TableName, where = FILTER) =>
-  `SELECT id FROM ${dlq.sql} WHERE ${where} ORDER BY id LIMIT $7::int FOR UPDATE SKIP LOCKED`;
+const pick = (dlq: TableName) => `SELECT id FROM ${dlq.sql} WHERE ${FILTER} ORDER BY id LIMIT $7::int FOR UPDATE SKIP LOCKED`;
 
 /**
- * A redrive's pick: a keyed row also needs its key's publish lock (producer/sql.ts), TRIED, not
- * waited for, and written last so the filter's cheaper tests run first (PostgreSQL orders a
- * WHERE's tests by cost, stably). Waiting for it deadlocked: one batch takes the keys of many rows
- * in no set order and holds them to its commit, while an application transaction holding one of
- * them publishes under another. A row whose key is busy stays in the DLQ for a later batch.
+ * A redrive's batch: the pick's rows (a CTE: at most $7, locked), and of those the ones whose key's
+ * publish lock (producer/sql.ts) is free, TRIED, never waited for. Waiting deadlocked: one batch
+ * took the keys of many rows in no set order and held them to its commit, while an application
+ * transaction holding one of them published under another. Tried on the picked rows only: in the
+ * pick's WHERE it ran before the LIMIT, on every row the filter matched when the plan sorts. A
+ * row whose key is busy stays for a later batch, taking a place in each until then; a later row
+ * of its key is picked only with it (ids in order), so the two stay in order.
  */
-const REDRIVE_FILTER = `${FILTER}
-  AND (ordering_key IS NULL OR pg_try_advisory_xact_lock(${orderingKeyLockId('queue', 'ordering_key')}))`;
+const redrivable = (dlq: TableName) => `picked AS (
+  SELECT id, queue, ordering_key FROM ${dlq.sql} WHERE ${FILTER} ORDER BY id LIMIT $7::int FOR UPDATE SKIP LOCKED
+), free AS (
+  SELECT id FROM picked WHERE ordering_key IS NULL OR pg_try_advisory_xact_lock(${orderingKeyLockId('queue', 'ordering_key')})
+)`;
 
 /** list and listPreviews: the same rows in the same order, so their cursors are interchangeable. */
 const page = (dlq: TableName, columns: string) => `SELECT ${columns}, ${CURSOR_TIME} FROM ${dlq.sql}
@@ -105,14 +109,14 @@ export function buildDlqSql(names: SchemaNames & { readonly dlq: TableName }): D
     get: statement('dlq_get', `SELECT ${COLUMNS} FROM ${d} WHERE id = $1::bigint`),
     // Counters, lease and last exception start afresh: the row gets a full set of deliveries.
     // A keyed row goes to the end of its key's line, under the key's publish lock like any keyed
-    // publish (producer/sql.ts keyLock), taken by the pick: its new id must not overtake a publish
+    // publish (producer/sql.ts keyLock), tried in `free`: its new id must not overtake a publish
     // still in flight.
     // timer_id is not carried over: a new timer of the same (queue, timer_id) may exist, and a
     // conflict would lose the row (deleted here, not inserted there); the headers keep the origin.
     redrive: statement(
       'dlq_redrive',
-      `WITH moved AS (
-  DELETE FROM ${d} WHERE id IN (${pick(names.dlq, REDRIVE_FILTER)})
+      `WITH ${redrivable(names.dlq)}, moved AS (
+  DELETE FROM ${d} WHERE id IN (SELECT id FROM free)
   RETURNING id, original_id, queue, payload, headers, failure_reason, ordering_key
 ), inserted AS (
   INSERT INTO ${names.outbox.sql} (queue, payload, headers, next_attempt_at, ordering_key)

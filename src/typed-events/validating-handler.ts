@@ -11,15 +11,16 @@ import { type BodyCheck, bodyIssues, type BodySchemas, isPromise, runSchema, und
  * the thrown error becomes the decision's error, so the DLQ's last_exception names it and metrics
  * and spans count it by its exception type.
  *
- * Three ways a body fails, all terminal, because none of them can succeed on a later delivery and
- * a retry would only hold the row (and its ordering key) — forever in a relay, whose default retry
+ * Two ways a body fails, both terminal, because neither can succeed on a later delivery and a
+ * retry would only hold the row (and its ordering key) — forever in a relay, whose default retry
  * never gives up (RELAY_DEFAULTS):
  * - issues: InvalidBodyError listing them;
  * - bytes that cannot be decoded (labelled JSON, not JSON): InvalidBodyError at `(root)`, the
- *   decoder's error as its cause (a relay without a schema never decodes, and sends them);
- * - a `validate` that throws or rejects instead of returning issues (a bug in the schema): that
- *   error as is, as publish throws it. Fix the schema, then redrive the row from the DLQ.
- * A failure of the handler itself stays an ordinary failure (the ack policy and retry decide).
+ *   decoder's error as its cause (a relay without a schema never decodes, and sends them).
+ * A `validate` that throws or rejects instead of returning issues is a failure like the handler's
+ * (the ack policy and retry decide): an async schema may do I/O that fails for a while, and ending
+ * every row of an outage (deleting them, without a DLQ) would lose them. Its error is the
+ * decision's error, as publish throws it; a relay retries it with its backoff, visibly.
  *
  * Subscriptions none of whose queues has a schema keep their handler as is: no cost.
  */
@@ -35,28 +36,18 @@ export function validatingHandler(handler: Handler, schemas: BodySchemas | undef
     } catch (error) {
       return refuse(ctx, 'the body cannot be decoded', undecodableBody(message, error));
     }
-    let check: BodyCheck | Promise<BodyCheck>;
-    try {
-      check = runSchema(
-        schema,
-        body,
-        (issues) =>
-          new InvalidBodyError({ queue: message.queue, phase: 'consume', issues: bodyIssues(issues), messageId: message.id }),
-      );
-    } catch (error) {
-      return refuse(ctx, SCHEMA_THREW, error);
-    }
+    // A schema that throws or rejects fails the delivery as a handler would (see above).
+    const check = runSchema(
+      schema,
+      body,
+      (issues) =>
+        new InvalidBodyError({ queue: message.queue, phase: 'consume', issues: bodyIssues(issues), messageId: message.id }),
+    );
     return isPromise(check)
-      ? check.then(
-          (settled) => proceed(settled, handler, message, ctx),
-          // Only the schema's rejection: a failure of the handler (inside proceed) is not caught here.
-          (error: unknown) => refuse(ctx, SCHEMA_THREW, error),
-        )
+      ? check.then((settled) => proceed(settled, handler, message, ctx))
       : proceed(check, handler, message, ctx);
   };
 }
-
-const SCHEMA_THREW = 'the queue schema threw instead of returning issues';
 
 /** Ends the delivery as rejected, `error` its decision's error (the explicit reject wins over the throw). */
 function refuse(ctx: HandlerContext, reason: string, error: unknown): never {

@@ -502,7 +502,7 @@ describe('outbox.dlq', () => {
       await waitFor(
         async () => {
           const { rows } = await db.pool.query<{ pid: number }>(
-            `SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'WITH moved AS%q_interrupt%'`,
+            `SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'WITH picked AS%q_interrupt%'`,
           );
           pid = rows[0]?.pid;
           return pid !== undefined;

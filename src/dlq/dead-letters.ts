@@ -30,11 +30,11 @@ import {
   resolveList,
 } from './dlq-options.js';
 import type { DlqSql } from './dlq-sql.js';
+import { resolveRetentionMs } from './retention-options.js';
 
 /** Between two redrive passes over rows whose key was busy: 50 ms doubling to 1 s. */
 const KEY_RETRY_BASE_MS = 50;
 const KEY_RETRY_CAP_MS = 1_000;
-import { resolveRetentionMs } from './retention-options.js';
 
 export type { DeadLetter, DeadLetterFields, DeadLetterPreview } from './dead-letter-row.js';
 

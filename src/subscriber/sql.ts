@@ -58,7 +58,7 @@ export interface SubscriberSql {
   /** $1 ids, $2 tokens. Gives back rows claimed but never started (stop): redelivered at once, not after the TTL. */
   readonly releaseLeases: Statement;
   /**
-   * $1 queues (text[]), $2 lease TTL in ms, $3 ids running here (skipped, as the claim's $5), $4
+   * $1 queues (text[]), $2 lease TTL in ms, $3 ids this subscription holds (skipped), $4
    * limit: leases that ran out (a holder that died, or one past its lease), given back unleased,
    * oldest first, returning their ids. They rejoin the ready walk at their due time, in front of a
    * backlog: the claim's expired branch runs only when the ready branch came up short, which a

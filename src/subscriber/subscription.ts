@@ -411,7 +411,7 @@ export class Subscription {
       const { rows } = await this.#deps.db.run<{ id: string }>(this.#deps.sql.releaseExpired, [
         queues,
         leaseTtlMs,
-        this.#runningPastHalfLease(),
+        this.#heldHere(),
         RELEASE_EXPIRED_LIMIT,
       ]);
       if (rows.length === 0) return;
@@ -424,6 +424,22 @@ export class Subscription {
     } catch (error) {
       this.#deps.logger.error({ subscriber: name, err: errorMessage(error) }, 'could not give back expired leases; will retry');
     }
+  }
+
+  /**
+   * Every row this subscription still holds, as releaseExpired's $3: buffered, running or writing
+   * its outcome, or waiting in the acker. None is expired for this process, however old its lease
+   * in the database: released, a queued ack's DELETE would miss (the token gone), the row would be
+   * claimed as new and run again (subscriber-sync-handlers.test.ts: a slow synchronous batch's ack
+   * still queued). A claim's expired branch keeps such a row through #adoptReclaimed; a release cannot.
+   */
+  #heldHere(): string {
+    const ids = [
+      ...this.#buffer.map((lease) => lease.record.id),
+      ...this.#inFlight.all().map(({ lease }) => lease.record.id),
+      ...this.#writer.queuedAcks().map((lease) => lease.record.id),
+    ];
+    return ids.length === 0 ? NONE_RUNNING : `{${ids.join(',')}}`;
   }
 
   /**

@@ -89,27 +89,28 @@ describe('migrate: an upgrade under load waits for its lock a bounded time', () 
     assert.deepEqual((await outbox.migrate()).applied, ['outbox/0004_ordering_key']);
   });
 
-  test('a holder that ends between attempts: a later attempt applies the upgrade', async () => {
-    const table = 'lock_released';
-    const outbox = await tableBeforeOrderingKey(table);
-    const holder = await holdTable(table);
-    const migrating = outbox.migrate({ lockTimeoutMs: 200, lockAttempts: 20 });
-    migrating.catch(() => undefined);
-    await waitFor(async () => (await lockWaiters(table)) > 0, { what: 'the ALTER to wait for its lock' });
-    await holder.end();
-    assert.deepEqual((await migrating).applied, ['outbox/0004_ordering_key']);
-  });
-
-  test('lockTimeoutMs: 0 waits for the lock as long as it takes (PostgreSQL without lock_timeout)', async () => {
-    const table = 'lock_unbounded';
-    const outbox = await tableBeforeOrderingKey(table);
-    const holder = await holdTable(table);
-    const migrating = outbox.migrate({ lockTimeoutMs: 0, lockAttempts: 1 });
-    migrating.catch(() => undefined);
-    await waitFor(async () => (await lockWaiters(table)) > 0, { what: 'the ALTER to wait for its lock' });
-    await holder.end();
-    assert.deepEqual((await migrating).applied, ['outbox/0004_ordering_key']);
-  });
+  for (const [table, options, what] of [
+    [
+      'lock_released',
+      { lockTimeoutMs: 200, lockAttempts: 20 },
+      'a holder that ends between attempts: a later attempt applies the upgrade',
+    ],
+    [
+      'lock_unbounded',
+      { lockTimeoutMs: 0, lockAttempts: 1 },
+      'lockTimeoutMs: 0 waits for the lock as long as it takes (PostgreSQL without lock_timeout)',
+    ],
+  ] as const) {
+    test(what, async () => {
+      const outbox = await tableBeforeOrderingKey(table);
+      const holder = await holdTable(table);
+      const migrating = outbox.migrate(options);
+      migrating.catch(() => undefined);
+      await waitFor(async () => (await lockWaiters(table)) > 0, { what: 'the ALTER to wait for its lock' });
+      await holder.end();
+      assert.deepEqual((await migrating).applied, ['outbox/0004_ordering_key']);
+    });
+  }
 
   test('bad options are refused before anything runs, naming the option', async () => {
     const outbox = newOutbox({ pool: db.pool, table: 'lock_bad_options' });

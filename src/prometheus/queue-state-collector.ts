@@ -145,6 +145,7 @@ export function queueStateCollector(outbox: Outbox, options: QueueStateCollector
         table: outbox.internals.names.outbox,
         checkIntervalMs: leaderCheckIntervalMs,
         logger,
+        ownerStopped: () => outbox.internals.stopped,
       })
     : undefined;
   const labels = { app_name: appName, broker: BROKER };

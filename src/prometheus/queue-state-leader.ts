@@ -33,6 +33,13 @@ export interface QueueStateLeaderOptions {
   /** How often a standby tries the lock and the leader checks its session. */
   readonly checkIntervalMs: number;
   readonly logger: Logger;
+  /**
+   * Whether what it reads for has ended (the collector's Outbox stopped). Checked at every tick: a
+   * leader whose Outbox stopped can read nothing, and holding the lock on would leave every
+   * standby idle, so nobody read the queue state (an application that stops its Outbox and forgets
+   * the collector's close()). It then gives the lock up, as stop() does.
+   */
+  readonly ownerStopped?: () => boolean;
 }
 
 /**
@@ -93,6 +100,15 @@ export class QueueStateLeader {
   }
 
   #stopped(): boolean {
+    if (this.#state !== 'stopped' && this.#options.ownerStopped?.() === true) {
+      if (this.#state === 'leading')
+        this.#options.logger.info(
+          { table: this.#options.table.display },
+          'queue-state reader: its Outbox stopped; leadership released',
+        );
+      this.#state = 'stopped';
+      this.#attempted();
+    }
     return this.#state === 'stopped';
   }
 

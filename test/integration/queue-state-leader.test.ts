@@ -135,6 +135,41 @@ describe('queue state read once per cluster (leaderElection)', () => {
     assert.deepEqual(await lockHolders(), []);
   });
 
+  test("a leader whose Outbox stopped without the collector's close() gives the lock up: the standby takes over", async () => {
+    const table = 'qsl_owner_stopped';
+    await seeded(table);
+    const pools = [new pg.Pool({ connectionString: db.url, max: 2 }), new pg.Pool({ connectionString: db.url, max: 2 })];
+    const registries = [new Registry(), new Registry()];
+    const outboxes = pools.map((pool) => newOutbox({ pool, table }));
+    const collectors = outboxes.map((outbox, i) =>
+      queueStateCollector(outbox, {
+        registry: registries[i] ?? new Registry(),
+        leaderElection: true,
+        leaderCheckIntervalMs: 200,
+      }),
+    );
+    const leaderOf = async (i: number) =>
+      (await registries[i]?.getSingleMetricAsString('txoutbox_queue_state_leader'))?.endsWith(' 1') ?? false;
+    try {
+      await Promise.all(registries.map((r) => r.metrics()));
+      const leader = [await leaderOf(0), await leaderOf(1)].indexOf(true);
+      assert.ok(leader >= 0, 'one leader');
+      const standby = 1 - leader;
+      // Library use: the application stops its Outbox and forgets the collector. The leader could
+      // read nothing any more (its Outbox refuses), yet held the lock: nobody read the queue state.
+      await outboxes[leader]?.stop();
+      await waitFor(() => leaderOf(standby), { timeoutMs: 15_000, what: 'the standby takes the lock over' });
+      assert.match((await registries[standby]?.metrics()) ?? '', /txoutbox_queue_messages\{[^}]*state="ready"\} 3/);
+      assert.equal(await leaderOf(leader), false);
+      assert.equal((await lockHolders()).length, 1);
+    } finally {
+      await Promise.all(collectors.map((c) => c.close()));
+      await Promise.all(outboxes.map((o) => o.stop()));
+      await Promise.all(pools.map((p) => p.end()));
+    }
+    assert.deepEqual(await lockHolders(), []);
+  });
+
   test('without leaderElection every collector reads (no leader series); options are validated', async () => {
     const table = 'qsl_plain';
     const outbox = await seeded(table);

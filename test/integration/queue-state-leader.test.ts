@@ -43,6 +43,23 @@ async function lockHolders(): Promise<number[]> {
   return rows.map((r) => r.pid);
 }
 
+/**
+ * Two library-use collectors with leader election on one table, each on its own pool and
+ * registry (two processes, as far as the election can tell); `leaderOf(i)` reads collector i's
+ * leader series.
+ */
+function twoCollectors(table: string) {
+  const pools = [new pg.Pool({ connectionString: db.url, max: 2 }), new pg.Pool({ connectionString: db.url, max: 2 })];
+  const registries = [new Registry(), new Registry()];
+  const outboxes = pools.map((pool) => newOutbox({ pool, table }));
+  const collectors = outboxes.map((outbox, i) =>
+    queueStateCollector(outbox, { registry: registries[i] ?? new Registry(), leaderElection: true, leaderCheckIntervalMs: 200 }),
+  );
+  const leaderOf = async (i: number) =>
+    (await registries[i]?.getSingleMetricAsString('txoutbox_queue_state_leader'))?.endsWith(' 1') ?? false;
+  return { pools, registries, outboxes, collectors, leaderOf };
+}
+
 describe('queue state read once per cluster (leaderElection)', () => {
   test('two runners of one table: one reads and exports, the other exports leader 0; stopping the leader hands over', async () => {
     const table = 'qsl_runners';
@@ -93,18 +110,7 @@ describe('queue state read once per cluster (leaderElection)', () => {
   test('a leader whose session dies (host gone, as the server sees it) is replaced; it comes back as a standby', async () => {
     const table = 'qsl_failover';
     await seeded(table);
-    const pools = [new pg.Pool({ connectionString: db.url, max: 2 }), new pg.Pool({ connectionString: db.url, max: 2 })];
-    const registries = [new Registry(), new Registry()];
-    const outboxes = pools.map((pool) => newOutbox({ pool, table }));
-    const collectors = outboxes.map((outbox, i) =>
-      queueStateCollector(outbox, {
-        registry: registries[i] ?? new Registry(),
-        leaderElection: true,
-        leaderCheckIntervalMs: 200,
-      }),
-    );
-    const leaderOf = async (i: number) =>
-      (await registries[i]?.getSingleMetricAsString('txoutbox_queue_state_leader'))?.endsWith(' 1') ?? false;
+    const { pools, registries, outboxes, collectors, leaderOf } = twoCollectors(table);
     try {
       await Promise.all(registries.map((r) => r.metrics()));
       const states = [await leaderOf(0), await leaderOf(1)];
@@ -138,18 +144,7 @@ describe('queue state read once per cluster (leaderElection)', () => {
   test("a leader whose Outbox stopped without the collector's close() gives the lock up: the standby takes over", async () => {
     const table = 'qsl_owner_stopped';
     await seeded(table);
-    const pools = [new pg.Pool({ connectionString: db.url, max: 2 }), new pg.Pool({ connectionString: db.url, max: 2 })];
-    const registries = [new Registry(), new Registry()];
-    const outboxes = pools.map((pool) => newOutbox({ pool, table }));
-    const collectors = outboxes.map((outbox, i) =>
-      queueStateCollector(outbox, {
-        registry: registries[i] ?? new Registry(),
-        leaderElection: true,
-        leaderCheckIntervalMs: 200,
-      }),
-    );
-    const leaderOf = async (i: number) =>
-      (await registries[i]?.getSingleMetricAsString('txoutbox_queue_state_leader'))?.endsWith(' 1') ?? false;
+    const { pools, registries, outboxes, collectors, leaderOf } = twoCollectors(table);
     try {
       await Promise.all(registries.map((r) => r.metrics()));
       const leader = [await leaderOf(0), await leaderOf(1)].indexOf(true);

@@ -498,19 +498,35 @@ export class DrainLimitError extends TxOutboxError {
 }
 
 /**
- * A `lease: 'row-lock'` subscription's batch ran past leaseTtlMs while this handler was running: no
- * lease protects a row-lock delivery, so the batch is bounded instead. The handler's signal is
+ * A handler ran past its time and was failed without waiting for it to settle: its signal is
  * aborted and its delivery fails with this error under the ack policy (a retry by default), so a
- * handler that hangs ends in the DLQ after its attempts instead of holding its batch's locks.
+ * handler that hangs ends in the DLQ after its attempts instead of holding its row, its slot and its
+ * ordering key for good. `bound` says which time: a `lease: 'row-lock'` batch's deadline
+ * (leaseTtlMs from its claim: no lease protects those rows); in token mode, `handlerTimeoutMs`
+ * (from the handler's start) or, without leaseRenewIntervalMs, the row's lease (leaseTtlMs from its
+ * claim).
  */
 export class HandlerTimeoutError extends TxOutboxError {
   readonly timeoutMs: number;
+  readonly bound: HandlerBound;
 
-  constructor(timeoutMs: number) {
-    super(
-      'HANDLER_TIMEOUT',
-      `the row-lock batch ran past leaseTtlMs (${timeoutMs} ms) while this handler ran; its transaction is committed without waiting for it. Fix: raise leaseTtlMs above fetchBatchSize × the handler's p99, lower fetchBatchSize, or use the default lease: 'token' for slow handlers`,
-    );
+  constructor(timeoutMs: number, bound: HandlerBound = 'row-lock batch') {
+    super('HANDLER_TIMEOUT', handlerTimeoutMessage(timeoutMs, bound));
+    this.bound = bound;
     this.timeoutMs = timeoutMs;
+  }
+}
+
+/** What a handler ran past: see HandlerTimeoutError. */
+export type HandlerBound = 'row-lock batch' | 'lease' | 'handlerTimeoutMs';
+
+function handlerTimeoutMessage(timeoutMs: number, bound: HandlerBound): string {
+  switch (bound) {
+    case 'handlerTimeoutMs':
+      return `the handler ran past handlerTimeoutMs (${timeoutMs} ms) without settling; its delivery failed with this error and whatever the handler does later is ignored. Fix: let the handler end sooner (it can watch ctx.signal), or raise handlerTimeoutMs above its longest run`;
+    case 'lease':
+      return `the handler ran past its lease (leaseTtlMs ${timeoutMs} ms, no leaseRenewIntervalMs) without settling; its delivery failed with this error and whatever the handler does later is ignored. Fix: let the handler end sooner (it can watch ctx.signal), raise leaseTtlMs above its longest run, or set leaseRenewIntervalMs so a live process keeps its rows while their handlers run`;
+    default:
+      return `the row-lock batch ran past leaseTtlMs (${timeoutMs} ms) while this handler ran; its transaction is committed without waiting for it. Fix: raise leaseTtlMs above fetchBatchSize × the handler's p99, lower fetchBatchSize, or use the default lease: 'token' for slow handlers`;
   }
 }

@@ -127,6 +127,7 @@ function runOf(timing: Timing): Run {
  */
 function runHandler(
   lease: Lease,
+  signal: DeliverySignal,
   controls: DeliveryControls,
   timing: Timing,
   deps: DeliverDeps,
@@ -146,10 +147,29 @@ function runHandler(
     return decided(lease, controls, timing, deps, t0, true, error, plain);
   }
   if (!thenable) return decided(lease, controls, timing, deps, t0, false, undefined, plain);
-  return Promise.resolve(returned).then(
-    () => decided(lease, controls, timing, deps, t0, false, undefined, plain),
-    (error: unknown) => decided(lease, controls, timing, deps, t0, true, error, plain),
-  );
+  // The handler's promise, or a timeout (signal.timeOut) that fails the run first: a promise that
+  // never settles must not hold its row, its slot and its ordering key for good. What the handler
+  // does after that is ignored (its decisions too: DeliveryControls was settled).
+  return new Promise<ConsumeResult>((resolve) => {
+    let open = true;
+    const settle = (threw: boolean, error: unknown): void => {
+      if (!open) return;
+      open = false;
+      signal.interrupt = undefined;
+      resolve(decided(lease, controls, timing, deps, t0, threw, error, plain));
+    };
+    signal.interrupt = (reason) => {
+      settle(true, reason);
+    };
+    Promise.resolve(returned).then(
+      () => {
+        settle(false, undefined);
+      },
+      (error: unknown) => {
+        settle(true, error);
+      },
+    );
+  });
 }
 
 function isThenable(value: unknown): value is PromiseLike<unknown> {
@@ -161,8 +181,14 @@ function isThenable(value: unknown): value is PromiseLike<unknown> {
 }
 
 /** runHandler as a promise of a plain result, for the consume chain and the transaction that wrap it. */
-function runHandlerAsync(lease: Lease, controls: DeliveryControls, timing: Timing, deps: DeliverDeps): Promise<ConsumeResult> {
-  return Promise.resolve(runHandler(lease, controls, timing, deps, true));
+function runHandlerAsync(
+  lease: Lease,
+  signal: DeliverySignal,
+  controls: DeliveryControls,
+  timing: Timing,
+  deps: DeliverDeps,
+): Promise<ConsumeResult> {
+  return Promise.resolve(runHandler(lease, signal, controls, timing, deps, true));
 }
 
 /**
@@ -246,9 +272,10 @@ export function deliver(
     deps.followUp ?? NO_FOLLOW_UP,
   );
   const timing = new HandlerRun(lease);
-  if (!options.transactional && deps.middlewares.observed) return observedConsume(lease, abandoned, deps, controls, timing);
+  if (!options.transactional && deps.middlewares.observed)
+    return observedConsume(lease, signal, abandoned, deps, controls, timing);
   if (options.transactional || deps.middlewares.hasConsume) return wrapped(lease, signal, abandoned, deps, controls, timing);
-  const result = runHandler(lease, controls, timing, deps, false);
+  const result = runHandler(lease, signal, controls, timing, deps, false);
   if (!(result instanceof Promise)) return written(lease, result, timing, abandoned, deps, undefined);
   return result.then((settled) => written(lease, settled, timing, abandoned, deps, undefined));
 }
@@ -276,10 +303,10 @@ async function wrapped(
           signal,
           abandoned,
           committed,
-          () => runHandlerAsync(lease, controls, timing, deps),
+          () => runHandlerAsync(lease, signal, controls, timing, deps),
           (error, handlerResult) => failed(error, handlerResult, lease, timing, deps),
         )
-    : () => runHandlerAsync(lease, controls, timing, deps);
+    : () => runHandlerAsync(lease, signal, controls, timing, deps);
   // Tells the consume middlewares what the database did with the outcome (ctx.written).
   let onWritten: ((result: OutcomeWrite) => void) | undefined;
   const ctx = deps.middlewares.hasConsume ? consumeContext(lease, options.name, (resolve) => (onWritten = resolve)) : undefined;
@@ -402,6 +429,7 @@ function failed(
  */
 function observedConsume(
   lease: Lease,
+  signal: DeliverySignal,
   abandoned: () => boolean,
   deps: DeliverDeps,
   controls: DeliveryControls,
@@ -409,7 +437,7 @@ function observedConsume(
 ): Promise<void> | undefined {
   return deps.middlewares.observe(
     observedScope(lease, deps.options.name),
-    () => runHandler(lease, controls, timing, deps, false),
+    () => runHandler(lease, signal, controls, timing, deps, false),
     (error, handlerResult) => failed(error, handlerResult, lease, timing, deps),
     (result, onWritten) => written(lease, result, timing, abandoned, deps, onWritten),
   );

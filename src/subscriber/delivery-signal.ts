@@ -18,6 +18,22 @@ export class DeliverySignal {
     return this.#controller.signal;
   }
 
+  /**
+   * Set while an asynchronous handler runs (deliver.ts): ends its run at once with a failure,
+   * without waiting for the handler's promise, which may never settle.
+   */
+  interrupt: ((reason: unknown) => void) | undefined = undefined;
+
+  /**
+   * The run took too long: aborts the signal, and fails a running asynchronous handler with
+   * `reason` now (its delivery goes on to its outcome under the ack policy). A synchronous handler
+   * cannot be interrupted; nor can a consume middleware that holds the run before or after it.
+   */
+  timeOut(reason: unknown): void {
+    this.abort(reason);
+    this.interrupt?.(reason);
+  }
+
   /** Aborts once; later calls are ignored (as AbortController.abort is). */
   abort(reason: unknown): void {
     if (this.#aborted) return;

@@ -10,10 +10,16 @@ export class RunningDelivery extends DeliverySignal {
   readonly lease: Lease;
   /** Its index in RunningDeliveries' array; -1 once it ended. */
   index = -1;
+  /** When (performance.now()) it was timed out for outliving its lease; undefined while it has not. */
+  timedOutAt: number | undefined = undefined;
 
-  constructor(lease: Lease) {
+  /** performance.now() when its handler's run began (handlerTimeoutMs counts from it). */
+  readonly startedAt: number;
+
+  constructor(lease: Lease, startedAt: number) {
     super();
     this.lease = lease;
+    this.startedAt = startedAt;
   }
 }
 
@@ -32,9 +38,9 @@ export class RunningDeliveries {
     return this.#all.length;
   }
 
-  /** Registers `lease`'s delivery; the returned object is its signal, to end() when it is over. */
-  start(lease: Lease): RunningDelivery {
-    const run = new RunningDelivery(lease);
+  /** Registers `lease`'s delivery, starting `now`; the returned object is its signal, to end() when it is over. */
+  start(lease: Lease, now: number): RunningDelivery {
+    const run = new RunningDelivery(lease, now);
     run.index = this.#all.length;
     this.#all.push(run);
     return run;

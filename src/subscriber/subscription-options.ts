@@ -45,6 +45,14 @@ export interface SubscribeOptions {
   readonly ackPolicy?: AckPolicy;
   /** Extend the leases of rows in flight this often, so a slow healthy handler keeps its row. @default off */
   readonly leaseRenewIntervalMs?: number;
+  /**
+   * Longest a handler may run, from its start: past it, its `ctx.signal` is aborted and its delivery
+   * fails with HandlerTimeoutError under the ack policy (a retry by default); what the handler does
+   * afterwards is ignored. Without leaseRenewIntervalMs the lease already bounds every run (at
+   * leaseTtlMs from its claim), so it can only be shorter than leaseTtlMs. Not for lease: 'row-lock',
+   * whose batch leaseTtlMs bounds. @default none: the lease without leaseRenewIntervalMs, unbounded with it
+   */
+  readonly handlerTimeoutMs?: number;
   /** Archive terminal rows in the DLQ table. @default true when the Outbox has a DLQ table */
   readonly dlq?: boolean;
   /**
@@ -87,6 +95,7 @@ export interface ResolvedSubscribeOptions {
   readonly retry: RetryStrategy;
   readonly ackPolicy: AckPolicy;
   readonly leaseRenewIntervalMs: number | undefined;
+  readonly handlerTimeoutMs: number | undefined;
   readonly dlq: boolean;
   readonly transactional: boolean;
   readonly lease: LeaseMode;
@@ -106,6 +115,7 @@ const KNOWN = [
   'retry',
   'ackPolicy',
   'leaseRenewIntervalMs',
+  'handlerTimeoutMs',
   'dlq',
   'transactional',
   'lease',
@@ -248,6 +258,7 @@ export function resolveSubscribeOptions(
     });
   }
   const lease = leaseModeOf(raw.lease, transactional, leaseRenewIntervalMs);
+  const handlerTimeoutMs = handlerTimeoutOf(raw.handlerTimeoutMs, lease, leaseTtlMs, leaseRenewIntervalMs);
   const isolationLevel = isolationLevelOf(raw.isolationLevel, transactional);
 
   const warnings: string[] = [];
@@ -284,6 +295,7 @@ export function resolveSubscribeOptions(
     retry: retry as RetryStrategy,
     ackPolicy: ackPolicy as AckPolicy,
     leaseRenewIntervalMs,
+    handlerTimeoutMs,
     dlq,
     transactional,
     lease,
@@ -320,6 +332,37 @@ function leaseModeOf(value: unknown, transactional: boolean, leaseRenewIntervalM
     });
   }
   return lease as LeaseMode;
+}
+
+/** Longest handlerTimeoutMs: a day, as long as a delay may be. */
+const MAX_HANDLER_TIMEOUT_MS = 86_400_000;
+
+/** `handlerTimeoutMs`: only where it bounds something the lease does not already bound sooner. */
+function handlerTimeoutOf(
+  value: unknown,
+  lease: LeaseMode,
+  leaseTtlMs: number,
+  leaseRenewIntervalMs: number | undefined,
+): number | undefined {
+  if (value === undefined) return undefined;
+  if (lease === 'row-lock') {
+    throw new InvalidOptionError({
+      option: 'handlerTimeoutMs',
+      value,
+      expected: "undefined with lease: 'row-lock'",
+      fix: 'A row-lock batch, and every handler in it, is bounded by leaseTtlMs: lower leaseTtlMs instead.',
+    });
+  }
+  const timeoutMs = integer('handlerTimeoutMs', value, 0, 1, MAX_HANDLER_TIMEOUT_MS);
+  if (leaseRenewIntervalMs === undefined && timeoutMs > leaseTtlMs) {
+    throw new InvalidOptionError({
+      option: 'handlerTimeoutMs',
+      value,
+      expected: `at most leaseTtlMs (${leaseTtlMs}) without leaseRenewIntervalMs`,
+      fix: 'Without renewal the lease ends every run at leaseTtlMs from its claim: set leaseRenewIntervalMs for runs that may take longer, or raise leaseTtlMs.',
+    });
+  }
+  return timeoutMs;
 }
 
 /**

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 
-import { errorMessage, LeaseLostError } from '../errors.js';
+import { errorMessage, HandlerTimeoutError, LeaseLostError } from '../errors.js';
 import type { CustomStatKeys } from '../instrumentation/custom-stats.js';
 import type { MiddlewareChain } from '../instrumentation/middleware-chain.js';
 import type { Emit } from '../instrumentation/recorders.js';
@@ -141,6 +141,8 @@ export class Subscription {
   /** performance.now() until which the buffer is off: claims only for free slots (see the class comment). */
   #prefetchPausedUntil = 0;
   #staleTimer: NodeJS.Timeout | undefined;
+  /** Times out the runs past their bound (#boundRuns), when they have one. */
+  #boundTimer: NodeJS.Timeout | undefined;
   /** Releases of stale buffered rows in flight: stop() waits for them. */
   readonly #releasing = new Set<Promise<void>>();
   /**
@@ -246,6 +248,14 @@ export class Subscription {
       this.#releaseStale();
     }, this.options.leaseTtlMs / 4);
     this.#staleTimer.unref();
+    const boundMs = this.#runBoundMs();
+    if (boundMs !== undefined) {
+      // A quarter of the bound late at most; it runs on while stop() drains the handlers.
+      this.#boundTimer = setInterval(() => {
+        this.#boundRuns();
+      }, boundMs / 4);
+      this.#boundTimer.unref();
+    }
     if (this.options.leaseRenewIntervalMs !== undefined) {
       this.#renewTimer = setInterval(() => {
         this.#renewing ??= this.#renewLeases().finally(() => {
@@ -473,8 +483,9 @@ export class Subscription {
         if (lease === undefined) break;
         // The clock is read per row: synchronous deliveries run inside this loop, so a batch of
         // slow ones moves time on between two rows.
-        if (this.#isStale(lease, performance.now())) (stale ??= []).push(lease);
-        else this.#run(lease);
+        const now = performance.now();
+        if (this.#isStale(lease, now)) (stale ??= []).push(lease);
+        else this.#run(lease, now);
       }
     } finally {
       this.#pumping = false;
@@ -488,6 +499,65 @@ export class Subscription {
     const fresh = this.#buffer.findIndex((lease) => !this.#isStale(lease, now));
     const count = fresh === -1 ? this.#buffer.length : fresh;
     if (count > 0 && this.#running()) this.#releaseUnstarted(this.#buffer.splice(0, count));
+  }
+
+  /**
+   * The shortest bound of a run, if it has one: handlerTimeoutMs, and without renewal the lease.
+   * A transactional run's lease is bounded by its lock's expiry instead (#lockExpiry).
+   */
+  #runBoundMs(): number | undefined {
+    const { handlerTimeoutMs, leaseTtlMs } = this.options;
+    if (!this.#leaseBoundsRuns()) return handlerTimeoutMs;
+    return Math.min(leaseTtlMs, handlerTimeoutMs ?? leaseTtlMs);
+  }
+
+  #leaseBoundsRuns(): boolean {
+    return this.options.leaseRenewIntervalMs === undefined && !this.options.transactional;
+  }
+
+  /**
+   * Times out the runs past their bound: handlerTimeoutMs from their start, and, without renewal,
+   * their lease. The lease bounds a run across processes, where another one takes an expired row;
+   * here nothing would, since the claim leaves out the rows running here ($5), so a handler that
+   * never settled kept its row, its slot and its ordering key for good. A timed-out run's signal is
+   * aborted and an async handler fails with HandlerTimeoutError under the ack policy (deliver.ts).
+   * A run that still has not ended a sweep later is stuck outside the handler (a consume middleware
+   * that does not return): its slot is freed, and the row, no longer held here, comes back through
+   * lease expiry like a crashed process's.
+   */
+  #boundRuns(): void {
+    if (this.#inFlight.size === 0) return;
+    const { handlerTimeoutMs, leaseTtlMs, name } = this.options;
+    const leaseBound = this.#leaseBoundsRuns();
+    const now = performance.now();
+    let stuck: RunningDelivery[] | undefined;
+    for (const run of this.#inFlight.all()) {
+      if (run.timedOutAt !== undefined) {
+        (stuck ??= []).push(run);
+        continue;
+      }
+      const error =
+        handlerTimeoutMs !== undefined && now - run.startedAt >= handlerTimeoutMs
+          ? new HandlerTimeoutError(handlerTimeoutMs, 'handlerTimeoutMs')
+          : leaseBound && now - run.lease.leasedAt >= leaseTtlMs
+            ? new HandlerTimeoutError(leaseTtlMs, 'lease')
+            : undefined;
+      if (error === undefined) continue;
+      run.timedOutAt = now;
+      this.#deps.logger.warn(
+        { subscriber: name, messageId: run.lease.record.id, timeoutMs: error.timeoutMs, bound: error.bound },
+        `handler ran past its ${error.bound} without settling: failing it with HandlerTimeoutError under the ack policy; whatever it does later is ignored`,
+      );
+      // Settles a promise: its reactions run after this loop, whose array they would change.
+      run.timeOut(error);
+    }
+    for (const run of stuck ?? []) {
+      this.#deps.logger.error(
+        { subscriber: name, messageId: run.lease.record.id },
+        'delivery did not end a sweep after its timeout (a consume middleware that does not return, or its outcome write still running): freeing its slot; the row comes back when its lease expires (an outcome written later is fenced by the lease)',
+      );
+      this.#finished(run);
+    }
   }
 
   /** Gives stale buffered rows back (uncounted) and pauses the buffer, with a warning the first time. */
@@ -595,8 +665,8 @@ export class Subscription {
    * One slot's delivery, then the slot is free again: at once when deliver() ended it
    * synchronously (a synchronous handler's ack), or when its promise settles.
    */
-  #run(lease: Lease): void {
-    const run = this.#inFlight.start(lease);
+  #run(lease: Lease, now: number): void {
+    const run = this.#inFlight.start(lease, now);
     let running: Promise<void> | undefined;
     try {
       running = deliver(lease, run, this.#isAbandoned, this.#deliverDeps);
@@ -633,6 +703,8 @@ export class Subscription {
 
   /** A delivery ended: its slot takes the next buffered row (#pump), and the claim loops hear of the free capacity. */
   #finished(run: RunningDelivery): void {
+    // Already ended: a stuck run freed by #boundRuns whose delivery settled after all.
+    if (run.index < 0) return;
     this.#inFlight.end(run);
     this.#rowReturned(run.lease);
     if (this.#inFlight.size === 0) for (const resolve of this.#idleWaiters.splice(0)) resolve();
@@ -766,6 +838,7 @@ export class Subscription {
     );
     clearInterval(this.#renewTimer);
     clearInterval(this.#staleTimer);
+    clearInterval(this.#boundTimer);
     // A renewal already sent is left to finish within what is left of the budget, so it does not
     // race the pool's end. After a timeout nothing more is awaited.
     if (!timedOut && this.#renewing !== undefined) {

@@ -7,6 +7,7 @@ import { Registry } from 'prom-client';
 
 import { ConstantRetry, type Middleware, NoRetry, type OutboxEvent, type OutboxOptions } from '../../src/index.js';
 import { prefersOpenMetrics, prometheusMiddleware, prometheusRecorder, renderMetrics } from '../../src/prometheus/index.js';
+import { renewalRefusingPool } from '../support/claim-delay-pool.js';
 import { useTestDatabase } from '../support/database.js';
 import { EventLog } from '../support/events.js';
 import { outboxFactory } from '../support/outboxes.js';
@@ -452,7 +453,10 @@ describe('terminal reasons, the DLQ and lost leases', () => {
       const table = `p_lease_${phase}`;
       const otherPool = new pg.Pool({ connectionString: db.url, max: 4 });
       db.onCleanup(() => otherPool.end());
-      const stale = await instrumented(table);
+      // Its renewals fail, so the gated run outlives its lease (not timed out at expiry).
+      const stalePool = renewalRefusingPool(db.url);
+      db.onCleanup(() => stalePool.end());
+      const stale = await instrumented(table, { pool: stalePool });
       const fresh = await migratedOutbox(newOutbox, otherPool, table);
       const firstRun = gate();
       stale.outbox.subscribe(
@@ -465,6 +469,7 @@ describe('terminal reasons, the DLQ and lost leases', () => {
         {
           name: 'fenced',
           leaseTtlMs: 300,
+          leaseRenewIntervalMs: 100,
           concurrency: 1,
           fetchBatchSize: 1,
           retry: new ConstantRetry({ delayMs: 60_000 }),

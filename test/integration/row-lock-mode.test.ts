@@ -6,6 +6,7 @@ import pg from 'pg';
 
 import { ConstantRetry, HandlerTimeoutError, InvalidOptionError, NoRetry } from '../../src/index.js';
 import { resolveSubscribeOptions, rowLockLoops, rowLockPoolWarning } from '../../src/subscriber/subscription-options.js';
+import { renewalRefusingPool } from '../support/claim-delay-pool.js';
 import { useTestDatabase } from '../support/database.js';
 import { killFixtureWhenReady } from '../support/kill-fixture.js';
 import { outboxFactory } from '../support/outboxes.js';
@@ -249,7 +250,10 @@ describe("lease: 'row-lock' delivery", () => {
   });
 
   test('a token subscription whose lease ran out while its handler hung: row-lock takes the row, the old ack finds nothing', async () => {
-    const { outbox: tokenOutbox, log: tokenLog } = await migratedOutbox(newOutbox, db.pool, 'rl_handover');
+    // Its renewals fail, so the hung run outlives its lease (not timed out at expiry).
+    const tokenPool = renewalRefusingPool(db.url);
+    db.onCleanup(() => tokenPool.end());
+    const { outbox: tokenOutbox, log: tokenLog } = await migratedOutbox(newOutbox, tokenPool, 'rl_handover');
     let release: () => void = () => undefined;
     const hung = new Promise<void>((resolve) => (release = resolve));
     let started = false;
@@ -259,7 +263,7 @@ describe("lease: 'row-lock' delivery", () => {
         started = true;
         await hung;
       },
-      { leaseTtlMs: 200, ...FAST_POLL },
+      { leaseTtlMs: 200, leaseRenewIntervalMs: 100, ...FAST_POLL },
     );
     tokenOutbox.start();
     const [id] = await publishCommitted(tokenOutbox, db.pool, 'hand', ['x']);

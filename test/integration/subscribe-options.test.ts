@@ -20,6 +20,10 @@ describe('subscribe() validates its options, naming each', () => {
     ['retry without nextDelayMs', 'q', { retry: { delay: 5 } }, 'retry'],
     ['unknown ack policy', 'q', { ackPolicy: 'ack_first' }, 'ackPolicy'],
     ['renewal not shorter than the lease', 'q', { leaseTtlMs: 1000, leaseRenewIntervalMs: 1000 }, 'leaseRenewIntervalMs'],
+    ['handlerTimeoutMs 0', 'q', { handlerTimeoutMs: 0, leaseRenewIntervalMs: 1000 }, 'handlerTimeoutMs'],
+    ['handlerTimeoutMs past the lease without renewal', 'q', { leaseTtlMs: 1000, handlerTimeoutMs: 1001 }, 'handlerTimeoutMs'],
+    ['handlerTimeoutMs with row-lock', 'q', { lease: 'row-lock', handlerTimeoutMs: 100 }, 'handlerTimeoutMs'],
+    ['handlerTimeoutMs past a day', 'q', { leaseRenewIntervalMs: 1000, handlerTimeoutMs: 86_400_001 }, 'handlerTimeoutMs'],
     ['unknown option', 'q', { concurency: 4 }, 'concurency'],
   ];
   for (const [name, queues, options, option] of cases) {

@@ -4,6 +4,7 @@ import { describe, test } from 'node:test';
 import pg from 'pg';
 
 import { ConstantRetry } from '../../src/index.js';
+import { renewalRefusingPool } from '../support/claim-delay-pool.js';
 import { useTestDatabase } from '../support/database.js';
 import { outboxFactory } from '../support/outboxes.js';
 import { publishCommitted, remaining } from '../support/publish.js';
@@ -24,10 +25,15 @@ describe('lease-token fencing (DESIGN invariant 2)', () => {
   for (const phase of ['terminal', 'retry'] as const) {
     test(`a stale holder's ${phase === 'terminal' ? 'ack' : 'retry'} changes nothing and reports lease_lost, never ${phase === 'terminal' ? 'acked' : 'nacked_retried'}`, async () => {
       const table = `f_${phase}`;
-      // Two instances with separate pools, as two processes would have.
+      // Two instances with separate pools, as two processes would have. The stale one renews its
+      // leases, but its renewals fail, so its handler runs on (a lease-bound handler would be timed
+      // out at expiry: subscriber-handler-timeout.test.ts) while the lease expires and the other
+      // takes the row.
       const otherPool = new pg.Pool({ connectionString: db.url, max: 4 });
       db.onCleanup(() => otherPool.end());
-      const stale = await migratedOutbox(newOutbox, db.pool, table);
+      const stalePool = renewalRefusingPool(db.url);
+      db.onCleanup(() => stalePool.end());
+      const stale = await migratedOutbox(newOutbox, stalePool, table);
       const fresh = await migratedOutbox(newOutbox, otherPool, table);
       const firstRun = gate();
       const deliveries: number[] = [];
@@ -39,7 +45,14 @@ describe('lease-token fencing (DESIGN invariant 2)', () => {
           await firstRun.promise; // outlives its 300 ms lease
           if (phase === 'retry') throw new Error('late failure');
         },
-        { leaseTtlMs: 300, concurrency: 1, fetchBatchSize: 1, retry: new ConstantRetry({ delayMs: 60_000 }), ...FAST_POLL },
+        {
+          leaseTtlMs: 300,
+          leaseRenewIntervalMs: 100,
+          concurrency: 1,
+          fetchBatchSize: 1,
+          retry: new ConstantRetry({ delayMs: 60_000 }),
+          ...FAST_POLL,
+        },
       );
       stale.outbox.start();
       await publishCommitted(stale.outbox, db.pool, 'fenced', ['x']);

@@ -1,7 +1,8 @@
 import pg from 'pg';
 
 /**
- * A real pool whose clients await `beforeClaim()` before sending each claim statement, and
+ * A real pool whose clients await `beforeClaim(statementName)` before sending each claim statement (or
+ * each statement `statements` matches: a rejection fails it as the server would), and
  * `afterClaim()` before handing its result back: the database is real, only the claim's round trip
  * is lengthened (as on a busy server far away) or held (a claim stuck where no statement timeout
  * reaches; a claim whose rows are leased but not yet seen by the subscriber). Counts the claims in flight.
@@ -9,7 +10,7 @@ import pg from 'pg';
 export class ClaimDelayPool extends pg.Pool {
   inFlight = 0;
   maxInFlight = 0;
-  readonly #beforeClaim: () => Promise<void>;
+  readonly #beforeClaim: (statement: string) => Promise<void>;
   readonly #afterClaim: () => Promise<void>;
   readonly #wrapped = new WeakSet<pg.PoolClient>();
   readonly #statements: RegExp;
@@ -17,7 +18,7 @@ export class ClaimDelayPool extends pg.Pool {
   /** `statements`: the prepared statements' names it holds (`txoutbox_<kind>_<hash>`); the claims by default. */
   constructor(
     config: pg.PoolConfig,
-    beforeClaim: () => Promise<void>,
+    beforeClaim: (statement: string) => Promise<void>,
     afterClaim: () => Promise<void> = () => Promise.resolve(),
     statements = /claim/,
   ) {
@@ -41,7 +42,7 @@ export class ClaimDelayPool extends pg.Pool {
           this.inFlight += 1;
           this.maxInFlight = Math.max(this.maxInFlight, this.inFlight);
           if (isSubmittable(config)) return this.#holdSubmittable(config, query);
-          return this.#beforeClaim()
+          return this.#beforeClaim(config.name ?? '')
             .then(() => query(...queryArgs))
             .then(async (result) => {
               await this.#afterClaim();
@@ -70,16 +71,32 @@ export class ClaimDelayPool extends pg.Pool {
           this.inFlight -= 1;
         });
     };
-    void this.#beforeClaim().then(() => query(submittable));
+    void this.#beforeClaim(submittable.name ?? '').then(() => query(submittable));
     return submittable;
   }
 }
 
 interface Submittable {
   submit: unknown;
+  name?: string;
   callback?: (...result: unknown[]) => void;
 }
 
 function isSubmittable(config: object): config is Submittable {
   return typeof (config as { submit?: unknown }).submit === 'function';
+}
+
+/**
+ * A `beforeClaim` for a ClaimDelayPool whose `statements` take in the lease renewals (`_renew_`):
+ * each renewal fails, as a database refusing them would, so a renewing run outlives its lease
+ * (a lease-bound run is timed out at its expiry instead: subscriber-handler-timeout.test.ts).
+ * Other statements it holds wait for `otherwise()`.
+ */
+export function refusingRenewals(otherwise: () => Promise<void> = () => Promise.resolve()): (statement: string) => Promise<void> {
+  return (statement) => (statement.includes('_renew_') ? Promise.reject(new Error('lease renewal refused (test)')) : otherwise());
+}
+
+/** A real pool on which every lease renewal fails (see refusingRenewals); the caller ends it. */
+export function renewalRefusingPool(connectionString: string): ClaimDelayPool {
+  return new ClaimDelayPool({ connectionString, max: 4 }, refusingRenewals(), undefined, /_renew_/);
 }

@@ -16,7 +16,7 @@ describe('RunningDeliveries', () => {
   test('start, end in any order, find: the set of running leases is always exact', () => {
     const registry = new RunningDeliveries();
     const leases = ['1', '2', '3', '4', '5'].map(lease);
-    const runs = leases.map((l) => registry.start(l));
+    const runs = leases.map((l) => registry.start(l, 0));
     assert.equal(registry.size, 5);
     registry.end(runs[1]!); // the middle: the last takes its place
     registry.end(runs[4]!); // the last
@@ -35,13 +35,13 @@ describe('RunningDeliveries', () => {
 
   test('ending a delivery twice does nothing the second time (another delivery keeps its place)', () => {
     const registry = new RunningDeliveries();
-    const a = registry.start(lease('a'));
-    const b = registry.start(lease('b'));
+    const a = registry.start(lease('a'), 0);
+    const b = registry.start(lease('b'), 0);
     registry.end(a);
     registry.end(a);
     assert.deepEqual(ids(registry), ['b']);
     assert.equal(b.index, 0);
-    const c = registry.start(lease('c'));
+    const c = registry.start(lease('c'), 0);
     registry.end(a);
     assert.deepEqual(ids(registry), ['b', 'c']);
     assert.equal(c.index, 1);
@@ -49,11 +49,11 @@ describe('RunningDeliveries', () => {
 
   test('a running delivery is its signal: an abort reaches its handler, before or after it first looks', () => {
     const registry = new RunningDeliveries();
-    const early = registry.start(lease('early'));
+    const early = registry.start(lease('early'), 0);
     early.abort(new Error('lease lost'));
     assert.equal(early.signal.aborted, true);
     assert.equal((early.signal.reason as Error).message, 'lease lost');
-    const late = registry.start(lease('late'));
+    const late = registry.start(lease('late'), 0);
     const { signal } = late;
     registry.find(late.lease)?.abort(new Error('shutdown'));
     assert.equal(signal.aborted, true);
@@ -75,7 +75,7 @@ describe('RunningDeliveries', () => {
         reference.delete(victim);
       } else {
         const id = String(i);
-        runs.set(id, registry.start(lease(id)));
+        runs.set(id, registry.start(lease(id), 0));
         reference.add(id);
       }
       assert.equal(registry.size, reference.size);

@@ -22,6 +22,7 @@ const SUBSCRIBE_OPTIONS: Record<Exclude<keyof SubscribeOptions, 'name'>, true> =
   retry: true,
   ackPolicy: true,
   leaseRenewIntervalMs: true,
+  handlerTimeoutMs: true,
   dlq: true,
   transactional: true,
   lease: true,

@@ -1,0 +1,141 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+
+import type { Middleware } from '../../src/index.js';
+import { ConstantRetry, HandlerTimeoutError, NoRetry } from '../../src/index.js';
+import { useTestDatabase } from '../support/database.js';
+import { outboxFactory } from '../support/outboxes.js';
+import { publishCommitted } from '../support/publish.js';
+import { FAST_POLL, migratedOutbox } from '../support/subscriber-setup.js';
+import { inTransaction } from '../support/transaction.js';
+import { waitFor } from '../support/wait-for.js';
+
+const db = useTestDatabase(import.meta.url);
+const newOutbox = outboxFactory(db);
+
+const never = new Promise<void>(() => undefined);
+
+/**
+ * Without leaseRenewIntervalMs the lease bounds a run (DESIGN invariant 3: nothing waits forever).
+ * In one process nothing else takes an expired row back: the claim leaves out the rows running here,
+ * so before, a handler that never settled kept its row, its slot and its ordering key for good.
+ */
+describe('token lease: a run that outlives its lease (single process)', () => {
+  test('a handler that never settles fails with HandlerTimeoutError at lease expiry; its slot and key go on', async () => {
+    const { outbox, log } = await migratedOutbox(newOutbox, db.pool, 'hung_handler');
+    await inTransaction(db.pool, (client) => outbox.publishBatch(client, 'hung', ['hang', 'next'], { orderingKey: 'k' }));
+    const handled: string[] = [];
+    const reasons: unknown[] = [];
+    outbox.subscribe(
+      'hung',
+      async (message, ctx) => {
+        if (message.body === 'hang' && message.deliveriesCount === 1) {
+          ctx.signal.addEventListener('abort', () => reasons.push(ctx.signal.reason));
+          return never;
+        }
+        handled.push(String(message.body));
+      },
+      { concurrency: 1, leaseTtlMs: 800, retry: new NoRetry(), ...FAST_POLL },
+    );
+    outbox.start();
+    try {
+      const [terminal] = await log.waitFor('nacked_terminal', 1, 15_000);
+      assert.equal(terminal?.exceptionType, 'HandlerTimeoutError');
+      assert.equal(reasons.length, 1, 'the hung handler was told by its signal');
+      assert.ok(reasons[0] instanceof HandlerTimeoutError);
+      await waitFor(() => handled.includes('next'), { timeoutMs: 10_000, what: 'the next row of the key handled' });
+      const { rows } = await db.pool.query<{ failure_reason: string; last_exception_type: string }>(
+        'SELECT failure_reason, last_exception_type FROM hung_handler_dlq',
+      );
+      assert.deepEqual(rows, [{ failure_reason: 'retry_terminal', last_exception_type: 'HandlerTimeoutError' }]);
+    } finally {
+      await outbox.stop();
+    }
+  });
+
+  test('handlerTimeoutMs under renewal: a run past it fails with HandlerTimeoutError and is retried; the next run acks', async () => {
+    const { outbox, log } = await migratedOutbox(newOutbox, db.pool, 'hung_bounded');
+    await publishCommitted(outbox, db.pool, 'hung', ['x']);
+    const reasons: unknown[] = [];
+    outbox.subscribe(
+      'hung',
+      async (message, ctx) => {
+        if (message.deliveriesCount > 1) return;
+        ctx.signal.addEventListener('abort', () => reasons.push(ctx.signal.reason));
+        // A handler that ignores its signal and would end long after its timeout.
+        await new Promise((resolve) => setTimeout(resolve, 3000).unref());
+      },
+      {
+        concurrency: 1,
+        leaseTtlMs: 10_000,
+        leaseRenewIntervalMs: 1000,
+        handlerTimeoutMs: 400,
+        retry: new ConstantRetry({ delayMs: 50 }),
+        ...FAST_POLL,
+      },
+    );
+    outbox.start();
+    try {
+      const [retried] = await log.waitFor('nacked_retried', 1, 10_000);
+      assert.equal(retried?.exceptionType, 'HandlerTimeoutError');
+      const [acked] = await log.waitFor('acked', 1, 10_000);
+      assert.equal(acked?.deliveriesCount, 2);
+      assert.ok(reasons[0] instanceof HandlerTimeoutError && reasons[0].bound === 'handlerTimeoutMs', String(reasons[0]));
+    } finally {
+      await outbox.stop();
+    }
+    assert.equal(log.of('acked').length, 1, 'the timed-out run, ending later, wrote nothing');
+  });
+
+  test('a transactional handler past handlerTimeoutMs: its transaction is closed, nothing of it commits, the row is retried', async () => {
+    const { outbox, log } = await migratedOutbox(newOutbox, db.pool, 'hung_tx');
+    await db.pool.query('CREATE TABLE hung_tx_writes (run int NOT NULL)');
+    await publishCommitted(outbox, db.pool, 'hung', ['x']);
+    outbox.subscribe(
+      'hung',
+      async (message, ctx) => {
+        await ctx.client.query('INSERT INTO hung_tx_writes (run) VALUES ($1)', [message.deliveriesCount]);
+        if (message.deliveriesCount === 1) return never;
+      },
+      {
+        transactional: true,
+        concurrency: 1,
+        leaseTtlMs: 10_000,
+        leaseRenewIntervalMs: 1000,
+        handlerTimeoutMs: 400,
+        retry: new ConstantRetry({ delayMs: 50 }),
+        ...FAST_POLL,
+      },
+    );
+    outbox.start();
+    try {
+      const [retried] = await log.waitFor('nacked_retried', 1, 10_000);
+      assert.equal(retried?.exceptionType, 'HandlerTimeoutError');
+      await log.waitFor('acked', 1, 10_000);
+    } finally {
+      await outbox.stop();
+    }
+    const { rows } = await db.pool.query<{ run: number }>('SELECT run FROM hung_tx_writes');
+    assert.deepEqual(rows, [{ run: 2 }], "only the second run's write committed");
+  });
+
+  test('a consume middleware that never settles: the slot is freed and the row comes back through lease expiry', async () => {
+    let hangs = 1;
+    const hanging: Middleware = {
+      consume: async (_ctx, next) => {
+        if (hangs-- > 0) await never;
+        await next();
+      },
+    };
+    const { outbox, log } = await migratedOutbox(newOutbox, db.pool, 'hung_middleware', { middlewares: [hanging] });
+    await publishCommitted(outbox, db.pool, 'hung', ['first', 'second']);
+    outbox.subscribe('hung', () => undefined, { concurrency: 1, leaseTtlMs: 800, ...FAST_POLL });
+    outbox.start();
+    try {
+      const acked = await log.waitFor('acked', 2, 15_000);
+      assert.deepEqual(acked.map((event) => event.deliveriesCount).sort(), [1, 2], 'the stuck row was delivered again');
+    } finally {
+      await outbox.stop();
+    }
+  });
+});

@@ -1,10 +1,28 @@
 import { createSocket, type Socket } from 'node:dgram';
 import { hostname } from 'node:os';
 
+import { integerOption } from '../util/integer-option.js';
 import type { Logger } from '../util/logger.js';
+import { CachedAddress, DNS_CACHE_TTL_MS, type LookupAddress, systemLookup } from './statsd-address.js';
+
+export type { LookupAddress } from './statsd-address.js';
 
 /** Lines queued in one event-loop turn go out in one datagram, kept under a safe UDP payload. */
 const MAX_DATAGRAM_BYTES = 1400;
+
+/** The socket's type and the address family its host is looked up in: a udp4 socket sends to IPv4 only. */
+const SOCKET_TYPE = 'udp4';
+const FAMILY = 4;
+
+/**
+ * Internal, for tests only (the runner passes none): `lookup` replaces `dns.lookup`, so a test can
+ * count the real lookups or script an answer no real resolver gives; `dnsCacheTtlMs` shortens the
+ * cache so a test need not wait a minute.
+ */
+export interface StatsdClientInternals {
+  readonly lookup?: LookupAddress;
+  readonly dnsCacheTtlMs?: number;
+}
 
 export interface StatsdTarget {
   readonly host: string;
@@ -21,21 +39,29 @@ export function shortHostname(name = hostname()): string {
  * A statsd sender in rejected's format, `prefix.host.consumer.key:value|type`. Lines are buffered
  * for one event-loop turn and sent as few datagrams as fit. UDP is fire-and-forget, but a failed
  * send is not invisible: the first one is logged, and `sendErrors` counts them all.
+ *
+ * The host is looked up once and the address cached (`CachedAddress`): `socket.send` with a name
+ * makes Node run getaddrinfo on libuv's 4-thread pool for every datagram, which under load queues
+ * behind (and delays) fs and crypto work, and during a DNS outage stalls or drops every metric.
+ * A failed lookup is a failed send: counted, never thrown.
  */
 export class StatsdClient {
   readonly #socket: Socket;
   readonly #target: StatsdTarget;
   readonly #path: string;
   readonly #logger: Logger;
+  readonly #address: CachedAddress;
   #queued: string[] = [];
   #flushScheduled = false;
   #sendErrors = 0;
 
-  constructor(target: StatsdTarget, consumer: string, logger: Logger) {
+  constructor(target: StatsdTarget, consumer: string, logger: Logger, internals: StatsdClientInternals = {}) {
+    const ttlMs = integerOption('dnsCacheTtlMs', internals.dnsCacheTtlMs, 1, 86_400_000, DNS_CACHE_TTL_MS);
+    this.#address = new CachedAddress(target.host, FAMILY, internals.lookup ?? systemLookup, ttlMs);
     this.#target = target;
     this.#path = `${target.prefix}.${shortHostname()}.${consumer}`;
     this.#logger = logger;
-    this.#socket = createSocket('udp4');
+    this.#socket = createSocket(SOCKET_TYPE);
     this.#socket.unref();
     this.#socket.on('error', (error) => {
       this.#failed(error);
@@ -101,11 +127,20 @@ export class StatsdClient {
     return datagrams;
   }
 
-  #send(datagram: string): Promise<void> {
-    return new Promise((resolve) => {
+  async #send(datagram: string): Promise<void> {
+    const address = await this.#address.get();
+    if (address instanceof Error) {
+      this.#failed(address);
+      return;
+    }
+    await new Promise<void>((resolve) => {
       try {
-        this.#socket.send(datagram, this.#target.port, this.#target.host, (error) => {
-          if (error) this.#failed(error);
+        this.#socket.send(datagram, this.#target.port, address, (error) => {
+          if (error) {
+            this.#failed(error);
+            // The server may have moved (a new address behind the name): look it up again soon.
+            this.#address.expire();
+          }
           resolve();
         });
       } catch (error) {

@@ -396,8 +396,9 @@ export class LeaseLostError extends TxOutboxError {
 export class MiddlewareError extends TxOutboxError {
   readonly middleware: string;
 
-  constructor(middleware: string, problem: string) {
-    super('MIDDLEWARE_FAILED', `${middleware} ${problem}; the delivery or publish counts as failed.`);
+  /** `consequence`: what became of the delivery or publish; by default it failed. */
+  constructor(middleware: string, problem: string, consequence = 'the delivery or publish counts as failed') {
+    super('MIDDLEWARE_FAILED', `${middleware} ${problem}; ${consequence}.`);
     this.middleware = middleware;
   }
 }

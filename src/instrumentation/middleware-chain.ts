@@ -12,15 +12,26 @@ interface Named<T> {
   readonly hook: T;
 }
 
+/** What a misused next() is logged with: the fields both contexts share, and a consume's delivery. */
+interface Where {
+  readonly queue: string;
+  readonly subscriber?: string;
+  readonly messageId?: string;
+}
+
 /**
  * Runs `hooks` around `inner`, outermost first. Returns the inner run (undefined when some hook
  * never called next()) and the first error a hook threw, if any. Each hook's next() starts the
- * rest of the chain at most once, however often it is called.
+ * rest of the chain once, and only while the hook runs: a second call, or one after the hook's
+ * promise settled, runs nothing (`refuse`). Allowing it ran the handler again after its outcome
+ * was written, or an INSERT after publish() had returned (test/unit/middleware-chain-next.test.ts).
  */
-async function run<C, R>(
+async function run<C extends Where, R>(
+  kind: 'consume' | 'publish',
   hooks: readonly Named<Hook<C, R>>[],
   ctx: C,
   inner: () => Promise<R>,
+  logger: Logger,
 ): Promise<{ innerRun: Promise<R> | undefined; chainError: unknown }> {
   let innerRun: Promise<R> | undefined;
   const dispatch = async (index: number): Promise<R> => {
@@ -30,7 +41,17 @@ async function run<C, R>(
       return await innerRun;
     }
     let rest: Promise<R> | undefined;
-    await entry.hook(ctx, () => (rest ??= dispatch(index + 1)));
+    // One flag beside `rest`: the common path (one call while the hook runs) adds a boolean and a
+    // try/finally, no closure or promise beyond next()'s own; this chain runs per message.
+    let returned = false;
+    try {
+      await entry.hook(ctx, () => {
+        if (rest === undefined && !returned) return (rest = dispatch(index + 1));
+        return refuse(kind, entry.name, rest !== undefined, ctx, logger);
+      });
+    } finally {
+      returned = true;
+    }
     if (rest === undefined) throw new MiddlewareError(entry.name, 'returned without calling next()');
     return await rest;
   };
@@ -40,6 +61,32 @@ async function run<C, R>(
   } catch (error) {
     return { innerRun, chainError: error };
   }
+}
+
+/**
+ * A next() that must not run anything: rejects with a MiddlewareError naming the middleware, and
+ * logs a warning, since a call made from a timer after the hook returned has nobody awaiting it.
+ * The rejection is marked handled for the same reason: a misused next() must not end the process
+ * through an unhandled rejection; a hook that awaits it still gets the error (and, if it lets it
+ * through, fails the delivery or publish as any throwing hook does).
+ */
+function refuse(kind: 'consume' | 'publish', name: string, again: boolean, where: Where, logger: Logger): Promise<never> {
+  const problem = again
+    ? `called next() a second time in one ${kind}; the rest of the chain runs once, and was not run again (call next() once and keep its promise)`
+    : `called next() after its ${kind} hook had returned without calling it, so the rest of the chain was not run (call next() before the hook's promise settles)`;
+  // A second call's run stands as it ended; a late first call's hook had already failed the chain.
+  const error = new MiddlewareError(
+    name,
+    problem,
+    again ? `the ${kind}'s outcome is what the first next() led to, unless this rejection fails the hook` : undefined,
+  );
+  logger.warn(
+    { middleware: name, subscriber: where.subscriber, queue: where.queue, messageId: where.messageId, err: error.message },
+    `a ${kind} middleware misused next(); nothing was run again`,
+  );
+  const refused = Promise.reject(error);
+  refused.catch(() => undefined);
+  return refused;
 }
 
 /**
@@ -104,7 +151,7 @@ export class MiddlewareChain {
     fail: (error: unknown, handlerResult: ConsumeResult | undefined) => ConsumeResult,
   ): Promise<ConsumeResult> {
     if (this.#consume.length === 0) return await inner();
-    const { innerRun, chainError } = await run(this.#consume, ctx, inner);
+    const { innerRun, chainError } = await run('consume', this.#consume, ctx, inner, this.#logger);
     const result = innerRun === undefined ? undefined : await innerRun;
     let final: ConsumeResult;
     if (chainError === undefined && result !== undefined) final = result;
@@ -143,7 +190,7 @@ export class MiddlewareChain {
    */
   async publish(ctx: PublishContext, inner: () => Promise<PublishResult>): Promise<PublishResult> {
     if (this.#publish.length === 0) return await inner();
-    const { innerRun, chainError } = await run(this.#publish, ctx, inner);
+    const { innerRun, chainError } = await run('publish', this.#publish, ctx, inner, this.#logger);
     if (innerRun === undefined) throw asError(chainError);
     const result = await innerRun;
     if (chainError !== undefined) throw asError(chainError);

@@ -29,7 +29,8 @@ export type ConsumeOutcome =
  * The result `next()` resolves with in a consume middleware: how the handler ended, even when it
  * threw (the handler's error is in `error`, not a rejection). `next()` rejects only when a
  * middleware nested inside this one threw or returned without calling its own `next()`; the
- * delivery then fails (retry by the ack policy) whatever the outer middleware does with it.
+ * delivery then fails (retry by the ack policy) whatever the outer middleware does with it. (And
+ * when this middleware calls it a second time, or after returning: see Middleware.)
  */
 export interface ConsumeResult {
   readonly status: ConsumeStatus;
@@ -111,11 +112,12 @@ export interface CustomStat {
 }
 
 /**
- * Any of the hooks may be left out. `consume` and `publish` must call `next()` once; a middleware
- * that throws fails the delivery like a throwing handler would (retry by the ack policy), and one
- * that swallows the handler's failure cannot turn it into an ack: the outcome is decided by what
- * `next()` resolved with. `stat` is synchronous and must not block; its errors are logged and
- * ignored.
+ * Any of the hooks may be left out. `consume` and `publish` must call `next()` once, before their
+ * promise settles: a second call, or one after they returned, runs nothing and rejects with a
+ * `MiddlewareError` (and a logged warning). A middleware that throws fails the delivery like a
+ * throwing handler would (retry by the ack policy), and one that swallows the handler's failure
+ * cannot turn it into an ack: the outcome is decided by what `next()` resolved with. `stat` is
+ * synchronous and must not block; its errors are logged and ignored.
  */
 export interface Middleware {
   /** Names the middleware in logs. */

@@ -135,6 +135,9 @@ function runHandler(
 ): ConsumeResult | Promise<ConsumeResult> {
   timing.startedAtMs = (deps.now ?? Date.now)();
   const t0 = performance.now();
+  // Timed out before its handler started (a consume middleware held the run past its bound): the
+  // delivery has failed already, and a handler started now would run outside its lease.
+  if (signal.timedOut) return decided(lease, controls, timing, deps, t0, true, signal.signal.reason, plain);
   let returned: unknown;
   let thenable: boolean;
   try {
@@ -421,6 +424,16 @@ function failed(
     durationSeconds: handlerResult?.durationSeconds ?? 0,
     outcome: plan(decision, lease, runOf(timing), deps),
   };
+}
+
+/**
+ * A delivery stuck outside its handler past its bound (a consume middleware that does not return):
+ * its outcome under the ack policy, as if its handler had thrown `error` (a retry by default), is
+ * written now. The caller sees to it that the stuck chain, if it ever ends, writes nothing.
+ */
+export function failStuck(lease: Lease, error: unknown, deps: DeliverDeps): Promise<void> | undefined {
+  const timing = new HandlerRun(lease);
+  return written(lease, failed(error, undefined, lease, timing, deps), timing, () => false, deps, undefined);
 }
 
 /**

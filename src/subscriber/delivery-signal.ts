@@ -8,6 +8,7 @@
 export class DeliverySignal {
   #controller: AbortController | undefined;
   #aborted = false;
+  #timedOut = false;
   #reason: unknown;
 
   get signal(): AbortSignal {
@@ -30,8 +31,14 @@ export class DeliverySignal {
    * cannot be interrupted; nor can a consume middleware that holds the run before or after it.
    */
   timeOut(reason: unknown): void {
+    this.#timedOut = true;
     this.abort(reason);
     this.interrupt?.(reason);
+  }
+
+  /** It was timed out: a handler not started yet (a middleware held its run) is not started at all. */
+  get timedOut(): boolean {
+    return this.#timedOut;
   }
 
   /** Aborts once; later calls are ignored (as AbortController.abort is). */

@@ -11,7 +11,7 @@ import { type Statement, statement } from '../util/statement.js';
 import type { StatementRunner } from '../util/statement-runner.js';
 import type { AckEntry } from './acker.js';
 import { decodeClaimedRow } from './claimed-row.js';
-import { deliver, type DeliverDeps } from './deliver.js';
+import { deliver, type DeliverDeps, failStuck } from './deliver.js';
 import { DeliverySignal } from './delivery-signal.js';
 import { emitFetched } from './fetched-events.js';
 import type { HandlerSlots } from './handler-slots.js';
@@ -104,6 +104,13 @@ const RANGE_SLACK = 2;
  * ends, and the first loop claims them again at once (row-lock-subscription.ts: `unstarted`).
  */
 const START_BUDGET_SHARE = 1 / 2;
+
+/**
+ * How long after its deadline (as a share of leaseTtlMs) a batch waits for deliveries that are
+ * still undecided before it fails them (#failStuck): their handlers already lost the race with the
+ * deadline, so what is left is a consume middleware's own work; a quarter, as token mode's sweep.
+ */
+const STUCK_GRACE_SHARE = 1 / 4;
 
 /**
  * A handed-over connection (RowLockBatch.handedOver) its loop will not use (it stopped): the
@@ -513,12 +520,37 @@ export class RowLockBatch {
     this.#expired = true;
     this.#endStarts();
     const error = new HandlerTimeoutError(leaseTtlMs);
-    for (const signal of this.#running.values()) signal.abort(error);
+    for (const signal of this.#running.values()) signal.timeOut(error);
     this.#failDeadline?.(error);
     this.#deps.logger.warn(
       { subscriber: this.#deps.deliverDeps.options.name, leaseTtlMs },
       'row-lock batch ran past leaseTtlMs: the running handler fails with HandlerTimeoutError, the rows not started yet go back unlocked',
     );
+    this.#timer = setTimeout(() => {
+      this.#failStuck(error);
+    }, leaseTtlMs * STUCK_GRACE_SHARE);
+  }
+
+  /**
+   * Deliveries still undecided a while after the deadline are stuck outside their handler (a
+   * consume middleware that does not return: the handler's own promise lost the race with the
+   * deadline): each fails with `error` under the ack policy, written in this batch's transaction,
+   * so the batch commits. Before, it waited for them for good: its rows stayed locked, its
+   * connection held, and its loop claimed nothing more. A stuck chain that ends later writes
+   * nothing (closed), nor starts its handler (its signal was timed out).
+   */
+  #failStuck(error: HandlerTimeoutError): void {
+    if (this.#running.size === 0) return;
+    this.#closed = true;
+    for (const lease of [...this.#running.keys()]) {
+      this.#deps.logger.error(
+        { subscriber: this.#deps.deliverDeps.options.name, messageId: lease.record.id, leaseTtlMs: error.timeoutMs },
+        'row-lock delivery still undecided after its batch deadline (a consume middleware that does not return): failing it with HandlerTimeoutError under the ack policy so the batch can commit',
+      );
+      failStuck(lease, error, this.#deliverDeps)?.then(undefined, (failure: unknown) => {
+        this.#deliveryFailed(failure);
+      });
+    }
   }
 
   /** The handler, raced against the batch's deadline when it returns a promise (a sync one cannot be interrupted). */

@@ -119,21 +119,64 @@ describe('token lease: a run that outlives its lease (single process)', () => {
     assert.deepEqual(rows, [{ run: 2 }], "only the second run's write committed");
   });
 
-  test('a consume middleware that never settles: the slot is freed and the row comes back through lease expiry', async () => {
+  test('a consume middleware stuck past the lease: the slot is freed, the row comes back through lease expiry, and the stuck run never starts its handler', async () => {
     let hangs = 1;
+    let resumed = false;
     const hanging: Middleware = {
       consume: async (_ctx, next) => {
-        if (hangs-- > 0) await never;
+        if (hangs-- > 0) {
+          await new Promise((resolve) => setTimeout(resolve, 2500).unref());
+          resumed = true;
+        }
         await next();
       },
     };
     const { outbox, log } = await migratedOutbox(newOutbox, db.pool, 'hung_middleware', { middlewares: [hanging] });
     await publishCommitted(outbox, db.pool, 'hung', ['first', 'second']);
-    outbox.subscribe('hung', () => undefined, { concurrency: 1, leaseTtlMs: 800, ...FAST_POLL });
+    const handled: string[] = [];
+    outbox.subscribe('hung', (message) => void handled.push(String(message.body)), {
+      concurrency: 1,
+      leaseTtlMs: 800,
+      ...FAST_POLL,
+    });
     outbox.start();
     try {
       const acked = await log.waitFor('acked', 2, 15_000);
       assert.deepEqual(acked.map((event) => event.deliveriesCount).sort(), [1, 2], 'the stuck row was delivered again');
+      await waitFor(() => resumed, { timeoutMs: 5000, what: 'the stuck middleware resumed' });
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      assert.deepEqual(handled.sort(), ['first', 'second'], 'the resumed run did not start its handler');
+    } finally {
+      await outbox.stop();
+    }
+  });
+
+  test("lease: 'row-lock', a consume middleware that never calls next(): the batch fails that delivery at its deadline and commits the rest", async () => {
+    // Before, the batch waited for the delivery for good: its transaction stayed open with every
+    // row of the batch locked, and its loop claimed nothing more.
+    let hangs = 1;
+    const hanging: Middleware = {
+      consume: async (ctx, next) => {
+        if (ctx.messageId !== undefined && hangs-- > 0) await never;
+        await next();
+      },
+    };
+    const { outbox, log } = await migratedOutbox(newOutbox, db.pool, 'hung_row_lock', { middlewares: [hanging] });
+    await publishCommitted(outbox, db.pool, 'hung', ['first', 'second']);
+    const handled: string[] = [];
+    outbox.subscribe('hung', (message) => void handled.push(String(message.body)), {
+      lease: 'row-lock',
+      concurrency: 2,
+      leaseTtlMs: 800,
+      retry: new ConstantRetry({ delayMs: 50 }),
+      ...FAST_POLL,
+    });
+    outbox.start();
+    try {
+      const [retried] = await log.waitFor('nacked_retried', 1, 15_000);
+      assert.equal(retried?.exceptionType, 'HandlerTimeoutError');
+      await log.waitFor('acked', 2, 15_000);
+      assert.deepEqual(handled.sort(), ['first', 'second'], 'each ran once: the stuck delivery never reached its handler');
     } finally {
       await outbox.stop();
     }

@@ -111,6 +111,13 @@ const keyedNextAttempt = (t: string, at: number, key: number) =>
     WHERE $${key}::text IS NOT NULL AND p.queue = $1::text AND p.ordering_key = $${key}::text ORDER BY p.id DESC LIMIT 1))`;
 
 /**
+ * A keyed row's own due time (`activate_at`), which keyedNextAttempt may have raised to its key's
+ * previous row's: a cancelled keyed timer gives the rows behind it this time back (cancelTimer).
+ * NULL for an unkeyed row, whose next_attempt_at is its own.
+ */
+const ownActivation = (at: number, key: number) => `CASE WHEN $${key}::text IS NOT NULL THEN ${nextAttempt(at)} END`;
+
+/**
  * publishBatch's rows, in publish order (`ord`): each one's slice of the payloads ($2, one bytea)
  * and its headers. No JSON to parse per row: the batch used to travel as one JSON text
  * (`json_array_elements`, base64 payloads, headers inside), and parsing it again for each field of
@@ -130,8 +137,8 @@ export function buildProducerSql(names: SchemaNames): ProducerSql {
   const insertOne = (
     key: number,
     timer = '',
-  ) => `INSERT INTO ${t} (queue, payload, headers, next_attempt_at, ordering_key${timer === '' ? '' : ', timer_id'})
-  SELECT $1::text, $2::bytea, $3::text::jsonb, ${keyedNextAttempt(t, 4, key)}, $${key}::text${timer === '' ? '' : `, ${timer}::text`}
+  ) => `INSERT INTO ${t} (queue, payload, headers, next_attempt_at, ordering_key, activate_at${timer === '' ? '' : ', timer_id'})
+  SELECT $1::text, $2::bytea, $3::text::jsonb, ${keyedNextAttempt(t, 4, key)}, $${key}::text, ${ownActivation(4, key)}${timer === '' ? '' : `, ${timer}::text`}
   WHERE ${keyLock(key)}`;
   const single = (returned: string, key: number) => `${insertOne(key)}
   RETURNING id::text AS id, ${returned}`;
@@ -143,8 +150,8 @@ export function buildProducerSql(names: SchemaNames): ProducerSql {
   // in-transaction variant's pg_notify runs once per batch in that row. A row per message cost the
   // server a result row each and node-postgres a row object each (issue 18, BENCHMARKS.md).
   const batch = (returned: string, key: number) => `WITH inserted AS (
-  INSERT INTO ${t} (queue, payload, headers, next_attempt_at, ordering_key)
-  SELECT $1::text, substring($2::bytea FROM m.start FOR m.length), m.headers::jsonb, ${keyedNextAttempt(t, 6, key)}, $${key}::text
+  INSERT INTO ${t} (queue, payload, headers, next_attempt_at, ordering_key, activate_at)
+  SELECT $1::text, substring($2::bytea FROM m.start FOR m.length), m.headers::jsonb, ${keyedNextAttempt(t, 6, key)}, $${key}::text, ${ownActivation(6, key)}
   FROM ${BATCH_ROWS}
   WHERE ${keyLock(key)}
   ORDER BY m.ord
@@ -173,7 +180,12 @@ SELECT string_agg(inserted.id::text, ',' ORDER BY inserted.id) AS ids, ${returne
     // The lock rechecks the filters on the row's newest version, so a row leased after this
     // statement's snapshot is left alone; the DELETE repeats the token test all the same.
     // A keyed timer's cancel gives back the time its key's younger rows inherited from it
-    // (keyedNextAttempt): they are due now, not when the cancelled timer would have fired.
+    // (keyedNextAttempt): each is due at its own time (activate_at) again, not when the cancelled
+    // timer would have fired, nor now() (before: a row published with its own delay behind the
+    // timer ran at once). A key's times stay non-decreasing in id order (the claim meets its
+    // waiting rows only when they could be next: src/subscriber/sql.ts): the latest own time so
+    // far among them, and no earlier than the key's row before the timer. A row of a version
+    // before activate_at (NULL) is due now, as it was.
     cancelTimer: statement(
       'cancel_timer',
       `WITH cancelled AS (
@@ -182,10 +194,15 @@ SELECT string_agg(inserted.id::text, ',' ORDER BY inserted.id) AS ids, ${returne
     FOR UPDATE SKIP LOCKED
   ) AND acquired_token IS NULL
   RETURNING id, queue, ordering_key, next_attempt_at
-), released AS (
-  UPDATE ${t} AS w SET next_attempt_at = now() FROM cancelled AS c
+), inherited AS (
+  SELECT w.id, max(COALESCE(w.activate_at, now())) OVER (ORDER BY w.id) AS own_at,
+    (SELECT p.next_attempt_at FROM ${t} AS p
+      WHERE p.queue = c.queue AND p.ordering_key = c.ordering_key AND p.id < c.id ORDER BY p.id DESC LIMIT 1) AS before_at
+  FROM ${t} AS w, cancelled AS c
   WHERE c.ordering_key IS NOT NULL AND c.next_attempt_at > now() AND w.queue = c.queue AND w.ordering_key = c.ordering_key
     AND w.id > c.id AND w.acquired_token IS NULL AND w.next_attempt_at = c.next_attempt_at
+), released AS (
+  UPDATE ${t} AS w SET next_attempt_at = GREATEST(now(), i.own_at, i.before_at) FROM inherited AS i WHERE w.id = i.id
 )
 SELECT id::text AS id FROM cancelled`,
     ),

@@ -34,6 +34,12 @@ export const MIGRATIONS: readonly MigrationTemplate[] = [
     sql: "-- Per-key ordering (publish option orderingKey): within a queue, a keyed row is claimable only\n-- while no older row of its key is left (leased, scheduled for a retry or delayed). Rows are\n-- deleted when they end, so the oldest row of a key is the one that may run. NULL: no key, no\n-- constraint. Nullable without a default: adding it rewrites nothing.\nALTER TABLE {{outbox}} ADD COLUMN ordering_key text;\n-- The claim's \"an older row of this key?\" probe, one index lookup per keyed candidate. Partial:\n-- unkeyed rows never enter it, so queues without keys pay nothing on insert or claim.\nCREATE INDEX {{key_idx}} ON {{outbox}} (queue, ordering_key, id) WHERE ordering_key IS NOT NULL;\n",
   },
   {
+    target: 'outbox',
+    version: 5,
+    name: 'outbox/0005_activate_at',
+    sql: "-- A keyed row's own due time, as published (activateInMs / activateAt, or the publish's time):\n-- next_attempt_at may be later, inherited from the row before it under its key, or pushed by\n-- that row's retry. Cancelling a keyed timer gives the rows behind it this time back instead of\n-- now(). NULL for unkeyed rows. Nullable without a default: adding it rewrites nothing.\nALTER TABLE {{outbox}} ADD COLUMN activate_at timestamptz;\n",
+  },
+  {
     target: 'dlq',
     version: 1,
     name: 'dlq/0001_create_dlq',

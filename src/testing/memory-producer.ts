@@ -37,9 +37,14 @@ export interface MemoryProducerContext {
   readonly transactionOf: (operation: string, target: unknown, autocommit: boolean) => InTransaction;
 }
 
+/** The publish's own due time (ownActivation). */
+function ownActivation(resolved: ResolvedPublishOptions, nowMs: number): number {
+  return resolved.activateAt?.getTime() ?? nowMs + (resolved.activateInMs ?? 0);
+}
+
 /** The row's first due time: the publish's own, but never before its key's previous row (keyedNextAttempt). */
 function nextAttemptAt(resolved: ResolvedPublishOptions, nowMs: number, previousOfKey: MemoryRow | undefined): number {
-  const own = resolved.activateAt?.getTime() ?? nowMs + (resolved.activateInMs ?? 0);
+  const own = ownActivation(resolved, nowMs);
   return previousOfKey === undefined ? own : Math.max(own, previousOfKey.nextAttemptAt);
 }
 
@@ -81,6 +86,7 @@ function newRow(
     acquiredAt: null,
     timerId: resolved.timerId ?? null,
     orderingKey: resolved.orderingKey ?? null,
+    activateAt: resolved.orderingKey === undefined ? null : ownActivation(resolved, nowMs),
     lastException: null,
     lastExceptionType: null,
   };

@@ -21,6 +21,8 @@ export interface MemoryRow {
   acquiredAt: number | null;
   readonly timerId: string | null;
   readonly orderingKey: string | null;
+  /** A keyed row's own due time as published (activate_at), which its key may have pushed later; null unkeyed. */
+  readonly activateAt: number | null;
   lastException: string | null;
   lastExceptionType: string | null;
 }

@@ -150,20 +150,21 @@ export class MemoryTable {
   }
 
   /**
-   * cancelTimer's `released`: a cancelled keyed timer gives back the time its key's younger rows
-   * inherited from it (they are due now, not when the timer would have fired).
+   * cancelTimer's `inherited` and `released`: a cancelled keyed timer gives its key's younger rows
+   * that inherited its time their own times back, kept non-decreasing in id order (the latest own
+   * time so far), never before now nor before the key's row before the timer.
    */
   releaseInherited(cancelled: MemoryRow, nowMs: number): void {
     if (cancelled.orderingKey === null || cancelled.nextAttemptAt <= nowMs) return;
-    for (const waiting of this.#rows.values()) {
-      if (
-        waiting.queue === cancelled.queue &&
-        waiting.orderingKey === cancelled.orderingKey &&
-        waiting.seq > cancelled.seq &&
-        waiting.acquiredAt === null &&
-        waiting.nextAttemptAt === cancelled.nextAttemptAt
-      ) {
-        waiting.nextAttemptAt = nowMs;
+    const sameKey = [...this.#rows.values()]
+      .filter((row) => row.queue === cancelled.queue && row.orderingKey === cancelled.orderingKey)
+      .sort((a, b) => a.seq - b.seq);
+    const beforeAt = sameKey.filter((row) => row.seq < cancelled.seq).at(-1)?.nextAttemptAt ?? nowMs;
+    let ownAt = nowMs;
+    for (const waiting of sameKey) {
+      if (waiting.seq > cancelled.seq && waiting.acquiredAt === null && waiting.nextAttemptAt === cancelled.nextAttemptAt) {
+        ownAt = Math.max(ownAt, waiting.activateAt ?? nowMs);
+        waiting.nextAttemptAt = Math.max(nowMs, ownAt, beforeAt);
       }
     }
   }

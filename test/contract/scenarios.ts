@@ -303,6 +303,39 @@ const timers: Scenario = {
   },
 };
 
+const keyedTimerCancel: Scenario = {
+  name: 'cancelling a keyed timer gives the rows behind it their own times back, not now()',
+  run: (driver) =>
+    withOutbox(driver, {}, async (outbox) => {
+      const key = { orderingKey: 'acct-1' };
+      await outbox.publish([
+        { queue: 'account', body: 'close', options: { ...key, timerId: 'close', activateInMs: 3_600_000 } },
+        { queue: 'account', body: 'statement', options: { ...key, activateInMs: 600_000 } },
+        { queue: 'account', body: 'notice', options: key },
+      ]);
+      const minutes = async (): Promise<Record<string, number>> =>
+        Object.fromEntries(
+          (await outbox.remaining()).map((row) => [
+            String(row.body),
+            Math.round((row.nextAttemptAt.getTime() - row.createdAt.getTime()) / 60_000),
+          ]),
+        );
+      const before = await minutes();
+      const cancelled = await outbox.cancelTimer('account', 'close');
+      return { before, cancelled, after: await minutes() };
+    }),
+  check(observation: Record<string, unknown>) {
+    assert.deepEqual(observation, {
+      // Each keyed row is due no earlier than the one before it (it cannot run before it anyway).
+      before: { close: 60, statement: 60, notice: 60 },
+      cancelled: true,
+      // Before, both were due now: the statement's own 10 minutes were lost. The notice, behind it,
+      // keeps waiting for it.
+      after: { statement: 10, notice: 10 },
+    });
+  },
+};
+
 const eventSequence: Scenario = {
   name: 'recorder events per message: ack, nack with a delay then ack, reject',
   run: (driver) =>
@@ -547,6 +580,7 @@ export const SCENARIOS: readonly Scenario[] = [
   maxDeliveries,
   deadLetters,
   timers,
+  keyedTimerCancel,
   eventSequence,
   ackPolicies,
   middlewareOrder,

@@ -31,7 +31,7 @@ describe('txoutbox migrate', () => {
     assert.equal(first.code, 0, first.err);
     assert.match(
       first.out,
-      /applied outbox\/0001_create_outbox, outbox\/0002_last_exception, outbox\/0003_queue_controls, outbox\/0004_ordering_key, dlq\/0001_create_dlq, dlq\/0002_last_exception_type, dlq\/0003_failed_at_idx, dlq\/0004_ordering_key/,
+      /applied outbox\/0001_create_outbox, outbox\/0002_last_exception, outbox\/0003_queue_controls, outbox\/0004_ordering_key, outbox\/0005_activate_at, dlq\/0001_create_dlq, dlq\/0002_last_exception_type, dlq\/0003_failed_at_idx, dlq\/0004_ordering_key/,
     );
     const second = await run(['migrate', '--table', 'cli_outbox', '--lock-timeout-ms', '500', '--lock-attempts', '3'], {
       DATABASE_URL: db.url,
@@ -159,7 +159,7 @@ describe('txoutbox migrate', () => {
     const table = 'cli_upgrade';
     assert.equal((await run(['migrate', '--database-url', db.url, '--table', table])).code, 0);
     await db.pool.query(
-      `ALTER TABLE ${table} DROP COLUMN last_exception_type, DROP COLUMN last_exception, DROP COLUMN ordering_key`,
+      `ALTER TABLE ${table} DROP COLUMN last_exception_type, DROP COLUMN last_exception, DROP COLUMN ordering_key, DROP COLUMN activate_at`,
     );
     await db.pool.query(`ALTER TABLE ${table}_dlq DROP COLUMN last_exception_type, DROP COLUMN ordering_key`);
     await db.pool.query(`DROP TABLE ${table}_paused, ${table}_stats`);

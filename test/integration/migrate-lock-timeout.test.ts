@@ -11,13 +11,13 @@ import { waitFor } from '../support/wait-for.js';
 const db = useTestDatabase(import.meta.url);
 const newOutbox = outboxFactory(db);
 
-/** A migrated table set back to the schema before outbox/0004 (an upgrade is pending: an ALTER TABLE). */
+/** A migrated table set back to the schema before outbox/0004 (an upgrade is pending: ALTER TABLEs). */
 async function tableBeforeOrderingKey(table: string) {
   const outbox = newOutbox({ pool: db.pool, table });
   await outbox.migrate();
   await db.pool.query(`DROP INDEX ${table}_key_idx`);
-  await db.pool.query(`ALTER TABLE ${table} DROP COLUMN ordering_key`);
-  await db.pool.query('DELETE FROM txoutbox_migrations WHERE table_name = $1 AND version = 4', [table]);
+  await db.pool.query(`ALTER TABLE ${table} DROP COLUMN ordering_key, DROP COLUMN activate_at`);
+  await db.pool.query('DELETE FROM txoutbox_migrations WHERE table_name = $1 AND version >= 4', [table]);
   return outbox;
 }
 
@@ -86,7 +86,7 @@ describe('migrate: an upgrade under load waits for its lock a bounded time', () 
     } finally {
       await holder.end();
     }
-    assert.deepEqual((await outbox.migrate()).applied, ['outbox/0004_ordering_key']);
+    assert.deepEqual((await outbox.migrate()).applied, ['outbox/0004_ordering_key', 'outbox/0005_activate_at']);
   });
 
   for (const [table, options, what] of [
@@ -108,7 +108,7 @@ describe('migrate: an upgrade under load waits for its lock a bounded time', () 
       migrating.catch(() => undefined);
       await waitFor(async () => (await lockWaiters(table)) > 0, { what: 'the ALTER to wait for its lock' });
       await holder.end();
-      assert.deepEqual((await migrating).applied, ['outbox/0004_ordering_key']);
+      assert.deepEqual((await migrating).applied, ['outbox/0004_ordering_key', 'outbox/0005_activate_at']);
     });
   }
 

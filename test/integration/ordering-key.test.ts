@@ -360,8 +360,8 @@ describe('per-key ordering', () => {
     const operator = newOutbox({ pool: db.pool, table });
     await operator.migrate();
     // The schema of the version before: no outbox/0004.
-    await db.pool.query(`ALTER TABLE ${table} DROP COLUMN ordering_key`);
-    await db.pool.query(`DELETE FROM txoutbox_migrations WHERE table_name = $1 AND version = 4`, [table]);
+    await db.pool.query(`ALTER TABLE ${table} DROP COLUMN ordering_key, DROP COLUMN activate_at`);
+    await db.pool.query(`DELETE FROM txoutbox_migrations WHERE table_name = $1 AND version >= 4`, [table]);
     const logger = newOutbox.logger;
     const consumer = newOutbox({ pool: db.pool, table });
     const handled: unknown[] = [];
@@ -378,7 +378,7 @@ describe('per-key ordering', () => {
     });
     const explanation = logger.messages('error').find((m) => m.includes('has no column ordering_key')) ?? '';
     assert.match(explanation, /txoutbox migrate --print --since 3/);
-    assert.deepEqual((await operator.migrate()).applied, ['outbox/0004_ordering_key']);
+    assert.deepEqual((await operator.migrate()).applied, ['outbox/0004_ordering_key', 'outbox/0005_activate_at']);
     await inTransaction(db.pool, (client) => operator.publish(client, 'q', 'after the upgrade', { orderingKey: 'k' }));
     await waitFor(() => handled.length === 1, { what: 'claims work again once migrated, without a restart' });
     await consumer.stop();

@@ -64,7 +64,7 @@ async function install01(pool: pg.Pool, newOutbox: (options?: Partial<OutboxOpti
     Array.from({ length: rows }, (_, n) => ({ n })),
   );
   await pool.query(
-    'ALTER TABLE public.outbox DROP COLUMN last_exception_type, DROP COLUMN last_exception, DROP COLUMN ordering_key',
+    'ALTER TABLE public.outbox DROP COLUMN last_exception_type, DROP COLUMN last_exception, DROP COLUMN ordering_key, DROP COLUMN activate_at',
   );
   await pool.query('ALTER TABLE public.outbox_dlq DROP COLUMN last_exception_type, DROP COLUMN ordering_key');
   // 0.1 had neither the pause nor the stats table (outbox migration 3), nor the DLQ's time index (dlq 3).
@@ -128,6 +128,7 @@ describe('upgrading from 0.1 (tables in public)', () => {
       'outbox/0002_last_exception',
       'outbox/0003_queue_controls',
       'outbox/0004_ordering_key',
+      'outbox/0005_activate_at',
       'dlq/0002_last_exception_type',
       'dlq/0003_failed_at_idx',
       'dlq/0004_ordering_key',
@@ -182,6 +183,7 @@ describe('upgrading from 0.1 (tables in public)', () => {
       'outbox/0002_last_exception',
       'outbox/0003_queue_controls',
       'outbox/0004_ordering_key',
+      'outbox/0005_activate_at',
       'dlq/0002_last_exception_type',
       'dlq/0003_failed_at_idx',
       'dlq/0004_ordering_key',

@@ -521,9 +521,10 @@ export class Subscription {
    * here nothing would, since the claim leaves out the rows running here ($5), so a handler that
    * never settled kept its row, its slot and its ordering key for good. A timed-out run's signal is
    * aborted and an async handler fails with HandlerTimeoutError under the ack policy (deliver.ts).
-   * A run that still has not ended a sweep later is stuck outside the handler (a consume middleware
-   * that does not return): its slot is freed, and the row, no longer held here, comes back through
-   * lease expiry like a crashed process's.
+   * A run that still has not ended stallAfterMs later (its outcome write would have ended or failed
+   * by then) is stuck outside the handler (a consume middleware that does not return): its slot is
+   * freed, and the row, no longer held here, comes back through lease expiry like a crashed
+   * process's.
    */
   #boundRuns(): void {
     if (this.#inFlight.size === 0) return;
@@ -531,9 +532,12 @@ export class Subscription {
     const leaseBound = this.#leaseBoundsRuns();
     const now = performance.now();
     let stuck: RunningDelivery[] | undefined;
+    // A timed-out run still here may be writing its outcome (a statement, bounded by about two
+    // queryTimeoutMs with its checkout): stuck only once that is past too.
+    const stuckAfterMs = Math.max(this.#deps.stallAfterMs, (this.#runBoundMs() ?? 0) / 4);
     for (const run of this.#inFlight.all()) {
       if (run.timedOutAt !== undefined) {
-        (stuck ??= []).push(run);
+        if (now - run.timedOutAt >= stuckAfterMs) (stuck ??= []).push(run);
         continue;
       }
       const error =
@@ -554,7 +558,7 @@ export class Subscription {
     for (const run of stuck ?? []) {
       this.#deps.logger.error(
         { subscriber: name, messageId: run.lease.record.id },
-        'delivery did not end a sweep after its timeout (a consume middleware that does not return, or its outcome write still running): freeing its slot; the row comes back when its lease expires (an outcome written later is fenced by the lease)',
+        'delivery did not end long after its timeout (a consume middleware that does not return): freeing its slot; the row comes back when its lease expires (an outcome written later is fenced by the lease)',
       );
       this.#finished(run);
     }

@@ -131,7 +131,12 @@ describe('token lease: a run that outlives its lease (single process)', () => {
         await next();
       },
     };
-    const { outbox, log } = await migratedOutbox(newOutbox, db.pool, 'hung_middleware', { middlewares: [hanging] });
+    // queryTimeoutMs 300: a timed-out run is taken for stuck 3 × queryTimeoutMs after its timeout
+    // (an outcome write would have ended by then).
+    const { outbox, log } = await migratedOutbox(newOutbox, db.pool, 'hung_middleware', {
+      middlewares: [hanging],
+      queryTimeoutMs: 300,
+    });
     await publishCommitted(outbox, db.pool, 'hung', ['first', 'second']);
     const handled: string[] = [];
     outbox.subscribe('hung', (message) => void handled.push(String(message.body)), {

@@ -1,4 +1,4 @@
-import type { Counter, Gauge, Histogram } from 'prom-client';
+import type { Aggregator, Counter, Gauge, Histogram } from 'prom-client';
 
 import type { CustomStat } from '../instrumentation/middleware.js';
 import { BROKER } from './labels.js';
@@ -7,6 +7,15 @@ import { counter, gauge, histogram } from './registered-metrics.js';
 
 const LABELS = ['app_name', 'broker', 'handler'] as const;
 const UNSAFE = /[^a-zA-Z0-9_]/g;
+/**
+ * How a handler's gauge is declared to a cluster aggregator: its processes' values must not be
+ * combined. The last value one process set (a lag, a reading taken elsewhere) summed over N
+ * processes is N times it, and no other rule (max, min, last) fits every gauge a handler may set.
+ * txoutbox run's MetricsLedger keeps each process's value as its own series with a `process` label
+ * (architecture/runner.md, "Handler gauges"); prom-client's own cluster AggregatorRegistry leaves
+ * the gauge out.
+ */
+const PER_PROCESS: Aggregator = 'omit';
 
 /**
  * Handlers' ctx.stats as series (rejected §4.4's mapping): a counter `<prefix>_custom_<key>_total`,
@@ -41,7 +50,7 @@ export class CustomStatMetrics {
         );
         return;
       case 'gauge':
-        this.#get(`${this.#prefix}_custom_${key}`, (name) => gauge(this.#registry, this.#spec(name, stat.key))).set(
+        this.#get(`${this.#prefix}_custom_${key}`, (name) => gauge(this.#registry, this.#spec(name, stat.key), PER_PROCESS)).set(
           labels,
           stat.value,
         );

@@ -1,4 +1,4 @@
-import { Counter, Gauge, Histogram } from 'prom-client';
+import { type Aggregator, Counter, Gauge, Histogram } from 'prom-client';
 
 import { InvalidOptionError } from '../errors.js';
 import type { AnyRegistry } from './options.js';
@@ -87,9 +87,13 @@ export function counter(registry: AnyRegistry, spec: MetricSpec): Counter {
   return obtain(registry, 'counter', spec, () => register(registry, new Counter({ ...config(spec), aggregator: 'sum' })));
 }
 
-export function gauge(registry: AnyRegistry, spec: MetricSpec): Gauge {
-  // sum: in-process counts (and handlers' gauges, per-process state) add up across processes.
-  return obtain(registry, 'gauge', spec, () => register(registry, new Gauge({ ...config(spec), aggregator: 'sum' })));
+/**
+ * A gauge; `aggregator` says how a cluster aggregator combines the processes' values: `sum` for
+ * in-process counts, `omit` for values that must not be combined (a handler's gauge:
+ * custom-stat-metrics.ts).
+ */
+export function gauge(registry: AnyRegistry, spec: MetricSpec, aggregator: Aggregator = 'sum'): Gauge {
+  return obtain(registry, 'gauge', spec, () => register(registry, new Gauge({ ...config(spec), aggregator })));
 }
 
 /**

@@ -23,6 +23,9 @@ const REMEMBERED_RETIREMENTS = 1_000;
 /** Types whose samples only grow while a process lives: they survive the process in the baseline. */
 const CUMULATIVE_TYPES = new Set(['counter', 'histogram', 'summary']);
 
+/** The label that keeps apart the processes' values of a gauge declared `omit`. */
+const PROCESS_LABEL = 'process';
+
 /**
  * The runner's view of every child's metrics, merged into one registry at scrape time, with
  * counters that never go backwards (the anchor's weakness, rejected §4.3 / §6).
@@ -33,6 +36,14 @@ const CUMULATIVE_TYPES = new Set(['counter', 'histogram', 'summary']);
  * the replacement starts from zero on top of it: the sum never drops. What a child counted after
  * its last report is lost, at most one flush interval (≤ 1 s). Gauges are not carried over: a
  * dead process holds nothing in flight.
+ *
+ * A gauge a metric declares `omit` — a handler's `ctx.stats.set`, whose processes' values must
+ * not be combined (custom-stat-metrics.ts) — is kept per process instead: each live child's values
+ * get a `process` label, a number the child holds from its first report until it retires, the
+ * lowest its consumer's live children do not hold. Never a pid: a number freed by an exit is
+ * taken by the replacement, so a consumer's numbers stay below the most processes it ever ran at
+ * once (`processes`, one more during a rollout) however often they restart, and a dead child's
+ * series goes with its other gauges (architecture/runner.md, "Handler gauges").
  *
  * States per child: live (reports replace its snapshot) → retired (folded into the baseline; later
  * reports are ignored). A retired child never comes back: a report that was still in the IPC pipe
@@ -46,11 +57,15 @@ export class MetricsLedger {
   /** Ids retired most recently, oldest first; bounded, as a late report follows its exit closely. */
   readonly #retiredIds = new Set<string>();
   #retired: MetricSnapshot[] = [];
+  /** Live child → its process number (PROCESS_LABEL). */
+  readonly #numbers = new Map<string, number>();
+  /** Consumer → the process numbers its live children hold. */
+  readonly #taken = new Map<string, Set<number>>();
 
   /** Replaces the latest report of `child`; ignored once the child was retired. */
   report(child: string, snapshot: readonly MetricSnapshot[]): void {
     if (this.#retiredIds.has(child)) return;
-    this.#live.set(child, snapshot);
+    this.#live.set(child, labelPerProcess(snapshot, this.#numberOf(child)));
   }
 
   /** Folds a child that exited into the baseline. Idempotent. */
@@ -61,6 +76,7 @@ export class MetricsLedger {
       const oldest = this.#retiredIds.values().next().value;
       if (oldest !== undefined) this.#retiredIds.delete(oldest);
     }
+    this.#freeNumber(child);
     const last = this.#live.get(child);
     if (last === undefined) return;
     this.#live.delete(child);
@@ -79,6 +95,66 @@ export class MetricsLedger {
   merged(): Registry {
     return AggregatorRegistry.aggregate([this.#retired, ...this.#live.values()]);
   }
+
+  /** The child's process number: the one it holds, or the lowest its consumer's live children do not. */
+  #numberOf(child: string): number {
+    const held = this.#numbers.get(child);
+    if (held !== undefined) return held;
+    const consumer = consumerOf(child);
+    let taken = this.#taken.get(consumer);
+    if (taken === undefined) {
+      taken = new Set();
+      this.#taken.set(consumer, taken);
+    }
+    let number = 0;
+    while (taken.has(number)) number += 1;
+    taken.add(number);
+    this.#numbers.set(child, number);
+    return number;
+  }
+
+  #freeNumber(child: string): void {
+    const number = this.#numbers.get(child);
+    if (number === undefined) return;
+    this.#numbers.delete(child);
+    const consumer = consumerOf(child);
+    const taken = this.#taken.get(consumer);
+    taken?.delete(number);
+    if (taken?.size === 0) this.#taken.delete(consumer);
+  }
+}
+
+/**
+ * The consumer of a child id as ConsumerSlot makes it, `<consumer>/<pid>/<forkedAtMs>` (the pid
+ * and the time hold no `/`; a name may). Ids of another shape all count under '', so two of them
+ * alive at once still hold two numbers and their values are never added.
+ */
+function consumerOf(child: string): string {
+  const last = child.lastIndexOf('/');
+  const pidAt = last > 0 ? child.lastIndexOf('/', last - 1) : -1;
+  return pidAt > 0 ? child.slice(0, pidAt) : '';
+}
+
+/**
+ * A child's report with every gauge declared `omit` labelled with the child's process number, and
+ * then summed like the rest: no two live children share a number, so each sample stays its own.
+ */
+function labelPerProcess(snapshot: readonly MetricSnapshot[], number: number): readonly MetricSnapshot[] {
+  if (!snapshot.some(isPerProcess)) return snapshot;
+  const label = String(number);
+  return snapshot.map((metric) =>
+    isPerProcess(metric)
+      ? {
+          ...metric,
+          aggregator: 'sum',
+          values: metric.values.map((value) => ({ ...value, labels: { ...value.labels, [PROCESS_LABEL]: label } })),
+        }
+      : metric,
+  );
+}
+
+function isPerProcess(metric: MetricSnapshot): boolean {
+  return metric.type === 'gauge' && metric.aggregator === 'omit';
 }
 
 /** The JSON form of an aggregated registry, synchronously (its metrics are plain value holders). */

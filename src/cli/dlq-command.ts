@@ -7,6 +7,7 @@ import { resolveOlderThanMs } from '../dlq/retention-options.js';
 import { InvalidOptionError } from '../errors.js';
 import type { Outbox } from '../outbox.js';
 import { isBigintId } from '../util/bigint-id.js';
+import { boundedRowJson, JSON_BODY_BYTES } from './bounded-row-json.js';
 import { CONNECTION_OPTIONS, resolveConnection } from './connection-options.js';
 import { jsonLine, rowJson } from './json-output.js';
 import { subcommand, wholeNumber } from './option-values.js';
@@ -89,8 +90,10 @@ function plan(sub: string, id: string | undefined, values: Values): Run {
       };
       return async (outbox, io) => {
         if (values.json) {
-          const page = await outbox.dlq.list(options);
-          io.out(jsonLine({ rows: page.rows.map(rowJson), nextCursor: page.nextCursor }));
+          // Each body's first 64 KiB, never a whole one: `dlq show <id> --json` prints one whole row.
+          const page = await outbox.dlq.listPreviews({ ...options, bodyPreviewBytes: JSON_BODY_BYTES });
+          const rows = page.rows.map(boundedRowJson);
+          io.out(jsonLine({ rows, nextCursor: page.nextCursor, limitedByBytes: page.limitedByBytes }));
         } else {
           // The table shows 60 bytes of a body: it never reads a whole one (a page of 1 MB bodies).
           const page = await outbox.dlq.listPreviews({ ...options, bodyPreviewBytes: BODY_CELL_BYTES });
@@ -203,7 +206,7 @@ function rowId(flag: string, value: string): string {
   return value;
 }
 
-/** A table cell shows this much of a body (as `queue peek`'s); `--json` and `dlq show` have it all. */
+/** A table cell shows this much of a body (as `queue peek`'s); `--json` has 64 KiB of it, `dlq show` all of it. */
 const BODY_CELL_BYTES = 60;
 
 function table(rows: readonly DeadLetterPreview[], nextCursor: string | null): string {

@@ -1,11 +1,13 @@
 import { parseArgs } from 'node:util';
 
 import type { Outbox } from '../outbox.js';
-import type { PeekedPreview, PeekPreviewPage, PeekState } from '../queues/peek.js';
+import { bodyPreviewOf, type PeekedPreview, type PeekPreviewPage, type PeekState } from '../queues/peek.js';
+import { BODY_PREVIEW_BYTES } from '../queues/peek-page-bytes.js';
 import type { QueuePauseState } from '../queues/queue-status.js';
+import { boundedRowJson, JSON_BODY_BYTES } from './bounded-row-json.js';
 import type { CommandIo } from './command-io.js';
 import { CONNECTION_OPTIONS, resolveConnection } from './connection-options.js';
-import { jsonLine, rowJson } from './json-output.js';
+import { jsonLine } from './json-output.js';
 import { operands, subcommand, wholeNumber } from './option-values.js';
 import { terminalSafe } from './terminal-safe.js';
 import { renderTable } from './text-table.js';
@@ -81,10 +83,16 @@ function plan(sub: string, queue: string, values: Values): (outbox: Outbox) => P
         ...(values['lease-ttl-ms'] === undefined ? {} : { leaseTtlMs: wholeNumber('--lease-ttl-ms', values['lease-ttl-ms']) }),
       };
       return async (outbox) => {
-        // --json prints whole rows; the table shows 60 characters of each body, so it reads previews.
+        // The table shows 60 characters of each body, so it reads 1 KiB previews; --json prints each
+        // body's first 64 KiB (the API's peek() has whole rows). Never a whole page of whole bodies.
         if (!values.json) return renderPeek(queue, await outbox.peekPreviews(queue, options));
-        const page = await outbox.peek(queue, options);
-        return jsonLine({ rows: page.rows.map(rowJson), nextCursor: page.nextCursor });
+        const page = await outbox.peekPreviews(queue, { ...options, bodyPreviewBytes: JSON_BODY_BYTES });
+        const rows = page.rows.map((row) => ({
+          ...boundedRowJson(row),
+          // peek()'s 1 KiB preview, as --json printed it before the bodies were bounded.
+          ...bodyPreviewOf(row.payloadHead.subarray(0, BODY_PREVIEW_BYTES + 1), BODY_PREVIEW_BYTES),
+        }));
+        return jsonLine({ rows, nextCursor: page.nextCursor, limitedByBytes: page.limitedByBytes });
       };
     }
   }
@@ -107,7 +115,7 @@ export function pauseText(state: QueuePauseState): string {
 const BODY_CELL_CHARS = 60;
 
 /** The human table of a peek page (pure). */
-export function renderPeek(queue: string, page: PeekPreviewPage): string {
+export function renderPeek(queue: string, page: Pick<PeekPreviewPage, 'rows' | 'nextCursor'>): string {
   if (page.rows.length === 0) return `no pending rows in queue '${terminalSafe(queue)}'\n`;
   const columns = [
     { header: 'ID', align: 'right' },
@@ -116,6 +124,7 @@ export function renderPeek(queue: string, page: PeekPreviewPage): string {
     { header: 'DUE AT' },
     { header: 'LEASED AT' },
     { header: 'DELIVERIES', align: 'right' },
+    { header: 'BYTES', align: 'right' },
     { header: 'BODY' },
   ] as const;
   const rows = page.rows.map((row) => [
@@ -125,6 +134,7 @@ export function renderPeek(queue: string, page: PeekPreviewPage): string {
     row.nextAttemptAt.toISOString(),
     row.acquiredAt?.toISOString() ?? '',
     String(row.deliveriesCount),
+    String(row.payloadBytes),
     bodyCell(row),
   ]);
   const more = page.nextCursor === null ? '' : `more: --cursor ${page.nextCursor}\n`;

@@ -48,6 +48,11 @@ export interface DeadLetterPreview extends DeadLetterFields {
   readonly bodyPreviewTruncated: boolean;
   /** The stored payload's size in bytes. */
   readonly payloadBytes: number;
+  /**
+   * The payload's first `bodyPreviewBytes` bytes as stored, or all of it when it is no longer
+   * (`payloadHead.length === payloadBytes`): the bytes a bounded dump prints (`dlq list --json`).
+   */
+  readonly payloadHead: Buffer;
 }
 
 interface FieldsRecord {
@@ -68,6 +73,10 @@ interface FieldsRecord {
   failed_at: Date;
   /** list and listPreviews only: the keyset cursor's time (see dlq-sql.ts). */
   cursor_failed_at?: string;
+  /** list and listPreviews only: what the row cost the page's byte budget. */
+  row_bytes?: number;
+  /** list and listPreviews only: the rows the page had under its limit, before the budget. */
+  candidate_count?: number;
 }
 
 export interface DeadLetterRecord extends FieldsRecord {
@@ -115,5 +124,10 @@ export function toDeadLetter(record: DeadLetterRecord): DeadLetter {
 export function toDeadLetterPreview(record: DeadLetterPreviewRecord, bodyPreviewBytes: number): DeadLetterPreview {
   // peek()'s cut: UTF-8 bytes, backed up to a character's start. payload_head holds one byte past
   // the preview, so a character split by the substring is seen and left out, never half shown.
-  return { ...fieldsOf(record), ...bodyPreviewOf(record.payload_head, bodyPreviewBytes), payloadBytes: record.payload_bytes };
+  return {
+    ...fieldsOf(record),
+    ...bodyPreviewOf(record.payload_head, bodyPreviewBytes),
+    payloadBytes: record.payload_bytes,
+    payloadHead: record.payload_head.subarray(0, bodyPreviewBytes),
+  };
 }

@@ -1,5 +1,6 @@
 import { performance } from 'node:perf_hooks';
 
+import { resolveBodyPreviewBytes } from '../queues/peek-page-bytes.js';
 import { backoffMs, delay } from '../util/backoff.js';
 import type { StatementRunner } from '../util/statement-runner.js';
 import {
@@ -21,7 +22,6 @@ import {
   type FilterParams,
   resolveBatchHooks,
   resolveBatchSize,
-  resolveBodyPreviewBytes,
   resolveDelayMs,
   resolveFilter,
   resolveId,
@@ -43,6 +43,11 @@ export interface DlqPage {
   readonly rows: DeadLetter[];
   /** Pass as `cursor` for the next page; null on the last one. */
   readonly nextCursor: string | null;
+  /**
+   * True when the page stopped before `limit` rows because the next row would have passed
+   * `maxPageBytes`: nextCursor is set, and the next page starts at that row.
+   */
+  readonly limitedByBytes: boolean;
 }
 
 /** listPreviews()'s page: the same rows and cursor as list()'s, each without its body. */
@@ -51,6 +56,8 @@ export interface DlqPreviewPage {
   readonly rows: DeadLetterPreview[];
   /** Pass as `cursor` for the next page (of list() or listPreviews()); null on the last one. */
   readonly nextCursor: string | null;
+  /** As list()'s: the page stopped at `maxPageBytes` (each row counted with its head, not its payload). */
+  readonly limitedByBytes: boolean;
 }
 
 export interface DeadLettersContext {
@@ -77,36 +84,40 @@ export class DeadLetters {
 
   /**
    * One page of dead letters, newest first, narrowed by queue, reason and failure time: whole rows,
-   * each body decoded. To show a page, listPreviews() reads a bounded preview instead.
+   * each body decoded, at most `maxPageBytes` (8 MiB) of them (stored bytes, counted by the
+   * database, which sends no row past the budget; the first row always comes). To show a page,
+   * listPreviews() reads a bounded head of each body instead.
    */
   async list(options: DlqListOptions = {}): Promise<DlqPage> {
-    const { filter, limit, cursor } = resolveList(options);
+    const { filter, limit, cursor, maxPageBytes } = resolveList(options);
     const { rows } = await this.#context.db.run<DeadLetterRecord>(this.#context.sql.list, [
       ...filter,
       cursor?.failedAt ?? null,
       cursor?.id ?? null,
       limit,
+      maxPageBytes,
     ]);
-    return { rows: rows.map(toDeadLetter), nextCursor: nextCursorOf(rows, limit) };
+    return { rows: rows.map(toDeadLetter), ...pageEnd(rows, limit) };
   }
 
   /**
    * list()'s page with a preview of each body instead of the body: its first `bodyPreviewBytes`
-   * (1 KiB by default) and its size. The database sends only those bytes and nothing is decoded,
-   * so a page of fifty 1 MB dead letters costs kilobytes (the dashboard's list, `txoutbox dlq list`).
-   * get(id) returns one whole row.
+   * (1 KiB by default, up to 64 KiB), those bytes as stored (`payloadHead`) and its size. The
+   * database sends only those bytes and nothing is decoded, so a page of fifty 1 MB dead letters
+   * costs kilobytes (the dashboard's list, `txoutbox dlq list`). get(id) returns one whole row.
    */
   async listPreviews(options: DlqListPreviewOptions = {}): Promise<DlqPreviewPage> {
-    const { filter, limit, cursor } = resolveList(options);
-    const bodyPreviewBytes = resolveBodyPreviewBytes(options);
+    const { filter, limit, cursor, maxPageBytes } = resolveList(options);
+    const bodyPreviewBytes = resolveBodyPreviewBytes(options.bodyPreviewBytes);
     const { rows } = await this.#context.db.run<DeadLetterPreviewRecord>(this.#context.sql.listPreviews, [
       ...filter,
       cursor?.failedAt ?? null,
       cursor?.id ?? null,
       limit,
+      maxPageBytes,
       bodyPreviewBytes,
     ]);
-    return { rows: rows.map((row) => toDeadLetterPreview(row, bodyPreviewBytes)), nextCursor: nextCursorOf(rows, limit) };
+    return { rows: rows.map((row) => toDeadLetterPreview(row, bodyPreviewBytes)), ...pageEnd(rows, limit) };
   }
 
   /**
@@ -118,7 +129,12 @@ export class DeadLetters {
     return rows[0]?.max_id ?? '0';
   }
 
-  /** One dead letter by its DLQ id, or null. */
+  /**
+   * One dead letter by its DLQ id, or null: the whole row, with no byte budget (the one read that
+   * returns a whole body, what `dlq show` prints). It holds the payload's size in memory, several
+   * times over while it arrives (bytea travels as hex text); a row of hundreds of MB is better read
+   * in slices with SQL (`substring(payload from … for …)`), its size first with listPreviews().
+   */
   async get(id: string): Promise<DeadLetter | null> {
     const { rows } = await this.#context.db.run<DeadLetterRecord>(this.#context.sql.get, [resolveId(id)]);
     return rows[0] === undefined ? null : toDeadLetter(rows[0]);
@@ -275,8 +291,19 @@ export class DeadLetters {
   }
 }
 
-/** A full page may be the last one: the next call then returns no row and a null cursor. */
-function nextCursorOf(rows: readonly { id: string; cursor_failed_at?: string }[], limit: number): string | null {
+/**
+ * Where a page ends. A full page may be the last one: the next call then returns no row and a null
+ * cursor. A page the byte budget cut (fewer rows than the limit let through) goes on after its last row.
+ */
+function pageEnd(
+  rows: readonly { id: string; cursor_failed_at?: string; candidate_count?: number }[],
+  limit: number,
+): { nextCursor: string | null; limitedByBytes: boolean } {
   const last = rows.at(-1);
-  return rows.length === limit && last?.cursor_failed_at !== undefined ? encodeCursor(last.cursor_failed_at, last.id) : null;
+  const limitedByBytes = rows.length < (last?.candidate_count ?? 0);
+  const more = rows.length === limit || limitedByBytes;
+  return {
+    nextCursor: more && last?.cursor_failed_at !== undefined ? encodeCursor(last.cursor_failed_at, last.id) : null,
+    limitedByBytes,
+  };
 }

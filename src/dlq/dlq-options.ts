@@ -1,6 +1,6 @@
 import { InvalidOptionError } from '../errors.js';
 import { refuseUnstorable } from '../producer/publish-options.js';
-import { BODY_PREVIEW_BYTES } from '../queues/peek.js';
+import { resolveMaxPageBytes } from '../queues/peek-page-bytes.js';
 import { isBigintId } from '../util/bigint-id.js';
 import { integerOption } from '../util/integer-option.js';
 import { resolveOlderThanMs } from './retention-options.js';
@@ -42,6 +42,12 @@ export interface DlqListOptions {
   readonly limit?: number;
   /** `nextCursor` of the previous page (opaque). */
   readonly cursor?: string;
+  /**
+   * The page's byte budget: rows stop before the one whose stored bytes (payload, or a preview's
+   * head; last exception; headers) would pass it, and the page says `limitedByBytes`. Its first
+   * row always comes, whatever its size. @default 8 MiB (8,388,608), from 1 to 2,147,483,647
+   */
+  readonly maxPageBytes?: number;
 }
 
 export interface DlqListPreviewOptions extends DlqListOptions {
@@ -82,7 +88,6 @@ export interface DlqRedriveOptions extends DlqBatchOptions {
 
 export const DEFAULT_LIST_LIMIT = 50;
 export const MAX_LIST_LIMIT = 1_000;
-export const MAX_BODY_PREVIEW_BYTES = 65_536;
 export const DEFAULT_BATCH_SIZE = 1_000;
 export const MAX_BATCH_SIZE = 10_000;
 
@@ -208,6 +213,7 @@ export interface ResolvedList {
   readonly filter: FilterParams;
   readonly limit: number;
   readonly cursor: { readonly failedAt: string; readonly id: string } | undefined;
+  readonly maxPageBytes: number;
 }
 
 export function resolveList(options: DlqListOptions): ResolvedList {
@@ -215,11 +221,8 @@ export function resolveList(options: DlqListOptions): ResolvedList {
     filter: filterParams(options, ''),
     limit: integerOption('limit', options.limit, 1, MAX_LIST_LIMIT, DEFAULT_LIST_LIMIT),
     cursor: options.cursor === undefined ? undefined : decodeCursor(options.cursor),
+    maxPageBytes: resolveMaxPageBytes(options.maxPageBytes),
   };
-}
-
-export function resolveBodyPreviewBytes(options: DlqListPreviewOptions): number {
-  return integerOption('bodyPreviewBytes', options.bodyPreviewBytes, 0, MAX_BODY_PREVIEW_BYTES, BODY_PREVIEW_BYTES);
 }
 
 export function resolveBatchSize(options: DlqBatchOptions): number {

@@ -12,15 +12,21 @@ import { type Statement, statement } from '../util/statement.js';
  */
 export interface DlqSql {
   /**
-   * Filter, then $7 cursor failed_at (UTC text), $8 cursor id, $9 limit. Newest first. ORDER BY
-   * names the table's columns: a bare `id` would sort by the text alias ("9" before "10").
+   * Filter, then $7 cursor failed_at (UTC text), $8 cursor id, $9 limit, $10 the page's byte budget
+   * (queues/peek-page-bytes.ts). Newest first, walking <dlq>_time_idx (or the queue's index) under
+   * the limit. Of those rows, the page keeps them while their running total of stored bytes (payload,
+   * last_exception, headers' text) fits the budget, and always the first: a row past it is never
+   * sent, its payload never read (octet_length reads the size from the value's header). Each row
+   * carries `row_bytes` and `candidate_count` (the rows under the limit): fewer rows than that is a
+   * page the budget cut. ORDER BY names the table's columns: a bare `id` would sort by the text
+   * alias ("9" before "10").
    */
   readonly list: Statement;
   /**
-   * list's filter, cursor and limit, then $10 preview bytes: the payload's first $10 + 1 bytes and
-   * its size instead of the payload, so a page of fifty 1 MB dead letters sends kilobytes, not
-   * 50 MB, and nothing parses a body. octet_length reads the size from the value's header; substring
-   * of a TOASTed value detoasts only a slice where the storage allows (uncompressed or pglz).
+   * list's filter, cursor, limit and budget, then $11 preview bytes: the payload's first $11 + 1
+   * bytes and its size instead of the payload, so a page of fifty 1 MB dead letters sends kilobytes,
+   * not 50 MB, and nothing parses a body; a row counts its head, not its payload, in the budget.
+   * substring of a TOASTed value detoasts only a slice where the storage allows (uncompressed or pglz).
    */
   readonly listPreviews: Statement;
   /** $1 id. */
@@ -75,7 +81,12 @@ const FIELDS = `id::text AS id, original_id::text AS original_id, queue, headers
 const COLUMNS = `${FIELDS}, payload`;
 
 /** One byte past the preview: it tells whether the preview's last character was cut (dead-letter-row.ts). */
-const PREVIEW_COLUMNS = `${FIELDS}, substring(payload from 1 for $10::int + 1) AS payload_head, octet_length(payload) AS payload_bytes`;
+const PREVIEW_COLUMNS = `${FIELDS}, substring(payload from 1 for $11::int + 1) AS payload_head, octet_length(payload) AS payload_bytes`;
+
+/** What a row costs a page: what its columns send, the payload or (previews) the head of it. */
+const otherBytes = `coalesce(octet_length(last_exception), 0) + octet_length(headers::text)`;
+const ROW_BYTES = `octet_length(payload)::bigint + ${otherBytes}`;
+const PREVIEW_ROW_BYTES = `least(octet_length(payload), $11::int + 1)::bigint + ${otherBytes}`;
 
 /** Oldest ids first within a batch, skipping rows another redrive or purge holds (it moves them). */
 const pick = (dlq: TableName) => `SELECT id FROM ${dlq.sql} WHERE ${FILTER} ORDER BY id LIMIT $7::int FOR UPDATE SKIP LOCKED`;
@@ -95,17 +106,32 @@ const redrivable = (dlq: TableName) => `picked AS (
   SELECT id FROM picked WHERE ordering_key IS NULL OR pg_try_advisory_xact_lock(${orderingKeyLockId('queue', 'ordering_key')})
 )`;
 
-/** list and listPreviews: the same rows in the same order, so their cursors are interchangeable. */
-const page = (dlq: TableName, columns: string) => `SELECT ${columns}, ${CURSOR_TIME} FROM ${dlq.sql}
-WHERE ${FILTER}
-  AND ($7::text IS NULL OR (failed_at, id) < (($7::text::timestamp AT TIME ZONE 'UTC'), $8::bigint))
-ORDER BY ${dlq.sql}.failed_at DESC, ${dlq.sql}.id DESC LIMIT $9::int`;
+/**
+ * list and listPreviews: the same rows in the same order, so their cursors are interchangeable.
+ * `candidates` is the page as it was without a budget (the index walk under the limit, each row's
+ * payload still a TOAST pointer); `counted` adds the running total in page order; only rows that
+ * fit it, or the first, have their columns read and sent. Inlined (one reference each), so the
+ * window reads the index order: no sort.
+ */
+const page = (dlq: TableName, columns: string, rowBytes: string) => `WITH candidates AS (
+  SELECT *, ${rowBytes} AS row_bytes FROM ${dlq.sql}
+  WHERE ${FILTER}
+    AND ($7::text IS NULL OR (failed_at, id) < (($7::text::timestamp AT TIME ZONE 'UTC'), $8::bigint))
+  ORDER BY ${dlq.sql}.failed_at DESC, ${dlq.sql}.id DESC LIMIT $9::int
+), counted AS (
+  SELECT candidates.*, sum(row_bytes) OVER newest AS running_bytes, row_number() OVER newest AS place,
+    count(*) OVER () AS candidate_count
+  FROM candidates WINDOW newest AS (ORDER BY failed_at DESC, id DESC ROWS UNBOUNDED PRECEDING)
+)
+SELECT ${columns}, ${CURSOR_TIME}, row_bytes::float8 AS row_bytes, candidate_count::int AS candidate_count FROM counted
+WHERE running_bytes <= $10::bigint OR place = 1
+ORDER BY counted.failed_at DESC, counted.id DESC`;
 
 export function buildDlqSql(names: SchemaNames & { readonly dlq: TableName }): DlqSql {
   const d = names.dlq.sql;
   return {
-    list: statement('dlq_list', page(names.dlq, COLUMNS)),
-    listPreviews: statement('dlq_list_previews', page(names.dlq, PREVIEW_COLUMNS)),
+    list: statement('dlq_list', page(names.dlq, COLUMNS, ROW_BYTES)),
+    listPreviews: statement('dlq_list_previews', page(names.dlq, PREVIEW_COLUMNS, PREVIEW_ROW_BYTES)),
     get: statement('dlq_get', `SELECT ${COLUMNS} FROM ${d} WHERE id = $1::bigint`),
     // Counters, lease and last exception start afresh: the row gets a full set of deliveries.
     // A keyed row goes to the end of its key's line, under the key's publish lock like any keyed

@@ -13,6 +13,7 @@ import { isBigintId } from '../util/bigint-id.js';
 import { integerOption } from '../util/integer-option.js';
 import type { Statement } from '../util/statement.js';
 import type { StatementRunner } from '../util/statement-runner.js';
+import { BODY_PREVIEW_BYTES, resolveBodyPreviewBytes, resolveMaxPageBytes } from './peek-page-bytes.js';
 import type { PeekSql } from './peek-sql.js';
 
 /**
@@ -36,34 +37,52 @@ export interface PeekOptions {
    * @default 60,000 (the subscriber default)
    */
   readonly leaseTtlMs?: number;
+  /**
+   * How much of each body `bodyPreview` shows: its first bytes of UTF-8, never a split character
+   * (peekPreviews() reads only those from the database). @default 1,024, from 0 to 65,536
+   */
+  readonly bodyPreviewBytes?: number;
+  /**
+   * The page's byte budget: rows stop before the one whose stored bytes (payload, or a preview's
+   * head; headers) would pass it, across states, and the page says `limitedByBytes`. Its first row
+   * always comes, whatever its size. @default 8 MiB (8,388,608), from 1 to 2,147,483,647
+   */
+  readonly maxPageBytes?: number;
 }
 
 /** A pending row as peekPreviews() shows it: its fields, state, body preview and size, never the body. */
 export interface PeekedPreview extends OutboxRowFields {
   readonly state: PeekState;
   /**
-   * The first 1 KiB (1,024 UTF-8 bytes, never a split character) of the stored payload as text:
-   * a string body or a JSON body's text as published, bytes read as UTF-8.
+   * The first `bodyPreviewBytes` (1 KiB by default; UTF-8 bytes, never a split character) of the
+   * stored payload as text: a string body or a JSON body's text as published, bytes read as UTF-8.
    */
   readonly bodyPreview: string;
   /** True when the payload is longer than bodyPreview. */
   readonly bodyPreviewTruncated: boolean;
   /** The stored payload's size in bytes. */
   readonly payloadBytes: number;
+  /**
+   * The payload's first `bodyPreviewBytes` bytes as stored, or all of it when it is no longer
+   * (`payloadHead.length === payloadBytes`): the bytes a bounded dump prints (`queue peek --json`).
+   */
+  readonly payloadHead: Buffer;
 }
 
 export interface PeekPreviewPage {
   readonly rows: PeekedPreview[];
   /** Pass as `cursor` for the next page (of peek() or peekPreviews()); null on the last one. */
   readonly nextCursor: string | null;
+  /** As peek()'s: the page stopped at `maxPageBytes` (each row counted with its head, not its payload). */
+  readonly limitedByBytes: boolean;
 }
 
 /** A pending row as peek() shows it: the full row (no lease taken) plus its state and a preview. */
 export interface PeekedRow extends OutboxRow {
   readonly state: PeekState;
   /**
-   * The first 1 KiB (1,024 UTF-8 bytes, never a split character) of the decoded body as text: a
-   * string as is, a JSON value as JSON text, bytes read as UTF-8.
+   * The first `bodyPreviewBytes` (1 KiB by default; UTF-8 bytes, never a split character) of the
+   * decoded body as text: a string as is, a JSON value as JSON text, bytes read as UTF-8.
    */
   readonly bodyPreview: string;
   /** True when the body's text is longer than bodyPreview. */
@@ -74,11 +93,15 @@ export interface PeekPage {
   readonly rows: PeekedRow[];
   /** Pass as `cursor` for the next page; null on the last one. */
   readonly nextCursor: string | null;
+  /**
+   * True when the page stopped before `limit` rows because the next row would have passed
+   * `maxPageBytes`: nextCursor is set, and the next page starts at that row.
+   */
+  readonly limitedByBytes: boolean;
 }
 
 export const DEFAULT_PEEK_LIMIT = 50;
 export const MAX_PEEK_LIMIT = 1_000;
-export const BODY_PREVIEW_BYTES = 1_024;
 
 interface Cursor {
   readonly state: PeekState;
@@ -92,9 +115,11 @@ interface ResolvedPeek {
   readonly limit: number;
   readonly cursor: Cursor | undefined;
   readonly leaseTtlMs: number;
+  readonly bodyPreviewBytes: number;
+  readonly maxPageBytes: number;
 }
 
-const KNOWN = ['state', 'limit', 'cursor', 'leaseTtlMs'];
+const KNOWN = ['state', 'limit', 'cursor', 'leaseTtlMs', 'bodyPreviewBytes', 'maxPageBytes'];
 
 export function resolvePeek(queue: unknown, options: unknown): ResolvedPeek {
   if (typeof queue !== 'string' || queue === '') {
@@ -142,6 +167,8 @@ export function resolvePeek(queue: unknown, options: unknown): ResolvedPeek {
     limit: integerOption('limit', o.limit, 1, MAX_PEEK_LIMIT, DEFAULT_PEEK_LIMIT),
     cursor,
     leaseTtlMs: integerOption('leaseTtlMs', o.leaseTtlMs, 1, 24 * 3600 * 1000, DEFAULT_LEASE_TTL_MS),
+    bodyPreviewBytes: resolveBodyPreviewBytes(o.bodyPreviewBytes),
+    maxPageBytes: resolveMaxPageBytes(o.maxPageBytes),
   };
 }
 
@@ -196,83 +223,104 @@ export function bodyPreviewOf(
   return { bodyPreview: bytes.subarray(0, end).toString('utf8'), bodyPreviewTruncated: true };
 }
 
-type PeekRecord = OutboxRowRecord & { cursor_at: string };
-type PeekPreviewRecord = OutboxRowFieldsRecord & {
+/** What every statement's rows carry besides the row: where it stands and what it cost the page. */
+interface PageColumns {
   cursor_at: string;
-  /** The payload's first BODY_PREVIEW_BYTES + 1 bytes, base64: the one past the preview tells a cut character. */
-  payload_head: string;
-  /** octet_length(payload): read from the value's header, the body itself is not fetched. */
-  payload_bytes: number | string;
-};
+  row_bytes: number;
+  candidate_count: number;
+}
+type PeekRecord = OutboxRowRecord & PageColumns;
+type PeekPreviewRecord = OutboxRowFieldsRecord &
+  PageColumns & {
+    /** The payload's first bodyPreviewBytes + 1 bytes, base64: the one past the preview tells a cut character. */
+    payload_head: string;
+    /** octet_length(payload): read from the value's header, the body itself is not fetched. */
+    payload_bytes: number | string;
+  };
 
 export interface PeekContext {
   readonly db: StatementRunner;
   readonly sql: PeekSql;
 }
 
-function paramsFor(state: PeekState, r: ResolvedPeek, cursor: Cursor | undefined, limit: number): unknown[] {
-  const position = cursor?.state === state ? [cursor.at, cursor.id] : [null, null];
-  return state === 'scheduled' ? [r.queue, ...position, limit] : [r.queue, r.leaseTtlMs, ...position, limit];
+/** The state's parameters up to its limit, then the budget's: bytes left, and whether the page has no row yet. */
+function paramsFor(state: PeekState, r: ResolvedPeek, limit: number, bytesLeft: number, firstRow: boolean): unknown[] {
+  const position = r.cursor?.state === state ? [r.cursor.at, r.cursor.id] : [null, null];
+  const head = state === 'scheduled' ? [r.queue, ...position, limit] : [r.queue, r.leaseTtlMs, ...position, limit];
+  return [...head, bytesLeft, firstRow];
 }
 
 /**
  * Read-only, on the Outbox's own pool: one plain SELECT per state walked (the next state only when
- * the page is not full). Rows may change state between pages (a claim, an ack): a peek is an
- * inspection, not a snapshot.
+ * the page is neither full nor out of bytes). Rows may change state between pages (a claim, an
+ * ack): a peek is an inspection, not a snapshot.
  */
 export async function peek(context: PeekContext, queue: string, options: PeekOptions = {}): Promise<PeekPage> {
-  return await walk(context.db, context.sql, queue, options, [], (record: PeekRecord, state): PeekedRow => {
+  const resolved = resolvePeek(queue, options);
+  return await walk(context.db, context.sql, resolved, [], (record: PeekRecord, state): PeekedRow => {
     const row = toOutboxRow(record);
-    return { ...row, state, ...bodyPreviewOf(row.body) };
+    return { ...row, state, ...bodyPreviewOf(row.body, resolved.bodyPreviewBytes) };
   });
 }
 
 /**
- * peek() without the bodies: the same rows, order and cursors, each with the first 1 KiB of its
- * payload and its size (what a page that shows rows needs: the dashboard, `txoutbox queue peek`).
+ * peek() without the bodies: the same rows, order and cursors, each with the first
+ * `bodyPreviewBytes` of its payload (1 KiB by default, up to 64 KiB) and its size: what a page that
+ * shows rows needs (the dashboard, `txoutbox queue peek`).
  */
 export async function peekPreviews(context: PeekContext, queue: string, options: PeekOptions = {}): Promise<PeekPreviewPage> {
-  return await walk(
-    context.db,
-    context.sql.previews,
-    queue,
-    options,
-    [BODY_PREVIEW_BYTES],
-    (record: PeekPreviewRecord, state): PeekedPreview => ({
+  const resolved = resolvePeek(queue, options);
+  const bytes = resolved.bodyPreviewBytes;
+  return await walk(context.db, context.sql.previews, resolved, [bytes], (record: PeekPreviewRecord, state): PeekedPreview => {
+    const head = Buffer.from(record.payload_head, 'base64');
+    return {
       ...outboxRowFieldsOf(record),
       state,
       // One byte past the preview: a character the substring split is seen and left out, never half shown.
-      ...bodyPreviewOf(Buffer.from(record.payload_head, 'base64'), BODY_PREVIEW_BYTES),
+      ...bodyPreviewOf(head, bytes),
       payloadBytes: Number(record.payload_bytes),
-    }),
-  );
+      payloadHead: head.subarray(0, bytes),
+    };
+  });
 }
 
-/** One plain SELECT per state walked (the next state only when the page is not full). */
+/**
+ * One plain SELECT per state walked, sharing the page's limit and byte budget: the next state only
+ * when the page is neither full nor cut by the budget. A state whose statement let fewer rows
+ * through than it had under the limit was cut: the page ends there, and its cursor (the last row
+ * sent, possibly of an earlier state) resumes the walk at the first row left out.
+ */
 async function walk<T>(
   db: StatementRunner,
   statements: Readonly<Record<PeekState, Statement>>,
-  queue: string,
-  options: PeekOptions,
+  resolved: ResolvedPeek,
   extra: readonly unknown[],
   decode: (record: never, state: PeekState) => T,
-): Promise<{ rows: T[]; nextCursor: string | null }> {
-  const resolved = resolvePeek(queue, options);
+): Promise<{ rows: T[]; nextCursor: string | null; limitedByBytes: boolean }> {
   const rows: T[] = [];
   let last: Cursor | undefined;
+  let bytesLeft = resolved.maxPageBytes;
+  let limitedByBytes = false;
   for (const state of resolved.states) {
     const want = resolved.limit - rows.length;
-    if (want === 0) break;
-    const { rows: records } = await db.run<{ id: string; cursor_at: string }>(statements[state], [
-      ...paramsFor(state, resolved, resolved.cursor, want),
-      ...extra,
-    ]);
+    if (want === 0 || limitedByBytes) break;
+    const { rows: records } = await db.run<{ id: string | null; cursor_at: string; row_bytes: number; candidate_count: number }>(
+      statements[state],
+      [...paramsFor(state, resolved, want, Math.max(bytesLeft, 0), rows.length === 0), ...extra],
+    );
+    let sent = 0;
     for (const record of records) {
+      // The row of NULLs that carries candidate_count when no row fit the bytes left.
+      if (record.id === null) continue;
       // The statement's record: decode's parameter type (PeekRecord or PeekPreviewRecord).
       rows.push(decode(record as never, state));
       last = { state, at: record.cursor_at, id: record.id };
+      bytesLeft -= record.row_bytes;
+      sent += 1;
     }
+    limitedByBytes = sent < (records[0]?.candidate_count ?? 0);
   }
   // A full page may be the last one: the next call then returns no row and a null cursor.
-  return { rows, nextCursor: rows.length === resolved.limit && last !== undefined ? encodeCursor(last) : null };
+  const more = rows.length === resolved.limit || limitedByBytes;
+  return { rows, nextCursor: more && last !== undefined ? encodeCursor(last) : null, limitedByBytes };
 }

@@ -102,8 +102,8 @@ describe('txoutbox queue', () => {
     const table = await queueCli('peek', 'orders', '--limit', '2');
     assert.equal(table.code, 0, table.err);
     const lines = table.out.split('\n');
-    assert.match(lines[0] ?? '', /^\s*ID\s+STATE\s+CREATED AT\s+DUE AT\s+LEASED AT\s+DELIVERIES\s+BODY$/);
-    assert.match(lines[1] ?? '', new RegExp(`^\\s*${ids.ready1}\\s+ready\\s+\\S+\\s+\\S+\\s+0\\s+\\{"order":1\\}$`));
+    assert.match(lines[0] ?? '', /^\s*ID\s+STATE\s+CREATED AT\s+DUE AT\s+LEASED AT\s+DELIVERIES\s+BYTES\s+BODY$/);
+    assert.match(lines[1] ?? '', new RegExp(`^\\s*${ids.ready1}\\s+ready\\s+\\S+\\s+\\S+\\s+0\\s+11\\s+\\{"order":1\\}$`));
     assert.match(lines[2] ?? '', new RegExp(`^\\s*${ids.ready2}\\s+ready\\s+.*\\s+plain text$`));
     assert.match(lines[3] ?? '', /^more: --cursor \S+$/);
     const empty = await queueCli('peek', 'nothing-here');

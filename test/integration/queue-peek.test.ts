@@ -197,9 +197,10 @@ describe('outbox.peek', () => {
     for (const [i, preview] of previews.entries()) {
       const row = whole.rows[i] as PeekedRow;
       assert.ok(!('body' in preview) && !('payload' in preview), 'no body, no payload');
-      const cleared = { body: undefined, payload: undefined, payloadBytes: undefined };
+      const cleared = { body: undefined, payload: undefined, payloadBytes: undefined, payloadHead: undefined };
       assert.deepEqual({ ...preview, ...cleared }, { ...row, ...cleared });
       assert.equal(preview.payloadBytes, row.payload.length);
+      assert.deepEqual(preview.payloadHead, row.payload.subarray(0, 1_024), 'the stored bytes the preview shows');
     }
     assert.equal(previews[0]?.bodyPreview, JSON.stringify(big).slice(0, 1_024));
     assert.equal(previews[0]?.bodyPreviewTruncated, true);
@@ -259,10 +260,11 @@ describe('outbox.peek', () => {
       ['scheduled', ['a', at, '1', 50], `${table}_ready_idx`],
       ['leased', ['a', 60_000, at, '1', 50], `${table}_lease_idx`],
     ] as const) {
-      // peekPreviews walks the same way: one more parameter, the preview's bytes.
+      // Then the page's byte budget (bytes left, first row always); peekPreviews walks the same way,
+      // with one more parameter, the preview's bytes.
       for (const [statement, values] of [
-        [sql[state], [...params]],
-        [sql.previews[state], [...params, 1_024]],
+        [sql[state], [...params, 8 * 1024 * 1024, true]],
+        [sql.previews[state], [...params, 8 * 1024 * 1024, true, 1_024]],
       ] as const) {
         const { rows } = await db.pool.query<{ 'QUERY PLAN': string }>(`EXPLAIN ${statement.text}`, [...values]);
         const plan = rows.map((r) => r['QUERY PLAN']).join('\n');

@@ -125,6 +125,7 @@ describe('renderPeek and pauseText', () => {
     state,
     bodyPreview,
     bodyPreviewTruncated: truncated,
+    payloadHead: Buffer.from(bodyPreview),
   });
 
   test('one line per row, the body cut at 60 characters with an ellipsis, the next cursor below', () => {
@@ -133,9 +134,9 @@ describe('renderPeek and pauseText', () => {
       nextCursor: 'abc',
     });
     const lines = out.split('\n');
-    assert.match(lines[0] ?? '', /^\s*ID\s+STATE\s+CREATED AT\s+DUE AT\s+LEASED AT\s+DELIVERIES\s+BODY$/);
-    assert.match(lines[1] ?? '', /^ 1\s+ready\s+\S+\s+\S+\s+0\s+\{"a":1\}$/);
-    assert.match(lines[2] ?? '', new RegExp(`^22\\s+leased\\s+\\S+\\s+\\S+\\s+${AT.toISOString()}\\s+1\\s+x{60}…$`));
+    assert.match(lines[0] ?? '', /^\s*ID\s+STATE\s+CREATED AT\s+DUE AT\s+LEASED AT\s+DELIVERIES\s+BYTES\s+BODY$/);
+    assert.match(lines[1] ?? '', /^ 1\s+ready\s+\S+\s+\S+\s+0\s+7\s+\{"a":1\}$/);
+    assert.match(lines[2] ?? '', new RegExp(`^22\\s+leased\\s+\\S+\\s+\\S+\\s+${AT.toISOString()}\\s+1\\s+100\\s+x{60}…$`));
     assert.equal(lines[3], 'more: --cursor abc');
     assert.equal(renderPeek('q', { rows: [row('1', 'ready', 'short', true)], nextCursor: null }).includes('short…'), true);
     assert.equal(renderPeek('q', { rows: [], nextCursor: null }), "no pending rows in queue 'q'\n");
@@ -241,6 +242,7 @@ describe('hostile strings reach the terminal as visible escapes, never as contro
       state: 'ready',
       bodyPreview: HOSTILE,
       bodyPreviewTruncated: false,
+      payloadHead: Buffer.from(HOSTILE),
     };
     assertTerminalSafe(renderPeek(HOSTILE, { rows: [peeked], nextCursor: null }), 'renderPeek');
     assertTerminalSafe(renderPeek(HOSTILE, { rows: [], nextCursor: null }), 'renderPeek (empty)');

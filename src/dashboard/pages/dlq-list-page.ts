@@ -1,6 +1,6 @@
 import type { DeadLetterPreview, DlqPreviewPage } from '../../dlq/dead-letters.js';
 import type { DlqFailureReason } from '../../dlq/dlq-options.js';
-import { formatTime } from '../format.js';
+import { formatBytes, formatTime } from '../format.js';
 import { type Html, html } from '../html.js';
 import { canAct, csrfField, layout, type PageContext } from './layout.js';
 import { notice } from './notice.js';
@@ -70,6 +70,12 @@ function row(context: PageContext, letter: DeadLetterPreview): Html {
       <div class="clamp">
         <code data-testid="body-preview">${letter.bodyPreview}${letter.bodyPreviewTruncated ? '…' : ''}</code>
       </div>
+      ${
+        // Outside the clamp, so two lines of a long body never hide that it was cut, nor its size.
+        letter.bodyPreviewTruncated
+          ? html`<span class="note" data-testid="body-bytes">${formatBytes(letter.payloadBytes)} in all</span>`
+          : ''
+      }
     </td>
     ${redrive}
   </tr>`;

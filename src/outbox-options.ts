@@ -12,7 +12,7 @@ import { defaultRenderError, type RenderError } from './subscriber/render-error.
 import { type BodySchemas, resolveBodySchemas } from './typed-events/body-schemas.js';
 import type { AnyQueues, QueueSchemas } from './typed-events/queue-map.js';
 import { rejectUnknownOptions } from './util/known-options.js';
-import { consoleLogger, type Logger } from './util/logger.js';
+import { consoleLogger, isLogger, type Logger } from './util/logger.js';
 import { createOwnedPool, ownConnectionConfig, type OwnedPool } from './util/owned-pool.js';
 import { transactionPoolingOptions } from './util/transaction-pooling.js';
 
@@ -204,16 +204,6 @@ function isPoolLike(value: unknown): value is pg.Pool {
     typeof pool.end === 'function' &&
     typeof pool.totalCount === 'number' &&
     typeof pool.idleCount === 'number'
-  );
-}
-
-/** Has the four levels txoutbox logs at (txoutbox/testing checks its `logger` option with it too). */
-export function isLogger(value: unknown): value is Logger {
-  const logger = value as Partial<Logger> | null;
-  return (
-    typeof logger === 'object' &&
-    logger !== null &&
-    (['debug', 'info', 'warn', 'error'] as const).every((level) => typeof logger[level] === 'function')
   );
 }
 

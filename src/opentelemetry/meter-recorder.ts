@@ -1,6 +1,10 @@
 import { type Attributes, createNoopMeter, type MeterProvider, metrics } from '@opentelemetry/api';
 
 import type { OutboxEvent, Recorder } from '../instrumentation/events.js';
+import { DEFAULT_MAX_DESTINATIONS, DEFAULT_MAX_EXCEPTION_TYPES, LabelValues, overflowWarning } from '../prometheus/labels.js';
+import { resolveLogger } from '../prometheus/options.js';
+import { integerOption } from '../util/integer-option.js';
+import type { Logger } from '../util/logger.js';
 import { ATTR, INSTRUMENTATION_SCOPE, MESSAGING_SYSTEM, OPERATION } from './attributes.js';
 import { createInstruments, type Instruments } from './instruments.js';
 import { resolveProvider, resolveRaw } from './options.js';
@@ -11,16 +15,27 @@ export interface OpenTelemetryRecorderOptions {
    * the Node SDK's), even one registered after the recorder was made
    */
   readonly meterProvider?: MeterProvider;
+  /**
+   * Distinct `messaging.destination.name` values of publishes (`published` events) with points of
+   * their own; the rest are recorded as `_other`, with one warning. The SDK's cardinality limit
+   * does not bound this with cumulative temporality (see the recorder). 1 to 100,000. @default 500
+   */
+  readonly maxDestinations?: number;
+  /** Distinct `error.type` values, every event together; the rest are `_other`. 1 to 10,000. @default 100 */
+  readonly maxExceptionTypes?: number;
+  /** Where the warning of a bound reached goes. A pino logger fits. @default JSON lines on stderr, as the Outbox's */
+  readonly logger?: Logger;
 }
 
-const KNOWN = ['meterProvider'];
+const KNOWN = ['meterProvider', 'maxDestinations', 'maxExceptionTypes', 'logger'];
 
 type Operation = (typeof OPERATION)[keyof typeof OPERATION];
 
 /**
- * The attributes every outbox measurement carries. All bounded: queue and subscriber names come
- * from the code base; row ids, correlation ids and error messages never appear (exception class
- * names do, as `error.type`).
+ * The attributes every outbox measurement carries. All bounded: subscriber names and the queues
+ * they subscribe to come from the code base, a published queue name and an exception class name
+ * (`error.type`) are bounded by maxDestinations and maxExceptionTypes; row ids, correlation ids
+ * and error messages never appear.
  */
 function base(queue: string, subscriber: string | undefined, operation?: Operation): Attributes {
   const attributes: Attributes = { [ATTR.system]: MESSAGING_SYSTEM, [ATTR.destination]: queue };
@@ -29,11 +44,6 @@ function base(queue: string, subscriber: string | undefined, operation?: Operati
     attributes[ATTR.operationType] = operation.type;
     attributes[ATTR.operationName] = operation.name;
   }
-  return attributes;
-}
-
-function withError(attributes: Attributes, exceptionType: string | undefined): Attributes {
-  if (exceptionType !== undefined) attributes[ATTR.errorType] = exceptionType;
   return attributes;
 }
 
@@ -68,11 +78,31 @@ function withError(attributes: Attributes, exceptionType: string | undefined): A
  *
  * Without `meterProvider` the global provider is used, even one registered after the recorder was
  * made (globalInstruments below); events before that registration are not counted anywhere.
+ *
+ * The SDK's cardinality limit (2,000 points per instrument, then `otel.metric.overflow`) holds per
+ * collection only: with cumulative temporality (the Prometheus exporter's, OTLP's default) each
+ * collection keeps every point of the last one, so in sdk-metrics 2.12 five collections of 10,000
+ * new queues each held 9,996 points and kept growing. maxDestinations bounds it here instead.
  */
 export function openTelemetryRecorder(options?: OpenTelemetryRecorderOptions): Recorder {
   const raw = resolveRaw(options, 'openTelemetryRecorder', KNOWN);
   const provider = resolveProvider(raw, 'meterProvider', 'getMeter', 'new MeterProvider({ readers })') as
     MeterProvider | undefined;
+  const maxDestinations = integerOption('maxDestinations', raw.maxDestinations, 1, 100_000, DEFAULT_MAX_DESTINATIONS);
+  const maxExceptionTypes = integerOption('maxExceptionTypes', raw.maxExceptionTypes, 1, 10_000, DEFAULT_MAX_EXCEPTION_TYPES);
+  const at = { source: 'openTelemetryRecorder', logger: resolveLogger(raw.logger) };
+  const destinations = new LabelValues(
+    maxDestinations,
+    overflowWarning(at, 'maxDestinations', ATTR.destination, maxDestinations),
+  );
+  const errorTypes = new LabelValues(
+    maxExceptionTypes,
+    overflowWarning(at, 'maxExceptionTypes', ATTR.errorType, maxExceptionTypes),
+  );
+  const withError = (attributes: Attributes, exceptionType: string | undefined): Attributes => {
+    if (exceptionType !== undefined) attributes[ATTR.errorType] = errorTypes.admit(exceptionType);
+    return attributes;
+  };
   const instruments =
     provider === undefined ? globalInstruments() : constant(createInstruments(provider.getMeter(INSTRUMENTATION_SCOPE)));
 
@@ -81,7 +111,8 @@ export function openTelemetryRecorder(options?: OpenTelemetryRecorderOptions): R
     if (m === undefined) return; // no meter provider registered yet: nothing would be exported
     switch (event.type) {
       case 'published': {
-        const attributes = base(event.queue, undefined, OPERATION.send);
+        // Any queue name can be published to; only subscribed ones (bounded) reach the other events.
+        const attributes = base(destinations.admit(event.queue), undefined, OPERATION.send);
         m.clientOperationDuration.record(event.durationSeconds, withError({ ...attributes }, event.exceptionType));
         if (event.status === 'ok') m.sentMessages.add(event.count, attributes);
         return;

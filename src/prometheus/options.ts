@@ -2,6 +2,7 @@ import type { Registry, RegistryContentType } from 'prom-client';
 
 import { InvalidOptionError } from '../errors.js';
 import { rejectUnknownOptions } from '../util/known-options.js';
+import { consoleLogger, isLogger, type Logger } from '../util/logger.js';
 
 /** A prom-client registry of either content type (render.ts serves both formats from either). */
 export type AnyRegistry = Registry<RegistryContentType>;
@@ -100,4 +101,22 @@ export function resolveBuckets(option: string, value: unknown, fallback: readonl
     });
   }
   return [...(value as number[])];
+}
+
+/**
+ * The `logger` option of a seam that warns: the Outbox's own default (JSON lines on stderr,
+ * warnings and errors) when left out. A seam is built before the Outbox it is passed to, so it
+ * cannot use that Outbox's logger unless it is given it.
+ */
+export function resolveLogger(value: unknown): Logger {
+  if (value === undefined) return consoleLogger();
+  if (!isLogger(value)) {
+    throw new InvalidOptionError({
+      option: 'logger',
+      value,
+      expected: 'an object with debug, info, warn and error methods (a pino logger fits)',
+      fix: 'Pass the logger you pass to the Outbox, or leave logger out for JSON lines on stderr.',
+    });
+  }
+  return value;
 }

@@ -3,12 +3,14 @@ import { performance } from 'node:perf_hooks';
 import { type ConsumeObserver, observingMiddleware } from '../instrumentation/consume-observer.js';
 import { exceptionTypeOf } from '../instrumentation/events.js';
 import type { ConsumeResult, Middleware, OutcomeWrite } from '../instrumentation/middleware.js';
+import { integerOption } from '../util/integer-option.js';
+import type { Logger } from '../util/logger.js';
 import { Memo } from '../util/memo.js';
 import { DURATION_BUCKETS, SIZE_BUCKETS } from './buckets.js';
 import { CustomStatMetrics } from './custom-stat-metrics.js';
-import { BROKER } from './labels.js';
+import { BROKER, DEFAULT_MAX_DESTINATIONS, DEFAULT_MAX_EXCEPTION_TYPES, LabelValues, overflowWarning } from './labels.js';
 import { middlewareMetrics } from './middleware-metrics.js';
-import { type PrometheusBaseOptions, resolveBaseOptions, resolveBuckets } from './options.js';
+import { type PrometheusBaseOptions, resolveBaseOptions, resolveBuckets, resolveLogger } from './options.js';
 import { allOrNothing } from './registered-metrics.js';
 import { CounterSeries, GaugeSeries, HistogramSeries } from './series.js';
 
@@ -17,9 +19,31 @@ export interface PrometheusMiddlewareOptions extends PrometheusBaseOptions {
   readonly durationBuckets?: readonly number[];
   /** Buckets of `<prefix>_received_messages_size_bytes`. @default FastStream's, 2^4 … 2^24 */
   readonly sizeBuckets?: readonly number[];
+  /**
+   * Distinct `destination` values (queues published to) with series of their own; publishes to
+   * queues past them are counted under `destination="_other"`, with one warning. Bounds the series
+   * a producer of data-derived queue names (`orders.<tenantId>`) creates. 1 to 100,000. @default 500
+   */
+  readonly maxDestinations?: number;
+  /**
+   * Distinct `exception_type` values (error class names), publish and consume together; others
+   * are counted under `exception_type="_other"`, with one warning. 1 to 10,000. @default 100
+   */
+  readonly maxExceptionTypes?: number;
+  /** Where the warning of a bound reached goes. A pino logger fits. @default JSON lines on stderr, as the Outbox's */
+  readonly logger?: Logger;
 }
 
-const KNOWN = ['registry', 'prefix', 'appName', 'durationBuckets', 'sizeBuckets'];
+const KNOWN = [
+  'registry',
+  'prefix',
+  'appName',
+  'durationBuckets',
+  'sizeBuckets',
+  'maxDestinations',
+  'maxExceptionTypes',
+  'logger',
+];
 
 /**
  * A metrics failure must never change what happens to a message: a consume hook that throws after
@@ -48,8 +72,8 @@ interface ConsumeRun {
 
 /**
  * One subscriber's consume series, made on its first delivery and reused (series.ts: no label
- * hashing per message). Keyed by subscriber name, by status and by exception class: all bounded by
- * the code base, like the series themselves.
+ * hashing per message). Keyed by subscriber name and status, bounded by the code base, and by
+ * exception class, bounded by maxExceptionTypes (a class can be made at run time).
  */
 class ConsumeSeries {
   readonly received: CounterSeries;
@@ -58,9 +82,11 @@ class ConsumeSeries {
   readonly duration: HistogramSeries;
   readonly processed: Memo<Status, CounterSeries>;
   readonly exceptions: Memo<string, CounterSeries>;
+  readonly #exceptionTypes: LabelValues;
 
-  constructor(m: Metrics, appName: string, handler: string) {
+  constructor(m: Metrics, appName: string, handler: string, exceptionTypes: LabelValues) {
     const labels = { app_name: appName, broker: BROKER, handler };
+    this.#exceptionTypes = exceptionTypes;
     this.received = new CounterSeries(m.received, labels);
     this.size = new HistogramSeries(m.size, labels);
     this.inProcess = new GaugeSeries(m.inProcess, labels);
@@ -89,7 +115,7 @@ class ConsumeSeries {
       this.inProcess.add(-1);
       this.duration.observe(seconds, traceId);
       // Only thrown failures: a deliberate nack or reject is an outcome, not an exception.
-      if (status === 'error') this.exceptions.get(exceptionTypeOf(error)).inc(1);
+      if (status === 'error') this.exceptions.get(this.#exceptionTypes.admit(exceptionTypeOf(error))).inc(1);
     } catch {
       // see guard()
     }
@@ -106,14 +132,14 @@ class ConsumeSeries {
       // Failed from outside after this middleware saw it end well (an outer middleware threw after
       // next()): the error that failed the delivery is an exception ended() could not count.
       if (status === 'error' && seen !== 'error' && result !== undefined)
-        this.exceptions.get(exceptionTypeOf(result.error)).inc(1);
+        this.exceptions.get(this.#exceptionTypes.admit(exceptionTypeOf(result.error))).inc(1);
     } catch {
       // see guard()
     }
   }
 }
 
-/** One queue's publish series (see ConsumeSeries). */
+/** One destination's publish series (see ConsumeSeries): a queue's, or the overflow's. */
 class PublishSeries {
   readonly duration: HistogramSeries;
   readonly success: CounterSeries;
@@ -144,11 +170,24 @@ export function prometheusMiddleware(options: PrometheusMiddlewareOptions): Midd
   const durationBuckets = resolveBuckets('durationBuckets', raw.durationBuckets, DURATION_BUCKETS);
   const sizeBuckets = resolveBuckets('sizeBuckets', raw.sizeBuckets, SIZE_BUCKETS);
 
+  const maxDestinations = integerOption('maxDestinations', raw.maxDestinations, 1, 100_000, DEFAULT_MAX_DESTINATIONS);
+  const maxExceptionTypes = integerOption('maxExceptionTypes', raw.maxExceptionTypes, 1, 10_000, DEFAULT_MAX_EXCEPTION_TYPES);
+  const logger = resolveLogger(raw.logger);
+
   const m = allOrNothing(registry, () => middlewareMetrics(registry, p, sizeBuckets, durationBuckets));
   const customStats = new CustomStatMetrics(registry, p, appName, durationBuckets);
 
-  const consumers = new Memo((handler: string) => new ConsumeSeries(m, appName, handler));
-  const publishers = new Memo((queue: string) => new PublishSeries(m, appName, queue));
+  // Per middleware: N middlewares on one registry (one per Outbox) hold at most N × the bound.
+  const at = { source: 'prometheusMiddleware', logger, fields: { prefix: p, appName } };
+  const destinations = new LabelValues(maxDestinations, overflowWarning(at, 'maxDestinations', 'destination', maxDestinations));
+  const exceptionTypes = new LabelValues(
+    maxExceptionTypes,
+    overflowWarning(at, 'maxExceptionTypes', 'exception_type', maxExceptionTypes),
+  );
+
+  const consumers = new Memo((handler: string) => new ConsumeSeries(m, appName, handler, exceptionTypes));
+  // Keyed by the admitted value: a queue past the bound adds nothing here either.
+  const publishers = new Memo((destination: string) => new PublishSeries(m, appName, destination));
 
   // The consume hook as observer callbacks (instrumentation/consume-observer.ts): the generic
   // hook is built from them, and an Outbox whose consume middlewares are all txoutbox's calls them
@@ -184,7 +223,7 @@ export function prometheusMiddleware(options: PrometheusMiddlewareOptions): Midd
     name: 'prometheus',
 
     async publish(ctx, next) {
-      const series = publishers.get(ctx.queue);
+      const series = publishers.get(destinations.admit(ctx.queue));
       const t0 = performance.now();
       try {
         const { inserted } = await next();
@@ -197,7 +236,7 @@ export function prometheusMiddleware(options: PrometheusMiddlewareOptions): Midd
         guard(() => {
           series.duration.observe((performance.now() - t0) / 1000, ctx.traceId);
           series.error.inc(ctx.messageCount);
-          series.exceptions.get(exceptionTypeOf(error)).inc(1);
+          series.exceptions.get(exceptionTypes.admit(exceptionTypeOf(error))).inc(1);
         });
         throw error;
       }

@@ -3,12 +3,12 @@ import { CustomStatKeys, DEFAULT_CUSTOM_STATS_LIMIT } from '../instrumentation/c
 import type { OutboxEvent } from '../instrumentation/events.js';
 import { MiddlewareChain, resolveMiddlewares } from '../instrumentation/middleware-chain.js';
 import { type Emit, resolveRecorders } from '../instrumentation/recorders.js';
-import { type ConnectionStringOptions, isLogger, type OutboxOptions } from '../outbox-options.js';
+import type { ConnectionStringOptions, OutboxOptions } from '../outbox-options.js';
 import { defaultRenderError, type RenderError } from '../subscriber/render-error.js';
 import { type BodySchemas, resolveBodySchemas } from '../typed-events/body-schemas.js';
 import type { AnyQueues } from '../typed-events/queue-map.js';
 import { rejectUnknownOptions } from '../util/known-options.js';
-import { consoleLogger, type Logger } from '../util/logger.js';
+import { consoleLogger, isLogger, type Logger } from '../util/logger.js';
 
 /**
  * createTestOutbox()'s options: the real Outbox's options that shape what a handler sees and what

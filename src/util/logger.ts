@@ -50,3 +50,13 @@ export const silentLogger: Logger = {
   warn: () => undefined,
   error: () => undefined,
 };
+
+/** Has the four levels txoutbox logs at (txoutbox/testing checks its `logger` option with it too). */
+export function isLogger(value: unknown): value is Logger {
+  const logger = value as Partial<Logger> | null;
+  return (
+    typeof logger === 'object' &&
+    logger !== null &&
+    (['debug', 'info', 'warn', 'error'] as const).every((level) => typeof logger[level] === 'function')
+  );
+}

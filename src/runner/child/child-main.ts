@@ -95,7 +95,7 @@ async function run(spec: ChildSpec): Promise<void> {
     // would turn a delivery into a retry its span, already ended as acked, cannot see.
     middlewares: [
       ...(tracing === undefined ? [] : [tracing.middleware]),
-      prometheusMiddleware(metrics),
+      prometheusMiddleware({ ...metrics, logger }),
       ...(statsd === undefined ? [] : [statsdMiddleware(statsd)]),
     ],
   });

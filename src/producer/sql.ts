@@ -202,7 +202,8 @@ SELECT string_agg(inserted.id::text, ',' ORDER BY inserted.id) AS ids, ${returne
   WHERE c.ordering_key IS NOT NULL AND c.next_attempt_at > now() AND w.queue = c.queue AND w.ordering_key = c.ordering_key
     AND w.id > c.id AND w.acquired_token IS NULL AND w.next_attempt_at = c.next_attempt_at
 ), released AS (
-  UPDATE ${t} AS w SET next_attempt_at = GREATEST(now(), i.own_at, i.before_at) FROM inherited AS i WHERE w.id = i.id
+  UPDATE ${t} AS w SET next_attempt_at = GREATEST(now(), i.own_at, i.before_at) FROM inherited AS i
+  WHERE w.id = i.id AND w.acquired_token IS NULL
 )
 SELECT id::text AS id FROM cancelled`,
     ),

@@ -137,7 +137,10 @@ function runHandler(
   const t0 = performance.now();
   // Timed out before its handler started (a consume middleware held the run past its bound): the
   // delivery has failed already, and a handler started now would run outside its lease.
-  if (signal.timedOut) return decided(lease, controls, timing, deps, t0, true, signal.signal.reason, plain);
+  if (signal.timedOut) {
+    signal.handlerEnded = true;
+    return decided(lease, controls, timing, deps, t0, true, signal.signal.reason, plain);
+  }
   let returned: unknown;
   let thenable: boolean;
   try {
@@ -147,9 +150,13 @@ function runHandler(
     // handler's failure, not the delivery's.
     thenable = isThenable(returned);
   } catch (error) {
+    signal.handlerEnded = true;
     return decided(lease, controls, timing, deps, t0, true, error, plain);
   }
-  if (!thenable) return decided(lease, controls, timing, deps, t0, false, undefined, plain);
+  if (!thenable) {
+    signal.handlerEnded = true;
+    return decided(lease, controls, timing, deps, t0, false, undefined, plain);
+  }
   // The handler's promise, or a timeout (signal.timeOut) that fails the run first: a promise that
   // never settles must not hold its row, its slot and its ordering key for good. What the handler
   // does after that is ignored (its decisions too: DeliveryControls was settled).
@@ -159,6 +166,7 @@ function runHandler(
       if (!open) return;
       open = false;
       signal.interrupt = undefined;
+      signal.handlerEnded = true;
       resolve(decided(lease, controls, timing, deps, t0, threw, error, plain));
     };
     signal.interrupt = (reason) => {
@@ -350,7 +358,7 @@ function written(
   if (abandoned()) {
     deps.logger.warn(
       deliveryScope(lease, deps.options.name),
-      'handler finished after shutdown stopped waiting; its row keeps its lease and will be redelivered',
+      'handler finished after its delivery was given up (shutdown stopped waiting, or it was timed out and its outcome decided without it); nothing of it is written',
     );
     onWritten?.('abandoned');
     return undefined;

@@ -25,6 +25,9 @@ export class DeliverySignal {
    */
   interrupt: ((reason: unknown) => void) | undefined = undefined;
 
+  /** The handler returned, threw or settled (or was failed by a timeout): what is left is its outcome. */
+  handlerEnded = false;
+
   /**
    * The run took too long: aborts the signal, and fails a running asynchronous handler with
    * `reason` now (its delivery goes on to its outcome under the ack policy). A synchronous handler

@@ -526,6 +526,9 @@ export class RowLockBatch {
       { subscriber: this.#deps.deliverDeps.options.name, leaseTtlMs },
       'row-lock batch ran past leaseTtlMs: the running handler fails with HandlerTimeoutError, the rows not started yet go back unlocked',
     );
+    // The start budget's or the deadline's timer may still be armed (the clock, read between
+    // synchronous handlers, got here first): one timer at a time.
+    clearTimeout(this.#timer);
     this.#timer = setTimeout(() => {
       this.#failStuck(error);
     }, leaseTtlMs * STUCK_GRACE_SHARE);

@@ -502,17 +502,14 @@ export class Subscription {
   }
 
   /**
-   * The shortest bound of a run, if it has one: handlerTimeoutMs, and without renewal the lease.
-   * A transactional run's lease is bounded by its lock's expiry instead (#lockExpiry).
+   * The shortest bound of a run, if it has one: handlerTimeoutMs, and without renewal the lease (a
+   * transactional run's through its lock's expiry, #lockExpiry; the sweep then only frees it if it
+   * is stuck).
    */
   #runBoundMs(): number | undefined {
-    const { handlerTimeoutMs, leaseTtlMs } = this.options;
-    if (!this.#leaseBoundsRuns()) return handlerTimeoutMs;
+    const { handlerTimeoutMs, leaseTtlMs, leaseRenewIntervalMs } = this.options;
+    if (leaseRenewIntervalMs !== undefined) return handlerTimeoutMs;
     return Math.min(leaseTtlMs, handlerTimeoutMs ?? leaseTtlMs);
-  }
-
-  #leaseBoundsRuns(): boolean {
-    return this.options.leaseRenewIntervalMs === undefined && !this.options.transactional;
   }
 
   /**
@@ -528,8 +525,8 @@ export class Subscription {
    */
   #boundRuns(): void {
     if (this.#inFlight.size === 0) return;
-    const { handlerTimeoutMs, leaseTtlMs, name } = this.options;
-    const leaseBound = this.#leaseBoundsRuns();
+    const { handlerTimeoutMs, leaseTtlMs, leaseRenewIntervalMs, transactional, name } = this.options;
+    const leaseBound = leaseRenewIntervalMs === undefined && !transactional;
     const now = performance.now();
     let stuck: RunningDelivery[] | undefined;
     // A timed-out run still here may be writing its outcome (a statement, bounded by about two
@@ -548,6 +545,10 @@ export class Subscription {
             : undefined;
       if (error === undefined) continue;
       run.timedOutAt = now;
+      // The handler ended: its outcome is on its way (a transactional COMMIT, a write), or a
+      // middleware holds the run after next(). Not aborted (an abort would destroy a COMMIT under
+      // way and fail a handler that succeeded); freed below if it is stuck.
+      if (run.handlerEnded) continue;
       this.#deps.logger.warn(
         { subscriber: name, messageId: run.lease.record.id, timeoutMs: error.timeoutMs, bound: error.bound },
         `handler ran past its ${error.bound} without settling: failing it with HandlerTimeoutError under the ack policy; whatever it does later is ignored`,
@@ -778,15 +779,15 @@ export class Subscription {
           'transactional delivery outlived its lease with its row locked (the handler, or its ack: the lease must cover both); closing its transaction so another delivery can take the row (set leaseRenewIntervalMs for deliveries that may run longer)',
         );
         // A LeaseLostError as the reason: the run then ends as lease_lost, with no outcome write
-        // (delivery-transaction.ts), as a plain subscription's expired lease does.
-        this.#inFlight
-          .find(lease)
-          ?.abort(
-            new LeaseLostError(
-              lease.record.id,
-              `its lease ran out (leaseTtlMs ${leaseTtlMs}) while the transactional handler ran`,
-            ),
-          );
+        // (delivery-transaction.ts), as a plain subscription's expired lease does. timeOut, not a
+        // bare abort: a handler that never settles is failed now (its transaction is gone), and a
+        // run still here later is freed as stuck (#boundRuns); else it held its row for good.
+        const run = this.#inFlight.find(lease);
+        if (run === undefined) return;
+        run.timedOutAt ??= performance.now();
+        run.timeOut(
+          new LeaseLostError(lease.record.id, `its lease ran out (leaseTtlMs ${leaseTtlMs}) while the transactional handler ran`),
+        );
       },
       Math.max(0, lease.leasedAt + leaseTtlMs - performance.now()),
     );

@@ -3,6 +3,7 @@ import { describe, test } from 'node:test';
 
 import type { Middleware } from '../../src/index.js';
 import { ConstantRetry, HandlerTimeoutError, NoRetry } from '../../src/index.js';
+import { ClaimDelayPool } from '../support/claim-delay-pool.js';
 import { useTestDatabase } from '../support/database.js';
 import { outboxFactory } from '../support/outboxes.js';
 import { publishCommitted } from '../support/publish.js';
@@ -14,6 +15,7 @@ const db = useTestDatabase(import.meta.url);
 const newOutbox = outboxFactory(db);
 
 const never = new Promise<void>(() => undefined);
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 /**
  * Without leaseRenewIntervalMs the lease bounds a run (DESIGN invariant 3: nothing waits forever).
@@ -117,6 +119,55 @@ describe('token lease: a run that outlives its lease (single process)', () => {
     }
     const { rows } = await db.pool.query<{ run: number }>('SELECT run FROM hung_tx_writes');
     assert.deepEqual(rows, [{ run: 2 }], "only the second run's write committed");
+  });
+
+  test('a transactional handler that never settles, without renewal: its lock expiry ends the run as lease_lost, and the row runs again', async () => {
+    // Before (review): the expiry closed the transaction but the run waited for the handler for
+    // good, so the row, kept out of this process's claims, and the only slot were held.
+    const { outbox, log } = await migratedOutbox(newOutbox, db.pool, 'hung_tx_lease');
+    await publishCommitted(outbox, db.pool, 'hung', ['hang', 'next']);
+    const handled: string[] = [];
+    outbox.subscribe(
+      'hung',
+      async (message) => {
+        if (message.body === 'hang' && message.deliveriesCount === 1) return never;
+        handled.push(`${String(message.body)}@${message.deliveriesCount}`);
+      },
+      { transactional: true, concurrency: 1, leaseTtlMs: 800, ...FAST_POLL },
+    );
+    outbox.start();
+    try {
+      await waitFor(() => handled.length === 2, { timeoutMs: 15_000, what: 'both rows handled' });
+      assert.deepEqual(handled.sort(), ['hang@2', 'next@1']);
+      assert.equal(log.of('lease_lost').length, 1);
+      assert.equal(log.of('nacked_retried').length, 0, 'a lock expiry writes nothing');
+    } finally {
+      await outbox.stop();
+    }
+  });
+
+  test('handlerTimeoutMs passing while a transactional run commits does not abort the COMMIT: the run is acked', async () => {
+    // The ack's DELETE is held 600 ms on its way (a slow server), past the 200 ms bound. Before
+    // (review), the sweep aborted the run, which destroyed the connection mid-COMMIT and failed a
+    // handler that had succeeded: a retry, or the DLQ under reject_on_error.
+    const pool = new ClaimDelayPool({ connectionString: db.url, max: 6 }, () => sleep(600), undefined, /_ack_/);
+    db.onCleanup(() => pool.end());
+    const { outbox, log } = await migratedOutbox(newOutbox, pool, 'slow_commit');
+    await publishCommitted(outbox, db.pool, 'slow', ['x']);
+    outbox.subscribe('slow', () => Promise.resolve(), {
+      transactional: true,
+      leaseTtlMs: 5000,
+      handlerTimeoutMs: 200,
+      ackPolicy: 'reject_on_error',
+      ...FAST_POLL,
+    });
+    outbox.start();
+    try {
+      await log.waitFor('acked', 1, 10_000);
+      assert.equal(log.of('nacked_terminal').length, 0);
+    } finally {
+      await outbox.stop();
+    }
   });
 
   test('a consume middleware stuck past the lease: the slot is freed, the row comes back through lease expiry, and the stuck run never starts its handler', async () => {

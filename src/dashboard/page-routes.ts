@@ -3,7 +3,7 @@ import { type DashboardContext, pageContext } from './dashboard-context.js';
 import { type DashboardResponse, page } from './http-response.js';
 import { dlqConfirmPage } from './pages/dlq-confirm-page.js';
 import { CELL_PREVIEW_BYTES, dlqListPage } from './pages/dlq-list-page.js';
-import { dlqRowPage } from './pages/dlq-row-page.js';
+import { BODY_PREVIEW_BYTES, dlqRowPage } from './pages/dlq-row-page.js';
 import { errorPage } from './pages/message-pages.js';
 import { overviewPage } from './pages/overview-page.js';
 import { processesPage } from './pages/processes-page.js';
@@ -70,8 +70,9 @@ export async function dlqList(context: DashboardContext, query: URLSearchParams)
 export async function dlqRow(context: DashboardContext, id: string): Promise<DashboardResponse> {
   const missing = noDlq(context);
   if (missing !== undefined) return missing;
-  // get() validates the id (InvalidOptionError: 400).
-  const letter = await context.outbox.dlq.get(id);
+  // getPreview() validates the id (InvalidOptionError: 400). A preview, not get(): the page shows
+  // 16 KiB of a body, and a dead letter of hundreds of MB would be read whole into this process.
+  const letter = await context.outbox.dlq.getPreview(id, { bodyPreviewBytes: BODY_PREVIEW_BYTES });
   if (letter === null) {
     return page(
       404,

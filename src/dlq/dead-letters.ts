@@ -141,6 +141,20 @@ export class DeadLetters {
   }
 
   /**
+   * One dead letter by its DLQ id as listPreviews() reads it, or null: its fields, the first
+   * `bodyPreviewBytes` of its body (1 KiB by default, up to 64 KiB) and its size. A page about one
+   * row (the dashboard's `/dlq/:id`) reads this, not get(): a 1 GB dead letter stays in the database.
+   */
+  async getPreview(id: string, options: { readonly bodyPreviewBytes?: number } = {}): Promise<DeadLetterPreview | null> {
+    const bodyPreviewBytes = resolveBodyPreviewBytes(options.bodyPreviewBytes);
+    const { rows } = await this.#context.db.run<DeadLetterPreviewRecord>(this.#context.sql.getPreview, [
+      resolveId(id),
+      bodyPreviewBytes,
+    ]);
+    return rows[0] === undefined ? null : toDeadLetterPreview(rows[0], bodyPreviewBytes);
+  }
+
+  /**
    * Moves dead letters back into the outbox: the given DLQ ids, or every row the filter selects.
    * Each row comes back with fresh counters, due `delayMs` from now, and headers naming its DLQ
    * row and failure reason (`x-txoutbox-redriven-from-dlq`, `x-txoutbox-redriven-reason`).

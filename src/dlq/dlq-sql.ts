@@ -31,6 +31,8 @@ export interface DlqSql {
   readonly listPreviews: Statement;
   /** $1 id. */
   readonly get: Statement;
+  /** $1 id, $2 preview bytes: one row as listPreviews reads it (its body's head and size, not its body). */
+  readonly getPreview: Statement;
   /**
    * Filter, then $7 batch size, $8 delay in ms, $9 channel. ONE statement per batch: the delete
    * from the DLQ and the insert into the outbox commit together or not at all, so a row is never in
@@ -81,7 +83,9 @@ const FIELDS = `id::text AS id, original_id::text AS original_id, queue, headers
 const COLUMNS = `${FIELDS}, payload`;
 
 /** One byte past the preview: it tells whether the preview's last character was cut (dead-letter-row.ts). */
-const PREVIEW_COLUMNS = `${FIELDS}, substring(payload from 1 for $11::int + 1) AS payload_head, octet_length(payload) AS payload_bytes`;
+const previewColumns = (bytes: number) =>
+  `${FIELDS}, substring(payload from 1 for $${bytes}::int + 1) AS payload_head, octet_length(payload) AS payload_bytes`;
+const PREVIEW_COLUMNS = previewColumns(11);
 
 /** What a row costs a page: what its columns send, the payload or (previews) the head of it. */
 const otherBytes = `coalesce(octet_length(last_exception), 0) + octet_length(headers::text)`;
@@ -133,6 +137,7 @@ export function buildDlqSql(names: SchemaNames & { readonly dlq: TableName }): D
     list: statement('dlq_list', page(names.dlq, COLUMNS, ROW_BYTES)),
     listPreviews: statement('dlq_list_previews', page(names.dlq, PREVIEW_COLUMNS, PREVIEW_ROW_BYTES)),
     get: statement('dlq_get', `SELECT ${COLUMNS} FROM ${d} WHERE id = $1::bigint`),
+    getPreview: statement('dlq_get_preview', `SELECT ${previewColumns(2)} FROM ${d} WHERE id = $1::bigint`),
     // Counters, lease and last exception start afresh: the row gets a full set of deliveries.
     // A keyed row goes to the end of its key's line, under the key's publish lock like any keyed
     // publish (producer/sql.ts keyLock), tried in `free`: its new id must not overtake a publish

@@ -291,6 +291,32 @@ describe('page byte budget: list, peek and their previews read a bounded page, t
     }
   });
 
+  test("dashboard: a dead letter's own page reads 16 KiB of a big body, not the body; a small body shows whole", async () => {
+    // Before, /dlq/:id read the whole row (dlq.get) to show 16 KiB of it: a 1 GB dead letter was
+    // 1 GB read into the runner that hosts the dashboard.
+    const dashboard = await startDashboard(outbox, { port: 0 });
+    try {
+      const base = dashboard.url.replace(/\/$/, '');
+      proxy.reset();
+      const big = await get(`${base}/dlq/${dlqIds[1]!}`);
+      assert.equal(big.status, 200);
+      assert.ok(proxy.bytesFromServer < 256 * 1024, `${proxy.bytesFromServer} bytes on the wire for one page`);
+      assert.match(big.text, /data-testid="body-truncated">Showing the first 16\.0 KiB of 3\.0 MiB\./);
+      assert.match(big.text, /\(JSON, 3\.0 MiB stored\)/);
+      const small = await get(`${base}/dlq/${dlqIds[0]!}`);
+      assert.equal(small.status, 200);
+      assert.doesNotMatch(small.text, /body-truncated/);
+      assert.match(
+        small.text,
+        /<pre data-testid="dlq-body">\{\n {2}(&quot;|&#34;|")small/,
+        'a whole JSON body is shown pretty-printed, as before',
+      );
+      assert.equal((await get(`${base}/dlq/999999`)).status, 404);
+    } finally {
+      await dashboard.close();
+    }
+  });
+
   test('maxPageBytes and peek’s bodyPreviewBytes are validated: InvalidOptionError naming them', async () => {
     for (const maxPageBytes of [0, -1, 1.5, '8', 2 ** 31]) {
       const options = { maxPageBytes } as unknown as { maxPageBytes: number };

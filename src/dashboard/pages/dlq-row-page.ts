@@ -1,5 +1,6 @@
-import type { DeadLetter } from '../../dlq/dead-letters.js';
-import { formatBytes, formatTime, previewOf } from '../format.js';
+import type { DeadLetterPreview } from '../../dlq/dead-letters.js';
+import { decodeBody } from '../../envelope/decode-body.js';
+import { formatBytes, formatTime, type Preview, previewOf } from '../format.js';
 import { type Html, html } from '../html.js';
 import { headersTable } from './headers-table.js';
 import { canAct, csrfField, layout, type PageContext } from './layout.js';
@@ -10,11 +11,30 @@ export const BODY_PREVIEW_BYTES = 16 * 1024;
 /** The subscriber bounds last_exception when it writes it; the page bounds it again. */
 const EXCEPTION_PREVIEW_BYTES = 16 * 1024;
 
+/**
+ * The body as the page shows it, from the BODY_PREVIEW_BYTES the preview read: a whole body decoded
+ * (JSON pretty-printed) as before; a longer one as its first bytes, read as text, with its size.
+ */
+function shownBody(letter: DeadLetterPreview): { preview: Preview; kind: string } {
+  const contentType = letter.headers['content-type'] ?? '';
+  if (letter.bodyPreviewTruncated) {
+    const kind = contentType.includes('json') ? 'JSON' : contentType.startsWith('text/') ? 'text' : 'bytes, shown as UTF-8';
+    return { preview: { text: letter.bodyPreview, truncated: true, bytes: letter.payloadBytes }, kind };
+  }
+  let body: unknown;
+  try {
+    body = decodeBody(letter.payloadHead, letter.headers);
+  } catch {
+    body = letter.payloadHead;
+  }
+  const kind = Buffer.isBuffer(body) ? 'bytes, shown as UTF-8' : typeof body === 'string' ? 'text' : 'JSON';
+  return { preview: previewOf(body, BODY_PREVIEW_BYTES), kind };
+}
+
 /** `/dlq/:id`: one dead letter with its headers, a body preview and its last exception; redrive it. */
-export function dlqRowPage(context: PageContext, letter: DeadLetter): Html {
-  const body = previewOf(letter.body, BODY_PREVIEW_BYTES);
+export function dlqRowPage(context: PageContext, letter: DeadLetterPreview): Html {
+  const { preview: body, kind } = shownBody(letter);
   const exception = letter.lastException === null ? undefined : previewOf(letter.lastException, EXCEPTION_PREVIEW_BYTES);
-  const kind = Buffer.isBuffer(letter.body) ? 'bytes, shown as UTF-8' : typeof letter.body === 'string' ? 'text' : 'JSON';
   const redrive = canAct(context)
     ? html`<form class="actions" method="post" action="/dlq/redrive">
         ${csrfField(context)} <input type="hidden" name="only" value="${letter.id}" /><input
@@ -67,7 +87,7 @@ ${exception.text}${exception.truncated ? `\n… (${formatBytes(exception.bytes)}
       }
       <h2>Headers</h2>
       <div data-testid="dlq-headers">${headersTable(letter.headers)}</div>
-      <h2>Body <span class="note">(${kind}, ${formatBytes(letter.payload.length)} stored)</span></h2>
+      <h2>Body <span class="note">(${kind}, ${formatBytes(letter.payloadBytes)} stored)</span></h2>
       <pre data-testid="dlq-body">${body.text}</pre>
       ${body.truncated ? html`<p class="note" data-testid="body-truncated">Showing the first ${formatBytes(BODY_PREVIEW_BYTES)} of ${formatBytes(body.bytes)}.</p>` : ''}`,
   });

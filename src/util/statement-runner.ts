@@ -147,7 +147,9 @@ export class StatementRunner {
       client.release();
       return result;
     } catch (error) {
-      client.removeListener('error', ignore);
+      // Kept: a connection the server terminated emits its FATAL as a client 'error' too, after
+      // the statement's own failure, while it is being destroyed. Removed first, that event was
+      // unheard and crashed the process (CI, pg_terminate_backend mid-run; reproduced 4 in 300).
       client.release(true);
       throw error;
     }

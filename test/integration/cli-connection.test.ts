@@ -75,7 +75,7 @@ describe('where ops commands find their database: --database-url, --config, DATA
     assert.equal((JSON.parse(peek.out) as { rows: unknown[] }).rows.length, 1);
     const dlq = await txoutboxBin(['dlq', 'list', '--config', CONFIG, '--json'], { env });
     assert.equal(dlq.code, 0, dlq.err);
-    assert.deepEqual(JSON.parse(dlq.out), { rows: [], nextCursor: null });
+    assert.deepEqual(JSON.parse(dlq.out), { rows: [], nextCursor: null, limitedByBytes: false });
     const schema = await txoutboxBin(['schema', 'check', '--config', CONFIG], { env });
     assert.equal(schema.code, 0, schema.err);
     assert.match(schema.out, /^ok: the schema of cfg\.outbox \(DLQ cfg\.outbox_dlq\) is what txoutbox expects/);

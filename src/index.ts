@@ -10,7 +10,7 @@ export type {
 } from './dlq/dlq-options.js';
 export { REDRIVEN_FROM_HEADER, REDRIVEN_ORIGINAL_ID_HEADER, REDRIVEN_REASON_HEADER } from './dlq/dlq-sql.js';
 export { CAUSATION_ID_HEADER } from './envelope/headers.js';
-export type { BodyIssue, DriftFinding, LockHolder, TxOutboxErrorCode } from './errors.js';
+export type { BodyIssue, DriftFinding, HandlerBound, LockHolder, TxOutboxErrorCode } from './errors.js';
 export {
   CustomStatConflictError,
   EmbeddedPostgresError,

@@ -16,6 +16,15 @@ const newOutbox = outboxFactory(db);
 
 const never = new Promise<void>(() => undefined);
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+/** A subscription whose leases are renewed (nothing else bounds a run) with a 400 ms handlerTimeoutMs. */
+const BOUNDED_UNDER_RENEWAL = {
+  concurrency: 1,
+  leaseTtlMs: 10_000,
+  leaseRenewIntervalMs: 1000,
+  handlerTimeoutMs: 400,
+  retry: new ConstantRetry({ delayMs: 50 }),
+  ...FAST_POLL,
+};
 
 /**
  * Without leaseRenewIntervalMs the lease bounds a run (DESIGN invariant 3: nothing waits forever).
@@ -67,14 +76,7 @@ describe('token lease: a run that outlives its lease (single process)', () => {
         // A handler that ignores its signal and would end long after its timeout.
         await new Promise((resolve) => setTimeout(resolve, 3000).unref());
       },
-      {
-        concurrency: 1,
-        leaseTtlMs: 10_000,
-        leaseRenewIntervalMs: 1000,
-        handlerTimeoutMs: 400,
-        retry: new ConstantRetry({ delayMs: 50 }),
-        ...FAST_POLL,
-      },
+      BOUNDED_UNDER_RENEWAL,
     );
     outbox.start();
     try {
@@ -99,15 +101,7 @@ describe('token lease: a run that outlives its lease (single process)', () => {
         await ctx.client.query('INSERT INTO hung_tx_writes (run) VALUES ($1)', [message.deliveriesCount]);
         if (message.deliveriesCount === 1) return never;
       },
-      {
-        transactional: true,
-        concurrency: 1,
-        leaseTtlMs: 10_000,
-        leaseRenewIntervalMs: 1000,
-        handlerTimeoutMs: 400,
-        retry: new ConstantRetry({ delayMs: 50 }),
-        ...FAST_POLL,
-      },
+      { ...BOUNDED_UNDER_RENEWAL, transactional: true },
     );
     outbox.start();
     try {

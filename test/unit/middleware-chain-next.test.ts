@@ -86,6 +86,19 @@ function around(misbehaving: Middleware, counts: Counts): Middleware[] {
   ];
 }
 
+/** One delivery through around(`misbehaving`), its handler counting its runs and acking. */
+async function consumeThrough(misbehaving: Middleware, counts: Counts, logger: TestLogger): Promise<ConsumeResult> {
+  const chain = new MiddlewareChain(around(misbehaving, counts), logger);
+  return await chain.consume(
+    consumeContext(),
+    async () => {
+      counts.handler++;
+      return await Promise.resolve(ACKED);
+    },
+    failWith,
+  );
+}
+
 function assertRefused(error: unknown): true {
   assert.ok(error instanceof MiddlewareError, `expected a MiddlewareError, got ${String(error)}`);
   assert.equal(error.code, 'MIDDLEWARE_FAILED');
@@ -105,26 +118,16 @@ describe('MiddlewareChain: next() runs the rest of the chain at most once', () =
     const counts: Counts = { inner: 0, handler: 0 };
     const logger = new TestLogger();
     let lateNext: (() => Promise<ConsumeResult>) | undefined;
-    const chain = new MiddlewareChain(
-      around(
-        {
-          // Returns at once and calls next() "later", as a setTimeout(next) would.
-          consume: async (_ctx, next) => {
-            lateNext = next;
-            await Promise.resolve();
-          },
+    const result = await consumeThrough(
+      {
+        // Returns at once and calls next() "later", as a setTimeout(next) would.
+        consume: async (_ctx, next) => {
+          lateNext = next;
+          await Promise.resolve();
         },
-        counts,
-      ),
-      logger,
-    );
-    const result = await chain.consume(
-      consumeContext(),
-      async () => {
-        counts.handler++;
-        return await Promise.resolve(ACKED);
       },
-      failWith,
+      counts,
+      logger,
     );
     // The delivery already failed: the hook returned without calling next().
     assert.equal(result.status, 'error');
@@ -142,25 +145,15 @@ describe('MiddlewareChain: next() runs the rest of the chain at most once', () =
     const counts: Counts = { inner: 0, handler: 0 };
     const logger = new TestLogger();
     let again: (() => Promise<ConsumeResult>) | undefined;
-    const chain = new MiddlewareChain(
-      around(
-        {
-          consume: async (_ctx, next) => {
-            again = next;
-            await next();
-          },
+    const result = await consumeThrough(
+      {
+        consume: async (_ctx, next) => {
+          again = next;
+          await next();
         },
-        counts,
-      ),
-      logger,
-    );
-    const result = await chain.consume(
-      consumeContext(),
-      async () => {
-        counts.handler++;
-        return await Promise.resolve(ACKED);
       },
-      failWith,
+      counts,
+      logger,
     );
     assert.equal(result.status, 'acked');
     assert.ok(again !== undefined, 'the hook ran');
@@ -190,15 +183,7 @@ describe('MiddlewareChain: next() runs the rest of the chain at most once', () =
     ] as const) {
       const counts: Counts = { inner: 0, handler: 0 };
       const logger = new TestLogger();
-      const chain = new MiddlewareChain(around({ consume: hook }, counts), logger);
-      const result = await chain.consume(
-        consumeContext(),
-        async () => {
-          counts.handler++;
-          return await Promise.resolve(ACKED);
-        },
-        failWith,
-      );
+      const result = await consumeThrough({ consume: hook }, counts, logger);
       await settle();
       assert.deepEqual(counts, { inner: 1, handler: 1 }, how);
       // The hook threw the refusal: a failed delivery (retry), never an ack.

@@ -1,4 +1,4 @@
-import { decodeBody } from '../envelope/decode-body.js';
+import { inspectBody } from '../envelope/decode-body.js';
 import { MAX_BODY_PREVIEW_BYTES } from '../queues/peek-page-bytes.js';
 
 /**
@@ -46,12 +46,6 @@ export function boundedRowJson(row: PreviewRow): Record<string, unknown> {
 
 /** The body as list() and peek() decode it; bytes (also bytes that do not decode) as base64. */
 function jsonBody(payload: Buffer, headers: Readonly<Record<string, string>>): unknown {
-  let body: unknown;
-  try {
-    body = decodeBody(payload, headers);
-  } catch {
-    // An inspection read must not fail on one malformed row: show its bytes instead.
-    body = payload;
-  }
+  const body = inspectBody(payload, headers);
   return Buffer.isBuffer(body) ? body.toString('base64') : body;
 }

@@ -1,4 +1,4 @@
-import { decodeBody } from '../envelope/decode-body.js';
+import { inspectBody } from '../envelope/decode-body.js';
 import { bodyPreviewOf } from '../queues/peek.js';
 import type { DlqFailureReason } from './dlq-options.js';
 
@@ -111,14 +111,7 @@ function fieldsOf(record: FieldsRecord): DeadLetterFields {
 }
 
 export function toDeadLetter(record: DeadLetterRecord): DeadLetter {
-  let body: unknown;
-  try {
-    body = decodeBody(record.payload, record.headers);
-  } catch {
-    // An inspection read must not fail on one malformed row: show its bytes instead.
-    body = record.payload;
-  }
-  return { ...fieldsOf(record), body, payload: record.payload };
+  return { ...fieldsOf(record), body: inspectBody(record.payload, record.headers), payload: record.payload };
 }
 
 export function toDeadLetterPreview(record: DeadLetterPreviewRecord, bodyPreviewBytes: number): DeadLetterPreview {

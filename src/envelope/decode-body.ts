@@ -10,3 +10,16 @@ export function decodeBody(payload: Buffer, headers: Readonly<Record<string, str
   if (contentType.startsWith('text/')) return payload.toString('utf8');
   return payload;
 }
+
+/**
+ * The body as an inspection read shows it (peek, fetchUnprocessed, the DLQ, the CLI, the dashboard,
+ * txoutbox/testing): decoded, or its bytes when they do not decode. An inspection read must not fail
+ * on one malformed row.
+ */
+export function inspectBody(payload: Buffer, headers: Readonly<Record<string, string>>): unknown {
+  try {
+    return decodeBody(payload, headers);
+  } catch {
+    return payload;
+  }
+}

@@ -1,4 +1,4 @@
-import { decodeBody } from '../envelope/decode-body.js';
+import { inspectBody } from '../envelope/decode-body.js';
 
 /** What an outbox row carries besides its body: the row as fetchUnprocessed(), peek() and peekPreviews() show it. */
 export interface OutboxRowFields {
@@ -55,14 +55,7 @@ const optionalDateOf = (epochMs: number | string | null): Date | null => (epochM
 export function toOutboxRow(record: OutboxRowRecord): OutboxRow {
   const fields = outboxRowFieldsOf(record);
   const payload = Buffer.from(record.payload, 'base64');
-  let body: unknown;
-  try {
-    body = decodeBody(payload, fields.headers);
-  } catch {
-    // An inspection read must not fail on one malformed row: show its bytes instead.
-    body = payload;
-  }
-  return { ...fields, body, payload };
+  return { ...fields, body: inspectBody(payload, fields.headers), payload };
 }
 
 export function outboxRowFieldsOf(record: OutboxRowFieldsRecord): OutboxRowFields {

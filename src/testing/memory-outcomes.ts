@@ -1,4 +1,5 @@
 import type { DeadLetter } from '../dlq/dead-letter-row.js';
+import { inspectBody } from '../envelope/decode-body.js';
 import { exceptionTypeOf, type OutboxEvent, type TerminalReason } from '../instrumentation/events.js';
 import type { OutcomeWrite } from '../instrumentation/middleware.js';
 import type { Emit } from '../instrumentation/recorders.js';
@@ -7,7 +8,7 @@ import { NO_FAILURE_RECORDED, type OutcomeWriter, type Run } from '../subscriber
 import { boundedLastException, type RenderError } from '../subscriber/render-error.js';
 import type { Logger } from '../util/logger.js';
 import type { TestClock } from './clock.js';
-import { inspectBody, type MemoryRow, toDeadLetter } from './memory-row.js';
+import { type MemoryRow, toDeadLetter } from './memory-row.js';
 import type { MemoryTable } from './memory-table.js';
 
 /** A delivery whose ack deleted its row. */

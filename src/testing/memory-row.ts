@@ -1,6 +1,6 @@
 import type { DeadLetter } from '../dlq/dead-letter-row.js';
 import type { DlqFailureReason } from '../dlq/dlq-options.js';
-import { decodeBody } from '../envelope/decode-body.js';
+import { inspectBody } from '../envelope/decode-body.js';
 import type { OutboxRow } from '../producer/outbox-row.js';
 import type { ClaimedRecord } from '../subscriber/message.js';
 
@@ -28,15 +28,6 @@ export interface MemoryRow {
 }
 
 const dateOrNull = (ms: number | null): Date | null => (ms === null ? null : new Date(ms));
-
-/** The body as an inspection read shows it: decoded, or the bytes when they do not decode. */
-export function inspectBody(payload: Buffer, headers: Readonly<Record<string, string>>): unknown {
-  try {
-    return decodeBody(payload, headers);
-  } catch {
-    return payload;
-  }
-}
 
 /** The row as the claim statement returns it (the handler's message is made from this). */
 export function toClaimedRecord(row: MemoryRow): ClaimedRecord {

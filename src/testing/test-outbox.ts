@@ -1,4 +1,5 @@
 import type { DeadLetter } from '../dlq/dead-letter-row.js';
+import { inspectBody } from '../envelope/decode-body.js';
 import { CORRELATION_ID_HEADER } from '../envelope/headers.js';
 import { InvalidOptionError, NotInTransactionError, OutboxStoppedError } from '../errors.js';
 import type { OutboxEvent } from '../instrumentation/events.js';
@@ -22,7 +23,7 @@ import {
   memoryPublish,
   memoryPublishBatch,
 } from './memory-producer.js';
-import { inspectBody, type MemoryRow, toOutboxRow } from './memory-row.js';
+import { type MemoryRow, toOutboxRow } from './memory-row.js';
 import { MemoryTable } from './memory-table.js';
 import { type ResolvedTestOutboxOptions, resolveTestOutboxOptions, type TestOutboxOptions } from './test-outbox-options.js';
 import { TestTransaction } from './test-transaction.js';

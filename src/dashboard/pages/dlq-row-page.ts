@@ -1,5 +1,5 @@
 import type { DeadLetterPreview } from '../../dlq/dead-letters.js';
-import { decodeBody } from '../../envelope/decode-body.js';
+import { inspectBody } from '../../envelope/decode-body.js';
 import { formatBytes, formatTime, type Preview, previewOf } from '../format.js';
 import { type Html, html } from '../html.js';
 import { headersTable } from './headers-table.js';
@@ -21,12 +21,7 @@ function shownBody(letter: DeadLetterPreview): { preview: Preview; kind: string 
     const kind = contentType.includes('json') ? 'JSON' : contentType.startsWith('text/') ? 'text' : 'bytes, shown as UTF-8';
     return { preview: { text: letter.bodyPreview, truncated: true, bytes: letter.payloadBytes }, kind };
   }
-  let body: unknown;
-  try {
-    body = decodeBody(letter.payloadHead, letter.headers);
-  } catch {
-    body = letter.payloadHead;
-  }
+  const body = inspectBody(letter.payloadHead, letter.headers);
   const kind = Buffer.isBuffer(body) ? 'bytes, shown as UTF-8' : typeof body === 'string' ? 'text' : 'JSON';
   return { preview: previewOf(body, BODY_PREVIEW_BYTES), kind };
 }

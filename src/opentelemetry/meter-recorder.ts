@@ -1,9 +1,7 @@
 import { type Attributes, createNoopMeter, type MeterProvider, metrics } from '@opentelemetry/api';
 
 import type { OutboxEvent, Recorder } from '../instrumentation/events.js';
-import { DEFAULT_MAX_DESTINATIONS, DEFAULT_MAX_EXCEPTION_TYPES, LabelValues, overflowWarning } from '../prometheus/labels.js';
-import { resolveLogger } from '../prometheus/options.js';
-import { integerOption } from '../util/integer-option.js';
+import { boundedLabels } from '../prometheus/labels.js';
 import type { Logger } from '../util/logger.js';
 import { ATTR, INSTRUMENTATION_SCOPE, MESSAGING_SYSTEM, OPERATION } from './attributes.js';
 import { createInstruments, type Instruments } from './instruments.js';
@@ -88,17 +86,10 @@ export function openTelemetryRecorder(options?: OpenTelemetryRecorderOptions): R
   const raw = resolveRaw(options, 'openTelemetryRecorder', KNOWN);
   const provider = resolveProvider(raw, 'meterProvider', 'getMeter', 'new MeterProvider({ readers })') as
     MeterProvider | undefined;
-  const maxDestinations = integerOption('maxDestinations', raw.maxDestinations, 1, 100_000, DEFAULT_MAX_DESTINATIONS);
-  const maxExceptionTypes = integerOption('maxExceptionTypes', raw.maxExceptionTypes, 1, 10_000, DEFAULT_MAX_EXCEPTION_TYPES);
-  const at = { source: 'openTelemetryRecorder', logger: resolveLogger(raw.logger) };
-  const destinations = new LabelValues(
-    maxDestinations,
-    overflowWarning(at, 'maxDestinations', ATTR.destination, maxDestinations),
-  );
-  const errorTypes = new LabelValues(
-    maxExceptionTypes,
-    overflowWarning(at, 'maxExceptionTypes', ATTR.errorType, maxExceptionTypes),
-  );
+  const { destinations, exceptionTypes: errorTypes } = boundedLabels(raw, 'openTelemetryRecorder', {
+    destination: ATTR.destination,
+    exceptionType: ATTR.errorType,
+  });
   const withError = (attributes: Attributes, exceptionType: string | undefined): Attributes => {
     if (exceptionType !== undefined) attributes[ATTR.errorType] = errorTypes.admit(exceptionType);
     return attributes;

@@ -1,4 +1,6 @@
+import { integerOption } from '../util/integer-option.js';
 import type { Logger } from '../util/logger.js';
+import { resolveLogger } from './options.js';
 
 /** The `broker` label value: FastStream's BROKER_SYSTEM for the outbox, so dashboards filter on it. */
 export const BROKER = 'outbox';
@@ -64,9 +66,9 @@ export class LabelValues {
 }
 
 /** As queueStateCollector's maxQueues: a dashboard row per queue stops being readable long before. */
-export const DEFAULT_MAX_DESTINATIONS = 500;
+const DEFAULT_MAX_DESTINATIONS = 500;
 /** As the Outbox's customStatsLimit: an application's error classes are far fewer. */
-export const DEFAULT_MAX_EXCEPTION_TYPES = 100;
+const DEFAULT_MAX_EXCEPTION_TYPES = 100;
 
 /** The options that bound a label (prometheusMiddleware, openTelemetryRecorder). */
 export type LabelBoundOption = 'maxDestinations' | 'maxExceptionTypes';
@@ -81,16 +83,42 @@ const OVERFLOW_FIX: Record<LabelBoundOption, string> = {
     'with the detail in its message.',
 };
 
+/** Where a seam's bound warnings go and how they name it: `fields` tell seams apart (prefix and appName, say). */
+interface SeamAt {
+  readonly source: string;
+  readonly logger: Logger;
+  readonly fields?: Record<string, unknown> | undefined;
+}
+
+/**
+ * A seam's two bounded labels (prometheusMiddleware, openTelemetryRecorder), from its options
+ * `maxDestinations` (1 to 100,000), `maxExceptionTypes` (1 to 10,000) and `logger` (where the
+ * warning of a bound reached goes), validated here, once; `labels` are the label or attribute
+ * names the seam gives them, `fields` what its warning adds to tell it apart.
+ */
+export function boundedLabels(
+  raw: { readonly maxDestinations?: unknown; readonly maxExceptionTypes?: unknown; readonly logger?: unknown },
+  source: string,
+  labels: { readonly destination: string; readonly exceptionType: string },
+  fields?: Record<string, unknown>,
+): { readonly destinations: LabelValues; readonly exceptionTypes: LabelValues } {
+  const at: SeamAt = { source, logger: resolveLogger(raw.logger), fields };
+  const maxDestinations = integerOption('maxDestinations', raw.maxDestinations, 1, 100_000, DEFAULT_MAX_DESTINATIONS);
+  const maxExceptionTypes = integerOption('maxExceptionTypes', raw.maxExceptionTypes, 1, 10_000, DEFAULT_MAX_EXCEPTION_TYPES);
+  return {
+    destinations: new LabelValues(maxDestinations, overflowWarning(at, 'maxDestinations', labels.destination, maxDestinations)),
+    exceptionTypes: new LabelValues(
+      maxExceptionTypes,
+      overflowWarning(at, 'maxExceptionTypes', labels.exceptionType, maxExceptionTypes),
+    ),
+  };
+}
+
 /**
  * The one warning a LabelValues gives when `option` turns its first value away: names the option,
- * the label, the value and the fix. `at.fields` tell the seam apart (prefix and appName, say).
+ * the label, the value and the fix.
  */
-export function overflowWarning(
-  at: { readonly source: string; readonly logger: Logger; readonly fields?: Record<string, unknown> },
-  option: LabelBoundOption,
-  label: string,
-  limit: number,
-): (value: string) => void {
+function overflowWarning(at: SeamAt, option: LabelBoundOption, label: string, limit: number): (value: string) => void {
   return (value) => {
     at.logger.warn(
       { option, limit, label, value, ...at.fields, fix: OVERFLOW_FIX[option] },

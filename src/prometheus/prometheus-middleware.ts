@@ -3,14 +3,13 @@ import { performance } from 'node:perf_hooks';
 import { type ConsumeObserver, observingMiddleware } from '../instrumentation/consume-observer.js';
 import { exceptionTypeOf } from '../instrumentation/events.js';
 import type { ConsumeResult, Middleware, OutcomeWrite } from '../instrumentation/middleware.js';
-import { integerOption } from '../util/integer-option.js';
 import type { Logger } from '../util/logger.js';
 import { Memo } from '../util/memo.js';
 import { DURATION_BUCKETS, SIZE_BUCKETS } from './buckets.js';
 import { CustomStatMetrics } from './custom-stat-metrics.js';
-import { BROKER, DEFAULT_MAX_DESTINATIONS, DEFAULT_MAX_EXCEPTION_TYPES, LabelValues, overflowWarning } from './labels.js';
+import { boundedLabels, BROKER, type LabelValues } from './labels.js';
 import { middlewareMetrics } from './middleware-metrics.js';
-import { type PrometheusBaseOptions, resolveBaseOptions, resolveBuckets, resolveLogger } from './options.js';
+import { type PrometheusBaseOptions, resolveBaseOptions, resolveBuckets } from './options.js';
 import { allOrNothing } from './registered-metrics.js';
 import { CounterSeries, GaugeSeries, HistogramSeries } from './series.js';
 
@@ -170,20 +169,17 @@ export function prometheusMiddleware(options: PrometheusMiddlewareOptions): Midd
   const durationBuckets = resolveBuckets('durationBuckets', raw.durationBuckets, DURATION_BUCKETS);
   const sizeBuckets = resolveBuckets('sizeBuckets', raw.sizeBuckets, SIZE_BUCKETS);
 
-  const maxDestinations = integerOption('maxDestinations', raw.maxDestinations, 1, 100_000, DEFAULT_MAX_DESTINATIONS);
-  const maxExceptionTypes = integerOption('maxExceptionTypes', raw.maxExceptionTypes, 1, 10_000, DEFAULT_MAX_EXCEPTION_TYPES);
-  const logger = resolveLogger(raw.logger);
+  // Per middleware: N middlewares on one registry (one per Outbox) hold at most N × the bound.
+  // Validated before any metric is registered.
+  const { destinations, exceptionTypes } = boundedLabels(
+    raw,
+    'prometheusMiddleware',
+    { destination: 'destination', exceptionType: 'exception_type' },
+    { prefix: p, appName },
+  );
 
   const m = allOrNothing(registry, () => middlewareMetrics(registry, p, sizeBuckets, durationBuckets));
   const customStats = new CustomStatMetrics(registry, p, appName, durationBuckets);
-
-  // Per middleware: N middlewares on one registry (one per Outbox) hold at most N × the bound.
-  const at = { source: 'prometheusMiddleware', logger, fields: { prefix: p, appName } };
-  const destinations = new LabelValues(maxDestinations, overflowWarning(at, 'maxDestinations', 'destination', maxDestinations));
-  const exceptionTypes = new LabelValues(
-    maxExceptionTypes,
-    overflowWarning(at, 'maxExceptionTypes', 'exception_type', maxExceptionTypes),
-  );
 
   const consumers = new Memo((handler: string) => new ConsumeSeries(m, appName, handler, exceptionTypes));
   // Keyed by the admitted value: a queue past the bound adds nothing here either.

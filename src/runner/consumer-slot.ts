@@ -239,7 +239,7 @@ export class ConsumerSlot {
     });
     child.on('message', (message) => {
       if (!isChildMessage(message)) return;
-      if (message.type === 'metrics') this.#deps.ledger.report(id, message.snapshot);
+      if (message.type === 'metrics') this.#deps.ledger.report(id, message.snapshot, this.consumer);
       else if (message.type === 'ready') this.#onReady();
       else if (message.type === 'health') this.#onHealth(child, message.up);
       else {

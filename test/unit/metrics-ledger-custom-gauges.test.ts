@@ -70,7 +70,7 @@ describe('MetricsLedger: handler gauges across processes', () => {
       c.incr('readings', 10);
       c.observe('lookup', 0.05);
       c.inFlight(3);
-      ledger.report(`sensors/${1000 + i}/1700000000000`, await c.report());
+      ledger.report(`sensors/${1000 + i}/1700000000000`, await c.report(), 'sensors');
     }
     assert.deepEqual(await series(ledger, GAUGE), [
       { labels: { ...base('sensors'), process: '0' }, value: 21 },
@@ -89,13 +89,13 @@ describe('MetricsLedger: handler gauges across processes', () => {
     const b = child('sensors');
     a.set('temperature_celsius', 21);
     b.set('temperature_celsius', 22);
-    ledger.report('sensors/1/1', await a.report());
-    ledger.report('sensors/2/1', await b.report());
+    ledger.report('sensors/1/1', await a.report(), 'sensors');
+    ledger.report('sensors/2/1', await b.report(), 'sensors');
 
     ledger.retire('sensors/1/1'); // SIGKILLed: what it set is not true of any live process
     assert.deepEqual(await series(ledger, GAUGE), [{ labels: { ...base('sensors'), process: '1' }, value: 22 }]);
     // Its last report, still in the pipe when it was retired, does not bring the series back.
-    ledger.report('sensors/1/1', await a.report());
+    ledger.report('sensors/1/1', await a.report(), 'sensors');
     assert.deepEqual(await series(ledger, GAUGE), [{ labels: { ...base('sensors'), process: '1' }, value: 22 }]);
 
     // A crash loop: the first process restarted 50 times (exit, then fork), each setting a new value.
@@ -105,10 +105,10 @@ describe('MetricsLedger: handler gauges across processes', () => {
       ledger.retire(previous);
       const id = `sensors/${100 + restart}/${restart}`;
       const replacement = child('sensors');
-      ledger.report(id, await replacement.report()); // before its first set: no series yet
+      ledger.report(id, await replacement.report(), 'sensors'); // before its first set: no series yet
       assert.deepEqual(await series(ledger, GAUGE, { process: '0' }), []);
       replacement.set('temperature_celsius', restart);
-      ledger.report(id, await replacement.report());
+      ledger.report(id, await replacement.report(), 'sensors');
       const now = await series(ledger, GAUGE);
       for (const s of now) seen.add(s.labels.process ?? 'none');
       assert.deepEqual(now, [
@@ -125,7 +125,7 @@ describe('MetricsLedger: handler gauges across processes', () => {
     for (const [i, consumer] of ['orders', 'orders', 'emails'].entries()) {
       const c = child(consumer);
       c.set('temperature_celsius', i);
-      ledger.report(`${consumer}/${i}/1`, await c.report());
+      ledger.report(`${consumer}/${i}/1`, await c.report(), consumer);
     }
     assert.deepEqual(await series(ledger, GAUGE), [
       { labels: { ...base('emails'), process: '0' }, value: 2 },
@@ -139,7 +139,7 @@ describe('MetricsLedger: handler gauges across processes', () => {
     const report = async (id: string, value: number) => {
       const c = child('sensors');
       c.set('temperature_celsius', value);
-      ledger.report(id, await c.report());
+      ledger.report(id, await c.report(), 'sensors');
     };
     const processLabels = async () => (await series(ledger, GAUGE)).map((s) => s.labels.process);
     await report('sensors/1/1', 1);
@@ -160,7 +160,7 @@ describe('MetricsLedger: handler gauges across processes', () => {
     }
   });
 
-  test('a child id of another shape still gets a number of its own: values are never added up', async () => {
+  test('children reported without a consumer still get a number each: values are never added up', async () => {
     const ledger = new MetricsLedger();
     for (const id of ['a', 'b']) {
       const c = child('sensors');

@@ -57,15 +57,18 @@ export class MetricsLedger {
   /** Ids retired most recently, oldest first; bounded, as a late report follows its exit closely. */
   readonly #retiredIds = new Set<string>();
   #retired: MetricSnapshot[] = [];
-  /** Live child → its process number (PROCESS_LABEL). */
-  readonly #numbers = new Map<string, number>();
+  /** Live child → its consumer and process number (PROCESS_LABEL). */
+  readonly #numbers = new Map<string, { readonly consumer: string; readonly number: number }>();
   /** Consumer → the process numbers its live children hold. */
   readonly #taken = new Map<string, Set<number>>();
 
-  /** Replaces the latest report of `child`; ignored once the child was retired. */
-  report(child: string, snapshot: readonly MetricSnapshot[]): void {
+  /**
+   * Replaces the latest report of `child`, a process of `consumer` (whose live processes share the
+   * process numbers); ignored once the child was retired.
+   */
+  report(child: string, snapshot: readonly MetricSnapshot[], consumer = ''): void {
     if (this.#retiredIds.has(child)) return;
-    this.#live.set(child, labelPerProcess(snapshot, this.#numberOf(child)));
+    this.#live.set(child, labelPerProcess(snapshot, this.#numberOf(child, consumer)));
   }
 
   /** Folds a child that exited into the baseline. Idempotent. */
@@ -97,10 +100,9 @@ export class MetricsLedger {
   }
 
   /** The child's process number: the one it holds, or the lowest its consumer's live children do not. */
-  #numberOf(child: string): number {
+  #numberOf(child: string, consumer: string): number {
     const held = this.#numbers.get(child);
-    if (held !== undefined) return held;
-    const consumer = consumerOf(child);
+    if (held !== undefined) return held.number;
     let taken = this.#taken.get(consumer);
     if (taken === undefined) {
       taken = new Set();
@@ -109,30 +111,19 @@ export class MetricsLedger {
     let number = 0;
     while (taken.has(number)) number += 1;
     taken.add(number);
-    this.#numbers.set(child, number);
+    this.#numbers.set(child, { consumer, number });
     return number;
   }
 
   #freeNumber(child: string): void {
-    const number = this.#numbers.get(child);
-    if (number === undefined) return;
+    const held = this.#numbers.get(child);
+    if (held === undefined) return;
     this.#numbers.delete(child);
-    const consumer = consumerOf(child);
+    const { consumer, number } = held;
     const taken = this.#taken.get(consumer);
     taken?.delete(number);
     if (taken?.size === 0) this.#taken.delete(consumer);
   }
-}
-
-/**
- * The consumer of a child id as ConsumerSlot makes it, `<consumer>/<pid>/<forkedAtMs>` (the pid
- * and the time hold no `/`; a name may). Ids of another shape all count under '', so two of them
- * alive at once still hold two numbers and their values are never added.
- */
-function consumerOf(child: string): string {
-  const last = child.lastIndexOf('/');
-  const pidAt = last > 0 ? child.lastIndexOf('/', last - 1) : -1;
-  return pidAt > 0 ? child.slice(0, pidAt) : '';
 }
 
 /**

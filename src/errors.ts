@@ -10,6 +10,7 @@ export type TxOutboxErrorCode =
   | 'INVALID_IDENTIFIER'
   | 'UNSUPPORTED_POSTGRES'
   | 'SCHEMA_DRIFT'
+  | 'SCHEMA_NOT_MIGRATED'
   | 'MIGRATION_FAILED'
   | 'MIGRATION_LOCK_TIMEOUT'
   | 'TABLE_IN_OTHER_SCHEMA'
@@ -149,6 +150,49 @@ export class SchemaDriftError extends TxOutboxError {
       `The outbox schema does not match what txoutbox expects (${findings.length} finding(s)):\n${lines.join('\n')}`,
     );
     this.findings = findings;
+  }
+}
+
+/**
+ * A producer statement (publish, publishBatch, cancelTimer) found the schema older than this
+ * version of txoutbox: the outbox table, or a column it writes, does not exist. The code was
+ * deployed before its migrations ran. Nothing was written; the caller's transaction is aborted (as
+ * after any failed statement) and must roll back. `cause` is the data layer's own error.
+ */
+export class SchemaNotMigratedError extends TxOutboxError {
+  readonly operation: string;
+  /** The table the options name (`txoutbox.outbox`). */
+  readonly table: string;
+  /** The missing column (`activate_at`), or the table itself when it does not exist. */
+  readonly missing: string;
+  /** The migration that adds the column (`outbox/0005`); undefined when the table is missing. */
+  readonly migration: string | undefined;
+  readonly fix: string;
+
+  constructor(args: {
+    operation: string;
+    table: string;
+    missing: string;
+    migration?: { readonly name: string; readonly since: number };
+    cause: unknown;
+  }) {
+    const { operation, table, missing, migration } = args;
+    const fix =
+      migration === undefined
+        ? 'run the migrations first: outbox.migrate(), `txoutbox migrate`, or the script of `txoutbox migrate --print` in your own migration tool (or point the `table` option at the table you migrated)'
+        : `run \`txoutbox migrate\` or outbox.migrate(), or apply \`txoutbox migrate --print --since ${String(migration.since)}\` with your own migration tool. Migrate before rolling out a new version`;
+    const problem =
+      migration === undefined
+        ? `${table} does not exist`
+        : `${table} has no column ${missing}, which this version of txoutbox writes (migration ${migration.name}): the code was deployed before the schema was upgraded`;
+    super('SCHEMA_NOT_MIGRATED', `${operation}: ${problem}. Nothing was written; roll the transaction back. Fix: ${fix}`, {
+      cause: args.cause,
+    });
+    this.operation = operation;
+    this.table = table;
+    this.missing = missing;
+    this.migration = migration?.name;
+    this.fix = fix;
   }
 }
 

@@ -27,6 +27,7 @@ export {
   OutboxStoppedError,
   PortInUseError,
   SchemaDriftError,
+  SchemaNotMigratedError,
   SinkRefusedError,
   TableInOtherSchemaError,
   TxOutboxError,

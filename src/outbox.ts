@@ -136,6 +136,7 @@ export class Outbox<Q extends QueueMap = AnyQueues, I extends QueueMap = Q> {
       notify: this.#options.notify,
       notifier: this.#notifier,
       schemas: this.#options.schemas,
+      table: this.#options.names.outbox,
     };
     this.#subscriberSql = buildSubscriberSql(this.#options.names);
     this.#sinks = new RelaySinks(this.#options.logger);

@@ -3,7 +3,10 @@ import { CORRELATION_ID_HEADER } from '../envelope/headers.js';
 import { InvalidOptionError } from '../errors.js';
 import type { MiddlewareChain } from '../instrumentation/middleware-chain.js';
 import type { Emit } from '../instrumentation/recorders.js';
+import type { TableName } from '../schema/identifiers.js';
+import { unmigratedSchemaError } from '../schema/unmigrated-schema.js';
 import type { BodySchemas } from '../typed-events/body-schemas.js';
+import type { Statement } from '../util/statement.js';
 import { assertTransactional } from './executor.js';
 import { observePublish } from './observe-publish.js';
 import { type EncodedBatch, prepareBatch, prepareBody } from './prepare-bodies.js';
@@ -34,6 +37,8 @@ export interface ProducerContext {
   readonly notifier: WakeNotifier;
   /** The Outbox's `schemas`; undefined when it has none (then no body is validated, at no cost). */
   readonly schemas: BodySchemas | undefined;
+  /** The outbox table, named by SchemaNotMigratedError. */
+  readonly table: TableName;
 }
 
 /** The most rows one publishBatch() may insert: bounds the statement's memory on both ends. */
@@ -67,6 +72,25 @@ function port(
     ctx.notify === 'after-commit' && !ctx.notifier.stopped,
     options.autocommit ? undefined : operation,
   );
+}
+
+/**
+ * Runs one producer statement in the caller's transaction. A schema older than this code (deployed
+ * before its migrations) fails with SchemaNotMigratedError naming the migration, not with the data
+ * layer's bare undefined_column.
+ */
+async function runStatement(
+  ctx: ProducerContext,
+  transaction: TransactionPort,
+  operation: string,
+  stmt: Statement,
+  values: unknown[],
+): Promise<readonly Record<string, unknown>[]> {
+  try {
+    return await transaction.run(stmt, values);
+  } catch (error) {
+    throw unmigratedSchemaError(error, ctx.table, operation) ?? error;
+  }
 }
 
 /** activateAt travels as ISO text: every driver passes a string the same way (src/producer/sql.ts). */
@@ -113,7 +137,7 @@ export async function publish(
     values.push(resolved.orderingKey ?? null);
     const sql = inTransaction ? ctx.sql : ctx.sql.afterCommit;
     const stmt = resolved.timerId === undefined ? sql.publish : sql.publishTimer;
-    const row = (await transaction.run(stmt, values))[0] as { id: string; due?: boolean } | undefined;
+    const row = (await runStatement(ctx, transaction, 'publish', stmt, values))[0] as { id: string; due?: boolean } | undefined;
     if (!inTransaction && row?.due === true) wakeAfterStatement(transaction.wake, ctx.notifier, validQueue);
     const id = row?.id ?? null;
     return { ids: [id], inserted: id === null ? 0 : 1 };
@@ -182,7 +206,7 @@ export async function publishBatch(
     if (inTransaction) values.push(ctx.channel);
     values.push(resolved.orderingKey ?? null);
     const stmt = inTransaction ? ctx.sql.publishBatch : ctx.sql.afterCommit.publishBatch;
-    const row = (await transaction.run(stmt, values))[0] as BatchResult | undefined;
+    const row = (await runStatement(ctx, transaction, 'publishBatch', stmt, values))[0] as BatchResult | undefined;
     if (!inTransaction && row?.due === true) wakeAfterStatement(transaction.wake, ctx.notifier, validQueue);
     const inserted = typeof row?.ids === 'string' ? row.ids.split(',') : [];
     return { ids: inserted, inserted: inserted.length };
@@ -210,5 +234,5 @@ export async function cancelTimer(
   }
   refuseUnstorable('timerId', timerId);
   const transaction = await openPort(executor, ctx.preparedStatements, false, autocommit ? undefined : 'cancelTimer');
-  return (await transaction.run(ctx.sql.cancelTimer, [validQueue, timerId])).length > 0;
+  return (await runStatement(ctx, transaction, 'cancelTimer', ctx.sql.cancelTimer, [validQueue, timerId])).length > 0;
 }

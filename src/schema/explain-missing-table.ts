@@ -2,15 +2,10 @@ import { errorMessage, TableInOtherSchemaError } from '../errors.js';
 import type { Logger } from '../util/logger.js';
 import { assertNotInLegacyLocation, type Queryable } from './legacy-location.js';
 import type { SchemaNames } from './schema-names.js';
+import { ADDED_COLUMNS, UNDEFINED_COLUMN, UNDEFINED_TABLE } from './unmigrated-schema.js';
 
-/** PostgreSQL's undefined_table. */
-const UNDEFINED_TABLE = '42P01';
-/** PostgreSQL's undefined_column. */
-const UNDEFINED_COLUMN = '42703';
-/** Columns this version reads in every claim, with the migration that adds them. */
-const CLAIMED_COLUMNS: Readonly<Record<string, { migration: string; since: number }>> = {
-  ordering_key: { migration: 'outbox/0004', since: 3 },
-};
+/** Columns this version reads in every claim (the producer writes the others of ADDED_COLUMNS). */
+const CLAIMED_COLUMNS = ['ordering_key'];
 
 /**
  * For consumers started without migrate() (a `txoutbox run` process, an app that migrates
@@ -26,13 +21,13 @@ export function missingTableExplainer(db: Queryable, names: SchemaNames, logger:
     const code = (error as { code?: unknown } | null)?.code;
     if (explained || (code !== UNDEFINED_TABLE && code !== UNDEFINED_COLUMN)) return;
     if (code === UNDEFINED_COLUMN) {
-      const column = Object.keys(CLAIMED_COLUMNS).find((name) => errorMessage(error).includes(name));
-      const added = column === undefined ? undefined : CLAIMED_COLUMNS[column];
+      const column = CLAIMED_COLUMNS.find((name) => errorMessage(error).includes(name));
+      const added = column === undefined ? undefined : ADDED_COLUMNS[column];
       if (column === undefined || added === undefined) return;
       explained = true;
       logger.error(
         { table, missing: column },
-        `${table} has no column ${column}: this version of txoutbox reads it in every claim (migration ${added.migration}), and the schema was not upgraded. Run \`txoutbox migrate\` or outbox.migrate(), or apply \`txoutbox migrate --print --since ${String(added.since)}\` with your own migration tool; until then no row of ${table} is claimed`,
+        `${table} has no column ${column}: this version of txoutbox reads it in every claim (migration ${added.name}), and the schema was not upgraded. Run \`txoutbox migrate\` or outbox.migrate(), or apply \`txoutbox migrate --print --since ${String(added.since)}\` with your own migration tool; until then no row of ${table} is claimed`,
       );
       return;
     }

@@ -1,7 +1,13 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 
-import { type Message, NotInTransactionError, type Outbox, type TransactionTarget } from '../../src/index.js';
+import {
+  type Message,
+  NotInTransactionError,
+  type Outbox,
+  SchemaNotMigratedError,
+  type TransactionTarget,
+} from '../../src/index.js';
 import { isTransactionAdapter } from '../../src/producer/executor.js';
 import { type TestDatabase, useTestDatabase } from './database.js';
 import { listen, type Listener } from './listen.js';
@@ -178,6 +184,38 @@ export function adapterConformance(importMetaUrl: string, library: string, optio
       assert.equal(await layer.inTransaction((target) => outbox.cancelTimer(target, 'timer.q', timerId)), true);
       assert.equal(await layer.inTransaction((target) => outbox.cancelTimer(target, 'timer.q', timerId)), false);
       assert.equal((await outbox.fetchUnprocessed({ queue: 'timer.q' })).length, 0);
+    });
+
+    test("a schema one migration behind: SchemaNotMigratedError through the layer's own error, naming the migration", async () => {
+      const table = 'conformance_behind';
+      const behind = outboxes({ pool: db.pool, table });
+      await behind.migrate();
+      await db.pool.query(`ALTER TABLE ${table} DROP COLUMN activate_at`);
+      await db.pool.query(`DELETE FROM txoutbox_migrations WHERE table_name = $1 AND version = 5`, [table]);
+      const calls: [string, (target: TransactionTarget) => Promise<unknown>][] = [
+        ['publish', (target) => behind.publish(target, 'behind.q', 'x')],
+        ['publishBatch', (target) => behind.publishBatch(target, 'behind.q', ['x', 'y'])],
+        ['cancelTimer', (target) => behind.cancelTimer(target, 'behind.q', 'timer-1')],
+      ];
+      for (const [operation, call] of calls) {
+        let thrown: unknown;
+        await assert.rejects(
+          layer.inTransaction(async (target) => {
+            try {
+              await call(target);
+            } catch (error) {
+              thrown = error;
+              throw error;
+            }
+          }),
+        );
+        assert.ok(thrown instanceof SchemaNotMigratedError, `${operation}: ${String(thrown)}`);
+        assert.equal(thrown.operation, operation);
+        assert.equal(thrown.missing, 'activate_at');
+        assert.equal(thrown.migration, 'outbox/0005');
+        assert.match(thrown.message, /txoutbox migrate --print --since 4/);
+        assert.ok(thrown.cause !== undefined, "the data layer's own error is kept as the cause");
+      }
     });
 
     test('the non-transactional handle is refused with NotInTransactionError', () => {

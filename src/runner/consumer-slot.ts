@@ -218,6 +218,7 @@ export class ConsumerSlot {
       this.#onSilent(child);
     });
     const id = `${this.consumer}/${child.pid ?? 'unknown'}/${Date.now()}`;
+    const processNumber = this.#deps.ledger.admit(id, this.consumer);
     this.#deps.logger.info({ consumer: this.consumer, pid: child.pid }, 'consumer process started');
     this.#exited = new Promise((resolve) => {
       child.once('exit', (code, signal) => {
@@ -228,6 +229,7 @@ export class ConsumerSlot {
       // 'error', never 'exit': without this the slot stayed `starting` for good, never restarted.
       child.once('error', (error) => {
         if (child.pid !== undefined || this.#child !== child) return;
+        this.#deps.ledger.retire(id); // frees its number: a failed fork may never emit 'close'
         this.#onForkFailed(child, error);
         resolve();
       });
@@ -253,7 +255,7 @@ export class ConsumerSlot {
       this.#deps.logger.warn({ consumer: this.consumer, pid: child.pid, err: error.message }, 'consumer process channel error');
     });
     // EMFILE / ENFILE: fork() returns before it made the IPC channel, so there is no send().
-    if (typeof child.send === 'function') child.send({ type: 'start', spec: this.#spec });
+    if (typeof child.send === 'function') child.send({ type: 'start', spec: this.#spec, process: processNumber });
     // A replacement has its own deadline (startReplacement): it is stopped, not restarted.
     if (this.#settleStart === undefined) this.#armStartTimer(child);
   }

@@ -73,7 +73,9 @@ export function isRelaySpec(spec: ChildSpec): spec is RelayChildSpec {
  */
 export const HEALTH_INTERVAL_MS = 5_000;
 
-export type ParentMessage = { readonly type: 'start'; readonly spec: ChildSpec } | { readonly type: 'stop' };
+export type ParentMessage =
+  /** `process`: the process's number among its consumer's live processes (MetricsLedger.admit). */
+  { readonly type: 'start'; readonly spec: ChildSpec; readonly process: number } | { readonly type: 'stop' };
 
 export type ChildMessage =
   | { readonly type: 'ready' }

@@ -28,6 +28,13 @@ export interface StatsdTarget {
   readonly host: string;
   readonly port: number;
   readonly prefix: string;
+  /**
+   * This process's number among its consumer's processes, when several send under one path (the
+   * runner's, as its `process` label): gauges then go to `<key>.process_<n>`. A statsd server
+   * keeps the last value a gauge key received, so without it N processes' values overwrite each
+   * other and the key flips between them. Counters and timers need none: the server sums them.
+   */
+  readonly process?: number;
 }
 
 /** `my-host.example.com` → `my-host`: rejected's hostname segment, dots would nest the path. */
@@ -49,6 +56,8 @@ export class StatsdClient {
   readonly #socket: Socket;
   readonly #target: StatsdTarget;
   readonly #path: string;
+  /** `.process_<n>` when the target names the process (StatsdTarget.process), else empty. */
+  readonly #gaugeSuffix: string;
   readonly #logger: Logger;
   readonly #address: CachedAddress;
   #queued: string[] = [];
@@ -60,6 +69,8 @@ export class StatsdClient {
     this.#address = new CachedAddress(target.host, FAMILY, internals.lookup ?? systemLookup, ttlMs);
     this.#target = target;
     this.#path = `${target.prefix}.${shortHostname()}.${consumer}`;
+    this.#gaugeSuffix =
+      target.process === undefined ? '' : `.process_${integerOption('process', target.process, 0, 1_000_000, 0)}`;
     this.#logger = logger;
     this.#socket = createSocket(SOCKET_TYPE);
     this.#socket.unref();
@@ -86,8 +97,9 @@ export class StatsdClient {
    * says to set a negative gauge; both lines go in one datagram, so neither can arrive alone.
    */
   gauge(key: string, value: number): void {
-    if (value < 0) this.#queue(`${key}:0|g`, `${key}:${value}|g`);
-    else this.#queue(`${key}:${value}|g`);
+    const path = this.#gaugeSuffix === '' ? key : `${key}${this.#gaugeSuffix}`;
+    if (value < 0) this.#queue(`${path}:0|g`, `${path}:${value}|g`);
+    else this.#queue(`${path}:${value}|g`);
   }
 
   /** Sends what is queued now; used before the process exits. */

@@ -2,10 +2,13 @@
  * A handler gauge (`ctx.stats.set`) under a real `txoutbox run` with 4 processes: each process's
  * last value is its own series (`process="0"` … `"3"`), not the sum of the four; a SIGKILLed
  * process's series goes with it, its replacement takes the freed number; txoutbox's own in-process
- * gauge and the custom counter stay one summed series.
+ * gauge and the custom counter stay one summed series. Its statsd lines carry the same numbers: a
+ * gauge key per process (`temperature_celsius.process_<n>`), since a statsd server keeps a key's
+ * last value.
  */
 import assert from 'node:assert/strict';
-import { describe, test } from 'node:test';
+import { createSocket } from 'node:dgram';
+import { after, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
 import type { Outbox } from '../../src/index.js';
@@ -45,10 +48,18 @@ async function distinctPids(sinceId: string): Promise<number> {
 
 describe('txoutbox run: handler gauges across processes', () => {
   test('4 processes each set 21: four series of 21, not one of 84; a killed process takes its series with it', async () => {
+    const statsd = createSocket('udp4');
+    const lines: string[] = [];
+    statsd.on('message', (datagram) => lines.push(...datagram.toString().split('\n').filter(Boolean)));
+    await new Promise<void>((resolve) => statsd.bind(0, '127.0.0.1', resolve));
+    after(() => statsd.close());
     const outbox = await prepare('run_gauges');
-    const config = writeConfig('gauges', 'run_gauges', {
-      sensors: { queue: 'sensors', export: 'sensors', processes: 4, handler: HANDLERS },
-    });
+    const config = writeConfig(
+      'gauges',
+      'run_gauges',
+      { sensors: { queue: 'sensors', export: 'sensors', processes: 4, handler: HANDLERS } },
+      { statsdPort: statsd.address().port },
+    );
     const runner = start(config, { HANDLER_DELAY_MS: '400' });
     await whenStarted(runner, { sensors: 4 });
     const url = runner.metricsUrl();
@@ -77,6 +88,14 @@ describe('txoutbox run: handler gauges across processes', () => {
 
     const settled = await scrape(url);
     assert.deepEqual(gaugeByProcess(settled), { 0: 21, 1: 21, 2: 21, 3: 21 });
+    // statsd: the same four numbers, each its own gauge key; none without one.
+    const statsdGauges = new Set(
+      lines.filter((line) => line.endsWith('|g')).map((line) => line.split(':')[0]?.split('.').slice(3).join('.')),
+    );
+    assert.deepEqual(
+      [...statsdGauges].sort(),
+      [0, 1, 2, 3].map((n) => `temperature_celsius.process_${n}`),
+    );
     assert.equal(settled.filter((s) => s.name === 'txoutbox_custom_readings_total').length, 1, 'the counter stays one series');
 
     // SIGKILL one process while idle: its series goes (the replacement has set nothing yet).

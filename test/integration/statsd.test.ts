@@ -116,6 +116,33 @@ describe('statsd', () => {
     client.close();
   });
 
+  test('with a process number, gauges go to a key of their own per process; counters and timers stay shared', async () => {
+    const path = `proc.${shortHostname()}.c`;
+    const processes = [0, 3].map(
+      (n) => new StatsdClient({ host: '127.0.0.1', port, prefix: 'proc', process: n }, 'c', newOutbox.logger),
+    );
+    for (const [i, client] of processes.entries()) {
+      client.gauge('lag', 21 + i);
+      client.gauge('debt', -2);
+      client.increment('acked');
+      client.timing('processing_time', 0.5);
+      await client.flush();
+    }
+    await waitFor(() => received.includes(`${path}.debt.process_3:-2|g`), { what: 'the second process lines' });
+    assert.deepEqual(
+      received.filter((line) => line.startsWith(`${path}.`)),
+      [0, 3].flatMap((n, i) => [
+        `${path}.lag.process_${n}:${21 + i}|g`,
+        `${path}.debt.process_${n}:0|g`,
+        `${path}.debt.process_${n}:-2|g`,
+        `${path}.acked:1|c`,
+        `${path}.processing_time:500.000|ms`,
+      ]),
+      "a statsd server keeps a gauge key's last value: one key per process, never one flipping between them",
+    );
+    for (const client of processes) client.close();
+  });
+
   test('a negative gauge is sent as 0 then the value, in one datagram: a bare -3|g is a delta to statsd', async () => {
     const client = new StatsdClient({ host: '127.0.0.1', port, prefix: 'neg' }, 'c', newOutbox.logger);
     const path = `neg.${shortHostname()}.c`;

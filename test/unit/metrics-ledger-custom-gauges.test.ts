@@ -160,6 +160,24 @@ describe('MetricsLedger: handler gauges across processes', () => {
     }
   });
 
+  test('a number admitted at start is the one its reports carry; a process admitted but retired before reporting frees it', async () => {
+    const ledger = new MetricsLedger();
+    assert.equal(ledger.admit('sensors/1/1', 'sensors'), 0);
+    assert.equal(ledger.admit('sensors/2/1', 'sensors'), 1);
+    // A process that never reported (its fork failed, it crashed at start) gives its number back.
+    ledger.retire('sensors/1/1');
+    assert.equal(ledger.admit('sensors/3/1', 'sensors'), 0);
+    const c = child('sensors');
+    c.set('temperature_celsius', 7);
+    ledger.report('sensors/2/1', await c.report(), 'sensors');
+    ledger.report('sensors/3/1', await c.report(), 'sensors');
+    assert.deepEqual(
+      (await series(ledger, GAUGE)).map((s) => s.labels.process),
+      ['0', '1'],
+      'the label is the number the process was started with (its statsd gauges carry the same)',
+    );
+  });
+
   test('children reported without a consumer still get a number each: values are never added up', async () => {
     const ledger = new MetricsLedger();
     for (const id of ['a', 'b']) {

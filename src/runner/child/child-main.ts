@@ -73,11 +73,13 @@ async function startTracing(spec: ChildSpec, logger: Logger): Promise<ChildTraci
   return await startChildTracing(spec.tracing, logger);
 }
 
-async function run(spec: ChildSpec): Promise<void> {
+async function run(spec: ChildSpec, processNumber: number): Promise<void> {
   const logger = childLogger(spec.consumer);
   const registry = new Registry();
   const metrics = { registry, prefix: spec.metricsPrefix, appName: spec.metricsPrefix };
-  const statsd = spec.statsd === null ? undefined : new StatsdClient(spec.statsd, spec.consumer, logger);
+  // The process number puts each process's gauges under a key of their own (StatsdTarget.process).
+  const statsd =
+    spec.statsd === null ? undefined : new StatsdClient({ ...spec.statsd, process: processNumber }, spec.consumer, logger);
   const tracing = await startTracing(spec, logger);
   const outbox = new Outbox({
     // transactionPooling, preparedStatements, listen, notify, listenConnectionString: validated with the config.
@@ -159,7 +161,7 @@ async function run(spec: ChildSpec): Promise<void> {
 
 process.once('message', (message) => {
   if (!isParentMessage(message) || message.type !== 'start') return;
-  run(message.spec).catch(async (error: unknown) => {
+  run(message.spec, message.process).catch(async (error: unknown) => {
     childLogger(message.spec.consumer).error({ err: errorMessage(error) }, 'consumer failed to start');
     await send({ type: 'fatal', message: errorMessage(error) });
     process.exit(1);

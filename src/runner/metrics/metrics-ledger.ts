@@ -39,8 +39,8 @@ const PROCESS_LABEL = 'process';
  *
  * A gauge a metric declares `omit` — a handler's `ctx.stats.set`, whose processes' values must
  * not be combined (custom-stat-metrics.ts) — is kept per process instead: each live child's values
- * get a `process` label, a number the child holds from its first report until it retires, the
- * lowest its consumer's live children do not hold. Never a pid: a number freed by an exit is
+ * get a `process` label, a number the child holds from its start (admit) or first report until it
+ * retires, the lowest its consumer's live children do not hold. Never a pid: a number freed by an exit is
  * taken by the replacement, so a consumer's numbers stay below the most processes it ever ran at
  * once (`processes`, one more during a rollout) however often they restart, and a dead child's
  * series goes with its other gauges (architecture/runner.md, "Handler gauges").
@@ -61,6 +61,15 @@ export class MetricsLedger {
   readonly #numbers = new Map<string, { readonly consumer: string; readonly number: number }>();
   /** Consumer → the process numbers its live children hold. */
   readonly #taken = new Map<string, Set<number>>();
+
+  /**
+   * Gives `child`, a process of `consumer` about to start, its process number (the lowest its
+   * consumer's live children do not hold), held until it retires. The supervisor hands it to the
+   * process, whose statsd gauges carry it (statsd-client.ts); the `process` label is the same.
+   */
+  admit(child: string, consumer: string): number {
+    return this.#numberOf(child, consumer);
+  }
 
   /**
    * Replaces the latest report of `child`, a process of `consumer` (whose live processes share the

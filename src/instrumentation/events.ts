@@ -76,6 +76,8 @@ export interface PublishedEvent {
   readonly status: 'ok' | 'error';
   /** Rows inserted: 1 or 0 (timer conflict) for publish, N for a batch, 0 on error. */
   readonly count: number;
+  /** Messages the call tried to publish: 1, or the batch's size; what a failed call counts as not sent. */
+  readonly messageCount: number;
   readonly sizeBytes: number;
   readonly durationSeconds: number;
   readonly exceptionType?: string;

@@ -105,7 +105,9 @@ export function openTelemetryRecorder(options?: OpenTelemetryRecorderOptions): R
         // Any queue name can be published to; only subscribed ones (bounded) reach the other events.
         const attributes = base(destinations.admit(event.queue), undefined, OPERATION.send);
         m.clientOperationDuration.record(event.durationSeconds, withError({ ...attributes }, event.exceptionType));
+        // Messages attempted, as the convention counts them: a failed call's with its error.type.
         if (event.status === 'ok') m.sentMessages.add(event.count, attributes);
+        else m.sentMessages.add(event.messageCount, withError({ ...attributes }, event.exceptionType));
         return;
       }
       case 'fetched':

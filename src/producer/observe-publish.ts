@@ -38,6 +38,7 @@ export async function observePublish(
       queue: scope.queue,
       status: 'ok',
       count: result.inserted,
+      messageCount: scope.messageCount,
       sizeBytes: scope.sizeBytes,
       durationSeconds: (performance.now() - t0) / 1000,
     });
@@ -48,6 +49,7 @@ export async function observePublish(
       queue: scope.queue,
       status: 'error',
       count: 0,
+      messageCount: scope.messageCount,
       sizeBytes: 0,
       durationSeconds: (performance.now() - t0) / 1000,
       exceptionType: exceptionTypeOf(error),

@@ -227,11 +227,27 @@ describe('publish through the seam', () => {
       return rest;
     });
     assert.deepEqual(published, [
-      { type: 'published', queue: 'q', status: 'ok', count: 1, sizeBytes: 7 },
-      { type: 'published', queue: 'q', status: 'ok', count: 0, sizeBytes: 7 },
-      { type: 'published', queue: 'q', status: 'ok', count: 3, sizeBytes: 6 },
-      { type: 'published', queue: 'q', status: 'error', count: 0, sizeBytes: 0, exceptionType: 'UnencodableBodyError' },
-      { type: 'published', queue: 'q', status: 'error', count: 0, sizeBytes: 0, exceptionType: 'DatabaseError' },
+      { type: 'published', queue: 'q', status: 'ok', count: 1, messageCount: 1, sizeBytes: 7 },
+      { type: 'published', queue: 'q', status: 'ok', count: 0, messageCount: 1, sizeBytes: 7 },
+      { type: 'published', queue: 'q', status: 'ok', count: 3, messageCount: 3, sizeBytes: 6 },
+      {
+        type: 'published',
+        queue: 'q',
+        status: 'error',
+        count: 0,
+        messageCount: 1,
+        sizeBytes: 0,
+        exceptionType: 'UnencodableBodyError',
+      },
+      {
+        type: 'published',
+        queue: 'q',
+        status: 'error',
+        count: 0,
+        messageCount: 1,
+        sizeBytes: 0,
+        exceptionType: 'SchemaNotMigratedError',
+      },
     ]);
   });
 
@@ -444,7 +460,7 @@ describe('middleware options', () => {
     const recorder = (event: OutboxEvent): void => {
       if (event.type === 'published') seen.push(event.type);
     };
-    recorder({ type: 'published', queue: 'q', status: 'ok', count: 1, sizeBytes: 1, durationSeconds: 0 });
+    recorder({ type: 'published', queue: 'q', status: 'ok', count: 1, messageCount: 1, sizeBytes: 1, durationSeconds: 0 });
     assert.deepEqual(seen, ['published']);
   });
 });

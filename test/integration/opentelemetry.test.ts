@@ -691,6 +691,7 @@ describe('openTelemetryRecorder', () => {
         queue: 'q',
         status: 'error',
         count: 0,
+        messageCount: 3,
         sizeBytes: 0,
         durationSeconds: 0.2,
         exceptionType: 'DatabaseError',
@@ -710,7 +711,8 @@ describe('openTelemetryRecorder', () => {
     assert.equal(total(all, 'messaging.outbox.dlq_written', { 'messaging.outbox.terminal.reason': 'max_deliveries' }), 1);
     assert.equal(total(all, 'messaging.outbox.drain_timeouts', { 'messaging.outbox.subscriber': 's' }), 1);
     assert.equal(all.get('messaging.outbox.message.age'), undefined, 'a NaN age is not recorded');
-    assert.equal(all.get('messaging.client.sent.messages'), undefined, 'a failed publish sends nothing');
+    // The convention counts messages attempted: a failed batch's 3, with its error.type.
+    assert.equal(total(all, 'messaging.client.sent.messages', { 'error.type': 'DatabaseError' }), 3);
     const failed = histogram(all, 'messaging.client.operation.duration').dataPoints[0];
     assert.equal(failed?.attributes['error.type'], 'DatabaseError');
   });

@@ -20,6 +20,8 @@ export const ADDED_COLUMNS: Readonly<Record<string, { readonly name: string; rea
 interface PostgresFailure {
   readonly code: string;
   readonly message: string;
+  /** PostgreSQL's context: set when a function raised it (a trigger's statement), not the statement's own parse. */
+  readonly where: unknown;
 }
 
 /**
@@ -42,25 +44,49 @@ function* postgresFailures(error: unknown, depth = 0): Generator<PostgresFailure
     [fields.code, fields.message],
     [fields.originalCode, fields.originalMessage],
   ]) {
-    if (typeof code === 'string' && typeof message === 'string') yield { code, message };
+    if (typeof code === 'string' && typeof message === 'string') yield { code, message, where: fields.where };
   }
   for (const key of WRAPPER_KEYS) yield* postgresFailures(fields[key], depth + 1);
 }
 
-/** The column of ADDED_COLUMNS an undefined_column message names (`column "activate_at" of relation …`, `column w.activate_at …`). */
-function addedColumnIn(message: string): string | undefined {
-  return Object.keys(ADDED_COLUMNS).find((column) => new RegExp(`\\bcolumn "?(?:\\w+\\.)?${column}\\b`).test(message));
+/** Where `name` last stands as a whole word in `message` (-1: nowhere), in any lc_messages language, whatever quotes it uses. */
+function lastMention(message: string, name: string): number {
+  const word = new RegExp(`(?<![\\w$])${name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}(?![\\w$])`, 'g');
+  let last = -1;
+  for (const match of message.matchAll(word)) last = match.index;
+  return last;
+}
+
+/**
+ * The added column an undefined_column message names. The last one mentioned: Knex puts the
+ * statement, which lists every column, before PostgreSQL's message.
+ */
+function missingColumn(message: string): string | undefined {
+  let found: string | undefined;
+  let at = -1;
+  for (const column of Object.keys(ADDED_COLUMNS)) {
+    const index = lastMention(message, column);
+    if (index > at) [found, at] = [column, index];
+  }
+  return found;
 }
 
 /**
  * A producer statement's error as SchemaNotMigratedError when it says the outbox table, or a
- * column this version added, does not exist; undefined for any other error, including the same
- * SQLSTATEs about something else (a user's trigger reading a field its row lacks).
+ * column this version added, does not exist; undefined for any other error. A producer statement
+ * references no other table, and of the columns that may be missing only ADDED_COLUMNS, so an
+ * undefined_table or undefined_column raised by the statement itself is about them. One a function
+ * raised (a user's trigger reading a field its row lacks, or inserting into a missing table) has
+ * PostgreSQL's `where` context and is passed through; where a data layer drops it (Prisma), the
+ * name must still be the table's or an added column's. Names, not message wording, are matched:
+ * translated server messages (lc_messages) keep them.
  */
 export function unmigratedSchemaError(error: unknown, table: TableName, operation: string): SchemaNotMigratedError | undefined {
-  for (const { code, message } of postgresFailures(error)) {
-    const column = code === UNDEFINED_COLUMN ? addedColumnIn(message) : undefined;
-    if (column !== undefined) {
+  for (const { code, message, where } of postgresFailures(error)) {
+    if (typeof where === 'string' && where !== '') continue;
+    if (code === UNDEFINED_COLUMN) {
+      const column = missingColumn(message);
+      if (column === undefined) continue;
       return new SchemaNotMigratedError({
         operation,
         table: table.display,
@@ -69,9 +95,7 @@ export function unmigratedSchemaError(error: unknown, table: TableName, operatio
         cause: error,
       });
     }
-    // Postgres quotes the relation as the statement spelled it: "outbox" or "txoutbox.outbox".
-    const named = message.includes(`"${table.name}"`) || message.includes(`.${table.name}"`);
-    if (code === UNDEFINED_TABLE && named) {
+    if (code === UNDEFINED_TABLE && lastMention(message, table.name) >= 0) {
       return new SchemaNotMigratedError({ operation, table: table.display, missing: table.name, cause: error });
     }
   }

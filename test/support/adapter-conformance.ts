@@ -218,6 +218,29 @@ export function adapterConformance(importMetaUrl: string, library: string, optio
       }
     });
 
+    test("a user's trigger on the outbox failing with undefined_table is passed through as the layer's own error", async () => {
+      const table = 'conformance_trigger';
+      const audited = outboxes({ pool: db.pool, table });
+      await audited.migrate();
+      await db.pool.query(`
+        CREATE OR REPLACE FUNCTION ${table}_audit() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN INSERT INTO no_such_audit (id) VALUES (NEW.id); RETURN NEW; END $$;
+        CREATE OR REPLACE TRIGGER ${table}_audit BEFORE INSERT ON ${table} FOR EACH ROW EXECUTE FUNCTION ${table}_audit();
+      `);
+      let thrown: unknown;
+      await assert.rejects(
+        layer.inTransaction(async (target) => {
+          try {
+            await audited.publish(target, 'audited.q', 'x');
+          } catch (error) {
+            thrown = error;
+            throw error;
+          }
+        }),
+      );
+      assert.ok(thrown !== undefined && !(thrown instanceof SchemaNotMigratedError), String(thrown));
+    });
+
     test('the non-transactional handle is refused with NotInTransactionError', () => {
       assert.throws(() => layer.wrapNonTransactional(), NotInTransactionError);
     });

@@ -12,7 +12,8 @@
  * autovacuum, WAL writer: server-cpu-split.ts), and takes that sampler's own CPU out of the
  * process's (DRAIN_CPU_SERVER=0: not sampled); DRAIN_CPU_STATEMENTS=1 prints each drain's statements by server time (pg_stat_statements).
  *
- * DRAIN_CPU_WAYS=<regex> runs only the matching ways; DRAIN_CPU_PROFILE=<dir> writes a V8 CPU
+ * DRAIN_CPU_WAYS=<regex> runs only the matching ways; DRAIN_CPU_HANDLER=async makes txoutbox's no-op
+ * handler an async function, whose run goes through its promise (raw SQL's loop is unchanged); DRAIN_CPU_PROFILE=<dir> writes a V8 CPU
  * profile of each drain; DRAIN_CPU_BASELINE=<dir> (a copy of an earlier dist/, inside the
  * repository so it resolves the same node_modules) adds its txoutbox and row-lock ways, labelled
  * `base …`, to the same rotation: a change's before and after interleaved in one run, with each
@@ -73,6 +74,10 @@ function ioBytes(): number {
   }
 }
 
+/** DRAIN_CPU_HANDLER=async: txoutbox's handler is an async function (its run goes through a promise). */
+const asyncHandler = process.env.DRAIN_CPU_HANDLER === 'async';
+// Said before the tables, whose way labels are the same either way (the base pairing reads them).
+console.log(`txoutbox handler: ${asyncHandler ? 'async (DRAIN_CPU_HANDLER=async)' : 'plain'}`);
 /** DRAIN_CPU_WAYS=<regex> keeps the matching ways (e.g. 'txoutbox c1$' for a profile of one). */
 const only = new RegExp(process.env.DRAIN_CPU_WAYS ?? '.');
 const baselineDir = process.env.DRAIN_CPU_BASELINE;
@@ -144,7 +149,7 @@ function perMessage(split: CpuSplit): Map<string, number> {
 
 async function drainOnce(server: Awaited<ReturnType<typeof startServer>>, way: Way): Promise<Sample> {
   const url = await server.createDatabase('drain_cpu');
-  const instance = way.system.create(url, way.options ?? {});
+  const instance = way.system.create(url, { ...way.options, asyncHandler });
   try {
     await instance.setup();
     await preload(url, instance, ROWS);

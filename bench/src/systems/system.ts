@@ -31,6 +31,8 @@ export interface RunOptions {
    * `'tracing-dropped'`, `'context'`: tracing alone and its references (seams.ts).
    */
   readonly seams?: 'off' | 'prometheus' | 'on' | 'floor' | 'tracing' | 'tracing-dropped' | 'context';
+  /** txoutbox only: the no-op handler is an `async` function (a promise per run) instead of a plain one. */
+  readonly asyncHandler?: boolean;
 }
 
 /** One system in one fresh database. */

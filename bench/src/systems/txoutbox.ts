@@ -101,9 +101,14 @@ class TxOutboxInstance implements SystemInstance {
             await ctx.client.query('SET LOCAL synchronous_commit = off');
             options.onMessage(message.body.n);
           }
-        : (message) => {
-            options.onMessage(message.body.n);
-          },
+        : this.#options.asyncHandler === true
+          ? async (message) => {
+              options.onMessage(message.body.n);
+              await Promise.resolve();
+            }
+          : (message) => {
+              options.onMessage(message.body.n);
+            },
       {
         name: 'bench',
         concurrency: options.concurrency,

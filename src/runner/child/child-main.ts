@@ -73,13 +73,19 @@ async function startTracing(spec: ChildSpec, logger: Logger): Promise<ChildTraci
   return await startChildTracing(spec.tracing, logger);
 }
 
-async function run(spec: ChildSpec, processNumber: number): Promise<void> {
+async function run(spec: ChildSpec, processNumber: number | undefined): Promise<void> {
   const logger = childLogger(spec.consumer);
   const registry = new Registry();
   const metrics = { registry, prefix: spec.metricsPrefix, appName: spec.metricsPrefix };
   // The process number puts each process's gauges under a key of their own (StatsdTarget.process).
   const statsd =
-    spec.statsd === null ? undefined : new StatsdClient({ ...spec.statsd, process: processNumber }, spec.consumer, logger);
+    spec.statsd === null
+      ? undefined
+      : new StatsdClient(
+          processNumber === undefined ? spec.statsd : { ...spec.statsd, process: processNumber },
+          spec.consumer,
+          logger,
+        );
   const tracing = await startTracing(spec, logger);
   const outbox = new Outbox({
     // transactionPooling, preparedStatements, listen, notify, listenConnectionString: validated with the config.
@@ -161,7 +167,7 @@ async function run(spec: ChildSpec, processNumber: number): Promise<void> {
 
 process.once('message', (message) => {
   if (!isParentMessage(message) || message.type !== 'start') return;
-  run(message.spec, message.process).catch(async (error: unknown) => {
+  run(message.spec, typeof message.process === 'number' ? message.process : undefined).catch(async (error: unknown) => {
     childLogger(message.spec.consumer).error({ err: errorMessage(error) }, 'consumer failed to start');
     await send({ type: 'fatal', message: errorMessage(error) });
     process.exit(1);

@@ -82,13 +82,14 @@ export class MetricsLedger {
 
   /** Folds a child that exited into the baseline. Idempotent. */
   retire(child: string): void {
+    // First: a child admitted under an id retired before (two failed forks in one millisecond) frees its number too.
+    this.#freeNumber(child);
     if (this.#retiredIds.has(child)) return;
     this.#retiredIds.add(child);
     if (this.#retiredIds.size > REMEMBERED_RETIREMENTS) {
       const oldest = this.#retiredIds.values().next().value;
       if (oldest !== undefined) this.#retiredIds.delete(oldest);
     }
-    this.#freeNumber(child);
     const last = this.#live.get(child);
     if (last === undefined) return;
     this.#live.delete(child);

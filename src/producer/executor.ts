@@ -31,6 +31,14 @@ export interface TransactionAdapter {
    */
   pgClient?(): Promise<object | undefined>;
   /**
+   * True when `query` would still run a statement issued before the transaction ended but sent
+   * after it (an un-awaited publish queued behind the layer's COMMIT or ROLLBACK runs on its own):
+   * txoutbox then runs its statements on `pgClient()` itself, where node-postgres' dispatch is
+   * checked (in-transaction-query.ts), and the layer's logger does not see them. Leave it unset
+   * when the layer refuses statements once its transaction ended (Knex, Sequelize, TypeORM, Prisma).
+   */
+  readonly statementsOnPgClient?: boolean;
+  /**
    * A per-transaction after-commit hook, used when no watchable pg client is reachable.
    * `transaction` identifies the outermost transaction: one hook per transaction, however many
    * publishes it holds. `onCommit` must run its callback only once the COMMIT has returned, never

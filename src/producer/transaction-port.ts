@@ -102,8 +102,26 @@ export async function openPort(
   if (!isTransactionAdapter(target)) return executorPort(target, prepared, inTransaction);
   const client = await target.pgClient?.();
   if (client !== undefined) assertStillInTransaction(target, client);
+  const direct = target.statementsOnPgClient === true ? onPgClient(client, inTransaction) : undefined;
   return {
-    run: (stmt, values) => target.query(stmt.text, values),
+    run: direct ?? ((stmt, values) => target.query(stmt.text, values)),
     wake: wakeAfterCommit ? adapterRoute(target, client) : NO_WAKE,
   };
+}
+
+/**
+ * An adapter's statement straight on its transaction's node-postgres client (this copy's), its
+ * transaction checked again when node-postgres dispatches it (queryInTransaction), as for a client
+ * passed in (TransactionAdapter.statementsOnPgClient). Through Drizzle's own call it was checked
+ * only when issued: an un-awaited publish whose layer sent ROLLBACK meanwhile ran its INSERT after
+ * it, committed on its own (adapter-conformance.ts). Undefined when there is no such client.
+ */
+function onPgClient(client: object | undefined, operation: string | undefined): TransactionPort['run'] | undefined {
+  if (client === undefined || operation === undefined || !isObservableClient(client)) return undefined;
+  if (!runsDecodedQueries(client as pg.ClientBase)) return undefined;
+  return async (stmt, values) =>
+    (await queryInTransaction(client as unknown as Submitting, operation, { text: stmt.text, values })) as Record<
+      string,
+      unknown
+    >[];
 }

@@ -19,10 +19,16 @@ type Route = 'pg-client' | 'hook' | 'none';
 function handWritten(route: Route) {
   return (db: TestDatabase): Promise<DataLayerUnderTest> => {
     const pool = new pg.Pool({ connectionString: db.url, max: 2 });
-    const wrap = (client: pg.PoolClient, callbacks: (() => void)[]): TransactionAdapter => ({
+    // A careful layer refuses a statement issued once it has sent COMMIT or ROLLBACK (as Knex, TypeORM,
+    // Sequelize and Prisma do); one over a node-postgres client may hand it over instead, and txoutbox
+    // checks at dispatch (statementsOnPgClient).
+    const wrap = (client: pg.PoolClient, callbacks: (() => void)[], ended: () => boolean): TransactionAdapter => ({
       txoutboxAdapter: `hand-written (${route})`,
-      query: async (text, values) => (await client.query(text, [...values])).rows as Record<string, unknown>[],
-      ...(route === 'pg-client' ? { pgClient: () => Promise.resolve(client) } : {}),
+      query: async (text, values) => {
+        if (ended()) throw new Error('this transaction has ended');
+        return (await client.query(text, [...values])).rows as Record<string, unknown>[];
+      },
+      ...(route === 'pg-client' ? { pgClient: () => Promise.resolve(client), statementsOnPgClient: true } : {}),
       ...(route === 'hook'
         ? { commitHook: { transaction: callbacks, onCommit: (callback: () => void) => callbacks.push(callback) } }
         : {}),
@@ -30,13 +36,16 @@ function handWritten(route: Route) {
     const run = async <T>(work: (target: TransactionAdapter) => Promise<T>, commit: boolean): Promise<T> => {
       const client = await pool.connect();
       const callbacks: (() => void)[] = [];
+      let ended = false;
       try {
         await client.query('BEGIN');
-        const result = await work(wrap(client, callbacks));
+        const result = await work(wrap(client, callbacks, () => ended && route !== 'pg-client'));
+        ended = true;
         await client.query(commit ? 'COMMIT' : 'ROLLBACK');
         if (commit) for (const callback of callbacks) callback();
         return result;
       } catch (error) {
+        ended = true;
         await client.query('ROLLBACK');
         throw error;
       } finally {

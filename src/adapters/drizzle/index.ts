@@ -108,6 +108,8 @@ export function fromDrizzle(tx: DrizzleTransaction): TransactionAdapter {
     txoutboxAdapter: LIBRARY,
     query: async (text, values) =>
       snakeCaseColumns(resultRows(await tx.execute(rawStatement(text, values) as never), 'drizzle', 'tx.execute()')),
-    ...(client === undefined ? {} : { pgClient: () => Promise.resolve(client) }),
+    // Drizzle runs a statement sent after its transaction ended on the idle connection, on its own:
+    // txoutbox sends its statements on the client itself, checked at dispatch (Drizzle's logger does not see them).
+    ...(client === undefined ? {} : { pgClient: () => Promise.resolve(client), statementsOnPgClient: true }),
   };
 }

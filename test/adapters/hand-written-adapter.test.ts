@@ -99,4 +99,31 @@ describe('an adapter whose pg client is back to idle or a pool', () => {
       client.release();
     }
   });
+
+  test("statementsOnPgClient: a statement queued behind the layer's ROLLBACK is refused at dispatch, never run on its own", async () => {
+    await outbox.migrate();
+    const client = await db.pool.connect();
+    try {
+      const rollingBack = (statementsOnPgClient: boolean): TransactionAdapter => ({
+        txoutboxAdapter: 'hand-written (rolling back)',
+        query: async (text, values) => (await client.query(text, [...values])).rows as Record<string, unknown>[],
+        // The layer's ROLLBACK is sent just before publish's statement: the status still reads T
+        // (unanswered), so only a check at dispatch can see the transaction has ended.
+        pgClient: () => {
+          void client.query('ROLLBACK');
+          return Promise.resolve(client);
+        },
+        statementsOnPgClient,
+      });
+      await client.query('BEGIN');
+      await assert.rejects(outbox.publish(rollingBack(true), 'behind.q', 'x'), NotInTransactionError);
+      assert.equal((await outbox.fetchUnprocessed({ queue: 'behind.q' })).length, 0);
+      // Through the layer's own query, the same statement ran after the ROLLBACK, on its own.
+      await client.query('BEGIN');
+      await outbox.publish(rollingBack(false), 'behind.q', 'x');
+      assert.equal((await outbox.fetchUnprocessed({ queue: 'behind.q' })).length, 1, 'the gap statementsOnPgClient closes');
+    } finally {
+      client.release();
+    }
+  });
 });

@@ -1,7 +1,12 @@
 import { performance } from 'node:perf_hooks';
 
+import type pg from 'pg';
+
 import { resolveBodyPreviewBytes } from '../queues/peek-page-bytes.js';
+import type { TableName } from '../schema/identifiers.js';
+import { DLQ_ADDED_COLUMNS, unmigratedSchemaError } from '../schema/unmigrated-schema.js';
 import { backoffMs, delay } from '../util/backoff.js';
+import type { Statement } from '../util/statement.js';
 import type { StatementRunner } from '../util/statement-runner.js';
 import {
   type DeadLetter,
@@ -62,6 +67,8 @@ export interface DlqPreviewPage {
 
 export interface DeadLettersContext {
   readonly db: StatementRunner;
+  /** The DLQ table, named by SchemaNotMigratedError. */
+  readonly table: TableName;
   readonly sql: DlqSql;
   readonly channel: string;
   /** Wakes this process's subscriptions of a queue (the NOTIFY reaches the others). */
@@ -83,6 +90,23 @@ export class DeadLetters {
   }
 
   /**
+   * Runs one statement on the DLQ. A DLQ older than this code (its migrations not run) fails with
+   * SchemaNotMigratedError naming the migration, not with PostgreSQL's bare undefined_column:
+   * `txoutbox dlq` is what an operator reaches for in an incident.
+   */
+  async #run<R extends pg.QueryResultRow>(
+    operation: string,
+    statement: Statement,
+    values: unknown[],
+  ): Promise<pg.QueryResult<R>> {
+    try {
+      return await this.#context.db.run<R>(statement, values);
+    } catch (error) {
+      throw unmigratedSchemaError(error, this.#context.table, operation, DLQ_ADDED_COLUMNS) ?? error;
+    }
+  }
+
+  /**
    * One page of dead letters, newest first, narrowed by queue, reason and failure time: whole rows,
    * each body decoded, at most `maxPageBytes` (8 MiB) of them (stored bytes, counted by the
    * database, which sends no row past the budget; the first row always comes). To show a page,
@@ -90,7 +114,7 @@ export class DeadLetters {
    */
   async list(options: DlqListOptions = {}): Promise<DlqPage> {
     const { filter, limit, cursor, maxPageBytes } = resolveList(options);
-    const { rows } = await this.#context.db.run<DeadLetterRecord>(this.#context.sql.list, [
+    const { rows } = await this.#run<DeadLetterRecord>('dlq.list', this.#context.sql.list, [
       ...filter,
       cursor?.failedAt ?? null,
       cursor?.id ?? null,
@@ -109,7 +133,7 @@ export class DeadLetters {
   async listPreviews(options: DlqListPreviewOptions = {}): Promise<DlqPreviewPage> {
     const { filter, limit, cursor, maxPageBytes } = resolveList(options);
     const bodyPreviewBytes = resolveBodyPreviewBytes(options.bodyPreviewBytes);
-    const { rows } = await this.#context.db.run<DeadLetterPreviewRecord>(this.#context.sql.listPreviews, [
+    const { rows } = await this.#run<DeadLetterPreviewRecord>('dlq.listPreviews', this.#context.sql.listPreviews, [
       ...filter,
       cursor?.failedAt ?? null,
       cursor?.id ?? null,
@@ -125,7 +149,7 @@ export class DeadLetters {
    * operator confirms what they saw: a redrive or purge then leaves rows that died afterwards.
    */
   async lastId(): Promise<string> {
-    const { rows } = await this.#context.db.run<{ max_id: string | null }>(this.#context.sql.maxId, []);
+    const { rows } = await this.#run<{ max_id: string | null }>('dlq.list', this.#context.sql.maxId, []);
     return rows[0]?.max_id ?? '0';
   }
 
@@ -136,7 +160,7 @@ export class DeadLetters {
    * in slices with SQL (`substring(payload from … for …)`), its size first with listPreviews().
    */
   async get(id: string): Promise<DeadLetter | null> {
-    const { rows } = await this.#context.db.run<DeadLetterRecord>(this.#context.sql.get, [resolveId(id)]);
+    const { rows } = await this.#run<DeadLetterRecord>('dlq.get', this.#context.sql.get, [resolveId(id)]);
     return rows[0] === undefined ? null : toDeadLetter(rows[0]);
   }
 
@@ -147,7 +171,7 @@ export class DeadLetters {
    */
   async getPreview(id: string, options: { readonly bodyPreviewBytes?: number } = {}): Promise<DeadLetterPreview | null> {
     const bodyPreviewBytes = resolveBodyPreviewBytes(options.bodyPreviewBytes);
-    const { rows } = await this.#context.db.run<DeadLetterPreviewRecord>(this.#context.sql.getPreview, [
+    const { rows } = await this.#run<DeadLetterPreviewRecord>('dlq.getPreview', this.#context.sql.getPreview, [
       resolveId(id),
       bodyPreviewBytes,
     ]);
@@ -179,7 +203,7 @@ export class DeadLetters {
     // After a pass: rows the selection still holds were left by a busy key (or are being moved by
     // a concurrent redrive or purge, which SKIP LOCKED passed by): another pass after a backoff.
     const again = async (filter: FilterParams): Promise<boolean> => {
-      const { rows } = await this.#context.db.run<{ n: number }>(this.#context.sql.count, filter);
+      const { rows } = await this.#run<{ n: number }>('dlq.redrive', this.#context.sql.count, filter);
       keyBusy = rows[0]?.n ?? 0;
       if (keyBusy === 0) return false;
       pass += 1;
@@ -194,7 +218,8 @@ export class DeadLetters {
       'redrive',
       hooks,
       async (filter) => {
-        const { rows } = await this.#context.db.run<{ queue: string; redriven: number; due: boolean }>(
+        const { rows } = await this.#run<{ queue: string; redriven: number; due: boolean }>(
+          'dlq.redrive',
           this.#context.sql.redrive,
           [...filter, batchSize, delayMs, this.#context.channel],
         );
@@ -241,7 +266,7 @@ export class DeadLetters {
       'purge',
       hooks,
       async (params) => {
-        const result = await this.#context.db.run(this.#context.sql.purge, [...params, batchSize]);
+        const result = await this.#run('dlq.purge', this.#context.sql.purge, [...params, batchSize]);
         const deleted = result.rowCount ?? 0;
         purged += deleted;
         return deleted;
@@ -285,7 +310,10 @@ export class DeadLetters {
     const filter: FilterParams = [...params];
     hooks.signal?.throwIfAborted();
     if (olderThanMs !== undefined) {
-      const { rows } = await this.#context.db.run<{ failed_before: string }>(this.#context.sql.cutoff, [olderThanMs, params[2]]);
+      const { rows } = await this.#run<{ failed_before: string }>('dlq.purge', this.#context.sql.cutoff, [
+        olderThanMs,
+        params[2],
+      ]);
       // Never a NULL line: it would drop the age from the filter and delete younger rows too.
       const line = rows[0]?.failed_before;
       if (typeof line !== 'string') throw new Error('dlq_cutoff returned no time: refusing to act without the age line');

@@ -33,6 +33,7 @@ export class QueueOperations {
     }
     this.#deadLetters ??= new DeadLetters({
       db,
+      table: names.dlq,
       sql: buildDlqSql({ ...names, dlq: names.dlq }),
       channel: names.channel,
       wakeLocal,

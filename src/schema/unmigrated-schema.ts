@@ -11,10 +11,19 @@ export const UNDEFINED_COLUMN = '42703';
  * paths, with the migration that adds each; `since` is the version `txoutbox migrate --print
  * --since` starts after.
  */
-export const ADDED_COLUMNS: Readonly<Record<string, { readonly name: string; readonly since: number }>> = {
+export const ADDED_COLUMNS: AddedColumns = {
   ordering_key: { name: 'outbox/0004', since: 3 },
   activate_at: { name: 'outbox/0005', since: 4 },
 };
+
+/** The same for the DLQ table, which `outbox.dlq` reads and writes (a redrive also writes the outbox's ordering_key). */
+export const DLQ_ADDED_COLUMNS: AddedColumns = {
+  last_exception_type: { name: 'dlq/0002', since: 1 },
+  ordering_key: { name: 'dlq/0004', since: 3 },
+};
+
+/** A column added by a migration after a table's first: the migration, and the version its `--since` script starts after. */
+type AddedColumns = Readonly<Record<string, { readonly name: string; readonly since: number }>>;
 
 /** What a PostgreSQL error says, wherever the data layer put it. */
 interface PostgresFailure {
@@ -61,10 +70,10 @@ function lastMention(message: string, name: string): number {
  * The added column an undefined_column message names. The last one mentioned: Knex puts the
  * statement, which lists every column, before PostgreSQL's message.
  */
-function missingColumn(message: string): string | undefined {
+function missingColumn(message: string, columns: AddedColumns): string | undefined {
   let found: string | undefined;
   let at = -1;
-  for (const column of Object.keys(ADDED_COLUMNS)) {
+  for (const column of Object.keys(columns)) {
     const index = lastMention(message, column);
     if (index > at) [found, at] = [column, index];
   }
@@ -72,26 +81,31 @@ function missingColumn(message: string): string | undefined {
 }
 
 /**
- * A producer statement's error as SchemaNotMigratedError when it says the outbox table, or a
- * column this version added, does not exist; undefined for any other error. A producer statement
- * references no other table, and of the columns that may be missing only ADDED_COLUMNS, so an
+ * A statement's error as SchemaNotMigratedError when it says `table`, or a column of `columns`
+ * (this version's additions to it), does not exist; undefined for any other error. A producer
+ * statement references no other table, and of the columns that may be missing only those, so an
  * undefined_table or undefined_column raised by the statement itself is about them. One a function
  * raised (a user's trigger reading a field its row lacks, or inserting into a missing table) has
  * PostgreSQL's `where` context and is passed through; where a data layer drops it (Prisma), the
  * name must still be the table's or an added column's. Names, not message wording, are matched:
  * translated server messages (lc_messages) keep them.
  */
-export function unmigratedSchemaError(error: unknown, table: TableName, operation: string): SchemaNotMigratedError | undefined {
+export function unmigratedSchemaError(
+  error: unknown,
+  table: TableName,
+  operation: string,
+  columns: AddedColumns = ADDED_COLUMNS,
+): SchemaNotMigratedError | undefined {
   for (const { code, message, where } of postgresFailures(error)) {
     if (typeof where === 'string' && where !== '') continue;
     if (code === UNDEFINED_COLUMN) {
-      const column = missingColumn(message);
+      const column = missingColumn(message, columns);
       if (column === undefined) continue;
       return new SchemaNotMigratedError({
         operation,
         table: table.display,
         missing: column,
-        migration: ADDED_COLUMNS[column],
+        migration: columns[column],
         cause: error,
       });
     }

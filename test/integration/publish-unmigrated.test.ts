@@ -106,3 +106,34 @@ describe('publish on a schema this version was not migrated to', () => {
     assert.equal((error as { code?: string }).code, '42703');
   });
 });
+
+describe('outbox.dlq on a DLQ table this version was not migrated to', () => {
+  test('no ordering_key (dlq/0004): list, get and redrive name the migration; no DLQ table names the table', async () => {
+    const table = 'unmigrated_dlq';
+    const outbox = newOutbox({ pool: db.pool, table });
+    await outbox.migrate();
+    await db.pool.query(`ALTER TABLE ${table}_dlq DROP COLUMN ordering_key`);
+    const expected = (operation: string) => (error: unknown) => {
+      assert.ok(error instanceof SchemaNotMigratedError, String(error));
+      assert.equal(error.operation, operation);
+      assert.equal(error.table, `${table}_dlq`);
+      assert.equal(error.missing, 'ordering_key');
+      assert.equal(error.migration, 'dlq/0004');
+      assert.match(error.message, /--since 3/);
+      return true;
+    };
+    await assert.rejects(outbox.dlq.list(), expected('dlq.list'));
+    await assert.rejects(outbox.dlq.get('1'), expected('dlq.get'));
+    await assert.rejects(outbox.dlq.redrive({ queue: 'q' }), expected('dlq.redrive'));
+    // purge reads no added column: it works on the older table.
+    assert.deepEqual(await outbox.dlq.purge({ queue: 'q' }), { purged: 0 });
+
+    await db.pool.query(`DROP TABLE ${table}_dlq`);
+    await assert.rejects(outbox.dlq.list(), (error: unknown) => {
+      assert.ok(error instanceof SchemaNotMigratedError, String(error));
+      assert.equal(error.missing, `${table}_dlq`);
+      assert.equal(error.migration, undefined);
+      return true;
+    });
+  });
+});

@@ -2,10 +2,16 @@ import { errorMessage, TableInOtherSchemaError } from '../errors.js';
 import type { Logger } from '../util/logger.js';
 import { assertNotInLegacyLocation, type Queryable } from './legacy-location.js';
 import type { SchemaNames } from './schema-names.js';
-import { ADDED_COLUMNS, UNDEFINED_COLUMN, UNDEFINED_TABLE } from './unmigrated-schema.js';
+import {
+  ADDED_COLUMNS,
+  type AddedColumns,
+  UNDEFINED_COLUMN,
+  UNDEFINED_TABLE,
+  unmigratedSchemaError,
+} from './unmigrated-schema.js';
 
-/** Columns this version reads in every claim (the producer writes the others of ADDED_COLUMNS). */
-const CLAIMED_COLUMNS = ['ordering_key'];
+/** The added columns this version reads in every claim (the producer writes the others of ADDED_COLUMNS). */
+const CLAIMED_COLUMNS: AddedColumns = { ordering_key: ADDED_COLUMNS.ordering_key };
 
 /**
  * For consumers started without migrate() (a `txoutbox run` process, an app that migrates
@@ -21,13 +27,14 @@ export function missingTableExplainer(db: Queryable, names: SchemaNames, logger:
     const code = (error as { code?: unknown } | null)?.code;
     if (explained || (code !== UNDEFINED_TABLE && code !== UNDEFINED_COLUMN)) return;
     if (code === UNDEFINED_COLUMN) {
-      const column = CLAIMED_COLUMNS.find((name) => errorMessage(error).includes(name));
-      const added = column === undefined ? undefined : ADDED_COLUMNS[column];
-      if (column === undefined || added === undefined) return;
+      // The same matching as a publish's SchemaNotMigratedError (names, not wording; not a trigger's).
+      const missing = unmigratedSchemaError(error, names.outbox, 'claim', CLAIMED_COLUMNS);
+      const added = missing === undefined ? undefined : CLAIMED_COLUMNS[missing.missing];
+      if (missing === undefined || added === undefined) return;
       explained = true;
       logger.error(
-        { table, missing: column },
-        `${table} has no column ${column}: this version of txoutbox reads it in every claim (migration ${added.name}), and the schema was not upgraded. Run \`txoutbox migrate\` or outbox.migrate(), or apply \`txoutbox migrate --print --since ${String(added.since)}\` with your own migration tool; until then no row of ${table} is claimed`,
+        { table, missing: missing.missing },
+        `${table} has no column ${missing.missing}: this version of txoutbox reads it in every claim (migration ${added.name}), and the schema was not upgraded. Run \`txoutbox migrate\` or outbox.migrate(), or apply \`txoutbox migrate --print --since ${String(added.since)}\` with your own migration tool; until then no row of ${table} is claimed`,
       );
       return;
     }

@@ -11,10 +11,10 @@ export const UNDEFINED_COLUMN = '42703';
  * paths, with the migration that adds each; `since` is the version `txoutbox migrate --print
  * --since` starts after.
  */
-export const ADDED_COLUMNS: AddedColumns = {
+export const ADDED_COLUMNS = {
   ordering_key: { name: 'outbox/0004', since: 3 },
   activate_at: { name: 'outbox/0005', since: 4 },
-};
+} as const satisfies AddedColumns;
 
 /** The same for the DLQ table, which `outbox.dlq` reads and writes (a redrive also writes the outbox's ordering_key). */
 export const DLQ_ADDED_COLUMNS: AddedColumns = {
@@ -23,7 +23,7 @@ export const DLQ_ADDED_COLUMNS: AddedColumns = {
 };
 
 /** A column added by a migration after a table's first: the migration, and the version its `--since` script starts after. */
-type AddedColumns = Readonly<Record<string, { readonly name: string; readonly since: number }>>;
+export type AddedColumns = Readonly<Record<string, { readonly name: string; readonly since: number }>>;
 
 /** What a PostgreSQL error says, wherever the data layer put it. */
 interface PostgresFailure {

@@ -300,8 +300,8 @@ export class TableInOtherSchemaError extends TxOutboxError {
 
 /** `publish()` was handed something that cannot make the insert atomic with the caller's data. */
 export class NotInTransactionError extends TxOutboxError {
-  constructor(message: string) {
-    super('NOT_IN_TRANSACTION', message);
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('NOT_IN_TRANSACTION', message, options);
   }
 }
 

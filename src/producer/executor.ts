@@ -21,8 +21,13 @@ export interface Executor {
 export interface TransactionAdapter {
   /** The data layer's name, shown in errors (`'kysely'`); its presence marks the object as an adapter. */
   readonly txoutboxAdapter: string;
-  /** Runs `text` (with `$1`…`$n` placeholders) in the transaction and resolves to its result rows. */
-  query(text: string, values: readonly unknown[]): Promise<readonly Record<string, unknown>[]>;
+  /**
+   * Runs `text` (with `$1`…`$n` placeholders) in the transaction and resolves to its result rows.
+   * `inTransaction` names the operation (`publish`) when the statement writes and must never run
+   * outside the transaction: an adapter whose layer would still run it after a COMMIT or ROLLBACK
+   * has the server refuse it there (Kysely: savepoint-guarded-query.ts).
+   */
+  query(text: string, values: readonly unknown[], inTransaction?: string): Promise<readonly Record<string, unknown>[]>;
   /**
    * The node-postgres client carrying the transaction, when the data layer exposes it: its COMMIT
    * is watched and the wake-up follows it (the default after-commit mode). Resolves to undefined

@@ -3,10 +3,12 @@ import pg from 'pg';
 import { NotInTransactionError } from '../errors.js';
 import { transactionStatus } from './executor.js';
 
-function notInTransaction(operation: string): NotInTransactionError {
+/** `cause`: the server's refusal, when the server found the transaction gone (savepoint-guarded-query.ts). */
+export function notInTransaction(operation: string, cause?: unknown): NotInTransactionError {
   return new NotInTransactionError(
     `outbox.${operation}(): the transaction it was called in ended before its statement ran (a COMMIT or ROLLBACK sent while the call was still under way: an un-awaited publish, or Promise.all with a write whose failure rolled back), so the row was not written. ` +
       'Fix: await every publish before the transaction ends.',
+    cause === undefined ? undefined : { cause },
   );
 }
 

@@ -13,6 +13,7 @@ import {
   type TransactionTarget,
 } from './executor.js';
 import { queryInTransaction } from './in-transaction-query.js';
+import { SavepointGuardedQuery } from './savepoint-guarded-query.js';
 
 /**
  * Where an after-commit wake-up can hook in (src/producer/wake-after-commit.ts):
@@ -37,19 +38,37 @@ const NO_WAKE: WakeRoute = { kind: 'none' };
 /** A node-postgres client as queryInTransaction sees it: one that takes a query object. */
 type Submitting = Parameters<typeof queryInTransaction>[0];
 
+/**
+ * How a node-postgres client's statement is kept inside the caller's transaction (only a pg.Client
+ * of this copy of node-postgres: another copy's connection internals may differ):
+ * - `dispatch`: its status read again when node-postgres sends it (in-transaction-query.ts);
+ * - `server`: in pipeline mode a query is sent before the ones ahead of it are answered, so the
+ *   status is stale; the server checks instead (savepoint-guarded-query.ts).
+ */
+function transactionGuard(executor: Executor): 'dispatch' | 'server' | undefined {
+  if (!runsDecodedQueries(executor as unknown as pg.ClientBase)) return undefined;
+  if (isObservableClient(executor)) return 'dispatch';
+  return (executor as { pipeline?: unknown }).pipeline === true && transactionStatus(executor) !== undefined
+    ? 'server'
+    : undefined;
+}
+
 function executorPort(executor: Executor, prepared: boolean, inTransaction: string | undefined): TransactionPort {
-  // A node-postgres client whose transaction the call must stay in: checked again at dispatch.
-  // Only a pg.Client of this copy of node-postgres: another copy's connection internals may differ.
-  const guarded =
-    inTransaction !== undefined && isObservableClient(executor) && runsDecodedQueries(executor as unknown as pg.ClientBase)
-      ? inTransaction
-      : undefined;
+  const guard = inTransaction === undefined ? undefined : transactionGuard(executor);
   return {
     run: async (stmt, values) => {
+      if (guard === 'server') {
+        const query = new SavepointGuardedQuery(stmt.text, values, inTransaction as string);
+        (executor as unknown as Submitting).query(query as unknown as pg.Query);
+        return (await query).rows as Record<string, unknown>[];
+      }
       // Prepared (named) only on node-postgres: the name saves the parse and plan on every call.
       const config = prepared ? { name: stmt.name, text: stmt.text, values } : { text: stmt.text, values };
-      if (guarded !== undefined)
-        return (await queryInTransaction(executor as unknown as Submitting, guarded, config)) as Record<string, unknown>[];
+      if (guard === 'dispatch')
+        return (await queryInTransaction(executor as unknown as Submitting, inTransaction as string, config)) as Record<
+          string,
+          unknown
+        >[];
       return (await executor.query(config)).rows as Record<string, unknown>[];
     },
     wake: { kind: 'pg', client: executor },
@@ -104,7 +123,7 @@ export async function openPort(
   if (client !== undefined) assertStillInTransaction(target, client);
   const direct = target.statementsOnPgClient === true ? onPgClient(client, inTransaction) : undefined;
   return {
-    run: direct ?? ((stmt, values) => target.query(stmt.text, values)),
+    run: direct ?? ((stmt, values) => target.query(stmt.text, values, inTransaction)),
     wake: wakeAfterCommit ? adapterRoute(target, client) : NO_WAKE,
   };
 }

@@ -31,8 +31,6 @@ function kysely(url: string, plugins: CamelCasePlugin[] = []): Kysely<Database> 
 
 adapterConformance(import.meta.url, 'kysely', {
   wake: 'in-transaction',
-  unawaitedGap:
-    "Kysely's transaction neither refuses a statement after its COMMIT or ROLLBACK nor hands over its pg client: await every publish",
   setup: (db) => {
     const k = kysely(db.url);
     return Promise.resolve({
@@ -136,6 +134,67 @@ describe('kysely: what is specific to it', () => {
     assert.ok(!listener.payloads.includes('controlled-rollback.q'), 'a rolled-back controlled transaction wakes nobody');
     assert.ok(!listener.payloads.includes('controlled-savepoint.q'), 'nor does a rolled-back savepoint');
     assert.equal((await outbox.fetchUnprocessed({ queue: 'controlled-rollback.q' })).length, 0);
+  });
+
+  test("a publish queued behind Kysely's ROLLBACK is refused by the server (the savepoint guard), never run on its own", async () => {
+    // The pool's one client is held so the test can queue a ROLLBACK on it just before publish's
+    // statement reaches Kysely: an un-awaited publish, made deterministic.
+    let client: pg.PoolClient | undefined;
+    const pool = new pg.Pool({ connectionString: db.url, max: 1 });
+    pool.on('acquire', (acquired) => {
+      client = acquired;
+    });
+    const logged: string[] = [];
+    const held = new Kysely<Database>({
+      dialect: new PostgresDialect({ pool }),
+      log: (event) => {
+        // The guarded statement reaches the logger as the query object; its toString() is the text.
+        const sql: unknown = event.query.sql;
+        logged.push(String(sql));
+      },
+    });
+    try {
+      for (const guarded of [true, false]) {
+        const queue = `queued-behind-rollback-${String(guarded)}.q`;
+        const trx = await held.startTransaction().execute();
+        // Without getExecutor the adapter cannot tell Kysely's node-postgres connection, so it
+        // does not guard: the statement then commits on its own, the gap the guard closes.
+        const rollingBack = new Proxy(trx, {
+          get(target, key) {
+            if (key === 'withoutPlugins') return () => rollingBack;
+            if (key === 'getExecutor' && !guarded) return undefined;
+            if (key === 'executeQuery')
+              return (query: Parameters<typeof target.executeQuery>[0]) => {
+                void client?.query('ROLLBACK');
+                return target.executeQuery(query);
+              };
+            const value: unknown = Reflect.get(target, key, target);
+            return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
+          },
+        });
+        const outcome = await outbox.publish(fromKysely(rollingBack), queue, 'x').then(
+          () => 'committed on its own',
+          (error: unknown) => error,
+        );
+        await trx.rollback().execute();
+        const stored = (await outbox.fetchUnprocessed({ queue })).length;
+        if (guarded) {
+          assert.ok(outcome instanceof NotInTransactionError, String(outcome));
+          assert.match(outcome.message, /outbox\.publish\(\): the transaction it was called in ended/);
+          assert.equal((outcome.cause as { code?: string }).code, '25P01');
+          assert.equal(stored, 0);
+        } else {
+          assert.equal(outcome, 'committed on its own');
+          assert.equal(stored, 1);
+        }
+      }
+      assert.ok(
+        logged.some((text) => text.startsWith('INSERT INTO')),
+        "Kysely's logger sees the guarded statement's text",
+      );
+    } finally {
+      await held.destroy();
+    }
   });
 
   test("the user's plugins do not touch txoutbox's statements (CamelCasePlugin)", async () => {

@@ -246,6 +246,32 @@ describe("notify: 'after-commit' (the default)", () => {
     }
   });
 
+  test("a client in node-postgres' pipeline mode: an un-awaited publish behind a ROLLBACK is refused by the server, never run on its own", async (t) => {
+    // Pipeline mode sends each query at once, before earlier ones are answered: the status a
+    // dispatch check reads is stale, so the server checks (a SAVEPOINT in the same round trip).
+    const { outbox } = await setup(t, 'a_pipelined');
+    const client = new pg.Client({ connectionString: db.url, pipeline: true });
+    await client.connect();
+    try {
+      await client.query('BEGIN');
+      const publishing = outbox.publish(client, 'pipelined-behind.q', 'x');
+      await client.query('ROLLBACK');
+      await assert.rejects(publishing, NotInTransactionError);
+      assert.equal(await rows('a_pipelined', 'pipelined-behind.q'), 0, 'not written outside its transaction');
+
+      await client.query('BEGIN');
+      const ids = await Promise.all([
+        outbox.publish(client, 'pipelined.q', 'a'),
+        outbox.publishBatch(client, 'pipelined.q', ['b', 'c']),
+      ]);
+      assert.equal(ids.flat().length, 3);
+      await client.query('COMMIT');
+      assert.equal(await rows('a_pipelined', 'pipelined.q'), 3, 'inside its transaction, written and committed');
+    } finally {
+      await client.end();
+    }
+  });
+
   test('a connection lost before COMMIT wakes nobody', async (t) => {
     const { outbox, listener } = await setup(t, 'a_lost');
     const client = new pg.Client({ connectionString: db.url });

@@ -34,11 +34,6 @@ export interface ConformanceOptions {
   /** How the adapter wakes subscribers by default (architecture/data-layers.md). */
   readonly wake: 'after-commit' | 'in-transaction';
   readonly setup: (db: TestDatabase) => Promise<DataLayerUnderTest>;
-  /**
-   * Why an un-awaited publish whose transaction rolled back first still commits its row through
-   * this layer (a known gap, architecture/data-layers.md): the test then runs as a todo.
-   */
-  readonly unawaitedGap?: string;
 }
 
 const ROLLBACK = new Error('roll back on purpose');
@@ -246,34 +241,30 @@ export function adapterConformance(importMetaUrl: string, library: string, optio
       assert.ok(thrown !== undefined && !(thrown instanceof SchemaNotMigratedError), String(thrown));
     });
 
-    test(
-      'an un-awaited publish in a transaction that rolls back writes nothing, wherever its statement lands',
-      { todo: options.unawaitedGap },
-      async () => {
-        const queue = `unawaited-${Date.now()}.q`;
-        let publishing: Promise<unknown> | undefined;
-        await layer.rolledBack((target) => {
-          // Not awaited: the layer rolls back as the callback ends, maybe before publish sends its
-          // INSERT. Inside the transaction, the INSERT rolls back with it; sent after the ROLLBACK, it
-          // must be refused, never run on its own.
-          publishing = outbox.publish(target, queue, 'x');
-          publishing.catch(() => undefined);
-          return Promise.resolve();
-        });
-        const outcome = await publishing?.then(
-          () => 'resolved',
-          (error: unknown) => error,
-        );
-        // Resolved: its INSERT ran inside the transaction and rolled back with it. Rejected: refused
-        // (NotInTransactionError, or the layer's own refusal of a finished transaction).
-        assert.ok(outcome === 'resolved' || outcome instanceof Error, String(outcome));
-        assert.equal(
-          (await outbox.fetchUnprocessed({ queue })).length,
-          0,
-          `committed on its own after its transaction rolled back (publish: ${String(outcome)})`,
-        );
-      },
-    );
+    test('an un-awaited publish in a transaction that rolls back writes nothing, wherever its statement lands', async () => {
+      const queue = `unawaited-${Date.now()}.q`;
+      let publishing: Promise<unknown> | undefined;
+      await layer.rolledBack((target) => {
+        // Not awaited: the layer rolls back as the callback ends, maybe before publish sends its
+        // INSERT. Inside the transaction, the INSERT rolls back with it; sent after the ROLLBACK, it
+        // must be refused, never run on its own.
+        publishing = outbox.publish(target, queue, 'x');
+        publishing.catch(() => undefined);
+        return Promise.resolve();
+      });
+      const outcome = await publishing?.then(
+        () => 'resolved',
+        (error: unknown) => error,
+      );
+      // Resolved: its INSERT ran inside the transaction and rolled back with it. Rejected: refused
+      // (NotInTransactionError, or the layer's own refusal of a finished transaction).
+      assert.ok(outcome === 'resolved' || outcome instanceof Error, String(outcome));
+      assert.equal(
+        (await outbox.fetchUnprocessed({ queue })).length,
+        0,
+        `committed on its own after its transaction rolled back (publish: ${String(outcome)})`,
+      );
+    });
 
     test('the non-transactional handle is refused with NotInTransactionError', () => {
       assert.throws(() => layer.wrapNonTransactional(), NotInTransactionError);

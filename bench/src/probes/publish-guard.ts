@@ -1,8 +1,11 @@
 /**
- * What publish's dispatch-time transaction check costs (src/producer/in-transaction-query.ts): Node
- * CPU per statement of queryInTransaction — a pg.Query whose submit first reads the client's
- * transaction status — against a plain client.query(config), the same prepared INSERT inside one
- * transaction, in alternating rounds. Medians over rounds 2 and later (round 1 warms up).
+ * What publish's transaction checks cost, the same INSERT inside one transaction, in rotating
+ * rounds; medians over rounds 2 and later (round 1 warms up):
+ * - `guarded`: the dispatch-time check (src/producer/in-transaction-query.ts), a prepared pg.Query
+ *   whose submit first reads the client's transaction status, against `plain` client.query(config);
+ * - `savepoint`: the server's check (src/producer/savepoint-guarded-query.ts, Kysely and pipeline
+ *   mode), SAVEPOINT and RELEASE pipelined before the unnamed statement, against `plain unnamed`.
+ * Node CPU per statement, and wall time per statement (one at a time, so it holds the server's).
  *
  *   npm run bench:publish-guard -- [statements per round, default 20000] [rounds, default 7]
  */
@@ -12,6 +15,7 @@ import pg from 'pg';
 
 import { startEmbeddedPostgres } from '../../../src/embedded/index.js';
 import { queryInTransaction } from '../../../src/producer/in-transaction-query.js';
+import { SavepointGuardedQuery } from '../../../src/producer/savepoint-guarded-query.js';
 
 const N = Number(process.argv[2] ?? 20000);
 const ROUNDS = Number(process.argv[3] ?? 7);
@@ -22,31 +26,41 @@ try {
   await client.connect();
   await client.query('CREATE TABLE t (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, v text)');
   const config = (i: number) => ({ name: 'ins', text: 'INSERT INTO t (v) VALUES ($1) RETURNING id', values: [String(i)] });
-  const ways: Record<string, (i: number) => Promise<unknown>> = {
+  const ways: Record<string, (i: number) => PromiseLike<unknown>> = {
     plain: (i) => client.query(config(i)),
     guarded: (i) => queryInTransaction(client, 'publish', config(i)),
+    'plain unnamed': (i) => client.query({ text: config(i).text, values: config(i).values }),
+    savepoint: (i) => {
+      const query = new SavepointGuardedQuery(config(i).text, config(i).values, 'publish');
+      client.query(query as unknown as pg.Query);
+      return query;
+    },
   };
-  const results: Record<string, number[]> = { plain: [], guarded: [] };
+  const names = Object.keys(ways);
+  const results: Record<string, number[]> = Object.fromEntries(names.map((way) => [way, []]));
+  const walls: Record<string, number[]> = Object.fromEntries(names.map((way) => [way, []]));
   for (let r = 0; r < ROUNDS; r++) {
-    const order = r % 2 === 0 ? ['plain', 'guarded'] : ['guarded', 'plain'];
+    const order = names.map((_, k) => names[(k + r) % names.length] as string);
     for (const way of order) {
       await client.query('BEGIN');
       const cpu = process.cpuUsage();
       const t0 = performance.now();
-      const run = ways[way] as (i: number) => Promise<unknown>;
+      const run = ways[way] as (i: number) => PromiseLike<unknown>;
       for (let i = 0; i < N; i++) await run(i);
       const used = process.cpuUsage(cpu);
       const wall = performance.now() - t0;
       await client.query('ROLLBACK');
       (results[way] as number[]).push((used.user + used.system) / N);
+      (walls[way] as number[]).push((wall * 1000) / N);
       console.log(
         `round ${r} ${way}: ${((used.user + used.system) / N).toFixed(2)} µs CPU/stmt, ${((wall * 1000) / N).toFixed(1)} µs wall/stmt`,
       );
     }
   }
   const median = (a: number[]): number => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)] ?? Number.NaN;
-  const of = (way: string): string => median((results[way] ?? []).slice(1)).toFixed(2);
-  console.log(`median Node CPU µs/statement: plain ${of('plain')}, guarded ${of('guarded')}`);
+  const of = (from: Record<string, number[]>, way: string): string => median((from[way] ?? []).slice(1)).toFixed(2);
+  for (const way of names)
+    console.log(`median ${way}: Node CPU ${of(results, way)} µs/statement, wall ${of(walls, way)} µs/statement`);
   await client.end();
 } finally {
   await server.stop();

@@ -7,6 +7,7 @@
  */
 import { NotInTransactionError } from '../../errors.js';
 import type { TransactionAdapter } from '../../producer/executor.js';
+import { SavepointGuardedQuery } from '../../producer/savepoint-guarded-query.js';
 
 /**
  * What `Kysely.executeQuery` needs of a compiled query (kysely's `CompiledQuery`): the executor
@@ -25,6 +26,11 @@ export interface KyselyRawQuery {
   readonly queryId: { readonly queryId: string };
 }
 
+/** What `getExecutor()` hands back (Kysely's QueryExecutor, marked internal in its types). */
+export interface KyselyExecutorLike {
+  provideConnection<T>(consumer: (connection: object) => Promise<T>): Promise<T>;
+}
+
 /** The slice of Kysely's `Transaction` (and `ControlledTransaction`) used here. */
 export interface KyselyTransactionLike {
   /** `true` on a `Transaction`, `false` on the `Kysely` instance (`db`). */
@@ -32,6 +38,11 @@ export interface KyselyTransactionLike {
   executeQuery(query: KyselyRawQuery): Promise<{ readonly rows: readonly unknown[] }>;
   /** The same transaction without the user's plugins (CamelCasePlugin would rename our columns). */
   withoutPlugins?(): KyselyTransactionLike;
+  /**
+   * Kysely's executor, to tell its node-postgres connection (PostgresDialect) from another driver's
+   * before a statement is guarded. Without it, statements run unguarded.
+   */
+  getExecutor?(): KyselyExecutorLike;
   /** ControlledTransaction only (`db.startTransaction().execute()`). */
   readonly isCommitted?: boolean;
   /** ControlledTransaction only. */
@@ -55,12 +66,14 @@ function describe(handle: unknown): string {
 
 let queryCount = 0;
 
-function rawQuery(sql: string, values: readonly unknown[]): KyselyRawQuery {
+function rawQuery(text: string, values: readonly unknown[], guarded?: SavepointGuardedQuery): KyselyRawQuery {
   queryCount = (queryCount + 1) % Number.MAX_SAFE_INTEGER;
   return {
-    sql,
+    // PostgresDialect hands `sql` to node-postgres' client.query unchanged: the guarded query goes
+    // as a Submittable, and Kysely awaits it like the Result it resolves to.
+    sql: guarded === undefined ? text : (guarded as unknown as string),
     parameters: [...values],
-    query: { kind: 'RawNode', sqlFragments: [sql], parameters: [] },
+    query: { kind: 'RawNode', sqlFragments: [text], parameters: [] },
     // Compared by the postgres driver's cancellation (only used with an abort signal, never here).
     queryId: { queryId: `txoutbox-${queryCount}` },
   };
@@ -100,8 +113,34 @@ export function fromKysely(trx: KyselyTransactionLike): TransactionAdapter {
   // The user's plugins transform results by column name (CamelCasePlugin: next_attempt_at →
   // nextAttemptAt); txoutbox reads its own columns, so its statements run without them.
   const target = typeof trx.withoutPlugins === 'function' ? trx.withoutPlugins() : trx;
+  let onNodePostgres: Promise<boolean> | undefined;
   return {
     txoutboxAdapter: 'kysely',
-    query: async (text, values) => (await target.executeQuery(rawQuery(text, values))).rows as Record<string, unknown>[],
+    query: async (text, values, inTransaction) => {
+      // A write must not run after the transaction ended. Kysely would still run it (an un-awaited
+      // publish queued behind its ROLLBACK commits on its own) and keeps its pg client private, so
+      // the server checks: the statement goes behind a SAVEPOINT in the same round trip.
+      onNodePostgres ??= kyselyOnNodePostgres(target);
+      const guarded =
+        inTransaction !== undefined && (await onNodePostgres)
+          ? new SavepointGuardedQuery(text, values, inTransaction)
+          : undefined;
+      return (await target.executeQuery(rawQuery(text, values, guarded))).rows as Record<string, unknown>[];
+    },
   };
 }
+
+/**
+ * Whether the transaction's connection is PostgresDialect's (node-postgres, or a pool of its kind
+ * such as Neon's), which passes a Submittable through; another dialect's driver (postgres.js,
+ * PGlite) would be handed an object where it expects text.
+ */
+async function kyselyOnNodePostgres(trx: KyselyTransactionLike): Promise<boolean> {
+  if (typeof trx.getExecutor !== 'function') return false;
+  return trx
+    .getExecutor()
+    .provideConnection((connection) => Promise.resolve(connection.constructor.name === KYSELY_NODE_POSTGRES_CONNECTION));
+}
+
+/** The class PostgresDialect's driver wraps each node-postgres client in (kysely/dist/dialect/postgres). */
+const KYSELY_NODE_POSTGRES_CONNECTION = 'PostgresConnection';

@@ -412,6 +412,7 @@ export class Outbox<Q extends QueueMap = AnyQueues, I extends QueueMap = Q> {
     const subscriptionDeps: SubscriptionDeps = {
       db: this.#statements,
       sql: this.#subscriberSql,
+      dlqTable: this.#options.names.dlq,
       logger,
       emit: this.#options.emit,
       renderError: this.#options.renderError,

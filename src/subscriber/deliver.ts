@@ -12,7 +12,7 @@ import type { Logger } from '../util/logger.js';
 import type { AckEntry } from './acker.js';
 import { type Decision, DeliveryControls } from './decision.js';
 import type { DeliverySignal } from './delivery-signal.js';
-import { type Committed, type DeliveryTransactions, runInTransaction } from './delivery-transaction.js';
+import { type Committed, type DeliveryTransactions, type HeldForOutcome, runInTransaction } from './delivery-transaction.js';
 import type { PublishFollowUp } from './follow-up.js';
 import { deliveryScope, dispatchedEvent, type Lease } from './lease.js';
 import { correlationIdOf, type Handler, toMessage } from './message.js';
@@ -339,12 +339,25 @@ async function wrapped(
     transactions.settled(lease, result.durationSeconds, committed.result, onWritten);
     return;
   }
-  await written(lease, result, timing, abandoned, deps, onWritten);
+  const { held } = committed;
+  if (held === undefined) {
+    await written(lease, result, timing, abandoned, deps, onWritten);
+    return;
+  }
+  // A failed transactional run: its retry or DLQ write commits its transaction, the row locked
+  // until then. Ended unwritten otherwise (an ack handed to the acker, a delivery given up).
+  try {
+    await written(lease, result, timing, abandoned, deps, onWritten, held);
+  } finally {
+    held.end(new Error("a failed run's transaction ended without its outcome write"));
+  }
 }
 
 /**
  * The outcome write: an ack is handed to the acker (nothing to wait for), a retry or a terminal
  * move is written now (a promise of it). `onWritten` hears what the database did (ctx.written).
+ * `held`: where a retry or terminal write runs instead of the pool (a failed transactional run's
+ * transaction, which it commits).
  */
 function written(
   lease: Lease,
@@ -353,6 +366,7 @@ function written(
   abandoned: () => boolean,
   deps: DeliverDeps,
   onWritten: ((result: OutcomeWrite) => void) | undefined,
+  held?: HeldForOutcome,
 ): Promise<void> | undefined {
   const { writer } = deps;
   if (abandoned()) {
@@ -375,11 +389,11 @@ function written(
       writer.ack(lease, result.durationSeconds, onWritten, timing);
       return undefined;
     case 'terminal':
-      return writer.terminal(lease, outcome.reason, result.error, runOf(timing)).then((write) => {
+      return writer.terminal(lease, outcome.reason, result.error, runOf(timing), held).then((write) => {
         onWritten?.(write);
       });
     case 'retry':
-      return writer.retry(lease, runOf(timing), outcome.delayMs, result.error).then((write) => {
+      return writer.retry(lease, runOf(timing), outcome.delayMs, result.error, held).then((write) => {
         onWritten?.(write);
       });
     default: {

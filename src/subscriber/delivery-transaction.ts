@@ -3,8 +3,9 @@ import type pg from 'pg';
 import { LeaseLostError, NotInTransactionError } from '../errors.js';
 import type { ConsumeResult, OutcomeWrite } from '../instrumentation/middleware.js';
 import { transactionStatus } from '../producer/executor.js';
+import type { RowFields } from '../util/decoded-query.js';
 import { idleBound, KEEPALIVE_PROBES } from '../util/idle-bound.js';
-import type { Statement } from '../util/statement.js';
+import { type Statement, statement } from '../util/statement.js';
 import type { StatementRunner } from '../util/statement-runner.js';
 import type { AckResult } from './acker.js';
 import type { DeliveryControls } from './decision.js';
@@ -15,6 +16,19 @@ import type { IsolationLevel } from './subscription-options.js';
 
 const ignore = (): void => undefined;
 
+/**
+ * Taken right after the row's lock, so a failed run rolls back to it and keeps the lock (a lock
+ * taken inside a savepoint would go with it) while its retry or DLQ write runs in the same
+ * transaction. Nothing is written inside it by txoutbox; the handler's writes are. Released before
+ * the ack: deleted from inside it, the row locked by the transaction above it needs a MultiXact
+ * (the lock must come back should the savepoint roll back), and the drain fell from 0.9k to 0.17k
+ * msgs/s at concurrency 1, every later lock and DELETE slowed to ~2 ms by the MultiXacts of the
+ * dead rows (BENCHMARKS.md, issue 18 round fifteen).
+ */
+const HANDLER_SAVEPOINT = statement('tc_savepoint', 'SAVEPOINT txoutbox_handler');
+const RELEASE_HANDLER_SAVEPOINT = statement('tc_release', 'RELEASE SAVEPOINT txoutbox_handler');
+const BACK_TO_HANDLER_SAVEPOINT = 'ROLLBACK TO SAVEPOINT txoutbox_handler';
+
 /** The BEGIN of each level: constant texts, never built from a value. */
 const BEGIN: Record<IsolationLevel | 'default', string> = {
   default: 'BEGIN',
@@ -23,11 +37,28 @@ const BEGIN: Record<IsolationLevel | 'default', string> = {
   serializable: 'BEGIN ISOLATION LEVEL SERIALIZABLE',
 };
 
+/**
+ * A failed run's transaction, kept open for its outcome write: the handler's writes undone, the
+ * row still locked, so no claim can take it before its retry or DLQ write lands.
+ */
+export interface HeldForOutcome {
+  /** Runs the outcome write (one statement: OutcomeWriter's retry or terminal) in it, then COMMIT; once. */
+  run(statement: Statement, values: unknown[]): Promise<pg.QueryResult>;
+  /** Ends it unwritten, when the write did not run (the server rolls back). Idempotent, never throws. */
+  end(reason: unknown): void;
+}
+
 /** One delivery's transaction as deliver() uses it (DeliveryTransaction; txoutbox/testing may bring its own). */
 export interface HandlerTransaction {
   readonly client: pg.PoolClient;
   /** The fenced ack and COMMIT, or ROLLBACK when the ack matched nothing; throws when it cannot commit (then ended). */
   commitAck(lease: Lease): Promise<'deleted' | 'lease_lost'>;
+  /**
+   * After a run that did not ack: back to the savepoint taken right after the row's lock, and the
+   * transaction held for the outcome write. Undefined (ended) when that cannot be done (the handler
+   * ended the transaction itself): the write then goes through the pool. Without it, rollback().
+   */
+  holdForOutcome?(): Promise<HeldForOutcome | undefined>;
   /** Never throws. */
   rollback(): Promise<void>;
   /** Ends it now (the server rolls back). Idempotent, never throws. */
@@ -118,8 +149,7 @@ export class DeliveryTransaction implements HandlerTransaction {
       const begin = BEGIN[isolationLevel ?? 'default'];
       const guard = idleBoundMs === undefined ? KEEPALIVE_PROBES : idleBound(idleBoundMs);
       await client.query(db.bounded({ text: `${begin}; ${guard}` }));
-      const locked = await db.runOn(client, sql.lockLease, [lease.record.id, lease.token]);
-      if (locked.rowCount !== 0) return transaction;
+      if (await lockThenSavepoint(db, client, sql.lockLease, lease)) return transaction;
     } catch (error) {
       transaction.destroy(error);
       throw error;
@@ -151,8 +181,7 @@ export class DeliveryTransaction implements HandlerTransaction {
       );
     }
     try {
-      const result = await this.#db.runOn<MatchedPair>(this.client, this.#ack, pairValues([lease]));
-      if (result.rowCount === 0) {
+      if ((await releaseThenAck(this.#db, this.client, this.#ack, lease)) === 0) {
         await this.rollback();
         return 'lease_lost';
       }
@@ -163,6 +192,36 @@ export class DeliveryTransaction implements HandlerTransaction {
     }
     this.#release(undefined);
     return 'deleted';
+  }
+
+  async holdForOutcome(): Promise<HeldForOutcome | undefined> {
+    if (this.#released) return undefined;
+    try {
+      // Fails when the handler ended the transaction itself (the savepoint went with it).
+      await this.client.query(this.#db.bounded({ text: BACK_TO_HANDLER_SAVEPOINT }));
+    } catch (error) {
+      this.destroy(error);
+      return undefined;
+    }
+    let used = false;
+    return {
+      run: async (statement, values) => {
+        if (used || this.#released) throw new Error("a failed run's held transaction takes one outcome write");
+        used = true;
+        try {
+          const result = await this.#db.runOn(this.client, statement, values);
+          await this.client.query(this.#db.bounded({ text: 'COMMIT' }));
+          this.#release(undefined);
+          return result;
+        } catch (error) {
+          this.destroy(error);
+          throw error;
+        }
+      },
+      end: (reason) => {
+        this.destroy(reason);
+      },
+    };
   }
 
   /** ROLLBACK and back to the pool; the connection is destroyed when that fails. Never throws. */
@@ -196,9 +255,45 @@ export class DeliveryTransaction implements HandlerTransaction {
   }
 }
 
+/**
+ * The row's lock (fenced by the lease's token), then HANDLER_SAVEPOINT, in one round trip when the
+ * client can pipeline (StatementRunner.pipelineOn): false when the lock found the row re-leased.
+ */
+async function lockThenSavepoint(db: StatementRunner, client: pg.PoolClient, lock: Statement, lease: Lease): Promise<boolean> {
+  const values = [lease.record.id, lease.token];
+  const answer = await db.pipelineOn(client, [{ name: lock.name, text: lock.text, values }], HANDLER_SAVEPOINT, [], asFields);
+  if (answer !== undefined) return rowsOfTag(answer.tags[0]) !== 0;
+  const locked = await db.runOn(client, lock, values);
+  if (locked.rowCount === 0) return false;
+  await db.runOn(client, HANDLER_SAVEPOINT, []);
+  return true;
+}
+
+/**
+ * RELEASE of HANDLER_SAVEPOINT, then the fenced ack DELETE in the transaction itself, in one round
+ * trip when the client can pipeline: the rows it deleted (0: the lease was lost).
+ */
+async function releaseThenAck(db: StatementRunner, client: pg.PoolClient, ack: Statement, lease: Lease): Promise<number> {
+  const values = pairValues([lease]);
+  const release = { name: RELEASE_HANDLER_SAVEPOINT.name, text: RELEASE_HANDLER_SAVEPOINT.text };
+  const answer = await db.pipelineOn(client, [release], ack, values, asFields);
+  if (answer !== undefined) return answer.rows.length;
+  await db.runOn(client, RELEASE_HANDLER_SAVEPOINT, []);
+  return (await db.runOn<MatchedPair>(client, ack, values)).rowCount ?? 0;
+}
+
+const asFields = (row: RowFields): RowFields => row;
+
+/** The row count of a command tag (`SELECT 1`). */
+function rowsOfTag(tag: string | undefined): number {
+  return Number(tag?.slice(tag.lastIndexOf(' ') + 1));
+}
+
 /** What a transactional run did with its ack: set once its COMMIT (or its fenced-off ROLLBACK) returned. */
 export interface Committed {
   result: 'deleted' | 'lease_lost' | undefined;
+  /** A run that did not ack, its transaction held for the outcome write (HandlerTransaction.holdForOutcome). */
+  held?: HeldForOutcome;
 }
 
 /**
@@ -248,7 +343,12 @@ export async function runInTransaction(
       return result;
     }
     if (result.outcome.kind !== 'ack') {
-      await transaction.rollback();
+      // The row stays locked through its retry or DLQ write: rolled back and written through the
+      // pool, a claim could take it in between (its lease is as old as the run), and the write
+      // then found it gone (lease_lost: the failure unrecorded, no backoff).
+      const held = abandoned() ? undefined : await transaction.holdForOutcome?.();
+      if (held === undefined) await transaction.rollback();
+      committed.held = held;
       return result;
     }
     // stop() stopped waiting: the pool may be gone; nothing is written (the row is redelivered).
@@ -273,6 +373,7 @@ export async function runInTransaction(
     }
   } finally {
     aborted.removeEventListener('abort', onAbort);
-    transaction.destroy(new Error('transactional delivery ended without COMMIT or ROLLBACK'));
+    // A held transaction is ended by its outcome write (deliver.ts), or by its end().
+    if (committed.held === undefined) transaction.destroy(new Error('transactional delivery ended without COMMIT or ROLLBACK'));
   }
 }

@@ -3,6 +3,8 @@ import { exceptionTypeOf, type OutboxEvent, type TerminalReason } from '../instr
 import type { OutcomeWrite } from '../instrumentation/middleware.js';
 import { type Emit, emitterOf } from '../instrumentation/recorders.js';
 import type { ThroughputTally } from '../queues/throughput-tally.js';
+import type { TableName } from '../schema/identifiers.js';
+import { DLQ_ADDED_COLUMNS, unmigratedSchemaError } from '../schema/unmigrated-schema.js';
 import type { Logger } from '../util/logger.js';
 import type { StatementRunner } from '../util/statement-runner.js';
 import { type AckEntry, Acker, type AckResult } from './acker.js';
@@ -22,11 +24,16 @@ export interface Run {
   readonly durationSeconds: number;
 }
 
+/** Where an outcome write's statement runs. */
+export type OutcomeDb = Pick<StatementRunner, 'run'>;
+
 export interface OutcomeWriterDeps {
   /** Where its statements run: the pool, or a row-lock batch's transaction (row-lock-batch.ts). */
-  readonly db: Pick<StatementRunner, 'run'>;
+  readonly db: OutcomeDb;
   readonly sql: SubscriberSql;
   readonly dlq: boolean;
+  /** The DLQ table, to name the migration a DLQ move's failure asks for (a DLQ behind the code). */
+  readonly dlqTable: TableName | undefined;
   readonly subscriber: string;
   readonly logger: Logger;
   readonly emit: Emit;
@@ -90,6 +97,16 @@ export class OutcomeWriter {
   }
 
   /**
+   * A DLQ move's failure, as SchemaNotMigratedError when the DLQ table lacks a column this version
+   * writes (or is missing): logged for each row it keeps redelivering, it names the migration and
+   * the `--since` script instead of PostgreSQL's undefined_column.
+   */
+  #dlqMoveError(error: unknown): unknown {
+    const table = this.#deps.dlqTable;
+    return (table === undefined ? undefined : unmigratedSchemaError(error, table, 'DLQ move', DLQ_ADDED_COLUMNS)) ?? error;
+  }
+
+  /**
    * Hands the delete to the acker (coalesced with the other slots'); reports what it did when it
    * lands, as an event and to `written` (the consume middleware's `ctx.written`) when given.
    * `entry`: an object the caller already has whose lease, durationSeconds and written are these
@@ -121,11 +138,15 @@ export class OutcomeWriter {
     written?.(WRITE_OF_ACK[result]);
   }
 
-  /** Reschedules the row, keeping the error it reported; resolves with what the database did. */
-  async retry(lease: Lease, run: Run, delayMs: number, error: unknown): Promise<OutcomeWrite> {
+  /**
+   * Reschedules the row, keeping the error it reported; resolves with what the database did. `db`:
+   * where the statement runs instead of the writer's own (a failed transactional run's held
+   * transaction, which commits it: delivery-transaction.ts HeldForOutcome).
+   */
+  async retry(lease: Lease, run: Run, delayMs: number, error: unknown, db: OutcomeDb = this.#deps.db): Promise<OutcomeWrite> {
     try {
       const firstAttemptAt = lease.record.first_attempt_at ?? run.startedAt;
-      const result = await this.#deps.db.run(this.#deps.sql.retry, [
+      const result = await db.run(this.#deps.sql.retry, [
         lease.record.id,
         lease.token,
         delayMs,
@@ -156,10 +177,16 @@ export class OutcomeWriter {
   /**
    * Ends a row: into the DLQ (one statement: if the insert fails the delete rolls back) or, without
    * a DLQ, deleted with a warning. `run` and `error` are undefined when no handler ran
-   * (max_deliveries): the row's last reported exception is kept and reported instead.
-   * Resolves with what the database did.
+   * (max_deliveries): the row's last reported exception is kept and reported instead. `db` as for
+   * retry(). Resolves with what the database did.
    */
-  async terminal(lease: Lease, reason: TerminalReason, error: unknown, run: Run | undefined): Promise<OutcomeWrite> {
+  async terminal(
+    lease: Lease,
+    reason: TerminalReason,
+    error: unknown,
+    run: Run | undefined,
+    db: OutcomeDb = this.#deps.db,
+  ): Promise<OutcomeWrite> {
     const { record } = lease;
     const exceptionType = error === undefined ? (record.last_exception_type ?? undefined) : exceptionTypeOf(error);
     const terminalEvent: OutboxEvent = {
@@ -180,7 +207,7 @@ export class OutcomeWriter {
             : reason === 'max_deliveries' && record.last_exception_type === null
               ? NO_FAILURE_RECORDED
               : null;
-        const result = await this.#deps.db.run(dlqMove, [
+        const result = await db.run(dlqMove, [
           record.id,
           lease.token,
           reason,
@@ -206,7 +233,7 @@ export class OutcomeWriter {
         });
         return 'written';
       }
-      const result = await this.#deps.db.run(this.#deps.sql.terminalDelete, [lease.record.id, lease.token]);
+      const result = await db.run(this.#deps.sql.terminalDelete, [lease.record.id, lease.token]);
       if (result.rowCount === 0) {
         this.#leaseLost(lease, 'terminal');
         return 'lease_lost';
@@ -220,7 +247,8 @@ export class OutcomeWriter {
       this.#deps.emit?.(terminalEvent);
       return 'written';
     } catch (writeError) {
-      this.#writeFailed(lease, this.#deps.dlq ? 'DLQ move' : 'terminal DELETE', writeError);
+      if (this.#deps.dlq) this.#writeFailed(lease, 'DLQ move', this.#dlqMoveError(writeError));
+      else this.#writeFailed(lease, 'terminal DELETE', writeError);
       return 'failed';
     }
   }

@@ -5,6 +5,7 @@ import type { OutboxEvent } from '../instrumentation/events.js';
 import type { OutcomeWrite } from '../instrumentation/middleware.js';
 import { deferredEmit, type Emit } from '../instrumentation/recorders.js';
 import type { ThroughputTally } from '../queues/throughput-tally.js';
+import type { TableName } from '../schema/identifiers.js';
 import { type Prelude, type RowFields, tagsBeforeFailure } from '../util/decoded-query.js';
 import type { Logger } from '../util/logger.js';
 import { type Statement, statement } from '../util/statement.js';
@@ -49,6 +50,7 @@ export interface RowLockBatchDeps {
   readonly planNext: () => { readonly plan: ClaimPlan | undefined } | undefined;
   /** The lease statements with the row-lock retry, terminal and DLQ statements in their place, for OutcomeWriter. */
   readonly outcomeSql: SubscriberSql;
+  readonly dlqTable: TableName | undefined;
   readonly logger: Logger;
   readonly emit: Emit;
   readonly renderError: RenderError;
@@ -237,6 +239,7 @@ export class RowLockBatch {
       db: { run: (statement, values) => this.#deps.db.runOn(this.#connection(), statement, values) },
       sql: deps.outcomeSql,
       dlq: deps.deliverDeps.options.dlq,
+      dlqTable: deps.dlqTable,
       subscriber: deps.deliverDeps.options.name,
       logger: deps.logger,
       emit: buffered,

@@ -93,6 +93,7 @@ export class RowLockSubscription {
         return plan.queues.length === 0 ? undefined : { plan };
       },
       outcomeSql: { ...deps.sql, retry: sql.retry, terminalDelete: sql.terminalDelete, dlqMove: sql.dlqMove },
+      dlqTable: deps.dlqTable,
       logger: deps.logger,
       emit: deps.emit,
       renderError: deps.renderError,

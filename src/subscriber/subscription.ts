@@ -6,6 +6,7 @@ import type { CustomStatKeys } from '../instrumentation/custom-stats.js';
 import type { MiddlewareChain } from '../instrumentation/middleware-chain.js';
 import type { Emit } from '../instrumentation/recorders.js';
 import type { ThroughputTally } from '../queues/throughput-tally.js';
+import type { TableName } from '../schema/identifiers.js';
 import { beforeDeadline } from '../util/deadline.js';
 import type { Logger } from '../util/logger.js';
 import type { StatementRunner } from '../util/statement-runner.js';
@@ -28,6 +29,8 @@ import type { ResolvedSubscribeOptions } from './subscription-options.js';
 export interface SubscriptionDeps {
   readonly db: StatementRunner;
   readonly sql: SubscriberSql;
+  /** The DLQ table (undefined when off), for the outcome writer's explanation of a DLQ behind the code. */
+  readonly dlqTable: TableName | undefined;
   readonly logger: Logger;
   readonly emit: Emit;
   readonly renderError: RenderError;
@@ -159,6 +162,7 @@ export class Subscription {
       db: deps.db,
       sql: deps.sql,
       dlq: options.dlq,
+      dlqTable: deps.dlqTable,
       subscriber: options.name,
       logger: deps.logger,
       emit: deps.emit,

@@ -11,7 +11,10 @@ import { describe, test } from 'node:test';
 import { SchemaNotMigratedError } from '../../src/index.js';
 import { useTestDatabase } from '../support/database.js';
 import { outboxFactory } from '../support/outboxes.js';
+import { FAST_POLL } from '../support/subscriber-setup.js';
+import { TestLogger } from '../support/test-logger.js';
 import { inTransaction } from '../support/transaction.js';
+import { waitFor } from '../support/wait-for.js';
 
 const db = useTestDatabase(import.meta.url);
 const newOutbox = outboxFactory(db);
@@ -136,4 +139,32 @@ describe('outbox.dlq on a DLQ table this version was not migrated to', () => {
       return true;
     });
   });
+
+  for (const lease of ['token', 'row-lock'] as const) {
+    test(`a consumer's DLQ move into it (${lease} lease) logs the missing migration; the row is kept`, async () => {
+      const table = `unmigrated_dlq_move_${lease.replace('-', '_')}`;
+      const logger = new TestLogger();
+      const outbox = newOutbox({ pool: db.pool, table, logger });
+      await outbox.migrate();
+      await db.pool.query(`ALTER TABLE ${table}_dlq DROP COLUMN ordering_key`);
+      outbox.subscribe(
+        'q',
+        (_message, ctx) => {
+          ctx.reject('not for us');
+        },
+        { ...FAST_POLL, lease, leaseTtlMs: 60_000 },
+      );
+      await inTransaction(db.pool, (client) => outbox.publish(client, 'q', 'x'));
+      outbox.start();
+      const failedMove = () => logger.entries.find((entry) => entry.message.startsWith('DLQ move failed'));
+      await waitFor(() => failedMove() !== undefined, { what: 'the failed DLQ move logged' });
+      await outbox.stop();
+      const logged = String(failedMove()?.fields.err);
+      assert.match(logged, /dlq\/0004/);
+      assert.match(logged, /ordering_key/);
+      assert.match(logged, /--since 3/);
+      const { rows } = await db.pool.query(`SELECT count(*)::int AS n FROM ${table} WHERE queue = 'q'`);
+      assert.deepEqual(rows, [{ n: 1 }], 'kept in the outbox, to be redelivered');
+    });
+  }
 });

@@ -309,6 +309,74 @@ describe('transactional consume', () => {
     assert.equal((await followUps(table, 'tc.followup')).length, 1);
   });
 
+  test('a failed run keeps the row locked until its retry write: a competing claim between the two passes it by', async () => {
+    const table = 'tc_failed_lock';
+    const side = await sideTable('tc_failed_lock_side');
+    const competitor = new pg.Pool({ connectionString: db.url, max: 1 });
+    db.onCleanup(() => competitor.end());
+    const competed: number[] = [];
+    // Runs after the handler's run ended and before its outcome is written: what a competitor's
+    // claim (every lease expired to it, as to a run under renewal that outlived leaseTtlMs) would
+    // take right then, by the claim's own SKIP LOCKED.
+    const competingClaim = {
+      name: 'competing-claim',
+      consume: async (ctx: { messageId: string }, next: () => Promise<unknown>) => {
+        await next();
+        const { rowCount } = await competitor.query(
+          `UPDATE ${table} SET acquired_token = gen_random_uuid(), acquired_at = now()
+            WHERE id = (SELECT id FROM ${table} WHERE id = $1 FOR UPDATE SKIP LOCKED)`,
+          [ctx.messageId],
+        );
+        competed.push(rowCount ?? 0);
+      },
+    };
+    const { outbox, log } = await migratedOutbox(newOutbox, db.pool, table, { middlewares: [competingClaim] });
+    outbox.subscribe(
+      'tc.work',
+      async (message, ctx) => {
+        await writeEffects(side, 'any', message, ctx);
+        throw new Error('after the writes');
+      },
+      { transactional: true, retry: new ConstantRetry({ delayMs: 60_000, maxAttempts: 5 }), ...FAST_POLL },
+    );
+    outbox.start();
+    await publishCommitted(outbox, db.pool, 'tc.work', [{ n: 1 }]);
+    await log.waitFor('nacked_retried');
+    assert.deepEqual(competed, [0], 'the competing claim found the row locked');
+    assert.equal(log.of('lease_lost').length, 0);
+    const { rows } = await db.pool.query<{ attempts_count: number; last_exception_type: string; acquired_token: string | null }>(
+      `SELECT attempts_count, last_exception_type, acquired_token FROM ${table} WHERE queue = 'tc.work'`,
+    );
+    assert.deepEqual(rows, [{ attempts_count: 1, last_exception_type: 'Error', acquired_token: null }], 'the retry was written');
+    assert.deepEqual(await sideRows(side), [], "the handler's writes rolled back");
+    assert.deepEqual(await followUps(table, 'tc.followup'), []);
+  });
+
+  test('a handler that ended the transaction itself and threw: the savepoint is gone, the retry is written through the pool', async () => {
+    const table = 'tc_self_ended';
+    const side = await sideTable('tc_self_ended_side');
+    const { outbox, log } = await migratedOutbox(newOutbox, db.pool, table);
+    outbox.subscribe(
+      'tc.work',
+      async (message, ctx) => {
+        if (message.attemptsCount > 0) return;
+        await ctx.client.query(`INSERT INTO ${side} (message_id, delivery, holder) VALUES ($1, 1, 'self')`, [message.id]);
+        await ctx.client.query('COMMIT');
+        throw new Error('after its own COMMIT');
+      },
+      { transactional: true, ...QUICK_RETRY, ...FAST_POLL },
+    );
+    outbox.start();
+    await publishCommitted(outbox, db.pool, 'tc.work', [{ n: 1 }]);
+    await log.waitFor('acked');
+    assert.deepEqual(
+      log.of('nacked_retried').map((event) => event.exceptionType),
+      ['Error'],
+    );
+    // Its own COMMIT made its write stick (the documented misuse); the retry was still recorded.
+    assert.equal((await sideRows(side)).length, 1);
+  });
+
   test('reject() rolls the writes back and ends the row (DLQ)', async () => {
     const table = 'tc_reject';
     const side = await sideTable('tc_reject_side');

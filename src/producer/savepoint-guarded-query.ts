@@ -13,27 +13,36 @@ const GUARD_RELEASE = 'RELEASE SAVEPOINT txoutbox_in_transaction';
 const GUARD = [GUARD_SAVEPOINT, GUARD_RELEASE];
 const NO_ACTIVE_SQL_TRANSACTION = '25P01';
 
-/** The node-postgres Connection calls a Submittable uses (stable across node-postgres 8). */
+/**
+ * The node-postgres Connection calls the guard sends itself (unchanged across node-postgres 8, so
+ * a Kysely pool of another copy of `pg` takes them too; its own pg.Query.submit would not).
+ */
 interface WireConnection {
   parse(config: { text: string }): void;
-  bind(config: object): void;
+  bind(config: { values?: unknown[] }): void;
+  describe(config: { type: 'P'; name: string }): void;
   execute(config: object): void;
+  sync(): void;
   stream: { cork?(): void; uncork?(): void };
 }
 
-/** pg.Query as a Submittable subclass sees it (@types/pg declares neither these methods nor queryMode). */
+function isWireConnection(connection: object): connection is WireConnection {
+  const candidate = connection as Partial<Record<keyof WireConnection, unknown>>;
+  return typeof candidate.parse === 'function' && typeof candidate.sync === 'function' && typeof candidate.stream === 'object';
+}
+
+/** pg.Query as a Submittable subclass sees it (@types/pg declares none of these). */
 interface QueryInternals {
   readonly text: string;
-  submit(connection: WireConnection): Error | null;
+  readonly values: unknown[];
   handleCommandComplete(message: object, connection: WireConnection): void;
+  handleError(error: Error, connection: WireConnection | undefined): void;
+  emit(event: string): boolean;
 }
 
 type QueryCallback = (error: Error | null | undefined, result: pg.QueryResult) => void;
 
-const Query = pg.Query as unknown as new (
-  config: { text: string; values: unknown[]; queryMode: 'extended' },
-  callback: QueryCallback,
-) => QueryInternals;
+const Query = pg.Query as unknown as new (config: { text: string; values: unknown[] }, callback: QueryCallback) => QueryInternals;
 const base = pg.Query.prototype as unknown as QueryInternals;
 
 /**
@@ -55,10 +64,8 @@ export class SavepointGuardedQuery extends Query implements PromiseLike<pg.Query
 
   constructor(text: string, values: readonly unknown[], operation: string) {
     let settle: QueryCallback = () => undefined;
-    // Extended protocol always (a statement without values would otherwise go as a simple Query,
-    // which cannot follow the guard's unsynced messages). Numbers become text here: a copy of
-    // node-postgres other than this one may not map values at bind.
-    super({ text, values: values.map(wireValue), queryMode: 'extended' }, (error, result) => {
+    // Values are mapped here, not at bind: a copy of node-postgres other than this one may not.
+    super({ text, values: values.map(wireValue) }, (error, result) => {
       settle(error, result);
     });
     this.#result = new Promise((resolve, reject) => {
@@ -72,7 +79,23 @@ export class SavepointGuardedQuery extends Query implements PromiseLike<pg.Query
     });
   }
 
-  override submit(connection: WireConnection): Error | null {
+  /**
+   * The guard, then the statement (unnamed: node-postgres would mark a named one parsed at the
+   * guard's ParseComplete even when the server then skipped it), then one Sync, whatever fails in
+   * between: without it the server would wait and the connection hang.
+   */
+  submit(connection: object): Error | null {
+    if (!isWireConnection(connection)) {
+      // pg-native hands over its client, which takes no protocol messages: fail loudly, and end
+      // the query the way its queue waits for (state and '_done'), never hang it.
+      process.nextTick(() => {
+        (this as { state?: string }).state = 'error';
+        this.handleError(new Error(PG_NATIVE), undefined);
+        this.emit('_done');
+      });
+      return null;
+    }
+    let failure: unknown;
     connection.stream.cork?.();
     try {
       for (const text of GUARD) {
@@ -80,10 +103,23 @@ export class SavepointGuardedQuery extends Query implements PromiseLike<pg.Query
         connection.bind({});
         connection.execute({});
       }
-      return base.submit.call(this, connection);
+      connection.parse({ text: this.text });
+      connection.bind({ values: this.values });
+      connection.describe({ type: 'P', name: '' });
+      connection.execute({});
+    } catch (error) {
+      // A value the serializer refused: the server skips nothing it has not seen; the Sync ends it.
+      failure = error;
     } finally {
+      connection.sync();
       connection.stream.uncork?.();
     }
+    if (failure !== undefined)
+      this.handleError(
+        failure instanceof Error ? failure : new Error('the statement could not be sent', { cause: failure }),
+        connection,
+      );
+    return null;
   }
 
   override handleCommandComplete(message: object, connection: WireConnection): void {
@@ -104,6 +140,11 @@ export class SavepointGuardedQuery extends Query implements PromiseLike<pg.Query
   }
 }
 
+/** As node-postgres' own value mapping would send the producer's parameters (texts, numbers, one Buffer, null). */
 function wireValue(value: unknown): unknown {
-  return typeof value === 'number' || typeof value === 'bigint' ? String(value) : value;
+  if (typeof value === 'number' || typeof value === 'bigint' || typeof value === 'boolean') return String(value);
+  return value instanceof Date ? value.toISOString() : value;
 }
+
+const PG_NATIVE =
+  'txoutbox cannot guard a statement on a pg-native client (a Kysely PostgresDialect over pg.native): use the JavaScript node-postgres client (`new pg.Pool(…)`), or publish through node-postgres directly';

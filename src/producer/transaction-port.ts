@@ -39,38 +39,41 @@ const NO_WAKE: WakeRoute = { kind: 'none' };
 type Submitting = Parameters<typeof queryInTransaction>[0];
 
 /**
- * How a node-postgres client's statement is kept inside the caller's transaction (only a pg.Client
- * of this copy of node-postgres: another copy's connection internals may differ):
- * - `dispatch`: its status read again when node-postgres sends it (in-transaction-query.ts);
- * - `server`: in pipeline mode a query is sent before the ones ahead of it are answered, so the
- *   status is stale; the server checks instead (savepoint-guarded-query.ts).
+ * A statement runner that keeps the statement inside the caller's transaction on a node-postgres
+ * client (only a pg.Client of this copy of node-postgres: another copy's connection internals may
+ * differ), or undefined when there is none:
+ * - its status read again when node-postgres dispatches it (in-transaction-query.ts);
+ * - in pipeline mode a query is sent before the ones ahead of it are answered, so the status is
+ *   stale: the server checks instead (savepoint-guarded-query.ts; the statement goes unnamed).
  */
-function transactionGuard(executor: Executor): 'dispatch' | 'server' | undefined {
-  if (!runsDecodedQueries(executor as unknown as pg.ClientBase)) return undefined;
-  if (isObservableClient(executor)) return 'dispatch';
-  return (executor as { pipeline?: unknown }).pipeline === true && transactionStatus(executor) !== undefined
-    ? 'server'
-    : undefined;
+function guardedRun(client: object, operation: string, prepared: boolean): TransactionPort['run'] | undefined {
+  if (!runsDecodedQueries(client as pg.ClientBase)) return undefined;
+  const submitting = client as unknown as Submitting;
+  if (isObservableClient(client)) {
+    return async (stmt, values) =>
+      (await queryInTransaction(
+        submitting,
+        operation,
+        // Prepared (named) only on node-postgres: the name saves the parse and plan on every call.
+        prepared ? { name: stmt.name, text: stmt.text, values } : { text: stmt.text, values },
+      )) as Record<string, unknown>[];
+  }
+  if ((client as { pipeline?: unknown }).pipeline !== true || transactionStatus(client) === undefined) return undefined;
+  return async (stmt, values) => {
+    const query = new SavepointGuardedQuery(stmt.text, values, operation);
+    submitting.query(query as unknown as pg.Query);
+    return (await query).rows as Record<string, unknown>[];
+  };
 }
 
 function executorPort(executor: Executor, prepared: boolean, inTransaction: string | undefined): TransactionPort {
-  const guard = inTransaction === undefined ? undefined : transactionGuard(executor);
+  const guarded = inTransaction === undefined ? undefined : guardedRun(executor, inTransaction, prepared);
   return {
-    run: async (stmt, values) => {
-      if (guard === 'server') {
-        const query = new SavepointGuardedQuery(stmt.text, values, inTransaction as string);
-        (executor as unknown as Submitting).query(query as unknown as pg.Query);
-        return (await query).rows as Record<string, unknown>[];
-      }
-      // Prepared (named) only on node-postgres: the name saves the parse and plan on every call.
-      const config = prepared ? { name: stmt.name, text: stmt.text, values } : { text: stmt.text, values };
-      if (guard === 'dispatch')
-        return (await queryInTransaction(executor as unknown as Submitting, inTransaction as string, config)) as Record<
-          string,
-          unknown
-        >[];
-      return (await executor.query(config)).rows as Record<string, unknown>[];
-    },
+    run:
+      guarded ??
+      (async (stmt, values) =>
+        (await executor.query(prepared ? { name: stmt.name, text: stmt.text, values } : { text: stmt.text, values }))
+          .rows as Record<string, unknown>[]),
     wake: { kind: 'pg', client: executor },
   };
 }
@@ -129,18 +132,12 @@ export async function openPort(
 }
 
 /**
- * An adapter's statement straight on its transaction's node-postgres client (this copy's), its
- * transaction checked again when node-postgres dispatches it (queryInTransaction), as for a client
- * passed in (TransactionAdapter.statementsOnPgClient). Through Drizzle's own call it was checked
- * only when issued: an un-awaited publish whose layer sent ROLLBACK meanwhile ran its INSERT after
- * it, committed on its own (adapter-conformance.ts). Undefined when there is no such client.
+ * An adapter's statement straight on its transaction's node-postgres client (this copy's), kept
+ * in its transaction as for a client passed in (guardedRun; TransactionAdapter.statementsOnPgClient).
+ * Through Drizzle's own call it was checked only when issued: an un-awaited publish whose layer
+ * sent ROLLBACK meanwhile ran its INSERT after it, committed on its own (adapter-conformance.ts).
+ * Undefined when there is no such client.
  */
 function onPgClient(client: object | undefined, operation: string | undefined): TransactionPort['run'] | undefined {
-  if (client === undefined || operation === undefined || !isObservableClient(client)) return undefined;
-  if (!runsDecodedQueries(client as pg.ClientBase)) return undefined;
-  return async (stmt, values) =>
-    (await queryInTransaction(client as unknown as Submitting, operation, { text: stmt.text, values })) as Record<
-      string,
-      unknown
-    >[];
+  return client === undefined || operation === undefined ? undefined : guardedRun(client, operation, false);
 }

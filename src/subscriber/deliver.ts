@@ -323,14 +323,21 @@ async function wrapped(
   const ctx = deps.middlewares.hasConsume ? consumeContext(lease, options.name, (resolve) => (onWritten = resolve)) : undefined;
   // What the transaction committed with: the handler's result, before any middleware's view of it.
   let committedWith: ConsumeResult | undefined;
-  const result =
-    ctx !== undefined
-      ? await deps.middlewares.consume(
-          ctx,
-          options.transactional ? async () => (committedWith = await run()) : run,
-          (error, handlerResult) => failed(error, handlerResult, lease, timing, deps),
-        )
-      : await run();
+  let result: ConsumeResult;
+  try {
+    result =
+      ctx !== undefined
+        ? await deps.middlewares.consume(
+            ctx,
+            options.transactional ? async () => (committedWith = await run()) : run,
+            (error, handlerResult) => failed(error, handlerResult, lease, timing, deps),
+          )
+        : await run();
+  } catch (error) {
+    // Never left open, whatever failed after the run held its transaction.
+    committed.held?.end(error);
+    throw error;
+  }
   // A transactional ack already committed (or was fenced off) in the handler's transaction: that is
   // what the database did, whatever a middleware made of the result afterwards, and what the
   // observers' written counts (an outer middleware's throw after next() did not undo the commit).

@@ -27,7 +27,17 @@ const ignore = (): void => undefined;
  */
 const HANDLER_SAVEPOINT = statement('tc_savepoint', 'SAVEPOINT txoutbox_handler');
 const RELEASE_HANDLER_SAVEPOINT = statement('tc_release', 'RELEASE SAVEPOINT txoutbox_handler');
-const BACK_TO_HANDLER_SAVEPOINT = 'ROLLBACK TO SAVEPOINT txoutbox_handler';
+/**
+ * A failed run: back to the savepoint (the handler's writes undone, the lock kept), then out of it
+ * (one simple query, one round trip): the outcome write runs in the transaction itself, since an
+ * UPDATE or DELETE from inside the savepoint would need a MultiXact as the ack's would.
+ */
+const BACK_TO_HANDLER_SAVEPOINT = 'ROLLBACK TO SAVEPOINT txoutbox_handler; RELEASE SAVEPOINT txoutbox_handler';
+/** PostgreSQL's invalid_savepoint_specification: the handler ended the transaction and began another. */
+const INVALID_SAVEPOINT = '3B001';
+
+const ENDED_BY_HANDLER =
+  "the handler ended ctx.client's transaction itself (COMMIT or ROLLBACK, or a data layer's transaction() on ctx.client): what it wrote before that is already committed, without the ack, and a retry writes it again. Fix: never end ctx.client's transaction (txoutbox commits it with the ack after the handler returns); use SAVEPOINT for nested work";
 
 /** The BEGIN of each level: constant texts, never built from a value. */
 const BEGIN: Record<IsolationLevel | 'default', string> = {
@@ -109,8 +119,16 @@ export class DeliveryTransaction implements HandlerTransaction {
   /** Why the connection was destroyed, when it was (an abort: the lease ran out, stop() gave up). */
   #closedBy: Error | undefined;
 
-  private constructor(db: StatementRunner, ack: Statement, client: pg.PoolClient, onEnd: () => void) {
+  /**
+   * Whether a failed run's outcome write may join the transaction: not under repeatable read or
+   * serializable, where it would run in the handler's snapshot (and a serializable COMMIT could
+   * fail on the rolled-back handler's reads): rolled back and written through the pool instead.
+   */
+  readonly #holdable: boolean;
+
+  private constructor(db: StatementRunner, ack: Statement, client: pg.PoolClient, onEnd: () => void, holdable: boolean) {
     this.#db = db;
+    this.#holdable = holdable;
     this.#ack = ack;
     this.client = client;
     this.#onEnd = onEnd;
@@ -144,7 +162,8 @@ export class DeliveryTransaction implements HandlerTransaction {
     // A connection that dies mid-statement also emits 'error' on its client: unheard, it would
     // crash the process. The statement fails too, and that failure is what is reported.
     client.on('error', ignore);
-    const transaction = new DeliveryTransaction(db, sql.ackBatch, client, onEnd);
+    const holdable = isolationLevel === undefined || isolationLevel === 'read committed';
+    const transaction = new DeliveryTransaction(db, sql.ackBatch, client, onEnd, holdable);
     try {
       const begin = BEGIN[isolationLevel ?? 'default'];
       const guard = idleBoundMs === undefined ? KEEPALIVE_PROBES : idleBound(idleBoundMs);
@@ -177,7 +196,7 @@ export class DeliveryTransaction implements HandlerTransaction {
       throw new NotInTransactionError(
         status === 'E'
           ? "ctx.client's transaction failed inside the handler (a statement error it caught), so nothing of it can commit; rolled back. Fix: wrap a statement that may fail in SAVEPOINT … ROLLBACK TO SAVEPOINT, or let the error propagate"
-          : "the handler ended ctx.client's transaction itself (COMMIT or ROLLBACK, or a data layer's transaction() on ctx.client): what it wrote before that is already committed, without the ack, and a retry writes it again. Fix: never end ctx.client's transaction (txoutbox commits it with the ack after the handler returns); use SAVEPOINT for nested work",
+          : ENDED_BY_HANDLER,
       );
     }
     try {
@@ -188,6 +207,10 @@ export class DeliveryTransaction implements HandlerTransaction {
       await this.client.query(this.#db.bounded({ text: 'COMMIT' }));
     } catch (error) {
       this.destroy(error);
+      // The savepoint is gone from a transaction that is open: the handler committed or rolled
+      // back ctx.client's transaction and began another (COMMIT; BEGIN).
+      if ((error as { code?: unknown }).code === INVALID_SAVEPOINT)
+        throw new NotInTransactionError(ENDED_BY_HANDLER, { cause: error });
       throw error;
     }
     this.#release(undefined);
@@ -195,7 +218,7 @@ export class DeliveryTransaction implements HandlerTransaction {
   }
 
   async holdForOutcome(): Promise<HeldForOutcome | undefined> {
-    if (this.#released) return undefined;
+    if (this.#released || !this.#holdable) return undefined;
     try {
       // Fails when the handler ended the transaction itself (the savepoint went with it).
       await this.client.query(this.#db.bounded({ text: BACK_TO_HANDLER_SAVEPOINT }));
@@ -284,9 +307,10 @@ async function releaseThenAck(db: StatementRunner, client: pg.PoolClient, ack: S
 
 const asFields = (row: RowFields): RowFields => row;
 
-/** The row count of a command tag (`SELECT 1`). */
+/** The row count of a command tag (`SELECT 1`); 0 when there is none. */
 function rowsOfTag(tag: string | undefined): number {
-  return Number(tag?.slice(tag.lastIndexOf(' ') + 1));
+  const rows = Number(tag?.slice(tag.lastIndexOf(' ') + 1));
+  return Number.isInteger(rows) ? rows : 0;
 }
 
 /** What a transactional run did with its ack: set once its COMMIT (or its fenced-off ROLLBACK) returned. */
@@ -347,8 +371,22 @@ export async function runInTransaction(
       // pool, a claim could take it in between (its lease is as old as the run), and the write
       // then found it gone (lease_lost: the failure unrecorded, no backoff).
       const held = abandoned() ? undefined : await transaction.holdForOutcome?.();
-      if (held === undefined) await transaction.rollback();
-      committed.held = held;
+      if (held === undefined) {
+        await transaction.rollback();
+        return result;
+      }
+      // Still closed by an abort (the lease's end, stop() giving up) while held: through the
+      // consume middlewares' code after next() and the write, as during the handler.
+      const unlisten = (): void => {
+        aborted.removeEventListener('abort', onAbort);
+      };
+      committed.held = {
+        run: (statement, values) => held.run(statement, values).finally(unlisten),
+        end: (reason) => {
+          unlisten();
+          held.end(reason);
+        },
+      };
       return result;
     }
     // stop() stopped waiting: the pool may be gone; nothing is written (the row is redelivered).
@@ -372,8 +410,11 @@ export async function runInTransaction(
       return fail(error, result);
     }
   } finally {
-    aborted.removeEventListener('abort', onAbort);
-    // A held transaction is ended by its outcome write (deliver.ts), or by its end().
-    if (committed.held === undefined) transaction.destroy(new Error('transactional delivery ended without COMMIT or ROLLBACK'));
+    // A held transaction is ended by its outcome write or its end() (deliver.ts), which stop
+    // listening for the abort then.
+    if (committed.held === undefined) {
+      aborted.removeEventListener('abort', onAbort);
+      transaction.destroy(new Error('transactional delivery ended without COMMIT or ROLLBACK'));
+    }
   }
 }

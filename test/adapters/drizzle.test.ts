@@ -57,6 +57,17 @@ adapterConformance(import.meta.url, 'drizzle (node-postgres)', {
   },
 });
 
+// node-postgres' pipeline mode sends each query before the ones ahead of it are answered: the
+// status a dispatch check reads is stale, so txoutbox has the server check (a SAVEPOINT in the
+// same round trip), and the wake-up rides in the statement.
+adapterConformance(import.meta.url, 'drizzle (node-postgres, pipeline mode)', {
+  wake: 'in-transaction',
+  setup: (db) => {
+    const pool = new pg.Pool({ connectionString: db.url, max: 2, pipeline: true });
+    return Promise.resolve(layer(drizzleNodePg({ client: pool }), () => pool.end()));
+  },
+});
+
 adapterConformance(import.meta.url, 'drizzle (postgres-js)', {
   wake: 'in-transaction',
   setup: (db) => {

@@ -352,6 +352,50 @@ describe('transactional consume', () => {
     assert.deepEqual(await followUps(table, 'tc.followup'), []);
   });
 
+  test("a failed run held for its retry write is still closed at its lease's end: a middleware stuck after next() keeps no lock", async () => {
+    const table = 'tc_held_abort';
+    const stuck = gate();
+    const afterNext = gate();
+    const stuckAfterNext = {
+      name: 'stuck-after-next',
+      consume: async (_ctx: unknown, next: () => Promise<unknown>) => {
+        await next();
+        afterNext.open();
+        await stuck.promise;
+      },
+    };
+    const { outbox } = await migratedOutbox(newOutbox, db.pool, table, { middlewares: [stuckAfterNext] });
+    outbox.subscribe(
+      'tc.work',
+      () => {
+        throw new Error('fails');
+      },
+      { transactional: true, leaseTtlMs: 1_000, retry: new ConstantRetry({ delayMs: 60_000, maxAttempts: 5 }), ...FAST_POLL },
+    );
+    outbox.start();
+    await publishCommitted(outbox, db.pool, 'tc.work', [{ n: 1 }]);
+    await afterNext.promise;
+    const lockable = async (): Promise<number> => {
+      const client = await db.pool.connect();
+      try {
+        await client.query('BEGIN');
+        const { rowCount } = await client.query(`SELECT id FROM ${table} WHERE queue = 'tc.work' FOR UPDATE SKIP LOCKED`);
+        return rowCount ?? 0;
+      } finally {
+        await client.query('ROLLBACK');
+        client.release();
+      }
+    };
+    assert.equal(await lockable(), 0, 'held: the row stays locked while the middleware runs');
+    // By the lease's end (1 s), well before the server's own idle bound would end it (1 s + 5 s).
+    await waitFor(async () => (await lockable()) === 1, {
+      timeoutMs: 4_000,
+      what: "the held transaction closed at the lease's end",
+    });
+    stuck.open();
+    await outbox.stop();
+  });
+
   test('a handler that ended the transaction itself and threw: the savepoint is gone, the retry is written through the pool', async () => {
     const table = 'tc_self_ended';
     const side = await sideTable('tc_self_ended_side');

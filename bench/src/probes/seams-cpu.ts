@@ -168,6 +168,7 @@ function variant(
     db: db as never,
     sql,
     dlq: false,
+    dlqTable: undefined,
     subscriber: 'bench',
     logger: resolved.logger,
     emit: resolved.emit,

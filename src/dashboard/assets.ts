@@ -44,6 +44,7 @@ export const LIVE_JS = `'use strict';
   function refresh() {
     timer = null;
     fetching = true;
+    if (status) status.setAttribute('aria-busy', 'true');
     fetch(location.href, { credentials: 'same-origin', cache: 'no-store', headers: { 'X-Txoutbox-Live': '1' } })
       .then(function (response) {
         var type = response.headers.get('content-type') || '';
@@ -60,6 +61,7 @@ export const LIVE_JS = `'use strict';
       })
       .then(function () {
         fetching = false;
+        if (status) status.removeAttribute('aria-busy');
         schedule();
       });
   }

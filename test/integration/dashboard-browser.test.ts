@@ -263,6 +263,10 @@ describe('the dashboard in headless Chromium', () => {
     assert.equal(await setVisibility('hidden'), 0);
     await page.clock.runFor(REFRESH_MS * 20);
     assert.equal(await page.evaluate('window.__fetches'), 0, 'twenty intervals hidden, no refresh');
+    // A refresh already in flight when the tab was hidden (one Chromium started as it reported the
+    // tab shown, after the check above) must land first: live.js starts no second one meanwhile,
+    // so the show would fetch nothing (CI saw 0 at the show twice). aria-busy marks it in flight.
+    await page.locator('#live-status:not([aria-busy])').waitFor();
     const shown = page.waitForResponse((response) => response.request().headers()['x-txoutbox-live'] === '1');
     assert.equal(await setVisibility('visible'), 1, 'refreshed the moment it was shown');
     await shown;

@@ -56,7 +56,9 @@ const base = pg.Query.prototype as unknown as QueryInternals;
  *
  * It is handed to node-postgres' `client.query` as a Submittable and is a thenable, so a layer
  * that awaits `client.query(text, values)` gets the Result back (`command`, `rowCount`, `rows`);
- * `toString()` is the statement's text, for the layer's logger.
+ * `toString()` is the statement's text, for the layer's logger. Not DecodedQuery's preludes
+ * (util/decoded-query.ts), which pipeline the same way: those decode rows as texts and run only on
+ * this copy of node-postgres, where a layer needs node-postgres' own Result, from any copy.
  */
 export class SavepointGuardedQuery extends Query implements PromiseLike<pg.QueryResult> {
   #guardAnswers = 0;

@@ -3,7 +3,7 @@ import type pg from 'pg';
 import { LeaseLostError, NotInTransactionError } from '../errors.js';
 import type { ConsumeResult, OutcomeWrite } from '../instrumentation/middleware.js';
 import { transactionStatus } from '../producer/executor.js';
-import type { RowFields } from '../util/decoded-query.js';
+import { asFields, prelude } from '../util/decoded-query.js';
 import { idleBound, KEEPALIVE_PROBES } from '../util/idle-bound.js';
 import { type Statement, statement } from '../util/statement.js';
 import type { StatementRunner } from '../util/statement-runner.js';
@@ -284,7 +284,7 @@ export class DeliveryTransaction implements HandlerTransaction {
  */
 async function lockThenSavepoint(db: StatementRunner, client: pg.PoolClient, lock: Statement, lease: Lease): Promise<boolean> {
   const values = [lease.record.id, lease.token];
-  const answer = await db.pipelineOn(client, [{ name: lock.name, text: lock.text, values }], HANDLER_SAVEPOINT, [], asFields);
+  const answer = await db.pipelineOn(client, [prelude(lock, values)], HANDLER_SAVEPOINT, [], asFields);
   if (answer !== undefined) return rowsOfTag(answer.tags[0]) !== 0;
   const locked = await db.runOn(client, lock, values);
   if (locked.rowCount === 0) return false;
@@ -298,14 +298,11 @@ async function lockThenSavepoint(db: StatementRunner, client: pg.PoolClient, loc
  */
 async function releaseThenAck(db: StatementRunner, client: pg.PoolClient, ack: Statement, lease: Lease): Promise<number> {
   const values = pairValues([lease]);
-  const release = { name: RELEASE_HANDLER_SAVEPOINT.name, text: RELEASE_HANDLER_SAVEPOINT.text };
-  const answer = await db.pipelineOn(client, [release], ack, values, asFields);
+  const answer = await db.pipelineOn(client, [prelude(RELEASE_HANDLER_SAVEPOINT)], ack, values, asFields);
   if (answer !== undefined) return answer.rows.length;
   await db.runOn(client, RELEASE_HANDLER_SAVEPOINT, []);
   return (await db.runOn<MatchedPair>(client, ack, values)).rowCount ?? 0;
 }
-
-const asFields = (row: RowFields): RowFields => row;
 
 /** The row count of a command tag (`SELECT 1`); 0 when there is none. */
 function rowsOfTag(tag: string | undefined): number {

@@ -6,7 +6,7 @@ import type { OutcomeWrite } from '../instrumentation/middleware.js';
 import { deferredEmit, type Emit } from '../instrumentation/recorders.js';
 import type { ThroughputTally } from '../queues/throughput-tally.js';
 import type { TableName } from '../schema/identifiers.js';
-import { type Prelude, type RowFields, tagsBeforeFailure } from '../util/decoded-query.js';
+import { asFields, type Prelude, prelude, type RowFields, tagsBeforeFailure } from '../util/decoded-query.js';
 import type { Logger } from '../util/logger.js';
 import { type Statement, statement } from '../util/statement.js';
 import type { StatementRunner } from '../util/statement-runner.js';
@@ -26,12 +26,10 @@ import type { SubscriberSql } from './sql.js';
 
 const ignore = (): void => undefined;
 const queueOfRow = (row: ClaimedRecord): string => row.queue;
-const asFields = (row: RowFields): RowFields => row;
 
 /** Transaction control as named statements: parsed once per connection, like the rest of a pipelined message. */
 const BEGIN = statement('rl_begin', 'BEGIN');
 const COMMIT = statement('rl_commit', 'COMMIT');
-const prelude = (of: Statement, values?: readonly string[]): Prelude => ({ name: of.name, text: of.text, values });
 type Outcome = Parameters<ThroughputTally['count']>[1];
 
 /** What every batch of one row-lock subscription shares. */

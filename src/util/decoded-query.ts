@@ -1,5 +1,7 @@
 import pg from 'pg';
 
+import type { Statement } from './statement.js';
+
 /** One row's fields as the server sent them (text format), NULL as null, in select-list order. */
 export type RowFields = readonly (string | null)[];
 
@@ -27,6 +29,14 @@ export interface Prelude {
    */
   readonly flush?: boolean;
 }
+
+/** A named statement as a prelude (prepared once per connection when preparedStatements is on). */
+export function prelude(of: Statement, values?: readonly string[]): Prelude {
+  return { name: of.name, text: of.text, values };
+}
+
+/** The rows' fields as they came, for a caller that only counts them or decodes them later. */
+export const asFields: RowDecoder<RowFields> = (row) => row;
 
 /**
  * The named preludes each connection has parsed, by its node-postgres Connection. node-postgres

@@ -6,7 +6,9 @@ import type { OutcomeWrite } from '../instrumentation/middleware.js';
 import { deferredEmit, type Emit } from '../instrumentation/recorders.js';
 import type { ThroughputTally } from '../queues/throughput-tally.js';
 import type { TableName } from '../schema/identifiers.js';
+import { backoffMs } from '../util/backoff.js';
 import { asFields, type Prelude, prelude, type RowFields, tagsBeforeFailure } from '../util/decoded-query.js';
+import { idleBoundMs } from '../util/idle-bound.js';
 import type { Logger } from '../util/logger.js';
 import { type Statement, statement } from '../util/statement.js';
 import type { StatementRunner } from '../util/statement-runner.js';
@@ -21,11 +23,21 @@ import type { ClaimedRecord, Handler } from './message.js';
 import { OutcomeWriter } from './outcome-writer.js';
 import type { ClaimPlan, QueueSchedule } from './queue-schedule.js';
 import type { RenderError } from './render-error.js';
-import { idArray, ROW_LOCK_TOKEN, type RowLockSql } from './row-lock-sql.js';
+import { idArray, ROW_LOCK_TOKEN, type RowLockSql, XACT_STATUS, XID_FIELD } from './row-lock-sql.js';
 import type { SubscriberSql } from './sql.js';
 
 const ignore = (): void => undefined;
 const queueOfRow = (row: ClaimedRecord): string => row.queue;
+
+/** A COMMIT the server answered without committing (`ROLLBACK`): the batch rolled back, nothing to ask the server. */
+class CommitRefused extends Error {}
+
+/** How a COMMIT sent without an answer is asked about (#xactStatus): every 100 ms, then less often, up to every 2 s. */
+const ASK_AGAIN_BASE_MS = 100;
+const ASK_AGAIN_CAP_MS = 2_000;
+/** pg_xact_status of an id the server never assigned: "transaction ID … is in the future". */
+const INVALID_PARAMETER = '22023';
+const ROLLED_BACK = 'row-lock batch rolled back; its rows are unlocked as they were and will be delivered again';
 
 /** Transaction control as named statements: parsed once per connection, like the rest of a pipelined message. */
 const BEGIN = statement('rl_begin', 'BEGIN');
@@ -83,7 +95,18 @@ export type IdRange = readonly [string, string];
  */
 export interface HandOver {
   readonly client: pg.PoolClient;
-  readonly claimed?: { readonly rows: readonly ClaimedRecord[]; readonly plan: ClaimPlan | undefined };
+  readonly claimed?: Claim & { readonly plan: ClaimPlan | undefined };
+}
+
+/** A claim's rows, decoded, and the transaction id their locks assigned (undefined: no row, no id). */
+interface Claim {
+  readonly rows: readonly ClaimedRecord[];
+  readonly xid: string | undefined;
+}
+
+/** The claim's rows as texts, decoded; the transaction id from the first (every row carries it: XID_FIELD). */
+function decodeClaim(rows: readonly RowFields[]): Claim {
+  return { rows: rows.map(decodeClaimedRow), xid: rows[0]?.[XID_FIELD] ?? undefined };
 }
 
 /**
@@ -199,6 +222,8 @@ export class RowLockBatch {
   #closed = false;
   /** Its COMMIT was sent: a failure after it may be a COMMIT that landed with its answer lost. */
   #commitSent = false;
+  /** The transaction id its claim's row locks assigned (undefined: it locked nothing). */
+  #xid: string | undefined;
   #expired = false;
   /** Its start budget is spent (START_BUDGET_SHARE of leaseTtlMs): no more rows start. */
   #startsOver = false;
@@ -280,7 +305,9 @@ export class RowLockBatch {
     this.#limit = limit;
     let rows: readonly ClaimedRecord[] = [];
     try {
-      rows = begun?.claimed?.rows ?? (await this.#begin(client, limit, begun === undefined, plan));
+      const claim = begun?.claimed ?? (await this.#begin(client, limit, begun === undefined, plan));
+      rows = claim.rows;
+      this.#xid = claim.xid;
       claimed();
       for (const row of rows) this.claimedQueues.add(row.queue);
       this.range = idRange(rows);
@@ -298,7 +325,8 @@ export class RowLockBatch {
       await this.#commit(this.#deps.claimsAgain(rows.length, this.handlersMs) && db.waiting === 0);
     } catch (error) {
       this.range = undefined;
-      this.#failed(client, error, rows.length);
+      if (this.#commitUnanswered(error)) this.#askServer(client, error, rows.length);
+      else this.#failed(client, error, rows.length);
       throw error;
     }
     this.range = undefined;
@@ -316,16 +344,11 @@ export class RowLockBatch {
    * the claim: one pipelined message (DecodedQuery's preludes) when the client runs them, else the
    * BEGIN as one simple query and the claim after it (queued together, one await).
    */
-  async #begin(
-    client: pg.PoolClient,
-    limit: number,
-    open: boolean,
-    plan: ClaimPlan | undefined,
-  ): Promise<readonly ClaimedRecord[]> {
+  async #begin(client: pg.PoolClient, limit: number, open: boolean, plan: ClaimPlan | undefined): Promise<Claim> {
     const { db, settings } = this.#deps;
     if (!open) return await this.#claim(client, limit, plan);
-    const rows = await this.#claimAfter(client, [prelude(BEGIN), prelude(settings)], limit, plan);
-    if (rows !== undefined) return rows;
+    const claim = await this.#claimAfter(client, [prelude(BEGIN), prelude(settings)], limit, plan);
+    if (claim !== undefined) return claim;
     // node-postgres sends in call order.
     const began = client.query(db.bounded({ text: this.#deps.begin }));
     const [, claimed] = await Promise.all([began, this.#claim(client, limit, plan)]);
@@ -353,19 +376,19 @@ export class RowLockBatch {
       : { statement: sql.claimMany, values: [plan.queues, leaseTtlMs, limit, ...range], reported: true };
   }
 
-  /** A claim's rows with their reports (claimMany, claimOneReported) decoded, after the schedule learned from the reports. */
-  #learned(rows: readonly RowFields[], plan: ClaimPlan | undefined): ClaimedRecord[] {
+  /** A claim's rows decoded; with their reports (claimMany, claimOneReported: `reported`) after the schedule learned from those. */
+  #decoded(rows: readonly RowFields[], plan: ClaimPlan | undefined, reported: boolean): Claim {
+    if (!reported) return decodeClaim(rows);
     const { schedule } = this.#deps;
     if (schedule === undefined || plan === undefined) throw new Error('a row-lock claim over several queues without its plan');
-    return schedule.learn(plan, rows, performance.now()).map(decodeClaimedRow);
+    return decodeClaim(schedule.learn(plan, rows, performance.now()));
   }
 
-  /** The claim alone, decoded off the wire as the token claim is (StatementRunner.decodedOn). */
-  async #claim(client: pg.PoolClient, limit: number, plan: ClaimPlan | undefined): Promise<ClaimedRecord[]> {
+  /** The claim alone (StatementRunner.decodedOn). */
+  async #claim(client: pg.PoolClient, limit: number, plan: ClaimPlan | undefined): Promise<Claim> {
     const { db } = this.#deps;
     const { statement: claim, values, reported } = this.#claimStatement(limit, plan);
-    if (!reported) return await db.decodedOn(client, claim, values, decodeClaimedRow);
-    return this.#learned(await db.decodedOn(client, claim, values, asFields), plan);
+    return this.#decoded(await db.decodedOn(client, claim, values, asFields), plan, reported);
   }
 
   /**
@@ -380,13 +403,13 @@ export class RowLockBatch {
     limit: number,
     plan: ClaimPlan | undefined,
     answered: (tags: readonly string[]) => void = () => undefined,
-  ): Promise<readonly ClaimedRecord[] | undefined> {
+  ): Promise<Claim | undefined> {
     const { db } = this.#deps;
     const { statement: claim, values, reported } = this.#claimStatement(limit, plan);
     const answer = await db.pipelineOn(client, preludes, claim, values, asFields);
     if (answer === undefined) return undefined;
     answered(answer.tags);
-    return reported ? this.#learned(answer.rows, plan) : answer.rows.map(decodeClaimedRow);
+    return this.#decoded(answer.rows, plan, reported);
   }
 
   /** stop() gave up waiting: abort the running handler and commit what finished without it. */
@@ -609,7 +632,7 @@ export class RowLockBatch {
       const commit = tags[acks.length];
       // COMMIT of a transaction that failed answers ROLLBACK, without an error; a BEGIN after it
       // then opened a transaction of nothing, which the connection's release (destroyed) ends.
-      if (commit !== 'COMMIT') throw new Error(`the row-lock batch's COMMIT answered ${commit ?? 'nothing'}`);
+      if (commit !== 'COMMIT') throw new CommitRefused(`the row-lock batch's COMMIT answered ${commit ?? 'nothing'}`);
     };
     this.#commitSent = true;
     if (db.pipelines(client)) {
@@ -625,9 +648,9 @@ export class RowLockBatch {
       const preludes = [...acks, { ...prelude(COMMIT), flush: true }, prelude(BEGIN), prelude(this.#deps.settings)];
       // Set by the callback once the COMMIT's answer is in (TypeScript cannot see that assignment).
       let landed = false as boolean;
-      let rows: readonly ClaimedRecord[] | undefined;
+      let claim: Claim | undefined;
       try {
-        rows = await this.#claimAfter(client, preludes, this.#limit, next.plan, (tags) => {
+        claim = await this.#claimAfter(client, preludes, this.#limit, next.plan, (tags) => {
           committed(tags);
           landed = true;
         });
@@ -644,8 +667,8 @@ export class RowLockBatch {
         );
         return;
       }
-      if (rows === undefined) throw new Error('a row-lock batch pipelined on a client that cannot');
-      this.handedOver = { client, claimed: { rows, plan: next.plan } };
+      if (claim === undefined) throw new Error('a row-lock batch pipelined on a client that cannot');
+      this.handedOver = { client, claimed: { ...claim, plan: next.plan } };
       return;
     }
     const text = `${ids.length > 0 ? `${sql.ackBatch(ids)}; ` : ''}COMMIT${chain ? `; ${this.#deps.begin}` : ''}`;
@@ -664,8 +687,8 @@ export class RowLockBatch {
     this.#settleCommitted?.(true);
   }
 
-  /** Nothing of the batch landed: its rows come back as they were. */
-  #failed(client: pg.PoolClient, error: unknown, rows: number): void {
+  /** The batch failed: no more rows start, every delivery is decided, the connection is destroyed (the server rolls back what did not land). */
+  #end(client: pg.PoolClient, error: unknown): void {
     this.#closed = true;
     clearTimeout(this.#timer);
     for (const lease of [...this.#running.keys()]) this.#decided(lease);
@@ -674,10 +697,103 @@ export class RowLockBatch {
     } catch {
       // A pool that already ended: the connection is closed with it.
     }
+  }
+
+  /**
+   * The COMMIT was sent and its answer never came (a client-side timeout, a connection lost or
+   * reset, the backend terminated): it may have landed. Only the server can tell, and a batch's
+   * rows must not be reported rolled back (their acks missing from every count, the log saying they
+   * run again) when they were handled. Not while stopping: stop() is bounded and its pool closing.
+   * An error the server answered a statement of it with (severity ERROR) means the transaction did
+   * not commit, as does a COMMIT answered `ROLLBACK` (CommitRefused).
+   */
+  #commitUnanswered(error: unknown): boolean {
+    if (!this.#commitSent || this.#xid === undefined || this.#deps.stopping() || error instanceof CommitRefused) return false;
+    return (error as { severity?: unknown } | null)?.severity !== 'ERROR';
+  }
+
+  /** A COMMIT sent without an answer: the batch ends now, and reports what the server says became of it (#settleUnanswered). */
+  #askServer(client: pg.PoolClient, error: unknown, rows: number): void {
+    this.#end(client, error);
+    this.#settleUnanswered(this.#xid as string, error, rows).catch((failure: unknown) => {
+      this.#deliveryFailed(failure);
+    });
+  }
+
+  /**
+   * Asks the server (a pool connection) what became of transaction `xid` until it knows: committed
+   * → the batch's acks, events and counts are reported now, as after an answered COMMIT;
+   * aborted → reported rolled back. 'in progress' (its COMMIT still on the way, a backend not yet
+   * ended) and a server out of reach are asked again, with a growing pause, within the idle bound
+   * (util/idle-bound.ts: the server ends an idle transaction by then), and not once stop() began.
+   * Still not known then: reported as unknown, with what that means for its rows.
+   */
+  async #settleUnanswered(xid: string, error: unknown, rows: number): Promise<void> {
+    const { logger, deliverDeps } = this.#deps;
+    const fields = { subscriber: deliverDeps.options.name, rows, xid, err: errorMessage(error) };
+    const status = await this.#xactStatus(xid);
+    if (status === 'committed') {
+      logger.warn(
+        fields,
+        "row-lock batch committed, but its COMMIT's answer was lost: the server says it landed; its acks are reported now",
+      );
+      this.#reportCommitted();
+      return;
+    }
+    if (status === 'aborted') {
+      this.#reportNotCommitted();
+      logger.error(fields, ROLLED_BACK);
+      return;
+    }
+    this.#reportNotCommitted();
+    logger.error(
+      { ...fields, status: status ?? 'unknown' },
+      "row-lock batch's COMMIT went unanswered and the server could not say whether it landed: its rows are handled if it did, delivered again if not; their acks are not counted",
+    );
+  }
+
+  /** pg_xact_status of `xid`, asked again while 'in progress' or unanswered (#settleUnanswered); undefined: the server did not say. */
+  async #xactStatus(xid: string): Promise<'committed' | 'aborted' | 'in progress' | undefined> {
+    const { db, deliverDeps } = this.#deps;
+    const giveUpAt = performance.now() + idleBoundMs(deliverDeps.options.leaseTtlMs) + ASK_AGAIN_CAP_MS;
+    let status: 'committed' | 'aborted' | 'in progress' | undefined;
+    for (let attempt = 1; ; attempt += 1) {
+      try {
+        const { rows } = await db.run<{ status: string | null }>(XACT_STATUS, [xid]);
+        const answered = rows[0]?.status;
+        // NULL: older than the server's commit log keeps, which a batch's own id never is in practice.
+        if (answered === 'committed' || answered === 'aborted' || answered === 'in progress') status = answered;
+        else return undefined;
+        if (status !== 'in progress') return status;
+      } catch (failure) {
+        // A server that never saw the id (a failover to a standby it had not reached): nothing of
+        // the batch is on the server now, so its rows come back from there as they were.
+        if ((failure as { code?: unknown } | null)?.code === INVALID_PARAMETER) return 'aborted';
+      }
+      if (this.#deps.stopping() || performance.now() >= giveUpAt) return status;
+      // Unref'd: a batch still asking never keeps the process alive.
+      await new Promise((resolve) => setTimeout(resolve, backoffMs(attempt, ASK_AGAIN_BASE_MS, ASK_AGAIN_CAP_MS)).unref());
+    }
+  }
+
+  /** Nothing of the batch landed: its rows come back as they were. */
+  #failed(client: pg.PoolClient, error: unknown, rows: number): void {
+    this.#end(client, error);
+    this.#reportRolledBack(
+      rows === 0 ? undefined : { subscriber: this.#deps.deliverDeps.options.name, rows, err: errorMessage(error) },
+    );
+  }
+
+  /** Nothing of it is known to have landed: its writes report failed (ctx.written), and so do the retries waiting for the COMMIT. */
+  #reportNotCommitted(): void {
     for (const ack of this.#acks) ack.written?.('failed');
     this.#settleCommitted?.(false);
-    if (rows === 0) return;
-    const fields = { subscriber: this.#deps.deliverDeps.options.name, rows, err: errorMessage(error) };
+  }
+
+  /** Rolled back: reported (#reportNotCommitted) and logged with `fields`, unless it had no rows (undefined). */
+  #reportRolledBack(fields: Record<string, unknown> | undefined): void {
+    this.#reportNotCommitted();
+    if (fields === undefined) return;
     // Stopping: most likely stop() stopped waiting and its pool was closed under a statement that
     // hung (a frozen link), and a COMMIT already sent may still land when the link recovers.
     if (this.#deps.stopping() && this.#commitSent) {
@@ -687,6 +803,6 @@ export class RowLockBatch {
       );
       return;
     }
-    this.#deps.logger.error(fields, 'row-lock batch rolled back; its rows are unlocked as they were and will be delivered again');
+    this.#deps.logger.error(fields, ROLLED_BACK);
   }
 }

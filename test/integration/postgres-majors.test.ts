@@ -191,6 +191,31 @@ for (const major of majors) {
       await waitFor(async () => (await outbox.fetchUnprocessed()).length === 0, { what: 'acked rows deleted' });
     });
 
+    test("row-lock mode consumes; the server answers pg_xact_status for the batch's transaction id its claim returns", async (t) => {
+      if (skipReason !== undefined) {
+        t.skip(skipReason);
+        return;
+      }
+      const { pool, outbox } = running();
+      const published = await inTransaction(pool, (client) => outbox.publishBatch(client, 'majors.locked', ['a', 'b']));
+      const seen: string[] = [];
+      outbox.subscribe(
+        'majors.locked',
+        (message) => {
+          seen.push(message.id);
+        },
+        { name: 'locked', lease: 'row-lock', ...FAST_POLL },
+      );
+      outbox.start();
+      await waitFor(() => seen.length === 2, { what: 'both rows handled' });
+      assert.deepEqual(seen.sort(), published.map(String).sort());
+      // What a batch asks after a COMMIT whose answer was lost (row-lock-batch.ts #xactStatus).
+      const { rows } = await inTransaction(pool, (client) =>
+        client.query<{ status: string }>('SELECT pg_xact_status(pg_current_xact_id()) AS status'),
+      );
+      assert.equal(rows[0]?.status, 'in progress');
+    });
+
     test('a row that keeps failing is retried, then ends in the DLQ as max_deliveries with its payload and last error', async (t) => {
       if (skipReason !== undefined) {
         t.skip(skipReason);

@@ -11,6 +11,9 @@
  * TCP keepalive cannot see either: the proxy's own kernel answers the probes. So what the scenarios
  * check is what a client must do against a silent peer at the application level (timeouts).
  *
+ * - muteAnswers(): the connections open now go on carrying what the client sends, and drop what the
+ *   server answers: a statement runs (a COMMIT lands) and its answer never arrives, as when a link
+ *   fails between the two. Closing either side still closes the other. New connections work.
  * - terminateAtConnect(): new connections get, in the same write as the ReadyForQuery that
  *   completes their startup, the FATAL a `pg_terminate_backend` sends (57P01), and are closed: a
  *   backend terminated as the connection became ready, both messages in one read on the client.
@@ -47,6 +50,8 @@ interface Link {
   state: LinkState;
   /** A side closed while the link was frozen: closed for real when it thaws. */
   closedWhileFrozen: boolean;
+  /** muteAnswers(): the server's bytes are dropped, the client's still forwarded. */
+  answersMuted: boolean;
 }
 
 export class TcpProxy {
@@ -100,6 +105,7 @@ export class TcpProxy {
       upstream: undefined,
       state: this.#frozen ? 'frozen' : 'open',
       closedWhileFrozen: false,
+      answersMuted: false,
     };
     this.#links.add(link);
     client.on('error', () => undefined);
@@ -143,7 +149,7 @@ export class TcpProxy {
 
   #pipe(link: Link, from: Socket, to: Socket): void {
     from.on('data', (chunk: Buffer) => {
-      if (link.state === 'dead') return;
+      if (link.state === 'dead' || (link.answersMuted && to === link.client)) return;
       if (!to.write(chunk)) from.pause();
     });
     to.on('drain', () => {
@@ -190,6 +196,17 @@ export class TcpProxy {
   /** From now on (`on`), new connections are terminated as they become ready (see the class comment). */
   terminateAtConnect(on: boolean): void {
     this.#terminateAtConnect = on;
+  }
+
+  /** From now on the server's answers on every open connection are dropped (see the class comment); returns how many. */
+  muteAnswers(): number {
+    let muted = 0;
+    for (const link of this.#links) {
+      if (link.state !== 'open') continue;
+      link.answersMuted = true;
+      muted += 1;
+    }
+    return muted;
   }
 
   /** Makes every open connection half-open for good; returns how many. New connections still work. */

@@ -4,6 +4,7 @@ import { backoffMs, delay } from '../util/backoff.js';
 import type { Logger } from '../util/logger.js';
 import type { Statement } from '../util/statement.js';
 import type { StatementRunner } from '../util/statement-runner.js';
+import { unanswered } from '../util/unanswered.js';
 import type { Lease } from './lease.js';
 import { type MatchedPair, pairKey, pairValues } from './sql.js';
 
@@ -44,31 +45,41 @@ const ACK_RETRY_BASE_MS = 100;
  * per subscription bounds its connection use to one.
  * A failed DELETE is retried (ACK_ATTEMPTS); one that keeps failing resolves its acks as 'failed':
  * those rows keep their leases and are redelivered after expiry (at-least-once), never lost. A
- * DELETE that committed but whose answer was lost finds nothing on its retry: its rows settle as
- * 'lease_lost', the one case where that event does not mean another holder.
+ * DELETE that committed but whose answer was lost (a client-side timeout, a connection lost after
+ * it left: no error from the server) finds nothing on its retry. While the lease cannot have run
+ * out on the server yet (`heldUntil`), nobody else can have claimed the row, so a pair that retry
+ * missed was deleted by the earlier try: 'deleted'. Past that it may have been another holder's
+ * doing, and it settles as 'lease_lost', the one case where that event may not mean another holder.
  */
 export class Acker {
   readonly #db: Pick<StatementRunner, 'run'>;
   readonly #statement: Statement;
   readonly #logger: Logger;
   readonly #settle: (entry: AckEntry, result: AckResult) => void;
+  readonly #heldUntil: (lease: Lease) => number;
   #pending: AckEntry[] = [];
   /** The batch whose DELETE is in flight. */
   #sending: readonly AckEntry[] = [];
   #state: 'idle' | 'scheduled' | 'flushing' = 'idle';
   #idleWaiters: (() => void)[] = [];
 
-  /** `settle` hears, for every entry, what its DELETE did; it must not throw. */
+  /**
+   * `settle` hears, for every entry, what its DELETE did; it must not throw. `heldUntil`: the
+   * performance.now() before which the lease cannot have run out on the server (leaseHeldUntil);
+   * by default never, so a retry's missed pair is always 'lease_lost'.
+   */
   constructor(
     db: Pick<StatementRunner, 'run'>,
     statement: Statement,
     logger: Logger,
     settle: (entry: AckEntry, result: AckResult) => void,
+    heldUntil: (lease: Lease) => number = () => Number.NEGATIVE_INFINITY,
   ) {
     this.#db = db;
     this.#statement = statement;
     this.#logger = logger;
     this.#settle = settle;
+    this.#heldUntil = heldUntil;
   }
 
   /** Queues the delete of the entry's (id, token); `settle` hears what the database did. */
@@ -104,11 +115,12 @@ export class Acker {
     const batch = this.#pending.splice(0, MAX_ACK_BATCH);
     this.#sending = batch;
     const sentTokens = batch.map((ack) => ack.lease.token);
-    const rows = await this.#delete(batch);
+    const answer = await this.#delete(batch);
     this.#sending = [];
-    if (rows === undefined) {
+    if (answer === undefined) {
       for (const ack of batch) this.#settle(ack, 'failed');
     } else {
+      const { rows, afterUnanswered, answeredAt } = answer;
       // The DELETE answers with the pairs it missed. None (the common case): no set to build.
       // Otherwise match (id, token): the same row can be in one batch twice, under an expired
       // lease and under the one that re-claimed it.
@@ -119,6 +131,8 @@ export class Acker {
         // Missed under the token it was sent with, but its holder adopted a newer lease of the row
         // meanwhile (its own subscription re-claimed it): delete again under that one.
         if (!hit && ack.lease.token !== sent) this.#pending.push(ack);
+        // Missed by a retry while the lease still held on the server: the unanswered try deleted it.
+        else if (!hit && afterUnanswered && answeredAt < this.#heldUntil(ack.lease)) this.#settle(ack, 'deleted');
         else this.#settle(ack, hit ? 'deleted' : 'lease_lost');
       });
     }
@@ -130,13 +144,23 @@ export class Acker {
     for (const resolve of this.#idleWaiters.splice(0)) resolve();
   }
 
-  /** The batch's DELETE, retried; the pairs it did not delete (lost leases), or undefined when every try failed. */
-  async #delete(batch: readonly AckEntry[]): Promise<MatchedPair[] | undefined> {
+  /**
+   * The batch's DELETE, retried: the pairs it did not delete (lost leases), whether an earlier try
+   * failed without the server's answer (it may have deleted them), and when the answer came;
+   * undefined when every try failed.
+   */
+  async #delete(
+    batch: readonly AckEntry[],
+  ): Promise<{ readonly rows: MatchedPair[]; readonly afterUnanswered: boolean; readonly answeredAt: number } | undefined> {
     const values = pairValues(batch.map((a) => a.lease));
+    let afterUnanswered = false;
     for (let attempt = 1; ; attempt += 1) {
       try {
-        return (await this.#db.run<MatchedPair>(this.#statement, values)).rows;
+        const { rows } = await this.#db.run<MatchedPair>(this.#statement, values);
+        return { rows, afterUnanswered, answeredAt: performance.now() };
       } catch (error) {
+        // Unanswered (a client-side timeout, a lost connection): this autocommit DELETE may have committed.
+        if (unanswered(error)) afterUnanswered = true;
         const fields = { err: errorMessage(error), rows: batch.length, attempt };
         if (attempt >= ACK_ATTEMPTS) {
           this.#logger.error(

@@ -46,6 +46,11 @@ export interface OutcomeWriterDeps {
    * would leave a key's next row waiting for up to maxPollIntervalMs.
    */
   readonly keyFreed: () => void;
+  /**
+   * The performance.now() before which a lease cannot have run out on the server, so no other
+   * holder can have claimed its row (Acker: an ack retried after an unanswered try). Absent: never.
+   */
+  readonly leaseHeldUntil?: (lease: Lease) => number;
 }
 
 /**
@@ -62,9 +67,15 @@ export class OutcomeWriter {
   constructor(deps: OutcomeWriterDeps) {
     this.#deps = deps;
     this.#emitAcked = emitterOf(deps.emit, 'acked');
-    this.#acker = new Acker(deps.db, deps.sql.ackMissed, deps.logger, (entry, result) => {
-      this.#acked(entry, result);
-    });
+    this.#acker = new Acker(
+      deps.db,
+      deps.sql.ackMissed,
+      deps.logger,
+      (entry, result) => {
+        this.#acked(entry, result);
+      },
+      deps.leaseHeldUntil,
+    );
   }
 
   /** The leases whose ack is queued and not yet sent (Acker.queued). */

@@ -12,6 +12,7 @@ import { idleBoundMs } from '../util/idle-bound.js';
 import type { Logger } from '../util/logger.js';
 import { type Statement, statement } from '../util/statement.js';
 import type { StatementRunner } from '../util/statement-runner.js';
+import { unanswered } from '../util/unanswered.js';
 import type { AckEntry } from './acker.js';
 import { decodeClaimedRow } from './claimed-row.js';
 import { deliver, type DeliverDeps, failStuck } from './deliver.js';
@@ -709,7 +710,7 @@ export class RowLockBatch {
    */
   #commitUnanswered(error: unknown): boolean {
     if (!this.#commitSent || this.#xid === undefined || this.#deps.stopping() || error instanceof CommitRefused) return false;
-    return (error as { severity?: unknown } | null)?.severity !== 'ERROR';
+    return unanswered(error);
   }
 
   /** A COMMIT sent without an answer: the batch ends now, and reports what the server says became of it (#settleUnanswered). */

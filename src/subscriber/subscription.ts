@@ -171,6 +171,9 @@ export class Subscription {
       keyFreed: () => {
         this.#claimers[0]?.wakeup.notify();
       },
+      // The server set the lease's time (acquired_at) when it ran the claim or renewal, which was
+      // answered by leasedAt and sent at most answerBoundMs before: it runs out no sooner than this.
+      leaseHeldUntil: (lease) => lease.leasedAt - deps.db.answerBoundMs + options.leaseTtlMs,
     });
     this.#writer = writer;
     this.#deliverDeps = {

@@ -14,6 +14,8 @@
  * - muteAnswers(): the connections open now go on carrying what the client sends, and drop what the
  *   server answers: a statement runs (a COMMIT lands) and its answer never arrives, as when a link
  *   fails between the two. Closing either side still closes the other. New connections work.
+ *   muteAnswersAfter(marker): the same for the first connection that sends `marker` from then on
+ *   (a statement's name, in its Bind): that statement runs, its answer never arrives.
  * - terminateAtConnect(): new connections get, in the same write as the ReadyForQuery that
  *   completes their startup, the FATAL a `pg_terminate_backend` sends (57P01), and are closed: a
  *   backend terminated as the connection became ready, both messages in one read on the client.
@@ -60,6 +62,8 @@ export class TcpProxy {
   readonly #links = new Set<Link>();
   #frozen = false;
   #terminateAtConnect = false;
+  /** muteAnswersAfter(): the bytes whose sender's answers are muted next, once. */
+  #muteAfter: Buffer | undefined;
 
   private constructor(server: Server, targetPort: number) {
     this.#server = server;
@@ -149,6 +153,10 @@ export class TcpProxy {
 
   #pipe(link: Link, from: Socket, to: Socket): void {
     from.on('data', (chunk: Buffer) => {
+      if (this.#muteAfter !== undefined && from === link.client && chunk.includes(this.#muteAfter)) {
+        this.#muteAfter = undefined;
+        link.answersMuted = true;
+      }
       if (link.state === 'dead' || (link.answersMuted && to === link.client)) return;
       if (!to.write(chunk)) from.pause();
     });
@@ -207,6 +215,11 @@ export class TcpProxy {
       muted += 1;
     }
     return muted;
+  }
+
+  /** The first connection to send `marker` from now on has its answers dropped from then (see the class comment). */
+  muteAnswersAfter(marker: string): void {
+    this.#muteAfter = Buffer.from(marker);
   }
 
   /** Makes every open connection half-open for good; returns how many. New connections still work. */

@@ -1,0 +1,92 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+
+import { type Middleware, Outbox, type OutcomeWrite } from '../../src/index.js';
+import { useTestDatabase } from '../support/database.js';
+import { EventLog } from '../support/events.js';
+import { outboxFactory } from '../support/outboxes.js';
+import { publishCommitted, remaining } from '../support/publish.js';
+import { FAST_POLL } from '../support/subscriber-setup.js';
+import { TcpProxy } from '../support/tcp-proxy.js';
+import { waitFor } from '../support/wait-for.js';
+
+const db = useTestDatabase(import.meta.url);
+const newOutbox = outboxFactory(db);
+
+async function migrated(table: string): Promise<void> {
+  await new Outbox({ pool: db.pool, table, logger: newOutbox.logger }).migrate();
+}
+
+async function proxy(): Promise<TcpProxy> {
+  const started = await TcpProxy.start(Number(new URL(db.url).port));
+  db.onCleanup(() => started.close());
+  return started;
+}
+
+/**
+ * A token-mode ack whose DELETE landed and whose answer was lost (queryTimeoutMs, a connection lost
+ * after it left) is retried, and the retry finds nothing to delete. While the lease cannot have run
+ * out on the server, no other holder can have taken the row, so that is the first DELETE's doing:
+ * an ack, not a lost lease (acker.ts).
+ */
+describe('token lease: an ack DELETE whose answer was lost', () => {
+  async function run(table: string, queue: string, leaseTtlMs: number) {
+    await migrated(table);
+    const link = await proxy();
+    const log = new EventLog();
+    const writes: OutcomeWrite[] = [];
+    const probe: Middleware = {
+      name: 'written-probe',
+      async consume(ctx, next) {
+        await next();
+        void ctx.written.then((write) => writes.push(write));
+      },
+    };
+    const outbox = newOutbox({
+      connectionString: link.via(db.url),
+      table,
+      queryTimeoutMs: 1000,
+      recorder: log.recorder,
+      middlewares: [probe],
+    });
+    const handled = new Map<string, number>();
+    outbox.subscribe(
+      queue,
+      (message) => {
+        handled.set(message.id, (handled.get(message.id) ?? 0) + 1);
+        // The acks leave together once the three handlers returned: that DELETE's answer is dropped.
+        if (handled.size === 3) link.muteAnswersAfter('ack_missed');
+      },
+      { leaseTtlMs, ...FAST_POLL },
+    );
+    const ids = await publishCommitted(outbox, db.pool, queue, [1, 2, 3]);
+    outbox.start();
+    await waitFor(async () => (await remaining(db.pool, queue, table)) === 0, { what: 'the first DELETE landed' });
+    await waitFor(() => writes.length === 3, { what: 'every ctx.written settled', timeoutMs: 15_000 });
+    await outbox.stop();
+    assert.deepEqual(
+      ids.map((id) => handled.get(id)),
+      [1, 1, 1],
+    );
+    return { log, writes };
+  }
+
+  test('within the lease: reported as acked (events, ctx.written), not as a lost lease', async () => {
+    const { log, writes } = await run('ack_lost_in_lease', 'ack-lost', 30_000);
+    assert.deepEqual(writes, ['written', 'written', 'written']);
+    assert.equal(log.of('acked').length, 3);
+    assert.equal(log.of('lease_lost').length, 0);
+    assert.ok(
+      newOutbox.logger.messages('warn').some((message) => /ack DELETE failed; retrying/.test(message)),
+      'the failed attempt is logged',
+    );
+  });
+
+  test('past the point where the lease may have run out: a lost lease, as the retry cannot tell', async () => {
+    // leaseTtlMs 2.5 s, and a claim may take queryTimeoutMs + 1 s (2 s) to answer: past 0.5 s after
+    // the claim's answer another holder could have taken the row. The retry answers after ~2 s.
+    const { log, writes } = await run('ack_lost_past_lease', 'ack-lost-late', 2_500);
+    assert.deepEqual(writes, ['lease_lost', 'lease_lost', 'lease_lost']);
+    assert.equal(log.of('lease_lost').length, 3);
+  });
+});

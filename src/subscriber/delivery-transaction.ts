@@ -4,15 +4,17 @@ import { LeaseLostError, NotInTransactionError } from '../errors.js';
 import type { ConsumeResult, OutcomeWrite } from '../instrumentation/middleware.js';
 import { transactionStatus } from '../producer/executor.js';
 import { asFields, prelude } from '../util/decoded-query.js';
-import { idleBound, KEEPALIVE_PROBES } from '../util/idle-bound.js';
+import { idleBound, idleBoundMs as boundOfIdle, KEEPALIVE_GIVES_UP_MS, KEEPALIVE_PROBES } from '../util/idle-bound.js';
 import { type Statement, statement } from '../util/statement.js';
 import type { StatementRunner } from '../util/statement-runner.js';
+import { unanswered } from '../util/unanswered.js';
 import type { AckResult } from './acker.js';
 import type { DeliveryControls } from './decision.js';
 import type { DeliverySignal } from './delivery-signal.js';
 import type { Lease } from './lease.js';
-import { type MatchedPair, pairValues, type SubscriberSql } from './sql.js';
+import { ACK_XID_FIELD, type MatchedPair, pairValues, type SubscriberSql } from './sql.js';
 import type { IsolationLevel } from './subscription-options.js';
+import { transactionOutcome } from './transaction-outcome.js';
 
 const ignore = (): void => undefined;
 
@@ -61,8 +63,11 @@ export interface HeldForOutcome {
 /** One delivery's transaction as deliver() uses it (DeliveryTransaction; txoutbox/testing may bring its own). */
 export interface HandlerTransaction {
   readonly client: pg.PoolClient;
-  /** The fenced ack and COMMIT, or ROLLBACK when the ack matched nothing; throws when it cannot commit (then ended). */
-  commitAck(lease: Lease): Promise<'deleted' | 'lease_lost'>;
+  /**
+   * The fenced ack and COMMIT, or ROLLBACK when the ack matched nothing; throws when it cannot commit
+   * (then ended). A COMMIT whose answer was lost is asked of the server until `giveUp()`.
+   */
+  commitAck(lease: Lease, giveUp?: () => boolean): Promise<'deleted' | 'lease_lost'>;
   /**
    * After a run that did not ack: back to the savepoint taken right after the row's lock, and the
    * transaction held for the outcome write. Undefined (ended) when that cannot be done (the handler
@@ -125,10 +130,24 @@ export class DeliveryTransaction implements HandlerTransaction {
    * fail on the rolled-back handler's reads): rolled back and written through the pool instead.
    */
   readonly #holdable: boolean;
+  /**
+   * By when the server ends this transaction once its client is gone: its idle bound, or (under
+   * renewal, no idle bound) what its keepalive probes take. How long a COMMIT whose answer was lost
+   * is asked about (commitAck).
+   */
+  readonly #endedWithinMs: number;
 
-  private constructor(db: StatementRunner, ack: Statement, client: pg.PoolClient, onEnd: () => void, holdable: boolean) {
+  private constructor(
+    db: StatementRunner,
+    ack: Statement,
+    client: pg.PoolClient,
+    onEnd: () => void,
+    holdable: boolean,
+    endedWithinMs: number,
+  ) {
     this.#db = db;
     this.#holdable = holdable;
+    this.#endedWithinMs = endedWithinMs;
     this.#ack = ack;
     this.client = client;
     this.#onEnd = onEnd;
@@ -163,7 +182,8 @@ export class DeliveryTransaction implements HandlerTransaction {
     // crash the process. The statement fails too, and that failure is what is reported.
     client.on('error', ignore);
     const holdable = isolationLevel === undefined || isolationLevel === 'read committed';
-    const transaction = new DeliveryTransaction(db, sql.ackBatch, client, onEnd, holdable);
+    const endedWithinMs = idleBoundMs === undefined ? KEEPALIVE_GIVES_UP_MS : boundOfIdle(idleBoundMs);
+    const transaction = new DeliveryTransaction(db, sql.ackBatch, client, onEnd, holdable, endedWithinMs);
     try {
       const begin = BEGIN[isolationLevel ?? 'default'];
       const guard = idleBoundMs === undefined ? KEEPALIVE_PROBES : idleBound(idleBoundMs);
@@ -181,10 +201,13 @@ export class DeliveryTransaction implements HandlerTransaction {
    * The ack, in the handler's transaction: the acker's fenced DELETE (by (id, token)) for this one
    * row, then COMMIT; ROLLBACK when it matched nothing ('lease_lost'). Throws when the transaction
    * cannot commit (the handler left it failed or ended it itself, a deferred constraint, a
-   * serialization failure, a dead connection): it is then ended and nothing of it committed,
-   * unless a COMMIT whose answer was lost did (then the row is gone too).
+   * serialization failure, a dead connection): it is then ended and nothing of it committed.
+   * A COMMIT sent and never answered (a client-side timeout, a connection lost after it left: it
+   * may have landed) is asked of the server by the transaction's id (transaction-outcome.ts):
+   * 'deleted' when it committed, as an answered COMMIT; thrown as before otherwise. Until `giveUp()`
+   * (stop() stopped waiting).
    */
-  async commitAck(lease: Lease): Promise<'deleted' | 'lease_lost'> {
+  async commitAck(lease: Lease, giveUp: () => boolean = () => false): Promise<'deleted' | 'lease_lost'> {
     if (this.#closedBy !== undefined) {
       throw new Error(
         `the delivery's transaction was closed before its ack (${this.#closedBy.message}); nothing of it committed`,
@@ -199,11 +222,14 @@ export class DeliveryTransaction implements HandlerTransaction {
           : ENDED_BY_HANDLER,
       );
     }
+    let xid: string | undefined;
     try {
-      if ((await releaseThenAck(this.#db, this.client, this.#ack, lease)) === 0) {
+      const acked = await releaseThenAck(this.#db, this.client, this.#ack, lease);
+      if (acked.deleted === 0) {
         await this.rollback();
         return 'lease_lost';
       }
+      xid = acked.xid;
       await this.client.query(this.#db.bounded({ text: 'COMMIT' }));
     } catch (error) {
       this.destroy(error);
@@ -211,6 +237,9 @@ export class DeliveryTransaction implements HandlerTransaction {
       // back ctx.client's transaction and began another (COMMIT; BEGIN).
       if ((error as { code?: unknown }).code === INVALID_SAVEPOINT)
         throw new NotInTransactionError(ENDED_BY_HANDLER, { cause: error });
+      if (xid !== undefined && unanswered(error)) {
+        if ((await transactionOutcome(this.#db, xid, this.#endedWithinMs, giveUp)) === 'committed') return 'deleted';
+      }
       throw error;
     }
     this.#release(undefined);
@@ -294,14 +323,21 @@ async function lockThenSavepoint(db: StatementRunner, client: pg.PoolClient, loc
 
 /**
  * RELEASE of HANDLER_SAVEPOINT, then the fenced ack DELETE in the transaction itself, in one round
- * trip when the client can pipeline: the rows it deleted (0: the lease was lost).
+ * trip when the client can pipeline: the rows it deleted (0: the lease was lost), and the
+ * transaction's id (sql.ts ackBatch returns it with the pair) for a COMMIT whose answer is lost.
  */
-async function releaseThenAck(db: StatementRunner, client: pg.PoolClient, ack: Statement, lease: Lease): Promise<number> {
+async function releaseThenAck(
+  db: StatementRunner,
+  client: pg.PoolClient,
+  ack: Statement,
+  lease: Lease,
+): Promise<{ readonly deleted: number; readonly xid: string | undefined }> {
   const values = pairValues([lease]);
   const answer = await db.pipelineOn(client, [prelude(RELEASE_HANDLER_SAVEPOINT)], ack, values, asFields);
-  if (answer !== undefined) return answer.rows.length;
+  if (answer !== undefined) return { deleted: answer.rows.length, xid: answer.rows[0]?.[ACK_XID_FIELD] ?? undefined };
   await db.runOn(client, RELEASE_HANDLER_SAVEPOINT, []);
-  return (await db.runOn<MatchedPair>(client, ack, values)).rowCount ?? 0;
+  const { rows } = await db.runOn<MatchedPair & { xid: string }>(client, ack, values);
+  return { deleted: rows.length, xid: rows[0]?.xid };
 }
 
 /** The row count of a command tag (`SELECT 1`); 0 when there is none. */
@@ -392,7 +428,7 @@ export async function runInTransaction(
       return result;
     }
     try {
-      committed.result = await transaction.commitAck(lease);
+      committed.result = await transaction.commitAck(lease, () => abandoned() || aborted.aborted);
       return result;
     } catch (error) {
       // The lease ran out during the ack (the timer closed the connection): the outcome is unknown

@@ -6,7 +6,6 @@ import type { OutcomeWrite } from '../instrumentation/middleware.js';
 import { deferredEmit, type Emit } from '../instrumentation/recorders.js';
 import type { ThroughputTally } from '../queues/throughput-tally.js';
 import type { TableName } from '../schema/identifiers.js';
-import { backoffMs } from '../util/backoff.js';
 import { asFields, type Prelude, prelude, type RowFields, tagsBeforeFailure } from '../util/decoded-query.js';
 import { idleBoundMs } from '../util/idle-bound.js';
 import type { Logger } from '../util/logger.js';
@@ -24,8 +23,9 @@ import type { ClaimedRecord, Handler } from './message.js';
 import { OutcomeWriter } from './outcome-writer.js';
 import type { ClaimPlan, QueueSchedule } from './queue-schedule.js';
 import type { RenderError } from './render-error.js';
-import { idArray, ROW_LOCK_TOKEN, type RowLockSql, XACT_STATUS, XID_FIELD } from './row-lock-sql.js';
+import { idArray, ROW_LOCK_TOKEN, type RowLockSql, XID_FIELD } from './row-lock-sql.js';
 import type { SubscriberSql } from './sql.js';
+import { transactionOutcome } from './transaction-outcome.js';
 
 const ignore = (): void => undefined;
 const queueOfRow = (row: ClaimedRecord): string => row.queue;
@@ -33,11 +33,6 @@ const queueOfRow = (row: ClaimedRecord): string => row.queue;
 /** A COMMIT the server answered without committing (`ROLLBACK`): the batch rolled back, nothing to ask the server. */
 class CommitRefused extends Error {}
 
-/** How a COMMIT sent without an answer is asked about (#xactStatus): every 100 ms, then less often, up to every 2 s. */
-const ASK_AGAIN_BASE_MS = 100;
-const ASK_AGAIN_CAP_MS = 2_000;
-/** pg_xact_status of an id the server never assigned: "transaction ID … is in the future". */
-const INVALID_PARAMETER = '22023';
 const ROLLED_BACK = 'row-lock batch rolled back; its rows are unlocked as they were and will be delivered again';
 
 /** Transaction control as named statements: parsed once per connection, like the rest of a pipelined message. */
@@ -732,7 +727,9 @@ export class RowLockBatch {
   async #settleUnanswered(xid: string, error: unknown, rows: number): Promise<void> {
     const { logger, deliverDeps } = this.#deps;
     const fields = { subscriber: deliverDeps.options.name, rows, xid, err: errorMessage(error) };
-    const status = await this.#xactStatus(xid);
+    const status = await transactionOutcome(this.#deps.db, xid, idleBoundMs(deliverDeps.options.leaseTtlMs), () =>
+      this.#deps.stopping(),
+    );
     if (status === 'committed') {
       logger.warn(
         fields,
@@ -751,30 +748,6 @@ export class RowLockBatch {
       { ...fields, status: status ?? 'unknown' },
       "row-lock batch's COMMIT went unanswered and the server could not say whether it landed: its rows are handled if it did, delivered again if not; their acks are not counted",
     );
-  }
-
-  /** pg_xact_status of `xid`, asked again while 'in progress' or unanswered (#settleUnanswered); undefined: the server did not say. */
-  async #xactStatus(xid: string): Promise<'committed' | 'aborted' | 'in progress' | undefined> {
-    const { db, deliverDeps } = this.#deps;
-    const giveUpAt = performance.now() + idleBoundMs(deliverDeps.options.leaseTtlMs) + ASK_AGAIN_CAP_MS;
-    let status: 'committed' | 'aborted' | 'in progress' | undefined;
-    for (let attempt = 1; ; attempt += 1) {
-      try {
-        const { rows } = await db.run<{ status: string | null }>(XACT_STATUS, [xid]);
-        const answered = rows[0]?.status;
-        // NULL: older than the server's commit log keeps, which a batch's own id never is in practice.
-        if (answered === 'committed' || answered === 'aborted' || answered === 'in progress') status = answered;
-        else return undefined;
-        if (status !== 'in progress') return status;
-      } catch (failure) {
-        // A server that never saw the id (a failover to a standby it had not reached): nothing of
-        // the batch is on the server now, so its rows come back from there as they were.
-        if ((failure as { code?: unknown } | null)?.code === INVALID_PARAMETER) return 'aborted';
-      }
-      if (this.#deps.stopping() || performance.now() >= giveUpAt) return status;
-      // Unref'd: a batch still asking never keeps the process alive.
-      await new Promise((resolve) => setTimeout(resolve, backoffMs(attempt, ASK_AGAIN_BASE_MS, ASK_AGAIN_CAP_MS)).unref());
-    }
   }
 
   /** Nothing of the batch landed: its rows come back as they were. */

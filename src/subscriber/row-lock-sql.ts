@@ -107,17 +107,10 @@ const RETURNED = `${claimedColumns('deliveries_count + 1')}, pg_current_xact_id(
  * Where a claimed row's last column, `xid`, is (after `id` and CLAIMED_FIELDS): the batch's
  * transaction id, which the claim's row locks assigned (a claim that locks nothing assigns none, so
  * an idle poll stays a read-only transaction). The batch keeps it for a COMMIT whose answer never
- * arrives: pg_xact_status then tells whether it landed (XACT_STATUS, row-lock-batch.ts). Per row,
+ * arrives: pg_xact_status then tells whether it landed (transaction-outcome.ts). Per row,
  * one call that reads the backend's own state; the report rows of a reported claim have NULL here.
  */
 export const XID_FIELD = 1 + CLAIMED_FIELDS.split(',').length;
-
-/**
- * $1 a batch's transaction id (xid8 as text): 'committed', 'aborted' or 'in progress', NULL when
- * the server no longer knows (older than its commit log keeps). On a server that never saw the id
- * (a failover to a standby it had not reached) it fails with 22023, "in the future".
- */
-export const XACT_STATUS = statement('rl_xact_status', 'SELECT pg_xact_status($1::xid8) AS status');
 
 /**
  * One claim: the ready branch of the lease claim (same index walk, same paused-queue and per-key

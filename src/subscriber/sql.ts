@@ -30,7 +30,12 @@ export interface SubscriberSql {
    * per connection, as claimMany (statement.ts plannedOnce).
    */
   readonly claimOneReported: Statement;
-  /** $1 ids (bigint[]), $2 tokens (uuid[]). Returns the (id, token) pairs deleted; the others lost their lease. PK lookups. */
+  /**
+   * $1 ids (bigint[]), $2 tokens (uuid[]). Returns the (id, token) pairs deleted (the others lost
+   * their lease), each with the transaction's id (`xid`, ACK_XID_FIELD). PK lookups. A
+   * transactional run's ack, in its own transaction: the id asks the server about a COMMIT whose
+   * answer was lost (delivery-transaction.ts).
+   */
   readonly ackBatch: Statement;
   /**
    * The acker's DELETE: ackBatch's, returning the other pairs instead: those it did NOT delete
@@ -270,6 +275,8 @@ const PAIRS = `unnest($1::bigint[], $2::uuid[]) AS l(id, token)`;
 const PAIRS_MATCH = `t.id = ANY($1::bigint[]) AND t.id = l.id AND t.acquired_token = l.token`;
 /** What a batched write returns: the pairs it matched (one row can be held twice, under two tokens). */
 const PAIRS_RETURNING = `t.id::text AS id, l.token::text AS token`;
+/** Where ackBatch's rows (as texts) have the transaction's id: after PAIRS_RETURNING's two columns. */
+export const ACK_XID_FIELD = 2;
 
 /**
  * ackMissed: the pairs are read once (a CTE), the DELETE returns the pairs it matched, and the
@@ -355,7 +362,10 @@ export function buildSubscriberSql(names: SchemaNames): SubscriberSql {
     claimOne: plannedOnce(textRows(statement('claim', claimOneText(t, names.paused.sql)))),
     claimMany: plannedOnce(textRows(statement('claim_many', claimManyText(t, names.paused.sql)))),
     claimOneReported: plannedOnce(textRows(statement('claim_reported', claimOneText(t, names.paused.sql, true)))),
-    ackBatch: statement('ack', `DELETE FROM ${t} AS t USING ${PAIRS} WHERE ${PAIRS_MATCH} RETURNING ${PAIRS_RETURNING}`),
+    ackBatch: statement(
+      'ack',
+      `DELETE FROM ${t} AS t USING ${PAIRS} WHERE ${PAIRS_MATCH} RETURNING ${PAIRS_RETURNING}, pg_current_xact_id()::text AS xid`,
+    ),
     ackMissed: statement('ack_missed', ackMissedText(t)),
     retry: statement('retry', retryText(t, TOKEN_FENCE, false)),
     terminalDelete: statement('terminal', `DELETE FROM ${t} WHERE id = $1::bigint AND ${TOKEN_FENCE}`),

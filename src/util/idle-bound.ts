@@ -54,3 +54,7 @@ export const KEEPALIVE_SETTINGS = [
  * to the connection's socket at once, reverted when the transaction ends).
  */
 export const KEEPALIVE_PROBES = KEEPALIVE_SETTINGS.map(([name, value]) => `SET LOCAL ${name} = ${value}`).join('; ');
+
+/** How long KEEPALIVE_SETTINGS take to give up on a silent client: idle, then every probe unanswered (25 s). */
+export const KEEPALIVE_GIVES_UP_MS =
+  1000 * (Number(KEEPALIVE_SETTINGS[0][1]) + Number(KEEPALIVE_SETTINGS[1][1]) * Number(KEEPALIVE_SETTINGS[2][1]));

@@ -89,4 +89,52 @@ describe('token lease: an ack DELETE whose answer was lost', () => {
     assert.deepEqual(writes, ['lease_lost', 'lease_lost', 'lease_lost']);
     assert.equal(log.of('lease_lost').length, 3);
   });
+
+  test("transactional: a COMMIT (the ack with the handler's writes) whose answer was lost is asked of the server: reported acked, the writes there once", async () => {
+    const table = 'ack_lost_tx';
+    await migrated(table);
+    await db.pool.query('CREATE TABLE ack_lost_tx_side (message_id text NOT NULL)');
+    const link = await proxy();
+    const log = new EventLog();
+    const writes: OutcomeWrite[] = [];
+    const probe: Middleware = {
+      name: 'written-probe',
+      async consume(ctx, next) {
+        await next();
+        void ctx.written.then((write) => writes.push(write));
+      },
+    };
+    const outbox = newOutbox({
+      connectionString: link.via(db.url),
+      table,
+      queryTimeoutMs: 1000,
+      recorder: log.recorder,
+      middlewares: [probe],
+    });
+    let runs = 0;
+    outbox.subscribe(
+      'ack-lost-tx',
+      async (message, ctx) => {
+        runs += 1;
+        await ctx.client.query('INSERT INTO ack_lost_tx_side (message_id) VALUES ($1)', [message.id]);
+        // The delivery's COMMIT (after its ack) is the next one sent: it lands, its answer is dropped.
+        link.muteAnswersAfter('COMMIT');
+      },
+      { transactional: true, ...FAST_POLL },
+    );
+    const [id] = await publishCommitted(outbox, db.pool, 'ack-lost-tx', ['x']);
+    outbox.start();
+    await waitFor(() => writes.length === 1, { what: 'ctx.written settled', timeoutMs: 15_000 });
+    await outbox.stop();
+    assert.deepEqual(writes, ['written']);
+    assert.equal(log.of('acked').length, 1);
+    assert.equal(log.of('lease_lost').length, 0);
+    assert.equal(runs, 1);
+    assert.equal(await remaining(db.pool, 'ack-lost-tx', table), 0);
+    const { rows } = await db.pool.query<{ message_id: string }>('SELECT message_id FROM ack_lost_tx_side');
+    assert.deepEqual(
+      rows.map((row) => row.message_id),
+      [id],
+    );
+  });
 });

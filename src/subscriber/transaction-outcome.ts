@@ -1,0 +1,55 @@
+import { backoffMs } from '../util/backoff.js';
+import { statement } from '../util/statement.js';
+import type { StatementRunner } from '../util/statement-runner.js';
+
+/**
+ * $1 a transaction id (xid8 as text): 'committed', 'aborted' or 'in progress', NULL when the server
+ * no longer knows (older than its commit log keeps). On a server that never assigned the id (a
+ * failover to a standby it had not reached) it fails with 22023, "in the future".
+ */
+const XACT_STATUS = statement('xact_status', 'SELECT pg_xact_status($1::xid8) AS status');
+
+/** pg_xact_status of an id the server never assigned. */
+const INVALID_PARAMETER = '22023';
+
+/** How often a transaction still in progress, or a server out of reach, is asked again: from 100 ms up to every 2 s. */
+const ASK_AGAIN_BASE_MS = 100;
+const ASK_AGAIN_CAP_MS = 2_000;
+
+/** What the server says became of a transaction; 'in progress' or undefined when it could not say by the deadline. */
+export type TransactionOutcome = 'committed' | 'aborted' | 'in progress' | undefined;
+
+/**
+ * What became of transaction `xid`, whose COMMIT was sent and never answered (a client-side
+ * timeout, a connection lost after it left: util/unanswered.ts), asked of the server on a pool
+ * connection (architecture/row-lock-mode.md, architecture/transactional-consume.md). 'in progress'
+ * (the COMMIT still on its way, a backend the server has not ended yet) and a server out of reach
+ * are asked again, with a growing pause, until `endedWithinMs` (by when the server ends the
+ * transaction, its idle bound: util/idle-bound.ts) and one more pause have passed, or `giveUp()`
+ * says so (stop()); whatever was last heard is returned then. A server that never saw the id has nothing of it:
+ * 'aborted'.
+ */
+export async function transactionOutcome(
+  db: Pick<StatementRunner, 'run'>,
+  xid: string,
+  endedWithinMs: number,
+  giveUp: () => boolean,
+): Promise<TransactionOutcome> {
+  const giveUpAt = performance.now() + endedWithinMs + ASK_AGAIN_CAP_MS;
+  let outcome: TransactionOutcome;
+  for (let attempt = 1; ; attempt += 1) {
+    try {
+      const { rows } = await db.run<{ status: string | null }>(XACT_STATUS, [xid]);
+      const status = rows[0]?.status;
+      // NULL: older than the server's commit log keeps, which a transaction just sent never is in practice.
+      if (status !== 'committed' && status !== 'aborted' && status !== 'in progress') return undefined;
+      outcome = status;
+      if (outcome !== 'in progress') return outcome;
+    } catch (failure) {
+      if ((failure as { code?: unknown } | null)?.code === INVALID_PARAMETER) return 'aborted';
+    }
+    if (giveUp() || performance.now() >= giveUpAt) return outcome;
+    // Unref'd: a caller still asking never keeps the process alive.
+    await new Promise((resolve) => setTimeout(resolve, backoffMs(attempt, ASK_AGAIN_BASE_MS, ASK_AGAIN_CAP_MS)).unref());
+  }
+}

@@ -6,7 +6,9 @@ import type { ThroughputTally } from '../queues/throughput-tally.js';
 import type { TableName } from '../schema/identifiers.js';
 import { DLQ_ADDED_COLUMNS, unmigratedSchemaError } from '../schema/unmigrated-schema.js';
 import type { Logger } from '../util/logger.js';
+import type { Statement } from '../util/statement.js';
 import type { StatementRunner } from '../util/statement-runner.js';
+import { unanswered } from '../util/unanswered.js';
 import { type AckEntry, Acker, type AckResult } from './acker.js';
 import { ackedEvent, deliveryScope, type Lease } from './lease.js';
 import { boundedLastException, type RenderError } from './render-error.js';
@@ -150,6 +152,38 @@ export class OutcomeWriter {
   }
 
   /**
+   * A fenced outcome write (retry, DLQ move, terminal delete: each ends the lease it is fenced by).
+   * When it ran on the pool and its answer was lost (util/unanswered.ts: a client-side timeout, a
+   * connection lost after it left), it may have landed, and reporting it failed would drop its
+   * events and tell the log the row keeps its lease. While the lease cannot have run out on the
+   * server (leaseHeldUntil), nothing but this write can end it, so the row tells: still held under
+   * it, the write did not land (the failure stands: the row comes back after its lease); not, it
+   * did, and it is reported as having written the row. Not for a write inside a transaction (a
+   * row-lock batch's, a held transactional run's): its fate is the transaction's.
+   */
+  async #runFenced(db: OutcomeDb, statement: Statement, lease: Lease, values: unknown[]): Promise<{ rowCount: number | null }> {
+    try {
+      return await db.run(statement, values);
+    } catch (error) {
+      if (db === this.#deps.db && unanswered(error) && (await this.#landed(lease))) return { rowCount: 1 };
+      throw error;
+    }
+  }
+
+  /** Whether the row is no longer held under `lease`, read while the lease certainly still held; false when that cannot be told. */
+  async #landed(lease: Lease): Promise<boolean> {
+    const heldUntil = this.#deps.leaseHeldUntil;
+    if (heldUntil === undefined) return false;
+    try {
+      const { rows } = await this.#deps.db.run<{ held: boolean }>(this.#deps.sql.stillHeld, [lease.record.id, lease.token]);
+      // Answered now, so read no later: past the bound another holder may have taken the row.
+      return performance.now() < heldUntil(lease) && rows[0]?.held === false;
+    } catch {
+      return false;
+    }
+  }
+
+  /**
    * Reschedules the row, keeping the error it reported; resolves with what the database did. `db`:
    * where the statement runs instead of the writer's own (a failed transactional run's held
    * transaction, which commits it: delivery-transaction.ts HeldForOutcome).
@@ -157,7 +191,7 @@ export class OutcomeWriter {
   async retry(lease: Lease, run: Run, delayMs: number, error: unknown, db: OutcomeDb = this.#deps.db): Promise<OutcomeWrite> {
     try {
       const firstAttemptAt = lease.record.first_attempt_at ?? run.startedAt;
-      const result = await db.run(this.#deps.sql.retry, [
+      const result = await this.#runFenced(db, this.#deps.sql.retry, lease, [
         lease.record.id,
         lease.token,
         delayMs,
@@ -218,7 +252,7 @@ export class OutcomeWriter {
             : reason === 'max_deliveries' && record.last_exception_type === null
               ? NO_FAILURE_RECORDED
               : null;
-        const result = await db.run(dlqMove, [
+        const result = await this.#runFenced(db, dlqMove, lease, [
           record.id,
           lease.token,
           reason,
@@ -244,7 +278,7 @@ export class OutcomeWriter {
         });
         return 'written';
       }
-      const result = await db.run(this.#deps.sql.terminalDelete, [lease.record.id, lease.token]);
+      const result = await this.#runFenced(db, this.#deps.sql.terminalDelete, lease, [lease.record.id, lease.token]);
       if (result.rowCount === 0) {
         this.#leaseLost(lease, 'terminal');
         return 'lease_lost';

@@ -77,6 +77,11 @@ export interface SubscriberSql {
    * still its own (no row: the lease was lost before the handler started). See delivery-transaction.ts.
    */
   readonly lockLease: Statement;
+  /**
+   * $1 id, $2 token: whether the row is still held under that lease (one row, `held`). After an
+   * outcome write whose answer was lost: still held, it did not land (outcome-writer.ts).
+   */
+  readonly stillHeld: Statement;
 }
 
 /**
@@ -395,6 +400,10 @@ RETURNING t.id::text AS id`,
     lockLease: statement(
       'lock_lease',
       `SELECT id::text AS id FROM ${t} WHERE id = $1::bigint AND acquired_token = $2::uuid FOR UPDATE`,
+    ),
+    stillHeld: statement(
+      'still_held',
+      `SELECT EXISTS (SELECT 1 FROM ${t} WHERE id = $1::bigint AND acquired_token = $2::uuid) AS held`,
     ),
   };
 }

@@ -29,7 +29,7 @@ async function proxy(): Promise<TcpProxy> {
  * out on the server, no other holder can have taken the row, so that is the first DELETE's doing:
  * an ack, not a lost lease (acker.ts).
  */
-describe('token lease: an ack DELETE whose answer was lost', () => {
+describe('outcome writes whose answer was lost (the statement ran, its answer never came)', () => {
   async function run(table: string, queue: string, leaseTtlMs: number) {
     await migrated(table);
     const link = await proxy();
@@ -137,4 +137,67 @@ describe('token lease: an ack DELETE whose answer was lost', () => {
       [id],
     );
   });
+
+  for (const outcome of ['retry', 'dlq'] as const) {
+    test(`a ${outcome === 'retry' ? 'retry UPDATE' : 'DLQ move'} whose answer was lost is checked against the row: reported written, with its events`, async () => {
+      // Neither may contain the marker: a claim's text and values would match it first.
+      const table = `write_lost_${outcome === 'retry' ? 1 : 2}`;
+      const queue = `write-lost-${outcome === 'retry' ? 1 : 2}`;
+      await migrated(table);
+      const link = await proxy();
+      const log = new EventLog();
+      const writes: OutcomeWrite[] = [];
+      const probe: Middleware = {
+        name: 'written-probe',
+        async consume(ctx, next) {
+          await next();
+          void ctx.written.then((write) => writes.push(write));
+        },
+      };
+      const outbox = newOutbox({
+        connectionString: link.via(db.url),
+        table,
+        queryTimeoutMs: 1000,
+        recorder: log.recorder,
+        middlewares: [probe],
+      });
+      let runs = 0;
+      outbox.subscribe(
+        queue,
+        (_message, ctx) => {
+          runs += 1;
+          if (runs > 1) {
+            ctx.ack();
+            return;
+          }
+          // The outcome statement (its name, in its Bind) is the next the marker matches.
+          link.muteAnswersAfter(outcome);
+          if (outcome === 'dlq') ctx.reject('bad');
+          else ctx.nack({ delayMs: 1 });
+        },
+        { ackPolicy: 'manual', ...FAST_POLL },
+      );
+      await publishCommitted(outbox, db.pool, queue, ['x']);
+      outbox.start();
+      if (outcome === 'retry') {
+        await log.waitFor('acked', 1, 15_000);
+        await waitFor(() => writes.length === 2, { what: 'both runs settled ctx.written' });
+        assert.deepEqual(writes, ['written', 'written']);
+        assert.equal(log.of('nacked_retried').length, 1);
+        assert.equal(runs, 2);
+      } else {
+        await waitFor(() => writes.length === 1, { what: 'ctx.written settled', timeoutMs: 15_000 });
+        assert.deepEqual(writes, ['written']);
+        assert.equal(log.of('dlq_written').length, 1);
+        assert.equal(log.of('nacked_terminal').length, 1);
+        assert.equal(runs, 1);
+      }
+      await outbox.stop();
+      assert.equal(log.of('lease_lost').length, 0);
+      assert.ok(
+        !newOutbox.logger.messages('error').some((message) => /failed; the row keeps its lease/.test(message)),
+        `no failed write reported: ${JSON.stringify(newOutbox.logger.messages('error'))}`,
+      );
+    });
+  }
 });

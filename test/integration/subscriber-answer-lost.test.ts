@@ -1,54 +1,34 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 
-import { type Middleware, Outbox, type OutcomeWrite } from '../../src/index.js';
 import { useTestDatabase } from '../support/database.js';
-import { EventLog } from '../support/events.js';
 import { outboxFactory } from '../support/outboxes.js';
+import { proxiedOutbox } from '../support/proxied-outbox.js';
 import { publishCommitted, remaining } from '../support/publish.js';
 import { FAST_POLL } from '../support/subscriber-setup.js';
-import { TcpProxy } from '../support/tcp-proxy.js';
 import { waitFor } from '../support/wait-for.js';
 
 const db = useTestDatabase(import.meta.url);
 const newOutbox = outboxFactory(db);
 
-async function migrated(table: string): Promise<void> {
-  await new Outbox({ pool: db.pool, table, logger: newOutbox.logger }).migrate();
-}
-
-async function proxy(): Promise<TcpProxy> {
-  const started = await TcpProxy.start(Number(new URL(db.url).port));
-  db.onCleanup(() => started.close());
-  return started;
-}
+const failedWritesLogged = (): string[] =>
+  newOutbox.logger.messages('error').filter((message) => /failed; the row keeps its lease/.test(message));
 
 /**
- * A token-mode ack whose DELETE landed and whose answer was lost (queryTimeoutMs, a connection lost
- * after it left) is retried, and the retry finds nothing to delete. While the lease cannot have run
- * out on the server, no other holder can have taken the row, so that is the first DELETE's doing:
- * an ack, not a lost lease (acker.ts).
+ * A statement of the outcome path that ran on the server and whose answer never came back
+ * (queryTimeoutMs ran out, the connection was lost after it left) may have landed. Each test drops
+ * one statement's answer at the proxy (muteAnswersAfter: the first connection to send its name,
+ * in its Bind) and checks that what landed is reported as landed: events, `ctx.written`, no lost
+ * lease, no failed write.
  */
 describe('outcome writes whose answer was lost (the statement ran, its answer never came)', () => {
-  async function run(table: string, queue: string, leaseTtlMs: number) {
-    await migrated(table);
-    const link = await proxy();
-    const log = new EventLog();
-    const writes: OutcomeWrite[] = [];
-    const probe: Middleware = {
-      name: 'written-probe',
-      async consume(ctx, next) {
-        await next();
-        void ctx.written.then((write) => writes.push(write));
-      },
-    };
-    const outbox = newOutbox({
-      connectionString: link.via(db.url),
-      table,
-      queryTimeoutMs: 1000,
-      recorder: log.recorder,
-      middlewares: [probe],
-    });
+  /**
+   * A token-mode ack's DELETE, retried, finds nothing: while the lease cannot have run out on the
+   * server no other holder can have taken the rows, so the first try deleted them (acker.ts).
+   */
+  async function ackLost(table: string, leaseTtlMs: number) {
+    const { outbox, link, log, writes } = await proxiedOutbox(db, newOutbox, table);
+    const queue = table.replaceAll('_', '-');
     const handled = new Map<string, number>();
     outbox.subscribe(
       queue,
@@ -71,8 +51,8 @@ describe('outcome writes whose answer was lost (the statement ran, its answer ne
     return { log, writes };
   }
 
-  test('within the lease: reported as acked (events, ctx.written), not as a lost lease', async () => {
-    const { log, writes } = await run('ack_lost_in_lease', 'ack-lost', 30_000);
+  test('an ack within the lease: reported as acked (events, ctx.written), not as a lost lease', async () => {
+    const { log, writes } = await ackLost('ack_lost_in_lease', 30_000);
     assert.deepEqual(writes, ['written', 'written', 'written']);
     assert.equal(log.of('acked').length, 3);
     assert.equal(log.of('lease_lost').length, 0);
@@ -82,35 +62,18 @@ describe('outcome writes whose answer was lost (the statement ran, its answer ne
     );
   });
 
-  test('past the point where the lease may have run out: a lost lease, as the retry cannot tell', async () => {
+  test('an ack past the point where the lease may have run out: a lost lease, as the retry cannot tell', async () => {
     // leaseTtlMs 2.5 s, and a claim may take queryTimeoutMs + 1 s (2 s) to answer: past 0.5 s after
     // the claim's answer another holder could have taken the row. The retry answers after ~2 s.
-    const { log, writes } = await run('ack_lost_past_lease', 'ack-lost-late', 2_500);
+    const { log, writes } = await ackLost('ack_lost_past_lease', 2_500);
     assert.deepEqual(writes, ['lease_lost', 'lease_lost', 'lease_lost']);
     assert.equal(log.of('lease_lost').length, 3);
   });
 
-  test("transactional: a COMMIT (the ack with the handler's writes) whose answer was lost is asked of the server: reported acked, the writes there once", async () => {
+  test("transactional: a COMMIT (the ack with the handler's writes) asked of the server: reported acked, the writes there once", async () => {
     const table = 'ack_lost_tx';
-    await migrated(table);
+    const { outbox, link, log, writes } = await proxiedOutbox(db, newOutbox, table);
     await db.pool.query('CREATE TABLE ack_lost_tx_side (message_id text NOT NULL)');
-    const link = await proxy();
-    const log = new EventLog();
-    const writes: OutcomeWrite[] = [];
-    const probe: Middleware = {
-      name: 'written-probe',
-      async consume(ctx, next) {
-        await next();
-        void ctx.written.then((write) => writes.push(write));
-      },
-    };
-    const outbox = newOutbox({
-      connectionString: link.via(db.url),
-      table,
-      queryTimeoutMs: 1000,
-      recorder: log.recorder,
-      middlewares: [probe],
-    });
     let runs = 0;
     outbox.subscribe(
       'ack-lost-tx',
@@ -139,28 +102,11 @@ describe('outcome writes whose answer was lost (the statement ran, its answer ne
   });
 
   for (const outcome of ['retry', 'dlq'] as const) {
-    test(`a ${outcome === 'retry' ? 'retry UPDATE' : 'DLQ move'} whose answer was lost is checked against the row: reported written, with its events`, async () => {
+    test(`a ${outcome === 'retry' ? 'retry UPDATE' : 'DLQ move'} is checked against the row: reported written, with its events`, async () => {
       // Neither may contain the marker: a claim's text and values would match it first.
       const table = `write_lost_${outcome === 'retry' ? 1 : 2}`;
       const queue = `write-lost-${outcome === 'retry' ? 1 : 2}`;
-      await migrated(table);
-      const link = await proxy();
-      const log = new EventLog();
-      const writes: OutcomeWrite[] = [];
-      const probe: Middleware = {
-        name: 'written-probe',
-        async consume(ctx, next) {
-          await next();
-          void ctx.written.then((write) => writes.push(write));
-        },
-      };
-      const outbox = newOutbox({
-        connectionString: link.via(db.url),
-        table,
-        queryTimeoutMs: 1000,
-        recorder: log.recorder,
-        middlewares: [probe],
-      });
+      const { outbox, link, log, writes } = await proxiedOutbox(db, newOutbox, table);
       let runs = 0;
       outbox.subscribe(
         queue,
@@ -194,10 +140,7 @@ describe('outcome writes whose answer was lost (the statement ran, its answer ne
       }
       await outbox.stop();
       assert.equal(log.of('lease_lost').length, 0);
-      assert.ok(
-        !newOutbox.logger.messages('error').some((message) => /failed; the row keeps its lease/.test(message)),
-        `no failed write reported: ${JSON.stringify(newOutbox.logger.messages('error'))}`,
-      );
+      assert.deepEqual(failedWritesLogged(), []);
     });
   }
 });

@@ -10,24 +10,17 @@ import { ClaimDelayPool } from '../support/claim-delay-pool.js';
 import { useTestDatabase } from '../support/database.js';
 import { EventLog } from '../support/events.js';
 import { outboxFactory } from '../support/outboxes.js';
+import { migratedThroughPool, proxyFor } from '../support/proxied-outbox.js';
 import { publishCommitted, remaining } from '../support/publish.js';
 import { FAST_POLL, migratedOutbox } from '../support/subscriber-setup.js';
-import { TcpProxy } from '../support/tcp-proxy.js';
+import type { TcpProxy } from '../support/tcp-proxy.js';
 import { waitFor } from '../support/wait-for.js';
 
 const db = useTestDatabase(import.meta.url);
 const newOutbox = outboxFactory(db);
 
-/** A migrated table, through the test's own pool (not through the proxy). */
-async function migrated(table: string): Promise<void> {
-  await new Outbox({ pool: db.pool, table, logger: newOutbox.logger }).migrate();
-}
-
-async function proxy(): Promise<TcpProxy> {
-  const started = await TcpProxy.start(Number(new URL(db.url).port));
-  db.onCleanup(() => started.close());
-  return started;
-}
+const migrated = (table: string): Promise<void> => migratedThroughPool(db, newOutbox, table);
+const proxy = (): Promise<TcpProxy> => proxyFor(db);
 
 /** How long `stop()` took, in ms. */
 async function timedStop(outbox: Outbox): Promise<number> {

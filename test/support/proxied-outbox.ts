@@ -1,0 +1,58 @@
+import { type Middleware, Outbox, type OutcomeWrite } from '../../src/index.js';
+import type { TestDatabase } from './database.js';
+import { EventLog } from './events.js';
+import type { outboxFactory } from './outboxes.js';
+import { TcpProxy } from './tcp-proxy.js';
+
+type NewOutbox = ReturnType<typeof outboxFactory>;
+
+/** A TCP proxy in front of the test database (test/support/tcp-proxy.ts), closed with the file's cleanup. */
+export async function proxyFor(db: TestDatabase): Promise<TcpProxy> {
+  const started = await TcpProxy.start(Number(new URL(db.url).port));
+  db.onCleanup(() => started.close());
+  return started;
+}
+
+/** `table` migrated through the test's own pool (not through a proxy). */
+export async function migratedThroughPool(db: TestDatabase, newOutbox: NewOutbox, table: string): Promise<void> {
+  await new Outbox({ pool: db.pool, table, logger: newOutbox.logger }).migrate();
+}
+
+/** A consume middleware that keeps what each delivery's `ctx.written` settled with, in that order. */
+export function writtenProbe(): { readonly middleware: Middleware; readonly writes: OutcomeWrite[] } {
+  const writes: OutcomeWrite[] = [];
+  return {
+    writes,
+    middleware: {
+      name: 'written-probe',
+      async consume(ctx, next) {
+        await next();
+        void ctx.written.then((write) => writes.push(write));
+      },
+    },
+  };
+}
+
+/**
+ * An Outbox on a migrated `table` whose connections all go through a proxy, with short statement
+ * bounds (queryTimeoutMs 1 s), every event kept (`log`) and every `ctx.written` (`writes`): for
+ * tests that cut or silence its connections and check what it reports.
+ */
+export async function proxiedOutbox(
+  db: TestDatabase,
+  newOutbox: NewOutbox,
+  table: string,
+): Promise<{ readonly outbox: Outbox; readonly link: TcpProxy; readonly log: EventLog; readonly writes: OutcomeWrite[] }> {
+  await migratedThroughPool(db, newOutbox, table);
+  const link = await proxyFor(db);
+  const log = new EventLog();
+  const probe = writtenProbe();
+  const outbox = newOutbox({
+    connectionString: link.via(db.url),
+    table,
+    queryTimeoutMs: 1000,
+    recorder: log.recorder,
+    middlewares: [probe.middleware],
+  });
+  return { outbox, link, log, writes: probe.writes };
+}

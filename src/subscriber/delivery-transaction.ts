@@ -232,25 +232,41 @@ export class DeliveryTransaction implements HandlerTransaction {
       xid = acked.xid;
       await this.client.query(this.#db.bounded({ text: 'COMMIT' }));
     } catch (error) {
-      this.destroy(error);
       // The savepoint is gone from a transaction that is open: the handler committed or rolled
       // back ctx.client's transaction and began another (COMMIT; BEGIN).
-      if ((error as { code?: unknown }).code === INVALID_SAVEPOINT)
+      if ((error as { code?: unknown }).code === INVALID_SAVEPOINT) {
+        this.destroy(error);
         throw new NotInTransactionError(ENDED_BY_HANDLER, { cause: error });
-      if (xid !== undefined && unanswered(error)) {
-        if ((await transactionOutcome(this.#db, xid, this.#endedWithinMs, giveUp)) === 'committed') return 'deleted';
       }
+      if (xid !== undefined && (await this.#landedAfter(error, xid, giveUp))) return 'deleted';
       throw error;
     }
     this.#release(undefined);
     return 'deleted';
   }
 
+  /**
+   * After a failed COMMIT of transaction `xid`: whether it landed anyway (its answer was lost:
+   * transaction-outcome.ts), asked before the connection is let go, so that the row stays out of
+   * renewal (onEnd) while the server may still hold its lock. The connection is destroyed either way.
+   */
+  async #landedAfter(error: unknown, xid: string, giveUp: () => boolean): Promise<boolean> {
+    const landed = unanswered(error) && (await transactionOutcome(this.#db, xid, this.#endedWithinMs, giveUp)) === 'committed';
+    this.destroy(error);
+    return landed;
+  }
+
   async holdForOutcome(): Promise<HeldForOutcome | undefined> {
     if (this.#released || !this.#holdable) return undefined;
+    let xid: string | undefined;
     try {
-      // Fails when the handler ended the transaction itself (the savepoint went with it).
-      await this.client.query(this.#db.bounded({ text: BACK_TO_HANDLER_SAVEPOINT }));
+      // Fails when the handler ended the transaction itself (the savepoint went with it). The
+      // transaction's id (its row lock assigned one) is for a COMMIT whose answer is lost.
+      const answered: unknown = await this.client.query(
+        this.#db.bounded({ text: `${BACK_TO_HANDLER_SAVEPOINT}; SELECT pg_current_xact_id()::text AS xid` }),
+      );
+      const results = (Array.isArray(answered) ? answered : [answered]) as pg.QueryResult<{ xid?: string }>[];
+      xid = results[results.length - 1]?.rows[0]?.xid;
     } catch (error) {
       this.destroy(error);
       return undefined;
@@ -260,12 +276,17 @@ export class DeliveryTransaction implements HandlerTransaction {
       run: async (statement, values) => {
         if (used || this.#released) throw new Error("a failed run's held transaction takes one outcome write");
         used = true;
+        let result: pg.QueryResult | undefined;
         try {
-          const result = await this.#db.runOn(this.client, statement, values);
+          result = await this.#db.runOn(this.client, statement, values);
           await this.client.query(this.#db.bounded({ text: 'COMMIT' }));
           this.#release(undefined);
           return result;
         } catch (error) {
+          // The write answered, its COMMIT did not: it may have landed. Asked until an abort (the
+          // lease's end, stop() giving up) closes the transaction.
+          if (result !== undefined && xid !== undefined && (await this.#landedAfter(error, xid, () => this.#released)))
+            return result;
           this.destroy(error);
           throw error;
         }

@@ -8,6 +8,12 @@ export interface Lease {
   token: string;
   /** performance.now() when the lease was taken or last renewed: a local estimate of its age. */
   leasedAt: number;
+  /**
+   * performance.now() taken before the statement that set the lease's time on the server (its
+   * claim, its last renewal) was sent: the server's acquired_at is no earlier, so the lease cannot
+   * run out there before `heldFrom + leaseTtlMs` (outcome-writer.ts leaseHeldUntil). Absent: unknown.
+   */
+  heldFrom?: number;
 }
 
 /** The fields that place one delivery, in its events and log lines. */

@@ -156,9 +156,10 @@ export class OutcomeWriter {
    * When it ran on the pool and its answer was lost (util/unanswered.ts: a client-side timeout, a
    * connection lost after it left), it may have landed, and reporting it failed would drop its
    * events and tell the log the row keeps its lease. While the lease cannot have run out on the
-   * server (leaseHeldUntil), nothing but this write can end it, so the row tells: still held under
-   * it, the write did not land (the failure stands: the row comes back after its lease); not, it
-   * did, and it is reported as having written the row. Not for a write inside a transaction (a
+   * server (leaseHeldUntil), nothing but this write can end it, so the row tells: not held under
+   * it any more, the write landed, and is reported as having written the row; still held, it has
+   * not landed yet (the failure stands: the row comes back after its lease; a write stuck on its
+   * way, a frozen link or a pool without statement_timeout, may still land later, as before). Not for a write inside a transaction (a
    * row-lock batch's, a held transactional run's): its fate is the transaction's.
    */
   async #runFenced(db: OutcomeDb, statement: Statement, lease: Lease, values: unknown[]): Promise<{ rowCount: number | null }> {

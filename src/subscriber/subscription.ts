@@ -171,9 +171,7 @@ export class Subscription {
       keyFreed: () => {
         this.#claimers[0]?.wakeup.notify();
       },
-      // The server set the lease's time (acquired_at) when it ran the claim or renewal, which was
-      // answered by leasedAt and sent at most answerBoundMs before: it runs out no sooner than this.
-      leaseHeldUntil: (lease) => lease.leasedAt - deps.db.answerBoundMs + options.leaseTtlMs,
+      leaseHeldUntil: (lease) => (lease.heldFrom ?? Number.NEGATIVE_INFINITY) + options.leaseTtlMs,
     });
     this.#writer = writer;
     this.#deliverDeps = {
@@ -396,6 +394,7 @@ export class Subscription {
       token,
       this.#runningPastHalfLease(),
     ];
+    const heldFrom = performance.now();
     if (schedule === undefined || plan === undefined) {
       // Each row becomes its lease as it arrives off the wire (StatementRunner.decoded); the lease's
       // age starts when the whole claim is back.
@@ -403,6 +402,7 @@ export class Subscription {
         record: decodeClaimedRow(row),
         token,
         leasedAt: 0,
+        heldFrom,
       }));
       const leasedAt = performance.now();
       for (const lease of leases) lease.leasedAt = leasedAt;
@@ -412,7 +412,9 @@ export class Subscription {
     // A scheduled claim's rows include its per-queue reports: the schedule takes those first.
     const rows = await this.#deps.db.decoded(statement, values, (row) => row);
     const leasedAt = performance.now();
-    const leases = schedule.learn(plan, rows, leasedAt).map((row): Lease => ({ record: decodeClaimedRow(row), token, leasedAt }));
+    const leases = schedule
+      .learn(plan, rows, leasedAt)
+      .map((row): Lease => ({ record: decodeClaimedRow(row), token, leasedAt, heldFrom }));
     emitFetched(this.#deps.emit, this.options.name, plan.queues, leases, queueOfLease);
     return leases;
   }
@@ -619,6 +621,7 @@ export class Subscription {
       if (holder === undefined || holder.record.attempts_count !== lease.record.attempts_count) return true;
       holder.token = lease.token;
       holder.leasedAt = lease.leasedAt;
+      holder.heldFrom = lease.heldFrom;
       this.#deps.logger.warn(
         { subscriber: this.options.name, messageId: lease.record.id },
         'a claim re-leased a row this subscription holds (its lease ran out here); the holder keeps it under the new lease',
@@ -740,12 +743,14 @@ export class Subscription {
     if (held.length === 0) return;
     try {
       const values = pairValues(held);
+      const sentFrom = performance.now();
       const result = await this.#deps.db.run<MatchedPair>(this.#deps.sql.renewLeases, values);
       const renewed = new Set(result.rows.map((row) => pairKey(row.id, row.token)));
       const now = performance.now();
       for (const lease of held) {
         if (renewed.has(pairKey(lease.record.id, lease.token))) {
           lease.leasedAt = now;
+          lease.heldFrom = sentFrom;
           continue;
         }
         // Locked since this renewal was sent: its lock holds it, whatever the renewal saw.

@@ -166,14 +166,6 @@ export class StatementRunner {
     return { ...config, query_timeout: this.#queryTimeoutMs + SERVER_FIRST_MS };
   }
 
-  /**
-   * The longest a statement's answer can take before the statement fails on the client (bounded()):
-   * a statement answered now ran on the server no earlier than this long ago.
-   */
-  get answerBoundMs(): number {
-    return this.#queryTimeoutMs + SERVER_FIRST_MS;
-  }
-
   /** Checkouts waiting for a connection of the pool (a row-lock loop gives its connection back then instead of keeping it). */
   get waiting(): number {
     return this.#pool.waitingCount;

@@ -17,6 +17,9 @@ const newOutbox = outboxFactory(db);
  * so the batch's acks and COMMIT are the next statements it sends. `handled`: runs per id.
  */
 async function batchCut(table: string, cut: (link: TcpProxy) => void, leaseTtlMs?: number) {
+  const since = newOutbox.logger.entries.length;
+  const { rows } = await db.pool.query<{ xid: string }>('SELECT pg_current_xact_id()::text AS xid');
+  const xidBefore = rows[0]?.xid;
   const { outbox, link, log, writes } = await proxiedOutbox(db, newOutbox, table);
   const queue = table.replaceAll('_', '-');
   const handled = new Map<string, number>();
@@ -30,10 +33,15 @@ async function batchCut(table: string, cut: (link: TcpProxy) => void, leaseTtlMs
   );
   const ids = await publishCommitted(outbox, db.pool, queue, [1, 2, 3]);
   outbox.start();
-  return { outbox, queue, log, writes, ids, handled };
+  return { outbox, queue, log, writes, ids, handled, since, xidBefore };
 }
 
-const rollbacksLogged = (): string[] => newOutbox.logger.messages('error').filter((message) => /rolled back/.test(message));
+/** The rollbacks logged from entry `since` of the file's logger on (one test's). */
+const rollbacksLogged = (since: number): string[] =>
+  newOutbox.logger.entries
+    .slice(since)
+    .filter((entry) => entry.level === 'error' && /rolled back/.test(entry.message))
+    .map((entry) => entry.message);
 
 /**
  * A row-lock batch's COMMIT whose answer never arrives (a client-side timeout, a link lost after
@@ -44,8 +52,8 @@ const rollbacksLogged = (): string[] => newOutbox.logger.messages('error').filte
  */
 describe('row-lock: a COMMIT whose answer was lost', () => {
   test('landed: the batch reports its acks (events, ctx.written), and no row runs again', async () => {
-    // The acks' DELETE and the COMMIT leave next, and their answers are dropped.
-    const run = await batchCut('rl_commit_lost', (link) => link.muteAnswers());
+    // The acks' DELETE and the COMMIT (the named rl_commit) leave next, and their answers are dropped.
+    const run = await batchCut('rl_commit_lost', (link) => link.muteAnswersAfter('rl_commit'));
     await waitFor(async () => (await remaining(db.pool, run.queue, 'rl_commit_lost')) === 0, { what: 'the COMMIT landed' });
     await run.log.waitFor('acked', 3, 15_000);
     await waitFor(() => run.writes.length === 3, { what: 'every ctx.written settled' });
@@ -55,11 +63,19 @@ describe('row-lock: a COMMIT whose answer was lost', () => {
       run.ids.map((id) => run.handled.get(id)),
       [1, 1, 1],
     );
-    assert.deepEqual(rollbacksLogged(), []);
+    assert.deepEqual(rollbacksLogged(run.since), []);
     assert.ok(
       newOutbox.logger.messages('warn').some((message) => /answer was lost/.test(message) && /committed/.test(message)),
       `the lost answer is logged: ${JSON.stringify(newOutbox.logger.messages('warn'))}`,
     );
+    // The id asked about is this batch's own transaction: assigned after the test began, committed.
+    const warned = newOutbox.logger.entries.slice(run.since).find((entry) => /answer was lost/.test(entry.message));
+    const xid = String(warned?.fields.xid);
+    const { rows } = await db.pool.query<{ status: string; after: boolean }>(
+      'SELECT pg_xact_status($1::xid8) AS status, $1::xid8 > $2::xid8 AS after',
+      [xid, run.xidBefore],
+    );
+    assert.deepEqual(rows[0], { status: 'committed', after: true });
   });
 
   test('arrived late (the link froze, then thawed): the batch waits for the server to end its transaction, and reports the COMMIT', async () => {
@@ -80,7 +96,7 @@ describe('row-lock: a COMMIT whose answer was lost', () => {
       run.ids.map((id) => run.handled.get(id)),
       [1, 1, 1],
     );
-    assert.deepEqual(rollbacksLogged(), []);
+    assert.deepEqual(rollbacksLogged(run.since), []);
   });
 
   test('never arrived (half-open): once the server ended the transaction, the batch reports its rollback, and its rows run again', async () => {
@@ -98,6 +114,6 @@ describe('row-lock: a COMMIT whose answer was lost', () => {
       'the first batch reports its writes failed, the second written',
     );
     assert.equal(run.log.of('acked').length, 3, 'acks only from the batch that committed');
-    assert.equal(rollbacksLogged().length, 1, 'the rollback is logged');
+    assert.equal(rollbacksLogged(run.since).length, 1, 'the rollback is logged');
   });
 });

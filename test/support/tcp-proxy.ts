@@ -11,11 +11,10 @@
  * TCP keepalive cannot see either: the proxy's own kernel answers the probes. So what the scenarios
  * check is what a client must do against a silent peer at the application level (timeouts).
  *
- * - muteAnswers(): the connections open now go on carrying what the client sends, and drop what the
- *   server answers: a statement runs (a COMMIT lands) and its answer never arrives, as when a link
- *   fails between the two. Closing either side still closes the other. New connections work.
- *   muteAnswersAfter(marker): the same for the first connection that sends `marker` from then on
- *   (a statement's name, in its Bind): that statement runs, its answer never arrives.
+ * - muteAnswersAfter(marker): the first connection that sends `marker` from then on (a statement's
+ *   name, in its Bind) goes on carrying what the client sends and drops what the server answers:
+ *   that statement runs (a COMMIT lands) and its answer never arrives, as when a link fails
+ *   between the two. Closing either side still closes the other. Other connections work.
  * - terminateAtConnect(): new connections get, in the same write as the ReadyForQuery that
  *   completes their startup, the FATAL a `pg_terminate_backend` sends (57P01), and are closed: a
  *   backend terminated as the connection became ready, both messages in one read on the client.
@@ -52,7 +51,7 @@ interface Link {
   state: LinkState;
   /** A side closed while the link was frozen: closed for real when it thaws. */
   closedWhileFrozen: boolean;
-  /** muteAnswers(): the server's bytes are dropped, the client's still forwarded. */
+  /** muteAnswersAfter() chose it: the server's bytes are dropped, the client's still forwarded. */
   answersMuted: boolean;
 }
 
@@ -204,17 +203,6 @@ export class TcpProxy {
   /** From now on (`on`), new connections are terminated as they become ready (see the class comment). */
   terminateAtConnect(on: boolean): void {
     this.#terminateAtConnect = on;
-  }
-
-  /** From now on the server's answers on every open connection are dropped (see the class comment); returns how many. */
-  muteAnswers(): number {
-    let muted = 0;
-    for (const link of this.#links) {
-      if (link.state !== 'open') continue;
-      link.answersMuted = true;
-      muted += 1;
-    }
-    return muted;
   }
 
   /** The first connection to send `marker` from now on has its answers dropped from then (see the class comment). */

@@ -53,7 +53,9 @@ const rollbacksLogged = (since: number): string[] =>
 describe('row-lock: a COMMIT whose answer was lost', () => {
   test('landed: the batch reports its acks (events, ctx.written), and no row runs again', async () => {
     // The acks' DELETE and the COMMIT (the named rl_commit) leave next, and their answers are dropped.
-    const run = await batchCut('rl_commit_lost', (link) => link.muteAnswersAfter('rl_commit'));
+    const run = await batchCut('rl_commit_lost', (link) => {
+      link.muteAnswersAfter('rl_commit');
+    });
     await waitFor(async () => (await remaining(db.pool, run.queue, 'rl_commit_lost')) === 0, { what: 'the COMMIT landed' });
     await run.log.waitFor('acked', 3, 15_000);
     await waitFor(() => run.writes.length === 3, { what: 'every ctx.written settled' });

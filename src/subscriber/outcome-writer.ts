@@ -159,8 +159,9 @@ export class OutcomeWriter {
    * server (leaseHeldUntil), nothing but this write can end it, so the row tells: not held under
    * it any more, the write landed, and is reported as having written the row; still held, it has
    * not landed yet (the failure stands: the row comes back after its lease; a write stuck on its
-   * way, a frozen link or a pool without statement_timeout, may still land later, as before). Not for a write inside a transaction (a
-   * row-lock batch's, a held transactional run's): its fate is the transaction's.
+   * way, a frozen link or a pool without statement_timeout, may still land later, as before).
+   * Not for a write inside a transaction (a row-lock batch's, a held transactional run's): its
+   * fate is the transaction's.
    */
   async #runFenced(db: OutcomeDb, statement: Statement, lease: Lease, values: unknown[]): Promise<{ rowCount: number | null }> {
     try {
@@ -171,7 +172,10 @@ export class OutcomeWriter {
     }
   }
 
-  /** Whether the row is no longer held under `lease`, read while the lease certainly still held; false when that cannot be told. */
+  /**
+   * Whether the row is no longer held under `lease`, read while the lease certainly still held;
+   * false when that cannot be told.
+   */
   async #landed(lease: Lease): Promise<boolean> {
     const heldUntil = this.#deps.leaseHeldUntil;
     if (heldUntil === undefined) return false;

@@ -3,8 +3,8 @@ import { describe, test } from 'node:test';
 
 import { useTestDatabase } from '../support/database.js';
 import { outboxFactory } from '../support/outboxes.js';
-import { proxiedOutbox } from '../support/proxied-outbox.js';
-import { publishCommitted, remaining } from '../support/publish.js';
+import { threeRowsCut } from '../support/proxied-outbox.js';
+import { remaining } from '../support/publish.js';
 import { FAST_POLL } from '../support/subscriber-setup.js';
 import type { TcpProxy } from '../support/tcp-proxy.js';
 import { waitFor } from '../support/wait-for.js';
@@ -20,20 +20,14 @@ async function batchCut(table: string, cut: (link: TcpProxy) => void, leaseTtlMs
   const since = newOutbox.logger.entries.length;
   const { rows } = await db.pool.query<{ xid: string }>('SELECT pg_current_xact_id()::text AS xid');
   const xidBefore = rows[0]?.xid;
-  const { outbox, link, log, writes } = await proxiedOutbox(db, newOutbox, table);
-  const queue = table.replaceAll('_', '-');
-  const handled = new Map<string, number>();
-  outbox.subscribe(
-    queue,
-    (message) => {
-      handled.set(message.id, (handled.get(message.id) ?? 0) + 1);
-      if (handled.size === 3 && handled.get(message.id) === 1) cut(link);
-    },
+  const run = await threeRowsCut(
+    db,
+    newOutbox,
+    table,
     { lease: 'row-lock', concurrency: 1, ...(leaseTtlMs === undefined ? {} : { leaseTtlMs }), ...FAST_POLL },
+    cut,
   );
-  const ids = await publishCommitted(outbox, db.pool, queue, [1, 2, 3]);
-  outbox.start();
-  return { outbox, queue, log, writes, ids, handled, since, xidBefore };
+  return { ...run, since, xidBefore };
 }
 
 /** The rollbacks logged from entry `since` of the file's logger on (one test's). */

@@ -4,7 +4,7 @@ import { describe, test } from 'node:test';
 import { ConstantRetry } from '../../src/index.js';
 import { useTestDatabase } from '../support/database.js';
 import { outboxFactory } from '../support/outboxes.js';
-import { proxiedOutbox } from '../support/proxied-outbox.js';
+import { proxiedOutbox, threeRowsCut } from '../support/proxied-outbox.js';
 import { publishCommitted, remaining } from '../support/publish.js';
 import { FAST_POLL } from '../support/subscriber-setup.js';
 import { waitFor } from '../support/wait-for.js';
@@ -32,20 +32,16 @@ describe('outcome writes whose answer was lost (the statement ran, its answer ne
    * server no other holder can have taken the rows, so the first try deleted them (acker.ts).
    */
   async function ackLost(table: string, leaseTtlMs: number) {
-    const { outbox, link, log, writes } = await proxiedOutbox(db, newOutbox, table);
-    const queue = table.replaceAll('_', '-');
-    const handled = new Map<string, number>();
-    outbox.subscribe(
-      queue,
-      (message) => {
-        handled.set(message.id, (handled.get(message.id) ?? 0) + 1);
-        // The acks leave together once the three handlers returned: that DELETE's answer is dropped.
-        if (handled.size === 3) link.muteAnswersAfter('ack_missed');
-      },
+    // The acks leave together once the three handlers returned: that DELETE's answer is dropped.
+    const { outbox, queue, log, writes, ids, handled } = await threeRowsCut(
+      db,
+      newOutbox,
+      table,
       { leaseTtlMs, ...FAST_POLL },
+      (link) => {
+        link.muteAnswersAfter('ack_missed');
+      },
     );
-    const ids = await publishCommitted(outbox, db.pool, queue, [1, 2, 3]);
-    outbox.start();
     await waitFor(async () => (await remaining(db.pool, queue, table)) === 0, { what: 'the first DELETE landed' });
     await waitFor(() => writes.length === 3, { what: 'every ctx.written settled', timeoutMs: 15_000 });
     await outbox.stop();

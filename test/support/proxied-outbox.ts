@@ -1,7 +1,8 @@
-import { type Middleware, Outbox, type OutcomeWrite } from '../../src/index.js';
+import { type Middleware, Outbox, type OutcomeWrite, type SubscribeOptions } from '../../src/index.js';
 import type { TestDatabase } from './database.js';
 import { EventLog } from './events.js';
 import type { outboxFactory } from './outboxes.js';
+import { publishCommitted } from './publish.js';
 import { TcpProxy } from './tcp-proxy.js';
 
 type NewOutbox = ReturnType<typeof outboxFactory>;
@@ -55,4 +56,33 @@ export async function proxiedOutbox(
     middlewares: [probe.middleware],
   });
   return { outbox, link, log, writes: probe.writes };
+}
+
+/**
+ * proxiedOutbox() with three rows published on a queue named after `table` (`_` → `-`) and one
+ * subscription (`options`) whose handler counts the runs of each id (`handled`) and calls
+ * `cut(link)` in the third row's first run: what that delivery (or its batch) sends next goes
+ * through the cut link. Started.
+ */
+export async function threeRowsCut(
+  db: TestDatabase,
+  newOutbox: NewOutbox,
+  table: string,
+  options: SubscribeOptions,
+  cut: (link: TcpProxy) => void,
+) {
+  const { outbox, link, log, writes } = await proxiedOutbox(db, newOutbox, table);
+  const queue = table.replaceAll('_', '-');
+  const handled = new Map<string, number>();
+  outbox.subscribe(
+    queue,
+    (message) => {
+      handled.set(message.id, (handled.get(message.id) ?? 0) + 1);
+      if (handled.size === 3 && handled.get(message.id) === 1) cut(link);
+    },
+    options,
+  );
+  const ids = await publishCommitted(outbox, db.pool, queue, [1, 2, 3]);
+  outbox.start();
+  return { outbox, queue, log, writes, ids, handled };
 }

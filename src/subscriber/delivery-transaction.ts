@@ -263,7 +263,7 @@ export class DeliveryTransaction implements HandlerTransaction {
       // Fails when the handler ended the transaction itself (the savepoint went with it). The
       // transaction's id (its row lock assigned one) is for a COMMIT whose answer is lost.
       const answered: unknown = await this.client.query(
-        this.#db.bounded({ text: `${BACK_TO_HANDLER_SAVEPOINT}; SELECT pg_current_xact_id()::text AS xid` }),
+        this.#db.bounded({ text: `${BACK_TO_HANDLER_SAVEPOINT}; SELECT pg_current_xact_id() AS xid` }),
       );
       const results = (Array.isArray(answered) ? answered : [answered]) as pg.QueryResult<{ xid?: string }>[];
       xid = results[results.length - 1]?.rows[0]?.xid;

@@ -369,7 +369,7 @@ export function buildSubscriberSql(names: SchemaNames): SubscriberSql {
     claimOneReported: plannedOnce(textRows(statement('claim_reported', claimOneText(t, names.paused.sql, true)))),
     ackBatch: statement(
       'ack',
-      `DELETE FROM ${t} AS t USING ${PAIRS} WHERE ${PAIRS_MATCH} RETURNING ${PAIRS_RETURNING}, pg_current_xact_id()::text AS xid`,
+      `DELETE FROM ${t} AS t USING ${PAIRS} WHERE ${PAIRS_MATCH} RETURNING ${PAIRS_RETURNING}, pg_current_xact_id() AS xid`,
     ),
     ackMissed: statement('ack_missed', ackMissedText(t)),
     retry: statement('retry', retryText(t, TOKEN_FENCE, false)),

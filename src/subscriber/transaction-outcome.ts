@@ -26,10 +26,10 @@ export type TransactionOutcome = 'committed' | 'aborted' | 'in progress' | undef
  * (the COMMIT still on its way, a backend the server has not ended yet) and a server out of reach
  * are asked again, with a growing pause, until `endedWithinMs` (by when the server ends the
  * transaction, its idle bound: util/idle-bound.ts) and one more pause have passed, or `giveUp()`
- * says so (stop()); whatever was last heard is returned then. A server that never saw the id has nothing of it:
- * 'aborted'. Not handled: after a failover to a standby the transaction never reached, the new
- * primary may already have given the same id to a transaction of its own when it is asked, and
- * its answer is then that one's (architecture/row-lock-mode.md).
+ * says so (stop()); whatever was last heard is returned then. A server that never saw the id has
+ * nothing of it: 'aborted'. Not handled: after a failover to a standby the transaction never
+ * reached, the new primary may already have given the same id to a transaction of its own when it
+ * is asked, and its answer is then that one's (architecture/row-lock-mode.md).
  */
 export async function transactionOutcome(
   db: Pick<StatementRunner, 'run'>,

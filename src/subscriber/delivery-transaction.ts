@@ -12,6 +12,7 @@ import type { AckResult } from './acker.js';
 import type { DeliveryControls } from './decision.js';
 import type { DeliverySignal } from './delivery-signal.js';
 import type { Lease } from './lease.js';
+import type { ClaimedRecord } from './message.js';
 import { ACK_XID_FIELD, type MatchedPair, pairValues, type SubscriberSql } from './sql.js';
 import type { IsolationLevel } from './subscription-options.js';
 import { transactionOutcome } from './transaction-outcome.js';
@@ -119,6 +120,9 @@ export class DeliveryTransaction implements HandlerTransaction {
   readonly client: pg.PoolClient;
   readonly #db: StatementRunner;
   readonly #ack: Statement;
+  /** The row it locked, as claimed, and sql.ts `unwritten`: what a lost COMMIT's answer is checked against (transaction-outcome.ts). */
+  readonly #record: ClaimedRecord;
+  readonly #unwritten: Statement;
   readonly #onEnd: () => void;
   #released = false;
   /** Why the connection was destroyed, when it was (an abort: the lease ran out, stop() gave up). */
@@ -139,7 +143,8 @@ export class DeliveryTransaction implements HandlerTransaction {
 
   private constructor(
     db: StatementRunner,
-    ack: Statement,
+    { ackBatch, unwritten }: Pick<SubscriberSql, 'ackBatch' | 'unwritten'>,
+    record: ClaimedRecord,
     client: pg.PoolClient,
     onEnd: () => void,
     holdable: boolean,
@@ -148,7 +153,9 @@ export class DeliveryTransaction implements HandlerTransaction {
     this.#db = db;
     this.#holdable = holdable;
     this.#endedWithinMs = endedWithinMs;
-    this.#ack = ack;
+    this.#ack = ackBatch;
+    this.#unwritten = unwritten;
+    this.#record = record;
     this.client = client;
     this.#onEnd = onEnd;
   }
@@ -165,7 +172,7 @@ export class DeliveryTransaction implements HandlerTransaction {
    */
   static async begin(
     db: StatementRunner,
-    sql: Pick<SubscriberSql, 'ackBatch' | 'lockLease'>,
+    sql: Pick<SubscriberSql, 'ackBatch' | 'lockLease' | 'unwritten'>,
     lease: Lease,
     isolationLevel: IsolationLevel | undefined,
     onEnd: () => void,
@@ -183,7 +190,7 @@ export class DeliveryTransaction implements HandlerTransaction {
     client.on('error', ignore);
     const holdable = isolationLevel === undefined || isolationLevel === 'read committed';
     const endedWithinMs = idleBoundMs === undefined ? KEEPALIVE_GIVES_UP_MS : boundOfIdle(idleBoundMs);
-    const transaction = new DeliveryTransaction(db, sql.ackBatch, client, onEnd, holdable, endedWithinMs);
+    const transaction = new DeliveryTransaction(db, sql, lease.record, client, onEnd, holdable, endedWithinMs);
     try {
       const begin = BEGIN[isolationLevel ?? 'default'];
       const guard = idleBoundMs === undefined ? KEEPALIVE_PROBES : idleBound(idleBoundMs);
@@ -246,12 +253,14 @@ export class DeliveryTransaction implements HandlerTransaction {
   }
 
   /**
-   * After a failed COMMIT of transaction `xid`: whether it landed anyway (its answer was lost:
-   * transaction-outcome.ts), asked before the connection is let go, so that the row stays out of
+   * After a failed COMMIT of transaction `xid`: whether it landed anyway (its answer was lost, and
+   * the server says it committed and its row agrees: transaction-outcome.ts), asked before the connection is let go, so that the row stays out of
    * renewal (onEnd) while the server may still hold its lock. The connection is destroyed either way.
    */
   async #landedAfter(error: unknown, xid: string, giveUp: () => boolean): Promise<boolean> {
-    const landed = unanswered(error) && (await transactionOutcome(this.#db, xid, this.#endedWithinMs, giveUp)) === 'committed';
+    const written = { unwritten: this.#unwritten, records: [this.#record] };
+    const landed =
+      unanswered(error) && (await transactionOutcome(this.#db, xid, written, this.#endedWithinMs, giveUp)) === 'committed';
     this.destroy(error);
     return landed;
   }

@@ -25,7 +25,7 @@ import type { ClaimPlan, QueueSchedule } from './queue-schedule.js';
 import type { RenderError } from './render-error.js';
 import { idArray, ROW_LOCK_TOKEN, type RowLockSql, XID_FIELD } from './row-lock-sql.js';
 import type { SubscriberSql } from './sql.js';
-import { transactionOutcome } from './transaction-outcome.js';
+import { transactionOutcome, type WrittenRows } from './transaction-outcome.js';
 
 const ignore = (): void => undefined;
 const queueOfRow = (row: ClaimedRecord): string => row.queue;
@@ -34,6 +34,8 @@ const queueOfRow = (row: ClaimedRecord): string => row.queue;
 class CommitRefused extends Error {}
 
 const ROLLED_BACK = 'row-lock batch rolled back; its rows are unlocked as they were and will be delivered again';
+const ID_REUSED =
+  'Its COMMIT went unanswered, and the server says its transaction id committed but has its rows as claimed: after a failover, that id names another transaction';
 
 /** Transaction control as named statements: parsed once per connection, like the rest of a pipelined message. */
 const BEGIN = statement('rl_begin', 'BEGIN');
@@ -205,6 +207,8 @@ export class RowLockBatch {
   #client: pg.PoolClient | undefined;
   readonly #acks: AckEntry[] = [];
   readonly #writes: Promise<OutcomeWrite>[] = [];
+  /** The rows of its retry and terminal writes (#writes), as claimed. */
+  readonly #writtenRecords: ClaimedRecord[] = [];
   readonly #events: OutboxEvent[] = [];
   readonly #counts: [string, Outcome][] = [];
   #keyFreed = false;
@@ -591,6 +595,7 @@ export class RowLockBatch {
   /** A retry or terminal write: decided now, its result reported once the batch committed (or not). */
   async #afterCommit(lease: Lease, write: Promise<OutcomeWrite>): Promise<OutcomeWrite> {
     this.#writes.push(write);
+    this.#writtenRecords.push(lease.record);
     this.#committed ??= new Promise<boolean>((resolve) => {
       this.#settleCommitted = resolve;
     });
@@ -718,8 +723,9 @@ export class RowLockBatch {
 
   /**
    * Asks the server (a pool connection) what became of transaction `xid` until it knows: committed
-   * → the batch's acks, events and counts are reported now, as after an answered COMMIT;
-   * aborted → reported rolled back. 'in progress' (its COMMIT still on the way, a backend not yet
+   * (and its rows agree) → the batch's acks, events and counts are reported now, as after an
+   * answered COMMIT; aborted, or committed where its rows say that id is another transaction's (a
+   * failover: transaction-outcome.ts) → reported rolled back. 'in progress' (its COMMIT still on the way, a backend not yet
    * ended) and a server out of reach are asked again, with a growing pause, within the idle bound
    * (util/idle-bound.ts: the server ends an idle transaction by then), and not once stop() began.
    * Still not known then: reported as unknown, with what that means for its rows.
@@ -727,7 +733,11 @@ export class RowLockBatch {
   async #settleUnanswered(xid: string, error: unknown, rows: number): Promise<void> {
     const { logger, deliverDeps } = this.#deps;
     const fields = { subscriber: deliverDeps.options.name, rows, xid, err: errorMessage(error) };
-    const status = await transactionOutcome(this.#deps.db, xid, idleBoundMs(deliverDeps.options.leaseTtlMs), () =>
+    const written: WrittenRows = {
+      unwritten: this.#deps.outcomeSql.unwritten,
+      records: [...this.#acks.map((ack) => ack.lease.record), ...this.#writtenRecords],
+    };
+    const status = await transactionOutcome(this.#deps.db, xid, written, idleBoundMs(deliverDeps.options.leaseTtlMs), () =>
       this.#deps.stopping(),
     );
     if (status === 'committed') {
@@ -738,9 +748,9 @@ export class RowLockBatch {
       this.#reportCommitted();
       return;
     }
-    if (status === 'aborted') {
+    if (status === 'aborted' || status === 'reused') {
       this.#reportNotCommitted();
-      logger.error(fields, ROLLED_BACK);
+      logger.error(fields, status === 'aborted' ? ROLLED_BACK : `${ROLLED_BACK}. ${ID_REUSED}`);
       return;
     }
     this.#reportNotCommitted();

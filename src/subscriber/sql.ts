@@ -82,6 +82,14 @@ export interface SubscriberSql {
    * outcome write whose answer was lost: still held, it did not land (outcome-writer.ts).
    */
   readonly stillHeld: Statement;
+  /**
+   * $1 ids, $2 their attempts_count as claimed: how many of those rows are still as they were
+   * claimed (one row, `unwritten`). A transaction that wrote each and committed leaves none: an ack,
+   * a DLQ move or a terminal delete removed the row, a retry raised attempts_count, which nothing
+   * lowers. For a COMMIT whose answer was lost, whose transaction id the server says committed
+   * (transaction-outcome.ts): after a failover that id may name another transaction.
+   */
+  readonly unwritten: Statement;
 }
 
 /**
@@ -404,6 +412,11 @@ RETURNING t.id::text AS id`,
     stillHeld: statement(
       'still_held',
       `SELECT EXISTS (SELECT 1 FROM ${t} WHERE id = $1::bigint AND acquired_token = $2::uuid) AS held`,
+    ),
+    unwritten: statement(
+      'unwritten',
+      `SELECT count(*)::int AS unwritten FROM ${t} AS o JOIN unnest($1::bigint[], $2::int[]) AS w (id, attempts) ON o.id = w.id
+WHERE o.attempts_count <= w.attempts`,
     ),
   };
 }

@@ -1,6 +1,7 @@
 import { backoffMs } from '../util/backoff.js';
-import { statement } from '../util/statement.js';
+import { type Statement, statement } from '../util/statement.js';
 import type { StatementRunner } from '../util/statement-runner.js';
+import type { ClaimedRecord } from './message.js';
 
 /**
  * $1 a transaction id (xid8 as text): 'committed', 'aborted' or 'in progress', NULL when the server
@@ -16,8 +17,22 @@ const INVALID_PARAMETER = '22023';
 const ASK_AGAIN_BASE_MS = 100;
 const ASK_AGAIN_CAP_MS = 2_000;
 
-/** What the server says became of a transaction; 'in progress' or undefined when it could not say by the deadline. */
-export type TransactionOutcome = 'committed' | 'aborted' | 'in progress' | undefined;
+/**
+ * What the server says became of a transaction; 'in progress' or undefined when it could not say by
+ * the deadline. 'reused': the server says the id committed, and the rows the transaction wrote say
+ * it is not theirs (WrittenRows): after a failover the new primary gave the id to a transaction of
+ * its own, and this one never committed there.
+ */
+export type TransactionOutcome = 'committed' | 'aborted' | 'reused' | 'in progress' | undefined;
+
+/**
+ * What the transaction wrote: the outbox rows, as claimed, it acked, moved, deleted or retried, and
+ * the statement that counts those still as claimed (sql.ts `unwritten`).
+ */
+export interface WrittenRows {
+  readonly unwritten: Statement;
+  readonly records: readonly Pick<ClaimedRecord, 'id' | 'attempts_count'>[];
+}
 
 /**
  * What became of transaction `xid`, whose COMMIT was sent and never answered (a client-side
@@ -27,13 +42,15 @@ export type TransactionOutcome = 'committed' | 'aborted' | 'in progress' | undef
  * are asked again, with a growing pause, until `endedWithinMs` (by when the server ends the
  * transaction, its idle bound: util/idle-bound.ts) and one more pause have passed, or `giveUp()`
  * says so (stop()); whatever was last heard is returned then. A server that never saw the id has
- * nothing of it: 'aborted'. Not handled: after a failover to a standby the transaction never
- * reached, the new primary may already have given the same id to a transaction of its own when it
- * is asked, and its answer is then that one's (architecture/row-lock-mode.md).
+ * nothing of it: 'aborted'. After a failover to a standby the transaction never reached, the new
+ * primary may already have given the same id to a transaction of its own, and say 'committed' of
+ * that one: so a 'committed' is checked against the rows the transaction wrote (`written`), each
+ * of which its commit changed for good; one still as claimed means 'reused'.
  */
 export async function transactionOutcome(
   db: Pick<StatementRunner, 'run'>,
   xid: string,
+  written: WrittenRows,
   endedWithinMs: number,
   giveUp: () => boolean,
 ): Promise<TransactionOutcome> {
@@ -45,6 +62,8 @@ export async function transactionOutcome(
       const status = rows[0]?.status;
       // NULL: older than the server's commit log keeps, which a transaction just sent never is in practice.
       if (status !== 'committed' && status !== 'aborted' && status !== 'in progress') return undefined;
+      // Not heard as 'committed' until the rows agree: a check that fails is asked again.
+      if (status === 'committed') return (await writtenAsClaimed(db, written)) ? 'reused' : status;
       outcome = status;
       if (outcome !== 'in progress') return outcome;
     } catch (failure) {
@@ -54,4 +73,14 @@ export async function transactionOutcome(
     // Unref'd: a caller still asking never keeps the process alive.
     await new Promise((resolve) => setTimeout(resolve, backoffMs(attempt, ASK_AGAIN_BASE_MS, ASK_AGAIN_CAP_MS)).unref());
   }
+}
+
+/** Whether any of the rows the transaction wrote is still as it was claimed (then it did not commit them). */
+async function writtenAsClaimed(db: Pick<StatementRunner, 'run'>, { unwritten, records }: WrittenRows): Promise<boolean> {
+  if (records.length === 0) return false;
+  const { rows } = await db.run<{ unwritten: number }>(unwritten, [
+    records.map((record) => record.id),
+    records.map((record) => record.attempts_count),
+  ]);
+  return (rows[0]?.unwritten ?? 0) > 0;
 }

@@ -15,6 +15,10 @@
  *   name, in its Bind) goes on carrying what the client sends and drops what the server answers:
  *   that statement runs (a COMMIT lands) and its answer never arrives, as when a link fails
  *   between the two. Closing either side still closes the other. Other connections work.
+ * - failOverAt(marker, port): when a connection sends `marker` from then on (a statement's name, or
+ *   its text), every open connection is dropped half-open before that chunk reaches the server (the
+ *   primary went away with the statement unsent), and new connections go to `port` (the promoted
+ *   standby).
  * - terminateAtConnect(): new connections get, in the same write as the ReadyForQuery that
  *   completes their startup, the FATAL a `pg_terminate_backend` sends (57P01), and are closed: a
  *   backend terminated as the connection became ready, both messages in one read on the client.
@@ -57,12 +61,14 @@ interface Link {
 
 export class TcpProxy {
   readonly #server: Server;
-  readonly #targetPort: number;
+  #targetPort: number;
   readonly #links = new Set<Link>();
   #frozen = false;
   #terminateAtConnect = false;
   /** muteAnswersAfter(): the bytes whose sender's answers are muted next, once. */
   #muteAfter: Buffer | undefined;
+  /** failOverAt(): the bytes whose sender is cut off, and the port new connections go to then; once. */
+  #failOver: { readonly marker: Buffer; readonly port: number } | undefined;
 
   private constructor(server: Server, targetPort: number) {
     this.#server = server;
@@ -156,6 +162,11 @@ export class TcpProxy {
         this.#muteAfter = undefined;
         link.answersMuted = true;
       }
+      if (this.#failOver !== undefined && from === link.client && chunk.includes(this.#failOver.marker)) {
+        this.#targetPort = this.#failOver.port;
+        this.#failOver = undefined;
+        this.dropHalfOpen();
+      }
       if (link.state === 'dead' || (link.answersMuted && to === link.client)) return;
       if (!to.write(chunk)) from.pause();
     });
@@ -208,6 +219,11 @@ export class TcpProxy {
   /** The first connection to send `marker` from now on has its answers dropped from then (see the class comment). */
   muteAnswersAfter(marker: string): void {
     this.#muteAfter = Buffer.from(marker);
+  }
+
+  /** When a connection sends `marker` from now on, the open connections are dropped before it and new ones go to `port` (see the class comment). */
+  failOverAt(marker: string, port: number): void {
+    this.#failOver = { marker: Buffer.from(marker), port };
   }
 
   /** Makes every open connection half-open for good; returns how many. New connections still work. */

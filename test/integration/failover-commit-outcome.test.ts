@@ -1,0 +1,165 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+
+import pg from 'pg';
+
+import { type EmbeddedPostgres, startEmbeddedPostgres } from '../../src/embedded/index.js';
+import { Outbox, type SubscribeOptions } from '../../src/index.js';
+import { useTestDatabase } from '../support/database.js';
+import { EventLog } from '../support/events.js';
+import { outboxFactory } from '../support/outboxes.js';
+import { writtenProbe } from '../support/proxied-outbox.js';
+import { publishCommitted, remaining } from '../support/publish.js';
+import { FAST_POLL } from '../support/subscriber-setup.js';
+import { TcpProxy } from '../support/tcp-proxy.js';
+import { waitFor } from '../support/wait-for.js';
+
+const db = useTestDatabase(import.meta.url);
+const newOutbox = outboxFactory(db);
+
+/**
+ * A failover in the middle of a COMMIT. The primary goes away with the COMMIT unsent, so the
+ * transaction never commits anywhere; the client's COMMIT goes unanswered, and it asks the new
+ * primary (the promoted standby, which has the rows as they were) what became of the transaction's
+ * id. The standby never saw that transaction, and it has handed out transaction ids of its own
+ * since: the same id may name one of its transactions, committed. Reporting the batch's acks then
+ * counts as handled rows that run again (architecture/row-lock-mode.md). The two servers are two
+ * fresh embedded PostgreSQLs with the same rows; the standby is put ahead in transaction ids, as
+ * a busy new primary soon is (real streaming replication needs pg_basebackup, which the embedded
+ * binaries do not ship).
+ */
+describe('a COMMIT lost in a failover, whose transaction id the new primary gave to another', () => {
+  let oldPrimary: EmbeddedPostgres;
+  let newPrimary: EmbeddedPostgres;
+  const pools: pg.Pool[] = [];
+
+  before(async () => {
+    const settings = { fsync: 'off', synchronous_commit: 'off' };
+    [oldPrimary, newPrimary] = await Promise.all([startEmbeddedPostgres({ settings }), startEmbeddedPostgres({ settings })]);
+    // A standby has its primary's roles: the same password reaches both.
+    const admin = new pg.Client({ connectionString: newPrimary.connectionString });
+    await admin.connect();
+    try {
+      const password = decodeURIComponent(new URL(oldPrimary.connectionString).password);
+      await admin.query(`ALTER ROLE postgres PASSWORD ${pg.escapeLiteral(password)}`);
+    } finally {
+      await admin.end();
+    }
+  });
+
+  after(async () => {
+    await Promise.all(pools.map((pool) => pool.end()));
+    await Promise.all([oldPrimary?.stop(), newPrimary?.stop()]);
+  });
+
+  /** Either server, with the old primary's password (the new one's since before()). */
+  function poolOn(server: EmbeddedPostgres): pg.Pool {
+    const url = new URL(oldPrimary.connectionString);
+    url.port = String(server.port);
+    const pool = new pg.Pool({ connectionString: url.toString(), max: 2 });
+    pools.push(pool);
+    return pool;
+  }
+
+  /**
+   * `table` migrated on both servers with the same `bodies` published on `queue` (the same ids), the
+   * new primary's transaction ids put 2,000 ahead of the old one's (committed subtransactions, so
+   * each id in between is 'committed'), and an Outbox through a proxy to the old primary (`link`).
+   */
+  async function twoPrimaries(table: string, queue: string, bodies: readonly unknown[]) {
+    const [before, after] = [poolOn(oldPrimary), poolOn(newPrimary)];
+    const ids: string[][] = [];
+    for (const pool of [before, after]) {
+      const outbox = new Outbox({ pool, table, logger: newOutbox.logger });
+      await outbox.migrate();
+      ids.push(await publishCommitted(outbox, pool, queue, bodies));
+    }
+    assert.deepEqual(ids[0], ids[1], 'the same rows on both');
+    await after.query(`CREATE TABLE ${table}_ids (n int)`);
+    await after.query(
+      `DO $$ BEGIN FOR i IN 1..2000 LOOP BEGIN INSERT INTO ${table}_ids VALUES (i); EXCEPTION WHEN OTHERS THEN NULL; END; END LOOP; END $$`,
+    );
+    const link = await TcpProxy.start(oldPrimary.port);
+    db.onCleanup(() => link.close());
+    const log = new EventLog();
+    const probe = writtenProbe();
+    const outbox = newOutbox({
+      connectionString: link.via(oldPrimary.connectionString),
+      table,
+      queryTimeoutMs: 1000,
+      recorder: log.recorder,
+      middlewares: [probe.middleware],
+    });
+    return { outbox, link, log, writes: probe.writes, ids: ids[0] ?? [], after };
+  }
+
+  /** The transaction ids named by the entries logged from entry `since` of the file's logger on whose message matches `pattern`. */
+  const xidsLogged = (since: number, pattern: RegExp): string[] =>
+    newOutbox.logger.entries
+      .slice(since)
+      .filter((entry) => pattern.test(entry.message))
+      .map((entry) => String(entry.fields.xid));
+
+  /**
+   * `bodies` on both servers, one subscription (`options`) on `table`'s queue through the proxy, and
+   * a failover when the subscription sends `marker` after the last row's first run began; resolves
+   * once every row was handled on the new primary and every `ctx.written` settled. `handled`: runs per id.
+   */
+  async function runsTwice(table: string, options: SubscribeOptions, bodies: readonly unknown[], marker: string) {
+    const queue = table.replaceAll('_', '-');
+    const run = await twoPrimaries(table, queue, bodies);
+    const handled = new Map<string, number>();
+    run.outbox.subscribe(
+      queue,
+      (message) => {
+        handled.set(message.id, (handled.get(message.id) ?? 0) + 1);
+        if (handled.size === bodies.length && handled.get(message.id) === 1) run.link.failOverAt(marker, newPrimary.port);
+      },
+      { ...options, ...FAST_POLL },
+    );
+    run.outbox.start();
+    await waitFor(async () => (await remaining(run.after, queue, table)) === 0, {
+      what: 'the rows handled on the new primary',
+      timeoutMs: 20_000,
+    });
+    await waitFor(() => run.writes.length === bodies.length * 2, { what: 'every ctx.written settled', timeoutMs: 20_000 });
+    await run.outbox.stop();
+    return { ...run, handled };
+  }
+
+  test('row-lock: the batch checks its rows; written as it left them or not, it reports a rollback, and its rows run again', async () => {
+    const since = newOutbox.logger.entries.length;
+    // The acks' DELETE and the COMMIT leave in one message, with the named rl_commit.
+    const run = await runsTwice('fo_row_lock', { lease: 'row-lock', concurrency: 1 }, [1, 2, 3], 'rl_commit');
+    assert.deepEqual(
+      run.ids.map((id) => run.handled.get(id)),
+      [2, 2, 2],
+      'every row ran again on the new primary',
+    );
+    assert.deepEqual(
+      [...run.writes].sort(),
+      ['failed', 'failed', 'failed', 'written', 'written', 'written'],
+      'the lost batch reports its writes failed, the one on the new primary written',
+    );
+    assert.equal(run.log.of('acked').length, 3, 'acks only from the batch that committed');
+    // The scenario is the one described: the new primary says 'committed' for the lost batch's id.
+    const [xid] = xidsLogged(since, /rolled back/);
+    const { rows } = await run.after.query<{ status: string }>('SELECT pg_xact_status($1::xid8) AS status', [xid]);
+    assert.equal(rows[0]?.status, 'committed');
+  });
+
+  test('transactional: the ack is checked against its row; not deleted, it reports failed, and the row runs again', async () => {
+    // The delivery's ack DELETE is answered (it gives the transaction's id), its COMMIT is not sent.
+    const run = await runsTwice('fo_transactional', { transactional: true }, ['x'], 'COMMIT');
+    assert.deepEqual(
+      run.ids.map((id) => run.handled.get(id)),
+      [2],
+    );
+    // Not landed: 'failed' once the server's answer is checked, or 'lease_lost' when the lease's
+    // renewal, on the new primary (which never saw the claim), found it gone first.
+    const [lost, ...others] = [...run.writes].sort((a, b) => Number(a === 'written') - Number(b === 'written'));
+    assert.ok(lost === 'failed' || lost === 'lease_lost', `the lost ack reports ${String(lost)}`);
+    assert.deepEqual(others, ['written']);
+    assert.equal(run.log.of('acked').length, 1);
+  });
+});

@@ -6,7 +6,7 @@ import type { Statement } from '../util/statement.js';
 import type { StatementRunner } from '../util/statement-runner.js';
 import { unanswered } from '../util/unanswered.js';
 import type { Lease } from './lease.js';
-import { type MatchedPair, pairKey, pairValues } from './sql.js';
+import { type MissedPair, pairKey, pairValues } from './sql.js';
 
 /** Result of one ack: the row was deleted, the lease was lost (another holder owns it), or the write failed. */
 export type AckResult = 'deleted' | 'lease_lost' | 'failed';
@@ -48,8 +48,10 @@ const ACK_RETRY_BASE_MS = 100;
  * DELETE that committed but whose answer was lost (a client-side timeout, a connection lost after
  * it left: no error from the server) finds nothing on its retry. While the lease cannot have run
  * out on the server yet (`heldUntil`), nobody else can have claimed the row, so a pair that retry
- * missed was deleted by the earlier try: 'deleted'. Past that it may have been another holder's
- * doing, and it settles as 'lease_lost', the one case where that event may not mean another holder.
+ * missed, and whose row is gone, was deleted by the earlier try: 'deleted'. Past that it may have
+ * been another holder's doing, and it settles as 'lease_lost', the one case where that event may
+ * not mean another holder. A missed row still there was not deleted ('lease_lost'): after a
+ * failover to a standby the claim never reached, the row is there unleased.
  */
 export class Acker {
   readonly #db: Pick<StatementRunner, 'run'>;
@@ -124,15 +126,16 @@ export class Acker {
       // The DELETE answers with the pairs it missed. None (the common case): no set to build.
       // Otherwise match (id, token): the same row can be in one batch twice, under an expired
       // lease and under the one that re-claimed it.
-      const missed = rows.length === 0 ? undefined : new Set(rows.map((row) => pairKey(row.id, row.token)));
+      const missed = rows.length === 0 ? undefined : new Map(rows.map((row) => [pairKey(row.id, row.token), row.present]));
       batch.forEach((ack, i) => {
         const sent = sentTokens[i] ?? ack.lease.token;
-        const hit = missed === undefined || !missed.has(pairKey(ack.lease.record.id, sent));
+        const present = missed?.get(pairKey(ack.lease.record.id, sent));
+        const hit = present === undefined;
         // Missed under the token it was sent with, but its holder adopted a newer lease of the row
         // meanwhile (its own subscription re-claimed it): delete again under that one.
         if (!hit && ack.lease.token !== sent) this.#pending.push(ack);
-        // Missed by a retry while the lease still held on the server: the unanswered try deleted it.
-        else if (!hit && afterUnanswered && answeredAt < this.#heldUntil(ack.lease)) this.#settle(ack, 'deleted');
+        // Missed by a retry while the lease still held on the server, the row gone: the unanswered try deleted it.
+        else if (present === false && afterUnanswered && answeredAt < this.#heldUntil(ack.lease)) this.#settle(ack, 'deleted');
         else this.#settle(ack, hit ? 'deleted' : 'lease_lost');
       });
     }
@@ -151,12 +154,12 @@ export class Acker {
    */
   async #delete(
     batch: readonly AckEntry[],
-  ): Promise<{ readonly rows: MatchedPair[]; readonly afterUnanswered: boolean; readonly answeredAt: number } | undefined> {
+  ): Promise<{ readonly rows: MissedPair[]; readonly afterUnanswered: boolean; readonly answeredAt: number } | undefined> {
     const values = pairValues(batch.map((a) => a.lease));
     let afterUnanswered = false;
     for (let attempt = 1; ; attempt += 1) {
       try {
-        const { rows } = await this.#db.run<MatchedPair>(this.#statement, values);
+        const { rows } = await this.#db.run<MissedPair>(this.#statement, values);
         return { rows, afterUnanswered, answeredAt: performance.now() };
       } catch (error) {
         // Unanswered (a client-side timeout, a lost connection): this autocommit DELETE may have committed.

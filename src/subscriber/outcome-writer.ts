@@ -156,10 +156,13 @@ export class OutcomeWriter {
    * When it ran on the pool and its answer was lost (util/unanswered.ts: a client-side timeout, a
    * connection lost after it left), it may have landed, and reporting it failed would drop its
    * events and tell the log the row keeps its lease. While the lease cannot have run out on the
-   * server (leaseHeldUntil), nothing but this write can end it, so the row tells: not held under
-   * it any more, the write landed, and is reported as having written the row; still held, it has
-   * not landed yet (the failure stands: the row comes back after its lease; a write stuck on its
-   * way, a frozen link or a pool without statement_timeout, may still land later, as before).
+   * server (leaseHeldUntil), nothing but this write can change the row, so the row tells (sql.ts
+   * `unwritten`): gone, or its attempts_count raised, the write landed, and is reported as having
+   * written the row; still as claimed, it has not landed yet (the failure stands: the row comes
+   * back after its lease; a write stuck on its way, a frozen link or a pool without
+   * statement_timeout, may still land later, as before). Not "no longer held": after a failover to
+   * a standby the claim never reached, the row is not held there either, and nothing landed
+   * (failover-commit-outcome.test.ts).
    * Not for a write inside a transaction (a row-lock batch's, a held transactional run's): its
    * fate is the transaction's.
    */
@@ -173,16 +176,19 @@ export class OutcomeWriter {
   }
 
   /**
-   * Whether the row is no longer held under `lease`, read while the lease certainly still held;
-   * false when that cannot be told.
+   * Whether the fenced write on `lease`'s row landed, by the row, read while the lease certainly
+   * still held; false when that cannot be told.
    */
   async #landed(lease: Lease): Promise<boolean> {
     const heldUntil = this.#deps.leaseHeldUntil;
     if (heldUntil === undefined) return false;
     try {
-      const { rows } = await this.#deps.db.run<{ held: boolean }>(this.#deps.sql.stillHeld, [lease.record.id, lease.token]);
+      const { rows } = await this.#deps.db.run<{ unwritten: number }>(this.#deps.sql.unwritten, [
+        [lease.record.id],
+        [lease.record.attempts_count],
+      ]);
       // Answered now, so read no later: past the bound another holder may have taken the row.
-      return performance.now() < heldUntil(lease) && rows[0]?.held === false;
+      return performance.now() < heldUntil(lease) && rows[0]?.unwritten === 0;
     } catch {
       return false;
     }

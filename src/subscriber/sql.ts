@@ -39,8 +39,9 @@ export interface SubscriberSql {
   readonly ackBatch: Statement;
   /**
    * The acker's DELETE: ackBatch's, returning the other pairs instead: those it did NOT delete
-   * (their lease was lost), usually none. A batch of acks then costs one short answer instead of
-   * a row per message to send, parse and match (issue 18).
+   * (their lease was lost), usually none, each with whether its row is there (`present`). A batch
+   * of acks then costs one short answer instead of a row per message to send, parse and match
+   * (issue 18).
    */
   readonly ackMissed: Statement;
   /**
@@ -78,16 +79,12 @@ export interface SubscriberSql {
    */
   readonly lockLease: Statement;
   /**
-   * $1 id, $2 token: whether the row is still held under that lease (one row, `held`). After an
-   * outcome write whose answer was lost: still held, it did not land (outcome-writer.ts).
-   */
-  readonly stillHeld: Statement;
-  /**
    * $1 ids, $2 their attempts_count as claimed: how many of those rows are still as they were
    * claimed (one row, `unwritten`). A transaction that wrote each and committed leaves none: an ack,
    * a DLQ move or a terminal delete removed the row, a retry raised attempts_count, which nothing
-   * lowers. For a COMMIT whose answer was lost, whose transaction id the server says committed
-   * (transaction-outcome.ts): after a failover that id may name another transaction.
+   * lowers. For a write whose answer was lost: an outcome write on the pool (outcome-writer.ts), a
+   * COMMIT whose transaction id the server says committed (transaction-outcome.ts: after a failover
+   * that id may name another transaction).
    */
   readonly unwritten: Statement;
 }
@@ -293,14 +290,16 @@ export const ACK_XID_FIELD = 2;
 
 /**
  * ackMissed: the pairs are read once (a CTE), the DELETE returns the pairs it matched, and the
- * answer is the pairs it did not. Fenced exactly as ackBatch: a pair deletes only the row its token
- * still holds, so a stale holder's pair is answered as missed and deletes nothing.
+ * answer is the pairs it did not, each with whether its row is there (`present`, as the statement
+ * began: under another token, or none). Fenced exactly as ackBatch: a pair deletes only the row its
+ * token still holds, so a stale holder's pair is answered as missed and deletes nothing. A missed
+ * row that is there was not deleted by an earlier try whose answer was lost (acker.ts).
  */
 function ackMissedText(t: string): string {
   return `WITH l AS (SELECT * FROM ${PAIRS}), deleted AS (
   DELETE FROM ${t} AS t USING l WHERE ${PAIRS_MATCH} RETURNING t.id, l.token
 )
-SELECT l.id::text AS id, l.token::text AS token FROM l
+SELECT l.id::text AS id, l.token::text AS token, EXISTS (SELECT 1 FROM ${t} AS o WHERE o.id = l.id) AS present FROM l
 WHERE NOT EXISTS (SELECT 1 FROM deleted AS d WHERE d.id = l.id AND d.token = l.token)`;
 }
 
@@ -308,6 +307,11 @@ WHERE NOT EXISTS (SELECT 1 FROM deleted AS d WHERE d.id = l.id AND d.token = l.t
 export interface MatchedPair {
   readonly id: string;
   readonly token: string;
+}
+
+/** A pair ackMissed did not delete, and whether its row is there. */
+export interface MissedPair extends MatchedPair {
+  readonly present: boolean;
 }
 
 /** One (id, token) pair as a Set key. */
@@ -408,10 +412,6 @@ RETURNING t.id::text AS id`,
     lockLease: statement(
       'lock_lease',
       `SELECT id::text AS id FROM ${t} WHERE id = $1::bigint AND acquired_token = $2::uuid FOR UPDATE`,
-    ),
-    stillHeld: statement(
-      'still_held',
-      `SELECT EXISTS (SELECT 1 FROM ${t} WHERE id = $1::bigint AND acquired_token = $2::uuid) AS held`,
     ),
     unwritten: statement(
       'unwritten',

@@ -4,7 +4,7 @@ import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
 
 import { type EmbeddedPostgres, startEmbeddedPostgres } from '../../src/embedded/index.js';
-import { Outbox, type SubscribeOptions } from '../../src/index.js';
+import { ConstantRetry, Outbox, type SubscribeOptions } from '../../src/index.js';
 import { useTestDatabase } from '../support/database.js';
 import { EventLog } from '../support/events.js';
 import { outboxFactory } from '../support/outboxes.js';
@@ -103,9 +103,16 @@ describe('a COMMIT lost in a failover, whose transaction id the new primary gave
   /**
    * `bodies` on both servers, one subscription (`options`) on `table`'s queue through the proxy, and
    * a failover when the subscription sends `marker` after the last row's first run began; resolves
-   * once every row was handled on the new primary and every `ctx.written` settled. `handled`: runs per id.
+   * once every row was handled on the new primary and every `ctx.written` settled. `handled`: runs
+   * per id. `failFirst`: each row's first run throws (a retry under the default ack policy).
    */
-  async function runsTwice(table: string, options: SubscribeOptions, bodies: readonly unknown[], marker: string) {
+  async function runsTwice(
+    table: string,
+    options: SubscribeOptions,
+    bodies: readonly unknown[],
+    marker: string,
+    failFirst = false,
+  ) {
     const queue = table.replaceAll('_', '-');
     const run = await twoPrimaries(table, queue, bodies);
     const handled = new Map<string, number>();
@@ -113,7 +120,9 @@ describe('a COMMIT lost in a failover, whose transaction id the new primary gave
       queue,
       (message) => {
         handled.set(message.id, (handled.get(message.id) ?? 0) + 1);
-        if (handled.size === bodies.length && handled.get(message.id) === 1) run.link.failOverAt(marker, newPrimary.port);
+        const first = handled.get(message.id) === 1;
+        if (handled.size === bodies.length && first) run.link.failOverAt(marker, newPrimary.port);
+        if (failFirst && first) throw new Error('retry me');
       },
       { ...options, ...FAST_POLL },
     );
@@ -157,9 +166,41 @@ describe('a COMMIT lost in a failover, whose transaction id the new primary gave
     );
     // Not landed: 'failed' once the server's answer is checked, or 'lease_lost' when the lease's
     // renewal, on the new primary (which never saw the claim), found it gone first.
-    const [lost, ...others] = [...run.writes].sort((a, b) => Number(a === 'written') - Number(b === 'written'));
+    const { lost, others } = lostAndOthers(run.writes);
     assert.ok(lost === 'failed' || lost === 'lease_lost', `the lost ack reports ${String(lost)}`);
     assert.deepEqual(others, ['written']);
     assert.equal(run.log.of('acked').length, 1);
+  });
+
+  /** The lost write's report and the rest, from `writes` (the lost one is the only one not 'written'). */
+  function lostAndOthers(writes: readonly string[]): { lost: string | undefined; others: string[] } {
+    const [lost, ...others] = [...writes].sort((a, b) => Number(a === 'written') - Number(b === 'written'));
+    return { lost, others };
+  }
+
+  test("token lease: an ack DELETE whose answer was lost, retried on the new primary, finds the row there: 'lease_lost', not 'deleted'", async () => {
+    const run = await runsTwice('fo_token_ack', {}, ['x'], 'ack_missed');
+    assert.deepEqual(
+      run.ids.map((id) => run.handled.get(id)),
+      [2],
+    );
+    assert.deepEqual(lostAndOthers(run.writes), { lost: 'lease_lost', others: ['written'] });
+    assert.equal(run.log.of('acked').length, 1);
+  });
+
+  test('token lease: a retry UPDATE whose answer was lost is checked against the row, not its lease: reported failed', async () => {
+    const run = await runsTwice(
+      'fo_token_retry',
+      { retry: new ConstantRetry({ delayMs: 1, maxAttempts: 5 }) },
+      ['x'],
+      'retry',
+      true,
+    );
+    assert.deepEqual(
+      run.ids.map((id) => run.handled.get(id)),
+      [2],
+    );
+    assert.deepEqual(lostAndOthers(run.writes), { lost: 'failed', others: ['written'] });
+    assert.equal(run.log.of('nacked_retried').length, 0, 'no retry landed');
   });
 });

@@ -1,9 +1,10 @@
 import { parseArgs } from 'node:util';
 
-import type { DeadLetter, DeadLetterPreview } from '../dlq/dead-letters.js';
+import type { DeadLetterPreview } from '../dlq/dead-letters.js';
 import { describeDlqFilter } from '../dlq/describe-filter.js';
 import type { DlqFailureReason, DlqFilter } from '../dlq/dlq-options.js';
 import { resolveOlderThanMs } from '../dlq/retention-options.js';
+import { inspectBody } from '../envelope/decode-body.js';
 import { InvalidOptionError } from '../errors.js';
 import type { Outbox } from '../outbox.js';
 import { isBigintId } from '../util/bigint-id.js';
@@ -106,12 +107,16 @@ function plan(sub: string, id: string | undefined, values: Values): Run {
       if (id === undefined) throw new UsageError('dlq show takes the id of a dead letter (from dlq list)');
       const shown = rowId('show <id>', id);
       return async (outbox, io) => {
-        const row = await outbox.dlq.get(shown);
+        // --json prints the whole row; the text shows PREVIEW_CHARS of the body, read from its first
+        // JSON_BODY_BYTES (before, a 1 GB dead letter was read whole to show 2,000 characters).
+        const row = values.json
+          ? await outbox.dlq.get(shown)
+          : await outbox.dlq.getPreview(shown, { bodyPreviewBytes: JSON_BODY_BYTES });
         if (row === null) {
           io.out(values.json ? 'null\n' : `no dead letter with id ${shown} in ${outbox.dlqTable}\n`);
           return 1;
         }
-        io.out(values.json ? jsonLine(rowJson(row)) : details(row));
+        io.out('body' in row ? jsonLine(rowJson(row)) : details(row));
         return 0;
       };
     }
@@ -206,7 +211,7 @@ function rowId(flag: string, value: string): string {
   return value;
 }
 
-/** A table cell shows this much of a body (as `queue peek`'s); `--json` has 64 KiB of it, `dlq show` all of it. */
+/** A table cell shows this much of a body (as `queue peek`'s); `--json` has 64 KiB of it, `dlq show --json` all of it. */
 const BODY_CELL_BYTES = 60;
 
 function table(rows: readonly DeadLetterPreview[], nextCursor: string | null): string {
@@ -238,13 +243,33 @@ function table(rows: readonly DeadLetterPreview[], nextCursor: string | null): s
 /** The body preview stops here: a 1 MB body must not flood the terminal. */
 const PREVIEW_CHARS = 2_000;
 
-function details(row: DeadLetter): string {
-  const body = Buffer.isBuffer(row.body)
-    ? `(bytes, base64) ${row.body.toString('base64')}`
-    : typeof row.body === 'string'
-      ? row.body
-      : JSON.stringify(row.body, null, 2);
-  const preview = body.length > PREVIEW_CHARS ? `${body.slice(0, PREVIEW_CHARS)}… (${body.length} chars)` : body;
+/**
+ * The body as `dlq show` prints it: a whole one decoded (JSON pretty-printed, bytes as base64) and
+ * cut at PREVIEW_CHARS; one longer than the preview read as its first characters, read as UTF-8
+ * (as base64 when it is not text), with its stored size.
+ */
+function shownBody(row: DeadLetterPreview): string {
+  if (row.bodyPreviewTruncated) {
+    const text = isText(row.headers) ? row.bodyPreview : `(bytes, base64) ${row.payloadHead.toString('base64')}`;
+    return `${text.slice(0, PREVIEW_CHARS)}… (${row.payloadBytes} bytes stored)`;
+  }
+  const body = inspectBody(row.payloadHead, row.headers);
+  const text = Buffer.isBuffer(body)
+    ? `(bytes, base64) ${body.toString('base64')}`
+    : typeof body === 'string'
+      ? body
+      : JSON.stringify(body, null, 2);
+  return text.length > PREVIEW_CHARS ? `${text.slice(0, PREVIEW_CHARS)}… (${text.length} chars)` : text;
+}
+
+/** A JSON or text/* content type: its head reads as UTF-8. */
+function isText(headers: Readonly<Record<string, string>>): boolean {
+  const contentType = headers['content-type'] ?? '';
+  return contentType.includes('json') || contentType.startsWith('text/');
+}
+
+function details(row: DeadLetterPreview): string {
+  const preview = shownBody(row);
   // Everything below but the ids, dates and counts is what a publisher or a handler wrote: shown
   // through terminalSafe, a header on one line, the body and the exception on as many as they have.
   const lines = { keepLines: true };

@@ -12,7 +12,7 @@ import { useTestDatabase } from '../support/database.js';
 import { outboxFactory } from '../support/outboxes.js';
 import { migratedOutbox } from '../support/subscriber-setup.js';
 import { inTransaction } from '../support/transaction.js';
-import { txoutboxBin } from '../support/txoutbox-bin.js';
+import { txoutboxBin, txoutboxMain } from '../support/txoutbox-bin.js';
 
 const db = useTestDatabase(import.meta.url);
 const newOutbox = outboxFactory(db);
@@ -315,6 +315,25 @@ describe('page byte budget: list, peek and their previews read a bounded page, t
     } finally {
       await dashboard.close();
     }
+  });
+
+  test('txoutbox dlq show: the text reads 64 KiB of a big body, not the body, and says its size; --json reads it whole', async () => {
+    // Before, it read the whole row (dlq.get) to print 2,000 characters of it.
+    proxy.reset();
+    const big = await txoutboxBin(['dlq', 'show', dlqIds[1]!, '--table', TABLE], { env: { DATABASE_URL: proxy.url } });
+    assert.ok(proxy.bytesFromServer < 512 * 1024, `${proxy.bytesFromServer} bytes on the wire`);
+    assert.equal(big.code, 0, big.err);
+    assert.match(big.out, /^body:\n\{"blob":"[A-Za-z0-9+/]{1991}… \(3145728 bytes stored\)\n/m);
+    assert.match(big.out, /last exception:\s+Error: too big/);
+    const small = await txoutboxBin(['dlq', 'show', dlqIds[0]!, '--table', TABLE], { env: { DATABASE_URL: proxy.url } });
+    assert.equal(small.code, 0, small.err);
+    assert.match(small.out, /^body:\n\{\n {2}"small": true\n\}\n/m, 'a whole JSON body is pretty-printed, as before');
+    proxy.reset();
+    // In this process: the bin's 4 MiB of output is past execFile's buffer.
+    const whole = await txoutboxMain(['dlq', 'show', dlqIds[1]!, '--json', '--table', TABLE], { DATABASE_URL: proxy.url });
+    assert.equal(whole.code, 0, whole.err);
+    assert.ok(proxy.bytesFromServer > BIG, 'the one command that reads a whole body');
+    assert.equal((JSON.parse(whole.out) as { body: { blob: string } }).body.blob.length, BIG - 11);
   });
 
   test('maxPageBytes and peek’s bodyPreviewBytes are validated: InvalidOptionError naming them', async () => {

@@ -4,7 +4,7 @@ import type { DeadLetterPreview } from '../dlq/dead-letters.js';
 import { describeDlqFilter } from '../dlq/describe-filter.js';
 import type { DlqFailureReason, DlqFilter } from '../dlq/dlq-options.js';
 import { resolveOlderThanMs } from '../dlq/retention-options.js';
-import { inspectBody } from '../envelope/decode-body.js';
+import { bodyKind, inspectBody } from '../envelope/decode-body.js';
 import { InvalidOptionError } from '../errors.js';
 import type { Outbox } from '../outbox.js';
 import { isBigintId } from '../util/bigint-id.js';
@@ -250,7 +250,7 @@ const PREVIEW_CHARS = 2_000;
  */
 function shownBody(row: DeadLetterPreview): string {
   if (row.bodyPreviewTruncated) {
-    const text = isText(row.headers) ? row.bodyPreview : `(bytes, base64) ${row.payloadHead.toString('base64')}`;
+    const text = bodyKind(row.headers) !== 'bytes' ? row.bodyPreview : `(bytes, base64) ${row.payloadHead.toString('base64')}`;
     return `${text.slice(0, PREVIEW_CHARS)}… (${row.payloadBytes} bytes stored)`;
   }
   const body = inspectBody(row.payloadHead, row.headers);
@@ -260,12 +260,6 @@ function shownBody(row: DeadLetterPreview): string {
       ? body
       : JSON.stringify(body, null, 2);
   return text.length > PREVIEW_CHARS ? `${text.slice(0, PREVIEW_CHARS)}… (${text.length} chars)` : text;
-}
-
-/** A JSON or text/* content type: its head reads as UTF-8. */
-function isText(headers: Readonly<Record<string, string>>): boolean {
-  const contentType = headers['content-type'] ?? '';
-  return contentType.includes('json') || contentType.startsWith('text/');
 }
 
 function details(row: DeadLetterPreview): string {

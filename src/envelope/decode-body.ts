@@ -1,14 +1,20 @@
 import { CONTENT_TYPE_HEADER } from './headers.js';
 
+/** What a row's content type says its payload is: JSON, text (UTF-8), or bytes (anything else). */
+export function bodyKind(headers: Readonly<Record<string, string>>): 'json' | 'text' | 'bytes' {
+  const contentType = (headers[CONTENT_TYPE_HEADER] ?? '').toLowerCase();
+  if (contentType.startsWith('application/json')) return 'json';
+  return contentType.startsWith('text/') ? 'text' : 'bytes';
+}
+
 /**
- * The inverse of encodeBody, chosen by the row's content type: JSON is parsed, text is decoded
- * as UTF-8, anything else (bytes, or a content type the caller set for bytes) stays a Buffer.
+ * The inverse of encodeBody, chosen by the row's content type (bodyKind): JSON is parsed, text is
+ * decoded as UTF-8, anything else (bytes, or a content type the caller set for bytes) stays a Buffer.
  */
 export function decodeBody(payload: Buffer, headers: Readonly<Record<string, string>>): unknown {
-  const contentType = (headers[CONTENT_TYPE_HEADER] ?? '').toLowerCase();
-  if (contentType.startsWith('application/json')) return JSON.parse(payload.toString('utf8')) as unknown;
-  if (contentType.startsWith('text/')) return payload.toString('utf8');
-  return payload;
+  const kind = bodyKind(headers);
+  if (kind === 'json') return JSON.parse(payload.toString('utf8')) as unknown;
+  return kind === 'text' ? payload.toString('utf8') : payload;
 }
 
 /**

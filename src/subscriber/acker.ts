@@ -48,10 +48,11 @@ const ACK_RETRY_BASE_MS = 100;
  * DELETE that committed but whose answer was lost (a client-side timeout, a connection lost after
  * it left: no error from the server) finds nothing on its retry. While the lease cannot have run
  * out on the server yet (`heldUntil`), nobody else can have claimed the row, so a pair that retry
- * missed, and whose row is gone, was deleted by the earlier try: 'deleted'. Past that it may have
- * been another holder's doing, and it settles as 'lease_lost', the one case where that event may
- * not mean another holder. A missed row still there was not deleted ('lease_lost'): after a
- * failover to a standby the claim never reached, the row is there unleased.
+ * missed was deleted by the earlier try: 'deleted'. Past that it may have been another holder's
+ * doing, and it settles as 'lease_lost', the one case where that event may not mean another holder.
+ * Not when the row is there under another token or none (sql.ts ackMissed `not_ours`): that try
+ * deleted nothing ('lease_lost'), as after a failover to a standby the claim never reached, where
+ * the row is there unleased.
  */
 export class Acker {
   readonly #db: Pick<StatementRunner, 'run'>;
@@ -126,16 +127,17 @@ export class Acker {
       // The DELETE answers with the pairs it missed. None (the common case): no set to build.
       // Otherwise match (id, token): the same row can be in one batch twice, under an expired
       // lease and under the one that re-claimed it.
-      const missed = rows.length === 0 ? undefined : new Map(rows.map((row) => [pairKey(row.id, row.token), row.present]));
+      const missed = rows.length === 0 ? undefined : new Map(rows.map((row) => [pairKey(row.id, row.token), row.not_ours]));
       batch.forEach((ack, i) => {
         const sent = sentTokens[i] ?? ack.lease.token;
-        const present = missed?.get(pairKey(ack.lease.record.id, sent));
-        const hit = present === undefined;
+        const notOurs = missed?.get(pairKey(ack.lease.record.id, sent));
+        const hit = notOurs === undefined;
         // Missed under the token it was sent with, but its holder adopted a newer lease of the row
         // meanwhile (its own subscription re-claimed it): delete again under that one.
         if (!hit && ack.lease.token !== sent) this.#pending.push(ack);
-        // Missed by a retry while the lease still held on the server, the row gone: the unanswered try deleted it.
-        else if (present === false && afterUnanswered && answeredAt < this.#heldUntil(ack.lease)) this.#settle(ack, 'deleted');
+        // Missed by a retry while the lease still held on the server, and not there under another
+        // token or none: the unanswered try deleted it.
+        else if (notOurs === false && afterUnanswered && answeredAt < this.#heldUntil(ack.lease)) this.#settle(ack, 'deleted');
         else this.#settle(ack, hit ? 'deleted' : 'lease_lost');
       });
     }

@@ -39,7 +39,8 @@ export interface SubscriberSql {
   readonly ackBatch: Statement;
   /**
    * The acker's DELETE: ackBatch's, returning the other pairs instead: those it did NOT delete
-   * (their lease was lost), usually none, each with whether its row is there (`present`). A batch
+   * (their lease was lost), usually none, each with whether its row is there under another token
+   * or none (`not_ours`). A batch
    * of acks then costs one short answer instead of a row per message to send, parse and match
    * (issue 18).
    */
@@ -290,16 +291,21 @@ export const ACK_XID_FIELD = 2;
 
 /**
  * ackMissed: the pairs are read once (a CTE), the DELETE returns the pairs it matched, and the
- * answer is the pairs it did not, each with whether its row is there (`present`, as the statement
- * began: under another token, or none). Fenced exactly as ackBatch: a pair deletes only the row its
- * token still holds, so a stale holder's pair is answered as missed and deletes nothing. A missed
- * row that is there was not deleted by an earlier try whose answer was lost (acker.ts).
+ * answer is the pairs it did not, each with whether its row is there under another token or none
+ * (`not_ours`). Fenced exactly as ackBatch: a pair deletes only the row its token still holds, so a
+ * stale holder's pair is answered as missed and deletes nothing. A missed row there under another
+ * token or none was not deleted by an earlier try whose answer was lost (acker.ts). Read in the
+ * statement's snapshot, which may still have the row under this token: an earlier try committing
+ * while this one began (a slow flush), whose delete this one's then waited for; so "there under
+ * this token" says nothing, and counts as not `not_ours`.
  */
 function ackMissedText(t: string): string {
   return `WITH l AS (SELECT * FROM ${PAIRS}), deleted AS (
   DELETE FROM ${t} AS t USING l WHERE ${PAIRS_MATCH} RETURNING t.id, l.token
 )
-SELECT l.id::text AS id, l.token::text AS token, EXISTS (SELECT 1 FROM ${t} AS o WHERE o.id = l.id) AS present FROM l
+SELECT l.id::text AS id, l.token::text AS token,
+  EXISTS (SELECT 1 FROM ${t} AS o WHERE o.id = l.id AND o.acquired_token IS DISTINCT FROM l.token) AS not_ours
+FROM l
 WHERE NOT EXISTS (SELECT 1 FROM deleted AS d WHERE d.id = l.id AND d.token = l.token)`;
 }
 
@@ -309,9 +315,9 @@ export interface MatchedPair {
   readonly token: string;
 }
 
-/** A pair ackMissed did not delete, and whether its row is there. */
+/** A pair ackMissed did not delete, and whether its row is there under another token or none. */
 export interface MissedPair extends MatchedPair {
-  readonly present: boolean;
+  readonly not_ours: boolean;
 }
 
 /** One (id, token) pair as a Set key. */
@@ -416,7 +422,7 @@ RETURNING t.id::text AS id`,
     unwritten: statement(
       'unwritten',
       `SELECT count(*)::int AS unwritten FROM ${t} AS o JOIN unnest($1::bigint[], $2::int[]) AS w (id, attempts) ON o.id = w.id
-WHERE o.attempts_count <= w.attempts`,
+WHERE o.id = ANY($1::bigint[]) AND o.attempts_count <= w.attempts`,
     ),
   };
 }

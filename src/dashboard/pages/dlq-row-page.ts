@@ -1,5 +1,5 @@
 import type { DeadLetterPreview } from '../../dlq/dead-letters.js';
-import { inspectBody } from '../../envelope/decode-body.js';
+import { bodyKind, inspectBody } from '../../envelope/decode-body.js';
 import { formatBytes, formatTime, type Preview, previewOf } from '../format.js';
 import { type Html, html } from '../html.js';
 import { headersTable } from './headers-table.js';
@@ -16,9 +16,8 @@ const EXCEPTION_PREVIEW_BYTES = 16 * 1024;
  * (JSON pretty-printed) as before; a longer one as its first bytes, read as text, with its size.
  */
 function shownBody(letter: DeadLetterPreview): { preview: Preview; kind: string } {
-  const contentType = letter.headers['content-type'] ?? '';
   if (letter.bodyPreviewTruncated) {
-    const kind = contentType.includes('json') ? 'JSON' : contentType.startsWith('text/') ? 'text' : 'bytes, shown as UTF-8';
+    const kind = { json: 'JSON', text: 'text', bytes: 'bytes, shown as UTF-8' }[bodyKind(letter.headers)];
     return { preview: { text: letter.bodyPreview, truncated: true, bytes: letter.payloadBytes }, kind };
   }
   const body = inspectBody(letter.payloadHead, letter.headers);

@@ -46,16 +46,28 @@ export async function proxiedOutbox(
 ): Promise<{ readonly outbox: Outbox; readonly link: TcpProxy; readonly log: EventLog; readonly writes: OutcomeWrite[] }> {
   await migratedThroughPool(db, newOutbox, table);
   const link = await proxyFor(db);
+  return { ...observedOutbox(newOutbox, link.via(db.url), table), link };
+}
+
+/**
+ * An Outbox on `connectionString` and a migrated `table`, with short statement bounds
+ * (queryTimeoutMs 1 s), every event kept (`log`) and every `ctx.written` (`writes`).
+ */
+export function observedOutbox(
+  newOutbox: NewOutbox,
+  connectionString: string,
+  table: string,
+): { readonly outbox: Outbox; readonly log: EventLog; readonly writes: OutcomeWrite[] } {
   const log = new EventLog();
   const probe = writtenProbe();
   const outbox = newOutbox({
-    connectionString: link.via(db.url),
+    connectionString,
     table,
     queryTimeoutMs: 1000,
     recorder: log.recorder,
     middlewares: [probe.middleware],
   });
-  return { outbox, link, log, writes: probe.writes };
+  return { outbox, log, writes: probe.writes };
 }
 
 /**

@@ -254,8 +254,9 @@ export class DeliveryTransaction implements HandlerTransaction {
 
   /**
    * After a failed COMMIT of transaction `xid`: whether it landed anyway (its answer was lost, and
-   * the server says it committed and its row agrees: transaction-outcome.ts), asked before the connection is let go, so that the row stays out of
-   * renewal (onEnd) while the server may still hold its lock. The connection is destroyed either way.
+   * the server says it committed and its row agrees: transaction-outcome.ts), asked before the
+   * connection is let go, so that the row stays out of renewal (onEnd) while the server may still
+   * hold its lock. The connection is destroyed either way.
    */
   async #landedAfter(error: unknown, xid: string, giveUp: () => boolean): Promise<boolean> {
     const written = { unwritten: this.#unwritten, records: [this.#record] };

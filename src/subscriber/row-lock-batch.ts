@@ -725,10 +725,11 @@ export class RowLockBatch {
    * Asks the server (a pool connection) what became of transaction `xid` until it knows: committed
    * (and its rows agree) → the batch's acks, events and counts are reported now, as after an
    * answered COMMIT; aborted, or committed where its rows say that id is another transaction's (a
-   * failover: transaction-outcome.ts) → reported rolled back. 'in progress' (its COMMIT still on the way, a backend not yet
-   * ended) and a server out of reach are asked again, with a growing pause, within the idle bound
-   * (util/idle-bound.ts: the server ends an idle transaction by then), and not once stop() began.
-   * Still not known then: reported as unknown, with what that means for its rows.
+   * failover: transaction-outcome.ts) → reported rolled back. 'in progress' (its COMMIT still on
+   * the way, a backend not yet ended) and a server out of reach are asked again, with a growing
+   * pause, within the idle bound (util/idle-bound.ts: the server ends an idle transaction by then),
+   * and not once stop() began. Still not known then: reported as unknown, with what that means for
+   * its rows.
    */
   async #settleUnanswered(xid: string, error: unknown, rows: number): Promise<void> {
     const { logger, deliverDeps } = this.#deps;

@@ -40,9 +40,8 @@ export interface SubscriberSql {
   /**
    * The acker's DELETE: ackBatch's, returning the other pairs instead: those it did NOT delete
    * (their lease was lost), usually none, each with whether its row is there under another token
-   * or none (`not_ours`). A batch
-   * of acks then costs one short answer instead of a row per message to send, parse and match
-   * (issue 18).
+   * or none (`not_ours`). A batch of acks then costs one short answer instead of a row per message
+   * to send, parse and match (issue 18).
    */
   readonly ackMissed: Statement;
   /**

@@ -67,7 +67,7 @@ export class TcpProxy {
   #terminateAtConnect = false;
   /** muteAnswersAfter(): the bytes whose sender's answers are muted next, once. */
   #muteAfter: Buffer | undefined;
-  /** failOverAt(): the bytes whose sender is cut off, and the port new connections go to then; once. */
+  /** failOverAt(): the bytes that set the failover off, and the port new connections go to then; once. */
   #failOver: { readonly marker: Buffer; readonly port: number } | undefined;
 
   private constructor(server: Server, targetPort: number) {

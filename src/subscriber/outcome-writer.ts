@@ -13,6 +13,7 @@ import { type AckEntry, Acker, type AckResult } from './acker.js';
 import { ackedEvent, deliveryScope, type Lease } from './lease.js';
 import { boundedLastException, type RenderError } from './render-error.js';
 import type { SubscriberSql } from './sql.js';
+import { writtenAsClaimed } from './transaction-outcome.js';
 
 /** The DLQ's last_exception for a row that reached max_deliveries without any handler run failing. */
 export const NO_FAILURE_RECORDED =
@@ -183,12 +184,9 @@ export class OutcomeWriter {
     const heldUntil = this.#deps.leaseHeldUntil;
     if (heldUntil === undefined) return false;
     try {
-      const { rows } = await this.#deps.db.run<{ unwritten: number }>(this.#deps.sql.unwritten, [
-        [lease.record.id],
-        [lease.record.attempts_count],
-      ]);
+      const asClaimed = await writtenAsClaimed(this.#deps.db, { unwritten: this.#deps.sql.unwritten, records: [lease.record] });
       // Answered now, so read no later: past the bound another holder may have taken the row.
-      return performance.now() < heldUntil(lease) && rows[0]?.unwritten === 0;
+      return performance.now() < heldUntil(lease) && !asClaimed;
     } catch {
       return false;
     }

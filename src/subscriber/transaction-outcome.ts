@@ -75,8 +75,11 @@ export async function transactionOutcome(
   }
 }
 
-/** Whether any of the rows the transaction wrote is still as it was claimed (then it did not commit them). */
-async function writtenAsClaimed(db: Pick<StatementRunner, 'run'>, { unwritten, records }: WrittenRows): Promise<boolean> {
+/**
+ * Whether any of the rows a write (or a transaction's writes) wrote is still as it was claimed: then
+ * it did not land. Also outcome-writer.ts's check of a fenced write whose answer was lost.
+ */
+export async function writtenAsClaimed(db: Pick<StatementRunner, 'run'>, { unwritten, records }: WrittenRows): Promise<boolean> {
   if (records.length === 0) return false;
   const { rows } = await db.run<{ unwritten: number }>(unwritten, [
     records.map((record) => record.id),

@@ -17,7 +17,7 @@ import { decodeClaimedRow } from './claimed-row.js';
 import { deliver, type DeliverDeps, failStuck } from './deliver.js';
 import { DeliverySignal } from './delivery-signal.js';
 import { emitFetched } from './fetched-events.js';
-import type { HandlerSlots } from './handler-slots.js';
+import type { HandlerSlots, SlotWaiter } from './handler-slots.js';
 import type { Lease } from './lease.js';
 import type { ClaimedRecord, Handler } from './message.js';
 import { OutcomeWriter } from './outcome-writer.js';
@@ -128,8 +128,9 @@ const START_BUDGET_SHARE = 1 / 2;
 
 /**
  * How long after its deadline (as a share of leaseTtlMs) a batch waits for deliveries that are
- * still undecided before it fails them (#failStuck): their handlers already lost the race with the
- * deadline, so what is left is a consume middleware's own work; a quarter, as token mode's sweep.
+ * still undecided before it fails them (#failStuck): their handlers were already failed at the
+ * deadline (DeliverySignal.timeOut), so what is left is a consume middleware's own work; a quarter,
+ * as token mode's sweep.
  */
 const STUCK_GRACE_SHARE = 1 / 4;
 
@@ -227,17 +228,14 @@ export class RowLockBatch {
   #expired = false;
   /** Its start budget is spent (START_BUDGET_SHARE of leaseTtlMs): no more rows start. */
   #startsOver = false;
-  /** Resolved when its start budget is spent: a wait for a handler slot ends there (#runAll). */
-  #startsEnded: () => void = () => undefined;
-  readonly #startsEnd = new Promise<void>((resolve) => (this.#startsEnded = resolve));
+  /** Its wait for a handler slot (#runAll), withdrawn when its start budget is spent. */
+  #slotWait: SlotWaiter | undefined;
   /** The start budget's end, then the deadline (one armed at a time). */
   #timer: NodeJS.Timeout | undefined;
-  #deadline: Promise<never> | undefined;
   /** How long its handlers took, from the first start to the last decision (ms). */
   handlersMs = 0;
   /** Rows it claimed and did not start (start budget spent, stop()): unlocked as they were at its COMMIT. */
   unstarted = 0;
-  #failDeadline: ((error: Error) => void) | undefined;
   /** This batch's rows as an id range, while it is open (idRange): the other loop's claims skip it. */
   range: IdRange | undefined;
   /**
@@ -274,7 +272,7 @@ export class RowLockBatch {
     });
     this.#deliverDeps = {
       ...deps.deliverDeps,
-      handler: this.#bounded(deps.handler),
+      handler: deps.handler,
       writer: {
         ack: (lease, durationSeconds, written) => {
           this.#acks.push({ lease, durationSeconds, written });
@@ -453,7 +451,7 @@ export class RowLockBatch {
       if (this.#stopsStarting()) break;
       // Past the start budget it stops waiting for a slot: the slots are shared with the other
       // loops' batches, and this one's rows would stay locked behind their handlers for nothing.
-      if (!slots.tryTake() && !(await slots.take(this.#startsEnd))) break;
+      if (!slots.tryTake() && !(await this.#slot())) break;
       // The timers cannot fire between synchronous handlers (they run in microtasks): the clock
       // can. Read once per row, here, just before the start it decides.
       if (this.#stopsStarting() || this.#startBudgetSpent(performance.now() - startedAt, startBudgetMs, leaseTtlMs)) {
@@ -475,6 +473,15 @@ export class RowLockBatch {
     clearTimeout(this.#timer);
   }
 
+  /** Resolves true once a handler slot was taken for this batch, false once its starts ended first. */
+  #slot(): Promise<boolean> {
+    if (this.#startsOver) return Promise.resolve(false);
+    return new Promise<boolean>((resolve) => {
+      this.#slotWait = resolve;
+      this.#deps.slots.wait(resolve);
+    });
+  }
+
   #stopsStarting(): boolean {
     return this.#closed || this.#startsOver || this.#expired || this.#deps.stopping();
   }
@@ -490,7 +497,7 @@ export class RowLockBatch {
   /** No more rows start; a wait for a slot ends. */
   #endStarts(): void {
     this.#startsOver = true;
-    this.#startsEnded();
+    if (this.#slotWait !== undefined) this.#deps.slots.withdraw(this.#slotWait);
   }
 
   /**
@@ -545,7 +552,6 @@ export class RowLockBatch {
     this.#endStarts();
     const error = new HandlerTimeoutError(leaseTtlMs);
     for (const signal of this.#running.values()) signal.timeOut(error);
-    this.#failDeadline?.(error);
     this.#deps.logger.warn(
       { subscriber: this.#deps.deliverDeps.options.name, leaseTtlMs },
       'row-lock batch ran past leaseTtlMs: the running handler fails with HandlerTimeoutError, the rows not started yet go back unlocked',
@@ -560,8 +566,8 @@ export class RowLockBatch {
 
   /**
    * Deliveries still undecided a while after the deadline are stuck outside their handler (a
-   * consume middleware that does not return: the handler's own promise lost the race with the
-   * deadline): each fails with `error` under the ack policy, written in this batch's transaction,
+   * consume middleware that does not return: its handler was failed at the deadline by its
+   * signal's timeOut): each fails with `error` under the ack policy, written in this batch's transaction,
    * so the batch commits. Before, it waited for them for good: its rows stayed locked, its
    * connection held, and its loop claimed nothing more. A stuck chain that ends later writes
    * nothing (closed), nor starts its handler (its signal was timed out).
@@ -578,18 +584,6 @@ export class RowLockBatch {
         this.#deliveryFailed(failure);
       });
     }
-  }
-
-  /** The handler, raced against the batch's deadline when it returns a promise (a sync one cannot be interrupted). */
-  #bounded(handler: Handler): Handler {
-    return (message, ctx) => {
-      const result = handler(message, ctx);
-      if (result === undefined || typeof (result as Partial<Promise<void>>).then !== 'function') return result;
-      this.#deadline ??= new Promise<never>((_, reject) => {
-        this.#failDeadline = reject;
-      });
-      return Promise.race([result, this.#deadline]);
-    };
   }
 
   /** A retry or terminal write: decided now, its result reported once the batch committed (or not). */

@@ -126,6 +126,8 @@ export class Subscription {
    */
   readonly #inFlight = new RunningDeliveries();
   #state: 'new' | 'running' | 'stopping' | 'stopped' = 'new';
+  /** A #nudgeClaimers is queued for the end of this event-loop turn (#nudgeClaimersSoon). */
+  #nudgeQueued = false;
   /** #pump is running (it is not re-entered). */
   #pumping = false;
   #loop: Promise<void> | undefined;
@@ -294,6 +296,23 @@ export class Subscription {
     return now - lease.leasedAt >= this.options.leaseTtlMs / 2;
   }
 
+  /**
+   * Wakes the claim loops once this event-loop turn's completions are in (#finished): handlers that
+   * end within a microtask (an async handler with nothing to wait for) run a whole claim in one
+   * turn, and a loop woken at each of them claimed as soon as half a batch was free, mid-burst.
+   * Those half claims cost the server about what full ones do (BENCHMARKS.md, "Round eighteen").
+   */
+  #nudgeClaimersSoon(): void {
+    if (this.#nudgeQueued) return;
+    this.#nudgeQueued = true;
+    setImmediate(this.#queuedNudge);
+  }
+
+  readonly #queuedNudge = (): void => {
+    this.#nudgeQueued = false;
+    this.#nudgeClaimers();
+  };
+
   /** Wakes the claim loops that sleep for capacity (a slot freed, a batch arrived, pipelining changed). */
   #nudgeClaimers(): void {
     const [primary, second] = this.#claimers;
@@ -314,6 +333,10 @@ export class Subscription {
     // none of them finishes while the next claim is in flight (the starvation #finished counts):
     // they emptied the buffer before it was even sent, and wait for it. The same signal.
     let outran = false;
+    // Asleep for room since the last claim: handlers that end within a microtask drain the whole
+    // buffer in the turn before the loop wakes (#nudgeClaimersSoon), and it then finds it empty,
+    // nothing on its way and slots idle: they outran it too.
+    let waitedForRoom = false;
     let errors = 0;
     while (this.#running()) {
       const held = this.#buffer.length + this.#inFlight.size + this.#reserved;
@@ -323,10 +346,13 @@ export class Subscription {
         // A freed slot, an arriving batch or stop() wakes us. An idle poll sleep is not cut short
         // by freed slots: that would turn every completion into an extra (empty) fetch.
         claimer.waiting = true;
+        waitedForRoom = true;
         await claimer.wakeup.sleep();
         claimer.waiting = false;
         continue;
       }
+      if (waitedForRoom && empty && this.#inFlight.size < this.options.concurrency) outran = true;
+      waitedForRoom = false;
       const limit = Math.min(fetchBatchSize, free);
       const starvationsBefore = this.#starvations;
       let claimed: Lease[];
@@ -726,7 +752,7 @@ export class Subscription {
     this.#pump();
     // This slot found nothing to take while a claim is on its way: the handlers outran it.
     if (this.#buffer.length === 0 && this.#reserved > 0) this.#starvations += 1;
-    this.#nudgeClaimers();
+    this.#nudgeClaimersSoon();
   }
 
   readonly #isAbandoned = (): boolean => this.#abandoned;

@@ -483,7 +483,7 @@ describe("lease: 'row-lock' failures lose nothing", () => {
           });
         });
         reasons.push(ctx.signal.reason);
-        await new Promise(() => undefined); // ignores the abort: only the deadline race ends its delivery
+        await new Promise(() => undefined); // ignores the abort: only the deadline's timeOut ends its delivery
       },
       { ...ROW_LOCK, leaseTtlMs: 300, fetchBatchSize: 10, retry: new NoRetry() },
     );

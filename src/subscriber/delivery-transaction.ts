@@ -16,6 +16,7 @@ import type { ClaimedRecord } from './message.js';
 import { ACK_XID_FIELD, type MatchedPair, pairValues, type SubscriberSql } from './sql.js';
 import type { IsolationLevel } from './subscription-options.js';
 import { transactionOutcome } from './transaction-outcome.js';
+import type { UnsettledWrites } from './unsettled-writes.js';
 
 const ignore = (): void => undefined;
 
@@ -140,6 +141,8 @@ export class DeliveryTransaction implements HandlerTransaction {
    * is asked about (commitAck).
    */
   readonly #endedWithinMs: number;
+  /** The subscription's claims, seen while a lost COMMIT's answer is asked for (unsettled-writes.ts). */
+  readonly #unsettled: UnsettledWrites;
 
   private constructor(
     db: StatementRunner,
@@ -149,8 +152,10 @@ export class DeliveryTransaction implements HandlerTransaction {
     onEnd: () => void,
     holdable: boolean,
     endedWithinMs: number,
+    unsettled: UnsettledWrites,
   ) {
     this.#db = db;
+    this.#unsettled = unsettled;
     this.#holdable = holdable;
     this.#endedWithinMs = endedWithinMs;
     this.#ack = ackBatch;
@@ -176,6 +181,7 @@ export class DeliveryTransaction implements HandlerTransaction {
     lease: Lease,
     isolationLevel: IsolationLevel | undefined,
     onEnd: () => void,
+    unsettled: UnsettledWrites,
     idleBoundMs?: number,
   ): Promise<DeliveryTransaction | 'lease_lost'> {
     let client: pg.PoolClient;
@@ -190,7 +196,7 @@ export class DeliveryTransaction implements HandlerTransaction {
     client.on('error', ignore);
     const holdable = isolationLevel === undefined || isolationLevel === 'read committed';
     const endedWithinMs = idleBoundMs === undefined ? KEEPALIVE_GIVES_UP_MS : boundOfIdle(idleBoundMs);
-    const transaction = new DeliveryTransaction(db, sql, lease.record, client, onEnd, holdable, endedWithinMs);
+    const transaction = new DeliveryTransaction(db, sql, lease.record, client, onEnd, holdable, endedWithinMs, unsettled);
     try {
       const begin = BEGIN[isolationLevel ?? 'default'];
       const guard = idleBoundMs === undefined ? KEEPALIVE_PROBES : idleBound(idleBoundMs);
@@ -260,8 +266,15 @@ export class DeliveryTransaction implements HandlerTransaction {
    */
   async #landedAfter(error: unknown, xid: string, giveUp: () => boolean): Promise<boolean> {
     const written = { unwritten: this.#unwritten, records: [this.#record] };
-    const landed =
-      unanswered(error) && (await transactionOutcome(this.#db, xid, written, this.#endedWithinMs, giveUp)) === 'committed';
+    let landed = false;
+    if (unanswered(error)) {
+      const watch = this.#unsettled.watch(written.records);
+      try {
+        landed = (await transactionOutcome(this.#db, xid, written, this.#endedWithinMs, giveUp, watch)) === 'committed';
+      } finally {
+        watch.end();
+      }
+    }
     this.destroy(error);
     return landed;
   }

@@ -25,7 +25,8 @@ import type { ClaimPlan, QueueSchedule } from './queue-schedule.js';
 import type { RenderError } from './render-error.js';
 import { idArray, ROW_LOCK_TOKEN, type RowLockSql, XID_FIELD } from './row-lock-sql.js';
 import type { SubscriberSql } from './sql.js';
-import { transactionOutcome, type WrittenRows } from './transaction-outcome.js';
+import { type TransactionOutcome, transactionOutcome, type WrittenRows } from './transaction-outcome.js';
+import type { UnsettledWrites } from './unsettled-writes.js';
 
 const ignore = (): void => undefined;
 const queueOfRow = (row: ClaimedRecord): string => row.queue;
@@ -36,6 +37,8 @@ class CommitRefused extends Error {}
 const ROLLED_BACK = 'row-lock batch rolled back; its rows are unlocked as they were and will be delivered again';
 const ID_REUSED =
   'Its COMMIT went unanswered, and the server says its transaction id committed but has its rows as claimed: after a failover, that id names another transaction';
+const RECLAIMED =
+  'Its COMMIT went unanswered, and a later claim of this subscription found its rows as the batch had claimed them: it did not commit (after a failover, the new primary has them as they were)';
 
 /** Transaction control as named statements: parsed once per connection, like the rest of a pipelined message. */
 const BEGIN = statement('rl_begin', 'BEGIN');
@@ -81,6 +84,8 @@ export interface RowLockBatchDeps {
    * undefined for one queue. The claim's report rows go to it (learn) before its rows are decoded.
    */
   readonly schedule: QueueSchedule | undefined;
+  /** The rows of the subscription's batches whose COMMIT went unanswered, while the server is asked: every claim is shown to it. */
+  readonly unsettled: UnsettledWrites;
 }
 
 /** The lowest and highest id of a batch's rows (bigint texts). */
@@ -376,10 +381,15 @@ export class RowLockBatch {
 
   /** A claim's rows decoded; with their reports (claimMany, claimOneReported: `reported`) after the schedule learned from those. */
   #decoded(rows: readonly RowFields[], plan: ClaimPlan | undefined, reported: boolean): Claim {
-    if (!reported) return decodeClaim(rows);
-    const { schedule } = this.#deps;
-    if (schedule === undefined || plan === undefined) throw new Error('a row-lock claim over several queues without its plan');
-    return decodeClaim(schedule.learn(plan, rows, performance.now()));
+    const { schedule, unsettled } = this.#deps;
+    let claim: Claim;
+    if (!reported) claim = decodeClaim(rows);
+    else {
+      if (schedule === undefined || plan === undefined) throw new Error('a row-lock claim over several queues without its plan');
+      claim = decodeClaim(schedule.learn(plan, rows, performance.now()));
+    }
+    unsettled.claimed(claim.rows);
+    return claim;
   }
 
   /** The claim alone (StatementRunner.decodedOn). */
@@ -732,9 +742,20 @@ export class RowLockBatch {
       unwritten: this.#deps.outcomeSql.unwritten,
       records: [...this.#acks.map((ack) => ack.lease.record), ...this.#writtenRecords],
     };
-    const status = await transactionOutcome(this.#deps.db, xid, written, idleBoundMs(deliverDeps.options.leaseTtlMs), () =>
-      this.#deps.stopping(),
-    );
+    const watch = this.#deps.unsettled.watch(written.records);
+    let status: TransactionOutcome;
+    try {
+      status = await transactionOutcome(
+        this.#deps.db,
+        xid,
+        written,
+        idleBoundMs(deliverDeps.options.leaseTtlMs),
+        () => this.#deps.stopping(),
+        watch,
+      );
+    } finally {
+      watch.end();
+    }
     if (status === 'committed') {
       logger.warn(
         fields,
@@ -743,9 +764,10 @@ export class RowLockBatch {
       this.#reportCommitted();
       return;
     }
-    if (status === 'aborted' || status === 'reused') {
+    if (status === 'aborted' || status === 'reused' || status === 'reclaimed') {
       this.#reportNotCommitted();
-      logger.error(fields, status === 'aborted' ? ROLLED_BACK : `${ROLLED_BACK}. ${ID_REUSED}`);
+      const why = { aborted: undefined, reused: ID_REUSED, reclaimed: RECLAIMED }[status];
+      logger.error(fields, why === undefined ? ROLLED_BACK : `${ROLLED_BACK}. ${why}`);
       return;
     }
     this.#reportNotCommitted();

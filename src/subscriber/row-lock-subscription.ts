@@ -12,6 +12,7 @@ import { type HandOver, type IdRange, releaseHandedOver, RowLockBatch, type RowL
 import { buildRowLockSql, rowLockBegin, rowLockSettings } from './row-lock-sql.js';
 import type { SubscriptionDeps } from './subscription.js';
 import { type ResolvedSubscribeOptions, rowLockLoops } from './subscription-options.js';
+import { UnsettledWrites } from './unsettled-writes.js';
 
 /**
  * A second (third…) batch is opened while one runs only when a batch's handlers take less than this
@@ -122,6 +123,7 @@ export class RowLockSubscription {
       },
       claimsAgain: (claimed, handlersMs) => this.#claimsAgain(claimed, handlersMs),
       schedule: this.#schedule,
+      unsettled: new UnsettledWrites(),
     };
   }
 

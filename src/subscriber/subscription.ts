@@ -18,13 +18,14 @@ import { DeliveryTransaction } from './delivery-transaction.js';
 import { emitFetched } from './fetched-events.js';
 import type { PublishFollowUp } from './follow-up.js';
 import type { Lease } from './lease.js';
-import type { Handler } from './message.js';
+import type { ClaimedRecord, Handler } from './message.js';
 import { OutcomeWriter } from './outcome-writer.js';
 import { type QueueSchedule, scheduleFor } from './queue-schedule.js';
 import type { RenderError } from './render-error.js';
 import { RunningDeliveries, type RunningDelivery } from './running-deliveries.js';
 import { type MatchedPair, pairKey, pairValues, type SubscriberSql } from './sql.js';
 import type { ResolvedSubscribeOptions } from './subscription-options.js';
+import { UnsettledWrites } from './unsettled-writes.js';
 
 export interface SubscriptionDeps {
   readonly db: StatementRunner;
@@ -69,6 +70,7 @@ const RELEASE_EXPIRED_LIMIT = 1_000;
 /** The $5 of a claim when nothing running here is old enough to be re-claimed. */
 const NONE_RUNNING = '{}';
 const queueOfLease = (lease: Lease): string => lease.record.queue;
+const recordOf = (lease: Lease): ClaimedRecord => lease.record;
 
 /**
  * One subscription: a claim loop that keeps a local buffer topped up, `concurrency` handler slots,
@@ -126,6 +128,8 @@ export class Subscription {
    */
   readonly #inFlight = new RunningDeliveries();
   #state: 'new' | 'running' | 'stopping' | 'stopped' = 'new';
+  /** Rows of transactional runs whose COMMIT went unanswered, while the server is asked: every claim is shown to it. */
+  readonly #unsettled = new UnsettledWrites();
   /** A #nudgeClaimers is queued for the end of this event-loop turn (#nudgeClaimersSoon). */
   #nudgeQueued = false;
   /** #pump is running (it is not re-entered). */
@@ -206,7 +210,15 @@ export class Subscription {
                 // renewal a run may be idle as long as it likes: the server probes the client by TCP
                 // keepalive instead (architecture/transactional-consume.md).
                 const idleBoundMs = options.leaseRenewIntervalMs === undefined ? options.leaseTtlMs : undefined;
-                return await DeliveryTransaction.begin(deps.db, deps.sql, lease, options.isolationLevel, end, idleBoundMs);
+                return await DeliveryTransaction.begin(
+                  deps.db,
+                  deps.sql,
+                  lease,
+                  options.isolationLevel,
+                  end,
+                  this.#unsettled,
+                  idleBoundMs,
+                );
               },
               settled: (lease, durationSeconds, result, written) => {
                 writer.ackedInTransaction(lease, durationSeconds, result, written);
@@ -361,6 +373,7 @@ export class Subscription {
       claimer.claimingSince = claimStartedAt;
       try {
         claimed = await this.#claim(limit);
+        if (this.#unsettled.watching) this.#unsettled.claimed(claimed.map(recordOf));
         errors = 0;
         this.#failingSince = undefined;
       } catch (error) {

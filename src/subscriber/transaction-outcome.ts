@@ -2,6 +2,7 @@ import { backoffMs } from '../util/backoff.js';
 import { type Statement, statement } from '../util/statement.js';
 import type { StatementRunner } from '../util/statement-runner.js';
 import type { ClaimedRecord } from './message.js';
+import type { UnsettledWrite } from './unsettled-writes.js';
 
 /**
  * $1 a transaction id (xid8 as text): 'committed', 'aborted' or 'in progress', NULL when the server
@@ -21,9 +22,11 @@ const ASK_AGAIN_CAP_MS = 2_000;
  * What the server says became of a transaction; 'in progress' or undefined when it could not say by
  * the deadline. 'reused': the server says the id committed, and the rows the transaction wrote say
  * it is not theirs (WrittenRows): after a failover the new primary gave the id to a transaction of
- * its own, and this one never committed there.
+ * its own, and this one never committed there. 'reclaimed': the subscription claimed one of those
+ * rows again as the transaction had claimed it (unsettled-writes.ts), so it did not commit, whatever
+ * the server says of the id.
  */
-export type TransactionOutcome = 'committed' | 'aborted' | 'reused' | 'in progress' | undefined;
+export type TransactionOutcome = 'committed' | 'aborted' | 'reused' | 'reclaimed' | 'in progress' | undefined;
 
 /**
  * What the transaction wrote: the outbox rows, as claimed, it acked, moved, deleted or retried, and
@@ -45,7 +48,9 @@ export interface WrittenRows {
  * nothing of it: 'aborted'. After a failover to a standby the transaction never reached, the new
  * primary may already have given the same id to a transaction of its own, and say 'committed' of
  * that one: so a 'committed' is checked against the rows the transaction wrote (`written`), each
- * of which its commit changed for good; one still as claimed means 'reused'.
+ * of which its commit changed for good; one still as claimed means 'reused'. The rows tell that only
+ * until a later run ends them: `watch` (the subscription's UnsettledWrites) says whether one of them
+ * was claimed again as written, which no commit of this transaction can explain: 'reclaimed'.
  */
 export async function transactionOutcome(
   db: Pick<StatementRunner, 'run'>,
@@ -53,17 +58,25 @@ export async function transactionOutcome(
   written: WrittenRows,
   endedWithinMs: number,
   giveUp: () => boolean,
+  watch?: Pick<UnsettledWrite, 'reclaimed'>,
 ): Promise<TransactionOutcome> {
   const giveUpAt = performance.now() + endedWithinMs + ASK_AGAIN_CAP_MS;
+  // A function: the flag turns true while a question is on its way.
+  const reclaimed = (): boolean => watch?.reclaimed === true;
   let outcome: TransactionOutcome;
   for (let attempt = 1; ; attempt += 1) {
+    if (reclaimed()) return 'reclaimed';
     try {
       const { rows } = await db.run<{ status: string | null }>(XACT_STATUS, [xid]);
       const status = rows[0]?.status;
       // NULL: older than the server's commit log keeps, which a transaction just sent never is in practice.
       if (status !== 'committed' && status !== 'aborted' && status !== 'in progress') return undefined;
       // Not heard as 'committed' until the rows agree: a check that fails is asked again.
-      if (status === 'committed') return (await writtenAsClaimed(db, written)) ? 'reused' : status;
+      if (status === 'committed') {
+        if (await writtenAsClaimed(db, written)) return 'reused';
+        // Rows gone: a later run of this subscription may have ended them (watch).
+        return reclaimed() ? 'reclaimed' : status;
+      }
       outcome = status;
       if (outcome !== 'in progress') return outcome;
     } catch (failure) {

@@ -70,10 +70,10 @@ describe('a COMMIT lost in a failover, whose transaction id the new primary gave
 
   /**
    * `table` migrated on both servers with the same `bodies` published on `queue` (the same ids), the
-   * new primary's transaction ids put 2,000 ahead of the old one's (committed subtransactions, so
+   * `ahead` server's transaction ids put 2,000 ahead of the other's (committed subtransactions, so
    * each id in between is 'committed'), and an Outbox through a proxy to the old primary (`link`).
    */
-  async function twoPrimaries(table: string, queue: string, bodies: readonly unknown[]) {
+  async function twoPrimaries(table: string, queue: string, bodies: readonly unknown[], ahead: 'new' | 'old' = 'new') {
     const [before, after] = [poolOn(oldPrimary), poolOn(newPrimary)];
     const ids: string[][] = [];
     for (const pool of [before, after]) {
@@ -84,13 +84,22 @@ describe('a COMMIT lost in a failover, whose transaction id the new primary gave
       await outbox.stop();
     }
     assert.deepEqual(ids[0], ids[1], 'the same rows on both');
-    await after.query(`CREATE TABLE ${table}_ids (n int)`);
-    await after.query(
-      `DO $$ BEGIN FOR i IN 1..2000 LOOP BEGIN INSERT INTO ${table}_ids VALUES (i); EXCEPTION WHEN OTHERS THEN NULL; END; END LOOP; END $$`,
+    const [advanced, other] = ahead === 'new' ? [after, before] : [before, after];
+    // The servers are shared by the tests: ahead of the other's ids as they are now.
+    const [now, otherNow] = [await currentXid(advanced), await currentXid(other)];
+    await advanced.query(`CREATE TABLE ${table}_ids (n int)`);
+    await advanced.query(
+      `DO $$ BEGIN FOR i IN 1..${Math.max(0, otherNow - now) + 2000} LOOP BEGIN INSERT INTO ${table}_ids VALUES (i); EXCEPTION WHEN OTHERS THEN NULL; END; END LOOP; END $$`,
     );
     const link = await TcpProxy.start(oldPrimary.port);
     db.onCleanup(() => link.close());
-    return { ...observedOutbox(newOutbox, link.via(oldPrimary.connectionString), table), link, ids: ids[0] ?? [], after };
+    return { ...observedOutbox(newOutbox, link.via(oldPrimary.connectionString), table), link, ids: ids[0] ?? [], before, after };
+  }
+
+  /** A new transaction id of `db`'s server (each call takes one). */
+  async function currentXid(db: pg.Pool | pg.Client): Promise<number> {
+    const { rows } = await db.query<{ id: string }>('SELECT pg_current_xact_id()::text AS id');
+    return Number(rows[0]?.id);
   }
 
   /** The transaction ids named by the entries logged from entry `since` of the file's logger on whose message matches `pattern`. */
@@ -157,6 +166,72 @@ describe('a COMMIT lost in a failover, whose transaction id the new primary gave
     assert.equal(rows[0]?.status, 'committed');
   });
 
+  /**
+   * The rows alone cannot tell a lost transaction from a later run that ended them: both leave them
+   * gone. Here the lost transaction's id is in progress on the new primary (given to a transaction
+   * the test holds open) while its rows are claimed again and acked there; then that transaction
+   * commits, and the server says 'committed' of the id, the rows gone. The subscription claimed them
+   * as the lost transaction had (the same attempts_count): it did not commit. `bodies` on both
+   * servers, one subscription (`options`) through the proxy, failing over when it sends `marker`
+   * in the last row's first run; resolves once every ctx.written settled.
+   */
+  async function rerunWhileAsked(table: string, options: SubscribeOptions, bodies: readonly unknown[], marker: string) {
+    const queue = table.replaceAll('_', '-');
+    const run = await twoPrimaries(table, queue, bodies, 'old');
+    const held = new pg.Client({ connectionString: poolUrl(newPrimary) });
+    // Errors unheard would crash the file when the servers stop: it is ended in the test.
+    held.on('error', () => undefined);
+    await held.connect();
+    let lostXid: string | undefined;
+    const handled = new Map<string, number>();
+    run.outbox.subscribe(
+      queue,
+      async (message) => {
+        handled.set(message.id, (handled.get(message.id) ?? 0) + 1);
+        if (handled.size !== bodies.length || lostXid !== undefined) return;
+        // The transaction's id, held by its backend on the old primary (the newest: earlier tests'
+        // lost transactions are still open there, their connections dropped half-open).
+        const { rows } = await run.before.query<{ xid: string }>(
+          'SELECT backend_xid::text AS xid FROM pg_stat_activity WHERE backend_xid IS NOT NULL AND pid <> pg_backend_pid() ORDER BY xact_start DESC LIMIT 1',
+        );
+        lostXid = rows[0]?.xid;
+        assert.ok(lostXid !== undefined, 'a transaction holds an id');
+        // The new primary hands out ids up to the one before it, then gives it to a transaction left open.
+        while ((await currentXid(held)) < Number(lostXid) - 1);
+        await held.query('BEGIN');
+        assert.equal(await currentXid(held), Number(lostXid), 'the new primary gave the lost id to the open transaction');
+        run.link.failOverAt(marker, newPrimary.port);
+      },
+      { ...options, ...FAST_POLL },
+    );
+    run.outbox.start();
+    await waitFor(async () => (await remaining(run.after, queue, table)) === 0, {
+      what: 'the rows handled again on the new primary',
+      timeoutMs: 20_000,
+    });
+    await held.query('COMMIT');
+    await held.end();
+    await waitFor(() => run.writes.length === bodies.length * 2, { what: 'every ctx.written settled', timeoutMs: 20_000 });
+    await run.outbox.stop();
+    const { rows } = await run.after.query<{ status: string }>('SELECT pg_xact_status($1::xid8) AS status', [lostXid]);
+    assert.equal(rows[0]?.status, 'committed', "the server says 'committed' of the lost transaction's id");
+    return { ...run, handled };
+  }
+
+  test('row-lock: its rows run again and end on the new primary while the server cannot say yet; that claim tells the batch it did not commit', async () => {
+    const run = await rerunWhileAsked('fo_rl_rerun', { lease: 'row-lock', concurrency: 1 }, [1, 2, 3], 'rl_commit');
+    assert.deepEqual(
+      run.ids.map((id) => run.handled.get(id)),
+      [2, 2, 2],
+    );
+    assert.deepEqual(
+      [...run.writes].sort(),
+      ['failed', 'failed', 'failed', 'written', 'written', 'written'],
+      'the lost batch reports its writes failed, the one on the new primary written',
+    );
+    assert.equal(run.log.of('acked').length, 3, 'acks only from the batch that committed');
+  });
+
   /** The lost write's report and the rest, from `writes` (the lost one is the only one not 'written'). */
   function lostAndOthers(writes: readonly string[]): { lost: string | undefined; others: string[] } {
     const [lost, ...others] = [...writes].sort((a, b) => Number(a === 'written') - Number(b === 'written'));
@@ -180,6 +255,12 @@ describe('a COMMIT lost in a failover, whose transaction id the new primary gave
     const run = await runsTwice('fo_transactional', { transactional: true }, ['x'], 'COMMIT');
     // Not landed: 'failed' once the server's answer is checked, or 'lease_lost' when the lease's
     // renewal, on the new primary (which never saw the claim), found it gone first.
+    ranAgainOnce(run, ['failed', 'lease_lost']);
+  });
+
+  test('transactional: its row runs again and ends on the new primary while the server cannot say yet; that claim tells the run it did not commit', async () => {
+    const run = await rerunWhileAsked('fo_tx_rerun', { transactional: true, concurrency: 2 }, ['x'], 'COMMIT');
+    // Not landed: 'failed', or 'lease_lost' when the lease's renewal found the row re-leased first.
     ranAgainOnce(run, ['failed', 'lease_lost']);
   });
 

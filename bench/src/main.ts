@@ -23,6 +23,7 @@ import { roundOrder, W5_ORDER, W5_VARIANTS } from './systems/seam-variants.js';
 import { openTelemetryStatus } from './systems/seams.js';
 import type { RunOptions, System, WorkloadId } from './systems/system.js';
 import {
+  txoutboxAsyncHandlerSystem,
   txoutboxInTransactionSystem,
   txoutboxRowLockSystem,
   txoutboxSystem,
@@ -47,6 +48,7 @@ const allSystems: System[] = [
   txoutboxTransactionalSystem,
   txoutboxTransactionalAsyncCommitSystem,
   txoutboxRowLockSystem,
+  txoutboxAsyncHandlerSystem,
   rawSystem(false),
   rawSystem(true),
   pgBossSystem,

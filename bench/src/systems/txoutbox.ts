@@ -232,6 +232,27 @@ export const txoutboxRowLockSystem: System = {
 };
 
 /**
+ * txoutbox with an `async` no-op handler (it awaits once), as most handlers are written: its run goes
+ * through the handler's promise. W3 only: what an asynchronous handler's drain costs against the
+ * synchronous one of `txoutbox` (BENCHMARKS.md, issue 18 round eighteen: the claim loop claimed half
+ * batches behind such handlers).
+ */
+export const txoutboxAsyncHandlerSystem: System = {
+  id: 'txoutbox-async',
+  label: 'txoutbox (async handler)',
+  version,
+  skips: {
+    W1: 'same producer as txoutbox (the handler only changes consuming)',
+    W2: 'same producer as txoutbox (the handler only changes consuming)',
+    W4: 'txoutbox only',
+    W5: 'txoutbox only',
+    W6: 'txoutbox only',
+  },
+  tuning: 'as txoutbox, with an async handler that awaits once',
+  create: (url, options) => new TxOutboxInstance(url, { ...options, asyncHandler: true }, 'after-commit'),
+};
+
+/**
  * txoutbox (or its row-lock mode) from another build of the library: the A/B of a change in one
  * locked run (bench/src/probes/drain-cpu.ts, DRAIN_CPU_BASELINE=<a copy of dist/>).
  */

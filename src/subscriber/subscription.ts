@@ -347,8 +347,12 @@ export class Subscription {
     let outran = false;
     // Asleep for room since the last claim: handlers that end within a microtask drain the whole
     // buffer in the turn before the loop wakes (#nudgeClaimersSoon), and it then finds it empty,
-    // nothing on its way and slots idle: they outran it too.
+    // nothing on its way and slots idle: they outran it too, if that took them less than the
+    // claim's round trip. Slow handlers that end together (one shared promise) also leave it so,
+    // but long after the claim came back (review).
     let waitedForRoom = false;
+    let lastArrivedAt = 0;
+    let lastRoundTripMs = 0;
     let errors = 0;
     while (this.#running()) {
       const held = this.#buffer.length + this.#inFlight.size + this.#reserved;
@@ -363,7 +367,13 @@ export class Subscription {
         claimer.waiting = false;
         continue;
       }
-      if (waitedForRoom && empty && this.#inFlight.size < this.options.concurrency) outran = true;
+      if (
+        waitedForRoom &&
+        empty &&
+        this.#inFlight.size < this.options.concurrency &&
+        performance.now() - lastArrivedAt <= lastRoundTripMs
+      )
+        outran = true;
       waitedForRoom = false;
       const limit = Math.min(fetchBatchSize, free);
       const starvationsBefore = this.#starvations;
@@ -389,6 +399,8 @@ export class Subscription {
         await this.#release(claimed);
         break;
       }
+      lastArrivedAt = performance.now();
+      lastRoundTripMs = lastArrivedAt - claimStartedAt;
       const full = claimed.length === limit;
       // A full claim never reached its expired branch: every half lease, expired leases go back.
       if (full && primary && claimStartedAt - this.#expiredReleasedAt >= this.options.leaseTtlMs / 2) {

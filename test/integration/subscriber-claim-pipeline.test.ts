@@ -84,6 +84,42 @@ describe('claim pipelining', () => {
     assert.equal(await remaining(db.pool, 'slow', 'p_slow'), 0);
   });
 
+  test('slow handlers that all end in one turn (a shared promise) never engage the second claim loop', async () => {
+    // Review: a loop woken once per turn (after the handlers that ended in it) found the buffer
+    // empty and slots idle, and took that for handlers faster than a claim, although each had
+    // waited 150 ms on one shared promise (a batched call, a rate-limit tick).
+    const pool = slowClaimPool(5);
+    db.onCleanup(() => pool.end());
+    const { outbox, log } = await migratedOutbox(newOutbox, pool, 'p_tick');
+    let release = (): void => undefined;
+    let tick = new Promise<void>((resolve) => (release = resolve));
+    const ticker = setInterval(() => {
+      release();
+      tick = new Promise<void>((resolve) => (release = resolve));
+    }, 150);
+    outbox.subscribe(
+      'tick',
+      async () => {
+        await tick;
+      },
+      { concurrency: 8, fetchBatchSize: 4, ...FAST_POLL },
+    );
+    await publishCommitted(
+      outbox,
+      db.pool,
+      'tick',
+      Array.from({ length: 48 }, (_, i) => i),
+    );
+    outbox.start();
+    try {
+      await log.waitFor('acked', 48, 20_000);
+    } finally {
+      clearInterval(ticker);
+    }
+    assert.equal(pool.maxInFlight, 1, 'one claim in flight at a time');
+    assert.equal(await remaining(db.pool, 'tick', 'p_tick'), 0);
+  });
+
   test('handlers that outrun a claim: a second claim overlaps the first, at most concurrency + 2 × fetchBatchSize leases', async () => {
     const pool = slowClaimPool(25);
     db.onCleanup(() => pool.end());

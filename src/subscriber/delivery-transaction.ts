@@ -270,7 +270,7 @@ export class DeliveryTransaction implements HandlerTransaction {
     if (unanswered(error)) {
       const watch = this.#unsettled.watch(written.records);
       try {
-        landed = (await transactionOutcome(this.#db, xid, written, this.#endedWithinMs, giveUp, watch)) === 'committed';
+        landed = (await transactionOutcome(this.#db, xid, written, this.#endedWithinMs, { giveUp, watch })) === 'committed';
       } finally {
         watch.end();
       }

@@ -86,6 +86,20 @@ export interface RowLockBatchDeps {
   readonly schedule: QueueSchedule | undefined;
   /** The rows of the subscription's batches whose COMMIT went unanswered, while the server is asked: every claim is shown to it. */
   readonly unsettled: UnsettledWrites;
+  /** The subscription's side of those questions (RowLockQuestions). */
+  readonly questions: RowLockQuestions;
+}
+
+/**
+ * What a row-lock subscription does with its batches' questions about a COMMIT whose answer was
+ * lost: stop() waits for them within its budget (`asking` hands it each one), hurries them (a
+ * question then asks again at once instead of after its pause), and gives up on them when its
+ * budget ran out (`givenUp`: the question returns what it last heard).
+ */
+export interface RowLockQuestions {
+  asking(question: Promise<void>): void;
+  readonly hurry: Promise<void>;
+  givenUp(): boolean;
 }
 
 /** The lowest and highest id of a batch's rows (bigint texts). */
@@ -720,9 +734,11 @@ export class RowLockBatch {
   /** A COMMIT sent without an answer: the batch ends now, and reports what the server says became of it (#settleUnanswered). */
   #askServer(client: pg.PoolClient, error: unknown, rows: number): void {
     this.#end(client, error);
-    this.#settleUnanswered(this.#xid as string, error, rows).catch((failure: unknown) => {
-      this.#deliveryFailed(failure);
-    });
+    this.#deps.questions.asking(
+      this.#settleUnanswered(this.#xid as string, error, rows).catch((failure: unknown) => {
+        this.#deliveryFailed(failure);
+      }),
+    );
   }
 
   /**
@@ -731,9 +747,10 @@ export class RowLockBatch {
    * answered COMMIT; aborted, or committed where its rows say that id is another transaction's (a
    * failover: transaction-outcome.ts) → reported rolled back. 'in progress' (its COMMIT still on
    * the way, a backend not yet ended) and a server out of reach are asked again, with a growing
-   * pause, within the idle bound (util/idle-bound.ts: the server ends an idle transaction by then),
-   * and not once stop() began. Still not known then: reported as unknown, with what that means for
-   * its rows.
+   * pause, within the idle bound (util/idle-bound.ts: the server ends an idle transaction by then);
+   * once stop() began, at once and then every 100 ms, for as long as stop() waits (within its
+   * graceful budget: RowLockQuestions). Still not known then: reported as unknown, with what that
+   * means for its rows.
    */
   async #settleUnanswered(xid: string, error: unknown, rows: number): Promise<void> {
     const { logger, deliverDeps } = this.#deps;
@@ -745,14 +762,12 @@ export class RowLockBatch {
     const watch = this.#deps.unsettled.watch(written.records);
     let status: TransactionOutcome;
     try {
-      status = await transactionOutcome(
-        this.#deps.db,
-        xid,
-        written,
-        idleBoundMs(deliverDeps.options.leaseTtlMs),
-        () => this.#deps.stopping(),
+      const { questions } = this.#deps;
+      status = await transactionOutcome(this.#deps.db, xid, written, idleBoundMs(deliverDeps.options.leaseTtlMs), {
+        giveUp: () => questions.givenUp(),
         watch,
-      );
+        hurry: questions.hurry,
+      });
     } finally {
       watch.end();
     }

@@ -63,6 +63,11 @@ export class RowLockSubscription {
   readonly #loops: Loop[];
   readonly #batches = new Set<RowLockBatch>();
   #state: 'new' | 'running' | 'stopping' | 'stopped' = 'new';
+  /** Its batches' questions about a COMMIT whose answer was lost, still asking (RowLockQuestions). */
+  readonly #questions = new Set<Promise<void>>();
+  #hurry: () => void = () => undefined;
+  readonly #hurried = new Promise<void>((resolve) => (this.#hurry = resolve));
+  #questionsGivenUp = false;
   #loop: Promise<void> | undefined;
   #loopFailed = false;
   #failingSince: number | undefined;
@@ -124,6 +129,14 @@ export class RowLockSubscription {
       claimsAgain: (claimed, handlersMs) => this.#claimsAgain(claimed, handlersMs),
       schedule: this.#schedule,
       unsettled: new UnsettledWrites(),
+      questions: {
+        asking: (question) => {
+          this.#questions.add(question);
+          void question.finally(() => this.#questions.delete(question));
+        },
+        hurry: this.#hurried,
+        givenUp: () => this.#questionsGivenUp,
+      },
     };
   }
 
@@ -319,12 +332,16 @@ export class RowLockSubscription {
       this.#state = 'stopped';
       return;
     }
+    const stopBegan = performance.now();
+    this.#hurry();
     const loops = this.#loop ?? Promise.resolve();
     const timedOut = await beforeDeadline(
       loops.then(() => false),
       gracefulTimeoutMs,
       () => true,
     );
+    if (!timedOut) await this.#awaitQuestions(gracefulTimeoutMs - (performance.now() - stopBegan));
+    this.#questionsGivenUp = true;
     if (timedOut) {
       const inFlight = [...this.#batches].reduce((sum, batch) => sum + batch.running, 0);
       for (const batch of this.#batches) batch.abandon(new Error('shutdown: graceful timeout reached'));
@@ -352,5 +369,24 @@ export class RowLockSubscription {
       }
     }
     this.#state = 'stopped';
+  }
+
+  /**
+   * Waits up to `ms` for the questions about lost COMMIT answers still asking, so that what they
+   * learn (a batch's acks, or its rollback) is reported before stop() resolves and while the pool
+   * is open. Past that it stops waiting: they report what they last heard, after stop() resolved.
+   */
+  async #awaitQuestions(ms: number): Promise<void> {
+    if (this.#questions.size === 0) return;
+    const answered = await beforeDeadline(
+      Promise.all(this.#questions).then(() => true),
+      Math.max(0, ms),
+      () => false,
+    );
+    if (answered) return;
+    this.#deps.logger.warn(
+      { subscriber: this.options.name, questions: this.#questions.size },
+      "stop() stopped waiting for the server's answer about row-lock batches whose COMMIT went unanswered: they are reported as unknown",
+    );
   }
 }

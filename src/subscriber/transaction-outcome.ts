@@ -57,12 +57,16 @@ export async function transactionOutcome(
   xid: string,
   written: WrittenRows,
   endedWithinMs: number,
-  giveUp: () => boolean,
-  watch?: Pick<UnsettledWrite, 'reclaimed'>,
+  { giveUp, watch, hurry }: Asking,
 ): Promise<TransactionOutcome> {
   const giveUpAt = performance.now() + endedWithinMs + ASK_AGAIN_CAP_MS;
   // A function: the flag turns true while a question is on its way.
   const reclaimed = (): boolean => watch?.reclaimed === true;
+  // An object: the flag turns true in a callback.
+  const hurried = { yes: false };
+  void hurry?.then(() => {
+    hurried.yes = true;
+  });
   let outcome: TransactionOutcome;
   for (let attempt = 1; ; attempt += 1) {
     if (reclaimed()) return 'reclaimed';
@@ -83,9 +87,31 @@ export async function transactionOutcome(
       if ((failure as { code?: unknown } | null)?.code === INVALID_PARAMETER) return 'aborted';
     }
     if (giveUp() || performance.now() >= giveUpAt) return outcome;
-    // Unref'd: a caller still asking never keeps the process alive.
-    await new Promise((resolve) => setTimeout(resolve, backoffMs(attempt, ASK_AGAIN_BASE_MS, ASK_AGAIN_CAP_MS)).unref());
+    await pause(hurried.yes ? ASK_AGAIN_BASE_MS : backoffMs(attempt, ASK_AGAIN_BASE_MS, ASK_AGAIN_CAP_MS), hurry);
   }
+}
+
+/** How a transaction's outcome is asked for (transactionOutcome). */
+export interface Asking {
+  /** True when nobody waits for the answer any more: what was last heard is returned. */
+  readonly giveUp: () => boolean;
+  /** The subscription's claims seen while asking (unsettled-writes.ts). */
+  readonly watch?: Pick<UnsettledWrite, 'reclaimed'>;
+  /**
+   * Resolves when someone waits for the answer (stop(), which waits within its budget): the pause
+   * between two questions is cut short then, and later ones are the shortest.
+   */
+  readonly hurry?: Promise<void>;
+}
+
+/** Waits `ms`, or less once `hurry` resolves. Unref'd: a caller still asking never keeps the process alive. */
+async function pause(ms: number, hurry: Promise<void> | undefined): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const slept = new Promise<void>((resolve) => {
+    timer = setTimeout(resolve, ms).unref();
+  });
+  await (hurry === undefined ? slept : Promise.race([slept, hurry]));
+  clearTimeout(timer);
 }
 
 /**

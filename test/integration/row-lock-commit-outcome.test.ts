@@ -1,10 +1,12 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 
+import { ClaimDelayPool } from '../support/claim-delay-pool.js';
 import { useTestDatabase } from '../support/database.js';
+import { EventLog } from '../support/events.js';
 import { outboxFactory } from '../support/outboxes.js';
-import { threeRowsCut } from '../support/proxied-outbox.js';
-import { remaining } from '../support/publish.js';
+import { migratedThroughPool, proxyFor, threeRowsCut, writtenProbe } from '../support/proxied-outbox.js';
+import { publishCommitted, remaining } from '../support/publish.js';
 import { FAST_POLL } from '../support/subscriber-setup.js';
 import type { TcpProxy } from '../support/tcp-proxy.js';
 import { waitFor } from '../support/wait-for.js';
@@ -111,5 +113,77 @@ describe('row-lock: a COMMIT whose answer was lost', () => {
     );
     assert.equal(run.log.of('acked').length, 3, 'acks only from the batch that committed');
     assert.equal(rollbacksLogged(run.since).length, 1, 'the rollback is logged');
+  });
+
+  /**
+   * Three rows in one row-lock batch whose acks and COMMIT land with their answers dropped, through a
+   * pool that holds each pg_xact_status question `askMs`; resolves once the first question is on its
+   * way, with the outbox (gracefulTimeoutMs `gracefulMs`) and what it reported.
+   */
+  async function askingSlowly(table: string, askMs: number, gracefulMs: number) {
+    const queue = table.replaceAll('_', '-');
+    await migratedThroughPool(db, newOutbox, table);
+    const link = await proxyFor(db);
+    let asked = 0;
+    const pool = new ClaimDelayPool(
+      { connectionString: link.via(db.url), max: 6 },
+      () => {
+        asked += 1;
+        return new Promise((resolve) => setTimeout(resolve, askMs));
+      },
+      undefined,
+      /xact_status/,
+    );
+    pool.on('error', () => undefined);
+    db.onCleanup(() => pool.end());
+    const log = new EventLog();
+    const probe = writtenProbe();
+    const outbox = newOutbox({
+      pool,
+      table,
+      queryTimeoutMs: 1_000,
+      gracefulTimeoutMs: gracefulMs,
+      recorder: log.recorder,
+      middlewares: [probe.middleware],
+    });
+    await publishCommitted(outbox, db.pool, queue, [1, 2, 3]);
+    const runs = { count: 0 };
+    outbox.subscribe(
+      queue,
+      () => {
+        runs.count += 1;
+        // The acks and the COMMIT (the named rl_commit) leave next: they land, their answers are dropped.
+        if (runs.count === 3) link.muteAnswersAfter('rl_commit');
+      },
+      { lease: 'row-lock', concurrency: 1, ...FAST_POLL },
+    );
+    outbox.start();
+    await waitFor(() => asked > 0, { what: 'the batch asking the server about its COMMIT', timeoutMs: 10_000 });
+    return { outbox, log, writes: probe.writes, runs, queue };
+  }
+
+  test("stop() right after: it waits for the server's answer within its budget, and the batch is reported before stop() resolves", async () => {
+    // The question was asked once more at most once stop() began, after a pause of up to 2 s, and
+    // stop() did not wait for it: what it learnt was reported after stop() resolved, or (the pool
+    // closed under it by an Outbox that owns it) not at all, and a batch that had committed was
+    // reported as unknown. Here each question takes 1.5 s, and stop() begins as the first leaves.
+    const run = await askingSlowly('rl_commit_stop', 1_500, 5_000);
+    await run.outbox.stop();
+    assert.deepEqual(run.writes, ['written', 'written', 'written'], 'reported before stop() resolved');
+    assert.equal(run.log.of('acked').length, 3);
+    assert.equal(run.runs.count, 3);
+    assert.equal(await remaining(db.pool, run.queue, 'rl_commit_stop'), 0);
+  });
+
+  test('stop() waits for that answer no longer than its graceful budget', async () => {
+    const run = await askingSlowly('rl_commit_stop_bound', 10_000, 1_000);
+    const began = performance.now();
+    await run.outbox.stop();
+    const tookMs = performance.now() - began;
+    assert.ok(tookMs < 3_000, `stop() took ${Math.round(tookMs)} ms`);
+    assert.ok(
+      newOutbox.logger.messages('warn').some((message) => /stop\(\) stopped waiting for the server's answer/.test(message)),
+      'says it stopped waiting',
+    );
   });
 });

@@ -25,7 +25,7 @@ import type { ClaimPlan, QueueSchedule } from './queue-schedule.js';
 import type { RenderError } from './render-error.js';
 import { idArray, ROW_LOCK_TOKEN, type RowLockSql, XID_FIELD } from './row-lock-sql.js';
 import type { SubscriberSql } from './sql.js';
-import { type TransactionOutcome, transactionOutcome, type WrittenRows } from './transaction-outcome.js';
+import { type Hurry, type TransactionOutcome, transactionOutcome, type WrittenRows } from './transaction-outcome.js';
 import type { UnsettledWrites } from './unsettled-writes.js';
 
 const ignore = (): void => undefined;
@@ -98,7 +98,7 @@ export interface RowLockBatchDeps {
  */
 export interface RowLockQuestions {
   asking(question: Promise<void>): void;
-  readonly hurry: Promise<void>;
+  readonly hurry: Hurry;
   givenUp(): boolean;
 }
 
@@ -722,12 +722,14 @@ export class RowLockBatch {
    * The COMMIT was sent and its answer never came (a client-side timeout, a connection lost or
    * reset, the backend terminated): it may have landed. Only the server can tell, and a batch's
    * rows must not be reported rolled back (their acks missing from every count, the log saying they
-   * run again) when they were handled. Not while stopping: stop() is bounded and its pool closing.
+   * run again) when they were handled. Also while stopping, which waits for the answer within its
+   * budget (RowLockQuestions); not once it gave up waiting: its pool is closing.
    * An error the server answered a statement of it with (severity ERROR) means the transaction did
    * not commit, as does a COMMIT answered `ROLLBACK` (CommitRefused).
    */
   #commitUnanswered(error: unknown): boolean {
-    if (!this.#commitSent || this.#xid === undefined || this.#deps.stopping() || error instanceof CommitRefused) return false;
+    if (!this.#commitSent || this.#xid === undefined || this.#deps.questions.givenUp() || error instanceof CommitRefused)
+      return false;
     return unanswered(error);
   }
 

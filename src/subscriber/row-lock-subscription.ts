@@ -12,6 +12,7 @@ import { type HandOver, type IdRange, releaseHandedOver, RowLockBatch, type RowL
 import { buildRowLockSql, rowLockBegin, rowLockSettings } from './row-lock-sql.js';
 import type { SubscriptionDeps } from './subscription.js';
 import { type ResolvedSubscribeOptions, rowLockLoops } from './subscription-options.js';
+import { Hurry } from './transaction-outcome.js';
 import { UnsettledWrites } from './unsettled-writes.js';
 
 /**
@@ -65,8 +66,7 @@ export class RowLockSubscription {
   #state: 'new' | 'running' | 'stopping' | 'stopped' = 'new';
   /** Its batches' questions about a COMMIT whose answer was lost, still asking (RowLockQuestions). */
   readonly #questions = new Set<Promise<void>>();
-  #hurry: () => void = () => undefined;
-  readonly #hurried = new Promise<void>((resolve) => (this.#hurry = resolve));
+  readonly #hurry = new Hurry();
   #questionsGivenUp = false;
   #loop: Promise<void> | undefined;
   #loopFailed = false;
@@ -134,7 +134,7 @@ export class RowLockSubscription {
           this.#questions.add(question);
           void question.finally(() => this.#questions.delete(question));
         },
-        hurry: this.#hurried,
+        hurry: this.#hurry,
         givenUp: () => this.#questionsGivenUp,
       },
     };
@@ -333,7 +333,7 @@ export class RowLockSubscription {
       return;
     }
     const stopBegan = performance.now();
-    this.#hurry();
+    this.#hurry.hurry();
     const loops = this.#loop ?? Promise.resolve();
     const timedOut = await beforeDeadline(
       loops.then(() => false),
@@ -377,13 +377,17 @@ export class RowLockSubscription {
    * is open. Past that it stops waiting: they report what they last heard, after stop() resolved.
    */
   async #awaitQuestions(ms: number): Promise<void> {
+    const deadline = performance.now() + ms;
+    // Again while any is left: one may have begun meanwhile (a COMMIT whose answer was lost as stop() began).
+    while (this.#questions.size > 0) {
+      const answered = await beforeDeadline(
+        Promise.all(this.#questions).then(() => true),
+        Math.max(0, deadline - performance.now()),
+        () => false,
+      );
+      if (!answered) break;
+    }
     if (this.#questions.size === 0) return;
-    const answered = await beforeDeadline(
-      Promise.all(this.#questions).then(() => true),
-      Math.max(0, ms),
-      () => false,
-    );
-    if (answered) return;
     this.#deps.logger.warn(
       { subscriber: this.options.name, questions: this.#questions.size },
       "stop() stopped waiting for the server's answer about row-lock batches whose COMMIT went unanswered: they are reported as unknown",

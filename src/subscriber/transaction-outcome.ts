@@ -62,11 +62,6 @@ export async function transactionOutcome(
   const giveUpAt = performance.now() + endedWithinMs + ASK_AGAIN_CAP_MS;
   // A function: the flag turns true while a question is on its way.
   const reclaimed = (): boolean => watch?.reclaimed === true;
-  // An object: the flag turns true in a callback.
-  const hurried = { yes: false };
-  void hurry?.then(() => {
-    hurried.yes = true;
-  });
   let outcome: TransactionOutcome;
   for (let attempt = 1; ; attempt += 1) {
     if (reclaimed()) return 'reclaimed';
@@ -87,7 +82,7 @@ export async function transactionOutcome(
       if ((failure as { code?: unknown } | null)?.code === INVALID_PARAMETER) return 'aborted';
     }
     if (giveUp() || performance.now() >= giveUpAt) return outcome;
-    await pause(hurried.yes ? ASK_AGAIN_BASE_MS : backoffMs(attempt, ASK_AGAIN_BASE_MS, ASK_AGAIN_CAP_MS), hurry);
+    await pause(backoffMs(attempt, ASK_AGAIN_BASE_MS, ASK_AGAIN_CAP_MS), hurry);
   }
 }
 
@@ -97,21 +92,51 @@ export interface Asking {
   readonly giveUp: () => boolean;
   /** The subscription's claims seen while asking (unsettled-writes.ts). */
   readonly watch?: Pick<UnsettledWrite, 'reclaimed'>;
-  /**
-   * Resolves when someone waits for the answer (stop(), which waits within its budget): the pause
-   * between two questions is cut short then, and later ones are the shortest.
-   */
-  readonly hurry?: Promise<void>;
+  /** Someone waits for the answer (stop(), within its budget): ask again sooner (pause). */
+  readonly hurry?: Hurry;
 }
 
-/** Waits `ms`, or less once `hurry` resolves. Unref'd: a caller still asking never keeps the process alive. */
-async function pause(ms: number, hurry: Promise<void> | undefined): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  const slept = new Promise<void>((resolve) => {
-    timer = setTimeout(resolve, ms).unref();
+/** A wait for the answers beginning (RowLockQuestions: stop()). */
+export class Hurry {
+  #hurried = false;
+  readonly #wakers = new Set<() => void>();
+
+  get hurried(): boolean {
+    return this.#hurried;
+  }
+
+  /** Calls `wake` once, when hurry() is (never during this call); returns how to stop listening. */
+  onHurry(wake: () => void): () => void {
+    this.#wakers.add(wake);
+    return () => this.#wakers.delete(wake);
+  }
+
+  hurry(): void {
+    if (this.#hurried) return;
+    this.#hurried = true;
+    for (const wake of [...this.#wakers]) wake();
+    this.#wakers.clear();
+  }
+}
+
+/**
+ * The pause before a question is asked again: `ms`, cut short when `hurry` comes, and the shortest
+ * (ASK_AGAIN_BASE_MS) once it has. Unref'd: a caller still asking never keeps the process alive.
+ */
+async function pause(ms: number, hurry: Hurry | undefined): Promise<void> {
+  if (hurry?.hurried === true) {
+    await new Promise((resolve) => setTimeout(resolve, ASK_AGAIN_BASE_MS).unref());
+    return;
+  }
+  await new Promise<void>((resolve) => {
+    const done = (): void => {
+      clearTimeout(timer);
+      stopListening?.();
+      resolve();
+    };
+    const timer = setTimeout(done, ms).unref();
+    const stopListening = hurry?.onHurry(done);
   });
-  await (hurry === undefined ? slept : Promise.race([slept, hurry]));
-  clearTimeout(timer);
 }
 
 /**

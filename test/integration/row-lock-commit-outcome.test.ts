@@ -120,7 +120,7 @@ describe('row-lock: a COMMIT whose answer was lost', () => {
    * pool that holds each pg_xact_status question `askMs`; resolves once the first question is on its
    * way, with the outbox (gracefulTimeoutMs `gracefulMs`) and what it reported.
    */
-  async function askingSlowly(table: string, askMs: number, gracefulMs: number) {
+  async function askingSlowly(table: string, askMs: number, gracefulMs: number, stopAtCommit = false) {
     const queue = table.replaceAll('_', '-');
     await migratedThroughPool(db, newOutbox, table);
     const link = await proxyFor(db);
@@ -148,18 +148,24 @@ describe('row-lock: a COMMIT whose answer was lost', () => {
     });
     await publishCommitted(outbox, db.pool, queue, [1, 2, 3]);
     const runs = { count: 0 };
+    let stopped: Promise<void> | undefined;
     outbox.subscribe(
       queue,
       () => {
         runs.count += 1;
+        if (runs.count !== 3) return;
         // The acks and the COMMIT (the named rl_commit) leave next: they land, their answers are dropped.
-        if (runs.count === 3) link.muteAnswersAfter('rl_commit');
+        link.muteAnswersAfter('rl_commit');
+        if (stopAtCommit) stopped = outbox.stop();
       },
       { lease: 'row-lock', concurrency: 1, ...FAST_POLL },
     );
     outbox.start();
-    await waitFor(() => asked > 0, { what: 'the batch asking the server about its COMMIT', timeoutMs: 10_000 });
-    return { outbox, log, writes: probe.writes, runs, queue };
+    await waitFor(() => asked > 0 || stopped !== undefined, {
+      what: 'the batch asking the server about its COMMIT',
+      timeoutMs: 10_000,
+    });
+    return { outbox, log, writes: probe.writes, runs, queue, stopped };
   }
 
   test("stop() right after: it waits for the server's answer within its budget, and the batch is reported before stop() resolves", async () => {
@@ -173,6 +179,16 @@ describe('row-lock: a COMMIT whose answer was lost', () => {
     assert.equal(run.log.of('acked').length, 3);
     assert.equal(run.runs.count, 3);
     assert.equal(await remaining(db.pool, run.queue, 'rl_commit_stop'), 0);
+  });
+
+  test('stop() begun as the COMMIT leaves: its answer lost, the batch asks the server, and is reported before stop() resolves', async () => {
+    // A COMMIT whose answer was lost while stopping was not asked about: its acks were reported
+    // 'failed', the log saying its rows would run again unless it had landed (it had).
+    const run = await askingSlowly('rl_commit_stopping', 200, 5_000, true);
+    await run.stopped;
+    assert.deepEqual(run.writes, ['written', 'written', 'written'], 'reported before stop() resolved');
+    assert.equal(run.log.of('acked').length, 3);
+    assert.equal(await remaining(db.pool, run.queue, 'rl_commit_stopping'), 0);
   });
 
   test('stop() waits for that answer no longer than its graceful budget', async () => {

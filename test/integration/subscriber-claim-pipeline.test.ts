@@ -87,16 +87,13 @@ describe('claim pipelining', () => {
   test('slow handlers that all end in one turn (a shared promise) never engage the second claim loop', async () => {
     // Review: a loop woken once per turn (after the handlers that ended in it) found the buffer
     // empty and slots idle, and took that for handlers faster than a claim, although each had
-    // waited 150 ms on one shared promise (a batched call, a rate-limit tick).
+    // waited 300 ms on one shared promise (a batched call, a rate-limit tick).
     const pool = slowClaimPool(5);
     db.onCleanup(() => pool.end());
     const { outbox, log } = await migratedOutbox(newOutbox, pool, 'p_tick');
     let release = (): void => undefined;
     let tick = new Promise<void>((resolve) => (release = resolve));
-    const ticker = setInterval(() => {
-      release();
-      tick = new Promise<void>((resolve) => (release = resolve));
-    }, 150);
+    let ticker: NodeJS.Timeout | undefined;
     outbox.subscribe(
       'tick',
       async () => {
@@ -112,6 +109,13 @@ describe('claim pipelining', () => {
     );
     outbox.start();
     try {
+      // Ticking once every slot waits on it: a tick during the startup claims (connections being
+      // made, on a loaded machine) would be a real starvation, which pipelining is for.
+      await log.waitFor('dispatched', 8, 10_000);
+      ticker = setInterval(() => {
+        release();
+        tick = new Promise<void>((resolve) => (release = resolve));
+      }, 300);
       await log.waitFor('acked', 48, 20_000);
     } finally {
       clearInterval(ticker);

@@ -3,9 +3,8 @@ import { describe, test } from 'node:test';
 
 import { ClaimDelayPool } from '../support/claim-delay-pool.js';
 import { useTestDatabase } from '../support/database.js';
-import { EventLog } from '../support/events.js';
 import { outboxFactory } from '../support/outboxes.js';
-import { migratedThroughPool, proxyFor, threeRowsCut, writtenProbe } from '../support/proxied-outbox.js';
+import { migratedThroughPool, observedOutbox, proxyFor, threeRowsCut } from '../support/proxied-outbox.js';
 import { publishCommitted, remaining } from '../support/publish.js';
 import { FAST_POLL } from '../support/subscriber-setup.js';
 import type { TcpProxy } from '../support/tcp-proxy.js';
@@ -136,16 +135,7 @@ describe('row-lock: a COMMIT whose answer was lost', () => {
     );
     pool.on('error', () => undefined);
     db.onCleanup(() => pool.end());
-    const log = new EventLog();
-    const probe = writtenProbe();
-    const outbox = newOutbox({
-      pool,
-      table,
-      queryTimeoutMs: 1_000,
-      gracefulTimeoutMs: gracefulMs,
-      recorder: log.recorder,
-      middlewares: [probe.middleware],
-    });
+    const { outbox, log, writes } = observedOutbox(newOutbox, pool, table, { gracefulTimeoutMs: gracefulMs });
     await publishCommitted(outbox, db.pool, queue, [1, 2, 3]);
     const runs = { count: 0 };
     let stopped: Promise<void> | undefined;
@@ -165,7 +155,7 @@ describe('row-lock: a COMMIT whose answer was lost', () => {
       what: 'the batch asking the server about its COMMIT',
       timeoutMs: 10_000,
     });
-    return { outbox, log, writes: probe.writes, runs, queue, stopped };
+    return { outbox, log, writes, runs, queue, stopped };
   }
 
   test("stop() right after: it waits for the server's answer within its budget, and the batch is reported before stop() resolves", async () => {

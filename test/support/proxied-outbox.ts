@@ -1,4 +1,6 @@
-import { type Middleware, Outbox, type OutcomeWrite, type SubscribeOptions } from '../../src/index.js';
+import type pg from 'pg';
+
+import { type Middleware, Outbox, type OutboxOptions, type OutcomeWrite, type SubscribeOptions } from '../../src/index.js';
 import type { TestDatabase } from './database.js';
 import { EventLog } from './events.js';
 import type { outboxFactory } from './outboxes.js';
@@ -50,23 +52,26 @@ export async function proxiedOutbox(
 }
 
 /**
- * An Outbox on `connectionString` and a migrated `table`, with short statement bounds
- * (queryTimeoutMs 1 s), every event kept (`log`) and every `ctx.written` (`writes`).
+ * An Outbox on `connection` (a connection string, or a pool of the test's) and a migrated `table`,
+ * with short statement bounds (queryTimeoutMs 1 s), every event kept (`log`) and every
+ * `ctx.written` (`writes`); `options` on top.
  */
 export function observedOutbox(
   newOutbox: NewOutbox,
-  connectionString: string,
+  connection: string | pg.Pool,
   table: string,
+  options: Partial<OutboxOptions> = {},
 ): { readonly outbox: Outbox; readonly log: EventLog; readonly writes: OutcomeWrite[] } {
   const log = new EventLog();
   const probe = writtenProbe();
   const outbox = newOutbox({
-    connectionString,
+    ...(typeof connection === 'string' ? { connectionString: connection } : { pool: connection }),
     table,
     queryTimeoutMs: 1000,
     recorder: log.recorder,
     middlewares: [probe.middleware],
-  });
+    ...options,
+  } as OutboxOptions);
   return { outbox, log, writes: probe.writes };
 }
 

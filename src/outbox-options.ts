@@ -13,7 +13,7 @@ import { type BodySchemas, resolveBodySchemas } from './typed-events/body-schema
 import type { AnyQueues, QueueSchemas } from './typed-events/queue-map.js';
 import { rejectUnknownOptions } from './util/known-options.js';
 import { consoleLogger, isLogger, type Logger } from './util/logger.js';
-import { createOwnedPool, ownConnectionConfig, type OwnedPool } from './util/owned-pool.js';
+import { createOwnedPool, hearNewClientErrors, ownConnectionConfig, type OwnedPool } from './util/owned-pool.js';
 import { transactionPoolingOptions } from './util/transaction-pooling.js';
 
 interface CommonOptions {
@@ -329,6 +329,7 @@ export function resolveOutboxOptions(options: unknown): ResolvedOutboxOptions {
         })
       : undefined;
   const resolvedPool = ownedPool === undefined ? (pool as pg.Pool) : ownedPool.pool;
+  if (ownedPool === undefined) hearNewClientErrors(resolvedPool);
   const clientConfig = ownConnectionConfig(connectionString === undefined ? resolvedPool.options : { connectionString });
   return {
     names,

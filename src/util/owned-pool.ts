@@ -167,6 +167,28 @@ export async function endWithin(client: pg.Client, ms: number): Promise<void> {
   if (!ended) client.connection.stream.destroy();
 }
 
+/** Pools passed in whose new clients already get a listener (hearNewClientErrors), so each gets one. */
+const HEARD_POOLS = new WeakSet<pg.Pool>();
+
+/**
+ * A pool passed in: each client it connects from now on gets a no-op 'error' listener for its
+ * whole life, as a pool txoutbox creates gives its own (TrackedClient). pg-pool emits 'connect'
+ * before it stops listening to the new client itself, in the same call as the ReadyForQuery that
+ * completes the connect: a FATAL in the same read (a backend terminated as it became ready) is
+ * then heard instead of crashing the process, and the connect or the first statement on it fails
+ * as usual (reproduced: pg_terminate_backend of every backend, in a loop, under a subscription on
+ * a pool of the test's: an uncaught "terminating connection due to administrator command" within
+ * seconds). The application's own checkouts of those clients get the listener too: an error on a
+ * client it holds while idle is then not thrown as an uncaught exception; its next statement fails.
+ */
+export function hearNewClientErrors(pool: pg.Pool): void {
+  if (HEARD_POOLS.has(pool)) return;
+  HEARD_POOLS.add(pool);
+  pool.on('connect', (client) => {
+    client.on('error', ignoreClientError);
+  });
+}
+
 /**
  * A pool passed in keeps its own settings; says which safeguard against a silent server it lacks
  * (a pool txoutbox creates has all three). The Outbox calls it once, when its subscriptions start.

@@ -11,7 +11,7 @@ import { MAX_DELAY_MS } from '../retry/retry-strategy.js';
 import type { Logger } from '../util/logger.js';
 import type { AckEntry } from './acker.js';
 import { type Decision, DeliveryControls } from './decision.js';
-import type { DeliverySignal } from './delivery-signal.js';
+import type { DeliverySignal, Interruptible } from './delivery-signal.js';
 import { type Committed, type DeliveryTransactions, type HeldForOutcome, runInTransaction } from './delivery-transaction.js';
 import type { PublishFollowUp } from './follow-up.js';
 import { deliveryScope, dispatchedEvent, type Lease } from './lease.js';
@@ -122,8 +122,9 @@ function runOf(timing: Timing): Run {
  * Decode, run the handler under the ack policy, decide. The innermost step of the consume chain.
  * Synchronous when the handler is: a handler that returns no promise is decided at its return, with
  * no promise made here (a promise and two microtask hops per message were a measurable share of a
- * drain's CPU: issue 18). A decision a handler makes after it returned (or after its promise
- * settled) is ignored, as DeliveryControls says.
+ * drain's CPU: issue 18). A handler that returns one gets a PendingRun, which its caller tells where
+ * the result goes. A decision a handler makes after it returned (or after its promise settled) is
+ * ignored, as DeliveryControls says.
  */
 function runHandler(
   lease: Lease,
@@ -132,7 +133,7 @@ function runHandler(
   timing: Timing,
   deps: DeliverDeps,
   plain: boolean,
-): ConsumeResult | Promise<ConsumeResult> {
+): ConsumeResult | PendingRun {
   timing.startedAtMs = (deps.now ?? Date.now)();
   const t0 = performance.now();
   // Timed out before its handler started (a consume middleware held the run past its bound): the
@@ -157,30 +158,10 @@ function runHandler(
     signal.handlerEnded = true;
     return decided(lease, controls, timing, deps, t0, false, undefined, plain);
   }
-  // The handler's promise, or a timeout (signal.timeOut) that fails the run first: a promise that
-  // never settles must not hold its row, its slot and its ordering key for good. What the handler
-  // does after that is ignored (its decisions too: DeliveryControls was settled).
-  return new Promise<ConsumeResult>((resolve) => {
-    let open = true;
-    const settle = (threw: boolean, error: unknown): void => {
-      if (!open) return;
-      open = false;
-      signal.interrupt = undefined;
-      signal.handlerEnded = true;
-      resolve(decided(lease, controls, timing, deps, t0, threw, error, plain));
-    };
-    signal.interrupt = (reason) => {
-      settle(true, reason);
-    };
-    Promise.resolve(returned).then(
-      () => {
-        settle(false, undefined);
-      },
-      (error: unknown) => {
-        settle(true, error);
-      },
-    );
-  });
+  const pending = new PendingRun(lease, signal, controls, timing, deps, t0, plain);
+  signal.pending = pending;
+  void untilSettled(pending, returned as PromiseLike<unknown>);
+  return pending;
 }
 
 function isThenable(value: unknown): value is PromiseLike<unknown> {
@@ -191,6 +172,136 @@ function isThenable(value: unknown): value is PromiseLike<unknown> {
   );
 }
 
+/** Decides `pending` when the handler's promise settles (unless a timeout decided it first). Never rejects. */
+async function untilSettled(pending: PendingRun, returned: PromiseLike<unknown>): Promise<void> {
+  try {
+    await returned;
+  } catch (error) {
+    pending.settle(true, error);
+    return;
+  }
+  pending.settle(false, undefined);
+}
+
+/**
+ * An asynchronous handler's run, from the promise it returned to its result. Decided once: when
+ * the promise settles, or when the delivery is timed out first (signal.timeOut → interrupt), so a
+ * promise that never settles does not hold its row, its slot and its ordering key for good. What
+ * the handler does after that is ignored (its decisions too: DeliveryControls was settled).
+ *
+ * The result goes where the caller said, right after runHandler returned: a promise's resolve (the
+ * chain's inner step, an observer's), or straight to the outcome write and the DeliveryEnds (a
+ * delivery with no consume middleware). One object where a promise, a promise per `then` and four
+ * closures per delivery were: they cost an asynchronous handler's drain ~0.7 µs per message above
+ * a synchronous one's (BENCHMARKS.md, round nineteen).
+ */
+class PendingRun implements Interruptible {
+  readonly #lease: Lease;
+  readonly #signal: DeliverySignal;
+  readonly #controls: DeliveryControls;
+  readonly #timing: Timing;
+  readonly #deps: DeliverDeps;
+  readonly #t0: number;
+  readonly #plain: boolean;
+  #open = true;
+  /** The promise form's. */
+  #resolve: ((result: ConsumeResult) => void) | undefined = undefined;
+  #reject: ((error: unknown) => void) | undefined = undefined;
+  /** The direct form's. */
+  #abandoned: (() => boolean) | undefined = undefined;
+  #ends: DeliveryEnds<DeliverySignal> | undefined = undefined;
+
+  constructor(
+    lease: Lease,
+    signal: DeliverySignal,
+    controls: DeliveryControls,
+    timing: Timing,
+    deps: DeliverDeps,
+    t0: number,
+    plain: boolean,
+  ) {
+    this.#lease = lease;
+    this.#signal = signal;
+    this.#controls = controls;
+    this.#timing = timing;
+    this.#deps = deps;
+    this.#t0 = t0;
+    this.#plain = plain;
+  }
+
+  /** The result, as a promise. */
+  promise(): Promise<ConsumeResult> {
+    return new Promise<ConsumeResult>((resolve, reject) => {
+      this.#resolve = resolve;
+      this.#reject = reject;
+    });
+  }
+
+  /** The result's outcome is written (or handed to the acker) at once, and `ends` hears the delivery's end. */
+  writeThenEnd(abandoned: () => boolean, ends: DeliveryEnds<DeliverySignal>): void {
+    this.#abandoned = abandoned;
+    this.#ends = ends;
+  }
+
+  interrupt(reason: unknown): void {
+    this.settle(true, reason, true);
+  }
+
+  /**
+   * The handler settled (`threw`: rejected with `error`), or was timed out (`interrupted`): decides
+   * the run, once.
+   */
+  settle(threw: boolean, error: unknown, interrupted = false): void {
+    if (!this.#open) return;
+    this.#open = false;
+    this.#signal.pending = undefined;
+    this.#signal.handlerEnded = true;
+    // Decided now, whatever comes later: a decision the handler makes after this is ignored.
+    let result: ConsumeResult | undefined;
+    let fault: { error: unknown } | undefined;
+    try {
+      result = decided(this.#lease, this.#controls, this.#timing, this.#deps, this.#t0, threw, error, this.#plain);
+    } catch (thrown) {
+      // Only a fault outside the handler (a throwing logger): nothing was decided for the row.
+      fault = { error: thrown };
+    }
+    if (this.#resolve !== undefined) {
+      if (fault === undefined) this.#resolve(result as ConsumeResult);
+      else this.#reject?.(fault.error);
+      return;
+    }
+    // A timeout comes from a loop over the running deliveries (a subscription's #boundRuns, a
+    // row-lock batch's #expire): the delivery's end must not change them under that loop, so it
+    // comes after it, as a promise's reaction would.
+    if (interrupted)
+      queueMicrotask(() => {
+        this.#end(result, fault);
+      });
+    else this.#end(result, fault);
+  }
+
+  /**
+   * The direct form: the outcome written (or handed to the acker), then the end. deliver() returned
+   * long ago, so `ends` hears of every end, an ack's too.
+   */
+  #end(result: ConsumeResult | undefined, fault: { error: unknown } | undefined): void {
+    const ends = this.#ends;
+    if (ends === undefined) return;
+    const lease = this.#lease;
+    const signal = this.#signal;
+    let endedNow: boolean;
+    try {
+      if (fault !== undefined) throw fault.error;
+      const abandoned = this.#abandoned as () => boolean;
+      endedNow = writeThenEnd(lease, signal, result as ConsumeResult, this.#timing, abandoned, this.#deps, ends);
+    } catch (error) {
+      ends.failed(lease, signal, error);
+      return;
+    }
+    if (endedNow) ends.ended(lease, signal);
+  }
+}
+
 /** runHandler as a promise of a plain result, for the consume chain and the transaction that wrap it. */
 function runHandlerAsync(
   lease: Lease,
@@ -199,7 +310,8 @@ function runHandlerAsync(
   timing: Timing,
   deps: DeliverDeps,
 ): Promise<ConsumeResult> {
-  return Promise.resolve(runHandler(lease, signal, controls, timing, deps, true));
+  const run = runHandler(lease, signal, controls, timing, deps, true);
+  return run instanceof PendingRun ? run.promise() : Promise.resolve(run);
 }
 
 /**
@@ -241,24 +353,39 @@ function decided(
 }
 
 /**
+ * Hears the end of a delivery that deliver() did not end before it returned: once, with its lease
+ * and signal. One object per subscription or batch, where a promise and two closures per delivery
+ * were (issue 18).
+ */
+export interface DeliveryEnds<S extends DeliverySignal> {
+  /** The delivery is over: its outcome was written, handed to the acker, or given up. */
+  ended(lease: Lease, signal: S): void;
+  /** A fault outside the handler (deliver() catches the handler's own): nothing may have been decided for the row. */
+  failed(lease: Lease, signal: S, error: unknown): void;
+}
+
+/**
  * One delivery: the max-deliveries gate, then the middleware chain around the handler (decode,
  * run under the ack policy, decide), then the outcome write (awaited for retries and terminal
  * moves; an ack is handed to the coalescing acker).
- * Never rejects: every failure path either records a terminal decision or leaves the row leased.
+ * Every failure path either records a terminal decision or leaves the row leased.
  * `abandoned()` turns true when shutdown stopped waiting: the outcome is then not written (the pool
  * may be gone), and the row is redelivered after its lease expires.
- * Returns undefined when the delivery is already over: no consume middleware, no transaction, a
- * handler that returned no promise and an ack (handed to the acker). Otherwise a promise of its end.
+ * Returns true when the delivery ended before it returned: no consume middleware, no transaction, a
+ * handler that returned no promise and an ack (handed to the acker); `ends` hears nothing then.
+ * Otherwise `ends` hears its end later. Throws only for a fault outside the handler, before any
+ * outcome was decided.
  * Per message this allocates little beyond the handler's message and ctx: events only when a
  * recorder listens, the middleware context only when a consume middleware runs, promises only
- * when something is asynchronous.
+ * when something is asynchronous, and an asynchronous handler's run one object.
  */
-export function deliver(
+export function deliver<S extends DeliverySignal>(
   lease: Lease,
-  signal: DeliverySignal,
+  signal: S,
   abandoned: () => boolean,
   deps: DeliverDeps,
-): Promise<void> | undefined {
+  ends: DeliveryEnds<S>,
+): boolean {
   const { options, logger } = deps;
   const { record } = lease;
 
@@ -268,7 +395,7 @@ export function deliver(
       'row exceeded maxDeliveries; ending it without running the handler',
     );
     // No error of this run: the writer reports the last one a handler run recorded on the row.
-    return deps.writer.terminal(lease, 'max_deliveries', undefined, undefined).then(ignore);
+    return endWhenSettled(deps.writer.terminal(lease, 'max_deliveries', undefined, undefined), lease, signal, ends);
   }
 
   deps.emit?.(dispatchedEvent(lease, options.name, (deps.now ?? Date.now)()));
@@ -284,14 +411,68 @@ export function deliver(
   );
   const timing = new HandlerRun(lease);
   if (!options.transactional && deps.middlewares.observed)
-    return observedConsume(lease, signal, abandoned, deps, controls, timing);
-  if (options.transactional || deps.middlewares.hasConsume) return wrapped(lease, signal, abandoned, deps, controls, timing);
+    return endWhenSettled(observedConsume(lease, signal, abandoned, deps, controls, timing), lease, signal, ends);
+  if (options.transactional || deps.middlewares.hasConsume)
+    return endWhenSettled(wrapped(lease, signal, abandoned, deps, controls, timing), lease, signal, ends);
   const result = runHandler(lease, signal, controls, timing, deps, false);
-  if (!(result instanceof Promise)) return written(lease, result, timing, abandoned, deps, undefined);
-  return result.then((settled) => written(lease, settled, timing, abandoned, deps, undefined));
+  if (!(result instanceof PendingRun)) return writeThenEnd(lease, signal, result, timing, abandoned, deps, ends);
+  result.writeThenEnd(abandoned, ends);
+  return false;
 }
 
-const ignore = (): void => undefined;
+/** deliver() as a promise of the delivery's end (txoutbox/testing's drain, one delivery at a time). */
+export function deliverAsPromise(
+  lease: Lease,
+  signal: DeliverySignal,
+  abandoned: () => boolean,
+  deps: DeliverDeps,
+): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    if (
+      deliver(lease, signal, abandoned, deps, {
+        ended: () => {
+          resolve();
+        },
+        failed: (_lease, _signal, error) => {
+          reject(error instanceof Error ? error : new Error(errorMessage(error)));
+        },
+      })
+    )
+      resolve();
+  });
+}
+
+/** An ended chain's outcome write, then its end: true when both happened before returning (an ack). */
+function writeThenEnd<S extends DeliverySignal>(
+  lease: Lease,
+  signal: S,
+  result: ConsumeResult,
+  timing: Timing,
+  abandoned: () => boolean,
+  deps: DeliverDeps,
+  ends: DeliveryEnds<S>,
+): boolean {
+  return endWhenSettled(written(lease, result, timing, abandoned, deps, undefined), lease, signal, ends);
+}
+
+/** true when `running` is no promise (the delivery is over); else false, and `ends` hears when it settles. */
+function endWhenSettled<S extends DeliverySignal>(
+  running: Promise<unknown> | undefined,
+  lease: Lease,
+  signal: S,
+  ends: DeliveryEnds<S>,
+): boolean {
+  if (running === undefined) return true;
+  running.then(
+    () => {
+      ends.ended(lease, signal);
+    },
+    (error: unknown) => {
+      ends.failed(lease, signal, error);
+    },
+  );
+  return false;
+}
 
 /** A delivery with consume middlewares or a transaction around its handler. */
 async function wrapped(
@@ -479,7 +660,10 @@ function observedConsume(
 ): Promise<void> | undefined {
   return deps.middlewares.observe(
     observedScope(lease, deps.options.name),
-    () => runHandler(lease, signal, controls, timing, deps, false),
+    () => {
+      const run = runHandler(lease, signal, controls, timing, deps, false);
+      return run instanceof PendingRun ? run.promise() : run;
+    },
     (error, handlerResult) => failed(error, handlerResult, lease, timing, deps),
     (result, onWritten) => written(lease, result, timing, abandoned, deps, onWritten),
   );

@@ -1,3 +1,8 @@
+/** A running asynchronous handler's run (deliver.ts's PendingRun), which a timeout fails at once. */
+export interface Interruptible {
+  interrupt(reason: unknown): void;
+}
+
 /**
  * The AbortSignal of one delivery (`ctx.signal`), made when a handler first reads it. Most
  * handlers never do, and an AbortController per delivery was the largest allocation on the drain
@@ -23,7 +28,7 @@ export class DeliverySignal {
    * Set while an asynchronous handler runs (deliver.ts): ends its run at once with a failure,
    * without waiting for the handler's promise, which may never settle.
    */
-  interrupt: ((reason: unknown) => void) | undefined = undefined;
+  pending: Interruptible | undefined = undefined;
 
   /** The handler returned, threw or settled (or was failed by a timeout): what is left is its outcome. */
   handlerEnded = false;
@@ -36,7 +41,7 @@ export class DeliverySignal {
   timeOut(reason: unknown): void {
     this.#timedOut = true;
     this.abort(reason);
-    this.interrupt?.(reason);
+    this.pending?.interrupt(reason);
   }
 
   /** It was timed out: a handler not started yet (a middleware held its run) is not started at all. */

@@ -14,7 +14,7 @@ import type { StatementRunner } from '../util/statement-runner.js';
 import { unanswered } from '../util/unanswered.js';
 import type { AckEntry } from './acker.js';
 import { decodeClaimedRow } from './claimed-row.js';
-import { deliver, type DeliverDeps, failStuck } from './deliver.js';
+import { deliver, type DeliverDeps, type DeliveryEnds, failStuck } from './deliver.js';
 import { DeliverySignal } from './delivery-signal.js';
 import { emitFetched } from './fetched-events.js';
 import type { HandlerSlots, SlotWaiter } from './handler-slots.js';
@@ -532,29 +532,29 @@ export class RowLockBatch {
   #start(lease: Lease): void {
     const signal = new DeliverySignal();
     this.#running.set(lease, signal);
-    // deliver() returns undefined when the delivery already ended (a synchronous handler's ack):
-    // then no promise is made for it here either.
-    let running: Promise<void> | undefined;
+    let endedNow: boolean;
     try {
-      running = deliver(lease, signal, this.#isClosed, this.#deliverDeps);
+      endedNow = deliver(lease, signal, this.#isClosed, this.#deliverDeps, this.#deliveryEnds);
     } catch (error) {
       // Only a fault outside the handler (deliver() catches the handler's own): nothing was decided
       // for this row, so it stays in the table and is claimed again after this batch, like a row
       // of a batch that rolled back, while the rest of the batch commits.
       this.#deliveryFailed(error);
+      endedNow = true;
     }
-    if (running === undefined) this.#decided(lease);
-    else
-      running.then(
-        () => {
-          this.#decided(lease);
-        },
-        (error: unknown) => {
-          this.#deliveryFailed(error);
-          this.#decided(lease);
-        },
-      );
+    if (endedNow) this.#decided(lease);
   }
+
+  /** Where a delivery that did not end synchronously reports its end (see #start). */
+  readonly #deliveryEnds: DeliveryEnds<DeliverySignal> = {
+    ended: (lease) => {
+      this.#decided(lease);
+    },
+    failed: (lease, _signal, error) => {
+      this.#deliveryFailed(error);
+      this.#decided(lease);
+    },
+  };
 
   #deliveryFailed(error: unknown): void {
     this.#deps.logger.error(

@@ -13,7 +13,7 @@ import type { StatementRunner } from '../util/statement-runner.js';
 import { Wakeup } from '../util/wakeup.js';
 import { type ClaimFailureReport, idlePollDelayMs, notStalled, pauseAfterFailure } from './claim-pacing.js';
 import { decodeClaimedRow } from './claimed-row.js';
-import { deliver, type DeliverDeps } from './deliver.js';
+import { deliver, type DeliverDeps, type DeliveryEnds } from './deliver.js';
 import { DeliveryTransaction } from './delivery-transaction.js';
 import { emitFetched } from './fetched-events.js';
 import type { PublishFollowUp } from './follow-up.js';
@@ -733,27 +733,28 @@ export class Subscription {
    */
   #run(lease: Lease, now: number): void {
     const run = this.#inFlight.start(lease, now);
-    let running: Promise<void> | undefined;
+    let endedNow: boolean;
     try {
-      running = deliver(lease, run, this.#isAbandoned, this.#deliverDeps);
+      endedNow = deliver(lease, run, this.#isAbandoned, this.#deliverDeps, this.#deliveryEnds);
     } catch (error) {
       this.#deliveryFailed(error);
+      endedNow = true;
     }
-    if (running === undefined) {
-      this.#endedSynchronously += 1;
-      this.#finished(run);
-      return;
-    }
-    running.then(
-      () => {
-        this.#finished(run);
-      },
-      (error: unknown) => {
-        this.#deliveryFailed(error);
-        this.#finished(run);
-      },
-    );
+    if (!endedNow) return;
+    this.#endedSynchronously += 1;
+    this.#finished(run);
   }
+
+  /** Where a delivery that did not end synchronously reports its end. */
+  readonly #deliveryEnds: DeliveryEnds<RunningDelivery> = {
+    ended: (_lease, run) => {
+      this.#finished(run);
+    },
+    failed: (_lease, run, error) => {
+      this.#deliveryFailed(error);
+      this.#finished(run);
+    },
+  };
 
   #deliveryFailed(error: unknown): void {
     this.#deps.logger.error({ subscriber: this.options.name, err: errorMessage(error) }, 'delivery failed unexpectedly');

@@ -4,7 +4,7 @@ import { performance } from 'node:perf_hooks';
 import { DrainLimitError, InvalidOptionError } from '../errors.js';
 import type { Emit } from '../instrumentation/recorders.js';
 import type { PublishOptions } from '../producer/publish-options.js';
-import { deliver, type DeliverDeps } from '../subscriber/deliver.js';
+import { deliverAsPromise, type DeliverDeps } from '../subscriber/deliver.js';
 import { DeliverySignal } from '../subscriber/delivery-signal.js';
 import type { Lease } from '../subscriber/lease.js';
 import type { TestClock } from './clock.js';
@@ -86,7 +86,7 @@ async function deliverRow(ctx: DrainContext, row: MemoryRow): Promise<void> {
   const { deps } = subscription;
   ctx.emit?.({ type: 'fetched', queue: row.queue, subscriber: deps.options.name, count: 1 });
   const lease: Lease = { record: toClaimedRecord(row), token: randomUUID(), leasedAt: performance.now() };
-  await deliver(lease, new DeliverySignal(), () => false, deps.options.transactional ? inTransactions(ctx, deps) : deps);
+  await deliverAsPromise(lease, new DeliverySignal(), () => false, deps.options.transactional ? inTransactions(ctx, deps) : deps);
 }
 
 /**

@@ -8,6 +8,7 @@ import { useTestDatabase } from '../support/database.js';
 import { outboxFactory } from '../support/outboxes.js';
 import { publishCommitted } from '../support/publish.js';
 import { FAST_POLL, migratedOutbox } from '../support/subscriber-setup.js';
+import { TestLogger } from '../support/test-logger.js';
 import { inTransaction } from '../support/transaction.js';
 import { waitFor } from '../support/wait-for.js';
 
@@ -59,6 +60,49 @@ describe('token lease: a run that outlives its lease (single process)', () => {
         'SELECT failure_reason, last_exception_type FROM hung_handler_dlq',
       );
       assert.deepEqual(rows, [{ failure_reason: 'retry_terminal', last_exception_type: 'HandlerTimeoutError' }]);
+    } finally {
+      await outbox.stop();
+    }
+  });
+
+  test('several handlers past their lease in one sweep are all failed in it: their ends come after the sweep', async () => {
+    // An asynchronous handler's run ends without a promise (deliver.ts, PendingRun). A handler that
+    // acked and then hangs ends at its timeout with its ack handed to the acker, nothing to wait
+    // for: ended inside the sweep over the running deliveries, each end swapped the last run into
+    // its place, and the sweep skipped that run until the next one, a quarter of the lease later.
+    let sweep = 0;
+    let sweepOpen = false;
+    const sweeps: number[] = [];
+    const logger = new (class extends TestLogger {
+      override warn(fields: Record<string, unknown>, message: string): void {
+        super.warn(fields, message);
+        if (!message.startsWith('handler ran past its lease')) return;
+        // Warnings with no microtask between them were logged by one sweep.
+        if (!sweepOpen) {
+          sweepOpen = true;
+          sweep += 1;
+          queueMicrotask(() => {
+            sweepOpen = false;
+          });
+        }
+        sweeps.push(sweep);
+      }
+    })();
+    const { outbox, log } = await migratedOutbox(newOutbox, db.pool, 'hung_four', { logger });
+    await publishCommitted(outbox, db.pool, 'hung', ['a', 'b', 'c', 'd']);
+    outbox.subscribe(
+      'hung',
+      async (_message, ctx) => {
+        ctx.ack();
+        await never;
+      },
+      // One claim: the four leases share their start, so one sweep finds all of them past it.
+      { concurrency: 4, leaseTtlMs: 800, ...FAST_POLL },
+    );
+    outbox.start();
+    try {
+      await log.waitFor('acked', 4, 15_000);
+      assert.deepEqual(sweeps, [1, 1, 1, 1], 'all four failed by the first sweep past the lease');
     } finally {
       await outbox.stop();
     }

@@ -126,14 +126,14 @@ function runOf(timing: Timing): Run {
  * the result goes. A decision a handler makes after it returned (or after its promise settled) is
  * ignored, as DeliveryControls says.
  */
-function runHandler(
+function runHandler<S extends DeliverySignal>(
   lease: Lease,
-  signal: DeliverySignal,
+  signal: S,
   controls: DeliveryControls,
   timing: Timing,
   deps: DeliverDeps,
   plain: boolean,
-): ConsumeResult | PendingRun {
+): ConsumeResult | PendingRun<S> {
   timing.startedAtMs = (deps.now ?? Date.now)();
   const t0 = performance.now();
   // Timed out before its handler started (a consume middleware held the run past its bound): the
@@ -158,9 +158,11 @@ function runHandler(
     signal.handlerEnded = true;
     return decided(lease, controls, timing, deps, t0, false, undefined, plain);
   }
-  const pending = new PendingRun(lease, signal, controls, timing, deps, t0, plain);
+  // Awaited once the caller said where the result goes (asPromise, endThrough): `await` can throw
+  // before returning (a promise whose `constructor` getter throws), and that result must not come
+  // before anyone listens.
+  const pending = new PendingRun(lease, signal, controls, timing, deps, t0, plain, returned as PromiseLike<unknown>);
   signal.pending = pending;
-  void untilSettled(pending, returned as PromiseLike<unknown>);
   return pending;
 }
 
@@ -172,8 +174,11 @@ function isThenable(value: unknown): value is PromiseLike<unknown> {
   );
 }
 
-/** Decides `pending` when the handler's promise settles (unless a timeout decided it first). Never rejects. */
-async function untilSettled(pending: PendingRun, returned: PromiseLike<unknown>): Promise<void> {
+/**
+ * Decides `pending` when the handler's promise settles (unless a timeout decided it first). Rejects
+ * only when the caller's DeliveryEnds throws, as a promise's reaction would have.
+ */
+async function untilSettled<S extends DeliverySignal>(pending: PendingRun<S>, returned: PromiseLike<unknown>): Promise<void> {
   try {
     await returned;
   } catch (error) {
@@ -190,35 +195,37 @@ async function untilSettled(pending: PendingRun, returned: PromiseLike<unknown>)
  * the handler does after that is ignored (its decisions too: DeliveryControls was settled).
  *
  * The result goes where the caller said, right after runHandler returned: a promise's resolve (the
- * chain's inner step, an observer's), or straight to the outcome write and the DeliveryEnds (a
- * delivery with no consume middleware). One object where a promise, a promise per `then` and four
- * closures per delivery were: they cost an asynchronous handler's drain ~0.7 µs per message above
- * a synchronous one's (BENCHMARKS.md, round nineteen).
+ * chain's inner step, an observer's: asPromise), or straight to the outcome write and the
+ * DeliveryEnds (a delivery with no consume middleware: endThrough). One object where a promise, a
+ * promise per `then` and four closures per delivery were: ~0.35 µs per delivery in a
+ * micro-benchmark of deliver() alone (BENCHMARKS.md, "Round nineteen").
  */
-class PendingRun implements Interruptible {
+class PendingRun<S extends DeliverySignal> implements Interruptible {
   readonly #lease: Lease;
-  readonly #signal: DeliverySignal;
+  readonly #signal: S;
   readonly #controls: DeliveryControls;
   readonly #timing: Timing;
   readonly #deps: DeliverDeps;
   readonly #t0: number;
   readonly #plain: boolean;
+  readonly #returned: PromiseLike<unknown>;
   #open = true;
   /** The promise form's. */
   #resolve: ((result: ConsumeResult) => void) | undefined = undefined;
   #reject: ((error: unknown) => void) | undefined = undefined;
   /** The direct form's. */
   #abandoned: (() => boolean) | undefined = undefined;
-  #ends: DeliveryEnds<DeliverySignal> | undefined = undefined;
+  #ends: DeliveryEnds<S> | undefined = undefined;
 
   constructor(
     lease: Lease,
-    signal: DeliverySignal,
+    signal: S,
     controls: DeliveryControls,
     timing: Timing,
     deps: DeliverDeps,
     t0: number,
     plain: boolean,
+    returned: PromiseLike<unknown>,
   ) {
     this.#lease = lease;
     this.#signal = signal;
@@ -227,20 +234,26 @@ class PendingRun implements Interruptible {
     this.#deps = deps;
     this.#t0 = t0;
     this.#plain = plain;
+    this.#returned = returned;
   }
 
-  /** The result, as a promise. */
-  promise(): Promise<ConsumeResult> {
+  /** The promise form: the result as a promise (the chain's inner step, an observer's). Called once, at once. */
+  asPromise(): Promise<ConsumeResult> {
     return new Promise<ConsumeResult>((resolve, reject) => {
       this.#resolve = resolve;
       this.#reject = reject;
+      void untilSettled(this, this.#returned);
     });
   }
 
-  /** The result's outcome is written (or handed to the acker) at once, and `ends` hears the delivery's end. */
-  writeThenEnd(abandoned: () => boolean, ends: DeliveryEnds<DeliverySignal>): void {
+  /**
+   * The direct form: the result's outcome is written (or handed to the acker) at once, and `ends`
+   * hears the delivery's end. Called once, at once.
+   */
+  endThrough(abandoned: () => boolean, ends: DeliveryEnds<S>): void {
     this.#abandoned = abandoned;
     this.#ends = ends;
+    void untilSettled(this, this.#returned);
   }
 
   interrupt(reason: unknown): void {
@@ -285,8 +298,7 @@ class PendingRun implements Interruptible {
    * long ago, so `ends` hears of every end, an ack's too.
    */
   #end(result: ConsumeResult | undefined, fault: { error: unknown } | undefined): void {
-    const ends = this.#ends;
-    if (ends === undefined) return;
+    const ends = this.#ends as DeliveryEnds<S>;
     const lease = this.#lease;
     const signal = this.#signal;
     let endedNow: boolean;
@@ -311,7 +323,7 @@ function runHandlerAsync(
   deps: DeliverDeps,
 ): Promise<ConsumeResult> {
   const run = runHandler(lease, signal, controls, timing, deps, true);
-  return run instanceof PendingRun ? run.promise() : Promise.resolve(run);
+  return run instanceof PendingRun ? run.asPromise() : Promise.resolve(run);
 }
 
 /**
@@ -416,7 +428,7 @@ export function deliver<S extends DeliverySignal>(
     return endWhenSettled(wrapped(lease, signal, abandoned, deps, controls, timing), lease, signal, ends);
   const result = runHandler(lease, signal, controls, timing, deps, false);
   if (!(result instanceof PendingRun)) return writeThenEnd(lease, signal, result, timing, abandoned, deps, ends);
-  result.writeThenEnd(abandoned, ends);
+  result.endThrough(abandoned, ends);
   return false;
 }
 
@@ -662,7 +674,7 @@ function observedConsume(
     observedScope(lease, deps.options.name),
     () => {
       const run = runHandler(lease, signal, controls, timing, deps, false);
-      return run instanceof PendingRun ? run.promise() : run;
+      return run instanceof PendingRun ? run.asPromise() : run;
     },
     (error, handlerResult) => failed(error, handlerResult, lease, timing, deps),
     (result, onWritten) => written(lease, result, timing, abandoned, deps, onWritten),

@@ -205,7 +205,8 @@ export function idRange(rows: readonly ClaimedRecord[]): IdRange | undefined {
  *   running    handlers run, each in one of the subscription's `concurrency` slots (`#running`:
  *              their signals). A delivery is decided when the writer hears its outcome — an ack is
  *              kept for the DELETE, a retry or a terminal write runs at once on the batch's
- *              connection — or when deliver() returned without one; its slot is given back then.
+ *              connection — or when its delivery ended without one (deliver() returned true, or
+ *              #deliveryEnds heard its end); its slot is given back then.
  *   closed     no handler is started any more (all ran, stop() began, half of leaseTtlMs is
  *              spent: START_BUDGET_SHARE, or stop() gave up waiting: abandon()). A delivery that
  *              finishes now writes nothing (deliver's `abandoned`): its row is left as it was,
@@ -526,8 +527,8 @@ export class RowLockBatch {
 
   /**
    * One delivery in a taken slot. Decided: the writer heard its ack, retry or terminal write, or
-   * deliver() returned (it wrote nothing). A retry's deliver() waits for the COMMIT, which waits
-   * for every delivery to be decided: so the slot is given back at the decision, not at the return.
+   * the delivery ended (it wrote nothing). A retry's delivery ends after the COMMIT, which waits
+   * for every delivery to be decided: so the slot is given back at the decision, not at the end.
    */
   #start(lease: Lease): void {
     const signal = new DeliverySignal();
@@ -551,8 +552,12 @@ export class RowLockBatch {
       this.#decided(lease);
     },
     failed: (lease, _signal, error) => {
-      this.#deliveryFailed(error);
-      this.#decided(lease);
+      // The slot is given back even when logging the failure throws.
+      try {
+        this.#deliveryFailed(error);
+      } finally {
+        this.#decided(lease);
+      }
     },
   };
 

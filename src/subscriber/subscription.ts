@@ -114,7 +114,7 @@ export class Subscription {
   #reserved = 0;
   /** Times a finished delivery found the buffer empty while a claim was in flight. */
   #starvations = 0;
-  /** Deliveries that ended synchronously (deliver() returned no promise): see #claimLoop's `outran`. */
+  /** Deliveries that ended synchronously (deliver() returned true): see #claimLoop's `outran`. */
   #endedSynchronously = 0;
   /** Two claims in flight (see the class comment). */
   #pipelined = false;
@@ -613,7 +613,7 @@ export class Subscription {
         { subscriber: name, messageId: run.lease.record.id, timeoutMs: error.timeoutMs, bound: error.bound },
         `handler ran past its ${error.bound} without settling: failing it with HandlerTimeoutError under the ack policy; whatever it does later is ignored`,
       );
-      // Settles a promise: its reactions run after this loop, whose array they would change.
+      // Its end comes after this loop (a microtask later), whose array it would change.
       run.timeOut(error);
     }
     for (const run of stuck ?? []) {
@@ -729,7 +729,7 @@ export class Subscription {
 
   /**
    * One slot's delivery, then the slot is free again: at once when deliver() ended it
-   * synchronously (a synchronous handler's ack), or when its promise settles.
+   * synchronously (a synchronous handler's ack), or when #deliveryEnds hears its end.
    */
   #run(lease: Lease, now: number): void {
     const run = this.#inFlight.start(lease, now);
@@ -751,8 +751,12 @@ export class Subscription {
       this.#finished(run);
     },
     failed: (_lease, run, error) => {
-      this.#deliveryFailed(error);
-      this.#finished(run);
+      // The slot is freed even when logging the failure throws.
+      try {
+        this.#deliveryFailed(error);
+      } finally {
+        this.#finished(run);
+      }
     },
   };
 

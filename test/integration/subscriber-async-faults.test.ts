@@ -1,7 +1,10 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 
+import { Registry } from 'prom-client';
+
 import type { SubscribeOptions } from '../../src/index.js';
+import { prometheusMiddleware } from '../../src/prometheus/index.js';
 import { useTestDatabase } from '../support/database.js';
 import { outboxFactory } from '../support/outboxes.js';
 import { publishCommitted } from '../support/publish.js';
@@ -71,4 +74,63 @@ describe('a fault after an asynchronous handler settled', () => {
       assert.equal(rows[0]?.n, '0');
     });
   }
+
+  test('a promise whose await throws at once (a throwing `constructor` getter) fails the run, and the slot goes on', async () => {
+    // `await` reads a native promise's `constructor` before it returns: this one's await throws
+    // while the delivery is still being started, before deliver() said where its end goes (review).
+    const { outbox, log } = await migratedOutbox(newOutbox, db.pool, 'async_fault_getter');
+    outbox.subscribe(
+      'getter',
+      (message) => {
+        const done = Promise.resolve();
+        if (message.deliveriesCount > 1) return done;
+        void Object.defineProperty(done, 'constructor', {
+          get() {
+            throw new Error('no constructor');
+          },
+        });
+        return done;
+      },
+      { name: 'getter', concurrency: 1, retry: { nextDelayMs: () => 0 }, ...FAST_POLL },
+    );
+    outbox.start();
+    await publishCommitted(outbox, db.pool, 'getter', ['x', 'y']);
+    const acked = await log.waitFor('acked', 2, 20_000);
+    assert.deepEqual(
+      acked.map((event) => event.deliveriesCount),
+      [2, 2],
+      'each first run failed, each second acked',
+    );
+    assert.deepEqual(
+      log.of('nacked_retried').map((event) => event.exceptionType),
+      ['Error', 'Error'],
+    );
+  });
+
+  test('with an observing middleware (Prometheus): the fault fails the run under the ack policy, a retry', async () => {
+    const logger = new ThrowingLogger();
+    const { outbox, log } = await migratedOutbox(newOutbox, db.pool, 'async_fault_observed', {
+      logger,
+      middlewares: [prometheusMiddleware({ registry: new Registry() })],
+    });
+    const runs: number[] = [];
+    outbox.subscribe(
+      'observed',
+      async (message, ctx) => {
+        await Promise.resolve();
+        runs.push(message.deliveriesCount);
+        if (message.deliveriesCount > 1) ctx.ack();
+      },
+      { name: 'observed', ackPolicy: 'manual', retry: { nextDelayMs: () => 0 }, ...FAST_POLL },
+    );
+    outbox.start();
+    await publishCommitted(outbox, db.pool, 'observed', ['x']);
+    await log.waitFor('acked', 1, 20_000);
+    assert.deepEqual(runs, [1, 2]);
+    assert.deepEqual(
+      log.of('nacked_retried').map((event) => event.exceptionType),
+      ['Error'],
+      "the logger's fault, as the run's error",
+    );
+  });
 });

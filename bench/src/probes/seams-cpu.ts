@@ -190,6 +190,20 @@ function variant(
   const created = new Date();
   const headers = { 'content-type': 'application/json', 'correlation-id': 'c', traceparent };
   let next = 0;
+  // Deliveries that did not end before deliver() returned: they report to `ends`.
+  let pending = 0;
+  let allEnded: (() => void) | undefined;
+  let failure: unknown;
+  const ends = {
+    ended(): void {
+      pending -= 1;
+      if (pending === 0) allEnded?.();
+    },
+    failed(_lease: unknown, _signal: unknown, error: unknown): void {
+      failure ??= error;
+      this.ended();
+    },
+  };
   return {
     name,
     async batch(count) {
@@ -213,10 +227,17 @@ function variant(
           token: '00000000-0000-4000-8000-000000000000',
           leasedAt: 0,
         };
-        const run = lib.deliver(lease, new lib.DeliverySignal(), () => false, deps);
-        if (run !== undefined) running.push(run);
+        const returned: unknown = lib.deliver(lease, new lib.DeliverySignal(), () => false, deps, ends);
+        // A baseline tree from before round nineteen returns its delivery's promise (or undefined).
+        if (returned instanceof Promise) running.push(returned as Promise<void>);
+        else if (returned === false) pending += 1;
       }
       if (running.length > 0) await Promise.all(running);
+      if (pending > 0)
+        await new Promise<void>((ended) => {
+          allEnded = ended;
+        });
+      if (failure !== undefined) throw failure instanceof Error ? failure : new Error('a delivery failed outside its handler');
       await writer.drainAcks();
     },
   };

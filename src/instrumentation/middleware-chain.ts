@@ -2,7 +2,7 @@ import { InvalidOptionError, MiddlewareError } from '../errors.js';
 import type { Logger } from '../util/logger.js';
 import { type ConsumeObserver, consumeObserverOf, type ObservedConsume, rememberWrittenResult } from './consume-observer.js';
 import type { ConsumeContext, ConsumeResult, CustomStat, Middleware, PublishContext, PublishResult } from './middleware.js';
-import { type Fail, observeConsume, type Settle } from './observed-consume.js';
+import { type Fail, type LATER, type LaterResult, observeConsume, type Settle } from './observed-consume.js';
 import { safeInvoke } from './safe-invoke.js';
 
 type Hook<C, R> = (ctx: C, next: () => Promise<R>) => Promise<void>;
@@ -171,14 +171,15 @@ export class MiddlewareChain {
   /**
    * `consume` through the middlewares' observers (when `observed`): the same failure rules, the
    * outcome handed to `settle` with what to tell when its write lands. Undefined when the delivery
-   * is already over (a synchronous handler's ack handed to the acker); never rejects.
+   * is already over (a synchronous handler's ack handed to the acker); LATER when `inner` handed
+   * over a LaterResult (its listener goes on); never rejects.
    */
   observe(
     ctx: ObservedConsume,
-    inner: () => ConsumeResult | Promise<ConsumeResult>,
+    inner: () => ConsumeResult | Promise<ConsumeResult> | LaterResult,
     fail: Fail,
     settle: Settle,
-  ): Promise<void> | undefined {
+  ): Promise<void> | undefined | typeof LATER {
     if (this.#observers === undefined) throw new Error('MiddlewareChain.observe without observers: check `observed` first');
     return observeConsume(this.#observers, this.#logger, ctx, inner, fail, settle);
   }

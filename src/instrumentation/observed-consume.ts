@@ -26,6 +26,67 @@ export type Settle = (result: ConsumeResult, onWritten: ((write: OutcomeWrite) =
 export type Fail = (error: unknown, handlerResult: ConsumeResult | undefined) => ConsumeResult;
 
 /**
+ * Hears a result that comes later (LaterResult): what is left of the delivery once it came, as
+ * `Settle` returns it.
+ */
+export interface ResultListener {
+  /** The inner step's result came. */
+  decided(result: ConsumeResult): Promise<void> | undefined;
+  /** The inner step failed outside the handler (deliver() catches the handler's own failures). */
+  threw(error: unknown): Promise<void> | undefined;
+}
+
+/**
+ * A result the inner step hands over later, heard by one listener without a promise (deliver.ts's
+ * PendingRun, an asynchronous handler's run): `listen` is called once, right after the inner step
+ * returned it, outside the observers' arounds.
+ */
+export interface LaterResult {
+  listen(listener: ResultListener): void;
+}
+
+/** observeConsume's answer for a LaterResult: the listener carries the delivery on. */
+export const LATER = Symbol('later');
+
+function isLater(run: ConsumeResult | Promise<ConsumeResult> | LaterResult): run is LaterResult {
+  return typeof (run as Partial<LaterResult>).listen === 'function';
+}
+
+/** The observers' end of one delivery whose result comes later: finish() once it came. */
+class ObservedEnd implements ResultListener {
+  readonly #observers: readonly AnyObserver[];
+  readonly #logger: Logger;
+  readonly #ctx: ObservedConsume;
+  readonly #states: readonly unknown[];
+  readonly #fail: Fail;
+  readonly #settle: Settle;
+
+  constructor(
+    observers: readonly AnyObserver[],
+    logger: Logger,
+    ctx: ObservedConsume,
+    states: readonly unknown[],
+    fail: Fail,
+    settle: Settle,
+  ) {
+    this.#observers = observers;
+    this.#logger = logger;
+    this.#ctx = ctx;
+    this.#states = states;
+    this.#fail = fail;
+    this.#settle = settle;
+  }
+
+  decided(result: ConsumeResult): Promise<void> | undefined {
+    return finish(this.#observers, this.#logger, this.#ctx, this.#states, result, undefined, this.#fail, this.#settle);
+  }
+
+  threw(error: unknown): Promise<void> | undefined {
+    return finish(this.#observers, this.#logger, this.#ctx, this.#states, undefined, error, this.#fail, this.#settle);
+  }
+}
+
+/**
  * One delivery through consume observers (consume-observer.ts): `start` outermost first, each
  * inside the `around` of the ones outside it, `inner` inside them all, then `end` innermost first,
  * and `written` (innermost first, with the final result) when the outcome's write landed. The
@@ -33,22 +94,27 @@ export type Fail = (error: unknown, handlerResult: ConsumeResult | undefined) =>
  * makes the ones outside it end with that error (the ones inside never start); one that throws in
  * `end` makes the ones outside it end with that error; either way the delivery fails through
  * `fail` unless the handler's own result is already an error. Returns what `settle`
- * returns: nothing at all for a synchronous handler whose ack went to the acker.
+ * returns: nothing at all for a synchronous handler whose ack went to the acker. For a LaterResult,
+ * LATER: its listener does all that when the result comes, and hands on what `settle` returned.
  */
 export function observeConsume(
   observers: readonly AnyObserver[],
   logger: Logger,
   ctx: ObservedConsume,
-  inner: () => ConsumeResult | Promise<ConsumeResult>,
+  inner: () => ConsumeResult | Promise<ConsumeResult> | LaterResult,
   fail: Fail,
   settle: Settle,
-): Promise<void> | undefined {
+): Promise<void> | undefined | typeof LATER {
   const states = notStarted(observers.length);
-  let run: ConsumeResult | Promise<ConsumeResult>;
+  let run: ConsumeResult | Promise<ConsumeResult> | LaterResult;
   try {
     run = enter(observers, states, ctx, 0, inner);
   } catch (error) {
     return finish(observers, logger, ctx, states, undefined, error, fail, settle);
+  }
+  if (isLater(run)) {
+    run.listen(new ObservedEnd(observers, logger, ctx, states, fail, settle));
+    return LATER;
   }
   if (!(run instanceof Promise)) return finish(observers, logger, ctx, states, run, undefined, fail, settle);
   return run.then(

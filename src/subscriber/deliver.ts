@@ -5,6 +5,7 @@ import { type ObservedConsume, rememberWrittenResult } from '../instrumentation/
 import type { CustomStatKeys } from '../instrumentation/custom-stats.js';
 import type { ConsumeContext, ConsumeOutcome, ConsumeResult, OutcomeWrite } from '../instrumentation/middleware.js';
 import type { MiddlewareChain } from '../instrumentation/middleware-chain.js';
+import { LATER, type LaterResult, type ResultListener } from '../instrumentation/observed-consume.js';
 import type { Emit } from '../instrumentation/recorders.js';
 import type { RetryStrategy } from '../retry/retry-strategy.js';
 import { MAX_DELAY_MS } from '../retry/retry-strategy.js';
@@ -194,13 +195,16 @@ async function untilSettled<S extends DeliverySignal>(pending: PendingRun<S>, re
  * promise that never settles does not hold its row, its slot and its ordering key for good. What
  * the handler does after that is ignored (its decisions too: DeliveryControls was settled).
  *
- * The result goes where the caller said, right after runHandler returned: a promise's resolve (the
- * chain's inner step, an observer's: asPromise), or straight to the outcome write and the
- * DeliveryEnds (a delivery with no consume middleware: endThrough). One object where a promise, a
- * promise per `then` and four closures per delivery were: ~0.35 µs per delivery in a
- * micro-benchmark of deliver() alone (BENCHMARKS.md, "Round nineteen").
+ * The result goes where the caller said, right after runHandler returned:
+ * - a promise's resolve (the generic chain's inner step, a transaction's): asPromise;
+ * - the consume observers' listener (observed-consume.ts), which ends their calls and writes the
+ *   outcome: endsTo, then listen;
+ * - straight to the outcome write (no consume middleware): endThrough.
+ * In the last two the DeliveryEnds hears the delivery's end. One object where a promise, a promise
+ * per `then` and four closures per delivery were: ~0.35 µs per delivery in a micro-benchmark of
+ * deliver() alone, ~1 µs with the Prometheus observer (BENCHMARKS.md, "Round nineteen").
  */
-class PendingRun<S extends DeliverySignal> implements Interruptible {
+class PendingRun<S extends DeliverySignal> implements Interruptible, LaterResult {
   readonly #lease: Lease;
   readonly #signal: S;
   readonly #controls: DeliveryControls;
@@ -213,9 +217,12 @@ class PendingRun<S extends DeliverySignal> implements Interruptible {
   /** The promise form's. */
   #resolve: ((result: ConsumeResult) => void) | undefined = undefined;
   #reject: ((error: unknown) => void) | undefined = undefined;
+  /** Who hears the end (the observed and direct forms). */
+  #ends: DeliveryEnds<S> | undefined = undefined;
+  /** The observed form's: the result goes to it, not to the outcome write. */
+  #listener: ResultListener | undefined = undefined;
   /** The direct form's. */
   #abandoned: (() => boolean) | undefined = undefined;
-  #ends: DeliveryEnds<S> | undefined = undefined;
 
   constructor(
     lease: Lease,
@@ -237,7 +244,7 @@ class PendingRun<S extends DeliverySignal> implements Interruptible {
     this.#returned = returned;
   }
 
-  /** The promise form: the result as a promise (the chain's inner step, an observer's). Called once, at once. */
+  /** The promise form: the result as a promise. Called once, at once. */
   asPromise(): Promise<ConsumeResult> {
     return new Promise<ConsumeResult>((resolve, reject) => {
       this.#resolve = resolve;
@@ -253,6 +260,17 @@ class PendingRun<S extends DeliverySignal> implements Interruptible {
   endThrough(abandoned: () => boolean, ends: DeliveryEnds<S>): void {
     this.#abandoned = abandoned;
     this.#ends = ends;
+    void untilSettled(this, this.#returned);
+  }
+
+  /** The observed form, first half: `ends` hears the delivery's end. listen() follows. */
+  endsTo(ends: DeliveryEnds<S>): void {
+    this.#ends = ends;
+  }
+
+  /** The observed form: the result goes to `listener` (LaterResult). Called once, at once. */
+  listen(listener: ResultListener): void {
+    this.#listener = listener;
     void untilSettled(this, this.#returned);
   }
 
@@ -294,23 +312,32 @@ class PendingRun<S extends DeliverySignal> implements Interruptible {
   }
 
   /**
-   * The direct form: the outcome written (or handed to the acker), then the end. deliver() returned
-   * long ago, so `ends` hears of every end, an ack's too.
+   * The observed and direct forms: the listener's work or the outcome write, then the end.
+   * deliver() returned long ago, so `ends` hears of every end, an ack's too. A fault with no
+   * listener leaves the row undecided (leased, delivered again); a listener fails the delivery
+   * under the ack policy, as the generic chain does.
    */
   #end(result: ConsumeResult | undefined, fault: { error: unknown } | undefined): void {
     const ends = this.#ends as DeliveryEnds<S>;
     const lease = this.#lease;
     const signal = this.#signal;
-    let endedNow: boolean;
+    const listener = this.#listener;
+    const abandoned = this.#abandoned;
+    // Neither: the observers failed after the handler started (an around that threw once it
+    // returned) and ended the delivery themselves, so this run's result goes nowhere.
+    if (listener === undefined && abandoned === undefined) return;
+    let running: Promise<void> | undefined;
     try {
-      if (fault !== undefined) throw fault.error;
-      const abandoned = this.#abandoned as () => boolean;
-      endedNow = writeThenEnd(lease, signal, result as ConsumeResult, this.#timing, abandoned, this.#deps, ends);
+      if (listener !== undefined)
+        running = fault === undefined ? listener.decided(result as ConsumeResult) : listener.threw(fault.error);
+      else if (fault !== undefined) throw fault.error;
+      else running = written(lease, result as ConsumeResult, this.#timing, abandoned as () => boolean, this.#deps, undefined);
     } catch (error) {
       ends.failed(lease, signal, error);
       return;
     }
-    if (endedNow) ends.ended(lease, signal);
+    if (running === undefined) ends.ended(lease, signal);
+    else endWhenSettled(running, lease, signal, ends);
   }
 }
 
@@ -423,7 +450,7 @@ export function deliver<S extends DeliverySignal>(
   );
   const timing = new HandlerRun(lease);
   if (!options.transactional && deps.middlewares.observed)
-    return endWhenSettled(observedConsume(lease, signal, abandoned, deps, controls, timing), lease, signal, ends);
+    return observedConsume(lease, signal, abandoned, deps, controls, timing, ends);
   if (options.transactional || deps.middlewares.hasConsume)
     return endWhenSettled(wrapped(lease, signal, abandoned, deps, controls, timing), lease, signal, ends);
   const result = runHandler(lease, signal, controls, timing, deps, false);
@@ -662,21 +689,24 @@ export function failStuck(lease: Lease, error: unknown, deps: DeliverDeps): Prom
  * A delivery whose consume middlewares are all txoutbox's own (instrumentation/consume-observer.ts):
  * their callbacks around the handler, without the chain's closures, promises and ctx.written.
  */
-function observedConsume(
+function observedConsume<S extends DeliverySignal>(
   lease: Lease,
-  signal: DeliverySignal,
+  signal: S,
   abandoned: () => boolean,
   deps: DeliverDeps,
   controls: DeliveryControls,
   timing: Timing,
-): Promise<void> | undefined {
-  return deps.middlewares.observe(
+  ends: DeliveryEnds<S>,
+): boolean {
+  const running = deps.middlewares.observe(
     observedScope(lease, deps.options.name),
     () => {
       const run = runHandler(lease, signal, controls, timing, deps, false);
-      return run instanceof PendingRun ? run.asPromise() : run;
+      if (run instanceof PendingRun) run.endsTo(ends);
+      return run;
     },
     (error, handlerResult) => failed(error, handlerResult, lease, timing, deps),
     (result, onWritten) => written(lease, result, timing, abandoned, deps, onWritten),
   );
+  return running === LATER ? false : endWhenSettled(running, lease, signal, ends);
 }

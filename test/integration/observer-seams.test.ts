@@ -12,7 +12,7 @@ import { trace } from '@opentelemetry/api';
 import { BasicTracerProvider, InMemorySpanExporter, type ReadableSpan, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { Registry } from 'prom-client';
 
-import { ConstantRetry, type Middleware } from '../../src/index.js';
+import { ConstantRetry, type HandlerContext, type Message, type Middleware } from '../../src/index.js';
 import { observingMiddleware } from '../../src/instrumentation/consume-observer.js';
 import { MiddlewareChain } from '../../src/instrumentation/middleware-chain.js';
 import { tracingMiddleware } from '../../src/opentelemetry/index.js';
@@ -87,7 +87,7 @@ interface Outcome {
 }
 
 /** Publishes the four kinds and drains them with `middlewares(tracing, prometheus)`. */
-async function run(table: string, withUserMiddleware: boolean): Promise<Outcome> {
+async function run(table: string, withUserMiddleware: boolean, asyncHandler = false): Promise<Outcome> {
   const exporter = new InMemorySpanExporter();
   const tracerProvider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] });
   const registry = new Registry();
@@ -105,15 +105,22 @@ async function run(table: string, withUserMiddleware: boolean): Promise<Outcome>
     recorder: [prometheusRecorder({ registry })],
   });
   const activeInHandler: boolean[] = [];
+  const handle = (message: Message<{ kind: string }>, ctx: HandlerContext): void => {
+    activeInHandler.push(trace.getActiveSpan()?.isRecording() === true);
+    const first = message.attemptsCount === 0;
+    if (message.body.kind === 'nack' && first) ctx.nack({ delayMs: 5 });
+    if (message.body.kind === 'reject') ctx.reject('bad order');
+    if (message.body.kind === 'throw' && first) throw new PaymentDeclined('declined');
+  };
   outbox.subscribe<{ kind: string }>(
     'q',
-    (message, ctx) => {
-      activeInHandler.push(trace.getActiveSpan()?.isRecording() === true);
-      const first = message.attemptsCount === 0;
-      if (message.body.kind === 'nack' && first) ctx.nack({ delayMs: 5 });
-      if (message.body.kind === 'reject') ctx.reject('bad order');
-      if (message.body.kind === 'throw' && first) throw new PaymentDeclined('declined');
-    },
+    asyncHandler
+      ? async (message, ctx) => {
+          // After a turn of the event loop: the span must still be the active one.
+          await new Promise((resolve) => setImmediate(resolve));
+          handle(message, ctx);
+        }
+      : handle,
     { ...FAST_POLL, name: 'billing', retry: new ConstantRetry({ delayMs: 10, maxAttempts: 5 }) },
   );
   const before = observeCalls;
@@ -170,6 +177,19 @@ describe('consume observers and the generic chain', () => {
     assert.equal(line(/exceptions_total.*"exception_type":"PaymentDeclined"\} 1$/).length, 1);
     assert.equal(line(/received_messages_in_process.* 0$/).length, 1, 'the in-process gauge is back to 0');
     assert.equal(line(/outbox_terminal_total.*"reason":"rejected"\} 1$/).length, 1, "the recorder's series too");
+  });
+
+  test('an async handler: its run handed to the observers without a promise (LaterResult); same spans and series as the generic chain', async () => {
+    const observed = await run('obs_async_direct', false, true);
+    const generic = await run('obs_async_generic', true, true);
+    assert.equal(observed.observed, 6);
+    assert.equal(generic.wrapped, 6);
+    assert.deepEqual(observed.activeInHandler, [true, true, true, true, true, true], 'the process span is active after an await');
+    assert.deepEqual(observed.spans, generic.spans);
+    assert.deepEqual(observed.series, generic.series);
+    const sync = await run('obs_sync_direct', false);
+    assert.deepEqual(observed.spans, sync.spans, 'as a synchronous handler');
+    assert.deepEqual(observed.series, sync.series);
   });
 
   test('a failure outside prometheusMiddleware after an ack: processed counts the retry written, on both paths', async () => {

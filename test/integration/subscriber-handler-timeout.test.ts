@@ -1,8 +1,11 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 
+import { Registry } from 'prom-client';
+
 import type { Middleware } from '../../src/index.js';
 import { ConstantRetry, HandlerTimeoutError, NoRetry } from '../../src/index.js';
+import { prometheusMiddleware } from '../../src/prometheus/index.js';
 import { ClaimDelayPool } from '../support/claim-delay-pool.js';
 import { useTestDatabase } from '../support/database.js';
 import { outboxFactory } from '../support/outboxes.js';
@@ -65,48 +68,52 @@ describe('token lease: a run that outlives its lease (single process)', () => {
     }
   });
 
-  test('several handlers past their lease in one sweep are all failed in it: their ends come after the sweep', async () => {
-    // An asynchronous handler's run ends without a promise (deliver.ts, PendingRun). A handler that
-    // acked and then hangs ends at its timeout with its ack handed to the acker, nothing to wait
-    // for: ended inside the sweep over the running deliveries, each end swapped the last run into
-    // its place, and the sweep skipped that run until the next one, a quarter of the lease later.
-    let sweep = 0;
-    let sweepOpen = false;
-    const sweeps: number[] = [];
-    const logger = new (class extends TestLogger {
-      override warn(fields: Record<string, unknown>, message: string): void {
-        super.warn(fields, message);
-        if (!message.startsWith('handler ran past its lease')) return;
-        // Warnings with no microtask between them were logged by one sweep.
-        if (!sweepOpen) {
-          sweepOpen = true;
-          sweep += 1;
-          queueMicrotask(() => {
-            sweepOpen = false;
-          });
+  for (const observed of [false, true])
+    test(`several handlers past their lease in one sweep are all failed in it: their ends come after the sweep${observed ? ' (Prometheus observing)' : ''}`, async () => {
+      // An asynchronous handler's run ends without a promise (deliver.ts, PendingRun). A handler that
+      // acked and then hangs ends at its timeout with its ack handed to the acker, nothing to wait
+      // for: ended inside the sweep over the running deliveries, each end swapped the last run into
+      // its place, and the sweep skipped that run until the next one, a quarter of the lease later.
+      let sweep = 0;
+      let sweepOpen = false;
+      const sweeps: number[] = [];
+      const logger = new (class extends TestLogger {
+        override warn(fields: Record<string, unknown>, message: string): void {
+          super.warn(fields, message);
+          if (!message.startsWith('handler ran past its lease')) return;
+          // Warnings with no microtask between them were logged by one sweep.
+          if (!sweepOpen) {
+            sweepOpen = true;
+            sweep += 1;
+            queueMicrotask(() => {
+              sweepOpen = false;
+            });
+          }
+          sweeps.push(sweep);
         }
-        sweeps.push(sweep);
+      })();
+      const { outbox, log } = await migratedOutbox(newOutbox, db.pool, observed ? 'hung_four_observed' : 'hung_four', {
+        logger,
+        ...(observed ? { middlewares: [prometheusMiddleware({ registry: new Registry() })] } : {}),
+      });
+      await publishCommitted(outbox, db.pool, 'hung', ['a', 'b', 'c', 'd']);
+      outbox.subscribe(
+        'hung',
+        async (_message, ctx) => {
+          ctx.ack();
+          await never;
+        },
+        // One claim: the four leases share their start, so one sweep finds all of them past it.
+        { concurrency: 4, leaseTtlMs: 800, ...FAST_POLL },
+      );
+      outbox.start();
+      try {
+        await log.waitFor('acked', 4, 15_000);
+        assert.deepEqual(sweeps, [1, 1, 1, 1], 'all four failed by the first sweep past the lease');
+      } finally {
+        await outbox.stop();
       }
-    })();
-    const { outbox, log } = await migratedOutbox(newOutbox, db.pool, 'hung_four', { logger });
-    await publishCommitted(outbox, db.pool, 'hung', ['a', 'b', 'c', 'd']);
-    outbox.subscribe(
-      'hung',
-      async (_message, ctx) => {
-        ctx.ack();
-        await never;
-      },
-      // One claim: the four leases share their start, so one sweep finds all of them past it.
-      { concurrency: 4, leaseTtlMs: 800, ...FAST_POLL },
-    );
-    outbox.start();
-    try {
-      await log.waitFor('acked', 4, 15_000);
-      assert.deepEqual(sweeps, [1, 1, 1, 1], 'all four failed by the first sweep past the lease');
-    } finally {
-      await outbox.stop();
-    }
-  });
+    });
 
   test('handlerTimeoutMs under renewal: a run past it fails with HandlerTimeoutError and is retried; the next run acks', async () => {
     const { outbox, log } = await migratedOutbox(newOutbox, db.pool, 'hung_bounded');

@@ -25,6 +25,8 @@
  * same node_modules), e.g. `git archive main src | tar -x -C .seams-baseline`; its prometheus,
  * tracing, dropped and both variants run as `base …` in the same rotation. SEAMS_VARIANTS=<regex>
  * keeps the matching variants. SEAMS_ALLOC_SITES=1 also prints where each variant's garbage is made.
+ * SEAMS_HANDLER=async: the handler of every variant but `sdk` returns a resolved promise, as an async no-op does,
+ * whose run goes through its promise, as most real handlers' do.
  */
 import { Session } from 'node:inspector/promises';
 import { resolve } from 'node:path';
@@ -128,6 +130,8 @@ const floor: Middleware = {
 const SAMPLED = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
 const NOT_SAMPLED = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00';
 const NOOP = (): undefined => undefined;
+/** The handler of every variant but sdk: SEAMS_HANDLER=async makes it an async no-op. */
+const HANDLER: () => undefined | Promise<void> = process.env.SEAMS_HANDLER === 'async' ? () => Promise.resolve() : NOOP;
 const SDK_HANDLER = (): undefined => {
   const span = floorTracer.startSpan('process bench');
   try {
@@ -149,7 +153,7 @@ function variant(
   lib: Lib,
   seams: { middlewares?: Middleware[]; recorder?: Recorder[] },
   traceparent: string,
-  handler: () => undefined = NOOP,
+  handler: () => undefined | Promise<void> = HANDLER,
 ): Variant {
   const resolved = lib.resolveOutboxOptions({
     connectionString: 'postgres://bench@127.0.0.1:1/bench',

@@ -38,8 +38,9 @@ export interface ResultListener {
 
 /**
  * A result the inner step hands over later, heard by one listener without a promise (deliver.ts's
- * PendingRun, an asynchronous handler's run): `listen` is called once, right after the inner step
- * returned it, outside the observers' arounds.
+ * PendingRun, an asynchronous handler's run): `listen` is called once, after every observer's
+ * `around` returned it (so outside them), and not at all when one of them threw on the way out:
+ * the observers then end the delivery themselves, and the result goes nowhere.
  */
 export interface LaterResult {
   listen(listener: ResultListener): void;
@@ -48,8 +49,9 @@ export interface LaterResult {
 /** observeConsume's answer for a LaterResult: the listener carries the delivery on. */
 export const LATER = Symbol('later');
 
-function isLater(run: ConsumeResult | Promise<ConsumeResult> | LaterResult): run is LaterResult {
-  return typeof (run as Partial<LaterResult>).listen === 'function';
+function isLater(run: unknown): run is LaterResult {
+  // An object check first: an `around` that broke its contract may hand back anything.
+  return typeof run === 'object' && run !== null && typeof (run as Partial<LaterResult>).listen === 'function';
 }
 
 /** The observers' end of one delivery whose result comes later: finish() once it came. */

@@ -159,7 +159,7 @@ function runHandler<S extends DeliverySignal>(
     signal.handlerEnded = true;
     return decided(lease, controls, timing, deps, t0, false, undefined, plain);
   }
-  // Awaited once the caller said where the result goes (asPromise, endThrough): `await` can throw
+  // Awaited once the caller said where the result goes (asPromise, listen, endThrough): `await` can throw
   // before returning (a promise whose `constructor` getter throws), and that result must not come
   // before anyone listens.
   const pending = new PendingRun(lease, signal, controls, timing, deps, t0, plain, returned as PromiseLike<unknown>);
@@ -198,11 +198,11 @@ async function untilSettled<S extends DeliverySignal>(pending: PendingRun<S>, re
  * The result goes where the caller said, right after runHandler returned:
  * - a promise's resolve (the generic chain's inner step, a transaction's): asPromise;
  * - the consume observers' listener (observed-consume.ts), which ends their calls and writes the
- *   outcome: endsTo, then listen;
+ *   outcome: observedBy, then listen (or drop, when the observers ended the delivery without it);
  * - straight to the outcome write (no consume middleware): endThrough.
  * In the last two the DeliveryEnds hears the delivery's end. One object where a promise, a promise
  * per `then` and four closures per delivery were: ~0.35 µs per delivery in a micro-benchmark of
- * deliver() alone, ~1 µs with the Prometheus observer (BENCHMARKS.md, "Round nineteen").
+ * deliver() alone, ~0.7 µs with the Prometheus observer (BENCHMARKS.md, "Round nineteen").
  */
 class PendingRun<S extends DeliverySignal> implements Interruptible, LaterResult {
   readonly #lease: Lease;
@@ -263,14 +263,23 @@ class PendingRun<S extends DeliverySignal> implements Interruptible, LaterResult
     void untilSettled(this, this.#returned);
   }
 
-  /** The observed form, first half: `ends` hears the delivery's end. listen() follows. */
-  endsTo(ends: DeliveryEnds<S>): void {
+  /** The observed form, first half: `ends` hears the delivery's end. listen() or drop() follows. */
+  observedBy(ends: DeliveryEnds<S>): void {
     this.#ends = ends;
   }
 
   /** The observed form: the result goes to `listener` (LaterResult). Called once, at once. */
   listen(listener: ResultListener): void {
     this.#listener = listener;
+    void untilSettled(this, this.#returned);
+  }
+
+  /**
+   * The observed form when an observer's `around` threw once the handler started: the observers
+   * ended the delivery. The handler's promise is still awaited (its rejection is not an unhandled
+   * one, and a timeout still fails the run), and its result goes nowhere.
+   */
+  drop(): void {
     void untilSettled(this, this.#returned);
   }
 
@@ -323,8 +332,7 @@ class PendingRun<S extends DeliverySignal> implements Interruptible, LaterResult
     const signal = this.#signal;
     const listener = this.#listener;
     const abandoned = this.#abandoned;
-    // Neither: the observers failed after the handler started (an around that threw once it
-    // returned) and ended the delivery themselves, so this run's result goes nowhere.
+    // Neither: dropped (see drop()), the delivery ended by the observers.
     if (listener === undefined && abandoned === undefined) return;
     let running: Promise<void> | undefined;
     try {
@@ -410,8 +418,9 @@ export interface DeliveryEnds<S extends DeliverySignal> {
  * Every failure path either records a terminal decision or leaves the row leased.
  * `abandoned()` turns true when shutdown stopped waiting: the outcome is then not written (the pool
  * may be gone), and the row is redelivered after its lease expires.
- * Returns true when the delivery ended before it returned: no consume middleware, no transaction, a
- * handler that returned no promise and an ack (handed to the acker); `ends` hears nothing then.
+ * Returns true when the delivery ended before it returned: no transaction, no consume middleware
+ * but txoutbox's own observers, a handler that returned no promise and an ack (handed to the
+ * acker); `ends` hears nothing then.
  * Otherwise `ends` hears its end later. Throws only for a fault outside the handler, before any
  * outcome was decided.
  * Per message this allocates little beyond the handler's message and ctx: events only when a
@@ -698,15 +707,22 @@ function observedConsume<S extends DeliverySignal>(
   timing: Timing,
   ends: DeliveryEnds<S>,
 ): boolean {
+  const started: { run?: PendingRun<S> } = {};
   const running = deps.middlewares.observe(
     observedScope(lease, deps.options.name),
     () => {
       const run = runHandler(lease, signal, controls, timing, deps, false);
-      if (run instanceof PendingRun) run.endsTo(ends);
+      if (run instanceof PendingRun) {
+        run.observedBy(ends);
+        started.run = run;
+      }
       return run;
     },
     (error, handlerResult) => failed(error, handlerResult, lease, timing, deps),
     (result, onWritten) => written(lease, result, timing, abandoned, deps, onWritten),
   );
-  return running === LATER ? false : endWhenSettled(running, lease, signal, ends);
+  if (running === LATER) return false;
+  // An async handler's run the observers did not listen to: they ended the delivery themselves.
+  started.run?.drop();
+  return endWhenSettled(running, lease, signal, ends);
 }

@@ -183,6 +183,8 @@ describe('consume observers and the generic chain', () => {
     const observed = await run('obs_async_direct', false, true);
     const generic = await run('obs_async_generic', true, true);
     assert.equal(observed.observed, 6);
+    assert.equal(observed.wrapped, 0);
+    assert.equal(generic.observed, 0);
     assert.equal(generic.wrapped, 6);
     assert.deepEqual(observed.activeInHandler, [true, true, true, true, true, true], 'the process span is active after an await');
     assert.deepEqual(observed.spans, generic.spans);

@@ -16,6 +16,7 @@ import {
 import type { OutboxEvent, Recorder } from '../../src/instrumentation/events.js';
 import type { ConsumeContext, ConsumeResult, Middleware, OutcomeWrite } from '../../src/instrumentation/middleware.js';
 import { MiddlewareChain } from '../../src/instrumentation/middleware-chain.js';
+import { LATER, type LaterResult, type ResultListener } from '../../src/instrumentation/observed-consume.js';
 import { deferredEmit, emitterOf, resolveRecorders } from '../../src/instrumentation/recorders.js';
 import { TestLogger } from '../support/test-logger.js';
 
@@ -196,6 +197,107 @@ describe('consume observers: the same calls through observe() and through the ge
     assert.equal(two.result, THREW);
     assert.equal(two.returned, 'promise');
     assert.ok(two.trace.includes('a:end:a-state:error:c-trace'));
+  });
+
+  test("a result that comes later (LaterResult, an async handler's run): heard outside the arounds, the same calls as a promise; observe() returns LATER", async () => {
+    const trace: string[] = [];
+    const chain = new MiddlewareChain(observers()(trace), new TestLogger());
+    let listener: ResultListener | undefined;
+    const later: LaterResult = {
+      listen(heard) {
+        trace.push('listen');
+        listener = heard;
+      },
+    };
+    let result: ConsumeResult | undefined;
+    trace.push('handler:before');
+    const returned = chain.observe(
+      context(),
+      () => {
+        trace.push('handler');
+        return later;
+      },
+      failWith,
+      (settled, onWritten) => {
+        result = settled;
+        onWritten?.('written');
+        return undefined;
+      },
+    );
+    assert.equal(returned, LATER);
+    assert.deepEqual(trace.slice(-4), ['c:leave', 'b:leave', 'a:leave', 'listen'], 'listened to outside every around');
+    assert.equal(listener?.decided(ACKED), undefined, "what settle returned: the listener's caller ends the delivery with it");
+    const asPromise = await observed(observers(), async () => {
+      await tick();
+      return ACKED;
+    });
+    assert.deepEqual(
+      trace.filter((line) => line !== 'listen'),
+      asPromise.trace,
+    );
+    assert.equal(result, ACKED);
+  });
+
+  test('a LaterResult whose inner step failed outside the handler: threw() ends the observers with the error and fails the delivery', () => {
+    const trace: string[] = [];
+    const chain = new MiddlewareChain(observers()(trace), new TestLogger());
+    let listener: ResultListener | undefined;
+    let result: ConsumeResult | undefined;
+    const returned = chain.observe(
+      context(),
+      () => ({
+        listen(heard: ResultListener) {
+          listener = heard;
+        },
+      }),
+      failWith,
+      (settled) => {
+        result = settled;
+        return undefined;
+      },
+    );
+    assert.equal(returned, LATER);
+    assert.equal(listener?.threw(new Error('logger down')), undefined);
+    assert.ok(trace.includes('a:end:a-state:thrown logger down:c-trace'));
+    assert.equal(result?.status, 'error');
+    assert.deepEqual(result?.outcome, { kind: 'retry', delayMs: 99 });
+  });
+
+  test('an around that throws on the way out after the inner step handed over a LaterResult: not listened to; the delivery fails now', () => {
+    const trace: string[] = [];
+    const throwingAround = observingMiddleware(
+      {
+        start: () => 'x',
+        around(_state, inner) {
+          inner();
+          throw new RangeError('context manager');
+        },
+        end(_state, _ctx, endResult, thrown) {
+          trace.push(`x:end:${endResult === undefined ? String(thrown) : endResult.status}`);
+        },
+      },
+      { name: 'x' },
+    );
+    const chain = new MiddlewareChain([throwingAround], new TestLogger());
+    let listened = false;
+    let result: ConsumeResult | undefined;
+    const returned = chain.observe(
+      context(),
+      () => ({
+        listen() {
+          listened = true;
+        },
+      }),
+      failWith,
+      (settled) => {
+        result = settled;
+        return undefined;
+      },
+    );
+    assert.equal(returned, undefined, 'ended now, not LATER');
+    assert.equal(listened, false);
+    assert.deepEqual(trace, ['x:end:RangeError: context manager']);
+    assert.equal(result?.status, 'error');
   });
 
   test('an observer whose start throws: the ones inside never start, the ones outside end with its error, the delivery fails', async () => {

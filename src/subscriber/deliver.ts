@@ -5,7 +5,7 @@ import { type ObservedConsume, rememberWrittenResult } from '../instrumentation/
 import type { CustomStatKeys } from '../instrumentation/custom-stats.js';
 import type { ConsumeContext, ConsumeOutcome, ConsumeResult, OutcomeWrite } from '../instrumentation/middleware.js';
 import type { MiddlewareChain } from '../instrumentation/middleware-chain.js';
-import { LATER, type LaterResult, type ResultListener } from '../instrumentation/observed-consume.js';
+import { LATER, LaterResult, type ResultListener } from '../instrumentation/observed-consume.js';
 import type { Emit } from '../instrumentation/recorders.js';
 import type { RetryStrategy } from '../retry/retry-strategy.js';
 import { MAX_DELAY_MS } from '../retry/retry-strategy.js';
@@ -204,7 +204,7 @@ async function untilSettled<S extends DeliverySignal>(pending: PendingRun<S>, re
  * per `then` and four closures per delivery were: ~0.35 µs per delivery in a micro-benchmark of
  * deliver() alone, ~0.7 µs with the Prometheus observer (BENCHMARKS.md, "Round nineteen").
  */
-class PendingRun<S extends DeliverySignal> implements Interruptible, LaterResult {
+class PendingRun<S extends DeliverySignal> extends LaterResult implements Interruptible {
   readonly #lease: Lease;
   readonly #signal: S;
   readonly #controls: DeliveryControls;
@@ -234,6 +234,7 @@ class PendingRun<S extends DeliverySignal> implements Interruptible, LaterResult
     plain: boolean,
     returned: PromiseLike<unknown>,
   ) {
+    super();
     this.#lease = lease;
     this.#signal = signal;
     this.#controls = controls;
@@ -707,22 +708,33 @@ function observedConsume<S extends DeliverySignal>(
   timing: Timing,
   ends: DeliveryEnds<S>,
 ): boolean {
-  const started: { run?: PendingRun<S> } = {};
-  const running = deps.middlewares.observe(
-    observedScope(lease, deps.options.name),
-    () => {
-      const run = runHandler(lease, signal, controls, timing, deps, false);
-      if (run instanceof PendingRun) {
-        run.observedBy(ends);
-        started.run = run;
-      }
-      return run;
-    },
-    (error, handlerResult) => failed(error, handlerResult, lease, timing, deps),
-    (result, onWritten) => written(lease, result, timing, abandoned, deps, onWritten),
+  return observedEnd(
+    deps.middlewares.observe(
+      observedScope(lease, deps.options.name),
+      () => {
+        const run = runHandler(lease, signal, controls, timing, deps, false);
+        if (run instanceof PendingRun) run.observedBy(ends);
+        return run;
+      },
+      (error, handlerResult) => failed(error, handlerResult, lease, timing, deps),
+      (result, onWritten) => written(lease, result, timing, abandoned, deps, onWritten),
+    ),
+    lease,
+    signal,
+    ends,
   );
+}
+
+/** What observedConsume's observe() answered, as deliver() returns it. */
+function observedEnd<S extends DeliverySignal>(
+  running: Promise<void> | undefined | typeof LATER,
+  lease: Lease,
+  signal: S,
+  ends: DeliveryEnds<S>,
+): boolean {
   if (running === LATER) return false;
-  // An async handler's run the observers did not listen to: they ended the delivery themselves.
-  started.run?.drop();
+  // An async handler's run (runHandler made it the signal's pending run) the observers did not
+  // listen to: they ended the delivery themselves.
+  if (signal.pending instanceof PendingRun) signal.pending.drop();
   return endWhenSettled(running, lease, signal, ends);
 }

@@ -16,7 +16,7 @@ import {
 import type { OutboxEvent, Recorder } from '../../src/instrumentation/events.js';
 import type { ConsumeContext, ConsumeResult, Middleware, OutcomeWrite } from '../../src/instrumentation/middleware.js';
 import { MiddlewareChain } from '../../src/instrumentation/middleware-chain.js';
-import { LATER, type LaterResult, type ResultListener } from '../../src/instrumentation/observed-consume.js';
+import { LATER, LaterResult, type ResultListener } from '../../src/instrumentation/observed-consume.js';
 import { deferredEmit, emitterOf, resolveRecorders } from '../../src/instrumentation/recorders.js';
 import { TestLogger } from '../support/test-logger.js';
 
@@ -203,12 +203,12 @@ describe('consume observers: the same calls through observe() and through the ge
     const trace: string[] = [];
     const chain = new MiddlewareChain(observers()(trace), new TestLogger());
     let listener: ResultListener | undefined;
-    const later: LaterResult = {
-      listen(heard) {
+    const later = new (class extends LaterResult {
+      listen(heard: ResultListener): void {
         trace.push('listen');
         listener = heard;
-      },
-    };
+      }
+    })();
     let result: ConsumeResult | undefined;
     trace.push('handler:before');
     const returned = chain.observe(
@@ -245,11 +245,12 @@ describe('consume observers: the same calls through observe() and through the ge
     let result: ConsumeResult | undefined;
     const returned = chain.observe(
       context(),
-      () => ({
-        listen(heard: ResultListener) {
-          listener = heard;
-        },
-      }),
+      () =>
+        new (class extends LaterResult {
+          listen(heard: ResultListener): void {
+            listener = heard;
+          }
+        })(),
       failWith,
       (settled) => {
         result = settled;
@@ -283,11 +284,12 @@ describe('consume observers: the same calls through observe() and through the ge
     let result: ConsumeResult | undefined;
     const returned = chain.observe(
       context(),
-      () => ({
-        listen() {
-          listened = true;
-        },
-      }),
+      () =>
+        new (class extends LaterResult {
+          listen(): void {
+            listened = true;
+          }
+        })(),
       failWith,
       (settled) => {
         result = settled;

@@ -201,8 +201,9 @@ async function untilSettled<S extends DeliverySignal>(pending: PendingRun<S>, re
  *   outcome: observedBy, then listen (or drop, when the observers ended the delivery without it);
  * - straight to the outcome write (no consume middleware): endThrough.
  * In the last two the DeliveryEnds hears the delivery's end. One object where a promise, a promise
- * per `then` and four closures per delivery were: ~0.35 µs per delivery in a micro-benchmark of
- * deliver() alone, ~0.7 µs with the Prometheus observer (BENCHMARKS.md, "Round nineteen").
+ * per `then` and four closures per delivery were: ~0.2 µs per delivery in deliver() alone
+ * (`bench:deliver-cpu`), 0.6–2.8 µs of Node CPU per message in a drain, callers' promises and
+ * garbage included (`bench:drain-cpu`; BENCHMARKS.md, "Round nineteen").
  */
 class PendingRun<S extends DeliverySignal> extends LaterResult implements Interruptible {
   readonly #lease: Lease;

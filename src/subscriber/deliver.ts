@@ -159,7 +159,7 @@ function runHandler<S extends DeliverySignal>(
     signal.handlerEnded = true;
     return decided(lease, controls, timing, deps, t0, false, undefined, plain);
   }
-  // Awaited once the caller said where the result goes (asPromise, listen, endThrough): `await` can throw
+  // Awaited once the caller said where the result goes (asPromise, listen, writeThenEnd): `await` can throw
   // before returning (a promise whose `constructor` getter throws), and that result must not come
   // before anyone listens.
   const pending = new PendingRun(lease, signal, controls, timing, deps, t0, plain, returned as PromiseLike<unknown>);
@@ -199,11 +199,11 @@ async function untilSettled<S extends DeliverySignal>(pending: PendingRun<S>, re
  * - a promise's resolve (the generic chain's inner step, a transaction's): asPromise;
  * - the consume observers' listener (observed-consume.ts), which ends their calls and writes the
  *   outcome: observedBy, then listen (or drop, when the observers ended the delivery without it);
- * - straight to the outcome write (no consume middleware): endThrough.
+ * - straight to the outcome write (no consume middleware): writeThenEnd.
  * In the last two the DeliveryEnds hears the delivery's end. One object where a promise, a promise
  * per `then` and four closures per delivery were: ~0.2 µs per delivery in deliver() alone
- * (`bench:deliver-cpu`), 0.6–2.8 µs of Node CPU per message in a drain, callers' promises and
- * garbage included (`bench:drain-cpu`; BENCHMARKS.md, "Round nineteen").
+ * (`bench:deliver-cpu`), and in a row-lock drain 0.75–2.8 µs of Node CPU per message, callers'
+ * promises and garbage included (`bench:drain-cpu`; BENCHMARKS.md, "Round nineteen").
  */
 class PendingRun<S extends DeliverySignal> extends LaterResult implements Interruptible {
   readonly #lease: Lease;
@@ -259,7 +259,7 @@ class PendingRun<S extends DeliverySignal> extends LaterResult implements Interr
    * The direct form: the result's outcome is written (or handed to the acker) at once, and `ends`
    * hears the delivery's end. Called once, at once.
    */
-  endThrough(abandoned: () => boolean, ends: DeliveryEnds<S>): void {
+  writeThenEnd(abandoned: () => boolean, ends: DeliveryEnds<S>): void {
     this.#abandoned = abandoned;
     this.#ends = ends;
     void untilSettled(this, this.#returned);
@@ -324,7 +324,8 @@ class PendingRun<S extends DeliverySignal> extends LaterResult implements Interr
 
   /**
    * The observed and direct forms: the listener's work or the outcome write, then the end.
-   * deliver() returned long ago, so `ends` hears of every end, an ack's too. A fault with no
+   * deliver() returned false (or will: an `await` that threw at once ends the run inside it), so
+   * `ends` hears of every end, an ack's too. A fault with no
    * listener leaves the row undecided (leased, delivered again); a listener fails the delivery
    * under the ack policy, as the generic chain does.
    */
@@ -402,9 +403,9 @@ function decided(
 }
 
 /**
- * Hears the end of a delivery that deliver() did not end before it returned: once, with its lease
- * and signal. One object per subscription or batch, where a promise and two closures per delivery
- * were (issue 18).
+ * Hears the end of a delivery for which deliver() returns false: once, with its lease and signal,
+ * usually later (possibly before deliver() returns, never when it returns true). One object per
+ * subscription or batch, where a promise and two closures per delivery were (issue 18).
  */
 export interface DeliveryEnds<S extends DeliverySignal> {
   /** The delivery is over: its outcome was written, handed to the acker, or given up. */
@@ -423,8 +424,8 @@ export interface DeliveryEnds<S extends DeliverySignal> {
  * Returns true when the delivery ended before it returned: no transaction, no consume middleware
  * but txoutbox's own observers, a handler that returned no promise and an ack (handed to the
  * acker); `ends` hears nothing then.
- * Otherwise `ends` hears its end later. Throws only for a fault outside the handler, before any
- * outcome was decided.
+ * Otherwise `ends` hears its end (see DeliveryEnds). Throws only for a fault outside the handler,
+ * before any outcome was decided.
  * Per message this allocates little beyond the handler's message and ctx: events only when a
  * recorder listens, the middleware context only when a consume middleware runs, promises only
  * when something is asynchronous, and an asynchronous handler's run one object.
@@ -465,8 +466,9 @@ export function deliver<S extends DeliverySignal>(
   if (options.transactional || deps.middlewares.hasConsume)
     return endWhenSettled(wrapped(lease, signal, abandoned, deps, controls, timing), lease, signal, ends);
   const result = runHandler(lease, signal, controls, timing, deps, false);
-  if (!(result instanceof PendingRun)) return writeThenEnd(lease, signal, result, timing, abandoned, deps, ends);
-  result.endThrough(abandoned, ends);
+  if (!(result instanceof PendingRun))
+    return endWhenSettled(written(lease, result, timing, abandoned, deps, undefined), lease, signal, ends);
+  result.writeThenEnd(abandoned, ends);
   return false;
 }
 
@@ -484,25 +486,12 @@ export function deliverAsPromise(
           resolve();
         },
         failed: (_lease, _signal, error) => {
-          reject(error instanceof Error ? error : new Error(errorMessage(error)));
+          reject(error instanceof Error ? error : new Error(errorMessage(error), { cause: error }));
         },
       })
     )
       resolve();
   });
-}
-
-/** An ended chain's outcome write, then its end: true when both happened before returning (an ack). */
-function writeThenEnd<S extends DeliverySignal>(
-  lease: Lease,
-  signal: S,
-  result: ConsumeResult,
-  timing: Timing,
-  abandoned: () => boolean,
-  deps: DeliverDeps,
-  ends: DeliveryEnds<S>,
-): boolean {
-  return endWhenSettled(written(lease, result, timing, abandoned, deps, undefined), lease, signal, ends);
 }
 
 /** true when `running` is no promise (the delivery is over); else false, and `ends` hears when it settles. */
@@ -709,8 +698,9 @@ function observedConsume<S extends DeliverySignal>(
   timing: Timing,
   ends: DeliveryEnds<S>,
 ): boolean {
-  return observedEnd(
-    deps.middlewares.observe(
+  let running: Promise<void> | undefined | typeof LATER;
+  try {
+    running = deps.middlewares.observe(
       observedScope(lease, deps.options.name),
       () => {
         const run = runHandler(lease, signal, controls, timing, deps, false);
@@ -719,23 +709,30 @@ function observedConsume<S extends DeliverySignal>(
       },
       (error, handlerResult) => failed(error, handlerResult, lease, timing, deps),
       (result, onWritten) => written(lease, result, timing, abandoned, deps, onWritten),
-    ),
-    lease,
-    signal,
-    ends,
-  );
+    );
+  } catch (error) {
+    // A fault outside the handler while the observers ended the delivery (deliver()'s caller
+    // hears of it): an async handler's run they did not listen to is still awaited.
+    dropUnheard(signal);
+    throw error;
+  }
+  return endAfterObserve(running, lease, signal, ends);
 }
 
-/** What observedConsume's observe() answered, as deliver() returns it. */
-function observedEnd<S extends DeliverySignal>(
+/** What observedConsume's observe() answered, as deliver() returns it (true: the delivery ended). */
+function endAfterObserve<S extends DeliverySignal>(
   running: Promise<void> | undefined | typeof LATER,
   lease: Lease,
   signal: S,
   ends: DeliveryEnds<S>,
 ): boolean {
   if (running === LATER) return false;
-  // An async handler's run (runHandler made it the signal's pending run) the observers did not
-  // listen to: they ended the delivery themselves.
-  if (signal.pending instanceof PendingRun) signal.pending.drop();
+  // The observers ended the delivery themselves (an around that threw on the way out).
+  dropUnheard(signal);
   return endWhenSettled(running, lease, signal, ends);
+}
+
+/** An async handler's run (runHandler made it the signal's pending run) the observers did not listen to. */
+function dropUnheard(signal: DeliverySignal): void {
+  if (signal.pending instanceof PendingRun) signal.pending.drop();
 }

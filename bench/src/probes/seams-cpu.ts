@@ -56,6 +56,7 @@ import type * as SubscribeOptionsModule from '../../../src/subscriber/subscripti
 import { shortPath } from '../cpu-profile.js';
 import { HeapMeter } from '../measure.js';
 import { countingPipeline } from '../systems/seams.js';
+import { firstDelivery } from './first-delivery.js';
 
 const ROUNDS = Number(process.argv[2] ?? 7);
 const DELIVERIES = Number(process.argv[3] ?? 20_000);
@@ -215,19 +216,7 @@ function variant(
       for (let i = 0; i < count; i++) {
         next += 1;
         const lease = {
-          record: {
-            id: String(next),
-            queue: 'bench.q',
-            payload,
-            headers,
-            created_at: created,
-            deliveries_count: 1,
-            attempts_count: 0,
-            first_attempt_at: null,
-            timer_id: null,
-            last_exception_type: null,
-            ordering_key: null,
-          },
+          record: firstDelivery(String(next), 'bench.q', payload, headers, created),
           token: '00000000-0000-4000-8000-000000000000',
           leasedAt: 0,
         };

@@ -159,9 +159,9 @@ function runHandler<S extends DeliverySignal>(
     signal.handlerEnded = true;
     return decided(lease, controls, timing, deps, t0, false, undefined, plain);
   }
-  // Awaited once the caller said where the result goes (asPromise, listen, writeThenEnd): `await` can throw
-  // before returning (a promise whose `constructor` getter throws), and that result must not come
-  // before anyone listens.
+  // Awaited once the caller said where the result goes (asPromise, listen, writeThenEnd): `await`
+  // can throw before returning (a promise whose `constructor` getter throws), and that result must
+  // not come before anyone listens.
   const pending = new PendingRun(lease, signal, controls, timing, deps, t0, plain, returned as PromiseLike<unknown>);
   signal.pending = pending;
   return pending;
@@ -325,9 +325,9 @@ class PendingRun<S extends DeliverySignal> extends LaterResult implements Interr
   /**
    * The observed and direct forms: the listener's work or the outcome write, then the end.
    * deliver() returned false (or will: an `await` that threw at once ends the run inside it), so
-   * `ends` hears of every end, an ack's too. A fault with no
-   * listener leaves the row undecided (leased, delivered again); a listener fails the delivery
-   * under the ack policy, as the generic chain does.
+   * `ends` hears of every end, an ack's too. A fault with no listener leaves the row undecided
+   * (leased, delivered again); a listener fails the delivery under the ack policy, as the generic
+   * chain does.
    */
   #end(result: ConsumeResult | undefined, fault: { error: unknown } | undefined): void {
     const ends = this.#ends as DeliveryEnds<S>;

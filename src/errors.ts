@@ -3,7 +3,7 @@
  * on `instanceof` or `code`, never on message text. Subclasses carry the structured fields their
  * message is composed from (option, value, expected, fix) and keep the underlying `cause`.
  */
-import { credentialMasker, maskCredentials } from './util/redact.js';
+import { credentialMasker, isSecretOption, maskCredentials } from './util/redact.js';
 
 export type TxOutboxErrorCode =
   | 'INVALID_OPTION'
@@ -71,13 +71,17 @@ export class InvalidOptionError extends TxOutboxError {
   readonly fix: string | undefined;
 
   constructor(args: { option: string; value: unknown; expected: string; fix?: string; cause?: unknown; redact?: boolean }) {
-    const shown = args.redact === true ? '[redacted]' : renderValue(args.value);
+    // An option named as a credential (`token`, `connectOptions.pass`, an unknown `password` key)
+    // never shows its value, whoever raised the error: a bare secret has no shape to mask. A
+    // missing one still says so.
+    const redact = args.redact === true || (args.value !== undefined && args.value !== null && isSecretOption(args.option));
+    const shown = redact ? '[redacted]' : renderValue(args.value);
     const fix = args.fix === undefined ? '' : ` ${args.fix}`;
     super('INVALID_OPTION', `${args.option}: expected ${args.expected}, got ${shown}.${fix}`, { cause: args.cause });
     this.option = args.option;
     // Kept for callers that branch on it, and logged with the error by structured loggers: a
     // connection string here (a misspelt `url` key) keeps its password masked.
-    this.value = args.redact === true ? '[redacted]' : typeof args.value === 'string' ? maskCredentials(args.value) : args.value;
+    this.value = redact ? '[redacted]' : typeof args.value === 'string' ? maskCredentials(args.value) : args.value;
     this.expected = args.expected;
     this.fix = args.fix;
   }

@@ -76,8 +76,16 @@ export type StartOutcome =
   | { readonly ready: false; readonly reason: 'not_up_in_time'; readonly pid: number | undefined; readonly timeoutMs: number }
   | { readonly ready: false; readonly reason: 'stopped' };
 
+/**
+ * Each child in a process group (and session) of its own, `detached`: a signal sent to the runner's
+ * whole group (`kill -HUP -<pgid>`, an init that forwards signals to the group, a closing terminal,
+ * Ctrl-C) reaches the supervisor only, which decides what the children do (a reload, a drain by
+ * SIGTERM). In the runner's group a SIGHUP ended every child at once, mid-handler (Node's default,
+ * before the child's own handler exists while it loads), each restarted as a crash. A child never
+ * outlives the supervisor for that: it drains when the IPC channel closes.
+ */
 function forkChildMain(): ChildProcess {
-  return fork(CHILD_ENTRY, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv: process.execArgv });
+  return fork(CHILD_ENTRY, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv: process.execArgv, detached: true });
 }
 
 /**

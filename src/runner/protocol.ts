@@ -5,6 +5,14 @@ import type { MetricSnapshot } from './metrics/metrics-ledger.js';
  * Node's fork channel; a child never outlives the channel (it drains and exits on disconnect).
  */
 
+/**
+ * How long a draining child may take, after its Outbox stopped (within gracefulTimeoutMs + 1.5 s),
+ * for its last metrics report, statsd flush and span export together: the supervisor SIGKILLs it
+ * at gracefulTimeoutMs + KILL_MARGIN_MS (5 s, consumer-slot.ts), and this leaves 0.5 s of that for
+ * the exit itself. What is not out by then is abandoned: spans and counts, never rows.
+ */
+export const EXIT_FLUSH_BUDGET_MS = 3_000;
+
 /** Everything a child needs to run one consumer or relay: plain JSON, built by the supervisor from the config. */
 interface ChildSpecBase {
   /** The consumer's or relay's name (the two share one namespace: it is the `consumer` label). */

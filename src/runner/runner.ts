@@ -1,6 +1,7 @@
 import type { Registry } from 'prom-client';
 
 import type { ServedDashboard } from '../dashboard/dashboard-server.js';
+import { PortInUseError } from '../errors.js';
 import { Outbox } from '../outbox.js';
 import { type QueueStateCollector, queueStateCollector } from '../prometheus/queue-state-collector.js';
 import { type ServedMetrics, serveMetrics } from '../prometheus/serve-metrics.js';
@@ -45,6 +46,15 @@ const OWN_OUTBOX_STOP_MS = 5_000;
  */
 export function longestStopMs(gracefulTimeoutMs: number): number {
   return gracefulTimeoutMs + KILL_MARGIN_MS + KILL_WAIT_MS + OWN_OUTBOX_STOP_MS;
+}
+
+/**
+ * A port in use, named by the config key that set it (`metrics.prometheus.port`), not by the
+ * library option the runner passed it to (`serveMetrics.port`, the dashboard's `--port`).
+ */
+function inConfigTerms(error: unknown, portKey: string): unknown {
+  if (!(error instanceof PortInUseError)) return error;
+  return new PortInUseError({ host: error.host, port: error.port, option: portKey, cause: error.cause });
 }
 
 export interface RunnerMetricsOptions {
@@ -158,7 +168,7 @@ export class Runner {
       } catch (error) {
         await runner.#queueState.close();
         await runner.#outbox.stop();
-        throw error;
+        throw inConfigTerms(error, 'metrics.prometheus.port');
       }
     }
     if (options.dashboard !== undefined) {
@@ -173,7 +183,7 @@ export class Runner {
         await runner.#server?.close();
         await runner.#queueState.close();
         await runner.#outbox.stop();
-        throw error;
+        throw inConfigTerms(error, 'dashboard.port');
       }
     }
     runner.#plans = options.plans;

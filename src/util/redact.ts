@@ -24,6 +24,22 @@ const URL_TOKEN = /([a-z][a-z0-9+.-]*:\/\/)[^\s:/@]+@/gi;
 const KEYWORD_PASSWORD = /\b((?:password|pass|sslpassword)\s*=\s*)('[^']*'|[^\s&'"]+)/gi;
 /** Keys whose value is a credential wherever they appear in a structured value (accessToken, client_secret, …). */
 const SECRET_KEY = /pass(?:wd|word)?$|secret|token|api_?key|authorization|private_?key|credential/i;
+/** Names that are credentials only as a whole word: a TLS `key` or `passphrase`, NATS' `nkey`, `seed` and `jwt`. */
+const SECRET_NAME = /^(?:key|passphrase|pfx|nkey|seed|jwt)$/i;
+
+/** Whether an option or property named `name` holds a credential (`password`, `accessToken`, a TLS `key`). */
+export function isSecretName(name: string): boolean {
+  return SECRET_KEY.test(name) || SECRET_NAME.test(name);
+}
+
+/**
+ * Whether an option path names a credential by its last part: `token`, `connectOptions.pass`,
+ * `redisOptions.password`, `headers["authorization"]`.
+ */
+export function isSecretOption(option: string): boolean {
+  const last = /([A-Za-z0-9_-]+)"?\]?$/.exec(option)?.[1];
+  return last !== undefined && isSecretName(last);
+}
 
 /**
  * `text` with every password it spells masked: in a URL's userinfo, or after `password=`. For
@@ -48,7 +64,7 @@ export function passwordsIn(text: string): string[] {
 
 /** A JSON.stringify replacer that masks credential-named keys and the passwords inside strings. */
 export function credentialMasker(key: string, value: unknown): unknown {
-  if (SECRET_KEY.test(key) && value !== undefined && value !== null) return '***';
+  if (isSecretName(key) && value !== undefined && value !== null) return '***';
   return typeof value === 'string' ? maskCredentials(value) : value;
 }
 

@@ -204,7 +204,7 @@ describe('dashboard: the runner’s `dashboard:` key', () => {
     assert.equal(code, 1);
     assert.ok(
       [...second.logs.map((l) => JSON.stringify(l)), ...second.otherOutput].some((line) =>
-        line.includes(`${port} is already in use`),
+        line.includes(`dashboard.port: 127.0.0.1:${port} is already in use`),
       ),
     );
     assert.equal(second.logs.filter((line) => line.msg === 'consumer process started').length, 0);

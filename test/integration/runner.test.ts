@@ -179,6 +179,36 @@ describe('txoutbox run', () => {
     assert.deepEqual(await runner.exited, { code: 0, signal: null });
   });
 
+  test('SIGHUP to the whole process group reloads; no consumer process dies or is restarted', async () => {
+    const outbox = await prepare('run_group_hup');
+    const config = writeConfig('group-hup', 'run_group_hup', { orders: { queue: 'group_hup', export: 'orders', processes: 2 } });
+    const runner = start(config, {}, { detached: true });
+    // What `kill -HUP -<pgid>` (or an init forwarding signals to the group) does, sent while the
+    // children are still loading. Before they had process groups of their own it reached each of
+    // them too, and each exited at once (Node's default for SIGHUP: a child that is loading has no
+    // handler yet) and was restarted as a crash.
+    await runner.waitForLog((line) => line.msg === 'runner started', 'the runner to start');
+    process.kill(-(runner.child.pid as number), 'SIGHUP');
+    await runner.waitForLog((line) => line.msg === 'config reloaded', 'the reload');
+    await whenStarted(runner, { orders: 2 });
+    const pids = runner.livePids('orders');
+    assert.equal(pids.length, 2);
+    // A SIGHUP sent to a running child's own pid is ignored as well.
+    await waitFor(() => pids.every((pid) => runner.logs.some((line) => line.pid === pid && line.msg === 'consumer running')), {
+      what: 'both children running',
+    });
+    for (const pid of pids) process.kill(pid, 'SIGHUP');
+    await publishMany(outbox, 'group_hup', 50);
+    await waitFor(async () => (await handledCount('orders')) === 50, { what: 'every message handled' });
+    const exited = runner.logs.filter((line) => line.msg === 'consumer process exited');
+    assert.deepEqual(exited, [], 'no consumer process exited');
+    assert.deepEqual(runner.livePids('orders').sort(), [...pids].sort());
+    assert.equal(total(await scrape(runner.metricsUrl()), 'txoutbox_consumer_restarts_total', { consumer: 'orders' }), 0);
+
+    runner.child.kill('SIGTERM');
+    assert.deepEqual(await runner.exited, { code: 0, signal: null });
+  });
+
   test('a bad config starts nothing: exit 1 with the path of every error', async () => {
     const path = join(dir, 'bad.yaml');
     writeFileSync(
@@ -257,7 +287,8 @@ describe('txoutbox run', () => {
     const runner = start(path);
     assert.equal((await runner.exited).code, 1);
     const output = runner.otherOutput.join('\n');
-    assert.match(output, new RegExp(`127\\.0\\.0\\.1:${port} is already in use`));
+    // Named by the config key that set it, not the library option the runner passed it to.
+    assert.match(output, new RegExp(`metrics\\.prometheus\\.port: 127\\.0\\.0\\.1:${port} is already in use`));
     assert.equal(runner.logs.filter((line) => line.msg === 'consumer process started').length, 0);
   });
 

@@ -71,11 +71,13 @@ export function collectJsonLogs(child: ChildProcess): {
   return { logs, otherOutput, exited };
 }
 
-export function spawnRunner(configPath: string, env: Record<string, string>): RunnerProcess {
+/** `detached`: the runner leads a process group of its own, which a test can signal as a whole. */
+export function spawnRunner(configPath: string, env: Record<string, string>, { detached = false } = {}): RunnerProcess {
   const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'run', configPath], {
     cwd: REPO,
     env: { ...process.env, TXOUTBOX_LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
+    detached,
   });
   const { logs, otherOutput, exited } = collectJsonLogs(child);
   const find = (predicate: (line: LogLine) => boolean, since = 0) => logs.slice(since).find(predicate);
@@ -256,8 +258,8 @@ export function runnerTestKit(db: TestDatabase) {
       return Number(rows[0]?.n);
     },
 
-    start: (config: string, env: Record<string, string> = {}): RunnerProcess => {
-      const runner = spawnRunner(config, { RUNNER_TEST_DATABASE_URL: db.url, ...env });
+    start: (config: string, env: Record<string, string> = {}, options: { detached?: boolean } = {}): RunnerProcess => {
+      const runner = spawnRunner(config, { RUNNER_TEST_DATABASE_URL: db.url, ...env }, options);
       running.push(runner);
       return runner;
     },

@@ -54,6 +54,39 @@ describe('values quoted in errors never show a password', () => {
     }
   });
 
+  test('a credential given as an option of its own (an unknown key) is not echoed', () => {
+    // Credentials put at the top level instead of under connectOptions / redisOptions: the
+    // unknown-key error names the key, never the bare secret, which has no URL shape to mask.
+    const factories: Array<[string, () => unknown]> = [
+      ['natsSink token', () => natsSink({ servers: 'nats://127.0.0.1:4222', subject: 's', token: SECRET } as never)],
+      ['natsSink pass', () => natsSink({ servers: 'nats://127.0.0.1:4222', subject: 's', pass: SECRET } as never)],
+      ['rabbitmqSink password', () => rabbitmqSink({ url: 'amqp://127.0.0.1', password: SECRET } as never)],
+      ['redisStreamSink password', () => redisStreamSink({ url: 'redis://127.0.0.1', stream: 's', password: SECRET } as never)],
+      [
+        'redisStreamSink passphrase',
+        () => redisStreamSink({ url: 'redis://127.0.0.1', stream: 's', passphrase: SECRET } as never),
+      ],
+    ];
+    for (const [name, make] of factories) {
+      assert.throws(make, (error: unknown) => {
+        assert.ok(error instanceof InvalidOptionError, `${name}: ${String(error)}`);
+        assert.match(error.message, /got \[redacted\]/, name);
+        assert.equal(error.value, '[redacted]', name);
+        assert.doesNotMatch(`${error.message} ${JSON.stringify(error)}`, new RegExp(SECRET), name);
+        return true;
+      });
+    }
+    // By the option path's last part, whoever raises the error; other options still show their value.
+    for (const option of ['token', 'connectOptions.pass', 'redisOptions.password', 'headers["authorization"]', 'tls.key']) {
+      const error = new InvalidOptionError({ option, value: SECRET, expected: 'something else' });
+      assert.doesNotMatch(error.message, new RegExp(SECRET), option);
+    }
+    for (const option of ['orderingKey', 'queue', 'leaseTtlMs']) {
+      const error = new InvalidOptionError({ option, value: 'shown', expected: 'something else' });
+      assert.match(error.message, /got "shown"/, option);
+    }
+  });
+
   test('maskSecrets: a short password is masked where it stands alone, and nowhere else', () => {
     assert.equal(maskSecrets('auth failed for app:pw@host (pw)', ['pw']), 'auth failed for app:***@host (***)');
     assert.equal(maskSecrets('the pwd and pwx stay', ['pw']), 'the pwd and pwx stay');

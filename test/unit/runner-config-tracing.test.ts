@@ -99,17 +99,19 @@ describe('tracing: valid sections', () => {
         '  authorization: ${OTLP_AUTH}',
         '  x-scope-orgid: "42"',
         '  x-numeric: ${NUMERIC}',
+        '  x-api-key: ${LONG_DIGITS}',
         'serviceName: shop',
         'sampler: 0.25',
         'consumerSpanRelation: link',
         'skipUnsampledParents: false',
       ]),
-      { OTLP_AUTH: TOKEN, NUMERIC: '7' },
+      { OTLP_AUTH: TOKEN, NUMERIC: '7', LONG_DIGITS: '12345678901234567890' },
     );
     assert.deepEqual(config.tracing, {
       endpoint: 'https://otlp.example.com/otlp/v1/traces',
-      // A whole-value ${VAR} of digits arrives as a number: it is sent as its text.
-      headers: { authorization: TOKEN, 'x-scope-orgid': '42', 'x-numeric': '7' },
+      // A whole-value ${VAR} of digits arrives as a number: it is sent as its text. Past 2^53 − 1
+      // it stays text (as a number it became 12345678901234567000).
+      headers: { authorization: TOKEN, 'x-scope-orgid': '42', 'x-numeric': '7', 'x-api-key': '12345678901234567890' },
       serviceName: 'shop',
       sampler: 0.25,
       consumerSpanRelation: 'link',

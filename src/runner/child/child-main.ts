@@ -20,12 +20,14 @@ import { Outbox } from '../../outbox.js';
 import { prometheusMiddleware, prometheusRecorder } from '../../prometheus/index.js';
 import { StatsdClient, statsdMiddleware, statsdRecorder } from '../../statsd/index.js';
 import type { Handler } from '../../subscriber/message.js';
+import { beforeDeadline } from '../../util/deadline.js';
 import { consoleLogger, type Logger, withFields } from '../../util/logger.js';
 import type { MetricSnapshot } from '../metrics/metrics-ledger.js';
 import {
   type ChildMessage,
   type ChildSpec,
   type ConsumerChildSpec,
+  EXIT_FLUSH_BUDGET_MS,
   HEALTH_INTERVAL_MS,
   isParentMessage,
   isRelaySpec,
@@ -128,10 +130,16 @@ async function run(spec: ChildSpec, processNumber: number | undefined): Promise<
     logger.info({ why }, 'draining');
     clearInterval(flusher);
     clearTimeout(health);
-    await outbox.stop();
-    await report().catch(() => undefined); // the final counts: nothing handled goes uncounted
-    await statsd?.flush();
-    await tracing?.shutdown(); // bounded: TRACING_FLUSH_BUDGET_MS
+    await outbox.stop(); // within gracefulTimeoutMs + 1.5 s
+    // The final counts (nothing handled goes uncounted), the statsd lines and the spans, side by
+    // side and bounded together: one after the other, a slow statsd name lookup (up to 1 s) and a
+    // collector that never answers (3 s) took the child past the supervisor's SIGKILL at
+    // gracefulTimeoutMs + KILL_MARGIN_MS (5 s), which then reported a drain that had finished.
+    await beforeDeadline(
+      Promise.all([report().catch(() => undefined), statsd?.flush().catch(() => undefined), tracing?.shutdown()]),
+      EXIT_FLUSH_BUDGET_MS,
+      () => undefined,
+    );
     process.exit(0);
   };
   for (const signal of ['SIGTERM', 'SIGINT'] as const) process.on(signal, () => void drain(signal));
@@ -164,6 +172,12 @@ async function run(spec: ChildSpec, processNumber: number | undefined): Promise<
   await send({ type: 'ready' });
   logger.info(isRelaySpec(spec) ? { queues: spec.queues, sink: spec.sink.type } : { queues: spec.queues }, 'consumer running');
 }
+
+// A SIGHUP is the supervisor's to act on (a config reload, which replaces the processes whose
+// consumer changed). A child runs in a process group of its own (consumer-slot.ts forkChildMain),
+// so a signal to the runner's group does not reach it; one sent to its pid would end it at once,
+// mid-handler (Node's default for SIGHUP), and it would be restarted as a crash. So it is ignored.
+process.on('SIGHUP', () => undefined);
 
 process.once('message', (message) => {
   if (!isParentMessage(message) || message.type !== 'start') return;

@@ -8,16 +8,22 @@ import { childPath, type ConfigIssues, isSection } from './config-issues.js';
  *
  * A value that is exactly one reference (`port: ${METRICS_PORT}`) takes the type its text has: an
  * integer or decimal becomes a number, `true`/`false` a boolean. Inside a longer string it stays
- * text.
+ * text. So does an integer past 2^53 − 1: as a number it would change (a 20-digit token in
+ * `${API_TOKEN}` came out as 12345678901234567000), and no option takes a number that large.
  */
 
 const REFERENCE = /\$\$\{|\$\{([^}]*)\}|\$\{/g;
 const BODY = /^([A-Za-z_][A-Za-z0-9_]*)(?::-(.*))?$/s;
 const WHOLE = /^\$\{[^}]*\}$/;
-const NUMBER = /^[-+]?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?$/;
+const NUMBER = /^[-+]?(?:0|[1-9][0-9]*)(\.[0-9]+)?$/;
 
 function typed(text: string): unknown {
-  if (NUMBER.test(text)) return Number(text);
+  const number = NUMBER.exec(text);
+  if (number !== null) {
+    const value = Number(text);
+    if (number[1] !== undefined || Number.isSafeInteger(value)) return value;
+    return text;
+  }
   if (text === 'true') return true;
   if (text === 'false') return false;
   return text;

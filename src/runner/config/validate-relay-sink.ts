@@ -1,21 +1,19 @@
+import { isSecretName } from '../../util/redact.js';
 import { childPath, type ConfigIssues, isSection, type Section } from './config-issues.js';
 import { closest } from './did-you-mean.js';
 import { resolveReporting } from './library-options.js';
 import { RELAY_SINK_TYPE_NAMES, relaySinkType } from './relay-sink-types.js';
 import type { RelayConfig } from './runner-config.js';
 
-/**
- * Option names whose values are secrets, at any depth of a sink section (`secret`, connectOptions'
- * `pass` and `token`, redisOptions' `password`, socketOptions' TLS `key` and `passphrase`).
- */
-const SECRET_KEY = /^(secret|secrets|password|pass|passphrase|token|key|pfx|credentials|authorization|nkey|seed|jwt)$/i;
 /** Header names whose values are secrets: the webhook sink's own rule (webhook-options.ts). */
 const SECRET_HEADER = /auth|token|secret|key|cookie|signature|password|session/i;
 
 /** Marks every secret value of a sink section, so no issue can show it (ConfigIssues.secret). */
 function markSecrets(issues: ConfigIssues, section: Section, inHeaders = false): void {
   for (const [key, value] of Object.entries(section)) {
-    const secret = inHeaders ? SECRET_HEADER.test(key) : SECRET_KEY.test(key);
+    // Secret option names at any depth of a sink section: `secret`, connectOptions' `pass` and
+    // `token`, redisOptions' `password`, socketOptions' TLS `key` and `passphrase`.
+    const secret = inHeaders ? SECRET_HEADER.test(key) : isSecretName(key);
     const values: unknown[] = Array.isArray(value) ? value : [value];
     for (const one of values) {
       if (secret && (typeof one === 'string' || typeof one === 'number')) issues.secret(String(one));

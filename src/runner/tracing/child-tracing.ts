@@ -10,16 +10,16 @@ import type { Middleware } from '../../instrumentation/middleware.js';
 import { loadPeer } from '../../relay/sinks/load-peer.js';
 import { beforeDeadline } from '../../util/deadline.js';
 import type { Logger } from '../../util/logger.js';
-import type { ChildTracingSpec } from '../protocol.js';
+import { type ChildTracingSpec, EXIT_FLUSH_BUDGET_MS } from '../protocol.js';
 import { watchExports } from './export-watch.js';
 
 /**
- * How long a draining child gives its spans to reach the endpoint. The supervisor SIGKILLs a
- * child KILL_MARGIN_MS (5 s) after its graceful timeout, and the metrics report and statsd flush
- * come first: 3 s leaves them room. An export still running then is abandoned (the process
- * exits); the spans it carried are lost, the rows they describe are not.
+ * How long a draining child gives its spans to reach the endpoint: all of its exit budget (the
+ * metrics report and the statsd flush run beside the export, child-main.ts). An export still
+ * running then is abandoned (the process exits); the spans it carried are lost, the rows they
+ * describe are not.
  */
-export const TRACING_FLUSH_BUDGET_MS = 3_000;
+export const TRACING_FLUSH_BUDGET_MS = EXIT_FLUSH_BUDGET_MS;
 
 const NEEDED_BY = 'tracing: in txoutbox.yaml';
 

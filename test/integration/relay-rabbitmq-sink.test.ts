@@ -16,6 +16,7 @@ import type { RelayMessage, RelaySink } from '../../src/relay/sink.js';
 import { loadPeer } from '../../src/relay/sinks/load-peer.js';
 import type { AmqplibModule } from '../../src/relay/sinks/rabbitmq-connector.js';
 import { resolveRabbitmqOptions } from '../../src/relay/sinks/rabbitmq-options.js';
+import { headerTableBytes, MAX_HEADER_TABLE_BYTES, publishOptions } from '../../src/relay/sinks/rabbitmq-properties.js';
 import { RabbitmqSession } from '../../src/relay/sinks/rabbitmq-session.js';
 import { type RabbitmqSink, rabbitmqSink, type RabbitmqSinkOptions } from '../../src/relay/sinks/rabbitmq-sink.js';
 import { createRabbitmqSink } from '../../src/relay/sinks/rabbitmq-sink-core.js';
@@ -528,6 +529,21 @@ describe('rabbitmqSink: refusals (SinkRefusedError: the row goes to the DLQ with
         return true;
       },
     );
+    // Just over the bound, though amqplib 2.3.1 would encode it (64 KiB buffer): refused alike on
+    // every amqplib version (before 2.3.1 amqplib cut such a table short and RabbitMQ closed the
+    // connection after the publish, so the row was retried for good).
+    const base = headerTableBytes(publishOptions(big).headers as Record<string, string>);
+    const justOver = 'y'.repeat(MAX_HEADER_TABLE_BYTES - base - 6 - 'x-big'.length + 1);
+    const overBy1 = { ...big, headers: { ...big.headers, 'x-big': justOver } };
+    assert.equal(headerTableBytes(publishOptions(overBy1).headers as Record<string, string>), MAX_HEADER_TABLE_BYTES + 1);
+    await assert.rejects(send(sinkFor(), overBy1), (error: Error) => {
+      assert.ok(error instanceof SinkRefusedError, error.message);
+      assert.match(error.reason, /cannot be encoded as AMQP: 64513 bytes as a field table, over the 64512/);
+      return true;
+    });
+    const atBound = { ...big, headers: { ...big.headers, 'x-big': justOver.slice(1) } };
+    await send(sinkFor(), { ...atBound, headers: { ...atBound.headers } });
+    assert.equal((await consumeAll(queue)).length, 1, 'a table at the bound is sent');
     await assert.rejects(send(sinkFor({ routingKey: 'k'.repeat(300) }), relayMessage({ queue })), SinkRefusedError);
     // A template the row cannot fill (compileDestination) is refused too.
     await assert.rejects(send(sinkFor({ routingKey: '{headers.x-missing}' }), relayMessage({ queue })), SinkRefusedError);

@@ -298,6 +298,36 @@ describe('redisStreamSink against a real redis-server', () => {
   });
 });
 
+describe('redisStreamSink and the database it writes to', () => {
+  test('a database the server does not have fails every send (rows kept), instead of writing to database 0', async (t) => {
+    const running = serverFor(t);
+    if (running === undefined) return;
+    // Reproduction: before the sink selected and checked the database itself, ioredis reported the
+    // failed SELECT as an 'error' event only, and the XADD below was confirmed in database 0.
+    const sink = sinkFor({ url: `${running.url}/16`, stream: 'wrong-db', connectTimeoutMs: 2_000 });
+    const signal = new AbortController().signal;
+    for (let attempt = 0; attempt < 2; attempt++) {
+      const error = await sink.send(relayMessage(), { signal }).then(
+        () => assert.fail('confirmed a send to a database the server does not have'),
+        (failure: unknown) => failure,
+      );
+      assert.ok(error instanceof SinkUnavailableError, String(error));
+      assert.match(error.message, /cannot select database 16 .*DB index is out of range/);
+    }
+    assert.equal(await (admin as Redis).exists('wrong-db'), 0, 'nothing was written to database 0');
+
+    // A database it has: the entry lands there, not in database 0.
+    const other = sinkFor({ url: `${running.url}/3`, stream: 'db-three' });
+    await other.send(relayMessage(), { signal });
+    assert.equal(await (admin as Redis).exists('db-three'), 0);
+    const inThree = new Redis(`${running.url}/3`);
+    t.after(() => {
+      inThree.disconnect();
+    });
+    assert.equal(await inThree.xlen('db-three'), 1);
+  });
+});
+
 describe('redisStreamSink options and its client', () => {
   test('bad options throw InvalidOptionError naming the option; credentials are not shown', () => {
     const cases: [unknown, string][] = [
@@ -314,6 +344,17 @@ describe('redisStreamSink options and its client', () => {
       [{ url: 'redis://x', redisOptions: [] }, 'redisOptions'],
       [{ url: 'redis://x', redisOptions: { enableOfflineQueue: true } }, 'redisOptions.enableOfflineQueue'],
       [{ url: 'redis://x', redisOptions: { maxRetriesPerRequest: null } }, 'redisOptions.maxRetriesPerRequest'],
+      // The URL's path is the database (ioredis parseInt()s it: `/events` was NaN, database 0).
+      [{ url: 'redis://x:6379/events' }, 'url'],
+      [{ url: 'redis://x:6379/1.5' }, 'url'],
+      [{ url: 'redis://x:6379/-1' }, 'url'],
+      // Query parameters become ioredis options ahead of the sink's own.
+      [{ url: 'redis://x:6379?enableOfflineQueue=no' }, 'url'],
+      [{ url: 'redis://x:6379?commandTimeout=1' }, 'url'],
+      [{ url: 'redis://x:6379?db=2' }, 'url'],
+      [{ url: 'redis://x', redisOptions: { db: 'two' } }, 'redisOptions.db'],
+      [{ url: 'redis://x', redisOptions: { db: -1 } }, 'redisOptions.db'],
+      [{ url: 'redis://x/2', redisOptions: { db: 3 } }, 'redisOptions.db'],
     ];
     for (const [options, option] of cases) {
       assert.throws(
@@ -326,6 +367,17 @@ describe('redisStreamSink options and its client', () => {
       () => redisStreamSink({ url: 'ftp://u:s3cret@h' }),
       (error: unknown) => error instanceof InvalidOptionError && !error.message.includes('s3cret'),
     );
+    assert.throws(
+      () => redisStreamSink({ url: 'redis://u:s3cret@h:6379/events' }),
+      (error: unknown) =>
+        error instanceof InvalidOptionError && /path "\/events"/.test(error.message) && !error.message.includes('s3cret'),
+    );
+    // Good ones: a database in the path, or in redisOptions.db, or both agreeing.
+    assert.equal(resolveRedisStreamOptions({ url: 'redis://x:6379/2' }).db, 2);
+    assert.equal(resolveRedisStreamOptions({ url: 'redis://x', redisOptions: { db: 3 } }).db, 3);
+    assert.equal(resolveRedisStreamOptions({ url: 'redis://x/3', redisOptions: { db: 3 } }).db, 3);
+    assert.equal(resolveRedisStreamOptions({ url: 'redis://x:6379/0' }).db, undefined);
+    assert.equal(resolveRedisStreamOptions({ url: 'redis://x:6379/?family=6' }).db, undefined);
   });
 
   test('a missing client is MissingPeerDependencyError, thrown by the send that needs it (lazy loader, pointed at a module that does not exist)', async () => {

@@ -20,6 +20,7 @@ import { type ReceivedRequest, WebhookReceiver } from '../support/webhook-receiv
 const SECRET = 'whsec-hunter2-do-not-leak';
 const PASSWORD = 's3cr@t/pw';
 const ENCODED_PASSWORD = encodeURIComponent(PASSWORD);
+const QUERY_TOKEN = 'qtok-do-not-leak';
 const never = new AbortController().signal;
 
 let receiver: WebhookReceiver;
@@ -423,7 +424,9 @@ test('no secret, URL password or Authorization value appears in any error the si
   receiver.answer = (request, response) => {
     // A receiver that echoes what it got, credentials included.
     const status = Number(/\/(\d+)$/.exec(request.path)?.[1] ?? 400);
-    response.writeHead(status).end(`${SECRET} ${PASSWORD} ${ENCODED_PASSWORD} ${JSON.stringify(request.headers)}`);
+    response
+      .writeHead(status)
+      .end(`${SECRET} ${PASSWORD} ${ENCODED_PASSWORD} ${request.path} ${JSON.stringify(request.headers)}`);
   };
   try {
     const url = `http://alice:${ENCODED_PASSWORD}@127.0.0.1:${receiver.port}/leak/{headers.status}`;
@@ -437,6 +440,14 @@ test('no secret, URL password or Authorization value appears in any error the si
     await down.stop();
     const unreachable = sink({ url: `http://alice:${ENCODED_PASSWORD}@127.0.0.1:${down.port}/x`, secret: SECRET });
     await capture(() => unreachable.send(relayMessage(), { signal: never }));
+    // A URL from a function: its credentials and its query's token are this request's own (the
+    // sink knew only the fixed URL's, so a receiver echoing them put them into the error).
+    const perRow = sink({
+      url: () => `http://carol:${ENCODED_PASSWORD}@127.0.0.1:${receiver.port}/fn/400?code=${QUERY_TOKEN}`,
+      secret: SECRET,
+      timeoutMs: 2_000,
+    });
+    await capture(() => perRow.send(relayMessage(), { signal: never }));
     await capture(() => webhookSink({ ...options, secret: '' }));
     await capture(() => webhookSink({ ...options, timeoutMs: -1 }));
     await capture(() => webhookSink({ ...options, secrte: SECRET } as WebhookSinkOptions));
@@ -447,10 +458,12 @@ test('no secret, URL password or Authorization value appears in any error the si
     await capture(() => webhookSink({ ...options, healthUrl: `http://bob:${ENCODED_PASSWORD}@host:99999/` }));
 
     const base64 = Buffer.from(`alice:${PASSWORD}`).toString('base64');
-    assert.equal(errors.length, 13);
+    const carol64 = Buffer.from(`carol:${PASSWORD}`).toString('base64');
+    assert.equal(errors.length, 14);
+    assert.match(String(errors[5]), /HTTP 400/, 'the function URL reached the receiver');
     for (const error of errors) {
       const text = `${String(error)} ${inspect(error, { depth: 5 })} ${JSON.stringify(error)}`;
-      for (const secret of [SECRET, PASSWORD, ENCODED_PASSWORD, base64]) {
+      for (const secret of [SECRET, PASSWORD, ENCODED_PASSWORD, base64, carol64, QUERY_TOKEN]) {
         assert.ok(!text.includes(secret), `${secret} leaked in: ${String(error)}`);
       }
     }

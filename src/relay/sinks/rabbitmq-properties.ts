@@ -41,6 +41,38 @@ export function publishOptions(message: RelayMessage): Options.Publish {
   return options;
 }
 
+/**
+ * The most bytes a message's headers may take as an AMQP field table. amqplib encodes a message's
+ * properties in one 64 KiB scratch buffer: from 2.3.1 a table that overflows it throws (refused by
+ * the session), but earlier versions, still in the peer range, cut the string short without a word;
+ * RabbitMQ then closes the connection (541) after publish() returned, and the row was retried for
+ * good, taking every send in flight with it each time. Counted here, so every version refuses it
+ * alike, before the broker. 1 KiB of the buffer is left to the other properties.
+ */
+export const MAX_HEADER_TABLE_BYTES = 65_536 - 1_024;
+
+/**
+ * The bytes of `headers` as an AMQP field table of long strings: the table's length, then per entry
+ * the key (a short string: length byte and bytes), the type byte, the value's length and bytes.
+ */
+export function headerTableBytes(headers: Readonly<Record<string, string>>): number {
+  let bytes = 4;
+  for (const key in headers) bytes += 6 + Buffer.byteLength(key) + Buffer.byteLength(headers[key] as string);
+  return bytes;
+}
+
+/**
+ * The table's bytes when they are over MAX_HEADER_TABLE_BYTES, else undefined. The usual table is
+ * not measured: a UTF-16 unit is at most 3 bytes of UTF-8, so its lengths bound it well under.
+ */
+export function oversizedHeaderTable(headers: Readonly<Record<string, string>>): number | undefined {
+  let bound = 4;
+  for (const key in headers) bound += 6 + 3 * (key.length + (headers[key] as string).length);
+  if (bound <= MAX_HEADER_TABLE_BYTES) return undefined;
+  const bytes = headerTableBytes(headers);
+  return bytes > MAX_HEADER_TABLE_BYTES ? bytes : undefined;
+}
+
 function shortString(value: string | undefined): string | undefined {
   if (value === undefined || value === '' || Buffer.byteLength(value) > SHORT_STRING_BYTES) return undefined;
   return value;

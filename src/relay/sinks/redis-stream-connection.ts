@@ -85,12 +85,39 @@ export class RedisStreamConnection {
         client.disconnect();
         throw new SinkUnavailableError(REDIS_SINK, 'the sink was closed');
       }
+      if (this.#options.db !== undefined) await this.#selectDatabase(client, this.#options.db);
       return client;
     })();
     this.#connecting = connecting;
     return connecting.finally(() => {
       this.#connecting = undefined;
     });
+  }
+
+  /**
+   * SELECTs the configured database again and waits for the answer. ioredis sends its own SELECT
+   * on connect but only reports a failure as an 'error' event and goes on in database 0, where every
+   * XADD would be confirmed and its row deleted, out of sight of the consumers of the database
+   * named (`redis://host/16` on a server with 16 databases). A failure closes and drops the client:
+   * the send fails (its row is kept and retried) and the next one connects anew and checks again. A
+   * reconnect after a server restart is not checked again.
+   */
+  async #selectDatabase(client: RedisClient, db: number): Promise<void> {
+    try {
+      await beforeDeadline(client.select(db), this.#options.connectTimeoutMs, () => {
+        throw new Error(`no answer to SELECT within ${this.#options.connectTimeoutMs} ms`);
+      });
+    } catch (error) {
+      // Dropped, not only disconnected: its status stays 'ready' until the socket has closed, and
+      // the next send would use it.
+      client.disconnect();
+      if (this.#client === client) this.#client = undefined;
+      throw new SinkUnavailableError(
+        REDIS_SINK,
+        `cannot select database ${db} on ${this.#options.displayUrl} (${describe(error)}); check the URL's path or redisOptions.db`,
+        { cause: error },
+      );
+    }
   }
 
   async #create(): Promise<RedisClient> {

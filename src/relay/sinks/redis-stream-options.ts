@@ -55,6 +55,12 @@ export interface ResolvedRedisStreamOptions {
   readonly connectTimeoutMs: number;
   readonly reconnectWaitMs: number;
   readonly redisOptions: Readonly<Record<string, unknown>>;
+  /**
+   * The database the URL's path or redisOptions.db names, when not 0: selected and checked at
+   * every first connect (redis-stream-connection.ts), since ioredis only reports a failed SELECT
+   * as an 'error' event and then writes to database 0.
+   */
+  readonly db: number | undefined;
 }
 
 export const REDIS_SINK = 'redis';
@@ -115,6 +121,7 @@ export function resolveRedisStreamOptions(raw: RedisStreamSinkOptions): Resolved
       fix: 'Set maxLen, or leave approximate out.',
     });
   }
+  const urlDb = checkUrl(raw.url);
   const maxLen = raw.maxLen === undefined ? undefined : integerOption('maxLen', raw.maxLen, 1, Number.MAX_SAFE_INTEGER, 0);
   const redisOptions = (raw.redisOptions ?? {}) as unknown as Record<string, unknown>;
   if (typeof (redisOptions as unknown) !== 'object' || (redisOptions as unknown) === null || Array.isArray(redisOptions)) {
@@ -136,6 +143,7 @@ export function resolveRedisStreamOptions(raw: RedisStreamSinkOptions): Resolved
       });
     }
   }
+  const db = databaseOf(urlDb, redisOptions.db);
   return {
     url: raw.url,
     displayUrl: redactConnectionString(raw.url),
@@ -145,5 +153,76 @@ export function resolveRedisStreamOptions(raw: RedisStreamSinkOptions): Resolved
     connectTimeoutMs: integerOption('connectTimeoutMs', raw.connectTimeoutMs, 1, 600_000, 5_000),
     reconnectWaitMs: integerOption('reconnectWaitMs', raw.reconnectWaitMs, 1, 600_000, 100),
     redisOptions,
+    db: db === 0 ? undefined : db,
   };
+}
+
+/** The most databases a Redis server can be configured with (`databases`, an int). */
+const MAX_DB = 2 ** 31 - 1;
+const DB_TEXT = /^(?:0|[1-9][0-9]*)$/;
+
+/**
+ * What ioredis would make of the URL beyond host and credentials, checked: its path is the database
+ * number (ioredis parseInt()s it, so `/events` became NaN and no SELECT: every XADD went to database
+ * 0, confirmed, its row deleted), and its query parameters become ioredis options ahead of the
+ * sink's own (`?enableOfflineQueue=no` would undo the bounded sends). Returns the path's database.
+ */
+function checkUrl(url: string): number | undefined {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    throw new InvalidOptionError({
+      option: 'url',
+      value: url,
+      expected: 'a Redis URL such as "redis://127.0.0.1:6379"',
+      redact: true,
+    });
+  }
+  const path = parsed.pathname;
+  let db: number | undefined;
+  if (path !== '' && path !== '/') {
+    const text = path.slice(1);
+    db = DB_TEXT.test(text) ? Number(text) : Number.NaN;
+    if (!(db <= MAX_DB)) {
+      throw new InvalidOptionError({
+        option: 'url',
+        value: redactConnectionString(url),
+        expected: `a database number as the URL's path (redis://host:6379/2), got the path ${JSON.stringify(decodeURIComponent(path))}`,
+        fix: 'Put the database number after the port, or leave the path out for database 0; the stream name goes in `stream`.',
+      });
+    }
+  }
+  for (const key of parsed.searchParams.keys()) {
+    if ((OWNED_REDIS_OPTIONS as readonly string[]).includes(key) || key === 'db') {
+      throw new InvalidOptionError({
+        option: 'url',
+        value: redactConnectionString(url),
+        expected: `no ?${key}= in the URL: ${key === 'db' ? "the database goes in the URL's path (redis://host:6379/2)" : 'the sink sets it (url, confirmTimeoutMs, connectTimeoutMs, reconnectWaitMs)'}`,
+        fix: `Remove ?${key}= from the URL.`,
+      });
+    }
+  }
+  return db;
+}
+
+/** The database to select: the URL's path or redisOptions.db (not both, unless they agree). */
+function databaseOf(urlDb: number | undefined, optionDb: unknown): number {
+  if (optionDb === undefined) return urlDb ?? 0;
+  if (typeof optionDb !== 'number' || !Number.isInteger(optionDb) || optionDb < 0 || optionDb > MAX_DB) {
+    throw new InvalidOptionError({
+      option: 'redisOptions.db',
+      value: optionDb,
+      expected: 'a database number (an integer, 0 or more)',
+    });
+  }
+  if (urlDb !== undefined && urlDb !== optionDb) {
+    throw new InvalidOptionError({
+      option: 'redisOptions.db',
+      value: optionDb,
+      expected: `the URL's database (${urlDb}) or no redisOptions.db: the URL's path wins in ioredis`,
+      fix: 'Name the database in one place.',
+    });
+  }
+  return optionDb;
 }

@@ -4,9 +4,27 @@ import { webhookHeaders } from './webhook-headers.js';
 import { resolveWebhookOptions, type WebhookSinkOptions } from './webhook-options.js';
 import { exchange, WebhookAgents, type WebhookResponse } from './webhook-request.js';
 import { bodyExcerpt, retryAfterMs } from './webhook-response.js';
-import { displayUrl, shownUrl } from './webhook-url.js';
+import { displayUrl, shownUrl, type WebhookTarget } from './webhook-url.js';
 
 export type { WebhookSinkOptions } from './webhook-options.js';
+
+/**
+ * What this one request carries that a receiver echoing it back (a debugging endpoint, a proxy's
+ * error page) must not put into an error, a log line or the DLQ: the credentials of a URL the
+ * `url` function returned (sent as Basic authorization: resolved.secrets only knows the fixed
+ * URL's) and the query's values (tokens such as `?code=`, which displayUrl leaves out too).
+ */
+function requestSecrets(target: WebhookTarget): string[] {
+  const found: string[] = [];
+  if (target.authorization !== undefined) {
+    const encoded = target.authorization.slice(target.authorization.indexOf(' ') + 1);
+    const decoded = Buffer.from(encoded, 'base64').toString('utf8');
+    const password = decoded.slice(decoded.indexOf(':') + 1);
+    found.push(encoded, password, encodeURIComponent(password));
+  }
+  for (const value of target.url.searchParams.values()) found.push(value);
+  return found;
+}
 
 /**
  * A sink that POSTs each row to an HTTP endpoint (architecture/relay.md, "Webhook sink"): the stored
@@ -42,7 +60,7 @@ export function webhookSink(options: WebhookSinkOptions): RelaySink {
     }
     const { status } = response;
     if (status >= 200 && status < 300) return;
-    const answer = describe(response, target.url);
+    const answer = describe(response, target);
     let terminal: boolean;
     try {
       terminal = resolved.isTerminal(status);
@@ -59,8 +77,9 @@ export function webhookSink(options: WebhookSinkOptions): RelaySink {
     });
   }
 
-  function describe(response: WebhookResponse, url: URL): string {
-    const excerpt = bodyExcerpt(response.excerpt, resolved.secrets);
+  function describe(response: WebhookResponse, target: WebhookTarget): string {
+    const { url } = target;
+    const excerpt = bodyExcerpt(response.excerpt, [...resolved.secrets, ...requestSecrets(target)]);
     let text = `HTTP ${response.status}${response.statusText === '' ? '' : ` ${bodyExcerpt(Buffer.from(response.statusText), [])}`}`;
     if (response.location !== undefined) {
       // Not followed (see isTerminalByDefault); shown so the operator can fix the url.

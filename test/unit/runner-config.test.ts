@@ -232,6 +232,15 @@ describe('loadRunnerConfig: every problem has a path, the bad value and what is 
     assert.match(error.message, /Map keys must be unique/);
   });
 
+  test('a duplicate JSON key is an error at its position too (JSON.parse kept the last one silently)', async () => {
+    const error = await configError(
+      configFile(`{\n  "database": {"url": "${URL_WITH_SECRET}"},\n  "database": {"url": "postgres://other/db"}\n}`, 'json'),
+    );
+    assert.deepEqual([error.issues[0]?.line, error.issues[0]?.column], [3, 3]);
+    assert.match(error.message, /:3:3: Map keys must be unique/);
+    assert.doesNotMatch(error.message, /s3cr3t/);
+  });
+
   test('a JSON syntax error gives file:line:col without quoting the file', async () => {
     const positioned = await configError(
       configFile(`{\n  "database": {"url": "${URL_WITH_SECRET}"}\n  "consumers": {}\n}`, 'json'),

@@ -60,7 +60,13 @@ function jsonErrorOffset(text: string, message: string): number {
 
 function parseJson(text: string): Parsed {
   try {
-    return { ok: true, value: JSON.parse(text) as unknown };
+    const value = JSON.parse(text) as unknown;
+    // JSON.parse keeps the last of two equal keys without a word (`"processes": 4, "processes": 1`
+    // ran one process); a duplicate is an error here, as it is in YAML. JSON is YAML 1.2, whose
+    // parser finds it with its position.
+    const duplicate = parseDocument(text, { prettyErrors: false }).errors.find((e) => e.code === 'DUPLICATE_KEY');
+    if (duplicate !== undefined) return failure(text, duplicate.pos[0], duplicate.message);
+    return { ok: true, value };
   } catch (error) {
     // V8's message quotes the text around the error; only its first clause is kept.
     const message = errorMessage(error);

@@ -2,6 +2,7 @@ import { type ChildProcess, fork } from 'node:child_process';
 import { extname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
+import { PING_TIMEOUT_MS } from '../outbox.js';
 import { backoffMs } from '../util/backoff.js';
 import { beforeDeadline } from '../util/deadline.js';
 import type { Logger } from '../util/logger.js';
@@ -11,6 +12,9 @@ import { SilenceWatch } from './silence-watch.js';
 
 /** The child entry beside this file: child-main.ts under tsx (tests, npm start), child-main.js when built. */
 const CHILD_ENTRY = fileURLToPath(new URL(`./child/child-main${extname(fileURLToPath(import.meta.url))}`, import.meta.url));
+
+/** After a child said it is consuming: how long past its ping()'s bound `ready` may take. */
+const CONSUMING_READY_MARGIN_MS = 5_000;
 
 /** How long past its graceful timeout a draining child may take before it is SIGKILLed. */
 export const KILL_MARGIN_MS = 5_000;
@@ -77,15 +81,22 @@ export type StartOutcome =
   | { readonly ready: false; readonly reason: 'stopped' };
 
 /**
- * Each child in a process group (and session) of its own, `detached`: a signal sent to the runner's
- * whole group (`kill -HUP -<pgid>`, an init that forwards signals to the group, a closing terminal,
- * Ctrl-C) reaches the supervisor only, which decides what the children do (a reload, a drain by
- * SIGTERM). In the runner's group a SIGHUP ended every child at once, mid-handler (Node's default,
- * before the child's own handler exists while it loads), each restarted as a crash. A child never
- * outlives the supervisor for that: it drains when the IPC channel closes.
+ * Loaded before anything else in a child (before tsx too, which takes a second or more to load the
+ * child's modules): a SIGHUP is the supervisor's to act on (a reload). A child shares the runner's
+ * process group, so a signal sent to the whole group (`kill -HUP -<pgid>`, an init that forwards
+ * signals to the group, a closing terminal) reaches it too, and Node's default for SIGHUP ended
+ * every child at once, mid-handler or while it loaded, each restarted as a crash. Not a group of
+ * its own (`detached`): whoever SIGKILLs the runner's group (a harness, supervisord's killasgroup)
+ * must take the children with it, a child whose event loop is blocked never sees the IPC channel
+ * close. child-main.ts ignores SIGHUP too, for a child started another way.
  */
+const IGNORE_SIGHUP = 'data:text/javascript,process.on("SIGHUP",()=>{})';
+
 function forkChildMain(): ChildProcess {
-  return fork(CHILD_ENTRY, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv: process.execArgv, detached: true });
+  return fork(CHILD_ENTRY, [], {
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    execArgv: ['--import', IGNORE_SIGHUP, ...process.execArgv],
+  });
 }
 
 /**
@@ -251,6 +262,7 @@ export class ConsumerSlot {
       if (!isChildMessage(message)) return;
       if (message.type === 'metrics') this.#deps.ledger.report(id, message.snapshot, this.consumer);
       else if (message.type === 'ready') this.#onReady();
+      else if (message.type === 'consuming') this.#onConsuming(child);
       else if (message.type === 'health') this.#onHealth(child, message.up);
       else {
         this.#childError = message.message;
@@ -268,9 +280,20 @@ export class ConsumerSlot {
     if (this.#settleStart === undefined) this.#armStartTimer(child);
   }
 
-  #armStartTimer(child: ChildProcess): void {
+  /**
+   * The child's Outbox started: its module loaded, and what `ready` still waits for is one ping()
+   * (PING_TIMEOUT_MS at most). The start timer is armed again for that, so a child whose module
+   * took nearly the whole ready timeout to load is not SIGKILLed mid-delivery while its first ping
+   * runs (its rows would then be handled again after the lease). A replacement keeps its own
+   * deadline, which stops it with a drain.
+   */
+  #onConsuming(child: ChildProcess): void {
+    if (this.#child !== child || this.#state !== 'starting' || this.#settleStart !== undefined) return;
+    this.#armStartTimer(child, PING_TIMEOUT_MS + CONSUMING_READY_MARGIN_MS);
+  }
+
+  #armStartTimer(child: ChildProcess, timeoutMs = this.#deps.policy.replacementReadyTimeoutMs): void {
     clearTimeout(this.#startTimer);
-    const timeoutMs = this.#deps.policy.replacementReadyTimeoutMs;
     this.#startTimer = setTimeout(() => {
       if (this.#child !== child || this.#state !== 'starting') return;
       this.#deps.logger.error(

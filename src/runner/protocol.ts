@@ -86,6 +86,12 @@ export type ParentMessage =
   { readonly type: 'start'; readonly spec: ChildSpec; readonly process: number } | { readonly type: 'stop' };
 
 export type ChildMessage =
+  /**
+   * Its Outbox has started (it claims rows from now on); sent before the first `health` and
+   * `ready`, which wait for a ping() (at most PING_TIMEOUT_MS). The slot then no longer times the
+   * start as a module that never finishes loading (consumer-slot.ts #onConsuming).
+   */
+  | { readonly type: 'consuming' }
   | { readonly type: 'ready' }
   /**
    * Whether the child's outbox.ping() passes (the database, its subscription's loop, a relay's
@@ -99,7 +105,7 @@ export type ChildMessage =
 
 export function isChildMessage(value: unknown): value is ChildMessage {
   const type = (value as { type?: unknown } | null)?.type;
-  return type === 'ready' || type === 'health' || type === 'metrics' || type === 'fatal';
+  return type === 'consuming' || type === 'ready' || type === 'health' || type === 'metrics' || type === 'fatal';
 }
 
 export function isParentMessage(value: unknown): value is ParentMessage {

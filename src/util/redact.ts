@@ -37,8 +37,9 @@ export function isSecretName(name: string): boolean {
  * `redisOptions.password`, `headers["authorization"]`.
  */
 export function isSecretOption(option: string): boolean {
-  const last = /([A-Za-z0-9_-]+)"?\]?$/.exec(option)?.[1];
-  return last !== undefined && isSecretName(last);
+  const last = /\["([^"]+)"\]$/.exec(option)?.[1] ?? option.slice(option.lastIndexOf('.') + 1);
+  // A bare name only: `ctx.stats.increment key` names the stat's key, a message's, not a credential.
+  return /^[\w-]+$/.test(last) && isSecretName(last);
 }
 
 /**
@@ -64,7 +65,7 @@ export function passwordsIn(text: string): string[] {
 
 /** A JSON.stringify replacer that masks credential-named keys and the passwords inside strings. */
 export function credentialMasker(key: string, value: unknown): unknown {
-  if (isSecretName(key) && value !== undefined && value !== null) return '***';
+  if (SECRET_KEY.test(key) && value !== undefined && value !== null) return '***';
   return typeof value === 'string' ? maskCredentials(value) : value;
 }
 

@@ -184,10 +184,11 @@ describe('txoutbox run', () => {
     const config = writeConfig('group-hup', 'run_group_hup', { orders: { queue: 'group_hup', export: 'orders', processes: 2 } });
     const runner = start(config, {}, { detached: true });
     // What `kill -HUP -<pgid>` (or an init forwarding signals to the group) does, sent while the
-    // children are still loading. Before they had process groups of their own it reached each of
-    // them too, and each exited at once (Node's default for SIGHUP: a child that is loading has no
-    // handler yet) and was restarted as a crash.
+    // children load their modules (a second or more under tsx; Node's own start, before the first
+    // --import, takes tens of ms). Each exited at once (Node's default for SIGHUP: a child that is
+    // loading had no handler yet) and was restarted as a crash.
     await runner.waitForLog((line) => line.msg === 'runner started', 'the runner to start');
+    await new Promise((resolve) => setTimeout(resolve, 300));
     process.kill(-(runner.child.pid as number), 'SIGHUP');
     await runner.waitForLog((line) => line.msg === 'config reloaded', 'the reload');
     await whenStarted(runner, { orders: 2 });

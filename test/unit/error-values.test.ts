@@ -81,7 +81,7 @@ describe('values quoted in errors never show a password', () => {
       const error = new InvalidOptionError({ option, value: SECRET, expected: 'something else' });
       assert.doesNotMatch(error.message, new RegExp(SECRET), option);
     }
-    for (const option of ['orderingKey', 'queue', 'leaseTtlMs']) {
+    for (const option of ['orderingKey', 'queue', 'leaseTtlMs', 'ctx.stats.increment key']) {
       const error = new InvalidOptionError({ option, value: 'shown', expected: 'something else' });
       assert.match(error.message, /got "shown"/, option);
     }

@@ -39,6 +39,9 @@ class FakeChild extends EventEmitter {
   ready(): void {
     this.emit('message', { type: 'ready' });
   }
+  consuming(): void {
+    this.emit('message', { type: 'consuming' });
+  }
 }
 
 const SPEC = RELAY_CHILD_SPEC;
@@ -143,6 +146,33 @@ describe('ConsumerSlot: first start (not a reload)', () => {
     assert.equal(slot.ready, true);
     assert.ok(lines.some((line) => line.level === 'info' && line.msg === 'consumer process is up again'));
     await slot.stop();
+  });
+});
+
+describe('ConsumerSlot: the ready timeout of a first start', () => {
+  test('a child that never says it is consuming is SIGKILLed at the timeout (a module that never finishes loading)', async () => {
+    const child = new FakeChild();
+    const slot = slotWith(child, { replacementReadyTimeoutMs: 50 });
+    slot.start();
+    await waitFor(() => child.signals.length > 0, { what: 'the kill' });
+    assert.deepEqual(child.signals, ['SIGKILL']);
+    await slot.stop();
+  });
+
+  test('a child consuming before the timeout is not killed while its first ping runs; ready later, it is started', async () => {
+    // Reproduction (review finding): a module that took nearly the whole timeout to load was
+    // SIGKILLed while its first ping() ran, after its Outbox had started claiming rows.
+    const child = new FakeChild();
+    const slot = slotWith(child, { replacementReadyTimeoutMs: 50 });
+    slot.start();
+    child.consuming();
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    assert.deepEqual(child.signals, [], 'not killed past the timeout');
+    child.health(true);
+    child.ready();
+    assert.equal(slot.ready, true);
+    await slot.stop();
+    assert.deepEqual(child.signals, ['SIGTERM']);
   });
 });
 

@@ -166,6 +166,7 @@ async function run(spec: ChildSpec, processNumber: number | undefined): Promise<
     if (!(await outbox.ping())) throw new Error('the database did not answer');
   }
   outbox.start();
+  await send({ type: 'consuming' });
   flusher = setInterval(() => void report().catch(() => undefined), spec.flushIntervalMs);
   // Health before ready, on the same ordered channel: a relay whose broker is down is never counted ready.
   await reportHealth();
@@ -174,9 +175,9 @@ async function run(spec: ChildSpec, processNumber: number | undefined): Promise<
 }
 
 // A SIGHUP is the supervisor's to act on (a config reload, which replaces the processes whose
-// consumer changed). A child runs in a process group of its own (consumer-slot.ts forkChildMain),
-// so a signal to the runner's group does not reach it; one sent to its pid would end it at once,
-// mid-handler (Node's default for SIGHUP), and it would be restarted as a crash. So it is ignored.
+// consumer changed); one sent to the runner's whole process group reaches this child too, and
+// Node's default would end it at once, mid-handler. The supervisor's fork ignores it from the
+// process's first module on (consumer-slot.ts IGNORE_SIGHUP); this covers a child started another way.
 process.on('SIGHUP', () => undefined);
 
 process.once('message', (message) => {

@@ -6,10 +6,12 @@
  * "Redis Streams sink".
  */
 import assert from 'node:assert/strict';
+import { connect, createServer, type Socket } from 'node:net';
 import { after, before, describe, test, type TestContext } from 'node:test';
 
 import { Redis } from 'ioredis';
 
+import { freePort } from '../../src/embedded/free-port.js';
 import { InvalidOptionError, MissingPeerDependencyError, SinkRefusedError, SinkUnavailableError } from '../../src/errors.js';
 import type { RelayMessage } from '../../src/relay/sink.js';
 import { loadPeer } from '../../src/relay/sinks/load-peer.js';
@@ -316,6 +318,48 @@ describe('redisStreamSink and the database it writes to', () => {
     }
     assert.equal(await (admin as Redis).exists('wrong-db'), 0, 'nothing was written to database 0');
 
+    // Redis not there at the first connect (a compose start-up): ioredis connects later by itself,
+    // and that connection is checked by the first send that uses it, as a first connect is. Before,
+    // only the first connect was checked, and this send was confirmed in database 0.
+    const port = await freePort();
+    const late = sinkFor({
+      url: `redis://127.0.0.1:${port}/16`,
+      stream: 'wrong-db',
+      connectTimeoutMs: 1_000,
+      reconnectWaitMs: 50,
+    });
+    await assert.rejects(late.send(relayMessage(), { signal }), /cannot connect/);
+    const sockets = new Set<Socket>();
+    const forward = createServer((socket) => {
+      const upstream = connect(running.port, '127.0.0.1');
+      sockets.add(socket).add(upstream);
+      socket.pipe(upstream).pipe(socket);
+      socket.on('error', () => upstream.destroy());
+      upstream.on('error', () => socket.destroy());
+    });
+    await new Promise<void>((resolve) => forward.listen(port, '127.0.0.1', resolve));
+    t.after(async () => {
+      await late.close();
+      for (const socket of sockets) socket.destroy();
+      await new Promise<void>((resolve) =>
+        forward.close(() => {
+          resolve();
+        }),
+      );
+    });
+    // Until ioredis has reconnected a send fails as not connected; then it must fail the check.
+    let failure: Error | undefined;
+    for (let attempt = 0; attempt < 200; attempt++) {
+      failure = await late.send(relayMessage(), { signal }).then(
+        () => assert.fail('confirmed a send to a database the server does not have, after a reconnect'),
+        (error: unknown) => error as Error,
+      );
+      if (!/not connected/.test(failure.message)) break;
+      await new Promise((resolve) => setTimeout(resolve, 25));
+    }
+    assert.match(String(failure?.message), /cannot select database 16 .*DB index is out of range/);
+    assert.equal(await (admin as Redis).exists('wrong-db'), 0, 'nothing was written to database 0');
+
     // A database it has: the entry lands there, not in database 0.
     const other = sinkFor({ url: `${running.url}/3`, stream: 'db-three' });
     await other.send(relayMessage(), { signal });
@@ -376,6 +420,7 @@ describe('redisStreamSink options and its client', () => {
     assert.equal(resolveRedisStreamOptions({ url: 'redis://x:6379/2' }).db, 2);
     assert.equal(resolveRedisStreamOptions({ url: 'redis://x', redisOptions: { db: 3 } }).db, 3);
     assert.equal(resolveRedisStreamOptions({ url: 'redis://x/3', redisOptions: { db: 3 } }).db, 3);
+    assert.equal(resolveRedisStreamOptions({ url: 'redis://x', redisOptions: { db: '4' } }).db, 4);
     assert.equal(resolveRedisStreamOptions({ url: 'redis://x:6379/0' }).db, undefined);
     assert.equal(resolveRedisStreamOptions({ url: 'redis://x:6379/?family=6' }).db, undefined);
   });

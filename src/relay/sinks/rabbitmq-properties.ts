@@ -42,34 +42,50 @@ export function publishOptions(message: RelayMessage): Options.Publish {
 }
 
 /**
- * The most bytes a message's headers may take as an AMQP field table. amqplib encodes a message's
- * properties in one 64 KiB scratch buffer: from 2.3.1 a table that overflows it throws (refused by
- * the session), but earlier versions, still in the peer range, cut the string short without a word;
- * RabbitMQ then closes the connection (541) after publish() returned, and the row was retried for
- * good, taking every send in flight with it each time. Counted here, so every version refuses it
- * alike, before the broker. 1 KiB of the buffer is left to the other properties.
+ * The most bytes a message's headers may take as an AMQP field table: amqplib encodes the table
+ * (alone: the other properties are sized apart) into one 64 KiB scratch buffer. From 2.3.1 a table
+ * that overflows it throws (refused by the session), but earlier versions, still in the peer range,
+ * cut the string short without a word; RabbitMQ then closes the connection (541) after publish()
+ * returned, and the row was retried for good, taking every send in flight with it each time.
+ * Counted here, so every version refuses it alike, before the broker.
  */
-export const MAX_HEADER_TABLE_BYTES = 65_536 - 1_024;
+export const MAX_HEADER_TABLE_BYTES = 65_536;
 
 /**
- * The bytes of `headers` as an AMQP field table of long strings: the table's length, then per entry
- * the key (a short string: length byte and bytes), the type byte, the value's length and bytes.
+ * The bytes of `headers` as an AMQP field table: the table's length, then per entry the key (a
+ * short string: length byte and bytes), the type byte and the value. A string value (every header
+ * txoutbox writes) is a long string: its length and bytes, exact. A row written by hand may hold
+ * other JSON there (a number, null, an object): amqplib encodes those in other types, counted here
+ * by their JSON text, which is close to and not below their encoding for scalars.
  */
-export function headerTableBytes(headers: Readonly<Record<string, string>>): number {
+export function headerTableBytes(headers: Readonly<Record<string, unknown>>): number {
   let bytes = 4;
-  for (const key in headers) bytes += 6 + Buffer.byteLength(key) + Buffer.byteLength(headers[key] as string);
+  for (const key in headers) bytes += 2 + Buffer.byteLength(key) + valueBytes(headers[key]);
   return bytes;
+}
+
+function valueBytes(value: unknown): number {
+  if (typeof value === 'string') return 4 + Buffer.byteLength(value);
+  // JSON.stringify gives undefined (though typed string) for undefined and functions.
+  const json = JSON.stringify(value) as unknown;
+  return 8 + (typeof json === 'string' ? Buffer.byteLength(json) : 0);
 }
 
 /**
  * The table's bytes when they are over MAX_HEADER_TABLE_BYTES, else undefined. The usual table is
  * not measured: a UTF-16 unit is at most 3 bytes of UTF-8, so its lengths bound it well under.
  */
-export function oversizedHeaderTable(headers: Readonly<Record<string, string>>): number | undefined {
+export function oversizedHeaderTable(headers: Readonly<Record<string, unknown>>): number | undefined {
   let bound = 4;
-  for (const key in headers) bound += 6 + 3 * (key.length + (headers[key] as string).length);
-  if (bound <= MAX_HEADER_TABLE_BYTES) return undefined;
-  const bytes = headerTableBytes(headers);
+  for (const key in headers) {
+    const value = headers[key];
+    if (typeof value !== 'string') return overLimit(headerTableBytes(headers));
+    bound += 6 + 3 * (key.length + value.length);
+  }
+  return bound <= MAX_HEADER_TABLE_BYTES ? undefined : overLimit(headerTableBytes(headers));
+}
+
+function overLimit(bytes: number): number | undefined {
   return bytes > MAX_HEADER_TABLE_BYTES ? bytes : undefined;
 }
 

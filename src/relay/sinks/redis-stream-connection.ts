@@ -35,6 +35,10 @@ export class RedisStreamConnection {
   #connecting: Promise<RedisClient> | undefined;
   #lastError = '';
   #closed = false;
+  /** Counts the client's connections ('close' ends each); #checked is the one whose database was checked. */
+  #connection = 0;
+  #checked = -1;
+  #checking: Promise<RedisClient> | undefined;
 
   constructor(options: ResolvedRedisStreamOptions, loadClient: () => Promise<RedisConstructor>) {
     this.#options = options;
@@ -47,7 +51,9 @@ export class RedisStreamConnection {
     if (this.#connecting !== undefined) return await this.#connecting;
     const client = this.#client;
     if (client === undefined || client.status === 'end') return await this.#connect(client);
-    if (client.status === 'ready') return client;
+    if (client.status === 'ready') {
+      return this.#options.db === undefined || this.#checked === this.#connection ? client : await this.#checkDatabase(client);
+    }
     throw new SinkUnavailableError(
       REDIS_SINK,
       `not connected to ${this.#options.displayUrl} (${client.status}${this.#lastError === '' ? '' : `; last error: ${this.#lastError}`}); the client reconnects by itself`,
@@ -85,8 +91,7 @@ export class RedisStreamConnection {
         client.disconnect();
         throw new SinkUnavailableError(REDIS_SINK, 'the sink was closed');
       }
-      if (this.#options.db !== undefined) await this.#selectDatabase(client, this.#options.db);
-      return client;
+      return await this.#checkDatabase(client);
     })();
     this.#connecting = connecting;
     return connecting.finally(() => {
@@ -95,14 +100,26 @@ export class RedisStreamConnection {
   }
 
   /**
-   * SELECTs the configured database again and waits for the answer. ioredis sends its own SELECT
-   * on connect but only reports a failure as an 'error' event and goes on in database 0, where every
-   * XADD would be confirmed and its row deleted, out of sight of the consumers of the database
-   * named (`redis://host/16` on a server with 16 databases). A failure closes and drops the client:
-   * the send fails (its row is kept and retried) and the next one connects anew and checks again. A
-   * reconnect after a server restart is not checked again.
+   * The client, once its current connection is known to be in the configured database. ioredis
+   * SELECTs it on every connect but reports a failure only as an 'error' event and goes on in
+   * database 0, where every XADD would be confirmed and its row deleted, out of sight of the
+   * consumers of the database named (`redis://host/16` on a server with 16 databases). So each
+   * connection (a first connect, and every reconnect ioredis makes by itself: #connection counts
+   * them) is SELECTed again by the first send that uses it, which waits for the answer. A failure
+   * closes and drops the client: the send fails (its row is kept and retried) and the next one
+   * connects anew and checks again. Database 0 needs no check: ioredis sends no SELECT for it.
    */
-  async #selectDatabase(client: RedisClient, db: number): Promise<void> {
+  #checkDatabase(client: RedisClient): RedisClient | Promise<RedisClient> {
+    const { db } = this.#options;
+    if (db === undefined) return client;
+    this.#checking ??= this.#selectDatabase(client, db).finally(() => {
+      this.#checking = undefined;
+    });
+    return this.#checking;
+  }
+
+  async #selectDatabase(client: RedisClient, db: number): Promise<RedisClient> {
+    const connection = this.#connection;
     try {
       await beforeDeadline(client.select(db), this.#options.connectTimeoutMs, () => {
         throw new Error(`no answer to SELECT within ${this.#options.connectTimeoutMs} ms`);
@@ -118,6 +135,9 @@ export class RedisStreamConnection {
         { cause: error },
       );
     }
+    // A connection that closed meanwhile is not the one checked: the next send checks its successor.
+    if (connection === this.#connection) this.#checked = connection;
+    return client;
   }
 
   async #create(): Promise<RedisClient> {
@@ -142,6 +162,9 @@ export class RedisStreamConnection {
     // last one for its own messages instead (ioredis's errors name the address, not the password).
     client.on('error', (error: unknown) => {
       this.#lastError = describe(error);
+    });
+    client.on('close', () => {
+      this.#connection += 1;
     });
     this.#client = client;
     return client;

@@ -207,8 +207,10 @@ function checkUrl(url: string): number | undefined {
 }
 
 /** The database to select: the URL's path or redisOptions.db (not both, unless they agree). */
-function databaseOf(urlDb: number | undefined, optionDb: unknown): number {
-  if (optionDb === undefined) return urlDb ?? 0;
+function databaseOf(urlDb: number | undefined, given: unknown): number {
+  if (given === undefined) return urlDb ?? 0;
+  // ioredis parseInt()s a string: "2" works there, so it does here.
+  const optionDb = typeof given === 'string' && DB_TEXT.test(given) ? Number(given) : given;
   if (typeof optionDb !== 'number' || !Number.isInteger(optionDb) || optionDb < 0 || optionDb > MAX_DB) {
     throw new InvalidOptionError({
       option: 'redisOptions.db',

@@ -14,6 +14,8 @@ export type { WebhookSinkOptions } from './webhook-options.js';
  * `url` function returned (sent as Basic authorization: resolved.secrets only knows the fixed
  * URL's) and the query's values (tokens such as `?code=`, which displayUrl leaves out too).
  */
+const QUERY_SECRET_MIN_LENGTH = 8;
+
 function requestSecrets(target: WebhookTarget): string[] {
   const found: string[] = [];
   if (target.authorization !== undefined) {
@@ -22,7 +24,15 @@ function requestSecrets(target: WebhookTarget): string[] {
     const password = decoded.slice(decoded.indexOf(':') + 1);
     found.push(encoded, password, encodeURIComponent(password));
   }
-  for (const value of target.url.searchParams.values()) found.push(value);
+  // Values long enough to be a token (a short one, `?format=json`, would blank the word out of
+  // the receiver's text), decoded and as sent: a receiver may echo either.
+  for (const value of target.url.searchParams.values()) {
+    if (value.length >= QUERY_SECRET_MIN_LENGTH) found.push(value, encodeURIComponent(value));
+  }
+  for (const pair of target.url.search.slice(1).split('&')) {
+    const value = pair.slice(pair.indexOf('=') + 1);
+    if (value.length >= QUERY_SECRET_MIN_LENGTH) found.push(value);
+  }
   return found;
 }
 

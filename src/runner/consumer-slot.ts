@@ -92,10 +92,18 @@ export type StartOutcome =
  */
 const IGNORE_SIGHUP = 'data:text/javascript,process.on("SIGHUP",()=>{})';
 
+/**
+ * Not under Node 20's --experimental-policy, whose manifest would have to list the data: URL (every
+ * child would fail to start): there the child's own handler, once its modules loaded, is all.
+ */
+const EARLY_IMPORTS = process.execArgv.some((flag) => flag.startsWith('--experimental-policy'))
+  ? []
+  : ['--import', IGNORE_SIGHUP];
+
 function forkChildMain(): ChildProcess {
   return fork(CHILD_ENTRY, [], {
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-    execArgv: ['--import', IGNORE_SIGHUP, ...process.execArgv],
+    execArgv: [...EARLY_IMPORTS, ...process.execArgv],
   });
 }
 
@@ -150,6 +158,8 @@ export class ConsumerSlot {
   #reportedReady = false;
   /** Kills a process that does not report ready in time (a start that is not a replacement). */
   #startTimer: NodeJS.Timeout | undefined;
+  /** When #startTimer fires (performance.now()). */
+  #startDeadline = 0;
   /** Turns the current process down when its health reports stop (policy.healthSilenceMs). */
   #silence: SilenceWatch | undefined;
 
@@ -289,11 +299,14 @@ export class ConsumerSlot {
    */
   #onConsuming(child: ChildProcess): void {
     if (this.#child !== child || this.#state !== 'starting' || this.#settleStart !== undefined) return;
-    this.#armStartTimer(child, PING_TIMEOUT_MS + CONSUMING_READY_MARGIN_MS);
+    // Extended, never shortened: a child that loaded fast keeps the rest of its timeout.
+    const remainingMs = this.#startDeadline - performance.now();
+    this.#armStartTimer(child, Math.max(remainingMs, PING_TIMEOUT_MS + CONSUMING_READY_MARGIN_MS));
   }
 
   #armStartTimer(child: ChildProcess, timeoutMs = this.#deps.policy.replacementReadyTimeoutMs): void {
     clearTimeout(this.#startTimer);
+    this.#startDeadline = performance.now() + timeoutMs;
     this.#startTimer = setTimeout(() => {
       if (this.#child !== child || this.#state !== 'starting') return;
       this.#deps.logger.error(

@@ -174,6 +174,18 @@ describe('ConsumerSlot: the ready timeout of a first start', () => {
     await slot.stop();
     assert.deepEqual(child.signals, ['SIGTERM']);
   });
+
+  test('consuming early keeps the rest of the timeout: it is extended, never shortened', async () => {
+    const child = new FakeChild();
+    // Longer than the ping's bound plus its margin (10 s): consuming must not cut it to that.
+    const slot = slotWith(child, { replacementReadyTimeoutMs: 12_000 });
+    slot.start();
+    child.consuming();
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    child.ready();
+    assert.deepEqual(child.signals, []);
+    await slot.stop();
+  });
 });
 
 describe('ConsumerSlot: readiness hysteresis', () => {

@@ -21,8 +21,11 @@ function requestSecrets(target: WebhookTarget): string[] {
   if (target.authorization !== undefined) {
     const encoded = target.authorization.slice(target.authorization.indexOf(' ') + 1);
     const decoded = Buffer.from(encoded, 'base64').toString('utf8');
-    const password = decoded.slice(decoded.indexOf(':') + 1);
-    found.push(encoded, password, encodeURIComponent(password));
+    const colon = decoded.indexOf(':');
+    const password = decoded.slice(colon + 1);
+    // A bare user (`https://TOKEN@host`) is a token.
+    const secret = password === '' ? decoded.slice(0, Math.max(colon, 0)) : password;
+    found.push(encoded, secret, encodeURIComponent(secret));
   }
   // Values long enough to be a token (a short one, `?format=json`, would blank the word out of
   // the receiver's text), decoded and as sent: a receiver may echo either.

@@ -1,7 +1,7 @@
 import type { Registry } from 'prom-client';
 
 import type { ServedDashboard } from '../dashboard/dashboard-server.js';
-import { PortInUseError } from '../errors.js';
+import { InvalidOptionError, PortInUseError } from '../errors.js';
 import { Outbox } from '../outbox.js';
 import { type QueueStateCollector, queueStateCollector } from '../prometheus/queue-state-collector.js';
 import { type ServedMetrics, serveMetrics } from '../prometheus/serve-metrics.js';
@@ -48,13 +48,27 @@ export function longestStopMs(gracefulTimeoutMs: number): number {
   return gracefulTimeoutMs + KILL_MARGIN_MS + KILL_WAIT_MS + OWN_OUTBOX_STOP_MS;
 }
 
+/** The library options the runner sets from config keys of another name. */
+const CONFIG_KEYS: Readonly<Record<string, string>> = {
+  'serveMetrics.host': 'metrics.prometheus.host',
+  'serveMetrics.port': 'metrics.prometheus.port',
+};
+
 /**
- * A port in use, named by the config key that set it (`metrics.prometheus.port`), not by the
- * library option the runner passed it to (`serveMetrics.port`, the dashboard's `--port`).
+ * A port in use or an address the machine does not have, named by the config key that set it
+ * (`metrics.prometheus.port`), not by the library option the runner passed it to
+ * (`serveMetrics.port`, the dashboard's `--port`).
  */
 function inConfigTerms(error: unknown, portKey: string): unknown {
-  if (!(error instanceof PortInUseError)) return error;
-  return new PortInUseError({ host: error.host, port: error.port, option: portKey, cause: error.cause });
+  if (error instanceof PortInUseError) {
+    return new PortInUseError({ host: error.host, port: error.port, option: portKey, cause: error.cause });
+  }
+  const key = error instanceof InvalidOptionError ? CONFIG_KEYS[error.option] : undefined;
+  if (error instanceof InvalidOptionError && key !== undefined) {
+    const fix = error.fix === undefined ? {} : { fix: error.fix };
+    return new InvalidOptionError({ option: key, value: error.value, expected: error.expected, ...fix, cause: error.cause });
+  }
+  return error;
 }
 
 export interface RunnerMetricsOptions {

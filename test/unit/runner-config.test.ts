@@ -306,7 +306,7 @@ describe('loadRunnerConfig: every problem has a path, the bad value and what is 
             '  queryTimeoutMs: 5',
             'gracefulTimeoutMs: soon',
             'metrics:',
-            '  prometheus: { enabled: yes, port: 70000, prefix: "my-app", queueStateLeader: 1 }',
+            '  prometheus: { enabled: yes, host: " 0.0.0.0", port: 70000, prefix: "my-app", queueStateLeader: 1 }',
             '  statsd: { port: 0, prefix: "a..b" }',
           ],
         ),
@@ -323,12 +323,14 @@ describe('loadRunnerConfig: every problem has a path, the bad value and what is 
     );
     assert.equal(issueAt(error, 'metrics.prometheus.enabled'), 'expected true or false, got "yes"');
     assert.equal(issueAt(error, 'metrics.prometheus.port'), 'expected an integer from 0 to 65535, got 70000');
+    // Accepted before, it failed only at the next start (a SIGHUP took it as "applies on restart").
+    assert.match(issueAt(error, 'metrics.prometheus.host'), /without spaces .*got " 0\.0\.0\.0"/);
     assert.equal(issueAt(error, 'metrics.prometheus.queueStateLeader'), 'expected true or false, got 1');
     assert.match(issueAt(error, 'metrics.prometheus.prefix'), /metric name prefix .*got "my-app"/);
     assert.equal(issueAt(error, 'metrics.statsd.port'), 'expected an integer from 1 to 65535, got 0');
     assert.match(issueAt(error, 'metrics.statsd.prefix'), /got "a\.\.b"/);
     assert.equal(issueAt(error, 'consumers.orders.export'), 'expected a non-empty string, got 42');
-    assert.equal(error.issues.length, 10);
+    assert.equal(error.issues.length, 11);
   });
 
   test('unknown keys, with a did-you-mean when one is close', async () => {

@@ -101,7 +101,11 @@ function prometheus(issues: ConfigIssues, value: unknown): PrometheusConfig | un
   );
   if (section === undefined) return undefined;
   const enabled = issues.boolean('metrics.prometheus.enabled', section.enabled, defaults.enabled);
-  const host = issues.string('metrics.prometheus.host', section.host, { fallback: defaults.host });
+  const host = issues.string('metrics.prometheus.host', section.host, {
+    fallback: defaults.host,
+    pattern: /^\S+$/,
+    what: 'a host name or address, without spaces (127.0.0.1, 0.0.0.0, ::)',
+  });
   const port = issues.integer('metrics.prometheus.port', section.port, { min: 0, max: 65_535, fallback: defaults.port });
   const prefix = issues.string('metrics.prometheus.prefix', section.prefix, {
     fallback: defaults.prefix,

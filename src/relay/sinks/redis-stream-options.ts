@@ -56,9 +56,9 @@ export interface ResolvedRedisStreamOptions {
   readonly reconnectWaitMs: number;
   readonly redisOptions: Readonly<Record<string, unknown>>;
   /**
-   * The database the URL's path or redisOptions.db names, when not 0: selected and checked at
-   * every first connect (redis-stream-connection.ts), since ioredis only reports a failed SELECT
-   * as an 'error' event and then writes to database 0.
+   * The database the URL's path or redisOptions.db names, when not 0: selected and checked on
+   * every connection (redis-stream-connection.ts), since ioredis only reports a failed SELECT as
+   * an 'error' event and then writes to database 0.
    */
   readonly db: number | undefined;
 }

@@ -8,14 +8,15 @@ import { displayUrl, shownUrl, type WebhookTarget } from './webhook-url.js';
 
 export type { WebhookSinkOptions } from './webhook-options.js';
 
+/** A query value this long may be a token; a shorter one (`?format=json`) is left readable. */
+const QUERY_SECRET_MIN_LENGTH = 8;
+
 /**
  * What this one request carries that a receiver echoing it back (a debugging endpoint, a proxy's
  * error page) must not put into an error, a log line or the DLQ: the credentials of a URL the
  * `url` function returned (sent as Basic authorization: resolved.secrets only knows the fixed
  * URL's) and the query's values (tokens such as `?code=`, which displayUrl leaves out too).
  */
-const QUERY_SECRET_MIN_LENGTH = 8;
-
 function requestSecrets(target: WebhookTarget): string[] {
   const found: string[] = [];
   if (target.authorization !== undefined) {
@@ -33,8 +34,8 @@ function requestSecrets(target: WebhookTarget): string[] {
     if (value.length >= QUERY_SECRET_MIN_LENGTH) found.push(value, encodeURIComponent(value));
   }
   for (const pair of target.url.search.slice(1).split('&')) {
-    const value = pair.slice(pair.indexOf('=') + 1);
-    if (value.length >= QUERY_SECRET_MIN_LENGTH) found.push(value);
+    const equals = pair.indexOf('=');
+    if (equals >= 0 && pair.length - equals - 1 >= QUERY_SECRET_MIN_LENGTH) found.push(pair.slice(equals + 1));
   }
   return found;
 }

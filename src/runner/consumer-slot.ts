@@ -93,18 +93,17 @@ export type StartOutcome =
 const IGNORE_SIGHUP = 'data:text/javascript,process.on("SIGHUP",()=>{})';
 
 /**
- * Not under Node 20's --experimental-policy, whose manifest would have to list the data: URL (every
- * child would fail to start): there the child's own handler, once its modules loaded, is all.
+ * A child's Node flags: the parent's, after IGNORE_SIGHUP's import. Not under Node 20's
+ * --experimental-policy, whose manifest would have to list the data: URL (every child would fail
+ * to start): there the child's own handler, once its modules loaded, is all.
  */
-const EARLY_IMPORTS = process.execArgv.some((flag) => flag.startsWith('--experimental-policy'))
-  ? []
-  : ['--import', IGNORE_SIGHUP];
+export function childExecArgv(parent: readonly string[] = process.execArgv): string[] {
+  const early = parent.some((flag) => flag.startsWith('--experimental-policy')) ? [] : ['--import', IGNORE_SIGHUP];
+  return [...early, ...parent];
+}
 
 function forkChildMain(): ChildProcess {
-  return fork(CHILD_ENTRY, [], {
-    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-    execArgv: [...EARLY_IMPORTS, ...process.execArgv],
-  });
+  return fork(CHILD_ENTRY, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv: childExecArgv() });
 }
 
 /**

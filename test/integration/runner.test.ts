@@ -21,6 +21,16 @@ const db = useTestDatabase(import.meta.url);
 const HANDLERS = fileURLToPath(new URL('../fixtures/runner/handlers.ts', import.meta.url));
 const { dir, running, writeConfig, prepare, publishMany, handledCount, remainingRows, start, whenStarted } = runnerTestKit(db);
 
+/** Whether process `pid` has a handler for SIGHUP (signal 1: bit 0 of /proc's SigCgt mask). */
+function catchesSighup(pid: number): boolean {
+  try {
+    const mask = /^SigCgt:\s*([0-9a-f]+)$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
+    return mask !== undefined && (BigInt(`0x${mask}`) & 1n) === 1n;
+  } catch {
+    return false;
+  }
+}
+
 /** Every counter series (by name and labels) never decreases from one scrape to the next. */
 function assertCountersMonotonic(scrapes: readonly Sample[][]): number {
   const last = new Map<string, number>();
@@ -183,12 +193,14 @@ describe('txoutbox run', () => {
     const outbox = await prepare('run_group_hup');
     const config = writeConfig('group-hup', 'run_group_hup', { orders: { queue: 'group_hup', export: 'orders', processes: 2 } });
     const runner = start(config, {}, { detached: true });
-    // What `kill -HUP -<pgid>` (or an init forwarding signals to the group) does, sent while the
-    // children load their modules (a second or more under tsx; Node's own start, before the first
-    // --import, takes tens of ms). Each exited at once (Node's default for SIGHUP: a child that is
-    // loading had no handler yet) and was restarted as a crash.
+    // What `kill -HUP -<pgid>` (or an init forwarding signals to the group) does. Each child exited
+    // at once (Node's default for SIGHUP) and was restarted as a crash. Sent once both children
+    // catch SIGHUP (/proc's SigCgt), which they do from their first module on, while they still
+    // load (childExecArgv, tested on its own in runner-child-exec-argv.test.ts): Node's own start
+    // before it is a window no handler can cover.
     await runner.waitForLog((line) => line.msg === 'runner started', 'the runner to start');
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    const starting = runner.livePids('orders');
+    await waitFor(() => starting.length === 2 && starting.every(catchesSighup), { what: 'both children to catch SIGHUP' });
     process.kill(-(runner.child.pid as number), 'SIGHUP');
     await runner.waitForLog((line) => line.msg === 'config reloaded', 'the reload');
     await whenStarted(runner, { orders: 2 });

@@ -175,15 +175,19 @@ describe('ConsumerSlot: the ready timeout of a first start', () => {
     assert.deepEqual(child.signals, ['SIGTERM']);
   });
 
-  test('consuming early keeps the rest of the timeout: it is extended, never shortened', async () => {
+  test('consuming early keeps the rest of the timeout: it is extended, never shortened', async (t) => {
+    // Mocked timers: a first version re-armed it at 10 s (the ping's bound and its margin) from
+    // `consuming`, cutting this 12 s timeout short.
+    t.mock.timers.enable({ apis: ['setTimeout'] });
     const child = new FakeChild();
-    // Longer than the ping's bound plus its margin (10 s): consuming must not cut it to that.
     const slot = slotWith(child, { replacementReadyTimeoutMs: 12_000 });
     slot.start();
     child.consuming();
-    await new Promise((resolve) => setTimeout(resolve, 100));
-    child.ready();
-    assert.deepEqual(child.signals, []);
+    t.mock.timers.tick(10_500);
+    assert.deepEqual(child.signals, [], 'still within its 12 s');
+    t.mock.timers.tick(2_000);
+    assert.deepEqual(child.signals, ['SIGKILL'], 'killed at its own timeout');
+    t.mock.timers.reset();
     await slot.stop();
   });
 });

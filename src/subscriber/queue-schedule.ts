@@ -100,8 +100,12 @@ export class QueueSchedule {
    */
   #cap: number;
   #floor = 1;
-  /** Queues listed by the empty claims since the last claim that took a row (see moreToTry). */
-  #emptyStreak = 0;
+  /**
+   * Queues an empty claim listed and reported on since the last claim that took a row, and not
+   * woken since (see moreToTry). A queue whose report a later wake overrode is not in it: that
+   * claim's snapshot predates the wake, so the queue was not tried.
+   */
+  readonly #triedEmpty = new Set<string>();
   /** The epoch of the plan whose report set each queue's state last. */
   readonly #reportedAt = new Map<string, number>();
 
@@ -134,7 +138,8 @@ export class QueueSchedule {
   /** Applies a claim's reports (see the file comment) and returns its claimed rows. */
   learn(plan: ClaimPlan, rows: readonly ClaimedRowTexts[], now: number): ClaimedRowTexts[] {
     const { claimed, reports } = splitClaimRows(rows);
-    this.#emptyStreak = claimed.length === 0 ? this.#emptyStreak + plan.queues.length : 0;
+    const empty = claimed.length === 0;
+    if (!empty) this.#triedEmpty.clear();
     const max = this.#options.maxActivePerClaim;
     if (claimed.length >= plan.limit) this.#cap = Math.max(this.#floor, Math.floor(this.#cap / 2));
     else if (claimed.length === 0) this.#cap = max;
@@ -146,6 +151,7 @@ export class QueueSchedule {
       if ((this.#wokenAt.get(queue) ?? 0) > plan.epoch) continue;
       if ((this.#reportedAt.get(queue) ?? 0) > plan.epoch) continue;
       this.#reportedAt.set(queue, plan.epoch);
+      if (empty) this.#triedEmpty.add(queue);
       // No report (it should not happen): listed again, as if due.
       const due = reports.get(queue) ?? (reports.has(queue) ? null : 0);
       if (due === null || due > 0) {
@@ -166,6 +172,7 @@ export class QueueSchedule {
     for (const q of queue === undefined ? this.#options.queues : [queue]) {
       if (!this.#all.has(q)) continue;
       this.#wokenAt.set(q, this.#epoch);
+      this.#triedEmpty.delete(q);
       if (this.#active.has(q)) continue;
       this.#idle.delete(q);
       this.#unknown.add(q);
@@ -174,26 +181,34 @@ export class QueueSchedule {
 
   /**
    * A row of `queue` held here came back to the table or ended (it may be ready again: a retry, a
-   * release). True when that lists an idle queue again: the caller wakes its claim loop, as a
-   * NOTIFY would (a trickle then costs two claims per message, as a poll over every queue did).
+   * release; or the queue's next row, delayed, is the one left). True when the claim loop may be
+   * asleep without having listed the queue since: the queue was idle (it is listed again), or an
+   * empty claim tried it (moreToTry counted on that try). The caller wakes the loop, as a NOTIFY
+   * would (a trickle then costs two claims per message, as a poll over every queue did). While
+   * claims take rows, no queue counts as tried and no delivery wakes the loop.
    */
   rowReturned(queue: string): boolean {
     // Like a wake: a claim planned before the row came back may report the queue empty (its
     // snapshot predates the retry's commit), and that report must not idle the queue.
     this.#epoch += 1;
     this.#wokenAt.set(queue, this.#epoch);
-    if (!this.#idle.delete(queue)) return false;
+    const tried = this.#triedEmpty.delete(queue);
+    if (!this.#idle.delete(queue)) return tried;
     this.#unknown.add(queue);
     return true;
   }
 
   /**
-   * After an empty claim: whether queues it did not list could still have rows due (active ones
-   * left for their turn, unknown ones), so the loop claims again instead of sleeping. Every empty
-   * claim lists at least one of them, so a run of empty claims ends within one round.
+   * After an empty claim: whether a queue that is not idle (active, unknown) has not been tried by
+   * the empty claims since the last claim that took a row, so the loop claims again instead of
+   * sleeping. Each empty claim lists every unknown queue and the active ones in turn, so a run of
+   * empty claims ends within one round; a queue woken while such a claim was in flight (its report
+   * ignored as older) is tried again, not slept on until the poll.
    */
   moreToTry(): boolean {
-    return this.#emptyStreak < this.#active.size + this.#unknown.size;
+    for (const queue of this.#unknown) if (!this.#triedEmpty.has(queue)) return true;
+    for (const queue of this.#active) if (!this.#triedEmpty.has(queue)) return true;
+    return false;
   }
 
   /**
@@ -231,6 +246,7 @@ export class QueueSchedule {
       if (until <= now) {
         this.#idle.delete(queue);
         this.#unknown.add(queue);
+        this.#triedEmpty.delete(queue);
         continue;
       }
       if (until < next) next = until;

@@ -35,6 +35,8 @@ const ABANDONED_COMMIT_WAIT_MS = CLOSE_TIMEOUT_MS / 2;
 interface Loop {
   readonly wakeup: Wakeup;
   parked: boolean;
+  /** Asleep on its idle poll (the first loop), for as long as the schedule said then. */
+  polling: boolean;
   claimingSince: number | undefined;
 }
 
@@ -86,6 +88,7 @@ export class RowLockSubscription {
     this.#loops = Array.from({ length: rowLockLoops(options) }, () => ({
       wakeup: new Wakeup(),
       parked: false,
+      polling: false,
       claimingSince: undefined,
     }));
     this.#batchDeps = {
@@ -276,6 +279,10 @@ export class RowLockSubscription {
         // (its claim came back empty while they were locked): it claims them now, not at its next
         // poll (seconds later: row-lock-mode.test.ts, "claimed again at once").
         if (!primary && batch.unstarted > 0) this.#loops[0]?.wakeup.notify();
+        // Another loop's batch taught the schedule what the first loop, asleep on its poll, did not
+        // know when it chose how long to sleep (a queue left to try, an earlier due time): it plans
+        // again now (as subscription.ts #replanPolling).
+        if (!primary && this.#schedule !== undefined && this.#loops[0]?.polling === true) this.#loops[0].wakeup.notify();
       }
       // The same test as #claimsAgain, which decided whether the batch handed its connection over.
       if (claimed === fetchBatchSize && fast) {
@@ -296,7 +303,9 @@ export class RowLockSubscription {
       this.#deps.onIdle();
       // A row an idle queue's report saw (a delayed message) ends the sleep when it is due.
       const dueMs = this.#schedule?.msUntilDue(performance.now()) ?? Number.POSITIVE_INFINITY;
+      loop.polling = true;
       await loop.wakeup.sleep(Math.max(1, Math.min(idlePollDelayMs(idleFetches, this.options), dueMs)));
+      loop.polling = false;
     }
   }
 

@@ -53,6 +53,8 @@ export interface SubscriptionDeps {
 interface Claimer {
   readonly wakeup: Wakeup;
   waiting: boolean;
+  /** Asleep on its idle poll (the primary loop), for as long as the schedule said then. */
+  polling: boolean;
   /** performance.now() when its claim in flight started; undefined when none is. */
   claimingSince: number | undefined;
 }
@@ -107,8 +109,8 @@ export class Subscription {
   readonly #deliverDeps: DeliverDeps;
   /** The claim loops: [0] always runs (NOTIFY wakes it); [1] only while pipelined (see above). */
   readonly #claimers: readonly Claimer[] = [
-    { wakeup: new Wakeup(), waiting: false, claimingSince: undefined },
-    { wakeup: new Wakeup(), waiting: false, claimingSince: undefined },
+    { wakeup: new Wakeup(), waiting: false, polling: false, claimingSince: undefined },
+    { wakeup: new Wakeup(), waiting: false, polling: false, claimingSince: undefined },
   ];
   /** Rows asked for by claims in flight: counted against capacity before they arrive. */
   #reserved = 0;
@@ -413,6 +415,7 @@ export class Subscription {
       this.#pump();
       outran = this.#buffer.length === 0 && this.#endedSynchronously > endedBefore;
       this.#nudgeClaimers();
+      if (!primary) this.#replanPolling();
       if (claimed.length > 0 || !primary || this.#schedule?.moreToTry() === true) {
         idleFetches = 0;
         continue;
@@ -421,8 +424,21 @@ export class Subscription {
       this.#deps.onIdle();
       // A row an idle queue's report saw (a delayed message) ends the sleep when it is due.
       const dueMs = this.#schedule?.msUntilDue(performance.now()) ?? Number.POSITIVE_INFINITY;
+      claimer.polling = true;
       await claimer.wakeup.sleep(Math.max(1, Math.min(idlePollDelayMs(idleFetches, this.options), dueMs)));
+      claimer.polling = false;
     }
+  }
+
+  /**
+   * The second loop's claim came back while the first slept its idle poll: what it taught the
+   * schedule (a queue left to try, an earlier due time, rows it took that leave their queues
+   * active) was not known when the first chose how long to sleep, so it plans again now. Without
+   * this, a queue's delayed row could wait out the poll interval (subscriber-queue-schedule.test.ts).
+   */
+  #replanPolling(): void {
+    const first = this.#claimers[0];
+    if (this.#schedule !== undefined && first?.polling === true) first.wakeup.notify();
   }
 
   async #claim(limit: number): Promise<Lease[]> {

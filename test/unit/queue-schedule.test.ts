@@ -254,6 +254,38 @@ describe('QueueSchedule', () => {
     assert.notEqual(s.states().get('q0'), 'idle', 'the retried row is claimed by the next loop, not after the safety net');
   });
 
+  test('a claim whose report a returning row overrode is not a try: the loop claims again before it sleeps', () => {
+    // The race behind a row stranded for a whole poll interval (a 200-queue test under CI load): q0's
+    // last due row runs; a claim listing q0 is planned; that row's delivery ends (rowReturned) before
+    // the claim comes back empty, its report (q0's delayed row, due in 300 ms) ignored as older.
+    const s = schedule(2);
+    const first = s.plan(0, LIMIT);
+    s.learn(first, [claimedRow('1', 'q0'), report('q0', 0), report('q1', null)], 0);
+    const inFlight = s.plan(1, LIMIT);
+    assert.deepEqual(inFlight.queues, ['q0']);
+    s.rowReturned('q0');
+    s.learn(inFlight, [report('q0', 300)], 2);
+    assert.equal(s.moreToTry(), true, 'q0 was not tried since its row came back: claim again, do not sleep');
+    const again = s.plan(3, LIMIT);
+    assert.ok(again.queues.includes('q0'));
+    s.learn(again, [report('q0', 298)], 3);
+    assert.equal(s.moreToTry(), false);
+    assert.equal(s.msUntilDue(3), 298, 'then the sleep ends when the delayed row is due');
+  });
+
+  test('a row that comes back to a queue the loop went to sleep on (tried, left active) wakes it', () => {
+    const s = schedule(2);
+    const first = s.plan(0, LIMIT);
+    // q0's row is due but another claim holds it locked: listed, none taken, still active.
+    s.learn(first, [report('q0', 0), report('q1', null)], 0);
+    const second = s.plan(1, LIMIT);
+    s.learn(second, [report('q0', 0)], 1);
+    assert.equal(s.moreToTry(), false, 'every queue tried: the loop sleeps');
+    // The holder (this subscription's other claim) ran it: q0 may hold more, due later.
+    assert.equal(s.rowReturned('q0'), true, 'the sleeping loop is woken');
+    assert.equal(s.moreToTry(), true);
+  });
+
   test('empty claims go on while queues it did not list may have rows; then the loop may sleep', () => {
     const s = schedule(6, 2);
     const first = s.plan(0, LIMIT);

@@ -20,19 +20,18 @@ import { Outbox } from '../../outbox.js';
 import { prometheusMiddleware, prometheusRecorder } from '../../prometheus/index.js';
 import { StatsdClient, statsdMiddleware, statsdRecorder } from '../../statsd/index.js';
 import type { Handler } from '../../subscriber/message.js';
-import { beforeDeadline } from '../../util/deadline.js';
 import { consoleLogger, type Logger, withFields } from '../../util/logger.js';
 import type { MetricSnapshot } from '../metrics/metrics-ledger.js';
 import {
   type ChildMessage,
   type ChildSpec,
   type ConsumerChildSpec,
-  EXIT_FLUSH_BUDGET_MS,
   HEALTH_INTERVAL_MS,
   isParentMessage,
   isRelaySpec,
 } from '../protocol.js';
 import type { ChildTracing } from '../tracing/child-tracing.js';
+import { flushBeforeExit } from './exit-flush.js';
 import { relayFromSpec } from './relay-from-spec.js';
 import { subscribeOptionsFromSpec } from './subscribe-options-from-spec.js';
 
@@ -132,14 +131,8 @@ async function run(spec: ChildSpec, processNumber: number | undefined): Promise<
     clearTimeout(health);
     await outbox.stop(); // within gracefulTimeoutMs + 1.5 s
     // The final counts (nothing handled goes uncounted), the statsd lines and the spans, side by
-    // side and bounded together: one after the other, a slow statsd name lookup (up to 1 s) and a
-    // collector that never answers (3 s) took the child past the supervisor's SIGKILL at
-    // gracefulTimeoutMs + KILL_MARGIN_MS (5 s), which then reported a drain that had finished.
-    await beforeDeadline(
-      Promise.all([report().catch(() => undefined), statsd?.flush().catch(() => undefined), tracing?.shutdown()]),
-      EXIT_FLUSH_BUDGET_MS,
-      () => undefined,
-    );
+    // side and bounded together (exit-flush.ts).
+    await flushBeforeExit([report, statsd && (() => statsd.flush()), tracing && (() => tracing.shutdown())]);
     process.exit(0);
   };
   for (const signal of ['SIGTERM', 'SIGINT'] as const) process.on(signal, () => void drain(signal));

@@ -46,9 +46,9 @@ export interface OutcomeWriterDeps {
   /**
    * A keyed row ended (deleted or moved to the DLQ): the next row of its key may be claimed now.
    * Nothing else would say so — no NOTIFY is sent for it — so a claim loop idling between polls
-   * would leave a key's next row waiting for up to maxPollIntervalMs.
+   * would leave a key's next row waiting for up to maxPollIntervalMs. `queue`: the ended row's.
    */
-  readonly keyFreed: () => void;
+  readonly keyFreed: (queue: string) => void;
   /**
    * The performance.now() before which a lease cannot have run out on the server, so no other
    * holder can have claimed its row (Acker: an ack retried after an unanswered try). Absent: never.
@@ -145,7 +145,7 @@ export class OutcomeWriter {
 
   #acked({ lease, durationSeconds, written }: AckEntry, result: AckResult): void {
     if (result === 'deleted') {
-      if (lease.record.ordering_key !== null) this.#deps.keyFreed();
+      if (lease.record.ordering_key !== null) this.#deps.keyFreed(lease.record.queue);
       this.#deps.tally.count(lease.record.queue, 'handled');
       this.#emitAcked?.(ackedEvent(lease, this.#deps.subscriber, durationSeconds));
     } else if (result === 'lease_lost') this.#leaseLost(lease, 'terminal');
@@ -276,7 +276,7 @@ export class OutcomeWriter {
           this.#leaseLost(lease, 'terminal');
           return 'lease_lost';
         }
-        if (record.ordering_key !== null) this.#deps.keyFreed();
+        if (record.ordering_key !== null) this.#deps.keyFreed(record.queue);
         this.#deps.tally.count(record.queue, 'deadLettered');
         this.#deps.emit?.(terminalEvent);
         this.#deps.emit?.({
@@ -296,7 +296,7 @@ export class OutcomeWriter {
         { subscriber: this.#deps.subscriber, queue: lease.record.queue, messageId: lease.record.id, reason, exceptionType },
         'terminal row deleted without a DLQ',
       );
-      if (record.ordering_key !== null) this.#deps.keyFreed();
+      if (record.ordering_key !== null) this.#deps.keyFreed(record.queue);
       this.#deps.tally.count(record.queue, 'deadLettered');
       this.#deps.emit?.(terminalEvent);
       return 'written';

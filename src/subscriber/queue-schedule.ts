@@ -116,15 +116,26 @@ export class QueueSchedule {
     for (const queue of options.queues) this.#unknown.add(queue);
   }
 
-  /** The queues the next claim lists: every unknown one, then up to maxActivePerClaim active ones in turn. May be empty. */
+  /**
+   * The queues the next claim lists: every unknown one, then up to maxActivePerClaim active ones in
+   * turn (after empty claims, those not tried since first). May be empty.
+   */
   plan(now: number, limit: number): ClaimPlan {
     if (now >= this.#nextRecheck) this.#recheckDue(now);
     const queues = [...this.#unknown];
     const taken: string[] = [];
     const cap = Math.min(this.#cap, Math.ceil(this.#active.size / 2));
+    // After empty claims, the active queues not tried since (a delivery of theirs ended, a key
+    // freed) first: a woken queue is listed next, not after a round of queues that gave nothing.
+    if (this.#triedEmpty.size > 0) {
+      for (const queue of this.#active) {
+        if (taken.length >= cap) break;
+        if (!this.#triedEmpty.has(queue)) taken.push(queue);
+      }
+    }
     for (const queue of this.#active) {
       if (taken.length >= cap) break;
-      taken.push(queue);
+      if (!taken.includes(queue)) taken.push(queue);
     }
     for (const queue of taken) {
       this.#active.delete(queue);

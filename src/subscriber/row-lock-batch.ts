@@ -685,6 +685,10 @@ export class RowLockBatch {
         // and reports so; the connection, in the next batch's transaction or broken, is discarded
         // with whatever that claim locked, and the loop claims again on another.
         this.#discard = error instanceof Error ? error : new Error(String(error));
+        // Should that claim's reports have been learned (its rows failed to decode), they left out
+        // the rows it locked, which go back with the discarded connection: its queues are listed
+        // again, as queues whose rows came back.
+        for (const queue of next.plan?.queues ?? []) this.#deps.schedule?.rowReturned(queue);
         this.#deps.logger.warn(
           { subscriber: this.#deps.deliverDeps.options.name, err: errorMessage(error) },
           'row-lock batch committed, but the next claim sent with its COMMIT failed; the loop claims again on a new connection',

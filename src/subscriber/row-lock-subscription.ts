@@ -242,6 +242,7 @@ export class RowLockSubscription {
             fetchBatchSize,
             () => {
               loop.claimingSince = undefined;
+              if (!primary) this.#replanPolling();
             },
             held,
             plan,
@@ -279,10 +280,6 @@ export class RowLockSubscription {
         // (its claim came back empty while they were locked): it claims them now, not at its next
         // poll (seconds later: row-lock-mode.test.ts, "claimed again at once").
         if (!primary && batch.unstarted > 0) this.#loops[0]?.wakeup.notify();
-        // Another loop's batch taught the schedule what the first loop, asleep on its poll, did not
-        // know when it chose how long to sleep (a queue left to try, an earlier due time): it plans
-        // again now (as subscription.ts #replanPolling).
-        if (!primary && this.#schedule !== undefined && this.#loops[0]?.polling === true) this.#loops[0].wakeup.notify();
       }
       // The same test as #claimsAgain, which decided whether the batch handed its connection over.
       if (claimed === fetchBatchSize && fast) {
@@ -307,6 +304,16 @@ export class RowLockSubscription {
       await loop.wakeup.sleep(Math.max(1, Math.min(idlePollDelayMs(idleFetches, this.options), dueMs)));
       loop.polling = false;
     }
+  }
+
+  /**
+   * Another loop's claim came back (the schedule learned its reports) while the first slept its idle
+   * poll: what it taught the schedule (a queue left to try, an earlier due time) was not known when
+   * the first chose how long to sleep, so it plans again now (as subscription.ts #replanPolling).
+   */
+  #replanPolling(): void {
+    const first = this.#loops[0];
+    if (this.#schedule !== undefined && first?.polling === true) first.wakeup.notify();
   }
 
   /**

@@ -176,7 +176,10 @@ export class Subscription {
       emit: deps.emit,
       renderError: deps.renderError,
       tally: deps.tally,
-      keyFreed: () => {
+      // The delivery ended (rowReturned) before its DELETE landed, and a claim that listed the queue
+      // in between saw the key's next row still waiting for its turn: that try does not count.
+      keyFreed: (queue) => {
+        this.#schedule?.wake(queue);
         this.#claimers[0]?.wakeup.notify();
       },
       leaseHeldUntil: (lease) => (lease.heldFrom ?? Number.NEGATIVE_INFINITY) + options.leaseTtlMs,

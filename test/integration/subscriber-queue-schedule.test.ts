@@ -283,3 +283,39 @@ for (const lease of ['token', 'row-lock'] as const) {
     });
   });
 }
+
+describe('the queue schedule (lease: token): keyed rows', () => {
+  test("a keyed row is claimed once its key's previous row is acked, though an empty claim tried its queue meanwhile", async () => {
+    const table = 'qs_keyed';
+    // No LISTEN: its connect would wake every queue once more, whenever it comes.
+    const { outbox } = await migratedOutbox(newOutbox, db.pool, table, { listen: false });
+    // q1 never gives a row: its head J2 waits behind J1, which another process holds leased. Each
+    // claim that lists q1 comes back empty and reports it due (reports leave the key's turn out).
+    await db.pool.query(
+      `INSERT INTO ${table} (queue, payload, headers, ordering_key)
+       SELECT 'q1', convert_to(to_json(n)::text, 'UTF8'), '{"content-type": "application/json"}', 'j' FROM unnest(ARRAY['J1', 'J2']) AS n`,
+    );
+    await db.pool.query(
+      `UPDATE ${table} SET acquired_token = gen_random_uuid(), acquired_at = now(), deliveries_count = 1
+       WHERE id = (SELECT min(id) FROM ${table})`,
+    );
+    const handled: string[] = [];
+    outbox.subscribe(
+      ['q0', 'q1'],
+      async (message) => {
+        handled.push(message.body as string);
+        // While K1 runs, K2 waits for its turn: the claims list q0 and q1, get nothing, and the loop sleeps.
+        if (message.body === 'K1') await new Promise((resolve) => setTimeout(resolve, 300));
+      },
+      // fetchBatchSize 2: one active queue per claim, in turn.
+      { name: 'qs', fetchBatchSize: 2, ...SLOW_POLL },
+    );
+    outbox.start();
+    await inTransaction(db.pool, async (c) => {
+      await outbox.publish(c, 'q0', 'K1', { orderingKey: 'k' });
+      await outbox.publish(c, 'q0', 'K2', { orderingKey: 'k' });
+    });
+    await waitFor(() => handled.includes('K2'), { what: 'K2, once K1 was acked (the poll is 30 s)', timeoutMs: 5_000 });
+    assert.deepEqual(handled, ['K1', 'K2']);
+  });
+});

@@ -286,6 +286,26 @@ describe('QueueSchedule', () => {
     assert.equal(s.moreToTry(), true);
   });
 
+  test('after empty claims, an active queue woken since is listed next, not after a round of the others', () => {
+    const s = schedule(6, 2);
+    const first = s.plan(0, LIMIT);
+    s.learn(first, [claimedRow('1', 'q0'), ...reportAll(first, () => 0)], 0);
+    // Six active queues whose due rows wait (a key's turn, rows another consumer holds): a round of
+    // empty claims tries them all, and the loop sleeps.
+    while (s.moreToTry()) {
+      const plan = s.plan(1, LIMIT);
+      s.learn(
+        plan,
+        reportAll(plan, () => 0),
+        1,
+      );
+    }
+    // The queue listed last, so last in turn: a key of it was freed.
+    s.wake('q5');
+    assert.equal(s.moreToTry(), true);
+    assert.deepEqual(s.plan(2, LIMIT).queues, ['q5', 'q0'], 'q5 first, then the rest in turn');
+  });
+
   test('empty claims go on while queues it did not list may have rows; then the loop may sleep', () => {
     const s = schedule(6, 2);
     const first = s.plan(0, LIMIT);

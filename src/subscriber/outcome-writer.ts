@@ -50,6 +50,11 @@ export interface OutcomeWriterDeps {
    */
   readonly keyFreed: (queue: string) => void;
   /**
+   * A retry was written: the row is due at `dueAt` (performance.now() time, taken after the write
+   * returned, so not before the database's due time). Nothing sends a NOTIFY for it (retry-alarm.ts).
+   */
+  readonly retried?: (dueAt: number) => void;
+  /**
    * The performance.now() before which a lease cannot have run out on the server, so no other
    * holder can have claimed its row (Acker: an ack retried after an unanswered try). Absent: never.
    */
@@ -213,6 +218,7 @@ export class OutcomeWriter {
         this.#leaseLost(lease, 'retry');
         return 'lease_lost';
       }
+      this.#deps.retried?.(performance.now() + delayMs);
       this.#deps.tally.count(lease.record.queue, 'retried');
       this.#deps.emit?.({
         type: 'nacked_retried',

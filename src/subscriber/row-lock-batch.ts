@@ -68,6 +68,8 @@ export interface RowLockBatchDeps {
   readonly tally: ThroughputTally;
   /** A keyed row ended: the next row of its key may be claimed now. */
   readonly keyFreed: () => void;
+  /** The batch committed retries, due at these performance.now() times (retry-alarm.ts). */
+  readonly retried: (dueAts: readonly number[]) => void;
   readonly handler: Handler;
   /** deliver()'s dependencies but the handler and the writer, which are the batch's. */
   readonly deliverDeps: Omit<DeliverDeps, 'handler' | 'writer'>;
@@ -233,6 +235,8 @@ export class RowLockBatch {
   readonly #events: OutboxEvent[] = [];
   readonly #counts: [string, Outcome][] = [];
   #keyFreed = false;
+  /** The due times of the retries this batch wrote, reported at COMMIT. */
+  readonly #retriedDueAts: number[] = [];
   /** Resolved with whether the batch committed; made when a retry or terminal write awaits it. */
   #committed: Promise<boolean> | undefined;
   #settleCommitted: ((committed: boolean) => void) | undefined;
@@ -289,6 +293,8 @@ export class RowLockBatch {
       keyFreed: () => {
         this.#keyFreed = true;
       },
+      // Due once the batch commits: the alarm is set then (#reportCommitted).
+      retried: (dueAt) => this.#retriedDueAts.push(dueAt),
     });
     this.#deliverDeps = {
       ...deps.deliverDeps,
@@ -712,6 +718,7 @@ export class RowLockBatch {
     for (const event of this.#events) this.#deps.emit?.(event);
     for (const [queue, outcome] of this.#counts) this.#deps.tally.count(queue, outcome);
     if (this.#keyFreed) this.#deps.keyFreed();
+    if (this.#retriedDueAts.length > 0) this.#deps.retried(this.#retriedDueAts);
     this.#settleCommitted?.(true);
   }
 

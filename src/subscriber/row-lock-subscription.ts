@@ -8,6 +8,7 @@ import { type ClaimFailureReport, idlePollDelayMs, notStalled, pauseAfterFailure
 import { HandlerSlots } from './handler-slots.js';
 import type { Handler } from './message.js';
 import { type QueueSchedule, scheduleFor } from './queue-schedule.js';
+import { RetryAlarm } from './retry-alarm.js';
 import { type HandOver, type IdRange, releaseHandedOver, RowLockBatch, type RowLockBatchDeps } from './row-lock-batch.js';
 import { buildRowLockSql, rowLockBegin, rowLockSettings } from './row-lock-sql.js';
 import type { SubscriptionDeps } from './subscription.js';
@@ -79,12 +80,15 @@ export class RowLockSubscription {
    * report of any loop's claim tells every loop.
    */
   readonly #schedule: QueueSchedule | undefined;
+  /** Wakes the first loop when a retry a batch committed is due (retry-alarm.ts); one queue only (the schedule does it for several). */
+  readonly #retryAlarm: RetryAlarm | undefined;
 
   constructor(options: ResolvedSubscribeOptions, handler: Handler, deps: SubscriptionDeps, names: SchemaNames) {
     this.options = options;
     this.#deps = deps;
     const sql = buildRowLockSql(names);
     this.#schedule = scheduleFor(options);
+    this.#retryAlarm = this.#schedule === undefined ? new RetryAlarm(() => this.#loops[0]?.wakeup.notify()) : undefined;
     this.#loops = Array.from({ length: rowLockLoops(options) }, () => ({
       wakeup: new Wakeup(),
       parked: false,
@@ -111,6 +115,9 @@ export class RowLockSubscription {
       // queue is active or unknown already, and only the loop needs waking.
       keyFreed: () => {
         this.#loops[0]?.wakeup.notify();
+      },
+      retried: (dueAts) => {
+        for (const dueAt of dueAts) this.#retryAlarm?.add(dueAt);
       },
       handler,
       deliverDeps: {
@@ -384,6 +391,7 @@ export class RowLockSubscription {
         );
       }
     }
+    this.#retryAlarm?.clear();
     this.#state = 'stopped';
   }
 

@@ -22,6 +22,7 @@ import type { ClaimedRecord, Handler } from './message.js';
 import { OutcomeWriter } from './outcome-writer.js';
 import { type QueueSchedule, scheduleFor } from './queue-schedule.js';
 import type { RenderError } from './render-error.js';
+import { RetryAlarm } from './retry-alarm.js';
 import { RunningDeliveries, type RunningDelivery } from './running-deliveries.js';
 import { type MatchedPair, pairKey, pairValues, type SubscriberSql } from './sql.js';
 import type { ResolvedSubscribeOptions } from './subscription-options.js';
@@ -161,11 +162,14 @@ export class Subscription {
    * the queues with rows due and those it knows nothing of, not every queue (issue 18).
    */
   readonly #schedule: QueueSchedule | undefined;
+  /** Wakes the first loop when a retry it wrote is due (retry-alarm.ts); one queue only (the schedule does it for several). */
+  readonly #retryAlarm: RetryAlarm | undefined;
 
   constructor(options: ResolvedSubscribeOptions, handler: Handler, deps: SubscriptionDeps) {
     this.options = options;
     this.#deps = deps;
     this.#schedule = scheduleFor(options);
+    this.#retryAlarm = this.#schedule === undefined ? new RetryAlarm(() => this.#claimers[0]?.wakeup.notify()) : undefined;
     const writer = new OutcomeWriter({
       db: deps.db,
       sql: deps.sql,
@@ -182,6 +186,7 @@ export class Subscription {
         this.#schedule?.wake(queue);
         this.#claimers[0]?.wakeup.notify();
       },
+      retried: (dueAt) => this.#retryAlarm?.add(dueAt),
       leaseHeldUntil: (lease) => (lease.heldFrom ?? Number.NEGATIVE_INFINITY) + options.leaseTtlMs,
     });
     this.#writer = writer;
@@ -931,6 +936,7 @@ export class Subscription {
     clearInterval(this.#renewTimer);
     clearInterval(this.#staleTimer);
     clearInterval(this.#boundTimer);
+    this.#retryAlarm?.clear();
     // A renewal already sent is left to finish within what is left of the budget, so it does not
     // race the pool's end. After a timeout nothing more is awaited.
     if (!timedOut && this.#renewing !== undefined) {

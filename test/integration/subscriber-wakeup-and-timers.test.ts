@@ -151,3 +151,31 @@ describe('the shared LISTEN connection', () => {
     assert.equal(await listeners('w_poll'), 0);
   });
 });
+
+// A retry is written by this process, which knows when it is due: it runs then, not at the next
+// poll (which had backed off to maxPollIntervalMs while the handler ran). Multi-queue subscriptions
+// get this from their schedule (subscriber-queue-schedule.test.ts, "a retry in an idle queue").
+describe('retries on time', () => {
+  for (const lease of ['token', 'row-lock'] as const) {
+    test(`a retry runs when it is due, though the poll is 30 s (lease: ${lease})`, async () => {
+      const table = lease === 'token' ? 'w_retry_due' : 'w_retry_due_rl';
+      const { outbox } = await migratedOutbox(newOutbox, db.pool, table);
+      const runsAt: number[] = [];
+      outbox.subscribe(
+        'retried',
+        (_message, ctx) => {
+          runsAt.push(Date.now());
+          if (runsAt.length === 1) ctx.nack({ delayMs: 700 });
+          else ctx.ack();
+        },
+        { lease, minPollIntervalMs: 30_000, maxPollIntervalMs: 60_000 },
+      );
+      outbox.start();
+      await inTransaction(db.pool, (c) => outbox.publish(c, 'retried', 'again'));
+      await waitFor(() => runsAt.length === 2, { what: 'the retry (the poll is 30 s)', timeoutMs: 5_000 });
+      const waited = runsAt[1]! - runsAt[0]!;
+      assert.ok(waited >= 690, `run again after ${waited} ms, not before the retry was due`);
+      assert.ok(waited < 3_000, `and soon after it was due (${waited} ms)`);
+    });
+  }
+});

@@ -1,0 +1,93 @@
+/**
+ * When the retries this subscription wrote come due: it wakes the claim loop then, so a retry runs
+ * on time instead of at the next poll (which backs off to maxPollIntervalMs while nothing is
+ * claimed: a 1 s retry could run 10 s late). Nothing else would say so: a retry sends no NOTIFY,
+ * and another process's retries are still found by polling. Only a subscription over one queue
+ * needs it; one over several learns the due time from its claims' reports (queue-schedule.ts).
+ *
+ * The row is due at the database's clock_timestamp() at the write plus the delay; `dueAt` is taken
+ * after the write returned, so it is never earlier, whatever the two clocks read. One timer, for
+ * the earliest due time; the later ones wait in a sorted list, at most MAX_PENDING of them (beyond
+ * that the latest are left to the poll). Due times within COALESCE_MS of the earliest share one
+ * wake-up, at the last of them (a batch of failures retried together wakes the loop once).
+ */
+
+/** Pending due times kept; a burst of failures beyond this falls back to the poll for the latest. */
+const MAX_PENDING = 1_000;
+/** Due times this close after the earliest are woken for together, at the last of them. */
+const COALESCE_MS = 10;
+/** Timers may fire a millisecond early (rounding); a wake-up before the row is due finds nothing. */
+const MARGIN_MS = 2;
+
+export class RetryAlarm {
+  readonly #wake: () => void;
+  readonly #now: () => number;
+  /** performance.now() due times, ascending; the first one is armed. */
+  readonly #pending: number[] = [];
+  #timer: NodeJS.Timeout | undefined;
+  #armedAt = Number.POSITIVE_INFINITY;
+
+  /** `now`: the clock the due times are read on (a test's controllable one). */
+  constructor(wake: () => void, now: () => number = () => performance.now()) {
+    this.#wake = wake;
+    this.#now = now;
+  }
+
+  /** A retry that is due at `dueAt` (performance.now() time, taken once its write returned). */
+  add(dueAt: number): void {
+    const at = dueAt + MARGIN_MS;
+    const pending = this.#pending;
+    if (pending.length >= MAX_PENDING && at >= (pending.at(-1) ?? Number.POSITIVE_INFINITY)) return;
+    let low = 0;
+    let high = pending.length;
+    while (low < high) {
+      const mid = (low + high) >>> 1;
+      if ((pending[mid] ?? Number.POSITIVE_INFINITY) <= at) low = mid + 1;
+      else high = mid;
+    }
+    pending.splice(low, 0, at);
+    if (pending.length > MAX_PENDING) pending.pop();
+    // Earlier than the armed wake-up, or one more of its group (within COALESCE_MS of the earliest).
+    if (at < this.#armedAt || at <= (pending[0] ?? at) + COALESCE_MS) this.#arm();
+  }
+
+  /** Stops the timer and forgets every due time (stop()). */
+  clear(): void {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.#armedAt = Number.POSITIVE_INFINITY;
+    this.#pending.length = 0;
+  }
+
+  #arm(): void {
+    clearTimeout(this.#timer);
+    const next = this.#pending[0];
+    if (next === undefined) {
+      this.#timer = undefined;
+      this.#armedAt = Number.POSITIVE_INFINITY;
+      return;
+    }
+    let at = next;
+    for (const later of this.#pending) {
+      if (later > next + COALESCE_MS) break;
+      at = later;
+    }
+    this.#armedAt = at;
+    this.#timer = setTimeout(
+      () => {
+        this.#fire();
+      },
+      Math.max(0, at - this.#now()),
+    );
+    // A subscription that is stopping or idle must not be kept alive by its retries' alarm.
+    this.#timer.unref();
+  }
+
+  #fire(): void {
+    const now = this.#now();
+    const due = this.#pending.findIndex((at) => at > now);
+    this.#pending.splice(0, due === -1 ? this.#pending.length : due);
+    this.#arm();
+    this.#wake();
+  }
+}

@@ -1,0 +1,67 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+
+import { RetryAlarm } from '../../src/subscriber/retry-alarm.js';
+
+// The alarm that wakes a single-queue subscription's claim loop when a retry it wrote is due
+// (src/subscriber/retry-alarm.ts). Mocked timers and a clock that follows them.
+function setup(t: { mock: { timers: { enable: (o: { apis: 'setTimeout'[] }) => void; tick: (ms: number) => void } } }) {
+  t.mock.timers.enable({ apis: ['setTimeout'] });
+  let clock = 0;
+  const wakes: number[] = [];
+  const alarm = new RetryAlarm(
+    () => wakes.push(clock),
+    () => clock,
+  );
+  const advance = (ms: number) => {
+    for (let i = 0; i < ms; i += 1) {
+      clock += 1;
+      t.mock.timers.tick(1);
+    }
+  };
+  return { alarm, wakes, advance };
+}
+
+describe('RetryAlarm', () => {
+  test('wakes once each retry is due, the earliest first, never before', (t) => {
+    const { alarm, wakes, advance } = setup(t);
+    alarm.add(500);
+    alarm.add(100); // written later, due sooner: the alarm moves up
+    advance(101);
+    assert.deepEqual(wakes, [], 'not at the due time itself: timers may round early');
+    advance(1);
+    assert.deepEqual(wakes, [102]);
+    advance(400);
+    assert.deepEqual(wakes, [102, 502], 'the later one still has its wake-up');
+    advance(1_000);
+    assert.equal(wakes.length, 2, 'and nothing after');
+  });
+
+  test('retries due within a few milliseconds of each other share one wake-up, at the last of them', (t) => {
+    const { alarm, wakes, advance } = setup(t);
+    for (const dueAt of [200, 203, 207, 209]) alarm.add(dueAt);
+    alarm.add(400);
+    advance(500);
+    assert.deepEqual(wakes, [211, 402]);
+  });
+
+  test('clear() (stop) forgets every due time', (t) => {
+    const { alarm, wakes, advance } = setup(t);
+    alarm.add(100);
+    alarm.add(300);
+    alarm.clear();
+    advance(1_000);
+    assert.deepEqual(wakes, []);
+  });
+
+  test('past 1,000 pending retries the latest are left to the poll, the earliest kept', (t) => {
+    const { alarm, wakes, advance } = setup(t);
+    // Each 20 ms apart: no two share a wake-up.
+    for (let i = 1_001; i >= 1; i -= 1) alarm.add(i * 20);
+    advance(1_000 * 20 + 2);
+    assert.equal(wakes.length, 1_000);
+    assert.equal(wakes[0], 22);
+    advance(100);
+    assert.equal(wakes.length, 1_000, 'the 1,001st (the latest) has none');
+  });
+});

@@ -87,6 +87,8 @@ export class QueueSchedule {
   #epoch = 0;
   /** The epoch of each queue's last wake. */
   readonly #wokenAt = new Map<string, number>();
+  /** The epoch at which a key of each queue was last freed (keyFreed). */
+  readonly #keyFreedAt = new Map<string, number>();
   /**
    * Active queues listed per claim now: maxActivePerClaim at first and after an empty claim;
    * halved after a full one (the queues hold more than their share), down to #floor; after a
@@ -162,7 +164,7 @@ export class QueueSchedule {
       if ((this.#wokenAt.get(queue) ?? 0) > plan.epoch) continue;
       if ((this.#reportedAt.get(queue) ?? 0) > plan.epoch) continue;
       this.#reportedAt.set(queue, plan.epoch);
-      if (empty) this.#triedEmpty.add(queue);
+      if (empty && (this.#keyFreedAt.get(queue) ?? 0) < plan.epoch) this.#triedEmpty.add(queue);
       // No report (it should not happen): listed again, as if due.
       const due = reports.get(queue) ?? (reports.has(queue) ? null : 0);
       if (due === null || due > 0) {
@@ -191,12 +193,27 @@ export class QueueSchedule {
   }
 
   /**
+   * A keyed row of `queue` that ended here has been deleted or moved (lease mode's keyFreed: after
+   * its delivery ended and rowReturned): the key's next row may be claimable now. Unlike a wake, a
+   * claim's report still counts (taken before the DELETE, it shows that row due now, as reports
+   * leave the key's turn out; in a busy keyed drain nearly every claim is in flight when some key
+   * is freed, and ignoring their reports kept the queues unknown, listed by every claim), but an
+   * empty claim planned before it is not a try of the queue. The caller wakes the loop.
+   */
+  keyFreed(queue: string): void {
+    if (!this.#all.has(queue)) return;
+    this.#epoch += 1;
+    this.#keyFreedAt.set(queue, this.#epoch);
+    this.#triedEmpty.delete(queue);
+  }
+
+  /**
    * A row of `queue` held here came back to the table or ended (it may be ready again: a retry, a
    * release; or the queue's next row, delayed, is the one left). True when the claim loop may be
    * asleep without having listed the queue since: the queue was idle (it is listed again), or an
    * empty claim tried it (moreToTry counted on that try). The caller wakes the loop, as a NOTIFY
    * would (a trickle then costs two claims per message, as a poll over every queue did). While
-   * claims take rows, no queue counts as tried and no delivery wakes the loop.
+   * claims take rows no queue counts as tried, so only a delivery in an idle queue wakes the loop.
    */
   rowReturned(queue: string): boolean {
     // Like a wake: a claim planned before the row came back may report the queue empty (its

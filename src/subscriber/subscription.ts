@@ -183,7 +183,7 @@ export class Subscription {
       // The delivery ended (rowReturned) before its DELETE landed, and a claim that listed the queue
       // in between saw the key's next row still waiting for its turn: that try does not count.
       keyFreed: (queue) => {
-        this.#schedule?.wake(queue);
+        this.#schedule?.keyFreed(queue);
         this.#claimers[0]?.wakeup.notify();
       },
       retried: (dueAt) => this.#retryAlarm?.add(dueAt),

@@ -26,6 +26,24 @@ const SLOW_POLL = { minPollIntervalMs: 30_000, maxPollIntervalMs: 60_000 };
 /** Claims so far that listed `queue` (a claim emits one `fetched` event per queue of its subscription). */
 const claimsOf = (log: EventLog, queue: string) => log.of('fetched').filter((e) => e.queue === queue).length;
 
+/**
+ * Makes `queue` a queue that never gives a row: its head J2 waits behind J1 (same key), which
+ * another process holds leased. A claim that lists it comes back empty and reports it due (reports
+ * leave the key's turn out), so it stays active.
+ */
+async function blockedQueue(table: string, queue: string): Promise<void> {
+  await db.pool.query(
+    `INSERT INTO ${table} (queue, payload, headers, ordering_key)
+     SELECT $1, convert_to(to_json(n)::text, 'UTF8'), '{"content-type": "application/json"}', 'j' FROM unnest(ARRAY['J1', 'J2']) AS n`,
+    [queue],
+  );
+  await db.pool.query(
+    `UPDATE ${table} SET acquired_token = gen_random_uuid(), acquired_at = now(), deliveries_count = 1
+     WHERE id = (SELECT min(id) FROM ${table} WHERE queue = $1)`,
+    [queue],
+  );
+}
+
 /** Inserts a ready row as another process would without NOTIFY. */
 async function insertWithoutNotify(table: string, queue: string, body: string): Promise<void> {
   await db.pool.query(
@@ -289,16 +307,8 @@ describe('the queue schedule (lease: token): keyed rows', () => {
     const table = 'qs_keyed';
     // No LISTEN: its connect would wake every queue once more, whenever it comes.
     const { outbox } = await migratedOutbox(newOutbox, db.pool, table, { listen: false });
-    // q1 never gives a row: its head J2 waits behind J1, which another process holds leased. Each
-    // claim that lists q1 comes back empty and reports it due (reports leave the key's turn out).
-    await db.pool.query(
-      `INSERT INTO ${table} (queue, payload, headers, ordering_key)
-       SELECT 'q1', convert_to(to_json(n)::text, 'UTF8'), '{"content-type": "application/json"}', 'j' FROM unnest(ARRAY['J1', 'J2']) AS n`,
-    );
-    await db.pool.query(
-      `UPDATE ${table} SET acquired_token = gen_random_uuid(), acquired_at = now(), deliveries_count = 1
-       WHERE id = (SELECT min(id) FROM ${table})`,
-    );
+    // q1 never gives a row. Each claim that lists it comes back empty and reports it due.
+    await blockedQueue(table, 'q1');
     const handled: string[] = [];
     outbox.subscribe(
       ['q0', 'q1'],
@@ -319,3 +329,42 @@ describe('the queue schedule (lease: token): keyed rows', () => {
     assert.deepEqual(handled, ['K1', 'K2']);
   });
 });
+
+for (const lease of ['token', 'row-lock'] as const) {
+  describe(`the queue schedule (lease: ${lease}): a retried keyed row`, () => {
+    test("runs when due: the key's younger row waits behind it, so the queue's report shows when", async () => {
+      const table = lease === 'token' ? 'qs_keyed_retry' : 'qs_keyed_retry_rl';
+      const { outbox } = await migratedOutbox(newOutbox, db.pool, table, { listen: false });
+      // q1..q4 never give a row (each one's head waits behind a row another process holds leased),
+      // so the five queues are active in turn, one per claim (fetchBatchSize 2), and all count as
+      // tried once the claims come back empty: the claim the retry's wake-up brings must list q0.
+      const blocked = ['q1', 'q2', 'q3', 'q4'];
+      for (const queue of blocked) await blockedQueue(table, queue);
+      const runs: { body: string; at: number }[] = [];
+      outbox.subscribe(
+        ['q0', ...blocked],
+        (message, ctx) => {
+          runs.push({ body: message.body as string, at: Date.now() });
+          // K1's first run fails: retried in 700 ms. K2 (same key) is due no earlier than K1 (a
+          // key's times do not decrease in id order: ordering.md), so the report of the claim after
+          // the retry shows K1's due time and idles q0 until then, though q1..q4 stay active.
+          if (message.body === 'K1' && runs.length === 1) ctx.nack({ delayMs: 700 });
+          else ctx.ack();
+        },
+        { name: 'qs', lease, fetchBatchSize: 2, ...SLOW_POLL },
+      );
+      outbox.start();
+      await inTransaction(db.pool, async (c) => {
+        await outbox.publish(c, 'q0', 'K1', { orderingKey: 'k' });
+        await outbox.publish(c, 'q0', 'K2', { orderingKey: 'k' });
+      });
+      await waitFor(() => runs.length === 3, { what: 'K1, K1 again, K2 (the poll is 30 s)', timeoutMs: 5_000 });
+      assert.deepEqual(
+        runs.map((run) => run.body),
+        ['K1', 'K1', 'K2'],
+      );
+      const waited = runs[1]!.at - runs[0]!.at;
+      assert.ok(waited >= 690, `K1 ran again after ${waited} ms, not before its retry was due`);
+    });
+  });
+}

@@ -306,6 +306,30 @@ describe('QueueSchedule', () => {
     assert.deepEqual(s.plan(2, LIMIT).queues, ['q5', 'q0'], 'q5 first, then the rest in turn');
   });
 
+  test("a freed key keeps the in-flight claim's report (a busy keyed drain) but not its try", () => {
+    const s = schedule(2);
+    const first = s.plan(0, LIMIT);
+    s.learn(first, [claimedRow('1', 'q0'), report('q0', 0), report('q1', null)], 0);
+    // A claim listing q0 is in flight when a key of q0 is freed (the DELETE of a row it ran landed).
+    const inFlight = s.plan(1, LIMIT);
+    s.keyFreed('q0');
+    s.learn(inFlight, [claimedRow('2', 'q0'), report('q0', null)], 2);
+    assert.equal(
+      s.states().get('q0'),
+      'idle',
+      'the report counts: a wake would have ignored it, leaving q0 listed by every claim',
+    );
+    // Empty this time: the report counts, the try does not (the key's next row may be claimable now).
+    const third = s.plan(3, LIMIT);
+    s.wake('q0');
+    const fourth = s.plan(4, LIMIT);
+    assert.deepEqual(third.queues, [], 'q0 idle, q1 idle');
+    s.keyFreed('q0');
+    s.learn(fourth, [report('q0', 0)], 5);
+    assert.equal(s.states().get('q0'), 'active');
+    assert.equal(s.moreToTry(), true, 'not counted as tried: the loop claims again');
+  });
+
   test('empty claims go on while queues it did not list may have rows; then the loop may sleep', () => {
     const s = schedule(6, 2);
     const first = s.plan(0, LIMIT);

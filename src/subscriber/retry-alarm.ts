@@ -6,10 +6,14 @@
  * needs it; one over several learns the due time from its claims' reports (queue-schedule.ts).
  *
  * The row is due at the database's clock_timestamp() at the write plus the delay; `dueAt` is taken
- * after the write returned, so it is never earlier, whatever the two clocks read. One timer, for
- * the earliest due time; the later ones wait in a sorted list, at most MAX_PENDING of them (beyond
- * that the latest are left to the poll). Due times within COALESCE_MS of the earliest share one
- * wake-up, at the last of them (a batch of failures retried together wakes the loop once).
+ * after the write returned, so it is not earlier, as long as the two clocks run at the same rate:
+ * each wake-up comes a margin late (MARGIN_MS, plus DRIFT of the delay, for clocks that drift over
+ * a long one). A wake-up that came early anyway finds nothing, and the row is left to the poll.
+ * One timer, at most MAX_TIMER_MS ahead (Node fires a longer one at once); the due times wait in
+ * a sorted list, at most MAX_PENDING of them (beyond that the latest are left to the poll). Due
+ * times within COALESCE_MS after the earliest share one wake-up, at the last of them (a batch of
+ * failures retried together wakes the loop once). A write that lands after stop() (a drain that
+ * timed out) arms nothing. Retries whose write's outcome stayed unknown (a lost answer) set none.
  */
 
 /** Pending due times kept; a burst of failures beyond this falls back to the poll for the latest. */
@@ -18,6 +22,10 @@ const MAX_PENDING = 1_000;
 const COALESCE_MS = 10;
 /** Timers may fire a millisecond early (rounding); a wake-up before the row is due finds nothing. */
 const MARGIN_MS = 2;
+/** Added per millisecond of delay: how far Node's clock and the database's may drift apart (1,000 ppm). */
+const DRIFT = 1e-3;
+/** The longest setTimeout Node takes (2^31 − 1 ms, ~24.8 days): a longer one fires at once. */
+const MAX_TIMER_MS = 2_147_483_647;
 
 export class RetryAlarm {
   readonly #wake: () => void;
@@ -26,6 +34,7 @@ export class RetryAlarm {
   readonly #pending: number[] = [];
   #timer: NodeJS.Timeout | undefined;
   #armedAt = Number.POSITIVE_INFINITY;
+  #closed = false;
 
   /** `now`: the clock the due times are read on (a test's controllable one). */
   constructor(wake: () => void, now: () => number = () => performance.now()) {
@@ -35,7 +44,8 @@ export class RetryAlarm {
 
   /** A retry that is due at `dueAt` (performance.now() time, taken once its write returned). */
   add(dueAt: number): void {
-    const at = dueAt + MARGIN_MS;
+    if (this.#closed) return;
+    const at = dueAt + MARGIN_MS + Math.max(0, dueAt - this.#now()) * DRIFT;
     const pending = this.#pending;
     if (pending.length >= MAX_PENDING && at >= (pending.at(-1) ?? Number.POSITIVE_INFINITY)) return;
     let low = 0;
@@ -51,8 +61,9 @@ export class RetryAlarm {
     if (at < this.#armedAt || at <= (pending[0] ?? at) + COALESCE_MS) this.#arm();
   }
 
-  /** Stops the timer and forgets every due time (stop()). */
+  /** Stops the timer and forgets every due time, for good (stop()). */
   clear(): void {
+    this.#closed = true;
     clearTimeout(this.#timer);
     this.#timer = undefined;
     this.#armedAt = Number.POSITIVE_INFINITY;
@@ -77,7 +88,7 @@ export class RetryAlarm {
       () => {
         this.#fire();
       },
-      Math.max(0, at - this.#now()),
+      Math.min(MAX_TIMER_MS, Math.max(0, at - this.#now())),
     );
     // A subscription that is stopping or idle must not be kept alive by its retries' alarm.
     this.#timer.unref();
@@ -86,8 +97,10 @@ export class RetryAlarm {
   #fire(): void {
     const now = this.#now();
     const due = this.#pending.findIndex((at) => at > now);
-    this.#pending.splice(0, due === -1 ? this.#pending.length : due);
+    const fired = due === -1 ? this.#pending.length : due;
+    this.#pending.splice(0, fired);
     this.#arm();
-    this.#wake();
+    // Nothing due yet: a timer capped at MAX_TIMER_MS, or one that fired early.
+    if (fired > 0) this.#wake();
   }
 }

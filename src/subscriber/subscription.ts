@@ -442,7 +442,8 @@ export class Subscription {
    * The second loop's claim came back while the first slept its idle poll: what it taught the
    * schedule (a queue left to try, an earlier due time, rows it took that leave their queues
    * active) was not known when the first chose how long to sleep, so it plans again now. Without
-   * this, a queue's delayed row could wait out the poll interval (subscriber-queue-schedule.test.ts).
+   * this, a row that claim showed due soon could wait out the poll interval. By reading: no test
+   * interleaves the two loops so (the one that failed in CI was the stale try, queue-schedule.ts).
    */
   #replanPolling(): void {
     const first = this.#claimers[0];

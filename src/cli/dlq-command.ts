@@ -3,7 +3,7 @@ import { parseArgs } from 'node:util';
 import type { DeadLetterPreview } from '../dlq/dead-letters.js';
 import { describeDlqFilter } from '../dlq/describe-filter.js';
 import type { DlqFailureReason, DlqFilter } from '../dlq/dlq-options.js';
-import { resolveOlderThanMs } from '../dlq/retention-options.js';
+import { MIN_RETENTION_MS, resolveOlderThanMs } from '../dlq/retention-options.js';
 import { bodyKind, inspectBody } from '../envelope/decode-body.js';
 import { InvalidOptionError } from '../errors.js';
 import type { Outbox } from '../outbox.js';
@@ -194,8 +194,18 @@ function describe(target: readonly string[] | DlqFilter): string {
   return describeDlqFilter(target as DlqFilter);
 }
 
-/** `--older-than 14d` (or milliseconds), judged before connecting by the rule the API applies. */
+/**
+ * `--older-than 14d` (or milliseconds), judged before connecting by the rule the API applies. A
+ * bare number below a minute is refused, as for the runner's dlqRetention: `--older-than 14` meant
+ * as days (a cron line with --yes) would select every dead letter older than 14 ms.
+ */
 function olderThan(value: string): number {
+  if (/^\s*\d+\s*$/.test(value) && Number(value) < MIN_RETENTION_MS) {
+    const n = value.trim();
+    throw new UsageError(
+      `--older-than: '${n}' is ${n} milliseconds, which selects nearly every dead letter. Write the unit: ${n}d for ${n} days, ${n}h, ${n}m, or ${n}ms if you mean milliseconds.`,
+    );
+  }
   try {
     return resolveOlderThanMs('--older-than', value);
   } catch (error) {

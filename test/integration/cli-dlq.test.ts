@@ -282,6 +282,12 @@ describe('txoutbox dlq purge --older-than', () => {
     const zero = await txoutbox(['purge', '--older-than', '0s', '--yes'], AGED);
     assert.equal(zero.code, 2);
     assert.match(zero.err, /got '0s'\. 0ms is too short/);
+    // A bare number is milliseconds: `--older-than 14` meant as days (in a cron line with --yes)
+    // selected every dead letter older than 14 ms. Below a minute the unit must be written.
+    const bare = await txoutbox(['purge', '--older-than', '14', '--yes'], AGED);
+    assert.equal(bare.code, 2);
+    assert.match(bare.err, /--older-than: '14' is 14 milliseconds.*Write the unit: 14d/);
+    assert.equal(await aged('mails', '0'), 2, 'nothing purged');
     const list = await txoutbox(['list', '--older-than', '7d'], AGED);
     assert.equal(list.code, 2);
     assert.match(list.err, /--older-than does not go with dlq list/);

@@ -77,7 +77,7 @@ export async function redrive(context: DashboardContext, form: URLSearchParams):
     'dashboard: redrove dead letters',
   );
   const back = dlqFilterOf(form);
-  return redirect(dlqHref({ queue: back.queue, reason: back.reason, ...noticeQuery('redriven', redriven) }));
+  return redirect(dlqHref({ queue: back.queue, reason: back.reason, ...noticeQuery('redriven', redriven, keyBusy) }));
 }
 
 export async function purge(context: DashboardContext, form: URLSearchParams): Promise<DashboardResponse> {

@@ -207,6 +207,35 @@ describe('dashboard: dead letters', () => {
     assert.match(after.text, /data-testid="notice">Redriven 1 dead letter:/);
   });
 
+  test('a partial redrive says so: the rows whose ordering key a transaction held stayed in the DLQ', async () => {
+    // Reported (review): the notice said "Redriven N" and nothing of the rows left behind.
+    const { rows } = await db.pool.query<{ id: string }>(
+      `INSERT INTO ${TABLE}_dlq (original_id, queue, payload, created_at, attempts_count, deliveries_count, failure_reason, ordering_key)
+       VALUES (1, 'keyed', convert_to('"dead"', 'UTF8'), now(), 1, 1, 'rejected', 'b') RETURNING id::text AS id`,
+    );
+    const holder = await db.pool.connect();
+    let answer: Awaited<ReturnType<typeof post>>;
+    try {
+      await holder.query('BEGIN');
+      // An application transaction publishing under key b holds it through the redrive's key wait (10 s).
+      await outbox.publish(holder, 'keyed', 'live', { orderingKey: 'b' });
+      const page = await get(`${base}/dlq?queue=keyed`);
+      answer = await post(`${base}/dlq/redrive`, { csrf: csrfOf(page.text), only: rows[0]!.id, queue: 'keyed' });
+    } finally {
+      await holder.query('ROLLBACK');
+      holder.release();
+    }
+    assert.equal(answer.status, 303);
+    assert.equal(answer.headers.get('location'), '/dlq?queue=keyed&notice=redriven&count=0&left=1');
+    assert.equal(await count(`${TABLE}_dlq`, 'keyed'), 1, 'the row is still in the DLQ');
+    const after = await get(`${base}${answer.headers.get('location')}`);
+    assert.match(
+      after.text,
+      /Redriven 0 dead letters: [^<]* 1 dead letter stayed here: a transaction held its ordering key throughout/,
+    );
+    await db.pool.query(`DELETE FROM ${TABLE}_dlq WHERE queue = 'keyed'`);
+  });
+
   test('redrive selected: the ticked ids only', async () => {
     const ids = await dlqIds('bulk');
     const page = await get(`${base}/dlq?queue=bulk`);

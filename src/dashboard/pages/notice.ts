@@ -8,8 +8,15 @@ export type NoticeKind = 'redriven' | 'purged' | 'paused' | 'resumed' | 'unchang
 
 const KINDS: readonly NoticeKind[] = ['redriven', 'purged', 'paused', 'resumed', 'unchanged'];
 
-export function noticeQuery(kind: NoticeKind, count?: number): Record<string, string | undefined> {
-  return { notice: kind, count: count === undefined ? undefined : String(count) };
+/** `left`: rows the action had to leave (a redrive's keyBusy); omitted when none. */
+export function noticeQuery(kind: NoticeKind, count?: number, left = 0): Record<string, string | undefined> {
+  return { notice: kind, count: count === undefined ? undefined : String(count), left: left > 0 ? String(left) : undefined };
+}
+
+/** A count from the query string: digits only, else 0. */
+function countOf(query: URLSearchParams, name: string): number {
+  const text = query.get(name) ?? '';
+  return /^\d{1,15}$/.test(text) ? Number(text) : 0;
 }
 
 function plural(count: number, noun: string): string {
@@ -19,10 +26,16 @@ function plural(count: number, noun: string): string {
 export function notice(query: URLSearchParams): Html {
   const kind = query.get('notice') as NoticeKind | null;
   if (kind === null || !KINDS.includes(kind)) return html``;
-  const countText = query.get('count') ?? '';
-  const count = /^\d{1,15}$/.test(countText) ? Number(countText) : 0;
+  const count = countOf(query, 'count');
+  const left = countOf(query, 'left');
+  // A partial redrive says so: the rows whose ordering key a transaction held throughout are still
+  // in the DLQ (the CLI prints the same and exits 1).
+  const leftText =
+    left === 0
+      ? ''
+      : ` ${plural(left, 'dead letter')} stayed here: a transaction held ${left === 1 ? 'its' : 'their'} ordering key throughout. Redrive again once it has ended.`;
   const text = {
-    redriven: `Redriven ${plural(count, 'dead letter')}: back in the outbox with fresh counters.`,
+    redriven: `Redriven ${plural(count, 'dead letter')}: back in the outbox with fresh counters.${leftText}`,
     purged: `Purged ${plural(count, 'dead letter')}.`,
     paused: 'Paused: no subscriber claims this queue until it is resumed. Publishing goes on.',
     resumed: 'Resumed: subscribers claim this queue again.',

@@ -102,7 +102,9 @@ const pick = (dlq: TableName) => `SELECT id FROM ${dlq.sql} WHERE ${FILTER} ORDE
  * transaction holding one of them published under another. Tried on the picked rows only: in the
  * pick's WHERE it ran before the LIMIT, on every row the filter matched when the plan sorts. A
  * row whose key is busy stays for a later batch, taking a place in each until then; a later row
- * of its key is picked only with it (ids in order), so the two stay in order.
+ * of its key is picked only with it (ids in order), so the two stay in order, within one redrive:
+ * a second one at the same time skips the rows the first holds and can move a later row of a key
+ * whose earlier one the first left behind (architecture/ordering.md, Limits).
  */
 const redrivable = (dlq: TableName) => `picked AS (
   SELECT id, queue, ordering_key FROM ${dlq.sql} WHERE ${FILTER} ORDER BY id LIMIT $7::int FOR UPDATE SKIP LOCKED

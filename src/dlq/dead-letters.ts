@@ -37,6 +37,20 @@ import {
 import type { DlqSql } from './dlq-sql.js';
 import { resolveRetentionMs } from './retention-options.js';
 
+/** One batch of a redrive or purge: the rows it moved or deleted, and whether its pass goes on. */
+interface BatchStep {
+  readonly done: number;
+  readonly more: boolean;
+}
+
+/** The redrive statement's answer: one row per queue moved to, or one row with a NULL queue. */
+interface RedriveRow {
+  readonly last_picked: string | null;
+  readonly queue: string | null;
+  readonly redriven: number;
+  readonly due: boolean;
+}
+
 /** Between two redrive passes over rows whose key was busy: 50 ms doubling to 1 s. */
 const KEY_RETRY_BASE_MS = 50;
 const KEY_RETRY_CAP_MS = 1_000;
@@ -200,6 +214,11 @@ export class DeadLetters {
     let keyBusy = 0;
     const waitUntil = performance.now() + keyWaitMs;
     let pass = 0;
+    // A filter's pass goes on after the last id a batch picked, moved or not: a batch whose rows
+    // all stayed (their key busy, or an earlier row of their key left behind) must not end the
+    // pass before the rows after it. Ids are chunked by #batches, each chunk picked whole.
+    const byCursor = !Array.isArray(idsOrFilter);
+    let after: string | null = null;
     // After a pass: rows the selection still holds were left by a busy key (or are being moved by
     // a concurrent redrive or purge, which SKIP LOCKED passed by): another pass after a backoff.
     const again = async (filter: FilterParams): Promise<boolean> => {
@@ -211,6 +230,7 @@ export class DeadLetters {
       if (pause <= 0) return false;
       await delay(pause);
       hooks.signal?.throwIfAborted();
+      after = null;
       return true;
     };
     await this.#batches(
@@ -218,18 +238,23 @@ export class DeadLetters {
       'redrive',
       hooks,
       async (filter) => {
-        const { rows } = await this.#run<{ queue: string; redriven: number; due: boolean }>(
-          'dlq.redrive',
-          this.#context.sql.redrive,
-          [...filter, batchSize, delayMs, this.#context.channel],
-        );
+        const { rows } = await this.#run<RedriveRow>('dlq.redrive', this.#context.sql.redrive, [
+          ...filter,
+          batchSize,
+          delayMs,
+          this.#context.channel,
+          after,
+        ]);
         let moved = 0;
         for (const row of rows) {
+          if (row.queue === null) continue;
           moved += row.redriven;
           if (row.due) this.#context.wakeLocal(row.queue);
         }
         redriven += moved;
-        return moved;
+        const lastPicked = rows[0]?.last_picked ?? null;
+        if (byCursor) after = lastPicked;
+        return { done: moved, more: lastPicked !== null };
       },
       batchSize,
       again,
@@ -269,7 +294,7 @@ export class DeadLetters {
         const result = await this.#run('dlq.purge', this.#context.sql.purge, [...params, batchSize]);
         const deleted = result.rowCount ?? 0;
         purged += deleted;
-        return deleted;
+        return { done: deleted, more: deleted > 0 };
       },
       batchSize,
     );
@@ -278,7 +303,7 @@ export class DeadLetters {
 
   /**
    * Runs `batch` until the selection is done: ids in chunks of batchSize (each chunk once), a
-   * filter until a batch finds nothing among the rows the DLQ held when the call started (ids up to
+   * filter until a batch picks nothing among the rows the DLQ held when the call started (ids up to
    * its max(id) then, read once). Then, while `again` says so, another such pass with the same
    * bounds (redrive: rows a busy key left behind). An olderThanMs filter becomes a failedBefore line read once from
    * the database, returned (ISO text) so callers can say what they applied.
@@ -287,15 +312,15 @@ export class DeadLetters {
     idsOrFilter: readonly string[] | DlqFilter,
     operation: 'redrive' | 'purge',
     hooks: BatchHooks,
-    batch: (filter: FilterParams) => Promise<number>,
+    batch: (filter: FilterParams) => Promise<BatchStep>,
     batchSize: number,
     again?: (filter: FilterParams) => Promise<boolean>,
   ): Promise<string | null> {
-    const step = async (filter: FilterParams): Promise<number> => {
+    const step = async (filter: FilterParams): Promise<boolean> => {
       hooks.signal?.throwIfAborted();
-      const rows = await batch(filter);
-      await hooks.onBatch?.(rows);
-      return rows;
+      const { done, more } = await batch(filter);
+      await hooks.onBatch?.(done);
+      return more;
     };
     if (Array.isArray(idsOrFilter)) {
       const ids = resolveIds(idsOrFilter as readonly unknown[]);
@@ -327,7 +352,7 @@ export class DeadLetters {
     const last = await this.lastId();
     filter[5] = throughId !== undefined && throughId < BigInt(last) ? throughId.toString() : last;
     do {
-      while ((await step(filter)) > 0);
+      while (await step(filter));
     } while (again !== undefined && (await again(filter)));
     return filter[2];
   }

@@ -34,9 +34,12 @@ export interface DlqSql {
   /** $1 id, $2 preview bytes: one row as listPreviews reads it (its body's head and size, not its body). */
   readonly getPreview: Statement;
   /**
-   * Filter, then $7 batch size, $8 delay in ms, $9 channel. ONE statement per batch: the delete
-   * from the DLQ and the insert into the outbox commit together or not at all, so a row is never in
-   * both tables nor in neither. One result row per queue; due queues are notified in the statement.
+   * Filter, then $7 batch size, $8 delay in ms, $9 channel, $10 the pass's cursor (the last id an
+   * earlier batch picked; NULL at a pass's start). ONE statement per batch: the delete from the DLQ
+   * and the insert into the outbox commit together or not at all, so a row is never in both tables
+   * nor in neither. One result row per queue (one row with a NULL queue when nothing moved), each
+   * with `last_picked`, the cursor for the next batch (NULL: the pass is over); due queues are
+   * notified in the statement.
    */
   readonly redrive: Statement;
   /** Filter, then $7 batch size. */
@@ -96,20 +99,35 @@ const PREVIEW_ROW_BYTES = `least(octet_length(payload), $11::int + 1)::bigint + 
 const pick = (dlq: TableName) => `SELECT id FROM ${dlq.sql} WHERE ${FILTER} ORDER BY id LIMIT $7::int FOR UPDATE SKIP LOCKED`;
 
 /**
- * A redrive's batch: the pick's rows (a CTE: at most $7, locked), and of those the ones whose key's
- * publish lock (producer/sql.ts) is free, TRIED, never waited for. Waiting deadlocked: one batch
- * took the keys of many rows in no set order and held them to its commit, while an application
- * transaction holding one of them published under another. Tried on the picked rows only: in the
- * pick's WHERE it ran before the LIMIT, on every row the filter matched when the plan sorts. A
- * row whose key is busy stays for a later batch, taking a place in each until then; a later row
- * of its key is picked only with it (ids in order), so the two stay in order, within one redrive:
- * a second one at the same time skips the rows the first holds and can move a later row of a key
- * whose earlier one the first left behind (architecture/ordering.md, Limits).
+ * A redrive's batch: the pick's rows (a CTE: at most $7 after the pass's cursor $10, locked), and
+ * of those the ones that may move (`free`). A keyed row moves only when
+ * - no earlier dead letter of its key that the filter selects is left in the DLQ outside the pick
+ *   (one probe of <dlq>_key_idx): rows a busy key left in an earlier batch, or that another
+ *   redrive or purge holds (SKIP LOCKED passed them by), keep the rows after them, so a key's dead
+ *   letters go back in id order whatever the batches and concurrent redrives do; and
+ * - its key's publish lock (producer/sql.ts) is free: TRIED once per key, never waited for.
+ *   Waiting deadlocked: one batch took the keys of many rows in no set order and held them to its
+ *   commit, while an application transaction holding one of them published under another. Tried
+ *   on the picked rows' keys only (in the pick's WHERE it ran before the LIMIT, on every row the
+ *   filter matched), once per key so that a lock freed in the middle of the statement cannot let a
+ *   key's later row go without its earlier one.
+ * A row left behind stays for a later pass; the cursor carries the pass past it.
  */
 const redrivable = (dlq: TableName) => `picked AS (
-  SELECT id, queue, ordering_key FROM ${dlq.sql} WHERE ${FILTER} ORDER BY id LIMIT $7::int FOR UPDATE SKIP LOCKED
+  SELECT id, queue, ordering_key FROM ${dlq.sql} WHERE ${FILTER} AND ($10::bigint IS NULL OR id > $10::bigint)
+  ORDER BY id LIMIT $7::int FOR UPDATE SKIP LOCKED
+), in_order AS (
+  SELECT id, queue, ordering_key FROM picked p WHERE ordering_key IS NOT NULL AND NOT EXISTS (
+    SELECT 1 FROM ${dlq.sql} e
+    WHERE e.queue = p.queue AND e.ordering_key = p.ordering_key AND e.ordering_key IS NOT NULL AND e.id < p.id
+      AND ${FILTER} AND NOT EXISTS (SELECT 1 FROM picked q WHERE q.id = e.id))
+), free_keys AS (
+  SELECT queue, ordering_key FROM (SELECT DISTINCT queue, ordering_key FROM in_order) k
+  WHERE pg_try_advisory_xact_lock(${orderingKeyLockId('queue', 'ordering_key')})
 ), free AS (
-  SELECT id FROM picked WHERE ordering_key IS NULL OR pg_try_advisory_xact_lock(${orderingKeyLockId('queue', 'ordering_key')})
+  SELECT id FROM picked WHERE ordering_key IS NULL
+  UNION ALL
+  SELECT id FROM in_order WHERE (queue, ordering_key) IN (SELECT queue, ordering_key FROM free_keys)
 )`;
 
 /**
@@ -160,10 +178,12 @@ export function buildDlqSql(names: SchemaNames & { readonly dlq: TableName }): D
   FROM moved
   ORDER BY id
   RETURNING queue, next_attempt_at <= now() AS due
+), by_queue AS (
+  SELECT queue, count(*)::int AS redriven, bool_or(due) AS due,
+    CASE WHEN bool_or(due) THEN pg_notify($9::text, queue) IS NOT NULL END AS woke
+  FROM inserted GROUP BY queue
 )
-SELECT queue, count(*)::int AS redriven, bool_or(due) AS due,
-  CASE WHEN bool_or(due) THEN pg_notify($9::text, queue) IS NOT NULL END AS woke
-FROM inserted GROUP BY queue`,
+SELECT (SELECT max(id) FROM picked)::text AS last_picked, by_queue.* FROM (VALUES (1)) AS one LEFT JOIN by_queue ON true`,
     ),
     purge: statement('dlq_purge', `DELETE FROM ${d} WHERE id IN (${pick(names.dlq)})`),
     count: statement('dlq_count', `SELECT count(*)::int AS n FROM ${d} WHERE ${FILTER}`),

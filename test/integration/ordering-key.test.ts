@@ -5,6 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import { setTimeout as delay } from 'node:timers/promises';
 
 import pg from 'pg';
 
@@ -324,6 +325,92 @@ describe('per-key ordering', () => {
       ['held', 'dead b'],
       'the dead letter goes behind the row its key was busy with',
     );
+  });
+
+  /** Dead letters in queue q with the given keys, in id order; their bodies say `dead <n> <key>`. */
+  async function deadLetters(table: string, keys: readonly (string | null)[]): Promise<string[]> {
+    const { rows } = await db.pool.query<{ id: string }>(
+      `INSERT INTO ${table}_dlq (original_id, queue, payload, created_at, attempts_count, deliveries_count, failure_reason, ordering_key)
+       SELECT n, 'q', convert_to('dead ' || n || ' ' || coalesce(k, '-'), 'UTF8'), now(), 1, 1, 'rejected', k
+       FROM unnest($1::text[]) WITH ORDINALITY AS t(k, n) ORDER BY n RETURNING id::text`,
+      [keys],
+    );
+    return rows.map((row) => row.id);
+  }
+
+  async function bodiesInOutbox(table: string): Promise<string[]> {
+    const { rows } = await db.pool.query<{ body: string }>(
+      `SELECT convert_from(payload, 'UTF8') AS body FROM ${table} ORDER BY id`,
+    );
+    return rows.map((row) => row.body);
+  }
+
+  test('a batch made only of busy keys does not end the redrive: the rows after it still move', async () => {
+    const table = 'ordering_redrive_busy_batch';
+    const outbox = newOutbox({ pool: db.pool, table });
+    await outbox.migrate();
+    await deadLetters(table, ['b', 'b', null]);
+    const holder = await db.pool.connect();
+    try {
+      await holder.query('BEGIN');
+      await outbox.publish(holder, 'q', 'held', { orderingKey: 'b' });
+      // The first batch holds both of b's rows: nothing in it can move.
+      assert.deepEqual(await outbox.dlq.redrive({ queue: 'q' }, { batchSize: 2, keyWaitMs: 0 }), { redriven: 1, keyBusy: 2 });
+      await holder.query('COMMIT');
+    } finally {
+      holder.release();
+    }
+    assert.deepEqual(await outbox.dlq.redrive({ queue: 'q' }), { redriven: 2, keyBusy: 0 });
+    assert.deepEqual(await bodiesInOutbox(table), ['held', 'dead 3 -', 'dead 1 b', 'dead 2 b']);
+  });
+
+  test('a key freed between two batches: its later dead letter waits for the earlier one the first batch left', async () => {
+    const table = 'ordering_redrive_freed';
+    const outbox = newOutbox({ pool: db.pool, table });
+    await outbox.migrate();
+    await deadLetters(table, ['k', 'k']);
+    const holder = await db.pool.connect();
+    try {
+      await holder.query('BEGIN');
+      await outbox.publish(holder, 'q', 'held', { orderingKey: 'k' });
+      let batches = 0;
+      const result = await outbox.dlq.redrive(
+        { queue: 'q' },
+        {
+          batchSize: 1,
+          keyWaitMs: 5_000,
+          onBatch: async () => {
+            // The key is freed right after the first batch found it busy.
+            if ((batches += 1) === 1) await holder.query('COMMIT');
+          },
+        },
+      );
+      assert.deepEqual(result, { redriven: 2, keyBusy: 0 });
+    } finally {
+      holder.release();
+    }
+    assert.deepEqual(await bodiesInOutbox(table), ['held', 'dead 1 k', 'dead 2 k']);
+  });
+
+  test("two redrives at once keep a key's order: a row the other one holds keeps its key's later rows in the DLQ", async () => {
+    const table = 'ordering_redrive_overlap';
+    const outbox = newOutbox({ pool: db.pool, table });
+    await outbox.migrate();
+    const [first] = await deadLetters(table, ['k', 'k']);
+    // The other redrive: it holds the key's first dead letter and ends without moving it (its key
+    // was busy, or it failed). The row lock is all SKIP LOCKED sees of it.
+    const other = await db.pool.connect();
+    try {
+      await other.query('BEGIN');
+      await other.query(`SELECT id FROM ${table}_dlq WHERE id = $1 FOR UPDATE`, [first]);
+      const redrive = outbox.dlq.redrive({ queue: 'q' }, { keyWaitMs: 10_000 });
+      await delay(300);
+      await other.query('ROLLBACK');
+      assert.deepEqual(await redrive, { redriven: 2, keyBusy: 0 });
+    } finally {
+      other.release();
+    }
+    assert.deepEqual(await bodiesInOutbox(table), ['dead 1 k', 'dead 2 k']);
   });
 
   test('a redriven dead letter keeps its key and goes to the end of its line', async () => {

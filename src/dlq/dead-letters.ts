@@ -6,6 +6,7 @@ import { resolveBodyPreviewBytes } from '../queues/peek-page-bytes.js';
 import type { TableName } from '../schema/identifiers.js';
 import { DLQ_ADDED_COLUMNS, unmigratedSchemaError } from '../schema/unmigrated-schema.js';
 import { backoffMs, delay } from '../util/backoff.js';
+import { compareIds } from '../util/bigint-id.js';
 import type { Statement } from '../util/statement.js';
 import type { StatementRunner } from '../util/statement-runner.js';
 import {
@@ -46,9 +47,36 @@ interface BatchStep {
 /** The redrive statement's answer: one row per queue moved to, or one row with a NULL queue. */
 interface RedriveRow {
   readonly last_picked: string | null;
+  readonly held_queues: string[] | null;
+  readonly held_keys: string[] | null;
   readonly queue: string | null;
   readonly redriven: number;
   readonly due: boolean;
+}
+
+/** The (queue, ordering key) pairs a redrive pass holds back, as the statement's $11 and $12. */
+class HeldKeys {
+  readonly queues: string[] = [];
+  readonly keys: string[] = [];
+  readonly #seen = new Set<string>();
+
+  add(queues: readonly string[] | null | undefined, keys: readonly string[] | null | undefined): void {
+    queues?.forEach((queue, i) => {
+      const key = keys?.[i];
+      if (key === undefined) return;
+      const pair = JSON.stringify([queue, key]);
+      if (this.#seen.has(pair)) return;
+      this.#seen.add(pair);
+      this.queues.push(queue);
+      this.keys.push(key);
+    });
+  }
+
+  clear(): void {
+    this.queues.length = 0;
+    this.keys.length = 0;
+    this.#seen.clear();
+  }
 }
 
 /** Between two redrive passes over rows whose key was busy: 50 ms doubling to 1 s. */
@@ -215,10 +243,13 @@ export class DeadLetters {
     const waitUntil = performance.now() + keyWaitMs;
     let pass = 0;
     // A filter's pass goes on after the last id a batch picked, moved or not: a batch whose rows
-    // all stayed (their key busy, or an earlier row of their key left behind) must not end the
-    // pass before the rows after it. Ids are chunked by #batches, each chunk picked whole.
+    // all stayed must not end the pass before the rows after it. Ids are chunked by #batches (in id
+    // order), each chunk picked whole. The keys a batch held (a row of theirs stayed, or another
+    // redrive or purge holds one) stay held for the rest of the pass, so a key's later rows never
+    // overtake its earlier ones (dlq-sql.ts, redrivable); a new pass starts afresh.
     const byCursor = !Array.isArray(idsOrFilter);
     let after: string | null = null;
+    const held = new HeldKeys();
     // After a pass: rows the selection still holds were left by a busy key (or are being moved by
     // a concurrent redrive or purge, which SKIP LOCKED passed by): another pass after a backoff.
     const again = async (filter: FilterParams): Promise<boolean> => {
@@ -231,6 +262,7 @@ export class DeadLetters {
       await delay(pause);
       hooks.signal?.throwIfAborted();
       after = null;
+      held.clear();
       return true;
     };
     await this.#batches(
@@ -244,6 +276,8 @@ export class DeadLetters {
           delayMs,
           this.#context.channel,
           after,
+          held.queues,
+          held.keys,
         ]);
         let moved = 0;
         for (const row of rows) {
@@ -252,7 +286,9 @@ export class DeadLetters {
           if (row.due) this.#context.wakeLocal(row.queue);
         }
         redriven += moved;
-        const lastPicked = rows[0]?.last_picked ?? null;
+        const first = rows[0];
+        held.add(first?.held_queues, first?.held_keys);
+        const lastPicked = first?.last_picked ?? null;
         if (byCursor) after = lastPicked;
         return { done: moved, more: lastPicked !== null };
       },
@@ -323,7 +359,8 @@ export class DeadLetters {
       return more;
     };
     if (Array.isArray(idsOrFilter)) {
-      const ids = resolveIds(idsOrFilter as readonly unknown[]);
+      // In id order, each once: a key's rows in two chunks go back in order (the earlier chunk first).
+      const ids = [...new Set(resolveIds(idsOrFilter as readonly unknown[]))].sort(compareIds);
       do {
         for (let i = 0; i < ids.length; i += batchSize) {
           await step([null, null, null, null, ids.slice(i, i + batchSize), null]);

@@ -35,11 +35,12 @@ export interface DlqSql {
   readonly getPreview: Statement;
   /**
    * Filter, then $7 batch size, $8 delay in ms, $9 channel, $10 the pass's cursor (the last id an
-   * earlier batch picked; NULL at a pass's start). ONE statement per batch: the delete from the DLQ
-   * and the insert into the outbox commit together or not at all, so a row is never in both tables
-   * nor in neither. One result row per queue (one row with a NULL queue when nothing moved), each
-   * with `last_picked`, the cursor for the next batch (NULL: the pass is over); due queues are
-   * notified in the statement.
+   * earlier batch picked; NULL at a pass's start), $11 and $12 the keys held so far in the pass
+   * (queues and keys, in pairs). ONE statement per batch: the delete from the DLQ and the insert
+   * into the outbox commit together or not at all, so a row is never in both tables nor in neither.
+   * One result row per queue (one row with a NULL queue when nothing moved), each with
+   * `last_picked`, the cursor for the next batch (NULL: the pass is over), and `held_queues` /
+   * `held_keys`, the keys this batch held (see redrivable); due queues are notified in the statement.
    */
   readonly redrive: Statement;
   /** Filter, then $7 batch size. */
@@ -100,34 +101,46 @@ const pick = (dlq: TableName) => `SELECT id FROM ${dlq.sql} WHERE ${FILTER} ORDE
 
 /**
  * A redrive's batch: the pick's rows (a CTE: at most $7 after the pass's cursor $10, locked), and
- * of those the ones that may move (`free`). A keyed row moves only when
- * - no earlier dead letter of its key that the filter selects is left in the DLQ outside the pick
- *   (one probe of <dlq>_key_idx): rows a busy key left in an earlier batch, or that another
- *   redrive or purge holds (SKIP LOCKED passed them by), keep the rows after them, so a key's dead
- *   letters go back in id order whatever the batches and concurrent redrives do; and
- * - its key's publish lock (producer/sql.ts) is free: TRIED once per key, never waited for.
- *   Waiting deadlocked: one batch took the keys of many rows in no set order and held them to its
- *   commit, while an application transaction holding one of them published under another. Tried
- *   on the picked rows' keys only (in the pick's WHERE it ran before the LIMIT, on every row the
- *   filter matched), once per key so that a lock freed in the middle of the statement cannot let a
- *   key's later row go without its earlier one.
- * A row left behind stays for a later pass; the cursor carries the pass past it.
+ * of those the ones that may move (`free`). A key's dead letters go back in id order, so a keyed
+ * row moves only when its key is not held:
+ * - by an earlier batch of the same pass, where a row of the key stayed ($11 queues and $12 keys,
+ *   in pairs, what the earlier batches returned as `held`);
+ * - by a row SKIP LOCKED passed over in this batch's id range (`skipped`: another redrive or a purge
+ *   holds it, and may yet leave it behind): rows the filter selects there that the pick did not take;
+ * - by a transaction: the key's publish lock (producer/sql.ts) is TRIED once per key, never waited
+ *   for. Waiting deadlocked: one batch took the keys of many rows in no set order and held them to
+ *   its commit, while an application transaction holding one of them published under another.
+ *   Tried on the picked rows' keys only (in the pick's WHERE it ran before the LIMIT, on every row
+ *   the filter matched), and once per key, so a lock freed mid-statement cannot let a key's later
+ *   row go without its earlier one.
+ * A key's picked rows all move or all stay; `held` returns the keys whose rows stayed or were
+ * skipped, and the rows of those keys stay for the rest of the pass (a later pass starts afresh).
  */
 const redrivable = (dlq: TableName) => `picked AS (
   SELECT id, queue, ordering_key FROM ${dlq.sql} WHERE ${FILTER} AND ($10::bigint IS NULL OR id > $10::bigint)
   ORDER BY id LIMIT $7::int FOR UPDATE SKIP LOCKED
-), in_order AS (
-  SELECT id, queue, ordering_key FROM picked p WHERE ordering_key IS NOT NULL AND NOT EXISTS (
-    SELECT 1 FROM ${dlq.sql} e
-    WHERE e.queue = p.queue AND e.ordering_key = p.ordering_key AND e.ordering_key IS NOT NULL AND e.id < p.id
-      AND ${FILTER} AND NOT EXISTS (SELECT 1 FROM picked q WHERE q.id = e.id))
+), skipped AS (
+  SELECT DISTINCT queue, ordering_key FROM ${dlq.sql} d
+  WHERE ${FILTER} AND ordering_key IS NOT NULL AND ($10::bigint IS NULL OR id > $10::bigint)
+    AND id < (SELECT max(id) FROM picked) AND NOT EXISTS (SELECT 1 FROM picked p WHERE p.id = d.id)
+), candidates AS (
+  SELECT id, queue, ordering_key FROM picked p WHERE ordering_key IS NOT NULL
+    AND NOT EXISTS (SELECT 1 FROM skipped s WHERE s.queue = p.queue AND s.ordering_key = p.ordering_key)
+    AND NOT EXISTS (SELECT 1 FROM unnest($11::text[], $12::text[]) AS h(queue, ordering_key)
+      WHERE h.queue = p.queue AND h.ordering_key = p.ordering_key)
 ), free_keys AS (
-  SELECT queue, ordering_key FROM (SELECT DISTINCT queue, ordering_key FROM in_order) k
+  SELECT queue, ordering_key FROM (SELECT DISTINCT queue, ordering_key FROM candidates) k
   WHERE pg_try_advisory_xact_lock(${orderingKeyLockId('queue', 'ordering_key')})
 ), free AS (
   SELECT id FROM picked WHERE ordering_key IS NULL
   UNION ALL
-  SELECT id FROM in_order WHERE (queue, ordering_key) IN (SELECT queue, ordering_key FROM free_keys)
+  SELECT id FROM candidates c WHERE EXISTS (
+    SELECT 1 FROM free_keys f WHERE f.queue = c.queue AND f.ordering_key = c.ordering_key)
+), held AS (
+  SELECT queue, ordering_key FROM picked p
+  WHERE ordering_key IS NOT NULL AND NOT EXISTS (SELECT 1 FROM free f WHERE f.id = p.id)
+  UNION
+  SELECT queue, ordering_key FROM skipped
 )`;
 
 /**
@@ -183,7 +196,11 @@ export function buildDlqSql(names: SchemaNames & { readonly dlq: TableName }): D
     CASE WHEN bool_or(due) THEN pg_notify($9::text, queue) IS NOT NULL END AS woke
   FROM inserted GROUP BY queue
 )
-SELECT (SELECT max(id) FROM picked)::text AS last_picked, by_queue.* FROM (VALUES (1)) AS one LEFT JOIN by_queue ON true`,
+SELECT (SELECT max(id) FROM picked)::text AS last_picked,
+  (SELECT array_agg(queue ORDER BY queue, ordering_key) FROM held) AS held_queues,
+  (SELECT array_agg(ordering_key ORDER BY queue, ordering_key) FROM held) AS held_keys,
+  by_queue.*
+FROM (VALUES (1)) AS one LEFT JOIN by_queue ON true`,
     ),
     purge: statement('dlq_purge', `DELETE FROM ${d} WHERE id IN (${pick(names.dlq)})`),
     count: statement('dlq_count', `SELECT count(*)::int AS n FROM ${d} WHERE ${FILTER}`),

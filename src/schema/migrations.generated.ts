@@ -63,10 +63,4 @@ export const MIGRATIONS: readonly MigrationTemplate[] = [
     name: 'dlq/0004_ordering_key',
     sql: "-- The dead row's ordering key, so a redrive publishes it again under its key (at the end of the\n-- key's line: a redrive is a new row).\nALTER TABLE {{dlq}} ADD COLUMN ordering_key text;\n",
   },
-  {
-    target: 'dlq',
-    version: 5,
-    name: 'dlq/0005_key_idx',
-    sql: "-- A redrive's order check: a keyed dead letter goes back only when no earlier dead letter of its\n-- key is left in the DLQ (architecture/ordering.md), one index probe per keyed row. Partial:\n-- unkeyed dead letters never enter it. IF NOT EXISTS: on a DLQ of millions of keyed rows, build\n-- it beforehand with CREATE INDEX CONCURRENTLY and the same name (architecture/schema.md).\nCREATE INDEX IF NOT EXISTS {{dlq_key_idx}} ON {{dlq}} (queue, ordering_key, id) WHERE ordering_key IS NOT NULL;\n",
-  },
 ];

@@ -16,7 +16,6 @@ export function renderMigration(template: MigrationTemplate, names: SchemaNames)
     dlq: names.dlq?.sql,
     dlq_failed_idx: names.dlqFailedIdx === undefined ? undefined : quoteIdent(names.dlqFailedIdx),
     dlq_time_idx: names.dlqTimeIdx === undefined ? undefined : quoteIdent(names.dlqTimeIdx),
-    dlq_key_idx: names.dlqKeyIdx === undefined ? undefined : quoteIdent(names.dlqKeyIdx),
     dlq_reason_ck: names.dlqReasonCk === undefined ? undefined : quoteIdent(names.dlqReasonCk),
   };
   return template.sql.replace(/\{\{([a-z_]+)\}\}/g, (_match, key: string) => {

@@ -29,8 +29,6 @@ export interface SchemaNames {
   readonly leaseCk: string;
   readonly dlqFailedIdx: string | undefined;
   readonly dlqTimeIdx: string | undefined;
-  /** The DLQ's (queue, ordering_key, id) index of keyed rows: a redrive's per-key order check. */
-  readonly dlqKeyIdx: string | undefined;
   readonly dlqReasonCk: string | undefined;
   /** The LISTEN/NOTIFY channel (an identifier, unquoted). */
   readonly channel: string;
@@ -62,13 +60,7 @@ const OUTBOX_SUFFIXES = {
   stats: '_stats',
 } as const;
 /** Names built from the DLQ table's name. */
-const DLQ_SUFFIXES = {
-  dlqFailedIdx: '_failed_idx',
-  dlqTimeIdx: '_time_idx',
-  dlqKeyIdx: '_key_idx',
-  dlqReasonCk: '_reason_ck',
-  pkey: '_pkey',
-} as const;
+const DLQ_SUFFIXES = { dlqFailedIdx: '_failed_idx', dlqTimeIdx: '_time_idx', dlqReasonCk: '_reason_ck', pkey: '_pkey' } as const;
 /** The default DLQ table is `<table>_dlq`: its own names then derive from `table` as well. */
 const DEFAULT_DLQ_SUFFIX = '_dlq';
 
@@ -191,7 +183,6 @@ export function resolveSchemaNames(table: unknown, dlqTable: unknown): SchemaNam
     leaseCk: `${outbox.name}${OUTBOX_SUFFIXES.leaseCk}`,
     dlqFailedIdx: dlq === undefined ? undefined : `${dlq.name}${DLQ_SUFFIXES.dlqFailedIdx}`,
     dlqTimeIdx: dlq === undefined ? undefined : `${dlq.name}${DLQ_SUFFIXES.dlqTimeIdx}`,
-    dlqKeyIdx: dlq === undefined ? undefined : `${dlq.name}${DLQ_SUFFIXES.dlqKeyIdx}`,
     dlqReasonCk: dlq === undefined ? undefined : `${dlq.name}${DLQ_SUFFIXES.dlqReasonCk}`,
     channel: `${channel.prefix}${outbox.name}`,
     migrationsTable,

@@ -11,3 +11,8 @@ export function isBigintId(text: unknown, zero = false): boolean {
   if (text === '0') return zero;
   return BigInt(text) <= MAX_BIGINT;
 }
+
+/** Orders ids as numbers (shorter first, then by digit: they have no leading zeros). */
+export function compareIds(a: string, b: string): number {
+  return a.length - b.length || (a < b ? -1 : a > b ? 1 : 0);
+}

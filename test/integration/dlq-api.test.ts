@@ -556,33 +556,6 @@ describe('outbox.dlq', () => {
     }
   });
 
-  test("a redrive's key order check probes the (queue, ordering_key, id) index: no scan of the queue's dead letters", async () => {
-    await migratedOutbox(newOutbox, db.pool, 'q_keyplan');
-    await seedDlq('q_keyplan', 20_000, 'a', 'rejected');
-    await db.pool.query(`UPDATE q_keyplan_dlq SET ordering_key = 'k' || (id % 200)`);
-    await db.pool.query('ANALYZE q_keyplan_dlq');
-    const sql = buildDlqSql(resolveSchemaNames('q_keyplan', undefined) as SchemaNames & { dlq: TableName });
-    // EXPLAIN without ANALYZE: the plan of a batch, nothing moved. The whole DLQ, mid-pass.
-    const { rows } = await db.pool.query<{ 'QUERY PLAN': [{ Plan: PlanNode }] }>(`EXPLAIN (FORMAT JSON) ${sql.redrive.text}`, [
-      null,
-      null,
-      null,
-      null,
-      null,
-      '20000',
-      100,
-      0,
-      'txoutbox.q_keyplan',
-      '5000',
-    ]);
-    const plan = nodes(rows[0]!['QUERY PLAN'][0].Plan);
-    assert.ok(
-      plan.some((n) => n['Index Name'] === 'q_keyplan_dlq_key_idx'),
-      plan.map((n) => `${n['Node Type']} ${n['Index Name'] ?? ''}`).join(', '),
-    );
-    assert.ok(!plan.some((n) => n['Node Type'] === 'Seq Scan'), 'no scan of the DLQ');
-  });
-
   test('without a DLQ table, outbox.dlq throws InvalidOptionError naming dlqTable', async () => {
     const { outbox } = await migratedOutbox(newOutbox, db.pool, 'q_nodlq', { dlqTable: false });
     assert.throws(

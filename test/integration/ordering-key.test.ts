@@ -5,7 +5,6 @@
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { setTimeout as delay } from 'node:timers/promises';
 
 import pg from 'pg';
 
@@ -403,14 +402,51 @@ describe('per-key ordering', () => {
     try {
       await other.query('BEGIN');
       await other.query(`SELECT id FROM ${table}_dlq WHERE id = $1 FOR UPDATE`, [first]);
-      const redrive = outbox.dlq.redrive({ queue: 'q' }, { keyWaitMs: 10_000 });
-      await delay(300);
+      let batches = 0;
+      const redrive = outbox.dlq.redrive(
+        { queue: 'q' },
+        {
+          keyWaitMs: 10_000,
+          onBatch: () => {
+            batches += 1;
+          },
+        },
+      );
+      await waitFor(() => batches >= 2, { what: "the redrive's first pass over the held row" });
       await other.query('ROLLBACK');
       assert.deepEqual(await redrive, { redriven: 2, keyBusy: 0 });
     } finally {
       other.release();
     }
     assert.deepEqual(await bodiesInOutbox(table), ['dead 1 k', 'dead 2 k']);
+  });
+
+  test("a redrive by ids moves a key's rows in id order, whatever order the ids came in and whatever batch found the key busy", async () => {
+    const table = 'ordering_redrive_ids';
+    const outbox = newOutbox({ pool: db.pool, table });
+    await outbox.migrate();
+    const [first, second, third, fourth] = await deadLetters(table, ['k', 'k', 'j', 'j']);
+    // Newest first, as the list shows them, one per batch.
+    assert.deepEqual(await outbox.dlq.redrive([second!, first!], { batchSize: 1 }), { redriven: 2, keyBusy: 0 });
+    assert.deepEqual(await bodiesInOutbox(table), ['dead 1 k', 'dead 2 k']);
+    const holder = await db.pool.connect();
+    try {
+      await holder.query('BEGIN');
+      await outbox.publish(holder, 'q', 'held', { orderingKey: 'j' });
+      let batches = 0;
+      const result = await outbox.dlq.redrive([third!, fourth!], {
+        batchSize: 1,
+        keyWaitMs: 5_000,
+        onBatch: async () => {
+          // Key j is freed right after the first batch found it busy.
+          if ((batches += 1) === 1) await holder.query('COMMIT');
+        },
+      });
+      assert.deepEqual(result, { redriven: 2, keyBusy: 0 });
+    } finally {
+      holder.release();
+    }
+    assert.deepEqual(await bodiesInOutbox(table), ['dead 1 k', 'dead 2 k', 'held', 'dead 3 j', 'dead 4 j']);
   });
 
   test('a redriven dead letter keeps its key and goes to the end of its line', async () => {

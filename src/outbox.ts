@@ -123,8 +123,8 @@ export class Outbox<Q extends QueueMap = AnyQueues, I extends QueueMap = Q> {
       channel: this.#options.names.channel,
       logger: this.#options.logger,
       preparedStatements: this.#options.preparedStatements,
-      wakeLocal: (queue) => {
-        this.#signals.wake(queue);
+      wakeLocal: (payload) => {
+        this.#signals.signal(payload);
       },
     });
     this.#producer = {

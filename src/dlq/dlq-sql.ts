@@ -1,4 +1,4 @@
-import { orderingKeyLockId } from '../producer/sql.js';
+import { announceDue, orderingKeyLockId } from '../producer/sql.js';
 import type { TableName } from '../schema/identifiers.js';
 import type { SchemaNames } from '../schema/schema-names.js';
 import { type Statement, statement } from '../util/statement.js';
@@ -40,7 +40,8 @@ export interface DlqSql {
    * into the outbox commit together or not at all, so a row is never in both tables nor in neither.
    * One result row per queue (one row with a NULL queue when nothing moved), each with
    * `last_picked`, the cursor for the next batch (NULL: the pass is over), and `held_queues` /
-   * `held_keys`, the keys this batch held (see redrivable); due queues are notified in the statement.
+   * `held_keys`, the keys this batch held (see redrivable); due queues are notified in the
+   * statement, the others told when their rows are due (a redrive's delayMs).
    */
   readonly redrive: Statement;
   /** Filter, then $7 batch size. */
@@ -190,10 +191,11 @@ export function buildDlqSql(names: SchemaNames & { readonly dlq: TableName }): D
     now() + $8::double precision * interval '1 millisecond', ordering_key
   FROM moved
   ORDER BY id
-  RETURNING queue, next_attempt_at <= now() AS due
+  RETURNING queue, next_attempt_at, next_attempt_at <= now() AS due
 ), by_queue AS (
   SELECT queue, count(*)::int AS redriven, bool_or(due) AS due,
-    CASE WHEN bool_or(due) THEN pg_notify($9::text, queue) IS NOT NULL END AS woke
+    CASE WHEN bool_or(due) THEN pg_notify($9::text, queue) IS NOT NULL
+      ELSE ${announceDue('$9::text', 'queue', 'min(next_attempt_at)')} END AS woke
   FROM inserted GROUP BY queue
 )
 SELECT (SELECT max(id) FROM picked)::text AS last_picked,

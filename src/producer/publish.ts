@@ -3,6 +3,7 @@ import { CORRELATION_ID_HEADER } from '../envelope/headers.js';
 import { InvalidOptionError } from '../errors.js';
 import type { MiddlewareChain } from '../instrumentation/middleware-chain.js';
 import type { Emit } from '../instrumentation/recorders.js';
+import { duePayload } from '../queues/channel-signal.js';
 import type { TableName } from '../schema/identifiers.js';
 import { unmigratedSchemaError } from '../schema/unmigrated-schema.js';
 import type { BodySchemas } from '../typed-events/body-schemas.js';
@@ -20,7 +21,7 @@ import {
   validateQueue,
 } from './publish-options.js';
 import type { ProducerSql } from './sql.js';
-import { openPort, type TransactionPort } from './transaction-port.js';
+import { openPort, type TransactionPort, type WakeRoute } from './transaction-port.js';
 import { type NotifyMode, planWake, wakeAfterStatement } from './wake-after-commit.js';
 import type { WakeNotifier } from './wake-notifier.js';
 
@@ -99,6 +100,32 @@ function activation(options: ResolvedPublishOptions): [string | null, number] {
 }
 
 /**
+ * After an afterCommit statement (`due`: whether its row, or any row of its batch, is due by the
+ * database's clock; undefined: no row, a timer conflict): the queue's wake-up, or for a row the
+ * publish delayed, the announcement of when it is due (queues/channel-signal.ts), so the consumers
+ * of other processes run it then rather than at their next poll. Its delay is the publish's,
+ * counted from now on Node's clock (activateAt: the time left until it, never below 0). A row
+ * due later only because its key's previous row is (keyedNextAttempt) announces nothing: it can
+ * run only once that row ended, which wakes the key's consumer.
+ */
+function wakeAfter(
+  route: WakeRoute,
+  notifier: WakeNotifier,
+  queue: string,
+  due: boolean | null | undefined,
+  options: ResolvedPublishOptions,
+): void {
+  if (due === true) {
+    wakeAfterStatement(route, notifier, queue);
+    return;
+  }
+  if (due !== false) return;
+  const { activateAt, activateInMs = 0 } = options;
+  if (activateAt !== undefined) wakeAfterStatement(route, notifier, duePayload(queue, activateAt.getTime() - Date.now()));
+  else if (activateInMs > 0) wakeAfterStatement(route, notifier, duePayload(queue, activateInMs));
+}
+
+/**
  * Inserts one message through the caller's executor (their open transaction) and wakes the
  * queue's subscribers when it is due: after the caller's COMMIT by default, or inside the
  * transaction (see planWake). Returns the row id, or null when `timerId` is already live.
@@ -138,7 +165,7 @@ export async function publish(
     const sql = inTransaction ? ctx.sql : ctx.sql.afterCommit;
     const stmt = resolved.timerId === undefined ? sql.publish : sql.publishTimer;
     const row = (await runStatement(ctx, transaction, 'publish', stmt, values))[0] as { id: string; due?: boolean } | undefined;
-    if (!inTransaction && row?.due === true) wakeAfterStatement(transaction.wake, ctx.notifier, validQueue);
+    if (!inTransaction) wakeAfter(transaction.wake, ctx.notifier, validQueue, row?.due, resolved);
     const id = row?.id ?? null;
     return { ids: [id], inserted: id === null ? 0 : 1 };
   });
@@ -207,7 +234,7 @@ export async function publishBatch(
     values.push(resolved.orderingKey ?? null);
     const stmt = inTransaction ? ctx.sql.publishBatch : ctx.sql.afterCommit.publishBatch;
     const row = (await runStatement(ctx, transaction, 'publishBatch', stmt, values))[0] as BatchResult | undefined;
-    if (!inTransaction && row?.due === true) wakeAfterStatement(transaction.wake, ctx.notifier, validQueue);
+    if (!inTransaction) wakeAfter(transaction.wake, ctx.notifier, validQueue, row?.due, resolved);
     const inserted = typeof row?.ids === 'string' ? row.ids.split(',') : [];
     return { ids: inserted, inserted: inserted.length };
   });

@@ -14,7 +14,9 @@ import { type Statement, statement } from '../util/statement.js';
  *   rolled-back savepoint) discards it with the row, and Postgres delivers identical (channel,
  *   payload) notifications of one transaction once. The price is the notify lock at every commit.
  *
- * Future-dated rows and timer conflicts (no row) wake nobody in either variant.
+ * A future-dated row announces when it is due instead (queues/channel-signal.ts): in the
+ * statement here, after the COMMIT from Node's side in afterCommit. A timer conflict (no row)
+ * wakes nobody.
  * See architecture/producer.md.
  */
 export interface ProducerSql {
@@ -69,8 +71,18 @@ export interface ProducerSql {
  */
 const nextAttempt = (at: number) =>
   `COALESCE($${at}::text::timestamptz, now() + $${at + 1}::double precision * interval '1 millisecond')`;
+/**
+ * A future row's announcement on the channel (queues/channel-signal.ts, duePayload): the
+ * milliseconds until `dueAt` from the statement's clock, rounded up, then the queue. It reaches the
+ * consumers at COMMIT, later than that clock read, so their wake-up is never early by the database's
+ * clock (Node's may differ; see subscriber/due-alarm.ts).
+ */
+export const announceDue = (channel: string, queue: string, dueAt: string) =>
+  `pg_notify(${channel}, chr(1) || 'due' || chr(1) ||
+    ceil(GREATEST(0, extract(epoch FROM ${dueAt} - clock_timestamp()) * 1000))::bigint::text || chr(1) || ${queue}) IS NOT NULL`;
 const wake = (channel: number) =>
-  `CASE WHEN next_attempt_at <= now() THEN pg_notify($${channel}::text, $1::text) IS NOT NULL END AS woke`;
+  `CASE WHEN next_attempt_at <= now() THEN pg_notify($${channel}::text, $1::text) IS NOT NULL
+    ELSE ${announceDue(`$${channel}::text`, '$1::text', 'next_attempt_at')} END AS woke`;
 const DUE = `next_attempt_at <= now() AS due`;
 const epochMs = (column: string) => `(extract(epoch FROM ${column}) * 1000)::double precision AS ${column}`;
 /** A row's columns but its payload: jsonb as text, times as epoch ms. Decoded by outboxRowFieldsOf (also peekPreviews). */
@@ -163,7 +175,10 @@ SELECT string_agg(inserted.id::text, ',' ORDER BY inserted.id) AS ids, ${returne
     publishTimer: statement('publish_timer', timer(wake(6), '$7', 8)),
     publishBatch: statement(
       'publish_batch',
-      batch(`CASE WHEN ${anyDue} THEN pg_notify($8::text, $1::text) IS NOT NULL END AS woke`, 9),
+      batch(
+        `CASE WHEN ${anyDue} THEN pg_notify($8::text, $1::text) IS NOT NULL ELSE ${announceDue('$8::text', '$1::text', 'min(next_attempt_at)')} END AS woke`,
+        9,
+      ),
     ),
     afterCommit: {
       publish: statement('publish_quiet', single(DUE, 6)),

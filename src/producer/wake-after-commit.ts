@@ -22,17 +22,17 @@ import type { WakeNotifier } from './wake-notifier.js';
 /** How `publish` wakes listeners. */
 export type NotifyMode = 'after-commit' | 'in-transaction';
 
-/** Wake-ups owed by one transaction, per notifier (one per Outbox), each queue once. */
+/** Wake-ups owed by one transaction, per notifier (one per Outbox), each payload once. */
 class OwedWakeUps {
   readonly #owed = new Map<WakeNotifier, Set<string>>();
 
-  add(notifier: WakeNotifier, queue: string): void {
-    let queues = this.#owed.get(notifier);
-    if (queues === undefined) {
-      queues = new Set();
-      this.#owed.set(notifier, queues);
+  add(notifier: WakeNotifier, payload: string): void {
+    let payloads = this.#owed.get(notifier);
+    if (payloads === undefined) {
+      payloads = new Set();
+      this.#owed.set(notifier, payloads);
     }
-    queues.add(queue);
+    payloads.add(payload);
   }
 
   clear(): void {
@@ -42,7 +42,7 @@ class OwedWakeUps {
   release(): void {
     const owed = [...this.#owed];
     this.#owed.clear();
-    for (const [notifier, queues] of owed) for (const queue of queues) notifier.request(queue);
+    for (const [notifier, payloads] of owed) for (const payload of payloads) notifier.request(payload);
   }
 }
 
@@ -86,7 +86,7 @@ class CommitWatch {
     };
   }
 
-  add(notifier: WakeNotifier, queue: string): void {
+  add(notifier: WakeNotifier, payload: string): void {
     if (!this.#armed) {
       this.#armed = true;
       this.#committed = false;
@@ -94,7 +94,7 @@ class CommitWatch {
       this.#events.on('readyForQuery', this.#onReadyForQuery);
       this.#events.on('end', this.#onEnd);
     }
-    this.#owed.add(notifier, queue);
+    this.#owed.add(notifier, payload);
   }
 
   #release(): void {
@@ -146,7 +146,8 @@ export function planWake(mode: NotifyMode, route: WakeRoute, notifier: WakeNotif
 }
 
 /**
- * After a statement planned 'after-statement' returned a due row:
+ * After a statement planned 'after-statement' returned a row (`payload`: its queue when it is due,
+ * or the announcement of when it will be, queues/channel-signal.ts):
  * - a pool: the statement was its own transaction, committed when it returned → wake now;
  * - a client whose ReadyForQuery for this statement reported idle (`autocommit: true`, or a COMMIT
  *   that overtook an un-awaited publish) → wake now;
@@ -161,15 +162,15 @@ export function planWake(mode: NotifyMode, route: WakeRoute, notifier: WakeNotif
  * for our transaction's COMMIT. With `pipeline: true`, answers to later queries can arrive in the
  * same read as ours, which is why planWake keeps pg_notify in the statement for pipelined clients.
  */
-export function wakeAfterStatement(route: WakeRoute, notifier: WakeNotifier, queue: string): void {
+export function wakeAfterStatement(route: WakeRoute, notifier: WakeNotifier, payload: string): void {
   if (route.kind === 'hook') {
-    owedByHook(route).add(notifier, queue);
+    owedByHook(route).add(notifier, payload);
     return;
   }
   const client = route.kind === 'pg' ? route.client : undefined;
   const events = client === undefined || isPool(client) || transactionStatus(client) === 'I' ? undefined : protocolEvents(client);
   if (events === undefined) {
-    notifier.request(queue);
+    notifier.request(payload);
     return;
   }
   let watch = watches.get(events);
@@ -177,7 +178,7 @@ export function wakeAfterStatement(route: WakeRoute, notifier: WakeNotifier, que
     watch = new CommitWatch(events);
     watches.set(events, watch);
   }
-  watch.add(notifier, queue);
+  watch.add(notifier, payload);
 }
 
 const hooked = new WeakMap<object, OwedWakeUps>();

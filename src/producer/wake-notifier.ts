@@ -18,7 +18,7 @@ export const RECONNECT_PAUSE_MS = 1_000;
 export const STATEMENT_TIMEOUT_MS = 5_000;
 
 /**
- * $1 channel, $2 queues (text[]): one notification per queue, in one implicit transaction that
+ * $1 channel, $2 payloads (text[]): one notification each, in one implicit transaction that
  * commits without waiting for its WAL flush. `set_config(…, true)` is local to that transaction
  * (an InitPlan, evaluated once), never a session `SET`: behind PgBouncer in transaction mode a
  * session setting would stay on a server connection that other clients' transactions then use.
@@ -34,17 +34,22 @@ export interface WakeNotifierOptions {
   readonly channel: string;
   readonly logger: Logger;
   /**
-   * Wakes this Outbox's own subscriptions of a queue at once, before any NOTIFY: they are in this
+   * Hands a payload to this Outbox's own subscriptions at once, before any NOTIFY: they are in this
    * process, so they need no round trip through the server. Their LISTEN then skips what this
    * notifier sends (`backendPid`).
    */
-  readonly wakeLocal?: (queue: string) => void;
+  readonly wakeLocal?: (payload: string) => void;
   /** false behind PgBouncer in transaction mode (< 1.21): the statement is sent unnamed. */
   readonly preparedStatements: boolean;
   /** @default NOTIFY_MIN_INTERVAL_MS */
   readonly minIntervalMs?: number;
   /** @default STATEMENT_TIMEOUT_MS (tests shorten it) */
   readonly statementTimeoutMs?: number;
+}
+
+/** A payload for a log line: its control characters (channel-signal.ts) as visible marks. */
+function readable(payload: string): string {
+  return payload.replaceAll('\u0001', '|');
 }
 
 interface Socket {
@@ -65,8 +70,9 @@ function destroy(client: pg.Client): void {
 }
 
 /**
- * Sends `pg_notify(channel, queue)` for queues whose rows committed (decision 0004), from one
- * connection of its own opened on first use, each statement committing with `synchronous_commit =
+ * Sends `pg_notify(channel, payload)` for rows that committed (decision 0004): their queue, or a
+ * delayed row's announcement of when it is due (queues/channel-signal.ts), from one connection of
+ * its own opened on first use, each statement committing with `synchronous_commit =
  * off`: a notification is delivered when its transaction commits, and losing one in a server
  * crash only costs a poll interval, so the notifier never waits for a WAL flush and holds
  * PostgreSQL's notify lock only for the instant of its own commit — instead of every publisher
@@ -75,7 +81,7 @@ function destroy(client: pg.Client): void {
  * States (`#state`):
  *   idle     nothing pending; the connection (if open) does not keep the process alive
  *   sending  one statement in flight; requests arriving meanwhile wait in a set (deduplicated by
- *            queue) and leave together in the next statement, no sooner than minIntervalMs after
+ *            payload) and leave together in the next statement, no sooner than minIntervalMs after
  *            the previous one → idle when the set is empty
  *   stopped  requests are ignored; the connection is closed
  * A failed connection or statement is logged (the error's message: node-postgres never puts the
@@ -129,13 +135,14 @@ export class WakeNotifier {
   }
 
   /**
-   * Wakes this process's subscriptions of `queue` now and asks for one NOTIFY of it soon, for the
+   * Hands `payload` (a queue, or a delayed row's announcement) to this process's subscriptions now
+   * and asks for one NOTIFY of it soon, for the
    * other processes'. Never throws, never waits. Called only once the row is committed.
    */
-  request(queue: string): void {
-    this.#wakeLocal(queue);
+  request(payload: string): void {
+    this.#wakeLocal(payload);
     if (this.#isStopped() || performance.now() < this.#pausedUntil) return;
-    this.#pending.add(queue);
+    this.#pending.add(payload);
     if (this.#state === 'sending') return;
     this.#state = 'sending';
     // #drain handles its own failures; the catch only guards against a logger that throws.
@@ -148,10 +155,10 @@ export class WakeNotifier {
         const wait = this.#lastSentAt + this.#minIntervalMs - performance.now();
         if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
         if (this.#isStopped()) break;
-        const queues = [...this.#pending];
+        const payloads = [...this.#pending];
         this.#pending.clear();
         this.#lastSentAt = performance.now();
-        await this.#send(queues);
+        await this.#send(payloads);
       }
     } finally {
       // No await between the loop's last check and here: a request() arriving later starts a new drain.
@@ -160,11 +167,11 @@ export class WakeNotifier {
     }
   }
 
-  async #send(queues: string[]): Promise<void> {
+  async #send(payloads: string[]): Promise<void> {
     try {
       const client = this.#client ?? (await this.#connect());
       socketOf(client)?.ref?.();
-      const values = [this.#options.channel, queues];
+      const values = [this.#options.channel, payloads];
       await client.query(
         this.#options.preparedStatements ? { name: WAKE.name, text: WAKE.text, values } : { text: WAKE.text, values },
       );
@@ -177,7 +184,12 @@ export class WakeNotifier {
       this.#client = undefined;
       if (client !== undefined) destroy(client);
       this.#warn(
-        { channel: this.#options.channel, err: errorMessage(error), queues, retryInMs: RECONNECT_PAUSE_MS },
+        {
+          channel: this.#options.channel,
+          err: errorMessage(error),
+          payloads: payloads.map(readable),
+          retryInMs: RECONNECT_PAUSE_MS,
+        },
         'wake-up NOTIFY failed; subscribers find these rows by polling, and the notifier reconnects',
       );
     }
@@ -221,13 +233,16 @@ export class WakeNotifier {
     );
   }
 
-  #wakeLocal(queue: string): void {
+  #wakeLocal(payload: string): void {
     try {
-      this.#options.wakeLocal?.(queue);
+      this.#options.wakeLocal?.(payload);
     } catch (error) {
       // request() runs inside the caller's COMMIT handling: nothing may escape into it. (The
       // Outbox's own LISTEN skips this notifier's NOTIFY, so polling is what is left.)
-      this.#warn({ queue, err: errorMessage(error) }, 'waking local subscriptions failed; polling finds the row');
+      this.#warn(
+        { payload: readable(payload), err: errorMessage(error) },
+        'waking local subscriptions failed; polling finds the row',
+      );
     }
   }
 

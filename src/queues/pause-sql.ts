@@ -5,7 +5,7 @@ import { type Statement, statement } from '../util/statement.js';
 
 export interface PauseSql {
   /**
-   * $1 queue, $2 reason, $3 channel, $4 the paused signal (pause-signal.ts). Inserts the pause, or
+   * $1 queue, $2 reason, $3 channel, $4 the paused signal (channel-signal.ts). Inserts the pause, or
    * finds the one already there (kept as it is: its time and reason say when the incident began);
    * `changed` tells the two apart. Either way it notifies the signal, so every process's
    * subscribers give back the queue's buffered rows (sent when this autocommit statement commits).

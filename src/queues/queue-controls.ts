@@ -3,7 +3,7 @@ import { validateQueue } from '../producer/publish-options.js';
 import type { SchemaNames } from '../schema/schema-names.js';
 import { integerOption } from '../util/integer-option.js';
 import type { StatementRunner } from '../util/statement-runner.js';
-import { pausedPayload } from './pause-signal.js';
+import { pausedPayload } from './channel-signal.js';
 import { buildPauseSql, type PauseSql } from './pause-sql.js';
 import { type QueueState, readQueueStates } from './queue-state.js';
 import { buildQueueStateSql, type QueueStateSql } from './queue-state-sql.js';

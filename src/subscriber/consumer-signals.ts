@@ -2,9 +2,10 @@ import type pg from 'pg';
 
 import { errorMessage } from '../errors.js';
 import type { ResolvedOutboxOptions } from '../outbox-options.js';
-import { readSignal } from '../queues/pause-signal.js';
+import { readSignal } from '../queues/channel-signal.js';
 import { readPausedAmong } from '../queues/pause-sql.js';
 import type { ConsumerDiagnostics } from '../schema/consumer-diagnostics.js';
+import { DueAlarm } from './due-alarm.js';
 import { NotifyListener } from './listener.js';
 import { UntilFirstWait } from './until-first-wait.js';
 
@@ -47,6 +48,9 @@ export class ConsumerSignals {
   readonly #deps: ConsumerSignalsDeps;
   readonly #untilFirstWait: UntilFirstWait;
   #listener: NotifyListener | undefined;
+  /** Per queue served here: when the delayed rows announced on the channel come due. */
+  readonly #due = new Map<string, DueAlarm>();
+  #stopped = false;
 
   constructor(deps: ConsumerSignalsDeps) {
     this.#deps = deps;
@@ -66,7 +70,7 @@ export class ConsumerSignals {
         channel: options.names.channel,
         logger: options.logger,
         onWake: (payload) => {
-          this.#onNotification(payload);
+          this.signal(payload);
         },
         afterListen: (client) => this.#releaseMissedPauses(client),
         ownNotifierPid,
@@ -96,6 +100,8 @@ export class ConsumerSignals {
 
   /** Within the listener's own bound (CLOSE_TIMEOUT_MS); nothing opens afterwards. */
   async stop(): Promise<void> {
+    this.#stopped = true;
+    for (const alarm of this.#due.values()) alarm.clear();
     this.#untilFirstWait.cancel();
     await this.#listener?.stop();
   }
@@ -114,13 +120,30 @@ export class ConsumerSignals {
   }
 
   /**
-   * A payload on the channel (pause-signal.ts): a queue to wake, or a paused one. Undefined: the
-   * LISTEN connection (re)connected, so notifications may have been missed: wake all.
+   * A payload on the channel (channel-signal.ts), from another process or, before it is sent, from
+   * this Outbox's own notifier: a queue to wake now, a paused one, or a delayed row's queue to wake
+   * when the row is due. Undefined: the LISTEN connection (re)connected, so notifications may have
+   * been missed: wake all.
    */
-  #onNotification(payload: string | undefined): void {
+  signal(payload: string | undefined): void {
     const signal = payload === undefined ? undefined : readSignal(payload);
     if (signal?.kind === 'paused') this.paused(signal.queue);
+    else if (signal?.kind === 'due') this.#wakeWhenDue(signal.queue, signal.inMs);
     else this.wake(signal?.queue);
+  }
+
+  /** One alarm per queue a subscription here serves (the others' announcements are ignored). */
+  #wakeWhenDue(queue: string, inMs: number): void {
+    if (this.#stopped) return;
+    let alarm = this.#due.get(queue);
+    if (alarm === undefined) {
+      if (!this.#deps.subscriptions.some((s) => s.options.queues.includes(queue))) return;
+      alarm = new DueAlarm(() => {
+        this.wake(queue);
+      });
+      this.#due.set(queue, alarm);
+    }
+    alarm.add(performance.now() + inMs);
   }
 
   /**

@@ -51,7 +51,7 @@ export interface OutcomeWriterDeps {
   readonly keyFreed: (queue: string) => void;
   /**
    * A retry was written: the row is due at `dueAt` (performance.now() time, taken after the write
-   * returned, so not before the database's due time). Nothing sends a NOTIFY for it (retry-alarm.ts).
+   * returned, so not before the database's due time). Nothing sends a NOTIFY for it (due-alarm.ts).
    */
   readonly retried?: (dueAt: number) => void;
   /**

@@ -68,7 +68,7 @@ export interface RowLockBatchDeps {
   readonly tally: ThroughputTally;
   /** A keyed row ended: the next row of its key may be claimed now. */
   readonly keyFreed: () => void;
-  /** The batch committed retries, due at these performance.now() times (retry-alarm.ts). */
+  /** The batch committed retries, due at these performance.now() times (due-alarm.ts). */
   readonly retried: (dueAts: readonly number[]) => void;
   readonly handler: Handler;
   /** deliver()'s dependencies but the handler and the writer, which are the batch's. */

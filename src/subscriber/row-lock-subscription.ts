@@ -5,10 +5,10 @@ import type { SchemaNames } from '../schema/schema-names.js';
 import { beforeDeadline, CLOSE_TIMEOUT_MS } from '../util/deadline.js';
 import { Wakeup } from '../util/wakeup.js';
 import { type ClaimFailureReport, idlePollDelayMs, notStalled, pauseAfterFailure } from './claim-pacing.js';
+import { DueAlarm } from './due-alarm.js';
 import { HandlerSlots } from './handler-slots.js';
 import type { Handler } from './message.js';
 import { type QueueSchedule, scheduleFor } from './queue-schedule.js';
-import { RetryAlarm } from './retry-alarm.js';
 import { type HandOver, type IdRange, releaseHandedOver, RowLockBatch, type RowLockBatchDeps } from './row-lock-batch.js';
 import { buildRowLockSql, rowLockBegin, rowLockSettings } from './row-lock-sql.js';
 import type { SubscriptionDeps } from './subscription.js';
@@ -80,15 +80,15 @@ export class RowLockSubscription {
    * report of any loop's claim tells every loop.
    */
   readonly #schedule: QueueSchedule | undefined;
-  /** Wakes the first loop when a retry a batch committed is due (retry-alarm.ts); one queue only (the schedule does it for several). */
-  readonly #retryAlarm: RetryAlarm | undefined;
+  /** Wakes the first loop when a retry a batch committed is due (due-alarm.ts); one queue only (the schedule does it for several). */
+  readonly #retryAlarm: DueAlarm | undefined;
 
   constructor(options: ResolvedSubscribeOptions, handler: Handler, deps: SubscriptionDeps, names: SchemaNames) {
     this.options = options;
     this.#deps = deps;
     const sql = buildRowLockSql(names);
     this.#schedule = scheduleFor(options);
-    this.#retryAlarm = this.#schedule === undefined ? new RetryAlarm(() => this.#loops[0]?.wakeup.notify()) : undefined;
+    this.#retryAlarm = this.#schedule === undefined ? new DueAlarm(() => this.#loops[0]?.wakeup.notify()) : undefined;
     this.#loops = Array.from({ length: rowLockLoops(options) }, () => ({
       wakeup: new Wakeup(),
       parked: false,

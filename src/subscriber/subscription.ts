@@ -15,6 +15,7 @@ import { type ClaimFailureReport, idlePollDelayMs, notStalled, pauseAfterFailure
 import { decodeClaimedRow } from './claimed-row.js';
 import { deliver, type DeliverDeps, type DeliveryEnds } from './deliver.js';
 import { DeliveryTransaction } from './delivery-transaction.js';
+import { DueAlarm } from './due-alarm.js';
 import { emitFetched } from './fetched-events.js';
 import type { PublishFollowUp } from './follow-up.js';
 import type { Lease } from './lease.js';
@@ -22,7 +23,6 @@ import type { ClaimedRecord, Handler } from './message.js';
 import { OutcomeWriter } from './outcome-writer.js';
 import { type QueueSchedule, scheduleFor } from './queue-schedule.js';
 import type { RenderError } from './render-error.js';
-import { RetryAlarm } from './retry-alarm.js';
 import { RunningDeliveries, type RunningDelivery } from './running-deliveries.js';
 import { type MatchedPair, pairKey, pairValues, type SubscriberSql } from './sql.js';
 import type { ResolvedSubscribeOptions } from './subscription-options.js';
@@ -162,14 +162,14 @@ export class Subscription {
    * the queues with rows due and those it knows nothing of, not every queue (issue 18).
    */
   readonly #schedule: QueueSchedule | undefined;
-  /** Wakes the first loop when a retry it wrote is due (retry-alarm.ts); one queue only (the schedule does it for several). */
-  readonly #retryAlarm: RetryAlarm | undefined;
+  /** Wakes the first loop when a retry it wrote is due (due-alarm.ts); one queue only (the schedule does it for several). */
+  readonly #retryAlarm: DueAlarm | undefined;
 
   constructor(options: ResolvedSubscribeOptions, handler: Handler, deps: SubscriptionDeps) {
     this.options = options;
     this.#deps = deps;
     this.#schedule = scheduleFor(options);
-    this.#retryAlarm = this.#schedule === undefined ? new RetryAlarm(() => this.#claimers[0]?.wakeup.notify()) : undefined;
+    this.#retryAlarm = this.#schedule === undefined ? new DueAlarm(() => this.#claimers[0]?.wakeup.notify()) : undefined;
     const writer = new OutcomeWriter({
       db: deps.db,
       sql: deps.sql,

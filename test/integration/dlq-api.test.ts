@@ -3,6 +3,7 @@ import { describe, test } from 'node:test';
 
 import { buildDlqSql } from '../../src/dlq/dlq-sql.js';
 import { InvalidOptionError, type Message, NoRetry, REDRIVEN_FROM_HEADER, REDRIVEN_REASON_HEADER } from '../../src/index.js';
+import { readSignal } from '../../src/queues/channel-signal.js';
 import type { TableName } from '../../src/schema/identifiers.js';
 import { resolveSchemaNames, type SchemaNames } from '../../src/schema/schema-names.js';
 import { useTestDatabase } from '../support/database.js';
@@ -256,7 +257,7 @@ describe('outbox.dlq', () => {
     );
   });
 
-  test('a due redrive NOTIFYs its queues (other processes wake); a delayed one does not', async () => {
+  test('a due redrive NOTIFYs its queues (other processes wake); a delayed one announces when its rows are due', async () => {
     const { outbox } = await migratedOutbox(newOutbox, db.pool, 'q_notify');
     await seedDlq('q_notify', 3, 'due', 'rejected');
     await seedDlq('q_notify', 3, 'later', 'rejected');
@@ -265,7 +266,12 @@ describe('outbox.dlq', () => {
       assert.deepEqual(await outbox.dlq.redrive({ queue: 'later' }, { delayMs: 60_000 }), { redriven: 3, keyBusy: 0 });
       assert.deepEqual(await outbox.dlq.redrive({ queue: 'due' }), { redriven: 3, keyBusy: 0 });
       await listener.waitFor('due');
-      assert.deepEqual(listener.payloads, ['due']);
+      assert.equal(listener.payloads.length, 2, JSON.stringify(listener.payloads));
+      const announced = readSignal(listener.payloads[0] ?? '');
+      assert.equal(announced.kind, 'due');
+      assert.equal(announced.queue, 'later');
+      assert.ok(announced.kind === 'due' && announced.inMs > 59_000 && announced.inMs <= 60_000, JSON.stringify(announced));
+      assert.equal(listener.payloads[1], 'due');
     } finally {
       await listener.close();
     }

@@ -4,6 +4,7 @@ import { before, describe, test } from 'node:test';
 import type pg from 'pg';
 
 import { NotInTransactionError } from '../../src/index.js';
+import { readSignal } from '../../src/queues/channel-signal.js';
 import { useTestDatabase } from '../support/database.js';
 import { listen, type Listener } from '../support/listen.js';
 import { outboxFactory } from '../support/outboxes.js';
@@ -119,7 +120,8 @@ for (const notify of ['after-commit', 'in-transaction'] as const) {
           true,
           'a due batch: pg_notify ran (in-transaction) / due',
         );
-        assert.notEqual((answers[1]?.[0] as Record<string, unknown>)[wake], true, 'a future-dated batch wakes nobody');
+        if (notify === 'after-commit')
+          assert.equal((answers[1]?.[0] as Record<string, unknown>).due, false, 'a future-dated batch is not due');
         assert.equal(later.length, 2);
         const { rows } = await db.pool.query<{ id: string; i: string }>(
           `SELECT id::text AS id, convert_from(payload, 'UTF8')::json->>'i' AS i FROM ${table} WHERE queue = 'one-row.q' ORDER BY ${table}.id`,
@@ -137,7 +139,12 @@ for (const notify of ['after-commit', 'in-transaction'] as const) {
         await outbox().publishBatch(executor, 'one-row-rolled-back.q', bodies);
         await client.query('ROLLBACK');
         await commitSentinel(client, listener);
-        assert.deepEqual(listener.payloads, ['one-row.q', 'sentinel.q'], 'one wake-up for the batch, none for the rollback');
+        const signals = listener.payloads.map(readSignal);
+        assert.deepEqual(
+          signals.map((signal) => `${signal.kind} ${signal.queue}`),
+          ['wake one-row.q', 'due one-row-later.q', 'wake sentinel.q'],
+          'one wake-up for the batch, one announcement for the delayed batch, none for the rollback',
+        );
         assert.equal(await rowCount('one-row-rolled-back.q'), 0);
       });
     });
@@ -216,7 +223,7 @@ for (const notify of ['after-commit', 'in-transaction'] as const) {
       });
     });
 
-    test('future-dated rows and timer conflicts send no NOTIFY; due ones do', async () => {
+    test('future-dated rows announce when they are due; timer conflicts send nothing; due rows wake their queue', async () => {
       await withListener(async (client, listener) => {
         await client.query('BEGIN');
         await outbox().publish(client, 'later.q', 'a', { activateInMs: 60_000 });
@@ -229,7 +236,15 @@ for (const notify of ['after-commit', 'in-transaction'] as const) {
         await outbox().publish(client, 'past.q', 'e', { activateAt: new Date(Date.now() - 60_000) });
         await client.query('COMMIT');
         await commitSentinel(client, listener);
-        assert.deepEqual(listener.payloads, ['past.q', 'sentinel.q']);
+        const signals = listener.payloads.map(readSignal);
+        assert.deepEqual(
+          signals.filter((s) => s.kind === 'wake').map((s) => s.queue),
+          ['past.q', 'sentinel.q'],
+        );
+        const announced = signals.filter((s) => s.kind === 'due');
+        assert.equal(announced.filter((s) => s.queue === 'timer.q').length, 1, 'the conflicting timer announced nothing');
+        assert.deepEqual([...new Set(announced.map((s) => s.queue))].sort(), ['later.q', 'timer.q']);
+        for (const s of announced) assert.ok(s.inMs > 50_000 && s.inMs <= 61_000, JSON.stringify(s));
       });
     });
 

@@ -1,7 +1,10 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import { setTimeout as delay } from 'node:timers/promises';
 
-import { InvalidOptionError, NotInTransactionError } from '../../src/index.js';
+import pg from 'pg';
+
+import { InvalidOptionError, type NotifyMode, NotInTransactionError, type Outbox } from '../../src/index.js';
 import { useTestDatabase } from '../support/database.js';
 import { outboxFactory } from '../support/outboxes.js';
 import { publishCommitted } from '../support/publish.js';
@@ -178,4 +181,102 @@ describe('retries on time', () => {
       assert.ok(waited < 3_000, `and soon after it was due (${waited} ms)`);
     });
   }
+});
+
+// A delayed publish sends no plain wake-up (the row is not due), so a consumer in another process
+// found it by polling: up to maxPollIntervalMs (10 s by default) late. The publish now announces
+// when it is due, and every consumer of the queue wakes then.
+describe('delayed publishes on time', () => {
+  type Publish = (outbox: Outbox, pool: pg.Pool, queue: string) => Promise<unknown>;
+  const DELAY_MS = 600;
+  const cases: [string, NotifyMode, Publish][] = [
+    [
+      'publish in a transaction',
+      'after-commit',
+      (o, pool, q) => inTransaction(pool, (c) => o.publish(c, q, 'later', { activateInMs: DELAY_MS })),
+    ],
+    [
+      'publish with autocommit',
+      'after-commit',
+      (o, pool, q) => o.publish(pool, q, 'later', { activateInMs: DELAY_MS, autocommit: true }),
+    ],
+    [
+      'publish, notify in-transaction',
+      'in-transaction',
+      (o, pool, q) => inTransaction(pool, (c) => o.publish(c, q, 'later', { activateInMs: DELAY_MS })),
+    ],
+    [
+      'publishBatch',
+      'after-commit',
+      (o, pool, q) => inTransaction(pool, (c) => o.publishBatch(c, q, ['a', 'b'], { activateInMs: DELAY_MS })),
+    ],
+    [
+      'publishBatch, notify in-transaction',
+      'in-transaction',
+      (o, pool, q) => inTransaction(pool, (c) => o.publishBatch(c, q, ['a', 'b'], { activateInMs: DELAY_MS })),
+    ],
+    [
+      'a timer',
+      'after-commit',
+      (o, pool, q) => inTransaction(pool, (c) => o.publish(c, q, 'later', { activateInMs: DELAY_MS, timerId: 't' })),
+    ],
+    [
+      'a timer, notify in-transaction',
+      'in-transaction',
+      (o, pool, q) => inTransaction(pool, (c) => o.publish(c, q, 'later', { activateInMs: DELAY_MS, timerId: 't' })),
+    ],
+    [
+      'activateAt',
+      'after-commit',
+      (o, pool, q) => inTransaction(pool, (c) => o.publish(c, q, 'later', { activateAt: new Date(Date.now() + DELAY_MS) })),
+    ],
+  ];
+  cases.forEach(([name, notify, publish], n) => {
+    test(`${name}: another process's consumer runs it when it is due, though its poll is 30 s`, async () => {
+      const table = `w_delayed_${n}`;
+      const consumerPool = new pg.Pool({ connectionString: db.url, max: 4 });
+      const producerPool = new pg.Pool({ connectionString: db.url, max: 4 });
+      db.onCleanup(async () => {
+        await Promise.all([consumerPool.end(), producerPool.end()]);
+      });
+      const { outbox: consumer } = await migratedOutbox(newOutbox, consumerPool, table);
+      const handledAt: number[] = [];
+      consumer.subscribe(
+        'later',
+        () => {
+          handledAt.push(Date.now());
+        },
+        { minPollIntervalMs: 30_000, maxPollIntervalMs: 60_000 },
+      );
+      consumer.start();
+      await waitFor(async () => (await listeners(table)) === 1, { what: 'the consumer listening' });
+      const producer = newOutbox({ pool: producerPool, table, notify });
+      const publishedAt = Date.now();
+      await publish(producer, producerPool, 'later');
+      const rows = name.startsWith('publishBatch') ? 2 : 1;
+      await waitFor(() => handledAt.length === rows, { what: 'the delayed rows (the poll is 30 s)', timeoutMs: 8_000 });
+      const waited = handledAt[0]! - publishedAt;
+      assert.ok(waited >= DELAY_MS - 10, `ran after ${waited} ms, not before it was due`);
+      assert.ok(waited < DELAY_MS + 2_000, `and soon after it was due (${waited} ms)`);
+    });
+  });
+
+  test('the publishing process: its own consumer, with LISTEN off, runs the row when it is due', async () => {
+    const { outbox } = await migratedOutbox(newOutbox, db.pool, 'w_delayed_local', { listen: false });
+    const handledAt: number[] = [];
+    outbox.subscribe(
+      'later',
+      () => {
+        handledAt.push(Date.now());
+      },
+      { minPollIntervalMs: 30_000, maxPollIntervalMs: 60_000 },
+    );
+    outbox.start();
+    await delay(200);
+    const publishedAt = Date.now();
+    await inTransaction(db.pool, (c) => outbox.publish(c, 'later', 'later', { activateInMs: DELAY_MS }));
+    await waitFor(() => handledAt.length === 1, { what: 'the delayed row (the poll is 30 s)', timeoutMs: 8_000 });
+    const waited = handledAt[0]! - publishedAt;
+    assert.ok(waited >= DELAY_MS - 10 && waited < DELAY_MS + 2_000, `ran after ${waited} ms`);
+  });
 });

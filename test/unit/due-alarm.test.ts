@@ -1,15 +1,15 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 
-import { RetryAlarm } from '../../src/subscriber/retry-alarm.js';
+import { DueAlarm } from '../../src/subscriber/due-alarm.js';
 
-// The alarm that wakes a single-queue subscription's claim loop when a retry it wrote is due
-// (src/subscriber/retry-alarm.ts). Mocked timers and a clock that follows them.
+// The alarm that wakes a claim loop when rows known to be due later come due (retries a
+// subscription wrote, delayed publishes announced on the channel: src/subscriber/due-alarm.ts). Mocked timers and a clock that follows them.
 function setup(t: { mock: { timers: { enable: (o: { apis: 'setTimeout'[] }) => void; tick: (ms: number) => void } } }) {
   t.mock.timers.enable({ apis: ['setTimeout'] });
   let clock = 0;
   const wakes: number[] = [];
-  const alarm = new RetryAlarm(
+  const alarm = new DueAlarm(
     () => wakes.push(clock),
     () => clock,
   );
@@ -22,7 +22,7 @@ function setup(t: { mock: { timers: { enable: (o: { apis: 'setTimeout'[] }) => v
   return { alarm, wakes, advance };
 }
 
-describe('RetryAlarm', () => {
+describe('DueAlarm', () => {
   test('wakes once each retry is due, the earliest first, never before', (t) => {
     const { alarm, wakes, advance } = setup(t);
     alarm.add(500);

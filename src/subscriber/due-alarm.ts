@@ -1,22 +1,25 @@
 /**
- * When the retries this subscription wrote come due: it wakes the claim loop then, so a retry runs
- * on time instead of at the next poll (which backs off to maxPollIntervalMs while nothing is
- * claimed: a 1 s retry could run 10 s late). Nothing else would say so: a retry sends no NOTIFY,
- * and another process's retries are still found by polling. Only a subscription over one queue
- * needs it; one over several learns the due time from its claims' reports (queue-schedule.ts).
+ * Wakes someone when rows known to be due later come due, so they run on time instead of at the
+ * next poll (which backs off to maxPollIntervalMs while nothing is claimed: a 1 s retry could run
+ * 10 s late). Two users:
+ * - a subscription over one queue, for the retries it wrote: a retry sends no NOTIFY, and nothing
+ *   else would say so (one over several queues learns the due time from its claims' reports,
+ *   queue-schedule.ts). The row is due at the database's clock_timestamp() at the write plus the
+ *   delay; `dueAt` is taken after the write returned, so it is not earlier;
+ * - ConsumerSignals, one per queue, for delayed publishes announced on the channel
+ *   (channel-signal.ts): due `inMs` after the notification arrived, which is after the publish.
  *
- * The row is due at the database's clock_timestamp() at the write plus the delay; `dueAt` is taken
- * after the write returned, so it is not earlier, as long as the two clocks run at the same rate:
- * each wake-up comes a margin late (MARGIN_MS, plus DRIFT of the delay, for clocks that drift over
- * a long one). A wake-up that came early anyway finds nothing, and the row is left to the poll.
- * One timer, at most MAX_TIMER_MS ahead (Node fires a longer one at once); the due times wait in
- * a sorted list, at most MAX_PENDING of them (beyond that the latest are left to the poll). Due
- * times within COALESCE_MS after the earliest share one wake-up, at the last of them (a batch of
- * failures retried together wakes the loop once). A write that lands after stop() (a drain that
- * timed out) arms nothing. Retries whose write's outcome stayed unknown (a lost answer) set none.
+ * Either way the due time is read on Node's clock, which is not the database's: as long as the two
+ * run at the same rate, each wake-up comes a margin late (MARGIN_MS, plus DRIFT of the delay, for
+ * clocks that drift over a long one). A wake-up that came early anyway finds nothing, and the row
+ * is left to the poll. One timer, at most MAX_TIMER_MS ahead (Node fires a longer one at once);
+ * the due times wait in a sorted list, at most MAX_PENDING of them (beyond that the latest are
+ * left to the poll). Due times within COALESCE_MS after the earliest share one wake-up, at the last
+ * of them (a batch of failures retried together wakes the loop once). After clear() (stop()) it
+ * arms nothing. Retries whose write's outcome stayed unknown (a lost answer) set none.
  */
 
-/** Pending due times kept; a burst of failures beyond this falls back to the poll for the latest. */
+/** Pending due times kept; a burst beyond this falls back to the poll for the latest. */
 const MAX_PENDING = 1_000;
 /** Due times this close after the earliest are woken for together, at the last of them. */
 const COALESCE_MS = 10;
@@ -27,7 +30,7 @@ const DRIFT = 1e-3;
 /** The longest setTimeout Node takes (2^31 − 1 ms, ~24.8 days): a longer one fires at once. */
 const MAX_TIMER_MS = 2_147_483_647;
 
-export class RetryAlarm {
+export class DueAlarm {
   readonly #wake: () => void;
   readonly #now: () => number;
   /** performance.now() due times, ascending; the first one is armed. */
@@ -42,7 +45,7 @@ export class RetryAlarm {
     this.#now = now;
   }
 
-  /** A retry that is due at `dueAt` (performance.now() time, taken once its write returned). */
+  /** A row due at `dueAt` (performance.now() time, taken no earlier than the row's due time minus its delay). */
   add(dueAt: number): void {
     if (this.#closed) return;
     const at = dueAt + MARGIN_MS + Math.max(0, dueAt - this.#now()) * DRIFT;
@@ -90,7 +93,7 @@ export class RetryAlarm {
       },
       Math.min(MAX_TIMER_MS, Math.max(0, at - this.#now())),
     );
-    // A subscription that is stopping or idle must not be kept alive by its retries' alarm.
+    // A subscription that is stopping or idle must not be kept alive by an alarm.
     this.#timer.unref();
   }
 

@@ -1,0 +1,45 @@
+/**
+ * What travels on the Outbox's NOTIFY channel. A payload is one of
+ * - a queue name (a publish, a redrive, a resume): wake its subscribers;
+ * - from pause(), the queue behind PAUSED_PREFIX: subscribers give back that queue's buffered rows;
+ * - from a delayed publish, DUE_PREFIX, the milliseconds until the row is due, a separator, and the
+ *   queue: subscribers wake then (architecture/subscriber.md, "Delayed messages and timers").
+ * The prefixes start with a control character no sensible queue name has; a queue named so anyway
+ * would only have its rows released or woken for, never lost. A consumer of a version before a
+ * prefix reads its payload as the name of a queue it does not serve, and polls as it did.
+ */
+const PAUSED_PREFIX = '\u0001paused\u0001';
+const DUE_PREFIX = '\u0001due\u0001';
+const SEPARATOR = '\u0001';
+
+export type ChannelSignal =
+  | { readonly kind: 'wake'; readonly queue: string }
+  | { readonly kind: 'paused'; readonly queue: string }
+  | { readonly kind: 'due'; readonly queue: string; readonly inMs: number };
+
+/** The payload pause() notifies. */
+export function pausedPayload(queue: string): string {
+  return `${PAUSED_PREFIX}${queue}`;
+}
+
+/**
+ * The payload of a row of `queue` due in `inMs`, rounded up (never early) to 10 ms, or to 1/64 of
+ * the delay beyond 640 ms: the delayed publishes of a burst then share a payload, which the
+ * notifier sends once (and PostgreSQL delivers once per transaction), for a wake-up at most 1.6 %
+ * late.
+ */
+export function duePayload(queue: string, inMs: number): string {
+  const step = Math.max(10, 2 ** Math.floor(Math.log2(Math.max(1, inMs) / 64)));
+  return `${DUE_PREFIX}${Math.ceil(Math.max(0, inMs) / step) * step}${SEPARATOR}${queue}`;
+}
+
+export function readSignal(payload: string): ChannelSignal {
+  if (payload.startsWith(PAUSED_PREFIX)) return { kind: 'paused', queue: payload.slice(PAUSED_PREFIX.length) };
+  if (payload.startsWith(DUE_PREFIX)) {
+    const end = payload.indexOf(SEPARATOR, DUE_PREFIX.length);
+    const inMs = end === -1 ? Number.NaN : Number(payload.slice(DUE_PREFIX.length, end));
+    // A malformed one (no sender writes it) is read as a queue nobody serves.
+    if (Number.isFinite(inMs) && inMs >= 0) return { kind: 'due', queue: payload.slice(end + 1), inMs };
+  }
+  return { kind: 'wake', queue: payload };
+}

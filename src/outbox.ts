@@ -156,8 +156,8 @@ export class Outbox<Q extends QueueMap = AnyQueues, I extends QueueMap = Q> {
       db: this.#statements,
       names: this.#options.names,
       statementTimeoutMs: queryTimeoutMs,
-      wakeLocal: (queue) => {
-        this.#signals.wake(queue);
+      signalLocal: (payload) => {
+        this.#signals.signal(payload);
       },
       pausedLocal: (queue) => {
         this.#signals.paused(queue);
@@ -184,7 +184,11 @@ export class Outbox<Q extends QueueMap = AnyQueues, I extends QueueMap = Q> {
     return this.#operations.deadLetters;
   }
 
-  /** The NOTIFY channel publishes signal on (payload: the queue name). */
+  /**
+   * The NOTIFY channel publishes signal on. Payload: the queue name when rows are due; a pause's
+   * signal, or a delayed row's announcement of when it is due, behind a control-character prefix
+   * (src/queues/channel-signal.ts).
+   */
   get channel(): string {
     return this.#options.names.channel;
   }

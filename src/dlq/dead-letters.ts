@@ -2,6 +2,7 @@ import { performance } from 'node:perf_hooks';
 
 import type pg from 'pg';
 
+import { duePayload } from '../queues/channel-signal.js';
 import { resolveBodyPreviewBytes } from '../queues/peek-page-bytes.js';
 import type { TableName } from '../schema/identifiers.js';
 import { DLQ_ADDED_COLUMNS, unmigratedSchemaError } from '../schema/unmigrated-schema.js';
@@ -52,6 +53,8 @@ interface RedriveRow {
   readonly queue: string | null;
   readonly redriven: number;
   readonly due: boolean;
+  /** The earliest row's ms until due, when none is due (a delayMs redrive). */
+  readonly due_in_ms: number | null;
 }
 
 /** The (queue, ordering key) pairs a redrive pass holds back, as the statement's $11 and $12. */
@@ -113,8 +116,11 @@ export interface DeadLettersContext {
   readonly table: TableName;
   readonly sql: DlqSql;
   readonly channel: string;
-  /** Wakes this process's subscriptions of a queue (the NOTIFY reaches the others). */
-  readonly wakeLocal: (queue: string) => void;
+  /**
+   * Hands a channel payload to this process's subscriptions: a queue whose redriven rows are due,
+   * or when they will be (queues/channel-signal.ts). The NOTIFY reaches the others.
+   */
+  readonly signalLocal: (payload: string) => void;
 }
 
 /**
@@ -283,7 +289,8 @@ export class DeadLetters {
         for (const row of rows) {
           if (row.queue === null) continue;
           moved += row.redriven;
-          if (row.due) this.#context.wakeLocal(row.queue);
+          if (row.due) this.#context.signalLocal(row.queue);
+          else if (row.due_in_ms !== null) this.#context.signalLocal(duePayload(row.queue, row.due_in_ms));
         }
         redriven += moved;
         const first = rows[0];

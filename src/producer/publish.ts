@@ -99,30 +99,25 @@ function activation(options: ResolvedPublishOptions): [string | null, number] {
   return [options.activateAt?.toISOString() ?? null, options.activateInMs ?? 0];
 }
 
+/** What an afterCommit statement answers (src/producer/sql.ts): whether its row (any row of its batch) is due, and if not, in how many ms. */
+interface DueAnswer {
+  readonly due?: boolean | null;
+  readonly due_in_ms?: number | string | null;
+}
+
 /**
- * After an afterCommit statement (`due`: whether its row, or any row of its batch, is due by the
- * database's clock; undefined: no row, a timer conflict): the queue's wake-up, or for a row the
- * publish delayed, the announcement of when it is due (queues/channel-signal.ts), so the consumers
- * of other processes run it then rather than at their next poll. Its delay is the publish's,
- * counted from now on Node's clock (activateAt: the time left until it, never below 0). A row
- * due later only because its key's previous row is (keyedNextAttempt) announces nothing: it can
- * run only once that row ended, which wakes the key's consumer.
+ * After an afterCommit statement: the queue's wake-up when its row is due, or the announcement of
+ * when it will be (queues/channel-signal.ts), so the consumers of other processes run it then
+ * rather than at their next poll. No row (a timer conflict): nothing. The delay is the database's
+ * (activateAt is compared with its clock, and a keyed row may wait for its key's previous one); a
+ * data layer's driver may answer the number as text.
  */
-function wakeAfter(
-  route: WakeRoute,
-  notifier: WakeNotifier,
-  queue: string,
-  due: boolean | null | undefined,
-  options: ResolvedPublishOptions,
-): void {
-  if (due === true) {
-    wakeAfterStatement(route, notifier, queue);
-    return;
+function wakeAfter(route: WakeRoute, notifier: WakeNotifier, queue: string, answer: DueAnswer | undefined): void {
+  if (answer?.due === true) wakeAfterStatement(route, notifier, queue);
+  else if (answer?.due === false && answer.due_in_ms != null) {
+    const inMs = Number(answer.due_in_ms);
+    if (Number.isFinite(inMs)) wakeAfterStatement(route, notifier, duePayload(queue, inMs));
   }
-  if (due !== false) return;
-  const { activateAt, activateInMs = 0 } = options;
-  if (activateAt !== undefined) wakeAfterStatement(route, notifier, duePayload(queue, activateAt.getTime() - Date.now()));
-  else if (activateInMs > 0) wakeAfterStatement(route, notifier, duePayload(queue, activateInMs));
 }
 
 /**
@@ -164,8 +159,8 @@ export async function publish(
     values.push(resolved.orderingKey ?? null);
     const sql = inTransaction ? ctx.sql : ctx.sql.afterCommit;
     const stmt = resolved.timerId === undefined ? sql.publish : sql.publishTimer;
-    const row = (await runStatement(ctx, transaction, 'publish', stmt, values))[0] as { id: string; due?: boolean } | undefined;
-    if (!inTransaction) wakeAfter(transaction.wake, ctx.notifier, validQueue, row?.due, resolved);
+    const row = (await runStatement(ctx, transaction, 'publish', stmt, values))[0] as ({ id: string } & DueAnswer) | undefined;
+    if (!inTransaction) wakeAfter(transaction.wake, ctx.notifier, validQueue, row);
     const id = row?.id ?? null;
     return { ids: [id], inserted: id === null ? 0 : 1 };
   });
@@ -195,9 +190,8 @@ function batchColumns(
 }
 
 /** publishBatch's one result row (src/producer/sql.ts): the ids joined by commas in publish order, and whether any row is due. */
-interface BatchResult {
+interface BatchResult extends DueAnswer {
   readonly ids: string | null;
-  readonly due?: boolean | null;
 }
 
 /**
@@ -234,7 +228,7 @@ export async function publishBatch(
     values.push(resolved.orderingKey ?? null);
     const stmt = inTransaction ? ctx.sql.publishBatch : ctx.sql.afterCommit.publishBatch;
     const row = (await runStatement(ctx, transaction, 'publishBatch', stmt, values))[0] as BatchResult | undefined;
-    if (!inTransaction) wakeAfter(transaction.wake, ctx.notifier, validQueue, row?.due, resolved);
+    if (!inTransaction) wakeAfter(transaction.wake, ctx.notifier, validQueue, row);
     const inserted = typeof row?.ids === 'string' ? row.ids.split(',') : [];
     return { ids: inserted, inserted: inserted.length };
   });

@@ -6,7 +6,7 @@ import { type Statement, statement } from '../util/statement.js';
  * differ only in how the wake-up travels (architecture/decisions/0004-wake-up-after-commit.md):
  *
  * - `afterCommit` (the default): the insert returns `due` (next_attempt_at <= now(), by the
- *   database clock) per row and sends nothing. The caller's transaction never calls pg_notify, so
+ *   database clock) and, for a row not due, `due_in_ms`, per row, and sends nothing. The caller's transaction never calls pg_notify, so
  *   its COMMIT does not take PostgreSQL's cluster-wide notify lock; the publishing process sends
  *   the NOTIFY on its own connection once it has seen the COMMIT (src/producer/wake-after-commit.ts).
  * - `publish` / `publishTimer` / `publishBatch` (`notify: 'in-transaction'`, and executors whose
@@ -33,12 +33,13 @@ export interface ProducerSql {
    * start in $2 and $4 its length (decimal numbers joined by commas), $5 each row's headers as JSON
    * text, joined by newlines, $6 activateAt, $7 activateInMs, $8 channel, $9 the ordering key of
    * every row or NULL. See BATCH_ROWS. Returns ONE row: `ids`, the ids in publish order joined by
-   * commas, and `woke` (here) or `due` (afterCommit), over the whole batch.
+   * commas, and `woke` (here) or `due` and `due_in_ms` (afterCommit; the earliest row's), over the
+   * whole batch.
    */
   readonly publishBatch: Statement;
   /**
    * The same inserts without pg_notify and without the channel parameter (publishTimer: $6 is the
-   * timer_id; the ordering key still last); each row returns `due`.
+   * timer_id; the ordering key still last); each row returns `due`, and `due_in_ms` when not due.
    */
   readonly afterCommit: {
     readonly publish: Statement;
@@ -72,18 +73,29 @@ export interface ProducerSql {
 const nextAttempt = (at: number) =>
   `COALESCE($${at}::text::timestamptz, now() + $${at + 1}::double precision * interval '1 millisecond')`;
 /**
- * A future row's announcement on the channel (queues/channel-signal.ts, duePayload): the
- * milliseconds until `dueAt` from the statement's clock, rounded up, then the queue. It reaches the
- * consumers at COMMIT, later than that clock read, so their wake-up is never early by the database's
- * clock (Node's may differ; see subscriber/due-alarm.ts).
+ * How long until `dueAt`, in ms (double precision, never below 0), by the database's clock at the
+ * statement: a future row's announcement on the channel (queues/channel-signal.ts) carries it. It
+ * reaches the consumers after the COMMIT, later than this clock read, so their wake-up is never
+ * early by the database's clock (Node's may differ; subscriber/due-alarm.ts). Read on the
+ * database's clock, not the publisher's: activateAt is compared with the database's, and a keyed
+ * row may be due later than its own delay (keyedNextAttempt).
  */
+export const dueInMs = (dueAt: string) =>
+  `GREATEST(0, extract(epoch FROM ${dueAt} - clock_timestamp()) * 1000)::double precision`;
+/** duePayload's rounding (queues/channel-signal.ts) of dueInMs, in SQL: up to 10 ms or 1/64 of the delay. */
+const roundedDueInMs = (dueAt: string) => {
+  const ms = dueInMs(dueAt);
+  const step = `GREATEST(10, power(2, floor(ln(GREATEST(1, ${ms}) / 64) / ln(2))))`;
+  return `(ceil(${ms} / ${step}) * ${step})::bigint`;
+};
+/** The in-transaction variant's announcement: duePayload built in SQL. */
 export const announceDue = (channel: string, queue: string, dueAt: string) =>
-  `pg_notify(${channel}, chr(1) || 'due' || chr(1) ||
-    ceil(GREATEST(0, extract(epoch FROM ${dueAt} - clock_timestamp()) * 1000))::bigint::text || chr(1) || ${queue}) IS NOT NULL`;
+  `pg_notify(${channel}, chr(1) || 'due' || chr(1) || ${roundedDueInMs(dueAt)}::text || chr(1) || ${queue}) IS NOT NULL`;
 const wake = (channel: number) =>
   `CASE WHEN next_attempt_at <= now() THEN pg_notify($${channel}::text, $1::text) IS NOT NULL
     ELSE ${announceDue(`$${channel}::text`, '$1::text', 'next_attempt_at')} END AS woke`;
-const DUE = `next_attempt_at <= now() AS due`;
+/** afterCommit's answer: whether the row is due, and if not, in how many ms (publish.ts wakeAfter). */
+const DUE = `next_attempt_at <= now() AS due, CASE WHEN next_attempt_at > now() THEN ${dueInMs('next_attempt_at')} END AS due_in_ms`;
 const epochMs = (column: string) => `(extract(epoch FROM ${column}) * 1000)::double precision AS ${column}`;
 /** A row's columns but its payload: jsonb as text, times as epoch ms. Decoded by outboxRowFieldsOf (also peekPreviews). */
 export const PORTABLE_ROW_FIELDS = `id::text AS id, queue, headers::text AS headers,
@@ -183,7 +195,10 @@ SELECT string_agg(inserted.id::text, ',' ORDER BY inserted.id) AS ids, ${returne
     afterCommit: {
       publish: statement('publish_quiet', single(DUE, 6)),
       publishTimer: statement('publish_timer_quiet', timer(DUE, '$6', 7)),
-      publishBatch: statement('publish_batch_quiet', batch(`${anyDue} AS due`, 8)),
+      publishBatch: statement(
+        'publish_batch_quiet',
+        batch(`${anyDue} AS due, CASE WHEN NOT ${anyDue} THEN ${dueInMs('min(next_attempt_at)')} END AS due_in_ms`, 8),
+      ),
     },
     // The row is picked FOR UPDATE SKIP LOCKED, so a row another transaction holds locked reads as
     // leased and the cancel answers false at once. A `lease: 'row-lock'` batch runs its rows locked

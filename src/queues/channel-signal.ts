@@ -37,9 +37,9 @@ export function readSignal(payload: string): ChannelSignal {
   if (payload.startsWith(PAUSED_PREFIX)) return { kind: 'paused', queue: payload.slice(PAUSED_PREFIX.length) };
   if (payload.startsWith(DUE_PREFIX)) {
     const end = payload.indexOf(SEPARATOR, DUE_PREFIX.length);
-    const inMs = end === -1 ? Number.NaN : Number(payload.slice(DUE_PREFIX.length, end));
+    const digits = end === -1 ? '' : payload.slice(DUE_PREFIX.length, end);
     // A malformed one (no sender writes it) is read as a queue nobody serves.
-    if (Number.isFinite(inMs) && inMs >= 0) return { kind: 'due', queue: payload.slice(end + 1), inMs };
+    if (/^\d{1,15}$/.test(digits)) return { kind: 'due', queue: payload.slice(end + 1), inMs: Number(digits) };
   }
   return { kind: 'wake', queue: payload };
 }

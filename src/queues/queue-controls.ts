@@ -30,8 +30,11 @@ export interface QueueControlsDeps {
   readonly names: SchemaNames;
   /** Server-side limit of status()'s snapshot transaction (statement_timeout). */
   readonly statementTimeoutMs: number;
-  /** Wakes this process's subscriptions of a resumed queue (the NOTIFY wakes the others). */
-  readonly wakeLocal: (queue: string) => void;
+  /**
+   * Hands a channel payload (queues/channel-signal.ts) to this process's subscriptions: a resumed
+   * queue to wake, or a delayed redrive's announcement (the NOTIFY reaches the others).
+   */
+  readonly signalLocal: (payload: string) => void;
   /** Tells this process's subscriptions of a paused queue at once (the NOTIFY tells the others). */
   readonly pausedLocal: (queue: string) => void;
 }
@@ -90,7 +93,7 @@ export class QueueControls {
     validateQueue(queue);
     const { rows } = await this.#deps.db.run<{ changed: boolean }>(this.#pauseSql.resume, [queue, this.#deps.names.channel]);
     const changed = rows[0]?.changed === true;
-    if (changed) this.#deps.wakeLocal(queue);
+    if (changed) this.#deps.signalLocal(queue);
     return { queue, paused: false, pausedAt: null, reason: null, changed };
   }
 

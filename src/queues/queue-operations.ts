@@ -22,7 +22,7 @@ export class QueueOperations {
 
   /** outbox.dlq. Throws InvalidOptionError naming `dlqTable` when the Outbox has no DLQ. */
   get deadLetters(): DeadLetters {
-    const { names, db, wakeLocal } = this.#deps;
+    const { names, db, signalLocal } = this.#deps;
     if (names.dlq === undefined) {
       throw new InvalidOptionError({
         option: 'dlqTable',
@@ -36,7 +36,7 @@ export class QueueOperations {
       table: names.dlq,
       sql: buildDlqSql({ ...names, dlq: names.dlq }),
       channel: names.channel,
-      wakeLocal,
+      signalLocal,
     });
     return this.#deadLetters;
   }

@@ -14,8 +14,10 @@
  * clocks that drift over a long one). A wake-up that came early anyway finds nothing, and the row
  * is left to the poll. One timer, at most MAX_TIMER_MS ahead (Node fires a longer one at once);
  * the due times wait in a sorted list, at most MAX_PENDING of them (beyond that the latest are
- * left to the poll). Due times within COALESCE_MS after the earliest share one wake-up, at the last
- * of them (a batch of failures retried together wakes the loop once). After clear() (stop()) it
+ * left to the poll); a due time with one already listed within COALESCE_MS after it is not listed
+ * (a burst of announcements of one time keeps one entry). Due times within COALESCE_MS after the
+ * earliest share one wake-up, at the last of them (a batch of failures retried together wakes the
+ * loop once). After clear() (stop()) it
  * arms nothing. Retries whose write's outcome stayed unknown (a lost answer) set none.
  */
 
@@ -58,6 +60,8 @@ export class DueAlarm {
       if ((pending[mid] ?? Number.POSITIVE_INFINITY) <= at) low = mid + 1;
       else high = mid;
     }
+    // One already due within COALESCE_MS after this one covers it: wake-ups come at most that late.
+    if ((pending[low] ?? Number.POSITIVE_INFINITY) - at <= COALESCE_MS) return;
     pending.splice(low, 0, at);
     if (pending.length > MAX_PENDING) pending.pop();
     // Earlier than the armed wake-up, or one more of its group (within COALESCE_MS of the earliest).

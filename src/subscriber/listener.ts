@@ -13,8 +13,11 @@ export interface ListenerOptions {
   readonly clientConfig: pg.ClientConfig;
   readonly channel: string;
   readonly logger: Logger;
-  /** Called with the notified queue, or undefined after a (re)connect: wake everyone, notifications may have been missed. */
-  readonly onWake: (queue: string | undefined) => void;
+  /**
+   * Called with each payload (a queue, or a signal: queues/channel-signal.ts), or undefined after a
+   * (re)connect: wake everyone, notifications may have been missed.
+   */
+  readonly onWake: (payload: string | undefined) => void;
   /**
    * Run on the connection after each LISTEN succeeded, for what notifications sent before it
    * would have said (the Outbox reads which queues are paused). On this connection, not the
@@ -35,7 +38,8 @@ export const MAX_RECONNECT_BACKOFF_MS = 30_000;
 const HEALTH_CHECK_TIMEOUT_MS = 5_000;
 
 /**
- * The one LISTEN connection of an Outbox, shared by all its subscriptions (payload = queue name).
+ * The one LISTEN connection of an Outbox, shared by all its subscriptions (payload: a queue, or a
+ * signal: queues/channel-signal.ts).
  *
  * States:
  *   connecting  opening the connection and sending LISTEN

@@ -5,7 +5,9 @@ import { setTimeout as delay } from 'node:timers/promises';
 import pg from 'pg';
 
 import { InvalidOptionError, type NotifyMode, NotInTransactionError, type Outbox } from '../../src/index.js';
+import { readSignal } from '../../src/queues/channel-signal.js';
 import { useTestDatabase } from '../support/database.js';
+import { listen } from '../support/listen.js';
 import { outboxFactory } from '../support/outboxes.js';
 import { publishCommitted } from '../support/publish.js';
 import { FAST_POLL, migratedOutbox } from '../support/subscriber-setup.js';
@@ -260,6 +262,36 @@ describe('delayed publishes on time', () => {
       assert.ok(waited < DELAY_MS + 2_000, `and soon after it was due (${waited} ms)`);
     });
   });
+
+  for (const notify of ['after-commit', 'in-transaction'] as const) {
+    test(`the announced time is the database's (notify: ${notify}): a keyed row's as its key set it, a long transaction's already past`, async () => {
+      const table = notify === 'after-commit' ? 'w_announce_db' : 'w_announce_db_tx';
+      const outbox = newOutbox({ pool: db.pool, table, notify });
+      await outbox.migrate();
+      const listener = await listen(db.url, outbox.channel);
+      try {
+        await inTransaction(db.pool, async (c) => {
+          await outbox.publish(c, 'keyed', 'first', { orderingKey: 'k', activateInMs: 5_000 });
+          // Due behind its key's first row, not in 300 ms.
+          await outbox.publish(c, 'keyed', 'second', { orderingKey: 'k', activateInMs: 300 });
+        });
+        await inTransaction(db.pool, async (c) => {
+          // A transaction older than the delay: the row is due at COMMIT, by the database's clock.
+          await c.query('SELECT pg_sleep(0.6)');
+          await outbox.publish(c, 'long', 'x', { activateInMs: 300 });
+        });
+        await inTransaction(db.pool, (c) => outbox.publish(c, 'sentinel', 'x'));
+        await listener.waitFor('sentinel');
+        const announced = listener.payloads.map(readSignal).filter((signal) => signal.kind === 'due');
+        const keyed = announced.filter((signal) => signal.queue === 'keyed').map((signal) => signal.inMs);
+        assert.ok(keyed.length >= 1 && keyed.every((inMs) => inMs > 4_500 && inMs <= 5_100), JSON.stringify(keyed));
+        const long = announced.filter((signal) => signal.queue === 'long').map((signal) => signal.inMs);
+        assert.deepEqual(long, [0]);
+      } finally {
+        await listener.close();
+      }
+    });
+  }
 
   test('the publishing process: its own consumer, with LISTEN off, runs the row when it is due', async () => {
     const { outbox } = await migratedOutbox(newOutbox, db.pool, 'w_delayed_local', { listen: false });

@@ -27,7 +27,15 @@ describe('channel signals', () => {
   });
 
   test('a malformed announcement is read as a queue nobody serves, never as a wake-up of another queue', () => {
-    for (const payload of ['\u0001due\u0001', '\u0001due\u0001x\u0001q', '\u0001due\u0001-5\u0001q', '\u0001due\u000112']) {
+    for (const payload of [
+      '\u0001due\u0001',
+      '\u0001due\u0001x\u0001q',
+      '\u0001due\u0001-5\u0001q',
+      '\u0001due\u000112',
+      '\u0001due\u0001\u0001q',
+      '\u0001due\u00010x10\u0001q',
+      '\u0001due\u00011.5\u0001q',
+    ]) {
       assert.deepEqual(readSignal(payload), { kind: 'wake', queue: payload });
     }
   });

@@ -74,4 +74,15 @@ describe('DueAlarm', () => {
     advance(100);
     assert.equal(wakes.length, 1_000, 'the 1,001st (the latest) has none');
   });
+
+  test('a burst announcing one due time keeps one entry: the limit of 1,000 is left for other times', (t) => {
+    const { alarm, wakes, advance } = setup(t);
+    // 2,000 announcements of a row due at 100, as they arrive over 5 ms.
+    for (let i = 0; i < 2_000; i += 1) alarm.add(100 - (i % 5));
+    alarm.add(5_000);
+    advance(110);
+    assert.deepEqual(wakes, [103], 'one wake-up for the burst, 2 ms and 0.1 % late, on the next tick');
+    advance(5_000);
+    assert.deepEqual(wakes, [103, 5_007], 'the later one was kept');
+  });
 });

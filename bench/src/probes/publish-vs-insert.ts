@@ -5,7 +5,9 @@
  *
  * - `txoutbox publish`: `outbox.publish(client, …)` as shipped (after-commit wake-up included);
  * - `publish, no wake-up`: the same with `activateInMs: 1`: the row is not due at COMMIT, so no
- *   NOTIFY follows (the wake-up's own cost, by difference);
+ *   NOTIFY followed (the wake-up's own cost, by difference). Since issue 18's round twenty-two a
+ *   row not due announces when it is due (src/queues/channel-signal.ts), so this way pays a
+ *   wake-up too and no longer isolates it; BENCHMARKS.md's table was measured before;
  * - `same INSERT by hand`: the INSERT publish sends, with the same values, through plain `pg`;
  * - `raw SQL`: raw SQL's table (`id`, `payload jsonb`, `created_at`), as in the bench.
  *

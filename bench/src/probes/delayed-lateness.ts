@@ -1,0 +1,80 @@
+/**
+ * How late a delayed message runs when another process published it: one Outbox publishes
+ * `messages` rows, one per transaction, each with `activateInMs` drawn from 200–3,000 ms, a few
+ * tens of ms apart; another Outbox, on its own pool and with default polling (backing off to
+ * maxPollIntervalMs, 10 s, while nothing is claimed), consumes them. Lateness = the handler's
+ * start − (the publish's return + its delay), on one Node clock. Before delayed publishes announced
+ * their due time, only polling found these rows.
+ *
+ *   node --import tsx bench/src/probes/delayed-lateness.ts [messages, 200] [notify, after-commit|in-transaction]
+ */
+
+import pg from 'pg';
+
+import { startEmbeddedPostgres } from '../../../src/embedded/index.js';
+import { Outbox } from '../../../src/index.js';
+import { percentile } from '../stats.js';
+
+const messages = Number(process.argv[2] ?? 200);
+const notify = (process.argv[3] ?? 'after-commit') as 'after-commit' | 'in-transaction';
+const TABLE = 'lateness';
+
+/** A deterministic pseudo-random sequence: every run draws the same delays and gaps. */
+function random(seed: number): () => number {
+  let state = seed;
+  return () => {
+    state = (state * 1_103_515_245 + 12_345) % 2 ** 31;
+    return state / 2 ** 31;
+  };
+}
+
+const server = await startEmbeddedPostgres();
+const consumer = new Outbox({ connectionString: server.connectionString, table: TABLE, poolSize: 4 });
+const producerPool = new pg.Pool({ connectionString: server.connectionString, max: 2 });
+const producer = new Outbox({ pool: producerPool, table: TABLE, notify });
+try {
+  await consumer.migrate();
+  const dueAt = new Map<string, number>();
+  const lateness: number[] = [];
+  let done: () => void = () => undefined;
+  const allHandled = new Promise<void>((resolve) => {
+    done = resolve;
+  });
+  consumer.subscribe('later', (message) => {
+    const n = String((message.body as { n: number }).n);
+    const due = dueAt.get(n);
+    if (due === undefined) return;
+    dueAt.delete(n);
+    lateness.push(Date.now() - due);
+    if (lateness.length === messages) done();
+  });
+  consumer.start();
+  // The consumer's first claim found nothing: it is polling, as an idle consumer does.
+  await new Promise((resolve) => setTimeout(resolve, 1_000));
+  const draw = random(7);
+  for (let n = 0; n < messages; n += 1) {
+    const delayMs = Math.round(200 + draw() * 2_800);
+    await producer.publish(producerPool, 'later', { n }, { activateInMs: delayMs, autocommit: true });
+    dueAt.set(String(n), Date.now() + delayMs);
+    await new Promise((resolve) => setTimeout(resolve, Math.round(draw() * 60)));
+  }
+  await allHandled;
+  const sorted = [...lateness].sort((a, b) => a - b);
+  const ms = (p: number) => `${percentile(sorted, p).toFixed(0)} ms`;
+  console.log(
+    JSON.stringify({
+      messages,
+      notify,
+      p50: ms(50),
+      p95: ms(95),
+      p99: ms(99),
+      max: `${sorted.at(-1)} ms`,
+      early: sorted.filter((late) => late < 0).length,
+    }),
+  );
+} finally {
+  await producer.stop();
+  await producerPool.end();
+  await consumer.stop();
+  await server.stop();
+}

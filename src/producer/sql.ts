@@ -1,3 +1,4 @@
+import { DUE_ROUNDING_MS } from '../queues/channel-signal.js';
 import type { SchemaNames } from '../schema/schema-names.js';
 import { type Statement, statement } from '../util/statement.js';
 
@@ -82,12 +83,8 @@ const nextAttempt = (at: number) =>
  */
 export const dueInMs = (dueAt: string) =>
   `GREATEST(0, extract(epoch FROM ${dueAt} - clock_timestamp()) * 1000)::double precision`;
-/** duePayload's rounding (queues/channel-signal.ts) of dueInMs, in SQL: up to 10 ms or 1/64 of the delay. */
-const roundedDueInMs = (dueAt: string) => {
-  const ms = dueInMs(dueAt);
-  const step = `GREATEST(10, power(2, floor(ln(GREATEST(1, ${ms}) / 64) / ln(2))))`;
-  return `(ceil(${ms} / ${step}) * ${step})::bigint`;
-};
+/** duePayload's rounding (queues/channel-signal.ts) of dueInMs, in SQL: up to the next 10 ms. */
+const roundedDueInMs = (dueAt: string) => `(ceil(${dueInMs(dueAt)} / ${DUE_ROUNDING_MS}) * ${DUE_ROUNDING_MS})::bigint`;
 /** The in-transaction variant's announcement: duePayload built in SQL. */
 export const announceDue = (channel: string, queue: string, dueAt: string) =>
   `pg_notify(${channel}, chr(1) || 'due' || chr(1) || ${roundedDueInMs(dueAt)}::text || chr(1) || ${queue}) IS NOT NULL`;

@@ -22,15 +22,18 @@ export function pausedPayload(queue: string): string {
   return `${PAUSED_PREFIX}${queue}`;
 }
 
+/** Announced delays are rounded up to this: a burst's announcements of one time share a payload. */
+export const DUE_ROUNDING_MS = 10;
+
 /**
- * The payload of a row of `queue` due in `inMs`, rounded up (never early) to 10 ms, or to 1/64 of
- * the delay beyond 640 ms: the delayed publishes of a burst then share a payload, which the
- * notifier sends once (and PostgreSQL delivers once per transaction), for a wake-up at most 1.6 %
- * late.
+ * The payload of a row of `queue` due in `inMs`, rounded up (never early) to DUE_ROUNDING_MS: the
+ * delayed publishes of a burst then share a payload, which the notifier sends once (and PostgreSQL
+ * delivers once per transaction), for a wake-up at most 10 ms late. A step that grew with the delay
+ * would coalesce no more (a burst's rows differ in due time by their spacing, whatever the delay)
+ * and make an hour's timer wake a minute late.
  */
 export function duePayload(queue: string, inMs: number): string {
-  const step = Math.max(10, 2 ** Math.floor(Math.log2(Math.max(1, inMs) / 64)));
-  return `${DUE_PREFIX}${Math.ceil(Math.max(0, inMs) / step) * step}${SEPARATOR}${queue}`;
+  return `${DUE_PREFIX}${Math.ceil(Math.max(0, inMs) / DUE_ROUNDING_MS) * DUE_ROUNDING_MS}${SEPARATOR}${queue}`;
 }
 
 export function readSignal(payload: string): ChannelSignal {

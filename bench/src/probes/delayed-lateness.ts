@@ -1,12 +1,12 @@
 /**
  * How late a delayed message runs when another process published it: one Outbox publishes
- * `messages` rows, one per transaction, each with `activateInMs` drawn from 200–3,000 ms, a few
- * tens of ms apart; another Outbox, on its own pool and with default polling (backing off to
+ * `messages` rows, one per transaction, each with `activateInMs` drawn from 200–3,000 ms, up to
+ * `gap` ms apart; another Outbox, on its own pool and with default polling (backing off to
  * maxPollIntervalMs, 10 s, while nothing is claimed), consumes them. Lateness = the handler's
- * start − (the publish's return + its delay), on one Node clock. Before delayed publishes announced
+ * start − (the publish's call + its delay), on one Node clock. Before delayed publishes announced
  * their due time, only polling found these rows.
  *
- *   node --import tsx bench/src/probes/delayed-lateness.ts [messages, 200] [notify, after-commit|in-transaction]
+ *   node --import tsx bench/src/probes/delayed-lateness.ts [messages, 200] [notify, after-commit|in-transaction] [gap ms, 60]
  */
 
 import pg from 'pg';
@@ -17,6 +17,8 @@ import { percentile } from '../stats.js';
 
 const messages = Number(process.argv[2] ?? 200);
 const notify = (process.argv[3] ?? 'after-commit') as 'after-commit' | 'in-transaction';
+/** The longest pause between two publishes: a few tens of ms keep the consumer busy; seconds let it back off. */
+const gapMs = Number(process.argv[4] ?? 60);
 const TABLE = 'lateness';
 
 /** A deterministic pseudo-random sequence: every run draws the same delays and gaps. */
@@ -54,9 +56,11 @@ try {
   const draw = random(7);
   for (let n = 0; n < messages; n += 1) {
     const delayMs = Math.round(200 + draw() * 2_800);
-    await producer.publish(producerPool, 'later', { n }, { activateInMs: delayMs, autocommit: true });
+    // Before the publish: the database's now() (the row's start) is not earlier, so a handler
+    // before this due time would be early by the database's clock too.
     dueAt.set(String(n), Date.now() + delayMs);
-    await new Promise((resolve) => setTimeout(resolve, Math.round(draw() * 60)));
+    await producer.publish(producerPool, 'later', { n }, { activateInMs: delayMs, autocommit: true });
+    await new Promise((resolve) => setTimeout(resolve, Math.round(draw() * gapMs)));
   }
   await allHandled;
   const sorted = [...lateness].sort((a, b) => a - b);
@@ -65,9 +69,11 @@ try {
     JSON.stringify({
       messages,
       notify,
+      gapMs,
       p50: ms(50),
       p95: ms(95),
       p99: ms(99),
+      min: `${sorted[0]} ms`,
       max: `${sorted.at(-1)} ms`,
       early: sorted.filter((late) => late < 0).length,
     }),

@@ -255,5 +255,17 @@ export async function cancelTimer(
   }
   refuseUnstorable('timerId', timerId);
   const transaction = await openPort(executor, ctx.preparedStatements, false, autocommit ? undefined : 'cancelTimer');
-  return (await runStatement(ctx, transaction, 'cancelTimer', ctx.sql.cancelTimer, [validQueue, timerId])).length > 0;
+  const rows = await runStatement(ctx, transaction, 'cancelTimer', ctx.sql.cancelTimer, [validQueue, timerId]);
+  const row = rows[0] as DueAnswer | undefined;
+  // A cancelled keyed timer gives the rows behind it their own time back, often now: their
+  // consumers are told, as for a publish (one more statement in the transaction when the
+  // wake-up must travel inside it; rare: only keyed timers with rows behind them).
+  if (row?.due !== true && row?.due_in_ms == null) return row !== undefined;
+  if (planWake(ctx.notify, transaction.wake, ctx.notifier) === 'after-statement') {
+    wakeAfter(transaction.wake, ctx.notifier, validQueue, row);
+  } else {
+    const payload = row.due === true ? validQueue : duePayload(validQueue, Number(row.due_in_ms));
+    await runStatement(ctx, transaction, 'cancelTimer', ctx.sql.notifyInTransaction, [ctx.channel, payload]);
+  }
+  return true;
 }

@@ -50,8 +50,12 @@ export interface ProducerSql {
   /**
    * $1 queue, $2 timer_id. Only an unleased row nobody holds locked: a leased row's handler is
    * already running, and so is a locked one's (a row-lock batch). Index: timer_uq, then the primary key.
+   * Returns the cancelled row's id (no row: nothing cancelled) with `due` and `due_in_ms` of the
+   * earliest keyed row the cancel gave its own time back (NULL: none), as afterCommit's publish.
    */
   readonly cancelTimer: Statement;
+  /** $1 channel, $2 payload: a wake-up sent inside the caller's transaction (cancelTimer's, in-transaction). */
+  readonly notifyInTransaction: Statement;
   /**
    * $1 limit. Lease-free read in id order (primary key). ORDER BY names the table's column: a bare
    * `id` would sort by the text alias ("10" before "9"). Columns as PORTABLE_ROW_COLUMNS says.
@@ -231,9 +235,15 @@ SELECT string_agg(inserted.id::text, ',' ORDER BY inserted.id) AS ids, ${returne
 ), released AS (
   UPDATE ${t} AS w SET next_attempt_at = GREATEST(now(), i.own_at, i.before_at) FROM inherited AS i
   WHERE w.id = i.id AND w.acquired_token IS NULL
+  RETURNING w.next_attempt_at
+), earliest AS (
+  SELECT min(next_attempt_at) AS at FROM released
 )
-SELECT id::text AS id FROM cancelled`,
+SELECT id::text AS id, (SELECT at <= now() FROM earliest) AS due,
+  (SELECT CASE WHEN at > now() THEN ${dueInMs('at')} END FROM earliest) AS due_in_ms
+FROM cancelled`,
     ),
+    notifyInTransaction: statement('notify_in_transaction', `SELECT pg_notify($1::text, $2::text) IS NOT NULL AS woke`),
     fetchUnprocessed: statement('fetch_unprocessed', `SELECT ${PORTABLE_ROW_COLUMNS} FROM ${t} ORDER BY ${t}.id LIMIT $1::int`),
     fetchUnprocessedQueue: statement(
       'fetch_unprocessed_queue',

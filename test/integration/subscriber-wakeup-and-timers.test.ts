@@ -293,6 +293,40 @@ describe('delayed publishes on time', () => {
     });
   }
 
+  for (const notify of ['after-commit', 'in-transaction'] as const) {
+    test(`cancelling a keyed timer (notify: ${notify}): the row behind it runs at once in another process's consumer`, async () => {
+      const table = notify === 'after-commit' ? 'w_cancel_keyed' : 'w_cancel_keyed_tx';
+      const consumerPool = new pg.Pool({ connectionString: db.url, max: 4 });
+      db.onCleanup(() => consumerPool.end());
+      const { outbox: consumer } = await migratedOutbox(newOutbox, consumerPool, table);
+      const handled: string[] = [];
+      consumer.subscribe(
+        'keyed',
+        (message) => {
+          handled.push(String(message.body));
+        },
+        { minPollIntervalMs: 30_000, maxPollIntervalMs: 60_000 },
+      );
+      consumer.start();
+      await waitFor(async () => (await listeners(table)) === 1, { what: 'the consumer listening' });
+      const producer = newOutbox({ pool: db.pool, table, notify });
+      await inTransaction(db.pool, async (c) => {
+        await producer.publish(c, 'keyed', 'timer', { orderingKey: 'k', timerId: 't', activateInMs: HOUR_MS });
+        // Due now, but behind its key's timer: due when the timer is.
+        await producer.publish(c, 'keyed', 'behind', { orderingKey: 'k' });
+      });
+      await delay(300);
+      const cancelledAt = Date.now();
+      assert.equal(await inTransaction(db.pool, (c) => producer.cancelTimer(c, 'keyed', 't')), true);
+      await waitFor(() => handled.length === 1, {
+        what: 'the row behind the cancelled timer (the poll is 30 s)',
+        timeoutMs: 8_000,
+      });
+      assert.deepEqual(handled, ['behind']);
+      assert.ok(Date.now() - cancelledAt < 3_000);
+    });
+  }
+
   test('the publishing process: its own consumer, with LISTEN off, runs the row when it is due', async () => {
     const { outbox } = await migratedOutbox(newOutbox, db.pool, 'w_delayed_local', { listen: false });
     const handledAt: number[] = [];

@@ -254,7 +254,7 @@ export async function cancelTimer(
     throw new InvalidOptionError({ option: 'timerId', value: timerId, expected: 'a non-empty string' });
   }
   refuseUnstorable('timerId', timerId);
-  const transaction = await openPort(executor, ctx.preparedStatements, false, autocommit ? undefined : 'cancelTimer');
+  const transaction = await port(ctx, executor, 'cancelTimer', { autocommit });
   const rows = await runStatement(ctx, transaction, 'cancelTimer', ctx.sql.cancelTimer, [validQueue, timerId]);
   const row = rows[0] as DueAnswer | undefined;
   // A cancelled keyed timer gives the rows behind it their own time back, often now: their
@@ -263,9 +263,15 @@ export async function cancelTimer(
   if (row?.due !== true && row?.due_in_ms == null) return row !== undefined;
   if (planWake(ctx.notify, transaction.wake, ctx.notifier) === 'after-statement') {
     wakeAfter(transaction.wake, ctx.notifier, validQueue, row);
-  } else {
-    const payload = row.due === true ? validQueue : duePayload(validQueue, Number(row.due_in_ms));
+    return true;
+  }
+  const payload = row.due === true ? validQueue : duePayload(validQueue, Number(row.due_in_ms));
+  try {
     await runStatement(ctx, transaction, 'cancelTimer', ctx.sql.notifyInTransaction, [ctx.channel, payload]);
+  } catch (error) {
+    // With autocommit the cancel has committed already: a lost wake-up costs a poll, and the
+    // caller must not read "not cancelled". Inside the caller's transaction it fails with it.
+    if (!autocommit) throw error;
   }
   return true;
 }

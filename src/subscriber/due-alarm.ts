@@ -14,10 +14,11 @@
  * clocks that drift over a long one). A wake-up that came early anyway finds nothing, and the row
  * is left to the poll. One timer, at most MAX_TIMER_MS ahead (Node fires a longer one at once);
  * the due times wait in a sorted list, at most MAX_PENDING of them (beyond that the latest are
- * left to the poll); a due time with one already listed within COALESCE_MS after it is not listed
- * (a burst of announcements of one time keeps one entry). Due times within COALESCE_MS after the
- * earliest share one wake-up, at the last of them (a batch of failures retried together wakes the
- * loop once). After clear() (stop()) it
+ * left to the poll); a due time with one already listed at it or within COALESCE_MS after it is
+ * not listed (announcements of one time, as a burst's are, keep one entry). Due times within
+ * COALESCE_MS after the earliest share one wake-up, at the last of them (a batch of failures
+ * retried together wakes the loop once). Together a wake-up comes at most 2 × COALESCE_MS after a
+ * due time, plus the margin: never before it. After clear() (stop()) it
  * arms nothing. Retries whose write's outcome stayed unknown (a lost answer) set none.
  */
 
@@ -53,14 +54,15 @@ export class DueAlarm {
     const at = dueAt + MARGIN_MS + Math.max(0, dueAt - this.#now()) * DRIFT;
     const pending = this.#pending;
     if (pending.length >= MAX_PENDING && at >= (pending.at(-1) ?? Number.POSITIVE_INFINITY)) return;
+    // The first listed time not before `at`.
     let low = 0;
     let high = pending.length;
     while (low < high) {
       const mid = (low + high) >>> 1;
-      if ((pending[mid] ?? Number.POSITIVE_INFINITY) <= at) low = mid + 1;
+      if ((pending[mid] ?? Number.POSITIVE_INFINITY) < at) low = mid + 1;
       else high = mid;
     }
-    // One already due within COALESCE_MS after this one covers it: wake-ups come at most that late.
+    // One listed at `at` or within COALESCE_MS after it covers it (never early).
     if ((pending[low] ?? Number.POSITIVE_INFINITY) - at <= COALESCE_MS) return;
     pending.splice(low, 0, at);
     if (pending.length > MAX_PENDING) pending.pop();

@@ -10,7 +10,7 @@ import { useTestDatabase } from '../support/database.js';
 import { listen } from '../support/listen.js';
 import { outboxFactory } from '../support/outboxes.js';
 import { publishCommitted, remaining } from '../support/publish.js';
-import { FAST_POLL, migratedOutbox } from '../support/subscriber-setup.js';
+import { FAST_POLL, handlerStartsOf, migratedOutbox } from '../support/subscriber-setup.js';
 import { waitFor } from '../support/wait-for.js';
 
 const db = useTestDatabase(import.meta.url);
@@ -281,14 +281,7 @@ describe('outbox.dlq', () => {
   test("a delayed redrive wakes the redriving process's own consumer when the rows are due, LISTEN or not", async () => {
     const { outbox } = await migratedOutbox(newOutbox, db.pool, 'q_redrive_later', { listen: false });
     await seedDlq('q_redrive_later', 2, 'later', 'rejected');
-    const handledAt: number[] = [];
-    outbox.subscribe(
-      'later',
-      () => {
-        handledAt.push(Date.now());
-      },
-      { minPollIntervalMs: 30_000, maxPollIntervalMs: 60_000 },
-    );
+    const handledAt = handlerStartsOf(outbox, 'later');
     outbox.start();
     await new Promise((resolve) => setTimeout(resolve, 200));
     const redrivenAt = Date.now();

@@ -344,6 +344,18 @@ describe('per-key ordering', () => {
     return rows.map((row) => row.body);
   }
 
+  /** A redrive one row per batch, while `holder` (in a transaction) holds a key its rows need, committed right after the first batch. */
+  function redriveFreeingAfterFirstBatch(outbox: Outbox, holder: pg.PoolClient, selection: string[] | { queue: string }) {
+    let batches = 0;
+    return outbox.dlq.redrive(selection, {
+      batchSize: 1,
+      keyWaitMs: 5_000,
+      onBatch: async () => {
+        if ((batches += 1) === 1) await holder.query('COMMIT');
+      },
+    });
+  }
+
   test('a batch made only of busy keys does not end the redrive: the rows after it still move', async () => {
     const table = 'ordering_redrive_busy_batch';
     const outbox = newOutbox({ pool: db.pool, table });
@@ -372,19 +384,8 @@ describe('per-key ordering', () => {
     try {
       await holder.query('BEGIN');
       await outbox.publish(holder, 'q', 'held', { orderingKey: 'k' });
-      let batches = 0;
-      const result = await outbox.dlq.redrive(
-        { queue: 'q' },
-        {
-          batchSize: 1,
-          keyWaitMs: 5_000,
-          onBatch: async () => {
-            // The key is freed right after the first batch found it busy.
-            if ((batches += 1) === 1) await holder.query('COMMIT');
-          },
-        },
-      );
-      assert.deepEqual(result, { redriven: 2, keyBusy: 0 });
+      // The key is freed right after the first batch found it busy.
+      assert.deepEqual(await redriveFreeingAfterFirstBatch(outbox, holder, { queue: 'q' }), { redriven: 2, keyBusy: 0 });
     } finally {
       holder.release();
     }
@@ -433,16 +434,8 @@ describe('per-key ordering', () => {
     try {
       await holder.query('BEGIN');
       await outbox.publish(holder, 'q', 'held', { orderingKey: 'j' });
-      let batches = 0;
-      const result = await outbox.dlq.redrive([third!, fourth!], {
-        batchSize: 1,
-        keyWaitMs: 5_000,
-        onBatch: async () => {
-          // Key j is freed right after the first batch found it busy.
-          if ((batches += 1) === 1) await holder.query('COMMIT');
-        },
-      });
-      assert.deepEqual(result, { redriven: 2, keyBusy: 0 });
+      // Key j is freed right after the first batch found it busy.
+      assert.deepEqual(await redriveFreeingAfterFirstBatch(outbox, holder, [third!, fourth!]), { redriven: 2, keyBusy: 0 });
     } finally {
       holder.release();
     }

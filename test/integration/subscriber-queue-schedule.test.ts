@@ -10,7 +10,7 @@ import { buildSubscriberSql } from '../../src/subscriber/sql.js';
 import { useTestDatabase } from '../support/database.js';
 import type { EventLog } from '../support/events.js';
 import { outboxFactory } from '../support/outboxes.js';
-import { migratedOutbox } from '../support/subscriber-setup.js';
+import { migratedOutbox, SLOW_POLL } from '../support/subscriber-setup.js';
 import { inTransaction } from '../support/transaction.js';
 import { waitFor } from '../support/wait-for.js';
 
@@ -21,7 +21,6 @@ const newOutbox = outboxFactory(db);
 
 const QUEUES = ['a', 'b', 'c'];
 /** Polls so slow that only the schedule (a wake, a due time) can explain a quick delivery. */
-const SLOW_POLL = { minPollIntervalMs: 30_000, maxPollIntervalMs: 60_000 };
 
 /** Claims so far that listed `queue` (a claim emits one `fetched` event per queue of its subscription). */
 const claimsOf = (log: EventLog, queue: string) => log.of('fetched').filter((e) => e.queue === queue).length;

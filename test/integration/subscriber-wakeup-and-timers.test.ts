@@ -10,7 +10,7 @@ import { useTestDatabase } from '../support/database.js';
 import { listen } from '../support/listen.js';
 import { outboxFactory } from '../support/outboxes.js';
 import { publishCommitted } from '../support/publish.js';
-import { FAST_POLL, migratedOutbox } from '../support/subscriber-setup.js';
+import { FAST_POLL, handlerStartsOf, migratedOutbox, SLOW_POLL } from '../support/subscriber-setup.js';
 import { inTransaction } from '../support/transaction.js';
 import { waitFor } from '../support/wait-for.js';
 
@@ -173,7 +173,7 @@ describe('retries on time', () => {
           if (runsAt.length === 1) ctx.nack({ delayMs: 700 });
           else ctx.ack();
         },
-        { lease, minPollIntervalMs: 30_000, maxPollIntervalMs: 60_000 },
+        { lease, ...SLOW_POLL },
       );
       outbox.start();
       await inTransaction(db.pool, (c) => outbox.publish(c, 'retried', 'again'));
@@ -242,14 +242,7 @@ describe('delayed publishes on time', () => {
         await Promise.all([consumerPool.end(), producerPool.end()]);
       });
       const { outbox: consumer } = await migratedOutbox(newOutbox, consumerPool, table);
-      const handledAt: number[] = [];
-      consumer.subscribe(
-        'later',
-        () => {
-          handledAt.push(Date.now());
-        },
-        { minPollIntervalMs: 30_000, maxPollIntervalMs: 60_000 },
-      );
+      const handledAt = handlerStartsOf(consumer, 'later');
       consumer.start();
       await waitFor(async () => (await listeners(table)) === 1, { what: 'the consumer listening' });
       const producer = newOutbox({ pool: producerPool, table, notify });
@@ -305,7 +298,7 @@ describe('delayed publishes on time', () => {
         (message) => {
           handled.push(String(message.body));
         },
-        { minPollIntervalMs: 30_000, maxPollIntervalMs: 60_000 },
+        SLOW_POLL,
       );
       consumer.start();
       await waitFor(async () => (await listeners(table)) === 1, { what: 'the consumer listening' });
@@ -329,14 +322,7 @@ describe('delayed publishes on time', () => {
 
   test('the publishing process: its own consumer, with LISTEN off, runs the row when it is due', async () => {
     const { outbox } = await migratedOutbox(newOutbox, db.pool, 'w_delayed_local', { listen: false });
-    const handledAt: number[] = [];
-    outbox.subscribe(
-      'later',
-      () => {
-        handledAt.push(Date.now());
-      },
-      { minPollIntervalMs: 30_000, maxPollIntervalMs: 60_000 },
-    );
+    const handledAt = handlerStartsOf(outbox, 'later');
     outbox.start();
     await delay(200);
     const publishedAt = Date.now();

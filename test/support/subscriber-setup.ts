@@ -6,6 +6,22 @@ import { EventLog } from './events.js';
 /** Fast polling for tests: NOTIFY wakes subscribers at once, polls only back up timers and retries. */
 export const FAST_POLL = { minPollIntervalMs: 20, maxPollIntervalMs: 100 } as const;
 
+/** Polls every 30–60 s: a row that runs sooner was woken for, not found by the poll. */
+export const SLOW_POLL = { minPollIntervalMs: 30_000, maxPollIntervalMs: 60_000 } as const;
+
+/** Subscribes `queue` with SLOW_POLL; the returned array collects when each handler run started (Date.now()). */
+export function handlerStartsOf(outbox: Outbox, queue: string): number[] {
+  const startedAt: number[] = [];
+  outbox.subscribe(
+    queue,
+    () => {
+      startedAt.push(Date.now());
+    },
+    SLOW_POLL,
+  );
+  return startedAt;
+}
+
 export interface SubscriberFixture {
   readonly outbox: Outbox;
   readonly log: EventLog;

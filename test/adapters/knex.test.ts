@@ -141,6 +141,24 @@ describe('knex: what is its own', () => {
     assert.equal((await watch.outbox.fetchUnprocessed({ queue: committed })).length, 1);
   });
 
+  test('cancelling a keyed timer wakes the rows it releases after COMMIT, as a publish does, not inside the transaction', async () => {
+    const queue = `released-${Date.now()}.q`;
+    await knex.transaction(async (trx) => {
+      await watch.outbox.publish(fromKnex(trx), queue, 'timer', { orderingKey: 'k', timerId: 't', activateInMs: 3_600_000 });
+      await watch.outbox.publish(fromKnex(trx), queue, 'behind', { orderingKey: 'k' });
+    });
+    const trx = await knex.transaction();
+    const backend = (await trx.raw<{ rows: { pid: number }[] }>('SELECT pg_backend_pid() AS pid')).rows[0]?.pid;
+    assert.equal(await watch.outbox.cancelTimer(fromKnex(trx), queue, 't'), true);
+    await trx.commit();
+    await watch.listener.waitFor(queue);
+    const sender = watch.listener.senders[watch.listener.payloads.indexOf(queue)];
+    assert.ok(
+      backend !== undefined && sender !== backend,
+      "sent by the Outbox's notifier after COMMIT, not inside the transaction",
+    );
+  });
+
   test('a nested transaction: its RELEASE SAVEPOINT wakes nobody, the outer COMMIT does', async () => {
     const queue = `nested-${Date.now()}.q`;
     await knex.transaction(async (trx) => {

@@ -29,17 +29,22 @@ async function newParentDir(): Promise<string> {
 
 /** Pids of postmasters whose data directory is under `dir` (Linux /proc). */
 async function postmastersUnder(dir: string): Promise<number[]> {
-  const pids: number[] = [];
+  const parents = new Map<number, number>();
   for (const entry of await readdir('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
     try {
       const cmdline = (await readFile(`/proc/${entry}/cmdline`, 'utf8')).split('\0');
-      if (cmdline.some((arg) => arg.startsWith(dir)) && cmdline.includes('-D')) pids.push(Number(entry));
+      if (!(cmdline.some((arg) => arg.startsWith(dir)) && cmdline.includes('-D'))) continue;
+      // The parent's pid: the field after the command name in parentheses (which may hold spaces).
+      const stat = await readFile(`/proc/${entry}/stat`, 'utf8');
+      parents.set(Number(entry), Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]));
     } catch {
       // the process ended while we looked
     }
   }
-  return pids;
+  // A backend just forked still shows the postmaster's command line until it sets its own title
+  // (CI saw two "postmasters" once): count only the processes whose parent is not one of them.
+  return [...parents].filter(([, parent]) => !parents.has(parent)).map(([pid]) => pid);
 }
 
 async function assertNoServerLeft(dir: string): Promise<void> {
@@ -98,13 +103,20 @@ describe('startEmbeddedPostgres', () => {
     test(`no orphan postgres after ${name}`, async () => {
       const parentDir = await newParentDir();
       const { child, ready, exited } = spawnChild(parentDir, mode);
-      if (signal !== undefined) {
-        await ready;
-        assert.equal((await postmastersUnder(parentDir)).length, 1);
-        child.kill(signal);
+      try {
+        if (signal !== undefined) {
+          await ready;
+          assert.equal((await postmastersUnder(parentDir)).length, 1);
+          child.kill(signal);
+        }
+        await exited;
+        await assertNoServerLeft(parentDir);
+      } finally {
+        // A failed assertion must not leave the child (and its server) running: it kept this
+        // file's process alive until CI's own limit.
+        if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+        for (const pid of await postmastersUnder(parentDir)) process.kill(pid, 'SIGQUIT');
       }
-      await exited;
-      await assertNoServerLeft(parentDir);
     });
   }
 

@@ -123,7 +123,7 @@ export class Outbox<Q extends QueueMap = AnyQueues, I extends QueueMap = Q> {
       channel: this.#options.names.channel,
       logger: this.#options.logger,
       preparedStatements: this.#options.preparedStatements,
-      wakeLocal: (payload) => {
+      signalLocal: (payload) => {
         this.#signals.signal(payload);
       },
     });

@@ -2,7 +2,7 @@ import { performance } from 'node:perf_hooks';
 
 import type pg from 'pg';
 
-import { duePayload } from '../queues/channel-signal.js';
+import { payloadFor } from '../queues/channel-signal.js';
 import { resolveBodyPreviewBytes } from '../queues/peek-page-bytes.js';
 import type { TableName } from '../schema/identifiers.js';
 import { DLQ_ADDED_COLUMNS, unmigratedSchemaError } from '../schema/unmigrated-schema.js';
@@ -289,8 +289,8 @@ export class DeadLetters {
         for (const row of rows) {
           if (row.queue === null) continue;
           moved += row.redriven;
-          if (row.due) this.#context.signalLocal(row.queue);
-          else if (row.due_in_ms !== null) this.#context.signalLocal(duePayload(row.queue, row.due_in_ms));
+          const payload = payloadFor(row.queue, row);
+          if (payload !== undefined) this.#context.signalLocal(payload);
         }
         redriven += moved;
         const first = rows[0];

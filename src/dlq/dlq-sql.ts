@@ -1,4 +1,4 @@
-import { announceDue, dueInMs, orderingKeyLockId } from '../producer/sql.js';
+import { dueColumns, orderingKeyLockId, wakeOrAnnounce } from '../producer/sql.js';
 import type { TableName } from '../schema/identifiers.js';
 import type { SchemaNames } from '../schema/schema-names.js';
 import { type Statement, statement } from '../util/statement.js';
@@ -191,12 +191,10 @@ export function buildDlqSql(names: SchemaNames & { readonly dlq: TableName }): D
     now() + $8::double precision * interval '1 millisecond', ordering_key
   FROM moved
   ORDER BY id
-  RETURNING queue, next_attempt_at, next_attempt_at <= now() AS due
+  RETURNING queue, next_attempt_at
 ), by_queue AS (
-  SELECT queue, count(*)::int AS redriven, bool_or(due) AS due,
-    CASE WHEN NOT bool_or(due) THEN ${dueInMs('min(next_attempt_at)')} END AS due_in_ms,
-    CASE WHEN bool_or(due) THEN pg_notify($9::text, queue) IS NOT NULL
-      ELSE ${announceDue('$9::text', 'queue', 'min(next_attempt_at)')} END AS woke
+  SELECT queue, count(*)::int AS redriven, ${dueColumns('min(next_attempt_at)')},
+    ${wakeOrAnnounce('$9::text', 'queue', 'min(next_attempt_at)')} AS woke
   FROM inserted GROUP BY queue
 )
 SELECT (SELECT max(id) FROM picked)::text AS last_picked,

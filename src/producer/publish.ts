@@ -3,7 +3,7 @@ import { CORRELATION_ID_HEADER } from '../envelope/headers.js';
 import { InvalidOptionError } from '../errors.js';
 import type { MiddlewareChain } from '../instrumentation/middleware-chain.js';
 import type { Emit } from '../instrumentation/recorders.js';
-import { duePayload } from '../queues/channel-signal.js';
+import { type DueAnswer, payloadFor } from '../queues/channel-signal.js';
 import type { TableName } from '../schema/identifiers.js';
 import { unmigratedSchemaError } from '../schema/unmigrated-schema.js';
 import type { BodySchemas } from '../typed-events/body-schemas.js';
@@ -99,25 +99,15 @@ function activation(options: ResolvedPublishOptions): [string | null, number] {
   return [options.activateAt?.toISOString() ?? null, options.activateInMs ?? 0];
 }
 
-/** What an afterCommit statement answers (src/producer/sql.ts): whether its row (any row of its batch) is due, and if not, in how many ms. */
-interface DueAnswer {
-  readonly due?: boolean | null;
-  readonly due_in_ms?: number | string | null;
-}
-
 /**
  * After an afterCommit statement: the queue's wake-up when its row is due, or the announcement of
  * when it will be (queues/channel-signal.ts), so the consumers of other processes run it then
  * rather than at their next poll. No row (a timer conflict): nothing. The delay is the database's
- * (activateAt is compared with its clock, and a keyed row may wait for its key's previous one); a
- * data layer's driver may answer the number as text.
+ * (activateAt is compared with its clock, and a keyed row may wait for its key's previous one).
  */
 function wakeAfter(route: WakeRoute, notifier: WakeNotifier, queue: string, answer: DueAnswer | undefined): void {
-  if (answer?.due === true) wakeAfterStatement(route, notifier, queue);
-  else if (answer?.due === false && answer.due_in_ms != null) {
-    const inMs = Number(answer.due_in_ms);
-    if (Number.isFinite(inMs)) wakeAfterStatement(route, notifier, duePayload(queue, inMs));
-  }
+  const payload = payloadFor(queue, answer);
+  if (payload !== undefined) wakeAfterStatement(route, notifier, payload);
 }
 
 /**
@@ -260,12 +250,12 @@ export async function cancelTimer(
   // A cancelled keyed timer gives the rows behind it their own time back, often now: their
   // consumers are told, as for a publish (one more statement in the transaction when the
   // wake-up must travel inside it; rare: only keyed timers with rows behind them).
-  if (row?.due !== true && row?.due_in_ms == null) return row !== undefined;
+  const payload = payloadFor(validQueue, row);
+  if (payload === undefined) return row !== undefined;
   if (planWake(ctx.notify, transaction.wake, ctx.notifier) === 'after-statement') {
-    wakeAfter(transaction.wake, ctx.notifier, validQueue, row);
+    wakeAfterStatement(transaction.wake, ctx.notifier, payload);
     return true;
   }
-  const payload = row.due === true ? validQueue : duePayload(validQueue, Number(row.due_in_ms));
   try {
     await runStatement(ctx, transaction, 'cancelTimer', ctx.sql.notifyInTransaction, [ctx.channel, payload]);
   } catch (error) {

@@ -85,18 +85,23 @@ const nextAttempt = (at: number) =>
  * database's clock, not the publisher's: activateAt is compared with the database's, and a keyed
  * row may be due later than its own delay (keyedNextAttempt).
  */
-export const dueInMs = (dueAt: string) =>
-  `GREATEST(0, extract(epoch FROM ${dueAt} - clock_timestamp()) * 1000)::double precision`;
+const dueInMs = (dueAt: string) => `GREATEST(0, extract(epoch FROM ${dueAt} - clock_timestamp()) * 1000)::double precision`;
 /** duePayload's rounding (queues/channel-signal.ts) of dueInMs, in SQL: up to the next 10 ms. */
 const roundedDueInMs = (dueAt: string) => `(ceil(${dueInMs(dueAt)} / ${DUE_ROUNDING_MS}) * ${DUE_ROUNDING_MS})::bigint`;
-/** The in-transaction variant's announcement: duePayload built in SQL. */
-export const announceDue = (channel: string, queue: string, dueAt: string) =>
-  `pg_notify(${channel}, chr(1) || 'due' || chr(1) || ${roundedDueInMs(dueAt)}::text || chr(1) || ${queue}) IS NOT NULL`;
-const wake = (channel: number) =>
-  `CASE WHEN next_attempt_at <= now() THEN pg_notify($${channel}::text, $1::text) IS NOT NULL
-    ELSE ${announceDue(`$${channel}::text`, '$1::text', 'next_attempt_at')} END AS woke`;
-/** afterCommit's answer: whether the row is due, and if not, in how many ms (publish.ts wakeAfter). */
-const DUE = `next_attempt_at <= now() AS due, CASE WHEN next_attempt_at > now() THEN ${dueInMs('next_attempt_at')} END AS due_in_ms`;
+/**
+ * The in-transaction variants' wake-up of rows due at `at`: their queue when they are due, else
+ * duePayload (queues/channel-signal.ts) built in SQL. A boolean, never void (see above).
+ */
+export const wakeOrAnnounce = (channel: string, queue: string, at: string) =>
+  `CASE WHEN ${at} <= now() THEN pg_notify(${channel}, ${queue}) IS NOT NULL
+    ELSE pg_notify(${channel}, chr(1) || 'due' || chr(1) || ${roundedDueInMs(at)}::text || chr(1) || ${queue}) IS NOT NULL END`;
+/**
+ * What the afterCommit variants (and cancelTimer, a redrive) answer about rows due at `at`:
+ * `due`, and for a time not yet due `due_in_ms`; channel-signal.ts payloadFor reads them.
+ */
+export const dueColumns = (at: string) => `${at} <= now() AS due, CASE WHEN ${at} > now() THEN ${dueInMs(at)} END AS due_in_ms`;
+const wake = (channel: number) => `${wakeOrAnnounce(`$${channel}::text`, '$1::text', 'next_attempt_at')} AS woke`;
+const DUE = dueColumns('next_attempt_at');
 const epochMs = (column: string) => `(extract(epoch FROM ${column}) * 1000)::double precision AS ${column}`;
 /** A row's columns but its payload: jsonb as text, times as epoch ms. Decoded by outboxRowFieldsOf (also peekPreviews). */
 export const PORTABLE_ROW_FIELDS = `id::text AS id, queue, headers::text AS headers,
@@ -182,24 +187,17 @@ export function buildProducerSql(names: SchemaNames): ProducerSql {
   ORDER BY m.ord
   RETURNING id, next_attempt_at)
 SELECT string_agg(inserted.id::text, ',' ORDER BY inserted.id) AS ids, ${returned} FROM inserted`;
-  const anyDue = 'bool_or(next_attempt_at <= now())';
   return {
     publish: statement('publish', single(wake(6), 7)),
     publishTimer: statement('publish_timer', timer(wake(6), '$7', 8)),
     publishBatch: statement(
       'publish_batch',
-      batch(
-        `CASE WHEN ${anyDue} THEN pg_notify($8::text, $1::text) IS NOT NULL ELSE ${announceDue('$8::text', '$1::text', 'min(next_attempt_at)')} END AS woke`,
-        9,
-      ),
+      batch(`${wakeOrAnnounce('$8::text', '$1::text', 'min(next_attempt_at)')} AS woke`, 9),
     ),
     afterCommit: {
       publish: statement('publish_quiet', single(DUE, 6)),
       publishTimer: statement('publish_timer_quiet', timer(DUE, '$6', 7)),
-      publishBatch: statement(
-        'publish_batch_quiet',
-        batch(`${anyDue} AS due, CASE WHEN NOT ${anyDue} THEN ${dueInMs('min(next_attempt_at)')} END AS due_in_ms`, 8),
-      ),
+      publishBatch: statement('publish_batch_quiet', batch(dueColumns('min(next_attempt_at)'), 8)),
     },
     // The row is picked FOR UPDATE SKIP LOCKED, so a row another transaction holds locked reads as
     // leased and the cancel answers false at once. A `lease: 'row-lock'` batch runs its rows locked
@@ -236,12 +234,8 @@ SELECT string_agg(inserted.id::text, ',' ORDER BY inserted.id) AS ids, ${returne
   UPDATE ${t} AS w SET next_attempt_at = GREATEST(now(), i.own_at, i.before_at) FROM inherited AS i
   WHERE w.id = i.id AND w.acquired_token IS NULL
   RETURNING w.next_attempt_at
-), earliest AS (
-  SELECT min(next_attempt_at) AS at FROM released
 )
-SELECT id::text AS id, (SELECT at <= now() FROM earliest) AS due,
-  (SELECT CASE WHEN at > now() THEN ${dueInMs('at')} END FROM earliest) AS due_in_ms
-FROM cancelled`,
+SELECT id::text AS id, earliest.* FROM cancelled, (SELECT ${dueColumns('min(next_attempt_at)')} FROM released) AS earliest`,
     ),
     notifyInTransaction: statement('notify_in_transaction', `SELECT pg_notify($1::text, $2::text) IS NOT NULL AS woke`),
     fetchUnprocessed: statement('fetch_unprocessed', `SELECT ${PORTABLE_ROW_COLUMNS} FROM ${t} ORDER BY ${t}.id LIMIT $1::int`),

@@ -38,7 +38,7 @@ export interface WakeNotifierOptions {
    * process, so they need no round trip through the server. Their LISTEN then skips what this
    * notifier sends (`backendPid`).
    */
-  readonly wakeLocal?: (payload: string) => void;
+  readonly signalLocal?: (payload: string) => void;
   /** false behind PgBouncer in transaction mode (< 1.21): the statement is sent unnamed. */
   readonly preparedStatements: boolean;
   /** @default NOTIFY_MIN_INTERVAL_MS */
@@ -123,7 +123,7 @@ export class WakeNotifier {
   /**
    * The server process of the notifier's connection, while it has one: its notifications carry
    * this pid, so this Outbox's LISTEN can tell them from other processes' and skip them (the
-   * subscriptions they would wake were woken by `wakeLocal` already).
+   * subscriptions they would wake were woken by `signalLocal` already).
    */
   get backendPid(): number | undefined {
     return (this.#client as { processID?: number | null } | undefined)?.processID ?? undefined;
@@ -140,7 +140,7 @@ export class WakeNotifier {
    * other processes'. Never throws, never waits. Called only once the row is committed.
    */
   request(payload: string): void {
-    this.#wakeLocal(payload);
+    this.#signalLocal(payload);
     if (this.#isStopped() || performance.now() < this.#pausedUntil) return;
     this.#pending.add(payload);
     if (this.#state === 'sending') return;
@@ -233,9 +233,9 @@ export class WakeNotifier {
     );
   }
 
-  #wakeLocal(payload: string): void {
+  #signalLocal(payload: string): void {
     try {
-      this.#options.wakeLocal?.(payload);
+      this.#options.signalLocal?.(payload);
     } catch (error) {
       // request() runs inside the caller's COMMIT handling: nothing may escape into it. (The
       // Outbox's own LISTEN skips this notifier's NOTIFY, so polling is what is left.)

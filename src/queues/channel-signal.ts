@@ -36,6 +36,24 @@ export function duePayload(queue: string, inMs: number): string {
   return `${DUE_PREFIX}${Math.ceil(Math.max(0, inMs) / DUE_ROUNDING_MS) * DUE_ROUNDING_MS}${SEPARATOR}${queue}`;
 }
 
+/** What a statement answered about its rows' due time (producer/sql.ts dueColumns); a driver may answer the number as text. */
+export interface DueAnswer {
+  readonly due?: boolean | null;
+  readonly due_in_ms?: number | string | null;
+}
+
+/**
+ * The payload that tells consumers of `queue` about rows with this answer: the queue when they are
+ * due, the announcement of when they will be otherwise; undefined for no row (a timer conflict,
+ * nothing released).
+ */
+export function payloadFor(queue: string, answer: DueAnswer | undefined): string | undefined {
+  if (answer?.due === true) return queue;
+  if (answer?.due !== false || answer.due_in_ms == null) return undefined;
+  const inMs = Number(answer.due_in_ms);
+  return Number.isFinite(inMs) ? duePayload(queue, inMs) : undefined;
+}
+
 export function readSignal(payload: string): ChannelSignal {
   if (payload.startsWith(PAUSED_PREFIX)) return { kind: 'paused', queue: payload.slice(PAUSED_PREFIX.length) };
   if (payload.startsWith(DUE_PREFIX)) {

@@ -28,7 +28,7 @@ export interface ListenerOptions {
   readonly healthCheckIntervalMs?: number;
   /**
    * The server process whose notifications to skip: this Outbox's own notifier, whose wake-ups
-   * reached this process's subscriptions before they were sent (WakeNotifier's `wakeLocal`).
+   * reached this process's subscriptions before they were sent (WakeNotifier's `signalLocal`).
    */
   readonly ownNotifierPid?: () => number | undefined;
 }

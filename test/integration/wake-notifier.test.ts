@@ -27,7 +27,7 @@ describe('the wake-up notifier and this process', () => {
       channel: CHANNEL,
       logger: silentLogger,
       preparedStatements: true,
-      wakeLocal: (queue) => void local.push(queue),
+      signalLocal: (queue) => void local.push(queue),
     });
     try {
       assert.equal(notifier.backendPid, undefined, 'no connection before the first wake-up');
@@ -43,7 +43,7 @@ describe('the wake-up notifier and this process', () => {
     }
   });
 
-  test('a wakeLocal that throws is logged; the NOTIFY for other processes still goes out', async () => {
+  test('a signalLocal that throws is logged; the NOTIFY for other processes still goes out', async () => {
     const listener = await listen(db.url, CHANNEL);
     const warnings: string[] = [];
     const notifier = new WakeNotifier({
@@ -51,7 +51,7 @@ describe('the wake-up notifier and this process', () => {
       channel: CHANNEL,
       logger: { ...silentLogger, warn: (_fields: object, message: string) => void warnings.push(message) },
       preparedStatements: true,
-      wakeLocal: () => {
+      signalLocal: () => {
         throw new Error('a subscription blew up');
       },
     });

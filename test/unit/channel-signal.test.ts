@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 
-import { duePayload, pausedPayload, readSignal } from '../../src/queues/channel-signal.js';
+import { duePayload, pausedPayload, payloadFor, readSignal } from '../../src/queues/channel-signal.js';
 
 // The payloads of the NOTIFY channel (src/queues/channel-signal.ts).
 describe('channel signals', () => {
@@ -38,5 +38,14 @@ describe('channel signals', () => {
     ]) {
       assert.deepEqual(readSignal(payload), { kind: 'wake', queue: payload });
     }
+  });
+
+  test("a statement's due answer becomes the queue, an announcement, or nothing", () => {
+    assert.equal(payloadFor('q', { due: true, due_in_ms: null }), 'q');
+    assert.equal(payloadFor('q', { due: false, due_in_ms: 1_234.5 }), duePayload('q', 1_234.5));
+    assert.equal(payloadFor('q', { due: false, due_in_ms: '1234.5' }), duePayload('q', 1_234.5), 'a driver answering text');
+    assert.equal(payloadFor('q', undefined), undefined, 'no row');
+    assert.equal(payloadFor('q', { due: null, due_in_ms: null }), undefined, 'nothing released');
+    assert.equal(payloadFor('q', { due: false, due_in_ms: 'x' }), undefined);
   });
 });

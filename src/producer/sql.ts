@@ -85,7 +85,8 @@ const nextAttempt = (at: number) =>
  * database's clock, not the publisher's: activateAt is compared with the database's, and a keyed
  * row may be due later than its own delay (keyedNextAttempt).
  */
-const dueInMs = (dueAt: string) => `GREATEST(0, extract(epoch FROM ${dueAt} - clock_timestamp()) * 1000)::double precision`;
+export const dueInMs = (dueAt: string) =>
+  `GREATEST(0, extract(epoch FROM ${dueAt} - clock_timestamp()) * 1000)::double precision`;
 /** duePayload's rounding (queues/channel-signal.ts) of dueInMs, in SQL: up to the next 10 ms. */
 const roundedDueInMs = (dueAt: string) => `(ceil(${dueInMs(dueAt)} / ${DUE_ROUNDING_MS}) * ${DUE_ROUNDING_MS})::bigint`;
 /**

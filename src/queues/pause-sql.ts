@@ -29,17 +29,8 @@ function pausedAmongText(names: SchemaNames): string {
   return `SELECT queue FROM ${names.paused.sql} WHERE queue = ANY($1::text[])`;
 }
 
-/**
- * For the read below, set once per LISTEN connection (its other statements, LISTEN and SELECT 1,
- * take no table locks): behind a migration's lock on <t>_paused the read fails after 2 s on the
- * server, before the client's 5 s query_timeout (listener.ts), which would leave the statement
- * waiting there and the connection stuck behind it.
- */
-const PAUSED_READ_LOCK_TIMEOUT = "SET lock_timeout = '2s'";
-
 /** Those of `queues` paused now, read on `client` (the LISTEN connection). */
 export async function readPausedAmong(client: pg.ClientBase, names: SchemaNames, queues: readonly string[]): Promise<string[]> {
-  await client.query(PAUSED_READ_LOCK_TIMEOUT);
   const { rows } = await client.query<{ queue: string }>(pausedAmongText(names), [queues]);
   return rows.map((row) => row.queue);
 }

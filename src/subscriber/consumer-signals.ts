@@ -6,6 +6,7 @@ import { readSignal } from '../queues/channel-signal.js';
 import { readPausedAmong } from '../queues/pause-sql.js';
 import type { ConsumerDiagnostics } from '../schema/consumer-diagnostics.js';
 import { DueAlarm } from './due-alarm.js';
+import { readDueTimes } from './due-times-sql.js';
 import { NotifyListener } from './listener.js';
 import { UntilFirstWait } from './until-first-wait.js';
 
@@ -41,8 +42,9 @@ export interface ConsumerSignalsDeps {
  * a resume, a redrive, another process's NOTIFY) and pause signals, through the one LISTEN
  * connection this class opens once a subscription first waits for work (until-first-wait.ts),
  * together with the diagnostics that read the database. After every LISTEN (re)connect it reads
- * which queues are paused, for the signals sent while nobody listened (architecture/operations.md,
- * "Buffered rows go back").
+ * what the signals sent while nobody listened would have said: which queues are paused
+ * (architecture/operations.md, "Buffered rows go back") and when their delayed rows come due
+ * (architecture/subscriber.md, "Delayed messages and timers").
  */
 export class ConsumerSignals {
   readonly #deps: ConsumerSignalsDeps;
@@ -72,9 +74,15 @@ export class ConsumerSignals {
         onWake: (payload) => {
           this.signal(payload);
         },
-        afterListen: (client) => this.#releaseMissedPauses(client),
+        afterListen: async (client) => {
+          await this.#releaseMissedPauses(client);
+          await this.#readDueTimes(client, this.#servedQueues());
+        },
         ownNotifierPid,
       });
+    } else if (this.#listener?.listening === true) {
+      // A subscription added while listening: its queues' delayed rows were not read.
+      void this.#listener.whileListening((client) => this.#readDueTimes(client, this.#servedQueues()));
     }
     this.#untilFirstWait.arm();
   }
@@ -132,18 +140,29 @@ export class ConsumerSignals {
     else this.wake(signal?.queue);
   }
 
-  /** One alarm per queue a subscription here serves (the others' announcements are ignored). */
   #wakeWhenDue(queue: string, inMs: number): void {
-    if (this.#stopped) return;
+    this.#alarmOf(queue)?.add(performance.now() + inMs);
+  }
+
+  /**
+   * One per queue a subscription here serves (the others' announcements are ignored). When a read
+   * stopped at its limit, or announcements overflowed the alarm, it reads the queue's later rows
+   * once those it knows have fired.
+   */
+  #alarmOf(queue: string): DueAlarm | undefined {
+    if (this.#stopped) return undefined;
     let alarm = this.#due.get(queue);
     if (alarm === undefined) {
-      if (!this.#deps.subscriptions.some((s) => s.options.queues.includes(queue))) return;
-      alarm = new DueAlarm(() => {
-        this.wake(queue);
-      });
+      if (!this.#deps.subscriptions.some((s) => s.options.queues.includes(queue))) return undefined;
+      alarm = new DueAlarm(
+        () => {
+          this.wake(queue);
+        },
+        { refill: () => void this.#listener?.whileListening((client) => this.#readDueTimes(client, [queue])) },
+      );
       this.#due.set(queue, alarm);
     }
-    alarm.add(performance.now() + inMs);
+    return alarm;
   }
 
   /**
@@ -153,8 +172,8 @@ export class ConsumerSignals {
    * or is notified; and no pool connection is opened for it while the first claims hold theirs.
    */
   async #releaseMissedPauses(client: pg.ClientBase): Promise<void> {
-    const { options, subscriptions } = this.#deps;
-    const queues = [...new Set(subscriptions.flatMap((s) => s.options.queues))];
+    const { options } = this.#deps;
+    const queues = this.#servedQueues();
     if (queues.length === 0) return;
     try {
       for (const queue of await readPausedAmong(client, options.names, queues)) {
@@ -171,5 +190,35 @@ export class ConsumerSignals {
         'could not read which queues are paused after the LISTEN connection (re)connected: rows buffered before a pause it missed run unless another signal comes',
       );
     }
+  }
+
+  /**
+   * Delayed rows announced while nobody here listened (before start, a reconnect, a restart) would
+   * run at the next poll, up to maxPollIntervalMs late: read when they come due, on the LISTEN
+   * connection after its LISTEN, so a row is either read or announced. A queue whose read stopped
+   * at its limit is read again once the last of them fired (DueAlarm's refill).
+   */
+  async #readDueTimes(client: pg.ClientBase, queues: readonly string[]): Promise<void> {
+    if (queues.length === 0) return;
+    try {
+      const read = await readDueTimes(client, this.#deps.options.names, queues);
+      const readAt = performance.now();
+      for (const { queue, inMs, more } of read) {
+        const alarm = this.#alarmOf(queue);
+        if (alarm === undefined) continue;
+        for (const ms of inMs) alarm.add(readAt + ms);
+        if (more) alarm.unknownAfter(readAt + (inMs.at(-1) ?? 0));
+      }
+    } catch (error) {
+      if (!this.#deps.running()) return;
+      this.#deps.options.logger.warn(
+        { err: errorMessage(error) },
+        'could not read when delayed rows come due after the LISTEN connection (re)connected: those published while it was down run at the next poll',
+      );
+    }
+  }
+
+  #servedQueues(): string[] {
+    return [...new Set(this.#deps.subscriptions.flatMap((s) => s.options.queues))];
   }
 }

@@ -33,6 +33,13 @@ export interface ListenerOptions {
   readonly ownNotifierPid?: () => number | undefined;
 }
 
+/**
+ * Set once per connection, before LISTEN (LISTEN and SELECT 1 take no table locks; afterListen's
+ * reads do): behind a migration's lock they fail after 2 s on the server, before the client's 5 s
+ * query_timeout, which would leave the statement waiting there and the connection stuck behind it.
+ */
+const READ_LOCK_TIMEOUT = "SET lock_timeout = '2s'";
+
 /** Longest pause between reconnect attempts. */
 export const MAX_RECONNECT_BACKOFF_MS = 30_000;
 const HEALTH_CHECK_TIMEOUT_MS = 5_000;
@@ -135,18 +142,14 @@ export class NotifyListener {
       this.#options.onWake(message.payload);
     });
     await client.connect();
-    const listen = `LISTEN ${quoteIdent(this.#options.channel)}`;
-    await client.query(listen);
+    await client.query(READ_LOCK_TIMEOUT);
+    await client.query(this.#listen);
     if (this.#stopped()) return;
     this.#state = 'listening';
     onListening();
     this.#options.onWake(undefined);
-    if (this.#options.afterListen !== undefined) {
-      await this.#options.afterListen(client);
-      // Again (a no-op for the server): pg_stat_activity shows a connection's last statement, and
-      // the bench and the tests find this connection by its LISTEN (until the first health check).
-      await client.query(listen);
-    }
+    const { afterListen } = this.#options;
+    if (afterListen !== undefined) await this.#read(client, afterListen);
     const interval = this.#options.healthCheckIntervalMs ?? 30_000;
     for (;;) {
       try {
@@ -159,6 +162,32 @@ export class NotifyListener {
       if (this.#stopped()) return;
       await this.#healthCheck(client);
     }
+  }
+
+  /**
+   * Runs `read` on the connection if it listens (what it reads is then either seen or notified);
+   * otherwise nothing: a reconnect runs afterListen. Its statements are bounded as the health
+   * check is, and `read` must not throw.
+   */
+  async whileListening(read: (client: pg.ClientBase) => Promise<void>): Promise<void> {
+    const client = this.#client;
+    if (this.#state !== 'listening' || client === undefined) return;
+    try {
+      await this.#read(client, read);
+    } catch {
+      // The connection failed: its loop sees it, reconnects and runs afterListen.
+    }
+  }
+
+  get #listen(): string {
+    return `LISTEN ${quoteIdent(this.#options.channel)}`;
+  }
+
+  async #read(client: pg.Client, read: (client: pg.ClientBase) => Promise<void>): Promise<void> {
+    await read(client);
+    // Again (a no-op for the server): pg_stat_activity shows a connection's last statement, and
+    // the bench and the tests find this connection by its LISTEN (until the first health check).
+    await client.query(this.#listen);
   }
 
   /** Bounded by the client's query_timeout (HEALTH_CHECK_TIMEOUT_MS): a half-open connection fails it. */

@@ -332,3 +332,88 @@ describe('delayed publishes on time', () => {
     assert.ok(waited >= DELAY_MS - 10 && waited < DELAY_MS + 2_000, `ran after ${waited} ms`);
   });
 });
+
+// A consumer hears an announcement only while it listens: rows delayed before it started (a
+// deploy), or while its LISTEN connection was down, are read from the table when it (re)connects.
+describe('delayed rows published while nobody listened', () => {
+  /** Subscribes `queue` with SLOW_POLL; the returned map gets each body's handler start (Date.now()). */
+  function startsByBody(outbox: Outbox, queue: string): Map<string, number> {
+    const startedAt = new Map<string, number>();
+    outbox.subscribe(
+      queue,
+      (message) => {
+        startedAt.set(String(message.body), Date.now());
+      },
+      SLOW_POLL,
+    );
+    return startedAt;
+  }
+
+  test('rows delayed before the consumer started each run when due: more than one read of them holds', async () => {
+    const table = 'w_due_before_start';
+    const producer = newOutbox({ pool: db.pool, table });
+    await producer.migrate();
+    // 120 rows 15 ms apart: more than one read's worth (100 per queue), none sharing a wake-up.
+    const ROWS = 120;
+    const FIRST_MS = 1_500;
+    const publishedAt = Date.now();
+    await inTransaction(db.pool, async (c) => {
+      for (let i = 0; i < ROWS; i += 1) await producer.publish(c, 'later', String(i), { activateInMs: FIRST_MS + i * 15 });
+    });
+    const committedAt = Date.now();
+    const consumerPool = new pg.Pool({ connectionString: db.url, max: 4 });
+    db.onCleanup(() => consumerPool.end());
+    const consumer = newOutbox({ pool: consumerPool, table });
+    const startedAt = startsByBody(consumer, 'later');
+    consumer.start();
+    await waitFor(() => startedAt.size === ROWS, { what: 'every delayed row (the poll is 30 s)', timeoutMs: 8_000 });
+    for (let i = 0; i < ROWS; i += 1) {
+      const dueMs = FIRST_MS + i * 15;
+      const ranAt = startedAt.get(String(i))!;
+      assert.ok(ranAt >= publishedAt + dueMs - 10, `row ${i} ran ${publishedAt + dueMs - ranAt} ms early`);
+      assert.ok(ranAt < committedAt + dueMs + 1_000, `row ${i} ran ${ranAt - committedAt - dueMs} ms late`);
+    }
+  });
+
+  test("a subscription added while listening: its queue's rows delayed before it run when due", async () => {
+    const table = 'w_due_subscribed_later';
+    const consumerPool = new pg.Pool({ connectionString: db.url, max: 4 });
+    db.onCleanup(() => consumerPool.end());
+    const { outbox: consumer } = await migratedOutbox(newOutbox, consumerPool, table);
+    consumer.subscribe('first', () => undefined, SLOW_POLL);
+    consumer.start();
+    await waitFor(async () => (await listeners(table)) === 1, { what: 'the consumer listening' });
+    const producer = newOutbox({ pool: db.pool, table });
+    const publishedAt = Date.now();
+    await inTransaction(db.pool, (c) => producer.publish(c, 'later', 'x', { activateInMs: 1_500 }));
+    // Announced, but for a queue nobody here served: ignored.
+    await delay(100);
+    const startedAt = startsByBody(consumer, 'later');
+    await waitFor(() => startedAt.size === 1, { what: 'the delayed row (the poll is 30 s)', timeoutMs: 8_000 });
+    const waited = startedAt.get('x')! - publishedAt;
+    assert.ok(waited >= 1_490 && waited < 2_500, `ran after ${waited} ms`);
+  });
+
+  test('a row delayed while the LISTEN connection was down runs when due, after the reconnect', async () => {
+    const table = 'w_due_reconnect';
+    const consumerPool = new pg.Pool({ connectionString: db.url, max: 4 });
+    db.onCleanup(() => consumerPool.end());
+    const { outbox: consumer } = await migratedOutbox(newOutbox, consumerPool, table);
+    const startedAt = startsByBody(consumer, 'later');
+    consumer.start();
+    await waitFor(async () => (await listeners(table)) === 1, { what: 'the consumer listening' });
+    const producer = newOutbox({ pool: db.pool, table });
+    const { rows } = await db.pool.query<{ n: number }>(
+      'SELECT count(pg_terminate_backend(pid))::int AS n FROM pg_stat_activity WHERE datname = current_database() AND query = $1',
+      [`LISTEN "txoutbox.${table}"`],
+    );
+    assert.equal(rows[0]?.n, 1);
+    // The listener reconnects after about 500 ms: the announcement goes out before it listens again.
+    const publishedAt = Date.now();
+    await inTransaction(db.pool, (c) => producer.publish(c, 'later', 'x', { activateInMs: 1_500 }));
+    assert.equal(await listeners(table), 0, 'published while nobody listened');
+    await waitFor(() => startedAt.size === 1, { what: 'the delayed row (the poll is 30 s)', timeoutMs: 8_000 });
+    const waited = startedAt.get('x')! - publishedAt;
+    assert.ok(waited >= 1_490 && waited < 2_500, `ran after ${waited} ms`);
+  });
+});

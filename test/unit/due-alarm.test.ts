@@ -9,17 +9,15 @@ function setup(t: { mock: { timers: { enable: (o: { apis: 'setTimeout'[] }) => v
   t.mock.timers.enable({ apis: ['setTimeout'] });
   let clock = 0;
   const wakes: number[] = [];
-  const alarm = new DueAlarm(
-    () => wakes.push(clock),
-    () => clock,
-  );
+  const refills: number[] = [];
+  const alarm = new DueAlarm(() => wakes.push(clock), { now: () => clock, refill: () => refills.push(clock) });
   const advance = (ms: number) => {
     for (let i = 0; i < ms; i += 1) {
       clock += 1;
       t.mock.timers.tick(1);
     }
   };
-  return { alarm, wakes, advance };
+  return { alarm, wakes, refills, advance };
 }
 
 describe('DueAlarm', () => {
@@ -64,15 +62,41 @@ describe('DueAlarm', () => {
     assert.deepEqual(wakes, []);
   });
 
-  test('past 1,000 pending retries the latest are left to the poll, the earliest kept', (t) => {
-    const { alarm, wakes, advance } = setup(t);
-    // Each 20 ms apart: no two share a wake-up.
-    for (let i = 1_001; i >= 1; i -= 1) alarm.add(i * 20);
-    advance(1_000 * 20 + 30); // the 1,000th: 20,000 ms + 2 + 0.1 %
-    assert.equal(wakes.length, 1_000);
-    assert.equal(wakes[0], 23);
+  for (const order of ['latest first', 'earliest first'] as const) {
+    test(`past 1,000 pending due times (added ${order}) the latest are dropped, the earliest kept, and a refill asked for once the rest fired`, (t) => {
+      const { alarm, wakes, refills, advance } = setup(t);
+      // Each 20 ms apart: no two share a wake-up.
+      const times = Array.from({ length: 1_001 }, (_, i) => (i + 1) * 20);
+      for (const dueAt of order === 'latest first' ? times.reverse() : times) alarm.add(dueAt);
+      advance(999 * 20 + 20); // the 999th: 19,980 ms + 2 + 0.1 %
+      assert.deepEqual(refills, [], `${order}: not before the last listed fired`);
+      advance(30); // the 1,000th: 20,000 ms + 2 + 20
+      assert.equal(wakes.length, 1_000);
+      assert.equal(wakes[0], 23);
+      assert.deepEqual(refills, [wakes.at(-1)], `${order}: at the last listed wake-up, for the times beyond it`);
+      advance(100);
+      assert.equal(wakes.length, 1_000, `${order}: the 1,001st (the latest) has none of its own`);
+      assert.equal(refills.length, 1);
+    });
+  }
+
+  test('unknownAfter: once that due time has fired, one refill; none while the list is whole', (t) => {
+    const { alarm, wakes, refills, advance } = setup(t);
+    alarm.add(100);
+    alarm.add(200);
+    alarm.unknownAfter(200); // a read that stopped at its limit with the row due at 200
+    alarm.add(300); // announced meanwhile: the rows between 200 and 300 are still unknown
+    advance(150);
+    assert.deepEqual(refills, []);
     advance(100);
-    assert.equal(wakes.length, 1_000, 'the 1,001st (the latest) has none');
+    assert.deepEqual(wakes, [103, 203]);
+    assert.deepEqual(refills, [203], "with the wake-up at 200, not at the list's end");
+    advance(200);
+    assert.deepEqual(refills, [203], 'once');
+    alarm.unknownAfter(50); // already past: at the next wake-up
+    alarm.add(600);
+    advance(200);
+    assert.deepEqual(refills, [203, 603]);
   });
 
   test('a burst announcing one due time keeps one entry: the limit of 1,000 is left for other times', (t) => {

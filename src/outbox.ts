@@ -444,7 +444,7 @@ export class Outbox<Q extends QueueMap = AnyQueues, I extends QueueMap = Q> {
     this.#subscriptions.push(subscription);
     if (this.#started) {
       subscription.start();
-      this.#signals.started();
+      this.#signals.started(resolved.queues);
     }
     return { name: resolved.name, queues: resolved.queues };
   }

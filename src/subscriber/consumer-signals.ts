@@ -17,6 +17,9 @@ import { UntilFirstWait } from './until-first-wait.js';
  */
 export const DEFERRED_START_MAX_MS = 1_000;
 
+/** A read of due times that failed (a migration's lock, past the connection's lock_timeout) is tried again this much later. */
+const DUE_READ_RETRY_MS = 1_000;
+
 /** What ConsumerSignals needs of a subscription (Subscription, RowLockSubscription). */
 export interface SignalledSubscription {
   readonly options: { readonly queues: readonly string[] };
@@ -50,8 +53,13 @@ export class ConsumerSignals {
   readonly #deps: ConsumerSignalsDeps;
   readonly #untilFirstWait: UntilFirstWait;
   #listener: NotifyListener | undefined;
-  /** Per queue served here: when the delayed rows announced on the channel come due. */
+  /** Per queue served here: when its delayed rows come due, as announced on the channel or read after LISTEN. */
   readonly #due = new Map<string, DueAlarm>();
+  /** The last read of due times failed: the next failure is not logged again. */
+  #dueReadFailing = false;
+  /** Queues whose read of due times failed, read again together when the timer fires. */
+  readonly #dueReadRetry = new Set<string>();
+  #dueReadTimer: NodeJS.Timeout | undefined;
   #stopped = false;
 
   constructor(deps: ConsumerSignalsDeps) {
@@ -61,8 +69,11 @@ export class ConsumerSignals {
     }, DEFERRED_START_MAX_MS);
   }
 
-  /** Subscriptions started (at start(), or one subscribed later): the diagnostics that read no table, and the deferred start. */
-  started(): void {
+  /**
+   * Subscriptions started (at start(), or one subscribed later, serving `added`): the diagnostics
+   * that read no table, and the deferred start.
+   */
+  started(added?: readonly string[]): void {
     const { options, diagnostics, ownNotifierPid } = this.#deps;
     if (this.#deps.subscriptions.length === 0) return;
     diagnostics.onFirstSubscription();
@@ -80,9 +91,9 @@ export class ConsumerSignals {
         },
         ownNotifierPid,
       });
-    } else if (this.#listener?.listening === true) {
+    } else if (added !== undefined && this.#listener?.listening === true) {
       // A subscription added while listening: its queues' delayed rows were not read.
-      void this.#listener.whileListening((client) => this.#readDueTimes(client, this.#servedQueues()));
+      void this.#listener.whileListening((client) => this.#readDueTimes(client, added));
     }
     this.#untilFirstWait.arm();
   }
@@ -110,6 +121,7 @@ export class ConsumerSignals {
   async stop(): Promise<void> {
     this.#stopped = true;
     for (const alarm of this.#due.values()) alarm.clear();
+    clearTimeout(this.#dueReadTimer);
     this.#untilFirstWait.cancel();
     await this.#listener?.stop();
   }
@@ -202,20 +214,43 @@ export class ConsumerSignals {
     if (queues.length === 0) return;
     try {
       const read = await readDueTimes(client, this.#deps.options.names, queues);
+      this.#dueReadFailing = false;
       const readAt = performance.now();
       for (const { queue, inMs, more } of read) {
         const alarm = this.#alarmOf(queue);
         if (alarm === undefined) continue;
         for (const ms of inMs) alarm.add(readAt + ms);
-        if (more) alarm.unknownAfter(readAt + (inMs.at(-1) ?? 0));
+        if (more) alarm.unknownAfter(readAt + Math.max(...inMs));
       }
+      // The read sees only rows not yet due: those that came due since the queues' last claims
+      // began (the wake on connect, the alarm that asked for this read) are claimed now.
+      for (const queue of queues) this.wake(queue);
     } catch (error) {
       if (!this.#deps.running()) return;
+      this.#retryDueRead(queues);
+      if (this.#dueReadFailing) return;
+      this.#dueReadFailing = true;
       this.#deps.options.logger.warn(
-        { err: errorMessage(error) },
-        'could not read when delayed rows come due after the LISTEN connection (re)connected: those published while it was down run at the next poll',
+        { err: errorMessage(error), retryInMs: DUE_READ_RETRY_MS },
+        'could not read when delayed rows come due on the LISTEN connection: retrying; until it succeeds, rows published while it was down run at the next poll',
       );
     }
+  }
+
+  /**
+   * A read that failed on a live connection (a dead one reconnects and reads everything again):
+   * the queues are read again together, for as long as the reads fail.
+   */
+  #retryDueRead(queues: readonly string[]): void {
+    for (const queue of queues) this.#dueReadRetry.add(queue);
+    if (this.#dueReadTimer !== undefined || this.#stopped) return;
+    this.#dueReadTimer = setTimeout(() => {
+      this.#dueReadTimer = undefined;
+      const retry = [...this.#dueReadRetry];
+      this.#dueReadRetry.clear();
+      void this.#listener?.whileListening((client) => this.#readDueTimes(client, retry));
+    }, DUE_READ_RETRY_MS);
+    this.#dueReadTimer.unref();
   }
 
   #servedQueues(): string[] {

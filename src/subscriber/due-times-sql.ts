@@ -3,7 +3,7 @@ import type pg from 'pg';
 import { dueInMs } from '../producer/sql.js';
 import type { SchemaNames } from '../schema/schema-names.js';
 
-/** At most this many rows per read, over all queues: a read of many queues asks fewer of each. */
+/** At most this many rows per read, over all queues: a read of many queues asks fewer of each (one at least). */
 const MAX_ROWS_PER_READ = 10_000;
 /** At most this many due times of one queue per read; a queue with more is read again later. */
 const MAX_ROWS_PER_QUEUE = 100;

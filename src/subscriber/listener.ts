@@ -20,8 +20,8 @@ export interface ListenerOptions {
   readonly onWake: (payload: string | undefined) => void;
   /**
    * Run on the connection after each LISTEN succeeded, for what notifications sent before it
-   * would have said (the Outbox reads which queues are paused). On this connection, not the
-   * pool's: no other connection is opened for it. Must not throw.
+   * would have said (the Outbox reads which queues are paused, and when their delayed rows come
+   * due). On this connection, not the pool's: no other connection is opened for it. Must not throw.
    */
   readonly afterListen?: (client: pg.ClientBase) => Promise<void>;
   /** @default 30000 */
@@ -35,10 +35,11 @@ export interface ListenerOptions {
 
 /**
  * Set once per connection, before LISTEN (LISTEN and SELECT 1 take no table locks; afterListen's
- * reads do): behind a migration's lock they fail after 2 s on the server, before the client's 5 s
- * query_timeout, which would leave the statement waiting there and the connection stuck behind it.
+ * reads do): behind a migration's lock they fail after 2 s on the server, and a slow one after
+ * 4 s, before the client's 5 s query_timeout, which would leave the statement running there and
+ * the connection's next statements (the health check) stuck behind it.
  */
-const READ_LOCK_TIMEOUT = "SET lock_timeout = '2s'";
+const READ_TIMEOUTS = "SET lock_timeout = '2s'; SET statement_timeout = '4s'";
 
 /** Longest pause between reconnect attempts. */
 export const MAX_RECONNECT_BACKOFF_MS = 30_000;
@@ -142,7 +143,7 @@ export class NotifyListener {
       this.#options.onWake(message.payload);
     });
     await client.connect();
-    await client.query(READ_LOCK_TIMEOUT);
+    await client.query(READ_TIMEOUTS);
     await client.query(this.#listen);
     if (this.#stopped()) return;
     this.#state = 'listening';

@@ -337,43 +337,45 @@ describe('delayed publishes on time', () => {
 // deploy), or while its LISTEN connection was down, are read from the table when it (re)connects.
 describe('delayed rows published while nobody listened', () => {
   /** Subscribes `queue` with SLOW_POLL; the returned map gets each body's handler start (Date.now()). */
-  function startsByBody(outbox: Outbox, queue: string): Map<string, number> {
+  function startsByBody(outbox: Outbox, queue: string, lease: 'token' | 'row-lock' = 'token'): Map<string, number> {
     const startedAt = new Map<string, number>();
     outbox.subscribe(
       queue,
       (message) => {
         startedAt.set(String(message.body), Date.now());
       },
-      SLOW_POLL,
+      { lease, ...SLOW_POLL },
     );
     return startedAt;
   }
 
-  test('rows delayed before the consumer started each run when due: more than one read of them holds', async () => {
-    const table = 'w_due_before_start';
-    const producer = newOutbox({ pool: db.pool, table });
-    await producer.migrate();
-    // 120 rows 15 ms apart: more than one read's worth (100 per queue), none sharing a wake-up.
-    const ROWS = 120;
-    const FIRST_MS = 1_500;
-    const publishedAt = Date.now();
-    await inTransaction(db.pool, async (c) => {
-      for (let i = 0; i < ROWS; i += 1) await producer.publish(c, 'later', String(i), { activateInMs: FIRST_MS + i * 15 });
+  for (const lease of ['token', 'row-lock'] as const) {
+    test(`rows delayed before the consumer started each run when due: more than one read of them holds (lease: ${lease})`, async () => {
+      const table = lease === 'token' ? 'w_due_before_start' : 'w_due_before_start_rl';
+      const producer = newOutbox({ pool: db.pool, table });
+      await producer.migrate();
+      // 120 rows 15 ms apart: more than one read's worth (100 per queue), none sharing a wake-up.
+      const ROWS = 120;
+      const FIRST_MS = 1_500;
+      const publishedAt = Date.now();
+      await inTransaction(db.pool, async (c) => {
+        for (let i = 0; i < ROWS; i += 1) await producer.publish(c, 'later', String(i), { activateInMs: FIRST_MS + i * 15 });
+      });
+      const committedAt = Date.now();
+      const consumerPool = new pg.Pool({ connectionString: db.url, max: 4 });
+      db.onCleanup(() => consumerPool.end());
+      const consumer = newOutbox({ pool: consumerPool, table });
+      const startedAt = startsByBody(consumer, 'later', lease);
+      consumer.start();
+      await waitFor(() => startedAt.size === ROWS, { what: 'every delayed row (the poll is 30 s)', timeoutMs: 8_000 });
+      for (let i = 0; i < ROWS; i += 1) {
+        const dueMs = FIRST_MS + i * 15;
+        const ranAt = startedAt.get(String(i))!;
+        assert.ok(ranAt >= publishedAt + dueMs - 10, `row ${i} ran ${publishedAt + dueMs - ranAt} ms early`);
+        assert.ok(ranAt < committedAt + dueMs + 1_000, `row ${i} ran ${ranAt - committedAt - dueMs} ms late`);
+      }
     });
-    const committedAt = Date.now();
-    const consumerPool = new pg.Pool({ connectionString: db.url, max: 4 });
-    db.onCleanup(() => consumerPool.end());
-    const consumer = newOutbox({ pool: consumerPool, table });
-    const startedAt = startsByBody(consumer, 'later');
-    consumer.start();
-    await waitFor(() => startedAt.size === ROWS, { what: 'every delayed row (the poll is 30 s)', timeoutMs: 8_000 });
-    for (let i = 0; i < ROWS; i += 1) {
-      const dueMs = FIRST_MS + i * 15;
-      const ranAt = startedAt.get(String(i))!;
-      assert.ok(ranAt >= publishedAt + dueMs - 10, `row ${i} ran ${publishedAt + dueMs - ranAt} ms early`);
-      assert.ok(ranAt < committedAt + dueMs + 1_000, `row ${i} ran ${ranAt - committedAt - dueMs} ms late`);
-    }
-  });
+  }
 
   test("a subscription added while listening: its queue's rows delayed before it run when due", async () => {
     const table = 'w_due_subscribed_later';
@@ -404,7 +406,8 @@ describe('delayed rows published while nobody listened', () => {
     await waitFor(async () => (await listeners(table)) === 1, { what: 'the consumer listening' });
     const producer = newOutbox({ pool: db.pool, table });
     const { rows } = await db.pool.query<{ n: number }>(
-      'SELECT count(pg_terminate_backend(pid))::int AS n FROM pg_stat_activity WHERE datname = current_database() AND query = $1',
+      // Waits (up to 5 s) for the backend to exit: the count below must not see it.
+      'SELECT count(pg_terminate_backend(pid, 5000))::int AS n FROM pg_stat_activity WHERE datname = current_database() AND query = $1',
       [`LISTEN "txoutbox.${table}"`],
     );
     assert.equal(rows[0]?.n, 1);
@@ -415,5 +418,36 @@ describe('delayed rows published while nobody listened', () => {
     await waitFor(() => startedAt.size === 1, { what: 'the delayed row (the poll is 30 s)', timeoutMs: 8_000 });
     const waited = startedAt.get('x')! - publishedAt;
     assert.ok(waited >= 1_490 && waited < 2_500, `ran after ${waited} ms`);
+  });
+
+  test('a read of due times that fails (a lock held past its lock_timeout) is tried again, and the row runs when due', async () => {
+    const table = 'w_due_read_retry';
+    const producer = newOutbox({ pool: db.pool, table });
+    await producer.migrate();
+    const publishedAt = Date.now();
+    await inTransaction(db.pool, (c) => producer.publish(c, 'later', 'x', { activateInMs: 6_000 }));
+    // A migration's lock: the LISTEN connection opens at most 1 s after start (the claim blocks
+    // too, so it never idles), its read waits 2 s (lock_timeout) and fails; the lock goes at 3.5 s,
+    // and the read tried again 1 s after the failure finds the row.
+    const locker = await db.pool.connect();
+    const consumerPool = new pg.Pool({ connectionString: db.url, max: 4 });
+    db.onCleanup(() => consumerPool.end());
+    const consumer = newOutbox({ pool: consumerPool, table });
+    try {
+      await locker.query('BEGIN');
+      await locker.query(`LOCK TABLE ${table} IN ACCESS EXCLUSIVE MODE`);
+      const startedAt = startsByBody(consumer, 'later');
+      consumer.start();
+      await delay(3_500);
+      await locker.query('COMMIT');
+      await waitFor(() => startedAt.size === 1, { what: 'the delayed row (the poll is 30 s)', timeoutMs: 8_000 });
+      const waited = startedAt.get('x')! - publishedAt;
+      assert.ok(waited >= 5_990 && waited < 7_000, `ran after ${waited} ms`);
+      const warnings = newOutbox.logger.messages('warn').filter((m) => m.includes('could not read when delayed rows come due'));
+      assert.equal(warnings.length, 1, 'one warning for the failures in a row');
+    } finally {
+      await locker.query('ROLLBACK').catch(() => undefined);
+      locker.release();
+    }
   });
 });

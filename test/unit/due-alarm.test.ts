@@ -43,14 +43,17 @@ describe('DueAlarm', () => {
     assert.deepEqual(wakes, [212, 403]);
   });
 
-  test('clear() (stop) forgets every due time, and a retry written after it (a drain that timed out) arms nothing', (t) => {
-    const { alarm, wakes, advance } = setup(t);
+  test('clear() (stop) forgets every due time and refill, and a retry written after it (a drain that timed out) arms nothing', (t) => {
+    const { alarm, wakes, refills, advance } = setup(t);
     alarm.add(100);
     alarm.add(300);
+    alarm.unknownAfter(300);
     alarm.clear();
     alarm.add(500);
+    alarm.unknownAfter(500);
     advance(1_000);
     assert.deepEqual(wakes, []);
+    assert.deepEqual(refills, []);
   });
 
   test('a retry due past the longest timer Node takes (24.8 days) wakes nobody before it is due', (t) => {

@@ -137,6 +137,7 @@ export class Outbox<Q extends QueueMap = AnyQueues, I extends QueueMap = Q> {
       notifier: this.#notifier,
       schemas: this.#options.schemas,
       table: this.#options.names.outbox,
+      logger: this.#options.logger,
     };
     this.#subscriberSql = buildSubscriberSql(this.#options.names);
     this.#sinks = new RelaySinks(this.#options.logger);

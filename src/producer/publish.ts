@@ -1,12 +1,13 @@
 import { batchHeaderLines, withInjectedHeaders } from '../envelope/build-headers.js';
 import { CORRELATION_ID_HEADER } from '../envelope/headers.js';
-import { InvalidOptionError } from '../errors.js';
+import { errorMessage, InvalidOptionError } from '../errors.js';
 import type { MiddlewareChain } from '../instrumentation/middleware-chain.js';
 import type { Emit } from '../instrumentation/recorders.js';
 import { type DueAnswer, payloadFor } from '../queues/channel-signal.js';
 import type { TableName } from '../schema/identifiers.js';
 import { unmigratedSchemaError } from '../schema/unmigrated-schema.js';
 import type { BodySchemas } from '../typed-events/body-schemas.js';
+import type { Logger } from '../util/logger.js';
 import type { Statement } from '../util/statement.js';
 import { assertTransactional } from './executor.js';
 import { observePublish } from './observe-publish.js';
@@ -40,6 +41,7 @@ export interface ProducerContext {
   readonly schemas: BodySchemas | undefined;
   /** The outbox table, named by SchemaNotMigratedError. */
   readonly table: TableName;
+  readonly logger: Logger;
 }
 
 /** The most rows one publishBatch() may insert: bounds the statement's memory on both ends. */
@@ -262,6 +264,10 @@ export async function cancelTimer(
     // With autocommit the cancel has committed already: a lost wake-up costs a poll, and the
     // caller must not read "not cancelled". Inside the caller's transaction it fails with it.
     if (!autocommit) throw error;
+    ctx.logger.warn(
+      { queue: validQueue, timerId, err: errorMessage(error) },
+      'cancelTimer (autocommit) committed, but its wake-up failed: the rows behind the timer run at the next poll',
+    );
   }
   return true;
 }

@@ -91,6 +91,52 @@ describe('timers', () => {
   });
 });
 
+// cancelTimer's wake-up of the rows behind a keyed timer is a second statement when it travels
+// inside the transaction ('in-transaction'). Made to fail here by a role that may not call
+// pg_notify (revoked from PUBLIC in this file's database; the superuser's other tests bypass it).
+test("cancelTimer's failed wake-up: with autocommit the committed cancel is reported, with a warning; inside a transaction it fails the transaction", async () => {
+  const table = 'w_cancel_wake_fails';
+  const outbox = newOutbox({ pool: db.pool, table, notify: 'in-transaction' });
+  await outbox.migrate();
+  const timerWithRowBehind = (timerId: string) =>
+    inTransaction(db.pool, async (c) => {
+      await outbox.publish(c, 'keyed', 'timer', { orderingKey: timerId, timerId, activateInMs: HOUR_MS });
+      await outbox.publish(c, 'keyed', 'behind', { orderingKey: timerId });
+    });
+  await timerWithRowBehind('autocommit');
+  await timerWithRowBehind('in-transaction');
+  const role = `no_notify_${process.pid}`;
+  await db.pool.query(`CREATE ROLE ${role} LOGIN PASSWORD 'pw'`);
+  await db.pool.query(`GRANT SELECT, UPDATE, DELETE ON ${table} TO ${role}`);
+  await db.pool.query('REVOKE EXECUTE ON FUNCTION pg_notify(text, text) FROM PUBLIC');
+  const url = new URL(db.url);
+  url.username = role;
+  url.password = 'pw';
+  const pool = new pg.Pool({ connectionString: url.toString(), max: 2 });
+  try {
+    const restricted = newOutbox({ pool, table, notify: 'in-transaction' });
+    assert.equal(await restricted.cancelTimer(pool, 'keyed', 'autocommit', { autocommit: true }), true);
+    assert.ok(
+      newOutbox.logger.messages('warn').some((m) => m.includes('cancelTimer (autocommit) committed, but its wake-up failed')),
+    );
+    await assert.rejects(
+      inTransaction(pool, (c) => restricted.cancelTimer(c, 'keyed', 'in-transaction')),
+      /permission denied for function pg_notify/,
+    );
+    const { rows } = await db.pool.query<{ timer_id: string }>(`SELECT timer_id FROM ${table} WHERE timer_id IS NOT NULL`);
+    assert.deepEqual(
+      rows.map((row) => row.timer_id),
+      ['in-transaction'],
+      "the autocommit cancel stands, the transaction's rolled back",
+    );
+  } finally {
+    await pool.end();
+    await db.pool.query('GRANT EXECUTE ON FUNCTION pg_notify(text, text) TO PUBLIC');
+    await db.pool.query(`REVOKE ALL ON ${table} FROM ${role}`);
+    await db.pool.query(`DROP ROLE ${role}`);
+  }
+});
+
 describe('the shared LISTEN connection', () => {
   test('one listener per Outbox serves every subscription, waking only the notified queue', async () => {
     const { outbox, log } = await migratedOutbox(newOutbox, db.pool, 'w_shared');

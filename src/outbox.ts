@@ -428,7 +428,13 @@ export class Outbox<Q extends QueueMap = AnyQueues, I extends QueueMap = Q> {
       onIdle: () => {
         this.#signals.idle();
       },
-      tally: this.#tally,
+      tally: {
+        count: (queue, outcome) => {
+          this.#tally.count(queue, outcome);
+          // Its due time is known here only: handed over to the other consumers at stop().
+          if (outcome === 'retried') this.#signals.retried(queue);
+        },
+      },
       // ctx.publish: through the delivery's transaction, or on its own through the pool.
       followUp: (client, queue, body, publishOptions) =>
         this.#publishAny(

@@ -2,9 +2,10 @@ import type pg from 'pg';
 
 import { errorMessage } from '../errors.js';
 import type { ResolvedOutboxOptions } from '../outbox-options.js';
-import { readSignal } from '../queues/channel-signal.js';
+import { duePayload, readSignal } from '../queues/channel-signal.js';
 import { readPausedAmong } from '../queues/pause-sql.js';
 import type { ConsumerDiagnostics } from '../schema/consumer-diagnostics.js';
+import { beforeDeadline, CLOSE_TIMEOUT_MS } from '../util/deadline.js';
 import { DueAlarm } from './due-alarm.js';
 import { readDueTimes } from './due-times-sql.js';
 import { NotifyListener } from './listener.js';
@@ -16,6 +17,18 @@ import { UntilFirstWait } from './until-first-wait.js';
  * back after it, and a consumer busy for longer than this is woken by NOTIFY when it idles.
  */
 export const DEFERRED_START_MAX_MS = 1_000;
+
+/**
+ * stop()'s share of its CLOSE_TIMEOUT_MS for handing the retries over (two statements on a live
+ * connection: a few ms); the LISTEN connection's close gets the rest.
+ */
+const HAND_OVER_MS = 400;
+
+/**
+ * $1 channel, $2 payloads: one notification each, sent when this autocommit statement commits. A
+ * boolean, never void.
+ */
+const NOTIFY_EACH = 'SELECT bool_and(pg_notify($1::text, p) IS NOT NULL) AS sent FROM unnest($2::text[]) AS p';
 
 /** A read of due times that failed (a migration's lock, past the connection's lock_timeout) is tried again this much later. */
 const DUE_READ_RETRY_MS = 1_000;
@@ -60,6 +73,8 @@ export class ConsumerSignals {
   /** Queues whose read of due times failed, read again together when the timer fires. */
   readonly #dueReadRetry = new Set<string>();
   #dueReadTimer: NodeJS.Timeout | undefined;
+  /** Queues this Outbox wrote a retry in: their delayed rows are announced at stop(). */
+  readonly #retriedQueues = new Set<string>();
   #stopped = false;
 
   constructor(deps: ConsumerSignalsDeps) {
@@ -117,13 +132,30 @@ export class ConsumerSignals {
     for (const s of this.#deps.subscriptions) if (s.options.queues.includes(queue)) s.releasePaused(queue);
   }
 
-  /** Within the listener's own bound (CLOSE_TIMEOUT_MS); nothing opens afterwards. */
+  /** A subscription here wrote a retry in `queue` (after its write, or its batch's COMMIT). */
+  retried(queue: string): void {
+    this.#retriedQueues.add(queue);
+  }
+
+  /**
+   * Within CLOSE_TIMEOUT_MS, after the subscriptions stopped: the retries are handed over, then
+   * the LISTEN connection closes; nothing opens afterwards.
+   */
   async stop(): Promise<void> {
     this.#stopped = true;
     for (const alarm of this.#due.values()) alarm.clear();
     clearTimeout(this.#dueReadTimer);
     this.#untilFirstWait.cancel();
-    await this.#listener?.stop();
+    const listener = this.#listener;
+    if (listener === undefined) return;
+    const handedOver = this.#retriedQueues.size > 0;
+    if (handedOver)
+      await beforeDeadline(
+        listener.whileListening((client) => this.#handOver(client)),
+        HAND_OVER_MS,
+        () => undefined,
+      );
+    await listener.stop(handedOver ? CLOSE_TIMEOUT_MS - HAND_OVER_MS : CLOSE_TIMEOUT_MS);
   }
 
   /**
@@ -251,6 +283,26 @@ export class ConsumerSignals {
       void this.#listener?.whileListening((client) => this.#readDueTimes(client, retry));
     }, DUE_READ_RETRY_MS);
     this.#dueReadTimer.unref();
+  }
+
+  /**
+   * A retry is not announced when it is written: the subscription that wrote it wakes itself when
+   * it is due (due-alarm.ts). Once this Outbox stops, nobody would: the other processes' consumers
+   * would find the row at their next poll. So the delayed rows of the queues it retried in (up to
+   * 100 each: due-times-sql.ts) are announced on the channel as a publish announces its own.
+   */
+  async #handOver(client: pg.ClientBase): Promise<void> {
+    const { options } = this.#deps;
+    try {
+      const read = await readDueTimes(client, options.names, [...this.#retriedQueues]);
+      const payloads = new Set(read.flatMap(({ queue, inMs }) => inMs.map((ms) => duePayload(queue, ms))));
+      if (payloads.size > 0) await client.query(NOTIFY_EACH, [options.names.channel, [...payloads]]);
+    } catch (error) {
+      options.logger.warn(
+        { err: errorMessage(error) },
+        "could not announce this process's retries as it stopped: other processes run them at their next poll",
+      );
+    }
   }
 
   #servedQueues(): string[] {

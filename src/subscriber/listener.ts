@@ -81,12 +81,12 @@ export class NotifyListener {
     this.#loop = this.#run();
   }
 
-  /** Within CLOSE_TIMEOUT_MS: half to close the connection, half for the loop to see it (a connect in flight is left to fail). */
-  async stop(): Promise<void> {
+  /** Within `ms`: half to close the connection, half for the loop to see it (a connect in flight is left to fail). */
+  async stop(ms = CLOSE_TIMEOUT_MS): Promise<void> {
     this.#state = 'stopped';
     this.#wakeup.notify();
-    await this.#closeClient(CLOSE_TIMEOUT_MS / 2);
-    await beforeDeadline(this.#loop ?? Promise.resolve(), CLOSE_TIMEOUT_MS / 2, () => undefined);
+    await this.#closeClient(ms / 2);
+    await beforeDeadline(this.#loop ?? Promise.resolve(), ms / 2, () => undefined);
   }
 
   /** A method, not a field read, so TypeScript does not narrow the state across awaits. */

@@ -65,7 +65,7 @@ export interface RowLockBatchDeps {
   readonly logger: Logger;
   readonly emit: Emit;
   readonly renderError: RenderError;
-  readonly tally: ThroughputTally;
+  readonly tally: Pick<ThroughputTally, 'count'>;
   /** A keyed row ended: the next row of its key may be claimed now. */
   readonly keyFreed: () => void;
   /** The batch committed retries, due at these performance.now() times (due-alarm.ts). */

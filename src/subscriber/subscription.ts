@@ -45,7 +45,7 @@ export interface SubscriptionDeps {
   /** Told each time a claim found nothing and its loop goes to sleep (the Outbox opens its LISTEN connection at the first). */
   readonly onIdle: () => void;
   /** The Outbox's outcome counts for <table>_stats. */
-  readonly tally: ThroughputTally;
+  readonly tally: Pick<ThroughputTally, 'count'>;
   /** The Outbox's publish, for ctx.publish. */
   readonly followUp: PublishFollowUp;
 }

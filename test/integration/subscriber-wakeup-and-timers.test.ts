@@ -231,6 +231,50 @@ describe('retries on time', () => {
   }
 });
 
+// A retry sends no NOTIFY: the subscription that wrote it wakes itself when it is due. A process
+// that stops hands its retries over, announcing them as a delayed publish does.
+describe('retries of a process that stopped', () => {
+  for (const lease of ['token', 'row-lock'] as const) {
+    test(`another process's consumer runs them when due, though its poll is 30 s (lease: ${lease})`, async () => {
+      const table = lease === 'token' ? 'w_retry_hand_over' : 'w_retry_hand_over_rl';
+      const { outbox: first } = await migratedOutbox(newOutbox, db.pool, table);
+      let release: () => void = () => undefined;
+      const released = new Promise<void>((resolve) => {
+        release = resolve;
+      });
+      let firstRuns = 0;
+      first.subscribe(
+        'retried',
+        async (_message, ctx) => {
+          firstRuns += 1;
+          await released;
+          ctx.nack({ delayMs: 2_000 });
+        },
+        { lease, ...SLOW_POLL },
+      );
+      first.start();
+      await inTransaction(db.pool, (c) => first.publish(c, 'retried', 'again'));
+      await waitFor(() => firstRuns === 1, { what: 'the first run' });
+      // The second process listens before the retry is written: its read on connect cannot see it.
+      const secondPool = new pg.Pool({ connectionString: db.url, max: 4 });
+      db.onCleanup(() => secondPool.end());
+      const second = newOutbox({ pool: secondPool, table });
+      const secondRuns = handlerStartsOf(second, 'retried');
+      second.start();
+      await waitFor(async () => (await listeners(table)) === 2, { what: 'both listening' });
+      release();
+      const retriedAt = Date.now();
+      await first.stop();
+      await waitFor(() => secondRuns.length === 1, {
+        what: 'the retry in the other process (its poll is 30 s)',
+        timeoutMs: 8_000,
+      });
+      const waited = secondRuns[0]! - retriedAt;
+      assert.ok(waited >= 1_900 && waited < 3_500, `ran ${waited} ms after the retry was written`);
+    });
+  }
+});
+
 // A delayed publish sends no plain wake-up (the row is not due), so a consumer in another process
 // found it by polling: up to maxPollIntervalMs (10 s by default) late. The publish now announces
 // when it is due, and every consumer of the queue wakes then.

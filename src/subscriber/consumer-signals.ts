@@ -5,6 +5,7 @@ import type { ResolvedOutboxOptions } from '../outbox-options.js';
 import { duePayload, readSignal } from '../queues/channel-signal.js';
 import { readPausedAmong } from '../queues/pause-sql.js';
 import type { ConsumerDiagnostics } from '../schema/consumer-diagnostics.js';
+import { backoffMs } from '../util/backoff.js';
 import { beforeDeadline, CLOSE_TIMEOUT_MS } from '../util/deadline.js';
 import { DueAlarm } from './due-alarm.js';
 import { readDueTimes } from './due-times-sql.js';
@@ -30,8 +31,13 @@ const HAND_OVER_MS = 400;
  */
 const NOTIFY_EACH = 'SELECT bool_and(pg_notify($1::text, p) IS NOT NULL) AS sent FROM unnest($2::text[]) AS p';
 
-/** A read of due times that failed (a migration's lock, past the connection's lock_timeout) is tried again this much later. */
+/**
+ * A read of due times that failed (a migration's lock, past the connection's lock_timeout) is
+ * tried again this much later, doubling up to DUE_READ_RETRY_MAX_MS while it keeps failing: each
+ * try may hold the LISTEN connection for its lock_timeout, and notifications wait behind it.
+ */
 const DUE_READ_RETRY_MS = 1_000;
+const DUE_READ_RETRY_MAX_MS = 30_000;
 
 /** What ConsumerSignals needs of a subscription (Subscription, RowLockSubscription). */
 export interface SignalledSubscription {
@@ -68,8 +74,8 @@ export class ConsumerSignals {
   #listener: NotifyListener | undefined;
   /** Per queue served here: when its delayed rows come due, as announced on the channel or read after LISTEN. */
   readonly #due = new Map<string, DueAlarm>();
-  /** The last read of due times failed: the next failure is not logged again. */
-  #dueReadFailing = false;
+  /** Reads of due times failed in a row (the streak is logged once, at its first). */
+  #dueReadFailures = 0;
   /** Queues whose read of due times failed, read again together when the timer fires. */
   readonly #dueReadRetry = new Set<string>();
   #dueReadTimer: NodeJS.Timeout | undefined;
@@ -149,12 +155,16 @@ export class ConsumerSignals {
     const listener = this.#listener;
     if (listener === undefined) return;
     const handedOver = this.#retriedQueues.size > 0;
-    if (handedOver)
+    if (handedOver) {
+      const deadline = { passed: false };
       await beforeDeadline(
-        listener.whileListening((client) => this.#handOver(client)),
+        listener.whileListening((client) => this.#handOver(client, deadline), { last: true }),
         HAND_OVER_MS,
-        () => undefined,
+        () => {
+          deadline.passed = true;
+        },
       );
+    }
     await listener.stop(handedOver ? CLOSE_TIMEOUT_MS - HAND_OVER_MS : CLOSE_TIMEOUT_MS);
   }
 
@@ -246,7 +256,7 @@ export class ConsumerSignals {
     if (queues.length === 0) return;
     try {
       const read = await readDueTimes(client, this.#deps.options.names, queues);
-      this.#dueReadFailing = false;
+      this.#dueReadFailures = 0;
       const readAt = performance.now();
       for (const { queue, inMs, more } of read) {
         const alarm = this.#alarmOf(queue);
@@ -259,11 +269,12 @@ export class ConsumerSignals {
       for (const queue of queues) this.wake(queue);
     } catch (error) {
       if (!this.#deps.running()) return;
-      this.#retryDueRead(queues);
-      if (this.#dueReadFailing) return;
-      this.#dueReadFailing = true;
+      this.#dueReadFailures += 1;
+      const retryInMs = backoffMs(this.#dueReadFailures, DUE_READ_RETRY_MS, DUE_READ_RETRY_MAX_MS);
+      this.#retryDueRead(queues, retryInMs);
+      if (this.#dueReadFailures > 1) return;
       this.#deps.options.logger.warn(
-        { err: errorMessage(error), retryInMs: DUE_READ_RETRY_MS },
+        { err: errorMessage(error), retryInMs: Math.round(retryInMs) },
         'could not read when delayed rows come due on the LISTEN connection: retrying; until it succeeds, rows published while it was down run at the next poll',
       );
     }
@@ -271,9 +282,9 @@ export class ConsumerSignals {
 
   /**
    * A read that failed on a live connection (a dead one reconnects and reads everything again):
-   * the queues are read again together, for as long as the reads fail.
+   * the queues are read again together, backing off, for as long as the reads fail.
    */
-  #retryDueRead(queues: readonly string[]): void {
+  #retryDueRead(queues: readonly string[], inMs: number): void {
     for (const queue of queues) this.#dueReadRetry.add(queue);
     if (this.#dueReadTimer !== undefined || this.#stopped) return;
     this.#dueReadTimer = setTimeout(() => {
@@ -281,23 +292,28 @@ export class ConsumerSignals {
       const retry = [...this.#dueReadRetry];
       this.#dueReadRetry.clear();
       void this.#listener?.whileListening((client) => this.#readDueTimes(client, retry));
-    }, DUE_READ_RETRY_MS);
+    }, inMs);
     this.#dueReadTimer.unref();
   }
 
   /**
    * A retry is not announced when it is written: the subscription that wrote it wakes itself when
    * it is due (due-alarm.ts). Once this Outbox stops, nobody would: the other processes' consumers
-   * would find the row at their next poll. So the delayed rows of the queues it retried in (up to
-   * 100 each: due-times-sql.ts) are announced on the channel as a publish announces its own.
+   * would find the row at their next poll. So the retried rows of the queues it retried in (up to
+   * 100 each: due-times-sql.ts) are announced on the channel as a publish announces its own, and
+   * each of those queues is woken, for the retries already due (written early in a long drain).
+   * The warning is left out once stop() stopped waiting (the connection's close failed the read).
    */
-  async #handOver(client: pg.ClientBase): Promise<void> {
+  async #handOver(client: pg.ClientBase, deadline: { readonly passed: boolean }): Promise<void> {
     const { options } = this.#deps;
+    const queues = [...this.#retriedQueues];
     try {
-      const read = await readDueTimes(client, options.names, [...this.#retriedQueues]);
-      const payloads = new Set(read.flatMap(({ queue, inMs }) => inMs.map((ms) => duePayload(queue, ms))));
-      if (payloads.size > 0) await client.query(NOTIFY_EACH, [options.names.channel, [...payloads]]);
+      const read = await readDueTimes(client, options.names, queues, true);
+      const payloads = new Set(queues);
+      for (const { queue, inMs } of read) for (const ms of inMs) payloads.add(duePayload(queue, ms));
+      await client.query(NOTIFY_EACH, [options.names.channel, [...payloads]]);
     } catch (error) {
+      if (deadline.passed) return;
       options.logger.warn(
         { err: errorMessage(error) },
         "could not announce this process's retries as it stopped: other processes run them at their next poll",

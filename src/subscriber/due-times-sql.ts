@@ -14,18 +14,19 @@ export function dueRowsPerQueue(queues: number): number {
 }
 
 /**
- * $1 queues, $2 rows per queue. The earliest delayed rows of each queue, as the milliseconds until
- * each is due by the database's clock (the announcement's measure, producer/sql.ts). One walk of
- * <t>_ready_idx (queue, next_attempt_at, id) per queue, from now on: leased rows are not in it
- * (their lease decides when they are claimable, not their due time) and due rows are left out.
+ * $1 queues, $2 rows per queue. The earliest delayed rows of each queue (`retriesOnly`: those
+ * retried, attempts_count > 0, filtered in the walk), as the milliseconds until each is due by the
+ * database's clock (the announcement's measure, producer/sql.ts). One walk of <t>_ready_idx
+ * (queue, next_attempt_at, id) per queue, from now on: leased rows are not in it (their lease
+ * decides when they are claimable, not their due time) and due rows are left out.
  */
-function dueTimesText(names: SchemaNames): string {
+function dueTimesText(names: SchemaNames, retriesOnly: boolean): string {
   return `SELECT q.queue, d.due_in_ms
 FROM unnest($1::text[]) AS q(queue)
 CROSS JOIN LATERAL (
   SELECT ${dueInMs('o.next_attempt_at')} AS due_in_ms
   FROM ${names.outbox.sql} o
-  WHERE o.queue = q.queue AND o.acquired_token IS NULL AND o.next_attempt_at > now()
+  WHERE o.queue = q.queue AND o.acquired_token IS NULL AND o.next_attempt_at > now()${retriesOnly ? ' AND o.attempts_count > 0' : ''}
   ORDER BY o.next_attempt_at
   LIMIT $2::int
 ) d`;
@@ -41,15 +42,17 @@ export interface QueueDueTimes {
 
 /**
  * Reads when the delayed rows of `queues` come due, on `client` (the LISTEN connection): the rows
- * announced on the channel while nobody here listened (subscriber/consumer-signals.ts).
+ * announced on the channel while nobody here listened, or (`retriesOnly`) the retries a stopping
+ * Outbox hands over (subscriber/consumer-signals.ts).
  */
 export async function readDueTimes(
   client: pg.ClientBase,
   names: SchemaNames,
   queues: readonly string[],
+  retriesOnly = false,
 ): Promise<QueueDueTimes[]> {
   const perQueue = dueRowsPerQueue(queues.length);
-  const { rows } = await client.query<{ queue: string; due_in_ms: number }>(dueTimesText(names), [queues, perQueue]);
+  const { rows } = await client.query<{ queue: string; due_in_ms: number }>(dueTimesText(names, retriesOnly), [queues, perQueue]);
   const byQueue = new Map<string, number[]>();
   for (const row of rows) {
     const times = byQueue.get(row.queue);

@@ -170,11 +170,12 @@ export class NotifyListener {
    * otherwise nothing: a reconnect runs afterListen. Its statements are bounded as the health
    * check is, and `read` must not throw.
    */
-  async whileListening(read: (client: pg.ClientBase) => Promise<void>): Promise<void> {
+  async whileListening(read: (client: pg.ClientBase) => Promise<void>, options: { readonly last?: boolean } = {}): Promise<void> {
     const client = this.#client;
     if (this.#state !== 'listening' || client === undefined) return;
     try {
-      await this.#read(client, read);
+      // `last`: the connection closes next; nobody looks for its LISTEN any more.
+      await (options.last === true ? read(client) : this.#read(client, read));
     } catch {
       // The connection failed: its loop sees it, reconnects and runs afterListen.
     }

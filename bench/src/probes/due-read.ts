@@ -6,28 +6,18 @@
  *
  *   node --import tsx bench/src/probes/due-read.ts [queues, 1000] [future rows, 100000] [ready rows, 100000] [rounds, 21]
  */
-import pg from 'pg';
-
-import { startEmbeddedPostgres } from '../../../src/embedded/index.js';
-import { Outbox } from '../../../src/index.js';
-import { resolveSchemaNames } from '../../../src/schema/schema-names.js';
 import { readDueTimes } from '../../../src/subscriber/due-times-sql.js';
 import { percentile } from '../stats.js';
+import { startProbeTable } from './probe-table.js';
 
 const queueCount = Number(process.argv[2] ?? 1_000);
 const future = Number(process.argv[3] ?? 100_000);
 const ready = Number(process.argv[4] ?? 100_000);
 const rounds = Number(process.argv[5] ?? 21);
 
-const server = await startEmbeddedPostgres();
-const pool = new pg.Pool({ connectionString: server.connectionString, max: 2 });
-const client = new pg.Client({ connectionString: server.connectionString });
+const probe = await startProbeTable();
+const { client, names } = probe;
 try {
-  const outbox = new Outbox({ pool, table: 'probe.outbox' });
-  await outbox.migrate();
-  await outbox.stop();
-  await client.connect();
-  const names = resolveSchemaNames('probe.outbox', undefined);
   // Future rows due over the next hour, ready rows due already: each queue gets its share of both.
   await client.query(
     `INSERT INTO probe.outbox (queue, payload, next_attempt_at)
@@ -60,7 +50,5 @@ try {
     }),
   );
 } finally {
-  await client.end();
-  await pool.end();
-  await server.stop();
+  await probe.close();
 }

@@ -9,26 +9,16 @@
  */
 import { randomUUID } from 'node:crypto';
 
-import pg from 'pg';
-
-import { startEmbeddedPostgres } from '../../../src/embedded/index.js';
-import { Outbox } from '../../../src/index.js';
-import { resolveSchemaNames } from '../../../src/schema/schema-names.js';
 import { buildSubscriberSql } from '../../../src/subscriber/sql.js';
+import { startProbeTable } from './probe-table.js';
 
 const rounds = Number(process.argv[2] ?? 15);
 const PER_ROUND = 200;
 const BATCH = 100;
 
-const server = await startEmbeddedPostgres();
-const pool = new pg.Pool({ connectionString: server.connectionString, max: 2 });
-const client = new pg.Client({ connectionString: server.connectionString });
+const probe = await startProbeTable();
+const { client, names } = probe;
 try {
-  const outbox = new Outbox({ pool, table: 'probe.outbox' });
-  await outbox.migrate();
-  await outbox.stop();
-  await client.connect();
-  const names = resolveSchemaNames('probe.outbox', undefined);
   for (const queue of ['a', 'b', 'c']) {
     await client.query(`INSERT INTO probe.outbox (queue, payload) SELECT $1, '\\x00'::bytea FROM generate_series(1, 100000)`, [
       queue,
@@ -42,7 +32,12 @@ try {
   const withoutCheck = (text: string) =>
     text
       .replace(/ AND NOT EXISTS \(SELECT 1 FROM "probe"\."outbox_paused" WHERE queue = \$1::text\)/g, '')
-      .replace(/\n {2}WHERE NOT EXISTS \(SELECT 1 FROM "probe"\."outbox_paused" AS p WHERE p\.queue = q\.queue\)/g, '');
+      .replace(/\n {2}WHERE NOT EXISTS \(SELECT 1 FROM "probe"\."outbox_paused" AS p WHERE p\.queue = q\.queue\)/g, '')
+      // The queue report's own check (a paused queue reports nothing), added since issue 15.
+      .replace(
+        /CASE WHEN EXISTS \(SELECT 1 FROM "probe"\."outbox_paused" AS p WHERE p\.queue = q\.queue\) THEN NULL ELSE \(/g,
+        'CASE WHEN false THEN NULL ELSE (',
+      );
   const variants = [
     { name: 'claim one queue, shipped', text: sql.claimOne.text, queue: 'a' as unknown },
     { name: 'claim one queue, no check', text: withoutCheck(sql.claimOne.text), queue: 'a' as unknown },
@@ -72,14 +67,16 @@ try {
       for (let i = 0; i < PER_ROUND; i += 1) {
         await client.query('BEGIN');
         const started = process.hrtime.bigint();
-        const { rowCount } = await client.query({
+        const { rows } = await client.query<{ id: string | null }>({
           name: `probe_${v.index}`,
           text: v.text,
           values: [v.queue, 60_000, BATCH, randomUUID(), []],
         });
         total += Number(process.hrtime.bigint() - started) / 1e6;
         await client.query('ROLLBACK');
-        if (rowCount !== BATCH) throw new Error(`${v.name}: claimed ${rowCount}, expected ${BATCH}`);
+        // claimMany appends one report row per queue listed (id NULL: queue-schedule.ts).
+        const claimed = rows.filter((row) => row.id !== null).length;
+        if (claimed !== BATCH) throw new Error(`${v.name}: claimed ${claimed}, expected ${BATCH}`);
       }
       v.times.push(total / PER_ROUND);
     }
@@ -92,7 +89,5 @@ try {
     );
   }
 } finally {
-  await client.end();
-  await pool.end();
-  await server.stop();
+  await probe.close();
 }

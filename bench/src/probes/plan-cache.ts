@@ -12,26 +12,17 @@
  */
 import { randomUUID } from 'node:crypto';
 
-import pg from 'pg';
-
-import { startEmbeddedPostgres } from '../../../src/embedded/index.js';
-import { Outbox } from '../../../src/index.js';
-import { resolveSchemaNames } from '../../../src/schema/schema-names.js';
 import { buildSubscriberSql, pairValues } from '../../../src/subscriber/sql.js';
+import { startProbeTable } from './probe-table.js';
 
 const rounds = Number(process.argv[2] ?? 10);
 const PER_ROUND = 50;
 type Mode = 'auto' | 'force_custom_plan';
 
-const server = await startEmbeddedPostgres();
-const pool = new pg.Pool({ connectionString: server.connectionString, max: 1 });
-const client = new pg.Client({ connectionString: server.connectionString });
+const probe = await startProbeTable(1);
+const { client } = probe;
 try {
-  const outbox = new Outbox({ pool, table: 'probe.outbox' });
-  await outbox.migrate();
-  await outbox.stop();
-  await client.connect();
-  const sql = buildSubscriberSql(resolveSchemaNames('probe.outbox', undefined));
+  const sql = buildSubscriberSql(probe.names);
 
   /** One claim of up to 100 rows and the ack of what it claimed; their latencies. */
   const claimAndAck = async (mode: Mode): Promise<{ claim: number; ack: number }> => {
@@ -90,7 +81,5 @@ try {
     );
   }
 } finally {
-  await client.end();
-  await pool.end();
-  await server.stop();
+  await probe.close();
 }

@@ -79,7 +79,8 @@ const nextAttempt = (at: number) =>
   `COALESCE($${at}::text::timestamptz, now() + $${at + 1}::double precision * interval '1 millisecond')`;
 /**
  * How long until `dueAt`, in ms (double precision, never below 0), by the database's clock at the
- * statement: a future row's announcement on the channel (queues/channel-signal.ts) carries it. It
+ * statement: a future row's announcement on the channel (queues/channel-signal.ts) carries it, as
+ * does a consumer's read of the due times it missed (subscriber/due-times-sql.ts). It
  * reaches the consumers after the COMMIT, later than this clock read, so their wake-up is never
  * early by the database's clock (Node's may differ; subscriber/due-alarm.ts). Read on the
  * database's clock, not the publisher's: activateAt is compared with the database's, and a keyed

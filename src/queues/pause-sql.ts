@@ -29,7 +29,7 @@ function pausedAmongText(names: SchemaNames): string {
   return `SELECT queue FROM ${names.paused.sql} WHERE queue = ANY($1::text[])`;
 }
 
-/** Those of `queues` paused now, read on `client` (the LISTEN connection). */
+/** Those of `queues` paused now, read on `client` (the LISTEN connection, under its lock_timeout: subscriber/listener.ts). */
 export async function readPausedAmong(client: pg.ClientBase, names: SchemaNames, queues: readonly string[]): Promise<string[]> {
   const { rows } = await client.query<{ queue: string }>(pausedAmongText(names), [queues]);
   return rows.map((row) => row.queue);

@@ -249,8 +249,9 @@ export class ConsumerSignals {
   /**
    * Delayed rows announced while nobody here listened (before start, a reconnect, a restart) would
    * run at the next poll, up to maxPollIntervalMs late: read when they come due, on the LISTEN
-   * connection after its LISTEN, so a row is either read or announced. A queue whose read stopped
-   * at its limit is read again once the last of them fired (DueAlarm's refill).
+   * connection after its LISTEN, so a row is read, announced, or (due meanwhile) claimed after the
+   * wake that follows the read. A queue whose read stopped at its limit is read again once the
+   * last of them fired (DueAlarm's refill).
    */
   async #readDueTimes(client: pg.ClientBase, queues: readonly string[]): Promise<void> {
     if (queues.length === 0) return;

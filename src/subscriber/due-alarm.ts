@@ -15,12 +15,13 @@
  * run at the same rate, each wake-up comes a margin late (MARGIN_MS, plus DRIFT of the delay, for
  * clocks that drift over a long one). A wake-up that came early anyway finds nothing, and the row
  * is left to the poll. One timer, at most MAX_TIMER_MS ahead (Node fires a longer one at once);
- * the due times wait in a sorted list, at most MAX_PENDING of them; a due time with one already listed at it or within COALESCE_MS after it is
- * not listed (announcements of one time, as a burst's are, keep one entry). Due times within
- * COALESCE_MS after the earliest share one wake-up, at the last of them (a batch of failures
- * retried together wakes the loop once). Together a wake-up comes at most 2 × COALESCE_MS after a
- * due time, plus the margin: never before it. After clear() (stop()) it
- * arms nothing. Retries whose write's outcome stayed unknown (a lost answer) set none.
+ * the due times wait in a sorted list, at most MAX_PENDING of them; a due time with one already
+ * listed at it or within COALESCE_MS after it is not listed (announcements of one time, as a
+ * burst's are, keep one entry). Due times within COALESCE_MS after the earliest share one
+ * wake-up, at the last of them (a batch of failures retried together wakes the loop once).
+ * Together a wake-up comes at most 2 × COALESCE_MS after a due time, plus the margin: never before
+ * it. After clear() (stop()) it arms nothing. Retries whose write's outcome stayed unknown (a lost
+ * answer) set none.
  *
  * Where the list is known to end early — the latest due times did not fit in MAX_PENDING, or a
  * read of the table returned as many rows as it asked for (unknownAfter) — the alarm calls

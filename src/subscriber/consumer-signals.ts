@@ -195,19 +195,19 @@ export class ConsumerSignals {
   }
 
   #wakeWhenDue(queue: string, inMs: number): void {
+    if (!this.#deps.subscriptions.some((s) => s.options.queues.includes(queue))) return;
     this.#alarmOf(queue)?.add(performance.now() + inMs);
   }
 
   /**
-   * One per queue a subscription here serves (the others' announcements are ignored). When a read
-   * stopped at its limit, or announcements overflowed the alarm, it reads the queue's later rows
-   * once those it knows have fired.
+   * One per queue a subscription here serves (the callers check that `queue` is one: the others'
+   * announcements are ignored). When a read stopped at its limit, or announcements overflowed the
+   * alarm, it reads the queue's later rows once those it knows have fired.
    */
   #alarmOf(queue: string): DueAlarm | undefined {
     if (this.#stopped) return undefined;
     let alarm = this.#due.get(queue);
     if (alarm === undefined) {
-      if (!this.#deps.subscriptions.some((s) => s.options.queues.includes(queue))) return undefined;
       alarm = new DueAlarm(
         () => {
           this.wake(queue);
@@ -259,15 +259,19 @@ export class ConsumerSignals {
       const read = await readDueTimes(client, this.#deps.options.names, queues);
       this.#dueReadFailures = 0;
       const readAt = performance.now();
+      // Looked up once: a subscription over thousands of queues would otherwise scan its list per queue read.
+      const served = new Set(this.#servedQueues());
       for (const { queue, inMs, more } of read) {
-        const alarm = this.#alarmOf(queue);
+        const alarm = served.has(queue) ? this.#alarmOf(queue) : undefined;
         if (alarm === undefined) continue;
         for (const ms of inMs) alarm.add(readAt + ms);
         if (more) alarm.unknownAfter(readAt + Math.max(...inMs));
       }
       // The read sees only rows not yet due: those that came due since the queues' last claims
-      // began (the wake on connect, the alarm that asked for this read) are claimed now.
-      for (const queue of queues) this.wake(queue);
+      // began (the wake on connect, the alarm that asked for this read) are claimed now. Every
+      // served queue read (on connect): one wake for all.
+      if (queues.length >= served.size && queues.every((queue) => served.has(queue))) this.wake(undefined);
+      else for (const queue of queues) if (served.has(queue)) this.wake(queue);
     } catch (error) {
       if (!this.#deps.running()) return;
       this.#dueReadFailures += 1;

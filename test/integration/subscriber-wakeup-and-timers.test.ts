@@ -116,6 +116,7 @@ test("cancelTimer's failed wake-up: with autocommit the committed cancel is repo
   url.password = 'pw';
   const pool = new pg.Pool({ connectionString: url.toString(), max: 2 });
   try {
+    await db.pool.query(`DROP ROLE IF EXISTS ${role}`);
     await db.pool.query(`CREATE ROLE ${role} LOGIN PASSWORD 'pw'`);
     await db.pool.query(`GRANT SELECT, UPDATE, DELETE ON ${table} TO ${role}`);
     await db.pool.query('REVOKE EXECUTE ON FUNCTION pg_notify(text, text) FROM PUBLIC');
@@ -135,8 +136,9 @@ test("cancelTimer's failed wake-up: with autocommit the committed cancel is repo
       "the autocommit cancel stands, the transaction's rolled back",
     );
   } finally {
+    // Each step on its own: a role outlives this file's database (it is the server's).
     await pool.end().catch(() => undefined);
-    await db.pool.query('GRANT EXECUTE ON FUNCTION pg_notify(text, text) TO PUBLIC');
+    await db.pool.query('GRANT EXECUTE ON FUNCTION pg_notify(text, text) TO PUBLIC').catch(() => undefined);
     await db.pool.query(`DROP OWNED BY ${role}`).catch(() => undefined);
     await db.pool.query(`DROP ROLE IF EXISTS ${role}`);
   }
@@ -240,12 +242,16 @@ describe('retries on time', () => {
 // that stops hands its retries over, announcing them as a delayed publish does.
 describe('retries of a process that stopped', () => {
   for (const lease of ['token', 'row-lock'] as const) {
-    test(`another process's consumer runs them when due, though its poll is 30 s (lease: ${lease})`, async () => {
+    test(`another process's consumer runs them when due, though its poll is 30 s (lease: ${lease})`, async (t) => {
       const table = lease === 'token' ? 'w_retry_hand_over' : 'w_retry_hand_over_rl';
       const { outbox: first } = await migratedOutbox(newOutbox, db.pool, table);
       let release: () => void = () => undefined;
       const released = new Promise<void>((resolve) => {
         release = resolve;
+      });
+      // A failed wait before release() would leave the handler holding the file's cleanup for its drain budget.
+      t.after(() => {
+        release();
       });
       let firstRuns = 0;
       first.subscribe(
@@ -279,13 +285,16 @@ describe('retries of a process that stopped', () => {
     });
   }
 
-  test('a retry that came due while the stopping process drained runs in the other process once the drain ended', async () => {
+  test('a retry that came due while the stopping process drained runs in the other process once the drain ended', async (t) => {
     const table = 'w_retry_due_in_drain';
     const { outbox: first } = await migratedOutbox(newOutbox, db.pool, table);
     let firstRuns = 0;
     let release: () => void = () => undefined;
     const released = new Promise<void>((resolve) => {
       release = resolve;
+    });
+    t.after(() => {
+      release();
     });
     first.subscribe(
       'retried',

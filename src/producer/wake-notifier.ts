@@ -19,11 +19,12 @@ export const STATEMENT_TIMEOUT_MS = 5_000;
 
 /**
  * $1 channel, $2 payloads (text[]): one notification each, in one implicit transaction that
- * commits without waiting for its WAL flush. `set_config(…, true)` is local to that transaction
+ * commits without waiting for its WAL flush (a lost notification is a late wake-up, not a lost
+ * row; also the hand-over of a stopping consumer's retries: subscriber/consumer-signals.ts). `set_config(…, true)` is local to that transaction
  * (an InitPlan, evaluated once), never a session `SET`: behind PgBouncer in transaction mode a
  * session setting would stay on a server connection that other clients' transactions then use.
  */
-const WAKE = statement(
+export const WAKE = statement(
   'wake',
   `SELECT pg_notify($1::text, q) FROM unnest($2::text[]) AS q WHERE (SELECT set_config('synchronous_commit', 'off', true)) = 'off'`,
 );

@@ -2,6 +2,7 @@ import type pg from 'pg';
 
 import { errorMessage } from '../errors.js';
 import type { ResolvedOutboxOptions } from '../outbox-options.js';
+import { WAKE } from '../producer/wake-notifier.js';
 import { duePayload, readSignal } from '../queues/channel-signal.js';
 import { readPausedAmong } from '../queues/pause-sql.js';
 import type { ConsumerDiagnostics } from '../schema/consumer-diagnostics.js';
@@ -24,12 +25,6 @@ export const DEFERRED_START_MAX_MS = 1_000;
  * connection: a few ms); the LISTEN connection's close gets the rest.
  */
 const HAND_OVER_MS = 400;
-
-/**
- * $1 channel, $2 payloads: one notification each, sent when this autocommit statement commits. A
- * boolean, never void.
- */
-const NOTIFY_EACH = 'SELECT bool_and(pg_notify($1::text, p) IS NOT NULL) AS sent FROM unnest($2::text[]) AS p';
 
 /**
  * A read of due times that failed (a migration's lock, past the connection's lock_timeout) is
@@ -316,7 +311,7 @@ export class ConsumerSignals {
       const read = await readDueTimes(client, options.names, queues, true);
       const payloads = new Set(queues);
       for (const { queue, inMs } of read) for (const ms of inMs) payloads.add(duePayload(queue, ms));
-      await client.query(NOTIFY_EACH, [options.names.channel, [...payloads]]);
+      await client.query({ text: WAKE.text, values: [options.names.channel, [...payloads]] });
     } catch (error) {
       if (deadline.passed) return;
       options.logger.warn(

@@ -10,7 +10,7 @@ import { useTestDatabase } from '../support/database.js';
 import { listen } from '../support/listen.js';
 import { outboxFactory } from '../support/outboxes.js';
 import { publishCommitted } from '../support/publish.js';
-import { FAST_POLL, handlerStartsOf, migratedOutbox, SLOW_POLL } from '../support/subscriber-setup.js';
+import { FAST_POLL, handledBodiesOf, handlerStartsOf, migratedOutbox, SLOW_POLL } from '../support/subscriber-setup.js';
 import { inTransaction } from '../support/transaction.js';
 import { waitFor } from '../support/wait-for.js';
 
@@ -241,18 +241,26 @@ describe('retries on time', () => {
 // A retry sends no NOTIFY: the subscription that wrote it wakes itself when it is due. A process
 // that stops hands its retries over, announcing them as a delayed publish does.
 describe('retries of a process that stopped', () => {
+  /**
+   * A promise the handlers wait on until release(); released after the test in any case: a failed
+   * wait before release() would leave a handler holding the file's cleanup for its drain budget.
+   */
+  function gate(t: { after: (fn: () => void) => void }): { released: Promise<void>; release: () => void } {
+    let release: () => void = () => undefined;
+    const released = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    t.after(() => {
+      release();
+    });
+    return { released, release: () => { release(); } };
+  }
+
   for (const lease of ['token', 'row-lock'] as const) {
     test(`another process's consumer runs them when due, though its poll is 30 s (lease: ${lease})`, async (t) => {
       const table = lease === 'token' ? 'w_retry_hand_over' : 'w_retry_hand_over_rl';
       const { outbox: first } = await migratedOutbox(newOutbox, db.pool, table);
-      let release: () => void = () => undefined;
-      const released = new Promise<void>((resolve) => {
-        release = resolve;
-      });
-      // A failed wait before release() would leave the handler holding the file's cleanup for its drain budget.
-      t.after(() => {
-        release();
-      });
+      const { released, release } = gate(t);
       let firstRuns = 0;
       first.subscribe(
         'retried',
@@ -289,13 +297,7 @@ describe('retries of a process that stopped', () => {
     const table = 'w_retry_due_in_drain';
     const { outbox: first } = await migratedOutbox(newOutbox, db.pool, table);
     let firstRuns = 0;
-    let release: () => void = () => undefined;
-    const released = new Promise<void>((resolve) => {
-      release = resolve;
-    });
-    t.after(() => {
-      release();
-    });
+    const { released, release } = gate(t);
     first.subscribe(
       'retried',
       async (message, ctx) => {
@@ -308,14 +310,7 @@ describe('retries of a process that stopped', () => {
     );
     first.start();
     const second = newOutbox({ pool: db.pool, table });
-    const secondRuns: string[] = [];
-    second.subscribe(
-      'retried',
-      (message) => {
-        secondRuns.push(String(message.body));
-      },
-      SLOW_POLL,
-    );
+    const secondRuns = handledBodiesOf(second, 'retried');
     await inTransaction(db.pool, (c) => first.publishBatch(c, 'retried', ['fails', 'slow']));
     await waitFor(() => firstRuns === 2, { what: 'both rows running in the first process' });
     second.start();
@@ -438,14 +433,7 @@ describe('delayed publishes on time', () => {
       const consumerPool = new pg.Pool({ connectionString: db.url, max: 4 });
       db.onCleanup(() => consumerPool.end());
       const { outbox: consumer } = await migratedOutbox(newOutbox, consumerPool, table);
-      const handled: string[] = [];
-      consumer.subscribe(
-        'keyed',
-        (message) => {
-          handled.push(String(message.body));
-        },
-        SLOW_POLL,
-      );
+      const handled = handledBodiesOf(consumer, 'keyed');
       consumer.start();
       await waitFor(async () => (await listeners(table)) === 1, { what: 'the consumer listening' });
       const producer = newOutbox({ pool: db.pool, table, notify });

@@ -22,6 +22,19 @@ export function handlerStartsOf(outbox: Outbox, queue: string): number[] {
   return startedAt;
 }
 
+/** Subscribes `queue` with SLOW_POLL; the returned array collects each handled body, as text, in order. */
+export function handledBodiesOf(outbox: Outbox, queue: string): string[] {
+  const bodies: string[] = [];
+  outbox.subscribe(
+    queue,
+    (message) => {
+      bodies.push(String(message.body));
+    },
+    SLOW_POLL,
+  );
+  return bodies;
+}
+
 export interface SubscriberFixture {
   readonly outbox: Outbox;
   readonly log: EventLog;

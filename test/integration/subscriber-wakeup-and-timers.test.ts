@@ -18,6 +18,13 @@ const db = useTestDatabase(import.meta.url);
 const HOUR_MS = 3_600_000;
 const newOutbox = outboxFactory(db);
 
+/** A pool of its own (another process's connections, as far as wake-ups go), ended at the file's cleanup. */
+function ownPool(): pg.Pool {
+  const pool = new pg.Pool({ connectionString: db.url, max: 4 });
+  db.onCleanup(() => pool.end());
+  return pool;
+}
+
 /** Open LISTEN connections for the outbox table `table`. */
 async function listeners(table: string): Promise<number> {
   const { rows } = await db.pool.query<{ n: number }>(
@@ -253,7 +260,12 @@ describe('retries of a process that stopped', () => {
     t.after(() => {
       release();
     });
-    return { released, release: () => { release(); } };
+    return {
+      released,
+      release: () => {
+        release();
+      },
+    };
   }
 
   for (const lease of ['token', 'row-lock'] as const) {
@@ -275,9 +287,7 @@ describe('retries of a process that stopped', () => {
       await inTransaction(db.pool, (c) => first.publish(c, 'retried', 'again'));
       await waitFor(() => firstRuns === 1, { what: 'the first run' });
       // The second process listens before the retry is written: its read on connect cannot see it.
-      const secondPool = new pg.Pool({ connectionString: db.url, max: 4 });
-      db.onCleanup(() => secondPool.end());
-      const second = newOutbox({ pool: secondPool, table });
+      const second = newOutbox({ pool: ownPool(), table });
       const secondRuns = handlerStartsOf(second, 'retried');
       second.start();
       await waitFor(async () => (await listeners(table)) === 2, { what: 'both listening' });
@@ -377,11 +387,8 @@ describe('delayed publishes on time', () => {
   cases.forEach(([name, notify, publish], n) => {
     test(`${name}: another process's consumer runs it when it is due, though its poll is 30 s`, async () => {
       const table = `w_delayed_${n}`;
-      const consumerPool = new pg.Pool({ connectionString: db.url, max: 4 });
-      const producerPool = new pg.Pool({ connectionString: db.url, max: 4 });
-      db.onCleanup(async () => {
-        await Promise.all([consumerPool.end(), producerPool.end()]);
-      });
+      const consumerPool = ownPool();
+      const producerPool = ownPool();
       const { outbox: consumer } = await migratedOutbox(newOutbox, consumerPool, table);
       const handledAt = handlerStartsOf(consumer, 'later');
       consumer.start();
@@ -430,8 +437,7 @@ describe('delayed publishes on time', () => {
   for (const notify of ['after-commit', 'in-transaction'] as const) {
     test(`cancelling a keyed timer (notify: ${notify}): the row behind it runs at once in another process's consumer`, async () => {
       const table = notify === 'after-commit' ? 'w_cancel_keyed' : 'w_cancel_keyed_tx';
-      const consumerPool = new pg.Pool({ connectionString: db.url, max: 4 });
-      db.onCleanup(() => consumerPool.end());
+      const consumerPool = ownPool();
       const { outbox: consumer } = await migratedOutbox(newOutbox, consumerPool, table);
       const handled = handledBodiesOf(consumer, 'keyed');
       consumer.start();
@@ -499,8 +505,7 @@ describe('delayed rows published while nobody listened', () => {
         for (let i = 0; i < ROWS; i += 1) await producer.publish(c, 'later', String(i), { activateInMs: FIRST_MS + i * 15 });
       });
       const committedAt = Date.now();
-      const consumerPool = new pg.Pool({ connectionString: db.url, max: 4 });
-      db.onCleanup(() => consumerPool.end());
+      const consumerPool = ownPool();
       const consumer = newOutbox({ pool: consumerPool, table });
       const startedAt = startsByBody(consumer, 'later', lease);
       consumer.start();
@@ -516,8 +521,7 @@ describe('delayed rows published while nobody listened', () => {
 
   test("a subscription added while listening: its queue's rows delayed before it run when due", async () => {
     const table = 'w_due_subscribed_later';
-    const consumerPool = new pg.Pool({ connectionString: db.url, max: 4 });
-    db.onCleanup(() => consumerPool.end());
+    const consumerPool = ownPool();
     const { outbox: consumer } = await migratedOutbox(newOutbox, consumerPool, table);
     consumer.subscribe('first', () => undefined, SLOW_POLL);
     consumer.start();
@@ -535,8 +539,7 @@ describe('delayed rows published while nobody listened', () => {
 
   test('a row delayed while the LISTEN connection was down runs when due, after the reconnect', async () => {
     const table = 'w_due_reconnect';
-    const consumerPool = new pg.Pool({ connectionString: db.url, max: 4 });
-    db.onCleanup(() => consumerPool.end());
+    const consumerPool = ownPool();
     const { outbox: consumer } = await migratedOutbox(newOutbox, consumerPool, table);
     const startedAt = startsByBody(consumer, 'later');
     consumer.start();
@@ -568,8 +571,7 @@ describe('delayed rows published while nobody listened', () => {
     // and the read tried again 1 s after the failure finds the row.
     const warningsBefore = dueReadWarnings().length;
     const locker = await db.pool.connect();
-    const consumerPool = new pg.Pool({ connectionString: db.url, max: 4 });
-    db.onCleanup(() => consumerPool.end());
+    const consumerPool = ownPool();
     const consumer = newOutbox({ pool: consumerPool, table });
     try {
       await locker.query('BEGIN');

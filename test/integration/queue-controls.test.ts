@@ -9,6 +9,7 @@ import { queueStateCollector } from '../../src/prometheus/index.js';
 import { ClaimDelayPool } from '../support/claim-delay-pool.js';
 import { useTestDatabase } from '../support/database.js';
 import { EventLog } from '../support/events.js';
+import { listenersOf,terminateListener } from '../support/listener-backend.js';
 import { outboxFactory } from '../support/outboxes.js';
 import { publishCommitted } from '../support/publish.js';
 import { FAST_POLL } from '../support/subscriber-setup.js';
@@ -201,24 +202,18 @@ describe('pause and resume', () => {
     const { started, release, leased } = await oneRunningFourBuffered(operator, table, {
       listenConnectionString: link.via(db.url),
     });
-    const listenQuery = `LISTEN "txoutbox.${table}"`;
-    const listening = async () =>
-      (
-        await db.pool.query<{ n: number }>(
-          'SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND query = $1',
-          [listenQuery],
-        )
-      ).rows[0]?.n;
-    await waitFor(async () => started.length === 1 && (await leased()) === 5 && (await listening()) === 1, {
+    await waitFor(async () => started.length === 1 && (await leased()) === 5 && (await listenersOf(db.pool, table)) === 1, {
       what: 'one running, four buffered, listening',
     });
 
     // The LISTEN backend ends while the proxy holds the news back: the pause's NOTIFY reaches nobody.
-    link.freeze();
-    await db.pool.query(
-      'SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity WHERE datname = current_database() AND query = $1',
-      [listenQuery],
-    );
+    // Frozen while it ran a read after connecting, it shows the read, not its LISTEN: thaw, try again.
+    for (;;) {
+      link.freeze();
+      if (await terminateListener(db.pool, table)) break;
+      link.thaw();
+      await waitFor(async () => (await listenersOf(db.pool, table)) === 1, { what: 'listening again' });
+    }
     await operator.pause('q');
     link.thaw();
     await waitFor(async () => (await leased()) === 1, { what: 'the four buffered rows given back after the reconnect' });

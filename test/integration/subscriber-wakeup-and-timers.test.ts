@@ -8,6 +8,7 @@ import { InvalidOptionError, type NotifyMode, NotInTransactionError, type Outbox
 import { readSignal } from '../../src/queues/channel-signal.js';
 import { useTestDatabase } from '../support/database.js';
 import { listen } from '../support/listen.js';
+import { killListener, listenersOf } from '../support/listener-backend.js';
 import { outboxFactory } from '../support/outboxes.js';
 import { publishCommitted } from '../support/publish.js';
 import { FAST_POLL, handledBodiesOf, handlerStartsOf, migratedOutbox, SLOW_POLL } from '../support/subscriber-setup.js';
@@ -26,13 +27,7 @@ function ownPool(): pg.Pool {
 }
 
 /** Open LISTEN connections for the outbox table `table`. */
-async function listeners(table: string): Promise<number> {
-  const { rows } = await db.pool.query<{ n: number }>(
-    'SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND query = $1',
-    [`LISTEN "txoutbox.${table}"`],
-  );
-  return rows[0]?.n ?? 0;
-}
+const listeners = (table: string) => listenersOf(db.pool, table);
 
 describe('timers', () => {
   test('a delayed message is delivered at its time, not before', async () => {
@@ -188,15 +183,7 @@ describe('the shared LISTEN connection', () => {
     outbox.start();
     await log.waitFor('fetched');
     const fetchesBefore = log.of('fetched').length;
-    await waitFor(
-      async () => {
-        const { rows } = await db.pool.query<{ n: number }>(
-          `SELECT count(pg_terminate_backend(pid))::int AS n FROM pg_stat_activity WHERE datname = current_database() AND query = 'LISTEN "txoutbox.w_reconnect"'`,
-        );
-        return rows[0]?.n === 1;
-      },
-      { what: 'listener killed' },
-    );
+    await killListener(db.pool, 'w_reconnect');
     await waitFor(async () => (await listeners('w_reconnect')) === 1, { what: 'listener back', timeoutMs: 10_000 });
     // The reconnect wakes every subscription once (notifications may have been missed): one
     // fetch. After it, only a NOTIFY can start the handler before the 60 s poll.
@@ -545,12 +532,7 @@ describe('delayed rows published while nobody listened', () => {
     consumer.start();
     await waitFor(async () => (await listeners(table)) === 1, { what: 'the consumer listening' });
     const producer = newOutbox({ pool: db.pool, table });
-    const { rows } = await db.pool.query<{ n: number }>(
-      // Waits (up to 5 s) for the backend to exit: the count below must not see it.
-      'SELECT count(pg_terminate_backend(pid, 5000))::int AS n FROM pg_stat_activity WHERE datname = current_database() AND query = $1',
-      [`LISTEN "txoutbox.${table}"`],
-    );
-    assert.equal(rows[0]?.n, 1);
+    await killListener(db.pool, table);
     // The listener reconnects after about 500 ms: the announcement goes out before it listens again.
     const publishedAt = Date.now();
     await inTransaction(db.pool, (c) => producer.publish(c, 'later', 'x', { activateInMs: 1_500 }));

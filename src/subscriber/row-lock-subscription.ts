@@ -4,9 +4,10 @@ import { errorMessage } from '../errors.js';
 import type { SchemaNames } from '../schema/schema-names.js';
 import { beforeDeadline, CLOSE_TIMEOUT_MS } from '../util/deadline.js';
 import { Wakeup } from '../util/wakeup.js';
-import { type ClaimFailureReport, idlePollDelayMs, notStalled, pauseAfterFailure } from './claim-pacing.js';
+import { type ClaimFailureReport, notStalled, pauseAfterFailure } from './claim-pacing.js';
 import { DueAlarm } from './due-alarm.js';
 import { HandlerSlots } from './handler-slots.js';
+import { IdleProbe } from './idle-probe.js';
 import type { Handler } from './message.js';
 import { type QueueSchedule, scheduleFor } from './queue-schedule.js';
 import { type HandOver, type IdRange, releaseHandedOver, RowLockBatch, type RowLockBatchDeps } from './row-lock-batch.js';
@@ -82,6 +83,8 @@ export class RowLockSubscription {
   readonly #schedule: QueueSchedule | undefined;
   /** Wakes the first loop when a retry a batch committed is due (due-alarm.ts); one queue only (the schedule does it for several). */
   readonly #retryAlarm: DueAlarm | undefined;
+  /** Before an idle loop's long sleep: when a row turns claimable that nobody will announce (idle-probe.ts). */
+  readonly #idleProbe: IdleProbe;
 
   constructor(options: ResolvedSubscribeOptions, handler: Handler, deps: SubscriptionDeps, names: SchemaNames) {
     this.options = options;
@@ -89,6 +92,17 @@ export class RowLockSubscription {
     const sql = buildRowLockSql(names);
     this.#schedule = scheduleFor(options);
     this.#retryAlarm = this.#schedule === undefined ? new DueAlarm(() => this.#loops[0]?.wakeup.notify()) : undefined;
+    this.#idleProbe = new IdleProbe({
+      db: deps.db,
+      statement: deps.sql.nextClaimable,
+      options,
+      schedule: this.#schedule,
+      held: () => '{}',
+      wake: (queue) => {
+        this.wake(queue);
+      },
+      logger: deps.logger,
+    });
     this.#loops = Array.from({ length: rowLockLoops(options) }, () => ({
       wakeup: new Wakeup(),
       parked: false,
@@ -305,10 +319,9 @@ export class RowLockSubscription {
       }
       idleFetches += 1;
       this.#deps.onIdle();
-      // A row an idle queue's report saw (a delayed message) ends the sleep when it is due.
-      const dueMs = this.#schedule?.msUntilDue(performance.now()) ?? Number.POSITIVE_INFINITY;
+      const sleepMs = await this.#idleProbe.sleepMs(idleFetches);
       loop.polling = true;
-      await loop.wakeup.sleep(Math.max(1, Math.min(idlePollDelayMs(idleFetches, this.options), dueMs)));
+      await loop.wakeup.sleep(sleepMs);
       loop.polling = false;
     }
   }
@@ -392,6 +405,7 @@ export class RowLockSubscription {
       }
     }
     this.#retryAlarm?.clear();
+    this.#idleProbe.stop();
     this.#state = 'stopped';
   }
 

@@ -1,6 +1,7 @@
 import type { SchemaNames } from '../schema/schema-names.js';
 import { plannedOnce, type Statement, statement, textRows } from '../util/statement.js';
 import { claimManyCtes, claimManyLazyCte, type ClaimReport, claimReport, type QueueWalk } from './claim-many-sql.js';
+import { nextClaimableText } from './idle-probe.js';
 
 /**
  * Subscriber statements, built once per Outbox. Every write that ends or reschedules a row filters
@@ -30,6 +31,12 @@ export interface SubscriberSql {
    * per connection, as claimMany (statement.ts plannedOnce).
    */
   readonly claimOneReported: Statement;
+  /**
+   * $1 queues (text[]), $2 leaseTtlMs, $3 ids held here (bigint[]): when the next delayed row comes
+   * due or lease held elsewhere runs out, as (queue, in_ms), or no row. An idle loop's probe before a
+   * long sleep (idle-probe.ts), in either lease mode.
+   */
+  readonly nextClaimable: Statement;
   /**
    * $1 ids (bigint[]), $2 tokens (uuid[]). Returns the (id, token) pairs deleted (the others lost
    * their lease), each with the transaction's id (`xid`, ACK_XID_FIELD). PK lookups. A
@@ -384,6 +391,7 @@ export function buildSubscriberSql(names: SchemaNames): SubscriberSql {
     claimOne: plannedOnce(textRows(statement('claim', claimOneText(t, names.paused.sql)))),
     claimMany: plannedOnce(textRows(statement('claim_many', claimManyText(t, names.paused.sql)))),
     claimOneReported: plannedOnce(textRows(statement('claim_reported', claimOneText(t, names.paused.sql, true)))),
+    nextClaimable: statement('next_claimable', nextClaimableText(t, names.paused.sql)),
     ackBatch: statement(
       'ack',
       `DELETE FROM ${t} AS t USING ${PAIRS} WHERE ${PAIRS_MATCH} RETURNING ${PAIRS_RETURNING}, pg_current_xact_id() AS xid`,

@@ -11,13 +11,14 @@ import { beforeDeadline } from '../util/deadline.js';
 import type { Logger } from '../util/logger.js';
 import type { StatementRunner } from '../util/statement-runner.js';
 import { Wakeup } from '../util/wakeup.js';
-import { type ClaimFailureReport, idlePollDelayMs, notStalled, pauseAfterFailure } from './claim-pacing.js';
+import { type ClaimFailureReport, notStalled, pauseAfterFailure } from './claim-pacing.js';
 import { decodeClaimedRow } from './claimed-row.js';
 import { deliver, type DeliverDeps, type DeliveryEnds } from './deliver.js';
 import { DeliveryTransaction } from './delivery-transaction.js';
 import { DueAlarm } from './due-alarm.js';
 import { emitFetched } from './fetched-events.js';
 import type { PublishFollowUp } from './follow-up.js';
+import { IdleProbe } from './idle-probe.js';
 import type { Lease } from './lease.js';
 import type { ClaimedRecord, Handler } from './message.js';
 import { OutcomeWriter } from './outcome-writer.js';
@@ -164,12 +165,25 @@ export class Subscription {
   readonly #schedule: QueueSchedule | undefined;
   /** Wakes the first loop when a retry it wrote is due (due-alarm.ts); one queue only (the schedule does it for several). */
   readonly #retryAlarm: DueAlarm | undefined;
+  /** Before an idle loop's long sleep: when a row turns claimable that nobody will announce (idle-probe.ts). */
+  readonly #idleProbe: IdleProbe;
 
   constructor(options: ResolvedSubscribeOptions, handler: Handler, deps: SubscriptionDeps) {
     this.options = options;
     this.#deps = deps;
     this.#schedule = scheduleFor(options);
     this.#retryAlarm = this.#schedule === undefined ? new DueAlarm(() => this.#claimers[0]?.wakeup.notify()) : undefined;
+    this.#idleProbe = new IdleProbe({
+      db: deps.db,
+      statement: deps.sql.nextClaimable,
+      options,
+      schedule: this.#schedule,
+      held: () => this.#heldHere(),
+      wake: (queue) => {
+        this.wake(queue);
+      },
+      logger: deps.logger,
+    });
     const writer = new OutcomeWriter({
       db: deps.db,
       sql: deps.sql,
@@ -430,10 +444,9 @@ export class Subscription {
       }
       idleFetches += 1;
       this.#deps.onIdle();
-      // A row an idle queue's report saw (a delayed message) ends the sleep when it is due.
-      const dueMs = this.#schedule?.msUntilDue(performance.now()) ?? Number.POSITIVE_INFINITY;
+      const sleepMs = await this.#idleProbe.sleepMs(idleFetches);
       claimer.polling = true;
-      await claimer.wakeup.sleep(Math.max(1, Math.min(idlePollDelayMs(idleFetches, this.options), dueMs)));
+      await claimer.wakeup.sleep(sleepMs);
       claimer.polling = false;
     }
   }
@@ -938,6 +951,7 @@ export class Subscription {
     clearInterval(this.#staleTimer);
     clearInterval(this.#boundTimer);
     this.#retryAlarm?.clear();
+    this.#idleProbe.stop();
     // A renewal already sent is left to finish within what is left of the budget, so it does not
     // race the pool's end. After a timeout nothing more is awaited.
     if (!timedOut && this.#renewing !== undefined) {

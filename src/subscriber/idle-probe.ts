@@ -1,0 +1,147 @@
+import { errorMessage } from '../errors.js';
+import { dueInMs } from '../producer/sql.js';
+import type { Logger } from '../util/logger.js';
+import type { Statement } from '../util/statement.js';
+import type { StatementRunner } from '../util/statement-runner.js';
+import { idlePollDelayMs } from './claim-pacing.js';
+import type { QueueSchedule } from './queue-schedule.js';
+
+/** The lease's length, as claimText's expired branch reads $2. */
+const LEASE_TTL = `$2::double precision * interval '1 millisecond'`;
+
+/**
+ * $1 queues (text[]), $2 leaseTtlMs, $3 the ids this subscription holds (bigint[]). The next moment
+ * a row of the queues that are not paused turns claimable without anyone writing it, as
+ * (queue, in_ms) by the database's clock, or no row: its first delayed row (a retry, a delayed
+ * publish) comes due, or the first lease held elsewhere runs out, as this subscription's claim
+ * judges leases ($2). One probe per queue and index, each from now on: <t>_ready_idx from its
+ * first row not yet due, <t>_lease_idx from its first lease not yet expired (an expired one is
+ * claimable already, or held here). Leases this subscription holds are its own to end.
+ */
+export function nextClaimableText(table: string, paused: string): string {
+  const listed = (alias: string, walk: string) => `SELECT q.queue, ${alias}.at FROM unnest($1::text[]) AS q(queue)
+  CROSS JOIN LATERAL (
+    ${walk}
+    LIMIT 1
+  ) AS ${alias}
+  WHERE NOT EXISTS (SELECT 1 FROM ${paused} AS p WHERE p.queue = q.queue)`;
+  return `SELECT e.queue, ${dueInMs('e.at')} AS in_ms FROM (
+  ${listed(
+    'r',
+    `SELECT o.next_attempt_at AS at FROM ${table} AS o
+    WHERE o.acquired_token IS NULL AND o.queue = q.queue AND o.next_attempt_at > now()
+    ORDER BY o.next_attempt_at`,
+  )}
+  UNION ALL
+  ${listed(
+    'l',
+    `SELECT o.acquired_at + ${LEASE_TTL} AS at FROM ${table} AS o
+    WHERE o.acquired_token IS NOT NULL AND o.queue = q.queue AND o.acquired_at >= now() - ${LEASE_TTL}
+      AND o.id <> ALL($3::bigint[])
+    ORDER BY o.acquired_at`,
+  )}
+) AS e
+ORDER BY e.at
+LIMIT 1`;
+}
+
+/**
+ * Woken this much after the probed time: a timer may fire up to a millisecond before its time by
+ * the database's clock, and a claim that early finds the row not yet claimable.
+ */
+const MARGIN_MS = 2;
+
+export interface IdleProbeDeps {
+  readonly db: StatementRunner;
+  readonly statement: Statement;
+  readonly options: {
+    readonly name: string;
+    readonly queues: readonly string[];
+    readonly leaseTtlMs: number;
+    readonly minPollIntervalMs: number;
+    readonly maxPollIntervalMs: number;
+  };
+  /** A subscription over several queues: its rows' due times its claims' reports saw. */
+  readonly schedule: QueueSchedule | undefined;
+  /** The ids the subscription holds ($3), as a bigint[] literal; '{}' in row-lock mode (it writes no lease). */
+  readonly held: () => string;
+  /** What the subscription does for a NOTIFY of `queue`: lists it in the next claim and wakes the loop. */
+  readonly wake: (queue: string) => void;
+  readonly logger: Logger;
+}
+
+/**
+ * An idle claim loop's blind spot: its poll backs off to maxPollIntervalMs (10 s by default), and
+ * rows that turn claimable without anyone writing them are announced by nobody: a lease another
+ * process held runs out (it died, or its handler outlived the lease), and a delayed row nobody
+ * announced here (a retry written by a process that died, any delayed row of a `listen: false`
+ * consumer) comes due. Once a loop's sleeps grow past minPollIntervalMs (its second empty claim in
+ * a row), it asks the database when the next such row turns claimable and wakes its queue then, so
+ * a row known at the last empty claim runs on time, not up to a poll later. One short statement
+ * per sleep longer than minPollIntervalMs: none while claims keep finding rows, so neither a drain
+ * nor a consumer kept busy by its NOTIFYs pays for it. Rows written after the probe are found at
+ * the next poll, as before, or by their NOTIFY.
+ */
+export class IdleProbe {
+  readonly #deps: IdleProbeDeps;
+  #timer: NodeJS.Timeout | undefined;
+  /** Probes failed in a row (the streak is logged once, at its first). */
+  #failures = 0;
+  #stopped = false;
+
+  constructor(deps: IdleProbeDeps) {
+    this.#deps = deps;
+  }
+
+  /**
+   * How long the loop sleeps after `idleFetches` empty claims in a row: its poll's backoff, or less
+   * when its schedule knows a row due sooner. Past minPollIntervalMs, a probe first (see above); what
+   * it finds wakes the row's queue (a timer), cutting the sleep short.
+   */
+  async sleepMs(idleFetches: number): Promise<number> {
+    const { options, schedule } = this.#deps;
+    const dueMs = schedule?.msUntilDue(performance.now()) ?? Number.POSITIVE_INFINITY;
+    const sleepMs = Math.max(1, Math.min(idlePollDelayMs(idleFetches, options), dueMs));
+    if (idleFetches >= 2 && sleepMs > options.minPollIntervalMs) await this.#probe(sleepMs);
+    return sleepMs;
+  }
+
+  async #probe(sleepMs: number): Promise<void> {
+    const { db, statement, options, held, logger } = this.#deps;
+    let next: { queue: string; in_ms: number } | undefined;
+    try {
+      const { rows } = await db.run<{ queue: string; in_ms: number }>(statement, [options.queues, options.leaseTtlMs, held()]);
+      next = rows[0];
+      this.#failures = 0;
+    } catch (error) {
+      this.#failures += 1;
+      if (this.#failures === 1) {
+        logger.warn(
+          { subscriber: options.name, err: errorMessage(error) },
+          'could not ask when the next delayed row or lease held elsewhere turns claimable: those run at the next poll until it succeeds',
+        );
+      }
+      return;
+    }
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    if (next === undefined || this.#stopped) return;
+    const inMs = next.in_ms + MARGIN_MS;
+    if (inMs < sleepMs) this.#arm(next.queue, inMs);
+  }
+
+  /** One timer: the latest probe's, the earliest time it knows (a later one is found again by the next probe). */
+  #arm(queue: string, inMs: number): void {
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      this.#deps.wake(queue);
+    }, inMs);
+    this.#timer.unref();
+  }
+
+  stop(): void {
+    this.#stopped = true;
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+  }
+}

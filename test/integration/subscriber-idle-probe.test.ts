@@ -1,0 +1,183 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+
+import pg from 'pg';
+
+import type { Outbox } from '../../src/index.js';
+import { resolveSchemaNames } from '../../src/schema/schema-names.js';
+import { buildSubscriberSql } from '../../src/subscriber/sql.js';
+import { ClaimDelayPool } from '../support/claim-delay-pool.js';
+import { useTestDatabase } from '../support/database.js';
+import { outboxFactory } from '../support/outboxes.js';
+import { publishCommitted } from '../support/publish.js';
+import { inTransaction } from '../support/transaction.js';
+import { waitFor } from '../support/wait-for.js';
+
+const db = useTestDatabase(import.meta.url);
+const newOutbox = outboxFactory(db);
+
+/**
+ * An idle loop's poll backs off from 100 ms, doubling (±25 %): its empty claims come about 0.1,
+ * 0.3, 0.7, 1.5, 3.1 and 6.3 s after start. Nothing announces the rows below (`listen: false`, a
+ * lease nobody writes to), so without a probe a row that turns claimable at 4 s runs at the claim
+ * after it: 4.7 s at the earliest (the 3.1 s claim is at most 3.9 s), 6.3 s on average.
+ */
+const BACKING_OFF = { minPollIntervalMs: 100, maxPollIntervalMs: 60_000 } as const;
+const CLAIMABLE_AT_MS = 4_000;
+/** Later than this, the row was found by a poll, not the probe. */
+const ON_TIME_MS = 4_500;
+
+/** Rows of `table` leased by a process that died: their lease (from now) ends after the consumer's leaseTtlMs. */
+async function leasedByTheDead(table: string): Promise<void> {
+  await db.pool.query(`UPDATE ${table} SET acquired_token = gen_random_uuid(), acquired_at = now()`);
+}
+
+/** A consumer (a pool of its own) of `queues` that records when each body's handler started (Date.now()). */
+function consumerOf(
+  table: string,
+  queues: string | string[],
+  options: { lease?: 'token' | 'row-lock'; leaseTtlMs?: number } = {},
+) {
+  const pool = new pg.Pool({ connectionString: db.url, max: 4 });
+  db.onCleanup(() => pool.end());
+  const outbox = newOutbox({ pool, table, listen: false });
+  const startedAt = new Map<string, number>();
+  outbox.subscribe(
+    queues,
+    (message) => {
+      startedAt.set(String(message.body), Date.now());
+    },
+    { ...BACKING_OFF, ...options },
+  );
+  return { outbox, startedAt };
+}
+
+async function migrated(table: string): Promise<Outbox> {
+  const producer = newOutbox({ pool: db.pool, table });
+  await producer.migrate();
+  return producer;
+}
+
+describe('an idle loop wakes when a row turns claimable that nobody announces', () => {
+  for (const lease of ['token', 'row-lock'] as const) {
+    test(`a lease another process held runs out: its row runs then, not at the next poll (lease: ${lease})`, async () => {
+      const table = lease === 'token' ? 'ip_lease' : 'ip_lease_rl';
+      const producer = await migrated(table);
+      await publishCommitted(producer, db.pool, 'q', ['x']);
+      const { outbox, startedAt } = consumerOf(table, 'q', { lease, leaseTtlMs: CLAIMABLE_AT_MS });
+      const leasedAt = Date.now();
+      await leasedByTheDead(table);
+      outbox.start();
+      await waitFor(() => startedAt.has('x'), { what: 'the row whose lease ran out', timeoutMs: 12_000 });
+      const waited = startedAt.get('x')! - leasedAt;
+      assert.ok(waited >= CLAIMABLE_AT_MS - 10 && waited < ON_TIME_MS, `ran ${waited} ms after it was leased`);
+    });
+  }
+
+  test('listen: false: a delayed row runs when due, not at the next poll', async () => {
+    const table = 'ip_delayed';
+    const producer = await migrated(table);
+    const { outbox, startedAt } = consumerOf(table, 'q');
+    const publishedAt = Date.now();
+    await inTransaction(db.pool, (c) => producer.publish(c, 'q', 'x', { activateInMs: CLAIMABLE_AT_MS }));
+    outbox.start();
+    await waitFor(() => startedAt.has('x'), { what: 'the delayed row', timeoutMs: 12_000 });
+    const waited = startedAt.get('x')! - publishedAt;
+    assert.ok(waited >= CLAIMABLE_AT_MS - 10 && waited < ON_TIME_MS, `ran ${waited} ms after it was published`);
+  });
+
+  test('a subscription over several queues: the queue whose lease runs out is claimed then', async () => {
+    const table = 'ip_lease_many';
+    const producer = await migrated(table);
+    await publishCommitted(producer, db.pool, 'b', ['x']);
+    const { outbox, startedAt } = consumerOf(table, ['a', 'b', 'c'], { leaseTtlMs: CLAIMABLE_AT_MS });
+    const leasedAt = Date.now();
+    await leasedByTheDead(table);
+    outbox.start();
+    await waitFor(() => startedAt.has('x'), { what: 'the row whose lease ran out', timeoutMs: 12_000 });
+    const waited = startedAt.get('x')! - leasedAt;
+    assert.ok(waited >= CLAIMABLE_AT_MS - 10 && waited < ON_TIME_MS, `ran ${waited} ms after it was leased`);
+  });
+});
+
+describe('the probe statement', () => {
+  /** What nextClaimable answers for `queues` ($3: `held`), leases judged by a 10 s leaseTtlMs. */
+  async function probe(
+    table: string,
+    queues: string[],
+    held: string[] = [],
+  ): Promise<{ queue: string; in_ms: number } | undefined> {
+    const { nextClaimable } = buildSubscriberSql(resolveSchemaNames(table, false));
+    const { rows } = await db.pool.query<{ queue: string; in_ms: number }>(nextClaimable.text, [queues, 10_000, held]);
+    return rows[0];
+  }
+
+  const near = (actual: number | undefined, expected: number) => { assert.ok(actual !== undefined && Math.abs(actual - expected) < 1_000, `${actual} ms, expected about ${expected}`); };
+
+  test('the earliest of the queues: a delayed row coming due, a lease held elsewhere running out; neither due nor expired rows', async () => {
+    const table = 'ip_statement';
+    const producer = await migrated(table);
+    assert.equal(await probe(table, ['a', 'b']), undefined, 'an empty table');
+    await publishCommitted(producer, db.pool, 'a', ['due now']);
+    await inTransaction(db.pool, (c) => producer.publish(c, 'a', 'later', { activateInMs: 60_000 }));
+    near((await probe(table, ['a', 'b']))?.in_ms, 60_000);
+    await inTransaction(db.pool, (c) => producer.publish(c, 'b', 'sooner', { activateInMs: 30_000 }));
+    assert.equal((await probe(table, ['a', 'b']))?.queue, 'b');
+    near((await probe(table, ['a', 'b']))?.in_ms, 30_000);
+    assert.equal((await probe(table, ['a']))?.queue, 'a', 'only the queues listed');
+    // The due row, leased 2 s ago: its lease (10 s) runs out in 8 s, the earliest now.
+    await db.pool.query(
+      `UPDATE ${table} SET acquired_token = gen_random_uuid(), acquired_at = now() - interval '2 seconds' WHERE queue = 'a' AND next_attempt_at <= now()`,
+    );
+    assert.equal((await probe(table, ['a', 'b']))?.queue, 'a');
+    near((await probe(table, ['a', 'b']))?.in_ms, 8_000);
+    // Expired already: claimable now, the claim's to take; the next one counts.
+    await db.pool.query(`UPDATE ${table} SET acquired_at = now() - interval '11 seconds' WHERE acquired_token IS NOT NULL`);
+    near((await probe(table, ['a', 'b']))?.in_ms, 30_000);
+  });
+
+  test('leaves out paused queues and the leases the subscription holds ($3)', async () => {
+    const table = 'ip_statement_left_out';
+    const producer = await migrated(table);
+    await publishCommitted(producer, db.pool, 'q', ['leased']);
+    await db.pool.query(`UPDATE ${table} SET acquired_token = gen_random_uuid(), acquired_at = now()`);
+    const { rows } = await db.pool.query<{ id: string }>(`SELECT id::text FROM ${table}`);
+    near((await probe(table, ['q']))?.in_ms, 10_000);
+    assert.equal(await probe(table, ['q'], [rows[0]!.id]), undefined, 'held here: its own to end');
+    await producer.pause('q');
+    assert.equal(await probe(table, ['q']), undefined, 'paused');
+    await producer.resume('q');
+    near((await probe(table, ['q']))?.in_ms, 10_000);
+  });
+});
+
+describe('a probe that fails', () => {
+  test('is warned about once per streak; the loop polls on, and the next probe that succeeds wakes the row on time', async () => {
+    const table = 'ip_failing';
+    const producer = await migrated(table);
+    await publishCommitted(producer, db.pool, 'q', ['x']);
+    let failures = 2;
+    const pool = new ClaimDelayPool(
+      { connectionString: db.url, max: 4 },
+      () => {
+        if (failures === 0) return Promise.resolve();
+        failures -= 1;
+        return Promise.reject(new Error('the probe failed'));
+      },
+      () => Promise.resolve(),
+      /next_claimable/,
+    );
+    db.onCleanup(() => pool.end());
+    const outbox = newOutbox({ pool, table, listen: false });
+    const startedAt: number[] = [];
+    outbox.subscribe('q', () => void startedAt.push(Date.now()), { ...BACKING_OFF, leaseTtlMs: CLAIMABLE_AT_MS });
+    const leasedAt = Date.now();
+    await leasedByTheDead(table);
+    outbox.start();
+    await waitFor(() => startedAt.length === 1, { what: 'the row whose lease ran out', timeoutMs: 12_000 });
+    const warnings = newOutbox.logger.messages('warn').filter((m) => m.startsWith('could not ask when the next delayed row'));
+    assert.equal(warnings.length, 1, warnings.join('\n'));
+    const waited = startedAt[0]! - leasedAt;
+    assert.ok(waited >= CLAIMABLE_AT_MS - 10 && waited < ON_TIME_MS, `ran ${waited} ms after it was leased`);
+  });
+});

@@ -51,6 +51,12 @@ LIMIT 1`;
  */
 const MARGIN_MS = 2;
 
+/**
+ * No probe before a sleep shorter than this (a consumer configured to poll every few ms): it could
+ * save less than half a second, and an idle loop would send two statements per poll instead of one.
+ */
+const MIN_PROBED_SLEEP_MS = 500;
+
 export interface IdleProbeDeps {
   readonly db: StatementRunner;
   readonly statement: Statement;
@@ -75,11 +81,11 @@ export interface IdleProbeDeps {
  * rows that turn claimable without anyone writing them are announced by nobody: a lease another
  * process held runs out (it died, or its handler outlived the lease), and a delayed row nobody
  * announced here (a retry written by a process that died, any delayed row of a `listen: false`
- * consumer) comes due. Once a loop's sleeps grow past minPollIntervalMs (its second empty claim in
- * a row), it asks the database when the next such row turns claimable and wakes its queue then, so
- * a row known at the last empty claim runs on time, not up to a poll later. One short statement
- * per sleep longer than minPollIntervalMs: none while claims keep finding rows, so neither a drain
- * nor a consumer kept busy by its NOTIFYs pays for it. Rows written after the probe are found at
+ * consumer) comes due. Once a loop's sleeps grow past minPollIntervalMs (from its second empty
+ * claim in a row on) and half a second, it asks the database when the next such row turns claimable
+ * and wakes its queue then, so a row known at the last empty claim runs on time, not up to a poll
+ * later. One short statement per such sleep: none while claims keep finding rows, so neither a
+ * drain nor a consumer kept busy by its NOTIFYs pays for it. Rows written after the probe are found at
  * the next poll, as before, or by their NOTIFY.
  */
 export class IdleProbe {
@@ -95,14 +101,15 @@ export class IdleProbe {
 
   /**
    * How long the loop sleeps after `idleFetches` empty claims in a row: its poll's backoff, or less
-   * when its schedule knows a row due sooner. Past minPollIntervalMs, a probe first (see above); what
-   * it finds wakes the row's queue (a timer), cutting the sleep short.
+   * when its schedule knows a row due sooner. Before a sleep past minPollIntervalMs (and
+   * MIN_PROBED_SLEEP_MS), a probe (see above); what it finds wakes the row's queue (a timer),
+   * cutting the sleep short.
    */
   async sleepMs(idleFetches: number): Promise<number> {
     const { options, schedule } = this.#deps;
     const dueMs = schedule?.msUntilDue(performance.now()) ?? Number.POSITIVE_INFINITY;
     const sleepMs = Math.max(1, Math.min(idlePollDelayMs(idleFetches, options), dueMs));
-    if (idleFetches >= 2 && sleepMs > options.minPollIntervalMs) await this.#probe(sleepMs);
+    if (idleFetches >= 2 && sleepMs > Math.max(options.minPollIntervalMs, MIN_PROBED_SLEEP_MS)) await this.#probe(sleepMs);
     return sleepMs;
   }
 

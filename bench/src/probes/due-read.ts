@@ -1,12 +1,15 @@
 /**
- * What the read of delayed rows' due times costs a consumer's LISTEN (re)connect
- * (subscriber/due-times-sql.ts): the statement's time on one connection, median of `rounds`, on
- * a table holding `future` delayed rows and `ready` due ones spread over `queues` queues, read for
- * every queue (as a consumer subscribed to all of them does), and the plan it ran.
+ * What the reads of when rows turn claimable cost: `due`, the read of delayed rows' due times on a
+ * consumer's LISTEN (re)connect (subscriber/due-times-sql.ts); `next`, an idle loop's probe before
+ * a long sleep (subscriber/idle-probe.ts, leases judged by 60 s). The statement's time on one
+ * connection, median of `rounds`, on a table holding `future` delayed rows and `ready` due ones
+ * spread over `queues` queues (a tenth of the due ones leased within the last minute), read for
+ * every queue (as a consumer subscribed to all of them does).
  *
- *   node --import tsx bench/src/probes/due-read.ts [queues, 1000] [future rows, 100000] [ready rows, 100000] [rounds, 21]
+ *   node --import tsx bench/src/probes/due-read.ts [queues, 1000] [future rows, 100000] [ready rows, 100000] [rounds, 21] [due|next, due]
  */
 import { readDueTimes } from '../../../src/subscriber/due-times-sql.js';
+import { buildSubscriberSql } from '../../../src/subscriber/sql.js';
 import { percentile } from '../stats.js';
 import { startProbeTable } from './probe-table.js';
 
@@ -14,6 +17,8 @@ const queueCount = Number(process.argv[2] ?? 1_000);
 const future = Number(process.argv[3] ?? 100_000);
 const ready = Number(process.argv[4] ?? 100_000);
 const rounds = Number(process.argv[5] ?? 21);
+const read = process.argv[6] ?? 'due';
+if (read !== 'due' && read !== 'next') throw new Error(`the read is 'due' or 'next', not ${read}`);
 
 const probe = await startProbeTable();
 const { client, names } = probe;
@@ -28,19 +33,27 @@ try {
     `INSERT INTO probe.outbox (queue, payload) SELECT 'q' || (n % $1), '\\x00'::bytea FROM generate_series(1, $2) n`,
     [queueCount, ready],
   );
+  await client.query(
+    `UPDATE probe.outbox SET acquired_token = gen_random_uuid(), acquired_at = now() - random() * interval '1 minute'
+     WHERE next_attempt_at <= now() AND id % 10 = 0`,
+  );
   await client.query('VACUUM ANALYZE probe.outbox');
+  const { nextClaimable } = buildSubscriberSql(names);
   const queues = Array.from({ length: queueCount }, (_, i) => `q${i}`);
   const times: number[] = [];
   let rows = 0;
   for (let round = 0; round < rounds; round += 1) {
     const started = performance.now();
-    const read = await readDueTimes(client, names, queues);
+    if (read === 'due') {
+      const dueTimes = await readDueTimes(client, names, queues);
+      rows = dueTimes.reduce((sum, queue) => sum + queue.inMs.length, 0);
+    } else rows = (await client.query(nextClaimable.text, [queues, 60_000, '{}'])).rowCount ?? 0;
     times.push(performance.now() - started);
-    rows = read.reduce((sum, queue) => sum + queue.inMs.length, 0);
   }
   const sorted = [...times].sort((a, b) => a - b);
   console.log(
     JSON.stringify({
+      read,
       queues: queueCount,
       future,
       ready,

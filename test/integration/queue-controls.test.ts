@@ -9,7 +9,7 @@ import { queueStateCollector } from '../../src/prometheus/index.js';
 import { ClaimDelayPool } from '../support/claim-delay-pool.js';
 import { useTestDatabase } from '../support/database.js';
 import { EventLog } from '../support/events.js';
-import { listenersOf,terminateListener } from '../support/listener-backend.js';
+import { listenersOf, terminateListener } from '../support/listener-backend.js';
 import { outboxFactory } from '../support/outboxes.js';
 import { publishCommitted } from '../support/publish.js';
 import { FAST_POLL } from '../support/subscriber-setup.js';

@@ -112,7 +112,9 @@ describe('the probe statement', () => {
     return rows[0];
   }
 
-  const near = (actual: number | undefined, expected: number) => { assert.ok(actual !== undefined && Math.abs(actual - expected) < 1_000, `${actual} ms, expected about ${expected}`); };
+  const near = (actual: number | undefined, expected: number) => {
+    assert.ok(actual !== undefined && Math.abs(actual - expected) < 1_000, `${actual} ms, expected about ${expected}`);
+  };
 
   test('the earliest of the queues: a delayed row coming due, a lease held elsewhere running out; neither due nor expired rows', async () => {
     const table = 'ip_statement';

@@ -8,15 +8,20 @@ import type { QueueSchedule } from './queue-schedule.js';
 
 /** The lease's length, as claimText's expired branch reads $2. */
 const LEASE_TTL = `$2::double precision * interval '1 millisecond'`;
+/** The time the empty claim before the probe was sent, by the database's clock (within a round trip). */
+const CLAIMED_AT = `now() - $4::double precision * interval '1 millisecond'`;
 
 /**
- * $1 queues (text[]), $2 leaseTtlMs, $3 the ids this subscription holds (bigint[]). The next moment
- * a row of the queues that are not paused turns claimable without anyone writing it, as
- * (queue, in_ms) by the database's clock, or no row: its first delayed row (a retry, a delayed
- * publish) comes due, or the first lease held elsewhere runs out, as this subscription's claim
- * judges leases ($2). One probe per queue and index, each from now on: <t>_ready_idx from its
- * first row not yet due, <t>_lease_idx from its first lease not yet expired (an expired one is
- * claimable already, or held here). Leases this subscription holds are its own to end.
+ * $1 queues (text[]), $2 leaseTtlMs, $3 the ids this subscription holds (bigint[]), $4 the ms since
+ * the empty claim before it was sent. The next moment a row of the queues that are not paused turns
+ * claimable without anyone writing it, as (queue, in_ms) by the database's clock (0: it did since
+ * that claim), or no row: its first delayed row comes due (a retry, a delayed publish), or the first
+ * lease held elsewhere runs out, as this subscription's claim judges leases ($2). From the claim on,
+ * not from now: a row that turned claimable in between is claimed at once, not a poll later. One
+ * probe per queue and index: <t>_ready_idx from its first row not due at the claim, <t>_lease_idx
+ * from its first lease not expired at the claim (an older one was claimable already, or is held
+ * here). Leases this subscription holds are its own to end. An `infinity` next_attempt_at never
+ * comes due, and its arithmetic would fail the statement (before PostgreSQL 17).
  */
 export function nextClaimableText(table: string, paused: string): string {
   const listed = (alias: string, walk: string) => `SELECT q.queue, ${alias}.at FROM unnest($1::text[]) AS q(queue)
@@ -29,14 +34,14 @@ export function nextClaimableText(table: string, paused: string): string {
   ${listed(
     'r',
     `SELECT o.next_attempt_at AS at FROM ${table} AS o
-    WHERE o.acquired_token IS NULL AND o.queue = q.queue AND o.next_attempt_at > now()
+    WHERE o.acquired_token IS NULL AND o.queue = q.queue AND o.next_attempt_at > ${CLAIMED_AT} AND o.next_attempt_at < 'infinity'
     ORDER BY o.next_attempt_at`,
   )}
   UNION ALL
   ${listed(
     'l',
     `SELECT o.acquired_at + ${LEASE_TTL} AS at FROM ${table} AS o
-    WHERE o.acquired_token IS NOT NULL AND o.queue = q.queue AND o.acquired_at >= now() - ${LEASE_TTL}
+    WHERE o.acquired_token IS NOT NULL AND o.queue = q.queue AND o.acquired_at >= ${CLAIMED_AT} - ${LEASE_TTL}
       AND o.id <> ALL($3::bigint[])
     ORDER BY o.acquired_at`,
   )}
@@ -52,8 +57,8 @@ LIMIT 1`;
 const MARGIN_MS = 2;
 
 /**
- * No probe before a sleep shorter than this (a consumer configured to poll every few ms): it could
- * save less than half a second, and an idle loop would send two statements per poll instead of one.
+ * No probe before a sleep this short or shorter (a consumer configured to poll every few ms): it
+ * could save at most half a second, and an idle loop would send two statements per poll, not one.
  */
 const MIN_PROBED_SLEEP_MS = 500;
 
@@ -81,11 +86,13 @@ export interface IdleProbeDeps {
  * rows that turn claimable without anyone writing them are announced by nobody: a lease another
  * process held runs out (it died, or its handler outlived the lease), and a delayed row nobody
  * announced here (a retry written by a process that died, any delayed row of a `listen: false`
- * consumer) comes due. Once a loop's sleeps grow past minPollIntervalMs (from its second empty
- * claim in a row on) and half a second, it asks the database when the next such row turns claimable
- * and wakes its queue then, so a row known at the last empty claim runs on time, not up to a poll
- * later. One short statement per such sleep: none while claims keep finding rows, so neither a
- * drain nor a consumer kept busy by its NOTIFYs pays for it. Rows written after the probe are found at
+ * consumer) comes due. From its second empty claim in a row, before a sleep longer than half a
+ * second, a loop asks the database when the next such row turns claimable and wakes its queue then,
+ * so a row known at the last empty claim runs on time, not up to a poll later. One short statement
+ * per such sleep: none while claims keep finding rows, so neither a drain nor a consumer kept busy
+ * by its NOTIFYs pays for it. A lease a live process renews looks like one that runs out: with
+ * leaseRenewIntervalMs, an idle loop wakes (one empty claim, one probe) once per renewal at most,
+ * and only when the lease's remainder is shorter than its sleep. Rows written after the probe are found at
  * the next poll, as before, or by their NOTIFY.
  */
 export class IdleProbe {
@@ -100,24 +107,30 @@ export class IdleProbe {
   }
 
   /**
-   * How long the loop sleeps after `idleFetches` empty claims in a row: its poll's backoff, or less
-   * when its schedule knows a row due sooner. Before a sleep past minPollIntervalMs (and
-   * MIN_PROBED_SLEEP_MS), a probe (see above); what it finds wakes the row's queue (a timer),
-   * cutting the sleep short.
+   * How long the loop sleeps after `idleFetches` empty claims in a row, the last sent at `claimedAt`
+   * (performance.now()): its poll's backoff, or less when its schedule knows a row due sooner. From
+   * the second, before a sleep longer than MIN_PROBED_SLEEP_MS, a probe (see above); what it finds
+   * wakes the row's queue (a timer), cutting the sleep short.
    */
-  async sleepMs(idleFetches: number): Promise<number> {
+  async sleepMs(idleFetches: number, claimedAt: number): Promise<number> {
     const { options, schedule } = this.#deps;
     const dueMs = schedule?.msUntilDue(performance.now()) ?? Number.POSITIVE_INFINITY;
     const sleepMs = Math.max(1, Math.min(idlePollDelayMs(idleFetches, options), dueMs));
-    if (idleFetches >= 2 && sleepMs > Math.max(options.minPollIntervalMs, MIN_PROBED_SLEEP_MS)) await this.#probe(sleepMs);
+    if (idleFetches >= 2 && sleepMs > MIN_PROBED_SLEEP_MS) await this.#probe(sleepMs, claimedAt);
     return sleepMs;
   }
 
-  async #probe(sleepMs: number): Promise<void> {
+  async #probe(sleepMs: number, claimedAt: number): Promise<void> {
     const { db, statement, options, held, logger } = this.#deps;
-    let next: { queue: string; in_ms: number } | undefined;
+    let next: { queue: string; in_ms: number | string } | undefined;
     try {
-      const { rows } = await db.run<{ queue: string; in_ms: number }>(statement, [options.queues, options.leaseTtlMs, held()]);
+      const sinceClaimMs = performance.now() - claimedAt;
+      const { rows } = await db.run<{ queue: string; in_ms: number | string }>(statement, [
+        options.queues,
+        options.leaseTtlMs,
+        held(),
+        sinceClaimMs,
+      ]);
       next = rows[0];
       this.#failures = 0;
     } catch (error) {
@@ -133,7 +146,8 @@ export class IdleProbe {
     clearTimeout(this.#timer);
     this.#timer = undefined;
     if (next === undefined || this.#stopped) return;
-    const inMs = next.in_ms + MARGIN_MS;
+    // A number from node-postgres, unless the application parses float8 otherwise.
+    const inMs = Number(next.in_ms) + MARGIN_MS;
     if (inMs < sleepMs) this.#arm(next.queue, inMs);
   }
 

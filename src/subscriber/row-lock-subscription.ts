@@ -244,6 +244,8 @@ export class RowLockSubscription {
         loop.parked = false;
         continue;
       }
+      // This batch's claim, or the one the last batch's COMMIT message carried, was sent since.
+      const claimStartedAt = performance.now();
       const held = swap(undefined);
       // Rows the last batch's COMMIT message claimed come with the plan that claim listed.
       const plan = held?.claimed === undefined ? this.#schedule?.plan(performance.now(), fetchBatchSize) : held.claimed.plan;
@@ -319,9 +321,10 @@ export class RowLockSubscription {
       }
       idleFetches += 1;
       this.#deps.onIdle();
-      const sleepMs = await this.#idleProbe.sleepMs(idleFetches);
+      // Polling from here: a claim of the second loop that comes back during the probe wakes it
+      // (#replanPolling), and the wake-up waits for its sleep (Wakeup).
       loop.polling = true;
-      await loop.wakeup.sleep(sleepMs);
+      await loop.wakeup.sleep(await this.#idleProbe.sleepMs(idleFetches, claimStartedAt));
       loop.polling = false;
     }
   }

@@ -444,9 +444,10 @@ export class Subscription {
       }
       idleFetches += 1;
       this.#deps.onIdle();
-      const sleepMs = await this.#idleProbe.sleepMs(idleFetches);
+      // Polling from here: a claim of the second loop that comes back during the probe wakes it
+      // (#replanPolling), and the wake-up waits for its sleep (Wakeup).
       claimer.polling = true;
-      await claimer.wakeup.sleep(sleepMs);
+      await claimer.wakeup.sleep(await this.#idleProbe.sleepMs(idleFetches, claimStartedAt));
       claimer.polling = false;
     }
   }

@@ -3,7 +3,7 @@ import { describe, test } from 'node:test';
 
 import pg from 'pg';
 
-import type { Outbox } from '../../src/index.js';
+import type { Outbox, SubscribeOptions } from '../../src/index.js';
 import { resolveSchemaNames } from '../../src/schema/schema-names.js';
 import { buildSubscriberSql } from '../../src/subscriber/sql.js';
 import { ClaimDelayPool } from '../support/claim-delay-pool.js';
@@ -33,11 +33,7 @@ async function leasedByTheDead(table: string): Promise<void> {
 }
 
 /** A consumer (a pool of its own) of `queues` that records when each body's handler started (Date.now()). */
-function consumerOf(
-  table: string,
-  queues: string | string[],
-  options: { lease?: 'token' | 'row-lock'; leaseTtlMs?: number } = {},
-) {
+function consumerOf(table: string, queues: string | string[], options: SubscribeOptions = {}) {
   const pool = new pg.Pool({ connectionString: db.url, max: 4 });
   db.onCleanup(() => pool.end());
   const outbox = newOutbox({ pool, table, listen: false });
@@ -86,6 +82,24 @@ describe('an idle loop wakes when a row turns claimable that nobody announces', 
     assert.ok(waited >= CLAIMABLE_AT_MS - 10 && waited < ON_TIME_MS, `ran ${waited} ms after it was published`);
   });
 
+  test('a fixed poll interval (minPollIntervalMs = maxPollIntervalMs): probed from its second empty claim', async () => {
+    const table = 'ip_fixed_poll';
+    const producer = await migrated(table);
+    await publishCommitted(producer, db.pool, 'q', ['x']);
+    // Claims at 0, 3 and 6 s (no jitter at a fixed interval): the lease runs out at 4 s.
+    const { outbox, startedAt } = consumerOf(table, 'q', {
+      leaseTtlMs: CLAIMABLE_AT_MS,
+      minPollIntervalMs: 3_000,
+      maxPollIntervalMs: 3_000,
+    });
+    const leasedAt = Date.now();
+    await leasedByTheDead(table);
+    outbox.start();
+    await waitFor(() => startedAt.has('x'), { what: 'the row whose lease ran out', timeoutMs: 12_000 });
+    const waited = startedAt.get('x')! - leasedAt;
+    assert.ok(waited >= CLAIMABLE_AT_MS - 10 && waited < ON_TIME_MS, `ran ${waited} ms after it was leased`);
+  });
+
   test('a subscription over several queues: the queue whose lease runs out is claimed then', async () => {
     const table = 'ip_lease_many';
     const producer = await migrated(table);
@@ -101,14 +115,14 @@ describe('an idle loop wakes when a row turns claimable that nobody announces', 
 });
 
 describe('the probe statement', () => {
-  /** What nextClaimable answers for `queues` ($3: `held`), leases judged by a 10 s leaseTtlMs. */
+  /** What nextClaimable answers for `queues` ($3: `held`), leases judged by a 10 s leaseTtlMs, the claim just sent. */
   async function probe(
     table: string,
     queues: string[],
     held: string[] = [],
   ): Promise<{ queue: string; in_ms: number } | undefined> {
     const { nextClaimable } = buildSubscriberSql(resolveSchemaNames(table, false));
-    const { rows } = await db.pool.query<{ queue: string; in_ms: number }>(nextClaimable.text, [queues, 10_000, held]);
+    const { rows } = await db.pool.query<{ queue: string; in_ms: number }>(nextClaimable.text, [queues, 10_000, held, 0]);
     return rows[0];
   }
 

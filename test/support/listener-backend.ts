@@ -22,12 +22,15 @@ export async function listenersOf(pool: pg.Pool, table: string): Promise<number>
 }
 
 /**
- * Terminates `table`'s LISTEN backend if it idles after its LISTEN now, and waits (up to 5 s) for it
- * to exit, so a count taken afterwards does not see it. False when it was running a read.
+ * Terminates `table`'s LISTEN backend (the first, if a reconnect raced an old one) if it idles after
+ * its LISTEN now, and waits (up to 5 s) for it to exit, so a count taken afterwards does not see it.
+ * False when it was running a read.
  */
 export async function terminateListener(pool: pg.Pool, table: string): Promise<boolean> {
   const { rows } = await pool.query<{ n: number }>(
-    'SELECT count(pg_terminate_backend(pid, 5000))::int AS n FROM pg_stat_activity WHERE datname = current_database() AND query = $1',
+    `SELECT count(pg_terminate_backend(pid, 5000))::int AS n FROM (
+       SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND query = $1 ORDER BY backend_start LIMIT 1
+     ) AS listener`,
     [listenStatement(table)],
   );
   return rows[0]?.n === 1;

@@ -86,9 +86,10 @@ export interface IdleProbeDeps {
  * rows that turn claimable without anyone writing them are announced by nobody: a lease another
  * process held runs out (it died, or its handler outlived the lease), and a delayed row nobody
  * announced here (a retry written by a process that died, any delayed row of a `listen: false`
- * consumer) comes due. From its second empty claim in a row, before a sleep longer than half a
- * second, a loop asks the database when the next such row turns claimable and wakes its queue then,
- * so a row known at the last empty claim runs on time, not up to a poll later. One short statement
+ * consumer) comes due. From its second empty claim in a row (its first, after such a wake), before
+ * a sleep longer than half a second, a loop asks the database when the next such row turns
+ * claimable and wakes its queue then, so a row known at the last empty claim runs on time, not up to
+ * a poll later. One short statement
  * per such sleep: none while claims keep finding rows, so neither a drain nor a consumer kept busy
  * by its NOTIFYs pays for it. A lease a live process renews looks like one that runs out: with
  * leaseRenewIntervalMs, an idle loop wakes (one empty claim, one probe) once per renewal at most,
@@ -101,6 +102,12 @@ export class IdleProbe {
   /** Probes failed in a row (the streak is logged once, at its first). */
   #failures = 0;
   #stopped = false;
+  /**
+   * The timer woke the loop since the last probe: the next sleep probes even after a single empty
+   * claim, for the row that turns claimable next (without it, a row due within the first idle
+   * sleep after the one woken for would wait for that sleep, up to minPollIntervalMs).
+   */
+  #woken = false;
 
   constructor(deps: IdleProbeDeps) {
     this.#deps = deps;
@@ -116,13 +123,14 @@ export class IdleProbe {
     const { options, schedule } = this.#deps;
     const dueMs = schedule?.msUntilDue(performance.now()) ?? Number.POSITIVE_INFINITY;
     const sleepMs = Math.max(1, Math.min(idlePollDelayMs(idleFetches, options), dueMs));
-    if (idleFetches >= 2 && sleepMs > MIN_PROBED_SLEEP_MS) await this.#probe(sleepMs, claimedAt);
+    if ((idleFetches >= 2 || this.#woken) && sleepMs > MIN_PROBED_SLEEP_MS) await this.#probe(sleepMs, claimedAt);
     return sleepMs;
   }
 
   async #probe(sleepMs: number, claimedAt: number): Promise<void> {
     const { db, statement, options, held, logger } = this.#deps;
     let next: { queue: string; in_ms: number | string } | undefined;
+    this.#woken = false;
     try {
       const sinceClaimMs = performance.now() - claimedAt;
       const { rows } = await db.run<{ queue: string; in_ms: number | string }>(statement, [
@@ -155,6 +163,7 @@ export class IdleProbe {
   #arm(queue: string, inMs: number): void {
     this.#timer = setTimeout(() => {
       this.#timer = undefined;
+      this.#woken = true;
       this.#deps.wake(queue);
     }, inMs);
     this.#timer.unref();

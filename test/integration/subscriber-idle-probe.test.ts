@@ -100,6 +100,31 @@ describe('an idle loop wakes when a row turns claimable that nobody announces', 
     assert.ok(waited >= CLAIMABLE_AT_MS - 10 && waited < ON_TIME_MS, `ran ${waited} ms after it was leased`);
   });
 
+  test('after the wake for one row, the next is asked for at once: a row due 600 ms later runs on time too', async () => {
+    const table = 'ip_chain';
+    const producer = await migrated(table);
+    await publishCommitted(producer, db.pool, 'q', ['leased']);
+    // The default poll (1 s, doubling): claims at about 0, 1 and 3 s; the one after taking the
+    // leased row at 4 s is a first empty claim, whose sleep (0.75–1.25 s) ends after 4.6 s.
+    const { outbox, startedAt } = consumerOf(table, 'q', {
+      leaseTtlMs: CLAIMABLE_AT_MS,
+      minPollIntervalMs: 1_000,
+      maxPollIntervalMs: 60_000,
+    });
+    const leasedAt = Date.now();
+    await leasedByTheDead(table);
+    await inTransaction(db.pool, (c) => producer.publish(c, 'q', 'delayed', { activateInMs: CLAIMABLE_AT_MS + 600 }));
+    outbox.start();
+    await waitFor(() => startedAt.has('delayed'), { what: 'the delayed row', timeoutMs: 12_000 });
+    const leased = startedAt.get('leased')! - leasedAt;
+    assert.ok(leased >= CLAIMABLE_AT_MS - 10 && leased < ON_TIME_MS, `the leased row ran ${leased} ms after it was leased`);
+    const delayed = startedAt.get('delayed')! - leasedAt;
+    assert.ok(
+      delayed >= CLAIMABLE_AT_MS + 590 && delayed < CLAIMABLE_AT_MS + 700,
+      `the delayed row ran ${delayed} ms after the lease`,
+    );
+  });
+
   test('a subscription over several queues: the queue whose lease runs out is claimed then', async () => {
     const table = 'ip_lease_many';
     const producer = await migrated(table);

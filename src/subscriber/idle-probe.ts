@@ -86,14 +86,14 @@ export interface IdleProbeDeps {
  * rows that turn claimable without anyone writing them are announced by nobody: a lease another
  * process held runs out (it died, or its handler outlived the lease), and a delayed row nobody
  * announced here (a retry written by a process that died, any delayed row of a `listen: false`
- * consumer) comes due. From its second empty claim in a row (its first, after such a wake), before
- * a sleep longer than half a second, a loop asks the database when the next such row turns
- * claimable and wakes its queue then, so a row known at the last empty claim runs on time, not up to
- * a poll later. One short statement
- * per such sleep: none while claims keep finding rows, so neither a drain nor a consumer kept busy
- * by its NOTIFYs pays for it. A lease a live process renews looks like one that runs out: with
- * leaseRenewIntervalMs, an idle loop wakes (one empty claim, one probe) once per renewal at most,
- * and only when the lease's remainder is shorter than its sleep. Rows written after the probe are found at
+ * consumer) comes due. Once a loop has slept a whole poll interval and found nothing (or after such
+ * a wake), before a sleep longer than half a second, it asks the database when the next such row
+ * turns claimable and wakes its queue then, so a row known at the last empty claim runs on time, not
+ * up to a poll later. One short statement per such sleep: none while claims keep finding rows or
+ * NOTIFYs keep waking the loop, so neither a drain nor a busy consumer pays for it. A lease a live
+ * process renews looks like one that runs out: with leaseRenewIntervalMs, an idle loop wakes (one
+ * empty claim, one probe) once per renewal at most, and only when the lease's remainder is shorter
+ * than its sleep. Rows written after the probe are found at
  * the next poll, as before, or by their NOTIFY.
  */
 export class IdleProbe {
@@ -108,6 +108,8 @@ export class IdleProbe {
    * sleep after the one woken for would wait for that sleep, up to minPollIntervalMs).
    */
   #woken = false;
+  /** When the sleep last planned ends, unless something wakes the loop first (performance.now()). */
+  #sleepEndsAt = Number.POSITIVE_INFINITY;
 
   constructor(deps: IdleProbeDeps) {
     this.#deps = deps;
@@ -115,15 +117,21 @@ export class IdleProbe {
 
   /**
    * How long the loop sleeps after `idleFetches` empty claims in a row, the last sent at `claimedAt`
-   * (performance.now()): its poll's backoff, or less when its schedule knows a row due sooner. From
-   * the second, before a sleep longer than MIN_PROBED_SLEEP_MS, a probe (see above); what it finds
-   * wakes the row's queue (a timer), cutting the sleep short.
+   * (performance.now()): its poll's backoff, or less when its schedule knows a row due sooner. Before
+   * a sleep longer than MIN_PROBED_SLEEP_MS, a probe (see above) when the loop slept its last sleep
+   * out and still found nothing, or was woken by the probe's timer; what it finds wakes the row's
+   * queue (a timer), cutting the sleep short. Not after a sleep something else cut short: a loop
+   * that NOTIFYs keep waking (its claims sometimes empty, the row taken by the claim before) has
+   * its rows announced, and would pay a probe per race.
    */
   async sleepMs(idleFetches: number, claimedAt: number): Promise<number> {
     const { options, schedule } = this.#deps;
-    const dueMs = schedule?.msUntilDue(performance.now()) ?? Number.POSITIVE_INFINITY;
+    const now = performance.now();
+    const sleptOut = idleFetches >= 2 && now >= this.#sleepEndsAt - 1;
+    const dueMs = schedule?.msUntilDue(now) ?? Number.POSITIVE_INFINITY;
     const sleepMs = Math.max(1, Math.min(idlePollDelayMs(idleFetches, options), dueMs));
-    if ((idleFetches >= 2 || this.#woken) && sleepMs > MIN_PROBED_SLEEP_MS) await this.#probe(sleepMs, claimedAt);
+    if ((sleptOut || this.#woken) && sleepMs > MIN_PROBED_SLEEP_MS) await this.#probe(sleepMs, claimedAt);
+    this.#sleepEndsAt = performance.now() + sleepMs;
     return sleepMs;
   }
 

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import { setTimeout as delay } from 'node:timers/promises';
 
 import pg from 'pg';
 
@@ -8,6 +9,7 @@ import { resolveSchemaNames } from '../../src/schema/schema-names.js';
 import { buildSubscriberSql } from '../../src/subscriber/sql.js';
 import { ClaimDelayPool } from '../support/claim-delay-pool.js';
 import { useTestDatabase } from '../support/database.js';
+import { listenersOf } from '../support/listener-backend.js';
 import { outboxFactory } from '../support/outboxes.js';
 import { publishCommitted } from '../support/publish.js';
 import { inTransaction } from '../support/transaction.js';
@@ -189,6 +191,38 @@ describe('the probe statement', () => {
     assert.equal(await probe(table, ['q']), undefined, 'paused');
     await producer.resume('q');
     near((await probe(table, ['q']))?.in_ms, 10_000);
+  });
+});
+
+describe('when the loop probes', () => {
+  test('not while NOTIFYs keep cutting its sleeps short (its rows are announced); once a sleep runs out, it does', async () => {
+    const table = 'ip_notified';
+    await migrated(table);
+    let probes = 0;
+    const pool = new ClaimDelayPool(
+      { connectionString: db.url, max: 4 },
+      () => {
+        probes += 1;
+        return Promise.resolve();
+      },
+      () => Promise.resolve(),
+      /next_claimable/,
+    );
+    db.onCleanup(() => pool.end());
+    const outbox = newOutbox({ pool, table });
+    // Sleeps of 1 s, doubling up to 3–4 s: the one after the last wake-up runs out within 4 s.
+    outbox.subscribe('q', () => undefined, { minPollIntervalMs: 1_000, maxPollIntervalMs: 4_000 });
+    outbox.start();
+    await waitFor(async () => (await listenersOf(db.pool, table)) === 1, { what: 'the consumer listening' });
+    // Every 200 ms a wake-up with nothing to claim (a row another consumer took first): each
+    // empty claim is one more in a row, and its sleep (2 s and longer) is cut short.
+    const probesBefore = probes;
+    for (let i = 0; i < 15; i += 1) {
+      await db.pool.query('SELECT pg_notify($1, $2)', [`txoutbox.${table}`, 'q']);
+      await delay(200);
+    }
+    assert.equal(probes - probesBefore, 0, 'no probe while woken');
+    await waitFor(() => probes > probesBefore, { what: 'a probe once a sleep ran out', timeoutMs: 12_000 });
   });
 });
 

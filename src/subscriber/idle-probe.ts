@@ -62,6 +62,13 @@ const MARGIN_MS = 2;
  */
 const MIN_PROBED_SLEEP_MS = 500;
 
+/**
+ * At most one probe per this long (but for the one after a wake by its timer): a consumer that
+ * NOTIFYs keep waking sleeps often, and its rows are announced; it should not send a probe per
+ * sleep. What a probe found is armed, so an event it saw is not lost to the next one being skipped.
+ */
+const PROBE_INTERVAL_MS = 1_000;
+
 export interface IdleProbeDeps {
   readonly db: StatementRunner;
   readonly statement: Statement;
@@ -86,14 +93,12 @@ export interface IdleProbeDeps {
  * rows that turn claimable without anyone writing them are announced by nobody: a lease another
  * process held runs out (it died, or its handler outlived the lease), and a delayed row nobody
  * announced here (a retry written by a process that died, any delayed row of a `listen: false`
- * consumer) comes due. Once a loop has slept a whole poll interval and found nothing (or after such
- * a wake), before a sleep longer than half a second, it asks the database when the next such row
- * turns claimable and wakes its queue then, so a row known at the last empty claim runs on time, not
- * up to a poll later. One short statement per such sleep: none while claims keep finding rows or
- * NOTIFYs keep waking the loop, so neither a drain nor a busy consumer pays for it. A lease a live
- * process renews looks like one that runs out: with leaseRenewIntervalMs, an idle loop wakes (one
- * empty claim, one probe) once per renewal at most, and only when the lease's remainder is shorter
- * than its sleep. Rows written after the probe are found at
+ * consumer) comes due. Before a sleep longer than half a second, at most once a second (and after
+ * each wake for such a row), a loop asks the database when the next such row turns claimable and
+ * wakes its queue then, so a row known at the last probe runs on time, not up to a poll later. None
+ * while claims keep finding rows (a drain sleeps not at all). A lease a live process renews looks
+ * like one that runs out: an idle loop may wake for it (one empty claim), once per probe at most.
+ * Rows written after the probe are found at
  * the next poll, as before, or by their NOTIFY.
  */
 export class IdleProbe {
@@ -103,13 +108,13 @@ export class IdleProbe {
   #failures = 0;
   #stopped = false;
   /**
-   * The timer woke the loop since the last probe: the next sleep probes even after a single empty
-   * claim, for the row that turns claimable next (without it, a row due within the first idle
-   * sleep after the one woken for would wait for that sleep, up to minPollIntervalMs).
+   * The timer woke the loop since the last probe: the next sleep probes within PROBE_INTERVAL_MS
+   * too, for the row that turns claimable next (a row due soon after the one woken for would
+   * otherwise wait for the sleep after it, up to minPollIntervalMs).
    */
   #woken = false;
-  /** When the sleep last planned ends, unless something wakes the loop first (performance.now()). */
-  #sleepEndsAt = Number.POSITIVE_INFINITY;
+  /** When the last probe was sent (performance.now()). */
+  #probedAt = Number.NEGATIVE_INFINITY;
 
   constructor(deps: IdleProbeDeps) {
     this.#deps = deps;
@@ -118,27 +123,24 @@ export class IdleProbe {
   /**
    * How long the loop sleeps after `idleFetches` empty claims in a row, the last sent at `claimedAt`
    * (performance.now()): its poll's backoff, or less when its schedule knows a row due sooner. Before
-   * a sleep longer than MIN_PROBED_SLEEP_MS, a probe (see above) when the loop slept its last sleep
-   * out and still found nothing, or was woken by the probe's timer; what it finds wakes the row's
-   * queue (a timer), cutting the sleep short. Not after a sleep something else cut short: a loop
-   * that NOTIFYs keep waking (its claims sometimes empty, the row taken by the claim before) has
-   * its rows announced, and would pay a probe per race.
+   * a sleep longer than MIN_PROBED_SLEEP_MS, a probe (see above), at most one per PROBE_INTERVAL_MS
+   * but after a wake by its own timer (for the row after the one woken for); what it finds wakes the
+   * row's queue (a timer), cutting the sleep short or, beyond it, ending a later one.
    */
   async sleepMs(idleFetches: number, claimedAt: number): Promise<number> {
     const { options, schedule } = this.#deps;
     const now = performance.now();
-    const sleptOut = idleFetches >= 2 && now >= this.#sleepEndsAt - 1;
     const dueMs = schedule?.msUntilDue(now) ?? Number.POSITIVE_INFINITY;
     const sleepMs = Math.max(1, Math.min(idlePollDelayMs(idleFetches, options), dueMs));
-    if ((sleptOut || this.#woken) && sleepMs > MIN_PROBED_SLEEP_MS) await this.#probe(sleepMs, claimedAt);
-    this.#sleepEndsAt = performance.now() + sleepMs;
+    if (sleepMs > MIN_PROBED_SLEEP_MS && (this.#woken || now - this.#probedAt >= PROBE_INTERVAL_MS)) await this.#probe(claimedAt);
     return sleepMs;
   }
 
-  async #probe(sleepMs: number, claimedAt: number): Promise<void> {
+  async #probe(claimedAt: number): Promise<void> {
     const { db, statement, options, held, logger } = this.#deps;
     let next: { queue: string; in_ms: number | string } | undefined;
     this.#woken = false;
+    this.#probedAt = performance.now();
     try {
       const sinceClaimMs = performance.now() - claimedAt;
       const { rows } = await db.run<{ queue: string; in_ms: number | string }>(statement, [
@@ -163,11 +165,13 @@ export class IdleProbe {
     this.#timer = undefined;
     if (next === undefined || this.#stopped) return;
     // A number from node-postgres, unless the application parses float8 otherwise.
-    const inMs = Number(next.in_ms) + MARGIN_MS;
-    if (inMs < sleepMs) this.#arm(next.queue, inMs);
+    this.#arm(next.queue, Number(next.in_ms) + MARGIN_MS);
   }
 
-  /** One timer: the latest probe's, the earliest time it knows (a later one is found again by the next probe). */
+  /**
+   * One timer: the latest probe's, for the earliest time it knows (a later one is found again by the
+   * next probe). Beyond the sleep ahead too: the next probe may not come before it (PROBE_INTERVAL_MS).
+   */
   #arm(queue: string, inMs: number): void {
     this.#timer = setTimeout(() => {
       this.#timer = undefined;

@@ -244,7 +244,8 @@ export class RowLockSubscription {
         loop.parked = false;
         continue;
       }
-      // This batch's claim, or the one the last batch's COMMIT message carried, was sent since.
+      // Not later than this batch's claim; the one the last batch's COMMIT message carried went a
+      // little earlier (the idle probe allows for that: CLAIM_SKEW_MS).
       const claimStartedAt = performance.now();
       const held = swap(undefined);
       // Rows the last batch's COMMIT message claimed come with the plan that claim listed.
@@ -260,6 +261,8 @@ export class RowLockSubscription {
         const batch = new RowLockBatch(this.#batchDeps);
         this.#batches.add(batch);
         loop.claimingSince = performance.now();
+        // A claim the last batch's COMMIT carried went earlier, at a time not kept.
+        if (held?.claimed === undefined) this.#idleProbe.claimed(loop.claimingSince);
         try {
           claimed = await batch.run(
             fetchBatchSize,

@@ -405,6 +405,7 @@ export class Subscription {
       this.#reserved += limit;
       const claimStartedAt = performance.now();
       claimer.claimingSince = claimStartedAt;
+      this.#idleProbe.claimed(claimStartedAt);
       try {
         claimed = await this.#claim(limit);
         if (this.#unsettled.watching) this.#unsettled.claimed(claimed.map(recordOf));

@@ -50,25 +50,53 @@ function consumerOf(table: string, queues: string | string[], options: Subscribe
   return { outbox, startedAt };
 }
 
+/** A pool of its own that counts the claims and the probes sent through it. */
+function countingPool(): { pool: pg.Pool; sent: { claims: number; probes: number } } {
+  const sent = { claims: 0, probes: 0 };
+  const pool = new ClaimDelayPool(
+    { connectionString: db.url, max: 4 },
+    (name) => {
+      if (name.includes('next_claimable')) sent.probes += 1;
+      else sent.claims += 1;
+      return Promise.resolve();
+    },
+    () => Promise.resolve(),
+    /claim/,
+  );
+  db.onCleanup(() => pool.end());
+  return { pool, sent };
+}
+
 async function migrated(table: string): Promise<Outbox> {
   const producer = newOutbox({ pool: db.pool, table });
   await producer.migrate();
   return producer;
 }
 
+/**
+ * `table`'s row `x` of queue `q`, leased by a process that died just before a consumer of `queues`
+ * (with `options`, a CLAIMABLE_AT_MS lease) starts: how long after the lease its handler started.
+ */
+async function leaseRunsOut(table: string, queues: string | string[], options: SubscribeOptions = {}): Promise<number> {
+  const producer = await migrated(table);
+  await publishCommitted(producer, db.pool, typeof queues === 'string' ? queues : (queues[1] ?? 'q'), ['x']);
+  const { outbox, startedAt } = consumerOf(table, queues, { leaseTtlMs: CLAIMABLE_AT_MS, ...options });
+  const leasedAt = Date.now();
+  await leasedByTheDead(table);
+  outbox.start();
+  await waitFor(() => startedAt.has('x'), { what: 'the row whose lease ran out', timeoutMs: 12_000 });
+  return startedAt.get('x')! - leasedAt;
+}
+
+/** Ran when the lease ran out (or the row came due), not at a poll after it. */
+function onTime(waited: number, what: string): void {
+  assert.ok(waited >= CLAIMABLE_AT_MS - 10 && waited < ON_TIME_MS, `ran ${waited} ms after ${what}`);
+}
+
 describe('an idle loop wakes when a row turns claimable that nobody announces', () => {
   for (const lease of ['token', 'row-lock'] as const) {
     test(`a lease another process held runs out: its row runs then, not at the next poll (lease: ${lease})`, async () => {
-      const table = lease === 'token' ? 'ip_lease' : 'ip_lease_rl';
-      const producer = await migrated(table);
-      await publishCommitted(producer, db.pool, 'q', ['x']);
-      const { outbox, startedAt } = consumerOf(table, 'q', { lease, leaseTtlMs: CLAIMABLE_AT_MS });
-      const leasedAt = Date.now();
-      await leasedByTheDead(table);
-      outbox.start();
-      await waitFor(() => startedAt.has('x'), { what: 'the row whose lease ran out', timeoutMs: 12_000 });
-      const waited = startedAt.get('x')! - leasedAt;
-      assert.ok(waited >= CLAIMABLE_AT_MS - 10 && waited < ON_TIME_MS, `ran ${waited} ms after it was leased`);
+      onTime(await leaseRunsOut(lease === 'token' ? 'ip_lease' : 'ip_lease_rl', 'q', { lease }), 'it was leased');
     });
   }
 
@@ -80,26 +108,12 @@ describe('an idle loop wakes when a row turns claimable that nobody announces', 
     await inTransaction(db.pool, (c) => producer.publish(c, 'q', 'x', { activateInMs: CLAIMABLE_AT_MS }));
     outbox.start();
     await waitFor(() => startedAt.has('x'), { what: 'the delayed row', timeoutMs: 12_000 });
-    const waited = startedAt.get('x')! - publishedAt;
-    assert.ok(waited >= CLAIMABLE_AT_MS - 10 && waited < ON_TIME_MS, `ran ${waited} ms after it was published`);
+    onTime(startedAt.get('x')! - publishedAt, 'it was published');
   });
 
   test('a fixed poll interval (minPollIntervalMs = maxPollIntervalMs): probed before every sleep', async () => {
-    const table = 'ip_fixed_poll';
-    const producer = await migrated(table);
-    await publishCommitted(producer, db.pool, 'q', ['x']);
     // Claims at 0, 3 and 6 s (no jitter at a fixed interval): the lease runs out at 4 s.
-    const { outbox, startedAt } = consumerOf(table, 'q', {
-      leaseTtlMs: CLAIMABLE_AT_MS,
-      minPollIntervalMs: 3_000,
-      maxPollIntervalMs: 3_000,
-    });
-    const leasedAt = Date.now();
-    await leasedByTheDead(table);
-    outbox.start();
-    await waitFor(() => startedAt.has('x'), { what: 'the row whose lease ran out', timeoutMs: 12_000 });
-    const waited = startedAt.get('x')! - leasedAt;
-    assert.ok(waited >= CLAIMABLE_AT_MS - 10 && waited < ON_TIME_MS, `ran ${waited} ms after it was leased`);
+    onTime(await leaseRunsOut('ip_fixed_poll', 'q', { minPollIntervalMs: 3_000, maxPollIntervalMs: 3_000 }), 'it was leased');
   });
 
   test('after the wake for one row, the next is asked for at once: a row due 600 ms later runs on time too', async () => {
@@ -121,22 +135,13 @@ describe('an idle loop wakes when a row turns claimable that nobody announces', 
     outbox.start();
     await waitFor(() => startedAt.has('delayed'), { what: 'the delayed row', timeoutMs: 12_000 });
     const leased = startedAt.get('leased')! - leasedAt;
-    assert.ok(leased >= CLAIMABLE_AT_MS - 10 && leased < ON_TIME_MS, `the leased row ran ${leased} ms after it was leased`);
+    onTime(leased, 'it was leased');
     const delayed = startedAt.get('delayed')! - publishedAt - (CLAIMABLE_AT_MS + 600);
     assert.ok(delayed >= -10 && delayed < 400, `the delayed row ran ${delayed} ms after it was due`);
   });
 
   test('a subscription over several queues: the queue whose lease runs out is claimed then', async () => {
-    const table = 'ip_lease_many';
-    const producer = await migrated(table);
-    await publishCommitted(producer, db.pool, 'b', ['x']);
-    const { outbox, startedAt } = consumerOf(table, ['a', 'b', 'c'], { leaseTtlMs: CLAIMABLE_AT_MS });
-    const leasedAt = Date.now();
-    await leasedByTheDead(table);
-    outbox.start();
-    await waitFor(() => startedAt.has('x'), { what: 'the row whose lease ran out', timeoutMs: 12_000 });
-    const waited = startedAt.get('x')! - leasedAt;
-    assert.ok(waited >= CLAIMABLE_AT_MS - 10 && waited < ON_TIME_MS, `ran ${waited} ms after it was leased`);
+    onTime(await leaseRunsOut('ip_lease_many', ['a', 'b', 'c']), 'it was leased');
   });
 });
 
@@ -145,18 +150,7 @@ describe('a row due far ahead', () => {
     const table = 'ip_far';
     const producer = await migrated(table);
     await inTransaction(db.pool, (c) => producer.publish(c, 'q', 'x', { activateInMs: 30 * 24 * 3_600_000 }));
-    const sent = { claims: 0, probes: 0 };
-    const pool = new ClaimDelayPool(
-      { connectionString: db.url, max: 4 },
-      (name) => {
-        if (name.includes('next_claimable')) sent.probes += 1;
-        else sent.claims += 1;
-        return Promise.resolve();
-      },
-      () => Promise.resolve(),
-      /claim/,
-    );
-    db.onCleanup(() => pool.end());
+    const { pool, sent } = countingPool();
     const outbox = newOutbox({ pool, table, listen: false });
     outbox.subscribe('q', () => undefined, { minPollIntervalMs: 600, maxPollIntervalMs: 600 });
     outbox.start();
@@ -224,18 +218,7 @@ describe('when the loop probes', () => {
   test('at most once a second while NOTIFYs keep cutting its sleeps short (its rows are announced)', async () => {
     const table = 'ip_notified';
     await migrated(table);
-    const sent = { claims: 0, probes: 0 };
-    const pool = new ClaimDelayPool(
-      { connectionString: db.url, max: 4 },
-      (name) => {
-        if (name.includes('next_claimable')) sent.probes += 1;
-        else sent.claims += 1;
-        return Promise.resolve();
-      },
-      () => Promise.resolve(),
-      /claim/,
-    );
-    db.onCleanup(() => pool.end());
+    const { pool, sent } = countingPool();
     const outbox = newOutbox({ pool, table });
     outbox.subscribe('q', () => undefined, { minPollIntervalMs: 1_000, maxPollIntervalMs: 60_000 });
     outbox.start();

@@ -16,7 +16,7 @@ import pg from 'pg';
 
 import { startEmbeddedPostgres } from '../../../src/embedded/index.js';
 import { Outbox } from '../../../src/index.js';
-import { percentile } from '../stats.js';
+import { latenessSummary, seededRandom } from '../stats.js';
 
 const messages = Number(process.argv[2] ?? 200);
 const notify = (process.argv[3] ?? 'after-commit') as 'after-commit' | 'in-transaction';
@@ -26,15 +26,6 @@ const startAfter = process.argv[5] === 'after';
 /** With the consumer started after the publishes: every delay this much longer, so none is due before the start. */
 const delayShiftMs = startAfter ? messages * gapMs + 1_000 : 0;
 const TABLE = 'lateness';
-
-/** A deterministic pseudo-random sequence: every run draws the same delays and gaps. */
-function random(seed: number): () => number {
-  let state = seed;
-  return () => {
-    state = (state * 1_103_515_245 + 12_345) % 2 ** 31;
-    return state / 2 ** 31;
-  };
-}
 
 const server = await startEmbeddedPostgres();
 const consumer = new Outbox({ connectionString: server.connectionString, table: TABLE, poolSize: 4 });
@@ -61,7 +52,7 @@ try {
     // The consumer's first claim found nothing: it is polling, as an idle consumer does.
     await new Promise((resolve) => setTimeout(resolve, 1_000));
   }
-  const draw = random(7);
+  const draw = seededRandom(7);
   for (let n = 0; n < messages; n += 1) {
     const delayMs = delayShiftMs + Math.round(200 + draw() * 2_800);
     // Before the publish: the database's now() (the row's start) is not earlier, so a handler
@@ -72,20 +63,13 @@ try {
   }
   if (startAfter) consumer.start();
   await allHandled;
-  const sorted = [...lateness].sort((a, b) => a - b);
-  const ms = (p: number) => `${percentile(sorted, p).toFixed(0)} ms`;
   console.log(
     JSON.stringify({
       messages,
       notify,
       gapMs,
       start: startAfter ? 'after the publishes' : 'before',
-      p50: ms(50),
-      p95: ms(95),
-      p99: ms(99),
-      min: `${sorted[0]} ms`,
-      max: `${sorted.at(-1)} ms`,
-      early: sorted.filter((late) => late < 0).length,
+      ...latenessSummary(lateness),
     }),
   );
 } finally {

@@ -15,7 +15,7 @@ import pg from 'pg';
 
 import { startEmbeddedPostgres } from '../../../src/embedded/index.js';
 import { Outbox } from '../../../src/index.js';
-import { percentile } from '../stats.js';
+import { latenessSummary, seededRandom } from '../stats.js';
 
 const messages = Number(process.argv[2] ?? 12);
 const gapMs = Number(process.argv[3] ?? 2_000);
@@ -23,21 +23,12 @@ const TABLE = 'lease_lateness';
 const LEASE_TTL_MS = 30_000;
 const FIRST_EXPIRY_MS = 1_500;
 
-/** A deterministic pseudo-random sequence: every run draws the same gaps. */
-function random(seed: number): () => number {
-  let state = seed;
-  return () => {
-    state = (state * 1_103_515_245 + 12_345) % 2 ** 31;
-    return state / 2 ** 31;
-  };
-}
-
 const server = await startEmbeddedPostgres();
 const consumer = new Outbox({ connectionString: server.connectionString, table: TABLE, poolSize: 4 });
 const pool = new pg.Pool({ connectionString: server.connectionString, max: 1 });
 try {
   await consumer.migrate();
-  const draw = random(11);
+  const draw = seededRandom(11);
   const expiresInMs: number[] = [];
   for (let n = 0, at = FIRST_EXPIRY_MS; n < messages; n += 1, at += Math.round(draw() * gapMs)) expiresInMs.push(at);
   const ids = await consumer.publishBatch(
@@ -72,18 +63,7 @@ try {
   expiresAt = expiresInMs.map((ms) => leasedAt + ms);
   consumer.start();
   await allHandled;
-  const sorted = [...lateness].sort((a, b) => a - b);
-  const ms = (p: number) => `${percentile(sorted, p).toFixed(0)} ms`;
-  console.log(
-    JSON.stringify({
-      messages,
-      gapMs,
-      p50: ms(50),
-      p95: ms(95),
-      max: `${sorted.at(-1)} ms`,
-      early: sorted.filter((late) => late < 0).length,
-    }),
-  );
+  console.log(JSON.stringify({ messages, gapMs, ...latenessSummary(lateness) }));
 } finally {
   await consumer.stop();
   await pool.end();

@@ -32,9 +32,9 @@ export interface SubscriberSql {
    */
   readonly claimOneReported: Statement;
   /**
-   * $1 queues (text[]), $2 leaseTtlMs, $3 ids held here (bigint[]): when the next delayed row comes
-   * due or lease held elsewhere runs out, as (queue, in_ms), or no row. An idle loop's probe before a
-   * long sleep (idle-probe.ts), in either lease mode.
+   * $1 queues (text[]), $2 leaseTtlMs, $3 ids held here (bigint[]), $4 ms since the empty claim
+   * before it: when the next delayed row comes due or lease held elsewhere runs out, as (queue,
+   * in_ms), or no row. An idle loop's probe before a long sleep (idle-probe.ts), in either lease mode.
    */
   readonly nextClaimable: Statement;
   /**

@@ -108,8 +108,8 @@ export interface IdleProbeDeps {
  * announced here (a retry written by a process that died, any delayed row of a `listen: false`
  * consumer) comes due. From its second empty claim in a row, before a sleep longer than half a
  * second, at most once a second (PROBE_INTERVAL_MS), and over one queue again after each wake for
- * such a row, a loop asks the database when the next such row turns claimable and wakes its queue then, so a row
- * known at the last probe runs on time, not up to a poll later. None while claims keep finding rows
+ * such a row, a loop asks the database when the next such row turns claimable and wakes its queue
+ * then, so a row known at the last probe runs on time, not up to a poll later. None while claims keep finding rows
  * (a drain does not sleep). A lease a live process holds looks like one that will run out: an idle
  * loop may wake for it once, if no later probe moved the timer. Rows written after the probe are
  * found at the next probe or poll, as before, or by their NOTIFY.

@@ -535,7 +535,7 @@ async function wrapped(
           abandoned,
           committed,
           () => runHandlerAsync(lease, signal, controls, timing, deps),
-          (error, handlerResult) => failed(error, handlerResult, lease, timing, deps),
+          (error, handlerResult, transientFault) => failed(error, handlerResult, lease, timing, deps, transientFault),
         )
     : () => runHandlerAsync(lease, signal, controls, timing, deps);
   // Tells the consume middlewares what the database did with the outcome (ctx.written).
@@ -654,25 +654,44 @@ function observedScope(lease: Lease, subscriber: string): ObservedConsume {
   };
 }
 
-/** A middleware failed around a handler that did not: fail the delivery as if the handler threw. */
+/**
+ * A middleware failed around a handler that did not: fail the delivery as if the handler threw.
+ * `transientFault`: a transactional delivery's own statements failed for the database's reasons
+ * (runInTransaction), which say nothing of the message: retried whatever the ack policy
+ * (retryAfterFault).
+ */
 function failed(
   error: unknown,
   handlerResult: ConsumeResult | undefined,
   lease: Lease,
   timing: Timing,
   deps: DeliverDeps,
+  transientFault = false,
 ): ConsumeResult {
   if (timing.startedAtMs === 0) timing.startedAtMs = (deps.now ?? Date.now)();
   const decision: Decision =
     deps.options.ackPolicy === 'reject_on_error'
       ? { kind: 'reject', reason: undefined, error }
       : { kind: 'nack', delayMs: undefined, error };
+  const run = runOf(timing);
   return {
     status: 'error',
     error,
     durationSeconds: handlerResult?.durationSeconds ?? 0,
-    outcome: plan(decision, lease, runOf(timing), deps),
+    outcome: transientFault ? retryAfterFault(error, lease, run, deps) : plan(decision, lease, run, deps),
   };
+}
+
+/**
+ * A retry after the retry strategy's delay, or, when the strategy would end the row (NoRetry, its
+ * attempts used up), after leaseTtlMs: as long as a crashed process's row waits. A checkout that
+ * timed out, a terminated backend or a serialization failure is no reason to reject a message or
+ * give up on it; only maxDeliveries ends a row that keeps meeting them
+ * (architecture/transactional-consume.md).
+ */
+function retryAfterFault(error: unknown, lease: Lease, run: Run, deps: DeliverDeps): ConsumeOutcome {
+  const delayMs = retryDelay(deps.options.retry, lease, run, error, deps.logger) ?? deps.options.leaseTtlMs;
+  return { kind: 'retry', delayMs: Math.min(delayMs, MAX_DELAY_MS) };
 }
 
 /**

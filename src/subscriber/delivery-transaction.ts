@@ -7,6 +7,7 @@ import { asFields, prelude } from '../util/decoded-query.js';
 import { idleBound, idleBoundMs as boundOfIdle, KEEPALIVE_GIVES_UP_MS, KEEPALIVE_PROBES } from '../util/idle-bound.js';
 import { type Statement, statement } from '../util/statement.js';
 import type { StatementRunner } from '../util/statement-runner.js';
+import { transient } from '../util/transient-failure.js';
 import { unanswered } from '../util/unanswered.js';
 import type { AckResult } from './acker.js';
 import type { DeliveryControls } from './decision.js';
@@ -400,8 +401,11 @@ export interface Committed {
 /**
  * A transactional delivery's step of the consume chain: BEGIN, the handler (`run`) with the
  * transaction as ctx.client, then the ack and COMMIT in it, or ROLLBACK for any other decision
- * (its retry or terminal write follows outside, as for any delivery). A BEGIN or COMMIT that fails
- * fails the run like a throwing handler (`fail`: retry or reject by the ack policy). An abort of
+ * (its retry or terminal write follows outside, as for any delivery). A checkout, BEGIN or row lock
+ * that fails, and an ack or COMMIT that fails for the database's reasons (util/transient-failure.ts),
+ * fail the run with `transientFault` (`fail`: a retry, whatever the ack policy); an ack or COMMIT
+ * that fails for what the handler did (a deferred constraint, a transaction it left failed or
+ * ended) fails it like a throwing handler (retry or reject by the ack policy). An abort of
  * the delivery (drain timeout, lease lost) destroys the connection at once: the handler's
  * statements fail, nothing of it commits, no lock or snapshot outlives it.
  */
@@ -413,14 +417,15 @@ export async function runInTransaction(
   abandoned: () => boolean,
   committed: Committed,
   run: () => Promise<ConsumeResult>,
-  fail: (error: unknown, result: ConsumeResult | undefined) => ConsumeResult,
+  fail: (error: unknown, result: ConsumeResult | undefined, transientFault?: boolean) => ConsumeResult,
 ): Promise<ConsumeResult> {
   let transaction: HandlerTransaction | 'lease_lost';
   try {
     if (transactions === undefined) throw new Error('a transactional subscription without a transaction source');
     transaction = await transactions.begin(lease);
   } catch (error) {
-    return fail(error, undefined);
+    // Nothing of the message has run: the checkout, BEGIN or the row's lock failed.
+    return fail(error, undefined, true);
   }
   if (transaction === 'lease_lost') {
     // Reported like an ack fenced off (deliver: `committed`): lease_lost, no outcome write.
@@ -484,7 +489,7 @@ export async function runInTransaction(
         committed.result = 'lease_lost';
         return result;
       }
-      return fail(error, result);
+      return fail(error, result, !(error instanceof NotInTransactionError) && transient(error));
     }
   } finally {
     // A held transaction is ended by its outcome write or its end() (deliver.ts), which stop

@@ -1,0 +1,234 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+
+import pg from 'pg';
+
+import { ConstantRetry, NoRetry, type OutboxOptions, type SubscribeOptions } from '../../src/index.js';
+import { ClaimDelayPool } from '../support/claim-delay-pool.js';
+import { useTestDatabase } from '../support/database.js';
+import { outboxFactory } from '../support/outboxes.js';
+import { publishCommitted, remaining } from '../support/publish.js';
+import { FAST_POLL, migratedOutbox } from '../support/subscriber-setup.js';
+import { waitFor } from '../support/wait-for.js';
+
+/**
+ * A transactional delivery's own statements (its checkout, BEGIN, the row's lock, the ack and
+ * COMMIT) failing for the database's reasons, not the message's: the row is retried, never ended,
+ * whatever the ack policy (architecture/transactional-consume.md, "When txoutbox's own statements
+ * fail"). Every failure here is the server's own: a backend terminated by an administrator, a
+ * serialization failure; the one fault injected is when a statement is sent (ClaimDelayPool).
+ */
+const db = useTestDatabase(import.meta.url);
+const newOutbox = outboxFactory(db);
+
+/** reject_on_error: a handler's throw goes straight to the DLQ; the strategy's 10 ms is for what is retried. */
+const REJECTING: SubscribeOptions = {
+  transactional: true,
+  ackPolicy: 'reject_on_error',
+  retry: new ConstantRetry({ delayMs: 10, maxAttempts: 5 }),
+  ...FAST_POLL,
+};
+
+async function dlqReasons(table: string): Promise<string[]> {
+  const { rows } = await db.pool.query<{ failure_reason: string }>(`SELECT failure_reason FROM ${table}_dlq`);
+  return rows.map((row) => row.failure_reason);
+}
+
+/** Terminates the backend whose current or last statement `query` matches, once there is one. */
+async function terminateBackend(query: string): Promise<void> {
+  await waitFor(
+    async () => {
+      const { rows } = await db.pool.query<{ ended: boolean }>(
+        `SELECT pg_terminate_backend(pid) AS ended FROM pg_stat_activity
+         WHERE pid <> pg_backend_pid() AND datname = current_database() AND query LIKE $1`,
+        [query],
+      );
+      return rows.some((row) => row.ended);
+    },
+    { what: `a backend running ${query}` },
+  );
+}
+
+/**
+ * A side table whose rows are checked at COMMIT by a deferred trigger: a row with `slow` sleeps
+ * there (a COMMIT that takes a while), one with `bad` fails it with a check violation (what the
+ * handler wrote is wrong: the message's failure).
+ */
+async function deferredSide(name: string): Promise<string> {
+  await db.pool.query(`
+    CREATE TABLE ${name} (message_id text NOT NULL, delivery int NOT NULL, slow boolean NOT NULL DEFAULT false, bad boolean NOT NULL DEFAULT false);
+    CREATE FUNCTION ${name}_check() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+      IF NEW.slow THEN PERFORM pg_sleep(30); END IF;
+      IF NEW.bad THEN RAISE EXCEPTION 'bad side row' USING ERRCODE = 'check_violation'; END IF;
+      RETURN NULL;
+    END $$;
+    CREATE CONSTRAINT TRIGGER ${name}_at_commit AFTER INSERT ON ${name}
+      DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION ${name}_check();
+  `);
+  return name;
+}
+
+async function sideDeliveries(table: string): Promise<number[]> {
+  const { rows } = await db.pool.query<{ delivery: number }>(`SELECT delivery FROM ${table} ORDER BY delivery`);
+  return rows.map((row) => row.delivery);
+}
+
+async function outboxOn(table: string, options: Partial<OutboxOptions> = {}) {
+  return migratedOutbox(newOutbox, db.pool, table, options);
+}
+
+describe("transactional consume: txoutbox's own statements failing", () => {
+  test('the backend terminated at COMMIT after the handler succeeded: retried under reject_on_error, never the DLQ', async () => {
+    const table = 'tci_commit';
+    const side = await deferredSide('tci_commit_side');
+    const { outbox, log } = await outboxOn(table);
+    outbox.subscribe(
+      'tci.work',
+      async (message, ctx) => {
+        await ctx.client.query(`INSERT INTO ${side} (message_id, delivery, slow) VALUES ($1, $2, $3)`, [
+          message.id,
+          message.deliveriesCount,
+          message.deliveriesCount === 1,
+        ]);
+      },
+      REJECTING,
+    );
+    outbox.start();
+    await publishCommitted(outbox, db.pool, 'tci.work', [{ n: 1 }]);
+    // The first run's COMMIT sleeps in the deferred trigger: the administrator ends its backend there.
+    await terminateBackend('COMMIT%');
+    await waitFor(() => log.of('acked').length + log.of('dlq_written').length > 0, { what: 'an ack or a DLQ move' });
+    assert.deepEqual(await dlqReasons(table), []);
+    assert.deepEqual(await sideDeliveries(side), [2]);
+    assert.equal(await remaining(db.pool, 'tci.work', table), 0);
+    const [retried] = log.of('nacked_retried');
+    assert.equal(retried?.exceptionType, 'DatabaseError');
+  });
+
+  test('a serialization failure of the ack: retried under reject_on_error, the retry commits', async () => {
+    const table = 'tci_serial';
+    await db.pool.query('CREATE TABLE tci_serial_side (k int NOT NULL, delivery int NOT NULL)');
+    const { outbox, log } = await outboxOn(table);
+    const other = new pg.Client({ connectionString: db.url });
+    await other.connect();
+    try {
+      outbox.subscribe(
+        'tci.work',
+        async (message, ctx) => {
+          // Write skew: this run reads k = 1 and writes k = 2; the other transaction reads k = 2,
+          // writes k = 1 and commits first. One of the two cannot commit: this one.
+          await ctx.client.query('SELECT count(*) FROM tci_serial_side WHERE k = 1');
+          await ctx.client.query('INSERT INTO tci_serial_side (k, delivery) VALUES (2, $1)', [message.deliveriesCount]);
+          if (message.deliveriesCount === 1) {
+            await other.query('BEGIN ISOLATION LEVEL SERIALIZABLE');
+            await other.query('SELECT count(*) FROM tci_serial_side WHERE k = 2');
+            await other.query('INSERT INTO tci_serial_side (k, delivery) VALUES (1, 0)');
+            await other.query('COMMIT');
+          }
+        },
+        { ...REJECTING, isolationLevel: 'serializable' },
+      );
+      outbox.start();
+      await publishCommitted(outbox, db.pool, 'tci.work', [{ n: 1 }]);
+      await waitFor(() => log.of('acked').length + log.of('dlq_written').length > 0, { what: 'an ack or a DLQ move' });
+      assert.deepEqual(await dlqReasons(table), []);
+      const { rows } = await db.pool.query<{ k: number; delivery: number }>('SELECT k, delivery FROM tci_serial_side ORDER BY k');
+      assert.deepEqual(rows, [
+        { k: 1, delivery: 0 },
+        { k: 2, delivery: 2 },
+      ]);
+      const [retried] = log.of('nacked_retried');
+      assert.equal(retried?.exceptionType, 'DatabaseError');
+    } finally {
+      await other.end();
+    }
+  });
+
+  test('the backend terminated before the row lock: the handler never ran, retried under reject_on_error', async () => {
+    const table = 'tci_begin';
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    let holding = false;
+    // Holds the first delivery's row lock and savepoint (one round trip) before it is sent; its
+    // BEGIN has run, so its backend sits idle in the transaction, where the test terminates it.
+    const pool = new ClaimDelayPool(
+      { connectionString: db.url, max: 4 },
+      () => {
+        if (holding) return Promise.resolve();
+        holding = true;
+        return held;
+      },
+      undefined,
+      /tc_savepoint/,
+    );
+    const runs: number[] = [];
+    try {
+      const { outbox, log } = await migratedOutbox(newOutbox, pool, table);
+      outbox.subscribe(
+        'tci.work',
+        (message) => {
+          runs.push(message.deliveriesCount);
+        },
+        // No retries: what is retried waits as long as a crashed process's row would, its lease.
+        { ...REJECTING, retry: new NoRetry(), leaseTtlMs: 1_500 },
+      );
+      outbox.start();
+      await publishCommitted(outbox, db.pool, 'tci.work', [{ n: 1 }]);
+      await waitFor(() => holding, { what: 'the first delivery held before its row lock' });
+      await terminateBackend('BEGIN%');
+      release();
+      await waitFor(() => log.of('acked').length + log.of('dlq_written').length > 0, { what: 'an ack or a DLQ move' });
+      assert.deepEqual(await dlqReasons(table), []);
+      assert.deepEqual(runs, [2]);
+      assert.equal(await remaining(db.pool, 'tci.work', table), 0);
+    } finally {
+      release();
+      await pool.end();
+    }
+  });
+
+  test('what the handler wrote fails the COMMIT (a deferred check): the message’s failure, into the DLQ as rejected', async () => {
+    const table = 'tci_bad';
+    const side = await deferredSide('tci_bad_side');
+    const { outbox, log } = await outboxOn(table);
+    outbox.subscribe(
+      'tci.work',
+      async (message, ctx) => {
+        await ctx.client.query(`INSERT INTO ${side} (message_id, delivery, bad) VALUES ($1, $2, true)`, [
+          message.id,
+          message.deliveriesCount,
+        ]);
+      },
+      REJECTING,
+    );
+    outbox.start();
+    await publishCommitted(outbox, db.pool, 'tci.work', [{ n: 1 }]);
+    await log.waitFor('dlq_written');
+    assert.deepEqual(await dlqReasons(table), ['rejected']);
+    assert.deepEqual(await sideDeliveries(side), []);
+  });
+
+  test('under nack_on_error the same failures keep the retry strategy’s delay', async () => {
+    const table = 'tci_nack';
+    const side = await deferredSide('tci_nack_side');
+    const { outbox, log } = await outboxOn(table);
+    outbox.subscribe(
+      'tci.work',
+      async (message, ctx) => {
+        await ctx.client.query(`INSERT INTO ${side} (message_id, delivery, slow) VALUES ($1, $2, $3)`, [
+          message.id,
+          message.deliveriesCount,
+          message.deliveriesCount === 1,
+        ]);
+      },
+      { transactional: true, retry: new ConstantRetry({ delayMs: 10, maxAttempts: 5 }), ...FAST_POLL },
+    );
+    outbox.start();
+    await publishCommitted(outbox, db.pool, 'tci.work', [{ n: 1 }]);
+    await terminateBackend('COMMIT%');
+    await log.waitFor('acked');
+    assert.deepEqual(await sideDeliveries(side), [2]);
+    assert.equal(log.of('nacked_retried').length, 1);
+  });
+});

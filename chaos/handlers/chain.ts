@@ -2,6 +2,8 @@
  * The handler every scenario runs: a link of a chain. It records its run in `chaos_handled` and
  * publishes the chain's next link, both in one transaction of its own (the consume-then-publish
  * pattern an outbox exists for), so a link that is lost anywhere shows as a chain that stops.
+ * Under a transactional subscription that transaction is the delivery's (`ctx.client`), which
+ * commits them with the ack: the accounting then holds its runs to effects once.
  * Every 40th root is poison: its handler rejects it, and the accounting expects exactly that row
  * in the DLQ as `rejected`.
  */
@@ -41,6 +43,8 @@ export interface ChainDeps {
   readonly publisher: Publisher;
   /** Work before the transaction: how long the handler takes. */
   readonly delayMs: number;
+  /** A transactional subscription's handler: it writes in ctx.client's transaction, which txoutbox commits with the ack. */
+  readonly transactional?: boolean;
 }
 
 /**
@@ -74,16 +78,20 @@ export function chainHandler(deps: ChainDeps) {
       return;
     }
     if (deps.delayMs > 0) await sleep(deps.delayMs);
+    if (deps.transactional === true) {
+      try {
+        await recordLink(ctx.client, deps.publisher, message, startedAt, true);
+      } catch (error) {
+        await recordFailure(deps.pool, message, error);
+        throw error;
+      }
+      return;
+    }
     let client: pg.PoolClient | undefined;
     try {
       client = await deps.pool.connect();
       await client.query('BEGIN');
-      await client.query(INSERT_HANDLED, [message.id, body.key, process.pid, message.deliveriesCount, startedAt]);
-      if (body.step < body.length) {
-        const next: ChainBody = { ...body, key: `${String(body.chain)}:${String(body.step + 1)}`, step: body.step + 1 };
-        const id = await deps.publisher.publish(client, message.queue, next);
-        await client.query(INSERT_PUBLISHED, [id, next.key, message.id, false]);
-      }
+      await recordLink(client, deps.publisher, message, startedAt, false);
       await client.query('COMMIT');
       client.release();
     } catch (error) {
@@ -92,9 +100,32 @@ export function chainHandler(deps: ChainDeps) {
         // A connection that failed mid-transaction is not reused.
         client.release(error instanceof Error ? error : new Error(String(error)));
       }
-      const { name, message: text } = describe(error);
-      await deps.pool.query(INSERT_FAILURE, [message.id, body.key, process.pid, name, text]).catch(() => undefined);
+      await recordFailure(deps.pool, message, error);
       throw error;
     }
   };
+}
+
+/** The run's ledger row and the chain's next link (with its ledger row), in `client`'s open transaction. */
+async function recordLink(
+  client: pg.ClientBase,
+  publisher: Publisher,
+  message: Message,
+  startedAt: number,
+  transactional: boolean,
+): Promise<void> {
+  const body = message.body as ChainBody;
+  await client.query(INSERT_HANDLED, [message.id, body.key, process.pid, message.deliveriesCount, startedAt, transactional]);
+  if (body.step < body.length) {
+    const next: ChainBody = { ...body, key: `${String(body.chain)}:${String(body.step + 1)}`, step: body.step + 1 };
+    const id = await publisher.publish(client, message.queue, next);
+    await client.query(INSERT_PUBLISHED, [id, next.key, message.id, false]);
+  }
+}
+
+/** A failed run, written on its own (best effort: during an outage the write fails too). */
+async function recordFailure(pool: pg.Pool, message: Message, error: unknown): Promise<void> {
+  const { name, message: text } = describe(error);
+  const { key } = message.body as ChainBody;
+  await pool.query(INSERT_FAILURE, [message.id, key, process.pid, name, text]).catch(() => undefined);
 }

@@ -6,6 +6,9 @@
  * - duplicates: handler runs beyond the first for one row id. One is explained when a fault that
  *   explains redelivery (faults.ts) overlaps the window from one lease before the previous run
  *   started to the start of the duplicate: only a lease that expired after a fault may repeat a run.
+ *   Never after a transactional subscription's run, whatever the faults: its ledger row commits
+ *   with its ack, so a row handled that way has no later run (effects once).
+ *   Counted in `effectsTwice` and left unexplained.
  * - DLQ unexpected: a DLQ row for a message that was not meant to fail (anything but a poison row
  *   rejected by its handler), with its reason.
  * - stuck: still in the table when the final drain's bound ran out.
@@ -18,6 +21,8 @@ import type { Fault, FaultLog } from './faults.js';
 export interface HandlerRun {
   readonly pid: number;
   readonly delivery: number;
+  /** A transactional subscription's run: its ledger row committed with the ack. */
+  readonly transactional: boolean;
   readonly startedAt: number;
   readonly at: number;
 }
@@ -49,6 +54,8 @@ export interface Accounting {
   readonly lost: number;
   readonly duplicates: number;
   readonly explained: number;
+  /** Duplicates after a transactional run committed: what its effects-once promise rules out. */
+  readonly effectsTwice: number;
   readonly dlqExpected: number;
   readonly dlqUnexpected: number;
   readonly stuck: number;
@@ -78,6 +85,7 @@ export function account(
   let lost = 0;
   let duplicates = 0;
   let explained = 0;
+  let effectsTwice = 0;
   let dlqExpected = 0;
   let dlqUnexpected = 0;
   let stuck = 0;
@@ -126,6 +134,14 @@ export function account(
       const run = row.runs[k];
       if (previous === undefined || run === undefined) continue;
       duplicates += 1;
+      if (previous.transactional) {
+        effectsTwice += 1;
+        example(
+          `effects twice: ${row.id} (${row.key}) ran again at ${new Date(run.startedAt).toISOString()} (pid ${run.pid}) ` +
+            `after a transactional run committed at ${new Date(previous.at).toISOString()} (pid ${previous.pid})`,
+        );
+        continue;
+      }
       const fault: Fault | undefined = faults.explaining(previous.startedAt - leaseTtlMs - 1_000, run.startedAt);
       if (fault !== undefined) explained += 1;
       else
@@ -158,6 +174,7 @@ export function account(
     lost,
     duplicates,
     explained,
+    effectsTwice,
     dlqExpected,
     dlqUnexpected,
     stuck,

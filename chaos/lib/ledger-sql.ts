@@ -29,6 +29,7 @@ CREATE TABLE chaos_handled (
   pid integer NOT NULL,
   delivery integer NOT NULL,
   started_at timestamptz NOT NULL,
+  transactional boolean NOT NULL,
   at timestamptz NOT NULL DEFAULT clock_timestamp()
 );
 CREATE INDEX chaos_handled_message_idx ON chaos_handled (message_id);
@@ -44,9 +45,12 @@ CREATE TABLE chaos_failures (
 /** $1 message id, $2 key, $3 parent id (null for a root), $4 poison. */
 export const INSERT_PUBLISHED = 'INSERT INTO chaos_published (message_id, key, parent_id, poison) VALUES ($1, $2, $3, $4)';
 
-/** $1 message id, $2 key, $3 pid, $4 deliveriesCount, $5 handler start (epoch ms). */
+/**
+ * $1 message id, $2 key, $3 pid, $4 deliveriesCount, $5 handler start (epoch ms), $6 whether the
+ * run was a transactional subscription's (written in ctx.client's transaction, with the ack).
+ */
 export const INSERT_HANDLED =
-  'INSERT INTO chaos_handled (message_id, key, pid, delivery, started_at) VALUES ($1, $2, $3, $4, to_timestamp($5::float8 / 1000))';
+  'INSERT INTO chaos_handled (message_id, key, pid, delivery, started_at, transactional) VALUES ($1, $2, $3, $4, to_timestamp($5::float8 / 1000), $6)';
 
 /** $1 message id, $2 key, $3 pid, $4 error class, $5 error message. */
 export const INSERT_FAILURE = 'INSERT INTO chaos_failures (message_id, key, pid, error_name, error) VALUES ($1, $2, $3, $4, $5)';
@@ -75,7 +79,7 @@ export const ACCOUNT_MESSAGES = `
 SELECT p.message_id::text AS id, p.key, p.poison,
        (extract(epoch FROM p.at) * 1000)::float8 AS published_at,
        coalesce((SELECT json_agg(json_build_object(
-                  'pid', h.pid, 'delivery', h.delivery,
+                  'pid', h.pid, 'delivery', h.delivery, 'transactional', h.transactional,
                   'startedAt', extract(epoch FROM h.started_at) * 1000,
                   'at', extract(epoch FROM h.at) * 1000) ORDER BY h.at)
                  FROM chaos_handled h WHERE h.message_id = p.message_id), '[]'::json) AS runs,

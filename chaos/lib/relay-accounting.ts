@@ -153,6 +153,7 @@ export function accountRelay(
       lost,
       duplicates,
       explained,
+      effectsTwice: 0,
       dlqExpected: 0,
       dlqUnexpected,
       stuck,

@@ -366,6 +366,7 @@ export async function runScenario(scenario: Scenario, settings: RunSettings): Pr
     a.dlqUnexpected === 0 &&
     a.stuck === 0 &&
     a.duplicates === a.explained &&
+    a.effectsTwice === 0 &&
     a.handlerErrorsUnexpected === 0;
   return {
     id: scenario.id,

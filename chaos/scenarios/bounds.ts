@@ -9,6 +9,13 @@
  */
 export const ROW_LOCK_WORKER = { subscribe: { lease: 'row-lock' } } as const;
 
+/**
+ * A third worker where a scenario runs one: `transactional: true` (the handler's ledger row and
+ * follow-up commit with the ack in the delivery's transaction; the accounting holds its runs to
+ * effects once). Its pool: one connection per running handler (concurrency 4) plus claims and acks.
+ */
+export const TRANSACTIONAL_WORKER = { poolSize: 6, subscribe: { transactional: true } } as const;
+
 /** The final drain: rows retried with the default backoff (1 s, 2 s, 4 s, … ±20 %) included. */
 export const DRAIN_MS = 120_000;
 

@@ -4,20 +4,24 @@
  * port. Claims must resume within RESUME_AFTER_RESTART_MS; nothing committed may be lost.
  */
 import type { Scenario } from '../lib/scenario.js';
-import { RESUME_AFTER_RESTART_MS, ROW_LOCK_WORKER } from './bounds.js';
+import { RESUME_AFTER_RESTART_MS, ROW_LOCK_WORKER, TRANSACTIONAL_WORKER } from './bounds.js';
 import { drainWithWorkers } from './final-drain.js';
 
 export const pgRestart: Scenario = {
   id: 'pg-restart',
   title:
-    'pg_ctl stop -m immediate mid-drain (2 workers, lease and row-lock, 1,800-message backlog + load), restarted 3 s later on the same port',
+    'pg_ctl stop -m immediate mid-drain (3 workers: lease, row-lock and transactional; 1,800-message backlog + load), restarted 3 s later on the same port',
   quick: false,
   leaseTtlMs: 5_000,
   timeoutMs: () => 300_000,
   async run(ctx) {
     ctx.step('a backlog');
     await ctx.load.preload(600);
-    const workers = [await ctx.startWorker(), await ctx.startWorker(ROW_LOCK_WORKER)];
+    const workers = [
+      await ctx.startWorker(),
+      await ctx.startWorker(ROW_LOCK_WORKER),
+      await ctx.startWorker(TRANSACTIONAL_WORKER),
+    ];
     ctx.load.start(20);
     await ctx.pause(2_000);
     ctx.step('pg_ctl stop -m immediate');

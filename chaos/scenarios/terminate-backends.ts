@@ -1,25 +1,30 @@
 /**
- * pg_terminate_backend of a random consumer backend every 100 ms under load (2 workers, the second
- * in row-lock mode): claims, acks, retries, row-lock batches mid-transaction, LISTEN and the
- * handlers' own transactions all die at random. Nothing may be lost,
- * every duplicate must follow a termination, and claims must be running again within
- * RESUME_AFTER_TERMINATIONS_MS once it stops.
+ * pg_terminate_backend of a random consumer backend every 100 ms under load (3 workers: the
+ * default lease, row-lock mode, and a transactional subscription): claims, acks, retries, row-lock
+ * batches mid-transaction, delivery transactions at their BEGIN, lock or COMMIT, LISTEN and the
+ * handlers' own transactions all die at random. Nothing may be lost, every duplicate must follow a
+ * termination (and none a transactional run that committed), no message may reach the DLQ for
+ * it, and claims must be running again within RESUME_AFTER_TERMINATIONS_MS once it stops.
  */
 import { HARNESS_APP } from '../lib/chaos-server.js';
 import { TERMINATE_RANDOM_BACKEND } from '../lib/ledger-sql.js';
 import type { Scenario } from '../lib/scenario.js';
-import { RESUME_AFTER_TERMINATIONS_MS, ROW_LOCK_WORKER } from './bounds.js';
+import { RESUME_AFTER_TERMINATIONS_MS, ROW_LOCK_WORKER, TRANSACTIONAL_WORKER } from './bounds.js';
 import { drainWithWorkers } from './final-drain.js';
 
 export const terminateBackends: Scenario = {
   id: 'terminate-backends',
   title:
-    'pg_terminate_backend of a random consumer backend every 100 ms for 20 s (8 s in --quick), 2 workers (lease and row-lock) under load',
+    'pg_terminate_backend of a random consumer backend every 100 ms for 20 s (8 s in --quick), 3 workers (lease, row-lock and transactional) under load',
   quick: true,
   leaseTtlMs: 5_000,
   timeoutMs: (quick) => (quick ? 150_000 : 240_000),
   async run(ctx) {
-    const workers = [await ctx.startWorker(), await ctx.startWorker(ROW_LOCK_WORKER)];
+    const workers = [
+      await ctx.startWorker(),
+      await ctx.startWorker(ROW_LOCK_WORKER),
+      await ctx.startWorker(TRANSACTIONAL_WORKER),
+    ];
     ctx.load.start(40);
     await ctx.pause(2_000);
     ctx.step('pg_terminate_backend every 100 ms');

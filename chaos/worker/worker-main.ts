@@ -66,7 +66,8 @@ async function run(spec: WorkerSpec): Promise<void> {
       }),
     );
     appPool = pool;
-    outbox.subscribe(QUEUE, chainHandler({ pool, publisher: outbox, delayMs: spec.handlerDelayMs }), {
+    const transactional = spec.subscribe.transactional === true;
+    outbox.subscribe(QUEUE, chainHandler({ pool, publisher: outbox, delayMs: spec.handlerDelayMs, transactional }), {
       name: 'chaos',
       ...spec.subscribe,
     });

@@ -9,6 +9,7 @@ import { LATER, LaterResult, type ResultListener } from '../instrumentation/obse
 import type { Emit } from '../instrumentation/recorders.js';
 import type { RetryStrategy } from '../retry/retry-strategy.js';
 import { MAX_DELAY_MS } from '../retry/retry-strategy.js';
+import { defaultRetry } from '../retry/strategies.js';
 import type { Logger } from '../util/logger.js';
 import type { AckEntry } from './acker.js';
 import { type Decision, DeliveryControls } from './decision.js';
@@ -46,7 +47,14 @@ const NO_FOLLOW_UP: PublishFollowUp = () =>
   Promise.reject(new Error('ctx.publish is not available here: no publish was wired to this delivery'));
 
 /** Asks the strategy for a delay; a throwing or nonsensical strategy ends the row instead of the loop. */
-function retryDelay(strategy: RetryStrategy, lease: Lease, run: Run, error: unknown, logger: Logger): number | null {
+function retryDelay(
+  strategy: RetryStrategy,
+  lease: Lease,
+  run: Run,
+  error: unknown,
+  logger: Logger,
+  instead = 'ending the row as retry_terminal',
+): number | null {
   try {
     const delay = strategy.nextDelayMs({
       attempt: lease.record.attempts_count + 1,
@@ -56,18 +64,12 @@ function retryDelay(strategy: RetryStrategy, lease: Lease, run: Run, error: unkn
     });
     if (delay === null) return null;
     if (typeof delay !== 'number' || !Number.isFinite(delay) || delay < 0) {
-      logger.error(
-        { messageId: lease.record.id, delay: String(delay) },
-        'retry strategy returned an invalid delay; ending the row as retry_terminal',
-      );
+      logger.error({ messageId: lease.record.id, delay: String(delay) }, `retry strategy returned an invalid delay; ${instead}`);
       return null;
     }
     return Math.min(delay, MAX_DELAY_MS);
   } catch (strategyError) {
-    logger.error(
-      { messageId: lease.record.id, err: errorMessage(strategyError) },
-      'retry strategy threw; ending the row as retry_terminal',
-    );
+    logger.error({ messageId: lease.record.id, err: errorMessage(strategyError) }, `retry strategy threw; ${instead}`);
     return null;
   }
 }
@@ -678,19 +680,29 @@ function failed(
     status: 'error',
     error,
     durationSeconds: handlerResult?.durationSeconds ?? 0,
-    outcome: transientFault ? retryAfterFault(error, lease, run, deps) : plan(decision, lease, run, deps),
+    outcome: transientFault ? retryAfterFault(decision, lease, run, deps) : plan(decision, lease, run, deps),
   };
 }
 
+/** The retries a database fault gets when the subscription's strategy has none left (NoRetry, its attempts used up). */
+const FAULT_RETRY = defaultRetry();
+
 /**
- * A retry after the retry strategy's delay, or, when the strategy would end the row (NoRetry, its
- * attempts used up), after leaseTtlMs: as long as a crashed process's row waits. A checkout that
- * timed out, a terminated backend or a serialization failure is no reason to reject a message or
- * give up on it; only maxDeliveries ends a row that keeps meeting them
- * (architecture/transactional-consume.md).
+ * A transactional delivery whose own statements failed for the database's reasons: a checkout
+ * that timed out, a terminated backend or a serialization failure is no reason to reject a message.
+ * Retried whatever the ack policy, after the retry strategy's delay, or, when it has none left,
+ * the default strategy's (1 s doubling, 10 attempts over ~8.5 minutes): an outage that long ends
+ * nothing. Past both, the failure is the ack policy's, as a handler's would be: a fault that comes
+ * back every time (a deferred trigger of the handler's that always times out) must end somewhere.
+ * Each retry counts an attempt, as a failed run does (architecture/transactional-consume.md).
  */
-function retryAfterFault(error: unknown, lease: Lease, run: Run, deps: DeliverDeps): ConsumeOutcome {
-  const delayMs = retryDelay(deps.options.retry, lease, run, error, deps.logger) ?? deps.options.leaseTtlMs;
+function retryAfterFault(decision: Decision, lease: Lease, run: Run, deps: DeliverDeps): ConsumeOutcome {
+  const error = decision.kind === 'ack' ? undefined : decision.error;
+  const { retry } = deps.options;
+  const delayMs =
+    retryDelay(retry, lease, run, error, deps.logger, 'retrying by the default strategy') ??
+    retryDelay(FAULT_RETRY, lease, run, error, deps.logger);
+  if (delayMs === null) return plan(decision, lease, run, deps);
   return { kind: 'retry', delayMs: Math.min(delayMs, MAX_DELAY_MS) };
 }
 

@@ -489,7 +489,8 @@ export async function runInTransaction(
         committed.result = 'lease_lost';
         return result;
       }
-      return fail(error, result, !(error instanceof NotInTransactionError) && transient(error));
+      // Closed by an abort (a handler timeout): the abort's reason is the failure, not the database.
+      return fail(error, result, !aborted.aborted && !(error instanceof NotInTransactionError) && transient(error));
     }
   } finally {
     // A held transaction is ended by its outcome write or its end() (deliver.ts), which stop

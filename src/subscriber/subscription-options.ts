@@ -42,7 +42,7 @@ export interface SubscribeOptions {
    * `rejected`; 'manual': the handler decides with ctx.ack()/nack()/reject() (returning without
    * deciding counts as nack, never as a silent delete). A transactional delivery whose own
    * statements (BEGIN, the row's lock, the ack, COMMIT) fail for the database's reasons is retried
-   * under every policy. @default 'nack_on_error'
+   * under every policy, until `retry` and then the default strategy are spent. @default 'nack_on_error'
    */
   readonly ackPolicy?: AckPolicy;
   /** Extend the leases of rows in flight this often, so a slow healthy handler keeps its row. @default off */
@@ -282,7 +282,7 @@ export function resolveSubscribeOptions(
   }
   if (maxDeliveries !== undefined && retry instanceof NoRetry) {
     warnings.push(
-      'maxDeliveries is set with NoRetry: the first failure already ends the row, so the delivery cap only counts lease expiries.',
+      'maxDeliveries is set with NoRetry: the first failure already ends the row, so the delivery cap only counts lease expiries (and, in a transactional subscription, the database faults it retries).',
     );
   }
   return {

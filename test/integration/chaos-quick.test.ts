@@ -74,7 +74,7 @@ function row(id: string, key: string, runs: number[], extra: Partial<MessageRow>
     key,
     poison: false,
     published_at: 1_000,
-    runs: runs.map((at, i) => ({ pid: 1, delivery: i + 1, startedAt: at, at: at + 5 })),
+    runs: runs.map((at, i) => ({ pid: 1, delivery: i + 1, startedAt: at, at: at + 5, transactional: false })),
     dlq_reasons: [],
     dlq_exception: null,
     in_table: false,
@@ -96,16 +96,31 @@ test('the accounting: lost, stuck, unexpected DLQ rows, and duplicates explained
     row('7', '6:1', [], { dlq_reasons: ['max_deliveries'] }), // ended without running
     row('8', '40:1', [], { poison: true, dlq_reasons: ['rejected'] }), // meant to fail
     row('9', '80:1', [], { poison: true }), // meant to fail, but neither in the DLQ nor in the table: lost
+    // Ran again after a transactional run committed, in the kill's window: effects twice, never explained.
+    row('10', '7:1', [], {
+      runs: [
+        { pid: 2, delivery: 1, startedAt: 48_000, at: 48_005, transactional: true },
+        { pid: 1, delivery: 2, startedAt: 56_000, at: 56_005, transactional: false },
+      ],
+    }),
+    // A plain run, then a transactional one after the kill: explained, as any redelivery.
+    row('11', '8:1', [], {
+      runs: [
+        { pid: 1, delivery: 1, startedAt: 48_000, at: 48_005, transactional: false },
+        { pid: 2, delivery: 2, startedAt: 56_000, at: 56_005, transactional: true },
+      ],
+    }),
   ];
   const a = account(rows, [], faults, 5_000, 2, { outbox: 0, dlq: 0 });
-  assert.equal(a.messages, 9);
+  assert.equal(a.messages, 11);
   assert.equal(a.lost, 2);
   assert.equal(a.stuck, 1);
-  assert.equal(a.duplicates, 2);
-  assert.equal(a.explained, 1);
+  assert.equal(a.duplicates, 4);
+  assert.equal(a.explained, 2);
+  assert.equal(a.effectsTwice, 1);
   assert.equal(a.dlqExpected, 1);
   assert.equal(a.dlqUnexpected, 1);
-  assert.equal(a.chains, 6, 'roots that are not poison');
+  assert.equal(a.chains, 8, 'roots that are not poison');
   assert.equal(a.chainsComplete, 1, 'only chain 1 reached its second link');
   const failures = [
     { id: '1', pid: 1, error_name: 'OutboxStoppedError', error: 'refused', at: 50_500 },

@@ -34,33 +34,46 @@ async function dlqReasons(table: string): Promise<string[]> {
   return rows.map((row) => row.failure_reason);
 }
 
-/** Terminates the backend whose current or last statement `query` matches, once there is one. */
-async function terminateBackend(query: string): Promise<void> {
+/**
+ * Where the backend to terminate is: a COMMIT sleeping in the deferred trigger, or a delivery's
+ * transaction idle after its BEGIN. By state, not by the last statement alone: an idle pool
+ * connection's last statement may be a COMMIT too (a migration's, a publish's).
+ */
+const AT_COMMIT = `state = 'active' AND wait_event = 'PgSleep' AND query LIKE 'COMMIT%'`;
+const AFTER_BEGIN = `state = 'idle in transaction' AND query LIKE 'BEGIN%'`;
+
+/** Terminates the one backend `where` finds, once there is one. */
+async function terminateBackend(where: string): Promise<void> {
   await waitFor(
     async () => {
       const { rows } = await db.pool.query<{ ended: boolean }>(
         `SELECT pg_terminate_backend(pid) AS ended FROM pg_stat_activity
-         WHERE pid <> pg_backend_pid() AND datname = current_database() AND query LIKE $1`,
-        [query],
+         WHERE pid <> pg_backend_pid() AND datname = current_database() AND ${where}`,
       );
+      assert.ok(rows.length <= 1, `one backend at a time: ${where}`);
       return rows.some((row) => row.ended);
     },
-    { what: `a backend running ${query}` },
+    { what: `a backend where ${where}` },
   );
 }
 
 /**
  * A side table whose rows are checked at COMMIT by a deferred trigger: a row with `slow` sleeps
  * there (a COMMIT that takes a while), one with `bad` fails it with a check violation (what the
- * handler wrote is wrong: the message's failure).
+ * handler wrote is wrong: the message's failure), one with `conflict` with a serialization failure
+ * every time (a fault that never goes away).
  */
 async function deferredSide(name: string): Promise<string> {
   await db.pool.query(`
-    CREATE TABLE ${name} (message_id text NOT NULL, delivery int NOT NULL, slow boolean NOT NULL DEFAULT false, bad boolean NOT NULL DEFAULT false);
+    CREATE TABLE ${name} (
+      message_id text NOT NULL, delivery int NOT NULL,
+      slow boolean NOT NULL DEFAULT false, bad boolean NOT NULL DEFAULT false, conflict boolean NOT NULL DEFAULT false
+    );
     CREATE FUNCTION ${name}_check() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
       IF NEW.slow THEN PERFORM pg_sleep(30); END IF;
       IF NEW.bad THEN RAISE EXCEPTION 'bad side row' USING ERRCODE = 'check_violation'; END IF;
+      IF NEW.conflict THEN RAISE EXCEPTION 'never serializable' USING ERRCODE = 'serialization_failure'; END IF;
       RETURN NULL;
     END $$;
     CREATE CONSTRAINT TRIGGER ${name}_at_commit AFTER INSERT ON ${name}
@@ -97,7 +110,7 @@ describe("transactional consume: txoutbox's own statements failing", () => {
     outbox.start();
     await publishCommitted(outbox, db.pool, 'tci.work', [{ n: 1 }]);
     // The first run's COMMIT sleeps in the deferred trigger: the administrator ends its backend there.
-    await terminateBackend('COMMIT%');
+    await terminateBackend(AT_COMMIT);
     await waitFor(() => log.of('acked').length + log.of('dlq_written').length > 0, { what: 'an ack or a DLQ move' });
     assert.deepEqual(await dlqReasons(table), []);
     assert.deepEqual(await sideDeliveries(side), [2]);
@@ -163,8 +176,8 @@ describe("transactional consume: txoutbox's own statements failing", () => {
       /tc_savepoint/,
     );
     const runs: number[] = [];
+    const { outbox, log } = await migratedOutbox(newOutbox, pool, table);
     try {
-      const { outbox, log } = await migratedOutbox(newOutbox, pool, table);
       outbox.subscribe(
         'tci.work',
         (message) => {
@@ -176,12 +189,13 @@ describe("transactional consume: txoutbox's own statements failing", () => {
       outbox.start();
       await publishCommitted(outbox, db.pool, 'tci.work', [{ n: 1 }]);
       await waitFor(() => holding, { what: 'the first delivery held before its row lock' });
-      await terminateBackend('BEGIN%');
+      await terminateBackend(AFTER_BEGIN);
       release();
       await waitFor(() => log.of('acked').length + log.of('dlq_written').length > 0, { what: 'an ack or a DLQ move' });
       assert.deepEqual(await dlqReasons(table), []);
       assert.deepEqual(runs, [2]);
       assert.equal(await remaining(db.pool, 'tci.work', table), 0);
+      await outbox.stop();
     } finally {
       release();
       await pool.end();
@@ -226,9 +240,36 @@ describe("transactional consume: txoutbox's own statements failing", () => {
     );
     outbox.start();
     await publishCommitted(outbox, db.pool, 'tci.work', [{ n: 1 }]);
-    await terminateBackend('COMMIT%');
+    await terminateBackend(AT_COMMIT);
     await log.waitFor('acked');
     assert.deepEqual(await sideDeliveries(side), [2]);
-    assert.equal(log.of('nacked_retried').length, 1);
+    assert.deepEqual(
+      log.of('nacked_retried').map((event) => event.nextDelaySeconds),
+      [0.01],
+    );
+  });
+
+  test('a fault that comes back every time ends by the ack policy once the retries are spent, never in a loop', async () => {
+    const table = 'tci_always';
+    const side = await deferredSide('tci_always_side');
+    const { outbox, log } = await outboxOn(table);
+    outbox.subscribe(
+      'tci.work',
+      async (message, ctx) => {
+        await ctx.client.query(`INSERT INTO ${side} (message_id, delivery, conflict) VALUES ($1, $2, true)`, [
+          message.id,
+          message.deliveriesCount,
+        ]);
+      },
+      // Ten runs, as many as the default strategy a spent one falls back to allows: after the
+      // tenth both are spent, and the ack policy decides.
+      { ...REJECTING, retry: new ConstantRetry({ delayMs: 10, maxAttempts: 10 }) },
+    );
+    outbox.start();
+    await publishCommitted(outbox, db.pool, 'tci.work', [{ n: 1 }]);
+    await log.waitFor('dlq_written', 1, 30_000);
+    assert.deepEqual(await dlqReasons(table), ['rejected']);
+    assert.equal(log.of('nacked_retried').length, 9);
+    assert.deepEqual(await sideDeliveries(side), []);
   });
 });

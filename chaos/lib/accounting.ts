@@ -51,6 +51,8 @@ export interface Accounting {
   readonly chains: number;
   readonly chainsComplete: number;
   readonly handlerRuns: number;
+  /** Of those, a transactional subscription's (committed with their acks). */
+  readonly transactionalRuns: number;
   readonly lost: number;
   readonly duplicates: number;
   readonly explained: number;
@@ -90,12 +92,14 @@ export function account(
   let dlqUnexpected = 0;
   let stuck = 0;
   let handlerRuns = 0;
+  let transactionalRuns = 0;
   let worstLatencyMs: number | null = null;
   const handledKeys = new Set<string>();
   const chains = new Set<string>();
   for (const row of rows) {
     const chain = row.key.split(':')[0] ?? row.key;
     handlerRuns += row.runs.length;
+    transactionalRuns += row.runs.filter((run) => run.transactional).length;
     if (row.in_table) {
       stuck += 1;
       example(`stuck: ${row.id} (${row.key}) still in the table`);
@@ -171,6 +175,7 @@ export function account(
     chains: chains.size,
     chainsComplete,
     handlerRuns,
+    transactionalRuns,
     lost,
     duplicates,
     explained,

@@ -150,6 +150,7 @@ export function accountRelay(
       chains: 0,
       chainsComplete: 0,
       handlerRuns: arrivals.length,
+      transactionalRuns: 0,
       lost,
       duplicates,
       explained,

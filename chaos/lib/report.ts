@@ -74,7 +74,7 @@ export function renderReport(results: ChaosResults): string {
       );
     } else if (a !== null) {
       lines.push(
-        `${String(a.messages)} messages (${String(a.chains)} chains, ${String(a.chainsComplete)} complete), ${String(a.handlerRuns)} handler runs, ` +
+        `${String(a.messages)} messages (${String(a.chains)} chains, ${String(a.chainsComplete)} complete), ${String(a.handlerRuns)} handler runs${a.transactionalRuns > 0 ? ` (${String(a.transactionalRuns)} transactional)` : ''}, ` +
           `${String(a.dlqExpected)} poison rows in the DLQ as meant, ${String(a.handlerErrors)} handler errors, ` +
           `${String(r.publishFailures)} publishes refused during faults, worst publish → handled ${a.worstLatencyMs === null ? '–' : seconds(a.worstLatencyMs)}; ` +
           `${String(r.faults.length)} faults injected; ${r.seconds.toFixed(0)} s.`,

@@ -1,26 +1,30 @@
 /**
- * Every connection of two workers (the second in row-lock mode, its batches' transactions open
- * through the freeze) frozen for 10 s (a TCP proxy that stops forwarding without closing
+ * Every connection of three workers (the second in row-lock mode, its batches' transactions open
+ * through the freeze; the third transactional, its deliveries' transactions too) frozen for 10 s (a TCP proxy that stops forwarding without closing
  * anything), then restored: claims must resume within RESUME_AFTER_FREEZE_MS. Then frozen again
  * with stop() called 1 s in: stop() must return within gracefulTimeoutMs + 2 s while the freeze
  * lasts (issue 13 item 6).
  */
 import { within } from '../lib/bounded.js';
 import type { Scenario } from '../lib/scenario.js';
-import { RESUME_AFTER_FREEZE_MS, ROW_LOCK_WORKER } from './bounds.js';
+import { RESUME_AFTER_FREEZE_MS, ROW_LOCK_WORKER, TRANSACTIONAL_WORKER } from './bounds.js';
 import { drainWithWorkers } from './final-drain.js';
 
 export const connectionFreeze: Scenario = {
   id: 'connection-freeze',
   title:
-    'every connection of 2 workers (lease and row-lock) frozen 10 s (proxy stops forwarding), restored; then frozen again with stop() called 1 s in',
+    'every connection of 3 workers (lease, row-lock and transactional) frozen 10 s (proxy stops forwarding), restored; then frozen again with stop() called 1 s in',
   quick: false,
   leaseTtlMs: 5_000,
   timeoutMs: () => 300_000,
   async run(ctx) {
     const proxy = await ctx.startProxy();
     const databaseUrl = proxy.via(ctx.databaseUrl);
-    const workers = [await ctx.startWorker({ databaseUrl }), await ctx.startWorker({ ...ROW_LOCK_WORKER, databaseUrl })];
+    const workers = [
+      await ctx.startWorker({ databaseUrl }),
+      await ctx.startWorker({ ...ROW_LOCK_WORKER, databaseUrl }),
+      await ctx.startWorker({ ...TRANSACTIONAL_WORKER, databaseUrl }),
+    ];
     ctx.load.start(30);
     await ctx.pause(3_000);
 

@@ -1,26 +1,31 @@
 /**
- * Every open connection of two workers (the second in row-lock mode: a batch's transaction, its
- * rows locked, is cut off from its client with the server none the wiser) dropped half-open (the
+ * Every open connection of three workers (the second in row-lock mode: a batch's transaction, its
+ * rows locked, is cut off from its client with the server none the wiser; the third transactional,
+ * its deliveries' transactions likewise) dropped half-open (the
  * proxy stops forwarding them for good, with no FIN or RST; new connections work): the workers must
  * notice and claim again through new connections within RESUME_AFTER_HALF_OPEN_MS, and while it has not, ping() must not say it is
  * healthy (issue 13 item 7). Then dropped again and stop() called: it must return within
  * gracefulTimeoutMs + 2 s (item 6c).
  */
 import type { Scenario } from '../lib/scenario.js';
-import { RESUME_AFTER_HALF_OPEN_MS, ROW_LOCK_WORKER } from './bounds.js';
+import { RESUME_AFTER_HALF_OPEN_MS, ROW_LOCK_WORKER, TRANSACTIONAL_WORKER } from './bounds.js';
 import { drainWithWorkers } from './final-drain.js';
 
 export const halfOpen: Scenario = {
   id: 'half-open',
   title:
-    'every connection of 2 workers (lease and row-lock) dropped half-open (no FIN/RST), twice; the second time stop() is called',
+    'every connection of 3 workers (lease, row-lock and transactional) dropped half-open (no FIN/RST), twice; the second time stop() is called',
   quick: false,
   leaseTtlMs: 5_000,
   timeoutMs: () => 300_000,
   async run(ctx) {
     const proxy = await ctx.startProxy();
     const databaseUrl = proxy.via(ctx.databaseUrl);
-    const workers = [await ctx.startWorker({ databaseUrl }), await ctx.startWorker({ ...ROW_LOCK_WORKER, databaseUrl })];
+    const workers = [
+      await ctx.startWorker({ databaseUrl }),
+      await ctx.startWorker({ ...ROW_LOCK_WORKER, databaseUrl }),
+      await ctx.startWorker({ ...TRANSACTIONAL_WORKER, databaseUrl }),
+    ];
     ctx.load.start(30);
     await ctx.pause(3_000);
 

@@ -118,6 +118,7 @@ test('the accounting: lost, stuck, unexpected DLQ rows, and duplicates explained
   assert.equal(a.duplicates, 4);
   assert.equal(a.explained, 2);
   assert.equal(a.effectsTwice, 1);
+  assert.equal(a.transactionalRuns, 2);
   assert.equal(a.dlqExpected, 1);
   assert.equal(a.dlqUnexpected, 1);
   assert.equal(a.chains, 8, 'roots that are not poison');

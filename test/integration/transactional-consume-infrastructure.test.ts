@@ -223,6 +223,25 @@ describe("transactional consume: txoutbox's own statements failing", () => {
     assert.deepEqual(await sideDeliveries(side), []);
   });
 
+  test('a run closed by its handler timeout after ctx.ack(): the timeout is the failure, decided by the ack policy', async () => {
+    const table = 'tci_timeout';
+    const { outbox, log } = await outboxOn(table);
+    outbox.subscribe(
+      'tci.work',
+      async (_message, ctx) => {
+        ctx.ack();
+        // Past handlerTimeoutMs: the delivery's connection is closed, and the ack finds it so.
+        await new Promise((resolve) => setTimeout(resolve, 1_000));
+      },
+      { ...REJECTING, handlerTimeoutMs: 200 },
+    );
+    outbox.start();
+    await publishCommitted(outbox, db.pool, 'tci.work', [{ n: 1 }]);
+    await log.waitFor('dlq_written');
+    assert.deepEqual(await dlqReasons(table), ['rejected']);
+    assert.equal(log.of('nacked_retried').length, 0);
+  });
+
   test('under nack_on_error the same failures keep the retry strategy’s delay', async () => {
     const table = 'tci_nack';
     const side = await deferredSide('tci_nack_side');

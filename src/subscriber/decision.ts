@@ -128,6 +128,11 @@ export class DeliveryControls implements HandlerContext {
     });
   }
 
+  /** Whether the handler called ack(), nack() or reject() itself: its decision, whatever it threw. */
+  get decidedExplicitly(): boolean {
+    return this.#decision !== undefined;
+  }
+
   #decide(call: string, decision: Decision): void {
     if (this.#settled) {
       this.#logger.warn(deliveryScope(this.#lease, this.subscriber), `ctx.${call} called after the handler settled; ignored`);

@@ -7,7 +7,7 @@ import { asFields, prelude } from '../util/decoded-query.js';
 import { idleBound, idleBoundMs as boundOfIdle, KEEPALIVE_GIVES_UP_MS, KEEPALIVE_PROBES } from '../util/idle-bound.js';
 import { type Statement, statement } from '../util/statement.js';
 import type { StatementRunner } from '../util/statement-runner.js';
-import { transient } from '../util/transient-failure.js';
+import { answeredTransient, endsConnection, transient } from '../util/transient-failure.js';
 import { unanswered } from '../util/unanswered.js';
 import type { AckResult } from './acker.js';
 import type { DeliveryControls } from './decision.js';
@@ -77,6 +77,12 @@ export interface HandlerTransaction {
    * ended the transaction itself): the write then goes through the pool. Without it, rollback().
    */
   holdForOutcome?(): Promise<HeldForOutcome | undefined>;
+  /**
+   * Whether a handler that threw `thrown` failed for the database's reasons: ctx.client's
+   * connection was lost, or its transaction failed with (and the handler threw) an error of the
+   * server's own (util/transient-failure.ts). Nothing of the transaction could commit then either.
+   */
+  failedByDatabase?(thrown: unknown): boolean;
   /** Never throws. */
   rollback(): Promise<void>;
   /** Ends it now (the server rolls back). Idempotent, never throws. */
@@ -127,6 +133,11 @@ export class DeliveryTransaction implements HandlerTransaction {
   readonly #unwritten: Statement;
   readonly #onEnd: () => void;
   #released = false;
+  /** The client emitted 'error': its connection is gone (node-postgres emits it once the socket ended unasked). */
+  #lost = false;
+  readonly #heardLoss = (): void => {
+    this.#lost = true;
+  };
   /** Why the connection was destroyed, when it was (an abort: the lease ran out, stop() gave up). */
   #closedBy: Error | undefined;
 
@@ -164,6 +175,7 @@ export class DeliveryTransaction implements HandlerTransaction {
     this.#record = record;
     this.client = client;
     this.#onEnd = onEnd;
+    client.on('error', this.#heardLoss);
   }
 
   /**
@@ -321,6 +333,12 @@ export class DeliveryTransaction implements HandlerTransaction {
     };
   }
 
+  failedByDatabase(thrown: unknown): boolean {
+    if (this.#released) return false;
+    if (this.#lost || endsConnection(thrown)) return true;
+    return transactionStatus(this.client) === 'E' && answeredTransient(thrown);
+  }
+
   /** ROLLBACK and back to the pool; the connection is destroyed when that fails. Never throws. */
   async rollback(): Promise<void> {
     if (this.#released) return;
@@ -342,6 +360,7 @@ export class DeliveryTransaction implements HandlerTransaction {
     this.#released = true;
     this.#closedBy = error;
     this.#onEnd();
+    this.client.removeListener('error', this.#heardLoss);
     // A destroyed connection may still emit 'error' while it closes: keep it heard.
     if (error === undefined) this.client.removeListener('error', ignore);
     try {
@@ -440,7 +459,7 @@ export async function runInTransaction(
   aborted.addEventListener('abort', onAbort, { once: true });
   if (aborted.aborted) onAbort();
   try {
-    const result = await run();
+    let result = await run();
     // The lease ran out with the row locked (subscription.ts #lockExpiry): the transaction was
     // closed, the row is free for the next claim, and nothing is written, whatever the handler
     // decided: reported as lease_lost, as a plain run whose lease expired would be.
@@ -448,6 +467,17 @@ export async function runInTransaction(
       committed.result = 'lease_lost';
       return result;
     }
+    // A handler that threw (deciding nothing itself) because ctx.client's connection or transaction
+    // failed for the database's reasons: retried as a failure of txoutbox's own statements is. A
+    // throw of its own on a connection lost meanwhile is taken for one too: it costs one more run,
+    // which throws it again, on a connection that works.
+    if (
+      result.status === 'error' &&
+      !aborted.aborted &&
+      !controls.decidedExplicitly &&
+      transaction.failedByDatabase?.(result.error) === true
+    )
+      result = fail(result.error, result, true);
     if (result.outcome.kind !== 'ack') {
       // The row stays locked through its retry or DLQ write: rolled back and written through the
       // pool, a claim could take it in between (its lease is as old as the run), and the write

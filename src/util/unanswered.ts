@@ -11,7 +11,12 @@ const SQLSTATE = /^[0-9A-Z]{5}$/;
  * from the SQLSTATE, not the severity, which the server translates (lc_messages).
  */
 export function unanswered(error: unknown): boolean {
+  const code = sqlstateOf(error);
+  return code === undefined || code.startsWith('08') || code.startsWith('57P');
+}
+
+/** The SQLSTATE of an error the server sent (a code and a severity: node-postgres' and pg-native's); undefined for any other. */
+export function sqlstateOf(error: unknown): string | undefined {
   const { code, severity } = (error ?? {}) as { code?: unknown; severity?: unknown };
-  if (typeof severity !== 'string' || typeof code !== 'string' || !SQLSTATE.test(code)) return true;
-  return code.startsWith('08') || code.startsWith('57P');
+  return typeof severity === 'string' && typeof code === 'string' && SQLSTATE.test(code) ? code : undefined;
 }

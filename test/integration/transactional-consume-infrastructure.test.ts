@@ -82,6 +82,11 @@ async function deferredSide(name: string): Promise<string> {
   return name;
 }
 
+/** A statement that fails with `condition` (a PL/pgSQL condition name), as the server answers it. */
+function raising(condition: string): string {
+  return `DO $$ BEGIN RAISE EXCEPTION 'raised: ${condition}' USING ERRCODE = '${condition}'; END $$`;
+}
+
 async function sideDeliveries(table: string): Promise<number[]> {
   const { rows } = await db.pool.query<{ delivery: number }>(`SELECT delivery FROM ${table} ORDER BY delivery`);
   return rows.map((row) => row.delivery);
@@ -239,6 +244,69 @@ describe("transactional consume: txoutbox's own statements failing", () => {
     await publishCommitted(outbox, db.pool, 'tci.work', [{ n: 1 }]);
     await log.waitFor('dlq_written');
     assert.deepEqual(await dlqReasons(table), ['rejected']);
+    assert.equal(log.of('nacked_retried').length, 0);
+  });
+
+  test("the handler's own statement meets a terminated backend: retried under reject_on_error, not the handler's failure", async () => {
+    const table = 'tci_handler_kill';
+    const { outbox, log } = await outboxOn(table);
+    const runs: number[] = [];
+    outbox.subscribe(
+      'tci.work',
+      async (message, ctx) => {
+        runs.push(message.deliveriesCount);
+        if (message.deliveriesCount === 1) await ctx.client.query('SELECT pg_sleep(30)');
+      },
+      REJECTING,
+    );
+    outbox.start();
+    await publishCommitted(outbox, db.pool, 'tci.work', [{ n: 1 }]);
+    await terminateBackend(`state = 'active' AND wait_event = 'PgSleep' AND query LIKE 'SELECT pg_sleep%'`);
+    await waitFor(() => log.of('acked').length + log.of('dlq_written').length > 0, { what: 'an ack or a DLQ move' });
+    assert.deepEqual(await dlqReasons(table), []);
+    assert.deepEqual(runs, [1, 2]);
+  });
+
+  test("the handler's own statement fails with a serialization failure: retried under reject_on_error", async () => {
+    const table = 'tci_handler_serial';
+    const { outbox, log } = await outboxOn(table);
+    outbox.subscribe(
+      'tci.work',
+      async (message, ctx) => {
+        if (message.deliveriesCount === 1) await ctx.client.query(raising('serialization_failure'));
+      },
+      REJECTING,
+    );
+    outbox.start();
+    await publishCommitted(outbox, db.pool, 'tci.work', [{ n: 1 }]);
+    await waitFor(() => log.of('acked').length + log.of('dlq_written').length > 0, { what: 'an ack or a DLQ move' });
+    assert.deepEqual(await dlqReasons(table), []);
+    assert.equal(log.of('nacked_retried').length, 1);
+  });
+
+  test("what the handler's own statement did wrong, or a database error the handler decided on itself, stays the handler's", async () => {
+    const table = 'tci_handler_own';
+    const { outbox, log } = await outboxOn(table);
+    outbox.subscribe(
+      'tci.work',
+      async (message, ctx) => {
+        const { kind } = message.body as { kind: string };
+        // A check violation: what it wrote is wrong.
+        if (kind === 'bad') await ctx.client.query(raising('check_violation'));
+        // A serialization failure it chose to reject on.
+        try {
+          await ctx.client.query(raising('serialization_failure'));
+        } catch (error) {
+          ctx.reject('gave up');
+          throw error;
+        }
+      },
+      REJECTING,
+    );
+    outbox.start();
+    await publishCommitted(outbox, db.pool, 'tci.work', [{ kind: 'bad' }, { kind: 'decided' }]);
+    await log.waitFor('dlq_written', 2);
+    assert.deepEqual(await dlqReasons(table), ['rejected', 'rejected']);
     assert.equal(log.of('nacked_retried').length, 0);
   });
 

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
-import { transient } from '../../src/util/transient-failure.js';
+import { answeredTransient, endsConnection, transient } from '../../src/util/transient-failure.js';
 
 /** A server's answer as node-postgres raises it: a SQLSTATE and a severity. */
 function answered(code: string): Error {
@@ -26,4 +26,18 @@ test('transient: what the transaction did is not', () => {
   for (const code of ['23505', '23514', 'P0001', '25P02', '42P01', '22P02', '55000']) {
     assert.equal(transient(answered(code)), false, code);
   }
+});
+
+test('answeredTransient and endsConnection: only what the server answered', () => {
+  assert.equal(answeredTransient(new Error('Connection terminated unexpectedly')), false, 'no SQLSTATE: could be anything');
+  assert.equal(answeredTransient(answered('40001')), true);
+  assert.equal(answeredTransient(answered('23505')), false);
+  assert.equal(endsConnection(answered('57P01')), true);
+  assert.equal(endsConnection(answered('08006')), true);
+  assert.equal(endsConnection(answered('57014')), false, 'a cancelled statement leaves the connection up');
+  assert.equal(
+    endsConnection(Object.assign(new Error('EPIPE'), { code: 'EPIPE' })),
+    false,
+    'a socket error code is no SQLSTATE answer',
+  );
 });

@@ -41,8 +41,9 @@ export interface SubscribeOptions {
    * 'nack_on_error': a throw retries by `retry`; 'reject_on_error': a throw ends the row as
    * `rejected`; 'manual': the handler decides with ctx.ack()/nack()/reject() (returning without
    * deciding counts as nack, never as a silent delete). A transactional delivery whose own
-   * statements (BEGIN, the row's lock, the ack, COMMIT) fail for the database's reasons is retried
-   * under every policy, until `retry` and then the default strategy are spent. @default 'nack_on_error'
+   * statements (BEGIN, the row's lock, the ack, COMMIT) fail for the database's reasons, or whose
+   * handler throws because ctx.client did, is retried under every policy, until `retry` and then
+   * the default strategy are spent. @default 'nack_on_error'
    */
   readonly ackPolicy?: AckPolicy;
   /** Extend the leases of rows in flight this often, so a slow healthy handler keeps its row. @default off */

@@ -128,9 +128,12 @@ export class DeliveryControls implements HandlerContext {
     });
   }
 
-  /** Whether the handler called ack(), nack() or reject() itself: its decision, whatever it threw. */
-  get decidedExplicitly(): boolean {
-    return this.#decision !== undefined;
+  /**
+   * Whether the handler called nack() or reject() itself: that decision stands whatever it threw.
+   * An ack() does not count here: it cannot stand on a transaction that failed under it.
+   */
+  get nackedOrRejected(): boolean {
+    return this.#decision !== undefined && this.#decision.kind !== 'ack';
   }
 
   #decide(call: string, decision: Decision): void {

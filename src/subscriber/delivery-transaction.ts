@@ -2,12 +2,12 @@ import type pg from 'pg';
 
 import { LeaseLostError, NotInTransactionError } from '../errors.js';
 import type { ConsumeResult, OutcomeWrite } from '../instrumentation/middleware.js';
-import { transactionStatus } from '../producer/executor.js';
+import { protocolEvents, transactionStatus } from '../producer/executor.js';
 import { asFields, prelude } from '../util/decoded-query.js';
 import { idleBound, idleBoundMs as boundOfIdle, KEEPALIVE_GIVES_UP_MS, KEEPALIVE_PROBES } from '../util/idle-bound.js';
 import { type Statement, statement } from '../util/statement.js';
 import type { StatementRunner } from '../util/statement-runner.js';
-import { answeredTransient, endsConnection, transient } from '../util/transient-failure.js';
+import { serverFault, transient } from '../util/transient-failure.js';
 import { unanswered } from '../util/unanswered.js';
 import type { AckResult } from './acker.js';
 import type { DeliveryControls } from './decision.js';
@@ -20,6 +20,9 @@ import { transactionOutcome } from './transaction-outcome.js';
 import type { UnsettledWrites } from './unsettled-writes.js';
 
 const ignore = (): void => undefined;
+
+/** How deep a handler's error is searched for the server's answer it wraps (`cause`). */
+const MAX_CAUSES = 4;
 
 /**
  * Taken right after the row's lock, so a failed run rolls back to it and keeps the lock (a lock
@@ -79,8 +82,9 @@ export interface HandlerTransaction {
   holdForOutcome?(): Promise<HeldForOutcome | undefined>;
   /**
    * Whether a handler that threw `thrown` failed for the database's reasons: ctx.client's
-   * connection was lost, or its transaction failed with (and the handler threw) an error of the
-   * server's own (util/transient-failure.ts). Nothing of the transaction could commit then either.
+   * connection was lost, or the server answered one of its statements with `thrown` (or its cause)
+   * for a reason of its own (util/transient-failure.ts serverFault). Nothing of the transaction
+   * could commit then either.
    */
   failedByDatabase?(thrown: unknown): boolean;
   /** Never throws. */
@@ -138,6 +142,14 @@ export class DeliveryTransaction implements HandlerTransaction {
   readonly #heardLoss = (): void => {
     this.#lost = true;
   };
+  /**
+   * The errors the server sent on this connection (ErrorResponse, as node-postgres parsed it: the
+   * very object a failed query rejects with), so that a handler's throw is told to be one of them.
+   */
+  readonly #answered = new WeakSet<object>();
+  readonly #heardAnswer = (message: object): void => {
+    this.#answered.add(message);
+  };
   /** Why the connection was destroyed, when it was (an abort: the lease ran out, stop() gave up). */
   #closedBy: Error | undefined;
 
@@ -176,6 +188,7 @@ export class DeliveryTransaction implements HandlerTransaction {
     this.client = client;
     this.#onEnd = onEnd;
     client.on('error', this.#heardLoss);
+    protocolEvents(client)?.on('errorMessage', this.#heardAnswer);
   }
 
   /**
@@ -335,8 +348,15 @@ export class DeliveryTransaction implements HandlerTransaction {
 
   failedByDatabase(thrown: unknown): boolean {
     if (this.#released) return false;
-    if (this.#lost || endsConnection(thrown)) return true;
-    return transactionStatus(this.client) === 'E' && answeredTransient(thrown);
+    if (this.#lost) return true;
+    // The server's answer on this connection, thrown as it is or as the cause of the handler's (or
+    // its data layer's) own error.
+    let error = thrown;
+    for (let depth = 0; depth < MAX_CAUSES && typeof error === 'object' && error !== null; depth += 1) {
+      if (this.#answered.has(error)) return serverFault(error);
+      error = (error as { cause?: unknown }).cause;
+    }
+    return false;
   }
 
   /** ROLLBACK and back to the pool; the connection is destroyed when that fails. Never throws. */
@@ -361,6 +381,7 @@ export class DeliveryTransaction implements HandlerTransaction {
     this.#closedBy = error;
     this.#onEnd();
     this.client.removeListener('error', this.#heardLoss);
+    protocolEvents(this.client)?.removeListener('errorMessage', this.#heardAnswer);
     // A destroyed connection may still emit 'error' while it closes: keep it heard.
     if (error === undefined) this.client.removeListener('error', ignore);
     try {
@@ -467,14 +488,14 @@ export async function runInTransaction(
       committed.result = 'lease_lost';
       return result;
     }
-    // A handler that threw (deciding nothing itself) because ctx.client's connection or transaction
-    // failed for the database's reasons: retried as a failure of txoutbox's own statements is. A
-    // throw of its own on a connection lost meanwhile is taken for one too: it costs one more run,
-    // which throws it again, on a connection that works.
+    // A handler that threw (neither nacking nor rejecting itself) because ctx.client's connection or
+    // a statement on it failed for the database's reasons: retried as a failure of txoutbox's own
+    // statements is. A throw of its own on a connection lost meanwhile is taken for one too: it
+    // costs one more run, which throws it again, on a connection that works.
     if (
       result.status === 'error' &&
       !aborted.aborted &&
-      !controls.decidedExplicitly &&
+      !controls.nackedOrRejected &&
       transaction.failedByDatabase?.(result.error) === true
     )
       result = fail(result.error, result, true);

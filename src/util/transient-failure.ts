@@ -3,7 +3,6 @@ import { sqlstateOf, unanswered } from './unanswered.js';
 /**
  * SQLSTATE classes and codes the server answers a statement with for its own reasons, not for
  * what the transaction wrote: run again, the same work may well commit.
- * - 08: connection exception;
  * - 40: transaction rollback (a serialization failure, a deadlock);
  * - 53: insufficient resources (disk full, out of memory, too many connections);
  * - 57: operator intervention (a statement_timeout or a cancel, a shutdown);
@@ -11,7 +10,7 @@ import { sqlstateOf, unanswered } from './unanswered.js';
  * - 55P03 lock_not_available (a lock_timeout);
  * - 25006 read_only_sql_transaction (connected to a standby, as after a failover).
  */
-const TRANSIENT_CLASSES = ['08', '40', '53', '57', '58'];
+const TRANSIENT_CLASSES = ['40', '53', '57', '58'];
 const TRANSIENT_CODES = ['55P03', '25006'];
 
 /**
@@ -21,21 +20,23 @@ const TRANSIENT_CODES = ['55P03', '25006'];
  * a trigger's exception, a statement in a failed transaction) is what the transaction did.
  */
 export function transient(error: unknown): boolean {
-  return unanswered(error) || answeredTransient(error);
+  if (unanswered(error)) return true;
+  const code = sqlstateOf(error) as string;
+  return TRANSIENT_CLASSES.includes(code.slice(0, 2)) || TRANSIENT_CODES.includes(code);
 }
 
 /**
- * Whether `error` is the server's answer (a SQLSTATE and a severity, as node-postgres and pg-native
- * raise it) for one of the database's reasons: an error a handler threw that is not its own.
- * Unlike transient(), an error without a SQLSTATE (any of the handler's own) is not one.
+ * Whether a server's answer to a statement of the handler's own (on ctx.client) is the database's
+ * doing rather than the handler's: a serialization failure or deadlock (class 40), a terminated
+ * backend (57P: a shutdown, an administrator, a crash), a connection exception (08, but for 08P01,
+ * a protocol violation: a statement sent with the wrong number of parameters), a read-only standby
+ * after a failover (25006). Narrower than transient(): a statement or lock timeout, a resource
+ * limit or an I/O error may be what the handler's own statement asked for (its `SET LOCAL
+ * statement_timeout`, a `NOWAIT`, a huge sort), and is the handler's.
  */
-export function answeredTransient(error: unknown): boolean {
+export function serverFault(error: unknown): boolean {
   const code = sqlstateOf(error);
-  return code !== undefined && (TRANSIENT_CLASSES.includes(code.slice(0, 2)) || TRANSIENT_CODES.includes(code));
-}
-
-/** A server's answer that ends the connection itself: a connection exception or a terminated backend. */
-export function endsConnection(error: unknown): boolean {
-  const code = sqlstateOf(error);
-  return code !== undefined && (code.startsWith('08') || code.startsWith('57P'));
+  if (code === undefined) return false;
+  if (code.startsWith('08')) return code !== '08P01';
+  return code.startsWith('40') || code.startsWith('57P') || code === '25006';
 }

@@ -284,30 +284,86 @@ describe("transactional consume: txoutbox's own statements failing", () => {
     assert.equal(log.of('nacked_retried').length, 1);
   });
 
-  test("what the handler's own statement did wrong, or a database error the handler decided on itself, stays the handler's", async () => {
-    const table = 'tci_handler_own';
+  test("the handler's connection cut under its statement (no SQLSTATE): retried under reject_on_error", async () => {
+    const table = 'tci_handler_cut';
     const { outbox, log } = await outboxOn(table);
     outbox.subscribe(
       'tci.work',
       async (message, ctx) => {
-        const { kind } = message.body as { kind: string };
-        // A check violation: what it wrote is wrong.
-        if (kind === 'bad') await ctx.client.query(raising('check_violation'));
-        // A serialization failure it chose to reject on.
-        try {
-          await ctx.client.query(raising('serialization_failure'));
-        } catch (error) {
-          ctx.reject('gave up');
-          throw error;
-        }
+        if (message.deliveriesCount > 1) return;
+        const running = ctx.client.query('SELECT pg_sleep(5)');
+        // The link goes (node-postgres' own socket, as a network cut would close it).
+        (ctx.client as unknown as { connection: { stream: { destroy(): void } } }).connection.stream.destroy();
+        await running;
       },
       REJECTING,
     );
     outbox.start();
-    await publishCommitted(outbox, db.pool, 'tci.work', [{ kind: 'bad' }, { kind: 'decided' }]);
-    await log.waitFor('dlq_written', 2);
-    assert.deepEqual(await dlqReasons(table), ['rejected', 'rejected']);
-    assert.equal(log.of('nacked_retried').length, 0);
+    await publishCommitted(outbox, db.pool, 'tci.work', [{ n: 1 }]);
+    await waitFor(() => log.of('acked').length + log.of('dlq_written').length > 0, { what: 'an ack or a DLQ move' });
+    assert.deepEqual(await dlqReasons(table), []);
+    assert.equal(log.of('nacked_retried').length, 1);
+  });
+
+  test('ctx.ack() and then a serialization failure thrown: the ack cannot stand, retried under reject_on_error', async () => {
+    const table = 'tci_ack_then';
+    const { outbox, log } = await outboxOn(table);
+    outbox.subscribe(
+      'tci.work',
+      async (message, ctx) => {
+        ctx.ack();
+        if (message.deliveriesCount === 1) await ctx.client.query(raising('serialization_failure'));
+      },
+      REJECTING,
+    );
+    outbox.start();
+    await publishCommitted(outbox, db.pool, 'tci.work', [{ n: 1 }]);
+    await waitFor(() => log.of('acked').length + log.of('dlq_written').length > 0, { what: 'an ack or a DLQ move' });
+    assert.deepEqual(await dlqReasons(table), []);
+    assert.equal(log.of('nacked_retried').length, 1);
+  });
+
+  test("what the handler's own statement did wrong, another connection's failure, or a decision of its own stays the handler's", async () => {
+    const table = 'tci_handler_own';
+    const { outbox, log } = await outboxOn(table);
+    const other = new pg.Client({ connectionString: db.url });
+    await other.connect();
+    other.on('error', () => undefined);
+    try {
+      outbox.subscribe(
+        'tci.work',
+        async (message, ctx) => {
+          const { kind } = message.body as { kind: string };
+          // A check violation: what it wrote is wrong.
+          if (kind === 'bad') await ctx.client.query(raising('check_violation'));
+          // A statement sent with one parameter too few: a protocol violation (08P01), its bug.
+          if (kind === 'params') await ctx.client.query('SELECT $1::int + $2::int', [1]);
+          // A backend of its own, not ctx.client's, terminated (by the test) under its statement.
+          if (kind === 'elsewhere') await other.query('SELECT pg_sleep(30)');
+          // A serialization failure it chose to reject on.
+          try {
+            await ctx.client.query(raising('serialization_failure'));
+          } catch (error) {
+            ctx.reject('gave up');
+            throw error;
+          }
+        },
+        REJECTING,
+      );
+      outbox.start();
+      await publishCommitted(outbox, db.pool, 'tci.work', [
+        { kind: 'bad' },
+        { kind: 'params' },
+        { kind: 'elsewhere' },
+        { kind: 'decided' },
+      ]);
+      await terminateBackend(`state = 'active' AND wait_event = 'PgSleep' AND query LIKE 'SELECT pg_sleep%'`);
+      await log.waitFor('dlq_written', 4);
+      assert.deepEqual(await dlqReasons(table), ['rejected', 'rejected', 'rejected', 'rejected']);
+      assert.equal(log.of('nacked_retried').length, 0);
+    } finally {
+      await other.end().catch(() => undefined);
+    }
   });
 
   test('under nack_on_error the same failures keep the retry strategy’s delay', async () => {

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
-import { answeredTransient, endsConnection, transient } from '../../src/util/transient-failure.js';
+import { serverFault, transient } from '../../src/util/transient-failure.js';
 
 /** A server's answer as node-postgres raises it: a SQLSTATE and a severity. */
 function answered(code: string): Error {
@@ -28,16 +28,15 @@ test('transient: what the transaction did is not', () => {
   }
 });
 
-test('answeredTransient and endsConnection: only what the server answered', () => {
-  assert.equal(answeredTransient(new Error('Connection terminated unexpectedly')), false, 'no SQLSTATE: could be anything');
-  assert.equal(answeredTransient(answered('40001')), true);
-  assert.equal(answeredTransient(answered('23505')), false);
-  assert.equal(endsConnection(answered('57P01')), true);
-  assert.equal(endsConnection(answered('08006')), true);
-  assert.equal(endsConnection(answered('57014')), false, 'a cancelled statement leaves the connection up');
+test('serverFault: only what the server answered, and only what no handler statement asks for itself', () => {
+  for (const code of ['40001', '40P01', '57P01', '57P02', '08006', '25006'])
+    assert.equal(serverFault(answered(code)), true, code);
+  assert.equal(serverFault(new Error('Connection terminated unexpectedly')), false, 'no SQLSTATE: could be anything');
   assert.equal(
-    endsConnection(Object.assign(new Error('EPIPE'), { code: 'EPIPE' })),
+    serverFault(Object.assign(new Error('EPIPE'), { code: 'EPIPE' })),
     false,
     'a socket error code is no SQLSTATE answer',
   );
+  for (const code of ['08P01', '57014', '55P03', '53400', '58P01', '23505', 'P0001'])
+    assert.equal(serverFault(answered(code)), false, code);
 });

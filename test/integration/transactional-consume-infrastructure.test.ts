@@ -3,9 +3,10 @@ import { describe, test } from 'node:test';
 
 import pg from 'pg';
 
-import { ConstantRetry, NoRetry, type OutboxOptions, type SubscribeOptions } from '../../src/index.js';
+import { ConstantRetry, type Handler, NoRetry, type OutboxOptions, type SubscribeOptions } from '../../src/index.js';
 import { ClaimDelayPool } from '../support/claim-delay-pool.js';
 import { useTestDatabase } from '../support/database.js';
+import type { EventLog } from '../support/events.js';
 import { outboxFactory } from '../support/outboxes.js';
 import { publishCommitted, remaining } from '../support/publish.js';
 import { FAST_POLL, migratedOutbox } from '../support/subscriber-setup.js';
@@ -41,6 +42,8 @@ async function dlqReasons(table: string): Promise<string[]> {
  */
 const AT_COMMIT = `state = 'active' AND wait_event = 'PgSleep' AND query LIKE 'COMMIT%'`;
 const AFTER_BEGIN = `state = 'idle in transaction' AND query LIKE 'BEGIN%'`;
+/** A handler's own statement, sleeping. */
+const IN_PG_SLEEP = `state = 'active' AND wait_event = 'PgSleep' AND query LIKE 'SELECT pg_sleep%'`;
 
 /** Terminates the one backend `where` finds, once there is one. */
 async function terminateBackend(where: string): Promise<void> {
@@ -87,6 +90,17 @@ function raising(condition: string): string {
   return `DO $$ BEGIN RAISE EXCEPTION 'raised: ${condition}' USING ERRCODE = '${condition}'; END $$`;
 }
 
+/** A handler writing one row per run to `side` through ctx.client: with `flag`, on its first run only for `slow`, on every run otherwise. */
+function writeSide(side: string, flag: 'slow' | 'bad' | 'conflict'): Handler {
+  return async (message, ctx) => {
+    await ctx.client.query(`INSERT INTO ${side} (message_id, delivery, ${flag}) VALUES ($1, $2, $3)`, [
+      message.id,
+      message.deliveriesCount,
+      flag !== 'slow' || message.deliveriesCount === 1,
+    ]);
+  };
+}
+
 async function sideDeliveries(table: string): Promise<number[]> {
   const { rows } = await db.pool.query<{ delivery: number }>(`SELECT delivery FROM ${table} ORDER BY delivery`);
   return rows.map((row) => row.delivery);
@@ -96,28 +110,33 @@ async function outboxOn(table: string, options: Partial<OutboxOptions> = {}) {
   return migratedOutbox(newOutbox, db.pool, table, options);
 }
 
+/**
+ * One message through `handler` on a subscription of its own: `meanwhile` (a fault from outside)
+ * runs once it is published. Resolves, with the event log, once it was acked or moved to the DLQ,
+ * and asserts it was not moved there.
+ */
+async function retriedNotRejected(
+  table: string,
+  handler: Handler,
+  options: SubscribeOptions = REJECTING,
+  meanwhile: () => Promise<void> = () => Promise.resolve(),
+): Promise<EventLog> {
+  const { outbox, log } = await outboxOn(table);
+  outbox.subscribe('tci.work', handler, options);
+  outbox.start();
+  await publishCommitted(outbox, db.pool, 'tci.work', [{ n: 1 }]);
+  await meanwhile();
+  await waitFor(() => log.of('acked').length + log.of('dlq_written').length > 0, { what: 'an ack or a DLQ move' });
+  assert.deepEqual(await dlqReasons(table), []);
+  return log;
+}
+
 describe("transactional consume: txoutbox's own statements failing", () => {
   test('the backend terminated at COMMIT after the handler succeeded: retried under reject_on_error, never the DLQ', async () => {
     const table = 'tci_commit';
     const side = await deferredSide('tci_commit_side');
-    const { outbox, log } = await outboxOn(table);
-    outbox.subscribe(
-      'tci.work',
-      async (message, ctx) => {
-        await ctx.client.query(`INSERT INTO ${side} (message_id, delivery, slow) VALUES ($1, $2, $3)`, [
-          message.id,
-          message.deliveriesCount,
-          message.deliveriesCount === 1,
-        ]);
-      },
-      REJECTING,
-    );
-    outbox.start();
-    await publishCommitted(outbox, db.pool, 'tci.work', [{ n: 1 }]);
     // The first run's COMMIT sleeps in the deferred trigger: the administrator ends its backend there.
-    await terminateBackend(AT_COMMIT);
-    await waitFor(() => log.of('acked').length + log.of('dlq_written').length > 0, { what: 'an ack or a DLQ move' });
-    assert.deepEqual(await dlqReasons(table), []);
+    const log = await retriedNotRejected(table, writeSide(side, 'slow'), REJECTING, () => terminateBackend(AT_COMMIT));
     assert.deepEqual(await sideDeliveries(side), [2]);
     assert.equal(await remaining(db.pool, 'tci.work', table), 0);
     const [retried] = log.of('nacked_retried');
@@ -211,16 +230,7 @@ describe("transactional consume: txoutbox's own statements failing", () => {
     const table = 'tci_bad';
     const side = await deferredSide('tci_bad_side');
     const { outbox, log } = await outboxOn(table);
-    outbox.subscribe(
-      'tci.work',
-      async (message, ctx) => {
-        await ctx.client.query(`INSERT INTO ${side} (message_id, delivery, bad) VALUES ($1, $2, true)`, [
-          message.id,
-          message.deliveriesCount,
-        ]);
-      },
-      REJECTING,
-    );
+    outbox.subscribe('tci.work', writeSide(side, 'bad'), REJECTING);
     outbox.start();
     await publishCommitted(outbox, db.pool, 'tci.work', [{ n: 1 }]);
     await log.waitFor('dlq_written');
@@ -248,78 +258,42 @@ describe("transactional consume: txoutbox's own statements failing", () => {
   });
 
   test("the handler's own statement meets a terminated backend: retried under reject_on_error, not the handler's failure", async () => {
-    const table = 'tci_handler_kill';
-    const { outbox, log } = await outboxOn(table);
     const runs: number[] = [];
-    outbox.subscribe(
-      'tci.work',
+    await retriedNotRejected(
+      'tci_handler_kill',
       async (message, ctx) => {
         runs.push(message.deliveriesCount);
         if (message.deliveriesCount === 1) await ctx.client.query('SELECT pg_sleep(30)');
       },
       REJECTING,
+      () => terminateBackend(IN_PG_SLEEP),
     );
-    outbox.start();
-    await publishCommitted(outbox, db.pool, 'tci.work', [{ n: 1 }]);
-    await terminateBackend(`state = 'active' AND wait_event = 'PgSleep' AND query LIKE 'SELECT pg_sleep%'`);
-    await waitFor(() => log.of('acked').length + log.of('dlq_written').length > 0, { what: 'an ack or a DLQ move' });
-    assert.deepEqual(await dlqReasons(table), []);
     assert.deepEqual(runs, [1, 2]);
   });
 
   test("the handler's own statement fails with a serialization failure: retried under reject_on_error", async () => {
-    const table = 'tci_handler_serial';
-    const { outbox, log } = await outboxOn(table);
-    outbox.subscribe(
-      'tci.work',
-      async (message, ctx) => {
-        if (message.deliveriesCount === 1) await ctx.client.query(raising('serialization_failure'));
-      },
-      REJECTING,
-    );
-    outbox.start();
-    await publishCommitted(outbox, db.pool, 'tci.work', [{ n: 1 }]);
-    await waitFor(() => log.of('acked').length + log.of('dlq_written').length > 0, { what: 'an ack or a DLQ move' });
-    assert.deepEqual(await dlqReasons(table), []);
+    const log = await retriedNotRejected('tci_handler_serial', async (message, ctx) => {
+      if (message.deliveriesCount === 1) await ctx.client.query(raising('serialization_failure'));
+    });
     assert.equal(log.of('nacked_retried').length, 1);
   });
 
   test("the handler's connection cut under its statement (no SQLSTATE): retried under reject_on_error", async () => {
-    const table = 'tci_handler_cut';
-    const { outbox, log } = await outboxOn(table);
-    outbox.subscribe(
-      'tci.work',
-      async (message, ctx) => {
-        if (message.deliveriesCount > 1) return;
-        const running = ctx.client.query('SELECT pg_sleep(5)');
-        // The link goes (node-postgres' own socket, as a network cut would close it).
-        (ctx.client as unknown as { connection: { stream: { destroy(): void } } }).connection.stream.destroy();
-        await running;
-      },
-      REJECTING,
-    );
-    outbox.start();
-    await publishCommitted(outbox, db.pool, 'tci.work', [{ n: 1 }]);
-    await waitFor(() => log.of('acked').length + log.of('dlq_written').length > 0, { what: 'an ack or a DLQ move' });
-    assert.deepEqual(await dlqReasons(table), []);
+    const log = await retriedNotRejected('tci_handler_cut', async (message, ctx) => {
+      if (message.deliveriesCount > 1) return;
+      const running = ctx.client.query('SELECT pg_sleep(5)');
+      // The link goes (node-postgres' own socket, as a network cut would close it).
+      (ctx.client as unknown as { connection: { stream: { destroy(): void } } }).connection.stream.destroy();
+      await running;
+    });
     assert.equal(log.of('nacked_retried').length, 1);
   });
 
   test('ctx.ack() and then a serialization failure thrown: the ack cannot stand, retried under reject_on_error', async () => {
-    const table = 'tci_ack_then';
-    const { outbox, log } = await outboxOn(table);
-    outbox.subscribe(
-      'tci.work',
-      async (message, ctx) => {
-        ctx.ack();
-        if (message.deliveriesCount === 1) await ctx.client.query(raising('serialization_failure'));
-      },
-      REJECTING,
-    );
-    outbox.start();
-    await publishCommitted(outbox, db.pool, 'tci.work', [{ n: 1 }]);
-    await waitFor(() => log.of('acked').length + log.of('dlq_written').length > 0, { what: 'an ack or a DLQ move' });
-    assert.deepEqual(await dlqReasons(table), []);
+    const log = await retriedNotRejected('tci_ack_then', async (message, ctx) => {
+      ctx.ack();
+      if (message.deliveriesCount === 1) await ctx.client.query(raising('serialization_failure'));
+    });
     assert.equal(log.of('nacked_retried').length, 1);
   });
 
@@ -357,7 +331,7 @@ describe("transactional consume: txoutbox's own statements failing", () => {
         { kind: 'elsewhere' },
         { kind: 'decided' },
       ]);
-      await terminateBackend(`state = 'active' AND wait_event = 'PgSleep' AND query LIKE 'SELECT pg_sleep%'`);
+      await terminateBackend(IN_PG_SLEEP);
       await log.waitFor('dlq_written', 4);
       assert.deepEqual(await dlqReasons(table), ['rejected', 'rejected', 'rejected', 'rejected']);
       assert.equal(log.of('nacked_retried').length, 0);
@@ -369,22 +343,12 @@ describe("transactional consume: txoutbox's own statements failing", () => {
   test('under nack_on_error the same failures keep the retry strategy’s delay', async () => {
     const table = 'tci_nack';
     const side = await deferredSide('tci_nack_side');
-    const { outbox, log } = await outboxOn(table);
-    outbox.subscribe(
-      'tci.work',
-      async (message, ctx) => {
-        await ctx.client.query(`INSERT INTO ${side} (message_id, delivery, slow) VALUES ($1, $2, $3)`, [
-          message.id,
-          message.deliveriesCount,
-          message.deliveriesCount === 1,
-        ]);
-      },
+    const log = await retriedNotRejected(
+      table,
+      writeSide(side, 'slow'),
       { transactional: true, retry: new ConstantRetry({ delayMs: 10, maxAttempts: 5 }), ...FAST_POLL },
+      () => terminateBackend(AT_COMMIT),
     );
-    outbox.start();
-    await publishCommitted(outbox, db.pool, 'tci.work', [{ n: 1 }]);
-    await terminateBackend(AT_COMMIT);
-    await log.waitFor('acked');
     assert.deepEqual(await sideDeliveries(side), [2]);
     assert.deepEqual(
       log.of('nacked_retried').map((event) => event.nextDelaySeconds),
@@ -398,12 +362,7 @@ describe("transactional consume: txoutbox's own statements failing", () => {
     const { outbox, log } = await outboxOn(table);
     outbox.subscribe(
       'tci.work',
-      async (message, ctx) => {
-        await ctx.client.query(`INSERT INTO ${side} (message_id, delivery, conflict) VALUES ($1, $2, true)`, [
-          message.id,
-          message.deliveriesCount,
-        ]);
-      },
+      writeSide(side, 'conflict'),
       // Ten runs, as many as the default strategy a spent one falls back to allows: after the
       // tenth both are spent, and the ack policy decides.
       { ...REJECTING, retry: new ConstantRetry({ delayMs: 10, maxAttempts: 10 }) },

@@ -658,9 +658,9 @@ function observedScope(lease: Lease, subscriber: string): ObservedConsume {
 
 /**
  * A middleware failed around a handler that did not: fail the delivery as if the handler threw.
- * `transientFault`: a transactional delivery's own statements failed for the database's reasons
- * (runInTransaction), which say nothing of the message: retried whatever the ack policy
- * (retryAfterFault).
+ * `transientFault`: a transactional delivery's own statements, or its handler's on ctx.client,
+ * failed for the database's reasons (runInTransaction), which say nothing of the message: retried
+ * whatever the ack policy (retryAfterFault).
  */
 function failed(
   error: unknown,
@@ -688,7 +688,7 @@ function failed(
 const FAULT_RETRY = defaultRetry();
 
 /**
- * A transactional delivery whose own statements failed for the database's reasons: a checkout
+ * A transactional delivery whose statements failed for the database's reasons: a checkout
  * that timed out, a terminated backend or a serialization failure is no reason to reject a message.
  * Retried whatever the ack policy, after the retry strategy's delay, or, when it has none left,
  * the default strategy's (1 s doubling, 10 attempts over ~8.5 minutes): an outage that long ends

@@ -6,9 +6,10 @@
  * - duplicates: handler runs beyond the first for one row id. One is explained when a fault that
  *   explains redelivery (faults.ts) overlaps the window from one lease before the previous run
  *   started to the start of the duplicate: only a lease that expired after a fault may repeat a run.
- *   Never after a transactional subscription's run, whatever the faults: its ledger row commits
- *   with its ack, so a row handled that way has no later run (effects once).
- *   Counted in `effectsTwice` and left unexplained.
+ *   Never one that started after a transactional subscription's run wrote its record, whatever
+ *   the faults: that record commits with the ack, in the transaction that holds the row locked
+ *   from before the run, so no later claim can reach the row (effects once). Counted in
+ *   `effectsTwice` and left unexplained.
  * - DLQ unexpected: a DLQ row for a message that was not meant to fail (anything but a poison row
  *   rejected by its handler), with its reason.
  * - stuck: still in the table when the final drain's bound ran out.
@@ -56,7 +57,7 @@ export interface Accounting {
   readonly lost: number;
   readonly duplicates: number;
   readonly explained: number;
-  /** Duplicates after a transactional run committed: what its effects-once promise rules out. */
+  /** Runs that started after a transactional run wrote its record: what its effects-once promise rules out. */
   readonly effectsTwice: number;
   readonly dlqExpected: number;
   readonly dlqUnexpected: number;
@@ -133,19 +134,24 @@ export function account(
     const latency = first.at - row.published_at;
     if (worstLatencyMs === null || latency > worstLatencyMs) worstLatencyMs = latency;
     handledKeys.add(row.key);
+    // The first transactional run of the row to write its record (runs are in that order).
+    let transactional: HandlerRun | undefined = first.transactional ? first : undefined;
     for (let k = 1; k < row.runs.length; k += 1) {
       const previous = row.runs[k - 1];
       const run = row.runs[k];
       if (previous === undefined || run === undefined) continue;
       duplicates += 1;
-      if (previous.transactional) {
+      // A run that started before it may end after it (a row-lock batch's handler, its batch rolled
+      // back under it, while the transactional run waited for the row's lock): at-least-once, as any.
+      if (transactional !== undefined && run.startedAt > transactional.at) {
         effectsTwice += 1;
         example(
-          `effects twice: ${row.id} (${row.key}) ran again at ${new Date(run.startedAt).toISOString()} (pid ${run.pid}) ` +
-            `after a transactional run committed at ${new Date(previous.at).toISOString()} (pid ${previous.pid})`,
+          `effects twice: ${row.id} (${row.key}) ran again from ${new Date(run.startedAt).toISOString()} (pid ${run.pid}) ` +
+            `after a transactional run wrote its record at ${new Date(transactional.at).toISOString()} (pid ${transactional.pid})`,
         );
         continue;
       }
+      if (run.transactional) transactional ??= run;
       const fault: Fault | undefined = faults.explaining(previous.startedAt - leaseTtlMs - 1_000, run.startedAt);
       if (fault !== undefined) explained += 1;
       else

@@ -12,9 +12,15 @@ export const ROW_LOCK_WORKER = { subscribe: { lease: 'row-lock' } } as const;
 /**
  * A third worker where a scenario runs one: `transactional: true` (the handler's ledger row and
  * follow-up commit with the ack in the delivery's transaction; the accounting holds its runs to
- * effects once). Its pool: one connection per running handler (concurrency 4) plus claims and acks.
+ * effects once). Under `reject_on_error`: every failure a fault causes there is the database's
+ * (its connections cut, frozen or terminated, the server restarted), which must be retried, not
+ * dead-lettered; only the poison rows' own `ctx.reject()` may reach the DLQ. Its pool: one
+ * connection per running handler (concurrency 4) plus claims and acks.
  */
-export const TRANSACTIONAL_WORKER = { poolSize: 6, subscribe: { transactional: true } } as const;
+export const TRANSACTIONAL_WORKER = {
+  poolSize: 6,
+  subscribe: { transactional: true, ackPolicy: 'reject_on_error' },
+} as const;
 
 /** The final drain: rows retried with the default backoff (1 s, 2 s, 4 s, … ±20 %) included. */
 export const DRAIN_MS = 120_000;

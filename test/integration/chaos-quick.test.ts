@@ -103,6 +103,14 @@ test('the accounting: lost, stuck, unexpected DLQ rows, and duplicates explained
         { pid: 1, delivery: 2, startedAt: 56_000, at: 56_005, transactional: false },
       ],
     }),
+    // A row-lock batch's run that started before a transactional run and wrote after it (its batch
+    // rolled back under it while the transactional run waited for the row's lock): explained.
+    row('12', '9:1', [], {
+      runs: [
+        { pid: 2, delivery: 2, startedAt: 50_060, at: 50_105, transactional: true },
+        { pid: 1, delivery: 1, startedAt: 50_050, at: 50_200, transactional: false },
+      ],
+    }),
     // A plain run, then a transactional one after the kill: explained, as any redelivery.
     row('11', '8:1', [], {
       runs: [
@@ -112,16 +120,16 @@ test('the accounting: lost, stuck, unexpected DLQ rows, and duplicates explained
     }),
   ];
   const a = account(rows, [], faults, 5_000, 2, { outbox: 0, dlq: 0 });
-  assert.equal(a.messages, 11);
+  assert.equal(a.messages, 12);
   assert.equal(a.lost, 2);
   assert.equal(a.stuck, 1);
-  assert.equal(a.duplicates, 4);
-  assert.equal(a.explained, 2);
+  assert.equal(a.duplicates, 5);
+  assert.equal(a.explained, 3);
   assert.equal(a.effectsTwice, 1);
-  assert.equal(a.transactionalRuns, 2);
+  assert.equal(a.transactionalRuns, 3);
   assert.equal(a.dlqExpected, 1);
   assert.equal(a.dlqUnexpected, 1);
-  assert.equal(a.chains, 8, 'roots that are not poison');
+  assert.equal(a.chains, 9, 'roots that are not poison');
   assert.equal(a.chainsComplete, 1, 'only chain 1 reached its second link');
   const failures = [
     { id: '1', pid: 1, error_name: 'OutboxStoppedError', error: 'refused', at: 50_500 },

@@ -3,7 +3,7 @@ import { describe, test } from 'node:test';
 
 import pg from 'pg';
 
-import { ConstantRetry, type Handler, NoRetry, type OutboxOptions, type SubscribeOptions } from '../../src/index.js';
+import { ConstantRetry, type Handler, NoRetry, type SubscribeOptions } from '../../src/index.js';
 import { ClaimDelayPool } from '../support/claim-delay-pool.js';
 import { useTestDatabase } from '../support/database.js';
 import type { EventLog } from '../support/events.js';
@@ -16,8 +16,9 @@ import { waitFor } from '../support/wait-for.js';
  * A transactional delivery's own statements (its checkout, BEGIN, the row's lock, the ack and
  * COMMIT) failing for the database's reasons, not the message's: the row is retried, never ended,
  * whatever the ack policy (architecture/transactional-consume.md, "When txoutbox's own statements
- * fail"). Every failure here is the server's own: a backend terminated by an administrator, a
- * serialization failure; the one fault injected is when a statement is sent (ClaimDelayPool).
+ * fail"), and a handler's own statements on ctx.client failing so. Every failure here is real: a
+ * backend terminated by an administrator, a serialization failure, node-postgres' own socket
+ * destroyed; what is injected is when a statement is sent (ClaimDelayPool) and where.
  */
 const db = useTestDatabase(import.meta.url);
 const newOutbox = outboxFactory(db);
@@ -106,8 +107,8 @@ async function sideDeliveries(table: string): Promise<number[]> {
   return rows.map((row) => row.delivery);
 }
 
-async function outboxOn(table: string, options: Partial<OutboxOptions> = {}) {
-  return migratedOutbox(newOutbox, db.pool, table, options);
+async function outboxOn(table: string) {
+  return migratedOutbox(newOutbox, db.pool, table);
 }
 
 /**

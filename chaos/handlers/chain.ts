@@ -45,6 +45,11 @@ export interface ChainDeps {
   readonly delayMs: number;
   /** A transactional subscription's handler: it writes in ctx.client's transaction, which txoutbox commits with the ack. */
   readonly transactional?: boolean;
+  /**
+   * The delay is a statement instead (`pg_sleep` in the handler's transaction, on ctx.client or the
+   * application's connection): a fault that drops connections then meets a statement in flight.
+   */
+  readonly sleepOnServer?: boolean;
 }
 
 /**
@@ -77,12 +82,17 @@ export function chainHandler(deps: ChainDeps) {
       ctx.reject('poison: meant to fail');
       return;
     }
-    if (deps.delayMs > 0) await sleep(deps.delayMs);
+    const onServer = deps.sleepOnServer === true && deps.delayMs > 0;
+    if (deps.delayMs > 0 && !onServer) await sleep(deps.delayMs);
     if (deps.transactional === true) {
       try {
+        if (onServer) await sleepOn(ctx.client, deps.delayMs);
         await recordLink(ctx.client, deps.publisher, message, startedAt, true);
       } catch (error) {
-        await recordFailure(deps.pool, message, error);
+        // Thrown at once, as a handler that lets ctx.client's error propagate does: the record is
+        // written meanwhile (awaited first, it let the connection's close land before the throw
+        // and hid the failure's classification from every fault).
+        void recordFailure(deps.pool, message, error);
         throw error;
       }
       return;
@@ -91,6 +101,7 @@ export function chainHandler(deps: ChainDeps) {
     try {
       client = await deps.pool.connect();
       await client.query('BEGIN');
+      if (onServer) await sleepOn(client, deps.delayMs);
       await recordLink(client, deps.publisher, message, startedAt, false);
       await client.query('COMMIT');
       client.release();
@@ -104,6 +115,10 @@ export function chainHandler(deps: ChainDeps) {
       throw error;
     }
   };
+}
+
+async function sleepOn(client: pg.ClientBase, ms: number): Promise<void> {
+  await client.query('SELECT pg_sleep($1::float8)', [ms / 1000]);
 }
 
 /** The run's ledger row and the chain's next link (with its ledger row), in `client`'s open transaction. */

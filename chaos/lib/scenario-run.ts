@@ -16,6 +16,7 @@ import { join } from 'node:path';
 
 import pg from 'pg';
 
+import { type PgBouncer, startPgBouncer } from '../../test/support/pgbouncer.js';
 import { TcpProxy } from '../../test/support/tcp-proxy.js';
 import type { WorkerSpec } from '../worker/protocol.js';
 import { account, type Accounting, type FailureRow, type MessageRow } from './accounting.js';
@@ -81,6 +82,7 @@ export async function runScenario(scenario: Scenario, settings: RunSettings): Pr
   const shapes = new Map<RunnerProcess, { shape: RunnerShape; path: string }>();
   const workers: WorkerProcess[] = [];
   const proxies: TcpProxy[] = [];
+  const bouncers: PgBouncer[] = [];
   let broker: ChaosBroker | undefined;
   /** What the broker held at the end; undefined when it could not be read. */
   let arrivals: Arrival[] | undefined;
@@ -201,6 +203,9 @@ export async function runScenario(scenario: Scenario, settings: RunSettings): Pr
             ...options.subscribe,
           },
           ...(options.relay === undefined ? {} : { relay: options.relay }),
+          ...(options.transactionPooling === undefined ? {} : { transactionPooling: options.transactionPooling }),
+          ...(options.listenDatabaseUrl === undefined ? {} : { listenDatabaseUrl: options.listenDatabaseUrl }),
+          ...(options.handlerSleepsOnServer === undefined ? {} : { handlerSleepsOnServer: options.handlerSleepsOnServer }),
         };
         const worker = await WorkerProcess.start(spec, join(logDir, `worker-${String(workerCount)}.log`), START_BOUND_MS);
         workers.push(worker);
@@ -218,6 +223,12 @@ export async function runScenario(scenario: Scenario, settings: RunSettings): Pr
         const proxy = await TcpProxy.start(targetPort ?? liveServer.port);
         proxies.push(proxy);
         return proxy;
+      },
+      async startPgBouncer(options = {}) {
+        const bouncer = await startPgBouncer({ ...options, serverUrl: url });
+        if ('skip' in bouncer) throw new Error(bouncer.skip);
+        bouncers.push(bouncer);
+        return bouncer;
       },
       async startBroker(kind) {
         if (broker !== undefined) throw new Error('one broker per scenario');
@@ -300,6 +311,7 @@ export async function runScenario(scenario: Scenario, settings: RunSettings): Pr
       worker.kill();
     }
     for (const proxy of proxies) await proxy.close();
+    for (const bouncer of bouncers) await within(bouncer.close(), 15_000);
     server?.thaw();
     faults.close();
     if (broker !== undefined) {

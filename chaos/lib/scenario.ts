@@ -3,6 +3,7 @@
  * drives load and faults; the harness (scenario-run.ts) owns the server, the processes, the time
  * bounds, the cleanup and the accounting.
  */
+import type { PgBouncer, PgBouncerOptions } from '../../test/support/pgbouncer.js';
 import type { TcpProxy } from '../../test/support/tcp-proxy.js';
 import type { WorkerSpec } from '../worker/protocol.js';
 import type { Accounting } from './accounting.js';
@@ -59,6 +60,11 @@ export interface ScenarioContext {
   startWorker(options?: WorkerOptions): Promise<WorkerProcess>;
   /** A TCP proxy in front of the database server, or of `targetPort` (a broker's). */
   startProxy(targetPort?: number): Promise<TcpProxy>;
+  /**
+   * A real PgBouncer (transaction mode) in front of the database server; `bouncer.urlFor(databaseUrl)`
+   * reaches the scenario's database through it. Closed by the harness after the scenario.
+   */
+  startPgBouncer(options?: Omit<PgBouncerOptions, 'serverUrl'>): Promise<PgBouncer>;
   /**
    * A broker for relay workers (`startWorker({ relay: broker.relay })`), one per scenario. A
    * scenario that starts one is accounted for at the broker (relay-accounting.ts): after the

@@ -5,6 +5,7 @@ import { connectionFreeze } from './connection-freeze.js';
 import { halfOpen } from './half-open.js';
 import { killChildren } from './kill-children.js';
 import { pgRestart } from './pg-restart.js';
+import { pgbouncer } from './pgbouncer.js';
 import { relayNatsKill } from './relay-nats-kill.js';
 import { relayRedisKill } from './relay-redis-kill.js';
 import { reloads } from './reloads.js';
@@ -24,6 +25,7 @@ export const SCENARIOS: readonly Scenario[] = [
   connectionFreeze,
   halfOpen,
   serverFreezeStop,
+  pgbouncer,
   relayRedisKill,
   relayNatsKill,
 ];

@@ -19,9 +19,15 @@ export interface WorkerSpec {
   readonly databaseUrl: string;
   /** What the handler's own pool connects to (the application's connections see the same faults). */
   readonly appDatabaseUrl: string;
+  /** The Outbox's `transactionPooling` (databaseUrl is a PgBouncer in transaction mode). */
+  readonly transactionPooling?: boolean;
+  /** The Outbox's `listenConnectionString`: LISTEN on a direct connection while the rest goes through PgBouncer. */
+  readonly listenDatabaseUrl?: string;
   readonly poolSize: number;
   readonly gracefulTimeoutMs: number;
   readonly handlerDelayMs: number;
+  /** The handler's delay is a `pg_sleep` in its transaction (chain.ts sleepOnServer). */
+  readonly handlerSleepsOnServer?: boolean;
   /** subscribe() options (JSON only: the retry strategy stays the default, the relay's own for a relay). */
   readonly subscribe: Readonly<Record<string, number | string | boolean>>;
   /** Relay the queue to a broker instead of handling it (no application pool, no chain handler). */

@@ -49,6 +49,8 @@ async function run(spec: WorkerSpec): Promise<void> {
     table: OUTBOX_TABLE,
     dlqTable: DLQ_TABLE,
     gracefulTimeoutMs: spec.gracefulTimeoutMs,
+    ...(spec.transactionPooling === undefined ? {} : { transactionPooling: spec.transactionPooling }),
+    ...(spec.listenDatabaseUrl === undefined ? {} : { listenConnectionString: spec.listenDatabaseUrl }),
     logger: product.txoutbox.consoleLogger('info'),
     recorder,
   });
@@ -67,7 +69,9 @@ async function run(spec: WorkerSpec): Promise<void> {
     );
     appPool = pool;
     const transactional = spec.subscribe.transactional === true;
-    outbox.subscribe(QUEUE, chainHandler({ pool, publisher: outbox, delayMs: spec.handlerDelayMs, transactional }), {
+    const sleepOnServer = spec.handlerSleepsOnServer === true;
+    const handler = chainHandler({ pool, publisher: outbox, delayMs: spec.handlerDelayMs, transactional, sleepOnServer });
+    outbox.subscribe(QUEUE, handler, {
       name: 'chaos',
       ...spec.subscribe,
     });

@@ -17,6 +17,8 @@ import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
+import pg from 'pg';
+
 import { postgresOsUser } from '../../src/embedded/postgres-os-user.js';
 import { serverUrl } from './database.js';
 import { ensureServerBinary, ServerProcess } from './server-process.js';
@@ -30,6 +32,13 @@ export interface PgBouncerOptions {
   readonly defaultPoolSize?: number;
   /** PgBouncer ≥ 1.21's protocol-level prepared statements per server connection; 0 = off. @default 0 */
   readonly maxPreparedStatements?: number;
+  /** The server to front (its host, port, user and password). @default the test run's (DATABASE_URL or embedded) */
+  readonly serverUrl?: string;
+  /**
+   * Seconds PgBouncer waits after a failed server login before it tries again. Its own default (15)
+   * holds every client for 15 s after a server restart; a production config lowers it. @default PgBouncer's
+   */
+  readonly serverLoginRetrySeconds?: number;
 }
 
 export interface PgBouncer {
@@ -40,6 +49,15 @@ export interface PgBouncer {
   readonly version: string;
   /** `url` (a database of the test server) with pgbouncer's host and port instead. */
   urlFor(url: string): string;
+  /**
+   * Runs a command on PgBouncer's admin console (`PAUSE`, `RESUME`, `KILL db`, `SHOW POOLS`…) as the
+   * server's user, which the ini lists in `admin_users`; its rows.
+   */
+  admin(command: string): Promise<Record<string, unknown>[]>;
+  /** Stops the process, its files kept: SIGTERM waits for clients (bounded), `'SIGKILL'` is a crash. */
+  stop(signal?: 'SIGTERM' | 'SIGKILL'): Promise<void>;
+  /** Starts it again after stop(), on the same port with the same ini. */
+  restart(): Promise<void>;
   /** Stops pgbouncer (bounded) and removes its ini, auth file and log. */
   close(): Promise<void>;
 }
@@ -66,6 +84,9 @@ function iniFile(server: URL, port: number, dir: string, options: PgBouncerOptio
     `auth_file = ${join(dir, 'userlist.txt')}`,
     'pool_mode = transaction',
     `default_pool_size = ${options.defaultPoolSize ?? 20}`,
+    // The admin console (database `pgbouncer`): PAUSE, RESUME, KILL, SHOW, as the server's own user.
+    `admin_users = ${decodeURIComponent(server.username)}`,
+    ...(options.serverLoginRetrySeconds === undefined ? [] : [`server_login_retry = ${options.serverLoginRetrySeconds}`]),
     'max_client_conn = 1000',
     // What production configs set for clients that send it (node-postgres sends none by default).
     'ignore_startup_parameters = extra_float_digits',
@@ -108,7 +129,7 @@ export async function startPgBouncer(options: PgBouncerOptions = {}): Promise<Pg
   const binary = await ensured;
   if ('skip' in binary) return binary;
   const version = await versionOf(binary.path);
-  const server = new URL(serverUrl());
+  const server = new URL(options.serverUrl ?? serverUrl());
   const dir = await mkdtemp(join(tmpdir(), 'txoutbox-pgbouncer-'));
   // pgbouncer refuses to run as root: then it runs as the embedded server's OS user, which must
   // read its files (the auth file holds the password: 0600, that user's only).
@@ -138,16 +159,32 @@ export async function startPgBouncer(options: PgBouncerOptions = {}): Promise<Pg
     throw error;
   }
   const process = started;
+  const urlFor = (url: string): string => {
+    const parsed = new URL(url);
+    parsed.hostname = '127.0.0.1';
+    parsed.port = String(process.port);
+    return parsed.toString();
+  };
+  const adminUrl = new URL(server.toString());
+  adminUrl.pathname = '/pgbouncer';
   return {
     port: process.port,
     pid: process.pid,
     version,
-    urlFor(url) {
-      const parsed = new URL(url);
-      parsed.hostname = '127.0.0.1';
-      parsed.port = String(process.port);
-      return parsed.toString();
+    urlFor,
+    async admin(command) {
+      const adminClient = new pg.Client({ connectionString: urlFor(adminUrl.toString()), connectionTimeoutMillis: 10_000 });
+      adminClient.on('error', () => undefined);
+      await adminClient.connect();
+      try {
+        // The admin console speaks the simple protocol only: a query without parameters.
+        return (await adminClient.query<Record<string, unknown>>(command)).rows;
+      } finally {
+        await adminClient.end().catch(() => undefined);
+      }
     },
+    stop: (signal) => process.stop(signal),
+    restart: () => process.restart(),
     async close() {
       await process.close();
       await rm(dir, { recursive: true, force: true });

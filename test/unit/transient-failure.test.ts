@@ -4,8 +4,8 @@ import { test } from 'node:test';
 import { serverFault, transient } from '../../src/util/transient-failure.js';
 
 /** A server's answer as node-postgres raises it: a SQLSTATE and a severity. */
-function answered(code: string): Error {
-  return Object.assign(new Error(`server error ${code}`), { code, severity: 'ERROR' });
+function answered(code: string, severity = 'ERROR'): Error {
+  return Object.assign(new Error(`server error ${code}`), { code, severity });
 }
 
 test('transient: no answer, a lost connection, a terminated backend, and the server’s own reasons', () => {
@@ -39,4 +39,9 @@ test('serverFault: only what the server answered, and only what no handler state
   );
   for (const code of ['08P01', '57014', '55P03', '53400', '58P01', '23505', 'P0001'])
     assert.equal(serverFault(answered(code)), false, code);
+});
+
+test('serverFault: 08P01 is the handler’s as PostgreSQL answers a malformed statement, the connection’s as PgBouncer ends a session', () => {
+  assert.equal(serverFault(answered('08P01')), false, 'ERROR: a statement with the wrong number of parameters');
+  assert.equal(serverFault(answered('08P01', 'FATAL')), true, 'FATAL: PgBouncer’s KILL, a lost server connection');
 });

@@ -1,0 +1,158 @@
+/**
+ * What PgBouncer itself does to a transactional delivery (a real PgBouncer in transaction mode,
+ * scripts/ensure-pgbouncer.sh): its admin console's `KILL` drops every client and server connection
+ * of a database at once, mid-statement and mid-COMMIT, and answers with errors of its own (SQLSTATE
+ * 08P01, the code PostgreSQL keeps for protocol violations). Those are the database's failures, not
+ * the message's: under `reject_on_error` the row must be retried, never dead-lettered
+ * (architecture/transactional-consume.md, "When txoutbox's own statements fail";
+ * architecture/pgbouncer.md, "Under faults"). The chaos suite's `pgbouncer` scenario runs the same
+ * faults under load.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+
+import { ConstantRetry, type Handler, type SubscribeOptions } from '../../src/index.js';
+import { useTestDatabase } from '../support/database.js';
+import { EventLog } from '../support/events.js';
+import { outboxFactory } from '../support/outboxes.js';
+import { type PgBouncer, startPgBouncer } from '../support/pgbouncer.js';
+import { publishCommitted } from '../support/publish.js';
+import { waitFor } from '../support/wait-for.js';
+
+const db = useTestDatabase(import.meta.url);
+const newOutbox = outboxFactory(db);
+const DATABASE = new URL(db.url).pathname.slice(1);
+
+const REJECTING: SubscribeOptions = {
+  transactional: true,
+  ackPolicy: 'reject_on_error',
+  retry: new ConstantRetry({ delayMs: 10, maxAttempts: 5 }),
+  minPollIntervalMs: 20,
+  maxPollIntervalMs: 100,
+};
+
+let bouncer: PgBouncer | { skip: string };
+before(async () => {
+  bouncer = await startPgBouncer({ serverLoginRetrySeconds: 1 });
+});
+after(async () => {
+  if (!('skip' in bouncer)) await bouncer.close();
+});
+
+/** Every connection to the test's database dropped by PgBouncer once a backend matches `where`, then resumed. */
+async function killWhen(b: PgBouncer, where: string): Promise<void> {
+  await waitFor(
+    async () => {
+      const { rows } = await db.pool.query(
+        `SELECT 1 FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND datname = current_database() AND ${where}`,
+      );
+      return rows.length > 0;
+    },
+    { what: `a backend where ${where}` },
+  );
+  await b.admin(`KILL ${DATABASE}`);
+  // A killed database holds new connections until it is resumed by name.
+  await b.admin(`RESUME ${DATABASE}`);
+}
+
+/**
+ * One message through `handler` on a transactional subscription through PgBouncer, killed by
+ * `fault` once published; resolves once it was acked or dead-lettered, asserting it was not
+ * dead-lettered, with the handler's runs.
+ */
+async function throughKill(
+  b: PgBouncer,
+  table: string,
+  handler: Handler,
+  fault: () => Promise<void>,
+): Promise<{ log: EventLog }> {
+  const log = new EventLog();
+  const outbox = newOutbox({
+    connectionString: b.urlFor(db.url),
+    transactionPooling: true,
+    poolSize: 4,
+    table,
+    recorder: log.recorder,
+  });
+  await outbox.migrate();
+  try {
+    outbox.subscribe('pgbk.work', handler, REJECTING);
+    outbox.start();
+    await publishCommitted(outbox, db.pool, 'pgbk.work', [{ n: 1 }]);
+    await fault();
+    await waitFor(() => log.of('acked').length + log.of('dlq_written').length > 0, { what: 'an ack or a DLQ move' });
+    const { rows } = await db.pool.query<{ failure_reason: string }>(`SELECT failure_reason FROM ${table}_dlq`);
+    assert.deepEqual(
+      rows.map((row) => row.failure_reason),
+      [],
+      'PgBouncer dropping the connection is not the message’s failure',
+    );
+    return { log };
+  } finally {
+    await outbox.stop();
+  }
+}
+
+describe('transactional consume behind PgBouncer: KILL of the database', () => {
+  test('the handler’s statement on ctx.client cut by the KILL: retried under reject_on_error, then acked', async (t) => {
+    if ('skip' in bouncer) {
+      t.skip(bouncer.skip);
+      return;
+    }
+    const b = bouncer;
+    const runs: number[] = [];
+    const { log } = await throughKill(
+      b,
+      'pgbk_stmt',
+      async (message, ctx) => {
+        runs.push(message.deliveriesCount);
+        // The first run sleeps on the server, where the KILL finds it. Its backend, orphaned, holds
+        // the row's lock until the sleep ends: the second run waits for it.
+        if (message.deliveriesCount === 1) await ctx.client.query('SELECT pg_sleep(3)');
+      },
+      () => killWhen(b, `state = 'active' AND wait_event = 'PgSleep' AND query LIKE 'SELECT pg_sleep%'`),
+    );
+    assert.equal(log.of('acked').length, 1);
+    assert.deepEqual(runs, [1, 2], 'run again after the KILL');
+  });
+
+  test('the COMMIT cut by the KILL after the handler succeeded: its outcome read back, acked once, never the DLQ', async (t) => {
+    if ('skip' in bouncer) {
+      t.skip(bouncer.skip);
+      return;
+    }
+    const b = bouncer;
+    // A deferred trigger holds the first run's COMMIT open: the KILL finds it there.
+    await db.pool.query(`
+      CREATE TABLE pgbk_side (message_id text NOT NULL, delivery int NOT NULL, slow boolean NOT NULL);
+      CREATE FUNCTION pgbk_side_check() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN IF NEW.slow THEN PERFORM pg_sleep(3); END IF; RETURN NULL; END $$;
+      CREATE CONSTRAINT TRIGGER pgbk_side_at_commit AFTER INSERT ON pgbk_side
+        DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION pgbk_side_check();
+    `);
+    const runs: number[] = [];
+    const { log } = await throughKill(
+      b,
+      'pgbk_commit',
+      async (message, ctx) => {
+        runs.push(message.deliveriesCount);
+        await ctx.client.query('INSERT INTO pgbk_side (message_id, delivery, slow) VALUES ($1, $2, $3)', [
+          message.id,
+          message.deliveriesCount,
+          message.deliveriesCount === 1,
+        ]);
+      },
+      () => killWhen(b, `state = 'active' AND wait_event = 'PgSleep' AND query LIKE 'COMMIT%'`),
+    );
+    // Unlike pg_terminate_backend, PgBouncer only closes the sockets: the server finishes the COMMIT
+    // it was running. The delivery, its answer lost, asks whether its transaction committed.
+    assert.equal(log.of('acked').length, 1);
+    assert.deepEqual(runs, [1], 'not run again: its COMMIT landed');
+    const { rows } = await db.pool.query<{ delivery: number }>('SELECT delivery FROM pgbk_side ORDER BY delivery');
+    assert.deepEqual(
+      rows.map((row) => row.delivery),
+      [1],
+      'the write committed once, with the ack',
+    );
+  });
+});

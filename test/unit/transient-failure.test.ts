@@ -45,3 +45,10 @@ test('serverFault: 08P01 is the handler’s as PostgreSQL answers a malformed st
   assert.equal(serverFault(answered('08P01')), false, 'ERROR: a statement with the wrong number of parameters');
   assert.equal(serverFault(answered('08P01', 'FATAL')), true, 'FATAL: PgBouncer’s KILL, a lost server connection');
 });
+
+test('serverFault: an answer sent FATAL or PANIC ends the session, whatever its code', () => {
+  for (const code of ['XX000', '25P04', '58000']) {
+    assert.equal(serverFault(answered(code, 'FATAL')), true, `${code} FATAL`);
+    assert.equal(serverFault(answered(code, 'PANIC')), true, `${code} PANIC`);
+  }
+});

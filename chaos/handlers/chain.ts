@@ -91,8 +91,10 @@ export function chainHandler(deps: ChainDeps) {
       } catch (error) {
         // Thrown at once, as a handler that lets ctx.client's error propagate does: the record is
         // written meanwhile (awaited first, it let the connection's close land before the throw
-        // and hid the failure's classification from every fault).
-        void recordFailure(deps.pool, message, error);
+        // and hid the failure's classification from every fault). failureRecordsWritten() waits for it.
+        const record = recordFailure(deps.pool, message, error, new Date());
+        pendingRecords.add(record);
+        void record.finally(() => pendingRecords.delete(record));
         throw error;
       }
       return;
@@ -138,9 +140,27 @@ async function recordLink(
   }
 }
 
-/** A failed run, written on its own (best effort: during an outage the write fails too). */
-async function recordFailure(pool: pg.Pool, message: Message, error: unknown): Promise<void> {
+/** Failure records still being written (a transactional run's, which its handler does not await). */
+const pendingRecords = new Set<Promise<void>>();
+
+/** Resolves once every failure record started so far was written or failed, or after `ms`. */
+export async function failureRecordsWritten(ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([
+    Promise.all(pendingRecords),
+    new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, ms);
+    }),
+  ]);
+  clearTimeout(timer);
+}
+
+/**
+ * A failed run, written on its own (best effort: during an outage the write fails too; never
+ * rejects). `at`: when the run failed (by default the write's time, for a write awaited at once).
+ */
+async function recordFailure(pool: pg.Pool, message: Message, error: unknown, at?: Date): Promise<void> {
   const { name, message: text } = describe(error);
   const { key } = message.body as ChainBody;
-  await pool.query(INSERT_FAILURE, [message.id, key, process.pid, name, text]).catch(() => undefined);
+  await pool.query(INSERT_FAILURE, [message.id, key, process.pid, name, text, at ?? null]).catch(() => undefined);
 }

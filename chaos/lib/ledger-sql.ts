@@ -53,7 +53,9 @@ export const INSERT_HANDLED =
   'INSERT INTO chaos_handled (message_id, key, pid, delivery, started_at, transactional) VALUES ($1, $2, $3, $4, to_timestamp($5::float8 / 1000), $6)';
 
 /** $1 message id, $2 key, $3 pid, $4 error class, $5 error message. */
-export const INSERT_FAILURE = 'INSERT INTO chaos_failures (message_id, key, pid, error_name, error) VALUES ($1, $2, $3, $4, $5)';
+/** $6: when the run failed, or null for the write's own time. */
+export const INSERT_FAILURE =
+  'INSERT INTO chaos_failures (message_id, key, pid, error_name, error, at) VALUES ($1, $2, $3, $4, $5, coalesce($6::timestamptz, clock_timestamp()))';
 
 /** Rows still in the outbox (due or not, leased or not). */
 export const COUNT_OUTBOX = `SELECT count(*)::int AS n FROM ${OUTBOX_TABLE}`;

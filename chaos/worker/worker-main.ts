@@ -12,7 +12,7 @@
  */
 import type { OutboxEvent } from '../../src/index.js';
 import type { RelaySink } from '../../src/relay/index.js';
-import { chainHandler, hearClientErrors } from '../handlers/chain.js';
+import { chainHandler, failureRecordsWritten, hearClientErrors } from '../handlers/chain.js';
 import { DLQ_TABLE, OUTBOX_TABLE, QUEUE } from '../lib/ledger-sql.js';
 import { loadProduct, loadRelay } from '../lib/product.js';
 import { type FromWorker, isToWorker, type RelaySpec, type WorkerSpec } from './protocol.js';
@@ -94,7 +94,9 @@ async function run(spec: WorkerSpec): Promise<void> {
     const ms = performance.now() - started;
     clearInterval(heartbeat);
     send({ type: 'stopped', ms, events: { ...events } });
-    // The application's pool is not the product's: close it without letting it hold the exit.
+    // The application's pool is not the product's: close it without letting it hold the exit,
+    // after the failure records its handlers did not wait for (bounded too).
+    await failureRecordsWritten(2_000);
     if (appPool !== undefined) await Promise.race([appPool.end(), new Promise((resolve) => setTimeout(resolve, 1_000))]);
     process.exit(0);
   };

@@ -8,7 +8,7 @@ import { idleBound, idleBoundMs as boundOfIdle, KEEPALIVE_GIVES_UP_MS, KEEPALIVE
 import { type Statement, statement } from '../util/statement.js';
 import type { StatementRunner } from '../util/statement-runner.js';
 import { serverFault, transient } from '../util/transient-failure.js';
-import { unanswered } from '../util/unanswered.js';
+import { sessionEnded, unanswered } from '../util/unanswered.js';
 import type { AckResult } from './acker.js';
 import type { DeliveryControls } from './decision.js';
 import type { DeliverySignal } from './delivery-signal.js';
@@ -137,7 +137,12 @@ export class DeliveryTransaction implements HandlerTransaction {
   readonly #unwritten: Statement;
   readonly #onEnd: () => void;
   #released = false;
-  /** The client emitted 'error': its connection is gone (node-postgres emits it once the socket ended unasked). */
+  /**
+   * Its connection is gone: the client emitted 'error' (node-postgres does once the socket ended
+   * unasked), or an answer on it ended the session (a FATAL: the socket closes next, and a handler
+   * that rethrew at once, or wrapped the error where no `cause` leads to it, threw before the close
+   * was heard).
+   */
   #lost = false;
   readonly #heardLoss = (): void => {
     this.#lost = true;
@@ -149,6 +154,7 @@ export class DeliveryTransaction implements HandlerTransaction {
   readonly #answered = new WeakSet<object>();
   readonly #heardAnswer = (message: object): void => {
     this.#answered.add(message);
+    if (sessionEnded(message)) this.#lost = true;
   };
   /** Why the connection was destroyed, when it was (an abort: the lease ran out, stop() gave up). */
   #closedBy: Error | undefined;

@@ -740,8 +740,9 @@ export class RowLockBatch {
    * rows must not be reported rolled back (their acks missing from every count, the log saying they
    * run again) when they were handled. Also while stopping, which waits for the answer within its
    * budget (RowLockQuestions); not once it gave up waiting: its pool is closing.
-   * An error the server answered a statement of it with (severity ERROR) means the transaction did
-   * not commit, as does a COMMIT answered `ROLLBACK` (CommitRefused).
+   * An error the server answered a statement of it with (util/unanswered.ts: one that did not end
+   * the session) means the transaction did not commit, as does a COMMIT answered `ROLLBACK`
+   * (CommitRefused).
    */
   #commitUnanswered(error: unknown): boolean {
     if (!this.#commitSent || this.#xid === undefined || this.#deps.questions.givenUp() || error instanceof CommitRefused)

@@ -4,15 +4,29 @@ const SQLSTATE = /^[0-9A-Z]{5}$/;
 /**
  * Whether a statement's failure leaves its outcome unknown: anything but an error the server
  * answered the statement with. A client-side timeout (node-postgres' query_timeout), a connection
- * lost or reset (no SQLSTATE), a connection exception (class 08) and a backend terminated by an
+ * lost or reset (no SQLSTATE), a connection exception (class 08), a backend terminated by an
  * operator or a shutdown (57P01–57P05: a COMMIT waiting for synchronous replication has already
- * committed locally when it is cut) may come after the statement ran, or committed, on the server;
- * any other server error (a statement timeout, a deadlock, a constraint) means it did not. Read
- * from the SQLSTATE, not the severity, which the server translates (lc_messages).
+ * committed locally when it is cut) and any answer that ended the session (sessionEnded: a
+ * pooler's, whatever its code) may come after the statement ran, or committed, on the server; any
+ * other server error (a statement timeout, a deadlock, a constraint) means it did not. Read from
+ * the SQLSTATE, and from the severity only where it says the session is over (see sessionEnded).
  */
 export function unanswered(error: unknown): boolean {
   const code = sqlstateOf(error);
-  return code === undefined || code.startsWith('08') || code.startsWith('57P');
+  return code === undefined || code.startsWith('08') || code.startsWith('57P') || sessionEnded(error);
+}
+
+/**
+ * Whether a server's (or a pooler's) answer ended the session: sent `FATAL` or `PANIC`, after
+ * which the connection closes, whatever the code (PgBouncer ends a client with `08P01`, other
+ * poolers with codes of their own). The severity is the server's translated text (`lc_messages`;
+ * node-postgres does not read the untranslated field), so a server's FATAL in another language is
+ * not recognised here and is judged by its code alone; poolers do not translate.
+ */
+export function sessionEnded(error: unknown): boolean {
+  if (sqlstateOf(error) === undefined) return false;
+  const { severity } = error as { severity: string };
+  return severity === 'FATAL' || severity === 'PANIC';
 }
 
 /** The SQLSTATE of an error the server sent (a code and a severity: node-postgres' and pg-native's); undefined for any other. */

@@ -54,7 +54,7 @@ export interface PgBouncer {
    * server's user, which the ini lists in `admin_users`; its rows.
    */
   admin(command: string): Promise<Record<string, unknown>[]>;
-  /** Stops the process, its files kept: SIGTERM waits for clients (bounded), `'SIGKILL'` is a crash. */
+  /** Stops the process, its files kept: SIGTERM is PgBouncer's shutdown (immediate before 1.23), `'SIGKILL'` a crash. */
   stop(signal?: 'SIGTERM' | 'SIGKILL'): Promise<void>;
   /** Starts it again after stop(), on the same port with the same ini. */
   restart(): Promise<void>;
@@ -169,14 +169,22 @@ export async function startPgBouncer(options: PgBouncerOptions = {}): Promise<Pg
   adminUrl.pathname = '/pgbouncer';
   return {
     port: process.port,
-    pid: process.pid,
+    // The running process's (a restart() starts another).
+    get pid() {
+      return process.pid;
+    },
     version,
     urlFor,
     async admin(command) {
-      const adminClient = new pg.Client({ connectionString: urlFor(adminUrl.toString()), connectionTimeoutMillis: 10_000 });
+      // Bounded: PAUSE waits for every server transaction to finish, and one may be stuck.
+      const adminClient = new pg.Client({
+        connectionString: urlFor(adminUrl.toString()),
+        connectionTimeoutMillis: 10_000,
+        query_timeout: 30_000,
+      });
       adminClient.on('error', () => undefined);
-      await adminClient.connect();
       try {
+        await adminClient.connect();
         // The admin console speaks the simple protocol only: a query without parameters.
         return (await adminClient.query<Record<string, unknown>>(command)).rows;
       } finally {

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
 import { serverFault, transient } from '../../src/util/transient-failure.js';
+import { sessionEnded, unanswered } from '../../src/util/unanswered.js';
 
 /** A server's answer as node-postgres raises it: a SQLSTATE and a severity. */
 function answered(code: string, severity = 'ERROR'): Error {
@@ -51,4 +52,16 @@ test('serverFault: an answer sent FATAL or PANIC ends the session, whatever its 
     assert.equal(serverFault(answered(code, 'FATAL')), true, `${code} FATAL`);
     assert.equal(serverFault(answered(code, 'PANIC')), true, `${code} PANIC`);
   }
+});
+
+test('unanswered: an answer that ended the session leaves the statement’s outcome unknown (a pooler’s, whatever its code)', () => {
+  assert.ok(unanswered(answered('XX000', 'FATAL')), 'a pooler’s FATAL: the COMMIT may have landed');
+  assert.ok(transient(answered('XX000', 'FATAL')));
+  assert.equal(unanswered(answered('XX000')), false, 'an ERROR: the statement did not run');
+  assert.ok(sessionEnded(answered('23505', 'PANIC')));
+  assert.equal(
+    sessionEnded(Object.assign(new Error('FATAL'), { severity: 'FATAL' })),
+    false,
+    'no SQLSTATE: not a server’s answer',
+  );
 });

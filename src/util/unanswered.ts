@@ -6,15 +6,25 @@ const SQLSTATE = /^[0-9A-Z]{5}$/;
  * answered the statement with. A client-side timeout (node-postgres' query_timeout), a connection
  * lost or reset (no SQLSTATE), a connection exception (class 08), a backend terminated by an
  * operator or a shutdown (57P01–57P05: a COMMIT waiting for synchronous replication has already
- * committed locally when it is cut) and any answer that ended the session (sessionEnded: a
- * pooler's, whatever its code) may come after the statement ran, or committed, on the server; any
- * other server error (a statement timeout, a deadlock, a constraint) means it did not. Read from
- * the SQLSTATE, and from the severity only where it says the session is over (see sessionEnded).
+ * committed locally when it is cut) and any other answer that ended the session (sessionEnded: a
+ * pooler's, whatever its code; but a login refused) may come after the statement ran, or
+ * committed, on the server; any other server error (a statement timeout, a deadlock, a
+ * constraint) means it did not. Read from the SQLSTATE, and from the severity only where it says
+ * the session is over (see sessionEnded).
  */
 export function unanswered(error: unknown): boolean {
   const code = sqlstateOf(error);
-  return code === undefined || code.startsWith('08') || code.startsWith('57P') || sessionEnded(error);
+  if (code === undefined || code.startsWith('08') || code.startsWith('57P')) return true;
+  return sessionEnded(error) && !LOGIN_REFUSED.includes(code) && !code.startsWith('28');
 }
+
+/**
+ * What PostgreSQL answers a login with, FATAL, when it refuses it (besides class 28, a bad password
+ * or role): the database is missing (3D000), no connection slot is left (53300), CONNECT is denied
+ * (42501), the database accepts no connections (55000). A statement whose checkout failed so was
+ * never sent: it did not run, and reading back whether it landed would only log in once more.
+ */
+const LOGIN_REFUSED = ['3D000', '53300', '42501', '55000'];
 
 /**
  * Whether a server's (or a pooler's) answer ended the session: sent `FATAL` or `PANIC`, after

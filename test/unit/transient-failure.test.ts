@@ -58,6 +58,8 @@ test('unanswered: an answer that ended the session leaves the statement’s outc
   assert.ok(unanswered(answered('XX000', 'FATAL')), 'a pooler’s FATAL: the COMMIT may have landed');
   assert.ok(transient(answered('XX000', 'FATAL')));
   assert.equal(unanswered(answered('XX000')), false, 'an ERROR: the statement did not run');
+  for (const code of ['28P01', '28000', '3D000', '53300', '42501', '55000'])
+    assert.equal(unanswered(answered(code, 'FATAL')), false, `${code}: a login refused, the statement never sent`);
   assert.ok(sessionEnded(answered('23505', 'PANIC')));
   assert.equal(
     sessionEnded(Object.assign(new Error('FATAL'), { severity: 'FATAL' })),

@@ -13,9 +13,10 @@ import { after, before, describe, test } from 'node:test';
 
 import { ConstantRetry, type Handler, type SubscribeOptions } from '../../src/index.js';
 import { useTestDatabase } from '../support/database.js';
-import { EventLog } from '../support/events.js';
+import type { EventLog } from '../support/events.js';
 import { outboxFactory } from '../support/outboxes.js';
 import { type PgBouncer, startPgBouncer } from '../support/pgbouncer.js';
+import { pooledOutbox } from '../support/pooled-outbox.js';
 import { publishCommitted } from '../support/publish.js';
 import { waitFor } from '../support/wait-for.js';
 
@@ -68,15 +69,7 @@ async function throughKill(
   handler: Handler,
   fault: () => Promise<void>,
 ): Promise<{ log: EventLog }> {
-  const log = new EventLog();
-  const outbox = newOutbox({
-    connectionString: b.urlFor(db.url),
-    transactionPooling: true,
-    poolSize: 4,
-    table,
-    recorder: log.recorder,
-  });
-  await outbox.migrate();
+  const { outbox, log } = await pooledOutbox(newOutbox, b, db.url, table);
   try {
     outbox.subscribe('pgbk.work', handler, REJECTING);
     outbox.start();
@@ -98,27 +91,36 @@ async function throughKill(
   }
 }
 
+/**
+ * The first run's statement on ctx.client cut by a KILL, the handler throwing at once what `thrown`
+ * makes of its error: run again, then acked. Its backend, orphaned, holds the row's lock until its
+ * sleep ends: the second run waits for it.
+ */
+async function cutMidStatement(b: PgBouncer, table: string, thrown: (error: Error) => Error): Promise<void> {
+  const runs: number[] = [];
+  const { log } = await throughKill(
+    b,
+    table,
+    async (message, ctx) => {
+      runs.push(message.deliveriesCount);
+      if (message.deliveriesCount > 1) return;
+      await ctx.client.query('SELECT pg_sleep(3)').catch((error: unknown) => {
+        throw thrown(error as Error);
+      });
+    },
+    () => killWhen(b, `state = 'active' AND wait_event = 'PgSleep' AND query LIKE 'SELECT pg_sleep%'`),
+  );
+  assert.equal(log.of('acked').length, 1);
+  assert.deepEqual(runs, [1, 2], 'run again after the KILL');
+}
+
 describe('transactional consume behind PgBouncer: KILL of the database', () => {
   test('the handler’s statement on ctx.client cut by the KILL: retried under reject_on_error, then acked', async (t) => {
     if ('skip' in bouncer) {
       t.skip(bouncer.skip);
       return;
     }
-    const b = bouncer;
-    const runs: number[] = [];
-    const { log } = await throughKill(
-      b,
-      'pgbk_stmt',
-      async (message, ctx) => {
-        runs.push(message.deliveriesCount);
-        // The first run sleeps on the server, where the KILL finds it. Its backend, orphaned, holds
-        // the row's lock until the sleep ends: the second run waits for it.
-        if (message.deliveriesCount === 1) await ctx.client.query('SELECT pg_sleep(3)');
-      },
-      () => killWhen(b, `state = 'active' AND wait_event = 'PgSleep' AND query LIKE 'SELECT pg_sleep%'`),
-    );
-    assert.equal(log.of('acked').length, 1);
-    assert.deepEqual(runs, [1, 2], 'run again after the KILL');
+    await cutMidStatement(bouncer, 'pgbk_stmt', (error) => error);
   });
 
   test('a data layer’s error that keeps the cut statement’s error where no cause leads (TypeORM’s driverError): retried too', async (t) => {
@@ -126,26 +128,9 @@ describe('transactional consume behind PgBouncer: KILL of the database', () => {
       t.skip(bouncer.skip);
       return;
     }
-    const b = bouncer;
-    const runs: number[] = [];
-    const { log } = await throughKill(
-      b,
-      'pgbk_wrapped',
-      async (message, ctx) => {
-        runs.push(message.deliveriesCount);
-        if (message.deliveriesCount > 1) return;
-        try {
-          await ctx.client.query('SELECT pg_sleep(3)');
-        } catch (error) {
-          // What TypeORM's QueryFailedError and Sequelize's DatabaseError do: a new error, the
-          // driver's kept in a field of their own, thrown at once.
-          throw Object.assign(new Error('query failed'), { driverError: error });
-        }
-      },
-      () => killWhen(b, `state = 'active' AND wait_event = 'PgSleep' AND query LIKE 'SELECT pg_sleep%'`),
-    );
-    assert.equal(log.of('acked').length, 1);
-    assert.deepEqual(runs, [1, 2], 'run again after the KILL');
+    // What TypeORM's QueryFailedError and Sequelize's DatabaseError do: a new error, the driver's
+    // kept in a field of their own.
+    await cutMidStatement(bouncer, 'pgbk_wrapped', (error) => Object.assign(new Error('query failed'), { driverError: error }));
   });
 
   test('the COMMIT cut by the KILL after the handler succeeded: its outcome read back, acked once, never the DLQ', async (t) => {

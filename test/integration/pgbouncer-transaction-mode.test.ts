@@ -11,11 +11,11 @@ import { after, before, describe, test } from 'node:test';
 
 import pg from 'pg';
 
-import { ConstantRetry, type Message, type Outbox } from '../../src/index.js';
+import { ConstantRetry, type Message } from '../../src/index.js';
 import { useTestDatabase } from '../support/database.js';
-import { EventLog } from '../support/events.js';
 import { outboxFactory } from '../support/outboxes.js';
 import { type PgBouncer, startPgBouncer } from '../support/pgbouncer.js';
+import { pooledOutbox as pooledOutboxOn } from '../support/pooled-outbox.js';
 import { remaining } from '../support/publish.js';
 import { inTransaction } from '../support/transaction.js';
 import { txoutboxBin } from '../support/txoutbox-bin.js';
@@ -46,23 +46,9 @@ function through(): { bouncer: PgBouncer; pool: pg.Pool } | { skip: string } {
   return { bouncer, pool: appPool };
 }
 
-/** An Outbox whose own pool goes through PgBouncer, migrated through it too (migrate() holds a transaction-scoped lock). */
-async function pooledOutbox(
-  b: PgBouncer,
-  table: string,
-  extra: Record<string, unknown> = {},
-): Promise<{ outbox: Outbox; log: EventLog }> {
-  const log = new EventLog();
-  const outbox = newOutbox({
-    connectionString: b.urlFor(db.url),
-    transactionPooling: true,
-    poolSize: 4,
-    table,
-    recorder: log.recorder,
-    ...extra,
-  });
-  await outbox.migrate();
-  return { outbox, log };
+/** An Outbox through PgBouncer (support/pooled-outbox.ts), on this file's database. */
+function pooledOutbox(b: PgBouncer, table: string, extra: Record<string, unknown> = {}) {
+  return pooledOutboxOn(newOutbox, b, db.url, table, extra);
 }
 
 describe('behind PgBouncer, pool_mode = transaction', () => {

@@ -1,4 +1,4 @@
-import { sessionEnded, sqlstateOf, unanswered } from './unanswered.js';
+import { sqlstateOf, unanswered } from './unanswered.js';
 
 /**
  * SQLSTATE classes and codes the server answers a statement with for its own reasons, not for
@@ -28,22 +28,19 @@ export function transient(error: unknown): boolean {
 /**
  * Whether a server's answer to a statement of the handler's own (on ctx.client) is the database's
  * doing rather than the handler's: a serialization failure or deadlock (class 40), a terminated
- * backend (57P: a shutdown, an administrator, a crash), a connection exception (08), a read-only
- * standby after a failover (25006), and any answer that ended the session (sessionEnded: `FATAL`
- * or `PANIC`, the server's or a pooler's, whatever the code). Narrower than transient(): a
- * statement or lock timeout, a resource limit or an I/O error may be what the handler's own
- * statement asked for (its `SET LOCAL statement_timeout`, a `NOWAIT`, a huge sort), and is the
- * handler's.
+ * backend (57P: a shutdown, an administrator, a crash), a connection exception (08, but for 08P01,
+ * a protocol violation: a statement sent with the wrong number of parameters), a read-only standby
+ * after a failover (25006). Narrower than transient(): a statement or lock timeout, a resource
+ * limit or an I/O error may be what the handler's own statement asked for (its `SET LOCAL
+ * statement_timeout`, a `NOWAIT`, a huge sort), and is the handler's.
  *
- * 08P01 (protocol violation) is two things. PostgreSQL answers a malformed statement with it, an
- * ERROR (a statement sent with the wrong number of parameters): the handler's bug. Sent FATAL, the
- * session is over: PgBouncer ends a client so (a `KILL` of the database, its server connection
- * lost, its `query_timeout`), as PostgreSQL does a driver that broke the protocol.
+ * An answer that ended the session (unanswered.ts sessionEnded: sent FATAL, as PgBouncer sends its
+ * 08P01 when it drops a client) is not judged here: it marks the connection lost as it arrives
+ * (DeliveryTransaction), whatever the handler then throws.
  */
 export function serverFault(error: unknown): boolean {
   const code = sqlstateOf(error);
   if (code === undefined) return false;
-  if (sessionEnded(error)) return true;
-  if (code === '08P01') return false;
-  return code.startsWith('08') || code.startsWith('40') || code.startsWith('57P') || code === '25006';
+  if (code.startsWith('08')) return code !== '08P01';
+  return code.startsWith('40') || code.startsWith('57P') || code === '25006';
 }

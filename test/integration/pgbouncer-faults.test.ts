@@ -5,20 +5,24 @@
  * 08P01, the code PostgreSQL keeps for protocol violations). Those are the database's failures, not
  * the message's: under `reject_on_error` the row must be retried, never dead-lettered
  * (architecture/transactional-consume.md, "When txoutbox's own statements fail";
- * architecture/pgbouncer.md, "Under faults"). The chaos suite's `pgbouncer` scenario runs the same
- * faults under load.
+ * architecture/pgbouncer.md, "Under faults"). And a relay's deletes of confirmed rows cut by it in
+ * flight: their outcome unknown, the server finishing them after the client was told they failed.
+ * The chaos suite's `pgbouncer` scenario runs the same faults under load.
  */
 import assert from 'node:assert/strict';
+import type { ServerResponse } from 'node:http';
 import { after, before, describe, test } from 'node:test';
 
 import { ConstantRetry, type Handler, type SubscribeOptions } from '../../src/index.js';
+import { webhookSink } from '../../src/relay/index.js';
 import { useTestDatabase } from '../support/database.js';
 import type { EventLog } from '../support/events.js';
 import { outboxFactory } from '../support/outboxes.js';
 import { type PgBouncer, startPgBouncer } from '../support/pgbouncer.js';
 import { pooledOutbox } from '../support/pooled-outbox.js';
-import { publishCommitted } from '../support/publish.js';
+import { publishCommitted, remaining } from '../support/publish.js';
 import { waitFor } from '../support/wait-for.js';
+import { WebhookReceiver } from '../support/webhook-receiver.js';
 
 const db = useTestDatabase(import.meta.url);
 const newOutbox = outboxFactory(db);
@@ -171,5 +175,68 @@ describe('transactional consume behind PgBouncer: KILL of the database', () => {
       [1],
       'the write committed once, with the ack',
     );
+  });
+});
+
+describe('a relay behind PgBouncer: KILL of the database mid-ack', () => {
+  test('the deletes of confirmed rows cut in flight: every row reaches the broker, the table empties, nothing is dead-lettered', async (t) => {
+    if ('skip' in bouncer) {
+      t.skip(bouncer.skip);
+      return;
+    }
+    const b = bouncer;
+    const receiver = await WebhookReceiver.start();
+    t.after(() => receiver.stop());
+    // The broker holds its confirms until the rows are locked from outside: the relay's deletes
+    // then wait on the locks, in flight through PgBouncer, where the KILL finds them.
+    const held: ServerResponse[] = [];
+    receiver.answer = (_request, response) => {
+      held.push(response);
+    };
+    const table = 'pgbk_relay';
+    const { outbox, log } = await pooledOutbox(newOutbox, b, db.url, table);
+    outbox.relay('pgbk.relayed', webhookSink({ url: receiver.url('/hooks') }), {
+      leaseTtlMs: 5_000,
+      minPollIntervalMs: 20,
+      maxPollIntervalMs: 100,
+    });
+    outbox.start();
+    const bodies = Array.from({ length: 50 }, (_, n) => ({ n }));
+    await publishCommitted(outbox, db.pool, 'pgbk.relayed', bodies);
+    await waitFor(() => held.length === bodies.length, { what: 'every row sent, its confirm held' });
+    const locker = await db.pool.connect();
+    try {
+      await locker.query('BEGIN');
+      await locker.query(`SELECT id FROM ${table} FOR UPDATE`);
+      for (const response of held.splice(0)) response.writeHead(204).end();
+      await waitFor(
+        async () => {
+          const { rows } = await db.pool.query(
+            `SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%DELETE FROM%'`,
+          );
+          return rows.length > 0;
+        },
+        { what: 'a delete of confirmed rows waiting on the locks' },
+      );
+      await b.admin(`KILL ${DATABASE}`);
+      await b.admin(`RESUME ${DATABASE}`);
+    } finally {
+      // The orphaned delete goes on once the locks are gone: it may land after its client was told it failed.
+      await locker.query('ROLLBACK');
+      locker.release();
+    }
+    receiver.answer = (_request, response) => {
+      response.writeHead(204).end();
+    };
+    await waitFor(async () => (await remaining(db.pool, 'pgbk.relayed', table)) === 0, {
+      what: 'every row confirmed and deleted',
+      timeoutMs: 30_000,
+    });
+    const received = new Set(receiver.requests.map((request) => (JSON.parse(request.body.toString()) as { n: number }).n));
+    assert.equal(received.size, bodies.length, 'every committed row reached the broker at least once');
+    const { rows } = await db.pool.query(`SELECT 1 FROM ${table}_dlq`);
+    assert.equal(rows.length, 0, 'a KILL is no reason to dead-letter');
+    assert.ok(log.of('relayed').length >= bodies.length);
+    await outbox.stop();
   });
 });

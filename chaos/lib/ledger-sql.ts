@@ -52,8 +52,7 @@ export const INSERT_PUBLISHED = 'INSERT INTO chaos_published (message_id, key, p
 export const INSERT_HANDLED =
   'INSERT INTO chaos_handled (message_id, key, pid, delivery, started_at, transactional) VALUES ($1, $2, $3, $4, to_timestamp($5::float8 / 1000), $6)';
 
-/** $1 message id, $2 key, $3 pid, $4 error class, $5 error message. */
-/** $6: when the run failed, or null for the write's own time. */
+/** $1 message id, $2 key, $3 pid, $4 error class, $5 error message, $6 when the run failed (null: the write's own time). */
 export const INSERT_FAILURE =
   'INSERT INTO chaos_failures (message_id, key, pid, error_name, error, at) VALUES ($1, $2, $3, $4, $5, coalesce($6::timestamptz, clock_timestamp()))';
 

@@ -15,16 +15,18 @@ const SQLSTATE = /^[0-9A-Z]{5}$/;
 export function unanswered(error: unknown): boolean {
   const code = sqlstateOf(error);
   if (code === undefined || code.startsWith('08') || code.startsWith('57P')) return true;
-  return sessionEnded(error) && !LOGIN_REFUSED.includes(code) && !code.startsWith('28');
+  return sessionEnded(error) && !refusedLogin(code);
 }
 
 /**
- * What PostgreSQL answers a login with, FATAL, when it refuses it (besides class 28, a bad password
- * or role): the database is missing (3D000), no connection slot is left (53300), CONNECT is denied
- * (42501), the database accepts no connections (55000). A statement whose checkout failed so was
- * never sent: it did not run, and reading back whether it landed would only log in once more.
+ * What PostgreSQL answers a login with, FATAL, when it refuses it: a bad password or role (class
+ * 28), a missing database (3D000), no connection slot left (53300), CONNECT denied (42501), a
+ * database that accepts no connections (55000). A statement whose checkout failed so was never
+ * sent: it did not run, and reading back whether it landed would only log in once more.
  */
-const LOGIN_REFUSED = ['3D000', '53300', '42501', '55000'];
+function refusedLogin(code: string): boolean {
+  return code.startsWith('28') || ['3D000', '53300', '42501', '55000'].includes(code);
+}
 
 /**
  * Whether a server's (or a pooler's) answer ended the session: sent `FATAL` or `PANIC`, after

@@ -25,7 +25,8 @@ interface Counts {
  * adds them to <table>_stats every STATS_FLUSH_MS in one statement, so `status()` and the
  * dashboard show throughput summed over every process, from any host. A failed flush keeps its
  * counts for the next one (logged once per failure streak): throughput is late, never lost while
- * the process lives. stop() flushes what is left, bounded by the statement runner's timeout.
+ * the process lives (an add whose answer is lost after it committed is counted twice: these are
+ * statistics, and asking the server would cost a statement per flush). stop() flushes what is left, bounded by the statement runner's timeout.
  */
 export class ThroughputTally {
   readonly #db: StatementRunner;
@@ -75,7 +76,6 @@ export class ThroughputTally {
     try {
       await this.#db.run(this.#sql.add, [queues, column('handled'), column('retried'), column('deadLettered')]);
       this.#flushes += 1;
-      if (this.#flushes % PRUNE_EVERY_FLUSHES === 1) await this.#db.run(this.#sql.prune, []);
       if (this.#failing) this.#logger.info({}, 'queue throughput stats are written again');
       this.#failing = false;
     } catch (error) {
@@ -90,6 +90,21 @@ export class ThroughputTally {
         );
       }
       this.#failing = true;
+      return;
+    }
+    // After the add, in a statement of its own: the counts are written, so a prune that fails must
+    // not put them back (the next flush would add them twice). Old minutes stay until a later one.
+    if (this.#flushes % PRUNE_EVERY_FLUSHES === 1) await this.#prune();
+  }
+
+  async #prune(): Promise<void> {
+    try {
+      await this.#db.run(this.#sql.prune, []);
+    } catch (error) {
+      this.#logger.warn(
+        { err: errorMessage(error) },
+        'could not drop queue throughput minutes older than the retention; trying again in about a minute',
+      );
     }
   }
 

@@ -434,3 +434,33 @@ describe('outbox.status', () => {
     );
   });
 });
+
+describe('throughput stats', () => {
+  test('a prune that fails after the counts were added does not add them again', async () => {
+    const table = 'status_prune_fails';
+    const operator = newOutbox({ pool: db.pool, table });
+    await operator.migrate();
+    // The prune is the only DELETE on the stats table; the add is an upsert, which this leaves be.
+    await db.pool.query(`CREATE FUNCTION ${table}_no_delete() RETURNS trigger LANGUAGE plpgsql AS
+      $$ BEGIN RAISE EXCEPTION 'prune refused for the test'; END $$`);
+    await db.pool.query(
+      `CREATE TRIGGER no_delete BEFORE DELETE ON ${table}_stats FOR EACH STATEMENT EXECUTE FUNCTION ${table}_no_delete()`,
+    );
+    const log = new EventLog();
+    const consumerOutbox = newOutbox({ pool: db.pool, table, recorder: log.recorder });
+    const handled: unknown[] = [];
+    consumerOutbox.subscribe('work', (message) => void handled.push(message.body), FAST_POLL);
+    await publishCommitted(operator, db.pool, 'work', [{ n: 1 }, { n: 2 }, { n: 3 }]);
+    consumerOutbox.start();
+    await waitFor(() => handled.length === 3, { what: 'three handled' });
+    // stop() flushes (the first flush prunes, which fails) and flushes once more.
+    await consumerOutbox.stop();
+
+    const [work] = (await operator.status({ queues: ['work'], minutes: 2 })).queues;
+    assert.equal(
+      work!.throughput.reduce((s, m) => s + m.handled, 0),
+      3,
+      'each outcome counted once',
+    );
+  });
+});

@@ -1,4 +1,4 @@
-import { dueColumns, orderingKeyLockId, wakeOrAnnounce } from '../producer/sql.js';
+import { dueColumns, keyedDueAt, orderingKeyLockId, wakeOrAnnounce } from '../producer/sql.js';
 import type { TableName } from '../schema/identifiers.js';
 import type { SchemaNames } from '../schema/schema-names.js';
 import { type Statement, statement } from '../util/statement.js';
@@ -97,6 +97,9 @@ const otherBytes = `coalesce(octet_length(last_exception), 0) + octet_length(hea
 const ROW_BYTES = `octet_length(payload)::bigint + ${otherBytes}`;
 const PREVIEW_ROW_BYTES = `least(octet_length(payload), $11::int + 1)::bigint + ${otherBytes}`;
 
+/** When a redriven row is due: $8 ms from now (a redrive's delayMs). */
+const REDRIVE_AT = `now() + $8::double precision * interval '1 millisecond'`;
+
 /** Oldest ids first within a batch, skipping rows another redrive or purge holds (it moves them). */
 const pick = (dlq: TableName) => `SELECT id FROM ${dlq.sql} WHERE ${FILTER} ORDER BY id LIMIT $7::int FOR UPDATE SKIP LOCKED`;
 
@@ -107,7 +110,10 @@ const pick = (dlq: TableName) => `SELECT id FROM ${dlq.sql} WHERE ${FILTER} ORDE
  * - by an earlier batch of the same pass, where a row of the key stayed ($11 queues and $12 keys,
  *   in pairs, what the earlier batches returned as `held`);
  * - by a row SKIP LOCKED passed over in this batch's id range (`skipped`: another redrive or a purge
- *   holds it, and may yet leave it behind): rows the filter selects there that the pick did not take;
+ *   holds it, and may yet leave it behind): rows the filter selects there that the pick did not take.
+ *   A chunk of ids ($5) is picked whole (at most $7 ids), so every id of it the pick did not take
+ *   was passed over, even above the last one picked or when none was: a later chunk of the pass
+ *   must not move its key's later rows;
  * - by a transaction: the key's publish lock (producer/sql.ts) is TRIED once per key, never waited
  *   for. Waiting deadlocked: one batch took the keys of many rows in no set order and held them to
  *   its commit, while an application transaction holding one of them published under another.
@@ -123,7 +129,8 @@ const redrivable = (dlq: TableName) => `picked AS (
 ), skipped AS (
   SELECT DISTINCT queue, ordering_key FROM ${dlq.sql} d
   WHERE ${FILTER} AND ordering_key IS NOT NULL AND ($10::bigint IS NULL OR id > $10::bigint)
-    AND id < (SELECT max(id) FROM picked) AND NOT EXISTS (SELECT 1 FROM picked p WHERE p.id = d.id)
+    AND ($5::bigint[] IS NOT NULL OR id < (SELECT max(id) FROM picked))
+    AND NOT EXISTS (SELECT 1 FROM picked p WHERE p.id = d.id)
 ), candidates AS (
   SELECT id, queue, ordering_key FROM picked p WHERE ordering_key IS NOT NULL
     AND NOT EXISTS (SELECT 1 FROM skipped s WHERE s.queue = p.queue AND s.ordering_key = p.ordering_key)
@@ -175,7 +182,10 @@ export function buildDlqSql(names: SchemaNames & { readonly dlq: TableName }): D
     // Counters, lease and last exception start afresh: the row gets a full set of deliveries.
     // A keyed row goes to the end of its key's line, under the key's publish lock like any keyed
     // publish (producer/sql.ts keyLock), tried in `free`: its new id must not overtake a publish
-    // still in flight.
+    // still in flight. Like a keyed publish, it is due no earlier than its key's last row
+    // (keyedDueAt: a key's times never decrease in id order, which the claim's walk relies on),
+    // and its own time is kept in activate_at. The key's rows of one batch all read the same
+    // last row (the statement's snapshot): equal times, still in order.
     // timer_id is not carried over: a new timer of the same (queue, timer_id) may exist, and a
     // conflict would lose the row (deleted here, not inserted there); the headers keep the origin.
     redrive: statement(
@@ -184,11 +194,12 @@ export function buildDlqSql(names: SchemaNames & { readonly dlq: TableName }): D
   DELETE FROM ${d} WHERE id IN (SELECT id FROM free)
   RETURNING id, original_id, queue, payload, headers, failure_reason, ordering_key
 ), inserted AS (
-  INSERT INTO ${names.outbox.sql} (queue, payload, headers, next_attempt_at, ordering_key)
+  INSERT INTO ${names.outbox.sql} (queue, payload, headers, next_attempt_at, ordering_key, activate_at)
   SELECT queue, payload,
     headers || jsonb_build_object('${REDRIVEN_FROM_HEADER}', id::text, '${REDRIVEN_REASON_HEADER}', failure_reason,
       '${REDRIVEN_ORIGINAL_ID_HEADER}', original_id::text),
-    now() + $8::double precision * interval '1 millisecond', ordering_key
+    ${keyedDueAt(names.outbox.sql, REDRIVE_AT, 'moved.queue', 'moved.ordering_key')}, ordering_key,
+    CASE WHEN ordering_key IS NOT NULL THEN ${REDRIVE_AT} END
   FROM moved
   ORDER BY id
   RETURNING queue, next_attempt_at

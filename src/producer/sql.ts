@@ -131,16 +131,17 @@ export const orderingKeyLockId = (queue: string, key: string) =>
 const keyLock = (key: number) => `($${key}::text IS NULL OR ${orderingKeyLock('$1::text', `$${key}::text`)})`;
 
 /**
- * A keyed row is due no earlier than the row published before it under its key: it cannot run
+ * A keyed row is due no earlier than the row published (or redriven) before it under its key: it cannot run
  * before that one ended anyway, and a claim's index walk then meets a key's waiting rows only
  * when they could be next (src/subscriber/sql.ts, "waiting rows"). GREATEST ignores the NULL of an
  * unkeyed publish or a key's first row. One backward probe of <t>_key_idx, after the key's lock
  * (a publish that waited for the lock reads with its statement's older snapshot and may miss the
  * row it waited for: then this row is merely due early, and the claim's key test still holds it).
  */
-const keyedNextAttempt = (t: string, at: number, key: number) =>
-  `GREATEST(${nextAttempt(at)}, (SELECT p.next_attempt_at FROM ${t} AS p
-    WHERE $${key}::text IS NOT NULL AND p.queue = $1::text AND p.ordering_key = $${key}::text ORDER BY p.id DESC LIMIT 1))`;
+export const keyedDueAt = (t: string, own: string, queue: string, key: string) =>
+  `GREATEST(${own}, (SELECT p.next_attempt_at FROM ${t} AS p
+    WHERE ${key} IS NOT NULL AND p.queue = ${queue} AND p.ordering_key = ${key} ORDER BY p.id DESC LIMIT 1))`;
+const keyedNextAttempt = (t: string, at: number, key: number) => keyedDueAt(t, nextAttempt(at), '$1::text', `$${key}::text`);
 
 /**
  * A keyed row's own due time (`activate_at`), which keyedNextAttempt may have raised to its key's

@@ -442,6 +442,57 @@ describe('per-key ordering', () => {
     assert.deepEqual(await bodiesInOutbox(table), ['dead 1 k', 'dead 2 k', 'held', 'dead 3 j', 'dead 4 j']);
   });
 
+  test("a redrive by ids whose chunk found every row of a key held elsewhere keeps that key's later rows for the next pass", async () => {
+    const table = 'ordering_redrive_ids_overlap';
+    const outbox = newOutbox({ pool: db.pool, table });
+    await outbox.migrate();
+    const [first, second] = await deadLetters(table, ['k', 'k']);
+    // Another redrive holds the first row (its chunk picks nothing), and leaves it behind.
+    const other = await db.pool.connect();
+    try {
+      await other.query('BEGIN');
+      await other.query(`SELECT id FROM ${table}_dlq WHERE id = $1 FOR UPDATE`, [first]);
+      let batches = 0;
+      const redrive = outbox.dlq.redrive([first!, second!], {
+        batchSize: 1,
+        keyWaitMs: 10_000,
+        onBatch: () => {
+          batches += 1;
+        },
+      });
+      await waitFor(() => batches >= 2, { what: "the redrive's first pass over both chunks" });
+      await other.query('ROLLBACK');
+      assert.deepEqual(await redrive, { redriven: 2, keyBusy: 0 });
+    } finally {
+      other.release();
+    }
+    assert.deepEqual(await bodiesInOutbox(table), ['dead 1 k', 'dead 2 k']);
+  });
+
+  test("a redriven keyed row is due no earlier than its key's row before it, which is not due yet", async () => {
+    const table = 'ordering_redrive_behind_delayed';
+    const outbox = newOutbox({ pool: db.pool, table });
+    await outbox.migrate();
+    await inTransaction(db.pool, (client) => outbox.publish(client, 'q', 'later', { orderingKey: 'k', activateInMs: HOUR }));
+    const [dead] = await deadLetters(table, ['k']);
+    assert.deepEqual(await outbox.dlq.redrive([dead!]), { redriven: 1, keyBusy: 0 });
+    const { rows } = await db.pool.query<{ body: string; due_after_head: boolean; own_now: boolean }>(
+      `SELECT convert_from(payload, 'UTF8') AS body,
+         next_attempt_at >= first_value(next_attempt_at) OVER (ORDER BY id) AS due_after_head,
+         activate_at <= now() AS own_now
+       FROM ${table} ORDER BY id`,
+    );
+    assert.deepEqual(
+      rows.map((row) => [row.body, row.due_after_head]),
+      [
+        ['later', true],
+        ['dead 1 k', true],
+      ],
+      'the key times never decrease in id order',
+    );
+    assert.equal(rows[1]?.own_now, true, "its own time (activate_at) is the redrive's: a cancelled head gives it back");
+  });
+
   test('a redriven dead letter keeps its key and goes to the end of its line', async () => {
     const table = 'ordering_redrive';
     const outbox = newOutbox({ pool: db.pool, table });

@@ -2,6 +2,7 @@ import { parseArgs } from 'node:util';
 
 import type { DeadLetterPreview } from '../dlq/dead-letters.js';
 import { describeDlqFilter } from '../dlq/describe-filter.js';
+import { DlqProgress } from '../dlq/dlq-progress.js';
 import type { DlqFailureReason, DlqFilter } from '../dlq/dlq-options.js';
 import { MIN_RETENTION_MS, resolveOlderThanMs } from '../dlq/retention-options.js';
 import { bodyKind, inspectBody } from '../envelope/decode-body.js';
@@ -140,13 +141,23 @@ function plan(sub: string, id: string | undefined, values: Values): Run {
           }
           if (throughId !== undefined) confirmed = { ...(target as DlqFilter), throughId };
         }
-        const { count, keyBusy } =
-          operation === 'purge'
-            ? { count: (await outbox.dlq.purge(confirmed as DlqFilter)).purged, keyBusy: 0 }
-            : await outbox.dlq
-                .redrive(confirmed, delayMs === undefined ? {} : { delayMs })
-                .then(({ redriven, keyBusy }) => ({ count: redriven, keyBusy }));
         const verb = operation === 'purge' ? 'purged' : 'redriven';
+        const progress = new DlqProgress();
+        const { onBatch } = progress;
+        let done: { count: number; keyBusy: number };
+        try {
+          done =
+            operation === 'purge'
+              ? { count: (await outbox.dlq.purge(confirmed as DlqFilter, { onBatch })).purged, keyBusy: 0 }
+              : await outbox.dlq
+                  .redrive(confirmed, delayMs === undefined ? { onBatch } : { delayMs, onBatch })
+                  .then(({ redriven, keyBusy }) => ({ count: redriven, keyBusy }));
+        } catch (error) {
+          // Ahead of the error main() prints: the batches before it are committed.
+          io.err?.(`txoutbox: dlq ${operation} failed part way: ${progress.partWay(verb, outbox.dlqTable)}\n`);
+          throw error;
+        }
+        const { count, keyBusy } = done;
         // Ids named one by one that were not there (redriven or purged already, or mistyped): a
         // script must be able to tell that from success, as from `dlq show` of a missing id. Rows
         // left because a transaction held their ordering key are there, but not done: exit 1 too.

@@ -1,5 +1,7 @@
 import { describeDlqFilter } from '../dlq/describe-filter.js';
 import type { DlqFilter } from '../dlq/dlq-options.js';
+import { DlqProgress } from '../dlq/dlq-progress.js';
+import { errorMessage, InvalidOptionError } from '../errors.js';
 import { type DashboardContext, pageContext } from './dashboard-context.js';
 import { type DashboardResponse, page, redirect } from './http-response.js';
 import { errorPage } from './pages/message-pages.js';
@@ -26,6 +28,35 @@ export async function resume(context: DashboardContext, queue: string): Promise<
   context.status.invalidate();
   context.options.logger.info({ queue, changed: state.changed }, 'dashboard: resumed a queue');
   return redirect(queueHref(queue, noticeQuery(state.changed ? 'resumed' : 'unchanged')));
+}
+
+/**
+ * A redrive or purge that failed after some of its batches committed: logged at error with the
+ * count (the audit line an incident review asks for), and the operator is shown it with the error.
+ * A bad option is the API's message, as for every request (routes.ts).
+ */
+function failedPartWay(
+  context: DashboardContext,
+  operation: 'redrive' | 'purge',
+  progress: DlqProgress,
+  error: unknown,
+  what: Readonly<Record<string, string>>,
+): DashboardResponse {
+  if (error instanceof InvalidOptionError) throw error;
+  const verb = operation === 'purge' ? 'purged' : 'redriven';
+  const { dlqTable } = context.outbox;
+  context.options.logger.error(
+    { dlqTable, [verb]: progress.done, ...what, err: errorMessage(error) },
+    `dashboard: ${operation} failed part way`,
+  );
+  return page(
+    500,
+    errorPage(
+      pageContext(context),
+      `The ${operation} failed part way`,
+      `${errorMessage(error)}. ${progress.partWay(verb, dlqTable)}.`,
+    ),
+  );
 }
 
 /**
@@ -67,11 +98,19 @@ export async function redrive(context: DashboardContext, form: URLSearchParams):
   } else if (filter !== undefined) target = filter;
   else
     return badRequest(context, 'Redriving every matching dead letter needs the confirmation page: use the Redrive all… button.');
-  // Rows whose ordering key a transaction held stay in the DLQ (keyBusy): the list shows them.
-  const { redriven, keyBusy } = await context.outbox.dlq.redrive(target);
-  // Redriven rows are pending again and the DLQ counts dropped: the overview shows it at once.
-  context.status.invalidate();
   const selection = describeSelection(target, form);
+  const progress = new DlqProgress();
+  let done: { redriven: number; keyBusy: number };
+  try {
+    // Rows whose ordering key a transaction held stay in the DLQ (keyBusy): the list shows them.
+    done = await context.outbox.dlq.redrive(target, { onBatch: progress.onBatch });
+  } catch (error) {
+    return failedPartWay(context, 'redrive', progress, error, { selection });
+  } finally {
+    // Redriven rows are pending again and the DLQ counts dropped: the overview shows it at once.
+    context.status.invalidate();
+  }
+  const { redriven, keyBusy } = done;
   context.options.logger.info(
     { dlqTable: context.outbox.dlqTable, redriven, keyBusy, selection },
     'dashboard: redrove dead letters',
@@ -85,12 +124,17 @@ export async function purge(context: DashboardContext, form: URLSearchParams): P
   if (filter === undefined) {
     return badRequest(context, 'Purging needs the confirmation page: use the Purge… button of the dead-letter list.');
   }
-  const { purged } = await context.outbox.dlq.purge(filter);
-  context.status.invalidate();
-  context.options.logger.info(
-    { dlqTable: context.outbox.dlqTable, purged, filter: describeDlqFilter(dlqFilterOf(form)) },
-    'dashboard: purged dead letters',
-  );
+  const described = describeDlqFilter(dlqFilterOf(form));
+  const progress = new DlqProgress();
+  let purged: number;
+  try {
+    ({ purged } = await context.outbox.dlq.purge(filter, { onBatch: progress.onBatch }));
+  } catch (error) {
+    return failedPartWay(context, 'purge', progress, error, { filter: described });
+  } finally {
+    context.status.invalidate();
+  }
+  context.options.logger.info({ dlqTable: context.outbox.dlqTable, purged, filter: described }, 'dashboard: purged dead letters');
   const back = dlqFilterOf(form);
   return redirect(dlqHref({ queue: back.queue, reason: back.reason, ...noticeQuery('purged', purged) }));
 }

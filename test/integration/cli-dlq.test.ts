@@ -5,6 +5,7 @@ import { before, describe, test } from 'node:test';
 import { main } from '../../src/cli/main.js';
 import { NoRetry, type Outbox } from '../../src/index.js';
 import { useTestDatabase } from '../support/database.js';
+import { failDlqDeletesAfter } from '../support/dlq-fault.js';
 import { outboxFactory } from '../support/outboxes.js';
 import { publishCommitted } from '../support/publish.js';
 import { FAST_POLL, migratedOutbox } from '../support/subscriber-setup.js';
@@ -204,6 +205,41 @@ describe('txoutbox dlq', () => {
     const noSelection = await txoutbox(['redrive', '--yes']);
     assert.equal(noSelection.code, 2);
     assert.match(noSelection.err, /needs a selection: --id ID, --queue Q, --reason R or --all/);
+  });
+});
+
+describe('txoutbox dlq: a failure part way', () => {
+  test('redrive and purge say how many rows their committed batches did before it, then the error (exit 1)', async () => {
+    const table = 'cli_dlq_part_way';
+    const fixture = await migratedOutbox(newOutbox, db.pool, table);
+    const dlq = fixture.outbox.dlqTable!;
+    await db.pool.query(
+      `INSERT INTO ${dlq} (original_id, queue, payload, created_at, attempts_count, deliveries_count, failure_reason)
+       SELECT g, 'q', '\\x00', now(), 1, 1, 'rejected' FROM generate_series(1, 3) AS g`,
+    );
+    // Reported (review): only the error was printed, so nobody could tell what had moved.
+    let undo = await failDlqDeletesAfter(db.pool, dlq, 1);
+    const redrive = await txoutbox(['redrive', '--queue', 'q', '--yes'], table);
+    assert.equal(redrive.code, 1, redrive.out);
+    assert.match(
+      redrive.err,
+      new RegExp(
+        `^txoutbox: dlq redrive failed part way: 3 dead letters were redriven before the failure \\(each batch commits on its own, so those stay redriven\\); the rest are still in ${dlq}: run it again\n` +
+          `txoutbox: batch refused for the test\n$`,
+      ),
+    );
+    assert.equal(await count(table, 'q'), 3, 'the first batch stays done');
+    await undo();
+    await db.pool.query(
+      `INSERT INTO ${dlq} (original_id, queue, payload, created_at, attempts_count, deliveries_count, failure_reason)
+       VALUES (9, 'q', '\\x00', now(), 1, 1, 'rejected')`,
+    );
+    undo = await failDlqDeletesAfter(db.pool, dlq, 1);
+    const purge = await txoutbox(['purge', '--queue', 'q', '--yes'], table);
+    assert.equal(purge.code, 1, purge.out);
+    assert.match(purge.err, /^txoutbox: dlq purge failed part way: 1 dead letter was purged before the failure /);
+    assert.equal(await count(dlq, 'q'), 0);
+    await undo();
   });
 });
 

@@ -5,8 +5,10 @@ import { startDashboard } from '../../src/dashboard/index.js';
 import { DeadLetters, NoRetry, type Outbox } from '../../src/index.js';
 import { csrfOf, get, post } from '../support/dashboard-client.js';
 import { useTestDatabase } from '../support/database.js';
+import { failDlqDeletesAfter } from '../support/dlq-fault.js';
 import { outboxFactory } from '../support/outboxes.js';
 import { FAST_POLL, migratedOutbox } from '../support/subscriber-setup.js';
+import { TestLogger } from '../support/test-logger.js';
 import { inTransaction } from '../support/transaction.js';
 
 const db = useTestDatabase(import.meta.url);
@@ -287,6 +289,54 @@ describe('dashboard: dead letters', () => {
     assert.equal(redriven.status, 303);
     assert.equal(await count(`${TABLE}_dlq`, 'mails'), 0);
     assert.equal(await count(TABLE, 'mails'), 1);
+  });
+
+  test('a redrive or purge that fails part way says how many rows its committed batches did, on the page and in the log', async () => {
+    // Reported (review): a 500 with the error alone, and no audit line; the batches before it stay done.
+    const table = 'dash_dlq_part_way';
+    const fixture = await migratedOutbox(newOutbox, db.pool, table);
+    const dlq = fixture.outbox.dlqTable!;
+    const seed = (rows: number) =>
+      db.pool.query(
+        `INSERT INTO ${dlq} (original_id, queue, payload, created_at, attempts_count, deliveries_count, failure_reason)
+         SELECT g, 'q', '\\x00', now(), 1, 1, 'rejected' FROM generate_series(1, $1::int) AS g`,
+        [rows],
+      );
+    await seed(3);
+    const logger = new TestLogger();
+    const dashboard = await startDashboard(fixture.outbox, { port: 0, logger });
+    db.onCleanup(() => dashboard.close());
+    const url = dashboard.url.replace(/\/$/, '');
+    for (const [action, rows, verb] of [
+      ['redrive', 3, 'redriven'],
+      ['purge', 2, 'purged'],
+    ] as const) {
+      if (action === 'purge') await seed(2);
+      const undo = await failDlqDeletesAfter(db.pool, dlq, 1);
+      try {
+        const confirm = await get(`${url}/dlq/confirm?action=${action}&queue=q`);
+        const answer = await post(`${url}/dlq/${action}`, {
+          csrf: csrfOf(confirm.text),
+          queue: 'q',
+          scope: 'filter',
+          confirm: 'yes',
+        });
+        assert.equal(answer.status, 500);
+        assert.match(answer.text, new RegExp(`The ${action} failed part way`));
+        assert.match(
+          answer.text,
+          new RegExp(
+            `batch refused for the test\\. ${rows} dead letters were ${verb} before the failure \\(each batch commits on its own`,
+          ),
+        );
+        const logged = logger.entries.find((e) => e.message === `dashboard: ${action} failed part way`);
+        assert.equal(logged?.level, 'error');
+        assert.equal(logged?.fields[verb], rows);
+        assert.equal(await count(dlq, 'q'), 0, 'the first batch stays done');
+      } finally {
+        await undo();
+      }
+    }
   });
 
   test('read-only: the confirmation page carries no form and no CSRF token', async () => {

@@ -2,8 +2,8 @@ import { parseArgs } from 'node:util';
 
 import type { DeadLetterPreview } from '../dlq/dead-letters.js';
 import { describeDlqFilter } from '../dlq/describe-filter.js';
-import { DlqProgress } from '../dlq/dlq-progress.js';
 import type { DlqFailureReason, DlqFilter } from '../dlq/dlq-options.js';
+import { DlqProgress } from '../dlq/dlq-progress.js';
 import { MIN_RETENTION_MS, resolveOlderThanMs } from '../dlq/retention-options.js';
 import { bodyKind, inspectBody } from '../envelope/decode-body.js';
 import { InvalidOptionError } from '../errors.js';

@@ -13,7 +13,7 @@ import { SilenceWatch } from './silence-watch.js';
 /** The child entry beside this file: child-main.ts under tsx (tests, npm start), child-main.js when built. */
 const CHILD_ENTRY = fileURLToPath(new URL(`./child/child-main${extname(fileURLToPath(import.meta.url))}`, import.meta.url));
 
-/** After a child said it is consuming: how long past its ping()'s bound `ready` may take. */
+/** After a child said it is consuming: how long past its ping()'s bound `ready` may take before a warning. */
 const CONSUMING_READY_MARGIN_MS = 5_000;
 
 /** How long past its graceful timeout a draining child may take before it is SIGKILLed. */
@@ -155,7 +155,7 @@ export class ConsumerSlot {
   #failedPings = 0;
   /** The current process sent `ready` (a replacement may still be waiting for its ping() to pass). */
   #reportedReady = false;
-  /** Kills a process that does not report ready in time (a start that is not a replacement). */
+  /** Kills a process that does not report ready in time (a start that is not a replacement); once it is consuming, only warns. */
   #startTimer: NodeJS.Timeout | undefined;
   /** When #startTimer fires (performance.now()). */
   #startDeadline = 0;
@@ -290,17 +290,27 @@ export class ConsumerSlot {
   }
 
   /**
-   * The child's Outbox started: its module loaded, and what `ready` still waits for is one ping()
-   * (PING_TIMEOUT_MS at most). The start timer is armed again for that, so a child whose module
-   * took nearly the whole ready timeout to load is not SIGKILLed mid-delivery while its first ping
-   * runs (its rows would then be handled again after the lease). A replacement keeps its own
-   * deadline, which stops it with a drain.
+   * The child's Outbox started: its module loaded, and it is delivering. The kill timer only ever
+   * guarded a module that never finishes loading, so it ends here: a process that is consuming is
+   * never SIGKILLed for a late `ready` (mid-delivery, its rows would be handled again after the
+   * lease; and a backlog whose synchronous handlers block each new process's loop as long would
+   * have every process killed in turn). What `ready` still waits for is one ping() (PING_TIMEOUT_MS
+   * at most); past the rest of the timeout, and at least that ping's bound and a margin, it is
+   * warned of once, and the slot stays not ready until the report comes. A replacement keeps its
+   * own deadline, which stops it with a drain.
    */
   #onConsuming(child: ChildProcess): void {
     if (this.#child !== child || this.#state !== 'starting' || this.#settleStart !== undefined) return;
-    // Extended, never shortened: a child that loaded fast keeps the rest of its timeout.
     const remainingMs = this.#startDeadline - performance.now();
-    this.#armStartTimer(child, Math.max(remainingMs, PING_TIMEOUT_MS + CONSUMING_READY_MARGIN_MS));
+    const warnAfterMs = Math.max(remainingMs, PING_TIMEOUT_MS + CONSUMING_READY_MARGIN_MS);
+    clearTimeout(this.#startTimer);
+    this.#startTimer = setTimeout(() => {
+      if (this.#child !== child || this.#state !== 'starting') return;
+      this.#deps.logger.warn(
+        { consumer: this.consumer, pid: child.pid, waitedMs: Date.now() - this.#forkedAt },
+        'consumer process is consuming but has not reported ready in time (its event loop blocked by synchronous handlers?); not ready until it does, not killed',
+      );
+    }, warnAfterMs);
   }
 
   #armStartTimer(child: ChildProcess, timeoutMs = this.#deps.policy.replacementReadyTimeoutMs): void {

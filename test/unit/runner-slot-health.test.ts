@@ -175,20 +175,36 @@ describe('ConsumerSlot: the ready timeout of a first start', () => {
     assert.deepEqual(child.signals, ['SIGTERM']);
   });
 
-  test('consuming early keeps the rest of the timeout: it is extended, never shortened', async (t) => {
-    // Mocked timers: a first version re-armed it at 10 s (the ping's bound and its margin) from
-    // `consuming`, cutting this 12 s timeout short.
+  test('a consuming child whose ready comes long after the timeout (its loop blocked by synchronous handlers) is warned of, never killed', async (t) => {
+    // Reproduction (review finding): it was SIGKILLed at the extended timeout, mid-delivery, and
+    // a backlog that blocked each new process as long had every one of them killed in turn.
     t.mock.timers.enable({ apis: ['setTimeout'] });
+    const lines: Logged[] = [];
     const child = new FakeChild();
-    const slot = slotWith(child, { replacementReadyTimeoutMs: 12_000 });
+    const slot = slotWith(child, { replacementReadyTimeoutMs: 12_000 }, recordingLogger(lines));
     slot.start();
     child.consuming();
     t.mock.timers.tick(10_500);
-    assert.deepEqual(child.signals, [], 'still within its 12 s');
-    t.mock.timers.tick(2_000);
-    assert.deepEqual(child.signals, ['SIGKILL'], 'killed at its own timeout');
+    assert.deepEqual(
+      lines.filter((l) => l.level === 'warn'),
+      [],
+      'nothing said within its own 12 s',
+    );
+    t.mock.timers.tick(120_000);
+    assert.deepEqual(child.signals, [], 'not killed');
+    assert.equal(slot.ready, false);
+    assert.deepEqual(
+      lines.filter((l) => l.level === 'warn').map((l) => l.msg),
+      [
+        'consumer process is consuming but has not reported ready in time (its event loop blocked by synchronous handlers?); not ready until it does, not killed',
+      ],
+    );
+    child.health(true);
+    child.ready();
+    assert.equal(slot.ready, true, 'ready when it reports');
     t.mock.timers.reset();
     await slot.stop();
+    assert.deepEqual(child.signals, ['SIGTERM']);
   });
 });
 

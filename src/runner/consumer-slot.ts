@@ -16,6 +16,9 @@ const CHILD_ENTRY = fileURLToPath(new URL(`./child/child-main${extname(fileURLTo
 /** After a child said it is consuming: how long past its ping()'s bound `ready` may take before a warning. */
 const CONSUMING_READY_MARGIN_MS = 5_000;
 
+/** How many distinct metrics-report problems one process has logged before the rest are not. */
+const MAX_LOGGED_METRICS_PROBLEMS = 20;
+
 /** How long past its graceful timeout a draining child may take before it is SIGKILLed. */
 export const KILL_MARGIN_MS = 5_000;
 
@@ -138,6 +141,8 @@ export class ConsumerSlot {
   #state: 'idle' | 'starting' | 'running' | 'backoff' | 'stopping' | 'stopped' = 'idle';
   #child: ChildProcess | undefined;
   #childError: string | undefined;
+  /** What the current process's metrics reports had left out, each logged once (bounded). */
+  readonly #metricsProblems = new Set<string>();
   #restartTimer: NodeJS.Timeout | undefined;
   #exits: number[] = [];
   /** Set by crashLoopExits exits within the window; cleared by a process that ran for the window. */
@@ -226,6 +231,7 @@ export class ConsumerSlot {
   #spawn(): void {
     this.#state = 'starting';
     this.#childError = undefined;
+    this.#metricsProblems.clear();
     this.#up = undefined;
     this.#failedPings = 0;
     this.#reportedReady = false;
@@ -269,7 +275,7 @@ export class ConsumerSlot {
     });
     child.on('message', (message) => {
       if (!isChildMessage(message)) return;
-      if (message.type === 'metrics') this.#deps.ledger.report(id, message.snapshot, this.consumer);
+      if (message.type === 'metrics') this.#onMetrics(child, this.#deps.ledger.report(id, message.snapshot, this.consumer));
       else if (message.type === 'ready') this.#onReady();
       else if (message.type === 'consuming') this.#onConsuming(child);
       else if (message.type === 'health') this.#onHealth(child, message.up);
@@ -326,6 +332,21 @@ export class ConsumerSlot {
       // restarts it with backoff; any row it had leased comes back after the lease.
       child.kill('SIGKILL');
     }, timeoutMs);
+  }
+
+  /**
+   * Logs what the ledger left out of a metrics report, once per process and problem: the report
+   * comes every second, and a handler that sends its own `metrics` message would say it each time.
+   */
+  #onMetrics(child: ChildProcess, problems: readonly string[]): void {
+    for (const problem of problems) {
+      if (this.#metricsProblems.has(problem) || this.#metricsProblems.size >= MAX_LOGGED_METRICS_PROBLEMS) continue;
+      this.#metricsProblems.add(problem);
+      this.#deps.logger.warn(
+        { consumer: this.consumer, pid: child.pid, problem },
+        'consumer process reported metrics the runner cannot merge; left out of /metrics',
+      );
+    }
   }
 
   /** The current process sent no health report for policy.healthSilenceMs of observed time. */

@@ -1,5 +1,3 @@
-import type { MetricSnapshot } from './metrics/metrics-ledger.js';
-
 /**
  * The IPC messages between `txoutbox run` (the supervisor) and its consumer processes. JSON over
  * Node's fork channel; a child never outlives the channel (it drains and exits on disconnect).
@@ -100,7 +98,8 @@ export type ChildMessage =
    * the dashboard) until it is again, and a reload's replacement replaces nothing until it is.
    */
   | { readonly type: 'health'; readonly up: boolean }
-  | { readonly type: 'metrics'; readonly snapshot: readonly MetricSnapshot[] }
+  /** prom-client's JSON (MetricSnapshot[]), checked entry by entry by the ledger (snapshot-shape.ts): a handler may send() anything. */
+  | { readonly type: 'metrics'; readonly snapshot: unknown }
   | { readonly type: 'fatal'; readonly message: string };
 
 export function isChildMessage(value: unknown): value is ChildMessage {

@@ -128,6 +128,54 @@ describe('MetricsLedger', () => {
     assert.equal(await sample(ledger, 'handled_total', { handler: 'orders' }), 5);
   });
 
+  test('a malformed report (a handler sending its own `metrics` message) is dropped entry by entry and named; scrapes go on', async () => {
+    // Reproduction (review finding): `{ snapshot: {} }` threw from merged() on every scrape, and an
+    // entry without `values` did too; the runner's /metrics answered 500 from then on.
+    const ledger = new MetricsLedger();
+    const a = childRegistry();
+    a.handled.inc({ handler: 'orders' }, 4);
+    assert.deepEqual(ledger.report('a', await a.report()), []);
+    const whole = ledger.report('a', {});
+    assert.match(whole.join('\n'), /not a list of metrics/);
+    assert.equal(await sample(ledger, 'handled_total', { handler: 'orders' }), 4, 'its last good report stands');
+
+    const good = await a.report();
+    const problems = ledger.report('a', [
+      ...good,
+      { name: 'no_values', help: 'x', type: 'gauge', aggregator: 'sum' },
+      { name: 'bad type', help: 'x', type: 'gauge', aggregator: 'sum', values: [] },
+      { name: 'odd_kind', help: 'x', type: 'info', aggregator: 'sum', values: [] },
+      { name: 'bad_value', help: 'x', type: 'gauge', aggregator: 'sum', values: [{ value: 'many', labels: {} }] },
+      { name: 'bad_labels', help: 'x', type: 'gauge', aggregator: 'sum', values: [{ value: 1, labels: { a: {} } }] },
+      null,
+    ]);
+    assert.equal(problems.length, 6, problems.join('\n'));
+    assert.match(problems.join('\n'), /"no_values"/);
+    assert.equal(await sample(ledger, 'handled_total', { handler: 'orders' }), 4);
+    const names = (await ledger.merged().getMetricsAsJSON()).map((m) => m.name).sort();
+    assert.deepEqual(names, ['duration_seconds', 'handled_total', 'in_process']);
+    assert.match(await ledger.merged().metrics(), /handled_total\{handler="orders"\} 4/);
+  });
+
+  test('one name reported as two types by two processes (a gauge in one consumer, a duration in another) keeps the first type only', async () => {
+    // Reproduction (review finding): both were merged into one family, a gauge with _bucket samples.
+    const ledger = new MetricsLedger();
+    const gaugeRegistry = new Registry();
+    new Gauge({ name: 'app_custom_wait_seconds', help: 'g', registers: [gaugeRegistry], aggregator: 'omit' }).set(3);
+    const histogramRegistry = new Registry();
+    new Histogram({ name: 'app_custom_wait_seconds', help: 'h', buckets: [1], registers: [histogramRegistry] }).observe(0.5);
+    const report = async (registry: Registry) => (await registry.getMetricsAsJSON()) as unknown as MetricSnapshot[];
+    assert.deepEqual(ledger.report('a', await report(gaugeRegistry), 'sensors'), []);
+    const problems = ledger.report('b', await report(histogramRegistry), 'timers');
+    assert.match(problems.join('\n'), /"app_custom_wait_seconds" is a histogram here and a gauge in another process/);
+    const text = await ledger.merged().metrics();
+    assert.doesNotMatch(text, /_bucket/);
+    assert.match(text, /# TYPE app_custom_wait_seconds gauge/);
+    ledger.retire('a'); // the gauge goes with its process: the histogram is no longer in conflict
+    assert.deepEqual(ledger.report('b', await report(histogramRegistry), 'timers'), []);
+    assert.match(await ledger.merged().metrics(), /# TYPE app_custom_wait_seconds histogram/);
+  });
+
   test('retiring an unknown child is a no-op', async () => {
     const ledger = new MetricsLedger();
     ledger.retire('nobody');
@@ -178,6 +226,27 @@ describe('ConsumerSlot → MetricsLedger', () => {
     assert.equal(await sample(ledger, 'handled_total', { handler: 'orders' }), 5);
     assert.equal(await sample(ledger, 'in_process', { handler: 'orders' }), undefined);
     assert.deepEqual(ledger.liveChildren, []);
+    await slot.stop();
+  });
+
+  test("a process's malformed metrics report is logged once per problem, not at every flush, and /metrics keeps working", async () => {
+    const ledger = new MetricsLedger();
+    const child = new FakeChild();
+    const warnings: Record<string, unknown>[] = [];
+    const slot = new ConsumerSlot(SPEC, {
+      policy: { ...DEFAULT_RESTART_POLICY, restartInitialDelayMs: 60_000 },
+      ledger,
+      logger: { ...silentLogger, warn: (fields: Record<string, unknown>) => void warnings.push(fields) },
+      onRestart: () => undefined,
+      forkChild: () => child as unknown as ChildProcess,
+    });
+    slot.start();
+    for (let flush = 0; flush < 3; flush += 1) child.emit('message', { type: 'metrics', snapshot: {} });
+    assert.deepEqual(
+      warnings.map((w) => w.problem),
+      ['the report is not a list of metrics: left out whole'],
+    );
+    await ledger.merged().metrics();
     await slot.stop();
   });
 });

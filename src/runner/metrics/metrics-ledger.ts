@@ -1,17 +1,8 @@
 import { AggregatorRegistry, type Registry } from 'prom-client';
 
-/** One metric of a child's registry, as `registry.getMetricsAsJSON()` returns it (JSON over IPC). */
-export interface MetricSnapshot {
-  readonly name: string;
-  readonly help: string;
-  readonly type: string;
-  readonly aggregator: string;
-  readonly values: readonly {
-    readonly value: number;
-    readonly labels: Readonly<Record<string, string | number>>;
-    readonly metricName?: string;
-  }[];
-}
+import { checkSnapshot, type MetricSnapshot } from './snapshot-shape.js';
+
+export type { MetricSnapshot } from './snapshot-shape.js';
 
 /**
  * How many retired ids are remembered. A late report trails its child's exit by one IPC read, while
@@ -73,11 +64,28 @@ export class MetricsLedger {
 
   /**
    * Replaces the latest report of `child`, a process of `consumer` (whose live processes share the
-   * process numbers); ignored once the child was retired.
+   * process numbers); ignored once the child was retired. Returns what was left out of it, and why
+   * (the supervisor logs it): entries that are not prom-client's JSON (snapshot-shape.ts; the whole
+   * report when it is not a list, the last good one then standing), and a metric whose name another
+   * process reports as another type. Merged, those made one family of two types (a handler's gauge
+   * `x_seconds` in one consumer, its duration `x` in another: a gauge with `_bucket` samples); the
+   * type seen first keeps the name until no process reports it.
    */
-  report(child: string, snapshot: readonly MetricSnapshot[], consumer = ''): void {
-    if (this.#retiredIds.has(child)) return;
-    this.#live.set(child, labelPerProcess(snapshot, this.#numberOf(child, consumer)));
+  report(child: string, snapshot: unknown, consumer = ''): readonly string[] {
+    if (this.#retiredIds.has(child)) return [];
+    const checked = checkSnapshot(snapshot);
+    const problems = [...checked.problems];
+    const metrics = checked.metrics;
+    if (metrics === undefined) return problems;
+    const types = this.#typesBesides(child);
+    const consistent = metrics.filter((metric) => {
+      const other = types.get(metric.name);
+      if (other === undefined || other === metric.type) return true;
+      problems.push(`metric ${JSON.stringify(metric.name)} is a ${metric.type} here and a ${other} in another process: left out`);
+      return false;
+    });
+    this.#live.set(child, labelPerProcess(consistent, this.#numberOf(child, consumer)));
+    return problems;
   }
 
   /** Folds a child that exited into the baseline. Idempotent. */
@@ -107,6 +115,17 @@ export class MetricsLedger {
   /** Every child's metrics merged by each metric's aggregator, plus the retired baseline. */
   merged(): Registry {
     return AggregatorRegistry.aggregate([this.#retired, ...this.#live.values()]);
+  }
+
+  /** The type of every metric name the baseline and the live children other than `child` hold. */
+  #typesBesides(child: string): Map<string, string> {
+    const types = new Map<string, string>();
+    const note = (metrics: readonly MetricSnapshot[]) => {
+      for (const metric of metrics) if (!types.has(metric.name)) types.set(metric.name, metric.type);
+    };
+    note(this.#retired);
+    for (const [id, metrics] of this.#live) if (id !== child) note(metrics);
+    return types;
   }
 
   /** The child's process number: the one it holds, or the lowest its consumer's live children do not. */

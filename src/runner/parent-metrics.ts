@@ -47,8 +47,14 @@ export class ParentMetrics {
     this.#restarts.inc({ consumer });
   }
 
-  /** A fresh registry with the supervisor's series and every child's, merged. */
+  /**
+   * A fresh registry with the supervisor's series and every child's, merged. A child's metric
+   * named like one of the supervisor's (only a handler's own IPC message can make one) is left
+   * out: Registry.merge throws on a shared name, and every scrape would fail.
+   */
   registry(): Registry {
-    return Registry.merge([this.#own, this.#ledger.merged()]);
+    const children = this.#ledger.merged();
+    for (const metric of this.#own.getMetricsAsArray()) children.removeSingleMetric(metric.name);
+    return Registry.merge([this.#own, children]);
   }
 }

@@ -12,7 +12,7 @@ import { after, before, describe, test, type TestContext } from 'node:test';
 import { connect, type JetStreamManager, nanos, type NatsConnection, StorageType } from 'nats';
 
 import { InvalidOptionError, SinkRefusedError, SinkUnavailableError } from '../../src/errors.js';
-import { ackProblem, refusedApiError, streamNamesVerdict } from '../../src/relay/sinks/nats-replies.js';
+import { accountInfoProblem, ackProblem, refusedApiError, streamNamesVerdict } from '../../src/relay/sinks/nats-replies.js';
 import { type NatsSink, natsSink, type NatsSinkOptions } from '../../src/relay/sinks/nats-sink.js';
 import { type NatsServer, startNatsServer } from '../support/nats-server.js';
 import { relayMessage } from '../support/relay-messages.js';
@@ -114,6 +114,8 @@ describe('natsSink refuses on "no stream" only when JetStream says so without an
       assert.match(error.reason, /err_code 10039/);
       return true;
     });
+    // Reproduction (review finding): $JS.API.INFO answers the 10039 error in time, and check() said up.
+    assert.equal(await plain.check(), false, 'check(): down while JetStream refuses the account');
 
     // The way to authenticate that works: connectOptions, not the URL (see the servers test below).
     const jsAccount = await connect({ servers: accounts.url, user: 'js', pass: 'js-secret' });
@@ -127,10 +129,21 @@ describe('natsSink refuses on "no stream" only when JetStream says so without an
     sinks.push(authed);
     await authed.send(relayMessage(), { signal });
     assert.equal(authed.stats.confirmed, 1);
+    assert.equal(await authed.check(), true);
   });
 
   // A JetStream cluster without a meta leader cannot be built on one server: the verdict is checked
   // on the exact reply such a cluster gives (nats-server's JSClusterNotAvailErr), a recorded shape.
+  test('accountInfoProblem(): an error reply (leaderless cluster 10008, no JetStream 10039) or an unreadable one is a problem', () => {
+    assert.equal(
+      accountInfoProblem({ type: 'io.nats.jetstream.api.v1.account_info_response', memory: 0, streams: 0 }),
+      undefined,
+    );
+    const leaderless = { error: { code: 503, err_code: 10008, description: 'JetStream system temporarily unavailable' } };
+    assert.match(accountInfoProblem(leaderless) ?? '', /temporarily unavailable \(err_code 10008\)/);
+    assert.match(accountInfoProblem(null) ?? '', /unreadable/);
+  });
+
   test('streamNamesVerdict(): the leaderless-cluster reply (503, err_code 10008, streams null) is unavailable, not "none"', () => {
     const leaderless = {
       type: 'io.nats.jetstream.api.v1.stream_names_response',

@@ -1,7 +1,8 @@
 /**
  * What the NATS sink reads out of JetStream's replies, as pure functions of the decoded reply
  * (architecture/relay.md, "NATS JetStream sink"): whether a publish reply is a PubAck, what
- * `$JS.API.STREAM.NAMES` says about a subject, and which API errors no retry can fix.
+ * `$JS.API.STREAM.NAMES` says about a subject, whether `$JS.API.INFO` says JetStream serves the
+ * account, and which API errors no retry can fix.
  */
 
 /** JetStream API error codes (nats-server's errors.json) that no retry can fix. */
@@ -55,6 +56,20 @@ export function streamNamesVerdict(reply: unknown): StreamLookup {
   if (Array.isArray(streams) && streams.length > 0) return { kind: 'streams', streams: streams.map(String) };
   if (total === 0 && (streams === null || streams === undefined || Array.isArray(streams))) return { kind: 'none' };
   return { kind: 'unavailable', why: `an unexpected reply: ${shown(reply)}` };
+}
+
+/**
+ * Why a decoded `$JS.API.INFO` reply says JetStream cannot take publishes now, or undefined when it
+ * can. The API answers errors as ordinary replies: an account without JetStream (503/10039) and a
+ * cluster without a meta leader (503/10008) reply in time, and a check that only awaited the reply
+ * said up while every send failed.
+ */
+export function accountInfoProblem(reply: unknown): string | undefined {
+  if (typeof reply !== 'object' || reply === null) return `an unreadable reply: ${shown(reply)}`;
+  const { error } = reply as { error?: unknown };
+  if (error === undefined || error === null) return undefined;
+  const { description, err_code: errCode } = error as { description?: unknown; err_code?: unknown };
+  return `${String(description)} (err_code ${String(errCode)})`;
 }
 
 /** A reply as shown in a reason: bounded, since a foreign responder may send anything. */

@@ -6,7 +6,7 @@ import { abortable } from './abortable.js';
 import { loadPeer } from './load-peer.js';
 import { describe, NatsConnector, type NatsLink, type NatsModule } from './nats-connection.js';
 import { NATS_SINK, type NatsSinkOptions, type ResolvedNatsOptions, resolveNatsOptions } from './nats-options.js';
-import { ackProblem, refusedApiError, type StreamLookup, streamNamesVerdict } from './nats-replies.js';
+import { accountInfoProblem, ackProblem, refusedApiError, type StreamLookup, streamNamesVerdict } from './nats-replies.js';
 
 export type { NatsSinkOptions } from './nats-options.js';
 
@@ -181,8 +181,8 @@ export function createNatsSink(resolved: ResolvedNatsOptions, loadClient: () => 
     async check(): Promise<boolean> {
       try {
         const link = await connector.link();
-        await connector.untilLost(link.nc.request(ACCOUNT_INFO_API, '', { timeout: resolved.confirmTimeoutMs }));
-        return true;
+        const reply = await connector.untilLost(link.nc.request(ACCOUNT_INFO_API, '', { timeout: resolved.confirmTimeoutMs }));
+        return accountInfoProblem(JSON.parse(new TextDecoder().decode(reply.data)) as unknown) === undefined;
       } catch {
         return false;
       }

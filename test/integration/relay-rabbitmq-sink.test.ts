@@ -508,6 +508,38 @@ describe('rabbitmqSink: refusals (SinkRefusedError: the row goes to the DLQ with
     assert.equal((await consumeAll(queue)).length, 1);
   });
 
+  test('a row header CC or BCC that is not a list of strings is refused before the broker; its neighbours are sent; a list of strings routes copies', async (t) => {
+    // Reproduction (review finding): RabbitMQ closes the channel (406 PRECONDITION_FAILED) on a
+    // CC/BCC header that is not an array; the row failed as unavailable and was retried for good,
+    // and each attempt failed every send in flight on the channel with it.
+    if (brokerFor(t) === undefined) return;
+    const queue = unique('cc');
+    const copies = unique('cc-copy');
+    await durableQueue(queue);
+    await durableQueue(copies);
+    const sink = sinkFor({ routingKey: queue });
+    const good = relayMessages(10, { queue, firstId: 1 });
+    const bad = ['CC', 'BCC'].map((header, i) => {
+      const [message] = relayMessages(1, { queue, firstId: 50 + i }) as [RelayMessage];
+      return { ...message, headers: { ...message.headers, [header]: copies } };
+    });
+    const results = await Promise.allSettled([...good, ...bad].map((message) => send(sink, message)));
+    results.slice(0, 10).forEach((result, i) => {
+      assert.equal(result.status, 'fulfilled', `good ${i}: ${String((result as PromiseRejectedResult).reason)}`);
+    });
+    for (const [i, result] of results.slice(10).entries()) {
+      const error = (result as PromiseRejectedResult).reason as Error;
+      assert.ok(error instanceof SinkRefusedError, String(error));
+      assert.match(error.reason, new RegExp(`header ${i === 0 ? 'CC' : 'BCC'} .* a list of strings`));
+    }
+    assert.equal((await consumeAll(queue)).length, 10);
+    // Written by hand as a JSON array of strings, RabbitMQ's sender-selected distribution: sent.
+    const [listed] = relayMessages(1, { queue, firstId: 90 }) as [RelayMessage];
+    await send(sink, { ...listed, headers: { ...listed.headers, CC: [copies] } as unknown as Record<string, string> });
+    assert.equal((await consumeAll(queue)).length, 1);
+    assert.equal((await consumeAll(copies)).length, 1);
+  });
+
   test('what AMQP cannot carry is refused before the broker: payload over maxMessageBytes, a 70 KB header table, a 300-byte routing key', async (t) => {
     if (brokerFor(t) === undefined) return;
     const queue = unique('limits');
@@ -605,6 +637,14 @@ describe('rabbitmqSink: options and the optional peer', () => {
     assert.throws(
       () => rabbitmqSink({ url: 'ampq://user:hunter2-secret@host' }),
       (error: Error) => error instanceof InvalidOptionError && !error.message.includes('hunter2-secret'),
+    );
+  });
+
+  test("maxMessageBytes defaults to RabbitMQ 4's max_message_size (16 MiB): a larger row would close the channel on every retry", () => {
+    assert.equal(resolveRabbitmqOptions({ url: 'amqp://127.0.0.1:1' }).maxMessageBytes, 16 * 1024 * 1024);
+    assert.equal(
+      resolveRabbitmqOptions({ url: 'amqp://127.0.0.1:1', maxMessageBytes: 134_217_728 }).maxMessageBytes,
+      134_217_728,
     );
   });
 

@@ -42,8 +42,9 @@ export interface RabbitmqSinkOptions {
   readonly maxReconnectDelayMs?: number;
   /**
    * A payload larger than this is refused (DLQ) without being sent. RabbitMQ closes the channel on a
-   * message over its `max_message_size` (128 MiB by default), failing every send in flight with it,
-   * so set this to the broker's limit if you lowered it. @default 134217728
+   * message over its `max_message_size` (16 MiB by default from 4.0, 128 MiB in 3.8–3.13), failing
+   * every send in flight with it, and the row is retried for good; set this to the broker's limit
+   * when it is not 16 MiB. @default 16777216
    */
   readonly maxMessageBytes?: number;
   /**
@@ -80,8 +81,12 @@ const KNOWN = [
   'socketOptions',
 ] as const;
 
-/** RabbitMQ's own default `max_message_size` (3.8+), and the most it accepts (512 MiB). */
-const DEFAULT_MAX_MESSAGE_BYTES = 134_217_728;
+/**
+ * RabbitMQ 4's default `max_message_size` (3.8–3.13: 128 MiB), and the most it accepts (512 MiB).
+ * The lower of the two defaults: on a 3.x broker a larger row is refused with a reason that names
+ * this option, while on 4.x the higher one let through rows that close the channel on every retry.
+ */
+const DEFAULT_MAX_MESSAGE_BYTES = 16_777_216;
 const BROKER_MAX_MESSAGE_BYTES = 536_870_912;
 
 export function resolveRabbitmqOptions(raw: RabbitmqSinkOptions): ResolvedRabbitmqOptions {

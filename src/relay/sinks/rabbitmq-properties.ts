@@ -91,6 +91,27 @@ export function oversizedHeaderTable(headers: Readonly<Record<string, unknown>>)
   return bound <= MAX_HEADER_TABLE_BYTES ? undefined : overLimit(headerTableBytes(headers));
 }
 
+/**
+ * RabbitMQ's sender-selected distribution headers: a list of extra routing keys (`BCC` stripped
+ * before delivery). Any other value makes the broker close the channel (406 PRECONDITION_FAILED,
+ * unacceptable_type_in_header) after publish() returned: the row failed as unavailable and was
+ * retried for good, and each attempt failed every send in flight on the channel with it.
+ */
+const DISTRIBUTION_HEADERS = ['CC', 'BCC'] as const;
+
+/** Why a row's CC/BCC header would close the channel, or undefined when it has none or a list of strings. */
+export function distributionHeaderProblem(headers: Readonly<Record<string, unknown>>): string | undefined {
+  for (const header of DISTRIBUTION_HEADERS) {
+    if (!Object.hasOwn(headers, header)) continue;
+    const value = headers[header];
+    if (Array.isArray(value) && value.every((key) => typeof key === 'string')) continue;
+    // JSON.stringify gives undefined (though typed string) for undefined and functions.
+    const shown = (JSON.stringify(value) as string | undefined) ?? typeof value;
+    return `header ${header} is RabbitMQ's sender-selected distribution, which takes a list of strings (routing keys), not ${shown.length > 100 ? `${shown.slice(0, 100)}…` : shown}; RabbitMQ would close the channel (406)`;
+  }
+  return undefined;
+}
+
 function overLimit(bytes: number): number | undefined {
   return bytes > MAX_HEADER_TABLE_BYTES ? bytes : undefined;
 }

@@ -3,7 +3,12 @@ import { maskSecrets } from '../../util/redact.js';
 import type { RelayMessage, SendContext } from '../sink.js';
 import { type AmqplibModule, RabbitmqConnector } from './rabbitmq-connector.js';
 import { RABBITMQ_SINK, type ResolvedRabbitmqOptions } from './rabbitmq-options.js';
-import { MAX_HEADER_TABLE_BYTES, oversizedHeaderTable, publishOptions } from './rabbitmq-properties.js';
+import {
+  distributionHeaderProblem,
+  MAX_HEADER_TABLE_BYTES,
+  oversizedHeaderTable,
+  publishOptions,
+} from './rabbitmq-properties.js';
 import { SendBound } from './rabbitmq-send-bound.js';
 import type { RabbitmqSink } from './rabbitmq-sink-type.js';
 
@@ -51,6 +56,8 @@ export function createRabbitmqSink(resolved: ResolvedRabbitmqOptions, loadClient
         `the headers of message ${message.messageId} cannot be encoded as AMQP: ${tableBytes} bytes as a field table, over the ${MAX_HEADER_TABLE_BYTES} amqplib can encode`,
       );
     }
+    const distribution = distributionHeaderProblem(message.headers);
+    if (distribution !== undefined) throw new SinkRefusedError(RABBITMQ_SINK, `message ${message.messageId}: ${distribution}`);
     let confirming: { confirmOverdue(stalledMs: number): void } | undefined;
     const bound = new SendBound(context.signal, resolved.confirmTimeoutMs, (phase) => {
       // Half the bound, not all of it: this send was published after its bound started, so when it

@@ -231,6 +231,13 @@ describe('redisStreamSink against a real redis-server', () => {
 
     const missing = await refusal(limited, relayMessage({ headers: {} }));
     assert.match(missing.reason, /names header "target"/);
+
+    // check() asks ROLE (is it the primary?); a user the ACL refuses ROLE is checked by PING.
+    assert.equal(await limited.check(), true);
+    await client.call('ACL', 'SETUSER', 'relay', '-role');
+    const noRole = sinkFor({ url: `redis://relay:relay-pw@127.0.0.1:${redis.port}`, stream: 'allowed:y' });
+    assert.equal(await noRole.check(), true);
+    assert.equal(await noRole.check(), true, 'remembered: PING only');
   });
 
   test('a silent server: sends and a check() asked while an earlier batch is stuck each fail within their own confirmTimeoutMs', async (t) => {
@@ -301,6 +308,59 @@ describe('redisStreamSink against a real redis-server', () => {
 });
 
 describe('redisStreamSink and the database it writes to', () => {
+  test('the primary demoted in place (READONLY) while its address moves to the new one: check() is down, and the sink reconnects instead of failing for good', async (t) => {
+    // Reproduction (review finding): the open connection stayed on the demoted node, every XADD got
+    // READONLY for good, and check() (a PING, which a replica answers) said up all along.
+    if (serverFor(t) === undefined) return;
+    const old = await startRedisServer();
+    const promoted = await startRedisServer();
+    if ('skip' in old || 'skip' in promoted) return;
+    t.after(async () => {
+      await old.close();
+      await promoted.close();
+    });
+    const signal = new AbortController().signal;
+    const proxy = await TcpProxy.start(Number(new URL(old.url).port));
+    t.after(() => proxy.close());
+    const sink = redisStreamSink({ url: proxy.via(old.url), stream: 'failover', reconnectWaitMs: 50 });
+    sinks.push(sink);
+    await sink.send(relayMessage(), { signal });
+    const oldAdmin = new Redis(old.url).on('error', () => undefined);
+    t.after(() => { oldAdmin.disconnect(); });
+    const promotedPort = Number(new URL(promoted.url).port);
+    await oldAdmin.call('REPLICAOF', '127.0.0.1', String(promotedPort));
+
+    await assert.rejects(sink.send(relayMessage(), { signal }), (error: unknown) => {
+      assert.ok(error instanceof SinkUnavailableError, String(error));
+      assert.match(error.reason, /READONLY/);
+      return true;
+    });
+    assert.equal(await sink.check(), false, 'check(): down while the node it writes to is a replica');
+
+    proxy.retarget(promotedPort);
+    const failures: string[] = [];
+    await waitFor(
+      async () => {
+        try {
+          await sink.send(relayMessage(), { signal });
+          return true;
+        } catch (error) {
+          failures.push(String(error));
+          return false;
+        }
+      },
+      { what: 'a send to reach the promoted primary', timeoutMs: 10_000 },
+    );
+    assert.ok(
+      failures.every((f) => /READONLY|connect|closed|writeable/i.test(f)),
+      failures.join('\n'),
+    );
+    assert.equal(await sink.check(), true);
+    const promotedAdmin = new Redis(promoted.url).on('error', () => undefined);
+    t.after(() => { promotedAdmin.disconnect(); });
+    assert.equal(await promotedAdmin.xlen('failover'), 1);
+  });
+
   test('a database the server does not have fails every send (rows kept), instead of writing to database 0', async (t) => {
     const running = serverFor(t);
     if (running === undefined) return;

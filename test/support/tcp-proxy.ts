@@ -226,6 +226,11 @@ export class TcpProxy {
     this.#failOver = { marker: Buffer.from(marker), port };
   }
 
+  /** New connections go to `port` from now on; open ones stay where they are (a DNS name or VIP moved). */
+  retarget(port: number): void {
+    this.#targetPort = port;
+  }
+
   /** Makes every open connection half-open for good; returns how many. New connections still work. */
   dropHalfOpen(): number {
     let dropped = 0;

@@ -156,7 +156,11 @@ export class RedisStreamConnection {
       connectTimeout: this.#options.connectTimeoutMs,
       // Reconnect forever: a relay outlives Redis restarts. Sends meanwhile fail at once.
       retryStrategy: (attempt: number) => backoffMs(attempt, reconnectWaitMs, Math.max(RECONNECT_CAP_MS, reconnectWaitMs)),
-      reconnectOnError: null,
+      // READONLY: the node was demoted in place (a failover by Sentinel, a cluster manager, or a
+      // DNS name or VIP moved to the new primary). The open connection would stay on the replica
+      // and every XADD fail for good; a new connection finds wherever the address leads now. 1:
+      // reconnect without resending (the failed XADD is the relay's to retry).
+      reconnectOnError: (error: Error) => (error.message.startsWith('READONLY') ? 1 : false),
     });
     // Without a listener ioredis prints every connection error to the console; the sink keeps the
     // last one for its own messages instead (ioredis's errors name the address, not the password).

@@ -101,6 +101,26 @@ export function createRedisStreamSink(resolved: ResolvedRedisStreamOptions, load
     });
   }
 
+  /**
+   * Whether the node can take an XADD: ROLE says `master`. A PING alone is answered by a replica,
+   * and a primary demoted in place (READONLY to every XADD) was reported up. A user whose ACL
+   * refuses ROLE (or a proxy that does not know it) is checked by PING, remembered per sink.
+   */
+  let roleRefused = false;
+  async function writable(client: RedisClient): Promise<boolean> {
+    if (!roleRefused) {
+      try {
+        const [role] = (await client.role());
+        return role === 'master';
+      } catch (error) {
+        if (!(error instanceof Error && error.name === 'ReplyError')) throw error;
+        roleRefused = true;
+      }
+    }
+    await client.ping();
+    return true;
+  }
+
   /** An XADD failure as the relay must see it: SinkRefusedError when no retry can help, else retryable. */
   function classify(error: unknown, stream: string): Error {
     if (error instanceof SinkUnavailableError) return error;
@@ -128,8 +148,7 @@ export function createRedisStreamSink(resolved: ResolvedRedisStreamOptions, load
     async check(): Promise<boolean> {
       try {
         const client = await connection.client();
-        await withinConfirmTimeout(client.ping(), `no PING reply within ${resolved.confirmTimeoutMs} ms`);
-        return true;
+        return await withinConfirmTimeout(writable(client), `no ROLE or PING reply within ${resolved.confirmTimeoutMs} ms`);
       } catch {
         return false;
       }

@@ -326,7 +326,9 @@ describe('redisStreamSink and the database it writes to', () => {
     sinks.push(sink);
     await sink.send(relayMessage(), { signal });
     const oldAdmin = new Redis(old.url).on('error', () => undefined);
-    t.after(() => { oldAdmin.disconnect(); });
+    t.after(() => {
+      oldAdmin.disconnect();
+    });
     const promotedPort = Number(new URL(promoted.url).port);
     await oldAdmin.call('REPLICAOF', '127.0.0.1', String(promotedPort));
 
@@ -357,7 +359,9 @@ describe('redisStreamSink and the database it writes to', () => {
     );
     assert.equal(await sink.check(), true);
     const promotedAdmin = new Redis(promoted.url).on('error', () => undefined);
-    t.after(() => { promotedAdmin.disconnect(); });
+    t.after(() => {
+      promotedAdmin.disconnect();
+    });
     assert.equal(await promotedAdmin.xlen('failover'), 1);
   });
 

@@ -110,7 +110,7 @@ export function createRedisStreamSink(resolved: ResolvedRedisStreamOptions, load
   async function writable(client: RedisClient): Promise<boolean> {
     if (!roleRefused) {
       try {
-        const [role] = (await client.role());
+        const [role] = await client.role();
         return role === 'master';
       } catch (error) {
         if (!(error instanceof Error && error.name === 'ReplyError')) throw error;

@@ -207,6 +207,21 @@ describe('loadRunnerConfig: ${ENV} interpolation', () => {
     assert.equal(error.issues.length, 3, 'an unresolved value is not reported a second time as a wrong type');
   });
 
+  test('a quoted reference stays text whatever its value; a plain one typed as a number where text is expected says to quote it', async () => {
+    // Reproduction (review finding): `- ${QUEUE}` with QUEUE=2024 became the number 2024,
+    // and a quoted "${QUEUE}" did too: nothing in the file could keep a digit string text.
+    const quoted = configFile(yaml().replace('queues: [orders]', 'queues: ["${QUEUE}", \'${OTHER}\']'));
+    const config = await loadRunnerConfig(quoted, { QUEUE: '2024', OTHER: 'true' });
+    assert.deepEqual(config.consumers.get('orders')?.queues, ['2024', 'true']);
+
+    const plain = configFile(yaml().replace('queues: [orders]', 'queues:\n      - ${QUEUE}'));
+    const error = await configError(plain, { QUEUE: '2024' });
+    assert.match(
+      issueAt(error, 'consumers.orders.queues'),
+      /got 2024.*\$\{QUEUE\} was read as a number; to keep its text, quote it: "\$\{QUEUE\}"/,
+    );
+  });
+
   test('the environment can supply the whole URL', async () => {
     const path = configFile(yaml().replace(URL_WITH_SECRET, '${DATABASE_URL}'));
     const config = await loadRunnerConfig(path, { DATABASE_URL: URL_WITH_SECRET });

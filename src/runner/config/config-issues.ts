@@ -24,6 +24,8 @@ export class ConfigIssues {
   readonly #issues: ConfigIssue[] = [];
   readonly #paths = new Set<string>();
   readonly #secrets = new Set<string>();
+  /** Paths whose value a plain `${VAR}` typed (interpolate-env.ts) → the reference and its type. */
+  readonly #typedFromEnv = new Map<string, { readonly reference: string; readonly as: string }>();
 
   get count(): number {
     return this.#issues.length;
@@ -46,10 +48,27 @@ export class ConfigIssues {
     return [...this.#issues];
   }
 
+  /**
+   * `reference` (a whole plain `${VAR}`) at `path` was typed `as` a number or a boolean. An issue
+   * at that path, or at a section or list holding it, says so and how to keep the text: the
+   * value's own text is a digit string, and "expected a string, got 2024" alone does not explain.
+   */
+  typedFromEnv(path: string, reference: string, as: string): void {
+    this.#typedFromEnv.set(path, { reference, as });
+  }
+
   add(path: string, message: string): void {
     if (this.#paths.has(path)) return;
     this.#paths.add(path);
-    this.#issues.push({ path, message });
+    this.#issues.push({ path, message: message + this.#typedHint(path) });
+  }
+
+  #typedHint(path: string): string {
+    for (const [typedPath, { reference, as }] of this.#typedFromEnv) {
+      const within = typedPath === path || typedPath.startsWith(`${path}.`) || typedPath.startsWith(`${path}[`);
+      if (within) return ` (${reference} was read as ${as}; to keep its text, quote it: "${reference}")`;
+    }
+    return '';
   }
 
   /** `expected <what>, got <value>` (`missing, expected <what>` when absent), plus how to fix it. */

@@ -6,15 +6,26 @@ import { childPath, type ConfigIssues, isSection } from './config-issues.js';
  * in the shell; an unset VAR without a default is an error at the value's path (naming only the
  * variable, never its neighbours' values).
  *
- * A value that is exactly one reference (`port: ${METRICS_PORT}`) takes the type its text has: an
- * integer or decimal becomes a number, `true`/`false` a boolean. Inside a longer string it stays
- * text. So does an integer past 2^53 − 1: as a number it would change (a 20-digit token in
- * `${API_TOKEN}` came out as 12345678901234567000), and no option takes a number that large.
+ * A value that is exactly one plain reference (`port: ${METRICS_PORT}`) takes the type its text
+ * has, as YAML types a plain scalar: an integer or decimal becomes a number, `true`/`false` a
+ * boolean. A quoted one (`queue: "${QUEUE}"`, a QuotedReference from the YAML parser) stays text
+ * whatever its value, and so does a reference inside a longer string. So does an integer past
+ * 2^53 − 1: as a number it would change (a 20-digit token in `${API_TOKEN}` came out as
+ * 12345678901234567000), and no option takes a number that large. A typed value is noted on the
+ * issues: one found at its path says the variable was read as a number and to quote it.
  */
+
+/** A quoted YAML scalar that is exactly one reference: its value stays text. */
+export class QuotedReference {
+  readonly text: string;
+  constructor(text: string) {
+    this.text = text;
+  }
+}
 
 const REFERENCE = /\$\$\{|\$\{([^}]*)\}|\$\{/g;
 const BODY = /^([A-Za-z_][A-Za-z0-9_]*)(?::-(.*))?$/s;
-const WHOLE = /^\$\{[^}]*\}$/;
+export const WHOLE_REFERENCE = /^\$\{[^}]*\}$/;
 const NUMBER = /^[-+]?(?:0|[1-9][0-9]*)(\.[0-9]+)?$/;
 
 function typed(text: string): unknown {
@@ -29,7 +40,13 @@ function typed(text: string): unknown {
   return text;
 }
 
-function interpolateString(text: string, env: NodeJS.ProcessEnv, path: string, issues: ConfigIssues): unknown {
+function interpolateString(
+  text: string,
+  env: NodeJS.ProcessEnv,
+  path: string,
+  issues: ConfigIssues,
+  typeWhole: boolean,
+): unknown {
   if (!text.includes('${')) return text;
   const problems: string[] = [];
   const fail = (message: string) => {
@@ -51,12 +68,16 @@ function interpolateString(text: string, env: NodeJS.ProcessEnv, path: string, i
     issues.add(path, problems.join('; '));
     return text;
   }
-  return WHOLE.test(text) ? typed(result) : result;
+  if (!typeWhole || !WHOLE_REFERENCE.test(text)) return result;
+  const value = typed(result);
+  if (typeof value !== 'string') issues.typedFromEnv(path, text, typeof value === 'number' ? 'a number' : 'a boolean');
+  return value;
 }
 
 /** A copy of `value` with every string interpolated; problems go to `issues` (the raw string stays). */
 export function interpolateEnv(value: unknown, env: NodeJS.ProcessEnv, issues: ConfigIssues, path = ''): unknown {
-  if (typeof value === 'string') return interpolateString(value, env, path, issues);
+  if (typeof value === 'string') return interpolateString(value, env, path, issues, true);
+  if (value instanceof QuotedReference) return interpolateString(value.text, env, path, issues, false);
   if (Array.isArray(value)) return value.map((item: unknown, index) => interpolateEnv(item, env, issues, childPath(path, index)));
   if (isSection(value)) {
     return Object.fromEntries(

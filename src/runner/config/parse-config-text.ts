@@ -1,8 +1,9 @@
 import { extname } from 'node:path';
 
-import { parseDocument } from 'yaml';
+import { parseDocument, Scalar, visit } from 'yaml';
 
 import { type ConfigIssue, errorMessage } from '../../errors.js';
+import { QuotedReference, WHOLE_REFERENCE } from './interpolate-env.js';
 import { position } from './locate-issues.js';
 
 export type Parsed = { readonly ok: true; readonly value: unknown } | { readonly ok: false; readonly issue: ConfigIssue };
@@ -16,12 +17,27 @@ function parseYaml(text: string): Parsed {
   const document = parseDocument(text, { prettyErrors: false });
   const [first] = document.errors;
   if (first !== undefined) return failure(text, first.pos[0], first.message);
+  markQuotedReferences(document);
   try {
     return { ok: true, value: document.toJS() };
   } catch (error) {
     // An alias to an anchor that does not exist (`*orders` without `&orders`) fails only here.
     return { ok: false, issue: { path: '', message: errorMessage(error) } };
   }
+}
+
+/**
+ * A quoted or block scalar that is exactly one `${VAR}` becomes a QuotedReference: YAML makes such
+ * a scalar a string, and its value stays one after interpolation (a plain one is typed by its text,
+ * as YAML types a plain scalar). Keys are left alone: they are never interpolated.
+ */
+function markQuotedReferences(document: ReturnType<typeof parseDocument>): void {
+  visit(document, {
+    Scalar(key, node) {
+      if (key === 'key' || node.type === Scalar.PLAIN || typeof node.value !== 'string') return;
+      if (WHOLE_REFERENCE.test(node.value)) node.value = new QuotedReference(node.value);
+    },
+  });
 }
 
 /** The offset V8 names in a JSON.parse message, else the end of `length` when it ran out of input. */

@@ -230,6 +230,27 @@ describe('loadRunnerConfig: ${ENV} interpolation', () => {
 });
 
 describe('loadRunnerConfig: every problem has a path, the bad value and what is expected', () => {
+  test('an empty value (`table:`, `- `, `~`) is an issue, never the default; an unknown key keeps its own message', async () => {
+    // Reproduction (review finding): `table:` ran on the default table without a word, and
+    // `dlqTable:` said '"null" is not a valid identifier'.
+    const error = await configError(
+      configFile(yaml(['concurrency:', 'leaseMs:'], ['table:', 'dlqTable: ~', 'metrics:', '  prometheus:', '    port:'])),
+    );
+    assert.match(issueAt(error, 'table'), /^empty: write a value, or remove the key to take its default$/);
+    assert.match(issueAt(error, 'dlqTable'), /^empty: write a value/);
+    assert.match(
+      issueAt(error, 'metrics.prometheus.port'),
+      /^empty, expected an integer from 0 to 65535 \(write a value, or remove the key/,
+    );
+    assert.match(issueAt(error, 'consumers.orders.concurrency'), /^empty, expected an integer/);
+    assert.match(issueAt(error, 'consumers.orders.leaseMs'), /unknown key; did you mean "lease"\?/);
+    const item = await configError(configFile(yaml().replace('queues: [orders]', 'queues:\n      - orders\n      -')));
+    assert.ok(
+      error.issues.length === 5 && /queues/.test(item.issues.map((i) => i.path).join()),
+      JSON.stringify([error.issues, item.issues]),
+    );
+  });
+
   test('a YAML syntax error gives file:line:col', async () => {
     const path = configFile(
       ['database:', `  url: ${URL_WITH_SECRET}`, 'consumers:', '  orders: [a, b', '  other: 1', ''].join('\n'),

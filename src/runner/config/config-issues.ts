@@ -71,9 +71,17 @@ export class ConfigIssues {
     return '';
   }
 
-  /** `expected <what>, got <value>` (`missing, expected <what>` when absent), plus how to fix it. */
+  /**
+   * `expected <what>, got <value>` (`missing, expected <what>` when absent; `empty, …` for a YAML
+   * key with no value, which must not read as a default), plus how to fix it.
+   */
   expected(path: string, expected: string, value: unknown, fix?: string): void {
-    const got = value === undefined ? `missing, expected ${expected}` : `expected ${expected}, got ${renderValue(value)}`;
+    const got =
+      value === undefined
+        ? `missing, expected ${expected}`
+        : value === null
+          ? `empty, expected ${expected} (write a value, or remove the key to take its default)`
+          : `expected ${expected}, got ${renderValue(value)}`;
     this.add(path, fix === undefined ? got : `${got}. ${fix}`);
   }
 

@@ -3,6 +3,7 @@ import { resolve } from 'node:path';
 
 import { ConfigError, type ConfigIssue, errorMessage } from '../../errors.js';
 import { ConfigIssues } from './config-issues.js';
+import { reportEmptyValues } from './empty-values.js';
 import { interpolateEnv } from './interpolate-env.js';
 import { locateIssues } from './locate-issues.js';
 import { parseConfigText } from './parse-config-text.js';
@@ -37,6 +38,8 @@ export async function loadRunnerConfig(path: string, env: NodeJS.ProcessEnv = pr
   if (!parsed.ok) throw fail([parsed.issue]);
   const interpolated = interpolateEnv(parsed.value, env, issues);
   const config = await validateRunnerConfig(interpolated, file, issues);
+  // After the validation: an unknown key's "did you mean" and a validator's own word come first.
+  reportEmptyValues(issues, interpolated);
   if (config === undefined || issues.count > 0) throw fail(issues.list(), interpolated);
   return config;
 }

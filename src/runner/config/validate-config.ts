@@ -78,7 +78,7 @@ async function outboxOptions(
       dlqTable: top.dlqTable,
       gracefulTimeoutMs: top.gracefulTimeoutMs,
       ...connectionOptions(database, listenUrl),
-    }).filter(([, value]) => value !== undefined),
+    }).filter(([, value]) => value !== undefined && value !== null), // null: reportEmptyValues says it
   );
   const resolved = resolveReporting(
     (options) => resolveOutboxOptions({ ...options, connectionString: 'postgres://localhost/txoutbox', logger: silentLogger }),

@@ -2,7 +2,7 @@ import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 
 import { errorMessage } from '../errors.js';
-import { runnerFromConfig } from '../runner/runner-from-config.js';
+import { type ConfiguredRunner, runnerFromConfig } from '../runner/runner-from-config.js';
 import { consoleLogger, type Logger, withFields } from '../util/logger.js';
 import { logLevelOf } from './environment.js';
 import { untilStopSignal } from './stop-signal.js';
@@ -30,31 +30,54 @@ export async function runCommand(args: string[], io: RunIo): Promise<number> {
   }
   const path = resolve(positionals[0] ?? '');
   const logger = runnerLogger(io.env);
-  const { runner, reload } = await runnerFromConfig(path, io.env, logger);
-  let stopping = false;
+  // Every signal handler is in place before the start, which takes seconds (the database, the
+  // metrics port, the first forks): a SIGHUP's or SIGTERM's default action there ended the runner
+  // at once, its children left to notice the closed channel. A SIGHUP then reloads once started;
+  // a stop signal stops it, with a drain, as soon as it is up.
+  let configured: ConfiguredRunner | undefined;
+  // An object: its flags change in the signal handlers, between awaits.
+  const signals = { stopping: false, reloadWhenStarted: false };
   // Stays installed while stopping: SIGHUP's default action would end the runner mid-drain.
   const onHangup = () => {
-    if (stopping) {
-      logger.warn({ config: path }, 'SIGHUP while stopping: not reloading');
-      return;
+    if (signals.stopping) logger.warn({ config: path }, 'SIGHUP while stopping: not reloading');
+    else if (configured === undefined) {
+      if (!signals.reloadWhenStarted) logger.info({ config: path }, 'SIGHUP while starting: reloading the config once started');
+      signals.reloadWhenStarted = true;
+    } else {
+      logger.info({ config: path }, 'SIGHUP: reloading the config');
+      void configured.reload();
     }
-    logger.info({ config: path }, 'SIGHUP: reloading the config');
-    void reload();
   };
   process.on('SIGHUP', onHangup);
-
-  const signal = await untilStopSignal(
+  const stopSignal = untilStopSignal(
     logger,
     'stop signal while stopping: killing the consumers now (their rows are redelivered after the lease)',
     () => {
-      runner.kill().catch((error: unknown) => {
+      if (configured === undefined) {
+        // Still starting (a database that does not answer, say): a second signal is a way out.
+        logger.warn({}, 'second stop signal while starting: exiting now');
+        process.exit(1);
+      }
+      configured.runner.kill().catch((error: unknown) => {
         logger.error({ err: errorMessage(error) }, 'killing the consumers failed');
       });
     },
   );
-  stopping = true;
+  void stopSignal.then((signal) => {
+    signals.stopping = true;
+    if (configured === undefined) logger.info({ signal }, 'stop signal while starting: stopping as soon as the runner is up');
+  });
+  try {
+    configured = await runnerFromConfig(path, io.env, logger);
+  } catch (error) {
+    process.off('SIGHUP', onHangup);
+    throw error;
+  }
+  if (signals.reloadWhenStarted && !signals.stopping) onHangup();
+
+  const signal = await stopSignal;
   logger.info({ signal }, 'stopping: consumers drain within their graceful timeout');
-  const drained = await runner.stop();
+  const drained = await configured.runner.stop();
   process.off('SIGHUP', onHangup);
   return drained ? 0 : 1;
 }

@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 
 import { useTestDatabase } from '../support/database.js';
 import { isAlive, type RunnerProcess, runnerTestKit, scrape, total } from '../support/runner-process.js';
+import { TcpProxy } from '../support/tcp-proxy.js';
 import { waitFor } from '../support/wait-for.js';
 
 const db = useTestDatabase(import.meta.url);
@@ -153,4 +154,41 @@ describe('txoutbox run: reloads that go wrong', () => {
     assertNothingLeft(runner, 'orders');
     assert.ok(runner.logs.some((line) => line.msg.startsWith('killing every consumer process now')));
   });
+
+  // Reproduction (review finding): the handlers were installed only once the start was done, so a
+  // SIGHUP (or SIGTERM) while the runner dialled its database took the default action and ended it.
+  // A frozen proxy in front of PostgreSQL holds the start at its first query.
+  for (const signal of ['SIGHUP', 'SIGTERM'] as const) {
+    test(`a ${signal} while the runner starts is held until it is up: ${signal === 'SIGHUP' ? 'a reload' : 'a drain'}, never the default action`, async (t) => {
+      const table = `run_start_${signal.toLowerCase()}`;
+      const outbox = await prepare(table);
+      const config = writeConfig(`start-${signal}`, table, { orders: { queue: table, export: 'orders', processes: 1 } });
+      const proxy = await TcpProxy.start(Number(new URL(db.url).port));
+      t.after(() => proxy.close());
+      proxy.freeze();
+      const runner = start(config, { RUNNER_TEST_DATABASE_URL: proxy.via(db.url) });
+      await waitFor(() => proxy.connections > 0, { timeoutMs: 60_000, what: 'the runner to dial its database' });
+      runner.child.kill(signal);
+      const taken =
+        signal === 'SIGHUP'
+          ? 'SIGHUP while starting: reloading the config once started'
+          : 'stop signal while starting: stopping as soon as the runner is up';
+      await runner.waitForLog((line) => line.msg === taken, 'the signal taken while starting');
+      proxy.thaw();
+      if (signal === 'SIGHUP') {
+        await runner.waitForLog(
+          (line) => line.msg === 'SIGHUP while starting: reloading the config once started',
+          'the SIGHUP taken',
+        );
+        await whenStarted(runner, { orders: 1 });
+        await runner.waitForLog((line) => line.msg === 'config reloaded', 'the reload once started', { timeoutMs: 60_000 });
+        await publishMany(outbox, table, 5);
+        await waitFor(async () => (await handledCount('orders')) === 5, { timeoutMs: 60_000, what: 'the messages handled' });
+        runner.child.kill('SIGTERM');
+      }
+      assert.deepEqual(await exitOf(runner, 60_000), { code: 0, signal: null });
+      assert.ok(runner.logs.some((line) => line.msg === 'runner stopped'));
+      assertNothingLeft(runner, 'orders');
+    });
+  }
 });

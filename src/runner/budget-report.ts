@@ -4,8 +4,10 @@ import { errorMessage } from '../errors.js';
 import type { Logger } from '../util/logger.js';
 import { endWithin, ownConnectionConfig } from '../util/owned-pool.js';
 import { applicationName, withApplicationName } from './application-name.js';
+import { consumerPlans } from './config/consumer-plans.js';
 import type { RunnerConfig } from './config/runner-config.js';
 import { type ConfigBudget, configBudget, type ProcessBudget } from './connection-budget.js';
+import { sameSpec } from './rollout.js';
 
 /** What the server allows and uses now. */
 export interface ServerConnections {
@@ -115,4 +117,60 @@ export async function reportConnectionBudget(
     return;
   }
   logger.info(withServer, `connection budget: ${text}; ${serverText}`);
+}
+
+/** A process's connections that reach the server: all, or behind a transaction pooler its LISTEN only. */
+function serverSidePerProcess(config: RunnerConfig, perProcess: ProcessBudget): number {
+  return config.database.transactionPooling ? perProcess.listen : perProcess.total;
+}
+
+/**
+ * The most connections a reload from `running` to `next` opens before the processes it replaces
+ * close theirs, server side: a new consumer's processes, the ones a higher count adds, and for a
+ * consumer whose spec changed its probation replacement (one at a time per consumer: rollout.ts),
+ * all at once across consumers. An upper bound: a spec change and a higher count are added up.
+ */
+export function reloadSurplus(running: RunnerConfig, next: RunnerConfig): number {
+  const before = new Map(configBudget(running).served.map((entry) => [entry.name, entry]));
+  const runningPlans = consumerPlans(running);
+  const nextPlans = consumerPlans(next);
+  let surplus = 0;
+  for (const entry of configBudget(next).served) {
+    const perProcess = serverSidePerProcess(next, entry.perProcess);
+    const old = before.get(entry.name);
+    const oldTotal = old === undefined ? 0 : old.processes * serverSidePerProcess(running, old.perProcess);
+    surplus += Math.max(0, entry.processes * perProcess - oldTotal);
+    const [was, now] = [runningPlans.get(entry.name), nextPlans.get(entry.name)];
+    if (was !== undefined && now !== undefined && !sameSpec(was.spec, now.spec)) surplus += perProcess;
+  }
+  return surplus;
+}
+
+/**
+ * Before a reload rolls out: a warning when the connections it opens before the old processes
+ * close (reloadSurplus) take the server past APPROACHING_SHARE of what it allows. The start-up
+ * line judged the config alone; a rollout runs old and new processes side by side, and a server
+ * near its max_connections refused the new ones (the reload then stopped, or worse, another
+ * client of the server was refused). Silent when it fits; best effort when the server cannot be read.
+ */
+export async function reportReloadBudget(
+  running: RunnerConfig,
+  next: RunnerConfig,
+  logger: Logger,
+  read: (url: string) => Promise<ServerConnections> = readServerConnections,
+): Promise<void> {
+  const surplus = reloadSurplus(running, next);
+  if (surplus === 0) return;
+  let server: ServerConnections;
+  try {
+    server = await read(next.database.url);
+  } catch {
+    return; // the reload goes on; its own processes say what the server refuses
+  }
+  const usable = server.maxConnections - server.reserved;
+  if (server.inUse + surplus <= APPROACHING_SHARE * usable) return;
+  logger.warn(
+    { surplus, inUse: server.inUse, maxConnections: server.maxConnections, reserved: server.reserved },
+    `config reload: the rollout opens up to ${surplus} connections before the processes it replaces close theirs, taking the server to ${server.inUse + surplus} of ${usable} connections. Change fewer consumers per reload, lower processes or poolSize, put PgBouncer in front (architecture/pgbouncer.md), or raise max_connections`,
+  );
 }

@@ -1,7 +1,7 @@
 import { ConfigError, errorMessage } from '../errors.js';
 import type { Logger } from '../util/logger.js';
 import { applicationName } from './application-name.js';
-import { reportConnectionBudget } from './budget-report.js';
+import { reportConnectionBudget, reportReloadBudget } from './budget-report.js';
 import { consumerPlans } from './config/consumer-plans.js';
 import { loadRunnerConfig } from './config/load-config.js';
 import { electsQueueStateLeader } from './config/queue-state-election.js';
@@ -36,10 +36,14 @@ export async function runnerFromConfig(path: string, env: NodeJS.ProcessEnv, log
     logger,
   });
   let reloads = Promise.resolve();
+  /** What the consumers run now: the reload budget compares the next config with it. */
+  let running = config;
   const apply = async (): Promise<void> => {
     try {
       const next = await loadRunnerConfig(path, env);
+      await reportReloadBudget(running, next, logger);
       const { interrupted, failed } = await runner.reload(consumerPlans(next));
+      running = next;
       // Compared with the config the runner started with: what it holds itself never changed since.
       const restartOnly = restartOnlyChanges(config, next);
       const pending = restartOnly.length === 0 ? {} : { restartOnly };

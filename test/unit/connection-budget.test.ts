@@ -10,7 +10,13 @@ import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 
 import { ConfigError } from '../../src/errors.js';
-import { budgetText, reportConnectionBudget, type ServerConnections } from '../../src/runner/budget-report.js';
+import {
+  budgetText,
+  reloadSurplus,
+  reportConnectionBudget,
+  reportReloadBudget,
+  type ServerConnections,
+} from '../../src/runner/budget-report.js';
 import { consumerPlans } from '../../src/runner/config/consumer-plans.js';
 import { loadRunnerConfig } from '../../src/runner/config/load-config.js';
 import { electsQueueStateLeader } from '../../src/runner/config/queue-state-election.js';
@@ -254,5 +260,34 @@ describe('the start-up line', () => {
       line?.message ?? '',
       /= 15 per host; .*: 9 hosts of this config fit; through a transaction pooler: .* plus 3 direct connections per host$/,
     );
+  });
+
+  test('a reload: a warning when the connections its rollout opens before the old ones close take the server past 80 %', async () => {
+    // Reproduction (review finding): a reload was never measured against the server; old and new
+    // processes run side by side during a rollout, and a server near max_connections refused them.
+    const running = await load(config([], { emails: ['concurrency: 8'] }));
+    const sameConfig = await load(config([], { emails: ['concurrency: 8'] }));
+    assert.equal(reloadSurplus(running, sameConfig), 0, 'nothing changed: nothing opened');
+    const changed = await load(config([], { emails: ['concurrency: 8', 'maxDeliveries: 3'] }));
+    const perProcess = configBudget(changed).served[0]?.perProcess.total ?? 0;
+    assert.equal(reloadSurplus(running, changed), perProcess, "a changed spec: one probation replacement's connections");
+    const added = await load(config([], { emails: ['concurrency: 8'], stock: ['concurrency: 8'] }));
+    assert.equal(reloadSurplus(running, added), 2 * perProcess, "a new consumer: its 2 processes'");
+
+    const logger = new TestLogger();
+    await reportReloadBudget(running, added, logger, () => Promise.resolve(server(10)));
+    assert.equal(logger.entries.length, 0, 'fits: nothing said');
+    await reportReloadBudget(running, added, logger, () => Promise.resolve(server(70)));
+    const warning = logger.entries.at(-1);
+    assert.equal(warning?.level, 'warn');
+    assert.match(
+      warning?.message ?? '',
+      new RegExp(
+        `^config reload: the rollout opens up to ${2 * perProcess} connections .* taking the server to ${70 + 2 * perProcess} of 97 connections`,
+      ),
+    );
+    await reportReloadBudget(running, sameConfig, logger, () => Promise.reject(new Error('not asked')));
+    await reportReloadBudget(running, added, logger, () => Promise.reject(new Error('connect ECONNREFUSED')));
+    assert.equal(logger.entries.length, 1, 'unread server: the reload goes on without a word');
   });
 });

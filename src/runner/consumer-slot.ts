@@ -16,6 +16,15 @@ const CHILD_ENTRY = fileURLToPath(new URL(`./child/child-main${extname(fileURLTo
 /** After a child said it is consuming: how long past its ping()'s bound `ready` may take before a warning. */
 const CONSUMING_READY_MARGIN_MS = 5_000;
 
+/**
+ * After a child said it is consuming: when one that never reported ready is taken for wedged (an
+ * endless loop in a handler, a deadlock) and SIGKILLed to start again. Far past any handler that
+ * only blocks its loop for a while, which must not be killed mid-delivery; the later of 10 minutes
+ * and ten ready timeouts.
+ */
+const CONSUMING_WEDGED_MS = 600_000;
+const CONSUMING_WEDGED_TIMEOUTS = 10;
+
 /** How many distinct metrics-report problems one process has logged before the rest are not. */
 const MAX_LOGGED_METRICS_PROBLEMS = 20;
 
@@ -263,7 +272,7 @@ export class ConsumerSlot {
       // 'error', never 'exit': without this the slot stayed `starting` for good, never restarted.
       child.once('error', (error) => {
         if (child.pid !== undefined || this.#child !== child) return;
-        this.#deps.ledger.retire(id); // frees its number: a failed fork may never emit 'close'
+        this.#retire(child, id); // frees its number: a failed fork may never emit 'close'
         this.#onForkFailed(child, error);
         resolve();
       });
@@ -271,7 +280,7 @@ export class ConsumerSlot {
     // Not on 'exit': messages still in the channel are delivered after it, and a report that came
     // after retire() would be lost (the ledger ignores it; before, it resurrected the child).
     child.once('close', () => {
-      this.#deps.ledger.retire(id);
+      this.#retire(child, id);
     });
     child.on('message', (message) => {
       if (!isChildMessage(message)) return;
@@ -296,19 +305,25 @@ export class ConsumerSlot {
   }
 
   /**
-   * The child's Outbox started: its module loaded, and it is delivering. The kill timer only ever
-   * guarded a module that never finishes loading, so it ends here: a process that is consuming is
-   * never SIGKILLed for a late `ready` (mid-delivery, its rows would be handled again after the
-   * lease; and a backlog whose synchronous handlers block each new process's loop as long would
-   * have every process killed in turn). What `ready` still waits for is one ping() (PING_TIMEOUT_MS
-   * at most); past the rest of the timeout, and at least that ping's bound and a margin, it is
-   * warned of once, and the slot stays not ready until the report comes. A replacement keeps its
-   * own deadline, which stops it with a drain.
+   * The child's Outbox started: its module loaded, and it is delivering. The ready timeout guards a
+   * module that never finishes loading, so it ends here: a process that is consuming is not
+   * SIGKILLed for a `ready` that is merely late (mid-delivery, its rows would be handled again
+   * after the lease; and a backlog whose synchronous handlers block each new process's loop as
+   * long would have every process killed in turn). What `ready` still waits for is one ping()
+   * (PING_TIMEOUT_MS at most); past the rest of the timeout, and at least that ping's bound and a
+   * margin, it is warned of once, and the slot stays not ready until the report comes. Only one
+   * that has not reported ready after CONSUMING_WEDGED_MS is taken for wedged and killed. A
+   * replacement keeps its own deadline, which stops it with a drain.
    */
   #onConsuming(child: ChildProcess): void {
     if (this.#child !== child || this.#state !== 'starting' || this.#settleStart !== undefined) return;
-    const remainingMs = this.#startDeadline - performance.now();
+    const remainingMs = Math.ceil(this.#startDeadline - performance.now());
     const warnAfterMs = Math.max(remainingMs, PING_TIMEOUT_MS + CONSUMING_READY_MARGIN_MS);
+    const wedgedAfterMs = Math.max(
+      CONSUMING_WEDGED_MS,
+      CONSUMING_WEDGED_TIMEOUTS * this.#deps.policy.replacementReadyTimeoutMs,
+      warnAfterMs,
+    );
     clearTimeout(this.#startTimer);
     this.#startTimer = setTimeout(() => {
       if (this.#child !== child || this.#state !== 'starting') return;
@@ -316,22 +331,46 @@ export class ConsumerSlot {
         { consumer: this.consumer, pid: child.pid, waitedMs: Date.now() - this.#forkedAt },
         'consumer process is consuming but has not reported ready in time (its event loop blocked by synchronous handlers?); not ready until it does, not killed',
       );
+      // Re-armed, not a second timer: #onReady and the exit clear this one.
+      this.#armStartTimer(child, wedgedAfterMs - warnAfterMs, 'wedged');
     }, warnAfterMs);
   }
 
-  #armStartTimer(child: ChildProcess, timeoutMs = this.#deps.policy.replacementReadyTimeoutMs): void {
+  #armStartTimer(
+    child: ChildProcess,
+    timeoutMs = this.#deps.policy.replacementReadyTimeoutMs,
+    why: 'not loaded' | 'wedged' = 'not loaded',
+  ): void {
     clearTimeout(this.#startTimer);
     this.#startDeadline = performance.now() + timeoutMs;
     this.#startTimer = setTimeout(() => {
       if (this.#child !== child || this.#state !== 'starting') return;
       this.#deps.logger.error(
-        { consumer: this.consumer, pid: child.pid, timeoutMs },
-        'consumer process did not report ready in time (a handler module that never finishes loading?); killing it to start it again',
+        { consumer: this.consumer, pid: child.pid, timeoutMs, waitedMs: Date.now() - this.#forkedAt },
+        why === 'wedged'
+          ? 'consumer process has been consuming for 10 minutes or more without reporting ready once (a handler in an endless loop, a deadlock?); killing it to start it again'
+          : 'consumer process did not report ready in time (a handler module that never finishes loading?); killing it to start it again',
       );
       // SIGKILL: a process stuck before `ready` may not run its SIGTERM handler either. Its exit
       // restarts it with backoff; any row it had leased comes back after the lease.
       child.kill('SIGKILL');
     }, timeoutMs);
+  }
+
+  /**
+   * Folds an exited process's metrics into the runner's totals. In a listener of the child's
+   * events: a throw there would take the whole runner down, so what merging cannot take (nothing the
+   * ledger's checks let through, as far as we know) costs that process's counts and one error line.
+   */
+  #retire(child: ChildProcess, id: string): void {
+    try {
+      this.#deps.ledger.retire(id);
+    } catch (error) {
+      this.#deps.logger.error(
+        { consumer: this.consumer, pid: child.pid, err: error instanceof Error ? error.message : String(error) },
+        "could not add an exited consumer process's metrics to the runner's totals; its counts are left out",
+      );
+    }
   }
 
   /**

@@ -5,6 +5,7 @@ import { reportConnectionBudget, reportReloadBudget } from './budget-report.js';
 import { consumerPlans } from './config/consumer-plans.js';
 import { loadRunnerConfig } from './config/load-config.js';
 import { electsQueueStateLeader } from './config/queue-state-election.js';
+import type { RunnerConfig } from './config/runner-config.js';
 import { outboxConnectionOptions } from './config/validate-connection.js';
 import { restartOnlyChanges } from './restart-only-changes.js';
 import { Runner } from './runner.js';
@@ -43,7 +44,7 @@ export async function runnerFromConfig(path: string, env: NodeJS.ProcessEnv, log
       const next = await loadRunnerConfig(path, env);
       await reportReloadBudget(running, next, logger);
       const { interrupted, failed } = await runner.reload(consumerPlans(next));
-      running = next;
+      running = inEffect(running, next, failed);
       // Compared with the config the runner started with: what it holds itself never changed since.
       const restartOnly = restartOnlyChanges(config, next);
       const pending = restartOnly.length === 0 ? {} : { restartOnly };
@@ -65,4 +66,16 @@ export async function runnerFromConfig(path: string, env: NodeJS.ProcessEnv, log
     runner,
     reload: () => (reloads = reloads.then(apply)),
   };
+}
+
+/**
+ * The config the processes run after a reload to `next`: a consumer or relay whose rollout failed
+ * keeps its previous entry, as Runner.reload keeps its previous plan. The next reload's budget
+ * (reportReloadBudget) compares with this: with `next` a retried rollout looked like no change.
+ */
+function inEffect(running: RunnerConfig, next: RunnerConfig, failed: readonly string[]): RunnerConfig {
+  if (failed.length === 0) return next;
+  const kept = <T>(nextEntries: ReadonlyMap<string, T>, runningEntries: ReadonlyMap<string, T>): ReadonlyMap<string, T> =>
+    new Map([...nextEntries].map(([name, entry]) => [name, failed.includes(name) ? (runningEntries.get(name) ?? entry) : entry]));
+  return { ...next, consumers: kept(next.consumers, running.consumers), relays: kept(next.relays, running.relays) };
 }

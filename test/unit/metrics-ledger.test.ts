@@ -148,8 +148,12 @@ describe('MetricsLedger', () => {
       { name: 'bad_value', help: 'x', type: 'gauge', aggregator: 'sum', values: [{ value: 'many', labels: {} }] },
       { name: 'bad_labels', help: 'x', type: 'gauge', aggregator: 'sum', values: [{ value: 1, labels: { a: {} } }] },
       null,
+      // Review findings: a name prom-client's plain-object registry already "has", and one name twice.
+      { name: 'constructor', help: 'x', type: 'counter', aggregator: 'sum', values: [{ value: 1, labels: {} }] },
+      { name: 'handled_total', help: 'x', type: 'histogram', aggregator: 'sum', values: [] },
     ]);
-    assert.equal(problems.length, 6, problems.join('\n'));
+    assert.equal(problems.length, 8, problems.join('\n'));
+    assert.match(problems.join('\n'), /"handled_total" is reported twice/);
     assert.match(problems.join('\n'), /"no_values"/);
     assert.equal(await sample(ledger, 'handled_total', { handler: 'orders' }), 4);
     const names = (await ledger.merged().getMetricsAsJSON()).map((m) => m.name).sort();

@@ -220,6 +220,17 @@ describe('loadRunnerConfig: ${ENV} interpolation', () => {
       issueAt(error, 'consumers.orders.queues'),
       /got 2024.*\$\{QUEUE\} was read as a number; to keep its text, quote it: "\$\{QUEUE\}"/,
     );
+    // Only where the type is the problem: a number out of range says nothing of quotes...
+    const outOfRange = await configError(configFile(yaml(['processes: ${PROCESSES}'])), { PROCESSES: '0' });
+    assert.doesNotMatch(issueAt(outOfRange, 'consumers.orders.processes'), /quote/);
+    // ...and a quoted number where a number is expected says to unquote it.
+    const quotedPort = await configError(configFile(yaml([], ['metrics:', '  prometheus:', '    port: "${METRICS_PORT}"'])), {
+      METRICS_PORT: '9500',
+    });
+    assert.match(
+      issueAt(quotedPort, 'metrics.prometheus.port'),
+      /got "9500" \("\$\{METRICS_PORT\}" is quoted, so it stays text; write it unquoted, \$\{METRICS_PORT\}, to read it as a number\)/,
+    );
   });
 
   test('the environment can supply the whole URL', async () => {

@@ -175,6 +175,30 @@ describe('ConsumerSlot: the ready timeout of a first start', () => {
     assert.deepEqual(child.signals, ['SIGTERM']);
   });
 
+  test('a consuming child that never reports ready (wedged: an endless loop, a deadlock) is killed after 10 minutes, and started again', async (t) => {
+    // Review finding: with the warn-only timer alone such a child stayed `starting` for good.
+    t.mock.timers.enable({ apis: ['setTimeout'] });
+    const lines: Logged[] = [];
+    const child = new FakeChild();
+    const slot = slotWith(child, { replacementReadyTimeoutMs: 12_000 }, recordingLogger(lines));
+    slot.start();
+    child.consuming();
+    t.mock.timers.tick(12_000); // the warning (mocked timers: a timer set in a callback counts from the tick's end)
+    t.mock.timers.tick(587_000);
+    assert.deepEqual(child.signals, [], 'not before 10 minutes');
+    t.mock.timers.tick(1_000);
+    assert.deepEqual(child.signals, ['SIGKILL']);
+    assert.match(
+      lines
+        .filter((l) => l.level === 'error')
+        .map((l) => l.msg)
+        .join('\n'),
+      /without reporting ready once .*killing it/,
+    );
+    t.mock.timers.reset();
+    await slot.stop();
+  });
+
   test('a consuming child whose ready comes long after the timeout (its loop blocked by synchronous handlers) is warned of, never killed', async (t) => {
     // Reproduction (review finding): it was SIGKILLed at the extended timeout, mid-delivery, and
     // a backlog that blocked each new process as long had every one of them killed in turn.

@@ -36,6 +36,9 @@ export const ENTRY_FIELDS = { id: 'id', payload: 'payload', headers: 'headers' }
  */
 const REFUSED_REPLIES = new Set(['WRONGTYPE', 'NOPERM']);
 
+/** ROLE's replies for a user whose ACL refuses it, or a server or proxy that does not know it. */
+const ROLE_REFUSED = /^(NOPERM|ERR unknown command)/;
+
 /**
  * Relays rows to Redis Streams (architecture/relay.md, "Redis Streams sink"): one
  * `XADD <stream> [MAXLEN ~ n] * id <messageId> payload <bytes> headers <json>` per row, resolved by
@@ -113,7 +116,9 @@ export function createRedisStreamSink(resolved: ResolvedRedisStreamOptions, load
         const [role] = await client.role();
         return role === 'master';
       } catch (error) {
-        if (!(error instanceof Error && error.name === 'ReplyError')) throw error;
+        // Only a refusal that will not change: a BUSY script or a proxy's passing error is a
+        // failed check now, not a reason to stop asking ROLE (and to miss a demotion) for good.
+        if (!(error instanceof Error && error.name === 'ReplyError' && ROLE_REFUSED.test(error.message))) throw error;
         roleRefused = true;
       }
     }

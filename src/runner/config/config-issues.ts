@@ -9,6 +9,9 @@ export function isSection(value: unknown): value is Section {
 
 const PLAIN_KEY = /^[A-Za-z0-9_-]+$/;
 
+/** An expectation a number or a boolean meets (integer, port, `true or false`, a duration, a count). */
+const NUMERIC_OR_BOOLEAN = /\b(integer|number|true or false|boolean|duration|milliseconds)\b/i;
+
 /** `consumers` + `orders` → `consumers.orders`; list items are `queues[1]`, odd keys `consumers["a.b"]`. */
 export function childPath(parent: string, key: string | number): string {
   if (typeof key === 'number') return `${parent}[${key}]`;
@@ -24,8 +27,11 @@ export class ConfigIssues {
   readonly #issues: ConfigIssue[] = [];
   readonly #paths = new Set<string>();
   readonly #secrets = new Set<string>();
-  /** Paths whose value a plain `${VAR}` typed (interpolate-env.ts) → the reference and its type. */
-  readonly #typedFromEnv = new Map<string, { readonly reference: string; readonly as: string }>();
+  /** Whole `${VAR}` values and how interpolation read them (interpolate-env.ts), by path: see #envHint. */
+  readonly #fromEnv = new Map<
+    string,
+    { readonly reference: string; readonly as: 'a number' | 'a boolean'; readonly quoted: boolean }
+  >();
 
   get count(): number {
     return this.#issues.length;
@@ -49,24 +55,34 @@ export class ConfigIssues {
   }
 
   /**
-   * `reference` (a whole plain `${VAR}`) at `path` was typed `as` a number or a boolean. An issue
-   * at that path, or at a section or list holding it, says so and how to keep the text: the
-   * value's own text is a digit string, and "expected a string, got 2024" alone does not explain.
+   * A whole `${VAR}` at `path` whose text reads as a number or a boolean: typed so when plain, kept
+   * text when quoted. An issue there that shows the value then says which way it was read and how
+   * to write it the other way: "expected a string, got 2024" alone does not say why.
    */
-  typedFromEnv(path: string, reference: string, as: string): void {
-    this.#typedFromEnv.set(path, { reference, as });
+  fromEnv(path: string, reference: string, as: 'a number' | 'a boolean', quoted: boolean): void {
+    this.#fromEnv.set(path, { reference, as, quoted });
   }
 
   add(path: string, message: string): void {
     if (this.#paths.has(path)) return;
     this.#paths.add(path);
-    this.#issues.push({ path, message: message + this.#typedHint(path) });
+    this.#issues.push({ path, message: message + this.#envHint(path, message) });
   }
 
-  #typedHint(path: string): string {
-    for (const [typedPath, { reference, as }] of this.#typedFromEnv) {
-      const within = typedPath === path || typedPath.startsWith(`${path}.`) || typedPath.startsWith(`${path}[`);
-      if (within) return ` (${reference} was read as ${as}; to keep its text, quote it: "${reference}")`;
+  /**
+   * The hint for an issue whose value came from a whole `${VAR}`, when the issue is about its type:
+   * a plain one typed as a number or boolean where the expectation is not one (the value itself, or
+   * an item of the list the issue is about), or a quoted one kept text where it is.
+   */
+  #envHint(path: string, message: string): string {
+    if (!/\bgot\b/.test(message)) return '';
+    const wantsScalar = NUMERIC_OR_BOOLEAN.test(message.slice(0, message.lastIndexOf('got')));
+    for (const [at, { reference, as, quoted }] of this.#fromEnv) {
+      const item = at === path || (at.startsWith(`${path}[`) && !at.slice(path.length + 1).includes('.'));
+      if (!item) continue;
+      if (!quoted && !wantsScalar) return ` (${reference} was read as ${as}; to keep its text, quote it: "${reference}")`;
+      if (quoted && wantsScalar && at === path)
+        return ` ("${reference}" is quoted, so it stays text; write it unquoted, ${reference}, to read it as ${as})`;
     }
     return '';
   }

@@ -11,8 +11,9 @@ import { childPath, type ConfigIssues, isSection } from './config-issues.js';
  * boolean. A quoted one (`queue: "${QUEUE}"`, a QuotedReference from the YAML parser) stays text
  * whatever its value, and so does a reference inside a longer string. So does an integer past
  * 2^53 − 1: as a number it would change (a 20-digit token in `${API_TOKEN}` came out as
- * 12345678901234567000), and no option takes a number that large. A typed value is noted on the
- * issues: one found at its path says the variable was read as a number and to quote it.
+ * 12345678901234567000), and no option takes a number that large. A whole reference whose text
+ * reads as a number or boolean is noted on the issues, quoted or not: an issue about its type then
+ * says how it was read and how to write it the other way.
  */
 
 /** A quoted YAML scalar that is exactly one reference: its value stays text. */
@@ -68,10 +69,10 @@ function interpolateString(
     issues.add(path, problems.join('; '));
     return text;
   }
-  if (!typeWhole || !WHOLE_REFERENCE.test(text)) return result;
+  if (!WHOLE_REFERENCE.test(text)) return result;
   const value = typed(result);
-  if (typeof value !== 'string') issues.typedFromEnv(path, text, typeof value === 'number' ? 'a number' : 'a boolean');
-  return value;
+  if (typeof value !== 'string') issues.fromEnv(path, text, typeof value === 'number' ? 'a number' : 'a boolean', !typeWhole);
+  return typeWhole ? value : result;
 }
 
 /** A copy of `value` with every string interpolated; problems go to `issues` (the raw string stays). */

@@ -35,10 +35,17 @@ export function checkSnapshot(value: unknown): CheckedSnapshot {
   if (!Array.isArray(value)) return { metrics: undefined, problems: ['the report is not a list of metrics: left out whole'] };
   const metrics: MetricSnapshot[] = [];
   const problems: string[] = [];
+  const names = new Set<string>();
   for (const entry of value as unknown[]) {
     const problem = problemOf(entry);
-    if (problem === undefined) metrics.push(entry as MetricSnapshot);
-    else problems.push(problem);
+    if (problem !== undefined) problems.push(problem);
+    else if (names.has((entry as MetricSnapshot).name)) {
+      // A registry never holds two; merged, a second of another type made a family of two types.
+      problems.push(`metric ${JSON.stringify((entry as MetricSnapshot).name)} is reported twice: the second left out`);
+    } else {
+      names.add((entry as MetricSnapshot).name);
+      metrics.push(entry as MetricSnapshot);
+    }
   }
   return { metrics, problems };
 }
@@ -49,6 +56,9 @@ function problemOf(entry: unknown): string | undefined {
   const name = typeof metric.name === 'string' ? metric.name : undefined;
   const called = name === undefined ? 'a metric without a name' : `metric ${JSON.stringify(name)}`;
   if (name === undefined || !METRIC_NAME.test(name)) return `${called}: not a valid Prometheus metric name; left out`;
+  // prom-client keeps a registry's metrics in a plain object: `constructor` or `toString` reads as
+  // registered already, and its registerMetric() threw at every scrape and in retire().
+  if (name in Object.prototype) return `${called}: a name prom-client cannot register (an Object.prototype property); left out`;
   if (typeof metric.help !== 'string') return `${called}: its help is not a string; left out`;
   if (typeof metric.type !== 'string' || !TYPES.has(metric.type))
     return `${called}: unknown type ${describe(metric.type)}; left out`;

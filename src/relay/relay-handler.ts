@@ -6,6 +6,7 @@ import type { Emit } from '../instrumentation/recorders.js';
 import type { Handler, Message } from '../subscriber/message.js';
 import { RelayBatches } from './relay-batches.js';
 import type { RelayMessage, RelaySink } from './sink.js';
+import { abortable } from './sinks/abortable.js';
 
 /**
  * The row as the sink gets it: the stored bytes and headers, and a message id stable across
@@ -77,7 +78,9 @@ export function relayHandler({ sink, table, sourceId, subscriber, emit }: RelayH
       batch?.settle(outcome, now);
     };
     try {
-      await sink.send(relayed, { signal: ctx.signal });
+      // Raced with the signal too: a sink that ignores it (a custom one) held the report (and the
+      // batch's event) past the delivery's timeout or stop(), and its late success read as confirmed.
+      await abortable(sink.send(relayed, { signal: ctx.signal }), ctx.signal);
     } catch (error) {
       const refused = isRefusal(error);
       report(refused ? 'refused' : 'failed', error);

@@ -105,6 +105,28 @@ describe('outbox.relay', () => {
     await outbox.stop();
   });
 
+  test('a sink that ignores the abort signal: the delivery is reported failed at its timeout, its batch event comes, stop() is bounded', async () => {
+    // Review finding: the relay awaited the send itself, so a custom sink that never settled held
+    // the report and the batch's event for good, and a late success read as confirmed.
+    const table = 'relay_ignores_signal';
+    const log = new EventLog();
+    const outbox = newOutbox({ pool: db.pool, table, recorder: log.recorder });
+    await outbox.migrate();
+    const deaf: RelaySink = { name: 'deaf', send: () => new Promise<void>(() => undefined), close: () => Promise.resolve() };
+    outbox.relay('orders', deaf, { ...FAST_POLL, handlerTimeoutMs: 300, retry: new ConstantRetry({ delayMs: 60_000 }) });
+    outbox.start();
+    await inTransaction(db.pool, (client) => outbox.publish(client, 'orders', { order: 1 }));
+    await waitFor(() => log.of('relayed').length === 1, { what: 'the delivery reported', timeoutMs: 10_000 });
+    assert.equal(log.of('relayed')[0]?.outcome, 'failed');
+    await waitFor(() => log.of('relay_batch').length === 1, { what: 'the batch event' });
+    assert.deepEqual(
+      log.of('relay_batch').map((e) => [e.messages, e.confirmed, e.failed]),
+      [[1, 0, 1]],
+    );
+    assert.equal((await rows(table)).length, 1, 'kept for its retry');
+    await outbox.stop();
+  });
+
   test("a key's rows go to the broker one at a time, in order; other keys in parallel", async () => {
     const table = 'relay_ordering';
     const outbox = newOutbox({ pool: db.pool, table });

@@ -6,6 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { createHmac, timingSafeEqual } from 'node:crypto';
+import type http from 'node:http';
 import { after, before, test } from 'node:test';
 import { inspect } from 'node:util';
 
@@ -194,7 +195,7 @@ test('receiver stopped mid-stream and restarted: sends fail retryably within the
   );
 });
 
-test('answers: 2xx delivers, 4xx refuses with the status and a bounded excerpt, 5xx/408/409/425/429 retry, 3xx is refused and never followed', async () => {
+test('answers: 2xx delivers, 4xx refuses with the status and a bounded excerpt, 5xx/3xx/401/403/404/405/408/409/421/425/429 retry, 3xx is never followed', async () => {
   receiver.answer = (request, response) => {
     const match = /^\/status\/(\d+)/.exec(request.path);
     const status = Number(match?.[1] ?? 204);
@@ -233,7 +234,7 @@ test('answers: 2xx delivers, 4xx refuses with the status and a bounded excerpt, 
 
     // 401, 403 and 404 concern the endpoint, not the row (a token that expired, a route missing
     // during a deploy): retried, or every row of the backlog would be dead-lettered meanwhile.
-    for (const want of ['500', '502', '503', '504', '408', '409', '425', '429', '401', '403', '404']) {
+    for (const want of ['500', '502', '503', '504', '408', '409', '425', '429', '401', '403', '404', '405', '421']) {
       const error = await rejection(send(want));
       assert.ok(error instanceof WebhookUnavailableError && error instanceof SinkUnavailableError, `${want}: ${String(error)}`);
       assert.equal(error.status, Number(want));
@@ -244,9 +245,11 @@ test('answers: 2xx delivers, 4xx refuses with the status and a bounded excerpt, 
     assert.match(throttled.message, /HTTP 429 Too Many Requests \(Retry-After 30 s; the relay's retry strategy decides when\)$/);
     assert.match((await rejection(send('500'))).message, /answered HTTP 500 Internal Server Error: database down$/);
 
+    // A redirect concerns the endpoint (a load balancer moved to https, a trailing-slash rule):
+    // retried, never followed. Refused before (review finding), it dead-lettered the whole backlog.
     for (const want of ['301', '302', '303', '307', '308']) {
       const error = await rejection(send(want));
-      assert.ok(error instanceof SinkRefusedError, `${want}: ${String(error)}`);
+      assert.ok(error instanceof SinkUnavailableError, `${want}: ${String(error)}`);
       assert.match(
         error.message,
         /redirecting to http:\/\/127\.0\.0\.1:1\/followed$/,
@@ -284,7 +287,7 @@ test('a receiver that never answers: the send rejects retryably at timeoutMs, or
     const webhook = sink({ url: receiver.url('/silent'), timeoutMs: 300 });
     const timedOut = await rejection(webhook.send(relayMessage(), { signal: never }));
     assert.ok(timedOut instanceof SinkUnavailableError, String(timedOut));
-    assert.match(timedOut.message, /POST http:\/\/127\.0\.0\.1:\d+\/silent: no complete answer within 300 ms$/);
+    assert.match(timedOut.message, /POST http:\/\/127\.0\.0\.1:\d+\/silent: no answer within 300 ms$/);
 
     const patient = sink({ url: receiver.url('/silent'), timeoutMs: 600_000 });
     const controller = new AbortController();
@@ -322,6 +325,46 @@ test('a receiver that never answers: the send rejects retryably at timeoutMs, or
       process.off('warning', onWarning);
     }
   } finally {
+    receiver.answer = (_request, response) => response.writeHead(204).end();
+  }
+});
+
+test('the status line decides: a 2xx whose body never ends is delivered; a refusal whose body never ends is refused with what came; the agent queue is not timed', async () => {
+  // Review findings: the send waited for the whole body, so a receiver that answered 200 and
+  // streamed (or never ended) its body had the delivered row sent again on every backoff; and the
+  // timer ran while the request waited for a socket behind maxSockets slow ones.
+  const open: http.ServerResponse[] = [];
+  receiver.answer = (request, response) => {
+    if (request.path === '/slow') {
+      setTimeout(() => response.writeHead(204).end(), 400);
+      return;
+    }
+    response.writeHead(request.path === '/refuse' ? 422 : 200, { 'content-type': 'text/plain' });
+    response.write('partial answer ');
+    open.push(response); // never ended
+  };
+  try {
+    const webhook = sink({ url: receiver.url('/{headers.path}'), timeoutMs: 2_000 });
+    const started = Date.now();
+    await webhook.send(relayMessage({ headers: { path: 'stream' } }), { signal: never });
+    assert.ok(Date.now() - started < 1_500, 'resolved on the status line, not at the timeout');
+    const refused = await rejection(webhook.send(relayMessage({ headers: { path: 'refuse' } }), { signal: never }));
+    assert.ok(refused instanceof SinkRefusedError, String(refused));
+    assert.match(refused.message, /answered HTTP 422 Unprocessable Entity: partial answer$/);
+
+    // One socket, four sends of 400 ms each: the last waits ~1.2 s for the socket, past its own
+    // 1 s bound, and is still sent.
+    const queued = sink({ url: receiver.url('/slow'), timeoutMs: 1_000, maxSockets: 1 });
+    const outcomes = await Promise.allSettled(
+      relayMessages(4, { firstId: 700 }).map((message) => queued.send(message, { signal: never })),
+    );
+    assert.deepEqual(
+      outcomes.map((outcome) => outcome.status),
+      ['fulfilled', 'fulfilled', 'fulfilled', 'fulfilled'],
+      outcomes.map((outcome) => (outcome.status === 'rejected' ? String(outcome.reason) : 'ok')).join('; '),
+    );
+  } finally {
+    for (const response of open) response.destroy();
     receiver.answer = (_request, response) => response.writeHead(204).end();
   }
 });
@@ -387,6 +430,13 @@ test('URLs per row: values are percent-encoded into their component, unroutable 
     ftp.message,
     /url for message txoutbox\.outbox:1 is "ftp:\/\/files\.example\/x": not an http:\/\/ or https:\/\/ URL/,
   );
+
+  // Credentials that are not valid percent-encoding: refused, not sent without them (a 401 for good).
+  const badUserinfo = sink({ url: () => `http://fn:%zz-secret@127.0.0.1:${receiver.port}/fn` });
+  const undecodable = await rejection(badUserinfo.send(relayMessage(), { signal: never }));
+  assert.ok(undecodable instanceof SinkRefusedError, String(undecodable));
+  assert.match(undecodable.message, /not valid percent-encoding/);
+  assert.doesNotMatch(undecodable.message, /zz-secret/);
 
   const withUserinfo = sink({ url: `http://alice:${ENCODED_PASSWORD}@127.0.0.1:${receiver.port}/auth/{queue}` });
   await withUserinfo.send(relayMessage(), { signal: never });
@@ -473,8 +523,15 @@ test('no secret, URL password or Authorization value appears in any error the si
 });
 
 test('check(): with healthUrl, up while it answers 2xx and down while it does not; without one, no check()', async () => {
-  const webhook = sink({ url: receiver.url('/x'), healthUrl: receiver.url('/health'), timeoutMs: 1_000 });
+  const webhook = sink({
+    url: receiver.url('/x'),
+    healthUrl: receiver.url('/health'),
+    timeoutMs: 1_000,
+    headers: { 'X-Api-Key': 'k-1' },
+  });
   assert.equal(await webhook.check?.(), true);
+  // The headers option goes with the check as with every send (a gateway's API key on every route).
+  assert.equal(header(receiver.requests.at(-1)!, 'x-api-key'), 'k-1');
   receiver.answer = (_request, response) => response.writeHead(503).end();
   assert.equal(await webhook.check?.(), false);
   receiver.answer = (_request, response) => response.writeHead(204).end();

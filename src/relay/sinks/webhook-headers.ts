@@ -79,3 +79,15 @@ export function webhookHeaders(message: RelayMessage, authorization: string | un
   if (plan.sign !== undefined) headers[plan.signatureHeader] = plan.sign(message.payload);
   return headers;
 }
+
+/**
+ * The health check's headers: the `headers` option and the user agent, as every send carries them
+ * (a gateway that wants its API key on every route answered the check 401, so /readyz stayed down
+ * while sends passed), and the health URL's own credentials over them.
+ */
+export function healthHeaders(authorization: string | undefined, fixed: ReadonlyMap<string, string>): OutgoingHttpHeaders {
+  const headers: OutgoingHttpHeaders = { 'user-agent': USER_AGENT };
+  for (const [name, value] of fixed) headers[name] = isPlainHeaderValue(value) ? value : percentEncode(value);
+  if (authorization !== undefined) headers.authorization = authorization;
+  return headers;
+}

@@ -26,12 +26,17 @@ export interface WebhookSinkOptions {
   readonly secret?: string | Buffer | readonly (string | Buffer)[];
   /** @default 'X-Txoutbox-Signature' */
   readonly signatureHeader?: string;
-  /** Per request: connecting, sending and the whole answer. Milliseconds. @default 10000 */
+  /**
+   * Per request, from the moment it has a socket: connecting, sending and the answer's status line
+   * (and a refusal's excerpt). Not the wait for a free socket behind `maxSockets`. Milliseconds.
+   * @default 10000
+   */
   readonly timeoutMs?: number;
   /**
    * Statuses that refuse the row for good (SinkRefusedError: the DLQ with the status). Every other
    * non-2xx status is retried. A list of statuses (300–599), or a predicate over the status.
-   * @default every 3xx, and every 4xx but 401, 403, 404 (they concern the endpoint), 408, 409, 425 and 429
+   * @default every 4xx but 401, 403, 404, 405, 421 (they concern the endpoint), 408, 409, 425 and 429;
+   * a 3xx is retried (never followed), as it concerns the endpoint too
    */
   readonly terminalStatuses?: readonly number[] | ((status: number) => boolean);
   /** Sockets per origin (keep-alive); more concurrent sends wait for one. @default 64 */

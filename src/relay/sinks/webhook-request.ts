@@ -10,6 +10,8 @@ export interface WebhookResponse {
   readonly location: string | undefined;
   /** The body's first bytes when the status is not 2xx (for the error's excerpt); empty otherwise. */
   readonly excerpt: Buffer;
+  /** The body went on past the excerpt (EXCERPT_READ_BYTES) or was not read to its end. */
+  readonly excerptCut: boolean;
 }
 
 /** Why a request ended without an answer; the sink words the error (these never hold credentials). */
@@ -58,9 +60,22 @@ export class WebhookAgents {
 }
 
 /**
- * One request, ended within `timeoutMs` (connecting, sending and the whole answer) or when `signal`
- * aborts, whichever comes first. Redirects are not followed (node:http never does). Resolves with
- * any status; rejects with a RequestFailure when no complete answer came.
+ * How long a 2xx answer's body may take to end once the status decided the send: it is drained for
+ * the socket's reuse, and a body that does not end by then (a receiver that streams, or never ends
+ * its answer) has its socket closed instead of holding it.
+ */
+const BODY_GRACE_MS = 1_000;
+
+const NO_BYTES = Buffer.alloc(0);
+
+/**
+ * One request, ended within `timeoutMs` of getting its socket (connecting, sending and the answer's
+ * status line; then for a refusal, its excerpt) or when `signal` aborts, whichever comes first.
+ * The wait for a free socket in the agent's queue is not counted: the relay's lease bounds it, and
+ * counted, requests timed out unsent behind `maxSockets` slow ones, blamed on the receiver.
+ * Redirects are not followed (node:http never does). Resolves with any status once the status line
+ * came (a 2xx at once: the receiver decided, and a body it never ends no longer fails a delivered
+ * row); rejects with a RequestFailure when no status came.
  */
 export function exchange(args: {
   readonly agents: WebhookAgents;
@@ -78,6 +93,8 @@ export function exchange(args: {
       return;
     }
     const { request: send, agent } = args.agents.for(args.url);
+    /** Set once the status line came: what the timer resolves with instead of failing. */
+    let answered: (() => void) | undefined;
     // The request first, the timer and the abort watch after: http.request throws synchronously for
     // what it cannot send (a header value with CR LF, a bad path), and a timer armed before it would
     // fire into settle() with stopListening uninitialised, an uncaught ReferenceError.
@@ -85,40 +102,53 @@ export function exchange(args: {
     try {
       request = send(args.url, { method: args.method, headers: args.headers, agent }, (response) => {
         const status = response.statusCode ?? 0;
-        const keep = status >= 200 && status < 300 ? 0 : EXCERPT_READ_BYTES;
         const chunks: Buffer[] = [];
-        let kept = 0;
-        response.on('data', (chunk: Buffer) => {
-          if (kept >= keep) return;
-          chunks.push(chunk.subarray(0, keep - kept));
-          kept += Math.min(chunk.length, keep - kept);
-        });
-        response.on('end', () => {
+        let cut = false;
+        const finish = (): void => {
           settle(() => {
             resolve({
               status,
               statusText: response.statusMessage ?? '',
               retryAfter: header(response.headers['retry-after']),
               location: header(response.headers.location),
-              excerpt: Buffer.concat(chunks),
+              excerpt: chunks.length === 0 ? NO_BYTES : Buffer.concat(chunks),
+              excerptCut: cut || !response.complete,
             });
           });
+        };
+        // The status decides; a broken or endless body after it changes nothing.
+        response.on('error', () => undefined);
+        if (status >= 200 && status < 300) {
+          finish();
+          response.resume();
+          const grace = setTimeout(() => request.destroy(), BODY_GRACE_MS);
+          response.once('close', () => {
+            clearTimeout(grace);
+          });
+          return;
+        }
+        answered = finish;
+        let kept = 0;
+        response.on('data', (chunk: Buffer) => {
+          if (kept >= EXCERPT_READ_BYTES) return;
+          if (chunk.length > EXCERPT_READ_BYTES - kept) cut = true;
+          chunks.push(chunk.subarray(0, EXCERPT_READ_BYTES - kept));
+          kept += Math.min(chunk.length, EXCERPT_READ_BYTES - kept);
+          if (kept < EXCERPT_READ_BYTES) return;
+          cut = true;
+          // Enough for the excerpt: the rest is not waited for.
+          finish();
+          request.destroy();
         });
-        response.on('error', (error) => {
-          fail(new RequestFailure('network', `the answer (HTTP ${status}) broke off: ${error.message}`, error));
-        });
-        response.on('close', () => {
-          if (!response.complete) fail(new RequestFailure('network', `the answer (HTTP ${status}) broke off`));
-        });
+        response.on('end', finish);
+        response.on('close', finish);
       });
     } catch (error) {
       const reason = error instanceof Error ? error.message : String(error);
       reject(new RequestFailure('invalid', `the request could not be made: ${reason}`, error));
       return;
     }
-    const timer = setTimeout(() => {
-      fail(new RequestFailure('timeout', `no complete answer within ${args.timeoutMs} ms`));
-    }, args.timeoutMs);
+    let timer: NodeJS.Timeout | undefined;
     let settled = false;
     const settle = (finish: () => void): void => {
       if (settled) return;
@@ -138,6 +168,16 @@ export function exchange(args: {
     };
 
     const stopListening = signal === undefined ? () => undefined : whenAborted(signal, onAbort);
+    request.once('socket', () => {
+      if (settled) return;
+      timer = setTimeout(() => {
+        if (answered === undefined) fail(new RequestFailure('timeout', `no answer within ${args.timeoutMs} ms`));
+        else {
+          answered();
+          request.destroy();
+        }
+      }, args.timeoutMs);
+    });
     request.on('error', (error) => {
       fail(new RequestFailure('network', error.message, error));
     });

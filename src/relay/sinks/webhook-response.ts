@@ -14,16 +14,17 @@ import { maskSecrets } from '../../util/redact.js';
  * that expired or is being rotated), 404 (a route missing while the receiver deploys). Refused,
  * they would dead-letter the whole backlog in the meantime, or delete it with `dlqTable: false`.
  */
-const RETRYABLE_CLIENT_ERRORS: ReadonlySet<number> = new Set([401, 403, 404, 408, 409, 425, 429]);
+const RETRYABLE_CLIENT_ERRORS: ReadonlySet<number> = new Set([401, 403, 404, 405, 408, 409, 421, 425, 429]);
 
 /**
- * The default `terminalStatuses`: every 3xx (redirects are never followed: the signed body and the
- * credentials must not go wherever a response points, and the same URL will redirect again until
- * someone fixes the option) and every 4xx but those above: what the row itself makes the receiver
- * refuse (400, 410, 413, 422…). 5xx is retried.
+ * The default `terminalStatuses`: every 4xx but those above: what the row itself makes the
+ * receiver refuse (400, 410, 413, 422…). 5xx is retried, and so is 3xx: redirects are never
+ * followed (the signed body and the credentials must not go wherever a response points), but a
+ * redirect concerns the endpoint, as 405 Method Not Allowed and 421 Misdirected Request do (a load
+ * balancer moved to https, a trailing-slash rule): refused, every row of the backlog went to the
+ * DLQ (or was deleted with `dlqTable: false`) until someone fixed the url.
  */
 export function isTerminalByDefault(status: number): boolean {
-  if (status >= 300 && status < 400) return true;
   return status >= 400 && status < 500 && !RETRYABLE_CLIENT_ERRORS.has(status);
 }
 
@@ -34,11 +35,15 @@ const EXCERPT_CHARS = 200;
 /**
  * A body excerpt fit for an error message and the DLQ's last exception: one line, control
  * characters (terminal escapes included) as spaces, at most 200 characters, and any of `secrets`
- * the receiver echoed back (its Authorization header, say) masked.
+ * the receiver echoed back (its Authorization header, say) masked. A body `cut` at the read limit
+ * loses its last characters first, as many as the longest secret less one: a secret the cut
+ * split could not be masked, and collapsing whitespace could bring its start into view.
  */
-export function bodyExcerpt(body: Buffer, secrets: readonly string[]): string {
+export function bodyExcerpt(body: Buffer, secrets: readonly string[], cut: boolean): string {
+  let raw = body.toString('utf8');
+  if (cut && secrets.length > 0) raw = raw.slice(0, Math.max(0, raw.length - (Math.max(...secrets.map((s) => s.length)) - 1)));
   // eslint-disable-next-line no-control-regex -- control characters are exactly what is removed
-  let text = body.toString('utf8').replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]+/g, ' ');
+  let text = raw.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]+/g, ' ');
   text = maskSecrets(text, secrets);
   text = text.replace(/\s+/g, ' ').trim();
   return text.length > EXCERPT_CHARS ? `${text.slice(0, EXCERPT_CHARS - 1)}…` : text;

@@ -1,6 +1,6 @@
 import type { RelayMessage, RelaySink, SendContext } from '../sink.js';
 import { WebhookRefusedError, WebhookUnavailableError } from './webhook-errors.js';
-import { webhookHeaders } from './webhook-headers.js';
+import { healthHeaders, webhookHeaders } from './webhook-headers.js';
 import { resolveWebhookOptions, type WebhookSinkOptions } from './webhook-options.js';
 import { exchange, WebhookAgents, type WebhookResponse } from './webhook-request.js';
 import { bodyExcerpt, retryAfterMs } from './webhook-response.js';
@@ -93,8 +93,10 @@ export function webhookSink(options: WebhookSinkOptions): RelaySink {
 
   function describe(response: WebhookResponse, target: WebhookTarget): string {
     const { url } = target;
-    const excerpt = bodyExcerpt(response.excerpt, [...resolved.secrets, ...requestSecrets(target)]);
-    let text = `HTTP ${response.status}${response.statusText === '' ? '' : ` ${bodyExcerpt(Buffer.from(response.statusText), [])}`}`;
+    const secrets = [...resolved.secrets, ...requestSecrets(target)];
+    const excerpt = bodyExcerpt(response.excerpt, secrets, response.excerptCut);
+    // The reason phrase is the receiver's too, and may echo what it was sent.
+    let text = `HTTP ${response.status}${response.statusText === '' ? '' : ` ${bodyExcerpt(Buffer.from(response.statusText), secrets, false)}`}`;
     if (response.location !== undefined) {
       // Not followed (see isTerminalByDefault); shown so the operator can fix the url.
       let location: string;
@@ -128,7 +130,7 @@ export function webhookSink(options: WebhookSinkOptions): RelaySink {
           agents,
           url: health.url,
           method: 'GET',
-          headers: health.authorization === undefined ? {} : { authorization: health.authorization },
+          headers: healthHeaders(health.authorization, plan.fixed),
           body: undefined,
           timeoutMs: resolved.timeoutMs,
           signal: undefined,

@@ -140,6 +140,8 @@ function parseTarget(text: string, authorization: string | undefined): WebhookTa
   let auth = authorization;
   if (url.username !== '' || url.password !== '') {
     auth = basicAuthorization(`${url.username}:${url.password}`);
+    // Dropped, they sent the request unauthenticated: a 401, retried for good.
+    if (auth === undefined) return 'its user name or password is not valid percent-encoding';
     url.username = '';
     url.password = '';
   }

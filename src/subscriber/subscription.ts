@@ -661,6 +661,12 @@ export class Subscription {
         { subscriber: name, messageId: run.lease.record.id },
         'delivery did not end long after its timeout (a consume middleware that does not return): freeing its slot; the row comes back when its lease expires (an outcome written later is fenced by the lease)',
       );
+      // A transactional run may still hold its row's lock (a failed run held for its retry write):
+      // aborted, its transaction closes. Freed alone it kept the lock and its connection for good
+      // under renewal, where no lock expiry (#lockExpiry) is armed to close it.
+      if (this.#locked.has(run.lease)) {
+        run.abort(new LeaseLostError(run.lease.record.id, 'its delivery was freed as stuck with its row locked'));
+      }
       this.#finished(run);
     }
   }

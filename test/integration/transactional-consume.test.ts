@@ -396,6 +396,59 @@ describe('transactional consume', () => {
     await outbox.stop();
   });
 
+  test('with lease renewal and handlerTimeoutMs, a failed run held for its retry write whose middleware is stuck after next() is closed when its slot is freed', async () => {
+    // Review finding: under renewal no lock expiry is armed, and the stuck run's slot was freed
+    // without aborting it: the held transaction kept the row locked, and its connection, for good.
+    const table = 'tc_held_renewed';
+    const stuck = gate();
+    const afterNext = gate();
+    const stuckAfterNext = {
+      name: 'stuck-after-next',
+      consume: async (_ctx: unknown, next: () => Promise<unknown>) => {
+        await next();
+        afterNext.open();
+        await stuck.promise;
+      },
+    };
+    // queryTimeoutMs 1 s: a run is taken for stuck 3 s after its timeout (STALL_QUERY_TIMEOUTS).
+    const { outbox } = await migratedOutbox(newOutbox, db.pool, table, { middlewares: [stuckAfterNext], queryTimeoutMs: 1_000 });
+    outbox.subscribe(
+      'tc.work',
+      () => {
+        throw new Error('fails');
+      },
+      {
+        transactional: true,
+        leaseTtlMs: 1_000,
+        leaseRenewIntervalMs: 300,
+        handlerTimeoutMs: 500,
+        retry: new ConstantRetry({ delayMs: 60_000, maxAttempts: 5 }),
+        ...FAST_POLL,
+      },
+    );
+    outbox.start();
+    await publishCommitted(outbox, db.pool, 'tc.work', [{ n: 1 }]);
+    await afterNext.promise;
+    const lockable = async (): Promise<number> => {
+      const client = await db.pool.connect();
+      try {
+        await client.query('BEGIN');
+        const { rowCount } = await client.query(`SELECT id FROM ${table} WHERE queue = 'tc.work' FOR UPDATE SKIP LOCKED`);
+        return rowCount ?? 0;
+      } finally {
+        await client.query('ROLLBACK');
+        client.release();
+      }
+    };
+    assert.equal(await lockable(), 0, 'held: the row stays locked while the middleware runs');
+    await waitFor(async () => (await lockable()) === 1, {
+      timeoutMs: 10_000,
+      what: 'the held transaction closed when the stuck run was freed',
+    });
+    stuck.open();
+    await outbox.stop();
+  });
+
   test('a handler that ended the transaction itself and threw: the savepoint is gone, the retry is written through the pool', async () => {
     const table = 'tc_self_ended';
     const side = await sideTable('tc_self_ended_side');

@@ -845,11 +845,15 @@ export class Subscription {
     if (held.length === 0) return;
     try {
       const values = pairValues(held);
+      const sentTokens = held.map((lease) => lease.token);
       const sentFrom = performance.now();
       const result = await this.#deps.db.run<MatchedPair>(this.#deps.sql.renewLeases, values);
       const renewed = new Set(result.rows.map((row) => pairKey(row.id, row.token)));
       const now = performance.now();
-      for (const lease of held) {
+      for (const [index, lease] of held.entries()) {
+        // Adopted under a new token since this renewal was sent (#adoptReclaimed): the claim that
+        // gave it just leased it, and what this renewal saw of the old token says nothing.
+        if (lease.token !== sentTokens[index]) continue;
         if (renewed.has(pairKey(lease.record.id, lease.token))) {
           lease.leasedAt = now;
           lease.heldFrom = sentFrom;
@@ -859,14 +863,14 @@ export class Subscription {
         if (this.#locked.has(lease)) continue;
         // Let go since it was sent (released by stop() or as stale, acked, ended): not lost.
         const run = this.#inFlight.find(lease);
-        const index = this.#buffer.indexOf(lease);
-        if (run === undefined && index < 0) continue;
+        const buffered = this.#buffer.indexOf(lease);
+        if (run === undefined && buffered < 0) continue;
         this.#deps.logger.warn(
           { subscriber: this.options.name, messageId: lease.record.id },
           'lease renewal found the lease lost; aborting the handler',
         );
         run?.abort(new Error('lease lost'));
-        if (index >= 0) this.#buffer.splice(index, 1);
+        if (buffered >= 0) this.#buffer.splice(buffered, 1);
       }
     } catch (error) {
       this.#deps.logger.error(

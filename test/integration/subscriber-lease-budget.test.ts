@@ -9,6 +9,7 @@ import { useTestDatabase } from '../support/database.js';
 import { outboxFactory } from '../support/outboxes.js';
 import { publishCommitted, remaining } from '../support/publish.js';
 import { FAST_POLL, migratedOutbox } from '../support/subscriber-setup.js';
+import { TestLogger } from '../support/test-logger.js';
 import { waitFor } from '../support/wait-for.js';
 
 const db = useTestDatabase(import.meta.url);
@@ -247,5 +248,55 @@ describe('claimed rows run in (next_attempt_at, id) order', () => {
     outbox.start();
     await waitFor(() => order.length === 10, { what: 'all ten handled' });
     assert.deepEqual(order, [5, 6, 7, 8, 9, 0, 1, 2, 3, 4]);
+  });
+});
+
+describe('a renewal in flight while its row is adopted under a new lease', () => {
+  test('does not take the adopted lease for lost: the run goes on, runs once and is acked', async () => {
+    // Review finding: the renewal's answer was checked against the row's current token, which the
+    // adoption had changed while it was in flight: the healthy run was aborted as "lease lost".
+    // The first renewal is held until the run has adopted a re-claimed lease; the later ones fail,
+    // so the 500 ms lease runs out and the subscription's own claim re-leases the running row.
+    let releaseFirst: (() => void) | undefined;
+    const firstHeld = new Promise<void>((resolve) => {
+      releaseFirst = resolve;
+    });
+    let renewals = 0;
+    const pool = new ClaimDelayPool(
+      { connectionString: db.url, max: 4 },
+      (statement) => {
+        // As in the test above: a claim reaches the database 600 ms after it started, past the
+        // lease, so it re-leases the running row through its expired branch.
+        if (!statement.includes('_renew_')) return sleep(600);
+        renewals += 1;
+        return renewals === 1 ? firstHeld : Promise.reject(new Error('lease renewal refused (test)'));
+      },
+      undefined,
+      /claim|_renew_/,
+    );
+    db.onCleanup(() => pool.end());
+    const logger = new TestLogger();
+    const { outbox, log } = await migratedOutbox(newOutbox, pool, 'lb_renew_adopted', { logger });
+    const runs: number[] = [];
+    outbox.subscribe(
+      'renew-adopted',
+      async (message) => {
+        runs.push(message.deliveriesCount);
+        await sleep(2_500);
+      },
+      { concurrency: 2, leaseTtlMs: 500, leaseRenewIntervalMs: 200, ...FAST_POLL },
+    );
+    await publishCommitted(outbox, db.pool, 'renew-adopted', ['x']);
+    outbox.start();
+    await waitFor(() => logger.messages('warn').some((m) => m.startsWith('a claim re-leased a row this subscription holds')), {
+      what: 'the running row adopted under a new lease',
+    });
+    releaseFirst?.();
+    await log.waitFor('acked', 1, 15_000);
+    await outbox.stop();
+    assert.deepEqual(runs, [1], 'run once, by the holder');
+    assert.equal(log.of('lease_lost').length, 0);
+    assert.ok(!logger.messages('warn').some((m) => m.startsWith('lease renewal found the lease lost')));
+    assert.equal(await remaining(db.pool, 'renew-adopted', 'lb_renew_adopted'), 0);
   });
 });

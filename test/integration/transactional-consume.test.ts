@@ -88,6 +88,34 @@ async function writeEffects(side: string, holder: string, message: Message, ctx:
   await ctx.publish('tc.followup', { cause: message.id, holder });
 }
 
+/** A consume middleware that holds every run after next() until `stuck` opens; `afterNext` opens first. */
+function middlewareStuckAfterNext() {
+  const stuck = gate();
+  const afterNext = gate();
+  const stuckAfterNext = {
+    name: 'stuck-after-next',
+    consume: async (_ctx: unknown, next: () => Promise<unknown>) => {
+      await next();
+      afterNext.open();
+      await stuck.promise;
+    },
+  };
+  return { stuck, afterNext, stuckAfterNext };
+}
+
+/** How many of `queue`'s rows another transaction can lock now (0: a delivery holds them). */
+async function lockableRows(table: string, queue: string): Promise<number> {
+  const client = await db.pool.connect();
+  try {
+    await client.query('BEGIN');
+    const { rowCount } = await client.query(`SELECT id FROM ${table} WHERE queue = $1 FOR UPDATE SKIP LOCKED`, [queue]);
+    return rowCount ?? 0;
+  } finally {
+    await client.query('ROLLBACK');
+    client.release();
+  }
+}
+
 describe('transactional consume', () => {
   test('success: the side write, the follow-up (correlation-id, causation-id) and the ack commit together', async () => {
     const table = 'tc_ok';
@@ -352,102 +380,52 @@ describe('transactional consume', () => {
     assert.deepEqual(await followUps(table, 'tc.followup'), []);
   });
 
-  test("a failed run held for its retry write is still closed at its lease's end: a middleware stuck after next() keeps no lock", async () => {
-    const table = 'tc_held_abort';
-    const stuck = gate();
-    const afterNext = gate();
-    const stuckAfterNext = {
-      name: 'stuck-after-next',
-      consume: async (_ctx: unknown, next: () => Promise<unknown>) => {
-        await next();
-        afterNext.open();
-        await stuck.promise;
-      },
-    };
-    const { outbox } = await migratedOutbox(newOutbox, db.pool, table, { middlewares: [stuckAfterNext] });
-    outbox.subscribe(
-      'tc.work',
-      () => {
-        throw new Error('fails');
-      },
-      { transactional: true, leaseTtlMs: 1_000, retry: new ConstantRetry({ delayMs: 60_000, maxAttempts: 5 }), ...FAST_POLL },
-    );
-    outbox.start();
-    await publishCommitted(outbox, db.pool, 'tc.work', [{ n: 1 }]);
-    await afterNext.promise;
-    const lockable = async (): Promise<number> => {
-      const client = await db.pool.connect();
-      try {
-        await client.query('BEGIN');
-        const { rowCount } = await client.query(`SELECT id FROM ${table} WHERE queue = 'tc.work' FOR UPDATE SKIP LOCKED`);
-        return rowCount ?? 0;
-      } finally {
-        await client.query('ROLLBACK');
-        client.release();
-      }
-    };
-    assert.equal(await lockable(), 0, 'held: the row stays locked while the middleware runs');
-    // By the lease's end (1 s), well before the server's own idle bound would end it (1 s + 5 s).
-    await waitFor(async () => (await lockable()) === 1, {
-      timeoutMs: 4_000,
-      what: "the held transaction closed at the lease's end",
-    });
-    stuck.open();
-    await outbox.stop();
-  });
-
-  test('with lease renewal and handlerTimeoutMs, a failed run held for its retry write whose middleware is stuck after next() is closed when its slot is freed', async () => {
-    // Review finding: under renewal no lock expiry is armed, and the stuck run's slot was freed
-    // without aborting it: the held transaction kept the row locked, and its connection, for good.
-    const table = 'tc_held_renewed';
-    const stuck = gate();
-    const afterNext = gate();
-    const stuckAfterNext = {
-      name: 'stuck-after-next',
-      consume: async (_ctx: unknown, next: () => Promise<unknown>) => {
-        await next();
-        afterNext.open();
-        await stuck.promise;
-      },
-    };
-    // queryTimeoutMs 1 s: a run is taken for stuck 3 s after its timeout (STALL_QUERY_TIMEOUTS).
-    const { outbox } = await migratedOutbox(newOutbox, db.pool, table, { middlewares: [stuckAfterNext], queryTimeoutMs: 1_000 });
-    outbox.subscribe(
-      'tc.work',
-      () => {
-        throw new Error('fails');
-      },
-      {
-        transactional: true,
-        leaseTtlMs: 1_000,
-        leaseRenewIntervalMs: 300,
-        handlerTimeoutMs: 500,
-        retry: new ConstantRetry({ delayMs: 60_000, maxAttempts: 5 }),
-        ...FAST_POLL,
-      },
-    );
-    outbox.start();
-    await publishCommitted(outbox, db.pool, 'tc.work', [{ n: 1 }]);
-    await afterNext.promise;
-    const lockable = async (): Promise<number> => {
-      const client = await db.pool.connect();
-      try {
-        await client.query('BEGIN');
-        const { rowCount } = await client.query(`SELECT id FROM ${table} WHERE queue = 'tc.work' FOR UPDATE SKIP LOCKED`);
-        return rowCount ?? 0;
-      } finally {
-        await client.query('ROLLBACK');
-        client.release();
-      }
-    };
-    assert.equal(await lockable(), 0, 'held: the row stays locked while the middleware runs');
-    await waitFor(async () => (await lockable()) === 1, {
+  // A failed run held for its retry write, its consume middleware stuck after next(): what closes
+  // its transaction. Without renewal, the lease's end, well before the server's own idle bound
+  // (1 s + 5 s). With renewal no lock expiry is armed, and the stuck run's slot was freed without
+  // aborting it (review finding): the row stayed locked, and its connection held, for good; now it
+  // is aborted when freed (3 s after its 500 ms handlerTimeoutMs at queryTimeoutMs 1 s).
+  for (const variant of [
+    { table: 'tc_held_abort', renewal: false, timeoutMs: 4_000, closes: "at its lease's end" },
+    {
+      table: 'tc_held_renewed',
+      renewal: true,
       timeoutMs: 10_000,
-      what: 'the held transaction closed when the stuck run was freed',
+      closes: 'when its stuck run is freed (lease renewal, handlerTimeoutMs)',
+    },
+  ]) {
+    test(`a failed run held for its retry write, its middleware stuck after next(), keeps no lock: closed ${variant.closes}`, async () => {
+      const { table } = variant;
+      const { stuck, afterNext, stuckAfterNext } = middlewareStuckAfterNext();
+      const { outbox } = await migratedOutbox(newOutbox, db.pool, table, {
+        middlewares: [stuckAfterNext],
+        ...(variant.renewal ? { queryTimeoutMs: 1_000 } : {}),
+      });
+      outbox.subscribe(
+        'tc.work',
+        () => {
+          throw new Error('fails');
+        },
+        {
+          transactional: true,
+          leaseTtlMs: 1_000,
+          ...(variant.renewal ? { leaseRenewIntervalMs: 300, handlerTimeoutMs: 500 } : {}),
+          retry: new ConstantRetry({ delayMs: 60_000, maxAttempts: 5 }),
+          ...FAST_POLL,
+        },
+      );
+      outbox.start();
+      await publishCommitted(outbox, db.pool, 'tc.work', [{ n: 1 }]);
+      await afterNext.promise;
+      assert.equal(await lockableRows(table, 'tc.work'), 0, 'held: the row stays locked while the middleware runs');
+      await waitFor(async () => (await lockableRows(table, 'tc.work')) === 1, {
+        timeoutMs: variant.timeoutMs,
+        what: `the held transaction closed ${variant.closes}`,
+      });
+      stuck.open();
+      await outbox.stop();
     });
-    stuck.open();
-    await outbox.stop();
-  });
+  }
 
   test('a handler that ended the transaction itself and threw: the savepoint is gone, the retry is written through the pool', async () => {
     const table = 'tc_self_ended';

@@ -80,6 +80,8 @@ export interface HandlerTransaction {
    * ended the transaction itself): the write then goes through the pool. Without it, rollback().
    */
   holdForOutcome?(): Promise<HeldForOutcome | undefined>;
+  /** When holdForOutcome gave nothing: the handler's work undone, the row's lease refreshed, committed (or closed). */
+  endWithFreshLease?(lease: Lease): Promise<void>;
   /**
    * Whether a handler that threw `thrown` failed for the database's reasons: ctx.client's
    * connection was lost, or the server answered one of its statements with `thrown` (or its cause)
@@ -135,6 +137,7 @@ export class DeliveryTransaction implements HandlerTransaction {
   /** The row it locked, as claimed, and sql.ts `unwritten`: what a lost COMMIT's answer is checked against (transaction-outcome.ts). */
   readonly #record: ClaimedRecord;
   readonly #unwritten: Statement;
+  readonly #refreshHeldLease: Statement;
   readonly #onEnd: () => void;
   #released = false;
   /**
@@ -176,7 +179,7 @@ export class DeliveryTransaction implements HandlerTransaction {
 
   private constructor(
     db: StatementRunner,
-    { ackBatch, unwritten }: Pick<SubscriberSql, 'ackBatch' | 'unwritten'>,
+    { ackBatch, unwritten, refreshHeldLease }: Pick<SubscriberSql, 'ackBatch' | 'unwritten' | 'refreshHeldLease'>,
     record: ClaimedRecord,
     client: pg.PoolClient,
     onEnd: () => void,
@@ -190,6 +193,7 @@ export class DeliveryTransaction implements HandlerTransaction {
     this.#endedWithinMs = endedWithinMs;
     this.#ack = ackBatch;
     this.#unwritten = unwritten;
+    this.#refreshHeldLease = refreshHeldLease;
     this.#record = record;
     this.client = client;
     this.#onEnd = onEnd;
@@ -209,7 +213,7 @@ export class DeliveryTransaction implements HandlerTransaction {
    */
   static async begin(
     db: StatementRunner,
-    sql: Pick<SubscriberSql, 'ackBatch' | 'lockLease' | 'unwritten'>,
+    sql: Pick<SubscriberSql, 'ackBatch' | 'lockLease' | 'unwritten' | 'refreshHeldLease'>,
     lease: Lease,
     isolationLevel: IsolationLevel | undefined,
     onEnd: () => void,
@@ -365,6 +369,27 @@ export class DeliveryTransaction implements HandlerTransaction {
     return false;
   }
 
+  /**
+   * Ends the transaction of a failed run whose outcome is written through the pool (repeatable
+   * read, serializable: not holdable): the handler's work rolled back to its savepoint, the row's
+   * lease refreshed to the clock's now, committed. That write then comes well inside a fresh lease.
+   * A plain ROLLBACK let a claim take the row in between, its lease as old as the run when that
+   * outlived it under renewal (the write then found it gone: lease_lost, the attempt unrecorded).
+   * Closed as before when it cannot be done (the savepoint gone, a serializable COMMIT refused).
+   * Never throws.
+   */
+  async endWithFreshLease(lease: Lease): Promise<void> {
+    if (this.#released) return;
+    try {
+      await this.client.query(this.#db.bounded({ text: BACK_TO_HANDLER_SAVEPOINT }));
+      await this.#db.runOn(this.client, this.#refreshHeldLease, [lease.record.id, lease.token]);
+      await this.client.query(this.#db.bounded({ text: 'COMMIT' }));
+      this.#release(undefined);
+    } catch (error) {
+      this.destroy(error);
+    }
+  }
+
   /** ROLLBACK and back to the pool; the connection is destroyed when that fails. Never throws. */
   async rollback(): Promise<void> {
     if (this.#released) return;
@@ -511,7 +536,8 @@ export async function runInTransaction(
       // then found it gone (lease_lost: the failure unrecorded, no backoff).
       const held = abandoned() ? undefined : await transaction.holdForOutcome?.();
       if (held === undefined) {
-        await transaction.rollback();
+        if (!abandoned() && transaction.endWithFreshLease !== undefined) await transaction.endWithFreshLease(lease);
+        else await transaction.rollback();
         return result;
       }
       // Still closed by an abort (the lease's end, stop() giving up) while held: through the

@@ -94,6 +94,13 @@ export interface SubscriberSql {
    * that id may name another transaction).
    */
   readonly unwritten: Statement;
+  /**
+   * $1 id, $2 token. Inside a failed transactional run's transaction (repeatable read,
+   * serializable: its retry is written through the pool): the lease's time set to the clock's now
+   * (`now()` is the transaction's start, as old as the run), so the row cannot be claimed before
+   * that write lands (delivery-transaction.ts endWithFreshLease).
+   */
+  readonly refreshHeldLease: Statement;
 }
 
 /**
@@ -425,6 +432,10 @@ RETURNING t.id::text AS id`,
     lockLease: statement(
       'lock_lease',
       `SELECT id::text AS id FROM ${t} WHERE id = $1::bigint AND acquired_token = $2::uuid FOR UPDATE`,
+    ),
+    refreshHeldLease: statement(
+      'refresh_held',
+      `UPDATE ${t} SET acquired_at = clock_timestamp() WHERE id = $1::bigint AND ${TOKEN_FENCE}`,
     ),
     unwritten: statement(
       'unwritten',

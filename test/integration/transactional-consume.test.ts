@@ -641,6 +641,68 @@ describe('transactional consume', () => {
     assert.equal(await remaining(db.pool, 'tc.work', table), 1, 'the row keeps its lease, for redelivery after expiry');
   });
 
+  test('repeatable read with lease renewal: a failed run that outlived its lease keeps its row until its retry, written through the pool, lands', async () => {
+    // Review finding: under repeatable read (not holdable) the run rolled back and then wrote its
+    // retry through the pool; with its lease as old as the run, another consumer's claim took the
+    // row in between, and the retry found it gone (lease_lost: the attempt and its backoff lost).
+    // The retry write is held 300 ms here; a competitor polls the table meanwhile.
+    const table = 'tc_rr_retry_gap';
+    const pool = new ClaimDelayPool(
+      { connectionString: db.url, max: 6 },
+      () => new Promise((resolve) => setTimeout(resolve, 300)),
+      undefined,
+      /^txoutbox_retry_/,
+    );
+    db.onCleanup(() => pool.end());
+    const { outbox, log } = await migratedOutbox(newOutbox, pool, table);
+    const running = gate();
+    outbox.subscribe(
+      'tc.rr',
+      async () => {
+        running.open();
+        await new Promise((resolve) => setTimeout(resolve, 900));
+        throw new Error('fails slowly');
+      },
+      {
+        transactional: true,
+        isolationLevel: 'repeatable read',
+        leaseTtlMs: 500,
+        leaseRenewIntervalMs: 200,
+        retry: new ConstantRetry({ delayMs: 60_000, maxAttempts: 5 }),
+        ...FAST_POLL,
+      },
+    );
+    const competitor = newOutbox({ pool: db.pool, table });
+    const taken: number[] = [];
+    competitor.subscribe(
+      'tc.rr',
+      (message) => {
+        taken.push(message.deliveriesCount);
+      },
+      // The same lease: a claim judges a lease expired by its own leaseTtlMs.
+      { leaseTtlMs: 500, ...FAST_POLL },
+    );
+    const [id] = await publishCommitted(outbox, db.pool, 'tc.rr', [{ n: 1 }]);
+    outbox.start();
+    // Only once the row is running here: the competitor's claims then meet it locked, and after.
+    await running.promise;
+    competitor.start();
+    const attempts = async (): Promise<{ attempts_count: number; last_exception: string | null } | undefined> =>
+      (
+        await db.pool.query<{ attempts_count: number; last_exception: string | null }>(
+          `SELECT attempts_count, last_exception FROM ${table} WHERE id = $1`,
+          [id],
+        )
+      ).rows[0];
+    await waitFor(async () => (await attempts())?.attempts_count === 1, { timeoutMs: 10_000, what: 'the retry written' });
+    assert.match((await attempts())?.last_exception ?? '', /fails slowly/);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    assert.deepEqual(taken, [], 'no other consumer took the row before its retry landed');
+    assert.equal(log.of('lease_lost').length, 0);
+    await competitor.stop();
+    await outbox.stop();
+  });
+
   test('repeatable read with lease renewal: renewals leave the locked row alone and the ack in the snapshot commits', async () => {
     // Reproduction (before the row lock): a renewal updated the row after the handler's snapshot,
     // and the in-transaction ack DELETE failed with 40001, so every run longer than the renewal

@@ -9,6 +9,7 @@ import {
   LOCK_RETRY_BASE_MS,
   LOCK_RETRY_CAP_MS,
   lockHolders,
+  NO_STATEMENT_TIMEOUT_SQL,
   type ResolvedMigrateOptions,
   SET_LOCK_TIMEOUT_SQL,
 } from './migration-lock.js';
@@ -202,6 +203,7 @@ async function applyPending(
   const applied: string[] = [];
   await client.query('BEGIN');
   try {
+    await client.query(NO_STATEMENT_TIMEOUT_SQL);
     await client.query(sql.lock, [MIGRATION_LOCK_NAMESPACE, names.outbox.schema ?? null, names.outbox.name]);
     // After the advisory lock: waiting for another migrator of this table is not bounded by it.
     await client.query(SET_LOCK_TIMEOUT_SQL, [lockTimeoutMs === 0 ? '0' : `${lockTimeoutMs}ms`]);

@@ -54,6 +54,14 @@ export function resolveMigrateOptions(raw: MigrateOptions = {}): ResolvedMigrate
   };
 }
 
+/**
+ * No statement_timeout for the migration's transaction (SET LOCAL): the pool's (an Outbox made from
+ * a connection string sets queryTimeoutMs, 10 s) cancelled the wait for another migrator, which is
+ * meant to last as long as that migrator's work, and would cut a migration's index build on a large
+ * table. What a migration waits for on the tables is bounded by lock_timeout (below) instead.
+ */
+export const NO_STATEMENT_TIMEOUT_SQL = `SELECT set_config('statement_timeout', '0', true)`;
+
 /** $1 = the lock timeout (`2000ms`, `0`): for the migration's transaction only (SET LOCAL). */
 export const SET_LOCK_TIMEOUT_SQL = `SELECT set_config('lock_timeout', $1::text, true)`;
 

@@ -21,19 +21,30 @@ export const MIN_SERVER_VERSION_NUM = 130000;
 export const MIN_SERVER_VERSION_REASON = 'autovacuum_vacuum_insert_* settings and built-in gen_random_uuid() arrived in 13';
 
 /**
+ * The schema search_path finds an unqualified table `name` (a text expression) in, unquoted as the
+ * history writes it (nspname, not regnamespace's text, which quotes `"Billing"`); NULL when it does
+ * not exist. A table's migration lock and its history are keyed by `<schema>.<name>` through this,
+ * so that both spellings of one table (`outbox` found through search_path, `public.outbox`) share them.
+ */
+function foundSchema(name: string): string {
+  return `(SELECT n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = to_regclass(quote_ident(${name})))`;
+}
+
+/**
  * $1 = schemas (NULL for an unqualified name), $2 = names: the schema each table is (or would be
  * created) in, in order: search_path's for an unqualified name that exists, else current_schema().
  */
-export const RESOLVED_SCHEMAS_SQL = `SELECT coalesce(t.schema,
-  (SELECT n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = to_regclass(quote_ident(t.name))),
-  current_schema()) AS schema
+export const RESOLVED_SCHEMAS_SQL = `SELECT coalesce(t.schema, ${foundSchema('t.name')}, current_schema()) AS schema
 FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS t(schema, name, i)
 ORDER BY t.i`;
 
 export const SERVER_VERSION_SQL = `SELECT current_setting('server_version_num')::int AS version_num`;
 
 export interface SchemaSql {
-  /** $1 = lock namespace, $2 = schema or NULL (search_path), $3 = table. Serialises migrations per table. */
+  /**
+   * $1 = lock namespace, $2 = schema or NULL (search_path: the schema it finds the table in, else
+   * current_schema()), $3 = table. Serialises migrations per table, whichever way it is spelled.
+   */
   readonly lock: string;
   /** $1 = lock namespace, $2 = SHARED_OBJECTS_LOCK_KEY. Serialises creating what tables share. */
   readonly sharedLock: string;
@@ -66,7 +77,7 @@ export interface SchemaSql {
 export function buildSchemaSql(names: SchemaNames): SchemaSql {
   const schemas = new Set([names.outbox.schema, names.dlq?.schema].filter((schema) => schema !== undefined));
   return {
-    lock: `SELECT pg_advisory_xact_lock($1::int, hashtext(coalesce($2::text, current_schema()) || '.' || $3::text))`,
+    lock: `SELECT pg_advisory_xact_lock($1::int, hashtext(coalesce($2::text, ${foundSchema('$3::text')}, current_schema()) || '.' || $3::text))`,
     sharedLock: `SELECT pg_advisory_xact_lock($1::int, $2::int)`,
     createSchemas: [...schemas].map((schema) => `CREATE SCHEMA IF NOT EXISTS ${quoteIdent(schema)}`),
     schemas: [...schemas],
@@ -82,7 +93,7 @@ export function buildSchemaSql(names: SchemaNames): SchemaSql {
 )`,
     appliedVersions: `SELECT DISTINCT version FROM ${names.migrationsTable}
 WHERE table_name = ANY($1::text[])
-   OR table_name = coalesce((SELECT relnamespace::regnamespace::text FROM pg_class WHERE oid = to_regclass(quote_ident($2::text))), current_schema()) || '.' || $2::text
+   OR table_name = coalesce(${foundSchema('$2::text')}, current_schema()) || '.' || $2::text
 ORDER BY version`,
     recordMigration: `INSERT INTO ${names.migrationsTable} (table_name, version, name) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`,
   };

@@ -4,6 +4,7 @@ import { describe, test } from 'node:test';
 import pg from 'pg';
 
 import { InvalidOptionError, MigrationLockTimeoutError } from '../../src/index.js';
+import { MIGRATION_LOCK_NAMESPACE } from '../../src/schema/sql.js';
 import { useTestDatabase } from '../support/database.js';
 import { outboxFactory } from '../support/outboxes.js';
 import { waitFor } from '../support/wait-for.js';
@@ -111,6 +112,68 @@ describe('migrate: an upgrade under load waits for its lock a bounded time', () 
       assert.deepEqual((await migrating).applied, ['outbox/0004_ordering_key', 'outbox/0005_activate_at']);
     });
   }
+
+  /** A session holding the migration lock of `key` (`<schema>.<table>`) in an open transaction, as a migrator does. */
+  async function holdMigrationLock(key: string): Promise<{ end(): Promise<void> }> {
+    const client = new pg.Client({ connectionString: db.url });
+    await client.connect();
+    await client.query('BEGIN');
+    await client.query('SELECT pg_advisory_xact_lock($1::int, hashtext($2::text))', [MIGRATION_LOCK_NAMESPACE, key]);
+    return {
+      end: async () => {
+        await client.query('COMMIT');
+        await client.end();
+      },
+    };
+  }
+
+  async function migrationLockWaiters(): Promise<number> {
+    const { rows } = await db.pool.query<{ n: number }>(
+      `SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND classid = $1::int::oid`,
+      [MIGRATION_LOCK_NAMESPACE],
+    );
+    return rows[0]?.n ?? 0;
+  }
+
+  test('one table under two spellings takes one migration lock: the bare spelling, found through search_path past current_schema(), waits for the qualified one', async () => {
+    // The bare spelling locked current_schema()'s key (empty_first.<t>) while the table is public's:
+    // two migrators of one table ran at once, and the second failed (column already exists).
+    const table = 'two_lock';
+    await tableBeforeOrderingKey(table);
+    await db.pool.query('CREATE SCHEMA IF NOT EXISTS empty_first');
+    const searching = new pg.Pool({ connectionString: db.url, max: 2, options: '-c search_path=empty_first,public' });
+    const holder = await holdMigrationLock(`public.${table}`);
+    try {
+      const migrating = newOutbox({ pool: searching, table }).migrate();
+      migrating.catch(() => undefined);
+      await waitFor(async () => (await migrationLockWaiters()) > 0, { what: 'the bare spelling to wait for the migration lock' });
+      await holder.end();
+      assert.deepEqual((await migrating).applied, ['outbox/0004_ordering_key', 'outbox/0005_activate_at']);
+    } finally {
+      await holder.end().catch(() => undefined);
+      await searching.end();
+    }
+  });
+
+  test('an Outbox made from a connection string waits for another migrator past its queryTimeoutMs (statement_timeout)', async () => {
+    // The owned pool sets statement_timeout = queryTimeoutMs on its connections: the wait for the
+    // migration lock, documented as unbounded, was cancelled (57014, untyped) after 10 s by default.
+    const table = 'lock_other_migrator';
+    await newOutbox({ pool: db.pool, table }).migrate();
+    await db.pool.query('DELETE FROM txoutbox_migrations WHERE table_name = $1 AND version = 5', [table]);
+    await db.pool.query(`ALTER TABLE ${table} DROP COLUMN activate_at`);
+    const holder = await holdMigrationLock(`public.${table}`);
+    try {
+      const migrating = newOutbox({ connectionString: db.url, table, queryTimeoutMs: 300 }).migrate();
+      migrating.catch(() => undefined);
+      await waitFor(async () => (await migrationLockWaiters()) > 0, { what: 'migrate() to wait for the migration lock' });
+      await new Promise((resolve) => setTimeout(resolve, 800));
+      await holder.end();
+      assert.deepEqual((await migrating).applied, ['outbox/0005_activate_at']);
+    } finally {
+      await holder.end().catch(() => undefined);
+    }
+  });
 
   test('bad options are refused before anything runs, naming the option', async () => {
     const outbox = newOutbox({ pool: db.pool, table: 'lock_bad_options' });

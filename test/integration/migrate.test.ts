@@ -270,6 +270,22 @@ describe('migrate', () => {
     }
   });
 
+  test('one table, two spellings, in a schema whose name needs quoting: the bare spelling finds the qualified one’s history', async () => {
+    // The bare spelling's history was looked up as regnamespace's text, which quotes ("Billing",
+    // "user"), while it is written unquoted (Billing.<t>): migrate() ran outbox/0001 again and
+    // failed (relation already exists) at every start.
+    for (const schema of ['Billing', 'user']) {
+      await db.pool.query(`CREATE SCHEMA IF NOT EXISTS ${quoteIdent(schema)}`);
+      assert.ok((await newOutbox({ pool: db.pool, table: `${schema}.two_case` }).migrate()).applied.length > 0);
+      const searching = new pg.Pool({ connectionString: db.url, max: 2, options: `-c search_path=${quoteIdent(schema)}` });
+      try {
+        assert.deepEqual(await newOutbox({ pool: searching, table: 'two_case' }).migrate(), { applied: [] }, schema);
+      } finally {
+        await searching.end();
+      }
+    }
+  });
+
   test('a role without CREATE on the database or the schema migrates a schema a DBA already migrated: nothing to do, nothing created', async () => {
     // Least privilege, as managed PostgreSQL setups grant it: CREATE SCHEMA IF NOT EXISTS and
     // CREATE TABLE IF NOT EXISTS check the CREATE privilege before they look, and failed.

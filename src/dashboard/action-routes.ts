@@ -4,6 +4,7 @@ import { DlqProgress } from '../dlq/dlq-progress.js';
 import { errorMessage, InvalidOptionError } from '../errors.js';
 import { type DashboardContext, pageContext } from './dashboard-context.js';
 import { type DashboardResponse, page, redirect } from './http-response.js';
+import type { DlqFilterQuery } from './pages/dlq-list-page.js';
 import { errorPage } from './pages/message-pages.js';
 import { noticeQuery } from './pages/notice.js';
 import { dlqHref, queueHref } from './pages/urls.js';
@@ -60,12 +61,29 @@ function failedPartWay(
 }
 
 /**
+ * A DLQ action's filter (queue, reason): from the URL the form posts to (urls.ts dlqActionHref),
+ * never from its fields, whose line breaks a browser sends as CRLF. A form that still carries them
+ * (a page served before this version) is refused: read as no filter, a purge would take every row.
+ */
+function actionFilter(form: URLSearchParams, query: URLSearchParams): DlqFilterQuery {
+  if (form.has('queue') || form.has('reason')) {
+    throw new InvalidOptionError({
+      option: 'queue',
+      value: form.get('queue') ?? form.get('reason'),
+      expected: 'the filter in the URL the form posts to',
+      fix: 'The page was served by an earlier version of the dashboard: reload it, then act again.',
+    });
+  }
+  return dlqFilterOf(query);
+}
+
+/**
  * A bulk action's filter: only from the confirmation page (`scope=filter`, `confirm=yes`), bounded
  * by the last id the page pinned (`through`): the rows there when the operator looked, no later ones.
  */
-function confirmedFilter(form: URLSearchParams): DlqFilter | undefined {
+function confirmedFilter(form: URLSearchParams, shown: DlqFilterQuery): DlqFilter | undefined {
   if (form.get('scope') !== 'filter' || form.get('confirm') !== 'yes') return undefined;
-  const { queue, reason } = dlqFilterOf(form);
+  const { queue, reason } = shown;
   const through = optional(form, 'through');
   return {
     ...(queue === undefined && reason === undefined ? { all: true } : {}),
@@ -76,8 +94,8 @@ function confirmedFilter(form: URLSearchParams): DlqFilter | undefined {
 }
 
 /** For the log line: the first 20 ids (a form may tick a thousand), or the filter in words. */
-function describeSelection(target: readonly string[] | DlqFilter, form: URLSearchParams): string {
-  if (!Array.isArray(target)) return describeDlqFilter(dlqFilterOf(form));
+function describeSelection(target: readonly string[] | DlqFilter, shown: DlqFilterQuery): string {
+  if (!Array.isArray(target)) return describeDlqFilter(shown);
   const ids = target as readonly string[];
   return `ids ${ids.slice(0, 20).join(', ')}${ids.length > 20 ? ` … (${ids.length} in all)` : ''}`;
 }
@@ -86,9 +104,14 @@ function describeSelection(target: readonly string[] | DlqFilter, form: URLSearc
  * Redrives one dead letter (`only`), the ticked ones (`scope=selected`, `id`…), or every one a
  * confirmed filter selects; then back to the list with the count.
  */
-export async function redrive(context: DashboardContext, form: URLSearchParams): Promise<DashboardResponse> {
+export async function redrive(
+  context: DashboardContext,
+  form: URLSearchParams,
+  query: URLSearchParams,
+): Promise<DashboardResponse> {
+  const shown = actionFilter(form, query);
   const only = optional(form, 'only');
-  const filter = confirmedFilter(form);
+  const filter = confirmedFilter(form, shown);
   let target: readonly string[] | DlqFilter;
   if (only !== undefined) target = [only];
   else if (form.get('scope') === 'selected') {
@@ -98,7 +121,7 @@ export async function redrive(context: DashboardContext, form: URLSearchParams):
   } else if (filter !== undefined) target = filter;
   else
     return badRequest(context, 'Redriving every matching dead letter needs the confirmation page: use the Redrive all… button.');
-  const selection = describeSelection(target, form);
+  const selection = describeSelection(target, shown);
   const progress = new DlqProgress();
   let done: { redriven: number; keyBusy: number };
   try {
@@ -115,16 +138,20 @@ export async function redrive(context: DashboardContext, form: URLSearchParams):
     { dlqTable: context.outbox.dlqTable, redriven, keyBusy, selection },
     'dashboard: redrove dead letters',
   );
-  const back = dlqFilterOf(form);
-  return redirect(dlqHref({ queue: back.queue, reason: back.reason, ...noticeQuery('redriven', redriven, keyBusy) }));
+  return redirect(dlqHref({ queue: shown.queue, reason: shown.reason, ...noticeQuery('redriven', redriven, keyBusy) }));
 }
 
-export async function purge(context: DashboardContext, form: URLSearchParams): Promise<DashboardResponse> {
-  const filter = confirmedFilter(form);
+export async function purge(
+  context: DashboardContext,
+  form: URLSearchParams,
+  query: URLSearchParams,
+): Promise<DashboardResponse> {
+  const shown = actionFilter(form, query);
+  const filter = confirmedFilter(form, shown);
   if (filter === undefined) {
     return badRequest(context, 'Purging needs the confirmation page: use the Purge… button of the dead-letter list.');
   }
-  const described = describeDlqFilter(dlqFilterOf(form));
+  const described = describeDlqFilter(shown);
   const progress = new DlqProgress();
   let purged: number;
   try {
@@ -135,6 +162,5 @@ export async function purge(context: DashboardContext, form: URLSearchParams): P
     context.status.invalidate();
   }
   context.options.logger.info({ dlqTable: context.outbox.dlqTable, purged, filter: described }, 'dashboard: purged dead letters');
-  const back = dlqFilterOf(form);
-  return redirect(dlqHref({ queue: back.queue, reason: back.reason, ...noticeQuery('purged', purged) }));
+  return redirect(dlqHref({ queue: shown.queue, reason: shown.reason, ...noticeQuery('purged', purged) }));
 }

@@ -44,7 +44,8 @@ async function login(context: DashboardContext, request: IncomingMessage, method
   return redirect(next, { 'Set-Cookie': guard.sessionCookie() });
 }
 
-async function post(context: DashboardContext, request: IncomingMessage, path: string): Promise<DashboardResponse> {
+async function post(context: DashboardContext, request: IncomingMessage, url: URL): Promise<DashboardResponse> {
+  const path = url.pathname;
   const { guard } = context;
   // Checked before the body is read: a cross-site post is refused whatever it carries.
   if (!guard.sameOrigin(request)) return text(403, 'Forbidden: cross-origin form post.');
@@ -53,8 +54,8 @@ async function post(context: DashboardContext, request: IncomingMessage, path: s
   if (!guard.csrfMatches(request, form.get('csrf')))
     return text(403, 'Forbidden: the form is stale or forged (CSRF token). Reload the page.');
   if (path === '/logout') return redirect('/login', { 'Set-Cookie': guard.clearedCookie() });
-  if (path === '/dlq/redrive') return await redrive(context, form);
-  if (path === '/dlq/purge') return await purge(context, form);
+  if (path === '/dlq/redrive') return await redrive(context, form, url.searchParams);
+  if (path === '/dlq/purge') return await purge(context, form, url.searchParams);
   const target = queuePath(path);
   if (target?.action === 'pause') return await pause(context, target.queue, form);
   if (target?.action === 'resume') return await resume(context, target.queue);
@@ -109,7 +110,7 @@ export async function route(shared: SharedContext, request: IncomingMessage): Pr
     }
     if (isAction(path)) {
       if (method !== 'POST') return text(405, 'Method not allowed: actions are form posts.', { Allow: 'POST' });
-      return await post(context, request, path);
+      return await post(context, request, url);
     }
     if (method !== 'GET') return text(405, 'Method not allowed.', { Allow: 'GET, HEAD' });
     return await get(context, path, url.searchParams);

@@ -435,6 +435,31 @@ describe('the dashboard in headless Chromium', () => {
     assert.equal((await operator.dlq.list({ queue: 'payments' })).rows.length, others, 'other queues untouched');
   });
 
+  test('purge of a queue whose name has a line break acts on that queue, not on its CRLF twin', async (t) => {
+    // Reported (review): the confirmation page sent the queue back in a hidden field, and a browser
+    // submits a form value's line breaks as CRLF: the purge took `nl\r\nq`'s rows, never shown.
+    const page = await pageFor(t);
+    if (page === undefined) return;
+    const dlq = operator.dlqTable!;
+    const insert = (queue: string, rows: number) =>
+      db.pool.query(
+        `INSERT INTO ${dlq} (original_id, queue, payload, created_at, attempts_count, deliveries_count, failure_reason)
+         SELECT g, $1, convert_to('{}', 'UTF8'), now(), 1, 1, 'rejected' FROM generate_series(1, $2::int) AS g`,
+        [queue, rows],
+      );
+    await insert('nl\nq', 2);
+    await insert('nl\r\nq', 1);
+    await page.goto(`${base}/dlq?queue=${encodeURIComponent('nl\nq')}`);
+    assert.equal(await page.getByTestId('dlq-row').count(), 2);
+    await page.getByTestId('purge-all').click();
+    await page.getByTestId('confirm-button').click();
+    await page.waitForURL(/notice=purged/);
+    await hasText(page.getByTestId('notice'), 'Purged 2 dead letters.');
+    assert.equal((await operator.dlq.list({ queue: 'nl\nq' })).rows.length, 0);
+    assert.equal((await operator.dlq.list({ queue: 'nl\r\nq' })).rows.length, 1, 'the twin was never shown: it stays');
+    await db.pool.query(`DELETE FROM ${dlq} WHERE queue = $1`, ['nl\r\nq']);
+  });
+
   test('hostile values in a dead letter are shown as text: nothing runs, nothing loads, no dialog', async (t) => {
     const page = await pageFor(t);
     if (page === undefined) return;

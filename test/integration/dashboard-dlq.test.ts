@@ -200,7 +200,7 @@ describe('dashboard: dead letters', () => {
   test('redrive one by POST: the row leaves the DLQ and is back in the outbox; then back to the list with the count', async () => {
     const [first] = await dlqIds('orders');
     const page = await get(`${base}/dlq/${first}`);
-    const answer = await post(`${base}/dlq/redrive`, { csrf: csrfOf(page.text), only: first!, queue: 'orders' });
+    const answer = await post(`${base}/dlq/redrive?queue=orders`, { csrf: csrfOf(page.text), only: first! });
     assert.equal(answer.status, 303);
     assert.equal(answer.headers.get('location'), '/dlq?queue=orders&notice=redriven&count=1');
     assert.equal(await count(`${TABLE}_dlq`, 'orders'), 2);
@@ -222,7 +222,7 @@ describe('dashboard: dead letters', () => {
       // An application transaction publishing under key b holds it through the redrive's key wait (10 s).
       await outbox.publish(holder, 'keyed', 'live', { orderingKey: 'b' });
       const page = await get(`${base}/dlq?queue=keyed`);
-      answer = await post(`${base}/dlq/redrive`, { csrf: csrfOf(page.text), only: rows[0]!.id, queue: 'keyed' });
+      answer = await post(`${base}/dlq/redrive?queue=keyed`, { csrf: csrfOf(page.text), only: rows[0]!.id });
     } finally {
       await holder.query('ROLLBACK');
       holder.release();
@@ -241,11 +241,10 @@ describe('dashboard: dead letters', () => {
   test('redrive selected: the ticked ids only', async () => {
     const ids = await dlqIds('bulk');
     const page = await get(`${base}/dlq?queue=bulk`);
-    const answer = await post(`${base}/dlq/redrive`, {
+    const answer = await post(`${base}/dlq/redrive?queue=bulk`, {
       csrf: csrfOf(page.text),
       scope: 'selected',
       id: ids.slice(0, 3),
-      queue: 'bulk',
     });
     assert.equal(answer.status, 303);
     assert.equal(answer.headers.get('location'), '/dlq?queue=bulk&notice=redriven&count=3');
@@ -262,7 +261,13 @@ describe('dashboard: dead letters', () => {
     assert.match(confirm.text, /data-testid="confirm-button"/);
     assert.equal(await count(`${TABLE}_dlq`, 'bulk'), 57, 'showing the confirmation purged nothing');
     const csrf = csrfOf(confirm.text);
-    const unconfirmed = await post(`${base}/dlq/purge`, { csrf, queue: 'bulk', scope: 'filter' });
+    // A page served before the filter moved to the form's URL posts it in fields: read as no filter,
+    // that purge would take every queue's rows. Refused, naming the fix.
+    const stale = await post(`${base}/dlq/purge`, { csrf, queue: 'bulk', reason: '', scope: 'filter', confirm: 'yes' });
+    assert.equal(stale.status, 400);
+    assert.match(stale.text, /served by an earlier version of the dashboard: reload it/);
+    assert.equal(await count(`${TABLE}_dlq`, 'bulk'), 57);
+    const unconfirmed = await post(`${base}/dlq/purge?queue=bulk`, { csrf, scope: 'filter' });
     assert.equal(unconfirmed.status, 400, 'no confirm=yes: refused');
     assert.equal(await count(`${TABLE}_dlq`, 'bulk'), 57);
     // The page pinned the DLQ's last id: a row that dies while it is open is not purged unseen.
@@ -272,7 +277,7 @@ describe('dashboard: dead letters', () => {
       `INSERT INTO ${TABLE}_dlq (original_id, queue, payload, created_at, attempts_count, deliveries_count, failure_reason)
        VALUES (9999, 'bulk', '\\x7b7d', now(), 1, 1, 'max_deliveries')`,
     );
-    const purged = await post(`${base}/dlq/purge`, { csrf, queue: 'bulk', reason: '', scope: 'filter', confirm: 'yes', through });
+    const purged = await post(`${base}/dlq/purge?queue=bulk`, { csrf, scope: 'filter', confirm: 'yes', through });
     assert.equal(purged.status, 303);
     assert.equal(purged.headers.get('location'), '/dlq?queue=bulk&notice=purged&count=57');
     assert.equal(await count(`${TABLE}_dlq`, 'bulk'), 1, 'the one that died after the page was shown stays');
@@ -280,9 +285,8 @@ describe('dashboard: dead letters', () => {
     assert.equal(await count(`${TABLE}_dlq`, 'mails'), 1, 'other queues stay');
 
     const redriveAll = await get(`${base}/dlq/confirm?action=redrive&queue=mails`);
-    const redriven = await post(`${base}/dlq/redrive`, {
+    const redriven = await post(`${base}/dlq/redrive?queue=mails`, {
       csrf: csrfOf(redriveAll.text),
-      queue: 'mails',
       scope: 'filter',
       confirm: 'yes',
     });
@@ -315,9 +319,8 @@ describe('dashboard: dead letters', () => {
       const undo = await failDlqDeletesAfter(db.pool, dlq, 1);
       try {
         const confirm = await get(`${url}/dlq/confirm?action=${action}&queue=q`);
-        const answer = await post(`${url}/dlq/${action}`, {
+        const answer = await post(`${url}/dlq/${action}?queue=q`, {
           csrf: csrfOf(confirm.text),
-          queue: 'q',
           scope: 'filter',
           confirm: 'yes',
         });

@@ -2,7 +2,7 @@ import { describeDlqFilter } from '../../dlq/describe-filter.js';
 import { type Html, html } from '../html.js';
 import type { DlqFilterQuery } from './dlq-list-page.js';
 import { canAct, csrfField, layout, type PageContext } from './layout.js';
-import { dlqHref } from './urls.js';
+import { dlqActionHref, dlqHref } from './urls.js';
 
 export type BulkAction = 'redrive' | 'purge';
 
@@ -40,10 +40,8 @@ export function dlqConfirmPage(
       <p class="note">
         Only the dead letters there now (ids up to ${throughId}): any that arrive while this page is open are left.
       </p>
-      <form class="actions" method="post" action="${`/dlq/${action}`}">
+      <form class="actions" method="post" action="${dlqActionHref(action, filter)}">
         ${csrfField(context)}
-        <input type="hidden" name="queue" value="${filter.queue ?? ''}" />
-        <input type="hidden" name="reason" value="${filter.reason ?? ''}" />
         <input type="hidden" name="scope" value="filter" />
         <input type="hidden" name="confirm" value="yes" />
         <input type="hidden" name="through" value="${throughId}" />

@@ -4,7 +4,7 @@ import { formatBytes, formatTime } from '../format.js';
 import { type Html, html } from '../html.js';
 import { canAct, csrfField, layout, type PageContext } from './layout.js';
 import { notice } from './notice.js';
-import { dlqHref, dlqRowHref, withQuery } from './urls.js';
+import { dlqActionHref, dlqHref, dlqRowHref, withQuery } from './urls.js';
 
 export const REASONS: readonly DlqFailureReason[] = ['max_deliveries', 'retry_terminal', 'rejected'];
 /** What the body cell shows, and all the list asks the database for: a 1 MB body stays in the database. */
@@ -103,13 +103,7 @@ export function dlqListPage(context: PageContext, data: DlqListData): Html {
   const { filter, page } = data;
   const empty = page.rows.length === 0;
   const selection = canAct(context)
-    ? html`<form id="dlq-selection" method="post" action="/dlq/redrive">
-        ${csrfField(context)} <input type="hidden" name="queue" value="${filter.queue ?? ''}" /><input
-          type="hidden"
-          name="reason"
-          value="${filter.reason ?? ''}"
-        />
-      </form>`
+    ? html`<form id="dlq-selection" method="post" action="${dlqActionHref('redrive', filter)}">${csrfField(context)}</form>`
     : '';
   const head = html`<tr>
     ${canAct(context) ? html`<th><span class="note">select</span></th>` : ''}

@@ -4,7 +4,7 @@ import { formatBytes, formatTime, type Preview, previewOf } from '../format.js';
 import { type Html, html } from '../html.js';
 import { headersTable } from './headers-table.js';
 import { canAct, csrfField, layout, type PageContext } from './layout.js';
-import { dlqHref, queueHref } from './urls.js';
+import { dlqActionHref, dlqHref, queueHref } from './urls.js';
 
 /** The body shown on a dead letter's page: enough to read a large JSON document, never the whole 1 MB. */
 export const BODY_PREVIEW_BYTES = 16 * 1024;
@@ -30,12 +30,8 @@ export function dlqRowPage(context: PageContext, letter: DeadLetterPreview): Htm
   const { preview: body, kind } = shownBody(letter);
   const exception = letter.lastException === null ? undefined : previewOf(letter.lastException, EXCEPTION_PREVIEW_BYTES);
   const redrive = canAct(context)
-    ? html`<form class="actions" method="post" action="/dlq/redrive">
-        ${csrfField(context)} <input type="hidden" name="only" value="${letter.id}" /><input
-          type="hidden"
-          name="queue"
-          value="${letter.queue}"
-        />
+    ? html`<form class="actions" method="post" action="${dlqActionHref('redrive', { queue: letter.queue })}">
+        ${csrfField(context)} <input type="hidden" name="only" value="${letter.id}" />
         <button type="submit" data-testid="redrive-one">Redrive this dead letter</button>
       </form>`
     : '';

@@ -39,6 +39,19 @@ export function dlqHref(query: Readonly<Record<string, string | undefined>> = {}
   return withQuery('/dlq', query);
 }
 
+/**
+ * Where a DLQ form posts, its filter (queue, reason) in the URL's query. Not in hidden fields: a
+ * browser submits every line break of a form value as CRLF (HTML's newline normalization), so a
+ * queue named `a\nb` came back as `a\r\nb` and a confirmed purge acted on another queue's rows.
+ * Percent-encoded in the URL, the name comes back as it was written.
+ */
+export function dlqActionHref(
+  action: 'redrive' | 'purge',
+  filter: { readonly queue?: string | undefined; readonly reason?: string | undefined },
+): string {
+  return withQuery(`/dlq/${action}`, { queue: filter.queue, reason: filter.reason });
+}
+
 export function dlqRowHref(id: string): string {
   return `/dlq/${encodeURIComponent(id)}`;
 }

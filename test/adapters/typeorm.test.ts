@@ -168,6 +168,42 @@ describe('typeorm: specific', () => {
     assert.equal((await outbox.fetchUnprocessed({ queue: 'typeorm.discarded' })).length, 0);
   });
 
+  test("a publish issued while TypeORM's ROLLBACK is on the wire is refused, never autocommitted", async () => {
+    // Reported (review): TypeORM clears isTransactionActive only once ROLLBACK has answered, so the
+    // adapter's check passed, and the INSERT queued behind the ROLLBACK ran on its own (and woke consumers).
+    const runner = dataSource.createQueryRunner();
+    await runner.startTransaction();
+    const client = (await runner.connect()) as { query: (...args: unknown[]) => unknown };
+    let rollbackSent = false;
+    const query = client.query.bind(client);
+    client.query = (...args: unknown[]) => {
+      if (args[0] === 'ROLLBACK') rollbackSent = true;
+      return query(...args);
+    };
+    const late = outboxes({
+      pool: db.pool,
+      middlewares: [
+        {
+          publish: async (_ctx, next) => {
+            const rollingBack = runner.rollbackTransaction();
+            rollingBack.catch(() => undefined);
+            // Until TypeORM has sent its ROLLBACK (microtasks first: its answer must still be on the way).
+            for (let i = 0; !rollbackSent; i += 1) await (i < 1000 ? Promise.resolve() : new Promise(setImmediate));
+            await next();
+          },
+        },
+      ],
+    });
+    const queue = `typeorm-late-${Date.now()}.q`;
+    const outcome = await late.publish(fromTypeORM(runner), queue, 'x').then(
+      () => 'resolved',
+      (error: unknown) => error,
+    );
+    await runner.release();
+    assert.ok(outcome instanceof NotInTransactionError, String(outcome));
+    assert.equal((await outbox.fetchUnprocessed({ queue })).length, 0, 'committed on its own after the ROLLBACK');
+  });
+
   test("the QueryRunner's connection is a node-postgres client whose COMMIT is watched", async () => {
     await dataSource.transaction(async (manager) => {
       const client = await fromTypeORM(manager).pgClient?.();

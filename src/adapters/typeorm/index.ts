@@ -105,5 +105,9 @@ export function fromTypeORM(handle: TypeORMEntityManager | TypeORMQueryRunner): 
       const connection = await runner.connect();
       return connection !== null && typeof connection === 'object' ? connection : undefined;
     },
+    // TypeORM clears isTransactionActive only once its ROLLBACK (or COMMIT) has answered: a publish
+    // issued meanwhile passed assertActive and its INSERT, queued behind the ROLLBACK, ran on its
+    // own. On the pg client txoutbox checks the transaction when node-postgres dispatches it.
+    statementsOnPgClient: true,
   };
 }

@@ -523,8 +523,19 @@ export class ConfigError extends TxOutboxError {
   }
 }
 
+/**
+ * An error's message for logs, pages and the CLI. Never empty: Node's connect to a host name with
+ * several addresses (`localhost` as ::1 and 127.0.0.1) fails with an AggregateError whose message
+ * is '', and the CLI printed `txoutbox: ` and nothing else. Such an error is told by its parts
+ * (each address's refusal), or by its code.
+ */
 export function errorMessage(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
+  if (!(error instanceof Error)) return String(error);
+  if (error.message !== '') return error.message;
+  const parts = error instanceof AggregateError ? [...new Set(error.errors.map(errorMessage))].filter((part) => part !== '') : [];
+  if (parts.length > 0) return parts.join('; ');
+  const code = (error as { code?: unknown }).code;
+  return typeof code === 'string' && code !== '' ? `${error.name} (${code})` : error.name;
 }
 
 /**

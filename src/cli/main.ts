@@ -2,7 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline/promises';
 
-import { MissingPeerDependencyError } from '../errors.js';
+import { errorMessage, MissingPeerDependencyError } from '../errors.js';
 import { terminalSafe } from './terminal-safe.js';
 import { OptionError, USAGE, UsageError } from './usage.js';
 
@@ -113,7 +113,7 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
     // parseArgs reports unknown or malformed flags as TypeErrors with an ERR_PARSE_ARGS_* code.
     const parseError = error instanceof TypeError && String((error as NodeJS.ErrnoException).code).startsWith('ERR_PARSE_ARGS');
     // A message may quote a value from the database or the command line: shown, never run by the terminal.
-    const message = terminalSafe(error instanceof Error ? error.message : String(error), { keepLines: true });
+    const message = terminalSafe(errorMessage(error), { keepLines: true });
     if (error instanceof OptionError) {
       io.err(`txoutbox: ${message}\n`);
       return 2;

@@ -1,4 +1,4 @@
-import { InvalidOptionError, MiddlewareError } from '../errors.js';
+import { errorMessage, InvalidOptionError, MiddlewareError } from '../errors.js';
 import type { Logger } from '../util/logger.js';
 import { type ConsumeObserver, consumeObserverOf, type ObservedConsume, rememberWrittenResult } from './consume-observer.js';
 import type { ConsumeContext, ConsumeResult, CustomStat, Middleware, PublishContext, PublishResult } from './middleware.js';
@@ -157,7 +157,7 @@ export class MiddlewareChain {
     if (chainError === undefined && result !== undefined) final = result;
     else {
       this.#logger.warn(
-        { subscriber: ctx.subscriber, queue: ctx.queue, messageId: ctx.messageId, err: describe(chainError) },
+        { subscriber: ctx.subscriber, queue: ctx.queue, messageId: ctx.messageId, err: errorMessage(chainError) },
         'a consume middleware failed; the delivery counts as failed',
       );
       final = result !== undefined && result.status === 'error' ? result : fail(chainError, result);
@@ -210,10 +210,6 @@ export class MiddlewareChain {
 /** Middlewares may throw anything; callers of publish() get an Error. */
 function asError(error: unknown): Error {
   return error instanceof Error ? error : new MiddlewareError('a publish middleware', `threw ${String(error)}`);
-}
-
-function describe(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }
 
 /** Validates the `middlewares` option. */

@@ -1,3 +1,4 @@
+import { errorMessage } from '../errors.js';
 import type { Logger } from '../util/logger.js';
 import type { ConsumeObserver, ObservedConsume } from './consume-observer.js';
 import type { ConsumeResult, OutcomeWrite } from './middleware.js';
@@ -163,7 +164,7 @@ function finish(
   if (!failed && result !== undefined) final = result;
   else {
     logger.warn(
-      { subscriber: ctx.subscriber, queue: ctx.queue, messageId: ctx.messageId, err: describe(chainError) },
+      { subscriber: ctx.subscriber, queue: ctx.queue, messageId: ctx.messageId, err: errorMessage(chainError) },
       'a consume middleware failed; the delivery counts as failed',
     );
     final = result !== undefined && result.status === 'error' ? result : fail(chainError, result);
@@ -195,12 +196,8 @@ function writtenOf(
         observer.written?.(states[i], write, final);
       } catch (error) {
         // The acker's settle must not throw (acker.ts); a metrics failure loses a sample, never a write.
-        logger.debug({ err: describe(error) }, 'a consume observer threw on the written outcome; ignored');
+        logger.debug({ err: errorMessage(error) }, 'a consume observer threw on the written outcome; ignored');
       }
     }
   };
-}
-
-function describe(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }

@@ -1,3 +1,4 @@
+import { errorMessage } from '../errors.js';
 import type { Logger } from '../util/logger.js';
 
 /**
@@ -23,5 +24,5 @@ export function safeCall<A>(logger: Logger, what: string, fn: (arg: A) => void, 
 }
 
 function ignored(logger: Logger, what: string, error: unknown): void {
-  logger.debug({ err: error instanceof Error ? error.message : String(error), callback: what }, `${what} threw; ignored`);
+  logger.debug({ err: errorMessage(error), callback: what }, `${what} threw; ignored`);
 }

@@ -2,6 +2,7 @@ import { type ChildProcess, fork } from 'node:child_process';
 import { extname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
+import { errorMessage } from '../errors.js';
 import { PING_TIMEOUT_MS } from '../outbox.js';
 import { backoffMs } from '../util/backoff.js';
 import { beforeDeadline } from '../util/deadline.js';
@@ -367,7 +368,7 @@ export class ConsumerSlot {
       this.#deps.ledger.retire(id);
     } catch (error) {
       this.#deps.logger.error(
-        { consumer: this.consumer, pid: child.pid, err: error instanceof Error ? error.message : String(error) },
+        { consumer: this.consumer, pid: child.pid, err: errorMessage(error) },
         "could not add an exited consumer process's metrics to the runner's totals; its counts are left out",
       );
     }
@@ -400,7 +401,7 @@ export class ConsumerSlot {
 
   /** The OS did not give a process (fork threw, or its child emitted a spawn error): as an exit. */
   #onForkFailed(child: ChildProcess | undefined, error: unknown): void {
-    const message = error instanceof Error ? error.message : String(error);
+    const message = errorMessage(error);
     this.#deps.logger.error({ consumer: this.consumer, err: message }, 'could not fork the consumer process');
     this.#childError = message;
     this.#onExit(child, null, null);

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import dns from 'node:dns';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -7,7 +8,7 @@ import { after, before, describe, test } from 'node:test';
 import { Outbox } from '../../src/index.js';
 import { useTestDatabase } from '../support/database.js';
 import { publishCommitted } from '../support/publish.js';
-import { type BinRun, txoutboxBin } from '../support/txoutbox-bin.js';
+import { type BinRun, txoutboxBin, txoutboxMain } from '../support/txoutbox-bin.js';
 
 const db = useTestDatabase(import.meta.url);
 
@@ -181,5 +182,28 @@ describe('where ops commands find their database: --database-url, --config, DATA
     assert.equal(run.code, 1);
     assert.match(run.err, /password authentication failed|authentication/);
     noSecret(run, 'hunter2-wrong');
+  });
+
+  test('a host name with two addresses, both refusing: the error names each refusal, never an empty message', async () => {
+    // Reported (review): Node's connect to a name with several addresses (localhost as ::1 and
+    // 127.0.0.1) fails with an AggregateError whose message is '': the CLI printed `txoutbox: `.
+    const lookup = dns.lookup;
+    // Here the name resolves to two loopback addresses on which nothing listens (port 1).
+    (dns as { lookup: unknown }).lookup = (_host: string, options: { all?: boolean }, callback: (...args: unknown[]) => void) => {
+      if (options.all === true)
+        callback(null, [
+          { address: '127.0.0.1', family: 4 },
+          { address: '127.0.0.2', family: 4 },
+        ]);
+      else callback(null, '127.0.0.1', 4);
+    };
+    try {
+      const run = await txoutboxMain(['status', '--database-url', 'postgres://u:hunter2-two@db.example:1/app'], {});
+      assert.equal(run.code, 1);
+      assert.match(run.err, /ECONNREFUSED 127\.0\.0\.1:1; connect ECONNREFUSED 127\.0\.0\.2:1/);
+      noSecret(run, 'hunter2-two');
+    } finally {
+      (dns as { lookup: unknown }).lookup = lookup;
+    }
   });
 });

@@ -1,4 +1,4 @@
-import { SinkRefusedError } from '../../errors.js';
+import { errorMessage, SinkRefusedError } from '../../errors.js';
 import { maskSecrets } from '../../util/redact.js';
 import type { RelayMessage, SendContext } from '../sink.js';
 import { type AmqplibModule, RabbitmqConnector } from './rabbitmq-connector.js';
@@ -122,7 +122,7 @@ function describer(url: string, displayUrl: string): (error: unknown) => string 
     // The URL was validated at creation; nothing to mask if it no longer parses.
   }
   return (error) => {
-    const text = error instanceof Error ? error.message : String(error);
+    const text = errorMessage(error);
     return maskSecrets(text.split(url).join(displayUrl), secrets);
   };
 }

@@ -1,6 +1,6 @@
 import type * as IORedis from 'ioredis';
 
-import { SinkUnavailableError } from '../../errors.js';
+import { errorMessage, SinkUnavailableError } from '../../errors.js';
 import { backoffMs } from '../../util/backoff.js';
 import { beforeDeadline } from '../../util/deadline.js';
 import { REDIS_SINK, type ResolvedRedisStreamOptions } from './redis-stream-options.js';
@@ -83,7 +83,7 @@ export class RedisStreamConnection {
           throw new Error(`no connection within ${this.#options.connectTimeoutMs} ms`);
         });
       } catch (error) {
-        throw new SinkUnavailableError(REDIS_SINK, `cannot connect to ${this.#options.displayUrl} (${describe(error)})`, {
+        throw new SinkUnavailableError(REDIS_SINK, `cannot connect to ${this.#options.displayUrl} (${errorMessage(error)})`, {
           cause: error,
         });
       }
@@ -131,7 +131,7 @@ export class RedisStreamConnection {
       if (this.#client === client) this.#client = undefined;
       throw new SinkUnavailableError(
         REDIS_SINK,
-        `cannot select database ${db} on ${this.#options.displayUrl} (${describe(error)}); check the URL's path or redisOptions.db`,
+        `cannot select database ${db} on ${this.#options.displayUrl} (${errorMessage(error)}); check the URL's path or redisOptions.db`,
         { cause: error },
       );
     }
@@ -165,7 +165,7 @@ export class RedisStreamConnection {
     // Without a listener ioredis prints every connection error to the console; the sink keeps the
     // last one for its own messages instead (ioredis's errors name the address, not the password).
     client.on('error', (error: unknown) => {
-      this.#lastError = describe(error);
+      this.#lastError = errorMessage(error);
     });
     client.on('close', () => {
       this.#connection += 1;
@@ -173,8 +173,4 @@ export class RedisStreamConnection {
     this.#client = client;
     return client;
   }
-}
-
-export function describe(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }

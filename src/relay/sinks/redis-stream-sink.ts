@@ -1,9 +1,9 @@
-import { SinkRefusedError, SinkUnavailableError } from '../../errors.js';
+import { errorMessage, SinkRefusedError, SinkUnavailableError } from '../../errors.js';
 import { beforeDeadline } from '../../util/deadline.js';
 import type { RelayMessage, RelaySink, SendContext } from '../sink.js';
 import { abortable } from './abortable.js';
 import { loadPeer } from './load-peer.js';
-import { describe, type RedisClient, type RedisConstructor, RedisStreamConnection } from './redis-stream-connection.js';
+import { type RedisClient, type RedisConstructor, RedisStreamConnection } from './redis-stream-connection.js';
 import {
   REDIS_SINK,
   type RedisStreamSinkOptions,
@@ -129,7 +129,7 @@ export function createRedisStreamSink(resolved: ResolvedRedisStreamOptions, load
   /** An XADD failure as the relay must see it: SinkRefusedError when no retry can help, else retryable. */
   function classify(error: unknown, stream: string): Error {
     if (error instanceof SinkUnavailableError) return error;
-    const said = describe(error);
+    const said = errorMessage(error);
     if (error instanceof Error && error.name === 'ReplyError') {
       const code = said.split(' ', 1)[0] ?? '';
       if (REFUSED_REPLIES.has(code))

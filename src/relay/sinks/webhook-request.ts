@@ -1,6 +1,7 @@
 import http from 'node:http';
 import https from 'node:https';
 
+import { errorMessage } from '../../errors.js';
 import { EXCERPT_READ_BYTES } from './webhook-response.js';
 
 export interface WebhookResponse {
@@ -144,7 +145,7 @@ export function exchange(args: {
         response.on('close', finish);
       });
     } catch (error) {
-      const reason = error instanceof Error ? error.message : String(error);
+      const reason = errorMessage(error);
       reject(new RequestFailure('invalid', `the request could not be made: ${reason}`, error));
       return;
     }

@@ -1,3 +1,4 @@
+import { errorMessage } from '../../errors.js';
 import type { RelayMessage, RelaySink, SendContext } from '../sink.js';
 import { WebhookRefusedError, WebhookUnavailableError } from './webhook-errors.js';
 import { healthHeaders, webhookHeaders } from './webhook-headers.js';
@@ -69,7 +70,7 @@ export function webhookSink(options: WebhookSinkOptions): RelaySink {
         signal: context.signal,
       });
     } catch (error) {
-      const reason = error instanceof Error ? error.message : String(error);
+      const reason = errorMessage(error);
       throw new WebhookUnavailableError(`${where}: ${reason}`, { cause: error });
     }
     const { status } = response;

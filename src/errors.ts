@@ -129,6 +129,8 @@ export interface DriftFinding {
     | 'missing_column'
     | 'wrong_type'
     | 'wrong_nullability'
+    /** A column txoutbox's INSERTs leave out has no default (or identity): every such INSERT fails. */
+    | 'missing_default'
     | 'missing_index'
     | 'index_not_partial'
     | 'index_wrong_predicate'

@@ -40,6 +40,13 @@ export function autovacuumDdl(table: TableName): string {
 }
 
 /**
+ * Every way PostgreSQL reads a boolean as false (parse_bool: any prefix of `false`, `no` and `off`
+ * that is not ambiguous, and `0`). A reloption is stored as written: `autovacuum_enabled = f`
+ * reads back `f`, and was taken for on.
+ */
+const POSTGRES_FALSE = new Set(['f', 'fa', 'fal', 'fals', 'false', 'n', 'no', 'of', 'off', '0']);
+
+/**
  * What is missing from the table's `reloptions` (`pg_class.reloptions`, `name=value` strings):
  * scale factors must be 0 (that is what prevents the bloat); thresholds must be set, to any value,
  * so a DBA's own tuning is respected; autovacuum must not be disabled on the table. Returns at most
@@ -53,7 +60,7 @@ export function autovacuumFindings(table: TableName, reloptions: readonly string
   }
   const problems: string[] = [];
   const enabled = options.get('autovacuum_enabled');
-  if (enabled !== undefined && ['false', 'off', 'no', '0'].includes(enabled.toLowerCase())) {
+  if (enabled !== undefined && POSTGRES_FALSE.has(enabled.trim().toLowerCase())) {
     problems.push('autovacuum_enabled is off, so dead tuples are only removed by manual VACUUM');
   }
   for (const [name, value] of AUTOVACUUM_SETTINGS) {

@@ -21,6 +21,12 @@ export interface ExpectedColumn {
   readonly notNull: boolean;
   /** The column's definition as in the migration, for `ADD COLUMN` fixes. */
   readonly definition: string;
+  /**
+   * What fills the column when an INSERT leaves it out: `identity` (GENERATED … AS IDENTITY), the
+   * DEFAULT's expression, or undefined when the migration gives none. txoutbox's INSERTs leave out
+   * every column that has one (`id`, `created_at`, the counts, `failed_at` …).
+   */
+  readonly filledBy: { readonly identity: true } | { readonly identity: false; readonly expression: string } | undefined;
   /** The migration's comment above the column, if any: why it is shaped so. */
   readonly why: string | undefined;
 }
@@ -201,11 +207,19 @@ function readColumn(
   if (column === null) throw unreadable(migration, definition);
   const [, name = '', type = '', rest = ''] = column;
   const primaryKey = /\bPRIMARY KEY\b/.test(rest);
+  const defaultExpression = /\bDEFAULT (.+?)(?= NOT NULL| NULL| PRIMARY KEY| REFERENCES| UNIQUE| CHECK| COLLATE|,?$)/.exec(
+    rest,
+  )?.[1];
   columns.push({
     name,
     type: type.trim(),
     notNull: primaryKey || /\bNOT NULL\b/.test(rest),
     definition: definition.replace(/,$/, ''),
+    filledBy: /\bGENERATED (ALWAYS|BY DEFAULT) AS IDENTITY\b/.test(rest)
+      ? { identity: true }
+      : defaultExpression === undefined
+        ? undefined
+        : { identity: false, expression: defaultExpression },
     why,
   });
   return primaryKey ? name : undefined;

@@ -1,8 +1,15 @@
 import type pg from 'pg';
 
 import { type DriftFinding, InvalidOptionError, SchemaDriftError } from '../errors.js';
+import { rejectUnknownOptions } from '../util/known-options.js';
 import { autovacuumFindings } from './autovacuum.js';
-import { type ExpectedCheck, type ExpectedIndex, expectedSchema, type ExpectedTable } from './expected-schema.js';
+import {
+  type ExpectedCheck,
+  type ExpectedColumn,
+  type ExpectedIndex,
+  expectedSchema,
+  type ExpectedTable,
+} from './expected-schema.js';
 import { quoteIdent } from './identifiers.js';
 import { assertNotInLegacyLocation } from './legacy-location.js';
 import type { SchemaNames } from './schema-names.js';
@@ -26,7 +33,7 @@ export interface ValidateSchemaOptions {
  */
 const CATALOG_SQL = `SELECT c.relkind, c.reloptions,
   coalesce((SELECT json_agg(json_build_object('name', a.attname, 'type', format_type(a.atttypid, a.atttypmod),
-      'notNull', a.attnotnull) ORDER BY a.attnum)
+      'notNull', a.attnotnull, 'filled', a.atthasdef OR a.attidentity <> '') ORDER BY a.attnum)
     FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped), '[]') AS columns,
   coalesce((SELECT json_agg(json_build_object('name', quote_ident(n.nspname) || '.' || quote_ident(i.relname),
       'unique', x.indisunique, 'valid', x.indisvalid AND x.indisready, 'predicate', pg_get_expr(x.indpred, x.indrelid),
@@ -47,6 +54,8 @@ interface LiveColumn {
   readonly name: string;
   readonly type: string;
   readonly notNull: boolean;
+  /** Has a DEFAULT or is an identity column: an INSERT may leave it out. */
+  readonly filled: boolean;
 }
 interface LiveIndex {
   /** Quoted, schema-qualified. */
@@ -79,6 +88,16 @@ const RELKIND_NAMES: Record<string, string> = { v: 'a view', m: 'a materialized 
  * `stranded_rows` finding (stranded-rows.ts).
  */
 export async function validateSchema(pool: pg.Pool, names: SchemaNames, options: ValidateSchemaOptions = {}): Promise<void> {
+  // Typed as an object, called from JavaScript with anything.
+  if (typeof options !== 'object' || (options as ValidateSchemaOptions | null) === null) {
+    throw new InvalidOptionError({
+      option: 'validateSchema options',
+      value: options,
+      expected: 'an object such as { checkAutovacuum: true }',
+    });
+  }
+  // A misspelt key (`checkAutoVacuum`) skipped the check it asked for, and the schema passed.
+  rejectUnknownOptions(options, 'validateSchema', ['checkAutovacuum']);
   const checkAutovacuum = options.checkAutovacuum ?? false;
   if (typeof checkAutovacuum !== 'boolean') {
     throw new InvalidOptionError({ option: 'checkAutovacuum', value: checkAutovacuum, expected: 'a boolean' });
@@ -138,7 +157,7 @@ function compareTable(expected: ExpectedTable, live: LiveTable | undefined, type
     const why = column.why === undefined ? '' : ` (${column.why.replace(/\.$/, '')})`;
     if (actual === undefined) {
       const backfill =
-        column.notNull && !/\bDEFAULT\b|\bIDENTITY\b/.test(column.definition)
+        column.notNull && column.filledBy === undefined
           ? ' On a table with rows, add it without NOT NULL, fill it, then SET NOT NULL.'
           : '';
       findings.push(
@@ -175,6 +194,7 @@ function compareTable(expected: ExpectedTable, live: LiveTable | undefined, type
             ),
       );
     }
+    if (column.filledBy !== undefined && !actual.filled) findings.push(missingDefault(table.sql, column, why, finding));
   }
   for (const index of expected.indexes) findings.push(...compareIndex(index, live.indexes, finding));
   for (const check of expected.checks) findings.push(...compareCheck(check, live.checks, table.sql, finding));
@@ -182,6 +202,25 @@ function compareTable(expected: ExpectedTable, live: LiveTable | undefined, type
 }
 
 type MakeFinding = (kind: DriftFinding['kind'], message: string, fix: string) => DriftFinding;
+
+/**
+ * A column txoutbox's INSERTs leave out, without the default or identity the migration gives it (a
+ * schema made by another tool): every publish (or DLQ move) fails on it. An identity is added past
+ * the table's largest id, so the rows already there keep theirs.
+ */
+function missingDefault(table: string, column: ExpectedColumn, why: string, finding: MakeFinding): DriftFinding {
+  const fix =
+    column.filledBy?.identity === true
+      ? `ALTER TABLE ${table} ALTER COLUMN ${column.name} ADD GENERATED ALWAYS AS IDENTITY; ` +
+        `SELECT setval(pg_get_serial_sequence('${table.replaceAll("'", "''")}', '${column.name}'), coalesce(max(${column.name}), 0) + 1, false) FROM ${table};`
+      : `ALTER TABLE ${table} ALTER COLUMN ${column.name} SET DEFAULT ${column.filledBy?.expression ?? ''};`;
+  const what = column.filledBy?.identity === true ? 'is not an identity column' : 'has no default';
+  return finding(
+    'missing_default',
+    `column ${column.name} ${what}; txoutbox expects ${column.definition}${why}: its INSERTs leave the column out, and each one fails.`,
+    fix,
+  );
+}
 
 /** `primary key on (id)`, `unique index on (queue, timer_id) WHERE timer_id IS NOT NULL`. */
 function describeIndex(index: ExpectedIndex): string {

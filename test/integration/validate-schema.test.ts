@@ -137,6 +137,35 @@ describe('validateSchema: one finding kind per breakage', () => {
     await applyFixes(outbox, findings);
   });
 
+  test('missing_default: an id without identity and a created_at without DEFAULT fail every INSERT, and are reported', async () => {
+    // Reported (review): a schema made by another tool without them validated clean while every
+    // publish failed (23502), and every DLQ move with the DLQ's id.
+    const outbox = await migrated('v_default', [
+      'ALTER TABLE v_default ALTER COLUMN id DROP IDENTITY',
+      'ALTER TABLE v_default ALTER COLUMN created_at DROP DEFAULT',
+      'ALTER TABLE v_default_dlq ALTER COLUMN id DROP IDENTITY',
+    ]);
+    await db.pool.query(`INSERT INTO v_default (id, queue, payload, created_at) VALUES (41, 'q', '\\x7b7d', now())`);
+    const findings = await drift(outbox);
+    assert.deepEqual(kinds(findings), ['missing_default', 'missing_default', 'missing_default']);
+    assert.match(
+      findings[0]!.message,
+      /column id is not an identity column; txoutbox expects id bigint GENERATED ALWAYS AS IDENTITY/,
+    );
+    assert.match(
+      findings[1]!.message,
+      /column created_at has no default; txoutbox expects created_at timestamptz NOT NULL DEFAULT now\(\)/,
+    );
+    assertReadable(findings.slice(0, 2), 'v_default');
+    await applyFixes(outbox, findings);
+    // The identity starts past the rows already there.
+    const { rows } = await db.pool.query<{ id: string }>(
+      `INSERT INTO v_default (queue, payload) VALUES ('q', '\\x7b7d') RETURNING id::text AS id`,
+    );
+    assert.equal(rows[0]?.id, '42');
+    await outbox.publish(db.pool, 'q', { after: 'the fix' }, { autocommit: true });
+  });
+
   test('missing_index; a renamed index still counts (matched by columns)', async () => {
     const outbox = await migrated('v_idx', [
       'DROP INDEX v_idx_ready_idx',
@@ -292,6 +321,12 @@ describe('validateSchema: reporting', () => {
   test('checkAutovacuum must be a boolean', async () => {
     const outbox = await migrated('v_opt');
     await assert.rejects(outbox.validateSchema({ checkAutovacuum: 'yes' as unknown as boolean }), InvalidOptionError);
+    // A misspelt key skipped the check it asked for, and the schema passed; null threw a TypeError.
+    await assert.rejects(
+      outbox.validateSchema({ checkAutoVacuum: true } as never),
+      (error: unknown) => error instanceof InvalidOptionError && error.option === 'checkAutoVacuum',
+    );
+    await assert.rejects(outbox.validateSchema(null as never), InvalidOptionError);
   });
 
   test('expressions are compared in one normal form', () => {
@@ -349,6 +384,11 @@ describe('autovacuum', () => {
     assert.match(findings[0]!.message, /autovacuum_vacuum_scale_factor is 0\.05 \(want 0/);
     await db.pool.query('ALTER TABLE v_vac2 RESET (autovacuum_enabled)');
     await applyFixes(outbox, findings, { checkAutovacuum: true });
+    // PostgreSQL reads any unambiguous prefix of false, no or off as false, and keeps it as written.
+    for (const off of ['f', 'N', 'of']) {
+      await db.pool.query(`ALTER TABLE v_vac2 SET (autovacuum_enabled = '${off}')`);
+      assert.match((await drift(outbox, { checkAutovacuum: true }))[0]?.message ?? '', /autovacuum_enabled is off/, off);
+    }
   });
 
   test('autovacuum findings join the schema findings in the same error', async () => {

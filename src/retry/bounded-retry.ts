@@ -1,4 +1,5 @@
 import { InvalidOptionError } from '../errors.js';
+import { rejectUnknownOptions } from '../util/known-options.js';
 import { MAX_DELAY_MS, type RetryContext, type RetryStrategy } from './retry-strategy.js';
 
 export interface BoundedRetryOptions {
@@ -35,6 +36,9 @@ export function checkNumber(
   return value;
 }
 
+/** BoundedRetryOptions' keys. */
+const SHARED_OPTIONS = ['maxAttempts', 'maxTotalDelayMs', 'jitter', 'random'];
+
 /**
  * The limits every built-in strategy shares (attempts, total delay, jitter); subclasses give the
  * base delay for an attempt.
@@ -45,7 +49,25 @@ export abstract class BoundedRetry implements RetryStrategy {
   readonly jitter: number;
   readonly #random: () => number;
 
-  protected constructor(strategy: string, options: BoundedRetryOptions) {
+  /** `own`: the subclass's option names, beside the shared ones; any other key is refused (a typo). */
+  protected constructor(strategy: string, options: BoundedRetryOptions, own: readonly string[]) {
+    // Called from JavaScript with anything: `new ConstantRetry()` threw a TypeError, `maxAttempt`
+    // (a typo) never gave up, and `random: 0.5` dead-lettered every failure on its first run.
+    if (typeof options !== 'object' || (options as BoundedRetryOptions | null) === null) {
+      throw new InvalidOptionError({
+        option: `${strategy} options`,
+        value: options,
+        expected: `an object of ${strategy}'s options`,
+      });
+    }
+    rejectUnknownOptions(options, strategy, [...own, ...SHARED_OPTIONS], `${strategy}.`);
+    if (options.random !== undefined && typeof options.random !== 'function') {
+      throw new InvalidOptionError({
+        option: `${strategy}.random`,
+        value: options.random,
+        expected: 'a function returning a number in [0, 1)',
+      });
+    }
     this.maxAttempts =
       options.maxAttempts === undefined ? undefined : checkNumber(strategy, 'maxAttempts', options.maxAttempts, 1, true);
     this.maxTotalDelayMs =

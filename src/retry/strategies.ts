@@ -17,7 +17,7 @@ export class ExponentialRetry extends BoundedRetry {
   readonly maxDelayMs: number | undefined;
 
   constructor(options: ExponentialRetryOptions) {
-    super('ExponentialRetry', options);
+    super('ExponentialRetry', options, ['initialDelayMs', 'multiplier', 'maxDelayMs']);
     this.initialDelayMs = checkNumber('ExponentialRetry', 'initialDelayMs', options.initialDelayMs, 0, false, false);
     this.multiplier = options.multiplier === undefined ? 2 : checkNumber('ExponentialRetry', 'multiplier', options.multiplier, 1);
     this.maxDelayMs =
@@ -45,7 +45,7 @@ export class ConstantRetry extends BoundedRetry {
   readonly delayMs: number;
 
   constructor(options: ConstantRetryOptions) {
-    super('ConstantRetry', options);
+    super('ConstantRetry', options, ['delayMs']);
     this.delayMs = checkNumber('ConstantRetry', 'delayMs', options.delayMs, 0, false, false);
   }
 
@@ -67,7 +67,7 @@ export class LinearRetry extends BoundedRetry {
   readonly stepMs: number;
 
   constructor(options: LinearRetryOptions) {
-    super('LinearRetry', options);
+    super('LinearRetry', options, ['initialDelayMs', 'stepMs']);
     this.initialDelayMs = checkNumber('LinearRetry', 'initialDelayMs', options.initialDelayMs, 0, false, false);
     this.stepMs = checkNumber('LinearRetry', 'stepMs', options.stepMs, 0);
   }

@@ -81,6 +81,13 @@ describe('retry strategies', () => {
       [() => new ConstantRetry({ delayMs: 1, jitter: 1.5 }), 'ConstantRetry.jitter'],
       [() => new LinearRetry({ initialDelayMs: 1, stepMs: -1 }), 'LinearRetry.stepMs'],
       [() => new LinearRetry({ initialDelayMs: 1, stepMs: 1, maxTotalDelayMs: 0 }), 'LinearRetry.maxTotalDelayMs'],
+      // Reported (review): a typo never gave up (maxAttempt) or never capped (maxDelay); random: 0.5
+      // dead-lettered every failure on its first run; no options at all threw a TypeError.
+      [() => new ExponentialRetry({ initialDelayMs: 1000, maxAttempt: 5 } as never), 'ExponentialRetry.maxAttempt'],
+      [() => new ExponentialRetry({ initialDelayMs: 1000, maxDelay: 5 } as never), 'ExponentialRetry.maxDelay'],
+      [() => new ConstantRetry({ delayMs: 10, random: 0.5 } as never), 'ConstantRetry.random'],
+      [() => new ConstantRetry(undefined as never), 'ConstantRetry options'],
+      [() => new LinearRetry(null as never), 'LinearRetry options'],
     ];
     for (const [make, option] of cases) {
       assert.throws(make, (error: unknown) => error instanceof InvalidOptionError && error.option === option, option);

@@ -109,6 +109,32 @@ export function isObservableClient(executor: object): boolean {
   );
 }
 
+/**
+ * The handles of other data layers, by the method that begins their transactions: a node-postgres
+ * client has none of them. Refused with the adapter to use instead of being run as an executor.
+ */
+const DATA_LAYER_METHODS: readonly (readonly [string, string])[] = [
+  [
+    'createQueryRunner',
+    'a TypeORM DataSource (use fromTypeORM(manager) inside dataSource.transaction(…), from txoutbox/typeorm)',
+  ],
+  ['$transaction', 'a Prisma client (use fromPrisma(tx) inside prisma.$transaction(…), from txoutbox/prisma)'],
+  ['transactional', 'a MikroORM EntityManager (use fromMikroORM(em) inside em.transactional(…), from txoutbox/mikro-orm)'],
+  ['begin', 'a postgres.js `sql` (use fromPostgres(tx) inside sql.begin(…), from txoutbox/postgres)'],
+  ['tx', 'a pg-promise database (pass the node-postgres client of a transaction instead)'],
+  [
+    'transaction',
+    'a data layer’s database handle (Knex, Sequelize, Kysely, Drizzle, a TypeORM EntityManager: wrap its transaction with its adapter)',
+  ],
+];
+
+function dataLayerHandle(target: object): string | undefined {
+  for (const [method, what] of DATA_LAYER_METHODS) {
+    if (typeof (target as Record<string, unknown>)[method] === 'function') return what;
+  }
+  return undefined;
+}
+
 const ADAPTERS_HINT =
   'Using another data layer? Wrap its transaction with its adapter: fromKysely(trx) from txoutbox/kysely, fromPrisma(tx) from txoutbox/prisma, … (README, "Data layers").';
 
@@ -128,6 +154,15 @@ export function assertTransactional(
   if (target === null || typeof target !== 'object' || typeof (target as { query?: unknown }).query !== 'function') {
     throw new NotInTransactionError(
       `outbox.${operation}() needs your open transaction as its first argument (a node-postgres client after BEGIN, or an adapter's wrapper), got ${target === null ? 'null' : typeof target}. ${ADAPTERS_HINT}`,
+    );
+  }
+  const layer = dataLayerHandle(target);
+  if (layer !== undefined) {
+    // Whatever `autocommit` says: its query() is not node-postgres' (TypeORM's DataSource answers
+    // an array of rows), and it ran the statement on a pooled connection, committed on its own,
+    // before the call failed with a TypeError.
+    throw new NotInTransactionError(
+      `outbox.${operation}() was given ${layer}, not a node-postgres client: its queries run on a pooled connection, each its own transaction, so the outbox row would commit without your data. ${ADAPTERS_HINT}`,
     );
   }
   if (autocommit) return;

@@ -66,14 +66,26 @@ function guardedRun(client: object, operation: string, prepared: boolean): Trans
   };
 }
 
+/**
+ * The rows of an executor's answer, which must be node-postgres' Result: anything else is not read
+ * as "no rows" (a publish would report a timer conflict), and says what it was given.
+ */
+function rowsOf(result: unknown): Record<string, unknown>[] {
+  const rows = (result as { rows?: unknown } | null | undefined)?.rows;
+  if (Array.isArray(rows)) return rows as Record<string, unknown>[];
+  throw new TypeError(
+    `the executor's query() resolved to ${Array.isArray(result) ? 'an array' : typeof result}, not a node-postgres Result with \`rows\`: ` +
+      'pass the node-postgres client of your transaction, or wrap your data layer’s transaction with its adapter (the statement may have run).',
+  );
+}
+
 function executorPort(executor: Executor, prepared: boolean, inTransaction: string | undefined): TransactionPort {
   const guarded = inTransaction === undefined ? undefined : guardedRun(executor, inTransaction, prepared);
   return {
     run:
       guarded ??
       (async (stmt, values) =>
-        (await executor.query(prepared ? { name: stmt.name, text: stmt.text, values } : { text: stmt.text, values }))
-          .rows as Record<string, unknown>[]),
+        rowsOf(await executor.query(prepared ? { name: stmt.name, text: stmt.text, values } : { text: stmt.text, values }))),
     wake: { kind: 'pg', client: executor },
   };
 }

@@ -99,6 +99,21 @@ describe('typeorm: specific', () => {
     assert.equal((await outbox.fetchUnprocessed({ queue: 'typeorm.late' })).length, 0);
   });
 
+  test('the DataSource or its manager passed straight to publish (no adapter) is refused before anything is sent, autocommit or not', async () => {
+    // Reported (review): both have a query(), so they were run as executors: TypeORM ran the INSERT
+    // on a pooled connection, committed on its own, then publish failed with a TypeError.
+    const queue = `typeorm-direct-${Date.now()}.q`;
+    for (const handle of [dataSource, dataSource.manager]) {
+      for (const autocommit of [false, true]) {
+        await assert.rejects(
+          outbox.publish(handle as never, queue, 'x', { autocommit }),
+          (error: unknown) => error instanceof NotInTransactionError && /TypeORM|data layer/.test(error.message),
+        );
+      }
+    }
+    assert.equal((await outbox.fetchUnprocessed({ queue })).length, 0);
+  });
+
   test('a QueryRunner after startTransaction(), and its manager: committed together with the entity', async () => {
     const runner = dataSource.createQueryRunner();
     try {

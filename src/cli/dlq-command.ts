@@ -6,6 +6,7 @@ import type { DlqFailureReason, DlqFilter } from '../dlq/dlq-options.js';
 import { DlqProgress } from '../dlq/dlq-progress.js';
 import { MIN_RETENTION_MS, resolveOlderThanMs } from '../dlq/retention-options.js';
 import { bodyKind, inspectBody } from '../envelope/decode-body.js';
+import { indentJsonText } from '../envelope/json-text.js';
 import { InvalidOptionError } from '../errors.js';
 import type { Outbox } from '../outbox.js';
 import { isBigintId } from '../util/bigint-id.js';
@@ -275,11 +276,12 @@ function shownBody(row: DeadLetterPreview): string {
     return `${text.slice(0, PREVIEW_CHARS)}… (${row.payloadBytes} bytes stored)`;
   }
   const body = inspectBody(row.payloadHead, row.headers);
+  // A JSON body indented as written, not parsed and printed again: a number past 2^53 keeps its digits.
   const text = Buffer.isBuffer(body)
     ? `(bytes, base64) ${body.toString('base64')}`
     : typeof body === 'string'
       ? body
-      : JSON.stringify(body, null, 2);
+      : indentJsonText(row.payloadHead.toString('utf8'));
   return text.length > PREVIEW_CHARS ? `${text.slice(0, PREVIEW_CHARS)}… (${text.length} chars)` : text;
 }
 
@@ -289,7 +291,8 @@ function details(row: DeadLetterPreview): string {
   // through terminalSafe, a header on one line, the body and the exception on as many as they have.
   const lines = { keepLines: true };
   const headers = Object.entries(row.headers)
-    .map(([k, v]) => `  ${terminalSafe(k)}: ${terminalSafe(v)}\n`)
+    // A header written outside the API (its jsonb edited by hand) may be any JSON value.
+    .map(([k, v]: [string, unknown]) => `  ${terminalSafe(k)}: ${terminalSafe(typeof v === 'string' ? v : JSON.stringify(v))}\n`)
     .join('');
   return [
     `id:              ${row.id} (outbox id ${row.originalId})\n`,

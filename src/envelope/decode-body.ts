@@ -2,7 +2,9 @@ import { CONTENT_TYPE_HEADER } from './headers.js';
 
 /** What a row's content type says its payload is: JSON, text (UTF-8), or bytes (anything else). */
 export function bodyKind(headers: Readonly<Record<string, string>>): 'json' | 'text' | 'bytes' {
-  const contentType = (headers[CONTENT_TYPE_HEADER] ?? '').toLowerCase();
+  // A header written outside the API (jsonb edited by hand) may be any JSON value.
+  const raw: unknown = headers[CONTENT_TYPE_HEADER];
+  const contentType = typeof raw === 'string' ? raw.toLowerCase() : '';
   if (contentType.startsWith('application/json')) return 'json';
   return contentType.startsWith('text/') ? 'text' : 'bytes';
 }

@@ -111,6 +111,24 @@ describe('txoutbox dlq', () => {
     assert.match(missing.out, /no dead letter with id 999999999/);
   });
 
+  test('show <id>: a JSON body keeps its numbers as written; a header that is not a string is shown, not a crash', async () => {
+    // Reported (review): the body was parsed and printed again (12345678901234567891 became
+    // …567000, 10.50 became 10.5), and a header holding a number failed `show` (text.replace).
+    const { rows } = await db.pool.query<{ id: string }>(
+      `INSERT INTO ${TABLE}_dlq (original_id, queue, payload, headers, created_at, attempts_count, deliveries_count, failure_reason)
+       VALUES (1, 'digits', convert_to('{"id":12345678901234567891,"amount":10.50}', 'UTF8'),
+         '{"content-type":"application/json","retries":3}', now(), 1, 1, 'rejected') RETURNING id::text AS id`,
+    );
+    try {
+      const shown = await txoutbox(['show', rows[0]!.id]);
+      assert.equal(shown.code, 0, shown.err);
+      assert.match(shown.out, /"id": 12345678901234567891,\n\s*"amount": 10\.50\n/);
+      assert.match(shown.out, /retries: 3\n/);
+    } finally {
+      await db.pool.query(`DELETE FROM ${TABLE}_dlq WHERE queue = 'digits'`);
+    }
+  });
+
   test('redrive --queue --yes: the rows leave the DLQ and are back in the outbox', async () => {
     const dlq = outbox.dlqTable!;
     assert.equal(await count(dlq, 'orders'), 2);

@@ -209,6 +209,22 @@ describe('dashboard: dead letters', () => {
     assert.match(after.text, /data-testid="notice">Redriven 1 dead letter:/);
   });
 
+  test('a JSON body is shown with its numbers as written (a number past 2^53 keeps its digits)', async () => {
+    // Reported (review): parsed and printed again, the page showed 12345678901234567000 and 10.5.
+    const { rows } = await db.pool.query<{ id: string }>(
+      `INSERT INTO ${TABLE}_dlq (original_id, queue, payload, headers, created_at, attempts_count, deliveries_count, failure_reason)
+       VALUES (1, 'digits', convert_to('{"id":12345678901234567891,"amount":10.50}', 'UTF8'),
+         '{"content-type":"application/json"}', now(), 1, 1, 'rejected') RETURNING id::text AS id`,
+    );
+    try {
+      const page = await get(`${base}/dlq/${rows[0]!.id}`);
+      assert.equal(page.status, 200);
+      assert.match(page.text, /&quot;id&quot;: 12345678901234567891,\s*&quot;amount&quot;: 10\.50/);
+    } finally {
+      await db.pool.query(`DELETE FROM ${TABLE}_dlq WHERE queue = 'digits'`);
+    }
+  });
+
   test('a partial redrive says so: the rows whose ordering key a transaction held stayed in the DLQ', async () => {
     // Reported (review): the notice said "Redriven N" and nothing of the rows left behind.
     const { rows } = await db.pool.query<{ id: string }>(

@@ -1,5 +1,6 @@
 import type { DeadLetterPreview } from '../../dlq/dead-letters.js';
 import { bodyKind, inspectBody } from '../../envelope/decode-body.js';
+import { indentJsonText } from '../../envelope/json-text.js';
 import { formatBytes, formatTime, type Preview, previewOf } from '../format.js';
 import { type Html, html } from '../html.js';
 import { headersTable } from './headers-table.js';
@@ -21,8 +22,11 @@ function shownBody(letter: DeadLetterPreview): { preview: Preview; kind: string 
     return { preview: { text: letter.bodyPreview, truncated: true, bytes: letter.payloadBytes }, kind };
   }
   const body = inspectBody(letter.payloadHead, letter.headers);
-  const kind = Buffer.isBuffer(body) ? 'bytes, shown as UTF-8' : typeof body === 'string' ? 'text' : 'JSON';
-  return { preview: previewOf(body, BODY_PREVIEW_BYTES), kind };
+  if (Buffer.isBuffer(body) || typeof body === 'string') {
+    return { preview: previewOf(body, BODY_PREVIEW_BYTES), kind: typeof body === 'string' ? 'text' : 'bytes, shown as UTF-8' };
+  }
+  // Indented as written, not parsed and printed again: a number past 2^53 keeps its digits.
+  return { preview: previewOf(indentJsonText(letter.payloadHead.toString('utf8')), BODY_PREVIEW_BYTES), kind: 'JSON' };
 }
 
 /** `/dlq/:id`: one dead letter with its headers, a body preview and its last exception; redrive it. */

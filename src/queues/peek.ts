@@ -214,9 +214,11 @@ export function bodyPreviewOf(
 ): { bodyPreview: string; bodyPreviewTruncated: boolean } {
   // JSON.stringify(undefined) is undefined, whatever its declared type says.
   const json = (value: unknown): string | undefined => JSON.stringify(value);
-  const text = typeof body === 'string' ? body : Buffer.isBuffer(body) ? body.toString('utf8') : (json(body) ?? '');
-  const bytes = Buffer.from(text, 'utf8');
-  if (bytes.length <= maxBytes) return { bodyPreview: text, bodyPreviewTruncated: false };
+  // Bytes are measured as stored, not as their UTF-8 reading: each byte that is not UTF-8 reads as
+  // U+FFFD (3 bytes), and a 10 KB protobuf was reported cut at 16 KiB, shown in part.
+  const text = Buffer.isBuffer(body) ? undefined : typeof body === 'string' ? body : (json(body) ?? '');
+  const bytes = text === undefined ? (body as Buffer) : Buffer.from(text, 'utf8');
+  if (bytes.length <= maxBytes) return { bodyPreview: text ?? bytes.toString('utf8'), bodyPreviewTruncated: false };
   let end = maxBytes;
   // Back up over continuation bytes (10xxxxxx) to the start of the character that does not fit.
   while (end > 0 && ((bytes[end] ?? 0) & 0xc0) === 0x80) end -= 1;

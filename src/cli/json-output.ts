@@ -1,4 +1,4 @@
-import { terminalSafe } from './terminal-safe.js';
+import { terminalSafe } from '../util/terminal-safe.js';
 
 /**
  * A row (dead letter, peeked row) for --json: Dates become ISO strings (by JSON itself), the stored

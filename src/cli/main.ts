@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline/promises';
 
 import { errorMessage, MissingPeerDependencyError } from '../errors.js';
-import { terminalSafe } from './terminal-safe.js';
+import { terminalSafe } from '../util/terminal-safe.js';
 import { OptionError, USAGE, UsageError } from './usage.js';
 
 /**

@@ -4,12 +4,12 @@ import type { Outbox } from '../outbox.js';
 import { bodyPreviewOf, type PeekedPreview, type PeekPreviewPage, type PeekState } from '../queues/peek.js';
 import { BODY_PREVIEW_BYTES } from '../queues/peek-page-bytes.js';
 import type { QueuePauseState } from '../queues/queue-status.js';
+import { terminalSafe } from '../util/terminal-safe.js';
 import { boundedRowJson, JSON_BODY_BYTES } from './bounded-row-json.js';
 import type { CommandIo } from './command-io.js';
 import { CONNECTION_OPTIONS, resolveConnection } from './connection-options.js';
 import { jsonLine } from './json-output.js';
 import { operands, subcommand, wholeNumber } from './option-values.js';
-import { terminalSafe } from './terminal-safe.js';
 import { renderTable } from './text-table.js';
 import { withOutbox } from './with-outbox.js';
 

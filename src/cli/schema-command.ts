@@ -1,11 +1,11 @@
 import { parseArgs } from 'node:util';
 
 import { type DriftFinding, SchemaDriftError } from '../errors.js';
+import { terminalSafe } from '../util/terminal-safe.js';
 import type { CommandIo } from './command-io.js';
 import { CONNECTION_OPTIONS, resolveConnection } from './connection-options.js';
 import { jsonLine } from './json-output.js';
 import { operands } from './option-values.js';
-import { terminalSafe } from './terminal-safe.js';
 import { UsageError } from './usage.js';
 import { withOutbox } from './with-outbox.js';
 

@@ -1,11 +1,11 @@
 import { parseArgs } from 'node:util';
 
 import type { QueueStatus, QueueStatusReport } from '../queues/queue-status.js';
+import { terminalSafe } from '../util/terminal-safe.js';
 import type { CommandIo } from './command-io.js';
 import { CONNECTION_OPTIONS, resolveConnection } from './connection-options.js';
 import { jsonLine } from './json-output.js';
 import { operands, wholeNumber } from './option-values.js';
-import { terminalSafe } from './terminal-safe.js';
 import { groupDigits, humanDuration, renderTable } from './text-table.js';
 import { withOutbox } from './with-outbox.js';
 
@@ -81,6 +81,15 @@ function count(n: number, estimated: boolean): string {
 function pauseLine(q: QueueStatus): string {
   const since = q.pausedAt === null ? '' : ` since ${q.pausedAt.toISOString()}`;
   const why = q.pauseReason === null ? '' : `: ${terminalSafe(JSON.stringify(q.pauseReason))}`;
-  const queue = terminalSafe(q.queue);
-  return `${queue} is paused${since}${why} (txoutbox queue resume ${queue})\n`;
+  // `--` ends the flags: a queue named `-x` is not read as one.
+  const resume = `txoutbox queue resume ${q.queue.startsWith('-') ? '-- ' : ''}${shellWord(q.queue)}`;
+  return `${terminalSafe(q.queue)} is paused${since}${why} (${terminalSafe(resume)})\n`;
+}
+
+/**
+ * `text` as one POSIX shell word: as is when it has nothing a shell reads, else single-quoted. The
+ * suggested resume command is pasted into a shell: `reports $(touch x)` ran the substitution.
+ */
+export function shellWord(text: string): string {
+  return /^[\w.,:/@%+=-]+$/.test(text) ? text : `'${text.replaceAll("'", "'\\''")}'`;
 }

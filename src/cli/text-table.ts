@@ -4,7 +4,7 @@
  * digits line up; text aligns left. Pure: the commands' tests check it without a terminal.
  */
 
-import { terminalSafe } from './terminal-safe.js';
+import { terminalSafe } from '../util/terminal-safe.js';
 
 export interface Column {
   readonly header: string;

@@ -1,3 +1,5 @@
+import { terminalSafe } from './terminal-safe.js';
+
 /**
  * The logger txoutbox writes to: pino's call shape (`logger.warn({ ...fields }, 'message')`), so a
  * pino logger can be passed as is. The default writes warnings and errors to stderr as JSON lines.
@@ -18,8 +20,10 @@ export function consoleLogger(level: LogLevel = 'warn'): Logger {
     (name: LogLevel) =>
     (fields: Record<string, unknown>, message: string): void => {
       if (LEVELS[name] < threshold) return;
+      // JSON.stringify escapes C0 but leaves DEL and C1 raw (U+009B is a one-character CSI): a
+      // queue name or a reason an operator typed reached the terminal that runs `txoutbox dashboard`.
       process.stderr.write(
-        `${JSON.stringify({ level: name, time: new Date().toISOString(), name: 'txoutbox', msg: message, ...fields })}\n`,
+        `${terminalSafe(JSON.stringify({ level: name, time: new Date().toISOString(), name: 'txoutbox', msg: message, ...fields }))}\n`,
       );
     };
   return { debug: write('debug'), info: write('info'), warn: write('warn'), error: write('error') };

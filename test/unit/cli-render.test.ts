@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { describe, test } from 'node:test';
 
 import { jsonLine } from '../../src/cli/json-output.js';
@@ -6,11 +7,11 @@ import { main } from '../../src/cli/main.js';
 import { pauseText, renderPeek } from '../../src/cli/queue-command.js';
 import { renderSchemaCheck } from '../../src/cli/schema-command.js';
 import { renderStatus } from '../../src/cli/status-command.js';
-import { terminalSafe } from '../../src/cli/terminal-safe.js';
 import { groupDigits, humanDuration, renderTable } from '../../src/cli/text-table.js';
 import type { DriftFinding } from '../../src/errors.js';
 import type { PeekedPreview } from '../../src/queues/peek.js';
 import type { QueueStatus } from '../../src/queues/queue-status.js';
+import { terminalSafe } from '../../src/util/terminal-safe.js';
 
 // The renderers are pure: these reports are made by hand, so every branch of the human output is
 // checked without a database or a terminal (the integration tests check the commands end to end).
@@ -97,6 +98,29 @@ describe('renderStatus', () => {
     const end = (line: string | undefined, pattern: RegExp): number => pattern.exec(line ?? '')?.[0].length ?? -1;
     assert.equal(end(lines[1], /^orders\s+~12,000/), end(lines[0], /^QUEUE\s+READY/));
     assert.equal(end(lines[2], /^mails\s+0/), end(lines[0], /^QUEUE\s+READY/));
+  });
+
+  test('the suggested resume command is one shell word per argument, pasted as is', () => {
+    // Reported (review): `reports $(touch /tmp/x)` was printed bare, so pasting it ran the substitution.
+    const cases: [string, string][] = [
+      ['mails', 'txoutbox queue resume mails'],
+      ['a b $(x)', "txoutbox queue resume 'a b $(x)'"],
+      ["it's", "txoutbox queue resume 'it'\\''s'"],
+      ['-x', 'txoutbox queue resume -- -x'],
+    ];
+    for (const [name, command] of cases) {
+      const out = renderStatus({ at: AT, queues: [queue({ queue: name, paused: true, pausedAt: AT })] });
+      assert.ok(out.includes(`(${command})`), out);
+      const args = execFileSync('sh', ['-c', `printf '%s\\n' ${command.replace('txoutbox ', '')}`], { encoding: 'utf8' });
+      assert.equal(
+        args
+          .split('\n')
+          .filter((a) => a !== '' && a !== '--')
+          .at(-1),
+        name,
+        command,
+      );
+    }
   });
 
   test('exact counts need no legend; an empty report says so', () => {

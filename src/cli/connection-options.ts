@@ -61,17 +61,19 @@ type Names = Pick<Connection, 'table' | 'dlqTable'>;
  * naming the flag and the fix. `hint` adds an alternative to the "no database" fix.
  */
 export async function resolveConnection(values: ConnectionValues, io: ConnectionIo, hint = ''): Promise<Connection> {
-  const fromFlags = { connectionString: values['database-url'], ...tableNames(values, undefined) };
+  // `--database-url ''` (an unset shell variable) counts as not given, as DATABASE_URL='' does.
+  const flagUrl = nonEmpty(values['database-url']);
+  const fromFlags = { connectionString: flagUrl, ...tableNames(values, undefined) };
   if (values.config !== undefined) {
     const config = await readConfig(values.config, '--config', io.env, EXPLICIT_FIX);
     return {
       ...fromFlags,
-      connectionString: values['database-url'] ?? config.database.url,
+      connectionString: flagUrl ?? config.database.url,
       ...tableNames(values, config),
       config,
     };
   }
-  const url = values['database-url'] ?? nonEmpty(io.env.DATABASE_URL);
+  const url = flagUrl ?? nonEmpty(io.env.DATABASE_URL);
   if (url !== undefined) return { ...fromFlags, connectionString: url };
   const implicit = resolve(DEFAULT_CONFIG_FILE);
   if (existsSync(implicit)) {

@@ -1,7 +1,8 @@
+import { InvalidIdentifierError } from '../errors.js';
 import { Outbox } from '../outbox.js';
 import { redactConnectionString } from '../util/redact.js';
 import { type Connection, pooling } from './connection-options.js';
-import { flagError } from './usage.js';
+import { flagError, OptionError } from './usage.js';
 
 /**
  * Runs one ops command (dlq, status, queue, schema) on an Outbox of its own: one connection, no
@@ -16,7 +17,13 @@ export async function withOutbox<T>(
   run: (outbox: Outbox) => Promise<T>,
 ): Promise<T> {
   const { connectionString, table, dlqTable } = connection;
-  const outbox = new Outbox({ ...pooling(connection), connectionString, table, dlqTable, poolSize: 1 });
+  let outbox: Outbox;
+  try {
+    outbox = new Outbox({ ...pooling(connection), connectionString, table, dlqTable, poolSize: 1 });
+  } catch (error) {
+    // A table name or URL the user typed: bad usage naming the flag (exit 2), as any other flag's.
+    throw connectionFlagError(error) ?? redacted(error, connectionString);
+  }
   try {
     return await run(outbox);
   } catch (error) {
@@ -24,6 +31,27 @@ export async function withOutbox<T>(
   } finally {
     await outbox.stop();
   }
+}
+
+/** The Outbox options the connection flags give, by flag. */
+const CONNECTION_FLAGS: Readonly<Record<string, string>> = {
+  connectionString: '--database-url',
+  table: '--table',
+  dlqTable: '--dlq-table',
+};
+
+function connectionFlagError(error: unknown): OptionError | undefined {
+  if (error instanceof InvalidIdentifierError) {
+    const flag = CONNECTION_FLAGS[error.option];
+    if (flag === undefined) return undefined;
+    return new OptionError({
+      option: flag,
+      problem: `${JSON.stringify(error.identifier)} is not a valid identifier: ${error.reason}`,
+      fix: 'pass a table name of letters, digits and underscores, optionally schema-qualified (app.outbox).',
+      cause: error,
+    });
+  }
+  return flagError(error, CONNECTION_FLAGS);
 }
 
 /** Errors reach the terminal: the connection string's password must not ride along in one. */

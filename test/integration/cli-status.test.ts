@@ -191,5 +191,17 @@ describe('txoutbox status', () => {
       assert.equal(result.code, 2, `${args.join(' ')}: ${result.err}`);
       assert.match(result.err, message, args.join(' '));
     }
+    // Reported (review): these exited 1 naming the API's option (`table:`, `connectionString:`).
+    for (const [args, message] of [
+      [['--table', 'bad name'], /--table: "bad name" is not a valid identifier/],
+      [['--table', TABLE, '--dlq-table', 'x;y'], /--dlq-table: "x;y" is not a valid identifier/],
+    ] as const) {
+      const result = await txoutboxMain(['status', ...args], { DATABASE_URL: db.url });
+      assert.equal(result.code, 2, `${args.join(' ')}: ${result.err}`);
+      assert.match(result.err, message, args.join(' '));
+    }
+    // An empty --database-url (an unset shell variable) counts as not given: DATABASE_URL is used.
+    const empty = await txoutboxMain(['status', '--database-url', '', '--table', TABLE], { DATABASE_URL: db.url });
+    assert.equal(empty.code, 0, empty.err);
   });
 });

@@ -37,14 +37,14 @@ export function validateHeaders(option: string, headers: unknown): Headers {
  * A row's content type. A user content type may only relabel bytes (say, application/protobuf); on
  * text or JSON it would make the subscriber decode the body wrongly, so a different one is an error.
  */
-export function rowContentType(headers: Headers, bodyContentType: string): string {
+export function rowContentType(headers: Headers, bodyContentType: string, batchIndex?: number): string {
   const userContentType = headers[CONTENT_TYPE_HEADER];
   if (userContentType === undefined) return bodyContentType;
   if (userContentType !== bodyContentType && bodyContentType !== CONTENT_TYPES.octetStream) {
     throw new InvalidOptionError({
       option: `headers["${CONTENT_TYPE_HEADER}"]`,
       value: userContentType,
-      expected: `"${bodyContentType}" for this body, or no content-type header`,
+      expected: `"${bodyContentType}" for ${batchIndex === undefined ? 'this body' : `bodies[${batchIndex}]`}, or no content-type header`,
       fix: 'The content type is derived from the body; to label a body yourself, pass it as a Buffer.',
     });
   }

@@ -37,7 +37,17 @@ function strictReplacer(this: unknown, key: string, value: unknown): unknown {
   }
   if (typeof value !== 'object' && typeof value !== 'bigint' && typeof value !== 'function' && typeof value !== 'symbol')
     return value;
-  if (value === null) return value;
+  if (value === null) {
+    // Date's toJSON() runs before the replacer and gives null for an invalid date: the holder still
+    // has the Date. Stored as null, the value was lost as NaN's would be.
+    const original = (this as Record<string, unknown>)[key];
+    if (original instanceof Date && Number.isNaN(original.getTime())) {
+      throw new UnencodableBodyError(
+        `Cannot encode ${key === '' ? 'the body' : `key ${JSON.stringify(key)}`}: an invalid Date has no JSON form and would be stored as null. Fix: pass a valid date, or leave the key out.`,
+      );
+    }
+    return value;
+  }
   const where = key === '' ? 'the body' : `key ${JSON.stringify(key)}`;
   if (typeof value === 'object') {
     const mangled = mangledAs(value);
@@ -99,8 +109,9 @@ export function bodyContent(body: unknown): BodyContent {
 export function encodeBody(body: unknown): EncodedBody {
   const { content, contentType } = bodyContent(body);
   if (typeof content === 'string') return { payload: Buffer.from(content, 'utf8'), contentType };
-  const payload = Buffer.isBuffer(content) ? content : Buffer.from(content.buffer, content.byteOffset, content.byteLength);
-  return { payload, contentType };
+  // A copy, as a batch's bytes are copied into its buffer: the statement is sent after publish()
+  // awaited its middlewares, and a caller that reuses its buffer meanwhile stored the later bytes.
+  return { payload: Buffer.from(content), contentType };
 }
 
 /** Deepest nesting isPlainJson walks: a deeper body, or a cycle, takes the checked path. */

@@ -1,4 +1,5 @@
 import { InvalidOptionError } from '../errors.js';
+import { rejectUnknownOptions } from '../util/known-options.js';
 import { assertTransactional, type TransactionTarget } from './executor.js';
 import { type OutboxRow, type OutboxRowRecord, toOutboxRow } from './outbox-row.js';
 import { validateQueue } from './publish-options.js';
@@ -26,6 +27,15 @@ export async function fetchUnprocessed(
   options: FetchUnprocessedOptions,
 ): Promise<OutboxRow[]> {
   assertTransactional('fetchUnprocessed', target, true);
+  // Called from JavaScript with anything: `{ queues: 'a' }` read every queue, `{ limt: 5 }` 100 rows.
+  if (typeof options !== 'object' || (options as FetchUnprocessedOptions | null) === null) {
+    throw new InvalidOptionError({
+      option: 'fetchUnprocessed options',
+      value: options,
+      expected: 'an object such as { queue, limit }',
+    });
+  }
+  rejectUnknownOptions(options, 'fetchUnprocessed', ['queue', 'limit']);
   const limit = options.limit ?? 100;
   if (!Number.isInteger(limit) || limit < 1 || limit > MAX_FETCH_UNPROCESSED) {
     throw new InvalidOptionError({ option: 'limit', value: limit, expected: `an integer from 1 to ${MAX_FETCH_UNPROCESSED}` });

@@ -6,8 +6,9 @@
 import { randomUUID } from 'node:crypto';
 
 import { buildHeaders, rowContentType, sharedCorrelationId } from '../envelope/build-headers.js';
-import { bodyContent, encodeBody } from '../envelope/encode-body.js';
+import { type BodyContent, bodyContent, encodeBody } from '../envelope/encode-body.js';
 import { MAX_PAYLOAD_BYTES, PayloadBuffer, payloadTooLarge } from '../envelope/payload-buffer.js';
+import { UnencodableBodyError } from '../errors.js';
 import type { MiddlewareChain } from '../instrumentation/middleware-chain.js';
 import type { Emit } from '../instrumentation/recorders.js';
 import {
@@ -80,7 +81,13 @@ export function encodeBatch(
   resolved: ResolvedPublishOptions,
   limit = MAX_PAYLOAD_BYTES,
 ): EncodedBatch {
-  const contents = values.map(bodyContent);
+  const contents: BodyContent[] = [];
+  let at = 0;
+  try {
+    for (; at < values.length; at += 1) contents.push(bodyContent(values[at]));
+  } catch (error) {
+    throw namingBody(at, error);
+  }
   const shared = sharedCorrelationId(resolved.headers, resolved.correlationId);
   let guess = 0;
   for (const { content } of contents) guess += content.length;
@@ -90,10 +97,18 @@ export function encodeBatch(
   const correlationIds: string[] = [];
   for (const { content, contentType } of contents) {
     lengths.push(typeof content === 'string' ? buffer.writeText(content) : buffer.writeBytes(content));
-    contentTypes.push(rowContentType(resolved.headers, contentType));
+    contentTypes.push(rowContentType(resolved.headers, contentType, contentTypes.length));
     correlationIds.push(shared ?? randomUUID());
   }
   return { payloads: buffer.finish(), lengths, contentTypes, correlationIds };
+}
+
+/**
+ * bodies[i]'s encoding error, naming the body: in a batch of 10,000, "Cannot encode the body: it is
+ * undefined" did not say which.
+ */
+function namingBody(i: number, error: unknown): unknown {
+  return error instanceof UnencodableBodyError ? new UnencodableBodyError(`bodies[${i}]: ${error.message}`, error.cause) : error;
 }
 
 /** publish()'s body, validated (when the queue has a schema) and encoded; before any statement. */

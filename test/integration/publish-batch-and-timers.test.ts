@@ -3,6 +3,7 @@ import { before, describe, test } from 'node:test';
 
 import type pg from 'pg';
 
+import { InvalidOptionError } from '../../src/index.js';
 import { useTestDatabase } from '../support/database.js';
 import { outboxFactory } from '../support/outboxes.js';
 import { inTransaction as inTx } from '../support/transaction.js';
@@ -239,5 +240,12 @@ describe('fetchUnprocessed', () => {
     assert.ok(two.every((r) => r.acquiredAt === null && r.deliveriesCount === 0));
     await assert.rejects(outbox.fetchUnprocessed({ limit: 0 }), /limit: expected an integer from 1 to 10000, got 0/);
     await assert.rejects(outbox.fetchUnprocessed({ queue: '' }), /queue: expected/);
+    // Reported (review): an unknown key was ignored ({ queues: 'a' } read every queue) and null threw a TypeError.
+    await assert.rejects(
+      outbox.fetchUnprocessed({ queues: 'a' } as never),
+      (error: unknown) => error instanceof InvalidOptionError && error.option === 'queues',
+    );
+    await assert.rejects(outbox.fetchUnprocessed(null as never), InvalidOptionError);
+    await assert.rejects(outbox.fetchUnprocessed(db.pool, null as never), InvalidOptionError);
   });
 });

@@ -104,7 +104,8 @@ describe('encodeBatch + batchHeaderLines store what publish() stores for each bo
     // A text body in the same batch: the same error publish() throws, before any statement.
     assert.throws(
       () => encodeBatch([Buffer.from('x'), 'text'], resolvePublishOptions(options, true)),
-      (error: unknown) => error instanceof InvalidOptionError && error.option === 'headers["content-type"]',
+      (error: unknown) =>
+        error instanceof InvalidOptionError && error.option === 'headers["content-type"]' && /bodies\[1\]/.test(error.message),
     );
     assert.throws(
       () => encodeBatch(['a'], resolvePublishOptions({ correlationId: 'a', headers: { 'correlation-id': 'b' } }, true)),
@@ -115,7 +116,9 @@ describe('encodeBatch + batchHeaderLines store what publish() stores for each bo
   test('an unencodable body fails the batch with encodeBody’s error', () => {
     assert.throws(
       () => encodeBatch(['ok', undefined], resolvePublishOptions({}, true)),
-      (error: unknown) => error instanceof UnencodableBodyError,
+      // Which body, in a batch of thousands: reported (review) without its index.
+      (error: unknown) =>
+        error instanceof UnencodableBodyError && /^bodies\[1\]: Cannot encode the body: it is undefined/.test(error.message),
     );
     assert.throws(
       () => encodeBatch([{ big: 1n }], resolvePublishOptions({}, true)),

@@ -55,6 +55,9 @@ describe('encodeBody: plain bodies skip the replacer, and store what JSON.string
       [deep(100, () => 1), /function/],
       [deep(3, 10n), /BigInt/],
       [{ s: Symbol('x') }, /symbol/],
+      // Reported (review): Date's toJSON gives null for an invalid date, stored as null.
+      [{ at: new Date('not a date') }, /key "at": an invalid Date/],
+      [new Date(Number.NaN), /the body: an invalid Date/],
     ];
     for (const [body, message] of refused) {
       assert.throws(
@@ -62,6 +65,19 @@ describe('encodeBody: plain bodies skip the replacer, and store what JSON.string
         (error: unknown) => error instanceof UnencodableBodyError && message.test(error.message),
       );
     }
+  });
+
+  test('bytes are copied at the call: a buffer the caller reuses before the statement is sent is stored as it was', () => {
+    // Reported (review): publish() kept the caller's Buffer, and its statement is sent after the
+    // middlewares ran: a caller reusing its buffer meanwhile stored the later bytes.
+    const bytes = Buffer.from('aaaa');
+    const { payload } = encodeBody(bytes);
+    bytes.fill(0x62);
+    assert.equal(payload.toString(), 'aaaa');
+    const view = new Uint8Array([1, 2, 3]);
+    const encoded = encodeBody(view).payload;
+    view[0] = 9;
+    assert.deepEqual([...encoded], [1, 2, 3]);
   });
 
   test('a cycle, and a getter that throws, are reported as before', () => {

@@ -9,12 +9,13 @@ import pg from 'pg';
 import { DEMO_QUEUES, DemoShop } from '../dev/demo-shop.js';
 import { keepDatabase, type KeptDatabase } from '../dev/keep-database.js';
 import { StatusLine } from '../dev/status-line.js';
-import { InvalidOptionError } from '../errors.js';
 import { Outbox } from '../outbox.js';
 import { runnerFromConfig } from '../runner/runner-from-config.js';
 import { parseTableName } from '../schema/identifiers.js';
 import { consoleLogger, type Logger } from '../util/logger.js';
+import { ownConnectionConfig } from '../util/owned-pool.js';
 import { untilStopSignal } from './stop-signal.js';
+import { OptionError } from './usage.js';
 
 export interface DevIo {
   readonly env: NodeJS.ProcessEnv;
@@ -53,13 +54,38 @@ consumers:
 `;
 }
 
-function positiveNumber(option: string, value: string | undefined, fallback: number): number {
+/** Node runs a timer of more than 2^31 − 1 ms at once: the longest --duration, in seconds. */
+const MAX_DURATION_S = Math.floor(2_147_483_647 / 1000);
+/** The slowest --rate: one order a day keeps the shop's interval a timer Node keeps. */
+const MIN_RATE = 1 / 86_400;
+const MAX_RATE = 10_000;
+
+/** A number flag within [min, max]: bad usage (exit 2) naming the flag, the value and the range. */
+function boundedNumber(option: string, value: string | undefined, fallback: number, min: number, max: number): number {
   if (value === undefined) return fallback;
-  const parsed = Number(value);
-  if (!Number.isFinite(parsed) || parsed <= 0) {
-    throw new InvalidOptionError({ option, value, expected: 'a positive number' });
+  const parsed = value.trim() === '' ? Number.NaN : Number(value);
+  if (!Number.isFinite(parsed) || parsed < min || parsed > max) {
+    throw new OptionError({
+      option,
+      problem: `expected a number from ${String(min)} to ${String(max)}, got '${value}'`,
+      fix: `pass a value in that range, or leave ${option} out.`,
+    });
   }
   return parsed;
+}
+
+function portOf(value: string | undefined): number {
+  if (value === undefined) return 9464;
+  // Digits only: Number('') is 0 (a random port) and Number('0x50') is 80.
+  const port = /^\d{1,5}$/.test(value) ? Number(value) : Number.NaN;
+  if (!(port <= 65535)) {
+    throw new OptionError({
+      option: '--port',
+      problem: `expected a TCP port, 0 to 65535 (0 picks a free one), got '${value}'`,
+      fix: 'pass a port number, or leave --port out for 9464.',
+    });
+  }
+  return port;
 }
 
 async function startDatabase(
@@ -90,22 +116,20 @@ export async function devCommand(args: string[], io: DevIo): Promise<number> {
     strict: true,
     allowPositionals: false,
   });
-  const ordersPerSecond = positiveNumber('--rate', values.rate, 25);
-  const durationSeconds = values.duration === undefined ? undefined : positiveNumber('--duration', values.duration, 0);
-  const port = values.port === undefined ? 9464 : Number(values.port);
-  if (!Number.isInteger(port) || port < 0 || port > 65535) {
-    throw new InvalidOptionError({
-      option: '--port',
-      value: values.port,
-      expected: 'a TCP port, 0 to 65535 (0 picks a free one)',
-    });
-  }
+  const ordersPerSecond = boundedNumber('--rate', values.rate, 25, MIN_RATE, MAX_RATE);
+  const durationSeconds =
+    values.duration === undefined ? undefined : boundedNumber('--duration', values.duration, 0, 0.001, MAX_DURATION_S);
+  const port = portOf(values.port);
   const logger: Logger = consoleLogger('warn');
 
   const { url, server } = await startDatabase(io.env, (text) => {
     io.out(text);
   });
-  const pool = new pg.Pool({ connectionString: url, max: 4 });
+  // Bounded as txoutbox's own pools are: a database that stops answering fails the shop's order
+  // (and the status line) instead of holding Ctrl-C's stop for good.
+  const pool = new pg.Pool(
+    ownConnectionConfig({ connectionString: url, max: 4, statement_timeout: 10_000, query_timeout: 11_000 }),
+  );
   pool.on('error', (error) => {
     logger.warn({ err: error.message }, 'demo database connection lost');
   });
@@ -144,7 +168,13 @@ export async function devCommand(args: string[], io: DevIo): Promise<number> {
           resolve('--duration');
         }, durationSeconds * 1000);
     });
-    const reason = await Promise.race([untilStopSignal(logger, 'already stopping; consumers are draining'), stopAfter]);
+    const reason = await Promise.race([
+      untilStopSignal(logger, 'stop signal while stopping: exiting now', () => {
+        // A second Ctrl-C is the way out of a stop that waits (a database that does not answer).
+        process.exit(1);
+      }),
+      stopAfter,
+    ]);
     clearTimeout(deadline);
     clearInterval(timer);
     io.out(`${io.interactive ? '\n' : ''}stopping (${reason}): shop, then consumers drain\n`);

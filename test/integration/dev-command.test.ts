@@ -9,6 +9,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { test } from 'node:test';
 
+import { txoutboxMain } from '../support/txoutbox-bin.js';
 import { waitFor } from '../support/wait-for.js';
 
 function keeperProcesses(): string[] {
@@ -84,4 +85,22 @@ test('txoutbox dev: orders flow end to end, Ctrl-C stops everything in order, no
       socket.once('error', reject);
     }),
   );
+});
+
+test('txoutbox dev: bad flags exit 2 naming the flag, before anything starts', async () => {
+  // Reported (review): --duration past 24.8 days overflowed Node's timer and stopped the demo at
+  // once, --rate 1e-7 ran about 1,000 orders a second, --port '' picked a random port, and the
+  // errors exited 1.
+  for (const [args, message] of [
+    [['--duration', '3000000'], /--duration: expected a number from 0\.001 to 2147483, got '3000000'/],
+    [['--rate', '1e-7'], /--rate: expected a number from/],
+    [['--rate', ''], /--rate: expected a number from/],
+    [['--port', ''], /--port: expected a TCP port, 0 to 65535/],
+    [['--port', '0x50'], /--port: expected a TCP port/],
+    [['--port', '70000'], /--port: expected a TCP port/],
+  ] as const) {
+    const run = await txoutboxMain(['dev', ...args], {});
+    assert.equal(run.code, 2, `${args.join(' ')}: ${run.err}`);
+    assert.match(run.err, message, args.join(' '));
+  }
 });

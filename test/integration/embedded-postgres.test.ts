@@ -12,7 +12,7 @@ import { startEmbeddedPostgres } from '../../src/embedded/index.js';
 import { installedBinaries } from '../../src/embedded/postgres-binaries.js';
 import { initdb } from '../../src/embedded/postgres-process.js';
 import { OWNER_FILE, reapOrphanServers, SERVER_DIR_PREFIX } from '../../src/embedded/reap-orphans.js';
-import { EmbeddedPostgresError } from '../../src/errors.js';
+import { EmbeddedPostgresError, InvalidOptionError } from '../../src/errors.js';
 import { waitFor } from '../support/wait-for.js';
 
 const parents: string[] = [];
@@ -89,8 +89,33 @@ describe('startEmbeddedPostgres', () => {
     await client.end();
     assert.deepEqual(rows[0]?.db, 'app_db');
     assert.ok(rows[0].v >= 130000);
+    // Two stops at once share one: the second returned while the first was still stopping.
+    const first = server.stop();
     await server.stop();
-    await server.stop();
+    await assertNoServerLeft(parentDir);
+    await first;
+  });
+
+  test('bad options are refused by name before anything starts', async () => {
+    // Reported (review): a string startTimeoutMs (from an environment variable) made the deadline a
+    // concatenated string that never came; NaN disabled it; a misspelt key was ignored.
+    const parentDir = await newParentDir();
+    for (const [options, option] of [
+      [{ startTimeoutMs: '500' }, 'startTimeoutMs'],
+      [{ startTimeoutMs: Number.NaN }, 'startTimeoutMs'],
+      [{ startTimeoutMs: -1 }, 'startTimeoutMs'],
+      [{ port: 0 }, 'port'],
+      [{ port: 70_000 }, 'port'],
+      [{ parentDir: '' }, 'parentDir'],
+      [{ onLog: 'yes' }, 'onLog'],
+      [{ startTimeout: 5 }, 'startTimeout'],
+    ] as const) {
+      await assert.rejects(
+        startEmbeddedPostgres({ parentDir, ...options } as never),
+        (error: unknown) => error instanceof InvalidOptionError && error.option === option,
+        JSON.stringify(options),
+      );
+    }
     await assertNoServerLeft(parentDir);
   });
 

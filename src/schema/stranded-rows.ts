@@ -1,6 +1,7 @@
 import type { DriftFinding } from '../errors.js';
 import { errorMessage } from '../errors.js';
 import type { Logger } from '../util/logger.js';
+import { expectedSchema } from './expected-schema.js';
 import { quoteIdent } from './identifiers.js';
 import { findOutboxTwin, type Queryable } from './legacy-location.js';
 import type { SchemaNames } from './schema-names.js';
@@ -15,21 +16,28 @@ import type { SchemaNames } from './schema-names.js';
  */
 
 /**
- * The columns the move copies: 0.1's, without `id` (the new table's identity numbers the rows
- * again) and without the lease (no 0.1 consumer runs once they move, so every row is ready).
+ * What the move leaves out: `id` (the new table's identity numbers the rows again) and the lease
+ * (no 0.1 consumer runs once they move, so every row is ready).
  */
-const MOVED_COLUMNS = [
-  'queue',
-  'payload',
-  'headers',
-  'created_at',
-  'next_attempt_at',
-  'first_attempt_at',
-  'last_attempt_at',
-  'attempts_count',
-  'deliveries_count',
-  'timer_id',
-].join(', ');
+const NOT_MOVED = new Set(['id', 'acquired_token', 'acquired_at']);
+
+/** $1 = a table's quoted name: its columns. */
+const COLUMNS_SQL = `SELECT attname AS name FROM pg_attribute WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped`;
+
+/**
+ * The columns the move copies: every column of the outbox the twin has too, but NOT_MOVED. Read
+ * from the twin: one this version migrated holds `ordering_key`, `activate_at` and the last
+ * exception, which a fixed list of 0.1's columns dropped (per-key order lost without a word).
+ */
+async function movedColumns(db: Queryable, names: SchemaNames, twin: string): Promise<string> {
+  const { rows } = await db.query<{ name: string }>(COLUMNS_SQL, [twin]);
+  const present = new Set(rows.map((row) => row.name));
+  const outbox = expectedSchema(names).find((table) => table.placeholder === 'outbox');
+  return (outbox?.columns ?? [])
+    .map((column) => column.name)
+    .filter((name) => present.has(name) && !NOT_MOVED.has(name))
+    .join(', ');
+}
 
 /** One row, true when the table holds any row: an index-free probe that stops at the first row. */
 const hasRowsSql = (quotedTable: string): string => `SELECT EXISTS (SELECT 1 FROM ${quotedTable}) AS has_rows`;
@@ -43,6 +51,7 @@ export async function findStrandedRows(db: Queryable, names: SchemaNames): Promi
   const { rows } = await db.query<{ has_rows: boolean }>(hasRowsSql(from));
   if (rows[0]?.has_rows !== true) return undefined;
   const found = `${twin.schema}.${outbox.name}`;
+  const moved = await movedColumns(db, names, from);
   return {
     table: found,
     kind: 'stranded_rows',
@@ -50,7 +59,7 @@ export async function findStrandedRows(db: Queryable, names: SchemaNames): Promi
     fix:
       `consume them with a second Outbox on table: '${found}' (txoutbox.yaml: a consumer with table: ${found}; migrate() it first, which applies what 0.1 lacked) until no 0.1 process publishes and it is empty; ` +
       `or, once no process of 0.1 runs, move them and drop the table (a forgotten 0.1 producer then fails instead of stranding more): ` +
-      `BEGIN; INSERT INTO ${outbox.sql} (${MOVED_COLUMNS}) SELECT ${MOVED_COLUMNS} FROM ${from}; DROP TABLE ${from}; COMMIT;`,
+      `BEGIN; INSERT INTO ${outbox.sql} (${moved}) SELECT ${moved} FROM ${from}; DROP TABLE ${from}; COMMIT;`,
   };
 }
 

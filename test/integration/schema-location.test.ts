@@ -327,6 +327,22 @@ describe("rows stranded in 0.1's table beside txoutbox.outbox", () => {
     await consumesOld(pool, newOutbox, 2);
   });
 
+  test('the move keeps the columns a twin migrated by this version has: ordering_key, activate_at, the last exception', async () => {
+    // Reported (review): the move copied 0.1's columns only, so a keyed row moved from a twin that
+    // migrate() had upgraded lost its ordering key (and per-key order) without a word.
+    const { pool, newOutbox } = await strandedBeside01(1);
+    const twin = newOutbox({ table: 'public.outbox', listen: false });
+    await twin.migrate();
+    await twin.publish(pool, 'keyed', { k: 1 }, { autocommit: true, orderingKey: 'customer-7' });
+    await pool.query(`UPDATE public.outbox SET last_exception = 'boom', last_exception_type = 'Error' WHERE queue = 'keyed'`);
+    const fix = (await drift(newOutbox({ listen: false }).validateSchema())).findings[0]?.fix ?? '';
+    await pool.query(fix.slice(fix.indexOf('BEGIN;')));
+    const { rows } = await pool.query<{ ordering_key: string; last_exception: string; last_exception_type: string }>(
+      `SELECT ordering_key, last_exception, last_exception_type FROM txoutbox.outbox WHERE queue = 'keyed'`,
+    );
+    assert.deepEqual(rows, [{ ordering_key: 'customer-7', last_exception: 'boom', last_exception_type: 'Error' }]);
+  });
+
   test('an empty 0.1 table is not reported: consumed by a second Outbox on public.outbox, validateSchema() passes', async () => {
     const { newOutbox } = await strandedBeside01(1);
     await drift(newOutbox({ listen: false }).validateSchema());

@@ -25,8 +25,12 @@ export class TestClock {
 
   /** Moves the clock forward by `ms` (>= 0): rows scheduled within it become due at the next drain(). */
   advance(ms: number): void {
-    if (typeof ms !== 'number' || !Number.isFinite(ms) || ms < 0) {
-      throw new InvalidOptionError({ option: 'clock.advance(ms)', value: ms, expected: 'a finite number of milliseconds >= 0' });
+    if (typeof ms !== 'number' || !Number.isFinite(ms) || ms < 0 || this.#nowMs + ms > MAX_DATE_MS) {
+      throw new InvalidOptionError({
+        option: 'clock.advance(ms)',
+        value: ms,
+        expected: `a number of milliseconds >= 0 that keeps the clock within a Date's range (at most ${MAX_DATE_MS - this.#nowMs})`,
+      });
     }
     this.#nowMs += ms;
   }
@@ -46,10 +50,17 @@ export class TestClock {
   }
 }
 
+/**
+ * The last instant a Date holds (±8.64e15 ms around the epoch). Past it every time the test outbox
+ * reports (nextAttemptAt, failedAt, drain().now) was an Invalid Date, and clock.set()'s own error
+ * threw a RangeError.
+ */
+const MAX_DATE_MS = 8.64e15;
+
 function toMs(option: string, value: Date | number): number {
   const ms = value instanceof Date ? value.getTime() : value;
-  if (typeof ms !== 'number' || !Number.isFinite(ms)) {
-    throw new InvalidOptionError({ option, value, expected: 'a valid Date or a number of ms since the epoch' });
+  if (typeof ms !== 'number' || !Number.isFinite(ms) || Math.abs(ms) > MAX_DATE_MS) {
+    throw new InvalidOptionError({ option, value, expected: 'a valid Date or a number of ms since the epoch, within ±8.64e15' });
   }
   return ms;
 }

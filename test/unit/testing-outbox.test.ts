@@ -320,6 +320,11 @@ test('options are validated as the real Outbox validates them', () => {
   assert.throws(() => {
     createTestOutbox(quiet()).clock.advance(-1);
   }, /clock\.advance/);
+  // Past a Date's range every time the outbox reports was an Invalid Date (reported in review).
+  assert.throws(() => createTestOutbox({ ...quiet(), now: 8.64e15 + 1 }), /clock: expected a valid Date/);
+  assert.throws(() => {
+    createTestOutbox(quiet()).clock.advance(Number.MAX_VALUE);
+  }, /clock\.advance\(ms\): expected a number of milliseconds >= 0 that keeps the clock within a Date's range/);
 });
 
 test('typed: the queue map and schemas of the real Outbox; an invalid body is refused before any insert', async () => {

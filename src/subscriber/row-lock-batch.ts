@@ -34,6 +34,15 @@ const queueOfRow = (row: ClaimedRecord): string => row.queue;
 /** A COMMIT the server answered without committing (`ROLLBACK`): the batch rolled back, nothing to ask the server. */
 class CommitRefused extends Error {}
 
+/**
+ * Whether node-postgres will refuse every query of `client` without sending it (its `_queryable`
+ * and `_ending`, read as its `query()` does; undefined on another driver: judged queryable).
+ */
+function notQueryable(client: pg.ClientBase): boolean {
+  const state = client as unknown as { _queryable?: boolean; _ending?: boolean };
+  return state._queryable === false || state._ending === true;
+}
+
 const ROLLED_BACK = 'row-lock batch rolled back; its rows are unlocked as they were and will be delivered again';
 const ID_REUSED =
   'Its COMMIT went unanswered, and the server says its transaction id committed but has its rows as claimed: after a failover, that id names another transaction';
@@ -664,6 +673,11 @@ export class RowLockBatch {
       // then opened a transaction of nothing, which the connection's release (destroyed) ends.
       if (commit !== 'COMMIT') throw new CommitRefused(`the row-lock batch's COMMIT answered ${commit ?? 'nothing'}`);
     };
+    // A connection node-postgres already gave up on (an error while the handlers ran, or closed)
+    // fails the COMMIT without sending it: its transaction ended with its session, so the batch is
+    // rolled back for certain. Marked sent, it was taken for a COMMIT whose answer was lost, and the
+    // server was asked about it, for as long as stop() waits when the server is out of reach.
+    if (notQueryable(client)) throw new Error("the row-lock batch's connection was lost before its COMMIT was sent");
     this.#commitSent = true;
     if (db.pipelines(client)) {
       // Nothing to list (every queue idle): nothing to claim at once, and no transaction to hand over.
@@ -814,8 +828,11 @@ export class RowLockBatch {
   /** Nothing of the batch landed: its rows come back as they were. */
   #failed(client: pg.PoolClient, error: unknown, rows: number): void {
     this.#end(client, error);
+    // A COMMIT the server answered (refused it, or an error of its own) did not land, stopping or not.
+    const maybeLanded = this.#commitSent && !(error instanceof CommitRefused) && unanswered(error);
     this.#reportRolledBack(
       rows === 0 ? undefined : { subscriber: this.#deps.deliverDeps.options.name, rows, err: errorMessage(error) },
+      maybeLanded,
     );
   }
 
@@ -826,12 +843,13 @@ export class RowLockBatch {
   }
 
   /** Rolled back: reported (#reportNotCommitted) and logged with `fields`, unless it had no rows (undefined). */
-  #reportRolledBack(fields: Record<string, unknown> | undefined): void {
+  #reportRolledBack(fields: Record<string, unknown> | undefined, maybeLanded: boolean): void {
     this.#reportNotCommitted();
     if (fields === undefined) return;
-    // Stopping: most likely stop() stopped waiting and its pool was closed under a statement that
-    // hung (a frozen link), and a COMMIT already sent may still land when the link recovers.
-    if (this.#deps.stopping() && this.#commitSent) {
+    // Stopping, a COMMIT sent and no answer: most likely stop() stopped waiting and its pool was
+    // closed under a statement that hung (a frozen link), and that COMMIT may still land when the
+    // link recovers.
+    if (this.#deps.stopping() && maybeLanded) {
       this.#deps.logger.warn(
         fields,
         'row-lock batch ended by stop() without an answer to its COMMIT: its rows are delivered again, unless that COMMIT still landed',

@@ -418,6 +418,71 @@ describe("lease: 'row-lock' failures lose nothing", () => {
     assert.equal(log.of('acked').length, 5, 'no acked event for the batch that did not commit');
   });
 
+  test('a COMMIT the server refuses while stop() drains is reported rolled back (an error), not as a COMMIT that may have landed', async () => {
+    // Reported (review): while stopping, every failure after the COMMIT was sent was logged as a
+    // warning that the COMMIT "still landed" maybe, although the server had answered it: refused.
+    const { outbox } = await migratedOutbox(newOutbox, db.pool, 'rl_commit_stop');
+    await db.pool.query(`CREATE FUNCTION rl_refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN RAISE EXCEPTION 'refused at commit'; END $$`);
+    await db.pool.query(`CREATE CONSTRAINT TRIGGER rl_refuse AFTER DELETE ON rl_commit_stop DEFERRABLE INITIALLY DEFERRED
+      FOR EACH ROW EXECUTE FUNCTION rl_refuse()`);
+    let stopping: Promise<void> | undefined;
+    outbox.subscribe(
+      'commit',
+      () => {
+        stopping ??= outbox.stop();
+      },
+      { ...ROW_LOCK, fetchBatchSize: 10 },
+    );
+    await publishCommitted(outbox, db.pool, 'commit', [1, 2, 3]);
+    const before = newOutbox.logger.entries.length;
+    outbox.start();
+    await waitFor(() => stopping !== undefined, { what: 'a handler to run' });
+    await stopping;
+    const entries = newOutbox.logger.entries.slice(before);
+    assert.ok(
+      entries.some(
+        (entry) =>
+          entry.level === 'error' && /rolled back/.test(entry.message) && /refused at commit/.test(String(entry.fields.err)),
+      ),
+      JSON.stringify(entries),
+    );
+    assert.ok(!entries.some((entry) => /without an answer to its COMMIT/.test(entry.message)), JSON.stringify(entries));
+    assert.equal(await remaining(db.pool, 'commit', 'rl_commit_stop'), 3, 'every row is still there');
+  });
+
+  test('a connection lost while the handlers run: the batch is reported rolled back at once, its COMMIT never sent and the server not asked', async () => {
+    // Reported (review): node-postgres refused the COMMIT without sending it, and the batch took
+    // that for a COMMIT whose answer was lost: it asked the server, for as long as stop() waits
+    // when the server is out of reach.
+    const { outbox } = await migratedOutbox(newOutbox, db.pool, 'rl_lost_before_commit');
+    let terminated = false;
+    outbox.subscribe(
+      'lost',
+      async () => {
+        if (terminated) return;
+        terminated = true;
+        await db.pool.query(
+          `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+           WHERE datname = current_database() AND state LIKE 'idle in transaction%' AND pid <> pg_backend_pid()`,
+        );
+        // The client hears its connection end before the handler returns.
+        await new Promise((resolve) => setTimeout(resolve, 200));
+      },
+      { ...ROW_LOCK, fetchBatchSize: 10 },
+    );
+    await publishCommitted(outbox, db.pool, 'lost', [1, 2, 3]);
+    const before = newOutbox.logger.entries.length;
+    outbox.start();
+    await waitFor(async () => (await remaining(db.pool, 'lost', 'rl_lost_before_commit')) === 0, {
+      what: 'drained after the lost batch',
+    });
+    const rolledBack = newOutbox.logger.entries.slice(before).filter((entry) => /rolled back/.test(entry.message));
+    assert.equal(rolledBack.length, 1, JSON.stringify(rolledBack));
+    assert.match(String(rolledBack[0]?.fields.err), /lost before its COMMIT was sent/);
+    assert.equal(rolledBack[0]?.fields.xid, undefined, 'the server was not asked about a COMMIT never sent');
+  });
+
   test('an error message with a NUL byte is stored escaped: the retry write lands, the rest of the batch commits', async () => {
     // Reproduction (review): PostgreSQL text cannot hold NUL, so the retry UPDATE failed, the
     // whole batch rolled back uncounted, and the same batch came back forever (0 of 21 acked).

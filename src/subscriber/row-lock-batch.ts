@@ -352,10 +352,7 @@ export class RowLockBatch {
         queueOfRow,
       );
       if (rows.length > 0) await this.#runAll(rows);
-      // Chained only while nobody waits for a connection: a loop that kept its connection from batch
-      // to batch for a whole backlog would starve the pool's other users (token subscriptions' claims
-      // and acks, publishes) of the connection they got between batches before.
-      await this.#commit(this.#deps.claimsAgain(rows.length, this.handlersMs) && db.waiting === 0);
+      await this.#commit(this.#deps.claimsAgain(rows.length, this.handlersMs));
     } catch (error) {
       this.range = undefined;
       if (this.#commitUnanswered(error)) this.#askServer(client, error, rows.length);
@@ -644,8 +641,8 @@ export class RowLockBatch {
 
   /**
    * The writes decided so far, then the acks' DELETE and the COMMIT in one message (one round
-   * trip). With `chain` (the loop claims again at once: a backlog) the next batch's BEGIN and
-   * settings follow the COMMIT in that message, and, pipelined, the next batch's claim too; the
+   * trip). With `claimsAgain` (the loop claims again at once: a backlog) and nobody waiting for a
+   * connection, the next batch's BEGIN and settings follow the COMMIT in that message, and, pipelined, the next batch's claim too; the
    * connection is handed over in that new transaction. So under a backlog a batch costs one round
    * trip, plus one for each retry or terminal write its handlers decided (BENCHMARKS.md, issue 18
    * round seven; before, the claim had a round trip of its own). A statement's error stops the
@@ -656,7 +653,7 @@ export class RowLockBatch {
    * as a literal list (ackBatch), and the next batch claims on its own.
    * Throws when anything of it failed.
    */
-  async #commit(chain: boolean): Promise<void> {
+  async #commit(claimsAgain: boolean): Promise<void> {
     this.#closed = true;
     const client = this.#connection();
     const { db, sql } = this.#deps;
@@ -664,6 +661,12 @@ export class RowLockBatch {
     if (writes.includes('failed')) {
       throw new Error('an outcome write of the row-lock batch failed, which aborted its transaction');
     }
+    // Chained only while nobody waits for a connection: a loop that kept its connection from batch
+    // to batch for a whole backlog would starve the pool's other users (token subscriptions' claims
+    // and acks, publishes) of the connection they got between batches before. Read once the
+    // batch's writes are in, as the COMMIT leaves: read before them, a checkout that began waiting
+    // meanwhile waited a batch more.
+    const chain = claimsAgain && db.waiting === 0;
     const ids = this.#acks.map((ack) => ack.lease.record.id);
     const acks: Prelude[] = ids.length > 0 ? [prelude(sql.ack, [idArray(ids)])] : [];
     // The COMMIT's answer is the statement after the acks' DELETE, in either form.

@@ -24,7 +24,8 @@ import { startEmbeddedPostgres } from '../../../src/embedded/index.js';
 import { Outbox } from '../../../src/index.js';
 import { DEFAULT_TABLE, resolveSchemaNames } from '../../../src/schema/schema-names.js';
 import { buildRowLockSql, rowLockBegin } from '../../../src/subscriber/row-lock-sql.js';
-import { body, quietLogger } from '../systems/system.js';
+import { quietLogger } from '../systems/system.js';
+import { refillBacklog } from './refill-backlog.js';
 import { processCpuNs } from './server-cpu.js';
 
 const ROUNDS = Number(process.argv[2] ?? 5);
@@ -92,19 +93,7 @@ try {
     pids.push((await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]?.pid ?? 0);
   const serverNs = () => pids.reduce((sum, pid) => sum + processCpuNs(pid), 0);
 
-  const load = async (): Promise<void> => {
-    await admin.query('TRUNCATE txoutbox.outbox');
-    await admin.query('BEGIN');
-    for (let from = 0; from < ROWS; from += 1000)
-      await outbox.publishBatch(
-        admin,
-        'bench',
-        Array.from({ length: 1000 }, (_, i) => body(from + i)),
-      );
-    await admin.query('COMMIT');
-    await admin.query('ANALYZE');
-    await admin.query('CHECKPOINT');
-  };
+  const load = (): Promise<void> => refillBacklog(admin, outbox, 'txoutbox.outbox', ROWS);
 
   /** One drain with `text` as the claim: µs per message of server CPU and of claim execution. */
   const drain = async (name: string, text: string): Promise<{ server: number; claim: number }> => {

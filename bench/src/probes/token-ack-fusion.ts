@@ -10,7 +10,7 @@
  *
  * Each round runs both ways once in a rotated order on a fresh backlog (publishBatch, ANALYZE,
  * CHECKPOINT); figures are medians over rounds: msgs/s, the backend's CPU per message
- * (/proc/<pid>/schedstat), Node's CPU per message, and WAL flushes per batch (pg_stat_io, wal: a backend reports its counts lazily, so a rough figure).
+ * (/proc/<pid>/schedstat), and Node's CPU per message.
  *
  *   node --import tsx bench/src/probes/token-ack-fusion.ts [rounds, 5] [rows, 20000]
  */
@@ -27,7 +27,8 @@ import { buildSubscriberSql, pairValues } from '../../../src/subscriber/sql.js';
 import type { Prelude } from '../../../src/util/decoded-query.js';
 import { GENERIC_PLAN_PRELUDE } from '../../../src/util/generic-plan.js';
 import { StatementRunner } from '../../../src/util/statement-runner.js';
-import { body, quietLogger } from '../systems/system.js';
+import { quietLogger } from '../systems/system.js';
+import { refillBacklog } from './refill-backlog.js';
 import { processCpuNs } from './server-cpu.js';
 
 const ROUNDS = Number(process.argv[2] ?? 5);
@@ -62,25 +63,8 @@ try {
   const [client, admin] = held as [pgTypes.PoolClient, pgTypes.PoolClient];
   const runner = new StatementRunner(pool, true, 30_000);
   const pid = (await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]?.pid ?? 0;
-  const walSyncs = async (): Promise<number> =>
-    Number(
-      (await admin.query<{ n: string }>(`SELECT coalesce(sum(fsyncs), 0)::text AS n FROM pg_stat_io WHERE object = 'wal'`))
-        .rows[0]?.n ?? 0,
-    );
 
-  const load = async (): Promise<void> => {
-    await admin.query(`TRUNCATE ${t}`);
-    await admin.query('BEGIN');
-    for (let from = 0; from < ROWS; from += 1000)
-      await outbox.publishBatch(
-        admin,
-        'bench',
-        Array.from({ length: 1000 }, (_, i) => body(from + i)),
-      );
-    await admin.query('COMMIT');
-    await admin.query('ANALYZE');
-    await admin.query('CHECKPOINT');
-  };
+  const load = (): Promise<void> => refillBacklog(admin, outbox, t, ROWS);
 
   const claimValues = (token: string): unknown[] => ['bench', LEASE_MS, LIMIT, token, '{}'];
   const leasesOf = (rows: readonly { id: string }[], token: string): Lease[] =>
@@ -119,8 +103,8 @@ try {
   };
 
   const ways: Record<string, () => Promise<number>> = { separate, fused };
-  const results = new Map<string, { rate: number[]; server: number[]; node: number[]; syncs: number[] }>(
-    Object.keys(ways).map((n) => [n, { rate: [], server: [], node: [], syncs: [] }]),
+  const results = new Map<string, { rate: number[]; server: number[]; node: number[] }>(
+    Object.keys(ways).map((n) => [n, { rate: [], server: [], node: [] }]),
   );
   const order = Object.keys(ways);
   // One untimed drain each first: a process's first drains compile the path and warm the server's caches.
@@ -131,7 +115,6 @@ try {
   for (let round = 0; round < ROUNDS; round += 1) {
     for (const name of round % 2 === 0 ? order : [...order].reverse()) {
       await load();
-      const syncsBefore = await walSyncs();
       const serverBefore = processCpuNs(pid);
       const nodeBefore = process.cpuUsage();
       const started = performance.now();
@@ -139,15 +122,13 @@ try {
       const ms = performance.now() - started;
       const node = process.cpuUsage(nodeBefore);
       const server = processCpuNs(pid) - serverBefore;
-      const syncs = (await walSyncs()) - syncsBefore;
       if (handled !== ROWS) throw new Error(`${name}: acked ${handled} of ${ROWS} rows`);
       const r = results.get(name);
       r?.rate.push((ROWS / ms) * 1000);
       r?.server.push(server / 1000 / ROWS);
       r?.node.push((node.user + node.system) / ROWS);
-      r?.syncs.push(syncs / (ROWS / LIMIT));
       console.error(
-        `round ${round + 1}/${ROUNDS} ${name}: ${((ROWS / ms) * 1000).toFixed(0)} msgs/s, server ${(server / 1000 / ROWS).toFixed(2)} µs/msg, WAL fsyncs/batch ${(syncs / (ROWS / LIMIT)).toFixed(2)}`,
+        `round ${round + 1}/${ROUNDS} ${name}: ${((ROWS / ms) * 1000).toFixed(0)} msgs/s, server ${(server / 1000 / ROWS).toFixed(2)} µs/msg`,
       );
     }
   }
@@ -155,11 +136,11 @@ try {
   console.log(
     `\ntoken lease, acks fused into the next claim: ${ROWS} rows, one connection, no handler time, medians of ${ROUNDS} rounds`,
   );
-  console.log('| way | msgs/s | server CPU µs/msg | Node CPU µs/msg | WAL fsyncs per batch |');
-  console.log('| --- | ---: | ---: | ---: | ---: |');
+  console.log('| way | msgs/s | server CPU µs/msg | Node CPU µs/msg |');
+  console.log('| --- | ---: | ---: | ---: |');
   for (const [name, r] of results)
     console.log(
-      `| ${name} | ${(median(r.rate) / 1000).toFixed(1)}k | ${median(r.server).toFixed(2)} | ${median(r.node).toFixed(2)} | ${median(r.syncs).toFixed(2)} |`,
+      `| ${name} | ${(median(r.rate) / 1000).toFixed(1)}k | ${median(r.server).toFixed(2)} | ${median(r.node).toFixed(2)} |`,
     );
 } finally {
   for (const client of held) client.release();

@@ -5,6 +5,7 @@ import { before, describe, test } from 'node:test';
 import { main } from '../../src/cli/main.js';
 import { NoRetry, type Outbox } from '../../src/index.js';
 import { useTestDatabase } from '../support/database.js';
+import { plantDeadLetter } from '../support/dead-letter.js';
 import { failDlqDeletesAfter } from '../support/dlq-fault.js';
 import { outboxFactory } from '../support/outboxes.js';
 import { publishCommitted } from '../support/publish.js';
@@ -114,13 +115,13 @@ describe('txoutbox dlq', () => {
   test('show <id>: a JSON body keeps its numbers as written; a header that is not a string is shown, not a crash', async () => {
     // Reported (review): the body was parsed and printed again (12345678901234567891 became
     // …567000, 10.50 became 10.5), and a header holding a number failed `show` (text.replace).
-    const { rows } = await db.pool.query<{ id: string }>(
-      `INSERT INTO ${TABLE}_dlq (original_id, queue, payload, headers, created_at, attempts_count, deliveries_count, failure_reason)
-       VALUES (1, 'digits', convert_to('{"id":12345678901234567891,"amount":10.50}', 'UTF8'),
-         '{"content-type":"application/json","retries":3}', now(), 1, 1, 'rejected') RETURNING id::text AS id`,
-    );
+    const id = await plantDeadLetter(db.pool, `${TABLE}_dlq`, {
+      queue: 'digits',
+      payload: '{"id":12345678901234567891,"amount":10.50}',
+      headers: { 'content-type': 'application/json', retries: 3 },
+    });
     try {
-      const shown = await txoutbox(['show', rows[0]!.id]);
+      const shown = await txoutbox(['show', id]);
       assert.equal(shown.code, 0, shown.err);
       assert.match(shown.out, /"id": 12345678901234567891,\n\s*"amount": 10\.50\n/);
       assert.match(shown.out, /retries: 3\n/);

@@ -5,6 +5,7 @@ import { startDashboard } from '../../src/dashboard/index.js';
 import { DeadLetters, NoRetry, type Outbox } from '../../src/index.js';
 import { csrfOf, get, post } from '../support/dashboard-client.js';
 import { useTestDatabase } from '../support/database.js';
+import { plantDeadLetter } from '../support/dead-letter.js';
 import { failDlqDeletesAfter } from '../support/dlq-fault.js';
 import { outboxFactory } from '../support/outboxes.js';
 import { FAST_POLL, migratedOutbox } from '../support/subscriber-setup.js';
@@ -211,13 +212,13 @@ describe('dashboard: dead letters', () => {
 
   test('a JSON body is shown with its numbers as written (a number past 2^53 keeps its digits)', async () => {
     // Reported (review): parsed and printed again, the page showed 12345678901234567000 and 10.5.
-    const { rows } = await db.pool.query<{ id: string }>(
-      `INSERT INTO ${TABLE}_dlq (original_id, queue, payload, headers, created_at, attempts_count, deliveries_count, failure_reason)
-       VALUES (1, 'digits', convert_to('{"id":12345678901234567891,"amount":10.50}', 'UTF8'),
-         '{"content-type":"application/json"}', now(), 1, 1, 'rejected') RETURNING id::text AS id`,
-    );
+    const id = await plantDeadLetter(db.pool, `${TABLE}_dlq`, {
+      queue: 'digits',
+      payload: '{"id":12345678901234567891,"amount":10.50}',
+      headers: { 'content-type': 'application/json' },
+    });
     try {
-      const page = await get(`${base}/dlq/${rows[0]!.id}`);
+      const page = await get(`${base}/dlq/${id}`);
       assert.equal(page.status, 200);
       assert.match(page.text, /&quot;id&quot;: 12345678901234567891,\s*&quot;amount&quot;: 10\.50/);
     } finally {

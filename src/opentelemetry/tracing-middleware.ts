@@ -40,7 +40,8 @@ export interface TracingMiddlewareOptions {
    * nobody records. Equivalent for the parent-based samplers (the SDK's default and every
    * `parentbased_*` OTEL_TRACES_SAMPLER), which drop such a span anyway; wrong for a sampler that
    * may record the child of a not-sampled parent. Saves `startSpan` and its context per dropped
-   * delivery (issue 18: BENCHMARKS.md, "tracing and Prometheus seams").
+   * delivery (issue 18: BENCHMARKS.md, "tracing and Prometheus seams"). Under
+   * `consumerSpanRelation: 'link'` it changes nothing: each process span is a new root there.
    * @default false (every delivery asks the sampler)
    */
   readonly skipUnsampledParents?: boolean;
@@ -215,7 +216,10 @@ export function tracingMiddleware(options?: TracingMiddlewareOptions): Middlewar
   const observer: ConsumeObserver<ProcessSpan> = {
     start(ctx) {
       const carried = extractFrom(ctx.headers);
-      if (skipUnsampled) {
+      // Under 'parent' only: a linked span is a new root, which the consumer's own sampler decides,
+      // whatever the publisher's flag says. Skipped there, a consumer with `link` and sampler 1 made
+      // no span for an unsampled publisher's rows, and its handler ran in that dropped trace.
+      if (skipUnsampled && relation === 'parent') {
         const parent = trace.getSpanContext(carried);
         if (parent !== undefined && (parent.traceFlags & TraceFlags.SAMPLED) === 0)
           return { span: undefined, recording: false, active: carried };

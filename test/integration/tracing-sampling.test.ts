@@ -287,6 +287,34 @@ describe('tracingMiddleware({ skipUnsampledParents: true })', () => {
     }
   });
 
+  test("under consumerSpanRelation: 'link' it changes nothing: a not-sampled row gets a new root the consumer's sampler records", async () => {
+    // Reported (review): the skip ran before the link branch, so a consumer linking its spans (each
+    // a new root its own sampler decides) made none for an unsampled publisher's rows, and its
+    // handler ran in that dropped trace; the runner turns the option on by default.
+    const producer = provider(new AlwaysOffSampler());
+    const consumer = provider(new ParentBasedSampler({ root: new AlwaysOnSampler() }));
+    const table = 'o_skip_link';
+    const { outbox: publisher } = await migratedOutbox(newOutbox, db.pool, table, {
+      middlewares: [tracingMiddleware({ tracerProvider: producer.tracerProvider })],
+    });
+    const { outbox, log } = await migratedOutbox(newOutbox, db.pool, table, {
+      middlewares: [
+        tracingMiddleware({ tracerProvider: consumer.tracerProvider, consumerSpanRelation: 'link', skipUnsampledParents: true }),
+      ],
+    });
+    const seen: Seen[] = [];
+    publishingHandler(outbox, seen);
+    const root = upstream(false);
+    await publishUnder(publisher, 'work', root);
+    outbox.start();
+    await log.waitFor('acked');
+    await waitFor(() => consumer.spans().some((s) => s.name === 'process work'));
+    const [span] = consumer.spans().filter((s) => s.name === 'process work');
+    assert.equal(span?.links.length, 1, 'linked to the row’s context');
+    assert.equal(seen[0]?.recording, true);
+    assert.notEqual(seen[0]?.active?.traceId, root.traceId, 'the handler runs in the new root, not the dropped trace');
+  });
+
   test('a sampled row still gets its recorded process span; a non-boolean value is refused', async () => {
     const producer = provider();
     const consumer = provider();

@@ -173,11 +173,22 @@ export class OutcomeWriter {
    * fate is the transaction's.
    */
   async #runFenced(db: OutcomeDb, statement: Statement, lease: Lease, values: unknown[]): Promise<{ rowCount: number | null }> {
-    try {
-      return await db.run(statement, values);
-    } catch (error) {
-      if (db === this.#deps.db && unanswered(error) && (await this.#landed(lease))) return { rowCount: 1 };
-      throw error;
+    for (;;) {
+      // $2 of every fenced write is the lease's token, read as the statement leaves.
+      const sent = lease.token;
+      values[1] = sent;
+      let result: { rowCount: number | null };
+      try {
+        result = await db.run(statement, values);
+      } catch (error) {
+        if (db === this.#deps.db && unanswered(error) && (await this.#landed(lease))) return { rowCount: 1 };
+        throw error;
+      }
+      // Missed under the token it was sent with, but this subscription adopted a newer lease of the
+      // row meanwhile (its own claim re-leased it: Subscription #adoptReclaimed): written again
+      // under that one, as the acker does. Reported lost, the failure went unrecorded and the row
+      // sat under a lease nobody held for a whole TTL.
+      if (result.rowCount !== 0 || lease.token === sent) return result;
     }
   }
 

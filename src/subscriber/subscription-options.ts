@@ -281,6 +281,14 @@ export function resolveSubscribeOptions(
       `leaseTtlMs (${leaseTtlMs}) leaves each handler run ${runBudgetMs} ms: a buffered row waits for up to ${runsAhead} runs (fetchBatchSize ${fetchBatchSize} / concurrency ${concurrency}) and is released unstarted once it waited half its lease. Raise leaseTtlMs, raise concurrency, lower fetchBatchSize, or set leaseRenewIntervalMs.`,
     );
   }
+  // Renewal resets a held row's lease only every interval: above half the lease, a buffered row
+  // still reaches the half-lease age between renewals and is released unstarted, and a run's first
+  // renewal can come after its lease ran out (the timer ticks from start(), not from its claim).
+  if (lease === 'token' && leaseRenewIntervalMs !== undefined && leaseRenewIntervalMs > leaseTtlMs / 2) {
+    warnings.push(
+      `leaseRenewIntervalMs (${leaseRenewIntervalMs}) > leaseTtlMs / 2 (${leaseTtlMs / 2}): a lease can run out before its first renewal, and buffered rows are released unstarted between renewals. Renew at most every leaseTtlMs / 3 (here ${Math.floor(leaseTtlMs / 3)}).`,
+    );
+  }
   if (maxDeliveries !== undefined && retry instanceof NoRetry) {
     warnings.push(
       'maxDeliveries is set with NoRetry: the first failure already ends the row, so the delivery cap only counts lease expiries (and, in a transactional subscription, the database faults it retries).',

@@ -421,7 +421,9 @@ export class Subscription {
         claimer.claimingSince = undefined;
       }
       if (!this.#running()) {
-        await this.#release(claimed);
+        // Adopted first: a row this subscription still runs (or acks), re-leased by this claim, is
+        // its holder's under the new token; given back, its run's ack missed and the row ran again.
+        await this.#release(this.#adoptReclaimed(claimed));
         break;
       }
       lastArrivedAt = performance.now();

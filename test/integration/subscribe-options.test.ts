@@ -4,6 +4,7 @@ import { describe, test } from 'node:test';
 import { InvalidOptionError, NoRetry } from '../../src/index.js';
 import { useTestDatabase } from '../support/database.js';
 import { outboxFactory } from '../support/outboxes.js';
+import { FAST_POLL } from '../support/subscriber-setup.js';
 
 const db = useTestDatabase(import.meta.url);
 const newOutbox = outboxFactory(db);
@@ -56,8 +57,15 @@ describe('subscribe() validates its options, naming each', () => {
     outbox.subscribe('short', () => undefined, { leaseTtlMs: 5_000, maxPollIntervalMs: 10_000 });
     outbox.subscribe('fine', () => undefined);
     outbox.subscribe('capped', () => undefined, { retry: new NoRetry(), maxDeliveries: 3 });
+    // Reported (review): a renewal interval over half the lease was accepted without a word.
+    outbox.subscribe('renewed late', () => undefined, { leaseTtlMs: 1000, leaseRenewIntervalMs: 900, ...FAST_POLL });
+    outbox.subscribe('renewed in time', () => undefined, { leaseTtlMs: 1000, leaseRenewIntervalMs: 300, ...FAST_POLL });
     const warnings = newOutbox.logger.messages('warn').slice(before);
-    assert.equal(warnings.length, 4);
+    assert.equal(warnings.length, 5);
+    assert.match(
+      warnings[4]!,
+      /leaseRenewIntervalMs \(900\) > leaseTtlMs \/ 2 \(500\).*at most every leaseTtlMs \/ 3 \(here 333\)/,
+    );
     assert.match(warnings[0]!, /leaseTtlMs \(5000\) <= maxPollIntervalMs \(10000\).*recommended/);
     // 10 buffered rows at concurrency 1 and half of 5 s: each run must finish in 250 ms.
     assert.match(warnings[1]!, /leaseTtlMs \(5000\) leaves each handler run 250 ms/);

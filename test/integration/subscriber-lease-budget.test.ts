@@ -191,6 +191,111 @@ describe('a claim whose round trip outlasts half a lease', () => {
   });
 });
 
+describe('an outcome write in flight when its row is adopted', () => {
+  const ADOPTED = /re-leased a row this subscription holds/;
+
+  for (const outcome of ['retry', 'reject'] as const) {
+    test(`${outcome}: written again under the adopted lease, not reported lost (the row sat under a lease nobody held)`, async () => {
+      // Reported (review): the write carried the token it was built with; a claim of this
+      // subscription re-leased the row meanwhile (its claim waited out the lease) and the holder
+      // adopted the new token, so the write missed, was reported lease_lost, and the failure went
+      // unrecorded while the row sat under the adopted lease until it ran out.
+      const pool = new ClaimDelayPool(
+        { connectionString: db.url, max: 4 },
+        async (statement) => {
+          if (statement.includes('_renew_')) throw new Error('lease renewal refused (test)');
+          // The outcome write leaves once the holder adopted the re-claim's lease.
+          if (statement.includes('_retry_') || statement.includes('_dlq_')) {
+            await waitFor(() => newOutbox.logger.messages('warn').some((m) => ADOPTED.test(m)), { what: 'the adoption' });
+            return;
+          }
+          await sleep(600);
+        },
+        undefined,
+        /claim|_renew_|_retry_|_dlq_/,
+      );
+      db.onCleanup(() => pool.end());
+      const table = `lb_adopted_${outcome}`;
+      const { outbox, log } = await migratedOutbox(newOutbox, pool, table);
+      const runs: number[] = [];
+      outbox.subscribe(
+        'adopted',
+        (message, ctx) => {
+          runs.push(message.attemptsCount);
+          if (message.attemptsCount > 0) return;
+          if (outcome === 'reject') ctx.reject('rejected for the test');
+          else throw new Error('first attempt fails');
+        },
+        { concurrency: 2, leaseTtlMs: 500, leaseRenewIntervalMs: 400, retry: new ConstantRetry({ delayMs: 1 }), ...FAST_POLL },
+      );
+      await publishCommitted(outbox, db.pool, 'adopted', ['x']);
+      outbox.start();
+      if (outcome === 'retry') {
+        await log.waitFor('acked', 1, 15_000);
+        assert.deepEqual(runs, [0, 1], 'the failed run, then its retry');
+        assert.equal(log.of('nacked_retried').length, 1);
+      } else {
+        await log.waitFor('dlq_written', 1, 15_000);
+        assert.deepEqual(runs, [0], 'rejected once, never run again');
+      }
+      await outbox.stop();
+      assert.equal(log.of('lease_lost').length, 0);
+      assert.equal(await remaining(db.pool, 'adopted', table), 0);
+    });
+  }
+});
+
+describe('stop() while a claim re-leases a row the subscription runs', () => {
+  test('the claim is adopted before its rows are given back: the run acks under the new lease, the row ran once', async () => {
+    // Reported (review): a claim that came back after stop() began was released whole, the row
+    // its subscription was running among them: the run's ack then missed (lease_lost) and the row,
+    // handled, was delivered again.
+    let claims = 0;
+    let openGate: () => void = () => undefined;
+    const gate = new Promise<void>((resolve) => {
+      openGate = resolve;
+    });
+    const pool = new ClaimDelayPool(
+      { connectionString: db.url, max: 4 },
+      refusingRenewals(async () => {
+        claims += 1;
+        // The claim after the row's own leaves while the row is young ($5 does not exclude it) and
+        // reaches the server once stop() began and the row's 500 ms lease ran out.
+        if (claims > 1) await gate;
+      }),
+      undefined,
+      /claim|_renew_/,
+    );
+    db.onCleanup(() => pool.end());
+    const { outbox, log } = await migratedOutbox(newOutbox, pool, 'lb_stop_adopt');
+    const runs: number[] = [];
+    let started: () => void = () => undefined;
+    const running = new Promise<void>((resolve) => {
+      started = resolve;
+    });
+    outbox.subscribe(
+      'stop-adopt',
+      async (message) => {
+        runs.push(message.deliveriesCount);
+        started();
+        await sleep(1500);
+      },
+      { concurrency: 2, leaseTtlMs: 500, leaseRenewIntervalMs: 400, ...FAST_POLL },
+    );
+    await publishCommitted(outbox, db.pool, 'stop-adopt', ['x']);
+    outbox.start();
+    await running;
+    const stopping = outbox.stop();
+    await sleep(600);
+    openGate();
+    await stopping;
+    assert.deepEqual(runs, [1], 'run once');
+    assert.equal(log.of('lease_lost').length, 0);
+    assert.equal(log.of('acked').length, 1);
+    assert.equal(await remaining(db.pool, 'stop-adopt', 'lb_stop_adopt'), 0);
+  });
+});
+
 describe('a retry claimed while its failed run is still finishing', () => {
   test('is the next attempt, not a lost lease: the row runs again at once and is acked', async () => {
     // The retry UPDATE commits, but its reply is held 300 ms: the failed run is still in the

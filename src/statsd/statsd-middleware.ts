@@ -1,6 +1,9 @@
 import { type ConsumeObserver, observingMiddleware } from '../instrumentation/consume-observer.js';
 import { exceptionTypeOf } from '../instrumentation/events.js';
 import type { Middleware } from '../instrumentation/middleware.js';
+import { boundedLabels } from '../prometheus/labels.js';
+import type { Logger } from '../util/logger.js';
+import { pathSegment } from './path-segment.js';
 import type { StatsdClient } from './statsd-client.js';
 
 /**
@@ -15,7 +18,14 @@ import type { StatsdClient } from './statsd-client.js';
  * that fails an acked run (its ack becomes a retry) is counted as the error and retry it wrote,
  * never as `acked` (statsd.test.ts).
  */
-export function statsdMiddleware(client: StatsdClient): Middleware {
+export function statsdMiddleware(
+  client: StatsdClient,
+  options: { readonly maxExceptionTypes?: number; readonly logger?: Logger } = {},
+): Middleware {
+  // Bounded and made one key segment as prometheusMiddleware's label is: a class made at run time
+  // added a statsd key for good, and a name with `.`, `:` or `|` nested or broke the line.
+  const { exceptionTypes } = boundedLabels(options, 'statsdMiddleware', { destination: 'queue', exceptionType: 'exception' });
+  const exceptionKey = (error: unknown): string => `exception.${exceptionTypes.admit(pathSegment(exceptionTypeOf(error)))}`;
   const observer: ConsumeObserver<undefined> = {
     start: () => undefined,
     end(_state, _ctx, result) {
@@ -26,7 +36,7 @@ export function statsdMiddleware(client: StatsdClient): Middleware {
     written(_state, write, result) {
       // The status, the retry and the drop as the database took them (as prometheusMiddleware): an
       // outcome fenced off by a lost lease, failed or abandoned is an error, and did not happen.
-      if (result !== undefined && result.status === 'error') client.increment(`exception.${exceptionTypeOf(result.error)}`);
+      if (result !== undefined && result.status === 'error') client.increment(exceptionKey(result.error));
       if (write !== 'written' || result === undefined) {
         client.increment('error');
         return;

@@ -1,10 +1,6 @@
 import type { OutboxEvent, Recorder } from '../instrumentation/events.js';
+import { pathSegment } from './path-segment.js';
 import type { StatsdClient } from './statsd-client.js';
-
-/** A sink name may hold `.` (relay-options.ts), which would nest the statsd path one level deeper. */
-function pathSegment(name: string): string {
-  return name.replace(/[^A-Za-z0-9_-]/g, '_');
-}
 
 /**
  * The statsd lines of the recorder seam, beside statsdMiddleware's per-message ones. Only relays

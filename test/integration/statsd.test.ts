@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { createSocket } from 'node:dgram';
 import { after, describe, test } from 'node:test';
 
-import { ConstantRetry, type Middleware } from '../../src/index.js';
+import { ConstantRetry, type Middleware, NoRetry } from '../../src/index.js';
 import { shortHostname, StatsdClient, statsdMiddleware } from '../../src/statsd/index.js';
 import { useTestDatabase } from '../support/database.js';
 import { outboxFactory } from '../support/outboxes.js';
@@ -69,6 +69,43 @@ describe('statsd', () => {
     assert.equal(count(`${path}.published:3|c`), 1);
     assert.equal(received.filter((r) => r.startsWith(`${path}.processing_time:`) && r.endsWith('|ms')).length, 4);
     assert.equal(client.sendErrors, 0);
+    client.close();
+  });
+
+  test('exception keys are one key segment each, and bounded: a class made at run time adds no key past the bound', async () => {
+    // Reported (review): `exception.<Type>` took the class name as it was (a `:` or `|` broke the
+    // line, a `.` nested the key) and had no bound (Prometheus and OpenTelemetry have maxExceptionTypes).
+    const client = new StatsdClient({ host: '127.0.0.1', port, prefix: 'keys' }, 'errors', newOutbox.logger);
+    const { outbox, log } = await migratedOutbox(newOutbox, db.pool, 'sd_exception_keys', {
+      middlewares: [statsdMiddleware(client, { maxExceptionTypes: 3, logger: newOutbox.logger })],
+    });
+    outbox.subscribe(
+      'q',
+      (message) => {
+        const n = (message.body as { n: number }).n;
+        const Failure = class extends Error {};
+        Object.defineProperty(Failure, 'name', { value: n === 0 ? 'a:b.c|d' : `Made${n}` });
+        throw new Failure('fails');
+      },
+      { ...FAST_POLL, name: 'errors', retry: new NoRetry() },
+    );
+    outbox.start();
+    await inTransaction(db.pool, (c) =>
+      outbox.publishBatch(
+        c,
+        'q',
+        [0, 1, 2, 3, 4, 5].map((n) => ({ n })),
+      ),
+    );
+    await log.waitFor('nacked_terminal', 6);
+    const path = `keys.${shortHostname()}.errors.exception.`;
+    await waitFor(() => received.filter((line) => line.startsWith(path)).length === 6, { what: 'six exception lines' });
+    const keys = new Set(received.filter((line) => line.startsWith(path)).map((line) => line.slice(path.length).split(':')[0]));
+    assert.ok(keys.has('a_b_c_d'), [...keys].join(' '));
+    assert.ok(keys.has('_other'), [...keys].join(' '));
+    assert.equal(keys.size, 4, 'three admitted, the rest under _other');
+    for (const line of received.filter((r) => r.startsWith(path))) assert.match(line, /^[^:|]+:1\|c$/);
+    assert.ok(newOutbox.logger.messages('warn').some((m) => /statsdMiddleware: maxExceptionTypes \(3\) reached/.test(m)));
     client.close();
   });
 

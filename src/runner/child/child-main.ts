@@ -105,7 +105,7 @@ async function run(spec: ChildSpec, processNumber: number | undefined): Promise<
     middlewares: [
       ...(tracing === undefined ? [] : [tracing.middleware]),
       prometheusMiddleware({ ...metrics, logger }),
-      ...(statsd === undefined ? [] : [statsdMiddleware(statsd)]),
+      ...(statsd === undefined ? [] : [statsdMiddleware(statsd, { logger })]),
     ],
   });
   const report = async (): Promise<void> => {

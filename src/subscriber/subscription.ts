@@ -836,14 +836,20 @@ export class Subscription {
   readonly #isAbandoned = (): boolean => this.#abandoned;
 
   /**
-   * Extends the leases of every row this subscription holds (buffered and running, except those
-   * a transactional delivery has locked: the lock holds them), fenced by token. A row the database did not return has lost its lease: a running handler's signal is
+   * Extends the leases of every row this subscription holds (buffered, running and acked with the
+   * DELETE not yet landed, except those a transactional delivery has locked: the lock holds them),
+   * fenced by token. A row the database did not return has lost its lease: a running handler's signal is
    * aborted, a buffered row is dropped (another delivery owns it). While stopping, only running
    * rows: the buffered ones are being released.
    */
   async #renewLeases(): Promise<void> {
     const buffered = this.#running() ? this.#buffer : [];
-    const held = [...buffered, ...this.#inFlight.all().map((run) => run.lease)].filter((lease) => !this.#locked.has(lease));
+    // With the rows whose ack DELETE is queued or on its way: a DELETE the acker retries can take
+    // up to ACK_ATTEMPTS × queryTimeoutMs, and a lease that ran out meanwhile let another process
+    // claim a handled row and run it again (found in review). One whose DELETE landed matches nothing.
+    const held = [
+      ...new Set([...buffered, ...this.#inFlight.all().map((run) => run.lease), ...this.#writer.queuedAcks()]),
+    ].filter((lease) => !this.#locked.has(lease));
     if (held.length === 0) return;
     try {
       const values = pairValues(held);

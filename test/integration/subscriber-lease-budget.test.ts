@@ -296,6 +296,32 @@ describe('stop() while a claim re-leases a row the subscription runs', () => {
   });
 });
 
+describe('lease renewal while an ack DELETE is slow', () => {
+  test('renews the rows whose ack is queued or on its way: a competitor never runs a handled row again', async () => {
+    // Reported (review): renewal covered buffered and running rows only, and an acked row leaves
+    // the running set before its DELETE is sent: a DELETE slower than what was left of the lease
+    // let another process claim the handled row and run it again.
+    const pool = new ClaimDelayPool({ connectionString: db.url, max: 4 }, () => sleep(1500), undefined, /ack_missed/);
+    db.onCleanup(() => pool.end());
+    const table = 'lb_slow_ack';
+    const { outbox, log } = await migratedOutbox(newOutbox, pool, table);
+    const { outbox: competitor } = await migratedOutbox(newOutbox, db.pool, table);
+    const runs: string[] = [];
+    const options = { concurrency: 2, leaseTtlMs: 1000, leaseRenewIntervalMs: 300, ...FAST_POLL };
+    outbox.subscribe('slow-ack', () => void runs.push('holder'), options);
+    await publishCommitted(outbox, db.pool, 'slow-ack', ['x']);
+    outbox.start();
+    await waitFor(() => runs.length === 1, { what: 'the first run' });
+    competitor.subscribe('slow-ack', () => void runs.push('competitor'), options);
+    competitor.start();
+    await log.waitFor('acked', 1, 10_000);
+    await sleep(300);
+    assert.deepEqual(runs, ['holder'], 'run once, by the holder');
+    assert.equal(log.of('lease_lost').length, 0);
+    assert.equal(await remaining(db.pool, 'slow-ack', table), 0);
+  });
+});
+
 describe('a retry claimed while its failed run is still finishing', () => {
   test('is the next attempt, not a lost lease: the row runs again at once and is acked', async () => {
     // The retry UPDATE commits, but its reply is held 300 ms: the failed run is still in the

@@ -873,6 +873,11 @@ export class Subscription {
         const run = this.#inFlight.find(lease);
         const buffered = this.#buffer.indexOf(lease);
         if (run === undefined && buffered < 0) continue;
+        // Its handler ended and its outcome is being written (a retry or DLQ move that cleared the
+        // token is one): nothing to abort, and the fenced write says itself whether the lease held.
+        // Before (found in review), the run's own retry read as a lost lease: a warning, and the
+        // signal of a handler that had finished aborted.
+        if (run?.handlerEnded === true) continue;
         this.#deps.logger.warn(
           { subscriber: this.options.name, messageId: lease.record.id },
           'lease renewal found the lease lost; aborting the handler',

@@ -322,6 +322,39 @@ describe('lease renewal while an ack DELETE is slow', () => {
   });
 });
 
+describe('lease renewal during the run’s own outcome write', () => {
+  test('a renewal that finds the row unleased by the run’s own retry does not take it for a lost lease', async () => {
+    // Reported (review): the retry UPDATE commits (the token cleared) and a renewal that reaches the
+    // server after it is answered before the retry's reply: "lease renewal found the lease lost;
+    // aborting the handler", and the finished handler's signal aborted.
+    const pool = new ClaimDelayPool(
+      { connectionString: db.url, max: 4 },
+      () => Promise.resolve(),
+      () => sleep(300),
+      /_retry_/,
+    );
+    db.onCleanup(() => pool.end());
+    const { outbox, log } = await migratedOutbox(newOutbox, pool, 'lb_renew_own_retry');
+    let aborted = 0;
+    outbox.subscribe(
+      'own-retry',
+      (message, ctx) => {
+        ctx.signal.addEventListener('abort', () => void (aborted += 1));
+        if (message.attemptsCount === 0) throw new Error('first attempt fails');
+      },
+      { concurrency: 2, leaseTtlMs: 1000, leaseRenewIntervalMs: 50, retry: new ConstantRetry({ delayMs: 500 }), ...FAST_POLL },
+    );
+    const before = newOutbox.logger.entries.length;
+    await publishCommitted(outbox, db.pool, 'own-retry', ['x']);
+    outbox.start();
+    await log.waitFor('acked', 1, 10_000);
+    await outbox.stop();
+    const warnings = newOutbox.logger.entries.slice(before).filter((entry) => /found the lease lost/.test(entry.message));
+    assert.deepEqual(warnings, []);
+    assert.equal(aborted, 0, 'no finished handler aborted');
+  });
+});
+
 describe('a retry claimed while its failed run is still finishing', () => {
   test('is the next attempt, not a lost lease: the row runs again at once and is acked', async () => {
     // The retry UPDATE commits, but its reply is held 300 ms: the failed run is still in the

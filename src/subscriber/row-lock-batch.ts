@@ -642,8 +642,9 @@ export class RowLockBatch {
   /**
    * The writes decided so far, then the acks' DELETE and the COMMIT in one message (one round
    * trip). With `claimsAgain` (the loop claims again at once: a backlog) and nobody waiting for a
-   * connection, the next batch's BEGIN and settings follow the COMMIT in that message, and, pipelined, the next batch's claim too; the
-   * connection is handed over in that new transaction. So under a backlog a batch costs one round
+   * connection, the next batch's BEGIN and settings follow the COMMIT in that message, and,
+   * pipelined, the next batch's claim too; the connection is handed over in that new transaction.
+   * So under a backlog a batch costs one round
    * trip, plus one for each retry or terminal write its handlers decided (BENCHMARKS.md, issue 18
    * round seven; before, the claim had a round trip of its own). A statement's error stops the
    * message there (the server runs none after it), so a failed DELETE or COMMIT never begins the

@@ -838,9 +838,9 @@ export class Subscription {
   /**
    * Extends the leases of every row this subscription holds (buffered, running and acked with the
    * DELETE not yet landed, except those a transactional delivery has locked: the lock holds them),
-   * fenced by token. A row the database did not return has lost its lease: a running handler's signal is
-   * aborted, a buffered row is dropped (another delivery owns it). While stopping, only running
-   * rows: the buffered ones are being released.
+   * fenced by token. A row the database did not return has lost its lease: a running handler's
+   * signal is aborted, a buffered row is dropped (another delivery owns it). While stopping, only
+   * running rows and acks: the buffered ones are being released.
    */
   async #renewLeases(): Promise<void> {
     const buffered = this.#running() ? this.#buffer : [];

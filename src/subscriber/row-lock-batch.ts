@@ -451,7 +451,9 @@ export class RowLockBatch {
   abandon(reason: Error): void {
     this.#closed = true;
     for (const [lease, signal] of [...this.#running]) {
-      signal.abort(reason);
+      // Timed out, not only aborted: an async handler that never settles is failed now (nothing of
+      // it is written: the batch is closed), so its delivery ends for its observers too.
+      signal.timeOut(reason);
       this.#decided(lease);
     }
   }

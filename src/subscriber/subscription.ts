@@ -985,8 +985,11 @@ export class Subscription {
     if (timedOut) {
       this.#abandoned = true;
       const inFlight = this.#inFlight.size;
-      // A copy: an abort listener may end its delivery.
-      for (const run of [...this.#inFlight.all()]) run.abort(new Error('shutdown: graceful timeout reached'));
+      // A copy: an abort listener may end its delivery. Timed out, not only aborted: a handler that
+      // ignores its signal and never settles is failed now (abandoned: nothing of it is written), so
+      // its delivery ends for its observers too. Only aborted, its in-process gauge stayed up and its
+      // span open on a registry that outlives the Outbox (found in review).
+      for (const run of [...this.#inFlight.all()]) run.timeOut(new Error('shutdown: graceful timeout reached'));
       this.#deps.logger.warn(
         { subscriber: this.options.name, inFlight, gracefulTimeoutMs },
         'drain timed out; rows still in flight keep their leases and will be redelivered after they expire',

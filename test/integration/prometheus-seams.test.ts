@@ -526,6 +526,30 @@ describe('terminal reasons, the DLQ and lost leases', () => {
     assert.equal(await remaining(db.pool, 'wedged', 'p_drain'), 1, 'the row keeps its lease for redelivery');
   });
 
+  for (const lease of ['token', 'row-lock'] as const) {
+    test(`drain timeout of a handler that ignores its signal and never settles (${lease}): the in-process gauge still returns to 0`, async () => {
+      // Reported (review): the drain timeout only aborted the signal, so a handler that never
+      // settles kept its delivery open: in_process stayed at 1 (and its span open) on a registry
+      // that outlives the Outbox.
+      const table = `p_drain_never_${lease.replace('-', '_')}`;
+      const { outbox, log, registry } = await instrumented(table, { gracefulTimeoutMs: 200 });
+      outbox.subscribe('never', () => new Promise<void>(() => undefined), {
+        name: 'never',
+        leaseTtlMs: 5_000,
+        lease,
+        ...FAST_POLL,
+      });
+      outbox.start();
+      await publishCommitted(outbox, db.pool, 'never', ['stuck']);
+      await log.waitFor('dispatched');
+      await outbox.stop();
+      await waitFor(async () => (await value(registry, 'txoutbox_received_messages_in_process', consumer('never'))) === 0, {
+        what: 'the never-settling handler left the gauge',
+      });
+      assert.equal(await remaining(db.pool, 'never', table), 1, 'the row stays, for redelivery');
+    });
+  }
+
   test('an empty fetch: fetches_total{non_empty="false"} for every one, and 0 fetched messages', async () => {
     const { outbox, log, registry } = await instrumented('p_empty');
     outbox.subscribe('idle', () => undefined, { name: 'idle', ...FAST_POLL });

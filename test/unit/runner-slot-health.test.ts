@@ -9,7 +9,7 @@
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
-import { describe, test } from 'node:test';
+import { describe, test, type TestContext } from 'node:test';
 
 import { ConsumerSlot, HEALTH_DOWN_AFTER_FAILED_PINGS, type RestartPolicy } from '../../src/runner/consumer-slot.js';
 import { MetricsLedger } from '../../src/runner/metrics/metrics-ledger.js';
@@ -69,6 +69,20 @@ function slotWith(child: FakeChild, policy: Partial<RestartPolicy> = {}, logger:
     onRestart: () => undefined,
     forkChild: () => child as unknown as ChildProcess,
   });
+}
+
+/**
+ * A slot started on mocked timers (`setTimeout`) with a 12 s ready timeout, its child reporting
+ * `consuming` and nothing more yet; its log lines are recorded.
+ */
+function consumingOnMockedTimers(t: TestContext): { lines: Logged[]; child: FakeChild; slot: ConsumerSlot } {
+  t.mock.timers.enable({ apis: ['setTimeout'] });
+  const lines: Logged[] = [];
+  const child = new FakeChild();
+  const slot = slotWith(child, { replacementReadyTimeoutMs: 12_000 }, recordingLogger(lines));
+  slot.start();
+  child.consuming();
+  return { lines, child, slot };
 }
 
 describe('ConsumerSlot: a reload replacement on probation', () => {
@@ -177,12 +191,7 @@ describe('ConsumerSlot: the ready timeout of a first start', () => {
 
   test('a consuming child that never reports ready (wedged: an endless loop, a deadlock) is killed after 10 minutes, and started again', async (t) => {
     // Review finding: with the warn-only timer alone such a child stayed `starting` for good.
-    t.mock.timers.enable({ apis: ['setTimeout'] });
-    const lines: Logged[] = [];
-    const child = new FakeChild();
-    const slot = slotWith(child, { replacementReadyTimeoutMs: 12_000 }, recordingLogger(lines));
-    slot.start();
-    child.consuming();
+    const { lines, child, slot } = consumingOnMockedTimers(t);
     t.mock.timers.tick(12_000); // the warning (mocked timers: a timer set in a callback counts from the tick's end)
     t.mock.timers.tick(587_000);
     assert.deepEqual(child.signals, [], 'not before 10 minutes');
@@ -202,12 +211,7 @@ describe('ConsumerSlot: the ready timeout of a first start', () => {
   test('a consuming child whose ready comes long after the timeout (its loop blocked by synchronous handlers) is warned of, never killed', async (t) => {
     // Reproduction (review finding): it was SIGKILLed at the extended timeout, mid-delivery, and
     // a backlog that blocked each new process as long had every one of them killed in turn.
-    t.mock.timers.enable({ apis: ['setTimeout'] });
-    const lines: Logged[] = [];
-    const child = new FakeChild();
-    const slot = slotWith(child, { replacementReadyTimeoutMs: 12_000 }, recordingLogger(lines));
-    slot.start();
-    child.consuming();
+    const { lines, child, slot } = consumingOnMockedTimers(t);
     t.mock.timers.tick(10_500);
     assert.deepEqual(
       lines.filter((l) => l.level === 'warn'),

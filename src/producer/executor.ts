@@ -129,6 +129,8 @@ const DATA_LAYER_METHODS: readonly (readonly [string, string])[] = [
 ];
 
 function dataLayerHandle(target: object): string | undefined {
+  // A node-postgres client (the common case, on every publish) is told by its status read: no lookup.
+  if (typeof (target as { getTransactionStatus?: unknown }).getTransactionStatus === 'function') return undefined;
   for (const [method, what] of DATA_LAYER_METHODS) {
     if (typeof (target as Record<string, unknown>)[method] === 'function') return what;
   }

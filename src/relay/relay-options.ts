@@ -1,6 +1,8 @@
 import { InvalidOptionError } from '../errors.js';
-import { ExponentialRetry } from '../retry/strategies.js';
+import type { RetryStrategy } from '../retry/retry-strategy.js';
+import { ExponentialRetry, NoRetry } from '../retry/strategies.js';
 import type { SubscribeOptions } from '../subscriber/subscription-options.js';
+import { RetryAfterFloor } from './retry-after.js';
 import type { RelaySink } from './sink.js';
 
 /**
@@ -84,5 +86,18 @@ export function relaySubscribeOptions(sink: RelaySink, options: unknown): Subscr
   // An option passed as undefined (`{ retry: config.retry }`) keeps the relay's default, not the
   // subscription's: that one gives up after 10 attempts, dead-lettering rows during an outage.
   const given = Object.fromEntries(Object.entries(raw).filter(([, value]) => value !== undefined)) as RelayOptions;
-  return { ...RELAY_DEFAULTS, ...given, name, ackPolicy: 'nack_on_error' };
+  const retry = honourRetryAfter(given.retry ?? RELAY_DEFAULTS.retry);
+  return { ...RELAY_DEFAULTS, ...given, retry, name, ackPolicy: 'nack_on_error' };
+}
+
+/**
+ * The strategy with the sinks' Retry-After as a floor (retry-after.ts). Something that is not a
+ * strategy is passed on for the subscription's validation to name; NoRetry never waits.
+ */
+function honourRetryAfter(retry: unknown): RetryStrategy {
+  const valid =
+    typeof retry === 'object' && retry !== null && typeof (retry as Partial<RetryStrategy>).nextDelayMs === 'function';
+  return valid && !(retry instanceof NoRetry) && !(retry instanceof RetryAfterFloor)
+    ? new RetryAfterFloor(retry as RetryStrategy)
+    : (retry as RetryStrategy);
 }

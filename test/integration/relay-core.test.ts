@@ -11,6 +11,7 @@ import { after, before, describe, test } from 'node:test';
 import { ConstantRetry, InvalidOptionError, RELAY_DEFAULTS, type RelaySink } from '../../src/index.js';
 import { webhookSink } from '../../src/relay/index.js';
 import { relaySubscribeOptions } from '../../src/relay/relay-options.js';
+import type { RetryAfterFloor } from '../../src/relay/retry-after.js';
 import { useTestDatabase } from '../support/database.js';
 import { EventLog } from '../support/events.js';
 import { outboxFactory } from '../support/outboxes.js';
@@ -103,6 +104,30 @@ describe('outbox.relay', () => {
     assert.equal(dead[0]?.lastExceptionType, 'WebhookRefusedError');
     assert.ok(unavailable < 0, 'the 503s were retried until the broker took the row');
     await outbox.stop();
+  });
+
+  test("a receiver's Retry-After is waited for: the row is not sent again before it, whatever the strategy says", async () => {
+    // Before, the relay's strategy alone decided: a 429 asking for 30 s was sent again after 10 ms
+    // here (1 s by default), refused again, and counted against the sender's limit each time.
+    const table = 'relay_retry_after';
+    const outbox = newOutbox({ pool: db.pool, table });
+    await outbox.migrate();
+    receiver.answer = (_request, response) => {
+      response.writeHead(429, { 'retry-after': '30' }).end('slow down');
+    };
+    outbox.relay('throttled', webhookSink({ url: receiver.url('/t') }), {
+      ...FAST_POLL,
+      retry: new ConstantRetry({ delayMs: 10 }),
+    });
+    outbox.start();
+    await inTransaction(db.pool, (client) => outbox.publish(client, 'throttled', { n: 1 }));
+    await waitFor(async () => (await rows(table))[0]?.attempts === 1, { what: 'the 429 recorded as an attempt' });
+    const { rows: due } = await db.pool.query<{ wait: number }>(
+      `SELECT extract(epoch FROM next_attempt_at - last_attempt_at)::float8 AS wait FROM ${table}`,
+    );
+    await outbox.stop();
+    assert.ok((due[0]?.wait ?? 0) >= 29, `scheduled ${due[0]?.wait} s after the attempt, not the 30 s asked`);
+    assert.equal((await rows(table))[0]?.attempts, 1, 'not sent again');
   });
 
   test('a sink that ignores the abort signal: the delivery is reported failed at its timeout, its batch event comes, stop() is bounded', async () => {
@@ -250,7 +275,7 @@ describe('outbox.relay', () => {
   test('an option passed as undefined keeps the relay default, not the subscription one', () => {
     const sink = webhookSink({ url: receiver.url('/x') });
     const options = relaySubscribeOptions(sink, { retry: undefined, concurrency: undefined });
-    assert.equal(options.retry, RELAY_DEFAULTS.retry);
+    assert.equal((options.retry as RetryAfterFloor).inner, RELAY_DEFAULTS.retry);
     assert.equal(options.concurrency, RELAY_DEFAULTS.concurrency);
   });
 

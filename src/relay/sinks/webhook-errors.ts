@@ -12,8 +12,8 @@ export class WebhookRefusedError extends SinkRefusedError {
 
 /**
  * The request failed in a way worth retrying: a retryable status (`status`), a timeout, a network
- * error, an abort. `retryAfterMs` is the receiver's Retry-After, if it sent one: the relay's retry
- * strategy decides the delay, this is for logs and for a strategy that wants to honour it.
+ * error, an abort. `retryAfterMs` is the receiver's Retry-After, if it sent one: a relay's retry
+ * waits at least that long (up to an hour; relay/retry-after.ts), whatever its strategy says.
  */
 export class WebhookUnavailableError extends SinkUnavailableError {
   readonly status: number | undefined;

@@ -50,8 +50,8 @@ export function bodyExcerpt(body: Buffer, secrets: readonly string[], cut: boole
 }
 
 /**
- * `Retry-After` (seconds, or an HTTP date) in milliseconds from now, or undefined. The relay's retry
- * strategy decides the delay; this is reported on the error for logs and a strategy that wants it.
+ * `Retry-After` (seconds, or an HTTP date) in milliseconds from now, or undefined. Reported on the
+ * error, where a relay's retry takes it as the shortest wait (relay/retry-after.ts).
  */
 export function retryAfterMs(header: string | undefined, nowMs: number): number | undefined {
   if (header === undefined) return undefined;

@@ -85,7 +85,7 @@ export function webhookSink(options: WebhookSinkOptions): RelaySink {
     if (terminal) throw new WebhookRefusedError(status, `${where} answered ${answer}`);
     const after = retryAfterMs(response.retryAfter, Date.now());
     const hint =
-      after === undefined ? '' : ` (Retry-After ${Math.ceil(after / 1000)} s; the relay's retry strategy decides when)`;
+      after === undefined ? '' : ` (Retry-After ${Math.ceil(after / 1000)} s: the relay waits at least that long, up to an hour)`;
     throw new WebhookUnavailableError(`${where} answered ${answer}${hint}`, {
       status,
       ...(after === undefined ? {} : { retryAfterMs: after }),

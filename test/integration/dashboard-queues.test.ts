@@ -434,13 +434,18 @@ describe('dashboard: queues', () => {
       startDashboard(outbox, { port: 0, leaseTtlMs: 1, leaseTtlMsOf: () => undefined }),
     ]);
     try {
-      const states = await Promise.all(
-        dashboards.map(async (d) => {
-          const page = await get(`${d.url}queues/leases`);
-          return [...page.text.matchAll(/data-testid="pending-row" data-id="\d+" data-state="(\w+)"/g)].map((m) => m[1]);
-        }),
+      const pages = await Promise.all(dashboards.map(async (d) => (await get(`${d.url}queues/leases`)).text));
+      const states = pages.map((text) =>
+        [...text.matchAll(/data-testid="pending-row" data-id="\d+" data-state="(\w+)"/g)].map((m) => m[1]),
       );
       assert.deepEqual(states, [['leased'], ['ready'], ['ready']]);
+      // status() counts the expired lease as leased; the page says so, and which row it is.
+      for (const text of pages) {
+        assert.match(text, /data-testid="depth-leased">1</);
+        assert.match(text, /expired leases included; the list shows them as ready/);
+      }
+      assert.doesNotMatch(pages[0] ?? '', /lease expired/);
+      assert.match(pages[1] ?? '', /<td>ready \(lease expired\)<\/td>/);
     } finally {
       await Promise.all(dashboards.map((d) => d.close()));
       finish();

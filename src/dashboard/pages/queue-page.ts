@@ -37,7 +37,10 @@ function summary(status: QueueStatus | undefined): Html {
     <dt>Scheduled</dt>
     <dd data-testid="depth-scheduled">${formatCount(status.scheduled, estimated.scheduled)}</dd>
     <dt>Leased</dt>
-    <dd data-testid="depth-leased">${formatCount(status.leased, estimated.leased)}</dd>
+    <dd>
+      <span data-testid="depth-leased">${formatCount(status.leased, estimated.leased)}</span>
+      ${status.leased === 0 ? '' : html`<span class="note">(expired leases included; the list shows them as ready)</span>`}
+    </dd>
     <dt>Dead letters</dt>
     <dd data-testid="depth-dlq">
       ${
@@ -92,12 +95,20 @@ function pauseForm(context: PageContext, queue: string): Html {
   </form>`;
 }
 
+/**
+ * A row whose lease ran out reads as ready (a claim would take it now), as peek() pages it; the
+ * summary's status() counts it as leased until then. Saying which it is keeps the two apart.
+ */
+function stateOf(row: PeekedPreview): string {
+  return row.state === 'ready' && row.acquiredAt !== null ? 'ready (lease expired)' : row.state;
+}
+
 function pendingRow(row: PeekedPreview): Html {
   const cell = previewOf(row.bodyPreview, CELL_PREVIEW_BYTES);
   const truncated = cell.truncated || row.bodyPreviewTruncated;
   return html`<tr data-testid="pending-row" data-id="${row.id}" data-state="${row.state}">
     <td class="num">${row.id}</td>
-    <td>${row.state}</td>
+    <td>${stateOf(row)}</td>
     <td class="time">${formatTime(row.createdAt)}</td>
     <td class="time">${formatTime(row.nextAttemptAt)}</td>
     <td class="num">${row.deliveriesCount}</td>

@@ -38,6 +38,8 @@ interface ChildSpecBase {
    * tracing. The headers may hold a key: like a sink's options, they travel over IPC only.
    */
   readonly tracing?: ChildTracingSpec;
+  /** The module and export whose value is the Outbox's `schemas` (typed-events.md); absent: none. */
+  readonly schemas?: { readonly path: string; readonly export: string };
 }
 
 export interface ChildTracingSpec {

@@ -15,6 +15,7 @@ import { freePort } from '../../src/embedded/free-port.js';
 import { useTestDatabase } from '../support/database.js';
 import { promtool } from '../support/promtool.js';
 import { runnerTestKit, type Sample, scrape, total } from '../support/runner-process.js';
+import { inTransaction } from '../support/transaction.js';
 import { waitFor } from '../support/wait-for.js';
 
 const db = useTestDatabase(import.meta.url);
@@ -149,6 +150,36 @@ describe('txoutbox run', () => {
     assert.equal(await handledCount('orders'), 1500);
     again.child.kill('SIGINT');
     assert.deepEqual(await again.exited, { code: 0, signal: null });
+  });
+
+  test("the config's schemas reach every child: a body that fails them is rejected into the DLQ, never handled", async () => {
+    // Review finding: a child's Outbox had no schemas, so a consumer run by the runner handed
+    // invalid bodies to its handler, which README promises never happens on a queue with a schema.
+    const outbox = await prepare('run_schemas');
+    const config = writeConfig(
+      'schemas',
+      'run_schemas',
+      { orders: { queue: 'orders', export: 'orders', processes: 1 } },
+      { schemas: fileURLToPath(new URL('../fixtures/runner/schemas.ts', import.meta.url)) },
+    );
+    const runner = start(config);
+    await whenStarted(runner, { orders: 1 });
+    const ids = await inTransaction(db.pool, async (client) => [
+      await outbox.publish(client, 'orders', { n: 1 }),
+      await outbox.publish(client, 'orders', { n: 'not a number' }),
+    ]);
+    await waitFor(async () => (await remainingRows('run_schemas')) === 0, { timeoutMs: 20_000, what: 'both rows ended' });
+    const { rows: handled } = await db.pool.query<{ id: string }>("SELECT id::text FROM handled WHERE consumer = 'orders'");
+    assert.deepEqual(
+      handled.map((row) => row.id),
+      [ids[0]],
+    );
+    const dead = (await outbox.dlq.list({ queue: 'orders' })).rows;
+    assert.equal(dead.length, 1);
+    assert.equal(dead[0]?.failureReason, 'rejected');
+    assert.equal(dead[0]?.lastExceptionType, 'InvalidBodyError');
+    runner.child.kill('SIGTERM');
+    assert.deepEqual(await runner.exited, { code: 0, signal: null });
   });
 
   test('SIGHUP applies a new process count; a broken config keeps the old one running; statsd lines flow', async () => {

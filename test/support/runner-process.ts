@@ -182,6 +182,8 @@ export interface ConfigOptions {
   readonly statsdPort?: number;
   /** default 5000 */
   readonly gracefulTimeoutMs?: number;
+  /** The config's `schemas:` (a module path); default none. */
+  readonly schemas?: string;
 }
 
 /**
@@ -200,7 +202,7 @@ export function runnerTestKit(db: TestDatabase) {
     dir,
     running,
     writeConfig: (name: string, table: string, consumers: Record<string, ConsumerShape>, options: ConfigOptions = {}): string => {
-      const { statsdPort, gracefulTimeoutMs = 5000 } = options;
+      const { statsdPort, gracefulTimeoutMs = 5000, schemas } = options;
       const lines = [
         'database:',
         '  url: ${RUNNER_TEST_DATABASE_URL}',
@@ -210,6 +212,7 @@ export function runnerTestKit(db: TestDatabase) {
         '  prometheus:',
         '    port: 0',
         ...(statsdPort === undefined ? [] : ['  statsd:', '    host: 127.0.0.1', `    port: ${statsdPort}`, '    prefix: shop']),
+        ...(schemas === undefined ? [] : [`schemas: ${schemas}`]),
         'consumers:',
       ];
       for (const [consumer, shape] of Object.entries(consumers)) {

@@ -478,6 +478,34 @@ describe('loadRunnerConfig: every problem has a path, the bad value and what is 
     );
   });
 
+  test('schemas: a module path (its `schemas` export) or { module, export }, given to every child', async () => {
+    const short = await loadRunnerConfig(configFile(yaml([], ['schemas: ./handlers/orders.js'])), {});
+    assert.deepEqual(short.schemas, { path: HANDLER, export: 'schemas' });
+    const long = await loadRunnerConfig(
+      configFile(yaml([], ['schemas:', '  module: ./handlers/orders.js', '  export: eventSchemas'])),
+      {},
+    );
+    assert.deepEqual(long.schemas, { path: HANDLER, export: 'eventSchemas' });
+    const spec = consumerPlans(long).get('orders')?.spec;
+    assert.deepEqual(spec?.schemas, { path: HANDLER, export: 'eventSchemas' });
+    assert.equal((await loadRunnerConfig(configFile(yaml()), {})).schemas, undefined);
+    assert.equal(consumerPlans(await loadRunnerConfig(configFile(yaml()), {})).get('orders')?.spec.schemas, undefined);
+  });
+
+  test('schemas: a missing module, a wrong type, an unknown key', async () => {
+    const missing = await configError(configFile(yaml([], ['schemas: ./events.ts'])));
+    assert.equal(
+      issueAt(missing, 'schemas'),
+      `expected the path of an existing schemas module, got "./events.ts". No file at ${join(dir, 'events.ts')}.`,
+    );
+    const number = await configError(configFile(yaml([], ['schemas: 7'])));
+    assert.match(issueAt(number, 'schemas'), /^expected the path of the schemas module \(relative to the config file\), got 7/);
+    const unknown = await configError(configFile(yaml([], ['schemas:', '  module: ./handlers/orders.js', '  exports: x'])));
+    assert.match(issueAt(unknown, 'schemas.exports'), /unknown key/);
+    const noModule = await configError(configFile(yaml([], ['schemas:', '  export: x'])));
+    assert.match(issueAt(noModule, 'schemas.module'), /^missing, expected the path of the schemas module/);
+  });
+
   test('odd consumer names are rejected and quoted in paths', async () => {
     const error = await configError(configFile(yaml().replace('  orders:', '  "or.ders":')));
     assert.match(issueAt(error, 'consumers["or.ders"]'), /letters, digits, _ and -/);

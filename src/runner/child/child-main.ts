@@ -20,6 +20,7 @@ import { Outbox } from '../../outbox.js';
 import { prometheusMiddleware, prometheusRecorder } from '../../prometheus/index.js';
 import { StatsdClient, statsdMiddleware, statsdRecorder } from '../../statsd/index.js';
 import type { Handler } from '../../subscriber/message.js';
+import type { StandardSchemaV1 } from '../../typed-events/standard-schema.js';
 import { consoleLogger, type Logger, withFields } from '../../util/logger.js';
 import type { MetricSnapshot } from '../metrics/metrics-ledger.js';
 import {
@@ -65,6 +66,24 @@ async function loadHandler(spec: ConsumerChildSpec): Promise<Handler> {
 }
 
 /**
+ * The Outbox's `schemas` when the config names a module for them: its export as it is, for the
+ * Outbox to judge (InvalidOptionError naming `schemas["<queue>"]`). A module without that export
+ * fails the child's start, as a handler module without its export does.
+ */
+async function loadSchemas(spec: ChildSpec): Promise<{ schemas?: Record<string, StandardSchemaV1> }> {
+  if (spec.schemas === undefined) return {};
+  const { path, export: name } = spec.schemas;
+  const module = (await import(pathToFileURL(path).href)) as Record<string, unknown>;
+  const schemas = module[name];
+  if (typeof schemas !== 'object' || schemas === null || Array.isArray(schemas)) {
+    throw new Error(
+      `${path} has no object export ${JSON.stringify(name)} mapping queue names to body schemas (exports: ${Object.keys(module).join(', ') || 'none'}); fix the module or schemas.export in the config`,
+    );
+  }
+  return { schemas: schemas as Record<string, StandardSchemaV1> };
+}
+
+/**
  * The OpenTelemetry setup when the spec asks for it. Its module is imported only then: it loads the
  * optional @opentelemetry/* peers, which a runner without `tracing:` must never need.
  */
@@ -88,7 +107,9 @@ async function run(spec: ChildSpec, processNumber: number | undefined): Promise<
           logger,
         );
   const tracing = await startTracing(spec, logger);
+  const schemas = await loadSchemas(spec);
   const outbox = new Outbox({
+    ...schemas,
     // transactionPooling, preparedStatements, listen, notify, listenConnectionString: validated with the config.
     ...spec.connection,
     connectionString: spec.databaseUrl,

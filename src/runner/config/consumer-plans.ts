@@ -40,6 +40,7 @@ export function consumerPlans(config: RunnerConfig): Map<string, ConsumerPlan> {
     metricsPrefix: config.metrics.prometheus.prefix,
     flushIntervalMs: FLUSH_INTERVAL_MS,
     statsd: config.metrics.statsd ?? null,
+    ...(config.schemas === undefined ? {} : { schemas: config.schemas }),
   };
   for (const consumer of config.consumers.values()) {
     const spec: ConsumerChildSpec = {

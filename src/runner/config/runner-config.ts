@@ -43,6 +43,8 @@ export interface RunnerConfig {
     /** Present only when the config has a `metrics.statsd` section. */
     readonly statsd: StatsdConfig | undefined;
   };
+  /** Body schemas for every child's Outbox, when the file names them. */
+  readonly schemas?: SchemasConfig;
   /** By consumer name, in file order. */
   readonly consumers: ReadonlyMap<string, ConsumerConfig>;
   /** By relay name, in file order (empty without a `relays:` section). Names are distinct from the consumers'. */
@@ -109,6 +111,13 @@ export interface ConsumerConfig {
   readonly subscribe: Readonly<Record<string, unknown>>;
 }
 
+/** `schemas:`: the module whose export is every child Outbox's `schemas` (validate-schemas.ts). */
+export interface SchemasConfig {
+  /** Absolute path of the module (checked to exist; the export is checked when a child loads it). */
+  readonly path: string;
+  readonly export: string;
+}
+
 export interface RelayConfig {
   readonly name: string;
   /** Deduplicated, in file order. */
@@ -136,6 +145,8 @@ export const RUNNER_DEFAULTS = {
   statsd: { host: '127.0.0.1', port: 8125, prefix: 'txoutbox' },
   processes: 1,
   handlerExport: 'default',
+  /** The export of the `schemas:` module read when the config names only the module. */
+  schemasExport: 'schemas',
   /** Every trace that starts in a child; parent-based, so a row's carried decision is kept. */
   tracing: { sampler: 1 },
 } as const;

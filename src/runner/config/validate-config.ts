@@ -13,6 +13,7 @@ import { dashboardConfig } from './validate-dashboard.js';
 import { dlqRetentionMs } from './validate-dlq-retention.js';
 import { checkPoolFloor } from './validate-pool-size.js';
 import { validateRelays } from './validate-relay.js';
+import { schemasConfig } from './validate-schemas.js';
 import { tracingConfig } from './validate-tracing.js';
 
 const TOP_KEYS = [
@@ -26,6 +27,7 @@ const TOP_KEYS = [
   'relays',
   'dashboard',
   'tracing',
+  'schemas',
 ];
 const DATABASE_KEYS = ['url', 'poolSize', 'queryTimeoutMs', ...CONNECTION_KEYS];
 const METRICS_KEYS = ['prometheus', 'statsd'];
@@ -200,6 +202,7 @@ export async function validateRunnerConfig(
   const dashboard = dashboardConfig(issues, top.dashboard, prometheusConfig);
   checkPoolFloor(issues, database?.poolSize, { consumers: consumerConfigs, relays: relayConfigs, hasDlq });
   const tracing = tracingConfig(issues, top.tracing);
+  const schemas = schemasConfig(issues, top.schemas, dirname(file));
 
   if (issues.count > before || url === undefined || !outboxValid || prometheusConfig === undefined) return undefined;
   const table = typeof top.table === 'string' ? top.table : RUNNER_DEFAULTS.table;
@@ -221,5 +224,6 @@ export async function validateRunnerConfig(
     relays: relayConfigs,
     ...(dashboard === undefined ? {} : { dashboard }),
     ...(tracing === undefined ? {} : { tracing }),
+    ...(schemas === undefined ? {} : { schemas }),
   };
 }

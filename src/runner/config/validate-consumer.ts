@@ -1,9 +1,7 @@
-import { statSync } from 'node:fs';
-import { isAbsolute, resolve } from 'node:path';
-
 import { resolveSubscribeOptions, type SubscribeOptions } from '../../subscriber/subscription-options.js';
 import { childPath, type ConfigIssues } from './config-issues.js';
 import { resolveReporting } from './library-options.js';
+import { moduleFile } from './module-file.js';
 import { validateRetry } from './retry-config.js';
 import { type ConsumerConfig, RUNNER_DEFAULTS } from './runner-config.js';
 
@@ -68,17 +66,6 @@ export interface ConsumerContext {
   readonly hasDlq: boolean;
 }
 
-function handlerFile(issues: ConfigIssues, path: string, value: unknown, configDir: string): string | undefined {
-  const given = issues.string(path, value, { what: 'the path of the handler module (relative to the config file)' });
-  if (given === undefined) return undefined;
-  const absolute = isAbsolute(given) ? given : resolve(configDir, given);
-  if (!statSync(absolute, { throwIfNoEntry: false })?.isFile()) {
-    issues.expected(path, 'the path of an existing handler module', given, `No file at ${absolute}.`);
-    return undefined;
-  }
-  return absolute;
-}
-
 /** Checks one `consumers.<name>` section; every problem goes to `issues`. */
 export function validateConsumer(
   issues: ConfigIssues,
@@ -92,7 +79,7 @@ export function validateConsumer(
   const section = issues.section(path, value, CONSUMER_KEYS, 'a consumer section { handler, queues, … }');
   if (section === undefined) return undefined;
 
-  const handlerPath = handlerFile(issues, childPath(path, 'handler'), section.handler, context.configDir);
+  const handlerPath = moduleFile(issues, childPath(path, 'handler'), section.handler, context.configDir, 'handler module');
   const handlerExport = issues.string(childPath(path, 'export'), section.export, { fallback: RUNNER_DEFAULTS.handlerExport });
   const processes = issues.integer(childPath(path, 'processes'), section.processes, {
     min: 1,

@@ -20,6 +20,7 @@ import {
 } from './dead-letter-row.js';
 import {
   type BatchHooks,
+  checkDlqOptions,
   type DlqBatchOptions,
   type DlqFilter,
   type DlqListOptions,
@@ -161,6 +162,7 @@ export class DeadLetters {
    * listPreviews() reads a bounded head of each body instead.
    */
   async list(options: DlqListOptions = {}): Promise<DlqPage> {
+    checkDlqOptions(options, 'list');
     const { filter, limit, cursor, maxPageBytes } = resolveList(options);
     const { rows } = await this.#run<DeadLetterRecord>('dlq.list', this.#context.sql.list, [
       ...filter,
@@ -179,6 +181,7 @@ export class DeadLetters {
    * costs kilobytes (the dashboard's list, `txoutbox dlq list`). get(id) returns one whole row.
    */
   async listPreviews(options: DlqListPreviewOptions = {}): Promise<DlqPreviewPage> {
+    checkDlqOptions(options, 'listPreviews');
     const { filter, limit, cursor, maxPageBytes } = resolveList(options);
     const bodyPreviewBytes = resolveBodyPreviewBytes(options.bodyPreviewBytes);
     const { rows } = await this.#run<DeadLetterPreviewRecord>('dlq.listPreviews', this.#context.sql.listPreviews, [
@@ -218,6 +221,7 @@ export class DeadLetters {
    * row (the dashboard's `/dlq/:id`) reads this, not get(): a 1 GB dead letter stays in the database.
    */
   async getPreview(id: string, options: { readonly bodyPreviewBytes?: number } = {}): Promise<DeadLetterPreview | null> {
+    checkDlqOptions(options, 'getPreview');
     const bodyPreviewBytes = resolveBodyPreviewBytes(options.bodyPreviewBytes);
     const { rows } = await this.#run<DeadLetterPreviewRecord>('dlq.getPreview', this.#context.sql.getPreview, [
       resolveId(id),
@@ -240,6 +244,7 @@ export class DeadLetters {
     idsOrFilter: readonly string[] | DlqFilter,
     options: DlqRedriveOptions = {},
   ): Promise<{ redriven: number; keyBusy: number }> {
+    checkDlqOptions(options, 'redrive');
     const batchSize = resolveBatchSize(options);
     const delayMs = resolveDelayMs(options);
     const keyWaitMs = resolveKeyWaitMs(options);
@@ -307,6 +312,7 @@ export class DeadLetters {
 
   /** Deletes dead letters the filter selects (an empty filter needs `all: true`). */
   async purge(filter: DlqFilter, options: DlqBatchOptions = {}): Promise<{ purged: number }> {
+    checkDlqOptions(options, 'purge');
     const { purged } = await this.#purge(filter, options);
     return { purged };
   }
@@ -319,6 +325,7 @@ export class DeadLetters {
    * Returns the count and the line it applied: rows that failed before `failedBefore`.
    */
   async enforceRetention(maxAgeMs: number, options: DlqBatchOptions = {}): Promise<{ purged: number; failedBefore: Date }> {
+    checkDlqOptions(options, 'enforceRetention');
     const olderThanMs = resolveRetentionMs('maxAgeMs', maxAgeMs);
     const { purged, failedBefore } = await this.#purge({ olderThanMs }, options);
     // An olderThanMs filter always resolves to a line (see #batches): never null here.

@@ -3,6 +3,7 @@ import { refuseUnstorable } from '../producer/publish-options.js';
 import { resolveMaxPageBytes } from '../queues/peek-page-bytes.js';
 import { isBigintId } from '../util/bigint-id.js';
 import { integerOption } from '../util/integer-option.js';
+import { rejectUnknownOptions } from '../util/known-options.js';
 import { resolveOlderThanMs } from './retention-options.js';
 
 /** Why a row is in the DLQ (the table's reason check). */
@@ -143,6 +144,52 @@ export interface ResolvedFilter {
   readonly throughId: bigint | undefined;
 }
 
+const FILTER_KEYS: readonly (keyof DlqFilter)[] = [
+  'queue',
+  'reason',
+  'failedBefore',
+  'failedAfter',
+  'olderThanMs',
+  'all',
+  'throughId',
+];
+const LIST_KEYS: readonly (keyof DlqListPreviewOptions)[] = [
+  'queue',
+  'reason',
+  'failedBefore',
+  'failedAfter',
+  'limit',
+  'cursor',
+  'maxPageBytes',
+];
+const BATCH_KEYS: readonly (keyof DlqRedriveOptions)[] = ['batchSize', 'signal', 'onBatch'];
+/** Each DLQ call's option keys: an unknown one is refused, never ignored (below). */
+export const DLQ_OPTION_KEYS = {
+  list: LIST_KEYS,
+  listPreviews: [...LIST_KEYS, 'bodyPreviewBytes'],
+  getPreview: ['bodyPreviewBytes'],
+  redrive: [...BATCH_KEYS, 'delayMs', 'keyWaitMs'],
+  purge: BATCH_KEYS,
+  enforceRetention: BATCH_KEYS,
+} as const satisfies Record<string, readonly string[]>;
+
+/**
+ * A DLQ call's options object: refused when it is not an object or holds a key the call does not
+ * know. An ignored key is a wider selection or a different call than the one asked for: `{ queue,
+ * ids }` to purge read as every dead letter of the queue, a misspelled `failedafter` as no bound.
+ */
+export function checkDlqOptions(options: unknown, call: keyof typeof DLQ_OPTION_KEYS): void {
+  if (options === null || typeof options !== 'object' || Array.isArray(options)) {
+    throw new InvalidOptionError({
+      option: 'options',
+      value: options,
+      expected: `an object of dlq.${call}() options (${DLQ_OPTION_KEYS[call].join(', ')})`,
+      fix: 'Pass an object, or leave the options out.',
+    });
+  }
+  rejectUnknownOptions(options, `dlq.${call}()`, DLQ_OPTION_KEYS[call]);
+}
+
 /** A redrive or purge filter: refused when it selects everything without saying so. */
 export function resolveFilter(filter: unknown, operation: 'redrive' | 'purge'): ResolvedFilter {
   if (filter === null || typeof filter !== 'object' || Array.isArray(filter)) {
@@ -153,7 +200,20 @@ export function resolveFilter(filter: unknown, operation: 'redrive' | 'purge'): 
       fix: `Call ${operation}({ queue: 'orders' }), or ${operation}({ all: true }) for every dead letter.`,
     });
   }
+  // Redrive by ids is its own form (an array), never a filter key: `{ queue, ids }` must not purge the queue.
+  rejectUnknownOptions(filter, `dlq.${operation}() filter`, FILTER_KEYS, 'filter.');
   const f = filter as DlqFilter;
+  // A number is milliseconds; a string says its unit. `olderThanMs: '14'` (meant as days) would
+  // select every dead letter older than 14 ms.
+  const olderThan: unknown = f.olderThanMs;
+  if (typeof olderThan === 'string' && /^\s*\d+\s*$/.test(olderThan)) {
+    throw new InvalidOptionError({
+      option: 'filter.olderThanMs',
+      value: olderThan,
+      expected: 'a number of milliseconds, or a duration with its unit such as 14d',
+      fix: `Write the unit ('${olderThan.trim()}d' for days, 'h', 'm', 's', 'ms'), or pass a number.`,
+    });
+  }
   if (f.all !== undefined && typeof f.all !== 'boolean') {
     throw new InvalidOptionError({
       option: 'filter.all',

@@ -401,8 +401,21 @@ describe('outbox.dlq', () => {
       outbox.dlq.redrive(['1; DROP TABLE x']),
       (e) => e instanceof InvalidOptionError && e.option === 'ids[0]',
     );
+    // Review finding: unknown keys were ignored, so `{ queue, ids }` purged the whole queue and a
+    // misspelled bound selected without it. Each is refused, naming the key; nothing is deleted.
+    const unknownKey = (option: string) => (e: unknown) => e instanceof InvalidOptionError && e.option === option;
+    await assert.rejects(outbox.dlq.purge({ queue: 'p', ids: ['1'] } as never), unknownKey('filter.ids'));
+    await assert.rejects(outbox.dlq.redrive({ queue: 'p', failedafter: new Date() } as never), unknownKey('filter.failedafter'));
+    await assert.rejects(outbox.dlq.purge({ queue: 'p', olderThanMs: '14' } as never), unknownKey('filter.olderThanMs'));
+    await assert.rejects(outbox.dlq.purge({ queue: 'p' }, { batchsize: 40 } as never), unknownKey('batchsize'));
+    await assert.rejects(outbox.dlq.redrive({ queue: 'p' }, { delay: 1 } as never), unknownKey('delay'));
+    await assert.rejects(outbox.dlq.list({ queue: 'p', olderThanMs: 1 } as never), unknownKey('olderThanMs'));
+    await assert.rejects(outbox.dlq.listPreviews({ bodyPreview: 1 } as never), unknownKey('bodyPreview'));
+    await assert.rejects(outbox.dlq.getPreview('1', { preview: 1 } as never), unknownKey('preview'));
+    await assert.rejects(outbox.dlq.enforceRetention(86_400_000, { size: 1 } as never), unknownKey('size'));
+    await assert.rejects(outbox.dlq.purge({ queue: 'p' }, null as never), unknownKey('options'));
     assert.equal(await dlqCount('q_purge'), 255);
-    assert.deepEqual(await outbox.dlq.purge({ queue: 'p' }, { batchSize: 40 }), { purged: 250 });
+    assert.deepEqual(await outbox.dlq.purge({ queue: 'p', olderThanMs: 1 }, { batchSize: 40 }), { purged: 250 });
     assert.equal(await dlqCount('q_purge'), 5);
     assert.deepEqual(await outbox.dlq.purge({ all: true }), { purged: 5 });
     assert.equal(await dlqCount('q_purge'), 0);

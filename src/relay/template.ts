@@ -49,6 +49,16 @@ function parse(option: string, template: string, shown: string): Part[] {
 }
 
 /**
+ * A template with every placeholder filled by `filler`: the template's own text as a sink checks it
+ * at creation (a NATS subject's wildcard written into it refuses every row, not one).
+ */
+export function templateFilledWith(option: string, template: string, filler: string): string {
+  return parse(option, template, template)
+    .map((part) => ('text' in part ? part.text : filler))
+    .join('');
+}
+
+/**
  * Compiles a destination option once, at sink creation. `sink` names the sink in refusals; an
  * empty result (an empty header, say) is refused too: no broker routes to "".
  *

@@ -330,6 +330,13 @@ describe('natsSink options and its client', () => {
       [{ servers: 'nats://x', subjet: 'a' }, 'subjet'],
       [{ servers: 'nats://x', subject: '' }, 'subject'],
       [{ servers: 'nats://x', subject: 'a.{nope}' }, 'subject'],
+      // A subject that no row can be published to (review: each row was refused into the DLQ).
+      [{ servers: 'nats://x', subject: 'orders.>' }, 'subject'],
+      [{ servers: 'nats://x', subject: 'orders.*' }, 'subject'],
+      [{ servers: 'nats://x', subject: 'orders created' }, 'subject'],
+      [{ servers: 'nats://x', subject: 'orders.' }, 'subject'],
+      [{ servers: 'nats://x', subject: 'orders..{queue}' }, 'subject'],
+      [{ servers: 'nats://x', subject: 'orders.*.{queue}' }, 'subject'],
       [{ servers: 'nats://x', stream: 'a.b' }, 'stream'],
       [{ servers: 'nats://x', confirmTimeoutMs: 0 }, 'confirmTimeoutMs'],
       [{ servers: 'nats://x', connectTimeoutMs: 1.5 }, 'connectTimeoutMs'],
@@ -343,6 +350,10 @@ describe('natsSink options and its client', () => {
         (error: unknown) => error instanceof InvalidOptionError && error.option === option,
         `${JSON.stringify(options)} names ${option}`,
       );
+    }
+    // What a row fills in is judged per row; the template's own text passes when it is publishable.
+    for (const subject of ['orders.{queue}', '{queue}', 'a*.{headers.kind}', 'orders.{queue}.*x', '$KV.b.{id}']) {
+      assert.doesNotThrow(() => natsSink({ servers: 'nats://x', subject }), subject);
     }
     assert.throws(
       () => natsSink({ servers: 'nats://x', connectOptions: { servers: 'nats://u:s3cret@h', pass: 's3cret' } }),

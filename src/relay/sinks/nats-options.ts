@@ -2,7 +2,7 @@ import { InvalidOptionError } from '../../errors.js';
 import { integerOption } from '../../util/integer-option.js';
 import { rejectUnknownOptions } from '../../util/known-options.js';
 import { redactConnectionString } from '../../util/redact.js';
-import { compileDestination, type Destination, type DestinationOf } from '../template.js';
+import { compileDestination, type Destination, type DestinationOf, templateFilledWith } from '../template.js';
 
 /** Options of `natsSink()` (architecture/relay.md, "NATS JetStream sink"). */
 export interface NatsSinkOptions {
@@ -145,10 +145,12 @@ export function resolveNatsOptions(raw: NatsSinkOptions): ResolvedNatsOptions {
       });
     }
   }
+  const subjectOf = compileDestination(NATS_SINK, 'subject', raw.subject ?? '{queue}');
+  if (typeof raw.subject === 'string') refuseUnpublishableTemplate(raw.subject);
   return {
     servers,
     displayServers: servers.map(displayServer).join(', '),
-    subjectOf: compileDestination(NATS_SINK, 'subject', raw.subject ?? '{queue}'),
+    subjectOf,
     systemSubjects: typeof raw.subject === 'function' || (typeof raw.subject === 'string' && raw.subject.startsWith('$')),
     stream: raw.stream,
     confirmTimeoutMs: integerOption('confirmTimeoutMs', raw.confirmTimeoutMs, 1, 600_000, 5_000),
@@ -156,6 +158,29 @@ export function resolveNatsOptions(raw: NatsSinkOptions): ResolvedNatsOptions {
     reconnectWaitMs: integerOption('reconnectWaitMs', raw.reconnectWaitMs, 1, 600_000, 1_000),
     connectOptions,
   };
+}
+
+/**
+ * Whether NATS can publish to `subject`: whitespace splits its protocol line, and an empty token
+ * (`a..b`, a trailing dot) or a `*` / `>` token (a wildcard) is no subject a message can go to.
+ */
+export function isPublishableSubject(subject: string): boolean {
+  return !/\s/.test(subject) && !subject.split('.').some((token) => token === '' || token === '*' || token === '>');
+}
+
+/**
+ * A subject template whose own text breaks those rules fails every row it would route (each one
+ * refused into the DLQ, or deleted with `dlqTable: false`): refused when the sink is created. Each
+ * placeholder is filled with a plain token, so only what the template itself writes is judged.
+ */
+function refuseUnpublishableTemplate(subject: string): void {
+  if (isPublishableSubject(templateFilledWith('subject', subject, 'x'))) return;
+  throw new InvalidOptionError({
+    option: 'subject',
+    value: subject,
+    expected: "a NATS subject to publish to: dot-separated tokens, no whitespace, no empty tokens, no '*' or '>' tokens",
+    fix: "Name the subject each row goes to (orders.created, orders.{queue}); wildcards belong in a stream's subjects, not in a publish.",
+  });
 }
 
 /** `nats://user:pass@host`, `token@host:4222`: an '@' in the authority (before any path). */

@@ -5,7 +5,13 @@ import type { RelayMessage, RelaySink, SendContext } from '../sink.js';
 import { abortable } from './abortable.js';
 import { loadPeer } from './load-peer.js';
 import { describe, NatsConnector, type NatsLink, type NatsModule } from './nats-connection.js';
-import { NATS_SINK, type NatsSinkOptions, type ResolvedNatsOptions, resolveNatsOptions } from './nats-options.js';
+import {
+  isPublishableSubject,
+  NATS_SINK,
+  type NatsSinkOptions,
+  type ResolvedNatsOptions,
+  resolveNatsOptions,
+} from './nats-options.js';
 import { accountInfoProblem, ackProblem, refusedApiError, type StreamLookup, streamNamesVerdict } from './nats-replies.js';
 
 export type { NatsSinkOptions } from './nats-options.js';
@@ -204,8 +210,7 @@ function clientOf(module: unknown): NatsModule {
  * can never be published for this row: refused. Empty tokens (`a..b`, a trailing dot) likewise.
  */
 function refuseUnpublishableSubject(subject: string, message: RelayMessage, systemSubjects: boolean): void {
-  const tokens = subject.split('.');
-  if (/\s/.test(subject) || tokens.some((t) => t === '' || t === '*' || t === '>')) {
+  if (!isPublishableSubject(subject)) {
     throw new SinkRefusedError(
       NATS_SINK,
       `subject ${JSON.stringify(subject)} of message ${message.messageId} is not a publishable NATS subject (no whitespace, no empty tokens, no '*' or '>' tokens)`,

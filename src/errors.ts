@@ -3,7 +3,7 @@
  * on `instanceof` or `code`, never on message text. Subclasses carry the structured fields their
  * message is composed from (option, value, expected, fix) and keep the underlying `cause`.
  */
-import { credentialMasker, isSecretOption, maskCredentials } from './util/redact.js';
+import { credentialMasker, isSecretOption, maskCredentials, maskedOptionValue } from './util/redact.js';
 
 export type TxOutboxErrorCode =
   | 'INVALID_OPTION'
@@ -81,7 +81,7 @@ export class InvalidOptionError extends TxOutboxError {
     this.option = args.option;
     // Kept for callers that branch on it, and logged with the error by structured loggers: a
     // connection string here (a misspelt `url` key) keeps its password masked.
-    this.value = redact ? '[redacted]' : typeof args.value === 'string' ? maskCredentials(args.value) : args.value;
+    this.value = redact ? '[redacted]' : maskedOptionValue(args.value);
     this.expected = args.expected;
     this.fix = args.fix;
   }

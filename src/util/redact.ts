@@ -65,8 +65,35 @@ export function passwordsIn(text: string): string[] {
 
 /** A JSON.stringify replacer that masks credential-named keys and the passwords inside strings. */
 export function credentialMasker(key: string, value: unknown): unknown {
-  if (SECRET_KEY.test(key) && value !== undefined && value !== null) return '***';
+  // isSecretName, not SECRET_KEY alone: a TLS `key` or `passphrase`, NATS' `seed` or `jwt` nested in
+  // a mistyped sink option was quoted in the error whole (review).
+  if (key !== '' && isSecretName(key) && value !== undefined && value !== null) return '***';
   return typeof value === 'string' ? maskCredentials(value) : value;
+}
+
+/**
+ * `value` as an error may keep it: an object holding a credential-named key at any depth (a
+ * mistyped `socketOption: { passphrase }`) becomes its masked JSON copy, since a structured logger or
+ * `util.inspect` of the error prints own properties whole; anything else is returned as it is.
+ */
+export function maskedOptionValue(value: unknown): unknown {
+  if (typeof value === 'string') return maskCredentials(value);
+  if (typeof value !== 'object' || value === null || !holdsSecret(value, 0)) return value;
+  try {
+    return JSON.parse(JSON.stringify(value, credentialMasker)) as unknown;
+  } catch {
+    return '[redacted]';
+  }
+}
+
+/** Whether an object has a credential-named key within a few levels (options are shallow). */
+function holdsSecret(value: object, depth: number): boolean {
+  if (depth > 4) return true; // deeper than any option: judged unsafe rather than walked
+  for (const [key, inner] of Object.entries(value) as [string, unknown][]) {
+    if (isSecretName(key) && inner !== undefined && inner !== null) return true;
+    if (typeof inner === 'object' && inner !== null && holdsSecret(inner, depth + 1)) return true;
+  }
+  return false;
 }
 
 /**

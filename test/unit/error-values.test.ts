@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import { inspect } from 'node:util';
 
 import { InvalidOptionError, renderValue } from '../../src/errors.js';
 import { natsSink, rabbitmqSink, redisStreamSink, webhookSink } from '../../src/relay/index.js';
@@ -85,6 +86,42 @@ describe('values quoted in errors never show a password', () => {
       const error = new InvalidOptionError({ option, value: 'shown', expected: 'something else' });
       assert.match(error.message, /got "shown"/, option);
     }
+  });
+
+  test('a credential nested in a mistyped option object is masked in the message and in the error value', () => {
+    // Review finding: only the unknown key's own name was judged, so a TLS passphrase or key, or a
+    // NATS pass, inside `socketOption` / `connectOption` was quoted whole, and error.value kept
+    // the raw object, which util.inspect and structured loggers print.
+    const pem = `-----BEGIN PRIVATE KEY-----${SECRET}`;
+    const factories: Array<[string, () => unknown]> = [
+      [
+        'rabbitmqSink socketOption',
+        () => rabbitmqSink({ url: 'amqp://127.0.0.1', socketOption: { passphrase: SECRET, key: pem } } as never),
+      ],
+      [
+        'natsSink connectOption',
+        () => natsSink({ servers: 'nats://127.0.0.1', subject: 's', connectOption: { user: 'u', pass: SECRET } } as never),
+      ],
+      [
+        'natsSink nkey seed',
+        () => natsSink({ servers: 'nats://127.0.0.1', subject: 's', auth: { nkey: 'N', seed: SECRET, jwt: SECRET } } as never),
+      ],
+      [
+        'redisStreamSink tlsOptions',
+        () => redisStreamSink({ url: 'redis://127.0.0.1', stream: 's', tlsOptions: { pfx: SECRET } } as never),
+      ],
+    ];
+    for (const [name, make] of factories) {
+      assert.throws(make, (error: unknown) => {
+        assert.ok(error instanceof InvalidOptionError, `${name}: ${String(error)}`);
+        assert.doesNotMatch(`${error.message} ${JSON.stringify(error)} ${inspect(error)}`, new RegExp(SECRET), name);
+        return true;
+      });
+    }
+    // An object without credentials is kept as it was given (callers branch on it).
+    const plain = { host: 'h', port: 1 };
+    assert.equal(new InvalidOptionError({ option: 'x', value: plain, expected: 'y' }).value, plain);
+    assert.equal(renderValue({ key: SECRET, passphrase: SECRET }), '{"key":"***","passphrase":"***"}');
   });
 
   test('maskSecrets: a short password is masked where it stands alone, and nowhere else', () => {

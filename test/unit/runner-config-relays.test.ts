@@ -11,6 +11,7 @@ import { after, describe, test } from 'node:test';
 
 import { ConfigError } from '../../src/errors.js';
 import { RELAY_DEFAULTS, relaySubscribeOptions } from '../../src/relay/relay-options.js';
+import { RetryAfterFloor } from '../../src/relay/retry-after.js';
 import { ExponentialRetry } from '../../src/retry/strategies.js';
 import { subscribeOptionsFromSpec } from '../../src/runner/child/subscribe-options-from-spec.js';
 import { consumerPlans } from '../../src/runner/config/consumer-plans.js';
@@ -129,8 +130,11 @@ describe('relays: valid configs', () => {
     assert.equal(options.name, 'hooks');
     assert.equal(options.concurrency, RELAY_DEFAULTS.concurrency);
     assert.equal(options.fetchBatchSize, 50);
-    assert.ok(options.retry instanceof ExponentialRetry && options.retry !== RELAY_DEFAULTS.retry);
-    assert.equal(options.retry.initialDelayMs, 200);
+    // The file's strategy, under the relay's Retry-After floor (relay/retry-after.ts).
+    assert.ok(options.retry instanceof RetryAfterFloor);
+    const retry = options.retry.inner;
+    assert.ok(retry instanceof ExponentialRetry && retry !== RELAY_DEFAULTS.retry);
+    assert.equal(retry.initialDelayMs, 200);
     await sink.close();
   });
 });

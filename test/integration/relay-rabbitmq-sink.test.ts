@@ -582,6 +582,21 @@ describe('rabbitmqSink: refusals (SinkRefusedError: the row goes to the DLQ with
     await send(sinkFor(), odd);
     assert.equal((await consumeAll(queue)).length, 1, 'non-string header values are sent');
     await assert.rejects(send(sinkFor({ routingKey: 'k'.repeat(300) }), relayMessage({ queue })), SinkRefusedError);
+    // Review finding: a row's exchange over 255 bytes failed amqplib's encoding of the exchange
+    // check, which was taken for an outage (retried forever, a channel left open each time), and a
+    // row naming an internal exchange closed the connection under every send in flight.
+    const routed = sinkFor({ exchange: '{headers.x-exchange}' });
+    for (const [exchange, reason] of [
+      ['x'.repeat(300), /exchange name is 300 bytes, over AMQP's 255/],
+      ['amq.rabbitmq.trace', /internal to RabbitMQ/],
+    ] as const) {
+      await assert.rejects(send(routed, relayMessage({ queue, headers: { 'x-exchange': exchange } })), (error: Error) => {
+        assert.ok(error instanceof SinkRefusedError, error.message);
+        assert.match(error.reason, reason);
+        return true;
+      });
+    }
+    assert.equal(routed.stats.connections, 0, 'refused before any connection');
     // A template the row cannot fill (compileDestination) is refused too.
     await assert.rejects(send(sinkFor({ routingKey: '{headers.x-missing}' }), relayMessage({ queue })), SinkRefusedError);
     // The same sink still sends what it can: a refusal never breaks the connection.
@@ -624,6 +639,13 @@ describe('rabbitmqSink: options and the optional peer', () => {
     invalid({ url: 'http://guest:guest@127.0.0.1' }, 'url');
     invalid({ url: 'amqp://127.0.0.1', exchnage: 'x' }, 'exchnage');
     invalid({ url: 'amqp://127.0.0.1', exchange: 'orders.{nope}' }, 'exchange');
+    invalid({ url: 'amqp://127.0.0.1', exchange: 'e'.repeat(256) }, 'exchange');
+    invalid({ url: 'amqp://127.0.0.1', exchange: `${'e'.repeat(256)}{queue}` }, 'exchange');
+    invalid({ url: 'amqp://127.0.0.1', exchange: 'amq.rabbitmq.trace' }, 'exchange');
+    invalid({ url: 'amqp://127.0.0.1', exchange: 'amq.rabbitmq.{queue}' }, 'exchange');
+    for (const exchange of ['e'.repeat(255), 'amq.topic', '{queue}.amq.rabbitmq.x', 'amq.{queue}']) {
+      assert.doesNotThrow(() => rabbitmqSink({ url: 'amqp://127.0.0.1', exchange }), exchange);
+    }
     invalid({ url: 'amqp://127.0.0.1', routingKey: '' }, 'routingKey');
     invalid({ url: 'amqp://127.0.0.1', confirmTimeoutMs: 0 }, 'confirmTimeoutMs');
     invalid({ url: 'amqp://127.0.0.1', connectTimeoutMs: 1.5 }, 'connectTimeoutMs');

@@ -2,7 +2,8 @@ import { InvalidOptionError, renderValue, SinkRefusedError } from '../../errors.
 import { integerOption } from '../../util/integer-option.js';
 import { rejectUnknownOptions } from '../../util/known-options.js';
 import { redactConnectionString } from '../../util/redact.js';
-import { compileDestination, type Destination, type DestinationOf } from '../template.js';
+import { compileDestination, type Destination, type DestinationOf, templateFilledWith } from '../template.js';
+import { INTERNAL_EXCHANGE_PREFIX, SHORT_STRING_BYTES } from './rabbitmq-properties.js';
 
 /** Options of `rabbitmqSink()` (architecture/relay.md, "RabbitMQ sink"). */
 export interface RabbitmqSinkOptions {
@@ -154,7 +155,11 @@ export function resolveRabbitmqOptions(raw: RabbitmqSinkOptions): ResolvedRabbit
  */
 function exchangeOf(exchange: Destination | undefined): DestinationOf {
   if (exchange === undefined || exchange === '') return () => '';
-  if (typeof exchange !== 'function') return compileDestination(RABBITMQ_SINK, 'exchange', exchange);
+  if (typeof exchange !== 'function') {
+    const compiled = compileDestination(RABBITMQ_SINK, 'exchange', exchange);
+    refuseUnpublishableExchange(exchange);
+    return compiled;
+  }
   return (message) => {
     const value: unknown = exchange(message);
     if (typeof value !== 'string')
@@ -164,6 +169,28 @@ function exchangeOf(exchange: Destination | undefined): DestinationOf {
       );
     return value;
   };
+}
+
+/**
+ * A fixed exchange, or a template's own text, that no row could be published to: over 255 bytes
+ * with its placeholders empty, or one of RabbitMQ's internal exchanges (rabbitmq-properties.ts,
+ * destinationProblem, which judges each row's).
+ */
+function refuseUnpublishableExchange(exchange: string): void {
+  const shortest = templateFilledWith('exchange', exchange, '');
+  const problem =
+    Buffer.byteLength(shortest) > SHORT_STRING_BYTES
+      ? `an exchange name of at most ${SHORT_STRING_BYTES} bytes (AMQP's limit)`
+      : templateFilledWith('exchange', exchange, 'x').startsWith(INTERNAL_EXCHANGE_PREFIX)
+        ? `an exchange RabbitMQ lets clients publish to (not ${INTERNAL_EXCHANGE_PREFIX}*, which are internal)`
+        : undefined;
+  if (problem === undefined) return;
+  throw new InvalidOptionError({
+    option: 'exchange',
+    value: exchange,
+    expected: problem,
+    fix: 'Name the exchange the rows go to, declared by your topology.',
+  });
 }
 
 function isAmqpUrl(url: string): boolean {

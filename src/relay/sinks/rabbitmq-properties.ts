@@ -2,8 +2,31 @@ import type { Options } from 'amqplib';
 
 import type { RelayMessage } from '../sink.js';
 
-/** AMQP 0-9-1 short strings (the basic properties below) hold at most 255 bytes. */
-const SHORT_STRING_BYTES = 255;
+/** AMQP 0-9-1 short strings (the basic properties below, exchange names, routing keys) hold at most 255 bytes. */
+export const SHORT_STRING_BYTES = 255;
+
+/**
+ * RabbitMQ's own internal exchanges (`amq.rabbitmq.trace`, `amq.rabbitmq.log`): a publish to one is
+ * answered 403, which closes the channel and with it the sink's connection, failing every send in
+ * flight. (`amq.direct`, `amq.topic`, … are ordinary exchanges.)
+ */
+export const INTERNAL_EXCHANGE_PREFIX = 'amq.rabbitmq.';
+
+/**
+ * Why a row's exchange or routing key can never be published, or undefined. Judged before the
+ * broker: an exchange name over 255 bytes failed amqplib's encoding of the exchange check, which
+ * was retried forever and left a channel open each time; an internal exchange closed the
+ * connection under every other send, once per retry.
+ */
+export function destinationProblem(exchange: string, routingKey: string): string | undefined {
+  const exchangeBytes = Buffer.byteLength(exchange);
+  if (exchangeBytes > SHORT_STRING_BYTES) return `exchange name is ${exchangeBytes} bytes, over AMQP's ${SHORT_STRING_BYTES}`;
+  if (exchange.startsWith(INTERNAL_EXCHANGE_PREFIX))
+    return `exchange ${JSON.stringify(exchange)} is internal to RabbitMQ (${INTERNAL_EXCHANGE_PREFIX}*): a publish to it is refused (403) and closes the connection`;
+  const keyBytes = Buffer.byteLength(routingKey);
+  if (keyBytes > SHORT_STRING_BYTES) return `routing key is ${keyBytes} bytes, over AMQP's ${SHORT_STRING_BYTES}`;
+  return undefined;
+}
 
 /**
  * What a row becomes on the wire (architecture/relay.md, "RabbitMQ sink"): the stored payload as

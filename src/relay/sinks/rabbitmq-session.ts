@@ -164,12 +164,24 @@ export class RabbitmqSession {
             cause: error,
           },
         );
+      // What amqplib could not encode (see #encodeFailure) can never be checked, nor published.
+      if (error instanceof TypeError || error instanceof RangeError)
+        throw new SinkRefusedError(
+          RABBITMQ_SINK,
+          `exchange ${JSON.stringify(exchange)} cannot be encoded as AMQP: ${error.message}`,
+          {
+            cause: error,
+          },
+        );
       throw (
         this.#ended ??
         new SinkUnavailableError(RABBITMQ_SINK, `could not check exchange ${JSON.stringify(exchange)}: ${this.#describe(error)}`)
       );
+    } finally {
+      // Every way out: a check that failed left its channel open, one per attempt, until the
+      // connection ran out of channels (2,047) and every unchecked exchange failed with it.
+      channel.close().catch(() => undefined);
     }
-    channel.close().catch(() => undefined);
   }
 
   /** Whether the channel's write buffer has room: when not, a send waits for drained() before writing. */

@@ -4,6 +4,7 @@ import type { RelayMessage, SendContext } from '../sink.js';
 import { type AmqplibModule, RabbitmqConnector } from './rabbitmq-connector.js';
 import { RABBITMQ_SINK, type ResolvedRabbitmqOptions } from './rabbitmq-options.js';
 import {
+  destinationProblem,
   distributionHeaderProblem,
   MAX_HEADER_TABLE_BYTES,
   oversizedHeaderTable,
@@ -42,6 +43,8 @@ export function createRabbitmqSink(resolved: ResolvedRabbitmqOptions, loadClient
     // Everything that can refuse the row without the broker comes first: no connection needed.
     const exchange = resolved.exchangeOf(message);
     const routingKey = resolved.routingKeyOf(message);
+    const unpublishable = destinationProblem(exchange, routingKey);
+    if (unpublishable !== undefined) throw new SinkRefusedError(RABBITMQ_SINK, `message ${message.messageId}: ${unpublishable}`);
     if (message.payload.length > resolved.maxMessageBytes) {
       throw new SinkRefusedError(
         RABBITMQ_SINK,

@@ -435,6 +435,27 @@ describe('outbox.status', () => {
   });
 });
 
+describe('paused queues past maxQueues', () => {
+  test('a paused, empty queue is reported by status() and the queue_paused gauge however many queues have rows', async () => {
+    const outbox = newOutbox({ pool: db.pool, table: 'status_paused_cap' });
+    await outbox.migrate();
+    await publishCommitted(outbox, db.pool, 'a', [{ n: 1 }]);
+    await outbox.pause('z', { reason: 'left on' });
+    // Before, a paused queue without rows ranked last and fell past maxQueues once that many
+    // queues had rows: the pause vanished from status and its gauge, and an alert on a pause left
+    // on went blind.
+    const report = await outbox.status({ maxQueues: 1 });
+    assert.deepEqual(
+      report.queues.map((q) => [q.queue, q.paused, q.pauseReason]),
+      [['z', true, 'left on']],
+    );
+    const registry = new Registry();
+    queueStateCollector(outbox, { registry, cacheMs: 1000, maxQueues: 1 });
+    const paused = await registry.getSingleMetricAsString('txoutbox_queue_paused');
+    assert.match(paused, /txoutbox_queue_paused\{[^}]*queue="z"[^}]*\} 1/);
+  });
+});
+
 describe('throughput stats', () => {
   test('a prune that fails after the counts were added does not add them again', async () => {
     const table = 'status_prune_fails';

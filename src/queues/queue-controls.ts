@@ -1,7 +1,8 @@
 import { InvalidOptionError } from '../errors.js';
-import { validateQueue } from '../producer/publish-options.js';
+import { refuseUnstorable, validateQueue } from '../producer/publish-options.js';
 import type { SchemaNames } from '../schema/schema-names.js';
 import { integerOption } from '../util/integer-option.js';
+import { rejectUnknownOptions } from '../util/known-options.js';
 import type { StatementRunner } from '../util/statement-runner.js';
 import { pausedPayload } from './channel-signal.js';
 import { buildPauseSql, type PauseSql } from './pause-sql.js';
@@ -126,11 +127,16 @@ export class QueueControls {
   }
 }
 
+const PAUSE_OPTIONS = ['reason'];
+const STATUS_OPTIONS = ['queues', 'minutes', 'maxQueues'];
+
 function pauseReason(options: PauseOptions): string | null {
   // Typed, but called from JavaScript and the CLI too.
-  if (typeof (options as unknown) !== 'object' || (options as unknown) === null) {
+  if (typeof (options as unknown) !== 'object' || (options as unknown) === null || Array.isArray(options)) {
     throw new InvalidOptionError({ option: 'options', value: options, expected: 'an object such as { reason }' });
   }
+  // As peek() does: a typo (`reasons`) paused the queue without its reason.
+  rejectUnknownOptions(options, 'pause', PAUSE_OPTIONS);
   const { reason } = options;
   if (reason === undefined) return null;
   if (typeof reason !== 'string' || reason.length > MAX_PAUSE_REASON_LENGTH) {
@@ -141,6 +147,9 @@ function pauseReason(options: PauseOptions): string | null {
       fix: 'Say briefly why, for the next operator (an incident link fits).',
     });
   }
+  // Here, not in PostgreSQL: a NUL came back as a raw 22021 error, an unpaired surrogate was
+  // stored as U+FFFD.
+  refuseUnstorable('reason', reason);
   return reason;
 }
 
@@ -149,9 +158,11 @@ function resolveStatusOptions(options: StatusOptions): {
   minutes: number;
   maxQueues: number;
 } {
-  if (typeof (options as unknown) !== 'object' || (options as unknown) === null) {
+  if (typeof (options as unknown) !== 'object' || (options as unknown) === null || Array.isArray(options)) {
     throw new InvalidOptionError({ option: 'options', value: options, expected: 'an object of status options' });
   }
+  // As peek() does: a typo (`queue`) reported every queue instead of the ones named.
+  rejectUnknownOptions(options, 'status', STATUS_OPTIONS);
   const raw = options as Record<string, unknown>;
   let queues: string[] | undefined;
   if (raw.queues !== undefined) {

@@ -318,6 +318,7 @@ describe('pause and resume', () => {
 
   test('bad arguments are typed errors naming the option', async () => {
     const outbox = newOutbox({ pool: db.pool, table: 'pause_bad' });
+    await outbox.migrate();
     const cases: [() => Promise<unknown>, string][] = [
       [() => outbox.pause(''), 'queue'],
       [() => outbox.pause('q', { reason: 'x'.repeat(501) }), 'reason'],
@@ -327,10 +328,20 @@ describe('pause and resume', () => {
       [() => outbox.status({ minutes: 61 }), 'minutes'],
       [() => outbox.status({ maxQueues: 1.5 }), 'maxQueues'],
       [() => outbox.status({ queues: 'orders' as unknown as string[] }), 'queues'],
+      // Text PostgreSQL cannot store as given: a NUL came back as a raw 22021 error, an unpaired
+      // surrogate was stored as U+FFFD.
+      [() => outbox.pause('q', { reason: 'a\u0000b' }), 'reason'],
+      [() => outbox.pause('q', { reason: 'half \ud800 a pair' }), 'reason'],
+      // Unknown keys, as peek() refuses them: a typo was ignored (every queue reported, a pause
+      // without its reason).
+      [() => outbox.pause('q', { reasons: 'x' } as never), 'reasons'],
+      [() => outbox.status({ queue: ['a'] } as never), 'queue'],
     ];
     for (const [call, option] of cases) {
       await assert.rejects(call, (error: unknown) => error instanceof InvalidOptionError && error.option === option, option);
     }
+    const { rows } = await db.pool.query(`SELECT queue FROM pause_bad_paused`);
+    assert.deepEqual(rows, [], 'no refused call paused anything');
   });
 
   test('the queue_paused gauge reads 1 for a paused queue, even an empty one, and 0 after resume', async () => {

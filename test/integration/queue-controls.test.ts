@@ -468,6 +468,41 @@ describe('paused queues past maxQueues', () => {
 });
 
 describe('throughput stats', () => {
+  test('handledPerMinute averages the last five minutes whatever minutes the report shows', async () => {
+    const table = 'status_rate_window';
+    const operator = newOutbox({ pool: db.pool, table });
+    await operator.migrate();
+    // 10 handled in the current minute and in each of the four whole minutes before it.
+    const { rows } = await db.pool.query<{ minute: Date }>(
+      `INSERT INTO ${table}_stats (queue, minute, handled, retried, dead_lettered)
+       SELECT 'work', date_trunc('minute', now()) - g * interval '1 minute', 10, 0, 0 FROM generate_series(0, 4) g
+       RETURNING minute`,
+    );
+    for (const minutes of [1, 2, 3, 4, 15]) {
+      const report = await operator.status({ queues: ['work'], minutes });
+      const [work] = report.queues;
+      assert.equal(work!.throughput.length, minutes + 1, `${minutes}: the minutes asked for and the current one`);
+      // Computed from the report's own clock: a minute that turned since the insert is allowed for.
+      const current = Math.floor(report.at.getTime() / 60_000) * 60_000;
+      const inRate = rows.filter((r) => r.minute.getTime() >= current - 4 * 60_000).length;
+      const expected = (10 * inRate) / (4 + (report.at.getTime() - current) / 60_000);
+      // With minutes below 4 it averaged the minutes shown (minutes 1: 10 rows over ~1.5 minutes).
+      assert.ok(Math.abs(work!.handledPerMinute - expected) < 1e-9, `${minutes}: ${work!.handledPerMinute} ≠ ${expected}`);
+    }
+    // The rate's earlier minutes do not make a queue reported: only throughput in the minutes shown.
+    await db.pool.query(
+      `INSERT INTO ${table}_stats (queue, minute, handled) VALUES ('earlier', date_trunc('minute', now()) - interval '3 minutes', 1)`,
+    );
+    assert.deepEqual(
+      (await operator.status({ minutes: 1 })).queues.map((q) => q.queue),
+      ['work'],
+    );
+    assert.deepEqual(
+      (await operator.status({ minutes: 4 })).queues.map((q) => q.queue),
+      ['earlier', 'work'],
+    );
+  });
+
   test('a prune that fails after the counts were added does not add them again', async () => {
     const table = 'status_prune_fails';
     const operator = newOutbox({ pool: db.pool, table });

@@ -6,6 +6,10 @@ import { Registry } from 'prom-client';
 
 import { InvalidOptionError, NoRetry, type Outbox } from '../../src/index.js';
 import { queueStateCollector } from '../../src/prometheus/index.js';
+import { buildThroughputSql } from '../../src/queues/throughput-sql.js';
+import { ThroughputTally } from '../../src/queues/throughput-tally.js';
+import { resolveSchemaNames } from '../../src/schema/schema-names.js';
+import { StatementRunner } from '../../src/util/statement-runner.js';
 import { ClaimDelayPool } from '../support/claim-delay-pool.js';
 import { useTestDatabase } from '../support/database.js';
 import { EventLog } from '../support/events.js';
@@ -14,6 +18,7 @@ import { outboxFactory } from '../support/outboxes.js';
 import { publishCommitted } from '../support/publish.js';
 import { FAST_POLL } from '../support/subscriber-setup.js';
 import { TcpProxy } from '../support/tcp-proxy.js';
+import { TestLogger } from '../support/test-logger.js';
 import { waitFor } from '../support/wait-for.js';
 
 const db = useTestDatabase(import.meta.url);
@@ -501,6 +506,67 @@ describe('throughput stats', () => {
       (await operator.status({ minutes: 4 })).queues.map((q) => q.queue),
       ['earlier', 'work'],
     );
+  });
+
+  test('counts kept through a failing flush streak are written in the minutes of their outcomes, not the one of the flush', async () => {
+    const table = 'status_late_flush';
+    const operator = newOutbox({ pool: db.pool, table });
+    await operator.migrate();
+    await db.pool.query(`CREATE FUNCTION ${table}_no_insert() RETURNS trigger LANGUAGE plpgsql AS
+      $$ BEGIN RAISE EXCEPTION 'stats refused for the test'; END $$`);
+    await db.pool.query(
+      `CREATE TRIGGER no_insert BEFORE INSERT ON ${table}_stats FOR EACH STATEMENT EXECUTE FUNCTION ${table}_no_insert()`,
+    );
+    // The tally alone, on a clock moved by hand: no waiting for minutes to pass.
+    let clock = 1_000_000;
+    const logger = new TestLogger();
+    const tally = new ThroughputTally(
+      new StatementRunner(db.pool, false, 5_000),
+      buildThroughputSql(resolveSchemaNames(table, undefined)),
+      logger,
+      () => clock,
+    );
+    for (let n = 0; n < 3; n += 1) tally.count('work', 'handled');
+    await tally.flush();
+    assert.equal(logger.messages('warn').length, 1, 'the first flush failed');
+    clock += 3 * 60_000;
+    tally.count('work', 'handled');
+    tally.count('work', 'retried');
+    await db.pool.query(`DROP TRIGGER no_insert ON ${table}_stats`);
+    await tally.stop();
+
+    // Stamped with the database's minute of now() - age: three minutes apart, wherever in its minute now() is.
+    const { rows } = await db.pool.query<{ back: number; handled: number; retried: number }>(
+      `SELECT extract(epoch FROM date_trunc('minute', now()) - minute)::int / 60 AS back, handled::int, retried::int
+       FROM ${table}_stats ORDER BY minute`,
+    );
+    assert.deepEqual(
+      rows.map((r) => [r.handled, r.retried]),
+      [
+        [3, 0],
+        [1, 1],
+      ],
+      'two minutes, not one',
+    );
+    assert.equal(rows[0]!.back - rows[1]!.back, 3, 'the first outcomes three minutes before the last');
+    const work = (await operator.status({ queues: ['work'], minutes: 5 })).queues[0]!;
+    assert.equal(
+      work.throughput.reduce((sum, m) => sum + m.handled, 0),
+      4,
+    );
+
+    // Past the hour status() shows, counts not yet written are dropped: the prune would delete them.
+    const late = new ThroughputTally(
+      new StatementRunner(db.pool, false, 5_000),
+      buildThroughputSql(resolveSchemaNames(table, undefined)),
+      logger,
+      () => clock,
+    );
+    late.count('old', 'handled');
+    clock += 62 * 60_000;
+    await late.stop();
+    const { rows: old } = await db.pool.query(`SELECT 1 FROM ${table}_stats WHERE queue = 'old'`);
+    assert.deepEqual(old, []);
   });
 
   test('a prune that fails after the counts were added does not add them again', async () => {

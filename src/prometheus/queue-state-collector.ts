@@ -17,7 +17,8 @@ export interface QueueStateCollectorOptions extends PrometheusBaseOptions {
   readonly exactCountLimit?: number;
   /**
    * The most queues reported (label cardinality and the counting cost are linear in it). Above it
-   * the most active are kept: the oldest ready row first, then queues with any rows. @default 500
+   * the paused queues are kept first, then the most active: the oldest ready row first, then
+   * queues with any rows. @default 500
    */
   readonly maxQueues?: number;
   /**

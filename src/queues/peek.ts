@@ -186,7 +186,7 @@ function decodeCursor(cursor: unknown, states: readonly PeekState[]): Cursor {
       parsed.length === 3 &&
       states.includes(parsed[0] as PeekState) &&
       typeof parsed[1] === 'string' &&
-      /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}$/.test(parsed[1]) &&
+      isCursorTimestamp(parsed[1]) &&
       typeof parsed[2] === 'string' &&
       isBigintId(parsed[2])
     ) {
@@ -202,6 +202,24 @@ function decodeCursor(cursor: unknown, states: readonly PeekState[]): Cursor {
       cause: error,
     });
   }
+}
+
+const CURSOR_TIMESTAMP = /^(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)\.\d{6}$/;
+
+/**
+ * A cursor's timestamp as the statements write it (`to_char` at microseconds, UTC) and a real
+ * date: its shape alone let `2024-13-45T99:99:99` or year 0000 through to PostgreSQL's
+ * `::timestamp`, a raw 22008 error instead of the InvalidOptionError on `cursor`. Years 1 to 9999
+ * (publish's activateAt range), proleptic Gregorian as PostgreSQL's; no leap second or 24:00, which
+ * to_char never writes.
+ */
+function isCursorTimestamp(text: string): boolean {
+  const match = CURSOR_TIMESTAMP.exec(text);
+  if (match === null) return false;
+  const [year = 0, month = 0, day = 0, hour = 0, minute = 0, second = 0] = match.slice(1, 7).map(Number);
+  const leap = year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0);
+  const days = month === 2 ? (leap ? 29 : 28) : [4, 6, 9, 11].includes(month) ? 30 : 31;
+  return year >= 1 && month >= 1 && month <= 12 && day >= 1 && day <= days && hour <= 23 && minute <= 59 && second <= 59;
 }
 
 /**

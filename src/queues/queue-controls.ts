@@ -1,7 +1,8 @@
 import { InvalidOptionError } from '../errors.js';
-import { validateQueue } from '../producer/publish-options.js';
+import { refuseUnstorable, validateQueue } from '../producer/publish-options.js';
 import type { SchemaNames } from '../schema/schema-names.js';
 import { integerOption } from '../util/integer-option.js';
+import { rejectUnknownOptions } from '../util/known-options.js';
 import type { StatementRunner } from '../util/statement-runner.js';
 import { pausedPayload } from './channel-signal.js';
 import { buildPauseSql, type PauseSql } from './pause-sql.js';
@@ -103,10 +104,18 @@ export class QueueControls {
     // One repeatable-read snapshot: depths, pauses and throughput agree with each other.
     return await db.withClient(async (client) => {
       await client.query(db.bounded({ text: this.#stateSql.begin(statementTimeoutMs) }));
+      // The rate's minutes too when fewer are shown: with minutes below 4 handledPerMinute averaged
+      // the minutes shown (minutes + 1 entries), not the documented five.
       const { rows: window } = await client.query<WindowRow>(
-        db.bounded({ text: this.#throughputSql.window, values: [minutes, queues ?? null] }),
+        db.bounded({ text: this.#throughputSql.window, values: [Math.max(minutes, RATE_MINUTES - 1), queues ?? null] }),
       );
-      const withThroughput = window.flatMap((row) => (row.queue === null ? [] : [row.queue]));
+      const clock = window[0];
+      if (clock === undefined) throw new Error('status: the clock row is missing');
+      // Which queues: throughput in the minutes shown (the rate's earlier minutes add none).
+      const shownFrom = clock.current_minute.getTime() - minutes * 60_000;
+      const withThroughput = window.flatMap((row) =>
+        row.queue === null || row.minute === null || row.minute.getTime() < shownFrom ? [] : [row.queue],
+      );
       const states = await readQueueStates(client, db, this.#stateSql, {
         exactCountLimit: EXACT_COUNT_LIMIT,
         maxQueues,
@@ -114,8 +123,6 @@ export class QueueControls {
         ...(queues === undefined ? {} : { only: queues }),
       });
       await client.query(db.bounded({ text: 'COMMIT' }));
-      const clock = window[0];
-      if (clock === undefined) throw new Error('status: the clock row is missing');
       return {
         at: clock.now,
         queues: states
@@ -126,11 +133,16 @@ export class QueueControls {
   }
 }
 
+const PAUSE_OPTIONS = ['reason'];
+const STATUS_OPTIONS = ['queues', 'minutes', 'maxQueues'];
+
 function pauseReason(options: PauseOptions): string | null {
   // Typed, but called from JavaScript and the CLI too.
-  if (typeof (options as unknown) !== 'object' || (options as unknown) === null) {
+  if (typeof (options as unknown) !== 'object' || (options as unknown) === null || Array.isArray(options)) {
     throw new InvalidOptionError({ option: 'options', value: options, expected: 'an object such as { reason }' });
   }
+  // As peek() does: a typo (`reasons`) paused the queue without its reason.
+  rejectUnknownOptions(options, 'pause', PAUSE_OPTIONS);
   const { reason } = options;
   if (reason === undefined) return null;
   if (typeof reason !== 'string' || reason.length > MAX_PAUSE_REASON_LENGTH) {
@@ -141,6 +153,9 @@ function pauseReason(options: PauseOptions): string | null {
       fix: 'Say briefly why, for the next operator (an incident link fits).',
     });
   }
+  // Here, not in PostgreSQL: a NUL came back as a raw 22021 error, an unpaired surrogate was
+  // stored as U+FFFD.
+  refuseUnstorable('reason', reason);
   return reason;
 }
 
@@ -149,9 +164,11 @@ function resolveStatusOptions(options: StatusOptions): {
   minutes: number;
   maxQueues: number;
 } {
-  if (typeof (options as unknown) !== 'object' || (options as unknown) === null) {
+  if (typeof (options as unknown) !== 'object' || (options as unknown) === null || Array.isArray(options)) {
     throw new InvalidOptionError({ option: 'options', value: options, expected: 'an object of status options' });
   }
+  // As peek() does: a typo (`queue`) reported every queue instead of the ones named.
+  rejectUnknownOptions(options, 'status', STATUS_OPTIONS);
   const raw = options as Record<string, unknown>;
   let queues: string[] | undefined;
   if (raw.queues !== undefined) {
@@ -172,20 +189,22 @@ function queueStatus(state: QueueState, window: readonly WindowRow[], clock: Win
   const byMinute = new Map<number, WindowRow>();
   for (const row of window) if (row.queue === state.queue && row.minute !== null) byMinute.set(row.minute.getTime(), row);
   const current = clock.current_minute.getTime();
-  const throughput: ThroughputMinute[] = [];
-  for (let back = minutes; back >= 0; back -= 1) {
+  const series: ThroughputMinute[] = [];
+  for (let back = Math.max(minutes, RATE_MINUTES - 1); back >= 0; back -= 1) {
     const minute = current - back * 60_000;
     const row = byMinute.get(minute);
-    throughput.push({
+    series.push({
       minute: new Date(minute),
       handled: row?.handled ?? 0,
       retried: row?.retried ?? 0,
       deadLettered: row?.dead_lettered ?? 0,
     });
   }
-  // The last RATE_MINUTES entries: RATE_MINUTES - 1 whole minutes and the current one so far.
-  const recent = throughput.slice(-RATE_MINUTES);
-  const elapsedMinutes = recent.length - 1 + (clock.now.getTime() - current) / 60_000;
+  const throughput = series.slice(-(minutes + 1));
+  // The last RATE_MINUTES entries, read whatever `minutes` shows: RATE_MINUTES - 1 whole minutes
+  // and the current one so far.
+  const recent = series.slice(-RATE_MINUTES);
+  const elapsedMinutes = RATE_MINUTES - 1 + (clock.now.getTime() - current) / 60_000;
   const handled = recent.reduce((sum, m) => sum + m.handled, 0);
   return {
     queue: state.queue,

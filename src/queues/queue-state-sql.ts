@@ -78,7 +78,7 @@ export function buildQueueStateSql(names: SchemaNames): QueueStateSql {
   // $2 names of each of these indexes are all that can make the cut.
   const byName = ['leased_queues', ...(dlq === undefined ? [] : ['dlq_queues'])].map(
     (cte) =>
-      `SELECT queue, true, NULL::timestamptz FROM (SELECT queue FROM ${cte} WHERE queue IS NOT NULL LIMIT $2) ${cte}_capped`,
+      `SELECT queue, true, NULL::timestamptz, false FROM (SELECT queue FROM ${cte} WHERE queue IS NOT NULL LIMIT $2) ${cte}_capped`,
   );
   const sameQueue = 'o.queue = q.queue';
   const paused = names.paused.sql;
@@ -86,13 +86,17 @@ export function buildQueueStateSql(names: SchemaNames): QueueStateSql {
    * Parameters: $1 int  the count cap (exactCountLimit + 1: reaching it means "over the limit")
    *             $2 int  the most queues reported
    *             $3 text[] queues subscribed to or recently drained (they read 0 rather than vanish)
-   * Paused queues (<t>_paused, a handful of rows) are always candidates: a paused, empty queue is
-   * still reported, with its pause.
+   * Paused queues (<t>_paused, a handful of rows) are always candidates and rank first: a paused,
+   * empty queue is still reported, with its pause, however many queues have rows. Ranked last among
+   * the empty ones it fell past $2 once that many queues had rows, and the pause vanished from
+   * status and the queue_paused gauge an alert on a pause left on watches. First rather than
+   * outside the cut: $2 stays the most queues counted (the statement's cost, the gauges' series),
+   * and only more than $2 pauses at once would hide one.
    * Indexes: the ready and lease partial indexes of the outbox, the DLQ's (queue, failed_at) index.
    *
-   * Queues are ranked by activity and cut at $2: the oldest ready row first (the consumer lag an
-   * alert watches), then the other queues with rows, then the remembered empty ones, by name
-   * within each. Cutting by name alone hid a backlogged queue that sorted after maxQueues others
+   * Queues are ranked and cut at $2: the paused ones first, then by activity: the oldest ready
+   * row first (the consumer lag an alert watches), then the other queues with rows, then the
+   * remembered empty ones, by name within each. Cutting by name alone hid a backlogged queue that sorted after maxQueues others
    * (issue 13, item 10). So every queue with unleased rows is found — one probe of the ready
    * index each, which also gives its oldest row — while the counts, the expensive part, run only
    * for the $2 queues kept.
@@ -110,17 +114,17 @@ ORDER BY q.queue`;
   const snapshot = `WITH RECURSIVE
   ${ctes.join(',\n  ')},
   candidates AS (
-    SELECT queue, bool_or(has_rows) AS has_rows, min(first_due) AS first_due FROM (
-      SELECT queue, true AS has_rows, first_due FROM ready_queues
+    SELECT queue, bool_or(has_rows) AS has_rows, min(first_due) AS first_due, bool_or(paused) AS paused FROM (
+      SELECT queue, true AS has_rows, first_due, false AS paused FROM ready_queues
       ${byName.map((sql) => `UNION ALL ${sql}`).join('\n      ')}
-      UNION ALL SELECT unnest($3::text[]), false, NULL
-      UNION ALL SELECT queue, false, NULL FROM ${paused}
+      UNION ALL SELECT unnest($3::text[]), false, NULL, false
+      UNION ALL SELECT queue, false, NULL, true FROM ${paused}
     ) every_queue GROUP BY queue
   ),
   queues AS (
     SELECT queue, CASE WHEN first_due <= now() THEN first_due END AS oldest_ready_at
     FROM candidates
-    ORDER BY oldest_ready_at NULLS LAST, has_rows DESC, queue
+    ORDER BY paused DESC, oldest_ready_at NULLS LAST, has_rows DESC, queue
     LIMIT $2
   )
 ${counts}`;

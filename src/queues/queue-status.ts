@@ -56,7 +56,7 @@ export interface StatusOptions {
   readonly queues?: readonly string[];
   /** Minutes of throughput history per queue. @default 15, at most 60 */
   readonly minutes?: number;
-  /** At most this many queues. @default 500 */
+  /** At most this many queues: the paused ones first, then the oldest ready row first. @default 500 */
   readonly maxQueues?: number;
 }
 

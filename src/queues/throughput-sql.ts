@@ -6,9 +6,13 @@ export const STATS_RETENTION_MINUTES = 60;
 
 export interface ThroughputSql {
   /**
-   * $1 queues (text[], sorted), $2 handled, $3 retried, $4 dead_lettered (bigint[]): adds one
-   * process's counts to the current minute's row of each queue. Rows are upserted in queue order,
-   * so two processes flushing the same queues lock them in the same order and never deadlock.
+   * $1 queues (text[]), $2 ages in ms (float8[]), $3 handled, $4 retried, $5 dead_lettered
+   * (bigint[]): adds one process's counts to the minute of each entry's outcomes, the database's
+   * minute of now() - age. An age, not the process's minute: the minute is the database's, as
+   * status() reads it, whatever the process's clock says. Entries of one queue and minute are
+   * summed first (one upsert cannot touch a row twice); rows are upserted in (queue, minute)
+   * order, so two processes flushing the same queues lock them in the same order and never
+   * deadlock.
    */
   readonly add: Statement;
   /** Drops minutes older than the retention. Touches only old rows: never the ones `add` locks. */
@@ -26,9 +30,11 @@ export function buildThroughputSql(names: SchemaNames): ThroughputSql {
     add: statement(
       'stats_add',
       `INSERT INTO ${stats} AS s (queue, minute, handled, retried, dead_lettered)
-SELECT u.queue, date_trunc('minute', now()), u.handled, u.retried, u.dead_lettered
-FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[]) AS u(queue, handled, retried, dead_lettered)
-ORDER BY u.queue
+SELECT u.queue, date_trunc('minute', now() - u.age_ms * interval '1 millisecond') AS minute,
+  sum(u.handled), sum(u.retried), sum(u.dead_lettered)
+FROM unnest($1::text[], $2::float8[], $3::bigint[], $4::bigint[], $5::bigint[]) AS u(queue, age_ms, handled, retried, dead_lettered)
+GROUP BY 1, 2
+ORDER BY 1, 2
 ON CONFLICT (queue, minute) DO UPDATE SET handled = s.handled + excluded.handled,
   retried = s.retried + excluded.retried, dead_lettered = s.dead_lettered + excluded.dead_lettered`,
     ),

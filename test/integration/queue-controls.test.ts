@@ -6,6 +6,10 @@ import { Registry } from 'prom-client';
 
 import { InvalidOptionError, NoRetry, type Outbox } from '../../src/index.js';
 import { queueStateCollector } from '../../src/prometheus/index.js';
+import { buildThroughputSql } from '../../src/queues/throughput-sql.js';
+import { ThroughputTally } from '../../src/queues/throughput-tally.js';
+import { resolveSchemaNames } from '../../src/schema/schema-names.js';
+import { StatementRunner } from '../../src/util/statement-runner.js';
 import { ClaimDelayPool } from '../support/claim-delay-pool.js';
 import { useTestDatabase } from '../support/database.js';
 import { EventLog } from '../support/events.js';
@@ -14,6 +18,7 @@ import { outboxFactory } from '../support/outboxes.js';
 import { publishCommitted } from '../support/publish.js';
 import { FAST_POLL } from '../support/subscriber-setup.js';
 import { TcpProxy } from '../support/tcp-proxy.js';
+import { TestLogger } from '../support/test-logger.js';
 import { waitFor } from '../support/wait-for.js';
 
 const db = useTestDatabase(import.meta.url);
@@ -318,6 +323,7 @@ describe('pause and resume', () => {
 
   test('bad arguments are typed errors naming the option', async () => {
     const outbox = newOutbox({ pool: db.pool, table: 'pause_bad' });
+    await outbox.migrate();
     const cases: [() => Promise<unknown>, string][] = [
       [() => outbox.pause(''), 'queue'],
       [() => outbox.pause('q', { reason: 'x'.repeat(501) }), 'reason'],
@@ -327,10 +333,20 @@ describe('pause and resume', () => {
       [() => outbox.status({ minutes: 61 }), 'minutes'],
       [() => outbox.status({ maxQueues: 1.5 }), 'maxQueues'],
       [() => outbox.status({ queues: 'orders' as unknown as string[] }), 'queues'],
+      // Text PostgreSQL cannot store as given: a NUL came back as a raw 22021 error, an unpaired
+      // surrogate was stored as U+FFFD.
+      [() => outbox.pause('q', { reason: 'a\u0000b' }), 'reason'],
+      [() => outbox.pause('q', { reason: 'half \ud800 a pair' }), 'reason'],
+      // Unknown keys, as peek() refuses them: a typo was ignored (every queue reported, a pause
+      // without its reason).
+      [() => outbox.pause('q', { reasons: 'x' } as never), 'reasons'],
+      [() => outbox.status({ queue: ['a'] } as never), 'queue'],
     ];
     for (const [call, option] of cases) {
       await assert.rejects(call, (error: unknown) => error instanceof InvalidOptionError && error.option === option, option);
     }
+    const { rows } = await db.pool.query(`SELECT queue FROM pause_bad_paused`);
+    assert.deepEqual(rows, [], 'no refused call paused anything');
   });
 
   test('the queue_paused gauge reads 1 for a paused queue, even an empty one, and 0 after resume', async () => {
@@ -435,7 +451,124 @@ describe('outbox.status', () => {
   });
 });
 
+describe('paused queues past maxQueues', () => {
+  test('a paused, empty queue is reported by status() and the queue_paused gauge however many queues have rows', async () => {
+    const outbox = newOutbox({ pool: db.pool, table: 'status_paused_cap' });
+    await outbox.migrate();
+    await publishCommitted(outbox, db.pool, 'a', [{ n: 1 }]);
+    await outbox.pause('z', { reason: 'left on' });
+    // Before, a paused queue without rows ranked last and fell past maxQueues once that many
+    // queues had rows: the pause vanished from status and its gauge, and an alert on a pause left
+    // on went blind.
+    const report = await outbox.status({ maxQueues: 1 });
+    assert.deepEqual(
+      report.queues.map((q) => [q.queue, q.paused, q.pauseReason]),
+      [['z', true, 'left on']],
+    );
+    const registry = new Registry();
+    queueStateCollector(outbox, { registry, cacheMs: 1000, maxQueues: 1 });
+    const paused = await registry.getSingleMetricAsString('txoutbox_queue_paused');
+    assert.match(paused, /txoutbox_queue_paused\{[^}]*queue="z"[^}]*\} 1/);
+  });
+});
+
 describe('throughput stats', () => {
+  test('handledPerMinute averages the last five minutes whatever minutes the report shows', async () => {
+    const table = 'status_rate_window';
+    const operator = newOutbox({ pool: db.pool, table });
+    await operator.migrate();
+    // 10 handled in the current minute and in each of the four whole minutes before it.
+    const { rows } = await db.pool.query<{ minute: Date }>(
+      `INSERT INTO ${table}_stats (queue, minute, handled, retried, dead_lettered)
+       SELECT 'work', date_trunc('minute', now()) - g * interval '1 minute', 10, 0, 0 FROM generate_series(0, 4) g
+       RETURNING minute`,
+    );
+    for (const minutes of [1, 2, 3, 4, 15]) {
+      const report = await operator.status({ queues: ['work'], minutes });
+      const [work] = report.queues;
+      assert.equal(work!.throughput.length, minutes + 1, `${minutes}: the minutes asked for and the current one`);
+      // Computed from the report's own clock: a minute that turned since the insert is allowed for.
+      const current = Math.floor(report.at.getTime() / 60_000) * 60_000;
+      const inRate = rows.filter((r) => r.minute.getTime() >= current - 4 * 60_000).length;
+      const expected = (10 * inRate) / (4 + (report.at.getTime() - current) / 60_000);
+      // With minutes below 4 it averaged the minutes shown (minutes 1: 10 rows over ~1.5 minutes).
+      assert.ok(Math.abs(work!.handledPerMinute - expected) < 1e-9, `${minutes}: ${work!.handledPerMinute} ≠ ${expected}`);
+    }
+    // The rate's earlier minutes do not make a queue reported: only throughput in the minutes shown.
+    await db.pool.query(
+      `INSERT INTO ${table}_stats (queue, minute, handled) VALUES ('earlier', date_trunc('minute', now()) - interval '3 minutes', 1)`,
+    );
+    assert.deepEqual(
+      (await operator.status({ minutes: 1 })).queues.map((q) => q.queue),
+      ['work'],
+    );
+    assert.deepEqual(
+      (await operator.status({ minutes: 4 })).queues.map((q) => q.queue),
+      ['earlier', 'work'],
+    );
+  });
+
+  test('counts kept through a failing flush streak are written in the minutes of their outcomes, not the one of the flush', async () => {
+    const table = 'status_late_flush';
+    const operator = newOutbox({ pool: db.pool, table });
+    await operator.migrate();
+    await db.pool.query(`CREATE FUNCTION ${table}_no_insert() RETURNS trigger LANGUAGE plpgsql AS
+      $$ BEGIN RAISE EXCEPTION 'stats refused for the test'; END $$`);
+    await db.pool.query(
+      `CREATE TRIGGER no_insert BEFORE INSERT ON ${table}_stats FOR EACH STATEMENT EXECUTE FUNCTION ${table}_no_insert()`,
+    );
+    // The tally alone, on a clock moved by hand: no waiting for minutes to pass.
+    let clock = 1_000_000;
+    const logger = new TestLogger();
+    const tally = new ThroughputTally(
+      new StatementRunner(db.pool, false, 5_000),
+      buildThroughputSql(resolveSchemaNames(table, undefined)),
+      logger,
+      () => clock,
+    );
+    for (let n = 0; n < 3; n += 1) tally.count('work', 'handled');
+    await tally.flush();
+    assert.equal(logger.messages('warn').length, 1, 'the first flush failed');
+    clock += 3 * 60_000;
+    tally.count('work', 'handled');
+    tally.count('work', 'retried');
+    await db.pool.query(`DROP TRIGGER no_insert ON ${table}_stats`);
+    await tally.stop();
+
+    // Stamped with the database's minute of now() - age: three minutes apart, wherever in its minute now() is.
+    const { rows } = await db.pool.query<{ back: number; handled: number; retried: number }>(
+      `SELECT extract(epoch FROM date_trunc('minute', now()) - minute)::int / 60 AS back, handled::int, retried::int
+       FROM ${table}_stats ORDER BY minute`,
+    );
+    assert.deepEqual(
+      rows.map((r) => [r.handled, r.retried]),
+      [
+        [3, 0],
+        [1, 1],
+      ],
+      'two minutes, not one',
+    );
+    assert.equal(rows[0]!.back - rows[1]!.back, 3, 'the first outcomes three minutes before the last');
+    const work = (await operator.status({ queues: ['work'], minutes: 5 })).queues[0]!;
+    assert.equal(
+      work.throughput.reduce((sum, m) => sum + m.handled, 0),
+      4,
+    );
+
+    // Past the hour status() shows, counts not yet written are dropped: the prune would delete them.
+    const late = new ThroughputTally(
+      new StatementRunner(db.pool, false, 5_000),
+      buildThroughputSql(resolveSchemaNames(table, undefined)),
+      logger,
+      () => clock,
+    );
+    late.count('old', 'handled');
+    clock += 62 * 60_000;
+    await late.stop();
+    const { rows: old } = await db.pool.query(`SELECT 1 FROM ${table}_stats WHERE queue = 'old'`);
+    assert.deepEqual(old, []);
+  });
+
   test('a prune that fails after the counts were added does not add them again', async () => {
     const table = 'status_prune_fails';
     const operator = newOutbox({ pool: db.pool, table });

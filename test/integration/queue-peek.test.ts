@@ -229,6 +229,17 @@ describe('outbox.peek', () => {
       ['cursor', 'q', { cursor: 'nonsense' }],
       // A cursor of the ready walk does not belong to the scheduled one.
       ['cursor', 'q', { state: 'scheduled', cursor: first.nextCursor }],
+      // Shaped as a cursor but not a date: it reached PostgreSQL's ::timestamp, a raw 22008 error.
+      [
+        'cursor',
+        'q',
+        { cursor: Buffer.from(JSON.stringify(['ready', '2024-13-45T99:99:99.000000', '1'])).toString('base64url') },
+      ],
+      [
+        'cursor',
+        'q',
+        { cursor: Buffer.from(JSON.stringify(['ready', '0000-01-01T00:00:00.000000', '1'])).toString('base64url') },
+      ],
       ['leaseTtlMs', 'q', { leaseTtlMs: -1 }],
       ['offset', 'q', { offset: 10 }],
       ['options', 'q', 'ready'],

@@ -242,7 +242,10 @@ test('answers: 2xx delivers, 4xx refuses with the status and a bounded excerpt, 
     const throttled = await rejection(send('429'));
     assert.ok(throttled instanceof WebhookUnavailableError);
     assert.equal(throttled.retryAfterMs, 30_000);
-    assert.match(throttled.message, /HTTP 429 Too Many Requests \(Retry-After 30 s: the relay waits at least that long, up to an hour\)$/);
+    assert.match(
+      throttled.message,
+      /HTTP 429 Too Many Requests \(Retry-After 30 s: the relay waits at least that long, up to an hour\)$/,
+    );
     assert.match((await rejection(send('500'))).message, /answered HTTP 500 Internal Server Error: database down$/);
 
     // A redirect concerns the endpoint (a load balancer moved to https, a trailing-slash rule):

@@ -6,6 +6,7 @@ import type { OutboxEvent } from '../instrumentation/events.js';
 import type { SubscriptionInfo } from '../outbox.js';
 import type { TransactionTarget } from '../producer/executor.js';
 import { type FetchUnprocessedOptions, MAX_FETCH_UNPROCESSED } from '../producer/fetch-unprocessed.js';
+import { notInTransaction } from '../producer/in-transaction-query.js';
 import type { OutboxRow } from '../producer/outbox-row.js';
 import type { CancelTimerOptions, PublishBatchOptions, PublishOptions } from '../producer/publish-options.js';
 import { validateQueue } from '../producer/publish-options.js';
@@ -318,32 +319,44 @@ export class TestOutbox<Q extends QueueMap = AnyQueues, I extends QueueMap = Q> 
     }
   }
 
-  /** The real producer's check of its first argument (NotInTransactionError), for this outbox's transactions. */
+  /**
+   * The real producer's check of its first argument (NotInTransactionError), for this outbox's
+   * transactions, made again when the write runs: a publish awaits its body's validation and its
+   * middlewares first, and a transaction committed meanwhile (an un-awaited publish) must fail the
+   * call as the real one's dispatch-time check does (producer/in-transaction-query.ts), not lose
+   * the row while returning its id.
+   */
   #transactionOf(operation: string, target: unknown, autocommit: boolean): InTransaction {
     if (!(target instanceof TestTransaction) || !this.#made.has(target)) {
       throw new NotInTransactionError(
         `outbox.${operation}() of a test outbox needs a transaction it made (outbox.transaction()), got ${target === null ? 'null' : target instanceof TestTransaction ? "another test outbox's transaction" : typeof target}.`,
       );
     }
-    if (target.state === 'open') return (write) => Promise.resolve(write(target));
-    if (!autocommit) {
+    if (target.state !== 'open' && !autocommit) {
       throw new NotInTransactionError(
         `outbox.${operation}() was given a test transaction that was already ${target.state.replace('_', ' ')}, so the row would commit on its own. ` +
           'Fix: publish before commit(), or pass { autocommit: true } to publish outside any transaction on purpose.',
       );
     }
     return async (write) => {
-      const own = this.transaction();
-      let result;
-      try {
-        result = write(own);
-      } catch (error) {
-        await own.rollback();
-        throw error;
-      }
-      await own.commit();
-      return result;
+      if (target.state === 'open') return write(target);
+      if (!autocommit) throw notInTransaction(operation);
+      // autocommit: outside any transaction on purpose, so the write commits on its own, as through a pool.
+      return await this.#inOwnTransaction(write);
     };
+  }
+
+  async #inOwnTransaction<T>(write: (transaction: TestTransaction) => T): Promise<T> {
+    const own = this.transaction();
+    let result;
+    try {
+      result = write(own);
+    } catch (error) {
+      await own.rollback();
+      throw error;
+    }
+    await own.commit();
+    return result;
   }
 
   #assertRunning(operation: string): void {

@@ -94,6 +94,19 @@ export class TestTransaction implements TransactionAdapter {
     }
   }
 
+  /**
+   * A write into an ended transaction would land nowhere (an insert after commit() is never in the
+   * table) while its caller reports success: the producer checks before writing, and this guards
+   * any path that does not.
+   */
+  #assertOpen(write: string): void {
+    if (this.#state !== 'open') {
+      throw new NotInTransactionError(
+        `txoutbox/testing: a ${write} into a test transaction that was already ${this.#state.replace('_', ' ')}; nothing was written.`,
+      );
+    }
+  }
+
   /** @internal What this transaction sees: the committed rows it does not delete, then its own, in id order. */
   visibleRows(): MemoryRow[] {
     const deleted = new Set(this.#deleted.map((row) => row.seq));
@@ -112,11 +125,13 @@ export class TestTransaction implements TransactionAdapter {
 
   /** @internal */
   insert(row: MemoryRow): void {
+    this.#assertOpen('insert');
     this.#inserted.push(row);
   }
 
   /** @internal A row it sees: its own insert is dropped, a committed one locked and deleted at commit. */
   delete(row: MemoryRow): void {
+    this.#assertOpen('delete');
     const own = this.#inserted.indexOf(row);
     if (own >= 0) {
       this.#inserted.splice(own, 1);

@@ -422,3 +422,32 @@ test('bad arguments: fetchUnprocessed limit, drain maxSteps, clock.set backwards
     /queue: expected a non-empty string/,
   );
 });
+
+test('a publish whose transaction ended before its insert rejects with NotInTransactionError, as on PostgreSQL; the row never lands', async () => {
+  const outbox = createTestOutbox(quiet());
+  const tx = outbox.transaction();
+  const single = outbox.publish(tx, 'q', 'un-awaited');
+  const batch = outbox.publishBatch(tx, 'q', ['b1', 'b2']);
+  await tx.commit();
+  await assert.rejects(single, (error: unknown) => {
+    assert.ok(error instanceof NotInTransactionError);
+    assert.match(error.message, /outbox\.publish\(\): the transaction it was called in ended before its statement ran/);
+    return true;
+  });
+  await assert.rejects(batch, /outbox\.publishBatch\(\): the transaction it was called in ended/);
+  assert.deepEqual(outbox.pending(), []);
+  assert.equal(outbox.published.length, 0);
+  // autocommit: true says "on its own" on purpose: the row then commits by itself, as through a pool.
+  const rolledBack = outbox.transaction();
+  const own = outbox.publish(rolledBack, 'q', 'own', { autocommit: true });
+  await rolledBack.rollback();
+  assert.notEqual(await own, null);
+  assert.deepEqual(
+    outbox.published.map((p) => p.body),
+    ['own'],
+  );
+  // Any other write path into an ended transaction fails the same way instead of writing nowhere.
+  assert.throws(() => {
+    tx.delete(outbox.pending()[0] as never);
+  }, NotInTransactionError);
+});

@@ -14,10 +14,12 @@ const byTurn = (a: MemoryRow, b: MemoryRow): number => a.nextAttemptAt - b.nextA
 export class MemoryTable {
   readonly #rows = new Map<number, MemoryRow>();
   /**
-   * Rows an open transaction is deleting (cancelTimer): a claim skips them, as the claim's
-   * FOR UPDATE SKIP LOCKED skips a row another transaction holds locked.
+   * Rows an open transaction holds locked — deletes (cancelTimer) or updates (a cancelled keyed
+   * timer's released rows) — by their holders: a claim skips them, as the claim's FOR UPDATE SKIP
+   * LOCKED skips a row another transaction holds locked, and the holder itself is not stopped by
+   * its own locks.
    */
-  readonly #locked = new Set<number>();
+  readonly #locked = new Map<number, Set<object>>();
   #lastSeq = 0;
 
   /** The next id, drawn at publish like the identity column's (a rolled-back publish leaves a gap). */
@@ -46,16 +48,26 @@ export class MemoryTable {
     return row;
   }
 
-  lock(seq: number): void {
-    this.#locked.add(seq);
+  lock(seq: number, holder: object): void {
+    const holders = this.#locked.get(seq);
+    if (holders === undefined) this.#locked.set(seq, new Set([holder]));
+    else holders.add(holder);
   }
 
-  unlock(seq: number): void {
-    this.#locked.delete(seq);
+  unlock(seq: number, holder: object): void {
+    const holders = this.#locked.get(seq);
+    holders?.delete(holder);
+    if (holders?.size === 0) this.#locked.delete(seq);
   }
 
   isLocked(seq: number): boolean {
     return this.#locked.has(seq);
+  }
+
+  /** Whether a transaction other than `holder` holds the row locked. */
+  lockedByOther(seq: number, holder: object): boolean {
+    const holders = this.#locked.get(seq);
+    return holders !== undefined && [...holders].some((other) => other !== holder);
   }
 
   /**
@@ -148,24 +160,29 @@ export class MemoryTable {
       }
     }
   }
+}
 
-  /**
-   * cancelTimer's `inherited` and `released`: a cancelled keyed timer gives its key's younger rows
-   * that inherited its time their own times back, kept non-decreasing in id order (the latest own
-   * time so far), never before now nor before the key's row before the timer.
-   */
-  releaseInherited(cancelled: MemoryRow, nowMs: number): void {
-    if (cancelled.orderingKey === null || cancelled.nextAttemptAt <= nowMs) return;
-    const sameKey = [...this.#rows.values()]
-      .filter((row) => row.queue === cancelled.queue && row.orderingKey === cancelled.orderingKey)
-      .sort((a, b) => a.seq - b.seq);
-    const beforeAt = sameKey.filter((row) => row.seq < cancelled.seq).at(-1)?.nextAttemptAt ?? nowMs;
-    let ownAt = nowMs;
-    for (const waiting of sameKey) {
-      if (waiting.seq > cancelled.seq && waiting.acquiredAt === null && waiting.nextAttemptAt === cancelled.nextAttemptAt) {
-        ownAt = Math.max(ownAt, waiting.activateAt ?? nowMs);
-        waiting.nextAttemptAt = Math.max(nowMs, ownAt, beforeAt);
-      }
+/**
+ * cancelTimer's `inherited` and `released`: a cancelled keyed timer gives its key's younger rows
+ * that inherited its time their own times back, kept non-decreasing in id order (the latest own
+ * time so far), never before now nor before the key's row before the timer. `seen` is what the
+ * statement sees — the committed rows as the cancelling transaction has them, and its own inserts
+ * — so a timer published and cancelled in one transaction releases the rows behind it too.
+ * Returns each released row's new next_attempt_at, by id.
+ */
+export function releasedByCancel(cancelled: MemoryRow, seen: readonly MemoryRow[], nowMs: number): Map<number, number> {
+  const released = new Map<number, number>();
+  if (cancelled.orderingKey === null || cancelled.nextAttemptAt <= nowMs) return released;
+  const sameKey = seen
+    .filter((row) => row.queue === cancelled.queue && row.orderingKey === cancelled.orderingKey)
+    .sort((a, b) => a.seq - b.seq);
+  const beforeAt = sameKey.filter((row) => row.seq < cancelled.seq).at(-1)?.nextAttemptAt ?? nowMs;
+  let ownAt = nowMs;
+  for (const waiting of sameKey) {
+    if (waiting.seq > cancelled.seq && waiting.acquiredAt === null && waiting.nextAttemptAt === cancelled.nextAttemptAt) {
+      ownAt = Math.max(ownAt, waiting.activateAt ?? nowMs);
+      released.set(waiting.seq, Math.max(nowMs, ownAt, beforeAt));
     }
   }
+  return released;
 }

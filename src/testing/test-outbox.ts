@@ -120,7 +120,6 @@ export class TestOutbox<Q extends QueueMap = AnyQueues, I extends QueueMap = Q> 
       throw new InvalidOptionError({ option: 'transaction(fn)', value: fn, expected: 'a function (tx) => Promise<T>' });
     }
     const tx = new TestTransaction(this.#table, {
-      nowMs: () => this.clock.nowMs(),
       committed: (rows) => {
         this.#committed(rows);
       },

@@ -451,3 +451,92 @@ test('a publish whose transaction ended before its insert rejects with NotInTran
     tx.delete(outbox.pending()[0] as never);
   }, NotInTransactionError);
 });
+
+test('a keyed timer cancelled in the transaction that published it releases the rows behind it at once (the statement sees its own inserts)', async () => {
+  const outbox = createTestOutbox(quiet());
+  const now = outbox.clock.nowMs();
+  const key = { orderingKey: 'K' };
+  assert.equal(
+    await outbox.transaction(async (tx) => {
+      await outbox.publish(tx, 'orders', 'timeout', { ...key, timerId: 'T', activateInMs: 60_000 });
+      await outbox.publish(tx, 'orders', 'paid', key);
+      const cancelled = await outbox.cancelTimer(tx, 'orders', 'T');
+      assert.deepEqual(
+        (await outbox.fetchUnprocessed(tx)).map((row) => [row.body, row.nextAttemptAt.getTime() - now]),
+        [['paid', 0]],
+        'the transaction sees the release',
+      );
+      return cancelled;
+    }),
+    true,
+  );
+  assert.deepEqual(
+    outbox.pending().map((row) => [row.body, row.nextAttemptAt.getTime() - now]),
+    [['paid', 0]],
+  );
+  assert.deepEqual(
+    outbox.published.map((p) => [p.body, p.nextAttemptAt.getTime() - now]),
+    [['paid', 0]],
+  );
+});
+
+test('a keyed timer cancelled and published again in one transaction: the new one follows the released rows, not the old time', async () => {
+  const outbox = createTestOutbox(quiet());
+  const now = outbox.clock.nowMs();
+  const key = { orderingKey: 'K' };
+  await outbox.transaction(async (tx) => {
+    await outbox.publish(tx, 'orders', 'timeout', { ...key, timerId: 'T', activateInMs: 60_000 });
+    await outbox.publish(tx, 'orders', 'paid', key);
+  });
+  await outbox.transaction(async (tx) => {
+    assert.equal(await outbox.cancelTimer(tx, 'orders', 'T'), true);
+    assert.notEqual(await outbox.publish(tx, 'orders', 'timeout again', { ...key, timerId: 'T', activateInMs: 30_000 }), null);
+  });
+  assert.deepEqual(
+    outbox.pending().map((row) => [row.body, row.nextAttemptAt.getTime() - now]),
+    [
+      ['paid', 0],
+      ['timeout again', 30_000],
+    ],
+  );
+});
+
+test('a rolled-back cancel of a keyed timer changes nothing; until it ends, the released rows are its own', async () => {
+  const outbox = createTestOutbox(quiet());
+  const now = outbox.clock.nowMs();
+  const fired: unknown[] = [];
+  outbox.subscribe('orders', (m) => {
+    fired.push(m.body);
+  });
+  const key = { orderingKey: 'K' };
+  await outbox.transaction(async (tx) => {
+    await outbox.publish(tx, 'orders', 'timeout', { ...key, timerId: 'T', activateInMs: 60_000 });
+    await outbox.publish(tx, 'orders', 'paid', key);
+  });
+  const cancelling = outbox.transaction();
+  assert.equal(await outbox.cancelTimer(cancelling, 'orders', 'T'), true);
+  assert.deepEqual(
+    (await outbox.fetchUnprocessed(cancelling)).map((row) => [row.body, row.nextAttemptAt.getTime() - now]),
+    [['paid', 0]],
+  );
+  assert.deepEqual(
+    outbox.pending().map((row) => [row.body, row.nextAttemptAt.getTime() - now]),
+    [
+      ['timeout', 60_000],
+      ['paid', 60_000],
+    ],
+    'others see the committed times until it commits',
+  );
+  outbox.clock.advance(60_000);
+  assert.equal((await outbox.drain()).delivered, 0, 'both rows are locked by the open cancel (SKIP LOCKED)');
+  await cancelling.rollback();
+  assert.deepEqual(
+    outbox.pending().map((row) => [row.body, row.nextAttemptAt.getTime() - now]),
+    [
+      ['timeout', 60_000],
+      ['paid', 60_000],
+    ],
+  );
+  await outbox.drain();
+  assert.deepEqual(fired, ['timeout', 'paid']);
+});

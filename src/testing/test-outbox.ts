@@ -1,5 +1,4 @@
 import type { DeadLetter } from '../dlq/dead-letter-row.js';
-import { inspectBody } from '../envelope/decode-body.js';
 import { CORRELATION_ID_HEADER } from '../envelope/headers.js';
 import { InvalidOptionError, NotInTransactionError, OutboxStoppedError } from '../errors.js';
 import type { OutboxEvent } from '../instrumentation/events.js';
@@ -24,7 +23,7 @@ import {
   memoryPublish,
   memoryPublishBatch,
 } from './memory-producer.js';
-import { type MemoryRow, toOutboxRow } from './memory-row.js';
+import { inspectRowBody, type MemoryRow, toOutboxRow } from './memory-row.js';
 import { MemoryTable } from './memory-table.js';
 import { type ResolvedTestOutboxOptions, resolveTestOutboxOptions, type TestOutboxOptions } from './test-outbox-options.js';
 import { TestTransaction } from './test-transaction.js';
@@ -307,8 +306,8 @@ export class TestOutbox<Q extends QueueMap = AnyQueues, I extends QueueMap = Q> 
       this.#published.push({
         id: String(row.seq),
         queue: row.queue,
-        body: inspectBody(row.payload, row.headers),
-        headers: row.headers,
+        body: inspectRowBody(row),
+        headers: { ...row.headers },
         correlationId: row.headers[CORRELATION_ID_HEADER] ?? String(row.seq),
         orderingKey: row.orderingKey,
         timerId: row.timerId,

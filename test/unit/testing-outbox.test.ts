@@ -540,3 +540,53 @@ test('a rolled-back cancel of a keyed timer changes nothing; until it ends, the 
   await outbox.drain();
   assert.deepEqual(fired, ['timeout', 'paid']);
 });
+
+test('what a handler, a fetch or the records hand out is a copy: mutating it does not change the row, as each real claim decodes its own', async () => {
+  const outbox = createTestOutbox(quiet());
+  const seen: [Record<string, string>, string][] = [];
+  outbox.subscribe(
+    'q',
+    (m) => {
+      seen.push([{ ...m.headers }, m.payload.toString()]);
+      (m.headers as Record<string, string>).tenant = 'mutated';
+      m.payload.fill(0x41);
+      if (seen.length === 1) throw new Error('retry me');
+    },
+    { retry: new ConstantRetry({ delayMs: 10, maxAttempts: 3 }) },
+  );
+  await outbox.transaction((tx) => outbox.publish(tx, 'q', 'hello', { headers: { tenant: 't1' } }));
+  const [fetched] = await outbox.fetchUnprocessed();
+  (fetched?.headers as Record<string, string>).tenant = 'fetched';
+  fetched?.payload.fill(0x42);
+  (outbox.pending()[0]?.headers as Record<string, string>).tenant = 'pending';
+  (outbox.published[0]?.headers as Record<string, string>).tenant = 'published';
+  await outbox.drain({ advanceClock: true });
+  assert.deepEqual(
+    seen.map(([headers, payload]) => [headers.tenant, payload]),
+    [
+      ['t1', 'hello'],
+      ['t1', 'hello'],
+    ],
+  );
+  assert.equal(outbox.acked[0]?.body, 'hello');
+});
+
+test('a binary body is handed out as a copy too: bytes a handler overwrote are not what the retry, the records or the DLQ row see', async () => {
+  const outbox = createTestOutbox(quiet());
+  const runs: string[] = [];
+  outbox.subscribe(
+    'bytes',
+    (m) => {
+      const bytes = m.body as Buffer;
+      runs.push(bytes.toString());
+      bytes.fill(0x41);
+      throw new Error('fails every time');
+    },
+    { retry: new ConstantRetry({ delayMs: 10, maxAttempts: 2 }) },
+  );
+  await outbox.transaction((tx) => outbox.publish(tx, 'bytes', Buffer.from('raw')));
+  (outbox.published[0]?.body as Buffer).fill(0x42);
+  await outbox.drain({ advanceClock: true });
+  assert.deepEqual(runs, ['raw', 'raw']);
+  assert.equal((outbox.deadLetters[0]?.body as Buffer).toString(), 'raw');
+});

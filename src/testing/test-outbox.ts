@@ -4,7 +4,7 @@ import { InvalidOptionError, NotInTransactionError, OutboxStoppedError } from '.
 import type { OutboxEvent } from '../instrumentation/events.js';
 import type { SubscriptionInfo } from '../outbox.js';
 import type { TransactionTarget } from '../producer/executor.js';
-import { type FetchUnprocessedOptions, MAX_FETCH_UNPROCESSED } from '../producer/fetch-unprocessed.js';
+import { fetchLimit, type FetchUnprocessedOptions, isFetchTarget } from '../producer/fetch-unprocessed.js';
 import { notInTransaction } from '../producer/in-transaction-query.js';
 import type { OutboxRow } from '../producer/outbox-row.js';
 import type { CancelTimerOptions, PublishBatchOptions, PublishOptions } from '../producer/publish-options.js';
@@ -195,17 +195,18 @@ export class TestOutbox<Q extends QueueMap = AnyQueues, I extends QueueMap = Q> 
 
   #fetchUnprocessed(first: TransactionTarget | FetchUnprocessedOptions, second: FetchUnprocessedOptions): OutboxRow[] {
     this.#assertRunning('fetchUnprocessed');
-    const [rows, options] =
-      first instanceof TestTransaction && this.#made.has(first) && first.state === 'open'
-        ? [first.visibleRows(), second]
-        : [this.#table.rows(), first instanceof TestTransaction ? second : (first as FetchUnprocessedOptions)];
-    const limit = options.limit ?? 100;
-    if (!Number.isInteger(limit) || limit < 1 || limit > MAX_FETCH_UNPROCESSED) {
-      throw new InvalidOptionError({ option: 'limit', value: limit, expected: `an integer from 1 to ${MAX_FETCH_UNPROCESSED}` });
-    }
+    // The real one's split of its arguments and checks of its options: `{ limt: 5 }` is refused, not read as 100 rows.
+    const [target, options] = isFetchTarget(first) ? [first, second] : [undefined, first];
+    const limit = fetchLimit(options);
     const queue = options.queue === undefined ? undefined : validateQueue(options.queue);
-    const selected = rows.filter((row) => queue === undefined || row.queue === queue).slice(0, limit);
-    return selected.map(toOutboxRow);
+    const rows =
+      target instanceof TestTransaction && this.#made.has(target) && target.state === 'open'
+        ? target.visibleRows()
+        : this.#table.rows();
+    return rows
+      .filter((row) => queue === undefined || row.queue === queue)
+      .slice(0, limit)
+      .map(toOutboxRow);
   }
 
   /**

@@ -7,6 +7,7 @@ import {
   ConstantRetry,
   ExponentialRetry,
   InvalidBodyError,
+  InvalidOptionError,
   type Middleware,
   NotInTransactionError,
   type Outbox,
@@ -589,4 +590,28 @@ test('a binary body is handed out as a copy too: bytes a handler overwrote are n
   await outbox.drain({ advanceClock: true });
   assert.deepEqual(runs, ['raw', 'raw']);
   assert.equal((outbox.deadLetters[0]?.body as Buffer).toString(), 'raw');
+});
+
+test('fetchUnprocessed refuses unknown and null options with the real InvalidOptionError, with or without a transaction', async () => {
+  const outbox = createTestOutbox(quiet());
+  await outbox.transaction((tx) => outbox.publish(tx, 'a', 1));
+  const tx = outbox.transaction();
+  for (const call of [
+    () => outbox.fetchUnprocessed({ limt: 5 } as never),
+    () => outbox.fetchUnprocessed({ queues: 'a' } as never),
+    () => outbox.fetchUnprocessed(tx, { limt: 5 } as never),
+  ]) {
+    await assert.rejects(call(), (error: unknown) => {
+      assert.ok(error instanceof InvalidOptionError);
+      assert.match(error.message, /^(limt|queues): expected one of the fetchUnprocessed options \(queue, limit\)/);
+      return true;
+    });
+  }
+  await assert.rejects(
+    outbox.fetchUnprocessed(null as never),
+    /fetchUnprocessed options: expected an object such as \{ queue, limit \}, got null/,
+  );
+  await assert.rejects(outbox.fetchUnprocessed(tx, null as never), /fetchUnprocessed options: expected an object/);
+  assert.equal((await outbox.fetchUnprocessed(tx, { queue: 'a', limit: 1 })).length, 1);
+  await tx.rollback();
 });

@@ -4,12 +4,16 @@ import { encodeBody } from '../envelope/encode-body.js';
 import { CORRELATION_ID_HEADER } from '../envelope/headers.js';
 import { CustomStatKeys, DEFAULT_CUSTOM_STATS_LIMIT } from '../instrumentation/custom-stats.js';
 import type { CustomStat } from '../instrumentation/middleware.js';
-import type { PublishOptions } from '../producer/publish-options.js';
+import { MiddlewareChain } from '../instrumentation/middleware-chain.js';
+import type { OutboxOptions } from '../outbox-options.js';
+import { prepareBody, type PublishObservers } from '../producer/prepare-bodies.js';
+import { type PublishOptions, resolvePublishOptions, validateQueue } from '../producer/publish-options.js';
 import { type Decision, DeliveryControls } from '../subscriber/decision.js';
 import { DeliverySignal } from '../subscriber/delivery-signal.js';
 import type { PublishFollowUp } from '../subscriber/follow-up.js';
 import type { Handler, HandlerContext, Message } from '../subscriber/message.js';
 import type { AckPolicy } from '../subscriber/subscription-options.js';
+import { resolveBodySchemas } from '../typed-events/body-schemas.js';
 import { consoleLogger, type Logger } from '../util/logger.js';
 
 /**
@@ -36,6 +40,11 @@ export interface HandlerContextOptions {
   readonly logger?: Logger;
   /** The message being handled: ctx.publish() and ctx.causedBy() name it as the cause. runHandler() passes its own. */
   readonly message?: Message;
+  /**
+   * The Outbox's `schemas`: ctx.publish() validates a follow-up's body against its queue's schema,
+   * as the real one does. The message handed to the handler is not validated (it is yours).
+   */
+  readonly schemas?: OutboxOptions['schemas'];
 }
 
 /** A follow-up the handler published with ctx.publish(), with the options it went out with (cause included). */
@@ -53,7 +62,11 @@ export interface TestHandlerContext {
   readonly decision: () => TestDecision;
   /** Every ctx.stats call, sanitised and checked as the real one does. */
   readonly stats: readonly CustomStat[];
-  /** Every ctx.publish() call, in order (nothing is inserted anywhere). */
+  /**
+   * Every ctx.publish() call that the real one would have inserted, in order (nothing is inserted
+   * anywhere): its options, queue and body are checked, encoded and validated as the real one's,
+   * and a refused one rejects as there, unrecorded.
+   */
   readonly published: readonly FollowUpRecord[];
 }
 
@@ -138,10 +151,12 @@ function createRun(options: HandlerContextOptions = {}): Run {
     leasedAt: 0,
   };
   const published: FollowUpRecord[] = [];
-  const followUp: PublishFollowUp = (_client, queue, body, publishOptions) => {
-    published.push({ queue, body, options: publishOptions });
-    return Promise.resolve(String(published.length));
+  const observers: PublishObservers = {
+    middlewares: new MiddlewareChain([], logger),
+    emit: undefined,
+    schemas: resolveBodySchemas(options.schemas),
   };
+  const followUp = recordingFollowUp(observers, published);
   const controls = new DeliveryControls(
     options.ackPolicy ?? 'nack_on_error',
     signal,
@@ -181,6 +196,23 @@ function createRun(options: HandlerContextOptions = {}): Run {
       return clean(decision, forgotten);
     },
     stats,
+  };
+}
+
+/**
+ * ctx.publish as the Outbox wires it (outbox.ts followUp, then producer/publish.ts) with the real
+ * functions, up to the insert, which is recorded instead: outside a delivery transaction a
+ * follow-up goes out on its own (autocommit), its options resolved, its queue checked, its body
+ * validated by the queue's schema and encoded. Before, any call "succeeded": a body PostgreSQL
+ * would never see (10n, a function) passed the handler's unit test and failed in production.
+ */
+function recordingFollowUp(observers: PublishObservers, published: FollowUpRecord[]): PublishFollowUp {
+  return async (_client, queue, body, publishOptions) => {
+    const resolved = resolvePublishOptions({ ...publishOptions, autocommit: true }, false);
+    const validQueue = validateQueue(queue);
+    await prepareBody(observers, validQueue, body, resolved);
+    published.push({ queue: validQueue, body, options: publishOptions });
+    return String(published.length);
   };
 }
 

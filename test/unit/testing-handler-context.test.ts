@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
-import { type Handler, InvalidOptionError } from '../../src/index.js';
+import { z } from 'zod';
+
+import { type Handler, InvalidBodyError, InvalidOptionError, UnencodableBodyError } from '../../src/index.js';
 import { createHandlerContext, runHandler, testMessage } from '../../src/testing/index.js';
 
 const message = testMessage('order.created', { orderId: 7 });
@@ -97,4 +99,38 @@ test('an aborted signal reaches ctx.signal', () => {
   assert.equal(ctx.signal.aborted, false);
   controller.abort(new Error('shutdown'));
   assert.equal(ctx.signal.aborted, true);
+});
+
+test('ctx.publish runs the checks of the real one: options, queue, the body encoded; a refused follow-up is not recorded', async () => {
+  const { ctx, published } = createHandlerContext({ message });
+  await assert.rejects(ctx.publish('invoice.requested', { total: 10n }), UnencodableBodyError);
+  await assert.rejects(ctx.publish('', 1), /queue: expected a non-empty string/);
+  await assert.rejects(
+    ctx.publish('invoice.requested', 1, { activateInMs: -1 }),
+    /activateInMs: expected a number of milliseconds/,
+  );
+  await assert.rejects(ctx.publish('invoice.requested', 1, { delayMs: 5 } as never), (error: unknown) => {
+    assert.ok(error instanceof InvalidOptionError);
+    assert.equal(error.option, 'delayMs');
+    return true;
+  });
+  assert.equal(published.length, 0);
+  // A handler that awaits a refused follow-up throws what the real one would.
+  const decision = await runHandler(async (_m, { publish }) => {
+    await publish('invoice.requested', () => 'not a body');
+  }, message);
+  assert.ok(decision.kind === 'threw' && decision.error instanceof UnencodableBodyError);
+});
+
+test("ctx.publish validates against the queue's schema, as the Outbox's `schemas` does", async () => {
+  const schemas = { 'invoice.requested': z.object({ orderId: z.number() }) };
+  const { ctx, published } = createHandlerContext({ message, schemas });
+  await assert.rejects(ctx.publish('invoice.requested', { orderId: 'seven' }), InvalidBodyError);
+  await ctx.publish('invoice.requested', { orderId: 7 });
+  await ctx.publish('other.queue', 'no schema, not checked');
+  assert.deepEqual(
+    published.map((p) => p.body),
+    [{ orderId: 7 }, 'no schema, not checked'],
+  );
+  assert.throws(() => createHandlerContext({ schemas: 'nope' as never }), /schemas: expected an object of queue name/);
 });

@@ -2,19 +2,21 @@ import { buildHeaders } from '../envelope/build-headers.js';
 import { decodeBody } from '../envelope/decode-body.js';
 import { encodeBody } from '../envelope/encode-body.js';
 import { CORRELATION_ID_HEADER } from '../envelope/headers.js';
+import { InvalidOptionError } from '../errors.js';
 import { CustomStatKeys, DEFAULT_CUSTOM_STATS_LIMIT } from '../instrumentation/custom-stats.js';
 import type { CustomStat } from '../instrumentation/middleware.js';
 import { MiddlewareChain } from '../instrumentation/middleware-chain.js';
-import type { OutboxOptions } from '../outbox-options.js';
 import { prepareBody, type PublishObservers } from '../producer/prepare-bodies.js';
 import { type PublishOptions, resolvePublishOptions, validateQueue } from '../producer/publish-options.js';
 import { type Decision, DeliveryControls } from '../subscriber/decision.js';
 import { DeliverySignal } from '../subscriber/delivery-signal.js';
 import type { PublishFollowUp } from '../subscriber/follow-up.js';
 import type { Handler, HandlerContext, Message } from '../subscriber/message.js';
-import type { AckPolicy } from '../subscriber/subscription-options.js';
-import { resolveBodySchemas } from '../typed-events/body-schemas.js';
-import { consoleLogger, type Logger } from '../util/logger.js';
+import {
+  type HandlerContextOptions,
+  type ResolvedHandlerContextOptions,
+  resolveHandlerContextOptions,
+} from './handler-context-options.js';
 
 /**
  * What a handler run decided, as the real outbox would read it (src/subscriber/decision.ts):
@@ -29,23 +31,7 @@ export type TestDecision =
   | { readonly kind: 'reject'; readonly reason?: string; readonly error?: unknown }
   | { readonly kind: 'threw'; readonly error: unknown };
 
-export interface HandlerContextOptions {
-  /** ctx.subscriber. @default 'test' */
-  readonly subscriber?: string;
-  /** How a return without a decision reads ('manual': a forgotten nack). @default 'nack_on_error' */
-  readonly ackPolicy?: AckPolicy;
-  /** Aborts ctx.signal, as shutdown or a lost lease would. */
-  readonly signal?: AbortSignal;
-  /** Where ctx's warnings go (a decision after settling). @default warnings on stderr */
-  readonly logger?: Logger;
-  /** The message being handled: ctx.publish() and ctx.causedBy() name it as the cause. runHandler() passes its own. */
-  readonly message?: Message;
-  /**
-   * The Outbox's `schemas`: ctx.publish() validates a follow-up's body against its queue's schema,
-   * as the real one does. The message handed to the handler is not validated (it is yours).
-   */
-  readonly schemas?: OutboxOptions['schemas'];
-}
+export type { HandlerContextOptions } from './handler-context-options.js';
 
 /** A follow-up the handler published with ctx.publish(), with the options it went out with (cause included). */
 export interface FollowUpRecord {
@@ -103,8 +89,8 @@ function clean(decision: Decision, forgotten: boolean): TestDecision {
  * assert.deepEqual(decision(), { kind: 'nack', delayMs: 500 });
  * ```
  */
-export function createHandlerContext(options: HandlerContextOptions = {}): TestHandlerContext {
-  const { ctx, decision, stats, published } = createRun(options);
+export function createHandlerContext(options?: HandlerContextOptions): TestHandlerContext {
+  const { ctx, decision, stats, published } = createRun(resolveHandlerContextOptions(options));
   return { ctx, decision, stats, published };
 }
 
@@ -114,9 +100,8 @@ interface Run extends TestHandlerContext {
   readonly settle: (threw: boolean, error: unknown) => TestDecision;
 }
 
-function createRun(options: HandlerContextOptions = {}): Run {
-  const logger = options.logger ?? consoleLogger();
-  const subscriber = options.subscriber ?? 'test';
+function createRun(options: ResolvedHandlerContextOptions): Run {
+  const { logger, subscriber } = options;
   const stats: CustomStat[] = [];
   const keys = new CustomStatKeys(DEFAULT_CUSTOM_STATS_LIMIT, logger, (stat) => stats.push(stat));
   const signal = new DeliverySignal();
@@ -154,14 +139,15 @@ function createRun(options: HandlerContextOptions = {}): Run {
   const observers: PublishObservers = {
     middlewares: new MiddlewareChain([], logger),
     emit: undefined,
-    schemas: resolveBodySchemas(options.schemas),
+    schemas: options.schemas,
   };
   const followUp = recordingFollowUp(observers, published);
   const controls = new DeliveryControls(
-    options.ackPolicy ?? 'nack_on_error',
+    options.ackPolicy,
     signal,
     subscriber,
-    keys.forDelivery(subscriber, 'test'),
+    // The stats of a real delivery name its row's queue.
+    keys.forDelivery(subscriber, lease.record.queue),
     logger,
     lease,
     followUp,
@@ -229,7 +215,10 @@ export async function runHandler<T>(
   message: Message<T>,
   options?: HandlerContextOptions,
 ): Promise<TestDecision> {
-  const context = createRun({ ...options, message: message });
+  if (typeof handler !== 'function') {
+    throw new InvalidOptionError({ option: 'handler', value: handler, expected: 'a function (message, ctx) => Promise<void>' });
+  }
+  const context = createRun(resolveHandlerContextOptions(options, message));
   try {
     await handler(message, context.ctx);
   } catch (error) {

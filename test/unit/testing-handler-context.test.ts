@@ -134,3 +134,38 @@ test("ctx.publish validates against the queue's schema, as the Outbox's `schemas
   );
   assert.throws(() => createHandlerContext({ schemas: 'nope' as never }), /schemas: expected an object of queue name/);
 });
+
+test('options are checked as the real subscribe checks them: an unknown key, a wrong ackPolicy, a bad subscriber, signal or logger throw', async () => {
+  const refused = (options: unknown, option: string) => {
+    assert.throws(
+      () => createHandlerContext(options as never),
+      (error: unknown) => {
+        assert.ok(error instanceof InvalidOptionError);
+        assert.equal(error.option, option);
+        return true;
+      },
+    );
+  };
+  // 'Manual' behaved as nack_on_error: a forgotten decision was an ack, where subscribe() refuses it.
+  refused({ ackPolicy: 'Manual' }, 'ackPolicy');
+  refused({ subscribr: 'billing' }, 'subscribr');
+  refused({ subscriber: '' }, 'subscriber');
+  refused({ signal: 'abort' }, 'signal');
+  refused({ logger: {} }, 'logger');
+  refused({ message: 'order.created' }, 'message');
+  refused('manual', 'options');
+  await assert.rejects(runHandler('not a handler' as never, message), /handler: expected a function/);
+  await assert.rejects(
+    runHandler(() => undefined, message, { ackPolicy: 'Manual' } as never),
+    /ackPolicy: expected 'nack_on_error' \| 'reject_on_error' \| 'manual', got "Manual"/,
+  );
+});
+
+test("ctx.stats entries name the message's queue, as a real delivery's do", () => {
+  const { ctx, stats } = createHandlerContext({ message, subscriber: 'billing' });
+  ctx.stats.incr('seen');
+  assert.deepEqual(
+    stats.map((s) => [s.subscriber, s.queue]),
+    [['billing', 'order.created']],
+  );
+});

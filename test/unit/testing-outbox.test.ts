@@ -615,3 +615,21 @@ test('fetchUnprocessed refuses unknown and null options with the real InvalidOpt
   assert.equal((await outbox.fetchUnprocessed(tx, { queue: 'a', limit: 1 })).length, 1);
   await tx.rollback();
 });
+
+test('drain options are checked: an unknown key, a wrong type or a non-object throws InvalidOptionError naming it', async () => {
+  const outbox = createTestOutbox(quiet());
+  const refused = async (options: unknown, option: string) => {
+    await assert.rejects(outbox.drain(options as never), (error: unknown) => {
+      assert.ok(error instanceof InvalidOptionError);
+      assert.equal(error.option, option);
+      return true;
+    });
+  };
+  // A typo ran only what was due now, silently.
+  await refused({ advanceclock: true }, 'advanceclock');
+  await refused({ advanceClock: 'yes' }, 'advanceClock');
+  await refused({ maxSteps: '5' }, 'maxSteps');
+  await refused(null, 'options');
+  await refused(true, 'options');
+  assert.equal((await outbox.drain({ advanceClock: false, maxSteps: 1 })).delivered, 0);
+});

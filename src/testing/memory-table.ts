@@ -73,28 +73,35 @@ export class MemoryTable {
   /**
    * keyTurn: a keyed row is claimable only when no older row of its key is left in the table
    * (leased, scheduled, delayed or locked alike): rows leave the table when they end, so the
-   * oldest left is the one whose turn it is.
+   * oldest left is the one whose turn it is. Each key's head (its lowest id) is found in one pass
+   * per claim: scanning the table again for every keyed row made a drain step quadratic, and a
+   * drain over thousands of distinct keys took minutes.
    */
-  #keyTurn(row: MemoryRow): boolean {
-    if (row.orderingKey === null) return true;
-    for (const other of this.#rows.values()) {
-      if (other.seq < row.seq && other.queue === row.queue && other.orderingKey === row.orderingKey) return false;
+  #keyHeads(): Map<string, Map<string, number>> {
+    const heads = new Map<string, Map<string, number>>();
+    for (const row of this.#rows.values()) {
+      if (row.orderingKey === null) continue;
+      let ofQueue = heads.get(row.queue);
+      if (ofQueue === undefined) heads.set(row.queue, (ofQueue = new Map<string, number>()));
+      const head = ofQueue.get(row.orderingKey);
+      if (head === undefined || row.seq < head) ofQueue.set(row.orderingKey, row.seq);
     }
-    return true;
+    return heads;
   }
 
-  /** The ready branch of the claim: the first unleased, unlocked, due row of `queues` whose key's turn it is. */
+  /**
+   * The ready branch of the claim: the first, in (next_attempt_at, id) order, unleased, unlocked,
+   * due row of `queues` whose key's turn it is. Two passes, no sort: O(rows) per claim.
+   */
   nextDue(queues: ReadonlySet<string>, nowMs: number): MemoryRow | undefined {
-    return this.rows()
-      .filter(
-        (row) =>
-          queues.has(row.queue) &&
-          row.acquiredAt === null &&
-          !this.#locked.has(row.seq) &&
-          row.nextAttemptAt <= nowMs &&
-          this.#keyTurn(row),
-      )
-      .sort(byTurn)[0];
+    const heads = this.#keyHeads();
+    let next: MemoryRow | undefined;
+    for (const row of this.#rows.values()) {
+      if (!queues.has(row.queue) || row.acquiredAt !== null || this.#locked.has(row.seq) || row.nextAttemptAt > nowMs) continue;
+      if (row.orderingKey !== null && heads.get(row.queue)?.get(row.orderingKey) !== row.seq) continue;
+      if (next === undefined || byTurn(row, next) < 0) next = row;
+    }
+    return next;
   }
 
   /**

@@ -60,10 +60,6 @@ export class MemoryTable {
     if (holders?.size === 0) this.#locked.delete(seq);
   }
 
-  isLocked(seq: number): boolean {
-    return this.#locked.has(seq);
-  }
-
   /** Whether a transaction other than `holder` holds the row locked. */
   lockedByOther(seq: number, holder: object): boolean {
     const holders = this.#locked.get(seq);

@@ -16,17 +16,10 @@ export interface FetchUnprocessedOptions {
 export const MAX_FETCH_UNPROCESSED = 10_000;
 
 /**
- * Reads rows without leasing them, through `target`: the Outbox's pool, or the caller's
- * transaction (which then sees its own uncommitted rows). A read commits nothing, so any
- * executor is accepted.
+ * The options' checks, before any statement; returns the limit. Shared with txoutbox/testing's
+ * fetchUnprocessed, which must refuse what this one refuses.
  */
-export async function fetchUnprocessed(
-  sql: ProducerSql,
-  target: TransactionTarget,
-  prepared: boolean,
-  options: FetchUnprocessedOptions,
-): Promise<OutboxRow[]> {
-  assertTransactional('fetchUnprocessed', target, true);
+export function fetchLimit(options: FetchUnprocessedOptions): number {
   // Called from JavaScript with anything: `{ queues: 'a' }` read every queue, `{ limt: 5 }` 100 rows.
   if (typeof options !== 'object' || (options as FetchUnprocessedOptions | null) === null) {
     throw new InvalidOptionError({
@@ -40,6 +33,22 @@ export async function fetchUnprocessed(
   if (!Number.isInteger(limit) || limit < 1 || limit > MAX_FETCH_UNPROCESSED) {
     throw new InvalidOptionError({ option: 'limit', value: limit, expected: `an integer from 1 to ${MAX_FETCH_UNPROCESSED}` });
   }
+  return limit;
+}
+
+/**
+ * Reads rows without leasing them, through `target`: the Outbox's pool, or the caller's
+ * transaction (which then sees its own uncommitted rows). A read commits nothing, so any
+ * executor is accepted.
+ */
+export async function fetchUnprocessed(
+  sql: ProducerSql,
+  target: TransactionTarget,
+  prepared: boolean,
+  options: FetchUnprocessedOptions,
+): Promise<OutboxRow[]> {
+  assertTransactional('fetchUnprocessed', target, true);
+  const limit = fetchLimit(options);
   const transaction = await openPort(target, prepared, false);
   const rows =
     options.queue === undefined

@@ -179,6 +179,19 @@ export function transactionalPoolWarning(
   return `transactional subscription with concurrency ${options.concurrency} on a pool of ${poolMax} connections: each running handler holds one for its transaction${held}, plus ${TRANSACTIONAL_OVERHEAD_CONNECTIONS} for claims and acks, so the pool needs at least ${needed} (poolSize, or your pool's max); otherwise handlers and claims wait for connections.`;
 }
 
+/** The ackPolicy option: subscribe()'s, and txoutbox/testing's handler contexts', which must refuse what it refuses. */
+export function resolveAckPolicy(value: unknown): AckPolicy {
+  const ackPolicy = value ?? 'nack_on_error';
+  if (!ACK_POLICIES.includes(ackPolicy as AckPolicy)) {
+    throw new InvalidOptionError({
+      option: 'ackPolicy',
+      value: ackPolicy,
+      expected: ACK_POLICIES.map((p) => `'${p}'`).join(' | '),
+    });
+  }
+  return ackPolicy as AckPolicy;
+}
+
 /** Validates subscribe() arguments once; impossible values throw, dangerous ones become warnings. */
 export function resolveSubscribeOptions(
   queues: unknown,
@@ -229,14 +242,7 @@ export function resolveSubscribeOptions(
       fix: 'Use new ExponentialRetry({...}), ConstantRetry, LinearRetry, NoRetry, or your own.',
     });
   }
-  const ackPolicy = raw.ackPolicy ?? 'nack_on_error';
-  if (!ACK_POLICIES.includes(ackPolicy as AckPolicy)) {
-    throw new InvalidOptionError({
-      option: 'ackPolicy',
-      value: ackPolicy,
-      expected: ACK_POLICIES.map((p) => `'${p}'`).join(' | '),
-    });
-  }
+  const ackPolicy = resolveAckPolicy(raw.ackPolicy);
   const leaseRenewIntervalMs =
     raw.leaseRenewIntervalMs === undefined
       ? undefined
@@ -304,7 +310,7 @@ export function resolveSubscribeOptions(
     maxPollIntervalMs,
     maxDeliveries,
     retry: retry as RetryStrategy,
-    ackPolicy: ackPolicy as AckPolicy,
+    ackPolicy,
     leaseRenewIntervalMs,
     handlerTimeoutMs,
     dlq,

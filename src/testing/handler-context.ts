@@ -2,15 +2,21 @@ import { buildHeaders } from '../envelope/build-headers.js';
 import { decodeBody } from '../envelope/decode-body.js';
 import { encodeBody } from '../envelope/encode-body.js';
 import { CORRELATION_ID_HEADER } from '../envelope/headers.js';
+import { InvalidOptionError } from '../errors.js';
 import { CustomStatKeys, DEFAULT_CUSTOM_STATS_LIMIT } from '../instrumentation/custom-stats.js';
 import type { CustomStat } from '../instrumentation/middleware.js';
-import type { PublishOptions } from '../producer/publish-options.js';
+import { MiddlewareChain } from '../instrumentation/middleware-chain.js';
+import { prepareBody, type PublishObservers } from '../producer/prepare-bodies.js';
+import { type PublishOptions, resolvePublishOptions, validateQueue } from '../producer/publish-options.js';
 import { type Decision, DeliveryControls } from '../subscriber/decision.js';
 import { DeliverySignal } from '../subscriber/delivery-signal.js';
 import type { PublishFollowUp } from '../subscriber/follow-up.js';
 import type { Handler, HandlerContext, Message } from '../subscriber/message.js';
-import type { AckPolicy } from '../subscriber/subscription-options.js';
-import { consoleLogger, type Logger } from '../util/logger.js';
+import {
+  type HandlerContextOptions,
+  type ResolvedHandlerContextOptions,
+  resolveHandlerContextOptions,
+} from './handler-context-options.js';
 
 /**
  * What a handler run decided, as the real outbox would read it (src/subscriber/decision.ts):
@@ -25,18 +31,7 @@ export type TestDecision =
   | { readonly kind: 'reject'; readonly reason?: string; readonly error?: unknown }
   | { readonly kind: 'threw'; readonly error: unknown };
 
-export interface HandlerContextOptions {
-  /** ctx.subscriber. @default 'test' */
-  readonly subscriber?: string;
-  /** How a return without a decision reads ('manual': a forgotten nack). @default 'nack_on_error' */
-  readonly ackPolicy?: AckPolicy;
-  /** Aborts ctx.signal, as shutdown or a lost lease would. */
-  readonly signal?: AbortSignal;
-  /** Where ctx's warnings go (a decision after settling). @default warnings on stderr */
-  readonly logger?: Logger;
-  /** The message being handled: ctx.publish() and ctx.causedBy() name it as the cause. runHandler() passes its own. */
-  readonly message?: Message;
-}
+export type { HandlerContextOptions } from './handler-context-options.js';
 
 /** A follow-up the handler published with ctx.publish(), with the options it went out with (cause included). */
 export interface FollowUpRecord {
@@ -53,7 +48,11 @@ export interface TestHandlerContext {
   readonly decision: () => TestDecision;
   /** Every ctx.stats call, sanitised and checked as the real one does. */
   readonly stats: readonly CustomStat[];
-  /** Every ctx.publish() call, in order (nothing is inserted anywhere). */
+  /**
+   * Every ctx.publish() call that the real one would have inserted, in order (nothing is inserted
+   * anywhere): its options, queue and body are checked, encoded and validated as the real one's,
+   * and a refused one rejects as there, unrecorded.
+   */
   readonly published: readonly FollowUpRecord[];
 }
 
@@ -90,8 +89,8 @@ function clean(decision: Decision, forgotten: boolean): TestDecision {
  * assert.deepEqual(decision(), { kind: 'nack', delayMs: 500 });
  * ```
  */
-export function createHandlerContext(options: HandlerContextOptions = {}): TestHandlerContext {
-  const { ctx, decision, stats, published } = createRun(options);
+export function createHandlerContext(options?: HandlerContextOptions): TestHandlerContext {
+  const { ctx, decision, stats, published } = createRun(resolveHandlerContextOptions(options));
   return { ctx, decision, stats, published };
 }
 
@@ -101,9 +100,8 @@ interface Run extends TestHandlerContext {
   readonly settle: (threw: boolean, error: unknown) => TestDecision;
 }
 
-function createRun(options: HandlerContextOptions = {}): Run {
-  const logger = options.logger ?? consoleLogger();
-  const subscriber = options.subscriber ?? 'test';
+function createRun(options: ResolvedHandlerContextOptions): Run {
+  const { logger, subscriber } = options;
   const stats: CustomStat[] = [];
   const keys = new CustomStatKeys(DEFAULT_CUSTOM_STATS_LIMIT, logger, (stat) => stats.push(stat));
   const signal = new DeliverySignal();
@@ -138,15 +136,18 @@ function createRun(options: HandlerContextOptions = {}): Run {
     leasedAt: 0,
   };
   const published: FollowUpRecord[] = [];
-  const followUp: PublishFollowUp = (_client, queue, body, publishOptions) => {
-    published.push({ queue, body, options: publishOptions });
-    return Promise.resolve(String(published.length));
+  const observers: PublishObservers = {
+    middlewares: new MiddlewareChain([], logger),
+    emit: undefined,
+    schemas: options.schemas,
   };
+  const followUp = recordingFollowUp(observers, published);
   const controls = new DeliveryControls(
-    options.ackPolicy ?? 'nack_on_error',
+    options.ackPolicy,
     signal,
     subscriber,
-    keys.forDelivery(subscriber, 'test'),
+    // The stats of a real delivery name its row's queue.
+    keys.forDelivery(subscriber, lease.record.queue),
     logger,
     lease,
     followUp,
@@ -185,6 +186,23 @@ function createRun(options: HandlerContextOptions = {}): Run {
 }
 
 /**
+ * ctx.publish as the Outbox wires it (outbox.ts followUp, then producer/publish.ts) with the real
+ * functions, up to the insert, which is recorded instead: outside a delivery transaction a
+ * follow-up goes out on its own (autocommit), its options resolved, its queue checked, its body
+ * validated by the queue's schema and encoded. Before, any call "succeeded": a body PostgreSQL
+ * would never see (10n, a function) passed the handler's unit test and failed in production.
+ */
+function recordingFollowUp(observers: PublishObservers, published: FollowUpRecord[]): PublishFollowUp {
+  return async (_client, queue, body, publishOptions) => {
+    const resolved = resolvePublishOptions({ ...publishOptions, autocommit: true }, false);
+    const validQueue = validateQueue(queue);
+    await prepareBody(observers, validQueue, body, resolved);
+    published.push({ queue: validQueue, body, options: publishOptions });
+    return String(published.length);
+  };
+}
+
+/**
  * Runs `handler` on `message` with a fresh context and returns its decision, `{ kind: 'threw',
  * error }` when it threw without deciding:
  *
@@ -197,7 +215,10 @@ export async function runHandler<T>(
   message: Message<T>,
   options?: HandlerContextOptions,
 ): Promise<TestDecision> {
-  const context = createRun({ ...options, message: message });
+  if (typeof handler !== 'function') {
+    throw new InvalidOptionError({ option: 'handler', value: handler, expected: 'a function (message, ctx) => Promise<void>' });
+  }
+  const context = createRun(resolveHandlerContextOptions(options, message));
   try {
     await handler(message, context.ctx);
   } catch (error) {

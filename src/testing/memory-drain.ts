@@ -7,6 +7,7 @@ import type { PublishOptions } from '../producer/publish-options.js';
 import { deliverAsPromise, type DeliverDeps } from '../subscriber/deliver.js';
 import { DeliverySignal } from '../subscriber/delivery-signal.js';
 import type { Lease } from '../subscriber/lease.js';
+import { rejectUnknownOptions } from '../util/known-options.js';
 import type { TestClock } from './clock.js';
 import { type MemoryRow, toClaimedRecord } from './memory-row.js';
 import type { MemoryTable } from './memory-table.js';
@@ -48,6 +49,36 @@ export interface DrainContext {
   readonly publishIn: (tx: TestTransaction, queue: string, body: unknown, options: PublishOptions) => Promise<string | null>;
 }
 
+const KNOWN = ['advanceClock', 'maxSteps'];
+
+/**
+ * drain()'s options, checked as the real Outbox checks its own: unchecked, `{ advanceclock: true }`
+ * ran only what was due now, and the test went on without its delayed rows, silently.
+ */
+function resolveDrainOptions(options: unknown, defaultMaxSteps: number): { advanceClock: boolean; maxSteps: number } {
+  if (options === null || typeof options !== 'object' || Array.isArray(options)) {
+    throw new InvalidOptionError({
+      option: 'options',
+      value: options,
+      expected: 'an object of drain options ({ advanceClock, maxSteps })',
+    });
+  }
+  rejectUnknownOptions(options, 'drain', KNOWN);
+  const { advanceClock = false, maxSteps = defaultMaxSteps } = options as DrainOptions;
+  if (typeof advanceClock !== 'boolean') {
+    throw new InvalidOptionError({
+      option: 'advanceClock',
+      value: advanceClock,
+      expected: 'a boolean',
+      fix: 'Pass true to move the clock to each scheduled row until none is left; leave it out to run only what is due now.',
+    });
+  }
+  if (typeof maxSteps !== 'number' || !Number.isInteger(maxSteps) || maxSteps < 1) {
+    throw new InvalidOptionError({ option: 'maxSteps', value: maxSteps, expected: 'an integer >= 1' });
+  }
+  return { advanceClock, maxSteps };
+}
+
 /**
  * drain(): each step claims the row the claim statement would take first — (next_attempt_at, id)
  * order, due by the clock, its key's oldest row — and delivers it through the real delivery path,
@@ -55,17 +86,14 @@ export interface DrainContext {
  * is left). Throws DrainLimitError after `maxSteps` deliveries while rows are still due: a handler
  * that keeps publishing into its own queue fails the test instead of hanging it.
  */
-export async function drainSubscriptions(ctx: DrainContext, options: DrainOptions): Promise<DrainResult> {
-  const maxSteps = options.maxSteps ?? ctx.maxDrainSteps;
-  if (!Number.isInteger(maxSteps) || maxSteps < 1) {
-    throw new InvalidOptionError({ option: 'maxSteps', value: maxSteps, expected: 'an integer >= 1' });
-  }
+export async function drainSubscriptions(ctx: DrainContext, options: unknown): Promise<DrainResult> {
+  const { advanceClock, maxSteps } = resolveDrainOptions(options, ctx.maxDrainSteps);
   const queues = new Set(ctx.subscriptions.flatMap((s) => [...s.queues]));
   let delivered = 0;
   for (;;) {
     const row = ctx.table.nextDue(queues, ctx.clock.nowMs());
     if (row === undefined) {
-      const at = options.advanceClock === true ? ctx.table.nextScheduledAt(queues, ctx.clock.nowMs()) : undefined;
+      const at = advanceClock ? ctx.table.nextScheduledAt(queues, ctx.clock.nowMs()) : undefined;
       if (at === undefined) break;
       ctx.clock.set(at);
       continue;

@@ -1,5 +1,4 @@
 import type { DeadLetter } from '../dlq/dead-letter-row.js';
-import { inspectBody } from '../envelope/decode-body.js';
 import { exceptionTypeOf, type OutboxEvent, type TerminalReason } from '../instrumentation/events.js';
 import type { OutcomeWrite } from '../instrumentation/middleware.js';
 import type { Emit } from '../instrumentation/recorders.js';
@@ -8,7 +7,7 @@ import { NO_FAILURE_RECORDED, type OutcomeWriter, type Run } from '../subscriber
 import { boundedLastException, type RenderError } from '../subscriber/render-error.js';
 import type { Logger } from '../util/logger.js';
 import type { TestClock } from './clock.js';
-import { type MemoryRow, toDeadLetter } from './memory-row.js';
+import { inspectRowBody, type MemoryRow, toDeadLetter } from './memory-row.js';
 import type { MemoryTable } from './memory-table.js';
 
 /** A delivery whose ack deleted its row. */
@@ -87,7 +86,7 @@ export class MemoryOutcomes implements Pick<OutcomeWriter, 'ack' | 'retry' | 'te
       messageId: lease.record.id,
       queue: row.queue,
       subscriber: this.#deps.subscriber,
-      body: inspectBody(row.payload, row.headers),
+      body: inspectRowBody(row),
       deliveriesCount: row.deliveriesCount,
       attemptsCount: row.attemptsCount,
       at: this.#deps.clock.now(),

@@ -18,7 +18,7 @@ import {
 import type { BodySchemas } from '../typed-events/body-schemas.js';
 import type { TestClock } from './clock.js';
 import type { MemoryRow } from './memory-row.js';
-import type { MemoryTable } from './memory-table.js';
+import { type MemoryTable, releasedByCancel } from './memory-table.js';
 import type { TestTransaction } from './test-transaction.js';
 
 /** Runs one producer call's writes in a transaction: the caller's, or one of its own (autocommit). */
@@ -189,12 +189,16 @@ export async function memoryCancelTimer(
   }
   refuseUnstorable('timerId', timerId);
   return await inTransaction((transaction) => {
-    const row = transaction
-      .visibleRows()
-      .find((candidate) => candidate.queue === validQueue && candidate.timerId === timerId && candidate.acquiredAt === null);
-    // A row another open transaction is deleting would make PostgreSQL wait for it; here it counts as gone.
-    if (row === undefined || ctx.table.isLocked(row.seq)) return false;
+    const seen = transaction.visibleRows();
+    const row = seen.find(
+      (candidate) => candidate.queue === validQueue && candidate.timerId === timerId && candidate.acquiredAt === null,
+    );
+    // A row another open transaction holds locked is skipped (FOR UPDATE SKIP LOCKED): not found.
+    if (row === undefined || ctx.table.lockedByOther(row.seq, transaction)) return false;
     transaction.delete(row);
+    // One statement with the delete, on the same view: rows this transaction published behind the
+    // timer are released too, and its later publishes under the key see the released times.
+    for (const [seq, at] of releasedByCancel(row, seen, ctx.clock.nowMs())) transaction.release(seq, at);
     return true;
   });
 }

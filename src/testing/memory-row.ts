@@ -29,13 +29,26 @@ export interface MemoryRow {
 
 const dateOrNull = (ms: number | null): Date | null => (ms === null ? null : new Date(ms));
 
+/**
+ * The row's payload and headers as a read hands them out: copies, as every real claim and read
+ * decodes its own from the row. Shared, a handler that mutated its message's headers or payload
+ * and threw saw its mutation on the retry, and the records showed it.
+ */
+export function copiesOf(row: MemoryRow): { readonly payload: Buffer; readonly headers: Record<string, string> } {
+  return { payload: Buffer.from(row.payload), headers: { ...row.headers } };
+}
+
+/** The body as an inspection read shows it, decoded from a copy: a binary body is its bytes, not the row's. */
+export function inspectRowBody(row: MemoryRow): unknown {
+  return inspectBody(Buffer.from(row.payload), row.headers);
+}
+
 /** The row as the claim statement returns it (the handler's message is made from this). */
 export function toClaimedRecord(row: MemoryRow): ClaimedRecord {
   return {
     id: String(row.seq),
     queue: row.queue,
-    payload: row.payload,
-    headers: row.headers,
+    ...copiesOf(row),
     created_at: new Date(row.createdAt),
     deliveries_count: row.deliveriesCount,
     attempts_count: row.attemptsCount,
@@ -48,12 +61,13 @@ export function toClaimedRecord(row: MemoryRow): ClaimedRecord {
 
 /** The row as fetchUnprocessed() returns it. */
 export function toOutboxRow(row: MemoryRow): OutboxRow {
+  const { payload, headers } = copiesOf(row);
   return {
     id: String(row.seq),
     queue: row.queue,
-    body: inspectBody(row.payload, row.headers),
-    payload: row.payload,
-    headers: row.headers,
+    body: inspectBody(payload, headers),
+    payload,
+    headers,
     createdAt: new Date(row.createdAt),
     nextAttemptAt: new Date(row.nextAttemptAt),
     firstAttemptAt: dateOrNull(row.firstAttemptAt),
@@ -74,11 +88,12 @@ export interface DeadLetterWrite {
 
 /** The DLQ row as outbox.dlq.get() returns it. */
 export function toDeadLetter(row: MemoryRow, write: DeadLetterWrite): DeadLetter {
+  const { payload, headers } = copiesOf(row);
   return {
     id: write.id,
     originalId: String(row.seq),
     queue: row.queue,
-    headers: row.headers,
+    headers,
     createdAt: new Date(row.createdAt),
     firstAttemptAt: dateOrNull(row.firstAttemptAt),
     lastAttemptAt: dateOrNull(row.lastAttemptAt),
@@ -90,7 +105,7 @@ export function toDeadLetter(row: MemoryRow, write: DeadLetterWrite): DeadLetter
     lastExceptionType: row.lastExceptionType,
     lastException: row.lastException,
     failedAt: new Date(write.failedAt),
-    body: inspectBody(row.payload, row.headers),
-    payload: row.payload,
+    body: inspectBody(payload, headers),
+    payload,
   };
 }

@@ -14,10 +14,12 @@ const byTurn = (a: MemoryRow, b: MemoryRow): number => a.nextAttemptAt - b.nextA
 export class MemoryTable {
   readonly #rows = new Map<number, MemoryRow>();
   /**
-   * Rows an open transaction is deleting (cancelTimer): a claim skips them, as the claim's
-   * FOR UPDATE SKIP LOCKED skips a row another transaction holds locked.
+   * Rows an open transaction holds locked — deletes (cancelTimer) or updates (a cancelled keyed
+   * timer's released rows) — by their holders: a claim skips them, as the claim's FOR UPDATE SKIP
+   * LOCKED skips a row another transaction holds locked, and the holder itself is not stopped by
+   * its own locks.
    */
-  readonly #locked = new Set<number>();
+  readonly #locked = new Map<number, Set<object>>();
   #lastSeq = 0;
 
   /** The next id, drawn at publish like the identity column's (a rolled-back publish leaves a gap). */
@@ -46,43 +48,56 @@ export class MemoryTable {
     return row;
   }
 
-  lock(seq: number): void {
-    this.#locked.add(seq);
+  lock(seq: number, holder: object): void {
+    const holders = this.#locked.get(seq);
+    if (holders === undefined) this.#locked.set(seq, new Set([holder]));
+    else holders.add(holder);
   }
 
-  unlock(seq: number): void {
-    this.#locked.delete(seq);
+  unlock(seq: number, holder: object): void {
+    const holders = this.#locked.get(seq);
+    holders?.delete(holder);
+    if (holders?.size === 0) this.#locked.delete(seq);
   }
 
-  isLocked(seq: number): boolean {
-    return this.#locked.has(seq);
+  /** Whether a transaction other than `holder` holds the row locked. */
+  lockedByOther(seq: number, holder: object): boolean {
+    const holders = this.#locked.get(seq);
+    return holders !== undefined && [...holders].some((other) => other !== holder);
   }
 
   /**
    * keyTurn: a keyed row is claimable only when no older row of its key is left in the table
    * (leased, scheduled, delayed or locked alike): rows leave the table when they end, so the
-   * oldest left is the one whose turn it is.
+   * oldest left is the one whose turn it is. Each key's head (its lowest id) is found in one pass
+   * per claim: scanning the table again for every keyed row made a drain step quadratic, and a
+   * drain over thousands of distinct keys took minutes.
    */
-  #keyTurn(row: MemoryRow): boolean {
-    if (row.orderingKey === null) return true;
-    for (const other of this.#rows.values()) {
-      if (other.seq < row.seq && other.queue === row.queue && other.orderingKey === row.orderingKey) return false;
+  #keyHeads(): Map<string, Map<string, number>> {
+    const heads = new Map<string, Map<string, number>>();
+    for (const row of this.#rows.values()) {
+      if (row.orderingKey === null) continue;
+      let ofQueue = heads.get(row.queue);
+      if (ofQueue === undefined) heads.set(row.queue, (ofQueue = new Map<string, number>()));
+      const head = ofQueue.get(row.orderingKey);
+      if (head === undefined || row.seq < head) ofQueue.set(row.orderingKey, row.seq);
     }
-    return true;
+    return heads;
   }
 
-  /** The ready branch of the claim: the first unleased, unlocked, due row of `queues` whose key's turn it is. */
+  /**
+   * The ready branch of the claim: the first, in (next_attempt_at, id) order, unleased, unlocked,
+   * due row of `queues` whose key's turn it is. Two passes, no sort: O(rows) per claim.
+   */
   nextDue(queues: ReadonlySet<string>, nowMs: number): MemoryRow | undefined {
-    return this.rows()
-      .filter(
-        (row) =>
-          queues.has(row.queue) &&
-          row.acquiredAt === null &&
-          !this.#locked.has(row.seq) &&
-          row.nextAttemptAt <= nowMs &&
-          this.#keyTurn(row),
-      )
-      .sort(byTurn)[0];
+    const heads = this.#keyHeads();
+    let next: MemoryRow | undefined;
+    for (const row of this.#rows.values()) {
+      if (!queues.has(row.queue) || row.acquiredAt !== null || this.#locked.has(row.seq) || row.nextAttemptAt > nowMs) continue;
+      if (row.orderingKey !== null && heads.get(row.queue)?.get(row.orderingKey) !== row.seq) continue;
+      if (next === undefined || byTurn(row, next) < 0) next = row;
+    }
+    return next;
   }
 
   /**
@@ -148,24 +163,29 @@ export class MemoryTable {
       }
     }
   }
+}
 
-  /**
-   * cancelTimer's `inherited` and `released`: a cancelled keyed timer gives its key's younger rows
-   * that inherited its time their own times back, kept non-decreasing in id order (the latest own
-   * time so far), never before now nor before the key's row before the timer.
-   */
-  releaseInherited(cancelled: MemoryRow, nowMs: number): void {
-    if (cancelled.orderingKey === null || cancelled.nextAttemptAt <= nowMs) return;
-    const sameKey = [...this.#rows.values()]
-      .filter((row) => row.queue === cancelled.queue && row.orderingKey === cancelled.orderingKey)
-      .sort((a, b) => a.seq - b.seq);
-    const beforeAt = sameKey.filter((row) => row.seq < cancelled.seq).at(-1)?.nextAttemptAt ?? nowMs;
-    let ownAt = nowMs;
-    for (const waiting of sameKey) {
-      if (waiting.seq > cancelled.seq && waiting.acquiredAt === null && waiting.nextAttemptAt === cancelled.nextAttemptAt) {
-        ownAt = Math.max(ownAt, waiting.activateAt ?? nowMs);
-        waiting.nextAttemptAt = Math.max(nowMs, ownAt, beforeAt);
-      }
+/**
+ * cancelTimer's `inherited` and `released`: a cancelled keyed timer gives its key's younger rows
+ * that inherited its time their own times back, kept non-decreasing in id order (the latest own
+ * time so far), never before now nor before the key's row before the timer. `seen` is what the
+ * statement sees — the committed rows as the cancelling transaction has them, and its own inserts
+ * — so a timer published and cancelled in one transaction releases the rows behind it too.
+ * Returns each released row's new next_attempt_at, by id.
+ */
+export function releasedByCancel(cancelled: MemoryRow, seen: readonly MemoryRow[], nowMs: number): Map<number, number> {
+  const released = new Map<number, number>();
+  if (cancelled.orderingKey === null || cancelled.nextAttemptAt <= nowMs) return released;
+  const sameKey = seen
+    .filter((row) => row.queue === cancelled.queue && row.orderingKey === cancelled.orderingKey)
+    .sort((a, b) => a.seq - b.seq);
+  const beforeAt = sameKey.filter((row) => row.seq < cancelled.seq).at(-1)?.nextAttemptAt ?? nowMs;
+  let ownAt = nowMs;
+  for (const waiting of sameKey) {
+    if (waiting.seq > cancelled.seq && waiting.acquiredAt === null && waiting.nextAttemptAt === cancelled.nextAttemptAt) {
+      ownAt = Math.max(ownAt, waiting.activateAt ?? nowMs);
+      released.set(waiting.seq, Math.max(nowMs, ownAt, beforeAt));
     }
   }
+  return released;
 }

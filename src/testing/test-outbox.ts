@@ -1,11 +1,11 @@
 import type { DeadLetter } from '../dlq/dead-letter-row.js';
-import { inspectBody } from '../envelope/decode-body.js';
 import { CORRELATION_ID_HEADER } from '../envelope/headers.js';
 import { InvalidOptionError, NotInTransactionError, OutboxStoppedError } from '../errors.js';
 import type { OutboxEvent } from '../instrumentation/events.js';
 import type { SubscriptionInfo } from '../outbox.js';
 import type { TransactionTarget } from '../producer/executor.js';
-import { type FetchUnprocessedOptions, MAX_FETCH_UNPROCESSED } from '../producer/fetch-unprocessed.js';
+import { fetchLimit, type FetchUnprocessedOptions, isFetchTarget } from '../producer/fetch-unprocessed.js';
+import { notInTransaction } from '../producer/in-transaction-query.js';
 import type { OutboxRow } from '../producer/outbox-row.js';
 import type { CancelTimerOptions, PublishBatchOptions, PublishOptions } from '../producer/publish-options.js';
 import { validateQueue } from '../producer/publish-options.js';
@@ -23,7 +23,7 @@ import {
   memoryPublish,
   memoryPublishBatch,
 } from './memory-producer.js';
-import { type MemoryRow, toOutboxRow } from './memory-row.js';
+import { inspectRowBody, type MemoryRow, toOutboxRow } from './memory-row.js';
 import { MemoryTable } from './memory-table.js';
 import { type ResolvedTestOutboxOptions, resolveTestOutboxOptions, type TestOutboxOptions } from './test-outbox-options.js';
 import { TestTransaction } from './test-transaction.js';
@@ -119,7 +119,6 @@ export class TestOutbox<Q extends QueueMap = AnyQueues, I extends QueueMap = Q> 
       throw new InvalidOptionError({ option: 'transaction(fn)', value: fn, expected: 'a function (tx) => Promise<T>' });
     }
     const tx = new TestTransaction(this.#table, {
-      nowMs: () => this.clock.nowMs(),
       committed: (rows) => {
         this.#committed(rows);
       },
@@ -196,17 +195,18 @@ export class TestOutbox<Q extends QueueMap = AnyQueues, I extends QueueMap = Q> 
 
   #fetchUnprocessed(first: TransactionTarget | FetchUnprocessedOptions, second: FetchUnprocessedOptions): OutboxRow[] {
     this.#assertRunning('fetchUnprocessed');
-    const [rows, options] =
-      first instanceof TestTransaction && this.#made.has(first) && first.state === 'open'
-        ? [first.visibleRows(), second]
-        : [this.#table.rows(), first instanceof TestTransaction ? second : (first as FetchUnprocessedOptions)];
-    const limit = options.limit ?? 100;
-    if (!Number.isInteger(limit) || limit < 1 || limit > MAX_FETCH_UNPROCESSED) {
-      throw new InvalidOptionError({ option: 'limit', value: limit, expected: `an integer from 1 to ${MAX_FETCH_UNPROCESSED}` });
-    }
+    // The real one's split of its arguments and checks of its options: `{ limt: 5 }` is refused, not read as 100 rows.
+    const [target, options] = isFetchTarget(first) ? [first, second] : [undefined, first];
+    const limit = fetchLimit(options);
     const queue = options.queue === undefined ? undefined : validateQueue(options.queue);
-    const selected = rows.filter((row) => queue === undefined || row.queue === queue).slice(0, limit);
-    return selected.map(toOutboxRow);
+    const rows =
+      target instanceof TestTransaction && this.#made.has(target) && target.state === 'open'
+        ? target.visibleRows()
+        : this.#table.rows();
+    return rows
+      .filter((row) => queue === undefined || row.queue === queue)
+      .slice(0, limit)
+      .map(toOutboxRow);
   }
 
   /**
@@ -307,8 +307,8 @@ export class TestOutbox<Q extends QueueMap = AnyQueues, I extends QueueMap = Q> 
       this.#published.push({
         id: String(row.seq),
         queue: row.queue,
-        body: inspectBody(row.payload, row.headers),
-        headers: row.headers,
+        body: inspectRowBody(row),
+        headers: { ...row.headers },
         correlationId: row.headers[CORRELATION_ID_HEADER] ?? String(row.seq),
         orderingKey: row.orderingKey,
         timerId: row.timerId,
@@ -318,32 +318,44 @@ export class TestOutbox<Q extends QueueMap = AnyQueues, I extends QueueMap = Q> 
     }
   }
 
-  /** The real producer's check of its first argument (NotInTransactionError), for this outbox's transactions. */
+  /**
+   * The real producer's check of its first argument (NotInTransactionError), for this outbox's
+   * transactions, made again when the write runs: a publish awaits its body's validation and its
+   * middlewares first, and a transaction committed meanwhile (an un-awaited publish) must fail the
+   * call as the real one's dispatch-time check does (producer/in-transaction-query.ts), not lose
+   * the row while returning its id.
+   */
   #transactionOf(operation: string, target: unknown, autocommit: boolean): InTransaction {
     if (!(target instanceof TestTransaction) || !this.#made.has(target)) {
       throw new NotInTransactionError(
         `outbox.${operation}() of a test outbox needs a transaction it made (outbox.transaction()), got ${target === null ? 'null' : target instanceof TestTransaction ? "another test outbox's transaction" : typeof target}.`,
       );
     }
-    if (target.state === 'open') return (write) => Promise.resolve(write(target));
-    if (!autocommit) {
+    if (target.state !== 'open' && !autocommit) {
       throw new NotInTransactionError(
         `outbox.${operation}() was given a test transaction that was already ${target.state.replace('_', ' ')}, so the row would commit on its own. ` +
           'Fix: publish before commit(), or pass { autocommit: true } to publish outside any transaction on purpose.',
       );
     }
     return async (write) => {
-      const own = this.transaction();
-      let result;
-      try {
-        result = write(own);
-      } catch (error) {
-        await own.rollback();
-        throw error;
-      }
-      await own.commit();
-      return result;
+      if (target.state === 'open') return write(target);
+      if (!autocommit) throw notInTransaction(operation);
+      // autocommit: outside any transaction on purpose, so the write commits on its own, as through a pool.
+      return await this.#inOwnTransaction(write);
     };
+  }
+
+  async #inOwnTransaction<T>(write: (transaction: TestTransaction) => T): Promise<T> {
+    const own = this.transaction();
+    let result;
+    try {
+      result = write(own);
+    } catch (error) {
+      await own.rollback();
+      throw error;
+    }
+    await own.commit();
+    return result;
   }
 
   #assertRunning(operation: string): void {

@@ -16,6 +16,10 @@ export interface Publication {
   readonly options?: PublishOptions;
 }
 
+/** One write of a transaction that mixes them: a publish, or a cancelTimer. */
+export type Step =
+  { readonly publish: Publication } | { readonly cancelTimer: { readonly queue: string; readonly timerId: string } };
+
 /**
  * What a contract scenario does with an outbox, the same words for the in-memory one and the real
  * one on PostgreSQL: publish in a transaction, subscribe, run until the messages ended, inspect.
@@ -27,6 +31,12 @@ export interface ContractOutbox {
   publishRolledBack(messages: readonly Publication[]): Promise<void>;
   /** cancelTimer in a transaction of its own that commits. */
   cancelTimer(queue: string, timerId: string): Promise<boolean>;
+  /**
+   * `steps` in order in ONE transaction that commits, or rolls back; each step's answer (a
+   * publish's id or null, a cancel's true or false). What a later step sees of an earlier one is
+   * the point: a cancel sees the transaction's own inserts, a publish the cancel's released rows.
+   */
+  transaction(steps: readonly Step[], end: 'commit' | 'rollback'): Promise<(string | null | boolean)[]>;
   subscribe(queue: string, handler: Handler, options?: SubscribeOptions): void;
   start(): void;
   /**

@@ -24,6 +24,19 @@ export const memoryDriver: ContractDriver = {
         await tx.rollback();
       },
       cancelTimer: (queue, timerId) => outbox.transaction((tx) => outbox.cancelTimer(tx, queue, timerId)),
+      async transaction(steps, end) {
+        const tx = outbox.transaction();
+        const answers: (string | null | boolean)[] = [];
+        for (const step of steps) {
+          answers.push(
+            'publish' in step
+              ? await outbox.publish(tx, step.publish.queue, step.publish.body, step.publish.options)
+              : await outbox.cancelTimer(tx, step.cancelTimer.queue, step.cancelTimer.timerId),
+          );
+        }
+        await (end === 'commit' ? tx.commit() : tx.rollback());
+        return answers;
+      },
       subscribe: (queue, handler, subscribeOptions) => {
         outbox.subscribe(queue, handler, subscribeOptions);
       },

@@ -44,6 +44,27 @@ export function postgresDriver(newOutbox: (options: OutboxOptions) => Outbox, po
           }
         },
         cancelTimer: (queue, timerId) => inTransaction(pool, (client) => outbox.cancelTimer(client, queue, timerId)),
+        async transaction(steps, end) {
+          const client = await pool.connect();
+          try {
+            await client.query('BEGIN');
+            const answers: (string | null | boolean)[] = [];
+            for (const step of steps) {
+              answers.push(
+                'publish' in step
+                  ? await outbox.publish(client, step.publish.queue, step.publish.body, step.publish.options)
+                  : await outbox.cancelTimer(client, step.cancelTimer.queue, step.cancelTimer.timerId),
+              );
+            }
+            await client.query(end === 'commit' ? 'COMMIT' : 'ROLLBACK');
+            return answers;
+          } catch (error) {
+            await client.query('ROLLBACK');
+            throw error;
+          } finally {
+            client.release();
+          }
+        },
         subscribe: (queue, handler, subscribeOptions) => {
           outbox.subscribe(queue, handler, { ...FAST_POLL, ...subscribeOptions });
         },

@@ -336,6 +336,50 @@ const keyedTimerCancel: Scenario = {
   },
 };
 
+const keyedTimerCancelInTransaction: Scenario = {
+  name: 'a keyed timer cancel sees its own transaction: its inserts released, a new timer after it, nothing on rollback',
+  run: (driver) =>
+    withOutbox(driver, {}, async (outbox) => {
+      const timer = (orderingKey: string, body: string, activateInMs: number) => ({
+        publish: { queue: 'orders', body, options: { orderingKey, timerId: orderingKey, activateInMs } },
+      });
+      const behind = (orderingKey: string, body: string) => ({ publish: { queue: 'orders', body, options: { orderingKey } } });
+      const cancel = (timerId: string) => ({ cancelTimer: { queue: 'orders', timerId } });
+      // Published and cancelled in one transaction: the row behind the timer is due now.
+      const sameTransaction = await outbox.transaction(
+        [timer('a', 'a timeout', 3_600_000), behind('a', 'a paid'), cancel('a')],
+        'commit',
+      );
+      // Cancelled, then published again at 30 minutes: the new timer follows the released row.
+      await outbox.transaction([timer('b', 'b timeout', 3_600_000), behind('b', 'b paid')], 'commit');
+      const again = await outbox.transaction([cancel('b'), timer('b', 'b timeout again', 1_800_000)], 'commit');
+      // A rolled-back cancel changes nothing.
+      await outbox.transaction([timer('c', 'c timeout', 3_600_000), behind('c', 'c paid')], 'commit');
+      const rolledBack = await outbox.transaction([cancel('c')], 'rollback');
+      const minutes = Object.fromEntries(
+        (await outbox.remaining()).map((row) => [
+          String(row.body),
+          Math.round((row.nextAttemptAt.getTime() - row.createdAt.getTime()) / 60_000),
+        ]),
+      );
+      return { cancelled: [sameTransaction[2], again[0], rolledBack[0]], republished: again[1] !== null, minutes };
+    }),
+  check(observation: Record<string, unknown>) {
+    assert.deepEqual(observation, {
+      cancelled: [true, true, true],
+      republished: true,
+      minutes: {
+        // Before, the in-memory outbox released only committed rows, at commit: 60 and 60.
+        'a paid': 0,
+        'b paid': 0,
+        'b timeout again': 30,
+        'c timeout': 60,
+        'c paid': 60,
+      },
+    });
+  },
+};
+
 const eventSequence: Scenario = {
   name: 'recorder events per message: ack, nack with a delay then ack, reject',
   run: (driver) =>
@@ -581,6 +625,7 @@ export const SCENARIOS: readonly Scenario[] = [
   deadLetters,
   timers,
   keyedTimerCancel,
+  keyedTimerCancelInTransaction,
   eventSequence,
   ackPolicies,
   middlewareOrder,

@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
-import { type Handler, InvalidOptionError } from '../../src/index.js';
+import { z } from 'zod';
+
+import { type Handler, InvalidBodyError, InvalidOptionError, UnencodableBodyError } from '../../src/index.js';
 import { createHandlerContext, runHandler, testMessage } from '../../src/testing/index.js';
 
 const message = testMessage('order.created', { orderId: 7 });
@@ -97,4 +99,73 @@ test('an aborted signal reaches ctx.signal', () => {
   assert.equal(ctx.signal.aborted, false);
   controller.abort(new Error('shutdown'));
   assert.equal(ctx.signal.aborted, true);
+});
+
+test('ctx.publish runs the checks of the real one: options, queue, the body encoded; a refused follow-up is not recorded', async () => {
+  const { ctx, published } = createHandlerContext({ message });
+  await assert.rejects(ctx.publish('invoice.requested', { total: 10n }), UnencodableBodyError);
+  await assert.rejects(ctx.publish('', 1), /queue: expected a non-empty string/);
+  await assert.rejects(
+    ctx.publish('invoice.requested', 1, { activateInMs: -1 }),
+    /activateInMs: expected a number of milliseconds/,
+  );
+  await assert.rejects(ctx.publish('invoice.requested', 1, { delayMs: 5 } as never), (error: unknown) => {
+    assert.ok(error instanceof InvalidOptionError);
+    assert.equal(error.option, 'delayMs');
+    return true;
+  });
+  assert.equal(published.length, 0);
+  // A handler that awaits a refused follow-up throws what the real one would.
+  const decision = await runHandler(async (_m, { publish }) => {
+    await publish('invoice.requested', () => 'not a body');
+  }, message);
+  assert.ok(decision.kind === 'threw' && decision.error instanceof UnencodableBodyError);
+});
+
+test("ctx.publish validates against the queue's schema, as the Outbox's `schemas` does", async () => {
+  const schemas = { 'invoice.requested': z.object({ orderId: z.number() }) };
+  const { ctx, published } = createHandlerContext({ message, schemas });
+  await assert.rejects(ctx.publish('invoice.requested', { orderId: 'seven' }), InvalidBodyError);
+  await ctx.publish('invoice.requested', { orderId: 7 });
+  await ctx.publish('other.queue', 'no schema, not checked');
+  assert.deepEqual(
+    published.map((p) => p.body),
+    [{ orderId: 7 }, 'no schema, not checked'],
+  );
+  assert.throws(() => createHandlerContext({ schemas: 'nope' as never }), /schemas: expected an object of queue name/);
+});
+
+test('options are checked as the real subscribe checks them: an unknown key, a wrong ackPolicy, a bad subscriber, signal or logger throw', async () => {
+  const refused = (options: unknown, option: string) => {
+    assert.throws(
+      () => createHandlerContext(options as never),
+      (error: unknown) => {
+        assert.ok(error instanceof InvalidOptionError);
+        assert.equal(error.option, option);
+        return true;
+      },
+    );
+  };
+  // 'Manual' behaved as nack_on_error: a forgotten decision was an ack, where subscribe() refuses it.
+  refused({ ackPolicy: 'Manual' }, 'ackPolicy');
+  refused({ subscribr: 'billing' }, 'subscribr');
+  refused({ subscriber: '' }, 'subscriber');
+  refused({ signal: 'abort' }, 'signal');
+  refused({ logger: {} }, 'logger');
+  refused({ message: 'order.created' }, 'message');
+  refused('manual', 'options');
+  await assert.rejects(runHandler('not a handler' as never, message), /handler: expected a function/);
+  await assert.rejects(
+    runHandler(() => undefined, message, { ackPolicy: 'Manual' } as never),
+    /ackPolicy: expected 'nack_on_error' \| 'reject_on_error' \| 'manual', got "Manual"/,
+  );
+});
+
+test("ctx.stats entries name the message's queue, as a real delivery's do", () => {
+  const { ctx, stats } = createHandlerContext({ message, subscriber: 'billing' });
+  ctx.stats.incr('seen');
+  assert.deepEqual(
+    stats.map((s) => [s.subscriber, s.queue]),
+    [['billing', 'order.created']],
+  );
 });

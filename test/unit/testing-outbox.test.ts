@@ -7,6 +7,7 @@ import {
   ConstantRetry,
   ExponentialRetry,
   InvalidBodyError,
+  InvalidOptionError,
   type Middleware,
   NotInTransactionError,
   type Outbox,
@@ -422,3 +423,237 @@ test('bad arguments: fetchUnprocessed limit, drain maxSteps, clock.set backwards
     /queue: expected a non-empty string/,
   );
 });
+
+test('a publish whose transaction ended before its insert rejects with NotInTransactionError, as on PostgreSQL; the row never lands', async () => {
+  const outbox = createTestOutbox(quiet());
+  const tx = outbox.transaction();
+  const single = outbox.publish(tx, 'q', 'un-awaited');
+  const batch = outbox.publishBatch(tx, 'q', ['b1', 'b2']);
+  await tx.commit();
+  await assert.rejects(single, (error: unknown) => {
+    assert.ok(error instanceof NotInTransactionError);
+    assert.match(error.message, /outbox\.publish\(\): the transaction it was called in ended before its statement ran/);
+    return true;
+  });
+  await assert.rejects(batch, /outbox\.publishBatch\(\): the transaction it was called in ended/);
+  assert.deepEqual(outbox.pending(), []);
+  assert.equal(outbox.published.length, 0);
+  // autocommit: true says "on its own" on purpose: the row then commits by itself, as through a pool.
+  const rolledBack = outbox.transaction();
+  const own = outbox.publish(rolledBack, 'q', 'own', { autocommit: true });
+  await rolledBack.rollback();
+  assert.notEqual(await own, null);
+  assert.deepEqual(
+    outbox.published.map((p) => p.body),
+    ['own'],
+  );
+  // Any other write path into an ended transaction fails the same way instead of writing nowhere.
+  assert.throws(() => {
+    tx.delete(outbox.pending()[0] as never);
+  }, NotInTransactionError);
+});
+
+test('a keyed timer cancelled in the transaction that published it releases the rows behind it at once (the statement sees its own inserts)', async () => {
+  const outbox = createTestOutbox(quiet());
+  const now = outbox.clock.nowMs();
+  const key = { orderingKey: 'K' };
+  assert.equal(
+    await outbox.transaction(async (tx) => {
+      await outbox.publish(tx, 'orders', 'timeout', { ...key, timerId: 'T', activateInMs: 60_000 });
+      await outbox.publish(tx, 'orders', 'paid', key);
+      const cancelled = await outbox.cancelTimer(tx, 'orders', 'T');
+      assert.deepEqual(
+        (await outbox.fetchUnprocessed(tx)).map((row) => [row.body, row.nextAttemptAt.getTime() - now]),
+        [['paid', 0]],
+        'the transaction sees the release',
+      );
+      return cancelled;
+    }),
+    true,
+  );
+  assert.deepEqual(
+    outbox.pending().map((row) => [row.body, row.nextAttemptAt.getTime() - now]),
+    [['paid', 0]],
+  );
+  assert.deepEqual(
+    outbox.published.map((p) => [p.body, p.nextAttemptAt.getTime() - now]),
+    [['paid', 0]],
+  );
+});
+
+test('a keyed timer cancelled and published again in one transaction: the new one follows the released rows, not the old time', async () => {
+  const outbox = createTestOutbox(quiet());
+  const now = outbox.clock.nowMs();
+  const key = { orderingKey: 'K' };
+  await outbox.transaction(async (tx) => {
+    await outbox.publish(tx, 'orders', 'timeout', { ...key, timerId: 'T', activateInMs: 60_000 });
+    await outbox.publish(tx, 'orders', 'paid', key);
+  });
+  await outbox.transaction(async (tx) => {
+    assert.equal(await outbox.cancelTimer(tx, 'orders', 'T'), true);
+    assert.notEqual(await outbox.publish(tx, 'orders', 'timeout again', { ...key, timerId: 'T', activateInMs: 30_000 }), null);
+  });
+  assert.deepEqual(
+    outbox.pending().map((row) => [row.body, row.nextAttemptAt.getTime() - now]),
+    [
+      ['paid', 0],
+      ['timeout again', 30_000],
+    ],
+  );
+});
+
+test('a rolled-back cancel of a keyed timer changes nothing; until it ends, the released rows are its own', async () => {
+  const outbox = createTestOutbox(quiet());
+  const now = outbox.clock.nowMs();
+  const fired: unknown[] = [];
+  outbox.subscribe('orders', (m) => {
+    fired.push(m.body);
+  });
+  const key = { orderingKey: 'K' };
+  await outbox.transaction(async (tx) => {
+    await outbox.publish(tx, 'orders', 'timeout', { ...key, timerId: 'T', activateInMs: 60_000 });
+    await outbox.publish(tx, 'orders', 'paid', key);
+  });
+  const cancelling = outbox.transaction();
+  assert.equal(await outbox.cancelTimer(cancelling, 'orders', 'T'), true);
+  assert.deepEqual(
+    (await outbox.fetchUnprocessed(cancelling)).map((row) => [row.body, row.nextAttemptAt.getTime() - now]),
+    [['paid', 0]],
+  );
+  assert.deepEqual(
+    outbox.pending().map((row) => [row.body, row.nextAttemptAt.getTime() - now]),
+    [
+      ['timeout', 60_000],
+      ['paid', 60_000],
+    ],
+    'others see the committed times until it commits',
+  );
+  outbox.clock.advance(60_000);
+  assert.equal((await outbox.drain()).delivered, 0, 'both rows are locked by the open cancel (SKIP LOCKED)');
+  await cancelling.rollback();
+  assert.deepEqual(
+    outbox.pending().map((row) => [row.body, row.nextAttemptAt.getTime() - now]),
+    [
+      ['timeout', 60_000],
+      ['paid', 60_000],
+    ],
+  );
+  await outbox.drain();
+  assert.deepEqual(fired, ['timeout', 'paid']);
+});
+
+test('what a handler, a fetch or the records hand out is a copy: mutating it does not change the row, as each real claim decodes its own', async () => {
+  const outbox = createTestOutbox(quiet());
+  const seen: [Record<string, string>, string][] = [];
+  outbox.subscribe(
+    'q',
+    (m) => {
+      seen.push([{ ...m.headers }, m.payload.toString()]);
+      (m.headers as Record<string, string>).tenant = 'mutated';
+      m.payload.fill(0x41);
+      if (seen.length === 1) throw new Error('retry me');
+    },
+    { retry: new ConstantRetry({ delayMs: 10, maxAttempts: 3 }) },
+  );
+  await outbox.transaction((tx) => outbox.publish(tx, 'q', 'hello', { headers: { tenant: 't1' } }));
+  const [fetched] = await outbox.fetchUnprocessed();
+  (fetched?.headers as Record<string, string>).tenant = 'fetched';
+  fetched?.payload.fill(0x42);
+  (outbox.pending()[0]?.headers as Record<string, string>).tenant = 'pending';
+  (outbox.published[0]?.headers as Record<string, string>).tenant = 'published';
+  await outbox.drain({ advanceClock: true });
+  assert.deepEqual(
+    seen.map(([headers, payload]) => [headers.tenant, payload]),
+    [
+      ['t1', 'hello'],
+      ['t1', 'hello'],
+    ],
+  );
+  assert.equal(outbox.acked[0]?.body, 'hello');
+});
+
+test('a binary body is handed out as a copy too: bytes a handler overwrote are not what the retry, the records or the DLQ row see', async () => {
+  const outbox = createTestOutbox(quiet());
+  const runs: string[] = [];
+  outbox.subscribe(
+    'bytes',
+    (m) => {
+      const bytes = m.body as Buffer;
+      runs.push(bytes.toString());
+      bytes.fill(0x41);
+      throw new Error('fails every time');
+    },
+    { retry: new ConstantRetry({ delayMs: 10, maxAttempts: 2 }) },
+  );
+  await outbox.transaction((tx) => outbox.publish(tx, 'bytes', Buffer.from('raw')));
+  (outbox.published[0]?.body as Buffer).fill(0x42);
+  await outbox.drain({ advanceClock: true });
+  assert.deepEqual(runs, ['raw', 'raw']);
+  assert.equal((outbox.deadLetters[0]?.body as Buffer).toString(), 'raw');
+});
+
+test('fetchUnprocessed refuses unknown and null options with the real InvalidOptionError, with or without a transaction', async () => {
+  const outbox = createTestOutbox(quiet());
+  await outbox.transaction((tx) => outbox.publish(tx, 'a', 1));
+  const tx = outbox.transaction();
+  for (const call of [
+    () => outbox.fetchUnprocessed({ limt: 5 } as never),
+    () => outbox.fetchUnprocessed({ queues: 'a' } as never),
+    () => outbox.fetchUnprocessed(tx, { limt: 5 } as never),
+  ]) {
+    await assert.rejects(call(), (error: unknown) => {
+      assert.ok(error instanceof InvalidOptionError);
+      assert.match(error.message, /^(limt|queues): expected one of the fetchUnprocessed options \(queue, limit\)/);
+      return true;
+    });
+  }
+  await assert.rejects(
+    outbox.fetchUnprocessed(null as never),
+    /fetchUnprocessed options: expected an object such as \{ queue, limit \}, got null/,
+  );
+  await assert.rejects(outbox.fetchUnprocessed(tx, null as never), /fetchUnprocessed options: expected an object/);
+  assert.equal((await outbox.fetchUnprocessed(tx, { queue: 'a', limit: 1 })).length, 1);
+  await tx.rollback();
+});
+
+test('drain options are checked: an unknown key, a wrong type or a non-object throws InvalidOptionError naming it', async () => {
+  const outbox = createTestOutbox(quiet());
+  const refused = async (options: unknown, option: string) => {
+    await assert.rejects(outbox.drain(options as never), (error: unknown) => {
+      assert.ok(error instanceof InvalidOptionError);
+      assert.equal(error.option, option);
+      return true;
+    });
+  };
+  // A typo ran only what was due now, silently.
+  await refused({ advanceclock: true }, 'advanceclock');
+  await refused({ advanceClock: 'yes' }, 'advanceClock');
+  await refused({ maxSteps: '5' }, 'maxSteps');
+  await refused(null, 'options');
+  await refused(true, 'options');
+  assert.equal((await outbox.drain({ advanceClock: false, maxSteps: 1 })).delivered, 0);
+});
+
+test(
+  'drain over thousands of distinct ordering keys takes seconds, not minutes: each step finds every key’s head once',
+  { timeout: 60_000 },
+  async () => {
+    const keys = 3000;
+    const outbox = createTestOutbox({ ...quiet(), maxDrainSteps: keys + 10 });
+    const order: string[] = [];
+    outbox.subscribe('orders', (m) => {
+      order.push(m.orderingKey ?? '-');
+    });
+    await outbox.transaction(async (tx) => {
+      for (let i = 0; i < keys; i += 1) await outbox.publish(tx, 'orders', i, { orderingKey: `k${i % (keys - 1)}` });
+    });
+    const started = performance.now();
+    assert.equal((await outbox.drain()).delivered, keys);
+    const seconds = (performance.now() - started) / 1000;
+    // The key with two rows ran the second after every other key's head: it waited for its turn.
+    assert.deepEqual(order.slice(0, 2), ['k0', 'k1']);
+    assert.equal(order.at(-1), 'k0');
+    // About 1.5 s here; with a scan of the table per keyed row at every step, this drain took 110 s.
+    assert.ok(seconds < 30, `drain took ${seconds.toFixed(1)} s`);
+  },
+);

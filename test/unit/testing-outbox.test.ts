@@ -634,8 +634,10 @@ test('drain options are checked: an unknown key, a wrong type or a non-object th
   assert.equal((await outbox.drain({ advanceClock: false, maxSteps: 1 })).delivered, 0);
 });
 
+// No timing assert (performance lives in bench/): the timeout is a hang guard. A drain step that
+// scanned the table once per keyed row took 110 s here and hits it; the one-pass step takes ~1.5 s.
 test(
-  'drain over thousands of distinct ordering keys takes seconds, not minutes: each step finds every key’s head once',
+  'drain over thousands of distinct ordering keys finishes, each key in turn: each step finds every key’s head once',
   { timeout: 60_000 },
   async () => {
     const keys = 3000;
@@ -647,13 +649,9 @@ test(
     await outbox.transaction(async (tx) => {
       for (let i = 0; i < keys; i += 1) await outbox.publish(tx, 'orders', i, { orderingKey: `k${i % (keys - 1)}` });
     });
-    const started = performance.now();
     assert.equal((await outbox.drain()).delivered, keys);
-    const seconds = (performance.now() - started) / 1000;
     // The key with two rows ran the second after every other key's head: it waited for its turn.
     assert.deepEqual(order.slice(0, 2), ['k0', 'k1']);
     assert.equal(order.at(-1), 'k0');
-    // About 1.5 s here; with a scan of the table per keyed row at every step, this drain took 110 s.
-    assert.ok(seconds < 30, `drain took ${seconds.toFixed(1)} s`);
   },
 );

@@ -18,6 +18,7 @@ const db = useTestDatabase(import.meta.url);
 interface PlanNode {
   'Node Type': string;
   'Index Name'?: string;
+  'Index Cond'?: string;
   Plans?: PlanNode[];
 }
 
@@ -119,6 +120,63 @@ describe('outbox.dlq', () => {
     );
     await assert.rejects(outbox.dlq.list({ queue: 'a\u0000' }), (e) => e instanceof InvalidOptionError && e.option === 'queue');
     assert.equal(await outbox.dlq.get('9223372036854775807'), null, 'the largest bigint is an id');
+  });
+
+  test('failedBefore and failedAfter are strict at the millisecond a Date holds: a row is outside both of its own failedAt; the bounds are index conditions', async () => {
+    const { outbox } = await migratedOutbox(newOutbox, db.pool, 'q_ms');
+    // failed_at keeps microseconds; failedAt (a Date) reads it to the millisecond (truncated).
+    const times = ['.122999', '.123000', '.123456', '.123999', '.124000'].map((us) => `2026-01-01T00:00:00${us}Z`);
+    await db.pool.query(
+      `INSERT INTO q_ms_dlq (original_id, queue, payload, created_at, attempts_count, deliveries_count, failure_reason, failed_at)
+       SELECT n, 'ms', '\\x00', now(), 1, 1, 'rejected', t::timestamptz FROM unnest($1::text[]) WITH ORDINALITY AS u(t, n)`,
+      [times],
+    );
+    const all = (await outbox.dlq.list({ queue: 'ms' })).rows;
+    const row = all.find((r) => r.originalId === '3')!;
+    assert.equal(row.failedAt.toISOString(), '2026-01-01T00:00:00.123Z');
+    const originals = (rows: readonly { originalId: string }[]) => rows.map((r) => r.originalId).sort();
+    // Before, failedAfter compared microseconds: the row itself and its millisecond's neighbours were after it.
+    assert.deepEqual(originals((await outbox.dlq.list({ queue: 'ms', failedAfter: row.failedAt })).rows), ['5']);
+    assert.deepEqual(originals((await outbox.dlq.list({ queue: 'ms', failedBefore: row.failedAt })).rows), ['1']);
+    const between = await outbox.dlq.list({
+      queue: 'ms',
+      failedAfter: new Date(row.failedAt.getTime() - 1),
+      failedBefore: new Date(row.failedAt.getTime() + 1),
+    });
+    assert.deepEqual(originals(between.rows), ['2', '3', '4'], 'the millisecond between two strict bounds');
+    // Redrive and purge select as list does.
+    assert.deepEqual(await outbox.dlq.purge({ queue: 'ms', failedAfter: row.failedAt }), { purged: 1 });
+    assert.deepEqual(await outbox.dlq.redrive({ queue: 'ms', failedBefore: row.failedAt }, { delayMs: 3_600_000 }), {
+      redriven: 1,
+      keyBusy: 0,
+    });
+    assert.deepEqual(originals((await outbox.dlq.list({ queue: 'ms' })).rows), ['2', '3', '4']);
+
+    // Either bound is an index condition (the (failed_at, id) index's, or the (queue, failed_at) one's
+    // by a skip scan), not a filter over every row of the DLQ.
+    for (const queue of ['a', 'b']) await seedDlq('q_ms', 5_000, queue, 'rejected', "now() - random() * interval '1 day'");
+    await db.pool.query('ANALYZE q_ms_dlq');
+    const sql = buildDlqSql(resolveSchemaNames('q_ms', undefined) as SchemaNames & { dlq: TableName });
+    const minuteAgo = new Date(Date.now() - 60_000).toISOString();
+    const dayAgo = new Date(Date.now() - 86_400_000 + 60_000).toISOString();
+    for (const [before, after] of [
+      [null, minuteAgo],
+      [dayAgo, null],
+    ]) {
+      const { rows } = await db.pool.query<{ 'QUERY PLAN': [{ Plan: PlanNode }] }>(`EXPLAIN (FORMAT JSON) ${sql.count.text}`, [
+        null,
+        null,
+        before,
+        after,
+        null,
+        null,
+      ]);
+      const plan = nodes(rows[0]!['QUERY PLAN'][0].Plan);
+      assert.ok(
+        plan.some((n) => /failed_at [<>]/.test(n['Index Cond'] ?? '')),
+        JSON.stringify(rows[0]!['QUERY PLAN'][0].Plan),
+      );
+    }
   });
 
   test('listPreviews: a bounded preview and the exact size instead of the body, never a split character; same rows and cursor as list', async () => {

@@ -236,8 +236,8 @@ export class DeadLetters {
    * row and failure reason (`x-txoutbox-redriven-from-dlq`, `x-txoutbox-redriven-reason`).
    *
    * A keyed row also needs its key's publish lock, which is tried, never waited for (dlq-sql.ts):
-   * rows whose key a transaction holds are left for another pass, retried for up to `keyWaitMs`;
-   * `keyBusy` counts the selected rows still there then — those, and any a concurrent redrive or
+   * rows whose key a transaction holds are left for another pass, retried for up to `keyWaitMs`
+   * after the first pass over the selection; `keyBusy` counts the selected rows still there then — those, and any a concurrent redrive or
    * purge was still moving (run the redrive again once that transaction ended).
    */
   async redrive(
@@ -251,7 +251,10 @@ export class DeadLetters {
     const hooks = resolveBatchHooks(options);
     let redriven = 0;
     let keyBusy = 0;
-    const waitUntil = performance.now() + keyWaitMs;
+    // keyWaitMs counts from the end of the first pass that leaves rows behind, not from the call's
+    // start: walking a large selection takes longer than the wait (a million rows, a minute), and
+    // a wait used up by the walk never retried a busy key at all.
+    let waitUntil: number | undefined;
     let pass = 0;
     // A filter's pass goes on after the last id a batch picked, moved or not: a batch whose rows
     // all stayed must not end the pass before the rows after it. Ids are chunked by #batches (in id
@@ -267,6 +270,7 @@ export class DeadLetters {
       const { rows } = await this.#run<{ n: number }>('dlq.redrive', this.#context.sql.count, filter);
       keyBusy = rows[0]?.n ?? 0;
       if (keyBusy === 0) return false;
+      waitUntil ??= performance.now() + keyWaitMs;
       pass += 1;
       const pause = Math.min(backoffMs(pass, KEY_RETRY_BASE_MS, KEY_RETRY_CAP_MS), waitUntil - performance.now());
       if (pause <= 0) return false;

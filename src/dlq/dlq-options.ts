@@ -90,7 +90,9 @@ export interface DlqRedriveOptions extends DlqBatchOptions {
   /**
    * How long to keep retrying rows whose ordering key a transaction holds (one publishing under
    * that key): a redrive never waits on a key's lock, it moves the other rows and comes back for
-   * these, then reports what it left as `keyBusy`. @default 10000
+   * these, then reports what it left as `keyBusy`. Counted from the end of the first pass over the
+   * selection that left such rows, so the time a long redrive takes to walk its rows does not use
+   * it up. 0: no retry. @default 10000
    */
   readonly keyWaitMs?: number;
 }

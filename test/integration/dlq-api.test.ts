@@ -43,6 +43,17 @@ function withoutBody(row: object): Record<string, unknown> {
   return Object.fromEntries(Object.entries(row).filter(([key]) => !body.includes(key)));
 }
 
+/** Dead letters of queue q with the given ordering keys, in id order; their bodies say `dead <n> <key>`. */
+async function keyedDeadLetters(table: string, keys: readonly (string | null)[]): Promise<string[]> {
+  const { rows } = await db.pool.query<{ id: string }>(
+    `INSERT INTO ${table}_dlq (original_id, queue, payload, created_at, attempts_count, deliveries_count, failure_reason, ordering_key)
+     SELECT n, 'q', convert_to('dead ' || n || ' ' || coalesce(k, '-'), 'UTF8'), now(), 1, 1, 'rejected', k
+     FROM unnest($1::text[]) WITH ORDINALITY AS t(k, n) ORDER BY n RETURNING id::text`,
+    [keys],
+  );
+  return rows.map((row) => row.id);
+}
+
 async function dlqCount(table: string, queue?: string): Promise<number> {
   const { rows } = await db.pool.query<{ n: string }>(
     `SELECT count(*) AS n FROM ${table}_dlq WHERE $1::text IS NULL OR queue = $1`,
@@ -364,6 +375,38 @@ describe('outbox.dlq', () => {
       `SELECT count(*) AS n, count(DISTINCT headers ->> '${REDRIVEN_FROM_HEADER}') AS origins FROM q_race`,
     );
     assert.deepEqual(rows[0], { n: '1200', origins: '1200' });
+  });
+
+  test('keyWaitMs counts from the end of the first pass: a redrive whose walk outlasts it still comes back for a busy key', async () => {
+    const { outbox } = await migratedOutbox(newOutbox, db.pool, 'q_key_wait');
+    await keyedDeadLetters('q_key_wait', ['b', null, null]);
+    const holder = await db.pool.connect();
+    try {
+      await holder.query('BEGIN');
+      // An application transaction publishing under key b holds b's lock until it ends.
+      await outbox.publish(holder, 'q', 'held', { orderingKey: 'b' });
+      let batches = 0;
+      const result = await outbox.dlq.redrive(
+        { queue: 'q' },
+        {
+          batchSize: 1,
+          delayMs: 3_600_000,
+          keyWaitMs: 300,
+          // A slow walk (pacing): the first pass takes over 600 ms, longer than keyWaitMs. The key
+          // is freed as it ends. Before, the wait was counted from the call's start and was used
+          // up by then: the busy row was never tried again.
+          onBatch: async () => {
+            batches += 1;
+            await new Promise((resolve) => setTimeout(resolve, 250));
+            if (batches === 3) await holder.query('COMMIT');
+          },
+        },
+      );
+      assert.deepEqual(result, { redriven: 3, keyBusy: 0 });
+    } finally {
+      holder.release();
+    }
+    assert.equal(await dlqCount('q_key_wait'), 0);
   });
 
   test('a filter redrive moves the rows the DLQ held when it started, each once: rows that die again during it stay', async () => {

@@ -44,6 +44,8 @@ import { resolveRetentionMs } from './retention-options.js';
 interface BatchStep {
   readonly done: number;
   readonly more: boolean;
+  /** The pass ends here, short of its selection's end, for another from the start (HELD_KEYS_CAP). */
+  readonly restart?: boolean;
 }
 
 /** The redrive statement's answer: one row per queue moved to, or one row with a NULL queue. */
@@ -76,12 +78,27 @@ class HeldKeys {
     });
   }
 
+  get size(): number {
+    return this.queues.length;
+  }
+
   clear(): void {
     this.queues.length = 0;
     this.keys.length = 0;
     this.#seen.clear();
   }
 }
+
+/**
+ * The most (queue, ordering key) pairs a redrive pass holds; past it, the pass ends and another
+ * starts from the first row. Every batch sends the whole set ($11, $12) and anti-joins its rows
+ * against it. Unbounded, two redrives leapfrogging through a large DLQ of distinct keys (each
+ * skipping the batch the other holds locked) added up to a batch of keys per batch and sent them all
+ * with every statement, quadratic, until statements passed queryTimeoutMs. A new pass keeps each
+ * key's order as the first one does: it starts below every row the pass before left, so it meets
+ * a key's earliest row left before its later ones, and holds the key again if that row cannot move.
+ */
+export const HELD_KEYS_CAP = 10_000;
 
 /** Between two redrive passes over rows whose key was busy: 50 ms doubling to 1 s. */
 const KEY_RETRY_BASE_MS = 50;
@@ -122,6 +139,8 @@ export interface DeadLettersContext {
    * or when they will be (queues/channel-signal.ts). The NOTIFY reaches the others.
    */
   readonly signalLocal: (payload: string) => void;
+  /** @internal Tests only: the held keys' cap of a redrive pass (HELD_KEYS_CAP when absent). */
+  readonly heldKeysCap?: number;
 }
 
 /**
@@ -260,13 +279,31 @@ export class DeadLetters {
     // all stayed must not end the pass before the rows after it. Ids are chunked by #batches (in id
     // order), each chunk picked whole. The keys a batch held (a row of theirs stayed, or another
     // redrive or purge holds one) stay held for the rest of the pass, so a key's later rows never
-    // overtake its earlier ones (dlq-sql.ts, redrivable); a new pass starts afresh.
+    // overtake its earlier ones (dlq-sql.ts, redrivable); a new pass starts afresh. Past
+    // HELD_KEYS_CAP held keys, the pass ends there and a new one starts.
     const byCursor = !Array.isArray(idsOrFilter);
     let after: string | null = null;
     const held = new HeldKeys();
+    const heldKeysCap = this.#context.heldKeysCap ?? HELD_KEYS_CAP;
+    let movedInPass = 0;
+    let cut = false;
+    const newPass = (): true => {
+      after = null;
+      held.clear();
+      movedInPass = 0;
+      return true;
+    };
     // After a pass: rows the selection still holds were left by a busy key (or are being moved by
     // a concurrent redrive or purge, which SKIP LOCKED passed by): another pass after a backoff.
     const again = async (filter: FilterParams): Promise<boolean> => {
+      // A pass the cap cut short left rows it never tried: the next starts at once when the pass
+      // moved rows (each such restart follows a row moved, so they end: the selection is bounded).
+      // One that moved none held only keys that cannot move yet: it waits as below, and what
+      // keyWaitMs leaves, tried or not, is keyBusy.
+      if (cut) {
+        cut = false;
+        if (movedInPass > 0) return newPass();
+      }
       const { rows } = await this.#run<{ n: number }>('dlq.redrive', this.#context.sql.count, filter);
       keyBusy = rows[0]?.n ?? 0;
       if (keyBusy === 0) return false;
@@ -276,9 +313,7 @@ export class DeadLetters {
       if (pause <= 0) return false;
       await delay(pause);
       hooks.signal?.throwIfAborted();
-      after = null;
-      held.clear();
-      return true;
+      return newPass();
     };
     await this.#batches(
       idsOrFilter,
@@ -302,11 +337,13 @@ export class DeadLetters {
           if (payload !== undefined) this.#context.signalLocal(payload);
         }
         redriven += moved;
+        movedInPass += moved;
         const first = rows[0];
         held.add(first?.held_queues, first?.held_keys);
         const lastPicked = first?.last_picked ?? null;
         if (byCursor) after = lastPicked;
-        return { done: moved, more: lastPicked !== null };
+        cut = held.size > heldKeysCap;
+        return { done: moved, more: lastPicked !== null, restart: cut };
       },
       batchSize,
       again,
@@ -358,8 +395,9 @@ export class DeadLetters {
   /**
    * Runs `batch` until the selection is done: ids in chunks of batchSize (each chunk once), a
    * filter until a batch picks nothing among the rows the DLQ held when the call started (ids up to
-   * its max(id) then, read once). Then, while `again` says so, another such pass with the same
-   * bounds (redrive: rows a busy key left behind). An olderThanMs filter becomes a failedBefore line read once from
+   * its max(id) then, read once); a batch that says `restart` ends the pass there. Then, while
+   * `again` says so, another such pass with the same bounds (redrive: rows a busy key left behind,
+   * or a pass its held keys cut short). An olderThanMs filter becomes a failedBefore line read once from
    * the database, returned (ISO text) so callers can say what they applied.
    */
   async #batches(
@@ -370,18 +408,18 @@ export class DeadLetters {
     batchSize: number,
     again?: (filter: FilterParams) => Promise<boolean>,
   ): Promise<string | null> {
-    const step = async (filter: FilterParams): Promise<boolean> => {
+    const step = async (filter: FilterParams): Promise<BatchStep> => {
       hooks.signal?.throwIfAborted();
-      const { done, more } = await batch(filter);
-      await hooks.onBatch?.(done);
-      return more;
+      const result = await batch(filter);
+      await hooks.onBatch?.(result.done);
+      return result;
     };
     if (Array.isArray(idsOrFilter)) {
       // In id order, each once: a key's rows in two chunks go back in order (the earlier chunk first).
       const ids = [...new Set(resolveIds(idsOrFilter as readonly unknown[]))].sort(compareIds);
       do {
         for (let i = 0; i < ids.length; i += batchSize) {
-          await step([null, null, null, null, ids.slice(i, i + batchSize), null]);
+          if ((await step([null, null, null, null, ids.slice(i, i + batchSize), null])).restart === true) break;
         }
       } while (ids.length > 0 && again !== undefined && (await again([null, null, null, null, ids, null])));
       return null;
@@ -407,7 +445,10 @@ export class DeadLetters {
     const last = await this.lastId();
     filter[5] = throughId !== undefined && throughId < BigInt(last) ? throughId.toString() : last;
     do {
-      while (await step(filter));
+      for (;;) {
+        const { more, restart } = await step(filter);
+        if (!more || restart === true) break;
+      }
     } while (again !== undefined && (await again(filter)));
     return filter[2];
   }

@@ -36,8 +36,9 @@ export interface DlqSql {
   /**
    * Filter, then $7 batch size, $8 delay in ms, $9 channel, $10 the pass's cursor (the last id an
    * earlier batch picked; NULL at a pass's start), $11 and $12 the keys held so far in the pass
-   * (queues and keys, in pairs). ONE statement per batch: the delete from the DLQ and the insert
-   * into the outbox commit together or not at all, so a row is never in both tables nor in neither.
+   * (queues and keys, in pairs; at most HELD_KEYS_CAP of them, dead-letters.ts). ONE statement per
+   * batch: the delete from the DLQ and the insert into the outbox commit together or not at all, so
+   * a row is never in both tables nor in neither.
    * One result row per queue (one row with a NULL queue when nothing moved), each with
    * `last_picked`, the cursor for the next batch (NULL: the pass is over), and `held_queues` /
    * `held_keys`, the keys this batch held (see redrivable); due queues are notified in the

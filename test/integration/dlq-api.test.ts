@@ -1,11 +1,16 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 
+import type pg from 'pg';
+
+import { DeadLetters } from '../../src/dlq/dead-letters.js';
 import { buildDlqSql } from '../../src/dlq/dlq-sql.js';
 import { InvalidOptionError, type Message, NoRetry, REDRIVEN_FROM_HEADER, REDRIVEN_REASON_HEADER } from '../../src/index.js';
 import { readSignal } from '../../src/queues/channel-signal.js';
 import type { TableName } from '../../src/schema/identifiers.js';
 import { resolveSchemaNames, type SchemaNames } from '../../src/schema/schema-names.js';
+import type { Statement } from '../../src/util/statement.js';
+import { StatementRunner } from '../../src/util/statement-runner.js';
 import { useTestDatabase } from '../support/database.js';
 import { listen } from '../support/listen.js';
 import { outboxFactory } from '../support/outboxes.js';
@@ -407,6 +412,69 @@ describe('outbox.dlq', () => {
       holder.release();
     }
     assert.equal(await dlqCount('q_key_wait'), 0);
+  });
+
+  test("a redrive's held keys are bounded: past the cap its pass starts again from the first row, each key still in order", async () => {
+    const table = 'q_held_cap';
+    const { outbox } = await migratedOutbox(newOutbox, db.pool, table);
+    // Another redrive holds the rows of keys a to f (locked, as its batch would); between them, rows
+    // it does not hold; last, a's second row, which must wait for a's first.
+    const ids = await keyedDeadLetters(table, ['a', 'p', 'b', 'q', 'c', 'r', 'd', 's', 'e', 't', 'f', 'u', 'a']);
+    const locked = ids.filter((_, i) => i % 2 === 0 && i < 12);
+    const names = resolveSchemaNames(table, undefined) as SchemaNames & { dlq: TableName };
+    const sql = buildDlqSql(names);
+    // What each redrive statement was sent: the number of held (queue, key) pairs, $11.
+    const shipped: number[] = [];
+    class Recording extends StatementRunner {
+      override async run<R extends pg.QueryResultRow>(statement: Statement, values: unknown[]): Promise<pg.QueryResult<R>> {
+        if (statement === sql.redrive) shipped.push((values[10] as string[]).length);
+        return await super.run<R>(statement, values);
+      }
+    }
+    // A cap of 4 pairs instead of HELD_KEYS_CAP's 10,000 (an internal knob, not the Outbox's API).
+    const dlq = new DeadLetters({
+      db: new Recording(db.pool, true, 5_000),
+      table: names.dlq,
+      sql,
+      channel: outbox.channel,
+      signalLocal: () => undefined,
+      heldKeysCap: 4,
+    });
+    const other = await db.pool.connect();
+    try {
+      await other.query('BEGIN');
+      await other.query(`SELECT id FROM ${table}_dlq WHERE id = ANY($1::bigint[]) FOR UPDATE`, [locked]);
+      let released = false;
+      const result = await dlq.redrive(
+        { queue: 'q' },
+        {
+          batchSize: 1,
+          delayMs: 3_600_000,
+          keyWaitMs: 10_000,
+          // The other redrive ends (its rows left behind) once a batch finds nothing left to move.
+          onBatch: async (rows) => {
+            if (rows > 0 || released) return;
+            released = true;
+            await other.query('ROLLBACK');
+          },
+        },
+      );
+      assert.deepEqual(result, { redriven: 13, keyBusy: 0 });
+    } finally {
+      other.release();
+    }
+    // Before, every batch of the pass added the keys it skipped and sent them all (1, 2, … 6 here;
+    // hundreds of thousands for two redrives leapfrogging through a large DLQ).
+    assert.ok(Math.max(...shipped) <= 4, `held pairs sent: ${shipped.join(', ')}`);
+    const { rows } = await db.pool.query<{ body: string }>(
+      `SELECT convert_from(payload, 'UTF8') AS body FROM ${table} WHERE ordering_key = 'a' ORDER BY id`,
+    );
+    assert.deepEqual(
+      rows.map((row) => row.body),
+      ['dead 1 a', 'dead 13 a'],
+      "a's rows in order",
+    );
+    assert.equal(await dlqCount(table), 0);
   });
 
   test('a filter redrive moves the rows the DLQ held when it started, each once: rows that die again during it stay', async () => {

@@ -100,9 +100,44 @@ class HeldKeys {
  */
 export const HELD_KEYS_CAP = 10_000;
 
-/** Between two redrive passes over rows whose key was busy: 50 ms doubling to 1 s. */
-const KEY_RETRY_BASE_MS = 50;
-const KEY_RETRY_CAP_MS = 1_000;
+/** Between two passes over what a pass left (a busy key's rows, rows held elsewhere): 50 ms doubling to 1 s. */
+const RETRY_BASE_MS = 50;
+const RETRY_CAP_MS = 1_000;
+
+/**
+ * How long a purge comes back for rows another redrive or purge held (SKIP LOCKED passed them by),
+ * counted from the end of its first pass: that batch is one statement, so it soon deletes them or
+ * leaves them (a redrive whose key was busy), and the purge then deletes what it left.
+ */
+const PURGE_WAIT_MS = 2_000;
+
+/**
+ * Waits before another pass over what the last one left: a backoff, for up to `waitMs` from the
+ * first wait (the end of the first pass that left rows), so the time the first pass takes to walk a
+ * large selection does not use it up.
+ */
+class PassRetry {
+  readonly #waitMs: number;
+  readonly #signal: AbortSignal | undefined;
+  #until: number | undefined;
+  #passes = 0;
+
+  constructor(waitMs: number, signal: AbortSignal | undefined) {
+    this.#waitMs = waitMs;
+    this.#signal = signal;
+  }
+
+  /** False, at once, when the wait is used up; true after the pause (the signal checked). */
+  async wait(): Promise<boolean> {
+    this.#until ??= performance.now() + this.#waitMs;
+    this.#passes += 1;
+    const pause = Math.min(backoffMs(this.#passes, RETRY_BASE_MS, RETRY_CAP_MS), this.#until - performance.now());
+    if (pause <= 0) return false;
+    await delay(pause);
+    this.#signal?.throwIfAborted();
+    return true;
+  }
+}
 
 export type { DeadLetter, DeadLetterFields, DeadLetterPreview } from './dead-letter-row.js';
 
@@ -273,8 +308,7 @@ export class DeadLetters {
     // keyWaitMs counts from the end of the first pass that leaves rows behind, not from the call's
     // start: walking a large selection takes longer than the wait (a million rows, a minute), and
     // a wait used up by the walk never retried a busy key at all.
-    let waitUntil: number | undefined;
-    let pass = 0;
+    const retry = new PassRetry(keyWaitMs, hooks.signal);
     // A filter's pass goes on after the last id a batch picked, moved or not: a batch whose rows
     // all stayed must not end the pass before the rows after it. Ids are chunked by #batches (in id
     // order), each chunk picked whole. The keys a batch held (a row of theirs stayed, or another
@@ -306,14 +340,7 @@ export class DeadLetters {
       }
       const { rows } = await this.#run<{ n: number }>('dlq.redrive', this.#context.sql.count, filter);
       keyBusy = rows[0]?.n ?? 0;
-      if (keyBusy === 0) return false;
-      waitUntil ??= performance.now() + keyWaitMs;
-      pass += 1;
-      const pause = Math.min(backoffMs(pass, KEY_RETRY_BASE_MS, KEY_RETRY_CAP_MS), waitUntil - performance.now());
-      if (pause <= 0) return false;
-      await delay(pause);
-      hooks.signal?.throwIfAborted();
-      return newPass();
+      return keyBusy > 0 && (await retry.wait()) && newPass();
     };
     await this.#batches(
       idsOrFilter,
@@ -351,11 +378,16 @@ export class DeadLetters {
     return { redriven, keyBusy };
   }
 
-  /** Deletes dead letters the filter selects (an empty filter needs `all: true`). */
-  async purge(filter: DlqFilter, options: DlqBatchOptions = {}): Promise<{ purged: number }> {
+  /**
+   * Deletes dead letters the filter selects (an empty filter needs `all: true`). Rows another
+   * redrive or purge holds while it runs are passed by, then looked for again for up to 2 s:
+   * `remaining` counts the selected rows still there then (left by a redrive whose key was busy, or
+   * still held: run the purge again).
+   */
+  async purge(filter: DlqFilter, options: DlqBatchOptions = {}): Promise<{ purged: number; remaining: number }> {
     checkDlqOptions(options, 'purge');
-    const { purged } = await this.#purge(filter, options);
-    return { purged };
+    const { purged, remaining } = await this.#purge(filter, options);
+    return { purged, remaining };
   }
 
   /**
@@ -363,20 +395,40 @@ export class DeadLetters {
    * a minute; a duration string such as `'14d'` is accepted too): the retention `txoutbox run`
    * enforces with `dlqRetention` (architecture/operations.md). Batched like purge(), idempotent,
    * safe to run from several processes at once (SKIP LOCKED: each row is deleted by one of them).
-   * Returns the count and the line it applied: rows that failed before `failedBefore`.
+   * Returns the count, the line it applied (rows that failed before `failedBefore`) and, as
+   * purge(), the rows past it still there (`remaining`: another call was moving them).
    */
-  async enforceRetention(maxAgeMs: number, options: DlqBatchOptions = {}): Promise<{ purged: number; failedBefore: Date }> {
+  async enforceRetention(
+    maxAgeMs: number,
+    options: DlqBatchOptions = {},
+  ): Promise<{ purged: number; failedBefore: Date; remaining: number }> {
     checkDlqOptions(options, 'enforceRetention');
     const olderThanMs = resolveRetentionMs('maxAgeMs', maxAgeMs);
-    const { purged, failedBefore } = await this.#purge({ olderThanMs }, options);
+    const { purged, failedBefore, remaining } = await this.#purge({ olderThanMs }, options);
     // An olderThanMs filter always resolves to a line (see #batches): never null here.
-    return { purged, failedBefore: new Date(failedBefore ?? '') };
+    return { purged, failedBefore: new Date(failedBefore ?? ''), remaining };
   }
 
-  async #purge(filter: DlqFilter, options: DlqBatchOptions): Promise<{ purged: number; failedBefore: string | null }> {
+  async #purge(
+    filter: DlqFilter,
+    options: DlqBatchOptions,
+  ): Promise<{ purged: number; remaining: number; failedBefore: string | null }> {
     const batchSize = resolveBatchSize(options);
     const hooks = resolveBatchHooks(options);
     let purged = 0;
+    let remaining = 0;
+    const retry = new PassRetry(PURGE_WAIT_MS, hooks.signal);
+    // A pass ends at a batch that deletes nothing: every row the selection still holds was locked
+    // by another redrive or purge. Before, the purge ended there and said nothing of them, and a
+    // redrive that then left them (their key busy) left them in the DLQ, the purge reporting
+    // success. So: count them, and look again after a backoff, for up to PURGE_WAIT_MS. The count
+    // finds only rows locked when the last batch ran (the selection has an upper id), at most the
+    // batches of the calls running alongside.
+    const again = async (params: FilterParams): Promise<boolean> => {
+      const { rows } = await this.#run<{ n: number }>('dlq.purge', this.#context.sql.count, params);
+      remaining = rows[0]?.n ?? 0;
+      return remaining > 0 && (await retry.wait());
+    };
     const failedBefore = await this.#batches(
       filter,
       'purge',
@@ -388,8 +440,9 @@ export class DeadLetters {
         return { done: deleted, more: deleted > 0 };
       },
       batchSize,
+      again,
     );
-    return { purged, failedBefore };
+    return { purged, remaining, failedBefore };
   }
 
   /**
@@ -397,7 +450,7 @@ export class DeadLetters {
    * filter until a batch picks nothing among the rows the DLQ held when the call started (ids up to
    * its max(id) then, read once); a batch that says `restart` ends the pass there. Then, while
    * `again` says so, another such pass with the same bounds (redrive: rows a busy key left behind,
-   * or a pass its held keys cut short). An olderThanMs filter becomes a failedBefore line read once from
+   * or a pass its held keys cut short; both: rows another call held). An olderThanMs filter becomes a failedBefore line read once from
    * the database, returned (ISO text) so callers can say what they applied.
    */
   async #batches(

@@ -161,7 +161,7 @@ describe('outbox.dlq', () => {
     });
     assert.deepEqual(originals(between.rows), ['2', '3', '4'], 'the millisecond between two strict bounds');
     // Redrive and purge select as list does.
-    assert.deepEqual(await outbox.dlq.purge({ queue: 'ms', failedAfter: row.failedAt }), { purged: 1 });
+    assert.deepEqual(await outbox.dlq.purge({ queue: 'ms', failedAfter: row.failedAt }), { purged: 1, remaining: 0 });
     assert.deepEqual(await outbox.dlq.redrive({ queue: 'ms', failedBefore: row.failedAt }, { delayMs: 3_600_000 }), {
       redriven: 1,
       keyBusy: 0,
@@ -544,7 +544,7 @@ describe('outbox.dlq', () => {
         },
       },
     );
-    assert.deepEqual(result, { purged: 300 });
+    assert.deepEqual(result, { purged: 300, remaining: 0 });
     assert.deepEqual(batches, [50, 50, 50, 50, 50, 50, 0]);
     assert.equal(await dlqCount('q_purge_live', 'p'), 20, 'the rows that died during the purge stay');
     // A pacing onBatch that rejects stops the call like a signal: the batch before it stays done.
@@ -554,6 +554,51 @@ describe('outbox.dlq', () => {
     );
     assert.equal(await dlqCount('q_purge_live', 'p'), 15);
     await outbox.stop();
+  });
+
+  test('a purge comes back for rows a concurrent redrive held, and says how many it could not delete', async () => {
+    const table = 'q_purge_held';
+    const { outbox } = await migratedOutbox(newOutbox, db.pool, table);
+    await seedDlq(table, 10, 'p', 'rejected');
+    // Another redrive's batch: it holds rows locked (SKIP LOCKED passes them by), then leaves them
+    // (their key busy) instead of moving them.
+    const holdRows = async (client: pg.PoolClient, n: number) => {
+      await client.query('BEGIN');
+      await client.query(`SELECT id FROM ${table}_dlq WHERE queue = 'p' ORDER BY id LIMIT $1 FOR UPDATE`, [n]);
+    };
+    const other = await db.pool.connect();
+    try {
+      // 1. Let go of while the purge ends its pass: the purge looks again and deletes them.
+      await holdRows(other, 3);
+      let released = false;
+      const result = await outbox.dlq.purge(
+        { queue: 'p' },
+        {
+          batchSize: 4,
+          onBatch: async (rows) => {
+            if (rows > 0 || released) return;
+            released = true;
+            await other.query('ROLLBACK');
+          },
+        },
+      );
+      // Before, the pass ended at the first batch that deleted nothing: { purged: 7 }, 3 left unsaid.
+      assert.deepEqual(result, { purged: 10, remaining: 0 });
+      assert.equal(await dlqCount(table), 0);
+
+      // 2. Held throughout: what is left is said.
+      await seedDlq(table, 10, 'p', 'rejected');
+      await holdRows(other, 2);
+      const started = Date.now();
+      assert.deepEqual(await outbox.dlq.purge({ queue: 'p' }), { purged: 8, remaining: 2 });
+      const waited = Date.now() - started;
+      assert.ok(waited >= 1_900 && waited < 8_000, `looked again for ${waited} ms (PURGE_WAIT_MS)`);
+      await other.query('ROLLBACK');
+      assert.equal(await dlqCount(table), 2);
+      assert.deepEqual(await outbox.dlq.purge({ queue: 'p' }), { purged: 2, remaining: 0 });
+    } finally {
+      other.release();
+    }
   });
 
   test('purge by filter in batches; an empty filter is refused; ids are validated', async () => {
@@ -584,9 +629,9 @@ describe('outbox.dlq', () => {
     await assert.rejects(outbox.dlq.enforceRetention(86_400_000, { size: 1 } as never), unknownKey('size'));
     await assert.rejects(outbox.dlq.purge({ queue: 'p' }, null as never), unknownKey('options'));
     assert.equal(await dlqCount('q_purge'), 255);
-    assert.deepEqual(await outbox.dlq.purge({ queue: 'p', olderThanMs: 1 }, { batchSize: 40 }), { purged: 250 });
+    assert.deepEqual(await outbox.dlq.purge({ queue: 'p', olderThanMs: 1 }, { batchSize: 40 }), { purged: 250, remaining: 0 });
     assert.equal(await dlqCount('q_purge'), 5);
-    assert.deepEqual(await outbox.dlq.purge({ all: true }), { purged: 5 });
+    assert.deepEqual(await outbox.dlq.purge({ all: true }), { purged: 5, remaining: 0 });
     assert.equal(await dlqCount('q_purge'), 0);
   });
 
@@ -597,10 +642,10 @@ describe('outbox.dlq', () => {
     const seen = await outbox.dlq.lastId();
     assert.match(seen, /^[1-9][0-9]*$/);
     await seedDlq('q_through', 3, 'seen', 'rejected'); // died after the operator looked
-    assert.deepEqual(await outbox.dlq.purge({ queue: 'seen', throughId: seen }), { purged: 10 });
+    assert.deepEqual(await outbox.dlq.purge({ queue: 'seen', throughId: seen }), { purged: 10, remaining: 0 });
     assert.equal(await dlqCount('q_through'), 3);
     assert.deepEqual(await outbox.dlq.redrive({ queue: 'seen', throughId: seen }), { redriven: 0, keyBusy: 0 });
-    assert.deepEqual(await outbox.dlq.purge({ all: true, throughId: '0' }), { purged: 0 });
+    assert.deepEqual(await outbox.dlq.purge({ all: true, throughId: '0' }), { purged: 0, remaining: 0 });
     for (const throughId of ['-1', '1.5', 'x', 7 as unknown as string])
       await assert.rejects(
         outbox.dlq.purge({ all: true, throughId }),
@@ -627,11 +672,11 @@ describe('outbox.dlq', () => {
     assert.equal(await dlqCount('q_retention'), 70);
     assert.equal((await outbox.dlq.enforceRetention(14 * 86_400_000)).purged, 0, 'a second run finds nothing');
     // As a purge filter, with the others: 2 hours back, one queue, one reason.
-    assert.deepEqual(await outbox.dlq.purge({ olderThanMs: 2 * 3_600_000, queue: 'young' }), { purged: 20 });
-    assert.deepEqual(await outbox.dlq.purge({ olderThanMs: 60_000, reason: 'max_deliveries' }), { purged: 0 });
+    assert.deepEqual(await outbox.dlq.purge({ olderThanMs: 2 * 3_600_000, queue: 'young' }), { purged: 20, remaining: 0 });
+    assert.deepEqual(await outbox.dlq.purge({ olderThanMs: 60_000, reason: 'max_deliveries' }), { purged: 0, remaining: 0 });
     // With failedBefore too, the earlier line applies: 4 hours back keeps the 3-hour-old rows.
     const fourHours = new Date(Date.now() - 4 * 3_600_000);
-    assert.deepEqual(await outbox.dlq.purge({ olderThanMs: 60_000, failedBefore: fourHours }), { purged: 0 });
+    assert.deepEqual(await outbox.dlq.purge({ olderThanMs: 60_000, failedBefore: fourHours }), { purged: 0, remaining: 0 });
     assert.equal(await dlqCount('q_retention', 'old'), 40);
     assert.deepEqual(await outbox.dlq.redrive({ olderThanMs: 3_600_000 }, { delayMs: 3_600_000 }), { redriven: 40, keyBusy: 0 });
     assert.equal(await dlqCount('q_retention'), 10);

@@ -145,27 +145,37 @@ function plan(sub: string, id: string | undefined, values: Values): Run {
         const verb = operation === 'purge' ? 'purged' : 'redriven';
         const progress = new DlqProgress();
         const { onBatch } = progress;
-        let done: { count: number; keyBusy: number };
+        let done: { count: number; keyBusy: number; remaining: number };
         try {
           done =
             operation === 'purge'
-              ? { count: (await outbox.dlq.purge(confirmed as DlqFilter, { onBatch })).purged, keyBusy: 0 }
+              ? await outbox.dlq
+                  .purge(confirmed as DlqFilter, { onBatch })
+                  .then(({ purged, remaining }) => ({ count: purged, keyBusy: 0, remaining }))
               : await outbox.dlq
                   .redrive(confirmed, delayMs === undefined ? { onBatch } : { delayMs, onBatch })
-                  .then(({ redriven, keyBusy }) => ({ count: redriven, keyBusy }));
+                  .then(({ redriven, keyBusy }) => ({ count: redriven, keyBusy, remaining: 0 }));
         } catch (error) {
           // Ahead of the error main() prints: the batches before it are committed.
           io.err?.(`txoutbox: dlq ${operation} failed part way: ${progress.partWay(verb, outbox.dlqTable)}\n`);
           throw error;
         }
-        const { count, keyBusy } = done;
+        const { count, keyBusy, remaining } = done;
         // Ids named one by one that were not there (redriven or purged already, or mistyped): a
         // script must be able to tell that from success, as from `dlq show` of a missing id. Rows
-        // left because a transaction held their ordering key are there, but not done: exit 1 too.
+        // left because a transaction held their ordering key are there, but not done: exit 1 too;
+        // so are rows a purge left because another redrive or purge held them throughout.
         const named = Array.isArray(target) ? new Set(target as readonly string[]).size : 0;
         const missing = named > 0 ? named - count - keyBusy : 0;
         if (values.json)
-          io.out(jsonLine({ [verb]: count, ...(missing > 0 ? { missing } : {}), ...(keyBusy > 0 ? { keyBusy } : {}) }));
+          io.out(
+            jsonLine({
+              [verb]: count,
+              ...(missing > 0 ? { missing } : {}),
+              ...(keyBusy > 0 ? { keyBusy } : {}),
+              ...(remaining > 0 ? { remaining } : {}),
+            }),
+          );
         else {
           io.out(`${verb} ${count} dead letter${count === 1 ? '' : 's'}\n`);
           if (missing > 0)
@@ -174,8 +184,12 @@ function plan(sub: string, id: string | undefined, values: Values): Run {
             io.out(
               `${keyBusy} left in ${outbox.dlqTable}: a transaction held their ordering key throughout (or another redrive or purge was moving them); run the redrive again\n`,
             );
+          if (remaining > 0)
+            io.out(
+              `${remaining} left in ${outbox.dlqTable}: another redrive or purge was moving them throughout; run the purge again\n`,
+            );
         }
-        return missing > 0 || keyBusy > 0 ? 1 : 0;
+        return missing > 0 || keyBusy > 0 || remaining > 0 ? 1 : 0;
       };
     }
   }

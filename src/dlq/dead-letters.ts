@@ -44,6 +44,8 @@ import { resolveRetentionMs } from './retention-options.js';
 interface BatchStep {
   readonly done: number;
   readonly more: boolean;
+  /** The pass ends here, short of its selection's end, for another from the start (HELD_KEYS_CAP). */
+  readonly restart?: boolean;
 }
 
 /** The redrive statement's answer: one row per queue moved to, or one row with a NULL queue. */
@@ -76,6 +78,10 @@ class HeldKeys {
     });
   }
 
+  get size(): number {
+    return this.queues.length;
+  }
+
   clear(): void {
     this.queues.length = 0;
     this.keys.length = 0;
@@ -83,9 +89,55 @@ class HeldKeys {
   }
 }
 
-/** Between two redrive passes over rows whose key was busy: 50 ms doubling to 1 s. */
-const KEY_RETRY_BASE_MS = 50;
-const KEY_RETRY_CAP_MS = 1_000;
+/**
+ * The most (queue, ordering key) pairs a redrive pass holds; past it, the pass ends and another
+ * starts from the first row. Every batch sends the whole set ($11, $12) and anti-joins its rows
+ * against it. Unbounded, two redrives leapfrogging through a large DLQ of distinct keys (each
+ * skipping the batch the other holds locked) added up to a batch of keys per batch and sent them all
+ * with every statement, quadratic, until statements passed queryTimeoutMs. A new pass keeps each
+ * key's order as the first one does: it starts below every row the pass before left, so it meets
+ * a key's earliest row left before its later ones, and holds the key again if that row cannot move.
+ */
+export const HELD_KEYS_CAP = 10_000;
+
+/** Between two passes over what a pass left (a busy key's rows, rows held elsewhere): 50 ms doubling to 1 s. */
+const RETRY_BASE_MS = 50;
+const RETRY_CAP_MS = 1_000;
+
+/**
+ * How long a purge comes back for rows another redrive or purge held (SKIP LOCKED passed them by),
+ * counted from the end of its first pass: that batch is one statement, so it soon deletes them or
+ * leaves them (a redrive whose key was busy), and the purge then deletes what it left.
+ */
+const PURGE_WAIT_MS = 2_000;
+
+/**
+ * Waits before another pass over what the last one left: a backoff, for up to `waitMs` from the
+ * first wait (the end of the first pass that left rows), so the time the first pass takes to walk a
+ * large selection does not use it up.
+ */
+class PassRetry {
+  readonly #waitMs: number;
+  readonly #signal: AbortSignal | undefined;
+  #until: number | undefined;
+  #passes = 0;
+
+  constructor(waitMs: number, signal: AbortSignal | undefined) {
+    this.#waitMs = waitMs;
+    this.#signal = signal;
+  }
+
+  /** False, at once, when the wait is used up; true after the pause (the signal checked). */
+  async wait(): Promise<boolean> {
+    this.#until ??= performance.now() + this.#waitMs;
+    this.#passes += 1;
+    const pause = Math.min(backoffMs(this.#passes, RETRY_BASE_MS, RETRY_CAP_MS), this.#until - performance.now());
+    if (pause <= 0) return false;
+    await delay(pause);
+    this.#signal?.throwIfAborted();
+    return true;
+  }
+}
 
 export type { DeadLetter, DeadLetterFields, DeadLetterPreview } from './dead-letter-row.js';
 
@@ -122,6 +174,8 @@ export interface DeadLettersContext {
    * or when they will be (queues/channel-signal.ts). The NOTIFY reaches the others.
    */
   readonly signalLocal: (payload: string) => void;
+  /** @internal Tests only: the held keys' cap of a redrive pass (HELD_KEYS_CAP when absent). */
+  readonly heldKeysCap?: number;
 }
 
 /**
@@ -236,8 +290,8 @@ export class DeadLetters {
    * row and failure reason (`x-txoutbox-redriven-from-dlq`, `x-txoutbox-redriven-reason`).
    *
    * A keyed row also needs its key's publish lock, which is tried, never waited for (dlq-sql.ts):
-   * rows whose key a transaction holds are left for another pass, retried for up to `keyWaitMs`;
-   * `keyBusy` counts the selected rows still there then — those, and any a concurrent redrive or
+   * rows whose key a transaction holds are left for another pass, retried for up to `keyWaitMs`
+   * after the first pass over the selection; `keyBusy` counts the selected rows still there then — those, and any a concurrent redrive or
    * purge was still moving (run the redrive again once that transaction ended).
    */
   async redrive(
@@ -251,30 +305,42 @@ export class DeadLetters {
     const hooks = resolveBatchHooks(options);
     let redriven = 0;
     let keyBusy = 0;
-    const waitUntil = performance.now() + keyWaitMs;
-    let pass = 0;
+    // keyWaitMs counts from the end of the first pass that leaves rows behind, not from the call's
+    // start: walking a large selection takes longer than the wait (a million rows, a minute), and
+    // a wait used up by the walk never retried a busy key at all.
+    const retry = new PassRetry(keyWaitMs, hooks.signal);
     // A filter's pass goes on after the last id a batch picked, moved or not: a batch whose rows
     // all stayed must not end the pass before the rows after it. Ids are chunked by #batches (in id
     // order), each chunk picked whole. The keys a batch held (a row of theirs stayed, or another
     // redrive or purge holds one) stay held for the rest of the pass, so a key's later rows never
-    // overtake its earlier ones (dlq-sql.ts, redrivable); a new pass starts afresh.
+    // overtake its earlier ones (dlq-sql.ts, redrivable); a new pass starts afresh. Past
+    // HELD_KEYS_CAP held keys, the pass ends there and a new one starts.
     const byCursor = !Array.isArray(idsOrFilter);
     let after: string | null = null;
     const held = new HeldKeys();
+    const heldKeysCap = this.#context.heldKeysCap ?? HELD_KEYS_CAP;
+    let movedInPass = 0;
+    let cut = false;
+    const newPass = (): true => {
+      after = null;
+      held.clear();
+      movedInPass = 0;
+      return true;
+    };
     // After a pass: rows the selection still holds were left by a busy key (or are being moved by
     // a concurrent redrive or purge, which SKIP LOCKED passed by): another pass after a backoff.
     const again = async (filter: FilterParams): Promise<boolean> => {
+      // A pass the cap cut short left rows it never tried: the next starts at once when the pass
+      // moved rows (each such restart follows a row moved, so they end: the selection is bounded).
+      // One that moved none held only keys that cannot move yet: it waits as below, and what
+      // keyWaitMs leaves, tried or not, is keyBusy.
+      if (cut) {
+        cut = false;
+        if (movedInPass > 0) return newPass();
+      }
       const { rows } = await this.#run<{ n: number }>('dlq.redrive', this.#context.sql.count, filter);
       keyBusy = rows[0]?.n ?? 0;
-      if (keyBusy === 0) return false;
-      pass += 1;
-      const pause = Math.min(backoffMs(pass, KEY_RETRY_BASE_MS, KEY_RETRY_CAP_MS), waitUntil - performance.now());
-      if (pause <= 0) return false;
-      await delay(pause);
-      hooks.signal?.throwIfAborted();
-      after = null;
-      held.clear();
-      return true;
+      return keyBusy > 0 && (await retry.wait()) && newPass();
     };
     await this.#batches(
       idsOrFilter,
@@ -298,11 +364,13 @@ export class DeadLetters {
           if (payload !== undefined) this.#context.signalLocal(payload);
         }
         redriven += moved;
+        movedInPass += moved;
         const first = rows[0];
         held.add(first?.held_queues, first?.held_keys);
         const lastPicked = first?.last_picked ?? null;
         if (byCursor) after = lastPicked;
-        return { done: moved, more: lastPicked !== null };
+        cut = held.size > heldKeysCap;
+        return { done: moved, more: lastPicked !== null, restart: cut };
       },
       batchSize,
       again,
@@ -310,11 +378,16 @@ export class DeadLetters {
     return { redriven, keyBusy };
   }
 
-  /** Deletes dead letters the filter selects (an empty filter needs `all: true`). */
-  async purge(filter: DlqFilter, options: DlqBatchOptions = {}): Promise<{ purged: number }> {
+  /**
+   * Deletes dead letters the filter selects (an empty filter needs `all: true`). Rows another
+   * redrive or purge holds while it runs are passed by, then looked for again for up to 2 s:
+   * `remaining` counts the selected rows still there then (left by a redrive whose key was busy, or
+   * still held: run the purge again).
+   */
+  async purge(filter: DlqFilter, options: DlqBatchOptions = {}): Promise<{ purged: number; remaining: number }> {
     checkDlqOptions(options, 'purge');
-    const { purged } = await this.#purge(filter, options);
-    return { purged };
+    const { purged, remaining } = await this.#purge(filter, options);
+    return { purged, remaining };
   }
 
   /**
@@ -322,20 +395,40 @@ export class DeadLetters {
    * a minute; a duration string such as `'14d'` is accepted too): the retention `txoutbox run`
    * enforces with `dlqRetention` (architecture/operations.md). Batched like purge(), idempotent,
    * safe to run from several processes at once (SKIP LOCKED: each row is deleted by one of them).
-   * Returns the count and the line it applied: rows that failed before `failedBefore`.
+   * Returns the count, the line it applied (rows that failed before `failedBefore`) and, as
+   * purge(), the rows past it still there (`remaining`: another call was moving them).
    */
-  async enforceRetention(maxAgeMs: number, options: DlqBatchOptions = {}): Promise<{ purged: number; failedBefore: Date }> {
+  async enforceRetention(
+    maxAgeMs: number,
+    options: DlqBatchOptions = {},
+  ): Promise<{ purged: number; failedBefore: Date; remaining: number }> {
     checkDlqOptions(options, 'enforceRetention');
     const olderThanMs = resolveRetentionMs('maxAgeMs', maxAgeMs);
-    const { purged, failedBefore } = await this.#purge({ olderThanMs }, options);
+    const { purged, failedBefore, remaining } = await this.#purge({ olderThanMs }, options);
     // An olderThanMs filter always resolves to a line (see #batches): never null here.
-    return { purged, failedBefore: new Date(failedBefore ?? '') };
+    return { purged, failedBefore: new Date(failedBefore ?? ''), remaining };
   }
 
-  async #purge(filter: DlqFilter, options: DlqBatchOptions): Promise<{ purged: number; failedBefore: string | null }> {
+  async #purge(
+    filter: DlqFilter,
+    options: DlqBatchOptions,
+  ): Promise<{ purged: number; remaining: number; failedBefore: string | null }> {
     const batchSize = resolveBatchSize(options);
     const hooks = resolveBatchHooks(options);
     let purged = 0;
+    let remaining = 0;
+    const retry = new PassRetry(PURGE_WAIT_MS, hooks.signal);
+    // A pass ends at a batch that deletes nothing: every row the selection still holds was locked
+    // by another redrive or purge. Before, the purge ended there and said nothing of them, and a
+    // redrive that then left them (their key busy) left them in the DLQ, the purge reporting
+    // success. So: count them, and look again after a backoff, for up to PURGE_WAIT_MS. The count
+    // finds only rows locked when the last batch ran (the selection has an upper id), at most the
+    // batches of the calls running alongside.
+    const again = async (params: FilterParams): Promise<boolean> => {
+      const { rows } = await this.#run<{ n: number }>('dlq.purge', this.#context.sql.count, params);
+      remaining = rows[0]?.n ?? 0;
+      return remaining > 0 && (await retry.wait());
+    };
     const failedBefore = await this.#batches(
       filter,
       'purge',
@@ -347,15 +440,17 @@ export class DeadLetters {
         return { done: deleted, more: deleted > 0 };
       },
       batchSize,
+      again,
     );
-    return { purged, failedBefore };
+    return { purged, remaining, failedBefore };
   }
 
   /**
    * Runs `batch` until the selection is done: ids in chunks of batchSize (each chunk once), a
    * filter until a batch picks nothing among the rows the DLQ held when the call started (ids up to
-   * its max(id) then, read once). Then, while `again` says so, another such pass with the same
-   * bounds (redrive: rows a busy key left behind). An olderThanMs filter becomes a failedBefore line read once from
+   * its max(id) then, read once); a batch that says `restart` ends the pass there. Then, while
+   * `again` says so, another such pass with the same bounds (redrive: rows a busy key left behind,
+   * or a pass its held keys cut short; both: rows another call held). An olderThanMs filter becomes a failedBefore line read once from
    * the database, returned (ISO text) so callers can say what they applied.
    */
   async #batches(
@@ -366,18 +461,18 @@ export class DeadLetters {
     batchSize: number,
     again?: (filter: FilterParams) => Promise<boolean>,
   ): Promise<string | null> {
-    const step = async (filter: FilterParams): Promise<boolean> => {
+    const step = async (filter: FilterParams): Promise<BatchStep> => {
       hooks.signal?.throwIfAborted();
-      const { done, more } = await batch(filter);
-      await hooks.onBatch?.(done);
-      return more;
+      const result = await batch(filter);
+      await hooks.onBatch?.(result.done);
+      return result;
     };
     if (Array.isArray(idsOrFilter)) {
       // In id order, each once: a key's rows in two chunks go back in order (the earlier chunk first).
       const ids = [...new Set(resolveIds(idsOrFilter as readonly unknown[]))].sort(compareIds);
       do {
         for (let i = 0; i < ids.length; i += batchSize) {
-          await step([null, null, null, null, ids.slice(i, i + batchSize), null]);
+          if ((await step([null, null, null, null, ids.slice(i, i + batchSize), null])).restart === true) break;
         }
       } while (ids.length > 0 && again !== undefined && (await again([null, null, null, null, ids, null])));
       return null;
@@ -403,7 +498,10 @@ export class DeadLetters {
     const last = await this.lastId();
     filter[5] = throughId !== undefined && throughId < BigInt(last) ? throughId.toString() : last;
     do {
-      while (await step(filter));
+      for (;;) {
+        const { more, restart } = await step(filter);
+        if (!more || restart === true) break;
+      }
     } while (again !== undefined && (await again(filter)));
     return filter[2];
   }

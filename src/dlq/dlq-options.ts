@@ -14,9 +14,15 @@ const REASONS: readonly DlqFailureReason[] = ['max_deliveries', 'retry_terminal'
 export interface DlqFilter {
   readonly queue?: string;
   readonly reason?: DlqFailureReason;
-  /** Rows that failed strictly before this instant. */
+  /**
+   * Rows that failed strictly before this instant, at the millisecond a Date holds: failed_at
+   * (microseconds) is compared as a row's `failedAt` reads it, truncated to the millisecond.
+   */
   readonly failedBefore?: Date;
-  /** Rows that failed strictly after this instant. */
+  /**
+   * Rows that failed strictly after this instant, at the millisecond: a row's own `failedAt`
+   * leaves out the row and every row that failed in the same millisecond.
+   */
   readonly failedAfter?: Date;
   /**
    * Rows that failed more than this many milliseconds ago by the database's clock (the clock that
@@ -37,7 +43,9 @@ export interface DlqFilter {
 export interface DlqListOptions {
   readonly queue?: string;
   readonly reason?: DlqFailureReason;
+  /** Strictly before, at the millisecond (as DlqFilter's). */
   readonly failedBefore?: Date;
+  /** Strictly after, at the millisecond (as DlqFilter's). */
   readonly failedAfter?: Date;
   /** Rows per page. @default 50, at most 1,000 */
   readonly limit?: number;
@@ -82,7 +90,9 @@ export interface DlqRedriveOptions extends DlqBatchOptions {
   /**
    * How long to keep retrying rows whose ordering key a transaction holds (one publishing under
    * that key): a redrive never waits on a key's lock, it moves the other rows and comes back for
-   * these, then reports what it left as `keyBusy`. @default 10000
+   * these, then reports what it left as `keyBusy`. Counted from the end of the first pass over the
+   * selection that left such rows, so the time a long redrive takes to walk its rows does not use
+   * it up. 0: no retry. @default 10000
    */
   readonly keyWaitMs?: number;
 }

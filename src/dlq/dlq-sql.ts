@@ -36,8 +36,9 @@ export interface DlqSql {
   /**
    * Filter, then $7 batch size, $8 delay in ms, $9 channel, $10 the pass's cursor (the last id an
    * earlier batch picked; NULL at a pass's start), $11 and $12 the keys held so far in the pass
-   * (queues and keys, in pairs). ONE statement per batch: the delete from the DLQ and the insert
-   * into the outbox commit together or not at all, so a row is never in both tables nor in neither.
+   * (queues and keys, in pairs; at most HELD_KEYS_CAP of them, dead-letters.ts). ONE statement per
+   * batch: the delete from the DLQ and the insert into the outbox commit together or not at all, so
+   * a row is never in both tables nor in neither.
    * One result row per queue (one row with a NULL queue when nothing moved), each with
    * `last_picked`, the cursor for the next batch (NULL: the pass is over), and `held_queues` /
    * `held_keys`, the keys this batch held (see redrivable); due queues are notified in the
@@ -68,10 +69,18 @@ export const REDRIVEN_REASON_HEADER = 'x-txoutbox-redriven-reason';
 /** The row's id in the outbox before it died (its original_id). */
 export const REDRIVEN_ORIGINAL_ID_HEADER = 'x-txoutbox-redriven-original-id';
 
+/**
+ * failedBefore and failedAfter are Dates (milliseconds) and failed_at holds microseconds, so the
+ * bounds compare at the millisecond, as failedAt reads a row (truncated): strict at the precision a
+ * caller can write, and a row is outside both bounds of its own failedAt. Written so the index still
+ * serves them (date_trunc(failed_at) would not): at a whole millisecond B, date_trunc < B is
+ * failed_at < B, and date_trunc > A is failed_at >= A + 1 ms. The olderThanMs line ($3 from
+ * dlq_cutoff, microseconds) is compared as it is.
+ */
 const FILTER = `($1::text IS NULL OR queue = $1::text)
   AND ($2::text IS NULL OR failure_reason = $2::text)
   AND ($3::text IS NULL OR failed_at < $3::text::timestamptz)
-  AND ($4::text IS NULL OR failed_at > $4::text::timestamptz)
+  AND ($4::text IS NULL OR failed_at >= $4::text::timestamptz + interval '1 millisecond')
   AND ($5::bigint[] IS NULL OR id = ANY($5::bigint[]))
   AND ($6::bigint IS NULL OR id <= $6::bigint)`;
 

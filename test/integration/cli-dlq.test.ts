@@ -262,6 +262,43 @@ describe('txoutbox dlq: a failure part way', () => {
   });
 });
 
+describe('txoutbox dlq purge: rows another redrive holds', () => {
+  test('says how many it left and exits 1, as a redrive says keyBusy', async () => {
+    const table = 'cli_dlq_purge_held';
+    const fixture = await migratedOutbox(newOutbox, db.pool, table);
+    const dlq = fixture.outbox.dlqTable!;
+    const seed = () =>
+      db.pool.query(
+        `INSERT INTO ${dlq} (original_id, queue, payload, created_at, attempts_count, deliveries_count, failure_reason)
+         SELECT g, 'q', '\\x00', now(), 1, 1, 'rejected' FROM generate_series(1, 5) AS g`,
+      );
+    await seed();
+    // Another redrive's batch holds two rows locked throughout (the purge's SKIP LOCKED passes them by).
+    const other = await db.pool.connect();
+    try {
+      await other.query('BEGIN');
+      await other.query(`SELECT id FROM ${dlq} ORDER BY id LIMIT 2 FOR UPDATE`);
+      // Reported (review): the purge said `purged 3 dead letters` and exited 0, the two left unsaid.
+      const text = await txoutbox(['purge', '--queue', 'q', '--yes'], table);
+      assert.equal(text.code, 1, text.err);
+      assert.equal(
+        text.out,
+        `purged 3 dead letters\n2 left in ${dlq}: another redrive or purge was moving them throughout; run the purge again\n`,
+      );
+      await seed();
+      const json = await txoutbox(['purge', '--queue', 'q', '--yes', '--json'], table);
+      assert.equal(json.code, 1, json.err);
+      assert.deepEqual(JSON.parse(json.out), { purged: 5, remaining: 2 });
+    } finally {
+      await other.query('ROLLBACK');
+      other.release();
+    }
+    const again = await txoutbox(['purge', '--queue', 'q', '--yes', '--json'], table);
+    assert.equal(again.code, 0, again.err);
+    assert.deepEqual(JSON.parse(again.out), { purged: 2 });
+  });
+});
+
 describe('txoutbox dlq purge --older-than', () => {
   const AGED = 'cli_dlq_aged';
 

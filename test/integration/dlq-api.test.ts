@@ -1,11 +1,16 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 
+import type pg from 'pg';
+
+import { DeadLetters } from '../../src/dlq/dead-letters.js';
 import { buildDlqSql } from '../../src/dlq/dlq-sql.js';
 import { InvalidOptionError, type Message, NoRetry, REDRIVEN_FROM_HEADER, REDRIVEN_REASON_HEADER } from '../../src/index.js';
 import { readSignal } from '../../src/queues/channel-signal.js';
 import type { TableName } from '../../src/schema/identifiers.js';
 import { resolveSchemaNames, type SchemaNames } from '../../src/schema/schema-names.js';
+import type { Statement } from '../../src/util/statement.js';
+import { StatementRunner } from '../../src/util/statement-runner.js';
 import { useTestDatabase } from '../support/database.js';
 import { listen } from '../support/listen.js';
 import { outboxFactory } from '../support/outboxes.js';
@@ -18,6 +23,7 @@ const db = useTestDatabase(import.meta.url);
 interface PlanNode {
   'Node Type': string;
   'Index Name'?: string;
+  'Index Cond'?: string;
   Plans?: PlanNode[];
 }
 
@@ -40,6 +46,17 @@ async function seedDlq(table: string, rows: number, queue: string, reason: strin
 function withoutBody(row: object): Record<string, unknown> {
   const body = ['body', 'payload', 'bodyPreview', 'bodyPreviewTruncated', 'payloadBytes', 'payloadHead'];
   return Object.fromEntries(Object.entries(row).filter(([key]) => !body.includes(key)));
+}
+
+/** Dead letters of queue q with the given ordering keys, in id order; their bodies say `dead <n> <key>`. */
+async function keyedDeadLetters(table: string, keys: readonly (string | null)[]): Promise<string[]> {
+  const { rows } = await db.pool.query<{ id: string }>(
+    `INSERT INTO ${table}_dlq (original_id, queue, payload, created_at, attempts_count, deliveries_count, failure_reason, ordering_key)
+     SELECT n, 'q', convert_to('dead ' || n || ' ' || coalesce(k, '-'), 'UTF8'), now(), 1, 1, 'rejected', k
+     FROM unnest($1::text[]) WITH ORDINALITY AS t(k, n) ORDER BY n RETURNING id::text`,
+    [keys],
+  );
+  return rows.map((row) => row.id);
 }
 
 async function dlqCount(table: string, queue?: string): Promise<number> {
@@ -119,6 +136,63 @@ describe('outbox.dlq', () => {
     );
     await assert.rejects(outbox.dlq.list({ queue: 'a\u0000' }), (e) => e instanceof InvalidOptionError && e.option === 'queue');
     assert.equal(await outbox.dlq.get('9223372036854775807'), null, 'the largest bigint is an id');
+  });
+
+  test('failedBefore and failedAfter are strict at the millisecond a Date holds: a row is outside both of its own failedAt; the bounds are index conditions', async () => {
+    const { outbox } = await migratedOutbox(newOutbox, db.pool, 'q_ms');
+    // failed_at keeps microseconds; failedAt (a Date) reads it to the millisecond (truncated).
+    const times = ['.122999', '.123000', '.123456', '.123999', '.124000'].map((us) => `2026-01-01T00:00:00${us}Z`);
+    await db.pool.query(
+      `INSERT INTO q_ms_dlq (original_id, queue, payload, created_at, attempts_count, deliveries_count, failure_reason, failed_at)
+       SELECT n, 'ms', '\\x00', now(), 1, 1, 'rejected', t::timestamptz FROM unnest($1::text[]) WITH ORDINALITY AS u(t, n)`,
+      [times],
+    );
+    const all = (await outbox.dlq.list({ queue: 'ms' })).rows;
+    const row = all.find((r) => r.originalId === '3')!;
+    assert.equal(row.failedAt.toISOString(), '2026-01-01T00:00:00.123Z');
+    const originals = (rows: readonly { originalId: string }[]) => rows.map((r) => r.originalId).sort();
+    // Before, failedAfter compared microseconds: the row itself and its millisecond's neighbours were after it.
+    assert.deepEqual(originals((await outbox.dlq.list({ queue: 'ms', failedAfter: row.failedAt })).rows), ['5']);
+    assert.deepEqual(originals((await outbox.dlq.list({ queue: 'ms', failedBefore: row.failedAt })).rows), ['1']);
+    const between = await outbox.dlq.list({
+      queue: 'ms',
+      failedAfter: new Date(row.failedAt.getTime() - 1),
+      failedBefore: new Date(row.failedAt.getTime() + 1),
+    });
+    assert.deepEqual(originals(between.rows), ['2', '3', '4'], 'the millisecond between two strict bounds');
+    // Redrive and purge select as list does.
+    assert.deepEqual(await outbox.dlq.purge({ queue: 'ms', failedAfter: row.failedAt }), { purged: 1, remaining: 0 });
+    assert.deepEqual(await outbox.dlq.redrive({ queue: 'ms', failedBefore: row.failedAt }, { delayMs: 3_600_000 }), {
+      redriven: 1,
+      keyBusy: 0,
+    });
+    assert.deepEqual(originals((await outbox.dlq.list({ queue: 'ms' })).rows), ['2', '3', '4']);
+
+    // Either bound is an index condition (the (failed_at, id) index's, or the (queue, failed_at) one's
+    // by a skip scan), not a filter over every row of the DLQ.
+    for (const queue of ['a', 'b']) await seedDlq('q_ms', 5_000, queue, 'rejected', "now() - random() * interval '1 day'");
+    await db.pool.query('ANALYZE q_ms_dlq');
+    const sql = buildDlqSql(resolveSchemaNames('q_ms', undefined) as SchemaNames & { dlq: TableName });
+    const minuteAgo = new Date(Date.now() - 60_000).toISOString();
+    const dayAgo = new Date(Date.now() - 86_400_000 + 60_000).toISOString();
+    for (const [before, after] of [
+      [null, minuteAgo],
+      [dayAgo, null],
+    ]) {
+      const { rows } = await db.pool.query<{ 'QUERY PLAN': [{ Plan: PlanNode }] }>(`EXPLAIN (FORMAT JSON) ${sql.count.text}`, [
+        null,
+        null,
+        before,
+        after,
+        null,
+        null,
+      ]);
+      const plan = nodes(rows[0]!['QUERY PLAN'][0].Plan);
+      assert.ok(
+        plan.some((n) => /failed_at [<>]/.test(n['Index Cond'] ?? '')),
+        JSON.stringify(rows[0]!['QUERY PLAN'][0].Plan),
+      );
+    }
   });
 
   test('listPreviews: a bounded preview and the exact size instead of the body, never a split character; same rows and cursor as list', async () => {
@@ -308,6 +382,101 @@ describe('outbox.dlq', () => {
     assert.deepEqual(rows[0], { n: '1200', origins: '1200' });
   });
 
+  test('keyWaitMs counts from the end of the first pass: a redrive whose walk outlasts it still comes back for a busy key', async () => {
+    const { outbox } = await migratedOutbox(newOutbox, db.pool, 'q_key_wait');
+    await keyedDeadLetters('q_key_wait', ['b', null, null]);
+    const holder = await db.pool.connect();
+    try {
+      await holder.query('BEGIN');
+      // An application transaction publishing under key b holds b's lock until it ends.
+      await outbox.publish(holder, 'q', 'held', { orderingKey: 'b' });
+      let batches = 0;
+      const result = await outbox.dlq.redrive(
+        { queue: 'q' },
+        {
+          batchSize: 1,
+          delayMs: 3_600_000,
+          keyWaitMs: 300,
+          // A slow walk (pacing): the first pass takes over 600 ms, longer than keyWaitMs. The key
+          // is freed as it ends. Before, the wait was counted from the call's start and was used
+          // up by then: the busy row was never tried again.
+          onBatch: async () => {
+            batches += 1;
+            await new Promise((resolve) => setTimeout(resolve, 250));
+            if (batches === 3) await holder.query('COMMIT');
+          },
+        },
+      );
+      assert.deepEqual(result, { redriven: 3, keyBusy: 0 });
+    } finally {
+      holder.release();
+    }
+    assert.equal(await dlqCount('q_key_wait'), 0);
+  });
+
+  test("a redrive's held keys are bounded: past the cap its pass starts again from the first row, each key still in order", async () => {
+    const table = 'q_held_cap';
+    const { outbox } = await migratedOutbox(newOutbox, db.pool, table);
+    // Another redrive holds the rows of keys a to f (locked, as its batch would); between them, rows
+    // it does not hold; last, a's second row, which must wait for a's first.
+    const ids = await keyedDeadLetters(table, ['a', 'p', 'b', 'q', 'c', 'r', 'd', 's', 'e', 't', 'f', 'u', 'a']);
+    const locked = ids.filter((_, i) => i % 2 === 0 && i < 12);
+    const names = resolveSchemaNames(table, undefined) as SchemaNames & { dlq: TableName };
+    const sql = buildDlqSql(names);
+    // What each redrive statement was sent: the number of held (queue, key) pairs, $11.
+    const shipped: number[] = [];
+    class Recording extends StatementRunner {
+      override async run<R extends pg.QueryResultRow>(statement: Statement, values: unknown[]): Promise<pg.QueryResult<R>> {
+        if (statement === sql.redrive) shipped.push((values[10] as string[]).length);
+        return await super.run<R>(statement, values);
+      }
+    }
+    // A cap of 4 pairs instead of HELD_KEYS_CAP's 10,000 (an internal knob, not the Outbox's API).
+    const dlq = new DeadLetters({
+      db: new Recording(db.pool, true, 5_000),
+      table: names.dlq,
+      sql,
+      channel: outbox.channel,
+      signalLocal: () => undefined,
+      heldKeysCap: 4,
+    });
+    const other = await db.pool.connect();
+    try {
+      await other.query('BEGIN');
+      await other.query(`SELECT id FROM ${table}_dlq WHERE id = ANY($1::bigint[]) FOR UPDATE`, [locked]);
+      let released = false;
+      const result = await dlq.redrive(
+        { queue: 'q' },
+        {
+          batchSize: 1,
+          delayMs: 3_600_000,
+          keyWaitMs: 10_000,
+          // The other redrive ends (its rows left behind) once a batch finds nothing left to move.
+          onBatch: async (rows) => {
+            if (rows > 0 || released) return;
+            released = true;
+            await other.query('ROLLBACK');
+          },
+        },
+      );
+      assert.deepEqual(result, { redriven: 13, keyBusy: 0 });
+    } finally {
+      other.release();
+    }
+    // Before, every batch of the pass added the keys it skipped and sent them all (1, 2, … 6 here;
+    // hundreds of thousands for two redrives leapfrogging through a large DLQ).
+    assert.ok(Math.max(...shipped) <= 4, `held pairs sent: ${shipped.join(', ')}`);
+    const { rows } = await db.pool.query<{ body: string }>(
+      `SELECT convert_from(payload, 'UTF8') AS body FROM ${table} WHERE ordering_key = 'a' ORDER BY id`,
+    );
+    assert.deepEqual(
+      rows.map((row) => row.body),
+      ['dead 1 a', 'dead 13 a'],
+      "a's rows in order",
+    );
+    assert.equal(await dlqCount(table), 0);
+  });
+
   test('a filter redrive moves the rows the DLQ held when it started, each once: rows that die again during it stay', async () => {
     const { outbox, log } = await migratedOutbox(newOutbox, db.pool, 'q_redie');
     await seedDlq('q_redie', 300, 'q', 'rejected');
@@ -375,7 +544,7 @@ describe('outbox.dlq', () => {
         },
       },
     );
-    assert.deepEqual(result, { purged: 300 });
+    assert.deepEqual(result, { purged: 300, remaining: 0 });
     assert.deepEqual(batches, [50, 50, 50, 50, 50, 50, 0]);
     assert.equal(await dlqCount('q_purge_live', 'p'), 20, 'the rows that died during the purge stay');
     // A pacing onBatch that rejects stops the call like a signal: the batch before it stays done.
@@ -385,6 +554,51 @@ describe('outbox.dlq', () => {
     );
     assert.equal(await dlqCount('q_purge_live', 'p'), 15);
     await outbox.stop();
+  });
+
+  test('a purge comes back for rows a concurrent redrive held, and says how many it could not delete', async () => {
+    const table = 'q_purge_held';
+    const { outbox } = await migratedOutbox(newOutbox, db.pool, table);
+    await seedDlq(table, 10, 'p', 'rejected');
+    // Another redrive's batch: it holds rows locked (SKIP LOCKED passes them by), then leaves them
+    // (their key busy) instead of moving them.
+    const holdRows = async (client: pg.PoolClient, n: number) => {
+      await client.query('BEGIN');
+      await client.query(`SELECT id FROM ${table}_dlq WHERE queue = 'p' ORDER BY id LIMIT $1 FOR UPDATE`, [n]);
+    };
+    const other = await db.pool.connect();
+    try {
+      // 1. Let go of while the purge ends its pass: the purge looks again and deletes them.
+      await holdRows(other, 3);
+      let released = false;
+      const result = await outbox.dlq.purge(
+        { queue: 'p' },
+        {
+          batchSize: 4,
+          onBatch: async (rows) => {
+            if (rows > 0 || released) return;
+            released = true;
+            await other.query('ROLLBACK');
+          },
+        },
+      );
+      // Before, the pass ended at the first batch that deleted nothing: { purged: 7 }, 3 left unsaid.
+      assert.deepEqual(result, { purged: 10, remaining: 0 });
+      assert.equal(await dlqCount(table), 0);
+
+      // 2. Held throughout: what is left is said.
+      await seedDlq(table, 10, 'p', 'rejected');
+      await holdRows(other, 2);
+      const started = Date.now();
+      assert.deepEqual(await outbox.dlq.purge({ queue: 'p' }), { purged: 8, remaining: 2 });
+      const waited = Date.now() - started;
+      assert.ok(waited >= 1_900 && waited < 8_000, `looked again for ${waited} ms (PURGE_WAIT_MS)`);
+      await other.query('ROLLBACK');
+      assert.equal(await dlqCount(table), 2);
+      assert.deepEqual(await outbox.dlq.purge({ queue: 'p' }), { purged: 2, remaining: 0 });
+    } finally {
+      other.release();
+    }
   });
 
   test('purge by filter in batches; an empty filter is refused; ids are validated', async () => {
@@ -415,9 +629,9 @@ describe('outbox.dlq', () => {
     await assert.rejects(outbox.dlq.enforceRetention(86_400_000, { size: 1 } as never), unknownKey('size'));
     await assert.rejects(outbox.dlq.purge({ queue: 'p' }, null as never), unknownKey('options'));
     assert.equal(await dlqCount('q_purge'), 255);
-    assert.deepEqual(await outbox.dlq.purge({ queue: 'p', olderThanMs: 1 }, { batchSize: 40 }), { purged: 250 });
+    assert.deepEqual(await outbox.dlq.purge({ queue: 'p', olderThanMs: 1 }, { batchSize: 40 }), { purged: 250, remaining: 0 });
     assert.equal(await dlqCount('q_purge'), 5);
-    assert.deepEqual(await outbox.dlq.purge({ all: true }), { purged: 5 });
+    assert.deepEqual(await outbox.dlq.purge({ all: true }), { purged: 5, remaining: 0 });
     assert.equal(await dlqCount('q_purge'), 0);
   });
 
@@ -428,10 +642,10 @@ describe('outbox.dlq', () => {
     const seen = await outbox.dlq.lastId();
     assert.match(seen, /^[1-9][0-9]*$/);
     await seedDlq('q_through', 3, 'seen', 'rejected'); // died after the operator looked
-    assert.deepEqual(await outbox.dlq.purge({ queue: 'seen', throughId: seen }), { purged: 10 });
+    assert.deepEqual(await outbox.dlq.purge({ queue: 'seen', throughId: seen }), { purged: 10, remaining: 0 });
     assert.equal(await dlqCount('q_through'), 3);
     assert.deepEqual(await outbox.dlq.redrive({ queue: 'seen', throughId: seen }), { redriven: 0, keyBusy: 0 });
-    assert.deepEqual(await outbox.dlq.purge({ all: true, throughId: '0' }), { purged: 0 });
+    assert.deepEqual(await outbox.dlq.purge({ all: true, throughId: '0' }), { purged: 0, remaining: 0 });
     for (const throughId of ['-1', '1.5', 'x', 7 as unknown as string])
       await assert.rejects(
         outbox.dlq.purge({ all: true, throughId }),
@@ -458,11 +672,11 @@ describe('outbox.dlq', () => {
     assert.equal(await dlqCount('q_retention'), 70);
     assert.equal((await outbox.dlq.enforceRetention(14 * 86_400_000)).purged, 0, 'a second run finds nothing');
     // As a purge filter, with the others: 2 hours back, one queue, one reason.
-    assert.deepEqual(await outbox.dlq.purge({ olderThanMs: 2 * 3_600_000, queue: 'young' }), { purged: 20 });
-    assert.deepEqual(await outbox.dlq.purge({ olderThanMs: 60_000, reason: 'max_deliveries' }), { purged: 0 });
+    assert.deepEqual(await outbox.dlq.purge({ olderThanMs: 2 * 3_600_000, queue: 'young' }), { purged: 20, remaining: 0 });
+    assert.deepEqual(await outbox.dlq.purge({ olderThanMs: 60_000, reason: 'max_deliveries' }), { purged: 0, remaining: 0 });
     // With failedBefore too, the earlier line applies: 4 hours back keeps the 3-hour-old rows.
     const fourHours = new Date(Date.now() - 4 * 3_600_000);
-    assert.deepEqual(await outbox.dlq.purge({ olderThanMs: 60_000, failedBefore: fourHours }), { purged: 0 });
+    assert.deepEqual(await outbox.dlq.purge({ olderThanMs: 60_000, failedBefore: fourHours }), { purged: 0, remaining: 0 });
     assert.equal(await dlqCount('q_retention', 'old'), 40);
     assert.deepEqual(await outbox.dlq.redrive({ olderThanMs: 3_600_000 }, { delayMs: 3_600_000 }), { redriven: 40, keyBusy: 0 });
     assert.equal(await dlqCount('q_retention'), 10);

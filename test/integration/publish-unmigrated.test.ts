@@ -129,7 +129,7 @@ describe('outbox.dlq on a DLQ table this version was not migrated to', () => {
     await assert.rejects(outbox.dlq.get('1'), expected('dlq.get'));
     await assert.rejects(outbox.dlq.redrive({ queue: 'q' }), expected('dlq.redrive'));
     // purge reads no added column: it works on the older table.
-    assert.deepEqual(await outbox.dlq.purge({ queue: 'q' }), { purged: 0 });
+    assert.deepEqual(await outbox.dlq.purge({ queue: 'q' }), { purged: 0, remaining: 0 });
 
     await db.pool.query(`DROP TABLE ${table}_dlq`);
     await assert.rejects(outbox.dlq.list(), (error: unknown) => {

@@ -154,13 +154,18 @@ export async function purge(
   const described = describeDlqFilter(shown);
   const progress = new DlqProgress();
   let purged: number;
+  let remaining: number;
   try {
-    ({ purged } = await context.outbox.dlq.purge(filter, { onBatch: progress.onBatch }));
+    // Rows another redrive or purge held throughout stay (remaining): the notice says so.
+    ({ purged, remaining } = await context.outbox.dlq.purge(filter, { onBatch: progress.onBatch }));
   } catch (error) {
     return failedPartWay(context, 'purge', progress, error, { filter: described });
   } finally {
     context.status.invalidate();
   }
-  context.options.logger.info({ dlqTable: context.outbox.dlqTable, purged, filter: described }, 'dashboard: purged dead letters');
-  return redirect(dlqHref({ queue: shown.queue, reason: shown.reason, ...noticeQuery('purged', purged) }));
+  context.options.logger.info(
+    { dlqTable: context.outbox.dlqTable, purged, remaining, filter: described },
+    'dashboard: purged dead letters',
+  );
+  return redirect(dlqHref({ queue: shown.queue, reason: shown.reason, ...noticeQuery('purged', purged, remaining) }));
 }

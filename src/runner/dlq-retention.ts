@@ -126,8 +126,10 @@ export class DlqRetention {
         retention: formatDurationMs(maxAgeMs),
         failedBefore: result.failedBefore.toISOString(),
         durationMs: Date.now() - started,
+        // Past the line, still there: another redrive or purge was moving them (the next run takes them).
+        remaining: result.remaining,
       };
-      if (purged > 0) logger.info(fields, 'dlq retention: purged dead letters older than the retention');
+      if (purged > 0 || result.remaining > 0) logger.info(fields, 'dlq retention: purged dead letters older than the retention');
       else logger.debug(fields, 'dlq retention: nothing older than the retention');
     } catch (error) {
       if (this.#abort.signal.aborted) {

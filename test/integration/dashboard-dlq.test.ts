@@ -253,6 +253,12 @@ describe('dashboard: dead letters', () => {
       /Redriven 0 dead letters: [^<]* 1 dead letter stayed here: a transaction held its ordering key throughout/,
     );
     await db.pool.query(`DELETE FROM ${TABLE}_dlq WHERE queue = 'keyed'`);
+    // A purge's `remaining` (rows another redrive or purge held throughout) reads the same way.
+    const purged = await get(`${base}/dlq?queue=keyed&notice=purged&count=3&left=2`);
+    assert.match(
+      purged.text,
+      /Purged 3 dead letters\. 2 dead letters stayed here: another redrive or purge was moving them throughout\. Purge again\./,
+    );
   });
 
   test('redrive selected: the ticked ids only', async () => {

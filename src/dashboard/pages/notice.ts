@@ -8,7 +8,7 @@ export type NoticeKind = 'redriven' | 'purged' | 'paused' | 'resumed' | 'unchang
 
 const KINDS: readonly NoticeKind[] = ['redriven', 'purged', 'paused', 'resumed', 'unchanged'];
 
-/** `left`: rows the action had to leave (a redrive's keyBusy); omitted when none. */
+/** `left`: rows the action had to leave (a redrive's keyBusy, a purge's remaining); omitted when none. */
 export function noticeQuery(kind: NoticeKind, count?: number, left = 0): Record<string, string | undefined> {
   return { notice: kind, count: count === undefined ? undefined : String(count), left: left > 0 ? String(left) : undefined };
 }
@@ -28,15 +28,18 @@ export function notice(query: URLSearchParams): Html {
   if (kind === null || !KINDS.includes(kind)) return html``;
   const count = countOf(query, 'count');
   const left = countOf(query, 'left');
-  // A partial redrive says so: the rows whose ordering key a transaction held throughout are still
-  // in the DLQ (the CLI prints the same and exits 1).
-  const leftText =
-    left === 0
-      ? ''
-      : ` ${plural(left, 'dead letter')} stayed here: a transaction held ${left === 1 ? 'its' : 'their'} ordering key throughout. Redrive again once it has ended.`;
+  // A partial redrive or purge says so: rows a transaction held throughout are still in the DLQ
+  // (the CLI prints the same and exits 1).
+  const stayed = left === 0 ? '' : ` ${plural(left, 'dead letter')} stayed here: `;
   const text = {
-    redriven: `Redriven ${plural(count, 'dead letter')}: back in the outbox with fresh counters.${leftText}`,
-    purged: `Purged ${plural(count, 'dead letter')}.`,
+    redriven: `Redriven ${plural(count, 'dead letter')}: back in the outbox with fresh counters.${
+      left === 0
+        ? ''
+        : `${stayed}a transaction held ${left === 1 ? 'its' : 'their'} ordering key throughout. Redrive again once it has ended.`
+    }`,
+    purged: `Purged ${plural(count, 'dead letter')}.${
+      left === 0 ? '' : `${stayed}another redrive or purge was moving ${left === 1 ? 'it' : 'them'} throughout. Purge again.`
+    }`,
     paused: 'Paused: no subscriber claims this queue until it is resumed. Publishing goes on.',
     resumed: 'Resumed: subscribers claim this queue again.',
     unchanged: 'Nothing changed: the queue already was in that state.',

@@ -508,6 +508,27 @@ describe('rabbitmqSink: refusals (SinkRefusedError: the row goes to the DLQ with
     assert.equal((await consumeAll(queue)).length, 1);
   });
 
+  test("an empty routing key is one: fixed, or a function's answer, to a direct exchange bound with ''", async (t) => {
+    // Review finding: routingKey '' was an InvalidOptionError and a function returning '' sent its
+    // row to the DLQ, though AMQP routes '' like any key.
+    if (brokerFor(t) === undefined) return;
+    const queue = unique('empty-key');
+    const exchange = unique('empty-key-x');
+    await durableQueue(queue);
+    const channel = await adminChannel();
+    await channel.assertExchange(exchange, 'direct', { durable: false });
+    await channel.bindQueue(queue, exchange, '');
+    await channel.close();
+    await send(sinkFor({ exchange, routingKey: '' }), relayMessage({ queue }));
+    await send(sinkFor({ exchange, routingKey: () => '' }), relayMessage({ queue }));
+    assert.equal((await consumeAll(queue)).length, 2);
+    // A template whose header is empty is still a row without its value: refused.
+    await assert.rejects(
+      send(sinkFor({ exchange, routingKey: '{headers.route}' }), relayMessage({ queue, headers: { route: '' } })),
+      SinkRefusedError,
+    );
+  });
+
   test('a row header CC or BCC that is not a list of strings is refused before the broker; its neighbours are sent; a list of strings routes copies', async (t) => {
     // Reproduction (review finding): RabbitMQ closes the channel (406 PRECONDITION_FAILED) on a
     // CC/BCC header that is not an array; the row failed as unavailable and was retried for good,
@@ -646,7 +667,7 @@ describe('rabbitmqSink: options and the optional peer', () => {
     for (const exchange of ['e'.repeat(255), 'amq.topic', '{queue}.amq.rabbitmq.x', 'amq.{queue}']) {
       assert.doesNotThrow(() => rabbitmqSink({ url: 'amqp://127.0.0.1', exchange }), exchange);
     }
-    invalid({ url: 'amqp://127.0.0.1', routingKey: '' }, 'routingKey');
+    invalid({ url: 'amqp://127.0.0.1', routingKey: 'k.{nope}' }, 'routingKey');
     invalid({ url: 'amqp://127.0.0.1', confirmTimeoutMs: 0 }, 'confirmTimeoutMs');
     invalid({ url: 'amqp://127.0.0.1', connectTimeoutMs: 1.5 }, 'connectTimeoutMs');
     invalid({ url: 'amqp://127.0.0.1', maxReconnectDelayMs: 10 }, 'maxReconnectDelayMs');

@@ -23,7 +23,8 @@ export interface RabbitmqSinkOptions {
   readonly exchange?: Destination;
   /**
    * The routing key of each row: fixed, a template (`orders.{queue}`, `{orderingKey}` for a
-   * consistent-hash exchange) or a function of the message.
+   * consistent-hash exchange) or a function of the message. `''` is a routing key too (fixed, or a
+   * function's answer).
    * @default '{queue}'
    */
   readonly routingKey?: Destination;
@@ -132,7 +133,7 @@ export function resolveRabbitmqOptions(raw: RabbitmqSinkOptions): ResolvedRabbit
     url,
     displayUrl: redactConnectionString(url),
     exchangeOf: exchangeOf(raw.exchange),
-    routingKeyOf: compileDestination(RABBITMQ_SINK, 'routingKey', raw.routingKey ?? '{queue}'),
+    routingKeyOf: routingKeyOf(raw.routingKey),
     confirmTimeoutMs: integerOption('confirmTimeoutMs', raw.confirmTimeoutMs, 1, 600_000, 10_000),
     connectTimeoutMs: integerOption('connectTimeoutMs', raw.connectTimeoutMs, 1, 600_000, 5_000),
     maxReconnectDelayMs: integerOption('maxReconnectDelayMs', raw.maxReconnectDelayMs, 100, 600_000, 5_000),
@@ -149,23 +150,42 @@ export function resolveRabbitmqOptions(raw: RabbitmqSinkOptions): ResolvedRabbit
 
 /**
  * The exchange option compiled. The default exchange is the one name that is empty, and
- * compileDestination refuses "" (no other broker routes to it): so `''` is taken here as the fixed
- * value it is, and a function may return it (`(m) => (m.queue === 'audit' ? 'audit' : '')`). A
- * template that fills in "" (an empty header) is still refused: that is a row without its value.
+ * compileDestination refuses "" (no other broker routes to it): see emptyAllowed.
  */
 function exchangeOf(exchange: Destination | undefined): DestinationOf {
-  if (exchange === undefined || exchange === '') return () => '';
-  if (typeof exchange !== 'function') {
+  if (typeof exchange === 'string' && exchange !== '') {
     const compiled = compileDestination(RABBITMQ_SINK, 'exchange', exchange);
     refuseUnpublishableExchange(exchange);
     return compiled;
   }
+  return emptyAllowed('exchange', exchange ?? '');
+}
+
+/**
+ * The routing key option compiled: `''` is a routing key too (a fanout or headers exchange ignores
+ * it; a direct one routes it to queues bound with `''`), which compileDestination refused, and a
+ * function returning it sent its row to the DLQ (review). See emptyAllowed.
+ */
+function routingKeyOf(routingKey: Destination | undefined): DestinationOf {
+  if (typeof routingKey === 'string' && routingKey !== '') return compileDestination(RABBITMQ_SINK, 'routingKey', routingKey);
+  return emptyAllowed('routingKey', routingKey ?? '{queue}');
+}
+
+/**
+ * An AMQP name option whose empty value is a name: `''` given is taken as the fixed value it is,
+ * and a function may return it (`(m) => (m.queue === 'audit' ? 'audit' : '')`). A template that
+ * fills in "" (an empty header) is still refused by compileDestination: that is a row without its
+ * value.
+ */
+function emptyAllowed(option: string, destination: Destination): DestinationOf {
+  if (destination === '') return () => '';
+  if (typeof destination !== 'function') return compileDestination(RABBITMQ_SINK, option, destination);
   return (message) => {
-    const value: unknown = exchange(message);
+    const value: unknown = destination(message);
     if (typeof value !== 'string')
       throw new SinkRefusedError(
         RABBITMQ_SINK,
-        `exchange returned ${renderValue(value)} for message ${message.messageId}, not a string`,
+        `${option} returned ${renderValue(value)} for message ${message.messageId}, not a string`,
       );
     return value;
   };

@@ -310,6 +310,18 @@ export async function runScenario(scenario: Scenario, settings: RunSettings): Pr
       if (worker.alive) faults.add('SIGKILL', 'cleanup: a worker still running', true);
       worker.kill();
     }
+    // A consumer that crashed or died of a signal nobody sent is restarted by the runner and never
+    // shows in its exit: only the runner's log says so.
+    for (const [i, runner] of runners.entries()) {
+      await runner.outputRead(5_000);
+      const { unexplained, escalations } = runner.consumerExits();
+      for (const exit of unexplained)
+        record.finding(`runner ${String(i + 1)}: ${exit}, which neither a clean exit nor the harness explains (see ${logDir})`);
+      if (escalations.length > 0)
+        record.note(
+          `runner ${String(i + 1)} SIGKILLed consumer pid(s) ${escalations.join(', ')} that had not drained by their deadline`,
+        );
+    }
     for (const proxy of proxies) await proxy.close();
     for (const bouncer of bouncers) await within(bouncer.close(), 15_000);
     server?.thaw();

@@ -4,7 +4,7 @@
  * be redelivered).
  */
 import { within } from './bounded.js';
-import type { RunnerProcess } from './runner-process.js';
+import { type RunnerProcess, stopOutcome } from './runner-process.js';
 import type { ScenarioRecord } from './scenario-record.js';
 import type { WorkerProcess } from './worker-process.js';
 
@@ -14,6 +14,9 @@ export const STOP_SLACK_MS = 2_000;
 export const RUNNER_KILL_AFTER_MS = 5_000;
 /** Past its budget, how much longer a stop is waited for before it is called hung and killed. */
 export const HANG_GRACE_MS = 15_000;
+
+/** How long after a runner's exit its last output lines are waited for (a stray consumer holds the pipe open). */
+const OUTPUT_READ_MS = 2_000;
 
 const s = (ms: number): string => String(ms / 1000);
 
@@ -52,10 +55,22 @@ export async function stopRunner(
     record.stops.push({ what, ms, budgetMs });
     if (ms > budgetMs)
       record.finding(`${what}: txoutbox run took ${(ms / 1000).toFixed(1)} s to exit after SIGTERM (budget ${s(budgetMs)} s)`);
-    if (exit.code !== 0) {
+    // Its last lines (`runner stopped`) may still be in the pipe when the exit is reported.
+    await runner.outputRead(OUTPUT_READ_MS);
+    const outcome = stopOutcome(exit, runner.logs);
+    if (outcome.kind === 'escalated') {
       // The runner's own escalation: consumers that did not drain in time were SIGKILLed.
       record.faults.add('forced exit', `${what}: exit ${JSON.stringify(exit)}`, true);
-      record.note(`${what}: txoutbox run exited with ${JSON.stringify(exit)}`);
+      record.note(`${what}: txoutbox run exited with ${JSON.stringify(exit)} after SIGKILLing consumers that had not drained`);
+    } else if (outcome.kind === 'failed') {
+      // Not the escalation (its exit 1 comes after `runner stopped` with drained: false): its
+      // consumers may have been left mid-drain, so a redelivery may follow, as after a crash.
+      record.faults.add('crash', `${what}: txoutbox run ${outcome.why}`, true);
+      const output = runner.lastOutput();
+      record.finding(
+        `${what}: after SIGTERM txoutbox run ${outcome.why} (${JSON.stringify(exit)})` +
+          (output === undefined ? '' : `; its output ended with: ${output}`),
+      );
     }
   }
   const strays = runner.consumersInGroup();

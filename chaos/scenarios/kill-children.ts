@@ -37,7 +37,7 @@ export const killChildren: Scenario = {
         ctx.note(`kill ${String(i)}: no consumer was running to kill`);
       } else {
         ctx.faults.add('SIGKILL', `consumer pid ${String(victim)}`, true);
-        process.kill(victim, 'SIGKILL');
+        runner.killConsumer(victim);
       }
       await ctx.pause(2_000);
     }

@@ -127,6 +127,8 @@ export async function runScenario(scenario: Scenario, settings: RunSettings): Pr
     load = new Load(product, url, CHAIN_LENGTH);
     let runnerCount = 0;
     let workerCount = 0;
+    /** When the final drain began: the faults before it are what the scenario injected. */
+    let finalDrainAt: number | undefined;
 
     const ctx: ScenarioContext = {
       quick,
@@ -259,6 +261,7 @@ export async function runScenario(scenario: Scenario, settings: RunSettings): Pr
         record.recovery(what, ms, boundMs);
       },
       async drain(ms) {
+        finalDrainAt ??= Date.now();
         return await until(async () => (await ledgerPool.query<{ n: number }>(COUNT_OUTBOX)).rows[0]?.n === 0, ms, 250);
       },
       async claimResumed(list, since, ms) {
@@ -286,10 +289,18 @@ export async function runScenario(scenario: Scenario, settings: RunSettings): Pr
 
     ticker = setInterval(() => void status(), 2_000);
     current = 'running';
-    const outcome = await within(scenario.run(ctx), scenario.timeoutMs(quick)).catch((error: unknown) => {
+    const outcome = await within(
+      scenario.run(ctx).then(() => 'ran' as const),
+      scenario.timeoutMs(quick),
+    ).catch((error: unknown) => {
       record.finding(`the scenario failed during "${current}": ${message(error)}`);
-      return { value: undefined };
+      return { value: 'failed' as const };
     });
+    // A scenario that ran to its end without injecting its fault (a kill with no victim, a loop
+    // that never ran) would pass on a quiet run.
+    const injected = faults.faults.filter((f) => scenario.injects.includes(f.kind) && f.start < (finalDrainAt ?? Infinity));
+    if (outcome?.value === 'ran' && scenario.injects.length > 0 && injected.length === 0)
+      record.finding(`no ${scenario.injects.join(' / ')} fault was injected before the final drain: the scenario tested nothing`);
     if (outcome === undefined) {
       record.finding(
         `hung: "${current}" had not finished when the scenario's bound (${String(scenario.timeoutMs(quick) / 1000)} s) ran out; every process was killed`,
@@ -369,6 +380,7 @@ export async function runScenario(scenario: Scenario, settings: RunSettings): Pr
         if (relayed.unknown > 0)
           record.finding(`${String(relayed.unknown)} message(s) at the broker that the ledger never saw committed`);
       }
+      if (accounting?.messages === 0) record.finding('no message was published: the scenario tested nothing');
       const stray = unknown.rows[0];
       if (stray !== undefined && stray.outbox + stray.dlq > 0)
         record.finding(`${String(stray.outbox)} outbox and ${String(stray.dlq)} DLQ row(s) that the ledger never saw published`);

@@ -86,6 +86,8 @@ export async function stopRunner(
 /** stop() in a worker, timed by the worker itself; a drain that gave up on handlers is a fault. */
 export async function stopWorker(record: ScenarioRecord, worker: WorkerProcess, what: string): Promise<void> {
   const budgetMs = worker.spec.gracefulTimeoutMs + STOP_SLACK_MS;
+  // A graceful stop, as a SIGTERM to a runner: in the list of what was done, explaining nothing.
+  record.faults.add('stop()', what, false);
   const result = await worker.stop(budgetMs + HANG_GRACE_MS);
   if (result === undefined) {
     record.stops.push({ what, ms: null, budgetMs });

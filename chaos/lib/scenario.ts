@@ -49,7 +49,11 @@ export interface ScenarioContext {
   readonly databaseUrl: string;
   readonly load: Load;
   readonly faults: FaultLog;
-  /** Aborted when the scenario's bound runs out. */
+  /**
+   * Aborted when the scenario is over: its bound ran out, or it ended. From then on every method of
+   * the context and of what it handed out throws ScenarioOver (scenario-guard.ts), and findings and
+   * notes are dropped.
+   */
   readonly signal: AbortSignal;
   /** What the scenario is doing now: shown on the progress line, and named if it hangs. */
   step(text: string): void;

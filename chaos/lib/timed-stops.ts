@@ -5,7 +5,7 @@
  */
 import { within } from './bounded.js';
 import { type RunnerProcess, stopOutcome } from './runner-process.js';
-import type { ScenarioRecord } from './scenario-record.js';
+import type { Recorder } from './scenario-record.js';
 import type { WorkerProcess } from './worker-process.js';
 
 /** stop() may take gracefulTimeoutMs plus this (closing connections, the last ack flush). */
@@ -22,7 +22,7 @@ const s = (ms: number): string => String(ms / 1000);
 
 /** SIGTERM to `txoutbox run`, timed to its exit; then no consumer of its group may be left. */
 export async function stopRunner(
-  record: ScenarioRecord,
+  record: Recorder,
   runner: RunnerProcess,
   gracefulTimeoutMs: number,
   what: string,
@@ -33,7 +33,7 @@ export async function stopRunner(
   runner.signal('SIGTERM');
   const exit = await runner.waitExit(budgetMs + HANG_GRACE_MS);
   if (exit === undefined) {
-    record.stops.push({ what, ms: null, budgetMs });
+    record.stop({ what, ms: null, budgetMs });
     const alive = runner
       .consumersInGroup()
       .map((p) => p.pid)
@@ -52,7 +52,7 @@ export async function stopRunner(
     }
   } else {
     const ms = performance.now() - t0;
-    record.stops.push({ what, ms, budgetMs });
+    record.stop({ what, ms, budgetMs });
     if (ms > budgetMs)
       record.finding(`${what}: txoutbox run took ${(ms / 1000).toFixed(1)} s to exit after SIGTERM (budget ${s(budgetMs)} s)`);
     // Its last lines (`runner stopped`) may still be in the pipe when the exit is reported.
@@ -84,19 +84,19 @@ export async function stopRunner(
 }
 
 /** stop() in a worker, timed by the worker itself; a drain that gave up on handlers is a fault. */
-export async function stopWorker(record: ScenarioRecord, worker: WorkerProcess, what: string): Promise<void> {
+export async function stopWorker(record: Recorder, worker: WorkerProcess, what: string): Promise<void> {
   const budgetMs = worker.spec.gracefulTimeoutMs + STOP_SLACK_MS;
   // A graceful stop, as a SIGTERM to a runner: in the list of what was done, explaining nothing.
   record.faults.add('stop()', what, false);
   const result = await worker.stop(budgetMs + HANG_GRACE_MS);
   if (result === undefined) {
-    record.stops.push({ what, ms: null, budgetMs });
+    record.stop({ what, ms: null, budgetMs });
     record.finding(
       `${what}: stop() had not returned ${s(budgetMs + HANG_GRACE_MS)} s after it was called (budget ${s(budgetMs)} s); the worker was killed`,
     );
     record.faults.add('SIGKILL', `${what}: a worker whose stop() hung`, true);
   } else {
-    record.stops.push({ what, ms: result.ms, budgetMs });
+    record.stop({ what, ms: result.ms, budgetMs });
     if (result.ms > budgetMs) {
       record.finding(
         `${what}: stop() took ${(result.ms / 1000).toFixed(1)} s (budget ${s(budgetMs)} s: gracefulTimeoutMs + ${s(STOP_SLACK_MS)} s)`,

@@ -22,6 +22,7 @@ import { FaultLog } from '../../chaos/lib/faults.js';
 import { accountRelay } from '../../chaos/lib/relay-accounting.js';
 import type { ChaosResults } from '../../chaos/lib/report.js';
 import { BROKEN_HANDLER_ERROR, type LogLine, stopOutcome, unexplainedConsumerExits } from '../../chaos/lib/runner-process.js';
+import { ScenarioGuard, ScenarioOver } from '../../chaos/lib/scenario-guard.js';
 import { TcpProxy } from '../support/tcp-proxy.js';
 import { waitFor } from '../support/wait-for.js';
 
@@ -241,6 +242,30 @@ test("the runner's exit after SIGTERM: only its documented escalation is not a f
       .length,
     6,
   );
+});
+
+test("a scenario that is over is refused everything: the guarded objects' methods throw, their fields still read", () => {
+  class Thing {
+    readonly #calls: string[] = [];
+    readonly label = 'a thing';
+    call(what: string): number {
+      this.#calls.push(what);
+      return this.#calls.length;
+    }
+  }
+  const abort = new AbortController();
+  const guard = new ScenarioGuard(abort.signal);
+  const thing = new Thing();
+  const guarded = guard.wrap(thing, 'thing');
+  assert.equal(guarded.call('one'), 1, 'its methods run on the object itself (private fields)');
+  assert.equal(guard.unwrap(guarded), thing);
+  abort.abort();
+  assert.throws(() => guarded.call('two'), ScenarioOver);
+  assert.throws(() => {
+    guard.check('startWorker()');
+  }, /startWorker\(\) refused: the scenario is over/);
+  assert.equal(guarded.label, 'a thing');
+  assert.equal(thing.call('three'), 2, "the harness's own object is not guarded");
 });
 
 async function echoServer(): Promise<{ port: number; received: string[]; close(): Promise<void> }> {

@@ -45,8 +45,10 @@ export type Exit = { readonly code: number | null; readonly signal: NodeJS.Signa
 export interface HarnessActs {
   /** Consumer pids the harness SIGKILLed itself (killConsumer). */
   readonly killedConsumers: ReadonlySet<number>;
-  /** The first SIGTERM or SIGHUP the harness sent the runner (epoch ms): the runner drains its processes then. */
+  /** The first SIGTERM or SIGHUP the harness sent the runner (epoch ms): the runner drains processes then. */
   readonly drainAskedAt: number | undefined;
+  /** The first SIGTERM the harness sent the runner (epoch ms): it stops every process then, started or not. */
+  readonly stopAskedAt: number | undefined;
   /** When the harness SIGKILLed the group or sent a second stop signal (epoch ms): every process dies then. */
   readonly allKilledAt: number | undefined;
 }
@@ -83,10 +85,11 @@ export function stopOutcome(
  * the runner killed for not starting. Explained, and left out: exit code 0; a SIGKILL of a pid the
  * harness killed itself; anything once the harness killed everything; once the harness asked for a
  * drain (a SIGTERM or a SIGHUP: nothing else makes the runner drain), a SIGKILL at the runner's own
- * drain deadline (`consumer process did not drain before its deadline`; returned in `escalations`)
- * and a SIGTERM death of a process that never logged `consumer running` (still loading: its
- * handlers were not installed yet); an exit 1 of a process that failed to start with the harness's
- * broken module.
+ * drain deadline (`consumer process did not drain before its deadline`; returned in `escalations`);
+ * once it sent the runner SIGTERM, any exit of a process that never logged `consumer running`: one
+ * stopped while it started dies of the SIGTERM before its handler is installed, or its start fails
+ * on the Outbox being stopped (`consumer failed to start`, exit 1); an exit 1 of a process that
+ * failed to start with the harness's broken module.
  */
 export function unexplainedConsumerExits(
   logs: readonly LogLine[],
@@ -118,7 +121,8 @@ export function unexplainedConsumerExits(
       escalations.push(line.pid);
       continue;
     }
-    if (signal === 'SIGTERM' && drainAsked && !running.has(line.pid)) continue;
+    const stopAsked = acts.stopAskedAt !== undefined && at >= acts.stopAskedAt;
+    if (stopAsked && !running.has(line.pid) && (signal === 'SIGTERM' || signal === null)) continue;
     if (code === 1 && broken.has(line.pid)) continue;
     unexplained.push(
       `consumer pid ${String(line.pid)} exited with ${signal === null ? `code ${String(code)}` : signal}` +
@@ -171,6 +175,7 @@ export class RunnerProcess {
   readonly #output: string[] = [];
   readonly #killedConsumers = new Set<number>();
   #drainAskedAt: number | undefined;
+  #stopAskedAt: number | undefined;
   #allKilledAt: number | undefined;
   readonly #outputEnded: Promise<void>;
 
@@ -264,6 +269,7 @@ export class RunnerProcess {
     return unexplainedConsumerExits(this.logs, {
       killedConsumers: this.#killedConsumers,
       drainAskedAt: this.#drainAskedAt,
+      stopAskedAt: this.#stopAskedAt,
       allKilledAt: this.#allKilledAt,
     });
   }
@@ -305,6 +311,7 @@ export class RunnerProcess {
     // A second stop signal makes the runner SIGKILL every consumer (architecture/runner.md).
     if ((stop && this.#ending) || signal === 'SIGKILL') this.#allKilledAt ??= Date.now();
     if (stop || signal === 'SIGHUP') this.#drainAskedAt ??= Date.now();
+    if (stop) this.#stopAskedAt ??= Date.now();
     if (stop || signal === 'SIGKILL') this.#ending = true;
     if (this.#exit === undefined) this.#child.kill(signal);
   }

@@ -219,7 +219,8 @@ test("the runner's exit after SIGTERM: only its documented escalation is not a f
     exited(5, 13, 1, null), // the harness's broken module
     { msg: 'consumer failed to start', pid: 6, err: 'Cannot find module' },
     exited(6, 14, 1, null), // a start that failed for another reason
-    exited(7, 21, null, 'SIGTERM'), // drained while still loading, after the harness's SIGTERM
+    exited(7, 21, null, 'SIGTERM'), // stopped while still loading, after the harness's SIGTERM
+    exited(11, 21, 1, null), // stopped while starting: its start failed on the stopping Outbox
     exited(4, 22, null, 'SIGTERM'), // running, its SIGTERM handler installed: it must drain, not die
     { msg: 'consumer process did not drain before its deadline; killing it', pid: 8 },
     exited(8, 25, null, 'SIGKILL'), // the runner's own escalation
@@ -228,7 +229,8 @@ test("the runner's exit after SIGTERM: only its documented escalation is not a f
   ];
   const { unexplained, escalations } = unexplainedConsumerExits(logs, {
     killedConsumers: new Set([1]),
-    drainAskedAt: 20_000,
+    drainAskedAt: 15_000,
+    stopAskedAt: 20_000,
     allKilledAt: 30_000,
   });
   assert.deepEqual(
@@ -236,12 +238,11 @@ test("the runner's exit after SIGTERM: only its documented escalation is not a f
     [2, 3, 6, 4],
   );
   assert.deepEqual(escalations, [8]);
-  // Before the harness asked for a drain, neither a SIGTERM nor a drain deadline is: pids 7 and 8 too.
-  assert.equal(
-    unexplainedConsumerExits(logs, { killedConsumers: new Set([1]), drainAskedAt: undefined, allKilledAt: 30_000 }).unexplained
-      .length,
-    6,
-  );
+  // A SIGHUP alone (a reload) stops no process that is starting: pids 7 and 11 too.
+  const reloadOnly = { killedConsumers: new Set([1]), drainAskedAt: 15_000, stopAskedAt: undefined, allKilledAt: 30_000 };
+  assert.equal(unexplainedConsumerExits(logs, reloadOnly).unexplained.length, 6);
+  // Before any: the drain deadline's SIGKILL (pid 8) is nobody's either.
+  assert.equal(unexplainedConsumerExits(logs, { ...reloadOnly, drainAskedAt: undefined }).unexplained.length, 7);
 });
 
 test("a scenario that is over is refused everything: the guarded objects' methods throw, their fields still read", () => {

@@ -3,6 +3,7 @@
  * reload scenario points a consumer at it to check that a rollout stops at the first replacement
  * that fails and keeps the healthy processes.
  */
-export {};
+import { BROKEN_HANDLER_ERROR } from '../lib/runner-process.js';
 
-throw new Error('chaos: this handler module is broken on purpose (throws on import)');
+// Its message tells the harness that a consumer process exiting with it is its own doing.
+throw new Error(BROKEN_HANDLER_ERROR);

@@ -52,10 +52,19 @@ export function pause(ms: number, signal?: AbortSignal): Promise<void> {
   });
 }
 
-/** Polls `predicate` every `intervalMs` until it holds (true) or `ms` passed (false); a throw counts as not yet. */
-export async function until(predicate: () => boolean | Promise<boolean>, ms: number, intervalMs = 100): Promise<boolean> {
+/**
+ * Polls `predicate` every `intervalMs` until it holds (true) or `ms` passed (false); a throw counts
+ * as not yet. Gives up (false) as soon as `signal` aborts.
+ */
+export async function until(
+  predicate: () => boolean | Promise<boolean>,
+  ms: number,
+  intervalMs = 100,
+  signal?: AbortSignal,
+): Promise<boolean> {
   const deadline = Date.now() + ms;
   for (;;) {
+    if (signal?.aborted === true) return false;
     if (
       await Promise.resolve()
         .then(predicate)
@@ -63,6 +72,6 @@ export async function until(predicate: () => boolean | Promise<boolean>, ms: num
     )
       return true;
     if (Date.now() > deadline) return false;
-    await pause(intervalMs);
+    await pause(intervalMs, signal);
   }
 }

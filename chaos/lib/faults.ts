@@ -1,8 +1,8 @@
 /**
  * What the harness did and when (epoch ms, the same clock as the database's timestamps: one
  * machine). A fault that `explains` duplicates is one after which at-least-once delivery may run a
- * handler twice: a process killed, a connection cut, a server stopped or frozen. A SIGTERM or a
- * SIGHUP does not: a graceful drain must not redeliver (when one overruns its budget, the forced
+ * handler twice: a process killed, a connection cut, a server stopped or frozen. A SIGTERM, a
+ * SIGHUP or a worker's stop() does not: a graceful drain must not redeliver (when one overruns its budget, the forced
  * kill that follows is recorded as a fault of its own).
  */
 

@@ -91,12 +91,30 @@ SELECT p.message_id::text AS id, p.key, p.poison,
 FROM chaos_published p
 ORDER BY p.message_id`;
 
-/** Outbox or DLQ rows the ledger does not know: a publish the ledger missed (should be none). */
+/**
+ * Rows the ledger does not know (should be none): outbox or DLQ rows (a publish the ledger missed),
+ * and handler runs, committed or failed, of a row id no publish returned. The last are what only
+ * the handlers saw: a row the product copied under a new id, or a publish that wrote two rows, is
+ * handled and gone from the outbox by the end; the accounting walks chaos_published and never meets
+ * it. handled_ids: a few of them (as text), for the report.
+ */
 export const UNKNOWN_ROWS = `
 SELECT (SELECT count(*) FROM ${OUTBOX_TABLE} o WHERE NOT EXISTS (SELECT 1 FROM chaos_published p WHERE p.message_id = o.id))::int
          AS outbox,
        (SELECT count(*) FROM ${DLQ_TABLE} d WHERE NOT EXISTS (SELECT 1 FROM chaos_published p WHERE p.message_id = d.original_id))::int
-         AS dlq`;
+         AS dlq,
+       (SELECT count(*) FROM chaos_handled h WHERE NOT EXISTS (SELECT 1 FROM chaos_published p WHERE p.message_id = h.message_id))::int
+         AS handled,
+       (SELECT count(*) FROM chaos_failures f WHERE NOT EXISTS (SELECT 1 FROM chaos_published p WHERE p.message_id = f.message_id))::int
+         AS failed,
+       (SELECT coalesce(array_agg(u.id::text ORDER BY u.id), '{}') FROM (
+          SELECT DISTINCT h.message_id AS id FROM chaos_handled h
+          WHERE NOT EXISTS (SELECT 1 FROM chaos_published p WHERE p.message_id = h.message_id)
+          UNION
+          SELECT DISTINCT f.message_id FROM chaos_failures f
+          WHERE NOT EXISTS (SELECT 1 FROM chaos_published p WHERE p.message_id = f.message_id)
+          ORDER BY 1 LIMIT 5) u)
+         AS handled_ids`;
 
 /** Handler failures (epoch ms). */
 export const ACCOUNT_FAILURES = `

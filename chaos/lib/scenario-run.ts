@@ -42,12 +42,18 @@ import type { Product } from './product.js';
 import { accountRelay } from './relay-accounting.js';
 import { RunnerProcess, type RunnerShape, writeRunnerConfig } from './runner-process.js';
 import { CHAIN_LENGTH, type Scenario, type ScenarioContext, type ScenarioResult } from './scenario.js';
+import { ScenarioGuard } from './scenario-guard.js';
 import { ScenarioRecord } from './scenario-record.js';
 import { stopRunner, stopWorker } from './timed-stops.js';
 import { WorkerProcess } from './worker-process.js';
 
 /** Starting a runner or a worker under tsx on a busy 2-core machine. */
 const START_BOUND_MS = 60_000;
+/**
+ * How long after the cleanup an abandoned run may take to settle: its waits on processes end when
+ * they are killed, its polls and pauses at once, and the query it may be in within query_timeout.
+ */
+const RUN_SETTLE_MS = 30_000;
 
 export interface RunSettings {
   readonly product: Product;
@@ -78,6 +84,13 @@ export async function runScenario(scenario: Scenario, settings: RunSettings): Pr
   const record = new ScenarioRecord();
   const { faults } = record;
   const abort = new AbortController();
+  // Aborted when the scenario is over, at its bound or at its end: from then on its run, if still
+  // going, is refused everything (scenario-guard.ts) and what it records is dropped.
+  const guard = new ScenarioGuard(abort.signal);
+  const scenarioFaults = guard.wrap(record.faults, 'faults');
+  const scenarioRecord = record.view(scenarioFaults, () => guard.over);
+  /** The scenario's run, awaited (bounded) after the cleanup even when abandoned at its bound. */
+  let running: Promise<void> | undefined;
   const runners: RunnerProcess[] = [];
   const shapes = new Map<RunnerProcess, { shape: RunnerShape; path: string }>();
   const workers: WorkerProcess[] = [];
@@ -127,27 +140,31 @@ export async function runScenario(scenario: Scenario, settings: RunSettings): Pr
     load = new Load(product, url, CHAIN_LENGTH);
     let runnerCount = 0;
     let workerCount = 0;
+    /** When the final drain began: the faults before it are what the scenario injected. */
+    let finalDrainAt: number | undefined;
 
     const ctx: ScenarioContext = {
       quick,
       product,
-      server,
+      server: guard.wrap(server, 'server'),
       databaseUrl: url,
-      load,
-      faults,
+      load: guard.wrap(load, 'load'),
+      faults: scenarioFaults,
       signal: abort.signal,
       step(text) {
+        if (guard.over) return;
         current = text;
         void status();
       },
       finding(text) {
-        record.finding(text);
+        scenarioRecord.finding(text);
       },
       note(text) {
-        record.note(text);
+        scenarioRecord.note(text);
       },
       pause: (ms) => pause(ms, abort.signal),
       async startRunner(shape) {
+        guard.check('startRunner()');
         runnerCount += 1;
         const path = join(logDir, `runner-${String(runnerCount)}.yaml`);
         writeRunnerConfig(path, shape);
@@ -170,21 +187,27 @@ export async function runScenario(scenario: Scenario, settings: RunSettings): Pr
           faults.add('crash', `runner ${String(runnerNumber)} exited on its own`, true);
           record.finding(`runner ${String(runnerNumber)} exited on its own: ${JSON.stringify(exit)} (see ${logDir})`);
         });
-        if (!(await runner.waitRunning(shape.processes, START_BOUND_MS))) {
+        const up = await runner.waitRunning(shape.processes, START_BOUND_MS);
+        // Killed by the cleanup meanwhile (it is in `runners`): the scenario does not go on with it.
+        guard.check('startRunner()');
+        if (!up) {
           throw new Error(
             `runner ${String(runnerCount)} did not have ${String(shape.processes)} consumers running within ${String(START_BOUND_MS / 1000)} s` +
               (runner.exitStatus === undefined ? '' : ` (it exited: ${JSON.stringify(runner.exitStatus)})`),
           );
         }
-        return runner;
+        return guard.wrap(runner, `runner ${String(runnerNumber)}`);
       },
-      rewriteRunnerConfig(runner, shape) {
+      rewriteRunnerConfig(scenarioRunner, shape) {
+        guard.check('rewriteRunnerConfig()');
+        const runner = guard.unwrap(scenarioRunner);
         const entry = shapes.get(runner);
         if (entry === undefined) throw new Error('not a runner of this scenario');
         writeRunnerConfig(entry.path, shape);
         shapes.set(runner, { shape, path: entry.path });
       },
       async startWorker(options = {}) {
+        guard.check('startWorker()');
         workerCount += 1;
         const databaseUrl = options.databaseUrl ?? url;
         const spec: WorkerSpec = {
@@ -208,6 +231,11 @@ export async function runScenario(scenario: Scenario, settings: RunSettings): Pr
           ...(options.handlerSleepsOnServer === undefined ? {} : { handlerSleepsOnServer: options.handlerSleepsOnServer }),
         };
         const worker = await WorkerProcess.start(spec, join(logDir, `worker-${String(workerCount)}.log`), START_BOUND_MS);
+        if (guard.over) {
+          // Started while the cleanup ran: it never saw this one.
+          worker.kill();
+          guard.check('startWorker()');
+        }
         workers.push(worker);
         const workerNumber = workerCount;
         void worker.exited.then((exit) => {
@@ -217,62 +245,93 @@ export async function runScenario(scenario: Scenario, settings: RunSettings): Pr
             `worker ${String(workerNumber)} (pid ${String(worker.pid)}) crashed with ${JSON.stringify(exit)}: ${worker.crashReason()}`,
           );
         });
-        return worker;
+        return guard.wrap(worker, `worker ${String(workerNumber)}`);
       },
       async startProxy(targetPort) {
+        guard.check('startProxy()');
         const proxy = await TcpProxy.start(targetPort ?? liveServer.port);
+        if (guard.over) await proxy.close();
+        guard.check('startProxy()');
         proxies.push(proxy);
-        return proxy;
+        return guard.wrap(proxy, 'proxy');
       },
       async startPgBouncer(options = {}) {
+        guard.check('startPgBouncer()');
         const bouncer = await startPgBouncer({ ...options, serverUrl: url });
         if ('skip' in bouncer) throw new Error(bouncer.skip);
+        if (guard.over) await within(bouncer.close(), 15_000);
+        guard.check('startPgBouncer()');
         bouncers.push(bouncer);
-        return bouncer;
+        return guard.wrap(bouncer, 'pgbouncer');
       },
       async startBroker(kind) {
+        guard.check('startBroker()');
         if (broker !== undefined) throw new Error('one broker per scenario');
-        broker = await startBroker(kind);
-        return broker;
+        const started = await startBroker(kind);
+        if (guard.over) await within(started.close(), 15_000);
+        guard.check('startBroker()');
+        broker = started;
+        return guard.wrap(started, started.name);
       },
       async outboxRows() {
+        guard.check('outboxRows()');
         return (await ledgerPool.query<{ n: number }>(COUNT_OUTBOX)).rows[0]?.n ?? 0;
       },
       async lastOutboxId() {
+        guard.check('lastOutboxId()');
         return (await ledgerPool.query<{ id: string }>(MAX_OUTBOX_ID)).rows[0]?.id ?? '0';
       },
       async backlogGone(upToId, since, ms) {
+        guard.check('backlogGone()');
         const gone = await until(
           async () => (await ledgerPool.query<{ n: number }>(COUNT_OUTBOX_UP_TO, [upToId])).rows[0]?.n === 0,
           ms,
           50,
+          abort.signal,
         );
+        guard.check('backlogGone()');
         return gone ? Math.max(0, Date.now() - since) : null;
       },
       async stopRunner(runner, what) {
-        await stopRunner(record, runner, shapes.get(runner)?.shape.gracefulTimeoutMs ?? 0, what);
+        guard.check('stopRunner()');
+        const raw = guard.unwrap(runner);
+        await stopRunner(scenarioRecord, raw, shapes.get(raw)?.shape.gracefulTimeoutMs ?? 0, what);
       },
       async stopWorker(worker, what) {
-        await stopWorker(record, worker, what);
+        guard.check('stopWorker()');
+        await stopWorker(scenarioRecord, guard.unwrap(worker), what);
       },
       recordRecovery(what, ms, boundMs) {
-        record.recovery(what, ms, boundMs);
+        scenarioRecord.recovery(what, ms, boundMs);
       },
       async drain(ms) {
-        return await until(async () => (await ledgerPool.query<{ n: number }>(COUNT_OUTBOX)).rows[0]?.n === 0, ms, 250);
+        guard.check('drain()');
+        finalDrainAt ??= Date.now();
+        const drained = await until(
+          async () => (await ledgerPool.query<{ n: number }>(COUNT_OUTBOX)).rows[0]?.n === 0,
+          ms,
+          250,
+          abort.signal,
+        );
+        guard.check('drain()');
+        return drained;
       },
       async claimResumed(list, since, ms) {
+        guard.check('claimResumed()');
         // A worker that crashed is reported as a crash, not waited for.
         const live = (): WorkerProcess[] => list.filter((w) => w.alive);
         const resumed = await until(
           () => live().length > 0 && live().every((w) => (w.heartbeat?.lastFetchedAt ?? 0) >= since),
           ms,
           100,
+          abort.signal,
         );
+        guard.check('claimResumed()');
         if (!resumed) return null;
         return Math.max(0, ...live().map((w) => (w.heartbeat?.lastFetchedAt ?? since) - since));
       },
       async longestGap(from, to) {
+        guard.check('longestGap()');
         const { rows } = await ledgerPool.query<{ t: number }>(RUN_STARTS_BETWEEN, [from, to]);
         let longest = 0;
         let previous = from;
@@ -286,19 +345,28 @@ export async function runScenario(scenario: Scenario, settings: RunSettings): Pr
 
     ticker = setInterval(() => void status(), 2_000);
     current = 'running';
-    const outcome = await within(scenario.run(ctx), scenario.timeoutMs(quick)).catch((error: unknown) => {
+    running = scenario.run(ctx);
+    const outcome = await within(
+      running.then(() => 'ran' as const),
+      scenario.timeoutMs(quick),
+    ).catch((error: unknown) => {
       record.finding(`the scenario failed during "${current}": ${message(error)}`);
-      return { value: undefined };
+      return { value: 'failed' as const };
     });
+    // A scenario that ran to its end without injecting its fault (a kill with no victim, a loop
+    // that never ran) would pass on a quiet run.
+    const injected = faults.faults.filter((f) => scenario.injects.includes(f.kind) && f.start < (finalDrainAt ?? Infinity));
+    if (outcome?.value === 'ran' && scenario.injects.length > 0 && injected.length === 0)
+      record.finding(`no ${scenario.injects.join(' / ')} fault was injected before the final drain: the scenario tested nothing`);
     if (outcome === undefined) {
       record.finding(
         `hung: "${current}" had not finished when the scenario's bound (${String(scenario.timeoutMs(quick) / 1000)} s) ran out; every process was killed`,
       );
-      abort.abort();
     }
   } catch (error) {
     record.finding(`harness error during "${current}": ${message(error)}`);
   } finally {
+    abort.abort();
     clearInterval(ticker);
     current = 'cleaning up';
     await within(load?.stop() ?? Promise.resolve(), 10_000);
@@ -310,6 +378,18 @@ export async function runScenario(scenario: Scenario, settings: RunSettings): Pr
       if (worker.alive) faults.add('SIGKILL', 'cleanup: a worker still running', true);
       worker.kill();
     }
+    // A consumer that crashed or died of a signal nobody sent is restarted by the runner and never
+    // shows in its exit: only the runner's log says so.
+    for (const [i, runner] of runners.entries()) {
+      await runner.outputRead(5_000);
+      const { unexplained, escalations } = runner.consumerExits();
+      for (const exit of unexplained)
+        record.finding(`runner ${String(i + 1)}: ${exit}, which neither a clean exit nor the harness explains (see ${logDir})`);
+      if (escalations.length > 0)
+        record.note(
+          `runner ${String(i + 1)} SIGKILLed consumer pid(s) ${escalations.join(', ')} that had not drained by their deadline`,
+        );
+    }
     for (const proxy of proxies) await proxy.close();
     for (const bouncer of bouncers) await within(bouncer.close(), 15_000);
     server?.thaw();
@@ -320,6 +400,17 @@ export async function runScenario(scenario: Scenario, settings: RunSettings): Pr
     }
   }
 
+  // A run abandoned at its bound settles once the cleanup has killed what it waited on and the
+  // guard refuses its next step; until then it must meet neither the accounting nor the next scenario.
+  if (
+    running !== undefined &&
+    (await within(
+      running.catch(() => undefined),
+      RUN_SETTLE_MS,
+    )) === undefined
+  )
+    record.note(`the scenario's abandoned run had not settled ${String(RUN_SETTLE_MS / 1000)} s after the cleanup`);
+
   if (ledger !== undefined && server !== undefined) {
     current = 'accounting';
     try {
@@ -328,7 +419,7 @@ export async function runScenario(scenario: Scenario, settings: RunSettings): Pr
         Promise.all([
           pool.query<MessageRow>(ACCOUNT_MESSAGES),
           pool.query<FailureRow>(ACCOUNT_FAILURES),
-          pool.query<{ outbox: number; dlq: number }>(UNKNOWN_ROWS),
+          pool.query<{ outbox: number; dlq: number; handled: number; failed: number; handled_ids: string[] }>(UNKNOWN_ROWS),
         ]),
         60_000,
       );
@@ -357,8 +448,17 @@ export async function runScenario(scenario: Scenario, settings: RunSettings): Pr
         if (relayed.unknown > 0)
           record.finding(`${String(relayed.unknown)} message(s) at the broker that the ledger never saw committed`);
       }
-      if ((unknown.rows[0]?.outbox ?? 0) + (unknown.rows[0]?.dlq ?? 0) > 0)
-        record.finding('rows in the outbox or DLQ that the ledger never saw published');
+      if (accounting?.messages === 0) record.finding('no message was published: the scenario tested nothing');
+      const stray = unknown.rows[0];
+      if (stray !== undefined && stray.outbox + stray.dlq > 0)
+        record.finding(`${String(stray.outbox)} outbox and ${String(stray.dlq)} DLQ row(s) that the ledger never saw published`);
+      // Gone from the outbox by now, so only the handlers' own records show them: a copy of a row
+      // under a new id, or a second row from one publish, would otherwise pass with 0 duplicates.
+      if (stray !== undefined && stray.handled + stray.failed > 0)
+        record.finding(
+          `${String(stray.handled)} handler run(s) and ${String(stray.failed)} failed run(s) of row id(s) the ledger never saw published ` +
+            `(ids ${stray.handled_ids.join(', ')}${stray.handled_ids.length >= 5 ? ' among others' : ''}): rows no publish returned were delivered`,
+        );
     } catch (error) {
       record.finding(`the accounting failed (is the server up?): ${message(error)}`);
     }
@@ -386,10 +486,11 @@ export async function runScenario(scenario: Scenario, settings: RunSettings): Pr
     pass,
     seconds: (Date.now() - started) / 1000,
     accounting,
-    stops: record.stops,
-    recoveries: record.recoveries,
-    findings: record.findings,
-    notes: record.notes,
+    // Copies: nothing written later (a run that never settled) reaches a result already returned.
+    stops: [...record.stops],
+    recoveries: [...record.recoveries],
+    findings: [...record.findings],
+    notes: [...record.notes],
     publishFailures: load?.failed ?? 0,
     faults: faults.faults.map((f) => ({
       kind: f.kind,

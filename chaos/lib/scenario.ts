@@ -26,6 +26,11 @@ export interface Scenario {
   readonly quick: boolean;
   /** The lease the scenario's consumers use: a duplicate is explained only near a fault (accounting.ts). */
   readonly leaseTtlMs: number;
+  /**
+   * The fault kinds (FaultLog) it injects: a scenario that recorded none of them before its final
+   * drain tested nothing, and fails. Empty for a scenario with no fault by design (slow-handlers).
+   */
+  readonly injects: readonly string[];
   /** The whole scenario's bound: past it, what it was doing is reported as hung and everything is killed. */
   timeoutMs(quick: boolean): number;
   run(ctx: ScenarioContext): Promise<void>;
@@ -44,7 +49,11 @@ export interface ScenarioContext {
   readonly databaseUrl: string;
   readonly load: Load;
   readonly faults: FaultLog;
-  /** Aborted when the scenario's bound runs out. */
+  /**
+   * Aborted when the scenario is over: its bound ran out, or it ended. From then on every method of
+   * the context and of what it handed out throws ScenarioOver (scenario-guard.ts), and findings and
+   * notes are dropped.
+   */
   readonly signal: AbortSignal;
   /** What the scenario is doing now: shown on the progress line, and named if it hangs. */
   step(text: string): void;
@@ -86,7 +95,10 @@ export interface ScenarioContext {
    * every one confirmed by the broker), waiting up to `ms`; null when some still were.
    */
   backlogGone(upToId: string, since: number, ms: number): Promise<number | null>;
-  /** Waits until the outbox table is empty; false when `ms` ran out. */
+  /**
+   * The final drain (final-drain.ts): waits until the outbox table is empty; false when `ms` ran
+   * out. Faults from its start on (the final stops) are not counted as the scenario's injections.
+   */
   drain(ms: number): Promise<boolean>;
   /**
    * How long after `since` every worker completed a claim (the `fetched` event: a claim statement

@@ -4,8 +4,8 @@
  * be redelivered).
  */
 import { within } from './bounded.js';
-import type { RunnerProcess } from './runner-process.js';
-import type { ScenarioRecord } from './scenario-record.js';
+import { type RunnerProcess, stopOutcome } from './runner-process.js';
+import type { Recorder } from './scenario-record.js';
 import type { WorkerProcess } from './worker-process.js';
 
 /** stop() may take gracefulTimeoutMs plus this (closing connections, the last ack flush). */
@@ -15,11 +15,14 @@ export const RUNNER_KILL_AFTER_MS = 5_000;
 /** Past its budget, how much longer a stop is waited for before it is called hung and killed. */
 export const HANG_GRACE_MS = 15_000;
 
+/** How long after a runner's exit its last output lines are waited for (a stray consumer holds the pipe open). */
+const OUTPUT_READ_MS = 2_000;
+
 const s = (ms: number): string => String(ms / 1000);
 
 /** SIGTERM to `txoutbox run`, timed to its exit; then no consumer of its group may be left. */
 export async function stopRunner(
-  record: ScenarioRecord,
+  record: Recorder,
   runner: RunnerProcess,
   gracefulTimeoutMs: number,
   what: string,
@@ -30,7 +33,7 @@ export async function stopRunner(
   runner.signal('SIGTERM');
   const exit = await runner.waitExit(budgetMs + HANG_GRACE_MS);
   if (exit === undefined) {
-    record.stops.push({ what, ms: null, budgetMs });
+    record.stop({ what, ms: null, budgetMs });
     const alive = runner
       .consumersInGroup()
       .map((p) => p.pid)
@@ -49,13 +52,25 @@ export async function stopRunner(
     }
   } else {
     const ms = performance.now() - t0;
-    record.stops.push({ what, ms, budgetMs });
+    record.stop({ what, ms, budgetMs });
     if (ms > budgetMs)
       record.finding(`${what}: txoutbox run took ${(ms / 1000).toFixed(1)} s to exit after SIGTERM (budget ${s(budgetMs)} s)`);
-    if (exit.code !== 0) {
+    // Its last lines (`runner stopped`) may still be in the pipe when the exit is reported.
+    await runner.outputRead(OUTPUT_READ_MS);
+    const outcome = stopOutcome(exit, runner.logs);
+    if (outcome.kind === 'escalated') {
       // The runner's own escalation: consumers that did not drain in time were SIGKILLed.
       record.faults.add('forced exit', `${what}: exit ${JSON.stringify(exit)}`, true);
-      record.note(`${what}: txoutbox run exited with ${JSON.stringify(exit)}`);
+      record.note(`${what}: txoutbox run exited with ${JSON.stringify(exit)} after SIGKILLing consumers that had not drained`);
+    } else if (outcome.kind === 'failed') {
+      // Not the escalation (its exit 1 comes after `runner stopped` with drained: false): its
+      // consumers may have been left mid-drain, so a redelivery may follow, as after a crash.
+      record.faults.add('crash', `${what}: txoutbox run ${outcome.why}`, true);
+      const output = runner.lastOutput();
+      record.finding(
+        `${what}: after SIGTERM txoutbox run ${outcome.why} (${JSON.stringify(exit)})` +
+          (output === undefined ? '' : `; its output ended with: ${output}`),
+      );
     }
   }
   const strays = runner.consumersInGroup();
@@ -69,17 +84,19 @@ export async function stopRunner(
 }
 
 /** stop() in a worker, timed by the worker itself; a drain that gave up on handlers is a fault. */
-export async function stopWorker(record: ScenarioRecord, worker: WorkerProcess, what: string): Promise<void> {
+export async function stopWorker(record: Recorder, worker: WorkerProcess, what: string): Promise<void> {
   const budgetMs = worker.spec.gracefulTimeoutMs + STOP_SLACK_MS;
+  // A graceful stop, as a SIGTERM to a runner: in the list of what was done, explaining nothing.
+  record.faults.add('stop()', what, false);
   const result = await worker.stop(budgetMs + HANG_GRACE_MS);
   if (result === undefined) {
-    record.stops.push({ what, ms: null, budgetMs });
+    record.stop({ what, ms: null, budgetMs });
     record.finding(
       `${what}: stop() had not returned ${s(budgetMs + HANG_GRACE_MS)} s after it was called (budget ${s(budgetMs)} s); the worker was killed`,
     );
     record.faults.add('SIGKILL', `${what}: a worker whose stop() hung`, true);
   } else {
-    record.stops.push({ what, ms: result.ms, budgetMs });
+    record.stop({ what, ms: result.ms, budgetMs });
     if (result.ms > budgetMs) {
       record.finding(
         `${what}: stop() took ${(result.ms / 1000).toFixed(1)} s (budget ${s(budgetMs)} s: gracefulTimeoutMs + ${s(STOP_SLACK_MS)} s)`,

@@ -16,6 +16,7 @@ export const appDeploy: Scenario = {
     'an application process (one Outbox consuming and publishing) replaced under load: new one up, stop() on the old; 5 times (2 in --quick)',
   quick: true,
   leaseTtlMs: 5_000,
+  injects: ['stop()'],
   timeoutMs: (quick) => (quick ? 120_000 : 240_000),
   async run(ctx) {
     const deploys = ctx.quick ? 2 : 5;

@@ -147,6 +147,7 @@ export function brokerKill(kind: BrokerKind, options: { readonly id: string; rea
       `down ${String(LONG_OUTAGE_MS / 1000)} s, and the relay's connections frozen ${String(FREEZE_MS / 1000)} s. Accounted for at the broker`,
     quick: options.quick,
     leaseTtlMs: 10_000,
+    injects: ['broker killed', 'broker connections frozen'],
     timeoutMs: (quick) => (quick ? 150_000 : 300_000),
     async run(ctx) {
       ctx.step(`starting ${name}`);

@@ -16,6 +16,7 @@ export const connectionFreeze: Scenario = {
     'every connection of 3 workers (lease, row-lock and transactional) frozen 10 s (proxy stops forwarding), restored; then frozen again with stop() called 1 s in',
   quick: false,
   leaseTtlMs: 5_000,
+  injects: ['frozen'],
   timeoutMs: () => 300_000,
   async run(ctx) {
     const proxy = await ctx.startProxy();

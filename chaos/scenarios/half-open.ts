@@ -17,6 +17,7 @@ export const halfOpen: Scenario = {
     'every connection of 3 workers (lease, row-lock and transactional) dropped half-open (no FIN/RST), twice; the second time stop() is called',
   quick: false,
   leaseTtlMs: 5_000,
+  injects: ['half-open'],
   timeoutMs: () => 300_000,
   async run(ctx) {
     const proxy = await ctx.startProxy();
@@ -32,6 +33,7 @@ export const halfOpen: Scenario = {
     ctx.step('every open connection dropped half-open');
     const dropped = proxy.dropHalfOpen();
     const drop = ctx.faults.begin('half-open', `${String(dropped)} worker connections`, true);
+    if (dropped === 0) ctx.finding('the first half-open drop found no worker connection to drop');
     ctx.step('waiting for claims through new connections');
     const resumed = await ctx.claimResumed(workers, drop.fault.start, RESUME_AFTER_HALF_OPEN_MS);
     ctx.recordRecovery('claims after a half-open drop', resumed, RESUME_AFTER_HALF_OPEN_MS);
@@ -49,7 +51,10 @@ export const halfOpen: Scenario = {
     await ctx.pause(2_000);
 
     ctx.step('dropped half-open again, then stop()');
-    const again = ctx.faults.begin('half-open', `${String(proxy.dropHalfOpen())} worker connections, then stop()`, true);
+    const droppedAgain = proxy.dropHalfOpen();
+    const again = ctx.faults.begin('half-open', `${String(droppedAgain)} worker connections, then stop()`, true);
+    if (droppedAgain === 0)
+      ctx.finding('the second half-open drop found no worker connection to drop: stop() met a healthy network');
     await ctx.pause(500);
     await Promise.all(
       workers.map((worker, i) => ctx.stopWorker(worker, `stop() of worker ${String(i + 1)} on half-open connections`)),

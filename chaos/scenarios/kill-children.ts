@@ -22,6 +22,7 @@ export const killChildren: Scenario = {
   title: 'SIGKILL of a random txoutbox run consumer (of 3) every 2 s under load, 6 times (3 in --quick)',
   quick: true,
   leaseTtlMs: SHAPE.leaseTtlMs,
+  injects: ['SIGKILL'],
   timeoutMs: (quick) => (quick ? 150_000 : 240_000),
   async run(ctx) {
     ctx.step('starting the runner');
@@ -29,6 +30,7 @@ export const killChildren: Scenario = {
     ctx.load.start(40);
     await ctx.pause(2_000);
     const kills = ctx.quick ? 3 : 6;
+    let killed = 0;
     for (let i = 1; i <= kills; i += 1) {
       ctx.step(`kill ${String(i)}/${String(kills)}`);
       const pids = runner.runningPids();
@@ -37,10 +39,12 @@ export const killChildren: Scenario = {
         ctx.note(`kill ${String(i)}: no consumer was running to kill`);
       } else {
         ctx.faults.add('SIGKILL', `consumer pid ${String(victim)}`, true);
-        process.kill(victim, 'SIGKILL');
+        runner.killConsumer(victim);
+        killed += 1;
       }
       await ctx.pause(2_000);
     }
+    if (killed === 0) ctx.finding(`none of the ${String(kills)} kills found a running consumer to kill`);
     ctx.step('waiting for the supervisor to restore every consumer');
     if (!(await runner.waitRunning(SHAPE.processes, 60_000)))
       ctx.finding('the supervisor had not restored 3 running consumers 60 s after the last kill');

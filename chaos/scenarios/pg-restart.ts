@@ -13,6 +13,7 @@ export const pgRestart: Scenario = {
     'pg_ctl stop -m immediate mid-drain (3 workers: lease, row-lock and transactional; 1,800-message backlog + load), restarted 3 s later on the same port',
   quick: false,
   leaseTtlMs: 5_000,
+  injects: ['server stopped'],
   timeoutMs: () => 300_000,
   async run(ctx) {
     ctx.step('a backlog');

@@ -44,6 +44,7 @@ export const pgbouncer: Scenario = {
     '3 workers (lease, row-lock and transactional) behind PgBouncer in transaction mode: PAUSE/RESUME, KILL of the database, PgBouncer SIGKILLed and restarted, PostgreSQL restarted behind it (full), PAUSE during stop()',
   quick: false,
   leaseTtlMs: 5_000,
+  injects: ['PgBouncer PAUSE', 'PgBouncer KILL', 'PgBouncer SIGKILL', 'server stopped'],
   timeoutMs: (quick) => (quick ? 300_000 : 420_000),
   async run(ctx) {
     // Enough server connections for every transaction the workers and their handlers' pools hold

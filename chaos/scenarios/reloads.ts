@@ -36,6 +36,7 @@ export const reloads: Scenario = {
   title: 'SIGHUP reloads under load: a changed consumer, a handler module that throws on import, SIGTERM mid-reload',
   quick: false,
   leaseTtlMs: SHAPE.leaseTtlMs,
+  injects: ['SIGHUP'],
   timeoutMs: () => 420_000,
   async run(ctx) {
     ctx.step('starting the runner');

@@ -22,6 +22,7 @@ export const rollingDeploy: Scenario = {
   title: 'txoutbox run (2 processes) replaced under load: new runner up, old one SIGTERMed; 5 times (2 in --quick)',
   quick: true,
   leaseTtlMs: SHAPE.leaseTtlMs,
+  injects: ['SIGTERM'],
   timeoutMs: (quick) => (quick ? 150_000 : 360_000),
   async run(ctx) {
     const deploys = ctx.quick ? 2 : 5;

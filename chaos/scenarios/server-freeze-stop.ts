@@ -12,6 +12,7 @@ export const serverFreezeStop: Scenario = {
   title: 'SIGSTOP of the postmaster and every backend mid-drain, stop() called 0.5 s later, SIGCONT 12 s after that',
   quick: false,
   leaseTtlMs: 5_000,
+  injects: ['server frozen'],
   timeoutMs: () => 240_000,
   async run(ctx) {
     ctx.step('a backlog');
@@ -21,6 +22,7 @@ export const serverFreezeStop: Scenario = {
     ctx.step('SIGSTOP of the server');
     const pids = ctx.server.freeze();
     const frozen = ctx.faults.begin('server frozen', `SIGSTOP to ${String(pids.length)} server processes`, true);
+    if (pids.length === 0) ctx.finding('SIGSTOP found no server process to freeze: the stop() under test met a live server');
     await ctx.pause(500);
     ctx.step('stop() while the server is frozen');
     const stopping = ctx.stopWorker(worker, 'stop() while the server is frozen');

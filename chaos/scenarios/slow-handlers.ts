@@ -13,6 +13,8 @@ export const slowHandlers: Scenario = {
     'no fault: 250 ms handlers, concurrency 1, fetchBatchSize 10, lease 1.5 s, maxDeliveries 3; 2 workers, 240-message backlog (120 in --quick)',
   quick: true,
   leaseTtlMs: 1_500,
+  // No fault by design: every duplicate and DLQ row is the product's.
+  injects: [],
   timeoutMs: () => 240_000,
   async run(ctx) {
     ctx.step('a backlog');

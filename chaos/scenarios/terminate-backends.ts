@@ -18,6 +18,7 @@ export const terminateBackends: Scenario = {
     'pg_terminate_backend of a random consumer backend every 100 ms for 20 s (8 s in --quick), 3 workers (lease, row-lock and transactional) under load',
   quick: true,
   leaseTtlMs: 5_000,
+  injects: ['pg_terminate_backend'],
   timeoutMs: (quick) => (quick ? 150_000 : 240_000),
   async run(ctx) {
     const workers = [
@@ -31,15 +32,31 @@ export const terminateBackends: Scenario = {
     const storm = ctx.faults.begin('pg_terminate_backend', 'a random consumer backend every 100 ms', true);
     const end = Date.now() + (ctx.quick ? 8_000 : 20_000);
     let terminated = 0;
+    let tries = 0;
+    let failed = 0;
+    let lastError = '';
     while (Date.now() < end && !ctx.signal.aborted) {
+      tries += 1;
       const result = await ctx.server.admin
         .query<{ n: number }>(TERMINATE_RANDOM_BACKEND, ['chaos', HARNESS_APP])
-        .catch(() => undefined);
+        .catch((error: unknown) => {
+          // Counted, not thrown: one failed try does not end the storm; a storm of them is reported.
+          failed += 1;
+          lastError = error instanceof Error ? error.message : String(error);
+          return undefined;
+        });
       terminated += result?.rows[0]?.n ?? 0;
       await ctx.pause(100);
     }
     const over = storm.end();
-    ctx.note(`${String(terminated)} backends terminated`);
+    ctx.note(
+      `${String(terminated)} backends terminated in ${String(tries)} tries` +
+        (failed === 0 ? '' : `; ${String(failed)} tries failed (last: ${lastError})`),
+    );
+    if (terminated === 0)
+      ctx.finding(
+        `no backend was terminated in ${String(tries)} tries` + (failed === 0 ? '' : ` (${String(failed)} failed: ${lastError})`),
+      );
     ctx.step('waiting for claims to resume');
     ctx.recordRecovery(
       'claims after the terminations',

@@ -4,8 +4,8 @@
  * storms, rolling deploys of the runner and of an application process, slow handlers under a short
  * lease: the last two fail without issue 13 items 2 and 1 fixed; redis-server SIGKILLed under two
  * relay workers, accounted for from the stream), and the pieces whose mistakes would make every
- * verdict wrong: the accountings (by handler runs, and at the broker) and the TCP proxy that fakes a
- * frozen or half-open network.
+ * verdict wrong: the accountings (by handler runs, and at the broker), what is made of a runner's
+ * exit and of its consumers' exits, and the TCP proxy that fakes a frozen or half-open network.
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -21,6 +21,8 @@ import type { Arrival } from '../../chaos/lib/broker.js';
 import { FaultLog } from '../../chaos/lib/faults.js';
 import { accountRelay } from '../../chaos/lib/relay-accounting.js';
 import type { ChaosResults } from '../../chaos/lib/report.js';
+import { BROKEN_HANDLER_ERROR, type LogLine, stopOutcome, unexplainedConsumerExits } from '../../chaos/lib/runner-process.js';
+import { ScenarioGuard, ScenarioOver } from '../../chaos/lib/scenario-guard.js';
 import { TcpProxy } from '../support/tcp-proxy.js';
 import { waitFor } from '../support/wait-for.js';
 
@@ -185,6 +187,86 @@ test('the relay accounting: what the broker stored, duplicates explained only wh
   const nats = accountRelay(rows, arrivals, faults, { deduplicates: true, orderingKeyOf });
   assert.equal(nats.accounting.duplicates, 3);
   assert.equal(nats.accounting.explained, 0, 'a broker that deduplicates must not store a resend: no fault explains it');
+});
+
+test("the runner's exit after SIGTERM: only its documented escalation is not a finding; its consumers' exits: only the harness's doing and clean ones", () => {
+  const stopped = (drained: boolean): LogLine => ({ msg: 'runner stopped', drained });
+  assert.deepEqual(stopOutcome({ code: 0, signal: null }, [stopped(true)]), { kind: 'drained' });
+  assert.deepEqual(stopOutcome({ code: 1, signal: null }, [stopped(false)]), { kind: 'escalated' });
+  // An error thrown in stop(): main() exits 1 too, but nothing logged `runner stopped`.
+  assert.equal(stopOutcome({ code: 1, signal: null }, []).kind, 'failed');
+  assert.equal(stopOutcome({ code: 1, signal: null }, [stopped(true)]).kind, 'failed');
+  assert.equal(stopOutcome({ code: 2, signal: null }, [stopped(false)]).kind, 'failed');
+  assert.equal(stopOutcome({ code: null, signal: 'SIGSEGV' }, [stopped(false)]).kind, 'failed');
+
+  const at = (s: number): string => new Date(s * 1000).toISOString();
+  const exited = (pid: number, s: number, code: number | null, signal: string | null): LogLine => ({
+    msg: 'consumer process exited',
+    pid,
+    time: at(s),
+    code,
+    signal,
+  });
+  const logs: LogLine[] = [
+    { msg: 'consumer running', pid: 1 },
+    { msg: 'consumer running', pid: 2 },
+    { msg: 'consumer running', pid: 3 },
+    { msg: 'consumer running', pid: 4 },
+    exited(1, 10, null, 'SIGKILL'), // the harness killed it
+    exited(2, 11, 1, null), // crashed
+    exited(3, 12, null, 'SIGKILL'), // nobody the harness killed
+    { msg: 'consumer failed to start', pid: 5, err: BROKEN_HANDLER_ERROR },
+    exited(5, 13, 1, null), // the harness's broken module
+    { msg: 'consumer failed to start', pid: 6, err: 'Cannot find module' },
+    exited(6, 14, 1, null), // a start that failed for another reason
+    exited(7, 21, null, 'SIGTERM'), // stopped while still loading, after the harness's SIGTERM
+    exited(11, 21, 1, null), // stopped while starting: its start failed on the stopping Outbox
+    exited(4, 22, null, 'SIGTERM'), // running, its SIGTERM handler installed: it must drain, not die
+    { msg: 'consumer process did not drain before its deadline; killing it', pid: 8 },
+    exited(8, 25, null, 'SIGKILL'), // the runner's own escalation
+    exited(9, 26, 0, null),
+    exited(10, 31, null, 'SIGKILL'), // after the harness killed the group
+  ];
+  const { unexplained, escalations } = unexplainedConsumerExits(logs, {
+    killedConsumers: new Set([1]),
+    drainAskedAt: 15_000,
+    stopAskedAt: 20_000,
+    allKilledAt: 30_000,
+  });
+  assert.deepEqual(
+    unexplained.map((text) => Number(/pid (\d+)/.exec(text)?.[1])),
+    [2, 3, 6, 4],
+  );
+  assert.deepEqual(escalations, [8]);
+  // A SIGHUP alone (a reload) stops no process that is starting: pids 7 and 11 too.
+  const reloadOnly = { killedConsumers: new Set([1]), drainAskedAt: 15_000, stopAskedAt: undefined, allKilledAt: 30_000 };
+  assert.equal(unexplainedConsumerExits(logs, reloadOnly).unexplained.length, 6);
+  // Before any: the drain deadline's SIGKILL (pid 8) is nobody's either.
+  assert.equal(unexplainedConsumerExits(logs, { ...reloadOnly, drainAskedAt: undefined }).unexplained.length, 7);
+});
+
+test("a scenario that is over is refused everything: the guarded objects' methods throw, their fields still read", () => {
+  class Thing {
+    readonly #calls: string[] = [];
+    readonly label = 'a thing';
+    call(what: string): number {
+      this.#calls.push(what);
+      return this.#calls.length;
+    }
+  }
+  const abort = new AbortController();
+  const guard = new ScenarioGuard(abort.signal);
+  const thing = new Thing();
+  const guarded = guard.wrap(thing, 'thing');
+  assert.equal(guarded.call('one'), 1, 'its methods run on the object itself (private fields)');
+  assert.equal(guard.unwrap(guarded), thing);
+  abort.abort();
+  assert.throws(() => guarded.call('two'), ScenarioOver);
+  assert.throws(() => {
+    guard.check('startWorker()');
+  }, /startWorker\(\) refused: the scenario is over/);
+  assert.equal(guarded.label, 'a thing');
+  assert.equal(thing.call('three'), 2, "the harness's own object is not guarded");
 });
 
 async function echoServer(): Promise<{ port: number; received: string[]; close(): Promise<void> }> {

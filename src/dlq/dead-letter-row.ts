@@ -1,4 +1,5 @@
 import { inspectBody } from '../envelope/decode-body.js';
+import { rowHeaders } from '../envelope/headers.js';
 import { bodyPreviewOf } from '../queues/peek.js';
 import type { DlqFailureReason } from './dlq-options.js';
 
@@ -95,7 +96,7 @@ function fieldsOf(record: FieldsRecord): DeadLetterFields {
     id: record.id,
     originalId: record.original_id,
     queue: record.queue,
-    headers: record.headers,
+    headers: rowHeaders(record.headers),
     createdAt: record.created_at,
     firstAttemptAt: record.first_attempt_at,
     lastAttemptAt: record.last_attempt_at,

@@ -12,3 +12,20 @@ export const CONTENT_TYPES = {
 
 /** A message's headers: a flat map of strings, stored as the row's `headers` jsonb. */
 export type Headers = Readonly<Record<string, string>>;
+
+/**
+ * A row's `headers` as read back: the stored JSON object, or `{}` when the row holds anything
+ * else. Publish always writes an object, but a row written by hand may hold `null` (which the
+ * column's NOT NULL allows as jsonb), an array or a scalar; read as headers, that threw a TypeError
+ * outside the handler once a consume middleware was registered, and the row was claimed again
+ * after each lease, never counted or dead-lettered (review). Values are passed on as stored.
+ */
+export function rowHeaders(value: unknown): Headers {
+  return typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Headers) : {};
+}
+
+/** A header's value when it is a string (a row written by hand may store a number, an object…). */
+export function stringHeader(headers: Headers, name: string): string | undefined {
+  const value: unknown = headers[name];
+  return typeof value === 'string' ? value : undefined;
+}

@@ -1,4 +1,5 @@
 import { inspectBody } from '../envelope/decode-body.js';
+import { rowHeaders } from '../envelope/headers.js';
 
 /** What an outbox row carries besides its body: the row as fetchUnprocessed(), peek() and peekPreviews() show it. */
 export interface OutboxRowFields {
@@ -62,7 +63,7 @@ export function outboxRowFieldsOf(record: OutboxRowFieldsRecord): OutboxRowField
   return {
     id: record.id,
     queue: record.queue,
-    headers: JSON.parse(record.headers) as Record<string, string>,
+    headers: rowHeaders(JSON.parse(record.headers)),
     createdAt: dateOf(record.created_at),
     nextAttemptAt: dateOf(record.next_attempt_at),
     firstAttemptAt: optionalDateOf(record.first_attempt_at),

@@ -1,3 +1,4 @@
+import { rowHeaders } from '../envelope/headers.js';
 import type { RowFields } from '../util/decoded-query.js';
 import type { ClaimedRecord } from './message.js';
 
@@ -28,7 +29,7 @@ export function decodeClaimedRow(row: ClaimedRowTexts): ClaimedRecord {
     id: required(row, 0),
     queue: required(row, 1),
     payload: Buffer.from(required(row, 2), 'base64'),
-    headers: JSON.parse(required(row, 3)) as Record<string, string>,
+    headers: rowHeaders(JSON.parse(required(row, 3))),
     created_at: new Date(Number(required(row, 4))),
     deliveries_count: Number(required(row, 5)),
     attempts_count: Number(required(row, 6)),

@@ -1,7 +1,7 @@
 import type pg from 'pg';
 
 import { decodeBody } from '../envelope/decode-body.js';
-import { CORRELATION_ID_HEADER } from '../envelope/headers.js';
+import { CORRELATION_ID_HEADER, stringHeader } from '../envelope/headers.js';
 import type { Stats } from '../instrumentation/custom-stats.js';
 import type { PublishOptions } from '../producer/publish-options.js';
 
@@ -92,7 +92,7 @@ export interface ClaimedRecord {
 
 /** The row's correlation id (stored in its headers at publish; the row id for rows written by hand). */
 export function correlationIdOf(record: ClaimedRecord): string {
-  return record.headers[CORRELATION_ID_HEADER] ?? record.id;
+  return stringHeader(record.headers, CORRELATION_ID_HEADER) ?? record.id;
 }
 
 /** The `body` accessor every DeliveredMessage shares (see there); set in its static block, where `#body` is in scope. */

@@ -135,6 +135,50 @@ for (const lease of ['token', 'row-lock'] as LeaseMode[]) {
       assert.equal(seen.get(early ?? '')?.createdAt.getTime(), -2, 'floored: -1.5 ms is -2, as Date.parse gives');
       assert.ok(Number.isNaN(seen.get(endless ?? '')?.createdAt.getTime()), 'infinity: an invalid Date');
     });
+
+    test('headers written by hand as something other than an object are read as none, with a consume middleware too', async () => {
+      // Review finding: a row whose headers were JSON null (NOT NULL allows it) threw a TypeError
+      // while the consume observers' scope was built, outside the handler: logged, nothing
+      // written, the row claimed again after each lease (row-lock: at once), never dead-lettered.
+      const table = `cd_headers_${lease.replace('-', '_')}`;
+      const { outbox } = await migratedOutbox(newOutbox, db.pool, table, {
+        middlewares: [
+          {
+            name: 'pass-through',
+            consume: async (_ctx, next) => {
+              await next();
+            },
+          },
+        ],
+      });
+      const ids = await inTransaction(db.pool, async (c) => [
+        await outbox.publish(c, 'odd-headers', { n: 1 }),
+        await outbox.publish(c, 'odd-headers', { n: 2 }),
+        await outbox.publish(c, 'odd-headers', { n: 3 }),
+        await outbox.publish(c, 'odd-headers', { n: 4 }),
+      ]);
+      const stored = ['null', '[1, 2]', '"text"', '{"correlation-id": 7, "tenant": "a"}'];
+      for (const [i, headers] of stored.entries()) {
+        await db.pool.query(`UPDATE ${table} SET headers = $2::jsonb WHERE id = $1`, [ids[i], headers]);
+      }
+      const seen = new Map<string, Message>();
+      outbox.subscribe(
+        'odd-headers',
+        (message) => {
+          seen.set(message.id, message);
+        },
+        { name: `odd-headers-${lease}`, lease, leaseTtlMs: 1_000, ...FAST_POLL },
+      );
+      outbox.start();
+      await waitFor(async () => (await db.pool.query(`SELECT 1 FROM ${table}`)).rowCount === 0, {
+        what: 'every row handled and acked',
+      });
+      for (const id of ids.slice(0, 3)) assert.deepEqual(seen.get(id ?? '')?.headers, {});
+      // A correlation id that is not a string is no correlation id: the row id stands in.
+      const last = seen.get(ids[3] ?? '');
+      assert.equal(last?.correlationId, ids[3]);
+      assert.equal(last?.headers.tenant, 'a');
+    });
   });
 }
 

@@ -22,7 +22,7 @@ import {
   validateQueue,
 } from './publish-options.js';
 import type { ProducerSql } from './sql.js';
-import { openPort, type TransactionPort, type WakeRoute } from './transaction-port.js';
+import { openPort, transactionAtCall, type TransactionPort, type WakeRoute } from './transaction-port.js';
 import { type NotifyMode, planWake, wakeAfterStatement } from './wake-after-commit.js';
 import type { WakeNotifier } from './wake-notifier.js';
 
@@ -68,12 +68,14 @@ function port(
   target: Parameters<typeof openPort>[0],
   operation: string,
   options: { readonly autocommit: boolean },
+  endedSinceCall: (() => boolean) | undefined,
 ): Promise<TransactionPort> {
   return openPort(
     target,
     ctx.preparedStatements,
     ctx.notify === 'after-commit' && !ctx.notifier.stopped,
     options.autocommit ? undefined : operation,
+    endedSinceCall,
   );
 }
 
@@ -127,36 +129,42 @@ export async function publish(
 ): Promise<string | null> {
   const resolved = resolvePublishOptions(options, false);
   assertTransactional('publish', executor, resolved.autocommit);
-  const validQueue = validateQueue(queue);
-  // Before any statement: an invalid or unencodable body leaves the caller's transaction untouched.
-  const encoded = await prepareBody(ctx, validQueue, body, resolved);
-  const scope = {
-    queue: validQueue,
-    messageCount: 1,
-    batch: false,
-    sizeBytes: encoded.payload.length,
-    correlationId: encoded.headers[CORRELATION_ID_HEADER],
-  };
-  const { ids } = await observePublish(ctx.middlewares, ctx.emit, scope, async (injected) => {
-    const transaction = await port(ctx, executor, 'publish', resolved);
-    const values: unknown[] = [
-      validQueue,
-      encoded.payload,
-      withInjectedHeaders(encoded.headers, injected),
-      ...activation(resolved),
-    ];
-    const inTransaction = planWake(ctx.notify, transaction.wake, ctx.notifier) === 'in-transaction';
-    if (inTransaction) values.push(ctx.channel);
-    if (resolved.timerId !== undefined) values.push(resolved.timerId);
-    values.push(resolved.orderingKey ?? null);
-    const sql = inTransaction ? ctx.sql : ctx.sql.afterCommit;
-    const stmt = resolved.timerId === undefined ? sql.publish : sql.publishTimer;
-    const row = (await runStatement(ctx, transaction, 'publish', stmt, values))[0] as ({ id: string } & DueAnswer) | undefined;
-    if (!inTransaction) wakeAfter(transaction.wake, ctx.notifier, validQueue, row);
-    const id = row?.id ?? null;
-    return { ids: [id], inserted: id === null ? 0 : 1 };
-  });
-  return ids[0] ?? null;
+  // Now, before the body is encoded and the middlewares run: the transaction the call is made in.
+  const call = transactionAtCall(executor, resolved.autocommit);
+  try {
+    const validQueue = validateQueue(queue);
+    // Before any statement: an invalid or unencodable body leaves the caller's transaction untouched.
+    const encoded = await prepareBody(ctx, validQueue, body, resolved);
+    const scope = {
+      queue: validQueue,
+      messageCount: 1,
+      batch: false,
+      sizeBytes: encoded.payload.length,
+      correlationId: encoded.headers[CORRELATION_ID_HEADER],
+    };
+    const { ids } = await observePublish(ctx.middlewares, ctx.emit, scope, async (injected) => {
+      const transaction = await port(ctx, executor, 'publish', resolved, call?.ended);
+      const values: unknown[] = [
+        validQueue,
+        encoded.payload,
+        withInjectedHeaders(encoded.headers, injected),
+        ...activation(resolved),
+      ];
+      const inTransaction = planWake(ctx.notify, transaction.wake, ctx.notifier) === 'in-transaction';
+      if (inTransaction) values.push(ctx.channel);
+      if (resolved.timerId !== undefined) values.push(resolved.timerId);
+      values.push(resolved.orderingKey ?? null);
+      const sql = inTransaction ? ctx.sql : ctx.sql.afterCommit;
+      const stmt = resolved.timerId === undefined ? sql.publish : sql.publishTimer;
+      const row = (await runStatement(ctx, transaction, 'publish', stmt, values))[0] as ({ id: string } & DueAnswer) | undefined;
+      if (!inTransaction) wakeAfter(transaction.wake, ctx.notifier, validQueue, row);
+      const id = row?.id ?? null;
+      return { ids: [id], inserted: id === null ? 0 : 1 };
+    });
+    return ids[0] ?? null;
+  } finally {
+    call?.release();
+  }
 }
 
 /**
@@ -200,31 +208,37 @@ export async function publishBatch(
 ): Promise<string[]> {
   const resolved = resolvePublishOptions(options, true);
   assertTransactional('publishBatch', executor, resolved.autocommit);
-  const validQueue = validateQueue(queue);
-  assertBatchBodies(bodies);
-  if (bodies.length === 0) return [];
-  // Every body, before any statement: an invalid one leaves the caller's transaction untouched.
-  const batch = await prepareBatch(ctx, validQueue, bodies, resolved);
-  const scope = {
-    queue: validQueue,
-    messageCount: bodies.length,
-    batch: true,
-    sizeBytes: batch.payloads.length,
-    correlationId: resolved.correlationId ?? resolved.headers[CORRELATION_ID_HEADER],
-  };
-  const { ids } = await observePublish(ctx.middlewares, ctx.emit, scope, async (injected) => {
-    const transaction = await port(ctx, executor, 'publishBatch', resolved);
-    const inTransaction = planWake(ctx.notify, transaction.wake, ctx.notifier) === 'in-transaction';
-    const values: unknown[] = [validQueue, ...batchColumns(batch, resolved.headers, injected), ...activation(resolved)];
-    if (inTransaction) values.push(ctx.channel);
-    values.push(resolved.orderingKey ?? null);
-    const stmt = inTransaction ? ctx.sql.publishBatch : ctx.sql.afterCommit.publishBatch;
-    const row = (await runStatement(ctx, transaction, 'publishBatch', stmt, values))[0] as BatchResult | undefined;
-    if (!inTransaction) wakeAfter(transaction.wake, ctx.notifier, validQueue, row);
-    const inserted = typeof row?.ids === 'string' ? row.ids.split(',') : [];
-    return { ids: inserted, inserted: inserted.length };
-  });
-  return ids as string[];
+  // Now, before the body is encoded and the middlewares run: the transaction the call is made in.
+  const call = transactionAtCall(executor, resolved.autocommit);
+  try {
+    const validQueue = validateQueue(queue);
+    assertBatchBodies(bodies);
+    if (bodies.length === 0) return [];
+    // Every body, before any statement: an invalid one leaves the caller's transaction untouched.
+    const batch = await prepareBatch(ctx, validQueue, bodies, resolved);
+    const scope = {
+      queue: validQueue,
+      messageCount: bodies.length,
+      batch: true,
+      sizeBytes: batch.payloads.length,
+      correlationId: resolved.correlationId ?? resolved.headers[CORRELATION_ID_HEADER],
+    };
+    const { ids } = await observePublish(ctx.middlewares, ctx.emit, scope, async (injected) => {
+      const transaction = await port(ctx, executor, 'publishBatch', resolved, call?.ended);
+      const inTransaction = planWake(ctx.notify, transaction.wake, ctx.notifier) === 'in-transaction';
+      const values: unknown[] = [validQueue, ...batchColumns(batch, resolved.headers, injected), ...activation(resolved)];
+      if (inTransaction) values.push(ctx.channel);
+      values.push(resolved.orderingKey ?? null);
+      const stmt = inTransaction ? ctx.sql.publishBatch : ctx.sql.afterCommit.publishBatch;
+      const row = (await runStatement(ctx, transaction, 'publishBatch', stmt, values))[0] as BatchResult | undefined;
+      if (!inTransaction) wakeAfter(transaction.wake, ctx.notifier, validQueue, row);
+      const inserted = typeof row?.ids === 'string' ? row.ids.split(',') : [];
+      return { ids: inserted, inserted: inserted.length };
+    });
+    return ids as string[];
+  } finally {
+    call?.release();
+  }
 }
 
 /**
@@ -246,7 +260,8 @@ export async function cancelTimer(
     throw new InvalidOptionError({ option: 'timerId', value: timerId, expected: 'a non-empty string' });
   }
   refuseUnstorable('timerId', timerId);
-  const transaction = await port(ctx, executor, 'cancelTimer', { autocommit });
+  // Queued at once (nothing is awaited before it): it runs in the transaction it was called in.
+  const transaction = await port(ctx, executor, 'cancelTimer', { autocommit }, undefined);
   const rows = await runStatement(ctx, transaction, 'cancelTimer', ctx.sql.cancelTimer, [validQueue, timerId]);
   const row = rows[0] as DueAnswer | undefined;
   // A cancelled keyed timer gives the rows behind it their own time back, often now: their

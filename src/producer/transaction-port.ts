@@ -12,7 +12,7 @@ import {
   transactionStatus,
   type TransactionTarget,
 } from './executor.js';
-import { queryInTransaction } from './in-transaction-query.js';
+import { type CallTransaction, queryInTransaction, watchCallTransaction } from './in-transaction-query.js';
 import { SavepointGuardedQuery } from './savepoint-guarded-query.js';
 
 /**
@@ -46,7 +46,12 @@ type Submitting = Parameters<typeof queryInTransaction>[0];
  * - in pipeline mode a query is sent before the ones ahead of it are answered, so the status is
  *   stale: the server checks instead (savepoint-guarded-query.ts; the statement goes unnamed).
  */
-function guardedRun(client: object, operation: string, prepared: boolean): TransactionPort['run'] | undefined {
+function guardedRun(
+  client: object,
+  operation: string,
+  prepared: boolean,
+  endedSinceCall?: () => boolean,
+): TransactionPort['run'] | undefined {
   if (!runsDecodedQueries(client as pg.ClientBase)) return undefined;
   const submitting = client as unknown as Submitting;
   if (isObservableClient(client)) {
@@ -56,6 +61,7 @@ function guardedRun(client: object, operation: string, prepared: boolean): Trans
         operation,
         // Prepared (named) only on node-postgres: the name saves the parse and plan on every call.
         prepared ? { name: stmt.name, text: stmt.text, values } : { text: stmt.text, values },
+        endedSinceCall,
       )) as Record<string, unknown>[];
   }
   if ((client as { pipeline?: unknown }).pipeline !== true || transactionStatus(client) === undefined) return undefined;
@@ -79,8 +85,24 @@ function rowsOf(result: unknown): Record<string, unknown>[] {
   );
 }
 
-function executorPort(executor: Executor, prepared: boolean, inTransaction: string | undefined): TransactionPort {
-  const guarded = inTransaction === undefined ? undefined : guardedRun(executor, inTransaction, prepared);
+/**
+ * For a node-postgres client passed in (not autocommit), taken when the producer call is made:
+ * whether the transaction it was called in has ended since (in-transaction-query.ts
+ * watchCallTransaction; release() it when the call settles). An adapter's client is reached only later (its pgClient() is async):
+ * checked from then on, by status.
+ */
+export function transactionAtCall(target: unknown, autocommit: boolean): CallTransaction | undefined {
+  if (autocommit || typeof target !== 'object' || target === null || isTransactionAdapter(target)) return undefined;
+  return isObservableClient(target) ? watchCallTransaction(target) : undefined;
+}
+
+function executorPort(
+  executor: Executor,
+  prepared: boolean,
+  inTransaction: string | undefined,
+  endedSinceCall: (() => boolean) | undefined,
+): TransactionPort {
+  const guarded = inTransaction === undefined ? undefined : guardedRun(executor, inTransaction, prepared, endedSinceCall);
   return {
     run:
       guarded ??
@@ -132,8 +154,9 @@ export async function openPort(
   prepared: boolean,
   wakeAfterCommit: boolean,
   inTransaction?: string,
+  endedSinceCall?: () => boolean,
 ): Promise<TransactionPort> {
-  if (!isTransactionAdapter(target)) return executorPort(target, prepared, inTransaction);
+  if (!isTransactionAdapter(target)) return executorPort(target, prepared, inTransaction, endedSinceCall);
   const client = await target.pgClient?.();
   if (client !== undefined) assertStillInTransaction(target, client);
   const direct = target.statementsOnPgClient === true ? onPgClient(client, inTransaction) : undefined;

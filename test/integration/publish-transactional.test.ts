@@ -290,5 +290,49 @@ for (const notify of ['after-commit', 'in-transaction'] as const) {
         client.release();
       }
     });
+
+    test('a publish whose transaction ended while it was under way is refused in the next transaction on the connection too', async () => {
+      // Review finding: the check at dispatch read only the status, and a ROLLBACK then a BEGIN
+      // (a retry, or the connection released and checked out by another request) showed `T`
+      // again: the statement ran in the new transaction and committed with its data.
+      let open!: () => void;
+      const gate = new Promise<void>((resolve) => (open = resolve));
+      const gated = newOutbox({
+        pool: db.pool,
+        table,
+        notify,
+        middlewares: [
+          {
+            name: 'slow',
+            publish: async (_ctx, next) => {
+              await gate;
+              await next();
+            },
+          },
+        ],
+      });
+      const client = await db.pool.connect();
+      try {
+        await client.query('BEGIN');
+        const publishing = gated.publish(client, 'reused.q', 'from the first transaction');
+        const batch = gated.publishBatch(client, 'reused.q', ['first', 'too']);
+        await client.query('ROLLBACK');
+        await client.query('BEGIN');
+        open();
+        await assert.rejects(publishing, NotInTransactionError);
+        await assert.rejects(batch, NotInTransactionError);
+        await gated.publish(client, 'reused.q', 'from the second transaction');
+        await client.query('COMMIT');
+        const { rows } = await db.pool.query<{ body: string }>(
+          `SELECT convert_from(payload, 'UTF8') AS body FROM ${table} WHERE queue = 'reused.q'`,
+        );
+        assert.deepEqual(
+          rows.map((row) => row.body),
+          ['from the second transaction'],
+        );
+      } finally {
+        client.release();
+      }
+    });
   });
 }

@@ -4,12 +4,29 @@ import { InvalidOptionError } from '../errors.js';
 import { CONTENT_TYPE_HEADER, CONTENT_TYPES, CORRELATION_ID_HEADER, type Headers } from './headers.js';
 import { unstorableIn } from './storable-text.js';
 
-/** Checks that user headers are a flat map of strings. `option` names the argument in errors. */
+/** A plain object: a literal, `Object.create(null)`, JSON; not a Map, a fetch Headers, an array or a class instance. */
+function isPlainObject(value: object): boolean {
+  const prototype: unknown = Object.getPrototypeOf(value);
+  return prototype === Object.prototype || prototype === null;
+}
+
+/**
+ * Checks that user headers are a flat map of strings, and returns a copy: the call stores what it
+ * was given, not what the caller's object holds once the body was encoded and the middlewares ran
+ * (a batch read it then: a change made meanwhile was stored unchecked). A Map or a fetch `Headers`
+ * has no own entries and read as none, silently: refused. `option` names the argument in errors.
+ */
 export function validateHeaders(option: string, headers: unknown): Headers {
   if (headers === undefined) return {};
-  if (headers === null || typeof headers !== 'object' || Array.isArray(headers)) {
-    throw new InvalidOptionError({ option, value: headers, expected: 'an object mapping header names to strings' });
+  if (headers === null || typeof headers !== 'object' || Array.isArray(headers) || !isPlainObject(headers)) {
+    throw new InvalidOptionError({
+      option,
+      value: headers,
+      expected: 'a plain object mapping header names to strings',
+      fix: 'Pass an object literal; from a Map or a fetch Headers, pass Object.fromEntries(headers).',
+    });
   }
+  const copy: Record<string, string> = {};
   for (const [name, value] of Object.entries(headers)) {
     const at = `${option}[${JSON.stringify(name)}]`;
     if (typeof value !== 'string') {
@@ -29,8 +46,9 @@ export function validateHeaders(option: string, headers: unknown): Headers {
         expected: `a name and a value without ${why}`,
         fix: 'Remove or replace that character.',
       });
+    copy[name] = value;
   }
-  return headers as Headers;
+  return copy;
 }
 
 /**

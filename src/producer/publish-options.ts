@@ -158,7 +158,8 @@ export function resolvePublishOptions(options: unknown, batch: boolean): Resolve
     headers: validateHeaders('headers', raw.headers),
     correlationId,
     activateInMs,
-    activateAt,
+    // A copy: the caller's Date, changed while the call is under way, must not move the row.
+    activateAt: activateAt === undefined ? undefined : new Date(activateAt.getTime()),
     timerId,
     orderingKey,
     autocommit: raw.autocommit ?? false,

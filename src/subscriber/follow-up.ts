@@ -1,5 +1,6 @@
 import type pg from 'pg';
 
+import { validateHeaders } from '../envelope/build-headers.js';
 import { CAUSATION_ID_HEADER, CORRELATION_ID_HEADER } from '../envelope/headers.js';
 import type { PublishOptions } from '../producer/publish-options.js';
 import { type CausedBy, type ClaimedRecord, correlationIdOf } from './message.js';
@@ -27,7 +28,10 @@ export function causedBy(record: ClaimedRecord): CausedBy {
  * at once, differing, is the caller's InvalidOptionError, as for any publish).
  */
 export function withCause(options: PublishOptions | undefined, record: ClaimedRecord): PublishOptions {
-  const headers = { [CAUSATION_ID_HEADER]: record.id, ...options?.headers };
+  // Checked before the spread, as publish checks them: `null` was spread to nothing and an array
+  // to {"0": …}, stored, where outbox.publish refuses both.
+  const given = options?.headers === undefined ? undefined : validateHeaders('headers', options.headers);
+  const headers = { [CAUSATION_ID_HEADER]: record.id, ...given };
   const correlationGiven = options?.correlationId !== undefined || options?.headers?.[CORRELATION_ID_HEADER] !== undefined;
   return { ...options, headers, ...(correlationGiven ? {} : { correlationId: correlationIdOf(record) }) };
 }

@@ -135,6 +135,9 @@ describe('publish options are validated with errors that name the option', () =>
     ['activateAt before year 1', ['q', 'x', { activateAt: new Date('-000001-01-01T00:00:00Z') }], 'activateAt'],
     ['header value not a string', ['q', 'x', { headers: { n: 1 } }], 'headers["n"]'],
     ['headers not an object', ['q', 'x', { headers: 'a=b' }], 'headers'],
+    // Review finding: a Map or a fetch Headers has no own entries; it was read as no headers.
+    ['headers as a Map', ['q', 'x', { headers: new Map([['tenant', 'a']]) }], 'headers'],
+    ['headers as a fetch Headers', ['q', 'x', { headers: new Headers({ tenant: 'a' }) }], 'headers'],
     ['empty timerId', ['q', 'x', { timerId: '' }], 'timerId'],
     ['unknown option', ['q', 'x', { activateInMS: 5 }], 'activateInMS'],
     // What PostgreSQL would refuse inside the caller's transaction, aborting it with an untyped
@@ -169,6 +172,41 @@ describe('publish options are validated with errors that name the option', () =>
       }
     });
   }
+
+  test('the headers and activateAt are taken when the call is made: changes while it runs are not stored', async () => {
+    // Review finding: a batch read the caller's headers object, and every publish its activateAt
+    // Date, only after the body was encoded and the middlewares ran: a change made meanwhile was
+    // stored, unchecked.
+    const client = await db.pool.connect();
+    try {
+      await client.query('BEGIN');
+      const headers: Record<string, string> = { tenant: 'a' };
+      const at = new Date(Date.now() + 3_600_000);
+      const due = at.getTime();
+      const batch = outbox.publishBatch(client, 'taken.q', [1], { headers, activateAt: at });
+      const single = outbox.publish(client, 'taken.q', 2, { headers, activateAt: at });
+      headers.tenant = 'b';
+      headers.late = 'a\u0000';
+      at.setTime(Number.NaN);
+      const ids = [...(await batch), await single];
+      const { rows } = await client.query<{ tenant: string; late: string | null; due: string }>(
+        `SELECT headers->>'tenant' AS tenant, headers->>'late' AS late,
+           floor(extract(epoch FROM next_attempt_at) * 1000)::int8::text AS due
+         FROM ${outbox.table} WHERE id = ANY($1::bigint[])`,
+        [ids],
+      );
+      assert.deepEqual(
+        rows.map((row) => [row.tenant, row.late, Number(row.due)]),
+        [
+          ['a', null, due],
+          ['a', null, due],
+        ],
+      );
+    } finally {
+      await client.query('ROLLBACK');
+      client.release();
+    }
+  });
 
   test('timerId in a batch, bodies not an array', async () => {
     const client = await db.pool.connect();

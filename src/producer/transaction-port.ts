@@ -161,9 +161,22 @@ export async function openPort(
   if (client !== undefined) assertStillInTransaction(target, client);
   const direct = target.statementsOnPgClient === true ? onPgClient(client, inTransaction) : undefined;
   return {
-    run: direct ?? ((stmt, values) => target.query(stmt.text, values, inTransaction)),
+    run: direct ?? (async (stmt, values) => adapterRows(target, await target.query(stmt.text, values, inTransaction))),
     wake: wakeAfterCommit ? adapterRoute(target, client) : NO_WAKE,
   };
+}
+
+/**
+ * An adapter's answer, which must be the rows: a hand-written adapter that returned node-postgres'
+ * Result (or a row count) read as no rows — a publish as a timer conflict, a batch as no ids, a
+ * cancel as not cancelled, and no wake-up for rows that committed (review).
+ */
+function adapterRows(adapter: TransactionAdapter, answer: unknown): readonly Record<string, unknown>[] {
+  if (Array.isArray(answer)) return answer as Record<string, unknown>[];
+  throw new TypeError(
+    `the ${adapter.txoutboxAdapter} adapter's query() resolved to ${answer === null ? 'null' : typeof answer}, not an array of rows: ` +
+      'return the rows (node-postgres: result.rows) from TransactionAdapter.query (the statement may have run).',
+  );
 }
 
 /**

@@ -79,6 +79,35 @@ describe('an adapter whose pg client is back to idle or a pool', () => {
   const db = useTestDatabase(import.meta.url);
   const outbox = outboxFactory(db)({ pool: db.pool });
 
+  test("an adapter whose query() answers with something other than the rows: a TypeError naming it, not 'no rows'", async () => {
+    // Review finding: the pg Result (or a count) read as no rows: a publish as a timer conflict
+    // (null), a batch as no ids, a cancel as not cancelled, and no wake-up for committed rows.
+    await outbox.migrate();
+    const client = await db.pool.connect();
+    try {
+      const resultNotRows = {
+        txoutboxAdapter: 'hand-written (Result)',
+        query: async (text: string, values: readonly unknown[]) => client.query(text, [...values]),
+      } as unknown as TransactionAdapter;
+      await client.query('BEGIN');
+      for (const call of [
+        () => outbox.publish(resultNotRows, 'shape.q', 'x'),
+        () => outbox.publishBatch(resultNotRows, 'shape.q', ['y']),
+        () => outbox.cancelTimer(resultNotRows, 'shape.q', 't'),
+      ]) {
+        await assert.rejects(
+          call(),
+          (error: unknown) =>
+            error instanceof TypeError &&
+            /hand-written \(Result\) adapter's query\(\) resolved to object, not an array of rows/.test(error.message),
+        );
+      }
+    } finally {
+      await client.query('ROLLBACK');
+      client.release();
+    }
+  });
+
   test('a wrapper kept past its transaction, or over a pool, is refused before any statement: nothing is stored', async () => {
     await outbox.migrate();
     const client = await db.pool.connect();

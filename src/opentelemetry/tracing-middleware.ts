@@ -16,6 +16,7 @@ import { errorMessage, InvalidOptionError, renderValue } from '../errors.js';
 import { type ConsumeObserver, type ObservedConsume, observingMiddleware } from '../instrumentation/consume-observer.js';
 import { exceptionTypeOf } from '../instrumentation/events.js';
 import type { ConsumeResult, Middleware, PublishContext, PublishResult } from '../instrumentation/middleware.js';
+import { boundedLastException, MAX_LAST_EXCEPTION_CHARS, type RenderError } from '../subscriber/render-error.js';
 import { Memo } from '../util/memo.js';
 import { ATTR, INSTRUMENTATION_SCOPE, MESSAGING_SYSTEM, OPERATION } from './attributes.js';
 import { resolveProvider, resolveRaw } from './options.js';
@@ -45,9 +46,23 @@ export interface TracingMiddlewareOptions {
    * @default false (every delivery asks the sampler)
    */
   readonly skipUnsampledParents?: boolean;
+  /**
+   * What of a failure reaches the span (its status message and exception event): the Outbox's
+   * `renderError` fits, so what it redacts from the DLQ stays out of the traces too; `null` records
+   * the error's type only. With it the stack is left out (it repeats the message). Either way the
+   * text is cut at 8 KiB, as the DLQ's `last_exception` is.
+   * @default the error's message and stack
+   */
+  readonly renderError?: RenderError;
 }
 
-const KNOWN = ['tracerProvider', 'consumerSpanRelation', 'skipUnsampledParents'];
+const KNOWN = ['tracerProvider', 'consumerSpanRelation', 'skipUnsampledParents', 'renderError'];
+const MAX_ERROR_TEXT = MAX_LAST_EXCEPTION_CHARS;
+
+/** Text of an error for a span: bounded, as a handler's error may quote a whole response or body. */
+function bounded(text: string): string {
+  return text.length > MAX_ERROR_TEXT ? `${text.slice(0, MAX_ERROR_TEXT - 12)}…[truncated]` : text;
+}
 
 function publishAttributes(ctx: PublishContext): Attributes {
   const attributes: Attributes = {
@@ -116,12 +131,21 @@ interface ProcessSpan {
  * `exception.type` is the class name too (the SDK would take `error.name`, which is "Error" for
  * any subclass that does not set it), so the two attributes agree.
  */
-function markError(span: Span, error: unknown): void {
+function markError(span: Span, error: unknown, render: RenderError | undefined): void {
   const type = exceptionTypeOf(error);
   span.setAttribute(ATTR.errorType, type);
+  if (render !== undefined) {
+    // Unbounded, a poison message's error (a 5 MB response quoted whole) went into every retry's
+    // span, and what renderError kept out of the DLQ went to the tracing backend (review).
+    const text = boundedLastException(render, error) ?? undefined;
+    span.recordException({ name: type, ...(text === undefined ? {} : { message: text }) });
+    span.setStatus({ code: SpanStatusCode.ERROR, ...(text === undefined ? {} : { message: text }) });
+    return;
+  }
   if (error instanceof Error) {
-    span.recordException({ name: type, message: error.message, ...(error.stack === undefined ? {} : { stack: error.stack }) });
-    span.setStatus({ code: SpanStatusCode.ERROR, message: error.message });
+    const message = bounded(error.message);
+    span.recordException({ name: type, message, ...(error.stack === undefined ? {} : { stack: bounded(error.stack) }) });
+    span.setStatus({ code: SpanStatusCode.ERROR, message });
     return;
   }
   if (error !== undefined && error !== null) span.recordException({ name: type, message: renderValue(error) });
@@ -133,7 +157,7 @@ function markError(span: Span, error: unknown): void {
  * a deliberate ctx.nack() or ctx.reject() is the handler's decision (FastStream's telemetry
  * middleware draws the same line), visible in `messaging.outbox.status` and the outcome.
  */
-function recordResult(span: Span, result: ConsumeResult): void {
+function recordResult(span: Span, result: ConsumeResult, render: RenderError | undefined): void {
   const { outcome } = result;
   span.setAttribute(ATTR.status, result.status);
   span.setAttribute(ATTR.outcome, outcome.kind);
@@ -144,7 +168,7 @@ function recordResult(span: Span, result: ConsumeResult): void {
     span.setAttribute(ATTR.terminalReason, outcome.reason);
     span.addEvent('messaging.outbox.terminal', { [ATTR.terminalReason]: outcome.reason });
   }
-  if (result.status === 'error') markError(span, result.error);
+  if (result.status === 'error') markError(span, result.error, render);
 }
 
 /** span.end(), whose span processors' onEnd may throw: told to `failed`, never to the caller. */
@@ -184,6 +208,15 @@ export function tracingMiddleware(options?: TracingMiddlewareOptions): Middlewar
     throw new InvalidOptionError({ option: 'skipUnsampledParents', value: skipUnsampledParents, expected: 'a boolean' });
   }
   const skipUnsampled = skipUnsampledParents === true;
+  const renderError = raw.renderError as RenderError | undefined;
+  if (renderError !== undefined && typeof renderError !== 'function') {
+    throw new InvalidOptionError({
+      option: 'renderError',
+      value: renderError,
+      expected: 'a function (error) => string | null',
+      fix: "Pass the Outbox's renderError, or leave it out for the error's message and stack.",
+    });
+  }
   // The global API's tracer is a proxy until an SDK registers, so creating the middleware before
   // the SDK starts still exports to it.
   const tracer = (provider ?? trace.getTracerProvider()).getTracer(INSTRUMENTATION_SCOPE);
@@ -258,8 +291,8 @@ export function tracingMiddleware(options?: TracingMiddlewareOptions): Middlewar
       // No result: a middleware inside this one failed, and the delivery with it (middleware-chain.ts).
       if (recording)
         try {
-          if (result === undefined) markError(span, thrown);
-          else recordResult(span, result);
+          if (result === undefined) markError(span, thrown, renderError);
+          else recordResult(span, result, renderError);
         } catch (error) {
           spanFailed(error);
         }
@@ -303,7 +336,7 @@ export function tracingMiddleware(options?: TracingMiddlewareOptions): Middlewar
       } catch (error) {
         if (recording)
           try {
-            markError(span, error);
+            markError(span, error, renderError);
           } catch (spanError) {
             spanFailed(spanError);
           }

@@ -268,6 +268,45 @@ describe('tracingMiddleware', () => {
     }
   });
 
+  test("a failure's text in the span is bounded, and renderError decides what of it is exported", async () => {
+    // Review finding: the message and stack went into every retry's span whole (a poison message
+    // quoting a 5 MB response), and what the Outbox's renderError kept out of the DLQ was exported.
+    const huge = `secret-token ${'x'.repeat(100_000)}`;
+    const runs = async (table: string, options: Parameters<typeof tracingMiddleware>[0]) => {
+      const { provider, spans } = tracing();
+      const { outbox, log } = await migratedOutbox(newOutbox, db.pool, table, {
+        middlewares: [tracingMiddleware({ tracerProvider: provider, ...options })],
+      });
+      outbox.subscribe(
+        'leaky',
+        () => {
+          throw new PaymentDeclined(huge);
+        },
+        { ...FAST_POLL, retry: new NoRetry() },
+      );
+      outbox.start();
+      await publishCommitted(outbox, db.pool, 'leaky', [{ n: 1 }]);
+      await log.waitFor('dlq_written');
+      await waitFor(() => spans('process leaky').length === 1);
+      await outbox.stop();
+      const [span] = spans('process leaky');
+      return { span, exception: span?.events.find((e) => e.name === 'exception')?.attributes };
+    };
+    const plain = await runs('o_err_plain', {});
+    assert.ok((plain.span?.status.message ?? '').length <= 8192);
+    assert.match(plain.span?.status.message ?? '', /^secret-token x+…\[truncated\]$/);
+    assert.ok(String(plain.exception?.['exception.stacktrace']).length <= 8192);
+    const redacted = await runs('o_err_redacted', { renderError: (error) => `redacted ${(error as Error).constructor.name}` });
+    assert.equal(redacted.span?.status.message, 'redacted PaymentDeclined');
+    assert.equal(redacted.exception?.['exception.message'], 'redacted PaymentDeclined');
+    assert.equal(redacted.exception?.['exception.stacktrace'], undefined);
+    const none = await runs('o_err_none', { renderError: () => null });
+    assert.equal(none.span?.status.code, SpanStatusCode.ERROR);
+    assert.equal(none.span?.status.message, undefined);
+    assert.equal(none.exception?.['exception.type'], 'PaymentDeclined');
+    assert.equal(none.exception?.['exception.message'], undefined);
+  });
+
   test('terminal decisions: retry_terminal (an ERROR span) and rejected (a decision, not an error)', async () => {
     const { provider, spans } = tracing();
     const { outbox, log } = await migratedOutbox(newOutbox, db.pool, 'o_terminal', {

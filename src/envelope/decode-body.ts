@@ -1,12 +1,22 @@
 import { CONTENT_TYPE_HEADER } from './headers.js';
 
-/** What a row's content type says its payload is: JSON, text (UTF-8), or bytes (anything else). */
+/**
+ * What a row's content type says its payload is: JSON, text (UTF-8), or bytes (anything else). By
+ * its media type, not a prefix: `application/jsonl`, `application/json-seq` and `application/json5`
+ * (a relabelled Buffer) were parsed as JSON and failed every delivery. A text type in another
+ * charset (`text/csv; charset=iso-8859-1`) stays bytes: decoded as UTF-8 it would be mangled.
+ */
 export function bodyKind(headers: Readonly<Record<string, string>>): 'json' | 'text' | 'bytes' {
   // A header written outside the API (jsonb edited by hand) may be any JSON value.
   const raw: unknown = headers[CONTENT_TYPE_HEADER];
-  const contentType = typeof raw === 'string' ? raw.toLowerCase() : '';
-  if (contentType.startsWith('application/json')) return 'json';
-  return contentType.startsWith('text/') ? 'text' : 'bytes';
+  if (typeof raw !== 'string') return 'bytes';
+  const [type = '', ...parameters] = raw.toLowerCase().split(';');
+  const mediaType = type.trim();
+  if (mediaType === 'application/json') return 'json';
+  if (!mediaType.startsWith('text/')) return 'bytes';
+  const charset = parameters.map((p) => p.trim()).find((p) => p.startsWith('charset='));
+  const name = charset?.slice('charset='.length).replaceAll('"', '');
+  return name === undefined || name === 'utf-8' || name === 'utf8' ? 'text' : 'bytes';
 }
 
 /**

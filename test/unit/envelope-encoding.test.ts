@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 
 import { headersJson } from '../../src/envelope/build-headers.js';
+import { bodyKind, decodeBody } from '../../src/envelope/decode-body.js';
 import { encodeBody } from '../../src/envelope/encode-body.js';
 import { UnencodableBodyError } from '../../src/errors.js';
 
@@ -112,4 +113,24 @@ describe('headersJson writes what JSON.stringify writes', () => {
       assert.equal(headersJson(headers), JSON.stringify(headers));
     });
   }
+});
+
+describe('bodyKind reads the media type, not a prefix', () => {
+  test('application/json (with parameters) is JSON; jsonl, json-seq and json5 are bytes', () => {
+    // Review finding: a Buffer relabelled application/jsonl was parsed as JSON, and every delivery failed.
+    const kind = (contentType: unknown) => bodyKind({ 'content-type': contentType } as Record<string, string>);
+    assert.equal(kind('application/json'), 'json');
+    assert.equal(kind('Application/JSON; charset=utf-8'), 'json');
+    for (const relabel of ['application/jsonl', 'application/json-seq', 'application/json5', 'application/x-protobuf'])
+      assert.equal(kind(relabel), 'bytes', relabel);
+    assert.equal(kind('text/plain; charset=utf-8'), 'text');
+    assert.equal(kind('text/csv'), 'text');
+    assert.equal(kind('text/csv; charset="UTF-8"'), 'text');
+    // Another charset decoded as UTF-8 would be mangled: the bytes, as stored.
+    assert.equal(kind('text/csv; charset=iso-8859-1'), 'bytes');
+    assert.equal(kind(7), 'bytes');
+    assert.equal(bodyKind({}), 'bytes');
+    const lines = Buffer.from('{"a":1}\n{"b":2}');
+    assert.equal(decodeBody(lines, { 'content-type': 'application/jsonl' }), lines);
+  });
 });

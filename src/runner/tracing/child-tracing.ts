@@ -65,11 +65,26 @@ export async function startChildTracing(spec: ChildTracingSpec, logger: Logger):
     sampler: new sdk.ParentBasedSampler({ root: new sdk.TraceIdRatioBasedSampler(spec.sampler) }),
     spanProcessors: [new sdk.BatchSpanProcessor(exporter)],
   });
-  api.context.setGlobalContextManager(new asyncHooks.AsyncLocalStorageContextManager().enable());
-  api.propagation.setGlobalPropagator(
-    new core.CompositePropagator({ propagators: [new core.W3CTraceContextPropagator(), new core.W3CBaggagePropagator()] }),
-  );
-  api.trace.setGlobalTracerProvider(provider);
+  // Each returns false when something registered first (OpenTelemetry auto-instrumentation
+  // preloaded through NODE_OPTIONS, as the Kubernetes operator injects it): the process spans still
+  // go to this provider, but the handler's own spans then go to the other SDK, under its service
+  // name and sampler. Said once, at warn, instead of tracing on as if all were well (review).
+  const taken = [
+    api.context.setGlobalContextManager(new asyncHooks.AsyncLocalStorageContextManager().enable())
+      ? undefined
+      : 'context manager',
+    api.propagation.setGlobalPropagator(
+      new core.CompositePropagator({ propagators: [new core.W3CTraceContextPropagator(), new core.W3CBaggagePropagator()] }),
+    )
+      ? undefined
+      : 'propagator',
+    api.trace.setGlobalTracerProvider(provider) ? undefined : 'tracer provider',
+  ].filter((what) => what !== undefined);
+  if (taken.length > 0)
+    logger.warn(
+      { alreadyRegistered: taken },
+      "tracing: another OpenTelemetry SDK registered the global context manager, propagator or tracer provider first (auto-instrumentation in NODE_OPTIONS?): txoutbox's process spans go to the runner's exporter, the handler's own spans to that SDK, under its service name and sampler. Remove one of the two, or the config's tracing: section",
+    );
   const { consumerSpanRelation, skipUnsampledParents } = spec;
   logger.info(
     { endpoint: origin, serviceName: spec.serviceName, sampler: spec.sampler, skipUnsampledParents },

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 
 import { InvalidOptionError } from '../errors.js';
-import { CONTENT_TYPE_HEADER, CONTENT_TYPES, CORRELATION_ID_HEADER, type Headers } from './headers.js';
+import { CAUSATION_ID_HEADER, CONTENT_TYPE_HEADER, CONTENT_TYPES, CORRELATION_ID_HEADER, type Headers } from './headers.js';
 import { unstorableIn } from './storable-text.js';
 
 /** A plain object: a literal, `Object.create(null)`, JSON; not a Map, a fetch Headers, an array or a class instance. */
@@ -46,9 +46,34 @@ export function validateHeaders(option: string, headers: unknown): Headers {
         expected: `a name and a value without ${why}`,
         fix: 'Remove or replace that character.',
       });
-    copy[name] = value;
+    copy[envelopeName(copy, option, name, value)] = value;
   }
   return copy;
+}
+
+/** The header names the envelope reads, in the case it writes them. */
+const ENVELOPE_NAMES = new Set([CONTENT_TYPE_HEADER, CORRELATION_ID_HEADER, CAUSATION_ID_HEADER]);
+
+/**
+ * A header named like one the envelope reads, in another case (`Content-Type`, as an HTTP
+ * framework spells it), is that header: stored under the envelope's name, so the content-type and
+ * correlation checks see it. Kept as given, it passed them and was stored beside the envelope's own
+ * (jsonb keeps both), and a receiver reading the first of the two got the caller's (review). The
+ * same header twice in two cases with two values is refused.
+ */
+function envelopeName(copy: Readonly<Record<string, string>>, option: string, name: string, value: string): string {
+  const lower = name.toLowerCase();
+  if (!ENVELOPE_NAMES.has(lower)) return name;
+  const earlier = copy[lower];
+  if (earlier !== undefined && earlier !== value) {
+    throw new InvalidOptionError({
+      option: `${option}[${JSON.stringify(name)}]`,
+      value,
+      expected: `the same value as ${option}[${JSON.stringify(lower)}] (${JSON.stringify(earlier)}), or only one of the two`,
+      fix: `Header names are case-insensitive: keep one ${lower} header.`,
+    });
+  }
+  return lower;
 }
 
 /**

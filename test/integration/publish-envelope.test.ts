@@ -62,6 +62,20 @@ describe('envelope: body encoding and headers', () => {
       await inTransaction((c) => outbox.publish(c, 'env.q', 'x', { headers: { 'correlation-id': 'h-1' } })),
     );
     assert.equal(viaHeader.headers['correlation-id'], 'h-1');
+
+    // Review finding: in another case (as an HTTP framework spells it) it passed the checks and was
+    // stored beside the envelope's own. It is that header: stored under the envelope's name.
+    const otherCase = await stored(
+      await inTransaction((c) =>
+        outbox.publish(c, 'env.q', Buffer.from('x'), {
+          headers: { 'Correlation-Id': 'h-2', 'Content-Type': 'application/x-protobuf' },
+        }),
+      ),
+    );
+    assert.equal(otherCase.headers['correlation-id'], 'h-2');
+    assert.equal(otherCase.headers['content-type'], 'application/x-protobuf');
+    assert.equal(otherCase.headers['Correlation-Id'], undefined);
+    assert.equal(otherCase.headers['Content-Type'], undefined);
   });
 
   test('a content-type header may relabel bytes but not contradict text or JSON', async () => {
@@ -137,6 +151,16 @@ describe('publish options are validated with errors that name the option', () =>
     ['headers not an object', ['q', 'x', { headers: 'a=b' }], 'headers'],
     // Review finding: a Map or a fetch Headers has no own entries; it was read as no headers.
     ['headers as a Map', ['q', 'x', { headers: new Map([['tenant', 'a']]) }], 'headers'],
+    [
+      'a content type in another case contradicting JSON',
+      ['q', { a: 1 }, { headers: { 'Content-Type': 'text/xml' } }],
+      'headers["content-type"]',
+    ],
+    [
+      'one envelope header twice, in two cases',
+      ['q', 'x', { headers: { 'Correlation-Id': 'a', 'correlation-id': 'b' } }],
+      'headers["correlation-id"]',
+    ],
     ['headers as a fetch Headers', ['q', 'x', { headers: new Headers({ tenant: 'a' }) }], 'headers'],
     ['empty timerId', ['q', 'x', { timerId: '' }], 'timerId'],
     ['unknown option', ['q', 'x', { activateInMS: 5 }], 'activateInMS'],

@@ -1,4 +1,4 @@
-import { UnencodableBodyError } from '../errors.js';
+import { errorMessage, UnencodableBodyError } from '../errors.js';
 import { CONTENT_TYPES } from './headers.js';
 import { unpairedSurrogateIn } from './storable-text.js';
 
@@ -163,10 +163,18 @@ function stringifyStrict(body: unknown): string | undefined {
     return isPlainBody(body) ? JSON.stringify(body) : JSON.stringify(body, strictReplacer);
   } catch (error) {
     if (error instanceof UnencodableBodyError) throw error;
-    // The one remaining TypeError JSON.stringify throws is a cycle.
-    throw new UnencodableBodyError(
-      `Cannot encode the body as JSON: ${(error as Error).message}. Fix: remove the circular reference.`,
-      error,
-    );
+    throw new UnencodableBodyError(`Cannot encode the body as JSON: ${errorMessage(error)}. Fix: ${stringifyFix(error)}`, error);
   }
+}
+
+/**
+ * What to do about what JSON.stringify threw: a cycle (its TypeError says "circular"), a body too
+ * large or too deep for it (RangeError: "Invalid string length", a stack overflow), or anything a
+ * getter or toJSON of the caller's threw. Each used to be told to remove a circular reference.
+ */
+function stringifyFix(error: unknown): string {
+  if (error instanceof TypeError && /circular/i.test(error.message)) return 'remove the circular reference.';
+  if (error instanceof RangeError)
+    return 'publish a smaller or flatter body (JSON text has a size limit of about 512 MB, and nesting is bounded by the stack), or store the data elsewhere and publish a reference.';
+  return 'a getter or toJSON() of the body threw (the error is the cause); fix it, or publish plain data.';
 }

@@ -98,6 +98,34 @@ describe('encodeBody: plain bodies skip the replacer, and store what JSON.string
       (error: unknown) => error instanceof UnencodableBodyError && /nope/.test(error.message),
     );
   });
+
+  test('each failure gets its own fix, not always "remove the circular reference"', () => {
+    // Review finding: a throwing getter, a toJSON that throws and a body too deep for the stack
+    // were all told to remove a circular reference.
+    const fixOf = (body: unknown): string => {
+      try {
+        encodeBody(body);
+      } catch (error) {
+        assert.ok(error instanceof UnencodableBodyError);
+        return error.message.slice(error.message.indexOf('Fix: '));
+      }
+      return assert.fail('encoded');
+    };
+    const cyclic: Record<string, unknown> = {};
+    cyclic.self = cyclic;
+    assert.equal(fixOf(cyclic), 'Fix: remove the circular reference.');
+    assert.match(
+      fixOf({
+        toJSON: () => {
+          throw new Error('no');
+        },
+      }),
+      /^Fix: a getter or toJSON\(\) of the body threw/,
+    );
+    let deep: unknown = 1;
+    for (let i = 0; i < 200_000; i += 1) deep = [deep];
+    assert.match(fixOf(deep), /^Fix: publish a smaller or flatter body/);
+  });
 });
 
 describe('headersJson writes what JSON.stringify writes', () => {

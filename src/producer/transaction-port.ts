@@ -52,8 +52,12 @@ function guardedRun(
   prepared: boolean,
   endedSinceCall?: () => boolean,
 ): TransactionPort['run'] | undefined {
-  if (!runsDecodedQueries(client as pg.ClientBase)) return undefined;
   const submitting = client as unknown as Submitting;
+  // Another copy of node-postgres (an application's own pg beside txoutbox's): its dispatch cannot
+  // be hooked here, so the server checks, as in pipeline mode. Before, nothing did, and a publish
+  // queued behind the caller's ROLLBACK ran on its own, its NOTIFY sent at once (review).
+  if (!runsDecodedQueries(client as pg.ClientBase))
+    return transactionStatus(client) === undefined ? undefined : serverGuardedRun(submitting, operation);
   if (isObservableClient(client)) {
     return async (stmt, values) =>
       (await queryInTransaction(
@@ -65,6 +69,11 @@ function guardedRun(
       )) as Record<string, unknown>[];
   }
   if ((client as { pipeline?: unknown }).pipeline !== true || transactionStatus(client) === undefined) return undefined;
+  return serverGuardedRun(submitting, operation);
+}
+
+/** The statement behind a SAVEPOINT in the same pipeline: the server refuses it outside a transaction (savepoint-guarded-query.ts). */
+function serverGuardedRun(submitting: Submitting, operation: string): TransactionPort['run'] {
   return async (stmt, values) => {
     const query = new SavepointGuardedQuery(stmt.text, values, operation);
     submitting.query(query as unknown as pg.Query);

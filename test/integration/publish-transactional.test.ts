@@ -7,6 +7,7 @@ import { NotInTransactionError } from '../../src/index.js';
 import { readSignal } from '../../src/queues/channel-signal.js';
 import { useTestDatabase } from '../support/database.js';
 import { listen, type Listener } from '../support/listen.js';
+import { otherNodePostgres } from '../support/other-node-postgres.js';
 import { outboxFactory } from '../support/outboxes.js';
 import { waitFor } from '../support/wait-for.js';
 
@@ -288,6 +289,28 @@ for (const notify of ['after-commit', 'in-transaction'] as const) {
         assert.equal(await rowCount('rolled.q'), 1);
       } finally {
         client.release();
+      }
+    });
+
+    test("a client of another copy of node-postgres: a publish behind the caller's ROLLBACK is refused by the server; one inside commits", async () => {
+      // Review finding: only this copy's clients were checked at dispatch; another copy's ran a
+      // publish queued behind a ROLLBACK on its own, and its NOTIFY went at once.
+      const other = otherNodePostgres();
+      const pool = new other.Pool({ connectionString: db.url, max: 1 });
+      const client = await pool.connect();
+      try {
+        await client.query('BEGIN');
+        const publishing = outbox().publish(client, 'other-copy.q', 'rolled back');
+        await client.query('ROLLBACK');
+        await assert.rejects(publishing, NotInTransactionError);
+        await client.query('BEGIN');
+        await outbox().publish(client, 'other-copy.q', 'kept');
+        await outbox().publishBatch(client, 'other-copy.q', ['kept too']);
+        await client.query('COMMIT');
+        assert.equal(await rowCount('other-copy.q'), 2);
+      } finally {
+        client.release();
+        await pool.end();
       }
     });
 

@@ -1,4 +1,4 @@
-import { CONTENT_TYPE_HEADER } from './headers.js';
+import { CONTENT_TYPE_HEADER, CONTENT_TYPES } from './headers.js';
 
 /**
  * What a row's content type says its payload is: JSON, text (UTF-8), or bytes (anything else). By
@@ -10,6 +10,10 @@ export function bodyKind(headers: Readonly<Record<string, string>>): 'json' | 't
   // A header written outside the API (jsonb edited by hand) may be any JSON value.
   const raw: unknown = headers[CONTENT_TYPE_HEADER];
   if (typeof raw !== 'string') return 'bytes';
+  // The content types publish writes, without parsing: the delivery path reads one per message.
+  if (raw === CONTENT_TYPES.json) return 'json';
+  if (raw === CONTENT_TYPES.text) return 'text';
+  if (raw === CONTENT_TYPES.octetStream) return 'bytes';
   const [type = '', ...parameters] = raw.toLowerCase().split(';');
   const mediaType = type.trim();
   if (mediaType === 'application/json') return 'json';

@@ -1,4 +1,5 @@
 import { performance } from 'node:perf_hooks';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 import type pg from 'pg';
 
@@ -133,7 +134,8 @@ class PassRetry {
     this.#passes += 1;
     const pause = Math.min(backoffMs(this.#passes, RETRY_BASE_MS, RETRY_CAP_MS), this.#until - performance.now());
     if (pause <= 0) return false;
-    await delay(pause);
+    // The signal cuts the pause short: a stop() (the runner's retention) does not wait it out.
+    await (this.#signal === undefined ? delay(pause) : sleep(pause, undefined, { signal: this.#signal }).catch(() => undefined));
     this.#signal?.throwIfAborted();
     return true;
   }

@@ -46,7 +46,11 @@ export function validateHeaders(option: string, headers: unknown): Headers {
         expected: `a name and a value without ${why}`,
         fix: 'Remove or replace that character.',
       });
-    copy[envelopeName(copy, option, name, value)] = value;
+    const stored = envelopeName(copy, option, name, value);
+    // A `__proto__` key (from JSON.parse) is an own property there; assigned, it would set the copy's prototype instead.
+    if (stored === '__proto__')
+      Object.defineProperty(copy, stored, { value, enumerable: true, writable: true, configurable: true });
+    else copy[stored] = value;
   }
   return copy;
 }

@@ -16,12 +16,16 @@ export function bodyKind(headers: Readonly<Record<string, string>>): 'json' | 't
   if (raw === CONTENT_TYPES.octetStream) return 'bytes';
   const [type = '', ...parameters] = raw.toLowerCase().split(';');
   const mediaType = type.trim();
-  if (mediaType === 'application/json') return 'json';
-  if (!mediaType.startsWith('text/')) return 'bytes';
+  const json = mediaType === 'application/json';
+  if (!json && !mediaType.startsWith('text/')) return 'bytes';
   const charset = parameters.map((p) => p.trim()).find((p) => p.startsWith('charset='));
   const name = charset?.slice('charset='.length).replaceAll('"', '');
-  return name === undefined || name === 'utf-8' || name === 'utf8' ? 'text' : 'bytes';
+  // UTF-8, or ASCII (a subset of it); any other charset would be mangled by a UTF-8 decode.
+  if (name !== undefined && !UTF8_READABLE.has(name)) return 'bytes';
+  return json ? 'json' : 'text';
 }
+
+const UTF8_READABLE = new Set(['utf-8', 'utf8', 'us-ascii', 'ascii']);
 
 /**
  * The inverse of encodeBody, chosen by the row's content type (bodyKind): JSON is parsed, text is

@@ -10,6 +10,7 @@ import type { BodySchemas } from '../typed-events/body-schemas.js';
 import type { Logger } from '../util/logger.js';
 import type { Statement } from '../util/statement.js';
 import { assertTransactional } from './executor.js';
+import type { CallTransaction } from './in-transaction-query.js';
 import { observePublish } from './observe-publish.js';
 import { type EncodedBatch, prepareBatch, prepareBody } from './prepare-bodies.js';
 import {
@@ -68,14 +69,14 @@ function port(
   target: Parameters<typeof openPort>[0],
   operation: string,
   options: { readonly autocommit: boolean },
-  endedSinceCall: (() => boolean) | undefined,
+  call: CallTransaction | undefined,
 ): Promise<TransactionPort> {
   return openPort(
     target,
     ctx.preparedStatements,
     ctx.notify === 'after-commit' && !ctx.notifier.stopped,
     options.autocommit ? undefined : operation,
-    endedSinceCall,
+    call,
   );
 }
 
@@ -143,7 +144,7 @@ export async function publish(
       correlationId: encoded.headers[CORRELATION_ID_HEADER],
     };
     const { ids } = await observePublish(ctx.middlewares, ctx.emit, scope, async (injected) => {
-      const transaction = await port(ctx, executor, 'publish', resolved, call?.ended);
+      const transaction = await port(ctx, executor, 'publish', resolved, call);
       const values: unknown[] = [
         validQueue,
         encoded.payload,
@@ -224,7 +225,7 @@ export async function publishBatch(
       correlationId: resolved.correlationId ?? resolved.headers[CORRELATION_ID_HEADER],
     };
     const { ids } = await observePublish(ctx.middlewares, ctx.emit, scope, async (injected) => {
-      const transaction = await port(ctx, executor, 'publishBatch', resolved, call?.ended);
+      const transaction = await port(ctx, executor, 'publishBatch', resolved, call);
       const inTransaction = planWake(ctx.notify, transaction.wake, ctx.notifier) === 'in-transaction';
       const values: unknown[] = [validQueue, ...batchColumns(batch, resolved.headers, injected), ...activation(resolved)];
       if (inTransaction) values.push(ctx.channel);

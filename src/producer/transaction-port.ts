@@ -12,7 +12,7 @@ import {
   transactionStatus,
   type TransactionTarget,
 } from './executor.js';
-import { type CallTransaction, queryInTransaction, watchCallTransaction } from './in-transaction-query.js';
+import { type CallTransaction, queryClassOf, queryInTransaction, watchCallTransaction } from './in-transaction-query.js';
 import { SavepointGuardedQuery } from './savepoint-guarded-query.js';
 
 /**
@@ -40,36 +40,37 @@ type Submitting = Parameters<typeof queryInTransaction>[0];
 
 /**
  * A statement runner that keeps the statement inside the caller's transaction on a node-postgres
- * client (only a pg.Client of this copy of node-postgres: another copy's connection internals may
- * differ), or undefined when there is none:
- * - its status read again when node-postgres dispatches it (in-transaction-query.ts);
+ * client, or undefined when there is none:
+ * - its status read again when node-postgres dispatches it, and the call's transaction watched
+ *   (in-transaction-query.ts), on a query of the client's own copy of node-postgres: this one's, or
+ *   `Client.Query` of another copy (an application's own pg beside txoutbox's, which was not
+ *   checked at all: a publish queued behind the caller's ROLLBACK ran on its own; review);
  * - in pipeline mode a query is sent before the ones ahead of it are answered, so the status is
- *   stale: the server checks instead (savepoint-guarded-query.ts; the statement goes unnamed).
+ *   stale: the server checks instead (savepoint-guarded-query.ts; the statement goes unnamed), as
+ *   for another copy that exposes no Query class.
  */
 function guardedRun(
   client: object,
   operation: string,
   prepared: boolean,
-  endedSinceCall?: () => boolean,
+  call?: CallTransaction,
 ): TransactionPort['run'] | undefined {
   const submitting = client as unknown as Submitting;
-  // Another copy of node-postgres (an application's own pg beside txoutbox's): its dispatch cannot
-  // be hooked here, so the server checks, as in pipeline mode. Before, nothing did, and a publish
-  // queued behind the caller's ROLLBACK ran on its own, its NOTIFY sent at once (review).
-  if (!runsDecodedQueries(client as pg.ClientBase))
-    return transactionStatus(client) === undefined ? undefined : serverGuardedRun(submitting, operation);
-  if (isObservableClient(client)) {
+  const ours = runsDecodedQueries(client as pg.ClientBase);
+  const queryClass = queryClassOf(client, ours);
+  if (isObservableClient(client) && queryClass !== undefined) {
     return async (stmt, values) =>
       (await queryInTransaction(
         submitting,
+        queryClass,
         operation,
         // Prepared (named) only on node-postgres: the name saves the parse and plan on every call.
         prepared ? { name: stmt.name, text: stmt.text, values } : { text: stmt.text, values },
-        endedSinceCall,
+        call,
       )) as Record<string, unknown>[];
   }
-  if ((client as { pipeline?: unknown }).pipeline !== true || transactionStatus(client) === undefined) return undefined;
-  return serverGuardedRun(submitting, operation);
+  if (transactionStatus(client) === undefined) return undefined;
+  return (client as { pipeline?: unknown }).pipeline === true || !ours ? serverGuardedRun(submitting, operation) : undefined;
 }
 
 /** The statement behind a SAVEPOINT in the same pipeline: the server refuses it outside a transaction (savepoint-guarded-query.ts). */
@@ -109,9 +110,9 @@ function executorPort(
   executor: Executor,
   prepared: boolean,
   inTransaction: string | undefined,
-  endedSinceCall: (() => boolean) | undefined,
+  call: CallTransaction | undefined,
 ): TransactionPort {
-  const guarded = inTransaction === undefined ? undefined : guardedRun(executor, inTransaction, prepared, endedSinceCall);
+  const guarded = inTransaction === undefined ? undefined : guardedRun(executor, inTransaction, prepared, call);
   return {
     run:
       guarded ??
@@ -163,9 +164,9 @@ export async function openPort(
   prepared: boolean,
   wakeAfterCommit: boolean,
   inTransaction?: string,
-  endedSinceCall?: () => boolean,
+  call?: CallTransaction,
 ): Promise<TransactionPort> {
-  if (!isTransactionAdapter(target)) return executorPort(target, prepared, inTransaction, endedSinceCall);
+  if (!isTransactionAdapter(target)) return executorPort(target, prepared, inTransaction, call);
   const client = await target.pgClient?.();
   if (client !== undefined) assertStillInTransaction(target, client);
   const direct = target.statementsOnPgClient === true ? onPgClient(client, inTransaction) : undefined;

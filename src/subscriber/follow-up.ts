@@ -32,6 +32,7 @@ export function withCause(options: PublishOptions | undefined, record: ClaimedRe
   // to {"0": …}, stored, where outbox.publish refuses both.
   const given = options?.headers === undefined ? undefined : validateHeaders('headers', options.headers);
   const headers = { [CAUSATION_ID_HEADER]: record.id, ...given };
-  const correlationGiven = options?.correlationId !== undefined || options?.headers?.[CORRELATION_ID_HEADER] !== undefined;
+  // Read from the checked copy, whose envelope names are lower case (`Correlation-Id` given is that header).
+  const correlationGiven = options?.correlationId !== undefined || given?.[CORRELATION_ID_HEADER] !== undefined;
   return { ...options, headers, ...(correlationGiven ? {} : { correlationId: correlationIdOf(record) }) };
 }

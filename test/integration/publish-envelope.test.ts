@@ -76,6 +76,14 @@ describe('envelope: body encoding and headers', () => {
     assert.equal(otherCase.headers['content-type'], 'application/x-protobuf');
     assert.equal(otherCase.headers['Correlation-Id'], undefined);
     assert.equal(otherCase.headers['Content-Type'], undefined);
+    // A `__proto__` key (JSON.parse makes it an own property) is stored as given, not dropped.
+    const proto = await stored(
+      await inTransaction((c) =>
+        outbox.publish(c, 'env.q', 'x', { headers: JSON.parse('{"__proto__": "p", "a": "b"}') as Record<string, string> }),
+      ),
+    );
+    assert.equal(Object.getOwnPropertyDescriptor(proto.headers, '__proto__')?.value, 'p');
+    assert.equal(proto.headers.a, 'b');
   });
 
   test('a content-type header may relabel bytes but not contradict text or JSON', async () => {

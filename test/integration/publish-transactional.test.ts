@@ -308,10 +308,94 @@ for (const notify of ['after-commit', 'in-transaction'] as const) {
         await outbox().publishBatch(client, 'other-copy.q', ['kept too']);
         await client.query('COMMIT');
         assert.equal(await rowCount('other-copy.q'), 2);
+        // Its call's transaction is watched too: a ROLLBACK then a BEGIN while it is under way.
+        let open!: () => void;
+        const gate = new Promise<void>((resolve) => (open = resolve));
+        const gated = newOutbox({
+          pool: db.pool,
+          table,
+          notify,
+          middlewares: [
+            {
+              name: 'slow',
+              publish: async (_ctx, next) => {
+                await gate;
+                await next();
+              },
+            },
+          ],
+        });
+        await client.query('BEGIN');
+        const late = gated.publish(client, 'other-copy.q', 'late');
+        await client.query('ROLLBACK');
+        await client.query('BEGIN');
+        open();
+        await assert.rejects(late, NotInTransactionError);
+        await client.query('COMMIT');
+        assert.equal(await rowCount('other-copy.q'), 2);
       } finally {
         client.release();
         await pool.end();
       }
+    });
+
+    test('a COMMIT queued ahead of a publish and a BEGIN after it: the call had no transaction, refused', async () => {
+      // Review finding: the answers owed at the call were skipped whatever they said, so the
+      // COMMIT's idle was missed and the BEGIN issued after the call (another request on the
+      // released connection) showed `T`: the row committed with that transaction.
+      let open!: () => void;
+      const gate = new Promise<void>((resolve) => (open = resolve));
+      const gated = newOutbox({
+        pool: db.pool,
+        table,
+        notify,
+        middlewares: [
+          {
+            name: 'slow',
+            publish: async (_ctx, next) => {
+              await gate;
+              await next();
+            },
+          },
+        ],
+      });
+      const client = await db.pool.connect();
+      try {
+        await client.query('BEGIN');
+        const committing = client.query('COMMIT');
+        const publishing = gated.publish(client, 'queued-commit.q', 'x');
+        await committing;
+        await client.query('BEGIN');
+        open();
+        await assert.rejects(publishing, NotInTransactionError);
+        await client.query('COMMIT');
+        assert.equal(await rowCount('queued-commit.q'), 0);
+      } finally {
+        client.release();
+      }
+    });
+
+    test('a thousand publishes at once on one client share one watch: no listener warning', async () => {
+      // Review finding: one ReadyForQuery listener per call put eleven on the connection at ten
+      // concurrent publishes (MaxListenersExceededWarning) and ran each on every answer.
+      const warnings: Error[] = [];
+      const onWarning = (warning: Error) => warnings.push(warning);
+      process.on('warning', onWarning);
+      const client = await db.pool.connect();
+      try {
+        await client.query('BEGIN');
+        const ids = await Promise.all(Array.from({ length: 1000 }, (_, i) => outbox().publish(client, 'many-at-once.q', { i })));
+        await client.query('COMMIT');
+        assert.equal(new Set(ids).size, 1000);
+        assert.equal(await rowCount('many-at-once.q'), 1000);
+      } finally {
+        client.release();
+        process.off('warning', onWarning);
+      }
+      assert.deepEqual(
+        warnings.map((w) => w.name),
+        [],
+      );
     });
 
     test('a publish whose transaction ended while it was under way is refused in the next transaction on the connection too', async () => {

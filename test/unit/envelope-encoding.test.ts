@@ -156,6 +156,8 @@ describe('bodyKind reads the media type, not a prefix', () => {
     assert.equal(kind('text/csv; charset="UTF-8"'), 'text');
     // Another charset decoded as UTF-8 would be mangled: the bytes, as stored.
     assert.equal(kind('text/csv; charset=iso-8859-1'), 'bytes');
+    assert.equal(kind('text/plain; charset=us-ascii'), 'text');
+    assert.equal(kind('application/json; charset=utf-16'), 'bytes');
     assert.equal(kind(7), 'bytes');
     assert.equal(bodyKind({}), 'bytes');
     const lines = Buffer.from('{"a":1}\n{"b":2}');

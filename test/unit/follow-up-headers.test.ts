@@ -22,4 +22,8 @@ test('headers that outbox.publish refuses are refused here too, before the cause
     correlationId: 'c-1',
   });
   assert.deepEqual(withCause(undefined, record), { headers: { 'causation-id': '7' }, correlationId: 'c-1' });
+  // A correlation id given as a header in another case is given: the cause's is not added beside it.
+  assert.deepEqual(withCause({ headers: { 'Correlation-Id': 'mine' } }, record), {
+    headers: { 'causation-id': '7', 'correlation-id': 'mine' },
+  });
 });

@@ -3,7 +3,7 @@ import { before, describe, test } from 'node:test';
 
 import type pg from 'pg';
 
-import { NotInTransactionError } from '../../src/index.js';
+import { type Middleware, NotInTransactionError, type Outbox } from '../../src/index.js';
 import { readSignal } from '../../src/queues/channel-signal.js';
 import { useTestDatabase } from '../support/database.js';
 import { listen, type Listener } from '../support/listen.js';
@@ -34,6 +34,20 @@ for (const notify of ['after-commit', 'in-transaction'] as const) {
     before(async () => {
       await outbox().migrate();
     });
+
+    /** An Outbox on this table whose publish middleware waits until open(): a call held under way. */
+    function gatedOutbox(): { outbox: Outbox; open: () => void } {
+      let open!: () => void;
+      const gate = new Promise<void>((resolve) => (open = resolve));
+      const slow: Middleware = {
+        name: 'slow',
+        publish: async (_ctx, next) => {
+          await gate;
+          await next();
+        },
+      };
+      return { outbox: newOutbox({ pool: db.pool, table, notify, middlewares: [slow] }), open };
+    }
 
     /** A LISTEN connection on this table's channel and a pooled client, both closed however the test ends. */
     async function withListener(fn: (client: pg.PoolClient, listener: Listener) => Promise<void>): Promise<void> {
@@ -309,22 +323,7 @@ for (const notify of ['after-commit', 'in-transaction'] as const) {
         await client.query('COMMIT');
         assert.equal(await rowCount('other-copy.q'), 2);
         // Its call's transaction is watched too: a ROLLBACK then a BEGIN while it is under way.
-        let open!: () => void;
-        const gate = new Promise<void>((resolve) => (open = resolve));
-        const gated = newOutbox({
-          pool: db.pool,
-          table,
-          notify,
-          middlewares: [
-            {
-              name: 'slow',
-              publish: async (_ctx, next) => {
-                await gate;
-                await next();
-              },
-            },
-          ],
-        });
+        const { outbox: gated, open } = gatedOutbox();
         await client.query('BEGIN');
         const late = gated.publish(client, 'other-copy.q', 'late');
         await client.query('ROLLBACK');
@@ -343,22 +342,7 @@ for (const notify of ['after-commit', 'in-transaction'] as const) {
       // Review finding: the answers owed at the call were skipped whatever they said, so the
       // COMMIT's idle was missed and the BEGIN issued after the call (another request on the
       // released connection) showed `T`: the row committed with that transaction.
-      let open!: () => void;
-      const gate = new Promise<void>((resolve) => (open = resolve));
-      const gated = newOutbox({
-        pool: db.pool,
-        table,
-        notify,
-        middlewares: [
-          {
-            name: 'slow',
-            publish: async (_ctx, next) => {
-              await gate;
-              await next();
-            },
-          },
-        ],
-      });
+      const { outbox: gated, open } = gatedOutbox();
       const client = await db.pool.connect();
       try {
         await client.query('BEGIN');
@@ -402,22 +386,7 @@ for (const notify of ['after-commit', 'in-transaction'] as const) {
       // Review finding: the check at dispatch read only the status, and a ROLLBACK then a BEGIN
       // (a retry, or the connection released and checked out by another request) showed `T`
       // again: the statement ran in the new transaction and committed with its data.
-      let open!: () => void;
-      const gate = new Promise<void>((resolve) => (open = resolve));
-      const gated = newOutbox({
-        pool: db.pool,
-        table,
-        notify,
-        middlewares: [
-          {
-            name: 'slow',
-            publish: async (_ctx, next) => {
-              await gate;
-              await next();
-            },
-          },
-        ],
-      });
+      const { outbox: gated, open } = gatedOutbox();
       const client = await db.pool.connect();
       try {
         await client.query('BEGIN');

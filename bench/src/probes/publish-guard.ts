@@ -14,7 +14,7 @@ import { performance } from 'node:perf_hooks';
 import pg from 'pg';
 
 import { startEmbeddedPostgres } from '../../../src/embedded/index.js';
-import { queryInTransaction } from '../../../src/producer/in-transaction-query.js';
+import { queryInTransaction, watchCallTransaction } from '../../../src/producer/in-transaction-query.js';
 import { SavepointGuardedQuery } from '../../../src/producer/savepoint-guarded-query.js';
 
 const N = Number(process.argv[2] ?? 20000);
@@ -28,7 +28,11 @@ try {
   const config = (i: number) => ({ name: 'ins', text: 'INSERT INTO t (v) VALUES ($1) RETURNING id', values: [String(i)] });
   const ways: Record<string, (i: number) => PromiseLike<unknown>> = {
     plain: (i) => client.query(config(i)),
-    guarded: (i) => queryInTransaction(client, 'publish', config(i)),
+    // As publish sends it: the dispatch check and the call's transaction watch.
+    guarded: (i) => {
+      const call = watchCallTransaction(client);
+      return queryInTransaction(client, pg.Query, 'publish', config(i), call).finally(() => call?.release());
+    },
     'plain unnamed': (i) => client.query({ text: config(i).text, values: config(i).values }),
     savepoint: (i) => {
       const query = new SavepointGuardedQuery(config(i).text, config(i).values, 'publish');

@@ -12,6 +12,7 @@ import { resolveSchemaNames, type SchemaNames } from '../../src/schema/schema-na
 import type { Statement } from '../../src/util/statement.js';
 import { StatementRunner } from '../../src/util/statement-runner.js';
 import { useTestDatabase } from '../support/database.js';
+import { keyedDeadLetters as plantKeyedDeadLetters } from '../support/dead-letter.js';
 import { listen } from '../support/listen.js';
 import { outboxFactory } from '../support/outboxes.js';
 import { publishCommitted, remaining } from '../support/publish.js';
@@ -48,15 +49,9 @@ function withoutBody(row: object): Record<string, unknown> {
   return Object.fromEntries(Object.entries(row).filter(([key]) => !body.includes(key)));
 }
 
-/** Dead letters of queue q with the given ordering keys, in id order; their bodies say `dead <n> <key>`. */
-async function keyedDeadLetters(table: string, keys: readonly (string | null)[]): Promise<string[]> {
-  const { rows } = await db.pool.query<{ id: string }>(
-    `INSERT INTO ${table}_dlq (original_id, queue, payload, created_at, attempts_count, deliveries_count, failure_reason, ordering_key)
-     SELECT n, 'q', convert_to('dead ' || n || ' ' || coalesce(k, '-'), 'UTF8'), now(), 1, 1, 'rejected', k
-     FROM unnest($1::text[]) WITH ORDINALITY AS t(k, n) ORDER BY n RETURNING id::text`,
-    [keys],
-  );
-  return rows.map((row) => row.id);
+/** Dead letters of queue q with the given ordering keys, in id order (test/support/dead-letter.ts). */
+function keyedDeadLetters(table: string, keys: readonly (string | null)[]): Promise<string[]> {
+  return plantKeyedDeadLetters(db.pool, table, keys);
 }
 
 async function dlqCount(table: string, queue?: string): Promise<number> {

@@ -10,6 +10,7 @@ import pg from 'pg';
 
 import { ConstantRetry, InvalidOptionError, type Outbox } from '../../src/index.js';
 import { useTestDatabase } from '../support/database.js';
+import { keyedDeadLetters } from '../support/dead-letter.js';
 import { outboxFactory } from '../support/outboxes.js';
 import { FAST_POLL } from '../support/subscriber-setup.js';
 import { inTransaction } from '../support/transaction.js';
@@ -326,15 +327,9 @@ describe('per-key ordering', () => {
     );
   });
 
-  /** Dead letters in queue q with the given keys, in id order; their bodies say `dead <n> <key>`. */
-  async function deadLetters(table: string, keys: readonly (string | null)[]): Promise<string[]> {
-    const { rows } = await db.pool.query<{ id: string }>(
-      `INSERT INTO ${table}_dlq (original_id, queue, payload, created_at, attempts_count, deliveries_count, failure_reason, ordering_key)
-       SELECT n, 'q', convert_to('dead ' || n || ' ' || coalesce(k, '-'), 'UTF8'), now(), 1, 1, 'rejected', k
-       FROM unnest($1::text[]) WITH ORDINALITY AS t(k, n) ORDER BY n RETURNING id::text`,
-      [keys],
-    );
-    return rows.map((row) => row.id);
+  /** Dead letters in queue q with the given keys, in id order (test/support/dead-letter.ts). */
+  function deadLetters(table: string, keys: readonly (string | null)[]): Promise<string[]> {
+    return keyedDeadLetters(db.pool, table, keys);
   }
 
   async function bodiesInOutbox(table: string): Promise<string[]> {

@@ -16,3 +16,17 @@ export async function plantDeadLetter(
   );
   return rows[0]?.id ?? '';
 }
+
+/**
+ * Dead letters of queue `q` in `<table>_dlq` with the given ordering keys (null: unkeyed), in id
+ * order; each body says `dead <n> <key>`. Returns their ids.
+ */
+export async function keyedDeadLetters(pool: pg.Pool, table: string, keys: readonly (string | null)[]): Promise<string[]> {
+  const { rows } = await pool.query<{ id: string }>(
+    `INSERT INTO ${table}_dlq (original_id, queue, payload, created_at, attempts_count, deliveries_count, failure_reason, ordering_key)
+     SELECT n, 'q', convert_to('dead ' || n || ' ' || coalesce(k, '-'), 'UTF8'), now(), 1, 1, 'rejected', k
+     FROM unnest($1::text[]) WITH ORDINALITY AS t(k, n) ORDER BY n RETURNING id::text`,
+    [keys],
+  );
+  return rows.map((row) => row.id);
+}
